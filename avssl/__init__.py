@@ -1,0 +1,3 @@
+"""avssl: self-supervised audio-visual correspondence in PyTorch."""
+
+__version__ = "0.1.0"

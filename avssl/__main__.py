@@ -1,0 +1,5 @@
+import sys
+
+from avssl.cli import main
+
+sys.exit(main())

@@ -1,0 +1,234 @@
+"""Nested dataclass configuration, loaded from YAML with ``--set key=value`` overrides.
+
+Every size in the method table of the README is a value here. ``configs/<method>.yaml`` hold the
+small, fast defaults; ``configs/<method>-paper.yaml`` the paper sizes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from avssl.errors import ConfigError
+
+
+@dataclass
+class SynthConfig:
+    """The built-in synthetic AV world (see :mod:`avssl.data.synthetic`)."""
+
+    n_train: int = 480
+    n_val: int = 64
+    n_test: int = 64
+    duration: float = 4.0
+    size: int = 96
+    fps: int = 25
+    sample_rate: int = 16000
+    n_classes: int = 6
+    max_distractors: int = 2
+    seed: int = 0
+
+
+@dataclass
+class DataConfig:
+    """Where clips come from and how pairs are cut out of them."""
+
+    root: str | None = None  # a manifest.jsonl (or a folder holding one); None = synthetic world
+    fps: float = 25.0  # frame rate frames are decoded at
+    load_size: int = 72  # decoded frame size before the random crop
+    frame_size: int = 64  # model input size (square)
+    sample_rate: int = 16000
+    window: float = 1.0  # seconds of audio per pair, centred on the frame
+    min_shift: float = 1.0  # hard negatives: audio shifted by at least this many seconds
+    hard_fraction: float = 0.5  # share of negatives that are hard (same clip, shifted)
+    preload: bool = True  # decode every clip once into memory (small datasets)
+    num_workers: int = 0
+    augment: bool = True  # L3 training augmentations (random crop, flip, colour jitter)
+    synthetic: SynthConfig = field(default_factory=SynthConfig)
+
+
+@dataclass
+class AudioFeatures:
+    """Audio front end: L3 log-magnitude STFT or log-mel, computed on the model's device."""
+
+    kind: str = "logmel"  # "logstft" | "logmel"
+    n_fft: int = 512
+    win_length: int = 400
+    hop_length: int = 160
+    n_mels: int = 64
+    center: bool = False
+
+
+@dataclass
+class ModelConfig:
+    """Encoders and head. ``method`` picks an entry of :data:`avssl.models.METHODS`."""
+
+    method: str = "contrastive"
+    channels: list[int] = field(default_factory=lambda: [32, 64, 128, 128])
+    conv1_stride: int = 1  # 2 in AVE-Net / AVOL-Net
+    vision_pool_last: bool = True  # False keeps the last block's resolution (AVOL 14x14 map)
+    embed_dim: int = 128
+    fusion_hidden: int = 128  # L3 fusion FC
+    head_hidden: int = 128  # hidden width of the AVE/AVOL/contrastive projection heads
+    temperature: float = 0.07  # contrastive; learnt when learn_temperature
+    learn_temperature: bool = True
+    mil_pool: str = "lse"  # training-time pooling over locations: "max" | "lse" (eval: max)
+    lse_sharpness: float = 10.0
+    spatial: bool = True  # contrastive: score = max over locations of the visual map
+    audio: AudioFeatures = field(default_factory=AudioFeatures)
+
+
+@dataclass
+class LossConfig:
+    """Objective settings (see :mod:`avssl.losses`)."""
+
+    hard_negatives: bool = True  # contrastive: add same-clip shifted audio as extra negatives
+    mask_same_label: bool = False  # contrastive: do not treat same-label items as negatives
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation and bookkeeping."""
+
+    batch_size: int = 64
+    steps: int = 2000
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    warmup_steps: int = 100
+    schedule: str = "cosine"  # cosine | constant (after warm-up)
+    eval_every: int = 500
+    log_every: int = 50
+    precision: str = "auto"  # auto (bf16 on CPUs/GPUs that support it) | bf16 | fp16 | fp32
+    channels_last: bool = True
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    seed: int = 0
+    deterministic: bool = False
+    runs_dir: str = "runs"
+    val_windows: int = 4  # windows per validation clip
+
+
+@dataclass
+class Config:
+    """The whole resolved configuration of a run (saved in ``config.yaml`` and checkpoints)."""
+
+    name: str = "default"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+def to_dict(cfg) -> dict:
+    """Plain nested dict of a config dataclass (YAML/JSON/checkpoint friendly)."""
+    return dataclasses.asdict(cfg)
+
+
+def _field_types(cls) -> dict[str, typing.Any]:
+    return typing.get_type_hints(cls)
+
+
+def _coerce(value, tp, key: str):
+    """Convert a YAML value to the annotated type, with a one-line error."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if value is None:
+            return None
+        return _coerce(value, args[0], key)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+        return from_dict(tp, value, prefix=key + ".")
+    if origin is list:
+        (inner,) = typing.get_args(tp)
+        if isinstance(value, str):
+            value = yaml.safe_load(value)
+        if not isinstance(value, list):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        return [_coerce(v, inner, key) for v in value]
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
+            return value.lower() in ("true", "1", "yes")
+        raise ConfigError(f"{key}: expected true/false, got {value!r}")
+    try:
+        if tp is int and isinstance(value, float) and not value.is_integer():
+            raise ValueError
+        return tp(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{key}: expected {tp.__name__}, got {value!r}") from None
+
+
+def _unknown(key: str, valid) -> ConfigError:
+    close = difflib.get_close_matches(key.rsplit(".", 1)[-1], list(valid), n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else f" (valid: {', '.join(valid)})"
+    return ConfigError(f"unknown config key {key!r}{hint}")
+
+
+def from_dict(cls, data: dict, prefix: str = ""):
+    """Build dataclass ``cls`` from a nested dict; unknown keys are an error naming the nearest."""
+    types_ = _field_types(cls)
+    kwargs = {}
+    for key, value in (data or {}).items():
+        if key not in types_:
+            raise _unknown(prefix + key, types_)
+        kwargs[key] = _coerce(value, types_[key], prefix + key)
+    return cls(**kwargs)
+
+
+def apply_override(cfg, assignment: str) -> None:
+    """Apply one ``dotted.key=value`` override in place (value parsed as YAML)."""
+    if "=" not in assignment:
+        raise ConfigError(f"--set expects key=value, got {assignment!r}")
+    key, raw = assignment.split("=", 1)
+    parts = key.strip().split(".")
+    obj = cfg
+    for i, part in enumerate(parts):
+        types_ = _field_types(type(obj))
+        if part not in types_:
+            raise _unknown(".".join(parts[: i + 1]), types_)
+        if i == len(parts) - 1:
+            value = yaml.safe_load(raw) if raw.strip() else None
+            setattr(obj, part, _coerce(value, types_[part], key))
+        else:
+            obj = getattr(obj, part)
+
+
+def load_config(path: str | os.PathLike | None = None, overrides: list[str] = ()) -> Config:
+    """Load a YAML config (or the defaults when ``path`` is None) and apply overrides."""
+    data = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"{path}: no such config file")
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{path}: not valid YAML ({err.__class__.__name__})") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: top level must be a mapping")
+        try:
+            cfg = from_dict(Config, data)
+        except ConfigError as err:
+            raise ConfigError(f"{path}: {err}") from None
+    else:
+        cfg = Config()
+    for item in overrides:
+        apply_override(cfg, item)
+    return cfg
+
+
+def config_from_dict(data: dict) -> Config:
+    """Rebuild a :class:`Config` saved by :func:`to_dict` (e.g. inside a checkpoint)."""
+    return from_dict(Config, data)
+
+
+def dump_yaml(cfg) -> str:
+    return yaml.safe_dump(to_dict(cfg), sort_keys=False)

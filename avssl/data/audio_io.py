@@ -1,0 +1,164 @@
+"""Audio decoding: a window of any audio file or track as mono float32 at a requested rate.
+
+wav/flac/ogg are read with soundfile (seeking to the window); every other container, and any
+file soundfile cannot open, goes through PyAV. Resampling is libswresample's (via
+``av.AudioResampler``), which handles any rate pair and keeps sample 0 aligned.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import av
+import numpy as np
+import soundfile as sf
+import torch
+
+from avssl.data.media_checks import (
+    SOUNDFILE_EXTS,
+    TOLERANCE_S,
+    check_coverage,
+    check_file,
+    check_rate,
+    check_window,
+    guard,
+    open_container,
+    origin_s,
+    seek_to,
+    stream_end_s,
+)
+from avssl.errors import MediaError
+
+# Decoded on both sides of a window so that the resampling filter has context at its edges.
+MARGIN_S = 0.02
+_BLOCK = 1 << 16
+
+
+def read_audio(
+    path: str | os.PathLike, start: float, duration: float, sample_rate: int
+) -> torch.Tensor:
+    """Decode ``[start, start + duration)`` seconds of audio, mixed to mono and resampled.
+
+    Args:
+        path: an audio file (wav, flac, ogg, ...) or a container with an audio track.
+        start: window start in seconds (from the start of the file).
+        duration: window length in seconds.
+        sample_rate: output rate in Hz.
+
+    Returns:
+        float32 ``[N]`` with ``N = round(duration * sample_rate)``: the mean of all channels.
+        A track ending at most ``TOLERANCE_S`` short of the window is zero-padded.
+
+    Raises:
+        MediaError: missing/corrupt file, no audio stream, or a window beyond the audio.
+    """
+    p = check_file(path)
+    check_window(p, start, duration, sample_rate, "sample rate")
+    sample_rate = int(sample_rate)
+    if p.suffix.lower() in SOUNDFILE_EXTS:
+        try:
+            handle = sf.SoundFile(str(p))
+        except (RuntimeError, TypeError, ValueError):
+            handle = None  # mislabelled or a codec libsndfile lacks: let FFmpeg try
+        if handle is not None:
+            with handle, guard(p):
+                return _read_soundfile(p, handle, start, duration, sample_rate)
+    return _read_av(p, start, duration, sample_rate)
+
+
+def _read_soundfile(p, handle: sf.SoundFile, start, duration, sample_rate) -> torch.Tensor:
+    sr, total = handle.samplerate, handle.frames
+    check_rate(p, sr, handle.channels)
+    check_coverage(p, "audio", start, duration, total / sr, None)
+    # Start the read a whole number of output samples before the window when the rates allow,
+    # so that the window starts exactly on the resampled grid.
+    s0, step = round(start * sr), sr // math.gcd(sr, sample_rate)
+    if step > 4 * MARGIN_S * sr:
+        step = 1
+    first = s0 - step * min(math.ceil(MARGIN_S * sr / step), s0 // step)
+    stop = min(total, math.ceil((start + duration + MARGIN_S) * sr))
+    handle.seek(first)
+    chunks, n = [], 0
+    while n < stop - first:
+        block = handle.read(min(_BLOCK, stop - first - n), dtype="float32", always_2d=True)
+        if len(block) == 0:
+            break
+        chunks.append(block.mean(axis=1))
+        n += len(block)
+    if first + n < stop:  # the header promised more samples than the data holds
+        check_coverage(p, "audio", start, duration, (first + n) / sr, total / sr)
+    mono = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
+    if sr != sample_rate:
+        mono = _resample(mono, sr, sample_rate)
+    return _cut(mono, round((s0 - first) * sample_rate / sr), round(duration * sample_rate))
+
+
+def _read_av(p, start, duration, sample_rate) -> torch.Tensor:
+    container = open_container(p)
+    with container, guard(p):
+        if not container.streams.audio:
+            raise MediaError(p, "no audio stream")
+        stream = container.streams.audio[0]
+        check_rate(p, stream.codec_context.sample_rate, stream.codec_context.channels)
+        declared = stream_end_s(container, stream)
+        lo, hi = max(0.0, start - MARGIN_S), start + duration + MARGIN_S
+        mono, t0, complete = _decode_av(container, stream, lo, hi, sample_rate, seek=lo > 0)
+        if t0 is not None and t0 > lo + 1e-3 and lo > 0:  # the seek overshot: decode from 0
+            mono, t0, complete = _decode_av(container, stream, 0.0, hi, sample_rate, seek=True)
+        if not complete:
+            end = None if t0 is None else t0 + len(mono) / sample_rate
+            check_coverage(p, "audio", start, duration, end, declared)
+        if t0 > start + TOLERANCE_S:
+            raise MediaError(p, f"audio starts at {t0:.2f} s, after the window start {start:.2f} s")
+        offset = round((start - t0) * sample_rate)
+        return _cut(mono, offset, round(duration * sample_rate))
+
+
+def _decode_av(container, stream, lo: float, hi: float, rate: int, seek: bool):
+    """Decode ``stream`` from about ``lo`` to ``hi`` s as mono at ``rate``.
+
+    Returns:
+        ``(mono [n] float32, time of mono[0] or None if nothing decoded, reached hi)``.
+    """
+    origin = origin_s(container)
+    if seek:
+        seek_to(container, stream, lo)
+    resampler = av.AudioResampler(format="fltp", rate=rate)  # keeps the channel layout
+    chunks, n, t0 = [], 0, None
+    for frame in container.decode(stream):
+        if t0 is None:
+            t0 = (frame.time or 0.0) - origin
+        for out in resampler.resample(frame):
+            chunks.append(out.to_ndarray().mean(axis=0, dtype=np.float32))
+            n += out.samples
+        if t0 + n / rate >= hi:
+            break
+    else:
+        for out in resampler.resample(None):
+            chunks.append(out.to_ndarray().mean(axis=0, dtype=np.float32))
+            n += out.samples
+    mono = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
+    return mono, t0, t0 is not None and t0 + n / rate >= hi
+
+
+def _resample(mono: np.ndarray, sr: int, rate: int) -> np.ndarray:
+    """Resample mono float32 ``[n]`` from ``sr`` to ``rate`` Hz (output sample 0 aligned)."""
+    frame = av.AudioFrame.from_ndarray(
+        np.ascontiguousarray(mono[None]), format="fltp", layout="mono"
+    )
+    frame.sample_rate, frame.pts = sr, 0
+    resampler = av.AudioResampler(format="fltp", layout="mono", rate=rate)
+    outs = resampler.resample(frame) + resampler.resample(None)
+    return np.concatenate([o.to_ndarray()[0] for o in outs] or [np.zeros(0, np.float32)])
+
+
+def _cut(mono: np.ndarray, offset: int, n: int) -> torch.Tensor:
+    """``mono[offset : offset + n]`` as a tensor, zeros where ``mono`` does not reach."""
+    out = np.zeros(n, dtype=np.float32)
+    src = mono[max(0, offset) : max(0, offset + n)]
+    dst = max(0, -offset)
+    m = min(len(src), n - dst)
+    if m > 0:
+        out[dst : dst + m] = src[:m]
+    return torch.from_numpy(out)

@@ -1,0 +1,212 @@
+"""Torch datasets of audio-visual pairs cut from manifest clips.
+
+:class:`ClipStore` gives the frame at ``t`` and the audio window centred on ``t`` of any clip,
+either preloaded into memory (small datasets: one sequential decode per clip) or decoded on
+demand with seeking. :class:`AVPairDataset` combines it with the :class:`PairSampler`.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+from tqdm import tqdm
+
+from avssl.config import DataConfig
+from avssl.data import media
+from avssl.data.manifest import Row, resolve
+from avssl.data.pairs import PairSampler
+from avssl.data.transforms import eval_resize, train_augment
+from avssl.errors import MediaError
+
+
+class ClipStore:
+    """Frames and audio of a list of manifest rows.
+
+    Args:
+        rows: manifest rows.
+        manifest: the manifest's path (media paths are relative to it).
+        data: data settings (fps, sample rate, window).
+        size: side length frames are decoded at.
+        preload: decode everything once into memory.
+        progress: show a progress bar while preloading.
+
+    Rows that cannot be decoded are dropped; ``skipped`` lists ``(id, reason)`` for each.
+    """
+
+    def __init__(
+        self,
+        rows: list[Row],
+        manifest: str | Path,
+        data: DataConfig,
+        size: int,
+        preload: bool,
+        progress: bool = False,
+    ):
+        self.data, self.size, self.preload = data, size, preload
+        self.manifest = Path(manifest)
+        self.skipped: list[tuple[str, str]] = []
+        self._frames: list[torch.Tensor] = []
+        self._audio: list[torch.Tensor] = []
+        if preload:
+            with ThreadPoolExecutor(max_workers=2) as pool:
+                loaded = pool.map(self._load, rows)
+                it = tqdm(
+                    loaded, total=len(rows), desc="decode", disable=not progress, file=sys.stderr
+                )
+                kept = []
+                for row, item in zip(rows, it, strict=True):
+                    if isinstance(item, MediaError):
+                        self.skipped.append((row.id, str(item)))
+                        continue
+                    kept.append(row)
+                    self._frames.append(item[0])
+                    self._audio.append(item[1])
+            self.rows = kept
+            sr = data.sample_rate
+            self.durations = [min(f.shape[0] / data.fps, a.shape[0] / sr) for f, a in self.loaded]
+        else:
+            self.rows, self.durations = [], []
+            for row in rows:
+                try:
+                    self.durations.append(self._duration(row))
+                    self.rows.append(row)
+                except MediaError as err:
+                    self.skipped.append((row.id, str(err)))
+        too_short = [i for i, d in enumerate(self.durations) if d < data.window]
+        for i in reversed(too_short):
+            self.skipped.append((self.rows[i].id, f"shorter than the {data.window:g}-s window"))
+            del self.rows[i], self.durations[i]
+            if preload:
+                del self._frames[i], self._audio[i]
+
+    @property
+    def loaded(self):
+        return zip(self._frames, self._audio, strict=True)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def _paths(self, row: Row) -> tuple[Path, Path | None]:
+        return resolve(self.manifest, row.visual), resolve(self.manifest, row.audio)
+
+    def _duration(self, row: Row) -> float:
+        if row.end is not None:
+            return row.end - row.start
+        video, audio = self._paths(row)
+        info = media.probe(audio or video)
+        if info.duration is None:
+            raise MediaError(audio or video, "unknown duration")
+        return info.duration - row.start
+
+    def _load(self, row: Row):
+        video, audio = self._paths(row)
+        d = self.data
+        try:
+            duration = None if row.end is None else row.end - row.start
+            return media.read_clip(
+                video, d.fps, self.size, d.sample_rate, audio, row.start, duration
+            )
+        except MediaError as err:
+            return err
+
+    def frame(self, clip: int, t: float) -> torch.Tensor:
+        """uint8 ``[3, size, size]``: the frame showing at ``t`` s into the clip."""
+        if self.preload:
+            frames = self._frames[clip]
+            return frames[min(int(math.floor(t * self.data.fps + 1e-6)), len(frames) - 1)].permute(
+                2, 0, 1
+            )
+        row = self.rows[clip]
+        video, _ = self._paths(row)
+        frames = media.read_frames(
+            video, row.start + t, 1.0 / self.data.fps, self.data.fps, self.size
+        )
+        return frames[0].permute(2, 0, 1)
+
+    def audio(self, clip: int, centre: float) -> torch.Tensor:
+        """float32 ``[N]``: the ``window``-second audio centred on ``centre`` s into the clip."""
+        d = self.data
+        n = int(round(d.window * d.sample_rate))
+        start = centre - d.window / 2
+        if self.preload:
+            wave = self._audio[clip]
+            i = max(0, min(int(round(start * d.sample_rate)), wave.shape[0] - n))
+            return wave[i : i + n]
+        row = self.rows[clip]
+        video, audio = self._paths(row)
+        return media.read_audio(audio or video, row.start + start, d.window, d.sample_rate)
+
+
+class AVPairDataset(Dataset):
+    """Items of positive, easy-negative and hard-negative audio for one frame.
+
+    Each item is a dict: ``frames`` uint8 ``[3, S, S]``, ``audio``, ``audio_neg``, ``audio_hard``
+    float32 ``[N]``, ``neg_hard`` and ``hard_valid`` bool, ``label`` long (class index or -1),
+    ``clip`` long, ``t`` float. ``audio_neg`` is the hard negative when ``neg_hard`` else the
+    easy one; ``audio_easy`` is always the easy one.
+
+    Args:
+        store: decoded clips.
+        data: data settings (window, shifts, augmentation).
+        classes: label names; a row's first label indexes into it.
+        train: augment frames; otherwise resize only.
+        windows_per_clip: items per clip per epoch.
+        seed: sampling seed.
+    """
+
+    def __init__(
+        self,
+        store: ClipStore,
+        data: DataConfig,
+        classes: list[str],
+        train: bool,
+        windows_per_clip: int = 1,
+        seed: int = 0,
+    ):
+        self.store, self.data, self.train = store, data, train
+        self.sampler = PairSampler(
+            store.durations, data.window, data.min_shift, data.hard_fraction, seed
+        )
+        index = {c: i for i, c in enumerate(classes)}
+        self.labels = [index.get(r.labels[0], -1) if r.labels else -1 for r in store.rows]
+        self.windows_per_clip = windows_per_clip
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.store) * self.windows_per_clip
+
+    def __getitem__(self, index: int) -> dict:
+        pair = self.sampler.sample(index, self.epoch)
+        store = self.store
+        frame = store.frame(pair.clip, pair.t)
+        if self.train and self.data.augment:
+            rng = np.random.default_rng([self.seed, 1 + (self.epoch & 0x7FFFFFFF), index])
+            frame = train_augment(frame, self.data.frame_size, rng)
+        else:
+            frame = eval_resize(frame, self.data.frame_size)
+        audio = store.audio(pair.clip, pair.t)
+        easy = store.audio(pair.easy_clip, pair.easy_t)
+        hard_valid = not math.isnan(pair.hard_t)
+        hard = store.audio(pair.clip, pair.hard_t) if hard_valid else easy
+        return {
+            "frames": frame,
+            "audio": audio,
+            "audio_easy": easy,
+            "audio_hard": hard,
+            "audio_neg": hard if pair.neg_hard else easy,
+            "neg_hard": torch.tensor(pair.neg_hard),
+            "hard_valid": torch.tensor(hard_valid),
+            "label": torch.tensor(self.labels[pair.clip], dtype=torch.long),
+            "clip": torch.tensor(pair.clip, dtype=torch.long),
+            "t": torch.tensor(pair.t, dtype=torch.float32),
+        }

@@ -1,0 +1,179 @@
+"""Media decoding: describe a file, read a window of frames or audio, or a whole clip.
+
+Times are seconds from the start of the container. Frames are decoded with PyAV (see
+:mod:`avssl.data.video_io`), audio with soundfile or PyAV (see :mod:`avssl.data.audio_io`).
+Still images are one-frame videos.
+Every failure is one :class:`~avssl.errors.MediaError` naming the file; decoding limits are
+the constants of :mod:`avssl.data.media_checks`.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+
+import soundfile as sf
+import torch
+
+from avssl.data.audio_io import read_audio
+from avssl.data.media_checks import (
+    SOUNDFILE_EXTS,
+    check_file,
+    guard,
+    open_container,
+    origin_s,
+    stream_end_s,
+)
+from avssl.data.video_io import is_image, read_frames, video_stream
+from avssl.errors import MediaError
+
+__all__ = ["MediaInfo", "probe", "read_audio", "read_clip", "read_frames"]
+
+
+@dataclass
+class MediaInfo:
+    """What avssl sees in a media file (``None``: unknown or not applicable).
+
+    ``kind`` is "video", "image" or "audio"; ``n_frames`` is estimated from the duration and
+    frame rate when the container does not store it.
+    """
+
+    path: str
+    kind: str
+    container: str | None = None
+    duration: float | None = None
+    has_video: bool = False
+    fps: float | None = None
+    width: int | None = None
+    height: int | None = None
+    n_frames: int | None = None
+    video_codec: str | None = None
+    has_audio: bool = False
+    audio_rate: int | None = None
+    audio_channels: int | None = None
+    audio_codec: str | None = None
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def probe(path: str | os.PathLike) -> MediaInfo:
+    """Describe a media file without decoding it (a file of unknown duration is demuxed).
+
+    Raises:
+        MediaError: missing, empty, not media, or without any audio or video stream.
+    """
+    p = check_file(path)
+    if p.suffix.lower() in SOUNDFILE_EXTS:
+        try:
+            info = sf.info(str(p))
+        except (RuntimeError, TypeError, ValueError):
+            info = None  # let FFmpeg try
+        if info is not None:
+            return MediaInfo(
+                path=str(p),
+                kind="audio",
+                container=info.format.lower(),
+                duration=info.frames / info.samplerate,
+                has_audio=True,
+                audio_rate=info.samplerate,
+                audio_channels=info.channels,
+                audio_codec=info.subtype.lower(),
+            )
+    container = open_container(p)
+    with container, guard(p):
+        video = video_stream(container)
+        audio = container.streams.audio[0] if container.streams.audio else None
+        if video is None and audio is None:
+            raise MediaError(p, "no audio or video stream")
+        image = video is not None and is_image(p, container)
+        duration = None if image else _duration(container)
+        fps = width = height = n_frames = None
+        if video is not None:
+            width, height = video.codec_context.width or None, video.codec_context.height or None
+            rate = video.average_rate or video.guessed_rate
+            fps = None if image or not rate else float(rate)
+            end = stream_end_s(container, video) or duration
+            n_frames = 1 if image else video.frames or (round(end * fps) if end and fps else None)
+        acc = audio.codec_context if audio is not None else None
+        return MediaInfo(
+            path=str(p),
+            kind="image" if image else "video" if video is not None else "audio",
+            container=container.format.name,
+            duration=duration,
+            has_video=video is not None,
+            fps=fps,
+            width=width,
+            height=height,
+            n_frames=n_frames,
+            video_codec=video.codec_context.name if video is not None else None,
+            has_audio=audio is not None,
+            audio_rate=acc.sample_rate if acc is not None else None,
+            audio_channels=acc.channels if acc is not None else None,
+            audio_codec=acc.name if acc is not None else None,
+        )
+
+
+def read_clip(
+    path: str | os.PathLike,
+    fps: float,
+    size: int | tuple[int, int] | None,
+    sample_rate: int,
+    audio_path: str | os.PathLike | None = None,
+    start: float = 0.0,
+    duration: float | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Decode a whole clip (or ``[start, start + duration)``) in one pass per stream.
+
+    Args:
+        path: a video or a still image.
+        fps: output frame rate.
+        size: as for :func:`read_frames`.
+        sample_rate: output audio rate (Hz).
+        audio_path: a separate audio file; by default the audio track of ``path``.
+        start: clip start in seconds.
+        duration: clip length in seconds; ``None`` reads to the end (of the shorter medium
+            when the audio is a separate file; of the audio for a still image).
+
+    Returns:
+        ``(frames, audio)``: uint8 ``[T, H, W, 3]`` with ``T = round(duration * fps)`` and
+        float32 ``[N]`` mono with ``N = round(duration * sample_rate)``.
+
+    Raises:
+        MediaError: as for :func:`read_frames` and :func:`read_audio`.
+    """
+    apath = path if audio_path is None else audio_path
+    if duration is None:
+        info = probe(path)
+        if not info.has_video:
+            raise MediaError(path, "no video stream")
+        ainfo = info if audio_path is None else probe(audio_path)
+        if not ainfo.has_audio:
+            raise MediaError(apath, "no audio stream")
+        ends = [d for d in (info.duration, ainfo.duration) if d is not None]
+        if not ends:
+            raise MediaError(path, "unknown duration: pass a duration")
+        end = min(ends)
+        if start >= end:
+            raise MediaError(path, f"clip start {start:.2f} s is beyond the end ({end:.2f} s)")
+        duration = end - start
+    frames = read_frames(path, start, duration, fps, size)
+    return frames, read_audio(apath, start, duration, sample_rate)
+
+
+def _duration(container) -> float | None:
+    """Container duration (s), else the longest declared stream, else found by demuxing."""
+    if container.duration:
+        return container.duration / 1e6
+    ends = [e for s in container.streams if (e := stream_end_s(container, s)) is not None]
+    if ends:
+        return max(ends)
+    end, n_video, video = None, 0, video_stream(container)
+    for packet in container.demux():
+        n_video += packet.stream is video and packet.size > 0
+        if packet.pts is not None and packet.time_base is not None:
+            t = float((packet.pts + (packet.duration or 0)) * packet.time_base)
+            end = t if end is None else max(end, t)
+    if end is None and n_video and (rate := video.average_rate or video.guessed_rate):
+        return n_video / float(rate)  # raw streams without timestamps: count the frames
+    return None if end is None else end - origin_s(container)

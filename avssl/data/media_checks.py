@@ -1,0 +1,164 @@
+"""Shared by the media readers: decoding limits, file checks, error mapping, time bases.
+
+Every problem with a media file surfaces as one :class:`~avssl.errors.MediaError` whose reason
+is short enough for a one-line ``error: FILE: reason`` message.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import av
+
+from avssl.errors import MediaError
+
+# Decoding limits: a crafted or mistaken file must not exhaust memory.
+MAX_PIXELS = 4096 * 4096  # width * height of a video stream, an image or a requested size
+MAX_SAMPLE_RATE = 384_000  # Hz, of a file or of a requested rate
+MAX_CHANNELS = 64
+MAX_FPS = 1000.0  # requested output frame rate
+MAX_WINDOW_S = 600.0  # longest window a single call decodes
+MAX_OUTPUT_BYTES = 4 * 2**30  # size of one returned frames tensor
+
+# Streams ending this much (or one frame) short of a window are padded instead of rejected.
+TOLERANCE_S = 0.1
+
+IMAGE_EXTS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".webp"})
+SOUNDFILE_EXTS = frozenset({".wav", ".flac", ".ogg", ".oga", ".aif", ".aiff"})
+
+_AVFMT_NOTIMESTAMPS = 0x80  # libavformat's flag (PyAV exposes format flags as a bare int)
+
+# What the decoding libraries raise for bad input (soundfile's errors are RuntimeErrors).
+DECODE_ERRORS = (av.FFmpegError, RuntimeError, OSError, ValueError, EOFError)
+
+
+def describe(err: BaseException) -> str:
+    """A short description of a library error, without the file name it may repeat."""
+    text = getattr(err, "strerror", None) or str(err) or type(err).__name__
+    return " ".join(str(text).split())[:200]
+
+
+def check_file(path: str | os.PathLike) -> Path:
+    """Return ``path`` as a :class:`Path` if it is a non-empty regular file, else raise."""
+    p = Path(path)
+    try:
+        if not p.exists():
+            raise MediaError(p, "no such file")
+        if not p.is_file():
+            raise MediaError(p, "not a regular file")
+        if p.stat().st_size == 0:
+            raise MediaError(p, "empty file")
+    except OSError as err:
+        raise MediaError(p, f"cannot access ({describe(err)})") from None
+    return p
+
+
+@contextmanager
+def guard(path: str | os.PathLike, prefix: str = "truncated or corrupt") -> Iterator[None]:
+    """Turn decoding-library exceptions raised inside the block into one :class:`MediaError`."""
+    try:
+        yield
+    except MediaError:
+        raise
+    except DECODE_ERRORS as err:
+        raise MediaError(path, f"{prefix}: {describe(err)}") from None
+
+
+def open_container(path: Path) -> av.container.InputContainer:
+    """Open a file with PyAV, reporting failure as "not a media file or corrupt"."""
+    try:
+        return av.open(str(path), mode="r")
+    except DECODE_ERRORS as err:
+        raise MediaError(
+            path, f"not a media file, or truncated or corrupt ({describe(err)})"
+        ) from None
+
+
+def origin_s(container) -> float:
+    """Presentation time (s) that avssl calls 0: the container's start time."""
+    start = container.start_time
+    return 0.0 if start is None else start / 1e6
+
+
+def seek_to(container, stream, seconds: float) -> None:
+    """Seek ``stream`` to the keyframe at or before ``seconds``.
+
+    Formats without timestamps (raw elementary streams) cannot seek: they decode from the start.
+    """
+    if container.format.flags & _AVFMT_NOTIMESTAMPS or not stream.time_base:
+        return
+    ts = int((seconds + origin_s(container)) / stream.time_base)
+    container.seek(ts, stream=stream, backward=True, any_frame=False)
+
+
+def stream_end_s(container, stream) -> float | None:
+    """Declared end (s, relative to :func:`origin_s`) of a stream, or of the container."""
+    tb = stream.time_base
+    if stream.duration and tb:
+        return float((stream.start_time or 0) * tb + stream.duration * tb) - origin_s(container)
+    if container.duration:
+        return container.duration / 1e6
+    return None
+
+
+def check_window(path, start: float, duration: float, rate: float, what: str) -> None:
+    """Validate a requested window and output rate (``what``: "fps" or "sample rate")."""
+    limit = MAX_FPS if what == "fps" else MAX_SAMPLE_RATE
+    if not (math.isfinite(start) and start >= 0):
+        raise MediaError(path, f"invalid window start {start} s (must be >= 0)")
+    if not (math.isfinite(duration) and duration > 0):
+        raise MediaError(path, f"invalid window duration {duration} s (must be > 0)")
+    if duration > MAX_WINDOW_S:
+        raise MediaError(path, f"window of {duration:.1f} s exceeds the {MAX_WINDOW_S:.0f} s limit")
+    if not (math.isfinite(rate) and 0 < rate <= limit):
+        raise MediaError(path, f"invalid {what} {rate} (must be in (0, {limit:g}])")
+
+
+def check_pixels(path, width: int, height: int, what: str = "frame size") -> None:
+    """Reject frame sizes above :data:`MAX_PIXELS` (or non-positive ones)."""
+    if width <= 0 or height <= 0 or width * height > MAX_PIXELS:
+        raise MediaError(path, f"{what} {width}x{height} outside the limit (1..{MAX_PIXELS} px)")
+
+
+def check_rate(path, sample_rate: int, channels: int) -> None:
+    """Reject audio streams with absurd sample rates or channel counts (0: not yet known)."""
+    if not 0 <= sample_rate <= MAX_SAMPLE_RATE:
+        raise MediaError(path, f"audio sample rate {sample_rate} Hz outside (0, {MAX_SAMPLE_RATE}]")
+    if not 0 <= channels <= MAX_CHANNELS:
+        raise MediaError(path, f"{channels} audio channels outside (0, {MAX_CHANNELS}]")
+
+
+def check_coverage(
+    path,
+    what: str,
+    start: float,
+    duration: float,
+    end: float | None,
+    declared: float | None,
+    tolerance: float = TOLERANCE_S,
+) -> None:
+    """Raise unless a stream that ended at ``end`` s covers ``[start, start + duration)``.
+
+    Args:
+        what: "audio" or "video".
+        end: where the decoded data ended (s), ``None`` if nothing was decoded.
+        declared: the duration the file declares, to tell truncation from a short file.
+        tolerance: shortfall (s) that is padded rather than rejected.
+    """
+    stop = start + duration
+    window = f"window [{start:.2f}, {stop:.2f}) s"
+    if end is None:
+        raise MediaError(path, f"truncated or corrupt: no {what} could be decoded")
+    if declared is not None and end < declared - max(tolerance, 0.5) and stop > end + tolerance:
+        raise MediaError(
+            path,
+            f"truncated or corrupt: {what} ends at {end:.2f} s, the file declares {declared:.2f} s",
+        )
+    if start >= end:
+        raise MediaError(path, f"{window} is beyond the end (duration {end:.2f} s)")
+    if stop > end + tolerance:
+        raise MediaError(path, f"{what} is shorter than the {window} (it ends at {end:.2f} s)")

@@ -1,0 +1,112 @@
+"""Pair sampling for audio-visual correspondence.
+
+A *positive* is the frame at time ``t`` of a clip with the audio window centred on ``t`` of the
+same clip. An *easy negative* takes the audio of another clip. A *hard* (synchronisation)
+negative takes the audio of the same clip centred on ``t'`` with ``|t' - t| >= min_shift``
+(Look, Listen and Learn, https://arxiv.org/abs/1705.08168; the "hard negatives" of AVTS,
+https://arxiv.org/abs/1807.00230).
+
+Every draw is a pure function of ``(seed, epoch, index)``, so sampling is deterministic, needs no
+state to resume, and gives the same pairs in any ``DataLoader`` worker.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One sampled item: a frame time plus its positive, easy and hard negative audio.
+
+    Times are window centres in seconds, relative to the clip's own start.
+    """
+
+    clip: int
+    t: float
+    easy_clip: int
+    easy_t: float
+    hard_t: float
+    neg_hard: bool  # which negative the binary objectives use for this item
+
+
+class PairSampler:
+    """Draws :class:`Pair` items over clips of the given durations.
+
+    Args:
+        durations: seconds of each clip (usable span, ``end - start``).
+        window: audio window length in seconds (frames are taken at the window centre).
+        min_shift: smallest shift in seconds of a hard negative.
+        hard_fraction: probability that ``neg_hard`` is True for an item.
+        seed: base seed.
+
+    Item ``index`` refers to clip ``index % len(durations)``, so a dataset of
+    ``k * len(durations)`` items visits every clip ``k`` times per epoch.
+    """
+
+    def __init__(
+        self,
+        durations: Sequence[float],
+        window: float,
+        min_shift: float,
+        hard_fraction: float = 0.5,
+        seed: int = 0,
+    ):
+        if len(durations) < 2:
+            raise ValueError("pair sampling needs at least two clips (easy negatives)")
+        self.durations = np.asarray(durations, dtype=np.float64)
+        self.window = float(window)
+        self.min_shift = float(min_shift)
+        self.hard_fraction = float(hard_fraction)
+        self.seed = int(seed)
+        span = self.durations - self.window
+        if (span < 0).any():
+            bad = int(np.argmin(span))
+            raise ValueError(f"clip {bad} ({self.durations[bad]:.2f} s) is shorter than the window")
+        self.can_shift = span >= self.min_shift
+
+    def __len__(self) -> int:
+        return len(self.durations)
+
+    def _centre_range(self, clip: int) -> tuple[float, float]:
+        half = self.window / 2
+        return half, float(self.durations[clip]) - half
+
+    def _frame_time(self, rng: np.random.Generator, clip: int) -> float:
+        """A centre ``t`` that leaves room for a hard negative when the clip allows one."""
+        lo, hi = self._centre_range(clip)
+        m = self.min_shift
+        if not self.can_shift[clip]:
+            return float(rng.uniform(lo, hi))
+        if hi - lo >= 2 * m:
+            return float(rng.uniform(lo, hi))
+        # Valid centres are [lo, hi - m] U [lo + m, hi]; pick from their union uniformly.
+        left, right = hi - m - lo, hi - (lo + m)
+        u = rng.uniform(0, left + right)
+        return float(lo + u) if u < left else float(lo + m + (u - left))
+
+    def _shifted_time(self, rng: np.random.Generator, clip: int, t: float) -> float:
+        lo, hi = self._centre_range(clip)
+        m = self.min_shift
+        left = max(0.0, (t - m) - lo)
+        right = max(0.0, hi - (t + m))
+        if left + right <= 0:
+            return float("nan")
+        u = rng.uniform(0, left + right)
+        return float(lo + u) if u < left else float(t + m + (u - left))
+
+    def sample(self, index: int, epoch: int = 0) -> Pair:
+        """The pair for ``index`` in ``epoch`` (deterministic)."""
+        n = len(self.durations)
+        clip = index % n
+        rng = np.random.default_rng([self.seed, epoch & 0x7FFFFFFF, index])
+        t = self._frame_time(rng, clip)
+        easy_clip = int((clip + rng.integers(1, n)) % n)
+        lo, hi = self._centre_range(easy_clip)
+        easy_t = float(rng.uniform(lo, hi))
+        hard_t = self._shifted_time(rng, clip, t)
+        neg_hard = bool(rng.random() < self.hard_fraction) and not np.isnan(hard_t)
+        return Pair(clip, t, easy_clip, easy_t, hard_t, neg_hard)

@@ -1,0 +1,65 @@
+"""From a config to datasets: find (or build) the manifest, decode the splits, make pair sets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from avssl.config import DataConfig
+from avssl.data.dataset import AVPairDataset, ClipStore
+from avssl.data.manifest import Row, read_manifest
+from avssl.errors import ManifestError
+
+
+def manifest_path(data: DataConfig, progress: bool = True) -> Path:
+    """The manifest a data config points at; the synthetic world is built on first use.
+
+    Args:
+        data: ``data.root`` is a manifest file, a folder holding ``manifest.jsonl``, or None
+            for the built-in synthetic world.
+        progress: show generation progress.
+    """
+    if data.root is None:
+        from avssl.data.synthetic import ensure_world
+
+        return Path(ensure_world(data.synthetic, progress=progress))
+    root = Path(data.root).expanduser()
+    path = root / "manifest.jsonl" if root.is_dir() else root
+    if not path.is_file():
+        raise ManifestError(
+            f"{root}: no manifest found (expected a .jsonl file or a folder with manifest.jsonl)"
+        )
+    return path
+
+
+def class_names(rows: list[Row]) -> list[str]:
+    """Sorted names of every first label in the manifest (stable across splits)."""
+    return sorted({r.labels[0] for r in rows if r.labels})
+
+
+def load_split(
+    data: DataConfig,
+    split: str,
+    train: bool,
+    *,
+    manifest: Path | None = None,
+    windows_per_clip: int = 1,
+    seed: int = 0,
+    progress: bool = True,
+) -> AVPairDataset:
+    """Decode one split into an :class:`AVPairDataset`.
+
+    Raises:
+        ManifestError: the split has fewer than two usable clips.
+    """
+    manifest = manifest or manifest_path(data, progress)
+    rows = read_manifest(manifest)
+    classes = class_names(rows)
+    split_rows = [r for r in rows if r.split == split]
+    size = data.load_size if (train and data.augment) else data.frame_size
+    store = ClipStore(split_rows, manifest, data, size, data.preload, progress=progress)
+    if len(store) < 2:
+        raise ManifestError(
+            f"{manifest}: split {split!r} has {len(store)} usable clips (need at least 2); "
+            f"{len(store.skipped)} skipped"
+        )
+    return AVPairDataset(store, data, classes, train, windows_per_clip, seed)

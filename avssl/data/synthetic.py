@@ -1,0 +1,206 @@
+"""The built-in synthetic audio-visual world: the default dataset, generated on first use.
+
+Each clip shows one *sounding* object and up to ``max_distractors`` silent ones (other classes)
+on a dark textured background. The sounding object plays notes at irregular onsets; its sound
+and its look share one envelope ``env(t) = exp(-(t - last onset) / tau)``: the note decays with
+it, and the object's size and brightness pulse with it. A single frame therefore shows where in
+the current note the clip is, so audio shifted by a second (a hard negative) is detectably
+wrong. Every object also has a thin fixed outline at the sounding object's maximum size: it is
+a reference that keeps size and brightness readable after random crops and brightness jitter.
+
+Clips are real mp4 files (h264 + AAC) with a ``manifest.jsonl`` (see
+:mod:`avssl.data.manifest`) and a ``classes.json`` describing every class. Everything is a pure
+function of the :class:`~avssl.config.SynthConfig`, so worlds are cached under a hash of it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import multiprocessing
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from avssl.config import SynthConfig
+from avssl.data import synth_render as sr
+from avssl.data.manifest import SPLITS, Row, write_manifest
+from avssl.errors import ConfigError
+
+GENERATOR_VERSION = 1  # bump when the output of a given config changes (invalidates caches)
+MANIFEST = "manifest.jsonl"
+CLASSES = "classes.json"
+
+
+def cache_root() -> Path:
+    """``$AVSSL_CACHE``, else ``$XDG_CACHE_HOME/avssl``, else ``~/.cache/avssl``."""
+    if os.environ.get("AVSSL_CACHE"):
+        return Path(os.environ["AVSSL_CACHE"]).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "avssl"
+
+
+def _cfg_dict(cfg: SynthConfig) -> dict:
+    return {"generator_version": GENERATOR_VERSION, **dataclasses.asdict(cfg)}
+
+
+def world_dir(cfg: SynthConfig) -> Path:
+    """Cache folder of the world of ``cfg``: ``cache_root()/synthetic/<12-hex hash>``."""
+    key = json.dumps(_cfg_dict(cfg), sort_keys=True).encode()
+    return cache_root() / "synthetic" / hashlib.sha1(key).hexdigest()[:12]
+
+
+def _check(cfg: SynthConfig) -> None:
+    if not 2 <= cfg.n_classes <= len(sr.SHAPES):
+        raise ConfigError(f"synthetic.n_classes must be in [2, {len(sr.SHAPES)}]")
+    if cfg.size < 32 or cfg.size % 2:
+        raise ConfigError("synthetic.size must be even and >= 32 (h264 needs even sizes)")
+    if cfg.duration <= 0 or cfg.fps <= 0 or cfg.sample_rate < 8000:
+        raise ConfigError("synthetic: duration and fps must be > 0, sample_rate >= 8000")
+    if min(cfg.n_train, cfg.n_val, cfg.n_test, cfg.max_distractors) < 0:
+        raise ConfigError("synthetic: clip counts and max_distractors must be >= 0")
+
+
+def _jobs(cfg: SynthConfig) -> list[tuple[str, int]]:
+    counts = {"train": cfg.n_train, "val": cfg.n_val, "test": cfg.n_test}
+    return [(split, i) for split in SPLITS for i in range(counts[split])]
+
+
+def _make_clip(job: tuple[Path, SynthConfig, str, int]) -> dict:
+    """Render and write one clip (worker entry point); returns its manifest row as JSON."""
+    from avssl.data.writer import write_video  # imports torch: only in the workers that write
+
+    out_dir, cfg, split, index = job
+    classes = sr.class_specs(cfg.n_classes)
+    # Seeded by (seed, split, index) alone: the world does not depend on the worker count.
+    rng = np.random.default_rng([cfg.seed, SPLITS.index(split), index])
+    label = index % cfg.n_classes  # balanced classes in every split
+    clip = sr.render_clip(cfg, classes, label, rng)
+    rel = f"{split}/{index:06d}.mp4"
+    final = out_dir / rel
+    tmp = final.with_name(f"{final.stem}.tmp{os.getpid()}.mp4")  # the suffix picks the codecs
+    write_video(tmp, clip.frames, cfg.fps, clip.audio, cfg.sample_rate, crf=18)
+    os.replace(tmp, final)
+    row = Row(
+        id=f"{split}-{index:06d}",
+        video=rel,
+        start=0.0,
+        end=float(cfg.duration),
+        labels=[classes[label].name],
+        split=split,
+        boxes={"sources": clip.sources, "distractors": clip.distractors},
+    )
+    return row.to_json()
+
+
+def build_world(out_dir: Path, cfg: SynthConfig, workers: int = 2, progress: bool = True) -> Path:
+    """Generate every clip of ``cfg`` into ``out_dir``.
+
+    Writes ``<split>/<index>.mp4`` (uint8 ``size x size`` RGB at ``fps`` + mono AAC at
+    ``sample_rate``), ``classes.json``, and ``manifest.jsonl`` last, so an existing manifest
+    marks a complete world.
+
+    Args:
+        out_dir: destination folder (created).
+        cfg: the world's settings.
+        workers: processes rendering in parallel (1: in this process).
+        progress: show a tqdm bar on stderr.
+
+    Returns:
+        The manifest path.
+    """
+    _check(cfg)
+    out_dir = Path(out_dir)
+    manifest = out_dir / MANIFEST
+    manifest.unlink(missing_ok=True)  # a half-rebuilt world must not look complete
+    for split in SPLITS:
+        (out_dir / split).mkdir(parents=True, exist_ok=True)
+    jobs = [(out_dir, cfg, split, i) for split, i in _jobs(cfg)]
+    bar = tqdm(total=len(jobs), desc="synthetic world", unit="clip", disable=not progress)
+    rows = []
+    with bar:
+        if workers <= 1:
+            for job in jobs:
+                rows.append(_make_clip(job))
+                bar.update()
+        else:
+            # forkserver: safe even when the caller already runs torch threads; preloading the
+            # writer (it imports torch) makes the server import torch once, not every worker.
+            ctx = multiprocessing.get_context("forkserver")
+            ctx.set_forkserver_preload(["avssl.data.writer"])
+            with ctx.Pool(workers) as pool:
+                for row in pool.imap(_make_clip, jobs, chunksize=4):
+                    rows.append(row)
+                    bar.update()
+    classes = [dataclasses.asdict(c) for c in sr.class_specs(cfg.n_classes)]
+    info = {
+        "names": [c["name"] for c in classes],
+        "classes": classes,
+        "pulse": {"tau": sr.TAU, "scale": sr.SCALE, "brightness": sr.BRIGHT, "outline": sr.OUTLINE},
+        "config": _cfg_dict(cfg),
+    }
+    tmp = out_dir / (CLASSES + ".tmp")
+    tmp.write_text(json.dumps(info, indent=1) + "\n", encoding="utf-8")
+    os.replace(tmp, out_dir / CLASSES)
+    write_manifest(manifest, (Row(**r) for r in rows))
+    return manifest
+
+
+def _matches(out_dir: Path, cfg: SynthConfig) -> bool:
+    """Whether ``out_dir`` holds a complete world built from ``cfg``."""
+    try:
+        info = json.loads((out_dir / CLASSES).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return (out_dir / MANIFEST).is_file() and info.get("config") == _cfg_dict(cfg)
+
+
+def _ensure(out_dir: Path, cfg: SynthConfig, workers: int, progress: bool, force: bool) -> Path:
+    if not force and _matches(out_dir, cfg):
+        print(f"synthetic world: reused {out_dir}", file=sys.stderr)
+        return out_dir / MANIFEST
+    start = time.perf_counter()
+    manifest = build_world(out_dir, cfg, workers, progress)
+    n = len(_jobs(cfg))
+    took = time.perf_counter() - start
+    print(f"synthetic world: built {n} clips in {took:.1f} s into {out_dir}", file=sys.stderr)
+    return manifest
+
+
+def ensure_world(cfg: SynthConfig, workers: int = 2, progress: bool = True) -> Path:
+    """The manifest of the cached world of ``cfg``, built first unless it already exists."""
+    return _ensure(world_dir(cfg), cfg, workers, progress, force=False)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``avssl synth``: build a synthetic world and print its manifest path (last stdout line)."""
+    d = SynthConfig()
+    p = argparse.ArgumentParser(prog="avssl synth", description=__doc__.split("\n")[0])
+    p.add_argument("--out", type=Path, help="output folder (default: the cache folder)")
+    p.add_argument("--n-train", type=int, default=d.n_train)
+    p.add_argument("--n-val", type=int, default=d.n_val)
+    p.add_argument("--n-test", type=int, default=d.n_test)
+    p.add_argument("--duration", type=float, default=d.duration, help="seconds per clip")
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--workers", type=int, default=2, help="rendering processes")
+    p.add_argument("--force", action="store_true", help="rebuild even if the world exists")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    args = p.parse_args(argv)
+    cfg = dataclasses.replace(
+        d,
+        n_train=args.n_train,
+        n_val=args.n_val,
+        n_test=args.n_test,
+        duration=args.duration,
+        seed=args.seed,
+    )
+    out = args.out if args.out is not None else world_dir(cfg)
+    manifest = _ensure(out, cfg, args.workers, not args.quiet, args.force)
+    print(manifest)
+    return 0

@@ -1,0 +1,40 @@
+"""Errors that reach the user as one line (``error: FILE: reason``), never as a traceback."""
+
+from __future__ import annotations
+
+import os
+
+
+class AvsslError(Exception):
+    """Base class for user-facing errors; ``str(err)`` is the whole one-line message."""
+
+
+class MediaError(AvsslError):
+    """A media file cannot be used: missing, empty, corrupt, lacks a stream or is too short.
+
+    Args:
+        path: the file concerned.
+        reason: short human-readable reason, e.g. ``"no audio stream"``.
+    """
+
+    def __init__(self, path: str | os.PathLike, reason: str):
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
+
+
+class ConfigError(AvsslError):
+    """A configuration file or ``--set`` override is invalid."""
+
+
+class CheckpointError(AvsslError):
+    """A checkpoint or run directory cannot be loaded."""
+
+    def __init__(self, path: str | os.PathLike, reason: str):
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
+
+
+class ManifestError(AvsslError):
+    """A manifest file or row is malformed."""

@@ -1,0 +1,96 @@
+"""The pretext task itself: audio-visual correspondence accuracy on held-out pairs.
+
+Every held-out item gives three pairs: the positive, an easy negative (audio of another clip)
+and a hard negative (audio of the same clip shifted by at least ``min_shift``). With a decision
+threshold ``thr`` on the model's score (``score >= thr`` means match):
+
+* ``accuracy_easy`` = mean(positive accuracy, easy-negative accuracy)   (balanced)
+* ``accuracy_hard`` = mean(positive accuracy, hard-negative accuracy)   (balanced)
+* ``accuracy`` = mean(accuracy_easy, accuracy_hard)
+
+Two-way heads (L3-Net, AVE-Net, AVOL-Net) use their own rule (threshold 0 on the logit). A
+contrastive model has no natural threshold: it is chosen on the *validation* split as the one
+that maximises ``accuracy`` there, stored in the checkpoint, and reused unchanged on test.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from sklearn.metrics import roc_auc_score
+from torch.utils.data import DataLoader
+
+from avssl.train.runtime import autocast
+
+
+@torch.no_grad()
+def score_pairs(model, dataset, device, precision: str = "fp32", batch_size: int = 64) -> dict:
+    """Scores of every item's positive, easy and hard pair.
+
+    Returns:
+        dict of numpy arrays ``pos``, ``easy``, ``hard`` (float ``[M]``) and ``hard_valid``
+        (bool ``[M]``; False where the clip is too short for a shifted negative).
+    """
+    model.eval()
+    out = {"pos": [], "easy": [], "hard": [], "hard_valid": []}
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=0)
+    for batch in loader:
+        frames = batch["frames"].to(device).float().div_(255)
+        with autocast(precision, device):
+            for key, audio_key in (
+                ("pos", "audio"),
+                ("easy", "audio_easy"),
+                ("hard", "audio_hard"),
+            ):
+                score = model.score(frames, batch[audio_key].to(device))
+                out[key].append(score.float().cpu())
+        out["hard_valid"].append(batch["hard_valid"])
+    return {k: torch.cat(v).numpy() for k, v in out.items()}
+
+
+def avc_metrics(scores: dict, threshold: float) -> dict:
+    """Balanced accuracies (see the module docstring) and threshold-free ROC-AUCs."""
+    pos, easy = scores["pos"], scores["easy"]
+    hard = scores["hard"][scores["hard_valid"]]
+    acc_pos = float(np.mean(pos >= threshold))
+    acc_easy = float(np.mean(easy < threshold))
+    acc_hard = float(np.mean(hard < threshold)) if len(hard) else float("nan")
+    res = {
+        "accuracy_easy": (acc_pos + acc_easy) / 2,
+        "accuracy_hard": (acc_pos + acc_hard) / 2,
+        "accuracy_positive": acc_pos,
+        "roc_auc_easy": _auc(pos, easy),
+        "roc_auc_hard": _auc(pos, hard) if len(hard) else float("nan"),
+        "threshold": float(threshold),
+        "n": int(len(pos)),
+    }
+    res["accuracy"] = (res["accuracy_easy"] + res["accuracy_hard"]) / 2
+    return res
+
+
+def _auc(pos: np.ndarray, neg: np.ndarray) -> float:
+    y = np.r_[np.ones(len(pos)), np.zeros(len(neg))]
+    return float(roc_auc_score(y, np.r_[pos, neg]))
+
+
+def calibrate_threshold(scores: dict) -> float:
+    """The threshold maximising ``accuracy`` on these (validation) scores.
+
+    Candidates are midpoints between consecutive distinct scores, so the choice is exact.
+    """
+    allv = np.unique(np.r_[scores["pos"], scores["easy"], scores["hard"]])
+    if len(allv) == 1:
+        return float(allv[0])
+    cands = np.r_[allv[0] - 1, (allv[1:] + allv[:-1]) / 2]
+    pos = np.sort(scores["pos"])
+    easy = np.sort(scores["easy"])
+    hard = np.sort(scores["hard"][scores["hard_valid"]])
+
+    def frac_below(sorted_x, c):
+        return np.searchsorted(sorted_x, c, side="left") / max(len(sorted_x), 1)
+
+    acc_pos = 1 - frac_below(pos, cands)
+    acc = (acc_pos + frac_below(easy, cands)) / 2
+    if len(hard):
+        acc = (acc + (acc_pos + frac_below(hard, cands)) / 2) / 2
+    return float(cands[int(np.argmax(acc))])

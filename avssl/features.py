@@ -1,0 +1,134 @@
+"""Fixed (non-learnt) input transforms that live inside every model and run on its device.
+
+Audio: waveform ``[B, N]`` float -> log spectrogram ``[B, 1, F, T]``. Frames: ``[B, 3, H, W]`` in
+``[0, 1]`` -> ImageNet-normalised. Their buffers are not persistent, so checkpoints hold only what
+is learnt and a checkpoint still embeds raw media by itself (the config rebuilds the front end).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+import torchaudio
+from torch import Tensor, nn
+
+from avssl.config import AudioFeatures
+from avssl.errors import ConfigError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+LOG_EPS = 1e-6
+
+
+class _Spectrogram(nn.Module):
+    """|STFT|**power of a batch of waveforms, always computed in float32 (also under autocast).
+
+    With ``center=False`` a frame is ``win_length`` samples zero-padded to ``n_fft`` (as L3-Net's
+    TensorFlow front end), so 1 s at 48 kHz with win 480 / hop 240 gives the paper's 199 frames
+    (``torch.stft`` alone would frame on ``n_fft`` and give 198).
+    """
+
+    def __init__(self, n_fft: int, win_length: int, hop_length: int, center: bool, power: float):
+        super().__init__()
+        if not 0 < win_length <= n_fft or hop_length <= 0:
+            raise ConfigError(
+                f"audio features: need 0 < win_length <= n_fft and hop_length > 0 "
+                f"(got n_fft={n_fft}, win_length={win_length}, hop_length={hop_length})"
+            )
+        self.n_fft, self.win_length, self.hop_length = n_fft, win_length, hop_length
+        self.center, self.power = center, power
+        self.register_buffer("window", torch.hann_window(win_length), persistent=False)
+
+    def forward(self, wave: Tensor) -> Tensor:
+        """``[B, N]`` -> ``[B, n_fft // 2 + 1, T]``."""
+        with torch.autocast(device_type=wave.device.type, enabled=False):
+            wave = wave.float()
+            if not self.center and self.win_length < self.n_fft:
+                left = (self.n_fft - self.win_length) // 2  # torch.stft centres the window
+                wave = F.pad(wave, (left, self.n_fft - self.win_length - left))
+            spec = torch.stft(
+                wave, self.n_fft, self.hop_length, self.win_length, window=self.window,
+                center=self.center, pad_mode="reflect", return_complex=True,
+            ).abs()  # fmt: skip
+            return spec if self.power == 1 else spec.pow(self.power)
+
+
+class LogSTFT(nn.Module):
+    """L3-Net's log-magnitude spectrogram: ``log(|STFT| + eps)``.
+
+    Args:
+        feat: STFT sizes (``n_fft``, ``win_length``, ``hop_length``, ``center``).
+        sample_rate: unused (the bins are linear); kept so every front end is built alike.
+    """
+
+    def __init__(self, feat: AudioFeatures, sample_rate: int | None = None):
+        super().__init__()
+        self.spec = _Spectrogram(feat.n_fft, feat.win_length, feat.hop_length, feat.center, 1)
+
+    def forward(self, wave: Tensor) -> Tensor:
+        """``[B, N]`` float waveform -> ``[B, 1, n_fft // 2 + 1, T]`` float32."""
+        return torch.log(self.spec(wave) + LOG_EPS).unsqueeze(1)
+
+
+class LogMel(nn.Module):
+    """Log mel power spectrogram (HTK mel scale, 0 Hz to Nyquist).
+
+    Args:
+        feat: STFT sizes and ``n_mels``.
+        sample_rate: of the incoming waveforms, in Hz.
+    """
+
+    def __init__(self, feat: AudioFeatures, sample_rate: int):
+        super().__init__()
+        self.spec = _Spectrogram(feat.n_fft, feat.win_length, feat.hop_length, feat.center, 2)
+        fb = torchaudio.functional.melscale_fbanks(
+            feat.n_fft // 2 + 1, 0.0, sample_rate / 2, feat.n_mels, sample_rate
+        )  # [n_freqs, n_mels]
+        self.register_buffer("fb", fb.T.contiguous(), persistent=False)
+
+    def forward(self, wave: Tensor) -> Tensor:
+        """``[B, N]`` float waveform -> ``[B, 1, n_mels, T]`` float32."""
+        with torch.autocast(device_type=wave.device.type, enabled=False):
+            mel = torch.matmul(self.fb, self.spec(wave))
+            return torch.log(mel + LOG_EPS).unsqueeze(1)
+
+
+AUDIO_FRONTENDS = {"logstft": LogSTFT, "logmel": LogMel}
+
+
+def build_audio_frontend(feat: AudioFeatures, sample_rate: int) -> nn.Module:
+    """The audio front end named by ``feat.kind``: waveform ``[B, N]`` -> ``[B, 1, F, T]``."""
+    if feat.kind not in AUDIO_FRONTENDS:
+        valid = ", ".join(AUDIO_FRONTENDS)
+        raise ConfigError(f"model.audio.kind: unknown front end {feat.kind!r} (valid: {valid})")
+    return AUDIO_FRONTENDS[feat.kind](feat, sample_rate)
+
+
+def audio_feature_shape(feat: AudioFeatures, sample_rate: int, window: float) -> tuple[int, int]:
+    """``(F, T)`` of the front end's output for ``window`` seconds at ``sample_rate``."""
+    n = round(window * sample_rate)
+    n_freq = feat.n_mels if feat.kind == "logmel" else feat.n_fft // 2 + 1
+    if feat.center:
+        return n_freq, 1 + n // feat.hop_length
+    if n < feat.win_length:
+        raise ConfigError(f"audio window of {n} samples is shorter than win_length")
+    return n_freq, 1 + (n - feat.win_length) // feat.hop_length
+
+
+class FrameNorm(nn.Module):
+    """ImageNet mean/std normalisation of RGB frames.
+
+    Model inputs are float frames in ``[0, 1]``; uint8 frames in ``[0, 255]`` are also accepted
+    and scaled here.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+
+    def forward(self, frames: Tensor) -> Tensor:
+        """``[B, 3, H, W]`` -> ``[B, 3, H, W]`` normalised, same memory format."""
+        if not frames.is_floating_point():
+            frames = frames.float() / 255.0
+        return (frames - self.mean.to(frames.dtype)) / self.std.to(frames.dtype)

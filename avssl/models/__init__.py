@@ -1,0 +1,43 @@
+"""Audio-visual correspondence models: one class per method, one explicit registry."""
+
+from __future__ import annotations
+
+from avssl.config import DataConfig, LossConfig, ModelConfig
+from avssl.errors import ConfigError
+from avssl.models.avenet import AVENet
+from avssl.models.avolnet import AVOLNet
+from avssl.models.base import AVModel
+from avssl.models.contrastive import ContrastiveAV
+from avssl.models.l3 import L3Net
+
+METHODS: dict[str, type[AVModel]] = {
+    "l3": L3Net,
+    "avenet": AVENet,
+    "avolnet": AVOLNet,
+    "contrastive": ContrastiveAV,
+}
+
+MIL_POOLS = ("lse", "max")
+
+
+def build_model(cfg: ModelConfig, data: DataConfig, loss: LossConfig | None = None) -> AVModel:
+    """Build the model named by ``cfg.method``.
+
+    Args:
+        cfg: encoders and head.
+        data: the data settings the model's front ends depend on (``sample_rate``).
+        loss: objective settings (used by ``contrastive``); defaults to ``LossConfig()``.
+
+    Raises:
+        ConfigError: unknown method or pooling.
+    """
+    if cfg.method not in METHODS:
+        raise ConfigError(
+            f"model.method: unknown method {cfg.method!r} (valid: {', '.join(METHODS)})"
+        )
+    if cfg.mil_pool not in MIL_POOLS:
+        raise ConfigError(f"model.mil_pool: {cfg.mil_pool!r} (valid: {', '.join(MIL_POOLS)})")
+    return METHODS[cfg.method](cfg, data, loss)
+
+
+__all__ = ["METHODS", "AVModel", "build_model"]

@@ -1,0 +1,76 @@
+"""AVOL-Net: Arandjelovic & Zisserman, Objects that Sound (ECCV 2018)."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from avssl.config import DataConfig, LossConfig, ModelConfig
+from avssl.losses import mil_logistic
+from avssl.models.base import PairClassifier, full_precision
+from avssl.models.towers import Projection, VGGTower, global_max_pool
+
+
+class AVOLNet(PairClassifier):
+    """AVOL-Net, https://arxiv.org/abs/1712.06651.
+
+    The vision tower keeps a spatial map (conv1 stride 2, no last max-pool: 14x14 at 224 input),
+    embedded per location by ``1x1 conv -> ReLU -> 1x1 conv embed_dim`` (no L2). The audio
+    embedding (tower, global max-pool, ``FC -> ReLU -> FC embed_dim``) is compared with every
+    location by a scalar product, calibrated by a learnt ``a * x + b`` (``a > 0``) and squashed by
+    a sigmoid: the localisation heatmap. The max over locations (multiple-instance learning) is the
+    match logit, trained with a logistic loss. In training, ``cfg.mil_pool="lse"`` replaces the max
+    by a soft maximum (a hard max can stall at chance); evaluation always uses the max.
+    """
+
+    paper = "https://arxiv.org/abs/1712.06651"
+    has_map = True
+
+    def __init__(self, cfg: ModelConfig, data: DataConfig, loss: LossConfig | None = None):
+        super().__init__(cfg, data, loss)
+        self.vision = VGGTower(3, cfg.channels, cfg.conv1_stride, cfg.vision_pool_last)
+        self.audio = VGGTower(1, cfg.channels)
+        self.vision_head = Projection(self.vision.out_dim, cfg.head_hidden, cfg.embed_dim, True)
+        self.audio_head = Projection(self.audio.out_dim, cfg.head_hidden, cfg.embed_dim)
+        self.log_scale = nn.Parameter(torch.zeros(()))  # a = exp(log_scale) > 0, starts at 1
+        self.bias = nn.Parameter(torch.zeros(()))
+
+    def _encode_visual(self, frames: Tensor) -> Tensor:
+        return self.vision_head(self.vision(self.frame_norm(frames)))  # [B, D, h, w]
+
+    def _encode_audio(self, wave: Tensor) -> Tensor:
+        return self.audio_head(global_max_pool(self.audio(self._spectrogram(wave))))  # [B, D]
+
+    def _logit_map(self, v: Tensor, a: Tensor) -> Tensor:
+        """``[B, D, h, w]``, ``[B, D]`` -> calibrated logits ``[B, h, w]``."""
+        with full_precision(v):
+            dot = torch.einsum("bdhw,bd->bhw", v.float(), a.float())
+            return self.log_scale.exp() * dot + self.bias
+
+    def embed_visual(self, frames: Tensor) -> Tensor:
+        """``[B, 3, H, W]`` -> location max of the embedding map ``[B, embed_dim]``."""
+        return global_max_pool(self._encode_visual(frames))
+
+    def embed_audio(self, wave: Tensor) -> Tensor:
+        """``[B, N]`` -> audio embedding ``[B, embed_dim]`` (not normalised)."""
+        return self._encode_audio(wave)
+
+    def visual_map(self, frames: Tensor) -> Tensor:
+        """``[B, 3, H, W]`` -> embedding map ``[B, embed_dim, h, w]``."""
+        return self._encode_visual(frames)
+
+    def heatmap(self, frames: Tensor, wave: Tensor) -> Tensor:
+        """Match probability per location ``[B, h, w]`` (the sigmoid of the calibrated logits)."""
+        return torch.sigmoid(self._logit_map(self._encode_visual(frames), self._encode_audio(wave)))
+
+    def _pair_output(self, v: Tensor, a: Tensor) -> Tensor:
+        return self._logit_map(v, a).flatten(1)  # [B, h * w]
+
+    def _pair_loss(self, out: Tensor, target: Tensor) -> Tensor:
+        return mil_logistic(self.pool_locations(out), target.float())
+
+    def _pair_score(self, out: Tensor) -> Tensor:
+        return out.amax(dim=1)
+
+    def calibration_parameters(self) -> list[nn.Parameter]:
+        return [self.log_scale, self.bias]

@@ -1,0 +1,163 @@
+"""The small interface every method implements, and the shared two-class pair training.
+
+A batch (``dict`` of tensors on the model's device) holds ``frames`` ``[B, 3, H, W]`` float in
+``[0, 1]``, ``audio`` ``[B, N]`` (same clip, same time), ``audio_neg`` ``[B, N]`` with ``neg_hard``
+``[B]`` bool (True: same clip, time-shifted; False: another clip), ``audio_hard`` ``[B, N]`` (always
+a hard negative) and ``label`` ``[B]`` long (-1 when unknown). Each method reads what it needs.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from avssl.config import DataConfig, LossConfig, ModelConfig
+from avssl.features import FrameNorm, build_audio_frontend
+from avssl.losses import lse_pool
+
+
+class AVModel(nn.Module):
+    """Base of every audio-visual correspondence model.
+
+    Each model owns its audio front end and frame normalisation, so it takes raw media tensors:
+    waveforms ``[B, N]`` float and frames ``[B, 3, H, W]`` float in ``[0, 1]``.
+
+    Attributes:
+        paper: URL of the method's paper.
+        has_map: whether :meth:`visual_map` and :meth:`heatmap` return maps.
+        needs_calibration: whether ``decision_threshold`` must be set from validation scores
+            (contrastive similarities have no natural threshold; two-way heads use 0).
+        decision_threshold: buffer; ``score >= decision_threshold`` means "match".
+    """
+
+    paper: str = ""
+    has_map: bool = False
+    needs_calibration: bool = False
+
+    def __init__(self, cfg: ModelConfig, data: DataConfig, loss: LossConfig | None = None):
+        super().__init__()
+        self.cfg = cfg
+        self.loss_cfg = loss or LossConfig()
+        self.audio_frontend = build_audio_frontend(cfg.audio, data.sample_rate)
+        self.frame_norm = FrameNorm()
+        self.register_buffer("decision_threshold", torch.tensor(0.0))
+
+    def embed_audio(self, wave: Tensor) -> Tensor:
+        """Audio embedding: ``[B, N]`` waveform -> ``[B, D]``."""
+        raise NotImplementedError
+
+    def embed_visual(self, frames: Tensor) -> Tensor:
+        """Visual embedding: ``[B, 3, H, W]`` in ``[0, 1]`` -> ``[B, D]``."""
+        raise NotImplementedError
+
+    def visual_map(self, frames: Tensor) -> Tensor | None:
+        """Per-location visual embeddings ``[B, D, h, w]``, or None for methods without a map."""
+        return None
+
+    def score(self, frames: Tensor, wave: Tensor) -> Tensor:
+        """Correspondence score ``[B]`` of each (frame, audio) pair; higher = more likely a match.
+
+        Always the decision rule of evaluation (location max for MIL methods, in any mode).
+        """
+        raise NotImplementedError
+
+    def heatmap(self, frames: Tensor, wave: Tensor) -> Tensor | None:
+        """Localisation map ``[B, h, w]`` of where the sound is in each frame, or None."""
+        return None
+
+    def loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, float]]:
+        """Training objective on a batch; returns ``(scalar loss, stats)``."""
+        raise NotImplementedError
+
+    def calibration_parameters(self) -> list[nn.Parameter]:
+        """Output calibration scalars (scale, bias, temperature); they may want a larger lr."""
+        return []
+
+    def pool_locations(self, x: Tensor) -> Tensor:
+        """Pool scores ``[..., L]`` -> ``[...]``: ``cfg.mil_pool`` in training, max in eval."""
+        if self.training and self.cfg.mil_pool == "lse":
+            return lse_pool(x, self.cfg.lse_sharpness)
+        return x.float().amax(dim=-1)
+
+    def _spectrogram(self, wave: Tensor) -> Tensor:
+        """``[B, N]`` waveform -> ``[B, 1, F, T]`` float32 features."""
+        return self.audio_frontend(wave)
+
+
+def full_precision(x: Tensor):
+    """Context turning autocast off on ``x``'s device: similarity heads and their calibration are
+    cheap, and bf16 would round cosines by ~0.004 (0.06 in logits at temperature 0.07)."""
+    return torch.autocast(device_type=x.device.type, enabled=False)
+
+
+def threshold_stats(pos: Tensor, neg: Tensor, neg_hard: Tensor | None, thr: Tensor) -> dict:
+    """Pair accuracies at a decision threshold.
+
+    ``acc`` is over all positives and negatives; ``acc_easy`` / ``acc_hard`` are balanced
+    accuracies ``(TPR + TNR) / 2`` of the positives against the easy / hard negatives only, present
+    when the batch has negatives of that kind.
+
+    Args:
+        pos: ``[P]`` scores of matching pairs.
+        neg: ``[Q]`` scores of non-matching pairs.
+        neg_hard: ``[Q]`` bool, True where a negative is hard; None if unknown.
+        thr: scalar threshold.
+    """
+    pos, neg, thr = pos.detach().float(), neg.detach().float(), thr.float()
+    tp, tn = (pos >= thr).float(), (neg < thr).float()
+    vals = {"acc": torch.cat([tp, tn]).mean()}
+    if neg_hard is not None:
+        neg_hard = neg_hard.bool()
+        for name, sel in (("acc_easy", ~neg_hard), ("acc_hard", neg_hard)):
+            if bool(sel.any()):
+                vals[name] = 0.5 * (tp.mean() + tn[sel].mean())
+    keys = list(vals)
+    return dict(zip(keys, torch.stack([vals[k] for k in keys]).tolist(), strict=True))
+
+
+class PairClassifier(AVModel):
+    """Two-class correspondence training shared by L3-Net, AVE-Net and AVOL-Net.
+
+    A batch gives B positive pairs ``(frames, audio)`` and B negative pairs ``(frames, audio_neg)``:
+    the vision tower runs once on the B frames, the audio tower once on the 2B clips. Subclasses
+    define how features meet (:meth:`_pair_output`), the loss on that output and its score.
+    """
+
+    def _encode_visual(self, frames: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def _encode_audio(self, wave: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def _pair_output(self, v: Tensor, a: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def _pair_loss(self, out: Tensor, target: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def _pair_score(self, out: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def score(self, frames: Tensor, wave: Tensor) -> Tensor:
+        out = self._pair_output(self._encode_visual(frames), self._encode_audio(wave))
+        return self._pair_score(out).float()
+
+    def loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, float]]:
+        """Balanced two-class loss on B positive and B negative pairs.
+
+        Reads ``frames``, ``audio``, ``audio_neg`` and, if present, ``neg_hard``. Stats: ``loss``,
+        ``acc`` (at ``decision_threshold``), ``acc_easy`` / ``acc_hard`` (see
+        :func:`threshold_stats`).
+        """
+        frames, pos, neg = batch["frames"], batch["audio"], batch["audio_neg"]
+        b = frames.shape[0]
+        v = self._encode_visual(frames)
+        a = self._encode_audio(torch.cat([pos, neg]))
+        out = self._pair_output(torch.cat([v, v]), a)
+        target = torch.cat([torch.ones(b), torch.zeros(b)]).to(device=a.device, dtype=torch.long)
+        loss = self._pair_loss(out, target)
+        with torch.no_grad():
+            s = self._pair_score(out)
+            stats = threshold_stats(s[:b], s[b:], batch.get("neg_hard"), self.decision_threshold)
+        stats["loss"] = float(loss.detach())
+        return loss, stats

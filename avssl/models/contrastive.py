@@ -1,0 +1,148 @@
+"""Contrastive audio-visual correspondence: symmetric InfoNCE over the (gathered) batch."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from avssl.config import DataConfig, LossConfig, ModelConfig
+from avssl.losses import info_nce
+from avssl.models.base import AVModel, full_precision, threshold_stats
+from avssl.models.distributed import gather_features
+from avssl.models.towers import Projection, VGGTower, global_max_pool
+
+TEMPERATURE_RANGE = (0.01, 1.0)
+
+
+class ContrastiveAV(AVModel):
+    """InfoNCE audio-visual model as in CLIP (https://arxiv.org/abs/2103.00020) and AVID
+    (https://arxiv.org/abs/2004.12943).
+
+    Audio: tower, global max-pool, MLP projection, L2 normalise. Vision, when ``cfg.spatial``: the
+    tower map is projected per location (1x1 convs) and L2-normalised, and a frame's similarity to
+    a sound is the max over locations of the cosine similarity (a soft max in training, see
+    :meth:`AVModel.pool_locations`); otherwise global max-pool then MLP projection. Logits are
+    similarities over a temperature (learnt when ``cfg.learn_temperature``, kept in [0.01, 1]).
+    The loss is symmetric InfoNCE over the batch gathered across ranks, optionally with each row's
+    own time-shifted audio (``audio_hard``) as an extra negative and with same-label pairs masked.
+    """
+
+    paper = "https://arxiv.org/abs/2004.12943"
+    needs_calibration = True
+
+    def __init__(self, cfg: ModelConfig, data: DataConfig, loss: LossConfig | None = None):
+        super().__init__(cfg, data, loss)
+        self.has_map = cfg.spatial
+        self.vision = VGGTower(3, cfg.channels, cfg.conv1_stride, cfg.vision_pool_last)
+        self.audio = VGGTower(1, cfg.channels)
+        d = cfg.embed_dim
+        self.vision_head = Projection(self.vision.out_dim, cfg.head_hidden, d, cfg.spatial)
+        self.audio_head = Projection(self.audio.out_dim, cfg.head_hidden, d)
+        log_t = torch.tensor(math.log(cfg.temperature))
+        if cfg.learn_temperature:
+            self.log_temperature = nn.Parameter(log_t)
+        else:
+            self.register_buffer("log_temperature", log_t)
+
+    @property
+    def temperature(self) -> Tensor:
+        return self.log_temperature.exp().clamp(*TEMPERATURE_RANGE)
+
+    def _units(self, frames: Tensor) -> Tensor:
+        """``[B, 3, H, W]`` -> unit vectors per location ``[B, D, L]`` (L = 1 when not spatial)."""
+        x = self.vision(self.frame_norm(frames))
+        if self.cfg.spatial:
+            return F.normalize(self.vision_head(x).float().flatten(2), dim=1)
+        return F.normalize(self.vision_head(global_max_pool(x)).float(), dim=1).unsqueeze(2)
+
+    def embed_audio(self, wave: Tensor) -> Tensor:
+        """``[B, N]`` -> unit-norm embedding ``[B, embed_dim]``."""
+        x = global_max_pool(self.audio(self._spectrogram(wave)))
+        return F.normalize(self.audio_head(x).float(), dim=1)
+
+    def embed_visual(self, frames: Tensor) -> Tensor:
+        """``[B, 3, H, W]`` -> unit-norm embedding ``[B, embed_dim]`` (spatial: the normalised
+        mean of the location embeddings; retrieval by :meth:`score` / :meth:`visual_map` is
+        usually better)."""
+        return F.normalize(self._units(frames).mean(dim=2), dim=1)
+
+    def visual_map(self, frames: Tensor) -> Tensor | None:
+        """``[B, 3, H, W]`` -> unit-norm location embeddings ``[B, D, h, w]``, or None."""
+        if not self.cfg.spatial:
+            return None
+        x = self.vision_head(self.vision(self.frame_norm(frames)))
+        return F.normalize(x.float(), dim=1)
+
+    def heatmap(self, frames: Tensor, wave: Tensor) -> Tensor | None:
+        """Cosine similarity of each location to the sound ``[B, h, w]`` (None if not spatial)."""
+        vmap = self.visual_map(frames)
+        if vmap is None:
+            return None
+        a = self.embed_audio(wave)
+        with full_precision(a):
+            return torch.einsum("bdhw,bd->bhw", vmap, a)
+
+    def score(self, frames: Tensor, wave: Tensor) -> Tensor:
+        """Max over locations of the cosine similarity ``[B]`` (in any mode)."""
+        units, a = self._units(frames), self.embed_audio(wave)
+        with full_precision(a):
+            return torch.einsum("bdl,bd->bl", units, a).amax(1)
+
+    def loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, float]]:
+        """Symmetric InfoNCE; reads ``frames``, ``audio`` and if present ``audio_hard``, ``label``.
+
+        Stats: ``loss``; ``acc``, the share of rows whose positive has the highest logit;
+        ``acc_easy`` / ``acc_hard``, balanced accuracies at ``decision_threshold`` of the
+        positives against in-batch rolled audio / time-shifted audio; ``temperature``.
+        """
+        frames, audio, hard = batch["frames"], batch["audio"], batch.get("audio_hard")
+        b, use_hard = frames.shape[0], hard is not None and self.loss_cfg.hard_negatives
+        units = self._units(frames)  # [B, D, L]
+        a = self.embed_audio(torch.cat([audio, hard]) if use_hard else audio)
+        a, a_hard = a[:b], a[b:]
+        if hard is not None and not use_hard:  # only for the stats
+            with torch.no_grad():
+                a_hard = self.embed_audio(hard)
+        with full_precision(a):
+            sim_hard = None
+            if hard is not None:  # [B, L]: each frame against its own time-shifted audio
+                sim_hard = gather_features(torch.einsum("bdl,bd->bl", units, a_hard))
+            units, a = gather_features(units), gather_features(a)
+            sim = torch.einsum("bdl,cd->bcl", units, a)  # [B', B', L], B' = global batch
+            logits = self.pool_locations(sim)  # [B', B']
+            if use_hard:
+                logits = torch.cat([logits, self.pool_locations(sim_hard).unsqueeze(1)], dim=1)
+            logits = logits / self.temperature
+        mask = None
+        if self.loss_cfg.mask_same_label and "label" in batch:
+            lab = gather_features(batch["label"])
+            same = (lab[:, None] == lab[None, :]) & (lab[:, None] >= 0)
+            mask = F.pad(same, (0, logits.shape[1] - same.shape[1]), value=False)
+        loss = info_nce(logits, mask=mask)
+        with torch.no_grad():
+            stats = self._stats(logits, mask, sim, sim_hard)
+        stats["loss"] = float(loss.detach())
+        return loss, stats
+
+    def _stats(self, logits, mask, sim, sim_hard) -> dict[str, float]:
+        n = logits.shape[0]
+        if mask is not None:
+            logits = logits.masked_fill(mask, float("-inf"))
+        top = logits.argmax(dim=1) == torch.arange(n, device=logits.device)
+        s = sim.amax(dim=2)  # decision rule: hard max
+        pos, easy = s.diagonal(), s.roll(-1, dims=1).diagonal()  # easy: row i vs audio i + 1
+        neg, neg_hard = easy, torch.zeros(n, dtype=torch.bool, device=s.device)
+        if sim_hard is not None:
+            neg = torch.cat([easy, sim_hard.amax(dim=1)])
+            neg_hard = torch.cat([neg_hard, torch.ones_like(neg_hard)])
+        stats = threshold_stats(pos, neg, neg_hard, self.decision_threshold)
+        stats.pop("acc")
+        stats["acc"] = float(top.float().mean())
+        stats["temperature"] = float(self.temperature)
+        return stats
+
+    def calibration_parameters(self) -> list[nn.Parameter]:
+        return [self.log_temperature] if self.cfg.learn_temperature else []

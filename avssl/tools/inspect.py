@@ -1,0 +1,86 @@
+"""``avssl inspect FILE``: describe a media file and test-decode one window of it.
+
+Prints one JSON object on one line: the :class:`~avssl.data.media.MediaInfo` fields,
+``"decodable": true`` and ``"window"`` (its start, duration, the shape of the decoded frames
+and the number of audio samples). A file avssl cannot use raises
+:class:`~avssl.errors.MediaError`, which the ``avssl`` script prints as one
+``error: FILE: reason`` line (exit status 2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from avssl.data.media import probe, read_audio, read_frames
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="avssl inspect", description="Describe a media file and test-decode one window."
+    )
+    parser.add_argument("file", help="video, image or audio file")
+    parser.add_argument("--start", type=float, default=0.0, help="window start in s (default 0)")
+    parser.add_argument(
+        "--duration",
+        type=float,
+        default=None,
+        help="window length in s (default 1 s, or up to the end of a shorter file)",
+    )
+    parser.add_argument("--fps", type=float, default=25.0, help="frame rate (default 25)")
+    parser.add_argument("--size", type=int, default=None, help="square frame size (default native)")
+    parser.add_argument(
+        "--sample-rate", type=int, default=16000, help="audio rate in Hz (default 16000)"
+    )
+    return parser
+
+
+def inspect_file(
+    path: str,
+    start: float = 0.0,
+    duration: float | None = None,
+    fps: float = 25.0,
+    size: int | None = None,
+    sample_rate: int = 16000,
+) -> dict:
+    """Probe ``path`` and decode one window of each of its streams.
+
+    Returns:
+        The JSON-ready description printed by ``avssl inspect``.
+
+    Raises:
+        MediaError: the file cannot be probed or the window cannot be decoded.
+    """
+    info = probe(path)
+    if duration is None:
+        duration = 1.0
+        if info.duration is not None and info.duration - start > 0:
+            duration = min(duration, info.duration - start)
+    frames = audio = None
+    if info.has_video:
+        frames = list(read_frames(path, start, duration, fps, size).shape)
+    if info.has_audio:
+        audio = int(read_audio(path, start, duration, sample_rate).shape[0])
+    window = {"start": start, "duration": duration, "frames": frames, "audio_samples": audio}
+    return {**info.to_json(), "decodable": True, "window": window}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``avssl inspect``; returns the exit status."""
+    args = _parser().parse_args(argv)
+    report = inspect_file(
+        args.file, args.start, args.duration, args.fps, args.size, args.sample_rate
+    )
+    try:
+        print(json.dumps(report), flush=True)
+    except BrokenPipeError:  # e.g. piped into `head`: not an error (see the Python docs on SIGPIPE)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return 0
+
+
+if __name__ == "__main__":
+    from avssl.cli import run_guarded
+
+    sys.exit(run_guarded(main, sys.argv[1:]))

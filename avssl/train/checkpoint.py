@@ -1,0 +1,84 @@
+"""Checkpoints: atomic writes, ``weights_only`` loads, config saved inside.
+
+A checkpoint is a dict of tensors and plain Python values only, so it loads with
+``torch.load(..., weights_only=True)``; a pickle that would run code is refused.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+from pathlib import Path
+
+import torch
+
+from avssl.config import Config, config_from_dict
+from avssl.errors import AvsslError, CheckpointError
+
+FORMAT = "avssl-checkpoint-v1"
+
+
+def save_checkpoint(path: str | os.PathLike, state: dict) -> Path:
+    """Write ``state`` to ``path`` via a temporary file and ``os.replace`` (crash-safe)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    torch.save({"format": FORMAT, **state}, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
+    """Load a checkpoint written by :func:`save_checkpoint`.
+
+    Raises:
+        CheckpointError: missing, not a checkpoint, unsafe (would execute code) or foreign.
+    """
+    path = Path(path)
+    if path.is_dir():
+        for name in ("best.pt", "last.pt"):
+            if (path / name).is_file():
+                path = path / name
+                break
+        else:
+            raise CheckpointError(path, "run directory has no best.pt or last.pt")
+    if not path.is_file():
+        raise CheckpointError(path, "no such file")
+    if path.stat().st_size == 0:
+        raise CheckpointError(path, "empty file")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else "unpickling failed"
+        raise CheckpointError(
+            path, f"refused: not a plain-weights checkpoint ({first[:120]})"
+        ) from None
+    except Exception as err:  # torch.load raises many types on corrupt input; all mean the same
+        msg = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(path, f"not a readable checkpoint ({msg[:120]})") from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise CheckpointError(path, "not an avssl checkpoint")
+    state["path"] = str(path)
+    return state
+
+
+def checkpoint_config(state: dict) -> Config:
+    """The resolved :class:`Config` stored inside a checkpoint."""
+    try:
+        return config_from_dict(state["config"])
+    except (KeyError, TypeError, AvsslError) as err:
+        raise CheckpointError(state.get("path", "?"), f"bad config in checkpoint ({err})") from None
+
+
+def load_model(path: str | os.PathLike, device: torch.device | str = "cpu"):
+    """Rebuild the model of a checkpoint in eval mode. Returns ``(model, config, state)``."""
+    from avssl.models import build_model
+
+    state = load_checkpoint(path)
+    cfg = checkpoint_config(state)
+    model = build_model(cfg.model, cfg.data, cfg.loss)
+    try:
+        model.load_state_dict(state["model"])
+    except (KeyError, RuntimeError) as err:
+        msg = str(err).splitlines()[0][:160]
+        raise CheckpointError(state["path"], f"weights do not fit the model ({msg})") from None
+    return model.to(device).eval(), cfg, state

@@ -1,0 +1,107 @@
+"""``python train.py`` / ``avssl train``: train a correspondence model.
+
+The last line on stdout is one JSON object:
+``{"run_dir", "val": {"accuracy", "accuracy_easy", "accuracy_hard"}, "clips_per_s", "seconds"}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+from avssl.config import Config, apply_override, load_config
+from avssl.errors import AvsslError, CheckpointError
+from avssl.train.checkpoint import checkpoint_config, load_checkpoint
+
+MIN_FREE_BYTES = 200 * 2**20
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="train.py", description=__doc__.splitlines()[0])
+    p.add_argument(
+        "--config", help="YAML config (default: the built-in default, on the synthetic world)"
+    )
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. --set train.steps=500 (repeatable)",
+    )
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue a run exactly where it stopped")
+    p.add_argument("--run-dir", help="explicit run directory (must not exist or be empty)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p
+
+
+def prepare_run_dir(cfg: Config, explicit: str | None) -> Path:
+    """Pick a fresh run directory (never reusing a non-empty one) and check it is writable.
+
+    Fails now, not after an hour of training, when the folder is unwritable or the disk full.
+    """
+    if explicit:
+        run_dir = Path(explicit)
+        if run_dir.exists() and any(run_dir.iterdir()):
+            raise AvsslError(f"{run_dir}: run directory exists and is not empty (use --resume)")
+    else:
+        base = Path(cfg.train.runs_dir) / cfg.name
+        run_dir, i = base, 1
+        while run_dir.exists() and any(run_dir.iterdir()):
+            i += 1
+            run_dir = base.with_name(f"{base.name}-{i}")
+    check_writable(run_dir)
+    return run_dir
+
+
+def check_writable(run_dir: Path) -> None:
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / ".write-test"
+        probe.write_bytes(b"x" * 4096)
+        probe.unlink()
+    except OSError as err:
+        raise AvsslError(f"{run_dir}: run directory is not writable ({err.strerror})") from None
+    free = shutil.disk_usage(run_dir).free
+    if free < MIN_FREE_BYTES:
+        raise AvsslError(f"{run_dir}: only {free / 2**20:.0f} MB free on this disk")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point shared by ``train.py`` and ``avssl train``."""
+    args = _parser().parse_args(argv)
+    rank0 = int(os.environ.get("RANK", "0")) == 0
+    resume = None
+    if args.resume:
+        path = Path(args.resume)
+        ckpt = path / "last.pt" if path.is_dir() else path
+        if path.is_dir() and not ckpt.exists():
+            raise CheckpointError(path, "no last.pt in this run directory")
+        resume = load_checkpoint(ckpt)
+        for key in ("model", "optimizer", "scaler", "step", "epoch", "batch_in_epoch", "rng_cpu"):
+            if key not in resume:
+                raise CheckpointError(ckpt, f"not a resumable training checkpoint (no {key!r})")
+        cfg = checkpoint_config(resume)
+        for item in args.overrides:
+            apply_override(cfg, item)
+        run_dir = ckpt.parent
+        check_writable(run_dir)
+    else:
+        cfg = load_config(args.config, args.overrides)
+        run_dir = (
+            prepare_run_dir(cfg, args.run_dir) if rank0 else Path(cfg.train.runs_dir) / cfg.name
+        )
+
+    from avssl.train.loop import train  # heavy imports only once the arguments are valid
+
+    summary = train(cfg, run_dir, resume=resume, progress=not args.no_progress)
+    if rank0:
+        print(json.dumps(summary))
+        sys.stdout.flush()
+    if summary["interrupted"]:
+        return 128 + summary["signal"]
+    return 0

@@ -1,0 +1,266 @@
+"""The training loop: AMP, DDP, validation, atomic checkpoints, exact resume, clean stops.
+
+Short and linear on purpose (in the spirit of DINO / MoCo v3 training scripts): set-up, then one
+loop over steps that logs, validates and checkpoints.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import math
+import signal
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from avssl.config import Config, dump_yaml, to_dict
+from avssl.data.source import load_split, manifest_path
+from avssl.errors import AvsslError
+from avssl.eval.avc import avc_metrics, calibrate_threshold, score_pairs
+from avssl.models import build_model
+from avssl.train import runtime
+from avssl.train.checkpoint import save_checkpoint
+from avssl.train.data import batches_per_epoch, make_loader, to_device
+
+
+class TrainingError(AvsslError):
+    """Training cannot go on (e.g. a non-finite loss); the last good checkpoint is kept."""
+
+
+class _LossModule(nn.Module):
+    """Makes ``model.loss`` the forward pass, so DDP's gradient hooks see it."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, batch: dict):
+        return self.model.loss(batch)
+
+
+def weights_digest(model: nn.Module) -> str:
+    """Short SHA-1 of every learnt parameter (identical weights give identical digests).
+
+    Buffers are left out: under DDP each rank's BatchNorm running statistics follow its own
+    last batch (DDP broadcasts rank 0's at the start of each forward pass).
+    """
+    h = hashlib.sha1()
+    for name, t in sorted(model.named_parameters()):
+        h.update(name.encode())
+        h.update(t.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def lr_factor(step: int, cfg: Config) -> float:
+    """Linear warm-up, then cosine decay to zero (or constant with ``train.schedule=constant``)."""
+    t = cfg.train
+    if t.warmup_steps and step < t.warmup_steps:
+        return (step + 1) / t.warmup_steps
+    if t.schedule == "constant":
+        return 1.0
+    progress = (step - t.warmup_steps) / max(1, t.steps - t.warmup_steps)
+    return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+class _StopFlag:
+    """SIGINT/SIGTERM set a flag; the loop checkpoints and exits at the next step boundary."""
+
+    def __init__(self):
+        self.signum = 0
+        self._old = {}
+
+    def __enter__(self):
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            # signal() raises ValueError outside the main thread (e.g. a test thread): no handler.
+            with contextlib.suppress(ValueError):
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        self.signum = signum
+
+    def __exit__(self, *exc):
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+def train(cfg: Config, run_dir: Path, resume: dict | None = None, progress: bool = True) -> dict:
+    """Train ``cfg`` into ``run_dir``; returns the summary printed as the last stdout line.
+
+    Args:
+        cfg: the resolved configuration.
+        run_dir: the run directory (created and checked by the caller on rank 0).
+        resume: a loaded checkpoint to continue from exactly, or None.
+        progress: show the progress bar.
+    """
+    t0 = time.time()
+    device = runtime.resolve_device(cfg.train.device)
+    dist_info = runtime.init_distributed(device)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    precision = runtime.resolve_precision(cfg.train.precision, device)
+    runtime.seed_everything(cfg.train.seed, cfg.train.deterministic)
+    main_proc = dist_info.is_main
+    progress = progress and main_proc
+
+    if dist_info.enabled:  # rank 0 builds the synthetic world; the others reuse it
+        if main_proc:
+            manifest_path(cfg.data, progress)
+        torch.distributed.barrier()
+    manifest = manifest_path(cfg.data, progress)
+    train_ds = load_split(
+        cfg.data, "train", True, manifest=manifest, seed=cfg.train.seed, progress=progress
+    )
+    val_ds = load_split(
+        cfg.data, "val", False, manifest=manifest, windows_per_clip=cfg.train.val_windows,
+        seed=cfg.train.seed + 1000, progress=progress,
+    )  # fmt: skip
+    n_batches = batches_per_epoch(len(train_ds), cfg.train.batch_size, dist_info.world)
+    if n_batches == 0:
+        raise TrainingError(
+            f"{manifest}: {len(train_ds)} training clips cannot fill one batch of "
+            f"{cfg.train.batch_size} per process; lower train.batch_size"
+        )
+
+    model = build_model(cfg.model, cfg.data, cfg.loss).to(device)
+    if cfg.train.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    opt = torch.optim.AdamW(
+        model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay
+    )
+    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+    step, epoch, start_batch, best = 0, 0, 0, None
+    if resume is not None:
+        model.load_state_dict(resume["model"])
+        opt.load_state_dict(resume["optimizer"])
+        scaler.load_state_dict(resume["scaler"])
+        step, epoch, start_batch = resume["step"], resume["epoch"], resume["batch_in_epoch"]
+        best = resume.get("best")
+        torch.set_rng_state(resume["rng_cpu"])
+    runner = _LossModule(model)
+    if dist_info.enabled:
+        ids = [device.index] if device.type == "cuda" else None
+        runner = nn.parallel.DistributedDataParallel(runner, device_ids=ids)
+
+    def state(kind: str) -> dict:
+        return {
+            "kind": kind, "model": model.state_dict(), "optimizer": opt.state_dict(),
+            "scaler": scaler.state_dict(), "step": step, "epoch": epoch,
+            "batch_in_epoch": start_batch, "best": best, "config": to_dict(cfg),
+            "rng_cpu": torch.get_rng_state(), "precision": precision,
+        }  # fmt: skip
+
+    def log(obj: dict) -> None:
+        if main_proc:
+            with open(run_dir / "metrics.jsonl", "a", encoding="utf-8") as fh:
+                fh.write(json.dumps(obj) + "\n")
+
+    def validate() -> dict:
+        nonlocal best
+        scores = score_pairs(model, val_ds, device, precision, cfg.train.batch_size)
+        if getattr(model, "needs_calibration", False):
+            model.decision_threshold.fill_(calibrate_threshold(scores))
+        metrics = avc_metrics(scores, float(model.decision_threshold))
+        model.train()
+        log({"step": step, "epoch": epoch, "split": "val", **metrics})
+        if best is None or metrics["accuracy"] > best["accuracy"]:
+            best = {"step": step, **metrics}
+            if main_proc:
+                save_checkpoint(run_dir / "best.pt", state("best"))
+        return metrics
+
+    if main_proc and resume is None:
+        (run_dir / "config.yaml").write_text(dump_yaml(cfg), encoding="utf-8")
+    bar = tqdm(
+        total=cfg.train.steps, initial=step, disable=not progress, file=sys.stderr, desc="train"
+    )
+    model.train()
+    seen, train_time, window_t, window_n = 0, 0.0, time.time(), 0
+    with _StopFlag() as stop:
+        while step < cfg.train.steps and not stop.signum:
+            loader = make_loader(
+                train_ds, cfg.train.batch_size, cfg.train.seed, epoch, dist_info.rank,
+                dist_info.world, start_batch, cfg.data.num_workers, device,
+            )  # fmt: skip
+            for raw in loader:
+                t_step = time.time()
+                batch = to_device(raw, device, cfg.train.channels_last)
+                for group in opt.param_groups:
+                    group["lr"] = cfg.train.lr * lr_factor(step, cfg)
+                with runtime.autocast(precision, device):
+                    loss, stats = runner(batch)
+                if not torch.isfinite(loss):
+                    raise TrainingError(
+                        f"loss is {loss.item()} at step {step}; stopped. The last good checkpoint "
+                        f"is {run_dir / 'last.pt'} (try a lower train.lr or train.precision=fp32)"
+                    )
+                opt.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                scaler.step(opt)
+                scaler.update()
+                step, start_batch = step + 1, start_batch + 1
+                n = cfg.train.batch_size * dist_info.world
+                seen, window_n = seen + n, window_n + n
+                train_time += time.time() - t_step
+                bar.update(1)
+                if step % cfg.train.log_every == 0 or step == cfg.train.steps:
+                    rate = window_n / max(time.time() - window_t, 1e-9)
+                    window_t, window_n = time.time(), 0
+                    bar.set_postfix(
+                        loss=f"{stats['loss']:.3f}",
+                        acc=f"{stats.get('acc', 0):.2f}",
+                        clips_s=f"{rate:.0f}",
+                    )
+                    log(
+                        {
+                            "step": step,
+                            "epoch": epoch,
+                            "split": "train",
+                            "lr": opt.param_groups[0]["lr"],
+                            "clips_per_s": rate,
+                            **stats,
+                        }
+                    )
+                if step % cfg.train.eval_every == 0 or step == cfg.train.steps:
+                    validate()
+                    if main_proc:
+                        save_checkpoint(run_dir / "last.pt", state("last"))
+                if step >= cfg.train.steps or stop.signum:
+                    break
+            else:
+                epoch, start_batch = epoch + 1, 0
+        bar.close()
+        if stop.signum:
+            if main_proc:
+                save_checkpoint(run_dir / "last.pt", state("last"))
+            name = signal.Signals(stop.signum).name
+            print(
+                f"{name}: stopped at step {step}; checkpoint saved to {run_dir / 'last.pt'}. "
+                f"Resume with: python train.py --resume {run_dir}",
+                file=sys.stderr,
+            )
+    digest = weights_digest(model)
+    if dist_info.enabled:  # lets a user (and the tests) confirm that every rank ended identical
+        print(f"rank {dist_info.rank}: weights digest {digest}", file=sys.stderr)
+    runtime.cleanup_distributed()
+    summary = {
+        "run_dir": str(run_dir),
+        "step": step,
+        "best_step": best["step"] if best else None,
+        "val": {k: best[k] for k in ("accuracy", "accuracy_easy", "accuracy_hard")}
+        if best
+        else None,
+        "clips_per_s": seen / max(train_time, 1e-9),
+        "precision": precision,
+        "seconds": time.time() - t0,
+        "weights_digest": digest,
+        "interrupted": bool(stop.signum),
+        "signal": stop.signum,
+    }
+    return summary

@@ -1,0 +1,108 @@
+"""Device, precision and process-group set-up (device-agnostic: CUDA when present, else CPU).
+
+Distributed runs are configured by torchrun's environment variables only (``RANK``,
+``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR``, ``MASTER_PORT``): nccl on CUDA, gloo on CPU.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import sys
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from avssl.errors import ConfigError
+
+
+@dataclass
+class Dist:
+    """This process's place in the job."""
+
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world > 1
+
+
+def init_distributed(device: torch.device) -> Dist:
+    """Join the process group when launched by torchrun; a no-op otherwise."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Dist()
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    return Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def cleanup_distributed() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` picks ``cuda:LOCAL_RANK`` when CUDA is available, else the CPU."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        return torch.device("cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"train.device={name} but CUDA is not available")
+    return torch.device(name)
+
+
+def cpu_has_bf16() -> bool:
+    """True when the CPU has native bf16 instructions (AVX512-BF16 or AMX)."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="ignore") as fh:
+            flags = fh.read()
+        return "avx512_bf16" in flags or "amx_bf16" in flags
+    except OSError:
+        return False
+
+
+_warned: set[str] = set()
+
+
+def resolve_precision(name: str, device: torch.device) -> str:
+    """Turn ``auto`` into bf16 where the hardware supports it, else fp32 (said once)."""
+    if name not in ("auto", "bf16", "fp16", "fp32"):
+        raise ConfigError(f"train.precision must be auto|bf16|fp16|fp32, got {name!r}")
+    if name == "fp16" and device.type != "cuda":
+        raise ConfigError("train.precision=fp16 needs CUDA; use bf16 or fp32 on the CPU")
+    if name != "auto":
+        return name
+    ok = torch.cuda.is_bf16_supported() if device.type == "cuda" else cpu_has_bf16()
+    if not ok and "bf16" not in _warned:
+        _warned.add("bf16")
+        print("note: no native bf16 on this device; training in fp32", file=sys.stderr)
+    return "bf16" if ok else "fp32"
+
+
+def autocast(precision: str, device: torch.device):
+    """The autocast context for a resolved precision (a null context for fp32)."""
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(device.type, dtype=dtype)
+
+
+def seed_everything(seed: int, deterministic: bool = False) -> None:
+    """Seed python, numpy and torch; optionally ask torch for deterministic kernels."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")

@@ -1,0 +1,166 @@
+"""Shared fixtures: the developers' real data (``../shared/data``) and small generated media.
+
+Generated media are deterministic and structured so tests can tell which frame or moment came
+back: frame ``i`` of a video shows ``i`` in binary as 8 vertical bars (white = 1, left = bit 0),
+and the audio is a 440 Hz tone whose amplitude ramps up linearly, channel ``c`` of ``C``
+scaled by ``(c + 1) / C``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from avssl.data.writer import write_video
+
+REPO = Path(__file__).resolve().parents[1]
+N_BARS = 8
+TONE_HZ = 440.0
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """``../shared/data`` next to the repository (developers and CI only)."""
+    path = REPO.parent / "shared" / "data"
+    if not path.is_dir():
+        pytest.skip("../shared/data is absent (it exists for developers and CI only)")
+    return path
+
+
+class MediaFactory:
+    """Writes small test media into a folder; call it like :meth:`__call__`."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+
+    @staticmethod
+    def bars(index: int, height: int, width: int) -> np.ndarray:
+        """uint8 ``[H, W, 3]`` frame showing ``index`` (mod 256) as binary bars."""
+        cols = np.minimum(np.arange(width) * N_BARS // width, N_BARS - 1)
+        on = ((index % 2**N_BARS) >> cols) & 1
+        row = np.where(on, 235, 16).astype(np.uint8)
+        return np.broadcast_to(row[None, :, None], (height, width, 3)).copy()
+
+    @staticmethod
+    def frame_index(frame: torch.Tensor) -> int:
+        """Read back the index of a decoded uint8 ``[H, W, 3]`` frame made by :meth:`bars`."""
+        width = frame.shape[1]
+        column = frame.float().mean(dim=(0, 2))
+        index = 0
+        for bit in range(N_BARS):
+            lo, hi = bit * width // N_BARS, (bit + 1) * width // N_BARS
+            margin = max(1, (hi - lo) // 4)  # ignore the blurred edges between bars
+            if column[lo + margin : hi - margin].mean() > 128:
+                index |= 1 << bit
+        return index
+
+    @staticmethod
+    def tone(t: np.ndarray, duration: float) -> np.ndarray:
+        """The mono test signal at times ``t`` (s) of a file lasting ``duration`` s."""
+        return 0.5 * np.sin(2 * np.pi * TONE_HZ * t) * (0.2 + 0.8 * t / duration)
+
+    def __call__(
+        self,
+        name: str,
+        duration: float = 2.0,
+        fps: float = 25.0,
+        size: tuple[int, int] = (48, 64),
+        sample_rate: int = 16000,
+        channels: int = 1,
+        video: bool = True,
+        audio: bool = True,
+    ) -> Path:
+        """Write ``name`` (its extension picks the kind) and return its path.
+
+        Args:
+            name: file name; ``.png/.jpg/.bmp/.webp`` make an image (red top half, blue bottom
+                half), ``.wav/.flac/.ogg`` an audio file, anything else a video via
+                :func:`avssl.data.writer.write_video`.
+            duration: seconds of video and audio.
+            fps: video frame rate.
+            size: ``(H, W)`` of the frames (even, for h264).
+            sample_rate: audio rate in Hz.
+            channels: audio channels (1, 2 or 6 for videos).
+            video: include a video stream.
+            audio: include an audio stream.
+        """
+        path = self.folder / name
+        h, w = size
+        ext = path.suffix.lower()
+        if ext in (".png", ".jpg", ".jpeg", ".bmp", ".webp"):
+            from PIL import Image
+
+            img = np.zeros((h, w, 3), np.uint8)
+            img[: h // 2, :, 0] = 255
+            img[h // 2 :, :, 2] = 255
+            Image.fromarray(img).save(path)
+            return path
+        t = np.arange(round(duration * sample_rate)) / sample_rate
+        gains = (np.arange(channels) + 1) / channels
+        samples = (gains[:, None] * self.tone(t, duration)[None]).astype(np.float32)
+        if ext in (".wav", ".flac", ".ogg"):
+            sf.write(path, samples.T, sample_rate)
+            return path
+        frames = None
+        if video:
+            frames = np.stack([self.bars(i, h, w) for i in range(round(duration * fps))])
+        write_video(path, frames, fps, samples if audio else None, sample_rate)
+        return path
+
+
+@pytest.fixture
+def media_factory(tmp_path: Path) -> MediaFactory:
+    """A :class:`MediaFactory` writing into this test's ``tmp_path``."""
+    return MediaFactory(tmp_path)
+
+
+TINY = [
+    "data.synthetic.n_train=12",
+    "data.synthetic.n_val=4",
+    "data.synthetic.n_test=4",
+    "data.synthetic.duration=2.5",
+    "data.synthetic.size=48",
+    "data.frame_size=32",
+    "data.load_size=36",
+    "model.channels=[8,16]",
+    "model.embed_dim=16",
+    "model.fusion_hidden=16",
+    "train.batch_size=4",
+    "train.steps=6",
+    "train.warmup_steps=0",
+    "train.eval_every=3",
+    "train.log_every=2",
+    "train.val_windows=2",
+    "train.precision=fp32",
+    "train.deterministic=true",
+]
+
+
+@pytest.fixture(scope="session")
+def tiny_cache(tmp_path_factory):
+    """A session-wide AVSSL_CACHE so the tiny synthetic world is generated once."""
+    import os
+
+    path = tmp_path_factory.mktemp("avssl-cache")
+    old = os.environ.get("AVSSL_CACHE")
+    os.environ["AVSSL_CACHE"] = str(path)
+    yield path
+    if old is None:
+        os.environ.pop("AVSSL_CACHE", None)
+    else:
+        os.environ["AVSSL_CACHE"] = old
+
+
+@pytest.fixture
+def tiny_train_args(tiny_cache, tmp_path):
+    """``--set`` arguments of a seconds-long training run into ``tmp_path/runs``."""
+
+    def make(*extra: str) -> list[str]:
+        sets = [*TINY, f"train.runs_dir={tmp_path / 'runs'}", *extra]
+        return [a for s in sets for a in ("--set", s)] + ["--no-progress"]
+
+    return make

@@ -1,0 +1,55 @@
+import pickle
+
+import pytest
+import torch
+
+from avssl.config import Config, to_dict
+from avssl.errors import CheckpointError
+from avssl.train.checkpoint import checkpoint_config, load_checkpoint, save_checkpoint
+
+
+def test_round_trip_and_config(tmp_path):
+    cfg = Config()
+    path = save_checkpoint(
+        tmp_path / "c.pt", {"model": {"w": torch.ones(2)}, "config": to_dict(cfg)}
+    )
+    state = load_checkpoint(path)
+    assert torch.equal(state["model"]["w"], torch.ones(2))
+    assert checkpoint_config(state) == cfg
+    assert not list(tmp_path.glob(".*tmp*")), "temporary file left behind"
+
+
+class _Evil:
+    def __reduce__(self):
+        return (print, ("code ran",))
+
+
+def _bad_files(tmp_path):
+    (tmp_path / "empty.pt").write_bytes(b"")
+    (tmp_path / "text.pt").write_text("hello")
+    torch.save({"format": "something-else"}, tmp_path / "foreign.pt")
+    torch.save({"format": "avssl-checkpoint-v1", "evil": _Evil()}, tmp_path / "evil.pt")
+    with open(tmp_path / "pickle.pt", "wb") as fh:
+        pickle.dump(_Evil(), fh)
+    good = tmp_path / "good.pt"
+    save_checkpoint(good, {"model": {"w": torch.ones(1000)}})
+    (tmp_path / "truncated.pt").write_bytes(good.read_bytes()[:300])
+    return {
+        "missing.pt": "no such file",
+        "empty.pt": "empty file",
+        "text.pt": "not a readable checkpoint",
+        "foreign.pt": "not an avssl checkpoint",
+        "evil.pt": "refused",
+        "pickle.pt": "",
+        "truncated.pt": "not a readable checkpoint",
+    }
+
+
+def test_bad_checkpoints_one_line(tmp_path, capsys):
+    cases = _bad_files(tmp_path)
+    for name, reason in cases.items():
+        with pytest.raises(CheckpointError) as info:
+            load_checkpoint(tmp_path / name)
+        msg = str(info.value)
+        assert name in msg and reason in msg and "\n" not in msg
+    assert "code ran" not in capsys.readouterr().out

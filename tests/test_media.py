@@ -1,0 +1,288 @@
+"""Media decoding: round trips on generated files, bad inputs, and the real shared videos."""
+
+from __future__ import annotations
+
+import json
+from fractions import Fraction
+
+import av
+import numpy as np
+import pytest
+import torch
+
+from avssl import cli
+from avssl.data.media import probe, read_audio, read_clip, read_frames
+from avssl.errors import MediaError
+
+
+def _corr(audio: torch.Tensor, media_factory, start: float, rate: int, total: float) -> float:
+    t = start + np.arange(len(audio)) / rate
+    return float(np.corrcoef(audio.numpy(), media_factory.tone(t, total))[0, 1])
+
+
+def _rms(x) -> float:
+    return float(np.sqrt(np.mean(np.square(np.asarray(x, dtype=np.float64)))))
+
+
+def test_probe_and_full_decode(media_factory):
+    path = media_factory("clip.mp4", duration=2.0, fps=25, size=(48, 64))
+    info = probe(path)
+    assert (info.kind, info.fps, info.n_frames, info.width, info.height) == (
+        "video",
+        25,
+        50,
+        64,
+        48,
+    )
+    assert info.has_audio and info.audio_rate == 16000 and info.audio_channels == 1
+    assert info.duration == pytest.approx(2.0, abs=0.05)
+    frames = read_frames(path, 0.0, 2.0, 25)
+    assert frames.shape == (50, 48, 64, 3) and frames.dtype == torch.uint8
+    assert [media_factory.frame_index(f) for f in frames] == list(range(50))
+
+
+@pytest.mark.parametrize("start,fps", [(0.52, 25), (0.5, 10), (1.0, 50), (0.33, 7.5)])
+def test_window_mid_file_returns_the_frames_showing(media_factory, start, fps):
+    path = media_factory("clip.mp4", duration=3.0, fps=25)
+    frames = read_frames(path, start, 1.0, fps, size=(24, 32))
+    assert frames.shape == (round(fps), 24, 32, 3)
+    expected = [int(np.floor((start + i / fps) * 25 + 1e-6)) for i in range(len(frames))]
+    assert [media_factory.frame_index(f) for f in frames] == expected
+
+
+def test_variable_frame_rate_uses_timestamps(tmp_path, media_factory):
+    times = [0.0, 0.08, 0.12, 0.48, 0.52, 0.6, 1.2, 1.28, 1.4, 1.52]  # on the 1/25 s grid
+    path = tmp_path / "vfr.mp4"
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        stream.time_base = Fraction(1, 1000)
+        for i, t in enumerate(times):
+            frame = av.VideoFrame.from_ndarray(media_factory.bars(i, 48, 64), format="rgb24")
+            frame.pts, frame.time_base = round(t * 1000), Fraction(1, 1000)
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    frames = read_frames(path, 0.05, 1.4, 20)
+    expected = [int(np.searchsorted(times, 0.05 + i / 20, side="right")) - 1 for i in range(28)]
+    assert [media_factory.frame_index(f) for f in frames] == expected
+
+
+def test_raw_stream_without_duration_or_timestamps(media_factory):
+    source = media_factory("clip.mp4", duration=2.0, audio=False)
+    path = source.with_suffix(".h264")
+    with av.open(str(source)) as src, av.open(str(path), "w", format="h264") as dst:
+        stream = dst.add_stream_from_template(src.streams.video[0])
+        for packet in src.demux(video=0):
+            if packet.dts is not None:
+                packet.stream = stream
+                dst.mux(packet)
+    info = probe(path)  # the container declares no duration: frames are counted
+    assert info.duration == pytest.approx(2.0) and info.n_frames == 50
+    frames = read_frames(path, 1.0, 0.4, 25)
+    assert [media_factory.frame_index(f) for f in frames] == list(range(25, 35))
+
+
+def test_audio_window_is_aligned_and_sized(media_factory):
+    path = media_factory("clip.mp4", duration=3.0, sample_rate=16000)
+    audio = read_audio(path, 1.25, 1.0, 16000)
+    assert audio.shape == (16000,) and audio.dtype == torch.float32
+    assert _corr(audio, media_factory, 1.25, 16000, 3.0) > 0.99
+
+
+@pytest.mark.parametrize(
+    "name,channels,rate,exact",
+    [
+        ("stereo.mp4", 2, 44100, False),
+        ("surround.mp4", 6, 48000, False),
+        ("stereo.wav", 2, 22050, True),
+        ("surround.flac", 6, 48000, True),
+    ],
+)
+def test_channels_are_averaged_to_mono(media_factory, name, channels, rate, exact):
+    path = media_factory(name, duration=2.0, sample_rate=rate, channels=channels)
+    audio = read_audio(path, 0.5, 1.0, 16000)
+    assert audio.shape == (16000,)
+    assert _corr(audio, media_factory, 0.5, 16000, 2.0) > 0.99
+    t = 0.5 + np.arange(16000) / 16000
+    want = _rms(media_factory.tone(t, 2.0)) * (channels + 1) / (2 * channels)
+    # AAC low-passes the LFE channel of 5.1, so the lossy files only match roughly
+    assert _rms(audio) == pytest.approx(want, rel=0.01 if exact else 0.25)
+
+
+@pytest.mark.parametrize("src_rate", [8000, 16000, 22050, 44100, 48000])
+@pytest.mark.parametrize("ext", ["wav", "flac"])
+def test_soundfile_resampling(media_factory, src_rate, ext):
+    path = media_factory(f"tone.{ext}", duration=2.0, sample_rate=src_rate)
+    for rate in (16000, 48000):
+        audio = read_audio(path, 0.7, 0.9, rate)
+        assert audio.shape == (round(0.9 * rate),)
+        t = 0.7 + np.arange(len(audio)) / rate
+        assert np.abs(audio.numpy() - media_factory.tone(t, 2.0)).max() < 0.01
+
+
+def test_png_is_a_one_frame_video(media_factory):
+    path = media_factory("still.png", size=(40, 30))
+    info = probe(path)
+    assert (info.kind, info.n_frames, info.width, info.height) == ("image", 1, 30, 40)
+    frames = read_frames(path, 0.0, 0.4, 10, size=16)
+    assert frames.shape == (4, 16, 16, 3)
+    assert frames[:, 2, 8].tolist() == [[255, 0, 0]] * 4
+    assert frames[:, 13, 8].tolist() == [[0, 0, 255]] * 4
+
+
+def test_webm_vp8_opus(media_factory):
+    path = media_factory("clip.webm", duration=2.0)
+    info = probe(path)
+    assert (info.video_codec, info.audio_codec) == ("vp8", "opus")
+    frames = read_frames(path, 1.0, 0.5, 25)
+    assert [media_factory.frame_index(f) for f in frames] == list(
+        range(25, 37)
+    )  # round(12.5) == 12
+    audio = read_audio(path, 1.0, 0.5, 16000)
+    t = 1.0 + np.arange(8000) / 16000
+    # Matroska stores ms timestamps (and Opus a pre-skip): alignment within a few ms only
+    assert _rms(audio) == pytest.approx(_rms(media_factory.tone(t, 2.0)), rel=0.05)
+
+
+def test_read_clip(media_factory):
+    video = media_factory("clip.mp4", duration=2.0)
+    frames, audio = read_clip(video, 10, 32, 16000)
+    assert frames.shape == (20, 32, 32, 3) and audio.shape == (32000,)
+    assert [media_factory.frame_index(f) for f in frames] == [i * 5 // 2 for i in range(20)]
+    frames, audio = read_clip(video, 25, None, 8000, start=0.4, duration=1.0)
+    assert frames.shape == (25, 48, 64, 3) and audio.shape == (8000,)
+    assert media_factory.frame_index(frames[0]) == 10
+    image = media_factory("still.png", size=(20, 20))
+    sound = media_factory("voice.wav", duration=1.5, sample_rate=8000)
+    frames, audio = read_clip(image, 4, 8, 16000, audio_path=sound)
+    assert frames.shape == (6, 8, 8, 3) and audio.shape == (24000,)
+
+
+def test_short_streams_are_padded_within_tolerance(media_factory):
+    path = media_factory("clip.mp4", duration=2.0)
+    frames = read_frames(path, 1.5, 0.56, 25)  # ends 0.06 s after the end of the video
+    assert [media_factory.frame_index(f) for f in frames][-3:] == [48, 49, 49]
+    audio = read_audio(path, 1.5, 0.56, 16000)
+    assert audio.shape == (8960,) and audio[-500:].abs().max() < 1e-3
+    with pytest.raises(MediaError, match="shorter than the window"):
+        read_frames(path, 1.5, 1.0, 25)
+    with pytest.raises(MediaError, match="shorter than the window"):
+        read_audio(path, 1.5, 1.0, 16000)
+
+
+def test_decoding_limits(media_factory):
+    path = media_factory("clip.mp4", duration=1.0)
+    with pytest.raises(MediaError, match="output size"):
+        read_frames(path, 0.0, 1.0, 25, size=(5000, 5000))
+    with pytest.raises(MediaError, match="limit"):
+        read_audio(path, 0.0, 601.0, 16000)
+    with pytest.raises(MediaError, match="sample rate"):
+        read_audio(path, 0.0, 1.0, 10**7)
+
+
+def _truncated(mf, name: str, faststart: bool = False):
+    """Half of a generated 2-s file; with ``faststart`` the mp4 index comes first (remuxed)."""
+    path = mf(name, duration=2.0)
+    if faststart:
+        with (
+            av.open(str(path)) as src,
+            av.open(str(mf.folder / "fs.mp4"), "w", options={"movflags": "faststart"}) as dst,
+        ):
+            streams = {s.index: dst.add_stream_from_template(s) for s in src.streams}
+            for packet in src.demux():
+                if packet.dts is not None:
+                    packet.stream = streams[packet.stream.index]
+                    dst.mux(packet)
+        path = mf.folder / "fs.mp4"
+    data = path.read_bytes()
+    cut = path.with_name("cut_" + name)
+    cut.write_bytes(data[: len(data) // 2])
+    return cut
+
+
+def _touch(path):
+    path.touch()
+    return path
+
+
+def _text(path):
+    path.write_text("this is not a video\n" * 50)
+    return path
+
+
+def _frames(path, start=0.0, duration=1.0):
+    return read_frames(path, start, duration, 25)
+
+
+def _audio(path, start=0.0):
+    return read_audio(path, start, 1.0, 8000)
+
+
+# (case, make the file, failing API call, whether `avssl inspect FILE` fails too: False, True
+# or the arguments that make it fail; inspect only decodes the streams that exist)
+BAD_INPUTS = [
+    ("missing", lambda mf: mf.folder / "missing.mp4", _frames, True),
+    ("empty", lambda mf: _touch(mf.folder / "empty.mp4"), probe, True),
+    ("not media", lambda mf: _text(mf.folder / "notes.mp4"), _audio, True),
+    ("truncated mp4", lambda mf: _truncated(mf, "t.mp4"), _frames, True),
+    ("truncated faststart mp4", lambda mf: _truncated(mf, "t.mp4", faststart=True),
+     lambda p: _frames(p, 0, 2), ["--duration", "2"]),
+    ("truncated webm", lambda mf: _truncated(mf, "t.webm"), lambda p: read_clip(p, 25, 8, 8000),
+     ["--duration", "2"]),
+    ("no audio", lambda mf: mf("mute.mp4", audio=False), _audio, False),
+    ("no video (wav)", lambda mf: mf("sound.wav"), _frames, False),
+    ("no video (m4a)", lambda mf: mf("sound.m4a", video=False), _frames, False),
+    ("beyond end", lambda mf: mf("clip.mp4"), lambda p: _frames(p, 3), ["--start", "3"]),
+    ("beyond end (wav)", lambda mf: mf("s.wav"), lambda p: _audio(p, 3), ["--start", "3"]),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("case,make,call,cli_fails", BAD_INPUTS, ids=[c[0] for c in BAD_INPUTS])
+def test_bad_inputs_raise_one_media_error(media_factory, capsys, case, make, call, cli_fails):
+    path = make(media_factory)
+    with pytest.raises(MediaError) as info:
+        call(path)
+    assert path.name in str(info.value) and type(info.value) is MediaError
+    extra = cli_fails if isinstance(cli_fails, list) else []
+    code = cli.main(["inspect", str(path), *extra])
+    out, err = capsys.readouterr()
+    if cli_fails:
+        assert code == 2 and "Traceback" not in err and out == ""
+        lines = err.splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: ") and path.name in lines[0]
+    else:  # inspect only decodes the streams that exist
+        assert code == 0 and json.loads(out)["decodable"] is True
+
+
+def test_inspect_reports_a_window(media_factory, capsys):
+    path = media_factory("clip.mp4", duration=0.6)
+    assert cli.main(["inspect", str(path), "--size", "32", "--sample-rate", "8000"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["kind"] == "video" and report["decodable"] is True
+    assert report["window"] == {
+        "start": 0.0,
+        "duration": pytest.approx(0.6, abs=0.01),
+        "frames": [15, 32, 32, 3],
+        "audio_samples": 4800,
+    }
+
+
+@pytest.mark.shared_data
+def test_shared_videos_decode(shared_data, capsys):
+    videos = sorted((shared_data / "videos").iterdir())
+    assert len(videos) >= 6
+    for path in videos:
+        assert cli.main(["inspect", str(path)]) == 0, path
+        report = json.loads(capsys.readouterr().out)
+        assert report["has_video"] and report["has_audio"] and report["duration"] > 4
+        # the WebM's first frame is at 3 ms: the seek lands after 1 ms and is retried from 0
+        assert read_frames(path, 0.001, 0.2, 25, size=32).shape == (5, 32, 32, 3)
+        mid = report["duration"] / 2
+        frames = read_frames(path, mid, 1.0, 25, size=224)
+        assert frames.shape == (25, 224, 224, 3) and frames.float().mean() > 5, path
+        audio = read_audio(path, mid, 1.0, 16000)
+        assert audio.shape == (16000,) and 1e-3 < _rms(audio) < 1, path
+        start = max(0.0, report["duration"] - 3.0)  # the last 3 s: ends of streams differ
+        frames, audio = read_clip(path, 25, 112, 16000, start=start)
+        n = round((report["duration"] - start) * 25)
+        assert frames.shape == (n, 112, 112, 3) and abs(len(audio) - n * 640) <= 640, path

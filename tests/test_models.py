@@ -1,0 +1,207 @@
+"""Models: shapes at small and paper sizes, the shared interface, front ends, calibration."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+import torchaudio
+
+from avssl.config import AudioFeatures, DataConfig, ModelConfig, load_config
+from avssl.errors import ConfigError
+from avssl.features import FrameNorm, LogMel, LogSTFT, audio_feature_shape, build_audio_frontend
+from avssl.losses import lse_pool, mil_logistic
+from avssl.models import METHODS, AVModel, build_model
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+SMALL = ["l3", "avenet", "avolnet", "contrastive"]
+
+
+def make_batch(cfg, b: int, seed: int = 0) -> dict:
+    g = torch.Generator().manual_seed(seed)
+    n = round(cfg.data.sample_rate * cfg.data.window)
+    s = cfg.data.frame_size
+    return {
+        "frames": torch.rand(b, 3, s, s, generator=g),
+        "audio": 0.1 * torch.randn(b, n, generator=g),
+        "audio_neg": 0.1 * torch.randn(b, n, generator=g),
+        "neg_hard": torch.arange(b) % 2 == 0,
+        "audio_hard": 0.1 * torch.randn(b, n, generator=g),
+        "label": torch.arange(b) % 2,
+    }
+
+
+def load(name: str):
+    cfg = load_config(CONFIGS / f"{name}.yaml")
+    torch.manual_seed(0)
+    return cfg, build_model(cfg.model, cfg.data, cfg.loss)
+
+
+@pytest.mark.parametrize("name", SMALL)
+def test_small_config_shapes_and_loss(name):
+    cfg, model = load(name)
+    assert cfg.model.method == name and cfg.data.frame_size == 64
+    batch = make_batch(cfg, 4)
+    loss, stats = model.loss(batch)
+    loss.backward()
+    assert torch.isfinite(loss) and {"loss", "acc", "acc_easy", "acc_hard"} <= set(stats)
+    assert all(isinstance(v, float) for v in stats.values())
+    model.eval()
+    with torch.no_grad():
+        frames, audio = batch["frames"], batch["audio"]
+        assert model.score(frames, audio).shape == (4,)
+        assert model.embed_audio(audio).shape == (4, model.embed_audio(audio).shape[1])
+        assert model.embed_visual(frames).dim() == 2
+        vmap, heat = model.visual_map(frames), model.heatmap(frames, audio)
+    if model.has_map:
+        assert vmap.shape == (4, cfg.model.embed_dim, 4, 4) and heat.shape == (4, 4, 4)
+    else:
+        assert vmap is None and heat is None
+
+
+@pytest.mark.parametrize("name", SMALL)
+def test_paper_config_shapes(name):
+    cfg, model = load(f"{name}-paper")
+    assert (cfg.data.frame_size, cfg.data.sample_rate, cfg.model.channels[-1]) == (224, 48000, 512)
+    model.eval()
+    batch = make_batch(cfg, 1)
+    with torch.no_grad():
+        spec = model.audio_frontend(batch["audio"])
+        assert spec.shape == (1, 1, 257, 199)
+        assert audio_feature_shape(cfg.model.audio, 48000, 1.0) == (257, 199)
+        vis = model.vision(model.frame_norm(batch["frames"]))
+        side = 7 if name == "avenet" else 14  # conv1 stride 2 with / without the last pool
+        assert vis.shape == (1, 512, side, side)
+        assert model.audio(spec).shape == (1, 512, 16, 12)
+    if model.has_map:
+        assert model.visual_map(batch["frames"]).shape[-2:] == (14, 14)
+
+
+def test_interface_is_the_same_for_every_method():
+    data = DataConfig()
+    for name, cls in METHODS.items():
+        model = build_model(ModelConfig(method=name), data)
+        assert isinstance(model, cls) and isinstance(model, AVModel)
+        assert cls.paper.startswith("https://arxiv.org/abs/")
+        assert cls.__doc__ and cls.paper in cls.__doc__
+        state = model.state_dict()
+        assert float(state["decision_threshold"]) == 0.0
+        assert not any(k.startswith(("audio_frontend", "frame_norm")) for k in state)
+        for p in model.calibration_parameters():
+            assert any(p is q for q in model.parameters())
+
+
+def test_unknown_method_is_a_config_error():
+    with pytest.raises(ConfigError, match="'nope'.*l3, avenet, avolnet, contrastive"):
+        build_model(ModelConfig(method="nope"), DataConfig())
+
+
+@pytest.mark.parametrize("name", ["l3", "avenet", "avolnet"])
+def test_pair_stats_follow_score_in_eval(name):
+    cfg, model = load(name)
+    batch = make_batch(cfg, 4, seed=1)
+    model.eval()
+    with torch.no_grad():
+        loss, stats = model.loss(batch)
+        pos = model.score(batch["frames"], batch["audio"])
+        neg = model.score(batch["frames"], batch["audio_neg"])
+    acc = torch.cat([pos >= 0, neg < 0]).float().mean()
+    assert stats["acc"] == pytest.approx(float(acc))
+    if name == "avolnet":  # eval pools with the hard max, which is score()
+        target = torch.cat([torch.ones(4), torch.zeros(4)])
+        assert float(loss) == pytest.approx(float(mil_logistic(torch.cat([pos, neg]), target)))
+
+
+def test_avenet_calibration_starts_with_small_distance_meaning_match():
+    _, model = load("avenet")
+    probs = torch.softmax(model.calibration(torch.tensor([[0.0], [2.0]])), dim=1)[:, 1]
+    assert probs[0] > 0.5 > probs[1]
+    v = F.normalize(torch.randn(3, 128), dim=1)
+    assert (model._pair_score(model._pair_output(v, v)) > 0).all()
+    assert (model._pair_score(model._pair_output(v, -v)) < 0).all()
+
+
+def test_mil_pooling_is_soft_in_training_and_hard_in_eval():
+    cfg, model = load("avolnet")
+    x = torch.randn(5, 16)
+    model.train()
+    assert torch.allclose(model.pool_locations(x), lse_pool(x, cfg.model.lse_sharpness))
+    assert (model.pool_locations(x) < x.amax(1)).all()
+    model.eval()
+    assert torch.equal(model.pool_locations(x), x.amax(1))
+    model.train()
+    model.cfg.mil_pool = "max"
+    assert torch.equal(model.pool_locations(x), x.amax(1))
+
+
+@pytest.mark.parametrize("name", ["avolnet", "contrastive"])
+def test_score_is_the_max_of_the_heatmap(name):
+    cfg, model = load(name)
+    batch = make_batch(cfg, 3)
+    model.eval()
+    with torch.no_grad():
+        score = model.score(batch["frames"], batch["audio"])
+        peak = model.heatmap(batch["frames"], batch["audio"]).flatten(1).amax(1)
+    expected = torch.sigmoid(score) if name == "avolnet" else score
+    assert torch.allclose(peak, expected, atol=1e-5)
+
+
+def test_bf16_autocast_and_channels_last_forward_is_finite():
+    cfg, model = load("contrastive")
+    batch = make_batch(cfg, 4)
+    model = model.to(memory_format=torch.channels_last)
+    batch["frames"] = batch["frames"].contiguous(memory_format=torch.channels_last)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss, stats = model.loss(batch)
+        model.eval()
+        with torch.no_grad():
+            score = model.score(batch["frames"], batch["audio"])
+            spec = model.audio_frontend(batch["audio"])
+    loss.backward()
+    assert torch.isfinite(loss) and torch.isfinite(score).all()
+    assert spec.dtype == torch.float32  # the front end opts out of autocast
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    assert grads and all(torch.isfinite(g).all() for g in grads)
+
+
+def test_log_stft_matches_torchaudio_with_paper_framing():
+    feat = AudioFeatures(kind="logstft", n_fft=512, win_length=480, hop_length=240, center=False)
+    wave = torch.randn(2, 48000)
+    ours = LogSTFT(feat)(wave)
+    assert ours.shape == (2, 1, 257, 199)
+    ref = torchaudio.transforms.Spectrogram(512, 480, 240, power=1, center=False)
+    expected = torch.log(ref(F.pad(wave, (16, 16))) + 1e-6).unsqueeze(1)
+    assert torch.allclose(ours, expected, atol=1e-4)
+
+
+def test_log_mel_matches_torchaudio():
+    feat = AudioFeatures(kind="logmel", n_fft=400, win_length=400, hop_length=160, n_mels=40)
+    wave = torch.randn(2, 16000)
+    ref = torchaudio.transforms.MelSpectrogram(16000, 400, 400, 160, n_mels=40, center=False)
+    assert torch.allclose(
+        LogMel(feat, 16000)(wave), torch.log(ref(wave) + 1e-6).unsqueeze(1), atol=1e-3
+    )
+
+
+@pytest.mark.parametrize("kind", ["logstft", "logmel"])
+@pytest.mark.parametrize("center", [False, True])
+@pytest.mark.parametrize("window", [0.5, 1.0, 0.96])
+def test_audio_feature_shape_is_analytic(kind, center, window):
+    feat = AudioFeatures(kind=kind, n_fft=512, win_length=400, hop_length=160, center=center)
+    out = build_audio_frontend(feat, 16000)(torch.zeros(1, round(16000 * window)))
+    assert out.shape[2:] == audio_feature_shape(feat, 16000, window)
+
+
+def test_unknown_front_end_is_a_config_error():
+    with pytest.raises(ConfigError, match="logstft, logmel"):
+        build_audio_frontend(AudioFeatures(kind="mfcc"), 16000)
+
+
+def test_frame_norm_takes_unit_floats_or_bytes():
+    norm = FrameNorm()
+    grey = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1).expand(2, 3, 4, 4)
+    assert torch.allclose(norm(grey), torch.zeros(2, 3, 4, 4), atol=1e-6)
+    u8 = torch.randint(0, 256, (2, 3, 4, 4), dtype=torch.uint8)
+    assert torch.allclose(norm(u8), norm(u8.float() / 255))

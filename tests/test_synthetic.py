@@ -1,0 +1,145 @@
+"""The synthetic AV world: real decodable files, a valid manifest, determinism, and a pulse that
+follows the sound (so one frame reveals timing and time-shifted audio is a detectable negative)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import av
+import numpy as np
+import pytest
+
+from avssl import cli
+from avssl.config import SynthConfig
+from avssl.data import synth_render as sr
+from avssl.data import synthetic
+from avssl.data.manifest import read_manifest
+from avssl.data.writer import write_video
+from avssl.errors import ConfigError
+
+# CLI defaults except the counts and duration, so `avssl synth` can rebuild the same world.
+CFG = SynthConfig(n_train=4, n_val=1, n_test=1, duration=2.0)
+CLI_ARGS = ["--n-train", "4", "--n-val", "1", "--n-test", "1", "--duration", "2", "--quiet"]
+
+
+def decode(path):
+    """uint8 ``[T, H, W, 3]`` frames, float ``[N]`` mono audio and the audio rate of a file."""
+    with av.open(str(path)) as container:
+        frames = np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
+    with av.open(str(path)) as container:
+        rate = container.streams.audio[0].sample_rate
+        audio = np.concatenate([f.to_ndarray().reshape(-1) for f in container.decode(audio=0)])
+    return frames, audio, rate
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    out = tmp_path_factory.mktemp("world")
+    return synthetic.build_world(out, CFG, workers=1, progress=False)
+
+
+def test_world_files_manifest_and_boxes(world):
+    rows = read_manifest(world)
+    assert [r.split for r in rows] == ["train"] * 4 + ["val", "test"]
+    assert rows[0].id == "train-000000" and rows[0].video == "train/000000.mp4"
+    info = json.loads((world.parent / "classes.json").read_text())
+    assert info["names"] == [c.name for c in sr.class_specs(CFG.n_classes)]
+    for row in rows:
+        assert row.start == 0.0 and row.end == CFG.duration and row.audio is None
+        assert len(row.labels) == 1 and row.labels[0] in info["names"]
+        assert len(row.boxes["sources"]) == 1
+        assert len(row.boxes["distractors"]) <= CFG.max_distractors
+        for x0, y0, x1, y1 in row.boxes["sources"] + row.boxes["distractors"]:
+            assert 0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1
+            assert 0.2 < x1 - x0 < 0.4  # 22-32 % of the width, times the maximum pulse 1.1
+        frames, audio, rate = decode(world.parent / row.video)
+        assert frames.shape == (50, CFG.size, CFG.size, 3)
+        assert rate == CFG.sample_rate and abs(len(audio) - 2 * CFG.sample_rate) <= 1024
+        assert 0.3 < np.abs(audio).max() < 0.7  # peak-normalised to 0.5 before AAC
+    assert not list(world.parent.rglob("*.tmp*"))
+
+
+def test_cli_rebuilds_identically_with_two_workers(world, tmp_path, capsys):
+    out = tmp_path / "again"
+    assert cli.main(["synth", "--out", str(out), "--workers", "2", *CLI_ARGS]) == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1] == str(out / "manifest.jsonl")
+    assert (out / "manifest.jsonl").read_text() == world.read_text()
+    for row in read_manifest(world):
+        a, b = decode(world.parent / row.video), decode(out / row.video)
+        np.testing.assert_array_equal(a[1], b[1])
+        np.testing.assert_array_equal(a[0], b[0])
+
+
+def test_ensure_world_caches_by_config(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("AVSSL_CACHE", str(tmp_path))
+    cfg = SynthConfig(n_train=2, n_val=1, n_test=1, duration=1.5, size=48)
+    manifest = synthetic.ensure_world(cfg, workers=1, progress=False)
+    assert manifest == synthetic.world_dir(cfg) / "manifest.jsonl"
+    assert manifest.parent.parent == tmp_path / "synthetic"
+    assert "built 4 clips" in capsys.readouterr().err
+    stamp = manifest.stat().st_mtime_ns
+    assert synthetic.ensure_world(cfg, workers=1, progress=False) == manifest
+    assert "reused" in capsys.readouterr().err and manifest.stat().st_mtime_ns == stamp
+    assert synthetic.world_dir(dataclasses.replace(cfg, seed=1)) != manifest.parent
+
+
+def test_cache_root(monkeypatch, tmp_path):
+    monkeypatch.setenv("AVSSL_CACHE", str(tmp_path / "a"))
+    assert synthetic.cache_root() == tmp_path / "a"
+    monkeypatch.delenv("AVSSL_CACHE")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert synthetic.cache_root() == tmp_path / "xdg" / "avssl"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert synthetic.cache_root() == tmp_path / "home" / ".cache" / "avssl"
+
+
+@pytest.mark.parametrize("change", [{"n_classes": 1}, {"size": 95}, {"n_val": -1}])
+def test_bad_config(tmp_path, change):
+    with pytest.raises(ConfigError):
+        synthetic.build_world(tmp_path, dataclasses.replace(CFG, **change), 1, False)
+
+
+def test_class_specs_distinct():
+    specs = sr.class_specs(len(sr.SHAPES))
+    for attr in ("name", "rgb", "pitch"):
+        assert len({getattr(s, attr) for s in specs}) == len(specs)
+    assert specs[0].pitch == 200 and specs[-1].pitch == 1600
+
+
+@pytest.mark.parametrize("shape", sr.SHAPES)
+def test_shape_fills_its_box(shape):
+    r = 20
+    y, x = np.mgrid[-32:32, -32:32] + 0.5
+    cov = sr.coverage(sr.shape_sdf(shape, x, y, r))
+    assert cov[np.maximum(abs(x), abs(y)) > r + 1].max() == 0  # nothing outside the box
+    assert 0.25 < cov.sum() / (2 * r) ** 2 <= 1.0
+    rows, cols = np.nonzero(cov > 0.5)
+    assert rows.max() - rows.min() >= 2 * r - 3 and cols.max() - cols.min() >= 2 * r * 0.75
+
+
+def _rms_at(audio, times, rate, window=0.02):
+    """RMS of the ``window`` s of audio ending at each time. ``[len(times)]``."""
+    ends = np.round(times * rate).astype(int)
+    n = int(window * rate)
+    return np.array([np.sqrt(np.mean(audio[max(e - n, 0) : max(e, 1)] ** 2)) for e in ends])
+
+
+def test_pulse_follows_sound(tmp_path):
+    """Decoded sounding-object brightness tracks the audio RMS envelope, not the shifted audio."""
+    cfg = SynthConfig(duration=6.0)
+    classes = sr.class_specs(cfg.n_classes)
+    aligned, shifted = [], []
+    for label in range(cfg.n_classes):
+        clip = sr.render_clip(cfg, classes, label, np.random.default_rng([7, label]))
+        path = write_video(tmp_path / f"{label}.mp4", clip.frames, cfg.fps, clip.audio, 16000)
+        frames, audio, rate = decode(path)
+        x0, y0, x1, y1 = (np.array(clip.sources[0]) * cfg.size).round().astype(int)
+        bright = frames[:, y0:y1, x0:x1].astype(float).mean(axis=(1, 2, 3))
+        rms = _rms_at(audio, np.arange(len(frames)) / cfg.fps, rate)
+        lag = cfg.fps  # one second
+        aligned.append(np.corrcoef(bright, rms)[0, 1])
+        shifted.append(np.corrcoef(bright[:-lag], rms[lag:])[0, 1])
+    assert min(aligned) > 0.7 and np.mean(aligned) > 0.85, aligned
+    assert abs(np.mean(shifted)) < 0.25 and max(shifted) < min(aligned), shifted

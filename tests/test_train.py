@@ -1,0 +1,110 @@
+"""End-to-end training, evaluation, resume and DDP on a seconds-long tiny config."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import evaluate
+import train
+from avssl.train.checkpoint import load_checkpoint
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _last_json(text: str) -> dict:
+    return json.loads(text.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("method", ["contrastive", "l3", "avenet", "avolnet"])
+def test_train_writes_run_and_json(method, tiny_train_args, capsys):
+    args = ["--config", str(ROOT / f"configs/{method}.yaml"), *tiny_train_args()]
+    assert train.main(args) == 0
+    summary = _last_json(capsys.readouterr().out)
+    run = Path(summary["run_dir"])
+    for name in ("config.yaml", "metrics.jsonl", "last.pt", "best.pt"):
+        assert (run / name).is_file(), name
+    assert set(summary["val"]) == {"accuracy", "accuracy_easy", "accuracy_hard"}
+    assert summary["clips_per_s"] > 0 and summary["seconds"] > 0
+    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    train_rows = [r for r in rows if r["split"] == "train"]
+    assert [r["step"] for r in train_rows] == [2, 4, 6]
+    assert {r["split"] for r in rows} == {"train", "val"}
+    # the best checkpoint is the best on validation
+    val = [r for r in rows if r["split"] == "val"]
+    best = load_checkpoint(run / "best.pt")
+    assert best["best"]["accuracy"] == max(r["accuracy"] for r in val)
+
+    assert evaluate.main(["avc", "--checkpoint", str(run), "--no-progress"]) == 0
+    res = _last_json(capsys.readouterr().out)
+    assert {"accuracy", "accuracy_easy", "accuracy_hard", "n"} <= set(res)
+    assert res["n"] == 4 * 4 and res["split"] == "test"
+    assert (run / "report.md").read_text().count("AVC accuracy") == 1
+
+
+def test_new_run_never_overwrites(tiny_train_args, capsys):
+    assert train.main(tiny_train_args("train.steps=1")) == 0
+    first = _last_json(capsys.readouterr().out)["run_dir"]
+    assert train.main(tiny_train_args("train.steps=1")) == 0
+    second = _last_json(capsys.readouterr().out)["run_dir"]
+    assert first != second and Path(first).is_dir() and Path(second).is_dir()
+
+
+def test_loss_goes_down(tiny_train_args, capsys):
+    args = tiny_train_args("train.steps=40", "train.eval_every=40", "train.log_every=20")
+    assert train.main(args) == 0
+    run = Path(_last_json(capsys.readouterr().out)["run_dir"])
+    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    losses = [r["loss"] for r in rows if r["split"] == "train"]
+    assert losses[-1] < losses[0]
+
+
+def test_resume_equals_straight_run(tiny_train_args, capsys):
+    common = ("train.schedule=constant", "train.eval_every=4")
+    assert train.main(tiny_train_args("train.steps=8", *common)) == 0
+    straight = _last_json(capsys.readouterr().out)
+    assert train.main(tiny_train_args("train.steps=4", *common)) == 0
+    half = _last_json(capsys.readouterr().out)
+    assert train.main(["--resume", half["run_dir"], "--set", "train.steps=8", "--no-progress"]) == 0
+    resumed = _last_json(capsys.readouterr().out)
+    assert resumed["run_dir"] == half["run_dir"] and resumed["step"] == 8
+    a = load_checkpoint(Path(straight["run_dir"]) / "last.pt")["model"]
+    b = load_checkpoint(Path(resumed["run_dir"]) / "last.pt")["model"]
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-6, msg=key)
+
+
+@pytest.mark.parametrize("flag", ["--resume", "--checkpoint"])
+def test_bad_checkpoint_one_line(flag, tmp_path, capsys):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint at all")
+    if flag == "--resume":
+        code = train.main(["--resume", str(bad)])
+    else:
+        code = evaluate.main(["avc", "--checkpoint", str(bad)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith("error: ") and str(bad) in err and len(err.strip().splitlines()) == 1
+
+
+def test_ddp_two_processes_identical(tiny_train_args, tiny_cache, tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "AVSSL_CACHE": str(tiny_cache)}
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+        "--master_port", "29533", str(ROOT / "train.py"), *tiny_train_args("train.batch_size=2"),
+    ]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    digests = {
+        line.split("rank ")[1].split(":")[0]: line.rsplit(" ", 1)[1]
+        for line in proc.stderr.splitlines()
+        if "weights digest" in line
+    }
+    assert set(digests) == {"0", "1"}, proc.stderr[-2000:]
+    assert digests["0"] == digests["1"]
+    summary = _last_json(proc.stdout)
+    assert summary["weights_digest"] == digests["0"]
