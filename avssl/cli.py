@@ -16,6 +16,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("avssl.eval.cli:main", "evaluate a checkpoint (same as evaluate.py)"),
     "inspect": ("avssl.tools.inspect:main", "describe and test-decode a media file"),
     "synth": ("avssl.data.synthetic:main", "build the built-in synthetic AV world"),
+    "index": ("avssl.tools.index_cli:main", "build or update a cross-modal search index"),
+    "query": ("avssl.tools.query_cli:main", "search an index with a sound, image or video"),
+    "overlay": ("avssl.tools.overlay:main", "render a sound-localisation heatmap video"),
+    "prepare": ("avssl.prep:main", "write a dataset's manifest (avssl prepare NAME ...)"),
 }
 
 
@@ -37,18 +41,32 @@ def run_guarded(fn, argv: list[str]) -> int:
         return 130
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Dispatch ``avssl COMMAND ARGS`` to the registered command."""
+def dispatch(
+    targets: dict[str, str], argv: list[str] | None, usage: str, noun: str, guard: bool = True
+) -> int:
+    """Run ``NAME ARGS`` as ``targets[NAME](ARGS)``, a ``module:function`` imported lazily.
+
+    No argument prints ``usage`` and returns 2, ``-h``/``--help`` prints it and returns 0; an
+    unknown NAME is reported on stderr as an unknown ``noun`` (exit 2). With ``guard`` the
+    function runs under :func:`run_guarded`, else its errors propagate.
+    """
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
-        print(_usage())
+        print(usage)
         return 0 if argv else 2
     name, rest = argv[0], argv[1:]
-    if name not in COMMANDS:
-        print(f"error: unknown command {name!r}\n{_usage()}", file=sys.stderr)
+    if name not in targets:
+        print(f"error: unknown {noun} {name!r}\n{usage}", file=sys.stderr)
         return 2
-    module, func = COMMANDS[name][0].split(":")
-    return run_guarded(getattr(importlib.import_module(module), func), rest)
+    module, func = targets[name].split(":")
+    fn = getattr(importlib.import_module(module), func)
+    return run_guarded(fn, rest) if guard else int(fn(rest) or 0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Dispatch ``avssl COMMAND ARGS`` to the registered command."""
+    targets = {name: target for name, (target, _) in COMMANDS.items()}
+    return dispatch(targets, argv, _usage(), "command")
 
 
 if __name__ == "__main__":

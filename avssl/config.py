@@ -58,10 +58,10 @@ class AudioFeatures:
     """Audio front end: L3 log-magnitude STFT or log-mel, computed on the model's device."""
 
     kind: str = "logmel"  # "logstft" | "logmel"
-    n_fft: int = 512
-    win_length: int = 400
-    hop_length: int = 160
-    n_mels: int = 64
+    n_fft: int = 1024
+    win_length: int = 640  # 40 ms at 16 kHz
+    hop_length: int = 320  # 20 ms: half a video frame at 25 fps
+    n_mels: int = 40
     center: bool = False
 
 
@@ -71,8 +71,9 @@ class ModelConfig:
 
     method: str = "contrastive"
     channels: list[int] = field(default_factory=lambda: [32, 64, 128, 128])
-    conv1_stride: int = 1  # 2 in AVE-Net / AVOL-Net
-    vision_pool_last: bool = True  # False keeps the last block's resolution (AVOL 14x14 map)
+    conv1_stride: int = 2  # 2 in AVE-Net / AVOL-Net, 1 in L3-Net
+    vision_pool_last: bool = False  # False keeps the last block's resolution (AVOL 14x14 map)
+    audio_time_bins: int = 3  # 1: global max-pool (the papers); k: keep k time spans (sync)
     embed_dim: int = 128
     fusion_hidden: int = 128  # L3 fusion FC
     head_hidden: int = 128  # hidden width of the AVE/AVOL/contrastive projection heads
@@ -97,12 +98,12 @@ class TrainConfig:
     """Optimisation and bookkeeping."""
 
     batch_size: int = 64
-    steps: int = 2000
+    steps: int = 1200
     lr: float = 2e-3
     weight_decay: float = 1e-4
     warmup_steps: int = 100
     schedule: str = "cosine"  # cosine | constant (after warm-up)
-    eval_every: int = 500
+    eval_every: int = 200
     log_every: int = 50
     precision: str = "auto"  # auto (bf16 on CPUs/GPUs that support it) | bf16 | fp16 | fp32
     channels_last: bool = True

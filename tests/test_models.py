@@ -74,7 +74,8 @@ def test_paper_config_shapes(name):
         vis = model.vision(model.frame_norm(batch["frames"]))
         side = 7 if name == "avenet" else 14  # conv1 stride 2 with / without the last pool
         assert vis.shape == (1, 512, side, side)
-        assert model.audio(spec).shape == (1, 512, 16, 12)
+        assert model.audio.tower(spec).shape == (1, 512, 16, 12)
+        assert model.audio(spec).shape == (1, 512)  # global max-pool (audio_time_bins 1)
     if model.has_map:
         assert model.visual_map(batch["frames"]).shape[-2:] == (14, 14)
 

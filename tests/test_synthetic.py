@@ -143,3 +143,16 @@ def test_pulse_follows_sound(tmp_path):
         shifted.append(np.corrcoef(bright[:-lag], rms[lag:])[0, 1])
     assert min(aligned) > 0.7 and np.mean(aligned) > 0.85, aligned
     assert abs(np.mean(shifted)) < 0.25 and max(shifted) < min(aligned), shifted
+
+
+def test_concurrent_ensure_builds_once(tmp_path, monkeypatch, capsys):
+    """Two callers at once (e.g. two DDP ranks): one builds under the lock, the other reuses."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    monkeypatch.setenv("AVSSL_CACHE", str(tmp_path))
+    cfg = SynthConfig(n_train=2, n_val=1, n_test=1, duration=1.5, size=48)
+    with ThreadPoolExecutor(2) as pool:
+        paths = list(pool.map(lambda _: synthetic.ensure_world(cfg, 1, False), range(2)))
+    assert paths[0] == paths[1] and len(read_manifest(paths[0])) == 4
+    err = capsys.readouterr().err
+    assert err.count("built 4 clips") == 1 and err.count("reused") == 1

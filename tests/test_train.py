@@ -55,12 +55,15 @@ def test_new_run_never_overwrites(tiny_train_args, capsys):
 
 
 def test_loss_goes_down(tiny_train_args, capsys):
-    args = tiny_train_args("train.steps=40", "train.eval_every=40", "train.log_every=20")
+    # batch 8 (of 12 clips): single-batch losses of batch 4 are too noisy to compare
+    args = tiny_train_args(
+        "train.steps=40", "train.eval_every=40", "train.log_every=5", "train.batch_size=8"
+    )
     assert train.main(args) == 0
     run = Path(_last_json(capsys.readouterr().out)["run_dir"])
     rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     losses = [r["loss"] for r in rows if r["split"] == "train"]
-    assert losses[-1] < losses[0]
+    assert len(losses) == 8 and sum(losses[-2:]) < sum(losses[:2])
 
 
 def test_resume_equals_straight_run(tiny_train_args, capsys):

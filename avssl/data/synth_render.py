@@ -177,7 +177,7 @@ def background_noise(n: int, sample_rate: int, rng: np.random.Generator) -> np.n
 TAU = 0.15  # envelope decay (s): the pulse's brightness and size encode time since the onset
 SCALE = (0.75, 0.35)  # sounding size = base * (SCALE[0] + SCALE[1] * env); 1.1 at an onset
 BRIGHT = (0.35, 0.65)  # sounding brightness = BRIGHT[0] + BRIGHT[1] * env
-OUTLINE = 0.6  # brightness of every object's fixed outline at its maximum size
+OUTLINE = 0.6  # brightness of the sounding object's fixed outline at its maximum size
 MAX_SCALE = SCALE[0] + SCALE[1]
 
 
@@ -264,7 +264,7 @@ def render_clip(cfg, classes: list[ClassSpec], label: int, rng: np.random.Genera
     thick = max(1.0, size / 64)
     centres = _place(rng, size, [r * MAX_SCALE + thick for r in radii])
 
-    # Static layer: background, every outline and the distractors, drawn once.
+    # Static layer, drawn once: background, the sounding object's outline, the distractors.
     bg = rng.uniform(0.02, 0.2, size=3) + rng.normal(0, 0.03, size=(size, size, 3))
     still = bg.astype(np.float32)[None]
     windows = []
@@ -272,9 +272,10 @@ def render_clip(cfg, classes: list[ClassSpec], label: int, rng: np.random.Genera
         (top, left, _, _), x, y = win = _patch(c, r, thick, size)
         windows.append(win)
         rgb = np.asarray(classes[cls].rgb, dtype=np.float32)[None]
-        ring = coverage(np.abs(shape_sdf(classes[cls].shape, x, y, r * MAX_SCALE)) - thick / 2)
-        paint(still, ring, OUTLINE * rgb, (top, left))
-        if k > 0:
+        if k == 0:
+            ring = coverage(np.abs(shape_sdf(spec.shape, x, y, r * MAX_SCALE)) - thick / 2)
+            paint(still, ring, OUTLINE * rgb, (top, left))
+        else:
             fill = coverage(shape_sdf(classes[cls].shape, x, y, r * rng.uniform(0.75, 0.85)))
             paint(still, fill, 0.6 * rgb, (top, left))
     frames = np.repeat(_to_uint8(still), n_frames, axis=0)
@@ -290,9 +291,8 @@ def render_clip(cfg, classes: list[ClassSpec], label: int, rng: np.random.Genera
     boxes = [_norm_box(c, r, size) for c, r in zip(centres, radii, strict=False)]
 
     n = int(round(cfg.duration * cfg.sample_rate))
-    signal = envelope(np.arange(n) / cfg.sample_rate, onsets, TAU) * tone(
-        spec, n, cfg.sample_rate, rng
-    )
+    env_audio = envelope(np.arange(n) / cfg.sample_rate, onsets, TAU)
+    signal = env_audio * tone(spec, n, cfg.sample_rate, rng)
     snr_db = rng.uniform(15, 25)
     noise_rms = np.sqrt(np.mean(signal**2) / 10 ** (snr_db / 10))
     audio = signal + noise_rms * background_noise(n, cfg.sample_rate, rng)

@@ -60,7 +60,9 @@ def write_video(
             vstream.height, vstream.width = int(frames.shape[1]), int(frames.shape[2])
             vstream.pix_fmt = "yuv420p"
             if codec == "libx264":
-                vstream.options = {"crf": str(crf), "preset": "veryfast"}
+                # One thread: multi-threaded x264 output can differ between runs, and the
+                # synthetic world promises identical files for a seed.
+                vstream.options = {"crf": str(crf), "preset": "veryfast", "threads": "1"}
         if audio is not None:
             if sample_rate is None:
                 raise ValueError("sample_rate is required with audio")

@@ -6,7 +6,8 @@ threshold ``thr`` on the model's score (``score >= thr`` means match):
 
 * ``accuracy_easy`` = mean(positive accuracy, easy-negative accuracy)   (balanced)
 * ``accuracy_hard`` = mean(positive accuracy, hard-negative accuracy)   (balanced)
-* ``accuracy`` = mean(accuracy_easy, accuracy_hard)
+* ``accuracy`` = mean(accuracy_easy, accuracy_hard); just ``accuracy_easy`` when no clip is long
+  enough for a hard negative (e.g. AV-Digits' 1-s clips), so checkpoint selection still works
 
 Two-way heads (L3-Net, AVE-Net, AVOL-Net) use their own rule (threshold 0 on the logit). A
 contrastive model has no natural threshold: it is chosen on the *validation* split as the one
@@ -64,7 +65,9 @@ def avc_metrics(scores: dict, threshold: float) -> dict:
         "threshold": float(threshold),
         "n": int(len(pos)),
     }
-    res["accuracy"] = (res["accuracy_easy"] + res["accuracy_hard"]) / 2
+    res["accuracy"] = (
+        (res["accuracy_easy"] + res["accuracy_hard"]) / 2 if len(hard) else res["accuracy_easy"]
+    )
     return res
 
 

@@ -9,14 +9,21 @@ evaluated checkpoint and its stored decision threshold are read-only inputs.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 from pathlib import Path
 
 from avssl.errors import AvsslError
 
-SUBCOMMANDS: dict[str, str] = {
-    "avc": "audio-visual correspondence accuracy (easy and hard negatives)",
+# name -> ("module:function", help). Each function is ``run(argv) -> int``; modules are imported
+# only when their subcommand runs.
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "avc": ("avssl.eval.cli:run_avc", "correspondence accuracy (easy and hard negatives)"),
+    "classify": ("avssl.eval.classify_cli:run", "linear probe on frozen audio embeddings"),
+    "retrieval": ("avssl.eval.retrieval_cli:run", "cross-modal and instance retrieval"),
+    "localize": ("avssl.eval.localize_cli:run", "sound-source localisation (cIoU, AUC, pointing)"),
+    "sync": ("avssl.eval.sync_cli:run", "audio-visual offset estimation (SyncNet-style)"),
 }
 
 
@@ -42,10 +49,21 @@ def emit(result: dict, args, title: str) -> None:
     sys.stdout.flush()
 
 
+def _flatten(result: dict, prefix: str = "") -> dict:
+    """Nested dicts become ``outer/inner`` keys (e.g. ``a2v/R@1``); lists are left out."""
+    flat = {}
+    for key, value in result.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}/"))
+        elif not isinstance(value, list):
+            flat[prefix + key] = value
+    return flat
+
+
 def append_report(path: Path, title: str, result: dict) -> None:
     """Append a two-column markdown table of the scalar entries of ``result``."""
     lines = [f"\n## {title}\n", "| metric | value |", "|---|---|"]
-    for key, value in result.items():
+    for key, value in _flatten(result).items():
         if isinstance(value, float):
             lines.append(f"| {key} | {value:.4f} |")
         elif isinstance(value, int | str):
@@ -56,7 +74,7 @@ def append_report(path: Path, title: str, result: dict) -> None:
 
 def run_avc(argv: list[str]) -> int:
     """``evaluate.py avc --checkpoint CKPT [--data MANIFEST] [--split test]``."""
-    p = argparse.ArgumentParser(prog="evaluate.py avc", description=SUBCOMMANDS["avc"])
+    p = argparse.ArgumentParser(prog="evaluate.py avc", description=SUBCOMMANDS["avc"][1])
     add_common(p)
     p.add_argument("--data", help="manifest (default: the data the checkpoint was trained on)")
     p.add_argument("--split", default="test", choices=("train", "val", "test"))
@@ -84,17 +102,15 @@ def run_avc(argv: list[str]) -> int:
     return 0
 
 
-_RUNNERS = {"avc": run_avc}
-
-
 def main(argv: list[str] | None = None) -> int:
     """Dispatch ``evaluate.py SUBCOMMAND ...``."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
         print("usage: evaluate.py SUBCOMMAND [ARGS...]\n\nsubcommands:")
-        for name, help_ in SUBCOMMANDS.items():
+        for name, (_, help_) in SUBCOMMANDS.items():
             print(f"  {name:<10} {help_}")
         return 0 if argv else 2
-    if argv[0] not in _RUNNERS:
+    if argv[0] not in SUBCOMMANDS:
         raise AvsslError(f"unknown evaluation {argv[0]!r} (choose from {', '.join(SUBCOMMANDS)})")
-    return _RUNNERS[argv[0]](argv[1:])
+    module, func = SUBCOMMANDS[argv[0]][0].split(":")
+    return getattr(importlib.import_module(module), func)(argv[1:])

@@ -11,7 +11,7 @@ from torch import Tensor, nn
 from avssl.config import DataConfig, LossConfig, ModelConfig
 from avssl.losses import pair_cross_entropy
 from avssl.models.base import PairClassifier, full_precision
-from avssl.models.towers import Projection, VGGTower, global_max_pool
+from avssl.models.towers import AudioTower, Projection, VGGTower, global_max_pool
 
 # Initial calibration: logit(match) - logit(no match) = 2 * SLOPE * (BOUNDARY - d). Unrelated
 # embeddings are about orthogonal (d = sqrt 2) and start on the boundary; closer pairs are matches.
@@ -34,7 +34,7 @@ class AVENet(PairClassifier):
     def __init__(self, cfg: ModelConfig, data: DataConfig, loss: LossConfig | None = None):
         super().__init__(cfg, data, loss)
         self.vision = VGGTower(3, cfg.channels, cfg.conv1_stride, cfg.vision_pool_last)
-        self.audio = VGGTower(1, cfg.channels)
+        self.audio = AudioTower(cfg.channels, cfg.audio_time_bins)
         self.vision_head = Projection(self.vision.out_dim, cfg.head_hidden, cfg.embed_dim)
         self.audio_head = Projection(self.audio.out_dim, cfg.head_hidden, cfg.embed_dim)
         self.calibration = nn.Linear(1, 2)
@@ -48,7 +48,7 @@ class AVENet(PairClassifier):
         return F.normalize(self.vision_head(x).float(), dim=1)
 
     def _encode_audio(self, wave: Tensor) -> Tensor:
-        x = global_max_pool(self.audio(self._spectrogram(wave)))
+        x = self.audio(self._spectrogram(wave))
         return F.normalize(self.audio_head(x).float(), dim=1)
 
     def embed_visual(self, frames: Tensor) -> Tensor:

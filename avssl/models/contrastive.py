@@ -12,7 +12,7 @@ from avssl.config import DataConfig, LossConfig, ModelConfig
 from avssl.losses import info_nce
 from avssl.models.base import AVModel, full_precision, threshold_stats
 from avssl.models.distributed import gather_features
-from avssl.models.towers import Projection, VGGTower, global_max_pool
+from avssl.models.towers import AudioTower, Projection, VGGTower, global_max_pool
 
 TEMPERATURE_RANGE = (0.01, 1.0)
 
@@ -37,7 +37,7 @@ class ContrastiveAV(AVModel):
         super().__init__(cfg, data, loss)
         self.has_map = cfg.spatial
         self.vision = VGGTower(3, cfg.channels, cfg.conv1_stride, cfg.vision_pool_last)
-        self.audio = VGGTower(1, cfg.channels)
+        self.audio = AudioTower(cfg.channels, cfg.audio_time_bins)
         d = cfg.embed_dim
         self.vision_head = Projection(self.vision.out_dim, cfg.head_hidden, d, cfg.spatial)
         self.audio_head = Projection(self.audio.out_dim, cfg.head_hidden, d)
@@ -60,7 +60,7 @@ class ContrastiveAV(AVModel):
 
     def embed_audio(self, wave: Tensor) -> Tensor:
         """``[B, N]`` -> unit-norm embedding ``[B, embed_dim]``."""
-        x = global_max_pool(self.audio(self._spectrogram(wave)))
+        x = self.audio(self._spectrogram(wave))
         return F.normalize(self.audio_head(x).float(), dim=1)
 
     def embed_visual(self, frames: Tensor) -> Tensor:

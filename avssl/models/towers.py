@@ -53,6 +53,36 @@ class VGGTower(nn.Module):
         return self.body(x)
 
 
+class AudioTower(nn.Module):
+    """The audio subnetwork: a :class:`VGGTower` on the spectrogram, then max-pooling.
+
+    With ``time_bins=1`` the map is max-pooled globally, as in L3-Net and Objects that Sound.
+    With ``time_bins=k > 1`` it is max-pooled over frequency and into ``k`` equal spans of time,
+    and the spans are concatenated: the embedding then knows *when* in the window a sound
+    happens, which is what telling a time-shifted (synchronisation) negative from a positive
+    needs; a global max is blind to where the onset sits in the window.
+
+    Args:
+        channels: output channels of each block.
+        time_bins: number of time spans kept (1: global max-pool).
+
+    Attributes:
+        out_dim: ``channels[-1] * time_bins``.
+    """
+
+    def __init__(self, channels: list[int], time_bins: int = 1):
+        super().__init__()
+        if time_bins < 1:
+            raise ValueError(f"time_bins must be >= 1, got {time_bins}")
+        self.tower = VGGTower(1, channels)
+        self.pool = nn.AdaptiveMaxPool2d((1, time_bins))
+        self.out_dim = channels[-1] * time_bins
+
+    def forward(self, spec: Tensor) -> Tensor:
+        """``[B, 1, F, T]`` -> ``[B, out_dim]``."""
+        return self.pool(self.tower(spec)).flatten(1)
+
+
 def global_max_pool(x: Tensor) -> Tensor:
     """``[B, C, h, w]`` -> ``[B, C]``."""
     return x.amax(dim=(2, 3))

@@ -1,0 +1,137 @@
+"""Parsers of the published localisation annotations: VGG-SS ``vggss.json``, Flickr-SoundNet XML.
+
+Shared by the evaluation (:mod:`avssl.eval.localization`) and the preparation scripts
+(:mod:`avssl.prep.vggss`, :mod:`avssl.prep.flickr`). Boxes are returned as published, normalised
+``[x0, y0, x1, y1]``: callers decide how to treat degenerate or out-of-range values (the
+evaluation clips them when drawing its ground-truth map, the manifests clip them to [0, 1]).
+
+VGG-SS: Chen et al., "Localizing Visual Sounds the Hard Way", CVPR 2021,
+https://arxiv.org/abs/2104.02691. Flickr-SoundNet: Senocak et al., "Learning to Localize Sound
+Source in Visual Scenes", CVPR 2018, https://arxiv.org/abs/1803.03849.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+from avssl.errors import ManifestError
+
+FLICKR_IMAGE_SIZE = 256  # side the reference evaluation assumes when the XML gives no <size>
+_CORNERS = ("xmin", "ymin", "xmax", "ymax")
+
+
+def parse_box(values, where: str) -> list[float]:
+    """Four numbers ``[x0, y0, x1, y1]`` from ``values``.
+
+    Raises:
+        ManifestError: naming ``where``, if they are not four numbers.
+    """
+    try:
+        box = [float(v) for v in values]
+    except (TypeError, ValueError):
+        raise ManifestError(f"{where}: box coordinates are not numbers") from None
+    if len(box) != 4:
+        raise ManifestError(f"{where}: a box needs 4 coordinates, got {len(box)}")
+    return box
+
+
+def load_vggss(path: str | os.PathLike) -> list[dict]:
+    """The raw entries of ``vggss.json``: a list of ``{"file", "class", "bbox": [[...], ...]}``.
+
+    Raises:
+        ManifestError: unreadable, not JSON, or not a list of objects.
+    """
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as err:
+        raise ManifestError(f"{path}: cannot read ({err.strerror})") from None
+    except json.JSONDecodeError as err:
+        raise ManifestError(f"{path}:{err.lineno}: not JSON ({err.msg})") from None
+    if not isinstance(data, list) or not all(isinstance(e, dict) for e in data):
+        raise ManifestError(f"{path}: expected a JSON list of objects")
+    return data
+
+
+def read_vggss(path: str | os.PathLike) -> dict[str, list[list[float]]]:
+    """``vggss.json`` -> ``{file: boxes}``, every entry checked.
+
+    Boxes are kept as published; a few are degenerate or hold huge negative values (e.g.
+    -2.88e16), which :func:`avssl.eval.localization.gt_map` clips to empty.
+
+    Raises:
+        ManifestError: as :func:`load_vggss`, or an entry without ``file``/``bbox`` or with a
+            box that is not four numbers.
+    """
+    out = {}
+    for k, entry in enumerate(load_vggss(path)):
+        if "file" not in entry or "bbox" not in entry:
+            raise ManifestError(f"{path}: entry {k} has no 'file' or 'bbox'")
+        out[str(entry["file"])] = [parse_box(b, f"{path}: entry {k}") for b in entry["bbox"]]
+    return out
+
+
+def read_flickr_ids(path: str | os.PathLike) -> list[str]:
+    """Ids of a CSV list such as ``flickr_test.csv`` or ``vggss_test.csv``: the first column of
+    each non-empty row."""
+    path = Path(path)
+    try:
+        with open(path, encoding="utf-8", newline="") as fh:
+            return [row[0].strip() for row in csv.reader(fh) if row and row[0].strip()]
+    except OSError as err:
+        raise ManifestError(f"{path}: cannot read ({err.strerror})") from None
+
+
+def _image_size(root: ET.Element, path: Path, default: int | None) -> tuple[float, float]:
+    width, height = root.findtext("size/width"), root.findtext("size/height")
+    if width is None and height is None and default is not None:
+        return float(default), float(default)
+    try:
+        w, h = float(width), float(height)
+    except (TypeError, ValueError):
+        raise ManifestError(f"{path}: no <size><width>/<height>") from None
+    if w <= 0 or h <= 0:
+        raise ManifestError(f"{path}: image size {w:g}x{h:g}")
+    return w, h
+
+
+def read_flickr_xml(
+    path: str | os.PathLike, image_size: int | None = FLICKR_IMAGE_SIZE
+) -> list[list[float]]:
+    """Boxes of one Flickr-SoundNet annotation file, normalised by the image size.
+
+    Two dialects are read: the reference's (one ``<bbox>`` per annotator, no ``<size>``, pixel
+    coordinates of a ``image_size``-pixel square image) and Pascal VOC (``<size><width>``,
+    ``<height>``, ``<object><bndbox>``). Coordinates come from the ``<xmin> <ymin> <xmax>
+    <ymax>`` children; when those tags are missing, the reference's positional reading is used
+    (skip the first child, take the next four). A file's ``<size>`` takes precedence over
+    ``image_size``; with ``image_size`` None the ``<size>`` is required.
+
+    Returns:
+        ``[[x0, y0, x1, y1], ...]``, pixels divided by the width (x) and height (y).
+
+    Raises:
+        ManifestError: unreadable XML, no usable size, no box, or a box without four numbers.
+    """
+    path = Path(path)
+    try:
+        root = ET.parse(path).getroot()
+    except OSError as err:
+        raise ManifestError(f"{path}: cannot read ({err.strerror})") from None
+    except ET.ParseError as err:
+        raise ManifestError(f"{path}: not XML ({err})") from None
+    w, h = _image_size(root, path, image_size)
+    boxes = []
+    for k, bbox in enumerate(e for e in root.iter() if e.tag in ("bbox", "bndbox")):
+        named = [bbox.findtext(t) for t in _CORNERS]
+        values = named if None not in named else [c.text for c in list(bbox)[1:5]]
+        x0, y0, x1, y1 = parse_box(values, f"{path}: box {k}")
+        boxes.append([x0 / w, y0 / h, x1 / w, y1 / h])
+    if not boxes:
+        tag = "bndbox" if root.find("size") is not None else "bbox"
+        raise ManifestError(f"{path}: no <{tag}> element")
+    return boxes

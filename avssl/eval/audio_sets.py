@@ -1,0 +1,168 @@
+"""Labelled sound-classification datasets as lists of ``(path, label, group, source)`` items.
+
+* ESC-50 (https://github.com/karolpiczak/ESC-50): ``ROOT/audio/*.wav`` and ``ROOT/meta/esc50.csv``
+  (``filename,fold,target,category,esc10,src_file,take``); the group is the official fold.
+* UrbanSound8K (https://urbansounddataset.weebly.com/urbansound8k.html):
+  ``ROOT/metadata/UrbanSound8K.csv``
+  (``slice_file_name,fsID,start,end,salience,fold,classID,class``) with ``ROOT/audio/fold*/``;
+  without the CSV, the ``fold*/`` folders and the ``fsID-classID-occurrence-slice.wav`` names.
+  The group is the official fold.
+* A folder: ``ROOT/<class>/*.<media>``; the group is what ``group_regex`` matches in the file
+  name (takes of one recording), else the file itself.
+
+Listing only reads metadata: unreadable audio is found (and skipped) when it is decoded.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from avssl.errors import AvsslError, ManifestError
+
+MEDIA_EXTS = (
+    ".wav", ".flac", ".ogg", ".mp3", ".m4a", ".aac", ".opus",
+    ".mp4", ".webm", ".mkv", ".mov", ".avi",
+)  # fmt: skip
+ESC50_COLUMNS = ("filename", "fold", "target", "category", "esc10")
+US8K_COLUMNS = ("slice_file_name", "fold", "classID", "class")
+US8K_CLASSES = (
+    "air_conditioner", "car_horn", "children_playing", "dog_bark", "drilling",
+    "engine_idling", "gun_shot", "jackhammer", "siren", "street_music",
+)  # fmt: skip
+_US8K_NAME = re.compile(r"^\d+-(\d+)-\d+-\d+$")
+_FOLD_DIR = re.compile(r"^fold(\d+)$")
+
+
+@dataclass(frozen=True)
+class AudioItem:
+    """One labelled clip.
+
+    ``group`` is its official fold (ESC-50, US8K) or, for a folder, its recording; ``source``
+    is its source recording (ESC-50 ``src_file``, US8K ``fsID``, a folder's group): clips of one
+    source must never be split between training and test.
+    """
+
+    path: Path
+    label: str
+    group: str
+    source: str = ""
+
+
+def _read_csv(path: Path, columns: tuple[str, ...]) -> list[dict[str, str]]:
+    if not path.is_file():
+        raise ManifestError(f"{path}: no such metadata file")
+    with open(path, newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        missing = [c for c in columns if c not in (reader.fieldnames or [])]
+        if missing:
+            raise ManifestError(f"{path}: missing columns {', '.join(missing)}")
+        return list(reader)
+
+
+def list_esc50(root: str | Path, subset: str | None = None) -> list[AudioItem]:
+    """ESC-50 clips; ``subset="esc10"`` keeps the rows whose ``esc10`` column is True.
+
+    Raises:
+        ManifestError: missing ``meta/esc50.csv`` or columns.
+    """
+    root = Path(root)
+    csv_path = root / "meta" / "esc50.csv"
+    rows = _read_csv(csv_path, ESC50_COLUMNS)
+    if subset not in (None, "esc10"):
+        raise AvsslError(f"unknown ESC-50 subset {subset!r} (valid: esc10)")
+    items = []
+    for i, row in enumerate(rows, 2):
+        if subset == "esc10" and row["esc10"].strip().lower() not in ("true", "1"):
+            continue
+        try:
+            fold = str(int(row["fold"]))
+        except ValueError:
+            raise ManifestError(f"{csv_path}:{i}: fold {row['fold']!r} is not a number") from None
+        src = row.get("src_file") or row["filename"]
+        items.append(AudioItem(root / "audio" / row["filename"], row["category"], fold, src))
+    return items
+
+
+def list_us8k(root: str | Path) -> list[AudioItem]:
+    """UrbanSound8K clips, from the metadata CSV when present, else from file names.
+
+    Raises:
+        ManifestError: neither the CSV nor any ``fold*/`` folder is found.
+    """
+    root = Path(root)
+    csv_path = root / "metadata" / "UrbanSound8K.csv"
+    audio = root / "audio" if (root / "audio").is_dir() else root
+    if csv_path.is_file():
+        rows = _read_csv(csv_path, US8K_COLUMNS)
+        return [
+            AudioItem(
+                audio / f"fold{r['fold']}" / r["slice_file_name"], r["class"], r["fold"],
+                r.get("fsID") or r["slice_file_name"],
+            )
+            for r in rows
+        ]  # fmt: skip
+    items = []
+    fold_dirs = [d for d in sorted(audio.iterdir()) if d.is_dir() and _FOLD_DIR.match(d.name)]
+    if not fold_dirs:
+        raise ManifestError(f"{root}: no metadata/UrbanSound8K.csv and no fold*/ folders")
+    for folder in fold_dirs:
+        fold = _FOLD_DIR.match(folder.name).group(1)
+        for path in sorted(folder.iterdir()):
+            m = _US8K_NAME.match(path.stem)
+            if path.suffix.lower() not in MEDIA_EXTS or m is None:
+                continue
+            class_id = int(m.group(1))
+            label = US8K_CLASSES[class_id] if class_id < len(US8K_CLASSES) else str(class_id)
+            items.append(AudioItem(path, label, fold, path.stem.split("-")[0]))
+    return items
+
+
+def list_folder(root: str | Path, group_regex: str | None = None) -> list[AudioItem]:
+    """``ROOT/<class>/<file>`` media files; groups from ``group_regex`` on the file name.
+
+    Args:
+        root: the dataset folder.
+        group_regex: a regular expression searched in each file name; its first group (or the
+            whole match) names the recording, so that takes of one recording share a fold.
+            Files it does not match are their own group.
+
+    Raises:
+        ManifestError: no class folder with media files.
+        AvsslError: invalid regular expression.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise ManifestError(f"{root}: no such folder")
+    try:
+        pattern = re.compile(group_regex) if group_regex else None
+    except re.error as err:
+        raise AvsslError(f"--group-regex {group_regex!r}: {err}") from None
+    items = []
+    for class_dir in sorted(d for d in root.iterdir() if d.is_dir()):
+        for path in sorted(class_dir.iterdir()):
+            if not path.is_file() or path.suffix.lower() not in MEDIA_EXTS:
+                continue
+            group = f"{class_dir.name}/{path.name}"
+            m = pattern.search(path.name) if pattern else None
+            if m is not None:
+                group = m.group(1) if m.groups() else m.group(0)
+            items.append(AudioItem(path, class_dir.name, group, group))
+    if not items:
+        raise ManifestError(f"{root}: no <class>/<media file> found")
+    return items
+
+
+def list_dataset(
+    kind: str, root: str | Path, subset: str | None = None, group_regex: str | None = None
+) -> list[AudioItem]:
+    """Dispatch to :func:`list_esc50`, :func:`list_us8k` or :func:`list_folder`."""
+    if kind == "esc50":
+        return list_esc50(root, subset)
+    if kind == "us8k":
+        return list_us8k(root)
+    if kind == "folder":
+        return list_folder(root, group_regex)
+    raise AvsslError(f"unknown dataset kind {kind!r} (valid: esc50, us8k, folder)")

@@ -1,0 +1,141 @@
+"""``evaluate.py classify``: linear probe on frozen audio embeddings (see :mod:`avssl.eval.probe`).
+
+usage::
+
+    evaluate.py classify --dataset esc50|us8k|folder --root DIR
+        [--features model|logmel|random] [--checkpoint CKPT] [--subset esc10]
+        [--folds 5] [--group-regex RE] [--pool mean|max] [--hop 0.5]
+        [--classifier logreg|svm] [--precision fp32|bf16] [--strict]
+
+``--features model`` needs ``--checkpoint``; ``random`` is the same network untrained (the
+checkpoint's config when given, else the default config), ``logmel`` needs no network.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+
+from avssl.errors import AvsslError
+from avssl.eval.cli import SUBCOMMANDS, add_common, emit
+
+FEATURES = ("model", "logmel", "random")
+MAX_LISTED_SKIPS = 50
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="evaluate.py classify", description=SUBCOMMANDS["classify"][1])
+    add_common(p, checkpoint_required=False)
+    p.add_argument("--dataset", required=True, choices=("esc50", "us8k", "folder"))
+    p.add_argument("--root", required=True, help="dataset folder")
+    p.add_argument("--features", default="model", choices=FEATURES)
+    p.add_argument("--subset", choices=("esc10",), help="esc50 only: keep the ESC-10 rows")
+    p.add_argument(
+        "--protocol", choices=("official", "kfold"),
+        help="esc50/us8k: leave one official fold out (default), or a stratified k-fold grouped "
+        "by source recording (for subsets whose official folds are degenerate); folder: kfold",
+    )  # fmt: skip
+    p.add_argument("--folds", type=int, default=5, help="k of the stratified group k-fold")
+    p.add_argument("--group-regex", help="folder only: recording id in file names (one fold each)")
+    p.add_argument("--pool", default="mean", choices=("mean", "max"))
+    p.add_argument("--hop", type=float, default=0.5, help="seconds between windows")
+    p.add_argument("--classifier", default="logreg", choices=("logreg", "svm"))
+    p.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
+    p.add_argument("--channels-last", action="store_true", help="faster bf16 convs on CPUs")
+    p.add_argument("--batch-size", type=int, default=64, help="windows per forward pass")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--strict", action="store_true", help="an unreadable file is an error")
+    return p
+
+
+def make_extractor(args, device):
+    """The feature extractor named by ``--features`` and a description of it."""
+    from avssl.eval.clip_features import LogMelStats, WindowEmbedder
+
+    if args.features == "logmel":
+        return LogMelStats(), {"features": "logmel"}
+    if args.features == "model":
+        if not args.checkpoint:
+            raise AvsslError("--features model needs --checkpoint")
+        from avssl.train.checkpoint import load_model
+
+        model, cfg, state = load_model(args.checkpoint, device)
+        info = {"features": "model", "checkpoint": state["path"]}
+    else:
+        from avssl.config import Config
+        from avssl.models import build_model
+        from avssl.train.checkpoint import checkpoint_config, load_checkpoint
+
+        cfg = checkpoint_config(load_checkpoint(args.checkpoint)) if args.checkpoint else Config()
+        torch.manual_seed(args.seed)
+        model = build_model(cfg.model, cfg.data, cfg.loss).to(device).eval()
+        info = {"features": "random", "seed": args.seed}
+    if args.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    info.update(method=cfg.model.method, window_s=cfg.data.window, sample_rate=cfg.data.sample_rate)
+    embedder = WindowEmbedder(
+        model, cfg.data.sample_rate, cfg.data.window, args.hop, args.pool, device,
+        args.precision, args.batch_size,
+    )  # fmt: skip
+    return embedder, info
+
+
+def run(argv: list[str]) -> int:
+    """Run the probe; the last stdout line is the JSON result."""
+    args = build_parser().parse_args(argv)
+    if args.hop <= 0:
+        raise AvsslError(f"--hop must be positive, got {args.hop}")
+    if args.subset and args.dataset != "esc50":
+        raise AvsslError("--subset applies to --dataset esc50 only")
+    if args.dataset == "folder" and args.protocol == "official":
+        raise AvsslError("--dataset folder has no official folds (use --protocol kfold)")
+    from avssl.eval.audio_sets import list_dataset
+    from avssl.eval.clip_features import extract
+    from avssl.eval.probe import group_kfold, leave_one_group_out, linear_probe
+    from avssl.train.runtime import resolve_device
+
+    t0 = time.perf_counter()
+    items = list_dataset(args.dataset, args.root, args.subset, args.group_regex)
+    if not items:
+        raise AvsslError(f"{args.root}: no clips listed")
+    device = resolve_device(args.device)
+    extractor, info = make_extractor(args, device)
+    x, kept, skipped, timing = extract(
+        [it.path for it in items], extractor, args.strict, progress=not args.no_progress
+    )
+    items = [items[i] for i in kept]
+    if len(items) < 2:
+        raise AvsslError(f"{args.root}: {len(items)} readable clips ({len(skipped)} skipped)")
+    y = np.array([it.label for it in items])
+    predefined = args.dataset != "folder" and args.protocol != "kfold"
+    if predefined:
+        groups = np.array([it.group for it in items])
+        folds = leave_one_group_out(groups)
+    else:
+        groups = np.array([it.source or it.group for it in items])
+        folds = group_kfold(y, groups, args.folds, args.seed)
+    result = linear_probe(x, y, groups, folds, predefined, args.classifier, args.seed)
+    result = {
+        "accuracy_mean": result["accuracy_mean"],
+        "accuracy_std": result["accuracy_std"],
+        "accuracy_pooled": result["accuracy_pooled"],
+        "per_fold": result["per_fold"],
+        "n_clips": len(items),
+        "n_classes": len(set(y.tolist())),
+        **info,
+        "dataset": args.dataset,
+        "protocol": "leave-one-fold-out" if predefined else f"stratified group {args.folds}-fold",
+        "classifier": args.classifier,
+        "pool": args.pool if args.features != "logmel" else None,
+        "chance": float(np.bincount(np.unique(y, return_inverse=True)[1]).max() / len(y)),
+        "n_skipped": len(skipped),
+        "skipped": skipped[:MAX_LISTED_SKIPS],
+        "embed_clips_per_s": timing["clips_per_s"],
+        "embed_audio_s_per_s": timing["audio_seconds"] / max(timing["seconds"], 1e-9),
+        "seconds": time.perf_counter() - t0,
+    }
+    emit(result, args, f"Sound classification ({args.dataset}, {args.features})")
+    return 0

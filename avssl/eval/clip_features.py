@@ -1,0 +1,156 @@
+"""Clip-level audio features for the linear probe: decode whole files, then embed them.
+
+Two extractors share one call shape, ``extractor(waves) -> [C, D]`` on a list of mono waveforms
+at ``extractor.sample_rate``:
+
+* :class:`WindowEmbedder`: a model's audio tower on windows of ``window`` s every ``hop`` s,
+  mean- or max-pooled over the clip (L3-Net, https://arxiv.org/abs/1705.08168, Sec. 4.2);
+* :class:`LogMelStats`: the mean and standard deviation over time of each log-mel band, the
+  usual hand-crafted baseline.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from tqdm import tqdm
+
+from avssl.config import AudioFeatures
+from avssl.data.media import probe, read_audio
+from avssl.errors import MediaError
+from avssl.eval.embed import audio_windows, embed_audio
+from avssl.features import LogMel
+
+POOLS = ("mean", "max")
+
+
+class WindowEmbedder:
+    """Pooled per-window audio embeddings of a model.
+
+    Args:
+        model: an :class:`~avssl.models.base.AVModel` (its ``embed_audio`` is used).
+        sample_rate: the model's input rate (Hz).
+        window: the model's window (s).
+        hop: hop between windows (s).
+        pool: ``mean`` or ``max`` over the windows of a clip.
+        device: where the model runs.
+        precision: ``fp32`` or ``bf16`` (autocast).
+        batch_size: windows per forward pass.
+    """
+
+    def __init__(self, model, sample_rate, window, hop=0.5, pool="mean", device="cpu",
+                 precision="fp32", batch_size=64):  # fmt: skip
+        if pool not in POOLS:
+            raise ValueError(f"pool must be one of {POOLS}, got {pool!r}")
+        self.model, self.sample_rate, self.window, self.hop = model, sample_rate, window, hop
+        self.pool, self.device, self.precision, self.batch_size = (
+            pool,
+            device,
+            precision,
+            batch_size,
+        )
+
+    def __call__(self, waves: list[Tensor]) -> Tensor:
+        """Waveforms (each float ``[N_i]``) -> clip embeddings ``[C, D]``."""
+        wins = [audio_windows(w, self.sample_rate, self.window, self.hop) for w in waves]
+        emb = embed_audio(self.model, torch.cat(wins), self.device, self.precision, self.batch_size)
+        parts = emb.split([w.shape[0] for w in wins])
+        if self.pool == "max":
+            return torch.stack([p.amax(dim=0) for p in parts])
+        return torch.stack([p.mean(dim=0) for p in parts])
+
+
+class LogMelStats:
+    """Mean and standard deviation over time of log-mel bands: ``[C, 2 * n_mels]``."""
+
+    def __init__(self, sample_rate: int = 16000, feat: AudioFeatures | None = None):
+        self.feat = feat or AudioFeatures(kind="logmel")
+        self.sample_rate = sample_rate
+        self.frontend = LogMel(self.feat, sample_rate)
+
+    def __call__(self, waves: list[Tensor]) -> Tensor:
+        """Waveforms (each float ``[N_i]``) -> ``[C, 2 * n_mels]``."""
+        out = []
+        with torch.no_grad():
+            for w in waves:
+                if w.shape[0] < self.feat.win_length:
+                    w = F.pad(w, (0, self.feat.win_length - w.shape[0]))
+                spec = self.frontend(w[None])[0, 0]  # [n_mels, T]
+                out.append(torch.cat([spec.mean(dim=1), spec.std(dim=1, unbiased=False)]))
+        return torch.stack(out)
+
+
+def load_clip(path: str | Path, sample_rate: int) -> Tensor:
+    """The whole audio of a file, mono float ``[N]`` at ``sample_rate``.
+
+    Raises:
+        MediaError: unreadable, no audio stream or empty.
+    """
+    info = probe(path)
+    if not info.has_audio:
+        raise MediaError(path, "no audio stream")
+    if not info.duration or info.duration <= 0:
+        raise MediaError(path, "empty or unknown-length audio")
+    return read_audio(path, 0.0, info.duration, sample_rate)
+
+
+def extract(
+    paths: list[Path], extractor, strict: bool = False, chunk: int = 16, progress: bool = False
+) -> tuple[np.ndarray, list[int], list[dict], dict]:
+    """Decode and featurise every file; unreadable ones are skipped (or raise when ``strict``).
+
+    Args:
+        paths: media files.
+        extractor: a :class:`WindowEmbedder` or :class:`LogMelStats`.
+        strict: raise the first :class:`MediaError` instead of skipping.
+        chunk: clips featurised together (the model batches their windows).
+        progress: show a progress bar on stderr.
+
+    Returns:
+        ``(features [K, D] float32, kept indices into paths, skipped [{"path", "reason"}],
+        timing {"seconds", "audio_seconds", "clips_per_s"})``.
+    """
+    sr = extractor.sample_rate
+    feats, kept, skipped, audio_s = [], [], [], 0.0
+    t0 = time.perf_counter()
+
+    def decode(path):
+        try:
+            return load_clip(path, sr)
+        except MediaError as err:
+            return err
+
+    bar = tqdm(total=len(paths), desc="features", disable=not progress, file=sys.stderr)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        for lo in range(0, len(paths), chunk):
+            batch, idx = [], []
+            waves = pool.map(decode, paths[lo : lo + chunk])
+            for i, wave in enumerate(waves, lo):
+                if isinstance(wave, MediaError):
+                    if strict:
+                        raise wave
+                    skipped.append({"path": str(paths[i]), "reason": wave.reason})
+                    continue
+                batch.append(wave)
+                idx.append(i)
+                audio_s += wave.shape[0] / sr
+            if batch:
+                feats.append(extractor(batch).float().numpy())
+                kept.extend(idx)
+            bar.update(min(chunk, len(paths) - lo))
+    bar.close()
+    seconds = time.perf_counter() - t0
+    x = np.concatenate(feats) if feats else np.zeros((0, 0), np.float32)
+    timing = {
+        "seconds": seconds,
+        "audio_seconds": audio_s,
+        "clips_per_s": len(kept) / seconds if seconds > 0 else 0.0,
+    }
+    return x, kept, skipped, timing

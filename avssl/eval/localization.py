@@ -1,0 +1,139 @@
+"""Sound-source localisation scored as the Flickr-SoundNet and VGG-SS reference evaluations do.
+
+Protocol of the public reference code of "Localizing Visual Sounds the Hard Way" (Chen et al.,
+CVPR 2021, https://arxiv.org/abs/2104.02691), also used by EZ-VSL
+(https://arxiv.org/abs/2203.09324), for one heatmap and its boxes:
+
+1. the heatmap is resized to 224x224 (bilinear) and min-max normalised (a flat map becomes all
+   zeros; the reference leaves it unnormalised, an undefined case there);
+2. prediction: the pixels *strictly* above ``sorted(map)[224 * 224 // 2]``. Tied pixels at the
+   threshold fall out, so a binary or flat map can predict far fewer pixels than half the frame.
+   (The reference also keeps pixels equal to 1 when the threshold itself is 1; this module does
+   not: such maps predict nothing.)
+3. ground truth: each box, normalised ``[x0, y0, x1, y1]``, fills ``gt[int(224 * max(y0, 0)) :
+   int(224 * max(y1, 0)), int(224 * max(x0, 0)) : int(224 * max(x1, 0))]``. VGG-SS: the union
+   of the boxes (binary). Flickr: each annotator's box adds 1, the sum is divided by 2 and
+   clipped to 1 (agreement of two annotators gives full weight);
+4. ``cIoU = sum(pred * gt) / (sum(gt) + sum(pred * [gt == 0]))``;
+5. over items: ``ciou@0.5`` = share of items with cIoU >= 0.5, ``auc`` =
+   ``sklearn.metrics.auc`` of the success rate ``mean(cIoU >= t)`` over
+   ``t = 0.05 * i, i = 0..20``, and ``mean_ciou``.
+
+Because half the frame is always predicted, cIoU is capped for small sources (0.5 for a perfect
+heatmap of a quarter-frame source). Two uncapped measures complement it: ``pointing`` (the
+heatmap's argmax, first in row-major order on ties, lies where ``gt > 0``) and the adaptive
+cIoU, binarising to the ``count(gt > 0)`` highest pixels (stable order on ties).
+
+The annotation files (``vggss.json``, Flickr XML) are read by :mod:`avssl.data.annotations`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from sklearn.metrics import auc as sk_auc
+
+SIZE = 224
+PROTOCOLS = ("vggss", "flickr")
+THRESHOLDS = [0.05 * i for i in range(21)]  # as the reference builds them (float rounding too)
+
+
+def normalise_map(heatmap) -> np.ndarray:
+    """Resize a heatmap ``[h, w]`` to ``[224, 224]`` (bilinear) and min-max normalise it."""
+    x = torch.as_tensor(np.asarray(heatmap), dtype=torch.float32)
+    if x.shape != (SIZE, SIZE):
+        x = F.interpolate(x[None, None], size=(SIZE, SIZE), mode="bilinear", align_corners=False)
+        x = x[0, 0]
+    x = x.double().numpy()
+    lo, hi = x.min(), x.max()
+    return (x - lo) / (hi - lo) if hi > lo else np.zeros_like(x)
+
+
+def median_mask(pred: np.ndarray) -> np.ndarray:
+    """bool ``[224, 224]``: pixels strictly above the value at index ``224 * 224 // 2``."""
+    thr = np.sort(pred.ravel())[pred.size // 2]
+    return pred > thr
+
+
+def topk_mask(pred: np.ndarray, k: int) -> np.ndarray:
+    """bool mask of the ``k`` highest pixels (ties: lower row-major index first)."""
+    order = np.argsort(-pred.ravel(), kind="stable")[:k]
+    mask = np.zeros(pred.size, bool)
+    mask[order] = True
+    return mask.reshape(pred.shape)
+
+
+def gt_map(boxes: list, protocol: str = "vggss") -> np.ndarray:
+    """Ground-truth map ``[224, 224]`` of normalised ``[x0, y0, x1, y1]`` boxes (module doc)."""
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"unknown protocol {protocol!r}")
+    acc = np.zeros((SIZE, SIZE))
+    for box in boxes:
+        x0, y0, x1, y1 = (int(SIZE * max(float(v), 0.0)) for v in box)
+        acc[y0:y1, x0:x1] += 1
+    if protocol == "vggss":
+        return (acc > 0).astype(np.float64)
+    return np.minimum(acc / 2, 1.0)
+
+
+def ciou(mask: np.ndarray, gt: np.ndarray) -> float:
+    """Consensus IoU of a binary prediction and a (possibly graded) ground-truth map."""
+    mask = mask.astype(np.float64)
+    return float((mask * gt).sum() / (gt.sum() + (mask * (gt == 0)).sum()))
+
+
+def score_item(heatmap, gt: np.ndarray) -> dict:
+    """cIoU (reference), adaptive cIoU and pointing hit of one heatmap against its ``gt`` map.
+
+    ``gt`` must have at least one positive pixel.
+    """
+    pred = normalise_map(heatmap)
+    k = int((gt > 0).sum())
+    return {
+        "ciou": ciou(median_mask(pred), gt),
+        "ciou_adaptive": ciou(topk_mask(pred, k), gt),
+        "pointing": bool(gt.ravel()[int(np.argmax(pred))] > 0),
+    }
+
+
+def success_metrics(cious) -> dict:
+    """``ciou@0.5``, ``auc`` (success rate vs threshold, 0..1 by 0.05) and ``mean_ciou``."""
+    c = np.asarray(cious, dtype=np.float64)
+    rates = [float(np.sum(c >= t) / len(c)) for t in THRESHOLDS]
+    return {
+        "ciou@0.5": float(np.sum(c >= 0.5) / len(c)),
+        "auc": float(sk_auc(THRESHOLDS, rates)),
+        "mean_ciou": float(np.mean(c)),
+    }
+
+
+def localization_metrics(heatmaps, gts: list[np.ndarray]) -> dict:
+    """Every measure over items: heatmaps ``[h, w]`` each and their :func:`gt_map` maps.
+
+    Returns:
+        ``ciou@0.5``, ``auc``, ``mean_ciou``, ``pointing``, ``ciou_adaptive@0.5``,
+        ``auc_adaptive``, ``n``.
+    """
+    items = [score_item(h, g) for h, g in zip(heatmaps, gts, strict=True)]
+    if not items:
+        raise ValueError("no items to score")
+    res = success_metrics([it["ciou"] for it in items])
+    adaptive = success_metrics([it["ciou_adaptive"] for it in items])
+    res["pointing"] = float(np.mean([it["pointing"] for it in items]))
+    res["ciou_adaptive@0.5"] = adaptive["ciou@0.5"]
+    res["auc_adaptive"] = adaptive["auc"]
+    res["n"] = len(items)
+    return res
+
+
+def centre_prior(sigma: float = 0.25) -> np.ndarray:
+    """Baseline heatmap ``[224, 224]``: an isotropic Gaussian at the centre, ``sigma`` in
+    frame widths."""
+    c = (np.arange(SIZE) + 0.5) / SIZE - 0.5
+    return np.exp(-(c[:, None] ** 2 + c[None, :] ** 2) / (2 * sigma**2))
+
+
+def random_maps(n: int, shape: tuple[int, int], seed: int = 0) -> np.ndarray:
+    """Baseline heatmaps ``[n, h, w]`` uniform in [0, 1) (then resized like a model's map)."""
+    return np.random.default_rng(seed).random((n, *shape))

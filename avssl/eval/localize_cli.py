@@ -1,0 +1,115 @@
+"""``evaluate.py localize``: heatmaps of the test clips scored against their boxes.
+
+Each clip with ``boxes["sources"]`` in its manifest row gives one item: its centre frame and
+the audio window centred on it. ``--protocol vggss`` (default) takes the union of the source
+boxes as ground truth; ``--protocol flickr`` treats each source box as one annotator's box (see
+:mod:`avssl.eval.localization`). Two baselines are scored on the same items in the same run: a
+centre Gaussian prior and uniform random maps at the model's map resolution (seeded).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+
+import numpy as np
+
+from avssl.errors import AvsslError
+from avssl.eval.cli import SUBCOMMANDS, add_common, emit
+
+
+def safe_name(index: int, row_id: str) -> str:
+    """A file name for item ``index`` whose row id may hold any characters."""
+    stem = re.sub(r"[^A-Za-z0-9_-]+", "_", row_id).strip("_")[:80]
+    return f"{index:05d}_{stem or 'item'}.png"
+
+
+def save_overlay(path: Path, frame, heatmap, alpha: float = 0.5) -> None:
+    """Blend a heatmap (``jet`` colour map) over its frame and save a 224x224 PNG.
+
+    Args:
+        path: output file.
+        frame: uint8 ``[3, H, W]``.
+        heatmap: ``[h, w]`` (resized and normalised as for scoring).
+        alpha: heatmap opacity.
+    """
+    import torch
+    from matplotlib import colormaps
+    from PIL import Image
+    from torchvision.transforms.v2 import functional as TF
+
+    from avssl.eval.localization import SIZE, normalise_map
+
+    img = TF.resize(torch.as_tensor(frame), [SIZE, SIZE], antialias=True)
+    img = img.permute(1, 2, 0).numpy().astype(np.float64) / 255
+    colour = colormaps["jet"](normalise_map(heatmap))[..., :3]
+    blend = (1 - alpha) * img + alpha * colour
+    Image.fromarray(np.clip(blend * 255 + 0.5, 0, 255).astype(np.uint8)).save(path)
+
+
+def run(argv: list[str]) -> int:
+    """``evaluate.py localize --checkpoint CKPT [--data M] [--protocol P] [--out-dir DIR]``."""
+    p = argparse.ArgumentParser(prog="evaluate.py localize", description=SUBCOMMANDS["localize"][1])
+    add_common(p)
+    p.add_argument("--data", help="manifest (default: the data the checkpoint was trained on)")
+    p.add_argument("--protocol", default="vggss", choices=("vggss", "flickr"))
+    p.add_argument("--out-dir", help="save each heatmap blended over its frame as a PNG here")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random-map baseline")
+    p.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
+    args = p.parse_args(argv)
+
+    from avssl.data.source import load_split
+    from avssl.eval.embed import heatmaps
+    from avssl.eval.localization import (
+        centre_prior,
+        gt_map,
+        localization_metrics,
+        random_maps,
+    )
+    from avssl.eval.retrieval import centre_pairs
+    from avssl.train.checkpoint import load_model
+    from avssl.train.runtime import resolve_device
+
+    device = resolve_device(args.device)
+    model, cfg, state = load_model(args.checkpoint, device)
+    if not model.has_map:
+        raise AvsslError(
+            f"{state['path']}: method {cfg.model.method!r} has no localisation map "
+            "(use avolnet or contrastive with model.spatial=true)"
+        )
+    if args.data:
+        cfg.data.root = args.data
+    store = load_split(cfg.data, "test", train=False, progress=not args.no_progress).store
+    keep = [
+        i for i, r in enumerate(store.rows) if isinstance(r.boxes, dict) and r.boxes.get("sources")
+    ]
+    gts = [gt_map(store.rows[i].boxes["sources"], args.protocol) for i in keep]
+    items = [(i, g) for i, g in zip(keep, gts, strict=True) if g.sum() > 0]
+    if not items:
+        raise AvsslError(f"{state['path']}: no test clip has a usable source box")
+    frames, waves = centre_pairs(store, cfg.data.frame_size)
+    idx = [i for i, _ in items]
+    gts = [g for _, g in items]
+    maps = heatmaps(model, frames[idx], waves[idx], device, args.precision, cfg.train.batch_size)
+    maps = maps.numpy()
+
+    result = localization_metrics(maps, gts)
+    result["baselines"] = {
+        "center": localization_metrics([centre_prior()] * len(gts), gts),
+        "random": localization_metrics(random_maps(len(gts), maps.shape[1:], args.seed), gts),
+    }
+    result.update(
+        protocol=args.protocol,
+        no_box=len(store) - len(items),
+        skipped=len(store.skipped),
+        checkpoint=state["path"],
+    )
+    if args.out_dir:
+        out = Path(args.out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        for k, i in enumerate(idx):
+            frame = (frames[i] * 255).round().byte()
+            save_overlay(out / safe_name(k, store.rows[i].id), frame, maps[k])
+    emit(result, args, f"Localisation ({args.protocol}, test)")
+    return 0

@@ -1,0 +1,123 @@
+"""Clip embeddings and the similarity matrices of cross-modal and within-modal retrieval.
+
+Each clip is represented by one pair taken at its centre time: the frame showing at
+``duration / 2`` and the ``data.window``-second audio centred on it.
+
+Similarities (higher = more similar):
+
+* a2v / v2a, model with a spatial map (``model.has_map``): the maximum over locations of the
+  scalar product between the audio embedding and each location's visual embedding, the rule the
+  MIL models score pairs with (it beat pooled embeddings in our experiments);
+* a2v / v2a otherwise: the dot product of L2-normalised audio and visual embeddings;
+* a2a / v2v: the dot product of L2-normalised audio (resp. pooled visual) embeddings.
+
+Methods whose two towers share no space (``l3``: 512-d tower features) go through CCA
+(:class:`sklearn.cross_decomposition.CCA`) fitted on the *training* split's embeddings, as in the
+"L3 + CCA" baseline of Objects that Sound (https://arxiv.org/abs/1712.06651); every direction is
+then scored in the CCA space (normalised dot product).
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from avssl.data.dataset import ClipStore
+from avssl.data.transforms import eval_resize
+from avssl.eval import embed
+
+# Methods whose audio and visual embeddings live in different spaces (retrieved through CCA).
+NO_SHARED_SPACE = frozenset({"l3"})
+
+
+def centre_pairs(store: ClipStore, frame_size: int) -> tuple[Tensor, Tensor]:
+    """The centre frame and centre audio window of every clip of ``store``.
+
+    Returns:
+        ``(frames, waves)``: float ``[N, 3, S, S]`` in ``[0, 1]`` and float ``[N, n]``.
+    """
+    frames, waves = [], []
+    for i, duration in enumerate(store.durations):
+        t = duration / 2
+        frames.append(eval_resize(store.frame(i, t), frame_size))
+        waves.append(store.audio(i, t))
+    return torch.stack(frames).float().div_(255), torch.stack(waves)
+
+
+def embed_pairs(
+    model, frames: Tensor, waves: Tensor, device="cpu", precision="fp32", batch_size=64
+) -> dict[str, Tensor | None]:
+    """Audio ``[N, D]``, pooled visual ``[N, D]`` and, for map models, ``map`` ``[N, D, h, w]``."""
+    kw = dict(device=device, precision=precision, batch_size=batch_size)
+    return {
+        "audio": embed.embed_audio(model, waves, **kw),
+        "visual": embed.embed_visual(model, frames, **kw),
+        "map": embed.visual_maps(model, frames, **kw),
+    }
+
+
+def max_location_similarity(audio: Tensor, maps: Tensor, chunk: int = 64) -> Tensor:
+    """``[Q, D]`` audio embeddings against ``[G, D, h, w]`` visual maps -> ``[Q, G]``.
+
+    Entry ``(q, g)`` is ``max_l <audio[q], maps[g, :, l]>`` (computed in query chunks to bound
+    memory at ``chunk * G * h * w`` floats).
+    """
+    flat = maps.flatten(2).float()  # [G, D, L]
+    rows = [
+        torch.einsum("qd,gdl->qgl", audio[i : i + chunk].float(), flat).amax(dim=2)
+        for i in range(0, audio.shape[0], chunk)
+    ]
+    return torch.cat(rows)
+
+
+def _cosine(x: Tensor, y: Tensor) -> Tensor:
+    return F.normalize(x.float(), dim=1) @ F.normalize(y.float(), dim=1).T
+
+
+def similarities(emb: dict[str, Tensor | None]) -> dict[str, np.ndarray]:
+    """The four ``[N, N]`` similarity matrices ``a2v`` (rows: audio queries), ``v2a``, ``a2a``,
+    ``v2v`` of :func:`embed_pairs` (or :func:`cca_project`) output; see the module docstring."""
+    a, v, vmap = emb["audio"], emb["visual"], emb.get("map")
+    a2v = max_location_similarity(a, vmap) if vmap is not None else _cosine(a, v)
+    return {
+        "a2v": a2v.numpy(),
+        "v2a": a2v.T.contiguous().numpy(),
+        "a2a": _cosine(a, a).numpy(),
+        "v2v": _cosine(v, v).numpy(),
+    }
+
+
+def fit_cca(train_audio: Tensor, train_visual: Tensor, n_components: int = 128):
+    """Fit CCA between training audio ``[M, Da]`` and visual ``[M, Dv]`` embeddings.
+
+    ``n_components`` is capped at ``min(M - 1, Da, Dv)`` (fewer samples than dimensions leave
+    the rest undetermined). Never call this on the split being evaluated.
+
+    Returns:
+        a fitted :class:`sklearn.cross_decomposition.CCA`.
+    """
+    from sklearn.cross_decomposition import CCA
+    from sklearn.exceptions import ConvergenceWarning
+
+    m = train_audio.shape[0]
+    k = max(1, min(n_components, m - 1, train_audio.shape[1], train_visual.shape[1]))
+    cca = CCA(n_components=k, max_iter=1000)
+    with warnings.catch_warnings():
+        # tiny or degenerate training sets stop NIPALS early; the projection is still usable
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        cca.fit(train_audio.double().numpy(), train_visual.double().numpy())
+    return cca
+
+
+def cca_project(cca, emb: dict[str, Tensor | None]) -> dict[str, Tensor | None]:
+    """Map audio ``[N, Da]`` and visual ``[N, Dv]`` embeddings into the CCA space ``[N, k]``."""
+    a, v = cca.transform(emb["audio"].double().numpy(), emb["visual"].double().numpy())
+    return {
+        "audio": torch.from_numpy(a).float(),
+        "visual": torch.from_numpy(v).float(),
+        "map": None,
+    }

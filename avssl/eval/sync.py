@@ -1,0 +1,129 @@
+"""Audio-visual offset estimation by searching a grid of shifts (SyncNet-style).
+
+Chung & Zisserman, "Out of time: automated lip sync in the wild" (ACCV workshops 2016),
+https://www.robots.ox.ac.uk/~vgg/publications/2016/Chung16a/chung16a.pdf: score the frames
+against the audio shifted by every offset of a grid, average over several moments of the clip,
+take the best offset; the confidence is how far the best score stands above the median.
+
+Sign convention: a positive offset ``d`` means the audio **lags** the video: the sound of what
+is seen at time ``t`` is heard at ``t + d``. The search scores frame ``t`` against the audio
+window centred on ``t + d``; :func:`shift_audio` with ``d > 0`` delays a waveform by ``d``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from avssl.eval.embed import frames_to_input
+from avssl.train.runtime import autocast
+
+# pair_score(t_frame [M], t_audio [M]) -> scores [M]: frame at t_frame vs audio centred on t_audio.
+PairScore = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+def offset_grid(max_offset: float, fps: float) -> np.ndarray:
+    """Offsets ``k / fps`` with ``|k / fps| <= max_offset``: float ``[2K + 1]`` s, ascending."""
+    k = int(np.floor(max_offset * fps + 1e-6))
+    return np.arange(-k, k + 1) / fps
+
+
+def frame_times(
+    duration: float, fps: float, window: float, margin: float, n: int = 8
+) -> np.ndarray | None:
+    """Up to ``n`` evenly spread frame times ``t`` whose audio windows fit for every shift.
+
+    Every audio window centred on ``t + s`` with ``|s| <= margin`` lies inside
+    ``[0, duration]``; times are multiples of ``1 / fps``.
+
+    Returns:
+        float ``[n']`` times in seconds, or None when the clip is too short.
+    """
+    lo = int(np.ceil((margin + window / 2) * fps - 1e-6))
+    hi = int(np.floor((duration - margin - window / 2) * fps + 1e-6))
+    hi = min(hi, int(round(duration * fps)) - 1)  # an existing frame
+    if hi < lo:
+        return None
+    idx = np.unique(np.round(np.linspace(lo, hi, n)).astype(int))
+    return idx / fps
+
+
+def sync_curve(pair_score: PairScore, times: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """Mean score over ``times`` of every offset: float ``[K]``, one scorer call in total."""
+    tf = np.tile(times, len(offsets))
+    ta = tf + np.repeat(offsets, len(times))
+    return np.asarray(pair_score(tf, ta), dtype=np.float64).reshape(len(offsets), -1).mean(axis=1)
+
+
+def best_offset(curve: np.ndarray, offsets: np.ndarray) -> tuple[float, float]:
+    """``(offset, confidence)``: the arg-max offset and ``max - median`` of the curve."""
+    i = int(np.argmax(curve))
+    return float(offsets[i]), float(curve[i] - np.median(curve))
+
+
+def shift_audio(wave: Tensor, offset: float, sample_rate: int) -> Tensor:
+    """Delay (``offset > 0``) or advance float ``[N]`` audio by ``|offset|`` s, zero-filled."""
+    s = int(round(offset * sample_rate))
+    if s == 0:
+        return wave.clone()
+    if s > 0:
+        return F.pad(wave[: max(wave.shape[0] - s, 0)], (s, 0))[: wave.shape[0]]
+    return F.pad(wave[-s:], (0, min(-s, wave.shape[0])))[: wave.shape[0]]
+
+
+def window_at(wave: Tensor, centre: float, window: float, sample_rate: int) -> Tensor:
+    """The ``window``-s stretch of float ``[N]`` audio centred on ``centre`` s, ``[n]``."""
+    n = int(round(window * sample_rate))
+    i = int(round((centre - window / 2) * sample_rate))
+    i = max(0, min(i, wave.shape[0] - n))
+    return wave[i : i + n]
+
+
+def model_pair_scorer(
+    model,
+    frames: Tensor,
+    wave: Tensor,
+    fps: float,
+    sample_rate: int,
+    window: float,
+    frame_size: int,
+    device="cpu",
+    precision: str = "fp32",
+    batch_size: int = 64,
+) -> PairScore:
+    """A :data:`PairScore` from a model's ``score`` on one decoded clip.
+
+    Args:
+        model: an :class:`~avssl.models.base.AVModel`.
+        frames: uint8 ``[T, H, W, 3]`` decoded at ``fps``.
+        wave: float ``[N]`` mono audio at ``sample_rate``.
+        fps: frame rate of ``frames``.
+        sample_rate: rate of ``wave`` (the model's).
+        window: the model's audio window (s).
+        frame_size: the model's input side length.
+        device: where the model runs.
+        precision: ``fp32`` or ``bf16``.
+        batch_size: pairs per forward pass.
+    """
+    model.eval()
+    device = torch.device(device)
+
+    def score(tf: np.ndarray, ta: np.ndarray) -> np.ndarray:
+        fi = np.minimum(np.floor(tf * fps + 1e-6).astype(int), frames.shape[0] - 1)
+        uniq, inv = np.unique(fi, return_inverse=True)
+        imgs = frames_to_input(frames[torch.as_tensor(uniq)], frame_size)
+        out = []
+        with torch.no_grad():
+            for lo in range(0, len(tf), batch_size):
+                sl = slice(lo, lo + batch_size)
+                f = imgs[torch.as_tensor(inv[sl])].to(device)
+                a = torch.stack([window_at(wave, t, window, sample_rate) for t in ta[sl]])
+                with autocast(precision, device):
+                    out.append(model.score(f, a.to(device)).float().cpu())
+        return torch.cat(out).numpy()
+
+    return score

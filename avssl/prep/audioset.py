@@ -1,0 +1,120 @@
+"""AudioSet: segment CSVs + a folder of downloaded clips -> ``manifest.jsonl``.
+
+AudioSet (Gemmeke et al., ICASSP 2017, https://research.google.com/audioset/) is published as
+segment lists; the media must be downloaded separately and a large share is offline, so missing
+clips are expected: they are counted and listed, never fatal. Clip naming schemes are those of
+:mod:`avssl.prep.clips`.
+
+Splits: ``--split-of CSV=SPLIT``, else from the file name (``*eval*`` -> test, ``*train*`` ->
+train). Validation is carved from the training rows: ``--val-fraction`` of the YouTube ids,
+chosen by a hash of the id (stable when clips are added or go missing).
+"""
+
+from __future__ import annotations
+
+import argparse
+import zlib
+from pathlib import Path
+
+from avssl.data.audioset import Ontology, read_segments
+from avssl.data.manifest import SPLITS, Row
+from avssl.errors import AvsslError, MediaError
+from avssl.prep.clips import index_folder, locate
+from avssl.prep.report import PrepReport, add_common_args, finish_run, relpath, start_run
+
+
+def split_of_file(path: Path, explicit: dict[str, str]) -> str:
+    """The split of a segment CSV: explicit mapping (by path or file name), else its name."""
+    for key in (str(path), path.name):
+        if key in explicit:
+            return explicit[key]
+    name = path.name.lower()
+    if "eval" in name or "test" in name:
+        return "test"
+    if "train" in name:
+        return "train"
+    raise AvsslError(f"{path}: cannot tell its split from the name (pass --split-of {path}=SPLIT)")
+
+
+def parse_split_of(items: list[str]) -> dict[str, str]:
+    out = {}
+    for item in items:
+        key, sep, split = item.rpartition("=")
+        if not sep or split not in SPLITS:
+            raise AvsslError(f"--split-of {item!r}: expected CSV=SPLIT with SPLIT in {SPLITS}")
+        out[key] = split
+    return out
+
+
+def carve_val(ytid: str, fraction: float) -> bool:
+    """Whether a training id goes to validation (hash-based, independent of the rest)."""
+    return fraction > 0 and zlib.crc32(ytid.encode()) % 10_000 < fraction * 10_000
+
+
+def add_segment_rows(
+    report: PrepReport,
+    segments: list[tuple[str, float, float, list[str], str]],
+    media_dir: Path,
+    out: Path,
+    layout: str,
+    val_fraction: float,
+) -> None:
+    """Find each ``(ytid, start, end, labels, split)`` segment's file and add its row."""
+    files = index_folder(media_dir, {s[0] for s in segments})
+    seen = set()
+    for ytid, start, end, labels, split in segments:
+        item = f"{ytid}_{start:g}"
+        if item in seen:
+            continue
+        seen.add(item)
+        candidates = files.get(ytid)
+        if not candidates:
+            report.skip_missing(item, f"no file named after {ytid} under {media_dir}")
+            continue
+        try:
+            found = locate(candidates, start, end, layout)
+        except MediaError as err:
+            report.skip_unreadable(item, str(err))
+            continue
+        if isinstance(found, str):
+            report.skip_missing(item, found)
+            continue
+        path, t0, t1 = found
+        if split == "train" and carve_val(ytid, val_fraction):
+            split = "val"
+        report.add(Row(item, video=relpath(path, out), start=t0, end=t1, labels=labels,
+                       split=split))  # fmt: skip
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="avssl prepare audioset", description=__doc__.split("\n")[0])
+    p.add_argument("--segments", type=Path, nargs="+", required=True, help="segment CSV files")
+    p.add_argument("--media", type=Path, required=True, help="folder of downloaded clips")
+    p.add_argument("--ontology", type=Path, help="ontology.json: report labels it does not know")
+    p.add_argument("--split-of", nargs="*", default=[], metavar="CSV=SPLIT")
+    p.add_argument("--val-fraction", type=float, default=0.05, help="of the training ids")
+    p.add_argument("--layout", choices=("auto", "whole", "segment"), default="auto",
+                   help="what {YTID}.ext files hold (default: decided by duration)")  # fmt: skip
+    add_common_args(p)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``avssl prepare audioset``: write the manifest and the report."""
+    args = _parser().parse_args(argv)
+    explicit = parse_split_of(args.split_of)
+    report = start_run("audioset", args, args.media)
+    segments = []
+    for csv in args.segments:
+        if not csv.is_file():
+            raise AvsslError(f"{csv}: no such segment file")
+        split = split_of_file(csv, explicit)
+        segments += [(s.ytid, s.start, s.end, s.labels, split) for s in read_segments(csv)]
+    if args.ontology is not None:
+        ontology = Ontology.load(args.ontology)
+        unknown = sorted({lab for s in segments for lab in s[3] if lab not in ontology})
+        report.extra["unknown_labels"] = unknown
+        if unknown:
+            report.note(f"{len(unknown)} labels are not in {args.ontology}: {unknown[:5]}")
+    add_segment_rows(report, segments, args.media, args.out, args.layout, args.val_fraction)
+    return finish_run(report, args)

@@ -1,0 +1,286 @@
+"""AV-Digits: real spoken digits (FSDD) paired with canvases of real handwriting (MNIST).
+
+Each item is one FSDD utterance, written as a 1.0-s 8 kHz wav (centred: padded with silence or
+trimmed), and a ``grid x grid`` PNG mosaic of MNIST digits in which exactly one cell shows the
+spoken digit; the other cells show other digits (all different when ``grid**2 <= 10``). The
+spoken digit's cell is the sound source (``boxes.sources``); the other cells are
+``boxes.distractors``. A model that localises the source must tie the sound of a word to the
+shape of a handwritten digit, and neither speakers nor handwriting are shared across splits.
+
+Splits:
+    * audio, by speaker: the test speakers' recordings are the test split (if none of the
+      requested speakers is present, the alphabetically last present speaker is used instead and
+      the report says so). Validation is carved from the training speakers: by default the takes
+      whose number is a multiple of 10 (takes 0, 10, 20, 30, 40: 10% of FSDD's 50 takes), or all
+      recordings of ``--val-speaker``.
+    * images, by MNIST index: each image of ``--mnist-images`` belongs to exactly one split
+      (seeded, stratified by digit). With ``--test-mnist-*`` files the test canvases use only
+      those images and the main file is shared by train and val only.
+
+Also written: ``gallery.jsonl`` (single-digit test images for class-level audio->image
+retrieval, split "test", no audio) and ``items.jsonl`` (speaker, take and the MNIST image of each
+cell of every canvas, for audits).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import zlib
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+from PIL import Image
+
+from avssl.data import media
+from avssl.data.manifest import Row, write_manifest
+from avssl.errors import AvsslError, MediaError
+from avssl.prep.mnist import Recording, list_fsdd, read_mnist
+from avssl.prep.report import PrepReport, add_common_args, check_output
+
+SAMPLE_RATE = 8000
+CLIP_SECONDS = 1.0
+GALLERY = "gallery.jsonl"
+ITEMS = "items.jsonl"
+VAL_TAKE_PERIOD = 10  # default validation takes: take % 10 == 0
+
+
+def fixed_length(wave: np.ndarray, n: int) -> np.ndarray:
+    """Centre ``wave`` ``[M]`` in ``n`` samples: zero-pad both sides or trim both ends."""
+    m = len(wave)
+    if m >= n:
+        lo = (m - n) // 2
+        return wave[lo : lo + n]
+    lo = (n - m) // 2
+    return np.pad(wave, (lo, n - m - lo))
+
+
+def split_speakers(
+    present: list[str], requested: list[str], val_speaker: str | None, report: PrepReport
+) -> tuple[list[str], str | None]:
+    """Test speakers among ``present`` (with the documented fallback) and the validation speaker.
+
+    Raises:
+        AvsslError: no training speaker would remain, or ``val_speaker`` is not usable.
+    """
+    test = [s for s in requested if s in present]
+    absent = [s for s in requested if s not in present]
+    if not test:
+        test = [sorted(present)[-1]]
+        report.note(
+            f"test speakers {','.join(requested)} absent; using {test[0]} (alphabetically last "
+            "present speaker) as the test speaker"
+        )
+    elif absent:
+        report.note(f"test speakers {','.join(absent)} absent; testing on {','.join(test)}")
+    train = [s for s in present if s not in test]
+    if val_speaker is not None:
+        if val_speaker not in train:
+            raise AvsslError(f"--val-speaker {val_speaker}: not a present training speaker")
+        train.remove(val_speaker)
+    if not train:
+        raise AvsslError(f"no training speaker left (present: {', '.join(sorted(present))})")
+    return test, val_speaker
+
+
+def audio_split(rec: Recording, test: list[str], val_speaker: str | None) -> str:
+    if rec.speaker in test:
+        return "test"
+    if val_speaker is not None:
+        return "val" if rec.speaker == val_speaker else "train"
+    return "val" if rec.take % VAL_TAKE_PERIOD == 0 else "train"
+
+
+def image_pools(
+    labels: np.ndarray,
+    n_test_file: int | None,
+    test_fraction: float,
+    val_fraction: float,
+    seed: int,
+) -> dict[str, list[tuple[str, int]]]:
+    """Disjoint MNIST images per split as ``(source, index)``; source "main" or "test".
+
+    Stratified: each digit's images of the main file are permuted (seeded) and cut by the
+    fractions, so every split holds every digit. With a separate test file (``n_test_file``
+    images) the main file is cut into train and val only.
+    """
+    pools: dict[str, list[tuple[str, int]]] = {"test": [], "val": [], "train": []}
+    rng = np.random.default_rng([seed, 7])
+    for digit in range(10):
+        idx = rng.permutation(np.flatnonzero(labels == digit))
+        n_test = 0 if n_test_file is not None else int(round(test_fraction * len(idx)))
+        n_val = int(round(val_fraction * len(idx)))
+        pools["test"] += [("main", int(i)) for i in idx[:n_test]]
+        pools["val"] += [("main", int(i)) for i in idx[n_test : n_test + n_val]]
+        pools["train"] += [("main", int(i)) for i in idx[n_test + n_val :]]
+    if n_test_file is not None:
+        pools["test"] = [("test", i) for i in range(n_test_file)]
+    return {k: sorted(v) for k, v in pools.items()}
+
+
+def render_canvas(digits: list[np.ndarray], grid: int, size: int) -> np.ndarray:
+    """uint8 ``[size, size, 3]`` mosaic of ``grid**2`` images ``[h, w]`` in row-major order."""
+    cell = size // grid
+    canvas = np.zeros((size, size), np.uint8)
+    for k, img in enumerate(digits):
+        r, c = divmod(k, grid)
+        up = Image.fromarray(img).resize((cell, cell), Image.Resampling.BILINEAR)
+        canvas[r * cell : (r + 1) * cell, c * cell : (c + 1) * cell] = np.asarray(up)
+    return np.repeat(canvas[:, :, None], 3, axis=2)
+
+
+def cell_box(k: int, grid: int) -> list[float]:
+    """Normalised ``[x0, y0, x1, y1]`` of cell ``k`` (row-major)."""
+    r, c = divmod(k, grid)
+    return [c / grid, r / grid, (c + 1) / grid, (r + 1) / grid]
+
+
+def choose_cells(rng: np.random.Generator, digit: int, grid: int) -> tuple[int, list[int]]:
+    """The source cell and every cell's digit (distractors differ from ``digit``)."""
+    n = grid * grid
+    others = [d for d in range(10) if d != digit]
+    distract = rng.choice(others, size=n - 1, replace=n - 1 > len(others)).tolist()
+    source = int(rng.integers(n))
+    return source, [*distract[:source], digit, *distract[source:]]
+
+
+def _by_digit(pool, labels) -> dict[int, list[tuple[str, int]]]:
+    out: dict[int, list[tuple[str, int]]] = {d: [] for d in range(10)}
+    for src, i in pool:
+        out[int(labels[src][i])].append((src, i))
+    return out
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="avssl prepare avdigits", description=__doc__.split("\n")[0])
+    p.add_argument("--fsdd", type=Path, required=True, help="FSDD recordings folder")
+    p.add_argument("--mnist-images", type=Path, required=True, help="MNIST images IDX (.gz)")
+    p.add_argument("--mnist-labels", type=Path, required=True, help="MNIST labels IDX (.gz)")
+    p.add_argument("--test-mnist-images", type=Path, help="separate MNIST images for test")
+    p.add_argument("--test-mnist-labels", type=Path, help="labels of --test-mnist-images")
+    p.add_argument("--test-speakers", default="theo,yweweler", help="comma-separated")
+    p.add_argument("--val-speaker", help="validation speaker (default: takes 0, 10, 20, ...)")
+    p.add_argument("--grid", type=int, default=2, help="cells per side of a canvas")
+    p.add_argument("--canvas-size", type=int, default=64, help="canvas side in pixels")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--mnist-test-fraction", type=float, default=0.2)
+    p.add_argument("--mnist-val-fraction", type=float, default=0.1)
+    p.add_argument("--gallery-per-class", type=int, default=10)
+    p.add_argument("--max-takes", type=int, help="use only takes below this number (quick runs)")
+    add_common_args(p, probe=False)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``avssl prepare avdigits``: write the canvases, audio, manifest, gallery and report."""
+    args = _parser().parse_args(argv)
+    out: Path = args.out
+    if args.grid < 1 or args.canvas_size % args.grid:
+        raise AvsslError(
+            f"--canvas-size {args.canvas_size} is not a multiple of --grid {args.grid}"
+        )
+    if (args.test_mnist_images is None) != (args.test_mnist_labels is None):
+        raise AvsslError("--test-mnist-images and --test-mnist-labels go together")
+    check_output(out, args.force)
+    check_output(out, args.force, GALLERY)
+    report = PrepReport("avdigits", args.strict)
+
+    images = {"main": read_mnist(args.mnist_images, args.mnist_labels)}
+    if args.test_mnist_images is not None:
+        images["test"] = read_mnist(args.test_mnist_images, args.test_mnist_labels)
+    pixels = {k: v[0] for k, v in images.items()}
+    labels = {k: v[1] for k, v in images.items()}
+    n_test_file = len(labels["test"]) if "test" in labels else None
+    pools = image_pools(
+        labels["main"], n_test_file, args.mnist_test_fraction, args.mnist_val_fraction,
+        args.seed,
+    )  # fmt: skip
+    by_digit = {s: _by_digit(pool, labels) for s, pool in pools.items()}
+
+    recordings, other = list_fsdd(args.fsdd)
+    for name in other:
+        report.skip_unreadable(name, "name is not {digit}_{speaker}_{take}.wav")
+    if args.max_takes is not None:
+        recordings = [r for r in recordings if r.take < args.max_takes]
+    if not recordings:
+        raise AvsslError(f"{args.fsdd}: no FSDD recordings ({{digit}}_{{speaker}}_{{take}}.wav)")
+    present = sorted({r.speaker for r in recordings})
+    requested = [s.strip() for s in args.test_speakers.split(",") if s.strip()]
+    test, val_speaker = split_speakers(present, requested, args.val_speaker, report)
+
+    (out / "audio").mkdir(parents=True, exist_ok=True)
+    (out / "images").mkdir(exist_ok=True)
+    items = []
+    for rec in recordings:
+        split = audio_split(rec, test, val_speaker)
+        try:
+            info = media.probe(rec.path)
+            wave = media.read_audio(rec.path, 0.0, info.duration or 0.0, SAMPLE_RATE).numpy()
+        except MediaError as err:
+            report.skip_unreadable(rec.id, err.reason)
+            continue
+        rng = np.random.default_rng([args.seed, zlib.crc32(rec.id.encode())])
+        source, cell_digits = choose_cells(rng, rec.digit, args.grid)
+        cells = []
+        for d in cell_digits:
+            choices = by_digit[split][d]
+            if not choices:
+                raise AvsslError(f"{args.mnist_images}: the {split} images hold no digit {d}")
+            cells.append(choices[int(rng.integers(len(choices)))])
+        canvas = render_canvas([pixels[s][i] for s, i in cells], args.grid, args.canvas_size)
+        Image.fromarray(canvas).save(out / "images" / f"{rec.id}.png")
+        wave = fixed_length(wave, int(round(CLIP_SECONDS * SAMPLE_RATE)))
+        sf.write(out / "audio" / f"{rec.id}.wav", wave, SAMPLE_RATE, subtype="PCM_16")
+        boxes = {
+            "sources": [cell_box(source, args.grid)],
+            "distractors": [cell_box(k, args.grid) for k in range(len(cells)) if k != source],
+        }
+        report.add(
+            Row(
+                id=rec.id,
+                image=f"images/{rec.id}.png",
+                audio=f"audio/{rec.id}.wav",
+                start=0.0,
+                end=CLIP_SECONDS,
+                labels=[str(rec.digit)],
+                split=split,
+                boxes=boxes,
+            )
+        )
+        items.append(
+            {"id": rec.id, "split": split, "speaker": rec.speaker, "take": rec.take,
+             "source_cell": source, "digits": cell_digits, "mnist": [list(c) for c in cells]}
+        )  # fmt: skip
+
+    gallery = _write_gallery(out, pools["test"], pixels, labels, args)
+    with open(out / ITEMS, "w", encoding="utf-8") as fh:
+        fh.writelines(json.dumps(item) + "\n" for item in items)
+    report.extra = {
+        "speakers": {
+            "test": test,
+            "val": [val_speaker] if val_speaker else "takes % 10 == 0 of the training speakers",
+            "train": sorted({i["speaker"] for i in items if i["split"] == "train"}),
+        },
+        "mnist_images": {s: len(p) for s, p in pools.items()},
+        "gallery": {"manifest": str(out / GALLERY), "rows": gallery},
+        "items": str(out / ITEMS),
+    }
+    return report.finish(out, args.force)
+
+
+def _write_gallery(out: Path, pool, pixels, labels, args) -> int:
+    """Single-digit test canvases, ``--gallery-per-class`` per digit; returns the row count."""
+    (out / "gallery").mkdir(exist_ok=True)
+    rows, counts = [], dict.fromkeys(range(10), 0)
+    for src, i in pool:
+        digit = int(labels[src][i])
+        if counts[digit] >= args.gallery_per_class:
+            continue
+        counts[digit] += 1
+        name = f"{src}_{i}"
+        img = render_canvas([pixels[src][i]], 1, args.canvas_size)
+        Image.fromarray(img).save(out / "gallery" / f"{name}.png")
+        rows.append(Row(id=f"gallery_{name}", image=f"gallery/{name}.png", labels=[str(digit)],
+                        split="test"))  # fmt: skip
+    return write_manifest(out / GALLERY, rows)

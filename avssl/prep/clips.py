@@ -1,0 +1,117 @@
+"""Find downloaded YouTube clips in a local folder, whatever common naming scheme they use.
+
+Recognised names (any extension PyAV or soundfile reads; an optional ``Y`` prefix, as written by
+some AudioSet downloaders, is accepted):
+
+* ``{YTID}.ext``: either the whole video or just the segment, decided from its duration;
+* ``{YTID}_{start}.ext``: the segment starting at ``start`` seconds (int, float or zero-padded,
+  e.g. VGGSound's ``zpWuikVorYg_000032``);
+* ``{YTID}_{start_ms}_{end_ms}.ext``: the segment ``[start_ms, end_ms)`` in milliseconds.
+
+A segment cut holds only the segment, so its row starts at 0 (and ends at the file's end when the
+name does not give it); a whole video keeps the CSV times.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from avssl.data import media
+from avssl.errors import MediaError
+
+MEDIA_EXTS = frozenset(
+    {".mp4", ".webm", ".mkv", ".m4a", ".mov", ".avi", ".flv", ".3gp"}
+    | {".wav", ".flac", ".ogg", ".opus", ".mp3", ".aac"}
+)
+TIME_TOLERANCE_S = 0.5  # a file's start may be rounded (e.g. to whole seconds) by downloaders
+
+
+@dataclass(frozen=True)
+class ClipFile:
+    """One media file and what its name says: ``start`` None means "name has no times"."""
+
+    path: Path
+    ytid: str
+    start: float | None = None
+    end: float | None = None
+
+
+def _number(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+def parse_name(stem: str, wanted: set[str]) -> ClipFile | None:
+    """Split a file stem into (YTID, start, end) given the set of YTIDs being looked for."""
+    for s in (stem, stem[1:] if stem.startswith("Y") else None):
+        if s is None:
+            continue
+        if s in wanted:
+            return ClipFile(Path(), s)
+        head, _, t = s.rpartition("_")
+        if head in wanted and _number(t) is not None:
+            return ClipFile(Path(), head, float(t))
+        head2, _, t0 = head.rpartition("_")
+        if head2 in wanted and t0.isdigit() and t.isdigit():
+            return ClipFile(Path(), head2, int(t0) / 1000, int(t) / 1000)
+    return None
+
+
+def index_folder(folder: str | os.PathLike, wanted: set[str]) -> dict[str, list[ClipFile]]:
+    """Every media file under ``folder`` (recursively) named after one of ``wanted``, by YTID."""
+    found: dict[str, list[ClipFile]] = {}
+    for root, _, files in os.walk(folder):
+        for name in sorted(files):
+            p = Path(root) / name
+            if p.suffix.lower() not in MEDIA_EXTS:
+                continue
+            clip = parse_name(p.stem, wanted)
+            if clip is not None:
+                found.setdefault(clip.ytid, []).append(ClipFile(p, clip.ytid, clip.start, clip.end))
+    return found
+
+
+def locate(
+    candidates: list[ClipFile], start: float, end: float, layout: str = "auto"
+) -> tuple[Path, float, float | None] | str:
+    """The file holding segment ``[start, end)`` and the segment's times inside it.
+
+    Args:
+        candidates: files of the segment's YTID.
+        start: segment start in the source video (s).
+        end: segment end in the source video (s).
+        layout: for ``{YTID}.ext`` names: "whole" (full videos), "segment" (cut segments) or
+            "auto" (whole when the file lasts past the segment's end, else a cut).
+
+    Returns:
+        ``(path, start, end)`` within the file (``end`` None: to the end of the file), or a
+        string saying why none fits.
+
+    Raises:
+        MediaError: only from probing a ``{YTID}.ext`` file in "auto" layout (its duration).
+    """
+    length = end - start
+    for c in candidates:
+        if c.start is not None and abs(c.start - start) <= TIME_TOLERANCE_S:
+            # A cut named without its end is used to its own end (it may be shorter than the
+            # CSV says); this costs no probe, which matters for millions of clips.
+            return c.path, 0.0, None if c.end is None else min(length, c.end - c.start)
+    plain = [c for c in candidates if c.start is None]
+    if not plain:
+        times = ", ".join(f"{c.start:g} s" for c in candidates)
+        return f"no file for the segment at {start:g} s (found {times})"
+    path = plain[0].path
+    if layout == "whole":
+        return path, start, end
+    if layout == "segment":
+        return path, 0.0, length
+    duration = media.probe(path).duration
+    if duration is None:
+        raise MediaError(path, "unknown duration (pass --layout whole or segment)")
+    if start > 0 and duration >= end - TIME_TOLERANCE_S:
+        return path, start, end
+    return path, 0.0, min(length, duration)

@@ -1,0 +1,95 @@
+"""Shared by the audio-only classification sets (ESC-50, UrbanSound8K): folds and rows.
+
+A manifest row needs a visual medium, so these audio-only rows point ``video`` *and* ``audio`` at
+the audio file: they serve the audio side of the evaluations (sound classification with frozen
+audio embeddings) and cannot be used to train correspondence, which needs frames. The official
+protocol is k-fold cross-validation over the published folds; the manifest's split uses
+``--test-fold`` (that fold -> test, the rest -> train) and ``folds.json`` maps every id to its
+fold so an evaluator can run the full leave-one-fold-out protocol.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+from avssl.data.manifest import Row
+from avssl.errors import AvsslError, ManifestError
+from avssl.prep.report import PrepReport, probe_rows, relpath, start_run
+
+FOLDS = "folds.json"
+
+
+def add_audio_row(
+    report: PrepReport, item: str, path: Path, out: Path, label: str, fold: int, test_fold: int
+) -> None:
+    """Add an audio-only row, or record the file as missing."""
+    if not path.is_file():
+        report.skip_missing(item, f"no file {path}")
+        return
+    rel = relpath(path, out)
+    split = "test" if fold == test_fold else "train"
+    report.add(Row(item, video=rel, audio=rel, labels=[label], split=split))
+
+
+def write_folds(out: Path, folds: dict[str, int], report: PrepReport) -> None:
+    """Write ``folds.json`` ({id: fold}) for the rows kept and mention it in the report."""
+    kept = {r.id: folds[r.id] for r in report.rows}
+    out.mkdir(parents=True, exist_ok=True)
+    (out / FOLDS).write_text(json.dumps(kept, indent=0) + "\n", encoding="utf-8")
+    report.extra["folds"] = str(out / FOLDS)
+    report.extra["fold_counts"] = {
+        str(f): sum(1 for v in kept.values() if v == f) for f in sorted(set(kept.values()))
+    }
+
+
+def prepare_folds(
+    dataset: str,
+    title: str,
+    args: argparse.Namespace,
+    meta: Path,
+    columns: tuple[str, str, str],
+    audio_path: Callable[[dict, int], Path],
+    keep: Callable[[dict], bool] = lambda rec: True,
+) -> int:
+    """Write the manifest, ``folds.json`` and the report of a fold-annotated metadata CSV.
+
+    Args:
+        dataset: dataset name, for messages and the report.
+        title: the dataset's folder as published, for the "is --root ..." hint.
+        args: parsed options: ``root``, ``test_fold`` and those of ``add_common_args``.
+        meta: the metadata CSV (a header, one row per clip).
+        columns: its (file name, fold, label) columns.
+        audio_path: the audio file of a CSV record, given the record and its fold.
+        keep: which records to use (e.g. the ESC-10 subset).
+
+    Raises:
+        AvsslError: ``meta`` is missing or lacks ``columns``.
+    """
+    if not meta.is_file():
+        raise AvsslError(f"{meta}: no such file (is --root the {title} folder?)")
+    file_col, fold_col, label_col = columns
+    report = start_run(dataset, args)
+    folds: dict[str, int] = {}
+    with open(meta, encoding="utf-8", newline="") as fh:
+        reader = csv.DictReader(fh)
+        if not set(columns) <= set(reader.fieldnames or []):
+            raise ManifestError(f"{meta}: expected columns {', '.join(columns)}")
+        for lineno, rec in enumerate(reader, 2):
+            if not keep(rec):
+                continue
+            item = Path(rec[file_col]).stem
+            try:
+                folds[item] = int(rec[fold_col])
+            except ValueError:
+                report.skip_unreadable(item, f"{meta}:{lineno}: fold {rec[fold_col]!r}")
+                continue
+            path = audio_path(rec, folds[item])
+            add_audio_row(report, item, path, args.out, rec[label_col], folds[item], args.test_fold)
+    if args.probe:
+        probe_rows(report, args.out, args.workers)
+    write_folds(args.out, folds, report)
+    return report.finish(args.out, args.force)

@@ -1,0 +1,74 @@
+"""Shared by the localisation test sets (VGG-SS, Flickr-SoundNet): find media by file stem.
+
+Both benchmarks are distributed as one annotated frame plus audio per item, sometimes as the
+whole video instead; files are found anywhere under the media folder by their stem.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from avssl.data.manifest import Row
+from avssl.data.media_checks import IMAGE_EXTS, SOUNDFILE_EXTS
+from avssl.prep.clips import MEDIA_EXTS
+from avssl.prep.report import PrepReport, relpath
+
+AUDIO_EXTS = SOUNDFILE_EXTS | {".mp3", ".m4a", ".aac", ".opus"}
+VIDEO_EXTS = MEDIA_EXTS - AUDIO_EXTS
+
+
+def index_stems(folder: str | os.PathLike) -> dict[str, dict[str, Path]]:
+    """``{stem: {"image"|"audio"|"video": path}}`` of the media files under ``folder``.
+
+    The first file of each kind in sorted path order wins.
+    """
+    found: dict[str, dict[str, Path]] = {}
+    for root, dirs, files in os.walk(folder):
+        dirs.sort()
+        for name in sorted(files):
+            p = Path(root) / name
+            ext = p.suffix.lower()
+            kind = (
+                "image" if ext in IMAGE_EXTS
+                else "audio" if ext in AUDIO_EXTS
+                else "video" if ext in VIDEO_EXTS
+                else None
+            )  # fmt: skip
+            if kind is not None:
+                found.setdefault(p.stem, {}).setdefault(kind, p)
+    return found
+
+
+def media_row(
+    report: PrepReport,
+    item: str,
+    files: dict[str, Path] | None,
+    out: Path,
+    boxes: list[list[float]],
+    labels: list[str],
+) -> None:
+    """Add a test row for ``item``: image + audio if both exist, else a video with sound.
+
+    Items with neither are recorded as missing.
+    """
+    files = files or {}
+    image, audio, video = files.get("image"), files.get("audio"), files.get("video")
+    fields: dict = {}
+    if image is not None and (audio is not None or video is not None):
+        fields = {"image": relpath(image, out), "audio": relpath(audio or video, out)}
+    elif video is not None:
+        fields = {"video": relpath(video, out), "audio": relpath(audio, out) if audio else None}
+    else:
+        have = ", ".join(sorted(files)) or "nothing"
+        report.skip_missing(item, f"need an image and audio, or a video (found {have})")
+        return
+    report.add(Row(item, **fields, labels=labels, split="test", boxes={"sources": boxes}))
+
+
+def valid_box(box, where: str) -> list[float]:
+    """A normalised ``[x0, y0, x1, y1]`` clipped to [0, 1]; ValueError if not a box."""
+    x0, y0, x1, y1 = (min(1.0, max(0.0, float(v))) for v in box)
+    if x1 <= x0 or y1 <= y0:
+        raise ValueError(f"{where}: empty box {list(box)}")
+    return [x0, y0, x1, y1]

@@ -1,0 +1,117 @@
+"""Readers of the MNIST IDX files and the Free Spoken Digit Dataset file names.
+
+IDX format (http://yann.lecun.com/exdb/mnist/): a big-endian header, magic 2051 then image
+count, rows and columns for images; magic 2049 then the count for labels; then one unsigned
+byte per pixel or label. Files may be gzipped (the usual ``*-idx3-ubyte.gz``).
+FSDD (https://github.com/Jakobovski/free-spoken-digit-dataset): ``{digit}_{speaker}_{take}.wav``.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from avssl.errors import ManifestError
+
+IMAGES_MAGIC = 2051
+LABELS_MAGIC = 2049
+FSDD_NAME = re.compile(r"^(\d)_([A-Za-z0-9-]+)_(\d+)\.wav$")
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(2)
+        opener = gzip.open if head == b"\x1f\x8b" else open
+        with opener(path, "rb") as fh:
+            return fh.read()
+    except FileNotFoundError:
+        raise ManifestError(f"{path}: no such file") from None
+    except (OSError, EOFError) as err:
+        raise ManifestError(f"{path}: cannot read ({err})") from None
+
+
+def read_idx(path: str | os.PathLike, magic: int) -> np.ndarray:
+    """Read an IDX file of unsigned bytes.
+
+    Args:
+        path: the (optionally gzipped) file.
+        magic: expected magic number: 2051 for images, 2049 for labels.
+
+    Returns:
+        uint8 ``[N, rows, cols]`` for images, ``[N]`` for labels.
+
+    Raises:
+        ManifestError: wrong magic number, or fewer bytes than the header promises.
+    """
+    path = Path(path)
+    data = _read_bytes(path)
+    ndim = 3 if magic == IMAGES_MAGIC else 1
+    header = 4 * (1 + ndim)
+    if len(data) < header:
+        raise ManifestError(f"{path}: too short for an IDX header")
+    values = np.frombuffer(data[:header], dtype=">u4")
+    if int(values[0]) != magic:
+        kind = "images" if magic == IMAGES_MAGIC else "labels"
+        raise ManifestError(f"{path}: magic {int(values[0])}, expected {magic} (IDX {kind})")
+    shape = tuple(int(v) for v in values[1:])
+    size = int(np.prod(shape))
+    if len(data) - header < size:
+        raise ManifestError(f"{path}: truncated ({len(data) - header} of {size} data bytes)")
+    return np.frombuffer(data, dtype=np.uint8, count=size, offset=header).reshape(shape)
+
+
+def read_mnist(
+    images: str | os.PathLike, labels: str | os.PathLike
+) -> tuple[np.ndarray, np.ndarray]:
+    """Images uint8 ``[N, 28, 28]`` and labels uint8 ``[N]`` (0-9) of one MNIST part.
+
+    Raises:
+        ManifestError: unreadable files, mismatched counts or labels outside 0-9.
+    """
+    x = read_idx(images, IMAGES_MAGIC)
+    y = read_idx(labels, LABELS_MAGIC)
+    if len(x) != len(y):
+        raise ManifestError(f"{labels}: {len(y)} labels for {len(x)} images in {images}")
+    if len(y) and y.max() > 9:
+        raise ManifestError(f"{labels}: label {int(y.max())} is not a digit")
+    return x, y
+
+
+@dataclass(frozen=True)
+class Recording:
+    """One FSDD utterance."""
+
+    path: Path
+    digit: int
+    speaker: str
+    take: int
+
+    @property
+    def id(self) -> str:
+        return f"{self.digit}_{self.speaker}_{self.take}"
+
+
+def list_fsdd(folder: str | os.PathLike) -> tuple[list[Recording], list[str]]:
+    """FSDD recordings of ``folder`` sorted by (speaker, digit, take), and unrecognised names.
+
+    Raises:
+        ManifestError: the folder does not exist.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ManifestError(f"{folder}: no such FSDD recordings folder")
+    found, other = [], []
+    for p in sorted(folder.iterdir()):
+        m = FSDD_NAME.match(p.name)
+        if m:
+            found.append(Recording(p, int(m[1]), m[2], int(m[3])))
+        elif p.suffix.lower() == ".wav":
+            other.append(p.name)
+    found.sort(key=lambda r: (r.speaker, r.digit, r.take))
+    return found, other

@@ -1,0 +1,189 @@
+"""Shared bookkeeping of the ``prepare`` scripts: skip, count and report bad items.
+
+Every script collects its rows in a :class:`PrepReport`, which counts and lists the items it
+could not use (``missing``: no media file found; ``unreadable``: a file that cannot be decoded or
+an annotation that cannot be used), stops at the first of them under ``--strict``, and finally
+writes ``manifest.jsonl`` and ``prepare_report.json`` side by side. :func:`probe_rows` decodes
+a short window of every row in parallel to catch corrupt media before training does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from avssl.data import media
+from avssl.data.manifest import Row, resolve, write_manifest
+from avssl.errors import AvsslError, MediaError
+
+MANIFEST = "manifest.jsonl"
+REPORT = "prepare_report.json"
+
+
+def add_common_args(parser: argparse.ArgumentParser, probe: bool = True) -> None:
+    """Add ``--out``, ``--force``, ``--strict`` and (optionally) ``--probe`` / ``--workers``."""
+    parser.add_argument("--out", type=Path, required=True, help="output folder of the manifest")
+    parser.add_argument("--force", action="store_true", help="overwrite an existing manifest")
+    parser.add_argument("--strict", action="store_true", help="stop at the first bad item")
+    if probe:
+        parser.add_argument(
+            "--probe", action="store_true", help="test-decode every clip (audio window + frame)"
+        )
+        parser.add_argument("--workers", type=int, default=2, help="parallel probes (threads)")
+
+
+def check_output(out: Path, force: bool, name: str = MANIFEST) -> Path:
+    """The manifest path in ``out``; refuses to replace an existing one unless ``force``.
+
+    Raises:
+        AvsslError: the manifest exists and ``force`` is False.
+    """
+    path = Path(out) / name
+    if path.exists() and not force:
+        raise AvsslError(f"{path}: already exists (pass --force to overwrite it)")
+    return path
+
+
+def relpath(path: str | os.PathLike, out: str | os.PathLike) -> str:
+    """``path`` relative to the manifest folder ``out`` (POSIX separators)."""
+    return Path(os.path.relpath(Path(path).resolve(), Path(out).resolve())).as_posix()
+
+
+class PrepReport:
+    """Rows written and items skipped by one preparation run.
+
+    Args:
+        dataset: dataset name, for messages and the report.
+        strict: raise on the first bad item instead of recording it.
+    """
+
+    def __init__(self, dataset: str, strict: bool = False):
+        self.dataset = dataset
+        self.strict = strict
+        self.rows: list[Row] = []
+        self.missing: list[tuple[str, str]] = []
+        self.unreadable: list[tuple[str, str]] = []
+        self.notes: list[str] = []
+        self.extra: dict = {}
+
+    def add(self, row: Row) -> None:
+        self.rows.append(row)
+
+    def _bad(self, kind: list, item_id: str, reason: str) -> None:
+        if self.strict:
+            raise AvsslError(f"{self.dataset}: {item_id}: {reason} (--strict)")
+        kind.append((str(item_id), str(reason)))
+
+    def skip_missing(self, item_id: str, reason: str) -> None:
+        """Record an item whose media file was not found."""
+        self._bad(self.missing, item_id, reason)
+
+    def skip_unreadable(self, item_id: str, reason: str) -> None:
+        """Record an item whose media or annotation cannot be used."""
+        self._bad(self.unreadable, item_id, reason)
+
+    def note(self, message: str) -> None:
+        """A decision the user should know about (printed to stderr and kept in the report)."""
+        self.notes.append(message)
+        print(f"{self.dataset}: {message}", file=sys.stderr)
+
+    def split_counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for row in self.rows:
+            counts[row.split] = counts.get(row.split, 0) + 1
+        return dict(sorted(counts.items()))
+
+    def to_json(self, manifest: Path) -> dict:
+        return {
+            "dataset": self.dataset,
+            "manifest": str(manifest),
+            "written": len(self.rows),
+            "splits": self.split_counts(),
+            "missing": len(self.missing),
+            "unreadable": len(self.unreadable),
+            "missing_items": [list(x) for x in self.missing],
+            "unreadable_items": [list(x) for x in self.unreadable],
+            "notes": self.notes,
+            **self.extra,
+        }
+
+    def finish(self, out: Path, force: bool) -> int:
+        """Write the manifest and ``prepare_report.json``, print a summary and a JSON line.
+
+        Raises:
+            AvsslError: no row could be written (nothing usable was found).
+        """
+        manifest = check_output(out, force)
+        if not self.rows:
+            bad = self.missing[:1] + self.unreadable[:1]
+            hint = f"; e.g. {bad[0][0]}: {bad[0][1]}" if bad else ""
+            raise AvsslError(f"{self.dataset}: no usable items, nothing written to {out}{hint}")
+        write_manifest(manifest, self.rows)
+        report = self.to_json(manifest)
+        report_path = Path(out) / REPORT
+        report_path.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+        splits = ", ".join(f"{k} {v}" for k, v in report["splits"].items())
+        print(
+            f"{self.dataset}: wrote {len(self.rows)} rows ({splits}) to {manifest}; "
+            f"{len(self.missing)} missing, {len(self.unreadable)} unreadable (see {report_path})"
+        )
+        summary = {k: report[k] for k in ("dataset", "manifest", "written", "splits")}
+        summary.update(missing=len(self.missing), unreadable=len(self.unreadable))
+        summary["report"] = str(report_path)
+        print(json.dumps(summary), flush=True)
+        return 0
+
+
+def probe_row(row: Row, out: Path, window: float = 0.5, sample_rate: int = 16000) -> str | None:
+    """Decode one frame and a short audio window of ``row``; the reason it fails, or None."""
+    visual, audio = resolve(out / MANIFEST, row.visual), resolve(out / MANIFEST, row.audio)
+    try:
+        length = window if row.end is None else min(window, row.end - row.start)
+        media.read_frames(visual, row.start, 0.04, 25.0, 32)
+        media.read_audio(audio or visual, row.start, length, sample_rate)
+    except MediaError as err:
+        return err.reason
+    return None
+
+
+def probe_rows(report: PrepReport, out: Path, workers: int = 2) -> None:
+    """Test-decode every row in parallel; rows that fail move to ``report.unreadable``."""
+    Path(out).mkdir(parents=True, exist_ok=True)  # relative paths may climb out of it ("..")
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        reasons = list(pool.map(lambda r: probe_row(r, Path(out)), report.rows))
+    kept = []
+    for row, reason in zip(report.rows, reasons, strict=True):
+        if reason is None:
+            kept.append(row)
+        else:
+            report.skip_unreadable(row.id, reason)
+    report.rows = kept
+
+
+def start_run(dataset: str, args: argparse.Namespace, *folders: Path) -> PrepReport:
+    """Check the input ``folders`` and that the manifest may be written; a fresh report.
+
+    Args:
+        dataset: dataset name, for messages and the report.
+        args: the parsed :func:`add_common_args` options (``out``, ``force``, ``strict``).
+        folders: media folders that must exist.
+
+    Raises:
+        AvsslError: a folder is missing, or the manifest exists and ``--force`` is not given.
+    """
+    for folder in folders:
+        if not folder.is_dir():
+            raise AvsslError(f"{folder}: no such media folder")
+    check_output(args.out, args.force)
+    return PrepReport(dataset, args.strict)
+
+
+def finish_run(report: PrepReport, args: argparse.Namespace) -> int:
+    """Test-decode the rows under ``--probe``, then :meth:`PrepReport.finish`; exit status 0."""
+    if args.probe:
+        probe_rows(report, args.out, args.workers)
+    return report.finish(args.out, args.force)

@@ -1,0 +1,49 @@
+"""VGG-SS (VGG-Sound Source): ``vggss.json`` boxes + local media -> a localisation test manifest.
+
+VGG-SS (Chen et al., "Localizing Visual Sounds the Hard Way", CVPR 2021,
+https://arxiv.org/abs/2104.02691) annotates one frame of 5,158 VGGSound clips with normalised
+``[x0, y0, x1, y1]`` boxes: ``[{"file": "zpWuikVorYg_000032", "class": "...", "bbox": [[...]]}]``.
+Media are looked up by file stem under ``--media``: an image (the annotated frame) with an audio
+file, or the clip's video. Every row is split "test"; ``labels`` holds the class name.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from avssl.data.annotations import load_vggss, read_flickr_ids
+from avssl.prep.localization import index_stems, media_row, valid_box
+from avssl.prep.report import add_common_args, finish_run, start_run
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="avssl prepare vggss", description=__doc__.split("\n")[0])
+    p.add_argument("--annotations", type=Path, required=True, help="vggss.json")
+    p.add_argument("--media", type=Path, required=True, help="folder of frames/audio or videos")
+    p.add_argument("--ids", type=Path, help="keep only the ids of this list (e.g. vggss_test.csv)")
+    add_common_args(p)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``avssl prepare vggss``: write the manifest and the report."""
+    args = _parser().parse_args(argv)
+    report = start_run("vggss", args, args.media)
+    entries = load_vggss(args.annotations)
+    if args.ids is not None:
+        keep = set(read_flickr_ids(args.ids))
+        entries = [e for e in entries if str(e.get("file")) in keep]
+    stems = index_stems(args.media)
+    for k, entry in enumerate(entries):
+        item = str(entry.get("file", f"entry {k}"))
+        try:
+            boxes = [valid_box(b, item) for b in entry["bbox"]]
+            if not boxes:
+                raise ValueError("no boxes")
+        except (KeyError, TypeError, ValueError) as err:
+            report.skip_unreadable(item, f"bad bbox ({err})")
+            continue
+        labels = [entry["class"]] if entry.get("class") else []
+        media_row(report, item, stems.get(item), args.out, boxes, labels)
+    return finish_run(report, args)

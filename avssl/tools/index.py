@@ -1,0 +1,152 @@
+"""A cross-modal search index: per-window audio and visual embeddings of a media collection.
+
+On disk an index is a directory holding
+
+- ``meta.json``: format, the checkpoint it was built with (path and a SHA-256 of its weights),
+  the model config, the hop, the source inputs and one entry per file (path, kind, size,
+  mtime, duration) in file-id order;
+- ``embeddings-<token>.pt``: a dict of tensors only (loaded with ``weights_only=True``):
+  ``audio`` float16 ``[Na, D]``, ``audio_file`` int64 ``[Na]``, ``audio_time`` float32 ``[Na]``
+  and the same three for ``visual``; times are window centres in s (NaN for a still image).
+
+Embeddings are the model's pooled ``embed_audio`` / ``embed_visual`` outputs, L2-normalised
+(maps of spatial models are not stored). Writes are atomic: a new tensor file under a fresh name,
+then ``meta.json`` replaced with ``os.replace``, then the old tensor file removed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from avssl.errors import AvsslError
+
+FORMAT = "avssl-index-v1"
+MODALITIES = ("audio", "visual")
+# float16 halves the index on disk and the memory a query streams through (the search cost);
+# its ~1e-3 rounding of unit vectors is far below score differences that matter.
+STORE_DTYPE = torch.float16
+
+
+def weights_hash(model: torch.nn.Module) -> str:
+    """SHA-256 of a model's parameters and buffers (names, dtypes, shapes and bytes)."""
+    h = hashlib.sha256()
+    for name, t in sorted(model.state_dict().items()):
+        t = t.detach().cpu().contiguous()
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def empty_tensors(dim: int) -> dict[str, torch.Tensor]:
+    out = {}
+    for m in MODALITIES:
+        out[m] = torch.zeros(0, dim, dtype=STORE_DTYPE)
+        out[f"{m}_file"] = torch.zeros(0, dtype=torch.long)
+        out[f"{m}_time"] = torch.zeros(0)
+    return out
+
+
+@dataclass
+class Index:
+    """An index in memory. ``files[i]`` describes file id ``i``; see the module docstring."""
+
+    path: Path
+    meta: dict
+    files: list[dict] = field(default_factory=list)
+    tensors: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    def count(self, modality: str) -> int:
+        return int(self.tensors[modality].shape[0])
+
+    def check_checkpoint(self, sha: str, ckpt_path: str) -> None:
+        """Refuse a checkpoint other than the one the index was built with."""
+        built = self.meta["checkpoint"]
+        if built["sha256"] != sha:
+            was = f"{built['path']} (weights {built['sha256'][:12]})"
+            raise AvsslError(
+                f"{self.path}: built with checkpoint {was}, not {ckpt_path} "
+                f"(weights {sha[:12]}); re-index or pass that checkpoint"
+            )
+
+
+def load_index(path: str | os.PathLike, mmap: bool = True) -> Index:
+    """Load an index directory.
+
+    Args:
+        path: the index directory.
+        mmap: memory-map the tensor file (fast open; pages load on first use).
+
+    Raises:
+        AvsslError: missing, not an index, or damaged.
+    """
+    path = Path(path)
+    meta_path = path / "meta.json"
+    if not meta_path.is_file():
+        raise AvsslError(f"{path}: not an avssl index (no meta.json)")
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise AvsslError(f"{meta_path}: damaged index metadata ({err})") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise AvsslError(f"{path}: not an avssl index (format {meta.get('format')!r})")
+    tpath = path / meta["tensors"]
+    try:
+        tensors = torch.load(tpath, map_location="cpu", weights_only=True, mmap=mmap)
+    except Exception as err:  # torch.load raises many types on a damaged file; all mean the same
+        msg = str(err).strip().splitlines()[0][:120] if str(err).strip() else type(err).__name__
+        raise AvsslError(f"{tpath}: damaged index tensors ({msg})") from None
+    return Index(path, meta, meta.pop("files"), tensors)
+
+
+def save_index(index: Index) -> None:
+    """Write ``index`` atomically (fresh tensor file, then ``meta.json`` via ``os.replace``)."""
+    path = index.path
+    path.mkdir(parents=True, exist_ok=True)
+    old = path / index.meta["tensors"] if index.meta.get("tensors") else None
+    name = f"embeddings-{uuid.uuid4().hex[:12]}.pt"
+    tmp = path / f".{name}.tmp"
+    torch.save({k: v.contiguous() for k, v in index.tensors.items()}, tmp)
+    os.replace(tmp, path / name)
+    meta = {**index.meta, "tensors": name, "files": index.files}
+    tmp_meta = path / f".meta.json.tmp{os.getpid()}"
+    tmp_meta.write_text(json.dumps(meta, ensure_ascii=False, indent=1), encoding="utf-8")
+    os.replace(tmp_meta, path / "meta.json")
+    index.meta["tensors"] = name
+    if old is not None and old.name != name and old.is_file():
+        old.unlink()
+
+
+def keep_files(index: Index, keep: list[bool]) -> None:
+    """Drop the files whose ``keep`` flag is False (and their windows), renumbering file ids."""
+    old_to_new = torch.full((len(index.files) + 1,), -1, dtype=torch.long)
+    ids = [i for i, k in enumerate(keep) if k]
+    old_to_new[torch.tensor(ids, dtype=torch.long)] = torch.arange(len(ids))
+    for m in MODALITIES:
+        new_ids = old_to_new[index.tensors[f"{m}_file"]]
+        sel = new_ids >= 0
+        index.tensors[m] = index.tensors[m][sel]
+        index.tensors[f"{m}_time"] = index.tensors[f"{m}_time"][sel]
+        index.tensors[f"{m}_file"] = new_ids[sel]
+    index.files = [index.files[i] for i in ids]
+
+
+def add_files(index: Index, items: list) -> None:
+    """Append ``(entry, FileEmbeddings)`` pairs (see :mod:`avssl.tools.index_media`)."""
+    for m in MODALITIES:
+        xs, ts, ids = [index.tensors[m]], [index.tensors[f"{m}_time"]], [index.tensors[f"{m}_file"]]
+        for j, (_, emb) in enumerate(items):
+            x = getattr(emb, m)
+            xs.append(x.to(STORE_DTYPE))
+            ts.append(getattr(emb, f"{m}_time").float())
+            ids.append(torch.full((x.shape[0],), len(index.files) + j, dtype=torch.long))
+        index.tensors[m] = torch.cat(xs)
+        index.tensors[f"{m}_time"] = torch.cat(ts)
+        index.tensors[f"{m}_file"] = torch.cat(ids)
+    index.files.extend(entry for entry, _ in items)

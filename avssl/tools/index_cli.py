@@ -1,0 +1,145 @@
+"""``avssl index``: build or update a cross-modal search index (see :mod:`avssl.tools.index`).
+
+usage: avssl index --checkpoint CKPT --inputs PATH... --out INDEX [--hop S] [--strict]
+
+The index mirrors its inputs: re-running on an existing index (``--inputs`` may then be
+omitted to reuse the recorded ones) embeds new and changed files (size or mtime differ), keeps
+unchanged ones and drops files no longer found. Unreadable files are skipped and listed in the
+JSON summary printed as the last stdout line; ``--strict`` makes the first one an error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from avssl.config import to_dict
+from avssl.errors import AvsslError, MediaError
+from avssl.tools.index import (
+    FORMAT,
+    Index,
+    add_files,
+    empty_tensors,
+    keep_files,
+    load_index,
+    save_index,
+    weights_hash,
+)
+from avssl.tools.index_media import embed_file, file_stamp, find_media
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="avssl index", description=__doc__.splitlines()[0])
+    p.add_argument("--checkpoint", required=True, help="checkpoint file or run directory")
+    p.add_argument("--inputs", nargs="+", help="media files, folders or manifests (*.jsonl)")
+    p.add_argument("--out", required=True, help="index directory (created or updated)")
+    p.add_argument("--hop", type=float, default=None, help="seconds between windows (default 1)")
+    p.add_argument("--strict", action="store_true", help="stop at the first unreadable file")
+    p.add_argument("--rebuild", action="store_true", help="discard an existing index first")
+    p.add_argument("--device", default="cpu", help="cpu | auto | cuda[:N]")
+    p.add_argument("--quiet", action="store_true", help="no per-file lines on stderr")
+    return p
+
+
+def _open_or_create(out: Path, args, cfg, ckpt: dict, dims: tuple[int, int]) -> Index:
+    if out.exists() and not out.is_dir():
+        raise AvsslError(f"{out}: exists and is not an index directory")
+    if (out / "meta.json").is_file() and not args.rebuild:
+        index = load_index(out, mmap=False)
+        index.check_checkpoint(ckpt["sha256"], ckpt["path"])
+        if args.hop is not None and args.hop != index.meta["hop"]:
+            keep_files(index, [False] * len(index.files))  # another hop: re-embed everything
+            index.meta["hop"] = args.hop
+        return index
+    if out.is_dir() and any(out.iterdir()) and not (out / "meta.json").is_file():
+        raise AvsslError(f"{out}: a non-empty folder that is not an avssl index")
+    meta = {"format": FORMAT, "checkpoint": ckpt, "config": to_dict(cfg), "hop": args.hop or 1.0}
+    tensors = empty_tensors(dims[0])
+    tensors["visual"] = torch.zeros(0, dims[1], dtype=tensors["audio"].dtype)
+    return Index(out, meta, [], tensors)
+
+
+def _dims(model, cfg) -> tuple[int, int]:
+    """Embedding sizes ``(audio, visual)`` found by one dummy forward pass."""
+    d = cfg.data
+    with torch.no_grad():
+        device = next(model.parameters()).device
+        a = model.embed_audio(torch.zeros(1, int(round(d.window * d.sample_rate)), device=device))
+        v = model.embed_visual(torch.zeros(1, 3, d.frame_size, d.frame_size, device=device))
+    return a.shape[1], v.shape[1]
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.hop is not None and not args.hop > 0:
+        raise AvsslError(f"--hop must be > 0 seconds, got {args.hop}")
+    from avssl.train.checkpoint import load_model
+    from avssl.train.runtime import resolve_device
+
+    t0 = time.perf_counter()
+    model, cfg, state = load_model(args.checkpoint, resolve_device(args.device))
+    ckpt = {"path": state["path"], "sha256": weights_hash(model)}
+    out = Path(args.out)
+    index = _open_or_create(out, args, cfg, ckpt, _dims(model, cfg))
+    inputs = args.inputs or index.meta.get("inputs")
+    if not inputs:
+        raise AvsslError(f"{out}: give --inputs (the index records none yet)")
+    index.meta["inputs"] = [str(Path(x).resolve()) for x in inputs]
+    paths, skipped = find_media(inputs)
+    if skipped and args.strict:
+        raise MediaError(skipped[0]["path"], skipped[0]["reason"])
+
+    stamps = {str(p): file_stamp(p) for p in paths}
+    keep, unchanged, updated = [], set(), set()
+    for entry in index.files:
+        stamp = stamps.get(entry["path"])
+        same = stamp is not None and all(entry[k] == v for k, v in stamp.items())
+        keep.append(same)
+        (unchanged if same else updated if stamp is not None else set()).add(entry["path"])
+    removed = len(index.files) - len(unchanged) - len(updated)
+    keep_files(index, keep)
+
+    todo = [p for p in paths if str(p) not in unchanged]
+    items, media_s = [], 0.0
+    model.eval()
+    for i, p in enumerate(todo):
+        try:
+            emb = embed_file(model, cfg, p, index.meta["hop"], next(model.parameters()).device)
+        except MediaError as err:
+            if args.strict:
+                raise
+            skipped.append({"path": str(p), "reason": err.reason})
+            updated.discard(str(p))
+            if not args.quiet:
+                print(f"skipped {err}", file=sys.stderr)
+            continue
+        media_s += emb.duration
+        entry = {"path": str(p), "kind": emb.kind, "duration": emb.duration, **stamps[str(p)]}
+        items.append((entry, emb))
+        if not args.quiet:
+            print(f"[{i + 1}/{len(todo)}] {p}", file=sys.stderr)
+    add_files(index, items)
+    save_index(index)
+
+    summary = {
+        "index": str(out),
+        "checkpoint": ckpt["path"],
+        "files": len(index.files),
+        "added": len(items) - len(updated),
+        "updated": len(updated),
+        "unchanged": len(unchanged),
+        "removed": removed,
+        "skipped": len(skipped),
+        "skipped_files": skipped,
+        "audio_windows": index.count("audio"),
+        "visual_windows": index.count("visual"),
+        "media_seconds": round(media_s, 3),
+        "seconds": round(time.perf_counter() - t0, 3),
+    }
+    print(json.dumps(summary, ensure_ascii=False))
+    return 0

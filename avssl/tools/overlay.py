@@ -1,0 +1,199 @@
+"""``avssl overlay``: a video of where the model hears the sound, with the original audio.
+
+usage: avssl overlay VIDEO --checkpoint CKPT -o OUT.mp4 [--png SHEET.png] [--fps N]
+                     [--alpha 0.5] [--cmap jet] [--max-side 480] [--max-seconds S] [--force]
+
+Each output frame (at ``--fps``, default the video's rate capped at 25) is blended with the
+model's localisation heatmap (``model.heatmap``, e.g. AVOL-Net, https://arxiv.org/abs/1712.06651)
+for the ``cfg.data.window`` seconds of sound centred on that frame (zero-padded at the clip
+edges). Each heatmap is min-max normalised per frame, upsampled bilinearly to the frame size,
+colour-mapped and alpha-blended. The output is H.264 (even size, longest side capped at
+``--max-side``) with the source audio re-encoded to AAC (mono or stereo), written in chunks and
+then renamed into place. ``--png`` writes a contact sheet of 8 evenly spaced overlay frames.
+Methods without a spatial map (l3, avenet) are refused. The last stdout line is JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from avssl.data.media import probe
+from avssl.errors import AvsslError, MediaError
+from avssl.eval.embed import frames_to_input, heatmaps
+from avssl.tools.overlay_video import OverlayWriter
+from avssl.tools.stream_io import audio_end, iter_frames_at, read_audio_padded
+
+OUT_EXTS = (".mp4", ".m4v", ".mov", ".mkv")
+SHEET_FRAMES = 8
+
+
+def output_size(height: int, width: int, max_side: int) -> tuple[int, int]:
+    """``(H, W)`` keeping the aspect ratio, longest side at most ``max_side``, both even."""
+    scale = min(1.0, max_side / max(height, width))
+    return max(2, round(height * scale / 2) * 2), max(2, round(width * scale / 2) * 2)
+
+
+def colormap_lut(name: str) -> torch.Tensor:
+    """A matplotlib colormap as a uint8 ``[256, 3]`` lookup table."""
+    import matplotlib
+
+    try:
+        cmap = matplotlib.colormaps[name]
+    except KeyError:
+        raise AvsslError(f"unknown matplotlib colormap {name!r}") from None
+    rgb = cmap(np.linspace(0.0, 1.0, 256))[:, :3]
+    return torch.from_numpy((rgb * 255).round().astype(np.uint8))
+
+
+def blend(
+    frames: torch.Tensor, maps: torch.Tensor, lut: torch.Tensor, alpha: float
+) -> torch.Tensor:
+    """Alpha-blend colour-mapped heatmaps over frames.
+
+    Args:
+        frames: uint8 ``[B, H, W, 3]``.
+        maps: float ``[B, h, w]`` heatmaps (any range; min-max normalised per frame).
+        lut: uint8 ``[256, 3]`` colour table.
+        alpha: heatmap opacity in [0, 1].
+
+    Returns:
+        uint8 ``[B, H, W, 3]``.
+    """
+    lo = maps.amin(dim=(1, 2), keepdim=True)
+    hi = maps.amax(dim=(1, 2), keepdim=True)
+    norm = (maps - lo) / (hi - lo).clamp_min(1e-8)
+    up = F.interpolate(norm[:, None], size=frames.shape[1:3], mode="bilinear", align_corners=False)
+    colour = lut[(up[:, 0].clamp(0, 1) * 255).round().long()]
+    out = frames.float() * (1 - alpha) + colour.float() * alpha
+    return out.round_().clamp_(0, 255).to(torch.uint8)
+
+
+def centred_windows(seg: torch.Tensor, seg_start: float, times, sample_rate: int, window: float):
+    """Windows ``[T, n]`` of ``seg`` (which starts at ``seg_start`` s) centred on ``times``."""
+    n = int(round(window * sample_rate))
+    starts = torch.from_numpy(np.round((times - window / 2 - seg_start) * sample_rate)).long()
+    idx = (starts[:, None] + torch.arange(n)[None]).clamp(0, seg.shape[0] - 1)
+    return seg[idx]
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="avssl overlay", description=__doc__.splitlines()[0])
+    p.add_argument("video", help="input video with an audio track")
+    p.add_argument("--checkpoint", required=True, help="checkpoint of a model with a map")
+    p.add_argument("-o", "--output", required=True, help="output video (.mp4)")
+    p.add_argument("--png", help="also write a contact sheet of overlay frames here")
+    p.add_argument("--fps", type=float, help="output frame rate (default: the video's, max 25)")
+    p.add_argument("--alpha", type=float, default=0.5, help="heatmap opacity (default 0.5)")
+    p.add_argument("--cmap", default="jet", help="matplotlib colormap (default jet)")
+    p.add_argument("--max-side", type=int, default=480, help="longest output side (default 480)")
+    p.add_argument("--max-seconds", type=float, help="only the first S seconds")
+    p.add_argument("--chunk", type=int, default=32, help="frames processed at a time")
+    p.add_argument("--device", default="cpu", help="cpu | auto | cuda[:N]")
+    p.add_argument("--precision", default="auto", help="auto (bf16 where fast) | bf16 | fp32")
+    p.add_argument("--force", action="store_true", help="overwrite existing outputs")
+    return p
+
+
+def _check_args(args) -> None:
+    out = Path(args.output)
+    if out.suffix.lower() not in OUT_EXTS:
+        raise AvsslError(f"{out}: output must end in one of {', '.join(OUT_EXTS)}")
+    for target in (args.output, args.png):
+        if target and Path(target).exists() and not args.force:
+            raise AvsslError(f"{target}: exists (pass --force to overwrite)")
+    if not 0 <= args.alpha <= 1:
+        raise AvsslError(f"--alpha must be in [0, 1], got {args.alpha}")
+    if args.fps is not None and not 0 < args.fps <= 120:
+        raise AvsslError(f"--fps must be in (0, 120], got {args.fps}")
+    if args.max_seconds is not None and not args.max_seconds > 0:
+        raise AvsslError(f"--max-seconds must be > 0, got {args.max_seconds}")
+    if args.max_side < 16 or args.chunk < 1:
+        raise AvsslError("--max-side must be >= 16 and --chunk >= 1")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    _check_args(args)
+    from avssl.train.checkpoint import load_model
+    from avssl.train.runtime import resolve_device, resolve_precision
+
+    device = resolve_device(args.device)
+    args.precision = resolve_precision(args.precision, device)
+    model, cfg, state = load_model(args.checkpoint, device)
+    if not model.has_map:
+        raise AvsslError(
+            f"{state['path']}: method {cfg.model.method!r} has no localisation map "
+            "(overlays need avolnet, or contrastive with model.spatial=true)"
+        )
+    info = probe(args.video)
+    if info.kind != "video" or not info.width or not info.height:
+        raise MediaError(args.video, "not a video")
+    if not info.has_audio:
+        raise MediaError(args.video, "no audio stream (the heatmap needs the sound)")
+    if not info.duration:
+        raise MediaError(args.video, "unknown duration")
+    duration = min(info.duration, args.max_seconds or info.duration)
+    fps = args.fps or min(info.fps or 25.0, 25.0)
+    size = output_size(info.height, info.width, args.max_side)
+    lut = colormap_lut(args.cmap)
+    t0 = time.perf_counter()
+    n_frames, sheet = render(model, cfg, args, info, duration, fps, size, lut)
+    seconds = time.perf_counter() - t0
+    summary = {
+        "output": str(args.output),
+        "frames": n_frames,
+        "fps": fps,
+        "width": size[1],
+        "height": size[0],
+        "duration": round(n_frames / fps, 3),
+        "sheet": sheet,
+        "precision": args.precision,
+        "seconds": round(seconds, 3),
+        "frames_per_s": round(n_frames / seconds, 2),
+    }
+    print(json.dumps(summary, ensure_ascii=False))
+    return 0
+
+
+def render(model, cfg, args, info, duration, fps, size, lut) -> tuple[int, str | None]:
+    """Render the overlay video (and contact sheet); returns ``(frames, sheet path or None)``."""
+    out = Path(args.output)
+    d = cfg.data
+    times = np.arange(max(1, round(duration * fps))) / fps
+    pick = set(np.linspace(0, len(times) - 1, min(SHEET_FRAMES, len(times))).round().astype(int))
+    sheet_frames: list[tuple[float, np.ndarray]] = []
+    a_end = audio_end(args.video, info.duration)
+    device = next(model.parameters()).device
+    frames_iter = iter_frames_at(args.video, times, size)
+    tmp = out.with_name(f".{out.stem}.tmp{os.getpid()}{out.suffix}")
+    writer = OverlayWriter(tmp, size[1], size[0], fps, args.video, duration)
+    try:
+        for c0 in range(0, len(times), args.chunk):
+            tc = times[c0 : c0 + args.chunk]
+            frames = torch.from_numpy(np.stack([next(frames_iter) for _ in tc]))
+            span = tc[-1] - tc[0] + d.window
+            seg = read_audio_padded(args.video, tc[0] - d.window / 2, span, d.sample_rate, a_end)
+            waves = centred_windows(seg, tc[0] - d.window / 2, tc, d.sample_rate, d.window)
+            x = frames_to_input(frames, d.frame_size)
+            maps = heatmaps(model, x, waves, device, args.precision, batch_size=args.chunk)
+            blended = blend(frames, maps, lut, args.alpha).numpy()
+            writer.write(blended)
+            sheet_frames += [(times[c0 + i], blended[i]) for i in range(len(tc)) if c0 + i in pick]
+        writer.close()
+    except BaseException:
+        writer.abort(tmp)
+        raise
+    os.replace(tmp, out)
+    if args.png:
+        from avssl.tools.overlay_sheet import contact_sheet
+
+        contact_sheet(args.png, sheet_frames, title=Path(args.video).name)
+    return len(times), args.png

@@ -1,0 +1,39 @@
+"""Contact sheet of overlay frames (matplotlib, Agg backend, no global pyplot state)."""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+
+
+def contact_sheet(path, frames: list[tuple[float, np.ndarray]], title: str = "", cols: int = 4):
+    """Save ``(time s, uint8 [H, W, 3] frame)`` pairs as a grid PNG, written atomically.
+
+    Returns:
+        The written :class:`~pathlib.Path`.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    path = Path(path)
+    cols = max(1, min(cols, len(frames)))
+    rows = max(1, math.ceil(len(frames) / cols))
+    h, w = frames[0][1].shape[:2] if frames else (1, 1)
+    fig = Figure(figsize=(3 * cols, 3 * rows * h / w + 0.6), dpi=100)
+    FigureCanvasAgg(fig)
+    for i, (t, img) in enumerate(frames):
+        ax = fig.add_subplot(rows, cols, i + 1)
+        ax.imshow(img)
+        ax.set_title(f"{t:.2f} s", fontsize=9)
+        ax.axis("off")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.png")
+    fig.savefig(tmp, format="png")
+    os.replace(tmp, path)
+    return path

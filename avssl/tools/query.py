@@ -1,0 +1,110 @@
+"""Cross-modal search over an index: embed a query window, rank the stored windows.
+
+Search is brute force: one float16 matrix-vector product over the stored windows and ``topk``,
+then the candidates re-scored in float32 (timings: ``benchmarks/query.py``). An approximate
+index (e.g. faiss) could sit behind an option for larger collections; not needed at this scale.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import torch
+import torch.nn.functional as F
+
+from avssl.data.media import probe
+from avssl.errors import MediaError
+from avssl.eval.embed import embed_audio, embed_visual, frames_to_input
+from avssl.tools.index import Index
+from avssl.tools.stream_io import audio_end, iter_frames_at, read_audio_padded
+
+FLAG = {"audio": "--audio", "visual": "--image"}
+
+
+def query_window(path: str | os.PathLike, modality: str, at: float | None, flag: str):
+    """Check a query file holds ``modality`` and pick the query time.
+
+    Args:
+        path: the query file.
+        modality: "audio" or "visual".
+        at: requested window centre (s), or None for the middle of the file.
+        flag: the command-line flag that named the file (for messages).
+
+    Returns:
+        ``(info, time)``; ``time`` is None for a still image.
+
+    Raises:
+        MediaError: unreadable, wrong modality, or ``at`` outside the file.
+    """
+    info = probe(path)
+    if modality == "audio" and not info.has_audio:
+        what = "a still image" if info.kind == "image" else "a file without an audio stream"
+        raise MediaError(path, f"{what}; {flag} needs a sound")
+    if modality == "visual" and not info.has_video:
+        raise MediaError(path, f"an audio file without pictures; {flag} needs an image or a video")
+    if info.kind == "image":
+        return info, None
+    duration = info.duration or 0.0
+    if at is None:
+        return info, duration / 2
+    if not (math.isfinite(at) and 0 <= at <= duration):
+        raise MediaError(path, f"--at {at} s is outside the file (duration {duration:.2f} s)")
+    return info, at
+
+
+def embed_query(model, cfg, path, modality: str, info, time: float | None, device="cpu"):
+    """Unit-norm embedding ``[D]`` of the ``modality`` of ``path`` around ``time`` seconds."""
+    d = cfg.data
+    if modality == "audio":
+        end = audio_end(path, info.duration)
+        wave = read_audio_padded(path, time - d.window / 2, d.window, d.sample_rate, end)
+        x = embed_audio(model, wave[None], device)
+    else:
+        frame = next(iter_frames_at(path, [time or 0.0], (d.frame_size, d.frame_size)))
+        x = embed_visual(
+            model, frames_to_input(torch.from_numpy(frame)[None], d.frame_size), device
+        )
+    return F.normalize(x.float(), dim=1)[0]
+
+
+def search(index: Index, query: torch.Tensor, target: str, k: int, per_file: bool = False):
+    """The ``k`` best ``target`` windows (or files) of ``index`` for a unit-norm query ``[D]``.
+
+    Args:
+        index: a loaded :class:`~avssl.tools.index.Index`.
+        query: float ``[D]``.
+        target: "audio" or "visual".
+        k: number of results (at most the number of windows, or of files with ``per_file``).
+        per_file: keep only each file's best window.
+
+    Returns:
+        A list of ``{"path", "time", "modality", "score"}`` dicts, best first (``time`` None for
+        a still image).
+    """
+    x, files = index.tensors[target], index.tensors[f"{target}_file"]
+    times = index.tensors[f"{target}_time"]
+    rough = (x @ query.to(x.dtype)).float()  # [N], in the stored precision (float16)
+    if per_file:
+        best = torch.full((len(index.files),), -math.inf).scatter_reduce(
+            0, files, rough, reduce="amax"
+        )
+        top_files = best.topk(min(k, int(torch.isfinite(best).sum()))).indices
+        cand = torch.stack([torch.where(files == f, rough, -math.inf).argmax() for f in top_files])
+    else:
+        cand = rough.topk(min(max(4 * k, 64), rough.shape[0])).indices
+    exact = x[cand].float() @ query.float()  # re-score the candidates in float32
+    order = exact.topk(min(k, cand.shape[0])).indices
+    rows, scores = cand[order].tolist(), exact[order].tolist()
+    results = []
+    for r, score in zip(rows, scores, strict=True):
+        t = float(times[r])
+        results.append(
+            {
+                "path": index.files[int(files[r])]["path"],
+                "time": None if math.isnan(t) else round(t, 3),
+                "modality": target,
+                "score": round(score, 6),
+            }
+        )
+    return results

@@ -1,0 +1,145 @@
+"""``avssl query``: search an index with a sound, an image or a moment of a video.
+
+usage: avssl query --index INDEX --checkpoint CKPT (--audio F | --image F | --video F [--at S])
+                   [--target audio|visual] [-k 10] [--per-file] [--json] [--html OUT.html]
+
+The default target is the other modality (an ``--audio`` query finds pictures). A ``--video``
+query uses its sound at ``--at`` to find pictures (``--target visual``, the default) or its
+frame at ``--at`` to find sounds (``--target audio``). ``--at`` defaults to the middle of the
+file. Output: a table (default) or JSON as the last stdout line
+(``{"query": {...}, "results": [{"path", "time", "modality", "score"}, ...]}``); ``--html``
+also writes a page with thumbnails and audio players. Names starting with a dash are given as
+``--audio=-name.wav``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from avssl.errors import AvsslError, MediaError
+from avssl.tools.index import load_index, weights_hash
+from avssl.tools.query import embed_query, query_window, search
+
+OTHER = {"audio": "visual", "visual": "audio"}
+THUMB_W = 160
+MAX_CLIP_S = 3.0
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="avssl query", description=__doc__.splitlines()[0])
+    p.add_argument("--index", required=True, help="index directory made by avssl index")
+    p.add_argument("--checkpoint", required=True, help="the checkpoint the index was built with")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--audio", help="query with a sound (audio or video file)")
+    src.add_argument("--image", help="query with a picture (image or video file)")
+    src.add_argument("--video", help="query with a moment of a video")
+    p.add_argument("--at", type=float, help="query window centre in s (default: the middle)")
+    p.add_argument("--target", choices=("audio", "visual"), help="what to find")
+    p.add_argument("-k", type=int, default=10, help="number of results (default 10)")
+    p.add_argument("--per-file", action="store_true", help="best window per file only")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--html", help="also write an HTML page of the results here")
+    p.add_argument("--device", default="cpu", help="cpu | auto | cuda[:N]")
+    return p
+
+
+def _query_spec(args) -> tuple[str, str, str, str]:
+    """``(path, flag, query modality, target modality)`` from the arguments."""
+    if args.video is not None:
+        target = args.target or "visual"
+        return args.video, "--video", OTHER[target], target
+    path, flag, modality = (
+        (args.audio, "--audio", "audio")
+        if args.audio is not None
+        else (args.image, "--image", "visual")
+    )
+    return path, flag, modality, args.target or OTHER[modality]
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.k < 1:
+        raise AvsslError(f"-k must be at least 1, got {args.k}")
+    from avssl.train.checkpoint import load_model
+    from avssl.train.runtime import resolve_device
+
+    index = load_index(args.index)
+    model, cfg, state = load_model(args.checkpoint, resolve_device(args.device))
+    index.check_checkpoint(weights_hash(model), state["path"])
+    path, flag, modality, target = _query_spec(args)
+    if index.count(target) == 0:
+        raise AvsslError(f"{args.index}: the index holds no {target} windows")
+    info, time = query_window(path, modality, args.at, flag)
+    if args.per_file:
+        n = int(index.tensors[f"{target}_file"].unique().numel())
+    else:
+        n = index.count(target)
+    k = args.k
+    if k > n:
+        what = f"files with {target}" if args.per_file else f"{target} windows"
+        print(
+            f"warning: -k {k} is more than the {n} {what} in the index; showing {n}",
+            file=sys.stderr,
+        )
+        k = n
+    if cfg.model.method == "l3" and modality != target:
+        print("warning: l3 has no shared audio-visual embedding space; cross-modal scores are "
+              "not meaningful", file=sys.stderr)  # fmt: skip
+    device = next(model.parameters()).device
+    q = embed_query(model, cfg, path, modality, info, time, device)
+    results = search(index, q, target, k, args.per_file)
+    query = {"path": str(path), "modality": modality, "time": time, "target": target}
+    if args.html:
+        _write_html(Path(args.html), query, results, cfg)
+    if args.json:
+        print(json.dumps({"query": query, "results": results}, ensure_ascii=False))
+    else:
+        _print_table(query, results)
+    return 0
+
+
+def _print_table(query: dict, results: list[dict]) -> None:
+    at = "" if query["time"] is None else f" at {query['time']:.2f} s"
+    print(f"{query['modality']} query {query['path']}{at} -> {query['target']}")
+    print(f"{'#':>3}  {'score':>8}  {'time':>8}  path")
+    for i, r in enumerate(results, 1):
+        t = "-" if r["time"] is None else f"{r['time']:.2f}"
+        print(f"{i:>3}  {r['score']:>8.4f}  {t:>8}  {r['path']}")
+
+
+def _media(path: str, modality: str, time: float | None, cfg) -> dict:
+    """Thumbnail (visual) or short clip (audio) data URIs of one window; errors become text."""
+    from avssl.data.media import probe
+    from avssl.tools.html import jpeg_uri, wav_uri
+    from avssl.tools.stream_io import audio_end, iter_frames_at, read_audio_padded
+
+    try:
+        info = probe(path)
+        if modality == "visual":
+            w, h = info.width or THUMB_W, info.height or THUMB_W
+            size = (max(2, round(h * THUMB_W / w)), THUMB_W)
+            return {"image": jpeg_uri(next(iter_frames_at(path, [time or 0.0], size)))}
+        d = cfg.data
+        span = min(d.window, MAX_CLIP_S)
+        wave = read_audio_padded(
+            path, time - span / 2, span, d.sample_rate, audio_end(path, info.duration)
+        )
+        return {"audio": wav_uri(wave.numpy(), d.sample_rate)}
+    except MediaError as err:
+        return {"error": f"unavailable ({err.reason})"}
+
+
+def _write_html(out: Path, query: dict, results: list[dict], cfg) -> None:
+    from avssl.tools.html import results_page
+
+    qmedia = _media(query["path"], query["modality"], query["time"], cfg)
+    media = [_media(r["path"], r["modality"], r["time"], cfg) for r in results]
+    page = results_page(query, results, qmedia, media)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
+    tmp.write_text(page, encoding="utf-8")
+    os.replace(tmp, out)

@@ -1,0 +1,106 @@
+"""Training throughput (clips/s) of a config in fp32 and bf16, on random inputs.
+
+Each step is a full optimisation step of ``model.loss`` on a random batch shaped as the data
+loader makes it (frames at ``data.frame_size``, ``data.window`` seconds of audio at
+``data.sample_rate``, a positive, a negative and a hard negative per clip), so the number is the
+model's cost alone, without decoding (see ``benchmarks/decode.py`` for that).
+
+usage: python benchmarks/train_throughput.py [--config FILE ...] [--steps N] [--batch-size B]
+
+The last stdout line is one JSON object:
+``{"<config>": {"fp32": clips/s, "bf16": clips/s, "batch_size": B}, ..., "machine": ...}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from avssl.config import load_config
+from avssl.models import build_model
+from avssl.train import runtime
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def random_batch(cfg, batch_size: int) -> dict:
+    """A batch as :func:`avssl.train.data.to_device` delivers it (channels-last frames)."""
+    s, n = cfg.data.frame_size, int(round(cfg.data.window * cfg.data.sample_rate))
+    g = torch.Generator().manual_seed(0)
+    frames = torch.rand(batch_size, 3, s, s, generator=g)
+    if cfg.train.channels_last:
+        frames = frames.contiguous(memory_format=torch.channels_last)
+    audio = [0.1 * torch.randn(batch_size, n, generator=g) for _ in range(3)]
+    return {
+        "frames": frames,
+        "audio": audio[0],
+        "audio_neg": audio[1],
+        "audio_hard": audio[2],
+        "neg_hard": torch.arange(batch_size) % 2 == 0,
+        "label": torch.arange(batch_size) % 4,
+    }
+
+
+def clips_per_second(cfg, precision: str, steps: int, batch_size: int) -> float:
+    """Timed optimisation steps (after two warm-up steps) in ``precision``."""
+    torch.manual_seed(0)
+    device = torch.device("cpu")
+    model = build_model(cfg.model, cfg.data, cfg.loss).to(device).train()
+    if cfg.train.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    batch = random_batch(cfg, batch_size)
+
+    def step():
+        with runtime.autocast(precision, device):
+            loss, _ = model.loss(batch)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    for _ in range(2):
+        step()
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return steps * batch_size / (time.perf_counter() - t0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument(
+        "--config",
+        nargs="+",
+        default=["default", str(REPO / "configs/l3-paper.yaml")],
+        help="config files ('default' = the built-in default)",
+    )
+    p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--batch-size", type=int, help="default: the config's, capped at 64")
+    args = p.parse_args(argv)
+
+    precisions = ["fp32"] + (["bf16"] if runtime.cpu_has_bf16() else [])
+    result: dict = {
+        "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} "
+        f"threads, torch {torch.__version__}",
+    }
+    for path in args.config:
+        cfg = load_config(None if path == "default" else path)
+        bs = args.batch_size or min(cfg.train.batch_size, 64)
+        steps = args.steps if cfg.data.frame_size <= 128 else max(2, args.steps // 5)
+        rates = {}
+        for precision in precisions:
+            rates[precision] = round(clips_per_second(cfg, precision, steps, bs), 2)
+            print(f"{cfg.name} {precision}: {rates[precision]:.1f} clips/s (batch {bs})")
+        result[cfg.name] = {**rates, "batch_size": bs}
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

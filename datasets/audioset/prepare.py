@@ -1,0 +1,14 @@
+"""Write the audioset manifest (see avssl.prep.audioset); run with --help for the options."""
+
+import sys
+
+from avssl.cli import run_guarded
+from avssl.prep.audioset import main as _main
+
+
+def main(argv=None) -> int:
+    return run_guarded(_main, sys.argv[1:] if argv is None else argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

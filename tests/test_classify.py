@@ -1,0 +1,349 @@
+"""Sound-classification probe: dataset listings, fold logic, features and ``evaluate.py classify``.
+
+Generated datasets use short tones whose frequency is the class, so a probe on log-mel
+statistics must be close to perfect; the shared ESC-10 subset checks real audio end to end.
+"""
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from conftest import TINY
+from sklearn.metrics import accuracy_score
+
+import evaluate
+import train
+from avssl.eval import probe as probe_mod
+from avssl.eval.audio_sets import list_esc50, list_folder, list_us8k
+from avssl.eval.clip_features import LogMelStats, WindowEmbedder
+from avssl.eval.embed import audio_windows, embed_audio
+from avssl.eval.probe import (
+    Fold,
+    evaluate_fold,
+    group_kfold,
+    inner_splits,
+    leave_one_group_out,
+    linear_probe,
+    make_classifier,
+)
+
+SR = 16000
+FREQS = {"low": 300.0, "mid": 1200.0, "high": 4000.0}
+CLASS_ID = {"low": 3, "mid": 7, "high": 9}  # US8K ids: dog_bark, jackhammer, street_music
+
+
+def _last_json(text: str) -> dict:
+    return json.loads(text.strip().splitlines()[-1])
+
+
+def _tone(path: Path, label: str, seed: int, duration: float = 0.6) -> Path:
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(duration * SR)) / SR
+    wave = rng.uniform(0.2, 0.5) * np.sin(2 * np.pi * FREQS[label] * t + rng.uniform(0, 6))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(path, (wave + 0.02 * rng.normal(size=t.shape)).astype(np.float32), SR)
+    return path
+
+
+def make_esc50(root: Path, folds=(1, 2, 3, 4), per_fold: int = 2) -> Path:
+    rows, seed = [], 0
+    for fold in folds:
+        for target, label in enumerate(FREQS):
+            for _ in range(per_fold):
+                seed += 1
+                name = f"{fold}-{1000 + seed}-A-{target}.wav"
+                _tone(root / "audio" / name, label, seed)
+                rows.append([name, fold, target, label, label != "high", 1000 + seed, "A"])
+    (root / "meta").mkdir(parents=True, exist_ok=True)
+    with open(root / "meta" / "esc50.csv", "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["filename", "fold", "target", "category", "esc10", "src_file", "take"])
+        w.writerows(rows)
+    return root
+
+
+def make_us8k(root: Path, with_csv: bool) -> Path:
+    rows, seed = [], 0
+    for fold in (1, 2, 3):
+        for label, cid in CLASS_ID.items():
+            for k in range(2):
+                seed += 1
+                name = f"{500 + seed}-{cid}-0-{k}.wav"
+                _tone(root / "audio" / f"fold{fold}" / name, label, seed)
+                rows.append([name, 500 + seed, 0.0, 0.6, 1, fold, cid, label])
+    if with_csv:
+        (root / "metadata").mkdir(parents=True)
+        with open(root / "metadata" / "UrbanSound8K.csv", "w", newline="") as fh:
+            w = csv.writer(fh)
+            header = "slice_file_name,fsID,start,end,salience,fold,classID,class"
+            w.writerow(header.split(","))
+            w.writerows(rows)
+    return root
+
+
+def make_folder(root: Path, recordings: int = 4, takes: int = 2) -> Path:
+    seed = 0
+    for label in FREQS:
+        for r in range(recordings):
+            for t in range(takes):
+                seed += 1
+                _tone(root / label / f"{label}-rec{r}_take{t}.wav", label, seed)
+    return root
+
+
+# ---------------------------------------------------------------- listings
+
+
+def test_list_esc50_folds_and_subset(tmp_path):
+    root = make_esc50(tmp_path / "esc")
+    items = list_esc50(root)
+    assert len(items) == 24 and {it.group for it in items} == {"1", "2", "3", "4"}
+    assert all(it.path.is_file() and it.path.name.startswith(it.group + "-") for it in items)
+    esc10 = list_esc50(root, "esc10")
+    assert len(esc10) == 16 and {it.label for it in esc10} == {"low", "mid"}
+    assert len({it.source for it in items}) == 24 and all(it.source in it.path.name for it in items)
+
+
+def test_list_us8k_csv_and_names_agree(tmp_path):
+    with_csv = list_us8k(make_us8k(tmp_path / "a", with_csv=True))
+    from_names = list_us8k(make_us8k(tmp_path / "b", with_csv=False))
+    assert len(with_csv) == len(from_names) == 18
+    key = lambda items: sorted((it.path.name, it.group) for it in items)  # noqa: E731
+    assert key(with_csv) == key(from_names)
+    assert {it.label for it in with_csv} == set(FREQS)
+    assert {it.label for it in from_names} == {"dog_bark", "jackhammer", "street_music"}
+    assert all(it.path.parent.name == f"fold{it.group}" for it in from_names)
+    assert [it.source for it in with_csv] == [it.path.name.split("-")[0] for it in with_csv]
+
+
+def test_list_folder_groups(tmp_path):
+    root = make_folder(tmp_path / "f")
+    items = list_folder(root, r"^(.+)_take")
+    assert len(items) == 24 and len({it.group for it in items}) == 12
+    assert all(it.group == it.path.name.split("_take")[0] == it.source for it in items)
+    shared = list_folder(root, r"rec\d+")  # a regex may also group across classes (speakers)
+    assert {it.group for it in shared} == {"rec0", "rec1", "rec2", "rec3"}
+    assert len({it.group for it in list_folder(root)}) == 24  # no regex: each file alone
+
+
+def test_group_kfold_never_splits_a_group():
+    rng = np.random.default_rng(0)
+    groups = np.repeat(np.arange(30), rng.integers(1, 5, size=30))
+    y = (groups % 3).astype(str)
+    folds = group_kfold(y, groups.astype(str), 5, seed=1)
+    assert len(folds) == 5
+    seen = np.concatenate([f.test for f in folds])
+    assert sorted(seen) == list(range(len(y)))  # a partition
+    for f in folds:
+        assert not set(groups[f.train]) & set(groups[f.test])
+        assert set(y[f.test]) == {"0", "1", "2"}  # stratified
+
+
+def test_leave_one_group_out():
+    groups = np.array(["2", "10", "1", "2", "10"])
+    folds = leave_one_group_out(groups)
+    assert [f.name for f in folds] == ["1", "2", "10"]  # natural order
+    for f in folds:
+        assert set(groups[f.test]) == {f.name} and f.name not in set(groups[f.train])
+
+
+# ---------------------------------------------------------------- probe protocol
+
+
+def _blobs(n_per: int, groups_per_class: int, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    y = np.repeat(["a", "b", "c"], n_per)
+    x = rng.normal(size=(len(y), 5)) + 3 * (np.unique(y, return_inverse=True)[1])[:, None]
+    groups = np.array([f"{c}{i % groups_per_class}" for i, c in enumerate(y)])
+    return x, y, groups
+
+
+def test_inner_cv_never_sees_test_fold(monkeypatch):
+    x, y, _ = _blobs(8, 4)
+    x = np.c_[x, np.arange(len(y))]  # last column names the clip
+    groups = np.array([str(i % 4) for i in range(len(y))])  # 4 "official folds"
+    seen = []
+
+    class Spy(probe_mod.GridSearchCV):
+        def fit(self, X, y=None, **kw):
+            seen.append((X[:, -1].astype(int), list(self.cv)))
+            return super().fit(X, y, **kw)
+
+    monkeypatch.setattr(probe_mod, "GridSearchCV", Spy)
+    folds = leave_one_group_out(groups)
+    res = linear_probe(x, y, groups, folds, predefined=True)
+    assert len(seen) == 4 and res["accuracy_mean"] > 0.9
+    for fold, (rows, cv) in zip(folds, seen, strict=True):
+        assert sorted(rows) == sorted(fold.train) and not set(rows) & set(fold.test)
+        assert len(cv) == 3  # leave one of the three training folds out
+        for tr, va in cv:
+            assert max(tr.max(), va.max()) < len(rows)  # indices into the training rows
+            assert len(set(groups[rows[va]])) == 1 and not set(groups[rows[tr]]) & set(
+                groups[rows[va]]
+            )
+
+
+def test_probe_matches_brute_force_refit():
+    x, y, groups = _blobs(10, 5, seed=3)
+    x[:, 0] += np.random.default_rng(9).normal(scale=6, size=len(y))  # make it imperfect
+    folds = group_kfold(y, groups, 3, seed=0)
+    res = linear_probe(x, y, groups, folds, predefined=False)
+    correct = total = 0
+    for f, rec in zip(folds, res["per_fold"], strict=True):
+        clf = make_classifier("logreg", rec["C"]).fit(x[f.train], y[f.train])
+        acc = accuracy_score(y[f.test], clf.predict(x[f.test]))
+        assert rec["accuracy"] == pytest.approx(acc) and rec["C"] in probe_mod.C_GRID
+        assert rec["c_selection"].startswith("stratified group")
+        correct, total = correct + acc * len(f.test), total + len(f.test)
+    accs = [r["accuracy"] for r in res["per_fold"]]
+    assert res["accuracy_mean"] == pytest.approx(np.mean(accs))
+    assert res["accuracy_std"] == pytest.approx(np.std(accs))
+    assert res["accuracy_pooled"] == pytest.approx(correct / total)
+
+
+def test_degenerate_folds_are_reported_not_crashed():
+    x, y, _ = _blobs(4, 1)
+    # one training class: constant guess
+    f = Fold("t", np.arange(0, 4), np.arange(4, 12))
+    rec = evaluate_fold(x, y, np.zeros(len(y)).astype(str), f, predefined=True)
+    assert rec["fallback"].startswith("one class") and rec["accuracy"] == 0.0
+    assert rec["unseen_test_classes"] == ["b", "c"]
+    # two classes but a single training fold: fixed C, the missing class counted wrong
+    groups = np.array(["1"] * 8 + ["2"] * 4)
+    f = Fold("2", np.arange(8), np.arange(8, 12))
+    rec = evaluate_fold(x, y, groups, f, predefined=True)
+    assert rec["C"] == probe_mod.FIXED_C and "one training fold" in rec["c_selection"]
+    assert rec["accuracy"] == 0.0 and rec["unseen_test_classes"] == ["c"]
+    # fewer clips of a class than inner splits
+    splits, why = inner_splits(np.array(list("aaaabb")), np.array(list("012345")), False)
+    assert splits is None and "'b' has 2 training clips" in why
+
+
+# ---------------------------------------------------------------- features
+
+
+def test_window_embedder_pools_per_window_embeddings():
+    from avssl.config import Config
+    from avssl.models import build_model
+
+    cfg = Config()
+    for s in TINY:
+        if s.startswith("model."):
+            from avssl.config import apply_override
+
+            apply_override(cfg, s)
+    torch.manual_seed(0)
+    model = build_model(cfg.model, cfg.data).eval()
+    waves = [torch.randn(int(1.7 * SR)), torch.randn(int(0.4 * SR))]
+    for pool in ("mean", "max"):
+        got = WindowEmbedder(model, SR, 1.0, hop=0.25, pool=pool)(waves)
+        for i, w in enumerate(waves):
+            e = embed_audio(model, audio_windows(w, SR, 1.0, 0.25))
+            ref = e.mean(0) if pool == "mean" else e.max(0).values
+            torch.testing.assert_close(got[i], ref, rtol=1e-4, atol=1e-5)
+    assert audio_windows(waves[0], SR, 1.0, 0.25).shape[0] == 3
+
+
+def test_logmel_stats_know_the_pitch():
+    t = torch.arange(SR) / SR
+    feats = LogMelStats()([torch.sin(2 * torch.pi * f * t) for f in (300.0, 1200.0, 4000.0)])
+    n_mels = LogMelStats().feat.n_mels
+    assert feats.shape == (3, 2 * n_mels)
+    peaks = feats[:, :n_mels].argmax(dim=1).tolist()
+    assert peaks == sorted(peaks) and len(set(peaks)) == 3
+    std_at_peak = feats[torch.arange(3), n_mels + torch.tensor(peaks)]
+    assert torch.all(std_at_peak < 0.1)  # steady tones: no spread over time in their band
+    gated = torch.sin(2 * torch.pi * 1200.0 * t) * (t < 0.5)  # on for half the clip
+    assert LogMelStats()([gated])[0, n_mels + peaks[1]] > 3.0
+
+
+# ---------------------------------------------------------------- CLI
+
+
+def _classify(capsys, *args) -> dict:
+    assert evaluate.main(["classify", *args, "--no-progress"]) == 0
+    return _last_json(capsys.readouterr().out)
+
+
+def test_cli_esc50_logmel(tmp_path, capsys):
+    root = make_esc50(tmp_path / "esc")
+    res = _classify(capsys, "--dataset", "esc50", "--root", str(root), "--features", "logmel")
+    assert res["n_clips"] == 24 and res["n_classes"] == 3 and len(res["per_fold"]) == 4
+    assert res["accuracy_mean"] >= 0.9 and res["features"] == "logmel" and res["n_skipped"] == 0
+    assert all("leave-one-fold-out over 3" in r["c_selection"] for r in res["per_fold"])
+    res = _classify(capsys, "--dataset", "esc50", "--root", str(root), "--features", "logmel",
+                    "--subset", "esc10", "--classifier", "svm")  # fmt: skip
+    assert res["n_classes"] == 2 and res["n_clips"] == 16 and res["accuracy_mean"] >= 0.9
+
+
+def test_cli_us8k_from_names(tmp_path, capsys):
+    root = make_us8k(tmp_path / "us", with_csv=False)
+    res = _classify(capsys, "--dataset", "us8k", "--root", str(root), "--features", "logmel")
+    assert [r["fold"] for r in res["per_fold"]] == ["1", "2", "3"]
+    assert res["n_clips"] == 18 and res["accuracy_mean"] >= 0.9
+
+
+def test_cli_folder_skips_bad_files_and_strict(tmp_path, capsys):
+    root = make_folder(tmp_path / "f")
+    bad = root / "low" / "broken.wav"
+    bad.write_bytes(b"RIFF not really a wave file")
+    args = ["--dataset", "folder", "--root", str(root), "--features", "logmel", "--folds", "3",
+            "--group-regex", r"^(.+)_take"]  # fmt: skip
+    res = _classify(capsys, *args)
+    assert res["n_clips"] == 24 and res["n_skipped"] == 1
+    assert res["skipped"][0]["path"] == str(bad) and res["skipped"][0]["reason"]
+    assert res["accuracy_mean"] >= 0.9 and len(res["per_fold"]) == 3
+    assert evaluate.main(["classify", *args, "--strict", "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: {bad}: ") and "\n" not in err
+
+
+def test_cli_errors_are_one_line(tmp_path, capsys):
+    assert evaluate.main(["classify", "--dataset", "esc50", "--root", str(tmp_path)]) == 2
+    assert "esc50.csv: no such metadata file" in capsys.readouterr().err
+    root = make_folder(tmp_path / "f", recordings=1, takes=1)
+    assert evaluate.main(["classify", "--dataset", "folder", "--root", str(root)]) == 2
+    assert capsys.readouterr().err.strip() == "error: --features model needs --checkpoint"
+
+
+def test_cli_shared_esc10_logmel(shared_data, capsys):
+    root = shared_data / "esc10"
+    res = _classify(capsys, "--dataset", "esc50", "--root", str(root), "--features", "logmel")
+    assert res["n_clips"] == 83 and res["n_classes"] == 10 and res["n_skipped"] == 0
+    assert {r["fold"] for r in res["per_fold"]} == {"3", "4", "5"}
+    fold4 = next(r for r in res["per_fold"] if r["fold"] == "4")
+    assert len(fold4["unseen_test_classes"]) == 8  # trained on 3 clips of 2 classes
+    # chance = the majority class (10 of 83); the ceiling is ~0.22 with fold 4 unseen
+    assert res["accuracy_pooled"] > res["chance"] and fold4["accuracy"] > 0.1
+    # grouped by source recording instead: a real measurement, far above chance
+    res = _classify(capsys, "--dataset", "esc50", "--root", str(root), "--features", "logmel",
+                    "--protocol", "kfold", "--folds", "4")  # fmt: skip
+    assert res["protocol"] == "stratified group 4-fold" and len(res["per_fold"]) == 4
+    assert res["accuracy_mean"] > 3 * res["chance"]
+
+
+@pytest.fixture(scope="module")
+def tiny_ckpt(tiny_cache, tmp_path_factory):
+    runs = tmp_path_factory.mktemp("classify-runs")
+    sets = [*TINY, "train.steps=2", f"train.runs_dir={runs}"]
+    assert train.main([a for s in sets for a in ("--set", s)] + ["--no-progress"]) == 0
+    return next(runs.iterdir()) / "last.pt"
+
+
+def test_cli_model_and_random_features(tiny_ckpt, tmp_path, capsys):
+    root = make_us8k(tmp_path / "us", with_csv=True)
+    common = ["--dataset", "us8k", "--root", str(root), "--checkpoint", str(tiny_ckpt)]
+    res = _classify(capsys, *common, "--features", "model", "--pool", "max")
+    assert res["features"] == "model" and res["checkpoint"] == str(tiny_ckpt)
+    assert res["n_clips"] == 18 and 0.0 <= res["accuracy_mean"] <= 1.0
+    assert res["embed_clips_per_s"] > 0 and res["pool"] == "max"
+    rnd = _classify(capsys, *common, "--features", "random")
+    assert rnd["features"] == "random" and rnd["n_clips"] == 18
+    again = _classify(capsys, *common, "--features", "random")
+    assert again["per_fold"] == rnd["per_fold"]  # seeded
+    report = (tiny_ckpt.parent / "report.md").read_text()
+    assert report.count("Sound classification (us8k") == 3

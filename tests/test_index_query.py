@@ -1,0 +1,243 @@
+"""``avssl index`` / ``avssl query``: building, incremental updates, search and bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+import torch.nn.functional as F
+from conftest import TINY, MediaFactory
+
+import train
+from avssl.cli import main as cli
+from avssl.config import load_config, to_dict
+from avssl.data.media import read_audio
+from avssl.models import build_model
+from avssl.tools.index import FORMAT, Index, empty_tensors, load_index
+from avssl.tools.index_media import window_centres
+from avssl.tools.query import search
+from avssl.train.checkpoint import load_model, save_checkpoint
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _last_json(text: str) -> dict:
+    return json.loads(text.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def ckpts(tmp_path_factory, tiny_cache):
+    """A tiny trained contrastive checkpoint and a random-weight l3 one."""
+    root = tmp_path_factory.mktemp("ckpt")
+    sets = [*TINY, "train.steps=2", "train.eval_every=2", f"train.runs_dir={root / 'runs'}"]
+    assert train.main([a for s in sets for a in ("--set", s)] + ["--no-progress"]) == 0
+    trained = next((root / "runs").glob("*/last.pt"))
+    cfg = load_config(None, [s for s in TINY if s.startswith(("data.", "model."))])
+    cfg.model.method = "l3"
+    other = save_checkpoint(root / "l3.pt", {"model": build_model(cfg.model, cfg.data).state_dict(),
+                                             "config": to_dict(cfg)})  # fmt: skip
+    return trained, other
+
+
+@pytest.fixture
+def media(media_factory: MediaFactory) -> Path:
+    folder = media_factory.folder / "media"
+    folder.mkdir()
+    mf = MediaFactory(folder)
+    mf("clip.mp4", duration=3.0)
+    mf("spaced é name.webm", duration=2.0, channels=2)
+    mf("tone.wav", duration=2.5)
+    mf("still.png")
+    (folder / "broken.mp4").write_bytes(b"not a video")
+    return folder
+
+
+def _index(ckpt, inputs, out, *extra) -> int:
+    return cli(["index", "--checkpoint", str(ckpt), "--inputs", *map(str, inputs),
+                "--out", str(out), "--quiet", *extra])  # fmt: skip
+
+
+def _query(index, ckpt, *args) -> int:
+    return cli(["query", "--index", str(index), "--checkpoint", str(ckpt), *args])
+
+
+def test_index_then_query(ckpts, media, tmp_path, capsys):
+    ckpt, _ = ckpts
+    out = tmp_path / "idx"
+    assert _index(ckpt, [media], out) == 0
+    summary = _last_json(capsys.readouterr().out)
+    assert summary["files"] == 4 and summary["added"] == 4 and summary["skipped"] == 1
+    assert summary["skipped_files"][0]["path"].endswith("broken.mp4")
+    assert "not a media file" in summary["skipped_files"][0]["reason"]
+    # clip 3 s -> 3 windows, webm 2 s -> 2, wav 2.5 s -> 2 (hop 1, window 1), png -> 1 visual
+    assert summary["audio_windows"] == 3 + 2 + 2 and summary["visual_windows"] == 3 + 2 + 1
+    assert [len(window_centres(d, 1.0, 1.0)) for d in (3.0, 2.0, 2.5, 0.4)] == [3, 2, 2, 1]
+
+    index = load_index(out)
+    model, cfg, _ = load_model(ckpt)
+    # a stored audio row is the model's embedding of the window centred on its time
+    clip_id = next(i for i, f in enumerate(index.files) if f["path"].endswith("clip.mp4"))
+    row = int(((index.tensors["audio_file"] == clip_id) & (index.tensors["audio_time"] == 1.5))
+               .nonzero()[0])  # fmt: skip
+    with torch.no_grad():
+        direct = F.normalize(
+            model.embed_audio(read_audio(media / "clip.mp4", 1.0, 1.0, 16000)[None])
+        )
+    torch.testing.assert_close(index.tensors["audio"][row].float(), direct[0], atol=2e-3, rtol=0)
+
+    # same-modality query with a stored window finds that window first, with cosine 1
+    assert _query(out, ckpt, "--audio", str(media / "tone.wav"), "--at", "1.5", "--target",
+                  "audio", "-k", "3", "--json") == 0  # fmt: skip
+    res = _last_json(capsys.readouterr().out)
+    assert set(res) == {"query", "results"}
+    assert res["query"] == {"path": str(media / "tone.wav"), "modality": "audio", "time": 1.5,
+                            "target": "audio"}  # fmt: skip
+    assert len(res["results"]) == 3
+    first = res["results"][0]
+    assert set(first) == {"path", "time", "modality", "score"}
+    # clip.mp4 carries the same test tone, so its window at 1.5 s may tie with the query's own
+    own = [r for r in res["results"] if r["path"] == str((media / "tone.wav").resolve())]
+    assert own and own[0]["time"] == 1.5
+    assert own[0]["score"] == pytest.approx(1.0, abs=2e-3)  # float16 storage
+    assert first["score"] == pytest.approx(own[0]["score"], abs=2e-3)
+    scores = [r["score"] for r in res["results"]]
+    assert scores == sorted(scores, reverse=True)
+
+    # default target of an image query is audio; the table names the files
+    assert _query(out, ckpt, "--image", str(media / "still.png"), "-k", "2") == 0
+    table = capsys.readouterr().out
+    assert "visual query" in table and "-> audio" in table and len(table.splitlines()) == 4
+
+
+def _random_index(n_files=7, per_file=5, dim=8, seed=0) -> Index:
+    g = torch.Generator().manual_seed(seed)
+    t = empty_tensors(dim)
+    n = n_files * per_file
+    t["visual"] = F.normalize(torch.randn(n, dim, generator=g), dim=1).to(t["visual"].dtype)
+    t["visual_file"] = torch.arange(n_files).repeat_interleave(per_file)
+    t["visual_time"] = torch.arange(per_file).float().repeat(n_files)
+    files = [{"path": f"f{i}"} for i in range(n_files)]
+    return Index(Path("x"), {"format": FORMAT}, files, t)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_search_matches_brute_force(seed):
+    index = _random_index(seed=seed)
+    q = F.normalize(torch.randn(8, generator=torch.Generator().manual_seed(99 + seed)), dim=0)
+    rows = []
+    for i in range(index.count("visual")):
+        score = sum(float(a) * float(b) for a, b in zip(index.tensors["visual"][i], q, strict=True))
+        rows.append((score, f"f{int(index.tensors['visual_file'][i])}",
+                     float(index.tensors["visual_time"][i])))  # fmt: skip
+    rows.sort(reverse=True)
+    got = search(index, q, "visual", 6)
+    assert [(r["path"], r["time"]) for r in got] == [(p, t) for _, p, t in rows[:6]]
+    assert [r["score"] for r in got] == pytest.approx([s for s, _, _ in rows[:6]], abs=1e-5)
+    best = {}
+    for s, p, t in rows:
+        best.setdefault(p, (s, t))
+    got = search(index, q, "visual", 4, per_file=True)
+    expect = sorted(((s, p, t) for p, (s, t) in best.items()), reverse=True)[:4]
+    assert [(r["path"], r["time"]) for r in got] == [(p, t) for _, p, t in expect]
+
+
+def test_incremental_reindex(ckpts, media, tmp_path, capsys):
+    ckpt, _ = ckpts
+    out = tmp_path / "idx"
+    assert _index(ckpt, [media], out) == 0
+    capsys.readouterr()
+    before = load_index(out, mmap=False)
+    png_row = before.tensors["visual"][before.tensors["visual_time"].isnan()].clone()
+
+    assert _index(ckpt, [media], out) == 0  # nothing changed
+    s = _last_json(capsys.readouterr().out)
+    assert (s["added"], s["updated"], s["unchanged"], s["removed"]) == (0, 0, 4, 0)
+
+    sf.write(media / "tone.wav", np.zeros(16000 * 4, np.float32), 16000)  # changed: 4 s now
+    os.utime(media / "tone.wav", ns=(1, 10**18))
+    (media / "clip.mp4").unlink()  # removed
+    MediaFactory(media)("new.flac", duration=1.0)  # new
+    assert _index(ckpt, [media], out) == 0
+    s = _last_json(capsys.readouterr().out)
+    assert (s["added"], s["updated"], s["unchanged"], s["removed"]) == (1, 1, 2, 1)
+    assert s["audio_windows"] == 2 + 4 + 1 and s["visual_windows"] == 2 + 1
+    after = load_index(out)
+    assert sorted(Path(f["path"]).name for f in after.files) == sorted(
+        ["spaced é name.webm", "still.png", "tone.wav", "new.flac"]
+    )
+    # unchanged rows are kept as they were, and file ids point at the right files
+    torch.testing.assert_close(
+        after.tensors["visual"][after.tensors["visual_time"].isnan()], png_row
+    )
+    tone = next(i for i, f in enumerate(after.files) if f["path"].endswith("tone.wav"))
+    assert int((after.tensors["audio_file"] == tone).sum()) == 4
+    assert len(list(out.glob("embeddings-*.pt"))) == 1  # the superseded tensor file is gone
+
+
+def test_other_checkpoint_refused(ckpts, media, tmp_path, capsys):
+    ckpt, other = ckpts
+    out = tmp_path / "idx"
+    assert _index(ckpt, [media / "tone.wav"], out) == 0
+    capsys.readouterr()
+    assert _query(out, other, "--audio", str(media / "tone.wav")) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: {out}: built with checkpoint") and len(err.splitlines()) == 1
+    assert _index(other, [media / "tone.wav"], out) == 2
+    assert "built with checkpoint" in capsys.readouterr().err
+
+
+def test_html_escapes_names(ckpts, media_factory, tmp_path, capsys):
+    ckpt, _ = ckpts
+    evil = media_factory("<script>boom&.wav", duration=1.0)
+    media_factory("a.mp4", duration=1.0)
+    out, page = tmp_path / "idx", tmp_path / "r.html"
+    assert _index(ckpt, [evil, media_factory.folder / "a.mp4"], out) == 0
+    assert _query(out, ckpt, "--image", str(media_factory.folder / "a.mp4"), "--target", "audio",
+                  "--html", str(page), "--json") == 0  # fmt: skip
+    assert _last_json(capsys.readouterr().out)["results"][0]["modality"] == "audio"
+    text = page.read_text(encoding="utf-8")
+    assert "<script>" not in text and "&lt;script&gt;boom&amp;.wav" in text
+    assert "data:audio/wav;base64," in text and "data:image/jpeg;base64," in text
+
+
+def test_bad_inputs(ckpts, media, tmp_path, capsys, monkeypatch):
+    ckpt, _ = ckpts
+    out = tmp_path / "idx"
+    dash = MediaFactory(media)("-dash.wav", duration=1.0)
+    assert _index(ckpt, [media / "tone.wav", media / "still.png"], out) == 0
+    capsys.readouterr()
+    cases = [
+        (["--image", str(media / "tone.wav")], "an audio file without pictures"),
+        (["--audio", str(media / "still.png")], "a still image"),
+        (["--audio", str(media / "broken.mp4")], "not a media file"),
+        (["--audio", str(media / "missing.wav")], "no such file"),
+        (["--audio", str(media / "tone.wav"), "--at", "7"], "outside the file"),
+        (["--audio", str(media / "tone.wav"), "-k", "0"], "-k must be at least 1"),
+    ]
+    for args, reason in cases:
+        assert _query(out, ckpt, *args) == 2, args
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error: ") and reason in err and len(err.splitlines()) == 1, err
+    # -k larger than the index: clamped with a warning
+    assert _query(out, ckpt, f"--audio={dash}", "-k", "50", "--json") == 0
+    cap = capsys.readouterr()
+    assert "warning: -k 50 is more than the 1 visual windows" in cap.err
+    assert len(_last_json(cap.out)["results"]) == 1
+    # a leading dash works relative to the current folder too
+    monkeypatch.chdir(media)
+    assert _query(out, ckpt, "--audio=-dash.wav", "-k", "1", "--json") == 0
+    assert _last_json(capsys.readouterr().out)["query"]["path"] == "-dash.wav"
+    # an index holding no audio windows
+    empty = tmp_path / "empty"
+    assert _index(ckpt, [media / "still.png"], empty) == 0
+    capsys.readouterr()
+    assert _query(empty, ckpt, "--image", str(media / "still.png")) == 2
+    assert "holds no audio windows" in capsys.readouterr().err
+    # --strict: the first unreadable file is an error
+    assert _index(ckpt, [media / "broken.mp4"], tmp_path / "strict", "--strict") == 2
+    assert "broken.mp4: not a media file" in capsys.readouterr().err

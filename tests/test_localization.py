@@ -1,0 +1,261 @@
+"""Localisation protocol against pixel-loop references, known answers, parsers and the CLI."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import evaluate
+import train
+from avssl.config import Config, to_dict
+from avssl.data.annotations import read_flickr_ids, read_flickr_xml, read_vggss
+from avssl.errors import ManifestError
+from avssl.eval import localization as loc
+from avssl.eval.localize_cli import safe_name
+from avssl.models import build_model
+from avssl.train.checkpoint import save_checkpoint
+from tests.conftest import TINY
+
+ROOT = Path(__file__).resolve().parents[1]
+S = loc.SIZE
+
+
+# ---- slow, obviously-correct references ---------------------------------------------------------
+
+
+def ref_gt(boxes, protocol):
+    gt = np.zeros((S, S))
+    for box in boxes:
+        x0, y0, x1, y1 = (int(S * max(v, 0)) for v in box)
+        for y in range(S):
+            for x in range(S):
+                if y0 <= y < y1 and x0 <= x < x1:
+                    gt[y, x] += 1
+    return np.minimum(gt / 2, 1) if protocol == "flickr" else (gt > 0).astype(float)
+
+
+def ref_scores(pred, gt):
+    """pred: already 224x224 and normalised. Returns (cIoU, adaptive cIoU, pointing)."""
+    values = sorted(pred.ravel().tolist())
+    thr = values[S * S // 2]
+    inter = union_extra = 0.0
+    for y in range(S):
+        for x in range(S):
+            if pred[y, x] > thr:
+                inter += gt[y, x]
+                union_extra += gt[y, x] == 0
+    c = inter / (gt.sum() + union_extra)
+    k = int((gt > 0).sum())
+    flat = pred.ravel().tolist()
+    top = sorted(range(len(flat)), key=lambda i: (-flat[i], i))[:k]
+    inter_a = sum(gt.ravel()[i] for i in top)
+    extra_a = sum(gt.ravel()[i] == 0 for i in top)
+    best = max(range(len(flat)), key=lambda i: (flat[i], -i))
+    return c, inter_a / (gt.sum() + extra_a), gt.ravel()[best] > 0
+
+
+def ref_summary(cious):
+    rates = [sum(c >= 0.05 * i for c in cious) / len(cious) for i in range(21)]
+    auc = sum((rates[i] + rates[i + 1]) / 2 * 0.05 for i in range(20))
+    return sum(c >= 0.5 for c in cious) / len(cious), auc, sum(cious) / len(cious)
+
+
+def _random_boxes(rng, n):
+    boxes = []
+    for _ in range(n):
+        x0, y0 = rng.uniform(-0.1, 0.8, size=2)
+        w, h = rng.uniform(0.05, 0.6, size=2)
+        boxes.append([x0, y0, x0 + w, y0 + h])
+    return boxes
+
+
+@pytest.mark.parametrize("protocol", ["vggss", "flickr"])
+def test_metrics_match_pixel_loop_reference(protocol):
+    rng = np.random.default_rng(0 if protocol == "vggss" else 1)
+    maps, gts, want = [], [], []
+    for i in range(4):
+        h = rng.random((7, 7)) if i % 2 else rng.integers(0, 3, size=(S, S)).astype(float)
+        boxes = _random_boxes(rng, int(rng.integers(1, 4)))
+        gt = loc.gt_map(boxes, protocol)
+        np.testing.assert_array_equal(gt, ref_gt(boxes, protocol))
+        maps.append(h)
+        gts.append(gt)
+        want.append(ref_scores(loc.normalise_map(h), gt))
+    for h, gt, (c, ca, hit) in zip(maps, gts, want, strict=True):
+        got = loc.score_item(h, gt)
+        assert got["ciou"] == pytest.approx(c, abs=1e-12)
+        assert got["ciou_adaptive"] == pytest.approx(ca, abs=1e-12)
+        assert got["pointing"] == hit
+    res = loc.localization_metrics(maps, gts)
+    ap, auc, mean = ref_summary([w[0] for w in want])
+    assert (res["ciou@0.5"], res["mean_ciou"]) == (pytest.approx(ap), pytest.approx(mean))
+    assert res["auc"] == pytest.approx(auc, abs=1e-12)
+    assert res["auc_adaptive"] == pytest.approx(ref_summary([w[1] for w in want])[1], abs=1e-12)
+    assert res["pointing"] == np.mean([w[2] for w in want]) and res["n"] == 4
+
+
+def test_success_metrics_known_values():
+    res = loc.success_metrics([0.0, 0.5, 1.0, 0.49])
+    assert res["ciou@0.5"] == 0.5 and res["mean_ciou"] == pytest.approx(0.4975)
+    assert loc.success_metrics([1.0] * 3)["auc"] == pytest.approx(1.0)
+    assert loc.success_metrics([0.0] * 3)["auc"] == pytest.approx(0.05 / 2)  # only t = 0 passes
+
+
+def _box_map(box, inside=1.0, outside=0.0):
+    h = np.full((S, S), outside)
+    x0, y0, x1, y1 = (int(S * v) for v in box)
+    h[y0:y1, x0:x1] = inside
+    return h
+
+
+def test_heatmap_equal_to_box():
+    box = [0.25, 0.25, 0.5, 0.75]  # an eighth of the frame
+    gt = loc.gt_map([box])
+    res = loc.score_item(_box_map(box), gt)
+    assert res == {"ciou": 1.0, "ciou_adaptive": 1.0, "pointing": True}
+
+
+def test_all_zero_heatmap():
+    gt = loc.gt_map([[0.4, 0.4, 0.6, 0.6]])
+    res = loc.score_item(np.zeros((14, 14)), gt)
+    # flat: nothing predicted; argmax is pixel (0, 0), outside the box
+    assert res["ciou"] == 0.0 and res["pointing"] is False
+
+
+def test_tied_pixels_at_the_threshold_fall_out():
+    # a binary map lit on 3/4 of the frame: the median value is 1, so "> threshold" predicts
+    # nothing (cIoU 0), where ">= threshold" would predict the lit area exactly (cIoU 1)
+    box = [0.0, 0.0, 1.0, 0.75]
+    gt = loc.gt_map([box])
+    h = _box_map(box)
+    assert loc.score_item(h, gt)["ciou"] == 0.0
+    assert loc.ciou(h >= np.sort(h.ravel())[S * S // 2], gt) == 1.0
+    assert loc.score_item(h, gt)["ciou_adaptive"] == 1.0
+
+
+def test_quarter_frame_cap():
+    box = [0.0, 0.0, 0.5, 0.5]
+    gt = loc.gt_map([box])
+    rng = np.random.default_rng(3)
+    h = np.where(_box_map(box) > 0, 2.0, rng.random((S, S)))  # source on top, distinct elsewhere
+    res = loc.score_item(h, gt)
+    assert res["ciou"] == pytest.approx(0.5, abs=1e-4)  # half the frame predicted: capped
+    assert res["ciou_adaptive"] == 1.0 and res["pointing"]
+
+
+def test_gt_map_protocols_and_bad_boxes():
+    one = loc.gt_map([[0, 0, 0.5, 0.5]], "flickr")
+    assert one.max() == 0.5  # a single annotator counts half
+    two = loc.gt_map([[0, 0, 0.5, 0.5], [0.25, 0, 0.75, 0.5]], "flickr")
+    assert two[0, 60] == 1.0 and two[0, 10] == 0.5 and two[0, 150] == 0.5
+    union = loc.gt_map([[0, 0, 0.5, 0.5], [0.25, 0, 0.75, 0.5]], "vggss")
+    assert set(np.unique(union)) == {0.0, 1.0} and union.sum() == 112 * 168
+    assert loc.gt_map([[0.38, 0.86, 0.70, -2.88e16]]).sum() == 0  # as published in vggss.json
+
+
+def test_baselines_shapes():
+    c = loc.centre_prior()
+    assert c.shape == (S, S) and np.unravel_index(c.argmax(), c.shape) == (111, 111)
+    r1, r2 = loc.random_maps(3, (4, 5), seed=7), loc.random_maps(3, (4, 5), seed=7)
+    assert r1.shape == (3, 4, 5) and np.array_equal(r1, r2)
+
+
+# ---- annotation parsers --------------------------------------------------------------------------
+
+FLICKR_XML = """<?xml version="1.0"?>
+<annotation>
+  <filename>{name}.jpg</filename>
+  <object><bbox><label>1</label><xmin>{a}</xmin><ymin>0</ymin><xmax>128</xmax><ymax>64</ymax></bbox></object>
+  <object><bbox><label>2</label><xmin>64</xmin><ymin>32</ymin><xmax>256</xmax><ymax>256</ymax></bbox></object>
+</annotation>
+"""
+
+
+def test_flickr_xml_parser(tmp_path):
+    path = tmp_path / "10000130166.xml"
+    path.write_text(FLICKR_XML.format(name="10000130166", a=0))
+    boxes = read_flickr_xml(path)
+    assert boxes == [[0, 0, 0.5, 0.25], [0.25, 0.125, 1.0, 1.0]]
+    gt = loc.gt_map(boxes, "flickr")
+    assert gt[40, 100] == 1.0 and gt[10, 10] == 0.5 and gt[200, 200] == 0.5
+    # int(224 * v / 256) as in the reference: xmax 128 -> column 112 is the first left out
+    assert gt[10, 111] == 0.5 and gt[10, 112] == 0.0
+    bad = tmp_path / "bad.xml"
+    bad.write_text(FLICKR_XML.format(name="x", a="left"))
+    with pytest.raises(ManifestError, match="bad.xml"):
+        read_flickr_xml(bad)
+    (tmp_path / "empty.xml").write_text("<annotation/>")
+    with pytest.raises(ManifestError, match="no <bbox>"):
+        read_flickr_xml(tmp_path / "empty.xml")
+
+
+def test_vggss_parser_errors(tmp_path):
+    path = tmp_path / "v.json"
+    path.write_text(json.dumps([{"file": "a", "bbox": [[0, 0, 1]]}]))
+    with pytest.raises(ManifestError, match="4 coordinates"):
+        read_vggss(path)
+
+
+def test_real_annotation_files(shared_data):
+    meta = shared_data / "localization-meta"
+    boxes = read_vggss(meta / "vggss.json")
+    assert len(boxes) == 5158 and boxes["zpWuikVorYg_000032"] == [[0.403125, 0.253125, 0.6, 0.75]]
+    test_ids = read_flickr_ids(meta / "vggss_test.csv")
+    assert len(test_ids) == 5158 and set(test_ids) <= set(boxes)
+    empty = [f for f, b in boxes.items() if loc.gt_map(b).sum() == 0]
+    assert len(empty) < 5  # a few published boxes are degenerate
+    flickr = read_flickr_ids(meta / "flickr_test.csv")
+    assert len(flickr) == 249 and flickr[0] == "10000130166"
+
+
+def test_safe_name():
+    assert safe_name(3, "../../etc/pass wd") == "00003_etc_pass_wd.png"
+    assert safe_name(0, "///") == "00000_item.png"
+
+
+# ---- end to end ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def contrastive_run(tiny_cache, tmp_path_factory):
+    base = tmp_path_factory.mktemp("loc-runs")
+    sets = [*TINY, "train.steps=2", "train.eval_every=2", f"train.runs_dir={base}"]
+    args = ["--config", str(ROOT / "configs/contrastive.yaml"), "--no-progress"]
+    assert train.main(args + [a for s in sets for a in ("--set", s)]) == 0
+    return next(base.iterdir())
+
+
+def test_cli_localize_end_to_end(contrastive_run, tmp_path, capsys):
+    out_dir = tmp_path / "maps"
+    argv = ["localize", "--checkpoint", str(contrastive_run), "--out-dir", str(out_dir)]
+    assert evaluate.main([*argv, "--no-progress"]) == 0
+    res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    keys = {"ciou@0.5", "auc", "mean_ciou", "pointing", "ciou_adaptive@0.5", "auc_adaptive", "n"}
+    assert keys | {"baselines"} <= set(res) and res["n"] == 4
+    for name in ("center", "random"):
+        assert keys <= set(res["baselines"][name])
+    for key in keys - {"n"}:
+        assert 0.0 <= res[key] <= 1.0
+    pngs = sorted(out_dir.glob("*.png"))
+    assert len(pngs) == 4 and Image.open(pngs[0]).size == (S, S)
+    assert evaluate.main([*argv, "--protocol", "flickr", "--no-progress"]) == 0
+    flickr = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert flickr["protocol"] == "flickr" and flickr["n"] == 4
+    # same maps; one source box counts half under flickr, which changes the cIoU
+    assert flickr["mean_ciou"] != res["mean_ciou"] and flickr["pointing"] == res["pointing"]
+
+
+@pytest.mark.parametrize("method", ["l3", "avenet"])
+def test_cli_method_without_map_is_one_line_error(method, tmp_path, capsys):
+    cfg = Config()
+    cfg.model.method = method
+    path = save_checkpoint(
+        tmp_path / "m.pt",
+        {"model": build_model(cfg.model, cfg.data).state_dict(), "config": to_dict(cfg)},
+    )
+    assert evaluate.main(["localize", "--checkpoint", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and str(path) in err and "no localisation map" in err
+    assert len(err.strip().splitlines()) == 1

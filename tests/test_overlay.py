@@ -1,0 +1,132 @@
+"""``avssl overlay``: heatmap video with the original audio, contact sheet, refusals."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import TINY, MediaFactory
+from PIL import Image
+
+from avssl.cli import main as cli
+from avssl.config import load_config, to_dict
+from avssl.data.media import probe, read_audio
+from avssl.models import build_model
+from avssl.tools.overlay import blend, centred_windows, colormap_lut, output_size
+from avssl.train.checkpoint import save_checkpoint
+
+
+def _ckpt(path: Path, method: str) -> Path:
+    cfg = load_config(None, [s for s in TINY if s.startswith(("data.", "model."))])
+    cfg.model.method = method
+    torch.manual_seed(0)
+    model = build_model(cfg.model, cfg.data)
+    return save_checkpoint(path, {"model": model.state_dict(), "config": to_dict(cfg)})
+
+
+@pytest.fixture(scope="module")
+def ckpts(tmp_path_factory):
+    root = tmp_path_factory.mktemp("overlay-ckpt")
+    return {m: _ckpt(root / f"{m}.pt", m) for m in ("contrastive", "avolnet", "l3")}
+
+
+def _overlay(video, ckpt, out, *extra) -> int:
+    return cli(["overlay", str(video), "--checkpoint", str(ckpt), "-o", str(out), *extra])
+
+
+def _rms(x: torch.Tensor, parts: int = 4) -> np.ndarray:
+    return np.array([float(c.pow(2).mean().sqrt()) for c in x.chunk(parts)])
+
+
+def test_overlay_video(ckpts, media_factory: MediaFactory, tmp_path, capsys):
+    video = media_factory("in 6ch é.mp4", duration=2.0, channels=6)
+    out, sheet = tmp_path / "out.mp4", tmp_path / "sheet.png"
+    assert _overlay(video, ckpts["contrastive"], out, "--png", str(sheet)) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["frames"] == 50 and summary["fps"] == 25.0
+    src, got = probe(video), probe(out)
+    assert abs(got.duration - src.duration) <= 1 / 25
+    assert (got.width, got.height, got.fps, got.n_frames) == (64, 48, 25.0, 50)
+    assert got.video_codec == "h264" and got.audio_codec == "aac"
+    assert got.audio_channels == 2 and got.audio_rate == src.audio_rate
+    assert Image.open(sheet).format == "PNG" and not list(tmp_path.glob(".*tmp*"))
+
+    # an existing output is kept unless --force
+    stamp = out.stat().st_mtime_ns
+    assert _overlay(video, ckpts["contrastive"], out) == 2
+    assert "exists (pass --force" in capsys.readouterr().err and out.stat().st_mtime_ns == stamp
+
+
+def test_overlay_keeps_the_sound(ckpts, media_factory: MediaFactory, tmp_path, capsys):
+    video = media_factory("mono.mp4", duration=2.0, size=(40, 60))
+    out = tmp_path / "o.mp4"
+    assert _overlay(video, ckpts["avolnet"], out, "--fps", "10", "--max-side", "30") == 0
+    capsys.readouterr()
+    got = probe(out)
+    assert (got.width, got.height, got.audio_channels, got.n_frames) == (30, 20, 1, 20)
+    a, b = read_audio(video, 0, 1.9, 16000), read_audio(out, 0, 1.9, 16000)
+    # the rising 440 Hz ramp survives AAC: same loudness envelope, and it still rises
+    np.testing.assert_allclose(_rms(b), _rms(a), rtol=0.15)
+    assert np.all(np.diff(_rms(b)) > 0)
+
+    assert _overlay(video, ckpts["contrastive"], tmp_path / "m.mp4", "--max-seconds", "0.6") == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["frames"] == 15
+    assert probe(tmp_path / "m.mp4").duration == pytest.approx(0.6, abs=0.04)
+
+
+def test_overlay_refusals(ckpts, media_factory: MediaFactory, tmp_path, capsys):
+    video = media_factory("v.mp4", duration=1.0)
+    silent = media_factory("silent.mp4", duration=1.0, audio=False)
+    cases = [
+        ([video, ckpts["l3"], tmp_path / "a.mp4"], "method 'l3' has no localisation map"),
+        ([silent, ckpts["contrastive"], tmp_path / "b.mp4"], "no audio stream"),
+        ([video, ckpts["contrastive"], tmp_path / "c.avi"], "output must end in"),
+        ([tmp_path / "none.mp4", ckpts["contrastive"], tmp_path / "d.mp4"], "no such file"),
+    ]
+    for args, reason in cases:
+        assert _overlay(*args) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error: ") and reason in err and len(err.splitlines()) == 1, err
+        assert not args[2].exists()
+
+
+def test_output_size_and_windows():
+    assert output_size(270, 480, 480) == (270, 480)
+    assert output_size(1080, 1920, 480) == (270, 480)
+    assert output_size(101, 203, 100) == (50, 100)
+    assert output_size(48, 64, 480) == (48, 64)
+    seg = torch.arange(100).float()
+    w = centred_windows(seg, 0.0, np.array([0.0, 0.5, 0.99]), 10, 0.4)  # 4-sample windows
+    assert w.tolist() == [[0, 0, 0, 1], [3, 4, 5, 6], [8, 9, 10, 11]]  # clamped at the start
+
+
+def test_blend_known_answers():
+    lut = colormap_lut("gray")
+    frames = torch.full((1, 4, 4, 3), 100, dtype=torch.uint8)
+    maps = torch.tensor([[[0.0, 1.0], [3.0, 2.0]]])
+    assert torch.equal(blend(frames, maps, lut, 0.0), frames)
+    full = blend(frames, maps, lut, 1.0)[0, :, :, 0]
+    assert full[3, 0] == 255 and full[0, 0] == 0  # hottest / coldest corners after min-max
+    assert full[0, 3] < full[3, 3] < full[3, 0]  # the bilinear upsampling keeps the order
+    half = blend(frames, maps, lut, 0.5)[0, 3, 0, 0]
+    assert half == round(0.5 * 100 + 0.5 * 255)
+
+
+@pytest.mark.shared_data
+def test_overlay_real_videos(shared_data, ckpts, tmp_path, capsys):
+    for name in ("big_buck_bunny_0_30.webm", "bigbuckbunny_6ch.mp4", "talking_head_a.mp4"):
+        out = tmp_path / f"{name}.mp4"
+        assert _overlay(shared_data / "videos" / name, ckpts["contrastive"], out,
+                        "--fps", "5", "--max-seconds", "1.5", "--max-side", "160") == 0  # fmt: skip
+        capsys.readouterr()
+        got = probe(out)
+        assert got.duration == pytest.approx(1.5, abs=0.2) and got.n_frames in (7, 8)
+        assert max(got.width, got.height) == 160 and got.width % 2 == got.height % 2 == 0
+        assert got.has_audio and got.audio_channels in (1, 2)
+        rms_in = float(read_audio(shared_data / "videos" / name, 0.2, 1.0, 16000).pow(2).mean())
+        rms_out = float(read_audio(out, 0.2, 1.0, 16000).pow(2).mean())
+        # the sound is there (a 5.1 -> stereo downmix is louder than avssl's mean of 6 channels)
+        assert rms_in > 0 and 0.2 < (rms_out / rms_in) ** 0.5 < 8

@@ -1,0 +1,118 @@
+"""AudioSet / VGGSound preparation: clip naming schemes, missing and corrupt clips, --strict."""
+
+import json
+
+import pytest
+
+from avssl import cli
+from avssl.data.manifest import read_manifest, resolve
+from avssl.errors import AvsslError
+from avssl.prep import audioset, vggsound
+from avssl.prep.audioset import carve_val
+from avssl.prep.clips import parse_name
+
+HEADER = (
+    "# Segments csv created Sun Mar  5 10:54:31 2017\n"
+    "# num_ytids=4, num_segs=4, num_unique_labels=3, num_positive_labels=5\n"
+    "# YTID, start_seconds, end_seconds, positive_labels\n"
+)
+
+
+def test_parse_name_schemes():
+    wanted = {"abc-DEF_123", "xyz"}
+    assert parse_name("abc-DEF_123", wanted).start is None
+    assert parse_name("Yabc-DEF_123", wanted).ytid == "abc-DEF_123"
+    assert parse_name("abc-DEF_123_000030", wanted).start == 30.0
+    assert parse_name("abc-DEF_123_30.5", wanted).start == 30.5
+    c = parse_name("abc-DEF_123_30000_40000", wanted)
+    assert (c.ytid, c.start, c.end) == ("abc-DEF_123", 30.0, 40.0)
+    assert parse_name("other_30", wanted) is None and parse_name("xyz_abc", wanted) is None
+
+
+def test_carve_val_is_a_stable_fraction():
+    ids = [f"id{i:05d}" for i in range(4000)]
+    share = sum(carve_val(i, 0.1) for i in ids) / len(ids)
+    assert 0.08 < share < 0.12
+    assert not any(carve_val(i, 0.0) for i in ids) and all(carve_val(i, 1.0) for i in ids)
+
+
+@pytest.fixture
+def clips(media_factory, tmp_path):
+    media = tmp_path / "media"
+    media.mkdir()
+    media_factory.folder = media
+    media_factory("aaaaaaaaaaa.mp4", duration=4.0, size=(32, 32))  # whole video
+    media_factory("bbbbbbbbbbb_1.000.mp4", duration=2.0, size=(32, 32))  # cut, start in s
+    (media / "sub").mkdir()
+    media_factory("sub/Ycc_cccccccc_30000_32000.mkv", duration=2.0, size=(32, 32))  # cut, ms
+    media_factory("ddddddddddd.mp4", duration=2.0, size=(32, 32))  # plain name, a cut
+    (media / "fffffffffff_5.mp4").write_bytes(b"\x00" * 64)  # corrupt (found only by --probe)
+    (media / "ggggggggggg.mp4").write_bytes(b"junk")  # corrupt: its duration is needed
+    train = tmp_path / "balanced_train_segments.csv"
+    train.write_text(
+        HEADER + 'aaaaaaaaaaa, 2.000, 3.500, "/m/01,/m/02"\n'
+        'bbbbbbbbbbb, 1.000, 3.000, "/m/02"\n'
+        'cc_cccccccc, 30.000, 32.000, "/m/03"\n'
+        'eeeeeeeeeee, 0.000, 10.000, "/m/03"\n'
+        'ggggggggggg, 10.000, 20.000, "/m/01"\n'
+    )
+    test = tmp_path / "eval_segments.csv"
+    test.write_text(
+        HEADER + 'ddddddddddd, 30.000, 32.000, "/m/01"\nfffffffffff, 5.0, 7.0, "/m/01"\n'
+    )
+    return media, train, test
+
+
+def test_audioset_rows_missing_corrupt(clips, tmp_path, capsys):
+    media, train, test = clips
+    out = tmp_path / "out"
+    args = ["--segments", str(train), str(test), "--media", str(media), "--out", str(out)]
+    assert audioset.main([*args, "--val-fraction", "0", "--probe"]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["written"] == 4 and summary["missing"] == 1 and summary["unreadable"] == 2
+    rows = {r.id: r for r in read_manifest(out / "manifest.jsonl")}
+    expect = {
+        "aaaaaaaaaaa_2": (2.0, 3.5, "train"),
+        "bbbbbbbbbbb_1": (0.0, None, "train"),  # a cut named without its end: to the file's end
+        "cc_cccccccc_30": (0.0, 2.0, "train"),
+        "ddddddddddd_30": (0.0, 2.0, "test"),
+    }
+    assert {k: (r.start, r.end, r.split) for k, r in rows.items()} == expect
+    assert rows["aaaaaaaaaaa_2"].labels == ["/m/01", "/m/02"]
+    assert all(resolve(out / "manifest.jsonl", r.video).is_file() for r in rows.values())
+    report = json.loads((out / "prepare_report.json").read_text())
+    assert [x[0] for x in report["missing_items"]] == ["eeeeeeeeeee_0"]
+    assert {x[0] for x in report["unreadable_items"]} == {"ggggggggggg_10", "fffffffffff_5"}
+    # without --probe the corrupt segment cut is not noticed; the existing manifest is kept
+    with pytest.raises(AvsslError, match="already exists"):
+        audioset.main(args)
+    assert cli.main(["prepare", "audioset", *args, "--force", "--val-fraction", "1"]) == 0
+    rows = read_manifest(out / "manifest.jsonl")
+    assert len(rows) == 5 and {r.split for r in rows} == {"val", "test"}
+    assert cli.main(["prepare", "audioset", *args, "--strict", "--force"]) == 2
+    assert "eeeeeeeeeee_0" in capsys.readouterr().err
+
+
+def test_audioset_split_needs_a_name(clips, tmp_path):
+    media, train, _ = clips
+    other = tmp_path / "mine.csv"
+    other.write_text(train.read_text())
+    args = ["--segments", str(other), "--media", str(media), "--out", str(tmp_path / "o")]
+    with pytest.raises(AvsslError, match="--split-of"):
+        audioset.main(args)
+    assert audioset.main([*args, "--split-of", f"{other}=val"]) == 0
+    assert {r.split for r in read_manifest(tmp_path / "o/manifest.jsonl")} == {"val"}
+
+
+def test_vggsound(media_factory, tmp_path):
+    media_factory("zpWuikVorYg_000032.mp4", duration=2.0, size=(32, 32))
+    csv = tmp_path / "vggsound.csv"
+    csv.write_text("zpWuikVorYg,32,elk bugling,test\n---g-f_I2yQ,1,people marching,train\n")
+    out = tmp_path / "out"
+    assert vggsound.main(["--csv", str(csv), "--media", str(tmp_path), "--out", str(out)]) == 0
+    (row,) = read_manifest(out / "manifest.jsonl")
+    assert (row.id, row.start, row.end, row.labels, row.split) == (
+        "zpWuikVorYg_32", 0.0, None, ["elk bugling"], "test"
+    )  # fmt: skip
+    report = json.loads((out / "prepare_report.json").read_text())
+    assert report["missing_items"][0][0] == "---g-f_I2yQ_1"

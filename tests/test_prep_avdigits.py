@@ -1,0 +1,230 @@
+"""AV-Digits preparation: IDX parsing, canvases, splits and their disjointness, determinism."""
+
+import gzip
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from PIL import Image
+
+from avssl.data.manifest import SPLITS, read_manifest
+from avssl.errors import ManifestError
+from avssl.prep import avdigits
+from avssl.prep.mnist import read_idx, read_mnist
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def load_script(name: str):
+    """Import ``datasets/<name>/prepare.py`` (not a package) as a module."""
+    spec = importlib.util.spec_from_file_location(
+        f"prep_{name}", REPO / f"datasets/{name}/prepare.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def write_idx(path: Path, array: np.ndarray, magic: int) -> Path:
+    header = np.array([magic, *array.shape], dtype=">u4").tobytes()
+    with gzip.open(path, "wb") as fh:
+        fh.write(header + array.astype(np.uint8).tobytes())
+    return path
+
+
+def digit_images(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` random 28x28 images, each with a unique bright marker, and labels cycling 0-9."""
+    rng = np.random.default_rng(seed)
+    x = rng.integers(0, 100, size=(n, 28, 28)).astype(np.uint8)
+    return x, np.arange(n) % 10
+
+
+@pytest.fixture
+def tiny(tmp_path):
+    """A tiny FSDD folder (speakers amy, bob, cat; 0.6-s and 1.4-s takes) and IDX files."""
+    rec = tmp_path / "fsdd"
+    rec.mkdir()
+    for speaker in ("amy", "bob", "cat"):
+        for digit in range(10):
+            for take in range(3):
+                seconds = 0.6 if take % 2 else 1.4
+                t = np.arange(int(seconds * 8000)) / 8000
+                wave = 0.3 * np.sin(2 * np.pi * (200 + 50 * digit) * t)
+                sf.write(rec / f"{digit}_{speaker}_{take}.wav", wave, 8000, subtype="PCM_16")
+    (rec / "README.wav").write_bytes(b"not a recording")
+    x, y = digit_images(200, 0)
+    xt, yt = digit_images(60, 1)
+    return {
+        "fsdd": rec,
+        "images": write_idx(tmp_path / "img.gz", x, 2051),
+        "labels": write_idx(tmp_path / "lab.gz", y, 2049),
+        "test_images": write_idx(tmp_path / "timg.gz", xt, 2051),
+        "test_labels": write_idx(tmp_path / "tlab.gz", yt, 2049),
+        "x": x,
+        "xt": xt,
+    }
+
+
+def run(tiny, out: Path, *extra: str) -> int:
+    args = ["--fsdd", str(tiny["fsdd"]), "--mnist-images", str(tiny["images"])]
+    args += ["--mnist-labels", str(tiny["labels"]), "--out", str(out), "--gallery-per-class", "2"]
+    return avdigits.main([*args, *extra])
+
+
+def load(out: Path):
+    items = [json.loads(x) for x in (out / "items.jsonl").read_text().splitlines()]
+    return read_manifest(out / "manifest.jsonl"), items
+
+
+def assert_disjoint(rows, items, gallery_rows):
+    by_split: dict[str, set] = {}
+    for item in items:
+        by_split.setdefault(item["split"], set()).update(map(tuple, item["mnist"]))
+    splits = list(by_split)
+    for i, a in enumerate(splits):
+        for b in splits[i + 1 :]:
+            assert not by_split[a] & by_split[b], (a, b)
+    test_speakers = {i["speaker"] for i in items if i["split"] == "test"}
+    assert not test_speakers & {i["speaker"] for i in items if i["split"] != "test"}
+    assert len({r.id for r in rows}) == len(rows)  # each recording in exactly one split
+    for g in gallery_rows:
+        src, idx = g.id.removeprefix("gallery_").split("_")
+        assert (src, int(idx)) not in by_split.get("train", set()) | by_split.get("val", set())
+
+
+def test_idx_known_answer_and_errors(tmp_path):
+    x = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4)
+    path = write_idx(tmp_path / "a.gz", x, 2051)
+    np.testing.assert_array_equal(read_idx(path, 2051), x)
+    raw = tmp_path / "raw"  # not gzipped
+    raw.write_bytes(np.array([2049, 3], ">u4").tobytes() + bytes([1, 2, 9]))
+    assert read_idx(raw, 2049).tolist() == [1, 2, 9]
+    with pytest.raises(ManifestError, match="magic 2051, expected 2049"):
+        read_idx(path, 2049)
+    raw.write_bytes(np.array([2049, 5], ">u4").tobytes() + bytes([1, 2]))
+    with pytest.raises(ManifestError, match="truncated"):
+        read_idx(raw, 2049)
+    with pytest.raises(ManifestError, match="2 labels for 3 images"):
+        read_mnist(write_idx(tmp_path / "i.gz", np.zeros((3, 2, 2)), 2051),
+                   write_idx(tmp_path / "l.gz", np.zeros(2), 2049))  # fmt: skip
+
+
+def test_fixed_length_centres():
+    assert avdigits.fixed_length(np.arange(1, 4.0), 7).tolist() == [0, 0, 1, 2, 3, 0, 0]
+    assert avdigits.fixed_length(np.arange(10.0), 4).tolist() == [3, 4, 5, 6]
+
+
+def test_tiny_set_splits_canvases_audio(tiny, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert run(tiny, out, "--test-speakers", "cat") == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["written"] == 90 and summary["unreadable"] == 1  # README.wav
+    assert summary["splits"] == {"test": 30, "train": 40, "val": 20}  # takes 0 -> val
+    rows, items = load(out)
+    gallery = read_manifest(out / "gallery.jsonl")
+    assert len(gallery) == 20 and {g.split for g in gallery} == {"test"}
+    assert_disjoint(rows, items, gallery)
+    by_id = {i["id"]: i for i in items}
+    for row in rows[::7]:
+        item = by_id[row.id]
+        assert row.start == 0.0 and row.end == 1.0 and row.labels == [row.id[0]]
+        assert item["digits"][item["source_cell"]] == int(row.labels[0])
+        others = [d for k, d in enumerate(item["digits"]) if k != item["source_cell"]]
+        assert int(row.labels[0]) not in others and len(set(others)) == 3
+        assert row.boxes["sources"] == [avdigits.cell_box(item["source_cell"], 2)]
+        assert len(row.boxes["distractors"]) == 3
+        wave, sr = sf.read(out / row.audio)
+        assert sr == 8000 and wave.shape == (8000,)
+        img = np.asarray(Image.open(out / row.image))
+        assert img.shape == (64, 64, 3)
+        # the source box shows the chosen MNIST image, upsampled
+        src, idx = item["mnist"][item["source_cell"]]
+        x0, y0, x1, y1 = (int(v * 64) for v in row.boxes["sources"][0])
+        up = Image.fromarray(tiny["x"][idx]).resize((32, 32), Image.Resampling.BILINEAR)
+        np.testing.assert_array_equal(img[y0:y1, x0:x1, 0], np.asarray(up))
+    # a 0.6-s take is centred in silence, a 1.4-s take trimmed
+    short, _ = sf.read(out / "audio/3_amy_1.wav")
+    assert (
+        np.abs(short[:1500]).max() == 0
+        and np.abs(short[1700:6300]).min() < 0.3 < np.abs(short[1700:6300]).max()
+    )
+    assert np.abs(short[6500:]).max() == 0
+
+
+def test_deterministic_and_refuses_overwrite(tiny, tmp_path, capsys):
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert run(tiny, a, "--max-takes", "2") == 0
+    assert run(tiny, b, "--max-takes", "2") == 0
+    for name in ("manifest.jsonl", "items.jsonl", "gallery.jsonl"):
+        assert (a / name).read_text() == (b / name).read_text().replace(str(b), str(a))
+    assert (a / "images/4_bob_1.png").read_bytes() == (b / "images/4_bob_1.png").read_bytes()
+    report = json.loads((a / "prepare_report.json").read_text())
+    assert report["speakers"]["test"] == ["cat"] and "cat" in report["notes"][0]  # fallback
+    before = (a / "manifest.jsonl").read_text()
+    args = ["--fsdd", str(tiny["fsdd"]), "--mnist-images", str(tiny["images"]),
+            "--mnist-labels", str(tiny["labels"]), "--out", str(a), "--seed", "1"]  # fmt: skip
+    capsys.readouterr()
+    assert load_script("avdigits").main(args) == 2  # the thin script: one-line error, status 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "already exists" in err and len(err.splitlines()) == 1
+    assert (a / "manifest.jsonl").read_text() == before
+    assert run(tiny, a, "--max-takes", "2", "--seed", "1", "--force") == 0
+    assert (a / "manifest.jsonl").read_text() != before
+
+
+def test_test_mnist_files_and_val_speaker(tiny, tmp_path):
+    out = tmp_path / "out"
+    extra = ["--test-mnist-images", str(tiny["test_images"]),
+             "--test-mnist-labels", str(tiny["test_labels"]),
+             "--test-speakers", "bob,nobody", "--val-speaker", "amy"]  # fmt: skip
+    assert run(tiny, out, *extra) == 0
+    rows, items = load(out)
+    gallery = read_manifest(out / "gallery.jsonl")
+    assert_disjoint(rows, items, gallery)
+    for item in items:
+        assert item["split"] == {"bob": "test", "amy": "val", "cat": "train"}[item["speaker"]]
+        sources = {src for src, _ in item["mnist"]}
+        assert sources == ({"test"} if item["split"] == "test" else {"main"})
+    assert all(g.id.startswith("gallery_test_") for g in gallery)
+
+
+def test_corrupt_recording_counted_and_strict(tiny, tmp_path):
+    (tiny["fsdd"] / "5_amy_2.wav").write_bytes(b"RIFF0000WAVEjunk")
+    out = tmp_path / "out"
+    assert run(tiny, out, "--max-takes", "3") == 0
+    report = json.loads((out / "prepare_report.json").read_text())
+    bad = dict(map(tuple, report["unreadable_items"]))
+    assert set(bad) == {"README.wav", "5_amy_2"} and report["written"] == 89
+    from avssl.errors import AvsslError
+
+    with pytest.raises(AvsslError, match="--strict"):
+        run(tiny, tmp_path / "strict", "--strict")
+
+
+def test_shared_data_subset_trains(shared_data, tmp_path, tiny_train_args, capsys):
+    out = tmp_path / "avd"
+    mnist = shared_data / "mnist"
+    args = ["--fsdd", str(shared_data / "fsdd/recordings"), "--out", str(out),
+            "--mnist-images", str(mnist / "images-idx3-ubyte.gz"),
+            "--mnist-labels", str(mnist / "labels-idx1-ubyte.gz"),
+            "--max-takes", "1", "--val-speaker", "lucas"]  # fmt: skip
+    assert avdigits.main(args) == 0
+    rows, items = load(out)
+    assert len(rows) == 40  # 4 speakers x 10 digits x take 0
+    speakers = {s: {i["speaker"] for i in items if i["split"] == s} for s in SPLITS}
+    assert speakers == {"train": {"george", "jackson"}, "val": {"lucas"}, "test": {"nicolas"}}
+    assert_disjoint(rows, items, read_manifest(out / "gallery.jsonl"))
+    capsys.readouterr()
+    import train
+
+    sets = ["data.root=" + str(out), "model.channels=[8,16]", "model.embed_dim=16",
+            "train.batch_size=8", "train.steps=1", "train.eval_every=1",
+            "train.log_every=1"]  # fmt: skip
+    targs = ["--config", str(REPO / "configs/avdigits-contrastive.yaml"), *tiny_train_args()]
+    targs += [a for s in sets for a in ("--set", s)]
+    assert train.main(targs) == 0
+    res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert res["val"]["accuracy"] == res["val"]["accuracy_easy"]  # no hard negatives

@@ -1,0 +1,106 @@
+"""VGG-SS, Flickr-SoundNet, ESC-50 and UrbanSound8K preparation on their real annotation formats."""
+
+import json
+
+import pytest
+
+from avssl.data.manifest import read_manifest, resolve
+from avssl.prep import esc50, flickr, us8k, vggss
+from avssl.prep.flickr import read_voc_boxes
+
+VOC = """<annotation><size><width>{w}</width><height>{h}</height><depth>3</depth></size>
+{objects}</annotation>"""
+OBJ = "<object><name>s</name><bndbox><xmin>{}</xmin><ymin>{}</ymin><xmax>{}</xmax><ymax>{}</ymax>"
+
+
+def voc(w, h, *boxes) -> str:
+    objects = "".join(OBJ.format(*b) + "</bndbox></object>\n" for b in boxes)
+    return VOC.format(w=w, h=h, objects=objects)
+
+
+def test_voc_boxes_normalised(tmp_path):
+    path = tmp_path / "a.xml"
+    path.write_text(voc(200, 100, (20, 10, 120, 60), (0, 0, 250, 100)))
+    assert read_voc_boxes(path) == [[0.1, 0.1, 0.6, 0.6], [0.0, 0.0, 1.0, 1.0]]  # clipped
+    path.write_text(voc(200, 100))
+    with pytest.raises(ValueError, match="no <bndbox>"):
+        read_voc_boxes(path)
+    path.write_text("<annotation><object><bndbox><xmin>1</xmin></bndbox></object></annotation>")
+    with pytest.raises(ValueError, match="size"):
+        read_voc_boxes(path)
+
+
+def test_vggss_real_annotations(shared_data, media_factory, tmp_path, capsys):
+    meta = shared_data / "localization-meta"
+    entries = json.loads((meta / "vggss.json").read_text())[:3]
+    a, b, c = (e["file"] for e in entries)
+    media_factory(f"{a}.jpg", size=(32, 32))
+    media_factory(f"{a}.wav", duration=1.0)
+    media_factory(f"{b}.mp4", duration=1.0, size=(32, 32))
+    ids = tmp_path / "ids.csv"
+    ids.write_text(f"{a}\n{b}\n{c}\n")
+    out = tmp_path / "out"
+    args = ["--annotations", str(meta / "vggss.json"), "--media", str(tmp_path)]
+    assert vggss.main([*args, "--ids", str(ids), "--out", str(out), "--probe"]) == 0
+    rows = {r.id: r for r in read_manifest(out / "manifest.jsonl")}
+    assert set(rows) == {a, b} and {r.split for r in rows.values()} == {"test"}
+    assert rows[a].image and rows[a].audio.endswith(".wav") and rows[b].video
+    for e in entries[:2]:
+        assert rows[e["file"]].boxes == {"sources": e["bbox"]}
+        assert rows[e["file"]].labels == [e["class"]]
+        assert resolve(out / "manifest.jsonl", rows[e["file"]].visual).is_file()
+    report = json.loads((out / "prepare_report.json").read_text())
+    assert [x[0] for x in report["missing_items"]] == [c]
+
+
+def test_flickr_real_ids(shared_data, media_factory, tmp_path):
+    ids = [line.split(",")[0] for line in (shared_data / "localization-meta/flickr_test.csv")
+           .read_text().splitlines()[:4]]  # fmt: skip
+    media_factory(f"{ids[0]}.jpg", size=(32, 32))
+    media_factory(f"{ids[0]}.wav", duration=1.0)
+    media_factory(f"{ids[1]}.jpg", size=(32, 32))  # image without audio: missing
+    ann = tmp_path / "Annotations"
+    ann.mkdir()
+    (ann / f"{ids[0]}.xml").write_text(voc(400, 200, (40, 20, 200, 100), (0, 0, 100, 200)))
+    (ann / f"{ids[1]}.xml").write_text(voc(400, 200, (40, 20, 200, 100)))
+    (ann / f"{ids[2]}.xml").write_text("<annotation>")  # corrupt
+    csv = tmp_path / "flickr_test.csv"
+    csv.write_text("\n".join(f"{i},0" for i in ids) + "\n")
+    out = tmp_path / "out"
+    assert flickr.main(["--ids", str(csv), "--media", str(tmp_path), "--out", str(out)]) == 0
+    (row,) = read_manifest(out / "manifest.jsonl")
+    assert row.id == ids[0] and row.boxes == {"sources": [[0.1, 0.1, 0.5, 0.5], [0, 0, 0.25, 1]]}
+    report = json.loads((out / "prepare_report.json").read_text())
+    assert {x[0] for x in report["missing_items"]} == {ids[1], ids[3]}
+    assert [x[0] for x in report["unreadable_items"]] == [ids[2]]
+
+
+def test_esc10_real_metadata(shared_data, tmp_path):
+    out = tmp_path / "out"
+    assert esc50.main(["--root", str(shared_data / "esc10"), "--esc10", "--test-fold", "4",
+                       "--out", str(out)]) == 0  # fmt: skip
+    rows = read_manifest(out / "manifest.jsonl")
+    folds = json.loads((out / "folds.json").read_text())
+    assert len(rows) == 83 and set(folds) == {r.id for r in rows}
+    assert {r.id for r in rows if r.split == "test"} == {k for k, f in folds.items() if f == 4}
+    assert all(r.video == r.audio and r.audio.endswith(".wav") for r in rows)
+    assert len({r.labels[0] for r in rows}) == 10
+
+
+def test_us8k_missing_file(media_factory, tmp_path):
+    root = tmp_path / "UrbanSound8K"
+    (root / "metadata").mkdir(parents=True)
+    (root / "audio/fold1").mkdir(parents=True)
+    media_factory.folder = root / "audio/fold1"
+    media_factory("100032-3-0-0.wav", duration=0.5)
+    (root / "metadata/UrbanSound8K.csv").write_text(
+        "slice_file_name,fsID,start,end,salience,fold,classID,class\n"
+        "100032-3-0-0.wav,100032,0.0,0.3,1,1,3,dog_bark\n"
+        "100263-2-0-117.wav,100263,58.5,62.5,1,10,2,children_playing\n"
+    )
+    out = tmp_path / "out"
+    assert us8k.main(["--root", str(root), "--out", str(out)]) == 0
+    (row,) = read_manifest(out / "manifest.jsonl")
+    assert (row.id, row.labels, row.split) == ("100032-3-0-0", ["dog_bark"], "train")
+    report = json.loads((out / "prepare_report.json").read_text())
+    assert report["missing_items"][0][0] == "100263-2-0-117"

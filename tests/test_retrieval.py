@@ -1,0 +1,227 @@
+"""Retrieval metrics against slow python-loop references, and the CLI end to end (incl. L3+CCA)."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import evaluate
+import train
+from avssl.data.audioset import Node, Ontology
+from avssl.data.source import manifest_path
+from avssl.eval import retrieval
+from avssl.eval.retrieval_metrics import (
+    ndcg_at_k,
+    ontology_gains,
+    ranking_metrics,
+    shared_label_relevance,
+)
+from avssl.train.checkpoint import checkpoint_config, load_checkpoint
+from tests.conftest import TINY
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# ---- slow, obviously-correct references -------------------------------------------------------
+
+
+def ref_ranking(sim, rel, exclude=None, ks=(1, 5, 10)):
+    firsts, aps, none = [], [], 0
+    for q in range(sim.shape[0]):
+        gallery = [g for g in range(sim.shape[1]) if exclude is None or not exclude[q, g]]
+        ranked = sorted(gallery, key=lambda g: (-sim[q, g], g))  # ties: index order
+        rel_ranks = [r + 1 for r, g in enumerate(ranked) if rel[q, g]]
+        if not rel_ranks:
+            none += 1
+            continue
+        firsts.append(rel_ranks[0])
+        aps.append(np.mean([(i + 1) / r for i, r in enumerate(rel_ranks)]))
+    out = {f"R@{k}": np.mean([f <= k for f in firsts]) for k in ks}
+    out.update(mAP=np.mean(aps), median_rank=np.median(firsts), no_relevant=none)
+    return out
+
+
+def ref_ndcg(sim, gains, exclude=None, k=30):
+    vals = []
+    for q in range(sim.shape[0]):
+        gallery = [g for g in range(sim.shape[1]) if exclude is None or not exclude[q, g]]
+        ranked = sorted(gallery, key=lambda g: (-sim[q, g], g))[:k]
+        dcg = sum(gains[q, g] / np.log2(r + 2) for r, g in enumerate(ranked))
+        best = sorted((gains[q, g] for g in gallery), reverse=True)[:k]
+        idcg = sum(x / np.log2(r + 2) for r, x in enumerate(best))
+        if idcg > 0:
+            vals.append(dcg / idcg)
+    return np.mean(vals)
+
+
+def _random_case(seed, q=13, g=17):
+    rng = np.random.default_rng(seed)
+    sim = rng.integers(0, 6, size=(q, g)).astype(float)  # few values: many ties
+    rel = rng.random((q, g)) < 0.2
+    rel[0] = False  # a query with nothing relevant
+    exclude = rng.random((q, g)) < 0.1
+    return sim, rel, exclude
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("with_exclude", [False, True])
+def test_ranking_metrics_match_reference(seed, with_exclude):
+    sim, rel, exclude = _random_case(seed)
+    exclude = exclude if with_exclude else None
+    got, want = ranking_metrics(sim, rel, exclude), ref_ranking(sim, rel, exclude)
+    for key in ("R@1", "R@5", "R@10", "mAP", "median_rank"):
+        assert got[key] == pytest.approx(want[key], abs=1e-12), key
+    assert got["no_relevant"] == want["no_relevant"] >= 1
+    assert got["n_queries"] == sim.shape[0] - want["no_relevant"]
+
+
+def test_perfect_and_reversed_ranking():
+    n = 8
+    rel = np.eye(n, dtype=bool)
+    perfect = ranking_metrics(np.eye(n), rel)
+    assert perfect["R@1"] == perfect["mAP"] == 1.0 and perfect["median_rank"] == 1.0
+    worst = ranking_metrics(-np.eye(n), rel)
+    assert worst["R@1"] == worst["R@5"] == 0.0 and worst["R@10"] == 1.0
+    assert worst["median_rank"] == n and worst["mAP"] == pytest.approx(1 / n)
+
+
+def test_tie_rule_is_index_order():
+    # all scores equal: the gallery stays in index order, so the relevant item 3 has rank 4
+    rel = np.zeros((1, 6), bool)
+    rel[0, 3] = True
+    res = ranking_metrics(np.zeros((1, 6)), rel)
+    assert res["median_rank"] == 4 and res["R@1"] == 0 and res["mAP"] == pytest.approx(1 / 4)
+
+
+def test_query_excluded_from_own_gallery():
+    sim = np.array([[9.0, 1.0, 2.0], [1.0, 9.0, 2.0], [0.0, 0.0, 9.0]])
+    rel = np.array([[1, 0, 1], [0, 1, 0], [0, 0, 1]], bool)  # each query relevant to itself
+    res = ranking_metrics(sim, rel, exclude=np.eye(3, dtype=bool))
+    # without itself, query 0 finds item 2 first; queries 1 and 2 have nothing relevant left
+    assert res["n_queries"] == 1 and res["no_relevant"] == 2 and res["R@1"] == 1.0
+
+
+def test_no_relevant_anywhere_is_nan_and_counted():
+    res = ranking_metrics(np.zeros((3, 4)), np.zeros((3, 4), bool))
+    assert np.isnan(res["mAP"]) and res["no_relevant"] == 3 and res["n_queries"] == 0
+
+
+def test_shared_label_relevance():
+    rel = shared_label_relevance([["a", "b"], ["c"], []], [["b"], ["a", "c"], ["d"]])
+    assert rel.tolist() == [[True, True, False], [False, True, False], [False, False, False]]
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_ndcg_matches_reference(seed):
+    rng = np.random.default_rng(100 + seed)
+    sim = rng.integers(0, 5, size=(9, 40)).astype(float)
+    gains = rng.choice([0.0, 0.25, 0.5, 1.0], size=(9, 40))
+    exclude = rng.random((9, 40)) < 0.1
+    for k in (5, 30):
+        for ex in (None, exclude):
+            got = ndcg_at_k(sim, gains, ex, k)[f"nDCG@{k}"]
+            assert got == pytest.approx(ref_ndcg(sim, gains, ex, k), abs=1e-12)
+
+
+def test_ndcg_known_answers():
+    gains = np.array([[1.0, 0.5, 0.0]])
+    assert ndcg_at_k(np.array([[3.0, 2.0, 1.0]]), gains)["nDCG@30"] == pytest.approx(1.0)
+    # reversed: DCG = 0 + 0.5/log2(3) + 1/log2(4); IDCG = 1 + 0.5/log2(3)
+    want = (0.5 / np.log2(3) + 0.5) / (1 + 0.5 / np.log2(3))
+    assert ndcg_at_k(np.array([[1.0, 2.0, 3.0]]), gains)["nDCG@30"] == pytest.approx(want)
+    none = ndcg_at_k(np.zeros((1, 3)), np.zeros((1, 3)))
+    assert none["no_relevant"] == 1 and np.isnan(none["nDCG@30"])
+
+
+def _shape_ontology(names):
+    return Ontology([Node("shape", "Shape", child_ids=list(names))] + [Node(n, n) for n in names])
+
+
+def test_ontology_gains():
+    onto = _shape_ontology(["circle", "cross"])
+    gains = ontology_gains([["circle"], ["shape"], ["nope"]], [["circle"], ["cross"]], onto)
+    np.testing.assert_allclose(gains, [[1.0, 0.25], [0.5, 0.5], [0.0, 0.0]])
+
+
+def test_max_location_similarity_matches_loops():
+    g = torch.Generator().manual_seed(0)
+    audio, maps = torch.randn(5, 4, generator=g), torch.randn(7, 4, 3, 2, generator=g)
+    got = retrieval.max_location_similarity(audio, maps, chunk=2)
+    for q in range(5):
+        for j in range(7):
+            best = max(float(audio[q] @ maps[j, :, y, x]) for y in range(3) for x in range(2))
+            assert float(got[q, j]) == pytest.approx(best, abs=1e-5)
+
+
+# ---- end to end ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def runs(tiny_cache, tmp_path_factory):
+    """Tiny trained contrastive and l3 run directories (2 training steps each)."""
+    out = {}
+    base = tmp_path_factory.mktemp("retrieval-runs")
+    for method in ("contrastive", "l3"):
+        sets = [*TINY, "train.steps=2", "train.eval_every=2", f"train.runs_dir={base / method}"]
+        args = ["--config", str(ROOT / f"configs/{method}.yaml"), "--no-progress"]
+        assert train.main(args + [a for s in sets for a in ("--set", s)]) == 0
+        out[method] = next((base / method).iterdir())
+    return out
+
+
+def _last_json(text):
+    return json.loads(text.strip().splitlines()[-1])
+
+
+def test_cli_contrastive_with_ontology(runs, tmp_path, capsys):
+    cfg = checkpoint_config(load_checkpoint(runs["contrastive"]))
+    manifest = manifest_path(cfg.data, progress=False)
+    names = sorted(
+        {lab for line in manifest.read_text().splitlines() for lab in json.loads(line)["labels"]}
+    )
+    onto = tmp_path / "ontology.json"
+    entries = [{"id": "shape", "name": "Shape", "child_ids": names}]
+    onto.write_text(json.dumps(entries + [{"id": n, "name": n} for n in names]))
+    code = evaluate.main(
+        ["retrieval", "--checkpoint", str(runs["contrastive"]), "--ontology", str(onto),
+         "--no-progress", "--out", str(tmp_path / "r.json")]
+    )  # fmt: skip
+    assert code == 0
+    res = _last_json(capsys.readouterr().out)
+    assert {"a2v", "v2a", "a2a", "v2v", "instance", "n"} <= set(res)
+    assert res["n"] == 4 and res["cca"] is False
+    for d in ("a2v", "v2a"):
+        assert {"R@1", "R@5", "R@10", "mAP", "median_rank", "nDCG@30"} <= set(res[d])
+        assert 0 < res[d]["nDCG@30"] <= 1  # every clip is a sibling of every other: gain >= 1/4
+        assert {"R@1", "R@5", "R@10", "median_rank"} == set(res["instance"][d])
+        assert res["instance"][d]["R@10"] == 1.0  # 4 clips: the partner is always in the top 10
+    assert json.loads((tmp_path / "r.json").read_text()) == res
+    assert "Retrieval (test)" in (runs["contrastive"] / "report.md").read_text()
+
+
+def test_cli_l3_goes_through_cca_fitted_on_train(runs, capsys, monkeypatch):
+    fitted = []
+    real_fit = retrieval.fit_cca
+
+    def spy(a, v, n):
+        fitted.append(a.shape[0])
+        return real_fit(a, v, n)
+
+    monkeypatch.setattr(retrieval, "fit_cca", spy)
+    assert evaluate.main(["retrieval", "--checkpoint", str(runs["l3"]), "--no-progress"]) == 0
+    res = _last_json(capsys.readouterr().out)
+    assert res["cca"] is True and res["method"] == "l3" and res["n"] == 4
+    assert fitted == [12]  # the 12 training clips, never the 4 test clips
+    assert 0 <= res["instance"]["a2v"]["R@1"] <= 1
+
+
+def test_cli_missing_ontology_is_one_line(runs, tmp_path, capsys):
+    missing = tmp_path / "nope.json"
+    code = evaluate.main(
+        ["retrieval", "--checkpoint", str(runs["contrastive"]), "--ontology", str(missing)]
+    )
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("error: ") and str(missing) in err
+    assert len(err.strip().splitlines()) == 1

@@ -1,0 +1,163 @@
+"""Offset search (grid, sign convention, confidence) and the ``evaluate.py sync`` CLI."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from conftest import TINY
+
+import evaluate
+import train
+from avssl.eval.sync import (
+    best_offset,
+    frame_times,
+    offset_grid,
+    shift_audio,
+    sync_curve,
+    window_at,
+)
+
+FPS = 25.0
+
+
+def _last_json(text: str) -> dict:
+    return json.loads(text.strip().splitlines()[-1])
+
+
+def test_offset_grid_steps_one_frame():
+    grid = offset_grid(0.5, FPS)
+    assert len(grid) == 25 and grid[0] == pytest.approx(-0.48) and grid[-1] == pytest.approx(0.48)
+    np.testing.assert_allclose(np.diff(grid), 1 / FPS)
+    assert 0.0 in grid
+    assert len(offset_grid(0.52, FPS)) == 27  # 13 frames either side
+    assert len(offset_grid(0.03, FPS)) == 1  # less than a frame: only zero
+    assert len(offset_grid(0.1, 30.0)) == 7
+
+
+def test_frame_times_keep_every_window_inside():
+    times = frame_times(duration=3.0, fps=FPS, window=1.0, margin=0.4, n=6)
+    assert times is not None and len(times) == 6
+    assert np.all(times - 0.4 - 0.5 >= -1e-9) and np.all(times + 0.4 + 0.5 <= 3.0 + 1e-9)
+    np.testing.assert_allclose(times * FPS, np.round(times * FPS), atol=1e-9)
+    assert frame_times(duration=1.7, fps=FPS, window=1.0, margin=0.4) is None
+
+
+def test_sync_curve_matches_brute_force():
+    rng = np.random.default_rng(0)
+    table = {}
+
+    def scorer(tf, ta):  # any deterministic function of the pair
+        return np.array(
+            [
+                table.setdefault((round(a, 6), round(b, 6)), rng.normal())
+                for a, b in zip(tf, ta, strict=True)
+            ]
+        )
+
+    times, offsets = np.array([1.0, 1.4, 2.0]), offset_grid(0.2, FPS)
+    curve = sync_curve(scorer, times, offsets)
+    for k, d in enumerate(offsets):
+        brute = np.mean([scorer(np.array([t]), np.array([t + d]))[0] for t in times])
+        assert curve[k] == pytest.approx(brute)
+
+
+@pytest.mark.parametrize("true", [0.12, -0.2, 0.0])
+def test_search_finds_known_peak(true):
+    def scorer(tf, ta):  # peaks where the audio time is the frame time plus `true`
+        return -np.abs(ta - tf - true)
+
+    offsets = offset_grid(0.5, FPS)
+    curve = sync_curve(scorer, np.array([1.0, 1.5, 2.0]), offsets)
+    offset, confidence = best_offset(curve, offsets)
+    assert offset == pytest.approx(true)
+    assert confidence == pytest.approx(curve.max() - np.median(curve)) and confidence > 0.2
+
+
+def test_flat_curve_has_zero_confidence():
+    offsets = offset_grid(0.5, FPS)
+    _, confidence = best_offset(np.zeros(len(offsets)), offsets)
+    assert confidence == 0.0
+
+
+def test_shift_audio_positive_delays():
+    wave = torch.arange(1, 11, dtype=torch.float32)
+    late = shift_audio(wave, 0.3, sample_rate=10)
+    assert late.tolist() == [0, 0, 0, 1, 2, 3, 4, 5, 6, 7]
+    early = shift_audio(wave, -0.2, sample_rate=10)
+    assert early.tolist() == [3, 4, 5, 6, 7, 8, 9, 10, 0, 0]
+    assert shift_audio(wave, 2.0, 10).abs().sum() == 0
+
+
+@pytest.mark.parametrize("true", [0.2, -0.16])
+def test_sign_convention_end_to_end(true):
+    """Audio delayed by ``true`` s (it lags the video) is estimated as offset ``+true``."""
+    sr, window = 400, 0.5
+    wave = torch.from_numpy(np.random.default_rng(1).normal(size=4 * sr).astype(np.float32))
+    shifted = shift_audio(wave, true, sr)
+
+    def oracle(tf, ta):  # knows what the audio under frame t sounded like before the shift
+        pairs = zip(tf, ta, strict=True)
+        diffs = [
+            window_at(shifted, a, window, sr) - window_at(wave, f, window, sr) for f, a in pairs
+        ]
+        return np.array([-float(d.pow(2).mean()) for d in diffs])
+
+    times = frame_times(4.0, FPS, window, margin=0.6, n=5)
+    offsets = offset_grid(0.3, FPS)
+    offset, confidence = best_offset(sync_curve(oracle, times, offsets), offsets)
+    assert offset == pytest.approx(true) and confidence > 0
+
+
+@pytest.fixture(scope="module")
+def tiny_ckpt(tiny_cache, tmp_path_factory):
+    runs = tmp_path_factory.mktemp("sync-runs")
+    sets = [*TINY, "train.steps=2", f"train.runs_dir={runs}"]
+    assert train.main([a for s in sets for a in ("--set", s)] + ["--no-progress"]) == 0
+    return next(runs.iterdir()) / "last.pt"
+
+
+def test_cli_manifest(tiny_ckpt, capsys):
+    args = ["sync", "--checkpoint", str(tiny_ckpt), "--max-offset", "0.12", "--no-progress"]
+    assert evaluate.main([*args, "--times", "2"]) == 0
+    res = _last_json(capsys.readouterr().out)
+    assert res["n"] + res["n_skipped"] == 4 and res["n"] >= 1
+    assert 0.0 <= res["offset_accuracy"] <= 1.0 and res["exact_accuracy"] <= res["offset_accuracy"]
+    assert 0.0 <= res["mean_abs_error_s"] <= 0.24 + 1e-6
+    assert res["n_offsets"] == 7 and res["step_s"] == pytest.approx(0.04)
+    assert res["chance_accuracy"] == pytest.approx(19 / 49)
+    # too long a search for 2.5-s clips: every clip skipped and counted
+    assert evaluate.main([*args[:3], "--max-offset", "0.5", "--no-progress"]) == 0
+    res = _last_json(capsys.readouterr().out)
+    assert res["n"] == 0 and res["n_skipped"] == 4 and "shorter" in res["skipped"][0]["reason"]
+
+
+def test_cli_video(tiny_ckpt, media_factory, capsys, tmp_path):
+    video = media_factory("clip.mp4", duration=2.0, size=(48, 64))
+    out = tmp_path / "sync.json"
+    args = ["sync", "--checkpoint", str(tiny_ckpt), "--video", str(video), "--max-offset", "0.3"]
+    assert evaluate.main([*args, "--times", "3", "--out", str(out)]) == 0
+    res = _last_json(capsys.readouterr().out)
+    assert json.loads(out.read_text()) == res
+    assert {"offset_s", "confidence", "n_offsets", "curve", "offsets_s"} <= set(res)
+    assert res["n_offsets"] == 15 == len(res["curve"])
+    assert abs(res["offset_s"]) <= 0.3 + 1e-9 and res["offset_s"] in res["offsets_s"]
+    assert res["confidence"] >= 0 and res["n_times"] >= 1
+
+
+def test_cli_bad_video(tiny_ckpt, tmp_path, media_factory, capsys):
+    missing = tmp_path / "nope.mp4"
+    assert evaluate.main(["sync", "--checkpoint", str(tiny_ckpt), "--video", str(missing)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"error: {missing}: no such file"
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(b"definitely not a video" * 10)
+    assert evaluate.main(["sync", "--checkpoint", str(tiny_ckpt), "--video", str(junk)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: {junk}: ") and "\n" not in err
+    silent = media_factory("silent.mp4", audio=False)
+    assert evaluate.main(["sync", "--checkpoint", str(tiny_ckpt), "--video", str(silent)]) == 2
+    assert capsys.readouterr().err.strip() == f"error: {silent}: no audio stream"
+    short = media_factory("short.mp4", duration=1.2)
+    assert evaluate.main(["sync", "--checkpoint", str(tiny_ckpt), "--video", str(short)]) == 2
+    assert "too short" in capsys.readouterr().err
