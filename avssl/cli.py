@@ -7,6 +7,8 @@ Modules are imported lazily so ``avssl inspect`` does not pay for importing the 
 from __future__ import annotations
 
 import importlib
+import json
+import math
 import sys
 
 from avssl.errors import AvsslError
@@ -20,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "query": ("avssl.tools.query_cli:main", "search an index with a sound, image or video"),
     "overlay": ("avssl.tools.overlay:main", "render a sound-localisation heatmap video"),
     "prepare": ("avssl.prep:main", "write a dataset's manifest (avssl prepare NAME ...)"),
+    "report": ("avssl.tools.report:main", "a self-contained HTML page of a run"),
 }
 
 
@@ -27,6 +30,26 @@ def _usage() -> str:
     lines = ["usage: avssl COMMAND [ARGS...]", "", "commands:"]
     lines += [f"  {name:<10} {help_}" for name, (_, help_) in COMMANDS.items()]
     return "\n".join(lines)
+
+
+def json_safe(value):
+    """``value`` with every NaN or infinity replaced by None, recursively (strict JSON).
+
+    A metric with nothing to average over (e.g. hard-negative accuracy on clips too short for a
+    shift) is NaN inside the code and ``null`` in every JSON avssl prints.
+    """
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def json_line(obj) -> str:
+    """The one-line JSON object every command prints last (strict JSON: no NaN)."""
+    return json.dumps(json_safe(obj), allow_nan=False)
 
 
 def run_guarded(fn, argv: list[str]) -> int:

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import sys
 from pathlib import Path
 
+from avssl.cli import json_line
 from avssl.errors import AvsslError
 
 # name -> ("module:function", help). Each function is ``run(argv) -> int``; modules are imported
@@ -27,6 +27,9 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+MAX_LISTED_SKIPS = 50
+
+
 def add_common(p: argparse.ArgumentParser, checkpoint_required: bool = True) -> None:
     p.add_argument("--checkpoint", required=checkpoint_required, help="checkpoint or run directory")
     p.add_argument("--out", help="also write the JSON result to this file")
@@ -34,9 +37,26 @@ def add_common(p: argparse.ArgumentParser, checkpoint_required: bool = True) -> 
     p.add_argument("--no-progress", action="store_true")
 
 
+def add_strict(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--strict", action="store_true", help="an unreadable clip is an error")
+
+
+def skip_report(store, strict: bool = False) -> dict:
+    """``{"skipped": n, "skipped_items": [{"id", "reason"}, ...]}`` of a clip store's bad rows.
+
+    Raises:
+        AvsslError: under ``strict``, naming the first bad row.
+    """
+    if strict and store.skipped:
+        item, reason = store.skipped[0]
+        raise AvsslError(f"{reason} (row {item!r}; --strict)")
+    items = [{"id": i, "reason": r} for i, r in store.skipped[:MAX_LISTED_SKIPS]]
+    return {"skipped": len(store.skipped), "skipped_items": items}
+
+
 def emit(result: dict, args, title: str) -> None:
     """Print the result as the last stdout line, write ``--out``, append to the run's report."""
-    text = json.dumps(result)
+    text = json_line(result)
     if args.out:
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -80,6 +100,7 @@ def run_avc(argv: list[str]) -> int:
     p.add_argument("--split", default="test", choices=("train", "val", "test"))
     p.add_argument("--windows", type=int, default=4, help="windows per clip")
     p.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
+    add_strict(p)
     args = p.parse_args(argv)
 
     from avssl.data.source import load_split
@@ -95,9 +116,10 @@ def run_avc(argv: list[str]) -> int:
         cfg.data, args.split, train=False, windows_per_clip=args.windows,
         seed=cfg.train.seed + 2000, progress=not args.no_progress,
     )  # fmt: skip
+    skips = skip_report(ds.store, args.strict)
     scores = score_pairs(model, ds, device, args.precision, cfg.train.batch_size)
     result = avc_metrics(scores, float(model.decision_threshold))
-    result.update(split=args.split, checkpoint=state["path"], skipped=len(ds.store.skipped))
+    result.update(split=args.split, checkpoint=state["path"], **skips)
     emit(result, args, f"AVC accuracy ({args.split})")
     return 0
 

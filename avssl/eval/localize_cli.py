@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from avssl.errors import AvsslError
-from avssl.eval.cli import SUBCOMMANDS, add_common, emit
+from avssl.eval.cli import SUBCOMMANDS, add_common, add_strict, emit, skip_report
 
 
 def safe_name(index: int, row_id: str) -> str:
@@ -57,6 +57,7 @@ def run(argv: list[str]) -> int:
     p.add_argument("--out-dir", help="save each heatmap blended over its frame as a PNG here")
     p.add_argument("--seed", type=int, default=0, help="seed of the random-map baseline")
     p.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
+    add_strict(p)
     args = p.parse_args(argv)
 
     from avssl.data.source import load_split
@@ -81,6 +82,7 @@ def run(argv: list[str]) -> int:
     if args.data:
         cfg.data.root = args.data
     store = load_split(cfg.data, "test", train=False, progress=not args.no_progress).store
+    skips = skip_report(store, args.strict)
     keep = [
         i for i, r in enumerate(store.rows) if isinstance(r.boxes, dict) and r.boxes.get("sources")
     ]
@@ -102,7 +104,7 @@ def run(argv: list[str]) -> int:
     result.update(
         protocol=args.protocol,
         no_box=len(store) - len(items),
-        skipped=len(store.skipped),
+        **skips,
         checkpoint=state["path"],
     )
     if args.out_dir:

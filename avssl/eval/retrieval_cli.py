@@ -12,18 +12,9 @@ import argparse
 
 import numpy as np
 
-from avssl.eval.cli import SUBCOMMANDS, add_common, emit
+from avssl.eval.cli import SUBCOMMANDS, add_common, add_strict, emit, skip_report
 
 DIRECTIONS = ("a2v", "v2a", "a2a", "v2v")
-
-
-def json_safe(value):
-    """Replace NaN (a metric with no query to average over) by None, recursively: strict JSON."""
-    if isinstance(value, dict):
-        return {k: json_safe(v) for k, v in value.items()}
-    if isinstance(value, float) and value != value:
-        return None
-    return value
 
 
 def retrieval_results(
@@ -78,6 +69,7 @@ def run(argv: list[str]) -> int:
     p.add_argument("--ontology", help="AudioSet ontology.json: adds graded nDCG@30")
     p.add_argument("--cca-dim", type=int, default=128, help="CCA components (l3 only)")
     p.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
+    add_strict(p)
     args = p.parse_args(argv)
 
     from avssl.data.audioset import Ontology
@@ -102,6 +94,7 @@ def run(argv: list[str]) -> int:
 
     def split_embeddings(split: str):
         ds = load_split(cfg.data, split, train=False, progress=not args.no_progress)
+        skip_report(ds.store, args.strict)
         frames, waves = centre_pairs(ds.store, cfg.data.frame_size)
         return ds.store, embed_pairs(model, frames, waves, **kw)
 
@@ -116,7 +109,7 @@ def run(argv: list[str]) -> int:
         method=cfg.model.method,
         cca=use_cca,
         checkpoint=state["path"],
-        skipped=len(store.skipped),
+        **skip_report(store),
     )
-    emit(json_safe(result), args, "Retrieval (test)")
+    emit(result, args, "Retrieval (test)")
     return 0

@@ -20,7 +20,7 @@ import numpy as np
 from tqdm import tqdm
 
 from avssl.errors import MediaError
-from avssl.eval.cli import SUBCOMMANDS, add_common, emit
+from avssl.eval.cli import SUBCOMMANDS, add_common, add_strict, emit
 
 MAX_LISTED_SKIPS = 50
 
@@ -37,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--seed", type=int, default=0, help="seed of the known shifts (--data)")
+    add_strict(p)
     return p
 
 
@@ -126,6 +127,8 @@ def run_manifest(sync: ClipSync, cfg, args) -> dict:
                 resolve(manifest, row.visual), resolve(manifest, row.audio), row.start, row.duration
             )
         except MediaError as err:
+            if args.strict:
+                raise
             skipped.append({"id": row.id, "reason": str(err)})
             continue
         est = sync.estimate(frames, shift_audio(wave, float(d), sync.data.sample_rate), margin)

@@ -16,6 +16,7 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from avssl.cli import json_line
 from avssl.data import media
 from avssl.data.manifest import Row, resolve, write_manifest
 from avssl.errors import AvsslError, MediaError
@@ -134,7 +135,7 @@ class PrepReport:
         summary = {k: report[k] for k in ("dataset", "manifest", "written", "splits")}
         summary.update(missing=len(self.missing), unreadable=len(self.unreadable))
         summary["report"] = str(report_path)
-        print(json.dumps(summary), flush=True)
+        print(json_line(summary), flush=True)
         return 0
 
 

@@ -16,7 +16,14 @@ import torch
 from av.video.reformatter import VideoReformatter
 
 from avssl.data.media import read_audio
-from avssl.data.media_checks import check_file, guard, open_container, origin_s, stream_end_s
+from avssl.data.media_checks import (
+    check_file,
+    check_pixels,
+    guard,
+    open_container,
+    origin_s,
+    stream_end_s,
+)
 from avssl.data.video_io import video_stream
 from avssl.errors import MediaError
 
@@ -49,10 +56,16 @@ def iter_frames_at(
             raise MediaError(p, "no video stream")
         stream.thread_type = "AUTO"
         origin = origin_s(container)
+        cc = stream.codec_context
+        if cc.width and cc.height:  # the decoding limits of read_frames hold here too
+            check_pixels(p, cc.width, cc.height, "video size")
         h, w = size if size is not None else (None, None)
+        if size is not None:
+            check_pixels(p, w, h, "output size")
         scaler = VideoReformatter()  # one scaler for the whole pass (building one is costly)
 
         def convert(frame) -> np.ndarray:
+            check_pixels(p, frame.width, frame.height, "frame size")
             rgb = scaler.reformat(frame, width=w, height=h, format="rgb24", interpolation="AREA")
             return rgb.to_ndarray()
 

@@ -1,18 +1,19 @@
 """``python train.py`` / ``avssl train``: train a correspondence model.
 
 The last line on stdout is one JSON object:
-``{"run_dir", "val": {"accuracy", "accuracy_easy", "accuracy_hard"}, "clips_per_s", "seconds"}``.
+``{"run_dir", "val": {"accuracy", "accuracy_easy", "accuracy_hard"}, "clips_per_s", "seconds",
+"weights_digest", "n_skipped", "skipped": [{"split", "id", "reason"}, ...]}``.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import sys
 from pathlib import Path
 
+from avssl.cli import json_line
 from avssl.config import Config, apply_override, load_config
 from avssl.errors import AvsslError, CheckpointError
 from avssl.train.checkpoint import checkpoint_config, load_checkpoint
@@ -36,6 +37,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a run exactly where it stopped")
     p.add_argument("--run-dir", help="explicit run directory (must not exist or be empty)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--strict", action="store_true", help="stop at the first clip that cannot be decoded"
+    )
     return p
 
 
@@ -98,9 +102,9 @@ def main(argv: list[str] | None = None) -> int:
 
     from avssl.train.loop import train  # heavy imports only once the arguments are valid
 
-    summary = train(cfg, run_dir, resume=resume, progress=not args.no_progress)
+    summary = train(cfg, run_dir, resume=resume, progress=not args.no_progress, strict=args.strict)
     if rank0:
-        print(json.dumps(summary))
+        print(json_line(summary))
         sys.stdout.flush()
     if summary["interrupted"]:
         return 128 + summary["signal"]

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import math
 import signal
 import sys
@@ -19,6 +18,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from avssl.cli import json_line
 from avssl.config import Config, dump_yaml, to_dict
 from avssl.data.source import load_split, manifest_path
 from avssl.errors import AvsslError
@@ -27,6 +27,8 @@ from avssl.models import build_model
 from avssl.train import runtime
 from avssl.train.checkpoint import save_checkpoint
 from avssl.train.data import batches_per_epoch, make_loader, to_device
+
+MAX_LISTED_SKIPS = 50  # undecodable clips listed in the summary (all are counted)
 
 
 class TrainingError(AvsslError):
@@ -90,7 +92,13 @@ class _StopFlag:
             signal.signal(sig, old)
 
 
-def train(cfg: Config, run_dir: Path, resume: dict | None = None, progress: bool = True) -> dict:
+def train(
+    cfg: Config,
+    run_dir: Path,
+    resume: dict | None = None,
+    progress: bool = True,
+    strict: bool = False,
+) -> dict:
     """Train ``cfg`` into ``run_dir``; returns the summary printed as the last stdout line.
 
     Args:
@@ -98,6 +106,8 @@ def train(cfg: Config, run_dir: Path, resume: dict | None = None, progress: bool
         run_dir: the run directory (created and checked by the caller on rank 0).
         resume: a loaded checkpoint to continue from exactly, or None.
         progress: show the progress bar.
+        strict: a clip that cannot be decoded is an error (by default it is skipped, counted
+            and listed in the summary's ``skipped``).
     """
     t0 = time.time()
     device = runtime.resolve_device(cfg.train.device)
@@ -121,6 +131,14 @@ def train(cfg: Config, run_dir: Path, resume: dict | None = None, progress: bool
         cfg.data, "val", False, manifest=manifest, windows_per_clip=cfg.train.val_windows,
         seed=cfg.train.seed + 1000, progress=progress,
     )  # fmt: skip
+    skipped = [
+        {"split": split, "id": item, "reason": reason}
+        for split, ds in (("train", train_ds), ("val", val_ds))
+        for item, reason in ds.store.skipped
+    ]
+    if strict and skipped:
+        first = skipped[0]
+        raise AvsslError(f"{first['reason']} ({first['split']} row {first['id']!r}; --strict)")
     n_batches = batches_per_epoch(len(train_ds), cfg.train.batch_size, dist_info.world)
     if n_batches == 0:
         raise TrainingError(
@@ -159,7 +177,7 @@ def train(cfg: Config, run_dir: Path, resume: dict | None = None, progress: bool
     def log(obj: dict) -> None:
         if main_proc:
             with open(run_dir / "metrics.jsonl", "a", encoding="utf-8") as fh:
-                fh.write(json.dumps(obj) + "\n")
+                fh.write(json_line(obj) + "\n")
 
     def validate() -> dict:
         nonlocal best
@@ -262,5 +280,7 @@ def train(cfg: Config, run_dir: Path, resume: dict | None = None, progress: bool
         "weights_digest": digest,
         "interrupted": bool(stop.signum),
         "signal": stop.signum,
+        "n_skipped": len(skipped),
+        "skipped": skipped[:MAX_LISTED_SKIPS],
     }
     return summary

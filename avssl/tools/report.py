@@ -1,0 +1,308 @@
+"""``avssl report``: one self-contained static HTML page describing a training run.
+
+usage: avssl report RUN_DIR [-o report.html] [--data MANIFEST] [--n-queries 4] [-k 4]
+                    [--n-overlays 4] [--max-clips 200] [--results FILE ...] [--device cpu]
+                    [--force]
+
+The page holds, when the run has them: the training curves (``metrics.jsonl``), every evaluation
+table (``report.md`` sections, ``*.json`` results inside RUN_DIR and ``--results`` files), an
+audio -> visual retrieval gallery of test clips and heatmap overlays computed from ``best.pt``
+(else ``last.pt``) on the run's data, and the run's config. Images and audio are embedded as data
+URIs; the page has no script and loads nothing. Parts the run lacks are replaced by a note. Every
+string that comes from files or data is HTML-escaped. The last stdout line is JSON:
+``{"report": path, "sections": [...], "bytes": N}`` listing the sections that have content.
+"""
+
+from __future__ import annotations
+
+import argparse
+import html
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from avssl.errors import AvsslError
+from avssl.tools import report_figures as figures
+
+SECTIONS = {
+    "curves": "Training curves",
+    "evaluations": "Evaluations",
+    "gallery": "Retrieval gallery (audio \u2192 visual, test split)",
+    "overlays": "Localisation overlays (test split)",
+    "config": "Config",
+}
+MAX_SKIPPED_LISTED = 10
+_STYLE = (
+    "body{font-family:sans-serif;margin:1.5em;max-width:1200px;color:#222}"
+    "table{border-collapse:collapse;margin:.5em 0 1em}"
+    "td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}"
+    "pre{background:#f6f6f6;padding:1em;overflow:auto}.note{color:#777;font-style:italic}"
+    ".row{display:flex;flex-wrap:wrap;gap:8px;margin-bottom:1em;align-items:flex-start}"
+    "figure{margin:0;width:140px;font-size:12px;overflow-wrap:anywhere}"
+    "figure img{width:96px;height:96px;image-rendering:pixelated;border:3px solid #ddd}"
+    "figure.query{width:320px}figure.query img{border-color:#36c}"
+    "figure.hit img{border-color:#2a2}audio{width:300px;display:block}"
+)
+esc = html.escape
+
+
+@dataclass
+class Section:
+    """HTML body of one section; ``ok`` is False when it only holds a note."""
+
+    body: str
+    ok: bool = True
+
+
+def note(text: str) -> Section:
+    return Section(f'<p class="note">{esc(text)}</p>', ok=False)
+
+
+def html_table(header: list[str], rows: list[list[str]]) -> str:
+    """An HTML table with every cell escaped."""
+    head = "".join(f"<th>{esc(c)}</th>" for c in header)
+    body = "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in r) + "</tr>" for r in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def curves_section(run_dir: Path) -> Section:
+    path = run_dir / "metrics.jsonl"
+    if not path.is_file():
+        return note("No metrics.jsonl yet: no training curves.")
+    rows, bad = figures.read_metrics(path)
+    png = figures.curves_png(rows)
+    if png is None:
+        return note("metrics.jsonl has no train or val rows yet: no training curves.")
+    body = f'<img src="{figures.png_uri(png)}" alt="training curves" width="1000">'
+    if bad:
+        body += f'<p class="note">{bad} unreadable line(s) of metrics.jsonl skipped.</p>'
+    return Section(body)
+
+
+def evaluations_section(run_dir: Path, extra: list[Path]) -> Section:
+    tables, notes = [], []
+    md = run_dir / "report.md"
+    if md.is_file():
+        tables += figures.parse_report_md(md.read_text(encoding="utf-8", errors="replace"))
+    else:
+        notes.append("No report.md yet (run evaluate.py ... --checkpoint RUN_DIR).")
+    found = sorted(p for p in run_dir.rglob("*.json") if p.is_file())
+    seen = {p.resolve() for p in found}
+    found += [p for p in extra if p.resolve() not in seen]
+    more, skipped = figures.json_tables(found, run_dir)
+    tables += more
+    notes += skipped
+    parts = [f"<h3>{esc(t['title'])}</h3>" + html_table(t["header"], t["rows"]) for t in tables]
+    parts += [f'<p class="note">{esc(n)}</p>' for n in notes]
+    if not tables:
+        parts.append('<p class="note">No evaluation results found.</p>')
+    return Section("\n".join(parts), ok=bool(tables))
+
+
+def _caption(row, *lines: str) -> str:
+    labels = ", ".join(row.labels) or "-"
+    extra = "".join(f"{line}<br>" for line in lines)
+    return (
+        f"<figcaption>{extra}<b>{esc(row.id)}</b><br>label: {esc(labels)}<br>"
+        f"<small>{esc(Path(row.visual).name)}</small></figcaption>"
+    )
+
+
+def _skipped_html(skipped: list[tuple[str, str]]) -> str:
+    if not skipped:
+        return ""
+    items = "".join(
+        f"<li>{esc(cid)}: {esc(reason)}</li>" for cid, reason in skipped[:MAX_SKIPPED_LISTED]
+    )
+    more = len(skipped) - MAX_SKIPPED_LISTED
+    tail = f"<li>... and {more} more</li>" if more > 0 else ""
+    return f'<p class="note">{len(skipped)} clip(s) skipped:</p><ul>{items}{tail}</ul>'
+
+
+def gallery_html(clips, ranked: list[dict], sample_rate: int, total: int) -> str:
+    """Query rows: the query's frame and audio player, then its top-k matches."""
+    from avssl.tools.html import jpeg_uri, wav_uri
+
+    thumbs = [jpeg_uri(t.numpy()) for t in clips.thumbs]
+    parts = [
+        f"<p>{len(ranked)} audio queries searched against the centre frames of "
+        f"{len(clips.rows)} of {total} test clips. Green frames share a label with the query "
+        "(&#10003;).</p>"
+    ]
+    for item in ranked:
+        q = item["query"]
+        audio = wav_uri(clips.waves[q].numpy(), sample_rate)
+        cells = [
+            f'<figure class="query"><img src="{thumbs[q]}" alt="query frame">'
+            f'<audio controls preload="none" src="{audio}"></audio>'
+            + _caption(clips.rows[q], "query audio")
+            + "</figure>"
+        ]
+        for rank, m in enumerate(item["matches"], 1):
+            mark = " &#10003;" if m["same_label"] else ""
+            own = " (query's clip)" if m["same_clip"] else ""
+            cls = ' class="hit"' if m["same_label"] else ""
+            head = f"#{rank} score {m['score']:.3f}{mark}{own}"
+            cells.append(
+                f'<figure{cls}><img src="{thumbs[m["index"]]}" alt="match {rank}">'
+                + _caption(clips.rows[m["index"]], head)
+                + "</figure>"
+            )
+        parts.append('<div class="row">' + "".join(cells) + "</div>")
+    return "\n".join(parts) + _skipped_html(clips.skipped)
+
+
+def overlays_html(clips, idx: list[int], blended) -> str:
+    from avssl.tools.html import jpeg_uri
+
+    cells = []
+    for i, img in zip(idx, blended, strict=True):
+        cells.append(
+            f'<figure><img src="{jpeg_uri(clips.thumbs[i].numpy())}" alt="frame">'
+            f'<img src="{jpeg_uri(img.numpy())}" alt="heatmap overlay">'
+            + _caption(clips.rows[i])
+            + "</figure>"
+        )
+    return (
+        "<p>Heatmap of the clip's centre audio window over its centre frame (jet: red = "
+        'strongest).</p><div class="row">' + "".join(cells) + "</div>"
+    )
+
+
+def model_sections(run_dir: Path, args) -> tuple[Section, Section, object | None]:
+    """Gallery and overlay sections, and the checkpoint's config (None without a checkpoint)."""
+    from avssl.data.manifest import read_manifest
+    from avssl.data.source import manifest_path
+    from avssl.eval.retrieval import NO_SHARED_SPACE
+    from avssl.tools import report_gallery as gal
+    from avssl.train.checkpoint import load_model
+    from avssl.train.runtime import resolve_device
+
+    if not any((run_dir / n).is_file() for n in ("best.pt", "last.pt")):
+        msg = "No checkpoint (best.pt or last.pt) yet: no {}."
+        return note(msg.format("retrieval gallery")), note(msg.format("overlays")), None
+    cfg = None
+    try:
+        device = resolve_device(args.device)
+        model, cfg, state = load_model(run_dir, device)
+        if args.data:
+            cfg.data.root = args.data
+        manifest = manifest_path(cfg.data, progress=False)
+        rows = read_manifest(manifest)
+        test_rows = [r for r in rows if r.split == "test"]
+        clips = gal.centre_clips(test_rows, manifest, cfg.data, args.max_clips)
+        if len(clips.rows) < 2:
+            raise AvsslError(
+                f"{manifest}: {len(clips.rows)} decodable test clip(s), need at least 2"
+            )
+        train = None
+        if cfg.model.method in NO_SHARED_SPACE:  # CCA is fitted on training clips
+            train_rows = [r for r in rows if r.split == "train"]
+            train = gal.centre_clips(train_rows, manifest, cfg.data, args.max_clips)
+        sim = gal.a2v_similarity(model, cfg.model.method, clips, train, device)
+        queries = gal.spread(len(clips.rows), args.n_queries)
+        ranked = gal.rank_queries(sim, [r.labels for r in clips.rows], queries, args.k)
+        source = f"<p>Checkpoint: {esc(Path(state['path']).name)}, data: {esc(str(manifest))}</p>"
+        gallery = Section(
+            source + gallery_html(clips, ranked, cfg.data.sample_rate, len(test_rows))
+        )
+        blended = gal.overlay_frames(model, clips, args.n_overlays, device)
+    except (AvsslError, OSError) as err:
+        return note(f"Retrieval gallery skipped: {err}"), note(f"Overlays skipped: {err}"), cfg
+    if blended is None:
+        overlays = note(
+            f"Method {cfg.model.method!r} has no localisation map, so there are no overlays "
+            "(avolnet, or contrastive with model.spatial=true, have one)."
+        )
+    else:
+        overlays = Section(overlays_html(clips, *blended))
+    return gallery, overlays, cfg
+
+
+def config_section(run_dir: Path, cfg) -> Section:
+    path = run_dir / "config.yaml"
+    if path.is_file():
+        text = path.read_text(encoding="utf-8", errors="replace")
+        return Section(f"<p>{esc(str(path))}</p><pre>{esc(text)}</pre>")
+    if cfg is not None:
+        import yaml
+
+        from avssl.config import to_dict
+
+        text = yaml.safe_dump(to_dict(cfg), sort_keys=False)
+        return Section(
+            f"<p>config.yaml is missing; the checkpoint's config:</p><pre>{esc(text)}</pre>"
+        )
+    return note("No config.yaml and no readable checkpoint: no config to show.")
+
+
+def render_page(run_dir: Path, sections: dict[str, Section]) -> str:
+    """The whole page: a header, a table of contents and one ``<section>`` per entry."""
+    title = f"avssl run report: {run_dir.resolve().name}"
+    toc = " | ".join(f'<a href="#{key}">{esc(SECTIONS[key])}</a>' for key in sections)
+    body = [
+        f'<section id="{key}"><h2>{esc(SECTIONS[key])}</h2>\n{sec.body}</section>'
+        for key, sec in sections.items()
+    ]
+    return "\n".join(
+        [
+            "<!DOCTYPE html>",
+            '<html lang="en"><head><meta charset="utf-8">',
+            f"<title>{esc(title)}</title><style>{_STYLE}</style></head><body>",
+            f"<h1>{esc(title)}</h1><p>{esc(str(run_dir.resolve()))}</p><p>{toc}</p>",
+            *body,
+            "</body></html>",
+        ]
+    )
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="avssl report", description=__doc__.splitlines()[0])
+    p.add_argument("run_dir", help="a run directory made by train.py")
+    p.add_argument("-o", "--output", help="HTML file to write (default: RUN_DIR/report.html)")
+    p.add_argument("--data", help="manifest (default: the data the run was trained on)")
+    p.add_argument("--n-queries", type=int, default=4, help="gallery audio queries (default 4)")
+    p.add_argument("-k", type=int, default=4, help="matches shown per query (default 4)")
+    p.add_argument("--n-overlays", type=int, default=4, help="overlay thumbnails (default 4)")
+    p.add_argument("--max-clips", type=int, default=200, help="test clips searched (default 200)")
+    p.add_argument("--results", nargs="*", default=[], help="more evaluation JSON files")
+    p.add_argument("--device", default="cpu", help="cpu | auto | cuda[:N]")
+    p.add_argument("--force", action="store_true", help="overwrite an existing output file")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    run_dir = Path(args.run_dir)
+    if not run_dir.exists():
+        raise AvsslError(f"{run_dir}: no such run directory")
+    if not run_dir.is_dir():
+        raise AvsslError(f"{run_dir}: not a directory")
+    out = Path(args.output) if args.output else run_dir / "report.html"
+    if out.exists() and not args.force:
+        raise AvsslError(f"{out}: exists (pass --force to overwrite)")
+    for name in ("n_queries", "k", "n_overlays", "max_clips"):
+        if getattr(args, name) < 1:
+            raise AvsslError(f"--{name.replace('_', '-')} must be >= 1")
+    extra = [Path(p) for p in args.results]
+    for path in extra:
+        if not path.is_file():
+            raise AvsslError(f"{path}: no such results file")
+
+    gallery, overlays, cfg = model_sections(run_dir, args)
+    sections = {
+        "curves": curves_section(run_dir),
+        "evaluations": evaluations_section(run_dir, extra),
+        "gallery": gallery,
+        "overlays": overlays,
+        "config": config_section(run_dir, cfg),
+    }
+    data = render_page(run_dir, sections).encode("utf-8")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
+    tmp.write_bytes(data)
+    os.replace(tmp, out)
+    done = [key for key, sec in sections.items() if sec.ok]
+    print(json.dumps({"report": str(out), "sections": done, "bytes": len(data)}))
+    return 0

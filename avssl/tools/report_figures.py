@@ -1,0 +1,164 @@
+"""The run-history parts of ``avssl report``: training curves and evaluation tables.
+
+Reads what ``train.py`` and ``evaluate.py`` leave in a run directory: ``metrics.jsonl`` (one JSON
+object per logged step, ``"split"`` is ``"train"`` or ``"val"``), the ``report.md`` that each
+evaluation appends a ``## Title`` and a markdown table to, and evaluation results saved as JSON.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+from pathlib import Path
+
+# (split, key, legend) of each plotted series; loss and accuracies go on separate axes.
+LOSS_SERIES = (("train", "loss", "train loss"),)
+ACC_SERIES = (
+    ("train", "acc", "train acc"),
+    ("val", "accuracy", "val accuracy"),
+    ("val", "accuracy_easy", "val accuracy (easy neg.)"),
+    ("val", "accuracy_hard", "val accuracy (hard neg.)"),
+)
+MAX_JSON_BYTES = 5_000_000
+
+
+def read_metrics(path: Path) -> tuple[list[dict], int]:
+    """Rows of a ``metrics.jsonl`` and the number of unreadable lines skipped."""
+    rows, bad = [], 0
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError:
+            bad += 1
+            continue
+        if isinstance(obj, dict):
+            rows.append(obj)
+        else:
+            bad += 1
+    return rows, bad
+
+
+def curve_series(rows: list[dict], split: str, key: str) -> tuple[list[float], list[float]]:
+    """``(steps, values)`` of ``key`` in rows of ``split`` that have a numeric step and value."""
+    steps, values = [], []
+    for row in rows:
+        step, value = row.get("step"), row.get(key)
+        if row.get("split") != split or isinstance(value, bool) or isinstance(step, bool):
+            continue
+        if isinstance(step, int | float) and isinstance(value, int | float):
+            steps.append(float(step))
+            values.append(float(value))
+    return steps, values
+
+
+def png_uri(png: bytes) -> str:
+    """PNG bytes -> ``data:image/png;base64,...``."""
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+def curves_png(rows: list[dict]) -> bytes | None:
+    """Training loss and train/val accuracies against the step, as one PNG (None: nothing to plot).
+
+    Uses matplotlib's Agg canvas directly (no pyplot global state), so it runs headless.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    panels = [("loss", LOSS_SERIES), ("accuracy", ACC_SERIES)]
+    data = [
+        [(label, *curve_series(rows, split, key)) for split, key, label in series]
+        for _, series in panels
+    ]
+    if not any(steps for panel in data for _, steps, _ in panel):
+        return None
+    fig = Figure(figsize=(10, 3.6), dpi=100)
+    FigureCanvasAgg(fig)
+    for i, ((ylabel, _), series) in enumerate(zip(panels, data, strict=True)):
+        ax = fig.add_subplot(1, 2, i + 1)
+        for label, steps, values in series:
+            if steps:
+                ax.plot(steps, values, marker="o" if len(steps) < 30 else None, ms=3, label=label)
+        ax.set_xlabel("step")
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+        if any(steps for _, steps, _ in series):
+            ax.legend(fontsize=8)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return buf.getvalue()
+
+
+def _is_separator(cells: list[str]) -> bool:
+    return all(c and set(c) <= set("-: ") for c in cells)
+
+
+def parse_report_md(text: str) -> list[dict]:
+    """The ``## Title`` sections of a report.md and their markdown tables.
+
+    Returns:
+        ``[{"title": str, "header": [str, ...], "rows": [[str, ...], ...]}]`` in file order; the
+        first table line of a section is its header, the ``|---|`` line is dropped and lines
+        outside any table are ignored.
+    """
+    sections: list[dict] = []
+    for raw in text.splitlines():
+        line = raw.strip()
+        if line.startswith("## "):
+            sections.append({"title": line[3:].strip(), "header": [], "rows": []})
+        elif line.startswith("|") and sections:
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            sec = sections[-1]
+            if _is_separator(cells):
+                continue
+            if not sec["header"] and not sec["rows"]:
+                sec["header"] = cells
+            else:
+                sec["rows"].append(cells)
+    return sections
+
+
+def flatten_scalars(result: dict, prefix: str = "") -> list[tuple[str, str]]:
+    """``(key, text)`` of every scalar of a nested result (``a2v/R@1``); lists are left out."""
+    out: list[tuple[str, str]] = []
+    for key, value in result.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out += flatten_scalars(value, name + "/")
+        elif isinstance(value, float):
+            out.append((name, f"{value:.4f}"))
+        elif value is None or isinstance(value, bool | int | str):
+            out.append((name, "-" if value is None else str(value)))
+    return out
+
+
+def json_tables(paths: list[Path], base: Path) -> tuple[list[dict], list[str]]:
+    """Evaluation results saved as JSON objects -> tables like :func:`parse_report_md`'s.
+
+    Returns:
+        ``(tables, notes)``: one table per readable JSON object (titled by its path relative to
+        ``base`` when inside it), one note per file that was skipped and why.
+    """
+    tables, notes = [], []
+    for path in paths:
+        try:
+            title = str(path.relative_to(base))
+        except ValueError:
+            title = str(path)
+        try:
+            if path.stat().st_size > MAX_JSON_BYTES:
+                notes.append(f"{title}: skipped (larger than {MAX_JSON_BYTES // 1_000_000} MB)")
+                continue
+            obj = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+            notes.append(f"{title}: skipped (not readable JSON: {str(err).splitlines()[0]})")
+            continue
+        if not isinstance(obj, dict):
+            notes.append(f"{title}: skipped (not a JSON object)")
+            continue
+        rows = [list(kv) for kv in flatten_scalars(obj)]
+        tables.append({"title": title, "header": ["metric", "value"], "rows": rows})
+    return tables, notes

@@ -1,0 +1,145 @@
+"""The model-dependent parts of ``avssl report``: a retrieval gallery and heatmap overlays.
+
+Each clip is represented as in ``evaluate.py retrieval`` (:mod:`avssl.eval.retrieval`): the
+frame at its centre and the audio window centred on it. Audio -> visual queries are ranked by
+:func:`avssl.eval.retrieval.similarities` (location max for map models; CCA fitted on *training*
+clips for methods without a shared space, as in Objects that Sound,
+https://arxiv.org/abs/1712.06651). Overlays blend ``model.heatmap`` over the frame like
+``avssl overlay``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from avssl.config import DataConfig
+from avssl.data.dataset import ClipStore
+from avssl.data.manifest import Row
+from avssl.data.transforms import eval_resize
+from avssl.errors import AvsslError, MediaError
+
+THUMB = 96  # decoded thumbnail side (frames are resized down to the model's input size)
+
+
+@dataclass
+class CentreClips:
+    """Centre pairs of some clips: ``thumbs`` uint8 ``[N, T, T, 3]``, ``frames`` float
+    ``[N, 3, S, S]`` in [0, 1] (model input), ``waves`` float ``[N, n]``; ``skipped`` lists
+    ``(id, reason)`` of clips that could not be decoded."""
+
+    rows: list[Row]
+    thumbs: torch.Tensor
+    frames: torch.Tensor
+    waves: torch.Tensor
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+
+def spread(n_total: int, n: int) -> list[int]:
+    """``min(n, n_total)`` distinct indices evenly spread over ``range(n_total)``."""
+    if n_total <= 0 or n <= 0:
+        return []
+    return sorted({int(i) for i in np.linspace(0, n_total - 1, min(n, n_total)).round()})
+
+
+def centre_clips(rows: list[Row], manifest: Path, data: DataConfig, limit: int) -> CentreClips:
+    """Decode the centre pair of up to ``limit`` evenly spread ``rows``, skipping bad clips.
+
+    Decodes on demand with seeking (one frame and one window per clip), not whole clips.
+    """
+    rows = [rows[i] for i in spread(len(rows), limit)]
+    size = max(THUMB, data.frame_size)
+    store = ClipStore(rows, manifest, data, size, preload=False)
+    skipped = list(store.skipped)
+    kept, thumbs, frames, waves = [], [], [], []
+    for i, (row, duration) in enumerate(zip(store.rows, store.durations, strict=True)):
+        try:
+            frame = store.frame(i, duration / 2)
+            wave = store.audio(i, duration / 2)
+        except MediaError as err:
+            skipped.append((row.id, str(err)))
+            continue
+        kept.append(row)
+        thumbs.append(eval_resize(frame, THUMB).permute(1, 2, 0))
+        frames.append(eval_resize(frame, data.frame_size))
+        waves.append(wave)
+    if not kept:
+        return CentreClips([], torch.empty(0), torch.empty(0), torch.empty(0), skipped)
+    return CentreClips(
+        kept,
+        torch.stack(thumbs),
+        torch.stack(frames).float().div_(255),
+        torch.stack(waves),
+        skipped,
+    )
+
+
+def a2v_similarity(model, method: str, test: CentreClips, train: CentreClips | None, device):
+    """``[N, N]`` audio (rows) -> visual (columns) similarities of the ``test`` clips.
+
+    ``train`` clips are needed (and only used to fit CCA) when ``method`` has no shared space.
+    """
+    from avssl.eval.retrieval import (
+        NO_SHARED_SPACE,
+        cca_project,
+        embed_pairs,
+        fit_cca,
+        similarities,
+    )
+
+    emb = embed_pairs(model, test.frames, test.waves, device)
+    if method in NO_SHARED_SPACE:
+        if train is None or len(train.rows) < 2:
+            raise AvsslError(f"{method}: fewer than 2 decodable training clips to fit CCA on")
+        tr = embed_pairs(model, train.frames, train.waves, device)
+        emb = cca_project(fit_cca(tr["audio"], tr["visual"]), emb)
+    return similarities(emb)["a2v"]
+
+
+def rank_queries(sim: np.ndarray, labels: list[list[str]], queries: list[int], k: int) -> list:
+    """Top-``k`` visual matches of each audio query.
+
+    Args:
+        sim: ``[N, N]`` a2v similarities (row = audio query, column = visual item).
+        labels: each clip's labels; a match is marked when it shares one with the query.
+        queries: row indices to rank for.
+        k: matches per query.
+
+    Returns:
+        one ``{"query": q, "matches": [{"index", "score", "same_label", "same_clip"}]}`` per
+        query, best match first (ties broken by the lower index).
+    """
+    out = []
+    for q in queries:
+        order = np.argsort(-sim[q], kind="stable")[:k]
+        qlab = set(labels[q])
+        matches = [
+            {
+                "index": int(j),
+                "score": float(sim[q, j]),
+                "same_label": bool(qlab & set(labels[j])),
+                "same_clip": int(j) == q,
+            }
+            for j in order
+        ]
+        out.append({"query": q, "matches": matches})
+    return out
+
+
+def overlay_frames(model, clips: CentreClips, n: int, device, alpha: float = 0.5):
+    """Heatmaps of ``n`` evenly spread clips blended over their thumbnails.
+
+    Returns:
+        ``(indices, uint8 [n, T, T, 3])`` or None when the model has no map.
+    """
+    from avssl.eval.embed import heatmaps
+    from avssl.tools.overlay import blend, colormap_lut
+
+    idx = spread(len(clips.rows), n)
+    maps = heatmaps(model, clips.frames[idx], clips.waves[idx], device)
+    if maps is None:
+        return None
+    return idx, blend(clips.thumbs[idx], maps, colormap_lut("jet"), alpha)
