@@ -17,13 +17,15 @@ from sklearn.metrics import accuracy_score
 
 import evaluate
 import train
+from avssl.errors import AvsslError
 from avssl.eval import probe as probe_mod
-from avssl.eval.audio_sets import list_esc50, list_folder, list_us8k
+from avssl.eval.audio_sets import list_esc50, list_folder, list_manifest, list_us8k
 from avssl.eval.clip_features import LogMelStats, WindowEmbedder
 from avssl.eval.embed import audio_windows, embed_audio
 from avssl.eval.probe import (
     Fold,
     evaluate_fold,
+    fixed_split,
     group_kfold,
     inner_splits,
     leave_one_group_out,
@@ -347,3 +349,98 @@ def test_cli_model_and_random_features(tiny_ckpt, tmp_path, capsys):
     assert again["per_fold"] == rnd["per_fold"]  # seeded
     report = (tiny_ckpt.parent / "report.md").read_text()
     assert report.count("Sound classification (us8k") == 3
+
+
+# ---------------------------------------------------------------- manifest (fixed split)
+
+
+def _two_tone(path: Path, first: str, second: str, seed: int) -> Path:
+    """2 s of audio: the ``first`` class's tone for 1 s, then the ``second``'s."""
+    parts = []
+    for k, label in enumerate((first, second)):
+        part = _tone(path.with_suffix(f".{k}.wav"), label, seed + k, 1.0)
+        parts.append(sf.read(part)[0])
+        part.unlink()
+    sf.write(path, np.concatenate(parts).astype(np.float32), SR)
+    return path
+
+
+def make_manifest(root: Path, per_split=None) -> Path:
+    """Rows cut 1-s windows out of two-tone files: the label depends on the window alone."""
+    from PIL import Image
+
+    root.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (8, 8)).save(root / "canvas.png")
+    names, rows, seed = list(FREQS), [], 0
+    for split, n in (per_split or {"train": 9, "val": 3, "test": 6}).items():
+        for i in range(n):
+            seed += 1
+            first, second = names[i % 3], names[(i + 1 + (i // 3) % 2) % 3]  # never equal
+            _two_tone(root / "audio" / f"{split}{i}.wav", first, second, 10 * seed)
+            for k, lab in enumerate((first, second)):
+                if split == "val":
+                    lab = "val-only"  # would be an extra class if val reached the probe
+                rows.append({"id": f"spk{i % 2}_{split}{i}_{k}", "image": "canvas.png",
+                             "audio": f"audio/{split}{i}.wav", "start": float(k),
+                             "end": float(k + 1), "labels": [lab], "split": split})  # fmt: skip
+    rows.append({"id": "unlabelled", "image": "canvas.png", "audio": "audio/train0.wav"})
+    path = root / "manifest.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_list_manifest_windows_groups_and_video_audio(tmp_path, media_factory):
+    path = make_manifest(tmp_path / "m", {"train": 1, "test": 1})
+    media_factory("clip.mp4", duration=1.0)
+    with open(path, "a") as fh:
+        fh.write(json.dumps({"id": "vid", "video": str(tmp_path / "clip.mp4"), "start": 0.2,
+                             "labels": ["x", "y"], "split": "test"}) + "\n")  # fmt: skip
+    items = list_manifest(path.parent, group_regex=r"^(spk\d)_")
+    assert len(items) == 5  # the unlabelled row is left out
+    first = items[0]
+    assert first.path == path.parent / "audio" / "train0.wav" and first.group == "train"
+    assert (first.start, first.duration, first.source, first.label) == (0.0, 1.0, "spk0", "low")
+    assert (items[1].start, items[1].duration) == (1.0, 1.0)
+    vid = items[-1]  # no audio file: the video's own track, to its end
+    assert vid.path == tmp_path / "clip.mp4" and (vid.start, vid.duration) == (0.2, None)
+    assert vid.label == "x" and vid.source == "vid" and vid.group == "test"
+
+
+def test_fixed_split_fold():
+    groups = np.array(["train", "val", "test", "train", "test"])
+    (fold,) = fixed_split(groups)
+    assert fold.name == "test" and fold.train.tolist() == [0, 3] and fold.test.tolist() == [2, 4]
+    with pytest.raises(AvsslError, match="no clip in split 'test'"):
+        fixed_split(np.array(["train", "val"]))
+
+
+def test_cli_manifest_probe_trains_on_train_tests_on_test(tmp_path, capsys):
+    path = make_manifest(tmp_path / "m")
+    res = _classify(capsys, "--dataset", "manifest", "--root", str(path), "--features", "logmel",
+                    "--group-regex", r"^(spk\d)_")  # fmt: skip
+    (fold,) = res["per_fold"]
+    assert (fold["fold"], fold["n_train"], fold["n_test"]) == ("test", 18, 12)
+    assert res["n_clips"] == 30 and res["n_classes"] == 3  # val rows and their class left out
+    assert res["accuracy_mean"] > 0.9 and res["accuracy_std"] == 0.0  # windows honoured
+    assert res["accuracy_pooled"] == res["accuracy_mean"] and res["features"] == "logmel"
+    assert "val ignored" in res["protocol"] and res["n_skipped"] == 0
+    assert "2-fold" in fold["c_selection"]  # inner CV grouped by the two "speakers"
+
+
+def test_cli_manifest_errors_are_one_line(tmp_path, capsys):
+    path = make_manifest(tmp_path / "m", {"train": 3})
+    args = ["classify", "--dataset", "manifest", "--root", str(path), "--features", "logmel"]
+    assert evaluate.main(args) == 2
+    assert "no clip in split 'test'" in capsys.readouterr().err
+    assert evaluate.main([*args, "--protocol", "kfold"]) == 2
+    assert "drop --protocol" in capsys.readouterr().err
+    assert evaluate.main([*args[:4], str(tmp_path / "nope.jsonl")]) == 2
+    assert "nope.jsonl: no such manifest" in capsys.readouterr().err
+
+
+def test_cli_manifest_model_features(tiny_ckpt, tmp_path, capsys):
+    path = make_manifest(tmp_path / "m", {"train": 3, "test": 3})
+    res = _classify(capsys, "--dataset", "manifest", "--root", str(path),
+                    "--checkpoint", str(tiny_ckpt))  # fmt: skip
+    assert res["features"] == "model" and res["n_clips"] == 12
+    assert 0.0 <= res["accuracy_mean"] <= 1.0 and len(res["per_fold"]) == 1

@@ -225,3 +225,122 @@ def test_cli_missing_ontology_is_one_line(runs, tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and err.startswith("error: ") and str(missing) in err
     assert len(err.strip().splitlines()) == 1
+
+
+# ---- a separate visual gallery ----------------------------------------------------------------
+
+
+def test_gallery_results_relevance_uses_labels():
+    # 3 queries x 4 gallery items; gallery order by similarity is the index order for every query
+    sim = np.tile([4.0, 3.0, 2.0, 1.0], (3, 1))
+    res = _gallery_results(sim, [["a"], ["b"], ["z"]], [["b"], ["x"], ["a"], ["a", "b"]])
+    assert res["n_gallery"] == 4 and res["n_queries"] == 2 and res["no_relevant"] == 1
+    # query a: relevant at ranks 3, 4 -> AP (1/3 + 2/4) / 2; query b: ranks 1, 4 -> (1 + 2/4) / 2
+    assert res["R@1"] == 0.5 and res["R@5"] == 1.0 and res["median_rank"] == 2.0
+    assert res["mAP"] == pytest.approx(((1 / 3 + 1 / 2) / 2 + (1 + 1 / 2) / 2) / 2)
+
+
+def _gallery_results(*args):
+    from avssl.eval.retrieval_cli import gallery_results
+
+    return gallery_results(*args)
+
+
+def test_gallery_frames_centre_frame_images_and_skips(media_factory):
+    from avssl.data.manifest import Row
+
+    video = media_factory("v.mp4", duration=2.0, fps=25.0, size=(48, 64))
+    media_factory("still.png", size=(48, 64))
+    manifest = media_factory.folder / "gallery.jsonl"
+    rows = [
+        Row("whole", video="v.mp4", audio=None, labels=["a"]),  # no end: probed, centre 1.0 s
+        Row("window", video=str(video), start=0.4, end=1.2, labels=["b"]),  # centre 0.8 s
+        Row("img", image="still.png", labels=["c"]),
+        Row("gone", image="missing.png", labels=["d"]),
+    ]
+    gallery = retrieval.gallery_frames(rows, manifest, frame_size=64, fps=25.0)
+    assert [r.id for r in gallery.rows] == ["whole", "window", "img"]
+    assert gallery.skipped[0][0] == "gone" and "missing.png" in gallery.skipped[0][1]
+    assert gallery.frames.shape == (3, 3, 64, 64) and gallery.frames.dtype == torch.float32
+    as_uint8 = (gallery.frames * 255).round().byte().permute(0, 2, 3, 1)
+    assert media_factory.frame_index(as_uint8[0]) == 25
+    assert media_factory.frame_index(as_uint8[1]) == 20
+    img = gallery.frames[2]
+    assert img[0, :28].mean() > 0.95 and img[2, :28].mean() < 0.05  # red top half
+    assert img[2, 36:].mean() > 0.95 and img[0, 36:].mean() < 0.05  # blue bottom half
+
+
+def test_cca_project_each_side_alone_matches_joint():
+    g = torch.Generator().manual_seed(0)
+    a, v = torch.randn(40, 6, generator=g), torch.randn(40, 5, generator=g)
+    v = v + a[:, :5]  # correlated
+    cca = retrieval.fit_cca(a, v, 3)
+    joint = retrieval.cca_project(cca, {"audio": a[:7], "visual": v[:7]})
+    alone_v = retrieval.cca_project(cca, {"audio": None, "visual": v[:7], "map": None})
+    alone_a = retrieval.cca_project(cca, {"audio": a[:7], "visual": None})
+    assert alone_v["audio"] is None and alone_a["visual"] is None and joint["map"] is None
+    torch.testing.assert_close(alone_v["visual"], joint["visual"])
+    torch.testing.assert_close(alone_a["audio"], joint["audio"])
+    uneven = retrieval.cca_project(cca, {"audio": a[:2], "visual": v[:9]})  # Q != G
+    assert uneven["audio"].shape == (2, 3) and uneven["visual"].shape == (9, 3)
+
+
+def _test_rows(run_dir):
+    cfg = checkpoint_config(load_checkpoint(run_dir))
+    manifest = manifest_path(cfg.data, progress=False)
+    rows = [json.loads(line) for line in manifest.read_text().splitlines() if line.strip()]
+    return manifest, [r for r in rows if r["split"] == "test"]
+
+
+def _write_jsonl(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_cli_gallery_of_the_test_videos_equals_class_level_a2v(runs, tmp_path, capsys):
+    manifest, test = _test_rows(runs["contrastive"])
+    # the test clips' own videos, audio dropped: the same centre frames as the a2v gallery
+    rows = [
+        {**r, "id": f"g{i}", "video": str(manifest.parent / r["video"]), "audio": None}
+        for i, r in enumerate(test)
+    ]
+    gallery = _write_jsonl(tmp_path / "gallery.jsonl", rows)
+    args = ["retrieval", "--checkpoint", str(runs["contrastive"]), "--no-progress"]
+    assert evaluate.main([*args, "--gallery", str(gallery)]) == 0
+    res = _last_json(capsys.readouterr().out)
+    got = res["a2v_gallery"]
+    assert got["n_gallery"] == len(rows) == res["n"] and got["skipped"] == 0
+    for key in ("R@1", "R@5", "R@10", "mAP", "median_rank", "n_queries", "no_relevant"):
+        assert got[key] == pytest.approx(res["a2v"][key]), key
+
+
+def test_cli_l3_gallery_of_images_goes_through_the_training_cca(
+    runs, media_factory, capsys, monkeypatch
+):
+    fitted = []
+    real_fit = retrieval.fit_cca
+    monkeypatch.setattr(
+        retrieval, "fit_cca", lambda a, v, n: fitted.append(len(a)) or real_fit(a, v, n)
+    )
+    _, test = _test_rows(runs["l3"])
+    labels = [r["labels"][0] for r in test]
+    present = sorted(set(labels))[:2]
+    media_factory("img.png")
+    rows = [{"id": f"i{k}", "image": "img.png", "labels": [lab]} for k, lab in enumerate(present)]
+    rows += [{"id": "other", "image": "img.png", "labels": ["no-such-class"]}]
+    rows += [{"id": "bad", "image": "broken.png", "labels": [present[0]]}]
+    gallery = _write_jsonl(media_factory.folder / "gallery.jsonl", rows)
+    args = ["retrieval", "--checkpoint", str(runs["l3"]), "--no-progress"]
+    assert evaluate.main([*args, "--gallery", str(gallery)]) == 0
+    res = _last_json(capsys.readouterr().out)
+    got = res["a2v_gallery"]
+    assert fitted == [12]  # one CCA, on the 12 training pairs; the gallery is only projected
+    assert got["n_gallery"] == 3 and got["skipped"] == 1
+    assert got["skipped_items"][0]["id"] == "bad"
+    n_rel = sum(lab in present for lab in labels)
+    assert got["n_queries"] == n_rel and got["no_relevant"] == len(labels) - n_rel
+    assert got["R@5"] == 1.0 and 1 / 3 <= got["mAP"] <= 1 and 0 <= got["R@1"] <= 1
+    # --strict turns the broken gallery item into a one-line error
+    assert evaluate.main([*args, "--gallery", str(gallery), "--strict"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]  # after "synthetic world: reused"
+    assert err.startswith("error: ") and "broken.png" in err and "row 'bad'" in err

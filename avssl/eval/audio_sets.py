@@ -9,6 +9,10 @@
   The group is the official fold.
 * A folder: ``ROOT/<class>/*.<media>``; the group is what ``group_regex`` matches in the file
   name (takes of one recording), else the file itself.
+* A manifest (``manifest.jsonl`` or a folder holding it, see :mod:`avssl.data.manifest`): each
+  labelled row's audio (its ``audio`` file, else its video's track) in its ``[start, end)``
+  window, classed by its first label; the group is the row's split (a fixed train/test
+  protocol), the source what ``group_regex`` matches in the row id, else the id.
 
 Listing only reads metadata: unreadable audio is found (and skipped) when it is decoded.
 """
@@ -40,15 +44,18 @@ _FOLD_DIR = re.compile(r"^fold(\d+)$")
 class AudioItem:
     """One labelled clip.
 
-    ``group`` is its official fold (ESC-50, US8K) or, for a folder, its recording; ``source``
-    is its source recording (ESC-50 ``src_file``, US8K ``fsID``, a folder's group): clips of one
-    source must never be split between training and test.
+    ``group`` is its official fold (ESC-50, US8K), for a folder its recording, for a manifest
+    its split; ``source`` is its source recording (ESC-50 ``src_file``, US8K ``fsID``, a
+    folder's group): clips of one source must never be split between training and test.
+    ``start`` and ``duration`` (seconds; ``None``: to the end) cut a window out of the file.
     """
 
     path: Path
     label: str
     group: str
     source: str = ""
+    start: float = 0.0
+    duration: float | None = None
 
 
 def _read_csv(path: Path, columns: tuple[str, ...]) -> list[dict[str, str]]:
@@ -136,33 +143,75 @@ def list_folder(root: str | Path, group_regex: str | None = None) -> list[AudioI
     root = Path(root)
     if not root.is_dir():
         raise ManifestError(f"{root}: no such folder")
-    try:
-        pattern = re.compile(group_regex) if group_regex else None
-    except re.error as err:
-        raise AvsslError(f"--group-regex {group_regex!r}: {err}") from None
+    pattern = _compile(group_regex)
     items = []
     for class_dir in sorted(d for d in root.iterdir() if d.is_dir()):
         for path in sorted(class_dir.iterdir()):
             if not path.is_file() or path.suffix.lower() not in MEDIA_EXTS:
                 continue
-            group = f"{class_dir.name}/{path.name}"
-            m = pattern.search(path.name) if pattern else None
-            if m is not None:
-                group = m.group(1) if m.groups() else m.group(0)
+            group = _group_of(pattern, path.name, f"{class_dir.name}/{path.name}")
             items.append(AudioItem(path, class_dir.name, group, group))
     if not items:
         raise ManifestError(f"{root}: no <class>/<media file> found")
     return items
 
 
+def _compile(group_regex: str | None) -> re.Pattern | None:
+    try:
+        return re.compile(group_regex) if group_regex else None
+    except re.error as err:
+        raise AvsslError(f"--group-regex {group_regex!r}: {err}") from None
+
+
+def _group_of(pattern: re.Pattern | None, name: str, default: str) -> str:
+    m = pattern.search(name) if pattern else None
+    if m is None:
+        return default
+    return m.group(1) if m.groups() else m.group(0)
+
+
+def list_manifest(root: str | Path, group_regex: str | None = None) -> list[AudioItem]:
+    """The labelled rows of a manifest as windows of audio; rows without labels are left out.
+
+    Args:
+        root: a manifest ``.jsonl`` or a folder holding ``manifest.jsonl``.
+        group_regex: a regular expression searched in each row id; its first group (or the
+            whole match) names the source (e.g. the speaker), else the id itself.
+
+    Returns:
+        one item per labelled row: ``path`` the row's ``audio`` (else its video), ``label`` its
+        first label, ``group`` its split, ``start`` / ``duration`` its window.
+
+    Raises:
+        ManifestError: no manifest or a malformed row.
+        AvsslError: invalid regular expression.
+    """
+    from avssl.data.manifest import read_manifest, resolve
+
+    root = Path(root)
+    path = root / "manifest.jsonl" if root.is_dir() else root
+    pattern = _compile(group_regex)
+    return [
+        AudioItem(
+            resolve(path, row.audio or row.visual), row.labels[0], row.split,
+            _group_of(pattern, row.id, row.id), row.start, row.duration,
+        )
+        for row in read_manifest(path)
+        if row.labels
+    ]  # fmt: skip
+
+
 def list_dataset(
     kind: str, root: str | Path, subset: str | None = None, group_regex: str | None = None
 ) -> list[AudioItem]:
-    """Dispatch to :func:`list_esc50`, :func:`list_us8k` or :func:`list_folder`."""
+    """Dispatch to :func:`list_esc50`, :func:`list_us8k`, :func:`list_folder` or
+    :func:`list_manifest`."""
     if kind == "esc50":
         return list_esc50(root, subset)
     if kind == "us8k":
         return list_us8k(root)
     if kind == "folder":
         return list_folder(root, group_regex)
-    raise AvsslError(f"unknown dataset kind {kind!r} (valid: esc50, us8k, folder)")
+    if kind == "manifest":
+        return list_manifest(root, group_regex)
+    raise AvsslError(f"unknown dataset kind {kind!r} (valid: esc50, us8k, folder, manifest)")

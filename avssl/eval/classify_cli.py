@@ -2,13 +2,19 @@
 
 usage::
 
-    evaluate.py classify --dataset esc50|us8k|folder --root DIR
+    evaluate.py classify --dataset esc50|us8k|folder|manifest --root DIR|MANIFEST.jsonl
         [--features model|logmel|random] [--checkpoint CKPT] [--subset esc10]
         [--folds 5] [--group-regex RE] [--pool mean|max] [--hop 0.5]
         [--classifier logreg|svm] [--precision fp32|bf16] [--strict]
 
 ``--features model`` needs ``--checkpoint``; ``random`` is the same network untrained (the
 checkpoint's config when given, else the default config), ``logmel`` needs no network.
+
+``--dataset manifest`` probes a manifest's labelled rows (each row's audio in its start/end
+window, first label as class) with one fixed split: trained on split ``train`` (``C`` by
+stratified CV inside it, grouped by ``--group-regex`` on row ids when given), tested on split
+``test``; split ``val`` is ignored (neither trained nor tested on). For speaker-disjoint splits
+this is "a linear probe trained on the training speakers, tested on unseen speakers".
 """
 
 from __future__ import annotations
@@ -29,8 +35,10 @@ MAX_LISTED_SKIPS = 50
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="evaluate.py classify", description=SUBCOMMANDS["classify"][1])
     add_common(p, checkpoint_required=False)
-    p.add_argument("--dataset", required=True, choices=("esc50", "us8k", "folder"))
-    p.add_argument("--root", required=True, help="dataset folder")
+    p.add_argument("--dataset", required=True, choices=("esc50", "us8k", "folder", "manifest"))
+    p.add_argument(
+        "--root", required=True, help="dataset folder (manifest: a .jsonl or its folder)"
+    )
     p.add_argument("--features", default="model", choices=FEATURES)
     p.add_argument("--subset", choices=("esc10",), help="esc50 only: keep the ESC-10 rows")
     p.add_argument(
@@ -39,7 +47,11 @@ def build_parser() -> argparse.ArgumentParser:
         "by source recording (for subsets whose official folds are degenerate); folder: kfold",
     )  # fmt: skip
     p.add_argument("--folds", type=int, default=5, help="k of the stratified group k-fold")
-    p.add_argument("--group-regex", help="folder only: recording id in file names (one fold each)")
+    p.add_argument(
+        "--group-regex",
+        help="folder: recording id in file names (one fold each); manifest: source id in row ids "
+        "(never split by the inner CV)",
+    )
     p.add_argument("--pool", default="mean", choices=("mean", "max"))
     p.add_argument("--hop", type=float, default=0.5, help="seconds between windows")
     p.add_argument("--classifier", default="logreg", choices=("logreg", "svm"))
@@ -92,31 +104,43 @@ def run(argv: list[str]) -> int:
         raise AvsslError("--subset applies to --dataset esc50 only")
     if args.dataset == "folder" and args.protocol == "official":
         raise AvsslError("--dataset folder has no official folds (use --protocol kfold)")
+    if args.dataset == "manifest" and args.protocol:
+        raise AvsslError("--dataset manifest uses its train/test splits (drop --protocol)")
     from avssl.eval.audio_sets import list_dataset
     from avssl.eval.clip_features import extract
-    from avssl.eval.probe import group_kfold, leave_one_group_out, linear_probe
+    from avssl.eval.probe import fixed_split, group_kfold, leave_one_group_out, linear_probe
     from avssl.train.runtime import resolve_device
 
     t0 = time.perf_counter()
     items = list_dataset(args.dataset, args.root, args.subset, args.group_regex)
+    if args.dataset == "manifest":  # the validation split takes no part in the probe
+        items = [it for it in items if it.group in ("train", "test")]
     if not items:
         raise AvsslError(f"{args.root}: no clips listed")
     device = resolve_device(args.device)
     extractor, info = make_extractor(args, device)
     x, kept, skipped, timing = extract(
-        [it.path for it in items], extractor, args.strict, progress=not args.no_progress
-    )
+        [it.path for it in items], extractor, args.strict, progress=not args.no_progress,
+        windows=[(it.start, it.duration) for it in items],
+    )  # fmt: skip
     items = [items[i] for i in kept]
     if len(items) < 2:
         raise AvsslError(f"{args.root}: {len(items)} readable clips ({len(skipped)} skipped)")
     y = np.array([it.label for it in items])
-    predefined = args.dataset != "folder" and args.protocol != "kfold"
-    if predefined:
+    predefined = args.dataset in ("esc50", "us8k") and args.protocol != "kfold"
+    if args.dataset == "manifest":
+        # inner CV over the training rows only, grouped by source (each row its own by default)
+        folds = fixed_split(np.array([it.group for it in items]))
+        groups = np.array([it.source for it in items])
+        protocol = "train -> test split (val ignored)"
+    elif predefined:
         groups = np.array([it.group for it in items])
         folds = leave_one_group_out(groups)
+        protocol = "leave-one-fold-out"
     else:
         groups = np.array([it.source or it.group for it in items])
         folds = group_kfold(y, groups, args.folds, args.seed)
+        protocol = f"stratified group {args.folds}-fold"
     result = linear_probe(x, y, groups, folds, predefined, args.classifier, args.seed)
     result = {
         "accuracy_mean": result["accuracy_mean"],
@@ -127,7 +151,7 @@ def run(argv: list[str]) -> int:
         "n_classes": len(set(y.tolist())),
         **info,
         "dataset": args.dataset,
-        "protocol": "leave-one-fold-out" if predefined else f"stratified group {args.folds}-fold",
+        "protocol": protocol,
         "classifier": args.classifier,
         "pool": args.pool if args.features != "logmel" else None,
         "chance": float(np.bincount(np.unique(y, return_inverse=True)[1]).max() / len(y)),

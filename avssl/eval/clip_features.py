@@ -87,27 +87,39 @@ class LogMelStats:
         return torch.stack(out)
 
 
-def load_clip(path: str | Path, sample_rate: int) -> Tensor:
-    """The whole audio of a file, mono float ``[N]`` at ``sample_rate``.
+def load_clip(
+    path: str | Path, sample_rate: int, start: float = 0.0, duration: float | None = None
+) -> Tensor:
+    """The audio of a file from ``start`` for ``duration`` s (``None``: to the end), mono float
+    ``[N]`` at ``sample_rate``.
 
     Raises:
-        MediaError: unreadable, no audio stream or empty.
+        MediaError: unreadable, no audio stream, empty, or a window beyond the audio.
     """
-    info = probe(path)
-    if not info.has_audio:
-        raise MediaError(path, "no audio stream")
-    if not info.duration or info.duration <= 0:
-        raise MediaError(path, "empty or unknown-length audio")
-    return read_audio(path, 0.0, info.duration, sample_rate)
+    if duration is None:
+        info = probe(path)
+        if not info.has_audio:
+            raise MediaError(path, "no audio stream")
+        if not info.duration or info.duration <= start:
+            raise MediaError(path, "empty or unknown-length audio")
+        duration = info.duration - start
+    return read_audio(path, start, duration, sample_rate)
 
 
 def extract(
-    paths: list[Path], extractor, strict: bool = False, chunk: int = 16, progress: bool = False
+    paths: list[Path],
+    extractor,
+    strict: bool = False,
+    chunk: int = 16,
+    progress: bool = False,
+    windows: list[tuple[float, float | None]] | None = None,
 ) -> tuple[np.ndarray, list[int], list[dict], dict]:
     """Decode and featurise every file; unreadable ones are skipped (or raise when ``strict``).
 
     Args:
         paths: media files.
+        windows: optional ``(start, duration)`` per file (seconds; duration ``None``: to the
+            end); by default each whole file.
         extractor: a :class:`WindowEmbedder` or :class:`LogMelStats`.
         strict: raise the first :class:`MediaError` instead of skipping.
         chunk: clips featurised together (the model batches their windows).
@@ -121,9 +133,13 @@ def extract(
     feats, kept, skipped, audio_s = [], [], [], 0.0
     t0 = time.perf_counter()
 
-    def decode(path):
+    spans = windows if windows is not None else [(0.0, None)] * len(paths)
+    if len(spans) != len(paths):
+        raise ValueError(f"{len(spans)} windows for {len(paths)} files")
+
+    def decode(i):
         try:
-            return load_clip(path, sr)
+            return load_clip(paths[i], sr, *spans[i])
         except MediaError as err:
             return err
 
@@ -131,7 +147,7 @@ def extract(
     with ThreadPoolExecutor(max_workers=2) as pool:
         for lo in range(0, len(paths), chunk):
             batch, idx = [], []
-            waves = pool.map(decode, paths[lo : lo + chunk])
+            waves = pool.map(decode, range(lo, min(lo + chunk, len(paths))))
             for i, wave in enumerate(waves, lo):
                 if isinstance(wave, MediaError):
                     if strict:

@@ -1,7 +1,8 @@
 """Linear-probe protocol: a linear classifier on frozen clip features, fold by fold.
 
 As L3-Net (https://arxiv.org/abs/1705.08168) and its successors evaluate learnt audio features:
-outer folds are the dataset's official folds (leave one fold out) or a stratified group k-fold;
+outer folds are the dataset's official folds (leave one fold out), a stratified group k-fold, or
+one fixed train/test split (e.g. training speakers -> unseen test speakers);
 inside each outer training set the regularisation ``C`` is chosen by cross-validation over the
 training folds only (the test fold never reaches :class:`~sklearn.model_selection.GridSearchCV`),
 then the classifier is refit on the whole training set and scored on the test fold.
@@ -51,6 +52,22 @@ def leave_one_group_out(groups: np.ndarray) -> list[Fold]:
         raise AvsslError(f"leave-one-fold-out needs at least two folds, found {names}")
     idx = np.arange(len(groups))
     return [Fold(str(g), idx[groups != g], idx[groups == g]) for g in names]
+
+
+def fixed_split(groups: np.ndarray, train: str = "train", test: str = "test") -> list[Fold]:
+    """One predefined fold: fit on the clips of group ``train``, test on those of ``test``.
+
+    Clips of any other group (e.g. a validation split) are in neither set.
+
+    Raises:
+        AvsslError: either side is empty.
+    """
+    idx = np.arange(len(groups))
+    fold = Fold(test, idx[groups == train], idx[groups == test])
+    for name, part in ((train, fold.train), (test, fold.test)):
+        if not len(part):
+            raise AvsslError(f"no clip in split {name!r} (found {sorted(set(groups.tolist()))})")
+    return [fold]
 
 
 def group_kfold(y: np.ndarray, groups: np.ndarray, n_splits: int, seed: int = 0) -> list[Fold]:

@@ -15,19 +15,29 @@ Methods whose two towers share no space (``l3``: 512-d tower features) go throug
 (:class:`sklearn.cross_decomposition.CCA`) fitted on the *training* split's embeddings, as in the
 "L3 + CCA" baseline of Objects that Sound (https://arxiv.org/abs/1712.06651); every direction is
 then scored in the CCA space (normalised dot product).
+
+A separate *gallery* (:func:`gallery_frames`) is a list of visual items of another manifest
+(images or videos, audio not needed), each represented by the frame at its centre time; audio
+queries are scored against it with :func:`cross_similarity`.
 """
 
 from __future__ import annotations
 
+import math
 import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from avssl.data import media
 from avssl.data.dataset import ClipStore
+from avssl.data.manifest import Row, resolve
 from avssl.data.transforms import eval_resize
+from avssl.errors import MediaError
 from avssl.eval import embed
 
 # Methods whose audio and visual embeddings live in different spaces (retrieved through CCA).
@@ -46,6 +56,80 @@ def centre_pairs(store: ClipStore, frame_size: int) -> tuple[Tensor, Tensor]:
         frames.append(eval_resize(store.frame(i, t), frame_size))
         waves.append(store.audio(i, t))
     return torch.stack(frames).float().div_(255), torch.stack(waves)
+
+
+@dataclass
+class Gallery:
+    """Decoded visual items of a gallery manifest.
+
+    ``frames`` is float ``[G, 3, S, S]`` in ``[0, 1]``, one per kept row; ``skipped`` lists
+    ``(id, reason)`` of the rows that could not be decoded.
+    """
+
+    rows: list[Row]
+    frames: Tensor
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+
+def centre_time(row: Row, path: Path, fps: float) -> float:
+    """Seconds into ``path`` of the row clip's centre frame (its ``start`` for a still image).
+
+    The centre is snapped down to the clip's ``fps`` frame grid, the frame the (preloaded)
+    :class:`ClipStore` shows at ``duration / 2`` for the evaluated clips.
+
+    Raises:
+        MediaError: the file cannot be probed.
+    """
+    if row.end is not None:
+        duration = row.end - row.start
+    else:
+        info = media.probe(path)
+        if info.duration is None:  # a still image (or an unknown length): its first frame
+            return row.start
+        duration = max(0.0, info.duration - row.start)
+    return row.start + math.floor(duration / 2 * fps + 1e-6) / fps
+
+
+def gallery_frames(rows: list[Row], manifest: str | Path, frame_size: int, fps: float) -> Gallery:
+    """The centre frame of each row's video or image, decoded like the evaluated clips.
+
+    Frames are read at ``frame_size`` (no crop) with :func:`avssl.data.media.read_frames` and
+    turned into model input by :func:`avssl.eval.embed.frames_to_input`; audio is never read.
+
+    Args:
+        rows: manifest rows (``audio`` may be null).
+        manifest: the manifest's path (media paths are relative to it).
+        frame_size: model input side length.
+        fps: frame rate the window is read at (one frame of ``1 / fps`` s).
+
+    Returns:
+        a :class:`Gallery` of the decodable rows.
+    """
+    kept, frames, skipped = [], [], []
+    for row in rows:
+        path = resolve(manifest, row.visual)
+        try:
+            t = centre_time(row, path, fps)
+            frame = media.read_frames(path, t, 1.0 / fps, fps, frame_size)[:1]
+        except MediaError as err:
+            skipped.append((row.id, str(err)))
+            continue
+        kept.append(row)
+        frames.append(embed.frames_to_input(frame, frame_size)[0])
+    stacked = torch.stack(frames) if frames else torch.zeros(0, 3, frame_size, frame_size)
+    return Gallery(kept, stacked, skipped)
+
+
+def embed_frames(
+    model, frames: Tensor, device="cpu", precision="fp32", batch_size=64
+) -> dict[str, Tensor | None]:
+    """Pooled visual ``[G, D]`` and, for map models, ``map`` ``[G, D, h, w]``; ``audio`` None."""
+    kw = dict(device=device, precision=precision, batch_size=batch_size)
+    return {
+        "audio": None,
+        "visual": embed.embed_visual(model, frames, **kw),
+        "map": embed.visual_maps(model, frames, **kw),
+    }
 
 
 def embed_pairs(
@@ -78,11 +162,17 @@ def _cosine(x: Tensor, y: Tensor) -> Tensor:
     return F.normalize(x.float(), dim=1) @ F.normalize(y.float(), dim=1).T
 
 
+def cross_similarity(audio: Tensor, visual: Tensor, maps: Tensor | None = None) -> Tensor:
+    """Audio ``[Q, D]`` against visual items -> ``[Q, G]``: max over locations of ``maps``
+    ``[G, D, h, w]`` when given, else the cosine with pooled ``visual`` ``[G, D]``."""
+    return max_location_similarity(audio, maps) if maps is not None else _cosine(audio, visual)
+
+
 def similarities(emb: dict[str, Tensor | None]) -> dict[str, np.ndarray]:
     """The four ``[N, N]`` similarity matrices ``a2v`` (rows: audio queries), ``v2a``, ``a2a``,
     ``v2v`` of :func:`embed_pairs` (or :func:`cca_project`) output; see the module docstring."""
-    a, v, vmap = emb["audio"], emb["visual"], emb.get("map")
-    a2v = max_location_similarity(a, vmap) if vmap is not None else _cosine(a, v)
+    a, v = emb["audio"], emb["visual"]
+    a2v = cross_similarity(a, v, emb.get("map"))
     return {
         "a2v": a2v.numpy(),
         "v2a": a2v.T.contiguous().numpy(),
@@ -114,10 +204,17 @@ def fit_cca(train_audio: Tensor, train_visual: Tensor, n_components: int = 128):
 
 
 def cca_project(cca, emb: dict[str, Tensor | None]) -> dict[str, Tensor | None]:
-    """Map audio ``[N, Da]`` and visual ``[N, Dv]`` embeddings into the CCA space ``[N, k]``."""
-    a, v = cca.transform(emb["audio"].double().numpy(), emb["visual"].double().numpy())
-    return {
-        "audio": torch.from_numpy(a).float(),
-        "visual": torch.from_numpy(v).float(),
-        "map": None,
-    }
+    """Map audio ``[N, Da]`` and visual ``[M, Dv]`` embeddings into the CCA space (``[., k]``).
+
+    Either side may be None (a visual-only gallery): each side has its own rotation, so a side
+    projected alone lands where it would have landed projected with the other.
+    """
+    a, v = emb["audio"], emb.get("visual")
+    out: dict[str, Tensor | None] = {"audio": None, "visual": None, "map": None}
+    if a is not None:
+        out["audio"] = torch.from_numpy(cca.transform(a.double().numpy())).float()
+    if v is not None:
+        # sklearn projects Y only alongside an X: a zero placeholder, whose scores are dropped
+        x = np.zeros((v.shape[0], cca.x_rotations_.shape[0]))
+        out["visual"] = torch.from_numpy(cca.transform(x, v.double().numpy())[1]).float()
+    return out

@@ -4,6 +4,10 @@ Class level (directions a2v, v2a, a2a, v2v): a gallery item is relevant when it 
 with the query; in a2a / v2v the query itself is removed from its gallery. Instance level (a2v,
 v2a): the query's own partner clip is the single relevant item. Metrics and the tie rule are
 those of :mod:`avssl.eval.retrieval_metrics`; similarities those of :mod:`avssl.eval.retrieval`.
+
+With ``--gallery OTHER.jsonl`` the test clips' audio (one centre window each) also queries the
+visual items of another manifest (e.g. AV-Digits' single-digit ``gallery.jsonl``: every row, any
+split, audio not needed), class level, reported under ``a2v_gallery``.
 """
 
 from __future__ import annotations
@@ -59,38 +63,76 @@ def retrieval_results(
     return out
 
 
+def gallery_results(
+    sim: np.ndarray, labels: list[list[str]], gallery_labels: list[list[str]]
+) -> dict:
+    """Class-level metrics of audio queries ``[Q]`` against a separate visual gallery ``[G]``.
+
+    Args:
+        sim: float ``[Q, G]`` similarities (rows: the queries' audio).
+        labels: each query's labels.
+        gallery_labels: each gallery item's labels; relevant = shares a label with the query.
+
+    Returns:
+        ``R@1/5/10``, ``mAP``, ``median_rank``, ``n_queries``, ``no_relevant`` (queries whose
+        class the gallery lacks) and ``n_gallery``.
+    """
+    from avssl.eval.retrieval_metrics import ranking_metrics, shared_label_relevance
+
+    res = ranking_metrics(sim, shared_label_relevance(labels, gallery_labels))
+    res["n_gallery"] = len(gallery_labels)
+    return res
+
+
 def run(argv: list[str]) -> int:
-    """``evaluate.py retrieval --checkpoint CKPT [--data MANIFEST] [--ontology ontology.json]``."""
+    """``evaluate.py retrieval --checkpoint CKPT [--data MANIFEST] [--ontology ontology.json]
+    [--gallery GALLERY.jsonl]``."""
     p = argparse.ArgumentParser(
         prog="evaluate.py retrieval", description=SUBCOMMANDS["retrieval"][1]
     )
     add_common(p)
     p.add_argument("--data", help="manifest (default: the data the checkpoint was trained on)")
     p.add_argument("--ontology", help="AudioSet ontology.json: adds graded nDCG@30")
+    p.add_argument(
+        "--gallery", help="manifest of visual items (all rows, audio not needed): adds a2v_gallery"
+    )
     p.add_argument("--cca-dim", type=int, default=128, help="CCA components (l3 only)")
     p.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
     add_strict(p)
     args = p.parse_args(argv)
 
     from avssl.data.audioset import Ontology
+    from avssl.data.manifest import read_manifest
     from avssl.data.source import load_split
+    from avssl.errors import ManifestError
     from avssl.eval.retrieval import (
         NO_SHARED_SPACE,
         cca_project,
         centre_pairs,
+        cross_similarity,
+        embed_frames,
         embed_pairs,
         fit_cca,
+        gallery_frames,
         similarities,
     )
     from avssl.train.checkpoint import load_model
     from avssl.train.runtime import resolve_device
 
     ontology = Ontology.load(args.ontology) if args.ontology else None
+    gallery_rows = read_manifest(args.gallery) if args.gallery else None  # fail before decoding
     device = resolve_device(args.device)
     model, cfg, state = load_model(args.checkpoint, device)
     if args.data:
         cfg.data.root = args.data
     kw = dict(device=device, precision=args.precision, batch_size=cfg.train.batch_size)
+    gallery = None
+    if gallery_rows is not None:  # decoded first: a bad gallery fails before the long part
+        gallery = gallery_frames(gallery_rows, args.gallery, cfg.data.frame_size, cfg.data.fps)
+        gallery_skips = skip_report(gallery, args.strict)
+        if not gallery.rows:
+            n = gallery_skips["skipped"]
+            raise ManifestError(f"{args.gallery}: no decodable gallery item ({n} skipped)")
 
     def split_embeddings(split: str):
         ds = load_split(cfg.data, split, train=False, progress=not args.no_progress)
@@ -100,11 +142,20 @@ def run(argv: list[str]) -> int:
 
     store, emb = split_embeddings("test")
     use_cca = cfg.model.method in NO_SHARED_SPACE
+    cca = None
     if use_cca:
         _, train_emb = split_embeddings("train")  # CCA is fitted on training clips only
-        emb = cca_project(fit_cca(train_emb["audio"], train_emb["visual"], args.cca_dim), emb)
+        cca = fit_cca(train_emb["audio"], train_emb["visual"], args.cca_dim)
+        emb = cca_project(cca, emb)
     labels = [list(r.labels) for r in store.rows]
     result = retrieval_results(similarities(emb), labels, ontology)
+    if gallery is not None:
+        g_emb = embed_frames(model, gallery.frames, **kw)
+        if cca is not None:  # the projection fitted on training pairs, applied to the gallery too
+            g_emb = cca_project(cca, g_emb)
+        sim = cross_similarity(emb["audio"], g_emb["visual"], g_emb["map"]).numpy()
+        res = gallery_results(sim, labels, [list(r.labels) for r in gallery.rows])
+        result["a2v_gallery"] = {**res, "gallery": str(args.gallery), **gallery_skips}
     result.update(
         method=cfg.model.method,
         cca=use_cca,
