@@ -63,6 +63,21 @@ class MediaFactory:
         """The mono test signal at times ``t`` (s) of a file lasting ``duration`` s."""
         return 0.5 * np.sin(2 * np.pi * TONE_HZ * t) * (0.2 + 0.8 * t / duration)
 
+    @staticmethod
+    def remux_raw(source: Path, path: Path, fmt: str, kind: str) -> Path:
+        """Copy the first ``kind`` ("video" or "audio") stream of ``source`` into a raw
+        elementary stream of format ``fmt`` (e.g. "h264", "adts"): no container duration and
+        no timestamps, so readers must demux to learn the length."""
+        import av
+
+        with av.open(str(source)) as src, av.open(str(path), "w", format=fmt) as dst:
+            stream = dst.add_stream_from_template(getattr(src.streams, kind)[0])
+            for packet in src.demux(**{kind: 0}):
+                if packet.dts is not None:
+                    packet.stream = stream
+                    dst.mux(packet)
+        return path
+
     def __call__(
         self,
         name: str,

@@ -69,13 +69,7 @@ def test_variable_frame_rate_uses_timestamps(tmp_path, media_factory):
 
 def test_raw_stream_without_duration_or_timestamps(media_factory):
     source = media_factory("clip.mp4", duration=2.0, audio=False)
-    path = source.with_suffix(".h264")
-    with av.open(str(source)) as src, av.open(str(path), "w", format="h264") as dst:
-        stream = dst.add_stream_from_template(src.streams.video[0])
-        for packet in src.demux(video=0):
-            if packet.dts is not None:
-                packet.stream = stream
-                dst.mux(packet)
+    path = media_factory.remux_raw(source, source.with_suffix(".h264"), "h264", "video")
     info = probe(path)  # the container declares no duration: frames are counted
     assert info.duration == pytest.approx(2.0) and info.n_frames == 50
     frames = read_frames(path, 1.0, 0.4, 25)

@@ -75,13 +75,7 @@ def _vfr(mf: MediaFactory) -> Path:
 def _raw_h264(mf: MediaFactory) -> Path:
     """An elementary H.264 stream: no container duration, no timestamps (and no sound)."""
     source = mf("raw-source.mp4", duration=2.0, audio=False)
-    path = mf.folder / "unknown duration.h264"
-    with av.open(str(source)) as src, av.open(str(path), "w", format="h264") as dst:
-        stream = dst.add_stream_from_template(src.streams.video[0])
-        for packet in src.demux(video=0):
-            if packet.dts is not None:
-                packet.stream = stream
-                dst.mux(packet)
+    path = mf.remux_raw(source, mf.folder / "unknown duration.h264", "h264", "video")
     source.unlink()
     return path
 
@@ -89,13 +83,7 @@ def _raw_h264(mf: MediaFactory) -> Path:
 def _raw_adts(mf: MediaFactory) -> Path:
     """A raw ADTS AAC stream: audio whose duration is only known by demuxing."""
     source = mf("adts-source.m4a", duration=2.0, video=False)
-    path = mf.folder / "unknown duration.aac"
-    with av.open(str(source)) as src, av.open(str(path), "w", format="adts") as dst:
-        stream = dst.add_stream_from_template(src.streams.audio[0])
-        for packet in src.demux(audio=0):
-            if packet.dts is not None:
-                packet.stream = stream
-                dst.mux(packet)
+    path = mf.remux_raw(source, mf.folder / "unknown duration.aac", "adts", "audio")
     source.unlink()
     return path
 
