@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "overlay": ("avssl.tools.overlay:main", "render a sound-localisation heatmap video"),
     "prepare": ("avssl.prep:main", "write a dataset's manifest (avssl prepare NAME ...)"),
     "report": ("avssl.tools.report:main", "a self-contained HTML page of a run"),
+    "cache": ("avssl.data.shards_cli:main", "decode a manifest once into tar shards"),
 }
 
 

@@ -49,6 +49,7 @@ class DataConfig:
     hard_fraction: float = 0.5  # share of negatives that are hard (same clip, shifted)
     preload: bool = True  # decode every clip once into memory (small datasets)
     num_workers: int = 0
+    cache: str | None = None  # a shard cache folder (avssl cache) read instead of the media
     augment: bool = True  # L3 training augmentations (random crop, flip, colour jitter)
     synthetic: SynthConfig = field(default_factory=SynthConfig)
 

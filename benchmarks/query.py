@@ -1,14 +1,22 @@
-"""Brute-force query latency of ``avssl query`` over large random indexes, and index load time.
+"""Query latency of ``avssl query`` over large random indexes: brute force, and ``--approx``.
 
 An index of N random unit-norm 128-d visual windows (100 files' worth of ids) is saved with
 :func:`avssl.tools.index.save_index`, loaded back with :func:`~avssl.tools.index.load_index`
 (timed) and searched with :func:`avssl.tools.query.search` (median ms over ``--queries``
 random queries, k = 10). Target: under 50 ms per query at 1M windows on 2 CPU cores.
 
-usage: python benchmarks/query.py [--quick] [--queries 50]
+``--approx`` (needs faiss) also measures ``search(..., approx=True)``: the faiss HNSW build time
+(``approx_build_s``, first query, cache written), the cached-index load time
+(``approx_load_s``), the median ms per query (``approx_query_ms``) and the mean recall@10 of
+the approximate results against the brute-force ones (``recall_at_10``). Random unit vectors
+have no cluster structure, the hardest case for an approximate index; recall on real embeddings
+is usually higher.
 
-``--quick`` measures 100k windows only (under 30 s). The last stdout line is one JSON object,
-e.g. ``{"100000": {"load_s": 0.05, "query_ms": 2.1}, "1000000": {...}, "dim": 128}``.
+usage: python benchmarks/query.py [--quick] [--approx] [--queries 50]
+
+``--quick`` measures 100k windows only (under 30 s without ``--approx``). The last stdout line
+is one JSON object, e.g. ``{"100000": {"load_s": 0.05, "query_ms": 2.1}, "1000000": {...},
+"dim": 128}``.
 """
 
 from __future__ import annotations
@@ -29,7 +37,44 @@ from avssl.tools.query import search
 DIM = 128
 
 
-def measure(n: int, queries: int, folder: Path) -> dict:
+def _median_ms(index, qs, approx: bool) -> tuple[float, list]:
+    search(index, qs[0], "visual", 10, approx=approx)  # warm-up
+    times, results = [], []
+    for q in qs:
+        t0 = time.perf_counter()
+        results.append(search(index, q, "visual", 10, approx=approx))
+        times.append(time.perf_counter() - t0)
+    return round(1000 * statistics.median(times), 2), results
+
+
+def _keys(results: list[dict]) -> set:
+    return {(r["path"], r["time"]) for r in results}
+
+
+def measure_approx(index, qs, brute: list) -> dict:
+    """Build (timed), reload from cache (timed) and query the faiss index; recall@10."""
+    from avssl.tools import ann
+
+    t0 = time.perf_counter()
+    ann.load_or_build(index, "visual")
+    build_s = time.perf_counter() - t0
+    ann._LOADED.clear()  # time a fresh process reading the cache
+    t0 = time.perf_counter()
+    ann.load_or_build(index, "visual")
+    load_s = time.perf_counter() - t0
+    ms, approx = _median_ms(index, qs, approx=True)
+    recall = statistics.mean(
+        len(_keys(a) & _keys(b)) / len(b) for a, b in zip(approx, brute, strict=True)
+    )
+    return {
+        "approx_build_s": round(build_s, 2),
+        "approx_load_s": round(load_s, 3),
+        "approx_query_ms": ms,
+        "recall_at_10": round(recall, 4),
+    }
+
+
+def measure(n: int, queries: int, folder: Path, approx: bool = False) -> dict:
     g = torch.Generator().manual_seed(n)
     t = empty_tensors(DIM)
     t["visual"] = F.normalize(torch.randn(n, DIM, generator=g), dim=1).to(t["visual"].dtype)
@@ -43,24 +88,23 @@ def measure(n: int, queries: int, folder: Path) -> dict:
     index = load_index(path, mmap=False)
     load_s = time.perf_counter() - t0
     qs = F.normalize(torch.randn(queries, DIM, generator=g), dim=1)
-    search(index, qs[0], "visual", 10)  # warm-up
-    times = []
-    for q in qs:
-        t0 = time.perf_counter()
-        search(index, q, "visual", 10)
-        times.append(time.perf_counter() - t0)
-    return {"load_s": round(load_s, 3), "query_ms": round(1000 * statistics.median(times), 2)}
+    ms, brute = _median_ms(index, qs, approx=False)
+    out = {"load_s": round(load_s, 3), "query_ms": ms}
+    if approx:
+        out.update(measure_approx(index, qs, brute))
+    return out
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="100k windows only")
+    p.add_argument("--approx", action="store_true", help="also time the faiss HNSW search")
     p.add_argument("--queries", type=int, default=50)
     args = p.parse_args(argv)
     result: dict = {"dim": DIM, "threads": torch.get_num_threads()}
     with tempfile.TemporaryDirectory() as tmp:
         for n in (100_000,) if args.quick else (100_000, 1_000_000):
-            result[str(n)] = measure(n, args.queries, Path(tmp))
+            result[str(n)] = measure(n, args.queries, Path(tmp), args.approx)
             print(f"{n} windows: {result[str(n)]}")
     print(json.dumps(result))
     return 0

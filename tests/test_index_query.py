@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,8 +18,10 @@ import train
 from avssl.cli import main as cli
 from avssl.config import load_config, to_dict
 from avssl.data.media import read_audio
+from avssl.errors import AvsslError
 from avssl.models import build_model
-from avssl.tools.index import FORMAT, Index, empty_tensors, load_index
+from avssl.tools import ann
+from avssl.tools.index import FORMAT, Index, empty_tensors, load_index, save_index
 from avssl.tools.index_media import window_centres
 from avssl.tools.query import search
 from avssl.train.checkpoint import load_model, save_checkpoint
@@ -241,3 +244,95 @@ def test_bad_inputs(ckpts, media, tmp_path, capsys, monkeypatch):
     # --strict: the first unreadable file is an error
     assert _index(ckpt, [media / "broken.mp4"], tmp_path / "strict", "--strict") == 2
     assert "broken.mp4: not a media file" in capsys.readouterr().err
+
+
+@pytest.fixture
+def faiss_mod(monkeypatch):
+    faiss = pytest.importorskip("faiss", reason="--approx tests need faiss (pip install faiss-cpu)")
+    monkeypatch.setattr(ann, "_LOADED", {})  # no graph kept from another test
+    return faiss
+
+
+def _saved_random_index(folder: Path, n_files: int, per_file: int, dim: int, seed=0) -> Index:
+    index = _random_index(n_files, per_file, dim, seed)
+    index.path = folder
+    save_index(index)
+    return load_index(folder)
+
+
+def _keys(results: list[dict]) -> set:
+    return {(r["path"], r["time"]) for r in results}
+
+
+def test_approx_recall_matches_brute_force(faiss_mod, tmp_path):
+    index = _saved_random_index(tmp_path / "idx", n_files=40, per_file=100, dim=32)
+    qs = F.normalize(torch.randn(20, 32, generator=torch.Generator().manual_seed(5)), dim=1)
+    recalls = []
+    for q in qs:
+        exact = search(index, q, "visual", 10)
+        approx = search(index, q, "visual", 10, approx=True)
+        assert len(approx) == 10 and set(approx[0]) == set(exact[0])
+        scores = [r["score"] for r in approx]
+        assert scores == sorted(scores, reverse=True)
+        # shared results carry the same float32 re-scored score as the brute-force path
+        by_key = {(r["path"], r["time"]): r["score"] for r in exact}
+        assert all(
+            r["score"] == by_key[k] for r in approx if (k := (r["path"], r["time"])) in by_key
+        )
+        recalls.append(len(_keys(approx) & _keys(exact)) / 10)
+    assert sum(recalls) / len(recalls) >= 0.9, recalls
+
+
+def test_approx_cache_reused_then_rebuilt(faiss_mod, tmp_path, monkeypatch):
+    folder = tmp_path / "idx"
+    index = _saved_random_index(folder, n_files=5, per_file=40, dim=8)
+    q = F.normalize(torch.randn(8, generator=torch.Generator().manual_seed(1)), dim=0)
+    builds = []
+    real_build = ann.build
+    monkeypatch.setattr(ann, "build", lambda *a: builds.append(a[1]) or real_build(*a))
+    first = search(index, q, "visual", 5, approx=True)
+    caches = list(folder.glob("hnsw-*.faiss"))
+    assert builds == ["visual"] and [c.name.split("-")[1] for c in caches] == ["visual"]
+    assert not list(folder.glob(".*tmp*"))  # written atomically, no temporary left
+    stamp = caches[0].stat().st_mtime_ns
+
+    ann._LOADED.clear()  # a new process: the graph comes from the cache file, not a rebuild
+    assert search(load_index(folder), q, "visual", 5, approx=True) == first
+    assert builds == ["visual"] and caches[0].stat().st_mtime_ns == stamp
+
+    # the index changes (a new file whose windows all equal the query): rebuilt, old cache gone
+    index = load_index(folder, mmap=False)
+    index.tensors["visual"] = torch.cat([index.tensors["visual"], q.half().repeat(3, 1)])
+    index.tensors["visual_file"] = torch.cat([index.tensors["visual_file"], torch.full((3,), 5)])
+    index.tensors["visual_time"] = torch.cat([index.tensors["visual_time"], torch.arange(3.0)])
+    index.files.append({"path": "new"})
+    save_index(index)
+    got = search(load_index(folder), q, "visual", 5, approx=True)
+    assert builds == ["visual", "visual"]
+    assert [r["path"] for r in got[:3]] == ["new"] * 3
+    new_caches = list(folder.glob("hnsw-*.faiss"))
+    assert len(new_caches) == 1 and new_caches[0] != caches[0]
+
+
+def test_approx_cli_matches_exact(faiss_mod, ckpts, media, tmp_path, capsys):
+    ckpt, _ = ckpts
+    out = tmp_path / "idx"
+    assert _index(ckpt, [media], out) == 0
+    capsys.readouterr()
+    args = ["--audio", str(media / "tone.wav"), "-k", "4", "--json"]
+    assert _query(out, ckpt, *args) == 0
+    exact = _last_json(capsys.readouterr().out)
+    assert _query(out, ckpt, *args, "--approx") == 0
+    assert _last_json(capsys.readouterr().out) == exact  # a tiny index: the graph finds all
+    assert [p.name.split("-")[1] for p in out.glob("hnsw-*.faiss")] == ["visual"]
+    assert _query(out, ckpt, *args, "--approx", "--per-file") == 0
+    assert "--approx ignored" in capsys.readouterr().err
+
+
+def test_approx_without_faiss(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "faiss", None)  # makes `import faiss` raise ImportError
+    assert _query(tmp_path / "idx", tmp_path / "c.pt", "--audio", "a.wav", "--approx") == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"error: {tmp_path / 'idx'}: --approx needs faiss (pip install -e '.[faiss]')"
+    with pytest.raises(AvsslError, match="--approx needs faiss"):
+        search(_random_index(), torch.ones(8) / 8**0.5, "visual", 3, approx=True)

@@ -11,7 +11,7 @@ import soundfile as sf
 from PIL import Image
 
 from avssl.data.manifest import SPLITS, read_manifest
-from avssl.errors import ManifestError
+from avssl.errors import AvsslError, ManifestError
 from avssl.prep import avdigits
 from avssl.prep.mnist import read_idx, read_mnist
 
@@ -228,3 +228,27 @@ def test_shared_data_subset_trains(shared_data, tmp_path, tiny_train_args, capsy
     assert train.main(targs) == 0
     res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert res["val"]["accuracy"] == res["val"]["accuracy_easy"]  # no hard negatives
+
+
+def test_canvases_per_recording_multiplies_training_pairs_only(tiny, tmp_path, capsys):
+    one, three = tmp_path / "one", tmp_path / "three"
+    assert run(tiny, one, "--test-speakers", "cat") == 0
+    assert run(tiny, three, "--test-speakers", "cat", "--canvases-per-recording", "3") == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["splits"] == {"test": 30, "train": 120, "val": 20}
+    rows1, _ = load(one)
+    rows3, items3 = load(three)
+    assert_disjoint(rows3, items3, read_manifest(three / "gallery.jsonl"))
+    # the first canvas of every recording is the same as without the option
+    assert [r.to_json() for r in rows3 if "-c" not in r.id] == [r.to_json() for r in rows1]
+    train = [r for r in rows3 if r.split == "train"]
+    by_audio: dict[str, list] = {}
+    for r in train:
+        by_audio.setdefault(r.audio, []).append(r)
+    assert len(by_audio) == 40 and {len(v) for v in by_audio.values()} == {3}
+    for group in by_audio.values():
+        assert len({r.image for r in group}) == 3 and len({r.labels[0] for r in group}) == 1
+        canvases = [np.asarray(Image.open(three / r.image)) for r in group]
+        assert not np.array_equal(canvases[0], canvases[1])
+    with pytest.raises(AvsslError, match="at least 1"):
+        run(tiny, tmp_path / "bad", "--canvases-per-recording", "0")

@@ -35,6 +35,8 @@ class ClipStore:
         size: side length frames are decoded at.
         preload: decode everything once into memory.
         progress: show a progress bar while preloading.
+        loader: ``row -> (frames, audio) | MediaError`` used instead of decoding when
+            preloading (e.g. :func:`avssl.data.shards.cached_clips`).
 
     Rows that cannot be decoded are dropped; ``skipped`` lists ``(id, reason)`` for each.
     """
@@ -47,6 +49,7 @@ class ClipStore:
         size: int,
         preload: bool,
         progress: bool = False,
+        loader=None,
     ):
         self.data, self.size, self.preload = data, size, preload
         self.manifest = Path(manifest)
@@ -55,7 +58,7 @@ class ClipStore:
         self._audio: list[torch.Tensor] = []
         if preload:
             with ThreadPoolExecutor(max_workers=2) as pool:
-                loaded = pool.map(self._load, rows)
+                loaded = pool.map(loader or self._load, rows)
                 it = tqdm(
                     loaded, total=len(rows), desc="decode", disable=not progress, file=sys.stderr
                 )

@@ -46,7 +46,7 @@ def load_split(
     seed: int = 0,
     progress: bool = True,
 ) -> AVPairDataset:
-    """Decode one split into an :class:`AVPairDataset`.
+    """Decode one split (or read it from ``data.cache``) into an :class:`AVPairDataset`.
 
     Raises:
         ManifestError: the split has fewer than two usable clips.
@@ -56,7 +56,13 @@ def load_split(
     classes = class_names(rows)
     split_rows = [r for r in rows if r.split == split]
     size = data.load_size if (train and data.augment) else data.frame_size
-    store = ClipStore(split_rows, manifest, data, size, data.preload, progress=progress)
+    if data.cache:  # decoded shards (avssl cache): always preloaded, no media decoding
+        from avssl.data.shards import cached_clips
+
+        loader = cached_clips(data.cache, split_rows, data, split, size)
+        store = ClipStore(split_rows, manifest, data, size, True, progress, loader)
+    else:
+        store = ClipStore(split_rows, manifest, data, size, data.preload, progress=progress)
     if len(store) < 2:
         raise ManifestError(
             f"{manifest}: split {split!r} has {len(store)} usable clips (need at least 2); "

@@ -54,6 +54,17 @@ def skip_report(store, strict: bool = False) -> dict:
     return {"skipped": len(store.skipped), "skipped_items": items}
 
 
+def use_data(cfg, manifest: str | None) -> None:
+    """Point a checkpoint's config at ``--data MANIFEST`` when given.
+
+    The checkpoint's shard cache (``data.cache``) holds its training data only, so another
+    manifest is read from its media.
+    """
+    if manifest:
+        cfg.data.root = manifest
+        cfg.data.cache = None
+
+
 def emit(result: dict, args, title: str) -> None:
     """Print the result as the last stdout line, write ``--out``, append to the run's report."""
     text = json_line(result)
@@ -110,8 +121,7 @@ def run_avc(argv: list[str]) -> int:
 
     device = resolve_device(args.device)
     model, cfg, state = load_model(args.checkpoint, device)
-    if args.data:
-        cfg.data.root = args.data
+    use_data(cfg, args.data)
     ds = load_split(
         cfg.data, args.split, train=False, windows_per_clip=args.windows,
         seed=cfg.train.seed + 2000, progress=not args.no_progress,

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from avssl.errors import AvsslError
-from avssl.eval.cli import SUBCOMMANDS, add_common, add_strict, emit, skip_report
+from avssl.eval.cli import SUBCOMMANDS, add_common, add_strict, emit, skip_report, use_data
 
 
 def safe_name(index: int, row_id: str) -> str:
@@ -79,8 +79,7 @@ def run(argv: list[str]) -> int:
             f"{state['path']}: method {cfg.model.method!r} has no localisation map "
             "(use avolnet or contrastive with model.spatial=true)"
         )
-    if args.data:
-        cfg.data.root = args.data
+    use_data(cfg, args.data)
     store = load_split(cfg.data, "test", train=False, progress=not args.no_progress).store
     skips = skip_report(store, args.strict)
     keep = [

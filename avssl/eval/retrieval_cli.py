@@ -16,7 +16,7 @@ import argparse
 
 import numpy as np
 
-from avssl.eval.cli import SUBCOMMANDS, add_common, add_strict, emit, skip_report
+from avssl.eval.cli import SUBCOMMANDS, add_common, add_strict, emit, skip_report, use_data
 
 DIRECTIONS = ("a2v", "v2a", "a2a", "v2v")
 
@@ -123,8 +123,7 @@ def run(argv: list[str]) -> int:
     gallery_rows = read_manifest(args.gallery) if args.gallery else None  # fail before decoding
     device = resolve_device(args.device)
     model, cfg, state = load_model(args.checkpoint, device)
-    if args.data:
-        cfg.data.root = args.data
+    use_data(cfg, args.data)
     kw = dict(device=device, precision=args.precision, batch_size=cfg.train.batch_size)
     gallery = None
     if gallery_rows is not None:  # decoded first: a bad gallery fails before the long part

@@ -20,7 +20,7 @@ import numpy as np
 from tqdm import tqdm
 
 from avssl.errors import MediaError
-from avssl.eval.cli import SUBCOMMANDS, add_common, add_strict, emit
+from avssl.eval.cli import SUBCOMMANDS, add_common, add_strict, emit, use_data
 
 MAX_LISTED_SKIPS = 50
 
@@ -110,8 +110,7 @@ def run_manifest(sync: ClipSync, cfg, args) -> dict:
     from avssl.data.source import manifest_path
     from avssl.eval.sync import shift_audio
 
-    if args.data:
-        cfg.data.root = args.data
+    use_data(cfg, args.data)
     manifest = manifest_path(cfg.data, progress=not args.no_progress)
     rows = read_manifest(manifest, args.split)
     rng = np.random.default_rng(args.seed)

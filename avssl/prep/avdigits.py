@@ -168,6 +168,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--mnist-val-fraction", type=float, default=0.1)
     p.add_argument("--gallery-per-class", type=int, default=10)
     p.add_argument("--max-takes", type=int, help="use only takes below this number (quick runs)")
+    p.add_argument(
+        "--canvases-per-recording", type=int, default=1, metavar="K",
+        help="training split: pair each recording with K different canvases (a model can then "
+        "only match them through the digit, not by memorising fixed pairs); val/test keep one",
+    )  # fmt: skip
     add_common_args(p, probe=False)
     return p
 
@@ -176,6 +181,8 @@ def main(argv: list[str] | None = None) -> int:
     """``avssl prepare avdigits``: write the canvases, audio, manifest, gallery and report."""
     args = _parser().parse_args(argv)
     out: Path = args.out
+    if args.canvases_per_recording < 1:
+        raise AvsslError("--canvases-per-recording must be at least 1")
     if args.grid < 1 or args.canvas_size % args.grid:
         raise AvsslError(
             f"--canvas-size {args.canvas_size} is not a multiple of --grid {args.grid}"
@@ -220,38 +227,42 @@ def main(argv: list[str] | None = None) -> int:
         except MediaError as err:
             report.skip_unreadable(rec.id, err.reason)
             continue
-        rng = np.random.default_rng([args.seed, zlib.crc32(rec.id.encode())])
-        source, cell_digits = choose_cells(rng, rec.digit, args.grid)
-        cells = []
-        for d in cell_digits:
-            choices = by_digit[split][d]
-            if not choices:
-                raise AvsslError(f"{args.mnist_images}: the {split} images hold no digit {d}")
-            cells.append(choices[int(rng.integers(len(choices)))])
-        canvas = render_canvas([pixels[s][i] for s, i in cells], args.grid, args.canvas_size)
-        Image.fromarray(canvas).save(out / "images" / f"{rec.id}.png")
         wave = fixed_length(wave, int(round(CLIP_SECONDS * SAMPLE_RATE)))
         sf.write(out / "audio" / f"{rec.id}.wav", wave, SAMPLE_RATE, subtype="PCM_16")
-        boxes = {
-            "sources": [cell_box(source, args.grid)],
-            "distractors": [cell_box(k, args.grid) for k in range(len(cells)) if k != source],
-        }
-        report.add(
-            Row(
-                id=rec.id,
-                image=f"images/{rec.id}.png",
-                audio=f"audio/{rec.id}.wav",
-                start=0.0,
-                end=CLIP_SECONDS,
-                labels=[str(rec.digit)],
-                split=split,
-                boxes=boxes,
+        n_canvases = args.canvases_per_recording if split == "train" else 1
+        for k in range(n_canvases):
+            seed = [args.seed, zlib.crc32(rec.id.encode())] + ([k] if k else [])
+            row_id = rec.id if k == 0 else f"{rec.id}-c{k}"
+            rng = np.random.default_rng(seed)
+            source, cell_digits = choose_cells(rng, rec.digit, args.grid)
+            cells = []
+            for d in cell_digits:
+                choices = by_digit[split][d]
+                if not choices:
+                    raise AvsslError(f"{args.mnist_images}: the {split} images hold no digit {d}")
+                cells.append(choices[int(rng.integers(len(choices)))])
+            canvas = render_canvas([pixels[s][i] for s, i in cells], args.grid, args.canvas_size)
+            Image.fromarray(canvas).save(out / "images" / f"{row_id}.png")
+            boxes = {
+                "sources": [cell_box(source, args.grid)],
+                "distractors": [cell_box(c, args.grid) for c in range(len(cells)) if c != source],
+            }
+            report.add(
+                Row(
+                    id=row_id,
+                    image=f"images/{row_id}.png",
+                    audio=f"audio/{rec.id}.wav",
+                    start=0.0,
+                    end=CLIP_SECONDS,
+                    labels=[str(rec.digit)],
+                    split=split,
+                    boxes=boxes,
+                )
             )
-        )
-        items.append(
-            {"id": rec.id, "split": split, "speaker": rec.speaker, "take": rec.take,
-             "source_cell": source, "digits": cell_digits, "mnist": [list(c) for c in cells]}
-        )  # fmt: skip
+            items.append(
+                {"id": row_id, "split": split, "speaker": rec.speaker, "take": rec.take,
+                 "source_cell": source, "digits": cell_digits, "mnist": [list(c) for c in cells]}
+            )  # fmt: skip
 
     gallery = _write_gallery(out, pools["test"], pixels, labels, args)
     with open(out / ITEMS, "w", encoding="utf-8") as fh:

@@ -1,8 +1,10 @@
 """Cross-modal search over an index: embed a query window, rank the stored windows.
 
-Search is brute force: one float16 matrix-vector product over the stored windows and ``topk``,
-then the candidates re-scored in float32 (timings: ``benchmarks/query.py``). An approximate
-index (e.g. faiss) could sit behind an option for larger collections; not needed at this scale.
+Search is brute force by default: one float16 matrix-vector product over the stored windows and
+``topk``, then the candidates re-scored in float32 (timings: ``benchmarks/query.py``). For
+collections of millions of windows, ``approx=True`` (``avssl query --approx``, needs the optional
+``faiss`` extra) takes the candidates from a cached faiss HNSW graph instead
+(:mod:`avssl.tools.ann`) and re-scores them the same way; results keep the same format.
 """
 
 from __future__ import annotations
@@ -68,7 +70,24 @@ def embed_query(model, cfg, path, modality: str, info, time: float | None, devic
     return F.normalize(x.float(), dim=1)[0]
 
 
-def search(index: Index, query: torch.Tensor, target: str, k: int, per_file: bool = False):
+def _brute_candidates(x, files, n_files: int, query, k: int, per_file: bool) -> torch.Tensor:
+    """Candidate rows from one float16 pass over all windows ``x`` ``[N, D]``."""
+    rough = (x @ query.to(x.dtype)).float()  # [N], in the stored precision (float16)
+    if not per_file:
+        return rough.topk(min(max(4 * k, 64), rough.shape[0])).indices
+    best = torch.full((n_files,), -math.inf).scatter_reduce(0, files, rough, reduce="amax")
+    top_files = best.topk(min(k, int(torch.isfinite(best).sum()))).indices
+    return torch.stack([torch.where(files == f, rough, -math.inf).argmax() for f in top_files])
+
+
+def search(
+    index: Index,
+    query: torch.Tensor,
+    target: str,
+    k: int,
+    per_file: bool = False,
+    approx: bool = False,
+):
     """The ``k`` best ``target`` windows (or files) of ``index`` for a unit-norm query ``[D]``.
 
     Args:
@@ -76,7 +95,9 @@ def search(index: Index, query: torch.Tensor, target: str, k: int, per_file: boo
         query: float ``[D]``.
         target: "audio" or "visual".
         k: number of results (at most the number of windows, or of files with ``per_file``).
-        per_file: keep only each file's best window.
+        per_file: keep only each file's best window (always brute force).
+        approx: take the candidates from a faiss HNSW index (:mod:`avssl.tools.ann`, built and
+            cached on first use) instead of scanning every window; may miss some true matches.
 
     Returns:
         A list of ``{"path", "time", "modality", "score"}`` dicts, best first (``time`` None for
@@ -84,15 +105,12 @@ def search(index: Index, query: torch.Tensor, target: str, k: int, per_file: boo
     """
     x, files = index.tensors[target], index.tensors[f"{target}_file"]
     times = index.tensors[f"{target}_time"]
-    rough = (x @ query.to(x.dtype)).float()  # [N], in the stored precision (float16)
-    if per_file:
-        best = torch.full((len(index.files),), -math.inf).scatter_reduce(
-            0, files, rough, reduce="amax"
-        )
-        top_files = best.topk(min(k, int(torch.isfinite(best).sum()))).indices
-        cand = torch.stack([torch.where(files == f, rough, -math.inf).argmax() for f in top_files])
+    if approx and not per_file:
+        from avssl.tools.ann import candidates
+
+        cand = candidates(index, query, target, min(max(4 * k, 64), x.shape[0]))
     else:
-        cand = rough.topk(min(max(4 * k, 64), rough.shape[0])).indices
+        cand = _brute_candidates(x, files, len(index.files), query, k, per_file)
     exact = x[cand].float() @ query.float()  # re-score the candidates in float32
     order = exact.topk(min(k, cand.shape[0])).indices
     rows, scores = cand[order].tolist(), exact[order].tolist()

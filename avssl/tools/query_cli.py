@@ -1,12 +1,16 @@
 """``avssl query``: search an index with a sound, an image or a moment of a video.
 
 usage: avssl query --index INDEX --checkpoint CKPT (--audio F | --image F | --video F [--at S])
-                   [--target audio|visual] [-k 10] [--per-file] [--json] [--html OUT.html]
+                   [--target audio|visual] [-k 10] [--per-file] [--approx] [--json]
+                   [--html OUT.html]
 
 The default target is the other modality (an ``--audio`` query finds pictures). A ``--video``
 query uses its sound at ``--at`` to find pictures (``--target visual``, the default) or its
 frame at ``--at`` to find sounds (``--target audio``). ``--at`` defaults to the middle of the
-file. Output: a table (default) or JSON as the last stdout line
+file. ``--approx`` searches a faiss HNSW index (optional extra ``faiss``; built on first use and
+cached beside the index) instead of every window, for collections of millions of windows; with
+``--per-file`` the search stays exact (brute force). Output: a table (default) or JSON as the
+last stdout line
 (``{"query": {...}, "results": [{"path", "time", "modality", "score"}, ...]}``); ``--html``
 also writes a page with thumbnails and audio players. Names starting with a dash are given as
 ``--audio=-name.wav``.
@@ -41,6 +45,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--target", choices=("audio", "visual"), help="what to find")
     p.add_argument("-k", type=int, default=10, help="number of results (default 10)")
     p.add_argument("--per-file", action="store_true", help="best window per file only")
+    p.add_argument(
+        "--approx", action="store_true", help="approximate search with faiss (large indexes)"
+    )
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--html", help="also write an HTML page of the results here")
     p.add_argument("--device", default="cpu", help="cpu | auto | cuda[:N]")
@@ -64,6 +71,14 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.k < 1:
         raise AvsslError(f"-k must be at least 1, got {args.k}")
+    if args.approx:
+        from avssl.tools.ann import import_faiss
+
+        import_faiss(args.index)  # fail before the slow part
+        if args.per_file:
+            print(
+                "note: --per-file searches exactly (brute force); --approx ignored", file=sys.stderr
+            )
     from avssl.train.checkpoint import load_model
     from avssl.train.runtime import resolve_device
 
@@ -91,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
               "not meaningful", file=sys.stderr)  # fmt: skip
     device = next(model.parameters()).device
     q = embed_query(model, cfg, path, modality, info, time, device)
-    results = search(index, q, target, k, args.per_file)
+    results = search(index, q, target, k, args.per_file, args.approx)
     query = {"path": str(path), "modality": modality, "time": time, "target": target}
     if args.html:
         _write_html(Path(args.html), query, results, cfg)

@@ -174,6 +174,7 @@ def model_sections(run_dir: Path, args) -> tuple[Section, Section, object | None
     """Gallery and overlay sections, and the checkpoint's config (None without a checkpoint)."""
     from avssl.data.manifest import read_manifest
     from avssl.data.source import manifest_path
+    from avssl.eval.cli import use_data
     from avssl.eval.retrieval import NO_SHARED_SPACE
     from avssl.tools import report_gallery as gal
     from avssl.train.checkpoint import load_model
@@ -186,8 +187,7 @@ def model_sections(run_dir: Path, args) -> tuple[Section, Section, object | None
     try:
         device = resolve_device(args.device)
         model, cfg, state = load_model(run_dir, device)
-        if args.data:
-            cfg.data.root = args.data
+        use_data(cfg, args.data)
         manifest = manifest_path(cfg.data, progress=False)
         rows = read_manifest(manifest)
         test_rows = [r for r in rows if r.split == "test"]

@@ -1,0 +1,274 @@
+"""Decoded-clip shard cache: WebDataset-style tar shards of frames, audio and manifest rows.
+
+Decoding video costs far more than a correspondence model's step, so large datasets are decoded
+once (``avssl cache``) and training reads the shards. A cache folder holds::
+
+    shard-000000.tar   per sample: <key>.frames.npy  uint8 [T, H, W, 3]
+                                   <key>.audio.npy   float32 [N], mono
+                                   <key>.json        the manifest row
+    shard-000000.json  the keys, ids and splits of that shard (committed just before the tar)
+    index.json         decode settings, every shard with its samples, the clips skipped
+
+The layout is WebDataset's (https://github.com/webdataset/webdataset: members grouped by the
+key before the first dot). Frames and audio are kept exactly as
+:func:`avssl.data.media.read_clip` returns them (raw ``.npy``, no JPEG or int16 quantisation),
+so a cached clip gives bit-identical items to decoding the media.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import re
+import tarfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from avssl.config import DataConfig
+from avssl.data.manifest import Row
+from avssl.errors import AvsslError, MediaError
+
+FORMAT = 1
+INDEX = "index.json"
+
+
+def shard_name(i: int) -> str:
+    return f"shard-{i:06d}.tar"
+
+
+def split_size(data: DataConfig, split: str, train: bool | None = None) -> int:
+    """Side length frames of ``split`` are decoded at (as :func:`avssl.data.source.load_split`).
+
+    ``train`` defaults to ``split == "train"``: training crops from ``load_size`` frames when it
+    augments; everything else reads ``frame_size`` frames.
+    """
+    train = split == "train" if train is None else train
+    return data.load_size if (train and data.augment) else data.frame_size
+
+
+def decode_settings(data: DataConfig) -> dict:
+    """What a cache's samples depend on; a reader refuses a cache built with other values."""
+    return {
+        "format": FORMAT,
+        "fps": float(data.fps),
+        "sample_rate": int(data.sample_rate),
+        "train_size": split_size(data, "train"),
+        "eval_size": data.frame_size,
+    }
+
+
+def sample_key(row_id: str) -> str:
+    """A readable, dot-free WebDataset key that is unique per row id."""
+    safe = re.sub(r"[^A-Za-z0-9_-]", "_", row_id)[:40]
+    return f"{safe}-{hashlib.sha1(row_id.encode()).hexdigest()[:10]}"
+
+
+def _npy(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, np.ascontiguousarray(array), allow_pickle=False)
+    return buf.getvalue()
+
+
+def _add(tar: tarfile.TarFile, name: str, payload: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size, info.mode = len(payload), 0o644  # mtime 0: identical inputs give identical shards
+    tar.addfile(info, io.BytesIO(payload))
+
+
+def write_json(path: Path, obj) -> None:
+    """Write ``obj`` as JSON atomically (temporary file, then rename)."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+class ShardWriter:
+    """Appends samples to numbered shards; each is committed atomically once it fills.
+
+    A shard is written to ``.tmp`` files, then its sidecar JSON and finally the tar are renamed
+    into place, so a present ``shard-*.tar`` is always complete and has its sidecar.
+
+    Args:
+        out: the cache folder.
+        first: number of the first shard to write.
+        max_samples: samples per shard.
+        max_bytes: a shard is closed once it holds at least this many bytes.
+    """
+
+    def __init__(self, out: Path, first: int, max_samples: int, max_bytes: int):
+        self.out, self.number = Path(out), first
+        self.max_samples, self.max_bytes = max_samples, max_bytes
+        self.committed: list[dict] = []
+        self._tar = None
+        self._entry: dict = {}
+
+    def add(self, row: Row, frames: np.ndarray, audio: np.ndarray) -> None:
+        """Store one clip: frames uint8 ``[T, H, W, 3]``, audio float32 ``[N]``."""
+        if self._tar is None:
+            name = shard_name(self.number)
+            tmp = self.out / (name + ".tmp")
+            # open across add() calls; closed by flush() or abort()
+            self._tar = tarfile.open(tmp, "w", format=tarfile.USTAR_FORMAT)  # noqa: SIM115
+            self._entry = {"name": name, "n": 0, "keys": [], "ids": [], "splits": []}
+        key = sample_key(row.id)
+        _add(self._tar, f"{key}.frames.npy", _npy(frames.astype(np.uint8, copy=False)))
+        _add(self._tar, f"{key}.audio.npy", _npy(audio.astype(np.float32, copy=False)))
+        _add(self._tar, f"{key}.json", json.dumps(row.to_json()).encode())
+        e = self._entry
+        e["n"] += 1
+        e["keys"].append(key)
+        e["ids"].append(row.id)
+        e["splits"].append(row.split)
+        if e["n"] >= self.max_samples or self._tar.fileobj.tell() >= self.max_bytes:
+            self.flush()
+
+    def flush(self) -> None:
+        """Commit the shard being written (if any)."""
+        if self._tar is None:
+            return
+        self._tar.close()
+        name = self._entry["name"]
+        tmp = self.out / (name + ".tmp")
+        self._entry["bytes"] = tmp.stat().st_size
+        write_json(self.out / name.replace(".tar", ".json"), self._entry)
+        os.replace(tmp, self.out / name)
+        self.committed.append(self._entry)
+        self._tar, self.number = None, self.number + 1
+
+    def abort(self) -> None:
+        """Drop the shard being written (an interrupted run keeps only complete shards)."""
+        if self._tar is not None:
+            self._tar.close()
+            (self.out / (self._entry["name"] + ".tmp")).unlink(missing_ok=True)
+            self._tar = None
+
+
+def complete_shards(out: Path) -> list[dict]:
+    """Sidecar entries of every committed shard in ``out`` (stale ``.tmp`` files are removed)."""
+    for tmp in out.glob("shard-*.tmp"):
+        tmp.unlink()
+    entries = []
+    for tar in sorted(out.glob("shard-*.tar")):
+        sidecar = tar.with_suffix(".json")
+        try:
+            entries.append(json.loads(sidecar.read_text(encoding="utf-8")))
+        except (OSError, json.JSONDecodeError):
+            raise AvsslError(f"{sidecar}: missing or unreadable shard sidecar") from None
+    return entries
+
+
+def iter_shard(path: Path) -> Iterator[dict]:
+    """Samples of one shard in order.
+
+    Yields:
+        ``{"key", "row": dict, "frames": uint8 ndarray [T, H, W, 3], "audio": float32 ndarray
+        [N]}``.
+
+    Raises:
+        AvsslError: the shard is unreadable or a sample lacks a member.
+    """
+    group: dict[str, bytes] = {}
+    current = None
+    try:
+        with tarfile.open(path, "r|") as tar:  # sequential: works on any stream
+            for member in tar:
+                key, _, ext = member.name.partition(".")
+                if key != current and group:
+                    yield _sample(path, current, group)
+                    group = {}
+                current = key
+                group[ext] = tar.extractfile(member).read()
+    except (tarfile.TarError, OSError) as err:
+        raise AvsslError(f"{path}: unreadable shard ({err})") from None
+    if group:
+        yield _sample(path, current, group)
+
+
+def _sample(path: Path, key: str, group: dict[str, bytes]) -> dict:
+    missing = {"frames.npy", "audio.npy", "json"} - set(group)
+    if missing:
+        raise AvsslError(f"{path}: sample {key!r} lacks {', '.join(sorted(missing))}")
+    return {
+        "key": key,
+        "row": json.loads(group["json"]),
+        "frames": np.load(io.BytesIO(group["frames.npy"]), allow_pickle=False),
+        "audio": np.load(io.BytesIO(group["audio.npy"]), allow_pickle=False),
+    }
+
+
+def read_index(cache: str | os.PathLike) -> dict:
+    """The ``index.json`` of a finished cache.
+
+    Raises:
+        AvsslError: no index, an unfinished build or an unknown format.
+    """
+    path = Path(cache).expanduser() / INDEX
+    try:
+        index = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise AvsslError(f"{path}: no shard cache index (build one with avssl cache)") from None
+    except (OSError, json.JSONDecodeError) as err:
+        raise AvsslError(f"{path}: unreadable shard cache index ({err})") from None
+    if not index.get("complete"):
+        raise AvsslError(f"{path}: the cache build did not finish (rerun avssl cache to resume)")
+    if index.get("settings", {}).get("format") != FORMAT:
+        raise AvsslError(f"{path}: unknown shard cache format (rebuild it with avssl cache)")
+    return index
+
+
+def check_settings(index: dict, cache, data: DataConfig, split: str, size: int) -> None:
+    """Refuse a cache whose decode settings differ from what ``data`` asks for ``split``."""
+    s = index["settings"]
+    have = (s["fps"], s["sample_rate"], s["train_size"] if split == "train" else s["eval_size"])
+    need = (float(data.fps), int(data.sample_rate), size)
+    if have != need:
+        raise AvsslError(
+            f"{cache}: shard cache built with fps={have[0]:g}, sample_rate={have[1]}, "
+            f"size={have[2]} for split {split!r}, but the config needs fps={need[0]:g}, "
+            f"sample_rate={need[1]}, size={need[2]} (rebuild it with avssl cache)"
+        )
+
+
+def cached_clips(cache, rows: list[Row], data: DataConfig, split: str, size: int):
+    """A ClipStore loader serving ``rows`` from the cache instead of decoding media.
+
+    Only the shards holding ``split`` are read. A row whose build was skipped gets the same
+    error the build met; a row missing from the cache, or cached from a different manifest row,
+    gets an error saying so.
+
+    Returns:
+        ``row -> (frames uint8 [T, H, W, 3], audio float32 [N]) | MediaError``.
+    """
+    index = read_index(cache)
+    check_settings(index, cache, data, split, size)
+    root = Path(cache).expanduser()
+    wanted = {r.id: r for r in rows}
+    found: dict[str, tuple[torch.Tensor, torch.Tensor] | MediaError] = {}
+    for shard in index["shards"]:
+        if split not in shard["splits"]:
+            continue
+        for sample in iter_shard(root / shard["name"]):
+            row = wanted.get(sample["row"]["id"])
+            if row is None or sample["row"]["split"] != split:
+                continue
+            if sample["row"] != row.to_json():
+                found[row.id] = MediaError(root, f"row {row.id!r} changed since it was cached")
+            else:
+                found[row.id] = (
+                    torch.from_numpy(sample["frames"]),
+                    torch.from_numpy(sample["audio"]),
+                )
+    for item in index.get("skipped", []):
+        found.setdefault(item["id"], MediaError(item["path"], item["reason"]))
+
+    def load(row: Row):
+        if row.id in found:
+            return found[row.id]
+        return MediaError(root, f"row {row.id!r} is not in the cache")
+
+    return load

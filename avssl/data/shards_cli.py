@@ -1,0 +1,179 @@
+"""``avssl cache``: decode a manifest once into streamable tar shards (:mod:`avssl.data.shards`).
+
+Clips are decoded in a thread pool (PyAV and soundfile release the GIL) with a bounded number in
+flight, and each shard is committed as it fills, so memory does not grow with the dataset and an
+interrupted run leaves only complete shards; a rerun skips the clips they hold. Frames are
+decoded at ``data.load_size`` for the train split when ``data.augment`` is on, else at
+``data.frame_size`` (as training and evaluation read them). Then ``--set data.cache=DIR`` makes
+training and evaluation read the shards instead of the media.
+
+The last stdout line is one JSON object: ``{"out", "manifest", "written", "resumed",
+"n_skipped", "skipped": [{"id", "split", "path", "reason"}, ...], "bytes", "shards", "seconds",
+"clips_per_s"}`` (``bytes`` and ``shards`` count the whole cache, ``written`` this run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from tqdm import tqdm
+
+from avssl.cli import json_line
+from avssl.config import DataConfig, load_config
+from avssl.data import media
+from avssl.data.manifest import Row, read_manifest, resolve
+from avssl.data.shards import (
+    INDEX,
+    ShardWriter,
+    complete_shards,
+    decode_settings,
+    split_size,
+    write_json,
+)
+from avssl.errors import AvsslError, MediaError
+
+MAX_LISTED_SKIPS = 50
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="avssl cache", description=__doc__.splitlines()[0])
+    p.add_argument("--data", help="manifest (or folder with manifest.jsonl); default: data.root")
+    p.add_argument("--out", required=True, type=Path, help="cache folder (created; resumed)")
+    p.add_argument("--workers", type=int, default=2, help="clips decoded in parallel (threads)")
+    p.add_argument("--config", help="YAML config giving the decode settings")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--shard-size", type=int, default=1000, help="samples per shard at most")
+    p.add_argument("--shard-mb", type=float, default=512, help="close a shard past this size")
+    p.add_argument("--splits", help="comma-separated splits to cache (default: every row)")
+    p.add_argument("--strict", action="store_true", help="stop at the first undecodable clip")
+    p.add_argument("--no-progress", action="store_true")
+    return p
+
+
+def decode_row(row: Row, manifest: Path, data: DataConfig):
+    """``(frames uint8 [T, H, W, 3], audio float32 [N])`` ndarrays of a row, or its MediaError.
+
+    Decoded exactly as :class:`avssl.data.dataset.ClipStore` preloads it.
+    """
+    duration = None if row.end is None else row.end - row.start
+    try:
+        frames, audio = media.read_clip(
+            resolve(manifest, row.visual), data.fps, split_size(data, row.split),
+            data.sample_rate, resolve(manifest, row.audio), row.start, duration,
+        )  # fmt: skip
+    except MediaError as err:
+        return err
+    return frames.numpy(), audio.numpy()
+
+
+def _start(out: Path, settings: dict, manifest: Path) -> list[dict]:
+    """Create or reopen a cache folder; returns the shards already complete."""
+    out.mkdir(parents=True, exist_ok=True)
+    index_path = out / INDEX
+    if index_path.exists():
+        try:
+            old = json.loads(index_path.read_text(encoding="utf-8")).get("settings")
+        except (OSError, json.JSONDecodeError, AttributeError) as err:
+            raise AvsslError(f"{index_path}: unreadable shard cache index ({err})") from None
+        if old != settings:
+            raise AvsslError(
+                f"{out}: a cache built with other decode settings ({old}); "
+                "choose another --out or delete it"
+            )
+    done = complete_shards(out)
+    write_json(index_path, _index(settings, manifest, done, [], complete=False))
+    return done
+
+
+def _index(settings, manifest, shards, skipped, complete: bool) -> dict:
+    return {
+        "settings": settings,
+        "manifest": str(manifest),
+        "complete": complete,
+        "n_samples": sum(s["n"] for s in shards),
+        "shards": sorted(shards, key=lambda s: s["name"]),
+        "skipped": skipped,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``avssl cache --out DIR [--data MANIFEST] [--workers N] ...``."""
+    from avssl.data.source import manifest_path
+
+    args = _parser().parse_args(argv)
+    if args.workers < 1 or args.shard_size < 1 or args.shard_mb <= 0:
+        raise AvsslError("--workers, --shard-size and --shard-mb must be positive")
+    t0 = time.time()
+    cfg = load_config(args.config, args.overrides)
+    if args.data:
+        cfg.data.root = args.data
+    manifest = manifest_path(cfg.data, progress=not args.no_progress)
+    rows = read_manifest(manifest)
+    if args.splits:
+        keep = {s.strip() for s in args.splits.split(",")}
+        rows = [r for r in rows if r.split in keep]
+    settings = decode_settings(cfg.data)
+    done = _start(args.out, settings, manifest)
+    cached = {i for s in done for i in s["ids"]}
+    todo = [r for r in rows if r.id not in cached]
+    resumed = len(rows) - len(todo)
+    first = 1 + max((int(s["name"][6:12]) for s in done), default=-1)
+    writer = ShardWriter(args.out, first, args.shard_size, int(args.shard_mb * 2**20))
+    skipped: list[dict] = []
+    bar = tqdm(total=len(todo), desc="cache", disable=args.no_progress, file=sys.stderr)
+    # Bounded in-flight work, consumed in submission order: memory stays flat and the shard
+    # contents do not depend on thread timing.
+    pending: deque = deque()
+    try:
+        with ThreadPoolExecutor(max_workers=args.workers) as pool:
+            for row in [*todo, None]:
+                if row is not None:
+                    pending.append((row, pool.submit(decode_row, row, manifest, cfg.data)))
+                while pending and (row is None or len(pending) >= 2 * args.workers):
+                    done_row, future = pending.popleft()
+                    item = future.result()
+                    bar.update()
+                    if isinstance(item, MediaError):
+                        if args.strict:
+                            raise MediaError(item.path, f"{item.reason} (row {done_row.id!r})")
+                        skipped.append(
+                            {"id": done_row.id, "split": done_row.split, "path": item.path,
+                             "reason": item.reason}
+                        )  # fmt: skip
+                        continue
+                    writer.add(done_row, *item)
+            writer.flush()
+    except BaseException:
+        writer.abort()
+        for _, future in pending:
+            future.cancel()
+        raise
+    finally:
+        bar.close()
+    shards = done + writer.committed
+    write_json(args.out / INDEX, _index(settings, manifest, shards, skipped, complete=True))
+    written = sum(s["n"] for s in writer.committed)
+    seconds = time.time() - t0
+    print(
+        json_line(
+            {
+                "out": str(args.out),
+                "manifest": str(manifest),
+                "written": written,
+                "resumed": resumed,
+                "n_skipped": len(skipped),
+                "skipped": skipped[:MAX_LISTED_SKIPS],
+                "bytes": sum(s["bytes"] for s in shards),
+                "shards": len(shards),
+                "seconds": round(seconds, 3),
+                "clips_per_s": round(written / seconds, 2) if seconds > 0 else None,
+            }
+        )
+    )
+    return 0
