@@ -429,3 +429,30 @@ def test_prepare_skips_lists_and_strict(world, tmp_path, capsys):
     assert report["written"] + report["missing"] + report["unreadable"] == len(entries)
     code, out, err = _run(capsys, cli, [*argv, "--out", str(tmp_path / "s"), "--strict"])
     assert code == 2 and len(err.strip().splitlines()) == 1 and "--strict" in err, err
+
+
+def test_cache_skips_lists_and_strict(mixed, tmp_path, capsys):
+    sets = [*TINY, f"data.root={mixed['manifest']}"]
+    argv = ["cache", "--no-progress"] + [a for s in sets for a in ("--set", s)]
+    code, out, err = _run(capsys, cli, [*argv, "--out", str(tmp_path / "shards")])
+    assert code == 0, err
+    summary = _last_json(out)
+    n_rows = len(mixed["manifest"].read_text().splitlines())
+    assert summary["written"] + summary["n_skipped"] == n_rows
+    skipped = {s["id"] for s in summary["skipped"]}
+    for split in ("train", "val", "test"):  # what cannot be decoded is skipped in every split
+        mine = {i.removeprefix(f"{split}/") for i in skipped if i.startswith(f"{split}/")}
+        assert mine and mine <= set(mixed["bad"]) and "missing" in mine
+    assert all(s["reason"] for s in summary["skipped"])
+    # training from the cache skips exactly what training from the media skips
+    train_sets = [*sets, "train.steps=2", "train.eval_every=2", "train.batch_size=2"]
+    runs = {}
+    for name, extra in (("media", []), ("cache", [f"data.cache={tmp_path / 'shards'}"])):
+        targs = [*train_sets, *extra, f"train.runs_dir={tmp_path / name}"]
+        code, out, err = _run(capsys, train.main, [a for s in targs for a in ("--set", s)])
+        assert code == 0, err
+        runs[name] = {(s["split"], s["id"]) for s in _last_json(out)["skipped"]}
+    assert runs["media"] == runs["cache"]
+    code, out, err = _run(capsys, cli, [*argv, "--out", str(tmp_path / "strict"), "--strict"])
+    assert code == 2 and out == "" and len(err.strip().splitlines()) == 1, err
+    assert err.startswith("error: ")
