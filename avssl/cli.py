@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "prepare": ("avssl.prep:main", "write a dataset's manifest (avssl prepare NAME ...)"),
     "report": ("avssl.tools.report:main", "a self-contained HTML page of a run"),
     "cache": ("avssl.data.shards_cli:main", "decode a manifest once into tar shards"),
+    "bench": ("avssl.tools.bench:main", "measure decoding, cache, training and embedding speed"),
 }
 
 

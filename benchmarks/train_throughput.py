@@ -17,59 +17,15 @@ import argparse
 import json
 import platform
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 from avssl.config import load_config
-from avssl.models import build_model
+from avssl.tools.bench import clips_per_second
 from avssl.train import runtime
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def random_batch(cfg, batch_size: int) -> dict:
-    """A batch as :func:`avssl.train.data.to_device` delivers it (channels-last frames)."""
-    s, n = cfg.data.frame_size, int(round(cfg.data.window * cfg.data.sample_rate))
-    g = torch.Generator().manual_seed(0)
-    frames = torch.rand(batch_size, 3, s, s, generator=g)
-    if cfg.train.channels_last:
-        frames = frames.contiguous(memory_format=torch.channels_last)
-    audio = [0.1 * torch.randn(batch_size, n, generator=g) for _ in range(3)]
-    return {
-        "frames": frames,
-        "audio": audio[0],
-        "audio_neg": audio[1],
-        "audio_hard": audio[2],
-        "neg_hard": torch.arange(batch_size) % 2 == 0,
-        "label": torch.arange(batch_size) % 4,
-    }
-
-
-def clips_per_second(cfg, precision: str, steps: int, batch_size: int) -> float:
-    """Timed optimisation steps (after two warm-up steps) in ``precision``."""
-    torch.manual_seed(0)
-    device = torch.device("cpu")
-    model = build_model(cfg.model, cfg.data, cfg.loss).to(device).train()
-    if cfg.train.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    batch = random_batch(cfg, batch_size)
-
-    def step():
-        with runtime.autocast(precision, device):
-            loss, _ = model.loss(batch)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-
-    for _ in range(2):
-        step()
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        step()
-    return steps * batch_size / (time.perf_counter() - t0)
 
 
 def main(argv: list[str] | None = None) -> int:

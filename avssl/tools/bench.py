@@ -1,0 +1,341 @@
+"""``avssl bench``: decoding, shard-cache, training and embedding speed of this machine, one run.
+
+Measured on the same process, so the numbers are comparable with each other:
+
+- ``decode_windows_per_s``: 1-s windows (frames at ``data.fps`` and the decode size of their
+  split, mono audio at ``data.sample_rate``) decoded from the media of a small synthetic world
+  (:func:`avssl.data.synthetic.ensure_world`, under ``$AVSSL_CACHE``), each at a random time;
+- ``cache_windows_per_s``: the same windows read from a shard cache of that world (built with
+  ``avssl cache``): one sequential pass over the shards, as training reads them, plus cutting
+  the windows out of the decoded clips;
+- ``train_clips_per_s_fp32`` / ``_bf16``: ``{config name: clips/s}`` of full optimisation steps
+  on random batches (the model's cost alone) for the default config and ``configs/l3-paper.yaml``;
+- ``model_gflop_per_clip``: forward + backward FLOPs per training clip of the paper config,
+  counted by :class:`torch.utils.flop_counter.FlopCounterMode` on one training step;
+  ``achieved_gflop_per_s`` = that times the paper config's bf16 clips/s;
+  ``matmul_peak_gflop_per_s``: a square bf16 matmul; ``mfu`` = achieved / peak;
+- ``embed_audio_seconds_per_s``: the paper L3 audio tower (random weights) on 1-s 48 kHz windows
+  every 0.1 s of 5-s 44.1 kHz wav clips, bf16 autocast with channels-last weights, decoding,
+  resampling and the spectrogram included; ``embed_max_rel_error``: the largest
+  ``|e_bf16 - e_fp32| / |e_fp32|`` over those window embeddings;
+- ``peak_rss_mb``: the process's peak resident memory.
+
+``data_wait_fraction`` is not measured: the loader and the model are timed separately here.
+
+usage: avssl bench [--quick]   (the last stdout line is one JSON object)
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import io
+import platform
+import random
+import resource
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from avssl.config import Config, SynthConfig, load_config
+from avssl.data.manifest import Row, read_manifest, resolve
+from avssl.data.media import read_audio, read_frames
+from avssl.data.shards import iter_shard, read_index, split_size
+from avssl.eval.clip_features import load_clip
+from avssl.eval.embed import audio_windows, embed_audio
+from avssl.models import build_model
+from avssl.train import runtime
+
+REPO = Path(__file__).resolve().parents[2]
+PAPER = REPO / "configs" / "l3-paper.yaml"
+WINDOW_S, CLIP_S, FILE_SR, EMBED_HOP_S = 1.0, 5.0, 44100, 0.1
+
+
+@dataclass
+class Sizes:
+    """How much work each measurement does (``--quick`` or the full run)."""
+
+    world: SynthConfig
+    windows: int  # decoded / cached windows
+    steps: int  # timed steps, default config
+    batch: int
+    paper_steps: int
+    paper_batch: int
+    warmup: int  # untimed steps before each timing
+    flop_batch: int  # batch of the FLOP-counted step
+    matmul: int  # side of the peak-rate matmul
+    embed_clips: int
+    embed_batch: int  # windows per forward pass
+    overrides: tuple[str, ...] = ()  # --set assignments for every config (tests shrink models)
+
+
+QUICK = Sizes(SynthConfig(n_train=4, n_val=0, n_test=0), 40, 3, 32, 1, 4, 1, 2, 2048, 1, 41)
+FULL = Sizes(SynthConfig(n_train=16, n_val=0, n_test=0), 200, 10, 64, 3, 16, 2, 4, 2048, 4, 41)
+
+
+# ----------------------------------------------------------------------------- training
+
+
+def random_batch(cfg: Config, batch_size: int) -> dict:
+    """A batch as :func:`avssl.train.data.to_device` delivers it (channels-last frames).
+
+    Returns:
+        ``frames`` float ``[B, 3, S, S]``, ``audio``/``audio_neg``/``audio_hard`` float
+        ``[B, N]``, ``neg_hard`` bool ``[B]``, ``label`` long ``[B]``.
+    """
+    s, n = cfg.data.frame_size, int(round(cfg.data.window * cfg.data.sample_rate))
+    g = torch.Generator().manual_seed(0)
+    frames = torch.rand(batch_size, 3, s, s, generator=g)
+    if cfg.train.channels_last:
+        frames = frames.contiguous(memory_format=torch.channels_last)
+    audio = [0.1 * torch.randn(batch_size, n, generator=g) for _ in range(3)]
+    return {
+        "frames": frames,
+        "audio": audio[0],
+        "audio_neg": audio[1],
+        "audio_hard": audio[2],
+        "neg_hard": torch.arange(batch_size) % 2 == 0,
+        "label": torch.arange(batch_size) % 4,
+    }
+
+
+def train_step(cfg: Config, precision: str, batch_size: int):
+    """A closure running one AdamW step of ``model.loss`` on a fixed random batch."""
+    torch.manual_seed(0)
+    device = torch.device("cpu")
+    model = build_model(cfg.model, cfg.data, cfg.loss).to(device).train()
+    if cfg.train.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    batch = random_batch(cfg, batch_size)
+
+    def step():
+        with runtime.autocast(precision, device):
+            loss, _ = model.loss(batch)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    return step
+
+
+def clips_per_second(
+    cfg: Config, precision: str, steps: int, batch_size: int, warmup: int = 2
+) -> float:
+    """Training clips per second over ``steps`` timed steps after ``warmup`` untimed ones."""
+    step = train_step(cfg, precision, batch_size)
+    for _ in range(warmup):
+        step()
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return steps * batch_size / (time.perf_counter() - t0)
+
+
+def train_flop_per_clip(cfg: Config, batch_size: int) -> float:
+    """Forward + backward FLOPs of one training step divided by its batch size."""
+    step = train_step(cfg, "fp32", batch_size)
+    with FlopCounterMode(display=False) as counter:
+        step()
+    return counter.get_total_flops() / batch_size
+
+
+def matmul_gflop_per_s(n: int, reps: int = 5) -> float:
+    """GFLOP/s of an ``n x n`` bf16 matmul (best of ``reps`` after one warm-up)."""
+    g = torch.Generator().manual_seed(0)
+    a, b = (torch.randn(n, n, generator=g).bfloat16() for _ in range(2))
+    torch.mm(a, b)
+    best = float("inf")
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        torch.mm(a, b)
+        best = min(best, time.perf_counter() - t0)
+    return 2 * n**3 / best / 1e9
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def build_cache(manifest: Path, out: Path, overrides: tuple[str, ...]) -> Path:
+    """Run ``avssl cache`` on ``manifest`` into ``out`` (its JSON line is swallowed)."""
+    from avssl.data import shards_cli
+
+    sets = [a for s in overrides for a in ("--set", s)]
+    with contextlib.redirect_stdout(io.StringIO()):
+        shards_cli.main(["--data", str(manifest), "--out", str(out), "--no-progress", *sets])
+    return out
+
+
+def pick_windows(rows: list[Row], n: int, seed: int = 0) -> list[tuple[Row, float]]:
+    """``n`` random ``(row, start s into the row)`` 1-s windows of rows of a known length."""
+    rng = random.Random(seed)
+    rows = [r for r in rows if r.end is not None and r.end - r.start >= WINDOW_S]
+    picks = []
+    for _ in range(n):
+        row = rng.choice(rows)
+        picks.append((row, rng.uniform(0.0, row.end - row.start - WINDOW_S)))
+    return picks
+
+
+def decode_windows_per_second(manifest: Path, picks, cfg: Config) -> float:
+    """Windows per second decoded from the media (after one untimed warm-up window)."""
+    d = cfg.data
+
+    def decode(row: Row, t: float):
+        visual = resolve(manifest, row.visual)
+        audio = resolve(manifest, row.audio) or visual
+        frames = read_frames(visual, row.start + t, WINDOW_S, d.fps, split_size(d, row.split))
+        wave = read_audio(audio, row.start + t, WINDOW_S, d.sample_rate)
+        return frames, wave
+
+    decode(*picks[0])
+    t0 = time.perf_counter()
+    for pick in picks:
+        decode(*pick)
+    return len(picks) / (time.perf_counter() - t0)
+
+
+def cache_windows_per_second(cache: Path, picks, cfg: Config) -> float:
+    """Windows per second read from a shard cache: the shards holding them, then cutting."""
+    d = cfg.data
+    wanted = {row.id for row, _ in picks}
+    t0 = time.perf_counter()
+    clips = {}
+    for shard in read_index(cache)["shards"]:
+        if wanted & set(shard["ids"]):
+            for sample in iter_shard(cache / shard["name"]):
+                if sample["row"]["id"] in wanted:
+                    clips[sample["row"]["id"]] = (sample["frames"], sample["audio"])
+    nf, na = int(round(WINDOW_S * d.fps)), int(round(WINDOW_S * d.sample_rate))
+    for row, t in picks:
+        frames, audio = clips[row.id]
+        i, j = int(t * d.fps), int(round(t * d.sample_rate))
+        window = torch.from_numpy(frames[i : i + nf]), torch.from_numpy(audio[j : j + na])
+        assert window[0].shape[0] > 0 and window[1].shape[0] > 0
+    return len(picks) / (time.perf_counter() - t0)
+
+
+# ----------------------------------------------------------------------------- embedding
+
+
+def write_clips(folder: Path, n: int) -> list[Path]:
+    """``n`` 5-s 44.1 kHz mono noise wavs (the length and rate of ESC-50 clips)."""
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(n):
+        path = folder / f"clip{i}.wav"
+        sf.write(path, (0.1 * rng.normal(size=int(CLIP_S * FILE_SR))).astype(np.float32), FILE_SR)
+        paths.append(path)
+    return paths
+
+
+def embed_speed(cfg: Config, paths: list[Path], batch_size: int) -> tuple[float, float]:
+    """Audio seconds per second of bf16 channels-last window embedding, and its max error.
+
+    Returns:
+        ``(audio seconds / s, max over windows of |e_bf16 - e_fp32| / |e_fp32|)``.
+    """
+    sr = cfg.data.sample_rate
+    torch.manual_seed(0)
+    model = build_model(cfg.model, cfg.data).eval()
+
+    def run(precision: str) -> tuple[torch.Tensor, float]:
+        embs, audio_s = [], 0.0
+        for path in paths:
+            wave = load_clip(path, sr)
+            audio_s += wave.shape[0] / sr
+            wins = audio_windows(wave, sr, cfg.data.window, EMBED_HOP_S)
+            embs.append(embed_audio(model, wins, "cpu", precision, batch_size))
+        return torch.cat(embs), audio_s
+
+    ref, _ = run("fp32")
+    model = model.to(memory_format=torch.channels_last)
+    warm = audio_windows(load_clip(paths[0], sr), sr, cfg.data.window, EMBED_HOP_S)[:batch_size]
+    embed_audio(model, warm, "cpu", "bf16", batch_size)  # oneDNN bf16 kernel set-up
+    t0 = time.perf_counter()
+    emb, audio_s = run("bf16")
+    rate = audio_s / (time.perf_counter() - t0)
+    err = (emb - ref).norm(dim=1) / ref.norm(dim=1).clamp_min(1e-12)
+    return rate, float(err.max())
+
+
+# ----------------------------------------------------------------------------- the run
+
+
+def run(sizes: Sizes, log=None) -> dict:
+    """Every measurement of ``sizes``; returns the JSON object's dict (progress: ``log``)."""
+    log = log or (lambda msg: print(msg, file=sys.stderr))
+    from avssl.data.synthetic import ensure_world
+
+    configs = {"default": load_config(None, list(sizes.overrides))}
+    configs["l3-paper"] = paper = load_config(PAPER, list(sizes.overrides))
+    out: dict = {}
+
+    manifest = ensure_world(sizes.world, progress=False)
+    rows = read_manifest(manifest)
+    picks = pick_windows(rows, sizes.windows)
+    out["decode_windows_per_s"] = decode_windows_per_second(manifest, picks, configs["default"])
+    with tempfile.TemporaryDirectory() as tmp:
+        cache = build_cache(manifest, Path(tmp) / "cache", sizes.overrides)
+        out["cache_windows_per_s"] = cache_windows_per_second(cache, picks, configs["default"])
+    dec, cac = out["decode_windows_per_s"], out["cache_windows_per_s"]
+    log(f"windows/s: decode {dec:.1f}, cache {cac:.1f}")
+
+    for precision in ("fp32", "bf16"):
+        rates = {}
+        for name, cfg in configs.items():
+            steps, bs = (sizes.steps, sizes.batch)
+            if name == "l3-paper":
+                steps, bs = (sizes.paper_steps, sizes.paper_batch)
+            rates[name] = clips_per_second(cfg, precision, steps, bs, sizes.warmup)
+            log(f"train {name} {precision}: {rates[name]:.2f} clips/s (batch {bs})")
+        out[f"train_clips_per_s_{precision}"] = rates
+
+    gflop = train_flop_per_clip(paper, sizes.flop_batch) / 1e9
+    achieved = gflop * out["train_clips_per_s_bf16"]["l3-paper"]
+    peak = matmul_gflop_per_s(sizes.matmul)
+    out.update(
+        model_gflop_per_clip=gflop,
+        achieved_gflop_per_s=achieved,
+        matmul_peak_gflop_per_s=peak,
+        mfu=achieved / peak,
+    )
+    log(f"l3-paper: {gflop:.1f} GFLOP/clip, {achieved:.1f} GFLOP/s, peak {peak:.1f} GFLOP/s")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = write_clips(Path(tmp), sizes.embed_clips)
+        rate, err = embed_speed(paper, paths, sizes.embed_batch)
+    out.update(embed_audio_seconds_per_s=rate, embed_max_rel_error=err)
+    out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    out = {k: _round(v) for k, v in out.items()}
+    out["machine"] = (
+        f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
+        f"torch {torch.__version__}, cpu bf16: {runtime.cpu_has_bf16()}"
+    )
+    out["sizes"] = {k: v for k, v in dataclasses.asdict(sizes).items() if k != "overrides"}
+    return out
+
+
+def _round(value):
+    if isinstance(value, dict):
+        return {k: _round(v) for k, v in value.items()}
+    return float(f"{value:.4g}") if isinstance(value, float) else value
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``avssl bench [--quick]``."""
+    from avssl.cli import json_line
+
+    p = argparse.ArgumentParser(prog="avssl bench", description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="small sizes (under 2 min on 2 cores)")
+    args = p.parse_args(argv)
+    print(json_line(run(QUICK if args.quick else FULL)))
+    return 0

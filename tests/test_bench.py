@@ -1,0 +1,74 @@
+"""``avssl bench`` on tiny sizes: every key present, rates positive, MFU a fraction."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+from conftest import TINY
+
+from avssl.cli import COMMANDS
+from avssl.config import load_config
+from avssl.tools import bench
+
+SHRINK = (
+    "data.frame_size=32",
+    "data.load_size=36",
+    "model.channels=[8,16]",
+    "model.embed_dim=16",
+    "model.fusion_hidden=16",
+)
+KEYS = {
+    "decode_windows_per_s",
+    "cache_windows_per_s",
+    "train_clips_per_s_fp32",
+    "train_clips_per_s_bf16",
+    "model_gflop_per_clip",
+    "achieved_gflop_per_s",
+    "matmul_peak_gflop_per_s",
+    "mfu",
+    "peak_rss_mb",
+    "embed_audio_seconds_per_s",
+    "embed_max_rel_error",
+}
+
+
+@pytest.fixture
+def tiny_sizes(tiny_cache):
+    world = load_config(None, [s for s in TINY if s.startswith("data.synthetic")]).data.synthetic
+    return bench.Sizes(world, 6, 1, 4, 1, 2, 0, 2, 256, 1, 41, SHRINK)
+
+
+def test_bench_quick_json(tiny_sizes, monkeypatch, capsys):
+    monkeypatch.setattr(bench, "QUICK", tiny_sizes)
+    assert COMMANDS["bench"][0] == "avssl.tools.bench:main"
+    assert bench.main(["--quick"]) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert set(out) >= KEYS
+    for key in KEYS:
+        values = out[key].values() if isinstance(out[key], dict) else [out[key]]
+        assert all(isinstance(v, float | int) and math.isfinite(v) and v > 0 for v in values), key
+    for key in ("train_clips_per_s_fp32", "train_clips_per_s_bf16"):
+        assert set(out[key]) == {"default", "l3-paper"}
+    assert 0 < out["mfu"] <= 1
+    assert out["achieved_gflop_per_s"] == pytest.approx(
+        out["model_gflop_per_clip"] * out["train_clips_per_s_bf16"]["l3-paper"], rel=1e-2
+    )
+    assert out["embed_max_rel_error"] < 0.1  # bf16 rounding, not a broken model
+
+
+def test_flops_per_clip_do_not_depend_on_batch():
+    cfg = load_config(bench.PAPER, list(SHRINK))
+    one, four = bench.train_flop_per_clip(cfg, 2), bench.train_flop_per_clip(cfg, 4)
+    assert one > 0 and four == pytest.approx(one, rel=0.05)
+
+
+def test_flop_counter_known_answer():
+    # A linear layer's training step: 2*B*I*O forward, twice that backward (input and weight).
+    counter = torch.utils.flop_counter.FlopCounterMode(display=False)
+    lin = torch.nn.Linear(8, 4)
+    with counter:
+        lin(torch.randn(3, 8, requires_grad=True)).sum().backward()
+    assert counter.get_total_flops() == 3 * 2 * 3 * 8 * 4
