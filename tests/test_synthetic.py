@@ -65,10 +65,9 @@ def test_cli_rebuilds_identically_with_two_workers(world, tmp_path, capsys):
     assert cli.main(["synth", "--out", str(out), "--workers", "2", *CLI_ARGS]) == 0
     assert capsys.readouterr().out.strip().splitlines()[-1] == str(out / "manifest.jsonl")
     assert (out / "manifest.jsonl").read_text() == world.read_text()
+    # Byte-identical files: x264 runs single-threaded and avssl converts RGB to YUV itself.
     for row in read_manifest(world):
-        a, b = decode(world.parent / row.video), decode(out / row.video)
-        np.testing.assert_array_equal(a[1], b[1])
-        np.testing.assert_array_equal(a[0], b[0])
+        assert (world.parent / row.video).read_bytes() == (out / row.video).read_bytes(), row.id
 
 
 def test_ensure_world_caches_by_config(tmp_path, monkeypatch, capsys):

@@ -36,7 +36,7 @@ from avssl.data import synth_render as sr
 from avssl.data.manifest import SPLITS, Row, write_manifest
 from avssl.errors import ConfigError
 
-GENERATOR_VERSION = 2  # bump when the output of a given config changes (invalidates caches)
+GENERATOR_VERSION = 3  # bump when the output of a given config changes (invalidates caches)
 MANIFEST = "manifest.jsonl"
 CLASSES = "classes.json"
 

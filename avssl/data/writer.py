@@ -18,6 +18,27 @@ def _to_numpy(x) -> np.ndarray:
     return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
 
 
+def rgb_to_yuv420p(rgb: np.ndarray) -> np.ndarray:
+    """uint8 RGB ``[H, W, 3]`` (H, W even) -> planar yuv420p ``[H * 3 // 2, W]``, BT.601 limited
+    range, chroma averaged over 2x2 blocks.
+
+    Done here rather than by FFmpeg's swscale, whose result was seen to vary from run to run in
+    the last bit (and so the encoded bytes), which broke the synthetic world's determinism.
+    """
+    x = rgb.astype(np.float32)
+    r, g, b = x[..., 0], x[..., 1], x[..., 2]
+    y = 16 + (65.481 * r + 128.553 * g + 24.966 * b) / 255
+    cb = 128 + (-37.797 * r - 74.203 * g + 112.0 * b) / 255
+    cr = 128 + (112.0 * r - 93.786 * g - 18.214 * b) / 255
+    h, w = y.shape
+
+    def down(c: np.ndarray) -> np.ndarray:
+        return c.reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3)).reshape(h // 4, w)
+
+    planes = [y, down(cb), down(cr)]
+    return np.concatenate([np.clip(np.rint(c), 0, 255).astype(np.uint8) for c in planes])
+
+
 def write_video(
     path: str | os.PathLike,
     frames,
@@ -76,7 +97,7 @@ def write_video(
             astream = container.add_stream(codec, rate=int(sample_rate), layout=layout)
         if vstream is not None:
             for img in frames:
-                frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")
+                frame = av.VideoFrame.from_ndarray(rgb_to_yuv420p(img), format="yuv420p")
                 container.mux(vstream.encode(frame))
             container.mux(vstream.encode(None))
         if astream is not None:
