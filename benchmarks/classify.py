@@ -24,29 +24,17 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-import soundfile as sf
 import torch
 
 from avssl.config import load_config
 from avssl.eval.clip_features import WindowEmbedder, extract
 from avssl.models import build_model
+from avssl.tools.bench import CLIP_S, FILE_SR, write_clips  # 5-s 44.1 kHz, as ESC-50
 from avssl.train.runtime import cpu_has_bf16
 
 REPO = Path(__file__).resolve().parents[1]
 ESC10 = REPO.parent / "shared" / "data" / "esc10"
-CLIP_S, FILE_SR, HOP_S = 5.0, 44100, 0.5
-
-
-def write_clips(folder: Path, n: int) -> list[Path]:
-    """``n`` 5-s 44.1 kHz noise wavs (the length and rate of ESC-50 clips)."""
-    rng = np.random.default_rng(0)
-    paths = []
-    for i in range(n):
-        path = folder / f"clip{i}.wav"
-        sf.write(path, (0.1 * rng.normal(size=int(CLIP_S * FILE_SR))).astype(np.float32), FILE_SR)
-        paths.append(path)
-    return paths
+HOP_S = 0.5
 
 
 def embedding_throughput(
