@@ -6,9 +6,11 @@ Modules are imported lazily so ``avssl inspect`` does not pay for importing the 
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import json
 import math
+import os
 import sys
 
 from avssl.errors import AvsslError
@@ -52,6 +54,36 @@ def json_safe(value):
 def json_line(obj) -> str:
     """The one-line JSON object every command prints last (strict JSON: no NaN)."""
     return json.dumps(json_safe(obj), allow_nan=False)
+
+
+def dash_paths_last(parser: argparse.ArgumentParser, argv: list[str]) -> list[str]:
+    """``argv`` with file names that start with a dash moved behind ``--``.
+
+    ``avssl inspect -clip.mp4`` would otherwise be an unknown option and an argparse usage
+    message. An argument counts as such a name when it is not one of ``parser``'s options (nor
+    ``--opt=value``) and names an existing path or has a file extension; it then stays a
+    positional argument, in order. A dash value of an option (``-o -out.mp4``) is attached to
+    it (``-o-out.mp4``), which argparse accepts.
+    """
+    if "--" in argv:
+        return argv
+    options = parser._option_string_actions  # argparse has no public lookup
+    keep, names, takes_value = [], [], False
+    for arg in argv:
+        is_option = arg.split("=", 1)[0] in options
+        dashed = arg.startswith("-") and len(arg) > 1 and not is_option
+        if dashed and takes_value:  # argparse refuses "-o -out.mp4" but takes "-o-out.mp4"
+            flag = keep.pop()
+            keep.append(f"{flag}={arg}" if flag.startswith("--") else flag + arg)
+            takes_value = False
+            continue
+        if dashed and (os.path.exists(arg) or os.path.splitext(arg)[1][1:].isalnum()):
+            names.append(arg)
+            continue
+        keep.append(arg)
+        action = options.get(arg) if is_option and "=" not in arg else None
+        takes_value = action is not None and action.nargs != 0
+    return keep + ["--", *names] if names else keep
 
 
 def run_guarded(fn, argv: list[str]) -> int:

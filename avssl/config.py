@@ -51,6 +51,10 @@ class DataConfig:
     num_workers: int = 0
     cache: str | None = None  # a shard cache folder (avssl cache) read instead of the media
     augment: bool = True  # L3 training augmentations (random crop, flip, colour jitter)
+    # easy negatives only from clips whose (first) label the frame does not show (labels, or
+    # the manifest's frame_labels): with AV-Digits canvases a random other recording is often
+    # a digit on the canvas, a correct match, not a negative
+    unseen_negatives: bool = False
     synthetic: SynthConfig = field(default_factory=SynthConfig)
 
 
@@ -91,7 +95,9 @@ class LossConfig:
     """Objective settings (see :mod:`avssl.losses`)."""
 
     hard_negatives: bool = True  # contrastive: add same-clip shifted audio as extra negatives
-    mask_same_label: bool = False  # contrastive: do not treat same-label items as negatives
+    # contrastive: a frame showing the sound's class (same label, or in the row's frame_labels)
+    # is not a negative for that sound; uses labels, so off for self-supervised training
+    mask_same_label: bool = False
 
 
 @dataclass

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from avssl.config import AudioFeatures, DataConfig, LossConfig, ModelConfig
 from avssl.losses import info_nce, lse_pool, mil_logistic, pair_cross_entropy
 from avssl.models import METHODS, build_model
+from avssl.models.contrastive import false_negatives
 from avssl.models.distributed import gather_features
 
 
@@ -127,12 +128,26 @@ def test_contrastive_loss_is_info_nce_of_its_own_scores(hard_negatives):
     same = (lab[:, None] == lab[None]) & (lab[:, None] >= 0)
     mask = F.pad(same, (0, int(hard_negatives)))
     assert float(loss) == pytest.approx(float(brute_info_nce(logits, mask)), rel=1e-4)
+    mask[torch.arange(6), torch.arange(6)] = False  # a positive is never masked
     top = logits.masked_fill(mask, -math.inf).argmax(1) == torch.arange(6)
     assert stats["acc"] == pytest.approx(float(top.float().mean()))
     pos, easy = sim.diagonal(), sim.roll(-1, 1).diagonal()
     tpr = (pos >= 0).float().mean()
     assert stats["acc_easy"] == pytest.approx(float(0.5 * (tpr + (easy < 0).float().mean())))
     assert stats["acc_hard"] == pytest.approx(float(0.5 * (tpr + (hard < 0).float().mean())))
+
+
+def test_false_negatives_against_brute_force():
+    """Frame i is no negative for sound c when it shows c's class (frame_labels or same label)."""
+    g = torch.Generator().manual_seed(0)
+    label = torch.randint(-1, 5, (9,), generator=g)
+    shows = torch.rand(9, 5, generator=g) < 0.4
+    got, same = false_negatives(label, shows), false_negatives(label)
+    for i in range(9):
+        for c in range(9):
+            known = int(label[c]) >= 0
+            assert bool(got[i, c]) == (known and bool(shows[i, int(label[c])]))
+            assert bool(same[i, c]) == (known and int(label[i]) == int(label[c]))
 
 
 def test_gather_features_is_identity_without_a_process_group():

@@ -18,6 +18,7 @@ ROWS = [
         labels=["dog", "bark"],
         split="test",
         boxes={"sources": [[0.1, 0.2, 0.5, 0.6]]},
+        frame_labels=["dog", "cat"],
     ),
 ]
 
@@ -29,6 +30,7 @@ def test_round_trip(tmp_path):
     assert not list(path.parent.glob("*.tmp"))
     lines = [json.loads(line) for line in path.read_text().splitlines()]
     assert "image" not in lines[0] and "video" not in lines[2]
+    assert "frame_labels" not in lines[0] and lines[2]["frame_labels"] == ["dog", "cat"]
     assert lines[2]["image"] == "img/c.jpg" and ROWS[2].visual == "img/c.jpg"
     assert ROWS[0].duration == 10.0 and ROWS[2].duration is None
 

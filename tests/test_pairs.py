@@ -50,3 +50,26 @@ def test_too_short_clip_rejected():
         PairSampler([4.0, 0.5], 1.0, 1.0)
     with pytest.raises(ValueError, match="at least two clips"):
         PairSampler([4.0], 1.0, 1.0)
+
+
+def test_easy_negatives_avoid_what_the_frame_shows():
+    """With a ``shown`` predicate an easy negative is never something the frame shows, while
+    without it about as many negatives are shown as chance says (so the test can fail)."""
+    rng = np.random.default_rng(0)
+    label = rng.integers(0, 10, size=200)
+    canvas = [set(rng.choice(10, size=4, replace=False)) | {label[i]} for i in range(200)]
+
+    def shown(frame_clip, audio_clip):
+        return int(label[audio_clip]) in canvas[frame_clip]
+
+    plain = PairSampler([1.0] * 200, 1.0, 1.0, 0.0, seed=1)
+    masked = PairSampler([1.0] * 200, 1.0, 1.0, 0.0, seed=1, shown=shown)
+    hits_plain = sum(shown(p.clip, p.easy_clip) for p in map(plain.sample, range(2000)))
+    pairs = [masked.sample(i) for i in range(2000)]
+    assert hits_plain > 600  # about 40-50% of random negatives are on the canvas
+    assert not any(shown(p.clip, p.easy_clip) for p in pairs)
+    assert all(p.easy_clip != p.clip for p in pairs)
+    again = [masked.sample(i) for i in range(50)]  # still deterministic
+    assert [(p.clip, p.easy_clip, p.easy_t) for p in again] == [
+        (p.clip, p.easy_clip, p.easy_t) for p in pairs[:50]
+    ]

@@ -252,3 +252,27 @@ def test_canvases_per_recording_multiplies_training_pairs_only(tiny, tmp_path, c
         assert not np.array_equal(canvases[0], canvases[1])
     with pytest.raises(AvsslError, match="at least 1"):
         run(tiny, tmp_path / "bad", "--canvases-per-recording", "0")
+
+
+def test_canvases_feed_frame_labels_and_unseen_negatives(tiny, tmp_path):
+    """The data layer reads each canvas's digits; ``data.unseen_negatives`` then never pairs a
+    canvas with a spoken digit it shows as a negative."""
+    from avssl.config import load_config
+    from avssl.data.source import load_split
+
+    out = tmp_path / "out"
+    assert run(tiny, out, "--canvases-per-recording", "3", "--canvas-size", "56") == 0
+    sets = [f"data.root={out}", "data.fps=1", "data.frame_size=56", "data.load_size=56"]
+    sets += ["data.sample_rate=8000", "data.hard_fraction=0", "data.augment=false"]
+    for unseen in (False, True):
+        cfg = load_config(None, [*sets, f"data.unseen_negatives={unseen}"])
+        ds = load_split(cfg.data, "train", True, progress=False)
+        rows = ds.store.rows
+        shown = 0
+        for i in range(len(ds)):
+            item = ds[i]
+            clip, easy = ds.sampler.sample(i).clip, ds.sampler.sample(i).easy_clip
+            digits = set(rows[clip].frame_labels)
+            assert {str(d) for d in np.flatnonzero(item["frame_labels"])} == digits
+            shown += rows[easy].labels[0] in digits
+        assert (shown == 0) if unseen else (shown > 0)

@@ -151,6 +151,8 @@ class AVPairDataset(Dataset):
 
     Each item is a dict: ``frames`` uint8 ``[3, S, S]``, ``audio``, ``audio_neg``, ``audio_hard``
     float32 ``[N]``, ``neg_hard`` and ``hard_valid`` bool, ``label`` long (class index or -1),
+    ``frame_labels`` bool ``[len(classes)]`` (the classes visible in the frame: the row's
+    ``frame_labels`` when given, else its first label),
     ``clip`` long, ``t`` float. ``audio_neg`` is the hard negative when ``neg_hard`` else the
     easy one; ``audio_easy`` is always the easy one.
 
@@ -173,14 +175,24 @@ class AVPairDataset(Dataset):
         seed: int = 0,
     ):
         self.store, self.data, self.train = store, data, train
-        self.sampler = PairSampler(
-            store.durations, data.window, data.min_shift, data.hard_fraction, seed
-        )
         index = {c: i for i, c in enumerate(classes)}
         self.labels = [index.get(r.labels[0], -1) if r.labels else -1 for r in store.rows]
+        self.visible = torch.zeros(len(store.rows), len(classes), dtype=torch.bool)
+        for i, r in enumerate(store.rows):
+            names = r.frame_labels if r.frame_labels is not None else r.labels[:1]
+            self.visible[i, [index[n] for n in names if n in index]] = True
+        self.sampler = PairSampler(
+            store.durations, data.window, data.min_shift, data.hard_fraction, seed,
+            shown=self._shown if data.unseen_negatives else None,
+        )  # fmt: skip
         self.windows_per_clip = windows_per_clip
         self.seed = seed
         self.epoch = 0
+
+    def _shown(self, frame_clip: int, audio_clip: int) -> bool:
+        """Whether ``frame_clip``'s picture shows the class of ``audio_clip``'s sound."""
+        label = self.labels[audio_clip]
+        return label >= 0 and bool(self.visible[frame_clip, label])
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -210,6 +222,7 @@ class AVPairDataset(Dataset):
             "neg_hard": torch.tensor(pair.neg_hard),
             "hard_valid": torch.tensor(hard_valid),
             "label": torch.tensor(self.labels[pair.clip], dtype=torch.long),
+            "frame_labels": self.visible[pair.clip],
             "clip": torch.tensor(pair.clip, dtype=torch.long),
             "t": torch.tensor(pair.t, dtype=torch.float32),
         }

@@ -9,6 +9,9 @@ A row::
 an optional separate audio file; when absent the video's own audio track is used. Paths are
 relative to the manifest's folder. ``boxes`` is ``null`` or ``{"sources": [[x0, y0, x1, y1],
 ...]}`` with coordinates normalised to [0, 1] (one box per sounding source or per annotator).
+The optional ``frame_labels`` lists the classes of everything visible in the picture when that
+is more than ``labels`` (AV-Digits canvases: the spoken digit and the distractor digits); the
+contrastive loss can leave such pictures out of a sound's negatives (``loss.mask_same_label``).
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ class Row:
     labels: list[str] = field(default_factory=list)
     split: str = "train"
     boxes: dict | None = None
+    frame_labels: list[str] | None = None
 
     @property
     def visual(self) -> str:
@@ -53,6 +57,8 @@ class Row:
             d.pop("image")
         else:
             d.pop("video")
+        if d["frame_labels"] is None:
+            d.pop("frame_labels")
         return d
 
 
@@ -72,6 +78,8 @@ def row_from_json(obj: dict, where: str = "") -> Row:
         row.start = float(row.start or 0.0)
         row.end = None if row.end is None else float(row.end)
         row.labels = [str(x) for x in (row.labels or [])]
+        if row.frame_labels is not None:
+            row.frame_labels = [str(x) for x in row.frame_labels]
         row.id = str(row.id)
     except (TypeError, ValueError) as err:
         raise ManifestError(f"{where}: row {obj.get('id')!r}: {err}") from None

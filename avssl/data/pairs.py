@@ -42,6 +42,11 @@ class PairSampler:
         min_shift: smallest shift in seconds of a hard negative.
         hard_fraction: probability that ``neg_hard`` is True for an item.
         seed: base seed.
+        shown: optional ``[n, n]`` predicate as a function ``shown(frame_clip, audio_clip)``:
+            True when clip ``frame_clip``'s picture shows what clip ``audio_clip`` sounds like
+            (e.g. an AV-Digits canvas holding the spoken digit). Easy negatives are then drawn
+            among the clips it is False for (up to 64 draws, then any other clip), so a negative
+            is a real mismatch.
 
     Item ``index`` refers to clip ``index % len(durations)``, so a dataset of
     ``k * len(durations)`` items visits every clip ``k`` times per epoch.
@@ -54,6 +59,7 @@ class PairSampler:
         min_shift: float,
         hard_fraction: float = 0.5,
         seed: int = 0,
+        shown=None,
     ):
         if len(durations) < 2:
             raise ValueError("pair sampling needs at least two clips (easy negatives)")
@@ -62,6 +68,7 @@ class PairSampler:
         self.min_shift = float(min_shift)
         self.hard_fraction = float(hard_fraction)
         self.seed = int(seed)
+        self.shown = shown
         span = self.durations - self.window
         if (span < 0).any():
             bad = int(np.argmin(span))
@@ -105,6 +112,11 @@ class PairSampler:
         rng = np.random.default_rng([self.seed, epoch & 0x7FFFFFFF, index])
         t = self._frame_time(rng, clip)
         easy_clip = int((clip + rng.integers(1, n)) % n)
+        if self.shown is not None:
+            for _ in range(64):
+                if not self.shown(clip, easy_clip):
+                    break
+                easy_clip = int((clip + rng.integers(1, n)) % n)
         lo, hi = self._centre_range(easy_clip)
         easy_t = float(rng.uniform(lo, hi))
         hard_t = self._shifted_time(rng, clip, t)

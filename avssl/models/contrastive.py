@@ -118,8 +118,10 @@ class ContrastiveAV(AVModel):
             logits = logits / self.temperature
         mask = None
         if self.loss_cfg.mask_same_label and "label" in batch:
-            lab = gather_features(batch["label"])
-            same = (lab[:, None] == lab[None, :]) & (lab[:, None] >= 0)
+            same = false_negatives(
+                gather_features(batch["label"]),
+                None if "frame_labels" not in batch else gather_features(batch["frame_labels"]),
+            )
             mask = F.pad(same, (0, logits.shape[1] - same.shape[1]), value=False)
         loss = info_nce(logits, mask=mask)
         with torch.no_grad():
@@ -130,6 +132,8 @@ class ContrastiveAV(AVModel):
     def _stats(self, logits, mask, sim, sim_hard) -> dict[str, float]:
         n = logits.shape[0]
         if mask is not None:
+            mask = mask.clone()
+            mask.diagonal().fill_(False)  # as in info_nce: the positives are never masked
             logits = logits.masked_fill(mask, float("-inf"))
         top = logits.argmax(dim=1) == torch.arange(n, device=logits.device)
         s = sim.amax(dim=2)  # decision rule: hard max
@@ -146,3 +150,21 @@ class ContrastiveAV(AVModel):
 
     def calibration_parameters(self) -> list[nn.Parameter]:
         return [self.log_temperature] if self.cfg.learn_temperature else []
+
+
+def false_negatives(label: Tensor, frame_labels: Tensor | None = None) -> Tensor:
+    """Pairs that must not count as negatives: frame ``i`` shows the class of sound ``c``.
+
+    Args:
+        label: ``[B]`` long class of each item's sound (-1: unknown, never masked).
+        frame_labels: ``[B, C]`` bool classes visible in each frame; None: each frame shows
+            exactly its own label (then this is plain same-label masking).
+
+    Returns:
+        ``[B, B]`` bool, rows frames and columns sounds (the diagonal is left to the loss).
+    """
+    known = label >= 0
+    if frame_labels is None or frame_labels.shape[1] == 0:
+        return (label[:, None] == label[None, :]) & known[:, None] & known[None, :]
+    shows = frame_labels[:, label.clamp(min=0)]  # [B frames, B sounds]
+    return shows & known[None, :]

@@ -130,6 +130,20 @@ def render_canvas(digits: list[np.ndarray], grid: int, size: int) -> np.ndarray:
     return np.repeat(canvas[:, :, None], 3, axis=2)
 
 
+def render_single(img: np.ndarray, grid: int, size: int) -> np.ndarray:
+    """uint8 ``[size, size, 3]``: one image ``[h, w]`` at cell scale, centred on a blank canvas.
+
+    Gallery images keep the digits' size in the canvases (a fully convolutional tower is not
+    scale invariant) and show nothing else.
+    """
+    cell = size // grid
+    canvas = np.zeros((size, size), np.uint8)
+    lo = (size - cell) // 2
+    up = Image.fromarray(img).resize((cell, cell), Image.Resampling.BILINEAR)
+    canvas[lo : lo + cell, lo : lo + cell] = np.asarray(up)
+    return np.repeat(canvas[:, :, None], 3, axis=2)
+
+
 def cell_box(k: int, grid: int) -> list[float]:
     """Normalised ``[x0, y0, x1, y1]`` of cell ``k`` (row-major)."""
     r, c = divmod(k, grid)
@@ -257,6 +271,7 @@ def main(argv: list[str] | None = None) -> int:
                     labels=[str(rec.digit)],
                     split=split,
                     boxes=boxes,
+                    frame_labels=[str(d) for d in cell_digits],
                 )
             )
             items.append(
@@ -281,7 +296,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _write_gallery(out: Path, pool, pixels, labels, args) -> int:
-    """Single-digit test canvases, ``--gallery-per-class`` per digit; returns the row count."""
+    """Single-digit test images (:func:`render_single`), ``--gallery-per-class`` per digit;
+    returns the row count."""
     (out / "gallery").mkdir(exist_ok=True)
     rows, counts = [], dict.fromkeys(range(10), 0)
     for src, i in pool:
@@ -290,7 +306,7 @@ def _write_gallery(out: Path, pool, pixels, labels, args) -> int:
             continue
         counts[digit] += 1
         name = f"{src}_{i}"
-        img = render_canvas([pixels[src][i]], 1, args.canvas_size)
+        img = render_single(pixels[src][i], args.grid, args.canvas_size)
         Image.fromarray(img).save(out / "gallery" / f"{name}.png")
         rows.append(Row(id=f"gallery_{name}", image=f"gallery/{name}.png", labels=[str(digit)],
                         split="test"))  # fmt: skip

@@ -90,6 +90,6 @@ def prepare_folds(
             path = audio_path(rec, folds[item])
             add_audio_row(report, item, path, args.out, rec[label_col], folds[item], args.test_fold)
     if args.probe:
-        probe_rows(report, args.out, args.workers)
+        probe_rows(report, args.out, args.workers, picture=False)  # audio-only
     write_folds(args.out, folds, report)
     return report.finish(args.out, args.force)

@@ -139,23 +139,28 @@ class PrepReport:
         return 0
 
 
-def probe_row(row: Row, out: Path, window: float = 0.5, sample_rate: int = 16000) -> str | None:
-    """Decode one frame and a short audio window of ``row``; the reason it fails, or None."""
+def probe_row(
+    row: Row, out: Path, window: float = 0.5, sample_rate: int = 16000, picture: bool = True
+) -> str | None:
+    """Decode one frame (unless not ``picture``: audio-only datasets) and a short audio window
+    of ``row``; the reason it fails, or None."""
     visual, audio = resolve(out / MANIFEST, row.visual), resolve(out / MANIFEST, row.audio)
     try:
         length = window if row.end is None else min(window, row.end - row.start)
-        media.read_frames(visual, row.start, 0.04, 25.0, 32)
+        if picture:
+            media.read_frames(visual, row.start, 0.04, 25.0, 32)
         media.read_audio(audio or visual, row.start, length, sample_rate)
     except MediaError as err:
         return err.reason
     return None
 
 
-def probe_rows(report: PrepReport, out: Path, workers: int = 2) -> None:
-    """Test-decode every row in parallel; rows that fail move to ``report.unreadable``."""
+def probe_rows(report: PrepReport, out: Path, workers: int = 2, picture: bool = True) -> None:
+    """Test-decode every row in parallel (see :func:`probe_row`); rows that fail move to
+    ``report.unreadable``."""
     Path(out).mkdir(parents=True, exist_ok=True)  # relative paths may climb out of it ("..")
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        reasons = list(pool.map(lambda r: probe_row(r, Path(out)), report.rows))
+        reasons = list(pool.map(lambda r: probe_row(r, Path(out), picture=picture), report.rows))
     kept = []
     for row, reason in zip(report.rows, reasons, strict=True):
         if reason is None:

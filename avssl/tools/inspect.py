@@ -14,6 +14,7 @@ import json
 import os
 import sys
 
+from avssl.cli import dash_paths_last
 from avssl.data.media import probe, read_audio, read_frames
 
 
@@ -69,7 +70,8 @@ def inspect_file(
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``avssl inspect``; returns the exit status."""
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(dash_paths_last(parser, list(sys.argv[1:] if argv is None else argv)))
     report = inspect_file(
         args.file, args.start, args.duration, args.fps, args.size, args.sample_rate
     )

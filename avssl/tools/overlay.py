@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -25,6 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from avssl.cli import dash_paths_last
 from avssl.data.media import probe
 from avssl.errors import AvsslError, MediaError
 from avssl.eval.embed import frames_to_input, heatmaps
@@ -120,7 +122,8 @@ def _check_args(args) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(dash_paths_last(parser, list(sys.argv[1:] if argv is None else argv)))
     _check_args(args)
     from avssl.train.checkpoint import load_model
     from avssl.train.runtime import resolve_device, resolve_precision

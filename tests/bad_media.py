@@ -1,0 +1,176 @@
+"""The bad-media cases of issue 8, shared by the reliability tests.
+
+Each :class:`Case` makes one kind of bad or odd input with a :class:`conftest.MediaFactory`;
+``errors`` maps a one-file command to the reason it must report (else it must succeed).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+from conftest import MediaFactory
+from PIL import Image
+
+from avssl.data.writer import write_video
+
+ONE_FILE = ("inspect", "sync", "query_audio", "query_image", "query_video", "overlay")
+OK = None
+
+# ---- the cases ----------------------------------------------------------------------------------
+
+
+def _truncated(mf: MediaFactory) -> Path:
+    path = mf("whole.mp4", duration=2.0)
+    cut = mf.folder / "truncated.mp4"
+    cut.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    path.unlink()
+    return cut
+
+
+def _silence(mf: MediaFactory) -> Path:
+    frames = np.stack([mf.bars(i, 48, 64) for i in range(50)])
+    return write_video(mf.folder / "silence.mp4", frames, 25, np.zeros(32000, np.float32), 16000)
+
+
+def _vfr(mf: MediaFactory) -> Path:
+    """Frames at irregular times (ms time base) plus a 2-s AAC track."""
+    path = mf.folder / "vfr.mp4"
+    times = [0.0, 0.08, 0.12, 0.48, 0.52, 0.6, 1.2, 1.28, 1.4, 1.52, 1.96]
+    sr = 16000
+    wave = mf.tone(np.arange(2 * sr) / sr, 2.0).astype(np.float32)[None]
+    with av.open(str(path), "w") as out:
+        video = out.add_stream("libx264", rate=25)
+        video.width, video.height, video.pix_fmt = 64, 48, "yuv420p"
+        video.time_base = Fraction(1, 1000)
+        audio = out.add_stream("aac", rate=sr, layout="mono")
+        for i, t in enumerate(times):
+            frame = av.VideoFrame.from_ndarray(mf.bars(i, 48, 64), format="rgb24")
+            frame.pts, frame.time_base = round(t * 1000), Fraction(1, 1000)
+            out.mux(video.encode(frame))
+        out.mux(video.encode(None))
+        resampler = av.AudioResampler(format=audio.format.name, layout="mono", rate=sr)
+        frame = av.AudioFrame.from_ndarray(wave, format="fltp", layout="mono")
+        frame.sample_rate, frame.pts = sr, 0
+        for f in resampler.resample(frame) + resampler.resample(None):
+            out.mux(audio.encode(f))
+        out.mux(audio.encode(None))
+    return path
+
+
+def _raw_h264(mf: MediaFactory) -> Path:
+    """An elementary H.264 stream: no container duration, no timestamps (and no sound)."""
+    source = mf("raw-source.mp4", duration=2.0, audio=False)
+    path = mf.remux_raw(source, mf.folder / "unknown duration.h264", "h264", "video")
+    source.unlink()
+    return path
+
+
+def _raw_adts(mf: MediaFactory) -> Path:
+    """A raw ADTS AAC stream: audio whose duration is only known by demuxing."""
+    source = mf("adts-source.m4a", duration=2.0, video=False)
+    path = mf.remux_raw(source, mf.folder / "unknown duration.aac", "adts", "audio")
+    source.unlink()
+    return path
+
+
+def _huge_png(mf: MediaFactory) -> Path:
+    path = mf.folder / "huge.png"
+    Image.new("RGB", (4200, 4200), (40, 80, 120)).save(path, compress_level=1)
+    return path
+
+
+def _text(mf: MediaFactory) -> Path:
+    path = mf.folder / "notes.mp4"
+    path.write_text("this is not a video\n" * 50)
+    return path
+
+
+@dataclass
+class Case:
+    """One kind of input; ``errors`` maps a command to the reason it must report (else OK)."""
+
+    name: str
+    make: Callable[[MediaFactory], Path]
+    errors: dict[str, str] = field(default_factory=dict)
+    train_ok: bool = False  # a usable training / evaluation clip (video + sound, >= 2 s)
+
+
+def _all(reason: str) -> dict[str, str]:
+    return dict.fromkeys(ONE_FILE, reason)
+
+
+NO_SOUND = {
+    "sync": "no audio stream",
+    "query_audio": "without an audio stream",
+    "query_video": "without an audio stream",
+    "overlay": "no audio stream",
+}
+NO_PICTURE = {
+    "sync": "no video stream",
+    "query_image": "without pictures",
+    "overlay": "not a video",
+}
+STILL = {
+    "sync": "no audio stream",
+    "query_audio": "a still image",
+    "query_video": "a still image",
+    "overlay": "not a video",
+}
+
+CASES = [
+    Case("missing", lambda mf: mf.folder / "missing.mp4", _all("no such file")),
+    Case("empty", lambda mf: (mf.folder / "empty.mp4").touch() or mf.folder / "empty.mp4",
+         _all("empty file")),
+    Case("not media", _text, _all("not a media file")),
+    Case("truncated mp4", _truncated, _all("truncated or corrupt")),
+    Case("no audio stream", lambda mf: mf("mute.mp4", audio=False), NO_SOUND),
+    Case("audio file as video", lambda mf: mf("tone.wav", duration=2.0), NO_PICTURE),
+    Case("audio-only m4a", lambda mf: mf("tone.m4a", duration=2.0, video=False), NO_PICTURE),
+    Case("shorter than a window", lambda mf: mf("short.mp4", duration=0.4),
+         {"sync": "too short"}),
+    Case("digital silence", _silence, train_ok=True),
+    *[
+        Case(f"{rate} Hz", lambda mf, r=rate: mf(f"rate {r}.mp4", sample_rate=r), train_ok=True)
+        for rate in (8000, 16000, 22050, 44100, 48000)
+    ],
+    Case("stereo", lambda mf: mf("stereo.mp4", channels=2, sample_rate=44100), train_ok=True),
+    Case("5.1", lambda mf: mf("surround.mp4", channels=6, sample_rate=48000), train_ok=True),
+    Case("variable frame rate", _vfr, train_ok=True),
+    Case("large video", lambda mf: mf("large.mp4", duration=2.0, fps=3, size=(720, 1280)),
+         train_ok=True),
+    Case("over the pixel limit", _huge_png,
+         {**STILL, "inspect": "outside the limit", "query_image": "outside the limit"}),
+    Case("still image", lambda mf: mf("still.png"), STILL),
+    Case("unknown duration (h264)", _raw_h264, NO_SOUND),
+    Case("unknown duration (adts)", _raw_adts, NO_PICTURE),
+    Case("space and unicode", lambda mf: mf("a clip é 名前.mp4"), train_ok=True),
+    Case("webm", lambda mf: mf("clip.webm", channels=2), train_ok=True),
+]  # fmt: skip
+
+
+# ---- running the commands -----------------------------------------------------------------------
+
+
+def run(capsys, fn, argv: list[str]) -> tuple[int, str, str]:
+    """``fn(argv)`` in-process: ``(exit status, stdout, stderr)``; a traceback fails the test."""
+    code = fn(argv)
+    out, err = capsys.readouterr()
+    assert "Traceback" not in err and "Traceback" not in out, err
+    return code, out, err
+
+
+def one_line_error(code: int, out: str, err: str, path: Path, reason: str) -> None:
+    lines = err.strip().splitlines()
+    assert code == 2 and out == "", (code, out, err)
+    assert len(lines) == 1, err
+    assert lines[0].startswith(f"error: {path}: ") and reason in lines[0], lines[0]
+
+
+def last_json(out: str) -> dict:
+    return json.loads(out.strip().splitlines()[-1])
