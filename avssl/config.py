@@ -50,6 +50,9 @@ class DataConfig:
     preload: bool = True  # decode every clip once into memory (small datasets)
     num_workers: int = 0
     cache: str | None = None  # a shard cache folder (avssl cache) read instead of the media
+    # train from data.cache shard by shard (datasets larger than memory) instead of loading the
+    # train split into memory; needs data.cache (validation is still loaded)
+    stream: bool = False
     augment: bool = True  # L3 training augmentations (random crop, flip, colour jitter)
     # easy negatives only from clips whose (first) label the frame does not show (labels, or
     # the manifest's frame_labels): with AV-Digits canvases a random other recording is often
@@ -68,6 +71,12 @@ class AudioFeatures:
     hop_length: int = 320  # 20 ms: half a video frame at 25 fps
     n_mels: int = 40
     center: bool = False
+    # "band": subtract each frequency band's mean over the window (cepstral mean normalisation:
+    # removes the speaker's and the microphone's fixed spectral envelope); "none": raw
+    normalize: str = "none"
+    # training only, per example: stretch the frequency axis by a random factor in [1-w, 1+w]
+    # (vocal tract length perturbation, https://www.cs.toronto.edu/~ndjaitly/jaitly_vtlp.pdf)
+    freq_warp: float = 0.0
 
 
 @dataclass

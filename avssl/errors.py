@@ -38,3 +38,7 @@ class CheckpointError(AvsslError):
 
 class ManifestError(AvsslError):
     """A manifest file or row is malformed."""
+
+
+class TrainingError(AvsslError):
+    """Training cannot go on (e.g. a non-finite loss); the last good checkpoint is kept."""

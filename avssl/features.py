@@ -94,14 +94,66 @@ class LogMel(nn.Module):
 
 
 AUDIO_FRONTENDS = {"logstft": LogSTFT, "logmel": LogMel}
+NORMALIZERS = ("none", "band")
+
+
+class FrequencyWarp(nn.Module):
+    """Training-time vocal tract length perturbation on a log spectrogram (identity in eval).
+
+    Each example's frequency axis is stretched by ``alpha ~ U(1 - w, 1 + w)`` about 0 Hz: output
+    band ``f`` reads input band ``f / alpha`` (linear interpolation, the top band repeated past
+    the edge), which moves formants as a longer or shorter vocal tract would
+    (Jaitly and Hinton, 2013). Draws come from the global torch generator (seeded runs repeat).
+    """
+
+    def __init__(self, width: float):
+        super().__init__()
+        if not 0 <= width < 1:
+            raise ConfigError(f"model.audio.freq_warp must be in [0, 1), got {width}")
+        self.width = width
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``[B, 1, F, T]`` -> ``[B, 1, F, T]``."""
+        if not self.training or self.width == 0:
+            return x
+        b, _, f, t = x.shape
+        alpha = 1 + self.width * (2 * torch.rand(b, 1, 1, device=x.device) - 1)
+        rows = torch.arange(f, device=x.device, dtype=x.dtype).view(1, f, 1) / alpha
+        ys = (2 * rows / max(f - 1, 1) - 1).expand(b, f, t)
+        xs = torch.linspace(-1, 1, t, device=x.device, dtype=x.dtype).view(1, 1, t).expand(b, f, t)
+        grid = torch.stack([xs, ys], dim=-1)
+        return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=True)
+
+
+class AudioFrontend(nn.Module):
+    """Log spectrogram, then optional band-mean normalisation and training-time warping."""
+
+    def __init__(self, feat: AudioFeatures, sample_rate: int):
+        super().__init__()
+        if feat.kind not in AUDIO_FRONTENDS:
+            valid = ", ".join(AUDIO_FRONTENDS)
+            raise ConfigError(f"model.audio.kind: unknown front end {feat.kind!r} (valid: {valid})")
+        if feat.normalize not in NORMALIZERS:
+            raise ConfigError(
+                f"model.audio.normalize: {feat.normalize!r} is not one of {', '.join(NORMALIZERS)}"
+            )
+        self.spec = AUDIO_FRONTENDS[feat.kind](feat, sample_rate)
+        self.band_mean = feat.normalize == "band"
+        self.warp = FrequencyWarp(feat.freq_warp)
+
+    def forward(self, wave: Tensor) -> Tensor:
+        """``[B, N]`` float waveform -> ``[B, 1, F, T]`` float32."""
+        x = self.spec(wave)
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            if self.band_mean:
+                x = x - x.mean(dim=-1, keepdim=True)
+            return self.warp(x)
 
 
 def build_audio_frontend(feat: AudioFeatures, sample_rate: int) -> nn.Module:
-    """The audio front end named by ``feat.kind``: waveform ``[B, N]`` -> ``[B, 1, F, T]``."""
-    if feat.kind not in AUDIO_FRONTENDS:
-        valid = ", ".join(AUDIO_FRONTENDS)
-        raise ConfigError(f"model.audio.kind: unknown front end {feat.kind!r} (valid: {valid})")
-    return AUDIO_FRONTENDS[feat.kind](feat, sample_rate)
+    """The front end of ``feat``: waveform ``[B, N]`` -> ``[B, 1, F, T]`` (see
+    :class:`AudioFrontend`)."""
+    return AudioFrontend(feat, sample_rate)
 
 
 def audio_feature_shape(feat: AudioFeatures, sample_rate: int, window: float) -> tuple[int, int]:

@@ -19,6 +19,7 @@ SHRINK = (
     "model.channels=[8,16]",
     "model.embed_dim=16",
     "model.fusion_hidden=16",
+    "train.batch_size=4",
 )
 KEYS = {
     "decode_windows_per_s",
@@ -32,13 +33,15 @@ KEYS = {
     "peak_rss_mb",
     "embed_audio_seconds_per_s",
     "embed_max_rel_error",
+    "data_wait_fraction",
+    "train_default_peak_rss_mb",
 }
 
 
 @pytest.fixture
 def tiny_sizes(tiny_cache):
     world = load_config(None, [s for s in TINY if s.startswith("data.synthetic")]).data.synthetic
-    return bench.Sizes(world, 6, 1, 4, 1, 2, 0, 2, 256, 1, 41, SHRINK)
+    return bench.Sizes(world, 6, 1, 4, 1, 2, 0, 2, 256, 1, 41, 2, SHRINK)
 
 
 def test_bench_quick_json(tiny_sizes, monkeypatch, capsys):
@@ -52,7 +55,7 @@ def test_bench_quick_json(tiny_sizes, monkeypatch, capsys):
         assert all(isinstance(v, float | int) and math.isfinite(v) and v > 0 for v in values), key
     for key in ("train_clips_per_s_fp32", "train_clips_per_s_bf16"):
         assert set(out[key]) == {"default", "l3-paper"}
-    assert 0 < out["mfu"] <= 1
+    assert 0 < out["mfu"] <= 1 and 0 < out["data_wait_fraction"] < 1
     assert out["achieved_gflop_per_s"] == pytest.approx(
         out["model_gflop_per_clip"] * out["train_clips_per_s_bf16"]["l3-paper"], rel=1e-2
     )

@@ -25,6 +25,30 @@ from avssl.data.transforms import eval_resize, train_augment
 from avssl.errors import MediaError
 
 
+def frame_at(frames: torch.Tensor, t: float, fps: float) -> torch.Tensor:
+    """The frame of decoded ``frames`` (uint8 ``[T, H, W, 3]``) showing at ``t`` s.
+
+    Returns:
+        uint8 ``[3, H, W]`` (a view).
+    """
+    return frames[min(int(math.floor(t * fps + 1e-6)), len(frames) - 1)].permute(2, 0, 1)
+
+
+def audio_window(
+    wave: torch.Tensor, centre: float, window: float, sample_rate: int
+) -> torch.Tensor:
+    """The ``window``-s audio of decoded ``wave`` (float32 ``[L]``) centred on ``centre`` s.
+
+    Returns:
+        float32 ``[N]`` (a view), ``N = round(window * sample_rate) <= L``; a window reaching past
+        either end of the wave is moved inside it.
+    """
+    n = int(round(window * sample_rate))
+    i = int(round((centre - window / 2) * sample_rate))
+    i = max(0, min(i, wave.shape[0] - n))
+    return wave[i : i + n]
+
+
 class ClipStore:
     """Frames and audio of a list of manifest rows.
 
@@ -121,10 +145,7 @@ class ClipStore:
     def frame(self, clip: int, t: float) -> torch.Tensor:
         """uint8 ``[3, size, size]``: the frame showing at ``t`` s into the clip."""
         if self.preload:
-            frames = self._frames[clip]
-            return frames[min(int(math.floor(t * self.data.fps + 1e-6)), len(frames) - 1)].permute(
-                2, 0, 1
-            )
+            return frame_at(self._frames[clip], t, self.data.fps)
         row = self.rows[clip]
         video, _ = self._paths(row)
         frames = media.read_frames(
@@ -135,15 +156,29 @@ class ClipStore:
     def audio(self, clip: int, centre: float) -> torch.Tensor:
         """float32 ``[N]``: the ``window``-second audio centred on ``centre`` s into the clip."""
         d = self.data
-        n = int(round(d.window * d.sample_rate))
-        start = centre - d.window / 2
         if self.preload:
-            wave = self._audio[clip]
-            i = max(0, min(int(round(start * d.sample_rate)), wave.shape[0] - n))
-            return wave[i : i + n]
+            return audio_window(self._audio[clip], centre, d.window, d.sample_rate)
         row = self.rows[clip]
         video, audio = self._paths(row)
+        start = centre - d.window / 2
         return media.read_audio(audio or video, row.start + start, d.window, d.sample_rate)
+
+
+def label_table(rows: list[Row], classes: list[str]) -> tuple[list[int], torch.Tensor]:
+    """Each row's class and the classes its frames show.
+
+    Returns:
+        ``labels``: the index in ``classes`` of each row's first label (-1: none or unknown);
+        ``visible``: bool ``[len(rows), len(classes)]``, the row's ``frame_labels`` when given,
+        else its first label.
+    """
+    index = {c: i for i, c in enumerate(classes)}
+    labels = [index.get(r.labels[0], -1) if r.labels else -1 for r in rows]
+    visible = torch.zeros(len(rows), len(classes), dtype=torch.bool)
+    for i, r in enumerate(rows):
+        names = r.frame_labels if r.frame_labels is not None else r.labels[:1]
+        visible[i, [index[n] for n in names if n in index]] = True
+    return labels, visible
 
 
 class AVPairDataset(Dataset):
@@ -175,12 +210,7 @@ class AVPairDataset(Dataset):
         seed: int = 0,
     ):
         self.store, self.data, self.train = store, data, train
-        index = {c: i for i, c in enumerate(classes)}
-        self.labels = [index.get(r.labels[0], -1) if r.labels else -1 for r in store.rows]
-        self.visible = torch.zeros(len(store.rows), len(classes), dtype=torch.bool)
-        for i, r in enumerate(store.rows):
-            names = r.frame_labels if r.frame_labels is not None else r.labels[:1]
-            self.visible[i, [index[n] for n in names if n in index]] = True
+        self.labels, self.visible = label_table(store.rows, classes)
         self.sampler = PairSampler(
             store.durations, data.window, data.min_shift, data.hard_fraction, seed,
             shown=self._shown if data.unseen_negatives else None,
@@ -193,6 +223,11 @@ class AVPairDataset(Dataset):
         """Whether ``frame_clip``'s picture shows the class of ``audio_clip``'s sound."""
         label = self.labels[audio_clip]
         return label >= 0 and bool(self.visible[frame_clip, label])
+
+    @property
+    def skipped(self) -> list[tuple[str, str]]:
+        """``(id, reason)`` of each row left out (see :class:`ClipStore`)."""
+        return self.store.skipped
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch

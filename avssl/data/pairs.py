@@ -18,6 +18,38 @@ from dataclasses import dataclass
 import numpy as np
 
 
+def centre_range(duration: float, window: float) -> tuple[float, float]:
+    """Smallest and largest window centre (s) that keep a ``window``-s window inside the clip."""
+    half = window / 2
+    return half, duration - half
+
+
+def frame_time(rng: np.random.Generator, duration: float, window: float, min_shift: float) -> float:
+    """A centre ``t`` that leaves room for a hard negative when the clip allows one."""
+    lo, hi = centre_range(duration, window)
+    m = min_shift
+    if duration - window < m or hi - lo >= 2 * m:
+        return float(rng.uniform(lo, hi))
+    # Valid centres are [lo, hi - m] U [lo + m, hi]; pick from their union uniformly.
+    left, right = hi - m - lo, hi - (lo + m)
+    u = rng.uniform(0, left + right)
+    return float(lo + u) if u < left else float(lo + m + (u - left))
+
+
+def shifted_time(
+    rng: np.random.Generator, duration: float, window: float, min_shift: float, t: float
+) -> float:
+    """A hard negative's centre, at least ``min_shift`` s from ``t``; NaN when none fits."""
+    lo, hi = centre_range(duration, window)
+    m = min_shift
+    left = max(0.0, (t - m) - lo)
+    right = max(0.0, hi - (t + m))
+    if left + right <= 0:
+        return float("nan")
+    u = rng.uniform(0, left + right)
+    return float(lo + u) if u < left else float(t + m + (u - left))
+
+
 @dataclass(frozen=True)
 class Pair:
     """One sampled item: a frame time plus its positive, easy and hard negative audio.
@@ -73,52 +105,25 @@ class PairSampler:
         if (span < 0).any():
             bad = int(np.argmin(span))
             raise ValueError(f"clip {bad} ({self.durations[bad]:.2f} s) is shorter than the window")
-        self.can_shift = span >= self.min_shift
 
     def __len__(self) -> int:
         return len(self.durations)
-
-    def _centre_range(self, clip: int) -> tuple[float, float]:
-        half = self.window / 2
-        return half, float(self.durations[clip]) - half
-
-    def _frame_time(self, rng: np.random.Generator, clip: int) -> float:
-        """A centre ``t`` that leaves room for a hard negative when the clip allows one."""
-        lo, hi = self._centre_range(clip)
-        m = self.min_shift
-        if not self.can_shift[clip]:
-            return float(rng.uniform(lo, hi))
-        if hi - lo >= 2 * m:
-            return float(rng.uniform(lo, hi))
-        # Valid centres are [lo, hi - m] U [lo + m, hi]; pick from their union uniformly.
-        left, right = hi - m - lo, hi - (lo + m)
-        u = rng.uniform(0, left + right)
-        return float(lo + u) if u < left else float(lo + m + (u - left))
-
-    def _shifted_time(self, rng: np.random.Generator, clip: int, t: float) -> float:
-        lo, hi = self._centre_range(clip)
-        m = self.min_shift
-        left = max(0.0, (t - m) - lo)
-        right = max(0.0, hi - (t + m))
-        if left + right <= 0:
-            return float("nan")
-        u = rng.uniform(0, left + right)
-        return float(lo + u) if u < left else float(t + m + (u - left))
 
     def sample(self, index: int, epoch: int = 0) -> Pair:
         """The pair for ``index`` in ``epoch`` (deterministic)."""
         n = len(self.durations)
         clip = index % n
         rng = np.random.default_rng([self.seed, epoch & 0x7FFFFFFF, index])
-        t = self._frame_time(rng, clip)
+        d = float(self.durations[clip])
+        t = frame_time(rng, d, self.window, self.min_shift)
         easy_clip = int((clip + rng.integers(1, n)) % n)
         if self.shown is not None:
             for _ in range(64):
                 if not self.shown(clip, easy_clip):
                     break
                 easy_clip = int((clip + rng.integers(1, n)) % n)
-        lo, hi = self._centre_range(easy_clip)
+        lo, hi = centre_range(float(self.durations[easy_clip]), self.window)
         easy_t = float(rng.uniform(lo, hi))
-        hard_t = self._shifted_time(rng, clip, t)
+        hard_t = shifted_time(rng, d, self.window, self.min_shift, t)
         neg_hard = bool(rng.random() < self.hard_fraction) and not np.isnan(hard_t)
         return Pair(clip, t, easy_clip, easy_t, hard_t, neg_hard)

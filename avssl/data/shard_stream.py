@@ -68,10 +68,11 @@ class ShardStream(IterableDataset):
         """Call before creating each epoch's iterator (with non-persistent workers)."""
         self.epoch = epoch
 
-    def shards_for(self, worker: int, n_workers: int) -> list[str]:
-        """Shard names read by ``worker`` of ``n_workers`` on this rank this epoch."""
+    def shards_for(self, worker: int, n_workers: int, rank: int | None = None) -> list[str]:
+        """Shard names read this epoch by ``worker`` of ``n_workers`` on ``rank`` (default: own)."""
+        rank = self.rank if rank is None else rank
         order = np.random.default_rng([self.seed, 104729, self.epoch]).permutation(len(self.shards))
-        return [self.shards[i] for i in order[self.rank :: self.world][worker::n_workers]]
+        return [self.shards[i] for i in order[rank :: self.world][worker::n_workers]]
 
     def _samples(self, names: list[str]) -> Iterator[dict]:
         for name in names:

@@ -6,7 +6,8 @@ once (``avssl cache``) and training reads the shards. A cache folder holds::
     shard-000000.tar   per sample: <key>.frames.npy  uint8 [T, H, W, 3]
                                    <key>.audio.npy   float32 [N], mono
                                    <key>.json        the manifest row
-    shard-000000.json  the keys, ids and splits of that shard (committed just before the tar)
+    shard-000000.json  the keys, ids, splits and [T, N] lengths of that shard's samples
+                       (committed just before the tar)
     index.json         decode settings, every shard with its samples, the clips skipped
 
 The layout is WebDataset's (https://github.com/webdataset/webdataset: members grouped by the
@@ -114,7 +115,7 @@ class ShardWriter:
             tmp = self.out / (name + ".tmp")
             # open across add() calls; closed by flush() or abort()
             self._tar = tarfile.open(tmp, "w", format=tarfile.USTAR_FORMAT)  # noqa: SIM115
-            self._entry = {"name": name, "n": 0, "keys": [], "ids": [], "splits": []}
+            self._entry = {"name": name, "n": 0, "keys": [], "ids": [], "splits": [], "lengths": []}
         key = sample_key(row.id)
         _add(self._tar, f"{key}.frames.npy", _npy(frames.astype(np.uint8, copy=False)))
         _add(self._tar, f"{key}.audio.npy", _npy(audio.astype(np.float32, copy=False)))
@@ -124,6 +125,7 @@ class ShardWriter:
         e["keys"].append(key)
         e["ids"].append(row.id)
         e["splits"].append(row.split)
+        e["lengths"].append([int(frames.shape[0]), int(audio.shape[0])])
         if e["n"] >= self.max_samples or self._tar.fileobj.tell() >= self.max_bytes:
             self.flush()
 

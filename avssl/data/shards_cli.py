@@ -5,7 +5,8 @@ flight, and each shard is committed as it fills, so memory does not grow with th
 interrupted run leaves only complete shards; a rerun skips the clips they hold. Frames are
 decoded at ``data.load_size`` for the train split when ``data.augment`` is on, else at
 ``data.frame_size`` (as training and evaluation read them). Then ``--set data.cache=DIR`` makes
-training and evaluation read the shards instead of the media.
+training and evaluation read the shards instead of the media (add ``data.stream=true`` to
+stream the train split shard by shard instead of loading it into memory).
 
 The last stdout line is one JSON object: ``{"out", "manifest", "written", "resumed",
 "n_skipped", "skipped": [{"id", "split", "path", "reason"}, ...], "bytes", "shards", "seconds",

@@ -57,6 +57,12 @@ def run(argv: list[str]) -> int:
     p.add_argument("--out-dir", help="save each heatmap blended over its frame as a PNG here")
     p.add_argument("--seed", type=int, default=0, help="seed of the random-map baseline")
     p.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
+    p.add_argument(
+        "--frame-size", type=int,
+        help="resize frames to this side instead of the checkpoint's data.frame_size: a fully "
+        "convolutional map then sees larger pictures at the training scale (e.g. AV-Digits "
+        "3x3 canvases for a model trained on 2x2 ones)",
+    )  # fmt: skip
     add_strict(p)
     args = p.parse_args(argv)
 
@@ -80,6 +86,10 @@ def run(argv: list[str]) -> int:
             "(use avolnet or contrastive with model.spatial=true)"
         )
     use_data(cfg, args.data)
+    if args.frame_size is not None:
+        if not 16 <= args.frame_size <= 4096:
+            raise AvsslError(f"--frame-size {args.frame_size}: outside 16..4096")
+        cfg.data.frame_size = cfg.data.load_size = args.frame_size
     store = load_split(cfg.data, "test", train=False, progress=not args.no_progress).store
     skips = skip_report(store, args.strict)
     keep = [

@@ -2,13 +2,20 @@
 
 Epoch ``e``'s order is a permutation drawn from ``(seed, e)``; rank ``r`` of ``w`` takes every
 ``w``-th index, so ranks never share an item; a resumed run skips the batches it already did.
+A streamed train split (:class:`~avssl.data.stream_pairs.StreamPairs`) is read in its own
+deterministic order instead, cut to the same number of batches on every rank.
 """
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Sampler
+
+from avssl.data.stream_pairs import StreamPairs
+from avssl.errors import TrainingError
 
 
 class EpochBatches(Sampler[list[int]]):
@@ -45,7 +52,12 @@ def batches_per_epoch(n: int, batch_size: int, world: int) -> int:
 
 
 def make_loader(dataset, batch_size, seed, epoch, rank, world, start, num_workers, device):
-    """A DataLoader over :class:`EpochBatches`; the dataset is told the epoch first."""
+    """A DataLoader over :class:`EpochBatches`; the dataset is told the epoch first.
+
+    A :class:`StreamPairs` gets :func:`stream_loader` (it knows its seed, rank and world).
+    """
+    if isinstance(dataset, StreamPairs):
+        return stream_loader(dataset, batch_size, epoch, start, num_workers, device)
     dataset.set_epoch(epoch)
     sampler = EpochBatches(len(dataset), batch_size, seed, epoch, rank, world, start)
     return DataLoader(
@@ -55,6 +67,47 @@ def make_loader(dataset, batch_size, seed, epoch, rank, world, start, num_worker
         pin_memory=device.type == "cuda",
         persistent_workers=False,
     )
+
+
+def stream_loader(dataset: StreamPairs, batch_size, epoch, start, num_workers, device):
+    """Batches ``start`` to ``n`` of ``epoch`` streamed from ``dataset``.
+
+    ``n`` is the smallest number of full batches any rank gets this epoch (every rank knows it
+    from the shard index), so all DDP ranks take the same number of steps. The batches before
+    ``start`` (done before a resume) are read and discarded: the order is deterministic.
+
+    Args:
+        dataset: the streamed train split (knows its seed, rank and world).
+        batch_size: items per batch on this rank.
+        epoch: epoch number.
+        start: index of the first batch to yield.
+        num_workers: DataLoader worker processes (0: load in this process).
+        device: the training device (pinned memory on CUDA only).
+
+    Raises:
+        TrainingError: some rank gets no full batch this epoch.
+    """
+    dataset.set_epoch(epoch)
+    workers = max(1, num_workers)
+    n = min(dataset.rank_batches(batch_size, workers))
+    if n == 0:
+        raise TrainingError(
+            f"{dataset.stream.root}: in epoch {epoch} some process gets no full batch: "
+            f"{len(dataset)} training clips in {len(dataset.stream.shards)} shards for "
+            f"{dataset.stream.world} process(es) x {workers} worker(s) x batch {batch_size}; "
+            "cache smaller shards (avssl cache --shard-size) or lower data.num_workers or "
+            "train.batch_size"
+        )
+    if start >= n:  # resumed at the end of the epoch: nothing to read
+        return iter(())
+    loader = DataLoader(
+        dataset,
+        batch_size=batch_size,
+        drop_last=True,
+        num_workers=num_workers,
+        pin_memory=device.type == "cuda",
+    )
+    return itertools.islice(loader, start, n)
 
 
 def to_device(batch: dict, device: torch.device, channels_last: bool) -> dict:

@@ -21,7 +21,8 @@ from tqdm import tqdm
 from avssl.cli import json_line
 from avssl.config import Config, dump_yaml, to_dict
 from avssl.data.source import load_split, manifest_path
-from avssl.errors import AvsslError
+from avssl.data.stream_pairs import StreamPairs
+from avssl.errors import AvsslError, TrainingError
 from avssl.eval.avc import avc_metrics, calibrate_threshold, score_pairs
 from avssl.models import build_model
 from avssl.train import runtime
@@ -29,10 +30,6 @@ from avssl.train.checkpoint import save_checkpoint
 from avssl.train.data import batches_per_epoch, make_loader, to_device
 
 MAX_LISTED_SKIPS = 50  # undecodable clips listed in the summary (all are counted)
-
-
-class TrainingError(AvsslError):
-    """Training cannot go on (e.g. a non-finite loss); the last good checkpoint is kept."""
 
 
 class _LossModule(nn.Module):
@@ -124,9 +121,12 @@ def train(
             manifest_path(cfg.data, progress)
         torch.distributed.barrier()
     manifest = manifest_path(cfg.data, progress)
-    train_ds = load_split(
-        cfg.data, "train", True, manifest=manifest, seed=cfg.train.seed, progress=progress
-    )
+    if cfg.data.stream:  # read shard by shard each epoch, never held in memory
+        train_ds = StreamPairs(cfg.data, manifest, cfg.train.seed, dist_info.rank, dist_info.world)
+    else:
+        train_ds = load_split(
+            cfg.data, "train", True, manifest=manifest, seed=cfg.train.seed, progress=progress
+        )
     val_ds = load_split(
         cfg.data, "val", False, manifest=manifest, windows_per_clip=cfg.train.val_windows,
         seed=cfg.train.seed + 1000, progress=progress,
@@ -134,7 +134,7 @@ def train(
     skipped = [
         {"split": split, "id": item, "reason": reason}
         for split, ds in (("train", train_ds), ("val", val_ds))
-        for item, reason in ds.store.skipped
+        for item, reason in ds.skipped
     ]
     if strict and skipped:
         first = skipped[0]
@@ -199,15 +199,19 @@ def train(
         total=cfg.train.steps, initial=step, disable=not progress, file=sys.stderr, desc="train"
     )
     model.train()
-    seen, train_time, window_t, window_n = 0, 0.0, time.time(), 0
+    # data_wait: time blocked on the loader for the next batch (the share of step time
+    # reported as data_wait_fraction: near 0 when loading keeps up with the model)
+    seen, train_time, data_wait, window_t, window_n = 0, 0.0, 0.0, time.time(), 0
     with _StopFlag() as stop:
         while step < cfg.train.steps and not stop.signum:
             loader = make_loader(
                 train_ds, cfg.train.batch_size, cfg.train.seed, epoch, dist_info.rank,
                 dist_info.world, start_batch, cfg.data.num_workers, device,
             )  # fmt: skip
+            t_wait = time.time()
             for raw in loader:
                 t_step = time.time()
+                data_wait += t_step - t_wait
                 batch = to_device(raw, device, cfg.train.channels_last)
                 for group in opt.param_groups:
                     group["lr"] = cfg.train.lr * lr_factor(step, cfg)
@@ -251,6 +255,7 @@ def train(
                         save_checkpoint(run_dir / "last.pt", state("last"))
                 if step >= cfg.train.steps or stop.signum:
                     break
+                t_wait = time.time()
             else:
                 epoch, start_batch = epoch + 1, 0
         bar.close()
@@ -275,6 +280,7 @@ def train(
         if best
         else None,
         "clips_per_s": seen / max(train_time, 1e-9),
+        "data_wait_fraction": data_wait / max(data_wait + train_time, 1e-9),
         "precision": precision,
         "seconds": time.time() - t0,
         "weights_digest": digest,

@@ -1,0 +1,46 @@
+"""Audio front-end options: band-mean normalisation and training-time frequency warping."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from avssl.config import AudioFeatures
+from avssl.errors import ConfigError
+from avssl.features import FrequencyWarp, build_audio_frontend
+
+
+def test_band_mean_normalisation_zeroes_each_band_mean():
+    feat = AudioFeatures(n_fft=256, win_length=200, hop_length=80, n_mels=20, normalize="band")
+    front = build_audio_frontend(feat, 8000).eval()
+    raw = build_audio_frontend(AudioFeatures(n_fft=256, win_length=200, hop_length=80, n_mels=20),
+                               8000).eval()  # fmt: skip
+    wave = torch.randn(3, 8000)
+    x, r = front(wave), raw(wave)
+    assert torch.allclose(x.mean(dim=-1), torch.zeros(3, 1, 20), atol=1e-4)
+    assert torch.allclose(x, r - r.mean(dim=-1, keepdim=True), atol=1e-5)
+
+
+def test_frequency_warp_matches_interpolation_and_is_identity_in_eval():
+    warp = FrequencyWarp(0.2)
+    x = torch.randn(4, 1, 16, 5)
+    assert torch.equal(warp.eval()(x), x)
+    assert torch.equal(FrequencyWarp(0.0).train()(x), x)
+    torch.manual_seed(3)
+    y = warp.train()(x)
+    torch.manual_seed(3)
+    alpha = 1 + 0.2 * (2 * torch.rand(4, 1, 1) - 1)
+    for b in range(4):  # brute force: output band f reads input band f / alpha (edge repeated)
+        src = np.minimum(np.arange(16) / float(alpha[b]), 15)
+        for t in range(5):
+            want = np.interp(src, np.arange(16), x[b, 0, :, t].numpy())
+            np.testing.assert_allclose(y[b, 0, :, t].numpy(), want, atol=1e-5)
+    assert not torch.allclose(y, x)
+
+
+def test_bad_options_are_config_errors():
+    with pytest.raises(ConfigError, match="normalize"):
+        build_audio_frontend(AudioFeatures(normalize="cmvn"), 16000)
+    with pytest.raises(ConfigError, match="freq_warp"):
+        build_audio_frontend(AudioFeatures(freq_warp=1.5), 16000)

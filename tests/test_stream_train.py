@@ -1,0 +1,203 @@
+"""Training streamed from the shard cache (``data.stream``): items, ranks, resume, DDP."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import train
+from avssl.config import load_config
+from avssl.data import shards_cli
+from avssl.data.manifest import Row, write_manifest
+from avssl.data.source import load_split, manifest_path
+from avssl.data.stream_pairs import StreamPairs
+from avssl.errors import TrainingError
+from avssl.train.checkpoint import load_checkpoint
+from avssl.train.data import stream_loader
+from tests.conftest import TINY
+
+ROOT = Path(__file__).resolve().parents[1]
+SETS = [a for s in TINY for a in ("--set", s)]
+CPU = torch.device("cpu")
+
+
+def _last_json(text: str) -> dict:
+    return json.loads(text.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def cache(tiny_cache, tmp_path_factory) -> Path:
+    """The tiny world cached in shards of 5: the train shards hold 5, 5 and 2 train clips."""
+    out = tmp_path_factory.mktemp("stream") / "cache"
+    assert shards_cli.main(["--out", str(out), *SETS, "--shard-size", "5", "--no-progress"]) == 0
+    return out
+
+
+def _data(cache: Path, *extra: str):
+    return load_config(None, [*TINY, f"data.cache={cache}", *extra]).data
+
+
+def _stream(cache: Path, epoch: int = 0, rank: int = 0, world: int = 1, seed: int = 0):
+    data = _data(cache)
+    ds = StreamPairs(data, manifest_path(data, False), seed, rank, world)
+    ds.set_epoch(epoch)
+    return ds
+
+
+def _offsets(wave: torch.Tensor, window: torch.Tensor) -> list[int]:
+    """Sample offsets at which ``window`` occurs in ``wave``."""
+    wave, window = wave.numpy(), window.numpy()
+    starts = np.flatnonzero(wave[: len(wave) - len(window) + 1] == window[0])
+    return [int(i) for i in starts if np.array_equal(wave[i : i + len(window)], window)]
+
+
+def test_items_are_pair_items_with_other_clip_negatives(cache):
+    ref = load_split(_data(cache), "train", True, progress=False)
+    waves = ref.store._audio
+    sr, shift = 16000, 16000  # 1-s window and min_shift at 16 kHz
+    items, want = list(_stream(cache)), ref[0]
+    assert sorted(int(x["clip"]) for x in items) == list(range(12))  # each clip once
+    for x in items:
+        assert x.keys() == want.keys()
+        for key in want:
+            assert (x[key].dtype, x[key].shape) == (want[key].dtype, want[key].shape), key
+        c = int(x["clip"])
+        assert int(x["label"]) == ref.labels[c] and torch.equal(x["frame_labels"], ref.visible[c])
+        at = _offsets(waves[c], x["audio"])
+        assert len(at) == 1 and abs(at[0] - (float(x["t"]) - 0.5) * sr) <= 1
+        assert _offsets(waves[c], x["audio_easy"]) == []  # never the clip's own audio...
+        assert sum(len(_offsets(w, x["audio_easy"])) for w in waves) == 1  # ...but another's
+        if x["hard_valid"]:
+            (hard,) = _offsets(waves[c], x["audio_hard"])
+            assert abs(hard - at[0]) >= shift - 1
+        neg = x["audio_hard"] if x["neg_hard"] else x["audio_easy"]
+        assert torch.equal(x["audio_neg"], neg)
+    assert len({bool(x["neg_hard"]) for x in items}) == 2
+
+
+def test_same_seed_and_epoch_give_the_same_items(cache):
+    def items(epoch, seed=0):
+        return list(_stream(cache, epoch, seed=seed))
+
+    first, again = items(0), items(0)
+    assert all(a.keys() == b.keys() for a, b in zip(first, again, strict=True))
+    assert all(torch.equal(a[k], b[k]) for a, b in zip(first, again, strict=True) for k in a)
+    for other in (items(1), items(0, seed=1)):
+        assert not all(
+            torch.equal(a["audio"], b["audio"]) for a, b in zip(first, other, strict=True)
+        )
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_two_ranks_disjoint_clips_same_number_of_batches(cache, num_workers):
+    unequal = False
+    for epoch in range(3):
+        ranks = [_stream(cache, epoch, rank, world=2) for rank in (0, 1)]
+        clips = [{int(x["clip"]) for x in ds} for ds in ranks]
+        assert not clips[0] & clips[1] and len(clips[0] | clips[1]) == 12
+        counts = ranks[0].rank_batches(2, max(1, num_workers))
+        assert ranks[1].rank_batches(2, max(1, num_workers)) == counts
+        unequal |= counts[0] != counts[1]
+        got = [list(stream_loader(ds, 2, epoch, 0, num_workers, CPU)) for ds in ranks]
+        assert len(got[0]) == len(got[1]) == min(counts) > 0, (epoch, counts)
+        assert all(b["frames"].shape == (2, 3, 32, 32) for b in got[0] + got[1])
+        if num_workers:  # the same batches when read again
+            again = list(stream_loader(ranks[0], 2, epoch, 0, num_workers, CPU))
+            assert all(
+                torch.equal(a["audio"], b["audio"]) for a, b in zip(got[0], again, strict=True)
+            )
+    assert unequal, "the test needs ranks with different shares"
+
+
+def test_no_full_batch_for_a_rank_is_a_one_line_error(cache):
+    ds = _stream(cache, 0, rank=0, world=2)
+    counts = ds.rank_batches(6, 1)
+    assert min(counts) == 0 < max(counts)
+    with pytest.raises(TrainingError, match="gets no full batch") as err:
+        stream_loader(ds, 6, 0, 0, 0, CPU)
+    assert "\n" not in str(err.value) and "2 process(es) x 1 worker(s) x batch 6" in str(err.value)
+
+
+def test_skipped_clips_listed_like_the_in_memory_path(media_factory, tmp_path, capsys):
+    rows = []
+    for i, duration in enumerate([1.2, 1.2, 0.6, 1.2]):  # 0.6 s: shorter than the window
+        media_factory(f"c{i}.mp4", duration=duration, size=(32, 32))
+        rows.append(Row(id=f"c{i}", video=f"c{i}.mp4", split="train"))
+    (tmp_path / "corrupt.mp4").write_bytes(b"\x00not a video" * 50)
+    rows += [Row(id="junk", video="corrupt.mp4", split="train")]
+    write_manifest(tmp_path / "manifest.jsonl", rows)
+    out = tmp_path / "cache"
+    args = ["--out", str(out), "--data", str(tmp_path / "manifest.jsonl"), *SETS, "--no-progress"]
+    assert shards_cli.main(args) == 0
+    data = load_config(None, [*TINY, f"data.root={tmp_path}", f"data.cache={out}"]).data
+    write_manifest(tmp_path / "manifest.jsonl", [*rows, Row(id="new", video="c0.mp4")])
+    stream = StreamPairs(data, tmp_path / "manifest.jsonl")
+    in_memory = load_split(data, "train", True, progress=False)
+    assert sorted(stream.skipped) == sorted(in_memory.skipped)
+    assert {i for i, _ in stream.skipped} == {"c2", "junk", "new"}
+    assert len(stream) == len(in_memory) == 3
+
+
+def test_stream_training_reads_only_shards(cache, tiny_train_args, capsys, monkeypatch):
+    import avssl.train.loop as loop
+
+    loaded, real = [], loop.load_split
+
+    def load_split_logged(data, split, *args, **kwargs):
+        loaded.append(split)
+        return real(data, split, *args, **kwargs)
+
+    monkeypatch.setattr(loop, "load_split", load_split_logged)
+    args = tiny_train_args(
+        f"data.cache={cache}", "data.stream=true", "data.num_workers=2", "train.steps=4"
+    )
+    assert train.main(args) == 0
+    summary = _last_json(capsys.readouterr().out)
+    assert summary["step"] == 4 and summary["n_skipped"] == 0 and loaded == ["val"]
+    run = Path(summary["run_dir"])
+    assert (run / "last.pt").is_file() and (run / "best.pt").is_file()
+
+
+@pytest.mark.parametrize("stop,position", [(4, (1, 1)), (6, (1, 3))])  # mid-epoch, at its end
+def test_resume_reproduces_the_straight_run(cache, tiny_train_args, capsys, stop, position):
+    sets = (f"data.cache={cache}", "data.stream=true", "train.schedule=constant",
+            "train.eval_every=2")  # fmt: skip
+    assert train.main(tiny_train_args(*sets, "train.steps=8")) == 0
+    straight = _last_json(capsys.readouterr().out)
+    assert train.main(tiny_train_args(*sets, f"train.steps={stop}")) == 0
+    half = _last_json(capsys.readouterr().out)
+    state = load_checkpoint(Path(half["run_dir"]) / "last.pt")
+    assert (state["epoch"], state["batch_in_epoch"]) == position  # 3 batches of 4 per epoch
+    assert train.main(["--resume", half["run_dir"], "--set", "train.steps=8", "--no-progress"]) == 0
+    resumed = _last_json(capsys.readouterr().out)
+    assert resumed["step"] == 8 and resumed["weights_digest"] == straight["weights_digest"]
+
+
+def test_ddp_two_processes_from_shards_identical(cache, tiny_train_args, tiny_cache, tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "AVSSL_CACHE": str(tiny_cache)}
+    args = tiny_train_args("train.batch_size=2", f"data.cache={cache}", "data.stream=true")
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+        "--master_port", "29547", str(ROOT / "train.py"), *args,
+    ]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    digests = {
+        line.split("rank ")[1].split(":")[0]: line.rsplit(" ", 1)[1]
+        for line in proc.stderr.splitlines()
+        if "weights digest" in line
+    }
+    assert set(digests) == {"0", "1"} and digests["0"] == digests["1"], proc.stderr[-2000:]
+    summary = _last_json(proc.stdout)
+    assert summary["weights_digest"] == digests["0"] and summary["step"] == 6
+
+
+def test_stream_without_cache_is_a_one_line_error(tiny_train_args, capsys):
+    assert train.main(tiny_train_args("data.stream=true")) == 2
+    lines = [x for x in capsys.readouterr().err.splitlines() if x.startswith("error")]
+    assert lines == ["error: data.stream=true needs data.cache (a shard cache from avssl cache)"]
