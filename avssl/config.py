@@ -123,6 +123,9 @@ class TrainConfig:
     log_every: int = 50
     precision: str = "auto"  # auto (bf16 on CPUs/GPUs that support it) | bf16 | fp16 | fp32
     channels_last: bool = True
+    # torch.compile the training step (inductor); off: on this project's 2-core CPU it measured
+    # no gain for the small configs (see the README's benchmarks), and compiling takes minutes
+    compile: bool = False
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     seed: int = 0
     deterministic: bool = False

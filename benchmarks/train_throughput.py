@@ -6,9 +6,11 @@ loader makes it (frames at ``data.frame_size``, ``data.window`` seconds of audio
 model's cost alone, without decoding (see ``benchmarks/decode.py`` for that).
 
 usage: python benchmarks/train_throughput.py [--config FILE ...] [--steps N] [--batch-size B]
+       [--compile]
 
 The last stdout line is one JSON object:
-``{"<config>": {"fp32": clips/s, "bf16": clips/s, "batch_size": B}, ..., "machine": ...}``.
+``{"<config>": {"fp32": clips/s, "bf16": clips/s, "batch_size": B}, ..., "machine": ...}``
+(with ``--compile`` also ``fp32_compiled`` / ``bf16_compiled``: ``train.compile=true``).
 """
 
 from __future__ import annotations
@@ -40,6 +42,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--batch-size", type=int, help="default: the config's, capped at 64 (16 at paper sizes)"
     )
+    p.add_argument(
+        "--compile", action="store_true",
+        help="also time each config with train.compile=true (torch.compile; warm-up compiles)",
+    )  # fmt: skip
     args = p.parse_args(argv)
 
     precisions = ["fp32"] + (["bf16"] if runtime.cpu_has_bf16() else [])
@@ -56,6 +62,12 @@ def main(argv: list[str] | None = None) -> int:
         for precision in precisions:
             rates[precision] = round(clips_per_second(cfg, precision, steps, bs), 2)
             print(f"{cfg.name} {precision}: {rates[precision]:.1f} clips/s (batch {bs})")
+            if args.compile:
+                cfg.train.compile = True
+                rate = clips_per_second(cfg, precision, steps, bs, warmup=3)
+                cfg.train.compile = False
+                rates[f"{precision}_compiled"] = round(rate, 2)
+                print(f"{cfg.name} {precision} compiled: {rate:.1f} clips/s (batch {bs})")
         result[cfg.name] = {**rates, "batch_size": bs}
     print(json.dumps(result))
     return 0

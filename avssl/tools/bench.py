@@ -128,10 +128,11 @@ def train_step(cfg: Config, precision: str, batch_size: int):
         model = model.to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     batch = random_batch(cfg, batch_size)
+    loss_fn = torch.compile(model.loss) if cfg.train.compile else model.loss
 
     def step():
         with runtime.autocast(precision, device):
-            loss, _ = model.loss(batch)
+            loss, _ = loss_fn(batch)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

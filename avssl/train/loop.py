@@ -165,6 +165,8 @@ def train(
     if dist_info.enabled:
         ids = [device.index] if device.type == "cuda" else None
         runner = nn.parallel.DistributedDataParallel(runner, device_ids=ids)
+    if cfg.train.compile:
+        runner = torch.compile(runner)
 
     def state(kind: str) -> dict:
         return {
