@@ -127,6 +127,10 @@ def test_tiny_set_splits_canvases_audio(tiny, tmp_path, capsys):
     gallery = read_manifest(out / "gallery.jsonl")
     assert len(gallery) == 20 and {g.split for g in gallery} == {"test"}
     assert_disjoint(rows, items, gallery)
+    g_img = np.asarray(Image.open(out / gallery[0].image))[:, :, 0]  # one digit at cell scale
+    g_idx = int(gallery[0].id.rsplit("_", 1)[1])
+    np.testing.assert_array_equal(g_img[14:42, 14:42], tiny["x"][g_idx])
+    assert g_img.sum() == tiny["x"][g_idx].astype(int).sum()
     by_id = {i["id"]: i for i in items}
     for row in rows[::7]:
         item = by_id[row.id]
@@ -139,12 +143,12 @@ def test_tiny_set_splits_canvases_audio(tiny, tmp_path, capsys):
         wave, sr = sf.read(out / row.audio)
         assert sr == 8000 and wave.shape == (8000,)
         img = np.asarray(Image.open(out / row.image))
-        assert img.shape == (64, 64, 3)
-        # the source box shows the chosen MNIST image, upsampled
+        assert img.shape == (56, 56, 3)
+        # the source box shows the chosen MNIST image at its own 28x28 size
         src, idx = item["mnist"][item["source_cell"]]
-        x0, y0, x1, y1 = (int(v * 64) for v in row.boxes["sources"][0])
-        up = Image.fromarray(tiny["x"][idx]).resize((32, 32), Image.Resampling.BILINEAR)
-        np.testing.assert_array_equal(img[y0:y1, x0:x1, 0], np.asarray(up))
+        x0, y0, x1, y1 = (int(v * 56) for v in row.boxes["sources"][0])
+        np.testing.assert_array_equal(img[y0:y1, x0:x1, 0], tiny["x"][idx])
+        assert row.frame_labels == [str(d) for d in item["digits"]]
     # a 0.6-s take is centred in silence, a 1.4-s take trimmed
     short, _ = sf.read(out / "audio/3_amy_1.wav")
     assert (

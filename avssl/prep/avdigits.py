@@ -176,7 +176,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--test-speakers", default="theo,yweweler", help="comma-separated")
     p.add_argument("--val-speaker", help="validation speaker (default: takes 0, 10, 20, ...)")
     p.add_argument("--grid", type=int, default=2, help="cells per side of a canvas")
-    p.add_argument("--canvas-size", type=int, default=64, help="canvas side in pixels")
+    p.add_argument(
+        "--canvas-size", type=int, default=56,
+        help="canvas side in pixels (default 56: 2x2 cells of 28 px, MNIST's own size; use 28 x "
+        "--grid to keep that scale, e.g. 84 for --grid 3)",
+    )  # fmt: skip
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--mnist-test-fraction", type=float, default=0.2)
     p.add_argument("--mnist-val-fraction", type=float, default=0.1)
