@@ -53,6 +53,8 @@ class DataConfig:
     # train from data.cache shard by shard (datasets larger than memory) instead of loading the
     # train split into memory; needs data.cache (validation is still loaded)
     stream: bool = False
+    # decoded clips each loader worker holds to shuffle a stream (memory: clips x their frames)
+    shuffle_buffer: int = 64
     augment: bool = True  # L3 training augmentations (random crop, flip, colour jitter)
     # easy negatives only from clips whose (first) label the frame does not show (labels, or
     # the manifest's frame_labels): with AV-Digits canvases a random other recording is often

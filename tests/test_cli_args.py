@@ -1,0 +1,41 @@
+"""File names that start with a dash reach the commands as files, not as unknown options."""
+
+from __future__ import annotations
+
+import argparse
+
+from avssl.cli import dash_paths_last
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser()
+    p.add_argument("file")
+    p.add_argument("--start", type=float, default=0.0)
+    p.add_argument("-o", "--output")
+    p.add_argument("--force", action="store_true")
+    return p
+
+
+def test_dash_names_become_positionals(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "-clip").write_bytes(b"")  # exists, no extension
+    p = _parser()
+    for argv, file in [
+        (["-x.mp4"], "-x.mp4"),
+        (["--start", "-1", "-x.mp4"], "-x.mp4"),  # a negative option value stays a value
+        (["-x.mp4", "--force"], "-x.mp4"),
+        (["-clip", "--start=2"], "-clip"),
+        (["plain.mp4"], "plain.mp4"),
+        (["--", "-y.wav"], "-y.wav"),
+    ]:
+        args = p.parse_args(dash_paths_last(p, argv))
+        assert args.file == file, argv
+    args = p.parse_args(dash_paths_last(p, ["in.mp4", "-o", "-out.mp4", "--start", "-0.5"]))
+    assert (args.file, args.output, args.start) == ("in.mp4", "-out.mp4", -0.5)
+    args = p.parse_args(dash_paths_last(p, ["in.mp4", "--output", "-out.mp4"]))
+    assert args.output == "-out.mp4"
+
+
+def test_unknown_options_are_still_errors():
+    p = _parser()
+    assert dash_paths_last(p, ["x.mp4", "--bogus"]) == ["x.mp4", "--bogus"]
