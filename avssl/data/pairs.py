@@ -74,11 +74,10 @@ class PairSampler:
         min_shift: smallest shift in seconds of a hard negative.
         hard_fraction: probability that ``neg_hard`` is True for an item.
         seed: base seed.
-        shown: optional ``[n, n]`` predicate as a function ``shown(frame_clip, audio_clip)``:
-            True when clip ``frame_clip``'s picture shows what clip ``audio_clip`` sounds like
-            (e.g. an AV-Digits canvas holding the spoken digit). Easy negatives are then drawn
-            among the clips it is False for (up to 64 draws, then any other clip), so a negative
-            is a real mismatch.
+        shown: optional predicate ``shown(frame_clip, audio_clip) -> bool``, True when the
+            picture of clip ``frame_clip`` shows what clip ``audio_clip`` sounds like (e.g. an
+            AV-Digits canvas holding the spoken digit). Easy negatives are then drawn among the
+            clips it is False for (up to 64 draws, then any other clip): real mismatches.
 
     Item ``index`` refers to clip ``index % len(durations)``, so a dataset of
     ``k * len(durations)`` items visits every clip ``k`` times per epoch.
