@@ -49,6 +49,9 @@ class DataConfig:
     hard_fraction: float = 0.5  # share of negatives that are hard (same clip, shifted)
     preload: bool = True  # decode every clip once into memory (small datasets)
     num_workers: int = 0
+    # with num_workers=0: batches prepared ahead in a background thread of the training process
+    # (0: none, each batch is built between steps)
+    prefetch: int = 2
     cache: str | None = None  # a shard cache folder (avssl cache) read instead of the media
     # train from data.cache shard by shard (datasets larger than memory) instead of loading the
     # train split into memory; needs data.cache (validation is still loaded)

@@ -34,6 +34,7 @@ KEYS = {
     "embed_audio_seconds_per_s",
     "embed_max_rel_error",
     "data_wait_fraction",
+    "data_wait_fraction_stream",
     "train_default_peak_rss_mb",
 }
 
@@ -55,7 +56,11 @@ def test_bench_quick_json(tiny_sizes, monkeypatch, capsys):
         assert all(isinstance(v, float | int) and math.isfinite(v) and v > 0 for v in values), key
     for key in ("train_clips_per_s_fp32", "train_clips_per_s_bf16"):
         assert set(out[key]) == {"default", "l3-paper"}
-    assert 0 < out["mfu"] <= 1 and 0 < out["data_wait_fraction"] < 1
+    # at these toy sizes a 256x256 matmul is no stable peak, so MFU is only checked as a ratio
+    assert out["mfu"] == pytest.approx(
+        out["achieved_gflop_per_s"] / out["matmul_peak_gflop_per_s"], rel=1e-2
+    )
+    assert 0 < out["data_wait_fraction"] < 1 and 0 < out["data_wait_fraction_stream"] < 1
     assert out["achieved_gflop_per_s"] == pytest.approx(
         out["model_gflop_per_clip"] * out["train_clips_per_s_bf16"]["l3-paper"], rel=1e-2
     )

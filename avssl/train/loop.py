@@ -28,6 +28,7 @@ from avssl.models import build_model
 from avssl.train import runtime
 from avssl.train.checkpoint import save_checkpoint
 from avssl.train.data import batches_per_epoch, make_loader, to_device
+from avssl.train.prefetch import Prefetcher
 
 MAX_LISTED_SKIPS = 50  # undecodable clips listed in the summary (all are counted)
 
@@ -210,6 +211,8 @@ def train(
                 train_ds, cfg.train.batch_size, cfg.train.seed, epoch, dist_info.rank,
                 dist_info.world, start_batch, cfg.data.num_workers, device,
             )  # fmt: skip
+            if cfg.data.prefetch and cfg.data.num_workers == 0:
+                loader = Prefetcher(loader, cfg.data.prefetch)
             t_wait = time.time()
             for raw in loader:
                 t_step = time.time()
