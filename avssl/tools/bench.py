@@ -5,9 +5,9 @@ Measured on the same process, so the numbers are comparable with each other:
 - ``decode_windows_per_s``: 1-s windows (frames at ``data.fps`` and the decode size of their
   split, mono audio at ``data.sample_rate``) decoded from the media of a small synthetic world
   (:func:`avssl.data.synthetic.ensure_world`, under ``$AVSSL_CACHE``), each at a random time;
-- ``cache_windows_per_s``: the same windows read from a shard cache of that world (built with
-  ``avssl cache``): one sequential pass over the shards, as training reads them, plus cutting
-  the windows out of the decoded clips;
+- ``cache_windows_per_s``: 1-s windows of the same clips read from a shard cache of that world
+  (built with ``avssl cache``): one sequential pass over the shards cutting one random window
+  from each clip, as a training epoch reads them;
 - ``train_clips_per_s_fp32`` / ``_bf16``: ``{config name: clips/s}`` of full optimisation steps
   on random batches (the model's cost alone) for the default config and ``configs/l3-paper.yaml``;
 - ``model_gflop_per_clip``: forward + backward FLOPs per training clip of the paper config,
@@ -91,8 +91,11 @@ class Sizes:
     overrides: tuple[str, ...] = ()  # --set assignments for every config (tests shrink models)
 
 
-QUICK = Sizes(SynthConfig(n_train=128, n_val=4, n_test=0), 40, 3, 32, 1, 4, 1, 2, 2048, 1, 41, 8)
-FULL = Sizes(SynthConfig(n_train=256, n_val=4, n_test=0), 200, 10, 64, 3, 16, 2, 4, 2048, 4, 41, 32)
+# The training runs measuring data waits need epochs of several batches (an epoch's first batch
+# is built before anything can be prefetched): 256 clips are 4 batches of the default 64.
+WAIT_WORLD = SynthConfig(n_train=256, n_val=4, n_test=0)
+QUICK = Sizes(WAIT_WORLD, 40, 3, 32, 1, 4, 1, 2, 2048, 1, 41, 32)
+FULL = Sizes(WAIT_WORLD, 200, 10, 64, 3, 16, 2, 4, 2048, 4, 41, 32)
 
 
 # ----------------------------------------------------------------------------- training
@@ -218,24 +221,27 @@ def decode_windows_per_second(manifest: Path, picks, cfg: Config) -> float:
     return len(picks) / (time.perf_counter() - t0)
 
 
-def cache_windows_per_second(cache: Path, picks, cfg: Config) -> float:
-    """Windows per second read from a shard cache: the shards holding them, then cutting."""
+def cache_windows_per_second(cache: Path, cfg: Config, seed: int = 0) -> float:
+    """Windows per second read from a shard cache as a training epoch reads it.
+
+    One sequential pass over every shard; from each clip one random 1-s window (its frames and
+    audio) is cut, as :class:`avssl.data.stream_pairs.StreamPairs` cuts one item per clip.
+    """
     d = cfg.data
-    wanted = {row.id for row, _ in picks}
-    t0 = time.perf_counter()
-    clips = {}
-    for shard in read_index(cache)["shards"]:
-        if wanted & set(shard["ids"]):
-            for sample in iter_shard(cache / shard["name"]):
-                if sample["row"]["id"] in wanted:
-                    clips[sample["row"]["id"]] = (sample["frames"], sample["audio"])
+    rng = random.Random(seed)
     nf, na = int(round(WINDOW_S * d.fps)), int(round(WINDOW_S * d.sample_rate))
-    for row, t in picks:
-        frames, audio = clips[row.id]
-        i, j = int(t * d.fps), int(round(t * d.sample_rate))
-        window = torch.from_numpy(frames[i : i + nf]), torch.from_numpy(audio[j : j + na])
-        assert window[0].shape[0] > 0 and window[1].shape[0] > 0
-    return len(picks) / (time.perf_counter() - t0)
+    n = 0
+    t0 = time.perf_counter()
+    for shard in read_index(cache)["shards"]:
+        for sample in iter_shard(cache / shard["name"]):
+            frames, audio = sample["frames"], sample["audio"]
+            seconds = min(len(frames) / d.fps, len(audio) / d.sample_rate)
+            t = rng.uniform(0.0, max(0.0, seconds - WINDOW_S))
+            i, j = int(t * d.fps), int(round(t * d.sample_rate))
+            window = torch.from_numpy(frames[i : i + nf]), torch.from_numpy(audio[j : j + na])
+            assert window[0].shape[0] > 0 and window[1].shape[0] > 0
+            n += 1
+    return n / (time.perf_counter() - t0)
 
 
 def _train_child(argv: list[str], queue) -> None:
@@ -342,7 +348,7 @@ def run(sizes: Sizes, log=None) -> dict:
     out["decode_windows_per_s"] = decode_windows_per_second(manifest, picks, configs["default"])
     with tempfile.TemporaryDirectory() as tmp:
         cache = build_cache(manifest, Path(tmp) / "cache", sizes.overrides)
-        out["cache_windows_per_s"] = cache_windows_per_second(cache, picks, configs["default"])
+        out["cache_windows_per_s"] = cache_windows_per_second(cache, configs["default"])
         dec, cac = out["decode_windows_per_s"], out["cache_windows_per_s"]
         log(f"windows/s: decode {dec:.1f}, cache {cac:.1f}")
         runs = {
