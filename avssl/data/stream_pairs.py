@@ -1,0 +1,224 @@
+"""Training pairs streamed from a shard cache (``data.stream``), for datasets larger than memory.
+
+:class:`StreamPairs` reads the train split of a shard cache through a
+:class:`~avssl.data.shard_stream.ShardStream` and cuts each clip into the item
+:class:`~avssl.data.dataset.AVPairDataset` gives, with window times drawn as
+:class:`~avssl.data.pairs.PairSampler` draws them. The easy negative is the audio of one of the
+last few clips of the same worker's stream (the first clip waits for the second).
+
+Each rank and DataLoader worker reads a set of shards fixed by ``(seed, epoch)`` and draws from
+a generator seeded with ``(seed, epoch, rank, worker)``, so an epoch's batches are the same on
+every run, and the shard index tells every rank how many full batches each rank will get
+(:meth:`StreamPairs.rank_batches`): under DDP all ranks stop after the smallest number.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Iterator
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import torch
+from torch.utils.data import IterableDataset, get_worker_info
+
+from avssl.config import DataConfig
+from avssl.data.dataset import audio_window, frame_at, label_table
+from avssl.data.manifest import read_manifest
+from avssl.data.pairs import centre_range, frame_time, shifted_time
+from avssl.data.shard_stream import ShardStream
+from avssl.data.shards import read_index
+from avssl.data.source import class_names
+from avssl.data.transforms import eval_resize, train_augment
+from avssl.errors import AvsslError, ManifestError
+
+NEGATIVE_POOL = 8  # recent clips of a worker's stream that easy negatives are drawn from
+
+
+class _Clip(NamedTuple):
+    index: int
+    frames: torch.Tensor  # uint8 [T, H, W, 3]
+    audio: torch.Tensor  # float32 [L]
+    duration: float
+
+
+def _train_durations(index: dict, data: DataConfig) -> dict[str, float | None]:
+    """Seconds of each cached train clip, as ClipStore measures them (None: unknown, in a cache
+    written before clip lengths were recorded)."""
+    out = {}
+    for shard in index["shards"]:
+        lengths = shard.get("lengths") or [None] * shard["n"]
+        for id_, split, n in zip(shard["ids"], shard["splits"], lengths, strict=True):
+            if split == "train":
+                out[id_] = None if n is None else min(n[0] / data.fps, n[1] / data.sample_rate)
+    return out
+
+
+class StreamPairs(IterableDataset):
+    """Items of :class:`~avssl.data.dataset.AVPairDataset` (same keys, dtypes and shapes),
+    streamed from the train split of the shard cache ``data.cache``, one per clip per epoch.
+
+    Each item: ``frames`` uint8 ``[3, S, S]`` (augmented when ``data.augment``), ``audio``,
+    ``audio_easy``, ``audio_hard``, ``audio_neg`` float32 ``[N]``, ``neg_hard`` and
+    ``hard_valid`` bool, ``label`` long, ``frame_labels`` bool ``[C]``, ``clip`` long, ``t``
+    float.
+
+    ``clip`` is the clip's position among the usable train rows of the manifest and ``label``
+    and ``frame_labels`` index the manifest's :func:`~avssl.data.source.class_names`, as in
+    the in-memory dataset. Train rows the cache build skipped, rows missing from the cache and
+    clips shorter than the window are left out and listed in ``skipped``.
+
+    Args:
+        data: data settings (``cache``, window, shifts, augmentation).
+        manifest: the manifest the cache was built from (rows, labels and class list).
+        seed: base seed of the shard order, the shuffle buffer and the pair draws.
+        rank: this process's rank.
+        world: number of processes.
+        shuffle_buffer: clips held per worker for shuffling (default: ``data.shuffle_buffer``).
+
+    Raises:
+        AvsslError: ``data.cache`` is not set, or the cache is unfinished or was decoded with
+            other settings.
+        ManifestError: fewer than two usable training clips.
+    """
+
+    def __init__(
+        self,
+        data: DataConfig,
+        manifest: str | Path,
+        seed: int = 0,
+        rank: int = 0,
+        world: int = 1,
+        shuffle_buffer: int | None = None,
+    ):
+        if not data.cache:
+            raise AvsslError("data.stream=true needs data.cache (a shard cache from avssl cache)")
+        self.data, self.seed = data, seed
+        buffer = data.shuffle_buffer if shuffle_buffer is None else shuffle_buffer
+        self.stream = ShardStream(data.cache, "train", seed, rank, world, buffer, data=data)
+        index = read_index(data.cache)
+        durations = _train_durations(index, data)
+        failed = {s["id"]: f"{s['path']}: {s['reason']}" for s in index.get("skipped", [])}
+        rows = read_manifest(manifest)
+        usable, self.skipped = [], []
+        for row in [r for r in rows if r.split == "train"]:
+            if row.id not in durations:
+                missing = f"{self.stream.root}: row {row.id!r} is not in the cache"
+                self.skipped.append((row.id, failed.get(row.id, missing)))
+            elif durations[row.id] is not None and durations[row.id] < data.window:
+                self.skipped.append((row.id, f"shorter than the {data.window:g}-s window"))
+            else:
+                usable.append(row)
+        if len(usable) < 2:
+            raise ManifestError(
+                f"{manifest}: split 'train' has {len(usable)} usable clips in {data.cache} "
+                f"(need at least 2); {len(self.skipped)} skipped"
+            )
+        self.clip_of = {row.id: i for i, row in enumerate(usable)}
+        self.per_shard = {
+            s["name"]: sum(
+                sp == "train" and i in self.clip_of for i, sp in zip(s["ids"], s["splits"])
+            )
+            for s in index["shards"]
+        }
+        self.labels, self.visible = label_table(usable, class_names(rows))
+
+    def __len__(self) -> int:
+        """Usable training clips (over all ranks): the items of one epoch, before batching."""
+        return len(self.clip_of)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Call before creating each epoch's iterator (with non-persistent workers)."""
+        self.stream.set_epoch(epoch)
+
+    def rank_batches(self, batch_size: int, n_workers: int) -> list[int]:
+        """Full batches of ``batch_size`` each rank's DataLoader yields this epoch.
+
+        A worker yields an item per usable clip of its shards (none when it holds fewer than two:
+        no easy negative) and batches them on its own, dropping its last partial batch.
+
+        Args:
+            batch_size: items per batch.
+            n_workers: DataLoader workers per rank (1 when loading in the main process).
+        """
+        out = []
+        for rank in range(self.stream.world):
+            counts = [
+                sum(self.per_shard[s] for s in self.stream.shards_for(k, n_workers, rank))
+                for k in range(n_workers)
+            ]
+            out.append(sum(c // batch_size for c in counts if c >= 2))
+        return out
+
+    def __iter__(self) -> Iterator[dict]:
+        info = get_worker_info()
+        worker = 0 if info is None else info.id
+        epoch = self.stream.epoch & 0x7FFFFFFF
+        rng = np.random.default_rng([self.seed, 7253, epoch, self.stream.rank, worker])
+        recent: deque[_Clip] = deque(maxlen=NEGATIVE_POOL)
+        waiting: list[_Clip] = []
+        for sample in self.stream:
+            clip = self._clip(sample)
+            if clip is None:
+                continue
+            recent.append(clip)
+            waiting.append(clip)
+            if len(recent) > 1:
+                for c in waiting:
+                    yield self._item(c, recent, rng)
+                waiting.clear()
+
+    def _clip(self, sample: dict) -> _Clip | None:
+        index = self.clip_of.get(sample["row"]["id"])
+        if index is None:
+            return None
+        frames, audio = torch.from_numpy(sample["frames"]), torch.from_numpy(sample["audio"])
+        duration = min(frames.shape[0] / self.data.fps, audio.shape[0] / self.data.sample_rate)
+        if duration < self.data.window:  # only a cache without lengths lets one through
+            raise AvsslError(
+                f"{self.stream.root}: clip {sample['row']['id']!r} is shorter than the "
+                f"{self.data.window:g}-s window (a cache from before clip lengths were recorded: "
+                "rebuild it into a new folder)"
+            )
+        return _Clip(index, frames, audio, duration)
+
+    def _shown(self, frame_clip: int, audio_clip: int) -> bool:
+        label = self.labels[audio_clip]
+        return label >= 0 and bool(self.visible[frame_clip, label])
+
+    def _item(self, clip: _Clip, recent: deque[_Clip], rng: np.random.Generator) -> dict:
+        d = self.data
+        t = frame_time(rng, clip.duration, d.window, d.min_shift)
+        others = [c for c in recent if c.index != clip.index]
+        if d.unseen_negatives:
+            others = [c for c in others if not self._shown(clip.index, c.index)] or others
+        easy = others[int(rng.integers(len(others)))]
+        easy_t = float(rng.uniform(*centre_range(easy.duration, d.window)))
+        hard_t = shifted_time(rng, clip.duration, d.window, d.min_shift, t)
+        hard_valid = not math.isnan(hard_t)
+        neg_hard = bool(rng.random() < d.hard_fraction) and hard_valid
+        frame = frame_at(clip.frames, t, d.fps)
+        if d.augment:
+            frame = train_augment(frame, d.frame_size, rng)
+        else:
+            frame = eval_resize(frame, d.frame_size)
+        audio = audio_window(clip.audio, t, d.window, d.sample_rate)
+        easy_audio = audio_window(easy.audio, easy_t, d.window, d.sample_rate)
+        hard = easy_audio
+        if hard_valid:
+            hard = audio_window(clip.audio, hard_t, d.window, d.sample_rate)
+        return {
+            "frames": frame,
+            "audio": audio,
+            "audio_easy": easy_audio,
+            "audio_hard": hard,
+            "audio_neg": hard if neg_hard else easy_audio,
+            "neg_hard": torch.tensor(neg_hard),
+            "hard_valid": torch.tensor(hard_valid),
+            "label": torch.tensor(self.labels[clip.index], dtype=torch.long),
+            "frame_labels": self.visible[clip.index],
+            "clip": torch.tensor(clip.index, dtype=torch.long),
+            "t": torch.tensor(t, dtype=torch.float32),
+        }
