@@ -119,7 +119,8 @@ class StreamPairs(IterableDataset):
         self.clip_of = {row.id: i for i, row in enumerate(usable)}
         self.per_shard = {
             s["name"]: sum(
-                sp == "train" and i in self.clip_of for i, sp in zip(s["ids"], s["splits"])
+                sp == "train" and i in self.clip_of
+                for i, sp in zip(s["ids"], s["splits"], strict=True)
             )
             for s in index["shards"]
         }
