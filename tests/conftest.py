@@ -155,6 +155,30 @@ TINY = [
 ]
 
 
+def torchrun_two_ranks(args: list[str], avssl_cache, cwd, port: int):
+    """``train.py args`` under ``torchrun --nproc_per_node 2`` (gloo on CPU, one thread each).
+
+    Returns:
+        ``(completed process, {rank: weights digest})`` from the ranks' stderr lines.
+    """
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "AVSSL_CACHE": str(avssl_cache)}
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+        "--master_port", str(port), str(Path(__file__).resolve().parents[1] / "train.py"), *args,
+    ]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300, cwd=cwd)
+    digests = {
+        line.split("rank ")[1].split(":")[0]: line.rsplit(" ", 1)[1]
+        for line in proc.stderr.splitlines()
+        if "weights digest" in line
+    }
+    return proc, digests
+
+
 @pytest.fixture(scope="session")
 def tiny_cache(tmp_path_factory):
     """A session-wide AVSSL_CACHE so the tiny synthetic world is generated once."""

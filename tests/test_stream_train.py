@@ -1,9 +1,6 @@
 """Training streamed from the shard cache (``data.stream``): items, ranks, resume, DDP."""
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +16,7 @@ from avssl.data.stream_pairs import StreamPairs
 from avssl.errors import TrainingError
 from avssl.train.checkpoint import load_checkpoint
 from avssl.train.data import stream_loader
-from tests.conftest import TINY
+from tests.conftest import TINY, torchrun_two_ranks
 
 ROOT = Path(__file__).resolve().parents[1]
 SETS = [a for s in TINY for a in ("--set", s)]
@@ -179,19 +176,9 @@ def test_resume_reproduces_the_straight_run(cache, tiny_train_args, capsys, stop
 
 
 def test_ddp_two_processes_from_shards_identical(cache, tiny_train_args, tiny_cache, tmp_path):
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "AVSSL_CACHE": str(tiny_cache)}
     args = tiny_train_args("train.batch_size=2", f"data.cache={cache}", "data.stream=true")
-    cmd = [
-        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-        "--master_port", "29547", str(ROOT / "train.py"), *args,
-    ]  # fmt: skip
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
+    proc, digests = torchrun_two_ranks(args, tiny_cache, tmp_path, 29547)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    digests = {
-        line.split("rank ")[1].split(":")[0]: line.rsplit(" ", 1)[1]
-        for line in proc.stderr.splitlines()
-        if "weights digest" in line
-    }
     assert set(digests) == {"0", "1"} and digests["0"] == digests["1"], proc.stderr[-2000:]
     summary = _last_json(proc.stdout)
     assert summary["weights_digest"] == digests["0"] and summary["step"] == 6

@@ -1,13 +1,11 @@
 """End-to-end training, evaluation, resume and DDP on a seconds-long tiny config."""
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from conftest import torchrun_two_ranks
 
 import evaluate
 import train
@@ -95,18 +93,9 @@ def test_bad_checkpoint_one_line(flag, tmp_path, capsys):
 
 
 def test_ddp_two_processes_identical(tiny_train_args, tiny_cache, tmp_path):
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "AVSSL_CACHE": str(tiny_cache)}
-    cmd = [
-        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-        "--master_port", "29533", str(ROOT / "train.py"), *tiny_train_args("train.batch_size=2"),
-    ]  # fmt: skip
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
+    args = tiny_train_args("train.batch_size=2")
+    proc, digests = torchrun_two_ranks(args, tiny_cache, tmp_path, 29533)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    digests = {
-        line.split("rank ")[1].split(":")[0]: line.rsplit(" ", 1)[1]
-        for line in proc.stderr.splitlines()
-        if "weights digest" in line
-    }
     assert set(digests) == {"0", "1"}, proc.stderr[-2000:]
     assert digests["0"] == digests["1"]
     summary = _last_json(proc.stdout)
