@@ -82,6 +82,12 @@ class AudioFeatures:
     # training only, per example: stretch the frequency axis by a random factor in [1-w, 1+w]
     # (vocal tract length perturbation, https://www.cs.toronto.edu/~ndjaitly/jaitly_vtlp.pdf)
     freq_warp: float = 0.0
+    # training only, per example: SpecAugment masks (https://arxiv.org/abs/1904.08779), each of
+    # ``spec_masks`` bands of up to ``freq_mask`` mel bins and spans of up to ``time_mask`` frames
+    # set to the example's mean; 0 turns a kind off
+    freq_mask: int = 0
+    time_mask: int = 0
+    spec_masks: int = 2
 
 
 @dataclass

@@ -125,8 +125,41 @@ class FrequencyWarp(nn.Module):
         return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=True)
 
 
+class SpecMask(nn.Module):
+    """Training-time SpecAugment masking (identity in eval), https://arxiv.org/abs/1904.08779.
+
+    Each example gets ``masks`` frequency masks of up to ``freq`` bins and ``masks`` time masks
+    of up to ``time`` frames (independent draws per example, torchaudio's ``iid_masks``); masked
+    cells take the example's mean, so a mask reads as "no information" rather than as silence.
+    """
+
+    def __init__(self, freq: int, time: int, masks: int):
+        super().__init__()
+        if freq < 0 or time < 0 or masks < 0:
+            raise ConfigError(
+                f"model.audio: freq_mask, time_mask and spec_masks must be >= 0 "
+                f"(got {freq}, {time}, {masks})"
+            )
+        self.masks = masks
+        self.freq = torchaudio.transforms.FrequencyMasking(freq, iid_masks=True) if freq else None
+        self.time = torchaudio.transforms.TimeMasking(time, iid_masks=True) if time else None
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``[B, 1, F, T]`` -> ``[B, 1, F, T]``."""
+        if not self.training or not self.masks or (self.freq is None and self.time is None):
+            return x
+        mean = x.mean(dim=(2, 3), keepdim=True)
+        x = x - mean
+        for _ in range(self.masks):
+            for mask in (self.freq, self.time):
+                if mask is not None:
+                    x = mask(x)
+        return x + mean
+
+
 class AudioFrontend(nn.Module):
-    """Log spectrogram, then optional band-mean normalisation and training-time warping."""
+    """Log spectrogram, then optional band-mean normalisation and training-time warping and
+    masking."""
 
     def __init__(self, feat: AudioFeatures, sample_rate: int):
         super().__init__()
@@ -140,6 +173,7 @@ class AudioFrontend(nn.Module):
         self.spec = AUDIO_FRONTENDS[feat.kind](feat, sample_rate)
         self.band_mean = feat.normalize == "band"
         self.warp = FrequencyWarp(feat.freq_warp)
+        self.mask = SpecMask(feat.freq_mask, feat.time_mask, feat.spec_masks)
 
     def forward(self, wave: Tensor) -> Tensor:
         """``[B, N]`` float waveform -> ``[B, 1, F, T]`` float32."""
@@ -147,7 +181,7 @@ class AudioFrontend(nn.Module):
         with torch.autocast(device_type=x.device.type, enabled=False):
             if self.band_mean:
                 x = x - x.mean(dim=-1, keepdim=True)
-            return self.warp(x)
+            return self.mask(self.warp(x))
 
 
 def build_audio_frontend(feat: AudioFeatures, sample_rate: int) -> nn.Module:

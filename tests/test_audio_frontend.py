@@ -1,4 +1,5 @@
-"""Audio front-end options: band-mean normalisation and training-time frequency warping."""
+"""Audio front-end options: band-mean normalisation, training-time frequency warping and
+SpecAugment masking."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import torch
 
 from avssl.config import AudioFeatures
 from avssl.errors import ConfigError
-from avssl.features import FrequencyWarp, build_audio_frontend
+from avssl.features import FrequencyWarp, SpecMask, build_audio_frontend
 
 
 def test_band_mean_normalisation_zeroes_each_band_mean():
@@ -44,3 +45,23 @@ def test_bad_options_are_config_errors():
         build_audio_frontend(AudioFeatures(normalize="cmvn"), 16000)
     with pytest.raises(ConfigError, match="freq_warp"):
         build_audio_frontend(AudioFeatures(freq_warp=1.5), 16000)
+    with pytest.raises(ConfigError, match="freq_mask"):
+        build_audio_frontend(AudioFeatures(freq_mask=-1), 16000)
+
+
+def test_spec_masks_fill_bands_and_spans_with_the_example_mean_in_training_only():
+    x = torch.randn(6, 1, 20, 50) + torch.arange(6.0).view(6, 1, 1, 1)
+    mask = SpecMask(freq=6, time=10, masks=2)
+    assert torch.equal(mask.eval()(x), x)
+    torch.manual_seed(0)
+    y = mask.train()(x)
+    changed = (y - x).abs() > 1e-4  # (x - mean) + mean is not bit-exact elsewhere
+    assert changed.any()
+    mean = x.mean(dim=(2, 3), keepdim=True).expand_as(x)
+    assert torch.allclose(y[changed], mean[changed], atol=1e-5)
+    for b in range(6):  # each changed cell lies in a fully masked row (band) or column (span)
+        c = changed[b, 0]
+        rows, cols = c.all(dim=1), c.all(dim=0)
+        assert torch.equal(c, rows[:, None] | cols[None, :])
+        assert int(rows.sum()) <= 2 * 6 and int(cols.sum()) <= 2 * 10
+    assert not torch.equal(changed[0], changed[1])  # independent draws per example

@@ -177,7 +177,9 @@ def iter_shard(path: Path) -> Iterator[dict]:
     group: dict[str, bytes] = {}
     current = None
     try:
-        with tarfile.open(path, "r|") as tar:  # sequential: works on any stream
+        # a file, not a stream ("r|"): stream mode reads members in 10 KB blocks it joins,
+        # which made reading a cache 4x slower than these direct reads
+        with tarfile.open(path, "r:") as tar:
             for member in tar:
                 key, _, ext = member.name.partition(".")
                 if key != current and group:

@@ -5,6 +5,8 @@ at ``extractor.sample_rate``:
 
 * :class:`WindowEmbedder`: a model's audio tower on windows of ``window`` s every ``hop`` s,
   mean- or max-pooled over the clip (L3-Net, https://arxiv.org/abs/1705.08168, Sec. 4.2);
+  overlapping windows share their convolutions where the model allows
+  (:mod:`avssl.eval.sliding`, exact up to float rounding);
 * :class:`LogMelStats`: the mean and standard deviation over time of each log-mel band, the
   usual hand-crafted baseline.
 """
@@ -26,6 +28,7 @@ from avssl.config import AudioFeatures
 from avssl.data.media import probe, read_audio
 from avssl.errors import MediaError
 from avssl.eval.embed import audio_windows, embed_audio
+from avssl.eval.sliding import sharing_blocker, sliding_embeddings
 from avssl.features import LogMel
 
 POOLS = ("mean", "max")
@@ -56,12 +59,22 @@ class WindowEmbedder:
             precision,
             batch_size,
         )
+        self.shared = hop < window and sharing_blocker(model, sample_rate, window, hop) is None
 
     def __call__(self, waves: list[Tensor]) -> Tensor:
         """Waveforms (each float ``[N_i]``) -> clip embeddings ``[C, D]``."""
-        wins = [audio_windows(w, self.sample_rate, self.window, self.hop) for w in waves]
-        emb = embed_audio(self.model, torch.cat(wins), self.device, self.precision, self.batch_size)
-        parts = emb.split([w.shape[0] for w in wins])
+        if self.shared:  # overlapping windows of a clip share their convolutions
+            parts = [
+                sliding_embeddings(self.model, w, self.sample_rate, self.window, self.hop,
+                                   self.device, self.precision, self.batch_size)
+                for w in waves
+            ]  # fmt: skip
+        else:
+            wins = [audio_windows(w, self.sample_rate, self.window, self.hop) for w in waves]
+            emb = embed_audio(
+                self.model, torch.cat(wins), self.device, self.precision, self.batch_size
+            )
+            parts = emb.split([w.shape[0] for w in wins])
         if self.pool == "max":
             return torch.stack([p.amax(dim=0) for p in parts])
         return torch.stack([p.mean(dim=0) for p in parts])

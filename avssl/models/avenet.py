@@ -48,16 +48,15 @@ class AVENet(PairClassifier):
         return F.normalize(self.vision_head(x).float(), dim=1)
 
     def _encode_audio(self, wave: Tensor) -> Tensor:
-        x = self.audio(self._spectrogram(wave))
-        return F.normalize(self.audio_head(x).float(), dim=1)
+        return self.audio_embedding(self.audio(self._spectrogram(wave)))
+
+    def audio_embedding(self, pooled: Tensor) -> Tensor:
+        """Pooled audio tower ``[B, C]`` -> unit-norm embedding ``[B, embed_dim]``."""
+        return F.normalize(self.audio_head(pooled).float(), dim=1)
 
     def embed_visual(self, frames: Tensor) -> Tensor:
         """``[B, 3, H, W]`` -> unit-norm embedding ``[B, embed_dim]``."""
         return self._encode_visual(frames)
-
-    def embed_audio(self, wave: Tensor) -> Tensor:
-        """``[B, N]`` -> unit-norm embedding ``[B, embed_dim]``."""
-        return self._encode_audio(wave)
 
     def _pair_output(self, v: Tensor, a: Tensor) -> Tensor:
         with full_precision(v):

@@ -39,7 +39,11 @@ class AVOLNet(PairClassifier):
         return self.vision_head(self.vision(self.frame_norm(frames)))  # [B, D, h, w]
 
     def _encode_audio(self, wave: Tensor) -> Tensor:
-        return self.audio_head(self.audio(self._spectrogram(wave)))  # [B, D]
+        return self.audio_embedding(self.audio(self._spectrogram(wave)))  # [B, D]
+
+    def audio_embedding(self, pooled: Tensor) -> Tensor:
+        """Pooled audio tower ``[B, C]`` -> audio embedding ``[B, embed_dim]`` (not normalised)."""
+        return self.audio_head(pooled)
 
     def _logit_map(self, v: Tensor, a: Tensor) -> Tensor:
         """``[B, D, h, w]``, ``[B, D]`` -> calibrated logits ``[B, h, w]``."""
@@ -50,10 +54,6 @@ class AVOLNet(PairClassifier):
     def embed_visual(self, frames: Tensor) -> Tensor:
         """``[B, 3, H, W]`` -> location max of the embedding map ``[B, embed_dim]``."""
         return global_max_pool(self._encode_visual(frames))
-
-    def embed_audio(self, wave: Tensor) -> Tensor:
-        """``[B, N]`` -> audio embedding ``[B, embed_dim]`` (not normalised)."""
-        return self._encode_audio(wave)
 
     def visual_map(self, frames: Tensor) -> Tensor:
         """``[B, 3, H, W]`` -> embedding map ``[B, embed_dim, h, w]``."""

@@ -43,8 +43,14 @@ class AVModel(nn.Module):
         self.register_buffer("decision_threshold", torch.tensor(0.0))
 
     def embed_audio(self, wave: Tensor) -> Tensor:
-        """Audio embedding: ``[B, N]`` waveform -> ``[B, D]``."""
-        raise NotImplementedError
+        """Audio embedding: ``[B, N]`` waveform -> ``[B, D]`` (front end, ``self.audio`` tower,
+        then :meth:`audio_embedding`)."""
+        return self.audio_embedding(self.audio(self._spectrogram(wave)))
+
+    def audio_embedding(self, pooled: Tensor) -> Tensor:
+        """The audio tower's pooled output ``[B, audio.out_dim]`` -> the embedding ``[B, D]``
+        (the method's audio head; identity without one)."""
+        return pooled
 
     def embed_visual(self, frames: Tensor) -> Tensor:
         """Visual embedding: ``[B, 3, H, W]`` in ``[0, 1]`` -> ``[B, D]``."""

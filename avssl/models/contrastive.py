@@ -58,10 +58,9 @@ class ContrastiveAV(AVModel):
             return F.normalize(self.vision_head(x).float().flatten(2), dim=1)
         return F.normalize(self.vision_head(global_max_pool(x)).float(), dim=1).unsqueeze(2)
 
-    def embed_audio(self, wave: Tensor) -> Tensor:
-        """``[B, N]`` -> unit-norm embedding ``[B, embed_dim]``."""
-        x = self.audio(self._spectrogram(wave))
-        return F.normalize(self.audio_head(x).float(), dim=1)
+    def audio_embedding(self, pooled: Tensor) -> Tensor:
+        """Pooled audio tower ``[B, C]`` -> unit-norm embedding ``[B, embed_dim]``."""
+        return F.normalize(self.audio_head(pooled).float(), dim=1)
 
     def embed_visual(self, frames: Tensor) -> Tensor:
         """``[B, 3, H, W]`` -> unit-norm embedding ``[B, embed_dim]`` (spatial: the normalised

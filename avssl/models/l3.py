@@ -42,10 +42,6 @@ class L3Net(PairClassifier):
         """``[B, 3, H, W]`` -> pooled vision tower ``[B, channels[-1]]``."""
         return self._encode_visual(frames)
 
-    def embed_audio(self, wave: Tensor) -> Tensor:
-        """``[B, N]`` -> pooled audio tower ``[B, channels[-1]]``."""
-        return self._encode_audio(wave)
-
     def _pair_output(self, v: Tensor, a: Tensor) -> Tensor:
         return self.fusion(torch.cat([v, a], dim=1))  # [B, 2] logits
 

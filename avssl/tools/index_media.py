@@ -23,7 +23,8 @@ from avssl.data.manifest import read_manifest, resolve
 from avssl.data.media import probe
 from avssl.data.media_checks import IMAGE_EXTS, SOUNDFILE_EXTS
 from avssl.errors import MediaError
-from avssl.eval.embed import audio_windows, embed_audio, embed_visual, frames_to_input
+from avssl.eval.embed import embed_visual, frames_to_input
+from avssl.eval.sliding import sliding_embeddings
 from avssl.tools.stream_io import audio_end, iter_frames_at, read_audio_padded
 
 VIDEO_EXTS = frozenset({".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ogv"})
@@ -133,8 +134,8 @@ def embed_file(model, cfg, path: Path, hop: float, device="cpu") -> FileEmbeddin
             start = c[0] - d.window / 2
             span = (c[-1] - c[0]) + d.window
             wave = read_audio_padded(path, start, span, d.sample_rate, a_end)
-            waves = audio_windows(wave, d.sample_rate, d.window, hop)[: len(c)]
-            audio.append(_unit(embed_audio(model, waves, device)))
+            emb = sliding_embeddings(model, wave, d.sample_rate, d.window, hop, device)
+            audio.append(_unit(emb[: len(c)]))
         if frames_iter is not None:
             frames = torch.from_numpy(np.stack([next(frames_iter) for _ in c]))
             visual.append(_unit(embed_visual(model, frames_to_input(frames, d.frame_size), device)))
