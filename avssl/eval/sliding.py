@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from avssl.eval.embed import audio_windows
+from avssl.eval.embed import audio_windows, embed_audio
 from avssl.features import AudioFrontend, LogMel, LogSTFT
 from avssl.models.towers import AudioTower
 from avssl.train.runtime import autocast
@@ -202,8 +202,6 @@ def sliding_embeddings(
     Returns:
         float32 ``[W, D]`` on the CPU.
     """
-    from avssl.eval.embed import embed_audio
-
     model.eval()
     if hop >= window or sharing_blocker(model, sample_rate, window, hop) is not None:
         return embed_audio(model, audio_windows(wave, sample_rate, window, hop), device,
