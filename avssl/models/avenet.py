@@ -47,9 +47,6 @@ class AVENet(PairClassifier):
         x = global_max_pool(self.vision(self.frame_norm(frames)))
         return F.normalize(self.vision_head(x).float(), dim=1)
 
-    def _encode_audio(self, wave: Tensor) -> Tensor:
-        return self.audio_embedding(self.audio(self._spectrogram(wave)))
-
     def audio_embedding(self, pooled: Tensor) -> Tensor:
         """Pooled audio tower ``[B, C]`` -> unit-norm embedding ``[B, embed_dim]``."""
         return F.normalize(self.audio_head(pooled).float(), dim=1)

@@ -38,9 +38,6 @@ class AVOLNet(PairClassifier):
     def _encode_visual(self, frames: Tensor) -> Tensor:
         return self.vision_head(self.vision(self.frame_norm(frames)))  # [B, D, h, w]
 
-    def _encode_audio(self, wave: Tensor) -> Tensor:
-        return self.audio_embedding(self.audio(self._spectrogram(wave)))  # [B, D]
-
     def audio_embedding(self, pooled: Tensor) -> Tensor:
         """Pooled audio tower ``[B, C]`` -> audio embedding ``[B, embed_dim]`` (not normalised)."""
         return self.audio_head(pooled)

@@ -133,7 +133,7 @@ class PairClassifier(AVModel):
         raise NotImplementedError
 
     def _encode_audio(self, wave: Tensor) -> Tensor:
-        raise NotImplementedError
+        return self.embed_audio(wave)
 
     def _pair_output(self, v: Tensor, a: Tensor) -> Tensor:
         raise NotImplementedError

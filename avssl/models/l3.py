@@ -35,9 +35,6 @@ class L3Net(PairClassifier):
     def _encode_visual(self, frames: Tensor) -> Tensor:
         return global_max_pool(self.vision(self.frame_norm(frames)))
 
-    def _encode_audio(self, wave: Tensor) -> Tensor:
-        return self.audio(self._spectrogram(wave))
-
     def embed_visual(self, frames: Tensor) -> Tensor:
         """``[B, 3, H, W]`` -> pooled vision tower ``[B, channels[-1]]``."""
         return self._encode_visual(frames)
