@@ -59,7 +59,7 @@ class WindowEmbedder:
             precision,
             batch_size,
         )
-        self.shared = hop < window and sharing_blocker(model, sample_rate, window, hop) is None
+        self.shared = sharing_blocker(model, sample_rate, window, hop) is None
 
     def __call__(self, waves: list[Tensor]) -> Tensor:
         """Waveforms (each float ``[N_i]``) -> clip embeddings ``[C, D]``."""

@@ -35,10 +35,13 @@ POINTWISE = (nn.BatchNorm2d, nn.ReLU)
 def sharing_blocker(model, sample_rate: int, window: float, hop: float) -> str | None:
     """Why windows of ``model`` cannot share computation (``None``: they can).
 
-    Needs a frame-wise front end (``center=False``, no band normalisation), a window hop of a
-    whole number of STFT hops, and an audio tower of 3x3 same convolutions, batch norm, ReLU and
-    2x2 max-pools only.
+    Needs overlapping windows (``hop < window``; otherwise there is nothing to share), a
+    frame-wise front end (``center=False``, no band normalisation), a window hop of a whole
+    number of STFT hops, and an audio tower of 3x3 same convolutions, batch norm, ReLU and 2x2
+    max-pools only.
     """
+    if hop >= window:
+        return "windows do not overlap"
     front = getattr(model, "audio_frontend", None)
     if not isinstance(front, AudioFrontend) or not isinstance(front.spec, LogMel | LogSTFT):
         return "unknown audio front end"
@@ -186,9 +189,8 @@ def sliding_embeddings(
 ) -> Tensor:
     """Embeddings of the windows :func:`~avssl.eval.embed.audio_windows` cuts from ``wave``.
 
-    Shares computation between overlapping windows (``hop < window``) when
-    :func:`sharing_blocker` allows (exact up to float rounding); otherwise embeds each window on
-    its own.
+    Shares computation between overlapping windows when :func:`sharing_blocker` allows (exact
+    up to float rounding); otherwise embeds each window on its own.
 
     Args:
         model: an :class:`~avssl.models.base.AVModel` in eval mode.
@@ -203,7 +205,7 @@ def sliding_embeddings(
         float32 ``[W, D]`` on the CPU.
     """
     model.eval()
-    if hop >= window or sharing_blocker(model, sample_rate, window, hop) is not None:
+    if sharing_blocker(model, sample_rate, window, hop) is not None:
         return embed_audio(model, audio_windows(wave, sample_rate, window, hop), device,
                            precision, batch_size)  # fmt: skip
     n = int(round(window * sample_rate))
