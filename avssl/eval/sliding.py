@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from avssl.eval.embed import audio_windows, embed_audio
-from avssl.features import AudioFrontend, LogMel, LogSTFT
+from avssl.features import AudioFrontend, LogMel, LogSTFT, audio_feature_shape
 from avssl.models.towers import AudioTower
 from avssl.train.runtime import autocast
 
@@ -214,9 +214,9 @@ def sliding_embeddings(
         wave = F.pad(wave, (0, n - wave.shape[0]))
     count = (wave.shape[0] - n) // step + 1
     frames_per_step = step // model.audio_frontend.spec.spec.hop_length
+    frames = audio_feature_shape(model.cfg.audio, sample_rate, window)[1]  # per window
     outs = []
     with torch.no_grad():
-        frames = model._spectrogram(wave[None, :n].to(device)).shape[-1]  # per window
         for lo in range(0, count, batch_size):
             hi = min(count, lo + batch_size)
             seg = wave[lo * step : (hi - 1) * step + n].to(device)
