@@ -88,6 +88,12 @@ class AudioFeatures:
     freq_mask: int = 0
     time_mask: int = 0
     spec_masks: int = 2
+    # training only, per example, on the waveform: resample by a random factor in [1-s, 1+s]
+    # (speed perturbation: tempo, pitch and formants change together) and shift by up to
+    # time_shift seconds (zeros shifted in); for clips whose timing carries no signal (never with
+    # hard, time-shifted negatives)
+    speed_perturb: float = 0.0
+    time_shift: float = 0.0
 
 
 @dataclass

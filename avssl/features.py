@@ -12,6 +12,7 @@ import torch.nn.functional as F
 import torchaudio
 from torch import Tensor, nn
 
+from avssl.audio_augment import FrequencyWarp, SpecMask, WaveWarp
 from avssl.config import AudioFeatures
 from avssl.errors import ConfigError
 
@@ -97,69 +98,9 @@ AUDIO_FRONTENDS = {"logstft": LogSTFT, "logmel": LogMel}
 NORMALIZERS = ("none", "band")
 
 
-class FrequencyWarp(nn.Module):
-    """Training-time vocal tract length perturbation on a log spectrogram (identity in eval).
-
-    Each example's frequency axis is stretched by ``alpha ~ U(1 - w, 1 + w)`` about 0 Hz: output
-    band ``f`` reads input band ``f / alpha`` (linear interpolation, the top band repeated past
-    the edge), which moves formants as a longer or shorter vocal tract would
-    (Jaitly and Hinton, 2013). Draws come from the global torch generator (seeded runs repeat).
-    """
-
-    def __init__(self, width: float):
-        super().__init__()
-        if not 0 <= width < 1:
-            raise ConfigError(f"model.audio.freq_warp must be in [0, 1), got {width}")
-        self.width = width
-
-    def forward(self, x: Tensor) -> Tensor:
-        """``[B, 1, F, T]`` -> ``[B, 1, F, T]``."""
-        if not self.training or self.width == 0:
-            return x
-        b, _, f, t = x.shape
-        alpha = 1 + self.width * (2 * torch.rand(b, 1, 1, device=x.device) - 1)
-        rows = torch.arange(f, device=x.device, dtype=x.dtype).view(1, f, 1) / alpha
-        ys = (2 * rows / max(f - 1, 1) - 1).expand(b, f, t)
-        xs = torch.linspace(-1, 1, t, device=x.device, dtype=x.dtype).view(1, 1, t).expand(b, f, t)
-        grid = torch.stack([xs, ys], dim=-1)
-        return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=True)
-
-
-class SpecMask(nn.Module):
-    """Training-time SpecAugment masking (identity in eval), https://arxiv.org/abs/1904.08779.
-
-    Each example gets ``masks`` frequency masks of up to ``freq`` bins and ``masks`` time masks
-    of up to ``time`` frames (independent draws per example, torchaudio's ``iid_masks``); masked
-    cells take the example's mean, so a mask reads as "no information" rather than as silence.
-    """
-
-    def __init__(self, freq: int, time: int, masks: int):
-        super().__init__()
-        if freq < 0 or time < 0 or masks < 0:
-            raise ConfigError(
-                f"model.audio: freq_mask, time_mask and spec_masks must be >= 0 "
-                f"(got {freq}, {time}, {masks})"
-            )
-        self.masks = masks
-        self.freq = torchaudio.transforms.FrequencyMasking(freq, iid_masks=True) if freq else None
-        self.time = torchaudio.transforms.TimeMasking(time, iid_masks=True) if time else None
-
-    def forward(self, x: Tensor) -> Tensor:
-        """``[B, 1, F, T]`` -> ``[B, 1, F, T]``."""
-        if not self.training or not self.masks or (self.freq is None and self.time is None):
-            return x
-        mean = x.mean(dim=(2, 3), keepdim=True)
-        x = x - mean
-        for _ in range(self.masks):
-            for mask in (self.freq, self.time):
-                if mask is not None:
-                    x = mask(x)
-        return x + mean
-
-
 class AudioFrontend(nn.Module):
-    """Log spectrogram, then optional band-mean normalisation and training-time warping and
-    masking."""
+    """Training-time waveform warping (:class:`WaveWarp`), log spectrogram, then optional
+    band-mean normalisation and training-time frequency warping and masking."""
 
     def __init__(self, feat: AudioFeatures, sample_rate: int):
         super().__init__()
@@ -170,6 +111,7 @@ class AudioFrontend(nn.Module):
             raise ConfigError(
                 f"model.audio.normalize: {feat.normalize!r} is not one of {', '.join(NORMALIZERS)}"
             )
+        self.wave_warp = WaveWarp(feat.speed_perturb, round(feat.time_shift * sample_rate))
         self.spec = AUDIO_FRONTENDS[feat.kind](feat, sample_rate)
         self.band_mean = feat.normalize == "band"
         self.warp = FrequencyWarp(feat.freq_warp)
@@ -177,7 +119,7 @@ class AudioFrontend(nn.Module):
 
     def forward(self, wave: Tensor) -> Tensor:
         """``[B, N]`` float waveform -> ``[B, 1, F, T]`` float32."""
-        x = self.spec(wave)
+        x = self.spec(self.wave_warp(wave))
         with torch.autocast(device_type=x.device.type, enabled=False):
             if self.band_mean:
                 x = x - x.mean(dim=-1, keepdim=True)

@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 import torch
 
+from avssl.audio_augment import FrequencyWarp, SpecMask, WaveWarp
 from avssl.config import AudioFeatures
 from avssl.errors import ConfigError
-from avssl.features import FrequencyWarp, SpecMask, build_audio_frontend
+from avssl.features import build_audio_frontend
 
 
 def test_band_mean_normalisation_zeroes_each_band_mean():
@@ -65,3 +66,41 @@ def test_spec_masks_fill_bands_and_spans_with_the_example_mean_in_training_only(
         assert torch.equal(c, rows[:, None] | cols[None, :])
         assert int(rows.sum()) <= 2 * 6 and int(cols.sum()) <= 2 * 10
     assert not torch.equal(changed[0], changed[1])  # independent draws per example
+
+
+def test_wave_warp_matches_interpolation_about_the_centre_and_is_identity_in_eval():
+    warp = WaveWarp(speed=0.2, shift=50)
+    x = torch.randn(5, 400)
+    assert torch.equal(warp.eval()(x), x)
+    assert torch.equal(WaveWarp(0.0, 0).train()(x), x)
+    torch.manual_seed(1)
+    y = warp.train()(x)
+    torch.manual_seed(1)
+    s = 1 + 0.2 * (2 * torch.rand(5, 1) - 1)
+    d = 50 * (2 * torch.rand(5, 1) - 1)
+    c = 399 / 2
+    for b in range(5):  # brute force: output i reads c + (i - c) * s - d, zero outside the input
+        src = c + (np.arange(400) - c) * float(s[b]) - float(d[b])
+        padded = np.concatenate([[0.0], x[b].numpy(), [0.0]])  # zeros one sample past each end
+        want = np.interp(src + 1, np.arange(402), padded, left=0.0, right=0.0)
+        np.testing.assert_allclose(y[b].numpy(), want, atol=5e-4)  # float32 positions
+    assert y.shape == x.shape and not torch.allclose(y, x)
+
+
+def test_wave_warp_shift_alone_moves_the_signal_and_feeds_the_front_end():
+    torch.manual_seed(0)
+    wave = torch.zeros(64, 1000)
+    wave[:, 500] = 1.0  # an impulse: each example's shift is where it lands
+    out = WaveWarp(0.0, 100).train()(wave)
+    peak = out.argmax(dim=1) + (out.max(dim=1).values < 0.5).long()  # a split impulse rounds up
+    assert ((peak - 500).abs() <= 100).all() and peak.unique().numel() > 20
+    assert torch.allclose(out.sum(dim=1), torch.ones(64), atol=1e-5)  # nothing lost inside
+    feat = AudioFeatures(n_fft=256, win_length=200, hop_length=80, n_mels=20, time_shift=0.05,
+                         speed_perturb=0.1)  # fmt: skip
+    front = build_audio_frontend(feat, 8000)
+    assert front.wave_warp.shift == 400 and front.wave_warp.speed == 0.1
+    clip = torch.randn(2, 8000)
+    assert torch.equal(front.eval()(clip), front.eval()(clip))
+    assert not torch.allclose(front.train()(clip), front.eval()(clip))
+    with pytest.raises(ConfigError, match="speed_perturb"):
+        build_audio_frontend(AudioFeatures(speed_perturb=1.0), 16000)

@@ -1,0 +1,121 @@
+"""Training-time audio augmentations of a front end (each the identity in eval mode).
+
+On the waveform: :class:`WaveWarp` (speed perturbation and time shift). On the log spectrogram:
+:class:`FrequencyWarp` (vocal tract length perturbation) and :class:`SpecMask` (SpecAugment).
+Every draw is per example from the global torch generator, so seeded runs repeat.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+import torchaudio
+from torch import Tensor, nn
+
+from avssl.errors import ConfigError
+
+
+class WaveWarp(nn.Module):
+    """Speed perturbation and time shift of waveforms in training (identity in eval).
+
+    Each example is resampled by a factor ``s ~ U(1 - speed, 1 + speed)`` about its centre, which
+    changes tempo, pitch and formants together as a faster or slower talker would (speed
+    perturbation, Ko et al., Interspeech 2015,
+    https://www.danielpovey.com/files/2015_interspeech_augmentation.pdf), and moved by
+    ``d ~ U(-shift, shift)`` samples. Output sample ``i`` reads input position
+    ``c + (i - c) * s - d`` (``c`` the centre) by linear interpolation, zero outside the input;
+    the length is kept. Linear interpolation is a crude low-pass: for ``s > 1`` content near
+    Nyquist aliases slightly, which a speech front end tolerates.
+
+    Args:
+        speed: largest relative speed change, in ``[0, 1)``.
+        shift: largest shift in samples, ``>= 0``.
+    """
+
+    def __init__(self, speed: float, shift: int):
+        super().__init__()
+        if not 0 <= speed < 1 or shift < 0:
+            raise ConfigError(
+                f"model.audio: speed_perturb must be in [0, 1) and time_shift >= 0 "
+                f"(got {speed}, {shift} samples)"
+            )
+        self.speed, self.shift = speed, shift
+
+    def forward(self, wave: Tensor) -> Tensor:
+        """``[B, N]`` float -> ``[B, N]``."""
+        if not self.training or (self.speed == 0 and self.shift == 0):
+            return wave
+        b, n = wave.shape
+        s = 1 + self.speed * (2 * torch.rand(b, 1, device=wave.device) - 1)
+        d = self.shift * (2 * torch.rand(b, 1, device=wave.device) - 1)
+        c = (n - 1) / 2
+        pos = c + (torch.arange(n, device=wave.device, dtype=torch.float32) - c) * s - d
+        lo = pos.floor()
+        w = pos - lo
+        lo = lo.long()
+
+        def read(idx: Tensor) -> Tensor:
+            inside = (idx >= 0) & (idx < n)
+            return wave.gather(1, idx.clamp(0, n - 1)) * inside
+
+        return read(lo) * (1 - w) + read(lo + 1) * w
+
+
+class FrequencyWarp(nn.Module):
+    """Training-time vocal tract length perturbation on a log spectrogram (identity in eval).
+
+    Each example's frequency axis is stretched by ``alpha ~ U(1 - w, 1 + w)`` about 0 Hz: output
+    band ``f`` reads input band ``f / alpha`` (linear interpolation, the top band repeated past
+    the edge), which moves formants as a longer or shorter vocal tract would
+    (Jaitly and Hinton, 2013). Draws come from the global torch generator (seeded runs repeat).
+    """
+
+    def __init__(self, width: float):
+        super().__init__()
+        if not 0 <= width < 1:
+            raise ConfigError(f"model.audio.freq_warp must be in [0, 1), got {width}")
+        self.width = width
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``[B, 1, F, T]`` -> ``[B, 1, F, T]``."""
+        if not self.training or self.width == 0:
+            return x
+        b, _, f, t = x.shape
+        alpha = 1 + self.width * (2 * torch.rand(b, 1, 1, device=x.device) - 1)
+        rows = torch.arange(f, device=x.device, dtype=x.dtype).view(1, f, 1) / alpha
+        ys = (2 * rows / max(f - 1, 1) - 1).expand(b, f, t)
+        xs = torch.linspace(-1, 1, t, device=x.device, dtype=x.dtype).view(1, 1, t).expand(b, f, t)
+        grid = torch.stack([xs, ys], dim=-1)
+        return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=True)
+
+
+class SpecMask(nn.Module):
+    """Training-time SpecAugment masking (identity in eval), https://arxiv.org/abs/1904.08779.
+
+    Each example gets ``masks`` frequency masks of up to ``freq`` bins and ``masks`` time masks
+    of up to ``time`` frames (independent draws per example, torchaudio's ``iid_masks``); masked
+    cells take the example's mean, so a mask reads as "no information" rather than as silence.
+    """
+
+    def __init__(self, freq: int, time: int, masks: int):
+        super().__init__()
+        if freq < 0 or time < 0 or masks < 0:
+            raise ConfigError(
+                f"model.audio: freq_mask, time_mask and spec_masks must be >= 0 "
+                f"(got {freq}, {time}, {masks})"
+            )
+        self.masks = masks
+        self.freq = torchaudio.transforms.FrequencyMasking(freq, iid_masks=True) if freq else None
+        self.time = torchaudio.transforms.TimeMasking(time, iid_masks=True) if time else None
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``[B, 1, F, T]`` -> ``[B, 1, F, T]``."""
+        if not self.training or not self.masks or (self.freq is None and self.time is None):
+            return x
+        mean = x.mean(dim=(2, 3), keepdim=True)
+        x = x - mean
+        for _ in range(self.masks):
+            for mask in (self.freq, self.time):
+                if mask is not None:
+                    x = mask(x)
+        return x + mean
