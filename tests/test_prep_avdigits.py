@@ -280,3 +280,24 @@ def test_canvases_feed_frame_labels_and_unseen_negatives(tiny, tmp_path):
             assert {str(d) for d in np.flatnonzero(item["frame_labels"])} == digits
             shown += rows[easy].labels[0] in digits
         assert (shown == 0) if unseen else (shown > 0)
+
+
+def test_audio_proxy_benchmark_holds_out_training_speakers_only(tiny, tmp_path, capsys):
+    """benchmarks/avdigits_audio.py: a fold per training speaker; the test speaker is never read."""
+    assert run(tiny, tmp_path / "set") == 0  # test speaker: cat (alphabetically last)
+    spec = importlib.util.spec_from_file_location(
+        "avd_audio", REPO / "benchmarks/avdigits_audio.py"
+    )
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    capsys.readouterr()
+    small = ["--set", "model.channels=[4,8]", "--set", "model.audio.n_mels=16"]
+    argv = ["--data", str(tmp_path / "set/manifest.jsonl"), "--steps", "2", "--batch-size", "8"]
+    assert bench.main([*argv, *small]) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert set(out["held_out"]) == {"amy", "bob"}
+    assert all(0.0 <= acc <= 1.0 for acc in out["held_out"].values())
+    waves, digits, speakers = bench.load_training_speakers(
+        tmp_path / "set/manifest.jsonl", 8000, 1.0
+    )
+    assert "cat" not in set(speakers) and len(waves) == len(digits) == 2 * 10 * 3
