@@ -59,23 +59,31 @@ def load_training_speakers(manifest: Path, sample_rate: int, window: float):
 
 
 def held_out_accuracy(cfg, waves, digits, train, test, steps: int, batch: int) -> float:
-    """Train front end + audio tower + linear on ``train`` rows; accuracy on ``test`` rows."""
+    """Train front end + audio tower + linear on ``train`` rows; accuracy on ``test`` rows.
+
+    Runs on ``train.device`` at ``train.precision`` (fp16 falls back to fp32: no loss scaler).
+    """
+    device = runtime.resolve_device(cfg.train.device)
+    precision = runtime.resolve_precision(cfg.train.precision, device)
+    precision = "fp32" if precision == "fp16" else precision
     front = build_audio_frontend(cfg.model.audio, cfg.data.sample_rate)
     tower = AudioTower(cfg.model.channels, cfg.model.audio_time_bins)
-    model = nn.Sequential(front, tower, nn.Linear(tower.out_dim, 10))
+    model = nn.Sequential(front, tower, nn.Linear(tower.out_dim, 10)).to(device)
+    waves, digits = waves.to(device), digits.to(device)
+    train, test = torch.as_tensor(train, device=device), torch.as_tensor(test, device=device)
     opt = torch.optim.AdamW(model.parameters(), cfg.train.lr, weight_decay=cfg.train.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.train.lr, total_steps=steps, pct_start=0.1)
     x, y = waves[train], digits[train]
     for _ in range(steps):
-        i = torch.randint(len(x), (batch,))
-        with runtime.autocast("bf16", torch.device("cpu")):
+        i = torch.randint(len(x), (batch,)).to(device)
+        with runtime.autocast(precision, device):
             loss = F.cross_entropy(model(x[i]).float(), y[i])
         opt.zero_grad()
         loss.backward()
         opt.step()
         sched.step()
     model.eval()
-    with torch.no_grad(), runtime.autocast("bf16", torch.device("cpu")):
+    with torch.no_grad(), runtime.autocast(precision, device):
         pred = torch.cat([model(w).float().argmax(1) for w in waves[test].split(256)])
     return float((pred == digits[test]).float().mean())
 
