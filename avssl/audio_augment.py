@@ -1,7 +1,8 @@
 """Training-time audio augmentations of a front end (each the identity in eval mode).
 
 On the waveform: :class:`WaveWarp` (speed perturbation and time shift). On the log spectrogram:
-:class:`FrequencyWarp` (vocal tract length perturbation) and :class:`SpecMask` (SpecAugment).
+:class:`FreqMixStyle` (band statistics mixed across the batch), :class:`FrequencyWarp` (vocal
+tract length perturbation) and :class:`SpecMask` (SpecAugment).
 Every draw is per example from the global torch generator, so seeded runs repeat.
 """
 
@@ -119,3 +120,42 @@ class SpecMask(nn.Module):
                 if mask is not None:
                     x = mask(x)
         return x + mean
+
+
+class FreqMixStyle(nn.Module):
+    """Training-time frequency-wise MixStyle on a log spectrogram (identity in eval).
+
+    With probability ``p`` per batch, each example's bands are standardised by their own mean and
+    standard deviation over time and re-coloured with a mixture of its own and a random other
+    example's statistics, weights ``lambda ~ Beta(alpha, alpha)`` per example. A voice's and a
+    microphone's fixed spectral colouring lives in those statistics, so the tower sees voices
+    in between the training ones. MixStyle: Zhou et al., ICLR 2021,
+    https://arxiv.org/abs/2104.02008; per frequency band of the input spectrogram
+    ("Freq-MixStyle") as in CP-JKU's DCASE 2022 acoustic scene systems.
+
+    Args:
+        p: probability that a batch is mixed, in ``[0, 1]``.
+        alpha: Beta concentration, ``> 0`` (small: mostly one example's statistics or the other's).
+    """
+
+    def __init__(self, p: float, alpha: float = 0.3, eps: float = 1e-6):
+        super().__init__()
+        if not 0 <= p <= 1 or alpha <= 0:
+            raise ConfigError(
+                f"model.audio: mixstyle must be in [0, 1] and mixstyle_alpha > 0 (got {p}, {alpha})"
+            )
+        self.p, self.alpha, self.eps = p, alpha, eps
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``[B, C, F, T]`` -> ``[B, C, F, T]``."""
+        if not self.training or self.p == 0 or float(torch.rand(())) >= self.p:
+            return x
+        b = x.shape[0]
+        mu = x.mean(dim=(1, 3), keepdim=True)  # [B, 1, F, 1]
+        sig = (x.var(dim=(1, 3), keepdim=True) + self.eps).sqrt()
+        beta = torch.distributions.Beta(torch.tensor(self.alpha), torch.tensor(self.alpha))
+        lam = beta.sample((b, 1, 1, 1)).to(x.device, x.dtype)
+        perm = torch.randperm(b, device=x.device)
+        mu_mix = lam * mu + (1 - lam) * mu[perm]
+        sig_mix = lam * sig + (1 - lam) * sig[perm]
+        return (x - mu) / sig * sig_mix + mu_mix

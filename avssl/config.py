@@ -79,9 +79,17 @@ class AudioFeatures:
     # "band": subtract each frequency band's mean over the window (cepstral mean normalisation:
     # removes the speaker's and the microphone's fixed spectral envelope); "none": raw
     normalize: str = "none"
+    # keep only the first ``lifter`` cepstral coefficients of each frame (DCT of the log bands,
+    # truncated, transformed back): a smooth spectral envelope without the pitch harmonics,
+    # as MFCCs keep it; 0 keeps the bands as they are
+    lifter: int = 0
     # training only, per example: stretch the frequency axis by a random factor in [1-w, 1+w]
     # (vocal tract length perturbation, https://www.cs.toronto.edu/~ndjaitly/jaitly_vtlp.pdf)
     freq_warp: float = 0.0
+    # training only: with this probability per batch, each example's band statistics (mean and
+    # std over time) are mixed with another example's (frequency-wise MixStyle); 0 is off
+    mixstyle: float = 0.0
+    mixstyle_alpha: float = 0.3
     # training only, per example: SpecAugment masks (https://arxiv.org/abs/1904.08779), each of
     # ``spec_masks`` bands of up to ``freq_mask`` mel bins and spans of up to ``time_mask`` frames
     # set to the example's mean; 0 turns a kind off

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 import torchaudio
 from torch import Tensor, nn
 
-from avssl.audio_augment import FrequencyWarp, SpecMask, WaveWarp
+from avssl.audio_augment import FreqMixStyle, FrequencyWarp, SpecMask, WaveWarp
 from avssl.config import AudioFeatures
 from avssl.errors import ConfigError
 
@@ -94,13 +94,44 @@ class LogMel(nn.Module):
             return torch.log(mel + LOG_EPS).unsqueeze(1)
 
 
+class CepstralLifter(nn.Module):
+    """Low-quefrency liftering of a log spectrogram along frequency.
+
+    Each frame's ``F`` log bands are projected on the first ``k`` orthonormal DCT-II basis
+    vectors (the cepstral coefficients MFCCs keep) and back, so the output has the input's
+    shape: the spectral envelope (formants) stays, the fine structure of the pitch harmonics,
+    which tells voices apart more than it tells words apart, goes (Davis & Mermelstein, 1980,
+    https://doi.org/10.1109/TASSP.1980.1163420). ``k = 0`` or ``k >= F`` is the identity.
+
+    Args:
+        k: cepstral coefficients kept.
+        n_bands: ``F``, the bands of the incoming spectrogram.
+    """
+
+    def __init__(self, k: int, n_bands: int):
+        super().__init__()
+        if k < 0:
+            raise ConfigError(f"model.audio.lifter must be >= 0, got {k}")
+        self.active = 0 < k < n_bands
+        if self.active:
+            dct = torchaudio.functional.create_dct(k, n_bands, norm="ortho")  # [F, k]
+            self.register_buffer("proj", dct @ dct.T, persistent=False)  # [F, F]
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``[B, 1, F, T]`` -> ``[B, 1, F, T]``."""
+        if not self.active:
+            return x
+        return torch.einsum("fg,bcgt->bcft", self.proj, x)
+
+
 AUDIO_FRONTENDS = {"logstft": LogSTFT, "logmel": LogMel}
 NORMALIZERS = ("none", "band")
 
 
 class AudioFrontend(nn.Module):
     """Training-time waveform warping (:class:`WaveWarp`), log spectrogram, then optional
-    band-mean normalisation and training-time frequency warping and masking."""
+    cepstral liftering (:class:`CepstralLifter`), band-mean normalisation and training-time
+    band-statistics mixing, frequency warping and masking."""
 
     def __init__(self, feat: AudioFeatures, sample_rate: int):
         super().__init__()
@@ -113,7 +144,9 @@ class AudioFrontend(nn.Module):
             )
         self.wave_warp = WaveWarp(feat.speed_perturb, round(feat.time_shift * sample_rate))
         self.spec = AUDIO_FRONTENDS[feat.kind](feat, sample_rate)
+        self.lifter = CepstralLifter(feat.lifter, n_bands(feat))
         self.band_mean = feat.normalize == "band"
+        self.mixstyle = FreqMixStyle(feat.mixstyle, feat.mixstyle_alpha)
         self.warp = FrequencyWarp(feat.freq_warp)
         self.mask = SpecMask(feat.freq_mask, feat.time_mask, feat.spec_masks)
 
@@ -121,9 +154,10 @@ class AudioFrontend(nn.Module):
         """``[B, N]`` float waveform -> ``[B, 1, F, T]`` float32."""
         x = self.spec(self.wave_warp(wave))
         with torch.autocast(device_type=x.device.type, enabled=False):
+            x = self.lifter(x)
             if self.band_mean:
                 x = x - x.mean(dim=-1, keepdim=True)
-            return self.mask(self.warp(x))
+            return self.mask(self.warp(self.mixstyle(x)))
 
 
 def build_audio_frontend(feat: AudioFeatures, sample_rate: int) -> nn.Module:
@@ -132,10 +166,15 @@ def build_audio_frontend(feat: AudioFeatures, sample_rate: int) -> nn.Module:
     return AudioFrontend(feat, sample_rate)
 
 
+def n_bands(feat: AudioFeatures) -> int:
+    """Frequency bins ``F`` of the front end's output."""
+    return feat.n_mels if feat.kind == "logmel" else feat.n_fft // 2 + 1
+
+
 def audio_feature_shape(feat: AudioFeatures, sample_rate: int, window: float) -> tuple[int, int]:
     """``(F, T)`` of the front end's output for ``window`` seconds at ``sample_rate``."""
     n = round(window * sample_rate)
-    n_freq = feat.n_mels if feat.kind == "logmel" else feat.n_fft // 2 + 1
+    n_freq = n_bands(feat)
     if feat.center:
         return n_freq, 1 + n // feat.hop_length
     if n < feat.win_length:

@@ -1,5 +1,5 @@
-"""Audio front-end options: band-mean normalisation, training-time frequency warping and
-SpecAugment masking."""
+"""Audio front-end options: cepstral liftering, band-mean normalisation, training-time frequency
+warping and SpecAugment masking."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from avssl.audio_augment import FrequencyWarp, SpecMask, WaveWarp
+from avssl.audio_augment import FreqMixStyle, FrequencyWarp, SpecMask, WaveWarp
 from avssl.config import AudioFeatures
 from avssl.errors import ConfigError
-from avssl.features import build_audio_frontend
+from avssl.features import CepstralLifter, build_audio_frontend
 
 
 def test_band_mean_normalisation_zeroes_each_band_mean():
@@ -22,6 +22,62 @@ def test_band_mean_normalisation_zeroes_each_band_mean():
     x, r = front(wave), raw(wave)
     assert torch.allclose(x.mean(dim=-1), torch.zeros(3, 1, 20), atol=1e-4)
     assert torch.allclose(x, r - r.mean(dim=-1, keepdim=True), atol=1e-5)
+
+
+def test_cepstral_lifter_matches_a_truncated_dct_and_keeps_the_envelope():
+    n, k = 24, 8
+    x = torch.randn(2, 1, n, 7, dtype=torch.float64)
+    # brute force: orthonormal DCT-II matrix from its formula, keep the first k coefficients
+    f = np.arange(n)
+    m = np.cos(np.pi / n * (f[None, :] + 0.5) * np.arange(n)[:, None]) * np.sqrt(2 / n)
+    m[0] /= np.sqrt(2)
+    c = np.einsum("qf,bcft->bcqt", m, x.numpy())
+    c[:, :, k:] = 0
+    want = np.einsum("qf,bcqt->bcft", m, c)
+    got = CepstralLifter(k, n).double()(x)
+    np.testing.assert_allclose(got.numpy(), want, atol=1e-5)
+    # an envelope (slow along frequency) stays; a harmonic ripple (fast) goes
+    envelope = torch.cos(torch.pi * (torch.arange(n) + 0.5) * 2 / n).view(1, 1, n, 1)
+    ripple = torch.cos(torch.pi * (torch.arange(n) + 0.5) * 18 / n).view(1, 1, n, 1)
+    lifter = CepstralLifter(k, n)
+    assert torch.allclose(lifter(envelope + ripple), envelope, atol=1e-5)
+    for off in (0, n, n + 5):  # identity when nothing is cut
+        assert torch.equal(CepstralLifter(off, n)(x.float()), x.float())
+    feat = AudioFeatures(n_fft=256, win_length=200, hop_length=80, n_mels=n, lifter=k)
+    wave = torch.randn(2, 8000)
+    raw = AudioFeatures(n_fft=256, win_length=200, hop_length=80, n_mels=n)
+    r = build_audio_frontend(raw, 8000).eval()(wave)
+    assert torch.allclose(build_audio_frontend(feat, 8000).eval()(wave), lifter(r), atol=1e-4)
+
+
+def test_freq_mixstyle_recolours_each_band_with_a_mixture_of_two_examples_statistics():
+    torch.manual_seed(0)
+    b, f, t = 6, 12, 50
+    x = torch.randn(b, 1, f, t, dtype=torch.float64) * torch.rand(b, 1, f, 1) * 3 + torch.randn(
+        b, 1, f, 1
+    )
+    mix = FreqMixStyle(1.0, alpha=0.3, eps=0.0).double()
+    assert torch.equal(mix.eval()(x), x)
+    assert torch.equal(FreqMixStyle(0.0).train()(x), x)
+    y = mix.train()(x)
+    mu, sig = x.mean(dim=(1, 3)), x.std(dim=(1, 3), correction=0)  # [B, F]
+    my, sy = y.mean(dim=(1, 3)), y.std(dim=(1, 3), correction=0)
+    # brute force: some example j and one weight lam in [0, 1] give every band's mean and std
+    for i in range(b):
+        fits = []
+        for j in range(b):
+            d_mu, d_sig = mu[i] - mu[j], sig[i] - sig[j]
+            a = torch.cat([d_mu, d_sig])
+            r = torch.cat([my[i] - mu[j], sy[i] - sig[j]])
+            lam = float(a @ r / (a @ a)) if i != j else 1.0
+            err = float((lam * a - r).abs().max()) if i != j else float(r.abs().max())
+            fits.append(err < 1e-6 and -1e-9 <= lam <= 1 + 1e-9)
+        assert any(fits)
+    # the standardised pattern over time is the example's own
+    zx = (x - mu[:, None, :, None]) / sig[:, None, :, None]
+    zy = (y - my[:, None, :, None]) / sy[:, None, :, None]
+    assert torch.allclose(zx, zy, atol=1e-6)
+    assert not torch.allclose(y, x)
 
 
 def test_frequency_warp_matches_interpolation_and_is_identity_in_eval():
@@ -48,6 +104,10 @@ def test_bad_options_are_config_errors():
         build_audio_frontend(AudioFeatures(freq_warp=1.5), 16000)
     with pytest.raises(ConfigError, match="freq_mask"):
         build_audio_frontend(AudioFeatures(freq_mask=-1), 16000)
+    with pytest.raises(ConfigError, match="mixstyle"):
+        build_audio_frontend(AudioFeatures(mixstyle=1.5), 16000)
+    with pytest.raises(ConfigError, match="lifter"):
+        build_audio_frontend(AudioFeatures(lifter=-1), 16000)
 
 
 def test_spec_masks_fill_bands_and_spans_with_the_example_mean_in_training_only():
