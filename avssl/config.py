@@ -99,7 +99,7 @@ class AudioFeatures:
     # training only, per example, on the waveform: resample by a random factor in [1-s, 1+s]
     # (speed perturbation: tempo, pitch and formants change together) and shift by up to
     # time_shift seconds (zeros shifted in); for clips whose timing carries no signal (never with
-    # hard, time-shifted negatives)
+    # hard, time-shifted negatives: refused)
     speed_perturb: float = 0.0
     time_shift: float = 0.0
 

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 import torchaudio
 
-from avssl.config import AudioFeatures, DataConfig, ModelConfig, load_config
+from avssl.config import AudioFeatures, DataConfig, LossConfig, ModelConfig, load_config
 from avssl.errors import ConfigError
 from avssl.features import FrameNorm, LogMel, LogSTFT, audio_feature_shape, build_audio_frontend
 from avssl.losses import lse_pool, mil_logistic
@@ -97,6 +97,18 @@ def test_interface_is_the_same_for_every_method():
 def test_unknown_method_is_a_config_error():
     with pytest.raises(ConfigError, match="'nope'.*l3, avenet, avolnet, contrastive"):
         build_model(ModelConfig(method="nope"), DataConfig())
+
+
+def test_time_shift_is_refused_beside_time_shifted_negatives():
+    shifted = AudioFeatures(time_shift=0.1)
+    for method in METHODS:  # every method: hard negatives in the pairs
+        with pytest.raises(ConfigError, match="time_shift.*data.hard_fraction"):
+            build_model(ModelConfig(method=method, audio=shifted), DataConfig(hard_fraction=0.5))
+    with pytest.raises(ConfigError, match="time_shift.*loss.hard_negatives"):
+        build_model(ModelConfig(audio=shifted), DataConfig(hard_fraction=0.0), LossConfig())
+    cfg = load_config(CONFIGS / "avdigits-contrastive.yaml")  # shift, no hard negatives
+    assert cfg.model.audio.time_shift > 0
+    build_model(cfg.model, cfg.data, cfg.loss)
 
 
 @pytest.mark.parametrize("name", ["l3", "avenet", "avolnet"])

@@ -12,8 +12,17 @@ import torch
 from torch import Tensor, nn
 
 from avssl.config import DataConfig, LossConfig, ModelConfig
+from avssl.errors import ConfigError
 from avssl.features import FrameNorm, build_audio_frontend
 from avssl.losses import lse_pool
+
+
+def time_shift_conflict(what: str) -> str:
+    """The one-line refusal of ``model.audio.time_shift`` beside time-shifted negatives."""
+    return (
+        f"model.audio.time_shift > 0 with {what}: a random time shift of the positive's audio "
+        "blurs what tells a time-shifted (hard) negative from it; turn one of them off"
+    )
 
 
 class AVModel(nn.Module):
@@ -38,6 +47,8 @@ class AVModel(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.loss_cfg = loss or LossConfig()
+        if cfg.audio.time_shift > 0 and data.hard_fraction > 0:
+            raise ConfigError(time_shift_conflict("data.hard_fraction > 0"))
         self.audio_frontend = build_audio_frontend(cfg.audio, data.sample_rate)
         self.frame_norm = FrameNorm()
         self.register_buffer("decision_threshold", torch.tensor(0.0))

@@ -9,8 +9,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from avssl.config import DataConfig, LossConfig, ModelConfig
+from avssl.errors import ConfigError
 from avssl.losses import info_nce
-from avssl.models.base import AVModel, full_precision, threshold_stats
+from avssl.models.base import AVModel, full_precision, threshold_stats, time_shift_conflict
 from avssl.models.distributed import gather_features
 from avssl.models.towers import AudioTower, Projection, VGGTower, global_max_pool
 
@@ -35,6 +36,8 @@ class ContrastiveAV(AVModel):
 
     def __init__(self, cfg: ModelConfig, data: DataConfig, loss: LossConfig | None = None):
         super().__init__(cfg, data, loss)
+        if cfg.audio.time_shift > 0 and self.loss_cfg.hard_negatives:
+            raise ConfigError(time_shift_conflict("loss.hard_negatives: true"))
         self.has_map = cfg.spatial
         self.vision = VGGTower(3, cfg.channels, cfg.conv1_stride, cfg.vision_pool_last)
         self.audio = AudioTower(cfg.channels, cfg.audio_time_bins)
