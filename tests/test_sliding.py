@@ -65,6 +65,15 @@ def test_shared_windows_equal_per_window_embeddings(seconds, window, hop):
     assert rel_error(out, ref) < 1e-5
 
 
+def test_cepstral_liftering_is_per_frame_so_windows_still_share():
+    model = make_model(lifter=12)
+    assert model.audio_frontend.lifter.active
+    assert sharing_blocker(model, SR, 1.0, 0.1) is None
+    wave = torch.randn(int(2.5 * SR))
+    ref = per_window(model, wave, 1.0, 0.1)
+    assert rel_error(sliding_embeddings(model, wave, SR, 1.0, 0.1), ref) < 1e-5
+
+
 @pytest.mark.parametrize("method", ["contrastive", "avenet", "avolnet"])
 def test_heads_and_time_spans_are_applied_per_window(method):
     model = make_model(method, channels=(4, 8, 8), time_bins=3)

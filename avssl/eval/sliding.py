@@ -36,9 +36,9 @@ def sharing_blocker(model, sample_rate: int, window: float, hop: float) -> str |
     """Why windows of ``model`` cannot share computation (``None``: they can).
 
     Needs overlapping windows (``hop < window``; otherwise there is nothing to share), a
-    frame-wise front end (``center=False``, no band normalisation), a window hop of a whole
-    number of STFT hops, and an audio tower of 3x3 same convolutions, batch norm, ReLU and 2x2
-    max-pools only.
+    frame-wise front end (``center=False``, no band normalisation; cepstral liftering is per
+    frame), a window hop of a whole number of STFT hops, and an audio tower of 3x3 same
+    convolutions, batch norm, ReLU and 2x2 max-pools only.
     """
     if hop >= window:
         return "windows do not overlap"
