@@ -113,6 +113,10 @@ class ModelConfig:
     conv1_stride: int = 2  # 2 in AVE-Net / AVOL-Net, 1 in L3-Net
     vision_pool_last: bool = False  # False keeps the last block's resolution (AVOL 14x14 map)
     audio_time_bins: int = 3  # 1: global max-pool (the papers); k: keep k time spans (sync)
+    # the first k audio blocks are each followed by relaxed instance frequency-wise normalisation
+    # (RFN, https://arxiv.org/abs/2206.12513; against device and voice shift); 0: none (papers)
+    audio_rfn_blocks: int = 0
+    audio_rfn_lambda: float = 0.5
     embed_dim: int = 128
     fusion_hidden: int = 128  # L3 fusion FC
     head_hidden: int = 128  # hidden width of the AVE/AVOL/contrastive projection heads

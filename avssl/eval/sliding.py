@@ -26,7 +26,7 @@ from torch import Tensor, nn
 
 from avssl.eval.embed import audio_windows, embed_audio
 from avssl.features import AudioFrontend, LogMel, LogSTFT, audio_feature_shape
-from avssl.models.towers import AudioTower
+from avssl.models.towers import AudioTower, RelaxedFreqNorm
 from avssl.train.runtime import autocast
 
 POINTWISE = (nn.BatchNorm2d, nn.ReLU)
@@ -38,7 +38,7 @@ def sharing_blocker(model, sample_rate: int, window: float, hop: float) -> str |
     Needs overlapping windows (``hop < window``; otherwise there is nothing to share), a
     frame-wise front end (``center=False``, no band normalisation; cepstral liftering is per
     frame), a window hop of a whole number of STFT hops, and an audio tower of 3x3 same
-    convolutions, batch norm, ReLU and 2x2 max-pools only.
+    convolutions, batch norm, ReLU and 2x2 max-pools only (no RFN: it normalises over time).
     """
     if hop >= window:
         return "windows do not overlap"
@@ -56,6 +56,8 @@ def sharing_blocker(model, sample_rate: int, window: float, hop: float) -> str |
     if not isinstance(getattr(model, "audio", None), AudioTower):
         return "no AudioTower"
     for m in model.audio.tower.body:
+        if isinstance(m, RelaxedFreqNorm):
+            return "frequency-wise normalisation (RFN) uses the whole window"
         if isinstance(m, nn.Conv2d):
             if (m.kernel_size, m.stride, m.padding, m.dilation, m.groups, m.padding_mode) != (
                 (3, 3), (1, 1), (1, 1), (1, 1), 1, "zeros"

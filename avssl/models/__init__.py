@@ -29,7 +29,7 @@ def build_model(cfg: ModelConfig, data: DataConfig, loss: LossConfig | None = No
         loss: objective settings (used by ``contrastive``); defaults to ``LossConfig()``.
 
     Raises:
-        ConfigError: unknown method or pooling.
+        ConfigError: unknown method or pooling, or RFN settings out of range.
     """
     if cfg.method not in METHODS:
         raise ConfigError(
@@ -37,6 +37,13 @@ def build_model(cfg: ModelConfig, data: DataConfig, loss: LossConfig | None = No
         )
     if cfg.mil_pool not in MIL_POOLS:
         raise ConfigError(f"model.mil_pool: {cfg.mil_pool!r} (valid: {', '.join(MIL_POOLS)})")
+    if not 0 <= cfg.audio_rfn_blocks <= len(cfg.channels):
+        raise ConfigError(
+            f"model.audio_rfn_blocks: {cfg.audio_rfn_blocks} is not in [0, {len(cfg.channels)}]"
+            " (the audio tower's blocks)"
+        )
+    if not 0.0 <= cfg.audio_rfn_lambda <= 1.0:
+        raise ConfigError(f"model.audio_rfn_lambda: {cfg.audio_rfn_lambda} is not in [0, 1]")
     return METHODS[cfg.method](cfg, data, loss)
 
 

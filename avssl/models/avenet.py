@@ -11,7 +11,7 @@ from torch import Tensor, nn
 from avssl.config import DataConfig, LossConfig, ModelConfig
 from avssl.losses import pair_cross_entropy
 from avssl.models.base import PairClassifier, full_precision
-from avssl.models.towers import AudioTower, Projection, VGGTower, global_max_pool
+from avssl.models.towers import Projection, VGGTower, audio_tower, global_max_pool
 
 # Initial calibration: logit(match) - logit(no match) = 2 * SLOPE * (BOUNDARY - d). Unrelated
 # embeddings are about orthogonal (d = sqrt 2) and start on the boundary; closer pairs are matches.
@@ -34,7 +34,7 @@ class AVENet(PairClassifier):
     def __init__(self, cfg: ModelConfig, data: DataConfig, loss: LossConfig | None = None):
         super().__init__(cfg, data, loss)
         self.vision = VGGTower(3, cfg.channels, cfg.conv1_stride, cfg.vision_pool_last)
-        self.audio = AudioTower(cfg.channels, cfg.audio_time_bins)
+        self.audio = audio_tower(cfg)
         self.vision_head = Projection(self.vision.out_dim, cfg.head_hidden, cfg.embed_dim)
         self.audio_head = Projection(self.audio.out_dim, cfg.head_hidden, cfg.embed_dim)
         self.calibration = nn.Linear(1, 2)

@@ -8,7 +8,7 @@ from torch import Tensor, nn
 from avssl.config import DataConfig, LossConfig, ModelConfig
 from avssl.losses import mil_logistic
 from avssl.models.base import PairClassifier, full_precision
-from avssl.models.towers import AudioTower, Projection, VGGTower, global_max_pool
+from avssl.models.towers import Projection, VGGTower, audio_tower, global_max_pool
 
 
 class AVOLNet(PairClassifier):
@@ -29,7 +29,7 @@ class AVOLNet(PairClassifier):
     def __init__(self, cfg: ModelConfig, data: DataConfig, loss: LossConfig | None = None):
         super().__init__(cfg, data, loss)
         self.vision = VGGTower(3, cfg.channels, cfg.conv1_stride, cfg.vision_pool_last)
-        self.audio = AudioTower(cfg.channels, cfg.audio_time_bins)
+        self.audio = audio_tower(cfg)
         self.vision_head = Projection(self.vision.out_dim, cfg.head_hidden, cfg.embed_dim, True)
         self.audio_head = Projection(self.audio.out_dim, cfg.head_hidden, cfg.embed_dim)
         self.log_scale = nn.Parameter(torch.zeros(()))  # a = exp(log_scale) > 0, starts at 1

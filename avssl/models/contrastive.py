@@ -13,7 +13,7 @@ from avssl.errors import ConfigError
 from avssl.losses import info_nce
 from avssl.models.base import AVModel, full_precision, threshold_stats, time_shift_conflict
 from avssl.models.distributed import gather_features
-from avssl.models.towers import AudioTower, Projection, VGGTower, global_max_pool
+from avssl.models.towers import Projection, VGGTower, audio_tower, global_max_pool
 
 TEMPERATURE_RANGE = (0.01, 1.0)
 
@@ -40,7 +40,7 @@ class ContrastiveAV(AVModel):
             raise ConfigError(time_shift_conflict("loss.hard_negatives: true"))
         self.has_map = cfg.spatial
         self.vision = VGGTower(3, cfg.channels, cfg.conv1_stride, cfg.vision_pool_last)
-        self.audio = AudioTower(cfg.channels, cfg.audio_time_bins)
+        self.audio = audio_tower(cfg)
         d = cfg.embed_dim
         self.vision_head = Projection(self.vision.out_dim, cfg.head_hidden, d, cfg.spatial)
         self.audio_head = Projection(self.audio.out_dim, cfg.head_hidden, d)

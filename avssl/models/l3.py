@@ -8,7 +8,7 @@ from torch import Tensor, nn
 from avssl.config import DataConfig, LossConfig, ModelConfig
 from avssl.losses import pair_cross_entropy
 from avssl.models.base import PairClassifier
-from avssl.models.towers import AudioTower, VGGTower, global_max_pool
+from avssl.models.towers import VGGTower, audio_tower, global_max_pool
 
 
 class L3Net(PairClassifier):
@@ -25,7 +25,7 @@ class L3Net(PairClassifier):
     def __init__(self, cfg: ModelConfig, data: DataConfig, loss: LossConfig | None = None):
         super().__init__(cfg, data, loss)
         self.vision = VGGTower(3, cfg.channels, cfg.conv1_stride, cfg.vision_pool_last)
-        self.audio = AudioTower(cfg.channels, cfg.audio_time_bins)
+        self.audio = audio_tower(cfg)
         self.fusion = nn.Sequential(
             nn.Linear(self.vision.out_dim + self.audio.out_dim, cfg.fusion_hidden),
             nn.ReLU(inplace=True),

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
+
+from avssl.config import ModelConfig
 
 
 def _conv_bn_relu(c_in: int, c_out: int, stride: int = 1) -> list[nn.Module]:
@@ -53,6 +56,39 @@ class VGGTower(nn.Module):
         return self.body(x)
 
 
+class RelaxedFreqNorm(nn.Module):
+    """Relaxed instance frequency-wise normalisation (RFN, https://arxiv.org/abs/2206.12513).
+
+    ``lam * IFN(x) + (1 - lam) * LN(x)``: IFN standardises each frequency row of one example over
+    its channels and time (removing the per-band statistics a device or a voice imposes), LN the
+    whole example over channels, frequency and time (keeping a little of what IFN discards).
+    No learnt parameters; the same in training and evaluation.
+
+    Args:
+        lam: weight of the instance frequency-wise part, in ``[0, 1]``.
+        eps: added to the variances.
+    """
+
+    def __init__(self, lam: float = 0.5, eps: float = 1e-5):
+        super().__init__()
+        if not 0.0 <= lam <= 1.0:
+            raise ValueError(f"lam must be in [0, 1], got {lam}")
+        self.lam, self.eps = lam, eps
+
+    @staticmethod
+    def _standardise(x: Tensor, dims: tuple[int, ...], eps: float) -> Tensor:
+        var, mean = torch.var_mean(x, dim=dims, keepdim=True, correction=0)
+        return (x - mean) * torch.rsqrt(var + eps)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``[B, C, F, T]`` -> ``[B, C, F, T]``."""
+        ifn = self._standardise(x, (1, 3), self.eps)
+        return self.lam * ifn + (1.0 - self.lam) * self._standardise(x, (1, 2, 3), self.eps)
+
+    def extra_repr(self) -> str:
+        return f"lam={self.lam}"
+
+
 class AudioTower(nn.Module):
     """The audio subnetwork: a :class:`VGGTower` on the spectrogram, then max-pooling.
 
@@ -65,22 +101,44 @@ class AudioTower(nn.Module):
     Args:
         channels: output channels of each block.
         time_bins: number of time spans kept (1: global max-pool).
+        rfn_blocks: the first ``rfn_blocks`` blocks are each followed by a
+            :class:`RelaxedFreqNorm` (0: none, the papers' tower).
+        rfn_lambda: the ``lam`` of those :class:`RelaxedFreqNorm`.
 
     Attributes:
         out_dim: ``channels[-1] * time_bins``.
     """
 
-    def __init__(self, channels: list[int], time_bins: int = 1):
+    def __init__(
+        self, channels: list[int], time_bins: int = 1, rfn_blocks: int = 0, rfn_lambda: float = 0.5
+    ):
         super().__init__()
         if time_bins < 1:
             raise ValueError(f"time_bins must be >= 1, got {time_bins}")
+        if not 0 <= rfn_blocks <= len(channels):
+            raise ValueError(f"rfn_blocks must be in [0, {len(channels)}], got {rfn_blocks}")
         self.tower = VGGTower(1, channels)
+        if rfn_blocks:
+            layers, pools = [], 0
+            for m in self.tower.body:
+                layers.append(m)
+                if isinstance(m, nn.MaxPool2d):
+                    pools += 1
+                    if pools <= rfn_blocks:
+                        layers.append(RelaxedFreqNorm(rfn_lambda))
+            self.tower.body = nn.Sequential(*layers)
         self.pool = nn.AdaptiveMaxPool2d((1, time_bins))
         self.out_dim = channels[-1] * time_bins
 
     def forward(self, spec: Tensor) -> Tensor:
         """``[B, 1, F, T]`` -> ``[B, out_dim]``."""
         return self.pool(self.tower(spec)).flatten(1)
+
+
+def audio_tower(cfg: ModelConfig) -> AudioTower:
+    """The :class:`AudioTower` that ``cfg`` (``channels``, ``audio_time_bins``, ``audio_rfn_*``)
+    describes; every method builds its audio side with it."""
+    return AudioTower(cfg.channels, cfg.audio_time_bins, cfg.audio_rfn_blocks, cfg.audio_rfn_lambda)
 
 
 def global_max_pool(x: Tensor) -> Tensor:
