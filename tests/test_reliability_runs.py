@@ -185,6 +185,23 @@ def test_unwritable_run_dir_fails_at_start_up(tiny_train_args, tmp_path, capsys,
     assert not (tmp_path / "full" / "config.yaml").exists()
 
 
+def test_refused_config_leaves_no_empty_run_dir(tiny_train_args, tmp_path, capsys):
+    bad = "model.audio_rfn_blocks=9"  # refused before any folder is made or clip decoded
+    code = train.main(tiny_train_args(bad, "name=refused"))
+    err = capsys.readouterr().err
+    assert code == 2 and err.splitlines() == [
+        "error: model.audio_rfn_blocks: 9 is not in [0, 2] (the audio tower's blocks)"
+    ]
+    assert not (tmp_path / "runs" / "refused").exists()
+    code = train.main(tiny_train_args(f"data.root={tmp_path / 'nowhere'}", "name=no-data"))
+    assert code == 2 and "no manifest found" in capsys.readouterr().err
+    assert not (tmp_path / "runs" / "no-data").exists()  # made for the run, removed with it
+    mine = tmp_path / "mine"  # an empty folder the user made is theirs: kept
+    mine.mkdir()
+    assert train.main([*tiny_train_args(bad), "--run-dir", str(mine)]) == 2
+    assert mine.is_dir()
+
+
 # ---- untrusted input ----------------------------------------------------------------------------
 
 

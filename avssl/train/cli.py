@@ -43,10 +43,13 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def prepare_run_dir(cfg: Config, explicit: str | None) -> Path:
+def prepare_run_dir(cfg: Config, explicit: str | None) -> tuple[Path, bool]:
     """Pick a fresh run directory (never reusing a non-empty one) and check it is writable.
 
     Fails now, not after an hour of training, when the folder is unwritable or the disk full.
+
+    Returns:
+        The run directory and whether this call created it.
     """
     if explicit:
         run_dir = Path(explicit)
@@ -58,8 +61,9 @@ def prepare_run_dir(cfg: Config, explicit: str | None) -> Path:
         while run_dir.exists() and any(run_dir.iterdir()):
             i += 1
             run_dir = base.with_name(f"{base.name}-{i}")
+    created = not run_dir.exists()
     check_writable(run_dir)
-    return run_dir
+    return run_dir, created
 
 
 def check_writable(run_dir: Path) -> None:
@@ -75,11 +79,26 @@ def check_writable(run_dir: Path) -> None:
         raise AvsslError(f"{run_dir}: only {free / 2**20:.0f} MB free on this disk")
 
 
+def check_model_config(cfg: Config) -> None:
+    """Build the model once, off the record, so a refused model config fails before any folder
+    is made or any clip decoded (a fraction of a second even at paper size).
+
+    Raises:
+        ConfigError: the model settings are refused.
+    """
+    import torch
+
+    from avssl.models import build_model
+
+    with torch.random.fork_rng(devices=[]):  # the run's own initialisation stays as it was
+        build_model(cfg.model, cfg.data, cfg.loss)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point shared by ``train.py`` and ``avssl train``."""
     args = _parser().parse_args(argv)
     rank0 = int(os.environ.get("RANK", "0")) == 0
-    resume = None
+    resume, made_here = None, False
     if args.resume:
         path = Path(args.resume)
         ckpt = path / "last.pt" if path.is_dir() else path
@@ -96,13 +115,25 @@ def main(argv: list[str] | None = None) -> int:
         check_writable(run_dir)
     else:
         cfg = load_config(args.config, args.overrides)
-        run_dir = (
-            prepare_run_dir(cfg, args.run_dir) if rank0 else Path(cfg.train.runs_dir) / cfg.name
+        check_model_config(cfg)
+        run_dir, made_here = (
+            prepare_run_dir(cfg, args.run_dir)
+            if rank0
+            else (Path(cfg.train.runs_dir) / cfg.name, False)
         )
 
     from avssl.train.loop import train  # heavy imports only once the arguments are valid
 
-    summary = train(cfg, run_dir, resume=resume, progress=not args.no_progress, strict=args.strict)
+    try:
+        summary = train(
+            cfg, run_dir, resume=resume, progress=not args.no_progress, strict=args.strict
+        )
+    except Exception:
+        # a run refused before it wrote anything (bad model config, unreadable data) leaves no
+        # empty folder behind that the next run of this name would silently take over
+        if made_here and run_dir.is_dir() and not any(run_dir.iterdir()):
+            run_dir.rmdir()
+        raise
     if rank0:
         print(json_line(summary))
         sys.stdout.flush()
