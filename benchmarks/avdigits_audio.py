@@ -9,7 +9,7 @@ choice made with it. It is a proxy (cross-entropy on the digit labels, not the c
 binding), used to rank front-end options before the slower audio-visual runs.
 
 usage: python benchmarks/avdigits_audio.py --data data/avd3x3/manifest.jsonl
-       [--config configs/avdigits-contrastive.yaml] [--set model.audio.KEY=VALUE ...]
+       [--config configs/avdigits-contrastive.yaml] [--set model.KEY=VALUE ...]
        [--steps 400] [--seed 0]
 
 The last stdout line is one JSON object: ``{"held_out": {speaker: accuracy}, "mean": ...,
@@ -34,7 +34,7 @@ from avssl.config import load_config
 from avssl.data import media
 from avssl.data.manifest import read_manifest, resolve
 from avssl.features import build_audio_frontend
-from avssl.models.towers import AudioTower
+from avssl.models.towers import audio_tower
 from avssl.prep.mnist import FSDD_NAME
 from avssl.train import runtime
 
@@ -67,7 +67,7 @@ def held_out_accuracy(cfg, waves, digits, train, test, steps: int, batch: int) -
     precision = runtime.resolve_precision(cfg.train.precision, device)
     precision = "fp32" if precision == "fp16" else precision
     front = build_audio_frontend(cfg.model.audio, cfg.data.sample_rate)
-    tower = AudioTower(cfg.model.channels, cfg.model.audio_time_bins)
+    tower = audio_tower(cfg.model)
     model = nn.Sequential(front, tower, nn.Linear(tower.out_dim, 10)).to(device)
     waves, digits = waves.to(device), digits.to(device)
     train, test = torch.as_tensor(train, device=device), torch.as_tensor(test, device=device)
