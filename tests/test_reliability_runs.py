@@ -183,6 +183,7 @@ def test_unwritable_run_dir_fails_at_start_up(tiny_train_args, tmp_path, capsys,
     err = capsys.readouterr().err
     assert code == 2 and err.strip() == f"error: {tmp_path / 'full'}: only 1 MB free on this disk"
     assert not (tmp_path / "full" / "config.yaml").exists()
+    assert not (tmp_path / "full").exists()  # the folder made for the run is removed with it
 
 
 def test_refused_config_leaves_no_empty_run_dir(tiny_train_args, tmp_path, capsys):

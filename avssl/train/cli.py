@@ -62,8 +62,18 @@ def prepare_run_dir(cfg: Config, explicit: str | None) -> tuple[Path, bool]:
             i += 1
             run_dir = base.with_name(f"{base.name}-{i}")
     created = not run_dir.exists()
-    check_writable(run_dir)
+    try:
+        check_writable(run_dir)
+    except AvsslError:  # e.g. a full disk: the folder just made for the run goes too
+        remove_if_empty(run_dir, created)
+        raise
     return run_dir, created
+
+
+def remove_if_empty(run_dir: Path, created: bool) -> None:
+    """Remove ``run_dir`` if this run created it and nothing was written into it."""
+    if created and run_dir.is_dir() and not any(run_dir.iterdir()):
+        run_dir.rmdir()
 
 
 def check_writable(run_dir: Path) -> None:
@@ -131,8 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception:
         # a run refused before it wrote anything (bad model config, unreadable data) leaves no
         # empty folder behind that the next run of this name would silently take over
-        if made_here and run_dir.is_dir() and not any(run_dir.iterdir()):
-            run_dir.rmdir()
+        remove_if_empty(run_dir, made_here)
         raise
     if rank0:
         print(json_line(summary))
