@@ -83,6 +83,10 @@ class AudioFeatures:
     # truncated, transformed back): a smooth spectral envelope without the pitch harmonics,
     # as MFCCs keep it; 0 keeps the bands as they are
     lifter: int = 0
+    # isolated words: stretch the span from the first to the last frame within this many dB of
+    # the loudest frame to the whole window (linear time normalisation, in training and
+    # evaluation); 0 is off
+    stretch_active_db: float = 0.0
     # training only, per example: stretch the frequency axis by a random factor in [1-w, 1+w]
     # (vocal tract length perturbation, https://www.cs.toronto.edu/~ndjaitly/jaitly_vtlp.pdf)
     freq_warp: float = 0.0
@@ -120,6 +124,7 @@ class ModelConfig:
     embed_dim: int = 128
     fusion_hidden: int = 128  # L3 fusion FC
     head_hidden: int = 128  # hidden width of the AVE/AVOL/contrastive projection heads
+    head_bn: bool = False  # batch norm in the projection heads (MoCo v3); False: the papers'
     temperature: float = 0.07  # contrastive; learnt when learn_temperature
     learn_temperature: bool = True
     mil_pool: str = "lse"  # training-time pooling over locations: "max" | "lse" (eval: max)

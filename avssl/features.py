@@ -7,6 +7,8 @@ is learnt and a checkpoint still embeds raw media by itself (the config rebuilds
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 import torchaudio
@@ -124,13 +126,54 @@ class CepstralLifter(nn.Module):
         return torch.einsum("fg,bcgt->bcft", self.proj, x)
 
 
+class ActiveSpanStretch(nn.Module):
+    """Linear time normalisation of an isolated word (Itakura, 1975,
+    https://doi.org/10.1109/TASSP.1975.1162641, uses it before time warping).
+
+    In each example, the frames from the first to the last whose energy lies within ``floor_db``
+    of the loudest frame are stretched (linear interpolation in time) to fill the whole window,
+    so one word said fast or slowly, early or late in the window, spans the same frames. The
+    same deterministic transform runs in training and evaluation. ``floor_db = 0`` is off.
+
+    Args:
+        floor_db: energy floor below the loudest frame, in dB (power); ``>= 0``.
+    """
+
+    def __init__(self, floor_db: float):
+        super().__init__()
+        if floor_db < 0:
+            raise ConfigError(f"model.audio.stretch_active_db must be >= 0, got {floor_db}")
+        self.active = floor_db > 0
+        self.floor = floor_db * math.log(10) / 10  # dB of power -> natural log of power
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``[B, C, F, T]`` log power spectrogram (natural log) -> ``[B, C, F, T]``."""
+        if not self.active or x.shape[-1] < 2:
+            return x
+        b, c, f, t = x.shape
+        energy = torch.logsumexp(x.float(), dim=2).amax(dim=1)  # [B, T] log frame power
+        on = energy >= energy.amax(dim=1, keepdim=True) - self.floor
+        frame = torch.arange(t, device=x.device)
+        start = torch.where(on, frame, t).amin(dim=1, keepdim=True)
+        end = torch.where(on, frame, -1).amax(dim=1, keepdim=True)
+        pos = start + (end - start) * frame.to(x.dtype) / (t - 1)  # [B, T] input frame
+        lo = pos.floor().long().clamp(0, t - 1)
+        w = (pos - lo).view(b, 1, 1, t)
+
+        def read(i: Tensor) -> Tensor:
+            return x.gather(3, i.view(b, 1, 1, t).expand(b, c, f, t))
+
+        return read(lo) * (1 - w) + read((lo + 1).clamp(max=t - 1)) * w
+
+
 AUDIO_FRONTENDS = {"logstft": LogSTFT, "logmel": LogMel}
 NORMALIZERS = ("none", "band")
 
 
 class AudioFrontend(nn.Module):
     """Training-time waveform warping (:class:`WaveWarp`), log spectrogram, then optional
-    cepstral liftering (:class:`CepstralLifter`), band-mean normalisation and training-time
+    cepstral liftering (:class:`CepstralLifter`), time normalisation of the active span
+    (:class:`ActiveSpanStretch`), band-mean normalisation and training-time
     band-statistics mixing, frequency warping and masking."""
 
     def __init__(self, feat: AudioFeatures, sample_rate: int):
@@ -145,6 +188,7 @@ class AudioFrontend(nn.Module):
         self.wave_warp = WaveWarp(feat.speed_perturb, round(feat.time_shift * sample_rate))
         self.spec = AUDIO_FRONTENDS[feat.kind](feat, sample_rate)
         self.lifter = CepstralLifter(feat.lifter, n_bands(feat))
+        self.stretch = ActiveSpanStretch(feat.stretch_active_db)
         self.band_mean = feat.normalize == "band"
         self.mixstyle = FreqMixStyle(feat.mixstyle, feat.mixstyle_alpha)
         self.warp = FrequencyWarp(feat.freq_warp)
@@ -154,7 +198,7 @@ class AudioFrontend(nn.Module):
         """``[B, N]`` float waveform -> ``[B, 1, F, T]`` float32."""
         x = self.spec(self.wave_warp(wave))
         with torch.autocast(device_type=x.device.type, enabled=False):
-            x = self.lifter(x)
+            x = self.stretch(self.lifter(x))
             if self.band_mean:
                 x = x - x.mean(dim=-1, keepdim=True)
             return self.mask(self.warp(self.mixstyle(x)))

@@ -1,5 +1,5 @@
-"""Audio front-end options: cepstral liftering, band-mean normalisation, training-time frequency
-warping and SpecAugment masking."""
+"""Audio front-end options: cepstral liftering, time normalisation, band-mean normalisation,
+training-time frequency warping and SpecAugment masking."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import torch
 from avssl.audio_augment import FreqMixStyle, FrequencyWarp, SpecMask, WaveWarp
 from avssl.config import AudioFeatures
 from avssl.errors import ConfigError
-from avssl.features import CepstralLifter, build_audio_frontend
+from avssl.features import ActiveSpanStretch, CepstralLifter, build_audio_frontend
 
 
 def test_band_mean_normalisation_zeroes_each_band_mean():
@@ -164,3 +164,61 @@ def test_wave_warp_shift_alone_moves_the_signal_and_feeds_the_front_end():
     assert not torch.allclose(front.train()(clip), front.eval()(clip))
     with pytest.raises(ConfigError, match="speed_perturb"):
         build_audio_frontend(AudioFeatures(speed_perturb=1.0), 16000)
+
+
+def stretch_reference(x: torch.Tensor, floor_db: float) -> np.ndarray:
+    """Loop version of :class:`ActiveSpanStretch` with numpy's interpolation."""
+    x = x.double().numpy()
+    out = np.empty_like(x)
+    t = x.shape[-1]
+    for b in range(x.shape[0]):
+        power = np.exp(x[b]).sum(axis=1).max(axis=0)  # [T]: frame power, max over channels
+        db = 10 * np.log10(power)
+        on = np.nonzero(db >= db.max() - floor_db)[0]
+        src = np.linspace(on[0], on[-1], t)
+        for c in range(x.shape[1]):
+            for f in range(x.shape[2]):
+                out[b, c, f] = np.interp(src, np.arange(t), x[b, c, f])
+    return out
+
+
+def test_active_span_stretch_matches_a_loop_reference():
+    torch.manual_seed(0)
+    x = torch.randn(4, 2, 6, 30) - 12.0  # quiet background
+    for b, (s, e) in enumerate([(3, 9), (0, 29), (20, 28), (11, 11)]):
+        x[b, :, :, s : e + 1] += 10.0  # a word 10 nats (43 dB) above it
+    y = ActiveSpanStretch(30.0)(x)
+    np.testing.assert_allclose(y.double().numpy(), stretch_reference(x, 30.0), atol=1e-5)
+    assert (y[..., 0] > -7).all() and (y[..., -1] > -7).all()  # words fill the window
+
+
+def test_active_span_stretch_equalises_speaking_rate_and_position():
+    t = torch.linspace(0, 1, 400)
+    word = torch.stack([torch.sin(6.28 * (k + 1) * t) for k in range(5)])  # [5 bands, 400]
+
+    def said(start: int, frames: int) -> torch.Tensor:
+        x = torch.full((5, 100), -14.0)
+        x[:, start : start + frames] = torch.nn.functional.interpolate(
+            word[None], size=frames, mode="linear", align_corners=True
+        )[0]
+        return x
+
+    fast, slow = said(5, 35), said(30, 60)  # the same word, at twice the rate, elsewhere
+    stretch = ActiveSpanStretch(30.0)
+    a, b = stretch(fast[None, None])[0, 0], stretch(slow[None, None])[0, 0]
+    assert (a - b).abs().max() < 0.1
+    assert (fast - slow).abs().max() > 5  # before: nothing lines up
+    assert torch.equal(ActiveSpanStretch(0.0)(fast[None, None]), fast[None, None])
+
+
+def test_active_span_stretch_runs_in_the_front_end_in_training_and_evaluation():
+    base = dict(n_fft=256, win_length=200, hop_length=80, n_mels=20)
+    front = build_audio_frontend(AudioFeatures(**base, stretch_active_db=30.0), 8000)
+    raw = build_audio_frontend(AudioFeatures(**base), 8000)
+    wave = torch.zeros(2, 8000)
+    wave[:, 2000:4000] = torch.randn(2, 2000)
+    for mode in (True, False):
+        front.train(mode), raw.train(mode)
+        assert torch.allclose(front(wave), ActiveSpanStretch(30.0)(raw(wave)), atol=1e-5)
+    with pytest.raises(ConfigError, match="stretch_active_db"):
+        build_audio_frontend(AudioFeatures(stretch_active_db=-1.0), 16000)

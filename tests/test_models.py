@@ -161,6 +161,29 @@ def test_score_is_the_max_of_the_heatmap(name):
     assert torch.allclose(peak, expected, atol=1e-5)
 
 
+@pytest.mark.parametrize("name", ["avenet", "avolnet", "contrastive"])
+def test_head_batch_norm_centres_the_embeddings_in_training_and_is_fixed_in_eval(name):
+    cfg = load_config(CONFIGS / f"{name}.yaml", ["model.head_bn=true"])
+    torch.manual_seed(0)
+    model = build_model(cfg.model, cfg.data, cfg.loss)
+    norms = [m for m in model.audio_head.modules() if isinstance(m, torch.nn.BatchNorm1d)]
+    assert len(norms) == 2 and norms[-1].weight is None  # the output norm has no affine part
+    spatial = [m for m in model.vision_head.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert len(spatial) == (2 if model.has_map else 0)
+    batch = make_batch(cfg, 8)
+    model.train()
+    pooled = model.audio(model.audio_frontend(batch["audio"]))
+    out = model.audio_head(pooled)
+    assert torch.allclose(out.mean(0), torch.zeros(out.shape[1]), atol=1e-5)  # batch-centred
+    model.loss(batch)[0].backward()  # the running statistics move away from their start
+    model.eval()
+    with torch.no_grad():  # eval: one clip's embedding does not depend on its batch
+        alone = model.embed_audio(batch["audio"][:1])
+        together = model.embed_audio(batch["audio"])[:1]
+    assert torch.allclose(alone, together, atol=1e-5)
+    assert not torch.equal(norms[-1].running_mean, torch.zeros_like(norms[-1].running_mean))
+
+
 def test_bf16_autocast_and_channels_last_forward_is_finite():
     cfg, model = load("contrastive")
     batch = make_batch(cfg, 4)

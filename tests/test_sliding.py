@@ -95,6 +95,7 @@ def test_bf16_stays_within_one_percent_of_fp32():
     [
         ({"center": True}, 0.1, "centred"),
         ({"normalize": "band"}, 0.1, "band"),
+        ({"stretch_active_db": 30.0}, 0.1, "time normalisation"),
         ({}, 0.105, "multiple"),  # 840 samples is not a whole number of 80-sample hops
         ({}, 1.0, "overlap"),  # hop = window: nothing to share
     ],

@@ -50,6 +50,8 @@ def sharing_blocker(model, sample_rate: int, window: float, hop: float) -> str |
         return "centred STFT frames depend on the window edges"
     if front.band_mean:
         return "band normalisation uses the whole window"
+    if front.stretch.active:
+        return "time normalisation of the active span uses the whole window"
     step = round(hop * sample_rate)
     if step % spec.hop_length or round(window * sample_rate) < spec.win_length:
         return f"window hop of {step} samples is not a multiple of the STFT hop {spec.hop_length}"

@@ -35,8 +35,12 @@ class AVENet(PairClassifier):
         super().__init__(cfg, data, loss)
         self.vision = VGGTower(3, cfg.channels, cfg.conv1_stride, cfg.vision_pool_last)
         self.audio = audio_tower(cfg)
-        self.vision_head = Projection(self.vision.out_dim, cfg.head_hidden, cfg.embed_dim)
-        self.audio_head = Projection(self.audio.out_dim, cfg.head_hidden, cfg.embed_dim)
+        self.vision_head = Projection(
+            self.vision.out_dim, cfg.head_hidden, cfg.embed_dim, bn=cfg.head_bn
+        )
+        self.audio_head = Projection(
+            self.audio.out_dim, cfg.head_hidden, cfg.embed_dim, bn=cfg.head_bn
+        )
         self.calibration = nn.Linear(1, 2)
         with torch.no_grad():
             self.calibration.weight.copy_(torch.tensor([[INIT_SLOPE], [-INIT_SLOPE]]))

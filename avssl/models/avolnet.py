@@ -30,8 +30,12 @@ class AVOLNet(PairClassifier):
         super().__init__(cfg, data, loss)
         self.vision = VGGTower(3, cfg.channels, cfg.conv1_stride, cfg.vision_pool_last)
         self.audio = audio_tower(cfg)
-        self.vision_head = Projection(self.vision.out_dim, cfg.head_hidden, cfg.embed_dim, True)
-        self.audio_head = Projection(self.audio.out_dim, cfg.head_hidden, cfg.embed_dim)
+        self.vision_head = Projection(
+            self.vision.out_dim, cfg.head_hidden, cfg.embed_dim, True, cfg.head_bn
+        )
+        self.audio_head = Projection(
+            self.audio.out_dim, cfg.head_hidden, cfg.embed_dim, bn=cfg.head_bn
+        )
         self.log_scale = nn.Parameter(torch.zeros(()))  # a = exp(log_scale) > 0, starts at 1
         self.bias = nn.Parameter(torch.zeros(()))
 

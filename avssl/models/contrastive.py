@@ -42,8 +42,10 @@ class ContrastiveAV(AVModel):
         self.vision = VGGTower(3, cfg.channels, cfg.conv1_stride, cfg.vision_pool_last)
         self.audio = audio_tower(cfg)
         d = cfg.embed_dim
-        self.vision_head = Projection(self.vision.out_dim, cfg.head_hidden, d, cfg.spatial)
-        self.audio_head = Projection(self.audio.out_dim, cfg.head_hidden, d)
+        self.vision_head = Projection(
+            self.vision.out_dim, cfg.head_hidden, d, cfg.spatial, cfg.head_bn
+        )
+        self.audio_head = Projection(self.audio.out_dim, cfg.head_hidden, d, bn=cfg.head_bn)
         log_t = torch.tensor(math.log(cfg.temperature))
         if cfg.learn_temperature:
             self.log_temperature = nn.Parameter(log_t)

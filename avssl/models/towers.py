@@ -149,23 +149,27 @@ def global_max_pool(x: Tensor) -> Tensor:
 class Projection(nn.Module):
     """Two-layer MLP ``in_dim -> hidden -> ReLU -> out_dim``; per location (1x1 convs) when spatial.
 
+    With ``bn``, batch norm follows the hidden layer and (without affine parameters) the output
+    layer, as in MoCo v3's heads (https://arxiv.org/abs/2104.02057): the embeddings of a batch are
+    centred, so they do not start out nearly parallel (a freshly built audio head maps most
+    clips to almost one direction, mean cosine about 0.9, which leaves InfoNCE little gradient).
+
     Args:
         in_dim: input features (channels when spatial).
         hidden: hidden width.
         out_dim: output features.
         spatial: take and return maps ``[B, C, h, w]`` instead of vectors ``[B, C]``.
+        bn: batch norm after both layers (statistics over the batch, and locations when spatial).
     """
 
-    def __init__(self, in_dim: int, hidden: int, out_dim: int, spatial: bool = False):
+    def __init__(self, in_dim: int, hidden: int, out_dim: int, spatial: bool = False, bn=False):
         super().__init__()
-        if spatial:
-            layers = [
-                nn.Conv2d(in_dim, hidden, 1),
-                nn.ReLU(inplace=True),
-                nn.Conv2d(hidden, out_dim, 1),
-            ]
-        else:
-            layers = [nn.Linear(in_dim, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, out_dim)]
+        linear, norm = (nn.Conv2d, nn.BatchNorm2d) if spatial else (nn.Linear, nn.BatchNorm1d)
+        kernel = (1,) if spatial else ()
+        layers = [linear(in_dim, hidden, *kernel)]
+        layers += [norm(hidden)] if bn else []
+        layers += [nn.ReLU(inplace=True), linear(hidden, out_dim, *kernel)]
+        layers += [norm(out_dim, affine=False)] if bn else []
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: Tensor) -> Tensor:
