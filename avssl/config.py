@@ -124,7 +124,9 @@ class ModelConfig:
     embed_dim: int = 128
     fusion_hidden: int = 128  # L3 fusion FC
     head_hidden: int = 128  # hidden width of the AVE/AVOL/contrastive projection heads
-    head_bn: bool = False  # batch norm in the projection heads (MoCo v3); False: the papers'
+    # batch norm in the projection heads (MoCo v3, https://arxiv.org/abs/2104.02057; statistics
+    # per process, no SyncBatchNorm); False: the papers' heads
+    head_bn: bool = False
     temperature: float = 0.07  # contrastive; learnt when learn_temperature
     learn_temperature: bool = True
     mil_pool: str = "lse"  # training-time pooling over locations: "max" | "lse" (eval: max)

@@ -162,7 +162,9 @@ class Projection(nn.Module):
         bn: batch norm after both layers (statistics over the batch, and locations when spatial).
     """
 
-    def __init__(self, in_dim: int, hidden: int, out_dim: int, spatial: bool = False, bn=False):
+    def __init__(
+        self, in_dim: int, hidden: int, out_dim: int, spatial: bool = False, bn: bool = False
+    ):
         super().__init__()
         linear, norm = (nn.Conv2d, nn.BatchNorm2d) if spatial else (nn.Linear, nn.BatchNorm1d)
         kernel = (1,) if spatial else ()
