@@ -150,20 +150,17 @@ class ActiveSpanStretch(nn.Module):
         """``[B, C, F, T]`` log power spectrogram (natural log) -> ``[B, C, F, T]``."""
         if not self.active or x.shape[-1] < 2:
             return x
-        b, c, f, t = x.shape
+        b, _, f, t = x.shape
         energy = torch.logsumexp(x.float(), dim=2).amax(dim=1)  # [B, T] log frame power
         on = energy >= energy.amax(dim=1, keepdim=True) - self.floor
         frame = torch.arange(t, device=x.device)
         start = torch.where(on, frame, t).amin(dim=1, keepdim=True)
         end = torch.where(on, frame, -1).amax(dim=1, keepdim=True)
         pos = start + (end - start) * frame.to(x.dtype) / (t - 1)  # [B, T] input frame
-        lo = pos.floor().long().clamp(0, t - 1)
-        w = (pos - lo).view(b, 1, 1, t)
-
-        def read(i: Tensor) -> Tensor:
-            return x.gather(3, i.view(b, 1, 1, t).expand(b, c, f, t))
-
-        return read(lo) * (1 - w) + read((lo + 1).clamp(max=t - 1)) * w
+        xs = (2 * pos / (t - 1) - 1).view(b, 1, t).expand(b, f, t)
+        ys = torch.linspace(-1, 1, f, device=x.device, dtype=x.dtype).view(1, f, 1).expand(b, f, t)
+        grid = torch.stack([xs, ys], dim=-1)  # rows sampled exactly: linear in time only
+        return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=True)
 
 
 AUDIO_FRONTENDS = {"logstft": LogSTFT, "logmel": LogMel}
