@@ -127,8 +127,9 @@ class CepstralLifter(nn.Module):
 
 
 class ActiveSpanStretch(nn.Module):
-    """Linear time normalisation of an isolated word (Itakura, 1975,
-    https://doi.org/10.1109/TASSP.1975.1162641, uses it before time warping).
+    """Linear time normalisation of an isolated word: the alignment isolated-word recognisers used
+    before dynamic time warping (Sakoe & Chiba, 1978, https://doi.org/10.1109/TASSP.1978.1163055,
+    the warping that replaced it).
 
     In each example, the frames from the first to the last whose energy lies within ``floor_db``
     of the loudest frame are stretched (linear interpolation in time) to fill the whole window,
