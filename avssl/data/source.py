@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from avssl.config import DataConfig
 from avssl.data.dataset import AVPairDataset, ClipStore
 from avssl.data.manifest import Row, read_manifest
@@ -45,8 +47,12 @@ def load_split(
     windows_per_clip: int = 1,
     seed: int = 0,
     progress: bool = True,
+    sample: int | None = None,
 ) -> AVPairDataset:
     """Decode one split (or read it from ``data.cache``) into an :class:`AVPairDataset`.
+
+    ``sample`` keeps a random subset of that many rows (drawn with ``seed``, kept in manifest
+    order), so that a large split can be read in part.
 
     Raises:
         ManifestError: the split has fewer than two usable clips.
@@ -55,6 +61,9 @@ def load_split(
     rows = read_manifest(manifest)
     classes = class_names(rows)
     split_rows = [r for r in rows if r.split == split]
+    if sample is not None and len(split_rows) > sample:
+        keep = np.random.default_rng(seed).choice(len(split_rows), sample, replace=False)
+        split_rows = [split_rows[i] for i in sorted(keep)]
     size = data.load_size if (train and data.augment) else data.frame_size
     if data.cache:  # decoded shards (avssl cache): always preloaded, no media decoding
         from avssl.data.shards import cached_clips

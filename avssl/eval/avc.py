@@ -12,6 +12,9 @@ threshold ``thr`` on the model's score (``score >= thr`` means match):
 Two-way heads (L3-Net, AVE-Net, AVOL-Net) use their own rule (threshold 0 on the logit). A
 contrastive model has no natural threshold: it is chosen on the *validation* split as the one
 that maximises ``accuracy`` there, stored in the checkpoint, and reused unchanged on test.
+``evaluate.py avc --recalibrate SPLIT`` chooses it anew by the same rule on that split of the
+checkpoint's own data, and ``--cohort N`` first centres every score by the sound's cohort offset
+(:mod:`avssl.eval.score_norm`; the threshold is then recalibrated, on val unless told).
 """
 
 from __future__ import annotations
@@ -21,12 +24,21 @@ import torch
 from sklearn.metrics import roc_auc_score
 from torch.utils.data import DataLoader
 
+from avssl.eval.score_norm import cohort_offsets
 from avssl.train.runtime import autocast
 
 
 @torch.no_grad()
-def score_pairs(model, dataset, device, precision: str = "fp32", batch_size: int = 64) -> dict:
+def score_pairs(
+    model, dataset, device, precision: str = "fp32", batch_size: int = 64,
+    cohort: torch.Tensor | None = None, cohort_top: int = 200,
+) -> dict:  # fmt: skip
     """Scores of every item's positive, easy and hard pair.
+
+    Args:
+        cohort: optional :func:`~avssl.eval.score_norm.cohort_codes` of training pictures; each
+            score is then centred by its sound's :func:`~avssl.eval.score_norm.cohort_offsets`.
+        cohort_top: how many best cohort scores make a sound's offset.
 
     Returns:
         dict of numpy arrays ``pos``, ``easy``, ``hard`` (float ``[M]``) and ``hard_valid``
@@ -43,7 +55,10 @@ def score_pairs(model, dataset, device, precision: str = "fp32", batch_size: int
                 ("easy", "audio_easy"),
                 ("hard", "audio_hard"),
             ):
-                score = model.score(frames, batch[audio_key].to(device))
+                wave = batch[audio_key].to(device)
+                score = model.score(frames, wave).float()
+                if cohort is not None:
+                    score = score - cohort_offsets(model, wave, cohort, cohort_top)
                 out[key].append(score.float().cpu())
         out["hard_valid"].append(batch["hard_valid"])
     return {k: torch.cat(v).numpy() for k, v in out.items()}

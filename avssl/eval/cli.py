@@ -28,6 +28,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 
 
 MAX_LISTED_SKIPS = 50
+CALIBRATION_ROWS = 2000  # a random part of a large split is enough to place one threshold
 
 
 def add_common(p: argparse.ArgumentParser, checkpoint_required: bool = True) -> None:
@@ -104,32 +105,73 @@ def append_report(path: Path, title: str, result: dict) -> None:
 
 
 def run_avc(argv: list[str]) -> int:
-    """``evaluate.py avc --checkpoint CKPT [--data MANIFEST] [--split test]``."""
+    """``evaluate.py avc --checkpoint CKPT [--data MANIFEST] [--split test] [--recalibrate val]
+    [--cohort N [--cohort-top K]]``."""
     p = argparse.ArgumentParser(prog="evaluate.py avc", description=SUBCOMMANDS["avc"][1])
     add_common(p)
     p.add_argument("--data", help="manifest (default: the data the checkpoint was trained on)")
     p.add_argument("--split", default="test", choices=("train", "val", "test"))
     p.add_argument("--windows", type=int, default=4, help="windows per clip")
     p.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
+    p.add_argument(
+        "--recalibrate", choices=("val", "train"),
+        help="choose the threshold anew on this split of the checkpoint's own training data "
+        f"(at most {CALIBRATION_ROWS} rows; default: the threshold stored in the checkpoint)",
+    )  # fmt: skip
+    p.add_argument(
+        "--cohort", type=int, default=0,
+        help="centre each score by its sound's best scores against this many training pictures "
+        "(0: off); the threshold is then recalibrated (on val unless --recalibrate says)",
+    )  # fmt: skip
+    p.add_argument("--cohort-top", type=int, default=200, help="best cohort scores averaged")
     add_strict(p)
     args = p.parse_args(argv)
+    if args.cohort < 0 or (args.cohort and not 1 <= args.cohort_top <= args.cohort):
+        raise AvsslError(
+            f"--cohort {args.cohort} --cohort-top {args.cohort_top}: need 1 <= top <= cohort"
+        )
+
+    import copy
 
     from avssl.data.source import load_split
-    from avssl.eval.avc import avc_metrics, score_pairs
+    from avssl.eval.avc import avc_metrics, calibrate_threshold, score_pairs
+    from avssl.eval.score_norm import cohort_codes
     from avssl.train.checkpoint import load_model
     from avssl.train.runtime import resolve_device
 
     device = resolve_device(args.device)
     model, cfg, state = load_model(args.checkpoint, device)
+    own = copy.deepcopy(cfg.data)  # the training data: cohort and calibration come from it
     use_data(cfg, args.data)
     ds = load_split(
         cfg.data, args.split, train=False, windows_per_clip=args.windows,
         seed=cfg.train.seed + 2000, progress=not args.no_progress,
     )  # fmt: skip
     skips = skip_report(ds.store, args.strict)
-    scores = score_pairs(model, ds, device, args.precision, cfg.train.batch_size)
-    result = avc_metrics(scores, float(model.decision_threshold))
-    result.update(split=args.split, checkpoint=state["path"], **skips)
+    norm = {"batch_size": cfg.train.batch_size}
+    if args.cohort:
+        pictures = load_split(
+            own, "train", train=False, seed=cfg.train.seed + 3000, sample=args.cohort,
+            progress=not args.no_progress,
+        )  # fmt: skip
+        norm.update(
+            cohort=cohort_codes(model, pictures, device, args.precision, cfg.train.batch_size),
+            cohort_top=args.cohort_top,
+        )
+    threshold, source = float(model.decision_threshold), "checkpoint"
+    calib_split = args.recalibrate or ("val" if args.cohort else None)
+    if calib_split:
+        calib = load_split(
+            own, calib_split, train=False, windows_per_clip=cfg.train.val_windows,
+            seed=cfg.train.seed + 1000, sample=CALIBRATION_ROWS, progress=not args.no_progress,
+        )  # fmt: skip
+        threshold = calibrate_threshold(score_pairs(model, calib, device, args.precision, **norm))
+        source = f"{calib_split} ({len(calib.store)} rows)"
+    scores = score_pairs(model, ds, device, args.precision, **norm)
+    result = avc_metrics(scores, threshold)
+    result.update(split=args.split, threshold_from=source, checkpoint=state["path"], **skips)
+    if args.cohort:
+        result.update(cohort=args.cohort, cohort_top=args.cohort_top)
     emit(result, args, f"AVC accuracy ({args.split})")
     return 0
 

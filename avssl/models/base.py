@@ -82,6 +82,20 @@ class AVModel(nn.Module):
         """Localisation map ``[B, h, w]`` of where the sound is in each frame, or None."""
         return None
 
+    def visual_codes(self, frames: Tensor) -> Tensor:
+        """What :meth:`score` computes from ``[F, 3, H, W]`` frames alone, for
+        :meth:`cross_scores` (computed once, then scored against many sounds)."""
+        raise NotImplementedError
+
+    def audio_codes(self, wave: Tensor) -> Tensor:
+        """What :meth:`score` computes from ``[A, N]`` waveforms alone, for :meth:`cross_scores`."""
+        raise NotImplementedError
+
+    def cross_scores(self, visual: Tensor, audio: Tensor) -> Tensor:
+        """:meth:`score` of every sound against every frame: ``[A, F]``, from
+        :meth:`visual_codes` of F frames and :meth:`audio_codes` of A sounds."""
+        raise NotImplementedError
+
     def loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, float]]:
         """Training objective on a batch; returns ``(scalar loss, stats)``."""
         raise NotImplementedError
@@ -158,6 +172,21 @@ class PairClassifier(AVModel):
     def score(self, frames: Tensor, wave: Tensor) -> Tensor:
         out = self._pair_output(self._encode_visual(frames), self._encode_audio(wave))
         return self._pair_score(out).float()
+
+    def visual_codes(self, frames: Tensor) -> Tensor:
+        return self._encode_visual(frames)
+
+    def audio_codes(self, wave: Tensor) -> Tensor:
+        return self._encode_audio(wave)
+
+    def cross_scores(self, visual: Tensor, audio: Tensor) -> Tensor:
+        # the fusion sees one pair at a time: each sound is paired with all F frames in turn
+        n = visual.shape[0]
+        rows = [
+            self._pair_score(self._pair_output(visual, a.unsqueeze(0).expand(n, *a.shape)))
+            for a in audio
+        ]
+        return torch.stack(rows).float()
 
     def loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, float]]:
         """Balanced two-class loss on B positive and B negative pairs.

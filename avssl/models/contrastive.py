@@ -95,6 +95,19 @@ class ContrastiveAV(AVModel):
         with full_precision(a):
             return torch.einsum("bdl,bd->bl", units, a).amax(1)
 
+    def visual_codes(self, frames: Tensor) -> Tensor:
+        """``[F, 3, H, W]`` -> unit vectors per location ``[F, D, L]``."""
+        return self._units(frames)
+
+    def audio_codes(self, wave: Tensor) -> Tensor:
+        """``[A, N]`` -> unit-norm audio embeddings ``[A, D]``."""
+        return self.embed_audio(wave)
+
+    def cross_scores(self, visual: Tensor, audio: Tensor) -> Tensor:
+        """``[F, D, L]``, ``[A, D]`` -> max over locations of the cosine ``[A, F]``."""
+        with full_precision(audio):
+            return torch.einsum("fdl,ad->afl", visual.float(), audio.float()).amax(2)
+
     def loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, float]]:
         """Symmetric InfoNCE; reads ``frames``, ``audio`` and if present ``audio_hard``, ``label``.
 
