@@ -131,6 +131,9 @@ class ModelConfig:
     learn_temperature: bool = True
     mil_pool: str = "lse"  # training-time pooling over locations: "max" | "lse" (eval: max)
     lse_sharpness: float = 10.0
+    # AVOL-Net's calibration a * x + b starts at a = avol_scale_init (1 in the paper's form);
+    # 1 / sqrt(embed_dim) gives unit-variance location logits under head batch norm
+    avol_scale_init: float = 1.0
     spatial: bool = True  # contrastive: score = max over locations of the visual map
     audio: AudioFeatures = field(default_factory=AudioFeatures)
 

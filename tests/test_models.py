@@ -241,3 +241,19 @@ def test_frame_norm_takes_unit_floats_or_bytes():
     assert torch.allclose(norm(grey), torch.zeros(2, 3, 4, 4), atol=1e-6)
     u8 = torch.randint(0, 256, (2, 3, 4, 4), dtype=torch.uint8)
     assert torch.allclose(norm(u8), norm(u8.float() / 255))
+
+
+def test_avol_scale_init_sets_the_calibration_and_rejects_non_positive():
+    cfg = load_config(CONFIGS / "avolnet.yaml")
+    cfg.model.avol_scale_init = 0.25
+    model = build_model(cfg.model, cfg.data, cfg.loss)
+    assert float(model.log_scale.exp()) == pytest.approx(0.25)
+    batch = make_batch(cfg, 2)
+    with torch.no_grad():  # the map's logits scale with a at a fixed bias
+        v, a = model._encode_visual(batch["frames"]), model._encode_audio(batch["audio"])
+        quarter = model._logit_map(v, a)
+        model.log_scale.fill_(0.0)
+        torch.testing.assert_close(quarter, 0.25 * model._logit_map(v, a))
+    cfg.model.avol_scale_init = 0.0
+    with pytest.raises(ConfigError, match="avol_scale_init must be > 0"):
+        build_model(cfg.model, cfg.data, cfg.loss)

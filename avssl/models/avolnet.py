@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor, nn
 
 from avssl.config import DataConfig, LossConfig, ModelConfig
+from avssl.errors import ConfigError
 from avssl.losses import mil_logistic
 from avssl.models.base import PairClassifier, full_precision
 from avssl.models.towers import Projection, VGGTower, audio_tower, global_max_pool
@@ -36,7 +39,10 @@ class AVOLNet(PairClassifier):
         self.audio_head = Projection(
             self.audio.out_dim, cfg.head_hidden, cfg.embed_dim, bn=cfg.head_bn
         )
-        self.log_scale = nn.Parameter(torch.zeros(()))  # a = exp(log_scale) > 0, starts at 1
+        if not cfg.avol_scale_init > 0:
+            raise ConfigError(f"model.avol_scale_init must be > 0, got {cfg.avol_scale_init}")
+        # a = exp(log_scale) > 0
+        self.log_scale = nn.Parameter(torch.tensor(math.log(cfg.avol_scale_init)))
         self.bias = nn.Parameter(torch.zeros(()))
 
     def _encode_visual(self, frames: Tensor) -> Tensor:
