@@ -301,3 +301,30 @@ def test_audio_proxy_benchmark_holds_out_training_speakers_only(tiny, tmp_path, 
         tmp_path / "set/manifest.jsonl", 8000, 1.0
     )
     assert "cat" not in set(speakers) and len(waves) == len(digits) == 2 * 10 * 3
+
+
+def test_val_speaker_writes_a_heldout_voice_manifest(tiny, tmp_path):
+    out, plain = tmp_path / "out", tmp_path / "plain"
+    extra = ["--test-speakers", "bob", "--val-speaker", "amy", "--canvases-per-recording", "3"]
+    assert run(tiny, out, *extra) == 0
+    rows, items = load(out)
+    held = read_manifest(out / "heldout.jsonl")
+    speaker = {i["id"]: i["speaker"] for i in items}
+    # one row per training or validation recording, the first canvas of each
+    assert len({r.audio for r in held}) == len(held)
+    assert {r.audio for r in held} == {r.audio for r in rows if r.split != "test"}
+    assert all("-c" not in r.id for r in held)
+    for r in held:
+        assert r.split == {"amy": "test", "cat": "train"}[speaker[r.id]]
+        original = next(x for x in rows if x.id == r.id)
+        assert r.image == original.image and r.boxes == original.boxes
+    assert (out / r.image).is_file()  # paths resolve from the manifest's folder
+    # without --val-speaker there is no held-out voice; an existing file is never overwritten
+    assert run(tiny, plain, "--test-speakers", "bob") == 0
+    assert not (plain / "heldout.jsonl").exists()
+    (plain / "manifest.jsonl").unlink()
+    (plain / "gallery.jsonl").unlink()
+    (plain / "heldout.jsonl").write_text("mine\n")
+    with pytest.raises(AvsslError, match="heldout.jsonl: already exists"):
+        run(tiny, plain, "--test-speakers", "bob", "--val-speaker", "amy")
+    assert (plain / "heldout.jsonl").read_text() == "mine\n"

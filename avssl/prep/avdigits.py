@@ -19,12 +19,15 @@ Splits:
 
 Also written: ``gallery.jsonl`` (single-digit test images for class-level audio->image
 retrieval, split "test", no audio) and ``items.jsonl`` (speaker, take and the MNIST image of each
-cell of every canvas, for audits).
+cell of every canvas, for audits). With ``--val-speaker``, ``heldout.jsonl`` evaluates a model
+on that voice with the test-split commands: one canvas per training recording (split "train",
+the probe's training data) and the validation voice's rows as split "test".
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import zlib
 from pathlib import Path
@@ -42,6 +45,7 @@ from avssl.prep.report import PrepReport, add_common_args, check_output
 SAMPLE_RATE = 8000
 CLIP_SECONDS = 1.0
 GALLERY = "gallery.jsonl"
+HELDOUT = "heldout.jsonl"
 ITEMS = "items.jsonl"
 VAL_TAKE_PERIOD = 10  # default validation takes: take % 10 == 0
 
@@ -209,6 +213,8 @@ def main(argv: list[str] | None = None) -> int:
         raise AvsslError("--test-mnist-images and --test-mnist-labels go together")
     check_output(out, args.force)
     check_output(out, args.force, GALLERY)
+    if args.val_speaker is not None:
+        check_output(out, args.force, HELDOUT)
     report = PrepReport("avdigits", args.strict)
 
     images = {"main": read_mnist(args.mnist_images, args.mnist_labels)}
@@ -284,6 +290,8 @@ def main(argv: list[str] | None = None) -> int:
             )  # fmt: skip
 
     gallery = _write_gallery(out, pools["test"], pixels, labels, args)
+    if val_speaker is not None:
+        write_manifest(out / HELDOUT, heldout_rows(report.rows))
     with open(out / ITEMS, "w", encoding="utf-8") as fh:
         fh.writelines(json.dumps(item) + "\n" for item in items)
     report.extra = {
@@ -296,7 +304,21 @@ def main(argv: list[str] | None = None) -> int:
         "gallery": {"manifest": str(out / GALLERY), "rows": gallery},
         "items": str(out / ITEMS),
     }
+    if val_speaker is not None:
+        report.extra["heldout"] = str(out / HELDOUT)
     return report.finish(out, args.force)
+
+
+def heldout_rows(rows: list[Row]) -> list[Row]:
+    """The validation voice as a test split: the first canvas of each training and validation
+    recording, validation rows relabelled ``test``; the real test split is left out."""
+    seen, out = set(), []
+    for row in rows:
+        if row.split == "test" or row.audio in seen:
+            continue
+        seen.add(row.audio)
+        out.append(dataclasses.replace(row, split="test" if row.split == "val" else row.split))
+    return out
 
 
 def _write_gallery(out: Path, pool, pixels, labels, args) -> int:
