@@ -118,6 +118,8 @@ def test_avc_recalibrate_and_cohort(tiny_train_args, capsys):
     assert centred["threshold_from"].startswith("val (")
     assert centred["n"] == plain["n"]
 
+    assert evaluate.main([*base, "--cohort", "4"]) == 0  # top defaults to the whole cohort here
+    assert _last(capsys)["cohort_top"] == 4
     assert evaluate.main([*base, "--cohort", "4", "--cohort-top", "5"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "--cohort-top 5" in err

@@ -29,6 +29,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 
 MAX_LISTED_SKIPS = 50
 CALIBRATION_ROWS = 2000  # a random part of a large split is enough to place one threshold
+COHORT_TOP = 200  # chosen on the AV-Digits validation voices (README)
 
 
 def add_common(p: argparse.ArgumentParser, checkpoint_required: bool = True) -> None:
@@ -123,10 +124,13 @@ def run_avc(argv: list[str]) -> int:
         help="centre each score by its sound's best scores against this many training pictures "
         "(0: off); the threshold is then recalibrated (on val unless --recalibrate says)",
     )  # fmt: skip
-    p.add_argument("--cohort-top", type=int, default=200, help="best cohort scores averaged")
+    p.add_argument(
+        "--cohort-top", type=int,
+        help=f"best cohort scores averaged (default: {COHORT_TOP} or the whole cohort if smaller)",
+    )  # fmt: skip
     add_strict(p)
     args = p.parse_args(argv)
-    if args.cohort < 0 or (args.cohort and not 1 <= args.cohort_top <= args.cohort):
+    if args.cohort < 0 or (args.cohort_top is not None and not 1 <= args.cohort_top <= args.cohort):
         raise AvsslError(
             f"--cohort {args.cohort} --cohort-top {args.cohort_top}: need 1 <= top <= cohort"
         )
@@ -154,9 +158,10 @@ def run_avc(argv: list[str]) -> int:
             own, "train", train=False, seed=cfg.train.seed + 3000, sample=args.cohort,
             progress=not args.no_progress,
         )  # fmt: skip
+        top = args.cohort_top or min(COHORT_TOP, len(pictures))
         norm.update(
             cohort=cohort_codes(model, pictures, device, args.precision, cfg.train.batch_size),
-            cohort_top=args.cohort_top,
+            cohort_top=top,
         )
     threshold, source = float(model.decision_threshold), "checkpoint"
     calib_split = args.recalibrate or ("val" if args.cohort else None)
@@ -171,7 +176,7 @@ def run_avc(argv: list[str]) -> int:
     result = avc_metrics(scores, threshold)
     result.update(split=args.split, threshold_from=source, checkpoint=state["path"], **skips)
     if args.cohort:
-        result.update(cohort=args.cohort, cohort_top=args.cohort_top)
+        result.update(cohort=len(pictures), cohort_top=top)
     emit(result, args, f"AVC accuracy ({args.split})")
     return 0
 
