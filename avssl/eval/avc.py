@@ -24,7 +24,7 @@ import torch
 from sklearn.metrics import roc_auc_score
 from torch.utils.data import DataLoader
 
-from avssl.eval.score_norm import cohort_offsets
+from avssl.eval.score_norm import code_offsets
 from avssl.train.runtime import autocast
 
 
@@ -37,7 +37,7 @@ def score_pairs(
 
     Args:
         cohort: optional :func:`~avssl.eval.score_norm.cohort_codes` of training pictures; each
-            score is then centred by its sound's :func:`~avssl.eval.score_norm.cohort_offsets`.
+            score is then centred by its sound's :func:`~avssl.eval.score_norm.code_offsets`.
         cohort_top: how many best cohort scores make a sound's offset.
 
     Returns:
@@ -50,16 +50,17 @@ def score_pairs(
     for batch in loader:
         frames = batch["frames"].to(device).float().div_(255)
         with autocast(precision, device):
+            visual = model.visual_codes(frames)  # once for the three sounds of each frame
             for key, audio_key in (
                 ("pos", "audio"),
                 ("easy", "audio_easy"),
                 ("hard", "audio_hard"),
             ):
-                wave = batch[audio_key].to(device)
-                score = model.score(frames, wave).float()
+                audio = model.audio_codes(batch[audio_key].to(device))
+                score = model.pair_scores(visual, audio).float()
                 if cohort is not None:
-                    score = score - cohort_offsets(model, wave, cohort, cohort_top)
-                out[key].append(score.float().cpu())
+                    score = score - code_offsets(model, audio, cohort, cohort_top)
+                out[key].append(score.cpu())
         out["hard_valid"].append(batch["hard_valid"])
     return {k: torch.cat(v).numpy() for k, v in out.items()}
 

@@ -50,7 +50,13 @@ def cohort_offsets(model, wave: Tensor, cohort: Tensor, top: int) -> Tensor:
     Returns:
         ``[A]`` float offsets, to be subtracted from the sounds' scores.
     """
+    return code_offsets(model, model.audio_codes(wave), cohort, top)
+
+
+@torch.no_grad()
+def code_offsets(model, audio: Tensor, cohort: Tensor, top: int) -> Tensor:
+    """:func:`cohort_offsets` from the sounds' :meth:`audio_codes` ``[A, ...]`` -> ``[A]``."""
     if not 1 <= top <= cohort.shape[0]:
         raise AvsslError(f"cohort top {top} must be between 1 and the cohort size {len(cohort)}")
-    scores = model.cross_scores(cohort, model.audio_codes(wave))  # [A, F]
+    scores = model.cross_scores(cohort, audio)  # [A, F]
     return scores.float().topk(top, dim=1).values.mean(dim=1)

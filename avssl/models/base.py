@@ -74,9 +74,10 @@ class AVModel(nn.Module):
     def score(self, frames: Tensor, wave: Tensor) -> Tensor:
         """Correspondence score ``[B]`` of each (frame, audio) pair; higher = more likely a match.
 
-        Always the decision rule of evaluation (location max for MIL methods, in any mode).
+        Always the decision rule of evaluation (location max for MIL methods, in any mode):
+        :meth:`pair_scores` of the two sides' codes.
         """
-        raise NotImplementedError
+        return self.pair_scores(self.visual_codes(frames), self.audio_codes(wave))
 
     def heatmap(self, frames: Tensor, wave: Tensor) -> Tensor | None:
         """Localisation map ``[B, h, w]`` of where the sound is in each frame, or None."""
@@ -89,6 +90,11 @@ class AVModel(nn.Module):
 
     def audio_codes(self, wave: Tensor) -> Tensor:
         """What :meth:`score` computes from ``[A, N]`` waveforms alone, for :meth:`cross_scores`."""
+        raise NotImplementedError
+
+    def pair_scores(self, visual: Tensor, audio: Tensor) -> Tensor:
+        """:meth:`score` from codes: ``[B]``, frame i against sound i, from :meth:`visual_codes`
+        and :meth:`audio_codes` of B each (a frame's codes can then serve several sounds)."""
         raise NotImplementedError
 
     def cross_scores(self, visual: Tensor, audio: Tensor) -> Tensor:
@@ -169,15 +175,14 @@ class PairClassifier(AVModel):
     def _pair_score(self, out: Tensor) -> Tensor:
         raise NotImplementedError
 
-    def score(self, frames: Tensor, wave: Tensor) -> Tensor:
-        out = self._pair_output(self._encode_visual(frames), self._encode_audio(wave))
-        return self._pair_score(out).float()
-
     def visual_codes(self, frames: Tensor) -> Tensor:
         return self._encode_visual(frames)
 
     def audio_codes(self, wave: Tensor) -> Tensor:
         return self._encode_audio(wave)
+
+    def pair_scores(self, visual: Tensor, audio: Tensor) -> Tensor:
+        return self._pair_score(self._pair_output(visual, audio)).float()
 
     def cross_scores(self, visual: Tensor, audio: Tensor) -> Tensor:
         # the fusion sees one pair at a time: each sound is paired with all F frames in turn

@@ -89,12 +89,6 @@ class ContrastiveAV(AVModel):
         with full_precision(a):
             return torch.einsum("bdhw,bd->bhw", vmap, a)
 
-    def score(self, frames: Tensor, wave: Tensor) -> Tensor:
-        """Max over locations of the cosine similarity ``[B]`` (in any mode)."""
-        units, a = self._units(frames), self.embed_audio(wave)
-        with full_precision(a):
-            return torch.einsum("bdl,bd->bl", units, a).amax(1)
-
     def visual_codes(self, frames: Tensor) -> Tensor:
         """``[F, 3, H, W]`` -> unit vectors per location ``[F, D, L]``."""
         return self._units(frames)
@@ -102,6 +96,11 @@ class ContrastiveAV(AVModel):
     def audio_codes(self, wave: Tensor) -> Tensor:
         """``[A, N]`` -> unit-norm audio embeddings ``[A, D]``."""
         return self.embed_audio(wave)
+
+    def pair_scores(self, visual: Tensor, audio: Tensor) -> Tensor:
+        """``[B, D, L]``, ``[B, D]`` -> max over locations of the cosine ``[B]`` (in any mode)."""
+        with full_precision(audio):
+            return torch.einsum("bdl,bd->bl", visual, audio).amax(1)
 
     def cross_scores(self, visual: Tensor, audio: Tensor) -> Tensor:
         """``[F, D, L]``, ``[A, D]`` -> max over locations of the cosine ``[A, F]``."""
