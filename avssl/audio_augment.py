@@ -46,20 +46,38 @@ class WaveWarp(nn.Module):
         """``[B, N]`` float -> ``[B, N]``."""
         if not self.training or (self.speed == 0 and self.shift == 0):
             return wave
-        b, n = wave.shape
+        b = wave.shape[0]
         s = 1 + self.speed * (2 * torch.rand(b, 1, device=wave.device) - 1)
         d = self.shift * (2 * torch.rand(b, 1, device=wave.device) - 1)
-        c = (n - 1) / 2
-        pos = c + (torch.arange(n, device=wave.device, dtype=torch.float32) - c) * s - d
-        lo = pos.floor()
-        w = pos - lo
-        lo = lo.long()
+        return warp_waves(wave, s, d)
 
-        def read(idx: Tensor) -> Tensor:
-            inside = (idx >= 0) & (idx < n)
-            return wave.gather(1, idx.clamp(0, n - 1)) * inside
 
-        return read(lo) * (1 - w) + read(lo + 1) * w
+def warp_waves(wave: Tensor, speed: Tensor, shift: Tensor | float = 0.0) -> Tensor:
+    """Resample each waveform by its speed factor about its centre and move it (:class:`WaveWarp`).
+
+    Output sample ``i`` reads input position ``c + (i - c) * speed - shift`` (``c`` the centre)
+    by linear interpolation, zero outside the input; the length is kept.
+
+    Args:
+        wave: ``[B, N]`` float.
+        speed: ``[B, 1]`` factors (> 1: faster and higher).
+        shift: ``[B, 1]`` shifts in samples, or one number for all.
+
+    Returns:
+        ``[B, N]``.
+    """
+    n = wave.shape[1]
+    c = (n - 1) / 2
+    pos = c + (torch.arange(n, device=wave.device, dtype=torch.float32) - c) * speed - shift
+    lo = pos.floor()
+    w = pos - lo
+    lo = lo.long()
+
+    def read(idx: Tensor) -> Tensor:
+        inside = (idx >= 0) & (idx < n)
+        return wave.gather(1, idx.clamp(0, n - 1)) * inside
+
+    return read(lo) * (1 - w) + read(lo + 1) * w
 
 
 class FrequencyWarp(nn.Module):

@@ -444,3 +444,13 @@ def test_cli_manifest_model_features(tiny_ckpt, tmp_path, capsys):
                     "--checkpoint", str(tiny_ckpt))  # fmt: skip
     assert res["features"] == "model" and res["n_clips"] == 12
     assert 0.0 <= res["accuracy_mean"] <= 1.0 and len(res["per_fold"]) == 1
+
+
+def test_cli_manifest_model_features_with_audio_tta(tiny_ckpt, tmp_path, capsys):
+    path = make_manifest(tmp_path / "m", {"train": 3, "test": 3})
+    args = ["--dataset", "manifest", "--root", str(path), "--checkpoint", str(tiny_ckpt)]
+    res = _classify(capsys, *args, "--audio-tta", "0.1", "--audio-tta-views", "3")
+    assert res["audio_tta"] == pytest.approx([0.9, 1.0, 1.1]) and res["n_clips"] == 12
+    assert evaluate.main(["classify", *args, "--features", "logmel", "--audio-tta", "0.1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "not logmel" in err

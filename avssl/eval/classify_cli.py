@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from avssl.errors import AvsslError
-from avssl.eval.cli import SUBCOMMANDS, add_common, emit
+from avssl.eval.cli import SUBCOMMANDS, add_common, add_tta, apply_tta, emit
 
 FEATURES = ("model", "logmel", "random")
 MAX_LISTED_SKIPS = 50
@@ -58,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
     p.add_argument("--channels-last", action="store_true", help="faster bf16 convs on CPUs")
     p.add_argument("--batch-size", type=int, default=64, help="windows per forward pass")
+    add_tta(p)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--strict", action="store_true", help="an unreadable file is an error")
     return p
@@ -68,6 +69,8 @@ def make_extractor(args, device):
     from avssl.eval.clip_features import LogMelStats, WindowEmbedder
 
     if args.features == "logmel":
+        if args.audio_tta:
+            raise AvsslError("--audio-tta applies to network features (model, random), not logmel")
         return LogMelStats(), {"features": "logmel"}
     if args.features == "model":
         if not args.checkpoint:
@@ -85,6 +88,7 @@ def make_extractor(args, device):
         torch.manual_seed(args.seed)
         model = build_model(cfg.model, cfg.data, cfg.loss).to(device).eval()
         info = {"features": "random", "seed": args.seed}
+    info.update(apply_tta(model, args))
     if args.channels_last:
         model = model.to(memory_format=torch.channels_last)
     info.update(method=cfg.model.method, window_s=cfg.data.window, sample_rate=cfg.data.sample_rate)

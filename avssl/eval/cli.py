@@ -39,6 +39,29 @@ def add_common(p: argparse.ArgumentParser, checkpoint_required: bool = True) -> 
     p.add_argument("--no-progress", action="store_true")
 
 
+def add_tta(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--audio-tta", type=float, default=0.0, metavar="R",
+        help="embed each sound at speeds in [1-R, 1+R] and average (test-time augmentation; "
+        "0: off)",
+    )  # fmt: skip
+    p.add_argument(
+        "--audio-tta-views", type=int, default=9, metavar="K", help="speeds of --audio-tta"
+    )
+
+
+def apply_tta(model, args) -> dict:
+    """Set the model's speed test-time augmentation from ``--audio-tta``; its JSON entry.
+
+    Raises:
+        AvsslError: a radius outside ``[0, 1)`` or fewer than 2 views.
+    """
+    from avssl.audio_tta import tta_speeds
+
+    model.audio_tta = tta_speeds(args.audio_tta, args.audio_tta_views)
+    return {"audio_tta": list(model.audio_tta)} if model.audio_tta else {}
+
+
 def add_strict(p: argparse.ArgumentParser) -> None:
     p.add_argument("--strict", action="store_true", help="an unreadable clip is an error")
 
@@ -107,7 +130,7 @@ def append_report(path: Path, title: str, result: dict) -> None:
 
 def run_avc(argv: list[str]) -> int:
     """``evaluate.py avc --checkpoint CKPT [--data MANIFEST] [--split test] [--recalibrate val]
-    [--cohort N [--cohort-top K]]``."""
+    [--cohort N [--cohort-top K]] [--audio-tta R]``."""
     p = argparse.ArgumentParser(prog="evaluate.py avc", description=SUBCOMMANDS["avc"][1])
     add_common(p)
     p.add_argument("--data", help="manifest (default: the data the checkpoint was trained on)")
@@ -128,6 +151,7 @@ def run_avc(argv: list[str]) -> int:
         "--cohort-top", type=int,
         help=f"best cohort scores averaged (default: {COHORT_TOP} or the whole cohort if smaller)",
     )  # fmt: skip
+    add_tta(p)
     add_strict(p)
     args = p.parse_args(argv)
     if args.cohort < 0 or (args.cohort_top is not None and not 1 <= args.cohort_top <= args.cohort):
@@ -145,6 +169,7 @@ def run_avc(argv: list[str]) -> int:
 
     device = resolve_device(args.device)
     model, cfg, state = load_model(args.checkpoint, device)
+    tta = apply_tta(model, args)  # scores change, so the threshold is recalibrated (below)
     own = copy.deepcopy(cfg.data)  # the training data: cohort and calibration come from it
     use_data(cfg, args.data)
     ds = load_split(
@@ -164,7 +189,7 @@ def run_avc(argv: list[str]) -> int:
             cohort_top=top,
         )
     threshold, source = float(model.decision_threshold), "checkpoint"
-    calib_split = args.recalibrate or ("val" if args.cohort else None)
+    calib_split = args.recalibrate or ("val" if args.cohort or tta else None)
     if calib_split:
         calib = load_split(
             own, calib_split, train=False, windows_per_clip=cfg.train.val_windows,
@@ -174,7 +199,7 @@ def run_avc(argv: list[str]) -> int:
         source = f"{calib_split} ({len(calib.store)} rows)"
     scores = score_pairs(model, ds, device, args.precision, **norm)
     result = avc_metrics(scores, threshold)
-    result.update(split=args.split, threshold_from=source, checkpoint=state["path"], **skips)
+    result.update(split=args.split, threshold_from=source, checkpoint=state["path"], **tta, **skips)
     if args.cohort:
         result.update(cohort=len(pictures), cohort_top=top)
     emit(result, args, f"AVC accuracy ({args.split})")

@@ -16,7 +16,16 @@ from pathlib import Path
 import numpy as np
 
 from avssl.errors import AvsslError
-from avssl.eval.cli import SUBCOMMANDS, add_common, add_strict, emit, skip_report, use_data
+from avssl.eval.cli import (
+    SUBCOMMANDS,
+    add_common,
+    add_strict,
+    add_tta,
+    apply_tta,
+    emit,
+    skip_report,
+    use_data,
+)
 
 
 def safe_name(index: int, row_id: str) -> str:
@@ -49,7 +58,8 @@ def save_overlay(path: Path, frame, heatmap, alpha: float = 0.5) -> None:
 
 
 def run(argv: list[str]) -> int:
-    """``evaluate.py localize --checkpoint CKPT [--data M] [--protocol P] [--out-dir DIR]``."""
+    """``evaluate.py localize --checkpoint CKPT [--data M] [--protocol P] [--out-dir DIR]
+    [--audio-tta R]``."""
     p = argparse.ArgumentParser(prog="evaluate.py localize", description=SUBCOMMANDS["localize"][1])
     add_common(p)
     p.add_argument("--data", help="manifest (default: the data the checkpoint was trained on)")
@@ -63,6 +73,7 @@ def run(argv: list[str]) -> int:
         "convolutional map then sees larger pictures at the training scale (e.g. AV-Digits "
         "3x3 canvases for a model trained on 2x2 ones)",
     )  # fmt: skip
+    add_tta(p)
     add_strict(p)
     args = p.parse_args(argv)
 
@@ -80,6 +91,7 @@ def run(argv: list[str]) -> int:
 
     device = resolve_device(args.device)
     model, cfg, state = load_model(args.checkpoint, device)
+    tta = apply_tta(model, args)
     if not model.has_map:
         raise AvsslError(
             f"{state['path']}: method {cfg.model.method!r} has no localisation map "
@@ -115,6 +127,7 @@ def run(argv: list[str]) -> int:
         no_box=len(store) - len(items),
         **skips,
         checkpoint=state["path"],
+        **tta,
     )
     if args.out_dir:
         out = Path(args.out_dir)

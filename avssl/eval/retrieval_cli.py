@@ -16,7 +16,16 @@ import argparse
 
 import numpy as np
 
-from avssl.eval.cli import SUBCOMMANDS, add_common, add_strict, emit, skip_report, use_data
+from avssl.eval.cli import (
+    SUBCOMMANDS,
+    add_common,
+    add_strict,
+    add_tta,
+    apply_tta,
+    emit,
+    skip_report,
+    use_data,
+)
 
 DIRECTIONS = ("a2v", "v2a", "a2a", "v2v")
 
@@ -86,7 +95,7 @@ def gallery_results(
 
 def run(argv: list[str]) -> int:
     """``evaluate.py retrieval --checkpoint CKPT [--data MANIFEST] [--ontology ontology.json]
-    [--gallery GALLERY.jsonl]``."""
+    [--gallery GALLERY.jsonl] [--audio-tta R]``."""
     p = argparse.ArgumentParser(
         prog="evaluate.py retrieval", description=SUBCOMMANDS["retrieval"][1]
     )
@@ -98,6 +107,7 @@ def run(argv: list[str]) -> int:
     )
     p.add_argument("--cca-dim", type=int, default=128, help="CCA components (l3 only)")
     p.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
+    add_tta(p)
     add_strict(p)
     args = p.parse_args(argv)
 
@@ -123,6 +133,7 @@ def run(argv: list[str]) -> int:
     gallery_rows = read_manifest(args.gallery) if args.gallery else None  # fail before decoding
     device = resolve_device(args.device)
     model, cfg, state = load_model(args.checkpoint, device)
+    tta = apply_tta(model, args)
     use_data(cfg, args.data)
     kw = dict(device=device, precision=args.precision, batch_size=cfg.train.batch_size)
     gallery = None
@@ -159,6 +170,7 @@ def run(argv: list[str]) -> int:
         method=cfg.model.method,
         cca=use_cca,
         checkpoint=state["path"],
+        **tta,
         **skip_report(store),
     )
     emit(result, args, "Retrieval (test)")

@@ -42,6 +42,8 @@ def sharing_blocker(model, sample_rate: int, window: float, hop: float) -> str |
     """
     if hop >= window:
         return "windows do not overlap"
+    if getattr(model, "audio_tta", ()):
+        return "speed test-time augmentation resamples each window as a whole"
     front = getattr(model, "audio_frontend", None)
     if not isinstance(front, AudioFrontend) or not isinstance(front.spec, LogMel | LogSTFT):
         return "unknown audio front end"

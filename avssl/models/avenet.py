@@ -30,6 +30,7 @@ class AVENet(PairClassifier):
     """
 
     paper = "https://arxiv.org/abs/1712.06651"
+    unit_audio = True
 
     def __init__(self, cfg: ModelConfig, data: DataConfig, loss: LossConfig | None = None):
         super().__init__(cfg, data, loss)

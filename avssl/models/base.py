@@ -9,8 +9,10 @@ a hard negative) and ``label`` ``[B]`` long (-1 when unknown). Each method reads
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
+from avssl.audio_tta import speed_views
 from avssl.config import DataConfig, LossConfig, ModelConfig
 from avssl.errors import ConfigError
 from avssl.features import FrameNorm, build_audio_frontend
@@ -42,6 +44,7 @@ class AVModel(nn.Module):
     paper: str = ""
     has_map: bool = False
     needs_calibration: bool = False
+    unit_audio: bool = False  # audio embeddings are unit vectors (a mean of views is renormalised)
 
     def __init__(self, cfg: ModelConfig, data: DataConfig, loss: LossConfig | None = None):
         super().__init__()
@@ -52,11 +55,23 @@ class AVModel(nn.Module):
         self.audio_frontend = build_audio_frontend(cfg.audio, data.sample_rate)
         self.frame_norm = FrameNorm()
         self.register_buffer("decision_threshold", torch.tensor(0.0))
+        # speed factors of test-time augmentation (avssl.audio_tta); set by evaluation, not saved
+        self.audio_tta: tuple[float, ...] = ()
 
     def embed_audio(self, wave: Tensor) -> Tensor:
         """Audio embedding: ``[B, N]`` waveform -> ``[B, D]`` (front end, ``self.audio`` tower,
-        then :meth:`audio_embedding`)."""
-        return self.audio_embedding(self.audio(self._spectrogram(wave)))
+        then :meth:`audio_embedding`).
+
+        Outside training, with ``audio_tta`` speed factors set, the mean of the embeddings of the
+        sound at each speed (renormalised when embeddings are unit vectors).
+        """
+        if self.training or not self.audio_tta:
+            return self.audio_embedding(self.audio(self._spectrogram(wave)))
+        emb = sum(  # one speed at a time: a batch S times larger runs slower per sound on CPU
+            self.audio_embedding(self.audio(self._spectrogram(speed_views(wave, (s,))))).float()
+            for s in self.audio_tta
+        ) / len(self.audio_tta)
+        return F.normalize(emb, dim=1) if self.unit_audio else emb
 
     def audio_embedding(self, pooled: Tensor) -> Tensor:
         """The audio tower's pooled output ``[B, audio.out_dim]`` -> the embedding ``[B, D]``

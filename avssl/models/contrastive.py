@@ -33,6 +33,7 @@ class ContrastiveAV(AVModel):
 
     paper = "https://arxiv.org/abs/2004.12943"
     needs_calibration = True
+    unit_audio = True
 
     def __init__(self, cfg: ModelConfig, data: DataConfig, loss: LossConfig | None = None):
         super().__init__(cfg, data, loss)
