@@ -31,6 +31,7 @@ from avssl.eval.probe import (
     leave_one_group_out,
     linear_probe,
     make_classifier,
+    standardize_by_group,
 )
 
 SR = 16000
@@ -205,6 +206,32 @@ def test_probe_matches_brute_force_refit():
     assert res["accuracy_mean"] == pytest.approx(np.mean(accs))
     assert res["accuracy_std"] == pytest.approx(np.std(accs))
     assert res["accuracy_pooled"] == pytest.approx(correct / total)
+
+
+def test_standardize_by_group_matches_brute_force():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(30, 4)).astype(np.float32) * [1, 2, 3, 4] + [5, 0, -5, 1]
+    groups = np.array(["a", "b", "c"] * 10)
+    out = standardize_by_group(x, groups)
+    for i in range(len(x)):
+        part = x[groups == groups[i]].astype(np.float64)
+        want = (x[i] - part.mean(0)) / (part.std(0) + 1e-6)
+        np.testing.assert_allclose(out[i], want, rtol=1e-9)
+
+
+def test_source_norm_removes_a_voice_offset_from_the_probe():
+    # two classes along dimension 0; the test "voice" is shifted by more than the class gap
+    rng = np.random.default_rng(1)
+    y = np.array(["a", "b"] * 40)
+    x = rng.normal(scale=0.3, size=(80, 3)) + np.c_[(y == "b") * 2.0, np.zeros((80, 2))]
+    split = np.array(["train"] * 60 + ["test"] * 20)
+    voice = np.array([f"v{i % 3}" for i in range(60)] + ["new"] * 20)
+    x[split == "test", 0] += 5.0
+    folds = fixed_split(split)
+    plain = linear_probe(x, y, voice, folds, predefined=False)["accuracy_pooled"]
+    normed = standardize_by_group(x, voice)
+    fixed = linear_probe(normed, y, voice, folds, predefined=False)["accuracy_pooled"]
+    assert plain == 0.5 and fixed > 0.95
 
 
 def test_degenerate_folds_are_reported_not_crashed():
@@ -425,6 +452,17 @@ def test_cli_manifest_probe_trains_on_train_tests_on_test(tmp_path, capsys):
     assert res["accuracy_pooled"] == res["accuracy_mean"] and res["features"] == "logmel"
     assert "val ignored" in res["protocol"] and res["n_skipped"] == 0
     assert "2-fold" in fold["c_selection"]  # inner CV grouped by the two "speakers"
+
+
+def test_cli_manifest_source_norm(tmp_path, capsys):
+    path = make_manifest(tmp_path / "m")
+    args = ["--dataset", "manifest", "--root", str(path), "--features", "logmel"]
+    res = _classify(capsys, *args, "--group-regex", r"^(spk\d)_", "--source-norm")
+    assert res["source_norm"] is True and "transductive" in res["protocol"]
+    assert res["n_clips"] == 30 and res["accuracy_pooled"] > 0.9
+    assert _classify(capsys, *args)["source_norm"] is False
+    assert evaluate.main(["classify", *args, "--source-norm"]) == 2
+    assert "--source-norm needs --group-regex" in capsys.readouterr().err
 
 
 def test_cli_manifest_errors_are_one_line(tmp_path, capsys):

@@ -5,7 +5,7 @@ usage::
     evaluate.py classify --dataset esc50|us8k|folder|manifest --root DIR|MANIFEST.jsonl
         [--features model|logmel|random] [--checkpoint CKPT] [--subset esc10]
         [--folds 5] [--group-regex RE] [--pool mean|max] [--hop 0.5]
-        [--classifier logreg|svm] [--precision fp32|bf16] [--strict]
+        [--classifier logreg|svm] [--precision fp32|bf16] [--source-norm] [--strict]
 
 ``--features model`` needs ``--checkpoint``; ``random`` is the same network untrained (the
 checkpoint's config when given, else the default config), ``logmel`` needs no network.
@@ -15,6 +15,10 @@ window, first label as class) with one fixed split: trained on split ``train`` (
 stratified CV inside it, grouped by ``--group-regex`` on row ids when given), tested on split
 ``test``; split ``val`` is ignored (neither trained nor tested on). For speaker-disjoint splits
 this is "a linear probe trained on the training speakers, tested on unseen speakers".
+
+``--source-norm`` (with ``--group-regex``) standardises each source's features (e.g. each
+speaker's) by that source's own statistics before the probe: a transductive protocol variant
+(a test voice is normalised with its own unlabelled clips), reported as such in the JSON.
 """
 
 from __future__ import annotations
@@ -58,6 +62,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
     p.add_argument("--channels-last", action="store_true", help="faster bf16 convs on CPUs")
     p.add_argument("--batch-size", type=int, default=64, help="windows per forward pass")
+    p.add_argument(
+        "--source-norm", action="store_true",
+        help="standardise each --group-regex source's features by its own mean and std "
+        "(transductive: uses the unlabelled test clips of each source)",
+    )  # fmt: skip
     add_tta(p)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--strict", action="store_true", help="an unreadable file is an error")
@@ -110,9 +119,17 @@ def run(argv: list[str]) -> int:
         raise AvsslError("--dataset folder has no official folds (use --protocol kfold)")
     if args.dataset == "manifest" and args.protocol:
         raise AvsslError("--dataset manifest uses its train/test splits (drop --protocol)")
+    if args.source_norm and not args.group_regex:
+        raise AvsslError("--source-norm needs --group-regex (the sources, e.g. the speakers)")
     from avssl.eval.audio_sets import list_dataset
     from avssl.eval.clip_features import extract
-    from avssl.eval.probe import fixed_split, group_kfold, leave_one_group_out, linear_probe
+    from avssl.eval.probe import (
+        fixed_split,
+        group_kfold,
+        leave_one_group_out,
+        linear_probe,
+        standardize_by_group,
+    )
     from avssl.train.runtime import resolve_device
 
     t0 = time.perf_counter()
@@ -145,6 +162,9 @@ def run(argv: list[str]) -> int:
         groups = np.array([it.source or it.group for it in items])
         folds = group_kfold(y, groups, args.folds, args.seed)
         protocol = f"stratified group {args.folds}-fold"
+    if args.source_norm:
+        x = standardize_by_group(x, np.array([it.source for it in items]))
+        protocol += "; features standardised per source (transductive)"
     result = linear_probe(x, y, groups, folds, predefined, args.classifier, args.seed)
     result = {
         "accuracy_mean": result["accuracy_mean"],
@@ -157,6 +177,7 @@ def run(argv: list[str]) -> int:
         "dataset": args.dataset,
         "protocol": protocol,
         "classifier": args.classifier,
+        "source_norm": args.source_norm,
         "pool": args.pool if args.features != "logmel" else None,
         "chance": float(np.bincount(np.unique(y, return_inverse=True)[1]).max() / len(y)),
         "n_skipped": len(skipped),
