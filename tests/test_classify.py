@@ -462,7 +462,12 @@ def test_cli_manifest_source_norm(tmp_path, capsys):
     assert res["n_clips"] == 30 and res["accuracy_pooled"] > 0.9
     assert _classify(capsys, *args)["source_norm"] is False
     assert evaluate.main(["classify", *args, "--source-norm"]) == 2
-    assert "--source-norm needs --group-regex" in capsys.readouterr().err
+    assert "--source-norm needs --dataset manifest or folder and --group-regex" in (
+        capsys.readouterr().err
+    )
+    esc = ["classify", "--dataset", "esc50", "--root", str(tmp_path), "--features", "logmel"]
+    assert evaluate.main([*esc, "--group-regex", "x", "--source-norm"]) == 2
+    assert "--source-norm needs" in capsys.readouterr().err
 
 
 def test_cli_manifest_errors_are_one_line(tmp_path, capsys):

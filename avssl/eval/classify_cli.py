@@ -119,8 +119,11 @@ def run(argv: list[str]) -> int:
         raise AvsslError("--dataset folder has no official folds (use --protocol kfold)")
     if args.dataset == "manifest" and args.protocol:
         raise AvsslError("--dataset manifest uses its train/test splits (drop --protocol)")
-    if args.source_norm and not args.group_regex:
-        raise AvsslError("--source-norm needs --group-regex (the sources, e.g. the speakers)")
+    if args.source_norm and (args.dataset not in ("manifest", "folder") or not args.group_regex):
+        raise AvsslError(
+            "--source-norm needs --dataset manifest or folder and --group-regex (the sources, "
+            "e.g. the speakers)"
+        )
     from avssl.eval.audio_sets import list_dataset
     from avssl.eval.clip_features import extract
     from avssl.eval.probe import (

@@ -137,7 +137,8 @@ def standardize_by_group(x: np.ndarray, groups: np.ndarray, eps: float = 1e-6) -
         eps: added to each standard deviation.
 
     Returns:
-        ``[C, D]`` float64, each group with zero mean and (about) unit variance per dimension.
+        ``[C, D]`` float64, each group with zero mean and (about) unit variance per dimension
+        (a group of one clip becomes zeros: groups should hold many clips, e.g. a speaker's).
     """
     out = np.empty(x.shape, dtype=np.float64)
     for g in np.unique(groups):
