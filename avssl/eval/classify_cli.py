@@ -16,9 +16,10 @@ stratified CV inside it, grouped by ``--group-regex`` on row ids when given), te
 ``test``; split ``val`` is ignored (neither trained nor tested on). For speaker-disjoint splits
 this is "a linear probe trained on the training speakers, tested on unseen speakers".
 
-``--source-norm`` (with ``--group-regex``) standardises each source's features (e.g. each
-speaker's) by that source's own statistics before the probe: a transductive protocol variant
-(a test voice is normalised with its own unlabelled clips), reported as such in the JSON.
+``--source-norm`` (``manifest`` or ``folder``, with ``--group-regex``) standardises each
+source's features (e.g. each speaker's) by that source's own statistics before the probe: a
+transductive protocol variant (a test voice is normalised with its own unlabelled clips),
+reported as such in the JSON.
 """
 
 from __future__ import annotations
