@@ -27,6 +27,8 @@ from torch.utils.data import DataLoader
 from avssl.eval.score_norm import code_offsets
 from avssl.train.runtime import autocast
 
+PAIRS = (("pos", "audio"), ("easy", "audio_easy"), ("hard", "audio_hard"))
+
 
 @torch.no_grad()
 def score_pairs(
@@ -42,27 +44,30 @@ def score_pairs(
 
     Returns:
         dict of numpy arrays ``pos``, ``easy``, ``hard`` (float ``[M]``) and ``hard_valid``
-        (bool ``[M]``; False where the clip is too short for a shifted negative).
+        (bool ``[M]``; False where the clip is too short for a shifted negative: its ``hard``
+        is NaN, and a batch without any valid one skips that audio pass).
     """
     model.eval()
     out = {"pos": [], "easy": [], "hard": [], "hard_valid": []}
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=0)
     for batch in loader:
         frames = batch["frames"].to(device).float().div_(255)
+        valid = batch["hard_valid"]
         with autocast(precision, device):
-            visual = model.visual_codes(frames)  # once for the three sounds of each frame
-            for key, audio_key in (
-                ("pos", "audio"),
-                ("easy", "audio_easy"),
-                ("hard", "audio_hard"),
-            ):
+            visual = model.visual_codes(frames)  # once for the sounds of each frame
+            for key, audio_key in PAIRS:
+                if key == "hard" and not valid.any():  # no shifted sound in this batch: not scored
+                    out[key].append(torch.full(valid.shape, float("nan")))
+                    continue
                 audio = model.audio_codes(batch[audio_key].to(device))
                 score = model.pair_scores(visual, audio).float()
                 if cohort is not None:
                     score = score - code_offsets(model, audio, cohort, cohort_top)
                 out[key].append(score.cpu())
-        out["hard_valid"].append(batch["hard_valid"])
-    return {k: torch.cat(v).numpy() for k, v in out.items()}
+        out["hard_valid"].append(valid)
+    res = {k: torch.cat(v).numpy() for k, v in out.items()}
+    res["hard"][~res["hard_valid"]] = np.nan  # a clip too short for a shift has no hard pair
+    return res
 
 
 def avc_metrics(scores: dict, threshold: float) -> dict:
@@ -97,13 +102,13 @@ def calibrate_threshold(scores: dict) -> float:
 
     Candidates are midpoints between consecutive distinct scores, so the choice is exact.
     """
-    allv = np.unique(np.r_[scores["pos"], scores["easy"], scores["hard"]])
-    if len(allv) == 1:
-        return float(allv[0])
-    cands = np.r_[allv[0] - 1, (allv[1:] + allv[:-1]) / 2]
     pos = np.sort(scores["pos"])
     easy = np.sort(scores["easy"])
     hard = np.sort(scores["hard"][scores["hard_valid"]])
+    allv = np.unique(np.r_[pos, easy, hard])
+    if len(allv) == 1:
+        return float(allv[0])
+    cands = np.r_[allv[0] - 1, (allv[1:] + allv[:-1]) / 2]
 
     def frac_below(sorted_x, c):
         return np.searchsorted(sorted_x, c, side="left") / max(len(sorted_x), 1)
