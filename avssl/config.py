@@ -135,6 +135,9 @@ class ModelConfig:
     # 1 / sqrt(embed_dim) gives unit-variance location logits under head batch norm
     avol_scale_init: float = 1.0
     spatial: bool = True  # contrastive: score = max over locations of the visual map
+    # contrastive: each sound augmented this many times per step, the InfoNCE averaged over the
+    # views (batch augmentation, https://arxiv.org/abs/1901.09335); 1: one view (the papers)
+    audio_views: int = 1
     audio: AudioFeatures = field(default_factory=AudioFeatures)
 
 

@@ -111,6 +111,42 @@ def test_time_shift_is_refused_beside_time_shifted_negatives():
     build_model(cfg.model, cfg.data, cfg.loss)
 
 
+def test_audio_views_repeat_a_deterministic_sound_to_the_one_view_loss():
+    cfg, model = load("contrastive")  # no audio augmentation: every view is the same
+    batch = make_batch(cfg, 6)
+    one, _ = model.loss(batch)
+    model.cfg.audio_views = 3
+    three, stats = model.loss(batch)
+    assert torch.allclose(one, three, atol=1e-5)
+    assert stats["loss"] == pytest.approx(float(three.detach()))
+
+
+def test_audio_views_loss_is_the_mean_of_each_views_infonce():
+    cfg, model = load("avdigits-contrastive")  # labels masked, no time-shifted negatives
+    b, views = 6, 2
+    batch = make_batch(cfg, b)
+    batch.pop("audio_hard")
+    batch["frame_labels"] = torch.rand(b, 10, generator=torch.Generator().manual_seed(1)) < 0.3
+    codes = F.normalize(torch.randn(views * b, cfg.model.embed_dim), dim=1)
+    model.embed_audio = lambda wave: codes[: wave.shape[0]]
+    model.cfg.audio_views = views
+    both, _ = model.loss(batch)
+    per_view = []
+    model.cfg.audio_views = 1
+    for v in range(views):
+        model.embed_audio = lambda wave, v=v: codes[v * b : (v + 1) * b]
+        per_view.append(model.loss(batch)[0])
+    assert not torch.allclose(per_view[0], per_view[1])
+    assert torch.allclose(both, torch.stack(per_view).mean(), atol=1e-6)
+
+
+def test_audio_views_are_checked():
+    with pytest.raises(ConfigError, match="audio_views: 0"):
+        build_model(ModelConfig(audio_views=0), DataConfig())
+    with pytest.raises(ConfigError, match="audio_views: 2.*contrastive only"):
+        build_model(ModelConfig(method="avolnet", audio_views=2), DataConfig())
+
+
 @pytest.mark.parametrize("name", ["l3", "avenet", "avolnet"])
 def test_pair_stats_follow_score_in_eval(name):
     cfg, model = load(name)

@@ -29,7 +29,7 @@ def build_model(cfg: ModelConfig, data: DataConfig, loss: LossConfig | None = No
         loss: objective settings (used by ``contrastive``); defaults to ``LossConfig()``.
 
     Raises:
-        ConfigError: unknown method or pooling, or RFN settings out of range.
+        ConfigError: unknown method or pooling, or RFN or view settings out of range.
     """
     if cfg.method not in METHODS:
         raise ConfigError(
@@ -44,6 +44,10 @@ def build_model(cfg: ModelConfig, data: DataConfig, loss: LossConfig | None = No
         )
     if not 0.0 <= cfg.audio_rfn_lambda <= 1.0:
         raise ConfigError(f"model.audio_rfn_lambda: {cfg.audio_rfn_lambda} is not in [0, 1]")
+    if cfg.audio_views < 1 or (cfg.audio_views > 1 and cfg.method != "contrastive"):
+        raise ConfigError(
+            f"model.audio_views: {cfg.audio_views} (>= 1; views above 1 are for contrastive only)"
+        )
     return METHODS[cfg.method](cfg, data, loss)
 
 

@@ -111,40 +111,60 @@ class ContrastiveAV(AVModel):
     def loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, float]]:
         """Symmetric InfoNCE; reads ``frames``, ``audio`` and if present ``audio_hard``, ``label``.
 
-        Stats: ``loss``; ``acc``, the share of rows whose positive has the highest logit;
-        ``acc_easy`` / ``acc_hard``, balanced accuracies at ``decision_threshold`` of the
-        positives against in-batch rolled audio / time-shifted audio; ``temperature``.
+        With ``cfg.audio_views`` V > 1 each sound is augmented V times (batch augmentation,
+        https://arxiv.org/abs/1901.09335): the loss is the mean of the V views' InfoNCE against
+        the same frames, whose tower runs once.
+
+        Stats (of the first view): ``loss`` (the mean over views); ``acc``, the share of rows
+        whose positive has the highest logit; ``acc_easy`` / ``acc_hard``, balanced accuracies at
+        ``decision_threshold`` of the positives against in-batch rolled audio / time-shifted
+        audio; ``temperature``.
         """
         frames, audio, hard = batch["frames"], batch["audio"], batch.get("audio_hard")
         b, use_hard = frames.shape[0], hard is not None and self.loss_cfg.hard_negatives
+        views = self.cfg.audio_views
         units = self._units(frames)  # [B, D, L]
-        a = self.embed_audio(torch.cat([audio, hard]) if use_hard else audio)
-        a, a_hard = a[:b], a[b:]
+        a = self.embed_audio(torch.cat([audio] * views + ([hard] * views if use_hard else [])))
+        a_views = list(a[: views * b].split(b))
+        hard_views = list(a[views * b :].split(b)) if use_hard else [None] * views
         if hard is not None and not use_hard:  # only for the stats
             with torch.no_grad():
-                a_hard = self.embed_audio(hard)
-        with full_precision(a):
-            sim_hard = None
-            if hard is not None:  # [B, L]: each frame against its own time-shifted audio
-                sim_hard = gather_features(torch.einsum("bdl,bd->bl", units, a_hard))
-            units, a = gather_features(units), gather_features(a)
-            sim = torch.einsum("bdl,cd->bcl", units, a)  # [B', B', L], B' = global batch
-            logits = self.pool_locations(sim)  # [B', B']
-            if use_hard:
-                logits = torch.cat([logits, self.pool_locations(sim_hard).unsqueeze(1)], dim=1)
-            logits = logits / self.temperature
+                hard_views[0] = self.embed_audio(hard)
         mask = None
         if self.loss_cfg.mask_same_label and "label" in batch:
             same = false_negatives(
                 gather_features(batch["label"]),
                 None if "frame_labels" not in batch else gather_features(batch["frame_labels"]),
             )
-            mask = F.pad(same, (0, logits.shape[1] - same.shape[1]), value=False)
-        loss = info_nce(logits, mask=mask)
+        with full_precision(a):
+            units_all = gather_features(units)
+            losses = []
+            for a_view, a_hard in zip(a_views, hard_views, strict=True):
+                logits, sim, sim_hard = self._logits(units, units_all, a_view, a_hard, use_hard)
+                if mask is None and self.loss_cfg.mask_same_label and "label" in batch:
+                    mask = F.pad(same, (0, logits.shape[1] - same.shape[1]), value=False)
+                losses.append(info_nce(logits, mask=mask))
+                if len(losses) == 1:
+                    first = logits, sim, sim_hard
+        loss = losses[0] if views == 1 else torch.stack(losses).mean()
         with torch.no_grad():
-            stats = self._stats(logits, mask, sim, sim_hard)
+            stats = self._stats(first[0], mask, first[1], first[2])
         stats["loss"] = float(loss.detach())
         return loss, stats
+
+    def _logits(self, units, units_all, a, a_hard, use_hard: bool):
+        """This rank's units ``[B, D, L]``, the gathered ones ``[B', D, L]`` and this rank's
+        sounds ``[B, D]`` (and their shifted copies, or None) -> logits ``[B', B' (+1)]``,
+        similarities ``[B', B', L]`` and each frame's score against its shifted sound
+        ``[B', L]`` (None without them)."""
+        sim_hard = None
+        if a_hard is not None:  # [B, L]: each frame against its own time-shifted audio
+            sim_hard = gather_features(torch.einsum("bdl,bd->bl", units, a_hard))
+        sim = torch.einsum("bdl,cd->bcl", units_all, gather_features(a))  # [B', B', L]
+        logits = self.pool_locations(sim)  # [B', B']
+        if use_hard:
+            logits = torch.cat([logits, self.pool_locations(sim_hard).unsqueeze(1)], dim=1)
+        return logits / self.temperature, sim, sim_hard
 
     def _stats(self, logits, mask, sim, sim_hard) -> dict[str, float]:
         n = logits.shape[0]
