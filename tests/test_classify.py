@@ -255,18 +255,20 @@ def test_degenerate_folds_are_reported_not_crashed():
 # ---------------------------------------------------------------- features
 
 
-def test_window_embedder_pools_per_window_embeddings():
-    from avssl.config import Config
+def tiny_model():
+    from avssl.config import Config, apply_override
     from avssl.models import build_model
 
     cfg = Config()
     for s in TINY:
         if s.startswith("model."):
-            from avssl.config import apply_override
-
             apply_override(cfg, s)
     torch.manual_seed(0)
-    model = build_model(cfg.model, cfg.data).eval()
+    return build_model(cfg.model, cfg.data).eval()
+
+
+def test_window_embedder_pools_per_window_embeddings():
+    model = tiny_model()
     waves = [torch.randn(int(1.7 * SR)), torch.randn(int(0.4 * SR))]
     for pool in ("mean", "max"):
         got = WindowEmbedder(model, SR, 1.0, hop=0.25, pool=pool)(waves)
@@ -275,6 +277,25 @@ def test_window_embedder_pools_per_window_embeddings():
             ref = e.mean(0) if pool == "mean" else e.max(0).values
             torch.testing.assert_close(got[i], ref, rtol=1e-4, atol=1e-5)
     assert audio_windows(waves[0], SR, 1.0, 0.25).shape[0] == 3
+
+
+def test_tower_layer_is_the_pooled_tower_before_the_head_with_and_without_tta():
+    from avssl.audio_tta import speed_views
+
+    model = tiny_model()
+    model.audio_layer = "tower"
+    wave = torch.randn(int(1.7 * SR))
+    wins = audio_windows(wave, SR, 1.0, 0.25)
+    with torch.no_grad():
+        pooled = model.audio(model._spectrogram(wins))  # [W, out_dim]
+        got = WindowEmbedder(model, SR, 1.0, hop=0.25)([wave])
+        torch.testing.assert_close(got[0], pooled.mean(0), rtol=1e-4, atol=1e-5)
+        model.audio_tta = (0.9, 1.1)
+        views = [model.audio(model._spectrogram(speed_views(wins, (s,)))) for s in (0.9, 1.1)]
+        tta = embed_audio(model, wins)  # the mean of the views, not renormalised
+        torch.testing.assert_close(tta, (views[0] + views[1]) / 2, rtol=1e-4, atol=1e-5)
+        model.audio_layer = "embedding"
+        assert embed_audio(model, wins).shape[1] == model.cfg.embed_dim != pooled.shape[1]
 
 
 def test_logmel_stats_know_the_pitch():
@@ -494,6 +515,12 @@ def test_cli_manifest_model_features_with_audio_tta(tiny_ckpt, tmp_path, capsys)
     args = ["--dataset", "manifest", "--root", str(path), "--checkpoint", str(tiny_ckpt)]
     res = _classify(capsys, *args, "--audio-tta", "0.1", "--audio-tta-views", "3")
     assert res["audio_tta"] == pytest.approx([0.9, 1.0, 1.1]) and res["n_clips"] == 12
+    assert res["layer"] == "embedding"
+    tower = _classify(capsys, *args, "--layer", "tower")
+    assert tower["layer"] == "tower" and tower["feature_dim"] != res["feature_dim"]
+    assert evaluate.main(["classify", *args, "--features", "logmel", "--layer", "tower"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "--layer" in err and "not logmel" in err
     assert evaluate.main(["classify", *args, "--features", "logmel", "--audio-tta", "0.1"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "not logmel" in err

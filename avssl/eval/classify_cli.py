@@ -4,11 +4,13 @@ usage::
 
     evaluate.py classify --dataset esc50|us8k|folder|manifest --root DIR|MANIFEST.jsonl
         [--features model|logmel|random] [--checkpoint CKPT] [--subset esc10]
-        [--folds 5] [--group-regex RE] [--pool mean|max] [--hop 0.5]
+        [--folds 5] [--group-regex RE] [--layer embedding|tower] [--pool mean|max] [--hop 0.5]
         [--classifier logreg|svm] [--precision fp32|bf16] [--source-norm] [--strict]
 
 ``--features model`` needs ``--checkpoint``; ``random`` is the same network untrained (the
 checkpoint's config when given, else the default config), ``logmel`` needs no network.
+``--layer tower`` probes the audio tower's pooled output instead of the embedding the method's
+head makes of it (the same for methods without an audio head).
 
 ``--dataset manifest`` probes a manifest's labelled rows (each row's audio in its start/end
 window, first label as class) with one fixed split: trained on split ``train`` (``C`` by
@@ -34,6 +36,7 @@ from avssl.errors import AvsslError
 from avssl.eval.cli import SUBCOMMANDS, add_common, add_tta, apply_tta, emit
 
 FEATURES = ("model", "logmel", "random")
+LAYERS = ("embedding", "tower")
 MAX_LISTED_SKIPS = 50
 
 
@@ -57,6 +60,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="folder: recording id in file names (one fold each); manifest: source id in row ids "
         "(never split by the inner CV)",
     )
+    p.add_argument(
+        "--layer", default="embedding", choices=LAYERS,
+        help="network features: the audio embedding (through the method's head), or the audio "
+        "tower's pooled output before the head",
+    )  # fmt: skip
     p.add_argument("--pool", default="mean", choices=("mean", "max"))
     p.add_argument("--hop", type=float, default=0.5, help="seconds between windows")
     p.add_argument("--classifier", default="logreg", choices=("logreg", "svm"))
@@ -81,6 +89,8 @@ def make_extractor(args, device):
     if args.features == "logmel":
         if args.audio_tta:
             raise AvsslError("--audio-tta applies to network features (model, random), not logmel")
+        if args.layer != "embedding":
+            raise AvsslError("--layer applies to network features (model, random), not logmel")
         return LogMelStats(), {"features": "logmel"}
     if args.features == "model":
         if not args.checkpoint:
@@ -99,6 +109,8 @@ def make_extractor(args, device):
         model = build_model(cfg.model, cfg.data, cfg.loss).to(device).eval()
         info = {"features": "random", "seed": args.seed}
     info.update(apply_tta(model, args))
+    model.audio_layer = args.layer
+    info["layer"] = args.layer
     if args.channels_last:
         model = model.to(memory_format=torch.channels_last)
     info.update(method=cfg.model.method, window_s=cfg.data.window, sample_rate=cfg.data.sample_rate)
@@ -177,6 +189,7 @@ def run(argv: list[str]) -> int:
         "per_fold": result["per_fold"],
         "n_clips": len(items),
         "n_classes": len(set(y.tolist())),
+        "feature_dim": int(x.shape[1]),
         **info,
         "dataset": args.dataset,
         "protocol": protocol,

@@ -13,7 +13,7 @@ per-window tower up to float rounding (tests compare them); the cost is the clip
 once per phase from the pool where phases diverge, plus the strips.
 
 The window embedding then is the tower's own pooling and the method's head
-(:meth:`~avssl.models.base.AVModel.audio_embedding`) on each window's rebuilt map.
+(:meth:`~avssl.models.base.AVModel.audio_output`) on each window's rebuilt map.
 """
 
 from __future__ import annotations
@@ -230,5 +230,5 @@ def sliding_embeddings(
                 spec = model._spectrogram(seg[None])  # [1, 1, F, Tc]
                 offsets = torch.arange(hi - lo, device=spec.device) * frames_per_step
                 pooled = tower_windows(model.audio, spec, offsets, frames)
-                outs.append(model.audio_embedding(pooled).float().cpu())
+                outs.append(model.audio_output(pooled).float().cpu())
     return torch.cat(outs)

@@ -57,21 +57,33 @@ class AVModel(nn.Module):
         self.register_buffer("decision_threshold", torch.tensor(0.0))
         # speed factors of test-time augmentation (avssl.audio_tta); set by evaluation, not saved
         self.audio_tta: tuple[float, ...] = ()
+        # what embed_audio returns: "embedding" (through the method's audio head) or "tower" (the
+        # pooled tower output, for linear probes); set by evaluation, not saved
+        self.audio_layer: str = "embedding"
 
     def embed_audio(self, wave: Tensor) -> Tensor:
         """Audio embedding: ``[B, N]`` waveform -> ``[B, D]`` (front end, ``self.audio`` tower,
         then :meth:`audio_embedding`).
 
         Outside training, with ``audio_tta`` speed factors set, the mean of the embeddings of the
-        sound at each speed (renormalised when embeddings are unit vectors).
+        sound at each speed (renormalised when embeddings are unit vectors). With ``audio_layer``
+        ``"tower"``, the pooled tower output ``[B, audio.out_dim]`` instead (see
+        :meth:`audio_output`).
         """
         if self.training or not self.audio_tta:
-            return self.audio_embedding(self.audio(self._spectrogram(wave)))
+            return self.audio_output(self.audio(self._spectrogram(wave)))
         emb = sum(  # one speed at a time: a batch S times larger runs slower per sound on CPU
-            self.audio_embedding(self.audio(self._spectrogram(speed_views(wave, (s,))))).float()
+            self.audio_output(self.audio(self._spectrogram(speed_views(wave, (s,))))).float()
             for s in self.audio_tta
         ) / len(self.audio_tta)
-        return F.normalize(emb, dim=1) if self.unit_audio else emb
+        unit = self.unit_audio and self.audio_layer == "embedding"
+        return F.normalize(emb, dim=1) if unit else emb
+
+    def audio_output(self, pooled: Tensor) -> Tensor:
+        """``[B, audio.out_dim]`` -> :meth:`audio_embedding`, or ``pooled`` itself when
+        ``audio_layer`` is ``"tower"`` (the representation before the projection head, which
+        linear evaluation often reads: SimCLR, https://arxiv.org/abs/2002.05709, Sec. 4.2)."""
+        return pooled if self.audio_layer == "tower" else self.audio_embedding(pooled)
 
     def audio_embedding(self, pooled: Tensor) -> Tensor:
         """The audio tower's pooled output ``[B, audio.out_dim]`` -> the embedding ``[B, D]``
