@@ -130,25 +130,24 @@ class ContrastiveAV(AVModel):
         if hard is not None and not use_hard:  # only for the stats
             with torch.no_grad():
                 hard_views[0] = self.embed_audio(hard)
+        with full_precision(a):
+            units_all = gather_features(units)
+            outs = [
+                self._logits(units, units_all, a_view, a_hard, use_hard)
+                for a_view, a_hard in zip(a_views, hard_views, strict=True)
+            ]
+        logits, sim, sim_hard = outs[0]
         mask = None
         if self.loss_cfg.mask_same_label and "label" in batch:
             same = false_negatives(
                 gather_features(batch["label"]),
                 None if "frame_labels" not in batch else gather_features(batch["frame_labels"]),
             )
-        with full_precision(a):
-            units_all = gather_features(units)
-            losses = []
-            for a_view, a_hard in zip(a_views, hard_views, strict=True):
-                logits, sim, sim_hard = self._logits(units, units_all, a_view, a_hard, use_hard)
-                if mask is None and self.loss_cfg.mask_same_label and "label" in batch:
-                    mask = F.pad(same, (0, logits.shape[1] - same.shape[1]), value=False)
-                losses.append(info_nce(logits, mask=mask))
-                if len(losses) == 1:
-                    first = logits, sim, sim_hard
+            mask = F.pad(same, (0, logits.shape[1] - same.shape[1]), value=False)
+        losses = [info_nce(out[0], mask=mask) for out in outs]
         loss = losses[0] if views == 1 else torch.stack(losses).mean()
         with torch.no_grad():
-            stats = self._stats(first[0], mask, first[1], first[2])
+            stats = self._stats(logits, mask, sim, sim_hard)
         stats["loss"] = float(loss.detach())
         return loss, stats
 
