@@ -63,7 +63,7 @@ class AVModel(nn.Module):
 
     def embed_audio(self, wave: Tensor) -> Tensor:
         """Audio embedding: ``[B, N]`` waveform -> ``[B, D]`` (front end, ``self.audio`` tower,
-        then :meth:`audio_embedding`).
+        then :meth:`audio_output`, i.e. :meth:`audio_embedding` unless told otherwise).
 
         Outside training, with ``audio_tta`` speed factors set, the mean of the embeddings of the
         sound at each speed (renormalised when embeddings are unit vectors). With ``audio_layer``
