@@ -29,7 +29,7 @@ import torch
 from avssl.config import load_config
 from avssl.eval.clip_features import WindowEmbedder, extract
 from avssl.models import build_model
-from avssl.tools.bench import CLIP_S, FILE_SR, write_clips  # 5-s 44.1 kHz, as ESC-50
+from avssl.tools.bench_embed import CLIP_S, FILE_SR, write_clips  # 5-s 44.1 kHz, as ESC-50
 from avssl.train.runtime import cpu_has_bf16
 
 REPO = Path(__file__).resolve().parents[1]

@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 from avssl.config import load_config
-from avssl.tools.bench import clips_per_second
+from avssl.tools.bench_train import clips_per_second
 from avssl.train import runtime
 
 REPO = Path(__file__).resolve().parents[1]

@@ -38,47 +38,35 @@ usage: avssl bench [--quick]   (the last stdout line is one JSON object)
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
-import io
-import json
-import multiprocessing
 import platform
-import random
 import resource
 import sys
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-import soundfile as sf
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
-from avssl.config import Config, SynthConfig, load_config
-from avssl.data.manifest import Row, read_manifest, resolve
-from avssl.data.media import read_audio, read_frames
-from avssl.data.shards import iter_shard, read_index, split_size
-from avssl.errors import AvsslError
-from avssl.eval.clip_features import load_clip
-from avssl.eval.embed import audio_windows, embed_audio
-from avssl.eval.sliding import sharing_blocker, sliding_embeddings
-from avssl.models import build_model
+from avssl.config import SynthConfig, load_config
+from avssl.data.manifest import read_manifest
+from avssl.tools.bench_data import (
+    build_cache,
+    cache_windows_per_second,
+    decode_windows_per_second,
+    pick_windows,
+)
+from avssl.tools.bench_embed import MEL128, embed_speed, write_clips
+from avssl.tools.bench_train import (
+    clips_per_second,
+    matmul_gflop_per_s,
+    train_flop_per_clip,
+    train_from_cache,
+)
 from avssl.train import runtime
 
 REPO = Path(__file__).resolve().parents[2]
 PAPER = REPO / "configs" / "l3-paper.yaml"
-# OpenL3's mel128 front end (128 mel bands, 2048-sample frames) on the paper L3 audio tower; the
-# hop is 240 samples instead of OpenL3's 242 and frames are not centred, so a 0.1-s window hop is
-# exactly 20 frames and overlapping windows can share their convolutions (avssl.eval.sliding)
-MEL128 = (
-    "model.audio.kind=logmel", "model.audio.n_fft=2048", "model.audio.win_length=2048",
-    "model.audio.hop_length=240", "model.audio.n_mels=128", "model.audio.center=false",
-)  # fmt: skip
-WINDOW_S, CLIP_S, FILE_SR, EMBED_HOP_S = 1.0, 5.0, 44100, 0.1
-REPS = 3  # timed repeats of the decode and cache-read passes (the best one counts)
 
 
 @dataclass
@@ -105,272 +93,6 @@ class Sizes:
 WAIT_WORLD = SynthConfig(n_train=256, n_val=4, n_test=0)
 QUICK = Sizes(WAIT_WORLD, 40, 3, 32, 1, 4, 1, 2, 2048, 1, 64, 32)
 FULL = Sizes(WAIT_WORLD, 200, 10, 64, 3, 16, 2, 4, 2048, 4, 64, 32)
-
-
-# ----------------------------------------------------------------------------- training
-
-
-def random_batch(cfg: Config, batch_size: int) -> dict:
-    """A batch as :func:`avssl.train.data.to_device` delivers it (channels-last frames).
-
-    Returns:
-        ``frames`` float ``[B, 3, S, S]``, ``audio``/``audio_neg``/``audio_hard`` float
-        ``[B, N]``, ``neg_hard`` bool ``[B]``, ``label`` long ``[B]``.
-    """
-    s, n = cfg.data.frame_size, int(round(cfg.data.window * cfg.data.sample_rate))
-    g = torch.Generator().manual_seed(0)
-    frames = torch.rand(batch_size, 3, s, s, generator=g)
-    if cfg.train.channels_last:
-        frames = frames.contiguous(memory_format=torch.channels_last)
-    audio = [0.1 * torch.randn(batch_size, n, generator=g) for _ in range(3)]
-    return {
-        "frames": frames,
-        "audio": audio[0],
-        "audio_neg": audio[1],
-        "audio_hard": audio[2],
-        "neg_hard": torch.arange(batch_size) % 2 == 0,
-        "label": torch.arange(batch_size) % 4,
-    }
-
-
-def train_step(cfg: Config, precision: str, batch_size: int):
-    """A closure running one AdamW step of ``model.loss`` on a fixed random batch."""
-    torch.manual_seed(0)
-    device = torch.device("cpu")
-    model = build_model(cfg.model, cfg.data, cfg.loss).to(device).train()
-    if cfg.train.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    batch = random_batch(cfg, batch_size)
-    loss_fn = torch.compile(model.loss) if cfg.train.compile else model.loss
-
-    def step():
-        with runtime.autocast(precision, device):
-            loss, _ = loss_fn(batch)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-
-    return step
-
-
-def clips_per_second(
-    cfg: Config, precision: str, steps: int, batch_size: int, warmup: int = 2
-) -> float:
-    """Training clips per second over ``steps`` timed steps after ``warmup`` untimed ones."""
-    step = train_step(cfg, precision, batch_size)
-    for _ in range(warmup):
-        step()
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        step()
-    return steps * batch_size / (time.perf_counter() - t0)
-
-
-def train_flop_per_clip(cfg: Config, batch_size: int) -> float:
-    """Forward + backward FLOPs of one training step divided by its batch size."""
-    step = train_step(cfg, "fp32", batch_size)
-    with FlopCounterMode(display=False) as counter:
-        step()
-    return counter.get_total_flops() / batch_size
-
-
-def matmul_gflop_per_s(n: int, reps: int = 5) -> float:
-    """GFLOP/s of an ``n x n`` bf16 matmul (best of ``reps`` after one warm-up)."""
-    g = torch.Generator().manual_seed(0)
-    a, b = (torch.randn(n, n, generator=g).bfloat16() for _ in range(2))
-    torch.mm(a, b)
-    best = float("inf")
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        torch.mm(a, b)
-        best = min(best, time.perf_counter() - t0)
-    return 2 * n**3 / best / 1e9
-
-
-# ----------------------------------------------------------------------------- data
-
-
-def build_cache(manifest: Path, out: Path, overrides: tuple[str, ...]) -> Path:
-    """Run ``avssl cache`` on ``manifest`` into ``out`` (its JSON line is swallowed)."""
-    from avssl.data import shards_cli
-
-    sets = [a for s in overrides for a in ("--set", s)]
-    with contextlib.redirect_stdout(io.StringIO()):
-        shards_cli.main(["--data", str(manifest), "--out", str(out), "--no-progress", *sets])
-    return out
-
-
-def pick_windows(rows: list[Row], n: int, seed: int = 0) -> list[tuple[Row, float]]:
-    """``n`` random ``(row, start s into the row)`` 1-s windows of rows of a known length."""
-    rng = random.Random(seed)
-    rows = [r for r in rows if r.end is not None and r.end - r.start >= WINDOW_S]
-    picks = []
-    for _ in range(n):
-        row = rng.choice(rows)
-        picks.append((row, rng.uniform(0.0, row.end - row.start - WINDOW_S)))
-    return picks
-
-
-def best_rate(count_once, reps: int = REPS) -> float:
-    """The best of ``reps`` timed calls of ``count_once() -> items done``, in items per second
-    (as ``timeit`` advises: the fastest repeat is the least disturbed by the rest of the
-    machine; decoding and cache reads are both measured this way)."""
-    rates = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        n = count_once()
-        rates.append(n / (time.perf_counter() - t0))
-    return max(rates)
-
-
-def decode_windows_per_second(manifest: Path, picks, cfg: Config) -> float:
-    """Windows per second decoded from the media (after one untimed warm-up window), the best
-    of :data:`REPS` passes over ``picks``."""
-    d = cfg.data
-
-    def decode(row: Row, t: float):
-        visual = resolve(manifest, row.visual)
-        audio = resolve(manifest, row.audio) or visual
-        frames = read_frames(visual, row.start + t, WINDOW_S, d.fps, split_size(d, row.split))
-        wave = read_audio(audio, row.start + t, WINDOW_S, d.sample_rate)
-        return frames, wave
-
-    def once() -> int:
-        for pick in picks:
-            decode(*pick)
-        return len(picks)
-
-    decode(*picks[0])
-    return best_rate(once)
-
-
-def cache_windows_per_second(cache: Path, cfg: Config, seed: int = 0) -> float:
-    """Windows per second read from a shard cache as a training epoch reads it.
-
-    A sequential pass over every shard; from each clip one random 1-s window (its frames and
-    audio) is cut, as :class:`avssl.data.stream_pairs.StreamPairs` cuts one item per clip. The
-    best of :data:`REPS` passes.
-    """
-    d = cfg.data
-    rng = random.Random(seed)
-    nf, na = int(round(WINDOW_S * d.fps)), int(round(WINDOW_S * d.sample_rate))
-
-    def once() -> int:
-        n = 0
-        for shard in read_index(cache)["shards"]:
-            for sample in iter_shard(cache / shard["name"]):
-                frames, audio = sample["frames"], sample["audio"]
-                seconds = min(len(frames) / d.fps, len(audio) / d.sample_rate)
-                t = rng.uniform(0.0, max(0.0, seconds - WINDOW_S))
-                i, j = int(t * d.fps), int(round(t * d.sample_rate))
-                window = torch.from_numpy(frames[i : i + nf]), torch.from_numpy(audio[j : j + na])
-                assert window[0].shape[0] > 0 and window[1].shape[0] > 0
-                n += 1
-        return n
-
-    return best_rate(once)
-
-
-def _train_child(argv: list[str], queue) -> None:
-    """Run ``train.py argv`` here (a spawned process); put its summary and peak RSS."""
-    from avssl.cli import run_guarded
-    from avssl.train.cli import main as train_main
-
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        code = run_guarded(train_main, argv)
-    lines = out.getvalue().strip().splitlines()
-    summary = json.loads(lines[-1]) if code == 0 and lines else None
-    queue.put((summary, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
-
-
-def train_from_cache(
-    manifest: Path, cache: Path, steps: int, overrides, runs: Path, stream: bool = False
-) -> dict:
-    """The default config trained for ``steps`` steps from ``cache`` in a fresh process.
-
-    Returns:
-        ``{"data_wait_fraction", "clips_per_s", "peak_rss_mb"}`` of that training run.
-    """
-    sets = [
-        f"data.root={manifest}", f"data.cache={cache}", f"data.stream={str(stream).lower()}",
-        f"train.steps={steps}", f"train.eval_every={steps}", f"train.runs_dir={runs}",
-        f"name=bench-{'stream' if stream else 'memory'}", *overrides,
-    ]  # fmt: skip
-    ctx = multiprocessing.get_context("spawn")
-    queue = ctx.Queue()
-    argv = [a for x in sets for a in ("--set", x)] + ["--no-progress"]
-    child = ctx.Process(target=_train_child, args=(argv, queue))
-    child.start()
-    summary, rss = queue.get()
-    child.join()
-    if summary is None:
-        raise AvsslError("bench: the training run from the shard cache failed (see above)")
-    return {
-        "data_wait_fraction": summary["data_wait_fraction"],
-        "clips_per_s": summary["clips_per_s"],
-        "peak_rss_mb": rss,
-    }
-
-
-# ----------------------------------------------------------------------------- embedding
-
-
-def write_clips(folder: Path, n: int) -> list[Path]:
-    """``n`` 5-s 44.1 kHz mono noise wavs (the length and rate of ESC-50 clips)."""
-    rng = np.random.default_rng(0)
-    paths = []
-    for i in range(n):
-        path = folder / f"clip{i}.wav"
-        sf.write(path, (0.1 * rng.normal(size=int(CLIP_S * FILE_SR))).astype(np.float32), FILE_SR)
-        paths.append(path)
-    return paths
-
-
-def embed_speed(cfg: Config, paths: list[Path], batch_size: int) -> dict[str, float]:
-    """Audio seconds per second of bf16 channels-last window embedding, and its max error.
-
-    Returns:
-        ``embed_audio_seconds_per_s`` (windows sharing computation), ``embed_max_rel_error``
-        (max over windows of ``|e - e_fp32| / |e_fp32|``, the reference run on each window
-        alone) and ``embed_audio_seconds_per_s_per_window`` (bf16, each window alone).
-    """
-    sr, win = cfg.data.sample_rate, cfg.data.window
-    torch.manual_seed(0)
-    model = build_model(cfg.model, cfg.data).eval()
-    blocker = sharing_blocker(model, sr, win, EMBED_HOP_S)
-    if blocker is not None:  # the shared path would silently be the per-window one
-        raise AvsslError(f"bench embedding config cannot share windows: {blocker}")
-
-    def run(precision: str, shared: bool, files=paths) -> tuple[torch.Tensor, float]:
-        embs, audio_s = [], 0.0
-        for path in files:
-            wave = load_clip(path, sr)
-            audio_s += wave.shape[0] / sr
-            if shared:
-                embs.append(sliding_embeddings(model, wave, sr, win, EMBED_HOP_S, "cpu",
-                                               precision, batch_size))  # fmt: skip
-            else:
-                wins = audio_windows(wave, sr, win, EMBED_HOP_S)
-                embs.append(embed_audio(model, wins, "cpu", precision, batch_size))
-        return torch.cat(embs), audio_s
-
-    ref, _ = run("fp32", shared=False)
-    model = model.to(memory_format=torch.channels_last)
-    out = {}
-    for shared, key in ((False, "embed_audio_seconds_per_s_per_window"),
-                        (True, "embed_audio_seconds_per_s")):  # fmt: skip
-        run("bf16", shared, paths[:1])  # untimed: oneDNN sets up its bf16 kernels
-        t0 = time.perf_counter()
-        emb, audio_s = run("bf16", shared)
-        out[key] = audio_s / (time.perf_counter() - t0)
-    err = (emb - ref).norm(dim=1) / ref.norm(dim=1).clamp_min(1e-12)
-    out["embed_max_rel_error"] = float(err.max())
-    return out
-
-
-# ----------------------------------------------------------------------------- the run
 
 
 def run(sizes: Sizes, log=None) -> dict:

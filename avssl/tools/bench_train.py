@@ -1,0 +1,141 @@
+"""Training-speed measurements of ``avssl bench``: optimisation steps on random batches (the
+model's cost alone), their FLOPs, the machine's matmul peak, and the real training loop run from a
+shard cache in a fresh process (its data waits and peak memory)."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import multiprocessing
+import resource
+import time
+from pathlib import Path
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from avssl.config import Config
+from avssl.errors import AvsslError
+from avssl.models import build_model
+from avssl.train import runtime
+
+
+def random_batch(cfg: Config, batch_size: int) -> dict:
+    """A batch as :func:`avssl.train.data.to_device` delivers it (channels-last frames).
+
+    Returns:
+        ``frames`` float ``[B, 3, S, S]``, ``audio``/``audio_neg``/``audio_hard`` float
+        ``[B, N]``, ``neg_hard`` bool ``[B]``, ``label`` long ``[B]``.
+    """
+    s, n = cfg.data.frame_size, int(round(cfg.data.window * cfg.data.sample_rate))
+    g = torch.Generator().manual_seed(0)
+    frames = torch.rand(batch_size, 3, s, s, generator=g)
+    if cfg.train.channels_last:
+        frames = frames.contiguous(memory_format=torch.channels_last)
+    audio = [0.1 * torch.randn(batch_size, n, generator=g) for _ in range(3)]
+    return {
+        "frames": frames,
+        "audio": audio[0],
+        "audio_neg": audio[1],
+        "audio_hard": audio[2],
+        "neg_hard": torch.arange(batch_size) % 2 == 0,
+        "label": torch.arange(batch_size) % 4,
+    }
+
+
+def train_step(cfg: Config, precision: str, batch_size: int):
+    """A closure running one AdamW step of ``model.loss`` on a fixed random batch."""
+    torch.manual_seed(0)
+    device = torch.device("cpu")
+    model = build_model(cfg.model, cfg.data, cfg.loss).to(device).train()
+    if cfg.train.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    batch = random_batch(cfg, batch_size)
+    loss_fn = torch.compile(model.loss) if cfg.train.compile else model.loss
+
+    def step():
+        with runtime.autocast(precision, device):
+            loss, _ = loss_fn(batch)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    return step
+
+
+def clips_per_second(
+    cfg: Config, precision: str, steps: int, batch_size: int, warmup: int = 2
+) -> float:
+    """Training clips per second over ``steps`` timed steps after ``warmup`` untimed ones."""
+    step = train_step(cfg, precision, batch_size)
+    for _ in range(warmup):
+        step()
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return steps * batch_size / (time.perf_counter() - t0)
+
+
+def train_flop_per_clip(cfg: Config, batch_size: int) -> float:
+    """Forward + backward FLOPs of one training step divided by its batch size."""
+    step = train_step(cfg, "fp32", batch_size)
+    with FlopCounterMode(display=False) as counter:
+        step()
+    return counter.get_total_flops() / batch_size
+
+
+def matmul_gflop_per_s(n: int, reps: int = 5) -> float:
+    """GFLOP/s of an ``n x n`` bf16 matmul (best of ``reps`` after one warm-up)."""
+    g = torch.Generator().manual_seed(0)
+    a, b = (torch.randn(n, n, generator=g).bfloat16() for _ in range(2))
+    torch.mm(a, b)
+    best = float("inf")
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        torch.mm(a, b)
+        best = min(best, time.perf_counter() - t0)
+    return 2 * n**3 / best / 1e9
+
+
+def _train_child(argv: list[str], queue) -> None:
+    """Run ``train.py argv`` here (a spawned process); put its summary and peak RSS."""
+    from avssl.cli import run_guarded
+    from avssl.train.cli import main as train_main
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = run_guarded(train_main, argv)
+    lines = out.getvalue().strip().splitlines()
+    summary = json.loads(lines[-1]) if code == 0 and lines else None
+    queue.put((summary, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
+
+
+def train_from_cache(
+    manifest: Path, cache: Path, steps: int, overrides, runs: Path, stream: bool = False
+) -> dict:
+    """The default config trained for ``steps`` steps from ``cache`` in a fresh process.
+
+    Returns:
+        ``{"data_wait_fraction", "clips_per_s", "peak_rss_mb"}`` of that training run.
+    """
+    sets = [
+        f"data.root={manifest}", f"data.cache={cache}", f"data.stream={str(stream).lower()}",
+        f"train.steps={steps}", f"train.eval_every={steps}", f"train.runs_dir={runs}",
+        f"name=bench-{'stream' if stream else 'memory'}", *overrides,
+    ]  # fmt: skip
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    argv = [a for x in sets for a in ("--set", x)] + ["--no-progress"]
+    child = ctx.Process(target=_train_child, args=(argv, queue))
+    child.start()
+    summary, rss = queue.get()
+    child.join()
+    if summary is None:
+        raise AvsslError("bench: the training run from the shard cache failed (see above)")
+    return {
+        "data_wait_fraction": summary["data_wait_fraction"],
+        "clips_per_s": summary["clips_per_s"],
+        "peak_rss_mb": rss,
+    }
