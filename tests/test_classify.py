@@ -1,4 +1,5 @@
-"""Sound-classification probe: dataset listings, fold logic, features and ``evaluate.py classify``.
+"""Sound classification: dataset listings, features and ``evaluate.py classify`` (the probe
+protocol itself: test_probe_protocol.py).
 
 Generated datasets use short tones whose frequency is the class, so a probe on log-mel
 statistics must be close to perfect; the shared ESC-10 subset checks real audio end to end.
@@ -13,26 +14,14 @@ import pytest
 import soundfile as sf
 import torch
 from conftest import TINY
-from sklearn.metrics import accuracy_score
 
 import evaluate
 import train
 from avssl.errors import AvsslError
-from avssl.eval import probe as probe_mod
 from avssl.eval.audio_sets import list_esc50, list_folder, list_manifest, list_us8k
 from avssl.eval.clip_features import LogMelStats, WindowEmbedder
 from avssl.eval.embed import audio_windows, embed_audio
-from avssl.eval.probe import (
-    Fold,
-    evaluate_fold,
-    fixed_split,
-    group_kfold,
-    inner_splits,
-    leave_one_group_out,
-    linear_probe,
-    make_classifier,
-    standardize_by_group,
-)
+from avssl.eval.probe import fixed_split
 
 SR = 16000
 FREQS = {"low": 300.0, "mid": 1200.0, "high": 4000.0}
@@ -131,125 +120,6 @@ def test_list_folder_groups(tmp_path):
     shared = list_folder(root, r"rec\d+")  # a regex may also group across classes (speakers)
     assert {it.group for it in shared} == {"rec0", "rec1", "rec2", "rec3"}
     assert len({it.group for it in list_folder(root)}) == 24  # no regex: each file alone
-
-
-def test_group_kfold_never_splits_a_group():
-    rng = np.random.default_rng(0)
-    groups = np.repeat(np.arange(30), rng.integers(1, 5, size=30))
-    y = (groups % 3).astype(str)
-    folds = group_kfold(y, groups.astype(str), 5, seed=1)
-    assert len(folds) == 5
-    seen = np.concatenate([f.test for f in folds])
-    assert sorted(seen) == list(range(len(y)))  # a partition
-    for f in folds:
-        assert not set(groups[f.train]) & set(groups[f.test])
-        assert set(y[f.test]) == {"0", "1", "2"}  # stratified
-
-
-def test_leave_one_group_out():
-    groups = np.array(["2", "10", "1", "2", "10"])
-    folds = leave_one_group_out(groups)
-    assert [f.name for f in folds] == ["1", "2", "10"]  # natural order
-    for f in folds:
-        assert set(groups[f.test]) == {f.name} and f.name not in set(groups[f.train])
-
-
-# ---------------------------------------------------------------- probe protocol
-
-
-def _blobs(n_per: int, groups_per_class: int, seed: int = 0):
-    rng = np.random.default_rng(seed)
-    y = np.repeat(["a", "b", "c"], n_per)
-    x = rng.normal(size=(len(y), 5)) + 3 * (np.unique(y, return_inverse=True)[1])[:, None]
-    groups = np.array([f"{c}{i % groups_per_class}" for i, c in enumerate(y)])
-    return x, y, groups
-
-
-def test_inner_cv_never_sees_test_fold(monkeypatch):
-    x, y, _ = _blobs(8, 4)
-    x = np.c_[x, np.arange(len(y))]  # last column names the clip
-    groups = np.array([str(i % 4) for i in range(len(y))])  # 4 "official folds"
-    seen = []
-
-    class Spy(probe_mod.GridSearchCV):
-        def fit(self, X, y=None, **kw):
-            seen.append((X[:, -1].astype(int), list(self.cv)))
-            return super().fit(X, y, **kw)
-
-    monkeypatch.setattr(probe_mod, "GridSearchCV", Spy)
-    folds = leave_one_group_out(groups)
-    res = linear_probe(x, y, groups, folds, predefined=True)
-    assert len(seen) == 4 and res["accuracy_mean"] > 0.9
-    for fold, (rows, cv) in zip(folds, seen, strict=True):
-        assert sorted(rows) == sorted(fold.train) and not set(rows) & set(fold.test)
-        assert len(cv) == 3  # leave one of the three training folds out
-        for tr, va in cv:
-            assert max(tr.max(), va.max()) < len(rows)  # indices into the training rows
-            assert len(set(groups[rows[va]])) == 1 and not set(groups[rows[tr]]) & set(
-                groups[rows[va]]
-            )
-
-
-def test_probe_matches_brute_force_refit():
-    x, y, groups = _blobs(10, 5, seed=3)
-    x[:, 0] += np.random.default_rng(9).normal(scale=6, size=len(y))  # make it imperfect
-    folds = group_kfold(y, groups, 3, seed=0)
-    res = linear_probe(x, y, groups, folds, predefined=False)
-    correct = total = 0
-    for f, rec in zip(folds, res["per_fold"], strict=True):
-        clf = make_classifier("logreg", rec["C"]).fit(x[f.train], y[f.train])
-        acc = accuracy_score(y[f.test], clf.predict(x[f.test]))
-        assert rec["accuracy"] == pytest.approx(acc) and rec["C"] in probe_mod.C_GRID
-        assert rec["c_selection"].startswith("stratified group")
-        correct, total = correct + acc * len(f.test), total + len(f.test)
-    accs = [r["accuracy"] for r in res["per_fold"]]
-    assert res["accuracy_mean"] == pytest.approx(np.mean(accs))
-    assert res["accuracy_std"] == pytest.approx(np.std(accs))
-    assert res["accuracy_pooled"] == pytest.approx(correct / total)
-
-
-def test_standardize_by_group_matches_brute_force():
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(30, 4)).astype(np.float32) * [1, 2, 3, 4] + [5, 0, -5, 1]
-    groups = np.array(["a", "b", "c"] * 10)
-    out = standardize_by_group(x, groups)
-    for i in range(len(x)):
-        part = x[groups == groups[i]].astype(np.float64)
-        want = (x[i] - part.mean(0)) / (part.std(0) + 1e-6)
-        np.testing.assert_allclose(out[i], want, rtol=1e-9)
-
-
-def test_source_norm_removes_a_voice_offset_from_the_probe():
-    # two classes along dimension 0; the test "voice" is shifted by more than the class gap
-    rng = np.random.default_rng(1)
-    y = np.array(["a", "b"] * 40)
-    x = rng.normal(scale=0.3, size=(80, 3)) + np.c_[(y == "b") * 2.0, np.zeros((80, 2))]
-    split = np.array(["train"] * 60 + ["test"] * 20)
-    voice = np.array([f"v{i % 3}" for i in range(60)] + ["new"] * 20)
-    x[split == "test", 0] += 5.0
-    folds = fixed_split(split)
-    plain = linear_probe(x, y, voice, folds, predefined=False)["accuracy_pooled"]
-    normed = standardize_by_group(x, voice)
-    fixed = linear_probe(normed, y, voice, folds, predefined=False)["accuracy_pooled"]
-    assert plain == 0.5 and fixed > 0.95
-
-
-def test_degenerate_folds_are_reported_not_crashed():
-    x, y, _ = _blobs(4, 1)
-    # one training class: constant guess
-    f = Fold("t", np.arange(0, 4), np.arange(4, 12))
-    rec = evaluate_fold(x, y, np.zeros(len(y)).astype(str), f, predefined=True)
-    assert rec["fallback"].startswith("one class") and rec["accuracy"] == 0.0
-    assert rec["unseen_test_classes"] == ["b", "c"]
-    # two classes but a single training fold: fixed C, the missing class counted wrong
-    groups = np.array(["1"] * 8 + ["2"] * 4)
-    f = Fold("2", np.arange(8), np.arange(8, 12))
-    rec = evaluate_fold(x, y, groups, f, predefined=True)
-    assert rec["C"] == probe_mod.FIXED_C and "one training fold" in rec["c_selection"]
-    assert rec["accuracy"] == 0.0 and rec["unseen_test_classes"] == ["c"]
-    # fewer clips of a class than inner splits
-    splits, why = inner_splits(np.array(list("aaaabb")), np.array(list("012345")), False)
-    assert splits is None and "'b' has 2 training clips" in why
 
 
 # ---------------------------------------------------------------- features
