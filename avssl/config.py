@@ -157,6 +157,10 @@ class TrainConfig:
 
     batch_size: int = 64
     steps: int = 1200
+    # wall-clock budget of the whole run in minutes (data loading and validation included; 0:
+    # none). When train.steps would not fit, the run plans fewer steps, compresses the learning
+    # rate's decay into them and ends inside the budget (avssl.train.schedule.TimeBudget)
+    max_minutes: float = 0.0
     lr: float = 2e-3
     weight_decay: float = 1e-4
     warmup_steps: int = 100

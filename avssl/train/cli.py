@@ -1,8 +1,9 @@
 """``python train.py`` / ``avssl train``: train a correspondence model.
 
 The last line on stdout is one JSON object:
-``{"run_dir", "val": {"accuracy", "accuracy_easy", "accuracy_hard"}, "clips_per_s", "seconds",
-"weights_digest", "n_skipped", "skipped": [{"split", "id", "reason"}, ...]}``.
+``{"run_dir", "step", "best_step", "val": {"accuracy", "accuracy_easy", "accuracy_hard"},
+"clips_per_s", "data_wait_fraction", "precision", "seconds", "weights_digest", "interrupted",
+"signal", "time_limited", "n_skipped", "skipped": [{"split", "id", "reason"}, ...]}``.
 """
 
 from __future__ import annotations

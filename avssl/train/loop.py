@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import math
 import signal
 import sys
 import time
@@ -29,6 +28,7 @@ from avssl.train import runtime
 from avssl.train.checkpoint import save_checkpoint
 from avssl.train.data import batches_per_epoch, make_loader, to_device
 from avssl.train.prefetch import Prefetcher
+from avssl.train.schedule import TimeBudget, agreed_plan, lr_factor
 
 MAX_LISTED_SKIPS = 50  # undecodable clips listed in the summary (all are counted)
 
@@ -55,17 +55,6 @@ def weights_digest(model: nn.Module) -> str:
         h.update(name.encode())
         h.update(t.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
     return h.hexdigest()[:16]
-
-
-def lr_factor(step: int, cfg: Config) -> float:
-    """Linear warm-up, then cosine decay to zero (or constant with ``train.schedule=constant``)."""
-    t = cfg.train
-    if t.warmup_steps and step < t.warmup_steps:
-        return (step + 1) / t.warmup_steps
-    if t.schedule == "constant":
-        return 1.0
-    progress = (step - t.warmup_steps) / max(1, t.steps - t.warmup_steps)
-    return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
 class _StopFlag:
@@ -107,7 +96,7 @@ def train(
         strict: a clip that cannot be decoded is an error (by default it is skipped, counted
             and listed in the summary's ``skipped``).
     """
-    t0 = time.time()
+    t0, budget_start = time.time(), time.monotonic()
     device = runtime.resolve_device(cfg.train.device)
     dist_info = runtime.init_distributed(device)
     if device.type == "cuda":
@@ -155,6 +144,10 @@ def train(
     )
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     step, epoch, start_batch, best = 0, 0, 0, None
+    budget = TimeBudget(
+        cfg.train.max_minutes, cfg.train.steps, budget_start,
+        elapsed_before=resume.get("elapsed", 0.0) if resume is not None else 0.0,
+    )  # fmt: skip
     if resume is not None:
         model.load_state_dict(resume["model"])
         opt.load_state_dict(resume["optimizer"])
@@ -175,6 +168,7 @@ def train(
             "scaler": scaler.state_dict(), "step": step, "epoch": epoch,
             "batch_in_epoch": start_batch, "best": best, "config": to_dict(cfg),
             "rng_cpu": torch.get_rng_state(), "precision": precision,
+            "elapsed": budget.elapsed(),
         }  # fmt: skip
 
     def log(obj: dict) -> None:
@@ -184,6 +178,7 @@ def train(
 
     def validate() -> dict:
         nonlocal best
+        t_val = time.monotonic()
         scores = score_pairs(model, val_ds, device, precision, cfg.train.batch_size)
         if getattr(model, "needs_calibration", False):
             model.decision_threshold.fill_(calibrate_threshold(scores))
@@ -194,6 +189,7 @@ def train(
             best = {"step": step, **metrics}
             if main_proc:
                 save_checkpoint(run_dir / "best.pt", state("best"))
+        budget.last_validation = time.monotonic() - t_val
         return metrics
 
     if main_proc and resume is None:
@@ -205,8 +201,10 @@ def train(
     # data_wait: time blocked on the loader for the next batch (the share of step time
     # reported as data_wait_fraction: near 0 when loading keeps up with the model)
     seen, train_time, data_wait, window_t, window_n = 0, 0.0, 0.0, time.time(), 0
+    total = cfg.train.steps  # the planned last step: train.max_minutes may bring it forward
+    budget.begin(step)
     with _StopFlag() as stop:
-        while step < cfg.train.steps and not stop.signum:
+        while step < total and not stop.signum:
             loader = make_loader(
                 train_ds, cfg.train.batch_size, cfg.train.seed, epoch, dist_info.rank,
                 dist_info.world, start_batch, cfg.data.num_workers, device,
@@ -219,7 +217,7 @@ def train(
                 data_wait += t_step - t_wait
                 batch = to_device(raw, device, cfg.train.channels_last)
                 for group in opt.param_groups:
-                    group["lr"] = cfg.train.lr * lr_factor(step, cfg)
+                    group["lr"] = cfg.train.lr * lr_factor(step, cfg, total)
                 with runtime.autocast(precision, device):
                     loss, stats = runner(batch)
                 if not torch.isfinite(loss):
@@ -236,7 +234,9 @@ def train(
                 seen, window_n = seen + n, window_n + n
                 train_time += time.time() - t_step
                 bar.update(1)
-                if step % cfg.train.log_every == 0 or step == cfg.train.steps:
+                if budget.enabled:
+                    total = bar.total = agreed_plan(budget.plan(step), device)
+                if step % cfg.train.log_every == 0 or step == total:
                     rate = window_n / max(time.time() - window_t, 1e-9)
                     window_t, window_n = time.time(), 0
                     bar.set_postfix(
@@ -254,11 +254,11 @@ def train(
                             **stats,
                         }
                     )
-                if step % cfg.train.eval_every == 0 or step == cfg.train.steps:
+                if step % cfg.train.eval_every == 0 or step == total:
                     validate()
                     if main_proc:
                         save_checkpoint(run_dir / "last.pt", state("last"))
-                if step >= cfg.train.steps or stop.signum:
+                if step >= total or stop.signum:
                     break
                 t_wait = time.time()
             else:
@@ -290,6 +290,8 @@ def train(
         "seconds": time.time() - t0,
         "weights_digest": digest,
         "interrupted": bool(stop.signum),
+        # train.max_minutes ended the run before train.steps
+        "time_limited": bool(budget.enabled and step < cfg.train.steps and not stop.signum),
         "signal": stop.signum,
         "n_skipped": len(skipped),
         "skipped": skipped[:MAX_LISTED_SKIPS],

@@ -1,0 +1,104 @@
+"""How many steps a run takes and at what learning rate: the step schedule and the optional
+wall-clock budget (``train.max_minutes``) that shortens it."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+
+import torch
+import torch.distributed as dist
+
+from avssl.config import Config
+
+# steps timed before the budget trusts its estimate of the time per step (the first steps are
+# slow: allocator warm-up, oneDNN kernel selection)
+MIN_TIMED_STEPS = 5
+
+
+def lr_factor(step: int, cfg: Config, total: int | None = None) -> float:
+    """Linear warm-up, then cosine decay to zero at ``total`` steps (default ``train.steps``), or
+    constant with ``train.schedule=constant``."""
+    t = cfg.train
+    total = t.steps if total is None else total
+    if t.warmup_steps and step < t.warmup_steps:
+        return (step + 1) / t.warmup_steps
+    if t.schedule == "constant":
+        return 1.0
+    progress = (step - t.warmup_steps) / max(1, total - t.warmup_steps)
+    return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+class TimeBudget:
+    """Plans a run's step count so that it ends, its last validation included, inside
+    ``minutes`` of wall-clock time from the start of training (data loading included).
+
+    Budgeted training (Li, Yumer and Ramanan, https://arxiv.org/abs/1905.04753): the decay of
+    the learning rate is compressed into the steps that fit, rather than the run being cut off
+    at a high learning rate. The plan is re-estimated every step from the mean time per step so
+    far (validations and checkpoints amortised into it) and keeps back the duration of the last
+    validation for the final one (which can therefore overrun the budget only when no validation
+    ran before it, ``train.eval_every`` beyond the planned steps). It never exceeds
+    ``train.steps``; with ``minutes <= 0`` it is ``train.steps`` exactly.
+
+    Args:
+        minutes: the budget (``<= 0``: none).
+        steps: ``train.steps``, the most the plan ever asks for.
+        start: the clock reading at which the run (its first part, when resumed) began.
+        elapsed_before: seconds an interrupted run had already used (restored on resume).
+        clock: a monotonic clock in seconds (injectable for tests).
+    """
+
+    def __init__(
+        self,
+        minutes: float,
+        steps: int,
+        start: float,
+        elapsed_before: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.limit, self.steps, self.clock = minutes * 60.0, steps, clock
+        self.start = start - elapsed_before
+        self.loop_start: float | None = None
+        self.loop_step = 0
+        self.last_validation = 0.0
+
+    @property
+    def enabled(self) -> bool:
+        return self.limit > 0
+
+    def elapsed(self) -> float:
+        """Seconds used by the run so far (saved in checkpoints)."""
+        return self.clock() - self.start
+
+    def begin(self, step: int) -> None:
+        """Start timing steps from ``step`` (called once, before the first step)."""
+        self.loop_start, self.loop_step = self.clock(), step
+
+    def plan(self, step: int) -> int:
+        """The step at which the run should end, seen from ``step``."""
+        if not self.enabled or self.loop_start is None:
+            return self.steps
+        timed = step - self.loop_step
+        if timed < MIN_TIMED_STEPS:
+            return self.steps
+        now = self.clock()
+        per_step = (now - self.loop_start) / timed
+        remaining = self.start + self.limit - now - self.last_validation
+        return min(self.steps, step + max(0, int(remaining / per_step)))
+
+
+def agreed_plan(plan: int, device: torch.device) -> int:
+    """Rank 0's plan on every rank (each rank times itself, but the ranks must stop together and
+    apply the same learning rate). Outside a process group, ``plan`` itself.
+
+    Args:
+        plan: this rank's planned last step.
+        device: the device of this rank's collectives (CUDA under nccl, else the CPU).
+    """
+    if not dist.is_initialized():
+        return plan
+    t = torch.tensor([plan], dtype=torch.long, device=device)
+    dist.broadcast(t, src=0)
+    return int(t.item())

@@ -1,0 +1,106 @@
+"""The learning-rate schedule and the wall-clock budget (train.max_minutes)."""
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+import train
+from avssl.config import load_config
+from avssl.train.checkpoint import load_checkpoint
+from avssl.train.schedule import MIN_TIMED_STEPS, TimeBudget, lr_factor
+
+
+class FakeClock:
+    def __init__(self, t: float = 0.0):
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def test_lr_factor_decays_to_zero_at_the_planned_total():
+    cfg = load_config(None, ["train.steps=1000", "train.warmup_steps=100"])
+    assert lr_factor(49, cfg) == pytest.approx(0.5)  # warm-up: linear
+    assert lr_factor(100, cfg, total=300) == pytest.approx(1.0)
+    assert lr_factor(200, cfg, total=300) == pytest.approx(0.5)
+    assert lr_factor(300, cfg, total=300) == pytest.approx(0.0, abs=1e-12)
+    # the default total is train.steps
+    assert lr_factor(550, cfg) == pytest.approx(0.5 * (1 + math.cos(math.pi * 0.5)))
+    assert lr_factor(550, cfg, total=1000) == lr_factor(550, cfg)
+
+
+def test_budget_plan_from_the_mean_step_time():
+    clock = FakeClock(10.0)  # 10 s of set-up before the first step
+    budget = TimeBudget(1.0, 1000, start=0.0, clock=clock)
+    budget.begin(0)
+    clock.t = 10.0 + (MIN_TIMED_STEPS - 1)
+    assert budget.plan(MIN_TIMED_STEPS - 1) == 1000  # too few steps timed to estimate
+    clock.t = 15.0  # 1 s per step
+    assert budget.plan(5) == 5 + 45
+    budget.last_validation = 5.0  # kept back for the final validation
+    assert budget.plan(5) == 5 + 40
+    clock.t = 200.0  # past the budget: stop now
+    assert budget.plan(5) == 5
+
+
+def test_budget_never_asks_for_more_than_train_steps_and_off_is_exact():
+    clock = FakeClock()
+    budget = TimeBudget(60.0, 20, start=0.0, clock=clock)
+    budget.begin(0)
+    clock.t = 10.0
+    assert budget.plan(10) == 20
+    off = TimeBudget(0.0, 20, start=0.0, clock=clock)
+    off.begin(0)
+    clock.t = 1e6
+    assert not off.enabled and off.plan(10) == 20
+
+
+def test_budget_counts_the_time_before_a_resume():
+    clock = FakeClock(100.0)
+    budget = TimeBudget(1.0, 1000, start=100.0, elapsed_before=30.0, clock=clock)
+    assert budget.elapsed() == pytest.approx(30.0)
+    budget.begin(500)
+    clock.t = 110.0  # 2 s per step over 5 steps: 20 s of the 60 left
+    assert budget.plan(505) == 505 + 10
+
+
+@pytest.mark.parametrize("step_s,val_s,every", [(1.0, 3.0, 10), (0.37, 11.0, 25), (2.5, 0.0, 7)])
+def test_simulated_run_ends_inside_the_budget(step_s, val_s, every):
+    """The loop's use of the plan, on a fake clock: the run (final validation included) ends
+    inside the budget, and not much before it."""
+    clock, limit = FakeClock(4.0), 120.0
+    budget = TimeBudget(limit / 60, 10**6, start=0.0, clock=clock)
+    budget.begin(0)
+    step, total, validated_at = 0, 10**6, None
+    while step < total:
+        clock.t += step_s
+        step += 1
+        total = budget.plan(step)
+        if step % every == 0 or step == total:
+            clock.t += val_s
+            budget.last_validation, validated_at = val_s, step
+    assert validated_at == step  # the run ends on a validation
+    assert clock.t <= limit
+    assert limit - clock.t < 3 * (step_s + val_s)
+
+
+def test_time_limited_run_stops_validated_and_resumable(tiny_train_args, capsys):
+    args = tiny_train_args(
+        "train.steps=100000", "train.eval_every=100000", "train.max_minutes=0.05"
+    )
+    assert train.main(args) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["time_limited"] and not summary["interrupted"]
+    assert MIN_TIMED_STEPS <= summary["step"] < 100000
+    run = Path(summary["run_dir"])
+    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if r["split"] == "val"] == [summary["step"]]
+    last = load_checkpoint(run / "last.pt")
+    assert last["step"] == summary["step"] and last["elapsed"] > 0
+    # lifting the budget on resume continues the same run to train.steps
+    resume = ["--resume", str(run), "--set", "train.max_minutes=0", "--no-progress"]
+    assert train.main([*resume, "--set", f"train.steps={summary['step'] + 2}"]) == 0
+    resumed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert resumed["step"] == summary["step"] + 2 and not resumed["time_limited"]
