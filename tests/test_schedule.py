@@ -5,6 +5,7 @@ import math
 from pathlib import Path
 
 import pytest
+from conftest import torchrun_two_ranks
 
 import train
 from avssl.config import load_config
@@ -104,3 +105,17 @@ def test_time_limited_run_stops_validated_and_resumable(tiny_train_args, capsys)
     assert train.main([*resume, "--set", f"train.steps={summary['step'] + 2}"]) == 0
     resumed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert resumed["step"] == summary["step"] + 2 and not resumed["time_limited"]
+
+
+def test_time_limited_ddp_ranks_stop_together(tiny_train_args, tiny_cache, tmp_path):
+    """Each rank times itself, but rank 0's plan is broadcast: both stop at one step with the same
+    learning rates, so their weights stay identical (and neither waits forever on the other)."""
+    args = tiny_train_args(
+        "train.batch_size=2", "train.steps=100000", "train.eval_every=100000",
+        "train.max_minutes=0.08",
+    )  # fmt: skip
+    proc, digests = torchrun_two_ranks(args, tiny_cache, tmp_path, 29541)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert set(digests) == {"0", "1"} and digests["0"] == digests["1"], proc.stderr[-2000:]
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert summary["time_limited"] and summary["step"] < 100000
