@@ -98,6 +98,7 @@ def test_time_limited_run_stops_validated_and_resumable(tiny_train_args, capsys)
     run = Path(summary["run_dir"])
     rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows if r["split"] == "val"] == [summary["step"]]
+    assert rows[-2]["split"] == "train" and rows[-2]["planned_steps"] == summary["step"]
     last = load_checkpoint(run / "last.pt")
     assert last["step"] == summary["step"] and last["elapsed"] > 0
     # lifting the budget on resume continues the same run to train.steps

@@ -251,6 +251,7 @@ def train(
                             "split": "train",
                             "lr": opt.param_groups[0]["lr"],
                             "clips_per_s": rate,
+                            **({"planned_steps": total} if budget.enabled else {}),
                             **stats,
                         }
                     )
