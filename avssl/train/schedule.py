@@ -45,7 +45,8 @@ class TimeBudget:
     Args:
         minutes: the budget (``<= 0``: none).
         steps: ``train.steps``, the most the plan ever asks for.
-        start: the clock reading at which the run (its first part, when resumed) began.
+        start: the clock reading at which this process's part of the run began (before its
+            data loading).
         elapsed_before: seconds an interrupted run had already used (restored on resume).
         clock: a monotonic clock in seconds (injectable for tests).
     """
