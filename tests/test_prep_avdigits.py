@@ -13,7 +13,7 @@ from PIL import Image
 from avssl.data.manifest import SPLITS, read_manifest
 from avssl.errors import AvsslError, ManifestError
 from avssl.prep import avdigits
-from avssl.prep.mnist import read_idx, read_mnist
+from avssl.prep.mnist import fixed_length, read_idx, read_mnist
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -44,7 +44,8 @@ def digit_images(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 @pytest.fixture
 def tiny(tmp_path):
-    """A tiny FSDD folder (speakers amy, bob, cat; 0.6-s and 1.4-s takes) and IDX files."""
+    """A tiny FSDD folder (speakers amy, bob, cat; 0.6-s and 1.4-s takes; cat's recording device
+    adds a DC offset of 0.05) and IDX files."""
     rec = tmp_path / "fsdd"
     rec.mkdir()
     for speaker in ("amy", "bob", "cat"):
@@ -52,7 +53,7 @@ def tiny(tmp_path):
             for take in range(3):
                 seconds = 0.6 if take % 2 else 1.4
                 t = np.arange(int(seconds * 8000)) / 8000
-                wave = 0.3 * np.sin(2 * np.pi * (200 + 50 * digit) * t)
+                wave = 0.3 * np.sin(2 * np.pi * (200 + 50 * digit) * t) + 0.05 * (speaker == "cat")
                 sf.write(rec / f"{digit}_{speaker}_{take}.wav", wave, 8000, subtype="PCM_16")
     (rec / "README.wav").write_bytes(b"not a recording")
     x, y = digit_images(200, 0)
@@ -113,8 +114,23 @@ def test_idx_known_answer_and_errors(tmp_path):
 
 
 def test_fixed_length_centres():
-    assert avdigits.fixed_length(np.arange(1, 4.0), 7).tolist() == [0, 0, 1, 2, 3, 0, 0]
-    assert avdigits.fixed_length(np.arange(10.0), 4).tolist() == [3, 4, 5, 6]
+    assert fixed_length(np.arange(1, 4.0), 7).tolist() == [0, 0, 1, 2, 3, 0, 0]
+    assert fixed_length(np.arange(10.0), 4).tolist() == [3, 4, 5, 6]
+    # the recording's mean goes before padding: silence continues at zero
+    assert fixed_length(np.arange(1, 4.0), 7, remove_dc=True).tolist() == [0, 0, -1, 0, 1, 0, 0]
+
+
+def test_dc_offset_removed_unless_kept(tiny, tmp_path, capsys):
+    for flag, out in (("", tmp_path / "dc"), ("--keep-dc", tmp_path / "keep")):
+        assert run(tiny, out, "--test-speakers", "cat", *([flag] if flag else [])) == 0
+        report = json.loads((out / "prepare_report.json").read_text())
+        assert report["dc_offset_removed"] is (flag == "")
+        offsets = report["dc_offset_max_abs"]
+        assert offsets["cat"] == pytest.approx(0.05, abs=2e-3) and offsets["amy"] < 2e-3
+        short, _ = sf.read(out / "audio/3_cat_1.wav")  # 0.6 s: 0.2 s of padding each side
+        assert np.abs(short[:1500]).max() == 0
+        inside = short[1700:6300].mean()
+        assert abs(inside - (0.05 if flag else 0.0)) < 2e-3
 
 
 def test_tiny_set_splits_canvases_audio(tiny, tmp_path, capsys):

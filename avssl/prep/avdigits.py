@@ -1,11 +1,12 @@
 """AV-Digits: real spoken digits (FSDD) paired with canvases of real handwriting (MNIST).
 
-Each item is one FSDD utterance, written as a 1.0-s 8 kHz wav (centred: padded with silence or
-trimmed), and a ``grid x grid`` PNG mosaic of MNIST digits in which exactly one cell shows the
-spoken digit; the other cells show other digits (all different when ``grid**2 <= 10``). The
-spoken digit's cell is the sound source (``boxes.sources``); the other cells are
-``boxes.distractors``. A model that localises the source must tie the sound of a word to the
-shape of a handwritten digit, and neither speakers nor handwriting are shared across splits.
+Each item is one FSDD utterance, written as a 1.0-s 8 kHz wav (its DC offset removed unless
+``--keep-dc``; centred: padded with silence or trimmed), and a ``grid x grid`` PNG mosaic of
+MNIST digits in which exactly one cell shows the spoken digit; the other cells show other digits
+(all different when ``grid**2 <= 10``). The spoken digit's cell is the sound source
+(``boxes.sources``); the other cells are ``boxes.distractors``. A model that localises the
+source must tie the sound of a word to the shape of a handwritten digit, and neither speakers
+nor handwriting are shared across splits.
 
 Splits:
     * audio, by speaker: the test speakers' recordings are the test split (if none of the
@@ -40,7 +41,7 @@ from avssl.data import media
 from avssl.data.manifest import Row, write_manifest
 from avssl.errors import AvsslError, MediaError
 from avssl.prep.canvas import cell_box, choose_cells, render_canvas, render_single
-from avssl.prep.mnist import Recording, list_fsdd, read_mnist
+from avssl.prep.mnist import Recording, fixed_length, list_fsdd, read_mnist
 from avssl.prep.report import PrepReport, add_common_args, check_output
 
 SAMPLE_RATE = 8000
@@ -49,16 +50,6 @@ GALLERY = "gallery.jsonl"
 HELDOUT = "heldout.jsonl"
 ITEMS = "items.jsonl"
 VAL_TAKE_PERIOD = 10  # default validation takes: take % 10 == 0
-
-
-def fixed_length(wave: np.ndarray, n: int) -> np.ndarray:
-    """Centre ``wave`` ``[M]`` in ``n`` samples: zero-pad both sides or trim both ends."""
-    m = len(wave)
-    if m >= n:
-        lo = (m - n) // 2
-        return wave[lo : lo + n]
-    lo = (n - m) // 2
-    return np.pad(wave, (lo, n - m - lo))
 
 
 def split_speakers(
@@ -156,6 +147,11 @@ def _parser() -> argparse.ArgumentParser:
         help="training split: pair each recording with K different canvases (a model can then "
         "only match them through the digit, not by memorising fixed pairs); val/test keep one",
     )  # fmt: skip
+    p.add_argument(
+        "--keep-dc", action="store_true",
+        help="keep each recording's DC offset (default: subtract its mean before the zero "
+        "padding, which would otherwise step away from an offset recording's silence)",
+    )  # fmt: skip
     add_common_args(p, probe=False)
     return p
 
@@ -203,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
 
     (out / "audio").mkdir(parents=True, exist_ok=True)
     (out / "images").mkdir(exist_ok=True)
-    items = []
+    items, offsets = [], {}
     for rec in recordings:
         split = audio_split(rec, test, val_speaker)
         try:
@@ -212,7 +208,8 @@ def main(argv: list[str] | None = None) -> int:
         except MediaError as err:
             report.skip_unreadable(rec.id, err.reason)
             continue
-        wave = fixed_length(wave, int(round(CLIP_SECONDS * SAMPLE_RATE)))
+        offsets.setdefault(rec.speaker, []).append(float(wave.mean()) if len(wave) else 0.0)
+        wave = fixed_length(wave, round(CLIP_SECONDS * SAMPLE_RATE), remove_dc=not args.keep_dc)
         sf.write(out / "audio" / f"{rec.id}.wav", wave, SAMPLE_RATE, subtype="PCM_16")
         n_canvases = args.canvases_per_recording if split == "train" else 1
         for k in range(n_canvases):
@@ -264,6 +261,8 @@ def main(argv: list[str] | None = None) -> int:
         "mnist_images": {s: len(p) for s, p in pools.items()},
         "gallery": {"manifest": str(out / GALLERY), "rows": gallery},
         "items": str(out / ITEMS),
+        "dc_offset_removed": not args.keep_dc,
+        "dc_offset_max_abs": {k: round(max(map(abs, v)), 5) for k, v in offsets.items()},
     }
     if val_speaker is not None:
         report.extra["heldout"] = str(out / HELDOUT)

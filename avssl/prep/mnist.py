@@ -3,7 +3,8 @@
 IDX format (http://yann.lecun.com/exdb/mnist/): a big-endian header, magic 2051 then image
 count, rows and columns for images; magic 2049 then the count for labels; then one unsigned
 byte per pixel or label. Files may be gzipped (the usual ``*-idx3-ubyte.gz``).
-FSDD (https://github.com/Jakobovski/free-spoken-digit-dataset): ``{digit}_{speaker}_{take}.wav``.
+FSDD (https://github.com/Jakobovski/free-spoken-digit-dataset): ``{digit}_{speaker}_{take}.wav``,
+and the fixed-length clips AV-Digits makes of them.
 """
 
 from __future__ import annotations
@@ -115,3 +116,22 @@ def list_fsdd(folder: str | os.PathLike) -> tuple[list[Recording], list[str]]:
             other.append(p.name)
     found.sort(key=lambda r: (r.speaker, r.digit, r.take))
     return found, other
+
+
+def fixed_length(wave: np.ndarray, n: int, remove_dc: bool = False) -> np.ndarray:
+    """Centre ``wave`` ``[M]`` in ``n`` samples: zero-pad both sides or trim both ends.
+
+    With ``remove_dc`` the recording's mean is subtracted first. Some recording devices add a
+    constant offset (one of FSDD's voices sits at about -0.007 of full scale, the others near
+    0); zero padding would then step away from that voice's silence at both ends of every
+    utterance and raise its lowest mel band, a cue of the device, not of the word. Speech
+    front ends remove it by default (e.g. Kaldi's ``remove_dc_offset``).
+    """
+    if remove_dc and len(wave):
+        wave = wave - wave.mean()
+    m = len(wave)
+    if m >= n:
+        lo = (m - n) // 2
+        return wave[lo : lo + n]
+    lo = (n - m) // 2
+    return np.pad(wave, (lo, n - m - lo))
