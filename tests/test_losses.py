@@ -137,6 +137,20 @@ def test_contrastive_loss_is_info_nce_of_its_own_scores(hard_negatives):
     assert stats["acc_hard"] == pytest.approx(float(0.5 * (tpr + (hard < 0).float().mean())))
 
 
+def test_contrastive_skips_the_stats_pass_without_shifted_windows():
+    """1-s clips in 1-s windows have no time-shifted window (hard_valid all False): no acc_hard,
+    and the audio tower runs once per view instead of once more for that stat."""
+    model = tiny("contrastive", hard_negatives=False).eval()
+    calls = []
+    model.audio.register_forward_hook(lambda m, i, o: calls.append(i[0].shape[0]))
+    batch = tiny_batch(6)
+    with torch.no_grad():
+        _, stats = model.loss(dict(batch, hard_valid=torch.zeros(6, dtype=torch.bool)))
+        assert "acc_hard" not in stats and "acc_easy" in stats and calls == [6]
+        _, stats = model.loss(dict(batch, hard_valid=torch.arange(6) == 2))
+    assert "acc_hard" in stats and calls == [6, 6, 6]
+
+
 def test_false_negatives_against_brute_force():
     """Frame i is no negative for sound c when it shows c's class (frame_labels or same label)."""
     g = torch.Generator().manual_seed(0)

@@ -12,7 +12,7 @@ from avssl.config import DataConfig, LossConfig, ModelConfig
 from avssl.errors import ConfigError
 from avssl.losses import info_nce
 from avssl.models.base import AVModel, full_precision, threshold_stats, time_shift_conflict
-from avssl.models.distributed import gather_features
+from avssl.models.distributed import any_rank, gather_features
 from avssl.models.towers import Projection, VGGTower, audio_tower, global_max_pool
 
 TEMPERATURE_RANGE = (0.01, 1.0)
@@ -118,7 +118,8 @@ class ContrastiveAV(AVModel):
         Stats (of the first view): ``loss`` (the mean over views); ``acc``, the share of rows
         whose positive has the highest logit; ``acc_easy`` / ``acc_hard``, balanced accuracies at
         ``decision_threshold`` of the positives against in-batch rolled audio / time-shifted
-        audio; ``temperature``.
+        audio (``acc_hard`` only when some clip of the batch has a time-shifted window,
+        ``hard_valid``); ``temperature``.
         """
         frames, audio, hard = batch["frames"], batch["audio"], batch.get("audio_hard")
         b, use_hard = frames.shape[0], hard is not None and self.loss_cfg.hard_negatives
@@ -127,7 +128,10 @@ class ContrastiveAV(AVModel):
         a = self.embed_audio(torch.cat([audio] * views + ([hard] * views if use_hard else [])))
         a_views = list(a[: views * b].split(b))
         hard_views = list(a[views * b :].split(b)) if use_hard else [None] * views
-        if hard is not None and not use_hard:  # only for the stats
+        # only for the stats, and only when some clip has a time-shifted window (1-s clips in
+        # 1-s windows have none: the pass would cost a sixth of the step for a copy of acc_easy)
+        valid = batch.get("hard_valid")
+        if hard is not None and not use_hard and (valid is None or any_rank(valid)):
             with torch.no_grad():
                 hard_views[0] = self.embed_audio(hard)
         with full_precision(a):

@@ -58,3 +58,15 @@ def gather_features(x: Tensor) -> Tensor:
     parts = [torch.empty_like(x) for _ in range(size)]
     dist.all_gather(parts, x.contiguous())
     return torch.cat(parts)
+
+
+def any_rank(flags: Tensor) -> bool:
+    """Whether any element of ``flags`` is True on any rank (every rank must call it).
+
+    Args:
+        flags: bool tensor of any shape, on the device the process group communicates on.
+    """
+    hit = flags.any().to(torch.int32).reshape(1)
+    if world()[1] > 1:
+        dist.all_reduce(hit, op=dist.ReduceOp.MAX)
+    return bool(hit)
