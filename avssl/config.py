@@ -146,9 +146,14 @@ class LossConfig:
     """Objective settings (see :mod:`avssl.losses`)."""
 
     hard_negatives: bool = True  # contrastive: add same-clip shifted audio as extra negatives
-    # contrastive: a frame showing the sound's class (same label, or in the row's frame_labels)
-    # is not a negative for that sound; uses labels, so off for self-supervised training
+    # contrastive (and avolnet with pair_negatives: batch): a frame showing the sound's class
+    # (same label, or in the row's frame_labels) is not a negative for that sound; uses labels,
+    # so off for self-supervised training
     mask_same_label: bool = False
+    # avolnet: the negatives of the logistic loss. "sampled": each clip's audio_neg, one per
+    # positive (the paper); "batch": every other sound of the batch (the sigmoid loss over all
+    # pairs of SigLIP, https://arxiv.org/abs/2303.15343), balanced half positives, half negatives
+    pair_negatives: str = "sampled"
 
 
 @dataclass

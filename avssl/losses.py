@@ -86,3 +86,42 @@ def info_nce(logits: Tensor, targets: Tensor | None = None, mask: Tensor | None 
     col_targets[targets] = rows  # positive row of each column
     a2v = F.cross_entropy(logits[:, :n].T, col_targets)
     return 0.5 * (v2a + a2v)
+
+
+def false_negatives(label: Tensor, frame_labels: Tensor | None = None) -> Tensor:
+    """Pairs that must not count as negatives: frame ``i`` shows the class of sound ``c``.
+
+    Args:
+        label: ``[B]`` long class of each item's sound (-1: unknown, never masked).
+        frame_labels: ``[B, C]`` bool classes visible in each frame; None: each frame shows
+            exactly its own label (then this is plain same-label masking).
+
+    Returns:
+        ``[B, B]`` bool, rows frames and columns sounds (the diagonal is left to the loss).
+    """
+    known = label >= 0
+    if frame_labels is None or frame_labels.shape[1] == 0:
+        return (label[:, None] == label[None, :]) & known[:, None] & known[None, :]
+    shows = frame_labels[:, label.clamp(min=0)]  # [B frames, B sounds]
+    return shows & known[None, :]
+
+
+def pair_logistic(logits: Tensor, negatives: Tensor) -> Tensor:
+    """Balanced logistic loss over every pair of a batch (the sigmoid loss of SigLIP,
+    https://arxiv.org/abs/2303.15343, with positives and negatives weighted half and half).
+
+    Args:
+        logits: ``[B, B]`` match logits, rows frames and columns sounds; the diagonal pairs match.
+        negatives: ``[B, B]`` bool, the off-diagonal pairs that count as non-matching (False
+            leaves a pair out, e.g. a frame that also shows the sound's class).
+
+    Returns:
+        Scalar ``0.5 * (mean positive loss + mean negative loss)``; with no negative, the
+        positive term alone.
+    """
+    logits = logits.float()
+    pos = F.softplus(-logits.diagonal()).mean()
+    negatives = negatives & ~torch.eye(len(logits), dtype=torch.bool, device=logits.device)
+    if not bool(negatives.any()):
+        return pos
+    return 0.5 * (pos + F.softplus(logits[negatives]).mean())

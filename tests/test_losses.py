@@ -13,9 +13,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from avssl.config import AudioFeatures, DataConfig, LossConfig, ModelConfig
-from avssl.losses import info_nce, lse_pool, mil_logistic, pair_cross_entropy
+from avssl.errors import ConfigError
+from avssl.losses import (
+    false_negatives,
+    info_nce,
+    lse_pool,
+    mil_logistic,
+    pair_cross_entropy,
+    pair_logistic,
+)
 from avssl.models import METHODS, build_model
-from avssl.models.contrastive import false_negatives
 from avssl.models.distributed import gather_features
 
 
@@ -98,7 +105,9 @@ def tiny_batch(b: int = 8) -> dict:
 
 @pytest.mark.parametrize(
     "method,loss_kw",
-    [(m, {}) for m in METHODS] + [("contrastive", {"mask_same_label": True})],
+    [(m, {}) for m in METHODS]
+    + [("contrastive", {"mask_same_label": True})]
+    + [("avolnet", {"pair_negatives": "batch", "mask_same_label": True})],
 )
 def test_each_loss_goes_down_on_a_fixed_batch(method, loss_kw):
     model, batch = tiny(method, **loss_kw), tiny_batch()
@@ -149,6 +158,54 @@ def test_contrastive_skips_the_stats_pass_without_shifted_windows():
         assert "acc_hard" not in stats and "acc_easy" in stats and calls == [6]
         _, stats = model.loss(dict(batch, hard_valid=torch.arange(6) == 2))
     assert "acc_hard" in stats and calls == [6, 6, 6]
+
+
+@pytest.mark.parametrize("density", [0.0, 0.5, 1.0])
+def test_pair_logistic_matches_a_loop(density):
+    """Half the mean loss of the diagonal pairs (label 1), half that of the counted off-diagonal
+    pairs (label 0); the positive term alone when no pair counts as a negative."""
+    g = torch.Generator().manual_seed(1)
+    logits = 3 * torch.randn(5, 5, generator=g)
+    negatives = torch.rand(5, 5, generator=g) < density
+    pos = [F.binary_cross_entropy_with_logits(logits[i, i], torch.tensor(1.0)) for i in range(5)]
+    neg = [
+        F.binary_cross_entropy_with_logits(logits[i, j], torch.tensor(0.0))
+        for i in range(5)
+        for j in range(5)
+        if i != j and negatives[i, j]
+    ]
+    expected = torch.stack(pos).mean()
+    if neg:
+        expected = 0.5 * (expected + torch.stack(neg).mean())
+    assert float(pair_logistic(logits, negatives)) == pytest.approx(float(expected), rel=1e-5)
+
+
+def test_avolnet_batch_pairs_loss_is_pair_logistic_of_its_own_scores():
+    """Every frame against every sound, scored as evaluation scores them (eval mode pools with the
+    hard max); a frame that shows a sound's digit is no negative; audio_neg is never read."""
+    model = tiny("avolnet", pair_negatives="batch", mask_same_label=True).eval()
+    batch = tiny_batch(6)
+    batch["frame_labels"] = torch.rand(6, 3, generator=torch.Generator().manual_seed(2)) < 0.4
+    batch["audio_neg"] = torch.full_like(batch["audio_neg"], float("nan"))
+    with torch.no_grad():
+        loss, stats = model.loss(batch)
+        frames = batch["frames"]
+        s = torch.stack([model.score(frames, a.expand(6, -1)) for a in batch["audio"]], 1)
+    lab = batch["label"]
+    negatives = torch.tensor(
+        [[i != j and not (lab[j] >= 0 and batch["frame_labels"][i, lab[j]]) for j in range(6)]
+         for i in range(6)]
+    )  # fmt: skip
+    assert float(loss) == pytest.approx(float(pair_logistic(s, negatives)), rel=1e-4)
+    tpr = (s.diagonal() >= 0).float().mean()
+    tnr = (s[negatives] < 0).float().mean()
+    assert stats["acc_easy"] == pytest.approx(float(0.5 * (tpr + tnr)))
+
+
+def test_batch_pairs_are_for_avolnet_only():
+    for method, pairs in (("contrastive", "batch"), ("avenet", "batch"), ("avolnet", "nope")):
+        with pytest.raises(ConfigError, match="loss.pair_negatives"):
+            tiny(method, pair_negatives=pairs)
 
 
 def test_false_negatives_against_brute_force():

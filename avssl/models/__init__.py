@@ -48,6 +48,11 @@ def build_model(cfg: ModelConfig, data: DataConfig, loss: LossConfig | None = No
         raise ConfigError(
             f"model.audio_views: {cfg.audio_views} (>= 1; views above 1 are for contrastive only)"
         )
+    pairs = (loss or LossConfig()).pair_negatives
+    if pairs not in ("sampled", "batch") or (pairs == "batch" and cfg.method != "avolnet"):
+        raise ConfigError(
+            f"loss.pair_negatives: {pairs!r} (sampled | batch; batch is for avolnet only)"
+        )
     return METHODS[cfg.method](cfg, data, loss)
 
 

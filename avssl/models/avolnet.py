@@ -9,8 +9,8 @@ from torch import Tensor, nn
 
 from avssl.config import DataConfig, LossConfig, ModelConfig
 from avssl.errors import ConfigError
-from avssl.losses import mil_logistic
-from avssl.models.base import PairClassifier, full_precision
+from avssl.losses import false_negatives, mil_logistic, pair_logistic
+from avssl.models.base import PairClassifier, full_precision, threshold_stats
 from avssl.models.towers import Projection, VGGTower, audio_tower, global_max_pool
 
 
@@ -24,6 +24,10 @@ class AVOLNet(PairClassifier):
     a sigmoid: the localisation heatmap. The max over locations (multiple-instance learning) is the
     match logit, trained with a logistic loss. In training, ``cfg.mil_pool="lse"`` replaces the max
     by a soft maximum (a hard max can stall at chance); evaluation always uses the max.
+
+    The negatives are each clip's sampled ``audio_neg`` (the paper), or with
+    ``loss.pair_negatives="batch"`` every other sound of the batch against every frame (see
+    :meth:`loss`).
     """
 
     paper = "https://arxiv.org/abs/1712.06651"
@@ -81,3 +85,35 @@ class AVOLNet(PairClassifier):
 
     def calibration_parameters(self) -> list[nn.Parameter]:
         return [self.log_scale, self.bias]
+
+    def loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, float]]:
+        """The logistic loss on sampled pairs (:meth:`PairClassifier.loss`), or on all pairs.
+
+        With ``loss.pair_negatives="batch"`` each of the B frames is scored against each of the B
+        sounds (``audio`` only; ``audio_neg`` is not read, so the audio tower runs on B clips, not
+        2B): B positives and up to ``B * (B - 1)`` negatives, weighted half and half
+        (:func:`avssl.losses.pair_logistic`). With ``loss.mask_same_label`` and ``label`` in the
+        batch, a frame that shows a sound's class (``frame_labels``) is no negative for it. The
+        negatives come from this process's batch (nothing is gathered across ranks). Stats:
+        ``loss``; ``acc_easy``, the balanced accuracy at ``decision_threshold`` of the positives
+        against every counted negative (hard max over locations); ``acc`` over all those pairs.
+        """
+        if self.loss_cfg.pair_negatives != "batch":
+            return super().loss(batch)
+        frames, audio = batch["frames"], batch["audio"]
+        v, a = self._encode_visual(frames), self._encode_audio(audio)  # [B, D, h, w], [B, D]
+        with full_precision(v):
+            dot = torch.einsum("bdhw,cd->bchw", v.float(), a.float()).flatten(2)  # [B, B, L]
+            logits = self.log_scale.exp() * dot + self.bias
+        negatives = torch.ones(logits.shape[:2], dtype=torch.bool, device=logits.device)
+        if self.loss_cfg.mask_same_label and "label" in batch:
+            negatives &= ~false_negatives(batch["label"], batch.get("frame_labels"))
+        negatives.fill_diagonal_(False)
+        loss = pair_logistic(self.pool_locations(logits), negatives)
+        with torch.no_grad():
+            s = logits.amax(dim=2)
+            neg = s[negatives]
+            hard = torch.zeros(len(neg), dtype=torch.bool, device=neg.device)
+            stats = threshold_stats(s.diagonal(), neg, hard, self.decision_threshold)
+        stats["loss"] = float(loss.detach())
+        return loss, stats

@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from avssl.config import DataConfig, LossConfig, ModelConfig
 from avssl.errors import ConfigError
-from avssl.losses import info_nce
+from avssl.losses import false_negatives, info_nce
 from avssl.models.base import AVModel, full_precision, threshold_stats, time_shift_conflict
 from avssl.models.distributed import any_rank, gather_features
 from avssl.models.towers import Projection, VGGTower, audio_tower, global_max_pool
@@ -190,21 +190,3 @@ class ContrastiveAV(AVModel):
 
     def calibration_parameters(self) -> list[nn.Parameter]:
         return [self.log_temperature] if self.cfg.learn_temperature else []
-
-
-def false_negatives(label: Tensor, frame_labels: Tensor | None = None) -> Tensor:
-    """Pairs that must not count as negatives: frame ``i`` shows the class of sound ``c``.
-
-    Args:
-        label: ``[B]`` long class of each item's sound (-1: unknown, never masked).
-        frame_labels: ``[B, C]`` bool classes visible in each frame; None: each frame shows
-            exactly its own label (then this is plain same-label masking).
-
-    Returns:
-        ``[B, B]`` bool, rows frames and columns sounds (the diagonal is left to the loss).
-    """
-    known = label >= 0
-    if frame_labels is None or frame_labels.shape[1] == 0:
-        return (label[:, None] == label[None, :]) & known[:, None] & known[None, :]
-    shows = frame_labels[:, label.clamp(min=0)]  # [B frames, B sounds]
-    return shows & known[None, :]
