@@ -122,6 +122,8 @@ def pair_logistic(logits: Tensor, negatives: Tensor) -> Tensor:
     logits = logits.float()
     pos = F.softplus(-logits.diagonal()).mean()
     negatives = negatives & ~torch.eye(len(logits), dtype=torch.bool, device=logits.device)
-    if not bool(negatives.any()):
-        return pos
-    return 0.5 * (pos + F.softplus(logits[negatives]).mean())
+    # branch- and sync-free (no data-dependent shape), so torch.compile keeps one graph
+    count = negatives.sum()
+    neg = torch.where(negatives, F.softplus(logits), 0.0).sum() / count.clamp(min=1)
+    has_neg = (count > 0).float()
+    return (1.0 - 0.5 * has_neg) * pos + 0.5 * neg

@@ -178,6 +178,9 @@ def test_pair_logistic_matches_a_loop(density):
     if neg:
         expected = 0.5 * (expected + torch.stack(neg).mean())
     assert float(pair_logistic(logits, negatives)) == pytest.approx(float(expected), rel=1e-5)
+    # one graph under torch.compile (no data-dependent branch or shape); eager backend: fast
+    compiled = torch.compile(pair_logistic, fullgraph=True, backend="eager")
+    assert float(compiled(logits, negatives)) == pytest.approx(float(expected), rel=1e-5)
 
 
 def test_avolnet_batch_pairs_loss_is_pair_logistic_of_its_own_scores():
