@@ -169,6 +169,9 @@ class TrainConfig:
     lr: float = 2e-3
     weight_decay: float = 1e-4
     warmup_steps: int = 100
+    # exponential moving average of the weights for validation, best.pt and evaluation (0: off;
+    # avssl.train.averaging)
+    ema_decay: float = 0.0
     schedule: str = "cosine"  # cosine | constant (after warm-up)
     eval_every: int = 200
     log_every: int = 50

@@ -91,8 +91,9 @@ def check_writable(run_dir: Path) -> None:
 
 
 def check_model_config(cfg: Config) -> None:
-    """Build the model once, off the record, so a refused model config fails before any folder
-    is made or any clip decoded (a fraction of a second even at paper size).
+    """Build the model once, off the record, so a refused model config (or weight averaging
+    setting) fails before any folder is made or any clip decoded (a fraction of a second even at
+    paper size).
 
     Raises:
         ConfigError: the model settings are refused.
@@ -100,7 +101,9 @@ def check_model_config(cfg: Config) -> None:
     import torch
 
     from avssl.models import build_model
+    from avssl.train.averaging import check_decay
 
+    check_decay(cfg.train.ema_decay)
     with torch.random.fork_rng(devices=[]):  # the run's own initialisation stays as it was
         build_model(cfg.model, cfg.data, cfg.loss)
 

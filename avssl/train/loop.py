@@ -24,7 +24,7 @@ from avssl.data.stream_pairs import StreamPairs
 from avssl.errors import AvsslError, TrainingError
 from avssl.eval.avc import avc_metrics, calibrate_threshold, score_pairs
 from avssl.models import build_model
-from avssl.train import runtime
+from avssl.train import averaging, runtime
 from avssl.train.checkpoint import save_checkpoint
 from avssl.train.data import batches_per_epoch, make_loader, to_device
 from avssl.train.prefetch import Prefetcher
@@ -143,13 +143,15 @@ def train(
         model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay
     )
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+    ema = averaging.build_ema(model, cfg.train.ema_decay)  # None unless train.ema_decay > 0
+    scored = averaging.eval_model(model, ema)  # validated, checkpointed, evaluated
     step, epoch, start_batch, best = 0, 0, 0, None
     budget = TimeBudget(
         cfg.train.max_minutes, cfg.train.steps, budget_start,
         elapsed_before=resume.get("elapsed", 0.0) if resume is not None else 0.0,
     )  # fmt: skip
     if resume is not None:
-        model.load_state_dict(resume["model"])
+        averaging.restore(model, ema, resume)
         opt.load_state_dict(resume["optimizer"])
         scaler.load_state_dict(resume["scaler"])
         step, epoch, start_batch = resume["step"], resume["epoch"], resume["batch_in_epoch"]
@@ -164,7 +166,7 @@ def train(
 
     def state(kind: str) -> dict:
         return {
-            "kind": kind, "model": model.state_dict(), "optimizer": opt.state_dict(),
+            "kind": kind, **averaging.checkpoint_entries(model, ema), "optimizer": opt.state_dict(),
             "scaler": scaler.state_dict(), "step": step, "epoch": epoch,
             "batch_in_epoch": start_batch, "best": best, "config": to_dict(cfg),
             "rng_cpu": torch.get_rng_state(), "precision": precision,
@@ -179,10 +181,13 @@ def train(
     def validate() -> dict:
         nonlocal best
         t_val = time.monotonic()
-        scores = score_pairs(model, val_ds, device, precision, cfg.train.batch_size)
+        scores = score_pairs(scored, val_ds, device, precision, cfg.train.batch_size)
         if getattr(model, "needs_calibration", False):
-            model.decision_threshold.fill_(calibrate_threshold(scores))
-        metrics = avc_metrics(scores, float(model.decision_threshold))
+            # both copies: the average would otherwise drift back to the raw model's threshold
+            threshold = calibrate_threshold(scores)
+            model.decision_threshold.fill_(threshold)
+            scored.decision_threshold.fill_(threshold)
+        metrics = avc_metrics(scores, float(scored.decision_threshold))
         model.train()
         log({"step": step, "epoch": epoch, "split": "val", **metrics})
         if best is None or metrics["accuracy"] > best["accuracy"]:
@@ -229,6 +234,8 @@ def train(
                 scaler.scale(loss).backward()
                 scaler.step(opt)
                 scaler.update()
+                if ema is not None:
+                    ema.update_parameters(model)
                 step, start_batch = step + 1, start_batch + 1
                 n = cfg.train.batch_size * dist_info.world
                 seen, window_n = seen + n, window_n + n
