@@ -1,6 +1,7 @@
 """Training-time audio augmentations of a front end (each the identity in eval mode).
 
-On the waveform: :class:`WaveWarp` (speed perturbation and time shift). On the log spectrogram:
+On the waveform: :class:`WaveWarp` (speed perturbation and time shift) and :class:`AddNoise`
+(white noise at a random signal-to-noise ratio). On the log spectrogram:
 :class:`FreqMixStyle` (band statistics mixed across the batch), :class:`FrequencyWarp` (vocal
 tract length perturbation) and :class:`SpecMask` (SpecAugment).
 Every draw is per example from the global torch generator, so seeded runs repeat.
@@ -50,6 +51,35 @@ class WaveWarp(nn.Module):
         s = 1 + self.speed * (2 * torch.rand(b, 1, device=wave.device) - 1)
         d = self.shift * (2 * torch.rand(b, 1, device=wave.device) - 1)
         return warp_waves(wave, s, d)
+
+
+class AddNoise(nn.Module):
+    """White Gaussian noise at a random signal-to-noise ratio in training (identity in eval).
+
+    Each example gets noise at ``snr ~ U(lo, hi)`` dB of its own energy
+    (:func:`torchaudio.functional.add_noise`): the additive-noise augmentation speech and speaker
+    recognisers train with against recording-chain mismatch (as with MUSAN's noises,
+    https://arxiv.org/abs/1510.08484). A silent example stays silent.
+
+    Args:
+        snr_db: ``[lo, hi]`` in dB, ``lo <= hi``; empty turns it off.
+    """
+
+    def __init__(self, snr_db: list[float]):
+        super().__init__()
+        if snr_db and (len(snr_db) != 2 or snr_db[0] > snr_db[1]):
+            raise ConfigError(
+                f"model.audio.noise_snr must be [] or [lo, hi] with lo <= hi, got {snr_db}"
+            )
+        self.snr_db = tuple(float(x) for x in snr_db)
+
+    def forward(self, wave: Tensor) -> Tensor:
+        """``[B, N]`` float -> ``[B, N]``."""
+        if not self.training or not self.snr_db:
+            return wave
+        lo, hi = self.snr_db
+        snr = lo + (hi - lo) * torch.rand(wave.shape[0], device=wave.device)
+        return torchaudio.functional.add_noise(wave, torch.randn_like(wave), snr)
 
 
 def warp_waves(wave: Tensor, speed: Tensor, shift: Tensor | float = 0.0) -> Tensor:

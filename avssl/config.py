@@ -106,6 +106,9 @@ class AudioFeatures:
     # hard, time-shifted negatives: refused)
     speed_perturb: float = 0.0
     time_shift: float = 0.0
+    # training only, per example, on the waveform after that: white noise at a signal-to-noise
+    # ratio drawn uniformly from [lo, hi] dB; [] turns it off
+    noise_snr: list[float] = field(default_factory=list)
 
 
 @dataclass

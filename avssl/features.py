@@ -14,7 +14,7 @@ import torch.nn.functional as F
 import torchaudio
 from torch import Tensor, nn
 
-from avssl.audio_augment import FreqMixStyle, FrequencyWarp, SpecMask, WaveWarp
+from avssl.audio_augment import AddNoise, FreqMixStyle, FrequencyWarp, SpecMask, WaveWarp
 from avssl.config import AudioFeatures
 from avssl.errors import ConfigError
 
@@ -169,9 +169,9 @@ NORMALIZERS = ("none", "band")
 
 
 class AudioFrontend(nn.Module):
-    """Training-time waveform warping (:class:`WaveWarp`), log spectrogram, then optional
-    cepstral liftering (:class:`CepstralLifter`), time normalisation of the active span
-    (:class:`ActiveSpanStretch`), band-mean normalisation and training-time
+    """Training-time waveform warping (:class:`WaveWarp`) and noise (:class:`AddNoise`), log
+    spectrogram, then optional cepstral liftering (:class:`CepstralLifter`), time normalisation
+    of the active span (:class:`ActiveSpanStretch`), band-mean normalisation and training-time
     band-statistics mixing, frequency warping and masking."""
 
     def __init__(self, feat: AudioFeatures, sample_rate: int):
@@ -184,6 +184,7 @@ class AudioFrontend(nn.Module):
                 f"model.audio.normalize: {feat.normalize!r} is not one of {', '.join(NORMALIZERS)}"
             )
         self.wave_warp = WaveWarp(feat.speed_perturb, round(feat.time_shift * sample_rate))
+        self.noise = AddNoise(feat.noise_snr)
         self.spec = AUDIO_FRONTENDS[feat.kind](feat, sample_rate)
         self.lifter = CepstralLifter(feat.lifter, n_bands(feat))
         self.stretch = ActiveSpanStretch(feat.stretch_active_db)
@@ -194,7 +195,7 @@ class AudioFrontend(nn.Module):
 
     def forward(self, wave: Tensor) -> Tensor:
         """``[B, N]`` float waveform -> ``[B, 1, F, T]`` float32."""
-        x = self.spec(self.wave_warp(wave))
+        x = self.spec(self.noise(self.wave_warp(wave)))
         with torch.autocast(device_type=x.device.type, enabled=False):
             x = self.stretch(self.lifter(x))
             if self.band_mean:

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from avssl.audio_augment import FreqMixStyle, FrequencyWarp, SpecMask, WaveWarp
+from avssl.audio_augment import AddNoise, FreqMixStyle, FrequencyWarp, SpecMask, WaveWarp
 from avssl.config import AudioFeatures
 from avssl.errors import ConfigError
 from avssl.features import ActiveSpanStretch, CepstralLifter, build_audio_frontend
@@ -108,6 +108,25 @@ def test_bad_options_are_config_errors():
         build_audio_frontend(AudioFeatures(mixstyle=1.5), 16000)
     with pytest.raises(ConfigError, match="lifter"):
         build_audio_frontend(AudioFeatures(lifter=-1), 16000)
+    for bad in ([30.0, 10.0], [10.0]):
+        with pytest.raises(ConfigError, match="noise_snr"):
+            build_audio_frontend(AudioFeatures(noise_snr=bad), 16000)
+
+
+def test_add_noise_meets_its_signal_to_noise_ratio_in_training_only():
+    x = torch.randn(64, 800) * torch.linspace(0.1, 3.0, 64)[:, None]
+    x[0] = 0.0  # silence stays silence
+    noise = AddNoise([5.0, 25.0])
+    assert torch.equal(noise.eval()(x), x) and torch.equal(AddNoise([]).train()(x), x)
+    torch.manual_seed(3)
+    y = noise.train()(x)
+    torch.manual_seed(3)
+    want = 5.0 + 20.0 * torch.rand(64)  # the draws AddNoise makes, in its order
+    added = y - x
+    snr = 10 * torch.log10(x[1:].pow(2).sum(1) / added[1:].pow(2).sum(1))
+    torch.testing.assert_close(snr, want[1:], atol=1e-3, rtol=0)
+    assert torch.equal(y[0], x[0])
+    assert float(snr.min()) >= 5.0 - 1e-3 and float(snr.max()) <= 25.0 + 1e-3
 
 
 def test_spec_masks_fill_bands_and_spans_with_the_example_mean_in_training_only():
