@@ -5,8 +5,10 @@ With ``train.ema_decay`` above 0, every optimiser step also updates
 running statistics included), through :class:`torch.optim.swa_utils.AveragedModel`. Validation,
 the choice of ``best.pt`` and every evaluation then use the averaged weights: a checkpoint's
 ``model`` entry holds them, and ``train_model`` the weights the optimiser moves (what an exact
-resume needs). Averaging along the trajectory reaches flatter minima that generalise better to
-unseen domains (SWAD, https://arxiv.org/abs/2102.08604; Polyak and Juditsky 1992).
+resume needs). Polyak and Juditsky (1992) average SGD iterates; SWAD
+(https://arxiv.org/abs/2102.08604) reports that averaged weights sit in flatter minima and
+transfer better to unseen domains. On AV-Digits' validation voices it did not help
+(datasets/avdigits/README.md), so every config leaves it off.
 """
 
 from __future__ import annotations
