@@ -1,10 +1,10 @@
 """Weight averaging (train.ema_decay): the update against its formula, checkpoints and resume."""
 
-import json
 from pathlib import Path
 
 import pytest
 import torch
+from bad_media import last_json
 from torch import nn
 
 import evaluate
@@ -85,24 +85,20 @@ def test_restore_round_trip_and_switching_averaging_on_at_resume():
     assert int(ema3.n_averaged) == 0
 
 
-def _last_json(text: str) -> dict:
-    return json.loads(text.strip().splitlines()[-1])
-
-
 def test_training_with_ema_checkpoints_evaluates_and_resumes_exactly(tiny_train_args, capsys):
     common = ("train.schedule=constant", "train.eval_every=4", "train.ema_decay=0.5")
     assert train.main(tiny_train_args("train.steps=8", *common)) == 0
-    straight = _last_json(capsys.readouterr().out)
+    straight = last_json(capsys.readouterr().out)
     last = load_checkpoint(Path(straight["run_dir"]) / "last.pt")
     assert last["ema_updates"] == 8
     assert any(not torch.equal(v, last["train_model"][k]) for k, v in last["model"].items())
     assert evaluate.main(["avc", "--checkpoint", straight["run_dir"], "--no-progress"]) == 0
-    assert _last_json(capsys.readouterr().out)["n"] > 0
+    assert last_json(capsys.readouterr().out)["n"] > 0
 
     assert train.main(tiny_train_args("train.steps=4", *common)) == 0
-    half = _last_json(capsys.readouterr().out)
+    half = last_json(capsys.readouterr().out)
     assert train.main(["--resume", half["run_dir"], "--set", "train.steps=8", "--no-progress"]) == 0
-    resumed = load_checkpoint(Path(_last_json(capsys.readouterr().out)["run_dir"]) / "last.pt")
+    resumed = load_checkpoint(Path(last_json(capsys.readouterr().out)["run_dir"]) / "last.pt")
     for entry in ("model", "train_model"):
         for key, want in last[entry].items():
             torch.testing.assert_close(resumed[entry][key], want, rtol=1e-5, atol=1e-6, msg=key)
