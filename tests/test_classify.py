@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from bad_media import last_json
 from conftest import TINY
 
 import evaluate
@@ -26,10 +27,6 @@ from avssl.eval.probe import fixed_split
 SR = 16000
 FREQS = {"low": 300.0, "mid": 1200.0, "high": 4000.0}
 CLASS_ID = {"low": 3, "mid": 7, "high": 9}  # US8K ids: dog_bark, jackhammer, street_music
-
-
-def _last_json(text: str) -> dict:
-    return json.loads(text.strip().splitlines()[-1])
 
 
 def _tone(path: Path, label: str, seed: int, duration: float = 0.6) -> Path:
@@ -186,7 +183,7 @@ def test_logmel_stats_know_the_pitch():
 
 def _classify(capsys, *args) -> dict:
     assert evaluate.main(["classify", *args, "--no-progress"]) == 0
-    return _last_json(capsys.readouterr().out)
+    return last_json(capsys.readouterr().out)
 
 
 def test_cli_esc50_logmel(tmp_path, capsys):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path
@@ -12,6 +11,7 @@ import pytest
 import soundfile as sf
 import torch
 import torch.nn.functional as F
+from bad_media import last_json
 from conftest import TINY, MediaFactory
 
 import train
@@ -27,10 +27,6 @@ from avssl.tools.query import search
 from avssl.train.checkpoint import load_model, save_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _last_json(text: str) -> dict:
-    return json.loads(text.strip().splitlines()[-1])
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +69,7 @@ def test_index_then_query(ckpts, media, tmp_path, capsys):
     ckpt, _ = ckpts
     out = tmp_path / "idx"
     assert _index(ckpt, [media], out) == 0
-    summary = _last_json(capsys.readouterr().out)
+    summary = last_json(capsys.readouterr().out)
     assert summary["files"] == 4 and summary["added"] == 4 and summary["skipped"] == 1
     assert summary["skipped_files"][0]["path"].endswith("broken.mp4")
     assert "not a media file" in summary["skipped_files"][0]["reason"]
@@ -96,7 +92,7 @@ def test_index_then_query(ckpts, media, tmp_path, capsys):
     # same-modality query with a stored window finds that window first, with cosine 1
     assert _query(out, ckpt, "--audio", str(media / "tone.wav"), "--at", "1.5", "--target",
                   "audio", "-k", "3", "--json") == 0  # fmt: skip
-    res = _last_json(capsys.readouterr().out)
+    res = last_json(capsys.readouterr().out)
     assert set(res) == {"query", "results"}
     assert res["query"] == {"path": str(media / "tone.wav"), "modality": "audio", "time": 1.5,
                             "target": "audio"}  # fmt: skip
@@ -158,7 +154,7 @@ def test_incremental_reindex(ckpts, media, tmp_path, capsys):
     png_row = before.tensors["visual"][before.tensors["visual_time"].isnan()].clone()
 
     assert _index(ckpt, [media], out) == 0  # nothing changed
-    s = _last_json(capsys.readouterr().out)
+    s = last_json(capsys.readouterr().out)
     assert (s["added"], s["updated"], s["unchanged"], s["removed"]) == (0, 0, 4, 0)
 
     sf.write(media / "tone.wav", np.zeros(16000 * 4, np.float32), 16000)  # changed: 4 s now
@@ -166,7 +162,7 @@ def test_incremental_reindex(ckpts, media, tmp_path, capsys):
     (media / "clip.mp4").unlink()  # removed
     MediaFactory(media)("new.flac", duration=1.0)  # new
     assert _index(ckpt, [media], out) == 0
-    s = _last_json(capsys.readouterr().out)
+    s = last_json(capsys.readouterr().out)
     assert (s["added"], s["updated"], s["unchanged"], s["removed"]) == (1, 1, 2, 1)
     assert s["audio_windows"] == 2 + 4 + 1 and s["visual_windows"] == 2 + 1
     after = load_index(out)
@@ -202,7 +198,7 @@ def test_html_escapes_names(ckpts, media_factory, tmp_path, capsys):
     assert _index(ckpt, [evil, media_factory.folder / "a.mp4"], out) == 0
     assert _query(out, ckpt, "--image", str(media_factory.folder / "a.mp4"), "--target", "audio",
                   "--html", str(page), "--json") == 0  # fmt: skip
-    assert _last_json(capsys.readouterr().out)["results"][0]["modality"] == "audio"
+    assert last_json(capsys.readouterr().out)["results"][0]["modality"] == "audio"
     text = page.read_text(encoding="utf-8")
     assert "<script>" not in text and "&lt;script&gt;boom&amp;.wav" in text
     assert "data:audio/wav;base64," in text and "data:image/jpeg;base64," in text
@@ -230,11 +226,11 @@ def test_bad_inputs(ckpts, media, tmp_path, capsys, monkeypatch):
     assert _query(out, ckpt, f"--audio={dash}", "-k", "50", "--json") == 0
     cap = capsys.readouterr()
     assert "warning: -k 50 is more than the 1 visual windows" in cap.err
-    assert len(_last_json(cap.out)["results"]) == 1
+    assert len(last_json(cap.out)["results"]) == 1
     # a leading dash works relative to the current folder too
     monkeypatch.chdir(media)
     assert _query(out, ckpt, "--audio=-dash.wav", "-k", "1", "--json") == 0
-    assert _last_json(capsys.readouterr().out)["query"]["path"] == "-dash.wav"
+    assert last_json(capsys.readouterr().out)["query"]["path"] == "-dash.wav"
     # an index holding no audio windows
     empty = tmp_path / "empty"
     assert _index(ckpt, [media / "still.png"], empty) == 0
@@ -321,9 +317,9 @@ def test_approx_cli_matches_exact(faiss_mod, ckpts, media, tmp_path, capsys):
     capsys.readouterr()
     args = ["--audio", str(media / "tone.wav"), "-k", "4", "--json"]
     assert _query(out, ckpt, *args) == 0
-    exact = _last_json(capsys.readouterr().out)
+    exact = last_json(capsys.readouterr().out)
     assert _query(out, ckpt, *args, "--approx") == 0
-    approx = _last_json(capsys.readouterr().out)  # a tiny index: the graph finds all
+    approx = last_json(capsys.readouterr().out)  # a tiny index: the graph finds all
     assert approx["query"] == exact["query"]
 
     def key(r):  # equal scores may come in either order

@@ -9,7 +9,6 @@ checkpoint; an unwritable run folder or a full disk fails at start-up.
 from __future__ import annotations
 
 import io
-import json
 import os
 import pickle
 import signal
@@ -21,6 +20,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from bad_media import last_json
 from conftest import TINY
 
 import evaluate
@@ -35,10 +35,6 @@ LONG = ["train.steps=40", "train.eval_every=2", "train.log_every=10", "train.val
 
 def _argv(*sets: str) -> list[str]:
     return [a for s in sets for a in ("--set", s)] + ["--no-progress"]
-
-
-def _last_json(text: str) -> dict:
-    return json.loads(text.strip().splitlines()[-1])
 
 
 @contextmanager
@@ -67,7 +63,7 @@ def straight(tiny_cache, tmp_path_factory) -> dict:
     with _one_thread(), redirect_stdout(out):
         code = train.main([*_argv(*TINY, *LONG), "--run-dir", str(run)])
     assert code == 0
-    digest = _last_json(out.getvalue())["weights_digest"]
+    digest = last_json(out.getvalue())["weights_digest"]
     return {"dir": run, "model": load_checkpoint(run / "last.pt")["model"], "digest": digest}
 
 
@@ -76,7 +72,7 @@ def _resume(run_dir: Path, capsys) -> dict:
         code = train.main(["--resume", str(run_dir), "--no-progress"])
     out, err = capsys.readouterr()
     assert code == 0, err
-    return _last_json(out)
+    return last_json(out)
 
 
 def _same_weights(run: Path, straight: dict) -> None:
@@ -124,7 +120,7 @@ def test_signal_checkpoints_and_says_how_to_resume(sig, straight, tmp_path, caps
         code = train.main([*_argv(*TINY, *LONG), "--run-dir", str(run)])
     out, err = capsys.readouterr()
     assert code == 128 + sig and "Traceback" not in err, err
-    summary = _last_json(out)
+    summary = last_json(out)
     assert summary["interrupted"] and summary["signal"] == sig and summary["step"] == 2
     assert load_checkpoint(run / "last.pt")["step"] == 2
     line = [x for x in err.splitlines() if "stopped at step" in x]

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from bad_media import last_json
 from conftest import TINY, MediaFactory
 from PIL import Image
 
@@ -25,10 +26,6 @@ ROOT = Path(__file__).resolve().parents[1]
 XSS = "<script>alert(1)</script>"
 XSS_FILE = "<img src=x onerror=alert(1)>.mp4"  # no "/" possible in a file name
 ALL = ["curves", "evaluations", "gallery", "overlays", "config"]
-
-
-def _last_json(text: str) -> dict:
-    return json.loads(text.strip().splitlines()[-1])
 
 
 def _train(base: Path, method: str) -> Path:
@@ -77,7 +74,7 @@ def page(full):
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):
         assert cli.main(argv) == 0
-    return out.read_text(encoding="utf-8"), _last_json(buf.getvalue())
+    return out.read_text(encoding="utf-8"), last_json(buf.getvalue())
 
 
 def test_report_has_every_section(full, page):
@@ -162,7 +159,7 @@ def test_missing_parts_are_notes(tmp_path, capsys):
     run = tmp_path / "run"
     run.mkdir()
     assert cli.main(["report", str(run)]) == 0
-    summary = _last_json(capsys.readouterr().out)
+    summary = last_json(capsys.readouterr().out)
     assert summary["sections"] == [] and summary["report"] == str(run / "report.html")
     text = (run / "report.html").read_text()
     for msg in ("No metrics.jsonl yet", "No report.md yet", "No checkpoint", "no config to show"):
@@ -173,7 +170,7 @@ def test_missing_parts_are_notes(tmp_path, capsys):
     rows = [{"split": "val", "step": 2, "accuracy": 0.5}, {"split": "train", "step": 1}]
     (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows) + '{"spl')
     assert cli.main(["report", str(run), "--force"]) == 0
-    assert _last_json(capsys.readouterr().out)["sections"] == ["curves", "config"]
+    assert last_json(capsys.readouterr().out)["sections"] == ["curves", "config"]
     text = (run / "report.html").read_text()
     assert "Retrieval gallery skipped:" in text and "best.pt: refused" in text
     assert "1 unreadable line(s)" in text and "name: &lt;script&gt;" in text
@@ -194,7 +191,7 @@ def test_model_without_map_uses_cca_and_says_so(tiny_cache, tmp_path, capsys):
     run = _train(tmp_path / "runs", "l3")
     out = tmp_path / "l3.html"
     assert cli.main(["report", str(run), "-o", str(out), "--n-queries", "3", "-k", "2"]) == 0
-    assert _last_json(capsys.readouterr().out)["sections"] == ["curves", "gallery", "config"]
+    assert last_json(capsys.readouterr().out)["sections"] == ["curves", "gallery", "config"]
     text = out.read_text()
     assert "Method &#x27;l3&#x27; has no localisation map" in text
     assert text.count('class="query"') == 3 and len(re.findall(r'alt="match \d"', text)) == 6

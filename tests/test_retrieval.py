@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from bad_media import last_json
 
 import evaluate
 import train
@@ -171,10 +172,6 @@ def runs(tiny_cache, tmp_path_factory):
     return out
 
 
-def _last_json(text):
-    return json.loads(text.strip().splitlines()[-1])
-
-
 def test_cli_contrastive_with_ontology(runs, tmp_path, capsys):
     cfg = checkpoint_config(load_checkpoint(runs["contrastive"]))
     manifest = manifest_path(cfg.data, progress=False)
@@ -189,7 +186,7 @@ def test_cli_contrastive_with_ontology(runs, tmp_path, capsys):
          "--no-progress", "--out", str(tmp_path / "r.json")]
     )  # fmt: skip
     assert code == 0
-    res = _last_json(capsys.readouterr().out)
+    res = last_json(capsys.readouterr().out)
     assert {"a2v", "v2a", "a2a", "v2v", "instance", "n"} <= set(res)
     assert res["n"] == 4 and res["cca"] is False
     for d in ("a2v", "v2a"):
@@ -211,7 +208,7 @@ def test_cli_l3_goes_through_cca_fitted_on_train(runs, capsys, monkeypatch):
 
     monkeypatch.setattr(retrieval, "fit_cca", spy)
     assert evaluate.main(["retrieval", "--checkpoint", str(runs["l3"]), "--no-progress"]) == 0
-    res = _last_json(capsys.readouterr().out)
+    res = last_json(capsys.readouterr().out)
     assert res["cca"] is True and res["method"] == "l3" and res["n"] == 4
     assert fitted == [12]  # the 12 training clips, never the 4 test clips
     assert 0 <= res["instance"]["a2v"]["R@1"] <= 1
@@ -307,7 +304,7 @@ def test_cli_gallery_of_the_test_videos_equals_class_level_a2v(runs, tmp_path, c
     gallery = _write_jsonl(tmp_path / "gallery.jsonl", rows)
     args = ["retrieval", "--checkpoint", str(runs["contrastive"]), "--no-progress"]
     assert evaluate.main([*args, "--gallery", str(gallery)]) == 0
-    res = _last_json(capsys.readouterr().out)
+    res = last_json(capsys.readouterr().out)
     got = res["a2v_gallery"]
     assert got["n_gallery"] == len(rows) == res["n"] and got["skipped"] == 0
     for key in ("R@1", "R@5", "R@10", "mAP", "median_rank", "n_queries", "no_relevant"):
@@ -332,7 +329,7 @@ def test_cli_l3_gallery_of_images_goes_through_the_training_cca(
     gallery = _write_jsonl(media_factory.folder / "gallery.jsonl", rows)
     args = ["retrieval", "--checkpoint", str(runs["l3"]), "--no-progress"]
     assert evaluate.main([*args, "--gallery", str(gallery)]) == 0
-    res = _last_json(capsys.readouterr().out)
+    res = last_json(capsys.readouterr().out)
     got = res["a2v_gallery"]
     assert fitted == [12]  # one CCA, on the 12 training pairs; the gallery is only projected
     assert got["n_gallery"] == 3 and got["skipped"] == 1

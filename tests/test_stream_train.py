@@ -1,11 +1,11 @@
 """Training streamed from the shard cache (``data.stream``): items, ranks, resume, DDP."""
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from bad_media import last_json
 
 import train
 from avssl.config import load_config
@@ -21,10 +21,6 @@ from tests.conftest import TINY, torchrun_two_ranks
 ROOT = Path(__file__).resolve().parents[1]
 SETS = [a for s in TINY for a in ("--set", s)]
 CPU = torch.device("cpu")
-
-
-def _last_json(text: str) -> dict:
-    return json.loads(text.strip().splitlines()[-1])
 
 
 @pytest.fixture(scope="module")
@@ -154,7 +150,7 @@ def test_stream_training_reads_only_shards(cache, tiny_train_args, capsys, monke
         f"data.cache={cache}", "data.stream=true", "data.num_workers=2", "train.steps=4"
     )
     assert train.main(args) == 0
-    summary = _last_json(capsys.readouterr().out)
+    summary = last_json(capsys.readouterr().out)
     assert summary["step"] == 4 and summary["n_skipped"] == 0 and loaded == ["val"]
     run = Path(summary["run_dir"])
     assert (run / "last.pt").is_file() and (run / "best.pt").is_file()
@@ -165,13 +161,13 @@ def test_resume_reproduces_the_straight_run(cache, tiny_train_args, capsys, stop
     sets = (f"data.cache={cache}", "data.stream=true", "train.schedule=constant",
             "train.eval_every=2")  # fmt: skip
     assert train.main(tiny_train_args(*sets, "train.steps=8")) == 0
-    straight = _last_json(capsys.readouterr().out)
+    straight = last_json(capsys.readouterr().out)
     assert train.main(tiny_train_args(*sets, f"train.steps={stop}")) == 0
-    half = _last_json(capsys.readouterr().out)
+    half = last_json(capsys.readouterr().out)
     state = load_checkpoint(Path(half["run_dir"]) / "last.pt")
     assert (state["epoch"], state["batch_in_epoch"]) == position  # 3 batches of 4 per epoch
     assert train.main(["--resume", half["run_dir"], "--set", "train.steps=8", "--no-progress"]) == 0
-    resumed = _last_json(capsys.readouterr().out)
+    resumed = last_json(capsys.readouterr().out)
     assert resumed["step"] == 8 and resumed["weights_digest"] == straight["weights_digest"]
 
 
@@ -180,7 +176,7 @@ def test_ddp_two_processes_from_shards_identical(cache, tiny_train_args, tiny_ca
     proc, digests = torchrun_two_ranks(args, tiny_cache, tmp_path, 29547)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert set(digests) == {"0", "1"} and digests["0"] == digests["1"], proc.stderr[-2000:]
-    summary = _last_json(proc.stdout)
+    summary = last_json(proc.stdout)
     assert summary["weights_digest"] == digests["0"] and summary["step"] == 6
 
 

@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from bad_media import last_json
 from conftest import TINY
 
 import evaluate
@@ -19,10 +20,6 @@ from avssl.eval.sync import (
 )
 
 FPS = 25.0
-
-
-def _last_json(text: str) -> dict:
-    return json.loads(text.strip().splitlines()[-1])
 
 
 def test_offset_grid_steps_one_frame():
@@ -120,7 +117,7 @@ def tiny_ckpt(tiny_cache, tmp_path_factory):
 def test_cli_manifest(tiny_ckpt, capsys):
     args = ["sync", "--checkpoint", str(tiny_ckpt), "--max-offset", "0.12", "--no-progress"]
     assert evaluate.main([*args, "--times", "2"]) == 0
-    res = _last_json(capsys.readouterr().out)
+    res = last_json(capsys.readouterr().out)
     assert res["n"] + res["n_skipped"] == 4 and res["n"] >= 1
     assert 0.0 <= res["offset_accuracy"] <= 1.0 and res["exact_accuracy"] <= res["offset_accuracy"]
     assert 0.0 <= res["mean_abs_error_s"] <= 0.24 + 1e-6
@@ -128,7 +125,7 @@ def test_cli_manifest(tiny_ckpt, capsys):
     assert res["chance_accuracy"] == pytest.approx(19 / 49)
     # too long a search for 2.5-s clips: every clip skipped and counted
     assert evaluate.main([*args[:3], "--max-offset", "0.5", "--no-progress"]) == 0
-    res = _last_json(capsys.readouterr().out)
+    res = last_json(capsys.readouterr().out)
     assert res["n"] == 0 and res["n_skipped"] == 4 and "shorter" in res["skipped"][0]["reason"]
 
 
@@ -137,7 +134,7 @@ def test_cli_video(tiny_ckpt, media_factory, capsys, tmp_path):
     out = tmp_path / "sync.json"
     args = ["sync", "--checkpoint", str(tiny_ckpt), "--video", str(video), "--max-offset", "0.3"]
     assert evaluate.main([*args, "--times", "3", "--out", str(out)]) == 0
-    res = _last_json(capsys.readouterr().out)
+    res = last_json(capsys.readouterr().out)
     assert json.loads(out.read_text()) == res
     assert {"offset_s", "confidence", "n_offsets", "curve", "offsets_s"} <= set(res)
     assert res["n_offsets"] == 15 == len(res["curve"])

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from bad_media import last_json
 from conftest import torchrun_two_ranks
 
 import evaluate
@@ -14,15 +15,11 @@ from avssl.train.checkpoint import load_checkpoint
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _last_json(text: str) -> dict:
-    return json.loads(text.strip().splitlines()[-1])
-
-
 @pytest.mark.parametrize("method", ["contrastive", "l3", "avenet", "avolnet"])
 def test_train_writes_run_and_json(method, tiny_train_args, capsys):
     args = ["--config", str(ROOT / f"configs/{method}.yaml"), *tiny_train_args()]
     assert train.main(args) == 0
-    summary = _last_json(capsys.readouterr().out)
+    summary = last_json(capsys.readouterr().out)
     run = Path(summary["run_dir"])
     for name in ("config.yaml", "metrics.jsonl", "last.pt", "best.pt"):
         assert (run / name).is_file(), name
@@ -38,7 +35,7 @@ def test_train_writes_run_and_json(method, tiny_train_args, capsys):
     assert best["best"]["accuracy"] == max(r["accuracy"] for r in val)
 
     assert evaluate.main(["avc", "--checkpoint", str(run), "--no-progress"]) == 0
-    res = _last_json(capsys.readouterr().out)
+    res = last_json(capsys.readouterr().out)
     assert {"accuracy", "accuracy_easy", "accuracy_hard", "n"} <= set(res)
     assert res["n"] == 4 * 4 and res["split"] == "test"
     assert (run / "report.md").read_text().count("AVC accuracy") == 1
@@ -46,9 +43,9 @@ def test_train_writes_run_and_json(method, tiny_train_args, capsys):
 
 def test_new_run_never_overwrites(tiny_train_args, capsys):
     assert train.main(tiny_train_args("train.steps=1")) == 0
-    first = _last_json(capsys.readouterr().out)["run_dir"]
+    first = last_json(capsys.readouterr().out)["run_dir"]
     assert train.main(tiny_train_args("train.steps=1")) == 0
-    second = _last_json(capsys.readouterr().out)["run_dir"]
+    second = last_json(capsys.readouterr().out)["run_dir"]
     assert first != second and Path(first).is_dir() and Path(second).is_dir()
 
 
@@ -58,7 +55,7 @@ def test_loss_goes_down(tiny_train_args, capsys):
         "train.steps=40", "train.eval_every=40", "train.log_every=5", "train.batch_size=8"
     )
     assert train.main(args) == 0
-    run = Path(_last_json(capsys.readouterr().out)["run_dir"])
+    run = Path(last_json(capsys.readouterr().out)["run_dir"])
     rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     losses = [r["loss"] for r in rows if r["split"] == "train"]
     assert len(losses) == 8 and sum(losses[-2:]) < sum(losses[:2])
@@ -67,11 +64,11 @@ def test_loss_goes_down(tiny_train_args, capsys):
 def test_resume_equals_straight_run(tiny_train_args, capsys):
     common = ("train.schedule=constant", "train.eval_every=4")
     assert train.main(tiny_train_args("train.steps=8", *common)) == 0
-    straight = _last_json(capsys.readouterr().out)
+    straight = last_json(capsys.readouterr().out)
     assert train.main(tiny_train_args("train.steps=4", *common)) == 0
-    half = _last_json(capsys.readouterr().out)
+    half = last_json(capsys.readouterr().out)
     assert train.main(["--resume", half["run_dir"], "--set", "train.steps=8", "--no-progress"]) == 0
-    resumed = _last_json(capsys.readouterr().out)
+    resumed = last_json(capsys.readouterr().out)
     assert resumed["run_dir"] == half["run_dir"] and resumed["step"] == 8
     a = load_checkpoint(Path(straight["run_dir"]) / "last.pt")["model"]
     b = load_checkpoint(Path(resumed["run_dir"]) / "last.pt")["model"]
@@ -98,5 +95,5 @@ def test_ddp_two_processes_identical(tiny_train_args, tiny_cache, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert set(digests) == {"0", "1"}, proc.stderr[-2000:]
     assert digests["0"] == digests["1"]
-    summary = _last_json(proc.stdout)
+    summary = last_json(proc.stdout)
     assert summary["weights_digest"] == digests["0"]

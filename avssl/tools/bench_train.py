@@ -24,9 +24,13 @@ from avssl.train import runtime
 def random_batch(cfg: Config, batch_size: int) -> dict:
     """A batch as :func:`avssl.train.data.to_device` delivers it (channels-last frames).
 
+    A config with ``data.hard_fraction`` 0 (AV-Digits: 1-s clips in 1-s windows) is taken to have
+    no time-shifted windows: ``hard_valid`` is False, as the loader makes it there, so a model
+    skips what it computes only for them (the contrastive statistics' extra audio pass).
+
     Returns:
         ``frames`` float ``[B, 3, S, S]``, ``audio``/``audio_neg``/``audio_hard`` float
-        ``[B, N]``, ``neg_hard`` bool ``[B]``, ``label`` long ``[B]``.
+        ``[B, N]``, ``neg_hard``/``hard_valid`` bool ``[B]``, ``label`` long ``[B]``.
     """
     s, n = cfg.data.frame_size, int(round(cfg.data.window * cfg.data.sample_rate))
     g = torch.Generator().manual_seed(0)
@@ -34,12 +38,14 @@ def random_batch(cfg: Config, batch_size: int) -> dict:
     if cfg.train.channels_last:
         frames = frames.contiguous(memory_format=torch.channels_last)
     audio = [0.1 * torch.randn(batch_size, n, generator=g) for _ in range(3)]
+    hard_valid = torch.full((batch_size,), cfg.data.hard_fraction > 0)
     return {
         "frames": frames,
         "audio": audio[0],
         "audio_neg": audio[1],
         "audio_hard": audio[2],
-        "neg_hard": torch.arange(batch_size) % 2 == 0,
+        "neg_hard": (torch.arange(batch_size) % 2 == 0) & hard_valid,
+        "hard_valid": hard_valid,
         "label": torch.arange(batch_size) % 4,
     }
 
