@@ -19,6 +19,7 @@ from conftest import TINY
 import evaluate
 import train
 from avssl.errors import AvsslError
+from avssl.eval.adapt_bn import audio_norm_layers
 from avssl.eval.audio_sets import list_esc50, list_folder, list_manifest, list_us8k
 from avssl.eval.clip_features import LogMelStats, WindowEmbedder
 from avssl.eval.embed import audio_windows, embed_audio
@@ -391,3 +392,34 @@ def test_cli_manifest_model_features_with_audio_tta(tiny_ckpt, tmp_path, capsys)
     assert evaluate.main(["classify", *args, "--features", "logmel", "--audio-tta", "0.1"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "not logmel" in err
+
+
+def test_cli_manifest_adapt_bn_keeps_the_training_rows(tiny_ckpt, tmp_path, capsys):
+    from types import SimpleNamespace
+
+    from avssl.eval.classify_cli import extract_adapted
+    from avssl.eval.clip_features import extract
+    from avssl.train.checkpoint import load_model
+
+    path = make_manifest(tmp_path / "m", {"train": 3, "test": 3})
+    args = ["--dataset", "manifest", "--root", str(path), "--checkpoint", str(tiny_ckpt)]
+    res = _classify(capsys, *args, "--adapt-bn")
+    assert res["adapt_bn"]["clips"] == 6 and res["n_clips"] == 12  # two windows per test file
+    items = [it for it in list_manifest(path) if it.group in ("train", "test")]
+    model, cfg, _ = load_model(tiny_ckpt, "cpu")
+    embedder = WindowEmbedder(model, cfg.data.sample_rate, cfg.data.window)
+    plain, _, _, _ = extract([it.path for it in items], embedder,
+                             windows=[(it.start, it.duration) for it in items])  # fmt: skip
+    opts = SimpleNamespace(strict=False, no_progress=True)
+    x, kept, skipped, _, info = extract_adapted(items, embedder, opts)
+    train_rows = [k for k, i in enumerate(kept) if items[i].group == "train"]
+    assert kept[: len(train_rows)] == [i for i, it in enumerate(items) if it.group == "train"]
+    # the seen domain keeps the checkpoint's statistics; the test rows get their own
+    np.testing.assert_allclose(x[train_rows], plain[kept[: len(train_rows)]], rtol=1e-5, atol=1e-6)
+    test_rows = list(range(len(train_rows), len(kept)))
+    assert not np.allclose(x[test_rows], plain[[kept[k] for k in test_rows]], atol=1e-4)
+    assert info == {"adapt_bn": {"clips": 6, "layers": len(audio_norm_layers(model))}}
+    assert not skipped
+    assert evaluate.main(["classify", *args, "--features", "logmel", "--adapt-bn"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "--adapt-bn needs --dataset manifest" in err

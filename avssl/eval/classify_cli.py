@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from avssl.errors import AvsslError
-from avssl.eval.cli import SUBCOMMANDS, add_common, add_tta, apply_tta, emit
+from avssl.eval.cli import SUBCOMMANDS, add_adapt, add_common, add_tta, apply_tta, emit
 
 FEATURES = ("model", "logmel", "random")
 LAYERS = ("embedding", "tower")
@@ -77,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
         "(transductive: uses the unlabelled test clips of each source)",
     )  # fmt: skip
     add_tta(p)
+    add_adapt(p)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--strict", action="store_true", help="an unreadable file is an error")
     return p
@@ -121,6 +122,42 @@ def make_extractor(args, device):
     return embedder, info
 
 
+def extract_adapted(items, extractor, args):
+    """:func:`~avssl.eval.clip_features.extract` with the training rows embedded under the
+    checkpoint's statistics and the test rows under statistics re-estimated on the test rows'
+    own audio (``--adapt-bn``; each domain its own, as in AdaBN). Rows come back train first.
+
+    Returns:
+        ``(features, kept, skipped, timing, {"adapt_bn": ...})``, as ``extract`` plus the entry.
+    """
+    from avssl.eval.adapt_bn import audio_bn_adaptation, audio_norm_layers
+    from avssl.eval.clip_features import extract
+
+    parts = [[i for i, it in enumerate(items) if it.group != "test"]]
+    parts.append([i for i, it in enumerate(items) if it.group == "test"])
+
+    def run_part(idx):
+        return extract(
+            [items[i].path for i in idx], extractor, args.strict, progress=not args.no_progress,
+            windows=[(items[i].start, items[i].duration) for i in idx],
+        )  # fmt: skip
+
+    x_train, k_train, s_train, t_train = run_part(parts[0])
+    with audio_bn_adaptation(extractor.model):
+        run_part(parts[1])  # statistics only: the features come from the adapted pass below
+    x_test, k_test, s_test, t_test = run_part(parts[1])
+    kept = [parts[0][k] for k in k_train] + [parts[1][k] for k in k_test]
+    x = (
+        np.concatenate([x_train, x_test])
+        if len(k_train) and len(k_test)
+        else (x_train if len(k_train) else x_test)
+    )
+    timing = {k: t_train[k] + t_test[k] for k in ("seconds", "audio_seconds")}
+    timing["clips_per_s"] = len(kept) / timing["seconds"] if timing["seconds"] > 0 else 0.0
+    adapt = {"clips": len(k_test), "layers": len(audio_norm_layers(extractor.model))}
+    return x, kept, s_train + s_test, timing, {"adapt_bn": adapt}
+
+
 def run(argv: list[str]) -> int:
     """Run the probe; the last stdout line is the JSON result."""
     args = build_parser().parse_args(argv)
@@ -132,6 +169,11 @@ def run(argv: list[str]) -> int:
         raise AvsslError("--dataset folder has no official folds (use --protocol kfold)")
     if args.dataset == "manifest" and args.protocol:
         raise AvsslError("--dataset manifest uses its train/test splits (drop --protocol)")
+    if args.adapt_bn and (args.dataset != "manifest" or args.features == "logmel"):
+        raise AvsslError(
+            "--adapt-bn needs --dataset manifest (its test split is the audio adapted to) and "
+            "network features (model, random)"
+        )
     if args.source_norm and (args.dataset not in ("manifest", "folder") or not args.group_regex):
         raise AvsslError(
             "--source-norm needs --dataset manifest or folder and --group-regex (the sources, "
@@ -156,10 +198,14 @@ def run(argv: list[str]) -> int:
         raise AvsslError(f"{args.root}: no clips listed")
     device = resolve_device(args.device)
     extractor, info = make_extractor(args, device)
-    x, kept, skipped, timing = extract(
-        [it.path for it in items], extractor, args.strict, progress=not args.no_progress,
-        windows=[(it.start, it.duration) for it in items],
-    )  # fmt: skip
+    if args.adapt_bn:
+        x, kept, skipped, timing, adapt = extract_adapted(items, extractor, args)
+        info.update(adapt)
+    else:
+        x, kept, skipped, timing = extract(
+            [it.path for it in items], extractor, args.strict, progress=not args.no_progress,
+            windows=[(it.start, it.duration) for it in items],
+        )  # fmt: skip
     items = [items[i] for i in kept]
     if len(items) < 2:
         raise AvsslError(f"{args.root}: {len(items)} readable clips ({len(skipped)} skipped)")

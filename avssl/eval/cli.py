@@ -50,6 +50,12 @@ def add_tta(p: argparse.ArgumentParser) -> None:
     )
 
 
+def add_adapt(p: argparse.ArgumentParser) -> None:
+    from avssl.eval.adapt_bn import ADAPT_HELP
+
+    p.add_argument("--adapt-bn", action="store_true", help=ADAPT_HELP)
+
+
 def apply_tta(model, args) -> dict:
     """Set the model's speed test-time augmentation from ``--audio-tta``; its JSON entry.
 
@@ -130,7 +136,7 @@ def append_report(path: Path, title: str, result: dict) -> None:
 
 def run_avc(argv: list[str]) -> int:
     """``evaluate.py avc --checkpoint CKPT [--data MANIFEST] [--split test] [--recalibrate val]
-    [--cohort N [--cohort-top K]] [--audio-tta R]``."""
+    [--cohort N [--cohort-top K]] [--audio-tta R] [--adapt-bn]``."""
     p = argparse.ArgumentParser(prog="evaluate.py avc", description=SUBCOMMANDS["avc"][1])
     add_common(p)
     p.add_argument("--data", help="manifest (default: the data the checkpoint was trained on)")
@@ -152,6 +158,7 @@ def run_avc(argv: list[str]) -> int:
         help=f"best cohort scores averaged (default: {COHORT_TOP} or the whole cohort if smaller)",
     )  # fmt: skip
     add_tta(p)
+    add_adapt(p)
     add_strict(p)
     args = p.parse_args(argv)
     if args.cohort < 0 or (args.cohort_top is not None and not 1 <= args.cohort_top <= args.cohort):
@@ -197,9 +204,17 @@ def run_avc(argv: list[str]) -> int:
         )  # fmt: skip
         threshold = calibrate_threshold(score_pairs(model, calib, device, args.precision, **norm))
         source = f"{calib_split} ({len(calib.store)} rows)"
+    adapt = {}
+    if args.adapt_bn:  # after calibration: the seen voices keep their own statistics
+        from avssl.eval.adapt_bn import adapt_on_waves
+        from avssl.eval.retrieval import centre_pairs
+
+        _, waves = centre_pairs(ds.store, cfg.data.frame_size)
+        adapt = adapt_on_waves(model, waves, device, args.precision, cfg.train.batch_size)
     scores = score_pairs(model, ds, device, args.precision, **norm)
     result = avc_metrics(scores, threshold)
-    result.update(split=args.split, threshold_from=source, checkpoint=state["path"], **tta, **skips)
+    result.update(split=args.split, threshold_from=source, checkpoint=state["path"], **tta)
+    result.update(**adapt, **skips)
     if args.cohort:
         result.update(cohort=len(pictures), cohort_top=top)
     emit(result, args, f"AVC accuracy ({args.split})")

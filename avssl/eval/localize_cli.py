@@ -18,6 +18,7 @@ import numpy as np
 from avssl.errors import AvsslError
 from avssl.eval.cli import (
     SUBCOMMANDS,
+    add_adapt,
     add_common,
     add_strict,
     add_tta,
@@ -59,7 +60,7 @@ def save_overlay(path: Path, frame, heatmap, alpha: float = 0.5) -> None:
 
 def run(argv: list[str]) -> int:
     """``evaluate.py localize --checkpoint CKPT [--data M] [--protocol P] [--out-dir DIR]
-    [--audio-tta R]``."""
+    [--audio-tta R] [--adapt-bn]``."""
     p = argparse.ArgumentParser(prog="evaluate.py localize", description=SUBCOMMANDS["localize"][1])
     add_common(p)
     p.add_argument("--data", help="manifest (default: the data the checkpoint was trained on)")
@@ -74,10 +75,12 @@ def run(argv: list[str]) -> int:
         "3x3 canvases for a model trained on 2x2 ones)",
     )  # fmt: skip
     add_tta(p)
+    add_adapt(p)
     add_strict(p)
     args = p.parse_args(argv)
 
     from avssl.data.source import load_split
+    from avssl.eval.adapt_bn import adapt_on_waves
     from avssl.eval.embed import heatmaps
     from avssl.eval.localization import (
         centre_prior,
@@ -114,6 +117,9 @@ def run(argv: list[str]) -> int:
     frames, waves = centre_pairs(store, cfg.data.frame_size)
     idx = [i for i, _ in items]
     gts = [g for _, g in items]
+    adapt = {}
+    if args.adapt_bn:
+        adapt = adapt_on_waves(model, waves, device, args.precision, cfg.train.batch_size)
     maps = heatmaps(model, frames[idx], waves[idx], device, args.precision, cfg.train.batch_size)
     maps = maps.numpy()
 
@@ -128,6 +134,7 @@ def run(argv: list[str]) -> int:
         **skips,
         checkpoint=state["path"],
         **tta,
+        **adapt,
     )
     if args.out_dir:
         out = Path(args.out_dir)

@@ -18,6 +18,7 @@ import numpy as np
 
 from avssl.eval.cli import (
     SUBCOMMANDS,
+    add_adapt,
     add_common,
     add_strict,
     add_tta,
@@ -95,7 +96,7 @@ def gallery_results(
 
 def run(argv: list[str]) -> int:
     """``evaluate.py retrieval --checkpoint CKPT [--data MANIFEST] [--ontology ontology.json]
-    [--gallery GALLERY.jsonl] [--audio-tta R]``."""
+    [--gallery GALLERY.jsonl] [--audio-tta R] [--adapt-bn]``."""
     p = argparse.ArgumentParser(
         prog="evaluate.py retrieval", description=SUBCOMMANDS["retrieval"][1]
     )
@@ -108,6 +109,7 @@ def run(argv: list[str]) -> int:
     p.add_argument("--cca-dim", type=int, default=128, help="CCA components (l3 only)")
     p.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
     add_tta(p)
+    add_adapt(p)
     add_strict(p)
     args = p.parse_args(argv)
 
@@ -115,6 +117,7 @@ def run(argv: list[str]) -> int:
     from avssl.data.manifest import read_manifest
     from avssl.data.source import load_split
     from avssl.errors import ManifestError
+    from avssl.eval.adapt_bn import adapt_on_waves
     from avssl.eval.retrieval import (
         NO_SHARED_SPACE,
         cca_project,
@@ -144,18 +147,20 @@ def run(argv: list[str]) -> int:
             n = gallery_skips["skipped"]
             raise ManifestError(f"{args.gallery}: no decodable gallery item ({n} skipped)")
 
-    def split_embeddings(split: str):
+    def split_embeddings(split: str, adapt: bool = False):
         ds = load_split(cfg.data, split, train=False, progress=not args.no_progress)
         skip_report(ds.store, args.strict)
         frames, waves = centre_pairs(ds.store, cfg.data.frame_size)
-        return ds.store, embed_pairs(model, frames, waves, **kw)
+        info = adapt_on_waves(model, waves, **kw) if adapt else {}
+        return ds.store, embed_pairs(model, frames, waves, **kw), info
 
-    store, emb = split_embeddings("test")
     use_cca = cfg.model.method in NO_SHARED_SPACE
     cca = None
-    if use_cca:
-        _, train_emb = split_embeddings("train")  # CCA is fitted on training clips only
+    if use_cca:  # CCA is fitted on training clips only, with the training statistics
+        _, train_emb, _ = split_embeddings("train")
         cca = fit_cca(train_emb["audio"], train_emb["visual"], args.cca_dim)
+    store, emb, adapt = split_embeddings("test", args.adapt_bn)
+    if cca is not None:
         emb = cca_project(cca, emb)
     labels = [list(r.labels) for r in store.rows]
     result = retrieval_results(similarities(emb), labels, ontology)
@@ -171,6 +176,7 @@ def run(argv: list[str]) -> int:
         cca=use_cca,
         checkpoint=state["path"],
         **tta,
+        **adapt,
         **skip_report(store),
     )
     emit(result, args, "Retrieval (test)")
