@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 from bad_media import last_json
+from conftest import TINY
 from test_models import load, make_batch
 
 import evaluate
@@ -114,3 +115,14 @@ def test_evaluate_with_adapt_bn(tiny_train_args, capsys):
     # the checkpoint on disk is untouched: a plain evaluation gives the plain result again
     assert evaluate.main(["avc", *base]) == 0
     assert last_json(capsys.readouterr().out)["roc_auc_easy"] == plain["avc"]["roc_auc_easy"]
+
+
+def test_centre_waves_are_centre_pairs_audio(tiny_cache):
+    from avssl.config import load_config
+    from avssl.data.source import load_split
+    from avssl.eval.adapt_bn import centre_waves
+    from avssl.eval.retrieval import centre_pairs
+
+    cfg = load_config(ROOT / "configs/contrastive.yaml", TINY)
+    store = load_split(cfg.data, "test", train=False).store
+    torch.testing.assert_close(centre_waves(store), centre_pairs(store, cfg.data.frame_size)[1])

@@ -75,6 +75,12 @@ def audio_bn_adaptation(model: nn.Module):
         raise AvsslError("--adapt-bn: no audio reached the model to adapt it on")
 
 
+def centre_waves(store) -> Tensor:
+    """The centre audio window of every clip of a clip store, float ``[N, n]`` (the sounds
+    :func:`~avssl.eval.retrieval.centre_pairs` takes, without decoding any frame)."""
+    return torch.stack([store.audio(i, d / 2) for i, d in enumerate(store.durations)])
+
+
 def adapt_on_waves(
     model: nn.Module, waves: Tensor, device, precision: str = "fp32", batch_size: int = 64
 ) -> dict:

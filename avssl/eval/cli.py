@@ -206,10 +206,9 @@ def run_avc(argv: list[str]) -> int:
         source = f"{calib_split} ({len(calib.store)} rows)"
     adapt = {}
     if args.adapt_bn:  # after calibration: the seen voices keep their own statistics
-        from avssl.eval.adapt_bn import adapt_on_waves
-        from avssl.eval.retrieval import centre_pairs
+        from avssl.eval.adapt_bn import adapt_on_waves, centre_waves
 
-        _, waves = centre_pairs(ds.store, cfg.data.frame_size)
+        waves = centre_waves(ds.store)
         adapt = adapt_on_waves(model, waves, device, args.precision, cfg.train.batch_size)
     scores = score_pairs(model, ds, device, args.precision, **norm)
     result = avc_metrics(scores, threshold)
