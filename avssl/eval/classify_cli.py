@@ -147,11 +147,8 @@ def extract_adapted(items, extractor, args):
         run_part(parts[1])  # statistics only: the features come from the adapted pass below
     x_test, k_test, s_test, t_test = run_part(parts[1])
     kept = [parts[0][k] for k in k_train] + [parts[1][k] for k in k_test]
-    x = (
-        np.concatenate([x_train, x_test])
-        if len(k_train) and len(k_test)
-        else (x_train if len(k_train) else x_test)
-    )
+    # the statistics pass raised if no test clip was readable, so x_test has rows
+    x = np.concatenate([x_train, x_test]) if k_train else x_test
     timing = {k: t_train[k] + t_test[k] for k in ("seconds", "audio_seconds")}
     timing["clips_per_s"] = len(kept) / timing["seconds"] if timing["seconds"] > 0 else 0.0
     adapt = {"clips": len(k_test), "layers": len(audio_norm_layers(extractor.model))}
