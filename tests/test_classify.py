@@ -179,6 +179,36 @@ def test_logmel_stats_know_the_pitch():
     assert LogMelStats()([gated])[0, n_mels + peaks[1]] > 3.0
 
 
+def test_extract_before_sees_every_readable_clip_once_before_any_feature(tmp_path, monkeypatch):
+    import avssl.eval.clip_features as cf
+
+    paths = [_tone(tmp_path / f"{k}.wav", label, k) for k, label in enumerate([*FREQS, *FREQS])]
+    bad = tmp_path / "broken.wav"
+    bad.write_bytes(b"RIFF not really a wave file")
+    paths.insert(2, bad)
+    plain, kept, skipped, _ = cf.extract(paths, LogMelStats(), chunk=4)
+    decoded, calls, order = [], [], []
+    load = cf.load_clip
+    monkeypatch.setattr(cf, "load_clip", lambda p, *a: decoded.append(p) or load(p, *a))
+    featurise = LogMelStats()
+
+    def extractor(waves):
+        order.append("features")
+        return featurise(waves)
+
+    extractor.sample_rate = featurise.sample_rate
+
+    def before(waves):
+        order.append("before")
+        calls.append([w.shape[0] for w in waves])
+
+    x, kept2, skipped2, _ = cf.extract(paths, extractor, chunk=4, before=before)
+    assert sorted(map(str, decoded)) == sorted(map(str, paths))  # each file decoded once
+    assert order[0] == "before" and order.count("before") == 1 and len(calls[0]) == 6
+    assert kept2 == kept == [0, 1, 3, 4, 5, 6] and skipped2 == skipped and len(skipped) == 1
+    np.testing.assert_array_equal(x, plain)
+
+
 # ---------------------------------------------------------------- CLI
 
 

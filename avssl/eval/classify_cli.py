@@ -136,23 +136,26 @@ def extract_adapted(items, extractor, args):
     parts = [[i for i, it in enumerate(items) if it.group != "test"]]
     parts.append([i for i, it in enumerate(items) if it.group == "test"])
 
-    def run_part(idx):
+    def run_part(idx, before=None):
         return extract(
             [items[i].path for i in idx], extractor, args.strict, progress=not args.no_progress,
-            windows=[(items[i].start, items[i].duration) for i in idx],
+            windows=[(items[i].start, items[i].duration) for i in idx], before=before,
         )  # fmt: skip
 
+    def adapt(waves):  # statistics only, on every test clip before any test feature
+        with audio_bn_adaptation(extractor.model):
+            for lo in range(0, len(waves), 16):
+                extractor(waves[lo : lo + 16])
+
     x_train, k_train, s_train, t_train = run_part(parts[0])
-    with audio_bn_adaptation(extractor.model):
-        run_part(parts[1])  # statistics only: the features come from the adapted pass below
-    x_test, k_test, s_test, t_test = run_part(parts[1])
+    x_test, k_test, s_test, t_test = run_part(parts[1], before=adapt)
     kept = [parts[0][k] for k in k_train] + [parts[1][k] for k in k_test]
     # the statistics pass raised if no test clip was readable, so x_test has rows
     x = np.concatenate([x_train, x_test]) if k_train else x_test
     timing = {k: t_train[k] + t_test[k] for k in ("seconds", "audio_seconds")}
     timing["clips_per_s"] = len(kept) / timing["seconds"] if timing["seconds"] > 0 else 0.0
-    adapt = {"clips": len(k_test), "layers": len(audio_norm_layers(extractor.model))}
-    return x, kept, s_train + s_test, timing, {"adapt_bn": adapt}
+    entry = {"clips": len(k_test), "layers": len(audio_norm_layers(extractor.model))}
+    return x, kept, s_train + s_test, timing, {"adapt_bn": entry}
 
 
 def run(argv: list[str]) -> int:

@@ -126,6 +126,7 @@ def extract(
     chunk: int = 16,
     progress: bool = False,
     windows: list[tuple[float, float | None]] | None = None,
+    before=None,
 ) -> tuple[np.ndarray, list[int], list[dict], dict]:
     """Decode and featurise every file; unreadable ones are skipped (or raise when ``strict``).
 
@@ -137,6 +138,9 @@ def extract(
         strict: raise the first :class:`MediaError` instead of skipping.
         chunk: clips featurised together (the model batches their windows).
         progress: show a progress bar on stderr.
+        before: optional ``before(waves)``, called once on every readable clip's waveform
+            before any is featurised (e.g. to adapt the model to them); the waveforms are then
+            held in memory together rather than a chunk at a time.
 
     Returns:
         ``(features [K, D] float32, kept indices into paths, skipped [{"path", "reason"}],
@@ -156,6 +160,12 @@ def extract(
         except MediaError as err:
             return err
 
+    chunks = []  # (indices, waves); featurised as they come unless `before` needs them all
+
+    def featurise(idx, batch):
+        feats.append(extractor(batch).float().numpy())
+        kept.extend(idx)
+
     bar = tqdm(total=len(paths), desc="features", disable=not progress, file=sys.stderr)
     with ThreadPoolExecutor(max_workers=2) as pool:
         for lo in range(0, len(paths), chunk):
@@ -170,11 +180,16 @@ def extract(
                 batch.append(wave)
                 idx.append(i)
                 audio_s += wave.shape[0] / sr
-            if batch:
-                feats.append(extractor(batch).float().numpy())
-                kept.extend(idx)
+            if batch and before is None:
+                featurise(idx, batch)
+            elif batch:
+                chunks.append((idx, batch))
             bar.update(min(chunk, len(paths) - lo))
     bar.close()
+    if before is not None:
+        before([w for _, batch in chunks for w in batch])
+        for idx, batch in chunks:
+            featurise(idx, batch)
     seconds = time.perf_counter() - t0
     x = np.concatenate(feats) if feats else np.zeros((0, 0), np.float32)
     timing = {
