@@ -122,6 +122,47 @@ def test_each_loss_goes_down_on_a_fixed_batch(method, loss_kw):
     assert losses[-1] < 0.8 * losses[0], losses
 
 
+class _Recorded(dict):
+    """A batch that records which keys a loss reads."""
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.read = set()
+
+    def __getitem__(self, key):
+        self.read.add(key)
+        return super().__getitem__(key)
+
+    def get(self, key, default=None):
+        self.read.add(key)
+        return super().get(key, default)
+
+    def __contains__(self, key):
+        self.read.add(key)
+        return super().__contains__(key)
+
+
+@pytest.mark.parametrize(
+    "method,loss_kw",
+    [(m, {}) for m in METHODS]
+    + [("contrastive", {"hard_negatives": True})]
+    + [("avolnet", {"pair_negatives": "batch"})],
+)
+def test_each_loss_reads_only_the_audio_keys_its_model_declares(method, loss_kw):
+    model, batch = tiny(method, **loss_kw), tiny_batch()
+    batch["audio_easy"] = torch.where(batch["neg_hard"][:, None], 0.5, batch["audio_neg"])
+    batch["hard_valid"] = torch.ones(len(batch["audio"]), dtype=torch.bool)
+    keys = model.audio_keys()
+    audio = {"audio", "audio_easy", "audio_hard", "audio_neg"}
+    full, only = _Recorded(batch), {k: v for k, v in batch.items() if k not in audio - set(keys)}
+    torch.manual_seed(1)
+    want, _ = model.loss(full)
+    torch.manual_seed(1)
+    got, _ = model.loss(only)  # the training data leaves the other audio entries out
+    assert full.read & audio <= set(keys) and "audio" in keys
+    assert torch.equal(got, want)
+
+
 @pytest.mark.parametrize("hard_negatives", [True, False])
 def test_contrastive_loss_is_info_nce_of_its_own_scores(hard_negatives):
     model = tiny("contrastive", hard_negatives=hard_negatives, mask_same_label=True).eval()

@@ -73,3 +73,42 @@ def test_easy_negatives_avoid_what_the_frame_shows():
     assert [(p.clip, p.easy_clip, p.easy_t) for p in again] == [
         (p.clip, p.easy_clip, p.easy_t) for p in pairs[:50]
     ]
+
+
+@pytest.mark.parametrize("hard_valid,neg_hard", [(True, True), (True, False), (False, False)])
+def test_pair_audio_reads_each_window_once_and_only_when_a_key_needs_it(hard_valid, neg_hard):
+    import itertools
+
+    import torch
+
+    from avssl.data.pairs import AUDIO_KEYS, check_audio_keys, pair_audio
+
+    windows = {"positive": torch.zeros(3), "easy": torch.ones(3), "hard": torch.full((3,), 2.0)}
+    # brute force: the entries as the full item defines them
+    hard = windows["hard"] if hard_valid else windows["easy"]
+    full = {
+        "audio": windows["positive"],
+        "audio_easy": windows["easy"],
+        "audio_hard": hard,
+        "audio_neg": hard if neg_hard else windows["easy"],
+    }
+    others = [k for k in AUDIO_KEYS if k != "audio"]
+    for n in range(len(others) + 1):
+        for extra in itertools.combinations(others, n):
+            keys = check_audio_keys(("audio", *extra))
+            reads = []
+
+            def reader(name, reads=reads):
+                return lambda: reads.append(name) or windows[name]
+
+            got = pair_audio(keys, *map(reader, windows), hard_valid, neg_hard)
+            assert list(got) == list(keys)
+            assert all(torch.equal(got[k], full[k]) for k in keys)
+            needed = {"positive"} | {
+                "easy" if full[k] is windows["easy"] else "hard" for k in extra
+            }
+            assert sorted(reads) == sorted(needed)  # each needed window once, nothing else
+    with pytest.raises(ValueError, match="need 'audio'"):
+        check_audio_keys(("audio_hard",))
+    with pytest.raises(ValueError, match="need 'audio'"):
+        check_audio_keys(("audio", "audio_other"))

@@ -73,6 +73,25 @@ def test_items_are_pair_items_with_other_clip_negatives(cache):
     assert len({bool(x["neg_hard"]) for x in items}) == 2
 
 
+@pytest.mark.parametrize("keys", [("audio",), ("audio", "audio_hard"), ("audio", "audio_neg")])
+def test_declared_audio_keys_are_the_same_entries_and_nothing_else_is_read(cache, keys):
+    from avssl.data.pairs import AUDIO_KEYS
+
+    left_out = set(AUDIO_KEYS) - set(keys)
+    full = load_split(_data(cache), "train", True, progress=False)
+    part = load_split(_data(cache), "train", True, progress=False)
+    part.set_audio_keys(keys)
+    reads, audio = [], part.store.audio
+    part.store.audio = lambda clip, t: reads.append(t) or audio(clip, t)
+    for a, b in [(full[i], part[i]) for i in range(len(full))]:
+        assert set(a) - set(b) == left_out and all(torch.equal(a[k], b[k]) for k in b)
+    assert len(reads) == len(full) * len(keys)  # one window per key, none for the others
+    streamed = _stream(cache)
+    streamed.set_audio_keys(keys)
+    for a, b in zip(_stream(cache), streamed, strict=True):
+        assert set(a) - set(b) == left_out and all(torch.equal(a[k], b[k]) for k in b)
+
+
 def test_same_seed_and_epoch_give_the_same_items(cache):
     def items(epoch, seed=0):
         return list(_stream(cache, epoch, seed=seed))

@@ -61,6 +61,21 @@ def test_loss_goes_down(tiny_train_args, capsys):
     assert len(losses) == 8 and sum(losses[-2:]) < sum(losses[:2])
 
 
+def test_reading_only_the_models_audio_keys_trains_the_same_weights(
+    tiny_train_args, capsys, monkeypatch
+):
+    from avssl.data.pairs import AUDIO_KEYS
+    from avssl.models.contrastive import ContrastiveAV
+
+    assert train.main(tiny_train_args("name=declared")) == 0
+    declared = last_json(capsys.readouterr().out)
+    monkeypatch.setattr(ContrastiveAV, "audio_keys", lambda self: AUDIO_KEYS)
+    assert train.main(tiny_train_args("name=every-key")) == 0
+    every = last_json(capsys.readouterr().out)
+    assert ContrastiveAV.audio_keys(None) == AUDIO_KEYS  # the patch was in force
+    assert declared["weights_digest"] == every["weights_digest"]
+
+
 def test_resume_equals_straight_run(tiny_train_args, capsys):
     common = ("train.schedule=constant", "train.eval_every=4")
     assert train.main(tiny_train_args("train.steps=8", *common)) == 0

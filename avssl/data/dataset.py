@@ -20,7 +20,7 @@ from tqdm import tqdm
 from avssl.config import DataConfig
 from avssl.data import media
 from avssl.data.manifest import Row, resolve
-from avssl.data.pairs import PairSampler
+from avssl.data.pairs import AUDIO_KEYS, PairSampler, check_audio_keys, pair_audio
 from avssl.data.transforms import eval_resize, train_augment
 from avssl.errors import MediaError
 
@@ -189,7 +189,8 @@ class AVPairDataset(Dataset):
     ``frame_labels`` bool ``[len(classes)]`` (the classes visible in the frame: the row's
     ``frame_labels`` when given, else its first label),
     ``clip`` long, ``t`` float. ``audio_neg`` is the hard negative when ``neg_hard`` else the
-    easy one; ``audio_easy`` is always the easy one.
+    easy one; ``audio_easy`` is always the easy one. After :meth:`set_audio_keys` an item holds
+    only the audio entries named (the others are not read).
 
     Args:
         store: decoded clips.
@@ -218,6 +219,12 @@ class AVPairDataset(Dataset):
         self.windows_per_clip = windows_per_clip
         self.seed = seed
         self.epoch = 0
+        self.audio_keys = AUDIO_KEYS
+
+    def set_audio_keys(self, keys) -> None:
+        """Read only these audio entries (a model's :meth:`~avssl.models.base.AVModel.audio_keys`);
+        the pairs drawn are the same."""
+        self.audio_keys = check_audio_keys(keys)
 
     def _shown(self, frame_clip: int, audio_clip: int) -> bool:
         """Whether ``frame_clip``'s picture shows the class of ``audio_clip``'s sound."""
@@ -244,16 +251,17 @@ class AVPairDataset(Dataset):
             frame = train_augment(frame, self.data.frame_size, rng)
         else:
             frame = eval_resize(frame, self.data.frame_size)
-        audio = store.audio(pair.clip, pair.t)
-        easy = store.audio(pair.easy_clip, pair.easy_t)
         hard_valid = not math.isnan(pair.hard_t)
-        hard = store.audio(pair.clip, pair.hard_t) if hard_valid else easy
+        audio = pair_audio(
+            self.audio_keys,
+            lambda: store.audio(pair.clip, pair.t),
+            lambda: store.audio(pair.easy_clip, pair.easy_t),
+            lambda: store.audio(pair.clip, pair.hard_t),
+            hard_valid, pair.neg_hard,
+        )  # fmt: skip
         return {
             "frames": frame,
-            "audio": audio,
-            "audio_easy": easy,
-            "audio_hard": hard,
-            "audio_neg": hard if pair.neg_hard else easy,
+            **audio,
             "neg_hard": torch.tensor(pair.neg_hard),
             "hard_valid": torch.tensor(hard_valid),
             "label": torch.tensor(self.labels[pair.clip], dtype=torch.long),

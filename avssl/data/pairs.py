@@ -12,10 +12,15 @@ state to resume, and gives the same pairs in any ``DataLoader`` worker.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import torch
+
+# The audio entries of a training item: the positive, the easy negative, the hard negative (the
+# easy one when the clip has no room for a shift) and the binary objectives' negative.
+AUDIO_KEYS = ("audio", "audio_easy", "audio_hard", "audio_neg")
 
 
 def centre_range(duration: float, window: float) -> tuple[float, float]:
@@ -126,3 +131,51 @@ class PairSampler:
         hard_t = shifted_time(rng, d, self.window, self.min_shift, t)
         neg_hard = bool(rng.random() < self.hard_fraction) and not np.isnan(hard_t)
         return Pair(clip, t, easy_clip, easy_t, hard_t, neg_hard)
+
+
+def check_audio_keys(keys: Sequence[str]) -> tuple[str, ...]:
+    """``keys`` as a tuple, each one of :data:`AUDIO_KEYS` and ``audio`` among them."""
+    keys = tuple(keys)
+    unknown = [k for k in keys if k not in AUDIO_KEYS]
+    if unknown or "audio" not in keys:
+        raise ValueError(f"audio keys {keys}: need 'audio' and only {AUDIO_KEYS}")
+    return keys
+
+
+def pair_audio(
+    keys: Sequence[str],
+    positive: Callable[[], torch.Tensor],
+    easy: Callable[[], torch.Tensor],
+    hard: Callable[[], torch.Tensor],
+    hard_valid: bool,
+    neg_hard: bool,
+) -> dict[str, torch.Tensor]:
+    """The audio entries ``keys`` of one item, reading each window at most once and only if a
+    key needs it (a method that never looks at the easy negative does not decode it).
+
+    Args:
+        keys: which of :data:`AUDIO_KEYS` to return.
+        positive, easy, hard: read the positive, the easy and the hard window (float ``[N]``).
+        hard_valid: whether the clip has a hard window; if not, ``audio_hard`` is the easy one.
+        neg_hard: whether ``audio_neg`` is the hard window (else the easy one).
+    """
+    read: dict[str, torch.Tensor] = {}
+
+    def once(name, fn):
+        if name not in read:
+            read[name] = fn()
+        return read[name]
+
+    def easy_():
+        return once("easy", easy)
+
+    def hard_():
+        return once("hard", hard) if hard_valid else easy_()
+
+    source = {
+        "audio": positive,
+        "audio_easy": easy_,
+        "audio_hard": hard_,
+        "audio_neg": hard_ if neg_hard else easy_,
+    }
+    return {k: source[k]() for k in keys}

@@ -27,7 +27,14 @@ from torch.utils.data import IterableDataset, get_worker_info
 from avssl.config import DataConfig
 from avssl.data.dataset import audio_window, frame_at, label_table
 from avssl.data.manifest import read_manifest
-from avssl.data.pairs import centre_range, frame_time, shifted_time
+from avssl.data.pairs import (
+    AUDIO_KEYS,
+    centre_range,
+    check_audio_keys,
+    frame_time,
+    pair_audio,
+    shifted_time,
+)
 from avssl.data.shard_stream import ShardStream
 from avssl.data.shards import read_index
 from avssl.data.source import class_names
@@ -63,7 +70,7 @@ class StreamPairs(IterableDataset):
     Each item: ``frames`` uint8 ``[3, S, S]`` (augmented when ``data.augment``), ``audio``,
     ``audio_easy``, ``audio_hard``, ``audio_neg`` float32 ``[N]``, ``neg_hard`` and
     ``hard_valid`` bool, ``label`` long, ``frame_labels`` bool ``[C]``, ``clip`` long, ``t``
-    float.
+    float. After :meth:`set_audio_keys` an item holds only the audio entries named.
 
     ``clip`` is the clip's position among the usable train rows of the manifest and ``label``
     and ``frame_labels`` index the manifest's :func:`~avssl.data.source.class_names`, as in
@@ -96,6 +103,7 @@ class StreamPairs(IterableDataset):
         if not data.cache:
             raise AvsslError("data.stream=true needs data.cache (a shard cache from avssl cache)")
         self.data, self.seed = data, seed
+        self.audio_keys = AUDIO_KEYS
         buffer = data.shuffle_buffer if shuffle_buffer is None else shuffle_buffer
         self.stream = ShardStream(data.cache, "train", seed, rank, world, buffer, data=data)
         index = read_index(data.cache)
@@ -129,6 +137,10 @@ class StreamPairs(IterableDataset):
     def __len__(self) -> int:
         """Usable training clips (over all ranks): the items of one epoch, before batching."""
         return len(self.clip_of)
+
+    def set_audio_keys(self, keys) -> None:
+        """Return only these audio entries (set before the loader's workers start)."""
+        self.audio_keys = check_audio_keys(keys)
 
     def set_epoch(self, epoch: int) -> None:
         """Call before creating each epoch's iterator (with non-persistent workers)."""
@@ -205,17 +217,16 @@ class StreamPairs(IterableDataset):
             frame = train_augment(frame, d.frame_size, rng)
         else:
             frame = eval_resize(frame, d.frame_size)
-        audio = audio_window(clip.audio, t, d.window, d.sample_rate)
-        easy_audio = audio_window(easy.audio, easy_t, d.window, d.sample_rate)
-        hard = easy_audio
-        if hard_valid:
-            hard = audio_window(clip.audio, hard_t, d.window, d.sample_rate)
+        audio = pair_audio(
+            self.audio_keys,
+            lambda: audio_window(clip.audio, t, d.window, d.sample_rate),
+            lambda: audio_window(easy.audio, easy_t, d.window, d.sample_rate),
+            lambda: audio_window(clip.audio, hard_t, d.window, d.sample_rate),
+            hard_valid, neg_hard,
+        )  # fmt: skip
         return {
             "frames": frame,
-            "audio": audio,
-            "audio_easy": easy_audio,
-            "audio_hard": hard,
-            "audio_neg": hard if neg_hard else easy_audio,
+            **audio,
             "neg_hard": torch.tensor(neg_hard),
             "hard_valid": torch.tensor(hard_valid),
             "label": torch.tensor(self.labels[clip.index], dtype=torch.long),

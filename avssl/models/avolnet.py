@@ -86,6 +86,9 @@ class AVOLNet(PairClassifier):
     def calibration_parameters(self) -> list[nn.Parameter]:
         return [self.log_scale, self.bias]
 
+    def audio_keys(self) -> tuple[str, ...]:
+        return ("audio",) if self.loss_cfg.pair_negatives == "batch" else super().audio_keys()
+
     def loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, float]]:
         """The logistic loss on sampled pairs (:meth:`PairClassifier.loss`), or on all pairs.
 

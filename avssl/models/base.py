@@ -14,6 +14,7 @@ from torch import Tensor, nn
 
 from avssl.audio_tta import speed_views
 from avssl.config import DataConfig, LossConfig, ModelConfig
+from avssl.data.pairs import AUDIO_KEYS
 from avssl.errors import ConfigError
 from avssl.features import FrameNorm, build_audio_frontend
 from avssl.losses import lse_pool
@@ -133,6 +134,11 @@ class AVModel(nn.Module):
         """Training objective on a batch; returns ``(scalar loss, stats)``."""
         raise NotImplementedError
 
+    def audio_keys(self) -> tuple[str, ...]:
+        """The audio entries of a training batch that :meth:`loss` reads; the training data
+        decodes only these (:func:`~avssl.data.pairs.pair_audio`)."""
+        return AUDIO_KEYS
+
     def calibration_parameters(self) -> list[nn.Parameter]:
         """Output calibration scalars (scale, bias, temperature); they may want a larger lr."""
         return []
@@ -219,6 +225,9 @@ class PairClassifier(AVModel):
             for a in audio
         ]
         return torch.stack(rows).float()
+
+    def audio_keys(self) -> tuple[str, ...]:
+        return ("audio", "audio_neg")
 
     def loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, float]]:
         """Balanced two-class loss on B positive and B negative pairs.

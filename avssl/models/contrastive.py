@@ -108,6 +108,9 @@ class ContrastiveAV(AVModel):
         with full_precision(audio):
             return torch.einsum("fdl,ad->afl", visual.float(), audio.float()).amax(2)
 
+    def audio_keys(self) -> tuple[str, ...]:
+        return ("audio", "audio_hard")  # the in-batch sounds are the easy negatives
+
     def loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, float]]:
         """Symmetric InfoNCE; reads ``frames``, ``audio`` and if present ``audio_hard``, ``label``.
 

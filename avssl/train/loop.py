@@ -137,6 +137,7 @@ def train(
         )
 
     model = build_model(cfg.model, cfg.data, cfg.loss).to(device)
+    train_ds.set_audio_keys(model.audio_keys())  # validation keeps every key (avc reads them)
     if cfg.train.channels_last:
         model = model.to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(
