@@ -10,7 +10,7 @@ items are decoded on the fly, on the real videos of ``../shared/data/videos`` (o
 usage: python benchmarks/pair_items.py [--manifest PATH] [--items N]
 
 The last stdout line is one JSON object, e.g.
-``{"items_per_s": {"audio+audio_easy+audio_hard+audio_neg": 9.1, "audio+audio_hard": 11.8, ...},
+``{"items_per_s": {"audio+audio_easy+audio_hard+audio_neg": 5.03, "audio+audio_hard": 6.28, ...},
 "methods": {"contrastive": "audio+audio_hard", ...}, "n_items": 60, "clips": 6}``.
 """
 
