@@ -24,12 +24,14 @@ import tempfile
 import time
 from pathlib import Path
 
+from avssl.cli import run_guarded
 from avssl.config import DataConfig, LossConfig, ModelConfig
 from avssl.data.dataset import AVPairDataset, ClipStore
 from avssl.data.manifest import Row, read_manifest, write_manifest
 from avssl.data.media import probe
 from avssl.data.pairs import AUDIO_KEYS
 from avssl.data.source import class_names
+from avssl.errors import AvsslError
 from avssl.models import METHODS, build_model
 
 REPO = Path(__file__).resolve().parents[1]
@@ -81,12 +83,13 @@ def main(argv: list[str] | None = None) -> int:
         manifest = args.manifest
         if manifest is None:
             if not args.videos.is_dir():
-                print(f"error: {args.videos}: absent; give --manifest", file=sys.stderr)
-                return 2
+                raise AvsslError(f"{args.videos}: absent; give --manifest")
             manifest = video_manifest(args.videos, Path(tmp) / "manifest.jsonl")
         rows = [dataclasses.replace(r, split="train") for r in read_manifest(manifest)]
         data = DataConfig(preload=False)
         store = ClipStore(rows, manifest, data, data.load_size, preload=False)
+        if len(store) < 2:  # an easy negative comes from another clip
+            raise AvsslError(f"{manifest}: {len(store)} usable clips (need 2)")
         dataset = AVPairDataset(store, data, class_names(rows), train=True, windows_per_clip=64)
         methods = {m: "+".join(k) for m, k in declared_keys().items()}
         rates = {}
@@ -102,4 +105,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_guarded(main, sys.argv[1:]))
