@@ -11,7 +11,7 @@ import evaluate
 import train
 from avssl.errors import ConfigError
 from avssl.train.averaging import build_ema, checkpoint_entries, eval_model, restore
-from avssl.train.checkpoint import load_checkpoint
+from avssl.train.checkpoint import load_checkpoint, load_model, weights_digest
 
 
 def _net() -> nn.Module:
@@ -92,6 +92,12 @@ def test_training_with_ema_checkpoints_evaluates_and_resumes_exactly(tiny_train_
     last = load_checkpoint(Path(straight["run_dir"]) / "last.pt")
     assert last["ema_updates"] == 8
     assert any(not torch.equal(v, last["train_model"][k]) for k, v in last["model"].items())
+    # the summary names both: the optimiser's weights and the averaged ones that are evaluated
+    averaged, _, _ = load_model(Path(straight["run_dir"]) / "last.pt")
+    assert straight["averaged_weights_digest"] == weights_digest(averaged)
+    averaged.load_state_dict(last["train_model"])
+    assert straight["weights_digest"] == weights_digest(averaged)
+    assert straight["weights_digest"] != straight["averaged_weights_digest"]
     assert evaluate.main(["avc", "--checkpoint", straight["run_dir"], "--no-progress"]) == 0
     assert last_json(capsys.readouterr().out)["n"] > 0
 

@@ -74,6 +74,7 @@ def test_reading_only_the_models_audio_keys_trains_the_same_weights(
     every = last_json(capsys.readouterr().out)
     assert ContrastiveAV.audio_keys(None) == AUDIO_KEYS  # the patch was in force
     assert declared["weights_digest"] == every["weights_digest"]
+    assert declared["averaged_weights_digest"] is None  # no train.ema_decay
 
 
 def test_resume_equals_straight_run(tiny_train_args, capsys):

@@ -6,11 +6,13 @@ A checkpoint is a dict of tensors and plain Python values only, so it loads with
 
 from __future__ import annotations
 
+import hashlib
 import os
 import pickle
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from avssl.config import Config, config_from_dict
 from avssl.errors import AvsslError, CheckpointError
@@ -82,3 +84,16 @@ def load_model(path: str | os.PathLike, device: torch.device | str = "cpu"):
         msg = str(err).splitlines()[0][:160]
         raise CheckpointError(state["path"], f"weights do not fit the model ({msg})") from None
     return model.to(device).eval(), cfg, state
+
+
+def weights_digest(model: nn.Module) -> str:
+    """Short SHA-1 of every learnt parameter (identical weights give identical digests).
+
+    Buffers are left out: under DDP each rank's BatchNorm running statistics follow its own
+    last batch (DDP broadcasts rank 0's at the start of each forward pass).
+    """
+    h = hashlib.sha1()
+    for name, t in sorted(model.named_parameters()):
+        h.update(name.encode())
+        h.update(t.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()[:16]

@@ -2,8 +2,10 @@
 
 The last line on stdout is one JSON object:
 ``{"run_dir", "step", "best_step", "val": {"accuracy", "accuracy_easy", "accuracy_hard"},
-"clips_per_s", "data_wait_fraction", "precision", "seconds", "weights_digest", "interrupted",
-"signal", "time_limited", "n_skipped", "skipped": [{"split", "id", "reason"}, ...]}``.
+"clips_per_s", "data_wait_fraction", "precision", "seconds", "weights_digest",
+"averaged_weights_digest", "interrupted", "signal", "time_limited", "n_skipped",
+"skipped": [{"split", "id", "reason"}, ...]}``. ``weights_digest`` is of the weights the
+optimiser moves; ``averaged_weights_digest`` of the averaged ones (``train.ema_decay``), else null.
 """
 
 from __future__ import annotations

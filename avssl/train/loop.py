@@ -7,7 +7,6 @@ loop over steps that logs, validates and checkpoints.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import signal
 import sys
 import time
@@ -25,7 +24,7 @@ from avssl.errors import AvsslError, TrainingError
 from avssl.eval.avc import avc_metrics, calibrate_threshold, score_pairs
 from avssl.models import build_model
 from avssl.train import averaging, runtime
-from avssl.train.checkpoint import save_checkpoint
+from avssl.train.checkpoint import save_checkpoint, weights_digest
 from avssl.train.data import batches_per_epoch, make_loader, to_device
 from avssl.train.prefetch import Prefetcher
 from avssl.train.schedule import TimeBudget, agreed_plan, lr_factor
@@ -42,19 +41,6 @@ class _LossModule(nn.Module):
 
     def forward(self, batch: dict):
         return self.model.loss(batch)
-
-
-def weights_digest(model: nn.Module) -> str:
-    """Short SHA-1 of every learnt parameter (identical weights give identical digests).
-
-    Buffers are left out: under DDP each rank's BatchNorm running statistics follow its own
-    last batch (DDP broadcasts rank 0's at the start of each forward pass).
-    """
-    h = hashlib.sha1()
-    for name, t in sorted(model.named_parameters()):
-        h.update(name.encode())
-        h.update(t.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()[:16]
 
 
 class _StopFlag:
@@ -298,6 +284,8 @@ def train(
         "precision": precision,
         "seconds": time.time() - t0,
         "weights_digest": digest,
+        # train.ema_decay > 0: the averaged weights that best.pt, validation and evaluation use
+        "averaged_weights_digest": weights_digest(scored) if scored is not model else None,
         "interrupted": bool(stop.signum),
         # train.max_minutes ended the run before train.steps
         "time_limited": bool(budget.enabled and step < cfg.train.steps and not stop.signum),
