@@ -171,6 +171,9 @@ class TrainConfig:
     max_minutes: float = 0.0
     lr: float = 2e-3
     weight_decay: float = 1e-4
+    # false: weight decay on matrices and kernels only, not on biases, norms or the temperature
+    # (avssl.train.optim)
+    decay_all: bool = True
     warmup_steps: int = 100
     # exponential moving average of the weights for validation, best.pt and evaluation (0: off;
     # avssl.train.averaging)

@@ -77,8 +77,9 @@ def test_reading_only_the_models_audio_keys_trains_the_same_weights(
     assert declared["averaged_weights_digest"] is None  # no train.ema_decay
 
 
-def test_resume_equals_straight_run(tiny_train_args, capsys):
-    common = ("train.schedule=constant", "train.eval_every=4")
+@pytest.mark.parametrize("decay", [(), ("train.weight_decay=0.2", "train.decay_all=false")])
+def test_resume_equals_straight_run(decay, tiny_train_args, capsys):
+    common = ("train.schedule=constant", "train.eval_every=4", *decay)  # 1 or 2 AdamW groups
     assert train.main(tiny_train_args("train.steps=8", *common)) == 0
     straight = last_json(capsys.readouterr().out)
     assert train.main(tiny_train_args("train.steps=4", *common)) == 0

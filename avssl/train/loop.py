@@ -26,6 +26,7 @@ from avssl.models import build_model
 from avssl.train import averaging, runtime
 from avssl.train.checkpoint import save_checkpoint, weights_digest
 from avssl.train.data import batches_per_epoch, make_loader, to_device
+from avssl.train.optim import build_optimizer
 from avssl.train.prefetch import Prefetcher
 from avssl.train.schedule import TimeBudget, agreed_plan, lr_factor
 
@@ -126,9 +127,7 @@ def train(
     train_ds.set_audio_keys(model.audio_keys())  # validation keeps every key (avc reads them)
     if cfg.train.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    opt = torch.optim.AdamW(
-        model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay
-    )
+    opt = build_optimizer(model, cfg.train)
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     ema = averaging.build_ema(model, cfg.train.ema_decay)  # None unless train.ema_decay > 0
     scored = averaging.eval_model(model, ema)  # validated, checkpointed, evaluated
