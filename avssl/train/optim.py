@@ -4,8 +4,8 @@ With ``train.decay_all`` (the default) ``train.weight_decay`` applies to every p
 always has here. With ``decay_all: false`` it applies to weight matrices and convolution kernels
 only: biases, normalisation gains and shifts and the learnt temperature (every parameter with
 fewer than two dimensions) are left undecayed, the split timm and open_clip make, so that a
-strong decay regularises the weights without pulling a batch norm's scale or the temperature
-towards zero.
+strong decay regularises the weights without shrinking a batch norm's scale or pulling the log
+temperature to 0 (a temperature of 1).
 """
 
 from __future__ import annotations
