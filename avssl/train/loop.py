@@ -284,7 +284,7 @@ def train(
         "seconds": time.time() - t0,
         "weights_digest": digest,
         # train.ema_decay > 0: the averaged weights that best.pt, validation and evaluation use
-        "averaged_weights_digest": weights_digest(scored) if scored is not model else None,
+        "averaged_weights_digest": None if ema is None else weights_digest(ema.module),
         "interrupted": bool(stop.signum),
         # train.max_minutes ended the run before train.steps
         "time_limited": bool(budget.enabled and step < cfg.train.steps and not stop.signum),
