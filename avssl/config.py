@@ -157,6 +157,13 @@ class LossConfig:
     # positive (the paper); "batch": every other sound of the batch (the sigmoid loss over all
     # pairs of SigLIP, https://arxiv.org/abs/2303.15343), balanced half positives, half negatives
     pair_negatives: str = "sampled"
+    # contrastive: weight of the reversed gradient of a domain classifier on the audio embedding
+    # (domain-adversarial training, https://arxiv.org/abs/1505.07818); the domains are the
+    # manifest rows' ``domain`` field (AV-Digits: the speaker). 0: off
+    domain_adversary: float = 0.0
+    # the domain names the classifier tells apart; [] with domain_adversary > 0: the training
+    # split's, sorted, filled in when the run starts (and saved with it)
+    domains: list[str] = field(default_factory=list)
 
 
 @dataclass

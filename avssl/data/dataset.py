@@ -188,9 +188,10 @@ class AVPairDataset(Dataset):
     float32 ``[N]``, ``neg_hard`` and ``hard_valid`` bool, ``label`` long (class index or -1),
     ``frame_labels`` bool ``[len(classes)]`` (the classes visible in the frame: the row's
     ``frame_labels`` when given, else its first label),
-    ``clip`` long, ``t`` float. ``audio_neg`` is the hard negative when ``neg_hard`` else the
-    easy one; ``audio_easy`` is always the easy one. After :meth:`set_audio_keys` an item holds
-    only the audio entries named (the others are not read).
+    ``clip`` long, ``t`` float, and with ``domains`` given ``domain`` long (the index of the
+    row's ``domain`` in ``domains``, -1 when absent or not listed). ``audio_neg`` is the hard
+    negative when ``neg_hard`` else the easy one; ``audio_easy`` is always the easy one. After
+    :meth:`set_audio_keys` an item holds only the audio entries named (the others are not read).
 
     Args:
         store: decoded clips.
@@ -199,6 +200,7 @@ class AVPairDataset(Dataset):
         train: augment frames; otherwise resize only.
         windows_per_clip: items per clip per epoch.
         seed: sampling seed.
+        domains: domain names (``loss.domain_adversary``), or None for no ``domain`` entry.
     """
 
     def __init__(
@@ -209,9 +211,14 @@ class AVPairDataset(Dataset):
         train: bool,
         windows_per_clip: int = 1,
         seed: int = 0,
+        domains: list[str] | None = None,
     ):
         self.store, self.data, self.train = store, data, train
         self.labels, self.visible = label_table(store.rows, classes)
+        self.domains = None
+        if domains is not None:
+            index = {d: i for i, d in enumerate(domains)}
+            self.domains = torch.tensor([index.get(r.domain, -1) for r in store.rows])
         self.sampler = PairSampler(
             store.durations, data.window, data.min_shift, data.hard_fraction, seed,
             shown=self._shown if data.unseen_negatives else None,
@@ -259,7 +266,7 @@ class AVPairDataset(Dataset):
             lambda: store.audio(pair.clip, pair.hard_t),
             hard_valid, pair.neg_hard,
         )  # fmt: skip
-        return {
+        item = {
             "frames": frame,
             **audio,
             "neg_hard": torch.tensor(pair.neg_hard),
@@ -269,3 +276,6 @@ class AVPairDataset(Dataset):
             "clip": torch.tensor(pair.clip, dtype=torch.long),
             "t": torch.tensor(pair.t, dtype=torch.float32),
         }
+        if self.domains is not None:
+            item["domain"] = self.domains[pair.clip]
+        return item

@@ -12,6 +12,8 @@ relative to the manifest's folder. ``boxes`` is ``null`` or ``{"sources": [[x0, 
 The optional ``frame_labels`` lists the classes of everything visible in the picture when that
 is more than ``labels`` (AV-Digits canvases: the spoken digit and the distractor digits); the
 contrastive loss can leave such pictures out of a sound's negatives (``loss.mask_same_label``).
+The optional ``domain`` names a nuisance group of the clip, such as its speaker (AV-Digits), that
+the embedding should not encode; ``loss.domain_adversary`` trains against it.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ class Row:
     split: str = "train"
     boxes: dict | None = None
     frame_labels: list[str] | None = None
+    domain: str | None = None
 
     @property
     def visual(self) -> str:
@@ -57,8 +60,9 @@ class Row:
             d.pop("image")
         else:
             d.pop("video")
-        if d["frame_labels"] is None:
-            d.pop("frame_labels")
+        for key in ("frame_labels", "domain"):
+            if d[key] is None:
+                d.pop(key)
         return d
 
 
@@ -80,6 +84,8 @@ def row_from_json(obj: dict, where: str = "") -> Row:
         row.labels = [str(x) for x in (row.labels or [])]
         if row.frame_labels is not None:
             row.frame_labels = [str(x) for x in row.frame_labels]
+        if row.domain is not None:
+            row.domain = str(row.domain)
         row.id = str(row.id)
     except (TypeError, ValueError) as err:
         raise ManifestError(f"{where}: row {obj.get('id')!r}: {err}") from None

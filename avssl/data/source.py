@@ -6,10 +6,10 @@ from pathlib import Path
 
 import numpy as np
 
-from avssl.config import DataConfig
+from avssl.config import Config, DataConfig
 from avssl.data.dataset import AVPairDataset, ClipStore
 from avssl.data.manifest import Row, read_manifest
-from avssl.errors import ManifestError
+from avssl.errors import ConfigError, ManifestError
 
 
 def manifest_path(data: DataConfig, progress: bool = True) -> Path:
@@ -38,6 +38,33 @@ def class_names(rows: list[Row]) -> list[str]:
     return sorted({r.labels[0] for r in rows if r.labels})
 
 
+def domain_names(rows: list[Row], split: str = "train") -> list[str]:
+    """Sorted names of the ``domain`` fields of one split's rows."""
+    return sorted({r.domain for r in rows if r.split == split and r.domain is not None})
+
+
+def resolve_domains(cfg: Config, progress: bool = True) -> None:
+    """Fill ``cfg.loss.domains`` from the training split when the domain adversary is on and no
+    domains are named (before the model is built, so checkpoints record them).
+
+    Raises:
+        ConfigError: the adversary is on with ``data.stream``, or no domains are named and the
+            training rows carry fewer than two.
+    """
+    if cfg.loss.domain_adversary > 0 and cfg.data.stream:
+        raise ConfigError("loss.domain_adversary: not available with data.stream")
+    if cfg.loss.domain_adversary <= 0 or cfg.loss.domains:
+        return
+    manifest = manifest_path(cfg.data, progress)
+    found = domain_names(read_manifest(manifest))
+    if len(found) < 2:
+        raise ConfigError(
+            f"{manifest}: loss.domain_adversary needs at least two domains among the training "
+            f"rows' 'domain' fields (found {len(found)})"
+        )
+    cfg.loss.domains = found
+
+
 def load_split(
     data: DataConfig,
     split: str,
@@ -48,11 +75,13 @@ def load_split(
     seed: int = 0,
     progress: bool = True,
     sample: int | None = None,
+    domains: list[str] | None = None,
 ) -> AVPairDataset:
     """Decode one split (or read it from ``data.cache``) into an :class:`AVPairDataset`.
 
     ``sample`` keeps a random subset of that many rows (drawn with ``seed``, kept in manifest
-    order), so that a large split can be read in part.
+    order), so that a large split can be read in part. With ``domains``, each item carries the
+    index of its row's domain (see :class:`AVPairDataset`).
 
     Raises:
         ManifestError: the split has fewer than two usable clips.
@@ -77,4 +106,4 @@ def load_split(
             f"{manifest}: split {split!r} has {len(store)} usable clips (need at least 2); "
             f"{len(store.skipped)} skipped"
         )
-    return AVPairDataset(store, data, classes, train, windows_per_clip, seed)
+    return AVPairDataset(store, data, classes, train, windows_per_clip, seed, domains)

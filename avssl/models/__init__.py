@@ -29,7 +29,7 @@ def build_model(cfg: ModelConfig, data: DataConfig, loss: LossConfig | None = No
         loss: objective settings (used by ``contrastive``); defaults to ``LossConfig()``.
 
     Raises:
-        ConfigError: unknown method or pooling, or RFN or view settings out of range.
+        ConfigError: unknown method or pooling, or RFN, view or adversary settings out of range.
     """
     if cfg.method not in METHODS:
         raise ConfigError(
@@ -48,7 +48,13 @@ def build_model(cfg: ModelConfig, data: DataConfig, loss: LossConfig | None = No
         raise ConfigError(
             f"model.audio_views: {cfg.audio_views} (>= 1; views above 1 are for contrastive only)"
         )
-    pairs = (loss or LossConfig()).pair_negatives
+    loss = loss or LossConfig()
+    if loss.domain_adversary < 0 or (loss.domain_adversary > 0 and cfg.method != "contrastive"):
+        raise ConfigError(
+            f"loss.domain_adversary: {loss.domain_adversary} "
+            "(>= 0; above 0 is for contrastive only)"
+        )
+    pairs = loss.pair_negatives
     if pairs not in ("sampled", "batch") or (pairs == "batch" and cfg.method != "avolnet"):
         raise ConfigError(
             f"loss.pair_negatives: {pairs!r} (sampled | batch; batch is for avolnet only)"

@@ -11,6 +11,7 @@ from torch import Tensor, nn
 from avssl.config import DataConfig, LossConfig, ModelConfig
 from avssl.errors import ConfigError
 from avssl.losses import false_negatives, info_nce
+from avssl.models.adversary import DomainAdversary
 from avssl.models.base import AVModel, full_precision, threshold_stats, time_shift_conflict
 from avssl.models.distributed import any_rank, gather_features
 from avssl.models.towers import Projection, VGGTower, audio_tower, global_max_pool
@@ -29,6 +30,8 @@ class ContrastiveAV(AVModel):
     similarities over a temperature (learnt when ``cfg.learn_temperature``, kept in [0.01, 1]).
     The loss is symmetric InfoNCE over the batch gathered across ranks, optionally with each row's
     own time-shifted audio (``audio_hard``) as an extra negative and with same-label pairs masked.
+    With ``loss.domain_adversary`` > 0 a domain classifier on the audio embedding is trained
+    against it through a reversed gradient (:mod:`avssl.models.adversary`).
     """
 
     paper = "https://arxiv.org/abs/2004.12943"
@@ -47,6 +50,15 @@ class ContrastiveAV(AVModel):
             self.vision.out_dim, cfg.head_hidden, d, cfg.spatial, cfg.head_bn
         )
         self.audio_head = Projection(self.audio.out_dim, cfg.head_hidden, d, bn=cfg.head_bn)
+        self.domain_adversary = None
+        if self.loss_cfg.domain_adversary > 0:
+            n = len(self.loss_cfg.domains)
+            if n < 2:
+                raise ConfigError(
+                    f"loss.domain_adversary needs at least two domains in loss.domains (got {n}): "
+                    "the manifest's training rows need a 'domain' field"
+                )
+            self.domain_adversary = DomainAdversary(d, n, self.loss_cfg.domain_adversary)
         log_t = torch.tensor(math.log(cfg.temperature))
         if cfg.learn_temperature:
             self.log_temperature = nn.Parameter(log_t)
@@ -122,7 +134,9 @@ class ContrastiveAV(AVModel):
         whose positive has the highest logit; ``acc_easy`` / ``acc_hard``, balanced accuracies at
         ``decision_threshold`` of the positives against in-batch rolled audio / time-shifted
         audio (``acc_hard`` only when some clip of the batch has a time-shifted window,
-        ``hard_valid``); ``temperature``.
+        ``hard_valid``); ``temperature``; with a domain adversary and a ``domain`` entry in the
+        batch, ``domain_loss`` and ``domain_acc`` (its cross-entropy on every view is added to
+        the loss).
         """
         frames, audio, hard = batch["frames"], batch["audio"], batch.get("audio_hard")
         b, use_hard = frames.shape[0], hard is not None and self.loss_cfg.hard_negatives
@@ -156,6 +170,12 @@ class ContrastiveAV(AVModel):
         with torch.no_grad():
             stats = self._stats(logits, mask, sim, sim_hard)
         stats["loss"] = float(loss.detach())
+        if self.domain_adversary is not None and "domain" in batch:
+            adv, adv_stats = self.domain_adversary(
+                torch.cat(a_views), torch.cat([batch["domain"]] * views)
+            )
+            loss = loss + adv
+            stats.update(adv_stats)
         return loss, stats
 
     def _logits(self, units, units_all, a, a_hard, use_hard: bool):

@@ -240,6 +240,7 @@ def main(argv: list[str] | None = None) -> int:
                     split=split,
                     boxes=boxes,
                     frame_labels=[str(d) for d in cell_digits],
+                    domain=rec.speaker,
                 )
             )
             items.append(

@@ -131,6 +131,9 @@ def main(argv: list[str] | None = None) -> int:
         check_writable(run_dir)
     else:
         cfg = load_config(args.config, args.overrides)
+        from avssl.data.source import resolve_domains
+
+        resolve_domains(cfg, progress=not args.no_progress)
         check_model_config(cfg)
         run_dir, made_here = (
             prepare_run_dir(cfg, args.run_dir)

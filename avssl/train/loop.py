@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from avssl.cli import json_line
 from avssl.config import Config, dump_yaml, to_dict
-from avssl.data.source import load_split, manifest_path
+from avssl.data.source import load_split, manifest_path, resolve_domains
 from avssl.data.stream_pairs import StreamPairs
 from avssl.errors import AvsslError, TrainingError
 from avssl.eval.avc import avc_metrics, calibrate_threshold, score_pairs
@@ -98,12 +98,15 @@ def train(
             manifest_path(cfg.data, progress)
         torch.distributed.barrier()
     manifest = manifest_path(cfg.data, progress)
+    resolve_domains(cfg, progress)
+    domains = cfg.loss.domains if cfg.loss.domain_adversary > 0 else None
     if cfg.data.stream:  # read shard by shard each epoch, never held in memory
         train_ds = StreamPairs(cfg.data, manifest, cfg.train.seed, dist_info.rank, dist_info.world)
     else:
         train_ds = load_split(
-            cfg.data, "train", True, manifest=manifest, seed=cfg.train.seed, progress=progress
-        )
+            cfg.data, "train", True, manifest=manifest, seed=cfg.train.seed, progress=progress,
+            domains=domains,
+        )  # fmt: skip
     val_ds = load_split(
         cfg.data, "val", False, manifest=manifest, windows_per_clip=cfg.train.val_windows,
         seed=cfg.train.seed + 1000, progress=progress,
