@@ -106,6 +106,12 @@ def test_time_limited_run_stops_validated_and_resumable(tiny_train_args, capsys)
     assert train.main([*resume, "--set", f"train.steps={summary['step'] + 2}"]) == 0
     resumed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert resumed["step"] == summary["step"] + 2 and not resumed["time_limited"]
+    # an override that changes the model's shape is refused in one line, the run left as it was
+    before = (run / "last.pt").read_bytes()
+    assert train.main([*resume, "--set", "model.embed_dim=24"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: {run / 'last.pt'}: the --set overrides")
+    assert (run / "last.pt").read_bytes() == before
 
 
 def test_time_limited_ddp_ranks_stop_together(tiny_train_args, tiny_cache, tmp_path):

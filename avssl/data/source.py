@@ -48,13 +48,18 @@ def resolve_domains(cfg: Config, progress: bool = True) -> None:
     domains are named (before the model is built, so checkpoints record them).
 
     Raises:
-        ConfigError: the adversary is on with ``data.stream``, or no domains are named and the
-            training rows carry fewer than two.
+        ConfigError: the adversary is on with ``data.stream`` or on the synthetic world, or no
+            domains are named and the training rows carry fewer than two.
     """
     if cfg.loss.domain_adversary > 0 and cfg.data.stream:
         raise ConfigError("loss.domain_adversary: not available with data.stream")
     if cfg.loss.domain_adversary <= 0 or cfg.loss.domains:
         return
+    if cfg.data.root is None:
+        raise ConfigError(
+            "loss.domain_adversary: the built-in synthetic world has no 'domain' fields; set "
+            "data.root to a manifest whose training rows carry them"
+        )
     manifest = manifest_path(cfg.data, progress)
     found = domain_names(read_manifest(manifest))
     if len(found) < 2:

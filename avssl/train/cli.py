@@ -110,6 +110,32 @@ def check_model_config(cfg: Config) -> None:
         build_model(cfg.model, cfg.data, cfg.loss)
 
 
+def check_resume_fits(cfg: Config, resume: dict, ckpt: Path) -> None:
+    """Refuse ``--set`` overrides at resume that change the model the checkpoint was trained as
+    (another width, an added or removed head): its weights would not load into it.
+
+    Raises:
+        ConfigError: the overridden model settings are refused.
+        CheckpointError: the checkpoint's weights do not fit the model the overrides make.
+    """
+    import torch
+
+    from avssl.models import build_model
+
+    check_model_config(cfg)
+    with torch.random.fork_rng(devices=[]):
+        model = build_model(cfg.model, cfg.data, cfg.loss)
+    try:
+        model.load_state_dict(resume.get("train_model", resume["model"]))
+    except RuntimeError as err:
+        first = str(err).strip().splitlines()[0][:120]
+        raise CheckpointError(
+            ckpt,
+            f"the --set overrides change the model, so its weights do not fit ({first}); "
+            "resume with the model settings it was trained with, or start a new run",
+        ) from None
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point shared by ``train.py`` and ``avssl train``."""
     args = _parser().parse_args(argv)
@@ -127,6 +153,8 @@ def main(argv: list[str] | None = None) -> int:
         cfg = checkpoint_config(resume)
         for item in args.overrides:
             apply_override(cfg, item)
+        if args.overrides:
+            check_resume_fits(cfg, resume, ckpt)
         run_dir = ckpt.parent
         check_writable(run_dir)
     else:
