@@ -12,6 +12,7 @@ import json
 import math
 import os
 import sys
+from pathlib import Path
 
 from avssl.errors import AvsslError
 
@@ -84,6 +85,68 @@ def dash_paths_last(parser: argparse.ArgumentParser, argv: list[str]) -> list[st
         action = options.get(arg) if is_option and "=" not in arg else None
         takes_value = action is not None and action.nargs != 0
     return keep + ["--", *names] if names else keep
+
+
+def int_at_least(low: int):
+    """An argparse ``type`` for integers of at least ``low``.
+
+    A bad value is then an argparse usage error naming the flag (exit 2), before anything runs.
+    """
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
+        return value
+
+    return parse
+
+
+positive_int = int_at_least(1)
+
+
+def _check_parents(path: Path) -> None:
+    """Refuse a path below a regular file (``mkdir`` would fail late, with a traceback)."""
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise AvsslError(f"{parent}: not a directory")
+            return
+
+
+def check_new_file(path: str | os.PathLike, force: bool) -> None:
+    """Refuse an output file that is a folder, or that exists unless ``force``.
+
+    Called before the work, so a refused output costs nothing.
+
+    Raises:
+        AvsslError: ``path`` is a directory, lies below a regular file, or exists without
+            ``force``.
+    """
+    path = Path(path)
+    _check_parents(path)
+    if path.is_dir():
+        raise AvsslError(f"{path}: is a directory")
+    if path.exists() and not force:
+        raise AvsslError(f"{path}: exists (pass --force to overwrite)")
+
+
+def check_new_dir(path: str | os.PathLike, force: bool) -> None:
+    """Refuse an output folder that is a file, or that holds anything unless ``force``.
+
+    Raises:
+        AvsslError: ``path`` is not a directory, lies below a regular file, or is a non-empty
+            folder without ``force``.
+    """
+    path = Path(path)
+    _check_parents(path)
+    if path.exists() and not path.is_dir():
+        raise AvsslError(f"{path}: exists and is not a directory")
+    if path.is_dir() and any(path.iterdir()) and not force:
+        raise AvsslError(f"{path}: folder is not empty (pass --force to write into it)")
 
 
 def run_guarded(fn, argv: list[str]) -> int:

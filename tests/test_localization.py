@@ -240,7 +240,8 @@ def test_cli_localize_end_to_end(contrastive_run, tmp_path, capsys):
         assert 0.0 <= res[key] <= 1.0
     pngs = sorted(out_dir.glob("*.png"))
     assert len(pngs) == 4 and Image.open(pngs[0]).size == (S, S)
-    assert evaluate.main([*argv, "--protocol", "flickr", "--no-progress"]) == 0
+    # the folder now holds the first run's maps: writing into it again takes --force
+    assert evaluate.main([*argv, "--protocol", "flickr", "--no-progress", "--force"]) == 0
     flickr = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert flickr["protocol"] == "flickr" and flickr["n"] == 4
     # same maps; one source box counts half under flickr, which changes the cIoU

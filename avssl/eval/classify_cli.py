@@ -32,8 +32,17 @@ import time
 import numpy as np
 import torch
 
+from avssl.cli import int_at_least, positive_int
 from avssl.errors import AvsslError
-from avssl.eval.cli import SUBCOMMANDS, add_adapt, add_common, add_tta, apply_tta, emit
+from avssl.eval.cli import (
+    SUBCOMMANDS,
+    add_adapt,
+    add_common,
+    add_tta,
+    apply_tta,
+    check_outputs,
+    emit,
+)
 
 FEATURES = ("model", "logmel", "random")
 LAYERS = ("embedding", "tower")
@@ -54,7 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="esc50/us8k: leave one official fold out (default), or a stratified k-fold grouped "
         "by source recording (for subsets whose official folds are degenerate); folder: kfold",
     )  # fmt: skip
-    p.add_argument("--folds", type=int, default=5, help="k of the stratified group k-fold")
+    p.add_argument(
+        "--folds", type=int_at_least(2), default=5, help="k of the stratified group k-fold"
+    )
     p.add_argument(
         "--group-regex",
         help="folder: recording id in file names (one fold each); manifest: source id in row ids "
@@ -70,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--classifier", default="logreg", choices=("logreg", "svm"))
     p.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
     p.add_argument("--channels-last", action="store_true", help="faster bf16 convs on CPUs")
-    p.add_argument("--batch-size", type=int, default=64, help="windows per forward pass")
+    p.add_argument("--batch-size", type=positive_int, default=64, help="windows per forward pass")
     p.add_argument(
         "--source-norm", action="store_true",
         help="standardise each --group-regex source's features by its own mean and std "
@@ -161,6 +172,7 @@ def extract_adapted(items, extractor, args):
 def run(argv: list[str]) -> int:
     """Run the probe; the last stdout line is the JSON result."""
     args = build_parser().parse_args(argv)
+    check_outputs(args)
     if args.hop <= 0:
         raise AvsslError(f"--hop must be positive, got {args.hop}")
     if args.subset and args.dataset != "esc50":

@@ -1,9 +1,10 @@
 """``python evaluate.py SUBCOMMAND`` / ``avssl evaluate SUBCOMMAND``: one explicit registry.
 
 Every subcommand takes ``--checkpoint``, prints one JSON object as its last stdout line, writes
-it to ``--out FILE`` when given, and appends a markdown table to ``report.md`` when the
-checkpoint lives in a run directory. Nothing here writes back into training choices: the
-evaluated checkpoint and its stored decision threshold are read-only inputs.
+it to ``--out FILE`` when given (an existing file only with ``--force``), and appends a markdown
+table to ``report.md`` when the checkpoint lives in a run directory. Nothing here writes back
+into training choices: the evaluated checkpoint and its stored decision threshold are read-only
+inputs.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import importlib
 import sys
 from pathlib import Path
 
-from avssl.cli import json_line
+from avssl.cli import check_new_dir, check_new_file, json_line, positive_int
 from avssl.errors import AvsslError
 
 # name -> ("module:function", help). Each function is ``run(argv) -> int``; modules are imported
@@ -35,8 +36,21 @@ COHORT_TOP = 200  # chosen on the AV-Digits validation voices (README)
 def add_common(p: argparse.ArgumentParser, checkpoint_required: bool = True) -> None:
     p.add_argument("--checkpoint", required=checkpoint_required, help="checkpoint or run directory")
     p.add_argument("--out", help="also write the JSON result to this file")
+    p.add_argument("--force", action="store_true", help="overwrite existing outputs")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
     p.add_argument("--no-progress", action="store_true")
+
+
+def check_outputs(args) -> None:
+    """Refuse, before any work, an ``--out`` file or ``--out-dir`` that ``--force`` must allow.
+
+    Raises:
+        AvsslError: see :func:`avssl.cli.check_new_file` and :func:`avssl.cli.check_new_dir`.
+    """
+    if args.out:
+        check_new_file(args.out, args.force)
+    if getattr(args, "out_dir", None):
+        check_new_dir(args.out_dir, args.force)
 
 
 def add_tta(p: argparse.ArgumentParser) -> None:
@@ -141,7 +155,7 @@ def run_avc(argv: list[str]) -> int:
     add_common(p)
     p.add_argument("--data", help="manifest (default: the data the checkpoint was trained on)")
     p.add_argument("--split", default="test", choices=("train", "val", "test"))
-    p.add_argument("--windows", type=int, default=4, help="windows per clip")
+    p.add_argument("--windows", type=positive_int, default=4, help="windows per clip")
     p.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
     p.add_argument(
         "--recalibrate", choices=("val", "train"),
@@ -161,6 +175,7 @@ def run_avc(argv: list[str]) -> int:
     add_adapt(p)
     add_strict(p)
     args = p.parse_args(argv)
+    check_outputs(args)
     if args.cohort < 0 or (args.cohort_top is not None and not 1 <= args.cohort_top <= args.cohort):
         raise AvsslError(
             f"--cohort {args.cohort} --cohort-top {args.cohort_top}: need 1 <= top <= cohort"

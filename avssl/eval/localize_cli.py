@@ -23,6 +23,7 @@ from avssl.eval.cli import (
     add_strict,
     add_tta,
     apply_tta,
+    check_outputs,
     emit,
     skip_report,
     use_data,
@@ -65,7 +66,11 @@ def run(argv: list[str]) -> int:
     add_common(p)
     p.add_argument("--data", help="manifest (default: the data the checkpoint was trained on)")
     p.add_argument("--protocol", default="vggss", choices=("vggss", "flickr"))
-    p.add_argument("--out-dir", help="save each heatmap blended over its frame as a PNG here")
+    p.add_argument(
+        "--out-dir",
+        help="save each heatmap blended over its frame as a PNG here (a non-empty folder only "
+        "with --force)",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the random-map baseline")
     p.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
     p.add_argument(
@@ -78,6 +83,7 @@ def run(argv: list[str]) -> int:
     add_adapt(p)
     add_strict(p)
     args = p.parse_args(argv)
+    check_outputs(args)
 
     from avssl.data.source import load_split
     from avssl.eval.adapt_bn import adapt_on_waves

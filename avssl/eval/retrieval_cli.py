@@ -16,6 +16,7 @@ import argparse
 
 import numpy as np
 
+from avssl.cli import positive_int
 from avssl.eval.cli import (
     SUBCOMMANDS,
     add_adapt,
@@ -23,6 +24,7 @@ from avssl.eval.cli import (
     add_strict,
     add_tta,
     apply_tta,
+    check_outputs,
     emit,
     skip_report,
     use_data,
@@ -106,12 +108,13 @@ def run(argv: list[str]) -> int:
     p.add_argument(
         "--gallery", help="manifest of visual items (all rows, audio not needed): adds a2v_gallery"
     )
-    p.add_argument("--cca-dim", type=int, default=128, help="CCA components (l3 only)")
+    p.add_argument("--cca-dim", type=positive_int, default=128, help="CCA components (l3 only)")
     p.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
     add_tta(p)
     add_adapt(p)
     add_strict(p)
     args = p.parse_args(argv)
+    check_outputs(args)
 
     from avssl.data.audioset import Ontology
     from avssl.data.manifest import read_manifest

@@ -19,8 +19,9 @@ import sys
 import numpy as np
 from tqdm import tqdm
 
+from avssl.cli import positive_int
 from avssl.errors import MediaError
-from avssl.eval.cli import SUBCOMMANDS, add_common, add_strict, emit, use_data
+from avssl.eval.cli import SUBCOMMANDS, add_common, add_strict, check_outputs, emit, use_data
 
 MAX_LISTED_SKIPS = 50
 
@@ -33,9 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--data", help="manifest (default: the data the checkpoint was trained on)")
     p.add_argument("--split", default="test", choices=("train", "val", "test"))
     p.add_argument("--max-offset", type=float, default=0.5, help="largest shift searched (s)")
-    p.add_argument("--times", type=int, default=8, help="frame times averaged per clip")
+    p.add_argument("--times", type=positive_int, default=8, help="frame times averaged per clip")
     p.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=positive_int, default=64)
     p.add_argument("--seed", type=int, default=0, help="seed of the known shifts (--data)")
     add_strict(p)
     return p
@@ -160,6 +161,7 @@ def run_manifest(sync: ClipSync, cfg, args) -> dict:
 def run(argv: list[str]) -> int:
     """Estimate offsets; the last stdout line is the JSON result."""
     args = build_parser().parse_args(argv)
+    check_outputs(args)
     from avssl.errors import AvsslError
     from avssl.train.checkpoint import load_model
     from avssl.train.runtime import resolve_device

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from avssl.cli import dash_paths_last
+from avssl.cli import check_new_file, dash_paths_last
 from avssl.data.media import probe
 from avssl.errors import AvsslError, MediaError
 from avssl.eval.embed import frames_to_input, heatmaps
@@ -109,8 +109,8 @@ def _check_args(args) -> None:
     if out.suffix.lower() not in OUT_EXTS:
         raise AvsslError(f"{out}: output must end in one of {', '.join(OUT_EXTS)}")
     for target in (args.output, args.png):
-        if target and Path(target).exists() and not args.force:
-            raise AvsslError(f"{target}: exists (pass --force to overwrite)")
+        if target:
+            check_new_file(target, args.force)
     if not 0 <= args.alpha <= 1:
         raise AvsslError(f"--alpha must be in [0, 1], got {args.alpha}")
     if args.fps is not None and not 0 < args.fps <= 120:

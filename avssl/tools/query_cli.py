@@ -2,7 +2,7 @@
 
 usage: avssl query --index INDEX --checkpoint CKPT (--audio F | --image F | --video F [--at S])
                    [--target audio|visual] [-k 10] [--per-file] [--approx] [--json]
-                   [--html OUT.html]
+                   [--html OUT.html [--force]]
 
 The default target is the other modality (an ``--audio`` query finds pictures). A ``--video``
 query uses its sound at ``--at`` to find pictures (``--target visual``, the default) or its
@@ -12,7 +12,8 @@ cached beside the index) instead of every window, for collections of millions of
 ``--per-file`` the search stays exact (brute force). Output: a table (default) or JSON as the
 last stdout line
 (``{"query": {...}, "results": [{"path", "time", "modality", "score"}, ...]}``); ``--html``
-also writes a page with thumbnails and audio players. Names starting with a dash are given as
+also writes a page with thumbnails and audio players (an existing file only with
+``--force``). Names starting with a dash are given as
 ``--audio=-name.wav``.
 """
 
@@ -24,6 +25,7 @@ import os
 import sys
 from pathlib import Path
 
+from avssl.cli import check_new_file
 from avssl.errors import AvsslError, MediaError
 from avssl.tools.index import load_index, weights_hash
 from avssl.tools.query import embed_query, query_window, search
@@ -50,6 +52,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--html", help="also write an HTML page of the results here")
+    p.add_argument("--force", action="store_true", help="overwrite an existing --html file")
     p.add_argument("--device", default="cpu", help="cpu | auto | cuda[:N]")
     return p
 
@@ -71,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.k < 1:
         raise AvsslError(f"-k must be at least 1, got {args.k}")
+    if args.html:
+        check_new_file(args.html, args.force)
     if args.approx:
         from avssl.tools.ann import import_faiss
 

@@ -22,6 +22,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from avssl.cli import check_new_file
 from avssl.errors import AvsslError
 from avssl.tools import report_figures as figures
 from avssl.tools.report_gallery_html import gallery_html, overlays_html
@@ -210,8 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     if not run_dir.is_dir():
         raise AvsslError(f"{run_dir}: not a directory")
     out = Path(args.output) if args.output else run_dir / "report.html"
-    if out.exists() and not args.force:
-        raise AvsslError(f"{out}: exists (pass --force to overwrite)")
+    check_new_file(out, args.force)
     for name in ("n_queries", "k", "n_overlays", "max_clips"):
         if getattr(args, name) < 1:
             raise AvsslError(f"--{name.replace('_', '-')} must be >= 1")

@@ -1,0 +1,146 @@
+"""Bad evaluation flags and outputs: refused in one line before any work, nothing overwritten.
+
+Numeric flags are checked by argparse (usage error naming the flag, exit 2); an output that
+exists is refused (``error: PATH: reason``, exit 2) unless ``--force``. No case needs a
+checkpoint: every refusal comes before the model is loaded.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from bad_media import last_json
+from test_classify import make_folder
+
+import evaluate
+from avssl.cli import main as cli
+
+MISSING = "no-such.pt"
+CLASSIFY = ["classify", "--dataset", "manifest", "--root", "m.jsonl", "--features", "logmel"]
+SYNC = ["sync", "--checkpoint", MISSING, "--video", "v.mp4"]
+
+
+def _usage_error(capsys, argv: list[str]) -> str:
+    """The last stderr line of an argparse refusal (exit 2, no traceback)."""
+    with pytest.raises(SystemExit) as exc:
+        evaluate.main(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.startswith("usage: ")
+    return err.strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize(
+    ("argv", "flag", "reason"),
+    [
+        (["avc", "--checkpoint", MISSING, "--windows", "0"], "--windows", "at least 1, got 0"),
+        (["avc", "--checkpoint", MISSING, "--windows", "-3"], "--windows", "at least 1, got -3"),
+        (["avc", "--checkpoint", MISSING, "--windows", "x"], "--windows", "not an integer: 'x'"),
+        ([*CLASSIFY, "--batch-size", "0"], "--batch-size", "at least 1, got 0"),
+        ([*CLASSIFY, "--folds", "0"], "--folds", "at least 2, got 0"),
+        ([*CLASSIFY, "--folds", "1"], "--folds", "at least 2, got 1"),
+        ([*SYNC, "--batch-size", "0"], "--batch-size", "at least 1, got 0"),
+        ([*SYNC, "--times", "0"], "--times", "at least 1, got 0"),
+        ([*SYNC, "--times", "-2"], "--times", "at least 1, got -2"),
+        (["retrieval", "--checkpoint", MISSING, "--cca-dim", "-3"], "--cca-dim", "got -3"),
+        (["retrieval", "--checkpoint", MISSING, "--cca-dim", "0"], "--cca-dim", "got 0"),
+    ],
+)
+def test_bad_numeric_flags_are_usage_errors(capsys, argv, flag, reason):
+    line = _usage_error(capsys, argv)
+    assert line.startswith(f"evaluate.py {argv[0]}: error: argument {flag}: ")
+    assert line.endswith(reason)
+
+
+def _refused(capsys, argv: list[str]) -> str:
+    """The one stderr line of a refusal by the entry point (exit 2)."""
+    assert evaluate.main(argv) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    return err.strip()
+
+
+ALL = {
+    "avc": ["avc", "--checkpoint", MISSING],
+    "retrieval": ["retrieval", "--checkpoint", MISSING],
+    "localize": ["localize", "--checkpoint", MISSING],
+    "sync": SYNC,
+    "classify": CLASSIFY,
+}
+
+
+@pytest.mark.parametrize("name", list(ALL))
+def test_existing_out_file_is_kept_unless_force(tmp_path, capsys, monkeypatch, name):
+    monkeypatch.chdir(tmp_path)
+    mine = tmp_path / "precious.json"
+    mine.write_bytes(b'{"mine": 1}\n')
+    argv = [*ALL[name], "--out", str(mine)]
+    assert _refused(capsys, argv) == f"error: {mine}: exists (pass --force to overwrite)"
+    assert mine.read_bytes() == b'{"mine": 1}\n'
+    # with --force the output is accepted and the command goes on to fail on its input instead
+    err = _refused(capsys, [*argv, "--force"])
+    assert str(mine) not in err and mine.read_bytes() == b'{"mine": 1}\n'
+
+
+@pytest.mark.parametrize("force", [[], ["--force"]])
+def test_out_that_cannot_be_a_file(tmp_path, capsys, force):
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    assert _refused(capsys, [*ALL["avc"], "--out", str(folder), *force]) == (
+        f"error: {folder}: is a directory"
+    )
+    blocker = tmp_path / "blocker"
+    blocker.write_text("mine")
+    argv = [*ALL["avc"], "--out", str(blocker / "sub" / "r.json"), *force]
+    assert _refused(capsys, argv) == f"error: {blocker}: not a directory"
+    assert blocker.read_text() == "mine"
+
+
+@pytest.mark.parametrize("force", [[], ["--force"]])
+def test_out_dir_that_is_a_file(tmp_path, capsys, force):
+    mine = tmp_path / "existing_file"
+    mine.write_text("MINE")
+    argv = [*ALL["localize"], "--out-dir", str(mine), *force]
+    assert _refused(capsys, argv) == f"error: {mine}: exists and is not a directory"
+    assert mine.read_text() == "MINE"
+
+
+def test_non_empty_out_dir_is_kept_unless_force(tmp_path, capsys):
+    folder = tmp_path / "heat_user"
+    folder.mkdir()
+    mine = folder / "00000_0_nicolas_0.png"
+    mine.write_text("MINE")
+    argv = [*ALL["localize"], "--out-dir", str(folder)]
+    err = _refused(capsys, argv)
+    assert err == f"error: {folder}: folder is not empty (pass --force to write into it)"
+    assert mine.read_text() == "MINE" and [p.name for p in folder.iterdir()] == [mine.name]
+    assert MISSING in _refused(capsys, [*argv, "--force"])  # accepted: fails on the checkpoint
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert MISSING in _refused(capsys, [*ALL["localize"], "--out-dir", str(empty)])
+
+
+def test_force_overwrites_an_existing_out(tmp_path, capsys):
+    root = make_folder(tmp_path / "f", recordings=2, takes=1)
+    out = tmp_path / "r.json"
+    out.write_text("old")
+    argv = ["classify", "--dataset", "folder", "--root", str(root), "--features", "logmel",
+            "--folds", "2", "--group-regex", r"^(.+)_take", "--no-progress",
+            "--out", str(out)]  # fmt: skip
+    assert evaluate.main(argv) == 2 and out.read_text() == "old"
+    capsys.readouterr()
+    assert evaluate.main([*argv, "--force"]) == 0
+    assert json.loads(out.read_text()) == last_json(capsys.readouterr().out)
+
+
+def test_query_html_is_kept_unless_force(tmp_path, capsys):
+    page = tmp_path / "r.html"
+    page.write_text("mine")
+    argv = ["query", "--index", str(tmp_path / "idx"), "--checkpoint", MISSING,
+            "--audio", "a.wav", "--html", str(page)]  # fmt: skip
+    assert cli(argv) == 2
+    assert capsys.readouterr().err == f"error: {page}: exists (pass --force to overwrite)\n"
+    assert cli([*argv, "--force"]) == 2  # accepted: fails on the missing index instead
+    err = capsys.readouterr().err
+    assert str(page) not in err and len(err.splitlines()) == 1 and page.read_text() == "mine"
