@@ -18,6 +18,7 @@ import os
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+from avssl.data.textfile import read_text, text_lines
 from avssl.errors import ManifestError
 
 FLICKR_IMAGE_SIZE = 256  # side the reference evaluation assumes when the XML gives no <size>
@@ -42,17 +43,17 @@ def parse_box(values, where: str) -> list[float]:
 def load_vggss(path: str | os.PathLike) -> list[dict]:
     """The raw entries of ``vggss.json``: a list of ``{"file", "class", "bbox": [[...], ...]}``.
 
+    The entries are not checked: callers decide whether one that is not an object is fatal.
+
     Raises:
-        ManifestError: unreadable, not JSON, or not a list of objects.
+        ManifestError: unreadable, not UTF-8 text, not JSON, or not a list.
     """
     path = Path(path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as err:
-        raise ManifestError(f"{path}: cannot read ({err.strerror})") from None
+        data = json.loads(read_text(path))
     except json.JSONDecodeError as err:
         raise ManifestError(f"{path}:{err.lineno}: not JSON ({err.msg})") from None
-    if not isinstance(data, list) or not all(isinstance(e, dict) for e in data):
+    if not isinstance(data, list):
         raise ManifestError(f"{path}: expected a JSON list of objects")
     return data
 
@@ -64,11 +65,13 @@ def read_vggss(path: str | os.PathLike) -> dict[str, list[list[float]]]:
     -2.88e16), which :func:`avssl.eval.localization.gt_map` clips to empty.
 
     Raises:
-        ManifestError: as :func:`load_vggss`, or an entry without ``file``/``bbox`` or with a
-            box that is not four numbers.
+        ManifestError: as :func:`load_vggss`, or an entry that is not an object, lacks
+            ``file``/``bbox`` or has a box that is not four numbers.
     """
     out = {}
     for k, entry in enumerate(load_vggss(path)):
+        if not isinstance(entry, dict):
+            raise ManifestError(f"{path}: entry {k} is not a JSON object")
         if "file" not in entry or "bbox" not in entry:
             raise ManifestError(f"{path}: entry {k} has no 'file' or 'bbox'")
         out[str(entry["file"])] = [parse_box(b, f"{path}: entry {k}") for b in entry["bbox"]]
@@ -77,13 +80,12 @@ def read_vggss(path: str | os.PathLike) -> dict[str, list[list[float]]]:
 
 def read_flickr_ids(path: str | os.PathLike) -> list[str]:
     """Ids of a CSV list such as ``flickr_test.csv`` or ``vggss_test.csv``: the first column of
-    each non-empty row."""
-    path = Path(path)
-    try:
-        with open(path, encoding="utf-8", newline="") as fh:
-            return [row[0].strip() for row in csv.reader(fh) if row and row[0].strip()]
-    except OSError as err:
-        raise ManifestError(f"{path}: cannot read ({err.strerror})") from None
+    each non-empty row.
+
+    Raises:
+        ManifestError: the file cannot be read or is not UTF-8 text.
+    """
+    return [row[0].strip() for row in csv.reader(text_lines(path)) if row and row[0].strip()]
 
 
 def _image_size(root: ET.Element, path: Path, default: int | None) -> tuple[float, float]:

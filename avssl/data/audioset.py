@@ -15,6 +15,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from avssl.data.textfile import read_text, text_lines
 from avssl.errors import ManifestError
 
 
@@ -41,24 +42,23 @@ def read_segments(path: str | os.PathLike) -> list[Segment]:
     if not path.is_file():
         raise ManifestError(f"{path}: no such segment file")
     segments = []
-    with open(path, encoding="utf-8", newline="") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip() or line.lstrip().startswith("#"):
-                continue
-            fields = next(csv.reader([line], skipinitialspace=True))
-            where = f"{path}:{lineno}"
-            if len(fields) != 4:
-                raise ManifestError(f"{where}: expected 4 fields, got {len(fields)}")
-            ytid, start, end, labels = (f.strip() for f in fields)
-            try:
-                t0, t1 = float(start), float(end)
-            except ValueError:
-                raise ManifestError(f"{where}: start/end are not numbers") from None
-            if not ytid:
-                raise ManifestError(f"{where}: empty YouTube id")
-            if t1 <= t0 or t0 < 0:
-                raise ManifestError(f"{where}: bad segment times {t0} .. {t1}")
-            segments.append(Segment(ytid, t0, t1, [x.strip() for x in labels.split(",") if x]))
+    for lineno, line in enumerate(text_lines(path), 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        fields = next(csv.reader([line], skipinitialspace=True))
+        where = f"{path}:{lineno}"
+        if len(fields) != 4:
+            raise ManifestError(f"{where}: expected 4 fields, got {len(fields)}")
+        ytid, start, end, labels = (f.strip() for f in fields)
+        try:
+            t0, t1 = float(start), float(end)
+        except ValueError:
+            raise ManifestError(f"{where}: start/end are not numbers") from None
+        if not ytid:
+            raise ManifestError(f"{where}: empty YouTube id")
+        if t1 <= t0 or t0 < 0:
+            raise ManifestError(f"{where}: bad segment times {t0} .. {t1}")
+        segments.append(Segment(ytid, t0, t1, [x.strip() for x in labels.split(",") if x]))
     return segments
 
 
@@ -100,9 +100,7 @@ class Ontology:
         """Read ``ontology.json`` (a list of objects with id, name, child_ids, restrictions...)."""
         path = Path(path)
         try:
-            data = json.loads(Path(path).read_text(encoding="utf-8"))
-        except OSError as err:
-            raise ManifestError(f"{path}: cannot read ({err.strerror})") from None
+            data = json.loads(read_text(path))
         except json.JSONDecodeError as err:
             raise ManifestError(f"{path}:{err.lineno}: not JSON ({err.msg})") from None
         if not isinstance(data, list):

@@ -37,12 +37,13 @@ import numpy as np
 import soundfile as sf
 from PIL import Image
 
+from avssl.cli import fraction, positive_int
 from avssl.data import media
 from avssl.data.manifest import Row, write_manifest
 from avssl.errors import AvsslError, MediaError
 from avssl.prep.canvas import cell_box, choose_cells, render_canvas, render_single
 from avssl.prep.mnist import Recording, fixed_length, list_fsdd, read_mnist
-from avssl.prep.report import PrepReport, add_common_args, check_output
+from avssl.prep.report import OUTPUTS, PrepReport, add_common_args, check_output
 
 SAMPLE_RATE = 8000
 CLIP_SECONDS = 1.0
@@ -131,16 +132,16 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--test-mnist-labels", type=Path, help="labels of --test-mnist-images")
     p.add_argument("--test-speakers", default="theo,yweweler", help="comma-separated")
     p.add_argument("--val-speaker", help="validation speaker (default: takes 0, 10, 20, ...)")
-    p.add_argument("--grid", type=int, default=2, help="cells per side of a canvas")
+    p.add_argument("--grid", type=positive_int, default=2, help="cells per side of a canvas")
     p.add_argument(
-        "--canvas-size", type=int, default=56,
+        "--canvas-size", type=positive_int, default=56,
         help="canvas side in pixels (default 56: 2x2 cells of 28 px, MNIST's own size; use 28 x "
         "--grid to keep that scale, e.g. 84 for --grid 3)",
     )  # fmt: skip
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--mnist-test-fraction", type=float, default=0.2)
-    p.add_argument("--mnist-val-fraction", type=float, default=0.1)
-    p.add_argument("--gallery-per-class", type=int, default=10)
+    p.add_argument("--mnist-test-fraction", type=fraction, default=0.2, help="in [0, 1)")
+    p.add_argument("--mnist-val-fraction", type=fraction, default=0.1, help="in [0, 1)")
+    p.add_argument("--gallery-per-class", type=positive_int, default=10)
     p.add_argument("--max-takes", type=int, help="use only takes below this number (quick runs)")
     p.add_argument(
         "--canvases-per-recording", type=int, default=1, metavar="K",
@@ -156,22 +157,31 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _check_fractions(args: argparse.Namespace) -> None:
+    """Refuse MNIST shares that leave a split without images (naming the flags)."""
+    shares = {"--mnist-val-fraction": args.mnist_val_fraction}
+    if args.test_mnist_images is None:  # else the test images come from their own file
+        shares["--mnist-test-fraction"] = args.mnist_test_fraction
+    if 0 in shares.values() or sum(shares.values()) >= 1:
+        given = " + ".join(f"{flag} {share:g}" for flag, share in shares.items())
+        raise AvsslError(f"{given}: every split needs MNIST images (each above 0, sum below 1)")
+
+
 def main(argv: list[str] | None = None) -> int:
     """``avssl prepare avdigits``: write the canvases, audio, manifest, gallery and report."""
     args = _parser().parse_args(argv)
     out: Path = args.out
     if args.canvases_per_recording < 1:
         raise AvsslError("--canvases-per-recording must be at least 1")
-    if args.grid < 1 or args.canvas_size % args.grid:
+    if args.canvas_size % args.grid:
         raise AvsslError(
             f"--canvas-size {args.canvas_size} is not a multiple of --grid {args.grid}"
         )
     if (args.test_mnist_images is None) != (args.test_mnist_labels is None):
         raise AvsslError("--test-mnist-images and --test-mnist-labels go together")
-    check_output(out, args.force)
-    check_output(out, args.force, GALLERY)
-    if args.val_speaker is not None:
-        check_output(out, args.force, HELDOUT)
+    _check_fractions(args)
+    files = (*OUTPUTS, GALLERY, ITEMS) + ((HELDOUT,) if args.val_speaker is not None else ())
+    check_output(out, args.force, files, folders=("audio", "images", "gallery"))
     report = PrepReport("avdigits", args.strict)
 
     images = {"main": read_mnist(args.mnist_images, args.mnist_labels)}

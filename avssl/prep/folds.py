@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from avssl.data.manifest import Row
+from avssl.data.textfile import text_lines
 from avssl.errors import AvsslError, ManifestError
 from avssl.prep.report import PrepReport, probe_rows, relpath, start_run
 
@@ -67,28 +68,35 @@ def prepare_folds(
         keep: which records to use (e.g. the ESC-10 subset).
 
     Raises:
-        AvsslError: ``meta`` is missing or lacks ``columns``.
+        AvsslError: ``meta`` is missing, unreadable or lacks ``columns``, or ``--test-fold`` is
+            not one of its folds.
     """
     if not meta.is_file():
         raise AvsslError(f"{meta}: no such file (is --root the {title} folder?)")
     file_col, fold_col, label_col = columns
-    report = start_run(dataset, args)
+    report = start_run(dataset, args, writes=(FOLDS,))
     folds: dict[str, int] = {}
-    with open(meta, encoding="utf-8", newline="") as fh:
-        reader = csv.DictReader(fh)
-        if not set(columns) <= set(reader.fieldnames or []):
-            raise ManifestError(f"{meta}: expected columns {', '.join(columns)}")
-        for lineno, rec in enumerate(reader, 2):
-            if not keep(rec):
-                continue
-            item = Path(rec[file_col]).stem
-            try:
-                folds[item] = int(rec[fold_col])
-            except ValueError:
-                report.skip_unreadable(item, f"{meta}:{lineno}: fold {rec[fold_col]!r}")
-                continue
-            path = audio_path(rec, folds[item])
-            add_audio_row(report, item, path, args.out, rec[label_col], folds[item], args.test_fold)
+    reader = csv.DictReader(text_lines(meta))
+    if not set(columns) <= set(reader.fieldnames or []):
+        raise ManifestError(f"{meta}: expected columns {', '.join(columns)}")
+    records = []
+    for rec in reader:
+        if not keep(rec):
+            continue
+        item = Path(rec[file_col]).stem
+        try:
+            folds[item] = int(rec[fold_col])
+        except ValueError:
+            report.skip_unreadable(item, f"{meta}:{reader.line_num}: fold {rec[fold_col]!r}")
+            continue
+        records.append((item, rec))
+    present = sorted(set(folds.values()))
+    if present and args.test_fold not in present:
+        have = ", ".join(map(str, present))
+        raise AvsslError(f"--test-fold {args.test_fold}: not a fold of {meta} (folds: {have})")
+    for item, rec in records:
+        path = audio_path(rec, folds[item])
+        add_audio_row(report, item, path, args.out, rec[label_col], folds[item], args.test_fold)
     if args.probe:
         probe_rows(report, args.out, args.workers, picture=False)  # audio-only
     write_folds(args.out, folds, report)

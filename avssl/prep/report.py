@@ -16,37 +16,64 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from avssl.cli import json_line
+from avssl.cli import json_line, positive_int
 from avssl.data import media
 from avssl.data.manifest import Row, resolve, write_manifest
 from avssl.errors import AvsslError, MediaError
 
 MANIFEST = "manifest.jsonl"
 REPORT = "prepare_report.json"
+OUTPUTS = (MANIFEST, REPORT)  # written by every script; some write more
 
 
 def add_common_args(parser: argparse.ArgumentParser, probe: bool = True) -> None:
     """Add ``--out``, ``--force``, ``--strict`` and (optionally) ``--probe`` / ``--workers``."""
     parser.add_argument("--out", type=Path, required=True, help="output folder of the manifest")
-    parser.add_argument("--force", action="store_true", help="overwrite an existing manifest")
+    parser.add_argument("--force", action="store_true", help="overwrite the existing output files")
     parser.add_argument("--strict", action="store_true", help="stop at the first bad item")
     if probe:
         parser.add_argument(
             "--probe", action="store_true", help="test-decode every clip (audio window + frame)"
         )
-        parser.add_argument("--workers", type=int, default=2, help="parallel probes (threads)")
+        parser.add_argument(
+            "--workers", type=positive_int, default=2, help="parallel probes (threads)"
+        )
 
 
-def check_output(out: Path, force: bool, name: str = MANIFEST) -> Path:
-    """The manifest path in ``out``; refuses to replace an existing one unless ``force``.
+def check_output(
+    out: Path, force: bool, files: tuple[str, ...] = OUTPUTS, folders: tuple[str, ...] = ()
+) -> None:
+    """Check that a run may write ``files`` and ``folders`` in the output folder ``out``.
+
+    Without ``force`` nothing that exists is replaced: an existing file of ``files`` or a
+    non-empty folder of ``folders`` is refused, all of them named in the one-line error.
 
     Raises:
-        AvsslError: the manifest exists and ``force`` is False.
+        AvsslError: ``out`` (or its nearest existing parent) is not a folder, an output is of
+            the wrong kind (a folder where a file is written, or the reverse), or outputs exist
+            and ``force`` is False.
     """
-    path = Path(out) / name
-    if path.exists() and not force:
-        raise AvsslError(f"{path}: already exists (pass --force to overwrite it)")
-    return path
+    out = Path(out)
+    for parent in (out, *out.parents):
+        if parent.exists():
+            if not parent.is_dir():
+                raise AvsslError(f"{parent}: not a folder (--out must be a folder)")
+            break
+    taken = []
+    for name in files:
+        if (out / name).is_dir():
+            raise AvsslError(f"{out / name}: is a folder, not the file this run writes")
+        if (out / name).exists():
+            taken.append(name)
+    for name in folders:
+        path = out / name
+        if path.exists() and not path.is_dir():
+            raise AvsslError(f"{path}: not a folder (this run writes files into it)")
+        if path.is_dir() and any(path.iterdir()):
+            taken.append(f"{name}/")
+    if taken and not force:
+        also = f", as do {', '.join(taken[1:])}" if taken[1:] else ""
+        raise AvsslError(f"{out / taken[0]}: already exists{also} (pass --force to overwrite)")
 
 
 def relpath(path: str | os.PathLike, out: str | os.PathLike) -> str:
@@ -118,7 +145,8 @@ class PrepReport:
         Raises:
             AvsslError: no row could be written (nothing usable was found).
         """
-        manifest = check_output(out, force)
+        check_output(out, force)  # again: the files may have appeared since the start
+        manifest = Path(out) / MANIFEST
         if not self.rows:
             bad = self.missing[:1] + self.unreadable[:1]
             hint = f"; e.g. {bad[0][0]}: {bad[0][1]}" if bad else ""
@@ -159,7 +187,7 @@ def probe_rows(report: PrepReport, out: Path, workers: int = 2, picture: bool = 
     """Test-decode every row in parallel (see :func:`probe_row`); rows that fail move to
     ``report.unreadable``."""
     Path(out).mkdir(parents=True, exist_ok=True)  # relative paths may climb out of it ("..")
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+    with ThreadPoolExecutor(max_workers=workers) as pool:
         reasons = list(pool.map(lambda r: probe_row(r, Path(out), picture=picture), report.rows))
     kept = []
     for row, reason in zip(report.rows, reasons, strict=True):
@@ -170,21 +198,25 @@ def probe_rows(report: PrepReport, out: Path, workers: int = 2, picture: bool = 
     report.rows = kept
 
 
-def start_run(dataset: str, args: argparse.Namespace, *folders: Path) -> PrepReport:
-    """Check the input ``folders`` and that the manifest may be written; a fresh report.
+def start_run(
+    dataset: str, args: argparse.Namespace, *folders: Path, writes: tuple[str, ...] = ()
+) -> PrepReport:
+    """Check the input ``folders`` and that the outputs may be written; a fresh report.
 
     Args:
         dataset: dataset name, for messages and the report.
         args: the parsed :func:`add_common_args` options (``out``, ``force``, ``strict``).
         folders: media folders that must exist.
+        writes: files the script writes in ``--out`` besides the manifest and the report.
 
     Raises:
-        AvsslError: a folder is missing, or the manifest exists and ``--force`` is not given.
+        AvsslError: a folder is missing, or an output exists and ``--force`` is not given
+            (see :func:`check_output`).
     """
     for folder in folders:
         if not folder.is_dir():
             raise AvsslError(f"{folder}: no such media folder")
-    check_output(args.out, args.force)
+    check_output(args.out, args.force, (*OUTPUTS, *writes))
     return PrepReport(dataset, args.strict)
 
 

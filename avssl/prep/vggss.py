@@ -4,12 +4,14 @@ VGG-SS (Chen et al., "Localizing Visual Sounds the Hard Way", CVPR 2021,
 https://arxiv.org/abs/2104.02691) annotates one frame of 5,158 VGGSound clips with normalised
 ``[x0, y0, x1, y1]`` boxes: ``[{"file": "zpWuikVorYg_000032", "class": "...", "bbox": [[...]]}]``.
 Media are looked up by file stem under ``--media``: an image (the annotated frame) with an audio
-file, or the clip's video. Every row is split "test"; ``labels`` holds the class name.
+file, or the clip's video. Every row is split "test"; ``labels`` holds the class name. Entries
+that are not objects or have unusable boxes are skipped and listed in the report.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 from avssl.data.annotations import load_vggss, read_flickr_ids
@@ -31,12 +33,15 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     report = start_run("vggss", args, args.media)
     entries = load_vggss(args.annotations)
-    if args.ids is not None:
-        keep = set(read_flickr_ids(args.ids))
-        entries = [e for e in entries if str(e.get("file")) in keep]
+    keep = None if args.ids is None else set(read_flickr_ids(args.ids))
     stems = index_stems(args.media)
     for k, entry in enumerate(entries):
+        if not isinstance(entry, dict):
+            report.skip_unreadable(f"entry {k}", f"not a JSON object ({json.dumps(entry)[:40]})")
+            continue
         item = str(entry.get("file", f"entry {k}"))
+        if keep is not None and item not in keep:
+            continue
         try:
             boxes = [valid_box(b, item) for b in entry["bbox"]]
             if not boxes:
@@ -44,6 +49,6 @@ def main(argv: list[str] | None = None) -> int:
         except (KeyError, TypeError, ValueError) as err:
             report.skip_unreadable(item, f"bad bbox ({err})")
             continue
-        labels = [entry["class"]] if entry.get("class") else []
+        labels = [str(entry["class"])] if entry.get("class") else []
         media_row(report, item, stems.get(item), args.out, boxes, labels)
     return finish_run(report, args)

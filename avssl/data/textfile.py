@@ -1,0 +1,38 @@
+"""Read a user's UTF-8 text file (annotations, id lists, CSVs); every failure is one line.
+
+Shared by the readers of published metadata (:mod:`avssl.data.annotations`,
+:mod:`avssl.data.audioset`) and the preparation scripts, so a file that cannot be read or is
+not UTF-8 text is reported as ``FILE: reason`` rather than a ``UnicodeDecodeError``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from avssl.errors import ManifestError
+
+
+def text_lines(path: str | os.PathLike) -> Iterator[str]:
+    """The lines of ``path``, line endings kept (``newline=""``, as :mod:`csv` wants).
+
+    Read lazily, so a large CSV is never held whole; errors raised by the caller between lines
+    are not caught here.
+
+    Raises:
+        ManifestError: the file cannot be opened or read, or is not UTF-8 text.
+    """
+    path = Path(path)
+    try:
+        with open(path, encoding="utf-8", newline="") as fh:
+            yield from fh
+    except OSError as err:
+        raise ManifestError(f"{path}: cannot read ({err.strerror or err})") from None
+    except UnicodeDecodeError:
+        raise ManifestError(f"{path}: not UTF-8 text") from None
+
+
+def read_text(path: str | os.PathLike) -> str:
+    """The whole of ``path`` as a string (see :func:`text_lines` for the errors)."""
+    return "".join(text_lines(path))
