@@ -57,28 +57,6 @@ def json_line(obj) -> str:
     return json.dumps(json_safe(obj), allow_nan=False)
 
 
-def positive_int(text: str) -> int:
-    """An argparse ``type``: an integer of at least 1 (a count, a size, a number of workers)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def fraction(text: str) -> float:
-    """An argparse ``type``: a share of a whole, ``0 <= value < 1``."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0.0 <= value < 1.0:  # also refuses nan
-        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
-    return value
-
-
 def dash_paths_last(parser: argparse.ArgumentParser, argv: list[str]) -> list[str]:
     """``argv`` with file names that start with a dash moved behind ``--``.
 
@@ -128,6 +106,17 @@ def int_at_least(low: int):
 
 
 positive_int = int_at_least(1)
+
+
+def fraction(text: str) -> float:
+    """An argparse ``type``: a share of a whole, ``0 <= value < 1``."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 <= value < 1.0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
+    return value
 
 
 def _check_parents(path: Path) -> None:
