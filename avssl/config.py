@@ -16,6 +16,7 @@ from pathlib import Path
 
 import yaml
 
+from avssl.config_checks import check_ranges
 from avssl.errors import ConfigError
 
 
@@ -235,7 +236,7 @@ def _coerce(value, tp, key: str):
     if origin is list:
         (inner,) = typing.get_args(tp)
         if isinstance(value, str):
-            value = yaml.safe_load(value)
+            value = _parse_yaml(value, key)
         if not isinstance(value, list):
             raise ConfigError(f"{key}: expected a list, got {value!r}")
         return [_coerce(v, inner, key) for v in value]
@@ -270,6 +271,13 @@ def from_dict(cls, data: dict, prefix: str = ""):
     return cls(**kwargs)
 
 
+def _parse_yaml(text: str, key: str):
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{key}: {text!r} is not valid YAML ({err.__class__.__name__})") from None
+
+
 def apply_override(cfg, assignment: str) -> None:
     """Apply one ``dotted.key=value`` override in place (value parsed as YAML)."""
     if "=" not in assignment:
@@ -282,14 +290,19 @@ def apply_override(cfg, assignment: str) -> None:
         if part not in types_:
             raise _unknown(".".join(parts[: i + 1]), types_)
         if i == len(parts) - 1:
-            value = yaml.safe_load(raw) if raw.strip() else None
+            value = _parse_yaml(raw, f"--set {key}") if raw.strip() else None
             setattr(obj, part, _coerce(value, types_[part], key))
         else:
             obj = getattr(obj, part)
 
 
 def load_config(path: str | os.PathLike | None = None, overrides: list[str] = ()) -> Config:
-    """Load a YAML config (or the defaults when ``path`` is None) and apply overrides."""
+    """Load a YAML config (or the defaults when ``path`` is None) and apply overrides.
+
+    Raises:
+        ConfigError: an unreadable file, an unknown key, a value of the wrong type or out of
+            range (:mod:`avssl.config_checks`).
+    """
     data = {}
     if path is not None:
         path = Path(path)
@@ -299,6 +312,10 @@ def load_config(path: str | os.PathLike | None = None, overrides: list[str] = ()
             data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         except yaml.YAMLError as err:
             raise ConfigError(f"{path}: not valid YAML ({err.__class__.__name__})") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"{path}: not UTF-8 text") from None
+        except OSError as err:
+            raise ConfigError(f"{path}: cannot be read ({err.strerror})") from None
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: top level must be a mapping")
         try:
@@ -309,6 +326,7 @@ def load_config(path: str | os.PathLike | None = None, overrides: list[str] = ()
         cfg = Config()
     for item in overrides:
         apply_override(cfg, item)
+    check_ranges(cfg, path, overrides)
     return cfg
 
 

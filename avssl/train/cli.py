@@ -18,10 +18,13 @@ from pathlib import Path
 
 from avssl.cli import json_line
 from avssl.config import Config, apply_override, load_config
+from avssl.config_checks import check_ranges
 from avssl.errors import AvsslError, CheckpointError
 from avssl.train.checkpoint import checkpoint_config, load_checkpoint
 
 MIN_FREE_BYTES = 200 * 2**20
+CHECKPOINT_FILES = ("last.pt", "best.pt")
+RECORD_FILES = ("config.yaml", "metrics.jsonl")  # what a run writes before its first checkpoint
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -56,12 +59,14 @@ def prepare_run_dir(cfg: Config, explicit: str | None) -> tuple[Path, bool]:
     """
     if explicit:
         run_dir = Path(explicit)
+        if run_dir.exists() and not run_dir.is_dir():
+            raise AvsslError(f"{run_dir}: run directory is an existing file, not a folder")
         if run_dir.exists() and any(run_dir.iterdir()):
             raise AvsslError(f"{run_dir}: run directory exists and is not empty (use --resume)")
     else:
         base = Path(cfg.train.runs_dir) / cfg.name
         run_dir, i = base, 1
-        while run_dir.exists() and any(run_dir.iterdir()):
+        while run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
             i += 1
             run_dir = base.with_name(f"{base.name}-{i}")
     created = not run_dir.exists()
@@ -77,6 +82,22 @@ def remove_if_empty(run_dir: Path, created: bool) -> None:
     """Remove ``run_dir`` if this run created it and nothing was written into it."""
     if created and run_dir.is_dir() and not any(run_dir.iterdir()):
         run_dir.rmdir()
+
+
+def discard_failed_run(run_dir: Path, created: bool) -> None:
+    """After a failed run: remove ``run_dir`` if this run created it and wrote no checkpoint.
+
+    Such a folder holds nothing to resume from, only the run's ``config.yaml`` (and maybe its
+    ``metrics.jsonl``), yet it would block the next run with the same ``--run-dir``. Those two
+    files go; a folder that holds anything else is kept.
+    """
+    if not created or not run_dir.is_dir():
+        return
+    if any((run_dir / name).exists() for name in CHECKPOINT_FILES):
+        return
+    for name in RECORD_FILES:
+        (run_dir / name).unlink(missing_ok=True)
+    remove_if_empty(run_dir, created)
 
 
 def check_writable(run_dir: Path) -> None:
@@ -141,6 +162,10 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     rank0 = int(os.environ.get("RANK", "0")) == 0
     resume, made_here = None, False
+    if args.resume and args.run_dir:
+        raise AvsslError(
+            "--run-dir: cannot be used with --resume (a resumed run continues in its own folder)"
+        )
     if args.resume:
         path = Path(args.resume)
         ckpt = path / "last.pt" if path.is_dir() else path
@@ -153,6 +178,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = checkpoint_config(resume)
         for item in args.overrides:
             apply_override(cfg, item)
+        check_ranges(cfg, overrides=args.overrides)
         if args.overrides:
             check_resume_fits(cfg, resume, ckpt)
         run_dir = ckpt.parent
@@ -175,10 +201,10 @@ def main(argv: list[str] | None = None) -> int:
         summary = train(
             cfg, run_dir, resume=resume, progress=not args.no_progress, strict=args.strict
         )
-    except Exception:
-        # a run refused before it wrote anything (bad model config, unreadable data) leaves no
-        # empty folder behind that the next run of this name would silently take over
-        remove_if_empty(run_dir, made_here)
+    except BaseException:
+        # a run that failed before its first checkpoint (unreadable data, a non-finite loss)
+        # leaves no folder behind that would block, or be silently taken over by, the next run
+        discard_failed_run(run_dir, made_here)
         raise
     if rank0:
         print(json_line(summary))

@@ -215,9 +215,15 @@ def train(
                 with runtime.autocast(precision, device):
                     loss, stats = runner(batch)
                 if not torch.isfinite(loss):
+                    last = run_dir / "last.pt"
+                    kept = (
+                        f"The last good checkpoint is {last}"
+                        if last.exists()
+                        else "No checkpoint yet"
+                    )
                     raise TrainingError(
-                        f"loss is {loss.item()} at step {step}; stopped. The last good checkpoint "
-                        f"is {run_dir / 'last.pt'} (try a lower train.lr or train.precision=fp32)"
+                        f"loss is {loss.item()} at step {step}; stopped. {kept} "
+                        "(try a lower train.lr or train.precision=fp32)"
                     )
                 opt.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()

@@ -1,0 +1,123 @@
+"""Range checks of the config's sizes, counts and rates, run before anything is built.
+
+One table, :data:`RANGES`, maps a dotted config key to the values it accepts. Settings with
+checks of their own where they are used (augmentations, pooling, weight averaging, the synthetic
+world) are not repeated here; those run before any folder is made too (``check_model_config``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import reduce
+
+from avssl.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Range:
+    """An interval of accepted numbers; ``low_open``/``high_open`` exclude the bound itself."""
+
+    low: float
+    high: float = math.inf
+    low_open: bool = False
+    high_open: bool = True
+
+    def __contains__(self, value: float) -> bool:
+        above = value > self.low if self.low_open else value >= self.low
+        below = value < self.high if self.high_open else value <= self.high
+        return above and below
+
+    def __str__(self) -> str:
+        if self.high == math.inf:
+            return f"{'>' if self.low_open else '>='} {self.low:g}"
+        left, right = "(" if self.low_open else "[", ")" if self.high_open else "]"
+        return f"in {left}{self.low:g}, {self.high:g}{right}"
+
+
+POSITIVE = Range(0, low_open=True)
+NON_NEGATIVE = Range(0)
+FRACTION = Range(0, 1, high_open=False)
+
+RANGES: dict[str, Range] = {
+    "data.fps": POSITIVE,
+    "data.load_size": POSITIVE,
+    "data.frame_size": POSITIVE,
+    "data.sample_rate": POSITIVE,
+    "data.window": POSITIVE,
+    "data.min_shift": NON_NEGATIVE,
+    "data.hard_fraction": FRACTION,
+    "data.num_workers": NON_NEGATIVE,
+    "data.prefetch": NON_NEGATIVE,
+    "data.shuffle_buffer": NON_NEGATIVE,  # 0 or 1: shard order only
+    "model.channels": POSITIVE,  # each block's width; at least one block
+    "model.conv1_stride": POSITIVE,
+    "model.audio_time_bins": POSITIVE,
+    "model.embed_dim": POSITIVE,
+    "model.fusion_hidden": POSITIVE,
+    "model.head_hidden": POSITIVE,
+    "model.temperature": POSITIVE,
+    "model.lse_sharpness": POSITIVE,
+    "model.audio.n_fft": POSITIVE,
+    "model.audio.win_length": POSITIVE,
+    "model.audio.hop_length": POSITIVE,
+    "model.audio.n_mels": POSITIVE,
+    "train.batch_size": POSITIVE,
+    "train.steps": POSITIVE,
+    "train.max_minutes": NON_NEGATIVE,
+    "train.lr": POSITIVE,
+    "train.weight_decay": NON_NEGATIVE,
+    "train.warmup_steps": NON_NEGATIVE,
+    "train.eval_every": POSITIVE,
+    "train.log_every": POSITIVE,
+    "train.val_windows": POSITIVE,
+}
+
+
+def range_error(cfg) -> tuple[str, str] | None:
+    """The first out-of-range value of ``cfg`` as ``(key, reason)``, or None when all fit."""
+    for key, accepted in RANGES.items():
+        value = reduce(getattr, key.split("."), cfg)
+        each = "every value " if isinstance(value, list) else ""
+        if each and not value:
+            return key, "must not be empty"
+        for v in value if each else [value]:
+            if not math.isfinite(v):
+                return key, f"{each}must be a finite number, got {value}"
+            if v not in accepted:
+                return key, f"{each}must be {accepted}, got {value}"
+    return None
+
+
+def window_error(cfg) -> tuple[str, str] | None:
+    """``(key, reason)`` when ``data.window`` holds fewer samples than one STFT frame needs."""
+    audio, data = cfg.model.audio, cfg.data
+    n = round(data.window * data.sample_rate)
+    need = audio.n_fft // 2 + 1 if audio.center else audio.win_length
+    if n >= need:
+        return None
+    return "data.window", (
+        f"{data.window:g} s at data.sample_rate {data.sample_rate} is {n} samples, fewer than "
+        f"one frame of the audio features needs ({need}, model.audio)"
+    )
+
+
+def check_ranges(cfg, path=None, overrides: list[str] = ()) -> None:
+    """Refuse a config with an out-of-range size, count or rate.
+
+    Args:
+        cfg: a :class:`avssl.config.Config`.
+        path: the config file the values were read from, named in the error unless a
+            ``--set`` override gave the key its value.
+        overrides: the ``--set key=value`` assignments applied after the file.
+
+    Raises:
+        ConfigError: naming the first such key, what it accepts and the value it holds.
+    """
+    found = range_error(cfg) or window_error(cfg)
+    if found is None:
+        return
+    key, reason = found
+    set_keys = [item.split("=", 1)[0].strip() for item in overrides]
+    from_file = path is not None and not any(key == k or key.startswith(k + ".") for k in set_keys)
+    raise ConfigError(f"{path}: {key}: {reason}" if from_file else f"{key}: {reason}")

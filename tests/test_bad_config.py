@@ -1,0 +1,165 @@
+"""Bad configs and run folders given to ``train.py``: one ``error:`` line, exit 2, nothing built.
+
+Out-of-range sizes, counts and rates are refused before any folder is made or clip decoded; a
+config file that is not UTF-8 or an override that is not YAML is named; a run that fails before
+its first checkpoint leaves no folder behind that would block running it again.
+"""
+
+from __future__ import annotations
+
+from functools import reduce
+from pathlib import Path
+
+import pytest
+from bad_media import last_json
+
+import train
+from avssl.config import Config, load_config
+from avssl.config_checks import RANGES
+from avssl.errors import ConfigError
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+def _one_error(capsys) -> str:
+    err = capsys.readouterr().err
+    assert "Traceback" not in err, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("train.batch_size=-4", "train.batch_size: must be > 0, got -4"),  # hung at step 0
+        ("train.batch_size=0", "train.batch_size: must be > 0, got 0"),
+        ("train.lr=-1", "train.lr: must be > 0, got -1.0"),
+        ("train.lr=nan", "train.lr: must be a finite number, got nan"),
+        ("train.steps=0", "train.steps: must be > 0, got 0"),
+        ("train.steps=-3", "train.steps: must be > 0, got -3"),
+        ("train.log_every=0", "train.log_every: must be > 0, got 0"),
+        ("data.window=0", "data.window: must be > 0, got 0.0"),
+        ("data.frame_size=-8", "data.frame_size: must be > 0, got -8"),
+        ("data.sample_rate=0", "data.sample_rate: must be > 0, got 0"),
+        ("data.hard_fraction=1.5", "data.hard_fraction: must be in [0, 1], got 1.5"),
+        ("model.channels=[8,-3]", "model.channels: every value must be > 0, got [8, -3]"),
+        ("model.channels=[]", "model.channels: must not be empty"),
+        ("model.embed_dim=0", "model.embed_dim: must be > 0, got 0"),
+        ("model.audio={n_mels: 0}", "model.audio.n_mels: must be > 0, got 0"),
+        ("data.window=0.01", "data.window: 0.01 s at data.sample_rate 16000 is 160 samples"),
+        ("train.lr=[1,", "--set train.lr: '[1,' is not valid YAML (ParserError)"),
+    ],
+)
+def test_bad_value_is_refused_before_any_folder(
+    override, message, tiny_train_args, tmp_path, capsys
+):
+    run = tmp_path / "run"
+    code = train.main([*tiny_train_args(override), "--run-dir", str(run)])
+    line = _one_error(capsys)
+    assert code == 2 and line.startswith(f"error: {message}"), line
+    assert not run.exists() and not (tmp_path / "runs").exists()
+
+
+def test_value_from_the_file_names_the_file(tmp_path):
+    path = tmp_path / "neg.yaml"
+    path.write_text("train:\n  lr: -1\nmodel:\n  channels: '[8,'\n")
+    with pytest.raises(ConfigError, match=r"^.*neg.yaml: model.channels: '\[8,' is not valid YAML"):
+        load_config(path)
+    path.write_text("train:\n  lr: -1\n")
+    with pytest.raises(ConfigError, match=r"^.*neg.yaml: train.lr: must be > 0, got -1.0$"):
+        load_config(path)
+    with pytest.raises(ConfigError, match=r"^train.lr: must be > 0, got -2.0$"):
+        load_config(path, ["train.lr=-2"])  # the --set value is the one at fault
+    assert load_config(path, ["train.lr=0.01"]).train.lr == 0.01  # an override mends the file
+
+
+def test_shipped_configs_pass_the_range_checks():
+    for path in sorted(CONFIGS.glob("*.yaml")):
+        load_config(path)  # raises on an out-of-range value
+    for key in RANGES:  # every key of the table names a numeric field (or a list of them)
+        value = reduce(getattr, key.split("."), Config())
+        assert all(
+            isinstance(v, int | float) for v in (value if isinstance(value, list) else [value])
+        )
+
+
+def test_config_not_utf8(tiny_train_args, tmp_path, capsys):
+    path = tmp_path / "binary.yaml"
+    path.write_bytes(b"\xff\xfe\x00train:\n")
+    code = train.main(["--config", str(path), *tiny_train_args()])
+    assert code == 2 and _one_error(capsys) == f"error: {path}: not UTF-8 text"
+    assert not (tmp_path / "runs").exists()
+
+
+def test_run_dir_is_a_file(tiny_train_args, tmp_path, capsys):
+    mine = tmp_path / "notes.txt"
+    mine.write_text("mine")
+    code = train.main([*tiny_train_args(), "--run-dir", str(mine)])
+    line = _one_error(capsys)
+    assert code == 2 and line == f"error: {mine}: run directory is an existing file, not a folder"
+    assert mine.read_text() == "mine"
+
+
+def test_default_run_name_taken_by_a_file(tiny_train_args, tmp_path, capsys):
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "taken").write_text("mine")
+    code = train.main(tiny_train_args("name=taken", "train.steps=1", "train.eval_every=1"))
+    out = capsys.readouterr().out
+    assert code == 0 and last_json(out)["run_dir"] == str(tmp_path / "runs" / "taken-2")
+    assert (tmp_path / "runs" / "taken").read_text() == "mine"
+
+
+def test_resume_with_run_dir_is_refused(tmp_path, capsys):
+    other = tmp_path / "other"
+    code = train.main(["--resume", str(tmp_path / "run"), "--run-dir", str(other)])
+    line = _one_error(capsys)
+    assert code == 2 and line.startswith("error: --run-dir: cannot be used with --resume")
+    assert not other.exists()
+
+
+def _poison_loss(monkeypatch, at_call: int) -> None:
+    from avssl.models.contrastive import ContrastiveAV
+
+    real, calls = ContrastiveAV.loss, {"n": 0}
+
+    def poisoned(self, batch):
+        loss, stats = real(self, batch)
+        calls["n"] += 1
+        return (loss * float("nan"), stats) if calls["n"] == at_call else (loss, stats)
+
+    monkeypatch.setattr(ContrastiveAV, "loss", poisoned)
+
+
+def test_failure_before_first_checkpoint_leaves_no_run_dir(
+    tiny_train_args, tmp_path, capsys, monkeypatch
+):
+    # config.yaml is written, and metrics.jsonl at step 2, before the failure at step 2
+    args = tiny_train_args("train.eval_every=100", "train.log_every=2")
+    run = tmp_path / "run"
+    _poison_loss(monkeypatch, at_call=3)
+    assert train.main([*args, "--run-dir", str(run)]) == 2
+    err = capsys.readouterr().err
+    errors = [x for x in err.splitlines() if x.startswith("error")]  # (others: progress notes)
+    assert (
+        errors
+        == [
+            "error: loss is nan at step 2; stopped. No checkpoint yet "
+            "(try a lower train.lr or train.precision=fp32)"
+        ]
+        and "Traceback" not in err
+    )
+    assert not run.exists()
+    # a folder the user made stays, whatever the run wrote into it
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    _poison_loss(monkeypatch, at_call=1)
+    assert train.main([*args, "--run-dir", str(mine)]) == 2
+    capsys.readouterr()
+    assert mine.is_dir() and (mine / "config.yaml").is_file()
+    monkeypatch.undo()
+    # the same --run-dir now runs; an out-of-range override at resume is refused
+    assert train.main([*args, "--run-dir", str(run)]) == 0
+    capsys.readouterr()
+    code = train.main(["--resume", str(run), "--set", "train.batch_size=0", "--no-progress"])
+    assert code == 2 and _one_error(capsys) == "error: train.batch_size: must be > 0, got 0"
