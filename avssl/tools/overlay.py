@@ -129,8 +129,8 @@ def main(argv: list[str] | None = None) -> int:
     from avssl.train.runtime import resolve_device, resolve_precision
 
     device = resolve_device(args.device)
+    model, cfg, state = load_model(args.checkpoint, device)  # before any note: errors stay 1 line
     args.precision = resolve_precision(args.precision, device)
-    model, cfg, state = load_model(args.checkpoint, device)
     if not model.has_map:
         raise AvsslError(
             f"{state['path']}: method {cfg.model.method!r} has no localisation map "
