@@ -37,11 +37,11 @@ def _bad_files(tmp_path):
     return {
         "missing.pt": "no such file",
         "empty.pt": "empty file",
-        "text.pt": "not a readable checkpoint",
+        "text.pt": "not a PyTorch checkpoint file",
         "foreign.pt": "not an avssl checkpoint",
         "evil.pt": "refused",
         "pickle.pt": "",
-        "truncated.pt": "not a readable checkpoint",
+        "truncated.pt": "corrupt or truncated checkpoint file",
     }
 
 

@@ -249,7 +249,7 @@ def test_code_running_checkpoints_refused_everywhere(name, evil, media_factory, 
         assert "code ran" not in out + err, label
         assert code == 2 and len(err.strip().splitlines()) == 1, (label, err)
         assert err.startswith(f"error: {evil / name}: ") and "Traceback" not in err, label
-        assert "refused" in err or "not a readable checkpoint" in err, (label, err)
+        assert "refused" in err or "not a PyTorch checkpoint file" in err, (label, err)
 
 
 def test_query_refuses_code_running_checkpoint(evil, tiny_train_args, media_factory, tmp_path,

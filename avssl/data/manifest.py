@@ -7,8 +7,10 @@ A row::
 
 ``video`` may be replaced by ``image`` (a still image counts as a one-frame video). ``audio`` is
 an optional separate audio file; when absent the video's own audio track is used. Paths are
-relative to the manifest's folder. ``boxes`` is ``null`` or ``{"sources": [[x0, y0, x1, y1],
-...]}`` with coordinates normalised to [0, 1] (one box per sounding source or per annotator).
+relative to the manifest's folder. ``split`` is train, val or test (a row without one is a
+training row). Each ``id`` is unique within its manifest. ``boxes`` is ``null`` or ``{"sources":
+[[x0, y0, x1, y1], ...]}`` with coordinates normalised to [0, 1] (one box per sounding source or
+per annotator; other keys, such as ``distractors``, hold boxes too), ``x0 < x1`` and ``y0 < y1``.
 The optional ``frame_labels`` lists the classes of everything visible in the picture when that
 is more than ``labels`` (AV-Digits canvases: the spoken digit and the distractor digits); the
 contrastive loss can leave such pictures out of a sound's negatives (``loss.mask_same_label``).
@@ -19,11 +21,13 @@ the embedding should not encode; ``loss.domain_adversary`` trains against it.
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from avssl.data.annotations import parse_box
 from avssl.errors import ManifestError
 
 SPLITS = ("train", "val", "test")
@@ -66,8 +70,55 @@ class Row:
         return d
 
 
+def _short(value) -> str:
+    text = json.dumps(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _string_list(value, key: str, where: str) -> list[str]:
+    """``value`` as a list of strings (whole numbers, such as digit classes, are accepted)."""
+    if not isinstance(value, list) or not all(
+        isinstance(x, str | int) and not isinstance(x, bool) for x in value
+    ):
+        raise ManifestError(f"{where}: '{key}' must be a list of strings, not {_short(value)}")
+    return [str(x) for x in value]
+
+
+def _check_boxes(value, where: str) -> dict | None:
+    """``boxes`` with every box checked: four finite numbers with ``x0 < x1`` and ``y0 < y1``."""
+    if value is None:
+        return None
+    if not isinstance(value, dict) or "sources" not in value:
+        raise ManifestError(
+            f"{where}: 'boxes' must be null or {{\"sources\": [[x0, y0, x1, y1], ...]}}, "
+            f"not {_short(value)}"
+        )
+    checked = {}
+    for key, boxes in value.items():
+        if not isinstance(boxes, list):
+            raise ManifestError(f"{where}: 'boxes.{key}' must be a list of [x0, y0, x1, y1] boxes")
+        checked[key] = []
+        for k, raw in enumerate(boxes):
+            at = f"{where}: boxes.{key}[{k}]"
+            if not isinstance(raw, list) or any(isinstance(v, bool | str) for v in raw):
+                raise ManifestError(f"{at}: a box must be a list of 4 numbers, not {_short(raw)}")
+            box = parse_box(raw, at)
+            if not all(math.isfinite(v) for v in box):
+                raise ManifestError(f"{at}: box coordinates must be finite, not {_short(raw)}")
+            if box[0] >= box[2] or box[1] >= box[3]:
+                raise ManifestError(
+                    f"{at}: empty or inverted box {_short(raw)} (need x0 < x1, y0 < y1)"
+                )
+            checked[key].append(box)
+    return checked
+
+
 def row_from_json(obj: dict, where: str = "") -> Row:
-    """Validate and convert one decoded JSON object into a :class:`Row`."""
+    """Validate and convert one decoded JSON object into a :class:`Row`.
+
+    Raises:
+        ManifestError: naming ``where`` and the row, for the first malformed field.
+    """
     if not isinstance(obj, dict):
         raise ManifestError(f"{where}: a row must be a JSON object")
     if "id" not in obj:
@@ -77,18 +128,31 @@ def row_from_json(obj: dict, where: str = "") -> Row:
     unknown = set(obj) - {f for f in Row.__dataclass_fields__}
     if unknown:
         raise ManifestError(f"{where}: row {obj['id']!r} has unknown keys {sorted(unknown)}")
+    at = f"{where}: row {obj['id']!r}"
+    for key in ("video", "image", "audio"):
+        value = obj.get(key)
+        if value is not None and (not isinstance(value, str) or not value.strip()):
+            raise ManifestError(
+                f"{at}: '{key}' must be a file path (a string), not {_short(value)}"
+            )
+    # a row without "split" has always been read as a training row (galleries leave it out)
+    if obj.get("split", "train") not in SPLITS:
+        raise ManifestError(
+            f"{at}: 'split' must be one of {', '.join(SPLITS)}, not {_short(obj['split'])}"
+        )
     try:
         row = Row(**obj)
         row.start = float(row.start or 0.0)
         row.end = None if row.end is None else float(row.end)
-        row.labels = [str(x) for x in (row.labels or [])]
-        if row.frame_labels is not None:
-            row.frame_labels = [str(x) for x in row.frame_labels]
-        if row.domain is not None:
-            row.domain = str(row.domain)
         row.id = str(row.id)
     except (TypeError, ValueError) as err:
-        raise ManifestError(f"{where}: row {obj.get('id')!r}: {err}") from None
+        raise ManifestError(f"{at}: {err}") from None
+    row.labels = [] if row.labels is None else _string_list(row.labels, "labels", at)
+    if row.frame_labels is not None:
+        row.frame_labels = _string_list(row.frame_labels, "frame_labels", at)
+    if row.domain is not None:
+        row.domain = str(row.domain)
+    row.boxes = _check_boxes(row.boxes, at)
     if row.end is not None and row.end <= row.start:
         raise ManifestError(f"{where}: row {row.id!r} has end <= start")
     return row
@@ -98,23 +162,37 @@ def read_manifest(path: str | os.PathLike, split: str | None = None) -> list[Row
     """Read a manifest, optionally keeping one split.
 
     Raises:
-        ManifestError: naming the file and line of the first malformed row.
+        ManifestError: naming the file and line of the first malformed row (or of the second
+            row with an id already seen, and the line of the first).
     """
     path = Path(path)
     if not path.is_file():
         raise ManifestError(f"{path}: no such manifest")
-    rows = []
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise ManifestError(f"{path}:{lineno}: not JSON ({err.msg})") from None
-            row = row_from_json(obj, f"{path}:{lineno}")
-            if split is None or row.split == split:
-                rows.append(row)
+    rows, first_line = [], {}
+    try:
+        with open(path, "rb") as fh:
+            for lineno, raw in enumerate(fh, 1):
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError:
+                    raise ManifestError(f"{path}:{lineno}: not UTF-8 text") from None
+                if not line.strip():
+                    continue
+                try:
+                    obj = json.loads(line)
+                except json.JSONDecodeError as err:
+                    raise ManifestError(f"{path}:{lineno}: not JSON ({err.msg})") from None
+                row = row_from_json(obj, f"{path}:{lineno}")
+                if row.id in first_line:
+                    first = first_line[row.id]
+                    raise ManifestError(
+                        f"{path}:{lineno}: id {row.id!r} already used on line {first}"
+                    )
+                first_line[row.id] = lineno
+                if split is None or row.split == split:
+                    rows.append(row)
+    except OSError as err:
+        raise ManifestError(f"{path}: cannot read ({err.strerror})") from None
     return rows
 
 

@@ -93,12 +93,18 @@ class PrepReport:
         self.dataset = dataset
         self.strict = strict
         self.rows: list[Row] = []
+        self._ids: set[str] = set()
         self.missing: list[tuple[str, str]] = []
         self.unreadable: list[tuple[str, str]] = []
         self.notes: list[str] = []
         self.extra: dict = {}
 
     def add(self, row: Row) -> None:
+        """Add a row; a second item with an id already written is skipped as unreadable."""
+        if row.id in self._ids:
+            self.skip_unreadable(row.id, "duplicate id (an earlier item has the same one)")
+            return
+        self._ids.add(row.id)
         self.rows.append(row)
 
     def _bad(self, kind: list, item_id: str, reason: str) -> None:

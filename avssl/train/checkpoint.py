@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import pickle
+import warnings
 from pathlib import Path
 
 import torch
@@ -18,6 +19,7 @@ from avssl.config import Config, config_from_dict
 from avssl.errors import AvsslError, CheckpointError
 
 FORMAT = "avssl-checkpoint-v1"
+ZIP_MAGIC = b"PK\x03\x04"  # torch.save writes a zip archive
 
 
 def save_checkpoint(path: str | os.PathLike, state: dict) -> Path:
@@ -33,7 +35,8 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
     """Load a checkpoint written by :func:`save_checkpoint`.
 
     Raises:
-        CheckpointError: missing, not a checkpoint, unsafe (would execute code) or foreign.
+        CheckpointError: missing, empty, not a PyTorch file, corrupt, unsafe (would execute
+            code) or foreign; each with a short reason, torch's warnings silenced.
     """
     path = Path(path)
     if path.is_dir():
@@ -48,15 +51,23 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
     if path.stat().st_size == 0:
         raise CheckpointError(path, "empty file")
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else "unpickling failed"
-        raise CheckpointError(
-            path, f"refused: not a plain-weights checkpoint ({first[:120]})"
-        ) from None
-    except Exception as err:  # torch.load raises many types on corrupt input; all mean the same
-        msg = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise CheckpointError(path, f"not a readable checkpoint ({msg[:120]})") from None
+        with open(path, "rb") as fh:
+            magic = fh.read(len(ZIP_MAGIC))
+    except OSError as err:
+        raise CheckpointError(path, f"cannot read ({err.strerror})") from None
+    if magic != ZIP_MAGIC:
+        raise CheckpointError(path, "not a PyTorch checkpoint file")
+    try:
+        with warnings.catch_warnings():  # torch warns about pickle details before failing
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError:
+        reason = (
+            "refused: holds objects other than tensors and plain values (loading could run code)"
+        )
+        raise CheckpointError(path, reason) from None
+    except Exception:  # torch.load raises many types on corrupt input; all mean the same
+        raise CheckpointError(path, "corrupt or truncated checkpoint file") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(path, "not an avssl checkpoint")
     state["path"] = str(path)
