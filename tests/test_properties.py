@@ -132,6 +132,7 @@ def test_pair_sampler_invariants_for_any_dataset(args, epoch, start):
 TEXT = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), min_size=1)
 PATHS = st.lists(TEXT.filter(lambda x: "/" not in x), min_size=1, max_size=3).map("/".join)
 FINITE = st.floats(-1e6, 1e6, allow_nan=False)
+SIDE = st.floats(1e-3, 1e6)
 
 
 @st.composite
@@ -141,10 +142,9 @@ def rows(draw) -> Row:
     if end is not None and end <= start:
         end = None
     visual = draw(PATHS)
-    boxes = draw(
-        st.none() | st.fixed_dictionaries({"sources": st.lists(st.lists(FINITE, min_size=4,
-                                                                        max_size=4))})
-    )  # fmt: skip
+    corner, size = st.tuples(FINITE, FINITE), st.tuples(SIDE, SIDE)
+    box = st.tuples(corner, size).map(lambda b: [*b[0], b[0][0] + b[1][0], b[0][1] + b[1][1]])
+    boxes = draw(st.none() | st.fixed_dictionaries({"sources": st.lists(box)}))  # x0<x1, y0<y1
     image = draw(st.booleans())
     return Row(
         id=draw(TEXT),
@@ -160,7 +160,7 @@ def rows(draw) -> Row:
 
 
 @FEW
-@given(items=st.lists(rows(), max_size=8))
+@given(items=st.lists(rows(), max_size=8, unique_by=lambda r: r.id))  # ids are unique
 def test_manifest_round_trips_any_valid_rows(items):
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "m é.jsonl"

@@ -172,7 +172,7 @@ def test_missing_parts_are_notes(tmp_path, capsys):
     assert cli.main(["report", str(run), "--force"]) == 0
     assert last_json(capsys.readouterr().out)["sections"] == ["curves", "config"]
     text = (run / "report.html").read_text()
-    assert "Retrieval gallery skipped:" in text and "best.pt: refused" in text
+    assert "Retrieval gallery skipped:" in text and "best.pt: not a PyTorch checkpoint" in text
     assert "1 unreadable line(s)" in text and "name: &lt;script&gt;" in text
 
 

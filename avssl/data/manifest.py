@@ -131,9 +131,9 @@ def row_from_json(obj: dict, where: str = "") -> Row:
     at = f"{where}: row {obj['id']!r}"
     for key in ("video", "image", "audio"):
         value = obj.get(key)
-        if value is not None and (not isinstance(value, str) or not value.strip()):
+        if value is not None and (not isinstance(value, str) or not value):
             raise ManifestError(
-                f"{at}: '{key}' must be a file path (a string), not {_short(value)}"
+                f"{at}: '{key}' must be a file path (a non-empty string), not {_short(value)}"
             )
     # a row without "split" has always been read as a training row (galleries leave it out)
     if obj.get("split", "train") not in SPLITS:
