@@ -30,7 +30,7 @@ def _bad(**fields) -> dict:
 @pytest.mark.parametrize(
     "row,reason",
     [
-        (_bad(image=123), "'image' must be a file path \\(a string\\), not 123"),
+        (_bad(image=123), "'image' must be a file path \\(a non-empty string\\), not 123"),
         (_bad(image=None, video=["a.mp4"]), "'video' must be a file path"),
         (_bad(audio={"x": 1}), "'audio' must be a file path"),
         (_bad(image=""), "'image' must be a file path"),
