@@ -11,6 +11,7 @@ from functools import reduce
 from pathlib import Path
 
 import pytest
+import torch
 from bad_media import last_json
 
 import train
@@ -48,6 +49,12 @@ def _one_error(capsys) -> str:
         ("model.embed_dim=0", "model.embed_dim: must be > 0, got 0"),
         ("model.audio={n_mels: 0}", "model.audio.n_mels: must be > 0, got 0"),
         ("data.window=0.01", "data.window: 0.01 s at data.sample_rate 16000 is 160 samples"),
+        ("data.window=0.05", "data.window 0.05 s / data.frame_size 32: too small for the model"),
+        pytest.param(
+            "train.precision=fp16",
+            "train.precision=fp16 needs CUDA",  # before any data is read
+            marks=pytest.mark.skipif(torch.cuda.is_available(), reason="fp16 runs on CUDA"),
+        ),
         ("train.lr=[1,", "--set train.lr: '[1,' is not valid YAML (ParserError)"),
     ],
 )
@@ -163,3 +170,12 @@ def test_failure_before_first_checkpoint_leaves_no_run_dir(
     capsys.readouterr()
     code = train.main(["--resume", str(run), "--set", "train.batch_size=0", "--no-progress"])
     assert code == 2 and _one_error(capsys) == "error: train.batch_size: must be > 0, got 0"
+
+
+def test_unreadable_manifest_is_the_only_line(tiny_train_args, tmp_path, capsys):
+    """The data is read before the precision note, so a bad manifest is all the user sees."""
+    bad = tmp_path / "m.jsonl"
+    bad.write_bytes(b"\xff\xfe\x00 not text")
+    code = train.main([*tiny_train_args(f"data.root={bad}"), "--run-dir", str(tmp_path / "r")])
+    assert code == 2 and _one_error(capsys) == f"error: {bad}:1: not UTF-8 text"
+    assert not (tmp_path / "r").exists()

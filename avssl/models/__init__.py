@@ -62,4 +62,28 @@ def build_model(cfg: ModelConfig, data: DataConfig, loss: LossConfig | None = No
     return METHODS[cfg.method](cfg, data, loss)
 
 
-__all__ = ["METHODS", "AVModel", "build_model"]
+def embedding_dims(model: AVModel, data: DataConfig) -> tuple[int, int]:
+    """Embedding sizes ``(audio, visual)`` found by one forward pass of a silent window and a
+    black frame of ``data``'s sizes (the model must be in eval mode).
+
+    Raises:
+        ConfigError: ``data.window`` or ``data.frame_size`` is too small for the towers.
+    """
+    import torch
+
+    device = next(model.parameters()).device
+    samples = int(round(data.window * data.sample_rate))
+    try:
+        with torch.no_grad():
+            a = model.embed_audio(torch.zeros(1, samples, device=device))
+            v = model.embed_visual(torch.zeros(1, 3, data.frame_size, data.frame_size).to(device))
+    except RuntimeError as err:  # a pooling or convolution left with no output
+        first = str(err).strip().splitlines()[0][:120]
+        raise ConfigError(
+            f"data.window {data.window:g} s / data.frame_size {data.frame_size}: too small for "
+            f"the model's towers ({first})"
+        ) from None
+    return a.shape[1], v.shape[1]
+
+
+__all__ = ["METHODS", "AVModel", "build_model", "embedding_dims"]

@@ -64,20 +64,11 @@ def _open_or_create(out: Path, args, cfg, ckpt: dict, dims: tuple[int, int]) -> 
     return Index(out, meta, [], tensors)
 
 
-def _dims(model, cfg) -> tuple[int, int]:
-    """Embedding sizes ``(audio, visual)`` found by one dummy forward pass."""
-    d = cfg.data
-    with torch.no_grad():
-        device = next(model.parameters()).device
-        a = model.embed_audio(torch.zeros(1, int(round(d.window * d.sample_rate)), device=device))
-        v = model.embed_visual(torch.zeros(1, 3, d.frame_size, d.frame_size, device=device))
-    return a.shape[1], v.shape[1]
-
-
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.hop is not None and not args.hop > 0:
         raise AvsslError(f"--hop must be > 0 seconds, got {args.hop}")
+    from avssl.models import embedding_dims
     from avssl.train.checkpoint import load_model
     from avssl.train.runtime import resolve_device
 
@@ -85,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     model, cfg, state = load_model(args.checkpoint, resolve_device(args.device))
     ckpt = {"path": state["path"], "sha256": weights_hash(model)}
     out = Path(args.out)
-    index = _open_or_create(out, args, cfg, ckpt, _dims(model, cfg))
+    index = _open_or_create(out, args, cfg, ckpt, embedding_dims(model, cfg.data))
     inputs = args.inputs or index.meta.get("inputs")
     if not inputs:
         raise AvsslError(f"{out}: give --inputs (the index records none yet)")

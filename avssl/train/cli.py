@@ -123,12 +123,14 @@ def check_model_config(cfg: Config) -> None:
     """
     import torch
 
-    from avssl.models import build_model
+    from avssl.models import build_model, embedding_dims
     from avssl.train.averaging import check_decay
+    from avssl.train.runtime import check_precision, resolve_device
 
     check_decay(cfg.train.ema_decay)
+    check_precision(cfg.train.precision, resolve_device(cfg.train.device))
     with torch.random.fork_rng(devices=[]):  # the run's own initialisation stays as it was
-        build_model(cfg.model, cfg.data, cfg.loss)
+        embedding_dims(build_model(cfg.model, cfg.data, cfg.loss).eval(), cfg.data)
 
 
 def check_resume_fits(cfg: Config, resume: dict, ckpt: Path) -> None:

@@ -88,7 +88,7 @@ def train(
     dist_info = runtime.init_distributed(device)
     if device.type == "cuda":
         torch.cuda.set_device(device)
-    precision = runtime.resolve_precision(cfg.train.precision, device)
+    runtime.check_precision(cfg.train.precision, device)
     runtime.seed_everything(cfg.train.seed, cfg.train.deterministic)
     main_proc = dist_info.is_main
     progress = progress and main_proc
@@ -126,6 +126,7 @@ def train(
             f"{cfg.train.batch_size} per process; lower train.batch_size"
         )
 
+    precision = runtime.resolve_precision(cfg.train.precision, device)  # notes once data is good
     model = build_model(cfg.model, cfg.data, cfg.loss).to(device)
     train_ds.set_audio_keys(model.audio_keys())  # validation keeps every key (avc reads them)
     if cfg.train.channels_last:

@@ -75,12 +75,21 @@ def cpu_has_bf16() -> bool:
 _warned: set[str] = set()
 
 
-def resolve_precision(name: str, device: torch.device) -> str:
-    """Turn ``auto`` into bf16 where the hardware supports it, else fp32 (said once)."""
+def check_precision(name: str, device: torch.device) -> None:
+    """Refuse a precision that is unknown or that ``device`` cannot run.
+
+    Raises:
+        ConfigError: naming the setting.
+    """
     if name not in ("auto", "bf16", "fp16", "fp32"):
         raise ConfigError(f"train.precision must be auto|bf16|fp16|fp32, got {name!r}")
     if name == "fp16" and device.type != "cuda":
         raise ConfigError("train.precision=fp16 needs CUDA; use bf16 or fp32 on the CPU")
+
+
+def resolve_precision(name: str, device: torch.device) -> str:
+    """Turn ``auto`` into bf16 where the hardware supports it, else fp32 (said once)."""
+    check_precision(name, device)
     if name != "auto":
         return name
     ok = torch.cuda.is_bf16_supported() if device.type == "cuda" else cpu_has_bf16()
