@@ -123,6 +123,8 @@ def test_resume_with_run_dir_is_refused(tmp_path, capsys):
     line = _one_error(capsys)
     assert code == 2 and line.startswith("error: --run-dir: cannot be used with --resume")
     assert not other.exists()
+    code = train.main(["--resume", str(tmp_path / "run"), "--config", str(CONFIGS / "l3.yaml")])
+    assert code == 2 and _one_error(capsys).startswith("error: --config: cannot be used with")
 
 
 def _poison_loss(monkeypatch, at_call: int) -> None:

@@ -168,6 +168,11 @@ def main(argv: list[str] | None = None) -> int:
         raise AvsslError(
             "--run-dir: cannot be used with --resume (a resumed run continues in its own folder)"
         )
+    if args.resume and args.config:
+        raise AvsslError(
+            "--config: cannot be used with --resume (the run's config is read from its "
+            "checkpoint; change values with --set)"
+        )
     if args.resume:
         path = Path(args.resume)
         ckpt = path / "last.pt" if path.is_dir() else path
