@@ -116,3 +116,21 @@ def test_vggsound(media_factory, tmp_path):
     )  # fmt: skip
     report = json.loads((out / "prepare_report.json").read_text())
     assert report["missing_items"][0][0] == "---g-f_I2yQ_1"
+
+
+def test_audioset_malformed_rows_are_skipped_and_listed(clips, tmp_path, capsys):
+    media, train, test = clips
+    with train.open("a") as fh:  # lines 9 and 10 of the file
+        fh.write('hhhhhhhhhhh, thirty, 40.000, "/m/01"\n, 1.000, 2.000, "/m/01"\n')
+    out = tmp_path / "out"
+    args = ["--segments", str(train), str(test), "--media", str(media), "--out", str(out)]
+    assert audioset.main([*args, "--val-fraction", "0"]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["written"] == 5  # as without the two rows (the cut is not probed)
+    report = json.loads((out / "prepare_report.json").read_text())
+    assert [x for x in report["unreadable_items"] if x[0].startswith(str(train))] == [
+        [f"{train}:9", "start/end are not numbers"],
+        [f"{train}:10", "empty YouTube id"],
+    ]
+    assert cli.main(["prepare", "audioset", *args, "--strict", "--force"]) == 2
+    assert f"{train}:9: start/end are not numbers (--strict)" in capsys.readouterr().err

@@ -29,14 +29,22 @@ class Segment:
     labels: list[str] = field(default_factory=list)
 
 
-def read_segments(path: str | os.PathLike) -> list[Segment]:
+def read_segments(
+    path: str | os.PathLike, bad: list[tuple[str, str]] | None = None
+) -> list[Segment]:
     """Read ``balanced_train_segments.csv``, ``eval_segments.csv`` and the like.
 
     The format: ``#`` comment lines (the header), then ``YTID, start_seconds, end_seconds,
     "label,label,..."`` rows, with a space after each comma and the label list quoted.
 
+    Args:
+        path: the segment CSV.
+        bad: when given, each malformed row is appended to it as ``(file:line, reason)`` and
+            skipped; otherwise the first one is an error.
+
     Raises:
-        ManifestError: naming ``file:line`` of the first malformed row.
+        ManifestError: the file is missing or unreadable, or (without ``bad``) naming
+            ``file:line`` of the first malformed row.
     """
     path = Path(path)
     if not path.is_file():
@@ -45,21 +53,30 @@ def read_segments(path: str | os.PathLike) -> list[Segment]:
     for lineno, line in enumerate(text_lines(path), 1):
         if not line.strip() or line.lstrip().startswith("#"):
             continue
-        fields = next(csv.reader([line], skipinitialspace=True))
         where = f"{path}:{lineno}"
-        if len(fields) != 4:
-            raise ManifestError(f"{where}: expected 4 fields, got {len(fields)}")
-        ytid, start, end, labels = (f.strip() for f in fields)
         try:
-            t0, t1 = float(start), float(end)
-        except ValueError:
-            raise ManifestError(f"{where}: start/end are not numbers") from None
-        if not ytid:
-            raise ManifestError(f"{where}: empty YouTube id")
-        if t1 <= t0 or t0 < 0:
-            raise ManifestError(f"{where}: bad segment times {t0} .. {t1}")
-        segments.append(Segment(ytid, t0, t1, [x.strip() for x in labels.split(",") if x]))
+            segments.append(_segment(next(csv.reader([line], skipinitialspace=True)), where))
+        except ManifestError as err:
+            if bad is None:
+                raise
+            bad.append((where, str(err).removeprefix(f"{where}: ")))
     return segments
+
+
+def _segment(fields: list[str], where: str) -> Segment:
+    """One row's :class:`Segment` (``where`` names it in the error)."""
+    if len(fields) != 4:
+        raise ManifestError(f"{where}: expected 4 fields, got {len(fields)}")
+    ytid, start, end, labels = (f.strip() for f in fields)
+    try:
+        t0, t1 = float(start), float(end)
+    except ValueError:
+        raise ManifestError(f"{where}: start/end are not numbers") from None
+    if not ytid:
+        raise ManifestError(f"{where}: empty YouTube id")
+    if t1 <= t0 or t0 < 0:
+        raise ManifestError(f"{where}: bad segment times {t0} .. {t1}")
+    return Segment(ytid, t0, t1, [x.strip() for x in labels.split(",") if x])
 
 
 @dataclass

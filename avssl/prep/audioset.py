@@ -2,7 +2,8 @@
 
 AudioSet (Gemmeke et al., ICASSP 2017, https://research.google.com/audioset/) is published as
 segment lists; the media must be downloaded separately and a large share is offline, so missing
-clips are expected: they are counted and listed, never fatal. Clip naming schemes are those of
+clips are expected: they are counted and listed, never fatal, as are malformed CSV rows
+(listed as ``FILE:LINE``; ``--strict`` stops at the first). Clip naming schemes are those of
 :mod:`avssl.prep.clips`.
 
 Splits: ``--split-of CSV=SPLIT``, else from the file name (``*eval*`` -> test, ``*train*`` ->
@@ -109,7 +110,10 @@ def main(argv: list[str] | None = None) -> int:
         if not csv.is_file():
             raise AvsslError(f"{csv}: no such segment file")
         split = split_of_file(csv, explicit)
-        segments += [(s.ytid, s.start, s.end, s.labels, split) for s in read_segments(csv)]
+        bad: list[tuple[str, str]] = []  # malformed rows: skipped and listed, as bad media
+        segments += [(s.ytid, s.start, s.end, s.labels, split) for s in read_segments(csv, bad)]
+        for where, reason in bad:
+            report.skip_unreadable(where, reason)
     if args.ontology is not None:
         ontology = Ontology.load(args.ontology)
         unknown = sorted({lab for s in segments for lab in s[3] if lab not in ontology})
