@@ -11,6 +11,7 @@ import importlib
 import json
 import math
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -35,6 +36,18 @@ def _usage() -> str:
     lines = ["usage: avssl COMMAND [ARGS...]", "", "commands:"]
     lines += [f"  {name:<10} {help_}" for name, (_, help_) in COMMANDS.items()]
     return "\n".join(lines)
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with the project's one-line errors: ``error: --flag: reason (PROG --help)``.
+
+    argparse itself prints its usage block before the error; a bad flag is bad input like any
+    other, so it gets one line and exit status 2 too.
+    """
+
+    def error(self, message: str):
+        message = re.sub(r"^argument ([^:]+): ", r"\1: ", message)
+        self.exit(2, f"error: {message} ({self.prog} --help)\n")
 
 
 def json_safe(value):

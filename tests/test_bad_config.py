@@ -181,3 +181,16 @@ def test_unreadable_manifest_is_the_only_line(tiny_train_args, tmp_path, capsys)
     code = train.main([*tiny_train_args(f"data.root={bad}"), "--run-dir", str(tmp_path / "r")])
     assert code == 2 and _one_error(capsys) == f"error: {bad}:1: not UTF-8 text"
     assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize(
+    "argv,line",
+    [
+        (["--bogus"], "error: unrecognized arguments: --bogus (train.py --help)"),
+        (["--set"], "error: --set: expected one argument (train.py --help)"),
+    ],
+)
+def test_bad_flags_are_one_line(argv, line, capsys):
+    with pytest.raises(SystemExit) as stop:
+        train.main(argv)
+    assert stop.value.code == 2 and capsys.readouterr().err.splitlines() == [line]

@@ -27,8 +27,8 @@ def _argparse_refusal(capsys, argv: list[str], flag: str, reason: str, out: Path
         cli(["prepare", *argv, "--out", str(out)])
     err = capsys.readouterr().err
     assert stop.value.code == 2 and "Traceback" not in err
-    (line,) = [x for x in err.splitlines() if "error:" in x]
-    assert f"argument {flag}: " in line and reason in line, line
+    (line,) = err.splitlines()  # one line, no usage block
+    assert line.startswith(f"error: {flag}: ") and reason in line, line
     assert not out.exists()
 
 

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from avssl.cli import json_line
+from avssl.cli import ArgumentParser, json_line
 from avssl.config import DataConfig, load_config
 from avssl.data import media
 from avssl.data.manifest import Row, read_manifest, resolve
@@ -43,7 +43,7 @@ MAX_LISTED_SKIPS = 50
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="avssl cache", description=__doc__.splitlines()[0])
+    p = ArgumentParser(prog="avssl cache", description=__doc__.splitlines()[0])
     p.add_argument("--data", help="manifest (or folder with manifest.jsonl); default: data.root")
     p.add_argument("--out", required=True, type=Path, help="cache folder (created; resumed)")
     p.add_argument("--workers", type=int, default=2, help="clips decoded in parallel (threads)")

@@ -17,7 +17,6 @@ function of the :class:`~avssl.config.SynthConfig`, so worlds are cached under a
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import dataclasses
 import hashlib
@@ -31,6 +30,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from avssl.cli import ArgumentParser
 from avssl.config import SynthConfig
 from avssl.data import synth_render as sr
 from avssl.data.manifest import SPLITS, Row, write_manifest
@@ -197,7 +197,7 @@ def ensure_world(cfg: SynthConfig, workers: int = 2, progress: bool = True) -> P
 def main(argv: list[str] | None = None) -> int:
     """``avssl synth``: build a synthetic world and print its manifest path (last stdout line)."""
     d = SynthConfig()
-    p = argparse.ArgumentParser(prog="avssl synth", description=__doc__.split("\n")[0])
+    p = ArgumentParser(prog="avssl synth", description=__doc__.split("\n")[0])
     p.add_argument("--out", type=Path, help="output folder (default: the cache folder)")
     p.add_argument("--n-train", type=int, default=d.n_train)
     p.add_argument("--n-val", type=int, default=d.n_val)

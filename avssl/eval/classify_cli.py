@@ -32,7 +32,7 @@ import time
 import numpy as np
 import torch
 
-from avssl.cli import int_at_least, positive_int
+from avssl.cli import ArgumentParser, int_at_least, positive_int
 from avssl.errors import AvsslError
 from avssl.eval.cli import (
     SUBCOMMANDS,
@@ -50,7 +50,7 @@ MAX_LISTED_SKIPS = 50
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="evaluate.py classify", description=SUBCOMMANDS["classify"][1])
+    p = ArgumentParser(prog="evaluate.py classify", description=SUBCOMMANDS["classify"][1])
     add_common(p, checkpoint_required=False)
     p.add_argument("--dataset", required=True, choices=("esc50", "us8k", "folder", "manifest"))
     p.add_argument(

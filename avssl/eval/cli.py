@@ -14,7 +14,7 @@ import importlib
 import sys
 from pathlib import Path
 
-from avssl.cli import check_new_dir, check_new_file, json_line, positive_int
+from avssl.cli import ArgumentParser, check_new_dir, check_new_file, json_line, positive_int
 from avssl.errors import AvsslError
 
 # name -> ("module:function", help). Each function is ``run(argv) -> int``; modules are imported
@@ -151,7 +151,7 @@ def append_report(path: Path, title: str, result: dict) -> None:
 def run_avc(argv: list[str]) -> int:
     """``evaluate.py avc --checkpoint CKPT [--data MANIFEST] [--split test] [--recalibrate val]
     [--cohort N [--cohort-top K]] [--audio-tta R] [--adapt-bn]``."""
-    p = argparse.ArgumentParser(prog="evaluate.py avc", description=SUBCOMMANDS["avc"][1])
+    p = ArgumentParser(prog="evaluate.py avc", description=SUBCOMMANDS["avc"][1])
     add_common(p)
     p.add_argument("--data", help="manifest (default: the data the checkpoint was trained on)")
     p.add_argument("--split", default="test", choices=("train", "val", "test"))

@@ -9,12 +9,12 @@ centre Gaussian prior and uniform random maps at the model's map resolution (see
 
 from __future__ import annotations
 
-import argparse
 import re
 from pathlib import Path
 
 import numpy as np
 
+from avssl.cli import ArgumentParser
 from avssl.errors import AvsslError
 from avssl.eval.cli import (
     SUBCOMMANDS,
@@ -62,7 +62,7 @@ def save_overlay(path: Path, frame, heatmap, alpha: float = 0.5) -> None:
 def run(argv: list[str]) -> int:
     """``evaluate.py localize --checkpoint CKPT [--data M] [--protocol P] [--out-dir DIR]
     [--audio-tta R] [--adapt-bn]``."""
-    p = argparse.ArgumentParser(prog="evaluate.py localize", description=SUBCOMMANDS["localize"][1])
+    p = ArgumentParser(prog="evaluate.py localize", description=SUBCOMMANDS["localize"][1])
     add_common(p)
     p.add_argument("--data", help="manifest (default: the data the checkpoint was trained on)")
     p.add_argument("--protocol", default="vggss", choices=("vggss", "flickr"))

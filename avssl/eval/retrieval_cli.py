@@ -12,11 +12,9 @@ split, audio not needed), class level, reported under ``a2v_gallery``.
 
 from __future__ import annotations
 
-import argparse
-
 import numpy as np
 
-from avssl.cli import positive_int
+from avssl.cli import ArgumentParser, positive_int
 from avssl.eval.cli import (
     SUBCOMMANDS,
     add_adapt,
@@ -99,9 +97,7 @@ def gallery_results(
 def run(argv: list[str]) -> int:
     """``evaluate.py retrieval --checkpoint CKPT [--data MANIFEST] [--ontology ontology.json]
     [--gallery GALLERY.jsonl] [--audio-tta R] [--adapt-bn]``."""
-    p = argparse.ArgumentParser(
-        prog="evaluate.py retrieval", description=SUBCOMMANDS["retrieval"][1]
-    )
+    p = ArgumentParser(prog="evaluate.py retrieval", description=SUBCOMMANDS["retrieval"][1])
     add_common(p)
     p.add_argument("--data", help="manifest (default: the data the checkpoint was trained on)")
     p.add_argument("--ontology", help="AudioSet ontology.json: adds graded nDCG@30")

@@ -19,7 +19,7 @@ import sys
 import numpy as np
 from tqdm import tqdm
 
-from avssl.cli import positive_int
+from avssl.cli import ArgumentParser, positive_int
 from avssl.errors import MediaError
 from avssl.eval.cli import SUBCOMMANDS, add_common, add_strict, check_outputs, emit, use_data
 
@@ -27,7 +27,7 @@ MAX_LISTED_SKIPS = 50
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="evaluate.py sync", description=SUBCOMMANDS["sync"][1])
+    p = ArgumentParser(prog="evaluate.py sync", description=SUBCOMMANDS["sync"][1])
     add_common(p)
     src = p.add_mutually_exclusive_group()
     src.add_argument("--video", help="estimate the offset of this file")

@@ -17,6 +17,7 @@ import argparse
 import zlib
 from pathlib import Path
 
+from avssl.cli import ArgumentParser
 from avssl.data.audioset import Ontology, read_segments
 from avssl.data.manifest import SPLITS, Row
 from avssl.errors import AvsslError, MediaError
@@ -88,7 +89,7 @@ def add_segment_rows(
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="avssl prepare audioset", description=__doc__.split("\n")[0])
+    p = ArgumentParser(prog="avssl prepare audioset", description=__doc__.split("\n")[0])
     p.add_argument("--segments", type=Path, nargs="+", required=True, help="segment CSV files")
     p.add_argument("--media", type=Path, required=True, help="folder of downloaded clips")
     p.add_argument("--ontology", type=Path, help="ontology.json: report labels it does not know")

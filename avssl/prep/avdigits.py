@@ -37,7 +37,7 @@ import numpy as np
 import soundfile as sf
 from PIL import Image
 
-from avssl.cli import fraction, positive_int
+from avssl.cli import ArgumentParser, fraction, positive_int
 from avssl.data import media
 from avssl.data.manifest import Row, write_manifest
 from avssl.errors import AvsslError, MediaError
@@ -124,7 +124,7 @@ def _by_digit(pool, labels) -> dict[int, list[tuple[str, int]]]:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="avssl prepare avdigits", description=__doc__.split("\n")[0])
+    p = ArgumentParser(prog="avssl prepare avdigits", description=__doc__.split("\n")[0])
     p.add_argument("--fsdd", type=Path, required=True, help="FSDD recordings folder")
     p.add_argument("--mnist-images", type=Path, required=True, help="MNIST images IDX (.gz)")
     p.add_argument("--mnist-labels", type=Path, required=True, help="MNIST labels IDX (.gz)")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from avssl.cli import ArgumentParser
 from avssl.prep.folds import prepare_folds
 from avssl.prep.report import add_common_args
 
@@ -17,7 +18,7 @@ COLUMNS = ("filename", "fold", "category")
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="avssl prepare esc50", description=__doc__.split("\n")[0])
+    p = ArgumentParser(prog="avssl prepare esc50", description=__doc__.split("\n")[0])
     p.add_argument("--root", type=Path, required=True, help="folder with audio/ and meta/")
     p.add_argument("--esc10", action="store_true", help="keep only the ESC-10 subset")
     p.add_argument("--test-fold", type=int, default=5, help="fold written as split test")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from avssl.cli import ArgumentParser
 from avssl.data.annotations import read_flickr_ids, read_flickr_xml
 from avssl.errors import AvsslError, ManifestError
 from avssl.prep.localization import index_stems, media_row, valid_box
@@ -35,7 +36,7 @@ def read_voc_boxes(path: Path) -> list[list[float]]:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="avssl prepare flickr", description=__doc__.split("\n")[0])
+    p = ArgumentParser(prog="avssl prepare flickr", description=__doc__.split("\n")[0])
     p.add_argument("--ids", type=Path, required=True, help="flickr_test.csv (id in column 1)")
     p.add_argument("--media", type=Path, required=True, help="folder of images and audio files")
     p.add_argument("--annotations", type=Path, help="folder of {id}.xml (default: --media)")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from avssl.cli import ArgumentParser
 from avssl.prep.folds import prepare_folds
 from avssl.prep.report import add_common_args
 
@@ -18,7 +19,7 @@ COLUMNS = ("slice_file_name", "fold", "class")
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="avssl prepare us8k", description=__doc__.split("\n")[0])
+    p = ArgumentParser(prog="avssl prepare us8k", description=__doc__.split("\n")[0])
     p.add_argument("--root", type=Path, required=True, help="folder with audio/ and metadata/")
     p.add_argument("--test-fold", type=int, default=10, help="fold written as split test")
     add_common_args(p)

@@ -14,7 +14,7 @@ import argparse
 import csv
 from pathlib import Path
 
-from avssl.cli import fraction
+from avssl.cli import ArgumentParser, fraction
 from avssl.data.textfile import text_lines
 from avssl.errors import ManifestError
 from avssl.prep.audioset import add_segment_rows
@@ -59,7 +59,7 @@ def read_vggsound(
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="avssl prepare vggsound", description=__doc__.split("\n")[0])
+    p = ArgumentParser(prog="avssl prepare vggsound", description=__doc__.split("\n")[0])
     p.add_argument("--csv", type=Path, required=True, help="vggsound.csv")
     p.add_argument("--media", type=Path, required=True, help="folder of downloaded clips")
     p.add_argument(

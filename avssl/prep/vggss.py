@@ -14,13 +14,14 @@ import argparse
 import json
 from pathlib import Path
 
+from avssl.cli import ArgumentParser
 from avssl.data.annotations import load_vggss, read_flickr_ids
 from avssl.prep.localization import index_stems, media_row, valid_box
 from avssl.prep.report import add_common_args, finish_run, start_run
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="avssl prepare vggss", description=__doc__.split("\n")[0])
+    p = ArgumentParser(prog="avssl prepare vggss", description=__doc__.split("\n")[0])
     p.add_argument("--annotations", type=Path, required=True, help="vggss.json")
     p.add_argument("--media", type=Path, required=True, help="folder of frames/audio or videos")
     p.add_argument("--ids", type=Path, help="keep only the ids of this list (e.g. vggss_test.csv)")

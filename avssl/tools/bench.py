@@ -37,7 +37,6 @@ usage: avssl bench [--quick]   (the last stdout line is one JSON object)
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import platform
 import resource
@@ -48,6 +47,7 @@ from pathlib import Path
 
 import torch
 
+from avssl.cli import ArgumentParser
 from avssl.config import SynthConfig, load_config
 from avssl.data.manifest import read_manifest
 from avssl.tools.bench_data import (
@@ -179,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     """``avssl bench [--quick]``."""
     from avssl.cli import json_line
 
-    p = argparse.ArgumentParser(prog="avssl bench", description=__doc__.splitlines()[0])
+    p = ArgumentParser(prog="avssl bench", description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="small sizes (under 2 min on 2 cores)")
     args = p.parse_args(argv)
     print(json_line(run(QUICK if args.quick else FULL)))

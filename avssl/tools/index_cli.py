@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from avssl.cli import ArgumentParser
 from avssl.config import to_dict
 from avssl.errors import AvsslError, MediaError
 from avssl.tools.index import (
@@ -34,7 +35,7 @@ from avssl.tools.index_media import embed_file, file_stamp, find_media
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="avssl index", description=__doc__.splitlines()[0])
+    p = ArgumentParser(prog="avssl index", description=__doc__.splitlines()[0])
     p.add_argument("--checkpoint", required=True, help="checkpoint file or run directory")
     p.add_argument("--inputs", nargs="+", help="media files, folders or manifests (*.jsonl)")
     p.add_argument("--out", required=True, help="index directory (created or updated)")

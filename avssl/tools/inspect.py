@@ -14,12 +14,12 @@ import json
 import os
 import sys
 
-from avssl.cli import dash_paths_last
+from avssl.cli import ArgumentParser, dash_paths_last
 from avssl.data.media import probe, read_audio, read_frames
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="avssl inspect", description="Describe a media file and test-decode one window."
     )
     parser.add_argument("file", help="video, image or audio file")

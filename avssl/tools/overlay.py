@@ -26,7 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from avssl.cli import check_new_file, dash_paths_last
+from avssl.cli import ArgumentParser, check_new_file, dash_paths_last
 from avssl.data.media import probe
 from avssl.errors import AvsslError, MediaError
 from avssl.eval.embed import frames_to_input, heatmaps
@@ -87,7 +87,7 @@ def centred_windows(seg: torch.Tensor, seg_start: float, times, sample_rate: int
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="avssl overlay", description=__doc__.splitlines()[0])
+    p = ArgumentParser(prog="avssl overlay", description=__doc__.splitlines()[0])
     p.add_argument("video", help="input video with an audio track")
     p.add_argument("--checkpoint", required=True, help="checkpoint of a model with a map")
     p.add_argument("-o", "--output", required=True, help="output video (.mp4)")

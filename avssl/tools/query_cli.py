@@ -25,7 +25,7 @@ import os
 import sys
 from pathlib import Path
 
-from avssl.cli import check_new_file
+from avssl.cli import ArgumentParser, check_new_file
 from avssl.errors import AvsslError, MediaError
 from avssl.tools.index import load_index, weights_hash
 from avssl.tools.query import embed_query, query_window, search
@@ -36,7 +36,7 @@ MAX_CLIP_S = 3.0
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="avssl query", description=__doc__.splitlines()[0])
+    p = ArgumentParser(prog="avssl query", description=__doc__.splitlines()[0])
     p.add_argument("--index", required=True, help="index directory made by avssl index")
     p.add_argument("--checkpoint", required=True, help="the checkpoint the index was built with")
     src = p.add_mutually_exclusive_group(required=True)

@@ -22,7 +22,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from avssl.cli import check_new_file
+from avssl.cli import ArgumentParser, check_new_file
 from avssl.errors import AvsslError
 from avssl.tools import report_figures as figures
 from avssl.tools.report_gallery_html import gallery_html, overlays_html
@@ -189,7 +189,7 @@ def render_page(run_dir: Path, sections: dict[str, Section]) -> str:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="avssl report", description=__doc__.splitlines()[0])
+    p = ArgumentParser(prog="avssl report", description=__doc__.splitlines()[0])
     p.add_argument("run_dir", help="a run directory made by train.py")
     p.add_argument("-o", "--output", help="HTML file to write (default: RUN_DIR/report.html)")
     p.add_argument("--data", help="manifest (default: the data the run was trained on)")

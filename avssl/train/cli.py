@@ -16,7 +16,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from avssl.cli import json_line
+from avssl.cli import ArgumentParser, json_line
 from avssl.config import Config, apply_override, load_config
 from avssl.config_checks import check_ranges
 from avssl.errors import AvsslError, CheckpointError
@@ -28,7 +28,7 @@ RECORD_FILES = ("config.yaml", "metrics.jsonl")  # what a run writes before its 
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="train.py", description=__doc__.splitlines()[0])
+    p = ArgumentParser(prog="train.py", description=__doc__.splitlines()[0])
     p.add_argument(
         "--config", help="YAML config (default: the built-in default, on the synthetic world)"
     )
