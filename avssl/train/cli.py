@@ -113,10 +113,13 @@ def check_writable(run_dir: Path) -> None:
         raise AvsslError(f"{run_dir}: only {free / 2**20:.0f} MB free on this disk")
 
 
-def check_model_config(cfg: Config) -> None:
+def check_model_config(cfg: Config):
     """Build the model once, off the record, so a refused model config (or weight averaging
     setting) fails before any folder is made or any clip decoded (a fraction of a second even at
     paper size).
+
+    Returns:
+        The model built, in eval mode (the run builds its own).
 
     Raises:
         ConfigError: the model settings are refused.
@@ -130,7 +133,9 @@ def check_model_config(cfg: Config) -> None:
     check_decay(cfg.train.ema_decay)
     check_precision(cfg.train.precision, resolve_device(cfg.train.device))
     with torch.random.fork_rng(devices=[]):  # the run's own initialisation stays as it was
-        embedding_dims(build_model(cfg.model, cfg.data, cfg.loss).eval(), cfg.data)
+        model = build_model(cfg.model, cfg.data, cfg.loss).eval()
+        embedding_dims(model, cfg.data)
+    return model
 
 
 def check_resume_fits(cfg: Config, resume: dict, ckpt: Path) -> None:
@@ -141,13 +146,7 @@ def check_resume_fits(cfg: Config, resume: dict, ckpt: Path) -> None:
         ConfigError: the overridden model settings are refused.
         CheckpointError: the checkpoint's weights do not fit the model the overrides make.
     """
-    import torch
-
-    from avssl.models import build_model
-
-    check_model_config(cfg)
-    with torch.random.fork_rng(devices=[]):
-        model = build_model(cfg.model, cfg.data, cfg.loss)
+    model = check_model_config(cfg)
     try:
         model.load_state_dict(resume.get("train_model", resume["model"]))
     except RuntimeError as err:
