@@ -1,0 +1,97 @@
+"""Turning YAML values and ``--set key=value`` overrides into the config dataclasses.
+
+The parsing half of :mod:`avssl.config`: each value is coerced to the type its dataclass field
+is annotated with, and every mistake (an unknown key, a value of the wrong type, text that is not
+YAML) is a one-line :class:`~avssl.errors.ConfigError` naming the dotted key. The functions
+work on any nested config dataclass, so this module does not import the configs themselves.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+
+import yaml
+
+from avssl.errors import ConfigError
+
+
+def _field_types(cls) -> dict[str, typing.Any]:
+    return typing.get_type_hints(cls)
+
+
+def _coerce(value, tp, key: str):
+    """Convert a YAML value to the annotated type, with a one-line error."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if value is None:
+            return None
+        return _coerce(value, args[0], key)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+        return from_dict(tp, value, prefix=key + ".")
+    if origin is list:
+        (inner,) = typing.get_args(tp)
+        if isinstance(value, str):
+            value = _parse_yaml(value, key)
+        if not isinstance(value, list):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        return [_coerce(v, inner, key) for v in value]
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
+            return value.lower() in ("true", "1", "yes")
+        raise ConfigError(f"{key}: expected true/false, got {value!r}")
+    try:
+        if tp is int and isinstance(value, float) and not value.is_integer():
+            raise ValueError
+        return tp(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{key}: expected {tp.__name__}, got {value!r}") from None
+
+
+def _unknown(key: str, valid) -> ConfigError:
+    close = difflib.get_close_matches(key.rsplit(".", 1)[-1], list(valid), n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else f" (valid: {', '.join(valid)})"
+    return ConfigError(f"unknown config key {key!r}{hint}")
+
+
+def from_dict(cls, data: dict, prefix: str = ""):
+    """Build dataclass ``cls`` from a nested dict; unknown keys are an error naming the nearest."""
+    types_ = _field_types(cls)
+    kwargs = {}
+    for key, value in (data or {}).items():
+        if key not in types_:
+            raise _unknown(prefix + key, types_)
+        kwargs[key] = _coerce(value, types_[key], prefix + key)
+    return cls(**kwargs)
+
+
+def _parse_yaml(text: str, key: str):
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{key}: {text!r} is not valid YAML ({err.__class__.__name__})") from None
+
+
+def apply_override(cfg, assignment: str) -> None:
+    """Apply one ``dotted.key=value`` override in place (value parsed as YAML)."""
+    if "=" not in assignment:
+        raise ConfigError(f"--set expects key=value, got {assignment!r}")
+    key, raw = assignment.split("=", 1)
+    parts = key.strip().split(".")
+    obj = cfg
+    for i, part in enumerate(parts):
+        types_ = _field_types(type(obj))
+        if part not in types_:
+            raise _unknown(".".join(parts[: i + 1]), types_)
+        if i == len(parts) - 1:
+            value = _parse_yaml(raw, f"--set {key}") if raw.strip() else None
+            setattr(obj, part, _coerce(value, types_[part], key))
+        else:
+            obj = getattr(obj, part)
