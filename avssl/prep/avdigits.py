@@ -41,8 +41,9 @@ from avssl.cli import ArgumentParser, fraction, positive_int
 from avssl.data import media
 from avssl.data.manifest import Row, write_manifest
 from avssl.errors import AvsslError, MediaError
+from avssl.prep.avdigits_splits import audio_split, image_pools, pool_by_digit, split_speakers
 from avssl.prep.canvas import cell_box, choose_cells, render_canvas, render_single
-from avssl.prep.mnist import Recording, fixed_length, list_fsdd, read_mnist
+from avssl.prep.mnist import fixed_length, list_fsdd, read_mnist
 from avssl.prep.report import OUTPUTS, PrepReport, add_common_args, check_output
 
 SAMPLE_RATE = 8000
@@ -50,77 +51,6 @@ CLIP_SECONDS = 1.0
 GALLERY = "gallery.jsonl"
 HELDOUT = "heldout.jsonl"
 ITEMS = "items.jsonl"
-VAL_TAKE_PERIOD = 10  # default validation takes: take % 10 == 0
-
-
-def split_speakers(
-    present: list[str], requested: list[str], val_speaker: str | None, report: PrepReport
-) -> tuple[list[str], str | None]:
-    """Test speakers among ``present`` (with the documented fallback) and the validation speaker.
-
-    Raises:
-        AvsslError: no training speaker would remain, or ``val_speaker`` is not usable.
-    """
-    test = [s for s in requested if s in present]
-    absent = [s for s in requested if s not in present]
-    if not test:
-        test = [sorted(present)[-1]]
-        report.note(
-            f"test speakers {','.join(requested)} absent; using {test[0]} (alphabetically last "
-            "present speaker) as the test speaker"
-        )
-    elif absent:
-        report.note(f"test speakers {','.join(absent)} absent; testing on {','.join(test)}")
-    train = [s for s in present if s not in test]
-    if val_speaker is not None:
-        if val_speaker not in train:
-            raise AvsslError(f"--val-speaker {val_speaker}: not a present training speaker")
-        train.remove(val_speaker)
-    if not train:
-        raise AvsslError(f"no training speaker left (present: {', '.join(sorted(present))})")
-    return test, val_speaker
-
-
-def audio_split(rec: Recording, test: list[str], val_speaker: str | None) -> str:
-    if rec.speaker in test:
-        return "test"
-    if val_speaker is not None:
-        return "val" if rec.speaker == val_speaker else "train"
-    return "val" if rec.take % VAL_TAKE_PERIOD == 0 else "train"
-
-
-def image_pools(
-    labels: np.ndarray,
-    n_test_file: int | None,
-    test_fraction: float,
-    val_fraction: float,
-    seed: int,
-) -> dict[str, list[tuple[str, int]]]:
-    """Disjoint MNIST images per split as ``(source, index)``; source "main" or "test".
-
-    Stratified: each digit's images of the main file are permuted (seeded) and cut by the
-    fractions, so every split holds every digit. With a separate test file (``n_test_file``
-    images) the main file is cut into train and val only.
-    """
-    pools: dict[str, list[tuple[str, int]]] = {"test": [], "val": [], "train": []}
-    rng = np.random.default_rng([seed, 7])
-    for digit in range(10):
-        idx = rng.permutation(np.flatnonzero(labels == digit))
-        n_test = 0 if n_test_file is not None else int(round(test_fraction * len(idx)))
-        n_val = int(round(val_fraction * len(idx)))
-        pools["test"] += [("main", int(i)) for i in idx[:n_test]]
-        pools["val"] += [("main", int(i)) for i in idx[n_test : n_test + n_val]]
-        pools["train"] += [("main", int(i)) for i in idx[n_test + n_val :]]
-    if n_test_file is not None:
-        pools["test"] = [("test", i) for i in range(n_test_file)]
-    return {k: sorted(v) for k, v in pools.items()}
-
-
-def _by_digit(pool, labels) -> dict[int, list[tuple[str, int]]]:
-    out: dict[int, list[tuple[str, int]]] = {d: [] for d in range(10)}
-    for src, i in pool:
-        out[int(labels[src][i])].append((src, i))
-    return out
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -194,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         labels["main"], n_test_file, args.mnist_test_fraction, args.mnist_val_fraction,
         args.seed,
     )  # fmt: skip
-    by_digit = {s: _by_digit(pool, labels) for s, pool in pools.items()}
+    by_digit = {s: pool_by_digit(pool, labels) for s, pool in pools.items()}
 
     recordings, other = list_fsdd(args.fsdd)
     for name in other:

@@ -1,0 +1,88 @@
+"""Which AV-Digits split each FSDD recording and each MNIST image belongs to.
+
+The split rules of :mod:`avssl.prep.avdigits`: audio is split by speaker (the test speakers,
+with a fallback when none is present; validation by take number or by ``--val-speaker``) and
+MNIST images by index, stratified by digit, so neither voices nor handwriting are shared across
+splits.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from avssl.errors import AvsslError
+from avssl.prep.mnist import Recording
+from avssl.prep.report import PrepReport
+
+VAL_TAKE_PERIOD = 10  # default validation takes: take % 10 == 0
+
+
+def split_speakers(
+    present: list[str], requested: list[str], val_speaker: str | None, report: PrepReport
+) -> tuple[list[str], str | None]:
+    """Test speakers among ``present`` (with the documented fallback) and the validation speaker.
+
+    Raises:
+        AvsslError: no training speaker would remain, or ``val_speaker`` is not usable.
+    """
+    test = [s for s in requested if s in present]
+    absent = [s for s in requested if s not in present]
+    if not test:
+        test = [sorted(present)[-1]]
+        report.note(
+            f"test speakers {','.join(requested)} absent; using {test[0]} (alphabetically last "
+            "present speaker) as the test speaker"
+        )
+    elif absent:
+        report.note(f"test speakers {','.join(absent)} absent; testing on {','.join(test)}")
+    train = [s for s in present if s not in test]
+    if val_speaker is not None:
+        if val_speaker not in train:
+            raise AvsslError(f"--val-speaker {val_speaker}: not a present training speaker")
+        train.remove(val_speaker)
+    if not train:
+        raise AvsslError(f"no training speaker left (present: {', '.join(sorted(present))})")
+    return test, val_speaker
+
+
+def audio_split(rec: Recording, test: list[str], val_speaker: str | None) -> str:
+    if rec.speaker in test:
+        return "test"
+    if val_speaker is not None:
+        return "val" if rec.speaker == val_speaker else "train"
+    return "val" if rec.take % VAL_TAKE_PERIOD == 0 else "train"
+
+
+def image_pools(
+    labels: np.ndarray,
+    n_test_file: int | None,
+    test_fraction: float,
+    val_fraction: float,
+    seed: int,
+) -> dict[str, list[tuple[str, int]]]:
+    """Disjoint MNIST images per split as ``(source, index)``; source "main" or "test".
+
+    Stratified: each digit's images of the main file are permuted (seeded) and cut by the
+    fractions, so every split holds every digit. With a separate test file (``n_test_file``
+    images) the main file is cut into train and val only.
+    """
+    pools: dict[str, list[tuple[str, int]]] = {"test": [], "val": [], "train": []}
+    rng = np.random.default_rng([seed, 7])
+    for digit in range(10):
+        idx = rng.permutation(np.flatnonzero(labels == digit))
+        n_test = 0 if n_test_file is not None else int(round(test_fraction * len(idx)))
+        n_val = int(round(val_fraction * len(idx)))
+        pools["test"] += [("main", int(i)) for i in idx[:n_test]]
+        pools["val"] += [("main", int(i)) for i in idx[n_test : n_test + n_val]]
+        pools["train"] += [("main", int(i)) for i in idx[n_test + n_val :]]
+    if n_test_file is not None:
+        pools["test"] = [("test", i) for i in range(n_test_file)]
+    return {k: sorted(v) for k, v in pools.items()}
+
+
+def pool_by_digit(pool, labels) -> dict[int, list[tuple[str, int]]]:
+    """A split's images (``(source, index)``) grouped by the digit their ``labels`` give."""
+    out: dict[int, list[tuple[str, int]]] = {d: [] for d in range(10)}
+    for src, i in pool:
+        out[int(labels[src][i])].append((src, i))
+    return out
