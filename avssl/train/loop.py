@@ -6,7 +6,6 @@ loop over steps that logs, validates and checkpoints.
 
 from __future__ import annotations
 
-import contextlib
 import signal
 import sys
 import time
@@ -29,6 +28,7 @@ from avssl.train.data import batches_per_epoch, make_loader, to_device
 from avssl.train.optim import build_optimizer
 from avssl.train.prefetch import Prefetcher
 from avssl.train.schedule import TimeBudget, agreed_plan, lr_factor
+from avssl.train.signals import StopFlag
 
 MAX_LISTED_SKIPS = 50  # undecodable clips listed in the summary (all are counted)
 
@@ -42,28 +42,6 @@ class _LossModule(nn.Module):
 
     def forward(self, batch: dict):
         return self.model.loss(batch)
-
-
-class _StopFlag:
-    """SIGINT/SIGTERM set a flag; the loop checkpoints and exits at the next step boundary."""
-
-    def __init__(self):
-        self.signum = 0
-        self._old = {}
-
-    def __enter__(self):
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            # signal() raises ValueError outside the main thread (e.g. a test thread): no handler.
-            with contextlib.suppress(ValueError):
-                self._old[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def _handle(self, signum, frame):
-        self.signum = signum
-
-    def __exit__(self, *exc):
-        for sig, old in self._old.items():
-            signal.signal(sig, old)
 
 
 def train(
@@ -198,7 +176,7 @@ def train(
     seen, train_time, data_wait, window_t, window_n = 0, 0.0, 0.0, time.time(), 0
     total = cfg.train.steps  # the planned last step: train.max_minutes may bring it forward
     budget.begin(step)
-    with _StopFlag() as stop:
+    with StopFlag() as stop:
         while step < total and not stop.signum:
             loader = make_loader(
                 train_ds, cfg.train.batch_size, cfg.train.seed, epoch, dist_info.rank,
