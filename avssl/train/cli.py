@@ -84,14 +84,16 @@ def remove_if_empty(run_dir: Path, created: bool) -> None:
         run_dir.rmdir()
 
 
-def discard_failed_run(run_dir: Path, created: bool) -> None:
-    """After a failed run: remove ``run_dir`` if this run created it and wrote no checkpoint.
+def discard_failed_run(run_dir: Path, created: bool, started_empty: bool) -> None:
+    """After a failed run that wrote no checkpoint: remove what it wrote into ``run_dir``.
 
     Such a folder holds nothing to resume from, only the run's ``config.yaml`` (and maybe its
     ``metrics.jsonl``), yet it would block the next run with the same ``--run-dir``. Those two
-    files go; a folder that holds anything else is kept.
+    files go when the run began in a folder that was empty (``started_empty``) or not there
+    (``created``): nothing of the user's was in it. The folder itself goes only if this run
+    created it and nothing else is in it; one the user made stays, empty.
     """
-    if not created or not run_dir.is_dir():
+    if not (created or started_empty) or not run_dir.is_dir():
         return
     if any((run_dir / name).exists() for name in CHECKPOINT_FILES):
         return
@@ -162,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point shared by ``train.py`` and ``avssl train``."""
     args = _parser().parse_args(argv)
     rank0 = int(os.environ.get("RANK", "0")) == 0
-    resume, made_here = None, False
+    resume, made_here, started_empty = None, False, False
     if args.resume and args.run_dir:
         raise AvsslError(
             "--run-dir: cannot be used with --resume (a resumed run continues in its own folder)"
@@ -200,6 +202,7 @@ def main(argv: list[str] | None = None) -> int:
             if rank0
             else (Path(cfg.train.runs_dir) / cfg.name, False)
         )
+        started_empty = rank0  # prepare_run_dir hands out only a new or an empty folder
 
     from avssl.train.loop import train  # heavy imports only once the arguments are valid
 
@@ -209,8 +212,9 @@ def main(argv: list[str] | None = None) -> int:
         )
     except BaseException:
         # a run that failed before its first checkpoint (unreadable data, a non-finite loss)
-        # leaves no folder behind that would block, or be silently taken over by, the next run
-        discard_failed_run(run_dir, made_here)
+        # leaves no folder behind (no files, in a folder the user made) that would block, or be
+        # silently taken over by, the next run
+        discard_failed_run(run_dir, made_here, started_empty)
         raise
     if rank0:
         print(json_line(summary))

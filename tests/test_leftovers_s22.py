@@ -1,0 +1,122 @@
+"""Leftovers of the bad-input pass.
+
+A run that fails before its first checkpoint in an empty ``--run-dir`` folder the user made
+removes the files it wrote and leaves the folder, empty; the benchmark scripts' bad flags are
+one ``error:`` line and exit 2, as every avssl command's.
+"""
+
+from __future__ import annotations
+
+import train
+from avssl.train.cli import discard_failed_run
+
+
+def _poison_loss(monkeypatch, at_call: int, side_effect=None) -> None:
+    """The ``at_call``-th training loss is NaN (the run stops there), after ``side_effect()``."""
+    from avssl.models.contrastive import ContrastiveAV
+
+    real, calls = ContrastiveAV.loss, {"n": 0}
+
+    def poisoned(self, batch):
+        loss, stats = real(self, batch)
+        calls["n"] += 1
+        if calls["n"] != at_call:
+            return loss, stats
+        if side_effect is not None:
+            side_effect()
+        return loss * float("nan"), stats
+
+    monkeypatch.setattr(ContrastiveAV, "loss", poisoned)
+
+
+def _nan_error(capsys) -> str:
+    err = capsys.readouterr().err
+    errors = [x for x in err.splitlines() if x.startswith("error")]  # (others: progress notes)
+    assert len(errors) == 1 and "Traceback" not in err, err
+    return errors[0]
+
+
+# ---- a failed run in an empty folder the user made ----------------------------------------------
+
+
+def test_failed_run_empties_the_users_empty_run_dir(tiny_train_args, tmp_path, capsys, monkeypatch):
+    # config.yaml is written, and metrics.jsonl at step 2, before the failure at step 2
+    args = tiny_train_args("train.eval_every=100", "train.log_every=2")
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    seen = {}
+    _poison_loss(monkeypatch, 3, lambda: seen.update(files=sorted(p.name for p in mine.iterdir())))
+    assert train.main([*args, "--run-dir", str(mine)]) == 2
+    assert _nan_error(capsys).startswith("error: loss is nan at step 2; stopped. No checkpoint yet")
+    assert seen["files"] == ["config.yaml", "metrics.jsonl"]  # what the run wrote ...
+    assert mine.is_dir() and not any(mine.iterdir())  # ... is gone; the user's folder stays
+    monkeypatch.undo()
+    # so the same --run-dir runs at once
+    assert train.main([*args, "--run-dir", str(mine)]) == 0
+    capsys.readouterr()
+    assert (mine / "last.pt").is_file() and (mine / "config.yaml").is_file()
+
+
+def test_empty_named_folder_under_runs_dir_is_emptied_not_removed(
+    tiny_train_args, tmp_path, capsys, monkeypatch
+):
+    """Without --run-dir an existing empty ``runs/NAME`` is reused; a failure leaves it empty."""
+    run = tmp_path / "runs" / "taken"
+    run.mkdir(parents=True)
+    _poison_loss(monkeypatch, 1)
+    assert train.main(tiny_train_args("name=taken")) == 2
+    assert _nan_error(capsys).startswith("error: loss is nan at step 0; stopped.")
+    assert run.is_dir() and not any(run.iterdir())
+    assert sorted(p.name for p in run.parent.iterdir()) == ["taken"]  # no taken-2 either
+
+
+def test_failed_run_keeps_what_it_did_not_write(tiny_train_args, tmp_path, capsys, monkeypatch):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    # a file put into the folder while the run goes is not the run's: it stays
+    _poison_loss(monkeypatch, 1, lambda: (mine / "notes.txt").write_text("mine"))
+    assert train.main([*tiny_train_args(), "--run-dir", str(mine)]) == 2
+    _nan_error(capsys)
+    assert sorted(p.name for p in mine.iterdir()) == ["notes.txt"]
+    assert (mine / "notes.txt").read_text() == "mine"
+
+
+def test_failed_run_after_a_checkpoint_keeps_everything(
+    tiny_train_args, tmp_path, capsys, monkeypatch
+):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    _poison_loss(monkeypatch, 3)  # best.pt at step 1 (eval_every=1), the failure at step 2
+    assert train.main([*tiny_train_args("train.eval_every=1"), "--run-dir", str(mine)]) == 2
+    assert "last good checkpoint" in _nan_error(capsys)
+    names = {p.name for p in mine.iterdir()}
+    assert {"config.yaml", "metrics.jsonl", "best.pt"} <= names
+
+
+def test_non_empty_users_folder_is_refused_and_untouched(tiny_train_args, tmp_path, capsys):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "config.yaml").write_text("the user's own\n")
+    assert train.main([*tiny_train_args(), "--run-dir", str(mine)]) == 2
+    err = capsys.readouterr().err
+    assert err.splitlines() == [
+        f"error: {mine}: run directory exists and is not empty (use --resume)"
+    ]
+    assert [p.name for p in mine.iterdir()] == ["config.yaml"]
+    assert (mine / "config.yaml").read_text() == "the user's own\n"
+
+
+def test_discard_failed_run_only_for_a_run_that_began_empty(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    for name in ("config.yaml", "metrics.jsonl", "notes.txt"):
+        (run / name).write_text("x")
+    discard_failed_run(run, created=False, started_empty=False)  # e.g. a resumed run
+    assert len(list(run.iterdir())) == 3
+    discard_failed_run(run, created=False, started_empty=True)  # the user's folder stays
+    assert [p.name for p in run.iterdir()] == ["notes.txt"]
+    (run / "notes.txt").unlink()
+    discard_failed_run(run, created=False, started_empty=True)
+    assert run.is_dir()
+    discard_failed_run(run, created=True, started_empty=True)  # the run's own folder goes
+    assert not run.exists()
