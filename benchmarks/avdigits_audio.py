@@ -18,7 +18,6 @@ The last stdout line is one JSON object: ``{"held_out": {speaker: accuracy}, "me
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -29,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from avssl.cli import run_guarded
+from avssl.cli import ArgumentParser, positive_int, run_guarded
 from avssl.config import load_config
 from avssl.data import media
 from avssl.data.manifest import read_manifest, resolve
@@ -89,12 +88,12 @@ def held_out_accuracy(cfg, waves, digits, train, test, steps: int, batch: int) -
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = ArgumentParser(prog="benchmarks/avdigits_audio.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--data", type=Path, required=True, help="an AV-Digits manifest.jsonl")
     p.add_argument("--config", default=str(REPO / "configs/avdigits-contrastive.yaml"))
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    p.add_argument("--steps", type=int, default=400)
-    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--steps", type=positive_int, default=400)
+    p.add_argument("--batch-size", type=positive_int, default=128)
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     cfg = load_config(args.config, args.set)

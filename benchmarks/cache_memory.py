@@ -13,7 +13,6 @@ The last stdout line is one JSON object, e.g.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import subprocess
@@ -21,6 +20,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from avssl.cli import ArgumentParser, positive_int
 from avssl.config import SynthConfig
 from avssl.data.manifest import read_manifest, resolve, write_manifest
 from avssl.data.synthetic import ensure_world
@@ -64,16 +64,22 @@ def build(manifest: Path, out: Path, workers: int) -> dict:
     return {**summary, **json.loads(lines[-1])}
 
 
+def _sizes(text: str) -> list[int]:
+    """An argparse ``type``: comma-separated collection sizes, each a positive integer."""
+    return [positive_int(item) for item in text.split(",")]
+
+
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--clips", default="256,2048", help="collection sizes, comma-separated")
-    p.add_argument("--workers", type=int, default=2)
+    p = ArgumentParser(prog="benchmarks/cache_memory.py", description=__doc__.splitlines()[0])
+    p.add_argument(
+        "--clips", type=_sizes, default="256,2048", help="collection sizes, comma-separated"
+    )
+    p.add_argument("--workers", type=positive_int, default=2)
     args = p.parse_args(argv)
-    sizes = [int(s) for s in args.clips.split(",")]
     source = ensure_world(SynthConfig(n_train=256, n_val=4, n_test=0), progress=False)
-    res = {"clips": sizes, "peak_rss_mb": [], "bytes": [], "seconds": []}
+    res = {"clips": args.clips, "peak_rss_mb": [], "bytes": [], "seconds": []}
     with tempfile.TemporaryDirectory() as tmp:
-        for n in sizes:
+        for n in args.clips:
             manifest = repeated_manifest(source, Path(tmp) / f"m{n}.jsonl", n)
             run = build(manifest, Path(tmp) / f"cache{n}", args.workers)
             assert run["written"] == n, run

@@ -15,7 +15,6 @@ The last stdout line is one JSON object, e.g.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import io
 import json
@@ -26,6 +25,7 @@ from pathlib import Path
 
 import torch
 
+from avssl.cli import ArgumentParser, positive_int
 from avssl.config import load_config
 from avssl.eval.clip_features import WindowEmbedder, extract
 from avssl.models import build_model
@@ -81,10 +81,10 @@ def classify_run(root: Path) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = ArgumentParser(prog="benchmarks/classify.py", description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="2 clips per precision (< 1 min)")
-    p.add_argument("--clips", type=int, default=8)
-    p.add_argument("--batch-size", type=int, default=18, help="windows per forward pass")
+    p.add_argument("--clips", type=positive_int, default=8)
+    p.add_argument("--batch-size", type=positive_int, default=18, help="windows per forward pass")
     args = p.parse_args(argv)
     n = 2 if args.quick else args.clips
     result = {

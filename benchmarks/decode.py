@@ -13,13 +13,13 @@ The last stdout line is one JSON object, e.g.
 
 from __future__ import annotations
 
-import argparse
 import json
 import random
 import sys
 import time
 from pathlib import Path
 
+from avssl.cli import ArgumentParser, positive_int
 from avssl.data.manifest import read_manifest, resolve
 from avssl.data.media import probe, read_audio, read_frames
 
@@ -75,16 +75,16 @@ def windows_per_second(sources: list[Source], n: int, args, seed: int) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(prog="benchmarks/decode.py", description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--manifest", type=Path, help="manifest to measure (e.g. the synthetic world)"
     )
     parser.add_argument("--label", default="synthetic", help="JSON key prefix for --manifest")
     parser.add_argument("--videos", type=Path, default=SHARED_VIDEOS, help="folder of real videos")
-    parser.add_argument("--windows", type=int, default=100, help="windows per measurement")
+    parser.add_argument("--windows", type=positive_int, default=100, help="windows per measurement")
     parser.add_argument("--fps", type=float, default=25.0)
-    parser.add_argument("--size", type=int, default=224)
-    parser.add_argument("--sample-rate", type=int, default=16000)
+    parser.add_argument("--size", type=positive_int, default=224)
+    parser.add_argument("--sample-rate", type=positive_int, default=16000)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 

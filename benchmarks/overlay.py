@@ -13,7 +13,6 @@ The last stdout line is one JSON object, e.g.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import io
 import json
@@ -24,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from avssl.cli import ArgumentParser
 from avssl.config import load_config, to_dict
 from avssl.data.writer import write_video
 from avssl.models import build_model
@@ -53,7 +53,7 @@ def _run(fn, argv) -> dict:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = ArgumentParser(prog="benchmarks/overlay.py", description=__doc__.splitlines()[0])
     p.add_argument("--seconds", type=float, default=10.0, help="length of the test video")
     args = p.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:

@@ -16,7 +16,6 @@ The last stdout line is one JSON object, e.g.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import sys
@@ -24,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from avssl.cli import run_guarded
+from avssl.cli import ArgumentParser, positive_int, run_guarded
 from avssl.config import DataConfig, LossConfig, ModelConfig
 from avssl.data.dataset import AVPairDataset, ClipStore
 from avssl.data.manifest import Row, read_manifest, write_manifest
@@ -72,11 +71,13 @@ def items_per_second(dataset: AVPairDataset, keys: tuple[str, ...], n: int) -> f
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(prog="benchmarks/pair_items.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("--manifest", type=Path, help="manifest to read (default: shared videos)")
     parser.add_argument("--videos", type=Path, default=SHARED_VIDEOS, help="folder of real videos")
-    parser.add_argument("--items", type=int, default=60, help="items per measurement")
-    parser.add_argument("--repeats", type=int, default=3, help="passes; the best is reported")
+    parser.add_argument("--items", type=positive_int, default=60, help="items per measurement")
+    parser.add_argument(
+        "--repeats", type=positive_int, default=3, help="passes; the best is reported"
+    )
     args = parser.parse_args(argv)
 
     with tempfile.TemporaryDirectory() as tmp:

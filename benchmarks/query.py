@@ -21,7 +21,6 @@ is one JSON object, e.g. ``{"100000": {"load_s": 0.05, "query_ms": 2.1}, "100000
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import tempfile
@@ -31,6 +30,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from avssl.cli import ArgumentParser, positive_int
 from avssl.tools.index import FORMAT, Index, empty_tensors, load_index, save_index
 from avssl.tools.query import search
 
@@ -96,10 +96,10 @@ def measure(n: int, queries: int, folder: Path, approx: bool = False) -> dict:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = ArgumentParser(prog="benchmarks/query.py", description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="100k windows only")
     p.add_argument("--approx", action="store_true", help="also time the faiss HNSW search")
-    p.add_argument("--queries", type=int, default=50)
+    p.add_argument("--queries", type=positive_int, default=50)
     args = p.parse_args(argv)
     result: dict = {"dim": DIM, "threads": torch.get_num_threads()}
     with tempfile.TemporaryDirectory() as tmp:

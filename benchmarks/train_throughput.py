@@ -15,7 +15,6 @@ The last stdout line is one JSON object:
 
 from __future__ import annotations
 
-import argparse
 import json
 import platform
 import sys
@@ -23,6 +22,7 @@ from pathlib import Path
 
 import torch
 
+from avssl.cli import ArgumentParser, positive_int
 from avssl.config import load_config
 from avssl.tools.bench_train import clips_per_second
 from avssl.train import runtime
@@ -31,16 +31,18 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = ArgumentParser(prog="benchmarks/train_throughput.py", description=__doc__.split("\n\n")[0])
     p.add_argument(
         "--config",
         nargs="+",
         default=["default", str(REPO / "configs/l3-paper.yaml")],
         help="config files ('default' = the built-in default)",
     )
-    p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--steps", type=positive_int, default=10)
     p.add_argument(
-        "--batch-size", type=int, help="default: the config's, capped at 64 (16 at paper sizes)"
+        "--batch-size",
+        type=positive_int,
+        help="default: the config's, capped at 64 (16 at paper sizes)",
     )
     p.add_argument(
         "--compile", action="store_true",
