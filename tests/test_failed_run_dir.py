@@ -1,21 +1,13 @@
-"""Leftovers of the bad-input pass.
+"""A run that fails before its first checkpoint leaves nothing of its own behind.
 
-A run that fails before its first checkpoint in an empty ``--run-dir`` folder the user made
-removes the files it wrote and leaves the folder, empty; the benchmark scripts' bad flags are
-one ``error:`` line and exit 2, as every avssl command's.
+In an empty ``--run-dir`` folder the user made, it removes the files it wrote and leaves the
+folder, empty; a folder with anything else in it, or a run that checkpointed, is kept.
 """
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
-import pytest
-
 import train
 from avssl.train.cli import discard_failed_run
-
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
 def _poison_loss(monkeypatch, at_call: int, side_effect=None) -> None:
@@ -41,9 +33,6 @@ def _nan_error(capsys) -> str:
     errors = [x for x in err.splitlines() if x.startswith("error")]  # (others: progress notes)
     assert len(errors) == 1 and "Traceback" not in err, err
     return errors[0]
-
-
-# ---- a failed run in an empty folder the user made ----------------------------------------------
 
 
 def test_failed_run_empties_the_users_empty_run_dir(tiny_train_args, tmp_path, capsys, monkeypatch):
@@ -127,53 +116,3 @@ def test_discard_failed_run_only_for_a_run_that_began_empty(tmp_path):
     assert run.is_dir()
     discard_failed_run(run, created=True, started_empty=True)  # the run's own folder goes
     assert not run.exists()
-
-
-# ---- the benchmark scripts' bad flags -----------------------------------------------------------
-
-
-def _benchmark(name: str):
-    """Import ``benchmarks/NAME.py`` (not a package) as a module."""
-    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCHMARKS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.mark.parametrize(
-    "name,argv,reason",
-    [
-        ("decode", ["--windows", "0"], "--windows: must be at least 1, got 0"),
-        ("decode", ["--size", "-224"], "--size: must be at least 1, got -224"),
-        ("train_throughput", ["--steps", "ten"], "--steps: not an integer: 'ten'"),
-        ("train_throughput", ["--batch-size", "0"], "--batch-size: must be at least 1, got 0"),
-        ("cache_memory", ["--clips", "256,0"], "--clips: must be at least 1, got 0"),
-        ("cache_memory", ["--clips", "256,lots"], "--clips: not an integer: 'lots'"),
-        ("cache_memory", ["--workers", "0"], "--workers: must be at least 1, got 0"),
-        ("classify", ["--clips", "0"], "--clips: must be at least 1, got 0"),
-        ("pair_items", ["--repeats", "0"], "--repeats: must be at least 1, got 0"),
-        ("query", ["--queries", "-5"], "--queries: must be at least 1, got -5"),
-        ("overlay", ["--seconds", "long"], "--seconds: invalid float value: 'long'"),
-        ("avdigits_audio", [], "the following arguments are required: --data"),
-        (
-            "avdigits_audio",
-            ["--data", "m.jsonl", "--steps", "0"],
-            "--steps: must be at least 1, got 0",
-        ),
-        ("query", ["--bogus"], "unrecognized arguments: --bogus"),
-    ],
-)
-def test_benchmark_bad_flag_is_one_line(name, argv, reason, capsys):
-    bench = _benchmark(name)
-    with pytest.raises(SystemExit) as stop:
-        bench.main(argv)
-    out, err = capsys.readouterr()
-    assert stop.value.code == 2 and out == ""
-    assert err.splitlines() == [f"error: {reason} (benchmarks/{name}.py --help)"], err
-
-
-def test_benchmark_flags_still_parse():
-    assert _benchmark("cache_memory")._sizes("256,2048") == [256, 2048]
-    with pytest.raises(SystemExit) as stop:  # --help still prints the usage, exit 0
-        _benchmark("decode").main(["--help"])
-    assert stop.value.code == 0
