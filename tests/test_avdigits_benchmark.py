@@ -1,0 +1,166 @@
+"""datasets/avdigits/benchmark.py: issue #5's protocol end to end on tiny data, continuing a
+finished or half-finished folder, and the aggregation (mean, sample sd, targets met)."""
+
+import importlib.util
+import json
+import math
+import statistics
+
+import numpy as np
+import pytest
+import soundfile as sf
+from test_prep_avdigits import REPO, digit_images, write_idx
+
+from avssl.tools.avdigits_benchmark import run_finished
+from avssl.tools.avdigits_results import (
+    BASELINES,
+    METRICS,
+    aggregate,
+    judge,
+    lookup,
+    markdown,
+    mean_sd,
+)
+
+SEEDS = (0, 1)
+TINY_TRAINING = ["train.steps=2", "train.max_minutes=0", "train.eval_every=2"]
+TINY_TRAINING += ["train.batch_size=16"]  # the config's 128 is more than 320 tiny clips fill
+
+
+def load_entry():
+    spec = importlib.util.spec_from_file_location("bench", REPO / "datasets/avdigits/benchmark.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.main
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory):
+    """Tiny FSDD (speakers amy, bob, cat; takes 0 and 1) and MNIST, and one run of the
+    benchmark on them with two seeds; returns (argv, out folder, stdout, stderr)."""
+    tmp = tmp_path_factory.mktemp("bench")
+    rec = tmp / "fsdd"
+    rec.mkdir()
+    t = np.arange(6000) / 8000
+    for speaker in ("amy", "bob", "cat"):
+        for digit in range(10):
+            for take in range(2):  # take 0: validation, take 1: training (cat: test)
+                wave = 0.3 * np.sin(2 * np.pi * (200 + 50 * digit + 7 * take) * t)
+                sf.write(rec / f"{digit}_{speaker}_{take}.wav", wave, 8000, subtype="PCM_16")
+    x, y = digit_images(200, 0)
+    argv = ["--fsdd", str(rec), "--out", str(tmp / "out"), "--seeds", *map(str, SEEDS)]
+    argv += ["--mnist-images", str(write_idx(tmp / "img.gz", x, 2051))]
+    argv += ["--mnist-labels", str(write_idx(tmp / "lab.gz", y, 2049))]
+    argv += [x for item in TINY_TRAINING for x in ("--set", item)]
+    return argv, tmp / "out"
+
+
+def run(argv, capsys):
+    capsys.readouterr()
+    code = load_entry()(argv)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.mark.slow
+def test_end_to_end_then_continue(bench, capsys):
+    argv, out = bench
+    code, stdout, stderr = run(argv, capsys)
+    assert code == 0, stderr
+    assert json.loads(stdout.strip().splitlines()[-1])["results"] == str(out / "results.json")
+    results = json.loads((out / "results.json").read_text())
+    assert results["seeds"] == list(SEEDS) and results["test_voices"] == "cat"
+    avc = json.loads((out / "eval/seed0/avc.json").read_text())
+    assert avc["audio_tta"] and avc["threshold_from"].startswith("val")  # --audio-tta 0.2
+    for m in METRICS:
+        row = results["metrics"][m.name]
+        values = [row["per_seed"][str(s)] for s in SEEDS]
+        for s in SEEDS:  # each value is the one in that seed's evaluation JSON
+            source = json.loads((out / f"eval/seed{s}/{m.source}.json").read_text())
+            assert row["per_seed"][str(s)] == lookup(source, m.key) is not None
+        assert row["mean"] == pytest.approx(statistics.fmean(values))
+        assert row["sd"] == pytest.approx(statistics.stdev(values))
+        if m.target is not None:
+            target = results["targets"][m.name]
+            above = [results["baselines"][b] for b in m.above]
+            met = row["mean"] >= m.target and all(row["mean"] > b for b in above)
+            assert target["threshold"] == m.target and target["met"] is met
+    assert set(results["baselines"]) == set(BASELINES)
+    assert all(v is not None for v in results["baselines"].values())
+    assert set(results["targets"]) == {
+        "avc_accuracy", "gallery_r1", "probe_accuracy", "pointing_2x2", "pointing_3x3"
+    }  # fmt: skip
+    table = (out / "results.md").read_text()
+    for m in METRICS:
+        assert f"| {m.label} |" in table
+    assert "| metric | mean ± sd | per-seed | target | met |" in table
+
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    code, stdout2, stderr = run(argv, capsys)  # again: every stage is skipped
+    assert code == 0 and stdout2 == stdout
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    skipped = [line for line in stderr.splitlines() if line.startswith("skip: ")]
+    assert len(skipped) == 2 + len(SEEDS) * (1 + 6) + 2, stderr
+    assert not [line for line in stderr.splitlines() if line.startswith(("prepare:", "train:"))]
+
+
+@pytest.mark.slow
+def test_half_finished_run_and_changed_settings(bench, capsys):
+    argv, out = bench
+    if not (out / "results.json").is_file():
+        pytest.skip("needs test_end_to_end_then_continue's folder")
+    assert run_finished(out / "runs/seed0")
+    half = out / "runs/seed5"
+    half.mkdir()
+    (half / "config.yaml").write_text("name: x\n")
+    assert not run_finished(half)
+    code, stdout, stderr = run([*argv, "--seeds", "0", "5"], capsys)
+    assert code == 2 and stdout == ""
+    lines = stderr.strip().splitlines()
+    assert lines[-1].startswith(f"error: {half}: a training run that did not finish")
+    assert f"train.py --resume {half}" in lines[-1]
+    assert (half / "config.yaml").read_text() == "name: x\n"  # untouched
+    code, _, stderr = run([*argv, "--audio-tta", "0"], capsys)
+    assert code == 2 and "run with other --audio-tta" in stderr
+    code, _, stderr = run([*argv[:1], str(out / "nope"), *argv[2:]], capsys)
+    assert code == 2 and stderr.strip() == f"error: {out / 'nope'}: no such FSDD recordings folder"
+
+
+def test_aggregate_hand_made():
+    assert mean_sd([0.9, 0.95, 1.0]) == (pytest.approx(0.95), pytest.approx(0.05))
+    assert mean_sd([0.5]) == (0.5, None)  # no sample sd of one seed
+    assert mean_sd([0.5, None]) == (None, None)
+    assert judge(0.93, 0.93) and not judge(0.929, 0.93) and not judge(None, 0.5)
+    assert judge(0.9, 0.86, [0.5, 0.2]) and not judge(0.9, 0.86, [0.95, 0.2])
+
+    def evals(acc, r1, probe, p2, p3):
+        loc = {"ciou@0.5": 0.0, "ciou_adaptive@0.5": 0.1, "auc": 0.3}
+        centre = {"baselines": {"center": {**loc, "pointing": 0.25}}}
+        return {
+            "avc": {"accuracy": acc, "roc_auc_easy": 0.9},
+            "avc_cohort": {"accuracy": acc + 0.05},
+            "retrieval": {"a2v_gallery": {"R@1": r1, "mAP": 0.7}},
+            "classify": {"accuracy_mean": probe},
+            "localize_2x2": {"pointing": p2, **loc, **centre},
+            "localize_3x3": {"pointing": p3, **centre},
+        }
+
+    per_seed = {0: evals(0.92, 0.9, 0.88, 0.97, 0.9), 1: evals(0.95, 0.87, 0.9, 0.94, 0.85)}
+    base = {**per_seed[0], "classify_logmel": {"accuracy_mean": 0.45},
+            "classify_random": {"accuracy_mean": 0.89}}  # fmt: skip
+    results = aggregate(per_seed, base)
+    acc = results["metrics"]["avc_accuracy"]
+    assert acc["per_seed"] == {"0": 0.92, "1": 0.95} and acc["mean"] == pytest.approx(0.935)
+    assert acc["sd"] == pytest.approx(math.sqrt(2 * 0.015**2))
+    met = {name: t["met"] for name, t in results["targets"].items()}
+    # 0.935 >= 0.93; R@1 0.885 >= 0.88; probe 0.89 not above the random network's 0.89;
+    # pointing 0.955 >= 0.95; 3x3 0.875 < 0.88
+    assert met == {"avc_accuracy": True, "gallery_r1": True, "probe_accuracy": False,
+                   "pointing_2x2": True, "pointing_3x3": False}  # fmt: skip
+    assert results["targets"]["probe_accuracy"]["above"] == {"probe_logmel": 0.45,
+                                                             "probe_random": 0.89}  # fmt: skip
+    assert results["baselines"]["pointing_3x3_centre"] == 0.25
+    table = markdown({**results, "seeds": [0, 1], "audio_tta": 0.2, "config": "c.yaml"})
+    assert "| AVC accuracy (raw; the target is judged on it) | 0.935 ± 0.021 | 0.920 / 0.950 |" \
+        " >= 0.93 | yes |" in table  # fmt: skip
+    assert "| baseline: linear probe on log-mel features | 0.450 | | | |" in table
