@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from avssl.cli import ArgumentParser, positive_int
+from avssl.cli import ArgumentParser, positive_float, positive_int
 from avssl.data.manifest import read_manifest, resolve
 from avssl.data.media import probe, read_audio, read_frames
 
@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--label", default="synthetic", help="JSON key prefix for --manifest")
     parser.add_argument("--videos", type=Path, default=SHARED_VIDEOS, help="folder of real videos")
     parser.add_argument("--windows", type=positive_int, default=100, help="windows per measurement")
-    parser.add_argument("--fps", type=float, default=25.0)
+    parser.add_argument("--fps", type=positive_float, default=25.0)
     parser.add_argument("--size", type=positive_int, default=224)
     parser.add_argument("--sample-rate", type=positive_int, default=16000)
     parser.add_argument("--seed", type=int, default=0)

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from avssl.cli import ArgumentParser
+from avssl.cli import ArgumentParser, positive_float
 from avssl.config import load_config, to_dict
 from avssl.data.writer import write_video
 from avssl.models import build_model
@@ -54,7 +54,7 @@ def _run(fn, argv) -> dict:
 
 def main(argv=None) -> int:
     p = ArgumentParser(prog="benchmarks/overlay.py", description=__doc__.splitlines()[0])
-    p.add_argument("--seconds", type=float, default=10.0, help="length of the test video")
+    p.add_argument("--seconds", type=positive_float, default=10.0, help="length of the test video")
     args = p.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

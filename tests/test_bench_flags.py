@@ -31,7 +31,9 @@ def _benchmark(name: str):
         ("classify", ["--clips", "0"], "--clips: must be at least 1, got 0"),
         ("pair_items", ["--repeats", "0"], "--repeats: must be at least 1, got 0"),
         ("query", ["--queries", "-5"], "--queries: must be at least 1, got -5"),
-        ("overlay", ["--seconds", "long"], "--seconds: invalid float value: 'long'"),
+        ("overlay", ["--seconds", "long"], "--seconds: 'long' is not a number"),
+        ("overlay", ["--seconds", "0"], "--seconds: must be a finite number above 0, got 0"),
+        ("decode", ["--fps", "nan"], "--fps: must be a finite number above 0, got nan"),
         ("avdigits_audio", [], "the following arguments are required: --data"),
         (
             "avdigits_audio",

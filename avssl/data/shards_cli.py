@@ -25,7 +25,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from avssl.cli import ArgumentParser, json_line
+from avssl.cli import ArgumentParser, json_line, positive_float, positive_int
 from avssl.config import DataConfig, load_config
 from avssl.data import media
 from avssl.data.manifest import Row, read_manifest, resolve
@@ -46,11 +46,11 @@ def _parser() -> argparse.ArgumentParser:
     p = ArgumentParser(prog="avssl cache", description=__doc__.splitlines()[0])
     p.add_argument("--data", help="manifest (or folder with manifest.jsonl); default: data.root")
     p.add_argument("--out", required=True, type=Path, help="cache folder (created; resumed)")
-    p.add_argument("--workers", type=int, default=2, help="clips decoded in parallel (threads)")
+    p.add_argument("--workers", type=positive_int, default=2, help="parallel decoders (threads)")
     p.add_argument("--config", help="YAML config giving the decode settings")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    p.add_argument("--shard-size", type=int, default=1000, help="samples per shard at most")
-    p.add_argument("--shard-mb", type=float, default=512, help="close a shard past this size")
+    p.add_argument("--shard-size", type=positive_int, default=1000, help="samples per shard")
+    p.add_argument("--shard-mb", type=positive_float, default=512, help="close a shard past it")
     p.add_argument("--splits", help="comma-separated splits to cache (default: every row)")
     p.add_argument("--strict", action="store_true", help="stop at the first undecodable clip")
     p.add_argument("--no-progress", action="store_true")
@@ -108,8 +108,6 @@ def main(argv: list[str] | None = None) -> int:
     from avssl.data.source import manifest_path
 
     args = _parser().parse_args(argv)
-    if args.workers < 1 or args.shard_size < 1 or args.shard_mb <= 0:
-        raise AvsslError("--workers, --shard-size and --shard-mb must be positive")
     t0 = time.time()
     cfg = load_config(args.config, args.overrides)
     if args.data:

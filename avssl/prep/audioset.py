@@ -17,7 +17,7 @@ import argparse
 import zlib
 from pathlib import Path
 
-from avssl.cli import ArgumentParser
+from avssl.cli import ArgumentParser, share
 from avssl.data.audioset import Ontology, read_segments
 from avssl.data.manifest import SPLITS, Row
 from avssl.errors import AvsslError, MediaError
@@ -94,7 +94,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--media", type=Path, required=True, help="folder of downloaded clips")
     p.add_argument("--ontology", type=Path, help="ontology.json: report labels it does not know")
     p.add_argument("--split-of", nargs="*", default=[], metavar="CSV=SPLIT")
-    p.add_argument("--val-fraction", type=float, default=0.05, help="of the training ids")
+    p.add_argument("--val-fraction", type=share, default=0.05, help="of training ids, in [0, 1]")
     p.add_argument("--layout", choices=("auto", "whole", "segment"), default="auto",
                    help="what {YTID}.ext files hold (default: decided by duration)")  # fmt: skip
     add_common_args(p)
