@@ -5,6 +5,7 @@ import importlib.util
 import json
 import math
 import statistics
+import sys
 
 import numpy as np
 import pytest
@@ -124,6 +125,37 @@ def test_half_finished_run_and_changed_settings(bench, capsys):
     assert code == 2 and "run with other --audio-tta" in stderr
     code, _, stderr = run([*argv[:1], str(out / "nope"), *argv[2:]], capsys)
     assert code == 2 and stderr.strip() == f"error: {out / 'nope'}: no such FSDD recordings folder"
+
+
+@pytest.mark.slow
+def test_failed_evaluation_stops_in_one_line_and_resumes(bench, capsys, monkeypatch):
+    argv, out = bench
+    if not (out / "results.json").is_file():
+        pytest.skip("needs test_end_to_end_then_continue's folder")
+    kept = out / "eval/seed1/retrieval.json"
+    before, results = kept.read_bytes(), (out / "results.json").read_bytes()
+    kept.unlink()
+
+    def failing(argv):
+        print("error: the evaluation's own reason", file=sys.stderr)
+        return 2
+
+    monkeypatch.setattr("avssl.eval.cli.main", failing)
+    code, stdout, stderr = run(argv, capsys)
+    assert code == 2 and stdout == "" and "Traceback" not in stderr
+    assert stderr.strip().splitlines()[-2:] == [
+        "error: the evaluation's own reason",
+        f"error: {kept}: evaluate.py retrieval stopped (exit status 2; see above)",
+    ]
+    assert not kept.exists() and not kept.with_name(kept.name + ".part").exists()
+    monkeypatch.undo()
+    code, _, stderr = run(argv, capsys)  # the one missing evaluation runs again
+    assert code == 0, stderr
+    again, first = (json.loads(x)["a2v_gallery"] for x in (kept.read_bytes(), before))
+    assert [again["R@1"], again["mAP"]] == pytest.approx([first["R@1"], first["mAP"]])
+    now, earlier = (json.loads(x)["metrics"]["gallery_r1"]["per_seed"]
+                    for x in ((out / "results.json").read_bytes(), results))  # fmt: skip
+    assert now == pytest.approx(earlier)
 
 
 def test_aggregate_hand_made():

@@ -140,7 +140,9 @@ def prepare(args: argparse.Namespace) -> None:
         if folder.is_dir() and any(folder.iterdir()):
             raise AvsslError(f"{folder}: a preparation that did not finish (remove the folder)")
         _say(f"prepare: {folder}")
-        _call(prepare_main, [*shared, *extra, "--out", str(folder)])
+        code, _ = _call(prepare_main, [*shared, *extra, "--out", str(folder)])
+        if code:  # its own error line is above; a half-written folder is refused next time
+            raise AvsslError(f"{folder}: prepare.py stopped (exit status {code}; see above)")
 
 
 def run_finished(run_dir: Path) -> bool:
@@ -230,7 +232,12 @@ def evaluate(name: str, argv: list[str], path: Path) -> dict:
     else:
         _say(f"evaluate: {name} -> {path}")
         part = path.with_name(path.name + ".part")  # renamed once complete
-        _call(eval_main, [*argv, "--out", str(part), "--force"])
+        code, _ = _call(eval_main, [*argv, "--out", str(part), "--force"])
+        if code:  # its own error line is above
+            part.unlink(missing_ok=True)
+            raise AvsslError(
+                f"{path}: evaluate.py {argv[0]} stopped (exit status {code}; see above)"
+            )
         os.replace(part, path)
     return json.loads(path.read_text(encoding="utf-8"))
 
@@ -278,7 +285,7 @@ def write_results(args: argparse.Namespace, per_seed: dict, base: dict) -> int:
         "test_voices": ", ".join(report.get("speakers", {}).get("test", [])),
         **aggregate(per_seed, base),
         "training": {
-            str(s): json.loads((args.out / "eval" / f"seed{s}" / TRAINED).read_text())
+            str(s): json.loads((args.out / "eval" / f"seed{s}" / TRAINED).read_text("utf-8"))
             for s in args.seeds
         },
     }
