@@ -95,6 +95,7 @@ def test_end_to_end_then_continue(bench, capsys):
     for m in METRICS:
         assert f"| {m.label} |" in table
     assert "| metric | mean ± sd | per-seed | target | met |" in table
+    assert "Training: seed 0: 2 steps in " in table and "; seed 1: 2 steps in " in table
 
     before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
     code, stdout2, stderr = run(argv, capsys)  # again: every stage is skipped

@@ -130,6 +130,16 @@ def _num(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
 
+def _training(seed: str, summary: dict) -> str:
+    """``seed 0: 1500 steps in 10.5 min (bf16)``, from train.py's summary line."""
+    text = f"seed {seed}: {summary.get('step', '?')} steps"
+    if isinstance(summary.get("seconds"), int | float):
+        text += f" in {summary['seconds'] / 60:.1f} min"
+    if summary.get("precision"):
+        text += f" ({summary['precision']})"
+    return text + (", time-limited" if summary.get("time_limited") else "")
+
+
 def markdown(results: dict) -> str:
     """``results.md``: metric | mean +- sd | per-seed | target | met, then the baselines."""
     seeds = ", ".join(str(s) for s in results["seeds"])
@@ -143,10 +153,9 @@ def markdown(results: dict) -> str:
         "| metric | mean ± sd | per-seed | target | met |",
         "|---|---|---|---|---|",
     ]
-    steps = [f"seed {s}: {t.get('step', '?')}" + (" (time-limited)" if t.get("time_limited")
-             else "") for s, t in results.get("training", {}).items()]  # fmt: skip
+    steps = [_training(s, t) for s, t in results.get("training", {}).items()]
     if steps:
-        lines[4:4] = [f"Training steps: {', '.join(steps)}.", ""]
+        lines[4:4] = [f"Training: {'; '.join(steps)}.", ""]
     for m in METRICS:
         row = results["metrics"][m.name]
         sd = "" if row["sd"] is None else f" ± {row['sd']:.3f}"
