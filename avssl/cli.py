@@ -121,12 +121,16 @@ def int_at_least(low: int):
 positive_int = int_at_least(1)
 
 
-def positive_float(text: str) -> float:
-    """An argparse ``type``: a finite number above zero (a length, a rate, a size)."""
+def _number(text: str) -> float:
     try:
-        value = float(text)
+        return float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+
+
+def positive_float(text: str) -> float:
+    """An argparse ``type``: a finite number above zero (a length, a rate, a size)."""
+    value = _number(text)
     if not 0.0 < value < math.inf:  # also refuses nan
         raise argparse.ArgumentTypeError(f"must be a finite number above 0, got {text}")
     return value
@@ -134,10 +138,7 @@ def positive_float(text: str) -> float:
 
 def share(text: str) -> float:
     """An argparse ``type``: a share that may be the whole, ``0 <= value <= 1``."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    value = _number(text)
     if not 0.0 <= value <= 1.0:  # also refuses nan
         raise argparse.ArgumentTypeError(f"must be in [0, 1], got {text}")
     return value
@@ -145,10 +146,7 @@ def share(text: str) -> float:
 
 def fraction(text: str) -> float:
     """An argparse ``type``: a share of a whole, ``0 <= value < 1``."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    value = _number(text)
     if not 0.0 <= value < 1.0:  # also refuses nan
         raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
     return value

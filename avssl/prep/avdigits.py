@@ -53,14 +53,19 @@ HELDOUT = "heldout.jsonl"
 ITEMS = "items.jsonl"
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = ArgumentParser(prog="avssl prepare avdigits", description=__doc__.split("\n")[0])
+def add_source_args(p: argparse.ArgumentParser) -> None:
+    """The recordings and images flags, shared with ``datasets/avdigits/benchmark.py``."""
     p.add_argument("--fsdd", type=Path, required=True, help="FSDD recordings folder")
     p.add_argument("--mnist-images", type=Path, required=True, help="MNIST images IDX (.gz)")
     p.add_argument("--mnist-labels", type=Path, required=True, help="MNIST labels IDX (.gz)")
     p.add_argument("--test-mnist-images", type=Path, help="separate MNIST images for test")
     p.add_argument("--test-mnist-labels", type=Path, help="labels of --test-mnist-images")
     p.add_argument("--test-speakers", default="theo,yweweler", help="comma-separated")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = ArgumentParser(prog="avssl prepare avdigits", description=__doc__.split("\n")[0])
+    add_source_args(p)
     p.add_argument("--val-speaker", help="validation speaker (default: takes 0, 10, 20, ...)")
     p.add_argument("--grid", type=positive_int, default=2, help="cells per side of a canvas")
     p.add_argument(

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from avssl.cli import ArgumentParser, fraction, json_line, json_safe
 from avssl.errors import AvsslError
+from avssl.prep.avdigits import add_source_args
 from avssl.prep.report import MANIFEST, REPORT
 from avssl.tools.avdigits_results import EVALUATIONS, aggregate, markdown
 
@@ -41,12 +42,7 @@ TRAINED = "train.json"  # in OUT/eval/seedS: train's summary, written once it re
 
 def _parser() -> argparse.ArgumentParser:
     p = ArgumentParser(prog="datasets/avdigits/benchmark.py", description=__doc__.split("\n")[0])
-    p.add_argument("--fsdd", type=Path, required=True, help="FSDD recordings folder")
-    p.add_argument("--mnist-images", type=Path, required=True, help="MNIST images IDX (.gz)")
-    p.add_argument("--mnist-labels", type=Path, required=True, help="MNIST labels IDX (.gz)")
-    p.add_argument("--test-mnist-images", type=Path, help="separate MNIST images for test")
-    p.add_argument("--test-mnist-labels", type=Path, help="labels of --test-mnist-images")
-    p.add_argument("--test-speakers", default="theo,yweweler", help="comma-separated")
+    add_source_args(p)  # --fsdd, --mnist-*, --test-mnist-*, --test-speakers: as prepare.py's
     p.add_argument("--data-seed", type=int, default=0, help="prepare.py --seed (image splits)")
     p.add_argument("--out", type=Path, required=True, help="folder of everything it writes")
     p.add_argument("--config", type=Path, default=CONFIG, help="training config")
