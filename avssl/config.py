@@ -255,4 +255,5 @@ def config_from_dict(data: dict) -> Config:
 
 
 def dump_yaml(cfg) -> str:
+    """YAML text of a config (as in a run's ``config.yaml``), fields in declaration order."""
     return yaml.safe_dump(to_dict(cfg), sort_keys=False)

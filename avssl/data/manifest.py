@@ -219,4 +219,5 @@ def resolve(manifest_path: str | os.PathLike, rel: str | None) -> Path | None:
 
 
 def iter_split(rows: Iterable[Row], split: str) -> Iterator[Row]:
+    """The rows of ``split``, lazily (a generator over ``rows``)."""
     return (r for r in rows if r.split == split)

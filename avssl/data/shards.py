@@ -39,6 +39,7 @@ INDEX = "index.json"
 
 
 def shard_name(i: int) -> str:
+    """File name of shard number ``i`` (``shard-000000.tar`` for 0)."""
     return f"shard-{i:06d}.tar"
 
 

@@ -50,6 +50,7 @@ MAX_LISTED_SKIPS = 50
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``evaluate.py classify`` argument parser."""
     p = ArgumentParser(prog="evaluate.py classify", description=SUBCOMMANDS["classify"][1])
     add_common(p, checkpoint_required=False)
     p.add_argument("--dataset", required=True, choices=("esc50", "us8k", "folder", "manifest"))

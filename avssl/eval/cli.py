@@ -34,6 +34,14 @@ COHORT_TOP = 200  # chosen on the AV-Digits validation voices (README)
 
 
 def add_common(p: argparse.ArgumentParser, checkpoint_required: bool = True) -> None:
+    """Add the options of every subcommand: ``--checkpoint``, ``--out``, ``--force``,
+    ``--device`` and ``--no-progress``.
+
+    Args:
+        p: the subcommand's parser.
+        checkpoint_required: False makes ``--checkpoint`` optional (``classify``, whose
+            baseline features need no checkpoint).
+    """
     p.add_argument("--checkpoint", required=checkpoint_required, help="checkpoint or run directory")
     p.add_argument("--out", help="also write the JSON result to this file")
     p.add_argument("--force", action="store_true", help="overwrite existing outputs")
@@ -54,6 +62,7 @@ def check_outputs(args) -> None:
 
 
 def add_tta(p: argparse.ArgumentParser) -> None:
+    """Add ``--audio-tta`` and ``--audio-tta-views`` (applied by :func:`apply_tta`)."""
     p.add_argument(
         "--audio-tta", type=float, default=0.0, metavar="R",
         help="embed each sound at speeds in [1-R, 1+R] and average (test-time augmentation; "
@@ -65,6 +74,7 @@ def add_tta(p: argparse.ArgumentParser) -> None:
 
 
 def add_adapt(p: argparse.ArgumentParser) -> None:
+    """Add ``--adapt-bn`` (audio batch-norm re-estimation, see :mod:`avssl.eval.adapt_bn`)."""
     from avssl.eval.adapt_bn import ADAPT_HELP
 
     p.add_argument("--adapt-bn", action="store_true", help=ADAPT_HELP)
@@ -83,6 +93,7 @@ def apply_tta(model, args) -> dict:
 
 
 def add_strict(p: argparse.ArgumentParser) -> None:
+    """Add ``--strict``: an unreadable clip is an error, not a skipped row."""
     p.add_argument("--strict", action="store_true", help="an unreadable clip is an error")
 
 

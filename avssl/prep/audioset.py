@@ -39,6 +39,11 @@ def split_of_file(path: Path, explicit: dict[str, str]) -> str:
 
 
 def parse_split_of(items: list[str]) -> dict[str, str]:
+    """``--split-of CSV=SPLIT`` items as a ``{CSV: SPLIT}`` mapping.
+
+    Raises:
+        AvsslError: an item without ``=`` or whose split is not one of ``SPLITS``.
+    """
     out = {}
     for item in items:
         key, sep, split = item.rpartition("=")

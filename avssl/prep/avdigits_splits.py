@@ -46,6 +46,11 @@ def split_speakers(
 
 
 def audio_split(rec: Recording, test: list[str], val_speaker: str | None) -> str:
+    """The split of one recording: ``"test"``, ``"val"`` or ``"train"``.
+
+    Test speakers' recordings go to test. Of the others, validation takes ``val_speaker``'s
+    when given, else every take divisible by :data:`VAL_TAKE_PERIOD`; the rest is train.
+    """
     if rec.speaker in test:
         return "test"
     if val_speaker is not None:

@@ -45,6 +45,8 @@ def weights_hash(model: torch.nn.Module) -> str:
 
 
 def empty_tensors(dim: int) -> dict[str, torch.Tensor]:
+    """The tensors of an index with no windows: ``[0, dim]`` embeddings per modality, with
+    empty ``_file`` and ``_time`` tensors (see the module docstring)."""
     out = {}
     for m in MODALITIES:
         out[m] = torch.zeros(0, dim, dtype=STORE_DTYPE)

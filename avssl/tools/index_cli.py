@@ -66,6 +66,7 @@ def _open_or_create(out: Path, args, cfg, ckpt: dict, dims: tuple[int, int]) -> 
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``avssl index``: build or update the index; the last stdout line is a JSON summary."""
     args = _parser().parse_args(argv)
     if args.hop is not None and not args.hop > 0:
         raise AvsslError(f"--hop must be > 0 seconds, got {args.hop}")

@@ -122,6 +122,7 @@ def _check_args(args) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``avssl overlay``: write the overlay video (and ``--png`` sheet); prints a JSON summary."""
     parser = _parser()
     args = parser.parse_args(dash_paths_last(parser, list(sys.argv[1:] if argv is None else argv)))
     _check_args(args)

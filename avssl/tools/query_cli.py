@@ -71,6 +71,7 @@ def _query_spec(args) -> tuple[str, str, str, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``avssl query``: print the best matches as a table or JSON; ``--html`` also writes a page."""
     args = _parser().parse_args(argv)
     if args.k < 1:
         raise AvsslError(f"-k must be at least 1, got {args.k}")

@@ -57,6 +57,7 @@ class Section:
 
 
 def note(text: str) -> Section:
+    """A section holding only ``text`` as a note (``ok=False``)."""
     return Section(f'<p class="note">{esc(text)}</p>', ok=False)
 
 
@@ -68,6 +69,7 @@ def html_table(header: list[str], rows: list[list[str]]) -> str:
 
 
 def curves_section(run_dir: Path) -> Section:
+    """The training curves of ``metrics.jsonl``, or a note when it is missing or has none."""
     path = run_dir / "metrics.jsonl"
     if not path.is_file():
         return note("No metrics.jsonl yet: no training curves.")
@@ -82,6 +84,11 @@ def curves_section(run_dir: Path) -> Section:
 
 
 def evaluations_section(run_dir: Path, extra: list[Path]) -> Section:
+    """Tables of ``report.md`` and of the ``*.json`` results in ``run_dir`` and ``extra``.
+
+    Each file is read once; missing or skipped sources are listed as notes. ``ok`` only when
+    a table was found.
+    """
     tables, notes = [], []
     md = run_dir / "report.md"
     if md.is_file():
@@ -152,6 +159,7 @@ def model_sections(run_dir: Path, args) -> tuple[Section, Section, object | None
 
 
 def config_section(run_dir: Path, cfg) -> Section:
+    """The run's ``config.yaml``, else the checkpoint's config ``cfg``, else a note."""
     path = run_dir / "config.yaml"
     if path.is_file():
         text = path.read_text(encoding="utf-8", errors="replace")
@@ -204,6 +212,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``avssl report``: write the HTML page; the last stdout line is a JSON summary."""
     args = _parser().parse_args(argv)
     run_dir = Path(args.run_dir)
     if not run_dir.exists():

@@ -65,6 +65,7 @@ def gallery_html(clips, ranked: list[dict], sample_rate: int, total: int) -> str
 
 
 def overlays_html(clips, idx: list[int], blended) -> str:
+    """Clip ``idx[i]``'s centre frame beside ``blended[i]``, its uint8 ``[T, T, 3]`` overlay."""
     from avssl.tools.html import jpeg_uri
 
     cells = []

@@ -103,6 +103,12 @@ def discard_failed_run(run_dir: Path, created: bool, started_empty: bool) -> Non
 
 
 def check_writable(run_dir: Path) -> None:
+    """Create ``run_dir`` (and parents) if needed and check that files can be written there.
+
+    Raises:
+        AvsslError: the folder cannot be created or written, or its disk has less than
+            ``MIN_FREE_BYTES`` free (a folder made here is not removed).
+    """
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         probe = run_dir / ".write-test"

@@ -48,6 +48,7 @@ class EpochBatches(Sampler[list[int]]):
 
 
 def batches_per_epoch(n: int, batch_size: int, world: int) -> int:
+    """Full batches each of ``world`` ranks gets from ``n`` items (as :class:`EpochBatches`)."""
     return (n // world) // batch_size
 
 

@@ -47,6 +47,7 @@ def init_distributed(device: torch.device) -> Dist:
 
 
 def cleanup_distributed() -> None:
+    """Leave the process group when one was joined; a no-op otherwise."""
     if dist.is_initialized():
         dist.destroy_process_group()
 
