@@ -107,7 +107,7 @@ def check_writable(run_dir: Path) -> None:
 
     Raises:
         AvsslError: the folder cannot be created or written, or its disk has less than
-            ``MIN_FREE_BYTES`` free (a folder made here is not removed).
+            ``MIN_FREE_BYTES`` free (the caller removes a folder made here that stayed empty).
     """
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
