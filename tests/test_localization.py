@@ -1,6 +1,7 @@
 """Localisation protocol against pixel-loop references, known answers, parsers and the CLI."""
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -191,10 +192,18 @@ def test_flickr_xml_parser(tmp_path):
         read_flickr_xml(tmp_path / "empty.xml")
 
 
-def test_vggss_parser_errors(tmp_path):
+@pytest.mark.parametrize(
+    "text,reason",
+    [
+        (json.dumps([{"file": "a", "bbox": [[0, 0, 1]]}]), "a box needs 4 coordinates, got 3"),
+        ('[{"file": "a",\n', "v.json:2: not JSON"),
+        ('{"a": [[0, 0, 1, 1]]}', "v.json: expected a JSON list of objects"),
+    ],
+)
+def test_vggss_parser_errors(tmp_path, text, reason):
     path = tmp_path / "v.json"
-    path.write_text(json.dumps([{"file": "a", "bbox": [[0, 0, 1]]}]))
-    with pytest.raises(ManifestError, match="4 coordinates"):
+    path.write_text(text)
+    with pytest.raises(ManifestError, match=re.escape(reason)):
         read_vggss(path)
 
 

@@ -13,12 +13,11 @@ Source in Visual Scenes", CVPR 2018, https://arxiv.org/abs/1803.03849.
 from __future__ import annotations
 
 import csv
-import json
 import os
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from avssl.data.textfile import read_text, text_lines
+from avssl.data.textfile import read_json_list, text_lines
 from avssl.errors import ManifestError
 
 FLICKR_IMAGE_SIZE = 256  # side the reference evaluation assumes when the XML gives no <size>
@@ -48,14 +47,7 @@ def load_vggss(path: str | os.PathLike) -> list[dict]:
     Raises:
         ManifestError: unreadable, not UTF-8 text, not JSON, or not a list.
     """
-    path = Path(path)
-    try:
-        data = json.loads(read_text(path))
-    except json.JSONDecodeError as err:
-        raise ManifestError(f"{path}:{err.lineno}: not JSON ({err.msg})") from None
-    if not isinstance(data, list):
-        raise ManifestError(f"{path}: expected a JSON list of objects")
-    return data
+    return read_json_list(path, "objects")
 
 
 def read_vggss(path: str | os.PathLike) -> dict[str, list[list[float]]]:

@@ -9,13 +9,12 @@ in the ontology.
 from __future__ import annotations
 
 import csv
-import json
 import os
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from avssl.data.textfile import read_text, text_lines
+from avssl.data.textfile import read_json_list, text_lines
 from avssl.errors import ManifestError
 
 
@@ -116,12 +115,7 @@ class Ontology:
     def load(cls, path: str | os.PathLike) -> Ontology:
         """Read ``ontology.json`` (a list of objects with id, name, child_ids, restrictions...)."""
         path = Path(path)
-        try:
-            data = json.loads(read_text(path))
-        except json.JSONDecodeError as err:
-            raise ManifestError(f"{path}:{err.lineno}: not JSON ({err.msg})") from None
-        if not isinstance(data, list):
-            raise ManifestError(f"{path}: expected a JSON list of classes")
+        data = read_json_list(path, "classes")
         nodes = []
         for k, obj in enumerate(data):
             if not isinstance(obj, dict) or "id" not in obj or "name" not in obj:

@@ -1,4 +1,4 @@
-"""Read a user's UTF-8 text file (annotations, id lists, CSVs); every failure is one line.
+"""Read a user's UTF-8 text file (annotations, id lists, CSVs, JSON lists); each failure: one line.
 
 Shared by the readers of published metadata (:mod:`avssl.data.annotations`,
 :mod:`avssl.data.audioset`) and the preparation scripts, so a file that cannot be read or is
@@ -7,6 +7,7 @@ not UTF-8 text is reported as ``FILE: reason`` rather than a ``UnicodeDecodeErro
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -36,3 +37,23 @@ def text_lines(path: str | os.PathLike) -> Iterator[str]:
 def read_text(path: str | os.PathLike) -> str:
     """The whole of ``path`` as a string (see :func:`text_lines` for the errors)."""
     return "".join(text_lines(path))
+
+
+def read_json_list(path: str | os.PathLike, what: str) -> list:
+    """The JSON list in ``path``; its entries are not checked.
+
+    Args:
+        path: the file.
+        what: what the list holds, for the error (e.g. ``"objects"``).
+
+    Raises:
+        ManifestError: unreadable, not UTF-8 text, not JSON (with the line), or not a list.
+    """
+    path = Path(path)
+    try:
+        data = json.loads(read_text(path))
+    except json.JSONDecodeError as err:
+        raise ManifestError(f"{path}:{err.lineno}: not JSON ({err.msg})") from None
+    if not isinstance(data, list):
+        raise ManifestError(f"{path}: expected a JSON list of {what}")
+    return data
