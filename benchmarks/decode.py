@@ -2,8 +2,9 @@
 
 Each window starts at a random time of a random clip: frames at ``--fps`` resized to
 ``--size`` and mono audio at ``--sample-rate``, the work a training loader does per sample when
-it decodes on the fly. Measured for a manifest (``--manifest``, e.g. the synthetic world built
-by ``avssl synth``) and for the real videos in ``../shared/data/videos`` when present.
+it decodes on the fly. Measured for a manifest (``--manifest``; by default the default
+synthetic world, when ``avssl synth`` has built it) and for the real videos in
+``../shared/data/videos`` when present.
 
 usage: python benchmarks/decode.py [--manifest PATH] [--windows N]
 
@@ -20,8 +21,10 @@ import time
 from pathlib import Path
 
 from avssl.cli import ArgumentParser, positive_float, positive_int
+from avssl.config import SynthConfig
 from avssl.data.manifest import read_manifest, resolve
 from avssl.data.media import probe, read_audio, read_frames
+from avssl.data.synthetic import world_dir
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_VIDEOS = REPO.parent / "shared" / "data" / "videos"
@@ -77,8 +80,9 @@ def windows_per_second(sources: list[Source], n: int, args, seed: int) -> float:
 def main(argv: list[str] | None = None) -> int:
     parser = ArgumentParser(prog="benchmarks/decode.py", description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "--manifest", type=Path, help="manifest to measure (e.g. the synthetic world)"
-    )
+        "--manifest", type=Path,
+        help="manifest to measure (default: the default synthetic world, once `avssl synth` ran)",
+    )  # fmt: skip
     parser.add_argument("--label", default="synthetic", help="JSON key prefix for --manifest")
     parser.add_argument("--videos", type=Path, default=SHARED_VIDEOS, help="folder of real videos")
     parser.add_argument("--windows", type=positive_int, default=100, help="windows per measurement")
@@ -90,6 +94,12 @@ def main(argv: list[str] | None = None) -> int:
 
     result: dict[str, float | int | None] = {}
     parts = []
+    if args.manifest is None:
+        default_world = world_dir(SynthConfig()) / "manifest.jsonl"
+        if default_world.is_file():
+            args.manifest = default_world
+        else:
+            print(f"skipping the synthetic world: {default_world} is absent", file=sys.stderr)
     if args.manifest is not None:
         parts.append((f"{args.label}_windows_per_s", manifest_sources(args.manifest)))
     if args.videos.is_dir():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
 
 import pytest
@@ -57,3 +58,22 @@ def test_benchmark_flags_still_parse():
     with pytest.raises(SystemExit) as stop:  # --help still prints the usage, exit 0
         _benchmark("decode").main(["--help"])
     assert stop.value.code == 0
+
+
+def test_decode_measures_the_default_world_when_built(tmp_path, monkeypatch, capsys):
+    from avssl.config import SynthConfig
+    from avssl.data import synthetic
+
+    decode = _benchmark("decode")
+    monkeypatch.setattr(decode, "world_dir", lambda cfg: tmp_path / "world")
+    argv = ["--windows", "2", "--videos", str(tmp_path / "none"), "--size", "32"]
+    decode.main(argv)
+    out, err = capsys.readouterr()
+    assert json.loads(out.splitlines()[-1]) == {"n_windows": 2}
+    assert f"skipping the synthetic world: {tmp_path / 'world' / 'manifest.jsonl'} is absent" in err
+
+    cfg = SynthConfig(n_train=2, n_val=0, n_test=0, duration=1.5)
+    synthetic.build_world(tmp_path / "world", cfg, workers=1, progress=False)
+    decode.main(argv)
+    result = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert result["synthetic_windows_per_s"] > 0 and result["n_windows"] == 2
