@@ -127,7 +127,7 @@ class ModelConfig:
     fusion_hidden: int = 128  # L3 fusion FC
     head_hidden: int = 128  # hidden width of the AVE/AVOL/contrastive projection heads
     # batch norm in the projection heads (MoCo v3, https://arxiv.org/abs/2104.02057; statistics
-    # per process, no SyncBatchNorm); False: the papers' heads
+    # per process, no SyncBatchNorm), and in L3's hidden fusion layer; False: the papers' heads
     head_bn: bool = False
     temperature: float = 0.07  # contrastive; learnt when learn_temperature
     learn_temperature: bool = True

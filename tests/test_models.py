@@ -220,6 +220,27 @@ def test_head_batch_norm_centres_the_embeddings_in_training_and_is_fixed_in_eval
     assert not torch.equal(norms[-1].running_mean, torch.zeros_like(norms[-1].running_mean))
 
 
+def test_l3_head_batch_norm_sits_in_the_fusion_and_is_fixed_in_eval():
+    base = load_config(CONFIGS / "l3.yaml")
+    plain = build_model(base.model, base.data)
+    assert not any(isinstance(m, torch.nn.BatchNorm1d) for m in plain.fusion.modules())
+    cfg = load_config(CONFIGS / "l3.yaml", ["model.head_bn=true"])
+    torch.manual_seed(0)
+    model = build_model(cfg.model, cfg.data, cfg.loss)
+    norms = [m for m in model.fusion.modules() if isinstance(m, torch.nn.BatchNorm1d)]
+    assert len(norms) == 1 and norms[0].num_features == cfg.model.fusion_hidden
+    batch = make_batch(cfg, 8)
+    model.train()
+    loss, _ = model.loss(batch)
+    loss.backward()
+    assert torch.isfinite(loss) and norms[0].weight.grad is not None
+    model.eval()
+    with torch.no_grad():  # eval: one pair's score does not depend on its batch
+        alone = model.score(batch["frames"][:1], batch["audio"][:1])
+        together = model.score(batch["frames"], batch["audio"])[:1]
+    torch.testing.assert_close(alone, together, atol=1e-5, rtol=1e-5)
+
+
 def test_bf16_autocast_and_channels_last_forward_is_finite():
     cfg, model = load("contrastive")
     batch = make_batch(cfg, 4)

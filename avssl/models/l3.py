@@ -18,6 +18,9 @@ class L3Net(PairClassifier):
     fused by ``FC fusion_hidden -> ReLU -> FC 2``; cross-entropy on match / no match. There is no
     shared embedding space: :meth:`embed_audio` / :meth:`embed_visual` return the pooled tower
     outputs (evaluation relates them with CCA or linear probes).
+
+    ``model.head_bn`` (not in the paper; off by default) puts batch norm after the hidden fusion
+    layer, as the other methods' heads have it.
     """
 
     paper = "https://arxiv.org/abs/1705.08168"
@@ -26,11 +29,10 @@ class L3Net(PairClassifier):
         super().__init__(cfg, data, loss)
         self.vision = VGGTower(3, cfg.channels, cfg.conv1_stride, cfg.vision_pool_last)
         self.audio = audio_tower(cfg)
-        self.fusion = nn.Sequential(
-            nn.Linear(self.vision.out_dim + self.audio.out_dim, cfg.fusion_hidden),
-            nn.ReLU(inplace=True),
-            nn.Linear(cfg.fusion_hidden, 2),
-        )
+        layers = [nn.Linear(self.vision.out_dim + self.audio.out_dim, cfg.fusion_hidden)]
+        layers += [nn.BatchNorm1d(cfg.fusion_hidden)] if cfg.head_bn else []
+        layers += [nn.ReLU(inplace=True), nn.Linear(cfg.fusion_hidden, 2)]
+        self.fusion = nn.Sequential(*layers)
 
     def _encode_visual(self, frames: Tensor) -> Tensor:
         return global_max_pool(self.vision(self.frame_norm(frames)))
