@@ -1,4 +1,5 @@
-"""The benchmark scripts' bad flags are one ``error:`` line and exit 2, as every avssl command's."""
+"""The benchmark scripts' flags: a bad one is one ``error:`` line and exit 2, as every avssl
+command's; and decode.py's default manifest, the default synthetic world."""
 
 from __future__ import annotations
 
