@@ -2,6 +2,7 @@
 
 import json
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -10,8 +11,10 @@ from PIL import Image
 
 import evaluate
 import train
-from avssl.config import Config, to_dict
+from avssl.config import Config, load_config, to_dict
 from avssl.data.annotations import read_flickr_ids, read_flickr_xml, read_vggss
+from avssl.data.manifest import resolve, write_manifest
+from avssl.data.source import load_split
 from avssl.errors import ManifestError
 from avssl.eval import localization as loc
 from avssl.eval.localize_cli import safe_name
@@ -47,14 +50,15 @@ def ref_scores(pred, gt):
             if pred[y, x] > thr:
                 inter += gt[y, x]
                 union_extra += gt[y, x] == 0
-    c = inter / (gt.sum() + union_extra)
+    c = inter / (gt.sum() + union_extra) if gt.sum() + union_extra else 0.0
     k = int((gt > 0).sum())
     flat = pred.ravel().tolist()
     top = sorted(range(len(flat)), key=lambda i: (-flat[i], i))[:k]
     inter_a = sum(gt.ravel()[i] for i in top)
     extra_a = sum(gt.ravel()[i] == 0 for i in top)
+    ca = inter_a / (gt.sum() + extra_a) if gt.sum() + extra_a else 0.0
     best = max(range(len(flat)), key=lambda i: (flat[i], -i))
-    return c, inter_a / (gt.sum() + extra_a), gt.ravel()[best] > 0
+    return c, ca, gt.ravel()[best] > 0
 
 
 def ref_summary(cious):
@@ -76,9 +80,11 @@ def _random_boxes(rng, n):
 def test_metrics_match_pixel_loop_reference(protocol):
     rng = np.random.default_rng(0 if protocol == "vggss" else 1)
     maps, gts, want = [], [], []
-    for i in range(4):
+    for i in range(5):
         h = rng.random((7, 7)) if i % 2 else rng.integers(0, 3, size=(S, S)).astype(float)
         boxes = _random_boxes(rng, int(rng.integers(1, 4)))
+        if i == 4:  # boxes that draw nothing: the item stays and scores 0
+            boxes = [[0.5, 0.5, 0.5, 0.9], [0.2, 1.0, 0.6, 1.0]]
         gt = loc.gt_map(boxes, protocol)
         np.testing.assert_array_equal(gt, ref_gt(boxes, protocol))
         maps.append(h)
@@ -94,7 +100,8 @@ def test_metrics_match_pixel_loop_reference(protocol):
     assert (res["ciou@0.5"], res["mean_ciou"]) == (pytest.approx(ap), pytest.approx(mean))
     assert res["auc"] == pytest.approx(auc, abs=1e-12)
     assert res["auc_adaptive"] == pytest.approx(ref_summary([w[1] for w in want])[1], abs=1e-12)
-    assert res["pointing"] == np.mean([w[2] for w in want]) and res["n"] == 4
+    assert res["pointing"] == np.mean([w[2] for w in want]) and res["n"] == 5
+    assert want[4] == (0.0, 0.0, False) and not gts[4].any()
 
 
 def test_success_metrics_known_values():
@@ -255,6 +262,25 @@ def test_cli_localize_end_to_end(contrastive_run, tmp_path, capsys):
     assert flickr["protocol"] == "flickr" and flickr["n"] == 4
     # same maps; one source box counts half under flickr, which changes the cIoU
     assert flickr["mean_ciou"] != res["mean_ciou"] and flickr["pointing"] == res["pointing"]
+
+
+def test_cli_localize_keeps_items_whose_boxes_draw_nothing(contrastive_run, tmp_path, capsys):
+    # as the reference code: a clip annotated with zero-area boxes only stays in the test set
+    # and scores 0; a clip without annotation is not an item
+    cfg = load_config(contrastive_run / "config.yaml")
+    store = load_split(cfg.data, "test", train=False, progress=False).store
+    rows = [replace(r, video=str(resolve(store.manifest, r.video))) for r in store.rows]
+    rows[0] = replace(rows[0], boxes={"sources": []})
+    rows[1] = replace(rows[1], boxes=None)
+    manifest = tmp_path / "m.jsonl"
+    write_manifest(manifest, rows)
+    argv = ["localize", "--checkpoint", str(contrastive_run), "--no-progress"]
+    assert evaluate.main([*argv, "--data", str(manifest)]) == 0
+    res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert (res["n"], res["no_box"], res["empty_gt"]) == (3, 1, 1)
+    assert evaluate.main(argv) == 0
+    full = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert (full["n"], full["no_box"], full["empty_gt"]) == (4, 0, 0)
 
 
 @pytest.mark.parametrize("method", ["l3", "avenet"])

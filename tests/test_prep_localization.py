@@ -6,7 +6,7 @@ import pytest
 
 from avssl.data.manifest import read_manifest, resolve
 from avssl.prep import esc50, flickr, us8k, vggss
-from avssl.prep.flickr import read_voc_boxes
+from avssl.prep.flickr import read_annotation_boxes
 
 VOC = """<annotation><size><width>{w}</width><height>{h}</height><depth>3</depth></size>
 {objects}</annotation>"""
@@ -20,14 +20,61 @@ def voc(w, h, *boxes) -> str:
 
 def test_voc_boxes_normalised(tmp_path):
     path = tmp_path / "a.xml"
-    path.write_text(voc(200, 100, (20, 10, 120, 60), (0, 0, 250, 100)))
-    assert read_voc_boxes(path) == [[0.1, 0.1, 0.6, 0.6], [0.0, 0.0, 1.0, 1.0]]  # clipped
+    path.write_text(voc(200, 100, (20, 10, 120, 60), (0, 0, 250, 100), (50, 50, 50, 90)))
+    boxes, dropped = read_annotation_boxes(path)  # the zero-area third box is left out
+    assert boxes == [[0.1, 0.1, 0.6, 0.6], [0.0, 0.0, 1.0, 1.0]] and dropped == 1  # clipped
     path.write_text(voc(200, 100))
     with pytest.raises(ValueError, match="no <bndbox>"):
-        read_voc_boxes(path)
+        read_annotation_boxes(path)
     path.write_text("<annotation><object><bndbox><xmin>1</xmin></bndbox></object></annotation>")
-    with pytest.raises(ValueError, match="size"):
-        read_voc_boxes(path)
+    with pytest.raises(ValueError, match="box 0"):
+        read_annotation_boxes(path)
+
+
+# the published Flickr-SoundNet files: one <bbox> per annotator, its first child an index, no
+# <size> (pixels of the 256x256 SoundNet frames)
+PUBLISHED = """<annotation><filename>{i}.jpg</filename>
+<object><bbox><idx>1</idx><xmin>0</xmin><ymin>64</ymin><xmax>128</xmax><ymax>256</ymax></bbox>
+</object><object><bbox><idx>2</idx><xmin>32</xmin><ymin>0</ymin><xmax>32</xmax><ymax>9</ymax>
+</bbox></object></annotation>"""
+
+
+def test_flickr_published_annotation_format(media_factory, tmp_path):
+    media_factory("10000130166.jpg", size=(32, 32))
+    media_factory("10000130166.wav", duration=1.0)
+    (tmp_path / "10000130166.xml").write_text(PUBLISHED.format(i="10000130166"))
+    (tmp_path / "ids.csv").write_text("10000130166\n")
+    out = tmp_path / "out"
+    assert flickr.main(["--ids", str(tmp_path / "ids.csv"), "--media", str(tmp_path),
+                        "--out", str(out)]) == 0  # fmt: skip
+    (row,) = read_manifest(out / "manifest.jsonl")
+    assert row.boxes == {"sources": [[0.0, 0.25, 0.5, 1.0]]}  # the zero-width box left out
+    report = json.loads((out / "prepare_report.json").read_text())
+    assert report["notes"] == [
+        "items with zero-area boxes: 1 (10000130166); the boxes are left out (the reference "
+        "evaluation draws them as nothing) and an item with no box left scores 0 in localize"
+    ]
+
+
+def test_vggss_zero_area_boxes_keep_their_item(media_factory, tmp_path):
+    # as in the published vggss.json (e.g. M1P1xla8rg0_000000, whose only box has no height)
+    entries = [
+        {"file": "a", "class": "c", "bbox": [[0.1, 0.1, 0.5, 0.5], [0.006, 0.016, 0.006, 0.016]]},
+        {"file": "b", "class": "c", "bbox": [[0.27, 1.0, 0.75, 1.0]]},
+        {"file": "c", "class": "c", "bbox": [[0.1, 0.1, "x", 0.5]]},
+    ]
+    (tmp_path / "v.json").write_text(json.dumps(entries))
+    for name in "abc":
+        media_factory(f"{name}.mp4", duration=1.0, size=(32, 32))
+    out = tmp_path / "out"
+    argv = ["--annotations", str(tmp_path / "v.json"), "--media", str(tmp_path), "--out", str(out)]
+    assert vggss.main(argv) == 0
+    rows = {r.id: r.boxes for r in read_manifest(out / "manifest.jsonl")}
+    assert rows == {"a": {"sources": [[0.1, 0.1, 0.5, 0.5]]}, "b": {"sources": []}}
+    report = json.loads((out / "prepare_report.json").read_text())
+    assert report["notes"][0].startswith("items with zero-area boxes: 2 (a, b);")
+    assert report["unreadable_items"] == [["c", "bad bbox (c: box 0 is not four numbers: "
+                                           "[0.1, 0.1, 'x', 0.5])"]]  # fmt: skip
 
 
 def test_vggss_real_annotations(shared_data, media_factory, tmp_path, capsys):

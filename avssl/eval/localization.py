@@ -1,8 +1,9 @@
 """Sound-source localisation scored as the Flickr-SoundNet and VGG-SS reference evaluations do.
 
 Protocol of the public reference code of "Localizing Visual Sounds the Hard Way" (Chen et al.,
-CVPR 2021, https://arxiv.org/abs/2104.02691), also used by EZ-VSL
-(https://arxiv.org/abs/2203.09324), for one heatmap and its boxes:
+CVPR 2021, https://arxiv.org/abs/2104.02691), for one heatmap and its boxes (EZ-VSL's code,
+https://arxiv.org/abs/2203.09324, differs in details: ``>=`` at the threshold and a resize with
+aligned corners):
 
 1. the heatmap is resized to 224x224 (bilinear) and min-max normalised (a flat map becomes all
    zeros; the reference leaves it unnormalised, an undefined case there);
@@ -14,7 +15,9 @@ CVPR 2021, https://arxiv.org/abs/2104.02691), also used by EZ-VSL
    int(224 * max(y1, 0)), int(224 * max(x0, 0)) : int(224 * max(x1, 0))]``. VGG-SS: the union
    of the boxes (binary). Flickr: each annotator's box adds 1, the sum is divided by 2 and
    clipped to 1 (agreement of two annotators gives full weight);
-4. ``cIoU = sum(pred * gt) / (sum(gt) + sum(pred * [gt == 0]))``;
+4. ``cIoU = sum(pred * gt) / (sum(gt) + sum(pred * [gt == 0]))``. An item whose boxes draw
+   nothing (zero-area boxes, which the real ``vggss.json`` has) stays in the test set and
+   scores 0, as in the reference (0 also where the reference divides 0 by 0);
 5. over items: ``ciou@0.5`` = share of items with cIoU >= 0.5, ``auc`` =
    ``sklearn.metrics.auc`` of the success rate ``mean(cIoU >= t)`` over
    ``t = 0.05 * i, i = 0..20``, and ``mean_ciou``.
@@ -78,15 +81,19 @@ def gt_map(boxes: list, protocol: str = "vggss") -> np.ndarray:
 
 
 def ciou(mask: np.ndarray, gt: np.ndarray) -> float:
-    """Consensus IoU of a binary prediction and a (possibly graded) ground-truth map."""
+    """Consensus IoU of a binary prediction and a (possibly graded) ground-truth map.
+
+    0 when both are empty (the formula's 0 / 0).
+    """
     mask = mask.astype(np.float64)
-    return float((mask * gt).sum() / (gt.sum() + (mask * (gt == 0)).sum()))
+    union = gt.sum() + (mask * (gt == 0)).sum()
+    return float((mask * gt).sum() / union) if union > 0 else 0.0
 
 
 def score_item(heatmap, gt: np.ndarray) -> dict:
     """cIoU (reference), adaptive cIoU and pointing hit of one heatmap against its ``gt`` map.
 
-    ``gt`` must have at least one positive pixel.
+    An empty ``gt`` (boxes that draw nothing) scores 0 on all three.
     """
     pred = normalise_map(heatmap)
     k = int((gt > 0).sum())

@@ -1,7 +1,8 @@
 """``evaluate.py localize``: heatmaps of the test clips scored against their boxes.
 
 Each clip with ``boxes["sources"]`` in its manifest row gives one item: its centre frame and
-the audio window centred on it. ``--protocol vggss`` (default) takes the union of the source
+the audio window centred on it (``no_box`` counts the clips without; ``empty_gt`` the items whose
+boxes draw nothing, which score 0). ``--protocol vggss`` (default) takes the union of the source
 boxes as ground truth; ``--protocol flickr`` treats each source box as one annotator's box (see
 :mod:`avssl.eval.localization`). Two baselines are scored on the same items in the same run: a
 centre Gaussian prior and uniform random maps at the model's map resolution (seeded).
@@ -113,16 +114,16 @@ def run(argv: list[str]) -> int:
         cfg.data.frame_size = cfg.data.load_size = args.frame_size
     store = load_split(cfg.data, "test", train=False, progress=not args.no_progress).store
     skips = skip_report(store, args.strict)
-    keep = [
-        i for i, r in enumerate(store.rows) if isinstance(r.boxes, dict) and r.boxes.get("sources")
+    # An annotated clip whose boxes draw nothing stays in, scored 0, as in the reference code:
+    # the real vggss.json has a few zero-area boxes, and dropping them would change the
+    # denominator of a published table.
+    idx = [
+        i for i, r in enumerate(store.rows) if isinstance(r.boxes, dict) and "sources" in r.boxes
     ]
-    gts = [gt_map(store.rows[i].boxes["sources"], args.protocol) for i in keep]
-    items = [(i, g) for i, g in zip(keep, gts, strict=True) if g.sum() > 0]
-    if not items:
-        raise AvsslError(f"{state['path']}: no test clip has a usable source box")
+    if not idx:
+        raise AvsslError(f"{state['path']}: no test clip has source boxes")
+    gts = [gt_map(store.rows[i].boxes["sources"], args.protocol) for i in idx]
     frames, waves = centre_pairs(store, cfg.data.frame_size)
-    idx = [i for i, _ in items]
-    gts = [g for _, g in items]
     adapt = {}
     if args.adapt_bn:
         adapt = adapt_on_waves(model, waves, device, args.precision, cfg.train.batch_size)
@@ -136,7 +137,8 @@ def run(argv: list[str]) -> int:
     }
     result.update(
         protocol=args.protocol,
-        no_box=len(store) - len(items),
+        no_box=len(store) - len(idx),
+        empty_gt=sum(1 for g in gts if not g.any()),
         **skips,
         checkpoint=state["path"],
         **tta,

@@ -3,9 +3,11 @@
 The test pairs of Senocak et al., "Learning to Localize Sound Source in Visual Scenes"
 (CVPR 2018, https://arxiv.org/abs/1803.03849), as used by "Localizing Visual Sounds the Hard
 Way" (https://arxiv.org/abs/2104.02691): ``flickr_test.csv`` lists the ids (first column); each
-id has an image, an audio file and ``{id}.xml`` in Pascal-VOC form (``<size><width>``,
-``<height>``, one ``<object><bndbox><xmin>...`` per annotator box, in pixels). Boxes are
-normalised by the image size given in the XML. Every row is split "test".
+id has an image, an audio file and ``{id}.xml`` with one box per annotator, in pixels. Both
+dialects of :func:`avssl.data.annotations.read_flickr_xml` are read: the published files (one
+``<bbox>`` per annotator, no ``<size>``: pixels of the 256x256 SoundNet frames, as the reference
+code divides them) and Pascal VOC (``<size>``, ``<object><bndbox>``), normalised by its size.
+Every row is split "test".
 """
 
 from __future__ import annotations
@@ -16,23 +18,25 @@ from pathlib import Path
 from avssl.cli import ArgumentParser
 from avssl.data.annotations import read_flickr_ids, read_flickr_xml
 from avssl.errors import AvsslError, ManifestError
-from avssl.prep.localization import index_stems, media_row, valid_box
+from avssl.prep.localization import clip_boxes, index_stems, media_row, note_dropped
 from avssl.prep.report import add_common_args, finish_run, start_run
 
 
-def read_voc_boxes(path: Path) -> list[list[float]]:
-    """Normalised ``[x0, y0, x1, y1]`` boxes of a Pascal-VOC-like file, clipped to [0, 1].
+def read_annotation_boxes(path: Path) -> tuple[list[list[float]], int]:
+    """Normalised ``[x0, y0, x1, y1]`` boxes of one annotation file, clipped to [0, 1].
 
-    The file must give its ``<size>`` (:func:`avssl.data.annotations.read_flickr_xml`).
+    Returns:
+        The boxes and how many zero-area ones were left out
+        (:func:`avssl.prep.localization.clip_boxes`).
 
     Raises:
-        ValueError: unparsable XML, missing size, no box, or a box that is not a box.
+        ValueError: unparsable XML, no box, or a box that is not a box.
     """
     try:
-        boxes = read_flickr_xml(path, image_size=None)
+        boxes = read_flickr_xml(path)
     except ManifestError as err:
         raise ValueError(str(err)) from None
-    return [valid_box(b, f"{path}: box {k}") for k, b in enumerate(boxes)]
+    return clip_boxes(boxes, str(path))
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -56,14 +60,18 @@ def main(argv: list[str] | None = None) -> int:
     ids = read_flickr_ids(args.ids)
     xml = {p.stem: p for p in sorted((args.annotations or args.media).rglob("*.xml"))}
     stems = index_stems(args.media)
+    lost_boxes = []
     for item in ids:
         if item not in xml:
             report.skip_missing(item, "no annotation file {id}.xml")
             continue
         try:
-            boxes = read_voc_boxes(xml[item])
+            boxes, dropped = read_annotation_boxes(xml[item])
         except ValueError as err:
             report.skip_unreadable(item, str(err))
             continue
+        if dropped:
+            lost_boxes.append(item)
         media_row(report, item, stems.get(item), args.out, boxes, [])
+    note_dropped(report, lost_boxes)
     return finish_run(report, args)

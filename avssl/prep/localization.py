@@ -66,9 +66,38 @@ def media_row(
     report.add(Row(item, **fields, labels=labels, split="test", boxes={"sources": boxes}))
 
 
-def valid_box(box, where: str) -> list[float]:
-    """A normalised ``[x0, y0, x1, y1]`` clipped to [0, 1]; ValueError if not a box."""
-    x0, y0, x1, y1 = (min(1.0, max(0.0, float(v))) for v in box)
-    if x1 <= x0 or y1 <= y0:
-        raise ValueError(f"{where}: empty box {list(box)}")
-    return [x0, y0, x1, y1]
+def clip_boxes(boxes, where: str) -> tuple[list[list[float]], int]:
+    """Normalised ``[x0, y0, x1, y1]`` boxes clipped to [0, 1], without the zero-area ones.
+
+    The reference evaluations draw a zero-area box as nothing and still score its item (the
+    real ``vggss.json`` has 18 items with one, 2 with nothing else), so such a box is dropped
+    here rather than the item.
+
+    Returns:
+        The boxes kept and how many were dropped.
+
+    Raises:
+        ValueError: a box that is not four numbers.
+    """
+    kept, dropped = [], 0
+    for k, box in enumerate(boxes):
+        try:
+            x0, y0, x1, y1 = (min(1.0, max(0.0, float(v))) for v in box)
+        except (TypeError, ValueError):
+            raise ValueError(f"{where}: box {k} is not four numbers: {box!r}") from None
+        if x1 <= x0 or y1 <= y0:
+            dropped += 1
+        else:
+            kept.append([x0, y0, x1, y1])
+    return kept, dropped
+
+
+def note_dropped(report: PrepReport, items: list[str]) -> None:
+    """Tell the user which items lost zero-area boxes (:func:`clip_boxes`)."""
+    if items:
+        shown = ", ".join(items[:5]) + (", ..." if len(items) > 5 else "")
+        report.note(
+            f"items with zero-area boxes: {len(items)} ({shown}); the boxes are left out (the "
+            "reference evaluation draws them as nothing) and an item with no box left scores 0 "
+            "in localize"
+        )

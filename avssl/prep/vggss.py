@@ -16,7 +16,7 @@ from pathlib import Path
 
 from avssl.cli import ArgumentParser
 from avssl.data.annotations import load_vggss, read_flickr_ids
-from avssl.prep.localization import index_stems, media_row, valid_box
+from avssl.prep.localization import clip_boxes, index_stems, media_row, note_dropped
 from avssl.prep.report import add_common_args, finish_run, start_run
 
 
@@ -36,6 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     entries = load_vggss(args.annotations)
     keep = None if args.ids is None else set(read_flickr_ids(args.ids))
     stems = index_stems(args.media)
+    lost_boxes = []
     for k, entry in enumerate(entries):
         if not isinstance(entry, dict):
             report.skip_unreadable(f"entry {k}", f"not a JSON object ({json.dumps(entry)[:40]})")
@@ -44,12 +45,15 @@ def main(argv: list[str] | None = None) -> int:
         if keep is not None and item not in keep:
             continue
         try:
-            boxes = [valid_box(b, item) for b in entry["bbox"]]
-            if not boxes:
+            if not entry["bbox"]:
                 raise ValueError("no boxes")
+            boxes, dropped = clip_boxes(entry["bbox"], item)
         except (KeyError, TypeError, ValueError) as err:
             report.skip_unreadable(item, f"bad bbox ({err})")
             continue
+        if dropped:
+            lost_boxes.append(item)
         labels = [str(entry["class"])] if entry.get("class") else []
         media_row(report, item, stems.get(item), args.out, boxes, labels)
+    note_dropped(report, lost_boxes)
     return finish_run(report, args)
