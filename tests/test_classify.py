@@ -21,7 +21,7 @@ import train
 from avssl.errors import AvsslError
 from avssl.eval.adapt_bn import audio_norm_layers
 from avssl.eval.audio_sets import list_esc50, list_folder, list_manifest, list_us8k
-from avssl.eval.clip_features import LogMelStats, WindowEmbedder
+from avssl.eval.clip_features import LogMelStats, MfccStats, WindowEmbedder
 from avssl.eval.embed import audio_windows, embed_audio
 from avssl.eval.probe import fixed_split
 
@@ -179,6 +179,29 @@ def test_logmel_stats_know_the_pitch():
     assert LogMelStats()([gated])[0, n_mels + peaks[1]] > 3.0
 
 
+def test_mfcc_stats_layout_and_zero_crossings():
+    sr = MfccStats.sample_rate
+    t = torch.arange(sr) / sr
+    waves = [torch.sin(2 * torch.pi * f * t) for f in (500.0, 2000.0)]
+    waves.append(torch.from_numpy(np.random.default_rng(0).standard_normal(sr // 2)).float())
+    feats = MfccStats()(waves)
+    assert feats.shape == (3, 26) and feats.dtype == torch.float32
+    # column 12 is the mean zero-crossing rate: 2 f / sr crossings per sample for a tone,
+    # about one half for white noise; column 25 its spread over frames
+    zcr = feats[:, 12].tolist()
+    assert zcr[0] == pytest.approx(2 * 500 / sr, rel=0.05)
+    assert zcr[1] == pytest.approx(2 * 2000 / sr, rel=0.05)
+    assert zcr[2] == pytest.approx(0.5, abs=0.03)
+    assert feats[0, 25] < 0.01  # a steady tone: the same rate in every frame
+    # columns 0-11 are MFCCs 1-12 (not the 0th, the loudness): a tone and the same tone 20 dB
+    # quieter differ only there, and little at that
+    quiet = MfccStats()([waves[0] * 0.1])
+    assert torch.allclose(quiet[0, :12], feats[0, :12], atol=0.5)
+    assert torch.allclose(quiet[0, 12:], feats[0, 12:], atol=1e-3)
+    short = MfccStats()([waves[0][:100]])  # shorter than one frame: padded, not an error
+    assert short.shape == (1, 26) and torch.isfinite(short).all()
+
+
 def test_extract_before_sees_every_readable_clip_once_before_any_feature(tmp_path, monkeypatch):
     import avssl.eval.clip_features as cf
 
@@ -272,6 +295,10 @@ def test_cli_shared_esc10_logmel(shared_data, capsys):
                     "--protocol", "kfold", "--folds", "4")  # fmt: skip
     assert res["protocol"] == "stratified group 4-fold" and len(res["per_fold"]) == 4
     assert res["accuracy_mean"] > 3 * res["chance"]
+    mfcc = _classify(capsys, "--dataset", "esc50", "--root", str(root), "--features", "mfcc",
+                     "--protocol", "kfold", "--folds", "4")  # fmt: skip
+    assert mfcc["features"] == "mfcc" and mfcc["feature_dim"] == 26
+    assert mfcc["accuracy_mean"] > 3 * mfcc["chance"]
 
 
 @pytest.fixture(scope="module")
@@ -422,6 +449,9 @@ def test_cli_manifest_model_features_with_audio_tta(tiny_ckpt, tmp_path, capsys)
     assert evaluate.main(["classify", *args, "--features", "logmel", "--audio-tta", "0.1"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "not logmel" in err
+    assert evaluate.main(["classify", *args, "--features", "mfcc", "--audio-tta", "0.1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "--audio-tta" in err and "not mfcc" in err
 
 
 def test_cli_manifest_adapt_bn_keeps_the_training_rows(tiny_ckpt, tmp_path, capsys):

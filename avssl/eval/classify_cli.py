@@ -3,12 +3,13 @@
 usage::
 
     evaluate.py classify --dataset esc50|us8k|folder|manifest --root DIR|MANIFEST.jsonl
-        [--features model|logmel|random] [--checkpoint CKPT] [--subset esc10]
+        [--features model|logmel|mfcc|random] [--checkpoint CKPT] [--subset esc10]
         [--folds 5] [--group-regex RE] [--layer embedding|tower] [--pool mean|max] [--hop 0.5]
         [--classifier logreg|svm] [--precision fp32|bf16] [--source-norm] [--strict]
 
 ``--features model`` needs ``--checkpoint``; ``random`` is the same network untrained (the
-checkpoint's config when given, else the default config), ``logmel`` needs no network.
+checkpoint's config when given, else the default config); ``logmel`` and ``mfcc`` (the ESC-50
+paper's baseline features) need no network.
 ``--layer tower`` probes the audio tower's pooled output instead of the embedding the method's
 head makes of it (the same for methods without an audio head).
 
@@ -44,7 +45,8 @@ from avssl.eval.cli import (
     emit,
 )
 
-FEATURES = ("model", "logmel", "random")
+FEATURES = ("model", "logmel", "mfcc", "random")
+HANDCRAFTED = ("logmel", "mfcc")
 LAYERS = ("embedding", "tower")
 MAX_LISTED_SKIPS = 50
 
@@ -97,14 +99,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def make_extractor(args, device):
     """The feature extractor named by ``--features`` and a description of it."""
-    from avssl.eval.clip_features import LogMelStats, WindowEmbedder
+    from avssl.eval.clip_features import LogMelStats, MfccStats, WindowEmbedder
 
-    if args.features == "logmel":
-        if args.audio_tta:
-            raise AvsslError("--audio-tta applies to network features (model, random), not logmel")
-        if args.layer != "embedding":
-            raise AvsslError("--layer applies to network features (model, random), not logmel")
-        return LogMelStats(), {"features": "logmel"}
+    if args.features in HANDCRAFTED:
+        for flag, used in (("--audio-tta", args.audio_tta), ("--layer", args.layer != "embedding")):
+            if used:
+                raise AvsslError(
+                    f"{flag} applies to network features (model, random), not {args.features}"
+                )
+        extractor = LogMelStats() if args.features == "logmel" else MfccStats()
+        return extractor, {"features": args.features}
     if args.features == "model":
         if not args.checkpoint:
             raise AvsslError("--features model needs --checkpoint")
@@ -182,7 +186,7 @@ def run(argv: list[str]) -> int:
         raise AvsslError("--dataset folder has no official folds (use --protocol kfold)")
     if args.dataset == "manifest" and args.protocol:
         raise AvsslError("--dataset manifest uses its train/test splits (drop --protocol)")
-    if args.adapt_bn and (args.dataset != "manifest" or args.features == "logmel"):
+    if args.adapt_bn and (args.dataset != "manifest" or args.features in HANDCRAFTED):
         raise AvsslError(
             "--adapt-bn needs --dataset manifest (its test split is the audio adapted to) and "
             "network features (model, random)"
@@ -254,7 +258,7 @@ def run(argv: list[str]) -> int:
         "protocol": protocol,
         "classifier": args.classifier,
         "source_norm": args.source_norm,
-        "pool": args.pool if args.features != "logmel" else None,
+        "pool": args.pool if args.features not in HANDCRAFTED else None,
         "chance": float(np.bincount(np.unique(y, return_inverse=True)[1]).max() / len(y)),
         "n_skipped": len(skipped),
         "skipped": skipped[:MAX_LISTED_SKIPS],

@@ -8,7 +8,9 @@ at ``extractor.sample_rate``:
   overlapping windows share their convolutions where the model allows
   (:mod:`avssl.eval.sliding`, exact up to float rounding);
 * :class:`LogMelStats`: the mean and standard deviation over time of each log-mel band, the
-  usual hand-crafted baseline.
+  usual hand-crafted baseline;
+* :class:`MfccStats`: the feature set of the ESC-50 paper's baselines (MFCCs and zero-crossing
+  rate, their mean and standard deviation over frames), computed with librosa.
 """
 
 from __future__ import annotations
@@ -100,6 +102,36 @@ class LogMelStats:
         return torch.stack(out)
 
 
+class MfccStats:
+    """MFCC and zero-crossing-rate statistics: ``[C, 26]``.
+
+    The hand-crafted features of the ESC-50 paper's baselines (Piczak, "ESC: Dataset for
+    Environmental Sound Classification", ACM MM 2015, https://doi.org/10.1145/2733373.2806390):
+    the first 12 MFCCs without the 0th and the zero-crossing rate of each frame, summarised by
+    their mean and standard deviation over the clip. Computed with librosa at 22,050 Hz and its
+    default frames (2,048-sample window, hop 512, 128 mel bands), the paper's tool; the paper's
+    own frame settings may differ, and its classifiers (k-NN, random forest, SVM) are not the
+    probe's.
+    """
+
+    sample_rate = 22050
+
+    def __call__(self, waves: list[Tensor]) -> Tensor:
+        """Waveforms (each float ``[N_i]``) -> ``[C, 26]``."""
+        import librosa  # its import takes seconds: only when these features are asked for
+
+        out = []
+        for w in waves:
+            y = w.numpy().astype(np.float32)
+            if len(y) < 2048:
+                y = np.pad(y, (0, 2048 - len(y)))
+            mfcc = librosa.feature.mfcc(y=y, sr=self.sample_rate, n_mfcc=13)[1:]  # [12, T]
+            zcr = librosa.feature.zero_crossing_rate(y)  # [1, T]
+            frames = np.concatenate([mfcc, zcr])
+            out.append(np.concatenate([frames.mean(axis=1), frames.std(axis=1)]))
+        return torch.from_numpy(np.stack(out)).float()
+
+
 def load_clip(
     path: str | Path, sample_rate: int, start: float = 0.0, duration: float | None = None
 ) -> Tensor:
@@ -134,7 +166,7 @@ def extract(
         paths: media files.
         windows: optional ``(start, duration)`` per file (seconds; duration ``None``: to the
             end); by default each whole file.
-        extractor: a :class:`WindowEmbedder` or :class:`LogMelStats`.
+        extractor: a :class:`WindowEmbedder`, :class:`LogMelStats` or :class:`MfccStats`.
         strict: raise the first :class:`MediaError` instead of skipping.
         chunk: clips featurised together (the model batches their windows).
         progress: show a progress bar on stderr.
