@@ -22,6 +22,14 @@ N_BARS = 8
 TONE_HZ = 440.0
 
 
+def pytest_collection_modifyitems(items):
+    """Every test that reads ``../shared/data`` carries the ``shared_data`` marker, so
+    ``-m "not shared_data"`` leaves out all of them, however they were written."""
+    for item in items:
+        if "shared_data" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.shared_data)
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """``../shared/data`` next to the repository (developers and CI only)."""

@@ -50,4 +50,5 @@ def test_shipped_configs_load():
     configs = sorted((Path(__file__).parents[1] / "configs").glob("*.yaml"))
     assert configs, "configs/ is empty"
     for path in configs:
-        assert isinstance(load_config(path), Config)
+        cfg = load_config(path)
+        assert isinstance(cfg, Config) and cfg.name == path.stem
