@@ -83,6 +83,18 @@ def test_probe_matches_brute_force_refit():
     res = linear_probe(x, y, groups, folds, predefined=False)
     correct = total = 0
     for f, rec in zip(folds, res["per_fold"], strict=True):
+        # C chosen again by hand: mean validation accuracy over the inner splits for every C of
+        # the grid, the first best in grid order (GridSearchCV's tie rule)
+        splits, _ = inner_splits(y[f.train], groups[f.train], predefined=False)
+        xtr, ytr = x[f.train], y[f.train]
+        means = []
+        for c in probe_mod.C_GRID:
+            accs = []
+            for tr, va in splits:
+                fit = make_classifier("logreg", c).fit(xtr[tr], ytr[tr])
+                accs.append(np.mean(fit.predict(xtr[va]) == ytr[va]))
+            means.append(np.mean(accs))
+        assert rec["C"] == probe_mod.C_GRID[int(np.argmax(means))]
         clf = make_classifier("logreg", rec["C"]).fit(x[f.train], y[f.train])
         acc = accuracy_score(y[f.test], clf.predict(x[f.test]))
         assert rec["accuracy"] == pytest.approx(acc) and rec["C"] in probe_mod.C_GRID
