@@ -176,6 +176,12 @@ def test_incremental_reindex(ckpts, media, tmp_path, capsys):
     tone = next(i for i, f in enumerate(after.files) if f["path"].endswith("tone.wav"))
     assert int((after.tensors["audio_file"] == tone).sum()) == 4
     assert len(list(out.glob("embeddings-*.pt"))) == 1  # the superseded tensor file is gone
+    # a mistyped (or unmounted) input is an error, not "every file under it was removed"
+    meta = (out / "meta.json").read_text()
+    assert _index(ckpt, [media.parent / "nowhere"], out) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "nowhere: no such file or folder" in err
+    assert (out / "meta.json").read_text() == meta and len(load_index(out).files) == 4
 
 
 def test_other_checkpoint_refused(ckpts, media, tmp_path, capsys):

@@ -79,6 +79,28 @@ def test_cli_rebuilds_identically_with_two_workers(world, tmp_path, capsys):
         assert diff.max() <= 8 and diff.mean() <= 0.05, (row.id, diff.max(), diff.mean())
 
 
+def test_cli_never_replaces_another_folder_without_force(world, tmp_path, capsys):
+    # a world of other settings, and a folder of the user's own files: both refused, unchanged
+    other = ["--n-train", "2", "--n-val", "1", "--n-test", "1", "--duration", "2", "--quiet"]
+    before = world.read_text()
+    assert cli.main(["synth", "--out", str(world.parent), *other]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "not a world of these settings" in err
+    assert world.read_text() == before
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "manifest.jsonl").write_text("my own\n")
+    assert cli.main(["synth", "--out", str(mine), *other]) == 2
+    assert (mine / "manifest.jsonl").read_text() == "my own\n"
+    assert cli.main(["synth", "--out", str(mine / "manifest.jsonl"), *other]) == 2
+    assert "not a folder" in capsys.readouterr().err
+    # the same settings reuse the world; --force builds anyway
+    assert cli.main(["synth", "--out", str(world.parent), *CLI_ARGS]) == 0
+    assert "reused" in capsys.readouterr().err and world.read_text() == before
+    assert cli.main(["synth", "--out", str(mine), *other, "--force"]) == 0
+    assert len(read_manifest(mine / "manifest.jsonl")) == 4
+
+
 def test_ensure_world_caches_by_config(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("AVSSL_CACHE", str(tmp_path))
     cfg = SynthConfig(n_train=2, n_val=1, n_test=1, duration=1.5, size=48)

@@ -93,6 +93,16 @@ def test_resume_equals_straight_run(decay, tiny_train_args, capsys):
         torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-6, msg=key)
 
 
+def test_resume_from_best_pt_would_overwrite_last_pt(tiny_train_args, capsys):
+    assert train.main(tiny_train_args("train.steps=4", "train.eval_every=2")) == 0
+    run = Path(last_json(capsys.readouterr().out)["run_dir"])
+    last = (run / "last.pt").read_bytes()
+    assert train.main(["--resume", str(run / "best.pt"), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "best.pt" in err and "overwrite the last.pt" in err
+    assert (run / "last.pt").read_bytes() == last
+
+
 @pytest.mark.parametrize("flag", ["--resume", "--checkpoint"])
 def test_bad_checkpoint_one_line(flag, tmp_path, capsys):
     bad = tmp_path / "bad.pt"

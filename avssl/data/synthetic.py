@@ -34,7 +34,7 @@ from avssl.cli import ArgumentParser, positive_float
 from avssl.config import SynthConfig
 from avssl.data import synth_render as sr
 from avssl.data.manifest import SPLITS, Row, write_manifest
-from avssl.errors import ConfigError
+from avssl.errors import AvsslError, ConfigError
 
 GENERATOR_VERSION = 3  # bump when the output of a given config changes (invalidates caches)
 MANIFEST = "manifest.jsonl"
@@ -217,6 +217,14 @@ def main(argv: list[str] | None = None) -> int:
         seed=args.seed,
     )
     out = args.out if args.out is not None else world_dir(cfg)
+    if out.exists() and not out.is_dir():
+        raise AvsslError(f"{out}: not a folder")
+    others = out.is_dir() and any(f.name != ".lock" for f in out.iterdir())
+    if args.out is not None and not args.force and others and not _matches(out, cfg):
+        raise AvsslError(
+            f"{out}: not empty and not a world of these settings; --force builds there "
+            "anyway, replacing its manifest.jsonl, classes.json and clips"
+        )
     manifest = _ensure(out, cfg, args.workers, not args.quiet, args.force)
     print(manifest)
     return 0

@@ -82,6 +82,10 @@ def main(argv: list[str] | None = None) -> int:
     inputs = args.inputs or index.meta.get("inputs")
     if not inputs:
         raise AvsslError(f"{out}: give --inputs (the index records none yet)")
+    for x in inputs:
+        # a mistyped path or an unmounted disk must not read as "every file was deleted"
+        if not Path(x).exists():
+            raise AvsslError(f"{x}: no such file or folder (an input of {out}; nothing changed)")
     index.meta["inputs"] = [str(Path(x).resolve()) for x in inputs]
     paths, skipped = find_media(inputs)
     if skipped and args.strict:
