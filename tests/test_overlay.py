@@ -91,6 +91,13 @@ def test_overlay_refusals(ckpts, media_factory: MediaFactory, tmp_path, capsys):
         err = capsys.readouterr().err.strip()
         assert err.startswith("error: ") and reason in err and len(err.splitlines()) == 1, err
         assert not args[2].exists()
+    # the input video and a second output are never overwritten, --force or not
+    before = video.read_bytes()
+    assert _overlay(video, ckpts["contrastive"], video, "--force") == 2
+    assert "is the input video" in capsys.readouterr().err and video.read_bytes() == before
+    out = tmp_path / "e.mp4"
+    assert _overlay(video, ckpts["contrastive"], out, "--png", str(out)) == 2
+    assert "name the same file" in capsys.readouterr().err and not out.exists()
 
 
 def test_output_size_and_windows():

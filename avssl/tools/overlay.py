@@ -111,6 +111,10 @@ def _check_args(args) -> None:
     for target in (args.output, args.png):
         if target:
             check_new_file(target, args.force)
+            if Path(target).resolve() == Path(args.video).resolve():
+                raise AvsslError(f"{target}: is the input video (--force never overwrites it)")
+    if args.png and Path(args.png).resolve() == out.resolve():
+        raise AvsslError(f"{args.png}: --png and -o name the same file")
     if not 0 <= args.alpha <= 1:
         raise AvsslError(f"--alpha must be in [0, 1], got {args.alpha}")
     if args.fps is not None and not 0 < args.fps <= 120:
