@@ -1,6 +1,7 @@
 """Range checks of the config's sizes, counts and rates, run before anything is built.
 
-One table, :data:`RANGES`, maps a dotted config key to the values it accepts. Settings with
+Two tables map a dotted config key to the values it accepts: :data:`RANGES` (numbers) and
+:data:`CHOICES` (names). Settings with
 checks of their own where they are used (augmentations, pooling, weight averaging, the synthetic
 world) are not repeated here; those run before any folder is made too (``check_model_config``).
 """
@@ -71,6 +72,12 @@ RANGES: dict[str, Range] = {
     "train.eval_every": POSITIVE,
     "train.log_every": POSITIVE,
     "train.val_windows": POSITIVE,
+    "train.seed": NON_NEGATIVE,  # numpy's generators take no negative seed
+}
+
+# settings that name one of a few choices, where a typo would otherwise fall back silently
+CHOICES: dict[str, tuple[str, ...]] = {
+    "train.schedule": ("cosine", "constant"),
 }
 
 
@@ -86,6 +93,10 @@ def range_error(cfg) -> tuple[str, str] | None:
                 return key, f"{each}must be a finite number, got {value}"
             if v not in accepted:
                 return key, f"{each}must be {accepted}, got {value}"
+    for key, names in CHOICES.items():
+        value = reduce(getattr, key.split("."), cfg)
+        if value not in names:
+            return key, f"must be one of {', '.join(names)}, got {value!r}"
     return None
 
 

@@ -56,6 +56,10 @@ def _one_error(capsys) -> str:
             marks=pytest.mark.skipif(torch.cuda.is_available(), reason="fp16 runs on CUDA"),
         ),
         ("train.lr=[1,", "--set train.lr: '[1,' is not valid YAML (ParserError)"),
+        ("train.seed=-1", "train.seed: must be >= 0, got -1"),
+        ("train.schedule=constnat", "train.schedule: must be one of cosine, constant, got 'con"),
+        ("train.device=gpu", "device 'gpu': use auto, cpu, cuda or cuda:N"),
+        ("train.device=mps", "device 'mps': use auto, cpu, cuda or cuda:N"),
     ],
 )
 def test_bad_value_is_refused_before_any_folder(

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from avssl.cli import ArgumentParser, positive_float
+from avssl.cli import ArgumentParser, int_at_least, positive_float
 from avssl.config import SynthConfig
 from avssl.data import synth_render as sr
 from avssl.data.manifest import SPLITS, Row, write_manifest
@@ -203,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n-val", type=int, default=d.n_val)
     p.add_argument("--n-test", type=int, default=d.n_test)
     p.add_argument("--duration", type=positive_float, default=d.duration, help="seconds per clip")
-    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--seed", type=int_at_least(0), default=d.seed)
     p.add_argument("--workers", type=int, default=2, help="clips rendered in parallel (threads)")
     p.add_argument("--force", action="store_true", help="rebuild even if the world exists")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -92,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     add_tta(p)
     add_adapt(p)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int_at_least(0), default=0)
     p.add_argument("--strict", action="store_true", help="an unreadable file is an error")
     return p
 

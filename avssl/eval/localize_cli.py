@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from avssl.cli import ArgumentParser
+from avssl.cli import ArgumentParser, int_at_least
 from avssl.errors import AvsslError
 from avssl.eval.cli import (
     SUBCOMMANDS,
@@ -72,7 +72,9 @@ def run(argv: list[str]) -> int:
         help="save each heatmap blended over its frame as a PNG here (a non-empty folder only "
         "with --force)",
     )
-    p.add_argument("--seed", type=int, default=0, help="seed of the random-map baseline")
+    p.add_argument(
+        "--seed", type=int_at_least(0), default=0, help="seed of the random-map baseline"
+    )
     p.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
     p.add_argument(
         "--frame-size", type=int,

@@ -19,7 +19,7 @@ import sys
 import numpy as np
 from tqdm import tqdm
 
-from avssl.cli import ArgumentParser, positive_int
+from avssl.cli import ArgumentParser, int_at_least, positive_int
 from avssl.errors import MediaError
 from avssl.eval.cli import SUBCOMMANDS, add_common, add_strict, check_outputs, emit, use_data
 
@@ -38,7 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--times", type=positive_int, default=8, help="frame times averaged per clip")
     p.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
     p.add_argument("--batch-size", type=positive_int, default=64)
-    p.add_argument("--seed", type=int, default=0, help="seed of the known shifts (--data)")
+    p.add_argument(
+        "--seed", type=int_at_least(0), default=0, help="seed of the known shifts (--data)"
+    )
     add_strict(p)
     return p
 

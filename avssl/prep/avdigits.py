@@ -37,7 +37,7 @@ import numpy as np
 import soundfile as sf
 from PIL import Image
 
-from avssl.cli import ArgumentParser, fraction, positive_int
+from avssl.cli import ArgumentParser, fraction, int_at_least, positive_int
 from avssl.data import media
 from avssl.data.manifest import Row, write_manifest
 from avssl.errors import AvsslError, MediaError
@@ -73,7 +73,7 @@ def _parser() -> argparse.ArgumentParser:
         help="canvas side in pixels (default 56: 2x2 cells of 28 px, MNIST's own size; use 28 x "
         "--grid to keep that scale, e.g. 84 for --grid 3)",
     )  # fmt: skip
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int_at_least(0), default=0)
     p.add_argument("--mnist-test-fraction", type=fraction, default=0.2, help="in [0, 1)")
     p.add_argument("--mnist-val-fraction", type=fraction, default=0.1, help="in [0, 1)")
     p.add_argument("--gallery-per-class", type=positive_int, default=10)

@@ -23,7 +23,7 @@ import os
 import sys
 from pathlib import Path
 
-from avssl.cli import ArgumentParser, fraction, json_line, json_safe
+from avssl.cli import ArgumentParser, fraction, int_at_least, json_line, json_safe
 from avssl.errors import AvsslError
 from avssl.prep.avdigits import add_source_args
 from avssl.prep.report import MANIFEST, REPORT
@@ -43,10 +43,14 @@ TRAINED = "train.json"  # in OUT/eval/seedS: train's summary, written once it re
 def _parser() -> argparse.ArgumentParser:
     p = ArgumentParser(prog="datasets/avdigits/benchmark.py", description=__doc__.split("\n")[0])
     add_source_args(p)  # --fsdd, --mnist-*, --test-mnist-*, --test-speakers: as prepare.py's
-    p.add_argument("--data-seed", type=int, default=0, help="prepare.py --seed (image splits)")
+    p.add_argument(
+        "--data-seed", type=int_at_least(0), default=0, help="prepare.py --seed (image splits)"
+    )
     p.add_argument("--out", type=Path, required=True, help="folder of everything it writes")
     p.add_argument("--config", type=Path, default=CONFIG, help="training config")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="train.seed values")
+    p.add_argument(
+        "--seeds", type=int_at_least(0), nargs="+", default=[0, 1, 2], help="train.seed values"
+    )
     p.add_argument(
         "--audio-tta", type=fraction, default=0.2, metavar="R",
         help="evaluate.py --audio-tta R (speed test-time augmentation; 0: none)",
