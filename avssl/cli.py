@@ -194,11 +194,19 @@ def check_new_dir(path: str | os.PathLike, force: bool) -> None:
 
 
 def run_guarded(fn, argv: list[str]) -> int:
-    """Run ``fn(argv)`` turning :class:`AvsslError` into ``error: ...`` on stderr and exit 2."""
+    """Run ``fn(argv)`` turning :class:`AvsslError` into ``error: ...`` on stderr and exit 2.
+
+    An :class:`OSError` the command did not foresee (a read-only folder, an output path below a
+    file, a full disk) is reported the same way, by the file it names and the system's reason.
+    """
     try:
         return int(fn(argv) or 0)
     except AvsslError as err:
         print(f"error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"error: {where}{err.strerror or err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)

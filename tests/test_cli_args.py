@@ -1,10 +1,11 @@
-"""File names that start with a dash reach the commands as files, not as unknown options."""
+"""File names that start with a dash reach the commands as files, not as unknown options; errors
+the commands did not foresee still end in one line."""
 
 from __future__ import annotations
 
 import argparse
 
-from avssl.cli import dash_paths_last
+from avssl.cli import dash_paths_last, run_guarded
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -39,3 +40,16 @@ def test_dash_names_become_positionals(tmp_path, monkeypatch):
 def test_unknown_options_are_still_errors():
     p = _parser()
     assert dash_paths_last(p, ["x.mp4", "--bogus"]) == ["x.mp4", "--bogus"]
+
+
+def test_unforeseen_os_errors_are_one_line(tmp_path, capsys):
+    # what an output below a regular file, a read-only folder or a full disk raise
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+
+    def write_below_a_file(argv):
+        (blocker / "out").mkdir()
+
+    assert run_guarded(write_below_a_file, []) == 2
+    err = capsys.readouterr().err
+    assert err.splitlines() == [f"error: {blocker / 'out'}: Not a directory"]

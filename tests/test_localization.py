@@ -283,6 +283,25 @@ def test_cli_localize_keeps_items_whose_boxes_draw_nothing(contrastive_run, tmp_
     assert (full["n"], full["no_box"], full["empty_gt"]) == (4, 0, 0)
 
 
+def test_cli_result_survives_a_report_that_cannot_be_written(contrastive_run, tmp_path, capsys):
+    # a run folder whose report.md cannot be appended to (read-only for another user; here a
+    # folder in its place, which stops root too): a warning, and the result still printed
+    report = contrastive_run / "report.md"
+    saved = report.read_bytes() if report.exists() else None
+    report.unlink(missing_ok=True)
+    report.mkdir()
+    try:
+        argv = ["localize", "--checkpoint", str(contrastive_run), "--no-progress"]
+        assert evaluate.main(argv) == 0
+        cap = capsys.readouterr()
+        assert json.loads(cap.out.strip().splitlines()[-1])["n"] == 4
+        assert "warning: " in cap.err and "report.md: not updated" in cap.err
+    finally:
+        report.rmdir()
+        if saved is not None:
+            report.write_bytes(saved)
+
+
 @pytest.mark.parametrize("method", ["l3", "avenet"])
 def test_cli_method_without_map_is_one_line_error(method, tmp_path, capsys):
     cfg = Config()

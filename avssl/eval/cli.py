@@ -124,16 +124,26 @@ def use_data(cfg, manifest: str | None) -> None:
 def emit(result: dict, args, title: str) -> None:
     """Print the result as the last stdout line, write ``--out``, append to the run's report."""
     text = json_line(result)
-    if args.out:
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(text + "\n", encoding="utf-8")
+    print(text)  # first: a file that cannot be written must not cost the result
+    sys.stdout.flush()
     ckpt = Path(args.checkpoint) if getattr(args, "checkpoint", None) else None
     run_dir = ckpt if ckpt and ckpt.is_dir() else (ckpt.parent if ckpt else None)
     if run_dir is not None and (run_dir / "config.yaml").is_file():
-        append_report(run_dir / "report.md", title, result)
-    print(text)
-    sys.stdout.flush()
+        try:
+            append_report(run_dir / "report.md", title, result)
+        except OSError as err:  # e.g. a colleague's read-only run: the table is a convenience
+            print(
+                f"warning: {run_dir / 'report.md'}: not updated ({err.strerror})", file=sys.stderr
+            )
+    if args.out:
+        out = Path(args.out)
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(text + "\n", encoding="utf-8")
+        except OSError as err:
+            raise AvsslError(
+                f"{out}: cannot write ({err.strerror}); the result is on stdout"
+            ) from None
 
 
 def _flatten(result: dict, prefix: str = "") -> dict:
