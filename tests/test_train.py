@@ -41,6 +41,26 @@ def test_train_writes_run_and_json(method, tiny_train_args, capsys):
     assert (run / "report.md").read_text().count("AVC accuracy") == 1
 
 
+def test_diverged_weights_are_one_line_errors(tiny_train_args, tmp_path, capsys):
+    # weights that turn NaN between two validations: the validation stops the run
+    sets = ("train.lr=1e8", "train.warmup_steps=0", "train.eval_every=2", "train.steps=4")
+    args = ["--config", str(ROOT / "configs/l3.yaml"), *tiny_train_args(*sets)]
+    assert train.main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]  # after the world's build note
+    assert err.startswith("error: ") and "not finite at step 2: the weights diverged" in err
+    # a checkpoint holding NaN is refused by every command that loads it
+    assert train.main(tiny_train_args("train.steps=2")) == 0
+    run = Path(last_json(capsys.readouterr().out)["run_dir"])
+    state = load_checkpoint(run / "last.pt")
+    key = next(k for k, v in state["model"].items() if v.is_floating_point())
+    state["model"][key] = torch.full_like(state["model"][key], float("nan"))
+    bad = tmp_path / "nan.pt"
+    torch.save(state, bad)
+    assert evaluate.main(["retrieval", "--checkpoint", str(bad), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "weights are not finite" in err and str(bad) in err
+
+
 def test_new_run_never_overwrites(tiny_train_args, capsys):
     assert train.main(tiny_train_args("train.steps=1")) == 0
     first = last_json(capsys.readouterr().out)["run_dir"]

@@ -94,6 +94,12 @@ def load_model(path: str | os.PathLike, device: torch.device | str = "cpu"):
     except (KeyError, RuntimeError) as err:
         msg = str(err).splitlines()[0][:160]
         raise CheckpointError(state["path"], f"weights do not fit the model ({msg})") from None
+    for name, t in model.state_dict().items():
+        # a diverged run's weights would give NaN scores, or metrics that merely look plausible
+        if t.is_floating_point() and not torch.isfinite(t).all():
+            raise CheckpointError(
+                state["path"], f"weights are not finite ({name} holds NaN or inf): the run diverged"
+            )
     return model.to(device).eval(), cfg, state
 
 

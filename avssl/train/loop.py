@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 from tqdm import tqdm
@@ -150,6 +151,11 @@ def train(
         nonlocal best
         t_val = time.monotonic()
         scores = score_pairs(scored, val_ds, device, precision, cfg.train.batch_size)
+        if not all(np.isfinite(scores[k]).all() for k in ("pos", "easy")):
+            raise TrainingError(
+                f"validation scores are not finite at step {step}: the weights diverged; "
+                "stopped (try a lower train.lr or train.precision=fp32)"
+            )
         if getattr(model, "needs_calibration", False):
             # both copies: the average would otherwise drift back to the raw model's threshold
             threshold = calibrate_threshold(scores)
