@@ -49,6 +49,8 @@ def _bad(**fields) -> dict:
         (_bad(boxes={"sources": [[0.8, 0.8, 0.2, 0.2]]}), "empty or inverted box"),
         (_bad(boxes={"sources": [[0, 0.5, 1, 0.5]]}), "empty or inverted box"),
         (_bad(boxes={"sources": [], "distractors": [[1, 0, 0, 1]]}), r"boxes.distractors\[0\]"),
+        (_bad(boxes={"sources": [[10, 20, 110, 90]]}), r"not normalised to \[0, 1\] \(pixel"),
+        (_bad(boxes={"sources": [[-0.2, 0, 0.5, 0.5]]}), "not normalised"),
         ('{"id": "bad", "image": "a.png", "boxes": {"sources": [[0, 0, NaN, 1]]}}', "finite"),
         (_bad(split="bogus"), "'split' must be one of train, val, test, not \"bogus\""),
         (_bad(split=None), "'split' must be one of"),

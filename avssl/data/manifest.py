@@ -84,6 +84,9 @@ def _string_list(value, key: str, where: str) -> list[str]:
     return [str(x) for x in value]
 
 
+BOX_SLACK = 0.01  # rounding in annotation tools; a pixel coordinate is far outside
+
+
 def _check_boxes(value, where: str) -> dict | None:
     """``boxes`` with every box checked: four finite numbers with ``x0 < x1`` and ``y0 < y1``."""
     if value is None:
@@ -108,6 +111,11 @@ def _check_boxes(value, where: str) -> dict | None:
             if box[0] >= box[2] or box[1] >= box[3]:
                 raise ManifestError(
                     f"{at}: empty or inverted box {_short(raw)} (need x0 < x1, y0 < y1)"
+                )
+            if not all(-BOX_SLACK <= v <= 1 + BOX_SLACK for v in box):
+                raise ManifestError(
+                    f"{at}: box {_short(raw)} is not normalised to [0, 1] (pixel coordinates? "
+                    "divide by the frame's width and height)"
                 )
             checked[key].append(box)
     return checked

@@ -123,7 +123,7 @@ def run(argv: list[str]) -> int:
         i for i, r in enumerate(store.rows) if isinstance(r.boxes, dict) and "sources" in r.boxes
     ]
     if not idx:
-        raise AvsslError(f"{state['path']}: no test clip has source boxes")
+        raise AvsslError(f"{store.manifest}: no test clip has source boxes")
     gts = [gt_map(store.rows[i].boxes["sources"], args.protocol) for i in idx]
     frames, waves = centre_pairs(store, cfg.data.frame_size)
     adapt = {}
