@@ -123,10 +123,13 @@ def test_cli_manifest(tiny_ckpt, capsys):
     assert 0.0 <= res["mean_abs_error_s"] <= 0.24 + 1e-6
     assert res["n_offsets"] == 7 and res["step_s"] == pytest.approx(0.04)
     assert res["chance_accuracy"] == pytest.approx(19 / 49)
-    # too long a search for 2.5-s clips: every clip skipped and counted
-    assert evaluate.main([*args[:3], "--max-offset", "0.5", "--no-progress"]) == 0
-    res = last_json(capsys.readouterr().out)
-    assert res["n"] == 0 and res["n_skipped"] == 4 and "shorter" in res["skipped"][0]["reason"]
+    # too long a search for 2.5-s clips: every clip is skipped, which leaves nothing to score,
+    # an error (as in the other evaluations) rather than a result of nulls
+    assert evaluate.main([*args[:3], "--max-offset", "0.5", "--no-progress"]) == 2
+    cap = capsys.readouterr()
+    err = cap.err.strip().splitlines()[-1]  # after the world's "reused" note
+    assert cap.out == "" and err.startswith("error: ") and "Traceback" not in cap.err
+    assert "has no usable clip of its 4 (first: shorter than" in err
 
 
 def test_cli_video(tiny_ckpt, media_factory, capsys, tmp_path):

@@ -127,6 +127,7 @@ def run_manifest(sync: ClipSync, cfg, args) -> dict:
     """
     from avssl.data.manifest import read_manifest, resolve
     from avssl.data.source import manifest_path
+    from avssl.errors import ManifestError
     from avssl.eval.sync import shift_audio
 
     use_data(cfg, args.data)
@@ -156,13 +157,18 @@ def run_manifest(sync: ClipSync, cfg, args) -> dict:
             continue
         errors.append(est[0] - d)
         confidences.append(est[1])
+    if not errors:
+        why = f" (first: {skipped[0]['reason']})" if skipped else ""
+        raise ManifestError(
+            f"{manifest}: split {args.split!r} has no usable clip of its {len(rows)}{why}"
+        )
     k = len(sync.offsets)
     err = np.abs(np.array(errors))
     result = {
-        "offset_accuracy": float(np.mean(err <= step + 1e-6)) if len(err) else float("nan"),
-        "exact_accuracy": float(np.mean(err <= step / 2)) if len(err) else float("nan"),
-        "mean_abs_error_s": float(err.mean()) if len(err) else float("nan"),
-        "median_confidence": float(np.median(confidences)) if confidences else float("nan"),
+        "offset_accuracy": float(np.mean(err <= step + 1e-6)),
+        "exact_accuracy": float(np.mean(err <= step / 2)),
+        "mean_abs_error_s": float(err.mean()),
+        "median_confidence": float(np.median(confidences)),
         "n": len(errors),
         # a uniform random guess lands within one step of a uniform true offset this often
         "chance_accuracy": (3 * k - 2) / k**2,
