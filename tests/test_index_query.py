@@ -344,3 +344,18 @@ def test_approx_without_faiss(tmp_path, capsys, monkeypatch):
     assert err == f"error: {tmp_path / 'idx'}: --approx needs faiss (pip install -e '.[faiss]')"
     with pytest.raises(AvsslError, match="--approx needs faiss"):
         search(_random_index(), torch.ones(8) / 8**0.5, "visual", 3, approx=True)
+
+
+@pytest.mark.parametrize(
+    "meta,reason",
+    [
+        ("[]", "damaged index metadata (not a JSON object)"),
+        ('{"format": "nope"}', "not an avssl index (format 'nope')"),
+        (f'{{"format": "{FORMAT}"}}', "damaged index metadata (no 'tensors' or 'files')"),
+        ("{", "damaged index metadata"),
+    ],
+)
+def test_damaged_index_metadata_is_one_error(meta, reason, tmp_path):
+    (tmp_path / "meta.json").write_text(meta)
+    with pytest.raises(AvsslError, match=reason.replace("(", r"\(").replace(")", r"\)")):
+        load_index(tmp_path)

@@ -96,8 +96,12 @@ def load_index(path: str | os.PathLike, mmap: bool = True) -> Index:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise AvsslError(f"{meta_path}: damaged index metadata ({err})") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+    if not isinstance(meta, dict):
+        raise AvsslError(f"{meta_path}: damaged index metadata (not a JSON object)")
+    if meta.get("format") != FORMAT:
         raise AvsslError(f"{path}: not an avssl index (format {meta.get('format')!r})")
+    if not isinstance(meta.get("tensors"), str) or not isinstance(meta.get("files"), list):
+        raise AvsslError(f"{meta_path}: damaged index metadata (no 'tensors' or 'files')")
     tpath = path / meta["tensors"]
     try:
         tensors = torch.load(tpath, map_location="cpu", weights_only=True, mmap=mmap)
