@@ -197,3 +197,29 @@ def test_aggregate_hand_made():
     assert "| AVC accuracy (raw; the target is judged on it) | 0.935 ± 0.021 | 0.920 / 0.950 |" \
         " >= 0.93 | yes |" in table  # fmt: skip
     assert "| baseline: linear probe on log-mel features | 0.450 | | | |" in table
+
+
+def test_settings_bind_only_once_something_is_built(tmp_path, capsys):
+    from argparse import Namespace
+
+    from avssl.errors import AvsslError
+    from avssl.tools.avdigits_folder import SETTINGS, check_settings
+
+    out = tmp_path / "out"
+    args = Namespace(out=out, seeds=[0], mnist_images=tmp_path / "bad.gz", overrides=[])
+    check_settings(args)
+    assert json.loads((out / SETTINGS).read_text())["mnist_images"].endswith("bad.gz")
+    # the first attempt stopped before building anything (say, a corrupt MNIST file): a rerun
+    # with the file corrected takes over the folder
+    args.mnist_images = tmp_path / "good.gz"
+    check_settings(args)
+    assert json.loads((out / SETTINGS).read_text())["mnist_images"].endswith("good.gz")
+    assert "replaced (the earlier attempt built nothing)" in capsys.readouterr().err
+    # once a prepared folder exists, the settings are bound
+    (out / "data/avd16").mkdir(parents=True)
+    (out / "data/avd16/manifest.jsonl").write_text("")
+    args.overrides = ["train.steps=3"]
+    with pytest.raises(AvsslError, match="this folder was run with other --set"):
+        check_settings(args)
+    args.overrides, args.seeds = [], [0, 1]  # the seeds may always change
+    check_settings(args)

@@ -27,16 +27,11 @@ from avssl.cli import ArgumentParser, fraction, int_at_least, json_line, json_sa
 from avssl.errors import AvsslError
 from avssl.prep.avdigits import add_source_args
 from avssl.prep.report import MANIFEST, REPORT
+from avssl.tools.avdigits_folder import DATASETS, check_inputs, check_settings
 from avssl.tools.avdigits_results import EVALUATIONS, aggregate, markdown
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = REPO / "configs" / "avdigits-contrastive.yaml"
-SETTINGS = "benchmark.json"  # the options of the first run; a rerun must repeat them
-DATASETS = {  # prepared folder -> its prepare options beyond the shared ones (README)
-    "avd16": ["--canvases-per-recording", "16", "--gallery-per-class", "90"],
-    "avd3x3": ["--grid", "3", "--canvas-size", "84"],
-}
-FLAGS = {"overrides": "--set"}  # option name -> flag, where they differ
 TRAINED = "train.json"  # in OUT/eval/seedS: train's summary, written once it returned 0
 
 
@@ -87,39 +82,6 @@ def _call(fn, argv: list[str]) -> tuple[int, str]:
         code = int(fn(argv) or 0)
     lines = tee.copy.getvalue().strip().splitlines()
     return code, lines[-1] if lines else ""
-
-
-def _check_inputs(args: argparse.Namespace) -> None:
-    """Refuse missing input files and folders before anything is written."""
-    if (args.test_mnist_images is None) != (args.test_mnist_labels is None):
-        raise AvsslError("--test-mnist-images and --test-mnist-labels go together")
-    if not args.fsdd.is_dir():
-        raise AvsslError(f"{args.fsdd}: no such FSDD recordings folder")
-    for path in (args.mnist_images, args.mnist_labels, args.test_mnist_images,
-                 args.test_mnist_labels):  # fmt: skip
-        if path is not None and not path.is_file():
-            raise AvsslError(f"{path}: no such MNIST file")
-
-
-def _check_settings(args: argparse.Namespace) -> None:
-    """Record the options in ``OUT/benchmark.json``, or refuse a rerun that changes them (the
-    seeds may change) and an ``--out`` folder that holds anything else."""
-    settings = {k: str(Path(v).resolve()) if isinstance(v, Path) else v
-                for k, v in vars(args).items() if k not in ("out", "seeds")}  # fmt: skip
-    path = args.out / SETTINGS
-    if args.out.exists() and not args.out.is_dir():
-        raise AvsslError(f"{args.out}: exists and is not a folder")
-    if path.is_file():
-        before = json.loads(path.read_text(encoding="utf-8"))
-        changed = [k for k in settings if before.get(k) != settings[k]]
-        if changed:
-            flags = ", ".join(FLAGS.get(k, "--" + k.replace("_", "-")) for k in changed)
-            raise AvsslError(f"{path}: this folder was run with other {flags} (use a new --out)")
-        return
-    if args.out.is_dir() and any(args.out.iterdir()):
-        raise AvsslError(f"{args.out}: folder is not empty and holds no {SETTINGS} (new --out)")
-    args.out.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(settings, indent=1) + "\n", encoding="utf-8")
 
 
 def prepare(args: argparse.Namespace) -> None:
@@ -248,9 +210,12 @@ def main(argv: list[str] | None = None) -> int:
     args.seeds = list(dict.fromkeys(args.seeds))
     from avssl.config import load_config
 
-    load_config(args.config, ["data.root=.", *args.overrides])  # a bad --set fails now
-    _check_inputs(args)
-    _check_settings(args)
+    from avssl.train.cli import check_model_config
+
+    # a bad --set (a mistyped method too) fails now, not after the data are prepared
+    check_model_config(load_config(args.config, ["data.root=.", *args.overrides]))
+    check_inputs(args)
+    check_settings(args)
     prepare(args)
     for seed in args.seeds:
         train(args, seed)

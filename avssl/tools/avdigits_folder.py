@@ -1,0 +1,66 @@
+"""The AV-Digits benchmark's inputs and output folder: what a rerun may change.
+
+``OUT/benchmark.json`` records the options of the first run; a rerun into the same folder must
+repeat them (the seeds may change), unless the earlier attempt stopped before it built anything
+(a prepared folder or a run), so a mistyped input never locks its folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from avssl.errors import AvsslError
+from avssl.prep.report import MANIFEST
+
+SETTINGS = "benchmark.json"  # the options of the first run; a rerun must repeat them
+DATASETS = {  # prepared folder -> its prepare options beyond the shared ones (README)
+    "avd16": ["--canvases-per-recording", "16", "--gallery-per-class", "90"],
+    "avd3x3": ["--grid", "3", "--canvas-size", "84"],
+}
+FLAGS = {"overrides": "--set"}  # option name -> flag, where they differ
+
+
+def check_inputs(args: argparse.Namespace) -> None:
+    """Refuse missing input files and folders before anything is written."""
+    if (args.test_mnist_images is None) != (args.test_mnist_labels is None):
+        raise AvsslError("--test-mnist-images and --test-mnist-labels go together")
+    if not args.fsdd.is_dir():
+        raise AvsslError(f"{args.fsdd}: no such FSDD recordings folder")
+    for path in (args.mnist_images, args.mnist_labels, args.test_mnist_images,
+                 args.test_mnist_labels):  # fmt: skip
+        if path is not None and not path.is_file():
+            raise AvsslError(f"{path}: no such MNIST file")
+
+
+def check_settings(args: argparse.Namespace) -> None:
+    """Record the options in ``OUT/benchmark.json``, or refuse a rerun that changes them (the
+    seeds may change) and an ``--out`` folder that holds anything else."""
+    settings = {k: str(Path(v).resolve()) if isinstance(v, Path) else v
+                for k, v in vars(args).items() if k not in ("out", "seeds")}  # fmt: skip
+    path = args.out / SETTINGS
+    if args.out.exists() and not args.out.is_dir():
+        raise AvsslError(f"{args.out}: exists and is not a folder")
+    if path.is_file():
+        before = json.loads(path.read_text(encoding="utf-8"))
+        changed = [k for k in settings if before.get(k) != settings[k]]
+        if changed and _built(args.out):
+            flags = ", ".join(FLAGS.get(k, "--" + k.replace("_", "-")) for k in changed)
+            raise AvsslError(f"{path}: this folder was run with other {flags} (use a new --out)")
+        if changed:  # an attempt that stopped before building anything binds nothing
+            print(f"settings: {path} replaced (the earlier attempt built nothing)", file=sys.stderr)
+            path.write_text(json.dumps(settings, indent=1) + "\n", encoding="utf-8")
+        return
+    if args.out.is_dir() and any(args.out.iterdir()):
+        raise AvsslError(f"{args.out}: folder is not empty and holds no {SETTINGS} (new --out)")
+    args.out.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(settings, indent=1) + "\n", encoding="utf-8")
+
+
+def _built(out: Path) -> bool:
+    """Whether ``out`` holds a finished prepared folder or any run folder."""
+    done = any((out / "data" / n / MANIFEST).is_file() for n in DATASETS)
+    runs = out / "runs"
+    return done or (runs.is_dir() and any(runs.iterdir()))
