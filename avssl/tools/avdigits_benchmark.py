@@ -209,7 +209,6 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     args.seeds = list(dict.fromkeys(args.seeds))
     from avssl.config import load_config
-
     from avssl.train.cli import check_model_config
 
     # a bad --set (a mistyped method too) fails now, not after the data are prepared
