@@ -113,6 +113,14 @@ def window_error(cfg) -> tuple[str, str] | None:
     )
 
 
+def name_error(cfg) -> tuple[str, str] | None:
+    """``("name", reason)`` when the run name cannot name a run folder."""
+    name = cfg.name
+    if not isinstance(name, str) or not name.strip() or name in (".", "..") or "/" in name:
+        return "name", f"must be a folder name (no '/'), got {name!r}"
+    return None
+
+
 def check_ranges(cfg, path=None, overrides: list[str] = ()) -> None:
     """Refuse a config with an out-of-range size, count or rate.
 
@@ -125,7 +133,7 @@ def check_ranges(cfg, path=None, overrides: list[str] = ()) -> None:
     Raises:
         ConfigError: naming the first such key, what it accepts and the value it holds.
     """
-    found = range_error(cfg) or window_error(cfg)
+    found = range_error(cfg) or window_error(cfg) or name_error(cfg)
     if found is None:
         return
     key, reason = found

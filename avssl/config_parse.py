@@ -47,6 +47,8 @@ def _coerce(value, tp, key: str):
         if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
             return value.lower() in ("true", "1", "yes")
         raise ConfigError(f"{key}: expected true/false, got {value!r}")
+    if tp is str and (value is None or isinstance(value, list | dict | bool)):
+        raise ConfigError(f"{key}: expected a string, got {value!r}")  # str() takes anything
     try:
         if tp is int and isinstance(value, float) and not value.is_integer():
             raise ValueError

@@ -127,6 +127,13 @@ def test_other_settings_cannot_resume(world_cache, tmp_path, capsys):
         _build(out, "--set", "data.fps=10", capsys=capsys)
 
 
+def test_unknown_split_refused_before_anything_is_written(world_cache, tmp_path):
+    out = tmp_path / "cache"
+    with pytest.raises(AvsslError, match=r"--splits tset: tset is not a split \(valid: train"):
+        shards_cli.main(["--out", str(out), *SETS, "--no-progress", "--splits", "tset"])
+    assert not out.exists()
+
+
 def _bad_manifest(media_factory, tmp_path: Path) -> Path:
     rows = []
     for i in range(3):

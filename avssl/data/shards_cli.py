@@ -28,7 +28,7 @@ from tqdm import tqdm
 from avssl.cli import ArgumentParser, json_line, positive_float, positive_int
 from avssl.config import DataConfig, load_config
 from avssl.data import media
-from avssl.data.manifest import Row, read_manifest, resolve
+from avssl.data.manifest import SPLITS, Row, read_manifest, resolve
 from avssl.data.shards import (
     INDEX,
     ShardWriter,
@@ -116,6 +116,11 @@ def main(argv: list[str] | None = None) -> int:
     rows = read_manifest(manifest)
     if args.splits:
         keep = {s.strip() for s in args.splits.split(",")}
+        if keep - set(SPLITS):
+            raise AvsslError(
+                f"--splits {args.splits}: {', '.join(sorted(keep - set(SPLITS)))} is not a "
+                f"split (valid: {', '.join(SPLITS)})"
+            )
         rows = [r for r in rows if r.split in keep]
     settings = decode_settings(cfg.data)
     done = _start(args.out, settings, manifest)
