@@ -218,14 +218,17 @@ def dispatch(
 ) -> int:
     """Run ``NAME ARGS`` as ``targets[NAME](ARGS)``, a ``module:function`` imported lazily.
 
-    No argument prints ``usage`` and returns 2, ``-h``/``--help`` prints it and returns 0; an
-    unknown NAME is reported on stderr as an unknown ``noun`` (exit 2). With ``guard`` the
-    function runs under :func:`run_guarded`, else its errors propagate.
+    No argument prints ``usage`` on stderr and returns 2, ``-h``/``--help`` prints it on stdout
+    and returns 0; an unknown NAME is reported on stderr as an unknown ``noun`` (exit 2). With
+    ``guard`` the function runs under :func:`run_guarded`, else its errors propagate.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] in ("-h", "--help"):
+    if not argv:  # a mistake: the usage goes where errors go
+        print(usage, file=sys.stderr)
+        return 2
+    if argv[0] in ("-h", "--help"):
         print(usage)
-        return 0 if argv else 2
+        return 0
     name, rest = argv[0], argv[1:]
     if name not in targets:
         print(f"error: unknown {noun} {name!r}\n{usage}", file=sys.stderr)

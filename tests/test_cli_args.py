@@ -53,3 +53,16 @@ def test_unforeseen_os_errors_are_one_line(tmp_path, capsys):
     assert run_guarded(write_below_a_file, []) == 2
     err = capsys.readouterr().err
     assert err.splitlines() == [f"error: {blocker / 'out'}: Not a directory"]
+
+
+def test_no_command_is_an_error_with_the_usage_on_stderr(capsys):
+    import evaluate
+    from avssl.cli import main as avssl_main
+
+    for entry in (avssl_main, evaluate.main):
+        assert entry([]) == 2
+        cap = capsys.readouterr()
+        assert cap.out == "" and "usage" in cap.err.lower()
+        assert entry(["--help"]) == 0
+        cap = capsys.readouterr()
+        assert cap.err == "" and "usage" in cap.out.lower()

@@ -260,9 +260,10 @@ def main(argv: list[str] | None = None) -> int:
     """Dispatch ``evaluate.py SUBCOMMAND ...``."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
-        print("usage: evaluate.py SUBCOMMAND [ARGS...]\n\nsubcommands:")
-        for name, (_, help_) in SUBCOMMANDS.items():
-            print(f"  {name:<10} {help_}")
+        lines = ["usage: evaluate.py SUBCOMMAND [ARGS...]\n\nsubcommands:"]
+        lines += [f"  {name:<10} {help_}" for name, (_, help_) in SUBCOMMANDS.items()]
+        # asked for: stdout; no subcommand at all is a mistake: stderr
+        print("\n".join(lines), file=sys.stdout if argv else sys.stderr)
         return 0 if argv else 2
     if argv[0] not in SUBCOMMANDS:
         raise AvsslError(f"unknown evaluation {argv[0]!r} (choose from {', '.join(SUBCOMMANDS)})")
