@@ -185,16 +185,16 @@ def main(argv: list[str] | None = None) -> int:
         ckpt = path / "last.pt" if path.is_dir() else path
         if path.is_dir() and not ckpt.exists():
             raise CheckpointError(path, "no last.pt in this run directory")
+        resume = load_checkpoint(ckpt)
+        for key in ("model", "optimizer", "scaler", "step", "epoch", "batch_in_epoch", "rng_cpu"):
+            if key not in resume:
+                raise CheckpointError(ckpt, f"not a resumable training checkpoint (no {key!r})")
         if ckpt.name != "last.pt" and (ckpt.parent / "last.pt").exists():
             raise CheckpointError(
                 ckpt,
                 "resuming from it would overwrite the last.pt beside it; resume the run folder "
                 "(its last.pt), or copy this checkpoint alone into a new folder and resume that",
             )
-        resume = load_checkpoint(ckpt)
-        for key in ("model", "optimizer", "scaler", "step", "epoch", "batch_in_epoch", "rng_cpu"):
-            if key not in resume:
-                raise CheckpointError(ckpt, f"not a resumable training checkpoint (no {key!r})")
         cfg = checkpoint_config(resume)
         for item in args.overrides:
             apply_override(cfg, item)
