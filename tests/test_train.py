@@ -41,7 +41,7 @@ def test_train_writes_run_and_json(method, tiny_train_args, capsys):
     assert (run / "report.md").read_text().count("AVC accuracy") == 1
 
 
-def test_diverged_weights_are_one_line_errors(tiny_train_args, tmp_path, capsys):
+def test_diverged_or_displaced_checkpoints_are_one_line_errors(tiny_train_args, tmp_path, capsys):
     # weights that turn NaN between two validations: the validation stops the run
     sets = ("train.lr=1e8", "train.warmup_steps=0", "train.eval_every=2", "train.steps=4")
     args = ["--config", str(ROOT / "configs/l3.yaml"), *tiny_train_args(*sets)]
@@ -59,6 +59,16 @@ def test_diverged_weights_are_one_line_errors(tiny_train_args, tmp_path, capsys)
     assert evaluate.main(["retrieval", "--checkpoint", str(bad), "--no-progress"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "weights are not finite" in err and str(bad) in err
+    # a checkpoint whose (relative) data.root is not found from here says where it came from
+    state = load_checkpoint(run / "last.pt")
+    state["config"]["data"]["root"] = "elsewhere/manifest.jsonl"
+    torch.save(state, bad)
+    assert evaluate.main(["avc", "--checkpoint", str(bad), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        "error: elsewhere/manifest.jsonl: no manifest found (the checkpoint's data.root, "
+        "relative to where it was trained; pass --data MANIFEST)"
+    )
 
 
 def test_new_run_never_overwrites(tiny_train_args, capsys):

@@ -119,6 +119,13 @@ def use_data(cfg, manifest: str | None) -> None:
     if manifest:
         cfg.data.root = manifest
         cfg.data.cache = None
+    elif cfg.data.root is not None:
+        root = Path(cfg.data.root).expanduser()
+        if not (root / "manifest.jsonl" if root.is_dir() else root).is_file():
+            raise AvsslError(
+                f"{root}: no manifest found (the checkpoint's data.root, relative to where it "
+                "was trained; pass --data MANIFEST)"
+            )
 
 
 def emit(result: dict, args, title: str) -> None:
