@@ -27,6 +27,10 @@ _CORNERS = ("xmin", "ymin", "xmax", "ymax")
 def parse_box(values, where: str) -> list[float]:
     """Four numbers ``[x0, y0, x1, y1]`` from ``values``.
 
+    Args:
+        values: the four coordinates, as numbers or numeric strings (a JSON list, XML texts).
+        where: where the box comes from (file and entry), prefixed to the error message.
+
     Raises:
         ManifestError: naming ``where``, if they are not four numbers.
     """
@@ -104,6 +108,11 @@ def read_flickr_xml(
     <ymax>`` children; when those tags are missing, the reference's positional reading is used
     (skip the first child, take the next four). A file's ``<size>`` takes precedence over
     ``image_size``; with ``image_size`` None the ``<size>`` is required.
+
+    Args:
+        path: the XML annotation file.
+        image_size: side in pixels of the square image assumed when the file has no ``<size>``;
+            ``None`` to require one.
 
     Returns:
         ``[[x0, y0, x1, y1], ...]``, pixels divided by the width (x) and height (y).

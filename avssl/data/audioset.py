@@ -41,6 +41,9 @@ def read_segments(
         bad: when given, each malformed row is appended to it as ``(file:line, reason)`` and
             skipped; otherwise the first one is an error.
 
+    Returns:
+        The well-formed rows, in file order.
+
     Raises:
         ManifestError: the file is missing or unreadable, or (without ``bad``) naming
             ``file:line`` of the first malformed row.
@@ -188,6 +191,10 @@ class Ontology:
 
         0 for the same class, 1 for parent and child, 2 for siblings; classes with no common
         ancestor meet at the virtual root: ``depth(a) + depth(b) + 2``.
+
+        Args:
+            a: an ontology class id.
+            b: another class id (the distance is symmetric).
         """
         up_a, up_b = self._upward(a), self._upward(b)
         common = up_a.keys() & up_b.keys()
@@ -196,10 +203,20 @@ class Ontology:
         return self.depth(a) + self.depth(b) + 2
 
     def min_distance(self, labels_a: list[str], labels_b: list[str]) -> int:
-        """Smallest :meth:`tree_distance` between any label of one list and any of the other."""
+        """Smallest :meth:`tree_distance` between any label of one list and any of the other.
+
+        Args:
+            labels_a: class ids of one clip (at least one).
+            labels_b: class ids of the other clip (at least one).
+        """
         return min(self.tree_distance(a, b) for a in labels_a for b in labels_b)
 
     def is_restricted(self, id_: str, kind: str | None = None) -> bool:
-        """Whether the class carries restrictions (``"abstract"``, ``"blacklist"``), or ``kind``."""
+        """Whether the class carries restrictions (``"abstract"``, ``"blacklist"``), or ``kind``.
+
+        Args:
+            id_: an ontology class id.
+            kind: the one restriction to look for; ``None``: any.
+        """
         restrictions = self._node(id_).restrictions
         return kind in restrictions if kind is not None else bool(restrictions)

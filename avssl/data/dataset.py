@@ -28,6 +28,11 @@ from avssl.errors import MediaError
 def frame_at(frames: torch.Tensor, t: float, fps: float) -> torch.Tensor:
     """The frame of decoded ``frames`` (uint8 ``[T, H, W, 3]``) showing at ``t`` s.
 
+    Args:
+        frames: uint8 ``[T, H, W, 3]``, decoded at ``fps`` from time 0.
+        t: time in seconds from the first frame (past the end: the last frame).
+        fps: frame rate of ``frames``.
+
     Returns:
         uint8 ``[3, H, W]`` (a view).
     """
@@ -38,6 +43,12 @@ def audio_window(
     wave: torch.Tensor, centre: float, window: float, sample_rate: int
 ) -> torch.Tensor:
     """The ``window``-s audio of decoded ``wave`` (float32 ``[L]``) centred on ``centre`` s.
+
+    Args:
+        wave: float32 ``[L]`` mono audio at ``sample_rate``, from time 0.
+        centre: centre of the window in seconds.
+        window: window length in seconds.
+        sample_rate: rate of ``wave`` in Hz.
 
     Returns:
         float32 ``[N]`` (a view), ``N = round(window * sample_rate) <= L``; a window reaching past
@@ -143,7 +154,12 @@ class ClipStore:
             return err
 
     def frame(self, clip: int, t: float) -> torch.Tensor:
-        """uint8 ``[3, size, size]``: the frame showing at ``t`` s into the clip."""
+        """uint8 ``[3, size, size]``: the frame showing at ``t`` s into the clip.
+
+        Args:
+            clip: index of the clip in ``rows``.
+            t: time in seconds from the clip's start (its row's ``start``).
+        """
         if self.preload:
             return frame_at(self._frames[clip], t, self.data.fps)
         row = self.rows[clip]
@@ -154,7 +170,12 @@ class ClipStore:
         return frames[0].permute(2, 0, 1)
 
     def audio(self, clip: int, centre: float) -> torch.Tensor:
-        """float32 ``[N]``: the ``window``-second audio centred on ``centre`` s into the clip."""
+        """float32 ``[N]``: the ``window``-second audio centred on ``centre`` s into the clip.
+
+        Args:
+            clip: index of the clip in ``rows``.
+            centre: centre of the window in seconds from the clip's start (its row's ``start``).
+        """
         d = self.data
         if self.preload:
             return audio_window(self._audio[clip], centre, d.window, d.sample_rate)
@@ -166,6 +187,10 @@ class ClipStore:
 
 def label_table(rows: list[Row], classes: list[str]) -> tuple[list[int], torch.Tensor]:
     """Each row's class and the classes its frames show.
+
+    Args:
+        rows: manifest rows.
+        classes: label names; a label's position in the list is its class index.
 
     Returns:
         ``labels``: the index in ``classes`` of each row's first label (-1: none or unknown);

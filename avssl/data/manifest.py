@@ -124,6 +124,10 @@ def _check_boxes(value, where: str) -> dict | None:
 def row_from_json(obj: dict, where: str = "") -> Row:
     """Validate and convert one decoded JSON object into a :class:`Row`.
 
+    Args:
+        obj: one decoded manifest line.
+        where: where it comes from (``file:line``), prefixed to error messages.
+
     Raises:
         ManifestError: naming ``where`` and the row, for the first malformed field.
     """
@@ -169,6 +173,13 @@ def row_from_json(obj: dict, where: str = "") -> Row:
 def read_manifest(path: str | os.PathLike, split: str | None = None) -> list[Row]:
     """Read a manifest, optionally keeping one split.
 
+    Args:
+        path: the JSON-lines manifest.
+        split: keep only the rows of this split (``train``, ``val``, ``test``); ``None``: all.
+
+    Returns:
+        The rows in file order (ids are checked for uniqueness across all splits).
+
     Raises:
         ManifestError: naming the file and line of the first malformed row (or of the second
             row with an id already seen, and the line of the first).
@@ -205,7 +216,12 @@ def read_manifest(path: str | os.PathLike, split: str | None = None) -> list[Row
 
 
 def write_manifest(path: str | os.PathLike, rows: Iterable[Row]) -> int:
-    """Write rows atomically (temporary file then rename). Returns the number of rows."""
+    """Write rows atomically (temporary file then rename). Returns the number of rows.
+
+    Args:
+        path: the manifest to (over)write; its folder is created if needed.
+        rows: the rows, one JSON line each, in order.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
@@ -219,7 +235,12 @@ def write_manifest(path: str | os.PathLike, rows: Iterable[Row]) -> int:
 
 
 def resolve(manifest_path: str | os.PathLike, rel: str | None) -> Path | None:
-    """Absolute path of a manifest-relative media path (``None`` stays ``None``)."""
+    """Absolute path of a manifest-relative media path (``None`` stays ``None``).
+
+    Args:
+        manifest_path: the manifest file; relative paths are taken from its folder.
+        rel: a media path from one of its rows (an absolute one is returned as is), or ``None``.
+    """
     if rel is None:
         return None
     p = Path(rel)
@@ -227,5 +248,10 @@ def resolve(manifest_path: str | os.PathLike, rel: str | None) -> Path | None:
 
 
 def iter_split(rows: Iterable[Row], split: str) -> Iterator[Row]:
-    """The rows of ``split``, lazily (a generator over ``rows``)."""
+    """The rows of ``split``, lazily (a generator over ``rows``).
+
+    Args:
+        rows: manifest rows.
+        split: ``train``, ``val`` or ``test``.
+    """
     return (r for r in rows if r.split == split)

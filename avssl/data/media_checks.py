@@ -59,7 +59,12 @@ def check_file(path: str | os.PathLike) -> Path:
 
 @contextmanager
 def guard(path: str | os.PathLike, prefix: str = "truncated or corrupt") -> Iterator[None]:
-    """Turn decoding-library exceptions raised inside the block into one :class:`MediaError`."""
+    """Turn decoding-library exceptions raised inside the block into one :class:`MediaError`.
+
+    Args:
+        path: the file the error names.
+        prefix: start of the error's reason, followed by the library error's description.
+    """
     try:
         yield
     except MediaError:
@@ -88,6 +93,11 @@ def seek_to(container, stream, seconds: float) -> None:
     """Seek ``stream`` to the keyframe at or before ``seconds``.
 
     Formats without timestamps (raw elementary streams) cannot seek: they decode from the start.
+
+    Args:
+        container: an open PyAV input container.
+        stream: the stream of ``container`` to seek in.
+        seconds: target time relative to :func:`origin_s`.
     """
     if container.format.flags & _AVFMT_NOTIMESTAMPS or not stream.time_base:
         return
@@ -96,7 +106,15 @@ def seek_to(container, stream, seconds: float) -> None:
 
 
 def stream_end_s(container, stream) -> float | None:
-    """Declared end (s, relative to :func:`origin_s`) of a stream, or of the container."""
+    """Declared end (s, relative to :func:`origin_s`) of a stream, or of the container.
+
+    Args:
+        container: an open PyAV input container.
+        stream: one of its streams; without a declared duration, the container's is used.
+
+    Returns:
+        The end in seconds, or ``None`` when neither the stream nor the container declares one.
+    """
     tb = stream.time_base
     if stream.duration and tb:
         return float((stream.start_time or 0) * tb + stream.duration * tb) - origin_s(container)
@@ -106,7 +124,16 @@ def stream_end_s(container, stream) -> float | None:
 
 
 def check_window(path, start: float, duration: float, rate: float, what: str) -> None:
-    """Validate a requested window and output rate (``what``: "fps" or "sample rate")."""
+    """Validate a requested window and output rate (``what``: "fps" or "sample rate").
+
+    Args:
+        path: the file named in the error.
+        start: window start in seconds (finite, >= 0).
+        duration: window length in seconds (finite, > 0, at most ``MAX_WINDOW_S``).
+        rate: requested output rate: frames per second (at most ``MAX_FPS``) or Hz (at most
+            ``MAX_SAMPLE_RATE``).
+        what: "fps" or "sample rate", which also picks the limit of ``rate``.
+    """
     limit = MAX_FPS if what == "fps" else MAX_SAMPLE_RATE
     if not (math.isfinite(start) and start >= 0):
         raise MediaError(path, f"invalid window start {start} s (must be >= 0)")
@@ -119,13 +146,26 @@ def check_window(path, start: float, duration: float, rate: float, what: str) ->
 
 
 def check_pixels(path, width: int, height: int, what: str = "frame size") -> None:
-    """Reject frame sizes above :data:`MAX_PIXELS` (or non-positive ones)."""
+    """Reject frame sizes above :data:`MAX_PIXELS` (or non-positive ones).
+
+    Args:
+        path: the file named in the error.
+        width: frame width in pixels.
+        height: frame height in pixels.
+        what: which size this is, for the error ("video size", "output size", ...).
+    """
     if width <= 0 or height <= 0 or width * height > MAX_PIXELS:
         raise MediaError(path, f"{what} {width}x{height} outside the limit (1..{MAX_PIXELS} px)")
 
 
 def check_rate(path, sample_rate: int, channels: int) -> None:
-    """Reject audio streams with absurd sample rates or channel counts (0: not yet known)."""
+    """Reject audio streams with absurd sample rates or channel counts (0: not yet known).
+
+    Args:
+        path: the file named in the error.
+        sample_rate: the stream's rate in Hz (at most ``MAX_SAMPLE_RATE``).
+        channels: the stream's channel count (at most ``MAX_CHANNELS``).
+    """
     if not 0 <= sample_rate <= MAX_SAMPLE_RATE:
         raise MediaError(path, f"audio sample rate {sample_rate} Hz outside (0, {MAX_SAMPLE_RATE}]")
     if not 0 <= channels <= MAX_CHANNELS:
@@ -144,9 +184,13 @@ def check_coverage(
     """Raise unless a stream that ended at ``end`` s covers ``[start, start + duration)``.
 
     Args:
+        path: the file named in the error.
         what: "audio" or "video".
+        start: window start in seconds.
+        duration: window length in seconds.
         end: where the decoded data ended (s), ``None`` if nothing was decoded.
-        declared: the duration the file declares, to tell truncation from a short file.
+        declared: the duration the file declares, to tell truncation from a short file
+            (``None``: unknown, no truncation check).
         tolerance: shortfall (s) that is padded rather than rejected.
     """
     stop = start + duration

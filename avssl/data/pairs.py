@@ -24,13 +24,29 @@ AUDIO_KEYS = ("audio", "audio_easy", "audio_hard", "audio_neg")
 
 
 def centre_range(duration: float, window: float) -> tuple[float, float]:
-    """Smallest and largest window centre (s) that keep a ``window``-s window inside the clip."""
+    """Smallest and largest window centre (s) that keep a ``window``-s window inside the clip.
+
+    Args:
+        duration: clip length in seconds.
+        window: window length in seconds.
+    """
     half = window / 2
     return half, duration - half
 
 
 def frame_time(rng: np.random.Generator, duration: float, window: float, min_shift: float) -> float:
-    """A centre ``t`` that leaves room for a hard negative when the clip allows one."""
+    """A centre ``t`` that leaves room for a hard negative when the clip allows one.
+
+    Args:
+        rng: the item's random generator.
+        duration: clip length in seconds.
+        window: window length in seconds (``t`` stays in :func:`centre_range`).
+        min_shift: smallest shift in seconds of a hard negative from ``t``.
+
+    Returns:
+        ``t`` in seconds from the clip's start, uniform over the centres that leave room for a
+        hard negative, or over all centres when the clip is too short for one.
+    """
     lo, hi = centre_range(duration, window)
     m = min_shift
     if duration - window < m or hi - lo >= 2 * m:
@@ -44,7 +60,15 @@ def frame_time(rng: np.random.Generator, duration: float, window: float, min_shi
 def shifted_time(
     rng: np.random.Generator, duration: float, window: float, min_shift: float, t: float
 ) -> float:
-    """A hard negative's centre, at least ``min_shift`` s from ``t``; NaN when none fits."""
+    """A hard negative's centre, at least ``min_shift`` s from ``t``; NaN when none fits.
+
+    Args:
+        rng: the item's random generator.
+        duration: clip length in seconds.
+        window: window length in seconds (the centre stays in :func:`centre_range`).
+        min_shift: smallest distance in seconds from ``t``.
+        t: the positive's centre in seconds.
+    """
     lo, hi = centre_range(duration, window)
     m = min_shift
     left = max(0.0, (t - m) - lo)
@@ -114,7 +138,12 @@ class PairSampler:
         return len(self.durations)
 
     def sample(self, index: int, epoch: int = 0) -> Pair:
-        """The pair for ``index`` in ``epoch`` (deterministic)."""
+        """The pair for ``index`` in ``epoch`` (deterministic).
+
+        Args:
+            index: item index; the frame's clip is ``index % len(durations)``.
+            epoch: training epoch, which changes the draw.
+        """
         n = len(self.durations)
         clip = index % n
         rng = np.random.default_rng([self.seed, epoch & 0x7FFFFFFF, index])
@@ -155,9 +184,14 @@ def pair_audio(
 
     Args:
         keys: which of :data:`AUDIO_KEYS` to return.
-        positive, easy, hard: read the positive, the easy and the hard window (float ``[N]``).
+        positive: reads the positive window (float ``[N]``).
+        easy: reads the easy negative's window (float ``[N]``).
+        hard: reads the hard negative's window (float ``[N]``).
         hard_valid: whether the clip has a hard window; if not, ``audio_hard`` is the easy one.
         neg_hard: whether ``audio_neg`` is the hard window (else the easy one).
+
+    Returns:
+        ``{key: float [N]}`` for each of ``keys``, in their order.
     """
     read: dict[str, torch.Tensor] = {}
 

@@ -69,7 +69,13 @@ class ShardStream(IterableDataset):
         self.epoch = epoch
 
     def shards_for(self, worker: int, n_workers: int, rank: int | None = None) -> list[str]:
-        """Shard names read this epoch by ``worker`` of ``n_workers`` on ``rank`` (default: own)."""
+        """Shard names read this epoch by ``worker`` of ``n_workers`` on ``rank`` (default: own).
+
+        Args:
+            worker: DataLoader worker id (0 without workers).
+            n_workers: number of DataLoader workers (1 without workers).
+            rank: process rank; ``None``: this stream's ``rank``.
+        """
         rank = self.rank if rank is None else rank
         order = np.random.default_rng([self.seed, 104729, self.epoch]).permutation(len(self.shards))
         return [self.shards[i] for i in order[rank :: self.world][worker::n_workers]]
@@ -91,7 +97,13 @@ class ShardStream(IterableDataset):
 
 
 def shuffled(items, size: int, rng: np.random.Generator) -> Iterator:
-    """``items`` in a locally shuffled order: each output is drawn from a buffer of ``size``."""
+    """``items`` in a locally shuffled order: each output is drawn from a buffer of ``size``.
+
+    Args:
+        items: any iterable, read lazily.
+        size: buffer length; 0 or 1 passes ``items`` through in order.
+        rng: draws the buffer positions.
+    """
     if size <= 1:
         yield from items
         return

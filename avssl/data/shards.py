@@ -48,6 +48,11 @@ def split_size(data: DataConfig, split: str, train: bool | None = None) -> int:
 
     ``train`` defaults to ``split == "train"``: training crops from ``load_size`` frames when it
     augments; everything else reads ``frame_size`` frames.
+
+    Args:
+        data: data settings (``load_size``, ``frame_size``, ``augment``).
+        split: ``train``, ``val`` or ``test``.
+        train: whether the split is read for training; ``None``: ``split == "train"``.
     """
     train = split == "train" if train is None else train
     return data.load_size if (train and data.augment) else data.frame_size
@@ -83,7 +88,12 @@ def _add(tar: tarfile.TarFile, name: str, payload: bytes) -> None:
 
 
 def write_json(path: Path, obj) -> None:
-    """Write ``obj`` as JSON atomically (temporary file, then rename)."""
+    """Write ``obj`` as JSON atomically (temporary file, then rename).
+
+    Args:
+        path: the file to (over)write.
+        obj: any JSON-serialisable value.
+    """
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(obj), encoding="utf-8")
     os.replace(tmp, path)
@@ -110,7 +120,13 @@ class ShardWriter:
         self._entry: dict = {}
 
     def add(self, row: Row, frames: np.ndarray, audio: np.ndarray) -> None:
-        """Store one clip: frames uint8 ``[T, H, W, 3]``, audio float32 ``[N]``."""
+        """Store one clip: frames uint8 ``[T, H, W, 3]``, audio float32 ``[N]``.
+
+        Args:
+            row: the clip's manifest row (stored as JSON; its ``id`` gives the sample key).
+            frames: uint8 ``[T, H, W, 3]`` decoded frames.
+            audio: float32 ``[N]`` mono audio.
+        """
         if self._tar is None:
             name = shard_name(self.number)
             tmp = self.out / (name + ".tmp")
@@ -227,7 +243,16 @@ def read_index(cache: str | os.PathLike) -> dict:
 
 
 def check_settings(index: dict, cache, data: DataConfig, split: str, size: int) -> None:
-    """Refuse a cache whose decode settings differ from what ``data`` asks for ``split``."""
+    """Refuse a cache whose decode settings differ from what ``data`` asks for ``split``.
+
+    Args:
+        index: the cache's ``index.json`` (:func:`read_index`).
+        cache: the cache folder, named in the error.
+        data: data settings (``fps``, ``sample_rate``).
+        split: the split to read; ``train`` is checked against the cache's training frame size,
+            any other against its evaluation size.
+        size: frame side length the reader needs (see :func:`split_size`).
+    """
     s = index["settings"]
     have = (s["fps"], s["sample_rate"], s["train_size"] if split == "train" else s["eval_size"])
     need = (float(data.fps), int(data.sample_rate), size)
@@ -245,6 +270,13 @@ def cached_clips(cache, rows: list[Row], data: DataConfig, split: str, size: int
     Only the shards holding ``split`` are read. A row whose build was skipped gets the same
     error the build met; a row missing from the cache, or cached from a different manifest row,
     gets an error saying so.
+
+    Args:
+        cache: the cache folder.
+        rows: the manifest rows to serve (rows of other splits are reported missing).
+        data: data settings, checked against the cache's (see :func:`check_settings`).
+        split: the split ``rows`` belong to.
+        size: frame side length the reader needs (see :func:`split_size`).
 
     Returns:
         ``row -> (frames uint8 [T, H, W, 3], audio float32 [N]) | MediaError``.

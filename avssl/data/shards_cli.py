@@ -61,6 +61,12 @@ def decode_row(row: Row, manifest: Path, data: DataConfig):
     """``(frames uint8 [T, H, W, 3], audio float32 [N])`` ndarrays of a row, or its MediaError.
 
     Decoded exactly as :class:`avssl.data.dataset.ClipStore` preloads it.
+
+    Args:
+        row: the manifest row.
+        manifest: the manifest's path (media paths are relative to it).
+        data: data settings (fps, sample rate; frame size by the row's split, see
+            :func:`~avssl.data.shards.split_size`).
     """
     duration = None if row.end is None else row.end - row.start
     try:

@@ -39,13 +39,22 @@ def class_names(rows: list[Row]) -> list[str]:
 
 
 def domain_names(rows: list[Row], split: str = "train") -> list[str]:
-    """Sorted names of the ``domain`` fields of one split's rows."""
+    """Sorted names of the ``domain`` fields of one split's rows.
+
+    Args:
+        rows: manifest rows (of any split).
+        split: the split whose rows are read.
+    """
     return sorted({r.domain for r in rows if r.split == split and r.domain is not None})
 
 
 def resolve_domains(cfg: Config, progress: bool = True) -> None:
     """Fill ``cfg.loss.domains`` from the training split when the domain adversary is on and no
     domains are named (before the model is built, so checkpoints record them).
+
+    Args:
+        cfg: the full config; ``cfg.loss.domains`` is set in place.
+        progress: show progress if the synthetic world has to be generated.
 
     Raises:
         ConfigError: the adversary is on with ``data.stream`` or on the synthetic world, or no
@@ -87,6 +96,19 @@ def load_split(
     ``sample`` keeps a random subset of that many rows (drawn with ``seed``, kept in manifest
     order), so that a large split can be read in part. With ``domains``, each item carries the
     index of its row's domain (see :class:`AVPairDataset`).
+
+    Args:
+        data: data settings (manifest, cache, frame sizes, window, preloading).
+        split: ``train``, ``val`` or ``test``.
+        train: augment frames (decoded at ``data.load_size`` when ``data.augment``); otherwise
+            resize only.
+        manifest: the manifest to read; by default the one ``data`` points at
+            (:func:`manifest_path`).
+        windows_per_clip: items per clip per epoch.
+        seed: seed of the subset and of the pair sampling.
+        progress: show decoding (and generation) progress.
+        sample: keep at most this many rows of the split; ``None``: all.
+        domains: domain names, or ``None`` for no ``domain`` entry.
 
     Raises:
         ManifestError: the split has fewer than two usable clips.

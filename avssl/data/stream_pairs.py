@@ -155,6 +155,9 @@ class StreamPairs(IterableDataset):
         Args:
             batch_size: items per batch.
             n_workers: DataLoader workers per rank (1 when loading in the main process).
+
+        Returns:
+            ``[world]`` full-batch counts, indexed by rank.
         """
         out = []
         for rank in range(self.stream.world):

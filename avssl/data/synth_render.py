@@ -71,8 +71,13 @@ def shape_sdf(shape: str, x: np.ndarray, y: np.ndarray, r) -> np.ndarray:
 
     Args:
         shape: one of :data:`SHAPES`.
-        x, y: pixel offsets from the shape's centre (any broadcastable shapes, y down).
+        x: horizontal pixel offsets from the shape's centre (any shape broadcastable with
+            ``y`` and ``r``, e.g. ``[1, 1, w]``).
+        y: vertical pixel offsets from the centre, y down (e.g. ``[1, h, 1]``).
         r: half size in pixels (scalar or broadcastable, e.g. ``[T, 1, 1]``).
+
+    Returns:
+        The distances, in the broadcast shape of ``x``, ``y`` and ``r``.
     """
     ax, ay = np.abs(x), np.abs(y)
     if shape == "circle":
@@ -128,7 +133,16 @@ def paint(canvas: np.ndarray, alpha: np.ndarray, rgb: np.ndarray, box: tuple[int
 
 
 def onset_times(rng: np.random.Generator, duration: float, ioi: tuple[float, float]) -> np.ndarray:
-    """Irregular note onsets in ``[0, duration)``: first in [0, 0.3) s, then ``ioi`` steps."""
+    """Irregular note onsets in ``[0, duration)``: first in [0, 0.3) s, then ``ioi`` steps.
+
+    Args:
+        rng: the clip's random generator.
+        duration: clip length in seconds.
+        ioi: ``(low, high)`` range in seconds of the uniform intervals between onsets.
+
+    Returns:
+        ``[K]`` increasing onset times in seconds.
+    """
     times = [rng.uniform(0.0, 0.3)]
     while True:
         nxt = times[-1] + rng.uniform(*ioi)
@@ -138,14 +152,27 @@ def onset_times(rng: np.random.Generator, duration: float, ioi: tuple[float, flo
 
 
 def envelope(t: np.ndarray, onsets: np.ndarray, tau: float) -> np.ndarray:
-    """``exp(-(t - last onset) / tau)`` at times ``t`` (0 before the first onset). Shape of t."""
+    """``exp(-(t - last onset) / tau)`` at times ``t`` (0 before the first onset). Shape of t.
+
+    Args:
+        t: times in seconds, any shape.
+        onsets: ``[K]`` increasing onset times in seconds.
+        tau: decay time constant in seconds.
+    """
     idx = np.searchsorted(onsets, t, side="right") - 1
     since = t - onsets[np.maximum(idx, 0)]
     return np.where(idx >= 0, np.exp(-since / tau), 0.0)
 
 
 def tone(spec: ClassSpec, n: int, sample_rate: int, rng: np.random.Generator) -> np.ndarray:
-    """A continuous tone of the class timbre, float ``[n]`` with unit RMS."""
+    """A continuous tone of the class timbre, float ``[n]`` with unit RMS.
+
+    Args:
+        spec: the class (its ``pitch`` and ``timbre``).
+        n: number of samples.
+        sample_rate: rate in Hz.
+        rng: draws the phase (and the noise of the ``noise`` timbre).
+    """
     t = np.arange(n) / sample_rate
     f0, phase = spec.pitch, rng.uniform(0, 2 * np.pi)
     nyquist = 0.45 * sample_rate
@@ -166,7 +193,13 @@ def tone(spec: ClassSpec, n: int, sample_rate: int, rng: np.random.Generator) ->
 
 
 def background_noise(n: int, sample_rate: int, rng: np.random.Generator) -> np.ndarray:
-    """White or pink noise (one of the two at random), float ``[n]`` with unit RMS."""
+    """White or pink noise (one of the two at random), float ``[n]`` with unit RMS.
+
+    Args:
+        n: number of samples.
+        sample_rate: rate in Hz (shapes the pink spectrum).
+        rng: draws the noise and the choice between white and pink.
+    """
     x = rng.standard_normal(n)
     if rng.random() < 0.5:
         freqs = np.fft.rfftfreq(n, 1 / sample_rate)
@@ -251,6 +284,11 @@ def render_clip(cfg, classes: list[ClassSpec], label: int, rng: np.random.Genera
         classes: all class specs.
         label: index of the sounding object's class.
         rng: the clip's generator (everything random is drawn from it).
+
+    Returns:
+        The :class:`Clip`: frames uint8 ``[T, S, S, 3]`` with ``T = round(duration * fps)`` and
+        ``S = cfg.size``, audio float32 ``[N]`` with ``N = round(duration * sample_rate)`` (peak
+        0.5), one source box and the boxes of the distractors that could be placed.
     """
     size, n_frames = cfg.size, int(round(cfg.duration * cfg.fps))
     spec = classes[label]

@@ -190,7 +190,13 @@ def _ensure(out_dir: Path, cfg: SynthConfig, workers: int, progress: bool, force
 
 
 def ensure_world(cfg: SynthConfig, workers: int = 2, progress: bool = True) -> Path:
-    """The manifest of the cached world of ``cfg``, built first unless it already exists."""
+    """The manifest of the cached world of ``cfg``, built first unless it already exists.
+
+    Args:
+        cfg: the world's settings (they pick its folder, :func:`world_dir`).
+        workers: clips rendered in parallel if the world is built (see :func:`build_world`).
+        progress: show a progress bar while building.
+    """
     return _ensure(world_dir(cfg), cfg, workers, progress, force=False)
 
 

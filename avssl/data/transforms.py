@@ -47,7 +47,12 @@ def train_augment(
 
 
 def eval_resize(frame: torch.Tensor, size: int) -> torch.Tensor:
-    """Resize the whole frame (no crop: normalised boxes stay valid); uint8 ``[3, size, size]``."""
+    """Resize the whole frame (no crop: normalised boxes stay valid); uint8 ``[3, size, size]``.
+
+    Args:
+        frame: uint8 ``[3, H, W]``; returned as is when already ``size x size``.
+        size: output side length.
+    """
     if frame.shape[-1] == size and frame.shape[-2] == size:
         return frame
     return TF.resize(frame, [size, size], antialias=True)

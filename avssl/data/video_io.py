@@ -147,7 +147,12 @@ def video_stream(container):
 
 
 def is_image(p, container) -> bool:
-    """Whether an opened file is a still image (by extension or demuxer)."""
+    """Whether an opened file is a still image (by extension or demuxer).
+
+    Args:
+        p: the file's :class:`~pathlib.Path` (its suffix is checked).
+        container: the file opened with PyAV (its demuxer name is checked).
+    """
     name = container.format.name
     return p.suffix.lower() in IMAGE_EXTS or name == "image2" or name.endswith("_pipe")
 

@@ -85,7 +85,15 @@ def adapt_on_waves(
     model: nn.Module, waves: Tensor, device, precision: str = "fp32", batch_size: int = 64
 ) -> dict:
     """Re-estimate the audio batch norms on waveforms ``[N, n]`` (the sounds about to be
-    evaluated); returns the result's JSON entry ``{"adapt_bn": {"clips": N, "layers": L}}``."""
+    evaluated); returns the result's JSON entry ``{"adapt_bn": {"clips": N, "layers": L}}``.
+
+    Args:
+        model: the model whose audio batch norms are adapted in place.
+        waves: float ``[N, n]`` waveforms at the model's sample rate.
+        device: where the forward passes run.
+        precision: ``fp32`` or ``bf16`` (autocast).
+        batch_size: waveforms per forward pass (the statistics accumulate over all batches).
+    """
     from avssl.eval.embed import embed_audio
 
     with audio_bn_adaptation(model):

@@ -72,6 +72,14 @@ def _read_csv(path: Path, columns: tuple[str, ...]) -> list[dict[str, str]]:
 def list_esc50(root: str | Path, subset: str | None = None) -> list[AudioItem]:
     """ESC-50 clips; ``subset="esc10"`` keeps the rows whose ``esc10`` column is True.
 
+    Args:
+        root: the dataset folder (``audio/`` and ``meta/esc50.csv``).
+        subset: ``None`` for all 50 classes or ``"esc10"``.
+
+    Returns:
+        one item per kept CSV row: ``path`` under ``audio/``, ``label`` its category, ``group``
+        its fold, ``source`` its ``src_file``.
+
     Raises:
         ManifestError: missing ``meta/esc50.csv`` or columns.
     """
@@ -135,6 +143,10 @@ def list_folder(root: str | Path, group_regex: str | None = None) -> list[AudioI
         group_regex: a regular expression searched in each file name; its first group (or the
             whole match) names the recording, so that takes of one recording share a fold.
             Files it does not match are their own group.
+
+    Returns:
+        one item per media file, labelled by its class folder, with the recording as both
+        ``group`` and ``source``.
 
     Raises:
         ManifestError: no class folder with media files.
@@ -205,7 +217,16 @@ def list_dataset(
     kind: str, root: str | Path, subset: str | None = None, group_regex: str | None = None
 ) -> list[AudioItem]:
     """Dispatch to :func:`list_esc50`, :func:`list_us8k`, :func:`list_folder` or
-    :func:`list_manifest`."""
+    :func:`list_manifest`.
+
+    Args:
+        kind: ``esc50``, ``us8k``, ``folder`` or ``manifest``.
+        root: the dataset folder (``manifest``: a ``.jsonl`` or a folder holding
+            ``manifest.jsonl``).
+        subset: ESC-50 only: ``None`` or ``"esc10"``.
+        group_regex: ``folder`` and ``manifest`` only: what names a recording (see
+            :func:`list_folder` and :func:`list_manifest`).
+    """
     if kind == "esc50":
         return list_esc50(root, subset)
     if kind == "us8k":

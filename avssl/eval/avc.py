@@ -38,6 +38,13 @@ def score_pairs(
     """Scores of every item's positive, easy and hard pair.
 
     Args:
+        model: an :class:`~avssl.models.base.AVModel` (its ``visual_codes``, ``audio_codes``
+            and ``pair_scores``).
+        dataset: ``M`` items of :class:`~avssl.data.dataset.AVPairDataset` (``frames`` uint8
+            ``[3, S, S]``, ``audio``, ``audio_easy``, ``audio_hard``, ``hard_valid``).
+        device: the model's :class:`torch.device`.
+        precision: ``fp32`` or ``bf16`` (autocast).
+        batch_size: items per forward pass.
         cohort: optional :func:`~avssl.eval.score_norm.cohort_codes` of training pictures; each
             score is then centred by its sound's :func:`~avssl.eval.score_norm.code_offsets`.
         cohort_top: how many best cohort scores make a sound's offset.
@@ -71,7 +78,18 @@ def score_pairs(
 
 
 def avc_metrics(scores: dict, threshold: float) -> dict:
-    """Balanced accuracies (see the module docstring) and threshold-free ROC-AUCs."""
+    """Balanced accuracies (see the module docstring) and threshold-free ROC-AUCs.
+
+    Args:
+        scores: :func:`score_pairs` output (``pos``, ``easy``, ``hard`` float ``[M]``,
+            ``hard_valid`` bool ``[M]``).
+        threshold: decision threshold; ``score >= threshold`` means "match".
+
+    Returns:
+        ``accuracy``, ``accuracy_easy``, ``accuracy_hard``, ``accuracy_positive``,
+        ``roc_auc_easy``, ``roc_auc_hard`` (the hard ones NaN when no item has a hard pair),
+        ``threshold`` and ``n`` (the number of items).
+    """
     pos, easy = scores["pos"], scores["easy"]
     hard = scores["hard"][scores["hard_valid"]]
     acc_pos = float(np.mean(pos >= threshold))

@@ -98,7 +98,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def make_extractor(args, device):
-    """The feature extractor named by ``--features`` and a description of it."""
+    """The feature extractor named by ``--features`` and a description of it.
+
+    Args:
+        args: the parsed ``classify`` arguments (``features``, ``checkpoint``, ``layer``,
+            ``hop``, ``pool``, ``precision``, ``batch_size``, TTA, ``seed``, ...).
+        device: where a network runs.
+
+    Returns:
+        ``(extractor, info)``: a :class:`~avssl.eval.clip_features.LogMelStats`,
+        :class:`~avssl.eval.clip_features.MfccStats` or
+        :class:`~avssl.eval.clip_features.WindowEmbedder`, and the result's JSON entries that
+        describe it.
+    """
     from avssl.eval.clip_features import LogMelStats, MfccStats, WindowEmbedder
 
     if args.features in HANDCRAFTED:
@@ -142,6 +154,13 @@ def extract_adapted(items, extractor, args):
     """:func:`~avssl.eval.clip_features.extract` with the training rows embedded under the
     checkpoint's statistics and the test rows under statistics re-estimated on the test rows'
     own audio (``--adapt-bn``; each domain its own, as in AdaBN). Rows come back train first.
+
+    Args:
+        items: the clips (:class:`~avssl.eval.audio_sets.AudioItem`); those of group ``test``
+            are adapted to, all others are embedded with the checkpoint's statistics.
+        extractor: a :class:`~avssl.eval.clip_features.WindowEmbedder`; its model's audio batch
+            norms are left adapted to the test rows.
+        args: the parsed ``classify`` arguments (``strict``, ``no_progress``).
 
     Returns:
         ``(features, kept, skipped, timing, {"adapt_bn": ...})``, as ``extract`` plus the entry.

@@ -83,6 +83,13 @@ def add_adapt(p: argparse.ArgumentParser) -> None:
 def apply_tta(model, args) -> dict:
     """Set the model's speed test-time augmentation from ``--audio-tta``; its JSON entry.
 
+    Args:
+        model: the model; its ``audio_tta`` is set.
+        args: parsed arguments with ``audio_tta`` and ``audio_tta_views`` (see :func:`add_tta`).
+
+    Returns:
+        ``{"audio_tta": [speed, ...]}``, or ``{}`` when test-time augmentation is off.
+
     Raises:
         AvsslError: a radius outside ``[0, 1)`` or fewer than 2 views.
     """
@@ -100,6 +107,11 @@ def add_strict(p: argparse.ArgumentParser) -> None:
 def skip_report(store, strict: bool = False) -> dict:
     """``{"skipped": n, "skipped_items": [{"id", "reason"}, ...]}`` of a clip store's bad rows.
 
+    Args:
+        store: a :class:`~avssl.data.dataset.ClipStore` (its ``skipped`` list; at most
+            ``MAX_LISTED_SKIPS`` rows are listed).
+        strict: raise on the first bad row instead of reporting it.
+
     Raises:
         AvsslError: under ``strict``, naming the first bad row.
     """
@@ -115,6 +127,11 @@ def use_data(cfg, manifest: str | None) -> None:
 
     The checkpoint's shard cache (``data.cache``) holds its training data only, so another
     manifest is read from its media.
+
+    Args:
+        cfg: the checkpoint's config, changed in place.
+        manifest: ``--data``; when empty, the config's own ``data.root`` (if set) is only
+            checked to exist.
     """
     if manifest:
         cfg.data.root = manifest
@@ -129,7 +146,13 @@ def use_data(cfg, manifest: str | None) -> None:
 
 
 def emit(result: dict, args, title: str) -> None:
-    """Print the result as the last stdout line, write ``--out``, append to the run's report."""
+    """Print the result as the last stdout line, write ``--out``, append to the run's report.
+
+    Args:
+        result: the JSON result.
+        args: parsed arguments (``out``; ``checkpoint``, whose run directory gets the report).
+        title: heading of the result's table in ``report.md``.
+    """
     text = json_line(result)
     print(text)  # first: a file that cannot be written must not cost the result
     sys.stdout.flush()
@@ -165,7 +188,13 @@ def _flatten(result: dict, prefix: str = "") -> dict:
 
 
 def append_report(path: Path, title: str, result: dict) -> None:
-    """Append a two-column markdown table of the scalar entries of ``result``."""
+    """Append a two-column markdown table of the scalar entries of ``result``.
+
+    Args:
+        path: the markdown file (created if missing).
+        title: the table's heading.
+        result: the JSON result; nested dicts become ``outer/inner`` rows, lists are left out.
+    """
     lines = [f"\n## {title}\n", "| metric | value |", "|---|---|"]
     for key, value in _flatten(result).items():
         if isinstance(value, float):

@@ -138,6 +138,12 @@ def load_clip(
     """The audio of a file from ``start`` for ``duration`` s (``None``: to the end), mono float
     ``[N]`` at ``sample_rate``.
 
+    Args:
+        path: an audio file or a video with an audio track.
+        sample_rate: output rate in Hz.
+        start: window start in seconds.
+        duration: window length in seconds; ``None`` reads to the end of the audio.
+
     Raises:
         MediaError: unreadable, no audio stream, empty, or a window beyond the audio.
     """

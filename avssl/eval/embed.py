@@ -34,7 +34,15 @@ def audio_windows(wave: Tensor, sample_rate: int, window: float, hop: float) -> 
 
 
 def frames_to_input(frames: Tensor, size: int) -> Tensor:
-    """uint8 frames ``[B, H, W, 3]`` (as decoded) -> model input float ``[B, 3, size, size]``."""
+    """uint8 frames ``[B, H, W, 3]`` (as decoded) -> model input float ``[B, 3, size, size]``.
+
+    Args:
+        frames: uint8 ``[B, H, W, 3]`` RGB frames.
+        size: side length the frames are resized to (no crop).
+
+    Returns:
+        float32 ``[B, 3, size, size]`` in ``[0, 1]``.
+    """
     chw = frames.permute(0, 3, 1, 2)
     return torch.stack([eval_resize(f, size) for f in chw]).float().div_(255)
 
@@ -51,7 +59,18 @@ def _batched(fn, x: Tensor, device, precision: str, batch_size: int) -> Tensor:
 def embed_audio(
     model, waves: Tensor, device="cpu", precision: str = "fp32", batch_size: int = 64
 ) -> Tensor:
-    """``[W, n]`` waveforms -> audio embeddings ``[W, D]``."""
+    """``[W, n]`` waveforms -> audio embeddings ``[W, D]``.
+
+    Args:
+        model: the model (its ``embed_audio``).
+        waves: float ``[W, n]`` waveforms at the model's sample rate.
+        device: where the model runs.
+        precision: ``fp32`` or ``bf16`` (autocast).
+        batch_size: examples per forward pass.
+
+    Returns:
+        float32 ``[W, D]`` on the CPU.
+    """
     model.eval()
     return _batched(model.embed_audio, waves, device, precision, batch_size)
 
@@ -59,7 +78,18 @@ def embed_audio(
 def embed_visual(
     model, frames: Tensor, device="cpu", precision: str = "fp32", batch_size: int = 64
 ) -> Tensor:
-    """Float frames ``[B, 3, H, W]`` in ``[0, 1]`` -> visual embeddings ``[B, D]``."""
+    """Float frames ``[B, 3, H, W]`` in ``[0, 1]`` -> visual embeddings ``[B, D]``.
+
+    Args:
+        model: the model (its ``embed_visual``).
+        frames: float ``[B, 3, H, W]`` in ``[0, 1]``.
+        device: where the model runs.
+        precision: ``fp32`` or ``bf16`` (autocast).
+        batch_size: examples per forward pass.
+
+    Returns:
+        float32 ``[B, D]`` on the CPU.
+    """
     model.eval()
     return _batched(model.embed_visual, frames, device, precision, batch_size)
 
@@ -67,7 +97,18 @@ def embed_visual(
 def visual_maps(
     model, frames: Tensor, device="cpu", precision: str = "fp32", batch_size: int = 64
 ) -> Tensor | None:
-    """Float frames ``[B, 3, H, W]`` -> per-location embeddings ``[B, D, h, w]`` (None: no map)."""
+    """Float frames ``[B, 3, H, W]`` -> per-location embeddings ``[B, D, h, w]`` (None: no map).
+
+    Args:
+        model: the model (its ``visual_map``; ``has_map`` False gives None).
+        frames: float ``[B, 3, H, W]`` in ``[0, 1]``.
+        device: where the model runs.
+        precision: ``fp32`` or ``bf16`` (autocast).
+        batch_size: examples per forward pass.
+
+    Returns:
+        float32 ``[B, D, h, w]`` on the CPU, or None when the model has no map.
+    """
     if not model.has_map:
         return None
     model.eval()
@@ -77,7 +118,19 @@ def visual_maps(
 def heatmaps(
     model, frames: Tensor, waves: Tensor, device="cpu", precision: str = "fp32", batch_size=64
 ) -> Tensor | None:
-    """Localisation maps ``[B, h, w]`` of float frames ``[B, 3, H, W]`` for waveforms ``[B, n]``."""
+    """Localisation maps ``[B, h, w]`` of float frames ``[B, 3, H, W]`` for waveforms ``[B, n]``.
+
+    Args:
+        model: the model (its ``heatmap``; ``has_map`` False gives None).
+        frames: float ``[B, 3, H, W]`` in ``[0, 1]``.
+        waves: float ``[B, n]``, the sound of each frame.
+        device: where the model runs.
+        precision: ``fp32`` or ``bf16`` (autocast).
+        batch_size: examples per forward pass.
+
+    Returns:
+        float32 ``[B, h, w]`` on the CPU, or None when the model has no map.
+    """
     if not model.has_map:
         return None
     model.eval()

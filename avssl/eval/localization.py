@@ -60,7 +60,15 @@ def median_mask(pred: np.ndarray) -> np.ndarray:
 
 
 def topk_mask(pred: np.ndarray, k: int) -> np.ndarray:
-    """bool mask of the ``k`` highest pixels (ties: lower row-major index first)."""
+    """bool mask of the ``k`` highest pixels (ties: lower row-major index first).
+
+    Args:
+        pred: a normalised map, e.g. ``[224, 224]`` from :func:`normalise_map`.
+        k: how many pixels to keep (0: an empty mask).
+
+    Returns:
+        bool, the shape of ``pred``.
+    """
     order = np.argsort(-pred.ravel(), kind="stable")[:k]
     mask = np.zeros(pred.size, bool)
     mask[order] = True
@@ -68,7 +76,16 @@ def topk_mask(pred: np.ndarray, k: int) -> np.ndarray:
 
 
 def gt_map(boxes: list, protocol: str = "vggss") -> np.ndarray:
-    """Ground-truth map ``[224, 224]`` of normalised ``[x0, y0, x1, y1]`` boxes (module doc)."""
+    """Ground-truth map ``[224, 224]`` of normalised ``[x0, y0, x1, y1]`` boxes (module doc).
+
+    Args:
+        boxes: the item's boxes, each ``[x0, y0, x1, y1]`` in [0, 1] (negative coordinates are
+            clipped to 0; an empty or inverted box draws nothing).
+        protocol: ``vggss`` (binary union) or ``flickr`` (annotator agreement).
+
+    Returns:
+        float64 ``[224, 224]`` in [0, 1].
+    """
     if protocol not in PROTOCOLS:
         raise ValueError(f"unknown protocol {protocol!r}")
     acc = np.zeros((SIZE, SIZE))
@@ -84,6 +101,10 @@ def ciou(mask: np.ndarray, gt: np.ndarray) -> float:
     """Consensus IoU of a binary prediction and a (possibly graded) ground-truth map.
 
     0 when both are empty (the formula's 0 / 0).
+
+    Args:
+        mask: bool ``[224, 224]`` prediction.
+        gt: float ``[224, 224]`` ground truth in [0, 1] (:func:`gt_map`).
     """
     mask = mask.astype(np.float64)
     union = gt.sum() + (mask * (gt == 0)).sum()
@@ -94,6 +115,13 @@ def score_item(heatmap, gt: np.ndarray) -> dict:
     """cIoU (reference), adaptive cIoU and pointing hit of one heatmap against its ``gt`` map.
 
     An empty ``gt`` (boxes that draw nothing) scores 0 on all three.
+
+    Args:
+        heatmap: the model's map ``[h, w]`` (array or tensor; resized and normalised here).
+        gt: ``[224, 224]`` from :func:`gt_map`.
+
+    Returns:
+        ``{"ciou": float, "ciou_adaptive": float, "pointing": bool}``.
     """
     pred = normalise_map(heatmap)
     k = int((gt > 0).sum())
@@ -117,6 +145,10 @@ def success_metrics(cious) -> dict:
 
 def localization_metrics(heatmaps, gts: list[np.ndarray]) -> dict:
     """Every measure over items: heatmaps ``[h, w]`` each and their :func:`gt_map` maps.
+
+    Args:
+        heatmaps: one ``[h, w]`` map per item (e.g. an ``[M, h, w]`` array).
+        gts: the items' ``[224, 224]`` ground-truth maps, as many as ``heatmaps``.
 
     Returns:
         ``ciou@0.5``, ``auc``, ``mean_ciou``, ``pointing``, ``ciou_adaptive@0.5``,
@@ -142,5 +174,11 @@ def centre_prior(sigma: float = 0.25) -> np.ndarray:
 
 
 def random_maps(n: int, shape: tuple[int, int], seed: int = 0) -> np.ndarray:
-    """Baseline heatmaps ``[n, h, w]`` uniform in [0, 1) (then resized like a model's map)."""
+    """Baseline heatmaps ``[n, h, w]`` uniform in [0, 1) (then resized like a model's map).
+
+    Args:
+        n: number of maps.
+        shape: ``(h, w)``, e.g. the model's map resolution.
+        seed: seed of the draw.
+    """
     return np.random.default_rng(seed).random((n, *shape))

@@ -32,7 +32,15 @@ from avssl.eval.cli import (
 
 
 def safe_name(index: int, row_id: str) -> str:
-    """A file name for item ``index`` whose row id may hold any characters."""
+    """A file name for item ``index`` whose row id may hold any characters.
+
+    Args:
+        index: the item's position (zero-padded to 5 digits, so names sort in item order).
+        row_id: the item's manifest row id (reduced to ``[A-Za-z0-9_-]``, at most 80 characters).
+
+    Returns:
+        ``<index>_<id>.png``.
+    """
     stem = re.sub(r"[^A-Za-z0-9_-]+", "_", row_id).strip("_")[:80]
     return f"{index:05d}_{stem or 'item'}.png"
 

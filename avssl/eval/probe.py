@@ -59,6 +59,11 @@ def fixed_split(groups: np.ndarray, train: str = "train", test: str = "test") ->
 
     Clips of any other group (e.g. a validation split) are in neither set.
 
+    Args:
+        groups: ``[C]`` each clip's group (e.g. its split).
+        train: the group fitted on.
+        test: the group tested on (also the fold's name).
+
     Raises:
         AvsslError: either side is empty.
     """
@@ -72,6 +77,15 @@ def fixed_split(groups: np.ndarray, train: str = "train", test: str = "test") ->
 
 def group_kfold(y: np.ndarray, groups: np.ndarray, n_splits: int, seed: int = 0) -> list[Fold]:
     """Stratified k-fold in which no group straddles two folds (``StratifiedGroupKFold``).
+
+    Args:
+        y: ``[C]`` labels (stratified on).
+        groups: ``[C]`` recording ids, each kept within one fold.
+        n_splits: number of folds (at least 2).
+        seed: shuffling seed.
+
+    Returns:
+        ``n_splits`` folds named ``"1"`` .. ``str(n_splits)``.
 
     Raises:
         AvsslError: fewer groups than folds.
@@ -148,7 +162,13 @@ def standardize_by_group(x: np.ndarray, groups: np.ndarray, eps: float = 1e-6) -
 
 
 def make_classifier(kind: str, c: float = FIXED_C, seed: int = 0) -> Pipeline:
-    """``StandardScaler`` then logistic regression (``logreg``) or a linear SVM (``svm``)."""
+    """``StandardScaler`` then logistic regression (``logreg``) or a linear SVM (``svm``).
+
+    Args:
+        kind: ``logreg`` or ``svm``.
+        c: inverse regularisation strength ``C``.
+        seed: random state of the SVM.
+    """
     if kind == "logreg":
         clf = LogisticRegression(C=c, max_iter=2000)
     elif kind == "svm":
@@ -228,6 +248,15 @@ def linear_probe(
     seed: int = 0,
 ) -> dict:
     """Every outer fold of :func:`evaluate_fold` and their summary.
+
+    Args:
+        x: ``[C, D]`` clip features.
+        y: ``[C]`` labels.
+        groups: ``[C]`` official folds or recording ids (for the inner CV).
+        folds: the outer splits; those without test clips are skipped.
+        predefined: whether ``groups`` are official folds (see :func:`inner_splits`).
+        classifier: ``logreg`` or ``svm``.
+        seed: seed of the inner group k-fold and the SVM.
 
     Returns:
         ``accuracy_mean`` / ``accuracy_std`` over folds with test clips, ``accuracy_pooled``

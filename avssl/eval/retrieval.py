@@ -47,6 +47,10 @@ NO_SHARED_SPACE = frozenset({"l3"})
 def centre_pairs(store: ClipStore, frame_size: int) -> tuple[Tensor, Tensor]:
     """The centre frame and centre audio window of every clip of ``store``.
 
+    Args:
+        store: the clips (each taken at ``duration / 2``).
+        frame_size: side length ``S`` the frames are resized to (no crop).
+
     Returns:
         ``(frames, waves)``: float ``[N, 3, S, S]`` in ``[0, 1]`` and float ``[N, n]``.
     """
@@ -76,6 +80,11 @@ def centre_time(row: Row, path: Path, fps: float) -> float:
 
     The centre is snapped down to the clip's ``fps`` frame grid, the frame the (preloaded)
     :class:`ClipStore` shows at ``duration / 2`` for the evaluated clips.
+
+    Args:
+        row: the manifest row (its ``start`` and ``end``).
+        path: the row's resolved video or image, probed when the row has no ``end``.
+        fps: frame rate of the grid.
 
     Raises:
         MediaError: the file cannot be probed.
@@ -123,7 +132,18 @@ def gallery_frames(rows: list[Row], manifest: str | Path, frame_size: int, fps: 
 def embed_frames(
     model, frames: Tensor, device="cpu", precision="fp32", batch_size=64
 ) -> dict[str, Tensor | None]:
-    """Pooled visual ``[G, D]`` and, for map models, ``map`` ``[G, D, h, w]``; ``audio`` None."""
+    """Pooled visual ``[G, D]`` and, for map models, ``map`` ``[G, D, h, w]``; ``audio`` None.
+
+    Args:
+        model: the model.
+        frames: float ``[G, 3, H, W]`` in ``[0, 1]`` (e.g. :attr:`Gallery.frames`).
+        device: where the model runs.
+        precision: ``fp32`` or ``bf16`` (autocast).
+        batch_size: examples per forward pass.
+
+    Returns:
+        ``{"audio": None, "visual": [G, D], "map": [G, D, h, w] or None}``, float32 on the CPU.
+    """
     kw = dict(device=device, precision=precision, batch_size=batch_size)
     return {
         "audio": None,
@@ -135,7 +155,20 @@ def embed_frames(
 def embed_pairs(
     model, frames: Tensor, waves: Tensor, device="cpu", precision="fp32", batch_size=64
 ) -> dict[str, Tensor | None]:
-    """Audio ``[N, D]``, pooled visual ``[N, D]`` and, for map models, ``map`` ``[N, D, h, w]``."""
+    """Audio ``[N, D]``, pooled visual ``[N, D]`` and, for map models, ``map`` ``[N, D, h, w]``.
+
+    Args:
+        model: the model.
+        frames: float ``[N, 3, H, W]`` in ``[0, 1]``.
+        waves: float ``[N, n]``, the sound of each frame (e.g. from :func:`centre_pairs`).
+        device: where the model runs.
+        precision: ``fp32`` or ``bf16`` (autocast).
+        batch_size: examples per forward pass.
+
+    Returns:
+        ``{"audio": [N, D], "visual": [N, D], "map": [N, D, h, w] or None}``, float32 on the
+        CPU.
+    """
     kw = dict(device=device, precision=precision, batch_size=batch_size)
     return {
         "audio": embed.embed_audio(model, waves, **kw),
@@ -149,6 +182,11 @@ def max_location_similarity(audio: Tensor, maps: Tensor, chunk: int = 64) -> Ten
 
     Entry ``(q, g)`` is ``max_l <audio[q], maps[g, :, l]>`` (computed in query chunks to bound
     memory at ``chunk * G * h * w`` floats).
+
+    Args:
+        audio: ``[Q, D]`` audio embeddings.
+        maps: ``[G, D, h, w]`` per-location visual embeddings.
+        chunk: queries scored at once.
     """
     flat = maps.flatten(2).float()  # [G, D, L]
     rows = [
@@ -164,7 +202,13 @@ def _cosine(x: Tensor, y: Tensor) -> Tensor:
 
 def cross_similarity(audio: Tensor, visual: Tensor, maps: Tensor | None = None) -> Tensor:
     """Audio ``[Q, D]`` against visual items -> ``[Q, G]``: max over locations of ``maps``
-    ``[G, D, h, w]`` when given, else the cosine with pooled ``visual`` ``[G, D]``."""
+    ``[G, D, h, w]`` when given, else the cosine with pooled ``visual`` ``[G, D]``.
+
+    Args:
+        audio: ``[Q, D]`` audio embeddings.
+        visual: ``[G, D]`` pooled visual embeddings (unused when ``maps`` is given).
+        maps: ``[G, D, h, w]`` per-location visual embeddings, or None.
+    """
     return max_location_similarity(audio, maps) if maps is not None else _cosine(audio, visual)
 
 
@@ -187,6 +231,11 @@ def fit_cca(train_audio: Tensor, train_visual: Tensor, n_components: int = 128):
     ``n_components`` is capped at ``min(M - 1, Da, Dv)`` (fewer samples than dimensions leave
     the rest undetermined). Never call this on the split being evaluated.
 
+    Args:
+        train_audio: ``[M, Da]`` audio embeddings of the training clips.
+        train_visual: ``[M, Dv]`` visual embeddings of the same clips, in the same order.
+        n_components: wanted dimension ``k`` of the CCA space (capped as above, at least 1).
+
     Returns:
         a fitted :class:`sklearn.cross_decomposition.CCA`.
     """
@@ -208,6 +257,14 @@ def cca_project(cca, emb: dict[str, Tensor | None]) -> dict[str, Tensor | None]:
 
     Either side may be None (a visual-only gallery): each side has its own rotation, so a side
     projected alone lands where it would have landed projected with the other.
+
+    Args:
+        cca: from :func:`fit_cca`.
+        emb: ``{"audio": [N, Da] or None, "visual": [M, Dv] or None}`` (any ``map`` is
+            ignored), e.g. :func:`embed_pairs` or :func:`embed_frames` output.
+
+    Returns:
+        ``{"audio": [N, k] or None, "visual": [M, k] or None, "map": None}``, float32.
     """
     a, v = emb["audio"], emb.get("visual")
     out: dict[str, Tensor | None] = {"audio": None, "visual": None, "map": None}

@@ -73,7 +73,12 @@ def ranking_metrics(
 
 
 def shared_label_relevance(labels_q: list[list[str]], labels_g: list[list[str]]) -> np.ndarray:
-    """bool ``[Q, G]``: True where query and gallery item share at least one label."""
+    """bool ``[Q, G]``: True where query and gallery item share at least one label.
+
+    Args:
+        labels_q: the labels of each of the Q queries.
+        labels_g: the labels of each of the G gallery items.
+    """
     sets_g = [set(g) for g in labels_g]
     return np.array([[bool(set(q) & g) for g in sets_g] for q in labels_q], dtype=bool).reshape(
         len(labels_q), len(labels_g)
@@ -90,6 +95,14 @@ def ontology_gains(
     child -> 1/2; siblings -> 1/4; ...). Labels missing from the ontology are ignored; an item
     with no known label has gain 0 with everything. This follows the graded evaluation of
     Objects that Sound (https://arxiv.org/abs/1712.06651); the exact gain function is ours.
+
+    Args:
+        labels_q: the ontology class ids of each of the Q queries.
+        labels_g: the ontology class ids of each of the G gallery items.
+        ontology: the AudioSet ontology.
+
+    Returns:
+        float64 ``[Q, G]`` gains in [0, 1].
     """
     known_q = [[x for x in q if x in ontology] for q in labels_q]
     known_g = [[x for x in g if x in ontology] for g in labels_g]

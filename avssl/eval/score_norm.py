@@ -25,6 +25,14 @@ from avssl.train.runtime import autocast
 def cohort_codes(model, dataset, device, precision: str = "fp32", batch_size: int = 64) -> Tensor:
     """The model's :meth:`visual_codes` of every frame of ``dataset`` (its audio is unused).
 
+    Args:
+        model: an :class:`~avssl.models.base.AVModel`.
+        dataset: items with ``frames`` uint8 ``[3, S, S]`` (e.g. an
+            :class:`~avssl.data.dataset.AVPairDataset` of training pictures).
+        device: the model's :class:`torch.device`.
+        precision: ``fp32`` or ``bf16`` (autocast).
+        batch_size: frames per forward pass.
+
     Returns:
         ``[F, ...]`` codes on ``device``, F = ``len(dataset)``.
     """
@@ -55,7 +63,17 @@ def cohort_offsets(model, wave: Tensor, cohort: Tensor, top: int) -> Tensor:
 
 @torch.no_grad()
 def code_offsets(model, audio: Tensor, cohort: Tensor, top: int) -> Tensor:
-    """:func:`cohort_offsets` from the sounds' :meth:`audio_codes` ``[A, ...]`` -> ``[A]``."""
+    """:func:`cohort_offsets` from the sounds' :meth:`audio_codes` ``[A, ...]`` -> ``[A]``.
+
+    Args:
+        model: an :class:`~avssl.models.base.AVModel` (its ``cross_scores``).
+        audio: ``[A, ...]`` audio codes of the sounds.
+        cohort: ``[F, ...]`` from :func:`cohort_codes`.
+        top: how many of the F cohort scores are averaged (1 <= top <= F).
+
+    Returns:
+        ``[A]`` float offsets, to be subtracted from the sounds' scores.
+    """
     if not 1 <= top <= cohort.shape[0]:
         raise AvsslError(f"cohort top {top} must be between 1 and the cohort size {len(cohort)}")
     scores = model.cross_scores(cohort, audio)  # [A, F]

@@ -39,6 +39,13 @@ def sharing_blocker(model, sample_rate: int, window: float, hop: float) -> str |
     frame-wise front end (``center=False``, no band normalisation; cepstral liftering is per
     frame), a window hop of a whole number of STFT hops, and an audio tower of 3x3 same
     convolutions, batch norm, ReLU and 2x2 max-pools only (no RFN: it normalises over time).
+
+    Args:
+        model: an :class:`~avssl.models.base.AVModel` (speed test-time augmentation and a time
+            stretch of the active span also block sharing).
+        sample_rate: the model's input rate (Hz).
+        window: window length (s).
+        hop: hop between window starts (s).
     """
     if hop >= window:
         return "windows do not overlap"
@@ -201,6 +208,7 @@ def sliding_embeddings(
     Args:
         model: an :class:`~avssl.models.base.AVModel` in eval mode.
         wave: mono float ``[N]`` at ``sample_rate``.
+        sample_rate: the model's input rate (Hz).
         window: window length (s).
         hop: hop between window starts (s).
         device: where the model runs.

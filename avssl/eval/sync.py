@@ -27,7 +27,12 @@ PairScore = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
 def offset_grid(max_offset: float, fps: float) -> np.ndarray:
-    """Offsets ``k / fps`` with ``|k / fps| <= max_offset``: float ``[2K + 1]`` s, ascending."""
+    """Offsets ``k / fps`` with ``|k / fps| <= max_offset``: float ``[2K + 1]`` s, ascending.
+
+    Args:
+        max_offset: largest shift searched (s).
+        fps: video frame rate; the grid step is one frame.
+    """
     k = int(np.floor(max_offset * fps + 1e-6))
     return np.arange(-k, k + 1) / fps
 
@@ -39,6 +44,13 @@ def frame_times(
 
     Every audio window centred on ``t + s`` with ``|s| <= margin`` lies inside
     ``[0, duration]``; times are multiples of ``1 / fps``.
+
+    Args:
+        duration: clip length (s).
+        fps: video frame rate.
+        window: audio window length (s).
+        margin: largest shift (s) every audio window must still fit for.
+        n: how many times at most (fewer when frames are scarce).
 
     Returns:
         float ``[n']`` times in seconds, or None when the clip is too short.
@@ -53,20 +65,40 @@ def frame_times(
 
 
 def sync_curve(pair_score: PairScore, times: np.ndarray, offsets: np.ndarray) -> np.ndarray:
-    """Mean score over ``times`` of every offset: float ``[K]``, one scorer call in total."""
+    """Mean score over ``times`` of every offset: float ``[K]``, one scorer call in total.
+
+    Args:
+        pair_score: the scorer, called once on all ``M * K`` (frame, audio) time pairs.
+        times: ``[M]`` frame times (s), e.g. from :func:`frame_times`.
+        offsets: ``[K]`` audio shifts (s), e.g. from :func:`offset_grid`.
+    """
     tf = np.tile(times, len(offsets))
     ta = tf + np.repeat(offsets, len(times))
     return np.asarray(pair_score(tf, ta), dtype=np.float64).reshape(len(offsets), -1).mean(axis=1)
 
 
 def best_offset(curve: np.ndarray, offsets: np.ndarray) -> tuple[float, float]:
-    """``(offset, confidence)``: the arg-max offset and ``max - median`` of the curve."""
+    """``(offset, confidence)``: the arg-max offset and ``max - median`` of the curve.
+
+    Args:
+        curve: ``[K]`` mean scores from :func:`sync_curve`.
+        offsets: ``[K]`` the offsets (s) they were scored at.
+    """
     i = int(np.argmax(curve))
     return float(offsets[i]), float(curve[i] - np.median(curve))
 
 
 def shift_audio(wave: Tensor, offset: float, sample_rate: int) -> Tensor:
-    """Delay (``offset > 0``) or advance float ``[N]`` audio by ``|offset|`` s, zero-filled."""
+    """Delay (``offset > 0``) or advance float ``[N]`` audio by ``|offset|`` s, zero-filled.
+
+    Args:
+        wave: float ``[N]`` mono audio.
+        offset: shift (s), rounded to whole samples.
+        sample_rate: rate of ``wave`` (Hz).
+
+    Returns:
+        float ``[N]``, a new tensor.
+    """
     s = int(round(offset * sample_rate))
     if s == 0:
         return wave.clone()
@@ -76,7 +108,14 @@ def shift_audio(wave: Tensor, offset: float, sample_rate: int) -> Tensor:
 
 
 def window_at(wave: Tensor, centre: float, window: float, sample_rate: int) -> Tensor:
-    """The ``window``-s stretch of float ``[N]`` audio centred on ``centre`` s, ``[n]``."""
+    """The ``window``-s stretch of float ``[N]`` audio centred on ``centre`` s, ``[n]``.
+
+    Args:
+        wave: float ``[N]`` mono audio, ``N >= n``.
+        centre: centre of the window (s); a window reaching past either end is moved inside.
+        window: window length (s), ``n = round(window * sample_rate)``.
+        sample_rate: rate of ``wave`` (Hz).
+    """
     n = int(round(window * sample_rate))
     i = int(round((centre - window / 2) * sample_rate))
     i = max(0, min(i, wave.shape[0] - n))
@@ -108,6 +147,10 @@ def model_pair_scorer(
         device: where the model runs.
         precision: ``fp32`` or ``bf16``.
         batch_size: pairs per forward pass.
+
+    Returns:
+        ``score(t_frame [M], t_audio [M]) -> [M]``: the model's score of the frame showing at
+        each ``t_frame`` against the audio window centred on each ``t_audio`` (float32 numpy).
     """
     model.eval()
     device = torch.device(device)

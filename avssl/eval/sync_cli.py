@@ -55,13 +55,39 @@ class ClipSync:
         self.offsets = offset_grid(args.max_offset, cfg.data.fps)
 
     def decode(self, path, audio_path=None, start=0.0, duration=None):
+        """Decode a clip at the model's ``data.fps``, ``data.frame_size`` and ``data.sample_rate``.
+
+        Args:
+            path: a video (or a still image).
+            audio_path: a separate audio file; by default the audio track of ``path``.
+            start: clip start (s).
+            duration: clip length (s); ``None`` reads to the end.
+
+        Returns:
+            ``(frames, wave)``: uint8 ``[T, S, S, 3]`` and float32 ``[N]`` mono, as
+            :func:`~avssl.data.media.read_clip` returns them.
+
+        Raises:
+            MediaError: as :func:`~avssl.data.media.read_clip`.
+        """
         from avssl.data.media import read_clip
 
         d = self.data
         return read_clip(path, d.fps, d.frame_size, d.sample_rate, audio_path, start, duration)
 
     def estimate(self, frames, wave, margin: float):
-        """``(offset, confidence, curve)``, or None when the clip is too short."""
+        """``(offset, confidence, curve, n_times)``, or None when the clip is too short.
+
+        Args:
+            frames: uint8 ``[T, H, W, 3]`` decoded at ``data.fps``.
+            wave: float ``[N]`` mono audio at ``data.sample_rate``.
+            margin: largest shift (s) the scored audio windows must fit for (see
+                :func:`~avssl.eval.sync.frame_times`).
+
+        Returns:
+            The best offset (s), its confidence, the ``[K]`` curve over ``offsets`` and the
+            number of frame times averaged.
+        """
         from avssl.eval.sync import best_offset, frame_times, model_pair_scorer, sync_curve
 
         d, a = self.data, self.args
@@ -82,6 +108,14 @@ class ClipSync:
 
 def run_video(sync: ClipSync, args) -> dict:
     """The estimated offset of the ``--video`` file, its confidence and score curve (JSON).
+
+    Args:
+        sync: the model's offset search.
+        args: the parsed ``sync`` arguments (``video``, ``max_offset``).
+
+    Returns:
+        ``offset_s``, ``confidence``, ``n_offsets``, ``n_times``, ``step_s``, ``max_offset_s``,
+        ``offsets_s``, ``curve`` and ``video``.
 
     Raises:
         MediaError: the file has no video or no audio stream, or is too short for
@@ -121,6 +155,17 @@ def run_manifest(sync: ClipSync, cfg, args) -> dict:
     Each row's shift is drawn from the offset grid (seeded by ``--seed``); ``offset_accuracy``
     is the share of estimates within one video frame of it. Unreadable rows are skipped (an
     error under ``--strict``), as are rows too short for the search.
+
+    Args:
+        sync: the model's offset search.
+        cfg: the checkpoint's config (its data settings; ``--data`` replaces the manifest).
+        args: the parsed ``sync`` arguments (``data``, ``split``, ``max_offset``, ``seed``,
+            ``strict``, ``no_progress``).
+
+    Returns:
+        ``offset_accuracy``, ``exact_accuracy`` (within half a frame), ``mean_abs_error_s``,
+        ``median_confidence``, ``n``, ``chance_accuracy``, ``n_offsets``, ``step_s``,
+        ``max_offset_s``, ``split``, ``n_skipped`` and ``skipped``.
 
     Raises:
         MediaError: under ``--strict``, the first unreadable row.
