@@ -19,6 +19,9 @@ def manifest_path(data: DataConfig, progress: bool = True) -> Path:
         data: ``data.root`` is a manifest file, a folder holding ``manifest.jsonl``, or None
             for the built-in synthetic world.
         progress: show generation progress.
+
+    Raises:
+        ManifestError: ``data.root`` holds no manifest.
     """
     if data.root is None:
         from avssl.data.synthetic import ensure_world

@@ -132,6 +132,9 @@ def use_data(cfg, manifest: str | None) -> None:
         cfg: the checkpoint's config, changed in place.
         manifest: ``--data``; when empty, the config's own ``data.root`` (if set) is only
             checked to exist.
+
+    Raises:
+        AvsslError: no ``--data`` and the config's ``data.root`` holds no manifest here.
     """
     if manifest:
         cfg.data.root = manifest

@@ -153,6 +153,9 @@ def localization_metrics(heatmaps, gts: list[np.ndarray]) -> dict:
     Returns:
         ``ciou@0.5``, ``auc``, ``mean_ciou``, ``pointing``, ``ciou_adaptive@0.5``,
         ``auc_adaptive``, ``n``.
+
+    Raises:
+        ValueError: no items.
     """
     items = [score_item(h, g) for h, g in zip(heatmaps, gts, strict=True)]
     if not items:

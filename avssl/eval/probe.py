@@ -168,6 +168,9 @@ def make_classifier(kind: str, c: float = FIXED_C, seed: int = 0) -> Pipeline:
         kind: ``logreg`` or ``svm``.
         c: inverse regularisation strength ``C``.
         seed: random state of the SVM.
+
+    Raises:
+        AvsslError: an unknown ``kind``.
     """
     if kind == "logreg":
         clf = LogisticRegression(C=c, max_iter=2000)
@@ -261,6 +264,9 @@ def linear_probe(
     Returns:
         ``accuracy_mean`` / ``accuracy_std`` over folds with test clips, ``accuracy_pooled``
         (all test clips together: fairer when folds are very unequal), ``per_fold``.
+
+    Raises:
+        AvsslError: no fold has test clips.
     """
     # Probe problems are small: threaded BLAS only adds hand-off latency to every L-BFGS step
     # (about 50x slower on a busy 2-core machine).

@@ -169,6 +169,7 @@ def run_manifest(sync: ClipSync, cfg, args) -> dict:
 
     Raises:
         MediaError: under ``--strict``, the first unreadable row.
+        ManifestError: no row of the split is usable.
     """
     from avssl.data.manifest import read_manifest, resolve
     from avssl.data.source import manifest_path
