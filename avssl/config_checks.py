@@ -1,9 +1,9 @@
 """Range checks of the config's sizes, counts and rates, run before anything is built.
 
 Two tables map a dotted config key to the values it accepts: :data:`RANGES` (numbers) and
-:data:`CHOICES` (names). Settings with
-checks of their own where they are used (augmentations, pooling, weight averaging, the synthetic
-world) are not repeated here; those run before any folder is made too (``check_model_config``).
+:data:`CHOICES` (names); :func:`name_error` checks the run name. Settings with checks of their
+own where they are used (augmentations, pooling, weight averaging, the synthetic world) are not
+repeated here; those run before any folder is made too (``check_model_config``).
 """
 
 from __future__ import annotations
