@@ -251,6 +251,23 @@ def test_cli_esc50_logmel(tmp_path, capsys):
     assert res["n_classes"] == 2 and res["n_clips"] == 16 and res["accuracy_mean"] >= 0.9
 
 
+def test_cli_esc50_skips_and_lists_malformed_metadata_rows(tmp_path, capsys):
+    root = make_esc50(tmp_path / "esc")
+    csv_path = root / "meta" / "esc50.csv"
+    with open(csv_path, "a") as fh:
+        fh.write("x.wav,row,0,low,True,1,A\n")  # a fold that is not a number
+        fh.write("y.wav,1\n")  # a short row
+    res = _classify(capsys, "--dataset", "esc50", "--root", str(root), "--features", "logmel")
+    assert res["n_clips"] == 24 and res["n_skipped"] == 2
+    assert [s["path"] for s in res["skipped"]] == [f"{csv_path}:26", f"{csv_path}:27"]
+    assert res["skipped"][0]["reason"] == "fold 'row' is not a number"
+    assert "short row" in res["skipped"][1]["reason"]
+    argv = ["classify", "--dataset", "esc50", "--root", str(root), "--features", "logmel"]
+    assert evaluate.main([*argv, "--strict", "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"error: {csv_path}:26: fold 'row' is not a number"
+
+
 def test_cli_us8k_from_names(tmp_path, capsys):
     root = make_us8k(tmp_path / "us", with_csv=False)
     res = _classify(capsys, "--dataset", "us8k", "--root", str(root), "--features", "logmel")

@@ -69,19 +69,24 @@ def _read_csv(path: Path, columns: tuple[str, ...]) -> list[dict[str, str]]:
         return list(reader)
 
 
-def list_esc50(root: str | Path, subset: str | None = None) -> list[AudioItem]:
+def list_esc50(
+    root: str | Path, subset: str | None = None, bad: list[dict] | None = None
+) -> list[AudioItem]:
     """ESC-50 clips; ``subset="esc10"`` keeps the rows whose ``esc10`` column is True.
 
     Args:
         root: the dataset folder (``audio/`` and ``meta/esc50.csv``).
         subset: ``None`` for all 50 classes or ``"esc10"``.
+        bad: when given, a malformed CSV row is skipped and recorded here as
+            ``{"path": "esc50.csv:LINE", "reason": ...}``; otherwise it is an error.
 
     Returns:
         one item per kept CSV row: ``path`` under ``audio/``, ``label`` its category, ``group``
         its fold, ``source`` its ``src_file``.
 
     Raises:
-        ManifestError: missing ``meta/esc50.csv`` or columns.
+        ManifestError: missing ``meta/esc50.csv`` or columns, or (without ``bad``) a malformed
+            row.
     """
     root = Path(root)
     csv_path = root / "meta" / "esc50.csv"
@@ -90,15 +95,31 @@ def list_esc50(root: str | Path, subset: str | None = None) -> list[AudioItem]:
         raise AvsslError(f"unknown ESC-50 subset {subset!r} (valid: esc10)")
     items = []
     for i, row in enumerate(rows, 2):
-        if subset == "esc10" and row["esc10"].strip().lower() not in ("true", "1"):
+        esc10 = (row["esc10"] or "").strip().lower() in ("true", "1")
+        if subset == "esc10" and row["esc10"] is not None and not esc10:
+            continue  # outside the subset: not read further
+        reason = _esc50_row_error(row)
+        if reason is not None:
+            if bad is None:
+                raise ManifestError(f"{csv_path}:{i}: {reason}")
+            bad.append({"path": f"{csv_path}:{i}", "reason": reason})
             continue
-        try:
-            fold = str(int(row["fold"]))
-        except ValueError:
-            raise ManifestError(f"{csv_path}:{i}: fold {row['fold']!r} is not a number") from None
         src = row.get("src_file") or row["filename"]
-        items.append(AudioItem(root / "audio" / row["filename"], row["category"], fold, src))
+        items.append(
+            AudioItem(root / "audio" / row["filename"], row["category"], str(int(row["fold"])), src)
+        )
     return items
+
+
+def _esc50_row_error(row: dict) -> str | None:
+    """Why an ``esc50.csv`` row cannot be used, or None (short rows hold None values)."""
+    if not row["filename"] or not row["category"] or row["esc10"] is None:
+        return "a short row (no filename, category or esc10 value)"
+    try:
+        int(row["fold"])
+    except (TypeError, ValueError):
+        return f"fold {row['fold']!r} is not a number"
+    return None
 
 
 def list_us8k(root: str | Path) -> list[AudioItem]:
@@ -214,7 +235,11 @@ def list_manifest(root: str | Path, group_regex: str | None = None) -> list[Audi
 
 
 def list_dataset(
-    kind: str, root: str | Path, subset: str | None = None, group_regex: str | None = None
+    kind: str,
+    root: str | Path,
+    subset: str | None = None,
+    group_regex: str | None = None,
+    bad: list[dict] | None = None,
 ) -> list[AudioItem]:
     """Dispatch to :func:`list_esc50`, :func:`list_us8k`, :func:`list_folder` or
     :func:`list_manifest`.
@@ -226,9 +251,11 @@ def list_dataset(
         subset: ESC-50 only: ``None`` or ``"esc10"``.
         group_regex: ``folder`` and ``manifest`` only: what names a recording (see
             :func:`list_folder` and :func:`list_manifest`).
+        bad: ESC-50 only: collects malformed metadata rows instead of failing on the first
+            (:func:`list_esc50`).
     """
     if kind == "esc50":
-        return list_esc50(root, subset)
+        return list_esc50(root, subset, bad)
     if kind == "us8k":
         return list_us8k(root)
     if kind == "folder":

@@ -227,7 +227,8 @@ def run(argv: list[str]) -> int:
     from avssl.train.runtime import resolve_device
 
     t0 = time.perf_counter()
-    items = list_dataset(args.dataset, args.root, args.subset, args.group_regex)
+    bad_rows = None if args.strict else []  # malformed metadata rows: skipped and listed
+    items = list_dataset(args.dataset, args.root, args.subset, args.group_regex, bad_rows)
     if args.dataset == "manifest":  # the validation split takes no part in the probe
         items = [it for it in items if it.group in ("train", "test")]
     if not items:
@@ -243,6 +244,7 @@ def run(argv: list[str]) -> int:
             windows=[(it.start, it.duration) for it in items],
         )  # fmt: skip
     items = [items[i] for i in kept]
+    skipped = (bad_rows or []) + skipped
     if len(items) < 2:
         raise AvsslError(f"{args.root}: {len(items)} readable clips ({len(skipped)} skipped)")
     y = np.array([it.label for it in items])
