@@ -14,13 +14,13 @@ import importlib
 import sys
 from pathlib import Path
 
-from avssl.cli import ArgumentParser, check_new_dir, check_new_file, json_line, positive_int
+from avssl.cli import check_new_dir, check_new_file, json_line
 from avssl.errors import AvsslError
 
 # name -> ("module:function", help). Each function is ``run(argv) -> int``; modules are imported
 # only when their subcommand runs.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    "avc": ("avssl.eval.cli:run_avc", "correspondence accuracy (easy and hard negatives)"),
+    "avc": ("avssl.eval.avc_cli:run", "correspondence accuracy (easy and hard negatives)"),
     "classify": ("avssl.eval.classify_cli:run", "linear probe on frozen audio embeddings"),
     "retrieval": ("avssl.eval.retrieval_cli:run", "cross-modal and instance retrieval"),
     "localize": ("avssl.eval.localize_cli:run", "sound-source localisation (cIoU, AUC, pointing)"),
@@ -29,8 +29,6 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 
 
 MAX_LISTED_SKIPS = 50
-CALIBRATION_ROWS = 2000  # a random part of a large split is enough to place one threshold
-COHORT_TOP = 200  # chosen on the AV-Digits validation voices (README)
 
 
 def add_common(p: argparse.ArgumentParser, checkpoint_required: bool = True) -> None:
@@ -206,93 +204,6 @@ def append_report(path: Path, title: str, result: dict) -> None:
             lines.append(f"| {key} | {value} |")
     with open(path, "a", encoding="utf-8") as fh:
         fh.write("\n".join(lines) + "\n")
-
-
-def run_avc(argv: list[str]) -> int:
-    """``evaluate.py avc --checkpoint CKPT [--data MANIFEST] [--split test] [--recalibrate val]
-    [--cohort N [--cohort-top K]] [--audio-tta R] [--adapt-bn]``."""
-    p = ArgumentParser(prog="evaluate.py avc", description=SUBCOMMANDS["avc"][1])
-    add_common(p)
-    p.add_argument("--data", help="manifest (default: the data the checkpoint was trained on)")
-    p.add_argument("--split", default="test", choices=("train", "val", "test"))
-    p.add_argument("--windows", type=positive_int, default=4, help="windows per clip")
-    p.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
-    p.add_argument(
-        "--recalibrate", choices=("val", "train"),
-        help="choose the threshold anew on this split of the checkpoint's own training data "
-        f"(at most {CALIBRATION_ROWS} rows; default: the threshold stored in the checkpoint)",
-    )  # fmt: skip
-    p.add_argument(
-        "--cohort", type=int, default=0,
-        help="centre each score by its sound's best scores against this many training pictures "
-        "(0: off); the threshold is then recalibrated (on val unless --recalibrate says)",
-    )  # fmt: skip
-    p.add_argument(
-        "--cohort-top", type=int,
-        help=f"best cohort scores averaged (default: {COHORT_TOP} or the whole cohort if smaller)",
-    )  # fmt: skip
-    add_tta(p)
-    add_adapt(p)
-    add_strict(p)
-    args = p.parse_args(argv)
-    check_outputs(args)
-    if args.cohort < 0 or (args.cohort_top is not None and not 1 <= args.cohort_top <= args.cohort):
-        raise AvsslError(
-            f"--cohort {args.cohort} --cohort-top {args.cohort_top}: need 1 <= top <= cohort"
-        )
-
-    import copy
-
-    from avssl.data.source import load_split
-    from avssl.eval.avc import avc_metrics, calibrate_threshold, score_pairs
-    from avssl.eval.score_norm import cohort_codes
-    from avssl.train.checkpoint import load_model
-    from avssl.train.runtime import resolve_device
-
-    device = resolve_device(args.device)
-    model, cfg, state = load_model(args.checkpoint, device)
-    tta = apply_tta(model, args)  # scores change, so the threshold is recalibrated (below)
-    own = copy.deepcopy(cfg.data)  # the training data: cohort and calibration come from it
-    use_data(cfg, args.data)
-    ds = load_split(
-        cfg.data, args.split, train=False, windows_per_clip=args.windows,
-        seed=cfg.train.seed + 2000, progress=not args.no_progress,
-    )  # fmt: skip
-    skips = skip_report(ds.store, args.strict)
-    norm = {"batch_size": cfg.train.batch_size}
-    if args.cohort:
-        pictures = load_split(
-            own, "train", train=False, seed=cfg.train.seed + 3000, sample=args.cohort,
-            progress=not args.no_progress,
-        )  # fmt: skip
-        top = args.cohort_top or min(COHORT_TOP, len(pictures))
-        norm.update(
-            cohort=cohort_codes(model, pictures, device, args.precision, cfg.train.batch_size),
-            cohort_top=top,
-        )
-    threshold, source = float(model.decision_threshold), "checkpoint"
-    calib_split = args.recalibrate or ("val" if args.cohort or tta else None)
-    if calib_split:
-        calib = load_split(
-            own, calib_split, train=False, windows_per_clip=cfg.train.val_windows,
-            seed=cfg.train.seed + 1000, sample=CALIBRATION_ROWS, progress=not args.no_progress,
-        )  # fmt: skip
-        threshold = calibrate_threshold(score_pairs(model, calib, device, args.precision, **norm))
-        source = f"{calib_split} ({len(calib.store)} rows)"
-    adapt = {}
-    if args.adapt_bn:  # after calibration: the seen voices keep their own statistics
-        from avssl.eval.adapt_bn import adapt_on_waves, centre_waves
-
-        waves = centre_waves(ds.store)
-        adapt = adapt_on_waves(model, waves, device, args.precision, cfg.train.batch_size)
-    scores = score_pairs(model, ds, device, args.precision, **norm)
-    result = avc_metrics(scores, threshold)
-    result.update(split=args.split, threshold_from=source, checkpoint=state["path"], **tta)
-    result.update(**adapt, **skips)
-    if args.cohort:
-        result.update(cohort=len(pictures), cohort_top=top)
-    emit(result, args, f"AVC accuracy ({args.split})")
-    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
