@@ -93,6 +93,11 @@ class AudioTower(nn.Module):
     """The audio subnetwork: a :class:`VGGTower` on the spectrogram, then max-pooling.
 
     With ``time_bins=1`` the map is max-pooled globally, as in L3-Net and Objects that Sound.
+    The first conv has stride 1 for every method (``model.conv1_stride`` is the vision tower's):
+    L3-Net's layout. For Objects that Sound it gives the paper's 16x12 final map at 257x199,
+    but public reimplementations of that paper use stride 2 on the audio conv1 as well (the
+    same map and weights, about a quarter of the work in the first blocks); the paper text was
+    not available to settle it.
     With ``time_bins=k > 1`` it is max-pooled over frequency and into ``k`` equal spans of time,
     and the spans are concatenated: the embedding then knows *when* in the window a sound
     happens, which is what telling a time-shifted (synchronisation) negative from a positive
