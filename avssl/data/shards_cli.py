@@ -29,14 +29,8 @@ from avssl.cli import ArgumentParser, json_line, positive_float, positive_int
 from avssl.config import DataConfig, load_config
 from avssl.data import media
 from avssl.data.manifest import SPLITS, Row, read_manifest, resolve
-from avssl.data.shards import (
-    INDEX,
-    ShardWriter,
-    complete_shards,
-    decode_settings,
-    split_size,
-    write_json,
-)
+from avssl.data.shard_writer import ShardWriter, complete_shards, write_json
+from avssl.data.shards import INDEX, decode_settings, split_size
 from avssl.errors import AvsslError, MediaError
 
 MAX_LISTED_SKIPS = 50

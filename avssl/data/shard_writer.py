@@ -1,0 +1,122 @@
+"""Writing the decoded-clip shard cache (:mod:`avssl.data.shards` describes the layout and
+reads it): numbered tar shards committed atomically, each with its JSON sidecar."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tarfile
+from pathlib import Path
+
+import numpy as np
+
+from avssl.data.manifest import Row
+from avssl.data.shards import sample_key, shard_name
+from avssl.errors import AvsslError
+
+
+def _npy(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, np.ascontiguousarray(array), allow_pickle=False)
+    return buf.getvalue()
+
+
+def _add(tar: tarfile.TarFile, name: str, payload: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size, info.mode = len(payload), 0o644  # mtime 0: identical inputs give identical shards
+    tar.addfile(info, io.BytesIO(payload))
+
+
+def write_json(path: Path, obj) -> None:
+    """Write ``obj`` as JSON atomically (temporary file, then rename).
+
+    Args:
+        path: the file to (over)write.
+        obj: any JSON-serialisable value.
+    """
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+class ShardWriter:
+    """Appends samples to numbered shards; each is committed atomically once it fills.
+
+    A shard is written to ``.tmp`` files, then its sidecar JSON and finally the tar are renamed
+    into place, so a present ``shard-*.tar`` is always complete and has its sidecar.
+
+    Args:
+        out: the cache folder.
+        first: number of the first shard to write.
+        max_samples: samples per shard.
+        max_bytes: a shard is closed once it holds at least this many bytes.
+    """
+
+    def __init__(self, out: Path, first: int, max_samples: int, max_bytes: int):
+        self.out, self.number = Path(out), first
+        self.max_samples, self.max_bytes = max_samples, max_bytes
+        self.committed: list[dict] = []
+        self._tar = None
+        self._entry: dict = {}
+
+    def add(self, row: Row, frames: np.ndarray, audio: np.ndarray) -> None:
+        """Store one clip: frames uint8 ``[T, H, W, 3]``, audio float32 ``[N]``.
+
+        Args:
+            row: the clip's manifest row (stored as JSON; its ``id`` gives the sample key).
+            frames: uint8 ``[T, H, W, 3]`` decoded frames.
+            audio: float32 ``[N]`` mono audio.
+        """
+        if self._tar is None:
+            name = shard_name(self.number)
+            tmp = self.out / (name + ".tmp")
+            # open across add() calls; closed by flush() or abort()
+            self._tar = tarfile.open(tmp, "w", format=tarfile.USTAR_FORMAT)  # noqa: SIM115
+            self._entry = {"name": name, "n": 0, "keys": [], "ids": [], "splits": [], "lengths": []}
+        key = sample_key(row.id)
+        _add(self._tar, f"{key}.frames.npy", _npy(frames.astype(np.uint8, copy=False)))
+        _add(self._tar, f"{key}.audio.npy", _npy(audio.astype(np.float32, copy=False)))
+        _add(self._tar, f"{key}.json", json.dumps(row.to_json()).encode())
+        e = self._entry
+        e["n"] += 1
+        e["keys"].append(key)
+        e["ids"].append(row.id)
+        e["splits"].append(row.split)
+        e["lengths"].append([int(frames.shape[0]), int(audio.shape[0])])
+        if e["n"] >= self.max_samples or self._tar.fileobj.tell() >= self.max_bytes:
+            self.flush()
+
+    def flush(self) -> None:
+        """Commit the shard being written (if any)."""
+        if self._tar is None:
+            return
+        self._tar.close()
+        name = self._entry["name"]
+        tmp = self.out / (name + ".tmp")
+        self._entry["bytes"] = tmp.stat().st_size
+        write_json(self.out / name.replace(".tar", ".json"), self._entry)
+        os.replace(tmp, self.out / name)
+        self.committed.append(self._entry)
+        self._tar, self.number = None, self.number + 1
+
+    def abort(self) -> None:
+        """Drop the shard being written (an interrupted run keeps only complete shards)."""
+        if self._tar is not None:
+            self._tar.close()
+            (self.out / (self._entry["name"] + ".tmp")).unlink(missing_ok=True)
+            self._tar = None
+
+
+def complete_shards(out: Path) -> list[dict]:
+    """Sidecar entries of every committed shard in ``out`` (stale ``.tmp`` files are removed)."""
+    for tmp in out.glob("shard-*.tmp"):
+        tmp.unlink()
+    entries = []
+    for tar in sorted(out.glob("shard-*.tar")):
+        sidecar = tar.with_suffix(".json")
+        try:
+            entries.append(json.loads(sidecar.read_text(encoding="utf-8")))
+        except (OSError, json.JSONDecodeError):
+            raise AvsslError(f"{sidecar}: missing or unreadable shard sidecar") from None
+    return entries
