@@ -25,7 +25,7 @@ import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
 from avssl.config import DataConfig
-from avssl.data.dataset import audio_window, frame_at, label_table
+from avssl.data.clip_windows import audio_window, frame_at, label_table
 from avssl.data.manifest import read_manifest
 from avssl.data.pairs import (
     AUDIO_KEYS,

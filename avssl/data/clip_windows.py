@@ -1,0 +1,67 @@
+"""Cutting decoded clips into training items: the frame showing at a time, the audio window
+centred on it, and the classes each manifest row shows (shared by the in-memory
+:mod:`avssl.data.dataset` and the streaming :mod:`avssl.data.stream_pairs`)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from avssl.data.manifest import Row
+
+
+def frame_at(frames: torch.Tensor, t: float, fps: float) -> torch.Tensor:
+    """The frame of decoded ``frames`` (uint8 ``[T, H, W, 3]``) showing at ``t`` s.
+
+    Args:
+        frames: uint8 ``[T, H, W, 3]``, decoded at ``fps`` from time 0.
+        t: time in seconds from the first frame (past the end: the last frame).
+        fps: frame rate of ``frames``.
+
+    Returns:
+        uint8 ``[3, H, W]`` (a view).
+    """
+    return frames[min(int(math.floor(t * fps + 1e-6)), len(frames) - 1)].permute(2, 0, 1)
+
+
+def audio_window(
+    wave: torch.Tensor, centre: float, window: float, sample_rate: int
+) -> torch.Tensor:
+    """The ``window``-s audio of decoded ``wave`` (float32 ``[L]``) centred on ``centre`` s.
+
+    Args:
+        wave: float32 ``[L]`` mono audio at ``sample_rate``, from time 0.
+        centre: centre of the window in seconds.
+        window: window length in seconds.
+        sample_rate: rate of ``wave`` in Hz.
+
+    Returns:
+        float32 ``[N]`` (a view), ``N = round(window * sample_rate) <= L``; a window reaching past
+        either end of the wave is moved inside it.
+    """
+    n = int(round(window * sample_rate))
+    i = int(round((centre - window / 2) * sample_rate))
+    i = max(0, min(i, wave.shape[0] - n))
+    return wave[i : i + n]
+
+
+def label_table(rows: list[Row], classes: list[str]) -> tuple[list[int], torch.Tensor]:
+    """Each row's class and the classes its frames show.
+
+    Args:
+        rows: manifest rows.
+        classes: label names; a label's position in the list is its class index.
+
+    Returns:
+        ``labels``: the index in ``classes`` of each row's first label (-1: none or unknown);
+        ``visible``: bool ``[len(rows), len(classes)]``, the row's ``frame_labels`` when given,
+        else its first label.
+    """
+    index = {c: i for i, c in enumerate(classes)}
+    labels = [index.get(r.labels[0], -1) if r.labels else -1 for r in rows]
+    visible = torch.zeros(len(rows), len(classes), dtype=torch.bool)
+    for i, r in enumerate(rows):
+        names = r.frame_labels if r.frame_labels is not None else r.labels[:1]
+        visible[i, [index[n] for n in names if n in index]] = True
+    return labels, visible
