@@ -25,13 +25,16 @@ from avssl.config import SynthConfig
 from avssl.data.manifest import read_manifest, resolve, write_manifest
 from avssl.data.synthetic import ensure_world
 
+# the child's own peak, VmHWM (as avssl.tools.bench_train.peak_rss_mb, not imported: it would
+# load the models too): its ru_maxrss would start at this process's peak when it was started
 CHILD = """
-import json, resource, sys
+import json, sys
 from avssl.cli import run_guarded
 from avssl.data.shards_cli import main
 code = run_guarded(main, sys.argv[1:])
-rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-print(json.dumps({"code": code, "peak_rss_mb": rss}))
+with open("/proc/self/status") as fh:
+    kb = next(int(line.split()[1]) for line in fh if line.startswith("VmHWM:"))
+print(json.dumps({"code": code, "peak_rss_mb": kb / 1024}))
 """
 
 

@@ -11,7 +11,7 @@ from conftest import TINY
 
 from avssl.cli import COMMANDS
 from avssl.config import load_config
-from avssl.tools import bench
+from avssl.tools import bench, bench_train
 
 # the tiny sizes of conftest.TINY for every config, without its world and schedule
 SHRINK = tuple(
@@ -26,6 +26,8 @@ KEYS = {
     "achieved_gflop_per_s",
     "matmul_peak_gflop_per_s",
     "mfu",
+    "conv_gflop_per_s",
+    "mfu_best_kernel",
     "peak_rss_mb",
     "embed_audio_seconds_per_s",
     "embed_max_rel_error",
@@ -39,7 +41,7 @@ KEYS = {
 @pytest.fixture
 def tiny_sizes(tiny_cache):
     world = load_config(None, [s for s in TINY if s.startswith("data.synthetic")]).data.synthetic
-    return bench.Sizes(world, 6, 1, 4, 1, 2, 0, 2, 256, 1, 41, 2, SHRINK)  # 2 windows a pass
+    return bench.Sizes(world, 6, 1, 4, 1, 2, 0, 2, (128, 256), 1, 41, 2, SHRINK)  # 2 windows a pass
 
 
 def test_bench_quick_json(tiny_sizes, monkeypatch, capsys):
@@ -57,6 +59,8 @@ def test_bench_quick_json(tiny_sizes, monkeypatch, capsys):
     assert out["mfu"] == pytest.approx(
         out["achieved_gflop_per_s"] / out["matmul_peak_gflop_per_s"], rel=1e-2
     )
+    best = max(out["matmul_peak_gflop_per_s"], out["conv_gflop_per_s"])
+    assert out["mfu_best_kernel"] == pytest.approx(out["achieved_gflop_per_s"] / best, rel=1e-2)
     assert 0 < out["data_wait_fraction"] < 1 and 0 < out["data_wait_fraction_stream"] < 1
     assert out["achieved_gflop_per_s"] == pytest.approx(
         out["model_gflop_per_clip"] * out["train_clips_per_s_bf16"]["l3-paper"], rel=1e-2
@@ -77,3 +81,13 @@ def test_flop_counter_known_answer():
     with counter:
         lin(torch.randn(3, 8, requires_grad=True)).sum().backward()
     assert counter.get_total_flops() == 3 * 2 * 3 * 8 * 4
+
+
+def test_matmul_peak_is_the_best_size_and_peak_rss_is_this_process(monkeypatch):
+    rates = {128: 3.0, 256: 5.0, 512: 4.0}
+    monkeypatch.setattr(bench_train, "matmul_gflop_per_s", lambda n, reps=5: rates[n])
+    assert bench_train.matmul_peak_gflop_per_s((128, 256, 512)) == 5.0
+    # VmHWM of this process: at least its current resident size, and in MB, not KB or bytes
+    with open("/proc/self/status") as fh:
+        rss = next(int(x.split()[1]) for x in fh if x.startswith("VmRSS:")) / 1024
+    assert rss <= bench_train.peak_rss_mb() < 64 * 1024

@@ -92,17 +92,56 @@ def train_flop_per_clip(cfg: Config, batch_size: int) -> float:
     return counter.get_total_flops() / batch_size
 
 
+def _best_seconds(fn, reps: int) -> float:
+    fn()  # warm-up: kernel selection, allocation
+    best = float("inf")
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
 def matmul_gflop_per_s(n: int, reps: int = 5) -> float:
     """GFLOP/s of an ``n x n`` bf16 matmul (best of ``reps`` after one warm-up)."""
     g = torch.Generator().manual_seed(0)
     a, b = (torch.randn(n, n, generator=g).bfloat16() for _ in range(2))
-    torch.mm(a, b)
-    best = float("inf")
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        torch.mm(a, b)
-        best = min(best, time.perf_counter() - t0)
-    return 2 * n**3 / best / 1e9
+    return 2 * n**3 / _best_seconds(lambda: torch.mm(a, b), reps) / 1e9
+
+
+def matmul_peak_gflop_per_s(sides: tuple[int, ...], reps: int = 5) -> float:
+    """The best bf16 matmul rate over square ``sides`` (one size can miss the CPU's best
+    blocking: 1,024-4,096 differ by up to 10 % here)."""
+    return max(matmul_gflop_per_s(n, reps) for n in sides)
+
+
+def conv_gflop_per_s(reps: int = 3) -> float:
+    """GFLOP/s of a bf16 channels-last 3x3 convolution the size of the L3 tower's third block
+    (16 x 256 x 56 x 56, 256 -> 256): oneDNN's conv kernels can beat its matmul."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(16, 256, 56, 56, generator=g).bfloat16()
+    x = x.contiguous(memory_format=torch.channels_last)
+    conv = torch.nn.Conv2d(256, 256, 3, padding=1, bias=False).bfloat16()
+    conv = conv.to(memory_format=torch.channels_last)
+    flops = 2 * 16 * 256 * 56 * 56 * 256 * 9
+    with torch.no_grad():
+        return flops / _best_seconds(lambda: conv(x), reps) / 1e9
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory in MB (MiB).
+
+    ``VmHWM`` of ``/proc/self/status`` where it exists: ``ru_maxrss`` of a child started by
+    spawn or fork + exec starts at its parent's peak (Linux), which would hide a smaller run.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _train_child(argv: list[str], queue) -> None:
@@ -115,7 +154,7 @@ def _train_child(argv: list[str], queue) -> None:
         code = run_guarded(train_main, argv)
     lines = out.getvalue().strip().splitlines()
     summary = json.loads(lines[-1]) if code == 0 and lines else None
-    queue.put((summary, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
+    queue.put((summary, peak_rss_mb()))
 
 
 def train_from_cache(
