@@ -138,12 +138,16 @@ def use_data(cfg, manifest: str | None) -> None:
         cfg.data.root = manifest
         cfg.data.cache = None
     elif cfg.data.root is not None:
-        root = Path(cfg.data.root).expanduser()
-        if not (root / "manifest.jsonl" if root.is_dir() else root).is_file():
+        from avssl.data.source import manifest_path
+        from avssl.errors import ManifestError
+
+        try:
+            manifest_path(cfg.data, progress=False)
+        except ManifestError:
             raise AvsslError(
-                f"{root}: no manifest found (the checkpoint's data.root, relative to where it "
-                "was trained; pass --data MANIFEST)"
-            )
+                f"{Path(cfg.data.root).expanduser()}: no manifest found (the checkpoint's "
+                "data.root, relative to where it was trained; pass --data MANIFEST)"
+            ) from None
 
 
 def emit(result: dict, args, title: str) -> None:
