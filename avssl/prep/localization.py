@@ -9,8 +9,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from avssl.data.annotations import parse_box
 from avssl.data.manifest import Row
 from avssl.data.media_checks import IMAGE_EXTS, SOUNDFILE_EXTS
+from avssl.errors import ManifestError
 from avssl.prep.clips import MEDIA_EXTS
 from avssl.prep.report import PrepReport, relpath
 
@@ -82,8 +84,8 @@ def clip_boxes(boxes, where: str) -> tuple[list[list[float]], int]:
     kept, dropped = [], 0
     for k, box in enumerate(boxes):
         try:
-            x0, y0, x1, y1 = (min(1.0, max(0.0, float(v))) for v in box)
-        except (TypeError, ValueError):
+            x0, y0, x1, y1 = (min(1.0, max(0.0, v)) for v in parse_box(box, where))
+        except ManifestError:
             raise ValueError(f"{where}: box {k} is not four numbers: {box!r}") from None
         if x1 <= x0 or y1 <= y0:
             dropped += 1
