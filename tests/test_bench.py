@@ -91,3 +91,15 @@ def test_matmul_peak_is_the_best_size_and_peak_rss_is_this_process(monkeypatch):
     with open("/proc/self/status") as fh:
         rss = next(int(x.split()[1]) for x in fh if x.startswith("VmRSS:")) / 1024
     assert rss <= bench_train.peak_rss_mb() < 64 * 1024
+
+
+def test_paired_timing_alternates_precisions(monkeypatch):
+    calls = []
+
+    def fake_step(cfg, precision, batch_size):
+        return lambda: calls.append(precision)
+
+    monkeypatch.setattr(bench_train, "train_step", fake_step)
+    rates = bench_train.clips_per_second_paired(None, ("fp32", "bf16"), 3, 4, warmup=1)
+    assert calls == ["fp32", "bf16"] * 4  # one warm-up round, then three timed rounds in turn
+    assert set(rates) == {"fp32", "bf16"} and all(r > 0 for r in rates.values())

@@ -10,7 +10,8 @@ Measured on the same process, so the numbers are comparable with each other:
   (built with ``avssl cache``): sequential passes over the shards cutting one random window
   from each clip, as a training epoch reads them;
 - ``train_clips_per_s_fp32`` / ``_bf16``: ``{config name: clips/s}`` of full optimisation steps
-  on random batches (the model's cost alone) for the default config and ``configs/l3-paper.yaml``;
+  on random batches (the model's cost alone) for the default config and ``configs/l3-paper.yaml``,
+  the two precisions' timed steps taken in turn;
 - ``model_gflop_per_clip``: forward + backward FLOPs per training clip of the paper config,
   counted by :class:`torch.utils.flop_counter.FlopCounterMode` on one training step;
   ``achieved_gflop_per_s`` = that times the paper config's bf16 clips/s;
@@ -61,7 +62,7 @@ from avssl.tools.bench_data import (
 )
 from avssl.tools.bench_embed import MEL128, embed_speed, write_clips
 from avssl.tools.bench_train import (
-    clips_per_second,
+    clips_per_second_paired,
     conv_gflop_per_s,
     matmul_peak_gflop_per_s,
     peak_rss_mb,
@@ -134,15 +135,18 @@ def run(sizes: Sizes, log=None) -> dict:
             f"peak RSS {run['peak_rss_mb']:.0f} MB"
         )
 
-    for precision in ("fp32", "bf16"):
-        rates = {}
-        for name, cfg in configs.items():
-            steps, bs = (sizes.steps, sizes.batch)
-            if name == "l3-paper":
-                steps, bs = (sizes.paper_steps, sizes.paper_batch)
-            rates[name] = clips_per_second(cfg, precision, steps, bs, sizes.warmup)
-            log(f"train {name} {precision}: {rates[name]:.2f} clips/s (batch {bs})")
-        out[f"train_clips_per_s_{precision}"] = rates
+    precisions = ("fp32", "bf16")
+    rates = {p: {} for p in precisions}
+    for name, cfg in configs.items():
+        steps, bs = (sizes.steps, sizes.batch)
+        if name == "l3-paper":
+            steps, bs = (sizes.paper_steps, sizes.paper_batch)
+        paired = clips_per_second_paired(cfg, precisions, steps, bs, sizes.warmup)
+        for precision, rate in paired.items():
+            rates[precision][name] = rate
+            log(f"train {name} {precision}: {rate:.2f} clips/s (batch {bs})")
+    for precision in precisions:
+        out[f"train_clips_per_s_{precision}"] = rates[precision]
 
     gflop = train_flop_per_clip(paper, sizes.flop_batch) / 1e9
     achieved = gflop * out["train_clips_per_s_bf16"]["l3-paper"]

@@ -84,6 +84,29 @@ def clips_per_second(
     return steps * batch_size / (time.perf_counter() - t0)
 
 
+def clips_per_second_paired(
+    cfg: Config, precisions: tuple[str, ...], steps: int, batch_size: int, warmup: int = 2
+) -> dict[str, float]:
+    """:func:`clips_per_second` of each precision, their timed steps taken in turn (fp32, bf16,
+    fp32, ...): a drift of the machine's speed over the measurement (another process, clock
+    changes) then weighs on each precision alike instead of on whichever runs last.
+
+    Returns:
+        ``{precision: clips per second}``.
+    """
+    steps_of = {p: train_step(cfg, p, batch_size) for p in precisions}
+    for _ in range(warmup):
+        for step in steps_of.values():
+            step()
+    seconds = dict.fromkeys(precisions, 0.0)
+    for _ in range(steps):
+        for p, step in steps_of.items():
+            t0 = time.perf_counter()
+            step()
+            seconds[p] += time.perf_counter() - t0
+    return {p: steps * batch_size / seconds[p] for p in precisions}
+
+
 def train_flop_per_clip(cfg: Config, batch_size: int) -> float:
     """Forward + backward FLOPs of one training step divided by its batch size."""
     step = train_step(cfg, "fp32", batch_size)
