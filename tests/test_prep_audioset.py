@@ -134,3 +134,22 @@ def test_audioset_malformed_rows_are_skipped_and_listed(clips, tmp_path, capsys)
     ]
     assert cli.main(["prepare", "audioset", *args, "--strict", "--force"]) == 2
     assert f"{train}:9: start/end are not numbers (--strict)" in capsys.readouterr().err
+
+
+def test_probe_catches_a_download_cut_short(media_factory, tmp_path, capsys):
+    # A Matroska file cut in half keeps the header that declares 4 s, and its first second
+    # decodes: only a window at the end shows the loss.
+    media = tmp_path / "media"
+    media.mkdir()
+    media_factory.folder = media
+    whole = media_factory("iiiiiiiiiii.mkv", duration=4.0, size=(32, 32))
+    cut = media / "jjjjjjjjjjj.mkv"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    segments = tmp_path / "balanced_train_segments.csv"
+    segments.write_text(HEADER + 'iiiiiiiiiii, 0.0, 4.0, "/m/01"\njjjjjjjjjjj, 0.0, 4.0, "/m/01"\n')
+    out = tmp_path / "out"
+    args = ["--segments", str(segments), "--media", str(media), "--out", str(out)]
+    assert audioset.main([*args, "--val-fraction", "0", "--probe"]) == 0
+    assert [r.id for r in read_manifest(out / "manifest.jsonl")] == ["iiiiiiiiiii_0"]
+    ((item, reason),) = json.loads((out / "prepare_report.json").read_text())["unreadable_items"]
+    assert item == "jjjjjjjjjjj_0" and "truncated" in reason

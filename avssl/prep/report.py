@@ -4,7 +4,8 @@ Every script collects its rows in a :class:`PrepReport`, which counts and lists 
 could not use (``missing``: no media file found; ``unreadable``: a file that cannot be decoded or
 an annotation that cannot be used), stops at the first of them under ``--strict``, and finally
 writes ``manifest.jsonl`` and ``prepare_report.json`` side by side. :func:`probe_rows` decodes
-a short window of every row in parallel to catch corrupt media before training does.
+a short window at the start and at the end of every row in parallel to catch corrupt or
+cut-short media before training does.
 """
 
 from __future__ import annotations
@@ -33,7 +34,9 @@ def add_common_args(parser: argparse.ArgumentParser, probe: bool = True) -> None
     parser.add_argument("--strict", action="store_true", help="stop at the first bad item")
     if probe:
         parser.add_argument(
-            "--probe", action="store_true", help="test-decode every clip (audio window + frame)"
+            "--probe",
+            action="store_true",
+            help="test-decode every clip (a frame and an audio window at its start and end)",
         )
         parser.add_argument(
             "--workers", type=positive_int, default=2, help="parallel probes (threads)"
@@ -176,14 +179,29 @@ class PrepReport:
 def probe_row(
     row: Row, out: Path, window: float = 0.5, sample_rate: int = 16000, picture: bool = True
 ) -> str | None:
-    """Decode one frame (unless not ``picture``: audio-only datasets) and a short audio window
-    of ``row``; the reason it fails, or None."""
+    """Decode a frame (unless not ``picture``: audio-only datasets) and a short audio window
+    at the start of ``row`` and again at its end; the reason it fails, or None.
+
+    The end is the row's ``end``, else where the shorter of its media files declares it ends,
+    as training reads the row (:func:`avssl.data.media.read_clip`): a download cut short keeps
+    a header that declares the whole length, and its first seconds decode, so only a window
+    at the end shows it before training draws one there.
+    """
     visual, audio = resolve(out / MANIFEST, row.visual), resolve(out / MANIFEST, row.audio)
+    sound = audio or visual
     try:
-        length = window if row.end is None else min(window, row.end - row.start)
-        if picture:
-            media.read_frames(visual, row.start, 0.04, 25.0, 32)
-        media.read_audio(audio or visual, row.start, length, sample_rate)
+        end = row.end
+        if end is None:
+            ends = [media.probe(f).duration for f in {visual, sound}]
+            end = min((e for e in ends if e is not None), default=None)
+        starts = [row.start]
+        if end is not None and end - row.start > window:
+            starts.append(end - window)
+        for t in starts:
+            if picture:
+                media.read_frames(visual, t, 0.04, 25.0, 32)
+            length = window if end is None else min(window, end - t)
+            media.read_audio(sound, t, length, sample_rate)
     except MediaError as err:
         return err.reason
     return None
