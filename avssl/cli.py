@@ -178,6 +178,51 @@ def check_new_file(path: str | os.PathLike, force: bool) -> None:
         raise AvsslError(f"{path}: exists (pass --force to overwrite)")
 
 
+# the arguments that name a command's outputs, never its inputs
+OUTPUT_ARGS = frozenset({"out", "output", "html", "png", "out_dir"})
+
+
+def check_not_input(out: str | os.PathLike, args: argparse.Namespace, suffixes: tuple[str, ...]):
+    """Refuse an output that would replace what the command reads, ``--force`` or not.
+
+    The inputs are the parsed arguments' values that name existing paths (other than the
+    outputs, :data:`OUTPUT_ARGS`). ``out`` may not be one of those files, nor an existing file
+    inside one of those folders (a run directory, an index) unless its suffix is one the command
+    writes (an earlier result it may replace): ``--out RUN/best.pt --force`` must not destroy
+    the checkpoint.
+
+    Args:
+        out: the output file.
+        args: the command's parsed arguments.
+        suffixes: lower-case suffixes of the files the command writes (``(".json",)``).
+
+    Raises:
+        AvsslError: ``out`` is an input, or an existing file of another kind in an input folder.
+    """
+    target = Path(out)
+    if not target.exists():
+        return
+    target = target.resolve()
+    values = []
+    for name, value in vars(args).items():
+        if name not in OUTPUT_ARGS:
+            values += value if isinstance(value, list) else [value]
+    for value in values:
+        if not isinstance(value, str | os.PathLike) or not value:
+            continue
+        path = Path(value)
+        if not path.exists():
+            continue
+        path = path.resolve()
+        if path == target:
+            raise AvsslError(f"{out}: is an input of this command (--force never overwrites it)")
+        if path.is_dir() and target.is_relative_to(path) and target.suffix.lower() not in suffixes:
+            raise AvsslError(
+                f"{out}: is a file of the input folder {value} (--force never overwrites it; "
+                f"the output must end in {' or '.join(suffixes)})"
+            )
+
+
 def check_new_dir(path: str | os.PathLike, force: bool) -> None:
     """Refuse an output folder that is a file, or that holds anything unless ``force``.
 

@@ -144,3 +144,37 @@ def test_query_html_is_kept_unless_force(tmp_path, capsys):
     assert cli([*argv, "--force"]) == 2  # accepted: fails on the missing index instead
     err = capsys.readouterr().err
     assert str(page) not in err and len(err.splitlines()) == 1 and page.read_text() == "mine"
+
+
+def test_force_never_overwrites_an_input(tmp_path, capsys, monkeypatch):
+    # --force replaces an earlier output, never a file the command reads: the manifest, the
+    # checkpoint (also inside a run folder given as --checkpoint), the index or the query
+    monkeypatch.chdir(tmp_path)
+    run = tmp_path / "runs" / "x"
+    run.mkdir(parents=True)
+    (run / "best.pt").write_text("ckpt")
+    (tmp_path / "m.jsonl").write_text("rows")
+    index = tmp_path / "idx"
+    index.mkdir()
+    (index / "meta.json").write_text("{}")
+    (tmp_path / "q.wav").write_text("sound")
+    cases = [
+        (["avc", "--checkpoint", str(run), "--data", "m.jsonl", "--out", "m.jsonl"], "m.jsonl"),
+        (["avc", "--checkpoint", f"{run}/best.pt", "--out", f"{run}/best.pt"], f"{run}/best.pt"),
+        (["avc", "--checkpoint", str(run), "--out", f"{run}/best.pt"], f"{run}/best.pt"),
+    ]
+    for argv, out in cases:
+        err = _refused(capsys, [*argv, "--force"])
+        assert err.startswith(f"error: {out}: is ") and "--force never overwrites it" in err
+    for page in ("q.wav", "idx/meta.json"):
+        argv = ["query", "--index", "idx", "--checkpoint", str(run), "--audio", "q.wav"]
+        assert cli([*argv, "--html", page, "--force"]) == 2
+        assert "--force never overwrites it" in capsys.readouterr().err
+    assert cli(["report", str(run), "-o", f"{run}/best.pt", "--force"]) == 2
+    assert "--force never overwrites it" in capsys.readouterr().err
+    assert (run / "best.pt").read_text() == "ckpt" and (tmp_path / "m.jsonl").read_text() == "rows"
+    assert (index / "meta.json").read_text() == "{}" and (tmp_path / "q.wav").read_text() == "sound"
+    # an earlier result in the run folder may be replaced: refused only for the checkpoint
+    (run / "avc.json").write_text("old")
+    argv = ["avc", "--checkpoint", str(run), "--out", f"{run}/avc.json", "--force"]
+    assert "--force never" not in _refused(capsys, argv)

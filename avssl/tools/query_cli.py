@@ -25,7 +25,7 @@ import os
 import sys
 from pathlib import Path
 
-from avssl.cli import ArgumentParser, check_new_file
+from avssl.cli import ArgumentParser, check_new_file, check_not_input
 from avssl.errors import AvsslError, MediaError
 from avssl.tools.index import load_index, weights_hash
 from avssl.tools.query import embed_query, query_window, search
@@ -77,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         raise AvsslError(f"-k must be at least 1, got {args.k}")
     if args.html:
         check_new_file(args.html, args.force)
+        check_not_input(args.html, args, (".html", ".htm"))
     if args.approx:
         from avssl.tools.ann import import_faiss
 

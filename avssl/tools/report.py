@@ -22,7 +22,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from avssl.cli import ArgumentParser, check_new_file
+from avssl.cli import ArgumentParser, check_new_file, check_not_input
 from avssl.errors import AvsslError
 from avssl.tools import report_figures as figures
 from avssl.tools.report_gallery_html import gallery_html, overlays_html
@@ -221,6 +221,7 @@ def main(argv: list[str] | None = None) -> int:
         raise AvsslError(f"{run_dir}: not a directory")
     out = Path(args.output) if args.output else run_dir / "report.html"
     check_new_file(out, args.force)
+    check_not_input(out, args, (".html", ".htm"))
     for name in ("n_queries", "k", "n_overlays", "max_clips"):
         if getattr(args, name) < 1:
             raise AvsslError(f"--{name.replace('_', '-')} must be >= 1")
