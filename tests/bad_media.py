@@ -79,6 +79,13 @@ def _raw_adts(mf: MediaFactory) -> Path:
     return path
 
 
+def _wav(mf: MediaFactory, name: str, samples: np.ndarray) -> Path:
+    import soundfile as sf
+
+    sf.write(mf.folder / name, samples, 16000, subtype="FLOAT")
+    return mf.folder / name
+
+
 def _huge_png(mf: MediaFactory) -> Path:
     path = mf.folder / "huge.png"
     Image.new("RGB", (4200, 4200), (40, 80, 120)).save(path, compress_level=1)
@@ -135,6 +142,12 @@ CASES = [
     Case("shorter than a window", lambda mf: mf("short.mp4", duration=0.4),
          {"sync": "too short"}),
     Case("digital silence", _silence, train_ok=True),
+    Case("header-only wav", lambda mf: _wav(mf, "header.wav", np.zeros(0, np.float32)),
+         {**NO_PICTURE, "inspect": "beyond the end", "query_audio": "zero duration",
+          "query_video": "zero duration"}),
+    Case("NaN samples", lambda mf: _wav(mf, "nan.wav", np.full(32000, np.nan, np.float32)),
+         {**NO_PICTURE, "inspect": "not finite", "query_audio": "not finite",
+          "query_video": "not finite"}),
     *[
         Case(f"{rate} Hz", lambda mf, r=rate: mf(f"rate {r}.mp4", sample_rate=r), train_ok=True)
         for rate in (8000, 16000, 22050, 44100, 48000)

@@ -214,7 +214,14 @@ def test_evaluate_skips_lists_and_strict(sub, ckpt, mixed, capsys):
     assert err.startswith("error: ") and "missing.mp4: no such file" in err
 
 
-UNDECODABLE = {"empty", "not media", "truncated mp4", "over the pixel limit"}
+UNDECODABLE = {
+    "empty",
+    "not media",
+    "truncated mp4",
+    "over the pixel limit",
+    "header-only wav",
+    "NaN samples",
+}
 
 
 def test_index_skips_lists_and_strict(ckpt, world, tmp_path, capsys):
@@ -245,7 +252,14 @@ def test_classify_skips_lists_and_strict(world, tmp_path, capsys):
     listed = {Path(s["path"]).name for s in res["skipped"]}
     # listed by extension (images and raw .h264 are not sound files); then skipped when undecodable
     # or without an audio stream
-    bad = {"empty", "not media", "truncated mp4", "no audio stream"}
+    bad = {
+        "empty",
+        "not media",
+        "truncated mp4",
+        "no audio stream",
+        "header-only wav",
+        "NaN samples",
+    }
     assert listed == {world["paths"][n].name for n in bad}
     n_listed = sum(p.suffix in MEDIA_EXTS for p in world["paths"].values() if p.exists())
     assert res["n_skipped"] == len(bad) and res["n_clips"] == n_listed - len(bad)
@@ -271,7 +285,7 @@ def test_prepare_skips_lists_and_strict(world, tmp_path, capsys):
     full = json.loads((tmp_path / "out" / "prepare_report.json").read_text(encoding="utf-8"))
     # items with no video (and no image + sound pair) are "missing"; bad files "unreadable"
     missing = {item for item, _ in full["missing_items"]}
-    assert missing == {"missing", "tone", "huge", "still", "unknown duration"}
+    assert missing == {"missing", "tone", "huge", "still", "unknown duration", "header", "nan"}
     unreadable = {item: reason for item, reason in full["unreadable_items"]}
     assert unreadable.keys() == {"empty", "notes", "truncated", "mute"}
     assert unreadable["mute"] == "no audio stream" and unreadable["empty"] == "empty file"

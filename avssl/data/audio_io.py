@@ -51,11 +51,13 @@ def read_audio(
         A track ending at most ``TOLERANCE_S`` short of the window is zero-padded.
 
     Raises:
-        MediaError: missing/corrupt file, no audio stream, or a window beyond the audio.
+        MediaError: missing/corrupt file, no audio stream, a window beyond the audio, or
+            samples that are not finite.
     """
     p = check_file(path)
     check_window(p, start, duration, sample_rate, "sample rate")
     sample_rate = int(sample_rate)
+    wave = None
     if p.suffix.lower() in SOUNDFILE_EXTS:
         try:
             handle = sf.SoundFile(str(p))
@@ -63,8 +65,12 @@ def read_audio(
             handle = None  # mislabelled or a codec libsndfile lacks: let FFmpeg try
         if handle is not None:
             with handle, guard(p):
-                return _read_soundfile(p, handle, start, duration, sample_rate)
-    return _read_av(p, start, duration, sample_rate)
+                wave = _read_soundfile(p, handle, start, duration, sample_rate)
+    if wave is None:
+        wave = _read_av(p, start, duration, sample_rate)
+    if not torch.isfinite(wave).all():  # float wav files can hold NaN: it would poison a model
+        raise MediaError(p, "audio samples that are not finite numbers (NaN or infinity)")
+    return wave
 
 
 def _read_soundfile(p, handle: sf.SoundFile, start, duration, sample_rate) -> torch.Tensor:

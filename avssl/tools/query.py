@@ -37,7 +37,8 @@ def query_window(path: str | os.PathLike, modality: str, at: float | None, flag:
         ``(info, time)``; ``time`` is None for a still image.
 
     Raises:
-        MediaError: unreadable, wrong modality, or ``at`` outside the file.
+        MediaError: unreadable, wrong modality, no known duration, or ``at`` outside the
+            file.
     """
     info = probe(path)
     if modality == "audio" and not info.has_audio:
@@ -47,7 +48,9 @@ def query_window(path: str | os.PathLike, modality: str, at: float | None, flag:
         raise MediaError(path, f"an audio file without pictures; {flag} needs an image or a video")
     if info.kind == "image":
         return info, None
-    duration = info.duration or 0.0
+    if not info.duration or info.duration <= 0:  # as `avssl index` refuses it
+        raise MediaError(path, "unknown or zero duration")
+    duration = info.duration
     if at is None:
         return info, duration / 2
     if not (math.isfinite(at) and 0 <= at <= duration):
