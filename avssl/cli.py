@@ -13,6 +13,7 @@ import math
 import os
 import re
 import sys
+import tempfile
 from pathlib import Path
 
 from avssl.errors import AvsslError
@@ -162,13 +163,14 @@ def _check_parents(path: Path) -> None:
 
 
 def check_new_file(path: str | os.PathLike, force: bool) -> None:
-    """Refuse an output file that is a folder, or that exists unless ``force``.
+    """Refuse an output file that is a folder, that exists unless ``force``, or that cannot be
+    created (its folder is read-only).
 
     Called before the work, so a refused output costs nothing.
 
     Raises:
-        AvsslError: ``path`` is a directory, lies below a regular file, or exists without
-            ``force``.
+        AvsslError: ``path`` is a directory, lies below a regular file, exists without
+            ``force``, or its folder does not take new files.
     """
     path = Path(path)
     _check_parents(path)
@@ -176,6 +178,20 @@ def check_new_file(path: str | os.PathLike, force: bool) -> None:
         raise AvsslError(f"{path}: is a directory")
     if path.exists() and not force:
         raise AvsslError(f"{path}: exists (pass --force to overwrite)")
+    _check_writable(path)
+
+
+def _check_writable(path: Path) -> None:
+    """Refuse an output whose nearest existing folder does not take a new file (read-only,
+    no permission), found by creating and removing an empty file there: checking the mode bits
+    misses read-only mounts and is wrong for root."""
+    folder = next(p for p in path.absolute().parents if p.exists())
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".avssl-write-test", dir=folder)
+    except OSError as err:
+        raise AvsslError(f"{path}: cannot be written ({err.strerror or err})") from None
+    os.close(fd)
+    os.unlink(probe)
 
 
 # the arguments that name a command's outputs, never its inputs

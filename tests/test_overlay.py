@@ -72,9 +72,10 @@ def test_overlay_keeps_the_sound(ckpts, media_factory: MediaFactory, tmp_path, c
     np.testing.assert_allclose(_rms(b), _rms(a), rtol=0.15)
     assert np.all(np.diff(_rms(b)) > 0)
 
-    assert _overlay(video, ckpts["contrastive"], tmp_path / "m.mp4", "--max-seconds", "0.6") == 0
+    short = tmp_path / "new" / "folder" / "m.mp4"  # the output's folders are made
+    assert _overlay(video, ckpts["contrastive"], short, "--max-seconds", "0.6") == 0
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["frames"] == 15
-    assert probe(tmp_path / "m.mp4").duration == pytest.approx(0.6, abs=0.04)
+    assert probe(short).duration == pytest.approx(0.6, abs=0.04)
 
 
 def test_overlay_refusals(ckpts, media_factory: MediaFactory, tmp_path, capsys):
@@ -137,3 +138,21 @@ def test_overlay_real_videos(shared_data, ckpts, tmp_path, capsys):
         rms_out = float(read_audio(out, 0.2, 1.0, 16000).pow(2).mean())
         # the sound is there (a 5.1 -> stereo downmix is louder than avssl's mean of 6 channels)
         assert rms_in > 0 and 0.2 < (rms_out / rms_in) ** 0.5 < 8
+
+
+def test_unwritable_output_is_refused_before_the_work(ckpts, media_factory, tmp_path, capsys,
+                                                      monkeypatch):  # fmt: skip
+    # a read-only folder (which mode bits cannot show to root): the probe file cannot be made
+    import tempfile
+
+    def read_only(*args, **kwargs):
+        raise OSError(30, "Read-only file system")
+
+    video = media_factory("v.mp4", duration=1.0)
+    monkeypatch.setattr(tempfile, "mkstemp", read_only)
+    for extra in ([], ["--png", str(tmp_path / "s.png")]):
+        out = tmp_path / "o.mp4"
+        assert _overlay(video, ckpts["contrastive"], out, *extra) == 2
+        err = capsys.readouterr().err
+        assert err == f"error: {out}: cannot be written (Read-only file system)\n"
+        assert not out.exists()

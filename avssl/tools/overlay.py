@@ -182,6 +182,7 @@ def render(model, cfg, args, info, duration, fps, size, lut) -> tuple[int, str |
     device = next(model.parameters()).device
     frames_iter = iter_frames_at(args.video, times, size)
     tmp = out.with_name(f".{out.stem}.tmp{os.getpid()}{out.suffix}")
+    out.parent.mkdir(parents=True, exist_ok=True)
     writer = OverlayWriter(tmp, size[1], size[0], fps, args.video, duration)
     try:
         for c0 in range(0, len(times), args.chunk):
