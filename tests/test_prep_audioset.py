@@ -153,3 +153,21 @@ def test_probe_catches_a_download_cut_short(media_factory, tmp_path, capsys):
     assert [r.id for r in read_manifest(out / "manifest.jsonl")] == ["iiiiiiiiiii_0"]
     ((item, reason),) = json.loads((out / "prepare_report.json").read_text())["unreadable_items"]
     assert item == "jjjjjjjjjjj_0" and "truncated" in reason
+
+
+def test_audioset_duplicate_segment_is_counted_and_listed(clips, tmp_path, capsys):
+    media, train, test = clips
+    with train.open("a") as fh:  # line 9: the segment of line 5 again; line 10: of a missing clip
+        fh.write('aaaaaaaaaaa, 2.000, 3.500, "/m/01"\neeeeeeeeeee, 0.0, 10.0, "/m/03"\n')
+    out = tmp_path / "out"
+    args = ["--segments", str(train), str(test), "--media", str(media), "--out", str(out)]
+    assert audioset.main([*args, "--val-fraction", "0"]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["written"] == 5 and summary["missing"] == 1 and summary["unreadable"] == 3
+    report = json.loads((out / "prepare_report.json").read_text())
+    dup = "duplicate id (an earlier item has the same one)"
+    assert [x for x in report["unreadable_items"] if x[1] == dup] == [
+        ["aaaaaaaaaaa_2", dup],
+        ["eeeeeeeeeee_0", dup],
+    ]
+    assert cli.main(["prepare", "audioset", *args, "--strict", "--force"]) == 2

@@ -3,7 +3,9 @@
 import json
 
 import pytest
+from bad_media import one_line_error, run
 
+from avssl.cli import main as cli
 from avssl.data.manifest import read_manifest, resolve
 from avssl.prep import esc50, flickr, us8k, vggss
 from avssl.prep.flickr import read_annotation_boxes
@@ -22,7 +24,8 @@ def test_voc_boxes_normalised(tmp_path):
     path = tmp_path / "a.xml"
     path.write_text(voc(200, 100, (20, 10, 120, 60), (0, 0, 250, 100), (50, 50, 50, 90)))
     boxes, dropped = read_annotation_boxes(path)  # the zero-area third box is left out
-    assert boxes == [[0.1, 0.1, 0.6, 0.6], [0.0, 0.0, 1.0, 1.0]] and dropped == 1  # clipped
+    assert boxes == [[0.1, 0.1, 0.6, 0.6], [0.0, 0.0, 1.0, 1.0]]  # clipped
+    assert dropped == {"zero-area": 1}
     path.write_text(voc(200, 100))
     with pytest.raises(ValueError, match="no <bndbox>"):
         read_annotation_boxes(path)
@@ -151,3 +154,40 @@ def test_us8k_missing_file(media_factory, tmp_path):
     assert (row.id, row.labels, row.split) == ("100032-3-0-0", ["dog_bark"], "train")
     report = json.loads((out / "prepare_report.json").read_text())
     assert report["missing_items"][0][0] == "100263-2-0-117"
+
+
+@pytest.mark.parametrize(
+    "w, h, box, reason",
+    [
+        ("nan", "inf", (10, 10, 20, 20), "<size> <width> is 'nan', not a finite number"),
+        (200, " inf ", (10, 10, 20, 20), "<size> <height> is 'inf', not a finite number"),
+        (200, 100, ("nan", 10, "inf", 20), "box 0 <xmin> is 'nan', not a finite number"),
+        (200, 100, (10, 10, "-Infinity", 20), "box 0 <xmax> is '-Infinity', not a finite number"),
+    ],
+)
+def test_flickr_non_finite_numbers_are_unreadable(w, h, box, reason, tmp_path):
+    path = tmp_path / "a.xml"
+    path.write_text(voc(w, h, box))
+    with pytest.raises(ValueError) as err:
+        read_annotation_boxes(path)
+    assert str(err.value) == f"{path}: {reason}"
+
+
+def test_flickr_inverted_box_is_not_called_zero_area(media_factory, tmp_path):
+    media_factory("1.mp4", duration=1.0, size=(32, 32))
+    (tmp_path / "1.xml").write_text(voc(200, 100, (20, 10, 120, 60), (150, 10, 50, 60)))
+    boxes, dropped = read_annotation_boxes(tmp_path / "1.xml")
+    assert boxes == [[0.1, 0.1, 0.6, 0.6]] and dropped == {"inverted": 1}
+    (tmp_path / "ids.csv").write_text("1\n")
+    out = tmp_path / "out"
+    assert flickr.main(["--ids", str(tmp_path / "ids.csv"), "--media", str(tmp_path),
+                        "--out", str(out)]) == 0  # fmt: skip
+    (note,) = json.loads((out / "prepare_report.json").read_text())["notes"]
+    assert note.startswith("items with inverted boxes: 1 (1); the boxes are left out")
+
+
+def test_flickr_empty_id_list(tmp_path, capsys):
+    (tmp_path / "ids.csv").write_text("\n \n")
+    argv = ["flickr", "--ids", str(tmp_path / "ids.csv"), "--media", str(tmp_path)]
+    code, o, err = run(capsys, cli, ["prepare", *argv, "--out", str(tmp_path / "out")])
+    one_line_error(code, o, err, tmp_path / "ids.csv", "no ids in the file")

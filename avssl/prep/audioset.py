@@ -22,7 +22,14 @@ from avssl.data.audioset import Ontology, read_segments
 from avssl.data.manifest import SPLITS, Row
 from avssl.errors import AvsslError, MediaError
 from avssl.prep.clips import index_folder, locate
-from avssl.prep.report import PrepReport, add_common_args, finish_run, relpath, start_run
+from avssl.prep.report import (
+    DUPLICATE,
+    PrepReport,
+    add_common_args,
+    finish_run,
+    relpath,
+    start_run,
+)
 
 
 def split_of_file(path: Path, explicit: dict[str, str]) -> str:
@@ -71,7 +78,8 @@ def add_segment_rows(
     seen = set()
     for ytid, start, end, labels, split in segments:
         item = f"{ytid}_{start:g}"
-        if item in seen:
+        if item in seen:  # the same YTID and start again (written, missing or unreadable)
+            report.skip_unreadable(item, DUPLICATE)
             continue
         seen.add(item)
         candidates = files.get(ytid)

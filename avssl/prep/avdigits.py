@@ -148,8 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     for rec in recordings:
         split = audio_split(rec, test, val_speaker)
         try:
-            info = media.probe(rec.path)
-            wave = media.read_audio(rec.path, 0.0, info.duration or 0.0, SAMPLE_RATE).numpy()
+            wave = read_recording(rec.path)
         except MediaError as err:
             report.skip_unreadable(rec.id, err.reason)
             continue
@@ -213,6 +212,22 @@ def main(argv: list[str] | None = None) -> int:
     if val_speaker is not None:
         report.extra["heldout"] = str(out / HELDOUT)
     return report.finish(out, args.force)
+
+
+def read_recording(path: Path) -> np.ndarray:
+    """The whole recording at ``SAMPLE_RATE``, float32 ``[N]``.
+
+    Raises:
+        MediaError: not media, no audio stream (e.g. an image named ``.wav``), no samples, or
+            a file that does not decode.
+    """
+    info = media.probe(path)
+    if not info.has_audio:
+        what = info.video_codec or info.container or "unknown format"
+        raise MediaError(path, f"not an audio file ({info.kind}, {what}; no audio stream)")
+    if not info.duration:
+        raise MediaError(path, "no audio samples" if info.duration == 0 else "unknown duration")
+    return media.read_audio(path, 0.0, info.duration, SAMPLE_RATE).numpy()
 
 
 def heldout_rows(rows: list[Row]) -> list[Row]:

@@ -36,5 +36,6 @@ def main(argv: list[str] | None = None) -> int:
         args.root / "meta" / "esc50.csv",
         COLUMNS,
         audio_path=lambda rec, fold: args.root / "audio" / rec["filename"],
-        keep=lambda rec: not args.esc10 or rec.get("esc10", "").strip().lower() == "true",
+        keep=lambda rec: not args.esc10 or rec["esc10"].strip().lower() == "true",
+        extra=("esc10",) if args.esc10 else (),
     )

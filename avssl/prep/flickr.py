@@ -13,29 +13,63 @@ Every row is split "test".
 from __future__ import annotations
 
 import argparse
+import math
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from avssl.cli import ArgumentParser
 from avssl.data.annotations import read_flickr_ids, read_flickr_xml
 from avssl.errors import AvsslError, ManifestError
-from avssl.prep.localization import clip_boxes, index_stems, media_row, note_dropped
+from avssl.prep.localization import (
+    clip_boxes,
+    index_stems,
+    lose_boxes,
+    media_row,
+    note_dropped,
+)
 from avssl.prep.report import add_common_args, finish_run, start_run
 
 
-def read_annotation_boxes(path: Path) -> tuple[list[list[float]], int]:
+def check_finite(path: Path) -> None:
+    """Refuse NaN or infinite numbers in the ``<size>`` or the boxes of an annotation file.
+
+    Python reads ``nan`` and ``inf`` as numbers: a NaN clips to 0 and an infinite size turns
+    every coordinate into 0, so such a file would pass as boxes it does not hold.
+
+    Raises:
+        ValueError: naming ``path``, the box and the element.
+    """
+    root = ET.parse(path).getroot()
+    size = [root.find("size/width"), root.find("size/height")]
+    fields = [("<size>", e) for e in size if e is not None]
+    for k, bbox in enumerate(e for e in root.iter() if e.tag in ("bbox", "bndbox")):
+        fields += [(f"box {k}", child) for child in bbox]
+    for what, elem in fields:
+        try:
+            value = float(elem.text)
+        except (TypeError, ValueError):
+            continue  # not a number at all: read_flickr_xml decides
+        if not math.isfinite(value):
+            text = elem.text.strip()
+            raise ValueError(f"{path}: {what} <{elem.tag}> is {text!r}, not a finite number")
+
+
+def read_annotation_boxes(path: Path) -> tuple[list[list[float]], dict[str, int]]:
     """Normalised ``[x0, y0, x1, y1]`` boxes of one annotation file, clipped to [0, 1].
 
     Returns:
-        The boxes and how many zero-area ones were left out
-        (:func:`avssl.prep.localization.clip_boxes`).
+        The boxes, and how many were left out by kind ("zero-area", "inverted": see
+        :func:`avssl.prep.localization.clip_boxes`).
 
     Raises:
-        ValueError: unparsable XML, no box, or a box that is not a box.
+        ValueError: unparsable XML, no box, a box that is not a box, or a size or coordinate
+            that is NaN or infinite.
     """
     try:
         boxes = read_flickr_xml(path)
     except ManifestError as err:
         raise ValueError(str(err)) from None
+    check_finite(path)
     return clip_boxes(boxes, str(path))
 
 
@@ -58,9 +92,11 @@ def main(argv: list[str] | None = None) -> int:
         raise AvsslError(f"{args.ids}: no such id list")
     report = start_run("flickr", args)
     ids = read_flickr_ids(args.ids)
+    if not ids:
+        raise AvsslError(f"{args.ids}: no ids in the file")
     xml = {p.stem: p for p in sorted((args.annotations or args.media).rglob("*.xml"))}
     stems = index_stems(args.media)
-    lost_boxes = []
+    lost_boxes: dict[str, list[str]] = {}
     for item in ids:
         if item not in xml:
             report.skip_missing(item, "no annotation file {id}.xml")
@@ -70,8 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError as err:
             report.skip_unreadable(item, str(err))
             continue
-        if dropped:
-            lost_boxes.append(item)
+        lose_boxes(lost_boxes, item, dropped)
         media_row(report, item, stems.get(item), args.out, boxes, [])
     note_dropped(report, lost_boxes)
     return finish_run(report, args)

@@ -36,6 +36,23 @@ def add_audio_row(
     report.add(Row(item, video=rel, audio=rel, labels=[label], split=split))
 
 
+def record_problem(rec: dict, header: list[str], needed: tuple[str, ...]) -> str | None:
+    """Why a :class:`csv.DictReader` record cannot be used, or None.
+
+    A record with fewer or more fields than the header is malformed (its columns cannot be
+    trusted), and so is one where a column in ``needed`` is empty.
+    """
+    if None in rec:  # DictReader's restkey: fields beyond the header
+        return f"{len(header) + len(rec[None])} fields, the header has {len(header)}"
+    short = [c for c in header if rec[c] is None]  # DictReader's restval: a short row
+    if short:
+        return f"missing column(s) {', '.join(short)}"
+    empty = [c for c in needed if not rec[c].strip()]
+    if empty:
+        return f"empty column(s) {', '.join(empty)}"
+    return None
+
+
 def write_folds(out: Path, folds: dict[str, int], report: PrepReport) -> None:
     """Write ``folds.json`` ({id: fold}) for the rows kept and mention it in the report."""
     kept = {r.id: folds[r.id] for r in report.rows}
@@ -55,6 +72,7 @@ def prepare_folds(
     columns: tuple[str, str, str],
     audio_path: Callable[[dict, int], Path],
     keep: Callable[[dict], bool] = lambda rec: True,
+    extra: tuple[str, ...] = (),
 ) -> int:
     """Write the manifest, ``folds.json`` and the report of a fold-annotated metadata CSV.
 
@@ -66,10 +84,14 @@ def prepare_folds(
         columns: its (file name, fold, label) columns.
         audio_path: the audio file of a CSV record, given the record and its fold.
         keep: which records to use (e.g. the ESC-10 subset).
+        extra: further columns the script needs (those ``keep`` reads).
+
+    Records with missing, extra or empty needed fields (:func:`record_problem`) and those whose
+    fold is not a number are skipped and listed as unreadable, with their ``file:line``.
 
     Raises:
-        AvsslError: ``meta`` is missing, unreadable or lacks ``columns``, or ``--test-fold`` is
-            not one of its folds.
+        AvsslError: ``meta`` is missing, unreadable or lacks a needed column, or
+            ``--test-fold`` is not one of its folds.
     """
     if not meta.is_file():
         raise AvsslError(f"{meta}: no such file (is --root the {title} folder?)")
@@ -77,18 +99,26 @@ def prepare_folds(
     report = start_run(dataset, args, writes=(FOLDS,))
     folds: dict[str, int] = {}
     reader = csv.DictReader(text_lines(meta))
-    if not set(columns) <= set(reader.fieldnames or []):
-        raise ManifestError(f"{meta}: expected columns {', '.join(columns)}")
+    needed = (*columns, *extra)
+    header = reader.fieldnames or []
+    if not set(needed) <= set(header):
+        raise ManifestError(f"{meta}: expected columns {', '.join(needed)}")
     records = []
     for rec in reader:
+        where = f"{meta}:{reader.line_num}"
+        item = Path(rec[file_col]).stem if (rec[file_col] or "").strip() else where
+        problem = record_problem(rec, header, needed)
+        if problem is not None:
+            report.skip_unreadable(item, f"{where}: {problem}")
+            continue
         if not keep(rec):
             continue
-        item = Path(rec[file_col]).stem
         try:
-            folds[item] = int(rec[fold_col])
+            fold = int(rec[fold_col])
         except ValueError:
-            report.skip_unreadable(item, f"{meta}:{reader.line_num}: fold {rec[fold_col]!r}")
+            report.skip_unreadable(item, f"{where}: fold {rec[fold_col]!r}")
             continue
+        folds.setdefault(item, fold)  # a duplicate row is skipped by report.add, fold and all
         records.append((item, rec))
     present = sorted(set(folds.values()))
     if present and args.test_fold not in present:

@@ -6,6 +6,7 @@ whole video instead; files are found anywhere under the media folder by their st
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from avssl.prep.report import PrepReport, relpath
 
 AUDIO_EXTS = SOUNDFILE_EXTS | {".mp3", ".m4a", ".aac", ".opus"}
 VIDEO_EXTS = MEDIA_EXTS - AUDIO_EXTS
+INVERTED, ZERO_AREA = "inverted", "zero-area"  # the kinds of box clip_boxes drops
 
 
 def index_stems(folder: str | os.PathLike) -> dict[str, dict[str, Path]]:
@@ -68,38 +70,56 @@ def media_row(
     report.add(Row(item, **fields, labels=labels, split="test", boxes={"sources": boxes}))
 
 
-def clip_boxes(boxes, where: str) -> tuple[list[list[float]], int]:
-    """Normalised ``[x0, y0, x1, y1]`` boxes clipped to [0, 1], without the zero-area ones.
+def clip_boxes(boxes, where: str) -> tuple[list[list[float]], dict[str, int]]:
+    """Normalised ``[x0, y0, x1, y1]`` boxes clipped to [0, 1], without those that cover nothing.
 
-    The reference evaluations draw a zero-area box as nothing and still score its item (the
-    real ``vggss.json`` has 18 items with one, 2 with nothing else), so such a box is dropped
-    here rather than the item.
+    The reference evaluations draw such a box as nothing and still score its item (the real
+    ``vggss.json`` has 18 items with one, 2 with nothing else), so the box is dropped here rather
+    than the item. It is "inverted" when published with ``x0 > x1`` or ``y0 > y1`` (12 of those
+    items, by a -2.9e16 coordinate), else "zero-area": no width or height once clipped.
 
     Returns:
-        The boxes kept and how many were dropped.
+        The boxes kept, and how many were dropped by kind (``{"inverted": n, ...}``).
 
     Raises:
-        ValueError: a box that is not four numbers.
+        ValueError: a box that is not four finite numbers.
     """
-    kept, dropped = [], 0
+    kept, dropped = [], {}
     for k, box in enumerate(boxes):
         try:
-            x0, y0, x1, y1 = (min(1.0, max(0.0, v)) for v in parse_box(box, where))
+            raw = parse_box(box, where)
         except ManifestError:
             raise ValueError(f"{where}: box {k} is not four numbers: {box!r}") from None
-        if x1 <= x0 or y1 <= y0:
-            dropped += 1
+        if not all(map(math.isfinite, raw)):
+            raise ValueError(f"{where}: box {k} has a coordinate that is not finite: {box!r}")
+        x0, y0, x1, y1 = (min(1.0, max(0.0, v)) for v in raw)
+        if raw[0] > raw[2] or raw[1] > raw[3]:
+            kind = INVERTED
+        elif x1 <= x0 or y1 <= y0:
+            kind = ZERO_AREA
         else:
             kept.append([x0, y0, x1, y1])
+            continue
+        dropped[kind] = dropped.get(kind, 0) + 1
     return kept, dropped
 
 
-def note_dropped(report: PrepReport, items: list[str]) -> None:
-    """Tell the user which items lost zero-area boxes (:func:`clip_boxes`)."""
-    if items:
-        shown = ", ".join(items[:5]) + (", ..." if len(items) > 5 else "")
+def note_dropped(report: PrepReport, items: dict[str, list[str]]) -> None:
+    """Tell the user which items lost boxes of each kind (``{kind: [item, ...]}``, as counted
+    by :func:`clip_boxes`), each item once."""
+    for kind in (ZERO_AREA, INVERTED):
+        found = list(dict.fromkeys(items.get(kind, [])))  # a duplicated id is one item
+        if not found:
+            continue
+        shown = ", ".join(found[:5]) + (", ..." if len(found) > 5 else "")
         report.note(
-            f"items with zero-area boxes: {len(items)} ({shown}); the boxes are left out (the "
+            f"items with {kind} boxes: {len(found)} ({shown}); the boxes are left out (the "
             "reference evaluation draws them as nothing) and an item with no box left scores 0 "
             "in localize"
         )
+
+
+def lose_boxes(lost: dict[str, list[str]], item: str, dropped: dict[str, int]) -> None:
+    """Add ``item`` to ``lost[kind]`` for each kind of box :func:`clip_boxes` dropped."""
+    for kind in dropped:
+        lost.setdefault(kind, []).append(item)

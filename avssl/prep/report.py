@@ -25,6 +25,7 @@ from avssl.errors import AvsslError, MediaError
 MANIFEST = "manifest.jsonl"
 REPORT = "prepare_report.json"
 OUTPUTS = (MANIFEST, REPORT)  # written by every script; some write more
+DUPLICATE = "duplicate id (an earlier item has the same one)"
 
 
 def add_common_args(parser: argparse.ArgumentParser, probe: bool = True) -> None:
@@ -105,7 +106,7 @@ class PrepReport:
     def add(self, row: Row) -> None:
         """Add a row; a second item with an id already written is skipped as unreadable."""
         if row.id in self._ids:
-            self.skip_unreadable(row.id, "duplicate id (an earlier item has the same one)")
+            self.skip_unreadable(row.id, DUPLICATE)
             return
         self._ids.add(row.id)
         self.rows.append(row)

@@ -16,7 +16,14 @@ from pathlib import Path
 
 from avssl.cli import ArgumentParser
 from avssl.data.annotations import load_vggss, read_flickr_ids
-from avssl.prep.localization import clip_boxes, index_stems, media_row, note_dropped
+from avssl.errors import AvsslError
+from avssl.prep.localization import (
+    clip_boxes,
+    index_stems,
+    lose_boxes,
+    media_row,
+    note_dropped,
+)
 from avssl.prep.report import add_common_args, finish_run, start_run
 
 
@@ -35,25 +42,43 @@ def main(argv: list[str] | None = None) -> int:
     report = start_run("vggss", args, args.media)
     entries = load_vggss(args.annotations)
     keep = None if args.ids is None else set(read_flickr_ids(args.ids))
+    if keep is not None and not keep:
+        raise AvsslError(f"{args.ids}: no ids in the file")
     stems = index_stems(args.media)
-    lost_boxes = []
+    lost_boxes: dict[str, list[str]] = {}
     for k, entry in enumerate(entries):
-        if not isinstance(entry, dict):
-            report.skip_unreadable(f"entry {k}", f"not a JSON object ({json.dumps(entry)[:40]})")
+        problem = entry_problem(entry)
+        if problem is not None:
+            report.skip_unreadable(f"entry {k}", problem)
             continue
-        item = str(entry.get("file", f"entry {k}"))
+        item = str(entry["file"])
         if keep is not None and item not in keep:
+            continue
+        if "bbox" not in entry:
+            report.skip_unreadable(item, "no 'bbox' key")
             continue
         try:
             if not entry["bbox"]:
                 raise ValueError("no boxes")
             boxes, dropped = clip_boxes(entry["bbox"], item)
-        except (KeyError, TypeError, ValueError) as err:
+        except (TypeError, ValueError) as err:
             report.skip_unreadable(item, f"bad bbox ({err})")
             continue
-        if dropped:
-            lost_boxes.append(item)
+        lose_boxes(lost_boxes, item, dropped)
         labels = [str(entry["class"])] if entry.get("class") else []
         media_row(report, item, stems.get(item), args.out, boxes, labels)
     note_dropped(report, lost_boxes)
     return finish_run(report, args)
+
+
+def entry_problem(entry) -> str | None:
+    """Why an entry of ``vggss.json`` names no item (not an object, no usable ``file``), or
+    None."""
+    if not isinstance(entry, dict):
+        return f"not a JSON object ({json.dumps(entry)[:40]})"
+    if "file" not in entry:
+        return "no 'file' key"
+    name = entry["file"]
+    if isinstance(name, bool) or not isinstance(name, (str, int)) or not str(name).strip():
+        return f"'file' is {json.dumps(name)[:40]}, not a file name"
+    return None
