@@ -14,7 +14,7 @@ from pathlib import Path
 import yaml
 
 from avssl.config_checks import check_ranges
-from avssl.config_parse import apply_override, from_dict
+from avssl.config_parse import UniqueKeyLoader, apply_override, from_dict
 from avssl.errors import ConfigError
 
 
@@ -225,10 +225,14 @@ def load_config(path: str | os.PathLike | None = None, overrides: list[str] = ()
     data = {}
     if path is not None:
         path = Path(path)
+        if path.is_dir():
+            raise ConfigError(f"{path}: is a directory, not a config file")
         if not path.is_file():
             raise ConfigError(f"{path}: no such config file")
         try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            data = yaml.load(path.read_text(encoding="utf-8"), UniqueKeyLoader) or {}
+        except ConfigError as err:
+            raise ConfigError(f"{path}: {err}") from None
         except yaml.YAMLError as err:
             raise ConfigError(f"{path}: not valid YAML ({err.__class__.__name__})") from None
         except UnicodeDecodeError:

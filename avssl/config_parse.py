@@ -52,6 +52,8 @@ def _coerce(value, tp, key: str):
     try:
         if tp is int and isinstance(value, float) and not value.is_integer():
             raise ValueError
+        if tp in (int, float) and isinstance(value, bool):  # bool is an int to Python
+            raise ValueError
         return tp(value)
     except (TypeError, ValueError):
         raise ConfigError(f"{key}: expected {tp.__name__}, got {value!r}") from None
@@ -74,6 +76,23 @@ def from_dict(cls, data: dict, prefix: str = ""):
     return cls(**kwargs)
 
 
+class UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` refusing a key given twice in one mapping (YAML keeps the last one
+    silently, so the first setting would be lost without a word)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if not isinstance(key, typing.Hashable):
+                continue  # SafeLoader refuses it below, as YAML
+            if key in seen:
+                line = key_node.start_mark.line + 1
+                raise ConfigError(f"key {key!r} given twice (line {line})")
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
 def _parse_yaml(text: str, key: str):
     try:
         return yaml.safe_load(text)
@@ -89,6 +108,8 @@ def apply_override(cfg, assignment: str) -> None:
     parts = key.strip().split(".")
     obj = cfg
     for i, part in enumerate(parts):
+        if not dataclasses.is_dataclass(obj):
+            raise ConfigError(f"--set {key}: {'.'.join(parts[:i])} is a value, not a section")
         types_ = _field_types(type(obj))
         if part not in types_:
             raise _unknown(".".join(parts[: i + 1]), types_)

@@ -63,6 +63,9 @@ def _one_error(capsys) -> str:
         ("train.schedule=constnat", "train.schedule: must be one of cosine, constant, got 'con"),
         ("train.device=gpu", "device 'gpu': use auto, cpu, cuda or cuda:N"),
         ("train.device=mps", "device 'mps': use auto, cpu, cuda or cuda:N"),
+        ("train.steps=true", "train.steps: expected int, got True"),  # was 1 step
+        ("train.lr=false", "train.lr: expected float, got False"),
+        ("train.steps.x=1", "--set train.steps.x: train.steps is a value, not a section"),
     ],
 )
 def test_bad_value_is_refused_before_any_folder(
@@ -86,6 +89,15 @@ def test_value_from_the_file_names_the_file(tmp_path):
     with pytest.raises(ConfigError, match=r"^train.lr: must be > 0, got -2.0$"):
         load_config(path, ["train.lr=-2"])  # the --set value is the one at fault
     assert load_config(path, ["train.lr=0.01"]).train.lr == 0.01  # an override mends the file
+
+
+def test_config_file_with_a_key_twice_or_a_folder(tmp_path):
+    path = tmp_path / "twice.yaml"
+    path.write_text("train:\n  steps: 5\n  lr: 0.1\n  steps: 7\n")  # YAML would keep 7
+    with pytest.raises(ConfigError, match=r"^.*twice.yaml: key 'steps' given twice \(line 4\)$"):
+        load_config(path)
+    with pytest.raises(ConfigError, match=r": is a directory, not a config file$"):
+        load_config(tmp_path)
 
 
 def test_shipped_configs_pass_the_range_checks():
