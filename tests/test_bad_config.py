@@ -61,8 +61,8 @@ def _one_error(capsys) -> str:
         ("name=[a,b]", "name: expected a string, got ['a', 'b']"),
         ("name=a/b", "name: must be a folder name (no '/'), got 'a/b'"),
         ("train.schedule=constnat", "train.schedule: must be one of cosine, constant, got 'con"),
-        ("train.device=gpu", "device 'gpu': use auto, cpu, cuda or cuda:N"),
-        ("train.device=mps", "device 'mps': use auto, cpu, cuda or cuda:N"),
+        ("train.device=gpu", "train.device: device 'gpu': use auto, cpu, cuda or cuda:N"),
+        ("train.device=mps", "train.device: device 'mps': use auto, cpu, cuda or cuda:N"),
         ("train.steps=true", "train.steps: expected int, got True"),  # was 1 step
         ("train.lr=false", "train.lr: expected float, got False"),
         ("train.steps.x=1", "--set train.steps.x: train.steps is a value, not a section"),

@@ -185,6 +185,19 @@ def test_missing_run_dir_is_a_one_line_error(tmp_path, capsys):
     assert cli.main(["report", str(missing), "--results", str(tmp_path / "r.json")]) == 2
     assert capsys.readouterr().err == f"error: {tmp_path / 'r.json'}: no such results file\n"
     assert not (missing / "report.html").exists()
+    # what the user names must be usable (a part the run lacks is only a note)
+    (tmp_path / "r.json").write_text("[1, 2]")
+    (tmp_path / "m.jsonl").write_text("{not json\n")
+    cases = [
+        (["--results", str(tmp_path / "r.json")], "r.json: not a results file (not a JSON object)"),
+        (["--data", str(tmp_path / "m.jsonl")], "m.jsonl:1: not JSON"),
+        (["--device", "gpu"], "--device: device 'gpu': use auto, cpu, cuda or cuda:N"),
+    ]
+    for extra, reason in cases:
+        assert cli.main(["report", str(missing), *extra]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and reason in err and len(err.splitlines()) == 1, err
+    assert not (missing / "report.html").exists()
 
 
 def test_model_without_map_uses_cca_and_says_so(tiny_cache, tmp_path, capsys):

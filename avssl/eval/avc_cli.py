@@ -68,7 +68,7 @@ def run(argv: list[str]) -> int:
     from avssl.train.checkpoint import load_model
     from avssl.train.runtime import resolve_device
 
-    device = resolve_device(args.device)
+    device = resolve_device(args.device, "--device")
     model, cfg, state = load_model(args.checkpoint, device)
     tta = apply_tta(model, args)  # scores change, so the threshold is recalibrated (below)
     own = copy.deepcopy(cfg.data)  # the training data: cohort and calibration come from it

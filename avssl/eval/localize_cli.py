@@ -109,7 +109,7 @@ def run(argv: list[str]) -> int:
     from avssl.train.checkpoint import load_model
     from avssl.train.runtime import resolve_device
 
-    device = resolve_device(args.device)
+    device = resolve_device(args.device, "--device")
     model, cfg, state = load_model(args.checkpoint, device)
     tta = apply_tta(model, args)
     if not model.has_map:

@@ -133,7 +133,7 @@ def run(argv: list[str]) -> int:
 
     ontology = Ontology.load(args.ontology) if args.ontology else None
     gallery_rows = read_manifest(args.gallery) if args.gallery else None  # fail before decoding
-    device = resolve_device(args.device)
+    device = resolve_device(args.device, "--device")
     model, cfg, state = load_model(args.checkpoint, device)
     tta = apply_tta(model, args)
     use_data(cfg, args.data)

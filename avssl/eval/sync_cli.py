@@ -242,7 +242,7 @@ def run(argv: list[str]) -> int:
         from avssl.data.media_checks import check_file
 
         check_file(args.video)  # a bad path fails before the model loads
-    device = resolve_device(args.device)
+    device = resolve_device(args.device, "--device")
     model, cfg, state = load_model(args.checkpoint, device)
     sync = ClipSync(model, cfg, args, device)
     if args.video:

@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     from avssl.train.runtime import resolve_device
 
     t0 = time.perf_counter()
-    model, cfg, state = load_model(args.checkpoint, resolve_device(args.device))
+    model, cfg, state = load_model(args.checkpoint, resolve_device(args.device, "--device"))
     ckpt = {"path": state["path"], "sha256": weights_hash(model)}
     out = Path(args.out)
     index = _open_or_create(out, args, cfg, ckpt, embedding_dims(model, cfg.data))

@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     from avssl.train.checkpoint import load_model
     from avssl.train.runtime import resolve_device, resolve_precision
 
-    device = resolve_device(args.device)
+    device = resolve_device(args.device, "--device")
     model, cfg, state = load_model(args.checkpoint, device)
     if not model.has_map:
         raise AvsslError(
@@ -151,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     fps = args.fps or min(info.fps or 25.0, 25.0)
     size = output_size(info.height, info.width, args.max_side)
     lut = colormap_lut(args.cmap)
-    args.precision = resolve_precision(args.precision, device)  # its note only once inputs are good
+    args.precision = resolve_precision(args.precision, device, "--precision")  # its note only once inputs are good
     t0 = time.perf_counter()
     n_frames, sheet = render(model, cfg, args, info, duration, fps, size, lut)
     seconds = time.perf_counter() - t0

@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     from avssl.train.runtime import resolve_device
 
     index = load_index(args.index)
-    model, cfg, state = load_model(args.checkpoint, resolve_device(args.device))
+    model, cfg, state = load_model(args.checkpoint, resolve_device(args.device, "--device"))
     index.check_checkpoint(weights_hash(model), state["path"])
     path, flag, modality, target = _query_spec(args)
     if index.count(target) == 0:

@@ -123,7 +123,7 @@ def model_sections(run_dir: Path, args) -> tuple[Section, Section, object | None
         return note(msg.format("retrieval gallery")), note(msg.format("overlays")), None
     cfg = None
     try:
-        device = resolve_device(args.device)
+        device = resolve_device(args.device, "--device")
         model, cfg, state = load_model(run_dir, device)
         use_data(cfg, args.data)
         manifest = manifest_path(cfg.data, progress=False)
@@ -226,9 +226,20 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(args, name) < 1:
             raise AvsslError(f"--{name.replace('_', '-')} must be >= 1")
     extra = [Path(p) for p in args.results]
-    for path in extra:
+    for path in extra:  # what the user names must be usable; what the run lacks is a note
         if not path.is_file():
             raise AvsslError(f"{path}: no such results file")
+        if problem := figures.read_json_object(path)[1]:
+            raise AvsslError(f"{path}: not a results file ({problem})")
+    if args.data:
+        from avssl.config import DataConfig
+        from avssl.data.manifest import read_manifest
+        from avssl.data.source import manifest_path
+
+        read_manifest(manifest_path(DataConfig(root=args.data)))
+    from avssl.train.runtime import resolve_device
+
+    resolve_device(args.device, "--device")
 
     gallery, overlays, cfg = model_sections(run_dir, args)
     sections = {

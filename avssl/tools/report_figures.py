@@ -135,6 +135,19 @@ def flatten_scalars(result: dict, prefix: str = "") -> list[tuple[str, str]]:
     return out
 
 
+def read_json_object(path: Path) -> tuple[dict | None, str | None]:
+    """``(the JSON object in path, None)``, or ``(None, why it is not one)``."""
+    try:
+        if path.stat().st_size > MAX_JSON_BYTES:
+            return None, f"larger than {MAX_JSON_BYTES // 1_000_000} MB"
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        return None, f"not readable JSON: {str(err).splitlines()[0]}"
+    if not isinstance(obj, dict):
+        return None, "not a JSON object"
+    return obj, None
+
+
 def json_tables(paths: list[Path], base: Path) -> tuple[list[dict], list[str]]:
     """Evaluation results saved as JSON objects -> tables like :func:`parse_report_md`'s.
 
@@ -148,16 +161,9 @@ def json_tables(paths: list[Path], base: Path) -> tuple[list[dict], list[str]]:
             title = str(path.relative_to(base))
         except ValueError:
             title = str(path)
-        try:
-            if path.stat().st_size > MAX_JSON_BYTES:
-                notes.append(f"{title}: skipped (larger than {MAX_JSON_BYTES // 1_000_000} MB)")
-                continue
-            obj = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-            notes.append(f"{title}: skipped (not readable JSON: {str(err).splitlines()[0]})")
-            continue
-        if not isinstance(obj, dict):
-            notes.append(f"{title}: skipped (not a JSON object)")
+        obj, problem = read_json_object(path)
+        if problem:
+            notes.append(f"{title}: skipped ({problem})")
             continue
         rows = [list(kv) for kv in flatten_scalars(obj)]
         tables.append({"title": title, "header": ["metric", "value"], "rows": rows})

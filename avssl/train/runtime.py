@@ -52,8 +52,16 @@ def cleanup_distributed() -> None:
         dist.destroy_process_group()
 
 
-def resolve_device(name: str) -> torch.device:
-    """``auto`` picks ``cuda:LOCAL_RANK`` when CUDA is available, else the CPU."""
+def resolve_device(name: str, setting: str = "train.device") -> torch.device:
+    """``auto`` picks ``cuda:LOCAL_RANK`` when CUDA is available, else the CPU.
+
+    Args:
+        name: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+        setting: the config key or flag that gave ``name``, for the error.
+
+    Raises:
+        ConfigError: another name, or CUDA asked for where there is none.
+    """
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
@@ -63,9 +71,9 @@ def resolve_device(name: str) -> torch.device:
     except RuntimeError:
         device = None
     if device is None or device.type not in ("cpu", "cuda"):
-        raise ConfigError(f"device {name!r}: use auto, cpu, cuda or cuda:N")
+        raise ConfigError(f"{setting}: device {name!r}: use auto, cpu, cuda or cuda:N")
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"train.device={name} but CUDA is not available")
+        raise ConfigError(f"{setting}={name} but CUDA is not available")
     return device
 
 
@@ -82,21 +90,21 @@ def cpu_has_bf16() -> bool:
 _warned: set[str] = set()
 
 
-def check_precision(name: str, device: torch.device) -> None:
+def check_precision(name: str, device: torch.device, setting: str = "train.precision") -> None:
     """Refuse a precision that is unknown or that ``device`` cannot run.
 
     Raises:
-        ConfigError: naming the setting.
+        ConfigError: naming the setting (the config key or flag that gave ``name``).
     """
     if name not in ("auto", "bf16", "fp16", "fp32"):
-        raise ConfigError(f"train.precision must be auto|bf16|fp16|fp32, got {name!r}")
+        raise ConfigError(f"{setting} must be auto|bf16|fp16|fp32, got {name!r}")
     if name == "fp16" and device.type != "cuda":
-        raise ConfigError("train.precision=fp16 needs CUDA; use bf16 or fp32 on the CPU")
+        raise ConfigError(f"{setting}=fp16 needs CUDA; use bf16 or fp32 on the CPU")
 
 
-def resolve_precision(name: str, device: torch.device) -> str:
+def resolve_precision(name: str, device: torch.device, setting: str = "train.precision") -> str:
     """Turn ``auto`` into bf16 where the hardware supports it, else fp32 (said once)."""
-    check_precision(name, device)
+    check_precision(name, device, setting)
     if name != "auto":
         return name
     ok = torch.cuda.is_bf16_supported() if device.type == "cuda" else cpu_has_bf16()
