@@ -127,6 +127,24 @@ def test_other_settings_cannot_resume(world_cache, tmp_path, capsys):
         _build(out, "--set", "data.fps=10", capsys=capsys)
 
 
+def test_out_that_is_not_a_cache_is_refused(world_cache, tmp_path):
+    run = ["--no-progress", *SETS]
+    mine = tmp_path / "mine.txt"
+    mine.write_text("MINE")
+    with pytest.raises(AvsslError, match=r"mine.txt: exists and is not a directory$"):
+        shards_cli.main(["--out", str(mine), *run])
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("MINE")  # a user's folder: no shards are added to it
+    with pytest.raises(AvsslError, match=r"folder: a folder that is not a shard cache"):
+        shards_cli.main(["--out", str(folder), *run])
+    (folder / "index.json").write_text('{"a": 1}')
+    with pytest.raises(AvsslError, match=r"index.json: not a shard cache index"):
+        shards_cli.main(["--out", str(folder), *run])
+    assert sorted(p.name for p in folder.iterdir()) == ["index.json", "notes.txt"]
+    assert mine.read_text() == "MINE"
+
+
 def test_unknown_split_refused_before_anything_is_written(world_cache, tmp_path):
     out = tmp_path / "cache"
     with pytest.raises(AvsslError, match=r"--splits tset: tset is not a split \(valid: train"):

@@ -74,14 +74,28 @@ def decode_row(row: Row, manifest: Path, data: DataConfig):
 
 
 def _start(out: Path, settings: dict, manifest: Path) -> list[dict]:
-    """Create or reopen a cache folder; returns the shards already complete."""
-    out.mkdir(parents=True, exist_ok=True)
+    """Create or reopen a cache folder; returns the shards already complete.
+
+    Raises:
+        AvsslError: ``out`` is a file, a folder holding other things than a cache, or a cache
+            of other decode settings.
+    """
+    if out.exists() and not out.is_dir():
+        raise AvsslError(f"{out}: exists and is not a directory")
     index_path = out / INDEX
+    if out.is_dir() and any(out.iterdir()) and not index_path.exists():
+        raise AvsslError(
+            f"{out}: a folder that is not a shard cache (no {INDEX}); choose an empty or new --out"
+        )
+    out.mkdir(parents=True, exist_ok=True)
     if index_path.exists():
         try:
-            old = json.loads(index_path.read_text(encoding="utf-8")).get("settings")
-        except (OSError, json.JSONDecodeError, AttributeError) as err:
+            index = json.loads(index_path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
             raise AvsslError(f"{index_path}: unreadable shard cache index ({err})") from None
+        if not isinstance(index, dict) or "settings" not in index:
+            raise AvsslError(f"{index_path}: not a shard cache index; choose another --out")
+        old = index["settings"]
         if old != settings:
             raise AvsslError(
                 f"{out}: a cache built with other decode settings ({old}); "
