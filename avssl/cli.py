@@ -50,6 +50,37 @@ class ArgumentParser(argparse.ArgumentParser):
         message = re.sub(r"^argument ([^:]+): ", r"\1: ", message)
         self.exit(2, f"error: {message} ({self.prog} --help)\n")
 
+    def parse_known_args(self, args=None, namespace=None):
+        """As argparse's, after :func:`attach_dash_values` (``--video -clip.mp4`` works)."""
+        argv = list(sys.argv[1:] if args is None else args)
+        return super().parse_known_args(attach_dash_values(self, argv), namespace)
+
+
+def attach_dash_values(parser: argparse.ArgumentParser, argv: list[str]) -> list[str]:
+    """``argv`` with a value that starts with a dash attached to its option.
+
+    argparse takes ``--video -clip.mp4`` for two options and refuses it, but accepts
+    ``--video=-clip.mp4`` (and ``-o=-clip.mp4``). A word counts as such a value
+    when it follows an option that takes one and is not itself one of ``parser``'s options.
+    """
+    if "--" in argv:
+        argv, rest = argv[: argv.index("--")], argv[argv.index("--") :]
+    else:
+        rest = []
+    options = parser._option_string_actions  # argparse has no public lookup
+    out, takes_value = [], False
+    for arg in argv:
+        is_option = arg.split("=", 1)[0] in options
+        if takes_value and arg.startswith("-") and len(arg) > 1 and not is_option:
+            flag = out.pop()
+            out.append(f"{flag}={arg}")
+            takes_value = False
+            continue
+        out.append(arg)
+        action = options.get(arg) if is_option and "=" not in arg else None
+        takes_value = action is not None and action.nargs != 0
+    return out + rest
+
 
 def json_safe(value):
     """``value`` with every NaN or infinity replaced by None, recursively (strict JSON).
@@ -77,27 +108,20 @@ def dash_paths_last(parser: argparse.ArgumentParser, argv: list[str]) -> list[st
     ``avssl inspect -clip.mp4`` would otherwise be an unknown option and an argparse usage
     message. An argument counts as such a name when it is not one of ``parser``'s options (nor
     ``--opt=value``) and names an existing path or has a file extension; it then stays a
-    positional argument, in order. A dash value of an option (``-o -out.mp4``) is attached to
-    it (``-o-out.mp4``), which argparse accepts.
+    positional argument, in order. Dash values of options are attached first
+    (:func:`attach_dash_values`).
     """
     if "--" in argv:
         return argv
     options = parser._option_string_actions  # argparse has no public lookup
-    keep, names, takes_value = [], [], False
-    for arg in argv:
+    keep, names = [], []
+    for arg in attach_dash_values(parser, argv):
         is_option = arg.split("=", 1)[0] in options
         dashed = arg.startswith("-") and len(arg) > 1 and not is_option
-        if dashed and takes_value:  # argparse refuses "-o -out.mp4" but takes "-o-out.mp4"
-            flag = keep.pop()
-            keep.append(f"{flag}={arg}" if flag.startswith("--") else flag + arg)
-            takes_value = False
-            continue
         if dashed and (os.path.exists(arg) or os.path.splitext(arg)[1][1:].isalnum()):
             names.append(arg)
             continue
         keep.append(arg)
-        action = options.get(arg) if is_option and "=" not in arg else None
-        takes_value = action is not None and action.nargs != 0
     return keep + ["--", *names] if names else keep
 
 

@@ -102,6 +102,11 @@ def test_leading_dash_names(ckpt, world, tmp_path, capsys, monkeypatch):
         code, out, err = run(capsys, fn, argv)
         assert code == 0, (command, err)
         _check_result(command, out, tmp_path / "o.mp4")
+        # and as the next word after the flag, as a user types it
+        spaced = [w for a in argv for w in (a.split("=", 1) if a.endswith("=-dash é.mp4") else [a])]
+        if spaced != argv:
+            code, out, err = run(capsys, fn, spaced)
+            assert code == 0, (command, spaced, err)
     code, out, err = run(capsys, cli, ["inspect", "--", "-missing.mp4"])
     one_line_error(code, out, err, Path("-missing.mp4"), "no such file")
     # without "--": a dash name that is not an option is still the file
