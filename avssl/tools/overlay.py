@@ -151,7 +151,8 @@ def main(argv: list[str] | None = None) -> int:
     fps = args.fps or min(info.fps or 25.0, 25.0)
     size = output_size(info.height, info.width, args.max_side)
     lut = colormap_lut(args.cmap)
-    args.precision = resolve_precision(args.precision, device, "--precision")  # its note only once inputs are good
+    # its note only once the inputs are good
+    args.precision = resolve_precision(args.precision, device, "--precision")
     t0 = time.perf_counter()
     n_frames, sheet = render(model, cfg, args, info, duration, fps, size, lut)
     seconds = time.perf_counter() - t0
