@@ -14,7 +14,8 @@
   window, classed by its first label; the group is the row's split (a fixed train/test
   protocol), the source what ``group_regex`` matches in the row id, else the id.
 
-Listing only reads metadata: unreadable audio is found (and skipped) when it is decoded.
+Listing only reads metadata: it skips malformed or duplicated metadata rows and media files
+outside the class folders; unreadable audio is found (and skipped) when it is decoded.
 """
 
 from __future__ import annotations
@@ -77,8 +78,9 @@ def list_esc50(
     Args:
         root: the dataset folder (``audio/`` and ``meta/esc50.csv``).
         subset: ``None`` for all 50 classes or ``"esc10"``.
-        bad: when given, a malformed CSV row is skipped and recorded here as
-            ``{"path": "esc50.csv:LINE", "reason": ...}``; otherwise it is an error.
+        bad: when given, a malformed or duplicated CSV row is skipped and recorded here as
+            ``{"path": "esc50.csv:LINE", "reason": ...}`` (see :func:`_bad_row`); otherwise
+            it is an error.
 
     Returns:
         one item per kept CSV row: ``path`` under ``audio/``, ``label`` its category, ``group``
@@ -86,60 +88,81 @@ def list_esc50(
 
     Raises:
         ManifestError: missing ``meta/esc50.csv`` or columns, or (without ``bad``) a malformed
-            row.
+            or duplicated row.
     """
     root = Path(root)
     csv_path = root / "meta" / "esc50.csv"
     rows = _read_csv(csv_path, ESC50_COLUMNS)
     if subset not in (None, "esc10"):
         raise AvsslError(f"unknown ESC-50 subset {subset!r} (valid: esc10)")
-    items = []
+    items, seen = [], {}
     for i, row in enumerate(rows, 2):
         esc10 = (row["esc10"] or "").strip().lower() in ("true", "1")
         if subset == "esc10" and row["esc10"] is not None and not esc10:
             continue  # outside the subset: not read further
-        reason = _esc50_row_error(row)
-        if reason is not None:
-            if bad is None:
-                raise ManifestError(f"{csv_path}:{i}: {reason}")
-            bad.append({"path": f"{csv_path}:{i}", "reason": reason})
+        if _bad_row(bad, csv_path, i, row, ("filename", "category"), row["filename"], seen):
             continue
-        src = row.get("src_file") or row["filename"]
-        items.append(
-            AudioItem(root / "audio" / row["filename"], row["category"], str(int(row["fold"])), src)
-        )
+        fold, src = str(int(row["fold"])), row.get("src_file") or row["filename"]
+        items.append(AudioItem(root / "audio" / row["filename"], row["category"], fold, src))
     return items
 
 
-def _esc50_row_error(row: dict) -> str | None:
-    """Why an ``esc50.csv`` row cannot be used, or None (short rows hold None values)."""
-    if not row["filename"] or not row["category"] or row["esc10"] is None:
-        return "a short row (no filename, category or esc10 value)"
-    try:
-        int(row["fold"])
-    except (TypeError, ValueError):
-        return f"fold {row['fold']!r} is not a number"
-    return None
+def _bad_row(bad: list[dict] | None, csv_path: Path, line: int, row: dict, needed, key,
+             seen: dict) -> bool:  # fmt: skip
+    """Whether a metadata row is skipped, then recorded in ``bad`` as ``{"path": "CSV:LINE",
+    "reason": ...}`` (or, when ``bad`` is None, raised as a :class:`ManifestError`).
+
+    Skipped: a short row (``csv.DictReader`` fills its missing columns with None) or a long
+    one (extra values under the key None: shifted columns), an empty column of ``needed``, a
+    ``fold`` that is not a number, and a duplicate: a ``key`` (the clip) already in ``seen``
+    (``{key: line}`` of the rows kept so far, updated).
+    """
+    n_header = sum(k is not None for k in row)
+    n = sum(v is not None for k, v in row.items() if k is not None) + len(row.get(None) or ())
+    empty = [c for c in needed if n == n_header and not row[c].strip()]
+    if n != n_header:
+        reason = f"a {'short' if n < n_header else 'long'} row ({n} of {n_header} columns)"
+    elif empty:
+        reason = f"no {' or '.join(empty)} value"
+    elif not re.fullmatch(r"\s*\d+\s*", row["fold"]):
+        reason = f"fold {row['fold']!r} is not a number"
+    elif key in seen:
+        reason = f"duplicate of line {seen[key]}"
+    else:
+        seen[key] = line
+        return False
+    if bad is None:
+        raise ManifestError(f"{csv_path}:{line}: {reason}")
+    bad.append({"path": f"{csv_path}:{line}", "reason": reason})
+    return True
 
 
-def list_us8k(root: str | Path) -> list[AudioItem]:
+def list_us8k(root: str | Path, bad: list[dict] | None = None) -> list[AudioItem]:
     """UrbanSound8K clips, from the metadata CSV when present, else from file names.
 
+    Args:
+        root: the dataset folder (``metadata/`` and ``audio/fold*/``, or ``fold*/`` alone).
+        bad: when given, a malformed or duplicated CSV row is skipped and recorded here as
+            ``{"path": "UrbanSound8K.csv:LINE", "reason": ...}``; otherwise it is an error.
+
     Raises:
-        ManifestError: neither the CSV nor any ``fold*/`` folder is found.
+        ManifestError: neither the CSV nor any ``fold*/`` folder is found, missing CSV columns,
+            or (without ``bad``) a malformed or duplicated row.
     """
     root = Path(root)
     csv_path = root / "metadata" / "UrbanSound8K.csv"
     audio = root / "audio" if (root / "audio").is_dir() else root
     if csv_path.is_file():
-        rows = _read_csv(csv_path, US8K_COLUMNS)
-        return [
-            AudioItem(
-                audio / f"fold{r['fold']}" / r["slice_file_name"], r["class"], r["fold"],
-                r.get("fsID") or r["slice_file_name"],
+        items, seen = [], {}
+        for i, r in enumerate(_read_csv(csv_path, US8K_COLUMNS), 2):
+            name = r["slice_file_name"]  # unique in the dataset, as `avssl prepare us8k` expects
+            if _bad_row(bad, csv_path, i, r, ("slice_file_name", "class"), name, seen):
+                continue
+            fold = str(int(r["fold"]))
+            items.append(
+                AudioItem(audio / f"fold{fold}" / name, r["class"], fold, r.get("fsID") or name)
             )
-            for r in rows
-        ]  # fmt: skip
+        return items
     items = []
     fold_dirs = [d for d in sorted(audio.iterdir()) if d.is_dir() and _FOLD_DIR.match(d.name)]
     if not fold_dirs:
@@ -156,7 +179,9 @@ def list_us8k(root: str | Path) -> list[AudioItem]:
     return items
 
 
-def list_folder(root: str | Path, group_regex: str | None = None) -> list[AudioItem]:
+def list_folder(
+    root: str | Path, group_regex: str | None = None, bad: list[dict] | None = None
+) -> list[AudioItem]:
     """``ROOT/<class>/<file>`` media files; groups from ``group_regex`` on the file name.
 
     Args:
@@ -164,19 +189,27 @@ def list_folder(root: str | Path, group_regex: str | None = None) -> list[AudioI
         group_regex: a regular expression searched in each file name; its first group (or the
             whole match) names the recording, so that takes of one recording share a fold.
             Files it does not match are their own group.
+        bad: when given, media files in ``root`` itself (outside the class folders) are
+            recorded here as ``{"path", "reason"}``; otherwise they are an error.
 
     Returns:
         one item per media file, labelled by its class folder, with the recording as both
         ``group`` and ``source``.
 
     Raises:
-        ManifestError: no class folder with media files.
+        ManifestError: no class folder with media files, or (without ``bad``) a media file
+            outside the class folders.
         AvsslError: invalid regular expression.
     """
     root = Path(root)
     if not root.is_dir():
         raise ManifestError(f"{root}: no such folder")
     pattern = _compile(group_regex)
+    for path in sorted(p for p in root.iterdir() if p.suffix.lower() in MEDIA_EXTS):
+        if path.is_file() and bad is None:
+            raise ManifestError(f"{path}: not in a class folder")
+        if path.is_file():
+            bad.append({"path": str(path), "reason": "not in a class folder"})
     items = []
     for class_dir in sorted(d for d in root.iterdir() if d.is_dir()):
         for path in sorted(class_dir.iterdir()):
@@ -251,15 +284,16 @@ def list_dataset(
         subset: ESC-50 only: ``None`` or ``"esc10"``.
         group_regex: ``folder`` and ``manifest`` only: what names a recording (see
             :func:`list_folder` and :func:`list_manifest`).
-        bad: ESC-50 only: collects malformed metadata rows instead of failing on the first
-            (:func:`list_esc50`).
+        bad: collects what is skipped instead of failing on the first: malformed or
+            duplicated metadata rows (:func:`list_esc50`, :func:`list_us8k`), media files
+            outside the class folders (:func:`list_folder`).
     """
     if kind == "esc50":
         return list_esc50(root, subset, bad)
     if kind == "us8k":
-        return list_us8k(root)
+        return list_us8k(root, bad)
     if kind == "folder":
-        return list_folder(root, group_regex)
+        return list_folder(root, group_regex, bad)
     if kind == "manifest":
         return list_manifest(root, group_regex)
     raise AvsslError(f"unknown dataset kind {kind!r} (valid: esc50, us8k, folder, manifest)")

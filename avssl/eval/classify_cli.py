@@ -233,8 +233,20 @@ def run(argv: list[str]) -> int:
         items = [it for it in items if it.group in ("train", "test")]
     if not items:
         raise AvsslError(f"{args.root}: no clips listed")
-    device = resolve_device(args.device)
+    predefined = args.dataset in ("esc50", "us8k") and args.protocol != "kfold"
+
+    def kfold(clips):  # checked on the listed clips first, so that a vain run decodes nothing
+        labels = np.array([c.label for c in clips])
+        groups = np.array([c.source or c.group for c in clips])
+        try:
+            return group_kfold(labels, groups, args.folds, args.seed, "--folds")
+        except AvsslError as err:
+            raise AvsslError(f"{args.root}: {err}") from None
+
+    device = resolve_device(args.device, "--device")
     extractor, info = make_extractor(args, device)
+    if args.dataset != "manifest" and not predefined:
+        kfold(items)
     if args.adapt_bn:
         x, kept, skipped, timing, adapt = extract_adapted(items, extractor, args)
         info.update(adapt)
@@ -248,7 +260,6 @@ def run(argv: list[str]) -> int:
     if len(items) < 2:
         raise AvsslError(f"{args.root}: {len(items)} readable clips ({len(skipped)} skipped)")
     y = np.array([it.label for it in items])
-    predefined = args.dataset in ("esc50", "us8k") and args.protocol != "kfold"
     if args.dataset == "manifest":
         # inner CV over the training rows only, grouped by source (each row its own by default)
         folds = fixed_split(np.array([it.group for it in items]))
@@ -260,17 +271,14 @@ def run(argv: list[str]) -> int:
         protocol = "leave-one-fold-out"
     else:
         groups = np.array([it.source or it.group for it in items])
-        folds = group_kfold(y, groups, args.folds, args.seed)
+        folds = kfold(items)
         protocol = f"stratified group {args.folds}-fold"
     if args.source_norm:
         x = standardize_by_group(x, np.array([it.source for it in items]))
         protocol += "; features standardised per source (transductive)"
     result = linear_probe(x, y, groups, folds, predefined, args.classifier, args.seed)
     result = {
-        "accuracy_mean": result["accuracy_mean"],
-        "accuracy_std": result["accuracy_std"],
-        "accuracy_pooled": result["accuracy_pooled"],
-        "per_fold": result["per_fold"],
+        **{k: result[k] for k in ("accuracy_mean", "accuracy_std", "accuracy_pooled", "per_fold")},
         "n_clips": len(items),
         "n_classes": len(set(y.tolist())),
         "feature_dim": int(x.shape[1]),

@@ -75,24 +75,36 @@ def fixed_split(groups: np.ndarray, train: str = "train", test: str = "test") ->
     return [fold]
 
 
-def group_kfold(y: np.ndarray, groups: np.ndarray, n_splits: int, seed: int = 0) -> list[Fold]:
+def group_kfold(
+    y: np.ndarray, groups: np.ndarray, n_splits: int, seed: int = 0, flag: str = "n_splits"
+) -> list[Fold]:
     """Stratified k-fold in which no group straddles two folds (``StratifiedGroupKFold``).
 
     Args:
-        y: ``[C]`` labels (stratified on).
+        y: ``[C]`` labels (stratified on; a class may have fewer clips than folds).
         groups: ``[C]`` recording ids, each kept within one fold.
         n_splits: number of folds (at least 2).
         seed: shuffling seed.
+        flag: what sets ``n_splits``, for the error message (e.g. ``--folds``).
 
     Returns:
         ``n_splits`` folds named ``"1"`` .. ``str(n_splits)``.
 
     Raises:
-        AvsslError: fewer groups than folds.
+        AvsslError: fewer groups than folds or every class has fewer clips than folds.
     """
+    if n_splits < 2:
+        raise AvsslError(f"{flag} {n_splits}: a k-fold split needs at least 2 folds")
     n_groups = len(set(groups.tolist()))
-    if n_splits < 2 or n_groups < n_splits:
-        raise AvsslError(f"{n_splits}-fold split needs at least {n_splits} groups, have {n_groups}")
+    labels, counts = np.unique(y, return_counts=True)
+    most = min(n_groups, int(counts.max(initial=0)))  # the most folds that can be made
+    if most < n_splits:
+        top = str(labels[counts.argmax()])
+        why = f"every class has fewer than {n_splits} clips (the largest, {top!r}, has {most})"
+        if n_groups < n_splits:
+            why = f"{n_groups} groups (recordings), fewer than {n_splits} folds"
+        fix = f"use {flag} {most} or fewer" if most >= 2 else "too few to cross-validate"
+        raise AvsslError(f"{flag} {n_splits}: {why}; {fix}")
     cv = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
     with warnings.catch_warnings():  # "least populated class" is reported per fold instead
         warnings.simplefilter("ignore", UserWarning)
@@ -131,9 +143,9 @@ def inner_splits(
             return None, f"class {rare!r} has {counts.min()} training clips (< {k} inner splits)"
         splits = [(f.train, f.test) for f in group_kfold(y, groups, k, seed)]
         kind = f"stratified group {k}-fold"
-    for tr, _ in splits:
-        if len(np.unique(y[tr])) < 2:
-            return None, "an inner training split has a single class"
+    for tr, va in splits:  # StratifiedGroupKFold can leave a fold empty
+        if len(np.unique(y[tr])) < 2 or not len(va):
+            return None, "an inner split is empty or has a single training class"
     return splits, kind
 
 
@@ -225,12 +237,9 @@ def evaluate_fold(
             rec.update(C=FIXED_C, c_selection=f"fixed (no inner CV: {how})")
         else:
             search = GridSearchCV(
-                make_classifier(classifier, FIXED_C, seed),
-                {"clf__C": list(C_GRID)},
-                cv=splits,
-                scoring="accuracy",
-                n_jobs=1,
-            )
+                make_classifier(classifier, FIXED_C, seed), {"clf__C": list(C_GRID)}, cv=splits,
+                scoring="accuracy", n_jobs=1,
+            )  # fmt: skip
             search.fit(xtr, ytr)
             model = search.best_estimator_
             rec.update(C=float(search.best_params_["clf__C"]), c_selection=how)
@@ -271,11 +280,8 @@ def linear_probe(
     # Probe problems are small: threaded BLAS only adds hand-off latency to every L-BFGS step
     # (about 50x slower on a busy 2-core machine).
     with threadpool_limits(limits=1, user_api="blas"):
-        per_fold = [
-            evaluate_fold(x, y, groups, f, predefined, classifier, seed)
-            for f in folds
-            if len(f.test)
-        ]
+        per_fold = [evaluate_fold(x, y, groups, f, predefined, classifier, seed)
+                    for f in folds if len(f.test)]  # fmt: skip
     if not per_fold:
         raise AvsslError("no fold has test clips")
     accs = np.array([r["accuracy"] for r in per_fold])

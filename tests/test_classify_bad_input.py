@@ -1,0 +1,152 @@
+"""``evaluate.py classify`` on bad input: malformed or duplicated metadata rows, media files
+outside the class folders and too few clips for the folds are skipped and listed, or stopped
+with one line, never a traceback."""
+
+import shutil
+
+import numpy as np
+import pytest
+from bad_media import last_json
+from test_classify import _tone, make_esc50, make_folder, make_us8k
+
+import evaluate
+from avssl.errors import AvsslError, ManifestError
+from avssl.eval.audio_sets import list_esc50, list_folder, list_us8k
+from avssl.eval.probe import group_kfold, inner_splits
+
+
+def _run(capsys, *args) -> tuple[int, str, str]:
+    code = evaluate.main(["classify", *args, "--features", "logmel", "--no-progress"])
+    out, err = capsys.readouterr()
+    return code, out, err.strip()
+
+
+def _append(path, *lines):
+    with open(path, "a") as fh:
+        fh.write("".join(line + "\n" for line in lines))
+
+
+def test_us8k_skips_and_lists_rows_lacking_columns(tmp_path, capsys):
+    root = make_us8k(tmp_path / "us", with_csv=True)
+    shutil.copy(next((root / "audio" / "fold1").iterdir()), root / "audio" / "fold2" / "u7.wav")
+    csv_path = root / "metadata" / "UrbanSound8K.csv"
+    _append(
+        csv_path,
+        "u7.wav,7,0,4,1,2",  # no classID, class: line 20
+        "u7.wav,7,0,4,1,2,3,",  # an empty class
+        "u7.wav,7,0,4,1,two,3,low",  # a fold that is not a number
+        "u7.wav,7,0,4,1,2,3,low,extra",  # a long row: shifted columns
+    )
+    for protocol in (["--protocol", "kfold", "--folds", "2"], []):
+        code, out, _ = _run(capsys, "--dataset", "us8k", "--root", str(root), *protocol)
+        res = last_json(out)
+        assert code == 0 and res["n_clips"] == 18 and res["n_skipped"] == 4
+        assert [s["path"] for s in res["skipped"]] == [f"{csv_path}:{i}" for i in range(20, 24)]
+        reasons = [s["reason"] for s in res["skipped"]]
+        assert reasons == ["a short row (6 of 8 columns)", "no class value",
+                           "fold 'two' is not a number", "a long row (9 of 8 columns)"]  # fmt: skip
+    code, _, err = _run(capsys, "--dataset", "us8k", "--root", str(root), "--strict")
+    assert code == 2 and err == f"error: {csv_path}:20: a short row (6 of 8 columns)"
+    with pytest.raises(ManifestError, match="short row"):
+        list_us8k(root)
+
+
+def test_us8k_duplicate_row_is_skipped(tmp_path):
+    root = make_us8k(tmp_path / "us", with_csv=True)
+    csv_path = root / "metadata" / "UrbanSound8K.csv"
+    lines = csv_path.read_text().splitlines()
+    _append(csv_path, lines[3])
+    bad = []
+    assert len(list_us8k(root, bad)) == 18
+    assert bad == [{"path": f"{csv_path}:20", "reason": "duplicate of line 4"}]
+
+
+def test_esc50_short_row_with_its_needed_values_is_still_malformed(tmp_path, capsys):
+    root = make_esc50(tmp_path / "esc")
+    _tone(root / "audio" / "extra.wav", "low", 99)
+    csv_path = root / "meta" / "esc50.csv"
+    _append(csv_path, "extra.wav,1,0,low,True", ",1,0,low,True,5,A")  # 5 of 7; no filename
+    code, out, _ = _run(capsys, "--dataset", "esc50", "--root", str(root))
+    res = last_json(out)
+    assert code == 0 and res["n_clips"] == 24 and res["n_skipped"] == 2
+    assert res["skipped"] == [
+        {"path": f"{csv_path}:26", "reason": "a short row (5 of 7 columns)"},
+        {"path": f"{csv_path}:27", "reason": "no filename value"},
+    ]
+
+
+def test_esc50_duplicate_row_is_skipped_and_listed(tmp_path, capsys):
+    root = make_esc50(tmp_path / "esc")
+    csv_path = root / "meta" / "esc50.csv"
+    lines = csv_path.read_text().splitlines()
+    _append(csv_path, lines[1], lines[3])  # lines 2 and 4 again (both ESC-10 rows)
+    code, out, _ = _run(capsys, "--dataset", "esc50", "--root", str(root))
+    res = last_json(out)
+    assert code == 0 and res["n_clips"] == 24 and res["n_skipped"] == 2
+    assert res["skipped"] == [
+        {"path": f"{csv_path}:26", "reason": "duplicate of line 2"},
+        {"path": f"{csv_path}:27", "reason": "duplicate of line 4"},
+    ]
+    esc10 = []
+    assert len(list_esc50(root, "esc10", esc10)) == 16 and len(esc10) == 2
+    code, _, err = _run(capsys, "--dataset", "esc50", "--root", str(root), "--strict")
+    assert code == 2 and err == f"error: {csv_path}:26: duplicate of line 2"
+
+
+def test_folder_lists_media_outside_the_class_folders(tmp_path, capsys):
+    root = make_folder(tmp_path / "f")
+    stray = _tone(root / "stray.wav", "low", 7)
+    (root / "notes.txt").write_text("not media")
+    args = ["--dataset", "folder", "--root", str(root), "--folds", "3"]
+    code, out, _ = _run(capsys, *args)
+    res = last_json(out)
+    assert code == 0 and res["n_clips"] == 24 and res["n_skipped"] == 1
+    assert res["skipped"] == [{"path": str(stray), "reason": "not in a class folder"}]
+    code, _, err = _run(capsys, *args, "--strict")
+    assert code == 2 and err == f"error: {stray}: not in a class folder"
+    bad = []
+    assert len(list_folder(root, bad=bad)) == 24 and len(bad) == 1
+
+
+@pytest.mark.parametrize("features", ["logmel", "mfcc"])
+def test_folder_with_fewer_clips_per_class_than_folds_is_one_line(tmp_path, capsys, features):
+    root = make_folder(tmp_path / "f", recordings=2, takes=2)  # 4 clips of each class
+    args = ["classify", "--dataset", "folder", "--root", str(root), "--no-progress"]
+    assert evaluate.main([*args, "--features", features]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        f"error: {root}: --folds 5: every class has fewer than 5 clips (the largest, 'high', "
+        "has 4); use --folds 4 or fewer"
+    )
+    assert evaluate.main([*args, "--features", features, "--folds", "4"]) == 0
+    assert len(last_json(capsys.readouterr().out)["per_fold"]) == 4
+    # grouped by recording: 6 recordings (two of each class) for 7 folds
+    regex = ["--group-regex", r"^(.+)_take", "--features", features, "--folds", "7"]
+    assert evaluate.main([*args, *regex]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        f"error: {root}: --folds 7: 6 groups (recordings), fewer than 7 folds; "
+        "use --folds 4 or fewer"
+    )
+
+
+def test_group_kfold_names_the_shortfall():
+    y = np.array(list("aaabb"))
+    with pytest.raises(AvsslError, match=r"^n_splits 4: every class has fewer than 4 clips "
+                       r"\(the largest, 'a', has 3\); use n_splits 3 or fewer$"):  # fmt: skip
+        group_kfold(y, np.arange(5).astype(str), 4)
+    with pytest.raises(AvsslError, match="too few to cross-validate"):
+        group_kfold(np.array(list("ab")), np.array(["1", "2"]), 2)
+    assert len(group_kfold(y, np.arange(5).astype(str), 3)) == 3  # 'b' short: allowed
+
+
+def test_inner_splits_fall_back_on_an_empty_validation_split(monkeypatch):
+    from avssl.eval import probe as probe_mod
+
+    y, groups = np.array(list("aaabbb")), np.array(list("012345"))
+    folds = [(np.arange(6), np.arange(0)), (np.array([0, 1, 3, 4]), np.array([2, 5]))]
+    monkeypatch.setattr(
+        probe_mod, "group_kfold", lambda *a: [probe_mod.Fold("", *f) for f in folds]
+    )
+    splits, why = inner_splits(y, groups, predefined=False)
+    assert splits is None and "empty" in why
