@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from avssl.cli import ArgumentParser, int_at_least, positive_float
+from avssl.cli import ArgumentParser, int_at_least, json_line, positive_float
 from avssl.config import SynthConfig
 from avssl.data import synth_render as sr
 from avssl.data.manifest import SPLITS, Row, write_manifest
@@ -201,7 +201,8 @@ def ensure_world(cfg: SynthConfig, workers: int = 2, progress: bool = True) -> P
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``avssl synth``: build a synthetic world and print its manifest path (last stdout line)."""
+    """``avssl synth``: build a synthetic world; the last stdout line is JSON,
+    ``{"manifest": path, "clips": n}``."""
     d = SynthConfig()
     p = ArgumentParser(prog="avssl synth", description=__doc__.split("\n")[0])
     p.add_argument("--out", type=Path, help="output folder (default: the cache folder)")
@@ -232,5 +233,5 @@ def main(argv: list[str] | None = None) -> int:
             "anyway, replacing its manifest.jsonl, classes.json and clips"
         )
     manifest = _ensure(out, cfg, args.workers, not args.quiet, args.force)
-    print(manifest)
+    print(json_line({"manifest": str(manifest), "clips": len(_jobs(cfg))}))
     return 0
