@@ -13,8 +13,6 @@ import math
 import os
 import re
 import sys
-import tempfile
-from pathlib import Path
 
 from avssl.errors import AvsslError
 
@@ -175,107 +173,6 @@ def fraction(text: str) -> float:
     if not 0.0 <= value < 1.0:  # also refuses nan
         raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
     return value
-
-
-def _check_parents(path: Path) -> None:
-    """Refuse a path below a regular file (``mkdir`` would fail late, with a traceback)."""
-    for parent in path.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise AvsslError(f"{parent}: not a directory")
-            return
-
-
-def check_new_file(path: str | os.PathLike, force: bool) -> None:
-    """Refuse an output file that is a folder, that exists unless ``force``, or that cannot be
-    created (its folder is read-only).
-
-    Called before the work, so a refused output costs nothing.
-
-    Raises:
-        AvsslError: ``path`` is a directory, lies below a regular file, exists without
-            ``force``, or its folder does not take new files.
-    """
-    path = Path(path)
-    _check_parents(path)
-    if path.is_dir():
-        raise AvsslError(f"{path}: is a directory")
-    if path.exists() and not force:
-        raise AvsslError(f"{path}: exists (pass --force to overwrite)")
-    _check_writable(path)
-
-
-def _check_writable(path: Path) -> None:
-    """Refuse an output whose nearest existing folder does not take a new file (read-only,
-    no permission), found by creating and removing an empty file there: checking the mode bits
-    misses read-only mounts and is wrong for root."""
-    folder = next(p for p in path.absolute().parents if p.exists())
-    try:
-        fd, probe = tempfile.mkstemp(prefix=".avssl-write-test", dir=folder)
-    except OSError as err:
-        raise AvsslError(f"{path}: cannot be written ({err.strerror or err})") from None
-    os.close(fd)
-    os.unlink(probe)
-
-
-# the arguments that name a command's outputs, never its inputs
-OUTPUT_ARGS = frozenset({"out", "output", "html", "png", "out_dir"})
-
-
-def check_not_input(out: str | os.PathLike, args: argparse.Namespace, suffixes: tuple[str, ...]):
-    """Refuse an output that would replace what the command reads, ``--force`` or not.
-
-    The inputs are the parsed arguments' values that name existing paths (other than the
-    outputs, :data:`OUTPUT_ARGS`). ``out`` may not be one of those files, nor an existing file
-    inside one of those folders (a run directory, an index) unless its suffix is one the command
-    writes (an earlier result it may replace): ``--out RUN/best.pt --force`` must not destroy
-    the checkpoint.
-
-    Args:
-        out: the output file.
-        args: the command's parsed arguments.
-        suffixes: lower-case suffixes of the files the command writes (``(".json",)``).
-
-    Raises:
-        AvsslError: ``out`` is an input, or an existing file of another kind in an input folder.
-    """
-    target = Path(out)
-    if not target.exists():
-        return
-    target = target.resolve()
-    values = []
-    for name, value in vars(args).items():
-        if name not in OUTPUT_ARGS:
-            values += value if isinstance(value, list) else [value]
-    for value in values:
-        if not isinstance(value, str | os.PathLike) or not value:
-            continue
-        path = Path(value)
-        if not path.exists():
-            continue
-        path = path.resolve()
-        if path == target:
-            raise AvsslError(f"{out}: is an input of this command (--force never overwrites it)")
-        if path.is_dir() and target.is_relative_to(path) and target.suffix.lower() not in suffixes:
-            raise AvsslError(
-                f"{out}: is a file of the input folder {value} (--force never overwrites it; "
-                f"the output must end in {' or '.join(suffixes)})"
-            )
-
-
-def check_new_dir(path: str | os.PathLike, force: bool) -> None:
-    """Refuse an output folder that is a file, or that holds anything unless ``force``.
-
-    Raises:
-        AvsslError: ``path`` is not a directory, lies below a regular file, or is a non-empty
-            folder without ``force``.
-    """
-    path = Path(path)
-    _check_parents(path)
-    if path.exists() and not path.is_dir():
-        raise AvsslError(f"{path}: exists and is not a directory")
-    if path.is_dir() and any(path.iterdir()) and not force:
-        raise AvsslError(f"{path}: folder is not empty (pass --force to write into it)")
 
 
 def run_guarded(fn, argv: list[str]) -> int:

@@ -178,3 +178,21 @@ def test_force_never_overwrites_an_input(tmp_path, capsys, monkeypatch):
     (run / "avc.json").write_text("old")
     argv = ["avc", "--checkpoint", str(run), "--out", f"{run}/avc.json", "--force"]
     assert "--force never" not in _refused(capsys, argv)
+
+
+def test_existing_out_in_a_folder_that_takes_no_new_file(tmp_path, capsys, monkeypatch):
+    # evaluate rewrites --out in place: a writable file in a read-only folder is fine, a new
+    # file there is refused before any work
+    import tempfile
+
+    def read_only(*args, **kwargs):
+        raise OSError(30, "Read-only file system")
+
+    monkeypatch.setattr(tempfile, "mkstemp", read_only)
+    mine = tmp_path / "shared.json"
+    mine.write_text("old")
+    err = _refused(capsys, [*ALL["avc"], "--out", str(mine), "--force"])
+    assert MISSING in err and "cannot be written" not in err  # accepted: fails on the checkpoint
+    new = tmp_path / "new.json"
+    err = _refused(capsys, [*ALL["avc"], "--out", str(new)])
+    assert err == f"error: {new}: cannot be written (Read-only file system)"

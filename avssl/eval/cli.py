@@ -14,7 +14,8 @@ import importlib
 import sys
 from pathlib import Path
 
-from avssl.cli import check_new_dir, check_new_file, check_not_input, json_line
+from avssl.cli import json_line
+from avssl.cli_outputs import check_new_dir, check_new_file, check_not_input
 from avssl.errors import AvsslError
 
 # name -> ("module:function", help). Each function is ``run(argv) -> int``; modules are imported
@@ -51,11 +52,11 @@ def check_outputs(args) -> None:
     """Refuse, before any work, an ``--out`` file or ``--out-dir`` that ``--force`` must allow.
 
     Raises:
-        AvsslError: see :func:`avssl.cli.check_new_file`, :func:`avssl.cli.check_not_input`
-            (``--out`` must not replace an input) and :func:`avssl.cli.check_new_dir`.
+        AvsslError: see :mod:`avssl.cli_outputs`: ``check_new_file``, ``check_not_input``
+            (``--out`` must not replace an input) and ``check_new_dir``.
     """
     if args.out:
-        check_new_file(args.out, args.force)
+        check_new_file(args.out, args.force, in_place=True)  # emit() rewrites it in place
         check_not_input(args.out, args, (".json",))
     if getattr(args, "out_dir", None):
         check_new_dir(args.out_dir, args.force)

@@ -26,7 +26,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from avssl.cli import ArgumentParser, check_new_file, dash_paths_last
+from avssl.cli import ArgumentParser, dash_paths_last
+from avssl.cli_outputs import check_new_file
 from avssl.data.media import probe
 from avssl.errors import AvsslError, MediaError
 from avssl.eval.embed import frames_to_input, heatmaps

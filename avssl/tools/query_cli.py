@@ -25,7 +25,8 @@ import os
 import sys
 from pathlib import Path
 
-from avssl.cli import ArgumentParser, check_new_file, check_not_input
+from avssl.cli import ArgumentParser
+from avssl.cli_outputs import check_new_file, check_not_input
 from avssl.errors import AvsslError, MediaError
 from avssl.tools.index import load_index, weights_hash
 from avssl.tools.query import embed_query, query_window, search

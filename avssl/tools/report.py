@@ -22,7 +22,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from avssl.cli import ArgumentParser, check_new_file, check_not_input
+from avssl.cli import ArgumentParser
+from avssl.cli_outputs import check_new_file, check_not_input
 from avssl.errors import AvsslError
 from avssl.tools import report_figures as figures
 from avssl.tools.report_gallery_html import gallery_html, overlays_html
