@@ -58,8 +58,10 @@ def attach_dash_values(parser: argparse.ArgumentParser, argv: list[str]) -> list
     """``argv`` with a value that starts with a dash attached to its option.
 
     argparse takes ``--video -clip.mp4`` for two options and refuses it, but accepts
-    ``--video=-clip.mp4`` (and ``-o=-clip.mp4``). A word counts as such a value
-    when it follows an option that takes one and is not itself one of ``parser``'s options.
+    ``--video=-clip.mp4`` (and ``-o=-clip.mp4``). A word counts as such a value when it follows
+    an option that takes exactly one and argparse would not read it as an option (one of
+    ``parser``'s, or an abbreviation of a long one): ``--html --forc`` stays a missing value,
+    and a list option (``--results``) never swallows the option after it.
     """
     if "--" in argv:
         argv, rest = argv[: argv.index("--")], argv[argv.index("--") :]
@@ -69,6 +71,8 @@ def attach_dash_values(parser: argparse.ArgumentParser, argv: list[str]) -> list
     out, takes_value = [], False
     for arg in argv:
         is_option = arg.split("=", 1)[0] in options
+        if arg.startswith("--") and not is_option:  # argparse expands unique abbreviations
+            is_option = bool(parser._get_option_tuples(arg.split("=", 1)[0]))
         if takes_value and arg.startswith("-") and len(arg) > 1 and not is_option:
             flag = out.pop()
             out.append(f"{flag}={arg}")
@@ -76,7 +80,7 @@ def attach_dash_values(parser: argparse.ArgumentParser, argv: list[str]) -> list
             continue
         out.append(arg)
         action = options.get(arg) if is_option and "=" not in arg else None
-        takes_value = action is not None and action.nargs != 0
+        takes_value = action is not None and action.nargs is None
     return out + rest
 
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import argparse
 
-from avssl.cli import dash_paths_last, run_guarded
+import pytest
+
+from avssl.cli import ArgumentParser, dash_paths_last, run_guarded
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -66,3 +68,19 @@ def test_no_command_is_an_error_with_the_usage_on_stderr(capsys):
         assert entry(["--help"]) == 0
         cap = capsys.readouterr()
         assert cap.err == "" and "usage" in cap.out.lower()
+
+
+def test_dash_values_attach_only_where_argparse_sees_no_option():
+    p = ArgumentParser(prog="t")
+    p.add_argument("--video")
+    p.add_argument("-o", "--output")
+    p.add_argument("--results", nargs="*", default=[])
+    p.add_argument("-k", type=int, default=4)
+    p.add_argument("--force", action="store_true")
+    args = p.parse_args(["--video", "-clip.mp4", "-o", "-out.mp4"])
+    assert (args.video, args.output) == ("-clip.mp4", "-out.mp4")
+    args = p.parse_args(["--results", "-k2"])  # a list option never swallows the next option
+    assert (args.results, args.k) == ([], 2)
+    assert p.parse_args(["--results", "a.json", "--forc"]).force  # an abbreviation
+    with pytest.raises(SystemExit):  # a missing value, not a file named "--forc"
+        p.parse_args(["--video", "--forc"])
