@@ -98,6 +98,9 @@ def test_config_file_with_a_key_twice_or_a_folder(tmp_path):
         load_config(path)
     with pytest.raises(ConfigError, match=r": is a directory, not a config file$"):
         load_config(tmp_path)
+    merged = tmp_path / "merged.yaml"  # a merge key is YAML, not a key given twice
+    merged.write_text("data:\n  <<: {fps: 5.0, window: 2.0}\n  window: 1.0\n")
+    assert (load_config(merged).data.fps, load_config(merged).data.window) == (5.0, 1.0)
 
 
 def test_shipped_configs_pass_the_range_checks():
