@@ -171,3 +171,24 @@ def test_audioset_duplicate_segment_is_counted_and_listed(clips, tmp_path, capsy
         ["eeeeeeeeeee_0", dup],
     ]
     assert cli.main(["prepare", "audioset", *args, "--strict", "--force"]) == 2
+
+
+def test_probe_trims_an_end_just_past_the_media(media_factory, tmp_path, capsys):
+    # downloaders round times: a whole video ending 0.3 s before the segment's end, and a cut
+    # named for 2 s that holds 1.8 s, are good clips whose rows end at their media's end
+    media = tmp_path / "media"
+    media.mkdir()
+    media_factory.folder = media
+    media_factory("kkkkkkkkkkk.mp4", duration=4.7, size=(32, 32))
+    media_factory("lllllllllll_10000_12000.mp4", duration=1.8, size=(32, 32))
+    segments = tmp_path / "balanced_train_segments.csv"
+    segments.write_text(
+        HEADER + 'kkkkkkkkkkk, 3.0, 5.0, "/m/01"\nlllllllllll, 10.0, 12.0, "/m/01"\n'
+    )
+    out = tmp_path / "out"
+    args = ["--segments", str(segments), "--media", str(media), "--out", str(out)]
+    assert audioset.main([*args, "--val-fraction", "0", "--probe"]) == 0
+    rows = {r.id: r for r in read_manifest(out / "manifest.jsonl")}
+    assert rows.keys() == {"kkkkkkkkkkk_3", "lllllllllll_10"}
+    assert rows["kkkkkkkkkkk_3"].start == 3.0 and 4.6 < rows["kkkkkkkkkkk_3"].end < 4.75
+    assert rows["lllllllllll_10"].start == 0.0 and 1.7 < rows["lllllllllll_10"].end < 1.85

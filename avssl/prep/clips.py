@@ -113,5 +113,5 @@ def locate(
     if duration is None:
         raise MediaError(path, "unknown duration (pass --layout whole or segment)")
     if start > 0 and duration >= end - TIME_TOLERANCE_S:
-        return path, start, end
+        return path, start, min(end, duration)  # a video ending just short of the segment
     return path, 0.0, min(length, duration)

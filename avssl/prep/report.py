@@ -11,6 +11,7 @@ cut-short media before training does.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -177,24 +178,36 @@ class PrepReport:
         return 0
 
 
+# a row may end this much after its media (downloaders round times; a video's last frame or
+# audio packet may fall short of the segment): --probe trims such an end instead of failing
+END_SLACK_S = 0.5
+
+
 def probe_row(
     row: Row, out: Path, window: float = 0.5, sample_rate: int = 16000, picture: bool = True
-) -> str | None:
+) -> tuple[Row, str | None]:
     """Decode a frame (unless not ``picture``: audio-only datasets) and a short audio window
-    at the start of ``row`` and again at its end; the reason it fails, or None.
+    at the start of ``row`` and again at its end.
 
     The end is the row's ``end``, else where the shorter of its media files declares it ends,
     as training reads the row (:func:`avssl.data.media.read_clip`): a download cut short keeps
     a header that declares the whole length, and its first seconds decode, so only a window
-    at the end shows it before training draws one there.
+    at the end shows it before training draws one there. A row ``end`` past the media's by at
+    most :data:`END_SLACK_S` is trimmed to the media's.
+
+    Returns:
+        ``(row, None)`` with the row to write (its ``end`` perhaps trimmed), or
+        ``(row, the reason it fails)``.
     """
     visual, audio = resolve(out / MANIFEST, row.visual), resolve(out / MANIFEST, row.audio)
     sound = audio or visual
     try:
-        end = row.end
-        if end is None:
-            ends = [media.probe(f).duration for f in {visual, sound}]
-            end = min((e for e in ends if e is not None), default=None)
+        ends = [media.probe(f).duration for f in {visual, sound}]
+        media_end = min((e for e in ends if e is not None), default=None)
+        end = row.end if row.end is not None else media_end
+        if end is not None and media_end is not None and 0 < end - media_end <= END_SLACK_S:
+            end = media_end
+            row = dataclasses.replace(row, end=end)
         starts = [row.start]
         if end is not None and end - row.start > window:
             starts.append(end - window)
@@ -204,18 +217,18 @@ def probe_row(
             length = window if end is None else min(window, end - t)
             media.read_audio(sound, t, length, sample_rate)
     except MediaError as err:
-        return err.reason
-    return None
+        return row, err.reason
+    return row, None
 
 
 def probe_rows(report: PrepReport, out: Path, workers: int = 2, picture: bool = True) -> None:
     """Test-decode every row in parallel (see :func:`probe_row`); rows that fail move to
-    ``report.unreadable``."""
+    ``report.unreadable``, the others are kept (an end past the media's trimmed)."""
     Path(out).mkdir(parents=True, exist_ok=True)  # relative paths may climb out of it ("..")
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        reasons = list(pool.map(lambda r: probe_row(r, Path(out), picture=picture), report.rows))
+        results = list(pool.map(lambda r: probe_row(r, Path(out), picture=picture), report.rows))
     kept = []
-    for row, reason in zip(report.rows, reasons, strict=True):
+    for row, reason in results:
         if reason is None:
             kept.append(row)
         else:
