@@ -259,6 +259,18 @@ def test_inspect_reports_a_window(media_factory, capsys):
         "frames": [15, 32, 32, 3],
         "audio_samples": 4800,
     }
+    assert report["end_checked"] is None  # the window reaches the end
+
+
+def test_inspect_decodes_the_end_of_a_download_cut_short(media_factory, capsys):
+    whole = media_factory("whole.mkv", duration=4.0, size=(32, 32))
+    assert cli.main(["inspect", str(whole)]) == 0
+    assert json.loads(capsys.readouterr().out)["end_checked"] == pytest.approx(3.5, abs=0.1)
+    cut = whole.with_name("cut.mkv")  # the header still declares 4 s; the first second decodes
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    assert cli.main(["inspect", str(cut)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {cut}: truncated or corrupt: ") and len(err.splitlines()) == 1
 
 
 @pytest.mark.shared_data

@@ -1,8 +1,11 @@
-"""``avssl inspect FILE``: describe a media file and test-decode one window of it.
+"""``avssl inspect FILE``: describe a media file and test-decode one window of it, and its end.
 
 Prints one JSON object on one line: the :class:`~avssl.data.media.MediaInfo` fields,
-``"decodable": true`` and ``"window"`` (its start, duration, the shape of the decoded frames
-and the number of audio samples). A file avssl cannot use raises
+``"decodable": true``, ``"window"`` (its start, duration, the shape of the decoded frames
+and the number of audio samples) and ``"end_checked"``: the start of the last half second of
+the file, decoded too (a download cut short keeps the header that declares the whole length,
+and its first seconds decode), or null when the window reaches it or the length is unknown.
+A file avssl cannot use raises
 :class:`~avssl.errors.MediaError`, which the ``avssl`` script prints as one
 ``error: FILE: reason`` line (exit status 2).
 """
@@ -38,6 +41,9 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+END_S = 0.5  # the last seconds decoded besides the window
+
+
 def inspect_file(
     path: str,
     start: float = 0.0,
@@ -46,13 +52,13 @@ def inspect_file(
     size: int | None = None,
     sample_rate: int = 16000,
 ) -> dict:
-    """Probe ``path`` and decode one window of each of its streams.
+    """Probe ``path`` and decode one window of each of its streams, and their last half second.
 
     Returns:
         The JSON-ready description printed by ``avssl inspect``.
 
     Raises:
-        MediaError: the file cannot be probed or the window cannot be decoded.
+        MediaError: the file cannot be probed or the window or the end cannot be decoded.
     """
     info = probe(path)
     if duration is None:
@@ -65,7 +71,14 @@ def inspect_file(
     if info.has_audio:
         audio = int(read_audio(path, start, duration, sample_rate).shape[0])
     window = {"start": start, "duration": duration, "frames": frames, "audio_samples": audio}
-    return {**info.to_json(), "decodable": True, "window": window}
+    tail = None
+    if info.kind != "image" and (info.duration or 0) - END_S > start + duration:
+        tail = info.duration - END_S
+        if info.has_video:
+            read_frames(path, tail, END_S, fps, 32)
+        if info.has_audio:
+            read_audio(path, tail, END_S, sample_rate)
+    return {**info.to_json(), "decodable": True, "window": window, "end_checked": tail}
 
 
 def main(argv: list[str] | None = None) -> int:
