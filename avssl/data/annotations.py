@@ -13,6 +13,7 @@ Source in Visual Scenes", CVPR 2018, https://arxiv.org/abs/1803.03849.
 from __future__ import annotations
 
 import csv
+import math
 import os
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -84,6 +85,18 @@ def read_flickr_ids(path: str | os.PathLike) -> list[str]:
     return [row[0].strip() for row in csv.reader(text_lines(path)) if row and row[0].strip()]
 
 
+def _check_finite(path: Path, what: str, text: str | None) -> None:
+    """Refuse ``nan`` or ``inf`` (which Python reads as numbers: a NaN box would clip to 0 and
+    an infinite size turn every coordinate into 0); text that is no number is left to the
+    caller's own check."""
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        return
+    if not math.isfinite(value):
+        raise ManifestError(f"{path}: {what} is {text.strip()!r}, not a finite number")
+
+
 def _image_size(root: ET.Element, path: Path, default: int | None) -> tuple[float, float]:
     width, height = root.findtext("size/width"), root.findtext("size/height")
     if width is None and height is None and default is not None:
@@ -92,6 +105,8 @@ def _image_size(root: ET.Element, path: Path, default: int | None) -> tuple[floa
         w, h = float(width), float(height)
     except (TypeError, ValueError):
         raise ManifestError(f"{path}: no <size><width>/<height>") from None
+    for name, text in (("width", width), ("height", height)):
+        _check_finite(path, f"<size> <{name}>", text)
     if w <= 0 or h <= 0:
         raise ManifestError(f"{path}: image size {w:g}x{h:g}")
     return w, h
@@ -118,7 +133,8 @@ def read_flickr_xml(
         ``[[x0, y0, x1, y1], ...]``, pixels divided by the width (x) and height (y).
 
     Raises:
-        ManifestError: unreadable XML, no usable size, no box, or a box without four numbers.
+        ManifestError: unreadable XML, no usable size, no box, a box without four numbers, or
+            a size or coordinate that is NaN or infinite.
     """
     path = Path(path)
     try:
@@ -131,8 +147,13 @@ def read_flickr_xml(
     boxes = []
     for k, bbox in enumerate(e for e in root.iter() if e.tag in ("bbox", "bndbox")):
         named = [bbox.findtext(t) for t in _CORNERS]
-        values = named if None not in named else [c.text for c in list(bbox)[1:5]]
-        x0, y0, x1, y1 = parse_box(values, f"{path}: box {k}")
+        if None in named:
+            fields = [(c.tag, c.text) for c in list(bbox)[1:5]]
+        else:
+            fields = list(zip(_CORNERS, named, strict=True))
+        for tag, text in fields:
+            _check_finite(path, f"box {k} <{tag}>", text)
+        x0, y0, x1, y1 = parse_box([text for _, text in fields], f"{path}: box {k}")
         boxes.append([x0 / w, y0 / h, x1 / w, y1 / h])
     if not boxes:
         tag = "bndbox" if root.find("size") is not None else "bbox"

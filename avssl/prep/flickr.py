@@ -13,8 +13,6 @@ Every row is split "test".
 from __future__ import annotations
 
 import argparse
-import math
-import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from avssl.cli import ArgumentParser
@@ -28,30 +26,6 @@ from avssl.prep.localization import (
     note_dropped,
 )
 from avssl.prep.report import add_common_args, finish_run, start_run
-
-
-def check_finite(path: Path) -> None:
-    """Refuse NaN or infinite numbers in the ``<size>`` or the boxes of an annotation file.
-
-    Python reads ``nan`` and ``inf`` as numbers: a NaN clips to 0 and an infinite size turns
-    every coordinate into 0, so such a file would pass as boxes it does not hold.
-
-    Raises:
-        ValueError: naming ``path``, the box and the element.
-    """
-    root = ET.parse(path).getroot()
-    size = [root.find("size/width"), root.find("size/height")]
-    fields = [("<size>", e) for e in size if e is not None]
-    for k, bbox in enumerate(e for e in root.iter() if e.tag in ("bbox", "bndbox")):
-        fields += [(f"box {k}", child) for child in bbox]
-    for what, elem in fields:
-        try:
-            value = float(elem.text)
-        except (TypeError, ValueError):
-            continue  # not a number at all: read_flickr_xml decides
-        if not math.isfinite(value):
-            text = elem.text.strip()
-            raise ValueError(f"{path}: {what} <{elem.tag}> is {text!r}, not a finite number")
 
 
 def read_annotation_boxes(path: Path) -> tuple[list[list[float]], dict[str, int]]:
@@ -69,7 +43,6 @@ def read_annotation_boxes(path: Path) -> tuple[list[list[float]], dict[str, int]
         boxes = read_flickr_xml(path)
     except ManifestError as err:
         raise ValueError(str(err)) from None
-    check_finite(path)
     return clip_boxes(boxes, str(path))
 
 
