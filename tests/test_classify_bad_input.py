@@ -2,12 +2,14 @@
 outside the class folders and too few clips for the folds are skipped and listed, or stopped
 with one line, never a traceback."""
 
+import json
 import shutil
 
 import numpy as np
 import pytest
 from bad_media import last_json
 from test_classify import _tone, make_esc50, make_folder, make_us8k
+from test_prep_avdigits import load_script
 
 import evaluate
 from avssl.errors import AvsslError, ManifestError
@@ -43,11 +45,11 @@ def test_us8k_skips_and_lists_rows_lacking_columns(tmp_path, capsys):
         assert code == 0 and res["n_clips"] == 18 and res["n_skipped"] == 4
         assert [s["path"] for s in res["skipped"]] == [f"{csv_path}:{i}" for i in range(20, 24)]
         reasons = [s["reason"] for s in res["skipped"]]
-        assert reasons == ["a short row (6 of 8 columns)", "no class value",
-                           "fold 'two' is not a number", "a long row (9 of 8 columns)"]  # fmt: skip
+        assert reasons == ["missing column(s) classID, class", "empty column(s) class",
+                           "fold 'two' is not a number", "9 fields, the header has 8"]  # fmt: skip
     code, _, err = _run(capsys, "--dataset", "us8k", "--root", str(root), "--strict")
-    assert code == 2 and err == f"error: {csv_path}:20: a short row (6 of 8 columns)"
-    with pytest.raises(ManifestError, match="short row"):
+    assert code == 2 and err == f"error: {csv_path}:20: missing column(s) classID, class"
+    with pytest.raises(ManifestError, match="missing column"):
         list_us8k(root)
 
 
@@ -70,9 +72,34 @@ def test_esc50_short_row_with_its_needed_values_is_still_malformed(tmp_path, cap
     res = last_json(out)
     assert code == 0 and res["n_clips"] == 24 and res["n_skipped"] == 2
     assert res["skipped"] == [
-        {"path": f"{csv_path}:26", "reason": "a short row (5 of 7 columns)"},
-        {"path": f"{csv_path}:27", "reason": "no filename value"},
+        {"path": f"{csv_path}:26", "reason": "missing column(s) src_file, take"},
+        {"path": f"{csv_path}:27", "reason": "empty column(s) filename"},
     ]
+
+
+def test_prepare_and_classify_name_a_bad_row_alike_with_its_line_in_the_file(tmp_path, capsys):
+    root = make_esc50(tmp_path / "esc")  # 24 rows: lines 2-25
+    csv_path = root / "meta" / "esc50.csv"
+    # a blank line, a quoted value spanning two lines, then a short row on line 30
+    _append(csv_path, "", '"4-1900-A-0.wav",4,0,low,True,"1900', 'x",A', "", "y.wav,1")
+    _tone(root / "audio" / "4-1900-A-0.wav", "low", 99)
+    code, out, _ = _run(capsys, "--dataset", "esc50", "--root", str(root))
+    expected = {"path": f"{csv_path}:30", "reason": "missing column(s) target, category, esc10, "
+                "src_file, take"}  # fmt: skip
+    assert code == 0 and last_json(out)["skipped"] == [expected]
+    prepare = load_script("esc50").main
+    assert prepare(["--root", str(root), "--test-fold", "4", "--out", str(tmp_path / "o")]) == 0
+    report = json.loads((tmp_path / "o" / "prepare_report.json").read_text())
+    assert report["unreadable_items"] == [["y", f"{expected['path']}: {expected['reason']}"]]
+
+
+def test_metadata_that_is_not_utf8_is_one_line(tmp_path, capsys):
+    root = make_esc50(tmp_path / "esc")
+    csv_path = root / "meta" / "esc50.csv"
+    with open(csv_path, "ab") as fh:
+        fh.write(b"4-1900-A-0.wav,4,0,l\xe9w,True,1900,A\n")  # Latin-1, not UTF-8
+    code, out, err = _run(capsys, "--dataset", "esc50", "--root", str(root))
+    assert code == 2 and out == "" and err == f"error: {csv_path}: not UTF-8 text"
 
 
 def test_esc50_duplicate_row_is_skipped_and_listed(tmp_path, capsys):

@@ -20,11 +20,11 @@ outside the class folders; unreadable audio is found (and skipped) when it is de
 
 from __future__ import annotations
 
-import csv
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from avssl.data.metadata_csv import csv_records, record_problem
 from avssl.errors import AvsslError, ManifestError
 
 MEDIA_EXTS = (
@@ -59,17 +59,6 @@ class AudioItem:
     duration: float | None = None
 
 
-def _read_csv(path: Path, columns: tuple[str, ...]) -> list[dict[str, str]]:
-    if not path.is_file():
-        raise ManifestError(f"{path}: no such metadata file")
-    with open(path, newline="", encoding="utf-8") as fh:
-        reader = csv.DictReader(fh)
-        missing = [c for c in columns if c not in (reader.fieldnames or [])]
-        if missing:
-            raise ManifestError(f"{path}: missing columns {', '.join(missing)}")
-        return list(reader)
-
-
 def list_esc50(
     root: str | Path, subset: str | None = None, bad: list[dict] | None = None
 ) -> list[AudioItem]:
@@ -92,44 +81,39 @@ def list_esc50(
     """
     root = Path(root)
     csv_path = root / "meta" / "esc50.csv"
-    rows = _read_csv(csv_path, ESC50_COLUMNS)
     if subset not in (None, "esc10"):
         raise AvsslError(f"unknown ESC-50 subset {subset!r} (valid: esc10)")
+    header, lines = csv_records(csv_path, ESC50_COLUMNS)
     items, seen = [], {}
-    for i, row in enumerate(rows, 2):
+    for i, row in lines:
         esc10 = (row["esc10"] or "").strip().lower() in ("true", "1")
         if subset == "esc10" and row["esc10"] is not None and not esc10:
             continue  # outside the subset: not read further
-        if _bad_row(bad, csv_path, i, row, ("filename", "category"), row["filename"], seen):
+        if _bad_row(bad, csv_path, i, row, header, ("filename", "category"), seen):
             continue
         fold, src = str(int(row["fold"])), row.get("src_file") or row["filename"]
         items.append(AudioItem(root / "audio" / row["filename"], row["category"], fold, src))
     return items
 
 
-def _bad_row(bad: list[dict] | None, csv_path: Path, line: int, row: dict, needed, key,
-             seen: dict) -> bool:  # fmt: skip
+def _bad_row(
+    bad: list[dict] | None, csv_path: Path, line: int, row: dict, header: list[str], needed, seen
+) -> bool:
     """Whether a metadata row is skipped, then recorded in ``bad`` as ``{"path": "CSV:LINE",
     "reason": ...}`` (or, when ``bad`` is None, raised as a :class:`ManifestError`).
 
-    Skipped: a short row (``csv.DictReader`` fills its missing columns with None) or a long
-    one (extra values under the key None: shifted columns), an empty column of ``needed``, a
-    ``fold`` that is not a number, and a duplicate: a ``key`` (the clip) already in ``seen``
-    (``{key: line}`` of the rows kept so far, updated).
+    Skipped: a malformed row (:func:`~avssl.data.metadata_csv.record_problem`: too few or too
+    many fields, or an empty column of ``needed``), a ``fold`` that is not a number, and a
+    duplicate: a clip (``needed[0]``, the file name) already in ``seen`` (``{clip: line}`` of
+    the rows kept so far, updated).
     """
-    n_header = sum(k is not None for k in row)
-    n = sum(v is not None for k, v in row.items() if k is not None) + len(row.get(None) or ())
-    empty = [c for c in needed if n == n_header and not row[c].strip()]
-    if n != n_header:
-        reason = f"a {'short' if n < n_header else 'long'} row ({n} of {n_header} columns)"
-    elif empty:
-        reason = f"no {' or '.join(empty)} value"
-    elif not re.fullmatch(r"\s*\d+\s*", row["fold"]):
+    reason = record_problem(row, header, (*needed, "fold"))
+    if reason is None and not re.fullmatch(r"\s*\d+\s*", row["fold"]):
         reason = f"fold {row['fold']!r} is not a number"
-    elif key in seen:
-        reason = f"duplicate of line {seen[key]}"
-    else:
-        seen[key] = line
+    elif reason is None and row[needed[0]] in seen:
+        reason = f"duplicate of line {seen[row[needed[0]]]}"
+    elif reason is None:
+        seen[row[needed[0]]] = line
         return False
     if bad is None:
         raise ManifestError(f"{csv_path}:{line}: {reason}")
@@ -153,11 +137,12 @@ def list_us8k(root: str | Path, bad: list[dict] | None = None) -> list[AudioItem
     csv_path = root / "metadata" / "UrbanSound8K.csv"
     audio = root / "audio" if (root / "audio").is_dir() else root
     if csv_path.is_file():
+        header, lines = csv_records(csv_path, US8K_COLUMNS)
         items, seen = [], {}
-        for i, r in enumerate(_read_csv(csv_path, US8K_COLUMNS), 2):
-            name = r["slice_file_name"]  # unique in the dataset, as `avssl prepare us8k` expects
-            if _bad_row(bad, csv_path, i, r, ("slice_file_name", "class"), name, seen):
+        for i, r in lines:  # slice_file_name is unique in the dataset, as prepare us8k expects
+            if _bad_row(bad, csv_path, i, r, header, ("slice_file_name", "class"), seen):
                 continue
+            name = r["slice_file_name"]
             fold = str(int(r["fold"]))
             items.append(
                 AudioItem(audio / f"fold{fold}" / name, r["class"], fold, r.get("fsID") or name)

@@ -11,14 +11,13 @@ fold so an evaluator can run the full leave-one-fold-out protocol.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 from collections.abc import Callable
 from pathlib import Path
 
 from avssl.data.manifest import Row
-from avssl.data.textfile import text_lines
-from avssl.errors import AvsslError, ManifestError
+from avssl.data.metadata_csv import csv_records, record_problem
+from avssl.errors import AvsslError
 from avssl.prep.report import PrepReport, probe_rows, relpath, start_run
 
 FOLDS = "folds.json"
@@ -34,23 +33,6 @@ def add_audio_row(
     rel = relpath(path, out)
     split = "test" if fold == test_fold else "train"
     report.add(Row(item, video=rel, audio=rel, labels=[label], split=split))
-
-
-def record_problem(rec: dict, header: list[str], needed: tuple[str, ...]) -> str | None:
-    """Why a :class:`csv.DictReader` record cannot be used, or None.
-
-    A record with fewer or more fields than the header is malformed (its columns cannot be
-    trusted), and so is one where a column in ``needed`` is empty.
-    """
-    if None in rec:  # DictReader's restkey: fields beyond the header
-        return f"{len(header) + len(rec[None])} fields, the header has {len(header)}"
-    short = [c for c in header if rec[c] is None]  # DictReader's restval: a short row
-    if short:
-        return f"missing column(s) {', '.join(short)}"
-    empty = [c for c in needed if not rec[c].strip()]
-    if empty:
-        return f"empty column(s) {', '.join(empty)}"
-    return None
 
 
 def write_folds(out: Path, folds: dict[str, int], report: PrepReport) -> None:
@@ -86,8 +68,9 @@ def prepare_folds(
         keep: which records to use (e.g. the ESC-10 subset).
         extra: further columns the script needs (those ``keep`` reads).
 
-    Records with missing, extra or empty needed fields (:func:`record_problem`) and those whose
-    fold is not a number are skipped and listed as unreadable, with their ``file:line``.
+    Records with missing, extra or empty needed fields
+    (:func:`~avssl.data.metadata_csv.record_problem`) and those whose fold is not a number are
+    skipped and listed as unreadable, with their ``file:line``.
 
     Raises:
         AvsslError: ``meta`` is missing, unreadable or lacks a needed column, or
@@ -98,14 +81,11 @@ def prepare_folds(
     file_col, fold_col, label_col = columns
     report = start_run(dataset, args, writes=(FOLDS,))
     folds: dict[str, int] = {}
-    reader = csv.DictReader(text_lines(meta))
     needed = (*columns, *extra)
-    header = reader.fieldnames or []
-    if not set(needed) <= set(header):
-        raise ManifestError(f"{meta}: expected columns {', '.join(needed)}")
+    header, lines = csv_records(meta, needed)
     records = []
-    for rec in reader:
-        where = f"{meta}:{reader.line_num}"
+    for line, rec in lines:
+        where = f"{meta}:{line}"
         item = Path(rec[file_col]).stem if (rec[file_col] or "").strip() else where
         problem = record_problem(rec, header, needed)
         if problem is not None:
@@ -116,7 +96,7 @@ def prepare_folds(
         try:
             fold = int(rec[fold_col])
         except ValueError:
-            report.skip_unreadable(item, f"{where}: fold {rec[fold_col]!r}")
+            report.skip_unreadable(item, f"{where}: fold {rec[fold_col]!r} is not a number")
             continue
         folds.setdefault(item, fold)  # a duplicate row is skipped by report.add, fold and all
         records.append((item, rec))
