@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -78,3 +79,12 @@ def test_decode_measures_the_default_world_when_built(tmp_path, monkeypatch, cap
     decode.main(argv)
     result = json.loads(capsys.readouterr().out.splitlines()[-1])
     assert result["synthetic_windows_per_s"] > 0 and result["n_windows"] == 2
+
+
+def test_query_benchmark_times_a_cold_index(tmp_path):
+    res = _benchmark("query").measure(2000, 3, tmp_path)
+    assert res["load_s"] >= 0 and res["query_ms"] > 0
+    if hasattr(os, "posix_fadvise"):
+        assert isinstance(res["cold_s"], float) and res["cold_s"] > 0
+    else:
+        assert res["cold_s"] is None
