@@ -107,13 +107,14 @@ def _bad_row(
     duplicate: a clip (``needed[0]``, the file name) already in ``seen`` (``{clip: line}`` of
     the rows kept so far, updated).
     """
+    clip = row[needed[0]]
     reason = record_problem(row, header, (*needed, "fold"))
     if reason is None and not re.fullmatch(r"\s*\d+\s*", row["fold"]):
         reason = f"fold {row['fold']!r} is not a number"
-    elif reason is None and row[needed[0]] in seen:
-        reason = f"duplicate of line {seen[row[needed[0]]]}"
-    elif reason is None:
-        seen[row[needed[0]]] = line
+    if reason is None and clip in seen:
+        reason = f"duplicate of line {seen[clip]}"
+    if reason is None:
+        seen[clip] = line
         return False
     if bad is None:
         raise ManifestError(f"{csv_path}:{line}: {reason}")
