@@ -261,7 +261,8 @@ def test_cli_esc50_skips_and_lists_malformed_metadata_rows(tmp_path, capsys):
     assert res["n_clips"] == 24 and res["n_skipped"] == 2
     assert [s["path"] for s in res["skipped"]] == [f"{csv_path}:26", f"{csv_path}:27"]
     assert res["skipped"][0]["reason"] == "fold 'row' is not a number"
-    assert res["skipped"][1]["reason"] == "missing column(s) target, category, esc10, src_file, take"
+    missing = "target, category, esc10, src_file, take"
+    assert res["skipped"][1]["reason"] == f"missing column(s) {missing}"
     argv = ["classify", "--dataset", "esc50", "--root", str(root), "--features", "logmel"]
     assert evaluate.main([*argv, "--strict", "--no-progress"]) == 2
     err = capsys.readouterr().err.strip()

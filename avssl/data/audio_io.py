@@ -32,6 +32,11 @@ from avssl.errors import MediaError
 
 # Decoded on both sides of a window so that the resampling filter has context at its edges.
 MARGIN_S = 0.02
+# Decoded before a window reached by seeking a compressed track: the first frame decoded after
+# a seek lacks the previous frame's overlap (AAC, Vorbis, MP3) or the codec's pre-roll (Opus:
+# 80 ms), so it is wrong for up to a frame (64 ms of 16 kHz AAC). At least this much, and at
+# least two of the codec's frames, are decoded and dropped.
+SEEK_PREROLL_S = 0.08
 _BLOCK = 1 << 16
 
 
@@ -108,7 +113,7 @@ def _read_av(p, start, duration, sample_rate) -> torch.Tensor:
         stream = container.streams.audio[0]
         check_rate(p, stream.codec_context.sample_rate, stream.codec_context.channels)
         declared = stream_end_s(container, stream)
-        lo, hi = max(0.0, start - MARGIN_S), start + duration + MARGIN_S
+        lo, hi = max(0.0, start - _preroll_s(stream)), start + duration + MARGIN_S
         mono, t0, complete = _decode_av(container, stream, lo, hi, sample_rate, seek=lo > 0)
         if t0 is not None and t0 > lo + 1e-3 and lo > 0:  # the seek overshot: decode from 0
             mono, t0, complete = _decode_av(container, stream, 0.0, hi, sample_rate, seek=True)
@@ -119,6 +124,13 @@ def _read_av(p, start, duration, sample_rate) -> torch.Tensor:
             raise MediaError(p, f"audio starts at {t0:.2f} s, after the window start {start:.2f} s")
         offset = round((start - t0) * sample_rate)
         return _cut(mono, offset, round(duration * sample_rate))
+
+
+def _preroll_s(stream) -> float:
+    """Seconds decoded (and dropped) before a window of ``stream`` reached by seeking."""
+    cc = stream.codec_context
+    frame_s = 2 * cc.frame_size / cc.sample_rate if cc.frame_size and cc.sample_rate else 0.0
+    return max(MARGIN_S, SEEK_PREROLL_S, frame_s)
 
 
 def _decode_av(container, stream, lo: float, hi: float, rate: int, seek: bool):
