@@ -113,6 +113,34 @@ def test_index_then_query(ckpts, media, tmp_path, capsys):
     assert "visual query" in table and "-> audio" in table and len(table.splitlines()) == 4
 
 
+def test_hop_off_the_sample_grid_keeps_each_window_at_its_time(ckpts, media, tmp_path, capsys):
+    # 0.3333 s is 5,332.8 samples at 16 kHz: the windows must start a whole number apart
+    ckpt, _ = ckpts
+    out = tmp_path / "idx"
+    files = [media / "clip.mp4", media / "tone.wav"]
+    assert _index(ckpt, files, out, "--hop", "0.3333") == 0
+    capsys.readouterr()
+    t = load_index(out).tensors
+    for m in ("audio", "visual"):
+        assert len(t[m]) == len(t[f"{m}_time"]) == len(t[f"{m}_file"])
+    model, _, _ = load_model(ckpt)
+    durations = {"clip.mp4": 3.0, "tone.wav": 2.5}
+    index = load_index(out)
+    for fid, entry in enumerate(index.files):
+        name = Path(entry["path"]).name
+        rows = (t["audio_file"] == fid).nonzero()[:, 0]
+        times = t["audio_time"][rows]
+        assert len(rows) == len(window_centres(durations[name], 1.0, 5333 / 16000))
+        assert float(times.max()) + 0.5 <= durations[name] + 1e-3
+        last = int(rows[-1])  # the last window of each file, where a shortfall shows first
+        start = float(t["audio_time"][last]) - 0.5
+        with torch.no_grad():
+            direct = F.normalize(
+                model.embed_audio(read_audio(media / name, start, 1.0, 16000)[None])
+            )
+        torch.testing.assert_close(t["audio"][last].float(), direct[0], atol=3e-3, rtol=0)
+
+
 def _random_index(n_files=7, per_file=5, dim=8, seed=0) -> Index:
     g = torch.Generator().manual_seed(seed)
     t = empty_tensors(dim)

@@ -149,6 +149,8 @@ def add_files(index: Index, items: list) -> None:
         xs, ts, ids = [index.tensors[m]], [index.tensors[f"{m}_time"]], [index.tensors[f"{m}_file"]]
         for j, (_, emb) in enumerate(items):
             x = getattr(emb, m)
+            if x.shape[0] != getattr(emb, f"{m}_time").shape[0]:
+                raise RuntimeError(f"{m} embeddings and times of unequal length: {items[j][0]}")
             xs.append(x.to(STORE_DTYPE))
             ts.append(getattr(emb, f"{m}_time").float())
             ids.append(torch.full((x.shape[0],), len(index.files) + j, dtype=torch.long))

@@ -102,7 +102,7 @@ def embed_file(model, cfg, path: Path, hop: float, device="cpu") -> FileEmbeddin
         model: an :class:`~avssl.models.base.AVModel` in eval mode.
         cfg: its :class:`~avssl.config.Config` (``cfg.data`` gives the input sizes).
         path: a video, audio file or still image.
-        hop: seconds between window centres.
+        hop: seconds between window centres (rounded to a whole number of audio samples).
         device: where the model runs.
 
     Raises:
@@ -121,6 +121,9 @@ def embed_file(model, cfg, path: Path, hop: float, device="cpu") -> FileEmbeddin
         return FileEmbeddings("image", 0.0, _none(v.shape[1]), empty, v, torch.tensor([math.nan]))
     if not info.duration or info.duration <= 0:
         raise MediaError(path, "unknown or zero duration")
+    # the audio windows start a whole number of samples apart, so the centres must too: with a
+    # hop of 0.3333 s at 16 kHz (5,332.8 samples) a block of windows would hold one too few
+    hop = max(1, round(hop * d.sample_rate)) / d.sample_rate
     centres = window_centres(info.duration, d.window, hop)
     kind = "video" if info.has_video else "audio"
     a_end = audio_end(path, info.duration) if info.has_audio else None
@@ -135,6 +138,8 @@ def embed_file(model, cfg, path: Path, hop: float, device="cpu") -> FileEmbeddin
             span = (c[-1] - c[0]) + d.window
             wave = read_audio_padded(path, start, span, d.sample_rate, a_end)
             emb = sliding_embeddings(model, wave, d.sample_rate, d.window, hop, device)
+            if emb.shape[0] < len(c):  # would pair every later window with another's time
+                raise RuntimeError(f"{path}: {emb.shape[0]} audio windows for {len(c)} centres")
             audio.append(_unit(emb[: len(c)]))
         if frames_iter is not None:
             frames = torch.from_numpy(np.stack([next(frames_iter) for _ in c]))
