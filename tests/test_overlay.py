@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import av
 import numpy as np
 import pytest
 import torch
@@ -76,6 +77,37 @@ def test_overlay_keeps_the_sound(ckpts, media_factory: MediaFactory, tmp_path, c
     assert _overlay(video, ckpts["contrastive"], short, "--max-seconds", "0.6") == 0
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["frames"] == 15
     assert probe(short).duration == pytest.approx(0.6, abs=0.04)
+
+
+def _delay_audio(src: Path, dst: Path, seconds: float) -> Path:
+    """Remux ``src`` with its audio packets' timestamps moved ``seconds`` later."""
+    with av.open(str(src)) as i, av.open(str(dst), "w") as o:
+        vs = o.add_stream_from_template(i.streams.video[0])
+        aus = o.add_stream_from_template(i.streams.audio[0])
+        for packet in i.demux():
+            if packet.dts is None:
+                continue
+            if packet.stream.type == "audio":
+                shift = round(seconds / packet.time_base)
+                packet.pts, packet.dts = packet.pts + shift, packet.dts + shift
+            packet.stream = vs if packet.stream.type == "video" else aus
+            o.mux(packet)
+    return dst
+
+
+def test_overlay_audio_keeps_its_start_time(ckpts, media_factory: MediaFactory, tmp_path, capsys):
+    # a track that starts 0.08 s after the picture stays 0.08 s after it (it was muxed at 0);
+    # its AAC priming (1,024 samples at 16 kHz) starts before its first sound
+    video = _delay_audio(media_factory("v.mp4", duration=2.0), tmp_path / "late.mp4", 0.144)
+    with av.open(str(video)) as c:
+        first = next(c.decode(audio=0)).time - c.start_time / 1e6
+    assert first == pytest.approx(0.08, abs=1e-3)
+    out = tmp_path / "o.mp4"
+    assert _overlay(video, ckpts["contrastive"], out) == 0
+    capsys.readouterr()
+    a, b = read_audio(video, 0, 1.8, 16000), read_audio(out, 0, 1.8, 16000)
+    assert float(a[:1200].abs().max()) < 1e-3 and float(b[:1200].abs().max()) < 1e-2
+    np.testing.assert_allclose(_rms(b[1600:], 8), _rms(a[1600:], 8), rtol=0.15)
 
 
 def test_overlay_refusals(ckpts, media_factory: MediaFactory, tmp_path, capsys):

@@ -2,7 +2,10 @@
 track is decoded, downmixed (any layout -> mono or stereo) and re-encoded to AAC alongside.
 
 Audio is muxed up to the time of the video written so far, so packets stay interleaved and
-memory does not grow with the length of the video.
+memory does not grow with the length of the video. It keeps its place on avssl's time line
+(:func:`~avssl.data.media_checks.origin_s`), where the frames and heatmaps were computed: a
+track that starts after the container's origin is preceded by silence, one that starts before
+it loses its lead.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from fractions import Fraction
 import av
 import numpy as np
 
-from avssl.data.media_checks import guard, open_container
+from avssl.data.media_checks import guard, open_container, origin_s
 
 AAC_RATES = (96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000)
 
@@ -53,6 +56,7 @@ class OverlayWriter:
             self.layout = layout
             self.frames_in = self.src.decode(stream)
             self.pts = 0
+            self.drop = None  # samples of the track before time 0: known at its first frame
             self.limit = math.inf if max_seconds is None else round(max_seconds * self.rate)
             self.exhausted = False
 
@@ -65,12 +69,27 @@ class OverlayWriter:
         if self.audio is not None:
             self._audio_until(self.n_frames / self.fps)
 
+    def _align(self, first) -> None:
+        """Place the track's first decoded frame at its own time: silence before it, or drop
+        what precedes time 0."""
+        lead = round(((first.time or 0.0) - origin_s(self.src)) * self.rate)
+        self.drop = max(0, -lead)
+        if lead > 0:
+            channels = 1 if self.layout == "mono" else 2
+            silence = av.AudioFrame.from_ndarray(
+                np.zeros((channels, lead), np.float32), format="fltp", layout=self.layout
+            )
+            silence.sample_rate = self.rate
+            self._mux_audio(silence)
+
     def _mux_audio(self, frame) -> None:
-        n = min(frame.samples, self.limit - self.pts)
+        lo = min(self.drop, frame.samples)
+        self.drop -= lo
+        n = min(frame.samples - lo, self.limit - self.pts)
         if n <= 0:
             return
-        if n < frame.samples:  # the last block before --max-seconds: cut it
-            data = np.ascontiguousarray(frame.to_ndarray()[:, :n])
+        if lo or n < frame.samples:  # before time 0, or the last block before --max-seconds
+            data = np.ascontiguousarray(frame.to_ndarray()[:, lo : lo + n])
             frame = av.AudioFrame.from_ndarray(data, format="fltp", layout=self.layout)
             frame.sample_rate = self.rate
         frame.pts, frame.time_base = self.pts, Fraction(1, self.rate)  # sample-count timestamps
@@ -83,6 +102,8 @@ class OverlayWriter:
                 frame = next(self.frames_in, None)
                 if frame is None:  # end of the track: the resampler's flush follows
                     self.exhausted = True
+                elif self.drop is None:
+                    self._align(frame)
                 for out in self.resampler.resample(frame):
                     self._mux_audio(out)
 
