@@ -13,6 +13,7 @@ import torch
 from avssl import cli
 from avssl.data.media import probe, read_audio, read_clip, read_frames
 from avssl.errors import MediaError
+from avssl.tools.stream_io import iter_frames_at
 
 
 def _corr(audio: torch.Tensor, media_factory, start: float, rate: int, total: float) -> float:
@@ -74,6 +75,9 @@ def test_raw_stream_without_duration_or_timestamps(media_factory):
     assert info.duration == pytest.approx(2.0) and info.n_frames == 50
     frames = read_frames(path, 1.0, 0.4, 25)
     assert [media_factory.frame_index(f) for f in frames] == list(range(25, 35))
+    # the index's and query's frame reader counts frames at the stream's rate too
+    frames = iter_frames_at(path, [0.0, 0.5, 1.0, 1.98], None)
+    assert [media_factory.frame_index(torch.from_numpy(f)) for f in frames] == [0, 12, 25, 49]
 
 
 def test_audio_window_is_aligned_and_sized(media_factory):

@@ -69,9 +69,14 @@ def iter_frames_at(
             rgb = scaler.reformat(frame, width=w, height=h, format="rgb24", interpolation="AREA")
             return rgb.to_ndarray()
 
-        i, prev, prev_img = 0, None, None
+        rate = stream.average_rate or stream.guessed_rate
+        frame_dur = 1.0 / float(rate) if rate else 0.04
+        i, prev, prev_img, t = 0, None, None, None
         for frame in container.decode(stream):
-            t = 0.0 if frame.time is None else frame.time - origin
+            if frame.time is not None:
+                t = frame.time - origin
+            else:  # a raw stream has no timestamps: its frames follow one another at its rate
+                t = 0.0 if t is None else t + frame_dur
             while i < len(times) and prev is not None and times[i] + 1e-3 < t:
                 if prev_img is None:
                     prev_img = convert(prev)
