@@ -211,6 +211,21 @@ def test_incremental_reindex(ckpts, media, tmp_path, capsys):
     assert err.count("\n") == 0 and "nowhere: no such file or folder" in err
     assert (out / "meta.json").read_text() == meta and len(load_index(out).files) == 4
 
+    # another hop re-embeds every file: each is updated, none added
+    assert _index(ckpt, [media], out, "--hop", "0.5") == 0
+    s = last_json(capsys.readouterr().out)
+    assert (s["added"], s["updated"], s["unchanged"], s["removed"]) == (0, 4, 0, 0)
+    # a changed file that no longer decodes leaves the index: removed (and skipped)
+    (media / "new.flac").write_bytes(b"not audio any more")
+    assert _index(ckpt, [media], out) == 0
+    s = last_json(capsys.readouterr().out)
+    assert (s["added"], s["updated"], s["unchanged"], s["removed"]) == (0, 0, 3, 1)
+    assert s["files"] == 3 and s["skipped"] == 2  # broken.mp4 and new.flac
+    # --rebuild replaces the tensor file instead of leaving the old one beside it
+    assert _index(ckpt, [media], out, "--rebuild") == 0
+    capsys.readouterr()
+    assert len(list(out.glob("embeddings-*.pt"))) == 1
+
 
 def test_other_checkpoint_refused(ckpts, media, tmp_path, capsys):
     ckpt, other = ckpts

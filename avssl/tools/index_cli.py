@@ -47,22 +47,35 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _open_or_create(out: Path, args, cfg, ckpt: dict, dims: tuple[int, int]) -> Index:
+def _open_or_create(out: Path, args, cfg, ckpt: dict, dims: tuple[int, int]) -> tuple[Index, bool]:
+    """The index to update and whether all its files must be embedded again (another hop)."""
     if out.exists() and not out.is_dir():
         raise AvsslError(f"{out}: exists and is not an index directory")
     if (out / "meta.json").is_file() and not args.rebuild:
         index = load_index(out, mmap=False)
         index.check_checkpoint(ckpt["sha256"], ckpt["path"])
-        if args.hop is not None and args.hop != index.meta["hop"]:
-            keep_files(index, [False] * len(index.files))  # another hop: re-embed everything
+        rehop = args.hop is not None and args.hop != index.meta["hop"]
+        if rehop:
             index.meta["hop"] = args.hop
-        return index
+        return index, rehop
     if out.is_dir() and any(out.iterdir()) and not (out / "meta.json").is_file():
         raise AvsslError(f"{out}: a non-empty folder that is not an avssl index")
     meta = {"format": FORMAT, "checkpoint": ckpt, "config": to_dict(cfg), "hop": args.hop or 1.0}
+    old = _old_tensor_file(out)
+    if old is not None:  # --rebuild: the new tensor file replaces the old one
+        meta["tensors"] = old
     tensors = empty_tensors(dims[0])
     tensors["visual"] = torch.zeros(0, dims[1], dtype=tensors["audio"].dtype)
-    return Index(out, meta, [], tensors)
+    return Index(out, meta, [], tensors), False
+
+
+def _old_tensor_file(out: Path) -> str | None:
+    """The tensor file named by an existing (perhaps damaged) index's ``meta.json``, if any."""
+    try:
+        name = json.loads((out / "meta.json").read_text(encoding="utf-8")).get("tensors")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return name if isinstance(name, str) and name == Path(name).name else None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -78,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     model, cfg, state = load_model(args.checkpoint, resolve_device(args.device, "--device"))
     ckpt = {"path": state["path"], "sha256": weights_hash(model)}
     out = Path(args.out)
-    index = _open_or_create(out, args, cfg, ckpt, embedding_dims(model, cfg.data))
+    index, rehop = _open_or_create(out, args, cfg, ckpt, embedding_dims(model, cfg.data))
     inputs = args.inputs or index.meta.get("inputs")
     if not inputs:
         raise AvsslError(f"{out}: give --inputs (the index records none yet)")
@@ -95,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     keep, unchanged, updated = [], set(), set()
     for entry in index.files:
         stamp = stamps.get(entry["path"])
-        same = stamp is not None and all(entry[k] == v for k, v in stamp.items())
+        same = not rehop and stamp is not None and all(entry[k] == v for k, v in stamp.items())
         keep.append(same)
         (unchanged if same else updated if stamp is not None else set()).add(entry["path"])
     removed = len(index.files) - len(unchanged) - len(updated)
@@ -111,7 +124,9 @@ def main(argv: list[str] | None = None) -> int:
             if args.strict:
                 raise
             skipped.append({"path": str(p), "reason": err.reason})
-            updated.discard(str(p))
+            if str(p) in updated:  # its earlier windows are gone from the index
+                updated.discard(str(p))
+                removed += 1
             if not args.quiet:
                 print(f"skipped {err}", file=sys.stderr)
             continue
