@@ -282,6 +282,9 @@ def test_inspect_decodes_the_end_of_a_download_cut_short(media_factory, capsys):
     whole = media_factory("whole.mkv", duration=4.0, size=(32, 32))
     assert cli.main(["inspect", str(whole)]) == 0
     assert json.loads(capsys.readouterr().out)["end_checked"] == pytest.approx(3.5, abs=0.1)
+    short = media_factory("short.mp4", duration=1.3)  # the window ends in the last 0.5 s
+    assert cli.main(["inspect", str(short)]) == 0
+    assert json.loads(capsys.readouterr().out)["end_checked"] == pytest.approx(0.8, abs=0.05)
     cut = whole.with_name("cut.mkv")  # the header still declares 4 s; the first second decodes
     cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
     assert cli.main(["inspect", str(cut)]) == 2

@@ -72,12 +72,13 @@ def inspect_file(
         audio = int(read_audio(path, start, duration, sample_rate).shape[0])
     window = {"start": start, "duration": duration, "frames": frames, "audio_samples": audio}
     tail = None
-    if info.kind != "image" and (info.duration or 0) - END_S > start + duration:
-        tail = info.duration - END_S
+    if info.kind != "image" and (info.duration or 0) > start + duration + 1e-3:
+        # the window stops short of the end: decode the end too, even if the two overlap
+        tail = max(0.0, info.duration - END_S)
         if info.has_video:
-            read_frames(path, tail, END_S, fps, 32)
+            read_frames(path, tail, info.duration - tail, fps, 32)
         if info.has_audio:
-            read_audio(path, tail, END_S, sample_rate)
+            read_audio(path, tail, info.duration - tail, sample_rate)
     return {**info.to_json(), "decodable": True, "window": window, "end_checked": tail}
 
 
