@@ -147,6 +147,22 @@ def test_audio_views_loss_is_the_mean_of_each_views_infonce():
     assert torch.allclose(both, torch.stack(per_view).mean(), atol=1e-6)
 
 
+def test_stats_only_pass_over_shifted_audio_leaves_batch_norm_statistics_alone():
+    # with loss.hard_negatives false the time-shifted sounds are embedded for acc_hard only
+    cfg = load_config(CONFIGS / "contrastive.yaml", ["loss.hard_negatives=false"])
+    batch = make_batch(cfg, 4)
+    running, reported = [], []
+    for b in (batch, {k: v for k, v in batch.items() if k != "audio_hard"}):
+        torch.manual_seed(0)
+        model = build_model(cfg.model, cfg.data, cfg.loss)
+        reported.append("acc_hard" in model.loss(b)[1])
+        running.append({k: v.clone() for k, v in model.state_dict().items() if "running" in k})
+    assert reported == [True, False]
+    assert running[0].keys() == running[1].keys() and running[0]
+    for k in running[0]:
+        torch.testing.assert_close(running[0][k], running[1][k], msg=k)
+
+
 def test_audio_views_are_checked():
     with pytest.raises(ConfigError, match="audio_views: 0"):
         build_model(ModelConfig(audio_views=0), DataConfig())

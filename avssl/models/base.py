@@ -8,6 +8,8 @@ a hard negative) and ``label`` ``[B]`` long (-1 when unknown). Each method reads
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -152,6 +154,24 @@ class AVModel(nn.Module):
     def _spectrogram(self, wave: Tensor) -> Tensor:
         """``[B, N]`` waveform -> ``[B, 1, F, T]`` float32 features."""
         return self.audio_frontend(wave)
+
+
+@contextlib.contextmanager
+def running_stats_frozen(module: nn.Module):
+    """Context in which ``module``'s batch norms still normalise by the batch (training mode)
+    but leave their running statistics as they were: for passes made only to report a number."""
+    norms = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    saved = [(m.momentum, m.num_batches_tracked.clone() if m.track_running_stats else None)
+             for m in norms]  # fmt: skip
+    for m in norms:
+        m.momentum = 0.0  # running = (1 - 0) * running + 0 * batch
+    try:
+        yield
+    finally:
+        for m, (momentum, count) in zip(norms, saved, strict=True):
+            m.momentum = momentum
+            if count is not None:
+                m.num_batches_tracked.copy_(count)
 
 
 def full_precision(x: Tensor):

@@ -12,7 +12,13 @@ from avssl.config import DataConfig, LossConfig, ModelConfig
 from avssl.errors import ConfigError
 from avssl.losses import false_negatives, info_nce
 from avssl.models.adversary import DomainAdversary
-from avssl.models.base import AVModel, full_precision, threshold_stats, time_shift_conflict
+from avssl.models.base import (
+    AVModel,
+    full_precision,
+    running_stats_frozen,
+    threshold_stats,
+    time_shift_conflict,
+)
 from avssl.models.distributed import any_rank, gather_features
 from avssl.models.towers import Projection, VGGTower, audio_tower, global_max_pool
 
@@ -149,7 +155,7 @@ class ContrastiveAV(AVModel):
         # 1-s windows have none: the pass would cost a sixth of the step for a copy of acc_easy)
         valid = batch.get("hard_valid")
         if hard is not None and not use_hard and (valid is None or any_rank(valid)):
-            with torch.no_grad():
+            with torch.no_grad(), running_stats_frozen(self):
                 hard_views[0] = self.embed_audio(hard)
         with full_precision(a):
             units_all = gather_features(units)
