@@ -118,6 +118,26 @@ def test_tree_distance(onto):
     assert onto.min_distance(["/m/04rlf", "/m/05zppz"], ["/m/02zsn"]) == 2
 
 
+def test_tree_distance_through_the_virtual_root_when_it_is_nearer(tmp_path):
+    # "a" is under T1 (depth 1) and deep under T2 (via L, M, N); "b" is under T2 only. Their
+    # only real common ancestor, T2, is 4 + 1 edges away; the virtual root 1 + 1 + 2.
+    nodes = [
+        node("T1", "Top 1", ["a"]),
+        node("T2", "Top 2", ["L", "b"]),
+        node("L", "L", ["M"]),
+        node("M", "M", ["N"]),
+        node("N", "N", ["a"]),
+        node("a", "A"),
+        node("b", "B"),
+    ]
+    onto = Ontology.load(write(tmp_path, "ontology.json", json.dumps(nodes)))
+    assert onto.ancestors("a") & onto.ancestors("b") == {"T2"}
+    assert onto.tree_distance("a", "b") == onto.tree_distance("b", "a") == 4
+    assert onto.tree_distance("N", "b") == 4  # via T2 (3 + 1), not the virtual root (3 + 1 + 2)
+    assert onto.tree_distance("a", "T2") == 3  # a > T1 > root > T2, not 4 edges up to T2
+    assert onto.min_distance(["a"], ["b", "L"]) == 3  # L is an ancestor of a, 3 edges up
+
+
 def test_restrictions(onto):
     assert onto.is_restricted("/m/0dgw9r") and onto.is_restricted("/m/0dgw9r", "abstract")
     assert not onto.is_restricted("/m/0dgw9r", "blacklist")

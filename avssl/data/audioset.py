@@ -97,8 +97,9 @@ class Ontology:
 
     Distances follow edges in either direction. :meth:`tree_distance` is the shortest path that
     goes up from ``a`` to some common ancestor and down to ``b``, minimised over *all* common
-    ancestors (with several parents there is no unique lowest one). Classes under different top
-    level categories meet at a virtual root above them, one edge above each top-level class.
+    ancestors (with several parents there is no unique lowest one) including a virtual root
+    one edge above each top-level class, where classes under different top-level categories
+    meet.
 
     Args:
         nodes: the classes; their ``child_ids`` must name classes of the list.
@@ -189,8 +190,10 @@ class Ontology:
     def tree_distance(self, a: str, b: str) -> int:
         """Edges on the shortest path from ``a`` up to a common ancestor and down to ``b``.
 
-        0 for the same class, 1 for parent and child, 2 for siblings; classes with no common
-        ancestor meet at the virtual root: ``depth(a) + depth(b) + 2``.
+        0 for the same class, 1 for parent and child, 2 for siblings. A virtual root above
+        every top-level class is a common ancestor of all classes (path length
+        ``depth(a) + depth(b) + 2``); it is the meeting point when no real common ancestor is
+        nearer (a class with several parents can be far below its real common ancestors).
 
         Args:
             a: an ontology class id.
@@ -198,9 +201,8 @@ class Ontology:
         """
         up_a, up_b = self._upward(a), self._upward(b)
         common = up_a.keys() & up_b.keys()
-        if common:
-            return min(up_a[c] + up_b[c] for c in common)
-        return self.depth(a) + self.depth(b) + 2
+        via_root = self.depth(a) + self.depth(b) + 2
+        return min([via_root, *(up_a[c] + up_b[c] for c in common)])
 
     def min_distance(self, labels_a: list[str], labels_b: list[str]) -> int:
         """Smallest :meth:`tree_distance` between any label of one list and any of the other.

@@ -18,16 +18,19 @@ import torch
 from avssl.data.audio_io import read_audio
 from avssl.data.media_checks import (
     SOUNDFILE_EXTS,
+    TOLERANCE_S,
     check_file,
+    demuxed_end_s,
     guard,
     open_container,
     origin_s,
+    own_end_s,
     stream_end_s,
 )
 from avssl.data.video_io import is_image, read_frames, video_stream
 from avssl.errors import MediaError
 
-__all__ = ["MediaInfo", "probe", "read_audio", "read_clip", "read_frames"]
+__all__ = ["MediaInfo", "clip_end", "probe", "read_audio", "read_clip", "read_frames"]
 
 
 @dataclass
@@ -132,8 +135,8 @@ def read_clip(
         sample_rate: output audio rate (Hz).
         audio_path: a separate audio file; by default the audio track of ``path``.
         start: clip start in seconds.
-        duration: clip length in seconds; ``None`` reads to the end (of the shorter medium
-            when the audio is a separate file; of the audio for a still image).
+        duration: clip length in seconds; ``None`` reads to :func:`clip_end`, where the
+            picture or the sound stops.
 
     Returns:
         ``(frames, audio)``: uint8 ``[T, H, W, 3]`` with ``T = round(duration * fps)`` and
@@ -144,21 +147,96 @@ def read_clip(
     """
     apath = path if audio_path is None else audio_path
     if duration is None:
-        info = probe(path)
-        if not info.has_video:
-            raise MediaError(path, "no video stream")
-        ainfo = info if audio_path is None else probe(audio_path)
-        if not ainfo.has_audio:
-            raise MediaError(apath, "no audio stream")
-        ends = [d for d in (info.duration, ainfo.duration) if d is not None]
-        if not ends:
-            raise MediaError(path, "unknown duration: pass a duration")
-        end = min(ends)
+        end = clip_end(path, audio_path)
         if start >= end:
             raise MediaError(path, f"clip start {start:.2f} s is beyond the end ({end:.2f} s)")
         duration = end - start
     frames = read_frames(path, start, duration, fps, size)
     return frames, read_audio(apath, start, duration, sample_rate)
+
+
+def clip_end(path: str | os.PathLike, audio_path: str | os.PathLike | None = None) -> float:
+    """End (s) of the span where both the picture and the sound of a clip exist.
+
+    That is the end of the shorter of the video and the audio stream, each declared per stream
+    (a separate audio file is probed too); a still image lasts as long as the sound. Tracks of
+    one container that end within what the decoders pad (``TOLERANCE_S``, or one frame for the
+    video) of each other keep the container's end, as equal-length tracks always have.
+
+    Args:
+        path: a video or a still image.
+        audio_path: a separate audio file; by default the audio track of ``path``.
+
+    Raises:
+        MediaError: no video or no audio stream, or neither stream's duration is known.
+    """
+    video = _tracks(path)
+    audio = video if audio_path is None else _tracks(audio_path)
+    if not video.has_video:
+        raise MediaError(path, "no video stream")
+    if not audio.has_audio:
+        raise MediaError(audio_path or path, "no audio stream")
+    v_end, a_end = None if video.image else video.video_end, audio.audio_end
+    if v_end is None or a_end is None:
+        if v_end is None and a_end is None:
+            raise MediaError(path, "unknown duration: pass a duration")
+        return a_end if v_end is None else v_end
+    pad = max(TOLERANCE_S, video.frame_s) if v_end < a_end else TOLERANCE_S  # decoders pad it
+    if audio_path is None and abs(v_end - a_end) <= pad:
+        longer = max(v_end, a_end)
+        if video.duration is not None and video.duration <= longer + TOLERANCE_S:
+            return video.duration  # exactly what probe() reports, as before
+        return longer
+    return min(v_end, a_end)
+
+
+@dataclass
+class _Tracks:
+    """Ends (s) of a file's first video and audio streams (``None``: absent or unknown)."""
+
+    duration: float | None
+    has_video: bool = False
+    image: bool = False
+    video_end: float | None = None
+    frame_s: float = 0.0
+    has_audio: bool = False
+    audio_end: float | None = None
+
+
+def _tracks(path: str | os.PathLike) -> _Tracks:
+    """The per-stream ends of a file, each stream's own, else the file's duration."""
+    p = check_file(path)
+    if p.suffix.lower() in SOUNDFILE_EXTS:
+        info = probe(p)
+        if not info.has_video:
+            return _Tracks(info.duration, has_audio=info.has_audio, audio_end=info.duration)
+    container = open_container(p)
+    with container, guard(p):
+        video = video_stream(container)
+        audio = container.streams.audio[0] if container.streams.audio else None
+        if video is not None and is_image(p, container):
+            return _Tracks(None, has_video=True, image=True, has_audio=audio is not None)
+        duration = _duration(container)
+        tracks = _Tracks(duration, has_video=video is not None, has_audio=audio is not None)
+        if video is not None:
+            tracks.video_end = _stream_end(container, video, duration)
+            rate = video.average_rate or video.guessed_rate
+            tracks.frame_s = 1.0 / float(rate) if rate else 0.0
+        if audio is not None:
+            tracks.audio_end = _stream_end(container, audio, duration)
+        return tracks
+
+
+def _stream_end(container, stream, duration: float | None) -> float | None:
+    """A stream's declared end (else the file's ``duration``); one declared short of the file
+    is checked against its packets (:func:`~avssl.data.media_checks.demuxed_end_s`)."""
+    own = own_end_s(container, stream)
+    if not own:
+        return duration
+    if duration is not None and own < duration - TOLERANCE_S:
+        found = demuxed_end_s(container, stream, own)
+        return own if found is None else max(own, found)
+    return own
 
 
 def _duration(container) -> float | None:

@@ -123,6 +123,56 @@ def stream_end_s(container, stream) -> float | None:
     return None
 
 
+def own_end_s(container, stream) -> float | None:
+    """Declared end (s, relative to :func:`origin_s`) of a stream itself, not of the container.
+
+    Args:
+        container: an open PyAV input container.
+        stream: one of its streams.
+
+    Returns:
+        The end from the stream's duration, else from the ``DURATION`` tag Matroska muxers
+        write per track (``HH:MM:SS.fraction``, the track's last timestamp); ``None`` when the
+        stream declares neither.
+    """
+    tb = stream.time_base
+    if stream.duration and tb:
+        return float((stream.start_time or 0) * tb + stream.duration * tb) - origin_s(container)
+    tag = (stream.metadata or {}).get("DURATION", "")
+    try:
+        hours, minutes, seconds = tag.strip().split(":")
+        end = int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+    except ValueError:
+        return None
+    return end - origin_s(container) if math.isfinite(end) and end > 0 else None
+
+
+def demuxed_end_s(container, stream, near: float) -> float | None:
+    """End (s, relative to :func:`origin_s`) of a stream's last packet, demuxed from ``near``.
+
+    A track's declared duration can fall short of its last timestamp (an MP4 muxer sums packet
+    durations that a variable frame rate made wrong), so a short track is checked this way.
+
+    Args:
+        container: an open PyAV input container.
+        stream: one of its streams.
+        near: where to start (s): demuxing goes from the keyframe before it to the file's end.
+
+    Returns:
+        The end in seconds, or ``None`` when no packet with a timestamp could be demuxed.
+    """
+    end = None
+    try:
+        seek_to(container, stream, max(0.0, near))
+        for packet in container.demux(stream):
+            if packet.pts is not None and packet.time_base is not None:
+                t = float((packet.pts + (packet.duration or 0)) * packet.time_base)
+                end = t if end is None else max(end, t)
+    except DECODE_ERRORS:
+        return None  # the declared end stands; decoding reports a damaged file
+    return None if end is None else end - origin_s(container)
+
+
 def check_window(path, start: float, duration: float, rate: float, what: str) -> None:
     """Validate a requested window and output rate (``what``: "fps" or "sample rate").
 
