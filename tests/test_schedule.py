@@ -67,6 +67,24 @@ def test_budget_counts_the_time_before_a_resume():
     assert budget.plan(505) == 505 + 10
 
 
+def test_resumed_budget_keeps_the_saved_plan_until_it_has_timed_steps():
+    clock = FakeClock(100.0)
+    cfg = load_config(None, ["train.steps=1000", "train.max_minutes=1"]).train
+    saved = {"config": {"train": {"steps": 1000, "max_minutes": 1.0}}, "elapsed": 30.0}
+    saved.update(planned_steps=520, last_validation=4.0)
+    budget = TimeBudget.for_run(cfg, 100.0, saved)
+    budget.clock = clock
+    assert budget.planned == 520 and budget.last_validation == 4.0
+    budget.begin(500)
+    clock.t = 104.0
+    assert budget.plan(504) == 520  # too few steps timed: the saved plan, not train.steps
+    clock.t = 110.0  # 2 s per step; 60 - 30 - 10 s left, 4 of them kept for the validation
+    assert budget.plan(505) == 505 + 8
+    # another budget, or train.steps, on resume: planned afresh
+    lifted = load_config(None, ["train.steps=1000", "train.max_minutes=2"]).train
+    assert TimeBudget.for_run(lifted, 100.0, saved).planned == 1000
+
+
 @pytest.mark.parametrize("step_s,val_s,every", [(1.0, 3.0, 10), (0.37, 11.0, 25), (2.5, 0.0, 7)])
 def test_simulated_run_ends_inside_the_budget(step_s, val_s, every):
     """The loop's use of the plan, on a fake clock: the run (final validation included) ends

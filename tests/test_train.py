@@ -1,6 +1,7 @@
 """End-to-end training, evaluation, resume and DDP on a seconds-long tiny config."""
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -105,6 +106,24 @@ def test_reading_only_the_models_audio_keys_trains_the_same_weights(
     assert ContrastiveAV.audio_keys(None) == AUDIO_KEYS  # the patch was in force
     assert declared["weights_digest"] == every["weights_digest"]
     assert declared["averaged_weights_digest"] is None  # no train.ema_decay
+
+
+def test_logged_rate_leaves_out_validation_and_checkpoints(tiny_train_args, capsys, monkeypatch):
+    import avssl.train.loop as loop
+
+    real = loop.score_pairs
+
+    def slow_score_pairs(*args, **kwargs):
+        time.sleep(1.0)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "score_pairs", slow_score_pairs)
+    assert train.main(tiny_train_args("train.eval_every=2", "train.log_every=1")) == 0
+    run = Path(last_json(capsys.readouterr().out)["run_dir"])
+    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    # each window is one step of 4 clips: far less than the 1-s validations before steps 3, 5
+    windows = {r["step"]: 4 / r["clips_per_s"] for r in rows if r["split"] == "train"}
+    assert len(windows) == 6 and max(windows.values()) < 0.5, windows
 
 
 @pytest.mark.parametrize("decay", [(), ("train.weight_decay=0.2", "train.decay_all=false")])

@@ -19,7 +19,7 @@ from pathlib import Path
 from avssl.cli import ArgumentParser, json_line
 from avssl.config import Config, apply_override, load_config
 from avssl.config_checks import check_ranges
-from avssl.errors import AvsslError, CheckpointError
+from avssl.errors import AvsslError, CheckpointError, ConfigError
 from avssl.train.checkpoint import checkpoint_config, load_checkpoint
 
 MIN_FREE_BYTES = 200 * 2**20
@@ -196,8 +196,14 @@ def main(argv: list[str] | None = None) -> int:
                 "(its last.pt), or copy this checkpoint alone into a new folder and resume that",
             )
         cfg = checkpoint_config(resume)
+        decay_all = cfg.train.decay_all
         for item in args.overrides:
             apply_override(cfg, item)
+        if cfg.train.decay_all != decay_all:
+            raise ConfigError(
+                f"train.decay_all: cannot be changed on resume (the run's optimiser state was "
+                f"saved with decay_all={str(decay_all).lower()}); start a new run"
+            )
         check_ranges(cfg, overrides=args.overrides)
         if args.overrides:
             check_resume_fits(cfg, resume, ckpt)

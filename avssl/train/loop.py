@@ -28,6 +28,7 @@ from avssl.train.checkpoint import save_checkpoint, weights_digest
 from avssl.train.data import batches_per_epoch, make_loader, to_device
 from avssl.train.optim import build_optimizer
 from avssl.train.prefetch import Prefetcher
+from avssl.train.resume import cut_metrics, restore_rng, restore_training, rng_states
 from avssl.train.schedule import TimeBudget, agreed_plan, lr_factor
 from avssl.train.signals import StopFlag
 
@@ -115,17 +116,12 @@ def train(
     ema = averaging.build_ema(model, cfg.train.ema_decay)  # None unless train.ema_decay > 0
     scored = averaging.eval_model(model, ema)  # validated, checkpointed, evaluated
     step, epoch, start_batch, best = 0, 0, 0, None
-    budget = TimeBudget(
-        cfg.train.max_minutes, cfg.train.steps, budget_start,
-        elapsed_before=resume.get("elapsed", 0.0) if resume is not None else 0.0,
-    )  # fmt: skip
+    budget = TimeBudget.for_run(cfg.train, budget_start, resume)
+    total = budget.planned  # the planned last step: train.max_minutes may bring it forward
     if resume is not None:
-        averaging.restore(model, ema, resume)
-        opt.load_state_dict(resume["optimizer"])
-        scaler.load_state_dict(resume["scaler"])
+        restore_training(model, ema, opt, scaler, resume)
         step, epoch, start_batch = resume["step"], resume["epoch"], resume["batch_in_epoch"]
         best = resume.get("best")
-        torch.set_rng_state(resume["rng_cpu"])
     runner = _LossModule(model)
     if dist_info.enabled:
         ids = [device.index] if device.type == "cuda" else None
@@ -138,8 +134,9 @@ def train(
             "kind": kind, **averaging.checkpoint_entries(model, ema), "optimizer": opt.state_dict(),
             "scaler": scaler.state_dict(), "step": step, "epoch": epoch,
             "batch_in_epoch": start_batch, "best": best, "config": to_dict(cfg),
-            "rng_cpu": torch.get_rng_state(), "precision": precision,
-            "elapsed": budget.elapsed(),
+            **rng_states(), "precision": precision, "elapsed": budget.elapsed(),
+            "planned_steps": total if budget.enabled else None,
+            "last_validation": budget.last_validation,
         }  # fmt: skip
 
     def log(obj: dict) -> None:
@@ -171,27 +168,32 @@ def train(
         budget.last_validation = time.monotonic() - t_val
         return metrics
 
-    if main_proc and resume is None:
+    if main_proc:  # on resume too: --set may have changed the config
         (run_dir / "config.yaml").write_text(dump_yaml(cfg), encoding="utf-8")
-    bar = tqdm(
-        total=cfg.train.steps, initial=step, disable=not progress, file=sys.stderr, desc="train"
-    )
+        if resume is not None:
+            cut_metrics(run_dir / "metrics.jsonl", step)
+    bar = tqdm(total=total, initial=step, disable=not progress, file=sys.stderr, desc="train")
     model.train()
     # data_wait: time blocked on the loader for the next batch (the share of step time
     # reported as data_wait_fraction: near 0 when loading keeps up with the model)
     seen, train_time, data_wait, window_t, window_n = 0, 0.0, 0.0, time.time(), 0
-    total = cfg.train.steps  # the planned last step: train.max_minutes may bring it forward
     budget.begin(step)
+    pending_rng = resume  # its generator states, set once the first loader is built
     with StopFlag() as stop:
         while step < total and not stop.signum:
             loader = make_loader(
                 train_ds, cfg.train.batch_size, cfg.train.seed, epoch, dist_info.rank,
                 dist_info.world, start_batch, cfg.data.num_workers, device,
             )  # fmt: skip
+            batches = iter(loader)  # draws the loader's base seed from the global generator
+            if pending_rng is not None:
+                # the uninterrupted run drew it at the start of the epoch, not at this step
+                restore_rng(pending_rng)
+                pending_rng = None
             if cfg.data.prefetch and cfg.data.num_workers == 0:
-                loader = Prefetcher(loader, cfg.data.prefetch)
+                batches = Prefetcher(batches, cfg.data.prefetch)
             t_wait = time.time()
-            for raw in loader:
+            for raw in batches:
                 t_step = time.time()
                 data_wait += t_step - t_wait
                 batch = to_device(raw, device, cfg.train.channels_last)
@@ -243,9 +245,11 @@ def train(
                         }
                     )
                 if step % cfg.train.eval_every == 0 or step == total:
+                    t_eval = time.time()
                     validate()
                     if main_proc:
                         save_checkpoint(run_dir / "last.pt", state("last"))
+                    window_t += time.time() - t_eval  # the logged rate is of training alone
                 if step >= total or stop.signum:
                     break
                 t_wait = time.time()

@@ -10,7 +10,7 @@ from collections.abc import Callable
 import torch
 import torch.distributed as dist
 
-from avssl.config import Config
+from avssl.config import Config, TrainConfig
 
 # steps timed before the budget trusts its estimate of the time per step (the first steps are
 # slow: allocator warm-up, oneDNN kernel selection)
@@ -40,7 +40,8 @@ class TimeBudget:
     far (validations and checkpoints amortised into it) and keeps back the duration of the last
     validation for the final one (which can therefore overrun the budget only when no validation
     ran before it, ``train.eval_every`` beyond the planned steps). It never exceeds
-    ``train.steps``; with ``minutes <= 0`` it is ``train.steps`` exactly.
+    ``train.steps``; with ``minutes <= 0`` it is ``train.steps`` exactly. Until
+    ``MIN_TIMED_STEPS`` steps are timed it is ``planned``: a resumed run keeps the plan it had.
 
     Args:
         minutes: the budget (``<= 0``: none).
@@ -49,6 +50,9 @@ class TimeBudget:
             data loading).
         elapsed_before: seconds an interrupted run had already used (restored on resume).
         clock: a monotonic clock in seconds (injectable for tests).
+        planned: the plan an interrupted run had made (restored on resume; default
+            ``steps``).
+        last_validation: the duration of its last validation (restored on resume).
     """
 
     def __init__(
@@ -58,12 +62,38 @@ class TimeBudget:
         start: float,
         elapsed_before: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
+        planned: int | None = None,
+        last_validation: float = 0.0,
     ):
         self.limit, self.steps, self.clock = minutes * 60.0, steps, clock
         self.start = start - elapsed_before
         self.loop_start: float | None = None
         self.loop_step = 0
-        self.last_validation = 0.0
+        self.planned = steps if planned is None or not self.enabled else min(planned, steps)
+        self.last_validation = last_validation
+
+    @classmethod
+    def for_run(cls, cfg: TrainConfig, start: float, resume: dict | None = None) -> TimeBudget:
+        """The budget of a run; on resume it continues the checkpoint's.
+
+        The time used, the plan and the last validation's duration are restored, the plan only
+        when ``train.steps`` and ``train.max_minutes`` are those it was made for (a changed
+        budget, e.g. a lifted one, is planned afresh).
+
+        Args:
+            cfg: the run's training settings.
+            start: the clock reading at which this process's part of the run began.
+            resume: the checkpoint resumed from, or None.
+        """
+        if resume is None:
+            return cls(cfg.max_minutes, cfg.steps, start)
+        saved = resume["config"]["train"]
+        same = (saved.get("steps"), saved.get("max_minutes")) == (cfg.steps, cfg.max_minutes)
+        return cls(
+            cfg.max_minutes, cfg.steps, start, elapsed_before=resume.get("elapsed", 0.0),
+            planned=resume.get("planned_steps") if same else None,
+            last_validation=resume.get("last_validation", 0.0),
+        )  # fmt: skip
 
     @property
     def enabled(self) -> bool:
@@ -80,14 +110,15 @@ class TimeBudget:
     def plan(self, step: int) -> int:
         """The step at which the run should end, seen from ``step``."""
         if not self.enabled or self.loop_start is None:
-            return self.steps
+            return self.planned
         timed = step - self.loop_step
         if timed < MIN_TIMED_STEPS:
-            return self.steps
+            return self.planned
         now = self.clock()
         per_step = (now - self.loop_start) / timed
         remaining = self.start + self.limit - now - self.last_validation
-        return min(self.steps, step + max(0, int(remaining / per_step)))
+        self.planned = min(self.steps, step + max(0, int(remaining / per_step)))
+        return self.planned
 
 
 def agreed_plan(plan: int, device: torch.device) -> int:

@@ -1,0 +1,85 @@
+"""What ``--resume`` restores besides the step counters: the weights, the optimiser (with the
+current config's weight decay), the random number generators, and the metrics log, cut back to
+the checkpoint."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from avssl.train import averaging
+
+
+def rng_states() -> dict:
+    """The global random number generator states a checkpoint saves (CUDA's where available)."""
+    states = {"rng_cpu": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        states["rng_cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def restore_rng(resume: dict) -> None:
+    """Set the global generators to the states saved by :func:`rng_states` in ``resume``."""
+    torch.set_rng_state(resume["rng_cpu"])
+    cuda = resume.get("rng_cuda")
+    if cuda and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(cuda[: torch.cuda.device_count()])
+
+
+def restore_training(
+    model: nn.Module,
+    ema,
+    opt: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    resume: dict,
+) -> None:
+    """Load a checkpoint's weights, averaged weights, optimiser and gradient scaler states.
+
+    Each optimiser group keeps the weight decay ``opt`` was built with (the current config's,
+    which ``--set train.weight_decay`` may have changed); ``load_state_dict`` would bring back the
+    checkpoint's. The learning rate is set by the loop at every step.
+
+    Args:
+        model: the network the optimiser moves.
+        ema: its weight average, or None.
+        opt: the optimiser built from the current config.
+        scaler: the gradient scaler.
+        resume: the loaded checkpoint.
+    """
+    averaging.restore(model, ema, resume)
+    decays = [group["weight_decay"] for group in opt.param_groups]
+    opt.load_state_dict(resume["optimizer"])
+    for group, decay in zip(opt.param_groups, decays, strict=True):
+        group["weight_decay"] = decay
+    scaler.load_state_dict(resume["scaler"])
+
+
+def cut_metrics(path: Path, step: int) -> None:
+    """Keep only the rows of the metrics log ``path`` up to the checkpoint's ``step``.
+
+    A session that crashed after its last checkpoint logged steps that the resumed run trains
+    and logs again. A validation row at ``step`` itself stays: the loop logs a validation before
+    it writes that step's checkpoint. A line cut short by the crash goes too. The file is
+    replaced atomically; a missing one is left missing.
+
+    Args:
+        path: the run's ``metrics.jsonl``.
+        step: the step of the checkpoint resumed from.
+    """
+    if not path.is_file():
+        return
+    kept = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(row, dict) and isinstance(row.get("step"), int) and row["step"] <= step:
+            kept.append(line + "\n")
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text("".join(kept), encoding="utf-8")
+    os.replace(tmp, path)

@@ -1,0 +1,133 @@
+"""``train.py --resume`` continues a run as if it had never stopped: the random draws of audio
+augmentation, the time budget's plan, the config's weight decay, and the metrics log."""
+
+import json
+import os
+import signal
+from pathlib import Path
+
+import pytest
+from bad_media import last_json
+
+import train
+from avssl.config import load_config
+from avssl.train.checkpoint import load_checkpoint
+from avssl.train.schedule import MIN_TIMED_STEPS
+
+
+class Crash(Exception):
+    """Stands for a crash (an OOM kill, a power cut) in the middle of a run."""
+
+
+def _resume(run: Path, *sets: str) -> int:
+    return train.main(
+        ["--resume", str(run), *[a for s in sets for a in ("--set", s)], "--no-progress"]
+    )
+
+
+def _rows(run: Path) -> list[dict]:
+    return [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def _stop_after(monkeypatch, step: int, crash: bool = False) -> None:
+    """End the run after ``step`` steps: SIGINT (the step under way finishes), or a crash."""
+    import avssl.train.loop as loop
+
+    real = loop.lr_factor
+
+    def lr_factor(at, cfg, total=None):  # ``at``: the index of the step about to be trained
+        if crash and at == step:
+            raise Crash()
+        if not crash and at == step - 1:
+            os.kill(os.getpid(), signal.SIGINT)
+        return real(at, cfg, total)
+
+    monkeypatch.setattr(loop, "lr_factor", lr_factor)
+
+
+@pytest.mark.parametrize("stop", [4, 6])  # 3 batches an epoch: mid-epoch, at an epoch's end
+def test_resume_with_audio_augmentation_is_exact(stop, tiny_train_args, capsys):
+    """Building the resumed run's loader draws from the global generator; the uninterrupted run
+    did so at the start of the epoch only, so later augmentation draws must not shift."""
+    aug = ("model.audio.speed_perturb=0.3", "train.schedule=constant", f"train.eval_every={stop}")
+    assert train.main(tiny_train_args("train.steps=8", *aug)) == 0
+    straight = last_json(capsys.readouterr().out)
+    assert train.main(tiny_train_args(f"train.steps={stop}", *aug)) == 0
+    run = Path(last_json(capsys.readouterr().out)["run_dir"])
+    assert _resume(run, "train.steps=8") == 0
+    resumed = last_json(capsys.readouterr().out)
+    assert resumed["step"] == 8
+    assert resumed["weights_digest"] == straight["weights_digest"]
+
+
+def test_time_limited_resume_keeps_its_plan_and_a_finished_run_stays_finished(
+    tiny_train_args, capsys, monkeypatch
+):
+    budget = ("train.steps=100000", "train.eval_every=100000", "train.max_minutes=0.05")
+    _stop_after(monkeypatch, 10)
+    assert train.main(tiny_train_args(*budget, "train.log_every=1")) == 128 + signal.SIGINT
+    run = Path(last_json(capsys.readouterr().out)["run_dir"])
+    saved = load_checkpoint(run / "last.pt")
+    assert saved["step"] == 10 and MIN_TIMED_STEPS < saved["planned_steps"] < 100000
+    monkeypatch.undo()
+    assert _resume(run) == 0
+    summary = last_json(capsys.readouterr().out)
+    assert summary["time_limited"] and summary["step"] < 100000
+    train_rows = [r for r in _rows(run) if r["split"] == "train"]
+    before, after = train_rows[9], train_rows[10:]
+    assert before["step"] == 10 and after[0]["step"] == 11
+    # the saved plan, not train.steps, until the resumed session has timed its own steps
+    assert len(after) >= MIN_TIMED_STEPS
+    assert [r["planned_steps"] for r in after[: MIN_TIMED_STEPS - 1]] == [
+        saved["planned_steps"]
+    ] * (MIN_TIMED_STEPS - 1)
+    assert after[0]["lr"] < before["lr"]  # the cosine decay goes on, it does not jump back
+    # a run that reached its planned end does nothing more when resumed
+    last = (run / "last.pt").read_bytes()
+    n_rows = len(_rows(run))
+    assert _resume(run) == 0
+    again = last_json(capsys.readouterr().out)
+    assert again["step"] == summary["step"] and again["time_limited"]
+    assert (run / "last.pt").read_bytes() == last and len(_rows(run)) == n_rows
+
+
+@pytest.mark.parametrize("decay_all,want", [("true", [0.5]), ("false", [0.5, 0.0])])
+def test_resume_applies_and_records_a_new_weight_decay(decay_all, want, tiny_train_args, capsys):
+    sets = ("train.steps=2", "train.eval_every=2", "train.weight_decay=0.1")
+    assert train.main(tiny_train_args(*sets, f"train.decay_all={decay_all}")) == 0
+    run = Path(last_json(capsys.readouterr().out)["run_dir"])
+    assert _resume(run, "train.steps=4", "train.weight_decay=0.5") == 0
+    state = load_checkpoint(run / "last.pt")
+    assert state["step"] == 4
+    assert [g["weight_decay"] for g in state["optimizer"]["param_groups"]] == want
+    recorded = load_config(str(run / "config.yaml"), [])
+    assert recorded.train.weight_decay == 0.5 and recorded.train.steps == 4
+
+
+def test_resume_refuses_a_changed_decay_all_in_one_line(tiny_train_args, capsys):
+    assert train.main(tiny_train_args("train.steps=2", "train.eval_every=2")) == 0
+    run = Path(last_json(capsys.readouterr().out)["run_dir"])
+    last = (run / "last.pt").read_bytes()
+    assert _resume(run, "train.steps=4", "train.decay_all=false") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(
+        "error: train.decay_all: cannot be changed on resume"
+    )
+    assert (run / "last.pt").read_bytes() == last
+
+
+def test_resume_after_a_crash_logs_each_step_once(tiny_train_args, tmp_path, monkeypatch):
+    run = tmp_path / "crashed"
+    _stop_after(monkeypatch, 5, crash=True)  # after step 5; the last checkpoint is at step 3
+    with pytest.raises(Crash):
+        train.main(
+            [*tiny_train_args("train.eval_every=3", "train.log_every=1"), "--run-dir", str(run)]
+        )
+    assert load_checkpoint(run / "last.pt")["step"] == 3
+    with open(run / "metrics.jsonl", "a") as fh:
+        fh.write('{"step": 6, "epoch": 1, "spl')  # a line the crash cut short
+    monkeypatch.undo()
+    assert _resume(run) == 0
+    steps = [(r["step"], r["split"]) for r in _rows(run)]
+    train_steps = [(i, "train") for i in range(1, 7)]
+    assert steps == [*train_steps[:3], (3, "val"), *train_steps[3:], (6, "val")]
