@@ -163,8 +163,9 @@ TINY = [
 ]
 
 
-def torchrun_two_ranks(args: list[str], avssl_cache, cwd, port: int):
-    """``train.py args`` under ``torchrun --nproc_per_node 2`` (gloo on CPU, one thread each).
+def torchrun_two_ranks(args: list[str], avssl_cache, cwd, port: int, script: Path | None = None):
+    """``train.py args`` (or ``script args``) under ``torchrun --nproc_per_node 2`` (gloo on CPU,
+    one thread each).
 
     Returns:
         ``(completed process, {rank: weights digest})`` from the ranks' stderr lines.
@@ -176,7 +177,8 @@ def torchrun_two_ranks(args: list[str], avssl_cache, cwd, port: int):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "AVSSL_CACHE": str(avssl_cache)}
     cmd = [
         sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-        "--master_port", str(port), str(Path(__file__).resolve().parents[1] / "train.py"), *args,
+        "--master_port", str(port), str(script or Path(__file__).resolve().parents[1] / "train.py"),
+        *args,
     ]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300, cwd=cwd)
     digests = {

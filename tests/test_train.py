@@ -173,3 +173,35 @@ def test_ddp_two_processes_identical(tiny_train_args, tiny_cache, tmp_path):
     assert digests["0"] == digests["1"]
     summary = last_json(proc.stdout)
     assert summary["weights_digest"] == digests["0"]
+
+
+SIGNAL_ONE_RANK = """
+import os, signal, sys
+sys.path.insert(0, {root!r})
+import avssl.train.loop as loop
+import train
+
+plain = loop.lr_factor
+
+
+def lr_factor(step, cfg, total=None):  # asked once per step, before its forward pass
+    if step == 3 and os.environ["RANK"] == "1":
+        os.kill(os.getpid(), signal.SIGINT)
+    return plain(step, cfg, total)
+
+
+loop.lr_factor = lr_factor
+sys.exit(train.main(sys.argv[1:]))
+"""
+
+
+def test_ddp_a_signal_to_one_rank_stops_both_at_one_step(tiny_train_args, tiny_cache, tmp_path):
+    # rank 1 alone is interrupted during step 4; rank 0 must stop with it, not wait for it
+    script = tmp_path / "signal_rank1.py"
+    script.write_text(SIGNAL_ONE_RANK.format(root=str(Path(train.__file__).parent)))
+    args = tiny_train_args("train.batch_size=2", "train.steps=40", "train.eval_every=100")
+    proc, digests = torchrun_two_ranks(args, tiny_cache, tmp_path, 29547, script)
+    assert set(digests) == {"0", "1"} and digests["0"] == digests["1"], proc.stderr[-3000:]
+    assert proc.stderr.count("SIGINT: stopped at step 4;") == 2, proc.stderr[-3000:]
+    last = next((tmp_path / "runs").glob("*/last.pt"))
+    assert load_checkpoint(last)["step"] == 4

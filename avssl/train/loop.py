@@ -180,7 +180,7 @@ def train(
     budget.begin(step)
     pending_rng = resume  # its generator states, set once the first loader is built
     with StopFlag() as stop:
-        while step < total and not stop.signum:
+        while step < total and not stop.agreed(device):
             loader = make_loader(
                 train_ds, cfg.train.batch_size, cfg.train.seed, epoch, dist_info.rank,
                 dist_info.world, start_batch, cfg.data.num_workers, device,
@@ -250,7 +250,7 @@ def train(
                     if main_proc:
                         save_checkpoint(run_dir / "last.pt", state("last"))
                     window_t += time.time() - t_eval  # the logged rate is of training alone
-                if step >= total or stop.signum:
+                if step >= total or stop.agreed(device):
                     break
                 t_wait = time.time()
             else:
