@@ -15,7 +15,7 @@ from bad_media import _vfr
 
 from avssl.config import DataConfig
 from avssl.data import shards_cli
-from avssl.data.media import clip_end, probe, read_clip
+from avssl.data.media import clip_end, probe, read_clip, read_frames
 from avssl.data.source import load_split
 from avssl.data.writer import write_video
 
@@ -61,6 +61,9 @@ def test_a_track_declared_short_of_its_last_frame_is_not_trimmed(media_factory):
     frames, audio = read_clip(path, FPS, 32, SR, start=1.5)
     assert frames.shape == (12, 32, 32, 3) and audio.shape == (8000,)
     assert [media_factory.frame_index(f) for f in frames] == [8] + [9] * 11  # 9 from 1.52 s
+    # on demand, a window starting after the declared end reads the frames that are there
+    frames = read_frames(path, 1.6, 0.4, FPS, 32)
+    assert [media_factory.frame_index(f) for f in frames] == [9] * 9 + [10]  # 10 at 1.96 s
 
 
 def test_separate_audio_ends_at_the_video_track_not_the_file(media_factory):

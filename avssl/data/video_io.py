@@ -22,6 +22,7 @@ from avssl.data.media_checks import (
     check_file,
     check_pixels,
     check_window,
+    demuxed_end_s,
     guard,
     open_container,
     origin_s,
@@ -82,7 +83,11 @@ def read_frames(
             return torch.from_numpy(np.broadcast_to(image, (n, *image.shape)).copy())
         declared = stream_end_s(container, stream)
         if declared is not None and start >= declared:  # fail before decoding the last GOP
-            check_coverage(p, "video", start, duration, declared, None)
+            # unless packets go on past it (an MP4 muxer can sum a variable frame rate short)
+            found = demuxed_end_s(container, stream, declared)
+            declared = declared if found is None else max(declared, found)
+            if start >= declared:
+                check_coverage(p, "video", start, duration, declared, None)
         stream.thread_type = "AUTO"
         window = (start, duration, fps, size, declared)
         try:
