@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 
@@ -49,14 +50,19 @@ def _coerce(value, tp, key: str):
         raise ConfigError(f"{key}: expected true/false, got {value!r}")
     if tp is str and (value is None or isinstance(value, list | dict | bool)):
         raise ConfigError(f"{key}: expected a string, got {value!r}")  # str() takes anything
+    if tp is str and isinstance(value, int | float):  # YAML read 010 as 8 and 0.10 as 0.1
+        raise ConfigError(f"{key}: expected a string, got the number {value!r} (quote it)")
     try:
         if tp is int and isinstance(value, float) and not value.is_integer():
             raise ValueError
         if tp in (int, float) and isinstance(value, bool):  # bool is an int to Python
             raise ValueError
-        return tp(value)
-    except (TypeError, ValueError):
+        out = tp(value)
+    except (TypeError, ValueError, OverflowError):
         raise ConfigError(f"{key}: expected {tp.__name__}, got {value!r}") from None
+    if tp is float and not math.isfinite(out):  # nan > 0 and nan < 0 are both false
+        raise ConfigError(f"{key}: must be a finite number, got {out}")
+    return out
 
 
 def _unknown(key: str, valid) -> ConfigError:
@@ -103,7 +109,11 @@ def _parse_yaml(text: str, key: str):
 
 
 def apply_override(cfg, assignment: str) -> None:
-    """Apply one ``dotted.key=value`` override in place (value parsed as YAML)."""
+    """Apply one ``dotted.key=value`` override in place.
+
+    The value is parsed as YAML, except for a text setting given a number (``name=010`` stays
+    ``"010"``). A mapping given to a section sets the keys it names and leaves the others.
+    """
     if "=" not in assignment:
         raise ConfigError(f"--set expects key=value, got {assignment!r}")
     key, raw = assignment.split("=", 1)
@@ -117,6 +127,34 @@ def apply_override(cfg, assignment: str) -> None:
             raise _unknown(".".join(parts[: i + 1]), types_)
         if i == len(parts) - 1:
             value = _parse_yaml(raw, f"--set {key}") if raw.strip() else None
-            setattr(obj, part, _coerce(value, types_[part], key))
+            tp, current = _unoptional(types_[part]), getattr(obj, part)
+            if tp is str and isinstance(value, int | float | bool):
+                value = raw.strip()  # text as typed: name=010 is "010", not 8
+            if isinstance(value, dict) and dataclasses.is_dataclass(current):
+                _merge(current, value, key)  # the keys not named keep their values
+            else:
+                setattr(obj, part, _coerce(value, types_[part], key))
         else:
             obj = getattr(obj, part)
+
+
+def _unoptional(tp):
+    """``T`` of ``T | None``, else ``tp``."""
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        return args[0] if len(args) == 1 else tp
+    return tp
+
+
+def _merge(obj, mapping: dict, key: str) -> None:
+    """Set the keys of ``mapping`` on the config section ``obj``, leaving the others as they are
+    (``--set model.audio={n_mels: 64}`` changes n_mels only)."""
+    types_ = _field_types(type(obj))
+    for name, value in mapping.items():
+        if name not in types_:
+            raise _unknown(f"{key}.{name}", types_)
+        current = getattr(obj, name)
+        if isinstance(value, dict) and dataclasses.is_dataclass(current):
+            _merge(current, value, f"{key}.{name}")
+        else:
+            setattr(obj, name, _coerce(value, types_[name], f"{key}.{name}"))

@@ -1,7 +1,11 @@
+from pathlib import Path
+
 import pytest
 
 from avssl.config import Config, config_from_dict, dump_yaml, load_config, to_dict
 from avssl.errors import ConfigError
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
 def test_defaults_round_trip(tmp_path):
@@ -52,3 +56,35 @@ def test_shipped_configs_load():
     for path in configs:
         cfg = load_config(path)
         assert isinstance(cfg, Config) and cfg.name == path.stem
+
+
+def test_a_section_given_as_a_mapping_changes_only_the_keys_it_names():
+    base = load_config(CONFIGS / "avdigits-contrastive.yaml")
+    cfg = load_config(
+        CONFIGS / "avdigits-contrastive.yaml", ["model.audio={n_mels: 64}", "train={steps: 10}"]
+    )
+    assert cfg.model.audio.n_mels == 64 and cfg.train.steps == 10
+    assert (cfg.model.audio.n_fft, cfg.model.audio.hop_length) == (256, 80)  # as in the file
+    assert cfg.train.max_minutes == base.train.max_minutes == 19
+    assert cfg.train.lr == base.train.lr
+    with pytest.raises(ConfigError, match="unknown config key 'model.audio.n_melz'"):
+        load_config(None, ["model.audio={n_melz: 64}"])
+
+
+@pytest.mark.parametrize("text", ["010", "0.10", "1_000", "12:30", "0x1F", "true"])
+def test_a_text_setting_keeps_the_text_as_typed(text):
+    cfg = load_config(None, [f"name={text}", f"data.root=data/{text}", f"data.root={text}"])
+    assert cfg.name == text and cfg.data.root == text
+
+
+def test_numbers_in_a_list_of_text_or_non_finite_floats_are_refused(tmp_path):
+    with pytest.raises(ConfigError, match=r"loss.domains: expected a string, got the number 7"):
+        load_config(None, ["loss.domains=[007, 010]"])
+    assert load_config(None, ["loss.domains=['007', '010']"]).loss.domains == ["007", "010"]
+    path = tmp_path / "c.yaml"
+    path.write_text("name: 010\n")  # YAML 1.1 reads 8
+    with pytest.raises(ConfigError, match=r"name: expected a string, got the number 8 \(quote"):
+        load_config(path)
+    for item in ("loss.domain_adversary=.nan", "model.avol_scale_init=.inf"):
+        with pytest.raises(ConfigError, match="must be a finite number"):
+            load_config(None, [item])
