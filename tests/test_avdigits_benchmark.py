@@ -164,6 +164,9 @@ def test_aggregate_hand_made():
     assert mean_sd([0.5]) == (0.5, None)  # no sample sd of one seed
     assert mean_sd([0.5, None]) == (None, None)
     assert judge(0.93, 0.93) and not judge(0.929, 0.93) and not judge(None, 0.5)
+    # a mean equal to the threshold but for float rounding reaches it
+    assert judge(mean_sd([0.94, 0.95, 0.96])[0], 0.95)
+    assert judge(mean_sd([0.69, 0.95, 1.0])[0], 0.88)
     assert judge(0.9, 0.86, [0.5, 0.2]) and not judge(0.9, 0.86, [0.95, 0.2])
 
     def evals(acc, r1, probe, p2, p3):

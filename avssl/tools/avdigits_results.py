@@ -83,6 +83,9 @@ def lookup(result: dict, key: tuple[str, ...]) -> float | None:
     return float(result) if isinstance(result, int | float) else None
 
 
+TIE_TOLERANCE = 1e-9  # far below the 0.001 the results are printed at
+
+
 def mean_sd(values: list[float | None]) -> tuple[float | None, float | None]:
     """Mean and sample standard deviation (n - 1); None where undefined (a missing value, or
     the sd of a single seed)."""
@@ -92,10 +95,14 @@ def mean_sd(values: list[float | None]) -> tuple[float | None, float | None]:
 
 
 def judge(mean: float | None, threshold: float, above: list[float | None] = ()) -> bool:
-    """Whether ``mean`` reaches ``threshold`` and exceeds every value of ``above``."""
+    """Whether ``mean`` reaches ``threshold`` and exceeds every value of ``above``.
+
+    A mean equal to the threshold but for float rounding reaches it: the mean of 0.94, 0.95 and
+    0.96 is 0.9499999999999998, and pointing scores are such fractions (k / 500).
+    """
     if mean is None or any(b is None for b in above):
         return False
-    return mean >= threshold and all(mean > b for b in above)
+    return mean >= threshold - TIE_TOLERANCE and all(mean > b for b in above)
 
 
 def aggregate(per_seed: dict[int, dict[str, dict]], baseline_jsons: dict[str, dict]) -> dict:
