@@ -9,7 +9,7 @@ from avssl.data.manifest import read_manifest, resolve
 from avssl.errors import AvsslError
 from avssl.prep import audioset, vggsound
 from avssl.prep.audioset import carve_val
-from avssl.prep.clips import parse_name
+from avssl.prep.clips import ClipFile, index_folder, locate, parse_name
 
 HEADER = (
     "# Segments csv created Sun Mar  5 10:54:31 2017\n"
@@ -192,3 +192,42 @@ def test_probe_trims_an_end_just_past_the_media(media_factory, tmp_path, capsys)
     assert rows.keys() == {"kkkkkkkkkkk_3", "lllllllllll_10"}
     assert rows["kkkkkkkkkkk_3"].start == 3.0 and 4.6 < rows["kkkkkkkkkkk_3"].end < 4.75
     assert rows["lllllllllll_10"].start == 0.0 and 1.7 < rows["lllllllllll_10"].end < 1.85
+
+
+def test_a_video_is_chosen_over_an_audio_only_file_of_the_same_clip(media_factory):
+    # yt-dlp -f bestaudio leaves {YTID}.m4a; .m4a, .mp3 and .aac sort before .mp4
+    folder = media_factory.folder
+    (folder / "a").mkdir()
+    (folder / "b").mkdir()
+    for name in ("a/HHHHHHHHHHH.m4a", "b/HHHHHHHHHHH.mp4", "b/HHHHHHHHHHH_20.aac",
+                 "a/HHHHHHHHHHH_20.webm"):  # fmt: skip
+        (folder / name).write_bytes(b"")
+    found = index_folder(folder, {"HHHHHHHHHHH"})["HHHHHHHHHHH"]
+    assert [c.path.relative_to(folder).as_posix() for c in found][:2] == [
+        "a/HHHHHHHHHHH_20.webm",
+        "b/HHHHHHHHHHH.mp4",
+    ]
+    assert locate(found, 20.0, 30.0, "whole")[0].name == "HHHHHHHHHHH_20.webm"
+    assert locate(found, 0.0, 10.0, "whole")[0].name == "HHHHHHHHHHH.mp4"
+
+
+@pytest.mark.parametrize(
+    "duration,expected",
+    [
+        (60.0, (20.0, 30.0)),  # a whole video
+        (25.0, (20.0, 25.0)),  # a whole video ending inside the segment (was a cut: 0-10)
+        (29.0, (20.0, 29.0)),
+        (10.0, (0.0, 10.0)),  # a cut of the segment
+        (9.7, (0.0, 9.7)),  # a cut a little short
+        (15.0, "starts after the end"),  # a whole video ending before the segment starts
+    ],
+)
+def test_auto_layout_tells_a_whole_video_from_a_cut_by_its_length(
+    media_factory, duration, expected
+):
+    path = media_factory("YYYYYYYYYYY.wav", duration=duration, sample_rate=8000)
+    got = locate([ClipFile(path, "YYYYYYYYYYY")], 20.0, 30.0, "auto")
+    if isinstance(expected, str):
+        assert isinstance(got, str) and expected in got
+    else:
+        assert got[0] == path and got[1:] == pytest.approx(expected, abs=1e-3)

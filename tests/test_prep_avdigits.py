@@ -344,3 +344,10 @@ def test_val_speaker_writes_a_heldout_voice_manifest(tiny, tmp_path):
     with pytest.raises(AvsslError, match="already exists.*heldout.jsonl"):
         run(tiny, plain, "--test-speakers", "bob", "--val-speaker", "amy")
     assert (plain / "heldout.jsonl").read_text() == "mine\n"
+    # nor without --val-speaker; and with --force the earlier run's file, whose boxes describe
+    # canvases this run replaces, goes
+    with pytest.raises(AvsslError, match="already exists.*heldout.jsonl"):
+        run(tiny, out, "--test-speakers", "bob")
+    assert run(tiny, out, "--test-speakers", "bob", "--grid", "3", "--canvas-size", "84",
+               "--force") == 0  # fmt: skip
+    assert not (out / "heldout.jsonl").exists()

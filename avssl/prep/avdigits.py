@@ -115,7 +115,8 @@ def main(argv: list[str] | None = None) -> int:
     if (args.test_mnist_images is None) != (args.test_mnist_labels is None):
         raise AvsslError("--test-mnist-images and --test-mnist-labels go together")
     _check_fractions(args)
-    files = (*OUTPUTS, GALLERY, ITEMS) + ((HELDOUT,) if args.val_speaker is not None else ())
+    # heldout.jsonl always: one left by an earlier run would describe canvases this one replaces
+    files = (*OUTPUTS, GALLERY, ITEMS, HELDOUT)
     check_output(out, args.force, files, folders=("audio", "images", "gallery"))
     report = PrepReport("avdigits", args.strict)
 
@@ -195,6 +196,8 @@ def main(argv: list[str] | None = None) -> int:
     gallery = _write_gallery(out, pools["test"], pixels, labels, args)
     if val_speaker is not None:
         write_manifest(out / HELDOUT, heldout_rows(report.rows))
+    else:
+        (out / HELDOUT).unlink(missing_ok=True)  # only under --force (check_output)
     with open(out / ITEMS, "w", encoding="utf-8") as fh:
         fh.writelines(json.dumps(item) + "\n" for item in items)
     report.extra = {

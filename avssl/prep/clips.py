@@ -21,10 +21,8 @@ from pathlib import Path
 from avssl.data import media
 from avssl.errors import MediaError
 
-MEDIA_EXTS = frozenset(
-    {".mp4", ".webm", ".mkv", ".m4a", ".mov", ".avi", ".flv", ".3gp"}
-    | {".wav", ".flac", ".ogg", ".opus", ".mp3", ".aac"}
-)
+VIDEO_EXTS = frozenset({".mp4", ".webm", ".mkv", ".mov", ".avi", ".flv", ".3gp"})
+MEDIA_EXTS = VIDEO_EXTS | {".m4a", ".wav", ".flac", ".ogg", ".opus", ".mp3", ".aac"}
 TIME_TOLERANCE_S = 0.5  # a file's start may be rounded (e.g. to whole seconds) by downloaders
 
 
@@ -62,9 +60,14 @@ def parse_name(stem: str, wanted: set[str]) -> ClipFile | None:
 
 
 def index_folder(folder: str | os.PathLike, wanted: set[str]) -> dict[str, list[ClipFile]]:
-    """Every media file under ``folder`` (recursively) named after one of ``wanted``, by YTID."""
+    """Every media file under ``folder`` (recursively) named after one of ``wanted``, by YTID.
+
+    Each YTID's files come in folder and name order, videos before audio-only files (an
+    ``{YTID}.m4a`` beside ``{YTID}.mp4``, as ``yt-dlp -f bestaudio`` leaves, is not the picture).
+    """
     found: dict[str, list[ClipFile]] = {}
-    for root, _, files in os.walk(folder):
+    for root, dirs, files in os.walk(folder):
+        dirs.sort()  # the same files first on every filesystem
         for name in sorted(files):
             p = Path(root) / name
             if p.suffix.lower() not in MEDIA_EXTS:
@@ -72,6 +75,8 @@ def index_folder(folder: str | os.PathLike, wanted: set[str]) -> dict[str, list[
             clip = parse_name(p.stem, wanted)
             if clip is not None:
                 found.setdefault(clip.ytid, []).append(ClipFile(p, clip.ytid, clip.start, clip.end))
+    for clips in found.values():  # a video before an audio-only file of the same clip
+        clips.sort(key=lambda c: c.path.suffix.lower() not in VIDEO_EXTS)
     return found
 
 
@@ -85,7 +90,7 @@ def locate(
         start: segment start in the source video (s).
         end: segment end in the source video (s).
         layout: for ``{YTID}.ext`` names: "whole" (full videos), "segment" (cut segments) or
-            "auto" (whole when the file lasts past the segment's end, else a cut).
+            "auto" (whole when the file is longer than the segment, else a cut).
 
     Returns:
         ``(path, start, end)`` within the file (``end`` None: to the end of the file), or a
@@ -112,6 +117,8 @@ def locate(
     duration = media.probe(path).duration
     if duration is None:
         raise MediaError(path, "unknown duration (pass --layout whole or segment)")
-    if start > 0 and duration >= end - TIME_TOLERANCE_S:
-        return path, start, min(end, duration)  # a video ending just short of the segment
+    if duration > length + TIME_TOLERANCE_S:  # longer than a cut of it can be: the whole video
+        if start >= duration - TIME_TOLERANCE_S:
+            return f"the segment at {start:g} s starts after the end of {path} ({duration:g} s)"
+        return path, start, min(end, duration)  # a video may end short of the segment
     return path, 0.0, min(length, duration)
