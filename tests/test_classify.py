@@ -475,7 +475,7 @@ def test_cli_manifest_model_features_with_audio_tta(tiny_ckpt, tmp_path, capsys)
 def test_cli_manifest_adapt_bn_keeps_the_training_rows(tiny_ckpt, tmp_path, capsys):
     from types import SimpleNamespace
 
-    from avssl.eval.classify_cli import extract_adapted
+    from avssl.eval.adapt_bn import extract_adapted
     from avssl.eval.clip_features import extract
     from avssl.train.checkpoint import load_model
 
@@ -498,6 +498,18 @@ def test_cli_manifest_adapt_bn_keeps_the_training_rows(tiny_ckpt, tmp_path, caps
     assert not np.allclose(x[test_rows], plain[[kept[k] for k in test_rows]], atol=1e-4)
     assert info == {"adapt_bn": {"clips": 6, "layers": len(audio_norm_layers(model))}}
     assert not skipped
+    # windows that share their convolutions adapt to the same statistics as windows embedded
+    # alone (the shared pass normalised each window's edges besides the whole clip)
+    assert embedder.shared
+    stats = []
+    for shared in (True, False):
+        model, cfg, _ = load_model(tiny_ckpt, "cpu")
+        emb = WindowEmbedder(model, cfg.data.sample_rate, cfg.data.window)
+        emb.shared = shared
+        extract_adapted(items, emb, opts)
+        stats.append([(n.running_mean, n.running_var) for n in audio_norm_layers(model)])
+    for (m1, v1), (m2, v2) in zip(*stats, strict=True):
+        torch.testing.assert_close((m1, v1), (m2, v2))
     assert evaluate.main(["classify", *args, "--features", "logmel", "--adapt-bn"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "--adapt-bn needs --dataset manifest" in err

@@ -35,6 +35,7 @@ import torch
 
 from avssl.cli import ArgumentParser, int_at_least, positive_int
 from avssl.errors import AvsslError
+from avssl.eval.adapt_bn import extract_adapted
 from avssl.eval.cli import (
     SUBCOMMANDS,
     add_adapt,
@@ -148,49 +149,6 @@ def make_extractor(args, device):
         args.precision, args.batch_size,
     )  # fmt: skip
     return embedder, info
-
-
-def extract_adapted(items, extractor, args):
-    """:func:`~avssl.eval.clip_features.extract` with the training rows embedded under the
-    checkpoint's statistics and the test rows under statistics re-estimated on the test rows'
-    own audio (``--adapt-bn``; each domain its own, as in AdaBN). Rows come back train first.
-
-    Args:
-        items: the clips (:class:`~avssl.eval.audio_sets.AudioItem`); those of group ``test``
-            are adapted to, all others are embedded with the checkpoint's statistics.
-        extractor: a :class:`~avssl.eval.clip_features.WindowEmbedder`; its model's audio batch
-            norms are left adapted to the test rows.
-        args: the parsed ``classify`` arguments (``strict``, ``no_progress``).
-
-    Returns:
-        ``(features, kept, skipped, timing, {"adapt_bn": ...})``, as ``extract`` plus the entry.
-    """
-    from avssl.eval.adapt_bn import audio_bn_adaptation, audio_norm_layers
-    from avssl.eval.clip_features import extract
-
-    parts = [[i for i, it in enumerate(items) if it.group != "test"]]
-    parts.append([i for i, it in enumerate(items) if it.group == "test"])
-
-    def run_part(idx, before=None):
-        return extract(
-            [items[i].path for i in idx], extractor, args.strict, progress=not args.no_progress,
-            windows=[(items[i].start, items[i].duration) for i in idx], before=before,
-        )  # fmt: skip
-
-    def adapt(waves):  # statistics only, on every test clip before any test feature
-        with audio_bn_adaptation(extractor.model):
-            for lo in range(0, len(waves), 16):
-                extractor(waves[lo : lo + 16])
-
-    x_train, k_train, s_train, t_train = run_part(parts[0])
-    x_test, k_test, s_test, t_test = run_part(parts[1], before=adapt)
-    kept = [parts[0][k] for k in k_train] + [parts[1][k] for k in k_test]
-    # the statistics pass raised if no test clip was readable, so x_test has rows
-    x = np.concatenate([x_train, x_test]) if k_train else x_test
-    timing = {k: t_train[k] + t_test[k] for k in ("seconds", "audio_seconds")}
-    timing["clips_per_s"] = len(kept) / timing["seconds"] if timing["seconds"] > 0 else 0.0
-    entry = {"clips": len(k_test), "layers": len(audio_norm_layers(extractor.model))}
-    return x, kept, s_train + s_test, timing, {"adapt_bn": entry}
 
 
 def run(argv: list[str]) -> int:
