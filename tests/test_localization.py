@@ -132,6 +132,20 @@ def test_all_zero_heatmap():
     assert res["ciou"] == 0.0 and res["pointing"] is False
 
 
+def test_a_map_that_is_not_finite_is_a_miss_and_counted():
+    # one NaN made the whole map flat; its ties then "pointed" at the top-left box
+    gt = loc.gt_map([[0.0, 0.0, 0.25, 0.25]])
+    h = np.zeros((14, 14))
+    h[-1, -1] = 1.0  # points bottom-right, away from the box
+    assert loc.score_item(h, gt)["pointing"] is False
+    for bad in (np.nan, np.inf):
+        h[3, 3] = bad
+        res = loc.score_item(h, gt)
+        assert res == {"ciou": 0.0, "ciou_adaptive": 0.0, "pointing": False, "nonfinite": True}
+    res = loc.localization_metrics([h, _box_map([0.0, 0.0, 0.25, 0.25])], [gt, gt])
+    assert res["nonfinite_maps"] == 1 and res["pointing"] == 0.5
+
+
 def test_tied_pixels_at_the_threshold_fall_out():
     # a binary map lit on 3/4 of the frame: the median value is 1, so "> threshold" predicts
     # nothing (cIoU 0), where ">= threshold" would predict the lit area exactly (cIoU 1)

@@ -114,15 +114,20 @@ def ciou(mask: np.ndarray, gt: np.ndarray) -> float:
 def score_item(heatmap, gt: np.ndarray) -> dict:
     """cIoU (reference), adaptive cIoU and pointing hit of one heatmap against its ``gt`` map.
 
-    An empty ``gt`` (boxes that draw nothing) scores 0 on all three.
+    An empty ``gt`` (boxes that draw nothing) scores 0 on all three, and so does a map holding
+    a NaN or an infinity (min-max normalisation would flatten it to zeros, whose ties then
+    point at the top-left pixel and earn credit there).
 
     Args:
         heatmap: the model's map ``[h, w]`` (array or tensor; resized and normalised here).
         gt: ``[224, 224]`` from :func:`gt_map`.
 
     Returns:
-        ``{"ciou": float, "ciou_adaptive": float, "pointing": bool}``.
+        ``{"ciou": float, "ciou_adaptive": float, "pointing": bool}``, with
+        ``"nonfinite": True`` for a map that is not finite.
     """
+    if not np.isfinite(np.asarray(heatmap, dtype=np.float64)).all():
+        return {"ciou": 0.0, "ciou_adaptive": 0.0, "pointing": False, "nonfinite": True}
     pred = normalise_map(heatmap)
     k = int((gt > 0).sum())
     return {
@@ -152,7 +157,8 @@ def localization_metrics(heatmaps, gts: list[np.ndarray]) -> dict:
 
     Returns:
         ``ciou@0.5``, ``auc``, ``mean_ciou``, ``pointing``, ``ciou_adaptive@0.5``,
-        ``auc_adaptive``, ``n``.
+        ``auc_adaptive``, ``n``, and ``nonfinite_maps``: the items whose map held a NaN or an
+        infinity (scored as misses).
 
     Raises:
         ValueError: no items.
@@ -166,6 +172,7 @@ def localization_metrics(heatmaps, gts: list[np.ndarray]) -> dict:
     res["ciou_adaptive@0.5"] = adaptive["ciou@0.5"]
     res["auc_adaptive"] = adaptive["auc"]
     res["n"] = len(items)
+    res["nonfinite_maps"] = sum(1 for it in items if it.get("nonfinite"))
     return res
 
 
