@@ -93,6 +93,14 @@ def test_prepare_and_classify_name_a_bad_row_alike_with_its_line_in_the_file(tmp
     assert report["unreadable_items"] == [["y", f"{expected['path']}: {expected['reason']}"]]
 
 
+def test_metadata_with_a_byte_order_mark_is_read(tmp_path, capsys):
+    root = make_esc50(tmp_path / "esc")  # as Excel saves "CSV UTF-8": a BOM before the header
+    csv_path = root / "meta" / "esc50.csv"
+    csv_path.write_bytes(b"\xef\xbb\xbf" + csv_path.read_bytes())
+    code, out, _ = _run(capsys, "--dataset", "esc50", "--root", str(root))
+    assert code == 0 and last_json(out)["n_clips"] == 24
+
+
 def test_metadata_that_is_not_utf8_is_one_line(tmp_path, capsys):
     root = make_esc50(tmp_path / "esc")
     csv_path = root / "meta" / "esc50.csv"

@@ -26,7 +26,9 @@ def text_lines(path: str | os.PathLike) -> Iterator[str]:
     """
     path = Path(path)
     try:
-        with open(path, encoding="utf-8", newline="") as fh:
+        # utf-8-sig: a byte-order mark (Excel writes one) would otherwise join the first
+        # field's name or the first id
+        with open(path, encoding="utf-8-sig", newline="") as fh:
             yield from fh
     except OSError as err:
         raise ManifestError(f"{path}: cannot read ({err.strerror or err})") from None
