@@ -83,8 +83,8 @@ class OverlayWriter:
             self._mux_audio(silence)
 
     def _mux_audio(self, frame) -> None:
-        lo = min(self.drop, frame.samples)
-        self.drop -= lo
+        lo = min(self.drop or 0, frame.samples)  # None: no frame of the track decoded yet
+        self.drop = (self.drop or 0) - lo
         n = min(frame.samples - lo, self.limit - self.pts)
         if n <= 0:
             return
