@@ -112,3 +112,22 @@ def test_pair_audio_reads_each_window_once_and_only_when_a_key_needs_it(hard_val
         check_audio_keys(("audio_hard",))
     with pytest.raises(ValueError, match="need 'audio'"):
         check_audio_keys(("audio", "audio_other"))
+
+
+def test_the_augmentation_draws_apart_from_the_pair_sampler(monkeypatch):
+    # they once shared a stream: epoch e's augmentation drew epoch e + 1's frame times
+    from avssl.data.dataset import augment_rng
+
+    seeds, real = [], np.random.default_rng
+    monkeypatch.setattr(np.random, "default_rng", lambda s: seeds.append(s) or real(s))
+    sampler = PairSampler([3.0] * 5, window=1.0, min_shift=0.2, seed=4)
+    for epoch in range(3):
+        for index in range(5):
+            sampler.sample(index, epoch)
+    monkeypatch.undo()
+    assert len(seeds) == 15
+    draws = [real(s).random(4) for s in seeds]
+    for epoch in range(3):
+        for index in range(5):
+            aug = augment_rng(4, epoch, index).random(4)
+            assert not any(np.allclose(aug, d) for d in draws)

@@ -148,6 +148,19 @@ class ClipStore:
         return media.read_audio(audio or video, row.start + start, d.window, d.sample_rate)
 
 
+AUGMENT_TAG = 3571  # keeps the augmentation's random stream apart from the pair sampler's
+
+
+def augment_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
+    """The generator of item ``index``'s frame augmentation in ``epoch``.
+
+    Its own tag keeps it apart from :meth:`~avssl.data.pairs.PairSampler.sample`'s
+    ``[seed, epoch, index]``: the augmentation once drew from ``[seed, 1 + epoch, index]``, the
+    very numbers that drew the next epoch's frame time and negatives for the same item.
+    """
+    return np.random.default_rng([seed, AUGMENT_TAG, epoch & 0x7FFFFFFF, index])
+
+
 class AVPairDataset(Dataset):
     """Items of positive, easy-negative and hard-negative audio for one frame.
 
@@ -221,7 +234,7 @@ class AVPairDataset(Dataset):
         store = self.store
         frame = store.frame(pair.clip, pair.t)
         if self.train and self.data.augment:
-            rng = np.random.default_rng([self.seed, 1 + (self.epoch & 0x7FFFFFFF), index])
+            rng = augment_rng(self.seed, self.epoch, index)
             frame = train_augment(frame, self.data.frame_size, rng)
         else:
             frame = eval_resize(frame, self.data.frame_size)
