@@ -231,3 +231,11 @@ def test_auto_layout_tells_a_whole_video_from_a_cut_by_its_length(
         assert isinstance(got, str) and expected in got
     else:
         assert got[0] == path and got[1:] == pytest.approx(expected, abs=1e-3)
+
+
+def test_a_cut_named_in_seconds_is_reported_not_read_as_ten_milliseconds(tmp_path):
+    seconds = ClipFile(tmp_path / "HHHHHHHHHHH_0_10.wav", "HHHHHHHHHHH", 0.0, 0.01)
+    got = locate([seconds], 0.0, 10.0)
+    assert isinstance(got, str) and "HHHHHHHHHHH_0_10.wav" in got and "seconds?" in got
+    good = ClipFile(tmp_path / "HHHHHHHHHHH_0_10000.wav", "HHHHHHHHHHH", 0.0, 10.0)
+    assert locate([seconds, good], 0.0, 10.0) == (good.path, 0.0, 10.0)

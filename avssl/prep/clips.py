@@ -99,8 +99,15 @@ def locate(
     Raises:
         MediaError: only from probing a ``{YTID}.ext`` file in "auto" layout (its duration).
     """
-    length = end - start
+    length, hint = end - start, None
     for c in candidates:
+        if c.end is not None and (c.end - c.start) * 100 < length:
+            # {YTID}_0_10 read as milliseconds is a 10-ms cut of a 10-s segment
+            hint = (
+                f"{c.path.name}: its name spans {c.end - c.start:g} s of a {length:g}-s "
+                "segment (times in seconds? the scheme is {YTID}_{start_ms}_{end_ms})"
+            )
+            continue
         if c.start is not None and abs(c.start - start) <= TIME_TOLERANCE_S:
             # A cut named without its end is used to its own end (it may be shorter than the
             # CSV says); this costs no probe, which matters for millions of clips.
@@ -108,7 +115,7 @@ def locate(
     plain = [c for c in candidates if c.start is None]
     if not plain:
         times = ", ".join(f"{c.start:g} s" for c in candidates)
-        return f"no file for the segment at {start:g} s (found {times})"
+        return hint or f"no file for the segment at {start:g} s (found {times})"
     path = plain[0].path
     if layout == "whole":
         return path, start, end
