@@ -27,10 +27,7 @@ def _coerce(value, tp, key: str):
     """Convert a YAML value to the annotated type, with a one-line error."""
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        if value is None:
-            return None
-        return _coerce(value, args[0], key)
+        return None if value is None else _coerce(value, _unoptional(tp), key)
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             raise ConfigError(f"{key}: expected a mapping, got {value!r}")
@@ -139,10 +136,9 @@ def apply_override(cfg, assignment: str) -> None:
 
 
 def _unoptional(tp):
-    """``T`` of ``T | None``, else ``tp``."""
+    """``T`` of ``T | None`` (the first of a union's other members), else ``tp``."""
     if typing.get_origin(tp) in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        return args[0] if len(args) == 1 else tp
+        return next(a for a in typing.get_args(tp) if a is not type(None))
     return tp
 
 

@@ -21,6 +21,7 @@ from avssl.data.media_checks import (
     TOLERANCE_S,
     check_file,
     demuxed_end_s,
+    frame_period_s,
     guard,
     open_container,
     origin_s,
@@ -220,8 +221,7 @@ def _tracks(path: str | os.PathLike) -> _Tracks:
         tracks = _Tracks(duration, has_video=video is not None, has_audio=audio is not None)
         if video is not None:
             tracks.video_end = _stream_end(container, video, duration)
-            rate = video.average_rate or video.guessed_rate
-            tracks.frame_s = 1.0 / float(rate) if rate else 0.0
+            tracks.frame_s = frame_period_s(video) or 0.0
         if audio is not None:
             tracks.audio_end = _stream_end(container, audio, duration)
         return tracks

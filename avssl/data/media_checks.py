@@ -105,6 +105,16 @@ def seek_to(container, stream, seconds: float) -> None:
     container.seek(ts, stream=stream, backward=True, any_frame=False)
 
 
+def frame_period_s(stream) -> float | None:
+    """Seconds per frame of a video stream, from its average (else guessed) rate; None when it
+    declares neither (callers then assume :data:`DEFAULT_FRAME_S`, or nothing)."""
+    rate = stream.average_rate or stream.guessed_rate
+    return 1.0 / float(rate) if rate else None
+
+
+DEFAULT_FRAME_S = 0.04  # one frame at 25 fps
+
+
 def stream_end_s(container, stream) -> float | None:
     """Declared end (s, relative to :func:`origin_s`) of a stream, or of the container.
 

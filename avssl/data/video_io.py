@@ -15,6 +15,7 @@ import torch
 from av.video.reformatter import VideoReformatter
 
 from avssl.data.media_checks import (
+    DEFAULT_FRAME_S,
     IMAGE_EXTS,
     MAX_OUTPUT_BYTES,
     TOLERANCE_S,
@@ -23,6 +24,7 @@ from avssl.data.media_checks import (
     check_pixels,
     check_window,
     demuxed_end_s,
+    frame_period_s,
     guard,
     open_container,
     origin_s,
@@ -106,8 +108,7 @@ def _decode_window(
     """Decode forward from a seek to ``to`` (default: ``start``) and pick the window's frames."""
     times = start + np.arange(round(duration * fps)) / fps
     origin = origin_s(container)
-    rate = stream.average_rate or stream.guessed_rate
-    frame_dur = 1.0 / float(rate) if rate else 0.04
+    frame_dur = frame_period_s(stream) or DEFAULT_FRAME_S
     eps = min(1e-3, frame_dur / 4)  # timestamps rounded to ms must still select their frame
     if seek:
         seek_to(container, stream, times[0] if to is None else to)

@@ -17,8 +17,10 @@ from av.video.reformatter import VideoReformatter
 
 from avssl.data.media import read_audio
 from avssl.data.media_checks import (
+    DEFAULT_FRAME_S,
     check_file,
     check_pixels,
+    frame_period_s,
     guard,
     open_container,
     origin_s,
@@ -69,8 +71,7 @@ def iter_frames_at(
             rgb = scaler.reformat(frame, width=w, height=h, format="rgb24", interpolation="AREA")
             return rgb.to_ndarray()
 
-        rate = stream.average_rate or stream.guessed_rate
-        frame_dur = 1.0 / float(rate) if rate else 0.04
+        frame_dur = frame_period_s(stream) or DEFAULT_FRAME_S
         i, prev, prev_img, t = 0, None, None, None
         for frame in container.decode(stream):
             if frame.time is not None:
