@@ -113,37 +113,65 @@ def warp_waves(wave: Tensor, speed: Tensor, shift: Tensor | float = 0.0) -> Tens
 class FrequencyWarp(nn.Module):
     """Training-time vocal tract length perturbation on a log spectrogram (identity in eval).
 
-    Each example's frequency axis is stretched by ``alpha ~ U(1 - w, 1 + w)`` about 0 Hz: output
-    band ``f`` reads input band ``f / alpha`` (linear interpolation, the top band repeated past
-    the edge), which moves formants as a longer or shorter vocal tract would
-    (Jaitly and Hinton, 2013). Draws come from the global torch generator (seeded runs repeat).
+    Each example's frequency axis is stretched by ``alpha ~ U(1 - w, 1 + w)`` about 0 Hz: the
+    output band centred on ``f`` Hz reads the input at ``f / alpha`` Hz (linear interpolation
+    between band centres, the edge bands repeated past the edges), which moves formants as a
+    longer or shorter vocal tract would (Jaitly and Hinton, 2013). On mel bands the warp is in
+    Hz, not in band index: mel bands widen with frequency, so scaling the index would stretch
+    high frequencies far more than ``alpha``. Draws come from the global torch generator (seeded
+    runs repeat).
+
+    Args:
+        width: ``w`` in ``[0, 1)``; 0 is off.
+        band_hz: float ``[F]``, increasing centre frequency of each input band; ``None``: bands
+            equally spaced from 0 Hz (a linear STFT's bins).
     """
 
-    def __init__(self, width: float):
+    def __init__(self, width: float, band_hz: Tensor | None = None):
         super().__init__()
         if not 0 <= width < 1:
             raise ConfigError(f"model.audio.freq_warp must be in [0, 1), got {width}")
         self.width = width
+        self.register_buffer("band_hz", band_hz, persistent=False)
 
     def forward(self, x: Tensor) -> Tensor:
         """``[B, 1, F, T]`` -> ``[B, 1, F, T]``."""
         if not self.training or self.width == 0:
             return x
+        alpha = 1 + self.width * (2 * torch.rand(x.shape[0], device=x.device) - 1)
+        return self.warp(x, alpha)
+
+    def warp(self, x: Tensor, alpha: Tensor) -> Tensor:
+        """``x`` ``[B, 1, F, T]`` with each example's frequencies scaled by ``alpha`` ``[B]``."""
         b, _, f, t = x.shape
-        alpha = 1 + self.width * (2 * torch.rand(b, 1, 1, device=x.device) - 1)
-        rows = torch.arange(f, device=x.device, dtype=x.dtype).view(1, f, 1) / alpha
-        ys = (2 * rows / max(f - 1, 1) - 1).expand(b, f, t)
+        hz = self.band_hz
+        if hz is None:
+            hz = torch.arange(f, device=x.device, dtype=torch.float32)
+        rows = _fractional_index(hz.view(1, f) / alpha.view(b, 1).float(), hz).to(x.dtype)
+        ys = (2 * rows / max(f - 1, 1) - 1).view(b, f, 1).expand(b, f, t)
         xs = torch.linspace(-1, 1, t, device=x.device, dtype=x.dtype).view(1, 1, t).expand(b, f, t)
         grid = torch.stack([xs, ys], dim=-1)
         return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=True)
 
 
+def _fractional_index(values: Tensor, points: Tensor) -> Tensor:
+    """Where ``values`` fall on increasing ``points`` ``[F]``, as fractional indices (linear
+    between neighbours, extrapolated from the end intervals)."""
+    if points.numel() < 2:
+        return torch.zeros_like(values)
+    i = torch.searchsorted(points, values.contiguous()).clamp(1, points.numel() - 1)
+    lo, hi = points[i - 1], points[i]
+    return (i - 1) + (values - lo) / (hi - lo)
+
+
 class SpecMask(nn.Module):
     """Training-time SpecAugment masking (identity in eval), https://arxiv.org/abs/1904.08779.
 
-    Each example gets ``masks`` frequency masks of up to ``freq`` bins and ``masks`` time masks
-    of up to ``time`` frames (independent draws per example, torchaudio's ``iid_masks``); masked
-    cells take the example's mean, so a mask reads as "no information" rather than as silence.
+    Each example gets ``masks`` frequency masks and ``masks`` time masks (independent draws per
+    example, torchaudio's ``iid_masks``). A mask's width is drawn as torchaudio's ``mask_param``
+    draws it, ``floor(U(0, 1) * freq)`` bins (``time`` frames): 0 to ``freq - 1``, mean
+    ``(freq - 1) / 2``, one less at most than the paper's "0 to F". Masked cells take the
+    example's mean, so a mask reads as "no information" rather than as silence.
     """
 
     def __init__(self, freq: int, time: int, masks: int):

@@ -93,9 +93,10 @@ class AudioFeatures:
     # std over time) are mixed with another example's (frequency-wise MixStyle); 0 is off
     mixstyle: float = 0.0
     mixstyle_alpha: float = 0.3
-    # training only, per example: SpecAugment masks (https://arxiv.org/abs/1904.08779), each of
-    # ``spec_masks`` bands of up to ``freq_mask`` mel bins and spans of up to ``time_mask`` frames
-    # set to the example's mean; 0 turns a kind off
+    # training only, per example: SpecAugment masks (https://arxiv.org/abs/1904.08779),
+    # ``spec_masks`` bands of fewer than ``freq_mask`` mel bins and as many spans of fewer than
+    # ``time_mask`` frames (widths 0 to N - 1, torchaudio's mask_param) set to the example's
+    # mean; 0 turns a kind off
     freq_mask: int = 0
     time_mask: int = 0
     spec_masks: int = 2

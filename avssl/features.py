@@ -138,30 +138,41 @@ class ActiveSpanStretch(nn.Module):
 
     Args:
         floor_db: energy floor below the loudest frame, in dB (power); ``>= 0``.
+        power: the exponent of the incoming spectrogram: 2 for log power (log-mel), 1 for log
+            magnitude (L3-Net's log-STFT, whose values are doubled to measure power).
     """
 
-    def __init__(self, floor_db: float):
+    def __init__(self, floor_db: float, power: float = 2.0):
         super().__init__()
         if floor_db < 0:
             raise ConfigError(f"model.audio.stretch_active_db must be >= 0, got {floor_db}")
         self.active = floor_db > 0
         self.floor = floor_db * math.log(10) / 10  # dB of power -> natural log of power
+        self.to_power = 2.0 / power
 
     def forward(self, x: Tensor) -> Tensor:
-        """``[B, C, F, T]`` log power spectrogram (natural log) -> ``[B, C, F, T]``."""
+        """``[B, C, F, T]`` log spectrogram (natural log) -> ``[B, C, F, T]``."""
         if not self.active or x.shape[-1] < 2:
             return x
         b, _, f, t = x.shape
-        energy = torch.logsumexp(x.float(), dim=2).amax(dim=1)  # [B, T] log frame power
-        on = energy >= energy.amax(dim=1, keepdim=True) - self.floor
+        start, end = self.span(x)
         frame = torch.arange(t, device=x.device)
-        start = torch.where(on, frame, t).amin(dim=1, keepdim=True)
-        end = torch.where(on, frame, -1).amax(dim=1, keepdim=True)
         pos = start + (end - start) * frame.to(x.dtype) / (t - 1)  # [B, T] input frame
         xs = (2 * pos / (t - 1) - 1).view(b, 1, t).expand(b, f, t)
         ys = torch.linspace(-1, 1, f, device=x.device, dtype=x.dtype).view(1, f, 1).expand(b, f, t)
         grid = torch.stack([xs, ys], dim=-1)  # rows sampled exactly: linear in time only
         return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=True)
+
+    def span(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """``[B, C, F, T]`` -> the first and last active frame of each example, long ``[B, 1]``."""
+        t = x.shape[-1]
+        # [B, T] log frame power
+        energy = torch.logsumexp(x.float() * self.to_power, dim=2).amax(dim=1)
+        on = energy >= energy.amax(dim=1, keepdim=True) - self.floor
+        frame = torch.arange(t, device=x.device)
+        start = torch.where(on, frame, t).amin(dim=1, keepdim=True)
+        end = torch.where(on, frame, -1).amax(dim=1, keepdim=True)
+        return start, end
 
 
 AUDIO_FRONTENDS = {"logstft": LogSTFT, "logmel": LogMel}
@@ -187,10 +198,11 @@ class AudioFrontend(nn.Module):
         self.noise = AddNoise(feat.noise_snr)
         self.spec = AUDIO_FRONTENDS[feat.kind](feat, sample_rate)
         self.lifter = CepstralLifter(feat.lifter, n_bands(feat))
-        self.stretch = ActiveSpanStretch(feat.stretch_active_db)
+        power = 2.0 if feat.kind == "logmel" else 1.0
+        self.stretch = ActiveSpanStretch(feat.stretch_active_db, power)
         self.band_mean = feat.normalize == "band"
         self.mixstyle = FreqMixStyle(feat.mixstyle, feat.mixstyle_alpha)
-        self.warp = FrequencyWarp(feat.freq_warp)
+        self.warp = FrequencyWarp(feat.freq_warp, band_centres_hz(feat, sample_rate))
         self.mask = SpecMask(feat.freq_mask, feat.time_mask, feat.spec_masks)
 
     def forward(self, wave: Tensor) -> Tensor:
@@ -212,6 +224,16 @@ def build_audio_frontend(feat: AudioFeatures, sample_rate: int) -> nn.Module:
 def n_bands(feat: AudioFeatures) -> int:
     """Frequency bins ``F`` of the front end's output."""
     return feat.n_mels if feat.kind == "logmel" else feat.n_fft // 2 + 1
+
+
+def band_centres_hz(feat: AudioFeatures, sample_rate: int) -> Tensor:
+    """float ``[F]``: the centre frequency of each band of the front end's output, in Hz (for
+    log-mel, the peaks of :class:`LogMel`'s HTK filters, equally spaced in mel)."""
+    if feat.kind != "logmel":
+        return torch.arange(n_bands(feat), dtype=torch.float32) * sample_rate / feat.n_fft
+    top = 2595.0 * math.log10(1.0 + sample_rate / 2 / 700.0)
+    mel = torch.linspace(0.0, top, feat.n_mels + 2, dtype=torch.float64)[1:-1]
+    return (700.0 * (10.0 ** (mel / 2595.0) - 1.0)).float()
 
 
 def audio_feature_shape(feat: AudioFeatures, sample_rate: int, window: float) -> tuple[int, int]:
