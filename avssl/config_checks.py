@@ -39,6 +39,9 @@ class Range:
 POSITIVE = Range(0, low_open=True)
 NON_NEGATIVE = Range(0)
 FRACTION = Range(0, 1, high_open=False)
+# the contrastive similarity's temperature is kept in this range (a learnt one as well): a
+# configured value outside it would be silently replaced by the bound
+TEMPERATURE = Range(0.01, 1.0, high_open=False)
 
 RANGES: dict[str, Range] = {
     "data.fps": POSITIVE,
@@ -57,7 +60,7 @@ RANGES: dict[str, Range] = {
     "model.embed_dim": POSITIVE,
     "model.fusion_hidden": POSITIVE,
     "model.head_hidden": POSITIVE,
-    "model.temperature": POSITIVE,
+    "model.temperature": TEMPERATURE,
     "model.lse_sharpness": POSITIVE,
     "model.audio.n_fft": POSITIVE,
     "model.audio.win_length": POSITIVE,

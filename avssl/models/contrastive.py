@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from avssl.config import DataConfig, LossConfig, ModelConfig
+from avssl.config_checks import TEMPERATURE
 from avssl.errors import ConfigError
 from avssl.losses import false_negatives, info_nce
 from avssl.models.adversary import DomainAdversary
@@ -22,7 +23,7 @@ from avssl.models.base import (
 from avssl.models.distributed import any_rank, gather_features
 from avssl.models.towers import Projection, VGGTower, audio_tower, global_max_pool
 
-TEMPERATURE_RANGE = (0.01, 1.0)
+TEMPERATURE_RANGE = (TEMPERATURE.low, TEMPERATURE.high)
 
 
 class ContrastiveAV(AVModel):
@@ -164,6 +165,9 @@ class ContrastiveAV(AVModel):
                 for a_view, a_hard in zip(a_views, hard_views, strict=True)
             ]
         logits, sim, sim_hard = outs[0]
+        # rows whose clip has no time-shifted window carry another clip's sound as their "hard"
+        # negative: left out of the loss's hard column and of acc_hard
+        hard_ok = None if valid is None or hard is None else gather_features(valid.bool())
         mask = None
         if self.loss_cfg.mask_same_label and "label" in batch:
             same = false_negatives(
@@ -171,10 +175,14 @@ class ContrastiveAV(AVModel):
                 None if "frame_labels" not in batch else gather_features(batch["frame_labels"]),
             )
             mask = F.pad(same, (0, logits.shape[1] - same.shape[1]), value=False)
+        if use_hard and hard_ok is not None and not bool(hard_ok.all()):
+            if mask is None:
+                mask = torch.zeros(logits.shape, dtype=torch.bool, device=logits.device)
+            mask[:, -1] |= ~hard_ok
         losses = [info_nce(out[0], mask=mask) for out in outs]
         loss = losses[0] if views == 1 else torch.stack(losses).mean()
         with torch.no_grad():
-            stats = self._stats(logits, mask, sim, sim_hard)
+            stats = self._stats(logits, mask, sim, sim_hard, hard_ok)
         stats["loss"] = float(loss.detach())
         if self.domain_adversary is not None and "domain" in batch:
             adv, adv_stats = self.domain_adversary(
@@ -198,7 +206,7 @@ class ContrastiveAV(AVModel):
             logits = torch.cat([logits, self.pool_locations(sim_hard).unsqueeze(1)], dim=1)
         return logits / self.temperature, sim, sim_hard
 
-    def _stats(self, logits, mask, sim, sim_hard) -> dict[str, float]:
+    def _stats(self, logits, mask, sim, sim_hard, hard_ok=None) -> dict[str, float]:
         n = logits.shape[0]
         if mask is not None:
             mask = mask.clone()
@@ -209,8 +217,11 @@ class ContrastiveAV(AVModel):
         pos, easy = s.diagonal(), s.roll(-1, dims=1).diagonal()  # easy: row i vs audio i + 1
         neg, neg_hard = easy, torch.zeros(n, dtype=torch.bool, device=s.device)
         if sim_hard is not None:
-            neg = torch.cat([easy, sim_hard.amax(dim=1)])
-            neg_hard = torch.cat([neg_hard, torch.ones_like(neg_hard)])
+            shifted = sim_hard.amax(dim=1)
+            if hard_ok is not None:
+                shifted = shifted[hard_ok]
+            neg = torch.cat([easy, shifted])
+            neg_hard = torch.cat([neg_hard, torch.ones_like(shifted, dtype=torch.bool)])
         stats = threshold_stats(pos, neg, neg_hard, self.decision_threshold)
         stats.pop("acc")
         stats["acc"] = float(top.float().mean())
