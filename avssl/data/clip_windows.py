@@ -9,6 +9,7 @@ import math
 import torch
 
 from avssl.data.manifest import Row
+from avssl.data.media_checks import frame_time_slack_s
 
 
 def frame_at(frames: torch.Tensor, t: float, fps: float) -> torch.Tensor:
@@ -16,13 +17,16 @@ def frame_at(frames: torch.Tensor, t: float, fps: float) -> torch.Tensor:
 
     Args:
         frames: uint8 ``[T, H, W, 3]``, decoded at ``fps`` from time 0.
-        t: time in seconds from the first frame (past the end: the last frame).
+        t: time in seconds from the first frame (past the end: the last frame); a frame due
+            within :func:`~avssl.data.media_checks.frame_time_slack_s` after ``t`` counts as
+            showing, as when :func:`~avssl.data.media.read_frames` decodes it on demand.
         fps: frame rate of ``frames``.
 
     Returns:
         uint8 ``[3, H, W]`` (a view).
     """
-    return frames[min(int(math.floor(t * fps + 1e-6)), len(frames) - 1)].permute(2, 0, 1)
+    k = math.floor((t + frame_time_slack_s(1.0 / fps)) * fps)
+    return frames[min(k, len(frames) - 1)].permute(2, 0, 1)
 
 
 def audio_window(

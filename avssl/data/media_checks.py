@@ -115,6 +115,14 @@ def frame_period_s(stream) -> float | None:
 DEFAULT_FRAME_S = 0.04  # one frame at 25 fps
 
 
+def frame_time_slack_s(frame_s: float) -> float:
+    """How far past ``t`` a frame's time may be and still count as showing at ``t``: 1 ms
+    (timestamps rounded to milliseconds must still select their frame), at most a quarter frame.
+    The decoder's reader and the preloaded clips' :func:`~avssl.data.clip_windows.frame_at` share
+    it, so both pick the same frame."""
+    return min(1e-3, frame_s / 4)
+
+
 def stream_end_s(container, stream) -> float | None:
     """Declared end (s, relative to :func:`origin_s`) of a stream, or of the container.
 

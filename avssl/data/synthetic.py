@@ -36,7 +36,10 @@ from avssl.data import synth_render as sr
 from avssl.data.manifest import SPLITS, Row, write_manifest
 from avssl.errors import AvsslError, ConfigError
 
-GENERATOR_VERSION = 3  # bump when the output of a given config changes (invalidates caches)
+GENERATOR_VERSION = 4  # bump when the output of a given config changes (invalidates caches)
+# keeps the world's random streams apart from the pair sampler's ``[seed, epoch, index]``: with
+# both seeds at 0, epoch 0 drew each training pair with the numbers that drew its clip
+WORLD_TAG = 6007
 MANIFEST = "manifest.jsonl"
 CLASSES = "classes.json"
 
@@ -77,14 +80,19 @@ def _jobs(cfg: SynthConfig) -> list[tuple[str, int]]:
     return [(split, i) for split in SPLITS for i in range(counts[split])]
 
 
+def clip_rng(seed: int, split: str, index: int) -> np.random.Generator:
+    """The generator every random choice of one clip is drawn from: seeded by (seed, split,
+    index) alone, so the world does not depend on the worker count."""
+    return np.random.default_rng([seed, WORLD_TAG, SPLITS.index(split), index])
+
+
 def _make_clip(job: tuple[Path, SynthConfig, str, int]) -> dict:
     """Render and write one clip; returns its manifest row as JSON."""
     from avssl.data.writer import write_video  # imports torch: only when a world is built
 
     out_dir, cfg, split, index = job
     classes = sr.class_specs(cfg.n_classes)
-    # Seeded by (seed, split, index) alone: the world does not depend on the worker count.
-    rng = np.random.default_rng([cfg.seed, SPLITS.index(split), index])
+    rng = clip_rng(cfg.seed, split, index)
     label = index % cfg.n_classes  # balanced classes in every split
     clip = sr.render_clip(cfg, classes, label, rng)
     rel = f"{split}/{index:06d}.mp4"

@@ -25,6 +25,7 @@ from avssl.data.media_checks import (
     check_window,
     demuxed_end_s,
     frame_period_s,
+    frame_time_slack_s,
     guard,
     open_container,
     origin_s,
@@ -109,7 +110,7 @@ def _decode_window(
     times = start + np.arange(round(duration * fps)) / fps
     origin = origin_s(container)
     frame_dur = frame_period_s(stream) or DEFAULT_FRAME_S
-    eps = min(1e-3, frame_dur / 4)  # timestamps rounded to ms must still select their frame
+    eps = frame_time_slack_s(frame_dur)
     if seek:
         seek_to(container, stream, times[0] if to is None else to)
     n = len(times)
