@@ -36,8 +36,21 @@ def test_frame_times_keep_every_window_inside():
     times = frame_times(duration=3.0, fps=FPS, window=1.0, margin=0.4, n=6)
     assert times is not None and len(times) == 6
     assert np.all(times - 0.4 - 0.5 >= -1e-9) and np.all(times + 0.4 + 0.5 <= 3.0 + 1e-9)
-    np.testing.assert_allclose(times * FPS, np.round(times * FPS), atol=1e-9)
+    np.testing.assert_allclose(times * FPS - 0.5, np.round(times * FPS - 0.5), atol=1e-9)
     assert frame_times(duration=1.7, fps=FPS, window=1.0, margin=0.4) is None
+
+
+@pytest.mark.parametrize("true", [0.0, 0.01, -0.012, 0.12])
+def test_a_scorer_trained_as_the_pairs_are_drawn_finds_a_sub_frame_offset(true):
+    # training shows frame floor(t * fps) with audio centred on t: frame i matches best the audio
+    # centred on the middle of its interval, (i + 0.5) / fps, plus the true offset
+    def trained(tf, ta):
+        return -np.abs(ta - (np.floor(tf * FPS + 1e-6) + 0.5) / FPS - true)
+
+    times = frame_times(4.0, FPS, 1.0, margin=0.5, n=8)
+    offsets = offset_grid(0.5, FPS)
+    offset, _ = best_offset(sync_curve(trained, times, offsets), offsets)
+    assert abs(offset - true) <= 0.5 / FPS + 1e-9  # the nearest grid step
 
 
 def test_sync_curve_matches_brute_force():

@@ -42,8 +42,12 @@ def frame_times(
 ) -> np.ndarray | None:
     """Up to ``n`` evenly spread frame times ``t`` whose audio windows fit for every shift.
 
-    Every audio window centred on ``t + s`` with ``|s| <= margin`` lies inside
-    ``[0, duration]``; times are multiples of ``1 / fps``.
+    Each time is the middle of a frame's display interval, ``(i + 0.5) / fps``: training pairs
+    frame ``i`` with audio centred anywhere in ``[i / fps, (i + 1) / fps)`` (the frame showing at
+    a uniformly drawn time), so a trained model's score of frame ``i`` peaks with the audio
+    centred half a frame after ``i / fps``; centring it on ``i / fps`` put the true offset
+    between two grid steps. Every audio window centred on ``t + s`` with ``|s| <= margin`` lies
+    inside ``[0, duration]``.
 
     Args:
         duration: clip length (s).
@@ -55,13 +59,13 @@ def frame_times(
     Returns:
         float ``[n']`` times in seconds, or None when the clip is too short.
     """
-    lo = int(np.ceil((margin + window / 2) * fps - 1e-6))
-    hi = int(np.floor((duration - margin - window / 2) * fps + 1e-6))
+    lo = int(np.ceil((margin + window / 2) * fps - 0.5 - 1e-6))
+    hi = int(np.floor((duration - margin - window / 2) * fps - 0.5 + 1e-6))
     hi = min(hi, int(round(duration * fps)) - 1)  # an existing frame
     if hi < lo:
         return None
     idx = np.unique(np.round(np.linspace(lo, hi, n)).astype(int))
-    return idx / fps
+    return (idx + 0.5) / fps
 
 
 def sync_curve(pair_score: PairScore, times: np.ndarray, offsets: np.ndarray) -> np.ndarray:
