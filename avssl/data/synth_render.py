@@ -38,7 +38,9 @@ class ClassSpec:
 
 
 def class_specs(n: int) -> list[ClassSpec]:
-    """``n`` classes: distinct shapes, hues, pitches (200-1600 Hz) and timbres.
+    """``n`` classes: distinct shapes, hues and pitches (200-1600 Hz); the timbre cycles through
+    :data:`TIMBRES` (five) and the note-onset interval range through three overlapping ones, so
+    those two are shared between classes.
 
     They are the first ``n`` of :data:`SHAPES`, sorted by name: the label index is then the
     same as that of :func:`avssl.data.source.class_names` (the sorted label names).
