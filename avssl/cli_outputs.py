@@ -10,7 +10,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from avssl.errors import AvsslError
+from avssl.errors import AvsslError, InputOverwriteError
 
 
 def _check_parents(path: Path) -> None:
@@ -109,6 +109,36 @@ def check_not_input(out: str | os.PathLike, args: argparse.Namespace, suffixes: 
             raise AvsslError(
                 f"{out}: is a file of the input folder {value} (--force never overwrites it; "
                 f"the output must end in {' or '.join(suffixes)})"
+            )
+
+
+def check_not_read(out: str | os.PathLike, inputs, what: str) -> None:
+    """Refuse an output that is one of ``inputs``, ``--force`` or not.
+
+    For the files a command reads that no argument names, which :func:`check_not_input` cannot
+    see: the manifest a checkpoint's config points at, the media a manifest or an index lists.
+    Files are compared by device and inode, so a symlink or a hard link to an input is refused.
+
+    Args:
+        out: the output file.
+        inputs: paths of the files read (missing ones are ignored).
+        what: what each of them is, for the message (``"a media file of the index IDX"``).
+
+    Raises:
+        InputOverwriteError: ``out`` is one of ``inputs``.
+    """
+    try:
+        st = os.stat(out)
+    except OSError:  # nothing there yet: it cannot be an input
+        return
+    for path in inputs:
+        try:
+            other = os.stat(path)
+        except OSError:
+            continue
+        if (other.st_dev, other.st_ino) == (st.st_dev, st.st_ino):
+            raise InputOverwriteError(
+                f"{out}: is {path} ({what}), which this command reads (--force never overwrites it)"
             )
 
 

@@ -42,3 +42,7 @@ class ManifestError(AvsslError):
 
 class TrainingError(AvsslError):
     """Training cannot go on (e.g. a non-finite loss); the last good checkpoint is kept."""
+
+
+class InputOverwriteError(AvsslError):
+    """An output names a file the command reads (never overwritten, ``--force`` or not)."""

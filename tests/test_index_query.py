@@ -253,6 +253,24 @@ def test_html_escapes_names(ckpts, media_factory, tmp_path, capsys):
     assert "data:audio/wav;base64," in text and "data:image/jpeg;base64," in text
 
 
+def test_html_never_overwrites_indexed_media(ckpts, media_factory, tmp_path, capsys):
+    ckpt, _ = ckpts
+    clip, tone = media_factory("a.mp4", duration=1.0), media_factory("b.wav", duration=1.0)
+    query = media_factory("q.wav", duration=1.0)
+    link = tmp_path / "link.html"
+    link.symlink_to(clip)
+    out = tmp_path / "idx"
+    assert _index(ckpt, [clip, tone], out) == 0
+    capsys.readouterr()
+    for page in (clip, tone, link):  # indexed, and named by no argument
+        before = page.read_bytes()
+        assert _query(out, ckpt, "--audio", str(query), "--html", str(page), "--force") == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: {page}: is ") and len(err.splitlines()) == 1, err
+        assert f"a media file of the index {out}" in err and "--force never" in err
+        assert page.read_bytes() == before
+
+
 def test_bad_inputs(ckpts, media, tmp_path, capsys, monkeypatch):
     ckpt, _ = ckpts
     out = tmp_path / "idx"

@@ -1,7 +1,9 @@
 """Cross-modal search over an index: embed a query window, rank the stored windows.
 
 Search is brute force by default: one float16 matrix-vector product over the stored windows and
-``topk``, then the candidates re-scored in float32 (timings: ``benchmarks/query.py``). For
+``topk``, then the candidates re-scored in float32 (timings: ``benchmarks/query.py``); with
+``per_file`` the candidates are all windows of the best files, so that each file's best window
+and the files kept are chosen on the float32 scores. For
 collections of millions of windows, ``approx=True`` (``avssl query --approx``, needs the optional
 ``faiss`` extra) takes the candidates from a cached faiss HNSW graph instead
 (:mod:`avssl.tools.ann`) and re-scores them the same way; results keep the same format.
@@ -74,13 +76,37 @@ def embed_query(model, cfg, path, modality: str, info, time: float | None, devic
 
 
 def _brute_candidates(x, files, n_files: int, query, k: int, per_file: bool) -> torch.Tensor:
-    """Candidate rows from one float16 pass over all windows ``x`` ``[N, D]``."""
+    """Candidate rows from one float16 pass over all windows ``x`` ``[N, D]``.
+
+    Without ``per_file`` the ``max(4k, 64)`` best windows; with it, every window of the
+    ``max(4k, 64)`` files whose best window scores highest, so that the float32 re-score picks
+    both each file's best window and the top files (near-ties in float16 reorder them).
+    """
     rough = (x @ query.to(x.dtype)).float()  # [N], in the stored precision (float16)
     if not per_file:
         return rough.topk(min(max(4 * k, 64), rough.shape[0])).indices
     best = torch.full((n_files,), -math.inf).scatter_reduce(0, files, rough, reduce="amax")
-    top_files = best.topk(min(k, int(torch.isfinite(best).sum()))).indices
-    return torch.stack([torch.where(files == f, rough, -math.inf).argmax() for f in top_files])
+    n = min(max(4 * k, 64), int(torch.isfinite(best).sum()))
+    return torch.isin(files, best.topk(n).indices).nonzero().squeeze(1)
+
+
+def _best_per_file(cand_files: torch.Tensor, exact: torch.Tensor, k: int) -> torch.Tensor:
+    """Positions in the candidates of the ``k`` best files' best windows, best first.
+
+    Args:
+        cand_files: long ``[C]``, the file of each candidate window.
+        exact: float ``[C]``, the candidates' float32 scores.
+        k: number of files.
+
+    Returns:
+        long ``[min(k, files)]``; a file's tied windows resolve to the first candidate.
+    """
+    order = exact.argsort(descending=True, stable=True)
+    n = order.shape[0]
+    first = torch.full((int(cand_files.max()) + 1,), n).scatter_reduce(
+        0, cand_files[order], torch.arange(n), reduce="amin"
+    )  # each file's first (= best) place in the order
+    return order[first[first < n].sort().values[:k]]
 
 
 def search(
@@ -115,7 +141,10 @@ def search(
     else:
         cand = _brute_candidates(x, files, len(index.files), query, k, per_file)
     exact = x[cand].float() @ query.float()  # re-score the candidates in float32
-    order = exact.topk(min(k, cand.shape[0])).indices
+    if per_file:
+        order = _best_per_file(files[cand], exact, k)
+    else:
+        order = exact.topk(min(k, cand.shape[0])).indices
     rows, scores = cand[order].tolist(), exact[order].tolist()
     results = []
     for r, score in zip(rows, scores, strict=True):

@@ -26,7 +26,7 @@ import sys
 from pathlib import Path
 
 from avssl.cli import ArgumentParser
-from avssl.cli_outputs import check_new_file, check_not_input
+from avssl.cli_outputs import check_new_file, check_not_input, check_not_read
 from avssl.errors import AvsslError, MediaError
 from avssl.tools.index import load_index, weights_hash
 from avssl.tools.query import embed_query, query_window, search
@@ -91,6 +91,9 @@ def main(argv: list[str] | None = None) -> int:
     from avssl.train.runtime import resolve_device
 
     index = load_index(args.index)
+    if args.html:  # the indexed media are read for the page's thumbnails and clips
+        media = (f["path"] for f in index.files)
+        check_not_read(args.html, media, f"a media file of the index {args.index}")
     model, cfg, state = load_model(args.checkpoint, resolve_device(args.device, "--device"))
     index.check_checkpoint(weights_hash(model), state["path"])
     path, flag, modality, target = _query_spec(args)

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from avssl.cli import ArgumentParser
-from avssl.cli_outputs import check_new_file, check_not_input
-from avssl.errors import AvsslError
+from avssl.cli_outputs import check_new_file, check_not_input, check_not_read
+from avssl.errors import AvsslError, InputOverwriteError
 from avssl.tools import report_figures as figures
 from avssl.tools.report_gallery_html import gallery_html, overlays_html
 
@@ -109,9 +109,14 @@ def evaluations_section(run_dir: Path, extra: list[Path]) -> Section:
     return Section("\n".join(parts), ok=bool(tables))
 
 
-def model_sections(run_dir: Path, args) -> tuple[Section, Section, object | None]:
-    """Gallery and overlay sections, and the checkpoint's config (None without a checkpoint)."""
-    from avssl.data.manifest import read_manifest
+def model_sections(run_dir: Path, args, out: Path) -> tuple[Section, Section, object | None]:
+    """Gallery and overlay sections, and the checkpoint's config (None without a checkpoint).
+
+    Raises:
+        InputOverwriteError: ``out`` is the manifest read (found through the checkpoint's config
+            without ``--data``) or one of its media files.
+    """
+    from avssl.data.manifest import read_manifest, resolve
     from avssl.data.source import manifest_path
     from avssl.eval.cli import use_data
     from avssl.eval.retrieval import NO_SHARED_SPACE
@@ -129,6 +134,9 @@ def model_sections(run_dir: Path, args) -> tuple[Section, Section, object | None
         use_data(cfg, args.data)
         manifest = manifest_path(cfg.data, progress=False)
         rows = read_manifest(manifest)
+        check_not_read(out, [manifest], "the manifest of the run's data")
+        media = (resolve(manifest, p) for r in rows for p in (r.visual, r.audio) if p)
+        check_not_read(out, media, f"a media file listed in {manifest}")
         test_rows = [r for r in rows if r.split == "test"]
         clips = gal.centre_clips(test_rows, manifest, cfg.data, args.max_clips)
         if len(clips.rows) < 2:
@@ -138,15 +146,22 @@ def model_sections(run_dir: Path, args) -> tuple[Section, Section, object | None
         train = None
         if cfg.model.method in NO_SHARED_SPACE:  # CCA is fitted on training clips
             train_rows = [r for r in rows if r.split == "train"]
-            train = gal.centre_clips(train_rows, manifest, cfg.data, args.max_clips)
+            train = gal.centre_clips(train_rows, manifest, cfg.data, args.max_clips, "train")
         sim = gal.a2v_similarity(model, cfg.model.method, clips, train, device)
         queries = gal.spread(len(clips.rows), args.n_queries)
         ranked = gal.rank_queries(sim, [r.labels for r in clips.rows], queries, args.k)
         source = f"<p>Checkpoint: {esc(Path(state['path']).name)}, data: {esc(str(manifest))}</p>"
+        if train is not None:
+            source += (
+                f"<p>CCA fitted on {len(train.rows)} evenly spread training clips "
+                "(evaluate.py retrieval fits it on the whole training split).</p>"
+            )
         gallery = Section(
             source + gallery_html(clips, ranked, cfg.data.sample_rate, len(test_rows))
         )
         blended = gal.overlay_frames(model, clips, args.n_overlays, device)
+    except InputOverwriteError:
+        raise
     except (AvsslError, OSError) as err:
         return note(f"Retrieval gallery skipped: {err}"), note(f"Overlays skipped: {err}"), cfg
     if blended is None:
@@ -242,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
 
     resolve_device(args.device, "--device")
 
-    gallery, overlays, cfg = model_sections(run_dir, args)
+    gallery, overlays, cfg = model_sections(run_dir, args, out)
     sections = {
         "curves": curves_section(run_dir),
         "evaluations": evaluations_section(run_dir, extra),

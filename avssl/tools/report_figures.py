@@ -12,14 +12,20 @@ import io
 import json
 from pathlib import Path
 
-# (split, key, legend) of each plotted series; loss and accuracies go on separate axes.
+# (split, key, legend) of each plotted series; loss and accuracies go on separate axes. Only the
+# accuracies logged alike in training and validation share the axis: the balanced accuracies
+# (TPR + TNR) / 2 of positives against easy / hard negatives at the decision threshold. A train
+# row's ``acc`` is not one of them (in-batch top-1 retrieval for contrastive models, plain pair
+# accuracy for the others), so it is not plotted.
 LOSS_SERIES = (("train", "loss", "train loss"),)
 ACC_SERIES = (
-    ("train", "acc", "train acc"),
-    ("val", "accuracy", "val accuracy"),
-    ("val", "accuracy_easy", "val accuracy (easy neg.)"),
-    ("val", "accuracy_hard", "val accuracy (hard neg.)"),
+    ("train", "acc_easy", "train, easy neg."),
+    ("val", "accuracy_easy", "val, easy neg."),
+    ("train", "acc_hard", "train, hard neg."),
+    ("val", "accuracy_hard", "val, hard neg."),
+    ("val", "accuracy", "val AVC accuracy (mean of easy, hard)"),
 )
+PANELS = (("loss", LOSS_SERIES), ("balanced accuracy (positives vs negatives)", ACC_SERIES))
 MAX_JSON_BYTES = 5_000_000
 
 
@@ -59,32 +65,41 @@ def png_uri(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
+def plotted_series(rows: list[dict]) -> list[tuple[str, list[tuple[str, list, list]]]]:
+    """What :func:`curves_png` draws: ``[(y label, [(legend, steps, values), ...]), ...]``, one
+    entry per panel, holding only the series ``rows`` have points of."""
+    out = []
+    for ylabel, series in PANELS:
+        found = [(label, *curve_series(rows, split, key)) for split, key, label in series]
+        out.append((ylabel, [(label, x, y) for label, x, y in found if x]))
+    return out
+
+
 def curves_png(rows: list[dict]) -> bytes | None:
-    """Training loss and train/val accuracies against the step, as one PNG (None: nothing to plot).
+    """Training loss and train/val balanced accuracies against the step, as one PNG (None: none).
 
     Uses matplotlib's Agg canvas directly (no pyplot global state), so it runs headless.
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    panels = [("loss", LOSS_SERIES), ("accuracy", ACC_SERIES)]
-    data = [
-        [(label, *curve_series(rows, split, key)) for split, key, label in series]
-        for _, series in panels
-    ]
-    if not any(steps for panel in data for _, steps, _ in panel):
+    panels = plotted_series(rows)
+    if not any(series for _, series in panels):
         return None
     fig = Figure(figsize=(10, 3.6), dpi=100)
     FigureCanvasAgg(fig)
-    for i, ((ylabel, _), series) in enumerate(zip(panels, data, strict=True)):
+    for i, (ylabel, series) in enumerate(panels):
         ax = fig.add_subplot(1, 2, i + 1)
         for label, steps, values in series:
-            if steps:
-                ax.plot(steps, values, marker="o" if len(steps) < 30 else None, ms=3, label=label)
+            # a train series dashed, in the colour of its val counterpart
+            style = "--" if label.startswith("train") and i > 0 else "-"
+            colour = {"easy neg.": "C0", "hard neg.": "C1"}.get(label[-9:], "C2")
+            marker = "o" if len(steps) < 30 else None
+            ax.plot(steps, values, style, color=colour, marker=marker, ms=3, label=label)
         ax.set_xlabel("step")
-        ax.set_ylabel(ylabel)
+        ax.set_ylabel(ylabel, fontsize=9)
         ax.grid(alpha=0.3)
-        if any(steps for _, steps, _ in series):
+        if series:
             ax.legend(fontsize=8)
     fig.tight_layout()
     buf = io.BytesIO()

@@ -1,11 +1,17 @@
 """The model-dependent parts of ``avssl report``: a retrieval gallery and heatmap overlays.
 
 Each clip is represented as in ``evaluate.py retrieval`` (:mod:`avssl.eval.retrieval`): the
-frame at its centre and the audio window centred on it. Audio -> visual queries are ranked by
+frame at its centre and the audio window centred on it, decoded the same way, so a pair of clips
+scores exactly as there. Audio -> visual queries are ranked by
 :func:`avssl.eval.retrieval.similarities` (location max for map models; CCA fitted on *training*
 clips for methods without a shared space, as in Objects that Sound,
 https://arxiv.org/abs/1712.06651). Overlays blend ``model.heatmap`` over the frame like
 ``avssl overlay``.
+
+One difference remains for those CCA methods (``l3``): the report fits CCA on at most
+``--max-clips`` evenly spread training clips, ``evaluate.py retrieval`` on the whole training
+split (decoding all of it would make the report as slow as that evaluation), so their gallery
+scores equal evaluate's only when the training split has no more clips than that.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from avssl.data.manifest import Row
 from avssl.data.transforms import eval_resize
 from avssl.errors import AvsslError, MediaError
 
-THUMB = 96  # decoded thumbnail side (frames are resized down to the model's input size)
+THUMB = 96  # thumbnail side: the model's input frame resized (up or down) to it
 
 
 @dataclass
@@ -45,29 +51,41 @@ def spread(n_total: int, n: int) -> list[int]:
     return sorted({int(i) for i in np.linspace(0, n_total - 1, min(n, n_total)).round()})
 
 
-def centre_clips(rows: list[Row], manifest: Path, data: DataConfig, limit: int) -> CentreClips:
-    """Decode the centre pair of up to ``limit`` evenly spread ``rows``, skipping bad clips.
+def centre_clips(
+    rows: list[Row], manifest: Path, data: DataConfig, limit: int, split: str = "test"
+) -> CentreClips:
+    """The centre pairs of up to ``limit`` evenly spread ``rows`` of ``split``, bad clips skipped.
 
-    Decodes on demand with seeking (one frame and one window per clip), not whole clips.
+    The model input is decoded as ``evaluate.py retrieval`` decodes it (``load_split(train=False)``
+    then :func:`avssl.eval.retrieval.centre_pairs`): at ``data.frame_size``, from ``data.cache``
+    when set, preloaded when ``data.preload``, so a clip scores exactly as it does there. The
+    thumbnails are that input frame resized to :data:`THUMB` (what the model saw, not a sharper
+    second decode).
     """
     rows = [rows[i] for i in spread(len(rows), limit)]
-    size = max(THUMB, data.frame_size)
-    store = ClipStore(rows, manifest, data, size, preload=False)
+    size = data.frame_size
+    if data.cache:
+        from avssl.data.shards import cached_clips
+
+        loader = cached_clips(data.cache, rows, data, split, size)
+        store = ClipStore(rows, manifest, data, size, True, loader=loader)
+    else:
+        store = ClipStore(rows, manifest, data, size, data.preload)
     skipped = list(store.skipped)
-    kept, thumbs, frames, waves = [], [], [], []
+    kept, frames, waves = [], [], []
     for i, (row, duration) in enumerate(zip(store.rows, store.durations, strict=True)):
-        try:
-            frame = store.frame(i, duration / 2)
+        try:  # as centre_pairs, clip by clip: one undecodable clip is skipped, not fatal
+            frame = eval_resize(store.frame(i, duration / 2), size)
             wave = store.audio(i, duration / 2)
         except MediaError as err:
             skipped.append((row.id, str(err)))
             continue
         kept.append(row)
-        thumbs.append(eval_resize(frame, THUMB).permute(1, 2, 0))
-        frames.append(eval_resize(frame, data.frame_size))
+        frames.append(frame)
         waves.append(wave)
     if not kept:
         return CentreClips([], torch.empty(0), torch.empty(0), torch.empty(0), skipped)
+    thumbs = [eval_resize(f, THUMB).permute(1, 2, 0) for f in frames]
     return CentreClips(
         kept,
         torch.stack(thumbs),
@@ -80,7 +98,18 @@ def centre_clips(rows: list[Row], manifest: Path, data: DataConfig, limit: int) 
 def a2v_similarity(model, method: str, test: CentreClips, train: CentreClips | None, device):
     """``[N, N]`` audio (rows) -> visual (columns) similarities of the ``test`` clips.
 
-    ``train`` clips are needed (and only used to fit CCA) when ``method`` has no shared space.
+    ``train`` clips are needed (and only used to fit CCA) when ``method`` has no shared space;
+    ``evaluate.py retrieval`` fits it on every training clip (see the module docstring).
+
+    Args:
+        model: the model.
+        method: ``model.method`` of its config.
+        test: the clips ranked (``N`` of them).
+        train: training clips for CCA, or None.
+        device: where the model runs.
+
+    Returns:
+        float ``[N, N]`` array, row = audio query, column = visual item.
     """
     from avssl.eval.retrieval import (
         NO_SHARED_SPACE,
