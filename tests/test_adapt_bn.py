@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import pytest
@@ -13,90 +14,107 @@ from test_models import load, make_batch
 import evaluate
 import train
 from avssl.errors import AvsslError
-from avssl.eval.adapt_bn import adapt_on_waves, audio_bn_adaptation, audio_norm_layers
+from avssl.eval.adapt_bn import adapt_on_waves, audio_norm_layers
+from avssl.eval.embed import embed_audio
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def _head_bn(name: str):
+    """A small model with batch norm in its heads (as AV-Digits has; L3: in its fusion)."""
     cfg, model = load(name)
-    if hasattr(model, "audio_head"):  # rebuild with batch norm in the heads, as AV-Digits has
-        cfg.model.head_bn = True
-        torch.manual_seed(0)
-        model = type(model)(cfg.model, cfg.data, cfg.loss)
-    return cfg, model.eval()
+    cfg.model.head_bn = True
+    torch.manual_seed(0)
+    return cfg, type(model)(cfg.model, cfg.data, cfg.loss).eval()
 
 
-def _bn_inputs(model, wave) -> list[torch.Tensor]:
-    """Reference: one training-mode pass of the audio batch norms over the whole batch (each
-    normalises with that batch's statistics), recording what each one receives."""
+def _one_batch(model, wave) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """Exact AdaBN by definition: all the audio in one training-mode pass of the audio batch
+    norms (on a copy); returns what each norm receives and the embeddings ``[N, D]``."""
+    model = copy.deepcopy(model)
     layers, seen = audio_norm_layers(model), []
     handles = [m.register_forward_pre_hook(lambda m, a: seen.append(a[0].detach())) for m in layers]
     for m in layers:
         m.train()
     with torch.no_grad():
-        model.embed_audio(wave)
+        emb = model.embed_audio(wave)
     for h in handles:
         h.remove()
-    model.eval()
-    return seen
+    return seen, emb
 
 
-@pytest.mark.parametrize("name", ["contrastive", "avolnet"])
+def _class_ordered(cfg, n: int = 14) -> torch.Tensor:
+    """``[n, samples]`` audio whose loudness grows along the batch, as a class-ordered manifest's
+    voices differ: the first batches' statistics are far from the whole's."""
+    return make_batch(cfg, n)["audio"] * torch.linspace(0.05, 3.0, n)[:, None]
+
+
+@pytest.mark.parametrize("name", ["contrastive", "avolnet", "l3"])
 def test_one_batch_equals_training_mode_batch_statistics(name):
     cfg, model = _head_bn(name)
     wave = make_batch(cfg, 12)["audio"]
-    ref_model = type(model)(cfg.model, cfg.data, cfg.loss).eval()
-    ref_model.load_state_dict(model.state_dict())
-    inputs = _bn_inputs(ref_model, wave)
-    vision_before = {k: v.clone() for k, v in model.state_dict().items() if k.startswith("vision")}
+    inputs, _ = _one_batch(model, wave)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
 
     info = adapt_on_waves(model, wave, "cpu", batch_size=64)
     layers = audio_norm_layers(model)
     assert info == {"adapt_bn": {"clips": 12, "layers": len(layers)}} and len(inputs) == len(layers)
-    assert any(isinstance(m, torch.nn.BatchNorm1d) for m in layers)  # the head's are included
+    if name != "l3":  # the head's are included
+        assert any(isinstance(m, torch.nn.BatchNorm1d) for m in layers)
     for m, x in zip(layers, inputs, strict=True):
         dims = [0, *range(2, x.dim())]
         torch.testing.assert_close(m.running_mean, x.mean(dims), rtol=1e-4, atol=1e-5)
         torch.testing.assert_close(m.running_var, x.var(dims, correction=0), rtol=1e-4, atol=1e-5)
-    for k, v in model.state_dict().items():  # the vision side keeps its statistics
-        if k in vision_before:
-            torch.testing.assert_close(v, vision_before[k])
+    # only the audio norms' statistics change: no weight, no vision norm, not L3's fusion norm
+    adapted = {id(t) for m in layers for t in (m.running_mean, m.running_var)}
+    state = model.state_dict(keep_vars=True)
+    for k, v in before.items():
+        if id(state[k]) not in adapted:
+            torch.testing.assert_close(state[k].detach(), v, msg=k)
+    assert name != "l3" or any("fusion" in k and "running_mean" in k for k in before)
     assert not model.training and all(not m._forward_pre_hooks for m in layers)
 
 
-def test_batches_accumulate_over_all_the_audio():
-    cfg, model = _head_bn("contrastive")
-    wave = make_batch(cfg, 10)["audio"]
-    first = audio_norm_layers(model)[0]
-    seen = []
-    h = first.register_forward_pre_hook(lambda m, a: seen.append(a[0].detach()))
-    adapt_on_waves(model, wave, "cpu", batch_size=3)  # batches of 3, 3, 3, 1
-    h.remove()
-    x = torch.cat(seen)  # what reaches the first norm does not depend on any norm
-    assert x.shape[0] == 10
-    torch.testing.assert_close(first.running_mean, x.mean((0, 2, 3)), rtol=1e-4, atol=1e-5)
-    torch.testing.assert_close(first.running_var, x.var((0, 2, 3), correction=0), rtol=1e-4,
-                               atol=1e-5)  # fmt: skip
-    # after the block the statistics stay put: a further pass changes nothing
+@pytest.mark.parametrize("name", ["contrastive", "avolnet"])
+def test_any_batches_and_order_give_the_one_batch_statistics(name):
+    cfg, model = _head_bn(name)
+    wave = _class_ordered(cfg)
+    inputs, ref_emb = _one_batch(model, wave)
+    perm = torch.randperm(len(wave), generator=torch.Generator().manual_seed(0))
+    for batch_size, order in [(1, None), (3, None), (7, None), (3, perm), (5, perm.flip(0))]:
+        adapted = copy.deepcopy(model)
+        w = wave if order is None else wave[order]
+        info = adapt_on_waves(adapted, w, "cpu", batch_size=batch_size)
+        assert info["adapt_bn"]["layers"] == len(inputs)
+        for m, x in zip(audio_norm_layers(adapted), inputs, strict=True):
+            dims = [0, *range(2, x.dim())]
+            torch.testing.assert_close(m.running_mean, x.mean(dims), rtol=1e-4, atol=1e-5)
+            torch.testing.assert_close(m.running_var, x.var(dims, correction=0), rtol=1e-4,
+                                       atol=1e-5)  # fmt: skip
+        # each layer was estimated on inputs normalised by the final statistics before it, so
+        # the adapted model embeds the audio as the one-batch training-mode pass does
+        torch.testing.assert_close(embed_audio(adapted, wave), ref_emb, rtol=1e-4, atol=1e-4)
+        assert not adapted.training and all(
+            not m._forward_pre_hooks for m in audio_norm_layers(adapted)
+        )
+    # after the adaptation the statistics stay put: a further pass changes nothing
+    first = audio_norm_layers(adapted)[0]
     before = first.running_mean.clone()
-    with torch.no_grad():
-        model.embed_audio(wave[:2])
+    embed_audio(adapted, wave[:2])
     torch.testing.assert_close(first.running_mean, before)
 
 
-def test_adaptation_survives_eval_calls_and_refuses_nothing():
+def test_adaptation_refuses_no_audio_and_no_batch_norm():
     cfg, model = _head_bn("contrastive")
-    with pytest.raises(AvsslError, match="no audio"), audio_bn_adaptation(model):
-        pass
-    wave = make_batch(cfg, 4)["audio"]
-    first = audio_norm_layers(model)[0]
-    start = first.running_mean.clone()
-    with audio_bn_adaptation(model) as seen:
-        model.eval()  # every evaluation entry point calls eval(): the adaptation still counts
-        with torch.no_grad():
-            model.embed_audio(wave)
-    assert seen["samples"] == 4 and not torch.allclose(first.running_mean, start)
+    start = [m.running_mean.clone() for m in audio_norm_layers(model)]
+    with pytest.raises(AvsslError, match="no audio"):
+        adapt_on_waves(model, make_batch(cfg, 1)["audio"][:0], "cpu")
+    for m, s in zip(audio_norm_layers(model), start, strict=True):
+        torch.testing.assert_close(m.running_mean, s)
+    plain = torch.nn.Module()
+    plain.audio = torch.nn.Linear(4, 2)
+    with pytest.raises(AvsslError, match="no batch norm"):
+        adapt_on_waves(plain, torch.zeros(3, 4), "cpu")
 
 
 def test_evaluate_with_adapt_bn(tiny_train_args, capsys):

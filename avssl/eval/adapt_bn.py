@@ -9,22 +9,28 @@ statistics it was trained with. It reads the evaluated split's unlabelled audio 
 results with it are a *transductive* protocol, reported as such and never in place of the
 inductive numbers.
 
-Each layer's statistics accumulate over every forward pass inside :func:`audio_bn_adaptation`
-(a cumulative average over all the audio, as BN's ``momentum=None``), and each layer already
-normalises with its statistics so far, so the layers after it see adapted inputs: with all the
-audio in one batch this is exactly a training-mode forward pass's batch statistics (biased
-variance), and with several batches the first ones are normalised with partial estimates.
+The layers are estimated one at a time in forward order: all the audio passes through the model
+(in batches) with the layers before already holding their final statistics, the inputs reaching
+the current layer are summed exactly, and the pass stops there. Each layer thus gets the mean
+and (biased) variance of all the audio normalised by the final statistics of the layers before
+it, which is what a training-mode pass over all the audio in one batch normalises with, whatever
+the batch size and order. It costs one partial pass over the audio per layer.
 """
 
 from __future__ import annotations
-
-import contextlib
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
 from avssl.errors import AvsslError
+from avssl.eval.embed import audio_windows
+from avssl.train.runtime import autocast
+
+
+class _Reached(Exception):
+    """Raised by the hook of the layer being estimated: the rest of the pass is not needed.
+    (Not a RuntimeError, which some callers catch around forward passes.)"""
 
 
 def audio_norm_layers(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
@@ -35,45 +41,39 @@ def audio_norm_layers(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]
     return [m for part in parts for m in part.modules() if isinstance(m, norm)]
 
 
-@contextlib.contextmanager
-def audio_bn_adaptation(model: nn.Module):
-    """Inside the block, every audio forward pass (in eval mode, any entry point) adds its inputs
-    to the audio batch norms' statistics; on exit they hold the statistics of all that audio.
+def _estimate_layer(model, layer, waves: Tensor, device, precision: str, batch_size: int) -> bool:
+    """Set ``layer``'s running statistics to those of its inputs over all of ``waves`` (the
+    layers before it as they stand); False if no pass reached it (left unchanged)."""
+    shift = layer.running_mean.detach().to(torch.float64)  # sums about it: no cancellation
+    acc = {"n": 0, "s1": 0.0, "s2": 0.0}
 
-    Yields:
-        a dict whose ``"samples"`` counts the examples the first audio batch norm saw.
-
-    Raises:
-        AvsslError: the model's audio side has no batch norm, or no audio passed through it.
-    """
-    layers = audio_norm_layers(model)
-    if not layers:
-        raise AvsslError("--adapt-bn: this model's audio side has no batch norm to adapt")
-    sums: dict[nn.Module, list] = {m: [0, 0.0, 0.0] for m in layers}
-    seen = {"samples": 0}
-
-    def accumulate(module, args):
+    def record(module, args):
         x = args[0].detach().to(torch.float64)
+        x = x - shift.to(x.device).view(-1, *([1] * (x.dim() - 2)))
         dims = [0, *range(2, x.dim())]  # all but the channel axis
-        acc = sums[module]
-        acc[0] += x.numel() // x.shape[1]
-        acc[1] = acc[1] + x.sum(dim=dims)
-        acc[2] = acc[2] + (x * x).sum(dim=dims)
-        mean = acc[1] / acc[0]
-        var = (acc[2] / acc[0] - mean * mean).clamp_min(0.0)
-        module.running_mean.copy_(mean.to(module.running_mean.dtype))
-        module.running_var.copy_(var.to(module.running_var.dtype))
-        if module is layers[0]:
-            seen["samples"] += x.shape[0]
+        acc["n"] += x.numel() // x.shape[1]
+        acc["s1"] = acc["s1"] + x.sum(dim=dims).cpu()
+        acc["s2"] = acc["s2"] + (x * x).sum(dim=dims).cpu()
+        raise _Reached
 
-    handles = [m.register_forward_pre_hook(accumulate) for m in layers]
+    handle = layer.register_forward_pre_hook(record)
     try:
-        yield seen
+        with torch.no_grad():
+            for lo in range(0, waves.shape[0], batch_size):
+                try:
+                    with autocast(precision, torch.device(device)):
+                        model.embed_audio(waves[lo : lo + batch_size].to(device))
+                except _Reached:
+                    pass
     finally:
-        for h in handles:
-            h.remove()
-    if seen["samples"] == 0:
-        raise AvsslError("--adapt-bn: no audio reached the model to adapt it on")
+        handle.remove()
+    if acc["n"] == 0:
+        return False
+    centred = acc["s1"] / acc["n"]
+    var = (acc["s2"] / acc["n"] - centred * centred).clamp_min(0.0)
+    layer.running_mean.copy_((centred + shift.cpu()).to(layer.running_mean))
+    layer.running_var.copy_(var.to(layer.running_var))
+    return True
 
 
 def centre_waves(store) -> Tensor:
@@ -86,20 +86,27 @@ def adapt_on_waves(
     model: nn.Module, waves: Tensor, device, precision: str = "fp32", batch_size: int = 64
 ) -> dict:
     """Re-estimate the audio batch norms on waveforms ``[N, n]`` (the sounds about to be
-    evaluated); returns the result's JSON entry ``{"adapt_bn": {"clips": N, "layers": L}}``.
+    evaluated), layer by layer (module docstring); returns the result's JSON entry
+    ``{"adapt_bn": {"clips": N, "layers": L}}`` (L: the layers the audio reached).
 
     Args:
-        model: the model whose audio batch norms are adapted in place.
+        model: the model whose audio batch norms are adapted in place (left in eval mode).
         waves: float ``[N, n]`` waveforms at the model's sample rate.
         device: where the forward passes run.
         precision: ``fp32`` or ``bf16`` (autocast).
-        batch_size: waveforms per forward pass (the statistics accumulate over all batches).
-    """
-    from avssl.eval.embed import embed_audio
+        batch_size: waveforms per forward pass (memory only: the statistics do not depend on it).
 
-    with audio_bn_adaptation(model):
-        embed_audio(model, waves, device, precision, batch_size)
-    return {"adapt_bn": {"clips": int(waves.shape[0]), "layers": len(audio_norm_layers(model))}}
+    Raises:
+        AvsslError: the model's audio side has no batch norm, or ``waves`` is empty.
+    """
+    layers = audio_norm_layers(model)
+    if not layers:
+        raise AvsslError("--adapt-bn: this model's audio side has no batch norm to adapt")
+    if waves.shape[0] == 0:
+        raise AvsslError("--adapt-bn: no audio reached the model to adapt it on")
+    model.eval()
+    reached = [_estimate_layer(model, m, waves, device, precision, batch_size) for m in layers]
+    return {"adapt_bn": {"clips": int(waves.shape[0]), "layers": sum(reached)}}
 
 
 ADAPT_HELP = (
@@ -134,18 +141,16 @@ def extract_adapted(items, extractor, args):
             windows=[(items[i].start, items[i].duration) for i in idx], before=before,
         )  # fmt: skip
 
+    adapted = {}
+
     def adapt(waves):  # statistics only, on every test clip before any test feature
-        # each window embedded alone: shared convolutions would normalise a clip's whole map
+        # each window as embedded alone: shared convolutions would normalise a clip's whole map
         # and each window's edges too, counting some columns twice
-        shared = getattr(extractor, "shared", False)
-        extractor.shared = False
-        try:
-            with audio_bn_adaptation(extractor.model):
-                for lo in range(0, len(waves), 16):
-                    extractor(waves[lo : lo + 16])
-        finally:
-            if shared:
-                extractor.shared = True
+        if not waves:
+            raise AvsslError("--adapt-bn: no readable test clip to adapt the model on")
+        e = extractor
+        wins = torch.cat([audio_windows(w, e.sample_rate, e.window, e.hop) for w in waves])
+        adapted.update(adapt_on_waves(e.model, wins, e.device, e.precision, e.batch_size))
 
     x_train, k_train, s_train, t_train = run_part(parts[0])
     x_test, k_test, s_test, t_test = run_part(parts[1], before=adapt)
@@ -154,5 +159,5 @@ def extract_adapted(items, extractor, args):
     x = np.concatenate([x_train, x_test]) if k_train else x_test
     timing = {k: t_train[k] + t_test[k] for k in ("seconds", "audio_seconds")}
     timing["clips_per_s"] = len(kept) / timing["seconds"] if timing["seconds"] > 0 else 0.0
-    entry = {"clips": len(k_test), "layers": len(audio_norm_layers(extractor.model))}
+    entry = {"clips": len(k_test), "layers": adapted["adapt_bn"]["layers"]}
     return x, kept, s_train + s_test, timing, {"adapt_bn": entry}
