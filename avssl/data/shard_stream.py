@@ -19,6 +19,7 @@ import numpy as np
 from torch.utils.data import IterableDataset, get_worker_info
 
 from avssl.config import DataConfig
+from avssl.data.shard_checks import check_sizes
 from avssl.data.shards import check_settings, iter_shard, read_index, split_size
 
 
@@ -38,6 +39,11 @@ class ShardStream(IterableDataset):
         transform: applied to each sample in the worker (e.g. cut pairs, make tensors).
         data: when given, refuse a cache decoded with other settings than this config.
         train: with ``data``, whether the frames must be at the training size.
+
+    Raises:
+        AvsslError: the cache is unfinished, decoded with other settings than ``data``, or one
+            of the split's shards is missing or not the size its sidecar recorded (a shard
+            damaged in a way its size does not show is an error when it is read).
     """
 
     def __init__(
@@ -58,7 +64,11 @@ class ShardStream(IterableDataset):
             check_settings(index, self.root, data, split, split_size(data, split, train))
         self.split, self.seed, self.rank, self.world = split, seed, rank, world
         self.shuffle_buffer, self.transform = shuffle_buffer, transform
-        self.shards = [s["name"] for s in index["shards"] if split is None or split in s["splits"]]
+        mine = [s for s in index["shards"] if split is None or split in s["splits"]]
+        # a shard cut short would give a rank fewer batches than every rank was promised
+        check_sizes(self.root, mine)
+        self.shards = [s["name"] for s in mine]
+        self._keys = {s["name"]: s["keys"] for s in mine}
         self.n_samples = sum(
             sum(split is None or sp == split for sp in s["splits"]) for s in index["shards"]
         )
@@ -82,7 +92,7 @@ class ShardStream(IterableDataset):
 
     def _samples(self, names: list[str]) -> Iterator[dict]:
         for name in names:
-            for sample in iter_shard(self.root / name):
+            for sample in iter_shard(self.root / name, self._keys[name]):
                 if self.split is None or sample["row"]["split"] == self.split:
                     yield sample
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from avssl.data.manifest import Row
+from avssl.data.shard_checks import row_digest
 from avssl.data.shards import sample_key, shard_name
 from avssl.errors import AvsslError
 
@@ -29,22 +30,32 @@ def _add(tar: tarfile.TarFile, name: str, payload: bytes) -> None:
 
 
 def write_json(path: Path, obj) -> None:
-    """Write ``obj`` as JSON atomically (temporary file, then rename).
+    """Write ``obj`` as JSON atomically (temporary file synced to disk, then renamed).
 
     Args:
         path: the file to (over)write.
         obj: any JSON-serialisable value.
     """
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj), encoding="utf-8")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(json.dumps(obj))
+        _sync(f)
     os.replace(tmp, path)
+
+
+def _sync(f) -> None:
+    # without it a power loss after the rename can leave a file of the right name and size
+    # whose tail is zeros (a tar then reads as a shorter, valid shard)
+    f.flush()
+    os.fsync(f.fileno())
 
 
 class ShardWriter:
     """Appends samples to numbered shards; each is committed atomically once it fills.
 
-    A shard is written to ``.tmp`` files, then its sidecar JSON and finally the tar are renamed
-    into place, so a present ``shard-*.tar`` is always complete and has its sidecar.
+    A shard is written to ``.tmp`` files, then its sidecar JSON and finally the tar are synced
+    to disk and renamed into place, so a present ``shard-*.tar`` is always complete and has its
+    sidecar (which also lists a digest of each sample's manifest row).
 
     Args:
         out: the cache folder.
@@ -57,7 +68,7 @@ class ShardWriter:
         self.out, self.number = Path(out), first
         self.max_samples, self.max_bytes = max_samples, max_bytes
         self.committed: list[dict] = []
-        self._tar = None
+        self._tar = self._file = None
         self._entry: dict = {}
 
     def add(self, row: Row, frames: np.ndarray, audio: np.ndarray) -> None:
@@ -70,10 +81,13 @@ class ShardWriter:
         """
         if self._tar is None:
             name = shard_name(self.number)
-            tmp = self.out / (name + ".tmp")
             # open across add() calls; closed by flush() or abort()
-            self._tar = tarfile.open(tmp, "w", format=tarfile.USTAR_FORMAT)  # noqa: SIM115
-            self._entry = {"name": name, "n": 0, "keys": [], "ids": [], "splits": [], "lengths": []}
+            self._file = open(self.out / (name + ".tmp"), "wb")  # noqa: SIM115
+            self._tar = tarfile.open(  # noqa: SIM115
+                fileobj=self._file, mode="w", format=tarfile.USTAR_FORMAT
+            )
+            self._entry = {"name": name, "n": 0}
+            self._entry.update({k: [] for k in ("keys", "ids", "splits", "lengths", "digests")})
         key = sample_key(row.id)
         _add(self._tar, f"{key}.frames.npy", _npy(frames.astype(np.uint8, copy=False)))
         _add(self._tar, f"{key}.audio.npy", _npy(audio.astype(np.float32, copy=False)))
@@ -84,6 +98,7 @@ class ShardWriter:
         e["ids"].append(row.id)
         e["splits"].append(row.split)
         e["lengths"].append([int(frames.shape[0]), int(audio.shape[0])])
+        e["digests"].append(row_digest(row.to_json()))
         if e["n"] >= self.max_samples or self._tar.fileobj.tell() >= self.max_bytes:
             self.flush()
 
@@ -91,7 +106,9 @@ class ShardWriter:
         """Commit the shard being written (if any)."""
         if self._tar is None:
             return
-        self._tar.close()
+        self._tar.close()  # leaves the file open
+        _sync(self._file)
+        self._file.close()
         name = self._entry["name"]
         tmp = self.out / (name + ".tmp")
         self._entry["bytes"] = tmp.stat().st_size
@@ -104,6 +121,7 @@ class ShardWriter:
         """Drop the shard being written (an interrupted run keeps only complete shards)."""
         if self._tar is not None:
             self._tar.close()
+            self._file.close()
             (self.out / (self._entry["name"] + ".tmp")).unlink(missing_ok=True)
             self._tar = None
 

@@ -6,15 +6,17 @@ once (``avssl cache``) and training reads the shards. A cache folder holds::
     shard-000000.tar   per sample: <key>.frames.npy  uint8 [T, H, W, 3]
                                    <key>.audio.npy   float32 [N], mono
                                    <key>.json        the manifest row
-    shard-000000.json  the keys, ids, splits and [T, N] lengths of that shard's samples
-                       (committed just before the tar)
-    index.json         decode settings, every shard with its samples, the clips skipped
+    shard-000000.json  the keys, ids, splits, [T, N] lengths and row digests of that shard's
+                       samples (committed just before the tar)
+    index.json         decode settings, every shard with its samples, the clips skipped, the
+                       seed of the order rows were written in
 
 The layout is WebDataset's (https://github.com/webdataset/webdataset: members grouped by the
 key before the first dot). Frames and audio are kept exactly as
 :func:`avssl.data.media.read_clip` returns them (raw ``.npy``, no JPEG or int16 quantisation),
 so a cached clip gives bit-identical items to decoding the media. This module names and reads
-the shards; :mod:`avssl.data.shard_writer` writes them.
+the shards; :mod:`avssl.data.shard_writer` writes them and :mod:`avssl.data.shard_checks`
+checks them against their sidecars and the manifest.
 """
 
 from __future__ import annotations
@@ -76,16 +78,48 @@ def sample_key(row_id: str) -> str:
     return f"{safe}-{hashlib.sha1(row_id.encode()).hexdigest()[:10]}"
 
 
-def iter_shard(path: Path) -> Iterator[dict]:
+def damaged(path: Path, got: int, n: int) -> AvsslError:
+    """The error for a shard that holds other samples than its sidecar lists."""
+    return AvsslError(
+        f"{path}: damaged or truncated shard ({got} of its {n} samples readable); "
+        "rebuild the cache into a new folder"
+    )
+
+
+def iter_shard(path: Path, keys: list[str] | None = None) -> Iterator[dict]:
     """Samples of one shard in order.
+
+    Args:
+        path: the shard's tar file.
+        keys: the sample keys its sidecar lists (default: read from the sidecar); a shard
+            holding other samples (cut short, or zeros where its tail should be) is an error,
+            not a shorter shard.
 
     Yields:
         ``{"key", "row": dict, "frames": uint8 ndarray [T, H, W, 3], "audio": float32 ndarray
         [N]}``.
 
     Raises:
-        AvsslError: the shard is unreadable or a sample lacks a member.
+        AvsslError: the shard or its sidecar is unreadable, a sample lacks a member or the
+            samples are not the listed ones.
     """
+    if keys is None:
+        sidecar = Path(path).with_suffix(".json")
+        try:
+            keys = json.loads(sidecar.read_text(encoding="utf-8"))["keys"]
+        except (OSError, ValueError, KeyError, TypeError):
+            raise AvsslError(f"{sidecar}: missing or unreadable shard sidecar") from None
+    n = 0
+    for sample in _iter_samples(path):
+        if n >= len(keys) or sample["key"] != keys[n]:
+            raise damaged(path, n, len(keys))
+        n += 1
+        yield sample
+    if n != len(keys):
+        raise damaged(path, n, len(keys))
+
+
+def _iter_samples(path: Path) -> Iterator[dict]:
     group: dict[str, bytes] = {}
     current = None
     try:
@@ -184,7 +218,7 @@ def cached_clips(cache, rows: list[Row], data: DataConfig, split: str, size: int
     for shard in index["shards"]:
         if split not in shard["splits"]:
             continue
-        for sample in iter_shard(root / shard["name"]):
+        for sample in iter_shard(root / shard["name"], shard["keys"]):
             row = wanted.get(sample["row"]["id"])
             if row is None or sample["row"]["split"] != split:
                 continue

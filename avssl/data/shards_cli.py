@@ -2,7 +2,11 @@
 
 Clips are decoded in a thread pool (PyAV and soundfile release the GIL) with a bounded number in
 flight, and each shard is committed as it fills, so memory does not grow with the dataset and an
-interrupted run leaves only complete shards; a rerun skips the clips they hold. Frames are
+interrupted run leaves only complete shards; a rerun skips the clips they hold, and refuses to
+go on when a manifest row they were cached from has changed since. Each split's rows are
+written in a random order drawn from ``--seed`` (the same on every run), split after split: a
+manifest sorted by class would otherwise give shards, and so a streamed epoch's shuffle buffer
+and the negatives drawn from it, of one class at a time. Frames are
 decoded at ``data.load_size`` for the train split when ``data.augment`` is on, else at
 ``data.frame_size`` (as training and evaluation read them). Then ``--set data.cache=DIR`` makes
 training and evaluation read the shards instead of the media (add ``data.stream=true`` to
@@ -23,12 +27,14 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import numpy as np
 from tqdm import tqdm
 
 from avssl.cli import ArgumentParser, json_line, positive_float, positive_int
 from avssl.config import DataConfig, load_config
 from avssl.data import media
 from avssl.data.manifest import SPLITS, Row, read_manifest, resolve
+from avssl.data.shard_checks import changed_rows
 from avssl.data.shard_writer import ShardWriter, complete_shards, write_json
 from avssl.data.shards import INDEX, decode_settings, split_size
 from avssl.errors import AvsslError, MediaError
@@ -46,6 +52,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--shard-size", type=positive_int, default=1000, help="samples per shard")
     p.add_argument("--shard-mb", type=positive_float, default=512, help="close a shard past it")
     p.add_argument("--splits", help="comma-separated splits to cache (default: every row)")
+    p.add_argument(
+        "--seed",
+        type=int,
+        help="seed of the order rows are written in: each split's rows shuffled with it, split "
+        "after split, the same order on every run (default: the config's train.seed)",
+    )
     p.add_argument("--strict", action="store_true", help="stop at the first undecodable clip")
     p.add_argument("--no-progress", action="store_true")
     return p
@@ -73,8 +85,29 @@ def decode_row(row: Row, manifest: Path, data: DataConfig):
     return frames.numpy(), audio.numpy()
 
 
-def _start(out: Path, settings: dict, manifest: Path) -> list[dict]:
-    """Create or reopen a cache folder; returns the shards already complete.
+def write_order(rows: list[Row], seed: int) -> list[Row]:
+    """The order ``rows`` are cached in: each split's rows in a random order drawn from
+    ``(seed, split)``, splits in the order train, val, test.
+
+    Shards then hold one split where they can, and a manifest sorted by class does not give
+    shards (and streamed shuffle buffers) of one class at a time.
+
+    Args:
+        rows: manifest rows.
+        seed: the order's seed (``avssl cache --seed``).
+    """
+    out = []
+    for i, split in enumerate(SPLITS):
+        part = [r for r in rows if r.split == split]
+        out += [part[j] for j in np.random.default_rng([seed, 4099, i]).permutation(len(part))]
+    return out
+
+
+def _start(out: Path, settings: dict) -> tuple[list[dict], list[dict]]:
+    """Create or reopen a cache folder.
+
+    Returns:
+        The shards already complete, and the clips the last run recorded as skipped.
 
     Raises:
         AvsslError: ``out`` is a file, a folder holding other things than a cache, or a cache
@@ -88,6 +121,7 @@ def _start(out: Path, settings: dict, manifest: Path) -> list[dict]:
             f"{out}: a folder that is not a shard cache (no {INDEX}); choose an empty or new --out"
         )
     out.mkdir(parents=True, exist_ok=True)
+    skipped = []
     if index_path.exists():
         try:
             index = json.loads(index_path.read_text(encoding="utf-8"))
@@ -101,14 +135,26 @@ def _start(out: Path, settings: dict, manifest: Path) -> list[dict]:
                 f"{out}: a cache built with other decode settings ({old}); "
                 "choose another --out or delete it"
             )
-    done = complete_shards(out)
-    write_json(index_path, _index(settings, manifest, done, [], complete=False))
-    return done
+        skipped = index.get("skipped", [])
+    return complete_shards(out), skipped
 
 
-def _index(settings, manifest, shards, skipped, complete: bool) -> dict:
+def _refuse_changed(out: Path, done: list[dict], rows: list[Row]) -> None:
+    """Refuse to resume a cache holding clips of manifest rows that have since changed: the
+    shards are append-only, so they cannot be re-decoded in place."""
+    changed = changed_rows(out, done, rows)
+    if changed:
+        named = ", ".join(repr(i) for i in changed[:5]) + (", ..." if len(changed) > 5 else "")
+        raise AvsslError(
+            f"{out}: {len(changed)} cached row(s) changed in the manifest since they were cached "
+            f"({named}); cache into a new --out, or delete this cache to rebuild it"
+        )
+
+
+def _index(settings, manifest, shards, skipped, complete: bool, seed=None) -> dict:
     return {
         "settings": settings,
+        "order_seed": seed,
         "manifest": str(manifest),
         "complete": complete,
         "n_samples": sum(s["n"] for s in shards),
@@ -136,10 +182,16 @@ def main(argv: list[str] | None = None) -> int:
                 f"split (valid: {', '.join(SPLITS)})"
             )
         rows = [r for r in rows if r.split in keep]
+    seed = cfg.train.seed if args.seed is None else args.seed
     settings = decode_settings(cfg.data)
-    done = _start(args.out, settings, manifest)
+    done, old_skipped = _start(args.out, settings)
+    _refuse_changed(args.out, done, rows)
+    # rows outside this run (other --splits) keep the reasons an earlier run skipped them for
+    this_run = {r.id for r in rows}
+    carried = [s for s in old_skipped if s["id"] not in this_run]
+    write_json(args.out / INDEX, _index(settings, manifest, done, carried, False, seed))
     cached = {i for s in done for i in s["ids"]}
-    todo = [r for r in rows if r.id not in cached]
+    todo = [r for r in write_order(rows, seed) if r.id not in cached]
     resumed = len(rows) - len(todo)
     first = 1 + max((int(s["name"][6:12]) for s in done), default=-1)
     writer = ShardWriter(args.out, first, args.shard_size, int(args.shard_mb * 2**20))
@@ -174,8 +226,11 @@ def main(argv: list[str] | None = None) -> int:
         raise
     finally:
         bar.close()
+    position = {r.id: i for i, r in enumerate(rows)}
+    skipped.sort(key=lambda s: position[s["id"]])  # manifest order, not the write order
     shards = done + writer.committed
-    write_json(args.out / INDEX, _index(settings, manifest, shards, skipped, complete=True))
+    index = _index(settings, manifest, shards, carried + skipped, True, seed)
+    write_json(args.out / INDEX, index)
     written = sum(s["n"] for s in writer.committed)
     seconds = time.time() - t0
     print(

@@ -3,8 +3,10 @@
 :class:`StreamPairs` reads the train split of a shard cache through a
 :class:`~avssl.data.shard_stream.ShardStream` and cuts each clip into the item
 :class:`~avssl.data.dataset.AVPairDataset` gives, with window times drawn as
-:class:`~avssl.data.pairs.PairSampler` draws them. The easy negative is the audio of one of the
-last few clips of the same worker's stream (the first clip waits for the second).
+:class:`~avssl.data.pairs.PairSampler` draws them. Each worker shuffles its clips through a
+buffer of ``data.shuffle_buffer`` clips, and an item's easy negative is the audio of one of the
+clips in that buffer or of the clip given out just before it (the first clip waits for the
+second when there is no buffer).
 
 Each rank and DataLoader worker reads a set of shards fixed by ``(seed, epoch)`` and draws from
 a generator seeded with ``(seed, epoch, rank, worker)``, so an epoch's batches are the same on
@@ -15,8 +17,7 @@ every run, and the shard index tells every rank how many full batches each rank 
 from __future__ import annotations
 
 import math
-from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import NamedTuple
 
@@ -35,13 +36,12 @@ from avssl.data.pairs import (
     pair_audio,
     shifted_time,
 )
+from avssl.data.shard_checks import changed_rows
 from avssl.data.shard_stream import ShardStream
 from avssl.data.shards import read_index
 from avssl.data.source import class_names
 from avssl.data.transforms import eval_resize, train_augment
 from avssl.errors import AvsslError, ManifestError
-
-NEGATIVE_POOL = 8  # recent clips of a worker's stream that easy negatives are drawn from
 
 
 class _Clip(NamedTuple):
@@ -74,8 +74,9 @@ class StreamPairs(IterableDataset):
 
     ``clip`` is the clip's position among the usable train rows of the manifest and ``label``
     and ``frame_labels`` index the manifest's :func:`~avssl.data.source.class_names`, as in
-    the in-memory dataset. Train rows the cache build skipped, rows missing from the cache and
-    clips shorter than the window are left out and listed in ``skipped``.
+    the in-memory dataset. Train rows the cache build skipped, rows missing from the cache, rows
+    changed in the manifest since they were cached and clips shorter than the window are left
+    out and listed in ``skipped`` (with the reasons the in-memory dataset gives).
 
     Args:
         data: data settings (``cache``, window, shifts, augmentation).
@@ -83,11 +84,13 @@ class StreamPairs(IterableDataset):
         seed: base seed of the shard order, the shuffle buffer and the pair draws.
         rank: this process's rank.
         world: number of processes.
-        shuffle_buffer: clips held per worker for shuffling (default: ``data.shuffle_buffer``).
+        shuffle_buffer: clips held per worker for shuffling, which easy negatives are drawn
+            from (default: ``data.shuffle_buffer``; 0 or 1: shard order, the negative is the
+            previous clip).
 
     Raises:
-        AvsslError: ``data.cache`` is not set, or the cache is unfinished or was decoded with
-            other settings.
+        AvsslError: ``data.cache`` is not set, or the cache is unfinished, was decoded with
+            other settings or has a shard of another size than its sidecar records.
         ManifestError: fewer than two usable training clips.
     """
 
@@ -104,17 +107,23 @@ class StreamPairs(IterableDataset):
             raise AvsslError("data.stream=true needs data.cache (a shard cache from avssl cache)")
         self.data, self.seed = data, seed
         self.audio_keys = AUDIO_KEYS
-        buffer = data.shuffle_buffer if shuffle_buffer is None else shuffle_buffer
-        self.stream = ShardStream(data.cache, "train", seed, rank, world, buffer, data=data)
-        index = read_index(data.cache)
+        self.buffer = data.shuffle_buffer if shuffle_buffer is None else shuffle_buffer
+        # shard order only: the shuffle buffer is kept here, where negatives are drawn from it
+        self.stream = ShardStream(data.cache, "train", seed, rank, world, 0, data=data)
+        index, root = read_index(data.cache), self.stream.root
         durations = _train_durations(index, data)
         failed = {s["id"]: f"{s['path']}: {s['reason']}" for s in index.get("skipped", [])}
         rows = read_manifest(manifest)
+        train = [r for r in rows if r.split == "train"]
+        shards = [s for s in index["shards"] if "train" in s["splits"]]
+        changed = set(changed_rows(root, shards, [r for r in train if r.id in durations]))
         usable, self.skipped = [], []
-        for row in [r for r in rows if r.split == "train"]:
+        for row in train:
             if row.id not in durations:
-                missing = f"{self.stream.root}: row {row.id!r} is not in the cache"
+                missing = f"{root}: row {row.id!r} is not in the cache"
                 self.skipped.append((row.id, failed.get(row.id, missing)))
+            elif row.id in changed:
+                self.skipped.append((row.id, f"{root}: row {row.id!r} changed since it was cached"))
             elif durations[row.id] is not None and durations[row.id] < data.window:
                 self.skipped.append((row.id, f"shorter than the {data.window:g}-s window"))
             else:
@@ -173,18 +182,19 @@ class StreamPairs(IterableDataset):
         worker = 0 if info is None else info.id
         epoch = self.stream.epoch & 0x7FFFFFFF
         rng = np.random.default_rng([self.seed, 7253, epoch, self.stream.rank, worker])
-        recent: deque[_Clip] = deque(maxlen=NEGATIVE_POOL)
-        waiting: list[_Clip] = []
-        for sample in self.stream:
-            clip = self._clip(sample)
-            if clip is None:
+        order = np.random.default_rng([self.seed, epoch, self.stream.rank, worker])
+        clips = (c for c in map(self._clip, self.stream) if c is not None)
+        last, waiting = None, []
+        for clip, buffer in _buffered(clips, self.buffer, order):
+            pool = buffer if last is None else [*buffer, last]
+            last = clip
+            if not pool:  # the first clip, nothing else read yet (no buffer)
+                waiting.append(clip)
                 continue
-            recent.append(clip)
-            waiting.append(clip)
-            if len(recent) > 1:
-                for c in waiting:
-                    yield self._item(c, recent, rng)
-                waiting.clear()
+            for c in waiting:
+                yield self._item(c, [*buffer, clip], rng)
+            waiting.clear()
+            yield self._item(clip, pool, rng)
 
     def _clip(self, sample: dict) -> _Clip | None:
         index = self.clip_of.get(sample["row"]["id"])
@@ -204,10 +214,10 @@ class StreamPairs(IterableDataset):
         label = self.labels[audio_clip]
         return label >= 0 and bool(self.visible[frame_clip, label])
 
-    def _item(self, clip: _Clip, recent: deque[_Clip], rng: np.random.Generator) -> dict:
+    def _item(self, clip: _Clip, pool: list[_Clip], rng: np.random.Generator) -> dict:
         d = self.data
         t = frame_time(rng, clip.duration, d.window, d.min_shift)
-        others = [c for c in recent if c.index != clip.index]
+        others = [c for c in pool if c.index != clip.index]
         if d.unseen_negatives:
             others = [c for c in others if not self._shown(clip.index, c.index)] or others
         easy = others[int(rng.integers(len(others)))]
@@ -237,3 +247,27 @@ class StreamPairs(IterableDataset):
             "clip": torch.tensor(clip.index, dtype=torch.long),
             "t": torch.tensor(t, dtype=torch.float32),
         }
+
+
+def _buffered(clips: Iterable[_Clip], size: int, rng: np.random.Generator):
+    """``clips`` in shuffle-buffer order (as :func:`~avssl.data.shard_stream.shuffled`), each
+    given out with the clips then still in the buffer.
+
+    Yields:
+        ``(clip, buffer)``; ``buffer`` is the live list: read it before the next draw.
+    """
+    buffer: list[_Clip] = []
+    for clip in clips:
+        if size <= 1:
+            yield clip, buffer
+            continue
+        if len(buffer) < size:
+            buffer.append(clip)
+            continue
+        i = int(rng.integers(len(buffer)))
+        buffer[i], clip = clip, buffer[i]
+        yield clip, buffer
+    rng.shuffle(buffer)
+    while buffer:
+        clip = buffer.pop()
+        yield clip, buffer
