@@ -179,6 +179,21 @@ def fraction(text: str) -> float:
     return value
 
 
+def worker_error(err: Exception) -> str | None:
+    """The one-line message of an avssl error raised in a DataLoader worker, else None.
+
+    torch re-raises a worker's error in the main process with the worker's whole traceback as
+    its message (or, when the error class cannot be rebuilt from it, as a RuntimeError); the
+    traceback's last line holds the original ``avssl.errors.Name: message``.
+    """
+    text = str(err)
+    if not text.startswith("Caught ") or "\nOriginal Traceback" not in text:
+        return None
+    last = text.rstrip().rsplit("\n", 1)[-1]
+    name, sep, message = last.partition(": ")
+    return message if sep and name.startswith("avssl.errors.") else None
+
+
 def run_guarded(fn, argv: list[str]) -> int:
     """Run ``fn(argv)`` turning :class:`AvsslError` into ``error: ...`` on stderr and exit 2.
 
@@ -188,7 +203,13 @@ def run_guarded(fn, argv: list[str]) -> int:
     try:
         return int(fn(argv) or 0)
     except AvsslError as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {worker_error(err) or err}", file=sys.stderr)
+        return 2
+    except RuntimeError as err:  # torch re-raises an error it cannot rebuild as RuntimeError
+        message = worker_error(err)
+        if message is None:
+            raise
+        print(f"error: {message}", file=sys.stderr)
         return 2
     except OSError as err:
         where = f"{err.filename}: " if err.filename else ""
