@@ -5,10 +5,14 @@ the on-demand reader."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
+from avssl.config import DataConfig
 from avssl.data import synthetic
 from avssl.data.clip_windows import frame_at
+from avssl.data.dataset import ClipStore
+from avssl.data.manifest import Row
 from avssl.data.media import read_clip, read_frames
 from avssl.data.pairs import PairSampler
 from avssl.data.writer import write_video
@@ -38,3 +42,20 @@ def test_preloaded_and_on_demand_frames_agree_next_to_frame_boundaries(tmp_path)
         preloaded = frame_at(loaded, t, fps)
         on_demand = read_frames(path, t, 1.0 / fps, fps, 32)[0].permute(2, 0, 1)
         assert torch.equal(preloaded, on_demand), t
+
+
+@pytest.mark.parametrize("source_fps,start", [(30, 0.013), (24, 0.5), (25, 0.02)])
+def test_preloaded_and_on_demand_stores_show_the_same_frame_off_the_grid(
+    tmp_path, source_fps, start
+):
+    n = 3 * source_fps
+    frames = np.zeros((n, 32, 32, 3), dtype=np.uint8)
+    frames[:] = (np.arange(n) * 2)[:, None, None, None]  # every source frame its own grey
+    audio = np.zeros(16000 * n // source_fps, dtype=np.float32)
+    write_video(tmp_path / "clip.mp4", frames, source_fps, audio, 16000, crf=0)
+    (tmp_path / "manifest.jsonl").write_text("")
+    rows = [Row(id="c", video="clip.mp4", start=start, end=start + 2.0)]
+    data = DataConfig(fps=25.0, sample_rate=16000, window=0.5)
+    stores = [ClipStore(rows, tmp_path / "manifest.jsonl", data, 32, p) for p in (True, False)]
+    for t in np.random.default_rng(0).uniform(0, 1.9, 40):
+        assert torch.equal(stores[0].frame(0, t), stores[1].frame(0, t)), t

@@ -25,8 +25,18 @@ def frame_at(frames: torch.Tensor, t: float, fps: float) -> torch.Tensor:
     Returns:
         uint8 ``[3, H, W]`` (a view).
     """
-    k = math.floor((t + frame_time_slack_s(1.0 / fps)) * fps)
-    return frames[min(k, len(frames) - 1)].permute(2, 0, 1)
+    return frames[min(frame_index(t, fps), len(frames) - 1)].permute(2, 0, 1)
+
+
+def frame_index(t: float, fps: float) -> int:
+    """The index of the frame showing at ``t`` s in frames decoded at ``fps`` from time 0.
+
+    Clips are decoded on a grid of ``fps`` frames (preloaded, cached), so the frame showing at
+    ``t`` is the grid frame ``k / fps`` at or before it (within
+    :func:`~avssl.data.media_checks.frame_time_slack_s`), itself the source frame showing at
+    ``k / fps``. A clip decoded on demand reads that same grid time.
+    """
+    return math.floor((t + frame_time_slack_s(1.0 / fps)) * fps)
 
 
 def audio_window(

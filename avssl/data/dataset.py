@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from avssl.config import DataConfig
 from avssl.data import media
-from avssl.data.clip_windows import audio_window, frame_at, label_table
+from avssl.data.clip_windows import audio_window, frame_at, frame_index, label_table
 from avssl.data.manifest import Row, resolve
 from avssl.data.pairs import AUDIO_KEYS, PairSampler, check_audio_keys, pair_audio
 from avssl.data.transforms import eval_resize, train_augment
@@ -123,13 +123,15 @@ class ClipStore:
             clip: index of the clip in ``rows``.
             t: time in seconds from the clip's start (its row's ``start``).
         """
+        fps = self.data.fps
         if self.preload:
-            return frame_at(self._frames[clip], t, self.data.fps)
+            return frame_at(self._frames[clip], t, fps)
         row = self.rows[clip]
         video, _ = self._paths(row)
-        frames = media.read_frames(
-            video, row.start + t, 1.0 / self.data.fps, self.data.fps, self.size
-        )
+        # the grid time a preloaded clip holds this frame at, so that both pick the same source
+        # frame whatever the source's frame rate and the row's start
+        grid_t = row.start + frame_index(t, fps) / fps
+        frames = media.read_frames(video, grid_t, 1.0 / fps, fps, self.size)
         return frames[0].permute(2, 0, 1)
 
     def audio(self, clip: int, centre: float) -> torch.Tensor:
