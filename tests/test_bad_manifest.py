@@ -55,6 +55,11 @@ def _bad(**fields) -> dict:
         (_bad(split="bogus"), "'split' must be one of train, val, test, not \"bogus\""),
         (_bad(split=None), "'split' must be one of"),
         (_bad(split="Train"), "'split' must be one of"),
+        ('{"id": "bad", "image": "a.png", "start": NaN}', "'start' must be a finite number >= 0"),
+        ('{"id": "bad", "image": "a.png", "start": -2}', "'start' must be a finite number >= 0"),
+        ('{"id": "bad", "image": "a.png", "start": -Infinity}', "'start' must be a finite"),
+        ('{"id": "bad", "image": "a.png", "end": NaN}', "'end' must be a finite number"),
+        ('{"id": "bad", "image": "a.png", "end": Infinity}', "'end' must be a finite number"),
     ],
 )
 def test_malformed_field_names_file_line_and_row(tmp_path, row, reason):
@@ -62,6 +67,13 @@ def test_malformed_field_names_file_line_and_row(tmp_path, row, reason):
     with pytest.raises(ManifestError, match=rf"m\.jsonl:2: row 'bad': .*{reason}") as info:
         read_manifest(path)
     assert "\n" not in str(info.value)
+
+
+def test_a_row_with_both_video_and_image_is_refused(tmp_path):
+    # writing it back kept only the image: a round trip switched the row to its still
+    path = _write(tmp_path / "m.jsonl", GOOD, _bad(video="v.mp4"))
+    with pytest.raises(ManifestError, match=r"m\.jsonl:2: row 'bad' has both 'video' and 'image'"):
+        read_manifest(path)
 
 
 def test_not_utf8_names_file_and_line(tmp_path):

@@ -59,3 +59,20 @@ def test_preloaded_and_on_demand_stores_show_the_same_frame_off_the_grid(
     stores = [ClipStore(rows, tmp_path / "manifest.jsonl", data, 32, p) for p in (True, False)]
     for t in np.random.default_rng(0).uniform(0, 1.9, 40):
         assert torch.equal(stores[0].frame(0, t), stores[1].frame(0, t)), t
+
+
+def test_preloaded_and_on_demand_stores_skip_the_same_rows(tmp_path):
+    # a row's end past its media: the on-demand store trusted it and failed mid-run
+    frames = np.zeros((50, 32, 32, 3), dtype=np.uint8)
+    write_video(tmp_path / "clip.mp4", frames, 25, np.zeros(32000, np.float32), 16000)
+    rows = [
+        Row(id="fits", video="clip.mp4", start=0.0, end=1.8),
+        Row(id="past", video="clip.mp4", start=0.0, end=20.0),
+        Row(id="open", video="clip.mp4", start=0.5),
+    ]
+    data = DataConfig(fps=25.0, sample_rate=16000, window=0.5)
+    stores = [ClipStore(rows, tmp_path / "m.jsonl", data, 32, p) for p in (True, False)]
+    for store in stores:
+        assert [r.id for r in store.rows] == ["fits", "open"]
+        assert [s[0] for s in store.skipped] == ["past"]
+    assert stores[0].durations == pytest.approx(stores[1].durations, abs=0.05)

@@ -80,12 +80,22 @@ def test_index_lists_every_clip_with_settings(world_cache):
         assert (world_cache / s["name"]).stat().st_size == s["bytes"]
 
 
+def test_train_split_read_for_evaluation_comes_from_the_cache(world_cache, monkeypatch):
+    # CCA fits, cohorts and --recalibrate train read the train split as evaluation does: the
+    # cache holds it at load_size (36), and each item is resized to frame_size (32)
+    cfg = load_config(None, [*TINY, f"data.cache={world_cache}"]).data
+    _no_decoding(monkeypatch)
+    ds = load_split(cfg, "train", False, progress=False)
+    assert len(ds.store) == 12 and ds.store.skipped == []
+    item = ds[0]
+    assert item["frames"].shape == (3, 32, 32)
+
+
 @pytest.mark.parametrize(
     "override,split,train_,needs",
     [
         ("data.fps=10", "val", False, "fps=10"),
         ("data.sample_rate=8000", "val", False, "sample_rate=8000"),
-        (None, "train", False, "size=32"),  # train split at the eval size: not what was cached
     ],
 )
 def test_reader_refuses_other_settings(world_cache, override, split, train_, needs):

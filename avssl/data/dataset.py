@@ -21,6 +21,7 @@ from avssl.config import DataConfig
 from avssl.data import media
 from avssl.data.clip_windows import audio_window, frame_at, frame_index, label_table
 from avssl.data.manifest import Row, resolve
+from avssl.data.media_checks import TOLERANCE_S
 from avssl.data.pairs import AUDIO_KEYS, PairSampler, check_audio_keys, pair_audio
 from avssl.data.transforms import eval_resize, train_augment
 from avssl.errors import MediaError
@@ -100,10 +101,13 @@ class ClipStore:
         return resolve(self.manifest, row.visual), resolve(self.manifest, row.audio)
 
     def _duration(self, row: Row) -> float:
-        if row.end is not None:
-            return row.end - row.start
         video, audio = self._paths(row)
-        return media.clip_end(video, audio) - row.start  # the span read_clip preloads
+        end = media.clip_end(video, audio, unknown=row.end)  # the span read_clip preloads
+        if row.end is None:
+            return end - row.start
+        if row.end > end + TOLERANCE_S:  # read_clip refuses such a row too (it pads less)
+            raise MediaError(video, f"ends at {end:.2f} s, before the row's end {row.end:.2f} s")
+        return row.end - row.start
 
     def _load(self, row: Row):
         video, audio = self._paths(row)

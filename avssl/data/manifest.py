@@ -137,6 +137,8 @@ def row_from_json(obj: dict, where: str = "") -> Row:
         raise ManifestError(f"{where}: row has no 'id'")
     if obj.get("video") is None and obj.get("image") is None:
         raise ManifestError(f"{where}: row {obj['id']!r} has neither 'video' nor 'image'")
+    if obj.get("video") is not None and obj.get("image") is not None:
+        raise ManifestError(f"{where}: row {obj['id']!r} has both 'video' and 'image' (keep one)")
     unknown = set(obj) - {f for f in Row.__dataclass_fields__}
     if unknown:
         raise ManifestError(f"{where}: row {obj['id']!r} has unknown keys {sorted(unknown)}")
@@ -165,6 +167,10 @@ def row_from_json(obj: dict, where: str = "") -> Row:
     if row.domain is not None:
         row.domain = str(row.domain)
     row.boxes = _check_boxes(row.boxes, at)
+    if not math.isfinite(row.start) or row.start < 0:
+        raise ManifestError(f"{at}: 'start' must be a finite number >= 0, not {row.start!r}")
+    if row.end is not None and not math.isfinite(row.end):
+        raise ManifestError(f"{at}: 'end' must be a finite number, not {row.end!r}")
     if row.end is not None and row.end <= row.start:
         raise ManifestError(f"{where}: row {row.id!r} has end <= start")
     return row

@@ -156,7 +156,11 @@ def read_clip(
     return frames, read_audio(apath, start, duration, sample_rate)
 
 
-def clip_end(path: str | os.PathLike, audio_path: str | os.PathLike | None = None) -> float:
+def clip_end(
+    path: str | os.PathLike,
+    audio_path: str | os.PathLike | None = None,
+    unknown: float | None = None,
+) -> float:
     """End (s) of the span where both the picture and the sound of a clip exist.
 
     That is the end of the shorter of the video and the audio stream, each declared per stream
@@ -167,9 +171,12 @@ def clip_end(path: str | os.PathLike, audio_path: str | os.PathLike | None = Non
     Args:
         path: a video or a still image.
         audio_path: a separate audio file; by default the audio track of ``path``.
+        unknown: returned when neither stream's duration is known (raw streams); ``None``:
+            that is an error.
 
     Raises:
-        MediaError: no video or no audio stream, or neither stream's duration is known.
+        MediaError: no video or no audio stream, or neither stream's duration is known and
+            ``unknown`` is None.
     """
     video = _tracks(path)
     audio = video if audio_path is None else _tracks(audio_path)
@@ -180,6 +187,8 @@ def clip_end(path: str | os.PathLike, audio_path: str | os.PathLike | None = Non
     v_end, a_end = None if video.image else video.video_end, audio.audio_end
     if v_end is None or a_end is None:
         if v_end is None and a_end is None:
+            if unknown is not None:
+                return unknown
             raise MediaError(path, "unknown duration: pass a duration")
         return a_end if v_end is None else v_end
     pad = max(TOLERANCE_S, video.frame_s) if v_end < a_end else TOLERANCE_S  # decoders pad it

@@ -125,8 +125,12 @@ def load_split(
         split_rows = [split_rows[i] for i in sorted(keep)]
     size = data.load_size if (train and data.augment) else data.frame_size
     if data.cache:  # decoded shards (avssl cache): always preloaded, no media decoding
-        from avssl.data.shards import cached_clips
+        from avssl.data.shards import cached_clips, split_size
 
+        # the cache holds the train split at the training size: read for evaluation (CCA,
+        # cohorts, recalibration) its frames are resized to frame_size per item, as every
+        # evaluation item is
+        size = size if train else split_size(data, split)
         loader = cached_clips(data.cache, split_rows, data, split, size)
         store = ClipStore(split_rows, manifest, data, size, True, progress, loader)
     else:
