@@ -513,3 +513,18 @@ def test_cli_manifest_adapt_bn_keeps_the_training_rows(tiny_ckpt, tmp_path, caps
     assert evaluate.main(["classify", *args, "--features", "logmel", "--adapt-bn"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "--adapt-bn needs --dataset manifest" in err
+
+
+@pytest.mark.parametrize(
+    "hop,reason", [("nan", "above 0, got nan"), ("inf", "above 0, got inf"), ("1e-5", "one sample")]
+)
+def test_a_hop_that_is_no_length_is_one_line(tiny_ckpt, tmp_path, capsys, hop, reason):
+    root = make_us8k(tmp_path / "us", with_csv=True)
+    args = ["classify", "--dataset", "us8k", "--root", str(root), "--checkpoint", str(tiny_ckpt)]
+    try:
+        code = evaluate.main([*args, "--features", "model", "--hop", hop, "--no-progress"])
+    except SystemExit as stop:  # argparse
+        code = stop.code
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err, err
+    assert len(err.strip().splitlines()) == 1 and reason in err, err

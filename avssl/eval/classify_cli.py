@@ -33,7 +33,7 @@ import time
 import numpy as np
 import torch
 
-from avssl.cli import ArgumentParser, int_at_least, positive_int
+from avssl.cli import ArgumentParser, int_at_least, positive_float, positive_int
 from avssl.errors import AvsslError
 from avssl.eval.adapt_bn import extract_adapted
 from avssl.eval.cli import (
@@ -81,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
         "tower's pooled output before the head",
     )  # fmt: skip
     p.add_argument("--pool", default="mean", choices=("mean", "max"))
-    p.add_argument("--hop", type=float, default=0.5, help="seconds between windows")
+    p.add_argument("--hop", type=positive_float, default=0.5, help="seconds between windows")
     p.add_argument("--classifier", default="logreg", choices=("logreg", "svm"))
     p.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
     p.add_argument("--channels-last", action="store_true", help="faster bf16 convs on CPUs")
@@ -144,6 +144,8 @@ def make_extractor(args, device):
     if args.channels_last:
         model = model.to(memory_format=torch.channels_last)
     info.update(method=cfg.model.method, window_s=cfg.data.window, sample_rate=cfg.data.sample_rate)
+    if round(args.hop * cfg.data.sample_rate) < 1:
+        raise AvsslError(f"--hop {args.hop:g} s is under one sample at {cfg.data.sample_rate} Hz")
     embedder = WindowEmbedder(
         model, cfg.data.sample_rate, cfg.data.window, args.hop, args.pool, device,
         args.precision, args.batch_size,
@@ -155,8 +157,6 @@ def run(argv: list[str]) -> int:
     """Run the probe; the last stdout line is the JSON result."""
     args = build_parser().parse_args(argv)
     check_outputs(args)
-    if args.hop <= 0:
-        raise AvsslError(f"--hop must be positive, got {args.hop}")
     if args.subset and args.dataset != "esc50":
         raise AvsslError("--subset applies to --dataset esc50 only")
     if args.dataset == "folder" and args.protocol == "official":
