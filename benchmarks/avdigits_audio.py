@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from avssl.cli import ArgumentParser, positive_int, run_guarded
+from avssl.cli import ArgumentParser, int_at_least, positive_int, run_guarded
 from avssl.config import load_config
 from avssl.data import media
 from avssl.data.manifest import read_manifest, resolve
@@ -92,7 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", type=Path, required=True, help="an AV-Digits manifest.jsonl")
     p.add_argument("--config", default=str(REPO / "configs/avdigits-contrastive.yaml"))
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    p.add_argument("--steps", type=positive_int, default=400)
+    # the one-cycle schedule warms up over a tenth of the steps: at least two of them
+    p.add_argument("--steps", type=int_at_least(20), default=400)
     p.add_argument("--batch-size", type=positive_int, default=128)
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)

@@ -32,3 +32,27 @@ def test_no_hard_windows_without_hard_negatives_in_the_data():
     cfg = load_config(None, [*TINY, "data.hard_fraction=0"])
     fake = random_batch(cfg, 4)
     assert not fake["hard_valid"].any() and not fake["neg_hard"].any()
+
+
+def _dies(queue):
+    import os
+
+    os._exit(9)  # killed before it could send its summary (out of memory, a crash)
+
+
+def _sends(queue):
+    queue.put(({"ok": 1}, 12.0))
+
+
+def test_a_training_child_that_dies_is_reported_not_waited_for():
+    import multiprocessing
+
+    from avssl.tools.bench_train import _result
+
+    ctx = multiprocessing.get_context("spawn")
+    for target, want in ((_dies, (None, 0.0)), (_sends, ({"ok": 1}, 12.0))):
+        queue = ctx.Queue()
+        child = ctx.Process(target=target, args=(queue,))
+        child.start()
+        assert _result(child, queue, poll_s=0.5) == want
+        child.join()

@@ -180,6 +180,22 @@ def _train_child(argv: list[str], queue) -> None:
     queue.put((summary, peak_rss_mb()))
 
 
+def _result(child, queue, poll_s: float = 5.0):
+    """The child's ``(summary, rss)``; ``(None, 0.0)`` if it died without sending them (killed
+    for memory, a crash), where a bare ``queue.get()`` would wait for ever."""
+    import queue as queue_module
+
+    while True:
+        try:
+            return queue.get(timeout=poll_s)
+        except queue_module.Empty:
+            if not child.is_alive():
+                try:  # it may have sent them just before it ended
+                    return queue.get(timeout=poll_s)
+                except queue_module.Empty:
+                    return None, 0.0
+
+
 def train_from_cache(
     manifest: Path, cache: Path, steps: int, overrides, runs: Path, stream: bool = False
 ) -> dict:
@@ -198,7 +214,7 @@ def train_from_cache(
     argv = [a for x in sets for a in ("--set", x)] + ["--no-progress"]
     child = ctx.Process(target=_train_child, args=(argv, queue))
     child.start()
-    summary, rss = queue.get()
+    summary, rss = _result(child, queue)
     child.join()
     if summary is None:
         raise AvsslError("bench: the training run from the shard cache failed (see above)")
