@@ -104,6 +104,22 @@ def test_any_batches_and_order_give_the_one_batch_statistics(name):
     torch.testing.assert_close(first.running_mean, before)
 
 
+def test_with_audio_tta_every_speed_view_enters_the_statistics():
+    from avssl.audio_tta import speed_views
+
+    cfg, model = _head_bn("contrastive")
+    wave = _class_ordered(cfg, 9)
+    speeds = (0.8, 1.0, 1.2)
+    inputs, _ = _one_batch(model, speed_views(wave, speeds))  # all views as one batch
+    model.audio_tta = speeds
+    adapt_on_waves(model, wave, "cpu", batch_size=4)
+    assert model.audio_tta == speeds  # restored
+    for m, x in zip(audio_norm_layers(model), inputs, strict=True):
+        dims = [0, *range(2, x.dim())]
+        torch.testing.assert_close(m.running_mean, x.mean(dims), rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(m.running_var, x.var(dims, correction=0), rtol=1e-4, atol=1e-5)
+
+
 def test_adaptation_refuses_no_audio_and_no_batch_norm():
     cfg, model = _head_bn("contrastive")
     start = [m.running_mean.clone() for m in audio_norm_layers(model)]

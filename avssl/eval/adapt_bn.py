@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from avssl.audio_tta import speed_views
 from avssl.errors import AvsslError
 from avssl.eval.embed import audio_windows
 from avssl.train.runtime import autocast
@@ -56,17 +57,23 @@ def _estimate_layer(model, layer, waves: Tensor, device, precision: str, batch_s
         acc["s2"] = acc["s2"] + (x * x).sum(dim=dims).cpu()
         raise _Reached
 
+    # with test-time augmentation every speed view reaches the layer (evaluation embeds them
+    # all): the views of each batch go through as one batch, the model's own TTA loop (which
+    # the hook would stop after its first speed) off
+    tta, model.audio_tta = model.audio_tta, ()
     handle = layer.register_forward_pre_hook(record)
     try:
         with torch.no_grad():
             for lo in range(0, waves.shape[0], batch_size):
+                batch = waves[lo : lo + batch_size].to(device)
                 try:
                     with autocast(precision, torch.device(device)):
-                        model.embed_audio(waves[lo : lo + batch_size].to(device))
+                        model.embed_audio(speed_views(batch, tta) if tta else batch)
                 except _Reached:
                     pass
     finally:
         handle.remove()
+        model.audio_tta = tta
     if acc["n"] == 0:
         return False
     centred = acc["s1"] / acc["n"]
