@@ -91,6 +91,21 @@ def test_train_split_read_for_evaluation_comes_from_the_cache(world_cache, monke
     assert item["frames"].shape == (3, 32, 32)
 
 
+def test_report_gallery_reads_the_cached_train_split(world_cache, monkeypatch):
+    # the report fits l3's CCA on training clips: the cache holds them at load_size
+    from avssl.data.manifest import read_manifest
+    from avssl.data.source import manifest_path
+    from avssl.tools.report_gallery import centre_clips
+
+    cfg = load_config(None, [*TINY, f"data.cache={world_cache}"]).data
+    manifest = manifest_path(cfg, progress=False)
+    rows = [r for r in read_manifest(manifest) if r.split == "train"]
+    _no_decoding(monkeypatch)
+    clips = centre_clips(rows, manifest, cfg, 5, "train")
+    assert len(clips.rows) == 5 and clips.skipped == []
+    assert clips.frames.shape[1:] == (3, 32, 32)
+
+
 @pytest.mark.parametrize(
     "override,split,train_,needs",
     [

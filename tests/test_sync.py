@@ -174,3 +174,18 @@ def test_cli_bad_video(tiny_ckpt, tmp_path, media_factory, capsys):
     short = media_factory("short.mp4", duration=1.2)
     assert evaluate.main(["sync", "--checkpoint", str(tiny_ckpt), "--video", str(short)]) == 2
     assert "too short" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "fps,margin,window", [(25.0, 0.5, 1.0), (30.0, 1.0, 1.0), (24.0, 0.3, 0.5)]
+)
+def test_min_duration_is_where_frame_times_begin(fps, margin, window):
+    from types import SimpleNamespace
+
+    from avssl.eval.sync_cli import ClipSync
+
+    need = ClipSync.min_duration(
+        SimpleNamespace(data=SimpleNamespace(fps=fps, window=window)), margin
+    )
+    assert frame_times(need + 1e-9, fps, window, margin) is not None
+    assert frame_times(need - 2e-3, fps, window, margin) is None

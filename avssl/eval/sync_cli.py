@@ -14,6 +14,7 @@ it lands within one video frame.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 
 import numpy as np
@@ -103,7 +104,11 @@ class ClipSync:
         return (*best_offset(curve, self.offsets), curve, len(times))
 
     def min_duration(self, margin: float) -> float:
-        return 2 * margin + self.data.window
+        """The shortest clip :func:`~avssl.eval.sync.frame_times` finds a frame time in: the
+        first frame whose middle keeps every shifted window inside, then the same reach after."""
+        fps, half = self.data.fps, margin + self.data.window / 2
+        first = math.ceil(half * fps - 0.5 - 1e-6)
+        return (first + 0.5) / fps + half
 
 
 def run_video(sync: ClipSync, args) -> dict:

@@ -65,10 +65,11 @@ def centre_clips(
     rows = [rows[i] for i in spread(len(rows), limit)]
     size = data.frame_size
     if data.cache:
-        from avssl.data.shards import cached_clips
+        from avssl.data.shards import cached_clips, split_size
 
-        loader = cached_clips(data.cache, rows, data, split, size)
-        store = ClipStore(rows, manifest, data, size, True, loader=loader)
+        cached = split_size(data, split)  # the train split is cached at its training size
+        loader = cached_clips(data.cache, rows, data, split, cached)
+        store = ClipStore(rows, manifest, data, cached, True, loader=loader)
     else:
         store = ClipStore(rows, manifest, data, size, data.preload)
     skipped = list(store.skipped)
