@@ -77,9 +77,10 @@ class ClipStore:
             self.durations = [min(f.shape[0] / data.fps, a.shape[0] / sr) for f, a in self.loaded]
         else:
             self.rows, self.durations = [], []
+            ends = self._media_ends(rows, progress)
             for row in rows:
                 try:
-                    self.durations.append(self._duration(row))
+                    self.durations.append(self._duration(row, ends[self._paths(row)]))
                     self.rows.append(row)
                 except MediaError as err:
                     self.skipped.append((row.id, str(err)))
@@ -100,12 +101,32 @@ class ClipStore:
     def _paths(self, row: Row) -> tuple[Path, Path | None]:
         return resolve(self.manifest, row.visual), resolve(self.manifest, row.audio)
 
-    def _duration(self, row: Row) -> float:
-        video, audio = self._paths(row)
-        end = media.clip_end(video, audio, unknown=row.end)  # the span read_clip preloads
+    def _media_ends(self, rows: list[Row], progress: bool) -> dict:
+        """``clip_end`` of each distinct media pair of ``rows`` (the span read_clip preloads; a
+        MediaError in its place), probed once per pair, two at a time (headers only)."""
+
+        def end(paths):
+            try:
+                return media.clip_end(*paths, unknown=math.inf)
+            except MediaError as err:
+                return err
+
+        pairs = list(dict.fromkeys(self._paths(r) for r in rows))
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            found = tqdm(pool.map(end, pairs), total=len(pairs), desc="probe",
+                         disable=not progress, file=sys.stderr)  # fmt: skip
+            return dict(zip(pairs, found, strict=True))
+
+    def _duration(self, row: Row, end) -> float:
+        """The span of ``row`` on demand, given its media's ``end`` (``inf``: not declared)."""
+        if isinstance(end, MediaError):
+            raise end
+        if math.isinf(end) and row.end is None:
+            raise MediaError(self._paths(row)[0], "unknown duration: pass a duration")
         if row.end is None:
             return end - row.start
         if row.end > end + TOLERANCE_S:  # read_clip refuses such a row too (it pads less)
+            video = self._paths(row)[0]
             raise MediaError(video, f"ends at {end:.2f} s, before the row's end {row.end:.2f} s")
         return row.end - row.start
 
