@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from avssl.cli import ArgumentParser, int_at_least, positive_int, run_guarded
+from avssl.cli import ArgumentParser, positive_int, run_guarded
 from avssl.config import load_config
 from avssl.data import media
 from avssl.data.manifest import read_manifest, resolve
@@ -71,7 +71,12 @@ def held_out_accuracy(cfg, waves, digits, train, test, steps: int, batch: int) -
     waves, digits = waves.to(device), digits.to(device)
     train, test = torch.as_tensor(train, device=device), torch.as_tensor(test, device=device)
     opt = torch.optim.AdamW(model.parameters(), cfg.train.lr, weight_decay=cfg.train.weight_decay)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.train.lr, total_steps=steps, pct_start=0.1)
+    # warm-up over a tenth of the steps, but never a phase of zero length (OneCycleLR divides
+    # by each phase's length: --steps 10 with 0.1 divided by zero)
+    warm = min(0.75, max(0.1, 1.5 / steps))
+    sched = torch.optim.lr_scheduler.OneCycleLR(
+        opt, cfg.train.lr, total_steps=steps, pct_start=warm
+    )
     x, y = waves[train], digits[train]
     for _ in range(steps):
         i = torch.randint(len(x), (batch,)).to(device)
@@ -92,8 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", type=Path, required=True, help="an AV-Digits manifest.jsonl")
     p.add_argument("--config", default=str(REPO / "configs/avdigits-contrastive.yaml"))
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    # the one-cycle schedule warms up over a tenth of the steps: at least two of them
-    p.add_argument("--steps", type=int_at_least(20), default=400)
+    p.add_argument("--steps", type=positive_int, default=400)
     p.add_argument("--batch-size", type=positive_int, default=128)
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)

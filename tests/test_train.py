@@ -114,16 +114,17 @@ def test_logged_rate_leaves_out_validation_and_checkpoints(tiny_train_args, caps
     real = loop.score_pairs
 
     def slow_score_pairs(*args, **kwargs):
-        time.sleep(1.0)
+        time.sleep(2.5)
         return real(*args, **kwargs)
 
     monkeypatch.setattr(loop, "score_pairs", slow_score_pairs)
     assert train.main(tiny_train_args("train.eval_every=2", "train.log_every=1")) == 0
     run = Path(last_json(capsys.readouterr().out)["run_dir"])
     rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
-    # each window is one step of 4 clips: far less than the 1-s validations before steps 3, 5
+    # each window is one step of 4 clips: far less than the 2.5-s validations before steps 3, 5
+    # (a step stalled by a busy machine has taken 0.9 s)
     windows = {r["step"]: 4 / r["clips_per_s"] for r in rows if r["split"] == "train"}
-    assert len(windows) == 6 and max(windows.values()) < 0.5, windows
+    assert len(windows) == 6 and max(windows.values()) < 2.0, windows
 
 
 @pytest.mark.parametrize("decay", [(), ("train.weight_decay=0.2", "train.decay_all=false")])
