@@ -76,3 +76,17 @@ def test_preloaded_and_on_demand_stores_skip_the_same_rows(tmp_path):
         assert [r.id for r in store.rows] == ["fits", "open"]
         assert [s[0] for s in store.skipped] == ["past"]
     assert stores[0].durations == pytest.approx(stores[1].durations, abs=0.05)
+
+
+def test_on_demand_store_probes_each_media_file_once(tmp_path, monkeypatch):
+    from avssl.data import media
+
+    frames = np.zeros((50, 32, 32, 3), dtype=np.uint8)
+    write_video(tmp_path / "clip.mp4", frames, 25, np.zeros(32000, np.float32), 16000)
+    rows = [Row(id=f"r{i}", video="clip.mp4", start=0.1 * i, end=0.1 * i + 1.0) for i in range(8)]
+    calls = []
+    real = media.clip_end
+    monkeypatch.setattr(media, "clip_end", lambda *a, **k: calls.append(a) or real(*a, **k))
+    data = DataConfig(fps=25.0, sample_rate=16000, window=0.5)
+    store = ClipStore(rows, tmp_path / "m.jsonl", data, 32, False)
+    assert len(store) == 8 and len(calls) == 1
