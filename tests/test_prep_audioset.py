@@ -219,6 +219,8 @@ def test_a_video_is_chosen_over_an_audio_only_file_of_the_same_clip(media_factor
         (29.0, (20.0, 29.0)),
         (10.0, (0.0, 10.0)),  # a cut of the segment
         (9.7, (0.0, 9.7)),  # a cut a little short
+        (10.8, (0.0, 10.0)),  # a cut left long by keyframes (was a whole video: 20-10.8 s)
+        (12.9, (0.0, 10.0)),
         (15.0, "starts after the end"),  # a whole video ending before the segment starts
     ],
 )

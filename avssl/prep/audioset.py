@@ -21,7 +21,7 @@ from avssl.cli import ArgumentParser, share
 from avssl.data.audioset import Ontology, read_segments
 from avssl.data.manifest import SPLITS, Row
 from avssl.errors import AvsslError, MediaError
-from avssl.prep.clips import index_folder, locate
+from avssl.prep.clips import companion_audio, index_folder, locate
 from avssl.prep.report import (
     DUPLICATE,
     PrepReport,
@@ -97,8 +97,10 @@ def add_segment_rows(
         path, t0, t1 = found
         if split == "train" and carve_val(ytid, val_fraction):
             split = "val"
-        report.add(Row(item, video=relpath(path, out), start=t0, end=t1, labels=labels,
-                       split=split))  # fmt: skip
+        sound = companion_audio(candidates, path)
+        audio = None if sound is None else relpath(sound, out)
+        report.add(Row(item, video=relpath(path, out), audio=audio, start=t0, end=t1,
+                       labels=labels, split=split))  # fmt: skip
 
 
 def _parser() -> argparse.ArgumentParser:

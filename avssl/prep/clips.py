@@ -3,13 +3,16 @@
 Recognised names (any extension PyAV or soundfile reads; an optional ``Y`` prefix, as written by
 some AudioSet downloaders, is accepted):
 
-* ``{YTID}.ext``: either the whole video or just the segment, decided from its duration;
+* ``{YTID}.ext``: either the whole video or just the segment, decided from its duration (a
+  cut is at most :data:`CUT_SLACK_S` (3 s of a 10-s segment) longer than the segment, as a
+  keyframe-snapped download leaves it; a whole video is longer);
 * ``{YTID}_{start}.ext``: the segment starting at ``start`` seconds (int, float or zero-padded,
   e.g. VGGSound's ``zpWuikVorYg_000032``);
 * ``{YTID}_{start_ms}_{end_ms}.ext``: the segment ``[start_ms, end_ms)`` in milliseconds.
 
 A segment cut holds only the segment, so its row starts at 0 (and ends at the file's end when the
-name does not give it); a whole video keeps the CSV times.
+name does not give it); a whole video keeps the CSV times. An audio-only file named like the video
+chosen (``yt-dlp -f bv,ba`` keeps picture and sound apart) is the row's sound.
 """
 
 from __future__ import annotations
@@ -24,6 +27,10 @@ from avssl.errors import MediaError
 VIDEO_EXTS = frozenset({".mp4", ".webm", ".mkv", ".mov", ".avi", ".flv", ".3gp"})
 MEDIA_EXTS = VIDEO_EXTS | {".m4a", ".wav", ".flac", ".ogg", ".opus", ".mp3", ".aac"}
 TIME_TOLERANCE_S = 0.5  # a file's start may be rounded (e.g. to whole seconds) by downloaders
+# how much longer than its segment a cut may be: a stream-copied download starts and ends on
+# keyframes, a GOP (often 2 s on YouTube) or so around the segment; at most this share of the
+# segment, so a whole video of a short segment is not taken for a cut
+CUT_SLACK_S, CUT_SLACK_SHARE = 3.0, 0.3
 
 
 @dataclass(frozen=True)
@@ -90,7 +97,8 @@ def locate(
         start: segment start in the source video (s).
         end: segment end in the source video (s).
         layout: for ``{YTID}.ext`` names: "whole" (full videos), "segment" (cut segments) or
-            "auto" (whole when the file is longer than the segment, else a cut).
+            "auto" (a cut when the file is at most ``CUT_SLACK_S`` longer than the segment,
+            and 30 % of it, else the whole video).
 
     Returns:
         ``(path, start, end)`` within the file (``end`` None: to the end of the file), or a
@@ -124,8 +132,24 @@ def locate(
     duration = media.probe(path).duration
     if duration is None:
         raise MediaError(path, "unknown duration (pass --layout whole or segment)")
-    if duration > length + TIME_TOLERANCE_S:  # longer than a cut of it can be: the whole video
-        if start >= duration - TIME_TOLERANCE_S:
-            return f"the segment at {start:g} s starts after the end of {path} ({duration:g} s)"
-        return path, start, min(end, duration)  # a video may end short of the segment
-    return path, 0.0, min(length, duration)
+    # A cut is about the segment's length, up to CUT_SLACK_S more when the download snapped to
+    # keyframes (read as a whole video, its start would be applied twice); a whole video
+    # normally reaches the segment's end (AudioSet's end times stop at the video's end), and
+    # one that ends inside the segment is still longer than a cut.
+    if start == 0 or duration <= length + min(CUT_SLACK_S, CUT_SLACK_SHARE * length):
+        return path, 0.0, min(length, duration)
+    if start >= duration - TIME_TOLERANCE_S:
+        return f"the segment at {start:g} s starts after the end of {path} ({duration:g} s)"
+    return path, start, min(end, duration)
+
+
+def companion_audio(candidates: list[ClipFile], chosen: Path) -> Path | None:
+    """An audio-only file among ``candidates`` named with the same times as the video
+    ``chosen`` (its separately downloaded sound), or None."""
+    if chosen.suffix.lower() not in VIDEO_EXTS:
+        return None
+    times = next((c.start, c.end) for c in candidates if c.path == chosen)
+    for c in candidates:
+        if c.path.suffix.lower() not in VIDEO_EXTS and (c.start, c.end) == times:
+            return c.path
+    return None

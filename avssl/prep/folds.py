@@ -36,8 +36,11 @@ def add_audio_row(
 
 
 def write_folds(out: Path, folds: dict[str, int], report: PrepReport) -> None:
-    """Write ``folds.json`` ({id: fold}) for the rows kept and mention it in the report."""
+    """Write ``folds.json`` ({id: fold}) for the rows kept and mention it in the report; with
+    no row kept nothing is written (:meth:`PrepReport.finish` then says so)."""
     kept = {r.id: folds[r.id] for r in report.rows}
+    if not kept:
+        return
     out.mkdir(parents=True, exist_ok=True)
     (out / FOLDS).write_text(json.dumps(kept, indent=0) + "\n", encoding="utf-8")
     report.extra["folds"] = str(out / FOLDS)

@@ -4,8 +4,10 @@ VGG-SS (Chen et al., "Localizing Visual Sounds the Hard Way", CVPR 2021,
 https://arxiv.org/abs/2104.02691) annotates one frame of 5,158 VGGSound clips with normalised
 ``[x0, y0, x1, y1]`` boxes: ``[{"file": "zpWuikVorYg_000032", "class": "...", "bbox": [[...]]}]``.
 Media are looked up by file stem under ``--media``: an image (the annotated frame) with an audio
-file, or the clip's video. Every row is split "test"; ``labels`` holds the class name. Entries
-that are not objects or have unusable boxes are skipped and listed in the report.
+file, or the clip's video; failing that, a cut of the clip named by another scheme of
+:mod:`avssl.prep.clips` (``{ytid}_{start}``, ``{ytid}_{start_ms}_{end_ms}``). Every row is
+split "test"; ``labels`` holds the class name. Entries that are not objects or have unusable
+boxes are skipped and listed in the report.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pathlib import Path
 from avssl.cli import ArgumentParser
 from avssl.data.annotations import load_vggss, read_flickr_ids
 from avssl.errors import AvsslError
+from avssl.prep.clips import TIME_TOLERANCE_S, VIDEO_EXTS, index_folder
 from avssl.prep.localization import (
     clip_boxes,
     index_stems,
@@ -45,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     if keep is not None and not keep:
         raise AvsslError(f"{args.ids}: no ids in the file")
     stems = index_stems(args.media)
+    cuts = _cut_clips(args.media, entries, stems)
     lost_boxes: dict[str, list[str]] = {}
     for k, entry in enumerate(entries):
         problem = entry_problem(entry)
@@ -66,9 +70,33 @@ def main(argv: list[str] | None = None) -> int:
             continue
         lose_boxes(lost_boxes, item, dropped)
         labels = [str(entry["class"])] if entry.get("class") else []
-        media_row(report, item, stems.get(item), args.out, boxes, labels)
+        media_row(report, item, stems.get(item) or cuts.get(item), args.out, boxes, labels)
     note_dropped(report, lost_boxes)
     return finish_run(report, args)
+
+
+def _cut_clips(media: Path, entries: list, stems: dict) -> dict[str, dict[str, Path]]:
+    """``{item: {"video": path}}`` for items ``{ytid}_{start:06d}`` not found by that exact
+    stem but as a cut named by another scheme of :mod:`avssl.prep.clips` (``{ytid}_{start}``,
+    ``{ytid}_{start_ms}_{end_ms}``), as the VGGSound folder they come from may hold them. Only
+    cuts: the centre frame of a cut of the 10-s clip is the annotated one."""
+    wanted = {}
+    for entry in entries:
+        item = str(entry.get("file", "")) if isinstance(entry, dict) else ""
+        ytid, _, start = item.rpartition("_")
+        if item not in stems and ytid and start.isdigit():
+            wanted[item] = (ytid, float(start))
+    if not wanted:
+        return {}
+    found = index_folder(media, {ytid for ytid, _ in wanted.values()})
+    out = {}
+    for item, (ytid, start) in wanted.items():
+        for c in found.get(ytid, []):
+            is_video = c.path.suffix.lower() in VIDEO_EXTS
+            if is_video and c.start is not None and abs(c.start - start) <= TIME_TOLERANCE_S:
+                out[item] = {"video": c.path}
+                break
+    return out
 
 
 def entry_problem(entry) -> str | None:
