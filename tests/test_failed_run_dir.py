@@ -116,3 +116,25 @@ def test_discard_failed_run_only_for_a_run_that_began_empty(tmp_path):
     assert run.is_dir()
     discard_failed_run(run, created=True, started_empty=True)  # the run's own folder goes
     assert not run.exists()
+
+
+def test_runs_started_together_take_different_folders(tmp_path):
+    # the folder stays otherwise empty until the data are loaded: a second run started meanwhile
+    # (seeds launched at once) must not take it too
+    from avssl.config import load_config
+    from avssl.errors import AvsslError
+    from avssl.train.cli import prepare_run_dir
+
+    cfg = load_config(None, [f"train.runs_dir={tmp_path / 'runs'}"])
+    first, made = prepare_run_dir(cfg, None)
+    second, _ = prepare_run_dir(cfg, None)
+    assert made and first.name == "default" and second.name == "default-2"
+    assert (first / "config.yaml").is_file()
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    assert prepare_run_dir(cfg, str(mine)) == (mine, False)
+    try:
+        prepare_run_dir(cfg, str(mine))
+        raise AssertionError("a claimed --run-dir was handed out twice")
+    except AvsslError as err:
+        assert "not empty" in str(err)

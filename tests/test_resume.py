@@ -131,3 +131,11 @@ def test_resume_after_a_crash_logs_each_step_once(tiny_train_args, tmp_path, mon
     steps = [(r["step"], r["split"]) for r in _rows(run)]
     train_steps = [(i, "train") for i in range(1, 7)]
     assert steps == [*train_steps[:3], (3, "val"), *train_steps[3:], (6, "val")]
+
+
+def test_a_signal_during_the_last_step_leaves_a_finished_run(tiny_train_args, capsys, monkeypatch):
+    # TINY trains 6 steps: a SIGINT while the 6th runs stops nothing left to do
+    _stop_after(monkeypatch, 6)
+    assert train.main(tiny_train_args()) == 0
+    summary = last_json(capsys.readouterr().out)
+    assert summary["step"] == 6 and not summary["interrupted"] and summary["signal"] == 0

@@ -144,3 +144,11 @@ def test_time_limited_ddp_ranks_stop_together(tiny_train_args, tiny_cache, tmp_p
     assert set(digests) == {"0", "1"} and digests["0"] == digests["1"], proc.stderr[-2000:]
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
     assert summary["time_limited"] and summary["step"] < 100000
+
+
+def test_a_budget_shorter_than_the_warm_up_still_decays_to_zero():
+    cfg = load_config(None, ["train.steps=1200", "train.warmup_steps=100"])
+    factors = [lr_factor(s, cfg, total=80) for s in range(80)]
+    assert factors[0] > 0 and max(factors) == pytest.approx(1.0)
+    assert factors[-1] < 0.01  # before: 0.8, still warming up when the plan ended
+    assert lr_factor(50, cfg) == pytest.approx(51 / 100)  # a full-length run is unchanged

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from avssl.cli import ArgumentParser, json_line
-from avssl.config import Config, apply_override, load_config
+from avssl.config import Config, apply_override, dump_yaml, load_config
 from avssl.config_checks import check_ranges
 from avssl.errors import AvsslError, CheckpointError, ConfigError
 from avssl.train.checkpoint import checkpoint_config, load_checkpoint
@@ -25,6 +25,7 @@ from avssl.train.checkpoint import checkpoint_config, load_checkpoint
 MIN_FREE_BYTES = 200 * 2**20
 CHECKPOINT_FILES = ("last.pt", "best.pt")
 RECORD_FILES = ("config.yaml", "metrics.jsonl")  # what a run writes before its first checkpoint
+CLAIM = RECORD_FILES[0]  # created exclusively when a run takes its folder
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -61,21 +62,45 @@ def prepare_run_dir(cfg: Config, explicit: str | None) -> tuple[Path, bool]:
         run_dir = Path(explicit)
         if run_dir.exists() and not run_dir.is_dir():
             raise AvsslError(f"{run_dir}: run directory is an existing file, not a folder")
-        if run_dir.exists() and any(run_dir.iterdir()):
+        created = _claim(run_dir)
+        if created is None:
             raise AvsslError(f"{run_dir}: run directory exists and is not empty (use --resume)")
     else:
         base = Path(cfg.train.runs_dir) / cfg.name
         run_dir, i = base, 1
-        while run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
+        while (created := _claim(run_dir)) is None:
             i += 1
             run_dir = base.with_name(f"{base.name}-{i}")
-    created = not run_dir.exists()
     try:
         check_writable(run_dir)
     except AvsslError:  # e.g. a full disk: the folder just made for the run goes too
+        (run_dir / CLAIM).unlink(missing_ok=True)
         remove_if_empty(run_dir, created)
         raise
+    (run_dir / CLAIM).write_text(dump_yaml(cfg), encoding="utf-8")
     return run_dir, created
+
+
+def _claim(run_dir: Path) -> bool | None:
+    """Take ``run_dir`` for this run if it is free (missing, or an empty folder), by creating its
+    ``config.yaml`` exclusively: two runs started together (seeds launched at once) cannot both
+    take it, though nothing else is written into it until the data are loaded.
+
+    Returns:
+        Whether this call created the folder, or None when it is taken (not an empty folder, or
+        claimed by another run first).
+    """
+    if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
+        return None
+    created = not run_dir.exists()
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        os.close(os.open(run_dir / CLAIM, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except FileExistsError:
+        return None
+    except OSError as err:
+        raise AvsslError(f"{run_dir}: run directory is not writable ({err.strerror})") from None
+    return created
 
 
 def remove_if_empty(run_dir: Path, created: bool) -> None:

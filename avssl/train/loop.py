@@ -203,11 +203,12 @@ def train(
                     loss, stats = runner(batch)
                 if not torch.isfinite(loss):
                     last = run_dir / "last.pt"
-                    kept = (
-                        f"The last good checkpoint is {last}"
-                        if last.exists()
-                        else "No checkpoint yet"
-                    )
+                    if not main_proc:  # only rank 0 knows the folder it chose
+                        kept = "Rank 0 names the last good checkpoint"
+                    elif last.exists():
+                        kept = f"The last good checkpoint is {last}"
+                    else:
+                        kept = "No checkpoint yet"
                     raise TrainingError(
                         f"loss is {loss.item()} at step {step}; stopped. {kept} "
                         "(try a lower train.lr or train.precision=fp32)"
@@ -256,9 +257,10 @@ def train(
             else:
                 epoch, start_batch = epoch + 1, 0
         bar.close()
-        if stop.signum:
-            if main_proc:
-                save_checkpoint(run_dir / "last.pt", state("last"))
+        # a signal during the last step stops nothing: the run is complete, not to be resumed
+        interrupted = bool(stop.signum) and step < total
+        if interrupted and main_proc:  # rank 0 alone knows which folder it chose
+            save_checkpoint(run_dir / "last.pt", state("last"))
             name = signal.Signals(stop.signum).name
             print(
                 f"{name}: stopped at step {step}; checkpoint saved to {run_dir / 'last.pt'}. "
@@ -283,10 +285,10 @@ def train(
         "weights_digest": digest,
         # train.ema_decay > 0: the averaged weights that best.pt, validation and evaluation use
         "averaged_weights_digest": None if ema is None else weights_digest(ema.module),
-        "interrupted": bool(stop.signum),
+        "interrupted": interrupted,
         # train.max_minutes ended the run before train.steps
-        "time_limited": bool(budget.enabled and step < cfg.train.steps and not stop.signum),
-        "signal": stop.signum,
+        "time_limited": bool(budget.enabled and step < cfg.train.steps and not interrupted),
+        "signal": stop.signum if interrupted else 0,
         "n_skipped": len(skipped),
         "skipped": skipped[:MAX_LISTED_SKIPS],
     }

@@ -19,14 +19,19 @@ MIN_TIMED_STEPS = 5
 
 def lr_factor(step: int, cfg: Config, total: int | None = None) -> float:
     """Linear warm-up, then cosine decay to zero at ``total`` steps (default ``train.steps``), or
-    constant with ``train.schedule=constant``."""
+    constant with ``train.schedule=constant``.
+
+    The warm-up takes ``train.warmup_steps``, but at most half of ``total``: a run whose time
+    budget plans fewer steps than that still decays to zero instead of ending in its warm-up.
+    """
     t = cfg.train
     total = t.steps if total is None else total
-    if t.warmup_steps and step < t.warmup_steps:
-        return (step + 1) / t.warmup_steps
+    warmup = min(t.warmup_steps, total // 2)
+    if warmup and step < warmup:
+        return (step + 1) / warmup
     if t.schedule == "constant":
         return 1.0
-    progress = (step - t.warmup_steps) / max(1, total - t.warmup_steps)
+    progress = (step - warmup) / max(1, total - warmup)
     return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
