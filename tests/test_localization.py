@@ -328,3 +328,10 @@ def test_cli_method_without_map_is_one_line_error(method, tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("error: ") and str(path) in err and "no localisation map" in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_a_flipped_numpy_view_scores_as_its_copy():
+    from avssl.eval.localization import normalise_map
+
+    h = np.random.default_rng(0).random((7, 7)).astype(np.float32)
+    np.testing.assert_array_equal(normalise_map(h[:, ::-1]), normalise_map(h[:, ::-1].copy()))

@@ -44,7 +44,7 @@ THRESHOLDS = [0.05 * i for i in range(21)]  # as the reference builds them (floa
 
 def normalise_map(heatmap) -> np.ndarray:
     """Resize a heatmap ``[h, w]`` to ``[224, 224]`` (bilinear) and min-max normalise it."""
-    x = torch.as_tensor(np.asarray(heatmap), dtype=torch.float32)
+    x = torch.as_tensor(np.ascontiguousarray(heatmap), dtype=torch.float32)
     if x.shape != (SIZE, SIZE):
         x = F.interpolate(x[None, None], size=(SIZE, SIZE), mode="bilinear", align_corners=False)
         x = x[0, 0]
