@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import av
+import numpy as np
 
 from avssl.errors import MediaError
 
@@ -113,6 +114,17 @@ def frame_period_s(stream) -> float | None:
 
 
 DEFAULT_FRAME_S = 0.04  # one frame at 25 fps
+
+
+def quarter_turns(frame) -> int:
+    """Counterclockwise quarter turns that show a decoded video frame upright: its display
+    matrix (a phone's portrait video is stored landscape with a rotation of -90 degrees)."""
+    return round((getattr(frame, "rotation", 0) or 0) / 90) % 4
+
+
+def upright(image: np.ndarray, turns: int) -> np.ndarray:
+    """``image`` ``[H, W, C]`` turned by :func:`quarter_turns` (unchanged for 0)."""
+    return np.ascontiguousarray(np.rot90(image, turns)) if turns else image
 
 
 def frame_time_slack_s(frame_s: float) -> float:

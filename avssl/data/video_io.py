@@ -29,8 +29,10 @@ from avssl.data.media_checks import (
     guard,
     open_container,
     origin_s,
+    quarter_turns,
     seek_to,
     stream_end_s,
+    upright,
 )
 from avssl.errors import MediaError
 
@@ -82,7 +84,8 @@ def read_frames(
             frame = next(container.decode(stream), None)
             if frame is None:
                 raise MediaError(p, "truncated or corrupt: no image could be decoded")
-            image = _convert(p, frame, _out_size(p, size, frame.width, frame.height, n))
+            turns = quarter_turns(frame)
+            image = _convert(p, frame, _out_size(p, size, *_shown_wh(frame), n), turns)
             return torch.from_numpy(np.broadcast_to(image, (n, *image.shape)).copy())
         declared = stream_end_s(container, stream)
         if declared is not None and start >= declared:  # fail before decoding the last GOP
@@ -114,7 +117,7 @@ def _decode_window(
     if seek:
         seek_to(container, stream, times[0] if to is None else to)
     n = len(times)
-    out, i, prev, prev_t, prev_img, hw = None, 0, None, None, None, None
+    out, i, prev, prev_t, prev_img, hw, turns = None, 0, None, None, None, None, 0
     for frame in container.decode(stream):
         if frame.time is not None:
             t = frame.time - origin
@@ -127,11 +130,12 @@ def _decode_window(
                 raise MediaError(
                     p, f"video starts at {t:.2f} s, after the window start {start:.2f} s"
                 )
-            hw = _out_size(p, size, frame.width, frame.height, n)
+            turns = quarter_turns(frame)  # the picture as shown (a phone's portrait video)
+            hw = _out_size(p, size, *_shown_wh(frame), n)
             out = np.empty((n, *hw, 3), dtype=np.uint8)  # numpy: torch copies contend for threads
         while i < n and prev is not None and times[i] + eps < t:
             if prev_img is None:
-                prev_img = _convert(p, prev, hw)
+                prev_img = _convert(p, prev, hw, turns)
             out[i] = prev_img
             i += 1
         if i >= n:
@@ -141,7 +145,7 @@ def _decode_window(
         end = None if prev is None else prev_t + frame_dur
         tolerance = max(TOLERANCE_S, frame_dur)
         check_coverage(p, "video", start, duration, end, declared, tolerance=tolerance)
-        out[i:] = _convert(p, prev, hw)
+        out[i:] = _convert(p, prev, hw, turns)
     return torch.from_numpy(out)
 
 
@@ -181,12 +185,21 @@ def _out_size(p, size, width: int, height: int, n: int) -> tuple[int, int]:
 _local = threading.local()
 
 
-def _convert(p, frame, hw: tuple[int, int]) -> np.ndarray:
-    """One decoded frame as uint8 ``[H, W, 3]`` RGB at size ``hw``."""
+def _shown_wh(frame) -> tuple[int, int]:
+    """``(width, height)`` of a decoded frame as shown (turned upright)."""
+    if quarter_turns(frame) % 2:
+        return frame.height, frame.width
+    return frame.width, frame.height
+
+
+def _convert(p, frame, hw: tuple[int, int], turns: int = 0) -> np.ndarray:
+    """One decoded frame as uint8 ``[H, W, 3]`` RGB at size ``hw``, turned upright by ``turns``
+    (:func:`~avssl.data.media_checks.quarter_turns`)."""
     check_pixels(p, frame.width, frame.height, "frame size")
     # A reformatter kept per thread reuses its scaler: ~8x faster than frame.reformat on small
     # frames, which builds a new one per call.
     if not hasattr(_local, "reformatter"):
         _local.reformatter = VideoReformatter()
-    rgb = _local.reformatter.reformat(frame, width=hw[1], height=hw[0], format="rgb24")
-    return rgb.to_ndarray()
+    h, w = (hw[1], hw[0]) if turns % 2 else hw  # scaled as stored, then turned
+    rgb = _local.reformatter.reformat(frame, width=w, height=h, format="rgb24")
+    return upright(rgb.to_ndarray(), turns)

@@ -24,7 +24,9 @@ from avssl.data.media_checks import (
     guard,
     open_container,
     origin_s,
+    quarter_turns,
     stream_end_s,
+    upright,
 )
 from avssl.data.video_io import video_stream
 from avssl.errors import MediaError
@@ -41,7 +43,8 @@ def iter_frames_at(
     Args:
         path: a video file or a still image.
         times: ascending float times in seconds.
-        size: ``(H, W)`` output size (resized by FFmpeg's scaler), or None for native.
+        size: ``(H, W)`` output size (resized by FFmpeg's scaler), or None for native; frames
+            are shown upright (a stream's display rotation applied).
 
     Yields:
         uint8 ``[H, W, 3]`` RGB frames, one per time.
@@ -68,8 +71,10 @@ def iter_frames_at(
 
         def convert(frame) -> np.ndarray:
             check_pixels(p, frame.width, frame.height, "frame size")
-            rgb = scaler.reformat(frame, width=w, height=h, format="rgb24", interpolation="AREA")
-            return rgb.to_ndarray()
+            turns = quarter_turns(frame)  # scaled as stored, then shown upright
+            sw, sh = (h, w) if turns % 2 else (w, h)
+            rgb = scaler.reformat(frame, width=sw, height=sh, format="rgb24", interpolation="AREA")
+            return upright(rgb.to_ndarray(), turns)
 
         frame_dur = frame_period_s(stream) or DEFAULT_FRAME_S
         i, prev, prev_img, t = 0, None, None, None
@@ -91,6 +96,24 @@ def iter_frames_at(
         last = convert(prev)
         for _ in range(i, len(times)):
             yield last
+
+
+def shown_size(path: str | os.PathLike, height: int, width: int) -> tuple[int, int]:
+    """``(height, width)`` of a video as shown: the stored ``height, width`` swapped when its
+    first frame's display rotation is a quarter turn (a phone's portrait video).
+
+    Raises:
+        MediaError: unreadable file or no video stream.
+    """
+    p = check_file(path)
+    container = open_container(p)
+    with container, guard(p):
+        stream = video_stream(container)
+        if stream is None:
+            raise MediaError(p, "no video stream")
+        frame = next(container.decode(stream), None)
+    turned = frame is not None and quarter_turns(frame) % 2
+    return (width, height) if turned else (height, width)
 
 
 def audio_end(path: str | os.PathLike, declared: float | None) -> float | None:
