@@ -58,8 +58,36 @@ def check_outputs(args) -> None:
     if args.out:
         check_new_file(args.out, args.force, in_place=True)  # emit() rewrites it in place
         check_not_input(args.out, args, (".json",))
+        _check_not_run_input(args)
     if getattr(args, "out_dir", None):
         check_new_dir(args.out_dir, args.force)
+
+
+def _check_not_run_input(args) -> None:
+    """Refuse an existing ``--out`` that the evaluation reads without naming it: a file of the
+    checkpoint's run folder other than a result (``--checkpoint RUN/best.pt --out RUN/last.pt``)
+    or, without ``--data``, the manifest the checkpoint's config points at."""
+    out, ckpt = Path(args.out), getattr(args, "checkpoint", None)
+    if not ckpt or not out.exists() or not Path(ckpt).exists():
+        return
+    run = Path(ckpt) if Path(ckpt).is_dir() else Path(ckpt).parent
+    if out.resolve().is_relative_to(run.resolve()) and out.suffix.lower() != ".json":
+        raise AvsslError(
+            f"{args.out}: is a file of the checkpoint's folder {run} (--force never overwrites "
+            "it; the output must end in .json)"
+        )
+    if getattr(args, "data", None):
+        return  # an argument: check_not_input has seen it
+    from avssl.cli_outputs import check_not_read
+    from avssl.data.source import manifest_path
+    from avssl.train.checkpoint import checkpoint_config, load_checkpoint
+
+    cfg = checkpoint_config(load_checkpoint(ckpt))
+    try:
+        manifest = manifest_path(cfg.data, progress=False)
+    except AvsslError:
+        return  # the evaluation itself says what is missing
+    check_not_read(args.out, [manifest], "the manifest of the checkpoint's data")
 
 
 def add_tta(p: argparse.ArgumentParser) -> None:
