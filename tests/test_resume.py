@@ -139,3 +139,20 @@ def test_a_signal_during_the_last_step_leaves_a_finished_run(tiny_train_args, ca
     assert train.main(tiny_train_args()) == 0
     summary = last_json(capsys.readouterr().out)
     assert summary["step"] == 6 and not summary["interrupted"] and summary["signal"] == 0
+
+
+@pytest.mark.parametrize(
+    "change", ["model.conv1_stride=1", "model.audio.n_mels=32", "data.sample_rate=8000"]
+)
+def test_resume_refuses_a_change_of_what_the_weights_read(change, tiny_train_args, capsys):
+    # each keeps every weight's shape (the load succeeds), yet the weights were learnt on other
+    # inputs; training-only augmentation may still change
+    assert train.main(tiny_train_args("train.steps=2", "train.eval_every=2")) == 0
+    run = Path(last_json(capsys.readouterr().out)["run_dir"])
+    last = (run / "last.pt").read_bytes()
+    assert _resume(run, "train.steps=4", change) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    key = change.split("=")[0]
+    assert len(err) == 1 and err[0].startswith(f"error: {key}: cannot be changed on resume")
+    assert (run / "last.pt").read_bytes() == last
+    assert _resume(run, "train.steps=4", "model.audio.freq_mask=4") == 0

@@ -171,6 +171,35 @@ def check_model_config(cfg: Config):
     return model
 
 
+# what the weights were learnt on that keeps every weight's shape when changed: refused on
+# resume by value, as a changed shape is by loading (training-only augmentation may change)
+FIXED_ON_RESUME = (
+    "data.fps", "data.frame_size", "data.sample_rate", "data.window",
+    "model.conv1_stride", "model.vision_pool_last", "model.audio_time_bins",
+    "model.audio_rfn_blocks", "model.audio_rfn_lambda", "model.spatial",
+    "model.audio.kind", "model.audio.n_fft", "model.audio.win_length", "model.audio.hop_length",
+    "model.audio.n_mels", "model.audio.center", "model.audio.normalize", "model.audio.lifter",
+    "model.audio.stretch_active_db",
+)  # fmt: skip
+
+
+def check_resume_keeps_inputs(cfg: Config, saved: Config) -> None:
+    """Refuse a ``--set`` at resume that changes what the weights were learnt to read.
+
+    Raises:
+        ConfigError: one of :data:`FIXED_ON_RESUME` differs from the checkpoint's value.
+    """
+    for key in FIXED_ON_RESUME:
+        new, old = cfg, saved
+        for part in key.split("."):
+            new, old = getattr(new, part), getattr(old, part)
+        if new != old:
+            raise ConfigError(
+                f"{key}: cannot be changed on resume (the weights were learnt with {old!r}, "
+                f"not {new!r}); start a new run"
+            )
+
+
 def check_resume_fits(cfg: Config, resume: dict, ckpt: Path) -> None:
     """Refuse ``--set`` overrides at resume that change the model the checkpoint was trained as
     (another width, an added or removed head): its weights would not load into it.
@@ -224,6 +253,7 @@ def main(argv: list[str] | None = None) -> int:
         decay_all = cfg.train.decay_all
         for item in args.overrides:
             apply_override(cfg, item)
+        check_resume_keeps_inputs(cfg, checkpoint_config(resume))
         if cfg.train.decay_all != decay_all:
             raise ConfigError(
                 f"train.decay_all: cannot be changed on resume (the run's optimiser state was "
