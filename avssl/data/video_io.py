@@ -98,8 +98,16 @@ def read_frames(
         window = (start, duration, fps, size, declared)
         try:
             return _decode_window(p, container, stream, *window, seek=start > 0)
-        except _Overshoot:  # the seek landed after the window (an unusual index): decode from 0
-            return _decode_window(p, container, stream, *window, seek=True, to=0.0)
+        except _Overshoot:
+            pass
+    # The seek landed after the window, or where nothing decodes (MPEG-TS seeks by byte, onto a
+    # packet that is no keyframe, even when asked for time 0): decode from the first packet of
+    # a fresh demuxer instead.
+    container = open_container(p)
+    with container, guard(p):
+        stream = video_stream(container)
+        stream.thread_type = "AUTO"
+        return _decode_window(p, container, stream, *window, seek=False)
 
 
 class _Overshoot(Exception):
@@ -107,15 +115,19 @@ class _Overshoot(Exception):
 
 
 def _decode_window(
-    p, container, stream, start, duration, fps, size, declared, seek, to=None
+    p, container, stream, start, duration, fps, size, declared, seek
 ) -> torch.Tensor:
-    """Decode forward from a seek to ``to`` (default: ``start``) and pick the window's frames."""
+    """Decode forward (from a seek to ``start`` when ``seek``) and pick the window's frames.
+
+    Raises:
+        _Overshoot: after a seek, the first frame decoded is past the window, or none is.
+    """
     times = start + np.arange(round(duration * fps)) / fps
     origin = origin_s(container)
     frame_dur = frame_period_s(stream) or DEFAULT_FRAME_S
     eps = frame_time_slack_s(frame_dur)
     if seek:
-        seek_to(container, stream, times[0] if to is None else to)
+        seek_to(container, stream, times[0])
     n = len(times)
     out, i, prev, prev_t, prev_img, hw, turns = None, 0, None, None, None, None, 0
     for frame in container.decode(stream):
@@ -124,7 +136,7 @@ def _decode_window(
         else:
             t = 0.0 if prev_t is None else prev_t + frame_dur
         if prev is None:
-            if t > times[0] + eps and seek and to is None:
+            if t > times[0] + eps and seek:
                 raise _Overshoot
             if t > times[0] + max(TOLERANCE_S, frame_dur):
                 raise MediaError(
@@ -141,6 +153,8 @@ def _decode_window(
         if i >= n:
             break
         prev, prev_t, prev_img = frame, t, None
+    if prev is None and seek:
+        raise _Overshoot
     if i < n:  # the stream ended inside the window
         end = None if prev is None else prev_t + frame_dur
         tolerance = max(TOLERANCE_S, frame_dur)
