@@ -83,10 +83,15 @@ def _check_not_run_input(args) -> None:
     from avssl.train.checkpoint import checkpoint_config, load_checkpoint
 
     cfg = checkpoint_config(load_checkpoint(ckpt))
-    try:
-        manifest = manifest_path(cfg.data, progress=False)
-    except AvsslError:
-        return  # the evaluation itself says what is missing
+    if cfg.data.root is None:  # the synthetic world: not built here if it is not there
+        from avssl.data.synthetic import MANIFEST, world_dir
+
+        manifest = world_dir(cfg.data.synthetic) / MANIFEST
+    else:
+        try:
+            manifest = manifest_path(cfg.data, progress=False)
+        except AvsslError:
+            return  # the evaluation itself says what is missing
     check_not_read(args.out, [manifest], "the manifest of the checkpoint's data")
 
 
