@@ -187,3 +187,26 @@ def one_line_error(code: int, out: str, err: str, path: Path, reason: str) -> No
 
 def last_json(out: str) -> dict:
     return json.loads(out.strip().splitlines()[-1])
+
+
+def encode_h264(path: Path, images, fmt: str | None = None, **options) -> Path:
+    """Encode RGB ``images`` (uint8 ``[H, W, 3]`` each) as h264 at 25 fps into ``path`` with
+    PyAV, for container features writer.write_video does not set: ``fmt`` (e.g. ``mpegts``),
+    ``rotation`` (a display rotation in degrees), ``gop`` (frames per key interval)."""
+    images = list(images)
+    with av.open(str(path), "w", format=fmt) as out:
+        v = out.add_stream("libx264", rate=25)
+        v.height, v.width = images[0].shape[:2]
+        v.pix_fmt = "yuv420p"
+        if "rotation" in options:
+            v.set_display_rotation(options["rotation"])
+        if "gop" in options:
+            v.codec_context.gop_size = options["gop"]
+        for i, img in enumerate(images):
+            frame = av.VideoFrame.from_ndarray(img, format="rgb24")
+            frame.pts = i
+            for packet in v.encode(frame):
+                out.mux(packet)
+        for packet in v.encode(None):
+            out.mux(packet)
+    return path

@@ -3,9 +3,9 @@ the training reader, the index/overlay reader and the overlay's output size."""
 
 from __future__ import annotations
 
-import av
 import numpy as np
 import pytest
+from bad_media import encode_h264
 
 from avssl.data.video_io import read_frames
 from avssl.tools.stream_io import iter_frames_at, shown_size
@@ -15,21 +15,9 @@ from avssl.tools.stream_io import iter_frames_at, shown_size
 def portrait(tmp_path):
     """Stored 320x160, red left half, blue right half, shown turned a quarter clockwise
     (display rotation -90, as ffprobe reports for phone videos): red on top."""
-    path = tmp_path / "portrait.mp4"
-    with av.open(str(path), "w") as out:
-        v = out.add_stream("libx264", rate=25)
-        v.width, v.height, v.pix_fmt = 320, 160, "yuv420p"
-        v.set_display_rotation(-90)
-        img = np.zeros((160, 320, 3), np.uint8)
-        img[:, :160, 0] = img[:, 160:, 2] = 255
-        for i in range(10):
-            frame = av.VideoFrame.from_ndarray(img, format="rgb24")
-            frame.pts = i
-            for packet in v.encode(frame):
-                out.mux(packet)
-        for packet in v.encode(None):
-            out.mux(packet)
-    return path
+    img = np.zeros((160, 320, 3), np.uint8)
+    img[:, :160, 0] = img[:, 160:, 2] = 255
+    return encode_h264(tmp_path / "portrait.mp4", [img] * 10, rotation=-90)
 
 
 def _red_on_top(img: np.ndarray) -> bool:
