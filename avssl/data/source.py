@@ -82,6 +82,28 @@ def resolve_domains(cfg: Config, progress: bool = True) -> None:
     cfg.loss.domains = found
 
 
+def open_store(
+    rows: list[Row], manifest: Path, data: DataConfig, split: str, train: bool, progress=False
+) -> ClipStore:
+    """The :class:`ClipStore` of ``rows`` of ``split``, decoded as training or evaluation reads
+    them: from ``data.cache`` when set (always preloaded, no media decoding), else from the
+    media (preloaded when ``data.preload``).
+
+    Frames are decoded at ``data.load_size`` for training with augmentation, else at
+    ``data.frame_size``; a cache holds the train split at its training size, so the train split
+    read for evaluation (CCA, cohorts, recalibration) comes at that size and every evaluation
+    item is resized to ``frame_size``.
+    """
+    size = data.load_size if (train and data.augment) else data.frame_size
+    if data.cache:
+        from avssl.data.shards import cached_clips, split_size
+
+        size = size if train else split_size(data, split)
+        loader = cached_clips(data.cache, rows, data, split, size)
+        return ClipStore(rows, manifest, data, size, True, progress, loader)
+    return ClipStore(rows, manifest, data, size, data.preload, progress=progress)
+
+
 def load_split(
     data: DataConfig,
     split: str,
@@ -123,18 +145,7 @@ def load_split(
     if sample is not None and len(split_rows) > sample:
         keep = np.random.default_rng(seed).choice(len(split_rows), sample, replace=False)
         split_rows = [split_rows[i] for i in sorted(keep)]
-    size = data.load_size if (train and data.augment) else data.frame_size
-    if data.cache:  # decoded shards (avssl cache): always preloaded, no media decoding
-        from avssl.data.shards import cached_clips, split_size
-
-        # the cache holds the train split at the training size: read for evaluation (CCA,
-        # cohorts, recalibration) its frames are resized to frame_size per item, as every
-        # evaluation item is
-        size = size if train else split_size(data, split)
-        loader = cached_clips(data.cache, split_rows, data, split, size)
-        store = ClipStore(split_rows, manifest, data, size, True, progress, loader)
-    else:
-        store = ClipStore(split_rows, manifest, data, size, data.preload, progress=progress)
+    store = open_store(split_rows, manifest, data, split, train, progress)
     if len(store) < 2:
         raise ManifestError(
             f"{manifest}: split {split!r} has {len(store)} usable clips (need at least 2); "

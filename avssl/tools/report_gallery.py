@@ -23,8 +23,8 @@ import numpy as np
 import torch
 
 from avssl.config import DataConfig
-from avssl.data.dataset import ClipStore
 from avssl.data.manifest import Row
+from avssl.data.source import open_store
 from avssl.data.transforms import eval_resize
 from avssl.errors import AvsslError, MediaError
 
@@ -64,14 +64,7 @@ def centre_clips(
     """
     rows = [rows[i] for i in spread(len(rows), limit)]
     size = data.frame_size
-    if data.cache:
-        from avssl.data.shards import cached_clips, split_size
-
-        cached = split_size(data, split)  # the train split is cached at its training size
-        loader = cached_clips(data.cache, rows, data, split, cached)
-        store = ClipStore(rows, manifest, data, cached, True, loader=loader)
-    else:
-        store = ClipStore(rows, manifest, data, size, data.preload)
+    store = open_store(rows, manifest, data, split, train=False)
     skipped = list(store.skipped)
     kept, frames, waves = [], [], []
     for i, (row, duration) in enumerate(zip(store.rows, store.durations, strict=True)):
