@@ -71,7 +71,12 @@ def _check_writable(path: Path) -> None:
 OUTPUT_ARGS = frozenset({"out", "output", "html", "png", "out_dir"})
 
 
-def check_not_input(out: str | os.PathLike, args: argparse.Namespace, suffixes: tuple[str, ...]):
+def check_not_input(
+    out: str | os.PathLike,
+    args: argparse.Namespace,
+    suffixes: tuple[str, ...],
+    folders: tuple[str | os.PathLike, ...] = (),
+):
     """Refuse an output that would replace what the command reads, ``--force`` or not.
 
     The inputs are the parsed arguments' values that name existing paths (other than the
@@ -84,6 +89,7 @@ def check_not_input(out: str | os.PathLike, args: argparse.Namespace, suffixes: 
         out: the output file.
         args: the command's parsed arguments.
         suffixes: lower-case suffixes of the files the command writes (``(".json",)``).
+        folders: input folders no argument names as such (the run folder of a checkpoint file).
 
     Raises:
         AvsslError: ``out`` is an input, or an existing file of another kind in an input folder.
@@ -96,6 +102,7 @@ def check_not_input(out: str | os.PathLike, args: argparse.Namespace, suffixes: 
     for name, value in vars(args).items():
         if name not in OUTPUT_ARGS:
             values += value if isinstance(value, list) else [value]
+    values += list(folders)
     for value in values:
         if not isinstance(value, str | os.PathLike) or not value:
             continue

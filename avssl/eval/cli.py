@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from avssl.cli import json_line
-from avssl.cli_outputs import check_new_dir, check_new_file, check_not_input
+from avssl.cli_outputs import check_new_dir, check_new_file, check_not_input, check_not_read
 from avssl.errors import AvsslError
 
 # name -> ("module:function", help). Each function is ``run(argv) -> int``; modules are imported
@@ -57,28 +57,22 @@ def check_outputs(args) -> None:
     """
     if args.out:
         check_new_file(args.out, args.force, in_place=True)  # emit() rewrites it in place
-        check_not_input(args.out, args, (".json",))
-        _check_not_run_input(args)
+        ckpt = getattr(args, "checkpoint", None)
+        run = (Path(ckpt).parent,) if ckpt and Path(ckpt).is_file() else ()
+        check_not_input(args.out, args, (".json",), folders=run)
+        _check_not_manifest(args)
     if getattr(args, "out_dir", None):
         check_new_dir(args.out_dir, args.force)
 
 
-def _check_not_run_input(args) -> None:
-    """Refuse an existing ``--out`` that the evaluation reads without naming it: a file of the
-    checkpoint's run folder other than a result (``--checkpoint RUN/best.pt --out RUN/last.pt``)
-    or, without ``--data``, the manifest the checkpoint's config points at."""
-    out, ckpt = Path(args.out), getattr(args, "checkpoint", None)
-    if not ckpt or not out.exists() or not Path(ckpt).exists():
+def _check_not_manifest(args) -> None:
+    """Refuse an existing ``--out`` that is the manifest the checkpoint's config points at (read
+    without ``--data``, which no argument names)."""
+    ckpt = getattr(args, "checkpoint", None)
+    if not ckpt or not Path(args.out).exists() or not Path(ckpt).exists():
         return
-    run = Path(ckpt) if Path(ckpt).is_dir() else Path(ckpt).parent
-    if out.resolve().is_relative_to(run.resolve()) and out.suffix.lower() != ".json":
-        raise AvsslError(
-            f"{args.out}: is a file of the checkpoint's folder {run} (--force never overwrites "
-            "it; the output must end in .json)"
-        )
     if getattr(args, "data", None):
         return  # an argument: check_not_input has seen it
-    from avssl.cli_outputs import check_not_read
     from avssl.data.source import manifest_path
     from avssl.train.checkpoint import checkpoint_config, load_checkpoint
 
