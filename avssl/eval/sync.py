@@ -59,13 +59,24 @@ def frame_times(
     Returns:
         float ``[n']`` times in seconds, or None when the clip is too short.
     """
-    lo = int(np.ceil((margin + window / 2) * fps - 0.5 - 1e-6))
+    lo = _first_frame(fps, window, margin)
     hi = int(np.floor((duration - margin - window / 2) * fps - 0.5 + 1e-6))
     hi = min(hi, int(round(duration * fps)) - 1)  # an existing frame
     if hi < lo:
         return None
     idx = np.unique(np.round(np.linspace(lo, hi, n)).astype(int))
     return (idx + 0.5) / fps
+
+
+def _first_frame(fps: float, window: float, margin: float) -> int:
+    """The first frame whose middle keeps every window shifted by up to ``margin`` inside."""
+    return int(np.ceil((margin + window / 2) * fps - 0.5 - 1e-6))
+
+
+def min_clip_s(fps: float, window: float, margin: float) -> float:
+    """The shortest clip :func:`frame_times` finds a time in (its first frame's middle, then the
+    same reach after it)."""
+    return (_first_frame(fps, window, margin) + 0.5) / fps + margin + window / 2
 
 
 def sync_curve(pair_score: PairScore, times: np.ndarray, offsets: np.ndarray) -> np.ndarray:

@@ -14,7 +14,6 @@ it lands within one video frame.
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 
 import numpy as np
@@ -104,11 +103,9 @@ class ClipSync:
         return (*best_offset(curve, self.offsets), curve, len(times))
 
     def min_duration(self, margin: float) -> float:
-        """The shortest clip :func:`~avssl.eval.sync.frame_times` finds a frame time in: the
-        first frame whose middle keeps every shifted window inside, then the same reach after."""
-        fps, half = self.data.fps, margin + self.data.window / 2
-        first = math.ceil(half * fps - 0.5 - 1e-6)
-        return (first + 0.5) / fps + half
+        from avssl.eval.sync import min_clip_s
+
+        return min_clip_s(self.data.fps, self.data.window, margin)
 
 
 def run_video(sync: ClipSync, args) -> dict:
