@@ -32,6 +32,7 @@ def test_positive_float_accepts(text, value):
         (["cache", "--shard-mb", "nan"], "--shard-mb", "above 0, got nan"),
         (["cache", "--workers", "0"], "--workers", "at least 1, got 0"),
         (["cache", "--shard-size", "-5"], "--shard-size", "at least 1, got -5"),
+        (["cache", "--seed", "-1"], "--seed", "at least 0, got -1"),
         (["synth", "--duration", "0"], "--duration", "above 0, got 0"),
         (["synth", "--duration", "inf"], "--duration", "above 0, got inf"),
         (["prepare", "audioset", "--segments", "s.csv", "--media", "m", "--val-fraction", "2"],

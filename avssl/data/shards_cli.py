@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from avssl.cli import ArgumentParser, json_line, positive_float, positive_int
+from avssl.cli import ArgumentParser, int_at_least, json_line, positive_float, positive_int
 from avssl.config import DataConfig, load_config
 from avssl.data import media
 from avssl.data.manifest import SPLITS, Row, read_manifest, resolve
@@ -54,7 +54,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--splits", help="comma-separated splits to cache (default: every row)")
     p.add_argument(
         "--seed",
-        type=int,
+        type=int_at_least(0),  # numpy's generators take no negative seed
         help="seed of the order rows are written in: each split's rows shuffled with it, split "
         "after split, the same order on every run (default: the config's train.seed)",
     )
