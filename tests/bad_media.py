@@ -192,7 +192,8 @@ def last_json(out: str) -> dict:
 def encode_h264(path: Path, images, fmt: str | None = None, **options) -> Path:
     """Encode RGB ``images`` (uint8 ``[H, W, 3]`` each) as h264 at 25 fps into ``path`` with
     PyAV, for container features writer.write_video does not set: ``fmt`` (e.g. ``mpegts``),
-    ``rotation`` (a display rotation in degrees), ``gop`` (frames per key interval)."""
+    ``rotation`` (a display rotation in degrees), ``gop`` (frames per key interval),
+    ``first`` (the first frame's timestamp, in frames)."""
     images = list(images)
     with av.open(str(path), "w", format=fmt) as out:
         v = out.add_stream("libx264", rate=25)
@@ -204,7 +205,7 @@ def encode_h264(path: Path, images, fmt: str | None = None, **options) -> Path:
             v.codec_context.gop_size = options["gop"]
         for i, img in enumerate(images):
             frame = av.VideoFrame.from_ndarray(img, format="rgb24")
-            frame.pts = i
+            frame.pts = i + options.get("first", 0)
             for packet in v.encode(frame):
                 out.mux(packet)
         for packet in v.encode(None):

@@ -24,6 +24,8 @@ from avssl.data.media_checks import (
     check_window,
     guard,
     open_container,
+)
+from avssl.data.stream_times import (
     origin_s,
     seek_to,
     stream_end_s,

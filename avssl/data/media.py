@@ -20,10 +20,14 @@ from avssl.data.media_checks import (
     SOUNDFILE_EXTS,
     TOLERANCE_S,
     check_file,
-    demuxed_end_s,
     frame_period_s,
     guard,
     open_container,
+    quarter_turns,
+)
+from avssl.data.stream_times import (
+    container_duration_s,
+    demuxed_end_s,
     origin_s,
     own_end_s,
     stream_end_s,
@@ -61,8 +65,14 @@ class MediaInfo:
         return asdict(self)
 
 
-def probe(path: str | os.PathLike) -> MediaInfo:
+def probe(path: str | os.PathLike, shown: bool = False) -> MediaInfo:
     """Describe a media file without decoding it (a file of unknown duration is demuxed).
+
+    Args:
+        path: the media file.
+        shown: give a video's ``width`` and ``height`` as shown, with its display rotation
+            applied (a phone's portrait video is stored landscape). FFmpeg reports the rotation
+            on decoded frames only, so this decodes the first frame.
 
     Raises:
         MediaError: missing, empty, not media, or without any audio or video stream.
@@ -99,6 +109,8 @@ def probe(path: str | os.PathLike) -> MediaInfo:
             fps = None if image or not rate else float(rate)
             end = stream_end_s(container, video) or duration
             n_frames = 1 if image else video.frames or (round(end * fps) if end and fps else None)
+            if shown and (frame := next(container.decode(video), None)) is not None:
+                width, height = (height, width) if quarter_turns(frame) % 2 else (width, height)
         acc = audio.codec_context if audio is not None else None
         return MediaInfo(
             path=str(p),
@@ -238,7 +250,7 @@ def _tracks(path: str | os.PathLike) -> _Tracks:
 
 def _stream_end(container, stream, duration: float | None) -> float | None:
     """A stream's declared end (else the file's ``duration``); one declared short of the file
-    is checked against its packets (:func:`~avssl.data.media_checks.demuxed_end_s`)."""
+    is checked against its packets (:func:`~avssl.data.stream_times.demuxed_end_s`)."""
     own = own_end_s(container, stream)
     if not own:
         return duration
@@ -250,8 +262,8 @@ def _stream_end(container, stream, duration: float | None) -> float | None:
 
 def _duration(container) -> float | None:
     """Container duration (s), else the longest declared stream, else found by demuxing."""
-    if container.duration:
-        return container.duration / 1e6
+    if (declared := container_duration_s(container)) is not None:
+        return declared
     ends = [e for s in container.streams if (e := stream_end_s(container, s)) is not None]
     if ends:
         return max(ends)

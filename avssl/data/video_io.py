@@ -23,16 +23,18 @@ from avssl.data.media_checks import (
     check_file,
     check_pixels,
     check_window,
-    demuxed_end_s,
     frame_period_s,
     frame_time_slack_s,
     guard,
     open_container,
-    origin_s,
     quarter_turns,
+    upright,
+)
+from avssl.data.stream_times import (
+    demuxed_end_s,
+    origin_s,
     seek_to,
     stream_end_s,
-    upright,
 )
 from avssl.errors import MediaError
 

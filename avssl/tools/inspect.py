@@ -60,7 +60,7 @@ def inspect_file(
     Raises:
         MediaError: the file cannot be probed or the window or the end cannot be decoded.
     """
-    info = probe(path)
+    info = probe(path, shown=True)
     if duration is None:
         duration = 1.0
         if info.duration is not None and info.duration - start > 0:

@@ -32,7 +32,7 @@ from avssl.data.media import probe
 from avssl.errors import AvsslError, MediaError
 from avssl.eval.embed import frames_to_input, heatmaps
 from avssl.tools.overlay_video import OverlayWriter
-from avssl.tools.stream_io import audio_end, iter_frames_at, read_audio_padded, shown_size
+from avssl.tools.stream_io import audio_end, iter_frames_at, read_audio_padded
 
 OUT_EXTS = (".mp4", ".m4v", ".mov", ".mkv")
 SHEET_FRAMES = 8
@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{state['path']}: method {cfg.model.method!r} has no localisation map "
             "(overlays need avolnet, or contrastive with model.spatial=true)"
         )
-    info = probe(args.video)
+    info = probe(args.video, shown=True)  # the overlay is written as the video is shown
     if info.kind != "video" or not info.width or not info.height:
         raise MediaError(args.video, "not a video")
     if not info.has_audio:
@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
         raise MediaError(args.video, "unknown duration")
     duration = min(info.duration, args.max_seconds or info.duration)
     fps = args.fps or min(info.fps or 25.0, 25.0)
-    size = output_size(*shown_size(args.video, info.height, info.width), args.max_side)
+    size = output_size(info.height, info.width, args.max_side)
     lut = colormap_lut(args.cmap)
     # its note only once the inputs are good
     args.precision = resolve_precision(args.precision, device, "--precision")

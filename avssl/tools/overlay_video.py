@@ -3,7 +3,7 @@ track is decoded, downmixed (any layout -> mono or stereo) and re-encoded to AAC
 
 Audio is muxed up to the time of the video written so far, so packets stay interleaved and
 memory does not grow with the length of the video. It keeps its place on avssl's time line
-(:func:`~avssl.data.media_checks.origin_s`), where the frames and heatmaps were computed: a
+(:func:`~avssl.data.stream_times.origin_s`), where the frames and heatmaps were computed: a
 track that starts after the container's origin is preceded by silence, one that starts before
 it loses its lead.
 """
@@ -18,7 +18,8 @@ from fractions import Fraction
 import av
 import numpy as np
 
-from avssl.data.media_checks import guard, open_container, origin_s
+from avssl.data.media_checks import guard, open_container
+from avssl.data.stream_times import origin_s
 
 AAC_RATES = (96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000)
 

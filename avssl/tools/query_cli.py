@@ -144,7 +144,7 @@ def _media(path: str, modality: str, time: float | None, cfg) -> dict:
     from avssl.tools.stream_io import audio_end, iter_frames_at, read_audio_padded
 
     try:
-        info = probe(path)
+        info = probe(path, shown=modality == "visual")
         if modality == "visual":
             w, h = info.width or THUMB_W, info.height or THUMB_W
             size = (max(2, round(h * THUMB_W / w)), THUMB_W)

@@ -23,10 +23,12 @@ from avssl.data.media_checks import (
     frame_period_s,
     guard,
     open_container,
-    origin_s,
     quarter_turns,
-    stream_end_s,
     upright,
+)
+from avssl.data.stream_times import (
+    origin_s,
+    stream_end_s,
 )
 from avssl.data.video_io import video_stream
 from avssl.errors import MediaError
@@ -96,24 +98,6 @@ def iter_frames_at(
         last = convert(prev)
         for _ in range(i, len(times)):
             yield last
-
-
-def shown_size(path: str | os.PathLike, height: int, width: int) -> tuple[int, int]:
-    """``(height, width)`` of a video as shown: the stored ``height, width`` swapped when its
-    first frame's display rotation is a quarter turn (a phone's portrait video).
-
-    Raises:
-        MediaError: unreadable file or no video stream.
-    """
-    p = check_file(path)
-    container = open_container(p)
-    with container, guard(p):
-        stream = video_stream(container)
-        if stream is None:
-            raise MediaError(p, "no video stream")
-        frame = next(container.decode(stream), None)
-    turned = frame is not None and quarter_turns(frame) % 2
-    return (width, height) if turned else (height, width)
 
 
 def audio_end(path: str | os.PathLike, declared: float | None) -> float | None:
