@@ -1,5 +1,6 @@
 """Audio windows reached by seeking a compressed track equal the same samples decoded from the
-start of the file (the codec's frames before the window are decoded and dropped)."""
+start of the file (the codec's frames before the window are decoded and dropped, and a frame's
+millisecond timestamp is put back on its codec's grid)."""
 
 from __future__ import annotations
 
@@ -19,3 +20,28 @@ def test_aac_window_after_a_seek_equals_the_decode_from_the_start(media_factory,
         window = read_audio(path, start, 0.5, rate).numpy()
         ref = full[round(start * rate) : round(start * rate) + len(window)]
         assert np.abs(window - ref).max() < 0.01 * rms, start
+
+
+@pytest.mark.parametrize("rate", [16000, 48000])
+def test_opus_in_webm_window_after_a_seek_equals_the_decode_from_the_start(media_factory, rate):
+    # WebM's 1-ms timestamps and Opus's 6.5-ms codec delay put a seek's first frame 1 ms late
+    path = media_factory("clip.webm", duration=4.0, sample_rate=rate)
+    full = read_audio(path, 0.0, 3.9, rate).numpy()
+    rms = float(np.sqrt((full**2).mean()))
+    for start in (0.9, 1.5, 2.237, 3.07):
+        window = read_audio(path, start, 0.5, rate).numpy()
+        ref = full[round(start * rate) : round(start * rate) + len(window)]
+        assert np.abs(window - ref).max() < 0.01 * rms, start
+
+
+def test_a_seek_that_overshoots_decodes_opus_from_a_fresh_start(media_factory, monkeypatch):
+    # MPEG-TS seeks by byte and can land after the target; the fallback decodes from the start,
+    # which for Opus must not be a seek back to 0 (that drops the codec delay a second time)
+    from avssl.data import audio_io
+
+    path = media_factory("clip.webm", duration=3.0, sample_rate=16000)
+    full = read_audio(path, 0.0, 2.9, 16000).numpy()
+    seek = audio_io.seek_to
+    monkeypatch.setattr(audio_io, "seek_to", lambda c, s, t: seek(c, s, t + 0.5 if t else t))
+    window = read_audio(path, 1.5, 0.5, 16000).numpy()
+    np.testing.assert_allclose(window, full[24000:32000], atol=1e-5)
