@@ -8,7 +8,12 @@ from avssl.data.pairs import PairSampler
 
 @pytest.mark.parametrize(
     "durations,window,min_shift",
-    [([4.0] * 5, 1.0, 1.0), ([10.0, 2.5, 3.0, 6.0], 1.0, 1.0), ([2.2, 2.2, 30.0], 0.96, 0.5)],
+    [
+        ([4.0] * 5, 1.0, 1.0),
+        ([10.0, 2.5, 3.0, 6.0], 1.0, 1.0),
+        ([2.2, 2.2, 30.0], 0.96, 0.5),
+        ([2.0, 2.0, 2.0001, 1.9999], 1.0, 1.0),  # exactly window + min_shift: the two ends
+    ],
 )
 def test_hard_negatives_same_clip_shifted(durations, window, min_shift):
     s = PairSampler(durations, window, min_shift, hard_fraction=0.5, seed=3)
@@ -131,3 +136,10 @@ def test_the_augmentation_draws_apart_from_the_pair_sampler(monkeypatch):
         for index in range(5):
             aug = augment_rng(4, epoch, index).random(4)
             assert not any(np.allclose(aug, d) for d in draws)
+
+
+def test_a_clip_exactly_window_plus_shift_long_pairs_both_ends():
+    s = PairSampler([2.0, 2.0], 1.0, 1.0, hard_fraction=0.5, seed=0)
+    pairs = [s.sample(i, e) for e in range(20) for i in range(2)]
+    assert {p.t for p in pairs} == {0.5, 1.5}
+    assert all({p.t, p.hard_t} == {0.5, 1.5} for p in pairs)

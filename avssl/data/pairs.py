@@ -21,6 +21,9 @@ import torch
 # The audio entries of a training item: the positive, the easy negative, the hard negative (the
 # easy one when the clip has no room for a shift) and the binary objectives' negative.
 AUDIO_KEYS = ("audio", "audio_easy", "audio_hard", "audio_neg")
+# Rounding slack (s): a clip exactly window + min_shift long (2 s at the defaults) has room for
+# a hard negative, at its other end.
+_EPS = 1e-9
 
 
 def centre_range(duration: float, window: float) -> tuple[float, float]:
@@ -49,10 +52,12 @@ def frame_time(rng: np.random.Generator, duration: float, window: float, min_shi
     """
     lo, hi = centre_range(duration, window)
     m = min_shift
-    if duration - window < m or hi - lo >= 2 * m:
+    if duration - window < m - _EPS or hi - lo >= 2 * m:
         return float(rng.uniform(lo, hi))
     # Valid centres are [lo, hi - m] U [lo + m, hi]; pick from their union uniformly.
-    left, right = hi - m - lo, hi - (lo + m)
+    left, right = max(0.0, hi - m - lo), max(0.0, hi - (lo + m))
+    if left + right <= _EPS:  # a clip exactly window + min_shift long: only its two ends
+        return float(lo if rng.random() < 0.5 else hi)
     u = rng.uniform(0, left + right)
     return float(lo + u) if u < left else float(lo + m + (u - left))
 
@@ -73,8 +78,10 @@ def shifted_time(
     m = min_shift
     left = max(0.0, (t - m) - lo)
     right = max(0.0, hi - (t + m))
-    if left + right <= 0:
-        return float("nan")
+    if left + right <= _EPS:  # at most one centre fits, exactly min_shift away
+        if t - m >= lo - _EPS:
+            return float(lo)
+        return float(hi) if t + m <= hi + _EPS else float("nan")
     u = rng.uniform(0, left + right)
     return float(lo + u) if u < left else float(t + m + (u - left))
 
