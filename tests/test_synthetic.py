@@ -187,3 +187,26 @@ def test_concurrent_ensure_builds_once(tmp_path, monkeypatch, capsys):
     assert paths[0] == paths[1] and len(read_manifest(paths[0])) == 4
     err = capsys.readouterr().err
     assert err.count("built 4 clips") == 1 and err.count("reused") == 1
+
+
+def test_distractor_boxes_fit_the_drawn_distractors():
+    cfg = SynthConfig()
+    classes, size = sr.class_specs(cfg.n_classes), cfg.size
+    yy, xx = np.mgrid[0:size, 0:size] + 0.5
+    ratios = []
+    for i in range(12):
+        label = i % cfg.n_classes
+        clip = sr.render_clip(cfg, classes, label, synthetic.clip_rng(0, "train", i))
+        frame = clip.frames[0].astype(np.float64) / 255
+        for box in clip.distractors:
+            x0, y0, x1, y1 = np.asarray(box) * size
+            inside = (abs(xx - (x0 + x1) / 2) < (x1 - x0) / 2 + 2) & (
+                abs(yy - (y0 + y1) / 2) < (y1 - y0) / 2 + 2
+            )
+            drawn = max(  # the pixels of the distractor's colour (0.6 of its class colour)
+                (inside & (np.abs(frame - 0.6 * np.asarray(c.rgb)).max(-1) < 0.1) for c in classes),
+                key=np.sum,
+            )
+            ys, xs = np.nonzero(drawn)
+            ratios.append((x1 - x0) / (xs.max() + 1 - xs.min()))
+    assert ratios and min(ratios) > 0.9 and max(ratios) < 1.2  # 1.3-1.6 when drawn at MAX_SCALE

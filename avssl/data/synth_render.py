@@ -26,7 +26,8 @@ S3 = np.sqrt(3.0) / 2
 class ClassSpec:
     """Look and sound of one object class (a pure function of its index).
 
-    ``ioi`` is the range in seconds of the inter-onset intervals between its notes.
+    ``ioi`` is the range in seconds of the inter-onset intervals between its notes, before each
+    clip scales it by its own tempo factor in [0.9, 1.1] (:func:`render_clip`).
     """
 
     name: str
@@ -194,9 +195,8 @@ def _patch(centre, r: float, thick: float, size: int):
     return (top, left, bottom, right), x, y
 
 
-def _norm_box(centre, r: float, size: int) -> list[float]:
-    """Normalised ``[x0, y0, x1, y1]`` of an object at its maximum size."""
-    h = r * MAX_SCALE
+def _norm_box(centre, h: float, size: int) -> list[float]:
+    """Normalised ``[x0, y0, x1, y1]`` of an object of half-size ``h`` px at ``centre``."""
     box = [centre[0] - h, centre[1] - h, centre[0] + h, centre[1] + h]
     return [round(float(np.clip(v / size, 0.0, 1.0)), 5) for v in box]
 
@@ -234,7 +234,7 @@ def render_clip(cfg, classes: list[ClassSpec], label: int, rng: np.random.Genera
     # Static layer, drawn once: background, the sounding object's outline, the distractors.
     bg = rng.uniform(0.02, 0.2, size=3) + rng.normal(0, 0.03, size=(size, size, 3))
     still = bg.astype(np.float32)[None]
-    windows = []
+    windows, scales = [], [MAX_SCALE]  # the sounding object's box holds its largest pulse
     for k, (cls, r, c) in enumerate(zip(members, radii, centres, strict=False)):  # placed only
         (top, left, _, _), x, y = win = _patch(c, r, thick, size)
         windows.append(win)
@@ -243,7 +243,8 @@ def render_clip(cfg, classes: list[ClassSpec], label: int, rng: np.random.Genera
             ring = coverage(np.abs(shape_sdf(spec.shape, x, y, r * MAX_SCALE)) - thick / 2)
             paint(still, ring, OUTLINE * rgb, (top, left))
         else:
-            fill = coverage(shape_sdf(classes[cls].shape, x, y, r * rng.uniform(0.75, 0.85)))
+            scales.append(rng.uniform(0.75, 0.85))
+            fill = coverage(shape_sdf(classes[cls].shape, x, y, r * scales[-1]))
             paint(still, fill, 0.6 * rgb, (top, left))
     frames = np.repeat(_to_uint8(still), n_frames, axis=0)
 
@@ -255,7 +256,7 @@ def render_clip(cfg, classes: list[ClassSpec], label: int, rng: np.random.Genera
     rgb = (BRIGHT[0] + BRIGHT[1] * env)[:, None] * np.asarray(spec.rgb, dtype=np.float32)
     paint(patch, coverage(shape_sdf(spec.shape, x, y, r)), rgb, (0, 0))
     frames[:, top:bottom, left:right] = _to_uint8(patch)
-    boxes = [_norm_box(c, r, size) for c, r in zip(centres, radii, strict=False)]
+    boxes = [_norm_box(c, r * k, size) for c, r, k in zip(centres, radii, scales, strict=False)]
 
     n = int(round(cfg.duration * cfg.sample_rate))
     env_audio = envelope(np.arange(n) / cfg.sample_rate, onsets, TAU)

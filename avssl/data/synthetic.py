@@ -36,7 +36,7 @@ from avssl.data import synth_render as sr
 from avssl.data.manifest import SPLITS, Row, write_manifest
 from avssl.errors import AvsslError, ConfigError
 
-GENERATOR_VERSION = 4  # bump when the output of a given config changes (invalidates caches)
+GENERATOR_VERSION = 5  # bump when the output of a given config changes (invalidates caches)
 # keeps the world's random streams apart from the pair sampler's ``[seed, epoch, index]``: with
 # both seeds at 0, epoch 0 drew each training pair with the numbers that drew its clip
 WORLD_TAG = 6007
