@@ -166,7 +166,7 @@ def test_each_loss_reads_only_the_audio_keys_its_model_declares(method, loss_kw)
 @pytest.mark.parametrize("hard_negatives", [True, False])
 def test_contrastive_loss_is_info_nce_of_its_own_scores(hard_negatives):
     model = tiny("contrastive", hard_negatives=hard_negatives, mask_same_label=True).eval()
-    batch = tiny_batch(6)
+    batch = dict(tiny_batch(6), label=torch.tensor([0, 0, 1, 2, 2, -1]))  # neighbours share
     with torch.no_grad():
         loss, stats = model.loss(batch)
         frames = batch["frames"]
@@ -182,6 +182,8 @@ def test_contrastive_loss_is_info_nce_of_its_own_scores(hard_negatives):
     top = logits.masked_fill(mask, -math.inf).argmax(1) == torch.arange(6)
     assert stats["acc"] == pytest.approx(float(top.float().mean()))
     pos, easy = sim.diagonal(), sim.roll(-1, 1).diagonal()
+    easy = easy[~same.roll(-1, 1).diagonal()]  # a pair of one label is a match, no negative
+    assert 0 < len(easy) < 6  # the batch has both kinds
     tpr = (pos >= 0).float().mean()
     assert stats["acc_easy"] == pytest.approx(float(0.5 * (tpr + (easy < 0).float().mean())))
     assert stats["acc_hard"] == pytest.approx(float(0.5 * (tpr + (hard < 0).float().mean())))

@@ -215,7 +215,9 @@ class ContrastiveAV(AVModel):
         top = logits.argmax(dim=1) == torch.arange(n, device=logits.device)
         s = sim.amax(dim=2)  # decision rule: hard max
         pos, easy = s.diagonal(), s.roll(-1, dims=1).diagonal()  # easy: row i vs audio i + 1
-        neg, neg_hard = easy, torch.zeros(n, dtype=torch.bool, device=s.device)
+        if mask is not None:  # a pair the loss takes for a match (a shared label) is no negative
+            easy = easy[~mask[:, :n].roll(-1, dims=1).diagonal()]
+        neg, neg_hard = easy, torch.zeros_like(easy, dtype=torch.bool)
         if sim_hard is not None:
             shifted = sim_hard.amax(dim=1)
             if hard_ok is not None:
