@@ -13,12 +13,14 @@ import evaluate
 import train
 from avssl.config import Config, load_config, to_dict
 from avssl.data.annotations import read_flickr_ids, read_flickr_xml, read_vggss
-from avssl.data.manifest import resolve, write_manifest
+from avssl.data.manifest import read_manifest, resolve, write_manifest
 from avssl.data.source import load_split
 from avssl.errors import ManifestError
 from avssl.eval import localization as loc
-from avssl.eval.localize_cli import safe_name
+from avssl.eval.localize_cli import item_protocol, safe_name
 from avssl.models import build_model
+from avssl.prep import flickr as flickr_prep
+from avssl.prep import vggss as vggss_prep
 from avssl.train.checkpoint import save_checkpoint
 from tests.conftest import TINY
 
@@ -295,6 +297,89 @@ def test_cli_localize_keeps_items_whose_boxes_draw_nothing(contrastive_run, tmp_
     assert evaluate.main(argv) == 0
     full = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert (full["n"], full["no_box"], full["empty_gt"]) == (4, 0, 0)
+
+
+def _prepare_both(run: Path, tmp_path: Path) -> tuple[Path, Path]:
+    """The run's test clips through ``prepare.py flickr`` and ``prepare.py vggss`` with the same
+    two boxes per clip: the clip's source box and a second annotator's top half of the frame
+    (their consensus and their union then differ). Returns the two manifests."""
+    import shutil
+
+    cfg = load_config(run / "config.yaml")
+    store = load_split(cfg.data, "test", train=False, progress=False).store
+    media, ann = tmp_path / "media", tmp_path / "ann"
+    media.mkdir()
+    ann.mkdir()
+    entries = []
+    for r in store.rows:
+        shutil.copy(resolve(store.manifest, r.video), media / f"{r.id}.mp4")
+        # pixels of a 1000x1000 frame, so that both files give the same normalised boxes
+        px = [[round(v * 1000) for v in r.boxes["sources"][0]], [0, 0, 1000, 500]]
+        objects = "".join(
+            "<object><bndbox>" + "".join(f"<{k}>{v}</{k}>" for k, v in zip(XY, b, strict=True))
+            + "</bndbox></object>"
+            for b in px
+        )  # fmt: skip
+        size = "<size><width>1000</width><height>1000</height></size>"
+        (ann / f"{r.id}.xml").write_text(f"<annotation>{size}{objects}</annotation>")
+        entries.append({"file": r.id, "class": "c", "bbox": [[v / 1000 for v in b] for b in px]})
+    (tmp_path / "ids.csv").write_text("".join(f"{r.id}\n" for r in store.rows))
+    (tmp_path / "vggss.json").write_text(json.dumps(entries))
+    flk, vgg = tmp_path / "flickr", tmp_path / "vggss"
+    assert flickr_prep.main(["--ids", str(tmp_path / "ids.csv"), "--media", str(media),
+                             "--annotations", str(ann), "--out", str(flk)]) == 0  # fmt: skip
+    assert vggss_prep.main(["--annotations", str(tmp_path / "vggss.json"), "--media", str(media),
+                            "--out", str(vgg)]) == 0  # fmt: skip
+    return flk / "manifest.jsonl", vgg / "manifest.jsonl"
+
+
+XY = ("xmin", "ymin", "xmax", "ymax")
+SCORES = ("ciou@0.5", "auc", "mean_ciou", "pointing", "ciou_adaptive@0.5", "auc_adaptive", "n")
+
+
+def _localize(capsys, run: Path, manifest: Path, *extra: str) -> dict:
+    argv = ["localize", "--checkpoint", str(run), "--data", str(manifest), "--no-progress"]
+    assert evaluate.main([*argv, *extra]) == 0
+    res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    return {k: res[k] for k in (*SCORES, "baselines", "protocol", "protocol_items")}
+
+
+def test_cli_flickr_manifest_is_scored_with_the_flickr_protocol(contrastive_run, tmp_path, capsys):
+    flk, vgg = _prepare_both(contrastive_run, tmp_path)
+    auto = _localize(capsys, contrastive_run, flk)
+    assert auto == _localize(capsys, contrastive_run, flk, "--protocol", "flickr")
+    assert auto["protocol"] == "flickr" and auto["protocol_items"] == {"flickr": 4, "vggss": 0}
+    union = _localize(capsys, contrastive_run, flk, "--protocol", "vggss")  # asked: allowed
+    assert union["protocol"] == "vggss" and union["protocol_items"] == {"flickr": 0, "vggss": 4}
+    # same maps, same boxes: only the ground truth differs
+    assert union["pointing"] == auto["pointing"] and union["mean_ciou"] != auto["mean_ciou"]
+    assert union["baselines"]["center"]["mean_ciou"] != auto["baselines"]["center"]["mean_ciou"]
+    # a VGG-SS manifest of the same clips and boxes: auto is the union
+    vggss_auto = _localize(capsys, contrastive_run, vgg)
+    assert vggss_auto == _localize(capsys, contrastive_run, vgg, "--protocol", "vggss") == union
+
+
+def test_cli_mixed_manifest_records_the_protocols(contrastive_run, tmp_path, capsys):
+    flk, vgg = _prepare_both(contrastive_run, tmp_path)
+    rows = [
+        replace(r, id=f"{tag}-{r.id}", image=None, video=str(resolve(m, r.visual)))
+        for tag, m in (("f", flk), ("v", vgg))
+        for r in read_manifest(m)
+    ]
+    mixed = tmp_path / "mixed.jsonl"
+    write_manifest(mixed, rows)
+    res = _localize(capsys, contrastive_run, mixed)
+    assert res["protocol"] == "mixed" and res["protocol_items"] == {"flickr": 4, "vggss": 4}
+
+
+def test_item_protocol_picks_annotators_for_flickr():
+    box, other = [0.1, 0.1, 0.5, 0.5], [0.2, 0.2, 0.6, 0.6]
+    flickr_row = {"sources": [box], "annotators": [other]}
+    old_row = {"sources": [box]}  # a Flickr manifest written before "annotators" existed
+    assert item_protocol(flickr_row, "auto") == ("flickr", [other])
+    assert item_protocol(flickr_row, "vggss") == ("vggss", [box])
+    assert item_protocol(old_row, "auto") == ("vggss", [box])
+    assert item_protocol(old_row, "flickr") == ("flickr", [box])
 
 
 def test_cli_result_survives_a_report_that_cannot_be_written(contrastive_run, tmp_path, capsys):

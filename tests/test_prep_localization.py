@@ -51,7 +51,10 @@ def test_flickr_published_annotation_format(media_factory, tmp_path):
     assert flickr.main(["--ids", str(tmp_path / "ids.csv"), "--media", str(tmp_path),
                         "--out", str(out)]) == 0  # fmt: skip
     (row,) = read_manifest(out / "manifest.jsonl")
-    assert row.boxes == {"sources": [[0.0, 0.25, 0.5, 1.0]]}  # the zero-width box left out
+    # the zero-width box left out; each annotator's box also under "annotators", which marks
+    # the row as Flickr data for localize's default protocol
+    box = [0.0, 0.25, 0.5, 1.0]
+    assert row.boxes == {"sources": [box], "annotators": [box]}
     report = json.loads((out / "prepare_report.json").read_text())
     assert report["notes"] == [
         "items with zero-area boxes: 1 (10000130166); the boxes are left out (the reference "
@@ -119,7 +122,8 @@ def test_flickr_real_ids(shared_data, media_factory, tmp_path):
     out = tmp_path / "out"
     assert flickr.main(["--ids", str(csv), "--media", str(tmp_path), "--out", str(out)]) == 0
     (row,) = read_manifest(out / "manifest.jsonl")
-    assert row.id == ids[0] and row.boxes == {"sources": [[0.1, 0.1, 0.5, 0.5], [0, 0, 0.25, 1]]}
+    boxes = [[0.1, 0.1, 0.5, 0.5], [0, 0, 0.25, 1]]
+    assert row.id == ids[0] and row.boxes == {"sources": boxes, "annotators": boxes}
     report = json.loads((out / "prepare_report.json").read_text())
     assert {x[0] for x in report["missing_items"]} == {ids[1], ids[3]}
     assert [x[0] for x in report["unreadable_items"]] == [ids[2]]

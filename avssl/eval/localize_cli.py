@@ -2,10 +2,14 @@
 
 Each clip with ``boxes["sources"]`` in its manifest row gives one item: its centre frame and
 the audio window centred on it (``no_box`` counts the clips without; ``empty_gt`` the items whose
-boxes draw nothing, which score 0). ``--protocol vggss`` (default) takes the union of the source
-boxes as ground truth; ``--protocol flickr`` treats each source box as one annotator's box (see
-:mod:`avssl.eval.localization`). Two baselines are scored on the same items in the same run: a
-centre Gaussian prior and uniform random maps at the model's map resolution (seeded).
+boxes draw nothing, which score 0). ``--protocol vggss`` takes the union of the source boxes as
+ground truth; ``--protocol flickr`` the consensus of the annotators' boxes
+(``boxes["annotators"]``, else each source box as one annotator's; see
+:mod:`avssl.eval.localization`). ``--protocol auto`` (default) picks per item: flickr for a row
+with ``boxes["annotators"]`` (written by ``prepare.py flickr``), else vggss. The result's
+``protocol`` is the one used, or ``mixed``, and ``protocol_items`` counts the items of each. Two
+baselines are scored on the same items in the same run: a centre Gaussian prior and uniform
+random maps at the model's map resolution (seeded).
 """
 
 from __future__ import annotations
@@ -45,6 +49,25 @@ def safe_name(index: int, row_id: str) -> str:
     return f"{index:05d}_{stem or 'item'}.png"
 
 
+def item_protocol(boxes: dict, protocol: str) -> tuple[str, list]:
+    """The protocol one item is scored with, and the boxes its ground truth is drawn from.
+
+    Args:
+        boxes: the row's ``boxes`` (with ``"sources"``; ``"annotators"`` on Flickr rows).
+        protocol: ``auto`` (``flickr`` when the row has ``"annotators"``, else ``vggss``),
+            ``vggss`` or ``flickr``.
+
+    Returns:
+        ``(protocol, boxes)``: ``flickr`` takes ``"annotators"`` when present, else
+        ``"sources"`` (manifests written before the key existed); ``vggss`` takes ``"sources"``.
+    """
+    if protocol == "auto":
+        protocol = "flickr" if "annotators" in boxes else "vggss"
+    if protocol == "flickr":
+        return protocol, boxes.get("annotators", boxes["sources"])
+    return protocol, boxes["sources"]
+
+
 def save_overlay(path: Path, frame, heatmap, alpha: float = 0.5) -> None:
     """Blend a heatmap (``jet`` colour map) over its frame and save a 224x224 PNG.
 
@@ -74,7 +97,13 @@ def run(argv: list[str]) -> int:
     p = ArgumentParser(prog="evaluate.py localize", description=SUBCOMMANDS["localize"][1])
     add_common(p)
     p.add_argument("--data", help="manifest (default: the data the checkpoint was trained on)")
-    p.add_argument("--protocol", default="vggss", choices=("vggss", "flickr"))
+    p.add_argument(
+        "--protocol", default="auto", choices=("auto", "vggss", "flickr"),
+        help="ground truth: vggss = union of the boxes; flickr = consensus of the annotators' "
+        "boxes (sum / 2, clipped to 1); auto (default) = flickr for rows with boxes.annotators "
+        "(prepare.py flickr), else vggss. The result's protocol is the one used, or mixed, "
+        "and protocol_items counts the items of each",
+    )  # fmt: skip
     p.add_argument(
         "--out-dir",
         help="save each heatmap blended over its frame as a PNG here (a non-empty folder only "
@@ -132,7 +161,11 @@ def run(argv: list[str]) -> int:
     ]
     if not idx:
         raise AvsslError(f"{store.manifest}: no test clip has source boxes")
-    gts = [gt_map(store.rows[i].boxes["sources"], args.protocol) for i in idx]
+    chosen = [item_protocol(store.rows[i].boxes, args.protocol) for i in idx]
+    gts = [gt_map(boxes, protocol) for protocol, boxes in chosen]
+    counts = {name: sum(1 for c in chosen if c[0] == name) for name in ("flickr", "vggss")}
+    used = [name for name, n in counts.items() if n]
+    protocol = used[0] if len(used) == 1 else "mixed"
     frames, waves = centre_pairs(store, cfg.data.frame_size)
     adapt = {}
     if args.adapt_bn:
@@ -146,7 +179,8 @@ def run(argv: list[str]) -> int:
         "random": localization_metrics(random_maps(len(gts), maps.shape[1:], args.seed), gts),
     }
     result.update(
-        protocol=args.protocol,
+        protocol=protocol,
+        protocol_items=counts,
         no_box=len(store) - len(idx),
         empty_gt=sum(1 for g in gts if not g.any()),
         **skips,
@@ -160,5 +194,5 @@ def run(argv: list[str]) -> int:
         for k, i in enumerate(idx):
             frame = (frames[i] * 255).round().byte()
             save_overlay(out / safe_name(k, store.rows[i].id), frame, maps[k])
-    emit(result, args, f"Localisation ({args.protocol}, test)")
+    emit(result, args, f"Localisation ({protocol}, test)")
     return 0

@@ -7,7 +7,10 @@ id has an image, an audio file and ``{id}.xml`` with one box per annotator, in p
 dialects of :func:`avssl.data.annotations.read_flickr_xml` are read: the published files (one
 ``<bbox>`` per annotator, no ``<size>``: pixels of the 256x256 SoundNet frames, as the reference
 code divides them) and Pascal VOC (``<size>``, ``<object><bndbox>``), normalised by its size.
-Every row is split "test".
+Every row is split "test". The boxes are stored twice: as ``boxes["sources"]``, read by every
+measure, and as ``boxes["annotators"]``, which marks the row as Flickr data so that
+``evaluate.py localize`` scores it with the Flickr consensus ground truth (the annotators' boxes
+summed, halved and clipped to 1) rather than the VGG-SS union.
 """
 
 from __future__ import annotations
@@ -80,6 +83,6 @@ def main(argv: list[str] | None = None) -> int:
             report.skip_unreadable(item, str(err))
             continue
         lose_boxes(lost_boxes, item, dropped)
-        media_row(report, item, stems.get(item), args.out, boxes, [])
+        media_row(report, item, stems.get(item), args.out, boxes, [], annotators=True)
     note_dropped(report, lost_boxes)
     return finish_run(report, args)

@@ -51,10 +51,22 @@ def media_row(
     out: Path,
     boxes: list[list[float]],
     labels: list[str],
+    annotators: bool = False,
 ) -> None:
     """Add a test row for ``item``: image + audio if both exist, else a video with sound.
 
     Items with neither are recorded as missing.
+
+    Args:
+        report: the run's report, which collects the row (or the miss).
+        item: the row id.
+        files: ``{"image"|"audio"|"video": path}`` from :func:`index_stems`, or ``None``.
+        out: the output folder (media paths are written relative to it).
+        boxes: normalised ``[x0, y0, x1, y1]`` boxes, stored as ``boxes["sources"]``.
+        labels: the row's labels.
+        annotators: each box is one annotator's box of the same source (Flickr-SoundNet): they
+            are also stored as ``boxes["annotators"]``, which ``evaluate.py localize`` scores
+            with the Flickr consensus protocol by default.
     """
     files = files or {}
     image, audio, video = files.get("image"), files.get("audio"), files.get("video")
@@ -67,7 +79,10 @@ def media_row(
         have = ", ".join(sorted(files)) or "nothing"
         report.skip_missing(item, f"need an image and audio, or a video (found {have})")
         return
-    report.add(Row(item, **fields, labels=labels, split="test", boxes={"sources": boxes}))
+    row_boxes = {"sources": boxes}
+    if annotators:
+        row_boxes["annotators"] = [list(b) for b in boxes]
+    report.add(Row(item, **fields, labels=labels, split="test", boxes=row_boxes))
 
 
 def clip_boxes(boxes, where: str) -> tuple[list[list[float]], dict[str, int]]:
