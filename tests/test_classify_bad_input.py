@@ -1,20 +1,26 @@
 """``evaluate.py classify`` on bad input: malformed or duplicated metadata rows, media files
-outside the class folders and too few clips for the folds are skipped and listed, or stopped
-with one line, never a traceback."""
+outside the class folders, audio FFmpeg cannot decode and too few clips for the folds are
+skipped and listed, or stopped with one line, never a traceback."""
 
 import json
 import shutil
 
+import av
 import numpy as np
 import pytest
+import soundfile as sf
 from bad_media import last_json
 from test_classify import _tone, make_esc50, make_folder, make_us8k
 from test_prep_avdigits import load_script
 
 import evaluate
-from avssl.errors import AvsslError, ManifestError
+from avssl.data.media import probe, read_audio
+from avssl.data.video_io import read_frames
+from avssl.errors import AvsslError, ManifestError, MediaError
 from avssl.eval.audio_sets import list_esc50, list_folder, list_us8k
+from avssl.eval.clip_features import load_clip
 from avssl.eval.probe import group_kfold, inner_splits
+from avssl.tools.stream_io import iter_frames_at
 
 
 def _run(capsys, *args) -> tuple[int, str, str]:
@@ -185,3 +191,59 @@ def test_inner_splits_fall_back_on_an_empty_validation_split(monkeypatch):
     )
     splits, why = inner_splits(y, groups, predefined=False)
     assert splits is None and "empty" in why
+
+
+def _float_tagged_pcm16(path):
+    """A 16-bit PCM WAV whose header claims IEEE float samples (format tag 3): soundfile
+    refuses it and FFmpeg opens it with an audio stream it has no decoder for."""
+    _tone(path, "low", 5)
+    sf.write(path, sf.read(path, dtype="int16")[0], 16000, subtype="PCM_16")
+    data = bytearray(path.read_bytes())
+    assert data[12:16] == b"fmt " and data[20:22] == b"\x01\x00"  # PCM, where the tag lives
+    data[20:22] = b"\x03\x00"
+    path.write_bytes(bytes(data))
+    return path
+
+
+NO_DECODER = "no decodable audio stream (unknown or unsupported codec)"
+
+
+def test_wav_whose_header_claims_float_is_skipped_or_one_line(tmp_path, capsys):
+    root = make_folder(tmp_path / "f")
+    bad = _float_tagged_pcm16(root / "low" / "zz_bad.wav")
+    args = ["--dataset", "folder", "--root", str(root), "--folds", "3"]
+    code, out, _ = _run(capsys, *args)
+    res = last_json(out)
+    assert code == 0 and res["n_clips"] == 24
+    assert res["skipped"] == [{"path": str(bad), "reason": NO_DECODER}]
+    code, out, err = _run(capsys, *args, "--strict")
+    assert code == 2 and out == "" and err == f"error: {bad}: {NO_DECODER}"
+
+
+def test_streams_without_a_decoder_are_one_media_error(tmp_path):
+    bad = _float_tagged_pcm16(tmp_path / "bad.wav")
+    for read in (lambda: read_audio(bad, 0.0, 0.2, 16000), lambda: load_clip(bad, 16000)):
+        with pytest.raises(MediaError) as err:
+            read()
+        assert err.value.reason == NO_DECODER
+    with pytest.raises(MediaError, match="no decodable audio stream"):
+        probe(bad)
+    # an AVI whose video codec tag FFmpeg does not know
+    avi = tmp_path / "v.avi"
+    with av.open(str(avi), "w") as out:
+        stream = out.add_stream("mpeg4", rate=25)
+        stream.width = stream.height = 32
+        for i in range(5):
+            image = np.full((32, 32, 3), 40 * i, np.uint8)
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+        out.mux(stream.encode())
+    data = avi.read_bytes()
+    assert data.count(b"FMP4") == 2  # the stream header's and the format header's tag
+    avi.write_bytes(data.replace(b"FMP4", b"QQQQ"))
+    for read in (
+        lambda: probe(avi),
+        lambda: read_frames(avi, 0.0, 0.1, 25),
+        lambda: next(iter_frames_at(avi, [0.0])),
+    ):
+        with pytest.raises(MediaError, match=r"v\.avi: no decodable video stream"):
+            read()

@@ -22,6 +22,7 @@ from avssl.data.media_checks import (
     check_file,
     check_rate,
     check_window,
+    decoder_of,
     guard,
     open_container,
 )
@@ -60,8 +61,8 @@ def read_audio(
         A track ending at most ``TOLERANCE_S`` short of the window is zero-padded.
 
     Raises:
-        MediaError: missing/corrupt file, no audio stream, a window beyond the audio, or
-            samples that are not finite.
+        MediaError: missing/corrupt file, no (decodable) audio stream, a window beyond the
+            audio, or samples that are not finite.
     """
     p = check_file(path)
     check_window(p, start, duration, sample_rate, "sample rate")
@@ -115,11 +116,12 @@ def _read_av(p, start, duration, sample_rate) -> torch.Tensor:
         if not container.streams.audio:
             raise MediaError(p, "no audio stream")
         stream = container.streams.audio[0]
-        check_rate(p, stream.codec_context.sample_rate, stream.codec_context.channels)
+        cc = decoder_of(p, stream)
+        check_rate(p, cc.sample_rate, cc.channels)
         declared = stream_end_s(container, stream)
         lo, hi = max(0.0, start - _preroll_s(stream)), start + duration + MARGIN_S
         mono, t0, complete = _decode_av(container, stream, lo, hi, sample_rate, seek=lo > 0)
-        if t0 is not None and lo > 0 and stream.codec_context.name == "opus":
+        if t0 is not None and lo > 0 and cc.name == "opus":
             t0 = _on_opus_grid(p, t0)
         if t0 is not None and lo > 0 and t0 > lo + 1e-3 + _codec_delay_s(stream):
             # the seek overshot: decode from the start of a fresh demuxer (a seek back to 0

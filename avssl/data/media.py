@@ -20,22 +20,19 @@ from avssl.data.media_checks import (
     SOUNDFILE_EXTS,
     TOLERANCE_S,
     check_file,
+    decoder_of,
     frame_period_s,
     guard,
     open_container,
     quarter_turns,
 )
-from avssl.data.stream_times import (
-    container_duration_s,
-    demuxed_end_s,
-    origin_s,
-    own_end_s,
-    stream_end_s,
-)
+from avssl.data.stream_times import checked_end_s, file_duration_s, stream_end_s
 from avssl.data.video_io import is_image, read_frames, video_stream
 from avssl.errors import MediaError
 
-__all__ = ["MediaInfo", "clip_end", "probe", "read_audio", "read_clip", "read_frames"]
+__all__ = [
+    "MediaInfo", "audio_end", "clip_end", "probe", "read_audio", "read_clip", "read_frames",
+]  # fmt: skip
 
 
 @dataclass
@@ -75,7 +72,8 @@ def probe(path: str | os.PathLike, shown: bool = False) -> MediaInfo:
             on decoded frames only, so this decodes the first frame.
 
     Raises:
-        MediaError: missing, empty, not media, or without any audio or video stream.
+        MediaError: missing, empty, not media, without any audio or video stream, or with one
+            FFmpeg has no decoder for.
     """
     p = check_file(path)
     if p.suffix.lower() in SOUNDFILE_EXTS:
@@ -100,18 +98,19 @@ def probe(path: str | os.PathLike, shown: bool = False) -> MediaInfo:
         audio = container.streams.audio[0] if container.streams.audio else None
         if video is None and audio is None:
             raise MediaError(p, "no audio or video stream")
+        vcc = decoder_of(p, video) if video is not None else None
+        acc = decoder_of(p, audio) if audio is not None else None
         image = video is not None and is_image(p, container)
-        duration = None if image else _duration(container)
+        duration = None if image else file_duration_s(container, video)
         fps = width = height = n_frames = None
         if video is not None:
-            width, height = video.codec_context.width or None, video.codec_context.height or None
+            width, height = vcc.width or None, vcc.height or None
             rate = video.average_rate or video.guessed_rate
             fps = None if image or not rate else float(rate)
             end = stream_end_s(container, video) or duration
             n_frames = 1 if image else video.frames or (round(end * fps) if end and fps else None)
             if shown and (frame := next(container.decode(video), None)) is not None:
                 width, height = (height, width) if quarter_turns(frame) % 2 else (width, height)
-        acc = audio.codec_context if audio is not None else None
         return MediaInfo(
             path=str(p),
             kind="image" if image else "video" if video is not None else "audio",
@@ -122,7 +121,7 @@ def probe(path: str | os.PathLike, shown: bool = False) -> MediaInfo:
             width=width,
             height=height,
             n_frames=n_frames,
-            video_codec=video.codec_context.name if video is not None else None,
+            video_codec=vcc.name if vcc is not None else None,
             has_audio=audio is not None,
             audio_rate=acc.sample_rate if acc is not None else None,
             audio_channels=acc.channels if acc is not None else None,
@@ -212,6 +211,22 @@ def clip_end(
     return min(v_end, a_end)
 
 
+def audio_end(path: str | os.PathLike) -> float | None:
+    """End (s) of a file's first audio stream: its own, not the container's (a video's audio
+    can stop before its picture); the file's duration when the stream declares none.
+
+    Returns:
+        The end in seconds, ``None`` when neither the stream nor the file declares one.
+
+    Raises:
+        MediaError: unreadable, or no audio stream.
+    """
+    tracks = _tracks(path)
+    if not tracks.has_audio:
+        raise MediaError(path, "no audio stream")
+    return tracks.audio_end
+
+
 @dataclass
 class _Tracks:
     """Ends (s) of a file's first video and audio streams (``None``: absent or unknown)."""
@@ -238,41 +253,11 @@ def _tracks(path: str | os.PathLike) -> _Tracks:
         audio = container.streams.audio[0] if container.streams.audio else None
         if video is not None and is_image(p, container):
             return _Tracks(None, has_video=True, image=True, has_audio=audio is not None)
-        duration = _duration(container)
+        duration = file_duration_s(container, video)
         tracks = _Tracks(duration, has_video=video is not None, has_audio=audio is not None)
         if video is not None:
-            tracks.video_end = _stream_end(container, video, duration)
+            tracks.video_end = checked_end_s(container, video, duration)
             tracks.frame_s = frame_period_s(video) or 0.0
         if audio is not None:
-            tracks.audio_end = _stream_end(container, audio, duration)
+            tracks.audio_end = checked_end_s(container, audio, duration)
         return tracks
-
-
-def _stream_end(container, stream, duration: float | None) -> float | None:
-    """A stream's declared end (else the file's ``duration``); one declared short of the file
-    is checked against its packets (:func:`~avssl.data.stream_times.demuxed_end_s`)."""
-    own = own_end_s(container, stream)
-    if not own:
-        return duration
-    if duration is not None and own < duration - TOLERANCE_S:
-        found = demuxed_end_s(container, stream, own)
-        return own if found is None else max(own, found)
-    return own
-
-
-def _duration(container) -> float | None:
-    """Container duration (s), else the longest declared stream, else found by demuxing."""
-    if (declared := container_duration_s(container)) is not None:
-        return declared
-    ends = [e for s in container.streams if (e := stream_end_s(container, s)) is not None]
-    if ends:
-        return max(ends)
-    end, n_video, video = None, 0, video_stream(container)
-    for packet in container.demux():
-        n_video += packet.stream is video and packet.size > 0
-        if packet.pts is not None and packet.time_base is not None:
-            t = float((packet.pts + (packet.duration or 0)) * packet.time_base)
-            end = t if end is None else max(end, t)
-    if end is None and n_video and (rate := video.average_rate or video.guessed_rate):
-        return n_video / float(rate)  # raw streams without timestamps: count the frames
-    return None if end is None else end - origin_s(container)

@@ -194,3 +194,24 @@ def check_coverage(
         raise MediaError(path, f"{window} is beyond the end (duration {end:.2f} s)")
     if stop > end + tolerance:
         raise MediaError(path, f"{what} is shorter than the {window} (it ends at {end:.2f} s)")
+
+
+def decoder_of(path, stream):
+    """The codec context of an audio or video ``stream`` of the file ``path``.
+
+    PyAV gives none to a stream FFmpeg has no decoder for: an unknown codec tag, or a header
+    claiming a format that does not exist (a WAV of 16-bit "float" samples).
+
+    Args:
+        path: the file named in the error.
+        stream: an audio or video stream of the file, opened with PyAV.
+
+    Returns:
+        ``stream.codec_context``.
+
+    Raises:
+        MediaError: the stream has no codec context ("no decodable audio stream").
+    """
+    if stream.codec_context is None:
+        raise MediaError(path, f"no decodable {stream.type} stream (unknown or unsupported codec)")
+    return stream.codec_context

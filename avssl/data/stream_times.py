@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 
-from avssl.data.media_checks import DECODE_ERRORS
+from avssl.data.media_checks import DECODE_ERRORS, TOLERANCE_S
 
 _AVFMT_NOTIMESTAMPS = 0x80  # libavformat's flag (PyAV exposes format flags as a bare int)
 
@@ -114,3 +114,34 @@ def container_duration_s(container) -> float | None:
     if "matroska" in container.format.name:  # FFmpeg's demuxer name: "matroska,webm"
         seconds -= origin_s(container)
     return seconds
+
+
+def checked_end_s(container, stream, duration: float | None) -> float | None:
+    """A stream's declared end (else the file's ``duration``); one declared short of the file
+    is checked against its packets (:func:`demuxed_end_s`)."""
+    own = own_end_s(container, stream)
+    if not own:
+        return duration
+    if duration is not None and own < duration - TOLERANCE_S:
+        found = demuxed_end_s(container, stream, own)
+        return own if found is None else max(own, found)
+    return own
+
+
+def file_duration_s(container, video) -> float | None:
+    """Duration (s) of a file: the container's, else its longest declared stream, else found by
+    demuxing (``video``, its video stream or None: a raw stream's frames are counted)."""
+    if (declared := container_duration_s(container)) is not None:
+        return declared
+    ends = [e for s in container.streams if (e := stream_end_s(container, s)) is not None]
+    if ends:
+        return max(ends)
+    end, n_video = None, 0
+    for packet in container.demux():
+        n_video += packet.stream is video and packet.size > 0
+        if packet.pts is not None and packet.time_base is not None:
+            t = float((packet.pts + (packet.duration or 0)) * packet.time_base)
+            end = t if end is None else max(end, t)
+    if end is None and n_video and (rate := video.average_rate or video.guessed_rate):
+        return n_video / float(rate)  # raw streams without timestamps: count the frames
+    return None if end is None else end - origin_s(container)

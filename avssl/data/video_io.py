@@ -23,6 +23,7 @@ from avssl.data.media_checks import (
     check_file,
     check_pixels,
     check_window,
+    decoder_of,
     frame_period_s,
     frame_time_slack_s,
     guard,
@@ -30,12 +31,7 @@ from avssl.data.media_checks import (
     quarter_turns,
     upright,
 )
-from avssl.data.stream_times import (
-    demuxed_end_s,
-    origin_s,
-    seek_to,
-    stream_end_s,
-)
+from avssl.data.stream_times import demuxed_end_s, origin_s, seek_to, stream_end_s
 from avssl.errors import MediaError
 
 
@@ -78,7 +74,7 @@ def read_frames(
         stream = video_stream(container)
         if stream is None:
             raise MediaError(p, "no video stream")
-        cc = stream.codec_context
+        cc = decoder_of(p, stream)
         if cc.width and cc.height:
             check_pixels(p, cc.width, cc.height, "video size")
             _out_size(p, size, cc.width, cc.height, n)

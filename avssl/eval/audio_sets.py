@@ -37,7 +37,8 @@ US8K_CLASSES = (
     "air_conditioner", "car_horn", "children_playing", "dog_bark", "drilling",
     "engine_idling", "gun_shot", "jackhammer", "siren", "street_music",
 )  # fmt: skip
-_US8K_NAME = re.compile(r"^\d+-(\d+)-\d+-\d+$")
+_US8K_NAME = re.compile(r"^(\d+)-(\d+)-\d+-\d+$")  # fsID-classID-occurrence-slice
+_ESC50_NAME = re.compile(r"^\d+-(.+)-[^-]+-\d+$")  # fold-src_file-take-target
 _FOLD_DIR = re.compile(r"^fold(\d+)$")
 
 
@@ -46,8 +47,9 @@ class AudioItem:
     """One labelled clip.
 
     ``group`` is its official fold (ESC-50, US8K), for a folder its recording, for a manifest
-    its split; ``source`` is its source recording (ESC-50 ``src_file``, US8K ``fsID``, a
-    folder's group): clips of one source must never be split between training and test.
+    its split; ``source`` is its source recording (ESC-50 ``src_file``, US8K ``fsID``, else
+    the recording id in their file names; a folder's group): clips of one source must never be
+    split between training and test.
     ``start`` and ``duration`` (seconds; ``None``: to the end) cut a window out of the file.
     """
 
@@ -73,7 +75,7 @@ def list_esc50(
 
     Returns:
         one item per kept CSV row: ``path`` under ``audio/``, ``label`` its category, ``group``
-        its fold, ``source`` its ``src_file``.
+        its fold, ``source`` its ``src_file`` (without that column: the one in the file name).
 
     Raises:
         ManifestError: missing ``meta/esc50.csv`` or columns, or (without ``bad``) a malformed
@@ -91,7 +93,8 @@ def list_esc50(
             continue  # outside the subset: not read further
         if _bad_row(bad, csv_path, i, row, header, ("filename", "category"), seen):
             continue
-        fold, src = str(int(row["fold"])), row.get("src_file") or row["filename"]
+        src = row.get("src_file") or _source_in_name(_ESC50_NAME, row["filename"])
+        fold = str(int(row["fold"]))
         items.append(AudioItem(root / "audio" / row["filename"], row["category"], fold, src))
     return items
 
@@ -145,9 +148,8 @@ def list_us8k(root: str | Path, bad: list[dict] | None = None) -> list[AudioItem
                 continue
             name = r["slice_file_name"]
             fold = str(int(r["fold"]))
-            items.append(
-                AudioItem(audio / f"fold{fold}" / name, r["class"], fold, r.get("fsID") or name)
-            )
+            src = r.get("fsID") or _source_in_name(_US8K_NAME, name)
+            items.append(AudioItem(audio / f"fold{fold}" / name, r["class"], fold, src))
         return items
     items = []
     fold_dirs = [d for d in sorted(audio.iterdir()) if d.is_dir() and _FOLD_DIR.match(d.name)]
@@ -159,10 +161,18 @@ def list_us8k(root: str | Path, bad: list[dict] | None = None) -> list[AudioItem
             m = _US8K_NAME.match(path.stem)
             if path.suffix.lower() not in MEDIA_EXTS or m is None:
                 continue
-            class_id = int(m.group(1))
+            class_id = int(m.group(2))
             label = US8K_CLASSES[class_id] if class_id < len(US8K_CLASSES) else str(class_id)
-            items.append(AudioItem(path, label, fold, path.stem.split("-")[0]))
+            items.append(AudioItem(path, label, fold, m.group(1)))
     return items
+
+
+def _source_in_name(pattern: re.Pattern, name: str) -> str:
+    """The recording id a dataset's file ``name`` carries (``pattern``'s first group, matched
+    on the name without its extension), else the name itself: takes or slices of one recording
+    must share a source even when the metadata lacks its ``src_file`` / ``fsID`` column."""
+    m = pattern.match(Path(name).stem)
+    return m.group(1) if m else name
 
 
 def list_folder(

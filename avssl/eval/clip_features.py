@@ -27,7 +27,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 from avssl.config import AudioFeatures
-from avssl.data.media import probe, read_audio
+from avssl.data.media import audio_end, read_audio
 from avssl.errors import MediaError
 from avssl.eval.embed import audio_windows, embed_audio
 from avssl.eval.sliding import sharing_blocker, sliding_embeddings
@@ -148,12 +148,12 @@ def load_clip(
         MediaError: unreadable, no audio stream, empty, or a window beyond the audio.
     """
     if duration is None:
-        info = probe(path)
-        if not info.has_audio:
-            raise MediaError(path, "no audio stream")
-        if not info.duration or info.duration <= start:
+        end = audio_end(path)
+        if not end:
             raise MediaError(path, "empty or unknown-length audio")
-        duration = info.duration - start
+        if end <= start:
+            raise MediaError(path, f"start {start:.2f} s is after the audio's end ({end:.2f} s)")
+        duration = end - start
     return read_audio(path, start, duration, sample_rate)
 
 

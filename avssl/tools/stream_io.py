@@ -20,16 +20,14 @@ from avssl.data.media_checks import (
     DEFAULT_FRAME_S,
     check_file,
     check_pixels,
+    decoder_of,
     frame_period_s,
     guard,
     open_container,
     quarter_turns,
     upright,
 )
-from avssl.data.stream_times import (
-    origin_s,
-    stream_end_s,
-)
+from avssl.data.stream_times import origin_s, stream_end_s
 from avssl.data.video_io import video_stream
 from avssl.errors import MediaError
 
@@ -63,7 +61,7 @@ def iter_frames_at(
             raise MediaError(p, "no video stream")
         stream.thread_type = "AUTO"
         origin = origin_s(container)
-        cc = stream.codec_context
+        cc = decoder_of(p, stream)
         if cc.width and cc.height:  # the decoding limits of read_frames hold here too
             check_pixels(p, cc.width, cc.height, "video size")
         h, w = size if size is not None else (None, None)
