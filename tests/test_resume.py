@@ -156,3 +156,14 @@ def test_resume_refuses_a_change_of_what_the_weights_read(change, tiny_train_arg
     assert len(err) == 1 and err[0].startswith(f"error: {key}: cannot be changed on resume")
     assert (run / "last.pt").read_bytes() == last
     assert _resume(run, "train.steps=4", "model.audio.freq_mask=4") == 0
+
+
+def test_resume_with_another_batch_order_starts_the_next_epoch(tiny_train_args, capsys):
+    """Skipping the batches done assumes the same order: with another batch size the rest of the
+    epoch would show some clips twice and others never, so the run starts the next epoch."""
+    assert train.main(tiny_train_args("train.steps=4")) == 0  # epoch 1, batch 1 of 3
+    run = Path(last_json(capsys.readouterr().out)["run_dir"])
+    assert _resume(run, "train.steps=6", "train.batch_size=2") == 0
+    assert "epoch 1 changed with the settings (batch_size 4 -> 2)" in capsys.readouterr().err
+    state = load_checkpoint(run / "last.pt")
+    assert (state["epoch"], state["batch_in_epoch"]) == (2, 2)  # not (1, 3)

@@ -203,3 +203,15 @@ def test_stream_without_cache_is_a_one_line_error(tiny_train_args, capsys):
     assert train.main(tiny_train_args("data.stream=true")) == 2
     lines = [x for x in capsys.readouterr().err.splitlines() if x.startswith("error")]
     assert lines == ["error: data.stream=true needs data.cache (a shard cache from avssl cache)"]
+
+
+def test_resume_with_other_workers_starts_the_next_epoch(cache, tiny_train_args, capsys):
+    # each loader worker reads its own shards: the order of a streamed epoch depends on them
+    sets = (f"data.cache={cache}", "data.stream=true")
+    assert train.main(tiny_train_args(*sets, "train.steps=4")) == 0
+    run = last_json(capsys.readouterr().out)["run_dir"]
+    args = ["--resume", run, "--set", "train.steps=5", "--set", "data.num_workers=2"]
+    assert train.main([*args, "--no-progress"]) == 0
+    assert "(workers 1 -> 2)" in capsys.readouterr().err
+    state = load_checkpoint(Path(run) / "last.pt")
+    assert (state["epoch"], state["batch_in_epoch"]) == (2, 1)

@@ -24,11 +24,11 @@ from avssl.errors import AvsslError, TrainingError
 from avssl.eval.avc import avc_metrics, calibrate_threshold, score_pairs
 from avssl.models import build_model
 from avssl.train import averaging, runtime
+from avssl.train import resume as resuming
 from avssl.train.checkpoint import save_checkpoint, weights_digest
 from avssl.train.data import batches_per_epoch, make_loader, to_device
 from avssl.train.optim import build_optimizer
 from avssl.train.prefetch import Prefetcher
-from avssl.train.resume import cut_metrics, restore_rng, restore_training, rng_states
 from avssl.train.schedule import TimeBudget, agreed_plan, lr_factor
 from avssl.train.signals import StopFlag
 
@@ -116,12 +116,15 @@ def train(
     ema = averaging.build_ema(model, cfg.train.ema_decay)  # None unless train.ema_decay > 0
     scored = averaging.eval_model(model, ema)  # validated, checkpointed, evaluated
     step, epoch, start_batch, best = 0, 0, 0, None
+    layout = resuming.epoch_layout(cfg, len(train_ds), dist_info.world)
     budget = TimeBudget.for_run(cfg.train, budget_start, resume)
     total = budget.planned  # the planned last step: train.max_minutes may bring it forward
     if resume is not None:
-        restore_training(model, ema, opt, scaler, resume)
-        step, epoch, start_batch = resume["step"], resume["epoch"], resume["batch_in_epoch"]
-        best = resume.get("best")
+        resuming.restore_training(model, ema, opt, scaler, resume)
+        step, best = resume["step"], resume.get("best")
+        epoch, start_batch, note = resuming.resume_position(resume, layout)
+        if note and main_proc:
+            print(note, file=sys.stderr)
     runner = _LossModule(model)
     if dist_info.enabled:
         ids = [device.index] if device.type == "cuda" else None
@@ -133,8 +136,9 @@ def train(
         return {
             "kind": kind, **averaging.checkpoint_entries(model, ema), "optimizer": opt.state_dict(),
             "scaler": scaler.state_dict(), "step": step, "epoch": epoch,
-            "batch_in_epoch": start_batch, "best": best, "config": to_dict(cfg),
-            **rng_states(), "precision": precision, "elapsed": budget.elapsed(),
+            "batch_in_epoch": start_batch, "epoch_layout": layout, "best": best,
+            "config": to_dict(cfg),
+            **resuming.rng_states(), "precision": precision, "elapsed": budget.elapsed(),
             "planned_steps": total if budget.enabled else None,
             "last_validation": budget.last_validation,
         }  # fmt: skip
@@ -171,7 +175,7 @@ def train(
     if main_proc:  # on resume too: --set may have changed the config
         (run_dir / "config.yaml").write_text(dump_yaml(cfg), encoding="utf-8")
         if resume is not None:
-            cut_metrics(run_dir / "metrics.jsonl", step)
+            resuming.cut_metrics(run_dir / "metrics.jsonl", step)
     bar = tqdm(total=total, initial=step, disable=not progress, file=sys.stderr, desc="train")
     model.train()
     # data_wait: time blocked on the loader for the next batch (the share of step time
@@ -188,7 +192,7 @@ def train(
             batches = iter(loader)  # draws the loader's base seed from the global generator
             if pending_rng is not None:
                 # the uninterrupted run drew it at the start of the epoch, not at this step
-                restore_rng(pending_rng)
+                resuming.restore_rng(pending_rng)
                 pending_rng = None
             if cfg.data.prefetch and cfg.data.num_workers == 0:
                 batches = Prefetcher(batches, cfg.data.prefetch)

@@ -1,6 +1,6 @@
 """What ``--resume`` restores besides the step counters: the weights, the optimiser (with the
-current config's weight decay), the random number generators, and the metrics log, cut back to
-the checkpoint."""
+current config's weight decay), the random number generators, the place in the epoch, and the
+metrics log, cut back to the checkpoint."""
 
 from __future__ import annotations
 
@@ -56,6 +56,45 @@ def restore_training(
     for group, decay in zip(opt.param_groups, decays, strict=True):
         group["weight_decay"] = decay
     scaler.load_state_dict(resume["scaler"])
+
+
+def epoch_layout(cfg, n_clips: int, world: int) -> dict:
+    """What fixes the batches of an epoch besides the seed: the number of training clips, the
+    batch size and the number of processes, and for a streamed split also the loader workers
+    (each reads its own shards) and the shuffle buffer."""
+    layout = {"clips": n_clips, "batch_size": cfg.train.batch_size, "world": world}
+    if cfg.data.stream:
+        layout.update(workers=max(1, cfg.data.num_workers), shuffle_buffer=cfg.data.shuffle_buffer)
+    return layout
+
+
+def resume_position(resume: dict, layout: dict) -> tuple[int, int, str | None]:
+    """The epoch and batch a resumed run starts at, and a note when it is not the checkpoint's.
+
+    A run stopped within an epoch skips the batches it had done, which assumes the same batch
+    order. When the current settings change that order (:func:`epoch_layout`), reading the rest
+    would show some clips twice and others never: the run starts the next epoch instead.
+
+    Args:
+        resume: the loaded checkpoint (``epoch``, ``batch_in_epoch``, ``epoch_layout``).
+        layout: the current :func:`epoch_layout`.
+
+    Returns:
+        ``(epoch, batch, note)``; ``note`` is None when the checkpoint's place stands.
+    """
+    epoch, batch = resume["epoch"], resume["batch_in_epoch"]
+    saved = resume.get("epoch_layout")  # absent in checkpoints of older versions
+    if batch == 0 or saved is None or saved == layout:
+        return epoch, batch, None
+    keys = sorted(set(saved) | set(layout))
+    changed = ", ".join(
+        f"{k} {saved.get(k)} -> {layout.get(k)}" for k in keys if saved.get(k) != layout.get(k)
+    )
+    note = (
+        f"resume: the batch order of epoch {epoch} changed with the settings ({changed}); "
+        f"its remaining batches are skipped and training goes on with epoch {epoch + 1}"
+    )
+    return epoch + 1, 0, note
 
 
 def cut_metrics(path: Path, step: int) -> None:
