@@ -102,8 +102,9 @@ class AudioFeatures:
     spec_masks: int = 2
     # training only, per example, on the waveform: resample by a random factor in [1-s, 1+s]
     # (speed perturbation: tempo, pitch and formants change together) and shift by up to
-    # time_shift seconds (zeros shifted in); for clips whose timing carries no signal (never with
-    # hard, time-shifted negatives: refused)
+    # time_shift seconds (zeros shifted in), both by linear interpolation (a random low-pass:
+    # audio_augment.WaveWarp); for clips whose timing carries no signal (never with hard,
+    # time-shifted negatives: refused)
     speed_perturb: float = 0.0
     time_shift: float = 0.0
     # training only, per example, on the waveform after that: white noise at a signal-to-noise
