@@ -189,3 +189,11 @@ def test_min_duration_is_where_frame_times_begin(fps, margin, window):
     )
     assert frame_times(need + 1e-9, fps, window, margin) is not None
     assert frame_times(need - 2e-3, fps, window, margin) is None
+
+
+def test_a_tie_picks_the_offset_nearest_zero():
+    offsets = np.array([-0.08, -0.04, 0.0, 0.04, 0.08])
+    assert best_offset(np.zeros(5), offsets) == (0.0, 0.0)  # flat: silent sound, no evidence
+    curve = np.array([0.0, 1.0, 0.0, 0.0, 1.0])  # equal peaks at -0.04 and +0.08
+    assert best_offset(curve, offsets)[0] == pytest.approx(-0.04)
+    assert best_offset(curve[::-1], offsets)[0] == pytest.approx(0.04)

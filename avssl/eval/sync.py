@@ -95,11 +95,15 @@ def sync_curve(pair_score: PairScore, times: np.ndarray, offsets: np.ndarray) ->
 def best_offset(curve: np.ndarray, offsets: np.ndarray) -> tuple[float, float]:
     """``(offset, confidence)``: the arg-max offset and ``max - median`` of the curve.
 
+    Among equal maxima (a flat curve: silent or constant sound) the offset nearest 0 wins, so a
+    tie says "in sync" rather than the most negative offset searched.
+
     Args:
         curve: ``[K]`` mean scores from :func:`sync_curve`.
         offsets: ``[K]`` the offsets (s) they were scored at.
     """
-    i = int(np.argmax(curve))
+    top = np.flatnonzero(curve == curve.max())
+    i = int(top[np.argmin(np.abs(offsets[top]))])
     return float(offsets[i]), float(curve[i] - np.median(curve))
 
 
