@@ -54,10 +54,26 @@ def audio_window(
         float32 ``[N]`` (a view), ``N = round(window * sample_rate) <= L``; a window reaching past
         either end of the wave is moved inside it.
     """
+    i, n = window_start(centre, window, sample_rate, wave.shape[0])
+    return wave[i : i + n]
+
+
+def window_start(centre: float, window: float, sample_rate: int, length: int) -> tuple[int, int]:
+    """Where :func:`audio_window` cuts a clip's wave, without the wave (decoding on demand).
+
+    Args:
+        centre: centre of the window in seconds from the clip's start.
+        window: window length in seconds.
+        sample_rate: rate of the wave in Hz.
+        length: samples the clip's wave holds.
+
+    Returns:
+        ``(i, n)``: the window's first sample and its length, ``n = round(window * sample_rate)``
+        samples from ``i``, moved inside ``[0, length)``.
+    """
     n = int(round(window * sample_rate))
     i = int(round((centre - window / 2) * sample_rate))
-    i = max(0, min(i, wave.shape[0] - n))
-    return wave[i : i + n]
+    return max(0, min(i, length - n)), n
 
 
 def label_table(rows: list[Row], classes: list[str]) -> tuple[list[int], torch.Tensor]:

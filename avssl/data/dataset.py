@@ -19,9 +19,15 @@ from tqdm import tqdm
 
 from avssl.config import DataConfig
 from avssl.data import media
-from avssl.data.clip_windows import audio_window, frame_at, frame_index, label_table
+from avssl.data.clip_windows import (
+    audio_window,
+    frame_at,
+    frame_index,
+    label_table,
+    window_start,
+)
 from avssl.data.manifest import Row, resolve
-from avssl.data.media_checks import TOLERANCE_S
+from avssl.data.on_demand import decoded_span, probe_pairs
 from avssl.data.pairs import AUDIO_KEYS, PairSampler, check_audio_keys, pair_audio
 from avssl.data.transforms import eval_resize, train_augment
 from avssl.errors import MediaError
@@ -40,7 +46,9 @@ class ClipStore:
         loader: ``row -> (frames, audio) | MediaError`` used instead of decoding when
             preloading (e.g. :func:`avssl.data.shards.cached_clips`).
 
-    Rows that cannot be decoded are dropped; ``skipped`` lists ``(id, reason)`` for each.
+    Rows that cannot be decoded are dropped; ``skipped`` lists ``(id, reason)`` for each. On
+    demand, rows are kept or dropped from their headers and measured as preloading decodes them
+    (:mod:`avssl.data.on_demand`), so both give the same clips, spans and items.
     """
 
     def __init__(
@@ -58,6 +66,7 @@ class ClipStore:
         self.skipped: list[tuple[str, str]] = []
         self._frames: list[torch.Tensor] = []
         self._audio: list[torch.Tensor] = []
+        self._lengths: list[tuple[int, int]] = []  # on demand: (T, N) a preloaded clip holds
         if preload:
             with ThreadPoolExecutor(max_workers=2) as pool:
                 loaded = pool.map(loader or self._load, rows)
@@ -77,19 +86,25 @@ class ClipStore:
             self.durations = [min(f.shape[0] / data.fps, a.shape[0] / sr) for f, a in self.loaded]
         else:
             self.rows, self.durations = [], []
-            ends = self._media_ends(rows, progress)
+            probed = probe_pairs([self._paths(r) for r in rows], progress)
             for row in rows:
+                paths = self._paths(row)
                 try:
-                    self.durations.append(self._duration(row, ends[self._paths(row)]))
-                    self.rows.append(row)
+                    span = decoded_span(row, paths[0], probed[paths], data.fps, data.sample_rate)
                 except MediaError as err:
                     self.skipped.append((row.id, str(err)))
+                    continue
+                self.rows.append(row)
+                self._lengths.append(span[:2])
+                self.durations.append(span[2])
         too_short = [i for i, d in enumerate(self.durations) if d < data.window]
         for i in reversed(too_short):
             self.skipped.append((self.rows[i].id, f"shorter than the {data.window:g}-s window"))
             del self.rows[i], self.durations[i]
             if preload:
                 del self._frames[i], self._audio[i]
+            else:
+                del self._lengths[i]
 
     @property
     def loaded(self):
@@ -100,35 +115,6 @@ class ClipStore:
 
     def _paths(self, row: Row) -> tuple[Path, Path | None]:
         return resolve(self.manifest, row.visual), resolve(self.manifest, row.audio)
-
-    def _media_ends(self, rows: list[Row], progress: bool) -> dict:
-        """``clip_end`` of each distinct media pair of ``rows`` (the span read_clip preloads; a
-        MediaError in its place), probed once per pair, two at a time (headers only)."""
-
-        def end(paths):
-            try:
-                return media.clip_end(*paths, unknown=math.inf)
-            except MediaError as err:
-                return err
-
-        pairs = list(dict.fromkeys(self._paths(r) for r in rows))
-        with ThreadPoolExecutor(max_workers=2) as pool:
-            found = tqdm(pool.map(end, pairs), total=len(pairs), desc="probe",
-                         disable=not progress, file=sys.stderr)  # fmt: skip
-            return dict(zip(pairs, found, strict=True))
-
-    def _duration(self, row: Row, end) -> float:
-        """The span of ``row`` on demand, given its media's ``end`` (``inf``: not declared)."""
-        if isinstance(end, MediaError):
-            raise end
-        if math.isinf(end) and row.end is None:
-            raise MediaError(self._paths(row)[0], "unknown duration: pass a duration")
-        if row.end is None:
-            return end - row.start
-        if row.end > end + TOLERANCE_S:  # read_clip refuses such a row too (it pads less)
-            video = self._paths(row)[0]
-            raise MediaError(video, f"ends at {end:.2f} s, before the row's end {row.end:.2f} s")
-        return row.end - row.start
 
     def _load(self, row: Row):
         video, audio = self._paths(row)
@@ -153,9 +139,10 @@ class ClipStore:
             return frame_at(self._frames[clip], t, fps)
         row = self.rows[clip]
         video, _ = self._paths(row)
-        # the grid time a preloaded clip holds this frame at, so that both pick the same source
-        # frame whatever the source's frame rate and the row's start
-        grid_t = row.start + frame_index(t, fps) / fps
+        # the grid time a preloaded clip holds this frame at (its last one past the end, as
+        # frame_at), so that both pick the same source frame whatever the source's frame rate
+        k = min(frame_index(t, fps), self._lengths[clip][0] - 1)
+        grid_t = row.start + k / fps
         frames = media.read_frames(video, grid_t, 1.0 / fps, fps, self.size)
         return frames[0].permute(2, 0, 1)
 
@@ -171,8 +158,10 @@ class ClipStore:
             return audio_window(self._audio[clip], centre, d.window, d.sample_rate)
         row = self.rows[clip]
         video, audio = self._paths(row)
-        start = centre - d.window / 2
-        return media.read_audio(audio or video, row.start + start, d.window, d.sample_rate)
+        # the samples a preloaded clip cuts (on its sample grid, moved inside the clip)
+        i, _ = window_start(centre, d.window, d.sample_rate, self._lengths[clip][1])
+        start = row.start + i / d.sample_rate
+        return media.read_audio(audio or video, start, d.window, d.sample_rate)
 
 
 AUGMENT_TAG = 3571  # keeps the augmentation's random stream apart from the pair sampler's

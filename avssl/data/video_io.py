@@ -46,7 +46,8 @@ def read_frames(
 
     Frame ``i`` is the last video frame whose timestamp is at or before its time (variable
     frame rates work). A stream ending up to ``TOLERANCE_S`` (or one frame) short of the window
-    repeats its last frame; a still image is repeated ``T`` times.
+    repeats its last frame, also for a window lying wholly in that padding (as a longer window
+    decoded from before the end pads it); a still image is repeated ``T`` times.
 
     Args:
         path: a video file or a still image (png, jpg, jpeg, bmp, webp).
@@ -90,7 +91,8 @@ def read_frames(
             # unless packets go on past it (an MP4 muxer can sum a variable frame rate short)
             found = demuxed_end_s(container, stream, declared)
             declared = declared if found is None else max(declared, found)
-            if start >= declared:
+            pad = max(TOLERANCE_S, frame_period_s(stream) or DEFAULT_FRAME_S)
+            if start >= declared and start + duration > declared + pad:
                 check_coverage(p, "video", start, duration, declared, None)
         stream.thread_type = "AUTO"
         window = (start, duration, fps, size, declared)
@@ -136,10 +138,7 @@ def _decode_window(
         if prev is None:
             if t > times[0] + eps and seek:
                 raise _Overshoot
-            if t > times[0] + max(TOLERANCE_S, frame_dur):
-                raise MediaError(
-                    p, f"video starts at {t:.2f} s, after the window start {start:.2f} s"
-                )
+            check_start(p, t, start, frame_dur)
             turns = quarter_turns(frame)  # the picture as shown (a phone's portrait video)
             hw = _out_size(p, size, *_shown_wh(frame), n)
             out = np.empty((n, *hw, 3), dtype=np.uint8)  # numpy: torch copies contend for threads
@@ -153,12 +152,56 @@ def _decode_window(
         prev, prev_t, prev_img = frame, t, None
     if prev is None and seek:
         raise _Overshoot
-    if i < n:  # the stream ended inside the window
+    if i < n:  # the stream ended inside the window: its last frame pads up to `tolerance`
         end = None if prev is None else prev_t + frame_dur
         tolerance = max(TOLERANCE_S, frame_dur)
-        check_coverage(p, "video", start, duration, end, declared, tolerance=tolerance)
+        if end is None or start + duration > end + tolerance:  # else padding, even from start
+            check_coverage(p, "video", start, duration, end, declared, tolerance=tolerance)
         out[i:] = _convert(p, prev, hw, turns)
     return torch.from_numpy(out)
+
+
+def check_start(p, first: float, start: float, frame_s: float) -> None:
+    """Raise unless a video whose first frame shows at ``first`` s covers a window from
+    ``start`` s: its first frame is repeated before it for up to ``TOLERANCE_S`` or one frame,
+    as the last frame is after the end.
+
+    Args:
+        p: the file named in the error.
+        first: time (s) of the video's first frame.
+        start: window start (s).
+        frame_s: the video's frame period (s).
+
+    Raises:
+        MediaError: the video track starts later than that (its sound may start earlier).
+    """
+    if first > start + max(TOLERANCE_S, frame_s):
+        raise MediaError(p, f"video starts at {first:.2f} s, after the window start {start:.2f} s")
+
+
+def first_frame_s(path: str | os.PathLike) -> tuple[float, float] | None:
+    """When a video's first frame shows, from its headers: what :func:`check_start` checks.
+
+    Args:
+        path: a video file or a still image.
+
+    Returns:
+        ``(first, frame_s)``: the video track's declared start (s from the container's start)
+        and its frame period; ``None`` for a still image or a track declaring no start.
+
+    Raises:
+        MediaError: missing or unreadable file, or no video stream.
+    """
+    p = check_file(path)
+    container = open_container(p)
+    with container, guard(p):
+        stream = video_stream(container)
+        if stream is None:
+            raise MediaError(p, "no video stream")
+        if is_image(p, container) or stream.start_time is None or not stream.time_base:
+            return None
+        first = float(stream.start_time * stream.time_base) - origin_s(container)
+        return first, frame_period_s(stream) or DEFAULT_FRAME_S
 
 
 def video_stream(container):
