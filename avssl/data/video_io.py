@@ -84,7 +84,7 @@ def read_frames(
             if frame is None:
                 raise MediaError(p, "truncated or corrupt: no image could be decoded")
             turns = quarter_turns(frame)
-            image = _convert(p, frame, _out_size(p, size, *_shown_wh(frame), n), turns)
+            image = convert_frame(p, frame, _out_size(p, size, *shown_wh(frame), n), turns)
             return torch.from_numpy(np.broadcast_to(image, (n, *image.shape)).copy())
         declared = stream_end_s(container, stream)
         if declared is not None and start >= declared:  # fail before decoding the last GOP
@@ -140,11 +140,11 @@ def _decode_window(
                 raise _Overshoot
             check_start(p, t, start, frame_dur)
             turns = quarter_turns(frame)  # the picture as shown (a phone's portrait video)
-            hw = _out_size(p, size, *_shown_wh(frame), n)
+            hw = _out_size(p, size, *shown_wh(frame), n)
             out = np.empty((n, *hw, 3), dtype=np.uint8)  # numpy: torch copies contend for threads
         while i < n and prev is not None and times[i] + eps < t:
             if prev_img is None:
-                prev_img = _convert(p, prev, hw, turns)
+                prev_img = convert_frame(p, prev, hw, turns)
             out[i] = prev_img
             i += 1
         if i >= n:
@@ -157,7 +157,7 @@ def _decode_window(
         tolerance = max(TOLERANCE_S, frame_dur)
         if end is None or start + duration > end + tolerance:  # else padding, even from start
             check_coverage(p, "video", start, duration, end, declared, tolerance=tolerance)
-        out[i:] = _convert(p, prev, hw, turns)
+        out[i:] = convert_frame(p, prev, hw, turns)
     return torch.from_numpy(out)
 
 
@@ -240,14 +240,14 @@ def _out_size(p, size, width: int, height: int, n: int) -> tuple[int, int]:
 _local = threading.local()
 
 
-def _shown_wh(frame) -> tuple[int, int]:
+def shown_wh(frame) -> tuple[int, int]:
     """``(width, height)`` of a decoded frame as shown (turned upright)."""
     if quarter_turns(frame) % 2:
         return frame.height, frame.width
     return frame.width, frame.height
 
 
-def _convert(p, frame, hw: tuple[int, int], turns: int = 0) -> np.ndarray:
+def convert_frame(p, frame, hw: tuple[int, int], turns: int = 0) -> np.ndarray:
     """One decoded frame as uint8 ``[H, W, 3]`` RGB at size ``hw``, turned upright by ``turns``
     (:func:`~avssl.data.media_checks.quarter_turns`)."""
     check_pixels(p, frame.width, frame.height, "frame size")

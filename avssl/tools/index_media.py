@@ -1,11 +1,14 @@
 """What ``avssl index`` embeds: media discovery and per-window embeddings of one file.
 
-A file's windows are centred at ``window / 2 + k * hop`` seconds while they fit in the file
-(one window centred on the middle of a file shorter than a window). Per window a video gives one
-audio embedding (the ``window`` seconds of sound around the centre) and one visual embedding (the
-frame showing at the centre); an audio file gives audio embeddings only and a still image one
-visual embedding (time ``NaN``). Embeddings are the model's pooled ``embed_audio`` /
-``embed_visual`` outputs, L2-normalised so a dot product is a cosine similarity.
+A file's windows are centred at ``window / 2 + k * hop`` seconds while they fit in the stream
+they come from (one window centred on the middle of a stream shorter than a window). A video gives
+one audio embedding per window of its sound (the ``window`` seconds around the centre) and one
+visual embedding per window of its picture (the frame showing at the centre), so a video whose
+sound stops before its picture has fewer audio windows than visual ones (and the other way round)
+instead of windows of silence or of a frozen last frame; a stream ending within what decoders pad
+of the file's end counts as lasting the whole file. An audio file gives audio embeddings only
+and a still image one visual embedding (time ``NaN``). Embeddings are the model's pooled
+``embed_audio`` / ``embed_visual`` outputs, L2-normalised so a dot product is a cosine similarity.
 """
 
 from __future__ import annotations
@@ -21,11 +24,11 @@ import torch.nn.functional as F
 
 from avssl.data.manifest import read_manifest, resolve
 from avssl.data.media import probe
-from avssl.data.media_checks import IMAGE_EXTS, SOUNDFILE_EXTS
+from avssl.data.media_checks import DEFAULT_FRAME_S, IMAGE_EXTS, SOUNDFILE_EXTS, TOLERANCE_S
 from avssl.errors import MediaError
 from avssl.eval.embed import embed_visual, frames_to_input
 from avssl.eval.sliding import sliding_embeddings
-from avssl.tools.stream_io import audio_end, iter_frames_at, read_audio_padded
+from avssl.tools.stream_io import audio_end, iter_frames_at, read_audio_padded, video_end
 
 VIDEO_EXTS = frozenset({".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ogv"})
 AUDIO_EXTS = SOUNDFILE_EXTS | {".mp3", ".m4a", ".aac", ".opus", ".wma"}
@@ -124,36 +127,61 @@ def embed_file(model, cfg, path: Path, hop: float, device="cpu") -> FileEmbeddin
     # the audio windows start a whole number of samples apart, so the centres must too: with a
     # hop of 0.3333 s at 16 kHz (5,332.8 samples) a block of windows would hold one too few
     hop = max(1, round(hop * d.sample_rate)) / d.sample_rate
-    centres = window_centres(info.duration, d.window, hop)
-    kind = "video" if info.has_video else "audio"
-    a_end = audio_end(path, info.duration) if info.has_audio else None
-    frames_iter = (
-        iter_frames_at(path, centres, (d.frame_size, d.frame_size)) if info.has_video else None
+    audio = visual = None
+    if info.has_audio:
+        a_end = audio_end(path, info.duration)
+        a_times = window_centres(_span(a_end, info.duration, TOLERANCE_S), d.window, hop)
+        audio = _audio_windows(model, d, path, a_times, a_end, hop, device)
+    if info.has_video:
+        pad = max(TOLERANCE_S, 1 / info.fps if info.fps else DEFAULT_FRAME_S)
+        v_end = _span(video_end(path, info.duration), info.duration, pad)
+        v_times = window_centres(v_end, d.window, hop)
+        visual = _visual_windows(model, d, path, v_times, device)
+    dim = (audio if audio is not None else visual).shape[1]
+    return FileEmbeddings(
+        "video" if info.has_video else "audio",
+        float(info.duration),
+        _none(dim) if audio is None else audio,
+        empty if audio is None else torch.from_numpy(a_times.astype(np.float32)),
+        _none(dim) if visual is None else visual,
+        empty if visual is None else torch.from_numpy(v_times.astype(np.float32)),
     )
-    audio, visual = [], []
+
+
+def _span(end: float | None, duration: float, pad: float) -> float:
+    """Seconds a stream ending at ``end`` lasts for placing windows: the file's ``duration`` when
+    the end is unknown or within ``pad`` of it (as equal-length tracks end), else ``end``."""
+    return duration if end is None or end >= duration - pad else end
+
+
+def _audio_windows(model, d, path, centres, end, hop, device) -> torch.Tensor:
+    """Unit embeddings ``[W, D]`` of the sound around each of ``centres`` (s); silence past
+    ``end`` (s), where the sound stops."""
+    out = []
     for k0 in range(0, len(centres), BLOCK):
         c = centres[k0 : k0 + BLOCK]
-        if a_end is not None:
-            start = c[0] - d.window / 2
-            span = (c[-1] - c[0]) + d.window
-            wave = read_audio_padded(path, start, span, d.sample_rate, a_end)
-            emb = sliding_embeddings(model, wave, d.sample_rate, d.window, hop, device)
-            if emb.shape[0] < len(c):  # would pair every later window with another's time
-                raise RuntimeError(f"{path}: {emb.shape[0]} audio windows for {len(c)} centres")
-            audio.append(_unit(emb[: len(c)]))
-        if frames_iter is not None:
+        start = c[0] - d.window / 2
+        span = (c[-1] - c[0]) + d.window
+        wave = read_audio_padded(path, start, span, d.sample_rate, end)
+        emb = sliding_embeddings(model, wave, d.sample_rate, d.window, hop, device)
+        if emb.shape[0] < len(c):  # would pair every later window with another's time
+            raise RuntimeError(f"{path}: {emb.shape[0]} audio windows for {len(c)} centres")
+        out.append(_unit(emb[: len(c)]))
+    return torch.cat(out)
+
+
+def _visual_windows(model, d, path, centres, device) -> torch.Tensor:
+    """Unit embeddings ``[W, D]`` of the frame showing at each of ``centres`` (s)."""
+    frames_iter = iter_frames_at(path, centres, (d.frame_size, d.frame_size))
+    out = []
+    try:
+        for k0 in range(0, len(centres), BLOCK):
+            c = centres[k0 : k0 + BLOCK]
             frames = torch.from_numpy(np.stack([next(frames_iter) for _ in c]))
-            visual.append(_unit(embed_visual(model, frames_to_input(frames, d.frame_size), device)))
-    times = torch.from_numpy(centres.astype(np.float32))
-    dim = (audio or visual)[0].shape[1]
-    return FileEmbeddings(
-        kind,
-        float(info.duration),
-        torch.cat(audio) if audio else _none(dim),
-        times if audio else empty,
-        torch.cat(visual) if visual else _none(dim),
-        times if visual else empty,
-    )
+            out.append(_unit(embed_visual(model, frames_to_input(frames, d.frame_size), device)))
+    finally:
+        frames_iter.close()  # closes the file now, not when the generator is collected
+    return torch.cat(out)
 
 
 def _unit(x: torch.Tensor) -> torch.Tensor:

@@ -182,7 +182,7 @@ def render(model, cfg, args, info, duration, fps, size, lut) -> tuple[int, str |
     sheet_frames: list[tuple[float, np.ndarray]] = []
     a_end = audio_end(args.video, info.duration)
     device = next(model.parameters()).device
-    frames_iter = iter_frames_at(args.video, times, size)
+    frames_iter = iter_frames_at(args.video, times, size, "AREA")  # a picture to look at
     tmp = out.with_name(f".{out.stem}.tmp{os.getpid()}{out.suffix}")
     out.parent.mkdir(parents=True, exist_ok=True)
     writer = OverlayWriter(tmp, size[1], size[0], fps, args.video, duration)

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from av.video.reformatter import VideoReformatter
 
+from avssl.data import media
 from avssl.data.media import read_audio
 from avssl.data.media_checks import (
     DEFAULT_FRAME_S,
@@ -27,13 +28,16 @@ from avssl.data.media_checks import (
     quarter_turns,
     upright,
 )
-from avssl.data.stream_times import origin_s, stream_end_s
-from avssl.data.video_io import video_stream
+from avssl.data.stream_times import checked_end_s, origin_s
+from avssl.data.video_io import convert_frame, is_image, shown_wh, video_stream
 from avssl.errors import MediaError
 
 
 def iter_frames_at(
-    path: str | os.PathLike, times, size: tuple[int, int] | None = None
+    path: str | os.PathLike,
+    times,
+    size: tuple[int, int] | None = None,
+    interpolation: str | None = None,
 ) -> Iterator[np.ndarray]:
     """Yield the frame showing at each of ``times`` (sorted, seconds), decoding the file once.
 
@@ -45,6 +49,9 @@ def iter_frames_at(
         times: ascending float times in seconds.
         size: ``(H, W)`` output size (resized by FFmpeg's scaler), or None for native; frames
             are shown upright (a stream's display rotation applied).
+        interpolation: ``None`` resizes exactly as :func:`~avssl.data.video_io.read_frames`
+            does, so frames for the model match training and evaluation; a PyAV interpolation
+            name (e.g. ``"AREA"``) is for pictures only people look at.
 
     Yields:
         uint8 ``[H, W, 3]`` RGB frames, one per time.
@@ -70,10 +77,16 @@ def iter_frames_at(
         scaler = VideoReformatter()  # one scaler for the whole pass (building one is costly)
 
         def convert(frame) -> np.ndarray:
-            check_pixels(p, frame.width, frame.height, "frame size")
             turns = quarter_turns(frame)  # scaled as stored, then shown upright
+            if interpolation is None:
+                shown_w, shown_h = shown_wh(frame)
+                hw = (h, w) if size is not None else (shown_h, shown_w)
+                return convert_frame(p, frame, hw, turns)
+            check_pixels(p, frame.width, frame.height, "frame size")
             sw, sh = (h, w) if turns % 2 else (w, h)
-            rgb = scaler.reformat(frame, width=sw, height=sh, format="rgb24", interpolation="AREA")
+            rgb = scaler.reformat(
+                frame, width=sw, height=sh, format="rgb24", interpolation=interpolation
+            )
             return upright(rgb.to_ndarray(), turns)
 
         frame_dur = frame_period_s(stream) or DEFAULT_FRAME_S
@@ -99,15 +112,35 @@ def iter_frames_at(
 
 
 def audio_end(path: str | os.PathLike, declared: float | None) -> float | None:
-    """Where the audio track of ``path`` ends (s): its stream's declared end, else ``declared``."""
+    """Where the sound of ``path`` ends (s): its audio stream's own end
+    (:func:`avssl.data.media.audio_end`), at most ``declared``; ``declared`` when unknown.
+
+    Raises:
+        MediaError: unreadable, or no audio stream.
+    """
+    return _capped(media.audio_end(path), declared)
+
+
+def video_end(path: str | os.PathLike, declared: float | None) -> float | None:
+    """Where the picture of ``path`` ends (s): its video stream's own end (a video's picture can
+    stop before its sound), at most ``declared``; ``declared`` when unknown or a still image.
+
+    Raises:
+        MediaError: unreadable, or no video stream.
+    """
     p = check_file(path)
-    if p.suffix.lower() in (".wav", ".flac", ".ogg", ".oga", ".aif", ".aiff"):
-        return declared
     container = open_container(p)
     with container, guard(p):
-        if not container.streams.audio:
-            raise MediaError(p, "no audio stream")
-        end = stream_end_s(container, container.streams.audio[0])
+        stream = video_stream(container)
+        if stream is None:
+            raise MediaError(p, "no video stream")
+        if is_image(p, container):
+            return declared
+        end = checked_end_s(container, stream, declared)
+    return _capped(end, declared)
+
+
+def _capped(end: float | None, declared: float | None) -> float | None:
     if end is None:
         return declared
     return end if declared is None else min(end, declared)
