@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +33,7 @@ MODALITIES = ("audio", "visual")
 # float16 halves the index on disk and the memory a query streams through (the search cost);
 # its ~1e-3 rounding of unit vectors is far below score differences that matter.
 STORE_DTYPE = torch.float16
+TENSOR_NAME = re.compile(r"embeddings-[0-9a-f]{12}\.pt")
 
 
 def weights_hash(model: torch.nn.Module) -> str:
@@ -78,15 +80,11 @@ class Index:
             )
 
 
-def load_index(path: str | os.PathLike, mmap: bool = True) -> Index:
-    """Load an index directory.
-
-    Args:
-        path: the index directory.
-        mmap: memory-map the tensor file (fast open; pages load on first use).
+def load_meta(path: str | os.PathLike) -> dict:
+    """The parsed ``meta.json`` of the index directory ``path`` (tensors not read).
 
     Raises:
-        AvsslError: missing, not an index, or damaged.
+        AvsslError: no ``meta.json``, not this :data:`FORMAT`, or damaged.
     """
     path = Path(path)
     meta_path = path / "meta.json"
@@ -102,6 +100,27 @@ def load_index(path: str | os.PathLike, mmap: bool = True) -> Index:
         raise AvsslError(f"{path}: not an avssl index (format {meta.get('format')!r})")
     if not isinstance(meta.get("tensors"), str) or not isinstance(meta.get("files"), list):
         raise AvsslError(f"{meta_path}: damaged index metadata (no 'tensors' or 'files')")
+    return meta
+
+
+def own_tensor_file(name: object) -> bool:
+    """Whether ``name`` is a tensor file name :func:`save_index` writes (a bare
+    ``embeddings-<12 hex>.pt``, inside the index directory): the only kind it ever deletes."""
+    return isinstance(name, str) and TENSOR_NAME.fullmatch(name) is not None
+
+
+def load_index(path: str | os.PathLike, mmap: bool = True) -> Index:
+    """Load an index directory.
+
+    Args:
+        path: the index directory.
+        mmap: memory-map the tensor file (fast open; pages load on first use).
+
+    Raises:
+        AvsslError: missing, not an index, or damaged.
+    """
+    path = Path(path)
+    meta = load_meta(path)
     tpath = path / meta["tensors"]
     try:
         tensors = torch.load(tpath, map_location="cpu", weights_only=True, mmap=mmap)
@@ -115,7 +134,8 @@ def save_index(index: Index) -> None:
     """Write ``index`` atomically (fresh tensor file, then ``meta.json`` via ``os.replace``)."""
     path = index.path
     path.mkdir(parents=True, exist_ok=True)
-    old = path / index.meta["tensors"] if index.meta.get("tensors") else None
+    # never delete a file the index did not write (a foreign or edited meta.json may name any)
+    old = path / index.meta["tensors"] if own_tensor_file(index.meta.get("tensors")) else None
     name = f"embeddings-{uuid.uuid4().hex[:12]}.pt"
     tmp = path / f".{name}.tmp"
     torch.save({k: v.contiguous() for k, v in index.tensors.items()}, tmp)
@@ -144,13 +164,23 @@ def keep_files(index: Index, keep: list[bool]) -> None:
 
 
 def add_files(index: Index, items: list) -> None:
-    """Append ``(entry, FileEmbeddings)`` pairs (see :mod:`avssl.tools.index_media`)."""
+    """Append ``(entry, FileEmbeddings)`` pairs (see :mod:`avssl.tools.index_media`).
+
+    A file's ``audio`` ``[Wa, Da]`` and ``visual`` ``[Wv, Dv]`` rows join the index's ``[Na, Da]``
+    and ``[Nv, Dv]``; a side the file lacks (``W = 0``) may come with any width, as the two
+    widths differ for some models (l3: 384-d sound, 128-d pictures).
+    """
     for m in MODALITIES:
+        width = index.tensors[m].shape[1]
         xs, ts, ids = [index.tensors[m]], [index.tensors[f"{m}_time"]], [index.tensors[f"{m}_file"]]
         for j, (_, emb) in enumerate(items):
             x = getattr(emb, m)
             if x.shape[0] != getattr(emb, f"{m}_time").shape[0]:
                 raise RuntimeError(f"{m} embeddings and times of unequal length: {items[j][0]}")
+            if x.shape[0] == 0:
+                x = x.reshape(0, width)
+            elif x.shape[1] != width:
+                raise RuntimeError(f"{m} embeddings {x.shape[1]}-d, the index's {width}-d")
             xs.append(x.to(STORE_DTYPE))
             ts.append(getattr(emb, f"{m}_time").float())
             ids.append(torch.full((x.shape[0],), len(index.files) + j, dtype=torch.long))

@@ -1,17 +1,20 @@
 """``avssl index``: build or update a cross-modal search index (see :mod:`avssl.tools.index`).
 
 usage: avssl index --checkpoint CKPT --inputs PATH... --out INDEX [--hop S] [--strict]
+                   [--rebuild]
 
-The index mirrors its inputs: re-running on an existing index (``--inputs`` may then be
-omitted to reuse the recorded ones) embeds new and changed files (size or mtime differ), keeps
-unchanged ones and drops files no longer found. Unreadable files are skipped and listed in the
-JSON summary printed as the last stdout line; ``--strict`` makes the first one an error.
+The index mirrors its inputs: re-running on an existing index (``--inputs`` and ``--hop`` may
+then be omitted to reuse the recorded ones) embeds new and changed files (size or mtime differ),
+keeps unchanged ones and drops files no longer found; ``--rebuild`` embeds every file again
+(same defaults), and only ever replaces an avssl index. Unreadable files are skipped and listed
+in the JSON summary printed as the last stdout line; ``--strict`` makes the first one an error.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -28,6 +31,8 @@ from avssl.tools.index import (
     empty_tensors,
     keep_files,
     load_index,
+    load_meta,
+    own_tensor_file,
     save_index,
     weights_hash,
 )
@@ -39,7 +44,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", required=True, help="checkpoint file or run directory")
     p.add_argument("--inputs", nargs="+", help="media files, folders or manifests (*.jsonl)")
     p.add_argument("--out", required=True, help="index directory (created or updated)")
-    p.add_argument("--hop", type=float, default=None, help="seconds between windows (default 1)")
+    p.add_argument(
+        "--hop",
+        type=float,
+        default=None,
+        help="seconds between windows (default: the index's, else 1)",
+    )
     p.add_argument("--strict", action="store_true", help="stop at the first unreadable file")
     p.add_argument("--rebuild", action="store_true", help="discard an existing index first")
     p.add_argument("--device", default="cpu", help="cpu | auto | cuda[:N]")
@@ -60,22 +70,42 @@ def _open_or_create(out: Path, args, cfg, ckpt: dict, dims: tuple[int, int]) -> 
         return index, rehop
     if out.is_dir() and any(out.iterdir()) and not (out / "meta.json").is_file():
         raise AvsslError(f"{out}: a non-empty folder that is not an avssl index")
-    meta = {"format": FORMAT, "checkpoint": ckpt, "config": to_dict(cfg), "hop": args.hop or 1.0}
-    old = _old_tensor_file(out)
-    if old is not None:  # --rebuild: the new tensor file replaces the old one
-        meta["tensors"] = old
+    meta = {"format": FORMAT, "checkpoint": ckpt, "config": to_dict(cfg), "hop": 1.0}
+    if (out / "meta.json").is_file():  # --rebuild
+        meta.update(_rebuild_defaults(out))
+    if args.hop is not None:
+        meta["hop"] = args.hop
     tensors = empty_tensors(dims[0])
     tensors["visual"] = torch.zeros(0, dims[1], dtype=tensors["audio"].dtype)
     return Index(out, meta, [], tensors), False
 
 
-def _old_tensor_file(out: Path) -> str | None:
-    """The tensor file named by an existing (perhaps damaged) index's ``meta.json``, if any."""
+def _rebuild_defaults(out: Path) -> dict:
+    """What ``--rebuild`` keeps of the index in ``out``: its hop and inputs (defaults for the
+    flags) and its tensor file (replaced by the new one if :func:`save_index` wrote it).
+
+    Raises:
+        AvsslError: ``out/meta.json`` is not an avssl index's (another tool's folder).
+    """
     try:
-        name = json.loads((out / "meta.json").read_text(encoding="utf-8")).get("tensors")
-    except (OSError, ValueError, AttributeError):
-        return None
-    return name if isinstance(name, str) and name == Path(name).name else None
+        old = load_meta(out)
+    except AvsslError as err:
+        raise AvsslError(
+            f"{err}; --rebuild replaces only an avssl index (nothing changed)"
+        ) from None
+    kept = {k: old[k] for k in ("hop", "inputs") if k in old}
+    if own_tensor_file(old["tensors"]):
+        kept["tensors"] = old["tensors"]
+    return kept
+
+
+def _check_recorded(out: Path, meta: dict, inputs_used: bool) -> None:
+    """Refuse the hop, or the inputs list if ``inputs_used``, an edited ``meta.json`` spoilt."""
+    hop, inputs = meta.get("hop"), meta.get("inputs", []) if inputs_used else []
+    if isinstance(hop, bool) or not isinstance(hop, (int, float)) or not 0 < hop < math.inf:
+        raise AvsslError(f"{out / 'meta.json'}: damaged index metadata (hop {hop!r})")
+    if not isinstance(inputs, list) or not all(isinstance(x, str) for x in inputs):
+        raise AvsslError(f"{out / 'meta.json'}: damaged index metadata (inputs {inputs!r})")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -92,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     ckpt = {"path": state["path"], "sha256": weights_hash(model)}
     out = Path(args.out)
     index, rehop = _open_or_create(out, args, cfg, ckpt, embedding_dims(model, cfg.data))
+    _check_recorded(out, index.meta, inputs_used=not args.inputs)
     inputs = args.inputs or index.meta.get("inputs")
     if not inputs:
         raise AvsslError(f"{out}: give --inputs (the index records none yet)")

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from avssl.data.media import probe
-from avssl.errors import MediaError
+from avssl.errors import AvsslError, MediaError
 from avssl.eval.embed import embed_audio, embed_visual, frames_to_input
 from avssl.tools.index import Index
 from avssl.tools.stream_io import audio_end, iter_frames_at, read_audio_padded
@@ -131,9 +131,16 @@ def search(
     Returns:
         A list of ``{"path", "time", "modality", "score"}`` dicts, best first (``time`` None for
         a still image).
+
+    Raises:
+        AvsslError: the query's width is not the stored ``target`` windows'.
     """
     x, files = index.tensors[target], index.tensors[f"{target}_file"]
     times = index.tensors[f"{target}_time"]
+    if query.shape[-1] != x.shape[1]:
+        raise AvsslError(
+            f"{index.path}: its {target} windows are {x.shape[1]}-d, the query {query.shape[-1]}-d"
+        )
     if approx and not per_file:
         from avssl.tools.ann import candidates
 

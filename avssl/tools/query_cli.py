@@ -7,14 +7,14 @@ usage: avssl query --index INDEX --checkpoint CKPT (--audio F | --image F | --vi
 The default target is the other modality (an ``--audio`` query finds pictures). A ``--video``
 query uses its sound at ``--at`` to find pictures (``--target visual``, the default) or its
 frame at ``--at`` to find sounds (``--target audio``). ``--at`` defaults to the middle of the
-file. ``--approx`` searches a faiss HNSW index (optional extra ``faiss``; built on first use and
-cached beside the index) instead of every window, for collections of millions of windows; with
-``--per-file`` the search stays exact (brute force). Output: a table (default) or JSON as the
-last stdout line
+file. A model without a shared audio-visual space (l3) answers same-modality queries only
+(``--audio F --target audio``, ``--image F --target visual``). ``--approx`` searches a faiss
+HNSW index (optional extra ``faiss``; built on first use and cached beside the index) instead
+of every window, for collections of millions of windows; with ``--per-file`` the search stays
+exact (brute force). Output: a table (default) or JSON as the last stdout line
 (``{"query": {...}, "results": [{"path", "time", "modality", "score"}, ...]}``); ``--html``
 also writes a page with thumbnails and audio players (an existing file only with
-``--force``). Names starting with a dash are given as
-``--audio=-name.wav``.
+``--force``). Names starting with a dash are given as ``--audio=-name.wav``.
 """
 
 from __future__ import annotations
@@ -71,6 +71,24 @@ def _query_spec(args) -> tuple[str, str, str, str]:
     return path, flag, modality, args.target or OTHER[modality]
 
 
+def _check_shared_space(method: str, ckpt: str, flag: str, modality: str, target: str) -> None:
+    """Refuse a cross-modal query on a model whose two towers share no embedding space (l3):
+    its scores would mean nothing, or its sound and picture widths differ."""
+    from avssl.eval.retrieval import NO_SHARED_SPACE
+
+    if method not in NO_SHARED_SPACE or modality == target:
+        return
+    fix = (
+        "query with --audio F --target audio or --image F --target visual"
+        if flag == "--video"
+        else f"add --target {modality} to find {'sounds' if modality == 'audio' else 'pictures'}"
+    )
+    raise AvsslError(
+        f"{ckpt}: the {method} method has no shared audio-visual embedding space, it compares "
+        f"sounds with sounds and pictures with pictures only; {fix}"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     """``avssl query``: print the best matches as a table or JSON; ``--html`` also writes a page."""
     args = _parser().parse_args(argv)
@@ -97,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     model, cfg, state = load_model(args.checkpoint, resolve_device(args.device, "--device"))
     index.check_checkpoint(weights_hash(model), state["path"])
     path, flag, modality, target = _query_spec(args)
+    _check_shared_space(cfg.model.method, state["path"], flag, modality, target)
     if index.count(target) == 0:
         raise AvsslError(f"{args.index}: the index holds no {target} windows")
     info, time = query_window(path, modality, args.at, flag)
@@ -112,9 +131,6 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         k = n
-    if cfg.model.method == "l3" and modality != target:
-        print("warning: l3 has no shared audio-visual embedding space; cross-modal scores are "
-              "not meaningful", file=sys.stderr)  # fmt: skip
     device = next(model.parameters()).device
     q = embed_query(model, cfg, path, modality, info, time, device)
     results = search(index, q, target, k, args.per_file, args.approx)
@@ -148,7 +164,7 @@ def _media(path: str, modality: str, time: float | None, cfg) -> dict:
         if modality == "visual":
             w, h = info.width or THUMB_W, info.height or THUMB_W
             size = (max(2, round(h * THUMB_W / w)), THUMB_W)
-            return {"image": jpeg_uri(next(iter_frames_at(path, [time or 0.0], size)))}
+            return {"image": jpeg_uri(next(iter_frames_at(path, [time or 0.0], size, "AREA")))}
         d = cfg.data
         span = min(d.window, MAX_CLIP_S)
         wave = read_audio_padded(

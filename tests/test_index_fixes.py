@@ -1,0 +1,197 @@
+"""``avssl index`` / ``avssl query``: l3's unequal widths, l3 cross-modal queries, and what
+``--rebuild`` keeps (recorded inputs and hop) and never deletes (another tool's files)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from bad_media import last_json
+from conftest import TINY, MediaFactory
+
+from avssl.cli import main as cli
+from avssl.config import load_config, to_dict
+from avssl.models import build_model, embedding_dims
+from avssl.tools.index import load_index
+from avssl.train.checkpoint import save_checkpoint
+
+
+def _checkpoint(folder: Path, method: str, *sets: str) -> Path:
+    """A random-weight checkpoint of ``method`` at the tiny test sizes."""
+    cfg = load_config(None, [s for s in TINY if s.startswith(("data.", "model."))] + list(sets))
+    cfg.model.method = method
+    model = build_model(cfg.model, cfg.data)
+    name = "-".join([method, *sets]).replace("=", "")
+    path = save_checkpoint(
+        folder / f"{name}.pt", {"model": model.state_dict(), "config": to_dict(cfg)}
+    )
+    return Path(path)
+
+
+@pytest.fixture(scope="module")
+def ckpts(tmp_path_factory):
+    """l3 with 3 audio time bins (sound wider than pictures), with 1 (equal widths), and a
+    contrastive model."""
+    root = tmp_path_factory.mktemp("ckpt")
+    return {
+        "l3": _checkpoint(root, "l3", "model.audio_time_bins=3"),
+        "l3-equal": _checkpoint(root, "l3", "model.audio_time_bins=1"),
+        "contrastive": _checkpoint(root, "contrastive"),
+    }
+
+
+@pytest.fixture
+def media(media_factory: MediaFactory) -> Path:
+    folder = media_factory.folder / "media"
+    folder.mkdir()
+    mf = MediaFactory(folder)
+    mf("still.png")
+    mf("tone.wav", duration=2.0)
+    mf("silent.mp4", duration=2.0, audio=False)
+    mf("clip.mp4", duration=2.0)
+    return folder
+
+
+def _index(ckpt, out, *extra) -> int:
+    return cli(["index", "--checkpoint", str(ckpt), "--out", str(out), "--quiet", *extra])
+
+
+def _query(index, ckpt, *args) -> int:
+    return cli(["query", "--index", str(index), "--checkpoint", str(ckpt), "--json", *args])
+
+
+def _one_line_error(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and len(err.splitlines()) == 1, err
+    return err
+
+
+def test_l3_index_of_files_lacking_a_side(ckpts, media, tmp_path, capsys):
+    from avssl.train.checkpoint import load_model
+
+    model, cfg, _ = load_model(ckpts["l3"])
+    model.eval()
+    da, dv = embedding_dims(model, cfg.data)
+    assert da != dv  # the case that broke: each file's empty side came with the other's width
+    # a file alone in a new index: its empty side meets the index's empty tensors
+    for name in ("still.png", "tone.wav", "silent.mp4"):
+        assert _index(ckpts["l3"], tmp_path / name, "--inputs", str(media / name)) == 0, name
+    capsys.readouterr()
+    out = tmp_path / "all"
+    assert _index(ckpts["l3"], out, "--inputs", str(media)) == 0
+    s = last_json(capsys.readouterr().out)
+    assert (s["files"], s["audio_windows"], s["visual_windows"]) == (4, 2 + 2, 1 + 2 + 2)
+    index = load_index(out)
+    assert index.tensors["audio"].shape == (4, da) and index.tensors["visual"].shape == (5, dv)
+
+    # same-modality queries find the query's own file first
+    assert _query(out, ckpts["l3"], "--image", str(media / "still.png"), "--target", "visual") == 0
+    res = last_json(capsys.readouterr().out)["results"]
+    assert res[0]["path"] == str((media / "still.png").resolve()) and res[0]["time"] is None
+    assert res[0]["score"] == pytest.approx(1.0, abs=2e-3)
+    assert _query(out, ckpts["l3"], "--audio", str(media / "tone.wav"), "--target", "audio") == 0
+    res = last_json(capsys.readouterr().out)["results"]
+    assert len(res) == 4 and res[0]["score"] == pytest.approx(1.0, abs=2e-3)
+
+
+@pytest.mark.parametrize("which", ["l3", "l3-equal"])
+def test_l3_cross_modal_query_is_one_error(which, ckpts, media, tmp_path, capsys):
+    ckpt = ckpts[which]
+    out = tmp_path / "idx"
+    assert _index(ckpt, out, "--inputs", str(media / "clip.mp4")) == 0
+    capsys.readouterr()
+    # unequal widths were a traceback, equal ones meaningless scores behind a warning
+    cases = [
+        (["--audio", str(media / "clip.mp4")], "add --target audio"),
+        (["--image", str(media / "clip.mp4")], "add --target visual"),
+        (["--video", str(media / "clip.mp4")], "--audio F --target audio or --image F"),
+        (["--video", str(media / "clip.mp4"), "--target", "audio"], "--image F --target visual"),
+    ]
+    for args, fix in cases:
+        assert _query(out, ckpt, *args) == 2, args
+        err = _one_line_error(capsys)
+        assert err.startswith(f"error: {ckpt}: the l3 method has no shared"), err
+        assert fix in err, err
+    assert _query(out, ckpt, "--audio", str(media / "clip.mp4"), "--target", "audio") == 0
+    assert last_json(capsys.readouterr().out)["results"][0]["modality"] == "audio"
+
+
+def test_rebuild_refuses_a_folder_that_is_not_an_index(ckpts, media, tmp_path, capsys):
+    ckpt = ckpts["contrastive"]
+    out = tmp_path / "project"
+    out.mkdir()
+    meta = json.dumps({"project": "my notes", "tensors": "weights.pt"})
+    (out / "meta.json").write_text(meta)
+    (out / "weights.pt").write_text("precious")
+    for extra in ([], ["--rebuild"]):
+        assert _index(ckpt, out, "--inputs", str(media / "tone.wav"), *extra) == 2
+        assert "not an avssl index" in _one_line_error(capsys)
+        assert sorted(p.name for p in out.iterdir()) == ["meta.json", "weights.pt"]
+        assert (out / "meta.json").read_text() == meta
+        assert (out / "weights.pt").read_text() == "precious"
+
+
+def test_rebuild_deletes_only_a_tensor_file_the_index_wrote(ckpts, media, tmp_path, capsys):
+    ckpt = ckpts["contrastive"]
+    out = tmp_path / "idx"
+    assert _index(ckpt, out, "--inputs", str(media / "tone.wav")) == 0
+    capsys.readouterr()
+    own = next(out.glob("embeddings-*.pt"))
+    # an edited meta.json naming a user's file, beside the index or outside it
+    for name in ("weights.pt", "../weights.pt"):
+        (out / name).write_text("precious")
+        meta = json.loads((out / "meta.json").read_text())
+        (out / "meta.json").write_text(json.dumps({**meta, "tensors": name}))
+        assert _index(ckpt, out, "--inputs", str(media / "tone.wav"), "--rebuild") == 0
+        capsys.readouterr()
+        assert (out / name).read_text() == "precious"
+        assert len(load_index(out).files) == 1
+    assert own.is_file()  # no longer named by meta.json: left alone as well
+    # an index's own tensor file is replaced, not left beside the new one
+    before = set(out.glob("embeddings-*.pt"))
+    assert _index(ckpt, out, "--inputs", str(media / "tone.wav"), "--rebuild") == 0
+    capsys.readouterr()
+    assert len(set(out.glob("embeddings-*.pt")) - before) == 1
+    assert len(set(out.glob("embeddings-*.pt"))) == len(before)
+
+
+def test_rebuild_keeps_the_recorded_inputs_and_hop(ckpts, media, tmp_path, capsys):
+    ckpt = ckpts["contrastive"]
+    out = tmp_path / "idx"
+    assert _index(ckpt, out, "--inputs", str(media), "--hop", "0.5") == 0
+    first = last_json(capsys.readouterr().out)
+    recorded = json.loads((out / "meta.json").read_text())
+    assert _index(ckpt, out, "--rebuild") == 0
+    again = last_json(capsys.readouterr().out)
+    meta = json.loads((out / "meta.json").read_text())
+    assert (meta["inputs"], meta["hop"]) == (recorded["inputs"], 0.5)
+    assert (again["files"], again["added"], again["audio_windows"], again["visual_windows"]) == (
+        first["files"], first["files"], first["audio_windows"], first["visual_windows"],
+    )  # fmt: skip
+    # an explicit flag still wins
+    assert _index(ckpt, out, "--rebuild", "--hop", "1", "--inputs", str(media / "tone.wav")) == 0
+    last = last_json(capsys.readouterr().out)
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["hop"] == 1.0 and meta["inputs"] == [str((media / "tone.wav").resolve())]
+    assert (last["files"], last["audio_windows"]) == (1, 2)
+    # a recorded hop an edit spoilt is one error, not a traceback
+    (out / "meta.json").write_text(json.dumps({**meta, "hop": "fast"}))
+    assert _index(ckpt, out, "--inputs", str(media / "tone.wav")) == 2
+    assert "damaged index metadata (hop 'fast')" in _one_line_error(capsys)
+
+
+def test_search_refuses_a_query_of_another_width(tmp_path):
+    import torch
+
+    from avssl.errors import AvsslError
+    from avssl.tools.index import Index, empty_tensors
+    from avssl.tools.query import search
+
+    tensors = empty_tensors(8)
+    tensors["visual"] = torch.randn(3, 8).half()
+    tensors["visual_file"], tensors["visual_time"] = torch.zeros(3, dtype=torch.long), torch.ones(3)
+    index = Index(tmp_path, {}, [{"path": "a.mp4"}], tensors)
+    assert len(search(index, torch.randn(8), "visual", 2)) == 2
+    with pytest.raises(AvsslError, match="visual windows are 8-d, the query 4-d"):
+        search(index, torch.randn(4), "visual", 2)
