@@ -237,8 +237,9 @@ def test_curve_series_and_flatten():
     ]
     assert curve_series(rows, "train", "loss") == ([2.0, 6.0], [1.5, 0.5])
     assert curve_series(rows, "val", "accuracy") == ([2.0], [0.5])
-    flat = flatten_scalars({"a2v": {"R@1": 0.25, "ranks": [1, 2]}, "n": 3, "x": None})
-    assert flat == [("a2v/R@1", "0.2500"), ("n", "3"), ("x", "-")]
+    result = {"a2v": {"R@1": 0.25, "ranks": list(range(20))}, "n": 3, "x": None, "tta": [0.9, 1.0]}
+    flat = flatten_scalars(result)  # short lists (e.g. TTA speeds) joined, long ones left out
+    assert flat == [("a2v/R@1", "0.2500"), ("n", "3"), ("x", "-"), ("tta", "0.9, 1")]
 
 
 def test_spread():

@@ -64,6 +64,7 @@ def run(argv: list[str]) -> int:
 
     from avssl.data.source import load_split
     from avssl.eval.avc import avc_metrics, calibrate_threshold, score_pairs
+    from avssl.eval.provenance import provenance
     from avssl.eval.score_norm import cohort_codes
     from avssl.train.checkpoint import load_model
     from avssl.train.runtime import resolve_device
@@ -107,7 +108,7 @@ def run(argv: list[str]) -> int:
     scores = score_pairs(model, ds, device, args.precision, **norm)
     result = avc_metrics(scores, threshold)
     result.update(split=args.split, threshold_from=source, checkpoint=state["path"], **tta)
-    result.update(**adapt, **skips)
+    result.update(**adapt, **skips, **provenance(model, state, ds.store.manifest))
     if args.cohort:
         result.update(cohort=len(pictures), cohort_top=top)
     emit(result, args, f"AVC accuracy ({args.split})")

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -125,10 +126,12 @@ def make_extractor(args, device):
     if args.features == "model":
         if not args.checkpoint:
             raise AvsslError("--features model needs --checkpoint")
+        from avssl.eval.provenance import provenance
         from avssl.train.checkpoint import load_model
 
         model, cfg, state = load_model(args.checkpoint, device)
         info = {"features": "model", "checkpoint": state["path"]}
+        info.update(provenance(model, state, args.root if args.dataset == "manifest" else None))
     else:
         from avssl.config import Config
         from avssl.models import build_model
@@ -203,6 +206,7 @@ def run(argv: list[str]) -> int:
 
     device = resolve_device(args.device, "--device")
     extractor, info = make_extractor(args, device)
+    info.setdefault("data", str(Path(args.root).expanduser().resolve()))
     if args.dataset != "manifest" and not predefined:
         kfold(items)
     if args.adapt_bn:

@@ -17,6 +17,8 @@ from pathlib import Path
 from avssl.cli import json_line
 from avssl.cli_outputs import check_new_dir, check_new_file, check_not_input, check_not_read
 from avssl.errors import AvsslError
+from avssl.eval.provenance import qualified_title, utc_now
+from avssl.eval.report_md import append_report
 
 # name -> ("module:function", help). Each function is ``run(argv) -> int``; modules are imported
 # only when their subcommand runs.
@@ -183,61 +185,39 @@ def use_data(cfg, manifest: str | None) -> None:
 def emit(result: dict, args, title: str) -> None:
     """Print the result as the last stdout line, write ``--out``, append to the run's report.
 
+    The result gains ``evaluated_at`` (UTC), and the title what sets the evaluation apart
+    (:func:`~avssl.eval.provenance.qualified_title`: other data, TTA, adapted batch norms).
+
     Args:
         result: the JSON result.
         args: parsed arguments (``out``; ``checkpoint``, whose run directory gets the report).
         title: heading of the result's table in ``report.md``.
+
+    Raises:
+        AvsslError: ``--out`` cannot be written (after the report is appended).
     """
-    text = json_line(result)
+    result.setdefault("evaluated_at", utc_now())
+    text = json_line(result)  # ASCII: a path that is not UTF-8 comes out \u-escaped
     print(text)  # first: a file that cannot be written must not cost the result
     sys.stdout.flush()
-    ckpt = Path(args.checkpoint) if getattr(args, "checkpoint", None) else None
-    run_dir = ckpt if ckpt and ckpt.is_dir() else (ckpt.parent if ckpt else None)
-    if run_dir is not None and (run_dir / "config.yaml").is_file():
-        try:
-            append_report(run_dir / "report.md", title, result)
-        except OSError as err:  # e.g. a colleague's read-only run: the table is a convenience
-            print(
-                f"warning: {run_dir / 'report.md'}: not updated ({err.strerror})", file=sys.stderr
-            )
-    if args.out:
+    failed = None
+    if args.out:  # before report.md: the file asked for must not depend on the convenience
         out = Path(args.out)
         try:
             out.parent.mkdir(parents=True, exist_ok=True)
             out.write_text(text + "\n", encoding="utf-8")
         except OSError as err:
-            raise AvsslError(
-                f"{out}: cannot write ({err.strerror}); the result is on stdout"
-            ) from None
-
-
-def _flatten(result: dict, prefix: str = "") -> dict:
-    """Nested dicts become ``outer/inner`` keys (e.g. ``a2v/R@1``); lists are left out."""
-    flat = {}
-    for key, value in result.items():
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}/"))
-        elif not isinstance(value, list):
-            flat[prefix + key] = value
-    return flat
-
-
-def append_report(path: Path, title: str, result: dict) -> None:
-    """Append a two-column markdown table of the scalar entries of ``result``.
-
-    Args:
-        path: the markdown file (created if missing).
-        title: the table's heading.
-        result: the JSON result; nested dicts become ``outer/inner`` rows, lists are left out.
-    """
-    lines = [f"\n## {title}\n", "| metric | value |", "|---|---|"]
-    for key, value in _flatten(result).items():
-        if isinstance(value, float):
-            lines.append(f"| {key} | {value:.4f} |")
-        elif isinstance(value, int | str):
-            lines.append(f"| {key} | {value} |")
-    with open(path, "a", encoding="utf-8") as fh:
-        fh.write("\n".join(lines) + "\n")
+            failed = AvsslError(f"{out}: cannot write ({err.strerror}); the result is on stdout")
+    ckpt = Path(args.checkpoint) if getattr(args, "checkpoint", None) else None
+    run_dir = ckpt if ckpt and ckpt.is_dir() else (ckpt.parent if ckpt else None)
+    if run_dir is not None and (run_dir / "config.yaml").is_file():
+        try:
+            append_report(run_dir / "report.md", qualified_title(title, result, args), result)
+        except (OSError, UnicodeError) as err:  # e.g. a colleague's read-only run
+            why = getattr(err, "strerror", None) or str(err)
+            print(f"warning: {run_dir / 'report.md'}: not updated ({why})", file=sys.stderr)
+    if failed is not None:
+        raise failed
 
 
 def main(argv: list[str] | None = None) -> int:

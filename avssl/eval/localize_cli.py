@@ -134,6 +134,7 @@ def run(argv: list[str]) -> int:
         localization_metrics,
         random_maps,
     )
+    from avssl.eval.provenance import provenance
     from avssl.eval.retrieval import centre_pairs
     from avssl.train.checkpoint import load_model
     from avssl.train.runtime import resolve_device
@@ -187,6 +188,7 @@ def run(argv: list[str]) -> int:
         checkpoint=state["path"],
         **tta,
         **adapt,
+        **provenance(model, state, store.manifest),
     )
     if args.out_dir:
         out = Path(args.out_dir)

@@ -117,6 +117,7 @@ def run(argv: list[str]) -> int:
     from avssl.data.source import load_split
     from avssl.errors import ManifestError
     from avssl.eval.adapt_bn import adapt_on_waves
+    from avssl.eval.provenance import provenance
     from avssl.eval.retrieval import (
         NO_SHARED_SPACE,
         cca_project,
@@ -177,6 +178,7 @@ def run(argv: list[str]) -> int:
         **tta,
         **adapt,
         **skip_report(store),
+        **provenance(model, state, store.manifest),
     )
     emit(result, args, "Retrieval (test)")
     return 0

@@ -167,7 +167,8 @@ def run_manifest(sync: ClipSync, cfg, args) -> dict:
     Returns:
         ``offset_accuracy``, ``exact_accuracy`` (within half a frame), ``mean_abs_error_s``,
         ``median_confidence``, ``n``, ``chance_accuracy``, ``n_offsets``, ``step_s``,
-        ``max_offset_s``, ``split``, ``n_skipped`` and ``skipped``.
+        ``max_offset_s``, ``split``, ``data`` (the manifest read), ``n_skipped`` and
+        ``skipped``.
 
     Raises:
         MediaError: under ``--strict``, the first unreadable row.
@@ -224,6 +225,7 @@ def run_manifest(sync: ClipSync, cfg, args) -> dict:
         "step_s": step,
         "max_offset_s": args.max_offset,
         "split": args.split,
+        "data": str(manifest),
         "n_skipped": len(skipped),
         "skipped": skipped[:MAX_LISTED_SKIPS],
     }
@@ -235,6 +237,7 @@ def run(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     check_outputs(args)
     from avssl.errors import AvsslError
+    from avssl.eval.provenance import provenance
     from avssl.train.checkpoint import load_model
     from avssl.train.runtime import resolve_device
 
@@ -252,5 +255,6 @@ def run(argv: list[str]) -> int:
     else:
         result = run_manifest(sync, cfg, args)
     result["checkpoint"] = state["path"]
+    result.update(provenance(model, state, result.get("data")))
     emit(result, args, "Synchronisation" + (" (video)" if args.video else f" ({args.split})"))
     return 0

@@ -87,8 +87,9 @@ def curves_section(run_dir: Path) -> Section:
 def evaluations_section(run_dir: Path, extra: list[Path]) -> Section:
     """Tables of ``report.md`` and of the ``*.json`` results in ``run_dir`` and ``extra``.
 
-    Each file is read once; missing or skipped sources are listed as notes. ``ok`` only when
-    a table was found.
+    Each file is read once; missing or skipped sources are listed as notes, and so is each
+    table whose evaluated weights are neither the current ``best.pt`` nor ``last.pt``. ``ok``
+    only when a table was found.
     """
     tables, notes = [], []
     md = run_dir / "report.md"
@@ -102,7 +103,12 @@ def evaluations_section(run_dir: Path, extra: list[Path]) -> Section:
     more, skipped = figures.json_tables(found, run_dir)
     tables += more
     notes += skipped
-    parts = [f"<h3>{esc(t['title'])}</h3>" + html_table(t["header"], t["rows"]) for t in tables]
+    current = figures.current_digests(run_dir)
+    parts = []
+    for t in tables:
+        stale = figures.stale_note(t, current)
+        warn = f'<p class="note">{esc(stale)}</p>' if stale else ""
+        parts.append(f"<h3>{esc(t['title'])}</h3>{warn}" + html_table(t["header"], t["rows"]))
     parts += [f'<p class="note">{esc(n)}</p>' for n in notes]
     if not tables:
         parts.append('<p class="note">No evaluation results found.</p>')
@@ -265,7 +271,8 @@ def main(argv: list[str] | None = None) -> int:
         "overlays": overlays,
         "config": config_section(run_dir, cfg),
     }
-    data = render_page(run_dir, sections).encode("utf-8")
+    # a folder name that is not UTF-8 (legal on Linux) is shown backslash-escaped
+    data = render_page(run_dir, sections).encode("utf-8", errors="backslashreplace")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
     tmp.write_bytes(data)

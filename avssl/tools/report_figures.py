@@ -12,6 +12,8 @@ import io
 import json
 from pathlib import Path
 
+from avssl.eval.report_md import scalar_rows, split_cells
+
 # (split, key, legend) of each plotted series; loss and accuracies go on separate axes. Only the
 # accuracies logged alike in training and validation share the axis: the balanced accuracies
 # (TPR + TNR) / 2 of positives against easy / hard negatives at the decision threshold. A train
@@ -117,15 +119,17 @@ def parse_report_md(text: str) -> list[dict]:
     Returns:
         ``[{"title": str, "header": [str, ...], "rows": [[str, ...], ...]}]`` in file order; the
         first table line of a section is its header, the ``|---|`` line is dropped and lines
-        outside any table are ignored.
+        outside any table are ignored. Cells are split at unescaped ``|`` only and ``\\|`` is
+        read back as ``|`` (see :mod:`avssl.eval.report_md`).
     """
     sections: list[dict] = []
     for raw in text.splitlines():
         line = raw.strip()
         if line.startswith("## "):
-            sections.append({"title": line[3:].strip(), "header": [], "rows": []})
+            title = line[3:].strip().replace("\\|", "|")
+            sections.append({"title": title, "header": [], "rows": []})
         elif line.startswith("|") and sections:
-            cells = [c.strip() for c in line.strip("|").split("|")]
+            cells = split_cells(line)
             sec = sections[-1]
             if _is_separator(cells):
                 continue
@@ -137,17 +141,10 @@ def parse_report_md(text: str) -> list[dict]:
 
 
 def flatten_scalars(result: dict, prefix: str = "") -> list[tuple[str, str]]:
-    """``(key, text)`` of every scalar of a nested result (``a2v/R@1``); lists are left out."""
-    out: list[tuple[str, str]] = []
-    for key, value in result.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            out += flatten_scalars(value, name + "/")
-        elif isinstance(value, float):
-            out.append((name, f"{value:.4f}"))
-        elif value is None or isinstance(value, bool | int | str):
-            out.append((name, "-" if value is None else str(value)))
-    return out
+    """``(key, text)`` of every cell of a nested result (``a2v/R@1``), formatted as in
+    ``report.md`` (:func:`avssl.eval.report_md.scalar_rows`: None as ``-``, short lists joined).
+    """
+    return scalar_rows(result, prefix)
 
 
 def read_json_object(path: Path) -> tuple[dict | None, str | None]:
@@ -183,3 +180,35 @@ def json_tables(paths: list[Path], base: Path) -> tuple[list[dict], list[str]]:
         rows = [list(kv) for kv in flatten_scalars(obj)]
         tables.append({"title": title, "header": ["metric", "value"], "rows": rows})
     return tables, notes
+
+
+def current_digests(run_dir: Path) -> dict[str, str]:
+    """``{weights digest: "best.pt (step N)"}`` of the run's ``best.pt`` and ``last.pt`` that
+    load (digests as in evaluation results: :func:`avssl.train.checkpoint.weights_digest`)."""
+    from avssl.errors import AvsslError
+    from avssl.train.checkpoint import load_model, weights_digest
+
+    out: dict[str, str] = {}
+    for name in ("best.pt", "last.pt"):
+        if (run_dir / name).is_file():
+            try:
+                model, _, state = load_model(run_dir / name)
+            except AvsslError:
+                continue
+            out.setdefault(weights_digest(model), f"{name} (step {state.get('step')})")
+    return out
+
+
+def stale_note(table: dict, current: dict[str, str]) -> str | None:
+    """Why a table's evaluated weights are none of the run's checkpoints now, else None.
+
+    Args:
+        table: a table of :func:`parse_report_md` or :func:`json_tables`; only its
+            ``weights_digest`` row is read (older tables have none: never called stale).
+        current: :func:`current_digests` of the run (empty: nothing to compare with).
+    """
+    digest = next((r[1] for r in table["rows"] if len(r) > 1 and r[0] == "weights_digest"), None)
+    if not current or not digest or digest in current:
+        return None
+    now = ", ".join(f"{name} {d}" for d, name in current.items())
+    return f"Stale: evaluated weights {digest} are not the run's current checkpoints ({now})."

@@ -1,0 +1,95 @@
+"""What an evaluation result records about what it evaluated, so that its ``report.md`` table
+can be told apart from another's: the checkpoint's training step and weights digest, the data
+read, the time, and the table title's qualifiers (other data, test-time augmentation,
+adapted batch norms).
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+from pathlib import Path
+
+from avssl.errors import AvsslError
+
+
+def _manifest_file(path: str | os.PathLike) -> Path:
+    """``path`` resolved; a folder stands for the ``manifest.jsonl`` inside it."""
+    p = Path(path).expanduser()
+    return (p / "manifest.jsonl" if p.is_dir() else p).resolve()
+
+
+def own_manifest(state: dict) -> Path | None:
+    """The manifest a checkpoint was trained on, resolved from where this runs (None: unknown).
+
+    Args:
+        state: a loaded checkpoint (its ``config``); the synthetic world is not built here.
+    """
+    from avssl.train.checkpoint import checkpoint_config
+
+    try:
+        data = checkpoint_config(state).data
+    except AvsslError:
+        return None
+    if data.root is None:
+        from avssl.data.synthetic import MANIFEST, world_dir
+
+        return (world_dir(data.synthetic) / MANIFEST).resolve()
+    return _manifest_file(data.root)
+
+
+def provenance(model, state: dict, data: str | os.PathLike | None = None) -> dict:
+    """The result's entries that identify the evaluated weights and the data read.
+
+    Args:
+        model: the loaded model (its learnt parameters are digested; batch-norm statistics,
+            which ``--adapt-bn`` re-estimates, are not).
+        state: its checkpoint, as :func:`~avssl.train.checkpoint.load_checkpoint` returns it.
+        data: the manifest (or its folder) the evaluation read, if any.
+
+    Returns:
+        ``{"step": int | None, "weights_digest": str}``, plus ``"data"`` (the resolved path)
+        and ``"own_data"`` (whether it is the manifest the checkpoint was trained on) when
+        ``data`` is given.
+    """
+    from avssl.train.checkpoint import weights_digest
+
+    out = {"step": state.get("step"), "weights_digest": weights_digest(model)}
+    if data is not None:
+        read = _manifest_file(data)
+        out.update(data=str(read), own_data=read == own_manifest(state))
+    return out
+
+
+def utc_now() -> str:
+    """The current UTC time, ISO 8601 to the second (``2025-01-31T12:00:00+00:00``)."""
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+
+
+def short_path(path: str) -> str:
+    """The last two components of ``path`` (``avd3x3/manifest.jsonl``)."""
+    return "/".join(Path(path).parts[-2:])
+
+
+def qualified_title(title: str, result: dict, args) -> str:
+    """``title`` with what makes the result differ from a plain evaluation of the checkpoint
+    on its own data, inside its parentheses: ``AVC accuracy (test, data=x/manifest.jsonl,
+    audio TTA 0.2, adapt-bn)``.
+
+    Args:
+        title: the subcommand's title, e.g. ``AVC accuracy (test)``.
+        result: the JSON result (``data``, ``own_data``).
+        args: parsed arguments (``audio_tta``, ``adapt_bn`` when the subcommand has them).
+    """
+    extra = []
+    if result.get("data") and result.get("own_data") is not True:
+        extra.append(f"data={short_path(result['data'])}")
+    if getattr(args, "audio_tta", 0):
+        extra.append(f"audio TTA {args.audio_tta:g}")
+    if getattr(args, "adapt_bn", False):
+        extra.append("adapt-bn")
+    if not extra:
+        return title
+    if title.endswith(")"):
+        return f"{title[:-1]}, {', '.join(extra)})"
+    return f"{title} ({', '.join(extra)})"
