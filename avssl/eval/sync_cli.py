@@ -19,7 +19,7 @@ import sys
 import numpy as np
 from tqdm import tqdm
 
-from avssl.cli import ArgumentParser, int_at_least, positive_int
+from avssl.cli import ArgumentParser, int_at_least, positive_float, positive_int
 from avssl.errors import MediaError
 from avssl.eval.cli import SUBCOMMANDS, add_common, add_strict, check_outputs, emit, use_data
 
@@ -34,7 +34,10 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--video", help="estimate the offset of this file")
     src.add_argument("--data", help="manifest (default: the data the checkpoint was trained on)")
     p.add_argument("--split", default="test", choices=("train", "val", "test"))
-    p.add_argument("--max-offset", type=float, default=0.5, help="largest shift searched (s)")
+    p.add_argument(
+        "--max-offset", type=positive_float, default=0.5,
+        help="largest shift searched (s); a positive offset_s means the audio lags the picture",
+    )  # fmt: skip
     p.add_argument("--times", type=positive_int, default=8, help="frame times averaged per clip")
     p.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
     p.add_argument("--batch-size", type=positive_int, default=64)
@@ -236,13 +239,10 @@ def run(argv: list[str]) -> int:
     """Estimate offsets; the last stdout line is the JSON result."""
     args = build_parser().parse_args(argv)
     check_outputs(args)
-    from avssl.errors import AvsslError
     from avssl.eval.provenance import provenance
     from avssl.train.checkpoint import load_model
     from avssl.train.runtime import resolve_device
 
-    if args.max_offset <= 0:
-        raise AvsslError(f"--max-offset must be positive, got {args.max_offset}")
     if args.video:
         from avssl.data.media_checks import check_file
 
