@@ -45,3 +45,27 @@ def test_a_seek_that_overshoots_decodes_opus_from_a_fresh_start(media_factory, m
     monkeypatch.setattr(audio_io, "seek_to", lambda c, s, t: seek(c, s, t + 0.5 if t else t))
     window = read_audio(path, 1.5, 0.5, 16000).numpy()
     np.testing.assert_allclose(window, full[24000:32000], atol=1e-5)
+
+
+@pytest.mark.parametrize("name,rate", [("a.mp4", 44100), ("b.mp4", 48000), ("c.wav", 22050),
+                                       ("d.wav", 44100), ("e.flac", 11025)])  # fmt: skip
+def test_a_resampled_window_is_on_the_whole_files_output_grid(tmp_path, name, rate):
+    # windows start on the input grid: read from mid-file, the resampled samples sat up to half
+    # an output sample off those of a decode from the start (a whole RMS off at 5 kHz)
+    import soundfile as sf
+
+    from avssl.data.writer import write_video
+
+    t = np.arange(5 * rate) / rate
+    x = 0.2 * np.sin(2 * np.pi * (300 * t + 400 * t**2)) + 0.1 * np.sin(2 * np.pi * 5000 * t)
+    path = tmp_path / name
+    if name.endswith(".mp4"):
+        write_video(path, None, 25, x.astype(np.float32), rate)  # AAC: a tone, not noise (PNS)
+    else:
+        sf.write(path, x, rate)
+    full = read_audio(path, 0.0, 4.5, 16000).numpy()
+    rms = float(np.sqrt((full**2).mean()))
+    for start in (0.3137, 1.23456, 2.5001, 3.77):
+        window = read_audio(path, start, 0.5, 16000).numpy()
+        ref = full[round(start * 16000) : round(start * 16000) + len(window)]
+        assert np.abs(window - ref).max() < 0.01 * rms, start

@@ -81,9 +81,10 @@ def test_real_videos_without_an_end_give_the_same_items(shared_data, tmp_path):
     assert len(stores[0]) == len(rows)
     assert stores[1].durations == stores[0].durations
     assert stores[1].skipped == stores[0].skipped == []
-    # sound decoded from a seek is not bit-equal to a sequential decode (AAC's state, a
-    # resampler's phase): a window at another time would not correlate so well
-    _assert_same_items(stores, data, epochs=2, min_audio_corr=0.9)
+    # sound decoded from a seek is not bit-equal to a sequential decode (the AAC decoder's
+    # state, the resampler's start), but on the same output grid it correlates above 0.999 (a
+    # resampler phase off by a fraction of a sample fell to 0.96)
+    _assert_same_items(stores, data, epochs=2, min_audio_corr=0.999)
 
 
 def _slideshow(media_factory, name: str) -> None:

@@ -87,12 +87,11 @@ def _read_soundfile(p, handle: sf.SoundFile, start, duration, sample_rate) -> to
     sr, total = handle.samplerate, handle.frames
     check_rate(p, sr, handle.channels)
     check_coverage(p, "audio", start, duration, total / sr, None)
-    # Start the read a whole number of output samples before the window when the rates allow,
-    # so that the window starts exactly on the resampled grid.
-    s0, step = round(start * sr), sr // math.gcd(sr, sample_rate)
-    if step > 4 * MARGIN_S * sr:
-        step = 1
-    first = s0 - step * min(math.ceil(MARGIN_S * sr / step), s0 // step)
+    # Start the read where the input and output grids meet (a multiple of grid_step input
+    # samples from the file's start) before the window, so that the resampled window holds
+    # exactly the samples a decode of the whole file holds there.
+    step = grid_step(sr, sample_rate)
+    first = max(0, math.floor((start - MARGIN_S) * sr / step)) * step
     stop = min(total, math.ceil((start + duration + MARGIN_S) * sr))
     handle.seek(first)
     chunks, n = [], 0
@@ -107,7 +106,8 @@ def _read_soundfile(p, handle: sf.SoundFile, start, duration, sample_rate) -> to
     mono = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
     if sr != sample_rate:
         mono = _resample(mono, sr, sample_rate)
-    return _cut(mono, round((s0 - first) * sample_rate / sr), round(duration * sample_rate))
+    offset = round(start * sample_rate - first * sample_rate / sr)
+    return _cut(mono, offset, round(duration * sample_rate))
 
 
 def _read_av(p, start, duration, sample_rate) -> torch.Tensor:
@@ -119,8 +119,10 @@ def _read_av(p, start, duration, sample_rate) -> torch.Tensor:
         cc = decoder_of(p, stream)
         check_rate(p, cc.sample_rate, cc.channels)
         declared = stream_end_s(container, stream)
-        lo, hi = max(0.0, start - _preroll_s(stream)), start + duration + MARGIN_S
-        mono, t0, complete = _decode_av(container, stream, lo, hi, sample_rate, seek=lo > 0)
+        sr = cc.sample_rate or sample_rate
+        meet_s = grid_step(sr, sample_rate) / sr  # at most this much is dropped to meet the grid
+        lo, hi = max(0.0, start - _preroll_s(stream) - meet_s), start + duration + MARGIN_S
+        mono, t0, complete = _decode_av(container, stream, lo, hi, sr, seek=lo > 0)
         if t0 is not None and lo > 0 and cc.name == "opus":
             t0 = _on_opus_grid(p, t0)
         if t0 is not None and lo > 0 and t0 > lo + 1e-3 + _codec_delay_s(stream):
@@ -128,12 +130,14 @@ def _read_av(p, start, duration, sample_rate) -> torch.Tensor:
             # would drop Opus's codec delay a second time)
             with open_container(p) as fresh:
                 first = fresh.streams.audio[0]
-                mono, t0, complete = _decode_av(fresh, first, 0.0, hi, sample_rate, seek=False)
+                mono, t0, complete = _decode_av(fresh, first, 0.0, hi, sr, seek=False)
         if not complete:
-            end = None if t0 is None else t0 + len(mono) / sample_rate
+            end = None if t0 is None else t0 + len(mono) / sr
             check_coverage(p, "audio", start, duration, end, declared)
         if t0 > start + TOLERANCE_S:
             raise MediaError(p, f"audio starts at {t0:.2f} s, after the window start {start:.2f} s")
+        if sr != sample_rate:
+            mono, t0 = _on_output_grid(mono, t0, sr, sample_rate)
         offset = round((start - t0) * sample_rate)
         return _cut(mono, offset, round(duration * sample_rate))
 
@@ -165,8 +169,27 @@ def _on_opus_grid(path, t0: float) -> float:
     return anchor + round((t0 - anchor) / OPUS_GRID_S) * OPUS_GRID_S
 
 
+def grid_step(sr: int, rate: int) -> int:
+    """Input samples (at ``sr``) between the times where the input grid and the grid of a
+    resampling to ``rate`` meet (``sr / gcd(sr, rate)``: 441 from 44.1 to 16 kHz, 10 ms); 1 when
+    they meet more than 80 ms apart, where windows are left on the input grid."""
+    step = sr // math.gcd(sr, rate)
+    return step if step <= 4 * MARGIN_S * sr else 1
+
+
+def _on_output_grid(mono: np.ndarray, t0: float, sr: int, rate: int) -> tuple[np.ndarray, float]:
+    """Decoded mono ``[n]`` at ``sr`` whose first sample shows at ``t0`` s, resampled to
+    ``rate`` on the grid of a decode of the whole file: input samples are dropped up to the next
+    time both grids share (:func:`grid_step`), so output sample ``k`` shows at a whole multiple
+    of ``1 / rate``. Returns the resampled wave and the time of its first sample."""
+    i0 = round(t0 * sr)
+    drop = -i0 % grid_step(sr, rate)
+    return _resample(mono[drop:], sr, rate), (i0 + drop) / sr
+
+
 def _decode_av(container, stream, lo: float, hi: float, rate: int, seek: bool):
-    """Decode ``stream`` from about ``lo`` to ``hi`` s as mono at ``rate``.
+    """Decode ``stream`` from about ``lo`` to ``hi`` s as mono at ``rate`` (the stream's own
+    rate: resampling is left to the caller, which puts it on the output grid).
 
     Returns:
         ``(mono [n] float32, time of mono[0] or None if nothing decoded, reached hi)``.
