@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from avssl.data.media import read_audio
+from avssl.errors import MediaError
 
 
 @pytest.mark.parametrize("rate", [8000, 16000])
@@ -69,3 +70,13 @@ def test_a_resampled_window_is_on_the_whole_files_output_grid(tmp_path, name, ra
         window = read_audio(path, start, 0.5, 16000).numpy()
         ref = full[round(start * 16000) : round(start * 16000) + len(window)]
         assert np.abs(window - ref).max() < 0.01 * rms, start
+
+
+def test_a_track_shorter_than_the_grid_step_is_a_short_track_not_a_crash(tmp_path):
+    from avssl.data.audio_io import _resample
+    from avssl.data.writer import write_video
+
+    assert _resample(np.zeros(0, np.float32), 44100, 16000).shape == (0,)
+    path = write_video(tmp_path / "blip.mp4", None, 25, np.zeros(300, np.float32), 44100)
+    with pytest.raises(MediaError, match="shorter|beyond|no audio"):
+        read_audio(path, 0.0, 0.5, 16000)

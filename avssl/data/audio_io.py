@@ -217,6 +217,8 @@ def _decode_av(container, stream, lo: float, hi: float, rate: int, seek: bool):
 
 def _resample(mono: np.ndarray, sr: int, rate: int) -> np.ndarray:
     """Resample mono float32 ``[n]`` from ``sr`` to ``rate`` Hz (output sample 0 aligned)."""
+    if len(mono) == 0:  # FFmpeg refuses an empty frame
+        return np.zeros(0, np.float32)
     frame = av.AudioFrame.from_ndarray(
         np.ascontiguousarray(mono[None]), format="fltp", layout="mono"
     )
