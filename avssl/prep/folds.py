@@ -5,7 +5,9 @@ the audio file: they serve the audio side of the evaluations (sound classificati
 audio embeddings) and cannot be used to train correspondence, which needs frames. The official
 protocol is k-fold cross-validation over the published folds; the manifest's split uses
 ``--test-fold`` (that fold -> test, the rest -> train) and ``folds.json`` maps every id to its
-fold so an evaluator can run the full leave-one-fold-out protocol.
+fold, for a user's own leave-one-fold-out loop over prepared manifests. ``evaluate.py classify
+--dataset manifest`` scores the one ``--test-fold`` split; the full protocol runs on the
+dataset's own folder (``--dataset esc50|us8k --root DIR``), which reads the official folds.
 """
 
 from __future__ import annotations
