@@ -81,8 +81,9 @@ def write_video(
             vstream.height, vstream.width = int(frames.shape[1]), int(frames.shape[2])
             vstream.pix_fmt = "yuv420p"
             if codec == "libx264":
-                # One thread: multi-threaded x264 output differs between runs. (Single-threaded
-                # output is almost always identical too: see tests/test_synthetic.py.)
+                # One thread: multi-threaded x264 output differs between runs more often. Even
+                # single-threaded, about one clip in 100 is encoded into other bytes from the
+                # same frames (tests/test_synthetic.py; the README's default run).
                 vstream.options = {"crf": str(crf), "preset": "veryfast", "threads": "1"}
         if audio is not None:
             if sample_rate is None:
