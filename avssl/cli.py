@@ -194,16 +194,35 @@ def worker_error(err: Exception) -> str | None:
     return message if sep and name.startswith("avssl.errors.") else None
 
 
+def _overflow(err: BaseException) -> bool:
+    """Whether ``err`` says a number did not fit a machine integer: an :class:`OverflowError`,
+    or torch's ValueError/TypeError about an argument too large for a C integer."""
+    if isinstance(err, OverflowError):
+        return True
+    return isinstance(err, ValueError | TypeError) and "Overflow when unpacking" in str(err)
+
+
 def run_guarded(fn, argv: list[str]) -> int:
     """Run ``fn(argv)`` turning :class:`AvsslError` into ``error: ...`` on stderr and exit 2.
 
     An :class:`OSError` the command did not foresee (a read-only folder, an output path below a
     file, a full disk) is reported the same way, by the file it names and the system's reason.
+    So is a number too large for the machine (``--hop 1e308``: an ``int()`` of an infinite
+    product, a C integer overflowing in torch or numpy), as ``a number is too large for this
+    machine``. That is a backstop: a command should refuse such a value itself, naming the flag
+    (the config's keys have upper bounds, :mod:`avssl.config_checks`), but not every flag of
+    every command has one.
     """
     try:
         return int(fn(argv) or 0)
     except AvsslError as err:
         print(f"error: {worker_error(err) or err}", file=sys.stderr)
+        return 2
+    except (OverflowError, ValueError, TypeError) as err:
+        if not _overflow(err):
+            raise
+        detail = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        print(f"error: a number is too large for this machine ({detail})", file=sys.stderr)
         return 2
     except RuntimeError as err:  # torch re-raises an error it cannot rebuild as RuntimeError
         message = worker_error(err)

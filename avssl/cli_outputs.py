@@ -23,8 +23,8 @@ def _check_parents(path: Path) -> None:
 
 
 def check_new_file(path: str | os.PathLike, force: bool, in_place: bool = False) -> None:
-    """Refuse an output file that is a folder, that exists unless ``force``, or that cannot be
-    created (its folder is read-only).
+    """Refuse an output file that is a folder, that exists unless ``force`` (a symlink counts,
+    even one that dangles or loops), or that cannot be created (its folder is read-only).
 
     Called before the work, so a refused output costs nothing.
 
@@ -43,7 +43,8 @@ def check_new_file(path: str | os.PathLike, force: bool, in_place: bool = False)
     _check_parents(path)
     if path.is_dir():
         raise AvsslError(f"{path}: is a directory")
-    if path.exists() and not force:
+    # lexists: a symlink is the user's even when it dangles or loops (exists() is False then)
+    if os.path.lexists(path) and not force:
         raise AvsslError(f"{path}: exists (pass --force to overwrite)")
     if in_place and path.exists():
         try:

@@ -1,9 +1,10 @@
 """Range checks of the config's sizes, counts and rates, run before anything is built.
 
-Two tables map a dotted config key to the values it accepts: :data:`RANGES` (numbers) and
-:data:`CHOICES` (names); :func:`name_error` checks the run name. Settings with checks of their
-own where they are used (augmentations, pooling, weight averaging, the synthetic world) are not
-repeated here; those run before any folder is made too (``check_model_config``).
+Three tables map a dotted config key to the values it accepts: :data:`RANGES` (numbers),
+:data:`LIMITS` (upper bounds of some of them, as far as the machine goes) and :data:`CHOICES`
+(names); :func:`name_error` checks the run name. Settings with checks of their own where they
+are used (augmentations, pooling, weight averaging, the synthetic world) are not repeated here;
+those run before any folder is made too (``check_model_config``).
 """
 
 from __future__ import annotations
@@ -76,6 +77,33 @@ RANGES: dict[str, Range] = {
     "train.log_every": POSITIVE,
     "train.val_windows": POSITIVE,
     "train.seed": NON_NEGATIVE,  # numpy's generators take no negative seed
+    "data.synthetic.seed": NON_NEGATIVE,
+}
+
+# Upper bounds far above any real setting, for values that pass RANGES but are too large for
+# the machine: a finite but huge one (1e20, 1e308) would overflow a C integer in torch or numpy,
+# or an int() of an infinite product, with a traceback, some of them in the middle of the run.
+SIZE_LIMIT = 100_000  # widths, sizes in pixels or samples, per-clip counts: tensor dimensions
+LIMITS: dict[str, int] = {
+    "data.fps": 1000,
+    "data.load_size": SIZE_LIMIT,
+    "data.frame_size": SIZE_LIMIT,
+    "data.sample_rate": 1_000_000,
+    "data.window": 3600,  # s
+    "model.channels": SIZE_LIMIT,
+    "model.conv1_stride": SIZE_LIMIT,
+    "model.audio_time_bins": SIZE_LIMIT,
+    "model.embed_dim": SIZE_LIMIT,
+    "model.fusion_hidden": SIZE_LIMIT,
+    "model.head_hidden": SIZE_LIMIT,
+    "model.audio.n_fft": SIZE_LIMIT,
+    "model.audio.win_length": SIZE_LIMIT,
+    "model.audio.hop_length": SIZE_LIMIT,
+    "model.audio.n_mels": SIZE_LIMIT,
+    "train.max_minutes": 1_000_000,  # about two years
+    "train.val_windows": SIZE_LIMIT,
+    "train.seed": 2**32 - 1,  # numpy's and the data loader's generators take 32-bit seeds
+    "data.synthetic.seed": 2**32 - 1,
 }
 
 # settings that name one of a few choices, where a typo would otherwise fall back silently
@@ -92,10 +120,12 @@ def range_error(cfg) -> tuple[str, str] | None:
         if each and not value:
             return key, "must not be empty"
         for v in value if each else [value]:
-            if not math.isfinite(v):
+            if not isinstance(v, int) and not math.isfinite(v):  # isfinite(10**400) raises
                 return key, f"{each}must be a finite number, got {value}"
             if v not in accepted:
                 return key, f"{each}must be {accepted}, got {value}"
+            if v > LIMITS.get(key, math.inf):
+                return key, f"{each}must be at most {LIMITS[key]}, got {value}"
     for key, names in CHOICES.items():
         value = reduce(getattr, key.split("."), cfg)
         if value not in names:

@@ -19,11 +19,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from avssl.errors import AvsslError
 from avssl.eval.embed import frames_to_input
 from avssl.train.runtime import autocast
 
 # pair_score(t_frame [M], t_audio [M]) -> scores [M]: frame at t_frame vs audio centred on t_audio.
 PairScore = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+MAX_OFFSETS = 10_000  # offsets one search may score (200 s either way at 25 fps)
 
 
 def offset_grid(max_offset: float, fps: float) -> np.ndarray:
@@ -32,8 +35,19 @@ def offset_grid(max_offset: float, fps: float) -> np.ndarray:
     Args:
         max_offset: largest shift searched (s).
         fps: video frame rate; the grid step is one frame.
+
+    Raises:
+        AvsslError: the grid would hold more than :data:`MAX_OFFSETS` offsets (``1e308`` would
+            otherwise overflow, and a merely huge grid would take hours and any memory).
     """
-    k = int(np.floor(max_offset * fps + 1e-6))
+    k = np.floor(max_offset * fps + 1e-6)
+    if not 2 * k + 1 <= MAX_OFFSETS:  # also nan
+        most = (MAX_OFFSETS - 1) // 2 / fps
+        raise AvsslError(
+            f"--max-offset {max_offset:g}: more than {MAX_OFFSETS} offsets of one frame at "
+            f"{fps:g} fps to search; it must be at most {most:g} s"
+        )
+    k = int(k)
     return np.arange(-k, k + 1) / fps
 
 

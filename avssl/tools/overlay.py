@@ -105,6 +105,14 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _resolved(path: str | os.PathLike) -> Path:
+    """``path`` made absolute with its symlinks followed; a symlink loop is refused."""
+    try:
+        return Path(path).resolve()
+    except RuntimeError:  # a loop before Python 3.13; its OSError(ELOOP) names the file itself
+        raise AvsslError(f"{path}: is a symlink loop") from None
+
+
 def _check_args(args) -> None:
     out = Path(args.output)
     if out.suffix.lower() not in OUT_EXTS:
@@ -112,9 +120,9 @@ def _check_args(args) -> None:
     for target in (args.output, args.png):
         if target:
             check_new_file(target, args.force)
-            if Path(target).resolve() == Path(args.video).resolve():
+            if _resolved(target) == _resolved(args.video):
                 raise AvsslError(f"{target}: is the input video (--force never overwrites it)")
-    if args.png and Path(args.png).resolve() == out.resolve():
+    if args.png and _resolved(args.png) == _resolved(out):
         raise AvsslError(f"{args.png}: --png and -o name the same file")
     if not 0 <= args.alpha <= 1:
         raise AvsslError(f"--alpha must be in [0, 1], got {args.alpha}")

@@ -122,7 +122,11 @@ class TimeBudget:
         now = self.clock()
         per_step = (now - self.loop_start) / timed
         remaining = self.start + self.limit - now - self.last_validation
-        self.planned = min(self.steps, step + max(0, int(remaining / per_step)))
+        if per_step > 0:  # capped before int(): a huge budget over a fast step is no integer
+            fit = min(self.steps, remaining / per_step)
+        else:  # the clock did not move over the timed steps
+            fit = self.steps if remaining > 0 else 0
+        self.planned = min(self.steps, step + max(0, int(fit)))
         return self.planned
 
 
