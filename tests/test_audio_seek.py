@@ -11,28 +11,28 @@ from avssl.data.media import read_audio
 from avssl.errors import MediaError
 
 
+def _assert_windows_equal_the_whole(path, rate: int, starts, full_s: float = 3.9) -> None:
+    """Each 0.5-s window read by seeking equals the same samples of a decode from the start."""
+    full = read_audio(path, 0.0, full_s, rate).numpy()
+    rms = float(np.sqrt((full**2).mean()))
+    for start in starts:
+        window = read_audio(path, start, 0.5, rate).numpy()
+        ref = full[round(start * rate) : round(start * rate) + len(window)]
+        assert np.abs(window - ref).max() < 0.01 * rms, start
+
+
 @pytest.mark.parametrize("rate", [8000, 16000])
 def test_aac_window_after_a_seek_equals_the_decode_from_the_start(media_factory, rate):
     # the first AAC frame decoded after a seek lacks its overlap (1024 samples: 64 ms at 16 kHz)
     path = media_factory("clip.mp4", duration=4.0, sample_rate=rate)
-    full = read_audio(path, 0.0, 3.9, rate).numpy()
-    rms = float(np.sqrt((full**2).mean()))
-    for start in (0.9, 1.5, 2.2, 3.07):
-        window = read_audio(path, start, 0.5, rate).numpy()
-        ref = full[round(start * rate) : round(start * rate) + len(window)]
-        assert np.abs(window - ref).max() < 0.01 * rms, start
+    _assert_windows_equal_the_whole(path, rate, (0.9, 1.5, 2.2, 3.07))
 
 
 @pytest.mark.parametrize("rate", [16000, 48000])
 def test_opus_in_webm_window_after_a_seek_equals_the_decode_from_the_start(media_factory, rate):
     # WebM's 1-ms timestamps and Opus's 6.5-ms codec delay put a seek's first frame 1 ms late
     path = media_factory("clip.webm", duration=4.0, sample_rate=rate)
-    full = read_audio(path, 0.0, 3.9, rate).numpy()
-    rms = float(np.sqrt((full**2).mean()))
-    for start in (0.9, 1.5, 2.237, 3.07):
-        window = read_audio(path, start, 0.5, rate).numpy()
-        ref = full[round(start * rate) : round(start * rate) + len(window)]
-        assert np.abs(window - ref).max() < 0.01 * rms, start
+    _assert_windows_equal_the_whole(path, rate, (0.9, 1.5, 2.237, 3.07))
 
 
 def test_a_seek_that_overshoots_decodes_opus_from_a_fresh_start(media_factory, monkeypatch):
@@ -64,12 +64,7 @@ def test_a_resampled_window_is_on_the_whole_files_output_grid(tmp_path, name, ra
         write_video(path, None, 25, x.astype(np.float32), rate)  # AAC: a tone, not noise (PNS)
     else:
         sf.write(path, x, rate)
-    full = read_audio(path, 0.0, 4.5, 16000).numpy()
-    rms = float(np.sqrt((full**2).mean()))
-    for start in (0.3137, 1.23456, 2.5001, 3.77):
-        window = read_audio(path, start, 0.5, 16000).numpy()
-        ref = full[round(start * 16000) : round(start * 16000) + len(window)]
-        assert np.abs(window - ref).max() < 0.01 * rms, start
+    _assert_windows_equal_the_whole(path, 16000, (0.3137, 1.23456, 2.5001, 3.77), full_s=4.5)
 
 
 def test_a_track_shorter_than_the_grid_step_is_a_short_track_not_a_crash(tmp_path):

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import TINY
+from test_bad_config import _one_error
 
 import evaluate
 import train
@@ -27,14 +28,6 @@ from avssl.train.checkpoint import save_checkpoint
 from avssl.train.schedule import MIN_TIMED_STEPS, TimeBudget
 
 HUGE = "99999999999999999999"
-
-
-def _one_error(capsys) -> str:
-    err = capsys.readouterr().err
-    assert "Traceback" not in err, err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), err
-    return lines[0]
 
 
 # ------------------------------------------------------------------------------- config values

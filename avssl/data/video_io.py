@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import av
 import numpy as np
@@ -192,16 +195,28 @@ def first_frame_s(path: str | os.PathLike) -> tuple[float, float] | None:
     Raises:
         MediaError: missing or unreadable file, or no video stream.
     """
+    with opened_video(path) as (p, container, stream):
+        if is_image(p, container) or stream.start_time is None or not stream.time_base:
+            return None
+        first = float(stream.start_time * stream.time_base) - origin_s(container)
+        return first, frame_period_s(stream) or DEFAULT_FRAME_S
+
+
+@contextmanager
+def opened_video(path: str | os.PathLike) -> Iterator[tuple[Path, object, object]]:
+    """``(path, container, stream)``: a file opened with PyAV and its first video stream; errors
+    of the decoding library inside the block become one :class:`MediaError` (``guard``).
+
+    Raises:
+        MediaError: missing or unreadable file, or no video stream.
+    """
     p = check_file(path)
     container = open_container(p)
     with container, guard(p):
         stream = video_stream(container)
         if stream is None:
             raise MediaError(p, "no video stream")
-        if is_image(p, container) or stream.start_time is None or not stream.time_base:
-            return None
-        first = float(stream.start_time * stream.time_base) - origin_s(container)
-        return first, frame_period_s(stream) or DEFAULT_FRAME_S
+        yield p, container, stream
 
 
 def video_stream(container):

@@ -29,7 +29,7 @@ from avssl.data.media_checks import (
     upright,
 )
 from avssl.data.stream_times import checked_end_s, origin_s
-from avssl.data.video_io import convert_frame, is_image, shown_wh, video_stream
+from avssl.data.video_io import convert_frame, is_image, opened_video, shown_wh, video_stream
 from avssl.errors import MediaError
 
 
@@ -128,12 +128,7 @@ def video_end(path: str | os.PathLike, declared: float | None) -> float | None:
     Raises:
         MediaError: unreadable, or no video stream.
     """
-    p = check_file(path)
-    container = open_container(p)
-    with container, guard(p):
-        stream = video_stream(container)
-        if stream is None:
-            raise MediaError(p, "no video stream")
+    with opened_video(path) as (p, container, stream):
         if is_image(p, container):
             return declared
         end = checked_end_s(container, stream, declared)
