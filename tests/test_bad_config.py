@@ -71,6 +71,12 @@ def _one_error(capsys) -> str:
 def test_bad_value_is_refused_before_any_folder(
     override, message, tiny_train_args, tmp_path, capsys
 ):
+    refused_before_any_folder(override, message, tiny_train_args, tmp_path, capsys)
+
+
+def refused_before_any_folder(override, message, tiny_train_args, tmp_path, capsys) -> None:
+    """``train.py --set override`` stops with the one line ``error: message...``, exit 2, and
+    no run folder."""
     run = tmp_path / "run"
     code = train.main([*tiny_train_args(override), "--run-dir", str(run)])
     line = _one_error(capsys)

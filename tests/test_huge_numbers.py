@@ -13,10 +13,9 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import TINY
-from test_bad_config import _one_error
+from test_bad_config import _one_error, refused_before_any_folder
 
 import evaluate
-import train
 from avssl.cli import main as cli
 from avssl.cli import run_guarded
 from avssl.cli_outputs import check_new_file
@@ -52,11 +51,7 @@ HUGE = "99999999999999999999"
 def test_huge_config_value_is_one_line_before_any_folder(
     override, message, tiny_train_args, tmp_path, capsys
 ):
-    run = tmp_path / "run"
-    code = train.main([*tiny_train_args(override), "--run-dir", str(run)])
-    line = _one_error(capsys)
-    assert code == 2 and line.startswith(f"error: {message}"), line
-    assert not run.exists() and not (tmp_path / "runs").exists()
+    refused_before_any_folder(override, message, tiny_train_args, tmp_path, capsys)
 
 
 def test_the_largest_accepted_values_load():
