@@ -7,8 +7,10 @@ file soundfile cannot open, goes through PyAV. Resampling is libswresample's (vi
 
 from __future__ import annotations
 
+import functools
 import math
 import os
+from pathlib import Path
 
 import av
 import numpy as np
@@ -159,14 +161,22 @@ def _codec_delay_s(stream) -> float:
 
 def _on_opus_grid(path, t0: float) -> float:
     """``t0`` (s), the time of an Opus frame decoded after a seek, put on :data:`OPUS_GRID_S`'s
-    grid from the track's first frame as a decode from the start gives it (a seek back to 0
-    would drop the codec delay again, so the file is opened afresh)."""
-    with open_container(path) as container:
-        first = next(container.decode(container.streams.audio[0]), None)
-        if first is None or first.time is None:
-            return t0
-        anchor = first.time - origin_s(container)
+    grid from the track's first frame as a decode from the start gives it."""
+    stat = os.stat(path)
+    anchor = _first_frame_s(str(path), stat.st_size, stat.st_mtime_ns)
+    if anchor is None:
+        return t0
     return anchor + round((t0 - anchor) / OPUS_GRID_S) * OPUS_GRID_S
+
+
+@functools.lru_cache(maxsize=256)
+def _first_frame_s(path: str, size: int, mtime_ns: int) -> float | None:
+    """Time (s) of the first decoded frame of a file's audio track, from a fresh demuxer (a seek
+    back to 0 would drop Opus's codec delay again); cached per file version, as every window of
+    an Opus track read by seeking needs it."""
+    with open_container(Path(path)) as container:
+        first = next(container.decode(container.streams.audio[0]), None)
+        return None if first is None or first.time is None else first.time - origin_s(container)
 
 
 def grid_step(sr: int, rate: int) -> int:
