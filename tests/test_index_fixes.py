@@ -195,3 +195,14 @@ def test_search_refuses_a_query_of_another_width(tmp_path):
     assert len(search(index, torch.randn(8), "visual", 2)) == 2
     with pytest.raises(AvsslError, match="visual windows are 8-d, the query 4-d"):
         search(index, torch.randn(4), "visual", 2)
+
+
+@pytest.mark.parametrize("hop", ["inf", "nan", "0", "-1"])
+def test_a_bad_hop_is_one_argparse_line(hop, capsys):
+    # inf passed a hand-written > 0 check and was then reported as damaged index metadata
+    from avssl.cli import main as cli
+
+    with pytest.raises(SystemExit) as exc:
+        cli(["index", "--checkpoint", "x", "--inputs", "y", "--out", "z", "--hop", hop])
+    err = capsys.readouterr().err.strip()
+    assert exc.value.code == 2 and err.startswith("error: --hop: ") and "\n" not in err

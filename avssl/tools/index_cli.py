@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from avssl.cli import ArgumentParser
+from avssl.cli import ArgumentParser, positive_float
 from avssl.config import to_dict
 from avssl.errors import AvsslError, MediaError
 from avssl.tools.index import (
@@ -46,7 +46,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="index directory (created or updated)")
     p.add_argument(
         "--hop",
-        type=float,
+        type=positive_float,
         default=None,
         help="seconds between windows (default: the index's, else 1)",
     )
@@ -111,8 +111,6 @@ def _check_recorded(out: Path, meta: dict, inputs_used: bool) -> None:
 def main(argv: list[str] | None = None) -> int:
     """``avssl index``: build or update the index; the last stdout line is a JSON summary."""
     args = _parser().parse_args(argv)
-    if args.hop is not None and not args.hop > 0:
-        raise AvsslError(f"--hop must be > 0 seconds, got {args.hop}")
     from avssl.models import embedding_dims
     from avssl.train.checkpoint import load_model
     from avssl.train.runtime import resolve_device
