@@ -8,6 +8,7 @@ scaled by ``(c + 1) / C``.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -181,11 +182,8 @@ def torchrun_two_ranks(args: list[str], avssl_cache, cwd, port: int, script: Pat
         *args,
     ]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300, cwd=cwd)
-    digests = {
-        line.split("rank ")[1].split(":")[0]: line.rsplit(" ", 1)[1]
-        for line in proc.stderr.splitlines()
-        if "weights digest" in line
-    }
+    # The ranks share one stderr pipe, so their lines can interleave mid-line: match, not split.
+    digests = dict(re.findall(r"rank (\d+): weights digest ([0-9a-f]{16})", proc.stderr))
     return proc, digests
 
 

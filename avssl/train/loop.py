@@ -273,7 +273,7 @@ def train(
             )
     digest = weights_digest(model)
     if dist_info.enabled:  # lets a user (and the tests) confirm that every rank ended identical
-        print(f"rank {dist_info.rank}: weights digest {digest}", file=sys.stderr)
+        sys.stderr.write(f"rank {dist_info.rank}: weights digest {digest}\n")  # one write
     runtime.cleanup_distributed()
     summary = {
         "run_dir": str(run_dir),
