@@ -36,7 +36,7 @@ from avssl.data import synth_render as sr
 from avssl.data.manifest import SPLITS, Row, write_manifest
 from avssl.errors import AvsslError, ConfigError
 
-GENERATOR_VERSION = 5  # bump when the output of a given config changes (invalidates caches)
+GENERATOR_VERSION = 6  # bump when the output of a given config changes (invalidates caches)
 # keeps the world's random streams apart from the pair sampler's ``[seed, epoch, index]``: with
 # both seeds at 0, epoch 0 drew each training pair with the numbers that drew its clip
 WORLD_TAG = 6007
@@ -98,7 +98,10 @@ def _make_clip(job: tuple[Path, SynthConfig, str, int]) -> dict:
     rel = f"{split}/{index:06d}.mp4"
     final = out_dir / rel
     tmp = final.with_name(f"{final.stem}.tmp{os.getpid()}.mp4")  # suffix picks the codecs
-    write_video(tmp, clip.frames, cfg.fps, clip.audio, cfg.sample_rate, crf=18)
+    # Lossless (crf 0): x264 sometimes encodes identical frames into other bytes, which lossy
+    # would decode into other pixels; lossless decodes to the rendered frames whatever the bytes,
+    # so every build of a world gives the same pictures (and the same training run).
+    write_video(tmp, clip.frames, cfg.fps, clip.audio, cfg.sample_rate, crf=0)
     os.replace(tmp, final)
     row = Row(
         id=f"{split}-{index:06d}",

@@ -83,7 +83,7 @@ def write_video(
             if codec == "libx264":
                 # One thread: multi-threaded x264 output differs between runs more often. Even
                 # single-threaded, about one clip in 100 is encoded into other bytes from the
-                # same frames (tests/test_synthetic.py; the README's default run).
+                # same frames; only crf 0 (lossless) decodes to the same pixels every time.
                 vstream.options = {"crf": str(crf), "preset": "veryfast", "threads": "1"}
         if audio is not None:
             if sample_rate is None:
