@@ -103,3 +103,18 @@ def test_paired_timing_alternates_precisions(monkeypatch):
     rates = bench_train.clips_per_second_paired(None, ("fp32", "bf16"), 3, 4, warmup=1)
     assert calls == ["fp32", "bf16"] * 4  # one warm-up round, then three timed rounds in turn
     assert set(rates) == {"fp32", "bf16"} and all(r > 0 for r in rates.values())
+
+
+def test_machine_names_the_cpu_and_its_bf16_units(tmp_path):
+    from avssl.tools.bench import cpu_name
+
+    info = tmp_path / "cpuinfo"
+    info.write_text(
+        "processor\t: 0\nmodel name\t: Intel(R) Xeon(R) Processor\n"
+        "flags\t\t: fpu avx512f avx512_bf16 amx_tile amx_bf16\n\n"
+        "processor\t: 1\nmodel name\t: Intel(R) Xeon(R) Processor\nflags\t\t: fpu\n"
+    )
+    assert cpu_name(info) == "Intel(R) Xeon(R) Processor (avx512_bf16, amx_bf16)"
+    info.write_text("model name\t: AMD EPYC 9R14\nflags\t\t: fpu avx512f\n")
+    assert cpu_name(info) == "AMD EPYC 9R14 (no bf16 units)"
+    assert cpu_name(tmp_path / "missing")  # the platform's name
