@@ -16,7 +16,6 @@ The last stdout line is one JSON object:
 from __future__ import annotations
 
 import json
-import platform
 import sys
 from pathlib import Path
 
@@ -24,6 +23,7 @@ import torch
 
 from avssl.cli import ArgumentParser, positive_int
 from avssl.config import load_config
+from avssl.tools.bench import cpu_name
 from avssl.tools.bench_train import clips_per_second
 from avssl.train import runtime
 
@@ -52,8 +52,7 @@ def main(argv: list[str] | None = None) -> int:
 
     precisions = ["fp32"] + (["bf16"] if runtime.cpu_has_bf16() else [])
     result: dict = {
-        "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} "
-        f"threads, torch {torch.__version__}",
+        "machine": f"{cpu_name()}, {torch.get_num_threads()} threads, torch {torch.__version__}",
     }
     for path in args.config:
         cfg = load_config(None if path == "default" else path)
