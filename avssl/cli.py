@@ -127,8 +127,8 @@ def dash_paths_last(parser: argparse.ArgumentParser, argv: list[str]) -> list[st
     return keep + ["--", *names] if names else keep
 
 
-def int_at_least(low: int):
-    """An argparse ``type`` for integers of at least ``low``.
+def int_at_least(low: int, high: int | None = None):
+    """An argparse ``type`` for integers of at least ``low`` (and at most ``high``, if given).
 
     A bad value is then an argparse usage error naming the flag (exit 2), before anything runs.
     """
@@ -140,6 +140,8 @@ def int_at_least(low: int):
             raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
         if value < low:
             raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
+        if high is not None and value > high:
+            raise argparse.ArgumentTypeError(f"must be at most {high:,}, got {value}")
         return value
 
     return parse
@@ -209,9 +211,10 @@ def run_guarded(fn, argv: list[str]) -> int:
     file, a full disk) is reported the same way, by the file it names and the system's reason.
     So is a number too large for the machine (``--hop 1e308``: an ``int()`` of an infinite
     product, a C integer overflowing in torch or numpy), as ``a number is too large for this
-    machine``. That is a backstop: a command should refuse such a value itself, naming the flag
-    (the config's keys have upper bounds, :mod:`avssl.config_checks`), but not every flag of
-    every command has one.
+    machine``, and an allocation the machine cannot make (``MemoryError``, torch's CPU
+    allocator) as ``not enough memory``. Those are backstops: a command should refuse such a
+    value itself, naming the flag (the config's keys have upper bounds,
+    :mod:`avssl.config_checks`), but not every flag of every command has one.
     """
     try:
         return int(fn(argv) or 0)
@@ -224,8 +227,14 @@ def run_guarded(fn, argv: list[str]) -> int:
         detail = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         print(f"error: a number is too large for this machine ({detail})", file=sys.stderr)
         return 2
+    except MemoryError as err:  # numpy's "Unable to allocate 64.4 GiB for an array with ..."
+        detail = str(err).strip().splitlines()[0] if str(err).strip() else "out of memory"
+        print(f"error: not enough memory ({detail}): ask for less", file=sys.stderr)
+        return 2
     except RuntimeError as err:  # torch re-raises an error it cannot rebuild as RuntimeError
         message = worker_error(err)
+        if message is None and "can't allocate memory" in str(err):  # torch's CPU allocator
+            message = f"not enough memory ({str(err).strip().splitlines()[0]}): ask for less"
         if message is None:
             raise
         print(f"error: {message}", file=sys.stderr)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from conftest import TINY
@@ -91,6 +92,28 @@ def test_an_overflow_is_one_line(overflow, capsys):
 
     assert run_guarded(command, []) == 2
     assert _one_error(capsys).startswith("error: a number is too large for this machine (")
+
+
+@pytest.mark.parametrize(
+    "allocation",
+    [
+        lambda: np.empty(2**50, np.uint8),  # numpy MemoryError (a petabyte: beyond any RAM)
+        lambda: torch.empty(10**15, dtype=torch.uint8),  # torch: "can't allocate memory"
+    ],
+)
+def test_an_allocation_too_large_is_one_line(allocation, capsys):
+    def command(argv):
+        allocation()
+
+    assert run_guarded(command, []) == 2
+    assert _one_error(capsys).startswith("error: not enough memory (")
+
+
+def test_avc_windows_has_an_upper_bound(capsys):
+    with pytest.raises(SystemExit) as stop:
+        evaluate.main(["avc", "--checkpoint", "nowhere", "--windows", HUGE])
+    assert stop.value.code == 2
+    assert f"--windows: must be at most 100,000, got {HUGE}" in capsys.readouterr().err
 
 
 def test_other_value_errors_still_propagate():

@@ -136,10 +136,23 @@ def test_cache_root(monkeypatch, tmp_path):
     assert synthetic.cache_root() == tmp_path / "home" / ".cache" / "avssl"
 
 
-@pytest.mark.parametrize("change", [{"n_classes": 1}, {"size": 95}, {"n_val": -1}])
+@pytest.mark.parametrize(
+    "change",
+    [{"n_classes": 1}, {"size": 95}, {"n_val": -1}, {"duration": 1e5}, {"size": 10**6}],
+)
 def test_bad_config(tmp_path, change):
     with pytest.raises(ConfigError):
         synthetic.build_world(tmp_path, dataclasses.replace(CFG, **change), 1, False)
+
+
+def test_cli_refuses_a_clip_too_large_to_render_in_one_line(tmp_path, capsys):
+    """Rendered whole in memory, a 100,000-s clip would ask numpy for 64 GB of frames (a
+    MemoryError traceback before): refused first, and no folder is made."""
+    out = tmp_path / "big"
+    assert cli.main(["synth", "--out", str(out), "--duration", "1e5", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: synthetic: a clip of 100000 s") and "\n" not in err
+    assert not out.exists()
 
 
 def test_class_specs_distinct():

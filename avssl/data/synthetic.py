@@ -41,6 +41,7 @@ GENERATOR_VERSION = 6  # bump when the output of a given config changes (invalid
 # both seeds at 0, epoch 0 drew each training pair with the numbers that drew its clip
 WORLD_TAG = 6007
 MANIFEST = "manifest.jsonl"
+MAX_CLIP_GIB = 4  # frames + audio of one clip, rendered whole
 CLASSES = "classes.json"
 
 
@@ -73,6 +74,14 @@ def _check(cfg: SynthConfig) -> None:
         raise ConfigError("synthetic: duration and fps must be > 0, sample_rate >= 8000")
     if min(cfg.n_train, cfg.n_val, cfg.n_test, cfg.max_distractors) < 0:
         raise ConfigError("synthetic: clip counts and max_distractors must be >= 0")
+    # a clip is rendered whole in memory: refuse one that cannot be, before any allocation
+    gib = (cfg.duration * cfg.fps * cfg.size**2 * 3 + cfg.duration * cfg.sample_rate * 8) / 2**30
+    if not gib <= MAX_CLIP_GIB:
+        raise ConfigError(
+            f"synthetic: a clip of {cfg.duration:g} s at {cfg.size}x{cfg.size}, {cfg.fps} fps and "
+            f"{cfg.sample_rate} Hz needs {gib:.3g} GB of memory to render; at most "
+            f"{MAX_CLIP_GIB} GB (shorter clips, a smaller size or a lower rate)"
+        )
 
 
 def _jobs(cfg: SynthConfig) -> list[tuple[str, int]]:
@@ -188,6 +197,7 @@ def _locked(out_dir: Path):
 
 
 def _ensure(out_dir: Path, cfg: SynthConfig, workers: int, progress: bool, force: bool) -> Path:
+    _check(cfg)  # before the lock makes the folder
     with _locked(out_dir):
         if not force and _matches(out_dir, cfg):
             print(f"synthetic world: reused {out_dir}", file=sys.stderr)

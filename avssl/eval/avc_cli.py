@@ -8,7 +8,8 @@ checkpoint's own training data (``--recalibrate``, and whenever ``--cohort`` or
 
 from __future__ import annotations
 
-from avssl.cli import ArgumentParser, positive_int
+from avssl.cli import ArgumentParser, int_at_least
+from avssl.config_checks import SIZE_LIMIT
 from avssl.errors import AvsslError
 from avssl.eval.cli import (
     SUBCOMMANDS,
@@ -34,7 +35,9 @@ def run(argv: list[str]) -> int:
     add_common(p)
     p.add_argument("--data", help="manifest (default: the data the checkpoint was trained on)")
     p.add_argument("--split", default="test", choices=("train", "val", "test"))
-    p.add_argument("--windows", type=positive_int, default=4, help="windows per clip")
+    p.add_argument(  # bounded as train.val_windows is
+        "--windows", type=int_at_least(1, SIZE_LIMIT), default=4, help="windows per clip"
+    )
     p.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
     p.add_argument(
         "--recalibrate", choices=("val", "train"),
