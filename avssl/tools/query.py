@@ -7,6 +7,8 @@ and the files kept are chosen on the float32 scores. For
 collections of millions of windows, ``approx=True`` (``avssl query --approx``, needs the optional
 ``faiss`` extra) takes the candidates from a cached faiss HNSW graph instead
 (:mod:`avssl.tools.ann`) and re-scores them the same way; results keep the same format.
+``avssl query --rerank N`` re-scores the N best by the evaluation's score
+(:mod:`avssl.tools.query_rerank`).
 """
 
 from __future__ import annotations
@@ -60,19 +62,30 @@ def query_window(path: str | os.PathLike, modality: str, at: float | None, flag:
     return info, at
 
 
-def embed_query(model, cfg, path, modality: str, info, time: float | None, device="cpu"):
-    """Unit-norm embedding ``[D]`` of the ``modality`` of ``path`` around ``time`` seconds."""
+def query_input(cfg, path, modality: str, info, time: float | None) -> torch.Tensor:
+    """Model input of the query window, decoded as ``avssl index`` decodes a window.
+
+    Returns:
+        float ``[1, n]``, the ``window`` seconds of sound around ``time`` (audio), or float
+        ``[1, 3, S, S]`` in ``[0, 1]``, the frame showing at ``time`` (visual).
+    """
     d = cfg.data
     if modality == "audio":
         end = audio_end(path, info.duration)
-        wave = read_audio_padded(path, time - d.window / 2, d.window, d.sample_rate, end)
-        x = embed_audio(model, wave[None], device)
-    else:
-        frame = next(iter_frames_at(path, [time or 0.0], (d.frame_size, d.frame_size)))
-        x = embed_visual(
-            model, frames_to_input(torch.from_numpy(frame)[None], d.frame_size), device
-        )
-    return F.normalize(x.float(), dim=1)[0]
+        return read_audio_padded(path, time - d.window / 2, d.window, d.sample_rate, end)[None]
+    frame = next(iter_frames_at(path, [time or 0.0], (d.frame_size, d.frame_size)))
+    return frames_to_input(torch.from_numpy(frame)[None], d.frame_size)
+
+
+def unit_embedding(model, x: torch.Tensor, modality: str, device="cpu") -> torch.Tensor:
+    """Unit-norm pooled embedding ``[D]`` of one :func:`query_input` ``x``."""
+    emb = embed_audio(model, x, device) if modality == "audio" else embed_visual(model, x, device)
+    return F.normalize(emb.float(), dim=1)[0]
+
+
+def embed_query(model, cfg, path, modality: str, info, time: float | None, device="cpu"):
+    """Unit-norm embedding ``[D]`` of the ``modality`` of ``path`` around ``time`` seconds."""
+    return unit_embedding(model, query_input(cfg, path, modality, info, time), modality, device)
 
 
 def _brute_candidates(x, files, n_files: int, query, k: int, per_file: bool) -> torch.Tensor:
@@ -109,6 +122,68 @@ def _best_per_file(cand_files: torch.Tensor, exact: torch.Tensor, k: int) -> tor
     return order[first[first < n].sort().values[:k]]
 
 
+def ranked_rows(
+    index: Index,
+    query: torch.Tensor,
+    target: str,
+    k: int,
+    per_file: bool = False,
+    approx: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows of the ``k`` best ``target`` windows and their float32 scores, best first.
+
+    Args:
+        index: a loaded :class:`~avssl.tools.index.Index`.
+        query: float ``[D]``, unit norm.
+        target: "audio" or "visual".
+        k: number of rows (fewer when there are fewer windows, or files with ``per_file``).
+        per_file: keep only each file's best window (always brute force).
+        approx: candidates from the faiss HNSW index (see :func:`search`).
+
+    Returns:
+        ``(rows, scores)``: long ``[k']`` rows of ``index.tensors[target]`` and float ``[k']``
+        dot products with ``query``; ``k' <= k``.
+
+    Raises:
+        AvsslError: the query's width is not the stored ``target`` windows'.
+    """
+    x, files = index.tensors[target], index.tensors[f"{target}_file"]
+    if query.shape[-1] != x.shape[1]:
+        raise AvsslError(
+            f"{index.path}: its {target} windows are {x.shape[1]}-d, the query {query.shape[-1]}-d"
+        )
+    if approx and not per_file:
+        from avssl.tools.ann import candidates
+
+        cand = candidates(index, query, target, min(max(4 * k, 64), x.shape[0]))
+    else:
+        cand = _brute_candidates(x, files, len(index.files), query, k, per_file)
+    exact = x[cand].float() @ query.float()  # re-score the candidates in float32
+    if per_file:
+        order = _best_per_file(files[cand], exact, k)
+    else:
+        order = exact.topk(min(k, cand.shape[0])).indices
+    return cand[order], exact[order]
+
+
+def results_of(index: Index, target: str, rows: torch.Tensor, scores: torch.Tensor) -> list[dict]:
+    """``{"path", "time", "modality", "score"}`` dicts of ``target`` windows ``rows`` ``[R]``
+    scored ``scores`` ``[R]``, in that order (``time`` None for a still image)."""
+    files, times = index.tensors[f"{target}_file"], index.tensors[f"{target}_time"]
+    results = []
+    for r, score in zip(rows.tolist(), scores.tolist(), strict=True):
+        t = float(times[r])
+        results.append(
+            {
+                "path": index.files[int(files[r])]["path"],
+                "time": None if math.isnan(t) else round(t, 3),
+                "modality": target,
+                "score": round(score, 6),
+            }
+        )
+    return results
+
+
 def search(
     index: Index,
     query: torch.Tensor,
@@ -135,33 +210,4 @@ def search(
     Raises:
         AvsslError: the query's width is not the stored ``target`` windows'.
     """
-    x, files = index.tensors[target], index.tensors[f"{target}_file"]
-    times = index.tensors[f"{target}_time"]
-    if query.shape[-1] != x.shape[1]:
-        raise AvsslError(
-            f"{index.path}: its {target} windows are {x.shape[1]}-d, the query {query.shape[-1]}-d"
-        )
-    if approx and not per_file:
-        from avssl.tools.ann import candidates
-
-        cand = candidates(index, query, target, min(max(4 * k, 64), x.shape[0]))
-    else:
-        cand = _brute_candidates(x, files, len(index.files), query, k, per_file)
-    exact = x[cand].float() @ query.float()  # re-score the candidates in float32
-    if per_file:
-        order = _best_per_file(files[cand], exact, k)
-    else:
-        order = exact.topk(min(k, cand.shape[0])).indices
-    rows, scores = cand[order].tolist(), exact[order].tolist()
-    results = []
-    for r, score in zip(rows, scores, strict=True):
-        t = float(times[r])
-        results.append(
-            {
-                "path": index.files[int(files[r])]["path"],
-                "time": None if math.isnan(t) else round(t, 3),
-                "modality": target,
-                "score": round(score, 6),
-            }
-        )
-    return results
+    return results_of(index, target, *ranked_rows(index, query, target, k, per_file, approx))

@@ -1,8 +1,8 @@
 """``avssl query``: search an index with a sound, an image or a moment of a video.
 
 usage: avssl query --index INDEX --checkpoint CKPT (--audio F | --image F | --video F [--at S])
-                   [--target audio|visual] [-k 10] [--per-file] [--approx] [--json]
-                   [--html OUT.html [--force]]
+                   [--target audio|visual] [-k 10] [--per-file] [--approx] [--rerank N]
+                   [--json] [--html OUT.html [--force]]
 
 The default target is the other modality (an ``--audio`` query finds pictures). A ``--video``
 query uses its sound at ``--at`` to find pictures (``--target visual``, the default) or its
@@ -11,10 +11,16 @@ file. A model without a shared audio-visual space (l3) answers same-modality que
 (``--audio F --target audio``, ``--image F --target visual``). ``--approx`` searches a faiss
 HNSW index (optional extra ``faiss``; built on first use and cached beside the index) instead
 of every window, for collections of millions of windows; with ``--per-file`` the search stays
-exact (brute force). Output: a table (default) or JSON as the last stdout line
-(``{"query": {...}, "results": [{"path", "time", "modality", "score"}, ...]}``); ``--html``
-also writes a page with thumbnails and audio players (an existing file only with
-``--force``). Names starting with a dash are given as ``--audio=-name.wav``.
+exact (brute force). ``--rerank N`` (models with a map of locations: contrastive, avolnet;
+cross-modal queries) re-scores the search's N best windows (with ``--per-file`` the N best
+files' best windows) as ``evaluate.py retrieval`` scores a sound against a picture, by the
+picture's best location, decoding each candidate window as ``avssl index`` did, and keeps the
+k best of them; N must be at least ``-k``. Output: a table (default) or JSON as the last
+stdout line (``{"query": {...}, "results": [{"path", "time", "modality", "score"}, ...]}``,
+with ``"rerank": N`` after ``"query"``, the number of windows re-scored, and each ``score`` the
+re-scored one when re-ranking); ``--html`` also writes a page with thumbnails and audio
+players (an existing file only with ``--force``). Names starting with a dash are given as
+``--audio=-name.wav``.
 """
 
 from __future__ import annotations
@@ -25,11 +31,11 @@ import os
 import sys
 from pathlib import Path
 
-from avssl.cli import ArgumentParser
+from avssl.cli import ArgumentParser, positive_int
 from avssl.cli_outputs import check_new_file, check_not_input, check_not_read
 from avssl.errors import AvsslError, MediaError
 from avssl.tools.index import load_index, weights_hash
-from avssl.tools.query import embed_query, query_window, search
+from avssl.tools.query import query_input, query_window, search, unit_embedding
 
 OTHER = {"audio": "visual", "visual": "audio"}
 THUMB_W = 160
@@ -50,6 +56,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--per-file", action="store_true", help="best window per file only")
     p.add_argument(
         "--approx", action="store_true", help="approximate search with faiss (large indexes)"
+    )
+    p.add_argument(
+        "--rerank",
+        type=positive_int,
+        metavar="N",
+        help="re-score the N best results by the picture's best location, as evaluate.py "
+        "retrieval scores them, and keep the -k best (contrastive, avolnet; cross-modal "
+        "queries; N >= -k; default: off)",
     )
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--html", help="also write an HTML page of the results here")
@@ -91,9 +105,15 @@ def _check_shared_space(method: str, ckpt: str, flag: str, modality: str, target
 
 def main(argv: list[str] | None = None) -> int:
     """``avssl query``: print the best matches as a table or JSON; ``--html`` also writes a page."""
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
     if args.k < 1:
         raise AvsslError(f"-k must be at least 1, got {args.k}")
+    if args.rerank is not None and args.rerank < args.k:
+        parser.error(
+            f"--rerank: {args.rerank} is less than -k {args.k}; the k results are the best of "
+            "the N re-scored ones, so N must be at least k"
+        )
     if args.html:
         check_new_file(args.html, args.force)
         check_not_input(args.html, args, (".html", ".htm"))
@@ -116,6 +136,10 @@ def main(argv: list[str] | None = None) -> int:
     index.check_checkpoint(weights_hash(model), state["path"])
     path, flag, modality, target = _query_spec(args)
     _check_shared_space(cfg.model.method, state["path"], flag, modality, target)
+    if args.rerank is not None:
+        from avssl.tools.query_rerank import check_rerank
+
+        check_rerank(model, cfg.model.method, state["path"], modality, target)
     if index.count(target) == 0:
         raise AvsslError(f"{args.index}: the index holds no {target} windows")
     info, time = query_window(path, modality, args.at, flag)
@@ -132,21 +156,32 @@ def main(argv: list[str] | None = None) -> int:
         )
         k = n
     device = next(model.parameters()).device
-    q = embed_query(model, cfg, path, modality, info, time, device)
-    results = search(index, q, target, k, args.per_file, args.approx)
-    query = {"path": str(path), "modality": modality, "time": time, "target": target}
-    if args.html:
-        _write_html(Path(args.html), query, results, cfg)
-    if args.json:
-        print(json.dumps({"query": query, "results": results}, ensure_ascii=False))
+    x = query_input(cfg, path, modality, info, time)
+    q = unit_embedding(model, x, modality, device)
+    out: dict = {"query": {"path": str(path), "modality": modality, "time": time, "target": target}}
+    if args.rerank is None:
+        results = search(index, q, target, k, args.per_file, args.approx)
     else:
-        _print_table(query, results)
+        from avssl.tools.query_rerank import rerank_search
+
+        n = min(args.rerank, n)
+        results, out["rerank"] = rerank_search(
+            model, cfg, index, q, x, target, k, n, args.per_file, args.approx, device
+        )
+    out["results"] = results
+    if args.html:
+        _write_html(Path(args.html), out["query"], results, cfg)
+    if args.json:
+        print(json.dumps(out, ensure_ascii=False))
+    else:
+        _print_table(out["query"], results, out.get("rerank"))
     return 0
 
 
-def _print_table(query: dict, results: list[dict]) -> None:
+def _print_table(query: dict, results: list[dict], rerank: int | None = None) -> None:
     at = "" if query["time"] is None else f" at {query['time']:.2f} s"
-    print(f"{query['modality']} query {query['path']}{at} -> {query['target']}")
+    again = "" if rerank is None else f" (best {rerank} re-scored by best location)"
+    print(f"{query['modality']} query {query['path']}{at} -> {query['target']}{again}")
     print(f"{'#':>3}  {'score':>8}  {'time':>8}  path")
     for i, r in enumerate(results, 1):
         t = "-" if r["time"] is None else f"{r['time']:.2f}"
