@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 import os
 from pathlib import Path
 
@@ -83,8 +84,12 @@ def test_decode_measures_the_default_world_when_built(tmp_path, monkeypatch, cap
 
 def test_query_benchmark_times_a_cold_index(tmp_path):
     res = _benchmark("query").measure(2000, 3, tmp_path)
-    assert res["load_s"] >= 0 and res["query_ms"] > 0
+    assert set(res) == {"load_s", "cold_s", "query_ms"}
+    # rounded (to 1 ms and 0.01 ms): a fast machine can time 0.0
+    assert math.isfinite(res["load_s"]) and res["load_s"] >= 0
+    assert math.isfinite(res["query_ms"]) and res["query_ms"] >= 0
     if hasattr(os, "posix_fadvise"):
-        assert isinstance(res["cold_s"], float) and res["cold_s"] > 0
+        assert isinstance(res["cold_s"], float) and math.isfinite(res["cold_s"])
+        assert res["cold_s"] >= 0
     else:
         assert res["cold_s"] is None

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
 
 import pytest
 import torch
@@ -291,10 +290,10 @@ def _two_rank_worker(rank: int, init_file: str, out: str) -> None:
 
 
 @pytest.mark.slow
-def test_gather_features_gives_the_full_batch_gradient_over_two_ranks(tmp_path):
+def test_gather_features_gives_the_full_batch_gradient_over_two_ranks(tmp_path, monkeypatch):
     import torch.multiprocessing as mp
 
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
     out = str(tmp_path / "grads.pt")
     mp.spawn(_two_rank_worker, args=(str(tmp_path / "init"), out), nprocs=2)
     torch.manual_seed(0)

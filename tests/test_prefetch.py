@@ -10,6 +10,16 @@ import pytest
 from avssl.train.prefetch import Prefetcher
 
 
+def _within(seconds: float, done) -> bool:
+    """Poll ``done()`` every 10 ms until it holds or ``seconds`` have passed."""
+    deadline = time.monotonic() + seconds
+    while not done():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
 def test_same_items_same_order():
     assert list(Prefetcher(range(100), depth=3)) == list(range(100))
     assert list(Prefetcher([], depth=1)) == []
@@ -36,12 +46,13 @@ def test_breaking_out_stops_the_thread():
             yield i
             i += 1
 
-    before = threading.active_count()
-    for item in Prefetcher(endless(), depth=2):
+    before = set(threading.enumerate())
+    prefetcher = Prefetcher(endless(), depth=2)
+    (thread,) = [t for t in threading.enumerate() if t not in before and t.name == "avssl-prefetch"]
+    for item in prefetcher:
         if item == 5:
             break
-    time.sleep(0.3)
-    assert threading.active_count() == before
+    assert _within(10, lambda: not thread.is_alive())
     assert len(produced) <= 5 + 1 + 2 + 1  # at most depth (+ the one being built) ahead
 
 
@@ -56,6 +67,5 @@ def test_the_thread_runs_ahead():
 
     it = iter(Prefetcher(items(), depth=2))
     assert next(it) == 0
-    time.sleep(0.3)
-    assert len(built) >= 3  # item 0 taken, items 1 and 2 queued
+    assert _within(10, lambda: len(built) >= 3)  # item 0 taken, items 1 and 2 queued
     assert list(it) == [1, 2, 3]

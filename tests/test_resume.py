@@ -1,6 +1,7 @@
 """``train.py --resume`` continues a run as if it had never stopped: the random draws of audio
 augmentation, the time budget's plan, the config's weight decay, and the metrics log."""
 
+import itertools
 import json
 import os
 import signal
@@ -12,7 +13,7 @@ from bad_media import last_json
 import train
 from avssl.config import load_config
 from avssl.train.checkpoint import load_checkpoint
-from avssl.train.schedule import MIN_TIMED_STEPS
+from avssl.train.schedule import MIN_TIMED_STEPS, TimeBudget
 
 
 class Crash(Exception):
@@ -45,6 +46,27 @@ def _stop_after(monkeypatch, step: int, crash: bool = False) -> None:
     monkeypatch.setattr(loop, "lr_factor", lr_factor)
 
 
+def _fake_budget_clock(monkeypatch, tick: float) -> None:
+    """Time the ``train.max_minutes`` budget on a clock that moves ``tick`` seconds at each
+    reading (a run's readings are fixed by its steps), so its plan does not depend on how fast
+    this machine trains."""
+    import avssl.train.loop as loop
+
+    readings = itertools.count()
+
+    def clock() -> float:
+        return tick * next(readings)
+
+    class FakeClockBudget(TimeBudget):
+        @classmethod
+        def for_run(cls, cfg, start, resume=None):
+            budget = super().for_run(cfg, clock(), resume)
+            budget.clock = clock
+            return budget
+
+    monkeypatch.setattr(loop, "TimeBudget", FakeClockBudget)
+
+
 @pytest.mark.parametrize("stop", [4, 6])  # 3 batches an epoch: mid-epoch, at an epoch's end
 def test_resume_with_audio_augmentation_is_exact(stop, tiny_train_args, capsys):
     """Building the resumed run's loader draws from the global generator; the uninterrupted run
@@ -63,13 +85,16 @@ def test_resume_with_audio_augmentation_is_exact(stop, tiny_train_args, capsys):
 def test_time_limited_resume_keeps_its_plan_and_a_finished_run_stays_finished(
     tiny_train_args, capsys, monkeypatch
 ):
-    budget = ("train.steps=100000", "train.eval_every=100000", "train.max_minutes=0.05")
+    # 60 s on a clock 3 s later at each reading: 31 steps planned when stopped at step 10
+    budget = ("train.steps=100000", "train.eval_every=100000", "train.max_minutes=1")
+    _fake_budget_clock(monkeypatch, tick=3.0)
     _stop_after(monkeypatch, 10)
     assert train.main(tiny_train_args(*budget, "train.log_every=1")) == 128 + signal.SIGINT
     run = Path(last_json(capsys.readouterr().out)["run_dir"])
     saved = load_checkpoint(run / "last.pt")
     assert saved["step"] == 10 and MIN_TIMED_STEPS < saved["planned_steps"] < 100000
     monkeypatch.undo()
+    _fake_budget_clock(monkeypatch, tick=3.0)  # a fresh clock, as a new process has
     assert _resume(run) == 0
     summary = last_json(capsys.readouterr().out)
     assert summary["time_limited"] and summary["step"] < 100000

@@ -139,7 +139,7 @@ def test_time_limited_ddp_ranks_stop_together(tiny_train_args, tiny_cache, tmp_p
         "train.batch_size=2", "train.steps=100000", "train.eval_every=100000",
         "train.max_minutes=0.08",
     )  # fmt: skip
-    proc, digests = torchrun_two_ranks(args, tiny_cache, tmp_path, 29541)
+    proc, digests = torchrun_two_ranks(args, tiny_cache, tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert set(digests) == {"0", "1"} and digests["0"] == digests["1"], proc.stderr[-2000:]
     summary = json.loads(proc.stdout.strip().splitlines()[-1])

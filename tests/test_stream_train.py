@@ -192,7 +192,7 @@ def test_resume_reproduces_the_straight_run(cache, tiny_train_args, capsys, stop
 
 def test_ddp_two_processes_from_shards_identical(cache, tiny_train_args, tiny_cache, tmp_path):
     args = tiny_train_args("train.batch_size=2", f"data.cache={cache}", "data.stream=true")
-    proc, digests = torchrun_two_ranks(args, tiny_cache, tmp_path, 29547)
+    proc, digests = torchrun_two_ranks(args, tiny_cache, tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert set(digests) == {"0", "1"} and digests["0"] == digests["1"], proc.stderr[-2000:]
     summary = last_json(proc.stdout)

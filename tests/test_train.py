@@ -111,20 +111,38 @@ def test_reading_only_the_models_audio_keys_trains_the_same_weights(
 def test_logged_rate_leaves_out_validation_and_checkpoints(tiny_train_args, capsys, monkeypatch):
     import avssl.train.loop as loop
 
-    real = loop.score_pairs
+    class Clock:
+        """The loop's ``time`` module, whose wall clock each validation and each checkpoint
+        moves 1000 s on (instead of sleeping)."""
 
-    def slow_score_pairs(*args, **kwargs):
-        time.sleep(2.5)
-        return real(*args, **kwargs)
+        offset = 0.0
 
-    monkeypatch.setattr(loop, "score_pairs", slow_score_pairs)
+        def __getattr__(self, name):
+            return getattr(time, name)
+
+        def time(self) -> float:
+            return time.time() + self.offset
+
+    clock = Clock()
+
+    def slow(real):
+        def call(*args, **kwargs):
+            clock.offset += 1000.0
+            return real(*args, **kwargs)
+
+        return call
+
+    monkeypatch.setattr(loop, "time", clock)
+    monkeypatch.setattr(loop, "score_pairs", slow(loop.score_pairs))
+    monkeypatch.setattr(loop, "save_checkpoint", slow(loop.save_checkpoint))
     assert train.main(tiny_train_args("train.eval_every=2", "train.log_every=1")) == 0
     run = Path(last_json(capsys.readouterr().out)["run_dir"])
     rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
-    # each window is one step of 4 clips: far less than the 2.5-s validations before steps 3, 5
-    # (a step stalled by a busy machine has taken 0.9 s)
+    # each window is one step of 4 clips, in real seconds: far less than the 2000 s or more of
+    # validation and checkpoints before steps 3 and 5
     windows = {r["step"]: 4 / r["clips_per_s"] for r in rows if r["split"] == "train"}
-    assert len(windows) == 6 and max(windows.values()) < 2.0, windows
+    assert len(windows) == 6 and max(windows.values()) < 500, windows
+    assert clock.offset >= 6000  # the patches were in force: 3 validations, 3 last.pt (and best.pt)
 
 
 @pytest.mark.parametrize("decay", [(), ("train.weight_decay=0.2", "train.decay_all=false")])
@@ -168,7 +186,7 @@ def test_bad_checkpoint_one_line(flag, tmp_path, capsys):
 
 def test_ddp_two_processes_identical(tiny_train_args, tiny_cache, tmp_path):
     args = tiny_train_args("train.batch_size=2")
-    proc, digests = torchrun_two_ranks(args, tiny_cache, tmp_path, 29533)
+    proc, digests = torchrun_two_ranks(args, tiny_cache, tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert set(digests) == {"0", "1"}, proc.stderr[-2000:]
     assert digests["0"] == digests["1"]
@@ -201,7 +219,7 @@ def test_ddp_a_signal_to_one_rank_stops_both_at_one_step(tiny_train_args, tiny_c
     script = tmp_path / "signal_rank1.py"
     script.write_text(SIGNAL_ONE_RANK.format(root=str(Path(train.__file__).parent)))
     args = tiny_train_args("train.batch_size=2", "train.steps=40", "train.eval_every=100")
-    proc, digests = torchrun_two_ranks(args, tiny_cache, tmp_path, 29547, script)
+    proc, digests = torchrun_two_ranks(args, tiny_cache, tmp_path, script)
     assert set(digests) == {"0", "1"} and digests["0"] == digests["1"], proc.stderr[-3000:]
     # rank 0 alone names the folder (the one it chose) in the resume message
     assert proc.stderr.count("SIGINT: stopped at step 4;") == 1, proc.stderr[-3000:]

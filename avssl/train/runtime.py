@@ -47,8 +47,14 @@ def init_distributed(device: torch.device) -> Dist:
 
 
 def cleanup_distributed() -> None:
-    """Leave the process group when one was joined; a no-op otherwise."""
+    """Leave the process group when one was joined; a no-op otherwise.
+
+    Call it only where every rank ends its run normally: it waits for all ranks first, because
+    torchrun kills the other ranks as soon as one exits non-zero (130 after a signal), which
+    could cut off rank 0 still writing ``last.pt`` or its weights digest.
+    """
     if dist.is_initialized():
+        dist.barrier()
         dist.destroy_process_group()
 
 
