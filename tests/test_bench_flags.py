@@ -35,6 +35,7 @@ def _benchmark(name: str):
         ("classify", ["--clips", "0"], "--clips: must be at least 1, got 0"),
         ("pair_items", ["--repeats", "0"], "--repeats: must be at least 1, got 0"),
         ("query", ["--queries", "-5"], "--queries: must be at least 1, got -5"),
+        ("step_profile", ["--batch-size", "0"], "--batch-size: must be at least 1, got 0"),
         ("overlay", ["--seconds", "long"], "--seconds: 'long' is not a number"),
         ("overlay", ["--seconds", "0"], "--seconds: must be a finite number above 0, got 0"),
         ("decode", ["--fps", "nan"], "--fps: must be a finite number above 0, got nan"),
@@ -93,3 +94,20 @@ def test_query_benchmark_times_a_cold_index(tmp_path):
         assert res["cold_s"] >= 0
     else:
         assert res["cold_s"] is None
+
+
+def test_step_profile_splits_the_step_by_kind(capsys):
+    module = _benchmark("step_profile")
+    assert module.kind_of("aten::convolution_backward") == "convolution"
+    assert module.kind_of("aten::native_batch_norm_backward") == "batch_norm"
+    assert module.kind_of("aten::threshold_backward") == "relu"
+    assert module.kind_of("aten::max_pool2d_with_indices") == "pooling"
+    assert module.kind_of("aten::addmm") == module.kind_of("Optimizer.step#AdamW.step") == "other"
+    config = str(BENCHMARKS.parent / "configs/contrastive.yaml")
+    argv = ["--config", config, "--precision", "fp32", "--batch-size", "2"]
+    assert module.main(argv) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert set(out["shares"]) == {"convolution", "batch_norm", "relu", "pooling", "fill", "other"}
+    assert abs(sum(out["shares"].values()) - 1) < 0.01
+    assert out["shares"]["convolution"] > 0 and out["shares"]["batch_norm"] > 0
+    assert out["step_s"] > 0 and out["batch_size"] == 2

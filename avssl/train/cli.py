@@ -278,6 +278,7 @@ def main(argv: list[str] | None = None) -> int:
         started_empty = rank0  # prepare_run_dir hands out only a new or an empty folder
 
     from avssl.train.loop import train  # heavy imports only once the arguments are valid
+    from avssl.train.runtime import cleanup_distributed
 
     try:
         summary = train(
@@ -292,6 +293,7 @@ def main(argv: list[str] | None = None) -> int:
     if rank0:
         print(json_line(summary))
         sys.stdout.flush()
+    cleanup_distributed()  # after rank 0's last line: torchrun ends every rank once one exits
     if summary["interrupted"]:
         return 128 + summary["signal"]
     return 0

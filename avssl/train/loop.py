@@ -55,6 +55,8 @@ def train(
 ) -> dict:
     """Train ``cfg`` into ``run_dir``; returns the summary printed as the last stdout line.
 
+    Under torchrun the caller leaves the process group, after rank 0's summary line.
+
     Args:
         cfg: the resolved configuration.
         run_dir: the run directory (created and checked by the caller on rank 0).
@@ -274,14 +276,11 @@ def train(
     digest = weights_digest(model)
     if dist_info.enabled:  # lets a user (and the tests) confirm that every rank ended identical
         sys.stderr.write(f"rank {dist_info.rank}: weights digest {digest}\n")  # one write
-    runtime.cleanup_distributed()
     summary = {
         "run_dir": str(run_dir),
         "step": step,
         "best_step": best["step"] if best else None,
-        "val": {k: best[k] for k in ("accuracy", "accuracy_easy", "accuracy_hard")}
-        if best
-        else None,
+        "val": best and {k: best[k] for k in ("accuracy", "accuracy_easy", "accuracy_hard")},
         "clips_per_s": seen / max(train_time, 1e-9),
         "data_wait_fraction": data_wait / max(data_wait + train_time, 1e-9),
         "precision": precision,

@@ -51,7 +51,7 @@ def cleanup_distributed() -> None:
 
     Call it only where every rank ends its run normally: it waits for all ranks first, because
     torchrun kills the other ranks as soon as one exits non-zero (130 after a signal), which
-    could cut off rank 0 still writing ``last.pt`` or its weights digest.
+    could cut off rank 0 still writing ``last.pt``, its weights digest or the summary line.
     """
     if dist.is_initialized():
         dist.barrier()

@@ -1,0 +1,86 @@
+"""Where a training step's time goes: shares of the CPU time by kind of operator.
+
+One full optimisation step of ``model.loss`` on a random batch (as
+``benchmarks/train_throughput.py`` times it), after two warm-up steps, under
+:mod:`torch.profiler`; each operator's own time (not its children's) is put in one of a few
+kinds, forward and backward together: convolution, batch norm, ReLU, pooling, fill (zeroing
+gradients and buffers), other. On a CPU whose matrix units outrun its memory (AMX), the passes
+over memory (batch norm, ReLU, pooling) can take more of the step than the convolutions.
+
+usage: python benchmarks/step_profile.py [--config FILE] [--precision bf16|fp32]
+       [--batch-size B]
+
+The last stdout line is one JSON object:
+``{"config", "precision", "batch_size", "step_s", "shares": {kind: share of the step}, "machine"}``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+from avssl.cli import ArgumentParser, positive_int
+from avssl.config import load_config
+from avssl.tools.bench import cpu_name
+from avssl.tools.bench_train import train_step
+
+REPO = Path(__file__).resolve().parents[1]
+# (kind, substrings of aten operator names), first match wins
+KINDS = (
+    ("convolution", ("convolution",)),
+    ("batch_norm", ("batch_norm",)),
+    ("relu", ("relu", "threshold_backward", "clamp_min")),
+    ("pooling", ("pool",)),
+    ("fill", ("fill_", "zero_")),
+)
+
+
+def kind_of(name: str) -> str:
+    """The kind of an operator name (``aten::convolution_backward`` -> ``convolution``)."""
+    if not name.startswith("aten::"):
+        return "other"
+    return next((kind for kind, keys in KINDS if any(k in name for k in keys)), "other")
+
+
+def shares(events) -> dict[str, float]:
+    """Share of the total own CPU time of each kind, from ``prof.key_averages()``."""
+    totals = dict.fromkeys([kind for kind, _ in KINDS] + ["other"], 0.0)
+    for e in events:
+        totals[kind_of(e.key)] += e.self_cpu_time_total
+    whole = sum(totals.values()) or 1.0
+    return {kind: round(t / whole, 3) for kind, t in totals.items()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = ArgumentParser(prog="benchmarks/step_profile.py", description=__doc__.split("\n\n")[0])
+    p.add_argument("--config", default=str(REPO / "configs/l3-paper.yaml"), help="config file")
+    p.add_argument("--precision", default="bf16", choices=("bf16", "fp32"))
+    p.add_argument("--batch-size", type=positive_int, default=16)
+    args = p.parse_args(argv)
+    cfg = load_config(args.config)
+    step = train_step(cfg, args.precision, args.batch_size)
+    step(), step()  # warm-up: kernel selection, allocation
+    t0 = time.perf_counter()
+    step()
+    step_s = time.perf_counter() - t0
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        step()
+    result = {
+        "config": cfg.name,
+        "precision": args.precision,
+        "batch_size": args.batch_size,
+        "step_s": round(step_s, 3),
+        "shares": shares(prof.key_averages()),
+        "machine": f"{cpu_name()}, {torch.get_num_threads()} threads, torch {torch.__version__}",
+    }
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
