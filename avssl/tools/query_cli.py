@@ -12,15 +12,17 @@ file. A model without a shared audio-visual space (l3) answers same-modality que
 HNSW index (optional extra ``faiss``; built on first use and cached beside the index) instead
 of every window, for collections of millions of windows; with ``--per-file`` the search stays
 exact (brute force). ``--rerank N`` (models with a map of locations: contrastive, avolnet;
-cross-modal queries) re-scores the search's N best windows (with ``--per-file`` the N best
-files' best windows) as ``evaluate.py retrieval`` scores a sound against a picture, by the
-picture's best location, decoding each candidate window as ``avssl index`` did, and keeps the
-k best of them; N must be at least ``-k``. Output: a table (default) or JSON as the last
-stdout line (``{"query": {...}, "results": [{"path", "time", "modality", "score"}, ...]}``,
-with ``"rerank": N`` after ``"query"``, the number of windows re-scored, and each ``score`` the
+cross-modal queries) re-scores the search's N best windows (with ``--per-file`` only the best
+pooled window of each of the N best files, so a file is ranked by that window, not by its best
+one by location) as ``evaluate.py retrieval`` scores a sound against a picture, by the
+picture's best location, decoding each candidate window as ``avssl index`` did (a file changed
+since is an error), and keeps the k best of them; N must be at least ``-k``. Output: a table
+(default) or JSON as the last stdout line
+(``{"query": {...}, "results": [{"path", "time", "modality", "score"}, ...]}``, with
+``"rerank": N`` after ``"query"``, the number of windows re-scored, and each ``score`` the
 re-scored one when re-ranking); ``--html`` also writes a page with thumbnails and audio
-players (an existing file only with ``--force``). Names starting with a dash are given as
-``--audio=-name.wav``.
+players (an existing file only with ``--force``; its heading names the re-scoring). Names
+starting with a dash are given as ``--audio=-name.wav``.
 """
 
 from __future__ import annotations
@@ -62,8 +64,9 @@ def _parser() -> argparse.ArgumentParser:
         type=positive_int,
         metavar="N",
         help="re-score the N best results by the picture's best location, as evaluate.py "
-        "retrieval scores them, and keep the -k best (contrastive, avolnet; cross-modal "
-        "queries; N >= -k; default: off)",
+        "retrieval scores them, and keep the -k best (with --per-file: each of the N best "
+        "files' best pooled window only; contrastive, avolnet; cross-modal queries; N >= -k; "
+        "default: off)",
     )
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--html", help="also write an HTML page of the results here")
@@ -170,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     out["results"] = results
     if args.html:
-        _write_html(Path(args.html), out["query"], results, cfg)
+        _write_html(Path(args.html), out["query"], results, cfg, out.get("rerank"))
     if args.json:
         print(json.dumps(out, ensure_ascii=False))
     else:
@@ -180,12 +183,16 @@ def main(argv: list[str] | None = None) -> int:
 
 def _print_table(query: dict, results: list[dict], rerank: int | None = None) -> None:
     at = "" if query["time"] is None else f" at {query['time']:.2f} s"
-    again = "" if rerank is None else f" (best {rerank} re-scored by best location)"
-    print(f"{query['modality']} query {query['path']}{at} -> {query['target']}{again}")
+    print(f"{query['modality']} query {query['path']}{at} -> {query['target']}{_again(rerank)}")
     print(f"{'#':>3}  {'score':>8}  {'time':>8}  path")
     for i, r in enumerate(results, 1):
         t = "-" if r["time"] is None else f"{r['time']:.2f}"
         print(f"{i:>3}  {r['score']:>8.4f}  {t:>8}  {r['path']}")
+
+
+def _again(rerank: int | None) -> str:
+    """What the header says of ``--rerank`` (nothing without it)."""
+    return "" if rerank is None else f" (best {rerank} re-scored by best location)"
 
 
 def _media(path: str, modality: str, time: float | None, cfg) -> dict:
@@ -210,12 +217,14 @@ def _media(path: str, modality: str, time: float | None, cfg) -> dict:
         return {"error": f"unavailable ({err.reason})"}
 
 
-def _write_html(out: Path, query: dict, results: list[dict], cfg) -> None:
+def _write_html(out: Path, query: dict, results: list[dict], cfg, rerank: int | None) -> None:
     from avssl.tools.html import results_page
 
     qmedia = _media(query["path"], query["modality"], query["time"], cfg)
     media = [_media(r["path"], r["modality"], r["time"], cfg) for r in results]
-    page = results_page(query, results, qmedia, media)
+    # the heading reads "<modality> query -> <target>", as the table's first line
+    heading = {**query, "target": query["target"] + _again(rerank)}
+    page = results_page(heading, results, qmedia, media)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
     tmp.write_text(page, encoding="utf-8")

@@ -27,7 +27,7 @@ from avssl.errors import AvsslError, MediaError
 from avssl.eval.embed import embed_audio, frames_to_input, visual_maps
 from avssl.eval.retrieval import cross_similarity
 from avssl.tools.index import Index
-from avssl.tools.index_media import BLOCK
+from avssl.tools.index_media import BLOCK, file_stamp
 from avssl.tools.query import ranked_rows, results_of
 from avssl.tools.stream_io import audio_end, iter_frames_at, read_audio_padded
 
@@ -78,7 +78,8 @@ def rerank_scores(
         float ``[R]``, entry ``i`` the score of ``rows[i]``.
 
     Raises:
-        MediaError: a candidate's file can no longer be read.
+        MediaError: a candidate's file changed since it was indexed (size or modification
+            time) or can no longer be read.
     """
     if target == "visual":
         audio = embed_audio(model, query, device)  # [1, D]
@@ -96,6 +97,7 @@ def rerank_scores(
         pos = (files == fid).nonzero().squeeze(1)
         pos = pos[times[pos].argsort()]  # ascending, as the frames are decoded in one pass
         path = index.files[fid]["path"]
+        _check_unchanged(index.files[fid])
         try:
             for block, x in _inputs(cfg, path, target, times[pos].tolist()):
                 out[pos[block]] = score(x)
@@ -103,6 +105,18 @@ def rerank_scores(
             why = f"{err.reason} (an indexed file: run avssl index again)"
             raise MediaError(path, why) from err
     return out
+
+
+def _check_unchanged(entry: dict) -> None:
+    """Refuse to re-score an indexed file whose size or modification time changed: its windows
+    would be scored on other content than the search found. A missing file is left to decoding,
+    which says so."""
+    try:
+        stamp = file_stamp(entry["path"])
+    except OSError:
+        return
+    if any(entry.get(key) != value for key, value in stamp.items()):
+        raise MediaError(entry["path"], "changed since it was indexed: run avssl index again")
 
 
 def _inputs(cfg, path: str, target: str, centres: list[float]):
