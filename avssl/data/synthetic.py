@@ -79,8 +79,8 @@ def _check(cfg: SynthConfig) -> None:
     if not gib <= MAX_CLIP_GIB:
         raise ConfigError(
             f"synthetic: a clip of {cfg.duration:g} s at {cfg.size}x{cfg.size}, {cfg.fps} fps and "
-            f"{cfg.sample_rate} Hz needs {gib:.3g} GB of memory to render; at most "
-            f"{MAX_CLIP_GIB} GB (shorter clips, a smaller size or a lower rate)"
+            f"{cfg.sample_rate} Hz needs {gib:.3g} GiB of memory to render; at most "
+            f"{MAX_CLIP_GIB} GiB (shorter clips, a smaller size or a lower rate)"
         )
 
 
