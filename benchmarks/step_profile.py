@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     step()
     step_s = time.perf_counter() - t0
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
+    with profile(activities=[ProfilerActivity.CPU], acc_events=True) as prof:
         step()
     result = {
         "config": cfg.name,
