@@ -254,8 +254,9 @@ def dispatch(
     """Run ``NAME ARGS`` as ``targets[NAME](ARGS)``, a ``module:function`` imported lazily.
 
     No argument prints ``usage`` on stderr and returns 2, ``-h``/``--help`` prints it on stdout
-    and returns 0; an unknown NAME is reported on stderr as an unknown ``noun`` (exit 2). With
-    ``guard`` the function runs under :func:`run_guarded`, else its errors propagate.
+    and returns 0; an unknown NAME is reported in one line on stderr as an unknown ``noun``,
+    with the valid names (exit 2). With ``guard`` the function runs under :func:`run_guarded`,
+    else its errors propagate.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv:  # a mistake: the usage goes where errors go
@@ -266,7 +267,11 @@ def dispatch(
         return 0
     name, rest = argv[0], argv[1:]
     if name not in targets:
-        print(f"error: unknown {noun} {name!r}\n{usage}", file=sys.stderr)
+        prog = re.match(r"usage: ([a-z ]+?) [A-Z]", usage)  # "avssl", "avssl prepare"
+        hint = f"; {prog.group(1)} --help" if prog else ""
+        print(
+            f"error: unknown {noun} {name!r} ({noun}s: {', '.join(targets)}{hint})", file=sys.stderr
+        )
         return 2
     module, func = targets[name].split(":")
     fn = getattr(importlib.import_module(module), func)

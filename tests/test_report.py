@@ -158,11 +158,12 @@ def test_never_overwrites_without_force(full, page, capsys):
 def test_missing_parts_are_notes(tmp_path, capsys):
     run = tmp_path / "run"
     run.mkdir()
+    (run / "metrics.jsonl").write_text("")  # a run that has only just started
     assert cli.main(["report", str(run)]) == 0
     summary = last_json(capsys.readouterr().out)
     assert summary["sections"] == [] and summary["report"] == str(run / "report.html")
     text = (run / "report.html").read_text()
-    for msg in ("No metrics.jsonl yet", "No report.md yet", "No checkpoint", "no config to show"):
+    for msg in ("no train or val rows yet", "No report.md", "No checkpoint", "no config to show"):
         assert msg in text
     # a corrupt checkpoint and a half-written metrics log: still a page, with notes
     (run / "config.yaml").write_text(f"name: {XSS}\n")

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections import deque
@@ -151,6 +152,18 @@ def _refuse_changed(out: Path, done: list[dict], rows: list[Row]) -> None:
         )
 
 
+def _undo_start(out: Path, existed: bool, old_index: bytes | None) -> None:
+    """Put ``out`` back as :func:`_start` and the first index write found it."""
+    if old_index is not None:
+        tmp = out / f"{INDEX}.undo"
+        tmp.write_bytes(old_index)
+        os.replace(tmp, out / INDEX)
+        return
+    (out / INDEX).unlink(missing_ok=True)
+    if not existed:
+        out.rmdir()
+
+
 def _index(settings, manifest, shards, skipped, complete: bool, seed=None) -> dict:
     return {
         "settings": settings,
@@ -184,6 +197,8 @@ def main(argv: list[str] | None = None) -> int:
         rows = [r for r in rows if r.split in keep]
     seed = cfg.train.seed if args.seed is None else args.seed
     settings = decode_settings(cfg.data)
+    existed, index_path = args.out.exists(), args.out / INDEX
+    old_index = index_path.read_bytes() if index_path.is_file() else None
     done, old_skipped = _start(args.out, settings)
     _refuse_changed(args.out, done, rows)
     # rows outside this run (other --splits) keep the reasons an earlier run skipped them for
@@ -229,6 +244,13 @@ def main(argv: list[str] | None = None) -> int:
     position = {r.id: i for i, r in enumerate(rows)}
     skipped.sort(key=lambda s: position[s["id"]])  # manifest order, not the write order
     shards = done + writer.committed
+    if not shards:  # leave no empty cache behind, and an earlier one as it was
+        _undo_start(args.out, existed, old_index)
+        first_skip = f"; first: {skipped[0]['path']}: {skipped[0]['reason']}" if skipped else ""
+        raise AvsslError(
+            f"{manifest}: no usable clip to cache ({len(skipped)} of {len(rows)} row(s) "
+            f"skipped{first_skip}); nothing written to {args.out}"
+        )
     index = _index(settings, manifest, shards, carried + skipped, True, seed)
     write_json(args.out / INDEX, index)
     written = sum(s["n"] for s in writer.committed)

@@ -45,12 +45,13 @@ def run(argv: list[str]) -> int:
         f"(at most {CALIBRATION_ROWS} rows; default: the threshold stored in the checkpoint)",
     )  # fmt: skip
     p.add_argument(
-        "--cohort", type=int, default=0,
+        "--cohort", type=int_at_least(0), default=0,
         help="centre each score by its sound's best scores against this many training pictures "
-        "(0: off); the threshold is then recalibrated (on val unless --recalibrate says)",
+        "(default 0: off); the threshold is then recalibrated (on val unless --recalibrate "
+        "says)",
     )  # fmt: skip
     p.add_argument(
-        "--cohort-top", type=int,
+        "--cohort-top", type=int_at_least(1),
         help=f"best cohort scores averaged (default: {COHORT_TOP} or the whole cohort if smaller)",
     )  # fmt: skip
     add_tta(p)
@@ -58,10 +59,9 @@ def run(argv: list[str]) -> int:
     add_strict(p)
     args = p.parse_args(argv)
     check_outputs(args)
-    if args.cohort < 0 or (args.cohort_top is not None and not 1 <= args.cohort_top <= args.cohort):
-        raise AvsslError(
-            f"--cohort {args.cohort} --cohort-top {args.cohort_top}: need 1 <= top <= cohort"
-        )
+    if args.cohort_top is not None and args.cohort_top > args.cohort:
+        off = " (off)" if not args.cohort else ""
+        raise AvsslError(f"--cohort-top {args.cohort_top}: at most --cohort {args.cohort}{off}")
 
     import copy
 

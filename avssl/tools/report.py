@@ -218,6 +218,9 @@ def render_page(run_dir: Path, sections: dict[str, Section]) -> str:
     )
 
 
+RUN_FILES = ("config.yaml", "metrics.jsonl", "best.pt", "last.pt")  # any one makes a run
+
+
 def _parser() -> argparse.ArgumentParser:
     p = ArgumentParser(prog="avssl report", description=__doc__.splitlines()[0])
     p.add_argument("run_dir", help="a run directory made by train.py")
@@ -262,6 +265,11 @@ def main(argv: list[str] | None = None) -> int:
     from avssl.train.runtime import resolve_device
 
     resolve_device(args.device, "--device")
+    if not any((run_dir / name).is_file() for name in RUN_FILES):
+        raise AvsslError(
+            f"{run_dir}: not a run directory (none of the files train.py writes: "
+            f"{', '.join(RUN_FILES)}); nothing written"
+        )
 
     gallery, overlays, cfg = model_sections(run_dir, args, out)
     sections = {
