@@ -7,21 +7,16 @@ from pathlib import Path
 
 import pytest
 from bad_media import last_json
-from conftest import TINY, MediaFactory
+from conftest import MediaFactory
+from test_index_fixes import _checkpoint
 
 from avssl.cli import main as cli
-from avssl.config import load_config, to_dict
-from avssl.models import build_model
-from avssl.train.checkpoint import save_checkpoint
 
 
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory) -> Path:
     """A random-weight contrastive checkpoint at the tiny test sizes."""
-    cfg = load_config(None, [s for s in TINY if s.startswith(("data.", "model."))])
-    model = build_model(cfg.model, cfg.data)
-    path = tmp_path_factory.mktemp("ckpt") / "model.pt"
-    return Path(save_checkpoint(path, {"model": model.state_dict(), "config": to_dict(cfg)}))
+    return _checkpoint(tmp_path_factory.mktemp("ckpt"), "contrastive")
 
 
 def _indexed(out: Path) -> list[str]:

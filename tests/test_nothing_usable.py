@@ -8,13 +8,12 @@ from pathlib import Path
 
 import pytest
 from conftest import TINY
+from test_index_fixes import _checkpoint
 
 from avssl.cli import main as cli
-from avssl.config import load_config, to_dict
+from avssl.config import load_config
 from avssl.data.manifest import Row, write_manifest
 from avssl.data.shards import decode_settings
-from avssl.models import build_model
-from avssl.train.checkpoint import save_checkpoint
 
 SETS = [a for s in TINY for a in ("--set", s)]
 
@@ -65,10 +64,8 @@ def test_cache_keeps_an_earlier_empty_cache_as_it_was(missing_manifest, tmp_path
 
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory) -> Path:
-    cfg = load_config(None, [s for s in TINY if s.startswith(("data.", "model."))])
-    model = build_model(cfg.model, cfg.data)
-    path = tmp_path_factory.mktemp("ckpt") / "model.pt"
-    return Path(save_checkpoint(path, {"model": model.state_dict(), "config": to_dict(cfg)}))
+    """A random-weight contrastive checkpoint at the tiny test sizes."""
+    return _checkpoint(tmp_path_factory.mktemp("ckpt"), "contrastive")
 
 
 def _index(ckpt: Path, out: Path, *inputs: str) -> int:
