@@ -10,10 +10,10 @@ import argparse
 import importlib
 import json
 import math
-import os
 import re
 import sys
 
+from avssl.cli_dashes import attach_dash_values, dash_paths_last  # noqa: F401 (re-exported)
 from avssl.errors import AvsslError
 
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -54,36 +54,6 @@ class ArgumentParser(argparse.ArgumentParser):
         return super().parse_known_args(attach_dash_values(self, argv), namespace)
 
 
-def attach_dash_values(parser: argparse.ArgumentParser, argv: list[str]) -> list[str]:
-    """``argv`` with a value that starts with a dash attached to its option.
-
-    argparse takes ``--video -clip.mp4`` for two options and refuses it, but accepts
-    ``--video=-clip.mp4`` (and ``-o=-clip.mp4``). A word counts as such a value when it follows
-    an option that takes exactly one and argparse would not read it as an option (one of
-    ``parser``'s, or an abbreviation of a long one): ``--html --forc`` stays a missing value,
-    and a list option (``--results``) never swallows the option after it.
-    """
-    if "--" in argv:
-        argv, rest = argv[: argv.index("--")], argv[argv.index("--") :]
-    else:
-        rest = []
-    options = parser._option_string_actions  # argparse has no public lookup
-    out, takes_value = [], False
-    for arg in argv:
-        is_option = arg.split("=", 1)[0] in options
-        if arg.startswith("--") and not is_option:  # argparse expands unique abbreviations
-            is_option = bool(parser._get_option_tuples(arg.split("=", 1)[0]))
-        if takes_value and arg.startswith("-") and len(arg) > 1 and not is_option:
-            flag = out.pop()
-            out.append(f"{flag}={arg}")
-            takes_value = False
-            continue
-        out.append(arg)
-        action = options.get(arg) if is_option and "=" not in arg else None
-        takes_value = action is not None and action.nargs is None
-    return out + rest
-
-
 def json_safe(value):
     """``value`` with every NaN or infinity replaced by None, recursively (strict JSON).
 
@@ -102,29 +72,6 @@ def json_safe(value):
 def json_line(obj) -> str:
     """The one-line JSON object every command prints last (strict JSON: no NaN)."""
     return json.dumps(json_safe(obj), allow_nan=False)
-
-
-def dash_paths_last(parser: argparse.ArgumentParser, argv: list[str]) -> list[str]:
-    """``argv`` with file names that start with a dash moved behind ``--``.
-
-    ``avssl inspect -clip.mp4`` would otherwise be an unknown option and an argparse usage
-    message. An argument counts as such a name when it is not one of ``parser``'s options (nor
-    ``--opt=value``) and names an existing path or has a file extension; it then stays a
-    positional argument, in order. Dash values of options are attached first
-    (:func:`attach_dash_values`).
-    """
-    if "--" in argv:
-        return argv
-    options = parser._option_string_actions  # argparse has no public lookup
-    keep, names = [], []
-    for arg in attach_dash_values(parser, argv):
-        is_option = arg.split("=", 1)[0] in options
-        dashed = arg.startswith("-") and len(arg) > 1 and not is_option
-        if dashed and (os.path.exists(arg) or os.path.splitext(arg)[1][1:].isalnum()):
-            names.append(arg)
-            continue
-        keep.append(arg)
-    return keep + ["--", *names] if names else keep
 
 
 def int_at_least(low: int, high: int | None = None):

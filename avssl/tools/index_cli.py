@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
 import time
 from pathlib import Path
@@ -62,36 +61,6 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help="cpu | auto | cuda[:N]")
     p.add_argument("--quiet", action="store_true", help="no per-file lines on stderr")
     return p
-
-
-def _inputs_argv(parser: argparse.ArgumentParser, argv: list[str]) -> list[str]:
-    """``argv`` with each value of ``--inputs`` written ``--inputs=VALUE`` (the option extends).
-
-    argparse reads ``--inputs -clip.mp4`` as two options. After ``--inputs``, a word that starts
-    with a dash is a value when it is no option and names an existing path or has a file
-    extension (as :func:`avssl.cli.dash_paths_last` decides); a ``--`` among the values makes
-    every later word a value. ``--inputs`` with no value stays as it is (argparse refuses it).
-    """
-    out, collecting, bare = [], False, False  # bare: out ends with a valueless --inputs
-    for i, arg in enumerate(argv):
-        if collecting and arg == "--" and i + 1 < len(argv):
-            return (out[:-1] if bare else out) + [f"--inputs={a}" for a in argv[i + 1 :]]
-        flag = arg.split("=", 1)[0]
-        long = flag.startswith("--") and len(flag) > 2
-        tuples = parser._get_option_tuples(flag) if long else []  # unique abbreviations
-        action = parser._option_string_actions.get(flag) or (
-            tuples[0][0] if len(tuples) == 1 else None
-        )
-        if collecting and arg.startswith("-") and len(arg) > 1:
-            path_like = os.path.exists(arg) or os.path.splitext(arg)[1][1:].isalnum()
-            collecting = action is None and path_like
-        if collecting:
-            out = (out[:-1] if bare else out) + [f"--inputs={arg}"]
-            bare = False
-            continue
-        out.append(arg)
-        collecting = bare = action is not None and action.dest == "inputs" and "=" not in arg
-    return out
 
 
 def _open_or_create(out: Path, args, cfg, ckpt: dict, dims: tuple[int, int]) -> tuple[Index, bool]:
@@ -148,7 +117,7 @@ def _check_recorded(out: Path, meta: dict, inputs_used: bool) -> None:
 def main(argv: list[str] | None = None) -> int:
     """``avssl index``: build or update the index; the last stdout line is a JSON summary."""
     parser = _parser()
-    args = parser.parse_args(_inputs_argv(parser, list(sys.argv[1:] if argv is None else argv)))
+    args = parser.parse_args(argv)
     from avssl.models import embedding_dims
     from avssl.train.checkpoint import load_model
     from avssl.train.runtime import resolve_device
