@@ -36,7 +36,7 @@ from avssl.tools.index import (
     save_index,
     weights_hash,
 )
-from avssl.tools.index_media import embed_file, file_stamp, find_media
+from avssl.tools.index_media import embed_file, file_stamp, find_media, same_stamp
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     keep, unchanged, updated = [], set(), set()
     for entry in index.files:
         stamp = stamps.get(entry["path"])
-        same = not rehop and stamp is not None and all(entry[k] == v for k, v in stamp.items())
+        same = not rehop and stamp is not None and same_stamp(entry, stamp)
         keep.append(same)
         (unchanged if same else updated if stamp is not None else set()).add(entry["path"])
     removed = len(index.files) - len(unchanged) - len(updated)

@@ -76,6 +76,11 @@ def file_stamp(path: Path) -> dict:
     return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
 
 
+def same_stamp(entry: dict, stamp: dict) -> bool:
+    """Whether an index entry records ``stamp`` (:func:`file_stamp`): the file is unchanged."""
+    return all(entry.get(key) == value for key, value in stamp.items())
+
+
 def window_centres(duration: float, window: float, hop: float) -> np.ndarray:
     """Centres (s) of the windows of a file lasting ``duration`` s (at least one)."""
     if duration <= window:

@@ -27,7 +27,7 @@ from avssl.errors import AvsslError, MediaError
 from avssl.eval.embed import embed_audio, frames_to_input, visual_maps
 from avssl.eval.retrieval import cross_similarity
 from avssl.tools.index import Index
-from avssl.tools.index_media import BLOCK, file_stamp
+from avssl.tools.index_media import BLOCK, file_stamp, same_stamp
 from avssl.tools.query import ranked_rows, results_of
 from avssl.tools.stream_io import audio_end, iter_frames_at, read_audio_padded
 
@@ -115,7 +115,7 @@ def _check_unchanged(entry: dict) -> None:
         stamp = file_stamp(entry["path"])
     except OSError:
         return
-    if any(entry.get(key) != value for key, value in stamp.items()):
+    if not same_stamp(entry, stamp):
         raise MediaError(entry["path"], "changed since it was indexed: run avssl index again")
 
 
