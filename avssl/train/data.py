@@ -52,13 +52,16 @@ def batches_per_epoch(n: int, batch_size: int, world: int) -> int:
     return (n // world) // batch_size
 
 
-def make_loader(dataset, batch_size, seed, epoch, rank, world, start, num_workers, device):
+def make_loader(
+    dataset, batch_size, seed, epoch, rank, world, start, num_workers, device, generator=None
+):
     """A DataLoader over :class:`EpochBatches`; the dataset is told the epoch first.
 
     A :class:`StreamPairs` gets :func:`stream_loader` (it knows its seed, rank and world).
+    ``generator``: the loader's own, for its base seed (None: the global torch generator).
     """
     if isinstance(dataset, StreamPairs):
-        return stream_loader(dataset, batch_size, epoch, start, num_workers, device)
+        return stream_loader(dataset, batch_size, epoch, start, num_workers, device, generator)
     dataset.set_epoch(epoch)
     sampler = EpochBatches(len(dataset), batch_size, seed, epoch, rank, world, start)
     return DataLoader(
@@ -67,10 +70,13 @@ def make_loader(dataset, batch_size, seed, epoch, rank, world, start, num_worker
         num_workers=num_workers,
         pin_memory=device.type == "cuda",
         persistent_workers=False,
+        generator=generator,
     )
 
 
-def stream_loader(dataset: StreamPairs, batch_size, epoch, start, num_workers, device):
+def stream_loader(
+    dataset: StreamPairs, batch_size, epoch, start, num_workers, device, generator=None
+):
     """Batches ``start`` to ``n`` of ``epoch`` streamed from ``dataset``.
 
     ``n`` is the smallest number of full batches any rank gets this epoch (every rank knows it
@@ -84,6 +90,7 @@ def stream_loader(dataset: StreamPairs, batch_size, epoch, start, num_workers, d
         start: index of the first batch to yield.
         num_workers: DataLoader worker processes (0: load in this process).
         device: the training device (pinned memory on CUDA only).
+        generator: the loader's own generator, or None (the global one).
 
     Raises:
         TrainingError: some rank gets no full batch this epoch.
@@ -107,6 +114,7 @@ def stream_loader(dataset: StreamPairs, batch_size, epoch, start, num_workers, d
         drop_last=True,
         num_workers=num_workers,
         pin_memory=device.type == "cuda",
+        generator=generator,
     )
     return itertools.islice(loader, start, n)
 

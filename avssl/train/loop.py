@@ -6,6 +6,7 @@ loop over steps that logs, validates and checkpoints.
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import sys
 import time
@@ -26,9 +27,9 @@ from avssl.models import build_model
 from avssl.train import averaging, runtime
 from avssl.train import resume as resuming
 from avssl.train.checkpoint import save_checkpoint, weights_digest
-from avssl.train.data import batches_per_epoch, make_loader, to_device
+from avssl.train.data import batches_per_epoch, to_device
+from avssl.train.epochs import training_batches
 from avssl.train.optim import build_optimizer
-from avssl.train.prefetch import Prefetcher
 from avssl.train.schedule import TimeBudget, agreed_plan, lr_factor
 from avssl.train.signals import StopFlag
 
@@ -153,7 +154,11 @@ def train(
     def validate() -> dict:
         nonlocal best
         t_val = time.monotonic()
-        scores = score_pairs(scored, val_ds, device, precision, cfg.train.batch_size)
+        # with the training draws' generator states kept: how often a run validates must not
+        # change its weights (the loaders of validation draw base seeds from them)
+        cuda = [torch.cuda.current_device()] if device.type == "cuda" else []
+        with torch.random.fork_rng(devices=cuda):
+            scores = score_pairs(scored, val_ds, device, precision, cfg.train.batch_size)
         if not all(np.isfinite(scores[k]).all() for k in ("pos", "easy")):
             raise TrainingError(
                 f"validation scores are not finite at step {step}: the weights diverged; "
@@ -184,22 +189,13 @@ def train(
     # reported as data_wait_fraction: near 0 when loading keeps up with the model)
     seen, train_time, data_wait, window_t, window_n = 0, 0.0, 0.0, time.time(), 0
     budget.begin(step)
-    pending_rng = resume  # its generator states, set once the first loader is built
-    with StopFlag() as stop:
-        while step < total and not stop.agreed(device):
-            loader = make_loader(
-                train_ds, cfg.train.batch_size, cfg.train.seed, epoch, dist_info.rank,
-                dist_info.world, start_batch, cfg.data.num_workers, device,
-            )  # fmt: skip
-            batches = iter(loader)  # draws the loader's base seed from the global generator
-            if pending_rng is not None:
-                # the uninterrupted run drew it at the start of the epoch, not at this step
-                resuming.restore_rng(pending_rng)
-                pending_rng = None
-            if cfg.data.prefetch and cfg.data.num_workers == 0:
-                batches = Prefetcher(batches, cfg.data.prefetch)
+    batches = training_batches(
+        train_ds, cfg, dist_info.rank, dist_info.world, device, epoch, start_batch, resume
+    )
+    with StopFlag() as stop, contextlib.closing(batches):
+        if step < total and not stop.agreed(device):
             t_wait = time.time()
-            for raw in batches:
+            for epoch, start_batch, raw in batches:
                 t_step = time.time()
                 data_wait += t_step - t_wait
                 batch = to_device(raw, device, cfg.train.channels_last)
@@ -260,8 +256,6 @@ def train(
                 if step >= total or stop.agreed(device):
                     break
                 t_wait = time.time()
-            else:
-                epoch, start_batch = epoch + 1, 0
         bar.close()
         # a signal during the last step stops nothing: the run is complete, not to be resumed
         interrupted = bool(stop.signum) and step < total
