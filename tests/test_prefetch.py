@@ -69,3 +69,23 @@ def test_the_thread_runs_ahead():
     assert next(it) == 0
     assert _within(10, lambda: len(built) >= 3)  # item 0 taken, items 1 and 2 queued
     assert list(it) == [1, 2, 3]
+
+
+def test_the_thread_builds_on_one_intra_op_thread_and_leaves_the_default():
+    """The batches' torch ops keep off the training step's threads; the consumer's setting and
+    the default of threads started later are unchanged."""
+    import torch
+
+    before = torch.get_num_threads()
+
+    def items():
+        for _ in range(3):
+            yield torch.get_num_threads()
+
+    assert list(Prefetcher(items(), depth=1)) == [1, 1, 1]
+    assert torch.get_num_threads() == before
+    later = []
+    thread = threading.Thread(target=lambda: later.append(torch.get_num_threads()))
+    thread.start()
+    thread.join()
+    assert later == [before]
