@@ -94,8 +94,9 @@ class Sizes:
     overrides: tuple[str, ...] = ()  # --set assignments for every config (tests shrink models)
 
 
-# The training runs measuring data waits need epochs of several batches (an epoch's first batch
-# is built before anything can be prefetched): 256 clips are 4 batches of the default 64.
+# The training runs measuring data waits read epochs of several batches (until 2026-12-05 each
+# epoch's first batch was built while the step waited; the prefetch thread now runs on into the
+# next epoch): 256 clips are 4 batches of the default 64.
 WAIT_WORLD = SynthConfig(n_train=256, n_val=4, n_test=0)
 QUICK = Sizes(WAIT_WORLD, 40, 3, 32, 1, 4, 1, 2, (1024, 2048), 1, 64, 32)
 FULL = Sizes(WAIT_WORLD, 200, 10, 64, 3, 16, 2, 4, (1024, 2048, 4096), 4, 64, 32)
