@@ -32,11 +32,11 @@ def _epochs(train_ds, cfg, rank, world, device, epoch, start_batch, own_generato
         generator = None
         if own_generator:
             generator = torch.Generator().manual_seed(cfg.train.seed * 1_000_003 + e)
-        loader = make_loader(
-            train_ds, cfg.train.batch_size, cfg.train.seed, e, rank, world,
-            start_batch if e == epoch else 0, cfg.data.num_workers, device, generator,
-        )  # fmt: skip
         first = start_batch if e == epoch else 0
+        loader = make_loader(
+            train_ds, cfg.train.batch_size, cfg.train.seed, e, rank, world, first,
+            cfg.data.num_workers, device, generator,
+        )  # fmt: skip
         batches = iter(loader)  # without a generator of its own: draws the loader's base seed
         yield e, 0, _EPOCH_START
         for i, raw in enumerate(batches, first):
