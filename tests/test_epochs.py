@@ -88,12 +88,14 @@ def test_the_thread_keeps_the_global_draws_of_an_epoch_start():
     without a generator of its own: the model's augmentation draws are the same either way."""
     states = {}
     for prefetch in (0, 2):
-        torch.manual_seed(0)
-        batches = training_batches(_Items(), _cfg(prefetch), 0, 1, torch.device("cpu"), 0, 0, None)
-        for _ in range(5):  # into epoch 2
-            next(batches)
-        states[prefetch] = torch.rand(3)
-        batches.close()
+        with torch.random.fork_rng():  # the other tests' generator is left as it was
+            torch.manual_seed(0)
+            cpu = torch.device("cpu")
+            batches = training_batches(_Items(), _cfg(prefetch), 0, 1, cpu, 0, 0, None)
+            for _ in range(5):  # into epoch 2
+                next(batches)
+            states[prefetch] = torch.rand(3)
+            batches.close()
     assert torch.equal(states[0], states[2])
 
 
