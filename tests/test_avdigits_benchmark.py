@@ -124,6 +124,20 @@ def test_half_finished_run_and_changed_settings(bench, capsys):
     assert (half / "config.yaml").read_text() == "name: x\n"  # untouched
     code, _, stderr = run([*argv, "--audio-tta", "0"], capsys)
     assert code == 2 and "run with other --audio-tta" in stderr
+    code, _, stderr = run([*argv, "--centre-trim"], capsys)  # the data were trimmed otherwise
+    assert code == 2 and "run with other --centre-trim" in stderr
+    # a folder recorded before the option existed was trimmed to the middle: it goes on with
+    # --centre-trim only
+    settings = json.loads((out / "benchmark.json").read_text())
+    try:
+        old = {k: v for k, v in settings.items() if k != "centre_trim"}
+        (out / "benchmark.json").write_text(json.dumps(old))
+        code, _, stderr = run(argv, capsys)
+        assert code == 2 and "run with other --centre-trim" in stderr
+        code, _, stderr = run([*argv, "--centre-trim"], capsys)  # every stage is done: skipped
+        assert code == 0, stderr
+    finally:
+        (out / "benchmark.json").write_text(json.dumps(settings))
     code, _, stderr = run([*argv[:1], str(out / "nope"), *argv[2:]], capsys)
     assert code == 2 and stderr.strip() == f"error: {out / 'nope'}: no such FSDD recordings folder"
 

@@ -113,9 +113,26 @@ def test_idx_known_answer_and_errors(tmp_path):
                    write_idx(tmp_path / "l.gz", np.zeros(2), 2049))  # fmt: skip
 
 
-def test_fixed_length_centres():
+def test_fixed_length_pads_centred_and_keeps_the_loudest_stretch():
     assert fixed_length(np.arange(1, 4.0), 7).tolist() == [0, 0, 1, 2, 3, 0, 0]
-    assert fixed_length(np.arange(10.0), 4).tolist() == [3, 4, 5, 6]
+    assert fixed_length(np.arange(10.0), 4, centre_trim=True).tolist() == [3, 4, 5, 6]
+    # equally loud windows (about the mean; starts 0 and 1 here): the most central one
+    word = np.zeros(12)
+    word[1:3] = 5.0
+    assert fixed_length(word, 4).tolist() == [5, 5, 0, 0]
+    flat = np.zeros(10)
+    flat[[3, 6]] = 1.0
+    assert fixed_length(flat, 4).tolist() == [1, 0, 0, 1]
+    # a word at the start of a long recording is kept whole, not cut by a centred window
+    rng = np.random.default_rng(0)
+    wave = np.concatenate([rng.normal(0, 0.3, 300), 1e-3 * rng.normal(size=900)])
+    kept = fixed_length(wave, 400)
+    assert np.sum(kept**2) >= 0.99 * np.sum(wave**2) - 1e-9
+    assert np.sum(fixed_length(wave, 400, centre_trim=True) ** 2) < 0.01 * np.sum(wave**2)
+    # brute force: no window of 400 samples holds more energy about the mean
+    x = wave - wave.mean()
+    best = max(np.sum(x[i : i + 400] ** 2) for i in range(len(x) - 399))
+    assert np.sum((kept - wave.mean()) ** 2) >= best * (1 - 1e-3)
     # the recording's mean goes before padding: silence continues at zero
     assert fixed_length(np.arange(1, 4.0), 7, remove_dc=True).tolist() == [0, 0, -1, 0, 1, 0, 0]
 

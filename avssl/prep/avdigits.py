@@ -1,12 +1,12 @@
 """AV-Digits: real spoken digits (FSDD) paired with canvases of real handwriting (MNIST).
 
 Each item is one FSDD utterance, written as a 1.0-s 8 kHz wav (its DC offset removed unless
-``--keep-dc``; centred: padded with silence or trimmed), and a ``grid x grid`` PNG mosaic of
-MNIST digits in which exactly one cell shows the spoken digit; the other cells show other digits
-(all different when ``grid**2 <= 10``). The spoken digit's cell is the sound source
-(``boxes.sources``); the other cells are ``boxes.distractors``. A model that localises the
-source must tie the sound of a word to the shape of a handwritten digit, and neither speakers
-nor handwriting are shared across splits.
+``--keep-dc``; a shorter recording centred in silence, a longer one trimmed to its loudest
+second), and a ``grid x grid`` PNG mosaic of MNIST digits in which exactly one cell shows the
+spoken digit; the other cells show other digits (all different when ``grid**2 <= 10``). The
+spoken digit's cell is the sound source (``boxes.sources``); the other cells are
+``boxes.distractors``. A model that localises the source must tie the sound of a word to the
+shape of a handwritten digit, and neither speakers nor handwriting are shared across splits.
 
 Splits:
     * audio, by speaker: the test speakers' recordings are the test split (if none of the
@@ -54,13 +54,18 @@ ITEMS = "items.jsonl"
 
 
 def add_source_args(p: argparse.ArgumentParser) -> None:
-    """The recordings and images flags, shared with ``datasets/avdigits/benchmark.py``."""
+    """The recordings, images and trimming flags, shared with ``datasets/avdigits/benchmark.py``."""
     p.add_argument("--fsdd", type=Path, required=True, help="FSDD recordings folder")
     p.add_argument("--mnist-images", type=Path, required=True, help="MNIST images IDX (.gz)")
     p.add_argument("--mnist-labels", type=Path, required=True, help="MNIST labels IDX (.gz)")
     p.add_argument("--test-mnist-images", type=Path, help="separate MNIST images for test")
     p.add_argument("--test-mnist-labels", type=Path, help="labels of --test-mnist-images")
     p.add_argument("--test-speakers", default="theo,yweweler", help="comma-separated")
+    p.add_argument(
+        "--centre-trim", action="store_true",
+        help="keep the middle second of a longer recording (default: its loudest second; "
+        "the middle was kept in data prepared before 2026-12-05)",
+    )  # fmt: skip
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -154,7 +159,8 @@ def main(argv: list[str] | None = None) -> int:
             report.skip_unreadable(rec.id, err.reason)
             continue
         offsets.setdefault(rec.speaker, []).append(float(wave.mean()) if len(wave) else 0.0)
-        wave = fixed_length(wave, round(CLIP_SECONDS * SAMPLE_RATE), remove_dc=not args.keep_dc)
+        n = round(CLIP_SECONDS * SAMPLE_RATE)
+        wave = fixed_length(wave, n, remove_dc=not args.keep_dc, centre_trim=args.centre_trim)
         sf.write(out / "audio" / f"{rec.id}.wav", wave, SAMPLE_RATE, subtype="PCM_16")
         n_canvases = args.canvases_per_recording if split == "train" else 1
         for k in range(n_canvases):
@@ -210,6 +216,7 @@ def main(argv: list[str] | None = None) -> int:
         "gallery": {"manifest": str(out / GALLERY), "rows": gallery},
         "items": str(out / ITEMS),
         "dc_offset_removed": not args.keep_dc,
+        "trim": "centre" if args.centre_trim else "loudest second",
         "dc_offset_max_abs": {k: round(max(map(abs, v)), 5) for k, v in offsets.items()},
     }
     if val_speaker is not None:

@@ -37,7 +37,7 @@ TRAINED = "train.json"  # in OUT/eval/seedS: train's summary, written once it re
 
 def _parser() -> argparse.ArgumentParser:
     p = ArgumentParser(prog="datasets/avdigits/benchmark.py", description=__doc__.split("\n")[0])
-    add_source_args(p)  # --fsdd, --mnist-*, --test-mnist-*, --test-speakers: as prepare.py's
+    add_source_args(p)  # --fsdd, --mnist-*, --test-*, --centre-trim: as prepare.py's
     p.add_argument(
         "--data-seed", type=int_at_least(0), default=0, help="prepare.py --seed (image splits)"
     )
@@ -90,7 +90,7 @@ def prepare(args: argparse.Namespace) -> None:
 
     shared = ["--fsdd", str(args.fsdd), "--mnist-images", str(args.mnist_images)]
     shared += ["--mnist-labels", str(args.mnist_labels), "--test-speakers", args.test_speakers]
-    shared += ["--seed", str(args.data_seed)]
+    shared += ["--seed", str(args.data_seed)] + (["--centre-trim"] if args.centre_trim else [])
     if args.test_mnist_images is not None:
         shared += ["--test-mnist-images", str(args.test_mnist_images)]
         shared += ["--test-mnist-labels", str(args.test_mnist_labels)]

@@ -21,6 +21,9 @@ DATASETS = {  # prepared folder -> its prepare options beyond the shared ones (R
     "avd3x3": ["--grid", "3", "--canvas-size", "84"],
 }
 FLAGS = {"overrides": "--set"}  # option name -> flag, where they differ
+# option -> the value a folder recorded before the option existed had (long recordings were
+# trimmed to their middle second before 2026-12-05)
+BEFORE_OPTION = {"centre_trim": True}
 
 
 def check_inputs(args: argparse.Namespace) -> None:
@@ -45,7 +48,7 @@ def check_settings(args: argparse.Namespace) -> None:
         raise AvsslError(f"{args.out}: exists and is not a folder")
     if path.is_file():
         before = json.loads(path.read_text(encoding="utf-8"))
-        changed = [k for k in settings if before.get(k) != settings[k]]
+        changed = [k for k in settings if before.get(k, BEFORE_OPTION.get(k)) != settings[k]]
         if changed and _built(args.out):
             flags = ", ".join(FLAGS.get(k, "--" + k.replace("_", "-")) for k in changed)
             raise AvsslError(f"{path}: this folder was run with other {flags} (use a new --out)")
