@@ -17,7 +17,7 @@ from avssl.eval.embed import embed_visual, frames_to_input
 from avssl.models import build_model
 from avssl.tools.index_media import embed_file, window_centres
 from avssl.tools.query import embed_query
-from avssl.tools.stream_io import iter_frames_at
+from avssl.tools.stream_io import iter_frame_views, iter_frames_at
 
 FPS, SR, HOP = 25, 16000, 0.5
 
@@ -88,6 +88,14 @@ def test_frames_for_the_model_are_resized_as_read_frames_does(tmp_path, size, ro
     if size is not None:  # display pictures may still ask for another filter, and then differ
         area = next(iter_frames_at(path, [times[0]], size, interpolation="AREA"))
         assert area.shape == streamed[0].shape and not np.array_equal(area, streamed[0])
+    # both at once from one decoding pass (the overlay): each view as its own pass gives it
+    views = [(size, "AREA"), ((32, 24), None), (size, None)]
+    both = list(iter_frame_views(path, times, views))
+    for k, view in enumerate(views):
+        alone = list(iter_frames_at(path, times, *view))
+        assert len(both) == len(alone) == len(times)
+        for pair, frame in zip(both, alone, strict=True):
+            np.testing.assert_array_equal(pair[k], frame)
 
 
 def test_index_and_query_embed_the_frame_evaluation_sees(tiny, tmp_path):

@@ -15,8 +15,11 @@ from PIL import Image
 from avssl.cli import main as cli
 from avssl.config import load_config, to_dict
 from avssl.data.media import probe, read_audio
+from avssl.eval.embed import frames_to_input
 from avssl.models import build_model
+from avssl.tools import overlay as overlay_module
 from avssl.tools.overlay import blend, centred_windows, colormap_lut, output_size
+from avssl.tools.stream_io import iter_frames_at
 from avssl.train.checkpoint import save_checkpoint
 
 
@@ -59,6 +62,31 @@ def test_overlay_video(ckpts, media_factory: MediaFactory, tmp_path, capsys):
     stamp = out.stat().st_mtime_ns
     assert _overlay(video, ckpts["contrastive"], out) == 2
     assert "exists (pass --force" in capsys.readouterr().err and out.stat().st_mtime_ns == stamp
+
+
+def test_overlay_heatmaps_see_the_frames_evaluation_sees(
+    ckpts, media_factory: MediaFactory, tmp_path, capsys, monkeypatch
+):
+    """The shown frames are resized for people (AREA, at --max-side); the model's input is
+    resized as index and query resize it, from the same decoded frame."""
+    video = media_factory("seen.mp4", duration=1.0)
+    seen = []
+
+    def spy(model, x, *args, **kwargs):
+        seen.append(x.clone())
+        return real(model, x, *args, **kwargs)
+
+    real = overlay_module.heatmaps
+    monkeypatch.setattr(overlay_module, "heatmaps", spy)
+    assert _overlay(video, ckpts["contrastive"], tmp_path / "o.mp4", "--fps", "5") == 0
+    s = load_config(None, [t for t in TINY if t.startswith("data.")]).data.frame_size
+    times = np.arange(5) / 5
+    expected = frames_to_input(
+        torch.from_numpy(np.stack(list(iter_frames_at(video, times, (s, s))))), s
+    )
+    torch.testing.assert_close(torch.cat(seen), expected, rtol=0, atol=0)
+    area = list(iter_frames_at(video, times, (s, s), interpolation="AREA"))
+    assert not torch.equal(frames_to_input(torch.from_numpy(np.stack(area)), s), expected)
 
 
 def test_overlay_keeps_the_sound(ckpts, media_factory: MediaFactory, tmp_path, capsys):

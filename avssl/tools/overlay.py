@@ -6,11 +6,13 @@ usage: avssl overlay VIDEO --checkpoint CKPT -o OUT.mp4 [--png SHEET.png] [--fps
 Each output frame (at ``--fps``, default the video's rate capped at 25) is blended with the
 model's localisation heatmap (``model.heatmap``, e.g. AVOL-Net, https://arxiv.org/abs/1712.06651)
 for the ``cfg.data.window`` seconds of sound centred on that frame (zero-padded at the clip
-edges). Each heatmap is min-max normalised per frame, upsampled bilinearly to the frame size,
-colour-mapped and alpha-blended. The output is H.264 (even size, longest side capped at
-``--max-side``) with the source audio re-encoded to AAC (mono or stereo), written in chunks and
-then renamed into place. ``--png`` writes a contact sheet of 8 evenly spaced overlay frames.
-Methods without a spatial map (l3, avenet) are refused. The last stdout line is JSON.
+edges). The model sees each frame resized as ``avssl index`` and ``query`` resize it (one decoding
+pass also gives the picture shown, resized with FFmpeg's area filter). Each heatmap is min-max
+normalised per frame, upsampled bilinearly to the frame size, colour-mapped and alpha-blended.
+The output is H.264 (even size, longest side capped at ``--max-side``) with the source audio
+re-encoded to AAC (mono or stereo), written in chunks and then renamed into place. ``--png``
+writes a contact sheet of 8 evenly spaced overlay frames. Methods without a spatial map (l3,
+avenet) are refused. The last stdout line is JSON.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from avssl.data.media import probe
 from avssl.errors import AvsslError, MediaError
 from avssl.eval.embed import frames_to_input, heatmaps
 from avssl.tools.overlay_video import OverlayWriter
-from avssl.tools.stream_io import audio_end, iter_frames_at, read_audio_padded
+from avssl.tools.stream_io import audio_end, iter_frame_views, read_audio_padded
 
 OUT_EXTS = (".mp4", ".m4v", ".mov", ".mkv")
 SHEET_FRAMES = 8
@@ -190,18 +192,21 @@ def render(model, cfg, args, info, duration, fps, size, lut) -> tuple[int, str |
     sheet_frames: list[tuple[float, np.ndarray]] = []
     a_end = audio_end(args.video, info.duration)
     device = next(model.parameters()).device
-    frames_iter = iter_frames_at(args.video, times, size, "AREA")  # a picture to look at
+    # a picture to look at, and the model's input resized as the other tools resize it
+    side = (d.frame_size, d.frame_size)
+    frames_iter = iter_frame_views(args.video, times, [(size, "AREA"), (side, None)])
     tmp = out.with_name(f".{out.stem}.tmp{os.getpid()}{out.suffix}")
     out.parent.mkdir(parents=True, exist_ok=True)
     writer = OverlayWriter(tmp, size[1], size[0], fps, args.video, duration)
     try:
         for c0 in range(0, len(times), args.chunk):
             tc = times[c0 : c0 + args.chunk]
-            frames = torch.from_numpy(np.stack([next(frames_iter) for _ in tc]))
+            shown, seen = zip(*[next(frames_iter) for _ in tc], strict=True)
+            frames = torch.from_numpy(np.stack(shown))
             span = tc[-1] - tc[0] + d.window
             seg = read_audio_padded(args.video, tc[0] - d.window / 2, span, d.sample_rate, a_end)
             waves = centred_windows(seg, tc[0] - d.window / 2, tc, d.sample_rate, d.window)
-            x = frames_to_input(frames, d.frame_size)
+            x = frames_to_input(torch.from_numpy(np.stack(seen)), d.frame_size)
             maps = heatmaps(model, x, waves, device, args.precision, batch_size=args.chunk)
             blended = blend(frames, maps, lut, args.alpha).numpy()
             writer.write(blended)

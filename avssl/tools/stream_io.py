@@ -59,6 +59,29 @@ def iter_frames_at(
     Raises:
         MediaError: unreadable file, no video stream, or not one frame decoded.
     """
+    for (frame,) in iter_frame_views(path, times, [(size, interpolation)]):
+        yield frame
+
+
+def iter_frame_views(
+    path: str | os.PathLike,
+    times,
+    views: list[tuple[tuple[int, int] | None, str | None]],
+) -> Iterator[tuple[np.ndarray, ...]]:
+    """:func:`iter_frames_at` with each decoded frame resized several ways: a picture to look
+    at and the model's input of the same frame, from one decoding pass.
+
+    Args:
+        path: a video file or a still image.
+        times: ascending float times in seconds.
+        views: ``(size, interpolation)`` pairs, each as :func:`iter_frames_at`'s arguments.
+
+    Yields:
+        one uint8 ``[H, W, 3]`` frame per view, for each time.
+
+    Raises:
+        MediaError: as :func:`iter_frames_at`.
+    """
     p = check_file(path)
     times = np.asarray(times, dtype=np.float64)
     container = open_container(p)
@@ -71,23 +94,26 @@ def iter_frames_at(
         cc = decoder_of(p, stream)
         if cc.width and cc.height:  # the decoding limits of read_frames hold here too
             check_pixels(p, cc.width, cc.height, "video size")
-        h, w = size if size is not None else (None, None)
-        if size is not None:
-            check_pixels(p, w, h, "output size")
+        for size, _ in views:
+            if size is not None:
+                check_pixels(p, size[1], size[0], "output size")
         scaler = VideoReformatter()  # one scaler for the whole pass (building one is costly)
 
-        def convert(frame) -> np.ndarray:
+        def view(frame, size, interpolation) -> np.ndarray:
             turns = quarter_turns(frame)  # scaled as stored, then shown upright
             if interpolation is None:
                 shown_w, shown_h = shown_wh(frame)
-                hw = (h, w) if size is not None else (shown_h, shown_w)
-                return convert_frame(p, frame, hw, turns)
+                return convert_frame(p, frame, size or (shown_h, shown_w), turns)
             check_pixels(p, frame.width, frame.height, "frame size")
+            h, w = size if size is not None else (None, None)  # None: as stored
             sw, sh = (h, w) if turns % 2 else (w, h)
             rgb = scaler.reformat(
                 frame, width=sw, height=sh, format="rgb24", interpolation=interpolation
             )
             return upright(rgb.to_ndarray(), turns)
+
+        def convert(frame) -> tuple[np.ndarray, ...]:
+            return tuple(view(frame, size, interpolation) for size, interpolation in views)
 
         frame_dur = frame_period_s(stream) or DEFAULT_FRAME_S
         i, prev, prev_img, t = 0, None, None, None
