@@ -4,6 +4,21 @@ from __future__ import annotations
 
 import os
 
+MAX_LISTED_SKIPS = 50  # bad items a command's JSON summary lists (all are counted)
+
+
+def skip_fields(skipped: list[dict]) -> dict:
+    """The keys every dataset command reports the bad items it skipped with.
+
+    Args:
+        skipped: one dict per skipped item, each with its ``reason`` and what names the item
+            (``id`` and ``split`` for a manifest row, ``path`` for a file).
+
+    Returns:
+        ``{"n_skipped": all of them, "skipped": the first MAX_LISTED_SKIPS}``.
+    """
+    return {"n_skipped": len(skipped), "skipped": list(skipped[:MAX_LISTED_SKIPS])}
+
 
 class AvsslError(Exception):
     """Base class for user-facing errors; ``str(err)`` is the whole one-line message."""

@@ -43,7 +43,7 @@ def test_dash_inputs(ckpt, media_factory: MediaFactory, monkeypatch, capsys, inp
     assert cli(args) == 0, capsys.readouterr().err
     names = [a.removeprefix("--inputs=") for a in inputs if a.endswith(".wav")]
     assert _indexed(folder / "idx") == sorted(names)
-    assert last_json(capsys.readouterr().out)["skipped"] == 0
+    assert last_json(capsys.readouterr().out)["n_skipped"] == 0
 
 
 def test_dash_word_that_is_no_file_still_refused(ckpt, tmp_path, capsys):

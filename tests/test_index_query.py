@@ -70,9 +70,9 @@ def test_index_then_query(ckpts, media, tmp_path, capsys):
     out = tmp_path / "idx"
     assert _index(ckpt, [media], out) == 0
     summary = last_json(capsys.readouterr().out)
-    assert summary["files"] == 4 and summary["added"] == 4 and summary["skipped"] == 1
-    assert summary["skipped_files"][0]["path"].endswith("broken.mp4")
-    assert "not a media file" in summary["skipped_files"][0]["reason"]
+    assert summary["files"] == 4 and summary["added"] == 4 and summary["n_skipped"] == 1
+    assert summary["skipped"][0]["path"].endswith("broken.mp4")
+    assert "not a media file" in summary["skipped"][0]["reason"]
     # clip 3 s -> 3 windows, webm 2 s -> 2, wav 2.5 s -> 2 (hop 1, window 1), png -> 1 visual
     assert summary["audio_windows"] == 3 + 2 + 2 and summary["visual_windows"] == 3 + 2 + 1
     assert [len(window_centres(d, 1.0, 1.0)) for d in (3.0, 2.0, 2.5, 0.4)] == [3, 2, 2, 1]
@@ -220,7 +220,7 @@ def test_incremental_reindex(ckpts, media, tmp_path, capsys):
     assert _index(ckpt, [media], out) == 0
     s = last_json(capsys.readouterr().out)
     assert (s["added"], s["updated"], s["unchanged"], s["removed"]) == (0, 0, 3, 1)
-    assert s["files"] == 3 and s["skipped"] == 2  # broken.mp4 and new.flac
+    assert s["files"] == 3 and s["n_skipped"] == 2  # broken.mp4 and new.flac
     # --rebuild replaces the tensor file instead of leaving the old one beside it
     assert _index(ckpt, [media], out, "--rebuild") == 0
     capsys.readouterr()

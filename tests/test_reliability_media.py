@@ -21,6 +21,7 @@ import evaluate
 import train
 from avssl.cli import main as cli
 from avssl.data.manifest import Row, write_manifest
+from avssl.errors import MAX_LISTED_SKIPS, skip_fields
 from avssl.eval.audio_sets import MEDIA_EXTS
 
 
@@ -209,8 +210,7 @@ def test_evaluate_skips_lists_and_strict(sub, ckpt, mixed, capsys):
     code, out, err = run(capsys, evaluate.main, argv)
     assert code == 0, err
     res = last_json(out)
-    items = res["skipped"] if sub == "sync" else res["skipped_items"]
-    count = res["n_skipped"] if sub == "sync" else res["skipped"]
+    items, count = res["skipped"], res["n_skipped"]
     assert count == len(mixed["bad"]) and _ids(items, "test/") == set(mixed["bad"])
     assert all(item["reason"] for item in items)
     assert res["n"] == (mixed["n_test"] * 4 if sub == "avc" else mixed["n_test"])
@@ -234,9 +234,9 @@ def test_index_skips_lists_and_strict(ckpt, world, tmp_path, capsys):
     code, out, err = run(capsys, cli, [*argv, "--out", str(tmp_path / "a")])
     assert code == 0, err
     summary = last_json(out)
-    listed = {Path(s["path"]).name for s in summary["skipped_files"]}
+    listed = {Path(s["path"]).name for s in summary["skipped"]}
     want = {world["paths"][name].name for name in UNDECODABLE}
-    assert listed == want and summary["skipped"] == len(want)
+    assert listed == want and summary["n_skipped"] == len(want)
     code, out, err = run(capsys, cli, [*argv, "--out", str(tmp_path / "b"), "--strict"])
     assert code == 2 and len(err.strip().splitlines()) == 1 and err.startswith("error: "), err
 
@@ -325,3 +325,10 @@ def test_cache_skips_lists_and_strict(mixed, tmp_path, capsys):
     code, out, err = run(capsys, cli, [*argv, "--out", str(tmp_path / "strict"), "--strict"])
     assert code == 2 and out == "" and len(err.strip().splitlines()) == 1, err
     assert err.startswith("error: ")
+
+
+def test_skip_fields_count_every_item_and_list_the_first():
+    items = [{"id": f"c{i}", "reason": "no such file"} for i in range(MAX_LISTED_SKIPS + 3)]
+    fields = skip_fields(items)
+    assert fields == {"n_skipped": MAX_LISTED_SKIPS + 3, "skipped": items[:MAX_LISTED_SKIPS]}
+    assert skip_fields([]) == {"n_skipped": 0, "skipped": []}

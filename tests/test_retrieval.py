@@ -306,7 +306,7 @@ def test_cli_gallery_of_the_test_videos_equals_class_level_a2v(runs, tmp_path, c
     assert evaluate.main([*args, "--gallery", str(gallery)]) == 0
     res = last_json(capsys.readouterr().out)
     got = res["a2v_gallery"]
-    assert got["n_gallery"] == len(rows) == res["n"] and got["skipped"] == 0
+    assert got["n_gallery"] == len(rows) == res["n"] and got["n_skipped"] == 0
     for key in ("R@1", "R@5", "R@10", "mAP", "median_rank", "n_queries", "no_relevant"):
         assert got[key] == pytest.approx(res["a2v"][key]), key
 
@@ -332,8 +332,8 @@ def test_cli_l3_gallery_of_images_goes_through_the_training_cca(
     res = last_json(capsys.readouterr().out)
     got = res["a2v_gallery"]
     assert fitted == [12]  # one CCA, on the 12 training pairs; the gallery is only projected
-    assert got["n_gallery"] == 3 and got["skipped"] == 1
-    assert got["skipped_items"][0]["id"] == "bad"
+    assert got["n_gallery"] == 3 and got["n_skipped"] == 1
+    assert got["skipped"][0]["id"] == "bad"
     n_rel = sum(lab in present for lab in labels)
     assert got["n_queries"] == n_rel and got["no_relevant"] == len(labels) - n_rel
     assert got["R@5"] == 1.0 and 1 / 3 <= got["mAP"] <= 1 and 0 <= got["R@1"] <= 1

@@ -38,9 +38,7 @@ from avssl.data.manifest import SPLITS, Row, read_manifest, resolve
 from avssl.data.shard_checks import changed_rows
 from avssl.data.shard_writer import ShardWriter, complete_shards, write_json
 from avssl.data.shards import INDEX, decode_settings, split_size
-from avssl.errors import AvsslError, MediaError
-
-MAX_LISTED_SKIPS = 50
+from avssl.errors import AvsslError, MediaError, skip_fields
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -262,8 +260,7 @@ def main(argv: list[str] | None = None) -> int:
                 "manifest": str(manifest),
                 "written": written,
                 "resumed": resumed,
-                "n_skipped": len(skipped),
-                "skipped": skipped[:MAX_LISTED_SKIPS],
+                **skip_fields(skipped),
                 "bytes": sum(s["bytes"] for s in shards),
                 "shards": len(shards),
                 "seconds": round(seconds, 3),

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from avssl.cli import ArgumentParser, int_at_least, positive_float, positive_int
-from avssl.errors import AvsslError
+from avssl.errors import AvsslError, skip_fields
 from avssl.eval.adapt_bn import extract_adapted
 from avssl.eval.cli import (
     SUBCOMMANDS,
@@ -50,7 +50,6 @@ from avssl.eval.cli import (
 FEATURES = ("model", "logmel", "mfcc", "random")
 HANDCRAFTED = ("logmel", "mfcc")
 LAYERS = ("embedding", "tower")
-MAX_LISTED_SKIPS = 50
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -251,8 +250,7 @@ def run(argv: list[str]) -> int:
         "source_norm": args.source_norm,
         "pool": args.pool if args.features not in HANDCRAFTED else None,
         "chance": float(np.bincount(np.unique(y, return_inverse=True)[1]).max() / len(y)),
-        "n_skipped": len(skipped),
-        "skipped": skipped[:MAX_LISTED_SKIPS],
+        **skip_fields(skipped),
         "embed_clips_per_s": timing["clips_per_s"],
         "embed_audio_s_per_s": timing["audio_seconds"] / max(timing["seconds"], 1e-9),
         "seconds": time.perf_counter() - t0,

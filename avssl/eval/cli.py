@@ -16,7 +16,7 @@ from pathlib import Path
 
 from avssl.cli import json_line
 from avssl.cli_outputs import check_new_dir, check_new_file, check_not_input, check_not_read
-from avssl.errors import AvsslError
+from avssl.errors import AvsslError, skip_fields
 from avssl.eval.provenance import qualified_title, utc_now
 from avssl.eval.report_md import append_report
 
@@ -29,9 +29,6 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "localize": ("avssl.eval.localize_cli:run", "sound-source localisation (cIoU, AUC, pointing)"),
     "sync": ("avssl.eval.sync_cli:run", "audio-visual offset estimation (SyncNet-style)"),
 }
-
-
-MAX_LISTED_SKIPS = 50
 
 
 def add_common(p: argparse.ArgumentParser, checkpoint_required: bool = True) -> None:
@@ -135,11 +132,11 @@ def add_strict(p: argparse.ArgumentParser) -> None:
 
 
 def skip_report(store, strict: bool = False) -> dict:
-    """``{"skipped": n, "skipped_items": [{"id", "reason"}, ...]}`` of a clip store's bad rows.
+    """``{"n_skipped": n, "skipped": [{"id", "reason"}, ...]}`` of a clip store's bad rows
+    (:func:`avssl.errors.skip_fields`).
 
     Args:
-        store: a :class:`~avssl.data.dataset.ClipStore` (its ``skipped`` list; at most
-            ``MAX_LISTED_SKIPS`` rows are listed).
+        store: a :class:`~avssl.data.dataset.ClipStore` (its ``skipped`` list).
         strict: raise on the first bad row instead of reporting it.
 
     Raises:
@@ -148,8 +145,7 @@ def skip_report(store, strict: bool = False) -> dict:
     if strict and store.skipped:
         item, reason = store.skipped[0]
         raise AvsslError(f"{reason} (row {item!r}; --strict)")
-    items = [{"id": i, "reason": r} for i, r in store.skipped[:MAX_LISTED_SKIPS]]
-    return {"skipped": len(store.skipped), "skipped_items": items}
+    return skip_fields([{"id": i, "reason": r} for i, r in store.skipped])
 
 
 def use_data(cfg, manifest: str | None) -> None:

@@ -144,7 +144,7 @@ def run(argv: list[str]) -> int:
         gallery = gallery_frames(gallery_rows, args.gallery, cfg.data.frame_size, cfg.data.fps)
         gallery_skips = skip_report(gallery, args.strict)
         if not gallery.rows:
-            n = gallery_skips["skipped"]
+            n = gallery_skips["n_skipped"]
             raise ManifestError(f"{args.gallery}: no decodable gallery item ({n} skipped)")
 
     def split_embeddings(split: str, adapt: bool = False):

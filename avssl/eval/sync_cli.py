@@ -20,10 +20,8 @@ import numpy as np
 from tqdm import tqdm
 
 from avssl.cli import ArgumentParser, int_at_least, positive_float, positive_int
-from avssl.errors import MediaError
+from avssl.errors import MediaError, skip_fields
 from avssl.eval.cli import SUBCOMMANDS, add_common, add_strict, check_outputs, emit, use_data
-
-MAX_LISTED_SKIPS = 50
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -229,8 +227,7 @@ def run_manifest(sync: ClipSync, cfg, args) -> dict:
         "max_offset_s": args.max_offset,
         "split": args.split,
         "data": str(manifest),
-        "n_skipped": len(skipped),
-        "skipped": skipped[:MAX_LISTED_SKIPS],
+        **skip_fields(skipped),
     }
     return result
 

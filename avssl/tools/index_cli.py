@@ -23,7 +23,7 @@ import torch
 
 from avssl.cli import ArgumentParser, positive_float
 from avssl.config import to_dict
-from avssl.errors import AvsslError, MediaError
+from avssl.errors import AvsslError, MediaError, skip_fields
 from avssl.tools.index import (
     FORMAT,
     Index,
@@ -188,8 +188,7 @@ def main(argv: list[str] | None = None) -> int:
         "updated": len(updated),
         "unchanged": len(unchanged),
         "removed": removed,
-        "skipped": len(skipped),
-        "skipped_files": skipped,
+        **skip_fields(skipped),
         "audio_windows": index.count("audio"),
         "visual_windows": index.count("visual"),
         "media_seconds": round(media_s, 3),

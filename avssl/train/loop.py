@@ -21,7 +21,7 @@ from avssl.cli import json_line
 from avssl.config import Config, dump_yaml, to_dict
 from avssl.data.source import load_split, manifest_path, resolve_domains
 from avssl.data.stream_pairs import StreamPairs
-from avssl.errors import AvsslError, TrainingError
+from avssl.errors import AvsslError, TrainingError, skip_fields
 from avssl.eval.avc import avc_metrics, calibrate_threshold, score_pairs
 from avssl.models import build_model
 from avssl.train import averaging, runtime
@@ -32,8 +32,6 @@ from avssl.train.epochs import training_batches
 from avssl.train.optim import build_optimizer
 from avssl.train.schedule import TimeBudget, agreed_plan, lr_factor
 from avssl.train.signals import StopFlag
-
-MAX_LISTED_SKIPS = 50  # undecodable clips listed in the summary (all are counted)
 
 
 class _LossModule(nn.Module):
@@ -286,7 +284,6 @@ def train(
         # train.max_minutes ended the run before train.steps
         "time_limited": bool(budget.enabled and step < cfg.train.steps and not interrupted),
         "signal": stop.signum if interrupted else 0,
-        "n_skipped": len(skipped),
-        "skipped": skipped[:MAX_LISTED_SKIPS],
+        **skip_fields(skipped),
     }
     return summary
