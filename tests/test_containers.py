@@ -12,6 +12,8 @@ from bad_media import encode_h264
 
 from avssl.data.media import probe
 from avssl.data.video_io import read_frames
+from avssl.tools import stream_io
+from avssl.tools.stream_io import iter_frames_at
 
 
 def test_mpeg_ts_windows_equal_a_decode_from_the_start(tmp_path):
@@ -22,6 +24,48 @@ def test_mpeg_ts_windows_equal_a_decode_from_the_start(tmp_path):
     for k in (5, 20, 45, 60, 110):  # inside the first key interval and later ones
         window = read_frames(path, k / 25, 0.16, 25).numpy()
         np.testing.assert_array_equal(window, whole[k : k + 4])
+        # the tools' streaming reader seeks to a late first time too, and lands as well
+        streamed = list(iter_frames_at(path, (k + np.arange(4)) / 25))
+        np.testing.assert_array_equal(np.stack(streamed), whole[k : k + 4])
+
+
+@pytest.mark.parametrize("fmt", [None, "mpegts"])
+def test_streaming_frames_seek_to_a_late_first_time(tmp_path, fmt, monkeypatch):
+    """A late first time is reached by seeking (not by decoding every frame before it), with
+    the frames of a decode from the start, in a file whose timestamps start late (times count
+    from its start) and in MPEG-TS (where a seek may land after the time and is done again from
+    the start)."""
+    images = [np.full((32, 32, 3), (i * 5) % 250, np.uint8) for i in range(150)]
+    name = "late.ts" if fmt else "late.mp4"
+    path = encode_h264(tmp_path / name, images, fmt, gop=25, first=10)  # timestamps from 0.4 s
+    seeks, overshoots = [], []
+    real_seek, real_walk = stream_io.seek_to, stream_io._walk
+    monkeypatch.setattr(stream_io, "seek_to", lambda *a: seeks.append(a[2]) or real_seek(*a))
+
+    def walk(*args):
+        frames = real_walk(*args)
+        try:
+            first = next(frames)
+        except stream_io._Overshoot:
+            overshoots.append(args[3][0])
+            raise
+        yield first
+        yield from frames
+
+    monkeypatch.setattr(stream_io, "_walk", walk)
+    for times in ([4.1, 4.5, 5.0], [0.2, 1.0], [2.03]):
+        got = list(iter_frames_at(path, times))
+        seeks.append("from 0:")
+        want = list(iter_frames_at(path, [0.0, *times]))[1:]  # a first time of 0 never seeks
+        assert len(got) == len(want) == len(times)
+        for g, w in zip(got, want, strict=True):
+            np.testing.assert_array_equal(g, w)
+        for t, g in zip(times, got, strict=True):  # the frame showing at t (from the start)
+            shown = int(t * 25 + 1e-6)
+            assert abs(float(g.mean()) - float(images[shown].mean())) < 3
+    assert seeks == [4.1, "from 0:", 0.2, "from 0:", 2.03, "from 0:"]
+    # MP4 seeks by time and lands before each time; MPEG-TS by byte, after it: decoded again
+    assert overshoots == ([4.1, 0.2, 2.03] if fmt else [])
 
 
 def test_matroska_starting_late_reports_its_own_duration(tmp_path):

@@ -23,12 +23,13 @@ from avssl.data.media_checks import (
     check_pixels,
     decoder_of,
     frame_period_s,
+    frame_time_slack_s,
     guard,
     open_container,
     quarter_turns,
     upright,
 )
-from avssl.data.stream_times import checked_end_s, origin_s
+from avssl.data.stream_times import checked_end_s, origin_s, seek_to
 from avssl.data.video_io import convert_frame, is_image, opened_video, shown_wh, video_stream
 from avssl.errors import MediaError
 
@@ -84,57 +85,95 @@ def iter_frame_views(
     """
     p = check_file(path)
     times = np.asarray(times, dtype=np.float64)
-    container = open_container(p)
-    with container, guard(p):
-        stream = video_stream(container)
-        if stream is None:
-            raise MediaError(p, "no video stream")
-        stream.thread_type = "AUTO"
-        origin = origin_s(container)
-        cc = decoder_of(p, stream)
-        if cc.width and cc.height:  # the decoding limits of read_frames hold here too
-            check_pixels(p, cc.width, cc.height, "video size")
-        for size, _ in views:
-            if size is not None:
-                check_pixels(p, size[1], size[0], "output size")
-        scaler = VideoReformatter()  # one scaler for the whole pass (building one is costly)
-
-        def view(frame, size, interpolation) -> np.ndarray:
-            turns = quarter_turns(frame)  # scaled as stored, then shown upright
-            if interpolation is None:
-                shown_w, shown_h = shown_wh(frame)
-                return convert_frame(p, frame, size or (shown_h, shown_w), turns)
-            check_pixels(p, frame.width, frame.height, "frame size")
-            h, w = size if size is not None else (None, None)  # None: as stored
-            sw, sh = (h, w) if turns % 2 else (w, h)
-            rgb = scaler.reformat(
-                frame, width=sw, height=sh, format="rgb24", interpolation=interpolation
-            )
-            return upright(rgb.to_ndarray(), turns)
-
-        def convert(frame) -> tuple[np.ndarray, ...]:
-            return tuple(view(frame, size, interpolation) for size, interpolation in views)
-
-        frame_dur = frame_period_s(stream) or DEFAULT_FRAME_S
-        i, prev, prev_img, t = 0, None, None, None
-        for frame in container.decode(stream):
-            if frame.time is not None:
-                t = frame.time - origin
-            else:  # a raw stream has no timestamps: its frames follow one another at its rate
-                t = 0.0 if t is None else t + frame_dur
-            while i < len(times) and prev is not None and times[i] + 1e-3 < t:
-                if prev_img is None:
-                    prev_img = convert(prev)
-                yield prev_img
-                i += 1
-            if i >= len(times):
+    # a late first time is reached by seeking to the keyframe before it, as read_frames does
+    # (a thumbnail an hour into a film must not decode the hour before it); a seek that lands
+    # after it, or where nothing decodes (MPEG-TS seeks by byte), is done again from the start
+    for seek in (True, False) if len(times) and times[0] > 0 else (False,):
+        container = open_container(p)
+        with container, guard(p):
+            stream = video_stream(container)
+            if stream is None:
+                raise MediaError(p, "no video stream")
+            stream.thread_type = "AUTO"
+            cc = decoder_of(p, stream)
+            if cc.width and cc.height:  # the decoding limits of read_frames hold here too
+                check_pixels(p, cc.width, cc.height, "video size")
+            for size, _ in views:
+                if size is not None:
+                    check_pixels(p, size[1], size[0], "output size")
+            if seek and is_image(p, container):
+                continue  # a still image: one frame, nothing to seek
+            walk = _walk(p, container, stream, times, _Views(p, views), seek)
+            try:
+                first = next(walk)
+            except _Overshoot:
+                continue
+            except StopIteration:
                 return
-            prev, prev_img = frame, None
-        if prev is None:
-            raise MediaError(p, "truncated or corrupt: no video frame could be decoded")
-        last = convert(prev)
-        for _ in range(i, len(times)):
-            yield last
+            yield first
+            yield from walk
+            return
+
+
+class _Overshoot(Exception):
+    """After a seek, the first frame decoded is past the first time asked for, or none is."""
+
+
+class _Views:
+    """A decoded frame resized each way of ``views`` (see :func:`iter_frame_views`)."""
+
+    def __init__(self, p, views):
+        self.p, self.views = p, views
+        self.scaler = VideoReformatter()  # one scaler for the whole pass (building one is costly)
+
+    def view(self, frame, size, interpolation) -> np.ndarray:
+        p = self.p
+        turns = quarter_turns(frame)  # scaled as stored, then shown upright
+        if interpolation is None:
+            shown_w, shown_h = shown_wh(frame)
+            return convert_frame(p, frame, size or (shown_h, shown_w), turns)
+        check_pixels(p, frame.width, frame.height, "frame size")
+        h, w = size if size is not None else (None, None)  # None: as stored
+        sw, sh = (h, w) if turns % 2 else (w, h)
+        rgb = self.scaler.reformat(
+            frame, width=sw, height=sh, format="rgb24", interpolation=interpolation
+        )
+        return upright(rgb.to_ndarray(), turns)
+
+    def __call__(self, frame) -> tuple[np.ndarray, ...]:
+        return tuple(self.view(frame, size, interp) for size, interp in self.views)
+
+
+def _walk(p, container, stream, times, convert, seek: bool) -> Iterator[tuple[np.ndarray, ...]]:
+    """Decode forward (from a seek to ``times[0]`` when ``seek``), yielding ``convert`` of the
+    frame showing at each time. Raises :class:`_Overshoot` before its first yield only."""
+    origin = origin_s(container)
+    frame_dur = frame_period_s(stream) or DEFAULT_FRAME_S
+    if seek:
+        seek_to(container, stream, times[0])
+    i, prev, prev_img, t = 0, None, None, None
+    for frame in container.decode(stream):
+        if frame.time is not None:
+            t = frame.time - origin
+        else:  # a raw stream has no timestamps: its frames follow one another at its rate
+            t = 0.0 if t is None else t + frame_dur
+        if prev is None and seek and t > times[0] + frame_time_slack_s(frame_dur):
+            raise _Overshoot
+        while i < len(times) and prev is not None and times[i] + 1e-3 < t:
+            if prev_img is None:
+                prev_img = convert(prev)
+            yield prev_img
+            i += 1
+        if i >= len(times):
+            return
+        prev, prev_img = frame, None
+    if prev is None:
+        if seek:
+            raise _Overshoot
+        raise MediaError(p, "truncated or corrupt: no video frame could be decoded")
+    last = convert(prev)
+    for _ in range(i, len(times)):
+        yield last
 
 
 def audio_end(path: str | os.PathLike, declared: float | None) -> float | None:
