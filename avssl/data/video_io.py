@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from av.video.reformatter import VideoReformatter
 
+from avssl.data.frame_walk import Overshoot, decoded_frames, seek_targets
 from avssl.data.media_checks import (
     DEFAULT_FRAME_S,
     IMAGE_EXTS,
@@ -34,7 +35,7 @@ from avssl.data.media_checks import (
     quarter_turns,
     upright,
 )
-from avssl.data.stream_times import demuxed_end_s, origin_s, seek_to, stream_end_s
+from avssl.data.stream_times import demuxed_end_s, origin_s, stream_end_s
 from avssl.errors import MediaError
 
 
@@ -99,48 +100,36 @@ def read_frames(
                 check_coverage(p, "video", start, duration, declared, None)
         stream.thread_type = "AUTO"
         window = (start, duration, fps, size, declared)
-        try:
-            return _decode_window(p, container, stream, *window, seek=start > 0)
-        except _Overshoot:
-            pass
-    # The seek landed after the window, or where nothing decodes (MPEG-TS seeks by byte, onto a
+        for seek_at in seek_targets(start):  # MPEG-TS lands after the time: seek earlier
+            try:
+                return _decode_window(p, container, stream, *window, seek_at=seek_at)
+            except Overshoot:
+                pass
+    # Every seek landed after the window, or where nothing decodes (MPEG-TS seeks by byte, onto a
     # packet that is no keyframe, even when asked for time 0): decode from the first packet of
     # a fresh demuxer instead.
     container = open_container(p)
     with container, guard(p):
         stream = video_stream(container)
         stream.thread_type = "AUTO"
-        return _decode_window(p, container, stream, *window, seek=False)
-
-
-class _Overshoot(Exception):
-    pass
+        return _decode_window(p, container, stream, *window, seek_at=None)
 
 
 def _decode_window(
-    p, container, stream, start, duration, fps, size, declared, seek
+    p, container, stream, start, duration, fps, size, declared, seek_at
 ) -> torch.Tensor:
-    """Decode forward (from a seek to ``start`` when ``seek``) and pick the window's frames.
+    """Decode forward (from a seek to ``seek_at`` unless None) and pick the window's frames.
 
     Raises:
-        _Overshoot: after a seek, the first frame decoded is past the window, or none is.
+        Overshoot: after a seek, the first frame decoded is past the window, or none is.
     """
     times = start + np.arange(round(duration * fps)) / fps
-    origin = origin_s(container)
     frame_dur = frame_period_s(stream) or DEFAULT_FRAME_S
     eps = frame_time_slack_s(frame_dur)
-    if seek:
-        seek_to(container, stream, times[0])
     n = len(times)
     out, i, prev, prev_t, prev_img, hw, turns = None, 0, None, None, None, None, 0
-    for frame in container.decode(stream):
-        if frame.time is not None:
-            t = frame.time - origin
-        else:
-            t = 0.0 if prev_t is None else prev_t + frame_dur
+    for frame, t in decoded_frames(container, stream, times[0], seek_at):
         if prev is None:
-            if t > times[0] + eps and seek:
-                raise _Overshoot
             check_start(p, t, start, frame_dur)
             turns = quarter_turns(frame)  # the picture as shown (a phone's portrait video)
             hw = _out_size(p, size, *shown_wh(frame), n)
@@ -153,8 +142,6 @@ def _decode_window(
         if i >= n:
             break
         prev, prev_t, prev_img = frame, t, None
-    if prev is None and seek:
-        raise _Overshoot
     if i < n:  # the stream ended inside the window: its last frame pads up to `tolerance`
         end = None if prev is None else prev_t + frame_dur
         tolerance = max(TOLERANCE_S, frame_dur)

@@ -16,6 +16,7 @@ import torch
 from av.video.reformatter import VideoReformatter
 
 from avssl.data import media
+from avssl.data.frame_walk import Overshoot, decoded_frames, seek_targets
 from avssl.data.media import read_audio
 from avssl.data.media_checks import (
     DEFAULT_FRAME_S,
@@ -29,7 +30,7 @@ from avssl.data.media_checks import (
     quarter_turns,
     upright,
 )
-from avssl.data.stream_times import checked_end_s, origin_s, seek_to
+from avssl.data.stream_times import checked_end_s
 from avssl.data.video_io import convert_frame, is_image, opened_video, shown_wh, video_stream
 from avssl.errors import MediaError
 
@@ -86,9 +87,10 @@ def iter_frame_views(
     p = check_file(path)
     times = np.asarray(times, dtype=np.float64)
     # a late first time is reached by seeking to the keyframe before it, as read_frames does
-    # (a thumbnail an hour into a film must not decode the hour before it); a seek that lands
-    # after it, or where nothing decodes (MPEG-TS seeks by byte), is done again from the start
-    for seek in (True, False) if len(times) and times[0] > 0 else (False,):
+    # (a thumbnail an hour into a film must not decode the hour before it), earlier again when a
+    # seek lands after it (MPEG-TS seeks by byte), and from the start of a fresh demuxer last
+    targets = seek_targets(float(times[0])) if len(times) else []
+    for fresh in (False, True) if targets else (True,):
         container = open_container(p)
         with container, guard(p):
             stream = video_stream(container)
@@ -101,22 +103,19 @@ def iter_frame_views(
             for size, _ in views:
                 if size is not None:
                     check_pixels(p, size[1], size[0], "output size")
-            if seek and is_image(p, container):
+            if not fresh and is_image(p, container):
                 continue  # a still image: one frame, nothing to seek
-            walk = _walk(p, container, stream, times, _Views(p, views), seek)
-            try:
-                first = next(walk)
-            except _Overshoot:
-                continue
-            except StopIteration:
+            for seek_at in [None] if fresh else targets:
+                walk = _walk(p, container, stream, times, _Views(p, views), seek_at)
+                try:
+                    first = next(walk)
+                except Overshoot:
+                    continue
+                except StopIteration:
+                    return
+                yield first
+                yield from walk
                 return
-            yield first
-            yield from walk
-            return
-
-
-class _Overshoot(Exception):
-    """After a seek, the first frame decoded is past the first time asked for, or none is."""
 
 
 class _Views:
@@ -144,22 +143,14 @@ class _Views:
         return tuple(self.view(frame, size, interp) for size, interp in self.views)
 
 
-def _walk(p, container, stream, times, convert, seek: bool) -> Iterator[tuple[np.ndarray, ...]]:
-    """Decode forward (from a seek to ``times[0]`` when ``seek``), yielding ``convert`` of the
-    frame showing at each time. Raises :class:`_Overshoot` before its first yield only."""
-    origin = origin_s(container)
-    frame_dur = frame_period_s(stream) or DEFAULT_FRAME_S
-    if seek:
-        seek_to(container, stream, times[0])
-    i, prev, prev_img, t = 0, None, None, None
-    for frame in container.decode(stream):
-        if frame.time is not None:
-            t = frame.time - origin
-        else:  # a raw stream has no timestamps: its frames follow one another at its rate
-            t = 0.0 if t is None else t + frame_dur
-        if prev is None and seek and t > times[0] + frame_time_slack_s(frame_dur):
-            raise _Overshoot
-        while i < len(times) and prev is not None and times[i] + 1e-3 < t:
+def _walk(p, container, stream, times, convert, seek_at) -> Iterator[tuple[np.ndarray, ...]]:
+    """Decode forward (from a seek to ``seek_at`` unless None), yielding ``convert`` of the
+    frame showing at each time. Raises :class:`Overshoot` before its first yield only."""
+    eps = frame_time_slack_s(frame_period_s(stream) or DEFAULT_FRAME_S)
+    i, prev, prev_img = 0, None, None
+    first = times[0] if len(times) else 0.0
+    for frame, t in decoded_frames(container, stream, first, seek_at):
+        while i < len(times) and prev is not None and times[i] + eps < t:
             if prev_img is None:
                 prev_img = convert(prev)
             yield prev_img
@@ -168,8 +159,6 @@ def _walk(p, container, stream, times, convert, seek: bool) -> Iterator[tuple[np
             return
         prev, prev_img = frame, None
     if prev is None:
-        if seek:
-            raise _Overshoot
         raise MediaError(p, "truncated or corrupt: no video frame could be decoded")
     last = convert(prev)
     for _ in range(i, len(times)):
