@@ -37,6 +37,8 @@ def _benchmark(name: str):
         ("query", ["--queries", "-5"], "--queries: must be at least 1, got -5"),
         ("step_profile", ["--batch-size", "0"], "--batch-size: must be at least 1, got 0"),
         ("overlay", ["--seconds", "long"], "--seconds: 'long' is not a number"),
+        ("late_frame", ["--minutes", "0"], "--minutes: must be a finite number above 0, got 0"),
+        ("late_frame", ["--repeats", "0"], "--repeats: must be at least 1, got 0"),
         ("overlay", ["--seconds", "0"], "--seconds: must be a finite number above 0, got 0"),
         ("decode", ["--fps", "nan"], "--fps: must be a finite number above 0, got nan"),
         ("avdigits_audio", [], "the following arguments are required: --data"),
@@ -111,3 +113,12 @@ def test_step_profile_splits_the_step_by_kind(capsys):
     assert abs(sum(out["shares"].values()) - 1) < 0.01
     assert out["shares"]["convolution"] > 0 and out["shares"]["batch_norm"] > 0
     assert out["step_s"] > 0 and out["batch_size"] == 2
+
+
+def test_late_frame_reads_the_same_frames_by_seeking(capsys):
+    _benchmark("late_frame").main(["--minutes", "0.4", "--repeats", "1"])
+    result = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert result["at_s"] == pytest.approx(14.0)
+    for name in ("mpegts", "mp4"):
+        assert result[name]["same_frames"] is True, result
+        assert result[name]["read_frames_s"] > 0 and result[name]["iter_frames_at_s"] > 0
