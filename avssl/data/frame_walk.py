@@ -19,8 +19,8 @@ from avssl.data.stream_times import origin_s, seek_to
 
 SEEK_BACK_S = (0.0, 1.0, 4.0, 16.0, 64.0)
 """How far before the first time wanted each seek goes, in turn (s). MPEG-TS overshoots by up to
-one key interval (0.5-2 s from cameras and broadcasters, up to 10 s from some encoders); the
-geometric steps bound the frames decoded in vain to a few times the interval."""
+one key interval (x264's default is 250 frames, 10 s at 25 fps; broadcasters use 0.5-2 s); the
+geometric steps bound the frames decoded in vain to a few key intervals."""
 
 
 class Overshoot(Exception):
