@@ -46,10 +46,13 @@ def tiny_sizes(tiny_cache):
 
 def test_bench_quick_json(tiny_sizes, monkeypatch, capsys):
     monkeypatch.setattr(bench, "QUICK", tiny_sizes)
+    # read, not applied: glibc takes it at process start, so the bench only reports it
+    monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.mmap_max=0")
     assert COMMANDS["bench"][0] == "avssl.tools.bench:main"
     assert bench.main(["--quick"]) == 0
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert set(out) >= KEYS
+    assert out["glibc_tunables"] == "glibc.malloc.mmap_max=0"
     for key in KEYS:
         values = out[key].values() if isinstance(out[key], dict) else [out[key]]
         assert all(isinstance(v, float | int) and math.isfinite(v) and v > 0 for v in values), key

@@ -36,6 +36,7 @@ def _benchmark(name: str):
         ("pair_items", ["--repeats", "0"], "--repeats: must be at least 1, got 0"),
         ("query", ["--queries", "-5"], "--queries: must be at least 1, got -5"),
         ("step_profile", ["--batch-size", "0"], "--batch-size: must be at least 1, got 0"),
+        ("step_profile", ["--steps", "0"], "--steps: must be at least 1, got 0"),
         ("overlay", ["--seconds", "long"], "--seconds: 'long' is not a number"),
         ("late_frame", ["--minutes", "0"], "--minutes: must be a finite number above 0, got 0"),
         ("late_frame", ["--repeats", "0"], "--repeats: must be at least 1, got 0"),
@@ -106,13 +107,17 @@ def test_step_profile_splits_the_step_by_kind(capsys):
     assert module.kind_of("aten::max_pool2d_with_indices") == "pooling"
     assert module.kind_of("aten::addmm") == module.kind_of("Optimizer.step#AdamW.step") == "other"
     config = str(BENCHMARKS.parent / "configs/contrastive.yaml")
-    argv = ["--config", config, "--precision", "fp32", "--batch-size", "2"]
+    argv = ["--config", config, "--precision", "fp32", "--batch-size", "2", "--steps", "2"]
     assert module.main(argv) == 0
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert set(out["shares"]) == {"convolution", "batch_norm", "relu", "pooling", "fill", "other"}
     assert abs(sum(out["shares"].values()) - 1) < 0.01
     assert out["shares"]["convolution"] > 0 and out["shares"]["batch_norm"] > 0
-    assert out["step_s"] > 0 and out["batch_size"] == 2
+    assert out["step_s"] > 0 and out["batch_size"] == 2 and out["steps"] == 2
+    assert out["minor_faults_per_step"] >= 0 and out["peak_rss_mb"] > 0
+    assert module.main(argv) == 0  # the same seed and steps: the same weights
+    again = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert len(out["weights_digest"]) == 16 and again["weights_digest"] == out["weights_digest"]
 
 
 def test_late_frame_reads_the_same_frames_by_seeking(capsys):

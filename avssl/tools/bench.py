@@ -28,7 +28,9 @@ Measured on the same process, so the numbers are comparable with each other:
   against the fp32 tower run on each window alone; ``embed_audio_seconds_per_s_per_window``:
   the same bf16 tower run on each window alone (no sharing), for comparison;
 - ``peak_rss_mb``: the bench process's own peak resident memory (the training runs are
-  children, measured apart).
+  children, measured apart);
+- ``glibc_tunables``: the ``GLIBC_TUNABLES`` the bench ran under (``""``: glibc's own malloc
+  settings), which move the paper config's speed and memory (README, Benchmarks).
 
 - ``data_wait_fraction``: the share of step time the real training loop (``train.py``, default
   config, ``data.cache`` on the shard cache above, so the train split is read from the shards
@@ -43,6 +45,7 @@ usage: avssl bench [--quick]   (the last stdout line is one JSON object)
 from __future__ import annotations
 
 import dataclasses
+import os
 import platform
 import sys
 import tempfile
@@ -181,6 +184,7 @@ def run(sizes: Sizes, log=None) -> dict:
         f"{cpu_name()}, {torch.get_num_threads()} threads, "
         f"torch {torch.__version__}, cpu bf16: {runtime.cpu_has_bf16()}"
     )
+    out["glibc_tunables"] = os.environ.get("GLIBC_TUNABLES", "")
     out["sizes"] = {k: v for k, v in dataclasses.asdict(sizes).items() if k != "overrides"}
     return out
 

@@ -51,7 +51,8 @@ def random_batch(cfg: Config, batch_size: int) -> dict:
 
 
 def train_step(cfg: Config, precision: str, batch_size: int):
-    """A closure running one AdamW step of ``model.loss`` on a fixed random batch."""
+    """A closure running one AdamW step of ``model.loss`` on a fixed random batch (the model it
+    trains is its ``model`` attribute)."""
     torch.manual_seed(0)
     device = torch.device("cpu")
     model = build_model(cfg.model, cfg.data, cfg.loss).to(device).train()
@@ -68,6 +69,7 @@ def train_step(cfg: Config, precision: str, batch_size: int):
         loss.backward()
         opt.step()
 
+    step.model = model
     return step
 
 
