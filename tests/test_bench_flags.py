@@ -37,6 +37,8 @@ def _benchmark(name: str):
         ("query", ["--queries", "-5"], "--queries: must be at least 1, got -5"),
         ("step_profile", ["--batch-size", "0"], "--batch-size: must be at least 1, got 0"),
         ("step_profile", ["--steps", "0"], "--steps: must be at least 1, got 0"),
+        ("relu_bf16", ["--repeats", "0"], "--repeats: must be at least 1, got 0"),
+        ("relu_bf16", ["--shape", "1", "2", "3"], "--shape: expected 4 arguments"),
         ("overlay", ["--seconds", "long"], "--seconds: 'long' is not a number"),
         ("late_frame", ["--minutes", "0"], "--minutes: must be a finite number above 0, got 0"),
         ("late_frame", ["--repeats", "0"], "--repeats: must be at least 1, got 0"),
@@ -118,6 +120,14 @@ def test_step_profile_splits_the_step_by_kind(capsys):
     assert module.main(argv) == 0  # the same seed and steps: the same weights
     again = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert len(out["weights_digest"]) == 16 and again["weights_digest"] == out["weights_digest"]
+
+
+def test_relu_bf16_times_each_pass_and_checks_the_values(capsys):
+    assert _benchmark("relu_bf16").main(["--shape", "2", "8", "16", "12", "--repeats", "2"]) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out["same_values"] is True and out["shape"] == [2, 8, 16, 12]
+    for times in (out["forward_ms"], out["backward_ms"]):
+        assert set(times) == {"bf16", "int16", "fp32"} and all(v >= 0 for v in times.values())
 
 
 def test_late_frame_reads_the_same_frames_by_seeking(capsys):

@@ -6,13 +6,14 @@ import torch
 from torch import Tensor, nn
 
 from avssl.config import ModelConfig
+from avssl.models.bf16_relu import ReLU
 
 
 def _conv_bn_relu(c_in: int, c_out: int, stride: int = 1) -> list[nn.Module]:
     return [
         nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False),
         nn.BatchNorm2d(c_out),
-        nn.ReLU(inplace=True),
+        ReLU(),
     ]
 
 
