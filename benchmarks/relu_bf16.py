@@ -22,6 +22,7 @@ import time
 import torch
 
 from avssl.cli import ArgumentParser, positive_int
+from avssl.models.bf16_relu import relu_
 from avssl.tools.bench import cpu_name
 
 threshold_backward = torch.ops.aten.threshold_backward.grad_input  # into a given buffer
@@ -57,12 +58,14 @@ def main(argv: list[str] | None = None) -> int:
         backward[name] = best_ms(
             lambda g=grad, x=x, o=out: threshold_backward(g, x, 0, grad_input=o), args.repeats
         )
-    x, grad = x32.bfloat16(), grad32.bfloat16()
-    bits = x.view(torch.int16).clamp_min(0).view(torch.bfloat16)
-    back = torch.ops.aten.threshold_backward(grad.view(torch.int16), bits.view(torch.int16), 0)
-    same = torch.equal(bits, torch.relu(x)) and torch.equal(
-        back.view(torch.bfloat16), torch.ops.aten.threshold_backward(grad, torch.relu(x), 0)
-    )
+    x, grad = x32.bfloat16().requires_grad_(), grad32.bfloat16()
+    y = relu_(x * 1)  # what the towers run, forward and backward, against torch's ReLU
+    y.backward(grad)
+    with torch.no_grad():
+        want = torch.relu(x)
+        same = torch.equal(y, want) and torch.equal(
+            x.grad, torch.ops.aten.threshold_backward(grad, want, 0)
+        )
     result = {
         "shape": args.shape,
         "mb_bf16": round(x.numel() * 2 / 1e6, 1),

@@ -5,9 +5,9 @@ Full optimisation steps of ``model.loss`` on a random batch (as
 median time, and the minor page faults the process took per step: each is a fresh page of memory
 the kernel had to zero and map), then one under :mod:`torch.profiler`, and the digest of the
 weights after them all (the same seed and steps give the same digest under any allocator
-setting); in the profiled step each operator's own time
-(not its children's) is put in one of a few kinds, forward and backward together: convolution,
-batch norm, ReLU, pooling, fill (zeroing gradients and buffers), other. On a CPU whose matrix
+setting). In the profiled step each operator's own time (not its children's) is put in one of
+a few kinds, forward and backward together: convolution, batch norm, ReLU, pooling, fill
+(zeroing gradients and buffers), other. On a CPU whose matrix
 units outrun its memory (AMX), the passes over memory (batch norm, ReLU, pooling) can take more
 of the step than the convolutions. With glibc's default malloc, every tensor above 32 MB is
 mapped afresh and unmapped when freed, so a paper-size step pays its activations' page faults

@@ -29,9 +29,7 @@ class _Bf16ReLU(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad: Tensor) -> Tensor:
-        (out,) = ctx.saved_tensors
-        if grad.dtype != torch.bfloat16:
-            return torch.ops.aten.threshold_backward(grad, out.to(grad.dtype), 0)
+        (out,) = ctx.saved_tensors  # autograd hands back a gradient of the output's dtype: bf16
         bits = torch.ops.aten.threshold_backward(grad.view(torch.int16), out.view(torch.int16), 0)
         return bits.view(torch.bfloat16)
 
