@@ -16,6 +16,8 @@ The last stdout line is one JSON object: ``{"shape", "mb_bf16", "forward_ms": {"
 from __future__ import annotations
 
 import json
+import math
+import os
 import sys
 import time
 
@@ -44,6 +46,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--shape", type=positive_int, nargs=4, default=[32, 64, 257, 199])
     p.add_argument("--repeats", type=positive_int, default=5)
     args = p.parse_args(argv)
+    need = math.prod(args.shape) * 4 * 6  # fp32 map and gradient, their copies and outputs
+    have = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    if need > have:
+        gb = 2**30
+        p.error(f"--shape: needs about {need / gb:.1f} GB, this machine has {have / gb:.1f} GB")
     g = torch.Generator().manual_seed(0)
     x32 = torch.randn(*args.shape, generator=g).contiguous(memory_format=torch.channels_last)
     grad32 = torch.randn(*args.shape, generator=g).contiguous(memory_format=torch.channels_last)

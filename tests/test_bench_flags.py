@@ -122,6 +122,14 @@ def test_step_profile_splits_the_step_by_kind(capsys):
     assert len(out["weights_digest"]) == 16 and again["weights_digest"] == out["weights_digest"]
 
 
+def test_relu_bf16_refuses_a_map_larger_than_memory_in_one_line(capsys):
+    with pytest.raises(SystemExit) as stop:
+        _benchmark("relu_bf16").main(["--shape"] + ["100000"] * 4)
+    out, err = capsys.readouterr()
+    assert stop.value.code == 2 and out == "" and len(err.splitlines()) == 1
+    assert err.startswith("error: --shape: needs about ") and "this machine has" in err
+
+
 def test_relu_bf16_times_each_pass_and_checks_the_values(capsys):
     assert _benchmark("relu_bf16").main(["--shape", "2", "8", "16", "12", "--repeats", "2"]) == 0
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
