@@ -20,7 +20,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from avssl.cli import ArgumentParser, positive_int
+from avssl.cli import ArgumentParser, positive_int, run_guarded
 from avssl.config import SynthConfig
 from avssl.data.manifest import read_manifest, resolve, write_manifest
 from avssl.data.synthetic import ensure_world
@@ -96,4 +96,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_guarded(main, sys.argv[1:]))

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from avssl.cli import ArgumentParser, positive_int
+from avssl.cli import ArgumentParser, positive_int, run_guarded
 from avssl.config import load_config
 from avssl.eval.clip_features import WindowEmbedder, extract
 from avssl.models import build_model
@@ -61,7 +61,6 @@ def embedding_throughput(
 
 def classify_run(root: Path) -> dict:
     """Wall time and result of one whole ``evaluate.py classify`` run (log-mel features)."""
-    from avssl.cli import run_guarded
     from avssl.eval.cli import main as evaluate
 
     out = io.StringIO()
@@ -109,4 +108,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_guarded(main, sys.argv[1:]))

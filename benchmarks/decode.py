@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from avssl.cli import ArgumentParser, positive_float, positive_int
+from avssl.cli import ArgumentParser, positive_float, positive_int, run_guarded
 from avssl.config import SynthConfig
 from avssl.data.manifest import read_manifest, resolve
 from avssl.data.media import probe, read_audio, read_frames
@@ -120,4 +120,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_guarded(main, sys.argv[1:]))

@@ -15,6 +15,7 @@ The last stdout line is one JSON object, e.g.
 from __future__ import annotations
 
 import json
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -23,7 +24,7 @@ from unittest import mock
 import av
 import numpy as np
 
-from avssl.cli import ArgumentParser, positive_float, positive_int
+from avssl.cli import ArgumentParser, positive_float, positive_int, run_guarded
 from avssl.data import video_io
 from avssl.data.video_io import read_frames
 from avssl.tools import stream_io
@@ -101,4 +102,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_guarded(main, sys.argv[1:]))

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -23,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from avssl.cli import ArgumentParser, positive_float
+from avssl.cli import ArgumentParser, positive_float, run_guarded
 from avssl.config import load_config, to_dict
 from avssl.data.writer import write_video
 from avssl.models import build_model
@@ -84,4 +85,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_guarded(main, sys.argv[1:]))

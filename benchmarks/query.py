@@ -31,6 +31,7 @@ from __future__ import annotations
 import json
 import os
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -38,7 +39,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from avssl.cli import ArgumentParser, positive_int
+from avssl.cli import ArgumentParser, positive_int, run_guarded
 from avssl.tools.index import FORMAT, Index, empty_tensors, load_index, save_index
 from avssl.tools.query import search
 
@@ -143,4 +144,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_guarded(main, sys.argv[1:]))

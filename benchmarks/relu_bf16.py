@@ -23,7 +23,7 @@ import time
 
 import torch
 
-from avssl.cli import ArgumentParser, positive_int
+from avssl.cli import ArgumentParser, positive_int, run_guarded
 from avssl.models.bf16_relu import relu_
 from avssl.tools.bench import cpu_name
 
@@ -86,4 +86,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_guarded(main, sys.argv[1:]))

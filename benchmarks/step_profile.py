@@ -34,7 +34,7 @@ from pathlib import Path
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from avssl.cli import ArgumentParser, positive_int
+from avssl.cli import ArgumentParser, positive_int, run_guarded
 from avssl.config import load_config
 from avssl.tools.bench import cpu_name
 from avssl.tools.bench_train import peak_rss_mb, train_step
@@ -104,4 +104,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_guarded(main, sys.argv[1:]))

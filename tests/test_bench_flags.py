@@ -7,6 +7,8 @@ import importlib.util
 import json
 import math
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -145,3 +147,29 @@ def test_late_frame_reads_the_same_frames_by_seeking(capsys):
     for name in ("mpegts", "mp4"):
         assert result[name]["same_frames"] is True, result
         assert result[name]["read_frames_s"] > 0 and result[name]["iter_frames_at_s"] > 0
+
+
+@pytest.mark.parametrize(
+    "name,argv,reason",
+    [
+        ("step_profile", ["--config", "none.yaml"], "none.yaml: no such config file"),
+        ("train_throughput", ["--config", "none.yaml"], "none.yaml: no such config file"),
+        ("decode", ["--manifest", "none.jsonl"], "none.jsonl: no such manifest"),
+    ],
+)
+def test_benchmark_bad_input_is_one_line_from_the_shell(name, argv, reason, tmp_path):
+    """Run as a user runs them: an error the command raises is one line, not a traceback."""
+    done = subprocess.run(
+        [sys.executable, str(BENCHMARKS / f"{name}.py"), *argv],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.splitlines() == [f"error: {reason}"], done.stderr
+
+
+def test_every_benchmark_runs_guarded():
+    for path in sorted(BENCHMARKS.glob("*.py")):
+        assert "(run_guarded(main, sys.argv[1:]))" in path.read_text(), path.name
