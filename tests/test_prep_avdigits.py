@@ -316,7 +316,8 @@ def test_canvases_feed_frame_labels_and_unseen_negatives(tiny, tmp_path):
 
 
 def test_audio_proxy_benchmark_holds_out_training_speakers_only(tiny, tmp_path, capsys):
-    """benchmarks/avdigits_audio.py: a fold per training speaker; the test speaker is never read."""
+    """benchmarks/avdigits_audio.py: a fold per training speaker; the test speaker is read only by
+    --ceiling."""
     assert run(tiny, tmp_path / "set") == 0  # test speaker: cat (alphabetically last)
     spec = importlib.util.spec_from_file_location(
         "avd_audio", REPO / "benchmarks/avdigits_audio.py"
@@ -335,6 +336,15 @@ def test_audio_proxy_benchmark_holds_out_training_speakers_only(tiny, tmp_path, 
         tmp_path / "set/manifest.jsonl", 8000, 1.0
     )
     assert "cat" not in set(speakers) and len(waves) == len(digits) == 2 * 10 * 3
+    # --ceiling: trained on both training speakers, tested on the test speaker's recordings
+    waves, digits, speakers = bench.load_training_speakers(
+        tmp_path / "set/manifest.jsonl", 8000, 1.0, test=True
+    )
+    assert set(speakers) == {"cat"} and len(waves) == len(digits) == 10 * 3
+    assert bench.main([*argv, *small, "--ceiling"]) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out["train_speakers"] == ["amy", "bob"] and set(out["test_speakers"]) == {"cat"}
+    assert 0.0 <= out["ceiling"] == out["test_speakers"]["cat"] <= 1.0 and "held_out" not in out
 
 
 def test_val_speaker_writes_a_heldout_voice_manifest(tiny, tmp_path):
