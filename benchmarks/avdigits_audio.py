@@ -48,7 +48,7 @@ from avssl.train import runtime
 REPO = Path(__file__).resolve().parents[1]
 
 
-def load_training_speakers(manifest: Path, sample_rate: int, window: float, test: bool = False):
+def load_recordings(manifest: Path, sample_rate: int, window: float, test: bool = False):
     """Waveforms ``[N, samples]``, digits ``[N]`` and speakers ``[N]`` of the train/val
     recordings, or with ``test`` of the test recordings (each recording once)."""
     seen, waves, digits, speakers = set(), [], [], []
@@ -72,7 +72,13 @@ def held_out_predictions(cfg, waves, digits, train, test, steps: int, batch: int
     """Train front end + audio tower + linear on ``train`` rows; predicted digits of ``test``.
 
     Args:
-        waves: ``[N, samples]``; digits: ``[N]``; train, test: boolean masks ``[N]``.
+        cfg: the config (front end, audio tower, learning rate, device, precision).
+        waves: ``[N, samples]`` waveforms.
+        digits: ``[N]`` labels.
+        train: ``[N]`` boolean mask of the training rows.
+        test: ``[N]`` boolean mask of the rows predicted.
+        steps: optimisation steps.
+        batch: clips per step.
 
     Returns:
         ``[test.sum()]`` predicted digits, on the CPU. Runs on ``train.device`` at
@@ -110,8 +116,8 @@ def held_out_predictions(cfg, waves, digits, train, test, steps: int, batch: int
 
 def ceiling(cfg, args) -> dict:
     """Trained on every training speaker, tested on the test speakers (``--ceiling``)."""
-    train = load_training_speakers(args.data, cfg.data.sample_rate, cfg.data.window)
-    test = load_training_speakers(args.data, cfg.data.sample_rate, cfg.data.window, test=True)
+    train = load_recordings(args.data, cfg.data.sample_rate, cfg.data.window)
+    test = load_recordings(args.data, cfg.data.sample_rate, cfg.data.window, test=True)
     waves, digits = torch.cat([train[0], test[0]]), torch.cat([train[1], test[1]])
     is_test = np.arange(len(waves)) >= len(train[0])
     torch.manual_seed(args.seed)
@@ -127,9 +133,7 @@ def ceiling(cfg, args) -> dict:
 
 def leave_one_speaker_out(cfg, args) -> dict:
     """Each training speaker held out in turn (the default)."""
-    waves, digits, speakers = load_training_speakers(
-        args.data, cfg.data.sample_rate, cfg.data.window
-    )
+    waves, digits, speakers = load_recordings(args.data, cfg.data.sample_rate, cfg.data.window)
     result = {}
     for held in sorted(set(speakers)):
         torch.manual_seed(args.seed)

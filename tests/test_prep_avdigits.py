@@ -332,12 +332,10 @@ def test_audio_proxy_benchmark_holds_out_training_speakers_only(tiny, tmp_path, 
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert set(out["held_out"]) == {"amy", "bob"}
     assert all(0.0 <= acc <= 1.0 for acc in out["held_out"].values())
-    waves, digits, speakers = bench.load_training_speakers(
-        tmp_path / "set/manifest.jsonl", 8000, 1.0
-    )
+    waves, digits, speakers = bench.load_recordings(tmp_path / "set/manifest.jsonl", 8000, 1.0)
     assert "cat" not in set(speakers) and len(waves) == len(digits) == 2 * 10 * 3
     # --ceiling: trained on both training speakers, tested on the test speaker's recordings
-    waves, digits, speakers = bench.load_training_speakers(
+    waves, digits, speakers = bench.load_recordings(
         tmp_path / "set/manifest.jsonl", 8000, 1.0, test=True
     )
     assert set(speakers) == {"cat"} and len(waves) == len(digits) == 10 * 3
