@@ -120,6 +120,62 @@ def check_not_input(
             )
 
 
+def _input_paths(args: argparse.Namespace) -> list[tuple[str, Path]]:
+    """The arguments' values (other than :data:`OUTPUT_ARGS`) that name existing paths, resolved;
+    a ``PATH=VALUE`` string counts by its ``PATH``."""
+    found = []
+    for name, value in vars(args).items():
+        if name in OUTPUT_ARGS:
+            continue
+        for v in value if isinstance(value, list) else [value]:
+            if not isinstance(v, str | os.PathLike) or not v:
+                continue
+            for candidate in dict.fromkeys([str(v), str(v).rpartition("=")[0]]):
+                if candidate and os.path.exists(candidate):
+                    found.append((str(v), Path(candidate).resolve()))
+    return found
+
+
+def check_outputs_spare_inputs(
+    out: str | os.PathLike,
+    args: argparse.Namespace,
+    files: tuple[str, ...],
+    folders: tuple[str, ...] = (),
+) -> None:
+    """Refuse, ``--force`` or not, a run whose outputs in the folder ``out`` would replace an
+    input: a file of ``files`` that is an input, or a folder of ``folders`` that is or holds one
+    (``prepare.py --fsdd OUT/audio --out OUT`` would rewrite the recordings it reads).
+
+    Args:
+        out: the output folder.
+        args: the command's parsed arguments (their existing paths are the inputs).
+        files: names of the files written in ``out``.
+        folders: names of the folders written into in ``out``.
+
+    Raises:
+        InputOverwriteError: an output is, or holds, an input.
+    """
+    inputs = _input_paths(args)
+    if not inputs:
+        return
+    out = Path(out)
+    for name in files:
+        target = (out / name).resolve()
+        for value, path in inputs:
+            if path == target:
+                raise InputOverwriteError(
+                    f"{out / name}: is an input of this run ({value}); --force never overwrites it"
+                )
+    for name in folders:
+        target = (out / name).resolve()
+        for value, path in inputs:
+            if path.is_relative_to(target):
+                raise InputOverwriteError(
+                    f"{out / name}: holds an input of this run ({value}); this run writes into "
+                    "it, --force or not: choose another --out"
+                )
+
+
 def check_not_read(out: str | os.PathLike, inputs, what: str) -> None:
     """Refuse an output that is one of ``inputs``, ``--force`` or not.
 

@@ -40,12 +40,20 @@ def test_read_segments(tmp_path):
         ('--PJHxphWEs, thirty, 40.000, "/m/09x0r"', "start/end are not numbers"),
         ('--PJHxphWEs, 40.000, 30.000, "/m/09x0r"', "bad segment times"),
         (', 30.000, 40.000, "/m/09x0r"', "empty YouTube id"),
+        ('--PJHxphWEs, nan, 40.000, "/m/09x0r"', "bad segment times"),
+        ('--PJHxphWEs, 30.000, inf, "/m/09x0r"', "bad segment times"),
+        ('--PJHxphWEs, -3, 40.000, "/m/09x0r"', "bad segment times"),
     ],
 )
 def test_malformed_segment_names_file_and_line(tmp_path, line, reason):
     path = write(tmp_path, "eval_segments.csv", SEGMENTS + line + "\n")
     with pytest.raises(ManifestError, match=rf"eval_segments.csv:7: {reason}"):
         read_segments(path)
+
+
+def test_a_tab_before_the_labels_leaves_no_quotes(tmp_path):
+    path = write(tmp_path, "t.csv", '--PJHxphWEs,30.000,40.000,\t"/m/09x0r, /t/dd00088"\n')
+    assert read_segments(path)[0].labels == ["/m/09x0r", "/t/dd00088"]
 
 
 def test_missing_segment_file(tmp_path):
@@ -156,6 +164,10 @@ def test_unknown_id(onto):
         ('{"id": "/m/x"}', "expected a JSON list"),
         ('[{"name": "Speech"}]', "entry 0 has no 'id'"),
         ('[{"id": "/m/x", "name": "X", "child_ids": ["/m/y"]}]', "unknown child '/m/y'"),
+        ('[{"id": ["/m/x"], "name": "X"}]', "entry 0: 'id' must be a string"),
+        ('[{"id": "/m/x", "name": "X", "child_ids": 5}]', "lists of strings"),
+        ('[{"id": "/m/x", "name": "X", "child_ids": [["/m/y"]]}]', "lists of strings"),
+        ('[{"id": "/m/x", "name": "X", "restrictions": "blacklist"}]', "lists of strings"),
     ],
 )
 def test_bad_ontology(tmp_path, text, reason):

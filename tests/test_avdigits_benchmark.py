@@ -240,3 +240,29 @@ def test_settings_bind_only_once_something_is_built(tmp_path, capsys):
         check_settings(args)
     args.overrides, args.seeds = [], [0, 1]  # the seeds may always change
     check_settings(args)
+
+
+def test_settings_file_damaged_and_options_the_benchmark_owns(tmp_path):
+    from argparse import Namespace
+
+    from avssl.errors import AvsslError
+    from avssl.tools.avdigits_folder import SETTINGS, check_inputs, check_settings
+
+    out = tmp_path / "out"
+    out.mkdir()
+    args = Namespace(out=out, seeds=[0], overrides=[])
+    for text in (b'{"fsdd": "x", ', b"[1, 2]", b"\xff\xfe"):  # an interrupted write, ...
+        (out / SETTINGS).write_bytes(text)
+        with pytest.raises(AvsslError, match=f"{SETTINGS}: not .*the benchmark's settings"):
+            check_settings(args)
+    (out / SETTINGS).unlink()
+    check_settings(args)
+    assert json.loads((out / SETTINGS).read_text()) == {"overrides": []}
+    assert not list(out.glob("*.part"))
+    for seeds, overrides, reason in (
+        ([2**32], [], "--seeds: 4294967296 is above 4294967295"),
+        ([0], ["train.seed=3"], "--set train.seed=3: the benchmark sets each run's seed"),
+        ([0], ["data.root=x"], "--set data.root=x: the benchmark trains on the folder"),
+    ):
+        with pytest.raises(AvsslError, match=reason):
+            check_inputs(Namespace(seeds=seeds, overrides=overrides))

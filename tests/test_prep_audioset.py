@@ -6,7 +6,7 @@ import pytest
 
 from avssl import cli
 from avssl.data.manifest import read_manifest, resolve
-from avssl.errors import AvsslError
+from avssl.errors import AvsslError, MediaError
 from avssl.prep import audioset, vggsound
 from avssl.prep.audioset import carve_val
 from avssl.prep.clips import ClipFile, index_folder, locate, parse_name
@@ -118,6 +118,38 @@ def test_vggsound(media_factory, tmp_path):
     assert report["missing_items"][0][0] == "---g-f_I2yQ_1"
 
 
+def test_vggsound_rows_without_a_time_or_a_label_are_listed(media_factory, tmp_path):
+    media_factory("zpWuikVorYg.mp4", duration=2.0, size=(32, 32))
+    csv = tmp_path / "vggsound.csv"
+    rows = ["zpWuikVorYg,nan,elk,test", "zpWuikVorYg,-3,elk,test", "zpWuikVorYg,inf,elk,test",
+            "zpWuikVorYg,0,,test", "zpWuikVorYg,0,elk,test"]  # fmt: skip
+    csv.write_text("\n".join(rows) + "\n")
+    out = tmp_path / "out"
+    argv = ["--csv", str(csv), "--media", str(tmp_path), "--layout", "whole", "--out", str(out)]
+    assert vggsound.main(argv) == 0
+    assert [r.start for r in read_manifest(out / "manifest.jsonl")] == [0.0]
+    report = json.loads((out / "prepare_report.json").read_text())
+    assert [reason for _, reason in report["unreadable_items"]] == [
+        "start 'nan' is not a time (a finite number >= 0)",
+        "start '-3' is not a time (a finite number >= 0)",
+        "start 'inf' is not a time (a finite number >= 0)",
+        "empty label",
+    ]
+    assert parse_name("zpWuikVorYg_nan", {"zpWuikVorYg"}) is None  # nor in a file name
+
+
+def test_prepare_never_writes_over_its_inputs(clips, tmp_path):
+    media, train, _ = clips
+    segments = tmp_path / "o" / "manifest.jsonl"  # a segment CSV named as the output
+    segments.parent.mkdir()
+    segments.write_bytes(train.read_bytes())
+    argv = ["--segments", str(segments), "--media", str(media), "--out", str(segments.parent)]
+    for force in ([], ["--force"]):
+        with pytest.raises(AvsslError, match="is an input of this run"):
+            audioset.main([*argv, *force])
+    assert segments.read_bytes() == train.read_bytes()
+
+
 def test_audioset_malformed_rows_are_skipped_and_listed(clips, tmp_path, capsys):
     media, train, test = clips
     with train.open("a") as fh:  # lines 9 and 10 of the file
@@ -201,7 +233,7 @@ def test_a_video_is_chosen_over_an_audio_only_file_of_the_same_clip(media_factor
     (folder / "b").mkdir()
     for name in ("a/HHHHHHHHHHH.m4a", "b/HHHHHHHHHHH.mp4", "b/HHHHHHHHHHH_20.aac",
                  "a/HHHHHHHHHHH_20.webm"):  # fmt: skip
-        (folder / name).write_bytes(b"")
+        (folder / name).write_bytes(b"\0")  # not empty: only the names are read
     found = index_folder(folder, {"HHHHHHHHHHH"})["HHHHHHHHHHH"]
     assert [c.path.relative_to(folder).as_posix() for c in found][:2] == [
         "a/HHHHHHHHHHH_20.webm",
@@ -209,6 +241,10 @@ def test_a_video_is_chosen_over_an_audio_only_file_of_the_same_clip(media_factor
     ]
     assert locate(found, 20.0, 30.0, "whole")[0].name == "HHHHHHHHHHH_20.webm"
     assert locate(found, 0.0, 10.0, "whole")[0].name == "HHHHHHHHHHH.mp4"
+    # a cut named with its time is not probed, but an empty one (a failed download) is refused
+    (folder / "a/HHHHHHHHHHH_20.webm").write_bytes(b"")
+    with pytest.raises(MediaError, match="HHHHHHHHHHH_20.webm: empty file"):
+        locate(found, 20.0, 30.0, "whole")
 
 
 @pytest.mark.parametrize(

@@ -111,6 +111,30 @@ def test_idx_known_answer_and_errors(tmp_path):
     with pytest.raises(ManifestError, match="2 labels for 3 images"):
         read_mnist(write_idx(tmp_path / "i.gz", np.zeros((3, 2, 2)), 2051),
                    write_idx(tmp_path / "l.gz", np.zeros(2), 2049))  # fmt: skip
+    # a header whose sizes multiply past 2**64 (numpy's product wrapped to 0) is truncated
+    raw.write_bytes(np.array([2051, 2**22, 2**21, 2**21], ">u4").tobytes() + bytes(16))
+    with pytest.raises(ManifestError, match="truncated"):
+        read_idx(raw, 2051)
+    with pytest.raises(ManifestError, match="images of 0x0 pixels"):
+        read_mnist(write_idx(tmp_path / "z.gz", np.zeros((3, 0, 0)), 2051),
+                   write_idx(tmp_path / "l3.gz", np.zeros(3), 2049))  # fmt: skip
+
+
+def test_never_writes_into_its_inputs(tiny, tmp_path):
+    """``--fsdd OUT/audio --out OUT`` would rewrite the recordings it reads: refused, --force or
+    not, before anything is written."""
+    out = tmp_path / "out"
+    (out / "audio").mkdir(parents=True)
+    for wav in sorted(tiny["fsdd"].iterdir()):
+        (out / "audio" / wav.name).write_bytes(wav.read_bytes())
+    before = {f.name: f.read_bytes() for f in (out / "audio").iterdir()}
+    argv = ["--mnist-images", str(tiny["images"]), "--mnist-labels", str(tiny["labels"])]
+    argv += ["--fsdd", str(out / "audio"), "--out", str(out)]
+    for force in ([], ["--force"]):
+        with pytest.raises(AvsslError, match="audio: holds an input of this run"):
+            avdigits.main([*argv, *force])
+    assert {f.name: f.read_bytes() for f in (out / "audio").iterdir()} == before
+    assert sorted(f.name for f in out.iterdir()) == ["audio"]
 
 
 def test_fixed_length_pads_centred_and_keeps_the_loudest_stretch():
@@ -287,8 +311,14 @@ def test_canvases_per_recording_multiplies_training_pairs_only(tiny, tmp_path, c
         assert len({r.image for r in group}) == 3 and len({r.labels[0] for r in group}) == 1
         canvases = [np.asarray(Image.open(three / r.image)) for r in group]
         assert not np.array_equal(canvases[0], canvases[1])
-    with pytest.raises(AvsslError, match="at least 1"):
-        run(tiny, tmp_path / "bad", "--canvases-per-recording", "0")
+    for k in ("0", "1001"):  # a billion would start writing them
+        with pytest.raises(AvsslError, match=f"between 1 and 1000, got {k}"):
+            run(tiny, tmp_path / "bad", "--canvases-per-recording", k)
+    assert not (tmp_path / "bad").exists()
+    # takes 0 are the validation split: --max-takes 1 leaves no training recording
+    with pytest.raises(AvsslError, match="no recording falls in the train split"):
+        run(tiny, tmp_path / "bad", "--max-takes", "1")
+    assert not (tmp_path / "bad").exists()
 
 
 def test_canvases_feed_frame_labels_and_unseen_negatives(tiny, tmp_path):

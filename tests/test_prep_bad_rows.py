@@ -74,6 +74,18 @@ def test_fold_csv_rows_with_missing_columns(dataset, flags, row, reason, media_f
     assert f"{meta}:3: {reason} (--strict)" in err
 
 
+def test_fold_labels_are_stripped(media_factory, tmp_path, capsys):
+    """ " dog " is the class dog, not a class of its own; a blank one is no class."""
+    rows = ["4-1234-A-1.wav,4,1, dog ,True,1,A", "4-1235-A-1.wav,4,1,  ,True,1,A"]
+    argv, meta = _fold_set(media_factory, tmp_path, "esc50", rows)
+    code, o, err = run(capsys, load_script("esc50").main, [*argv[1:], "--out", str(tmp_path / "o")])
+    assert code == 0, err
+    assert {r.labels[0] for r in read_manifest(tmp_path / "o" / "manifest.jsonl")} == {"dog"}
+    report = json.loads((tmp_path / "o" / "prepare_report.json").read_text())
+    assert [x[0] for x in report["unreadable_items"]] == ["4-1235-A-1"]
+    assert "empty" in report["unreadable_items"][0][1]
+
+
 def test_esc50_duplicate_row_keeps_the_first_fold(media_factory, tmp_path, capsys):
     rows = ["4-1234-A-1.wav,4,1,cat,True,1,A", "4-1234-A-1.wav,3,1,cat,True,1,A"]
     argv, _ = _fold_set(media_factory, tmp_path, "esc50", rows)

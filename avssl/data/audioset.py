@@ -9,6 +9,7 @@ in the ontology.
 from __future__ import annotations
 
 import csv
+import math
 import os
 from collections import deque
 from dataclasses import dataclass, field
@@ -57,7 +58,10 @@ def read_segments(
             continue
         where = f"{path}:{lineno}"
         try:
-            segments.append(_segment(next(csv.reader([line], skipinitialspace=True)), where))
+            # a tab after a comma would keep a quoted label list's quotes (skipinitialspace
+            # skips spaces only); no field of the format holds a tab
+            fields = next(csv.reader([line.replace("\t", " ")], skipinitialspace=True))
+            segments.append(_segment(fields, where))
         except ManifestError as err:
             if bad is None:
                 raise
@@ -76,7 +80,7 @@ def _segment(fields: list[str], where: str) -> Segment:
         raise ManifestError(f"{where}: start/end are not numbers") from None
     if not ytid:
         raise ManifestError(f"{where}: empty YouTube id")
-    if t1 <= t0 or t0 < 0:
+    if not (math.isfinite(t0) and math.isfinite(t1)) or t1 <= t0 or t0 < 0:
         raise ManifestError(f"{where}: bad segment times {t0} .. {t1}")
     return Segment(ytid, t0, t1, [x.strip() for x in labels.split(",") if x])
 
@@ -124,13 +128,21 @@ class Ontology:
         for k, obj in enumerate(data):
             if not isinstance(obj, dict) or "id" not in obj or "name" not in obj:
                 raise ManifestError(f"{path}: entry {k} has no 'id' or 'name'")
+            lists = {key: obj.get(key, []) for key in ("child_ids", "restrictions")}
+            if not isinstance(obj["id"], str) or not all(
+                isinstance(v, list) and all(isinstance(x, str) for x in v) for v in lists.values()
+            ):
+                raise ManifestError(
+                    f"{path}: entry {k}: 'id' must be a string, 'child_ids' and 'restrictions' "
+                    "lists of strings"
+                )
             nodes.append(
                 Node(
                     id=obj["id"],
-                    name=obj["name"],
-                    description=obj.get("description", ""),
-                    child_ids=list(obj.get("child_ids", [])),
-                    restrictions=list(obj.get("restrictions", [])),
+                    name=str(obj["name"]),
+                    description=str(obj.get("description", "")),
+                    child_ids=list(lists["child_ids"]),
+                    restrictions=list(lists["restrictions"]),
                 )
             )
         try:

@@ -38,10 +38,17 @@ import soundfile as sf
 from PIL import Image
 
 from avssl.cli import ArgumentParser, fraction, int_at_least, positive_int
+from avssl.cli_outputs import check_outputs_spare_inputs
 from avssl.data import media
 from avssl.data.manifest import Row, write_manifest
 from avssl.errors import AvsslError, MediaError
-from avssl.prep.avdigits_splits import audio_split, image_pools, pool_by_digit, split_speakers
+from avssl.prep.avdigits_splits import (
+    audio_split,
+    check_splits,
+    image_pools,
+    pool_by_digit,
+    split_speakers,
+)
 from avssl.prep.canvas import cell_box, choose_cells, render_canvas, render_single
 from avssl.prep.mnist import fixed_length, list_fsdd, read_mnist
 from avssl.prep.report import OUTPUTS, PrepReport, add_common_args, check_output
@@ -111,8 +118,11 @@ def main(argv: list[str] | None = None) -> int:
     """``avssl prepare avdigits``: write the canvases, audio, manifest, gallery and report."""
     args = _parser().parse_args(argv)
     out: Path = args.out
-    if args.canvases_per_recording < 1:
-        raise AvsslError("--canvases-per-recording must be at least 1")
+    for flag, value, top in (("--canvases-per-recording", args.canvases_per_recording, 1000),
+                             ("--grid", args.grid, 16), ("--canvas-size", args.canvas_size, 4096),
+                             ("--gallery-per-class", args.gallery_per_class, 100_000)):  # fmt: skip
+        if not 1 <= value <= top:
+            raise AvsslError(f"{flag}: must be between 1 and {top}, got {value}")
     if args.canvas_size % args.grid:
         raise AvsslError(
             f"--canvas-size {args.canvas_size} is not a multiple of --grid {args.grid}"
@@ -122,6 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     _check_fractions(args)
     # heldout.jsonl always: one left by an earlier run would describe canvases this one replaces
     files = (*OUTPUTS, GALLERY, ITEMS, HELDOUT)
+    check_outputs_spare_inputs(out, args, files, folders=("audio", "images", "gallery"))
     check_output(out, args.force, files, folders=("audio", "images", "gallery"))
     report = PrepReport("avdigits", args.strict)
 
@@ -147,6 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     present = sorted({r.speaker for r in recordings})
     requested = [s.strip() for s in args.test_speakers.split(",") if s.strip()]
     test, val_speaker = split_speakers(present, requested, args.val_speaker, report)
+    check_splits(recordings, test, val_speaker, report, args.fsdd)
 
     (out / "audio").mkdir(parents=True, exist_ok=True)
     (out / "images").mkdir(exist_ok=True)
@@ -199,6 +211,8 @@ def main(argv: list[str] | None = None) -> int:
                  "source_cell": source, "digits": cell_digits, "mnist": [list(c) for c in cells]}
             )  # fmt: skip
 
+    if not any(row.split == "train" for row in report.rows):
+        raise AvsslError(f"{args.fsdd}: no training recording could be read (nothing written)")
     gallery = _write_gallery(out, pools["test"], pixels, labels, args)
     if val_speaker is not None:
         write_manifest(out / HELDOUT, heldout_rows(report.rows))

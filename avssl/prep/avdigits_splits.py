@@ -8,6 +8,8 @@ splits.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from avssl.errors import AvsslError
@@ -43,6 +45,27 @@ def split_speakers(
     if not train:
         raise AvsslError(f"no training speaker left (present: {', '.join(sorted(present))})")
     return test, val_speaker
+
+
+def check_splits(
+    recordings: list[Recording],
+    test: list[str],
+    val_speaker: str | None,
+    report: PrepReport,
+    fsdd: Path,
+) -> None:
+    """Refuse, before anything is written, recordings that leave no training split; note an
+    empty validation split (training then has no checkpoint choice).
+
+    Raises:
+        AvsslError: no recording falls in the train split.
+    """
+    found = {audio_split(rec, test, val_speaker) for rec in recordings}
+    why = "(the speakers, --test-speakers, --val-speaker and --max-takes decide the splits)"
+    if "train" not in found:
+        raise AvsslError(f"{fsdd}: no recording falls in the train split {why}")
+    if "val" not in found:
+        report.note(f"no recording falls in the val split {why}")
 
 
 def audio_split(rec: Recording, test: list[str], val_speaker: str | None) -> str:

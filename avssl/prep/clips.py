@@ -17,6 +17,7 @@ chosen (``yt-dlp -f bv,ba`` keeps picture and sound apart) is the row's sound.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,10 +45,12 @@ class ClipFile:
 
 
 def _number(text: str) -> float | None:
+    """A start time in a file name (a finite number >= 0), else None."""
     try:
-        return float(text)
+        value = float(text)
     except ValueError:
         return None
+    return value if math.isfinite(value) and value >= 0 else None
 
 
 def parse_name(stem: str, wanted: set[str]) -> ClipFile | None:
@@ -59,7 +62,7 @@ def parse_name(stem: str, wanted: set[str]) -> ClipFile | None:
             return ClipFile(Path(), s)
         head, _, t = s.rpartition("_")
         if head in wanted and _number(t) is not None:
-            return ClipFile(Path(), head, float(t))
+            return ClipFile(Path(), head, _number(t))
         head2, _, t0 = head.rpartition("_")
         if head2 in wanted and t0.isdigit() and t.isdigit():
             return ClipFile(Path(), head2, int(t0) / 1000, int(t) / 1000)
@@ -105,7 +108,8 @@ def locate(
         string saying why none fits.
 
     Raises:
-        MediaError: only from probing a ``{YTID}.ext`` file in "auto" layout (its duration).
+        MediaError: an empty file named with its times, or from probing a ``{YTID}.ext`` file
+            in "auto" layout (its duration).
     """
     length, hint = end - start, None
     for c in candidates:
@@ -118,7 +122,10 @@ def locate(
             continue
         if c.start is not None and abs(c.start - start) <= TIME_TOLERANCE_S:
             # A cut named without its end is used to its own end (it may be shorter than the
-            # CSV says); this costs no probe, which matters for millions of clips.
+            # CSV says); this costs no probe, which matters for millions of clips, only a
+            # size check (an empty file is a failed download; --probe finds the rest)
+            if c.path.is_file() and c.path.stat().st_size == 0:
+                raise MediaError(c.path, "empty file")
             return c.path, 0.0, None if c.end is None else min(length, c.end - c.start)
     plain = [c for c in candidates if c.start is None]
     if not plain:

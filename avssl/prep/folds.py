@@ -98,6 +98,10 @@ def prepare_folds(
             continue
         if not keep(rec):
             continue
+        rec[label_col] = rec[label_col].strip()  # " helicopter " is no class of its own
+        if not rec[label_col]:
+            report.skip_unreadable(item, f"{where}: empty {label_col}")
+            continue
         try:
             fold = int(rec[fold_col])
         except ValueError:

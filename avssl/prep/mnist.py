@@ -10,6 +10,7 @@ and the fixed-length clips AV-Digits makes of them.
 from __future__ import annotations
 
 import gzip
+import math
 import os
 import re
 from dataclasses import dataclass
@@ -61,7 +62,7 @@ def read_idx(path: str | os.PathLike, magic: int) -> np.ndarray:
         kind = "images" if magic == IMAGES_MAGIC else "labels"
         raise ManifestError(f"{path}: magic {int(values[0])}, expected {magic} (IDX {kind})")
     shape = tuple(int(v) for v in values[1:])
-    size = int(np.prod(shape))
+    size = math.prod(shape)  # Python integers: np.prod wraps around on a corrupt header
     if len(data) - header < size:
         raise ManifestError(f"{path}: truncated ({len(data) - header} of {size} data bytes)")
     return np.frombuffer(data, dtype=np.uint8, count=size, offset=header).reshape(shape)
@@ -76,6 +77,8 @@ def read_mnist(
         ManifestError: unreadable files, mismatched counts or labels outside 0-9.
     """
     x = read_idx(images, IMAGES_MAGIC)
+    if len(x) and min(x.shape[1:]) < 1:
+        raise ManifestError(f"{images}: images of {x.shape[1]}x{x.shape[2]} pixels")
     y = read_idx(labels, LABELS_MAGIC)
     if len(x) != len(y):
         raise ManifestError(f"{labels}: {len(y)} labels for {len(x)} images in {images}")

@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from avssl.cli import json_line, positive_int
+from avssl.cli_outputs import check_outputs_spare_inputs
 from avssl.data import media
 from avssl.data.manifest import Row, resolve, write_manifest
 from avssl.errors import AvsslError, MediaError
@@ -248,12 +249,13 @@ def start_run(
         writes: files the script writes in ``--out`` besides the manifest and the report.
 
     Raises:
-        AvsslError: a folder is missing, or an output exists and ``--force`` is not given
-            (see :func:`check_output`).
+        AvsslError: a folder is missing, an output exists and ``--force`` is not given
+            (see :func:`check_output`), or an output is an input.
     """
     for folder in folders:
         if not folder.is_dir():
             raise AvsslError(f"{folder}: no such media folder")
+    check_outputs_spare_inputs(args.out, args, (*OUTPUTS, *writes))
     check_output(args.out, args.force, (*OUTPUTS, *writes))
     return PrepReport(dataset, args.strict)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import math
 from pathlib import Path
 
 from avssl.cli import ArgumentParser, fraction
@@ -50,6 +51,12 @@ def read_vggsound(
             t0 = float(start)
         except ValueError:
             bad.append((where, f"start {start!r} is not a number"))
+            continue
+        if not math.isfinite(t0) or t0 < 0:
+            bad.append((where, f"start {start!r} is not a time (a finite number >= 0)"))
+            continue
+        if not label:
+            bad.append((where, "empty label"))
             continue
         if split not in ("train", "test"):
             bad.append((where, f"split {split!r} is not train or test"))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -20,6 +21,11 @@ DATASETS = {  # prepared folder -> its prepare options beyond the shared ones (R
     "avd16": ["--canvases-per-recording", "16", "--gallery-per-class", "90"],
     "avd3x3": ["--grid", "3", "--canvas-size", "84"],
 }
+MAX_SEED = 2**32 - 1
+BENCHMARK_KEYS = {  # train.py keys the benchmark sets itself, per seed
+    "train.seed": "the benchmark sets each run's seed: use --seeds",
+    "data.root": "the benchmark trains on the folder it prepares under --out",
+}
 FLAGS = {"overrides": "--set"}  # option name -> flag, where they differ
 # option -> the value a folder recorded before the option existed had (long recordings were
 # trimmed to their middle second before 2026-12-05)
@@ -27,7 +33,15 @@ BEFORE_OPTION = {"centre_trim": True}
 
 
 def check_inputs(args: argparse.Namespace) -> None:
-    """Refuse missing input files and folders before anything is written."""
+    """Refuse missing input files and folders, and options that cannot work, before anything
+    is written."""
+    for seed in args.seeds:
+        if seed > MAX_SEED:
+            raise AvsslError(f"--seeds: {seed} is above {MAX_SEED} (train.seed's limit)")
+    for item in args.overrides:
+        key = item.partition("=")[0].strip()
+        if key in BENCHMARK_KEYS:
+            raise AvsslError(f"--set {item}: {BENCHMARK_KEYS[key]}")
     if (args.test_mnist_images is None) != (args.test_mnist_labels is None):
         raise AvsslError("--test-mnist-images and --test-mnist-labels go together")
     if not args.fsdd.is_dir():
@@ -47,19 +61,38 @@ def check_settings(args: argparse.Namespace) -> None:
     if args.out.exists() and not args.out.is_dir():
         raise AvsslError(f"{args.out}: exists and is not a folder")
     if path.is_file():
-        before = json.loads(path.read_text(encoding="utf-8"))
+        before = _read_settings(path)
         changed = [k for k in settings if before.get(k, BEFORE_OPTION.get(k)) != settings[k]]
         if changed and _built(args.out):
             flags = ", ".join(FLAGS.get(k, "--" + k.replace("_", "-")) for k in changed)
             raise AvsslError(f"{path}: this folder was run with other {flags} (use a new --out)")
         if changed:  # an attempt that stopped before building anything binds nothing
             print(f"settings: {path} replaced (the earlier attempt built nothing)", file=sys.stderr)
-            path.write_text(json.dumps(settings, indent=1) + "\n", encoding="utf-8")
+            _write_settings(path, settings)
         return
     if args.out.is_dir() and any(args.out.iterdir()):
         raise AvsslError(f"{args.out}: folder is not empty and holds no {SETTINGS} (new --out)")
     args.out.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(settings, indent=1) + "\n", encoding="utf-8")
+    _write_settings(path, settings)
+
+
+def _read_settings(path: Path) -> dict:
+    try:
+        before = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as err:  # JSONDecodeError is a ValueError
+        raise AvsslError(f"{path}: not readable as the benchmark's settings ({err}); remove it "
+                         "to record this run's, or use a new --out") from None  # fmt: skip
+    if not isinstance(before, dict):
+        raise AvsslError(f"{path}: not the benchmark's settings (not a JSON object); remove it "
+                         "to record this run's, or use a new --out")  # fmt: skip
+    return before
+
+
+def _write_settings(path: Path, settings: dict) -> None:
+    """Write through a temporary file, so an interrupted run never leaves half of it."""
+    part = path.with_name(path.name + ".part")
+    part.write_text(json.dumps(settings, indent=1) + "\n", encoding="utf-8")
+    os.replace(part, path)
 
 
 def _built(out: Path) -> bool:
