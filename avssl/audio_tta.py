@@ -23,14 +23,14 @@ def tta_speeds(radius: float, views: int) -> tuple[float, ...]:
     """``views`` speed factors evenly spaced in ``[1 - radius, 1 + radius]`` (``()`` if off).
 
     Raises:
-        AvsslError: ``radius`` outside ``[0, 1)`` or fewer than 2 views.
+        AvsslError: ``radius`` outside ``[0, 1)``, or views outside ``[2, 64]``.
     """
     if not 0 <= radius < 1:
         raise AvsslError(f"--audio-tta must be in [0, 1), got {radius}")
     if radius == 0:
         return ()
-    if views < 2:
-        raise AvsslError(f"--audio-tta-views must be at least 2, got {views}")
+    if not 2 <= views <= 64:
+        raise AvsslError(f"--audio-tta-views must be in [2, 64], got {views}")
     return tuple(round(float(s), 6) for s in torch.linspace(1 - radius, 1 + radius, views))
 
 

@@ -43,6 +43,12 @@ def _usage_error(capsys, argv: list[str]) -> str:
         ([*SYNC, "--batch-size", "0"], "--batch-size", "at least 1, got 0"),
         ([*SYNC, "--times", "0"], "--times", "at least 1, got 0"),
         ([*SYNC, "--times", "-2"], "--times", "at least 1, got -2"),
+        (
+            [*SYNC, "--times", "99999999999999999999"],
+            "--times",
+            "at most 10,000, got 99999999999999999999",
+        ),
+        ([*CLASSIFY, "--seed", "4294967296"], "--seed", "at most 4,294,967,295, got 4294967296"),
         ([*SYNC, "--max-offset", "nan"], "--max-offset", "above 0, got nan"),
         ([*SYNC, "--max-offset", "inf"], "--max-offset", "above 0, got inf"),
         ([*SYNC, "--max-offset", "0"], "--max-offset", "above 0, got 0"),
@@ -181,6 +187,24 @@ def test_force_never_overwrites_an_input(tmp_path, capsys, monkeypatch):
     (run / "avc.json").write_text("old")
     argv = ["avc", "--checkpoint", str(run), "--out", f"{run}/avc.json", "--force"]
     assert "--force never" not in _refused(capsys, argv)
+
+
+def test_empty_values_and_media_outputs_are_refused(tmp_path, capsys, monkeypatch):
+    """``--data ""`` once evaluated the checkpoint's own data, ``--video ""`` a whole split; an
+    ``--out`` named as media could be one of the manifest's files (--force replaced a video
+    with JSON)."""
+    monkeypatch.chdir(tmp_path)
+    for argv, flag in (
+        (["avc", "--checkpoint", MISSING, "--data", ""], "--data"),
+        (["sync", "--checkpoint", MISSING, "--video", ""], "--video"),
+        (["avc", "--checkpoint", MISSING, "--out", ""], "--out"),
+    ):
+        assert _refused(capsys, argv) == f"error: {flag}: an empty value (leave the flag out)"
+    (tmp_path / "0_george_0.wav").write_text("sound")
+    for out in ("0_george_0.wav", "clip.MP4", "frame.png"):
+        argv = [*CLASSIFY, "--out", out, "--force"]
+        assert _refused(capsys, argv).startswith(f"error: {out}: --out names a media file")
+    assert (tmp_path / "0_george_0.wav").read_text() == "sound"
 
 
 def test_existing_out_in_a_folder_that_takes_no_new_file(tmp_path, capsys, monkeypatch):

@@ -395,6 +395,9 @@ def test_list_manifest_windows_groups_and_video_audio(tmp_path, media_factory):
     vid = items[-1]  # no audio file: the video's own track, to its end
     assert vid.path == tmp_path / "clip.mp4" and (vid.start, vid.duration) == (0.2, None)
     assert vid.label == "x" and vid.source == "vid" and vid.group == "test"
+    # an optional group that matched nothing: the whole match (a traceback before)
+    items = list_manifest(path.parent, group_regex=r"(zzz)?spk\d")
+    assert items[0].source == "spk0"
 
 
 def test_fixed_split_fold():

@@ -201,6 +201,14 @@ def test_search_refuses_a_query_of_another_width(tmp_path):
         search(index, torch.randn(4), "visual", 2)
 
 
+def test_a_hop_under_10_ms_is_refused(capsys):
+    # 1e-9 was rounded up to one audio sample: a window per sample, 800 MB for a 6-s clip
+    from avssl.cli import main as cli
+
+    assert cli(["index", "--checkpoint", "x", "--inputs", "y", "--out", "z", "--hop", "1e-9"]) == 2
+    assert capsys.readouterr().err.strip() == "error: --hop: must be at least 0.01 s, got 1e-09"
+
+
 @pytest.mark.parametrize("hop", ["inf", "nan", "0", "-1"])
 def test_a_bad_hop_is_one_argparse_line(hop, capsys):
     # inf passed a hand-written > 0 check and was then reported as damaged index metadata

@@ -159,6 +159,17 @@ def test_overlay_refusals(ckpts, media_factory: MediaFactory, tmp_path, capsys):
     out = tmp_path / "e.mp4"
     assert _overlay(video, ckpts["contrastive"], out, "--png", str(out)) == 2
     assert "name the same file" in capsys.readouterr().err and not out.exists()
+    # a frame rate under 1 once declared a 1-s excerpt 1,000 s long; an excerpt shorter than a
+    # frame held no sound; a sheet is PNG whatever its name said
+    bad = [
+        (["--fps", "0.001"], "--fps must be in [1, 120], got 0.001"),
+        (["--max-seconds", "1e-9"], "--max-seconds must be at least 0.1"),
+        (["--png", str(tmp_path / "s.jpg")], "--png must end in .png"),
+    ]
+    for flags, reason in bad:
+        assert _overlay(video, ckpts["contrastive"], out, *flags) == 2
+        err = capsys.readouterr().err.strip()
+        assert reason in err and len(err.splitlines()) == 1 and not out.exists(), err
 
 
 def test_output_size_and_windows():

@@ -233,3 +233,25 @@ def test_distractor_boxes_fit_the_drawn_distractors():
             ys, xs = np.nonzero(drawn)
             ratios.append((x1 - x0) / (xs.max() + 1 - xs.min()))
     assert ratios and min(ratios) > 0.9 and max(ratios) < 1.2  # 1.3-1.6 when drawn at MAX_SCALE
+
+
+@pytest.mark.parametrize(
+    "flags,reason",
+    [
+        (["--n-train", "1000000000000"], "--n-train: must be at most 1,000,000"),  # memory ran out
+        (["--n-val", "-1"], "--n-val: must be at least 0"),
+        (["--duration", "1e-9"], "--duration: must be at least 0.08 s (two frames)"),  # traceback
+        (["--duration", "0.001"], "--duration: must be at least 0.08 s"),  # a clip without video
+        (["--workers", "0"], "--workers: must be at least 1"),
+    ],
+)
+def test_cli_refuses_sizes_it_cannot_build(tmp_path, capsys, flags, reason):
+    out = tmp_path / "w"
+    try:
+        code = cli.main(["synth", "--out", str(out), *flags, "--quiet"])
+    except SystemExit as stop:  # argparse's refusals
+        code = stop.code
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: {reason}") and "\n" not in err, err
+    assert not out.exists()

@@ -221,21 +221,30 @@ def ensure_world(cfg: SynthConfig, workers: int = 2, progress: bool = True) -> P
     return _ensure(world_dir(cfg), cfg, workers, progress, force=False)
 
 
+MAX_CLIPS = 1_000_000  # per split
+
+
 def main(argv: list[str] | None = None) -> int:
     """``avssl synth``: build a synthetic world; the last stdout line is JSON,
     ``{"manifest": path, "clips": n}``."""
     d = SynthConfig()
     p = ArgumentParser(prog="avssl synth", description=__doc__.split("\n")[0])
     p.add_argument("--out", type=Path, help="output folder (default: the cache folder)")
-    p.add_argument("--n-train", type=int, default=d.n_train)
-    p.add_argument("--n-val", type=int, default=d.n_val)
-    p.add_argument("--n-test", type=int, default=d.n_test)
+    clips = int_at_least(0, MAX_CLIPS)  # a trillion once exhausted the machine's memory
+    p.add_argument("--n-train", type=clips, default=d.n_train)
+    p.add_argument("--n-val", type=clips, default=d.n_val)
+    p.add_argument("--n-test", type=clips, default=d.n_test)
     p.add_argument("--duration", type=positive_float, default=d.duration, help="seconds per clip")
     p.add_argument("--seed", type=int_at_least(0), default=d.seed)
-    p.add_argument("--workers", type=int, default=2, help="clips rendered in parallel (threads)")
+    p.add_argument(
+        "--workers", type=int_at_least(1, 256), default=2, help="clips rendered in parallel"
+    )
     p.add_argument("--force", action="store_true", help="rebuild even if the world exists")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
+    if args.duration < 2 / d.fps:  # shorter clips hold no video frame, or no audio at all
+        raise AvsslError(f"--duration: must be at least {2 / d.fps:g} s (two frames), got "
+                         f"{args.duration:g}")  # fmt: skip
     cfg = dataclasses.replace(
         d,
         n_train=args.n_train,

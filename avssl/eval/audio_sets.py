@@ -229,7 +229,9 @@ def _group_of(pattern: re.Pattern | None, name: str, default: str) -> str:
     m = pattern.search(name) if pattern else None
     if m is None:
         return default
-    return m.group(1) if m.groups() else m.group(0)
+    if m.groups() and m.group(1) is not None:
+        return m.group(1)
+    return m.group(0)  # no group, or an optional one that matched nothing
 
 
 def list_manifest(root: str | Path, group_regex: str | None = None) -> list[AudioItem]:

@@ -93,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     add_tta(p)
     add_adapt(p)
-    p.add_argument("--seed", type=int_at_least(0), default=0)
+    p.add_argument("--seed", type=int_at_least(0, 2**32 - 1), default=0)
     p.add_argument("--strict", action="store_true", help="an unreadable file is an error")
     return p
 

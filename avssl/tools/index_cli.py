@@ -38,6 +38,8 @@ from avssl.tools.index import (
 )
 from avssl.tools.index_media import embed_file, file_stamp, find_media, same_stamp
 
+MIN_HOP = 0.01  # seconds between windows
+
 
 def _parser() -> argparse.ArgumentParser:
     p = ArgumentParser(prog="avssl index", description=__doc__.splitlines()[0])
@@ -54,7 +56,7 @@ def _parser() -> argparse.ArgumentParser:
         "--hop",
         type=positive_float,
         default=None,
-        help="seconds between windows (default: the index's, else 1)",
+        help=f"seconds between windows, at least {MIN_HOP} (default: the index's, else 1)",
     )
     p.add_argument("--strict", action="store_true", help="stop at the first unreadable file")
     p.add_argument("--rebuild", action="store_true", help="discard an existing index first")
@@ -118,6 +120,8 @@ def main(argv: list[str] | None = None) -> int:
     """``avssl index``: build or update the index; the last stdout line is a JSON summary."""
     parser = _parser()
     args = parser.parse_args(argv)
+    if args.hop is not None and args.hop < MIN_HOP:  # a window every sample: memory, not search
+        raise AvsslError(f"--hop: must be at least {MIN_HOP} s, got {args.hop:g}")
     from avssl.models import embedding_dims
     from avssl.train.checkpoint import load_model
     from avssl.train.runtime import resolve_device

@@ -128,10 +128,14 @@ def _check_args(args) -> None:
         raise AvsslError(f"{args.png}: --png and -o name the same file")
     if not 0 <= args.alpha <= 1:
         raise AvsslError(f"--alpha must be in [0, 1], got {args.alpha}")
-    if args.fps is not None and not 0 < args.fps <= 120:
-        raise AvsslError(f"--fps must be in (0, 120], got {args.fps}")
-    if args.max_seconds is not None and not args.max_seconds > 0:
-        raise AvsslError(f"--max-seconds must be > 0, got {args.max_seconds}")
+    if args.png and Path(args.png).suffix.lower() != ".png":
+        raise AvsslError(f"{args.png}: --png must end in .png (the sheet is written as PNG)")
+    # below 1 frame/s a frame outlasts a short excerpt (a 1-s excerpt at 0.001 fps declared
+    # 1,000 s); an excerpt shorter than a frame held no audio
+    if args.fps is not None and not 1 <= args.fps <= 120:
+        raise AvsslError(f"--fps must be in [1, 120], got {args.fps}")
+    if args.max_seconds is not None and not args.max_seconds >= 0.1:
+        raise AvsslError(f"--max-seconds must be at least 0.1, got {args.max_seconds}")
     if args.max_side < 16 or args.chunk < 1:
         raise AvsslError("--max-side must be >= 16 and --chunk >= 1")
 
