@@ -148,6 +148,9 @@ CASES = [
     Case("NaN samples", lambda mf: _wav(mf, "nan.wav", np.full(32000, np.nan, np.float32)),
          {**NO_PICTURE, "inspect": "not finite", "query_audio": "not finite",
           "query_video": "not finite"}),
+    Case("samples of 1e19", lambda mf: _wav(mf, "loud.wav", np.full(32000, 1e19, np.float32)),
+         {**NO_PICTURE, "inspect": "a broken float file", "query_audio": "a broken float file",
+          "query_video": "a broken float file"}),
     *[
         Case(f"{rate} Hz", lambda mf, r=rate: mf(f"rate {r}.mp4", sample_rate=r), train_ok=True)
         for rate in (8000, 16000, 22050, 44100, 48000)

@@ -168,6 +168,12 @@ def test_unknown_id(onto):
         ('[{"id": "/m/x", "name": "X", "child_ids": 5}]', "lists of strings"),
         ('[{"id": "/m/x", "name": "X", "child_ids": [["/m/y"]]}]', "lists of strings"),
         ('[{"id": "/m/x", "name": "X", "restrictions": "blacklist"}]', "lists of strings"),
+        (
+            '[{"id": "a", "name": "A", "child_ids": ["b"]}, {"id": "b", "name": "B", '
+            '"child_ids": ["a"]}]',
+            "its own ancestor",
+        ),
+        ('[{"id": "a", "name": "A", "child_ids": ["a"]}]', "a is its own ancestor"),
     ],
 )
 def test_bad_ontology(tmp_path, text, reason):

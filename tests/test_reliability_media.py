@@ -226,6 +226,7 @@ UNDECODABLE = {
     "over the pixel limit",
     "header-only wav",
     "NaN samples",
+    "samples of 1e19",
 }
 
 
@@ -264,6 +265,7 @@ def test_classify_skips_lists_and_strict(world, tmp_path, capsys):
         "no audio stream",
         "header-only wav",
         "NaN samples",
+        "samples of 1e19",
     }
     assert listed == {world["paths"][n].name for n in bad}
     n_listed = sum(p.suffix in MEDIA_EXTS for p in world["paths"].values() if p.exists())
@@ -290,7 +292,9 @@ def test_prepare_skips_lists_and_strict(world, tmp_path, capsys):
     full = json.loads((tmp_path / "out" / "prepare_report.json").read_text(encoding="utf-8"))
     # items with no video (and no image + sound pair) are "missing"; bad files "unreadable"
     missing = {item for item, _ in full["missing_items"]}
-    assert missing == {"missing", "tone", "huge", "still", "unknown duration", "header", "nan"}
+    assert missing == {
+        "missing", "tone", "huge", "still", "unknown duration", "header", "nan", "loud"
+    }  # fmt: skip
     unreadable = {item: reason for item, reason in full["unreadable_items"]}
     assert unreadable.keys() == {"empty", "notes", "truncated", "mute"}
     assert unreadable["mute"] == "no audio stream" and unreadable["empty"] == "empty file"

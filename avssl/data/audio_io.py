@@ -46,6 +46,8 @@ OPUS_PREROLL_S = 0.2
 OPUS_GRID_S = 0.0025
 _BLOCK = 1 << 16
 
+MAX_SAMPLE = 1e4  # float files may pass full scale a little; 80 dB over it is damage
+
 
 def read_audio(
     path: str | os.PathLike, start: float, duration: float, sample_rate: int
@@ -82,6 +84,11 @@ def read_audio(
         wave = _read_av(p, start, duration, sample_rate)
     if not torch.isfinite(wave).all():  # float wav files can hold NaN: it would poison a model
         raise MediaError(p, "audio samples that are not finite numbers (NaN or infinity)")
+    if wave.numel() and float(wave.abs().max()) > MAX_SAMPLE:  # its power spectrum overflows
+        peak = float(wave.abs().max())
+        raise MediaError(
+            p, f"audio samples up to {peak:.3g} (full scale is 1): a broken float file"
+        )
     return wave
 
 

@@ -117,7 +117,26 @@ class Ontology:
                 if child not in self.nodes:
                     raise ManifestError(f"ontology: {node.id} lists unknown child {child!r}")
                 self._parents[child].append(node.id)
+        self._check_acyclic()
         self._up: dict[str, dict[str, int]] = {}
+
+    def _check_acyclic(self) -> None:
+        """Refuse a class that is its own ancestor (distances assume a DAG)."""
+        state: dict[str, int] = {}  # 1: on the current path, 2: done
+        for root in self.nodes:
+            stack = [(root, iter(self.nodes[root].child_ids))]
+            state.setdefault(root, 1)
+            while stack:
+                node, children = stack[-1]
+                child = next(children, None)
+                if child is None:
+                    state[node] = 2
+                    stack.pop()
+                elif state.get(child) == 1:
+                    raise ManifestError(f"ontology: {child} is its own ancestor (a cycle)")
+                elif child not in state:
+                    state[child] = 1
+                    stack.append((child, iter(self.nodes[child].child_ids)))
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Ontology:
