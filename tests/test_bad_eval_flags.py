@@ -205,6 +205,9 @@ def test_empty_values_and_media_outputs_are_refused(tmp_path, capsys, monkeypatc
         argv = [*CLASSIFY, "--out", out, "--force"]
         assert _refused(capsys, argv).startswith(f"error: {out}: --out names a media file")
     assert (tmp_path / "0_george_0.wav").read_text() == "sound"
+    # a checkpoint the log-mel baseline does not use must still exist (a typo goes unnoticed)
+    err = _refused(capsys, [*CLASSIFY, "--checkpoint", MISSING])
+    assert err == f"error: {MISSING}: no such checkpoint or run directory"
 
 
 def test_existing_out_in_a_folder_that_takes_no_new_file(tmp_path, capsys, monkeypatch):

@@ -159,6 +159,8 @@ def run(argv: list[str]) -> int:
     """Run the probe; the last stdout line is the JSON result."""
     args = build_parser().parse_args(argv)
     check_outputs(args)
+    if args.checkpoint and not Path(args.checkpoint).exists():  # even where unused: a typo
+        raise AvsslError(f"{args.checkpoint}: no such checkpoint or run directory")
     if args.subset and args.dataset != "esc50":
         raise AvsslError("--subset applies to --dataset esc50 only")
     if args.dataset == "folder" and args.protocol == "official":
