@@ -72,6 +72,22 @@ def _check_writable(path: Path) -> None:
 OUTPUT_ARGS = frozenset({"out", "output", "html", "png", "out_dir"})
 
 
+def _input_paths(args: argparse.Namespace) -> list[tuple[str, Path]]:
+    """The arguments' values (other than :data:`OUTPUT_ARGS`) that name existing paths, resolved;
+    a ``PATH=VALUE`` string counts by its ``PATH``."""
+    found = []
+    for name, value in vars(args).items():
+        if name in OUTPUT_ARGS:
+            continue
+        for v in value if isinstance(value, list) else [value]:
+            if not isinstance(v, str | os.PathLike) or not v:
+                continue
+            for candidate in dict.fromkeys([str(v), str(v).rpartition("=")[0]]):
+                if candidate and os.path.exists(candidate):
+                    found.append((str(v), Path(candidate).resolve()))
+    return found
+
+
 def check_not_input(
     out: str | os.PathLike,
     args: argparse.Namespace,
@@ -99,18 +115,8 @@ def check_not_input(
     if not target.exists():
         return
     target = target.resolve()
-    values = []
-    for name, value in vars(args).items():
-        if name not in OUTPUT_ARGS:
-            values += value if isinstance(value, list) else [value]
-    values += list(folders)
-    for value in values:
-        if not isinstance(value, str | os.PathLike) or not value:
-            continue
-        path = Path(value)
-        if not path.exists():
-            continue
-        path = path.resolve()
+    extra = [(str(f), Path(f).resolve()) for f in folders if f and os.path.exists(f)]
+    for value, path in [*_input_paths(args), *extra]:
         if path == target:
             raise AvsslError(f"{out}: is an input of this command (--force never overwrites it)")
         if path.is_dir() and target.is_relative_to(path) and target.suffix.lower() not in suffixes:
@@ -118,22 +124,6 @@ def check_not_input(
                 f"{out}: is a file of the input folder {value} (--force never overwrites it; "
                 f"the output must end in {' or '.join(suffixes)})"
             )
-
-
-def _input_paths(args: argparse.Namespace) -> list[tuple[str, Path]]:
-    """The arguments' values (other than :data:`OUTPUT_ARGS`) that name existing paths, resolved;
-    a ``PATH=VALUE`` string counts by its ``PATH``."""
-    found = []
-    for name, value in vars(args).items():
-        if name in OUTPUT_ARGS:
-            continue
-        for v in value if isinstance(value, list) else [value]:
-            if not isinstance(v, str | os.PathLike) or not v:
-                continue
-            for candidate in dict.fromkeys([str(v), str(v).rpartition("=")[0]]):
-                if candidate and os.path.exists(candidate):
-                    found.append((str(v), Path(candidate).resolve()))
-    return found
 
 
 def check_outputs_spare_inputs(

@@ -82,10 +82,11 @@ def read_audio(
                 wave = _read_soundfile(p, handle, start, duration, sample_rate)
     if wave is None:
         wave = _read_av(p, start, duration, sample_rate)
-    if not torch.isfinite(wave).all():  # float wav files can hold NaN: it would poison a model
+    # one pass for both checks (max propagates NaN)
+    peak = float(wave.abs().max()) if wave.numel() else 0.0
+    if not math.isfinite(peak):  # float wav files can hold NaN: it would poison a model
         raise MediaError(p, "audio samples that are not finite numbers (NaN or infinity)")
-    if wave.numel() and float(wave.abs().max()) > MAX_SAMPLE:  # its power spectrum overflows
-        peak = float(wave.abs().max())
+    if peak > MAX_SAMPLE:  # its power spectrum would overflow to inf, then NaN features
         raise MediaError(
             p, f"audio samples up to {peak:.3g} (full scale is 1): a broken float file"
         )

@@ -61,8 +61,8 @@ def parse_name(stem: str, wanted: set[str]) -> ClipFile | None:
         if s in wanted:
             return ClipFile(Path(), s)
         head, _, t = s.rpartition("_")
-        if head in wanted and _number(t) is not None:
-            return ClipFile(Path(), head, _number(t))
+        if head in wanted and (t_start := _number(t)) is not None:
+            return ClipFile(Path(), head, t_start)
         head2, _, t0 = head.rpartition("_")
         if head2 in wanted and t0.isdigit() and t.isdigit():
             return ClipFile(Path(), head2, int(t0) / 1000, int(t) / 1000)
