@@ -6,6 +6,7 @@ of the command's own inputs.
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import tempfile
 from pathlib import Path
@@ -37,7 +38,8 @@ def check_new_file(path: str | os.PathLike, force: bool, in_place: bool = False)
 
     Raises:
         AvsslError: ``path`` is a directory, lies below a regular file, exists without
-            ``force``, or its folder does not take new files.
+            ``force``, or its folder does not take new files; ``in_place``, it is a symlink
+            loop, or a dangling symlink whose target cannot be created.
     """
     path = Path(path)
     _check_parents(path)
@@ -46,6 +48,9 @@ def check_new_file(path: str | os.PathLike, force: bool, in_place: bool = False)
     # lexists: a symlink is the user's even when it dangles or loops (exists() is False then)
     if os.path.lexists(path) and not force:
         raise AvsslError(f"{path}: exists (pass --force to overwrite)")
+    if in_place and path.is_symlink() and not path.exists():
+        _check_dangling(path)  # --force: the write goes through the link, where it points
+        return
     if in_place and path.exists():
         try:
             open(path, "ab").close()  # appends nothing: the file is unchanged
@@ -55,15 +60,33 @@ def check_new_file(path: str | os.PathLike, force: bool, in_place: bool = False)
     _check_writable(path)
 
 
-def _check_writable(path: Path) -> None:
+def _check_dangling(link: Path) -> None:
+    """Refuse a symlink to nothing that an in-place write cannot go through: a loop, or a link
+    whose target cannot be created (no such folder, or one that takes no new file)."""
+    try:
+        os.stat(link)
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            raise AvsslError(f"{link}: is a symlink loop") from None
+    target = Path(os.path.realpath(link))  # where the write would create the file
+    if not target.parent.is_dir():
+        raise AvsslError(
+            f"{link}: is a symlink to {os.readlink(link)}, which cannot be created (no folder "
+            f"{target.parent})"
+        )
+    _check_writable(target, link)
+
+
+def _check_writable(path: Path, name: Path | None = None) -> None:
     """Refuse an output whose nearest existing folder does not take a new file (read-only,
     no permission), found by creating and removing an empty file there: checking the mode bits
-    misses read-only mounts and is wrong for root."""
+    misses read-only mounts and is wrong for root. The error names ``name`` (default:
+    ``path``)."""
     folder = next(p for p in path.absolute().parents if p.exists())
     try:
         fd, probe = tempfile.mkstemp(prefix=".avssl-write-test", dir=folder)
     except OSError as err:
-        raise AvsslError(f"{path}: cannot be written ({err.strerror or err})") from None
+        raise AvsslError(f"{name or path}: cannot be written ({err.strerror or err})") from None
     os.close(fd)
     os.unlink(probe)
 

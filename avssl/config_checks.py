@@ -154,6 +154,15 @@ def name_error(cfg) -> tuple[str, str] | None:
     return None
 
 
+def config_error(cfg) -> tuple[str, str] | None:
+    """The first problem :func:`check_ranges` refuses, as ``(key, reason)``, or None.
+
+    For a config read from elsewhere than a file or ``--set`` (the one stored in a checkpoint),
+    whose error names that source.
+    """
+    return range_error(cfg) or window_error(cfg) or name_error(cfg)
+
+
 def check_ranges(cfg, path=None, overrides: list[str] = ()) -> None:
     """Refuse a config with an out-of-range size, count or rate.
 
@@ -166,7 +175,7 @@ def check_ranges(cfg, path=None, overrides: list[str] = ()) -> None:
     Raises:
         ConfigError: naming the first such key, what it accepts and the value it holds.
     """
-    found = range_error(cfg) or window_error(cfg) or name_error(cfg)
+    found = config_error(cfg)
     if found is None:
         return
     key, reason = found

@@ -74,7 +74,7 @@ def from_dict(cls, data: dict, prefix: str = ""):
     kwargs = {}
     for key, value in (data or {}).items():
         if key not in types_:
-            raise _unknown(prefix + key, types_)
+            raise _unknown(f"{prefix}{key}", types_)  # a key may be no string
         kwargs[key] = _coerce(value, types_[key], prefix + key)
     return cls(**kwargs)
 

@@ -140,15 +140,37 @@ def load_split(
     """
     manifest = manifest or manifest_path(data, progress)
     rows = read_manifest(manifest)
-    classes = class_names(rows)
-    split_rows = [r for r in rows if r.split == split]
-    if sample is not None and len(split_rows) > sample:
-        keep = np.random.default_rng(seed).choice(len(split_rows), sample, replace=False)
-        split_rows = [split_rows[i] for i in sorted(keep)]
-    store = open_store(split_rows, manifest, data, split, train, progress)
-    if len(store) < 2:
-        raise ManifestError(
-            f"{manifest}: split {split!r} has {len(store)} usable clips (need at least 2); "
-            f"{len(store.skipped)} skipped"
-        )
-    return AVPairDataset(store, data, classes, train, windows_per_clip, seed, domains)
+    chosen = pick_rows(rows, split, sample, seed)
+    store = open_store(chosen, manifest, data, split, train, progress)
+    err = too_few_error(manifest, split, len(chosen), store)
+    if err is not None:
+        raise err
+    return AVPairDataset(store, data, class_names(rows), train, windows_per_clip, seed, domains)
+
+
+def pick_rows(rows: list[Row], split: str, sample: int | None = None, seed: int = 0) -> list[Row]:
+    """The rows of ``split``; with ``sample``, at most that many, drawn with ``seed`` and kept
+    in manifest order (the rows :func:`load_split` decodes, listed before any is decoded)."""
+    chosen = [r for r in rows if r.split == split]
+    if sample is not None and len(chosen) > sample:
+        keep = np.random.default_rng(seed).choice(len(chosen), sample, replace=False)
+        chosen = [chosen[i] for i in sorted(keep)]
+    return chosen
+
+
+def too_few_error(
+    manifest: Path, split: str, n_rows: int, store: ClipStore
+) -> ManifestError | None:
+    """The error of a split with fewer than two usable clips, with the first skipped clip's
+    reason (``store.skipped``: ``(id, reason naming the file)``); None when two or more are."""
+    if len(store) >= 2:
+        return None
+    where = f"{manifest}: split {split!r}"
+    if n_rows == 0:
+        return ManifestError(f"{where} has no rows (need at least 2 usable clips)")
+    first = f"first: {store.skipped[0][1]}" if store.skipped else "none skipped"
+    if len(store) == 0:
+        return ManifestError(f"{where} has no usable clip of its {n_rows} ({first})")
+    return ManifestError(
+        f"{where} has {len(store)} usable clip of its {n_rows} (need at least 2; {first})"
+    )

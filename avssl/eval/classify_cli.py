@@ -221,7 +221,10 @@ def run(argv: list[str]) -> int:
     items = [items[i] for i in kept]
     skipped = (bad_rows or []) + skipped
     if len(items) < 2:
-        raise AvsslError(f"{args.root}: {len(items)} readable clips ({len(skipped)} skipped)")
+        first = f"; first: {skipped[0]['path']}: {skipped[0]['reason']}" if skipped else ""
+        raise AvsslError(
+            f"{args.root}: {len(items)} readable clips ({len(skipped)} skipped{first})"
+        )
     y = np.array([it.label for it in items])
     if args.dataset == "manifest":
         # inner CV over the training rows only, grouped by source (each row its own by default)

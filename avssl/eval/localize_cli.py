@@ -68,6 +68,33 @@ def item_protocol(boxes: dict, protocol: str) -> tuple[str, list]:
     return protocol, boxes["sources"]
 
 
+def box_error(manifest, rows: list, protocol: str, what: str = "test clip") -> AvsslError | None:
+    """The error of ``rows`` none of which can be scored for lack of a box, else None.
+
+    An item needs ``boxes["sources"]`` (a row without is counted as ``no_box``), and its boxes
+    must draw something at 224x224 (:func:`~avssl.eval.localization.gt_map`): an item whose
+    boxes draw nothing scores 0, and when no item has such a box every metric is 0 whatever the
+    heatmaps.
+
+    Args:
+        manifest: the manifest the rows come from (named in the error).
+        rows: the manifest rows read (before or after decoding).
+        protocol: ``--protocol``.
+        what: what a row is, for the message.
+    """
+    from avssl.eval.localization import gt_map
+
+    boxed = [r for r in rows if isinstance(r.boxes, dict) and "sources" in r.boxes]
+    if not boxed:
+        return AvsslError(f"{manifest}: no {what} has source boxes")
+    if any(gt_map(*reversed(item_protocol(r.boxes, protocol))).any() for r in boxed):
+        return None
+    return AvsslError(
+        f"{manifest}: no {what} has a usable box (the boxes of all {len(boxed)} with boxes draw "
+        "nothing at 224x224: none listed, or under one pixel)"
+    )
+
+
 def save_overlay(path: Path, frame, heatmap, alpha: float = 0.5) -> None:
     """Blend a heatmap (``jet`` colour map) over its frame and save a 224x224 PNG.
 
@@ -125,7 +152,8 @@ def run(argv: list[str]) -> int:
     args = p.parse_args(argv)
     check_outputs(args)
 
-    from avssl.data.source import load_split
+    from avssl.data.manifest import read_manifest
+    from avssl.data.source import load_split, manifest_path, pick_rows
     from avssl.eval.adapt_bn import adapt_on_waves
     from avssl.eval.embed import heatmaps
     from avssl.eval.localization import (
@@ -152,16 +180,24 @@ def run(argv: list[str]) -> int:
         if not 16 <= args.frame_size <= 4096:
             raise AvsslError(f"--frame-size {args.frame_size}: outside 16..4096")
         cfg.data.frame_size = cfg.data.load_size = args.frame_size
-    store = load_split(cfg.data, "test", train=False, progress=not args.no_progress).store
+    manifest = manifest_path(cfg.data, not args.no_progress)
+    rows = pick_rows(read_manifest(manifest), "test")
+    err = box_error(manifest, rows, args.protocol)  # from the manifest: before decoding
+    if err is not None:
+        raise err
+    store = load_split(
+        cfg.data, "test", train=False, manifest=manifest, progress=not args.no_progress
+    ).store
     skips = skip_report(store, args.strict)
+    err = box_error(store.manifest, store.rows, args.protocol, "readable test clip")
+    if err is not None:  # the rows with usable boxes were unreadable
+        raise err
     # An annotated clip whose boxes draw nothing stays in, scored 0, as in the reference code:
     # the real vggss.json has a few zero-area boxes, and dropping them would change the
     # denominator of a published table.
     idx = [
         i for i, r in enumerate(store.rows) if isinstance(r.boxes, dict) and "sources" in r.boxes
     ]
-    if not idx:
-        raise AvsslError(f"{store.manifest}: no test clip has source boxes")
     chosen = [item_protocol(store.rows[i].boxes, args.protocol) for i in idx]
     gts = [gt_map(boxes, protocol) for protocol, boxes in chosen]
     counts = {name: sum(1 for c in chosen if c[0] == name) for name in ("flickr", "vggss")}

@@ -145,7 +145,8 @@ def run(argv: list[str]) -> int:
         gallery_skips = skip_report(gallery, args.strict)
         if not gallery.rows:
             n = gallery_skips["n_skipped"]
-            raise ManifestError(f"{args.gallery}: no decodable gallery item ({n} skipped)")
+            first = f"; first: {gallery.skipped[0][1]}" if gallery.skipped else ""
+            raise ManifestError(f"{args.gallery}: no decodable gallery item ({n} skipped{first})")
 
     def split_embeddings(split: str, adapt: bool = False):
         ds = load_split(cfg.data, split, train=False, progress=not args.no_progress)

@@ -20,7 +20,7 @@ import numpy as np
 from tqdm import tqdm
 
 from avssl.cli import ArgumentParser, int_at_least, positive_float, positive_int
-from avssl.errors import MediaError, skip_fields
+from avssl.errors import AvsslError, MediaError, skip_fields
 from avssl.eval.cli import SUBCOMMANDS, add_common, add_strict, check_outputs, emit, use_data
 
 
@@ -48,6 +48,24 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def check_max_offset(max_offset: float, fps: float) -> None:
+    """Refuse a ``--max-offset`` under one video frame: the grid steps by frames, so it would
+    search the offset 0 alone (an estimate of 0 with confidence 0, whatever the clip).
+
+    Args:
+        max_offset: ``--max-offset`` (s).
+        fps: the frame rate clips are decoded at (the checkpoint's ``data.fps``).
+
+    Raises:
+        AvsslError: naming the flag, the value and the minimum.
+    """
+    if max_offset * fps + 1e-6 < 1:  # the tolerance of offset_grid's floor
+        raise AvsslError(
+            f"--max-offset {max_offset:g}: less than one video frame; it must be at least "
+            f"{1 / fps:g} s (1 / the checkpoint's data.fps {fps:g})"
+        )
+
+
 class ClipSync:
     """Offset search for decoded clips of one model (settings from its config)."""
 
@@ -55,6 +73,7 @@ class ClipSync:
         from avssl.eval.sync import offset_grid
 
         self.model, self.data, self.args, self.device = model, cfg.data, args, device
+        check_max_offset(args.max_offset, cfg.data.fps)
         self.offsets = offset_grid(args.max_offset, cfg.data.fps)
 
     def decode(self, path, audio_path=None, start=0.0, duration=None):

@@ -16,10 +16,12 @@ import torch
 from torch import nn
 
 from avssl.config import Config, config_from_dict
+from avssl.config_checks import config_error
 from avssl.errors import AvsslError, CheckpointError
 
 FORMAT = "avssl-checkpoint-v1"
 ZIP_MAGIC = b"PK\x03\x04"  # torch.save writes a zip archive
+WEIGHT_KEYS = ("model", "train_model")  # state dicts: the (averaged) weights, the trained ones
 
 
 def save_checkpoint(path: str | os.PathLike, state: dict) -> Path:
@@ -70,16 +72,66 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
         raise CheckpointError(path, "corrupt or truncated checkpoint file") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(path, "not an avssl checkpoint")
+    problem = _field_error(state)
+    if problem:
+        raise CheckpointError(path, problem)
     state["path"] = str(path)
     return state
 
 
+def _kind(value) -> str:
+    """``a str``, ``a list``, ...: what a value is, for a message."""
+    name = type(value).__name__
+    return f"an {name}" if name[0] in "aeiou" else f"a {name}"
+
+
+def _field_error(state: dict) -> str | None:
+    """What is wrong with the type of a checkpoint's known entries, or None.
+
+    ``config`` must be a mapping, ``model`` and ``train_model`` (the weights) mappings of names
+    to tensors, ``step`` an integer; each is checked only when present (a checkpoint need not
+    hold all of them).
+    """
+    if "config" in state and not isinstance(state["config"], dict):
+        return f"bad config in checkpoint (it is {_kind(state['config'])}, not a mapping)"
+    for key in WEIGHT_KEYS:
+        if key not in state:
+            continue
+        weights = state[key]
+        if not isinstance(weights, dict):
+            return f"bad weights in checkpoint ({key!r} is {_kind(weights)}, not a mapping)"
+        for name, tensor in weights.items():
+            if not isinstance(name, str) or not isinstance(tensor, torch.Tensor):
+                return (
+                    f"bad weights in checkpoint ({key!r} holds {_kind(tensor)} at {name!r}, "
+                    "not a tensor)"
+                )
+    step = state.get("step")
+    if step is not None and (isinstance(step, bool) or not isinstance(step, int)):
+        return f"bad step in checkpoint ({_kind(step)}, not an integer)"
+    return None
+
+
 def checkpoint_config(state: dict) -> Config:
-    """The resolved :class:`Config` stored inside a checkpoint."""
+    """The resolved :class:`Config` stored inside a checkpoint, with the range checks a config
+    file gets (:mod:`avssl.config_checks`).
+
+    Raises:
+        CheckpointError: no config stored, or one that is malformed or out of range, naming
+            the checkpoint file.
+    """
+    path = state.get("path", "?")
+    if "config" not in state:
+        raise CheckpointError(path, "no config stored in checkpoint")
     try:
-        return config_from_dict(state["config"])
-    except (KeyError, TypeError, AvsslError) as err:
-        raise CheckpointError(state.get("path", "?"), f"bad config in checkpoint ({err})") from None
+        cfg = config_from_dict(state["config"])
+    except (KeyError, TypeError, AttributeError, AvsslError) as err:
+        raise CheckpointError(path, f"bad config in checkpoint ({err})") from None
+    found = config_error(cfg)
+    if found is not None:
+        key, reason = found
+        raise CheckpointError(path, f"bad config in checkpoint ({key}: {reason})")
+    return cfg
 
 
 def load_model(path: str | os.PathLike, device: torch.device | str = "cpu"):
@@ -88,10 +140,12 @@ def load_model(path: str | os.PathLike, device: torch.device | str = "cpu"):
 
     state = load_checkpoint(path)
     cfg = checkpoint_config(state)
+    if "model" not in state:
+        raise CheckpointError(state["path"], "no weights ('model') stored in checkpoint")
     model = build_model(cfg.model, cfg.data, cfg.loss)
     try:
         model.load_state_dict(state["model"])
-    except (KeyError, RuntimeError) as err:
+    except RuntimeError as err:
         msg = str(err).splitlines()[0][:160]
         raise CheckpointError(state["path"], f"weights do not fit the model ({msg})") from None
     for name, t in model.state_dict().items():
