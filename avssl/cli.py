@@ -31,6 +31,24 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+# C0 and C1 control characters (a newline, a carriage return, an escape sequence) and the Unicode
+# line and paragraph separators: what can break an error line or rewrite the terminal
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def one_line(text: str) -> str:
+    """``text`` with its control characters escaped as ``repr`` escapes them (``\\n``, ``\\t``,
+    ``\\x1b``), so a message naming a file called ``a<newline>b.mp4`` stays one line; text
+    without any (every normal file name) is returned unchanged.
+
+    Args:
+        text: a message, or a file name to put in one.
+    """
+    if not _CONTROL.search(text):
+        return text
+    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
+
+
 def _usage() -> str:
     lines = ["usage: avssl COMMAND [ARGS...]", "", "commands:"]
     lines += [f"  {name:<10} {help_}" for name, (_, help_) in COMMANDS.items()]
@@ -45,7 +63,7 @@ class ArgumentParser(argparse.ArgumentParser):
     """
 
     def error(self, message: str):
-        message = re.sub(r"^argument ([^:]+): ", r"\1: ", message)
+        message = one_line(re.sub(r"^argument ([^:]+): ", r"\1: ", message))
         self.exit(2, f"error: {message} ({self.prog} --help)\n")
 
     def parse_known_args(self, args=None, namespace=None):
@@ -159,24 +177,25 @@ def run_guarded(fn, argv: list[str]) -> int:
     So is a number too large for the machine (``--hop 1e308``: an ``int()`` of an infinite
     product, a C integer overflowing in torch or numpy), as ``a number is too large for this
     machine``, and an allocation the machine cannot make (``MemoryError``, torch's CPU
-    allocator) as ``not enough memory``. Those are backstops: a command should refuse such a
+    allocator) as ``not enough memory``. Control characters in a message (a file name holding a
+    newline) are escaped (:func:`one_line`). Those are backstops: a command should refuse such a
     value itself, naming the flag (the config's keys have upper bounds,
     :mod:`avssl.config_checks`), but not every flag of every command has one.
     """
     try:
         return int(fn(argv) or 0)
     except AvsslError as err:
-        print(f"error: {worker_error(err) or err}", file=sys.stderr)
+        _error(worker_error(err) or str(err))
         return 2
     except (OverflowError, ValueError, TypeError) as err:
         if not _overflow(err):
             raise
         detail = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        print(f"error: a number is too large for this machine ({detail})", file=sys.stderr)
+        _error(f"a number is too large for this machine ({detail})")
         return 2
     except MemoryError as err:  # numpy's "Unable to allocate 64.4 GiB for an array with ..."
         detail = str(err).strip().splitlines()[0] if str(err).strip() else "out of memory"
-        print(f"error: not enough memory ({detail}): ask for less", file=sys.stderr)
+        _error(f"not enough memory ({detail}): ask for less")
         return 2
     except RuntimeError as err:  # torch re-raises an error it cannot rebuild as RuntimeError
         message = worker_error(err)
@@ -184,15 +203,19 @@ def run_guarded(fn, argv: list[str]) -> int:
             message = f"not enough memory ({str(err).strip().splitlines()[0]}): ask for less"
         if message is None:
             raise
-        print(f"error: {message}", file=sys.stderr)
+        _error(message)
         return 2
     except OSError as err:
         where = f"{err.filename}: " if err.filename else ""
-        print(f"error: {where}{err.strerror or err}", file=sys.stderr)
+        _error(f"{where}{err.strerror or err}")
         return 2
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
+
+
+def _error(message: str) -> None:
+    print(f"error: {one_line(message)}", file=sys.stderr)
 
 
 def dispatch(

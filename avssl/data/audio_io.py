@@ -27,6 +27,7 @@ from avssl.data.media_checks import (
     decoder_of,
     guard,
     open_container,
+    secs,
 )
 from avssl.data.stream_times import origin_s, seek_to, stream_end_s
 from avssl.errors import MediaError
@@ -145,7 +146,9 @@ def _read_av(p, start, duration, sample_rate) -> torch.Tensor:
             end = None if t0 is None else t0 + len(mono) / sr
             check_coverage(p, "audio", start, duration, end, declared)
         if t0 > start + TOLERANCE_S:
-            raise MediaError(p, f"audio starts at {t0:.2f} s, after the window start {start:.2f} s")
+            raise MediaError(
+                p, f"audio starts at {secs(t0)} s, after the window start {secs(start)} s"
+            )
         if sr != sample_rate:
             mono, t0 = _on_output_grid(mono, t0, sr, sample_rate)
         offset = round((start - t0) * sample_rate)

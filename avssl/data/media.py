@@ -25,6 +25,7 @@ from avssl.data.media_checks import (
     guard,
     open_container,
     quarter_turns,
+    secs,
 )
 from avssl.data.stream_times import checked_end_s, file_duration_s, stream_end_s
 from avssl.data.video_io import is_image, read_frames, video_stream
@@ -161,7 +162,7 @@ def read_clip(
     if duration is None:
         end = clip_end(path, audio_path)
         if start >= end:
-            raise MediaError(path, f"clip start {start:.2f} s is beyond the end ({end:.2f} s)")
+            raise MediaError(path, f"clip start {secs(start)} s is beyond the end ({secs(end)} s)")
         duration = end - start
     frames = read_frames(path, start, duration, fps, size)
     return frames, read_audio(apath, start, duration, sample_rate)

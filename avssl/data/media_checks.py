@@ -111,6 +111,17 @@ def frame_time_slack_s(frame_s: float) -> float:
     return min(1e-3, frame_s / 4)
 
 
+def secs(value: float, decimals: int = 2) -> str:
+    """A time (s) for a message: with ``decimals`` decimals, or in ``:g`` form when that would
+    take more than 9 digits before the point (``--start 1e308`` is ``1e+308``, not 309 digits).
+
+    Args:
+        value: seconds, as given (finite or not).
+        decimals: decimals of an ordinary value.
+    """
+    return f"{value:.{decimals}f}" if abs(value) < 1e9 else f"{value:g}"
+
+
 def check_window(path, start: float, duration: float, rate: float, what: str) -> None:
     """Validate a requested window and output rate (``what``: "fps" or "sample rate").
 
@@ -128,7 +139,9 @@ def check_window(path, start: float, duration: float, rate: float, what: str) ->
     if not (math.isfinite(duration) and duration > 0):
         raise MediaError(path, f"invalid window duration {duration} s (must be > 0)")
     if duration > MAX_WINDOW_S:
-        raise MediaError(path, f"window of {duration:.1f} s exceeds the {MAX_WINDOW_S:.0f} s limit")
+        raise MediaError(
+            path, f"window of {secs(duration, 1)} s exceeds the {MAX_WINDOW_S:g} s limit"
+        )
     if not (math.isfinite(rate) and 0 < rate <= limit):
         raise MediaError(path, f"invalid {what} {rate} (must be in (0, {limit:g}])")
 
@@ -182,18 +195,19 @@ def check_coverage(
         tolerance: shortfall (s) that is padded rather than rejected.
     """
     stop = start + duration
-    window = f"window [{start:.2f}, {stop:.2f}) s"
+    window = f"window [{secs(start)}, {secs(stop)}) s"
     if end is None:
         raise MediaError(path, f"truncated or corrupt: no {what} could be decoded")
     if declared is not None and end < declared - max(tolerance, 0.5) and stop > end + tolerance:
         raise MediaError(
             path,
-            f"truncated or corrupt: {what} ends at {end:.2f} s, the file declares {declared:.2f} s",
+            f"truncated or corrupt: {what} ends at {secs(end)} s, the file declares "
+            f"{secs(declared)} s",
         )
     if start >= end:
-        raise MediaError(path, f"{window} is beyond the end (duration {end:.2f} s)")
+        raise MediaError(path, f"{window} is beyond the end (duration {secs(end)} s)")
     if stop > end + tolerance:
-        raise MediaError(path, f"{what} is shorter than the {window} (it ends at {end:.2f} s)")
+        raise MediaError(path, f"{what} is shorter than the {window} (it ends at {secs(end)} s)")
 
 
 def decoder_of(path, stream):

@@ -138,3 +138,33 @@ def complete_shards(out: Path) -> list[dict]:
         except (OSError, json.JSONDecodeError):
             raise AvsslError(f"{sidecar}: missing or unreadable shard sidecar") from None
     return entries
+
+
+def drop_damaged(out: Path, entries: list[dict]) -> tuple[list[dict], list[str]]:
+    """Delete the committed shards whose tar is not the size its sidecar recorded, so that a
+    resumed run decodes their clips again instead of trusting them.
+
+    A committed shard is written whole and synced before it is renamed into place
+    (:class:`ShardWriter`), so a shard of another size was damaged afterwards (cut short by a
+    copy, a full disk, a killed ``rsync``) and none of its samples can be trusted. Only the size
+    is checked (a stat per shard); a sidecar without a recorded size is kept as it is.
+
+    Args:
+        out: the cache folder.
+        entries: sidecar entries of its committed shards (:func:`complete_shards`).
+
+    Returns:
+        ``(kept, dropped)``: the entries of the intact shards, and one
+        ``"NAME (SIZE of BYTES bytes)"`` for each shard deleted with its sidecar.
+    """
+    kept, dropped = [], []
+    for entry in entries:
+        tar = out / entry["name"]
+        size = tar.stat().st_size
+        if "bytes" not in entry or size == entry["bytes"]:
+            kept.append(entry)
+            continue
+        dropped.append(f"{entry['name']} ({size} of {entry['bytes']} bytes)")
+        tar.unlink()
+        tar.with_suffix(".json").unlink(missing_ok=True)
+    return kept, dropped

@@ -3,7 +3,9 @@
 Clips are decoded in a thread pool (PyAV and soundfile release the GIL) with a bounded number in
 flight, and each shard is committed as it fills, so memory does not grow with the dataset and an
 interrupted run leaves only complete shards; a rerun skips the clips they hold, and refuses to
-go on when a manifest row they were cached from has changed since. Each split's rows are
+go on when a manifest row they were cached from has changed since; a shard that is not the size
+it was written at (cut short after the run) is deleted and its clips decoded again, with a
+warning on stderr. Each split's rows are
 written in a random order drawn from ``--seed`` (the same on every run), split after split: a
 manifest sorted by class would otherwise give shards, and so a streamed epoch's shuffle buffer
 and the negatives drawn from it, of one class at a time. Frames are
@@ -13,8 +15,9 @@ training and evaluation read the shards instead of the media (add ``data.stream=
 stream the train split shard by shard instead of loading it into memory).
 
 The last stdout line is one JSON object: ``{"out", "manifest", "written", "resumed",
-"n_skipped", "skipped": [{"id", "split", "path", "reason"}, ...], "bytes", "shards", "seconds",
-"clips_per_s"}`` (``bytes`` and ``shards`` count the whole cache, ``written`` this run).
+"redone_shards", "n_skipped", "skipped": [{"id", "split", "path", "reason"}, ...], "bytes",
+"shards", "seconds", "clips_per_s"}`` (``bytes`` and ``shards`` count the whole cache, ``written``
+this run, ``redone_shards`` the damaged shards whose clips it decoded again).
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ from avssl.config import DataConfig, load_config
 from avssl.data import media
 from avssl.data.manifest import SPLITS, Row, read_manifest, resolve
 from avssl.data.shard_checks import changed_rows
-from avssl.data.shard_writer import ShardWriter, complete_shards, write_json
+from avssl.data.shard_writer import ShardWriter, complete_shards, drop_damaged, write_json
 from avssl.data.shards import INDEX, decode_settings, split_size
 from avssl.errors import AvsslError, MediaError, skip_fields
 
@@ -198,6 +201,15 @@ def main(argv: list[str] | None = None) -> int:
     existed, index_path = args.out.exists(), args.out / INDEX
     old_index = index_path.read_bytes() if index_path.is_file() else None
     done, old_skipped = _start(args.out, settings)
+    done, redone = drop_damaged(args.out, done)
+    if redone:  # the old index names deleted shards: never put it back (_undo_start)
+        old_index = None
+        more = ", ..." if len(redone) > 5 else ""
+        print(
+            f"warning: {args.out}: {len(redone)} damaged shard(s) deleted, their clips are "
+            f"decoded again: {', '.join(redone[:5])}{more}",
+            file=sys.stderr,
+        )
     _refuse_changed(args.out, done, rows)
     # rows outside this run (other --splits) keep the reasons an earlier run skipped them for
     this_run = {r.id for r in rows}
@@ -260,6 +272,7 @@ def main(argv: list[str] | None = None) -> int:
                 "manifest": str(manifest),
                 "written": written,
                 "resumed": resumed,
+                "redone_shards": len(redone),
                 **skip_fields(skipped),
                 "bytes": sum(s["bytes"] for s in shards),
                 "shards": len(shards),

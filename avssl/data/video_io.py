@@ -33,6 +33,7 @@ from avssl.data.media_checks import (
     guard,
     open_container,
     quarter_turns,
+    secs,
     upright,
 )
 from avssl.data.stream_times import demuxed_end_s, origin_s, stream_end_s
@@ -166,7 +167,9 @@ def check_start(p, first: float, start: float, frame_s: float) -> None:
         MediaError: the video track starts later than that (its sound may start earlier).
     """
     if first > start + max(TOLERANCE_S, frame_s):
-        raise MediaError(p, f"video starts at {first:.2f} s, after the window start {start:.2f} s")
+        raise MediaError(
+            p, f"video starts at {secs(first)} s, after the window start {secs(start)} s"
+        )
 
 
 def first_frame_s(path: str | os.PathLike) -> tuple[float, float] | None:

@@ -21,12 +21,14 @@ import json
 import os
 import re
 import uuid
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from avssl.errors import AvsslError
+from avssl.train.checkpoint import ZIP_MAGIC
 
 FORMAT = "avssl-index-v1"
 MODALITIES = ("audio", "visual")
@@ -117,17 +119,69 @@ def load_index(path: str | os.PathLike, mmap: bool = True) -> Index:
         mmap: memory-map the tensor file (fast open; pages load on first use).
 
     Raises:
-        AvsslError: missing, not an index, or damaged.
+        AvsslError: missing, not an index, or damaged (:func:`read_tensors`).
     """
     path = Path(path)
     meta = load_meta(path)
-    tpath = path / meta["tensors"]
+    files = meta.pop("files")
+    return Index(path, meta, files, read_tensors(path / meta["tensors"], len(files), mmap))
+
+
+def read_tensors(tpath: Path, n_files: int, mmap: bool = True) -> dict[str, torch.Tensor]:
+    """The tensors of an index's tensor file, checked against the module docstring's layout.
+
+    Args:
+        tpath: the ``embeddings-<token>.pt`` file.
+        n_files: files the index's ``meta.json`` lists (the file ids must be below it).
+        mmap: memory-map the file.
+
+    Raises:
+        AvsslError: ``TPATH: REASON``: unreadable, empty, not a tensor file torch can read
+            (garbage; truncated, with torch's first line), or not the index's tensors.
+    """
     try:
-        tensors = torch.load(tpath, map_location="cpu", weights_only=True, mmap=mmap)
+        with open(tpath, "rb") as fh:
+            magic = fh.read(len(ZIP_MAGIC))
+    except OSError as err:
+        raise AvsslError(f"{tpath}: cannot read the index tensors ({err.strerror})") from None
+    if not magic:
+        raise AvsslError(f"{tpath}: empty index tensor file (truncated?)")
+    if magic != ZIP_MAGIC:  # torch.save writes a zip archive
+        raise AvsslError(f"{tpath}: not a readable tensor file (no PyTorch zip header)")
+    try:
+        with warnings.catch_warnings():  # torch warns about pickle details before failing
+            warnings.simplefilter("ignore")
+            tensors = torch.load(tpath, map_location="cpu", weights_only=True, mmap=mmap)
     except Exception as err:  # torch.load raises many types on a damaged file; all mean the same
-        msg = str(err).strip().splitlines()[0][:120] if str(err).strip() else type(err).__name__
-        raise AvsslError(f"{tpath}: damaged index tensors ({msg})") from None
-    return Index(path, meta, meta.pop("files"), tensors)
+        lines = str(err).strip().splitlines()
+        first = lines[0] if lines else type(err).__name__
+        first = first if len(first) <= 100 else first[:100] + "..."
+        raise AvsslError(f"{tpath}: not a readable tensor file (truncated?): {first}") from None
+    problem = _layout_error(tensors, n_files)
+    if problem:
+        raise AvsslError(f"{tpath}: not an avssl index tensor file ({problem})")
+    return tensors
+
+
+def _layout_error(tensors, n_files: int) -> str | None:
+    """What is wrong with loaded index tensors (see the module docstring), or None."""
+    if not isinstance(tensors, dict):
+        return f"holds a {type(tensors).__name__}, not a dict of tensors"
+    for m in MODALITIES:
+        names = (m, f"{m}_file", f"{m}_time")
+        missing = [n for n in names if not isinstance(tensors.get(n), torch.Tensor)]
+        if missing:
+            return f"no {missing[0]!r} tensor"
+        x, ids, times = (tensors[n] for n in names)
+        if x.dim() != 2 or not x.is_floating_point():
+            return f"{m!r} is not a 2-d float tensor"
+        if ids.shape != (x.shape[0],) or ids.dtype != torch.long:
+            return f"{m}_file is not {x.shape[0]} int64 file ids"
+        if times.shape != (x.shape[0],) or not times.is_floating_point():
+            return f"{m}_time is not {x.shape[0]} float times"
+        if ids.numel() and not (int(ids.min()) >= 0 and int(ids.max()) < n_files):
+            return f"{m}_file ids outside the {n_files} files of meta.json"
+    return None
 
 
 def save_index(index: Index) -> None:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from avssl.cli import ArgumentParser, positive_float
+from avssl.cli import ArgumentParser, one_line, positive_float
 from avssl.config import to_dict
 from avssl.errors import AvsslError, MediaError, skip_fields
 from avssl.tools.index import (
@@ -168,13 +168,13 @@ def main(argv: list[str] | None = None) -> int:
                 updated.discard(str(p))
                 removed += 1
             if not args.quiet:
-                print(f"skipped {err}", file=sys.stderr)
+                print(f"skipped {one_line(str(err))}", file=sys.stderr)
             continue
         media_s += emb.duration
         entry = {"path": str(p), "kind": emb.kind, "duration": emb.duration, **stamps[str(p)]}
         items.append((entry, emb))
         if not args.quiet:
-            print(f"[{i + 1}/{len(todo)}] {p}", file=sys.stderr)
+            print(f"[{i + 1}/{len(todo)}] {one_line(str(p))}", file=sys.stderr)
     if not index.files and not items:  # an earlier index stays as it was
         first = f"; first: {skipped[0]['path']}: {skipped[0]['reason']}" if skipped else ""
         raise AvsslError(

@@ -62,18 +62,33 @@ def query_window(path: str | os.PathLike, modality: str, at: float | None, flag:
     return info, at
 
 
-def query_input(cfg, path, modality: str, info, time: float | None) -> torch.Tensor:
+def query_input(
+    cfg, path, modality: str, info, time: float | None, asked: str = "--at"
+) -> torch.Tensor:
     """Model input of the query window, decoded as ``avssl index`` decodes a window.
+
+    Args:
+        cfg: the model's :class:`~avssl.config.Config`.
+        path: the query file.
+        modality: "audio" or "visual".
+        info: its :func:`~avssl.data.media.probe`.
+        time: the window centre (s; :func:`query_window`), None for a still image.
+        asked: what chose ``time``, named when it lies after the decodable video.
 
     Returns:
         float ``[1, n]``, the ``window`` seconds of sound around ``time`` (audio), or float
         ``[1, 3, S, S]`` in ``[0, 1]``, the frame showing at ``time`` (visual).
+
+    Raises:
+        MediaError: unreadable, or ``time`` after the decodable picture (a truncated file whose
+            header declares more).
     """
     d = cfg.data
     if modality == "audio":
         end = audio_end(path, info.duration)
         return read_audio_padded(path, time - d.window / 2, d.window, d.sample_rate, end)[None]
-    frame = next(iter_frames_at(path, [time or 0.0], (d.frame_size, d.frame_size)))
+    size = (d.frame_size, d.frame_size)
+    frame = next(iter_frames_at(path, [time or 0.0], size, asked=asked))
     return frames_to_input(torch.from_numpy(frame)[None], d.frame_size)
 
 

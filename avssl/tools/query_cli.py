@@ -159,7 +159,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         k = n
     device = next(model.parameters()).device
-    x = query_input(cfg, path, modality, info, time)
+    asked = "--at" if args.at is not None else "the middle of the file at"
+    x = query_input(cfg, path, modality, info, time, asked)
     q = unit_embedding(model, x, modality, device)
     out: dict = {"query": {"path": str(path), "modality": modality, "time": time, "target": target}}
     if args.rerank is None:

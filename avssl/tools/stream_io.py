@@ -20,6 +20,7 @@ from avssl.data.frame_walk import Overshoot, decoded_frames, seek_targets
 from avssl.data.media import read_audio
 from avssl.data.media_checks import (
     DEFAULT_FRAME_S,
+    TOLERANCE_S,
     check_file,
     check_pixels,
     decoder_of,
@@ -40,11 +41,13 @@ def iter_frames_at(
     times,
     size: tuple[int, int] | None = None,
     interpolation: str | None = None,
+    asked: str | None = None,
 ) -> Iterator[np.ndarray]:
     """Yield the frame showing at each of ``times`` (sorted, seconds), decoding the file once.
 
     A frame shows from its timestamp until the next frame's; times after the last frame get the
-    last frame (the caller bounds ``times`` by the file's duration).
+    last frame (the caller bounds ``times`` by the file's duration), or with ``asked`` only those
+    within the padding :func:`~avssl.data.video_io.read_frames` allows past it.
 
     Args:
         path: a video file or a still image.
@@ -54,14 +57,18 @@ def iter_frames_at(
         interpolation: ``None`` resizes exactly as :func:`~avssl.data.video_io.read_frames`
             does, so frames for the model match training and evaluation; a PyAV interpolation
             name (e.g. ``"AREA"``) is for pictures only people look at.
+        asked: what asked for the times (e.g. ``"--at"``): refuse a time after the last decodable
+            frame's display time by more than that padding, naming it, instead of showing the
+            last frame (a truncated file whose header declares a longer duration).
 
     Yields:
         uint8 ``[H, W, 3]`` RGB frames, one per time.
 
     Raises:
-        MediaError: unreadable file, no video stream, or not one frame decoded.
+        MediaError: unreadable file, no video stream, not one frame decoded, or (with
+            ``asked``) a time after the decodable video.
     """
-    for (frame,) in iter_frame_views(path, times, [(size, interpolation)]):
+    for (frame,) in iter_frame_views(path, times, [(size, interpolation)], asked):
         yield frame
 
 
@@ -69,6 +76,7 @@ def iter_frame_views(
     path: str | os.PathLike,
     times,
     views: list[tuple[tuple[int, int] | None, str | None]],
+    asked: str | None = None,
 ) -> Iterator[tuple[np.ndarray, ...]]:
     """:func:`iter_frames_at` with each decoded frame resized several ways: a picture to look
     at and the model's input of the same frame, from one decoding pass.
@@ -77,6 +85,7 @@ def iter_frame_views(
         path: a video file or a still image.
         times: ascending float times in seconds.
         views: ``(size, interpolation)`` pairs, each as :func:`iter_frames_at`'s arguments.
+        asked: as :func:`iter_frames_at`'s.
 
     Yields:
         one uint8 ``[H, W, 3]`` frame per view, for each time.
@@ -103,10 +112,12 @@ def iter_frame_views(
             for size, _ in views:
                 if size is not None:
                     check_pixels(p, size[1], size[0], "output size")
-            if not fresh and is_image(p, container):
+            still = is_image(p, container)
+            if not fresh and still:
                 continue  # a still image: one frame, nothing to seek
             for seek_at in [None] if fresh else targets:
-                walk = _walk(p, container, stream, times, _Views(p, views), seek_at)
+                convert, ask = _Views(p, views), None if still else asked
+                walk = _walk(p, container, stream, times, convert, seek_at, ask)
                 try:
                     first = next(walk)
                 except Overshoot:
@@ -143,11 +154,16 @@ class _Views:
         return tuple(self.view(frame, size, interp) for size, interp in self.views)
 
 
-def _walk(p, container, stream, times, convert, seek_at) -> Iterator[tuple[np.ndarray, ...]]:
+def _walk(
+    p, container, stream, times, convert, seek_at, asked=None
+) -> Iterator[tuple[np.ndarray, ...]]:
     """Decode forward (from a seek to ``seek_at`` unless None), yielding ``convert`` of the
-    frame showing at each time. Raises :class:`Overshoot` before its first yield only."""
-    eps = frame_time_slack_s(frame_period_s(stream) or DEFAULT_FRAME_S)
-    i, prev, prev_img = 0, None, None
+    frame showing at each time. Raises :class:`Overshoot` before its first yield only, and
+    with ``asked`` a :class:`MediaError` at a time past the decodable video (:func:`_past_end`).
+    """
+    frame_s = frame_period_s(stream) or DEFAULT_FRAME_S
+    eps = frame_time_slack_s(frame_s)
+    i, prev, prev_t, prev_img = 0, None, None, None
     first = times[0] if len(times) else 0.0
     for frame, t in decoded_frames(container, stream, first, seek_at):
         while i < len(times) and prev is not None and times[i] + eps < t:
@@ -157,12 +173,28 @@ def _walk(p, container, stream, times, convert, seek_at) -> Iterator[tuple[np.nd
             i += 1
         if i >= len(times):
             return
-        prev, prev_img = frame, None
+        prev, prev_t, prev_img = frame, t, None
     if prev is None:
         raise MediaError(p, "truncated or corrupt: no video frame could be decoded")
+    if asked is not None and i < len(times):
+        _past_end(p, float(times[-1]), prev_t + frame_s, frame_s, asked)
     last = convert(prev)
     for _ in range(i, len(times)):
         yield last
+
+
+def _past_end(p, time: float, end: float, frame_s: float, asked: str) -> None:
+    """Refuse ``time`` (s) when it is after ``end``, the end of the last decodable frame's
+    display time, by more than :func:`~avssl.data.video_io.read_frames` pads (``TOLERANCE_S`` or
+    one frame): the file was cut short of the duration its header declares.
+
+    Raises:
+        MediaError: ``decodable video ends at E s, before ASKED T s (truncated?)``.
+    """
+    if time > end + max(TOLERANCE_S, frame_s):
+        raise MediaError(
+            p, f"decodable video ends at {end:.2f} s, before {asked} {time:g} s (truncated?)"
+        )
 
 
 def audio_end(path: str | os.PathLike, declared: float | None) -> float | None:
