@@ -36,9 +36,9 @@ def test_positive_float_accepts(text, value):
         (["synth", "--duration", "0"], "--duration", "above 0, got 0"),
         (["synth", "--duration", "inf"], "--duration", "above 0, got inf"),
         (["prepare", "audioset", "--segments", "s.csv", "--media", "m", "--val-fraction", "2"],
-         "--val-fraction", "[0, 1], got 2"),
+         "--val-fraction", "[0, 1), got 2"),
         (["prepare", "audioset", "--segments", "s.csv", "--media", "m", "--val-fraction", "nan"],
-         "--val-fraction", "[0, 1], got nan"),
+         "--val-fraction", "[0, 1), got nan"),
     ],
 )  # fmt: skip
 def test_bad_number_flags_are_one_line(argv, flag, reason, tmp_path, capsys):

@@ -86,7 +86,7 @@ def test_audioset_rows_missing_corrupt(clips, tmp_path, capsys):
     # without --probe the corrupt segment cut is not noticed; the existing manifest is kept
     with pytest.raises(AvsslError, match="already exists"):
         audioset.main(args)
-    assert cli.main(["prepare", "audioset", *args, "--force", "--val-fraction", "1"]) == 0
+    assert cli.main(["prepare", "audioset", *args, "--force", "--val-fraction", "0.9"]) == 0
     rows = read_manifest(out / "manifest.jsonl")
     assert len(rows) == 5 and {r.split for r in rows} == {"val", "test"}
     assert cli.main(["prepare", "audioset", *args, "--strict", "--force"]) == 2

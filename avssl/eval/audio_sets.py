@@ -24,13 +24,10 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from avssl.data.extensions import MEDIA_EXTS
 from avssl.data.metadata_csv import csv_records, record_problem
 from avssl.errors import AvsslError, ManifestError
 
-MEDIA_EXTS = (
-    ".wav", ".flac", ".ogg", ".mp3", ".m4a", ".aac", ".opus",
-    ".mp4", ".webm", ".mkv", ".mov", ".avi",
-)  # fmt: skip
 ESC50_COLUMNS = ("filename", "fold", "target", "category", "esc10")
 US8K_COLUMNS = ("slice_file_name", "fold", "classID", "class")
 US8K_CLASSES = (

@@ -7,8 +7,9 @@ clips are expected: they are counted and listed, never fatal, as are malformed C
 :mod:`avssl.prep.clips`.
 
 Splits: ``--split-of CSV=SPLIT``, else from the file name (``*eval*`` -> test, ``*train*`` ->
-train). Validation is carved from the training rows: ``--val-fraction`` of the YouTube ids,
-chosen by a hash of the id (stable when clips are added or go missing).
+train). Validation is carved from the training rows: ``--val-fraction`` (in [0, 1), so that training
+rows remain) of the YouTube ids, chosen by a hash of the id (stable when clips are added or go
+missing).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import argparse
 import zlib
 from pathlib import Path
 
-from avssl.cli import ArgumentParser, share
+from avssl.cli import ArgumentParser, fraction
 from avssl.data.audioset import Ontology, read_segments
 from avssl.data.manifest import SPLITS, Row
 from avssl.errors import AvsslError, MediaError
@@ -109,7 +110,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--media", type=Path, required=True, help="folder of downloaded clips")
     p.add_argument("--ontology", type=Path, help="ontology.json: report labels it does not know")
     p.add_argument("--split-of", nargs="*", default=[], metavar="CSV=SPLIT")
-    p.add_argument("--val-fraction", type=share, default=0.05, help="of training ids, in [0, 1]")
+    p.add_argument(
+        "--val-fraction", type=fraction, default=0.05,
+        help="of the training ids, in [0, 1) (1 would leave no training rows)",
+    )  # fmt: skip
     p.add_argument("--layout", choices=("auto", "whole", "segment"), default="auto",
                    help="what {YTID}.ext files hold (default: decided by duration)")  # fmt: skip
     add_common_args(p)

@@ -51,6 +51,7 @@ from avssl.prep.avdigits_splits import (
 )
 from avssl.prep.canvas import cell_box, choose_cells, render_canvas, render_single
 from avssl.prep.mnist import fixed_length, list_fsdd, read_mnist
+from avssl.prep.new_outputs import NewOutputs
 from avssl.prep.report import OUTPUTS, PrepReport, add_common_args, check_output
 
 SAMPLE_RATE = 8000
@@ -135,7 +136,14 @@ def main(argv: list[str] | None = None) -> int:
     check_outputs_spare_inputs(out, args, files, folders=("audio", "images", "gallery"))
     check_output(out, args.force, files, folders=("audio", "images", "gallery"))
     report = PrepReport("avdigits", args.strict)
+    # a run that fails part-way removes what it created, so the corrected rerun needs no --force
+    with NewOutputs().removed_on_failure() as made:
+        return _prepare(args, report, made)
 
+
+def _prepare(args: argparse.Namespace, report: PrepReport, made: NewOutputs) -> int:
+    """Read the inputs and write every output of :func:`main` (its checks passed)."""
+    out: Path = args.out
     images = {"main": read_mnist(args.mnist_images, args.mnist_labels)}
     if args.test_mnist_images is not None:
         images["test"] = read_mnist(args.test_mnist_images, args.test_mnist_labels)
@@ -160,8 +168,8 @@ def main(argv: list[str] | None = None) -> int:
     test, val_speaker = split_speakers(present, requested, args.val_speaker, report)
     check_splits(recordings, test, val_speaker, report, args.fsdd)
 
-    (out / "audio").mkdir(parents=True, exist_ok=True)
-    (out / "images").mkdir(exist_ok=True)
+    made.folder(out / "audio")
+    made.folder(out / "images")
     items, offsets = [], {}
     for rec in recordings:
         split = audio_split(rec, test, val_speaker)
@@ -173,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
         offsets.setdefault(rec.speaker, []).append(float(wave.mean()) if len(wave) else 0.0)
         n = round(CLIP_SECONDS * SAMPLE_RATE)
         wave = fixed_length(wave, n, remove_dc=not args.keep_dc, centre_trim=args.centre_trim)
-        sf.write(out / "audio" / f"{rec.id}.wav", wave, SAMPLE_RATE, subtype="PCM_16")
+        sf.write(made.file(out / "audio" / f"{rec.id}.wav"), wave, SAMPLE_RATE, subtype="PCM_16")
         n_canvases = args.canvases_per_recording if split == "train" else 1
         for k in range(n_canvases):
             seed = [args.seed, zlib.crc32(rec.id.encode())] + ([k] if k else [])
@@ -187,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
                     raise AvsslError(f"{args.mnist_images}: the {split} images hold no digit {d}")
                 cells.append(choices[int(rng.integers(len(choices)))])
             canvas = render_canvas([pixels[s][i] for s, i in cells], args.grid, args.canvas_size)
-            Image.fromarray(canvas).save(out / "images" / f"{row_id}.png")
+            Image.fromarray(canvas).save(made.file(out / "images" / f"{row_id}.png"))
             boxes = {
                 "sources": [cell_box(source, args.grid)],
                 "distractors": [cell_box(c, args.grid) for c in range(len(cells)) if c != source],
@@ -213,12 +221,12 @@ def main(argv: list[str] | None = None) -> int:
 
     if not any(row.split == "train" for row in report.rows):
         raise AvsslError(f"{args.fsdd}: no training recording could be read (nothing written)")
-    gallery = _write_gallery(out, pools["test"], pixels, labels, args)
+    gallery = _write_gallery(out, pools["test"], pixels, labels, args, made)
     if val_speaker is not None:
-        write_manifest(out / HELDOUT, heldout_rows(report.rows))
+        write_manifest(made.file(out / HELDOUT), heldout_rows(report.rows))
     else:
         (out / HELDOUT).unlink(missing_ok=True)  # only under --force (check_output)
-    with open(out / ITEMS, "w", encoding="utf-8") as fh:
+    with open(made.file(out / ITEMS), "w", encoding="utf-8") as fh:
         fh.writelines(json.dumps(item) + "\n" for item in items)
     report.extra = {
         "speakers": {
@@ -235,6 +243,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     if val_speaker is not None:
         report.extra["heldout"] = str(out / HELDOUT)
+    for name in OUTPUTS:
+        made.file(out / name)
     return report.finish(out, args.force)
 
 
@@ -266,10 +276,10 @@ def heldout_rows(rows: list[Row]) -> list[Row]:
     return out
 
 
-def _write_gallery(out: Path, pool, pixels, labels, args) -> int:
+def _write_gallery(out: Path, pool, pixels, labels, args, made: NewOutputs) -> int:
     """Single-digit test images (:func:`render_single`), ``--gallery-per-class`` per digit;
     returns the row count."""
-    (out / "gallery").mkdir(exist_ok=True)
+    made.folder(out / "gallery")
     rows, counts = [], dict.fromkeys(range(10), 0)
     for src, i in pool:
         digit = int(labels[src][i])
@@ -278,7 +288,7 @@ def _write_gallery(out: Path, pool, pixels, labels, args) -> int:
         counts[digit] += 1
         name = f"{src}_{i}"
         img = render_single(pixels[src][i], args.grid, args.canvas_size)
-        Image.fromarray(img).save(out / "gallery" / f"{name}.png")
+        Image.fromarray(img).save(made.file(out / "gallery" / f"{name}.png"))
         rows.append(Row(id=f"gallery_{name}", image=f"gallery/{name}.png", labels=[str(digit)],
                         split="test"))  # fmt: skip
-    return write_manifest(out / GALLERY, rows)
+    return write_manifest(made.file(out / GALLERY), rows)

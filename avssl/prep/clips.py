@@ -23,10 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from avssl.data import media
+from avssl.data.extensions import MEDIA_EXTS, VIDEO_EXTS
 from avssl.errors import MediaError
 
-VIDEO_EXTS = frozenset({".mp4", ".webm", ".mkv", ".mov", ".avi", ".flv", ".3gp"})
-MEDIA_EXTS = VIDEO_EXTS | {".m4a", ".wav", ".flac", ".ogg", ".opus", ".mp3", ".aac"}
 TIME_TOLERANCE_S = 0.5  # a file's start may be rounded (e.g. to whole seconds) by downloaders
 # how much longer than its segment a cut may be: a stream-copied download starts and ends on
 # keyframes, a GOP (often 2 s on YouTube) or so around the segment; at most this share of the

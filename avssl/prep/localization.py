@@ -11,14 +11,11 @@ import os
 from pathlib import Path
 
 from avssl.data.annotations import parse_box
+from avssl.data.extensions import AUDIO_EXTS, IMAGE_EXTS, VIDEO_EXTS
 from avssl.data.manifest import Row
-from avssl.data.media_checks import IMAGE_EXTS, SOUNDFILE_EXTS
 from avssl.errors import ManifestError
-from avssl.prep.clips import MEDIA_EXTS
 from avssl.prep.report import PrepReport, relpath
 
-AUDIO_EXTS = SOUNDFILE_EXTS | {".mp3", ".m4a", ".aac", ".opus"}
-VIDEO_EXTS = MEDIA_EXTS - AUDIO_EXTS
 INVERTED, ZERO_AREA = "inverted", "zero-area"  # the kinds of box clip_boxes drops
 
 

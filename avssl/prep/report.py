@@ -23,6 +23,7 @@ from avssl.cli_outputs import check_outputs_spare_inputs
 from avssl.data import media
 from avssl.data.manifest import Row, resolve, write_manifest
 from avssl.errors import AvsslError, MediaError
+from avssl.prep.audio_header import truncation
 
 MANIFEST = "manifest.jsonl"
 REPORT = "prepare_report.json"
@@ -193,8 +194,10 @@ def probe_row(
     The end is the row's ``end``, else where the shorter of its media files declares it ends,
     as training reads the row (:func:`avssl.data.media.read_clip`): a download cut short keeps
     a header that declares the whole length, and its first seconds decode, so only a window
-    at the end shows it before training draws one there. A row ``end`` past the media's by at
-    most :data:`END_SLACK_S` is trimmed to the media's.
+    at the end shows it before training draws one there. A WAV or AIFF file cut short reads
+    as a complete shorter file, so its header's declared size is checked too
+    (:func:`~avssl.prep.audio_header.truncation`). A row ``end`` past the media's by at most
+    :data:`END_SLACK_S` is trimmed to the media's.
 
     Returns:
         ``(row, None)`` with the row to write (its ``end`` perhaps trimmed), or
@@ -202,6 +205,9 @@ def probe_row(
     """
     visual, audio = resolve(out / MANIFEST, row.visual), resolve(out / MANIFEST, row.audio)
     sound = audio or visual
+    for f in {visual, sound}:
+        if (cut := truncation(f)) is not None:
+            return row, cut
     try:
         ends = [media.probe(f).duration for f in {visual, sound}]
         media_end = min((e for e in ends if e is not None), default=None)

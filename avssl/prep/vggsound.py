@@ -3,9 +3,9 @@
 VGGSound (Chen et al., ICASSP 2020, https://www.robots.ox.ac.uk/~vgg/data/vggsound/): rows
 ``ytid,start_seconds,label,split`` (no header; split "train" or "test"), each a 10-s segment.
 Clips are found as for AudioSet (:mod:`avssl.prep.clips`); missing ones are counted and listed.
-Validation is carved from the training ids by hash (``--val-fraction``). Malformed CSV rows
-are skipped and listed as unreadable (``FILE:LINE``) in the report, or stop the run under
-``--strict``.
+Validation is carved from the training ids by hash (``--val-fraction``, in [0, 1)). Malformed
+CSV rows are skipped and listed as unreadable (``FILE:LINE``) in the report, or stop the run
+under ``--strict``.
 """
 
 from __future__ import annotations

@@ -18,8 +18,9 @@ from pathlib import Path
 
 from avssl.cli import ArgumentParser
 from avssl.data.annotations import load_vggss, read_flickr_ids
+from avssl.data.extensions import VIDEO_EXTS
 from avssl.errors import AvsslError
-from avssl.prep.clips import TIME_TOLERANCE_S, VIDEO_EXTS, index_folder
+from avssl.prep.clips import TIME_TOLERANCE_S, index_folder
 from avssl.prep.localization import (
     clip_boxes,
     index_stems,

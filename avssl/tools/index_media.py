@@ -22,17 +22,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from avssl.data.extensions import INDEXABLE_EXTS
 from avssl.data.manifest import read_manifest, resolve
 from avssl.data.media import probe
-from avssl.data.media_checks import DEFAULT_FRAME_S, IMAGE_EXTS, SOUNDFILE_EXTS, TOLERANCE_S
+from avssl.data.media_checks import DEFAULT_FRAME_S, TOLERANCE_S
 from avssl.errors import MediaError
 from avssl.eval.embed import embed_visual, frames_to_input
 from avssl.eval.sliding import sliding_embeddings
 from avssl.tools.stream_io import audio_end, iter_frames_at, read_audio_padded, video_end
 
-VIDEO_EXTS = frozenset({".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ogv"})
-AUDIO_EXTS = SOUNDFILE_EXTS | {".mp3", ".m4a", ".aac", ".opus", ".wma"}
-MEDIA_EXTS = VIDEO_EXTS | AUDIO_EXTS | IMAGE_EXTS
 BLOCK = 64  # windows decoded and embedded at a time: bounds memory for long files
 
 
@@ -51,7 +49,11 @@ def find_media(inputs: list[str]) -> tuple[list[Path], list[dict]]:
         p = Path(item)
         if p.is_dir():
             for f in sorted(p.rglob("*")):
-                if f.suffix.lower() in MEDIA_EXTS and f.is_file() and not f.name.startswith("."):
+                if (
+                    f.suffix.lower() in INDEXABLE_EXTS
+                    and f.is_file()
+                    and not f.name.startswith(".")
+                ):
                     found.setdefault(str(f.resolve()), f.resolve())
         elif p.suffix.lower() == ".jsonl" and p.is_file():
             for row in read_manifest(p):
