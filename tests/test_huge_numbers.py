@@ -116,6 +116,22 @@ def test_avc_windows_has_an_upper_bound(capsys):
     assert f"--windows: must be at most 100,000, got {HUGE}" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["index", "--checkpoint", "nowhere", "--out", "ix", "--hop", "1e308"],
+         "error: --hop: must be at most 3600 s, got 1e+308"),
+        (["cache", "--out", "c", "--shard-mb", "1e308"],
+         "error: --shard-mb: must be at most 1048576 (1 TiB), got 1e+308"),
+    ],
+)  # fmt: skip
+def test_huge_tool_flags_name_the_flag(argv, message, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)  # refused before the checkpoint or any output is touched
+    assert cli(argv) == 2
+    assert _one_error(capsys) == message
+    assert not any(tmp_path.iterdir())
+
+
 def test_other_value_errors_still_propagate():
     def command(argv):
         raise ValueError("a bug, not bad input")

@@ -43,6 +43,8 @@ from avssl.data.shard_writer import ShardWriter, complete_shards, drop_damaged, 
 from avssl.data.shards import INDEX, decode_settings, split_size
 from avssl.errors import AvsslError, MediaError, skip_fields
 
+MAX_SHARD_MB = 2**20  # 1 TiB: no use for a larger shard (1e308 MB overflowed the byte count)
+
 
 def _parser() -> argparse.ArgumentParser:
     p = ArgumentParser(prog="avssl cache", description=__doc__.splitlines()[0])
@@ -182,6 +184,10 @@ def main(argv: list[str] | None = None) -> int:
     from avssl.data.source import manifest_path
 
     args = _parser().parse_args(argv)
+    if args.shard_mb > MAX_SHARD_MB:
+        raise AvsslError(
+            f"--shard-mb: must be at most {MAX_SHARD_MB} (1 TiB), got {args.shard_mb:g}"
+        )
     t0 = time.time()
     cfg = load_config(args.config, args.overrides)
     if args.data:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 from pathlib import Path
@@ -39,6 +38,7 @@ from avssl.tools.index import (
 from avssl.tools.index_media import embed_file, file_stamp, find_media, same_stamp
 
 MIN_HOP = 0.01  # seconds between windows
+MAX_HOP = 3600.0  # every file under an hour has one window at this hop: longer is no use
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -56,7 +56,7 @@ def _parser() -> argparse.ArgumentParser:
         "--hop",
         type=positive_float,
         default=None,
-        help=f"seconds between windows, at least {MIN_HOP} (default: the index's, else 1)",
+        help=f"seconds between windows, {MIN_HOP:g} to {MAX_HOP:g} (default: the index's, else 1)",
     )
     p.add_argument("--strict", action="store_true", help="stop at the first unreadable file")
     p.add_argument("--rebuild", action="store_true", help="discard an existing index first")
@@ -110,7 +110,7 @@ def _rebuild_defaults(out: Path) -> dict:
 def _check_recorded(out: Path, meta: dict, inputs_used: bool) -> None:
     """Refuse the hop, or the inputs list if ``inputs_used``, an edited ``meta.json`` spoilt."""
     hop, inputs = meta.get("hop"), meta.get("inputs", []) if inputs_used else []
-    if isinstance(hop, bool) or not isinstance(hop, (int, float)) or not 0 < hop < math.inf:
+    if isinstance(hop, bool) or not isinstance(hop, (int, float)) or not 0 < hop <= MAX_HOP:
         raise AvsslError(f"{out / 'meta.json'}: damaged index metadata (hop {hop!r})")
     if not isinstance(inputs, list) or not all(isinstance(x, str) for x in inputs):
         raise AvsslError(f"{out / 'meta.json'}: damaged index metadata (inputs {inputs!r})")
@@ -122,6 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.hop is not None and args.hop < MIN_HOP:  # a window every sample: memory, not search
         raise AvsslError(f"--hop: must be at least {MIN_HOP} s, got {args.hop:g}")
+    if args.hop is not None and args.hop > MAX_HOP:
+        raise AvsslError(f"--hop: must be at most {MAX_HOP:g} s, got {args.hop:g}")
     from avssl.models import embedding_dims
     from avssl.train.checkpoint import load_model
     from avssl.train.runtime import resolve_device
