@@ -48,9 +48,9 @@ def ckpt(tmp_path_factory, tiny_cache) -> Path:
 # ------------------------------------------------ 1. a query time past the decodable video
 
 
-def _cut_faststart(mf: MediaFactory) -> Path:
+def _cut_faststart(mf: MediaFactory, audio: bool = True) -> Path:
     """A 10-s mp4 with its index first (faststart), cut in half: the header declares 10 s."""
-    whole = mf("whole.mp4", duration=10.0)
+    whole = mf("whole.mp4", duration=10.0, audio=audio)
     fast = mf.folder / "fast.mp4"
     with (
         av.open(str(whole)) as src,
@@ -83,7 +83,7 @@ def test_query_time_after_a_truncated_video_is_refused(media_factory, ckpt, tmp_
     # inside the last frame's display time: the last frame, as before
     frame = next(iter_frames_at(cut, [end - 0.01], asked="--at"))
     assert MediaFactory.frame_index(torch.from_numpy(frame)) == n
-    # past it: refused, naming what asked; without `asked` the old padding stays (index, overlay)
+    # past it: refused, naming what asked; without `asked` the old padding stays (overlay)
     with pytest.raises(MediaError, match=rf"decodable video ends at {end:.2f} s, before --at 7 s"):
         next(iter_frames_at(cut, [7.0], asked="--at"))
     padded = next(iter_frames_at(cut, [7.0]))
@@ -247,3 +247,21 @@ def test_a_huge_clip_start_is_echoed_compactly(media_factory):
     clip = media_factory("clip.mp4", duration=2.0)
     with pytest.raises(MediaError, match=r"clip start 1e\+308 s is beyond the end \(2.00 s\)$"):
         media.read_clip(clip, 25, 32, 16000, start=1e308)
+
+
+def test_index_skips_a_silent_video_cut_short_of_its_declared_length(
+    media_factory, ckpt, tmp_path, capsys
+):
+    # with a sound track the cut shows in the sound; without one, the windows past the last
+    # decodable frame embedded that frame again and again
+    cut = _cut_faststart(media_factory, audio=False)
+    whole = media_factory("whole2.mp4", duration=2.0, audio=False)
+    idx = tmp_path / "idx"
+    argv = ["index", "--checkpoint", str(ckpt), "--inputs", str(cut), str(whole), "--out", str(idx)]
+    assert cli([*argv, "--quiet"]) == 0
+    summary = last_json(capsys.readouterr().out)
+    assert summary["files"] == 1 and summary["n_skipped"] == 1
+    skipped = summary["skipped"][0]
+    assert skipped["path"] == str(cut)
+    assert "decodable video ends at" in skipped["reason"]
+    assert skipped["reason"].endswith("(truncated?)")

@@ -179,7 +179,9 @@ def _audio_windows(model, d, path, centres, end, hop, device) -> torch.Tensor:
 
 def _visual_windows(model, d, path, centres, device) -> torch.Tensor:
     """Unit embeddings ``[W, D]`` of the frame showing at each of ``centres`` (s)."""
-    frames_iter = iter_frames_at(path, centres, (d.frame_size, d.frame_size))
+    # a window past the last decodable frame is a file cut short: skipped, not padded
+    size = (d.frame_size, d.frame_size)
+    frames_iter = iter_frames_at(path, centres, size, asked="the window centred at")
     out = []
     try:
         for k0 in range(0, len(centres), BLOCK):
