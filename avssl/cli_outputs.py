@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import errno
 import os
+import stat
 import tempfile
 from pathlib import Path
 
@@ -38,8 +39,9 @@ def check_new_file(path: str | os.PathLike, force: bool, in_place: bool = False)
 
     Raises:
         AvsslError: ``path`` is a directory, lies below a regular file, exists without
-            ``force``, or its folder does not take new files; ``in_place``, it is a symlink
-            loop, or a dangling symlink whose target cannot be created.
+            ``force``, or its folder does not take new files, or it is a device, pipe or
+            socket; ``in_place``, it is a symlink loop, or a dangling symlink whose target
+            cannot be created.
     """
     path = Path(path)
     _check_parents(path)
@@ -48,6 +50,7 @@ def check_new_file(path: str | os.PathLike, force: bool, in_place: bool = False)
     # lexists: a symlink is the user's even when it dangles or loops (exists() is False then)
     if os.path.lexists(path) and not force:
         raise AvsslError(f"{path}: exists (pass --force to overwrite)")
+    _check_regular(path)
     if in_place and path.is_symlink() and not path.exists():
         _check_dangling(path)  # --force: the write goes through the link, where it points
         return
@@ -58,6 +61,23 @@ def check_new_file(path: str | os.PathLike, force: bool, in_place: bool = False)
             raise AvsslError(f"{path}: cannot be written ({err.strerror or err})") from None
         return
     _check_writable(path)
+
+
+def _check_regular(path: Path) -> None:
+    """Refuse an output that is, through its symlinks, a device, a named pipe or a socket: a
+    new file renamed over it would replace it, ``--force`` or not (as root, ``report -o
+    /dev/null --force`` replaced the system's ``/dev/null`` with a regular file), and the check
+    of an in-place output (opening it to append) waits for ever on a pipe nobody reads. Every
+    command prints its result on stdout as well, so nothing is lost by naming a file."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:  # nothing there, or a dangling link: the other checks decide
+        return
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):  # a folder is refused as one
+        raise AvsslError(
+            f"{path}: is not a regular file (a device, pipe or socket), which writing would "
+            "replace, --force or not; give a file name"
+        )
 
 
 def _check_dangling(link: Path) -> None:

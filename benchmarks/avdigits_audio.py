@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from avssl.cli import ArgumentParser, positive_int, run_guarded
+from avssl.cli import ArgumentParser, int_at_least, positive_int, run_guarded
 from avssl.config import load_config
 from avssl.data import media
 from avssl.data.manifest import read_manifest, resolve
@@ -46,6 +46,8 @@ from avssl.prep.mnist import FSDD_NAME
 from avssl.train import runtime
 
 REPO = Path(__file__).resolve().parents[1]
+MAX_STEPS = 1_000_000
+MAX_SEED = 2**63 - 1  # torch.manual_seed's range
 
 
 def load_recordings(manifest: Path, sample_rate: int, window: float, test: bool = False):
@@ -134,6 +136,11 @@ def ceiling(cfg, args) -> dict:
 def leave_one_speaker_out(cfg, args) -> dict:
     """Each training speaker held out in turn (the default)."""
     waves, digits, speakers = load_recordings(args.data, cfg.data.sample_rate, cfg.data.window)
+    if len(set(speakers)) < 2:  # holding the only one out leaves nothing to train on
+        raise AvsslError(
+            f"{args.data}: train/val recordings of {len(set(speakers))} speaker(s); holding one "
+            "out needs at least 2 (or --ceiling, tested on the test speakers)"
+        )
     result = {}
     for held in sorted(set(speakers)):
         torch.manual_seed(args.seed)
@@ -150,9 +157,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", type=Path, required=True, help="an AV-Digits manifest.jsonl")
     p.add_argument("--config", default=str(REPO / "configs/avdigits-contrastive.yaml"))
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    p.add_argument("--steps", type=positive_int, default=400)
+    p.add_argument("--steps", type=int_at_least(1, MAX_STEPS), default=400)
     p.add_argument("--batch-size", type=positive_int, default=128)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int_at_least(0, MAX_SEED), default=0)
     p.add_argument(
         "--ceiling",
         action="store_true",

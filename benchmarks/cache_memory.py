@@ -20,10 +20,11 @@ import sys
 import tempfile
 from pathlib import Path
 
-from avssl.cli import ArgumentParser, positive_int, run_guarded
+from avssl.cli import ArgumentParser, int_at_least, positive_int, run_guarded
 from avssl.config import SynthConfig
 from avssl.data.manifest import read_manifest, resolve, write_manifest
 from avssl.data.synthetic import ensure_world
+from avssl.errors import AvsslError
 
 # the child's own peak, VmHWM (as avssl.tools.bench_train.peak_rss_mb, not imported: it would
 # load the models too): its ru_maxrss would start at this process's peak when it was started
@@ -36,6 +37,9 @@ with open("/proc/self/status") as fh:
     kb = next(int(line.split()[1]) for line in fh if line.startswith("VmHWM:"))
 print(json.dumps({"code": code, "peak_rss_mb": kb / 1024}))
 """
+
+
+MAX_CLIPS = 100_000  # a cache of the world's clips holds about 2 MB of decoded media per clip
 
 
 def repeated_manifest(source: Path, out: Path, n: int) -> Path:
@@ -61,15 +65,17 @@ def build(manifest: Path, out: Path, workers: int) -> dict:
         [sys.executable, "-c", CHILD, *argv], capture_output=True, text=True, check=False
     )
     lines = proc.stdout.strip().splitlines()
-    if proc.returncode or len(lines) < 2:
-        raise SystemExit(f"avssl cache failed: {proc.stderr.strip()[-500:]}")
+    if proc.returncode or len(lines) < 2:  # its own error line, else the end of its stderr
+        why = proc.stderr.strip().splitlines() or [f"exit status {proc.returncode}"]
+        raise AvsslError(f"{out}: avssl cache failed: {why[-1].removeprefix('error: ')}")
     summary = json.loads(lines[-2])
     return {**summary, **json.loads(lines[-1])}
 
 
 def _sizes(text: str) -> list[int]:
-    """An argparse ``type``: comma-separated collection sizes, each a positive integer."""
-    return [positive_int(item) for item in text.split(",")]
+    """An argparse ``type``: comma-separated collection sizes, each a positive integer of at
+    most :data:`MAX_CLIPS`."""
+    return [int_at_least(1, MAX_CLIPS)(item) for item in text.split(",")]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -85,7 +91,11 @@ def main(argv: list[str] | None = None) -> int:
         for n in args.clips:
             manifest = repeated_manifest(source, Path(tmp) / f"m{n}.jsonl", n)
             run = build(manifest, Path(tmp) / f"cache{n}", args.workers)
-            assert run["written"] == n, run
+            if run["written"] != n:  # a damaged clip of the world was skipped
+                skipped = (run.get("skipped") or [{}])[0].get("reason", "?")
+                raise AvsslError(
+                    f"{manifest}: avssl cache wrote {run['written']} of {n} clips ({skipped})"
+                )
             res["peak_rss_mb"].append(round(run["peak_rss_mb"], 1))
             res["bytes"].append(run["bytes"])
             res["seconds"].append(run["seconds"])

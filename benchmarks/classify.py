@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from avssl.cli import ArgumentParser, positive_int, run_guarded
+from avssl.cli import ArgumentParser, int_at_least, positive_int, run_guarded
 from avssl.config import load_config
 from avssl.eval.clip_features import WindowEmbedder, extract
 from avssl.models import build_model
@@ -82,7 +82,8 @@ def classify_run(root: Path) -> dict:
 def main(argv: list[str] | None = None) -> int:
     p = ArgumentParser(prog="benchmarks/classify.py", description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="2 clips per precision (< 1 min)")
-    p.add_argument("--clips", type=positive_int, default=8)
+    # each clip is a 5-s 44.1 kHz wav written first (441 kB)
+    p.add_argument("--clips", type=int_at_least(1, 10_000), default=8)
     p.add_argument("--batch-size", type=positive_int, default=18, help="windows per forward pass")
     args = p.parse_args(argv)
     n = 2 if args.quick else args.clips

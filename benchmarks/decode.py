@@ -14,17 +14,19 @@ The last stdout line is one JSON object, e.g.
 
 from __future__ import annotations
 
+import argparse
 import json
 import random
 import sys
 import time
 from pathlib import Path
 
-from avssl.cli import ArgumentParser, positive_float, positive_int, run_guarded
+from avssl.cli import ArgumentParser, int_at_least, positive_float, positive_int, run_guarded
 from avssl.config import SynthConfig
 from avssl.data.manifest import read_manifest, resolve
 from avssl.data.media import probe, read_audio, read_frames
 from avssl.data.synthetic import world_dir
+from avssl.tools.bench_data import folder_videos
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_VIDEOS = REPO.parent / "shared" / "data" / "videos"
@@ -47,13 +49,8 @@ def manifest_sources(path: Path) -> list[Source]:
 
 
 def video_sources(folder: Path) -> list[Source]:
-    """Sources of the videos (with audio) of a folder."""
-    sources = []
-    for path in sorted(folder.iterdir()):
-        info = probe(path)
-        if info.has_video and info.has_audio and info.duration and info.duration >= WINDOW_S:
-            sources.append((path, path, 0.0, info.duration))
-    return sources
+    """Sources of the videos (with audio) of a folder; files avssl cannot read are skipped."""
+    return [(path, path, 0.0, end) for path, end in folder_videos(folder, WINDOW_S)]
 
 
 def windows_per_second(sources: list[Source], n: int, args, seed: int) -> float:
@@ -77,6 +74,15 @@ def windows_per_second(sources: list[Source], n: int, args, seed: int) -> float:
     return n / (time.perf_counter() - t0)
 
 
+def _fps(text: str) -> float:
+    """An argparse ``type``: a frame rate of at least 1 (a 1-s window below it holds no frame,
+    which the decoder reported naming a clip, not the flag)."""
+    value = positive_float(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1 (frames in a 1-s window), got {text}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = ArgumentParser(prog="benchmarks/decode.py", description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -85,8 +91,10 @@ def main(argv: list[str] | None = None) -> int:
     )  # fmt: skip
     parser.add_argument("--label", default="synthetic", help="JSON key prefix for --manifest")
     parser.add_argument("--videos", type=Path, default=SHARED_VIDEOS, help="folder of real videos")
-    parser.add_argument("--windows", type=positive_int, default=100, help="windows per measurement")
-    parser.add_argument("--fps", type=positive_float, default=25.0)
+    parser.add_argument(
+        "--windows", type=int_at_least(1, 1_000_000), default=100, help="windows per measurement"
+    )
+    parser.add_argument("--fps", type=_fps, default=25.0, help="at least 1: frames in 1 s")
     parser.add_argument("--size", type=positive_int, default=224)
     parser.add_argument("--sample-rate", type=positive_int, default=16000)
     parser.add_argument("--seed", type=int, default=0)
@@ -102,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"skipping the synthetic world: {default_world} is absent", file=sys.stderr)
     if args.manifest is not None:
         parts.append((f"{args.label}_windows_per_s", manifest_sources(args.manifest)))
-    if args.videos.is_dir():
+    if args.videos.exists():  # a file, not a folder, is refused there
         parts.append(("shared_videos_windows_per_s", video_sources(args.videos)))
     else:
         print(f"skipping real videos: {args.videos} is absent", file=sys.stderr)

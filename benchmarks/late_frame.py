@@ -14,6 +14,7 @@ The last stdout line is one JSON object, e.g.
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 import tempfile
@@ -24,7 +25,7 @@ from unittest import mock
 import av
 import numpy as np
 
-from avssl.cli import ArgumentParser, positive_float, positive_int, run_guarded
+from avssl.cli import ArgumentParser, int_at_least, positive_float, run_guarded
 from avssl.data import video_io
 from avssl.data.video_io import read_frames
 from avssl.tools import stream_io
@@ -84,10 +85,26 @@ def measure(path: Path, at: float, repeats: int) -> dict:
     return result
 
 
+MIN_MINUTES, MAX_MINUTES = 0.01, 600.0  # 0.6 s holds the 0.2-s window; 10 h is 900,000 frames
+
+
+def _minutes(text: str) -> float:
+    """An argparse ``type``: the videos' length in minutes, within ``[MIN_MINUTES, MAX_MINUTES]``
+    (shorter ones failed naming the temporary video, not the flag)."""
+    value = positive_float(text)
+    if not MIN_MINUTES <= value <= MAX_MINUTES:
+        raise argparse.ArgumentTypeError(
+            f"must be in [{MIN_MINUTES:g}, {MAX_MINUTES:g}], got {text}"
+        )
+    return value
+
+
 def main(argv=None) -> int:
     p = ArgumentParser(prog="benchmarks/late_frame.py", description=__doc__.splitlines()[0])
-    p.add_argument("--minutes", type=positive_float, default=10.0, help="length of the videos")
-    p.add_argument("--repeats", type=positive_int, default=3, help="timed reads (best is kept)")
+    p.add_argument("--minutes", type=_minutes, default=10.0, help="length of the videos")
+    p.add_argument(
+        "--repeats", type=int_at_least(1, 1000), default=3, help="timed reads (best is kept)"
+    )
     args = p.parse_args(argv)
     at = max(0.0, args.minutes * 60 - 10)
     result = {"at_s": at}

@@ -13,6 +13,7 @@ The last stdout line is one JSON object, e.g.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import io
 import json
@@ -53,9 +54,23 @@ def _run(fn, argv) -> dict:
     return json.loads(out.getvalue().strip().splitlines()[-1])
 
 
+MAX_S = 600.0  # the frames are made in memory first: 3.8 MB a second at 224x224, 25 fps
+
+
+def _seconds(text: str) -> float:
+    """An argparse ``type``: the video's length, from one window (what ``avssl index`` embeds;
+    shorter once failed naming the temporary video) to :data:`MAX_S`."""
+    value = positive_float(text)
+    if not 1.0 <= value <= MAX_S:
+        raise argparse.ArgumentTypeError(f"must be in [1, {MAX_S:g}] s, got {text}")
+    return value
+
+
 def main(argv=None) -> int:
     p = ArgumentParser(prog="benchmarks/overlay.py", description=__doc__.splitlines()[0])
-    p.add_argument("--seconds", type=positive_float, default=10.0, help="length of the test video")
+    p.add_argument(
+        "--seconds", type=_seconds, default=10.0, help=f"length of the test video (1-{MAX_S:g})"
+    )
     args = p.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

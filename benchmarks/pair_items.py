@@ -23,15 +23,15 @@ import tempfile
 import time
 from pathlib import Path
 
-from avssl.cli import ArgumentParser, positive_int, run_guarded
+from avssl.cli import ArgumentParser, int_at_least, run_guarded
 from avssl.config import DataConfig, LossConfig, ModelConfig
 from avssl.data.dataset import AVPairDataset, ClipStore
 from avssl.data.manifest import Row, read_manifest, write_manifest
-from avssl.data.media import probe
 from avssl.data.pairs import AUDIO_KEYS
 from avssl.data.source import class_names
 from avssl.errors import AvsslError
 from avssl.models import METHODS, build_model
+from avssl.tools.bench_data import folder_videos
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_VIDEOS = REPO.parent / "shared" / "data" / "videos"
@@ -39,11 +39,10 @@ SHARED_VIDEOS = REPO.parent / "shared" / "data" / "videos"
 
 def video_manifest(folder: Path, out: Path) -> Path:
     """A manifest of the videos with audio of ``folder``, every one a training clip."""
-    rows = []
-    for path in sorted(folder.iterdir()):
-        info = probe(path)
-        if info.has_video and info.has_audio and info.duration and info.duration >= 3.0:
-            rows.append(Row(id=path.stem, video=str(path.resolve()), split="train"))
+    rows = [
+        Row(id=path.name, video=str(path.resolve()), split="train")  # a.mp4 and a.webm: 2 ids
+        for path, _ in folder_videos(folder, 3.0)  # files avssl cannot read are skipped
+    ]
     write_manifest(out, rows)
     return out
 
@@ -74,16 +73,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = ArgumentParser(prog="benchmarks/pair_items.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("--manifest", type=Path, help="manifest to read (default: shared videos)")
     parser.add_argument("--videos", type=Path, default=SHARED_VIDEOS, help="folder of real videos")
-    parser.add_argument("--items", type=positive_int, default=60, help="items per measurement")
     parser.add_argument(
-        "--repeats", type=positive_int, default=3, help="passes; the best is reported"
+        "--items", type=int_at_least(1, 1_000_000), default=60, help="items per measurement"
+    )
+    parser.add_argument(
+        "--repeats", type=int_at_least(1, 1000), default=3, help="passes; the best is reported"
     )
     args = parser.parse_args(argv)
 
     with tempfile.TemporaryDirectory() as tmp:
         manifest = args.manifest
         if manifest is None:
-            if not args.videos.is_dir():
+            if not args.videos.exists():
                 raise AvsslError(f"{args.videos}: absent; give --manifest")
             manifest = video_manifest(args.videos, Path(tmp) / "manifest.jsonl")
         rows = [dataclasses.replace(r, split="train") for r in read_manifest(manifest)]

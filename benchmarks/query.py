@@ -39,7 +39,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from avssl.cli import ArgumentParser, positive_int, run_guarded
+from avssl.cli import ArgumentParser, int_at_least, run_guarded
 from avssl.tools.index import FORMAT, Index, empty_tensors, load_index, save_index
 from avssl.tools.query import search
 
@@ -132,7 +132,7 @@ def main(argv=None) -> int:
     p = ArgumentParser(prog="benchmarks/query.py", description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="100k windows only")
     p.add_argument("--approx", action="store_true", help="also time the faiss HNSW search")
-    p.add_argument("--queries", type=positive_int, default=50)
+    p.add_argument("--queries", type=int_at_least(1, 100_000), default=50)
     args = p.parse_args(argv)
     result: dict = {"dim": DIM, "threads": torch.get_num_threads()}
     with tempfile.TemporaryDirectory() as tmp:

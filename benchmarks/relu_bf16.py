@@ -23,7 +23,7 @@ import time
 
 import torch
 
-from avssl.cli import ArgumentParser, positive_int, run_guarded
+from avssl.cli import ArgumentParser, int_at_least, positive_int, run_guarded
 from avssl.models.bf16_relu import relu_
 from avssl.tools.bench import cpu_name
 
@@ -44,7 +44,7 @@ def best_ms(fn, repeats: int) -> float:
 def main(argv: list[str] | None = None) -> int:
     p = ArgumentParser(prog="benchmarks/relu_bf16.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--shape", type=positive_int, nargs=4, default=[32, 64, 257, 199])
-    p.add_argument("--repeats", type=positive_int, default=5)
+    p.add_argument("--repeats", type=int_at_least(1, 1000), default=5)
     args = p.parse_args(argv)
     need = math.prod(args.shape) * 4 * 6  # fp32 map and gradient, their copies and outputs
     have = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")

@@ -34,7 +34,7 @@ from pathlib import Path
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from avssl.cli import ArgumentParser, positive_int, run_guarded
+from avssl.cli import ArgumentParser, int_at_least, positive_int, run_guarded
 from avssl.config import load_config
 from avssl.tools.bench import cpu_name
 from avssl.tools.bench_train import peak_rss_mb, train_step
@@ -72,7 +72,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--config", default=str(REPO / "configs/l3-paper.yaml"), help="config file")
     p.add_argument("--precision", default="bf16", choices=("bf16", "fp32"))
     p.add_argument("--batch-size", type=positive_int, default=16)
-    p.add_argument("--steps", type=positive_int, default=1, help="timed steps (their median)")
+    p.add_argument(
+        "--steps", type=int_at_least(1, 100_000), default=1, help="timed steps (their median)"
+    )
     args = p.parse_args(argv)
     cfg = load_config(args.config)
     step = train_step(cfg, args.precision, args.batch_size)

@@ -9,7 +9,8 @@ usage: python benchmarks/train_throughput.py [--config FILE ...] [--steps N] [--
        [--compile]
 
 The last stdout line is one JSON object:
-``{"<config>": {"fp32": clips/s, "bf16": clips/s, "batch_size": B}, ..., "machine": ...}``
+``{"<config>": {"fp32": clips/s, "bf16": clips/s, "batch_size": B}, ..., "machine": ...}``,
+keyed by each config's ``name`` (by the path given where two configs share a name)
 (with ``--compile`` also ``fp32_compiled`` / ``bf16_compiled``: ``train.compile=true``).
 """
 
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from avssl.cli import ArgumentParser, positive_int, run_guarded
+from avssl.cli import ArgumentParser, int_at_least, positive_int, run_guarded
 from avssl.config import load_config
 from avssl.tools.bench import cpu_name
 from avssl.tools.bench_train import clips_per_second
@@ -38,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
         default=["default", str(REPO / "configs/l3-paper.yaml")],
         help="config files ('default' = the built-in default)",
     )
-    p.add_argument("--steps", type=positive_int, default=10)
+    p.add_argument("--steps", type=int_at_least(1, 1_000_000), default=10)
     p.add_argument(
         "--batch-size",
         type=positive_int,
@@ -54,22 +55,27 @@ def main(argv: list[str] | None = None) -> int:
     result: dict = {
         "machine": f"{cpu_name()}, {torch.get_num_threads()} threads, torch {torch.__version__}",
     }
-    for path in args.config:
-        cfg = load_config(None if path == "default" else path)
+    if len(set(args.config)) < len(args.config):
+        p.error("--config: a config is named twice")
+    configs = [(path, load_config(None if path == "default" else path)) for path in args.config]
+    names = [cfg.name for _, cfg in configs]
+    for path, cfg in configs:
+        # two configs of one name (two files without a name: both "default") keep their paths
+        key = cfg.name if names.count(cfg.name) == 1 and cfg.name not in result else path
         big = cfg.data.frame_size > 128  # paper sizes: about 1 clip/s, keep the run short
         bs = args.batch_size or min(cfg.train.batch_size, 16 if big else 64)
         steps = max(2, args.steps // 5) if big else args.steps
         rates = {}
         for precision in precisions:
             rates[precision] = round(clips_per_second(cfg, precision, steps, bs), 2)
-            print(f"{cfg.name} {precision}: {rates[precision]:.1f} clips/s (batch {bs})")
+            print(f"{key} {precision}: {rates[precision]:.1f} clips/s (batch {bs})")
             if args.compile:
                 cfg.train.compile = True
                 rate = clips_per_second(cfg, precision, steps, bs, warmup=3)
                 cfg.train.compile = False
                 rates[f"{precision}_compiled"] = round(rate, 2)
-                print(f"{cfg.name} {precision} compiled: {rate:.1f} clips/s (batch {bs})")
-        result[cfg.name] = {**rates, "batch_size": bs}
+                print(f"{key} {precision} compiled: {rate:.1f} clips/s (batch {bs})")
+        result[key] = {**rates, "batch_size": bs}
     print(json.dumps(result))
     return 0
 

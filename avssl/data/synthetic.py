@@ -17,6 +17,7 @@ function of the :class:`~avssl.config.SynthConfig`, so worlds are cached under a
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import dataclasses
 import hashlib
@@ -224,12 +225,20 @@ def ensure_world(cfg: SynthConfig, workers: int = 2, progress: bool = True) -> P
 MAX_CLIPS = 1_000_000  # per split
 
 
+def _folder(text: str) -> Path:
+    """An argparse ``type``: a folder name, never empty (``Path("")`` is the current folder,
+    where ``--out ""`` once built a world)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty folder name")
+    return Path(text)
+
+
 def main(argv: list[str] | None = None) -> int:
     """``avssl synth``: build a synthetic world; the last stdout line is JSON,
     ``{"manifest": path, "clips": n}``."""
     d = SynthConfig()
     p = ArgumentParser(prog="avssl synth", description=__doc__.split("\n")[0])
-    p.add_argument("--out", type=Path, help="output folder (default: the cache folder)")
+    p.add_argument("--out", type=_folder, help="output folder (default: the cache folder)")
     clips = int_at_least(0, MAX_CLIPS)  # a trillion once exhausted the machine's memory
     p.add_argument("--n-train", type=clips, default=d.n_train)
     p.add_argument("--n-val", type=clips, default=d.n_val)

@@ -99,3 +99,31 @@ def cache_windows_per_second(cache: Path, cfg: Config, seed: int = 0) -> float:
         return n
 
     return best_rate(once)
+
+
+def folder_videos(folder: Path, min_s: float) -> list[tuple[Path, float]]:
+    """``(path, duration s)`` of the files of ``folder`` with pictures and sound lasting at least
+    ``min_s``, for the benchmarks over a folder of real videos (``benchmarks/decode.py``,
+    ``pair_items.py``). A file avssl cannot read (a README, a damaged download, a subfolder) is
+    skipped with a note on stderr, as every command over a collection skips it.
+
+    Raises:
+        AvsslError: ``folder`` is not a folder.
+    """
+    import sys
+
+    from avssl.data.media import probe
+    from avssl.errors import AvsslError, MediaError
+
+    if not folder.is_dir():
+        raise AvsslError(f"{folder}: not a folder of videos")
+    found = []
+    for path in sorted(folder.iterdir()):
+        try:
+            info = probe(path)
+        except MediaError as err:
+            print(f"skipping {err}", file=sys.stderr)
+            continue
+        if info.has_video and info.has_audio and info.duration and info.duration >= min_s:
+            found.append((path, info.duration))
+    return found

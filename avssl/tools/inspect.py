@@ -19,6 +19,7 @@ import sys
 
 from avssl.cli import ArgumentParser, dash_paths_last
 from avssl.data.media import probe, read_audio, read_frames
+from avssl.data.media_checks import check_pixels, check_window
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -82,10 +83,25 @@ def inspect_file(
     return {**info.to_json(), "decodable": True, "window": window, "end_checked": tail}
 
 
+def check_flags(args: argparse.Namespace) -> None:
+    """Refuse a bad window, rate or size whatever streams the file has: ``--fps 0`` on a sound
+    file, or ``--sample-rate 0`` on a picture, once printed a description as if it were fine.
+
+    Raises:
+        MediaError: naming the file, as the decoders refuse the same values.
+    """
+    duration = 1.0 if args.duration is None else args.duration
+    check_window(args.file, args.start, duration, args.fps, "fps")
+    check_window(args.file, args.start, duration, args.sample_rate, "sample rate")
+    if args.size is not None:
+        check_pixels(args.file, args.size, args.size, "output size")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``avssl inspect``; returns the exit status."""
     parser = _parser()
     args = parser.parse_args(dash_paths_last(parser, list(sys.argv[1:] if argv is None else argv)))
+    check_flags(args)
     report = inspect_file(
         args.file, args.start, args.duration, args.fps, args.size, args.sample_rate
     )

@@ -53,7 +53,7 @@ def colormap_lut(name: str) -> torch.Tensor:
     try:
         cmap = matplotlib.colormaps[name]
     except KeyError:
-        raise AvsslError(f"unknown matplotlib colormap {name!r}") from None
+        raise AvsslError(f"--cmap: unknown matplotlib colormap {name!r}") from None
     rgb = cmap(np.linspace(0.0, 1.0, 256))[:, :3]
     return torch.from_numpy((rgb * 255).round().astype(np.uint8))
 
@@ -136,8 +136,11 @@ def _check_args(args) -> None:
         raise AvsslError(f"--fps must be in [1, 120], got {args.fps}")
     if args.max_seconds is not None and not args.max_seconds >= 0.1:
         raise AvsslError(f"--max-seconds must be at least 0.1, got {args.max_seconds}")
-    if args.max_side < 16 or args.chunk < 1:
-        raise AvsslError("--max-side must be >= 16 and --chunk >= 1")
+    if args.max_side < 16:
+        raise AvsslError(f"--max-side: must be at least 16, got {args.max_side}")
+    if args.chunk < 1:
+        raise AvsslError(f"--chunk: must be at least 1, got {args.chunk}")
+    colormap_lut(args.cmap)  # a misspelt name costs nothing
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -22,7 +22,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from avssl.cli import ArgumentParser
+from avssl.cli import ArgumentParser, int_at_least
 from avssl.cli_outputs import check_new_file, check_not_input, check_not_read
 from avssl.errors import AvsslError, InputOverwriteError
 from avssl.tools import report_figures as figures
@@ -77,7 +77,8 @@ def curves_section(run_dir: Path) -> Section:
     rows, bad = figures.read_metrics(path)
     png = figures.curves_png(rows)
     if png is None:
-        return note("metrics.jsonl has no train or val rows yet: no training curves.")
+        damaged = f" ({bad} unreadable line(s) skipped: the file is damaged)" if bad else ""
+        return note(f"metrics.jsonl has no train or val rows yet{damaged}: no training curves.")
     body = f'<img src="{figures.png_uri(png)}" alt="training curves" width="1000">'
     if bad:
         body += f'<p class="note">{bad} unreadable line(s) of metrics.jsonl skipped.</p>'
@@ -226,10 +227,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir", help="a run directory made by train.py")
     p.add_argument("-o", "--output", help="HTML file to write (default: RUN_DIR/report.html)")
     p.add_argument("--data", help="manifest (default: the data the run was trained on)")
-    p.add_argument("--n-queries", type=int, default=4, help="gallery audio queries (default 4)")
-    p.add_argument("-k", type=int, default=4, help="matches shown per query (default 4)")
-    p.add_argument("--n-overlays", type=int, default=4, help="overlay thumbnails (default 4)")
-    p.add_argument("--max-clips", type=int, default=200, help="test clips searched (default 200)")
+    one = int_at_least(1)
+    p.add_argument("--n-queries", type=one, default=4, help="gallery audio queries (default 4)")
+    p.add_argument("-k", type=one, default=4, help="matches shown per query (default 4)")
+    p.add_argument("--n-overlays", type=one, default=4, help="overlay thumbnails (default 4)")
+    # a gallery ranks a clip's audio against the other clips' pictures: at least two
+    p.add_argument(
+        "--max-clips", type=int_at_least(2), default=200, help="test clips searched (default 200)"
+    )
     p.add_argument("--results", nargs="*", default=[], help="more evaluation JSON files")
     p.add_argument("--device", default="cpu", help="cpu | auto | cuda[:N]")
     p.add_argument("--force", action="store_true", help="overwrite an existing output file")
@@ -247,11 +252,10 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.output) if args.output else run_dir / "report.html"
     check_new_file(out, args.force)
     check_not_input(out, args, (".html", ".htm"))
-    for name in ("n_queries", "k", "n_overlays", "max_clips"):
-        if getattr(args, name) < 1:
-            raise AvsslError(f"--{name.replace('_', '-')} must be >= 1")
     extra = [Path(p) for p in args.results]
     for path in extra:  # what the user names must be usable; what the run lacks is a note
+        if path.is_dir():
+            raise AvsslError(f"{path}: --results names a folder, not a results file")
         if not path.is_file():
             raise AvsslError(f"{path}: no such results file")
         if problem := figures.read_json_object(path)[1]:
