@@ -124,6 +124,17 @@ def test_ensure_world_caches_by_config(tmp_path, monkeypatch, capsys):
     assert "reused" in capsys.readouterr().err and manifest.stat().st_mtime_ns == stamp
     assert synthetic.world_dir(dataclasses.replace(cfg, seed=1)) != manifest.parent
 
+    # a clip deleted (or emptied) since: the world is built again, not reused without it
+    clip = manifest.parent / read_manifest(manifest)[1].video
+    before = clip.read_bytes()
+    for damage in (clip.unlink, lambda: clip.write_bytes(b"")):
+        damage()
+        assert synthetic.ensure_world(cfg, workers=1, progress=False) == manifest
+        err = capsys.readouterr().err
+        assert "1 clip(s) missing or empty" in err and "built 4 clips" in err
+        assert "reused" not in err
+        assert clip.read_bytes() == before  # the same world: lossless and seeded
+
 
 def test_cache_root(monkeypatch, tmp_path):
     monkeypatch.setenv("AVSSL_CACHE", str(tmp_path / "a"))

@@ -34,7 +34,7 @@ from tqdm import tqdm
 from avssl.cli import ArgumentParser, int_at_least, json_line, positive_float
 from avssl.config import SynthConfig
 from avssl.data import synth_render as sr
-from avssl.data.manifest import SPLITS, Row, write_manifest
+from avssl.data.manifest import SPLITS, Row, read_manifest, resolve, write_manifest
 from avssl.errors import AvsslError, ConfigError
 
 GENERATOR_VERSION = 6  # bump when the output of a given config changes (invalidates caches)
@@ -172,12 +172,31 @@ def build_world(out_dir: Path, cfg: SynthConfig, workers: int = 2, progress: boo
 
 
 def _matches(out_dir: Path, cfg: SynthConfig) -> bool:
-    """Whether ``out_dir`` holds a complete world built from ``cfg``."""
+    """Whether ``out_dir`` holds a complete world built from ``cfg``: its config, manifest and
+    every clip the manifest lists (a clip deleted since would be skipped by every run, each a
+    little smaller than the world it names)."""
     try:
         info = json.loads((out_dir / CLASSES).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
-    return (out_dir / MANIFEST).is_file() and info.get("config") == _cfg_dict(cfg)
+    if not (out_dir / MANIFEST).is_file() or info.get("config") != _cfg_dict(cfg):
+        return False
+    try:
+        rows = read_manifest(out_dir / MANIFEST)
+    except AvsslError:
+        return False
+    gone = [r.video for r in rows if not _nonempty(resolve(out_dir / MANIFEST, r.video))]
+    if gone:
+        print(f"synthetic world: {len(gone)} clip(s) missing or empty, e.g. {gone[0]}: rebuilding",
+              file=sys.stderr)  # fmt: skip
+    return not gone and len(rows) == len(_jobs(cfg))
+
+
+def _nonempty(path: Path) -> bool:
+    try:
+        return path.stat().st_size > 0
+    except OSError:
+        return False
 
 
 @contextlib.contextmanager
