@@ -229,6 +229,8 @@ def load_config(path: str | os.PathLike | None = None, overrides: list[str] = ()
         path = Path(path)
         if path.is_dir():
             raise ConfigError(f"{path}: is a directory, not a config file")
+        if path.exists() and not path.is_file():  # /dev/null, a named pipe: not "no such file"
+            raise ConfigError(f"{path}: not a regular file")
         if not path.is_file():
             raise ConfigError(f"{path}: no such config file")
         try:

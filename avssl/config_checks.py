@@ -84,7 +84,7 @@ RANGES: dict[str, Range] = {
 # the machine: a finite but huge one (1e20, 1e308) would overflow a C integer in torch or numpy,
 # or an int() of an infinite product, with a traceback, some of them in the middle of the run.
 SIZE_LIMIT = 100_000  # widths, sizes in pixels or samples, per-clip counts: tensor dimensions
-LIMITS: dict[str, int] = {
+LIMITS: dict[str, float] = {
     "data.fps": 1000,
     "data.load_size": SIZE_LIMIT,
     "data.frame_size": SIZE_LIMIT,
@@ -101,6 +101,9 @@ LIMITS: dict[str, int] = {
     "model.audio.hop_length": SIZE_LIMIT,
     "model.audio.n_mels": SIZE_LIMIT,
     "train.max_minutes": 1_000_000,  # about two years
+    # the optimiser's step (up to 10 x lr in AdamW's first steps) must fit a float32 (3.4e38):
+    # 1e300 raised in the middle of the first step, with a traceback
+    "train.lr": 1e30,
     "train.val_windows": SIZE_LIMIT,
     "train.seed": 2**32 - 1,  # numpy's and the data loader's generators take 32-bit seeds
     "data.synthetic.seed": 2**32 - 1,

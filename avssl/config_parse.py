@@ -11,12 +11,23 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import reprlib
 import types
 import typing
 
 import yaml
 
 from avssl.errors import ConfigError
+
+# how much of a refused value an error shows: a YAML alias can stand for a list nested nine deep
+# ("billion laughs"), whose whole repr took 100 s and 12 GB and printed gigabytes as one line
+_SHORT = reprlib.Repr()
+_SHORT.maxlevel, _SHORT.maxlist, _SHORT.maxdict, _SHORT.maxstring, _SHORT.maxother = 1, 6, 4, 60, 60
+
+
+def short_repr(value) -> str:
+    """A short ``repr`` of ``value`` for an error (long or deeply nested values cut, ``...``)."""
+    return _SHORT.repr(value)
 
 
 def _field_types(cls) -> dict[str, typing.Any]:
@@ -30,25 +41,27 @@ def _coerce(value, tp, key: str):
         return None if value is None else _coerce(value, _unoptional(tp), key)
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
-            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+            raise ConfigError(f"{key}: expected a mapping, got {short_repr(value)}")
         return from_dict(tp, value, prefix=key + ".")
     if origin is list:
         (inner,) = typing.get_args(tp)
         if isinstance(value, str):
             value = _parse_yaml(value, key)
         if not isinstance(value, list):
-            raise ConfigError(f"{key}: expected a list, got {value!r}")
+            raise ConfigError(f"{key}: expected a list, got {short_repr(value)}")
         return [_coerce(v, inner, key) for v in value]
     if tp is bool:
         if isinstance(value, bool):
             return value
         if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
             return value.lower() in ("true", "1", "yes")
-        raise ConfigError(f"{key}: expected true/false, got {value!r}")
+        raise ConfigError(f"{key}: expected true/false, got {short_repr(value)}")
     if tp is str and (value is None or isinstance(value, list | dict | bool)):
-        raise ConfigError(f"{key}: expected a string, got {value!r}")  # str() takes anything
+        # str() takes anything
+        raise ConfigError(f"{key}: expected a string, got {short_repr(value)}")
     if tp is str and isinstance(value, int | float):  # YAML read 010 as 8 and 0.10 as 0.1
-        raise ConfigError(f"{key}: expected a string, got the number {value!r} (quote it)")
+        number = short_repr(value)
+        raise ConfigError(f"{key}: expected a string, got the number {number} (quote it)")
     try:
         if tp is int and isinstance(value, float) and not value.is_integer():
             raise ValueError
@@ -56,7 +69,7 @@ def _coerce(value, tp, key: str):
             raise ValueError
         out = tp(value)
     except (TypeError, ValueError, OverflowError):
-        raise ConfigError(f"{key}: expected {tp.__name__}, got {value!r}") from None
+        raise ConfigError(f"{key}: expected {tp.__name__}, got {short_repr(value)}") from None
     if tp is float and not math.isfinite(out):  # nan > 0 and nan < 0 are both false
         raise ConfigError(f"{key}: must be a finite number, got {out}")
     return out
@@ -65,7 +78,7 @@ def _coerce(value, tp, key: str):
 def _unknown(key: str, valid) -> ConfigError:
     close = difflib.get_close_matches(key.rsplit(".", 1)[-1], list(valid), n=1)
     hint = f" (did you mean {close[0]!r}?)" if close else f" (valid: {', '.join(valid)})"
-    return ConfigError(f"unknown config key {key!r}{hint}")
+    return ConfigError(f"unknown config key {short_repr(key)}{hint}")
 
 
 def from_dict(cls, data: dict, prefix: str = ""):
@@ -93,7 +106,7 @@ class UniqueKeyLoader(yaml.SafeLoader):
                 continue  # SafeLoader refuses it below, as YAML
             if key in seen:
                 line = key_node.start_mark.line + 1
-                raise ConfigError(f"key {key!r} given twice (line {line})")
+                raise ConfigError(f"key {short_repr(key)} given twice (line {line})")
             seen.add(key)
         return super().construct_mapping(node, deep)
 
@@ -102,7 +115,8 @@ def _parse_yaml(text: str, key: str):
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as err:
-        raise ConfigError(f"{key}: {text!r} is not valid YAML ({err.__class__.__name__})") from None
+        reason = f"is not valid YAML ({err.__class__.__name__})"
+        raise ConfigError(f"{key}: {short_repr(text)} {reason}") from None
 
 
 def apply_override(cfg, assignment: str) -> None:
@@ -112,7 +126,7 @@ def apply_override(cfg, assignment: str) -> None:
     ``"010"``). A mapping given to a section sets the keys it names and leaves the others.
     """
     if "=" not in assignment:
-        raise ConfigError(f"--set expects key=value, got {assignment!r}")
+        raise ConfigError(f"--set expects key=value, got {short_repr(assignment)}")
     key, raw = assignment.split("=", 1)
     parts = key.strip().split(".")
     obj = cfg

@@ -121,6 +121,24 @@ def _check_boxes(value, where: str) -> dict | None:
     return checked
 
 
+def _check_scalars(obj: dict, at: str) -> None:
+    """Refuse an ``id`` or ``domain`` that is no text or whole number (``null``, a list, an
+    object or a boolean became the text ``"None"``, ``"[1, 2]"``, ``"True"``), a blank ``id``,
+    and a ``start`` or ``end`` that is a boolean (``true`` was read as 1 s) or no number."""
+    for key in ("id", "domain"):
+        value = obj.get(key)
+        if value is None and key == "domain":
+            continue
+        if isinstance(value, bool) or not isinstance(value, str | int):
+            raise ManifestError(f"{at}: '{key}' must be a string, not {_short(value)}")
+        if key == "id" and not str(value).strip():
+            raise ManifestError(f"{at}: '{key}' must not be blank")
+    for key in ("start", "end"):
+        value = obj.get(key)
+        if isinstance(value, bool) or not isinstance(value, int | float | str | None):
+            raise ManifestError(f"{at}: '{key}' must be a number of seconds, not {_short(value)}")
+
+
 def row_from_json(obj: dict, where: str = "") -> Row:
     """Validate and convert one decoded JSON object into a :class:`Row`.
 
@@ -154,6 +172,7 @@ def row_from_json(obj: dict, where: str = "") -> Row:
         raise ManifestError(
             f"{at}: 'split' must be one of {', '.join(SPLITS)}, not {_short(obj['split'])}"
         )
+    _check_scalars(obj, at)
     try:
         row = Row(**obj)
         row.start = float(row.start or 0.0)

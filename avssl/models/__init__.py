@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from avssl.config import DataConfig, LossConfig, ModelConfig
 from avssl.errors import ConfigError
+from avssl.features import audio_feature_shape
 from avssl.models.avenet import AVENet
 from avssl.models.avolnet import AVOLNet
 from avssl.models.base import AVModel
@@ -29,7 +32,8 @@ def build_model(cfg: ModelConfig, data: DataConfig, loss: LossConfig | None = No
         loss: objective settings (used by ``contrastive``); defaults to ``LossConfig()``.
 
     Raises:
-        ConfigError: unknown method or pooling, or RFN, view or adversary settings out of range.
+        ConfigError: unknown method or pooling, or RFN, view, time span or adversary settings
+            out of range.
     """
     if cfg.method not in METHODS:
         raise ConfigError(
@@ -58,6 +62,15 @@ def build_model(cfg: ModelConfig, data: DataConfig, loss: LossConfig | None = No
     if pairs not in ("sampled", "batch") or (pairs == "batch" and cfg.method != "avolnet"):
         raise ConfigError(
             f"loss.pair_negatives: {pairs!r} (sampled | batch; batch is for avolnet only)"
+        )
+    _, frames = audio_feature_shape(cfg.audio, data.sample_rate, data.window)
+    if cfg.audio_time_bins > frames:  # 100000 spans built a 6 GB head, then the kernel killed it
+        one_span = dataclasses.replace(cfg, audio_time_bins=1)  # a window too short for the
+        embedding_dims(METHODS[cfg.method](one_span, data, loss).eval(), data)  # towers says so
+        raise ConfigError(
+            f"model.audio_time_bins: {cfg.audio_time_bins} is more spans than the {frames} frames "
+            f"of the audio features ({data.window:g} s of data.window, model.audio.hop_length "
+            f"{cfg.audio.hop_length}): each span would repeat frames"
         )
     return METHODS[cfg.method](cfg, data, loss)
 

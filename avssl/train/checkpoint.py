@@ -6,6 +6,7 @@ A checkpoint is a dict of tensors and plain Python values only, so it loads with
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import pickle
@@ -25,11 +26,20 @@ WEIGHT_KEYS = ("model", "train_model")  # state dicts: the (averaged) weights, t
 
 
 def save_checkpoint(path: str | os.PathLike, state: dict) -> Path:
-    """Write ``state`` to ``path`` via a temporary file and ``os.replace`` (crash-safe)."""
+    """Write ``state`` to ``path`` via a temporary file and ``os.replace`` (crash-safe).
+
+    A write that fails (a full disk, a second Ctrl-C) leaves the previous ``path`` as it was and
+    removes its partial temporary file.
+    """
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    torch.save({"format": FORMAT, **state}, tmp)
-    os.replace(tmp, path)
+    try:
+        torch.save({"format": FORMAT, **state}, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise
     return path
 
 

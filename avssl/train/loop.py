@@ -24,7 +24,7 @@ from avssl.data.stream_pairs import StreamPairs
 from avssl.errors import AvsslError, TrainingError, skip_fields
 from avssl.eval.avc import avc_metrics, calibrate_threshold, score_pairs
 from avssl.models import build_model
-from avssl.train import averaging, runtime
+from avssl.train import averaging, preflight, runtime
 from avssl.train import resume as resuming
 from avssl.train.checkpoint import save_checkpoint, weights_digest
 from avssl.train.data import batches_per_epoch, to_device
@@ -81,6 +81,7 @@ def train(
     manifest = manifest_path(cfg.data, progress)
     resolve_domains(cfg, progress)
     domains = cfg.loss.domains if cfg.loss.domain_adversary > 0 else None
+    preflight.check_manifest_rows(cfg, manifest, dist_info.world)  # before decoding a clip
     if cfg.data.stream:  # read shard by shard each epoch, never held in memory
         train_ds = StreamPairs(cfg.data, manifest, cfg.train.seed, dist_info.rank, dist_info.world)
     else:
@@ -88,6 +89,7 @@ def train(
             cfg.data, "train", True, manifest=manifest, seed=cfg.train.seed, progress=progress,
             domains=domains,
         )  # fmt: skip
+        preflight.check_train_clips(cfg, train_ds, manifest)
     val_ds = load_split(
         cfg.data, "val", False, manifest=manifest, windows_per_clip=cfg.train.val_windows,
         seed=cfg.train.seed + 1000, progress=progress,
@@ -258,6 +260,7 @@ def train(
         # a signal during the last step stops nothing: the run is complete, not to be resumed
         interrupted = bool(stop.signum) and step < total
         if interrupted and main_proc:  # rank 0 alone knows which folder it chose
+            stop.finishing()
             save_checkpoint(run_dir / "last.pt", state("last"))
             name = signal.Signals(stop.signum).name
             print(

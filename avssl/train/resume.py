@@ -4,6 +4,7 @@ metrics log, cut back to the checkpoint."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -120,5 +121,10 @@ def cut_metrics(path: Path, step: int) -> None:
         if isinstance(row, dict) and isinstance(row.get("step"), int) and row["step"] <= step:
             kept.append(line + "\n")
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text("".join(kept), encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text("".join(kept), encoding="utf-8")
+        os.replace(tmp, path)
+    except BaseException:  # the log stays as it was, without a stray partial copy beside it
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise

@@ -2,7 +2,8 @@
 
 :func:`avssl.train.loop.train` runs its steps inside :class:`StopFlag` and, once the flag is
 set, saves ``last.pt`` and ends at the next step boundary, so an interrupted run resumes
-exactly. The previous handlers are restored on exit. Under DDP a signal may reach one rank
+exactly; a second SIGINT stops it at once (``KeyboardInterrupt``), keeping the last checkpoint.
+The previous handlers are restored on exit. Under DDP a signal may reach one rank
 only, or the ranks between two steps: :meth:`StopFlag.agreed` makes them stop together, where one
 rank stopping alone would leave the others waiting in the next step's collectives.
 """
@@ -10,7 +11,9 @@ rank stopping alone would leave the others waiting in the next step's collective
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
+import sys
 
 import torch
 import torch.distributed as dist
@@ -21,6 +24,8 @@ class StopFlag:
 
     def __init__(self):
         self.signum = 0
+        self._sigints = 0  # SIGINTs delivered to this process
+        self._finishing = False
         self._old = {}
 
     def __enter__(self):
@@ -31,7 +36,28 @@ class StopFlag:
         return self
 
     def _handle(self, signum, frame):
+        """The first signal sets the flag (and says so: a validation or a slow batch can take a
+        while). A second SIGINT delivered to this process (Ctrl-C pressed again) stops it at
+        once, as the default SIGINT would; the last checkpoint, written atomically, stays.
+        SIGTERM never does: a launcher (torchrun) sends it after forwarding the user's SIGINT,
+        and the step under way must still end with its checkpoint."""
+        if signum == signal.SIGINT:
+            self._sigints += 1
+            if self._sigints > 1 and not self._finishing:
+                raise KeyboardInterrupt
+        if self.signum:
+            return
         self.signum = signum
+        name = signal.Signals(signum).name
+        again = "; press Ctrl-C again to stop at once" if signum == signal.SIGINT else ""
+        note = f"\n{name}: stopping after this step{again}\n"
+        with contextlib.suppress(OSError):  # not print(): the handler may interrupt a write
+            os.write(sys.stderr.fileno(), note.encode())
+
+    def finishing(self) -> None:
+        """From now on a second SIGINT stops nothing: the run writes the checkpoint it stops
+        with (seconds), the one a stop at once would lose."""
+        self._finishing = True
 
     def agreed(self, device: torch.device) -> int:
         """The signal any rank has received (0: none), now this rank's too; every rank must call

@@ -1,0 +1,107 @@
+"""Checks of a run's training data against its config, made before the clips are decoded (on the
+manifest's rows) and again once they are (on the usable clips): a run whose batches cannot be
+filled, or that asks for hard negatives no clip has room for, is refused rather than trained.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from avssl.config import Config
+from avssl.data.manifest import read_manifest
+from avssl.errors import ConfigError, TrainingError
+from avssl.train.data import batches_per_epoch
+
+# rounding slack (s), as the pair sampler's: a clip exactly data.window + data.min_shift long has
+# room for a hard negative at its other end
+SLACK = 1e-9
+
+
+def hard_negative_setting(cfg: Config) -> str | None:
+    """The setting that asks the run for hard (same clip, time-shifted) negatives, or None.
+
+    Contrastive reads them with ``loss.hard_negatives``; the two-way methods with
+    ``data.hard_fraction > 0``, unless AVOL-Net draws its negatives from the batch.
+    """
+    method = cfg.model.method
+    if method == "contrastive":
+        return "loss.hard_negatives" if cfg.loss.hard_negatives else None
+    if method == "avolnet" and cfg.loss.pair_negatives == "batch":
+        return None
+    return "data.hard_fraction" if cfg.data.hard_fraction > 0 else None
+
+
+def hard_negative_error(cfg: Config, durations: Sequence[float], where: Path | str) -> str | None:
+    """Why no clip of ``durations`` can give the hard negatives the run asks for, or None.
+
+    A clip has room for one when it is at least ``data.window + data.min_shift`` long; some
+    clips without room are fine (those items fall back to an easy negative), none with room
+    would train without any hard negative, silently.
+
+    Args:
+        cfg: the run's configuration.
+        durations: seconds of each training clip (an upper bound of each is enough to refuse).
+        where: the manifest, named in the message.
+    """
+    setting = hard_negative_setting(cfg)
+    if setting is None or not durations:
+        return None
+    need = cfg.data.window + cfg.data.min_shift
+    longest = max(durations)
+    if longest >= need - SLACK:
+        return None
+    off = "loss.hard_negatives: false" if setting.startswith("loss.") else "data.hard_fraction: 0"
+    return (
+        f"{where}: no training clip is long enough for a hard negative ({setting}): the longest "
+        f"is {longest:g} s, and data.window + data.min_shift is {need:g} s; lower data.min_shift "
+        f"or turn them off ({off})"
+    )
+
+
+def check_manifest_rows(cfg: Config, manifest: Path, world: int) -> None:
+    """Refuse, before any clip is decoded, a run the training rows of ``manifest`` cannot feed:
+    fewer rows than one batch per process, or (when every row has an ``end``) none long enough
+    for the hard negatives the run asks for. A streamed split is checked by its own loader.
+
+    Args:
+        cfg: the run's configuration.
+        manifest: the manifest the run reads.
+        world: the number of processes.
+
+    Raises:
+        TrainingError: too few rows for one batch.
+        ConfigError: no row long enough for a hard negative.
+    """
+    if cfg.data.stream:
+        return
+    rows = read_manifest(manifest, "train")
+    if rows and batches_per_epoch(len(rows), cfg.train.batch_size, world) == 0:
+        raise TrainingError(
+            f"{manifest}: {len(rows)} training rows cannot fill one batch of "
+            f"{cfg.train.batch_size} per process; lower train.batch_size"
+        )
+    if rows and all(row.duration is not None for row in rows):
+        problem = hard_negative_error(cfg, [row.duration for row in rows], manifest)
+        if problem:
+            raise ConfigError(problem)
+
+
+def check_train_clips(cfg: Config, train_ds, manifest: Path) -> None:
+    """Refuse hard negatives that none of the decoded training clips has room for.
+
+    Args:
+        cfg: the run's configuration.
+        train_ds: the training :class:`~avssl.data.dataset.AVPairDataset` (a streamed split is
+            not checked).
+        manifest: the manifest, named in the message.
+
+    Raises:
+        ConfigError: no usable clip long enough for a hard negative.
+    """
+    sampler = getattr(train_ds, "sampler", None)
+    if sampler is None:
+        return
+    problem = hard_negative_error(cfg, [float(d) for d in sampler.durations], manifest)
+    if problem:
+        raise ConfigError(problem)

@@ -1,0 +1,118 @@
+"""The folder a training run writes into: picked fresh (never a non-empty one), claimed
+atomically, checked writable before any work, and cleared again when the run fails before its
+first checkpoint."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from avssl.config import Config, dump_yaml
+from avssl.errors import AvsslError
+
+MIN_FREE_BYTES = 200 * 2**20
+CHECKPOINT_FILES = ("last.pt", "best.pt")
+RECORD_FILES = ("config.yaml", "metrics.jsonl")  # what a run writes before its first checkpoint
+CLAIM = RECORD_FILES[0]  # created exclusively when a run takes its folder
+
+
+def prepare_run_dir(cfg: Config, explicit: str | None) -> tuple[Path, bool]:
+    """Pick a fresh run directory (never reusing a non-empty one) and check it is writable.
+
+    Fails now, not after an hour of training, when the folder is unwritable or the disk full.
+
+    Returns:
+        The run directory and whether this call created it.
+    """
+    if explicit:
+        run_dir = Path(explicit)
+        if run_dir.exists() and not run_dir.is_dir():
+            raise AvsslError(f"{run_dir}: run directory is an existing file, not a folder")
+        if run_dir.is_symlink() and not run_dir.exists():  # was "exists and is not empty"
+            raise AvsslError(
+                f"{run_dir}: run directory is a broken symbolic link (to {os.readlink(run_dir)})"
+            )
+        created = _claim(run_dir)
+        if created is None:
+            raise AvsslError(f"{run_dir}: run directory exists and is not empty (use --resume)")
+    else:
+        base = Path(cfg.train.runs_dir) / cfg.name
+        run_dir, i = base, 1
+        while (created := _claim(run_dir)) is None:
+            i += 1
+            run_dir = base.with_name(f"{base.name}-{i}")
+    try:
+        check_writable(run_dir)
+    except AvsslError:  # e.g. a full disk: the folder just made for the run goes too
+        (run_dir / CLAIM).unlink(missing_ok=True)
+        remove_if_empty(run_dir, created)
+        raise
+    (run_dir / CLAIM).write_text(dump_yaml(cfg), encoding="utf-8")
+    return run_dir, created
+
+
+def _claim(run_dir: Path) -> bool | None:
+    """Take ``run_dir`` for this run if it is free (missing, or an empty folder), by creating its
+    ``config.yaml`` exclusively: two runs started together (seeds launched at once) cannot both
+    take it, though nothing else is written into it until the data are loaded.
+
+    Returns:
+        Whether this call created the folder, or None when it is taken (not an empty folder, or
+        claimed by another run first).
+    """
+    if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
+        return None
+    created = not run_dir.exists()
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        # mode 0o666 as open() gives (less the umask): the default 0o777 made it executable
+        os.close(os.open(run_dir / CLAIM, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+    except FileExistsError:
+        return None
+    except OSError as err:
+        raise AvsslError(f"{run_dir}: run directory is not writable ({err.strerror})") from None
+    return created
+
+
+def remove_if_empty(run_dir: Path, created: bool) -> None:
+    """Remove ``run_dir`` if this run created it and nothing was written into it."""
+    if created and run_dir.is_dir() and not any(run_dir.iterdir()):
+        run_dir.rmdir()
+
+
+def discard_failed_run(run_dir: Path, created: bool, started_empty: bool) -> None:
+    """After a failed run that wrote no checkpoint: remove what it wrote into ``run_dir``.
+
+    Such a folder holds nothing to resume from, only the run's ``config.yaml`` (and maybe its
+    ``metrics.jsonl``), yet it would block the next run with the same ``--run-dir``. Those two
+    files go when the run began in a folder that was empty (``started_empty``) or not there
+    (``created``): nothing of the user's was in it. The folder itself goes only if this run
+    created it and nothing else is in it; one the user made stays, empty.
+    """
+    if not (created or started_empty) or not run_dir.is_dir():
+        return
+    if any((run_dir / name).exists() for name in CHECKPOINT_FILES):
+        return
+    for name in RECORD_FILES:
+        (run_dir / name).unlink(missing_ok=True)
+    remove_if_empty(run_dir, created)
+
+
+def check_writable(run_dir: Path) -> None:
+    """Create ``run_dir`` (and parents) if needed and check that files can be written there.
+
+    Raises:
+        AvsslError: the folder cannot be created or written, or its disk has less than
+            ``MIN_FREE_BYTES`` free (the caller removes a folder made here that stayed empty).
+    """
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / ".write-test"
+        probe.write_bytes(b"x" * 4096)
+        probe.unlink()
+    except OSError as err:
+        raise AvsslError(f"{run_dir}: run directory is not writable ({err.strerror})") from None
+    free = shutil.disk_usage(run_dir).free
+    if free < MIN_FREE_BYTES:
+        raise AvsslError(f"{run_dir}: only {free / 2**20:.0f} MB free on this disk")
