@@ -6,28 +6,18 @@ ever (``--repeats 1e23``) or filled the disk."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
+from test_bench_flags import _benchmark
 
 from avssl.cli import run_guarded
 from avssl.data.manifest import read_manifest
 from avssl.errors import AvsslError
 from avssl.tools.bench_data import folder_videos
-
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
-
-
-def _benchmark(name: str):
-    """Import ``benchmarks/NAME.py`` (not a package) as a module."""
-    spec = importlib.util.spec_from_file_location(f"audit_{name}", BENCHMARKS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.mark.parametrize(
