@@ -243,3 +243,8 @@ def test_resume_with_fewer_steps_than_done_is_refused_and_config_kept(
     )
     assert (run / "config.yaml").read_bytes() == before
     assert torch.load(run / "last.pt", weights_only=True)["step"] == 2
+    # resumed as it is, a finished run says it has nothing left to train, and gives its summary
+    assert train.main(["--resume", str(run), "--no-progress"]) == 0
+    out, err = capsys.readouterr()
+    assert f"note: {run / 'last.pt'} is at step 2 of train.steps 2: nothing left to train" in err
+    assert last_json(out)["step"] == 2

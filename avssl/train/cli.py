@@ -172,6 +172,12 @@ def main(argv: list[str] | None = None) -> int:
             check_resume_fits(cfg, resume, ckpt)
         run_dir = ckpt.parent
         check_writable(run_dir)
+        if cfg.train.steps == resume["step"] and rank0:  # finished: its summary, nothing trained
+            print(
+                f"note: {ckpt} is at step {resume['step']} of train.steps {cfg.train.steps}: "
+                "nothing left to train (--set train.steps=N to train longer)",
+                file=sys.stderr,
+            )
     else:
         cfg = load_config(args.config, args.overrides)
         from avssl.data.source import resolve_domains
