@@ -27,7 +27,7 @@ def test_round_trip(tmp_path):
     path = tmp_path / "sub" / "manifest.jsonl"
     assert write_manifest(path, ROWS) == 3
     assert read_manifest(path) == ROWS
-    assert not list(path.parent.glob("*.tmp"))
+    assert [p.name for p in path.parent.iterdir()] == ["manifest.jsonl"]
     lines = [json.loads(line) for line in path.read_text().splitlines()]
     assert "image" not in lines[0] and "video" not in lines[2]
     assert "frame_labels" not in lines[0] and lines[2]["frame_labels"] == ["dog", "cat"]

@@ -127,6 +127,7 @@ def test_resume_after_interruption(world_cache, tmp_path, capsys):
     for name in ("shard-000006.tar", "shard-000006.json", "shard-000005.tar"):
         (out / name).unlink()
     (out / "shard-000009.tar.tmp").write_bytes(b"partial")
+    (out / ".shard-000009.json.tmp4242").write_bytes(b"{")  # the sidecar of a killed run
     index = json.loads((out / "index.json").read_text())
     (out / "index.json").write_text(json.dumps({**index, "complete": False}))
     with pytest.raises(AvsslError, match="did not finish"):
@@ -134,7 +135,7 @@ def test_resume_after_interruption(world_cache, tmp_path, capsys):
 
     summary = _build(out, "--shard-size", "3", capsys=capsys)
     assert summary["written"] == 5 and summary["resumed"] == 15 and summary["n_skipped"] == 0
-    assert summary["shards"] == 7 and not list(out.glob("*.tmp"))
+    assert summary["shards"] == 7 and not list(out.glob("*.tmp*"))
     again = read_index(out)
     assert again["n_samples"] == 20
     assert sorted(i for s in again["shards"] for i in s["ids"]) == sorted(
@@ -216,7 +217,7 @@ def test_strict_stops_with_one_line_error(media_factory, tmp_path, capsys):
     assert code == 2 and err.startswith("error: ") and "\n" not in err
     # the first bad row in the (seeded, shuffled) write order, named with its file
     assert ("missing.mp4" in err and "'gone'" in err) or ("corrupt.mp4" in err and "'junk'" in err)
-    assert not list(out.glob("*.tmp"))
+    assert not list(out.glob("*.tmp*"))
     with pytest.raises(AvsslError, match="did not finish"):
         read_index(out)
 

@@ -195,12 +195,11 @@ def test_a_failed_checkpoint_write_keeps_the_old_one_and_no_partial_file(tmp_pat
 def test_a_failed_metrics_cut_keeps_the_log_and_no_partial_file(tmp_path, monkeypatch):
     log = tmp_path / "metrics.jsonl"
     log.write_text(json.dumps({"step": 1}) + "\n" + json.dumps({"step": 5}) + "\n")
-    import avssl.train.resume as resume
 
     def refuse(*args):
         raise PermissionError(1, "Operation not permitted", str(log))
 
-    monkeypatch.setattr(resume.os, "replace", refuse)
+    monkeypatch.setattr(os, "replace", refuse)  # the rename that ends every atomic write
     with pytest.raises(PermissionError):
         cut_metrics(log, 2)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.jsonl"]

@@ -27,6 +27,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from avssl.atomic_write import replacing
 from avssl.data.annotations import parse_box
 from avssl.errors import ManifestError
 
@@ -247,15 +248,11 @@ def write_manifest(path: str | os.PathLike, rows: Iterable[Row]) -> int:
         path: the manifest to (over)write; its folder is created if needed.
         rows: the rows, one JSON line each, in order.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
     n = 0
-    with open(tmp, "w", encoding="utf-8") as fh:
+    with replacing(path, make_parents=True) as tmp, open(tmp, "w", encoding="utf-8") as fh:
         for row in rows:
             fh.write(json.dumps(row.to_json(), ensure_ascii=False) + "\n")
             n += 1
-    os.replace(tmp, path)
     return n
 
 

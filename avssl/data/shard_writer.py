@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from avssl.atomic_write import write_text
 from avssl.data.manifest import Row
 from avssl.data.shard_checks import row_digest
 from avssl.data.shards import sample_key, shard_name
@@ -36,11 +37,7 @@ def write_json(path: Path, obj) -> None:
         path: the file to (over)write.
         obj: any JSON-serialisable value.
     """
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(json.dumps(obj))
-        _sync(f)
-    os.replace(tmp, path)
+    write_text(path, json.dumps(obj), sync=True)
 
 
 def _sync(f) -> None:
@@ -128,7 +125,8 @@ class ShardWriter:
 
 def complete_shards(out: Path) -> list[dict]:
     """Sidecar entries of every committed shard in ``out`` (stale ``.tmp`` files are removed)."""
-    for tmp in out.glob("shard-*.tmp"):
+    # a killed run's partial tar, and its sidecar's temporary file (atomic_write.temp_sibling)
+    for tmp in [*out.glob("shard-*.tmp"), *out.glob(".shard-*.json.tmp*")]:
         tmp.unlink()
     entries = []
     for tar in sorted(out.glob("shard-*.tar")):

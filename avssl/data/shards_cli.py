@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from collections import deque
@@ -34,6 +33,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from avssl.atomic_write import write_bytes
 from avssl.cli import ArgumentParser, int_at_least, json_line, positive_float, positive_int
 from avssl.config import DataConfig, load_config
 from avssl.data import media
@@ -158,9 +158,7 @@ def _refuse_changed(out: Path, done: list[dict], rows: list[Row]) -> None:
 def _undo_start(out: Path, existed: bool, old_index: bytes | None) -> None:
     """Put ``out`` back as :func:`_start` and the first index write found it."""
     if old_index is not None:
-        tmp = out / f"{INDEX}.undo"
-        tmp.write_bytes(old_index)
-        os.replace(tmp, out / INDEX)
+        write_bytes(out / INDEX, old_index)
         return
     (out / INDEX).unlink(missing_ok=True)
     if not existed:

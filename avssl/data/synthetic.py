@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from avssl.atomic_write import replacing, write_text
 from avssl.cli import ArgumentParser, int_at_least, json_line, positive_float
 from avssl.config import SynthConfig
 from avssl.data import synth_render as sr
@@ -107,12 +108,11 @@ def _make_clip(job: tuple[Path, SynthConfig, str, int]) -> dict:
     clip = sr.render_clip(cfg, classes, label, rng)
     rel = f"{split}/{index:06d}.mp4"
     final = out_dir / rel
-    tmp = final.with_name(f"{final.stem}.tmp{os.getpid()}.mp4")  # suffix picks the codecs
     # Lossless (crf 0): x264 sometimes encodes identical frames into other bytes, which lossy
     # would decode into other pixels; lossless decodes to the rendered frames whatever the bytes,
     # so every build of a world gives the same pictures (and the same training run).
-    write_video(tmp, clip.frames, cfg.fps, clip.audio, cfg.sample_rate, crf=0)
-    os.replace(tmp, final)
+    with replacing(final, keep_suffix=True) as tmp:  # the suffix picks the codecs
+        write_video(tmp, clip.frames, cfg.fps, clip.audio, cfg.sample_rate, crf=0)
     row = Row(
         id=f"{split}-{index:06d}",
         video=rel,
@@ -164,9 +164,7 @@ def build_world(out_dir: Path, cfg: SynthConfig, workers: int = 2, progress: boo
         "pulse": {"tau": sr.TAU, "scale": sr.SCALE, "brightness": sr.BRIGHT, "outline": sr.OUTLINE},
         "config": _cfg_dict(cfg),
     }
-    tmp = out_dir / (CLASSES + ".tmp")
-    tmp.write_text(json.dumps(info, indent=1) + "\n", encoding="utf-8")
-    os.replace(tmp, out_dir / CLASSES)
+    write_text(out_dir / CLASSES, json.dumps(info, indent=1) + "\n")
     write_manifest(manifest, (Row(**r) for r in rows))
     return manifest
 

@@ -17,6 +17,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+from avssl.atomic_write import write_text
 from avssl.data.manifest import Row
 from avssl.data.metadata_csv import csv_records, record_problem
 from avssl.errors import AvsslError
@@ -44,7 +45,7 @@ def write_folds(out: Path, folds: dict[str, int], report: PrepReport) -> None:
     if not kept:
         return
     out.mkdir(parents=True, exist_ok=True)
-    (out / FOLDS).write_text(json.dumps(kept, indent=0) + "\n", encoding="utf-8")
+    write_text(out / FOLDS, json.dumps(kept, indent=0) + "\n")
     report.extra["folds"] = str(out / FOLDS)
     report.extra["fold_counts"] = {
         str(f): sum(1 for v in kept.values() if v == f) for f in sorted(set(kept.values()))

@@ -18,6 +18,7 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from avssl.atomic_write import write_text
 from avssl.cli import json_line, positive_int
 from avssl.cli_outputs import check_outputs_spare_inputs
 from avssl.data import media
@@ -167,7 +168,7 @@ class PrepReport:
         write_manifest(manifest, self.rows)
         report = self.to_json(manifest)
         report_path = Path(out) / REPORT
-        report_path.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+        write_text(report_path, json.dumps(report, indent=1) + "\n")
         splits = ", ".join(f"{k} {v}" for k, v in report["splits"].items())
         print(
             f"{self.dataset}: wrote {len(self.rows)} rows ({splits}) to {manifest}; "

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import torch
 
+from avssl.atomic_write import replacing
 from avssl.errors import AvsslError
 from avssl.tools.index import Index
 
@@ -70,12 +71,10 @@ def build(index: Index, target: str):
 
 def _write(ann, path: Path, target: str) -> None:
     faiss = import_faiss(path.parent)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
-        faiss.write_index(ann, str(tmp))
-        os.replace(tmp, path)
+        with replacing(path) as tmp:
+            faiss.write_index(ann, str(tmp))
     except (OSError, RuntimeError) as err:  # e.g. a read-only index: search anyway, uncached
-        tmp.unlink(missing_ok=True)
         print(f"warning: {path}: cannot cache the approximate index ({err})", file=sys.stderr)
         return
     for stale in path.parent.glob(f"hnsw-{target}-*.faiss"):

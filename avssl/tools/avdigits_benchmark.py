@@ -23,6 +23,7 @@ import os
 import sys
 from pathlib import Path
 
+from avssl.atomic_write import write_text
 from avssl.cli import ArgumentParser, fraction, int_at_least, json_line, json_safe
 from avssl.errors import AvsslError
 from avssl.prep.avdigits import add_source_args
@@ -152,8 +153,7 @@ def train(args: argparse.Namespace, seed: int) -> None:
         if code:
             raise AvsslError(f"{run_dir}: training stopped (exit status {code}; {resume})")
         summary = json.loads(last)
-    done.parent.mkdir(parents=True, exist_ok=True)
-    done.write_text(json_line(summary) + "\n", encoding="utf-8")
+    write_text(done, json_line(summary) + "\n", make_parents=True)
 
 
 def evaluations(args: argparse.Namespace, seed: int) -> dict[str, list[str]]:
@@ -254,8 +254,8 @@ def write_results(args: argparse.Namespace, per_seed: dict, base: dict) -> int:
         },
     }
     text = json.dumps(json_safe(results), indent=1, allow_nan=False)
-    (args.out / "results.json").write_text(text + "\n", encoding="utf-8")
-    (args.out / "results.md").write_text(markdown(results), encoding="utf-8")
+    write_text(args.out / "results.json", text + "\n")
+    write_text(args.out / "results.md", markdown(results))
     _say(f"wrote {args.out / 'results.json'} and {args.out / 'results.md'}")
     met = {name: t["met"] for name, t in results["targets"].items()}
     print(json_line({"results": str(args.out / "results.json"), "targets_met": met}), flush=True)

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
+from avssl.atomic_write import write_text
 from avssl.errors import AvsslError
 from avssl.prep.report import MANIFEST
 
@@ -90,9 +90,7 @@ def _read_settings(path: Path) -> dict:
 
 def _write_settings(path: Path, settings: dict) -> None:
     """Write through a temporary file, so an interrupted run never leaves half of it."""
-    part = path.with_name(path.name + ".part")
-    part.write_text(json.dumps(settings, indent=1) + "\n", encoding="utf-8")
-    os.replace(part, path)
+    write_text(path, json.dumps(settings, indent=1) + "\n")
 
 
 def _built(out: Path) -> bool:

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import torch
 
+from avssl.atomic_write import replacing, write_text
 from avssl.errors import AvsslError
 from avssl.train.checkpoint import ZIP_MAGIC
 
@@ -191,13 +192,10 @@ def save_index(index: Index) -> None:
     # never delete a file the index did not write (a foreign or edited meta.json may name any)
     old = path / index.meta["tensors"] if own_tensor_file(index.meta.get("tensors")) else None
     name = f"embeddings-{uuid.uuid4().hex[:12]}.pt"
-    tmp = path / f".{name}.tmp"
-    torch.save({k: v.contiguous() for k, v in index.tensors.items()}, tmp)
-    os.replace(tmp, path / name)
+    with replacing(path / name) as tmp:
+        torch.save({k: v.contiguous() for k, v in index.tensors.items()}, tmp)
     meta = {**index.meta, "tensors": name, "files": index.files}
-    tmp_meta = path / f".meta.json.tmp{os.getpid()}"
-    tmp_meta.write_text(json.dumps(meta, ensure_ascii=False, indent=1), encoding="utf-8")
-    os.replace(tmp_meta, path / "meta.json")
+    write_text(path / "meta.json", json.dumps(meta, ensure_ascii=False, indent=1))
     index.meta["tensors"] = name
     if old is not None and old.name != name and old.is_file():
         old.unlink()

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from avssl.atomic_write import temp_sibling
 from avssl.cli import ArgumentParser, dash_paths_last
 from avssl.cli_outputs import check_new_file
 from avssl.data.media import probe
@@ -202,7 +203,7 @@ def render(model, cfg, args, info, duration, fps, size, lut) -> tuple[int, str |
     # a picture to look at, and the model's input resized as the other tools resize it
     side = (d.frame_size, d.frame_size)
     frames_iter = iter_frame_views(args.video, times, [(size, "AREA"), (side, None)])
-    tmp = out.with_name(f".{out.stem}.tmp{os.getpid()}{out.suffix}")
+    tmp = temp_sibling(out, keep_suffix=True)
     out.parent.mkdir(parents=True, exist_ok=True)
     writer = OverlayWriter(tmp, size[1], size[0], fps, args.video, duration)
     try:

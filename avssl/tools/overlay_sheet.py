@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 
 import numpy as np
+
+from avssl.atomic_write import replacing
 
 
 def contact_sheet(path, frames: list[tuple[float, np.ndarray]], title: str = "", cols: int = 4):
@@ -32,8 +33,6 @@ def contact_sheet(path, frames: list[tuple[float, np.ndarray]], title: str = "",
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.png")
-    fig.savefig(tmp, format="png")
-    os.replace(tmp, path)
+    with replacing(path, keep_suffix=True, make_parents=True) as tmp:
+        fig.savefig(tmp, format="png")
     return path

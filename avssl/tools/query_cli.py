@@ -29,10 +29,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
+from avssl.atomic_write import write_text
 from avssl.cli import ArgumentParser, positive_int
 from avssl.cli_outputs import check_new_file, check_not_input, check_not_read
 from avssl.errors import AvsslError, MediaError
@@ -226,7 +226,4 @@ def _write_html(out: Path, query: dict, results: list[dict], cfg, rerank: int | 
     # the heading reads "<modality> query -> <target>", as the table's first line
     heading = {**query, "target": query["target"] + _again(rerank)}
     page = results_page(heading, results, qmedia, media)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
-    tmp.write_text(page, encoding="utf-8")
-    os.replace(tmp, out)
+    write_text(out, page, make_parents=True)

@@ -18,10 +18,10 @@ from __future__ import annotations
 import argparse
 import html
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from avssl.atomic_write import write_bytes
 from avssl.cli import ArgumentParser, int_at_least
 from avssl.cli_outputs import check_new_file, check_not_input, check_not_read
 from avssl.errors import AvsslError, InputOverwriteError
@@ -285,10 +285,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     # a folder name that is not UTF-8 (legal on Linux) is shown backslash-escaped
     data = render_page(run_dir, sections).encode("utf-8", errors="backslashreplace")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, out)
+    write_bytes(out, data, make_parents=True)
     done = [key for key, sec in sections.items() if sec.ok]
     print(json.dumps({"report": str(out), "sections": done, "bytes": len(data)}))
     return 0

@@ -6,7 +6,6 @@ A checkpoint is a dict of tensors and plain Python values only, so it loads with
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import pickle
@@ -16,6 +15,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from avssl.atomic_write import replacing
 from avssl.config import Config, config_from_dict
 from avssl.config_checks import config_error
 from avssl.errors import AvsslError, CheckpointError
@@ -32,14 +32,8 @@ def save_checkpoint(path: str | os.PathLike, state: dict) -> Path:
     removes its partial temporary file.
     """
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
+    with replacing(path) as tmp:
         torch.save({"format": FORMAT, **state}, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
-        raise
     return path
 
 

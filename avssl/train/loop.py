@@ -17,6 +17,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from avssl.atomic_write import write_text
 from avssl.cli import json_line
 from avssl.config import Config, dump_yaml, to_dict
 from avssl.data.source import load_split, manifest_path, resolve_domains
@@ -180,7 +181,7 @@ def train(
         return metrics
 
     if main_proc:  # on resume too: --set may have changed the config
-        (run_dir / "config.yaml").write_text(dump_yaml(cfg), encoding="utf-8")
+        write_text(run_dir / "config.yaml", dump_yaml(cfg))
         if resume is not None:
             resuming.cut_metrics(run_dir / "metrics.jsonl", step)
     bar = tqdm(total=total, initial=step, disable=not progress, file=sys.stderr, desc="train")

@@ -4,14 +4,13 @@ metrics log, cut back to the checkpoint."""
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from avssl.atomic_write import write_text
 from avssl.train import averaging
 
 
@@ -120,11 +119,4 @@ def cut_metrics(path: Path, step: int) -> None:
             continue
         if isinstance(row, dict) and isinstance(row.get("step"), int) and row["step"] <= step:
             kept.append(line + "\n")
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        tmp.write_text("".join(kept), encoding="utf-8")
-        os.replace(tmp, path)
-    except BaseException:  # the log stays as it was, without a stray partial copy beside it
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
-        raise
+    write_text(path, "".join(kept))  # a failed write leaves the log as it was
