@@ -192,3 +192,30 @@ def test_resume_with_another_batch_order_starts_the_next_epoch(tiny_train_args, 
     assert "epoch 1 changed with the settings (batch_size 4 -> 2)" in capsys.readouterr().err
     state = load_checkpoint(run / "last.pt")
     assert (state["epoch"], state["batch_in_epoch"]) == (2, 2)  # not (1, 3)
+
+
+def test_resume_refuses_to_overwrite_an_edited_config_yaml(tiny_train_args, capsys):
+    assert train.main(tiny_train_args("train.steps=2", "train.eval_every=2")) == 0
+    run = Path(last_json(capsys.readouterr().out)["run_dir"])
+    path, last = run / "config.yaml", (run / "last.pt").read_bytes()
+    written = path.read_text()
+    # an edit --resume would ignore (it trains with last.pt's config) and then overwrite
+    edited = written.replace("  steps: 2\n", "  steps: 4\n")
+    assert edited != written
+    path.write_text("# my note\n" + edited)
+    assert _resume(run) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: {path}: differs from the config last.pt")
+    assert "train.steps: 2 in last.pt, 4 here" in err[0] and "--set" in err[0]
+    assert path.read_text() == "# my note\n" + edited and (run / "last.pt").read_bytes() == last
+    # a broken edit is named too, and kept
+    path.write_text("train: [")
+    assert _resume(run, "train.steps=4") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "not readable as the run's config (not valid YAML" in err[0]
+    assert path.read_text() == "train: ["
+    # the same change given with --set is not lost: the run goes on, config.yaml records it
+    path.write_text("# my note\n" + edited)
+    assert _resume(run, "train.steps=4") == 0
+    assert load_checkpoint(run / "last.pt")["step"] == 4
+    assert load_config(str(path), []).train.steps == 4

@@ -21,6 +21,7 @@ from avssl.config_checks import check_ranges
 from avssl.errors import AvsslError, CheckpointError, ConfigError
 from avssl.train.checkpoint import checkpoint_config, load_checkpoint
 from avssl.train.run_dir import (  # noqa: F401 (re-exported)
+    check_config_unedited,
     check_writable,
     discard_failed_run,
     prepare_run_dir,
@@ -156,7 +157,8 @@ def main(argv: list[str] | None = None) -> int:
         decay_all = cfg.train.decay_all
         for item in args.overrides:
             apply_override(cfg, item)
-        check_resume_keeps_inputs(cfg, checkpoint_config(resume))
+        saved = checkpoint_config(resume)
+        check_resume_keeps_inputs(cfg, saved)
         if cfg.train.decay_all != decay_all:
             raise ConfigError(
                 f"train.decay_all: cannot be changed on resume (the run's optimiser state was "
@@ -171,6 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.overrides:
             check_resume_fits(cfg, resume, ckpt)
         run_dir = ckpt.parent
+        check_config_unedited(run_dir, saved, cfg, ckpt)
         check_writable(run_dir)
         if cfg.train.steps == resume["step"] and rank0:  # finished: its summary, nothing trained
             print(

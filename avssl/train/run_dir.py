@@ -8,8 +8,8 @@ import os
 import shutil
 from pathlib import Path
 
-from avssl.config import Config, dump_yaml
-from avssl.errors import AvsslError
+from avssl.config import Config, dump_yaml, load_config, to_dict
+from avssl.errors import AvsslError, ConfigError
 
 MIN_FREE_BYTES = 200 * 2**20
 CHECKPOINT_FILES = ("last.pt", "best.pt")
@@ -116,3 +116,55 @@ def check_writable(run_dir: Path) -> None:
     free = shutil.disk_usage(run_dir).free
     if free < MIN_FREE_BYTES:
         raise AvsslError(f"{run_dir}: only {free / 2**20:.0f} MB free on this disk")
+
+
+def _leaves(tree: dict, prefix: str = "") -> dict:
+    """``{"a.b": value}`` for every non-mapping value of a nested config dict."""
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and value:
+            out.update(_leaves(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def check_config_unedited(run_dir: Path, saved: Config, cfg: Config, ckpt: Path) -> None:
+    """Refuse to resume over a ``config.yaml`` that differs from the checkpoint's config.
+
+    ``--resume`` trains with the config stored in the checkpoint (plus ``--set``) and rewrites
+    ``config.yaml``, so an edit made there would be ignored and then lost. An edit that the
+    ``--set`` overrides repeat is kept, and reformatting or comments do not count.
+
+    Args:
+        run_dir: the run folder.
+        saved: the checkpoint's config.
+        cfg: the config the resumed run will train with (``saved`` plus ``--set``).
+        ckpt: the checkpoint, named in the error.
+
+    Raises:
+        ConfigError: ``config.yaml`` is not a readable config, or one of its values is neither
+            the checkpoint's nor the resumed run's.
+    """
+    path = run_dir / CLAIM
+    if not path.exists():
+        return
+    hint = "pass changes as --set KEY=VALUE, and undo the edit or remove the file"
+    try:
+        edited = _leaves(to_dict(load_config(path)))
+    except ConfigError as err:
+        why = str(err).removeprefix(f"{path}: ")
+        raise ConfigError(
+            f"{path}: not readable as the run's config ({why}); --resume trains with the "
+            f"config in {ckpt.name} and would rewrite this file: {hint}"
+        ) from None
+    old, new = _leaves(to_dict(saved)), _leaves(to_dict(cfg))
+    lost = [k for k, v in edited.items() if v != old.get(k) and v != new.get(k)]
+    if lost:
+        name = ckpt.name
+        shown = ", ".join(f"{k}: {old.get(k)!r} in {name}, {edited[k]!r} here" for k in lost[:3])
+        more = f" and {len(lost) - 3} more" if len(lost) > 3 else ""
+        raise ConfigError(
+            f"{path}: differs from the config {ckpt.name} was saved with ({shown}{more}); "
+            f"--resume trains with {ckpt.name}'s and would overwrite this file: {hint}"
+        )
