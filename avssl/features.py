@@ -218,7 +218,11 @@ class AudioFrontend(nn.Module):
 def build_audio_frontend(feat: AudioFeatures, sample_rate: int) -> nn.Module:
     """The front end of ``feat``: waveform ``[B, N]`` -> ``[B, 1, F, T]`` (see
     :class:`AudioFrontend`)."""
-    return AudioFrontend(feat, sample_rate)
+    # on the CPU even where a device context says otherwise: its filterbanks are computed with
+    # checks that read values (torchaudio's melscale_fbanks), which the meta device that counts
+    # a model's parameters (avssl.train.memory) cannot give; the model is moved as a whole later
+    with torch.device("cpu"):
+        return AudioFrontend(feat, sample_rate)
 
 
 def n_bands(feat: AudioFeatures) -> int:

@@ -59,16 +59,20 @@ def check_model_config(cfg: Config):
         The model built, in eval mode (the run builds its own).
 
     Raises:
-        ConfigError: the model settings are refused.
+        ConfigError: the model settings are refused, or its training state alone would not fit
+            in the device's free memory (:mod:`avssl.train.memory`).
     """
     import torch
 
     from avssl.models import build_model, embedding_dims
     from avssl.train.averaging import check_decay
+    from avssl.train.memory import check_model_fits
     from avssl.train.runtime import check_precision, resolve_device
 
     check_decay(cfg.train.ema_decay)
-    check_precision(cfg.train.precision, resolve_device(cfg.train.device))
+    device = resolve_device(cfg.train.device)
+    check_precision(cfg.train.precision, device)
+    check_model_fits(cfg, device)  # counted without allocating: a huge model is not built
     with torch.random.fork_rng(devices=[]):  # the run's own initialisation stays as it was
         model = build_model(cfg.model, cfg.data, cfg.loss).eval()
         embedding_dims(model, cfg.data)

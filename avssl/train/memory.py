@@ -1,0 +1,120 @@
+"""A model too large to train here is refused in one line, before any of it is built.
+
+Without this check a config with wide towers (``model.channels`` up to 100,000 each passes the
+range checks) allocated tens of gigabytes while being built and was killed by the kernel, with
+no message. The check counts the parameters on PyTorch's ``meta`` device, which allocates
+nothing, and compares the memory that training needs for them alone with what the device has
+free. Activations come on top, so the estimate is a lower bound: a model refused here could
+never train, while one accepted may still run out of memory on a large batch.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+from avssl.config import Config
+from avssl.errors import ConfigError
+
+# bytes per parameter that training holds whatever the precision (autocast keeps the weights in
+# fp32): the weights, their gradients, and AdamW's two moments
+TRAINING_BYTES = 4 + 4 + 8
+AVERAGE_BYTES = 4  # train.ema_decay: the averaged copy of the weights
+
+
+def count_parameters(cfg: Config) -> int:
+    """The number of parameters of the model ``cfg`` describes, built on the ``meta`` device.
+
+    Raises:
+        ConfigError: the model settings are refused (as by :func:`avssl.models.build_model`).
+    """
+    from avssl.models import build_model
+
+    with torch.random.fork_rng(devices=[]), torch.device("meta"):
+        model = build_model(cfg.model, cfg.data, cfg.loss)
+    return sum(p.numel() for p in model.parameters())
+
+
+def available_bytes(device: torch.device) -> int | None:
+    """Memory free for a new allocation on ``device``, or None when it cannot be told.
+
+    CUDA reports its free memory. On the CPU: Linux's ``MemAvailable`` (what can be allocated
+    without swapping; else the free physical pages), or less when the process's control group
+    (a container's memory limit) leaves less room below its limit.
+    """
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    if device.type != "cpu":
+        return None
+    free = _meminfo_available()
+    room = _cgroup_room()
+    return free if room is None else room if free is None else min(free, room)
+
+
+def _meminfo_available() -> int | None:
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):  # not on every system (macOS lacks the first)
+        return None
+
+
+CGROUP_FILES = (  # (limit, usage): cgroup v2, then v1
+    ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+    ("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.usage_in_bytes"),
+)
+
+
+def _cgroup_room() -> int | None:
+    """Bytes left below the control group's memory limit, or None without a limit."""
+    for limit_file, usage_file in CGROUP_FILES:
+        try:
+            with open(limit_file, encoding="ascii") as fh:
+                limit = fh.read().strip()
+            with open(usage_file, encoding="ascii") as fh:
+                usage = int(fh.read().strip())
+        except (OSError, ValueError):
+            continue
+        if limit == "max" or not limit.isdigit() or int(limit) >= 2**62:  # v1's "unlimited"
+            return None
+        return max(0, int(limit) - usage)
+    return None
+
+
+def training_bytes(n_params: int, cfg: Config) -> int:
+    """Bytes training holds for ``n_params`` parameters, activations not included."""
+    return n_params * (TRAINING_BYTES + (AVERAGE_BYTES if cfg.train.ema_decay else 0))
+
+
+def check_model_fits(cfg: Config, device: torch.device) -> int:
+    """Refuse a model whose parameters alone need more memory for training than ``device`` has.
+
+    Args:
+        cfg: the run's config.
+        device: where it will train.
+
+    Returns:
+        The number of parameters.
+
+    Raises:
+        ConfigError: the weights, gradients and optimiser state exceed the free memory.
+    """
+    n = count_parameters(cfg)
+    need, have = training_bytes(n, cfg), available_bytes(device)
+    if have is not None and need > have:
+        what = "weights, gradients and AdamW moments" + (
+            " (and their average)" if cfg.train.ema_decay else ""
+        )
+        raise ConfigError(
+            f"model: {n / 1e6:,.1f} M parameters need {need / 2**30:,.1f} GiB for their {what} "
+            f"alone, more than the {have / 2**30:,.1f} GiB free on {device}; make the widths "
+            "(model.channels, model.embed_dim, model.head_hidden, model.fusion_hidden) smaller"
+        )
+    return n
