@@ -219,3 +219,7 @@ def test_resume_refuses_to_overwrite_an_edited_config_yaml(tiny_train_args, caps
     assert _resume(run, "train.steps=4") == 0
     assert load_checkpoint(run / "last.pt")["step"] == 4
     assert load_config(str(path), []).train.steps == 4
+    # resumed with nothing changed, the file is left as it is, a comment added to it included
+    path.write_text("# kept\n" + path.read_text())
+    assert _resume(run) == 0
+    assert path.read_text().startswith("# kept\n")

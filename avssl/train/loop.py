@@ -17,9 +17,8 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from avssl.atomic_write import write_text
 from avssl.cli import json_line
-from avssl.config import Config, dump_yaml, to_dict
+from avssl.config import Config, to_dict
 from avssl.data.source import load_split, manifest_path, resolve_domains
 from avssl.data.stream_pairs import StreamPairs
 from avssl.errors import AvsslError, TrainingError, skip_fields
@@ -31,6 +30,7 @@ from avssl.train.checkpoint import save_checkpoint, weights_digest
 from avssl.train.data import batches_per_epoch, to_device
 from avssl.train.epochs import training_batches
 from avssl.train.optim import build_optimizer
+from avssl.train.run_dir import record_config
 from avssl.train.schedule import TimeBudget, agreed_plan, lr_factor
 from avssl.train.signals import StopFlag
 
@@ -181,7 +181,7 @@ def train(
         return metrics
 
     if main_proc:  # on resume too: --set may have changed the config
-        write_text(run_dir / "config.yaml", dump_yaml(cfg))
+        record_config(run_dir, cfg)
         if resume is not None:
             resuming.cut_metrics(run_dir / "metrics.jsonl", step)
     bar = tqdm(total=total, initial=step, disable=not progress, file=sys.stderr, desc="train")

@@ -8,6 +8,7 @@ import os
 import shutil
 from pathlib import Path
 
+from avssl.atomic_write import write_text
 from avssl.config import Config, dump_yaml, load_config, to_dict
 from avssl.errors import AvsslError, ConfigError
 
@@ -116,6 +117,19 @@ def check_writable(run_dir: Path) -> None:
     free = shutil.disk_usage(run_dir).free
     if free < MIN_FREE_BYTES:
         raise AvsslError(f"{run_dir}: only {free / 2**20:.0f} MB free on this disk")
+
+
+def record_config(run_dir: Path, cfg: Config) -> None:
+    """Write ``cfg`` to the run's ``config.yaml``, unless the file already holds these values: a
+    run resumed without ``--set`` leaves it as it is, comments included.
+    """
+    path = run_dir / CLAIM
+    try:
+        if path.is_file() and to_dict(load_config(path)) == to_dict(cfg):
+            return
+    except ConfigError:  # not a config: checked on resume (check_config_unedited), replaced here
+        pass
+    write_text(path, dump_yaml(cfg))
 
 
 def _leaves(tree: dict, prefix: str = "") -> dict:
