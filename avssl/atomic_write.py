@@ -1,10 +1,12 @@
 """Crash-safe file writes: a temporary file beside the target, renamed over it once complete.
 
-Every file avssl writes for later reading (checkpoints, manifests, shard sidecars, indexes, pages,
-videos) goes through :func:`replacing`, so a reader sees the old file or the new one, never half
-of one, and a failed write (a full disk, Ctrl-C, a codec error) leaves no partial file behind.
-``os.replace`` is atomic within one file system, which a temporary file in the target's own
-folder guarantees.
+The files avssl writes for later reading (checkpoints, manifests, shard sidecars, indexes, pages,
+videos, reports) go through :func:`replacing`, so a reader sees the old file or the new one, never
+half of one, and a failed write (a full disk, Ctrl-C, a codec error) leaves no partial file
+behind. ``os.replace`` is atomic within one file system, which a temporary file in the target's
+own folder guarantees. The exceptions write their own way on purpose: shard tars are streamed
+into a ``.tmp`` name a resumed cache knows, and ``evaluate.py --out`` writes in place, through a
+symlink the user made.
 """
 
 from __future__ import annotations
