@@ -111,8 +111,14 @@ def test_time_limited_resume_keeps_its_plan_and_a_finished_run_stays_finished(
     last = (run / "last.pt").read_bytes()
     n_rows = len(_rows(run))
     assert _resume(run) == 0
-    again = last_json(capsys.readouterr().out)
+    out, err = capsys.readouterr()
+    again = last_json(out)
     assert again["step"] == summary["step"] and again["time_limited"]
+    assert err.splitlines()[0] == (  # and says so
+        f"note: {run / 'last.pt'} ended on its time budget (train.max_minutes 1) at step "
+        f"{again['step']}: nothing left to train (--set train.max_minutes=M with a larger M, or 0 "
+        "for none, to train on)"
+    )
     assert (run / "last.pt").read_bytes() == last and len(_rows(run)) == n_rows
 
 

@@ -20,6 +20,7 @@ from avssl.config import Config, apply_override, load_config
 from avssl.config_checks import check_ranges
 from avssl.errors import AvsslError, CheckpointError, ConfigError
 from avssl.train.checkpoint import checkpoint_config, load_checkpoint
+from avssl.train.resume import finished_note
 from avssl.train.run_dir import (  # noqa: F401 (re-exported)
     check_config_unedited,
     check_writable,
@@ -179,12 +180,9 @@ def main(argv: list[str] | None = None) -> int:
         run_dir = ckpt.parent
         check_config_unedited(run_dir, saved, cfg, ckpt)
         check_writable(run_dir)
-        if cfg.train.steps == resume["step"] and rank0:  # finished: its summary, nothing trained
-            print(
-                f"note: {ckpt} is at step {resume['step']} of train.steps {cfg.train.steps}: "
-                "nothing left to train (--set train.steps=N to train longer)",
-                file=sys.stderr,
-            )
+        note = finished_note(resume, saved, cfg, ckpt)
+        if note and rank0:  # finished: a note, then its summary, nothing trained
+            print(note, file=sys.stderr)
     else:
         cfg = load_config(args.config, args.overrides)
         from avssl.data.source import resolve_domains

@@ -11,7 +11,36 @@ import torch
 from torch import nn
 
 from avssl.atomic_write import write_text
+from avssl.config import Config
 from avssl.train import averaging
+
+
+def finished_note(resume: dict, saved: Config, cfg: Config, ckpt: Path) -> str | None:
+    """The note a resume that will train nothing prints, or None when there is training left.
+
+    A run is done at ``train.steps``, or, with the same ``train.steps`` and
+    ``train.max_minutes`` as it had, at the step its time budget planned (it stays finished).
+
+    Args:
+        resume: the checkpoint resumed from.
+        saved: its config; ``cfg``: the config after ``--set``.
+        ckpt: the checkpoint file, named in the note.
+    """
+    step, t = resume["step"], cfg.train
+    if t.steps == step:
+        return (
+            f"note: {ckpt} is at step {step} of train.steps {t.steps}: nothing left to train "
+            "(--set train.steps=N to train longer)"
+        )
+    planned = resume.get("planned_steps")
+    same = (saved.train.steps, saved.train.max_minutes) == (t.steps, t.max_minutes)
+    if t.max_minutes > 0 and same and isinstance(planned, int) and step >= planned:
+        return (
+            f"note: {ckpt} ended on its time budget (train.max_minutes {t.max_minutes:g}) at "
+            f"step {step}: nothing left to train (--set train.max_minutes=M with a larger M, or "
+            "0 for none, to train on)"
+        )
+    return None
 
 
 def rng_states() -> dict:
