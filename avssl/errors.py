@@ -12,7 +12,8 @@ def skip_fields(skipped: list[dict]) -> dict:
 
     Args:
         skipped: one dict per skipped item, each with its ``reason`` and what names the item
-            (``id`` and ``split`` for a manifest row, ``path`` for a file).
+            (``id`` for a manifest row, with its ``split`` when the command reads several;
+            ``path`` for a file).
 
     Returns:
         ``{"n_skipped": all of them, "skipped": the first MAX_LISTED_SKIPS}``.
