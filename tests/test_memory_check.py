@@ -66,3 +66,15 @@ def test_a_container_memory_limit_bounds_the_free_memory(tmp_path, monkeypatch, 
     assert memory._cgroup_room() == room
     monkeypatch.setattr(memory, "_meminfo_available", lambda: 10**12)
     assert memory.available_bytes(torch.device("cpu")) == (10**12 if room is None else room)
+
+
+def test_processes_sharing_the_cpu_memory_each_need_a_copy(monkeypatch):
+    cfg = load_config(None, [])
+    n = memory.count_parameters(cfg)
+    monkeypatch.setattr(
+        memory, "available_bytes", lambda device: memory.training_bytes(n, cfg) * 3 // 2
+    )
+    assert memory.check_model_fits(cfg, torch.device("cpu")) == n
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")  # torchrun --nproc_per_node 2
+    with pytest.raises(ConfigError, match="AdamW moments in 2 processes alone"):
+        memory.check_model_fits(cfg, torch.device("cpu"))

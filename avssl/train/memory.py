@@ -98,7 +98,8 @@ def check_model_fits(cfg: Config, device: torch.device) -> int:
 
     Args:
         cfg: the run's config.
-        device: where it will train.
+        device: where it will train (on the CPU, once for each of the ``LOCAL_WORLD_SIZE``
+            processes torchrun starts on this machine).
 
     Returns:
         The number of parameters.
@@ -107,11 +108,16 @@ def check_model_fits(cfg: Config, device: torch.device) -> int:
         ConfigError: the weights, gradients and optimiser state exceed the free memory.
     """
     n = count_parameters(cfg)
-    need, have = training_bytes(n, cfg), available_bytes(device)
+    # DDP on the CPU (torchrun): every process on this machine holds its own copy in one memory,
+    # and all check it before any of them allocates
+    copies = int(os.environ.get("LOCAL_WORLD_SIZE", "1")) if device.type == "cpu" else 1
+    need, have = training_bytes(n, cfg) * max(1, copies), available_bytes(device)
     if have is not None and need > have:
         what = "weights, gradients and AdamW moments" + (
             " (and their average)" if cfg.train.ema_decay else ""
         )
+        if copies > 1:
+            what += f" in {copies} processes"
         raise ConfigError(
             f"model: {n / 1e6:,.1f} M parameters need {need / 2**30:,.1f} GiB for their {what} "
             f"alone, more than the {have / 2**30:,.1f} GiB free on {device}; make the widths "
