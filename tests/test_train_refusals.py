@@ -28,6 +28,7 @@ from avssl.data.manifest import Row, row_from_json, write_manifest
 from avssl.errors import AvsslError, ConfigError, ManifestError
 from avssl.models import build_model
 from avssl.train import checkpoint, preflight
+from avssl.train.cli import check_model_config
 from avssl.train.resume import cut_metrics
 from avssl.train.run_dir import prepare_run_dir
 from avssl.train.signals import StopFlag
@@ -72,6 +73,10 @@ def test_more_audio_time_spans_than_frames_are_refused_before_building():
         build_model(cfg.model, cfg.data, cfg.loss)
     cfg = load_config(None, ["model.audio_time_bins=49"])  # 49 frames in 1 s at hop 320
     build_model(cfg.model, cfg.data, cfg.loss)
+    # the same message where train.py first builds it, counting parameters on the meta device
+    cfg = load_config(None, ["model.audio_time_bins=100000"])
+    with pytest.raises(ConfigError, match=r"^model\.audio_time_bins: 100000 is more spans than"):
+        check_model_config(cfg)
 
 
 @pytest.mark.parametrize(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 
+import torch
+
 from avssl.config import DataConfig, LossConfig, ModelConfig
 from avssl.errors import ConfigError
 from avssl.features import audio_feature_shape
@@ -66,7 +68,8 @@ def build_model(cfg: ModelConfig, data: DataConfig, loss: LossConfig | None = No
     _, frames = audio_feature_shape(cfg.audio, data.sample_rate, data.window)
     if cfg.audio_time_bins > frames:  # 100000 spans built a 6 GB head, then the kernel killed it
         one_span = dataclasses.replace(cfg, audio_time_bins=1)  # a window too short for the
-        embedding_dims(METHODS[cfg.method](one_span, data, loss).eval(), data)  # towers says so
+        with torch.device("cpu"):  # towers says so, from a real pass even on the meta device
+            embedding_dims(METHODS[cfg.method](one_span, data, loss).eval(), data)
         raise ConfigError(
             f"model.audio_time_bins: {cfg.audio_time_bins} is more spans than the {frames} frames "
             f"of the audio features ({data.window:g} s of data.window, model.audio.hop_length "
