@@ -229,3 +229,25 @@ def test_resume_refuses_to_overwrite_an_edited_config_yaml(tiny_train_args, caps
     path.write_text("# kept\n" + path.read_text())
     assert _resume(run) == 0
     assert path.read_text().startswith("# kept\n")
+
+
+def test_a_resume_that_stops_before_its_checkpoint_leaves_config_yaml_as_last_pt(
+    tiny_train_args, capsys, monkeypatch
+):
+    assert train.main(tiny_train_args("train.steps=2", "train.eval_every=2")) == 0
+    run = Path(last_json(capsys.readouterr().out)["run_dir"])
+    written = (run / "config.yaml").read_text()
+    # a finished run resumed with a --set: nothing trained, no checkpoint, config.yaml as it was
+    assert _resume(run, "train.log_every=2") == 0
+    assert (run / "config.yaml").read_text() == written
+    # a resume with --set that crashes before its first checkpoint: the same
+    _stop_after(monkeypatch, 2, crash=True)
+    with pytest.raises(Crash):
+        _resume(run, "train.steps=6", "train.lr=0.001")
+    monkeypatch.undo()
+    assert (run / "config.yaml").read_text() == written
+    capsys.readouterr()
+    assert _resume(run) == 0  # not refused as an edit
+    # once a checkpoint holds the new settings, config.yaml records them
+    assert _resume(run, "train.steps=4") == 0
+    assert load_config(str(run / "config.yaml"), []).train.steps == 4

@@ -180,9 +180,16 @@ def train(
         budget.last_validation = time.monotonic() - t_val
         return metrics
 
-    if main_proc:  # on resume too: --set may have changed the config
+    def save_last() -> None:
+        save_checkpoint(run_dir / "last.pt", state("last"))
+        # after the checkpoint, not before: a resume with --set that fails or is killed before
+        # its first one leaves config.yaml the config of last.pt, which the next resume checks
         record_config(run_dir, cfg)
-        if resume is not None:
+
+    if main_proc:
+        if resume is None:
+            record_config(run_dir, cfg)
+        else:
             resuming.cut_metrics(run_dir / "metrics.jsonl", step)
     bar = tqdm(total=total, initial=step, disable=not progress, file=sys.stderr, desc="train")
     model.train()
@@ -252,7 +259,7 @@ def train(
                     t_eval = time.time()
                     validate()
                     if main_proc:
-                        save_checkpoint(run_dir / "last.pt", state("last"))
+                        save_last()
                     window_t += time.time() - t_eval  # the logged rate is of training alone
                 if step >= total or stop.agreed(device):
                     break
@@ -262,7 +269,7 @@ def train(
         interrupted = bool(stop.signum) and step < total
         if interrupted and main_proc:  # rank 0 alone knows which folder it chose
             stop.finishing()
-            save_checkpoint(run_dir / "last.pt", state("last"))
+            save_last()
             name = signal.Signals(stop.signum).name
             print(
                 f"{name}: stopped at step {step}; checkpoint saved to {run_dir / 'last.pt'}. "
