@@ -38,7 +38,8 @@ def replacing(
     """Yield a temporary path to write; rename it over ``path`` when the block ends normally.
 
     When the block raises (any exception, ``KeyboardInterrupt`` too) the temporary file is
-    removed and ``path`` is left as it was.
+    removed and ``path`` is left as it was; an ``OSError`` about the temporary file is made to
+    name ``path`` instead (a full disk, a folder in the way), as messages quote it.
 
     Args:
         path: the target file (replaced, not written through, when it is a symlink).
@@ -55,9 +56,15 @@ def replacing(
     try:
         yield tmp
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         with contextlib.suppress(OSError):
             tmp.unlink(missing_ok=True)
+        name = getattr(err, "filename", None)  # an OSError's; messages quote it
+        if isinstance(name, (str, bytes, os.PathLike)) and os.fsdecode(name) == os.fsdecode(tmp):
+            # the same error about the file the user asked for (str() shows a set filename2)
+            raise type(err)(err.errno, err.strerror, os.fsdecode(path)).with_traceback(
+                err.__traceback__
+            ) from None
         raise
 
 

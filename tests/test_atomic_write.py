@@ -63,3 +63,13 @@ def test_a_symlink_is_replaced_not_written_through(tmp_path):
     write_text(link, "new")
     assert not link.is_symlink() and link.read_text() == "new"
     assert target.read_text() == "kept"
+
+
+def test_an_error_names_the_file_asked_for_not_the_temporary_one(tmp_path):
+    path = tmp_path / "prepare_report.json"
+    path.mkdir()  # a folder in the way: the rename fails
+    with pytest.raises(IsADirectoryError) as err:
+        write_text(path, "{}")
+    assert err.value.filename == str(path) and err.value.filename2 is None
+    assert str(err.value).endswith(f": '{path}'")
+    assert [p.name for p in tmp_path.iterdir()] == ["prepare_report.json"]
