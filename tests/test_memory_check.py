@@ -52,20 +52,32 @@ def test_train_refuses_a_model_that_cannot_fit_in_one_line(tiny_train_args, tmp_
 
 
 @pytest.mark.parametrize(
-    "limit,usage,room",
-    [("max\n", "5\n", None), ("9223372036854771712\n", "5\n", None), ("1000\n", "400\n", 600)],
+    "limit,usage,stat,room",
+    [
+        ("max\n", "5\n", "", None),
+        ("9223372036854771712\n", "5\n", "", None),  # cgroup v1's "no limit"
+        ("1000\n", "400\n", "", 600),  # no statistics: all of the usage counts
+        ("1000\n", "990\n", "active_file 50\ninactive_file 300\n", 310),  # cache given back
+    ],
 )
-def test_a_container_memory_limit_bounds_the_free_memory(tmp_path, monkeypatch, limit, usage, room):
-    (tmp_path / "max").write_text(limit)
-    (tmp_path / "current").write_text(usage)
-    files = (
-        (str(tmp_path / "none"), str(tmp_path / "none")),
-        (str(tmp_path / "max"), str(tmp_path / "current")),
-    )
-    monkeypatch.setattr(memory, "CGROUP_FILES", files)
+def test_a_container_memory_limit_bounds_the_free_memory(
+    tmp_path, monkeypatch, limit, usage, stat, room
+):
+    (tmp_path / "memory.max").write_text(limit)
+    (tmp_path / "memory.current").write_text(usage)
+    if stat:
+        (tmp_path / "memory.stat").write_text(stat)
+    monkeypatch.setattr(memory, "CGROUP_ROOT", str(tmp_path))
     assert memory._cgroup_room() == room
     monkeypatch.setattr(memory, "_meminfo_available", lambda: 10**12)
     assert memory.available_bytes(torch.device("cpu")) == (10**12 if room is None else room)
+
+
+def test_a_small_limit_is_shown_in_mib(monkeypatch):
+    cfg = load_config(None, [])
+    monkeypatch.setattr(memory, "available_bytes", lambda device: 5 * 2**20)
+    with pytest.raises(ConfigError, match=r"need 19\.3 MiB .* more than the 5\.0 MiB free"):
+        memory.check_model_fits(cfg, torch.device("cpu"))
 
 
 def test_processes_sharing_the_cpu_memory_each_need_a_copy(monkeypatch):

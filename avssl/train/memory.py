@@ -66,26 +66,48 @@ def _meminfo_available() -> int | None:
         return None
 
 
-CGROUP_FILES = (  # (limit, usage): cgroup v2, then v1
-    ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
-    ("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.usage_in_bytes"),
-)
+# (limit, usage, statistics, the statistic of reclaimable page cache): cgroup v2, then v1
+CGROUP_FILES = (
+    ("memory.max", "memory.current", "memory.stat", "inactive_file"),
+    ("memory/memory.limit_in_bytes", "memory/memory.usage_in_bytes", "memory/memory.stat",
+     "total_inactive_file"),
+)  # fmt: skip
+CGROUP_ROOT = "/sys/fs/cgroup"
 
 
 def _cgroup_room() -> int | None:
-    """Bytes left below the control group's memory limit, or None without a limit."""
-    for limit_file, usage_file in CGROUP_FILES:
+    """Bytes left below the control group's memory limit, or None without a limit.
+
+    The usage counts page cache, which the kernel gives back under pressure: its inactive part
+    is left out, as container runtimes do for the working set (a container that has read a lot
+    of data sits near its limit yet can allocate).
+    """
+    for limit_file, usage_file, stat_file, key in CGROUP_FILES:
         try:
-            with open(limit_file, encoding="ascii") as fh:
+            with open(os.path.join(CGROUP_ROOT, limit_file), encoding="ascii") as fh:
                 limit = fh.read().strip()
-            with open(usage_file, encoding="ascii") as fh:
+            with open(os.path.join(CGROUP_ROOT, usage_file), encoding="ascii") as fh:
                 usage = int(fh.read().strip())
         except (OSError, ValueError):
             continue
         if limit == "max" or not limit.isdigit() or int(limit) >= 2**62:  # v1's "unlimited"
             return None
-        return max(0, int(limit) - usage)
+        cache = 0
+        try:
+            with open(os.path.join(CGROUP_ROOT, stat_file), encoding="ascii") as fh:
+                for line in fh:
+                    name, _, value = line.partition(" ")
+                    if name == key:
+                        cache = int(value)
+        except (OSError, ValueError):
+            pass
+        return max(0, int(limit) - max(0, usage - cache))
     return None
+
+
+def _size(n: int) -> str:
+    """``1.5 GiB``, ``20.3 MiB``: a byte count for a message."""
+    return f"{n / 2**30:,.1f} GiB" if n >= 2**30 else f"{n / 2**20:,.1f} MiB"
 
 
 def training_bytes(n_params: int, cfg: Config) -> int:
@@ -119,8 +141,8 @@ def check_model_fits(cfg: Config, device: torch.device) -> int:
         if copies > 1:
             what += f" in {copies} processes"
         raise ConfigError(
-            f"model: {n / 1e6:,.1f} M parameters need {need / 2**30:,.1f} GiB for their {what} "
-            f"alone, more than the {have / 2**30:,.1f} GiB free on {device}; make the widths "
+            f"model: {n / 1e6:,.1f} M parameters need {_size(need)} for their {what} "
+            f"alone, more than the {_size(have)} free on {device}; make the widths "
             "(model.channels, model.embed_dim, model.head_hidden, model.fusion_hidden) smaller"
         )
     return n
