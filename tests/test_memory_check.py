@@ -90,3 +90,5 @@ def test_processes_sharing_the_cpu_memory_each_need_a_copy(monkeypatch):
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")  # torchrun --nproc_per_node 2
     with pytest.raises(ConfigError, match="AdamW moments in 2 processes alone"):
         memory.check_model_fits(cfg, torch.device("cpu"))
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "two")  # malformed: counted as one process
+    assert memory.check_model_fits(cfg, torch.device("cpu")) == n

@@ -110,6 +110,14 @@ def _size(n: int) -> str:
     return f"{n / 2**30:,.1f} GiB" if n >= 2**30 else f"{n / 2**20:,.1f} MiB"
 
 
+def _local_processes() -> int:
+    """torchrun's ``LOCAL_WORLD_SIZE`` (processes on this machine); 1 when unset or malformed."""
+    try:
+        return max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    except ValueError:
+        return 1
+
+
 def training_bytes(n_params: int, cfg: Config) -> int:
     """Bytes training holds for ``n_params`` parameters, activations not included."""
     return n_params * (TRAINING_BYTES + (AVERAGE_BYTES if cfg.train.ema_decay else 0))
@@ -132,8 +140,8 @@ def check_model_fits(cfg: Config, device: torch.device) -> int:
     n = count_parameters(cfg)
     # DDP on the CPU (torchrun): every process on this machine holds its own copy in one memory,
     # and all check it before any of them allocates
-    copies = int(os.environ.get("LOCAL_WORLD_SIZE", "1")) if device.type == "cpu" else 1
-    need, have = training_bytes(n, cfg) * max(1, copies), available_bytes(device)
+    copies = _local_processes() if device.type == "cpu" else 1
+    need, have = training_bytes(n, cfg) * copies, available_bytes(device)
     if have is not None and need > have:
         what = "weights, gradients and AdamW moments" + (
             " (and their average)" if cfg.train.ema_decay else ""
