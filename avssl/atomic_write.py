@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -42,7 +43,8 @@ def replacing(
     name ``path`` instead (a full disk, a folder in the way), as messages quote it.
 
     Args:
-        path: the target file (replaced, not written through, when it is a symlink).
+        path: the target file (replaced, not written through, when it is a symlink); the new
+            file takes the permissions of the one it replaces.
         keep_suffix: see :func:`temp_sibling`.
         make_parents: create ``path``'s folder first.
 
@@ -55,6 +57,10 @@ def replacing(
     tmp = temp_sibling(path, keep_suffix)
     try:
         yield tmp
+        with contextlib.suppress(FileNotFoundError):  # a new file keeps the umask's mode
+            # the replaced file's permissions, not the new file's defaults (a file a user made
+            # read-only, or shared with a group, stays so)
+            os.chmod(tmp, stat.S_IMODE(os.stat(path).st_mode))
         os.replace(tmp, path)
     except BaseException as err:
         with contextlib.suppress(OSError):

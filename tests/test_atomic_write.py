@@ -1,6 +1,7 @@
 """The crash-safe writer every output goes through (avssl/atomic_write.py)."""
 
 import os
+import stat
 
 import pytest
 
@@ -73,3 +74,18 @@ def test_an_error_names_the_file_asked_for_not_the_temporary_one(tmp_path):
     assert err.value.filename == str(path) and err.value.filename2 is None
     assert str(err.value).endswith(f": '{path}'")
     assert [p.name for p in tmp_path.iterdir()] == ["prepare_report.json"]
+
+
+@pytest.mark.parametrize("mode", [0o444, 0o640, 0o600])
+def test_a_replaced_file_keeps_its_permissions(tmp_path, mode):
+    path = tmp_path / "config.yaml"
+    path.write_text("old")
+    path.chmod(mode)
+    write_text(path, "new")
+    assert path.read_text() == "new" and stat.S_IMODE(path.stat().st_mode) == mode
+
+
+def test_a_new_file_takes_the_default_permissions(tmp_path):
+    write_text(tmp_path / "a", "x")
+    (tmp_path / "b").write_text("x")
+    assert (tmp_path / "a").stat().st_mode == (tmp_path / "b").stat().st_mode
