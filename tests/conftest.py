@@ -216,3 +216,23 @@ def tiny_train_args(tiny_cache, tmp_path):
         return [a for s in sets for a in ("--set", s)] + ["--no-progress"]
 
     return make
+
+
+def poison_loss(monkeypatch, at_call: int, side_effect=None) -> None:
+    """The ``at_call``-th training step's loss is NaN (the run stops there), after
+    ``side_effect()``. The memory estimate's passes before the first step are not counted."""
+    from avssl.models.contrastive import ContrastiveAV
+    from avssl.train.step_memory import SIZES
+
+    real, calls = ContrastiveAV.loss, {"n": 0}
+
+    def poisoned(self, batch):
+        loss, stats = real(self, batch)
+        calls["n"] += 1
+        if calls["n"] != at_call + len(SIZES):
+            return loss, stats
+        if side_effect is not None:
+            side_effect()
+        return loss * float("nan"), stats
+
+    monkeypatch.setattr(ContrastiveAV, "loss", poisoned)

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 from bad_media import last_json
+from conftest import poison_loss
 
 import train
 from avssl.config import Config, load_config
@@ -155,26 +156,13 @@ def test_resume_with_run_dir_is_refused(tmp_path, capsys):
     assert code == 2 and _one_error(capsys).startswith("error: --config: cannot be used with")
 
 
-def _poison_loss(monkeypatch, at_call: int) -> None:
-    from avssl.models.contrastive import ContrastiveAV
-
-    real, calls = ContrastiveAV.loss, {"n": 0}
-
-    def poisoned(self, batch):
-        loss, stats = real(self, batch)
-        calls["n"] += 1
-        return (loss * float("nan"), stats) if calls["n"] == at_call else (loss, stats)
-
-    monkeypatch.setattr(ContrastiveAV, "loss", poisoned)
-
-
 def test_failure_before_first_checkpoint_leaves_no_run_dir(
     tiny_train_args, tmp_path, capsys, monkeypatch
 ):
     # config.yaml is written, and metrics.jsonl at step 2, before the failure at step 2
     args = tiny_train_args("train.eval_every=100", "train.log_every=2")
     run = tmp_path / "run"
-    _poison_loss(monkeypatch, at_call=3)
+    poison_loss(monkeypatch, at_call=3)
     assert train.main([*args, "--run-dir", str(run)]) == 2
     err = capsys.readouterr().err
     errors = [x for x in err.splitlines() if x.startswith("error")]  # (others: progress notes)
@@ -190,7 +178,7 @@ def test_failure_before_first_checkpoint_leaves_no_run_dir(
     # a folder the user made stays, emptied of what the run wrote (tests/test_leftovers_s22.py)
     mine = tmp_path / "mine"
     mine.mkdir()
-    _poison_loss(monkeypatch, at_call=1)
+    poison_loss(monkeypatch, at_call=1)
     assert train.main([*args, "--run-dir", str(mine)]) == 2
     capsys.readouterr()
     assert mine.is_dir() and not any(mine.iterdir())

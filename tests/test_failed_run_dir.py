@@ -6,26 +6,10 @@ folder, empty; a folder with anything else in it, or a run that checkpointed, is
 
 from __future__ import annotations
 
+from conftest import poison_loss
+
 import train
 from avssl.train.cli import discard_failed_run
-
-
-def _poison_loss(monkeypatch, at_call: int, side_effect=None) -> None:
-    """The ``at_call``-th training loss is NaN (the run stops there), after ``side_effect()``."""
-    from avssl.models.contrastive import ContrastiveAV
-
-    real, calls = ContrastiveAV.loss, {"n": 0}
-
-    def poisoned(self, batch):
-        loss, stats = real(self, batch)
-        calls["n"] += 1
-        if calls["n"] != at_call:
-            return loss, stats
-        if side_effect is not None:
-            side_effect()
-        return loss * float("nan"), stats
-
-    monkeypatch.setattr(ContrastiveAV, "loss", poisoned)
 
 
 def _nan_error(capsys) -> str:
@@ -41,7 +25,7 @@ def test_failed_run_empties_the_users_empty_run_dir(tiny_train_args, tmp_path, c
     mine = tmp_path / "mine"
     mine.mkdir()
     seen = {}
-    _poison_loss(monkeypatch, 3, lambda: seen.update(files=sorted(p.name for p in mine.iterdir())))
+    poison_loss(monkeypatch, 3, lambda: seen.update(files=sorted(p.name for p in mine.iterdir())))
     assert train.main([*args, "--run-dir", str(mine)]) == 2
     assert _nan_error(capsys).startswith("error: loss is nan at step 2; stopped. No checkpoint yet")
     assert seen["files"] == ["config.yaml", "metrics.jsonl"]  # what the run wrote ...
@@ -59,7 +43,7 @@ def test_empty_named_folder_under_runs_dir_is_emptied_not_removed(
     """Without --run-dir an existing empty ``runs/NAME`` is reused; a failure leaves it empty."""
     run = tmp_path / "runs" / "taken"
     run.mkdir(parents=True)
-    _poison_loss(monkeypatch, 1)
+    poison_loss(monkeypatch, 1)
     assert train.main(tiny_train_args("name=taken")) == 2
     assert _nan_error(capsys).startswith("error: loss is nan at step 0; stopped.")
     assert run.is_dir() and not any(run.iterdir())
@@ -70,7 +54,7 @@ def test_failed_run_keeps_what_it_did_not_write(tiny_train_args, tmp_path, capsy
     mine = tmp_path / "mine"
     mine.mkdir()
     # a file put into the folder while the run goes is not the run's: it stays
-    _poison_loss(monkeypatch, 1, lambda: (mine / "notes.txt").write_text("mine"))
+    poison_loss(monkeypatch, 1, lambda: (mine / "notes.txt").write_text("mine"))
     assert train.main([*tiny_train_args(), "--run-dir", str(mine)]) == 2
     _nan_error(capsys)
     assert sorted(p.name for p in mine.iterdir()) == ["notes.txt"]
@@ -82,7 +66,7 @@ def test_failed_run_after_a_checkpoint_keeps_everything(
 ):
     mine = tmp_path / "mine"
     mine.mkdir()
-    _poison_loss(monkeypatch, 3)  # best.pt at step 1 (eval_every=1), the failure at step 2
+    poison_loss(monkeypatch, 3)  # best.pt at step 1 (eval_every=1), the failure at step 2
     assert train.main([*tiny_train_args("train.eval_every=1"), "--run-dir", str(mine)]) == 2
     assert "last good checkpoint" in _nan_error(capsys)
     names = {p.name for p in mine.iterdir()}

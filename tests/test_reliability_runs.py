@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import torch
 from bad_media import last_json
-from conftest import TINY
+from conftest import TINY, poison_loss
 
 import evaluate
 import train
@@ -138,17 +138,7 @@ def test_signal_checkpoints_and_says_how_to_resume(sig, straight, tmp_path, caps
 def test_nonfinite_loss_stops_and_keeps_the_last_good_checkpoint(
     tiny_train_args, tmp_path, capsys, monkeypatch
 ):
-    from avssl.models.contrastive import ContrastiveAV
-
-    real = ContrastiveAV.loss
-    calls = {"n": 0}
-
-    def poisoned(self, batch):
-        loss, stats = real(self, batch)
-        calls["n"] += 1
-        return (loss * float("nan"), stats) if calls["n"] == 5 else (loss, stats)
-
-    monkeypatch.setattr(ContrastiveAV, "loss", poisoned)
+    poison_loss(monkeypatch, 5)
     run = tmp_path / "run"
     code = train.main([*tiny_train_args("train.eval_every=2"), "--run-dir", str(run)])
     out, err = capsys.readouterr()

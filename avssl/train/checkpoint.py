@@ -18,7 +18,7 @@ from torch import nn
 from avssl.atomic_write import replacing
 from avssl.config import Config, config_from_dict
 from avssl.config_checks import config_error
-from avssl.errors import AvsslError, CheckpointError
+from avssl.errors import AvsslError, CheckpointError, TrainingError
 
 FORMAT = "avssl-checkpoint-v1"
 ZIP_MAGIC = b"PK\x03\x04"  # torch.save writes a zip archive
@@ -172,3 +172,18 @@ def weights_digest(model: nn.Module) -> str:
         h.update(name.encode())
         h.update(t.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
     return h.hexdigest()[:16]
+
+
+def diverged_error(loss: float, step: int, run_dir: Path, main_proc: bool) -> TrainingError:
+    """The error that stops a run whose loss is not finite, naming its last good checkpoint."""
+    last = run_dir / "last.pt"
+    if not main_proc:  # only rank 0 knows the folder it chose
+        kept = "Rank 0 names the last good checkpoint"
+    elif last.exists():
+        kept = f"The last good checkpoint is {last}"
+    else:
+        kept = "No checkpoint yet"
+    return TrainingError(
+        f"loss is {loss} at step {step}; stopped. {kept} "
+        "(try a lower train.lr or train.precision=fp32)"
+    )

@@ -24,9 +24,9 @@ from avssl.data.stream_pairs import StreamPairs
 from avssl.errors import AvsslError, TrainingError, skip_fields
 from avssl.eval.avc import avc_metrics, calibrate_threshold, score_pairs
 from avssl.models import build_model
-from avssl.train import averaging, preflight, runtime
+from avssl.train import averaging, preflight, runtime, step_memory
 from avssl.train import resume as resuming
-from avssl.train.checkpoint import save_checkpoint, weights_digest
+from avssl.train.checkpoint import diverged_error, save_checkpoint, weights_digest
 from avssl.train.data import batches_per_epoch, to_device
 from avssl.train.epochs import training_batches
 from avssl.train.optim import build_optimizer
@@ -116,6 +116,8 @@ def train(
     if cfg.train.channels_last:
         model = model.to(memory_format=torch.channels_last)
     opt = build_optimizer(model, cfg.train)
+    # before the average exists and before a resume's moments are loaded: both are counted
+    memory = step_memory.estimate_step_memory(model, val_ds, cfg, device, precision, main_proc)
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     ema = averaging.build_ema(model, cfg.train.ema_decay)  # None unless train.ema_decay > 0
     scored = averaging.eval_model(model, ema)  # validated, checkpointed, evaluated
@@ -212,17 +214,7 @@ def train(
                 with runtime.autocast(precision, device):
                     loss, stats = runner(batch)
                 if not torch.isfinite(loss):
-                    last = run_dir / "last.pt"
-                    if not main_proc:  # only rank 0 knows the folder it chose
-                        kept = "Rank 0 names the last good checkpoint"
-                    elif last.exists():
-                        kept = f"The last good checkpoint is {last}"
-                    else:
-                        kept = "No checkpoint yet"
-                    raise TrainingError(
-                        f"loss is {loss.item()} at step {step}; stopped. {kept} "
-                        "(try a lower train.lr or train.precision=fp32)"
-                    )
+                    raise diverged_error(loss.item(), step, run_dir, main_proc)
                 opt.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
                 scaler.step(opt)
@@ -288,6 +280,7 @@ def train(
         "data_wait_fraction": data_wait / max(data_wait + train_time, 1e-9),
         "precision": precision,
         "seconds": time.time() - t0,
+        "memory_mb": {**memory, "peak_mb": step_memory.peak_mb(device)},  # peak: measured
         "weights_digest": digest,
         # train.ema_decay > 0: the averaged weights that best.pt, validation and evaluation use
         "averaged_weights_digest": None if ema is None else weights_digest(ema.module),

@@ -105,12 +105,12 @@ def _cgroup_room() -> int | None:
     return None
 
 
-def _size(n: int) -> str:
+def format_bytes(n: int) -> str:
     """``1.5 GiB``, ``20.3 MiB``: a byte count for a message."""
     return f"{n / 2**30:,.1f} GiB" if n >= 2**30 else f"{n / 2**20:,.1f} MiB"
 
 
-def _local_processes() -> int:
+def local_processes() -> int:
     """torchrun's ``LOCAL_WORLD_SIZE`` (processes on this machine); 1 when unset or malformed."""
     try:
         return max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
@@ -140,7 +140,7 @@ def check_model_fits(cfg: Config, device: torch.device) -> int:
     n = count_parameters(cfg)
     # DDP on the CPU (torchrun): every process on this machine holds its own copy in one memory,
     # and all check it before any of them allocates
-    copies = _local_processes() if device.type == "cpu" else 1
+    copies = local_processes() if device.type == "cpu" else 1
     need, have = training_bytes(n, cfg) * copies, available_bytes(device)
     if have is not None and need > have:
         what = "weights, gradients and AdamW moments" + (
@@ -149,8 +149,8 @@ def check_model_fits(cfg: Config, device: torch.device) -> int:
         if copies > 1:
             what += f" in {copies} processes"
         raise ConfigError(
-            f"model: {n / 1e6:,.1f} M parameters need {_size(need)} for their {what} "
-            f"alone, more than the {_size(have)} free on {device}; make the widths "
+            f"model: {n / 1e6:,.1f} M parameters need {format_bytes(need)} for their {what} "
+            f"alone, more than the {format_bytes(have)} free on {device}; make the widths "
             "(model.channels, model.embed_dim, model.head_hidden, model.fusion_hidden) smaller"
         )
     return n

@@ -1,0 +1,163 @@
+"""The memory a training step will hold at the run's batch size, estimated before the first step.
+
+:mod:`avssl.train.memory` refuses weights that cannot fit; the activations depend on the batch
+and on everything the model does with it, so they are measured: the model's training loss runs
+on batches of 2, 4 and 8 validation items (its batch norms' running statistics and the random
+generators left as they were), a hook records every tensor autograd saves for the backward
+pass, and the bytes are fitted by a quadratic in the batch size (the contrastive losses score
+every sound against every picture, a term in B squared) and evaluated at ``train.batch_size``.
+
+At the end of a forward pass those saved tensors are all held at once, beside the weights, the
+last step's gradients (freed only after the forward) and AdamW's moments, so the estimate is a
+lower bound of the step's peak: the backward pass's own temporary tensors come on top. A run
+whose estimate exceeds the free memory is warned once, not refused: it would be killed on a CPU
+(the kernel's out-of-memory killer prints nothing to the run's terminal).
+"""
+
+from __future__ import annotations
+
+import resource
+import sys
+
+import torch
+from torch import nn
+from torch.utils.data import default_collate
+
+from avssl.data.pairs import AUDIO_KEYS
+from avssl.models.base import running_stats_frozen
+from avssl.train import runtime
+from avssl.train.data import to_device
+from avssl.train.memory import TRAINING_BYTES, available_bytes, format_bytes, local_processes
+
+SIZES = (2, 4, 8)  # the batch sizes measured; three points fix a quadratic
+
+
+def saved_bytes(model: nn.Module, batch: dict) -> int:
+    """Bytes of the distinct tensors autograd saves for the backward pass of ``model.loss``.
+
+    Args:
+        model: an :class:`~avssl.models.base.AVModel` in training mode.
+        batch: a batch on the model's device, as :func:`avssl.train.data.to_device` makes it.
+
+    Returns:
+        The bytes of every storage saved, each counted once; the parameters' own storages
+        (held whatever the batch) are left out, their autocast copies are not.
+    """
+    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    storages: dict[int, int] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        storage = t.untyped_storage()
+        ptr = storage.data_ptr()
+        if ptr not in params:  # the graph holds each saved storage, so no address is reused
+            storages[ptr] = max(storages.get(ptr, 0), storage.nbytes())
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        loss, _ = model.loss(batch)
+    del loss
+    return sum(storages.values())
+
+
+def fit_quadratic(points: list[tuple[int, int]], x: int) -> float:
+    """The value at ``x`` of the quadratic through three ``(x_i, y_i)`` points (Lagrange)."""
+    total = 0.0
+    for i, (xi, yi) in enumerate(points):
+        term = float(yi)
+        for j, (xj, _) in enumerate(points):
+            if j != i:
+                term *= (x - xj) / (xi - xj)
+        total += term
+    return total
+
+
+def activation_bytes(model, dataset, cfg, device: torch.device, precision: str) -> int:
+    """Bytes of the tensors saved for backward by one training step at ``cfg.train.batch_size``.
+
+    Args:
+        model: the model, on ``device``, in training mode.
+        dataset: a map-style split whose items are training items (the validation split: it is
+            always in memory and its items are the training items' shapes).
+        cfg: the run's configuration (``train.batch_size``, ``train.channels_last``).
+        device: the training device.
+        precision: the run's resolved precision (autocast changes what is saved).
+
+    Returns:
+        The fitted bytes, at least the largest measured.
+    """
+    keep = set(model.audio_keys())
+    points = []
+    cuda = [device.index or 0] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda), running_stats_frozen(model):
+        for n in SIZES:
+            items = [dataset[i % len(dataset)] for i in range(n)]
+            items = [
+                {k: v for k, v in it.items() if k in keep or k not in AUDIO_KEYS} for it in items
+            ]
+            batch = to_device(default_collate(items), device, cfg.train.channels_last)
+            with runtime.autocast(precision, device):
+                points.append((n, saved_bytes(model, batch)))
+    return max(round(fit_quadratic(points, cfg.train.batch_size)), max(b for _, b in points))
+
+
+def resident_bytes(device: torch.device) -> int | None:
+    """What the process holds now: CUDA's allocated memory, or the CPU's resident set."""
+    if device.type == "cuda":
+        return torch.cuda.memory_allocated(device)
+    try:
+        with open("/proc/self/statm", encoding="ascii") as fh:
+            return int(fh.read().split()[1]) * resource.getpagesize()
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def peak_mb(device: torch.device) -> float | None:
+    """The process's peak so far in MiB: CUDA's peak allocation, or the CPU's peak resident set
+    (what ``/usr/bin/time -v`` reports as the maximum resident set size)."""
+    if device.type == "cuda":
+        peak = torch.cuda.max_memory_allocated(device)
+    else:
+        scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss is in KiB on Linux
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
+    return round(peak / 2**20, 1) if peak else None
+
+
+def estimate_step_memory(model, dataset, cfg, device, precision, warn: bool = True) -> dict:
+    """Estimate a training step's peak and warn on stderr when it exceeds the free memory.
+
+    Args:
+        model: the model, on ``device``, with its weights allocated (no gradient yet).
+        dataset: the validation split (see :func:`activation_bytes`).
+        cfg: the run's configuration.
+        device: the training device.
+        precision: the run's resolved precision.
+        warn: print the one-line warning (rank 0 only, under torchrun).
+
+    Returns:
+        ``{"activations_mb", "optimizer_mb", "estimated_peak_mb"}``: the saved tensors; the
+        gradients and AdamW moments (and the weights' average with ``train.ema_decay``) still to
+        be allocated; the lower bound of the peak, the process's memory now plus both (None when
+        it cannot be read).
+    """
+    n = sum(p.numel() for p in model.parameters())
+    acts = activation_bytes(model, dataset, cfg, device, precision)
+    rest = n * (TRAINING_BYTES - 4 + (4 if cfg.train.ema_decay else 0))  # the weights exist
+    now = resident_bytes(device)
+    copies = local_processes() if device.type == "cpu" else 1
+    have = available_bytes(device)
+    if warn and have is not None and (acts + rest) * copies > have:
+        each = " each" if copies > 1 else ""
+        sizes = ", ".join(map(str, SIZES))
+        print(
+            f"warning: a training step at batch {cfg.train.batch_size} needs at least "
+            f"{format_bytes(acts + rest)} more{each} ({format_bytes(acts)} saved for the backward "
+            f"pass, measured at batches of {sizes}), more than the {format_bytes(have)} free on "
+            f"{device}; if it runs out of memory, lower train.batch_size",
+            file=sys.stderr,
+        )
+    mb = 2**20
+    return {
+        "activations_mb": round(acts / mb, 1),
+        "optimizer_mb": round(rest / mb, 1),
+        "estimated_peak_mb": None if now is None else round((now + acts + rest) / mb, 1),
+    }

@@ -1,0 +1,120 @@
+"""A training step's memory is estimated before the first step (avssl/train/step_memory.py)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+import train
+from avssl.config import load_config
+from avssl.data.source import load_split
+from avssl.models import build_model
+from avssl.train import step_memory
+from tests.conftest import TINY
+
+ROOT = Path(__file__).parents[1]
+
+
+class _Toy(nn.Module):
+    """A linear layer, a ReLU and a sum: autograd saves the input and the ReLU's output."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(16, 32)
+
+    def loss(self, batch):
+        return torch.relu(self.fc(batch["x"])).sum(), {}
+
+
+@pytest.mark.parametrize("b", [1, 3, 64])
+def test_saved_bytes_are_the_tensors_autograd_keeps(b):
+    # brute force: addmm keeps its input (the weight is a parameter, left out), relu its output
+    model = _Toy()
+    assert step_memory.saved_bytes(model, {"x": torch.randn(b, 16)}) == 4 * b * (16 + 32)
+
+
+def test_a_view_of_a_saved_tensor_counts_once():
+    class Twice(_Toy):
+        def loss(self, batch):
+            h = torch.relu(self.fc(batch["x"]))
+            return (h * h[:, :1]).sum(), {}  # h and a view of h are both saved
+
+    # x kept by addmm; h by relu and both products; h * h[:, :1] saves nothing new
+    assert step_memory.saved_bytes(Twice(), {"x": torch.randn(5, 16)}) == 4 * 5 * (16 + 32)
+
+
+def test_the_quadratic_fit_is_exact_on_a_quadratic():
+    def f(x):
+        return 1000 + 37 * x + 5 * x * x
+
+    points = [(n, f(n)) for n in step_memory.SIZES]
+    for x in (2, 64, 4096):
+        assert step_memory.fit_quadratic(points, x) == pytest.approx(f(x))
+
+
+@pytest.fixture
+def tiny_model_and_val(tiny_cache):
+    cfg = load_config(None, list(TINY))
+    model = build_model(cfg.model, cfg.data, cfg.loss)
+    model.train()
+    val = load_split(cfg.data, "val", False, windows_per_clip=2, seed=1, progress=False)
+    return cfg, model, val
+
+
+def test_the_estimate_leaves_the_weights_statistics_and_generators_as_they_were(
+    tiny_model_and_val,
+):
+    cfg, model, val = tiny_model_and_val
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    rng = torch.get_rng_state()
+    out = step_memory.estimate_step_memory(model, val, cfg, torch.device("cpu"), "fp32")
+    after = model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert torch.equal(rng, torch.get_rng_state())
+    assert out["activations_mb"] > 0 and out["optimizer_mb"] > 0
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_activations_grow_with_the_batch_and_halve_in_bf16(tiny_model_and_val):
+    cfg, model, val = tiny_model_and_val
+    cpu = torch.device("cpu")
+    small = step_memory.activation_bytes(model, val, cfg, cpu, "fp32")
+    large_cfg = load_config(None, [*TINY, f"train.batch_size={cfg.train.batch_size * 4}"])
+    large = step_memory.activation_bytes(model, val, large_cfg, cpu, "fp32")
+    assert large > 2 * small
+    half = step_memory.activation_bytes(model, val, large_cfg, cpu, "bf16")
+    assert half < 0.75 * large
+
+
+def test_a_step_that_cannot_fit_is_warned_in_one_line(tiny_model_and_val, monkeypatch, capsys):
+    cfg, model, val = tiny_model_and_val
+    monkeypatch.setattr(step_memory, "available_bytes", lambda device: 1000)
+    step_memory.estimate_step_memory(model, val, cfg, torch.device("cpu"), "fp32")
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("warning: a training step at batch ")
+    assert "free on cpu" in err[0] and "train.batch_size" in err[0]
+    monkeypatch.setattr(step_memory, "available_bytes", lambda device: 2**50)
+    step_memory.estimate_step_memory(model, val, cfg, torch.device("cpu"), "fp32")
+    assert capsys.readouterr().err == ""
+
+
+def test_the_estimate_is_a_lower_bound_of_the_measured_peak(tiny_train_args, tmp_path):
+    # a fresh process, so the peak resident set is this run's alone
+    args = tiny_train_args("train.steps=4", "train.eval_every=2")
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "train.py"), *args],
+        cwd=tmp_path, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    memory = json.loads(out.stdout.strip().splitlines()[-1])["memory_mb"]
+    assert set(memory) == {"activations_mb", "optimizer_mb", "estimated_peak_mb", "peak_mb"}
+    assert 0 < memory["estimated_peak_mb"] <= memory["peak_mb"]
+
+
+def test_train_reports_the_estimate(tiny_train_args, capsys):
+    assert train.main(tiny_train_args("train.steps=1")) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["memory_mb"]["activations_mb"] > 0
