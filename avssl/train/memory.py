@@ -19,7 +19,8 @@ from avssl.errors import ConfigError
 
 # bytes per parameter that training holds whatever the precision (autocast keeps the weights in
 # fp32): the weights, their gradients, and AdamW's two moments
-TRAINING_BYTES = 4 + 4 + 8
+WEIGHT_BYTES = 4
+TRAINING_BYTES = WEIGHT_BYTES + 4 + 8
 AVERAGE_BYTES = 4  # train.ema_decay: the averaged copy of the weights
 
 

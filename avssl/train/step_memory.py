@@ -2,10 +2,11 @@
 
 :mod:`avssl.train.memory` refuses weights that cannot fit; the activations depend on the batch
 and on everything the model does with it, so they are measured: the model's training loss runs
-on batches of 2, 4 and 8 validation items (its batch norms' running statistics and the random
-generators left as they were), a hook records every tensor autograd saves for the backward
-pass, and the bytes are fitted by a quadratic in the batch size (the contrastive losses score
-every sound against every picture, a term in B squared) and evaluated at ``train.batch_size``.
+on batches of validation items (its batch norms' running statistics and the random generators
+left as they were) and a hook records every tensor autograd saves for the backward pass. A
+``train.batch_size`` of at most 8 is measured as it is; a larger one at 2, 4 and 8 items, and
+the bytes are fitted by a quadratic in the batch size (the contrastive losses score every sound
+against every picture, a term in B squared) and evaluated at ``train.batch_size``.
 
 At the end of a forward pass those saved tensors are all held at once, beside the weights, the
 last step's gradients (freed only after the forward) and AdamW's moments, so the estimate is a
@@ -27,9 +28,15 @@ from avssl.data.pairs import AUDIO_KEYS
 from avssl.models.base import running_stats_frozen
 from avssl.train import runtime
 from avssl.train.data import to_device
-from avssl.train.memory import TRAINING_BYTES, available_bytes, format_bytes, local_processes
+from avssl.train.memory import (
+    WEIGHT_BYTES,
+    available_bytes,
+    format_bytes,
+    local_processes,
+    training_bytes,
+)
 
-SIZES = (2, 4, 8)  # the batch sizes measured; three points fix a quadratic
+SIZES = (2, 4, 8)  # the batch sizes measured for a larger batch; three points fix a quadratic
 
 
 def saved_bytes(model: nn.Module, batch: dict) -> int:
@@ -40,16 +47,16 @@ def saved_bytes(model: nn.Module, batch: dict) -> int:
         batch: a batch on the model's device, as :func:`avssl.train.data.to_device` makes it.
 
     Returns:
-        The bytes of every storage saved, each counted once; the parameters' own storages
-        (held whatever the batch) are left out, their autocast copies are not.
+        The bytes of every storage saved, each counted once; the parameters' and buffers' own
+        storages (held whatever the batch) are left out, autocast's copies of them are not.
     """
-    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    held = {t.untyped_storage().data_ptr() for t in (*model.parameters(), *model.buffers())}
     storages: dict[int, int] = {}
 
     def pack(t: torch.Tensor) -> torch.Tensor:
         storage = t.untyped_storage()
         ptr = storage.data_ptr()
-        if ptr not in params:  # the graph holds each saved storage, so no address is reused
+        if ptr not in held:  # the graph holds each saved storage, so no address is reused
             storages[ptr] = max(storages.get(ptr, 0), storage.nbytes())
         return t
 
@@ -71,33 +78,46 @@ def fit_quadratic(points: list[tuple[int, int]], x: int) -> float:
     return total
 
 
+def measured_sizes(batch_size: int) -> tuple[int, ...]:
+    """The batch sizes :func:`activation_bytes` runs: never more items than the run's batch (a
+    pass larger than the run's own could fail where the run would not)."""
+    return SIZES if batch_size > SIZES[-1] else (batch_size,)
+
+
 def activation_bytes(model, dataset, cfg, device: torch.device, precision: str) -> int:
     """Bytes of the tensors saved for backward by one training step at ``cfg.train.batch_size``.
 
     Args:
         model: the model, on ``device``, in training mode.
         dataset: a map-style split whose items are training items (the validation split: it is
-            always in memory and its items are the training items' shapes).
+            always in memory and its items are the training items' shapes); with a domain
+            adversary every item is given domain 0, so that its pass is measured too.
         cfg: the run's configuration (``train.batch_size``, ``train.channels_last``).
         device: the training device.
         precision: the run's resolved precision (autocast changes what is saved).
 
     Returns:
-        The fitted bytes, at least the largest measured.
+        The bytes measured at ``train.batch_size`` when it is at most 8; else the fitted bytes,
+        at least those measured at 8.
     """
     keep = set(model.audio_keys())
+    adversary = getattr(model, "domain_adversary", None) is not None
     points = []
     cuda = [device.index or 0] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=cuda), running_stats_frozen(model):
-        for n in SIZES:
+        for n in measured_sizes(cfg.train.batch_size):
             items = [dataset[i % len(dataset)] for i in range(n)]
             items = [
                 {k: v for k, v in it.items() if k in keep or k not in AUDIO_KEYS} for it in items
             ]
+            if adversary:
+                items = [{**it, "domain": torch.tensor(0)} for it in items]
             batch = to_device(default_collate(items), device, cfg.train.channels_last)
             with runtime.autocast(precision, device):
                 points.append((n, saved_bytes(model, batch)))
-    return max(round(fit_quadratic(points, cfg.train.batch_size)), max(b for _, b in points))
+    if len(points) == 1:
+        return points[0][1]
+    return max(round(fit_quadratic(points, cfg.train.batch_size)), points[-1][1])
 
 
 def resident_bytes(device: torch.device) -> int | None:
@@ -111,14 +131,25 @@ def resident_bytes(device: torch.device) -> int | None:
         return None
 
 
+def peak_rss_bytes() -> int | None:
+    """This process's peak resident set: ``VmHWM`` of ``/proc/self/status`` where it exists,
+    else ``ru_maxrss`` (which, on Linux, a process started by fork and exec inherits from its
+    parent's peak: a small run under a large parent would report the parent's)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss is in KiB on Linux
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale or None
+
+
 def peak_mb(device: torch.device) -> float | None:
     """The process's peak so far in MiB: CUDA's peak allocation, or the CPU's peak resident set
     (what ``/usr/bin/time -v`` reports as the maximum resident set size)."""
-    if device.type == "cuda":
-        peak = torch.cuda.max_memory_allocated(device)
-    else:
-        scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss is in KiB on Linux
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
+    peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else peak_rss_bytes()
     return round(peak / 2**20, 1) if peak else None
 
 
@@ -131,28 +162,29 @@ def estimate_step_memory(model, dataset, cfg, device, precision, warn: bool = Tr
         cfg: the run's configuration.
         device: the training device.
         precision: the run's resolved precision.
-        warn: print the one-line warning (rank 0 only, under torchrun).
+        warn: print the one-line warning (under torchrun: each machine's local rank 0).
 
     Returns:
-        ``{"activations_mb", "optimizer_mb", "estimated_peak_mb"}``: the saved tensors; the
-        gradients and AdamW moments (and the weights' average with ``train.ema_decay``) still to
-        be allocated; the lower bound of the peak, the process's memory now plus both (None when
-        it cannot be read).
+        ``{"activations_mb", "optimizer_mb", "estimated_peak_mb"}`` in MiB: the saved tensors;
+        the gradients and AdamW moments (and the weights' average with ``train.ema_decay``) still
+        to be allocated; the lower bound of the peak, the process's memory before the passes
+        plus both (None when it cannot be read).
     """
+    # read before the passes, whose freed memory the process may keep
+    now, have = resident_bytes(device), available_bytes(device)
     n = sum(p.numel() for p in model.parameters())
     acts = activation_bytes(model, dataset, cfg, device, precision)
-    rest = n * (TRAINING_BYTES - 4 + (4 if cfg.train.ema_decay else 0))  # the weights exist
-    now = resident_bytes(device)
+    rest = training_bytes(n, cfg) - n * WEIGHT_BYTES  # the weights are allocated already
     copies = local_processes() if device.type == "cpu" else 1
-    have = available_bytes(device)
     if warn and have is not None and (acts + rest) * copies > have:
         each = " each" if copies > 1 else ""
-        sizes = ", ".join(map(str, SIZES))
+        sizes = measured_sizes(cfg.train.batch_size)
+        how = "" if len(sizes) == 1 else f", fitted to batches of {', '.join(map(str, sizes))}"
         print(
             f"warning: a training step at batch {cfg.train.batch_size} needs at least "
             f"{format_bytes(acts + rest)} more{each} ({format_bytes(acts)} saved for the backward "
-            f"pass, measured at batches of {sizes}), more than the {format_bytes(have)} free on "
-            f"{device}; if it runs out of memory, lower train.batch_size",
+            f"pass{how}), more than the {format_bytes(have)} free on {device}; if it runs out of "
+            "memory, lower train.batch_size",
             file=sys.stderr,
         )
     mb = 2**20
