@@ -35,6 +35,7 @@ KEYS = {
     "data_wait_fraction",
     "data_wait_fraction_stream",
     "train_default_peak_rss_mb",
+    "train_default_estimated_peak_mb",
 }
 
 
@@ -69,6 +70,7 @@ def test_bench_quick_json(tiny_sizes, monkeypatch, capsys):
         out["model_gflop_per_clip"] * out["train_clips_per_s_bf16"]["l3-paper"], rel=1e-2
     )
     assert out["embed_max_rel_error"] < 0.1  # bf16 rounding, not a broken model
+    assert out["train_default_estimated_peak_mb"] <= out["train_default_peak_rss_mb"]
 
 
 def test_flops_per_clip_do_not_depend_on_batch():

@@ -8,7 +8,6 @@ import contextlib
 import io
 import json
 import multiprocessing
-import resource
 import time
 from pathlib import Path
 
@@ -154,19 +153,11 @@ def conv_gflop_per_s(reps: int = 3) -> float:
 
 
 def peak_rss_mb() -> float:
-    """This process's peak resident memory in MB (MiB).
+    """This process's peak resident memory in MB (MiB), read as
+    :func:`avssl.train.step_memory.peak_rss_bytes` reads it."""
+    from avssl.train.step_memory import peak_rss_bytes
 
-    ``VmHWM`` of ``/proc/self/status`` where it exists: ``ru_maxrss`` of a child started by
-    spawn or fork + exec starts at its parent's peak (Linux), which would hide a smaller run.
-    """
-    try:
-        with open("/proc/self/status", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return (peak_rss_bytes() or 0) / 2**20
 
 
 def _train_child(argv: list[str], queue) -> None:
@@ -204,7 +195,8 @@ def train_from_cache(
     """The default config trained for ``steps`` steps from ``cache`` in a fresh process.
 
     Returns:
-        ``{"data_wait_fraction", "clips_per_s", "peak_rss_mb"}`` of that training run.
+        ``{"data_wait_fraction", "clips_per_s", "peak_rss_mb", "estimated_peak_mb"}`` of that
+        training run (the last, its summary's estimate of its peak before the first step).
     """
     sets = [
         f"data.root={manifest}", f"data.cache={cache}", f"data.stream={str(stream).lower()}",
@@ -224,4 +216,5 @@ def train_from_cache(
         "data_wait_fraction": summary["data_wait_fraction"],
         "clips_per_s": summary["clips_per_s"],
         "peak_rss_mb": rss,
+        "estimated_peak_mb": summary["memory_mb"]["estimated_peak_mb"],
     }
