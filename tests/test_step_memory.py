@@ -32,9 +32,35 @@ class _Toy(nn.Module):
 
 @pytest.mark.parametrize("b", [1, 3, 64])
 def test_saved_bytes_are_the_tensors_autograd_keeps(b):
-    # brute force: addmm keeps its input (the weight is a parameter, left out), relu its output
+    # brute force: addmm keeps its input (for the weight's gradient), relu its output
     model = _Toy()
     assert step_memory.saved_bytes(model, {"x": torch.randn(b, 16)}) == 4 * b * (16 + 32)
+
+
+def test_the_weights_autograd_keeps_are_not_counted():
+    class TwoLayers(_Toy):
+        def __init__(self):
+            super().__init__()
+            self.out = nn.Linear(32, 8)
+
+        def loss(self, batch):
+            # the second addmm keeps its weight (its input needs a gradient) and the relu output
+            return self.out(torch.relu(self.fc(batch["x"]))).sum(), {}
+
+    model, kept = TwoLayers(), []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: kept.append(t) or t, lambda t: t):
+        model.loss({"x": torch.randn(5, 16)})
+    assert any(t.untyped_storage().data_ptr() == model.out.weight.data_ptr() for t in kept)
+    assert step_memory.saved_bytes(model, {"x": torch.randn(5, 16)}) == 4 * 5 * (16 + 32)
+
+
+def test_a_fit_that_bends_down_is_floored_at_the_largest_measured(tiny_model_and_val, monkeypatch):
+    cfg, model, val = tiny_model_and_val
+    measured = {2: 100, 4: 180, 8: 200}  # a quadratic through these is negative at 64
+    monkeypatch.setattr(step_memory, "saved_bytes", lambda m, b: measured[b["frames"].shape[0]])
+    big = load_config(None, [*TINY, "train.batch_size=64"])
+    assert step_memory.fit_quadratic(sorted(measured.items()), 64) < 0
+    assert step_memory.activation_bytes(model, val, big, torch.device("cpu"), "fp32") == 200
 
 
 def test_a_view_of_a_saved_tensor_counts_once():
@@ -154,6 +180,28 @@ def test_a_step_that_cannot_fit_is_warned_in_one_line(tiny_model_and_val, monkey
     monkeypatch.setattr(step_memory, "available_bytes", lambda device: 2**50)
     step_memory.estimate_step_memory(model, val, cfg, torch.device("cpu"), "fp32")
     assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("ema", [0.0, 0.99])
+def test_the_optimizer_share_is_gradients_and_moments_and_the_average(tiny_cache, ema):
+    cfg, model, val = _model_and_val(f"train.ema_decay={ema}")
+    n = sum(p.numel() for p in model.parameters())
+    out = step_memory.estimate_step_memory(model, val, cfg, torch.device("cpu"), "fp32")
+    per_parameter = 4 + 8 + (4 if ema else 0)  # the weights themselves are allocated already
+    assert out["optimizer_mb"] == round(n * per_parameter / 2**20, 1)
+
+
+def test_processes_on_one_machine_share_its_memory(tiny_model_and_val, monkeypatch, capsys):
+    cfg, model, val = tiny_model_and_val
+    one = step_memory.estimate_step_memory(model, val, cfg, torch.device("cpu"), "fp32")
+    need = (one["activations_mb"] + one["optimizer_mb"]) * 2**20
+    monkeypatch.setattr(step_memory, "available_bytes", lambda device: int(need * 1.5))
+    step_memory.estimate_step_memory(model, val, cfg, torch.device("cpu"), "fp32")
+    assert capsys.readouterr().err == ""  # one process fits
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    step_memory.estimate_step_memory(model, val, cfg, torch.device("cpu"), "fp32")
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "in each of 2 processes" in err[0]
 
 
 @pytest.mark.parametrize("batch", [2, 4])

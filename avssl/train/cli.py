@@ -2,10 +2,12 @@
 
 The last line on stdout is one JSON object:
 ``{"run_dir", "step", "best_step", "val": {"accuracy", "accuracy_easy", "accuracy_hard"},
-"clips_per_s", "data_wait_fraction", "precision", "seconds", "weights_digest",
+"clips_per_s", "data_wait_fraction", "precision", "seconds", "memory_mb": {"activations_mb",
+"optimizer_mb", "estimated_peak_mb", "peak_mb"}, "weights_digest",
 "averaged_weights_digest", "interrupted", "signal", "time_limited", "n_skipped",
 "skipped": [{"split", "id", "reason"}, ...]}``. ``weights_digest`` is of the weights the
 optimiser moves; ``averaged_weights_digest`` of the averaged ones (``train.ema_decay``), else null.
+``memory_mb``: :func:`avssl.train.step_memory.estimate_step_memory` and the measured peak, MiB.
 """
 
 from __future__ import annotations

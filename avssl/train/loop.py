@@ -116,10 +116,10 @@ def train(
     if cfg.train.channels_last:
         model = model.to(memory_format=torch.channels_last)
     opt = build_optimizer(model, cfg.train)
-    # before the average exists and before a resume's moments are loaded: both are counted; each
-    # machine's first process warns, as each machine has its own memory
-    local_first = dist_info.local_rank == 0
-    memory = step_memory.estimate_step_memory(model, val_ds, cfg, device, precision, local_first)
+    # before the average exists and before a resume's moments are loaded: both are counted. Who
+    # warns: every process on CUDA (each has its own GPU), each machine's first one on the CPU
+    warns = device.type == "cuda" or dist_info.local_rank == 0
+    memory = step_memory.estimate_step_memory(model, val_ds, cfg, device, precision, warns)
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     ema = averaging.build_ema(model, cfg.train.ema_decay)  # None unless train.ema_decay > 0
     scored = averaging.eval_model(model, ema)  # validated, checkpointed, evaluated

@@ -90,7 +90,8 @@ def activation_bytes(model, dataset, cfg, device: torch.device, precision: str) 
     Args:
         model: the model, on ``device``, in training mode.
         dataset: a map-style split whose items are training items (the validation split: it is
-            always in memory and its items are the training items' shapes); with a domain
+            loaded before training starts, and its items are the training items' shapes;
+            unless preloaded, ``data.preload``, the few items are decoded here); with a domain
             adversary every item is given domain 0, so that its pass is measured too.
         cfg: the run's configuration (``train.batch_size``, ``train.channels_last``).
         device: the training device.
@@ -103,7 +104,11 @@ def activation_bytes(model, dataset, cfg, device: torch.device, precision: str) 
     keep = set(model.audio_keys())
     adversary = getattr(model, "domain_adversary", None) is not None
     points = []
-    cuda = [device.index or 0] if device.type == "cuda" else []
+    cuda = (
+        [torch.cuda.current_device() if device.index is None else device.index]
+        if device.type == "cuda"
+        else []
+    )
     with torch.random.fork_rng(devices=cuda), running_stats_frozen(model):
         for n in measured_sizes(cfg.train.batch_size):
             items = [dataset[i % len(dataset)] for i in range(n)]
@@ -162,7 +167,7 @@ def estimate_step_memory(model, dataset, cfg, device, precision, warn: bool = Tr
         cfg: the run's configuration.
         device: the training device.
         precision: the run's resolved precision.
-        warn: print the one-line warning (under torchrun: each machine's local rank 0).
+        warn: print the one-line warning (the caller chooses which torchrun processes do).
 
     Returns:
         ``{"activations_mb", "optimizer_mb", "estimated_peak_mb"}`` in MiB: the saved tensors;
@@ -177,14 +182,18 @@ def estimate_step_memory(model, dataset, cfg, device, precision, warn: bool = Tr
     rest = training_bytes(n, cfg) - n * WEIGHT_BYTES  # the weights are allocated already
     copies = local_processes() if device.type == "cpu" else 1
     if warn and have is not None and (acts + rest) * copies > have:
-        each = " each" if copies > 1 else ""
         sizes = measured_sizes(cfg.train.batch_size)
         how = "" if len(sizes) == 1 else f", fitted to batches of {', '.join(map(str, sizes))}"
+        need = f"{format_bytes(acts + rest)} more"
+        if copies > 1:  # the processes on this machine share its memory
+            need = (
+                f"{format_bytes((acts + rest) * copies)} more, {need} in each of {copies} processes"
+            )
         print(
-            f"warning: a training step at batch {cfg.train.batch_size} needs at least "
-            f"{format_bytes(acts + rest)} more{each} ({format_bytes(acts)} saved for the backward "
-            f"pass{how}), more than the {format_bytes(have)} free on {device}; if it runs out of "
-            "memory, lower train.batch_size",
+            f"warning: a training step at batch {cfg.train.batch_size} needs at least {need} "
+            f"({format_bytes(acts)} saved for the backward pass{how}), more than the "
+            f"{format_bytes(have)} free on {device}; if it runs out of memory, "
+            "lower train.batch_size",
             file=sys.stderr,
         )
     mb = 2**20
