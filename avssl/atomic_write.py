@@ -44,7 +44,7 @@ def replacing(
 
     Args:
         path: the target file (replaced, not written through, when it is a symlink); the new
-            file takes the permissions of the one it replaces.
+            file takes the permission bits of the one it replaces (of a symlink's target).
         keep_suffix: see :func:`temp_sibling`.
         make_parents: create ``path``'s folder first.
 
@@ -57,9 +57,10 @@ def replacing(
     tmp = temp_sibling(path, keep_suffix)
     try:
         yield tmp
-        with contextlib.suppress(FileNotFoundError):  # a new file keeps the umask's mode
-            # the replaced file's permissions, not the new file's defaults (a file a user made
-            # read-only, or shared with a group, stays so)
+        # the replaced file's permission bits, not a new file's defaults (a file a user made
+        # read-only, or readable by a group, stays so); a new file, or a symlink that cannot be
+        # followed, keeps the umask's mode
+        with contextlib.suppress(OSError):
             os.chmod(tmp, stat.S_IMODE(os.stat(path).st_mode))
         os.replace(tmp, path)
     except BaseException as err:

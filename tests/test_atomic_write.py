@@ -89,3 +89,10 @@ def test_a_new_file_takes_the_default_permissions(tmp_path):
     write_text(tmp_path / "a", "x")
     (tmp_path / "b").write_text("x")
     assert (tmp_path / "a").stat().st_mode == (tmp_path / "b").stat().st_mode
+
+
+def test_a_symlink_that_cannot_be_followed_is_still_replaced(tmp_path):
+    loop = tmp_path / "loop"
+    loop.symlink_to(loop)  # stat() of it fails: too many levels of symbolic links
+    write_text(loop, "x")
+    assert not loop.is_symlink() and loop.read_text() == "x"
