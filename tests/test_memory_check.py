@@ -92,3 +92,13 @@ def test_processes_sharing_the_cpu_memory_each_need_a_copy(monkeypatch):
         memory.check_model_fits(cfg, torch.device("cpu"))
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "two")  # malformed: counted as one process
     assert memory.check_model_fits(cfg, torch.device("cpu")) == n
+
+
+def test_a_proc_field_is_read_in_bytes_or_none(tmp_path):
+    status = tmp_path / "status"
+    status.write_text("Name:\tpython\nVmHWM:\t  1234 kB\nVmRSS:\t 1000 kB\n")
+    assert memory.proc_kib_field(str(status), "VmHWM") == 1234 * 1024
+    assert memory.proc_kib_field(str(status), "VmSwap") is None
+    assert memory.proc_kib_field(str(tmp_path / "absent"), "VmHWM") is None
+    status.write_text("VmHWM:\tmany kB\n")
+    assert memory.proc_kib_field(str(status), "VmHWM") is None

@@ -53,14 +53,22 @@ def available_bytes(device: torch.device) -> int | None:
     return free if room is None else room if free is None else min(free, room)
 
 
-def _meminfo_available() -> int | None:
+def proc_kib_field(path: str, name: str) -> int | None:
+    """Bytes of a ``NAME:  N kB`` line of a Linux ``/proc`` file, or None where it is absent."""
     try:
-        with open("/proc/meminfo", encoding="ascii") as fh:
+        with open(path, encoding="ascii") as fh:
             for line in fh:
-                if line.startswith("MemAvailable:"):
+                if line.startswith(f"{name}:"):
                     return int(line.split()[1]) * 1024
     except (OSError, ValueError, IndexError):
         pass
+    return None
+
+
+def _meminfo_available() -> int | None:
+    free = proc_kib_field("/proc/meminfo", "MemAvailable")
+    if free is not None:
+        return free
     try:
         return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError, AttributeError):  # not on every system (macOS lacks the first)

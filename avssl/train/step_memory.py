@@ -33,6 +33,7 @@ from avssl.train.memory import (
     available_bytes,
     format_bytes,
     local_processes,
+    proc_kib_field,
     training_bytes,
 )
 
@@ -140,13 +141,9 @@ def peak_rss_bytes() -> int | None:
     """This process's peak resident set: ``VmHWM`` of ``/proc/self/status`` where it exists,
     else ``ru_maxrss`` (which, on Linux, a process started by fork and exec inherits from its
     parent's peak: a small run under a large parent would report the parent's)."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
+    peak = proc_kib_field("/proc/self/status", "VmHWM")
+    if peak is not None:
+        return peak
     scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss is in KiB on Linux
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale or None
 
