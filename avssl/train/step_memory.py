@@ -20,6 +20,7 @@ from __future__ import annotations
 import resource
 import sys
 
+import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import default_collate
@@ -68,15 +69,9 @@ def saved_bytes(model: nn.Module, batch: dict) -> int:
 
 
 def fit_quadratic(points: list[tuple[int, int]], x: int) -> float:
-    """The value at ``x`` of the quadratic through three ``(x_i, y_i)`` points (Lagrange)."""
-    total = 0.0
-    for i, (xi, yi) in enumerate(points):
-        term = float(yi)
-        for j, (xj, _) in enumerate(points):
-            if j != i:
-                term *= (x - xj) / (xi - xj)
-        total += term
-    return total
+    """The value at ``x`` of the quadratic through three ``(x_i, y_i)`` points."""
+    xs, ys = zip(*points, strict=True)
+    return float(np.polyval(np.polyfit(xs, ys, 2), x))
 
 
 def measured_sizes(batch_size: int) -> tuple[int, ...]:
@@ -130,11 +125,7 @@ def resident_bytes(device: torch.device) -> int | None:
     """What the process holds now: CUDA's allocated memory, or the CPU's resident set."""
     if device.type == "cuda":
         return torch.cuda.memory_allocated(device)
-    try:
-        with open("/proc/self/statm", encoding="ascii") as fh:
-            return int(fh.read().split()[1]) * resource.getpagesize()
-    except (OSError, ValueError, IndexError):
-        return None
+    return proc_kib_field("/proc/self/status", "VmRSS")
 
 
 def peak_rss_bytes() -> int | None:
