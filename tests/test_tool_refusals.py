@@ -173,6 +173,7 @@ def _truncate(t: Path) -> None:
         (_truncate, r"not a readable tensor file \(truncated\?\): PytorchStreamReader failed"),
         (lambda t: t.write_bytes(bytes(range(256)) * 8), r"not a readable tensor file \(no Py"),
         (lambda t: t.write_bytes(b""), r"empty index tensor file \(truncated\?\)$"),
+        (lambda t: torch.save({"f": print}, t), r"tensors: could run code\)$"),
         (lambda t: torch.save(torch.zeros(3), t), r"not an avssl index tensor file \(holds a Ten"),
         (lambda t: torch.save({"audio": torch.zeros(2)}, t), r"index tensor file \(no 'audio_file"),
         (

@@ -21,7 +21,6 @@ import json
 import os
 import re
 import uuid
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,7 +28,7 @@ import torch
 
 from avssl.atomic_write import replacing, write_text
 from avssl.errors import AvsslError
-from avssl.train.checkpoint import ZIP_MAGIC
+from avssl.torch_file import TorchFileError, load_torch_file
 
 FORMAT = "avssl-index-v1"
 MODALITIES = ("audio", "visual")
@@ -37,6 +36,13 @@ MODALITIES = ("audio", "visual")
 # its ~1e-3 rounding of unit vectors is far below score differences that matter.
 STORE_DTYPE = torch.float16
 TENSOR_NAME = re.compile(r"embeddings-[0-9a-f]{12}\.pt")
+_LOAD_REASONS = {  # TorchFileError.kind -> the reason an index's tensor file is refused with
+    "unreadable": "cannot read the index tensors ({})",
+    "empty": "empty index tensor file (truncated?)",
+    "not_torch": "not a readable tensor file (no PyTorch zip header)",
+    "unsafe": "not a readable tensor file (holds objects other than tensors: could run code)",
+    "damaged": "not a readable tensor file (truncated?): {}",
+}
 
 
 def weights_hash(model: torch.nn.Module) -> str:
@@ -141,23 +147,9 @@ def read_tensors(tpath: Path, n_files: int, mmap: bool = True) -> dict[str, torc
             (garbage; truncated, with torch's first line), or not the index's tensors.
     """
     try:
-        with open(tpath, "rb") as fh:
-            magic = fh.read(len(ZIP_MAGIC))
-    except OSError as err:
-        raise AvsslError(f"{tpath}: cannot read the index tensors ({err.strerror})") from None
-    if not magic:
-        raise AvsslError(f"{tpath}: empty index tensor file (truncated?)")
-    if magic != ZIP_MAGIC:  # torch.save writes a zip archive
-        raise AvsslError(f"{tpath}: not a readable tensor file (no PyTorch zip header)")
-    try:
-        with warnings.catch_warnings():  # torch warns about pickle details before failing
-            warnings.simplefilter("ignore")
-            tensors = torch.load(tpath, map_location="cpu", weights_only=True, mmap=mmap)
-    except Exception as err:  # torch.load raises many types on a damaged file; all mean the same
-        lines = str(err).strip().splitlines()
-        first = lines[0] if lines else type(err).__name__
-        first = first if len(first) <= 100 else first[:100] + "..."
-        raise AvsslError(f"{tpath}: not a readable tensor file (truncated?): {first}") from None
+        tensors = load_torch_file(tpath, map_location="cpu", mmap=mmap)
+    except TorchFileError as err:
+        raise AvsslError(f"{tpath}: {_LOAD_REASONS[err.kind].format(err.detail)}") from None
     problem = _layout_error(tensors, n_files)
     if problem:
         raise AvsslError(f"{tpath}: not an avssl index tensor file ({problem})")

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import pickle
-import warnings
 from pathlib import Path
 
 import torch
@@ -19,10 +17,17 @@ from avssl.atomic_write import replacing
 from avssl.config import Config, config_from_dict
 from avssl.config_checks import config_error
 from avssl.errors import AvsslError, CheckpointError, TrainingError
+from avssl.torch_file import TorchFileError, load_torch_file
 
 FORMAT = "avssl-checkpoint-v1"
-ZIP_MAGIC = b"PK\x03\x04"  # torch.save writes a zip archive
 WEIGHT_KEYS = ("model", "train_model")  # state dicts: the (averaged) weights, the trained ones
+_LOAD_REASONS = {  # TorchFileError.kind -> the reason a CheckpointError gives
+    "unreadable": "cannot read ({})",
+    "empty": "empty file",
+    "not_torch": "not a PyTorch checkpoint file",
+    "unsafe": "refused: holds objects other than tensors and plain values (loading could run code)",
+    "damaged": "corrupt or truncated checkpoint file",
+}
 
 
 def save_checkpoint(path: str | os.PathLike, state: dict) -> Path:
@@ -54,26 +59,10 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
             raise CheckpointError(path, "run directory has no best.pt or last.pt")
     if not path.is_file():
         raise CheckpointError(path, "no such file")
-    if path.stat().st_size == 0:
-        raise CheckpointError(path, "empty file")
     try:
-        with open(path, "rb") as fh:
-            magic = fh.read(len(ZIP_MAGIC))
-    except OSError as err:
-        raise CheckpointError(path, f"cannot read ({err.strerror})") from None
-    if magic != ZIP_MAGIC:
-        raise CheckpointError(path, "not a PyTorch checkpoint file")
-    try:
-        with warnings.catch_warnings():  # torch warns about pickle details before failing
-            warnings.simplefilter("ignore")
-            state = torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError:
-        reason = (
-            "refused: holds objects other than tensors and plain values (loading could run code)"
-        )
-        raise CheckpointError(path, reason) from None
-    except Exception:  # torch.load raises many types on corrupt input; all mean the same
-        raise CheckpointError(path, "corrupt or truncated checkpoint file") from None
+        state = load_torch_file(path, map_location=map_location)
+    except TorchFileError as err:
+        raise CheckpointError(path, _LOAD_REASONS[err.kind].format(err.detail)) from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(path, "not an avssl checkpoint")
     problem = _field_error(state)

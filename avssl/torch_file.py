@@ -1,0 +1,67 @@
+"""Reading a file ``torch.save`` wrote, safely: what checkpoints and index tensors both need.
+
+The file is loaded with ``weights_only=True``, so a pickle that would run code is refused,
+and every way it can be unreadable is told apart, for the caller to put into its own message.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import warnings
+
+import torch
+
+ZIP_MAGIC = b"PK\x03\x04"  # torch.save writes a zip archive
+
+
+class TorchFileError(Exception):
+    """Why a file cannot be loaded.
+
+    Attributes:
+        kind: ``"unreadable"`` (the system refused to read it), ``"empty"``, ``"not_torch"``
+            (no PyTorch zip header), ``"unsafe"`` (objects other than tensors and plain values:
+            loading could run code) or ``"damaged"`` (torch could not load it: truncated,
+            corrupt).
+        detail: the system's reason (``"unreadable"``) or torch's first line (``"damaged"``,
+            at most 100 characters); empty otherwise.
+    """
+
+    def __init__(self, kind: str, detail: str = ""):
+        super().__init__(f"{kind}: {detail}" if detail else kind)
+        self.kind = kind
+        self.detail = detail
+
+
+def load_torch_file(path: str | os.PathLike, map_location="cpu", mmap: bool = False):
+    """The object ``torch.save`` wrote to ``path``, loaded with ``weights_only=True``.
+
+    Args:
+        path: the file.
+        map_location: as ``torch.load``'s.
+        mmap: memory-map the file instead of reading it whole.
+
+    Raises:
+        TorchFileError: the file cannot be read, is empty, is not a PyTorch file, holds
+            objects that could run code, or is damaged; torch's warnings are silenced.
+    """
+    try:
+        with open(path, "rb") as fh:
+            magic = fh.read(len(ZIP_MAGIC))
+    except OSError as err:
+        raise TorchFileError("unreadable", err.strerror or type(err).__name__) from None
+    if not magic:
+        raise TorchFileError("empty")
+    if magic != ZIP_MAGIC:
+        raise TorchFileError("not_torch")
+    try:
+        with warnings.catch_warnings():  # torch warns about pickle details before failing
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
+    except pickle.UnpicklingError:
+        raise TorchFileError("unsafe") from None
+    except Exception as err:  # torch.load raises many types on a damaged file; all mean the same
+        lines = str(err).strip().splitlines()
+        first = lines[0] if lines else type(err).__name__
+        first = first if len(first) <= 100 else first[:100] + "..."
+        raise TorchFileError("damaged", first) from None

@@ -1,0 +1,40 @@
+"""The shared reader of files torch.save wrote tells every kind of bad file apart."""
+
+import pytest
+import torch
+
+from avssl.torch_file import TorchFileError, load_torch_file
+
+
+@pytest.fixture
+def saved(tmp_path):
+    path = tmp_path / "good.pt"
+    torch.save({"x": torch.arange(6.0), "n": 3}, path)
+    return path
+
+
+@pytest.mark.parametrize("mmap", [False, True])
+def test_a_good_file_loads(saved, mmap):
+    state = load_torch_file(saved, mmap=mmap)
+    assert state["n"] == 3 and torch.equal(state["x"], torch.arange(6.0))
+
+
+def _kind(path) -> TorchFileError:
+    with pytest.raises(TorchFileError) as err:
+        load_torch_file(path)
+    return err.value
+
+
+def test_each_bad_file_has_its_kind(tmp_path, saved):
+    (tmp_path / "empty.pt").write_bytes(b"")
+    (tmp_path / "text.pt").write_text("not a tensor file\n")
+    data = saved.read_bytes()
+    (tmp_path / "cut.pt").write_bytes(data[: len(data) // 2])
+    torch.save({"code": print}, tmp_path / "unsafe.pt")  # a function: loading it runs code
+    assert _kind(tmp_path / "empty.pt").kind == "empty"
+    assert _kind(tmp_path / "text.pt").kind == "not_torch"
+    assert _kind(tmp_path / "unsafe.pt").kind == "unsafe"
+    damaged = _kind(tmp_path / "cut.pt")
+    assert damaged.kind == "damaged" and damaged.detail and "\n" not in damaged.detail
+    unreadable = _kind(tmp_path)  # a folder cannot be opened as a file
+    assert unreadable.kind == "unreadable" and unreadable.detail == "Is a directory"
