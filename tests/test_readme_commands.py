@@ -3,8 +3,9 @@
 The READMEs are the user's manual: a flag renamed in the code but not in a README command
 would fail the user who copies it. Each command in their ``bash`` blocks and each one quoted
 inline (the command table's rows among them) that runs one of avssl's programs is checked
-against that program's own ``--help``, in-process, and its ``--set key=value`` overrides are
-applied to the config it names with the real config loader. Nothing is trained or evaluated.
+against that program's own ``--help``, in-process, and the config files it names are loaded
+with its ``--set key=value`` overrides by the real config loader. Nothing is trained or
+evaluated.
 """
 
 from __future__ import annotations
@@ -166,25 +167,41 @@ def test_flags_exist():
     assert not problems, "\n".join(problems)
 
 
-def test_set_overrides_are_config_keys():
+def _config_files(args: list[str]) -> list[str]:
+    """The files after ``--config`` (one, or several for a benchmark comparing configs)."""
+    if "--config" not in args:
+        return []
+    files = []
+    for arg in args[args.index("--config") + 1 :]:
+        if arg.startswith("-"):
+            break
+        files.append(arg)
+    return [f for f in files if f not in ("F", "FILE", "CONFIG")]  # a syntax summary's
+
+
+def test_configs_and_set_overrides_exist():
     problems, checked = [], 0
     for where, program, args in COMMANDS:
         # a syntax summary's placeholder (--set key=value) is not an override
         overrides = [a for i, a in enumerate(args) if i and args[i - 1] == "--set"]
         overrides = [o for o in overrides if not re.match(r"(key|k|KEY)=", o)]
-        if not overrides:
+        configs = _config_files(args)
+        if not overrides and not configs:
             continue
-        key = "train" if program == "avssl train" else program
-        if key not in DEFAULT_CONFIG:
-            problems.append(f"{where}: which config does {program} read?")
-            continue
-        config = args[args.index("--config") + 1] if "--config" in args else DEFAULT_CONFIG[key]
+        if not configs:
+            key = "train" if program == "avssl train" else program
+            if key not in DEFAULT_CONFIG:
+                problems.append(f"{where}: which config does {program} read?")
+                continue
+            configs = [DEFAULT_CONFIG[key]]
         # a shell variable stood for a value: give it one the key accepts
         overrides = [re.sub(r"=X$", "=0", o) for o in overrides]
-        try:
-            load_config(ROOT / config if config else None, overrides)
-        except Exception as err:  # noqa: BLE001 - every failure is reported with its command
-            problems.append(f"{where}: {err}")
-        checked += 1
+        for config in configs:
+            path = None if config in (None, "default") else ROOT / config  # the built-in one
+            try:
+                load_config(path, overrides)
+            except Exception as err:  # noqa: BLE001 - every failure is reported with its command
+                problems.append(f"{where}: {err}")
+            checked += 1
     assert checked > 20
     assert not problems, "\n".join(problems)
