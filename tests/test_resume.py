@@ -189,6 +189,25 @@ def test_resume_refuses_a_change_of_what_the_weights_read(change, tiny_train_arg
     assert _resume(run, "train.steps=4", "model.audio.freq_mask=4") == 0
 
 
+def test_resume_refuses_a_starting_value_it_would_ignore(tiny_train_args, capsys):
+    # the learnt temperature is loaded from the checkpoint: a new starting value would do
+    # nothing, while config.yaml recorded it
+    assert train.main(tiny_train_args("train.steps=2", "train.eval_every=2")) == 0
+    run = Path(last_json(capsys.readouterr().out)["run_dir"])
+    config = (run / "config.yaml").read_text()
+    assert _resume(run, "train.steps=4", "model.temperature=0.5") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: model.temperature: cannot be changed on")
+    assert "0.5 would be ignored" in err[0] and (run / "config.yaml").read_text() == config
+    # nor may the optimiser's parameters change (its saved state would not load)
+    assert _resume(run, "train.steps=4", "model.learn_temperature=false") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        "error: model.learn_temperature: cannot be changed on resume (the run's optimiser state "
+        "was saved with learn_temperature=true); start a new run"
+    ]
+
+
 def test_resume_with_another_batch_order_starts_the_next_epoch(tiny_train_args, capsys):
     """Skipping the batches done assumes the same order: with another batch size the rest of the
     epoch would show some clips twice and others never, so the run starts the next epoch."""

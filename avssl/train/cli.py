@@ -92,23 +92,42 @@ FIXED_ON_RESUME = (
     "model.audio.n_mels", "model.audio.center", "model.audio.normalize", "model.audio.lifter",
     "model.audio.stretch_active_db",
 )  # fmt: skip
+# starting values of weights the checkpoint holds: the resumed run loads the learnt values
+INIT_ONLY = ("model.temperature", "model.avol_scale_init")
+# which parameters the saved optimiser state is for, and in which groups
+OPTIMISER_KEYS = ("train.decay_all", "model.learn_temperature")
 
 
 def check_resume_keeps_inputs(cfg: Config, saved: Config) -> None:
     """Refuse a ``--set`` at resume that changes what the weights were learnt to read.
 
+    Also refuse one that changes only a weight's starting value (:data:`INIT_ONLY`: the run
+    would load the checkpoint's value and ignore it, while ``config.yaml`` recorded it), or the
+    parameters the saved optimiser state is for (:data:`OPTIMISER_KEYS`: it would not load).
+
     Raises:
-        ConfigError: one of :data:`FIXED_ON_RESUME` differs from the checkpoint's value.
+        ConfigError: one of those keys differs from the checkpoint's value.
     """
-    for key in FIXED_ON_RESUME:
+    for key in FIXED_ON_RESUME + INIT_ONLY + OPTIMISER_KEYS:
         new, old = cfg, saved
         for part in key.split("."):
             new, old = getattr(new, part), getattr(old, part)
-        if new != old:
+        if new == old:
+            continue
+        if key in OPTIMISER_KEYS:
             raise ConfigError(
-                f"{key}: cannot be changed on resume (the weights were learnt with {old!r}, "
-                f"not {new!r}); start a new run"
+                f"{key}: cannot be changed on resume (the run's optimiser state was saved with "
+                f"{key.split('.')[-1]}={str(old).lower()}); start a new run"
             )
+        if key in INIT_ONLY:
+            raise ConfigError(
+                f"{key}: cannot be changed on resume (it only sets the starting value of a "
+                f"weight the checkpoint holds, so {new!r} would be ignored); start a new run"
+            )
+        raise ConfigError(
+            f"{key}: cannot be changed on resume (the weights were learnt with {old!r}, "
+            f"not {new!r}); start a new run"
+        )
 
 
 def check_resume_fits(cfg: Config, resume: dict, ckpt: Path) -> None:
@@ -161,16 +180,10 @@ def main(argv: list[str] | None = None) -> int:
                 "(its last.pt), or copy this checkpoint alone into a new folder and resume that",
             )
         cfg = checkpoint_config(resume)
-        decay_all = cfg.train.decay_all
         for item in args.overrides:
             apply_override(cfg, item)
         saved = checkpoint_config(resume)
         check_resume_keeps_inputs(cfg, saved)
-        if cfg.train.decay_all != decay_all:
-            raise ConfigError(
-                f"train.decay_all: cannot be changed on resume (the run's optimiser state was "
-                f"saved with decay_all={str(decay_all).lower()}); start a new run"
-            )
         check_ranges(cfg, overrides=args.overrides)
         if cfg.train.steps < resume["step"]:  # it trained nothing, yet rewrote config.yaml
             raise ConfigError(
