@@ -236,7 +236,11 @@ def test_other_checkpoint_refused(ckpts, media, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"error: {out}: built with checkpoint") and len(err.splitlines()) == 1
     assert _index(other, [media / "tone.wav"], out) == 2
-    assert "built with checkpoint" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "built with checkpoint" in err and err.strip().endswith(f"--out {out} --rebuild")
+    # the advice works: the index is rebuilt with the other checkpoint, then answers its queries
+    assert _index(other, [media / "tone.wav"], out, "--rebuild") == 0
+    assert _query(out, other, "--audio", str(media / "tone.wav"), "--target", "audio") == 0
 
 
 def test_html_escapes_names(ckpts, media_factory, tmp_path, capsys):

@@ -79,13 +79,16 @@ class Index:
         return int(self.tensors[modality].shape[0])
 
     def check_checkpoint(self, sha: str, ckpt_path: str) -> None:
-        """Refuse a checkpoint other than the one the index was built with."""
+        """Refuse a checkpoint other than the one the index was built with: its embeddings
+        would not be comparable with the index's. The message says how to go on (an index
+        cannot be updated by another checkpoint: ``--rebuild`` embeds everything again)."""
         built = self.meta["checkpoint"]
         if built["sha256"] != sha:
-            was = f"{built['path']} (weights {built['sha256'][:12]})"
             raise AvsslError(
-                f"{self.path}: built with checkpoint {was}, not {ckpt_path} "
-                f"(weights {sha[:12]}); re-index or pass that checkpoint"
+                f"{self.path}: built with checkpoint {built['path']} (state sha256 "
+                f"{built['sha256'][:12]}), not {ckpt_path} (state sha256 {sha[:12]}), whose "
+                "embeddings would not match; pass the checkpoint it was built with, or rebuild "
+                f"it with this one: avssl index --checkpoint CKPT --out {self.path} --rebuild"
             )
 
 
