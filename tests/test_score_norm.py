@@ -13,7 +13,7 @@ import evaluate
 import train
 from avssl.errors import AvsslError
 from avssl.eval.score_norm import cohort_offsets
-from avssl.train.checkpoint import load_checkpoint
+from avssl.train.checkpoint import load_checkpoint, save_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -123,3 +123,24 @@ def test_avc_recalibrate_and_cohort(tiny_train_args, capsys):
     assert evaluate.main([*base, "--cohort", "4", "--cohort-top", "5"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "--cohort-top 5" in err
+
+
+def test_avc_chooses_a_threshold_no_validation_chose(tiny_train_args, tmp_path, capsys):
+    """A last.pt saved before the run's first validation (a run stopped early) holds the initial
+    threshold 0: it is chosen on val, and the JSON says why."""
+    assert train.main(["--config", str(ROOT / "configs/contrastive.yaml"), *tiny_train_args()]) == 0
+    run = Path(_last(capsys)["run_dir"])
+    state = load_checkpoint(run / "last.pt")
+    state["model"]["decision_threshold"].fill_(0.0)
+    state.update(best=None)
+    early = tmp_path / "early" / "last.pt"
+    early.parent.mkdir()
+    save_checkpoint(early, {k: v for k, v in state.items() if k not in ("format", "path")})
+    base = ["avc", "--checkpoint", str(early), "--no-progress"]
+    assert evaluate.main(base) == 0
+    chosen = _last(capsys)
+    why = "; the checkpoint was saved before its first validation"
+    assert chosen["threshold_from"].startswith("val (") and chosen["threshold_from"].endswith(why)
+    assert evaluate.main([*base, "--recalibrate", "val"]) == 0  # the same rule on the same rows
+    assert chosen["threshold"] == pytest.approx(_last(capsys)["threshold"])
+    assert chosen["threshold"] != 0.0

@@ -2,8 +2,9 @@
 
 The metrics are :func:`avssl.eval.avc.avc_metrics`; the decision threshold is the one stored
 in the checkpoint (chosen on validation by ``train.py``), or chosen anew on a split of the
-checkpoint's own training data (``--recalibrate``, and whenever ``--cohort`` or
-``--audio-tta`` move the scores), never on the evaluated split.
+checkpoint's own training data (``--recalibrate``; on val whenever ``--cohort`` or
+``--audio-tta`` move the scores, or the checkpoint was saved before any validation chose
+one), never on the evaluated split.
 """
 
 from __future__ import annotations
@@ -94,7 +95,10 @@ def run(argv: list[str]) -> int:
             cohort_top=top,
         )
     threshold, source = float(model.decision_threshold), "checkpoint"
-    calib_split = args.recalibrate or ("val" if args.cohort or tta else None)
+    # a last.pt saved before the run's first validation holds the initial threshold, never
+    # chosen: it is chosen on val here, as train.py would have
+    uncalibrated = model.needs_calibration and "best" in state and state["best"] is None
+    calib_split = args.recalibrate or ("val" if args.cohort or tta or uncalibrated else None)
     if calib_split:
         calib = load_split(
             own, calib_split, train=False, windows_per_clip=cfg.train.val_windows,
@@ -102,6 +106,8 @@ def run(argv: list[str]) -> int:
         )  # fmt: skip
         threshold = calibrate_threshold(score_pairs(model, calib, device, args.precision, **norm))
         source = f"{calib_split} ({len(calib.store)} rows)"
+        if uncalibrated and not args.recalibrate:
+            source += "; the checkpoint was saved before its first validation"
     adapt = {}
     if args.adapt_bn:  # after calibration: the seen voices keep their own statistics
         from avssl.eval.adapt_bn import adapt_on_waves, centre_waves
