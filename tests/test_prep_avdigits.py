@@ -240,7 +240,7 @@ def test_test_mnist_files_and_val_speaker(tiny, tmp_path):
     out = tmp_path / "out"
     extra = ["--test-mnist-images", str(tiny["test_images"]),
              "--test-mnist-labels", str(tiny["test_labels"]),
-             "--test-speakers", "bob,nobody", "--val-speaker", "amy"]  # fmt: skip
+             "--test-speakers", "bob", "--val-speaker", "amy"]  # fmt: skip
     assert run(tiny, out, *extra) == 0
     rows, items = load(out)
     gallery = read_manifest(out / "gallery.jsonl")
@@ -250,6 +250,23 @@ def test_test_mnist_files_and_val_speaker(tiny, tmp_path):
         sources = {src for src, _ in item["mnist"]}
         assert sources == ({"test"} if item["split"] == "test" else {"main"})
     assert all(g.id.startswith("gallery_test_") for g in gallery)
+
+
+@pytest.mark.parametrize(
+    "named,why",
+    [
+        ("bob,nobody", "no recordings of nobody"),
+        ("bobb", "no recordings of bobb"),
+        (",", "names no speaker"),
+    ],
+)
+def test_a_named_test_speaker_must_be_present(tiny, tmp_path, named, why):
+    # a typo must not silently test on another voice; nothing is written
+    out = tmp_path / "out"
+    with pytest.raises(AvsslError) as err:
+        run(tiny, out, "--test-speakers", named)
+    assert str(err.value).startswith(f"--test-speakers {named}: {why}")
+    assert str(err.value).endswith("(speakers present: amy, bob, cat)") and not out.exists()
 
 
 def test_corrupt_recording_counted_and_strict(tiny, tmp_path):

@@ -9,9 +9,10 @@ spoken digit's cell is the sound source (``boxes.sources``); the other cells are
 shape of a handwritten digit, and neither speakers nor handwriting are shared across splits.
 
 Splits:
-    * audio, by speaker: the test speakers' recordings are the test split (if none of the
-      requested speakers is present, the alphabetically last present speaker is used instead and
-      the report says so). Validation is carved from the training speakers: by default the takes
+    * audio, by speaker: the test speakers' recordings are the test split. Speakers named with
+      ``--test-speakers`` must all be present; by default the test speakers are theo and
+      yweweler, those of them present, or else the alphabetically last present speaker (the
+      report says so). Validation is carved from the training speakers: by default the takes
       whose number is a multiple of 10 (takes 0, 10, 20, 30, 40: 10% of FSDD's 50 takes), or all
       recordings of ``--val-speaker``.
     * images, by MNIST index: each image of ``--mnist-images`` belongs to exactly one split
@@ -68,7 +69,11 @@ def add_source_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mnist-labels", type=Path, required=True, help="MNIST labels IDX (.gz)")
     p.add_argument("--test-mnist-images", type=Path, help="separate MNIST images for test")
     p.add_argument("--test-mnist-labels", type=Path, help="labels of --test-mnist-images")
-    p.add_argument("--test-speakers", default="theo,yweweler", help="comma-separated")
+    p.add_argument(
+        "--test-speakers", metavar="A,B",
+        help="comma-separated, each present (default: theo,yweweler, those present, else the "
+        "alphabetically last speaker)",
+    )  # fmt: skip
     p.add_argument(
         "--centre-trim", action="store_true",
         help="keep the middle second of a longer recording (default: its loudest second; "
@@ -164,8 +169,7 @@ def _prepare(args: argparse.Namespace, report: PrepReport, made: NewOutputs) -> 
     if not recordings:
         raise AvsslError(f"{args.fsdd}: no FSDD recordings ({{digit}}_{{speaker}}_{{take}}.wav)")
     present = sorted({r.speaker for r in recordings})
-    requested = [s.strip() for s in args.test_speakers.split(",") if s.strip()]
-    test, val_speaker = split_speakers(present, requested, args.val_speaker, report)
+    test, val_speaker = split_speakers(present, args.test_speakers, args.val_speaker, report)
     check_splits(recordings, test, val_speaker, report, args.fsdd)
 
     made.folder(out / "audio")

@@ -17,16 +17,35 @@ from avssl.prep.mnist import Recording
 from avssl.prep.report import PrepReport
 
 VAL_TAKE_PERIOD = 10  # default validation takes: take % 10 == 0
+DEFAULT_TEST_SPEAKERS = ("theo", "yweweler")  # the issue's; not in the development recordings
 
 
 def split_speakers(
-    present: list[str], requested: list[str], val_speaker: str | None, report: PrepReport
+    present: list[str], named: str | None, val_speaker: str | None, report: PrepReport
 ) -> tuple[list[str], str | None]:
-    """Test speakers among ``present`` (with the documented fallback) and the validation speaker.
+    """Test speakers among ``present`` and the validation speaker.
+
+    Args:
+        present: the speakers of the recordings.
+        named: ``--test-speakers`` as given (comma-separated), or None for the default
+            (:data:`DEFAULT_TEST_SPEAKERS` that are present, else the alphabetically last
+            present speaker, with a note in the report).
+        val_speaker: ``--val-speaker``, or None.
+        report: where the fallback's note goes.
 
     Raises:
-        AvsslError: no training speaker would remain, or ``val_speaker`` is not usable.
+        AvsslError: a named test speaker is absent (a typo must not silently test on another
+            voice), no training speaker would remain, or ``val_speaker`` is not usable.
     """
+    if named is not None:
+        requested = [s.strip() for s in named.split(",") if s.strip()]
+        if not requested or (absent := [s for s in requested if s not in present]):
+            what = f"no recordings of {', '.join(absent)}" if requested else "names no speaker"
+            raise AvsslError(
+                f"--test-speakers {named}: {what} (speakers present: {', '.join(present)})"
+            )
+    else:
+        requested = list(DEFAULT_TEST_SPEAKERS)
     test = [s for s in requested if s in present]
     absent = [s for s in requested if s not in present]
     if not test:

@@ -90,7 +90,8 @@ def prepare(args: argparse.Namespace) -> None:
     from avssl.prep.avdigits import main as prepare_main
 
     shared = ["--fsdd", str(args.fsdd), "--mnist-images", str(args.mnist_images)]
-    shared += ["--mnist-labels", str(args.mnist_labels), "--test-speakers", args.test_speakers]
+    shared += ["--mnist-labels", str(args.mnist_labels)]
+    shared += ["--test-speakers", args.test_speakers] if args.test_speakers is not None else []
     shared += ["--seed", str(args.data_seed)] + (["--centre-trim"] if args.centre_trim else [])
     if args.test_mnist_images is not None:
         shared += ["--test-mnist-images", str(args.test_mnist_images)]
