@@ -280,6 +280,19 @@ def test_inspect_decodes_the_end_of_a_download_cut_short(media_factory, capsys):
     assert err.startswith(f"error: {cut}: truncated or corrupt: ") and len(err.splitlines()) == 1
 
 
+def test_inspect_refuses_a_wav_cut_short(media_factory, capsys):
+    # a WAV cut short decodes as a complete, shorter file: only its header tells
+    whole = media_factory("whole.wav", duration=2.0)
+    assert cli.main(["inspect", str(whole)]) == 0
+    capsys.readouterr()
+    cut = whole.with_name("cut.wav")
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size * 2 // 3])
+    assert cli.main(["inspect", str(cut)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: {cut}: truncated: header declares 2.00 s, file holds 1.3")
+    assert len(err.splitlines()) == 1
+
+
 @pytest.mark.shared_data
 def test_shared_videos_decode(shared_data, capsys):
     videos = sorted((shared_data / "videos").iterdir())

@@ -5,6 +5,8 @@ Prints one JSON object on one line: the :class:`~avssl.data.media.MediaInfo` fie
 and the number of audio samples) and ``"end_checked"``: the start of the last half second of
 the file, decoded too (a download cut short keeps the header that declares the whole length,
 and its first seconds decode), or null when the window reaches it or the length is unknown.
+A WAV or AIFF file whose header declares more sample data than it holds is cut short too
+(it decodes as a complete, shorter file): refused, as ``prepare.py --probe`` counts it.
 A file avssl cannot use raises
 :class:`~avssl.errors.MediaError`, which the ``avssl`` script prints as one
 ``error: FILE: reason`` line (exit status 2).
@@ -20,6 +22,8 @@ import sys
 from avssl.cli import ArgumentParser, dash_paths_last
 from avssl.data.media import probe, read_audio, read_frames
 from avssl.data.media_checks import check_pixels, check_window
+from avssl.errors import MediaError
+from avssl.prep.audio_header import truncation
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -62,6 +66,8 @@ def inspect_file(
         MediaError: the file cannot be probed or the window or the end cannot be decoded.
     """
     info = probe(path, shown=True)
+    if (cut := truncation(path)) is not None:  # it decodes as a complete, shorter file
+        raise MediaError(path, cut)
     if duration is None:
         duration = 1.0
         if info.duration is not None and info.duration - start > 0:
