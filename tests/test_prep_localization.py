@@ -195,3 +195,22 @@ def test_flickr_empty_id_list(tmp_path, capsys):
     argv = ["flickr", "--ids", str(tmp_path / "ids.csv"), "--media", str(tmp_path)]
     code, o, err = run(capsys, cli, ["prepare", *argv, "--out", str(tmp_path / "out")])
     one_line_error(code, o, err, tmp_path / "ids.csv", "no ids in the file")
+
+
+def test_flickr_refuses_a_file_that_is_no_id_list(tmp_path, capsys):
+    (tmp_path / "v.json").write_text(json.dumps([{"file": "a", "bbox": [[0, 0, 1, 1]]}]))
+    argv = ["flickr", "--ids", str(tmp_path / "v.json"), "--media", str(tmp_path)]
+    code, o, err = run(capsys, cli, ["prepare", *argv, "--out", str(tmp_path / "out")])
+    one_line_error(code, o, err, tmp_path / "v.json", "not an id list (row 1 starts with '[{")
+    assert not (tmp_path / "out").exists()
+
+
+def test_vggss_refuses_ids_none_of_which_it_annotates(media_factory, tmp_path, capsys):
+    (tmp_path / "v.json").write_text(json.dumps([{"file": "a", "bbox": [[0, 0, 1, 1]]}]))
+    (tmp_path / "flickr_ids.csv").write_text("10000130166,202\n10007936344,0\n")
+    media_factory("a.mp4", duration=1.0, size=(32, 32))
+    argv = ["vggss", "--annotations", str(tmp_path / "v.json"), "--media", str(tmp_path)]
+    argv += ["--ids", str(tmp_path / "flickr_ids.csv"), "--out", str(tmp_path / "out")]
+    code, o, err = run(capsys, cli, ["prepare", *argv])
+    one_line_error(code, o, err, tmp_path / "flickr_ids.csv", "none of its 2 ids is an entry of")
+    assert "(e.g. '10000130166')" in err and not (tmp_path / "out").exists()

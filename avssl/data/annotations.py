@@ -15,12 +15,14 @@ from __future__ import annotations
 import csv
 import math
 import os
+import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from avssl.data.textfile import read_json_list, text_lines
 from avssl.errors import ManifestError
 
+ID = re.compile(r"[\w.-]+")  # an item id of an id list: a file stem
 FLICKR_IMAGE_SIZE = 256  # side the reference evaluation assumes when the XML gives no <size>
 _CORNERS = ("xmin", "ymin", "xmax", "ymax")
 
@@ -77,12 +79,21 @@ def read_vggss(path: str | os.PathLike) -> dict[str, list[list[float]]]:
 
 def read_flickr_ids(path: str | os.PathLike) -> list[str]:
     """Ids of a CSV list such as ``flickr_test.csv`` or ``vggss_test.csv``: the first column of
-    each non-empty row.
+    each non-empty row. An id is a file stem (letters, digits, ``_``, ``-``, ``.``).
 
     Raises:
-        ManifestError: the file cannot be read or is not UTF-8 text.
+        ManifestError: the file cannot be read, is not UTF-8 text, or is no id list (a first
+            column that is no file stem, e.g. ``vggss.json`` given for the list).
     """
-    return [row[0].strip() for row in csv.reader(text_lines(path)) if row and row[0].strip()]
+    ids = []
+    for n, row in enumerate(csv.reader(text_lines(path)), 1):
+        if row and (item := row[0].strip()):
+            if not ID.fullmatch(item):
+                raise ManifestError(
+                    f"{path}: not an id list (row {n} starts with {item[:40]!r}, not a file id)"
+                )
+            ids.append(item)
+    return ids
 
 
 def _check_finite(path: Path, what: str, text: str | None) -> None:

@@ -48,6 +48,11 @@ def main(argv: list[str] | None = None) -> int:
     keep = None if args.ids is None else set(read_flickr_ids(args.ids))
     if keep is not None and not keep:
         raise AvsslError(f"{args.ids}: no ids in the file")
+    if keep is not None and not keep & {str(e.get("file")) for e in entries if isinstance(e, dict)}:
+        raise AvsslError(
+            f"{args.ids}: none of its {len(keep)} ids is an entry of {args.annotations} "
+            f"(e.g. {sorted(keep)[0]!r}); is it the VGG-SS id list?"
+        )
     stems = index_stems(args.media)
     cuts = _cut_clips(args.media, entries, stems)
     lost_boxes: dict[str, list[str]] = {}
