@@ -24,6 +24,20 @@ def _check_parents(path: Path) -> None:
             return
 
 
+HTML_SUFFIXES = (".html", ".htm")
+
+
+def check_html_name(path: str | os.PathLike, flag: str) -> None:
+    """Refuse an HTML output not named ``.html`` or ``.htm`` (``-o x.wav --force`` would write
+    a page over a sound, and a browser would not open ``x.txt`` as a page).
+
+    Raises:
+        AvsslError: another suffix, naming ``flag``.
+    """
+    if Path(path).suffix.lower() not in HTML_SUFFIXES:
+        raise AvsslError(f"{path}: {flag} writes an HTML page: name it .html or .htm")
+
+
 def check_new_file(path: str | os.PathLike, force: bool, in_place: bool = False) -> None:
     """Refuse an output file that is a folder, that exists unless ``force`` (a symlink counts,
     even one that dangles or loops), or that cannot be created (its folder is read-only).

@@ -175,12 +175,18 @@ def test_force_never_overwrites_an_input(tmp_path, capsys, monkeypatch):
     for argv, out in cases:
         err = _refused(capsys, [*argv, "--force"])
         assert err.startswith(f"error: {out}: is ") and "--force never overwrites it" in err
+    # an HTML output must be named .html: an input never is
     for page in ("q.wav", "idx/meta.json"):
         argv = ["query", "--index", "idx", "--checkpoint", str(run), "--audio", "q.wav"]
         assert cli([*argv, "--html", page, "--force"]) == 2
-        assert "--force never overwrites it" in capsys.readouterr().err
+        err = capsys.readouterr().err
+        assert err == f"error: {page}: --html writes an HTML page: name it .html or .htm\n"
     assert cli(["report", str(run), "-o", f"{run}/best.pt", "--force"]) == 2
-    assert "--force never overwrites it" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert err == f"error: {run}/best.pt: -o writes an HTML page: name it .html or .htm\n"
+    assert cli(["report", str(run), "-o", "notes.txt"]) == 2  # a new file: refused all the same
+    assert "-o writes an HTML page" in capsys.readouterr().err
+    assert not (tmp_path / "notes.txt").exists()
     assert (run / "best.pt").read_text() == "ckpt" and (tmp_path / "m.jsonl").read_text() == "rows"
     assert (index / "meta.json").read_text() == "{}" and (tmp_path / "q.wav").read_text() == "sound"
     # an earlier result in the run folder may be replaced: refused only for the checkpoint

@@ -298,4 +298,4 @@ def test_rerank_refusals(indexes, media, capsys):
     # a same-modality query is already scored as the evaluation scores it
     same = ["--audio", str(media / "tone.wav"), "--target", "audio", "-k", "1", "--rerank", "2"]
     assert _query(index, ckpt, *same) == 2
-    assert "re-scores sounds against pictures only" in _one_line_error(capsys)
+    assert "pictures only; an audio query for audio windows" in _one_line_error(capsys)

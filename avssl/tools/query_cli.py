@@ -34,7 +34,13 @@ from pathlib import Path
 
 from avssl.atomic_write import write_text
 from avssl.cli import ArgumentParser, positive_int
-from avssl.cli_outputs import check_new_file, check_not_input, check_not_read
+from avssl.cli_outputs import (
+    HTML_SUFFIXES,
+    check_html_name,
+    check_new_file,
+    check_not_input,
+    check_not_read,
+)
 from avssl.errors import AvsslError, MediaError
 from avssl.tools.index import load_index, weights_hash
 from avssl.tools.query import query_input, query_window, search, unit_embedding
@@ -118,8 +124,9 @@ def main(argv: list[str] | None = None) -> int:
             "the N re-scored ones, so N must be at least k"
         )
     if args.html:
+        check_html_name(args.html, "--html")
         check_new_file(args.html, args.force)
-        check_not_input(args.html, args, (".html", ".htm"))
+        check_not_input(args.html, args, HTML_SUFFIXES)
     if args.approx:
         from avssl.tools.ann import import_faiss
 

@@ -53,8 +53,9 @@ def check_rerank(model, method: str, ckpt: str, modality: str, target: str) -> N
             f"(contrastive, avolnet); {what} has no map of locations"
         )
     if modality == target:
+        query = "an audio" if modality == "audio" else f"a {modality}"
         raise AvsslError(
-            f"--rerank re-scores sounds against pictures only; a {modality} query for {target} "
+            f"--rerank re-scores sounds against pictures only; {query} query for {target} "
             "windows is already scored as the evaluation scores it (pooled embeddings)"
         )
 

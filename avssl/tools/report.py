@@ -23,7 +23,13 @@ from pathlib import Path
 
 from avssl.atomic_write import write_bytes
 from avssl.cli import ArgumentParser, int_at_least
-from avssl.cli_outputs import check_new_file, check_not_input, check_not_read
+from avssl.cli_outputs import (
+    HTML_SUFFIXES,
+    check_html_name,
+    check_new_file,
+    check_not_input,
+    check_not_read,
+)
 from avssl.errors import AvsslError, InputOverwriteError
 from avssl.tools import report_figures as figures
 from avssl.tools.report_gallery_html import gallery_html, overlays_html
@@ -250,8 +256,9 @@ def main(argv: list[str] | None = None) -> int:
     if not run_dir.is_dir():
         raise AvsslError(f"{run_dir}: not a directory")
     out = Path(args.output) if args.output else run_dir / "report.html"
+    check_html_name(out, "-o")
     check_new_file(out, args.force)
-    check_not_input(out, args, (".html", ".htm"))
+    check_not_input(out, args, HTML_SUFFIXES)
     extra = [Path(p) for p in args.results]
     for path in extra:  # what the user names must be usable; what the run lacks is a note
         if path.is_dir():
