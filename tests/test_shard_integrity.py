@@ -57,7 +57,9 @@ def test_stream_skips_rows_changed_since_caching(world, tmp_path, digests):
     data = load_config(None, [*TINY, f"data.root={edited}", f"data.cache={cache}"]).data
     stream = StreamPairs(data, edited)
     in_memory = load_split(data, "train", True, progress=False)
-    reason = f"{cache}: row {row_id!r} changed since it was cached"
+    built = json.loads((cache / "index.json").read_text())["manifest"]
+    reason = f"{cache}: row {row_id!r} changed since it was cached (the cache was built from "
+    reason += f"{built})"
     assert stream.skipped == in_memory.skipped == [(row_id, reason)]
     assert len(stream) == 11 and row_id not in stream.clip_of
     stream.set_epoch(0)

@@ -193,6 +193,13 @@ def check_settings(index: dict, cache, data: DataConfig, split: str, size: int) 
         )
 
 
+def changed_since_cached(row_id: str, index: dict) -> str:
+    """Why a cached row is not served: the manifest's row differs from the one cached, most
+    often because the cache was built from another manifest (which the index names)."""
+    built = f" (the cache was built from {index['manifest']})" if index.get("manifest") else ""
+    return f"row {row_id!r} changed since it was cached{built}"
+
+
 def cached_clips(cache, rows: list[Row], data: DataConfig, split: str, size: int):
     """A ClipStore loader serving ``rows`` from the cache instead of decoding media.
 
@@ -223,7 +230,7 @@ def cached_clips(cache, rows: list[Row], data: DataConfig, split: str, size: int
             if row is None or sample["row"]["split"] != split:
                 continue
             if sample["row"] != row.to_json():
-                found[row.id] = MediaError(root, f"row {row.id!r} changed since it was cached")
+                found[row.id] = MediaError(root, changed_since_cached(row.id, index))
             else:
                 found[row.id] = (
                     torch.from_numpy(sample["frames"]),

@@ -38,7 +38,7 @@ from avssl.data.pairs import (
 )
 from avssl.data.shard_checks import changed_rows
 from avssl.data.shard_stream import ShardStream
-from avssl.data.shards import read_index
+from avssl.data.shards import changed_since_cached, read_index
 from avssl.data.source import class_names
 from avssl.data.transforms import eval_resize, train_augment
 from avssl.errors import AvsslError, ManifestError
@@ -123,7 +123,7 @@ class StreamPairs(IterableDataset):
                 missing = f"{root}: row {row.id!r} is not in the cache"
                 self.skipped.append((row.id, failed.get(row.id, missing)))
             elif row.id in changed:
-                self.skipped.append((row.id, f"{root}: row {row.id!r} changed since it was cached"))
+                self.skipped.append((row.id, f"{root}: {changed_since_cached(row.id, index)}"))
             elif durations[row.id] is not None and durations[row.id] < data.window:
                 self.skipped.append((row.id, f"shorter than the {data.window:g}-s window"))
             else:
