@@ -133,3 +133,17 @@ def test_accuracy_curves_compare_like_with_like():
             }
             assert label.startswith("train, ") and label.endswith(key[4:] + " neg.")
     assert figures.curves_png(rows)[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_gallery_of_unusable_clips_says_why(tiny_cache, tmp_path, capsys):
+    # no test clip decodes: the page's note gives the first clip's reason
+    run = tmp_path / "run"
+    _checkpoint(run / "best.pt", "contrastive")
+    data = tmp_path / "gone.jsonl"
+    rows = [f'{{"id": "{n}", "video": "{n}.mp4", "split": "test"}}\n' for n in "ab"]
+    data.write_text("".join(rows))
+    assert cli.main(["report", str(run), "--data", str(data)]) == 0
+    capsys.readouterr()
+    page = (run / "report.html").read_text()
+    assert f"{data}: 0 usable test clip(s), need at least 2; first skipped: " in page
+    assert "a.mp4: no such file" in page

@@ -153,8 +153,9 @@ def model_sections(run_dir: Path, args, out: Path) -> tuple[Section, Section, ob
         test_rows = [r for r in rows if r.split == "test"]
         clips = gal.centre_clips(test_rows, manifest, cfg.data, args.max_clips)
         if len(clips.rows) < 2:
+            first = f"; first skipped: {clips.skipped[0][1]}" if clips.skipped else ""
             raise AvsslError(
-                f"{manifest}: {len(clips.rows)} decodable test clip(s), need at least 2"
+                f"{manifest}: {len(clips.rows)} usable test clip(s), need at least 2{first}"
             )
         train = None
         if cfg.model.method in NO_SHARED_SPACE:  # CCA is fitted on training clips
