@@ -49,7 +49,7 @@ def ref_scores(pred, gt):
     inter = union_extra = 0.0
     for y in range(S):
         for x in range(S):
-            if pred[y, x] > thr:
+            if pred[y, x] > thr or pred[y, x] == 1:  # the reference: > thr set to 1, < 1 to 0
                 inter += gt[y, x]
                 union_extra += gt[y, x] == 0
     c = inter / (gt.sum() + union_extra) if gt.sum() + union_extra else 0.0
@@ -127,11 +127,14 @@ def test_heatmap_equal_to_box():
     assert res == {"ciou": 1.0, "ciou_adaptive": 1.0, "pointing": True}
 
 
-def test_all_zero_heatmap():
-    gt = loc.gt_map([[0.4, 0.4, 0.6, 0.6]])
-    res = loc.score_item(np.zeros((14, 14)), gt)
-    # flat: nothing predicted; argmax is pixel (0, 0), outside the box
-    assert res["ciou"] == 0.0 and res["pointing"] is False
+def test_a_flat_map_is_a_miss_and_counted():
+    # its ties would point at the top-left pixel, and its top-k start there: no credit there
+    gt = loc.gt_map([[0.0, 0.0, 0.3, 0.3]])
+    for flat in (np.zeros((14, 14)), np.ones((7, 7))):
+        res = loc.score_item(flat, gt)
+        assert res == {"ciou": 0.0, "ciou_adaptive": 0.0, "pointing": False, "flat": True}
+    res = loc.localization_metrics([np.ones((7, 7)), _box_map([0.0, 0.0, 0.3, 0.3])], [gt, gt])
+    assert res["flat_maps"] == 1 and res["nonfinite_maps"] == 0 and res["pointing"] == 0.5
 
 
 def test_a_map_that_is_not_finite_is_a_miss_and_counted():
@@ -148,15 +151,24 @@ def test_a_map_that_is_not_finite_is_a_miss_and_counted():
     assert res["nonfinite_maps"] == 1 and res["pointing"] == 0.5
 
 
-def test_tied_pixels_at_the_threshold_fall_out():
-    # a binary map lit on 3/4 of the frame: the median value is 1, so "> threshold" predicts
-    # nothing (cIoU 0), where ">= threshold" would predict the lit area exactly (cIoU 1)
+def test_tied_pixels_at_the_threshold_fall_out_unless_at_the_maximum():
+    # three levels: 1 on an eighth of the frame, 0.5 on five eighths, 0 on the rest. The value
+    # at the median index is 0.5: "> threshold" predicts the top eighth only (the tied 0.5
+    # pixels fall out), where ">= threshold" would predict three quarters
+    top, mid = [0.0, 0.0, 0.5, 0.25], [0.0, 0.0, 1.0, 0.75]
+    h = np.maximum(_box_map(top), _box_map(mid, inside=0.5))
+    assert loc.score_item(h, loc.gt_map([top]))["ciou"] == 1.0
+    assert loc.ciou(h >= np.sort(h.ravel())[S * S // 2], loc.gt_map([top])) == pytest.approx(1 / 6)
+    # a binary map lit on 3/4 of the frame: the median value is the maximum, 1, and the reference
+    # keeps the pixels equal to 1 (it sets those above the threshold to 1, then those below 1
+    # to 0): the lit area is predicted
     box = [0.0, 0.0, 1.0, 0.75]
     gt = loc.gt_map([box])
-    h = _box_map(box)
-    assert loc.score_item(h, gt)["ciou"] == 0.0
-    assert loc.ciou(h >= np.sort(h.ravel())[S * S // 2], gt) == 1.0
-    assert loc.score_item(h, gt)["ciou_adaptive"] == 1.0
+    assert loc.score_item(_box_map(box), gt) == {
+        "ciou": 1.0,
+        "ciou_adaptive": 1.0,
+        "pointing": True,
+    }
 
 
 def test_quarter_frame_cap():

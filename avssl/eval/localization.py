@@ -7,10 +7,11 @@ aligned corners):
 
 1. the heatmap is resized to 224x224 (bilinear) and min-max normalised (a flat map becomes all
    zeros; the reference leaves it unnormalised, an undefined case there);
-2. prediction: the pixels *strictly* above ``sorted(map)[224 * 224 // 2]``. Tied pixels at the
-   threshold fall out, so a binary or flat map can predict far fewer pixels than half the frame.
-   (The reference also keeps pixels equal to 1 when the threshold itself is 1; this module does
-   not: such maps predict nothing.)
+2. prediction: the pixels *strictly* above ``sorted(map)[224 * 224 // 2]``, and those equal to
+   the maximum, 1 (the reference sets the pixels above the threshold to 1, then those below 1 to
+   0: when more than half the map ties at its maximum, the threshold is 1 and they stay). Other
+   tied pixels at the threshold fall out, so a map of few levels can predict far fewer pixels
+   than half the frame;
 3. ground truth: each box, normalised ``[x0, y0, x1, y1]``, fills ``gt[int(224 * max(y0, 0)) :
    int(224 * max(y1, 0)), int(224 * max(x0, 0)) : int(224 * max(x1, 0))]``. VGG-SS: the union
    of the boxes (binary). Flickr: each annotator's box adds 1, the sum is divided by 2 and
@@ -24,8 +25,11 @@ aligned corners):
 
 Because half the frame is always predicted, cIoU is capped for small sources (0.5 for a perfect
 heatmap of a quarter-frame source). Two uncapped measures complement it: ``pointing`` (the
-heatmap's argmax, first in row-major order on ties, lies where ``gt > 0``) and the adaptive
-cIoU, binarising to the ``count(gt > 0)`` highest pixels (stable order on ties).
+heatmap's argmax, first in row-major order on ties, lies where ``gt > 0``; unlike Zhang et al.'s
+pointing game there is no 15-pixel tolerance, and on Flickr a cell one annotator marked counts)
+and the adaptive cIoU, binarising to the ``count(gt > 0)`` highest pixels (stable order on
+ties). A flat map (no information) or one holding a NaN or an infinity scores 0 on all three:
+its ties would otherwise point at the top-left pixel and earn credit there.
 
 The annotation files (``vggss.json``, Flickr XML) are read by :mod:`avssl.data.annotations`.
 """
@@ -54,9 +58,10 @@ def normalise_map(heatmap) -> np.ndarray:
 
 
 def median_mask(pred: np.ndarray) -> np.ndarray:
-    """bool ``[224, 224]``: pixels strictly above the value at index ``224 * 224 // 2``."""
+    """bool ``[224, 224]``: pixels strictly above the value at index ``224 * 224 // 2`` of a
+    normalised map, or equal to its maximum 1 (as the reference binarises; module doc)."""
     thr = np.sort(pred.ravel())[pred.size // 2]
-    return pred > thr
+    return (pred > thr) | (pred == 1.0)
 
 
 def topk_mask(pred: np.ndarray, k: int) -> np.ndarray:
@@ -114,9 +119,9 @@ def ciou(mask: np.ndarray, gt: np.ndarray) -> float:
 def score_item(heatmap, gt: np.ndarray) -> dict:
     """cIoU (reference), adaptive cIoU and pointing hit of one heatmap against its ``gt`` map.
 
-    An empty ``gt`` (boxes that draw nothing) scores 0 on all three, and so does a map holding
-    a NaN or an infinity (min-max normalisation would flatten it to zeros, whose ties then
-    point at the top-left pixel and earn credit there).
+    An empty ``gt`` (boxes that draw nothing) scores 0 on all three, and so does a flat map or
+    one holding a NaN or an infinity (min-max normalisation flattens it to zeros, whose ties
+    would point at the top-left pixel and earn credit there).
 
     Args:
         heatmap: the model's map ``[h, w]`` (array or tensor; resized and normalised here).
@@ -124,11 +129,14 @@ def score_item(heatmap, gt: np.ndarray) -> dict:
 
     Returns:
         ``{"ciou": float, "ciou_adaptive": float, "pointing": bool}``, with
-        ``"nonfinite": True`` for a map that is not finite.
+        ``"nonfinite": True`` for a map that is not finite, ``"flat": True`` for a flat one.
     """
+    miss = {"ciou": 0.0, "ciou_adaptive": 0.0, "pointing": False}
     if not np.isfinite(np.asarray(heatmap, dtype=np.float64)).all():
-        return {"ciou": 0.0, "ciou_adaptive": 0.0, "pointing": False, "nonfinite": True}
+        return {**miss, "nonfinite": True}
     pred = normalise_map(heatmap)
+    if not pred.any():  # flat: a normalised map that is not flat reaches 1
+        return {**miss, "flat": True}
     k = int((gt > 0).sum())
     return {
         "ciou": ciou(median_mask(pred), gt),
@@ -157,8 +165,8 @@ def localization_metrics(heatmaps, gts: list[np.ndarray]) -> dict:
 
     Returns:
         ``ciou@0.5``, ``auc``, ``mean_ciou``, ``pointing``, ``ciou_adaptive@0.5``,
-        ``auc_adaptive``, ``n``, and ``nonfinite_maps``: the items whose map held a NaN or an
-        infinity (scored as misses).
+        ``auc_adaptive``, ``n``, ``nonfinite_maps`` and ``flat_maps``: the items whose map held
+        a NaN or an infinity, or was flat (scored as misses).
 
     Raises:
         ValueError: no items.
@@ -173,6 +181,7 @@ def localization_metrics(heatmaps, gts: list[np.ndarray]) -> dict:
     res["auc_adaptive"] = adaptive["auc"]
     res["n"] = len(items)
     res["nonfinite_maps"] = sum(1 for it in items if it.get("nonfinite"))
+    res["flat_maps"] = sum(1 for it in items if it.get("flat"))
     return res
 
 
