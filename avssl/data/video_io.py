@@ -257,9 +257,12 @@ def convert_frame(p, frame, hw: tuple[int, int], turns: int = 0) -> np.ndarray:
     (:func:`~avssl.data.media_checks.quarter_turns`)."""
     check_pixels(p, frame.width, frame.height, "frame size")
     # A reformatter kept per thread reuses its scaler: ~8x faster than frame.reformat on small
-    # frames, which builds a new one per call.
+    # frames, which builds a new one per call. One scaling thread (PyAV's default is one per
+    # CPU, the same pixels): a DataLoader worker forked after the parent scaled a frame
+    # inherits the scaler, and freeing its slice threads, which did not survive the fork,
+    # waited for them forever.
     if not hasattr(_local, "reformatter"):
         _local.reformatter = VideoReformatter()
     h, w = (hw[1], hw[0]) if turns % 2 else hw  # scaled as stored, then turned
-    rgb = _local.reformatter.reformat(frame, width=w, height=h, format="rgb24")
+    rgb = _local.reformatter.reformat(frame, width=w, height=h, format="rgb24", threads=1)
     return upright(rgb.to_ndarray(), turns)
