@@ -9,6 +9,7 @@ deterministic order instead, cut to the same number of batches on every rank.
 from __future__ import annotations
 
 import itertools
+import signal
 
 import numpy as np
 import torch
@@ -52,6 +53,16 @@ def batches_per_epoch(n: int, batch_size: int, world: int) -> int:
     return (n // world) // batch_size
 
 
+def ignore_stop_signals(_worker_id: int) -> None:
+    """A DataLoader worker's ``worker_init_fn``: SIGINT and SIGTERM are the training process's
+    to handle. A scheduler's SIGTERM to the whole process group (``timeout``, SLURM) reaches the
+    workers too, and torch's worker handler ends a worker on a SIGTERM its parent did not send:
+    the run then failed with a traceback instead of its clean stop. The workers end when the
+    training process closes its loader, or dies."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
 def make_loader(
     dataset, batch_size, seed, epoch, rank, world, start, num_workers, device, generator=None
 ):
@@ -71,6 +82,7 @@ def make_loader(
         pin_memory=device.type == "cuda",
         persistent_workers=False,
         generator=generator,
+        worker_init_fn=ignore_stop_signals,
     )
 
 
@@ -115,6 +127,7 @@ def stream_loader(
         num_workers=num_workers,
         pin_memory=device.type == "cuda",
         generator=generator,
+        worker_init_fn=ignore_stop_signals,
     )
     return itertools.islice(loader, start, n)
 
