@@ -14,7 +14,7 @@ import re
 import sys
 
 from avssl.cli_dashes import attach_dash_values, dash_paths_last  # noqa: F401 (re-exported)
-from avssl.errors import AvsslError
+from avssl.errors import AvsslError, Terminated
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("avssl.train.cli:main", "train a correspondence model (same as train.py)"),
@@ -209,6 +209,9 @@ def run_guarded(fn, argv: list[str]) -> int:
         where = f"{err.filename}: " if err.filename else ""
         _error(f"{where}{err.strerror or err}")
         return 2
+    except Terminated:  # a SIGTERM before the training loop (avssl.train.signals)
+        print("error: terminated (SIGTERM)", file=sys.stderr)
+        return 128 + 15
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130

@@ -122,3 +122,28 @@ def test_runs_started_together_take_different_folders(tmp_path):
         raise AssertionError("a claimed --run-dir was handed out twice")
     except AvsslError as err:
         assert "not empty" in str(err)
+
+
+def test_sigterm_while_the_data_loads_discards_the_run(
+    tiny_train_args, tmp_path, capsys, monkeypatch
+):
+    # before the training loop's stop flag a SIGTERM ended the process at once, silently, and
+    # left a folder holding config.yaml alone (which --resume refuses); now as Ctrl-C there
+    import os
+    import signal
+
+    import avssl.train.loop as loop
+
+    real = loop.load_split
+
+    def load_then_terminate(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "load_split", load_then_terminate)
+    before = signal.getsignal(signal.SIGTERM)
+    assert train.main([*tiny_train_args(), "--set", "name=early"]) == 128 + signal.SIGTERM
+    err = capsys.readouterr().err
+    assert err.strip().splitlines()[-1] == "error: terminated (SIGTERM)" and "Traceback" not in err
+    assert not (tmp_path / "runs" / "early").exists()
+    assert signal.getsignal(signal.SIGTERM) is before  # the handler is given back

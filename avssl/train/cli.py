@@ -213,11 +213,13 @@ def main(argv: list[str] | None = None) -> int:
 
     from avssl.train.loop import train  # heavy imports only once the arguments are valid
     from avssl.train.runtime import cleanup_distributed
+    from avssl.train.signals import terminated_as_interrupt
 
     try:
-        summary = train(
-            cfg, run_dir, resume=resume, progress=not args.no_progress, strict=args.strict
-        )
+        with terminated_as_interrupt():
+            summary = train(
+                cfg, run_dir, resume=resume, progress=not args.no_progress, strict=args.strict
+            )
     except BaseException:
         # a run that failed before its first checkpoint (unreadable data, a non-finite loss)
         # leaves no folder behind (no files, in a folder the user made) that would block, or be

@@ -18,6 +18,8 @@ import sys
 import torch
 import torch.distributed as dist
 
+from avssl.errors import Terminated
+
 
 class StopFlag:
     """SIGINT/SIGTERM set a flag; the loop checkpoints and exits at the next step boundary."""
@@ -75,3 +77,23 @@ class StopFlag:
     def __exit__(self, *exc):
         for sig, old in self._old.items():
             signal.signal(sig, old)
+
+
+@contextlib.contextmanager
+def terminated_as_interrupt():
+    """Within the block, SIGTERM raises :class:`~avssl.errors.Terminated` (the StopFlag takes
+    over inside the training loop and gives it back at the end). Outside the main thread, no
+    handler."""
+
+    def handle(signum, frame):
+        raise Terminated()
+
+    try:
+        old = signal.signal(signal.SIGTERM, handle)
+    except ValueError:
+        old = None
+    try:
+        yield
+    finally:
+        if old is not None:
+            signal.signal(signal.SIGTERM, old)
