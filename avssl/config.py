@@ -238,7 +238,9 @@ def load_config(path: str | os.PathLike | None = None, overrides: list[str] = ()
         except ConfigError as err:
             raise ConfigError(f"{path}: {err}") from None
         except yaml.YAMLError as err:
-            raise ConfigError(f"{path}: not valid YAML ({err.__class__.__name__})") from None
+            mark = getattr(err, "problem_mark", None)  # where the parser stopped, 0-based
+            at = f", line {mark.line + 1}" if mark is not None else ""
+            raise ConfigError(f"{path}: not valid YAML ({err.__class__.__name__}{at})") from None
         except UnicodeDecodeError:
             raise ConfigError(f"{path}: not UTF-8 text") from None
         except OSError as err:

@@ -48,6 +48,14 @@ def test_yaml_is_safe_loaded(tmp_path):
         load_config(path)
 
 
+def test_a_yaml_error_names_its_line(tmp_path):
+    path = tmp_path / "typo.yaml"
+    path.write_text("name: x\ntrain:\n  steps: [3\n  lr: 0.1\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert str(err.value).startswith(f"{path}: not valid YAML (") and ", line 4)" in str(err.value)
+
+
 def test_shipped_configs_load():
     from pathlib import Path
 

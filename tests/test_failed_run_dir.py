@@ -80,7 +80,8 @@ def test_non_empty_users_folder_is_refused_and_untouched(tiny_train_args, tmp_pa
     assert train.main([*tiny_train_args(), "--run-dir", str(mine)]) == 2
     err = capsys.readouterr().err
     assert err.splitlines() == [
-        f"error: {mine}: run directory exists and is not empty (use --resume)"
+        f"error: {mine}: run directory exists and is not empty (to continue the run in it: "
+        "--resume; else an empty or a new folder)"
     ]
     assert [p.name for p in mine.iterdir()] == ["config.yaml"]
     assert (mine / "config.yaml").read_text() == "the user's own\n"

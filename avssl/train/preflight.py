@@ -78,7 +78,8 @@ def check_manifest_rows(cfg: Config, manifest: Path, world: int) -> None:
     rows = read_manifest(manifest, "train")
     if rows and batches_per_epoch(len(rows), cfg.train.batch_size, world) == 0:
         raise TrainingError(
-            f"{manifest}: {len(rows)} training rows cannot fill one batch of "
+            f"{manifest}: {len(rows)} training row{'s' if len(rows) != 1 else ''} cannot fill "
+            "one batch of "
             f"{cfg.train.batch_size} per process; lower train.batch_size"
         )
     if rows and all(row.duration is not None for row in rows):

@@ -36,7 +36,10 @@ def prepare_run_dir(cfg: Config, explicit: str | None) -> tuple[Path, bool]:
             )
         created = _claim(run_dir)
         if created is None:
-            raise AvsslError(f"{run_dir}: run directory exists and is not empty (use --resume)")
+            raise AvsslError(
+                f"{run_dir}: run directory exists and is not empty (to continue the run in it: "
+                "--resume; else an empty or a new folder)"
+            )
     else:
         base = Path(cfg.train.runs_dir) / cfg.name
         run_dir, i = base, 1
