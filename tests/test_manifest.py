@@ -43,6 +43,17 @@ def test_split_filter_and_blank_lines(tmp_path):
     assert len(read_manifest(path)) == 3
 
 
+def test_a_byte_order_mark_starts_no_row(tmp_path):
+    # Windows editors save UTF-8 with one; later lines cannot hold one legitimately
+    path = tmp_path / "m.jsonl"
+    row = '{"id": "a", "video": "a.mp4"}'
+    path.write_bytes(("\ufeff" + row + "\n" + row.replace('"a', '"b') + "\n").encode())
+    assert [r.id for r in read_manifest(path)] == ["a", "b"]
+    path.write_bytes((row + "\n\ufeff" + row.replace('"a', '"b') + "\n").encode())
+    with pytest.raises(ManifestError, match=r"m.jsonl:2: not JSON"):
+        read_manifest(path)
+
+
 def test_values_are_normalised(tmp_path):
     path = tmp_path / "m.jsonl"
     path.write_text(json.dumps({"id": 7, "video": "x.mp4", "start": "1.5", "labels": [3]}) + "\n")

@@ -217,8 +217,8 @@ def read_manifest(path: str | os.PathLike, split: str | None = None) -> list[Row
     try:
         with open(path, "rb") as fh:
             for lineno, raw in enumerate(fh, 1):
-                try:
-                    line = raw.decode("utf-8")
+                try:  # a byte-order mark (Windows editors write one) starts no row
+                    line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
                 except UnicodeDecodeError:
                     raise ManifestError(f"{path}:{lineno}: not UTF-8 text") from None
                 if not line.strip():
