@@ -76,35 +76,31 @@ def _inline_commands(text: str) -> list[str]:
     return [re.sub(r"\s+", " ", span) for span in spans]
 
 
-def _program(tokens: list[str]) -> tuple[str, list[str]] | None:
-    """(program key, its arguments) when ``tokens`` run an avssl program, else None.
+def _subcommand(program: str, args: list[str]) -> tuple[str, list[str]] | None:
+    """(``program SUB``, SUB's arguments), or None when SUB is a placeholder (``COMMAND``)."""
+    if not args or not re.fullmatch(r"[a-z][a-z0-9]*", args[0]):
+        return None
+    return f"{program} {args[0]}", args[1:]
 
-    A placeholder for the subcommand (``avssl COMMAND``, ``datasets/NAME/prepare.py``) is not
-    a command to check.
-    """
+
+def _program(tokens: list[str]) -> tuple[str, list[str]] | None:
+    """(program key, its arguments) when ``tokens`` run an avssl program, else None."""
     for i, token in enumerate(tokens):
         rest = tokens[i + 1 :]
-        if (
-            token == "-m"
-            and rest[:1] == ["avssl"]
-            or token.endswith("bin/avssl")
-            or token == "avssl"
-            and i == 0
-        ):
-            rest = rest[1:] if token == "-m" else rest
-            sub, kind = (rest[0] if rest else ""), "avssl"
-        elif match := SCRIPT.search(token):
-            kind = match[1]
-            if kind in ("train", None, "benchmark"):
-                return ("avssl train" if kind == "train" else token), rest
-            sub = rest[0] if kind == "evaluate" and rest else Path(token).parent.name
-            rest = rest[1:] if kind == "evaluate" else rest
-            kind = f"avssl {kind}"
-        else:
+        if token == "-m" and rest[:1] == ["avssl"]:
+            return _subcommand("avssl", rest[1:])
+        if token.endswith("bin/avssl") or (token == "avssl" and i == 0):
+            return _subcommand("avssl", rest)
+        match = SCRIPT.search(token)
+        if match is None:
             continue
-        if not re.fullmatch(r"[a-z][a-z0-9]*", sub):
-            return None
-        return f"{kind} {sub}", rest[1:] if kind == "avssl" else rest
+        if match[1] == "train":
+            return "avssl train", rest
+        if match[1] == "evaluate":
+            return _subcommand("avssl evaluate", rest)
+        if match[1] == "prepare":  # datasets/NAME/prepare.py is avssl prepare NAME
+            return _subcommand("avssl prepare", [Path(token).parent.name, *rest])
+        return token, rest  # datasets/avdigits/benchmark.py, benchmarks/*.py
     return None
 
 
