@@ -11,6 +11,7 @@ import importlib
 import json
 import math
 import re
+import signal
 import sys
 
 from avssl.cli_dashes import attach_dash_values, dash_paths_last  # noqa: F401 (re-exported)
@@ -211,7 +212,7 @@ def run_guarded(fn, argv: list[str]) -> int:
         return 2
     except Terminated:  # a SIGTERM before the training loop (avssl.train.signals)
         print("error: terminated (SIGTERM)", file=sys.stderr)
-        return 128 + 15
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130

@@ -22,7 +22,7 @@ from pathlib import Path
 from avssl.data.textfile import read_json_list, text_lines
 from avssl.errors import ManifestError
 
-ID = re.compile(r"[\w.-]+")  # an item id of an id list: a file stem
+ITEM_ID = re.compile(r"[\w.-]+")  # an item id of an id list: a file stem
 FLICKR_IMAGE_SIZE = 256  # side the reference evaluation assumes when the XML gives no <size>
 _CORNERS = ("xmin", "ymin", "xmax", "ymax")
 
@@ -88,7 +88,7 @@ def read_flickr_ids(path: str | os.PathLike) -> list[str]:
     ids = []
     for n, row in enumerate(csv.reader(text_lines(path)), 1):
         if row and (item := row[0].strip()):
-            if not ID.fullmatch(item):
+            if not ITEM_ID.fullmatch(item):
                 raise ManifestError(
                     f"{path}: not an id list (row {n} starts with {item[:40]!r}, not a file id)"
                 )
