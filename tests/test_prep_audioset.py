@@ -263,7 +263,9 @@ def test_a_video_is_chosen_over_an_audio_only_file_of_the_same_clip(media_factor
 def test_auto_layout_tells_a_whole_video_from_a_cut_by_its_length(
     media_factory, duration, expected
 ):
-    path = media_factory("YYYYYYYYYYY.wav", duration=duration, sample_rate=8000)
+    path = media_factory(
+        "YYYYYYYYYYY.mp4", duration=duration, fps=10.0, size=(16, 16), sample_rate=8000
+    )
     got = locate([ClipFile(path, "YYYYYYYYYYY")], 20.0, 30.0, "auto")
     if isinstance(expected, str):
         assert isinstance(got, str) and expected in got
@@ -272,8 +274,39 @@ def test_auto_layout_tells_a_whole_video_from_a_cut_by_its_length(
 
 
 def test_a_cut_named_in_seconds_is_reported_not_read_as_ten_milliseconds(tmp_path):
-    seconds = ClipFile(tmp_path / "HHHHHHHHHHH_0_10.wav", "HHHHHHHHHHH", 0.0, 0.01)
-    got = locate([seconds], 0.0, 10.0)
-    assert isinstance(got, str) and "HHHHHHHHHHH_0_10.wav" in got and "seconds?" in got
-    good = ClipFile(tmp_path / "HHHHHHHHHHH_0_10000.wav", "HHHHHHHHHHH", 0.0, 10.0)
-    assert locate([seconds, good], 0.0, 10.0) == (good.path, 0.0, 10.0)
+    for name in ("HHHHHHHHHHH_5_15.mp4", "HHHHHHHHHHH_0_10000.mp4", "HHHHHHHHHHH_0_10.mp4"):
+        (tmp_path / name).write_bytes(b"\0")  # not empty: only the names are read
+    wrong = ClipFile(tmp_path / "HHHHHHHHHHH_5_15.mp4", "HHHHHHHHHHH", 0.005, 0.015)
+    got = locate([wrong], 0.0, 10.0)
+    assert isinstance(got, str) and "HHHHHHHHHHH_5_15.mp4" in got and "seconds?" in got
+    good = ClipFile(tmp_path / "HHHHHHHHHHH_0_10000.mp4", "HHHHHHHHHHH", 0.0, 10.0)
+    assert locate([wrong, good], 0.0, 10.0) == (good.path, 0.0, 10.0)
+    # whole seconds that give the segment's own times are seconds: a 10-ms cut is no download
+    seconds = ClipFile(tmp_path / "HHHHHHHHHHH_0_10.mp4", "HHHHHHHHHHH", 0.0, 0.01)
+    assert locate([seconds], 0.0, 10.0) == (seconds.path, 0.0, 10.0)
+
+
+def test_names_with_decimal_seconds_are_parsed_as_seconds():
+    clip = parse_name("Y--PJHxphWEs_30.000_40.000", {"--PJHxphWEs"})
+    assert (clip.ytid, clip.start, clip.end) == ("--PJHxphWEs", 30.0, 40.0)
+    clip = parse_name("-_abc_DEF12_30000_40000", {"-_abc_DEF12"})
+    assert (clip.ytid, clip.start, clip.end) == ("-_abc_DEF12", 30.0, 40.0)
+
+
+def test_a_whole_video_beats_an_audio_only_cut_and_audio_alone_is_no_picture(media_factory):
+    folder = media_factory.folder
+    for name in ("AAAAAAAAAAA.mp4", "AAAAAAAAAAA_30.m4a", "BBBBBBBBBBB_30.m4a"):
+        (folder / name).write_bytes(b"\0")
+    found = index_folder(folder, {"AAAAAAAAAAA", "BBBBBBBBBBB"})
+    assert locate(found["AAAAAAAAAAA"], 30.0, 40.0, "whole") == (folder / "AAAAAAAAAAA.mp4",
+                                                                  30.0, 40.0)  # fmt: skip
+    got = locate(found["BBBBBBBBBBB"], 30.0, 40.0, "whole")
+    assert isinstance(got, str) and "BBBBBBBBBBB_30.m4a" in got and "no picture" in got
+
+
+def test_a_broken_link_is_unreadable_not_written(tmp_path):
+    link = tmp_path / "CCCCCCCCCCC_30.mp4"
+    link.symlink_to(tmp_path / "nowhere.mp4")
+    found = index_folder(tmp_path, {"CCCCCCCCCCC"})["CCCCCCCCCCC"]
+    with pytest.raises(MediaError, match="broken link"):
+        locate(found, 30.0, 40.0)

@@ -14,10 +14,10 @@ import soundfile as sf
 
 from avssl import cli
 from avssl.data import extensions
+from avssl.data.audio_header import truncation
 from avssl.errors import AvsslError
 from avssl.eval import audio_sets
-from avssl.prep import avdigits, clips, localization, vggss
-from avssl.prep.audio_header import truncation
+from avssl.prep import avdigits, clips, localization
 from avssl.prep.new_outputs import NewOutputs
 from avssl.tools import index_media
 
@@ -81,9 +81,11 @@ def test_probe_counts_a_cut_short_wav_unreadable(media_factory, tmp_path, capsys
     assert cli.main([*argv, "--out", str(out), "--val-fraction", "0", "--probe"]) == 0
     report = json.loads((out / "prepare_report.json").read_text())
     assert report["written"] == 1
-    assert report["unreadable_items"] == [
-        ["bbbbbbbbbbb_0", "truncated: header declares 2.00 s, file holds 1.37 s"]
-    ]
+    [(item, reason)] = report["unreadable_items"]  # the reason names the file cut short
+    assert item == "bbbbbbbbbbb_0"
+    assert (
+        reason == f"{media}/bbbbbbbbbbb_0.wav: truncated: header declares 2.00 s, file holds 1.37 s"
+    )
 
 
 # -- 2. a run failing part-way removes what it created (and only that)
@@ -187,7 +189,7 @@ def test_val_fraction_help_says_half_open(capsys):
 
 def test_one_definition_of_media_extensions():
     assert clips.MEDIA_EXTS is extensions.MEDIA_EXTS is audio_sets.MEDIA_EXTS
-    assert clips.VIDEO_EXTS is vggss.VIDEO_EXTS is localization.VIDEO_EXTS is extensions.VIDEO_EXTS
+    assert clips.VIDEO_EXTS is localization.VIDEO_EXTS is extensions.VIDEO_EXTS
     assert localization.AUDIO_EXTS is extensions.AUDIO_EXTS
     assert extensions.INDEXABLE_EXTS == extensions.MEDIA_EXTS | extensions.IMAGE_EXTS
     assert not extensions.MEDIA_EXTS & extensions.IMAGE_EXTS

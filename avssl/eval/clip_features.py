@@ -27,6 +27,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 from avssl.config import AudioFeatures
+from avssl.data.audio_header import truncation
 from avssl.data.media import audio_end, read_audio
 from avssl.errors import MediaError
 from avssl.eval.embed import audio_windows, embed_audio
@@ -145,8 +146,12 @@ def load_clip(
         duration: window length in seconds; ``None`` reads to the end of the audio.
 
     Raises:
-        MediaError: unreadable, no audio stream, empty, or a window beyond the audio.
+        MediaError: unreadable, no audio stream, empty, a window beyond the audio, or a WAV or
+            AIFF file cut short (its header declares more than it holds; decoders would read
+            it as a complete shorter clip).
     """
+    if (cut := truncation(path)) is not None:
+        raise MediaError(path, cut)
     if duration is None:
         end = audio_end(path)
         if not end:

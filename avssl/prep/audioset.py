@@ -33,11 +33,17 @@ from avssl.prep.report import (
 )
 
 
+def names_file(key: str, path: Path) -> bool:
+    """Whether a ``--split-of`` key names the segment CSV ``path``: its file name, or any
+    spelling of its path (``./a.csv``, an absolute path, a link to it)."""
+    return key == path.name or Path(key).resolve() == path.resolve()
+
+
 def split_of_file(path: Path, explicit: dict[str, str]) -> str:
     """The split of a segment CSV: explicit mapping (by path or file name), else its name."""
-    for key in (str(path), path.name):
-        if key in explicit:
-            return explicit[key]
+    for key, split in explicit.items():
+        if names_file(key, path):
+            return split
     name = path.name.lower()
     if "eval" in name or "test" in name:
         return "test"
@@ -124,6 +130,9 @@ def main(argv: list[str] | None = None) -> int:
     """``avssl prepare audioset``: write the manifest and the report."""
     args = _parser().parse_args(argv)
     explicit = parse_split_of(args.split_of)
+    for key in explicit:  # a key that names no CSV would be ignored, its split guessed
+        if not any(names_file(key, csv) for csv in args.segments):
+            raise AvsslError(f"--split-of {key}={explicit[key]}: {key} is none of the --segments")
     report = start_run("audioset", args, args.media)
     segments = []
     for csv in args.segments:

@@ -8,11 +8,15 @@ some AudioSet downloaders, is accepted):
   keyframe-snapped download leaves it; a whole video is longer);
 * ``{YTID}_{start}.ext``: the segment starting at ``start`` seconds (int, float or zero-padded,
   e.g. VGGSound's ``zpWuikVorYg_000032``);
-* ``{YTID}_{start_ms}_{end_ms}.ext``: the segment ``[start_ms, end_ms)`` in milliseconds.
+* ``{YTID}_{start_ms}_{end_ms}.ext``: the segment ``[start_ms, end_ms)`` in milliseconds, or in
+  seconds when written with decimals (``{YTID}_30.000_40.000``) or when whole seconds give the
+  segment's own times (``{YTID}_30_40`` for the segment 30-40 s, which read as milliseconds would
+  be a 10-ms cut).
 
 A segment cut holds only the segment, so its row starts at 0 (and ends at the file's end when the
 name does not give it); a whole video keeps the CSV times. An audio-only file named like the video
-chosen (``yt-dlp -f bv,ba`` keeps picture and sound apart) is the row's sound.
+chosen (``yt-dlp -f bv,ba`` keeps picture and sound apart) is the row's sound; a segment found
+only as audio-only files has no picture, so it is missing for a correspondence manifest.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from pathlib import Path
 from avssl.data import media
 from avssl.data.extensions import MEDIA_EXTS, VIDEO_EXTS
 from avssl.errors import MediaError
+from avssl.prep.report import file_problem
 
 TIME_TOLERANCE_S = 0.5  # a file's start may be rounded (e.g. to whole seconds) by downloaders
 # how much longer than its segment a cut may be: a stream-copied download starts and ends on
@@ -65,6 +70,8 @@ def parse_name(stem: str, wanted: set[str]) -> ClipFile | None:
         head2, _, t0 = head.rpartition("_")
         if head2 in wanted and t0.isdigit() and t.isdigit():
             return ClipFile(Path(), head2, int(t0) / 1000, int(t) / 1000)
+        if head2 in wanted and "." in t0 + t and None not in (s0 := _number(t0), s1 := _number(t)):
+            return ClipFile(Path(), head2, s0, s1)  # decimals are seconds: {YTID}_30.000_40.000
     return None
 
 
@@ -106,13 +113,24 @@ def locate(
         ``(path, start, end)`` within the file (``end`` None: to the end of the file), or a
         string saying why none fits.
 
+    Only videos are candidates: an audio-only file is a video's separate sound
+    (:func:`companion_audio`), not a picture, even when its name gives the segment's times.
+
     Raises:
-        MediaError: an empty file named with its times, or from probing a ``{YTID}.ext`` file
-            in "auto" layout (its duration).
+        MediaError: the chosen file is empty or a broken link, or probing a ``{YTID}.ext`` file
+            in "auto" layout (its duration) fails.
     """
+    videos = [c for c in candidates if c.path.suffix.lower() in VIDEO_EXTS]
+    if not videos:
+        names = ", ".join(c.path.name for c in candidates[:3])
+        return f"only audio-only files ({names}): no picture for the segment"
     length, hint = end - start, None
-    for c in candidates:
+    for c in videos:
         if c.end is not None and (c.end - c.start) * 100 < length:
+            seconds = (c.start * 1000, c.end * 1000)
+            if max(abs(seconds[0] - start), abs(seconds[1] - end)) <= TIME_TOLERANCE_S:
+                check_file(c.path)  # {YTID}_30_40: the segment's own times, in seconds
+                return c.path, 0.0, min(length, seconds[1] - seconds[0])
             # {YTID}_0_10 read as milliseconds is a 10-ms cut of a 10-s segment
             hint = (
                 f"{c.path.name}: its name spans {c.end - c.start:g} s of a {length:g}-s "
@@ -123,14 +141,14 @@ def locate(
             # A cut named without its end is used to its own end (it may be shorter than the
             # CSV says); this costs no probe, which matters for millions of clips, only a
             # size check (an empty file is a failed download; --probe finds the rest)
-            if c.path.is_file() and c.path.stat().st_size == 0:
-                raise MediaError(c.path, "empty file")
+            check_file(c.path)
             return c.path, 0.0, None if c.end is None else min(length, c.end - c.start)
-    plain = [c for c in candidates if c.start is None]
+    plain = [c for c in videos if c.start is None]
     if not plain:
-        times = ", ".join(f"{c.start:g} s" for c in candidates)
+        times = ", ".join(f"{c.start:g} s" for c in videos)
         return hint or f"no file for the segment at {start:g} s (found {times})"
     path = plain[0].path
+    check_file(path)
     if layout == "whole":
         return path, start, end
     if layout == "segment":
@@ -147,6 +165,16 @@ def locate(
     if start >= duration - TIME_TOLERANCE_S:
         return f"the segment at {start:g} s starts after the end of {path} ({duration:g} s)"
     return path, start, min(end, duration)
+
+
+def check_file(path: Path) -> None:
+    """Refuse an empty file (a failed download) or a link to nothing, without decoding.
+
+    Raises:
+        MediaError: see :func:`avssl.prep.report.file_problem`.
+    """
+    if (problem := file_problem(path)) is not None:
+        raise MediaError(path, problem)
 
 
 def companion_audio(candidates: list[ClipFile], chosen: Path) -> Path | None:

@@ -70,12 +70,13 @@ def main(argv: list[str] | None = None) -> int:
     ids = read_flickr_ids(args.ids)
     if not ids:
         raise AvsslError(f"{args.ids}: no ids in the file")
-    xml = {p.stem: p for p in sorted((args.annotations or args.media).rglob("*.xml"))}
+    xml_dir = args.annotations or args.media
+    xml = {p.stem: p for p in sorted(xml_dir.rglob("*.xml"))}
     stems = index_stems(args.media)
     lost_boxes: dict[str, list[str]] = {}
     for item in ids:
         if item not in xml:
-            report.skip_missing(item, "no annotation file {id}.xml")
+            report.skip_missing(item, f"no annotation file {item}.xml under {xml_dir}")
             continue
         try:
             boxes, dropped = read_annotation_boxes(xml[item])

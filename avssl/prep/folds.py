@@ -21,7 +21,7 @@ from avssl.atomic_write import write_text
 from avssl.data.manifest import Row
 from avssl.data.metadata_csv import csv_records, record_problem
 from avssl.errors import AvsslError
-from avssl.prep.report import PrepReport, probe_rows, relpath, start_run
+from avssl.prep.report import PrepReport, file_problem, probe_rows, relpath, start_run
 
 FOLDS = "folds.json"
 
@@ -30,8 +30,11 @@ def add_audio_row(
     report: PrepReport, item: str, path: Path, out: Path, label: str, fold: int, test_fold: int
 ) -> None:
     """Add an audio-only row, or record the file as missing."""
-    if not path.is_file():
+    if not path.exists():
         report.skip_missing(item, f"no file {path}")
+        return
+    if (problem := file_problem(path)) is not None:
+        report.skip_unreadable(item, f"{path}: {problem}")
         return
     rel = relpath(path, out)
     split = "test" if fold == test_fold else "train"
@@ -119,5 +122,10 @@ def prepare_folds(
         add_audio_row(report, item, path, args.out, rec[label_col], folds[item], args.test_fold)
     if args.probe:
         probe_rows(report, args.out, args.workers, picture=False)  # audio-only
+    if report.rows and not any(r.split == "test" for r in report.rows):
+        report.note(
+            f"no clip of --test-fold {args.test_fold} is usable: the manifest has no test split "
+            "(evaluate.py classify --dataset manifest needs one; pick a fold that is present)"
+        )
     write_folds(args.out, folds, report)
     return report.finish(args.out, args.force)

@@ -14,7 +14,7 @@ from avssl.data.annotations import parse_box
 from avssl.data.extensions import AUDIO_EXTS, IMAGE_EXTS, VIDEO_EXTS
 from avssl.data.manifest import Row
 from avssl.errors import ManifestError
-from avssl.prep.report import PrepReport, relpath
+from avssl.prep.report import PrepReport, file_problem, relpath
 
 INVERTED, ZERO_AREA = "inverted", "zero-area"  # the kinds of box clip_boxes drops
 
@@ -41,6 +41,12 @@ def index_stems(folder: str | os.PathLike) -> dict[str, dict[str, Path]]:
     return found
 
 
+def usable(files: dict[str, Path] | None) -> bool:
+    """Whether :func:`index_stems` found what :func:`media_row` makes a row of: a video, or an
+    image with an audio file."""
+    return files is not None and ("video" in files or {"image", "audio"} <= files.keys())
+
+
 def media_row(
     report: PrepReport,
     item: str,
@@ -49,10 +55,11 @@ def media_row(
     boxes: list[list[float]],
     labels: list[str],
     annotators: bool = False,
+    span: tuple[float, float | None] = (0.0, None),
 ) -> None:
     """Add a test row for ``item``: image + audio if both exist, else a video with sound.
 
-    Items with neither are recorded as missing.
+    Items with neither are recorded as missing; an empty file or a broken link as unreadable.
 
     Args:
         report: the run's report, which collects the row (or the miss).
@@ -64,22 +71,30 @@ def media_row(
         annotators: each box is one annotator's box of the same source (Flickr-SoundNet): they
             are also stored as ``boxes["annotators"]``, which ``evaluate.py localize`` scores
             with the Flickr consensus protocol by default.
+        span: the row's ``(start, end)`` in seconds within a video (``end`` None: its end).
     """
     files = files or {}
     image, audio, video = files.get("image"), files.get("audio"), files.get("video")
-    fields: dict = {}
     if image is not None and (audio is not None or video is not None):
-        fields = {"image": relpath(image, out), "audio": relpath(audio or video, out)}
+        used = {"image": image, "audio": audio or video}
     elif video is not None:
-        fields = {"video": relpath(video, out), "audio": relpath(audio, out) if audio else None}
+        used = {"video": video, "audio": audio}
     else:
         have = ", ".join(sorted(files)) or "nothing"
         report.skip_missing(item, f"need an image and audio, or a video (found {have})")
         return
+    for path in filter(None, used.values()):
+        if (problem := file_problem(path)) is not None:
+            report.skip_unreadable(item, f"{path}: {problem}")
+            return
+    fields = {k: None if p is None else relpath(p, out) for k, p in used.items()}
     row_boxes = {"sources": boxes}
     if annotators:
         row_boxes["annotators"] = [list(b) for b in boxes]
-    report.add(Row(item, **fields, labels=labels, split="test", boxes=row_boxes))
+    start, end = span
+    report.add(
+        Row(item, **fields, start=start, end=end, labels=labels, split="test", boxes=row_boxes)
+    )
 
 
 def clip_boxes(boxes, where: str) -> tuple[list[list[float]], dict[str, int]]:

@@ -18,13 +18,15 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from tqdm import tqdm
+
 from avssl.atomic_write import write_text
 from avssl.cli import json_line, positive_int
 from avssl.cli_outputs import check_outputs_spare_inputs
 from avssl.data import media
+from avssl.data.audio_header import truncation
 from avssl.data.manifest import Row, resolve, write_manifest
 from avssl.errors import AvsslError, MediaError
-from avssl.prep.audio_header import truncation
 
 MANIFEST = "manifest.jsonl"
 REPORT = "prepare_report.json"
@@ -85,8 +87,24 @@ def check_output(
 
 
 def relpath(path: str | os.PathLike, out: str | os.PathLike) -> str:
-    """``path`` relative to the manifest folder ``out`` (POSIX separators)."""
-    return Path(os.path.relpath(Path(path).resolve(), Path(out).resolve())).as_posix()
+    """``path`` relative to the manifest folder ``out`` (POSIX separators).
+
+    Links in ``path`` are kept, so that the manifest goes through the user's dataset folder (a
+    link to storage that may be mounted elsewhere later) rather than its target. ``out`` is
+    taken as its real path: a reader opens ``out/../x`` from the real folder, as the kernel
+    does and :func:`avssl.data.manifest.resolve` expects.
+    """
+    return Path(os.path.relpath(os.path.abspath(path), os.path.realpath(out))).as_posix()
+
+
+def file_problem(path: Path) -> str | None:
+    """Why ``path`` is no media file at a glance (empty: a failed download; not a file: a broken
+    link), without decoding it; None if it may be one (``--probe`` decodes it)."""
+    if not path.is_file():
+        return "not a file (a broken link?)"
+    if path.stat().st_size == 0:
+        return "empty file"
+    return None
 
 
 class PrepReport:
@@ -197,7 +215,7 @@ def probe_row(
     a header that declares the whole length, and its first seconds decode, so only a window
     at the end shows it before training draws one there. A WAV or AIFF file cut short reads
     as a complete shorter file, so its header's declared size is checked too
-    (:func:`~avssl.prep.audio_header.truncation`). A row ``end`` past the media's by at most
+    (:func:`~avssl.data.audio_header.truncation`). A row ``end`` past the media's by at most
     :data:`END_SLACK_S` is trimmed to the media's.
 
     Returns:
@@ -208,7 +226,7 @@ def probe_row(
     sound = audio or visual
     for f in {visual, sound}:
         if (cut := truncation(f)) is not None:
-            return row, cut
+            return row, f"{os.path.normpath(f)}: {cut}"
     try:
         ends = [media.probe(f).duration for f in {visual, sound}]
         media_end = min((e for e in ends if e is not None), default=None)
@@ -224,8 +242,8 @@ def probe_row(
                 media.read_frames(visual, t, 0.04, 25.0, 32)
             length = window if end is None else min(window, end - t)
             media.read_audio(sound, t, length, sample_rate)
-    except MediaError as err:
-        return row, err.reason
+    except MediaError as err:  # which file: a row may have a video and a separate audio
+        return row, f"{os.path.normpath(err.path)}: {err.reason}"
     return row, None
 
 
@@ -234,7 +252,10 @@ def probe_rows(report: PrepReport, out: Path, workers: int = 2, picture: bool = 
     ``report.unreadable``, the others are kept (an end past the media's trimmed)."""
     Path(out).mkdir(parents=True, exist_ok=True)  # relative paths may climb out of it ("..")
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        results = list(pool.map(lambda r: probe_row(r, Path(out), picture=picture), report.rows))
+        jobs = pool.map(lambda r: probe_row(r, Path(out), picture=picture), report.rows)
+        bar = tqdm(jobs, total=len(report.rows), desc=f"{report.dataset}: probe", unit="clip",
+                   file=sys.stderr, disable=None)  # fmt: skip
+        results = list(bar)
     kept = []
     for row, reason in results:
         if reason is None:

@@ -4,8 +4,9 @@ VGG-SS (Chen et al., "Localizing Visual Sounds the Hard Way", CVPR 2021,
 https://arxiv.org/abs/2104.02691) annotates one frame of 5,158 VGGSound clips with normalised
 ``[x0, y0, x1, y1]`` boxes: ``[{"file": "zpWuikVorYg_000032", "class": "...", "bbox": [[...]]}]``.
 Media are looked up by file stem under ``--media``: an image (the annotated frame) with an audio
-file, or the clip's video; failing that, a cut of the clip named by another scheme of
-:mod:`avssl.prep.clips` (``{ytid}_{start}``, ``{ytid}_{start_ms}_{end_ms}``). Every row is
+file, or the clip's video; failing that, the clip's video found by another scheme of
+:mod:`avssl.prep.clips` (a cut ``{ytid}_{start}``, ``{ytid}_{start_ms}_{end_ms}``, or the whole
+``{ytid}.mp4``, whose row then carries the clip's start and end). Every row is
 split "test"; ``labels`` holds the class name. Entries that are not objects or have unusable
 boxes are skipped and listed in the report.
 """
@@ -18,17 +19,19 @@ from pathlib import Path
 
 from avssl.cli import ArgumentParser
 from avssl.data.annotations import load_vggss, read_flickr_ids
-from avssl.data.extensions import VIDEO_EXTS
-from avssl.errors import AvsslError
-from avssl.prep.clips import TIME_TOLERANCE_S, index_folder
+from avssl.errors import AvsslError, MediaError
+from avssl.prep.clips import index_folder, locate
 from avssl.prep.localization import (
     clip_boxes,
     index_stems,
     lose_boxes,
     media_row,
     note_dropped,
+    usable,
 )
 from avssl.prep.report import add_common_args, finish_run, start_run
+
+CLIP_S = 10.0  # every VGGSound clip, and so every VGG-SS item, is 10 s long
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -54,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
             f"(e.g. {sorted(keep)[0]!r}); is it the VGG-SS id list?"
         )
     stems = index_stems(args.media)
-    cuts = _cut_clips(args.media, entries, stems)
+    clips = _clip_files(args.media, entries, stems)
     lost_boxes: dict[str, list[str]] = {}
     for k, entry in enumerate(entries):
         problem = entry_problem(entry)
@@ -76,32 +79,44 @@ def main(argv: list[str] | None = None) -> int:
             continue
         lose_boxes(lost_boxes, item, dropped)
         labels = [str(entry["class"])] if entry.get("class") else []
-        media_row(report, item, stems.get(item) or cuts.get(item), args.out, boxes, labels)
+        files, span, clip = stems.get(item), (0.0, None), clips.get(item)
+        if isinstance(clip, tuple):
+            files, span = {"video": clip[0]}, clip[1:]
+        elif isinstance(clip, str) and clip.startswith("unreadable: "):
+            report.skip_unreadable(item, clip.removeprefix("unreadable: "))
+            continue
+        elif clip is not None and not usable(files):
+            report.skip_missing(item, clip)
+            continue
+        media_row(report, item, files, args.out, boxes, labels, span=span)
     note_dropped(report, lost_boxes)
     return finish_run(report, args)
 
 
-def _cut_clips(media: Path, entries: list, stems: dict) -> dict[str, dict[str, Path]]:
-    """``{item: {"video": path}}`` for items ``{ytid}_{start:06d}`` not found by that exact
-    stem but as a cut named by another scheme of :mod:`avssl.prep.clips` (``{ytid}_{start}``,
-    ``{ytid}_{start_ms}_{end_ms}``), as the VGGSound folder they come from may hold them. Only
-    cuts: the centre frame of a cut of the 10-s clip is the annotated one."""
+def _clip_files(
+    media: Path, entries: list, stems: dict
+) -> dict[str, tuple[Path, float, float | None] | str]:
+    """For items ``{ytid}_{start:06d}`` with no usable file of that exact stem (see
+    :func:`~avssl.prep.localization.usable`): the video holding the 10-s clip, found by the
+    schemes of :mod:`avssl.prep.clips` as ``(path, start, end)`` within it (a cut such as
+    ``{ytid}_{start}``, or the whole ``{ytid}.mp4`` with the clip's times), else why none."""
     wanted = {}
     for entry in entries:
         item = str(entry.get("file", "")) if isinstance(entry, dict) else ""
         ytid, _, start = item.rpartition("_")
-        if item not in stems and ytid and start.isdigit():
+        if not usable(stems.get(item)) and ytid and start.isdigit():
             wanted[item] = (ytid, float(start))
     if not wanted:
         return {}
     found = index_folder(media, {ytid for ytid, _ in wanted.values()})
-    out = {}
+    out: dict[str, tuple[Path, float, float | None] | str] = {}
     for item, (ytid, start) in wanted.items():
-        for c in found.get(ytid, []):
-            is_video = c.path.suffix.lower() in VIDEO_EXTS
-            if is_video and c.start is not None and abs(c.start - start) <= TIME_TOLERANCE_S:
-                out[item] = {"video": c.path}
-                break
+        if ytid not in found:
+            continue
+        try:
+            out[item] = locate(found[ytid], start, start + CLIP_S)
+        except MediaError as err:
+            out[item] = f"unreadable: {err}"
     return out
 
 

@@ -20,10 +20,10 @@ import os
 import sys
 
 from avssl.cli import ArgumentParser, dash_paths_last
+from avssl.data.audio_header import truncation
 from avssl.data.media import probe, read_audio, read_frames
 from avssl.data.media_checks import check_pixels, check_window
 from avssl.errors import MediaError
-from avssl.prep.audio_header import truncation
 
 
 def _parser() -> argparse.ArgumentParser:
