@@ -35,10 +35,19 @@ def save_checkpoint(path: str | os.PathLike, state: dict) -> Path:
 
     A write that fails (a full disk, a second Ctrl-C) leaves the previous ``path`` as it was and
     removes its partial temporary file.
+
+    Raises:
+        CheckpointError: torch's writer failed (it raises ``RuntimeError``, not ``OSError``,
+            when the disk is full or a file-size limit is reached).
+        OSError: the temporary file could not be created or renamed.
     """
     path = Path(path)
-    with replacing(path) as tmp:
-        torch.save({"format": FORMAT, **state}, tmp)
+    try:
+        with replacing(path) as tmp:
+            torch.save({"format": FORMAT, **state}, tmp)
+    except RuntimeError as err:  # torch's zip writer: a full disk or a file-size limit
+        first = str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__
+        raise CheckpointError(path, f"could not be written ({first}); is the disk full?") from None
     return path
 
 

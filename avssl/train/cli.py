@@ -13,22 +13,27 @@ optimiser moves; ``averaged_weights_digest`` of the averaged ones (``train.ema_d
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from pathlib import Path
 
 from avssl.cli import ArgumentParser, json_line
-from avssl.config import Config, apply_override, load_config
-from avssl.config_checks import check_ranges
-from avssl.errors import AvsslError, CheckpointError, ConfigError
-from avssl.train.checkpoint import checkpoint_config, load_checkpoint
+from avssl.config import load_config
+from avssl.errors import AvsslError
+from avssl.train.checkpoint import checkpoint_config
+from avssl.train.model_check import check_model_config  # noqa: F401 (re-exported)
 from avssl.train.resume import finished_note
+from avssl.train.resume_checks import load_resume
 from avssl.train.run_dir import (  # noqa: F401 (re-exported)
     check_config_unedited,
     check_writable,
+    clear_stale_temps,
     discard_failed_run,
     prepare_run_dir,
+    run_lock,
 )
+from avssl.train.signals import terminated_as_interrupt
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -53,108 +58,9 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def check_model_config(cfg: Config):
-    """Build the model once, off the record, so a refused model config (or weight averaging
-    setting) fails before any folder is made or any clip decoded (a fraction of a second even at
-    paper size).
-
-    Returns:
-        The model built, in eval mode (the run builds its own).
-
-    Raises:
-        ConfigError: the model settings are refused, or its training state alone would not fit
-            in the device's free memory (:mod:`avssl.train.memory`).
-    """
-    import torch
-
-    from avssl.models import build_model, embedding_dims
-    from avssl.train.averaging import check_decay
-    from avssl.train.memory import check_model_fits
-    from avssl.train.runtime import check_precision, resolve_device
-
-    check_decay(cfg.train.ema_decay)
-    device = resolve_device(cfg.train.device)
-    check_precision(cfg.train.precision, device)
-    check_model_fits(cfg, device)  # counted without allocating: a huge model is not built
-    with torch.random.fork_rng(devices=[]):  # the run's own initialisation stays as it was
-        model = build_model(cfg.model, cfg.data, cfg.loss).eval()
-        embedding_dims(model, cfg.data)
-    return model
-
-
-# what the weights were learnt on that keeps every weight's shape when changed: refused on
-# resume by value, as a changed shape is by loading (training-only augmentation may change)
-FIXED_ON_RESUME = (
-    "data.fps", "data.frame_size", "data.sample_rate", "data.window",
-    "model.conv1_stride", "model.vision_pool_last", "model.audio_time_bins",
-    "model.audio_rfn_blocks", "model.audio_rfn_lambda", "model.spatial",
-    "model.audio.kind", "model.audio.n_fft", "model.audio.win_length", "model.audio.hop_length",
-    "model.audio.n_mels", "model.audio.center", "model.audio.normalize", "model.audio.lifter",
-    "model.audio.stretch_active_db",
-)  # fmt: skip
-# starting values of weights the checkpoint holds: the resumed run loads the learnt values
-INIT_ONLY = ("model.temperature", "model.avol_scale_init")
-# which parameters the saved optimiser state is for, and in which groups
-OPTIMISER_KEYS = ("train.decay_all", "model.learn_temperature")
-
-
-def check_resume_keeps_inputs(cfg: Config, saved: Config) -> None:
-    """Refuse a ``--set`` at resume that changes what the weights were learnt to read.
-
-    Also refuse one that changes only a weight's starting value (:data:`INIT_ONLY`: the run
-    would load the checkpoint's value and ignore it, while ``config.yaml`` recorded it), or the
-    parameters the saved optimiser state is for (:data:`OPTIMISER_KEYS`: it would not load).
-
-    Raises:
-        ConfigError: one of those keys differs from the checkpoint's value.
-    """
-    for key in FIXED_ON_RESUME + INIT_ONLY + OPTIMISER_KEYS:
-        new, old = cfg, saved
-        for part in key.split("."):
-            new, old = getattr(new, part), getattr(old, part)
-        if new == old:
-            continue
-        if key in OPTIMISER_KEYS:
-            raise ConfigError(
-                f"{key}: cannot be changed on resume (the run's optimiser state was saved with "
-                f"{key.split('.')[-1]}={str(old).lower()}); start a new run"
-            )
-        if key in INIT_ONLY:
-            raise ConfigError(
-                f"{key}: cannot be changed on resume (it only sets the starting value of a "
-                f"weight the checkpoint holds, so {new!r} would be ignored); start a new run"
-            )
-        raise ConfigError(
-            f"{key}: cannot be changed on resume (the weights were learnt with {old!r}, "
-            f"not {new!r}); start a new run"
-        )
-
-
-def check_resume_fits(cfg: Config, resume: dict, ckpt: Path) -> None:
-    """Refuse ``--set`` overrides at resume that change the model the checkpoint was trained as
-    (another width, an added or removed head): its weights would not load into it.
-
-    Raises:
-        ConfigError: the overridden model settings are refused.
-        CheckpointError: the checkpoint's weights do not fit the model the overrides make.
-    """
-    model = check_model_config(cfg)
-    try:
-        model.load_state_dict(resume.get("train_model", resume["model"]))
-    except RuntimeError as err:
-        first = str(err).strip().splitlines()[0][:120]
-        raise CheckpointError(
-            ckpt,
-            f"the --set overrides change the model, so its weights do not fit ({first}); "
-            "resume with the model settings it was trained with, or start a new run",
-        ) from None
-
-
 def main(argv: list[str] | None = None) -> int:
     """Entry point shared by ``train.py`` and ``avssl train``."""
     args = _parser().parse_args(argv)
-    rank0 = int(os.environ.get("RANK", "0")) == 0
-    resume, made_here, started_empty = None, False, False
     if args.resume and args.run_dir:
         raise AvsslError(
             "--run-dir: cannot be used with --resume (a resumed run continues in its own folder)"
@@ -164,35 +70,22 @@ def main(argv: list[str] | None = None) -> int:
             "--config: cannot be used with --resume (the run's config is read from its "
             "checkpoint; change values with --set)"
         )
+    # from here on a SIGTERM is a clean stop too: a folder claimed by then is cleared again
+    with terminated_as_interrupt(), contextlib.ExitStack() as held:
+        return _train(args, held)
+
+
+def _train(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
+    """Check the run, claim (or lock) its folder, train and print the summary."""
+    rank0 = int(os.environ.get("RANK", "0")) == 0
+    resume, made_here, started_empty = None, False, False
     if args.resume:
-        path = Path(args.resume)
-        ckpt = path / "last.pt" if path.is_dir() else path
-        if path.is_dir() and not ckpt.exists():
-            raise CheckpointError(path, "no last.pt in this run directory")
-        resume = load_checkpoint(ckpt)
-        for key in ("model", "optimizer", "scaler", "step", "epoch", "batch_in_epoch", "rng_cpu"):
-            if key not in resume:
-                raise CheckpointError(ckpt, f"not a resumable training checkpoint (no {key!r})")
-        if ckpt.name != "last.pt" and (ckpt.parent / "last.pt").exists():
-            raise CheckpointError(
-                ckpt,
-                "resuming from it would overwrite the last.pt beside it; resume the run folder "
-                "(its last.pt), or copy this checkpoint alone into a new folder and resume that",
-            )
-        cfg = checkpoint_config(resume)
-        for item in args.overrides:
-            apply_override(cfg, item)
-        saved = checkpoint_config(resume)
-        check_resume_keeps_inputs(cfg, saved)
-        check_ranges(cfg, overrides=args.overrides)
-        if cfg.train.steps < resume["step"]:  # it trained nothing, yet rewrote config.yaml
-            raise ConfigError(
-                f"train.steps: {cfg.train.steps} is below step {resume['step']}, where {ckpt} "
-                "stopped: nothing to train; to go on, set it higher"
-            )
-        if args.overrides:
-            check_resume_fits(cfg, resume, ckpt)
+        cfg, resume, ckpt = load_resume(args.resume, args.overrides)
         run_dir = ckpt.parent
+        if rank0:  # one process trains a run at a time; a killed one may have left temp files
+            held.enter_context(run_lock(run_dir))
+            clear_stale_temps(run_dir)
+        saved = checkpoint_config(resume)
         check_config_unedited(run_dir, saved, cfg, ckpt)
         check_writable(run_dir)
         note = finished_note(resume, saved, cfg, ckpt)
@@ -204,26 +97,23 @@ def main(argv: list[str] | None = None) -> int:
 
         resolve_domains(cfg, progress=not args.no_progress)
         check_model_config(cfg)
-        run_dir, made_here = (
-            prepare_run_dir(cfg, args.run_dir)
-            if rank0
-            else (Path(cfg.train.runs_dir) / cfg.name, False)
-        )
+        run_dir = Path(cfg.train.runs_dir) / cfg.name
+        if rank0:
+            run_dir, made_here = prepare_run_dir(cfg, args.run_dir)
         started_empty = rank0  # prepare_run_dir hands out only a new or an empty folder
-
-    from avssl.train.loop import train  # heavy imports only once the arguments are valid
-    from avssl.train.runtime import cleanup_distributed
-    from avssl.train.signals import terminated_as_interrupt
-
     try:
-        with terminated_as_interrupt():
-            summary = train(
-                cfg, run_dir, resume=resume, progress=not args.no_progress, strict=args.strict
-            )
+        if rank0 and resume is None:
+            held.enter_context(run_lock(run_dir))
+        from avssl.train.loop import train  # heavy imports only once the arguments are valid
+        from avssl.train.runtime import cleanup_distributed
+
+        summary = train(
+            cfg, run_dir, resume=resume, progress=not args.no_progress, strict=args.strict
+        )
     except BaseException:
-        # a run that failed before its first checkpoint (unreadable data, a non-finite loss)
-        # leaves no folder behind (no files, in a folder the user made) that would block, or be
-        # silently taken over by, the next run
+        # a run that failed before its first checkpoint (unreadable data, a non-finite loss, a
+        # stop) leaves no folder behind (no files, in a folder the user made) that would block,
+        # or be silently taken over by, the next run
         discard_failed_run(run_dir, made_here, started_empty)
         raise
     if rank0:

@@ -267,7 +267,7 @@ def train(
             name = signal.Signals(stop.signum).name
             print(
                 f"{name}: stopped at step {step}; checkpoint saved to {run_dir / 'last.pt'}. "
-                f"Resume with: python train.py --resume {run_dir}",
+                f"Resume with: {resuming.resume_command(run_dir)}",
                 file=sys.stderr,
             )
     digest = weights_digest(model)

@@ -5,6 +5,7 @@ metrics log, cut back to the checkpoint."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import torch
@@ -149,3 +150,17 @@ def cut_metrics(path: Path, step: int) -> None:
         if isinstance(row, dict) and isinstance(row.get("step"), int) and row["step"] <= step:
             kept.append(line + "\n")
     write_text(path, "".join(kept))  # a failed write leaves the log as it was
+
+
+def resume_command(run_dir: Path) -> str:
+    """How to resume ``run_dir``, launched as this process was: under torchrun, with as many
+    processes (another world size would change the global batch and skip to the next epoch)."""
+    if "TORCHELASTIC_RUN_ID" not in os.environ:
+        return f"python train.py --resume {run_dir}"
+    local, world = os.environ.get("LOCAL_WORLD_SIZE", "1"), os.environ.get("WORLD_SIZE", "1")
+    if local == world:
+        return f"torchrun --standalone --nproc_per_node {local} train.py --resume {run_dir}"
+    return (
+        f"torchrun --nproc_per_node {local} (and the rest of the same launch: {world} processes "
+        f"in all) train.py --resume {run_dir}"
+    )

@@ -1,11 +1,14 @@
 """The folder a training run writes into: picked fresh (never a non-empty one), claimed
-atomically, checked writable before any work, and cleared again when the run fails before its
-first checkpoint."""
+atomically, checked writable before any work, locked while a process trains in it, and cleared
+again when the run fails before its first checkpoint."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 from avssl.atomic_write import write_text
@@ -48,11 +51,11 @@ def prepare_run_dir(cfg: Config, explicit: str | None) -> tuple[Path, bool]:
             run_dir = base.with_name(f"{base.name}-{i}")
     try:
         check_writable(run_dir)
-    except AvsslError:  # e.g. a full disk: the folder just made for the run goes too
+        (run_dir / CLAIM).write_text(dump_yaml(cfg), encoding="utf-8")
+    except BaseException:  # a full disk, a stop: the folder just made for the run goes too
         (run_dir / CLAIM).unlink(missing_ok=True)
         remove_if_empty(run_dir, created)
         raise
-    (run_dir / CLAIM).write_text(dump_yaml(cfg), encoding="utf-8")
     return run_dir, created
 
 
@@ -76,6 +79,9 @@ def _claim(run_dir: Path) -> bool | None:
         return None
     except OSError as err:
         raise AvsslError(f"{run_dir}: run directory is not writable ({err.strerror})") from None
+    except BaseException:  # a stop between making the folder and claiming it
+        remove_if_empty(run_dir, created)
+        raise
     return created
 
 
@@ -112,7 +118,7 @@ def check_writable(run_dir: Path) -> None:
     """
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
-        probe = run_dir / ".write-test"
+        probe = run_dir / f".write-test{os.getpid()}"  # every rank checks on resume
         probe.write_bytes(b"x" * 4096)
         probe.unlink()
     except OSError as err:
@@ -185,3 +191,49 @@ def check_config_unedited(run_dir: Path, saved: Config, cfg: Config, ckpt: Path)
             f"{path}: differs from the config {ckpt.name} was saved with ({shown}{more}); "
             f"--resume trains with {ckpt.name}'s and would overwrite this file: {hint}"
         )
+
+
+@contextlib.contextmanager
+def run_lock(run_dir: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``run_dir`` while the block runs, so that a second process
+    resuming the same run (a retry, a job started twice) is refused instead of both writing its
+    checkpoints and log. The lock is ``flock`` on the folder itself (no file is added), released
+    when the block ends or the process dies. Where ``flock`` is missing (Windows) or the file
+    system does not support it, nothing is locked.
+
+    Raises:
+        AvsslError: another process holds the lock.
+    """
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    fd = os.open(run_dir, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise AvsslError(
+                f"{run_dir}: another process is training this run (it holds the run's lock); "
+                "wait for it to stop, or stop it first"
+            ) from None
+        except OSError:  # a file system without locks
+            pass
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+# a temporary file of avssl.atomic_write.replacing, left by a process killed while writing
+_TEMP = re.compile(
+    r"\.(?:{})\.tmp\d+".format("|".join(map(re.escape, CHECKPOINT_FILES + RECORD_FILES)))
+)
+
+
+def clear_stale_temps(run_dir: Path) -> None:
+    """Remove the temporary files of checkpoints and logs that a killed process left in
+    ``run_dir``; call it holding :func:`run_lock`, when no other process writes there."""
+    for path in run_dir.iterdir():
+        if _TEMP.fullmatch(path.name) and path.is_file():
+            path.unlink(missing_ok=True)

@@ -41,8 +41,10 @@ class StopFlag:
         """The first signal sets the flag (and says so: a validation or a slow batch can take a
         while). A second SIGINT delivered to this process (Ctrl-C pressed again) stops it at
         once, as the default SIGINT would; the last checkpoint, written atomically, stays.
-        SIGTERM never does: a launcher (torchrun) sends it after forwarding the user's SIGINT,
-        and the step under way must still end with its checkpoint."""
+        SIGTERM never does: it asks for a clean stop (a scheduler's pre-emption), and the step
+        under way must still end with its checkpoint. Under torchrun the note offers no second
+        Ctrl-C: torchrun receives it, forwards the first signal to the ranks and kills them 30 s
+        later, whatever the user presses."""
         if signum == signal.SIGINT:
             self._sigints += 1
             if self._sigints > 1 and not self._finishing:
@@ -51,7 +53,8 @@ class StopFlag:
             return
         self.signum = signum
         name = signal.Signals(signum).name
-        again = "; press Ctrl-C again to stop at once" if signum == signal.SIGINT else ""
+        at_once = signum == signal.SIGINT and "TORCHELASTIC_RUN_ID" not in os.environ
+        again = "; press Ctrl-C again to stop at once" if at_once else ""
         note = f"\n{name}: stopping after this step{again}\n"
         with contextlib.suppress(OSError):  # not print(): the handler may interrupt a write
             os.write(sys.stderr.fileno(), note.encode())
@@ -90,6 +93,23 @@ def terminated_as_interrupt():
 
     try:
         old = signal.signal(signal.SIGTERM, handle)
+    except ValueError:
+        old = None
+    try:
+        yield
+    finally:
+        if old is not None:
+            signal.signal(signal.SIGTERM, old)
+
+
+@contextlib.contextmanager
+def sigterm_kills():
+    """Within the block, SIGTERM kills the process as by default. For a blocking call that
+    Python handlers cannot interrupt: joining the process group waits for every rank, and when
+    one has already failed, torchrun's SIGTERM must end the others at once, not after its 30-s
+    grace period. Outside the main thread, nothing changes."""
+    try:
+        old = signal.signal(signal.SIGTERM, signal.SIG_DFL)
     except ValueError:
         old = None
     try:

@@ -1,0 +1,174 @@
+"""What ``train.py --resume`` checks before it trains: the checkpoint is a resumable one, holds
+finite weights, and the ``--set`` overrides keep what its weights and optimiser state were made
+with. Each refusal is one line that says how to go on."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from avssl.config import Config, apply_override
+from avssl.config_checks import check_ranges
+from avssl.errors import CheckpointError, ConfigError
+from avssl.train.checkpoint import checkpoint_config, load_checkpoint
+from avssl.train.model_check import check_model_config
+
+RESUMABLE_KEYS = ("model", "optimizer", "scaler", "step", "epoch", "batch_in_epoch", "rng_cpu")
+
+
+# what the weights were learnt on that keeps every weight's shape when changed: refused on
+# resume by value, as a changed shape is by loading (training-only augmentation may change)
+FIXED_ON_RESUME = (
+    "data.fps", "data.frame_size", "data.sample_rate", "data.window",
+    "model.conv1_stride", "model.vision_pool_last", "model.audio_time_bins",
+    "model.audio_rfn_blocks", "model.audio_rfn_lambda", "model.spatial",
+    "model.audio.kind", "model.audio.n_fft", "model.audio.win_length", "model.audio.hop_length",
+    "model.audio.n_mels", "model.audio.center", "model.audio.normalize", "model.audio.lifter",
+    "model.audio.stretch_active_db",
+)  # fmt: skip
+# starting values of weights the checkpoint holds: the resumed run loads the learnt values
+INIT_ONLY = ("model.temperature", "model.avol_scale_init")
+# which parameters the saved optimiser state is for, and in which groups
+OPTIMISER_KEYS = ("train.decay_all", "model.learn_temperature")
+
+
+def check_resume_keeps_inputs(cfg: Config, saved: Config) -> None:
+    """Refuse a ``--set`` at resume that changes what the weights were learnt to read.
+
+    Also refuse one that changes only a weight's starting value (:data:`INIT_ONLY`: the run
+    would load the checkpoint's value and ignore it, while ``config.yaml`` recorded it), or the
+    parameters the saved optimiser state is for (:data:`OPTIMISER_KEYS`: it would not load).
+
+    Raises:
+        ConfigError: one of those keys differs from the checkpoint's value.
+    """
+    for key in FIXED_ON_RESUME + INIT_ONLY + OPTIMISER_KEYS:
+        new, old = cfg, saved
+        for part in key.split("."):
+            new, old = getattr(new, part), getattr(old, part)
+        if new == old:
+            continue
+        if key in OPTIMISER_KEYS:
+            raise ConfigError(
+                f"{key}: cannot be changed on resume (the run's optimiser state was saved with "
+                f"{key.split('.')[-1]}={str(old).lower()}); start a new run"
+            )
+        if key in INIT_ONLY:
+            raise ConfigError(
+                f"{key}: cannot be changed on resume (it only sets the starting value of a "
+                f"weight the checkpoint holds, so {new!r} would be ignored); start a new run"
+            )
+        raise ConfigError(
+            f"{key}: cannot be changed on resume (the weights were learnt with {old!r}, "
+            f"not {new!r}); start a new run"
+        )
+
+
+def check_resume_fits(cfg: Config, resume: dict, ckpt: Path) -> None:
+    """Refuse ``--set`` overrides at resume that change the model the checkpoint was trained as
+    (another width, an added or removed head): its weights would not load into it.
+
+    Raises:
+        ConfigError: the overridden model settings are refused.
+        CheckpointError: the checkpoint's weights do not fit the model the overrides make.
+    """
+    model = check_model_config(cfg)
+    try:
+        model.load_state_dict(resume.get("train_model", resume["model"]))
+    except RuntimeError as err:
+        first = str(err).strip().splitlines()[0][:120]
+        raise CheckpointError(
+            ckpt,
+            f"the --set overrides change the model, so its weights do not fit ({first}); "
+            "resume with the model settings it was trained with, or start a new run",
+        ) from None
+
+
+def check_seed_kept(cfg: Config, saved: Config) -> None:
+    """Refuse a new ``train.seed`` on resume: the epochs' batch order and the validation windows
+    are drawn from it, so a run stopped mid-epoch would see some clips twice and others never,
+    and ``best.pt`` would be chosen across two validation sets.
+
+    Raises:
+        ConfigError: ``train.seed`` differs from the checkpoint's.
+    """
+    if cfg.train.seed != saved.train.seed:
+        raise ConfigError(
+            f"train.seed: cannot be changed on resume (the run's batch order and validation "
+            f"windows come from seed {saved.train.seed}); start a new run for another seed"
+        )
+
+
+def check_finite_weights(state: dict, ckpt: Path) -> None:
+    """Refuse a checkpoint whose weights hold NaN or inf: the run diverged, or the file was
+    damaged in a way its zip container does not catch.
+
+    Raises:
+        CheckpointError: a floating-point tensor of ``state["model"]`` (or ``train_model``)
+            is not finite.
+    """
+    for key in ("model", "train_model"):
+        for name, t in (state.get(key) or {}).items():
+            if torch.is_tensor(t) and t.is_floating_point() and not torch.isfinite(t).all():
+                raise CheckpointError(
+                    ckpt, f"weights are not finite ({key} {name} holds NaN or inf): not resumable"
+                )
+
+
+def load_resume(run: str, overrides: list[str]) -> tuple[Config, dict, Path]:
+    """Load the checkpoint ``--resume RUN`` names and the config the resumed run trains with.
+
+    Args:
+        run: a run folder (its ``last.pt``) or a checkpoint file.
+        overrides: the ``--set KEY=VALUE`` items.
+
+    Returns:
+        ``(cfg, checkpoint, checkpoint path)``; ``cfg`` is the checkpoint's config with the
+        overrides applied, checked.
+
+    Raises:
+        CheckpointError: no, a damaged, a non-resumable or a diverged checkpoint, or one beside
+            a ``last.pt`` it would overwrite.
+        ConfigError: an override changes what the run must keep (see above).
+    """
+    path = Path(run)
+    ckpt = path / "last.pt" if path.is_dir() else path
+    if path.is_dir() and not ckpt.exists():
+        raise CheckpointError(path, "no last.pt in this run directory")
+    try:
+        resume = load_checkpoint(ckpt)
+    except CheckpointError as err:
+        best = ckpt.parent / "best.pt"
+        if ckpt.name != "last.pt" or not best.is_file():
+            raise
+        raise CheckpointError(
+            ckpt,
+            f"{err.reason}; the best.pt beside it is an earlier state of the run: copy it alone "
+            "into a new folder and resume that",
+        ) from None
+    for key in RESUMABLE_KEYS:
+        if key not in resume:
+            raise CheckpointError(ckpt, f"not a resumable training checkpoint (no {key!r})")
+    if ckpt.name != "last.pt" and (ckpt.parent / "last.pt").exists():
+        raise CheckpointError(
+            ckpt,
+            "resuming from it would overwrite the last.pt beside it; resume the run folder "
+            "(its last.pt), or copy this checkpoint alone into a new folder and resume that",
+        )
+    check_finite_weights(resume, ckpt)
+    cfg = checkpoint_config(resume)
+    for item in overrides:
+        apply_override(cfg, item)
+    saved = checkpoint_config(resume)
+    check_resume_keeps_inputs(cfg, saved)
+    check_seed_kept(cfg, saved)
+    check_ranges(cfg, overrides=overrides)
+    if cfg.train.steps < resume["step"]:  # it trained nothing, yet rewrote config.yaml
+        raise ConfigError(
+            f"train.steps: {cfg.train.steps} is below step {resume['step']}, where {ckpt} "
+            "stopped: nothing to train; to go on, set it higher"
+        )
+    if overrides:
+        check_resume_fits(cfg, resume, ckpt)
+    return cfg, resume, ckpt

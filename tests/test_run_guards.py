@@ -1,0 +1,160 @@
+"""Guards around a run's folder and checkpoints: a stop just after the folder is claimed, two
+processes on one run, a checkpoint that cannot be written or that holds NaN weights, a new seed
+on resume, the temporary files a killed process leaves, and the resume command a stop prints."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+from bad_media import last_json
+
+import train
+from avssl.errors import AvsslError, CheckpointError
+from avssl.train import cli
+from avssl.train.checkpoint import load_checkpoint, save_checkpoint
+from avssl.train.resume import resume_command
+from avssl.train.run_dir import clear_stale_temps, run_lock
+
+
+def _resume(run: Path, *sets: str) -> int:
+    return train.main(
+        ["--resume", str(run), *[a for s in sets for a in ("--set", s)], "--no-progress"]
+    )
+
+
+@pytest.fixture
+def stopped_run(tiny_train_args, capsys):
+    """A tiny run trained 2 steps of 6, with its last.pt and best.pt."""
+    args = tiny_train_args("train.steps=2", "train.eval_every=2")
+    assert train.main(args) == 0
+    run = Path(last_json(capsys.readouterr().out)["run_dir"])
+    assert (run / "last.pt").is_file() and (run / "best.pt").is_file()
+    return run
+
+
+def test_a_sigterm_just_after_the_folder_is_claimed_removes_it(
+    tiny_train_args, tmp_path, capsys, monkeypatch
+):
+    real = cli.run_lock
+
+    def lock_then_sigterm(run_dir):  # the moment the loop's modules were still importing
+        os.kill(os.getpid(), signal.SIGTERM)
+        return real(run_dir)
+
+    monkeypatch.setattr(cli, "run_lock", lock_then_sigterm)
+    run = tmp_path / "claimed"
+    assert train.main([*tiny_train_args(), "--run-dir", str(run)]) == 128 + signal.SIGTERM
+    assert capsys.readouterr().err.strip().splitlines()[-1] == "error: terminated (SIGTERM)"
+    assert not run.exists()
+
+
+def test_a_second_process_on_the_same_run_is_refused(stopped_run, capsys):
+    with run_lock(stopped_run):  # as a process training it holds it
+        assert _resume(stopped_run, "train.steps=4") == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        f"error: {stopped_run}: another process is training this run (it holds the run's "
+        "lock); wait for it to stop, or stop it first"
+    )
+    assert load_checkpoint(stopped_run / "last.pt")["step"] == 2
+    assert _resume(stopped_run, "train.steps=4") == 0  # the lock went with its holder
+
+
+def test_a_new_seed_on_resume_is_refused(stopped_run, capsys):
+    assert _resume(stopped_run, "train.steps=4", "train.seed=5") == 2
+    assert "train.seed: cannot be changed on resume" in capsys.readouterr().err
+
+
+def test_nan_weights_are_refused_before_any_data_is_loaded(stopped_run, capsys):
+    state = load_checkpoint(stopped_run / "last.pt")
+    name = next(k for k, v in state["model"].items() if v.is_floating_point())
+    state["model"][name].view(-1)[0] = float("nan")
+    state.pop("path")
+    save_checkpoint(stopped_run / "last.pt", state)
+    assert _resume(stopped_run, "train.steps=4") == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: {stopped_run / 'last.pt'}: weights are not finite (model {name}")
+
+
+def test_a_damaged_last_pt_points_at_the_best_pt_beside_it(stopped_run, capsys):
+    last = stopped_run / "last.pt"
+    last.write_bytes(last.read_bytes()[:1000])
+    assert _resume(stopped_run) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: {last}: ") and err.endswith(
+        "the best.pt beside it is an earlier state of the run: copy it alone into a new folder "
+        "and resume that"
+    )
+
+
+def test_stale_temporary_files_go_and_others_stay(tmp_path):
+    for name in (".last.pt.tmp123", ".metrics.jsonl.tmp9", ".best.pt.tmpx", "notes.tmp1"):
+        (tmp_path / name).write_bytes(b"x")
+    clear_stale_temps(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".best.pt.tmpx", "notes.tmp1"]
+
+
+def test_a_checkpoint_that_cannot_be_written_is_one_line(tmp_path):
+    # a file-size limit stands for a full disk: torch's zip writer raises RuntimeError
+    script = textwrap.dedent(
+        f"""
+        import resource, torch
+        from avssl.train.checkpoint import save_checkpoint
+        from avssl.errors import CheckpointError
+        resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, resource.RLIM_INFINITY))
+        try:
+            save_checkpoint({str(tmp_path / "last.pt")!r}, {{"w": torch.zeros(100_000)}})
+        except CheckpointError as err:
+            print(err)
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith(f"{tmp_path / 'last.pt'}: could not be written (")
+    assert out.stdout.strip().endswith("is the disk full?")
+    assert list(tmp_path.iterdir()) == []  # no partial file left
+
+
+def test_save_checkpoint_turns_only_runtime_errors_into_checkpoint_errors(tmp_path, monkeypatch):
+    def failing_save(obj, f):
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 1 vs 0")
+
+    monkeypatch.setattr(torch, "save", failing_save)
+    with pytest.raises(CheckpointError, match=r"unexpected pos 1 vs 0\); is the disk full\?"):
+        save_checkpoint(tmp_path / "x.pt", {})
+    assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize(
+    "env,want",
+    [
+        ({}, "python train.py --resume runs/x"),
+        ({"TORCHELASTIC_RUN_ID": "1", "LOCAL_WORLD_SIZE": "2", "WORLD_SIZE": "2"},
+         "torchrun --standalone --nproc_per_node 2 train.py --resume runs/x"),
+        ({"TORCHELASTIC_RUN_ID": "1", "LOCAL_WORLD_SIZE": "4", "WORLD_SIZE": "8"},
+         "torchrun --nproc_per_node 4 (and the rest of the same launch: 8 processes in all) "
+         "train.py --resume runs/x"),
+    ],
+)  # fmt: skip
+def test_the_resume_command_is_launched_as_the_run_was(env, want, monkeypatch):
+    for key in ("TORCHELASTIC_RUN_ID", "LOCAL_WORLD_SIZE", "WORLD_SIZE"):
+        monkeypatch.delenv(key, raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    assert resume_command(Path("runs/x")) == want
+
+
+def test_the_run_lock_is_exclusive_across_open_files(tmp_path):
+    with (
+        run_lock(tmp_path),
+        pytest.raises(AvsslError, match="another process is training this run"),
+        run_lock(tmp_path),
+    ):
+        pass
+    with run_lock(tmp_path):  # released
+        pass
