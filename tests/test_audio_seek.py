@@ -75,3 +75,51 @@ def test_a_track_shorter_than_the_grid_step_is_a_short_track_not_a_crash(tmp_pat
     path = write_video(tmp_path / "blip.mp4", None, 25, np.zeros(300, np.float32), 44100)
     with pytest.raises(MediaError, match="shorter|beyond|no audio"):
         read_audio(path, 0.0, 0.5, 16000)
+
+
+def _vorbis_webm(path, seconds: float = 6.0, rate: int = 44100):
+    """A stereo chirp encoded with FFmpeg's own (experimental) Vorbis encoder in WebM."""
+    import av
+
+    t = np.arange(round(seconds * rate)) / rate
+    x = (0.3 * np.sin(2 * np.pi * 440 * t * (1 + t / seconds))).astype(np.float32)
+    samples = np.stack([x, 0.5 * x])
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("vorbis", rate=rate)
+        stream.codec_context.options = {"strict": "experimental"}
+        stream.layout = "stereo"
+        for i in range(0, samples.shape[1], 1024):
+            frame = av.AudioFrame.from_ndarray(
+                np.ascontiguousarray(samples[:, i : i + 1024]), format="fltp", layout="stereo"
+            )
+            frame.sample_rate = rate
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    return path
+
+
+def test_vorbis_is_decoded_from_the_start_and_only_the_window_is_kept(tmp_path, monkeypatch):
+    # after a seek a Vorbis frame's time is its container's (WebM: whole ms) and seeks in WebM
+    # overshot, which decoded the whole file up to the window into memory, once more
+    from avssl.data import audio_io
+
+    path = _vorbis_webm(tmp_path / "v.webm")
+    full = read_audio(path, 0.0, 5.8, 16000).numpy()
+    seeks, kept = [], []
+    real = audio_io._decode_av
+    monkeypatch.setattr(audio_io, "seek_to", lambda *a: seeks.append(a))
+
+    def decode(*args, **kwargs):
+        mono, t0, complete = real(*args, **kwargs)
+        kept.append(len(mono))
+        return mono, t0, complete
+
+    monkeypatch.setattr(audio_io, "_decode_av", decode)
+    for start in (0.5, 1.337, 2.9, 4.71):
+        window = read_audio(path, start, 0.5, 16000).numpy()
+        i = round(start * 16000)
+        np.testing.assert_array_equal(window, full[i : i + len(window)])
+    assert seeks == [] and len(kept) == 4
+    assert max(kept) < 0.8 * 44100  # the window and its margins, not the track up to it

@@ -45,6 +45,13 @@ OPUS_PREROLL_S = 0.2
 # track's first frame. After a seek, WebM's millisecond timestamps, and FFmpeg dropping the codec
 # delay once more, put the first frame's reported time up to 1 ms off that grid.
 OPUS_GRID_S = 0.0025
+# Codecs whose frames carry no sample-exact time after a seek: Vorbis's first packet after one
+# gives no output and the frames then take their container's times (Ogg interpolates them
+# between pages, WebM rounds them to milliseconds), so a window read after a seek landed up to
+# 2 ms off a decode from the start (and seeks in WebM overshot). Such tracks are decoded from
+# their start, keeping only the window: exact, in a window's memory, at a cost that grows with
+# the window's position (about 4 s to reach 18 minutes into a 44.1-kHz stereo track).
+UNSEEKABLE_CODECS = frozenset({"vorbis"})
 _BLOCK = 1 << 16
 
 MAX_SAMPLE = 1e4  # float files may pass full scale a little; 80 dB over it is damage
@@ -133,15 +140,16 @@ def _read_av(p, start, duration, sample_rate) -> torch.Tensor:
         sr = cc.sample_rate or sample_rate
         meet_s = grid_step(sr, sample_rate) / sr  # at most this much is dropped to meet the grid
         lo, hi = max(0.0, start - _preroll_s(stream) - meet_s), start + duration + MARGIN_S
-        mono, t0, complete = _decode_av(container, stream, lo, hi, sr, seek=lo > 0)
-        if t0 is not None and lo > 0 and cc.name == "opus":
+        seek = lo > 0 and cc.name not in UNSEEKABLE_CODECS
+        mono, t0, complete = _decode_av(container, stream, lo, hi, sr, seek=seek, keep_from=lo)
+        if t0 is not None and seek and cc.name == "opus":
             t0 = _on_opus_grid(p, t0)
-        if t0 is not None and lo > 0 and t0 > lo + 1e-3 + _codec_delay_s(stream):
+        if t0 is not None and seek and t0 > lo + 1e-3 + _codec_delay_s(stream):
             # the seek overshot: decode from the start of a fresh demuxer (a seek back to 0
             # would drop Opus's codec delay a second time)
             with open_container(p) as fresh:
                 first = fresh.streams.audio[0]
-                mono, t0, complete = _decode_av(fresh, first, 0.0, hi, sr, seek=False)
+                mono, t0, complete = _decode_av(fresh, first, lo, hi, sr, False, keep_from=lo)
         if not complete:
             end = None if t0 is None else t0 + len(mono) / sr
             check_coverage(p, "audio", start, duration, end, declared)
@@ -208,9 +216,17 @@ def _on_output_grid(mono: np.ndarray, t0: float, sr: int, rate: int) -> tuple[np
     return _resample(mono[drop:], sr, rate), (i0 + drop) / sr
 
 
-def _decode_av(container, stream, lo: float, hi: float, rate: int, seek: bool):
-    """Decode ``stream`` from about ``lo`` to ``hi`` s as mono at ``rate`` (the stream's own
-    rate: resampling is left to the caller, which puts it on the output grid).
+def _decode_av(
+    container, stream, lo: float, hi: float, rate: int, seek: bool, keep_from: float = 0.0
+):
+    """Decode ``stream`` from about ``lo`` (by a seek, else from its start) to ``hi`` s as mono
+    at ``rate`` (the stream's own rate: resampling is left to the caller, which puts it on the
+    output grid).
+
+    Samples that end before ``keep_from`` s are dropped as they come, so a window late in a
+    track decoded from its start needs the window's memory only. Their times are counted from
+    the first frame's, as a decode that kept them would give, not read from later frames'
+    timestamps (WebM's are rounded to milliseconds).
 
     Returns:
         ``(mono [n] float32, time of mono[0] or None if nothing decoded, reached hi)``.
@@ -224,6 +240,11 @@ def _decode_av(container, stream, lo: float, hi: float, rate: int, seek: bool):
         if t0 is None:
             t0 = (frame.time or 0.0) - origin
         for out in resampler.resample(frame):
+            if not chunks and t0 + (n + out.samples) / rate < keep_from:
+                n += out.samples  # before the window: counted, not kept
+                continue
+            if not chunks:
+                t0, n = t0 + n / rate, 0
             chunks.append(out.to_ndarray().mean(axis=0, dtype=np.float32))
             n += out.samples
         if t0 + n / rate >= hi:
