@@ -123,3 +123,18 @@ def test_machine_names_the_cpu_and_its_bf16_units(tmp_path):
     info.write_text("model name\t: AMD EPYC 9R14\nflags\t\t: fpu avx512f\n")
     assert cpu_name(info) == "AMD EPYC 9R14 (no bf16 units)"
     assert cpu_name(tmp_path / "missing")  # the platform's name
+
+
+def test_an_interrupted_bench_kills_its_training_child(tmp_path, monkeypatch):
+    # the child went on saving last.pt into the temporary folder the parent was removing
+    children = []
+
+    def interrupted(child, queue, poll_s=5.0):
+        children.append(child)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(bench_train, "_result", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        bench_train.train_from_cache(tmp_path / "m.jsonl", tmp_path / "c", 2, [], tmp_path)
+    [child] = children
+    assert not child.is_alive() and child.exitcode is not None

@@ -208,8 +208,13 @@ def train_from_cache(
     argv = [a for x in sets for a in ("--set", x)] + ["--no-progress"]
     child = ctx.Process(target=_train_child, args=(argv, queue))
     child.start()
-    summary, rss = _result(child, queue)
-    child.join()
+    try:
+        summary, rss = _result(child, queue)
+        child.join()
+    except BaseException:  # Ctrl-C, SIGTERM: the throwaway run must not write on into the
+        child.kill()  # temporary folder being removed, nor outlive this process
+        child.join()
+        raise
     if summary is None:
         raise AvsslError("bench: the training run from the shard cache failed (see above)")
     return {
