@@ -197,3 +197,44 @@ def test_a_tie_picks_the_offset_nearest_zero():
     curve = np.array([0.0, 1.0, 0.0, 0.0, 1.0])  # equal peaks at -0.04 and +0.08
     assert best_offset(curve, offsets)[0] == pytest.approx(-0.04)
     assert best_offset(curve[::-1], offsets)[0] == pytest.approx(0.04)
+
+
+def test_a_long_video_is_decoded_around_its_scored_times_only(
+    tiny_ckpt, media_factory, monkeypatch, capsys
+):
+    # the whole file was decoded for 8 frame times: memory grew with its length, and a video
+    # over 10 minutes was refused as "a window of 605 s"
+    import argparse
+
+    from avssl.data import media
+    from avssl.eval import sync_long
+    from avssl.eval.sync import frame_times, model_pair_scorer
+    from avssl.eval.sync_cli import ClipSync
+    from avssl.train.checkpoint import load_model
+
+    model, cfg, _ = load_model(tiny_ckpt, "cpu")
+    args = argparse.Namespace(max_offset=0.2, times=4, precision="fp32", batch_size=64)
+    sync = ClipSync(model, cfg, args, "cpu")
+    video = media_factory("mid.mp4", duration=9.0, size=(32, 32))
+    duration = media.probe(video).duration
+    offset, confidence, curve, n = sync_long.segmented_estimate(sync, video, duration, 0.2)
+    d = cfg.data
+    frames, wave = sync.decode(video)
+    times = frame_times(duration - 1 / d.fps, d.fps, d.window, 0.2, 4)
+    scorer = model_pair_scorer(model, frames, wave, d.fps, d.sample_rate, d.window, d.frame_size)
+    np.testing.assert_allclose(curve, sync_curve(scorer, times, sync.offsets), atol=1e-6)
+    assert n == len(times) == 4 and (offset, confidence) == best_offset(curve, sync.offsets)
+
+    long = media_factory("long.mp4", duration=605.0, fps=1.0, size=(16, 16), sample_rate=8000)
+    spans = []
+    real = media.read_clip
+
+    def read_clip(*a):
+        spans.append(a[6])  # the duration decoded
+        return real(*a)
+
+    monkeypatch.setattr(media, "read_clip", read_clip)
+    run = ["sync", "--checkpoint", str(tiny_ckpt), "--video", str(long), "--max-offset", "0.2"]
+    assert evaluate.main(run) == 0
+    res = last_json(capsys.readouterr().out)
+    assert res["n_times"] == 8 and len(spans) == 8 and max(spans) < 2.0

@@ -146,14 +146,18 @@ def run_video(sync: ClipSync, args) -> dict:
             ``--max-offset``.
     """
     from avssl.data.media import probe
+    from avssl.eval.sync_long import SEGMENTED_FROM_S, segmented_estimate
 
     info = probe(args.video)
     if not info.has_video:
         raise MediaError(args.video, "no video stream")
     if not info.has_audio:
         raise MediaError(args.video, "no audio stream")
-    frames, wave = sync.decode(args.video)
-    est = sync.estimate(frames, wave, args.max_offset)
+    if info.duration is not None and info.duration >= SEGMENTED_FROM_S:
+        est = segmented_estimate(sync, args.video, info.duration, args.max_offset)
+    else:
+        frames, wave = sync.decode(args.video)
+        est = sync.estimate(frames, wave, args.max_offset)
     if est is None:
         need = sync.min_duration(args.max_offset)
         raise MediaError(
