@@ -161,7 +161,10 @@ def read_index(cache: str | os.PathLike) -> dict:
     try:
         index = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise AvsslError(f"{path}: no shard cache index (build one with avssl cache)") from None
+        raise AvsslError(
+            f"{path}: no shard cache index (build one with avssl cache; an evaluation can read "
+            "the media instead with --data MANIFEST)"
+        ) from None
     except (OSError, json.JSONDecodeError) as err:
         raise AvsslError(f"{path}: unreadable shard cache index ({err})") from None
     if not index.get("complete"):

@@ -23,7 +23,6 @@ this run, ``redone_shards`` the damaged shards whose clips it decoded again).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from collections import deque
@@ -33,15 +32,21 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from avssl.atomic_write import write_bytes
 from avssl.cli import ArgumentParser, int_at_least, json_line, positive_float, positive_int
 from avssl.config import DataConfig, load_config
 from avssl.data import media
+from avssl.data.cache_folder import (
+    index_record,
+    open_cache,
+    refuse_changed,
+    refuse_foreign,
+    undo_start,
+)
 from avssl.data.manifest import SPLITS, Row, read_manifest, resolve
-from avssl.data.shard_checks import changed_rows
-from avssl.data.shard_writer import ShardWriter, complete_shards, drop_damaged, write_json
+from avssl.data.shard_writer import ShardWriter, drop_damaged, write_json
 from avssl.data.shards import INDEX, decode_settings, split_size
 from avssl.errors import AvsslError, MediaError, skip_fields
+from avssl.folder_lock import hold_folder
 
 MAX_SHARD_MB = 2**20  # 1 TiB: no use for a larger shard (1e308 MB overflowed the byte count)
 
@@ -107,91 +112,29 @@ def write_order(rows: list[Row], seed: int) -> list[Row]:
     return out
 
 
-def _start(out: Path, settings: dict) -> tuple[list[dict], list[dict]]:
-    """Create or reopen a cache folder.
-
-    Returns:
-        The shards already complete, and the clips the last run recorded as skipped.
-
-    Raises:
-        AvsslError: ``out`` is a file, a folder holding other things than a cache, or a cache
-            of other decode settings.
-    """
-    if out.exists() and not out.is_dir():
-        raise AvsslError(f"{out}: exists and is not a directory")
-    index_path = out / INDEX
-    if out.is_dir() and any(out.iterdir()) and not index_path.exists():
-        raise AvsslError(
-            f"{out}: a folder that is not a shard cache (no {INDEX}); choose an empty or new --out"
-        )
-    out.mkdir(parents=True, exist_ok=True)
-    skipped = []
-    if index_path.exists():
-        try:
-            index = json.loads(index_path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-            raise AvsslError(f"{index_path}: unreadable shard cache index ({err})") from None
-        if not isinstance(index, dict) or "settings" not in index:
-            raise AvsslError(f"{index_path}: not a shard cache index; choose another --out")
-        old = index["settings"]
-        if old != settings:
-            raise AvsslError(
-                f"{out}: a cache built with other decode settings ({old}); "
-                "choose another --out or delete it"
-            )
-        skipped = index.get("skipped", [])
-    return complete_shards(out), skipped
-
-
-def _refuse_changed(out: Path, done: list[dict], rows: list[Row]) -> None:
-    """Refuse to resume a cache holding clips of manifest rows that have since changed: the
-    shards are append-only, so they cannot be re-decoded in place."""
-    changed = changed_rows(out, done, rows)
-    if changed:
-        named = ", ".join(repr(i) for i in changed[:5]) + (", ..." if len(changed) > 5 else "")
-        raise AvsslError(
-            f"{out}: {len(changed)} cached row(s) changed in the manifest since they were cached "
-            f"({named}); cache into a new --out, or delete this cache to rebuild it"
-        )
-
-
-def _undo_start(out: Path, existed: bool, old_index: bytes | None) -> None:
-    """Put ``out`` back as :func:`_start` and the first index write found it."""
-    if old_index is not None:
-        write_bytes(out / INDEX, old_index)
-        return
-    (out / INDEX).unlink(missing_ok=True)
-    if not existed:
-        out.rmdir()
-
-
-def _index(settings, manifest, shards, skipped, complete: bool, seed=None) -> dict:
-    return {
-        "settings": settings,
-        "order_seed": seed,
-        "manifest": str(manifest),
-        "complete": complete,
-        "n_samples": sum(s["n"] for s in shards),
-        "shards": sorted(shards, key=lambda s: s["name"]),
-        "skipped": skipped,
-    }
-
-
 def main(argv: list[str] | None = None) -> int:
     """``avssl cache --out DIR [--data MANIFEST] [--workers N] ...``."""
-    from avssl.data.source import manifest_path
-
     args = _parser().parse_args(argv)
     if args.shard_mb > MAX_SHARD_MB:
         raise AvsslError(
             f"--shard-mb: must be at most {MAX_SHARD_MB} (1 TiB), got {args.shard_mb:g}"
         )
+    from avssl.train.signals import terminated_as_interrupt
+
+    with terminated_as_interrupt():  # a SIGTERM too removes the shard being written
+        return _cache(args)
+
+
+def _cache(args: argparse.Namespace) -> int:
+    """Build or resume the cache ``args`` describe; print the summary line."""
+    from avssl.data.source import manifest_path
+
     t0 = time.time()
     cfg = load_config(args.config, args.overrides)
     if args.data:
         cfg.data.root = args.data
     manifest = manifest_path(cfg.data, progress=not args.no_progress)
-    rows = read_manifest(manifest)
+    rows = all_rows = read_manifest(manifest)
     if args.splits:
         keep = {s.strip() for s in args.splits.split(",")}
         if keep - set(SPLITS):
@@ -202,11 +145,31 @@ def main(argv: list[str] | None = None) -> int:
         rows = [r for r in rows if r.split in keep]
     seed = cfg.train.seed if args.seed is None else args.seed
     settings = decode_settings(cfg.data)
-    existed, index_path = args.out.exists(), args.out / INDEX
+    existed = args.out.exists()
+    if existed and not args.out.is_dir():
+        raise AvsslError(f"{args.out}: exists and is not a directory")
+    args.out.mkdir(parents=True, exist_ok=True)
+    busy = "another avssl cache is writing into this folder; wait for it to end"
+    with hold_folder(args.out, busy):
+        try:
+            return _fill(args, cfg, manifest, rows, all_rows, seed, settings, existed, t0)
+        except BaseException:
+            if not existed and not any(args.out.iterdir()):
+                args.out.rmdir()  # refused before anything was written: leave no folder
+            raise
+
+
+def _fill(args, cfg, manifest, rows, all_rows, seed, settings, existed: bool, t0: float) -> int:
+    """Write the shards ``_cache`` planned, holding the folder's lock (``rows``: those to
+    cache; ``all_rows``: all of the manifest's)."""
+    index_path = args.out / INDEX
     old_index = index_path.read_bytes() if index_path.is_file() else None
-    done, old_skipped = _start(args.out, settings)
+    if not rows:
+        what = f"no row of split(s) {args.splits}" if args.splits else "no rows"
+        raise AvsslError(f"{manifest}: {what}; nothing to cache")
+    done, old_skipped = open_cache(args.out, settings, seed)
     done, redone = drop_damaged(args.out, done)
-    if redone:  # the old index names deleted shards: never put it back (_undo_start)
+    if redone:  # the old index names deleted shards: never put it back (undo_start)
         old_index = None
         more = ", ..." if len(redone) > 5 else ""
         print(
@@ -214,11 +177,12 @@ def main(argv: list[str] | None = None) -> int:
             f"decoded again: {', '.join(redone[:5])}{more}",
             file=sys.stderr,
         )
-    _refuse_changed(args.out, done, rows)
+    refuse_foreign(args.out, done, manifest, all_rows)
+    refuse_changed(args.out, done, rows)
     # rows outside this run (other --splits) keep the reasons an earlier run skipped them for
     this_run = {r.id for r in rows}
     carried = [s for s in old_skipped if s["id"] not in this_run]
-    write_json(args.out / INDEX, _index(settings, manifest, done, carried, False, seed))
+    write_json(args.out / INDEX, index_record(settings, manifest, done, carried, False, seed))
     cached = {i for s in done for i in s["ids"]}
     todo = [r for r in write_order(rows, seed) if r.id not in cached]
     resumed = len(rows) - len(todo)
@@ -259,13 +223,13 @@ def main(argv: list[str] | None = None) -> int:
     skipped.sort(key=lambda s: position[s["id"]])  # manifest order, not the write order
     shards = done + writer.committed
     if not shards:  # leave no empty cache behind, and an earlier one as it was
-        _undo_start(args.out, existed, old_index)
+        undo_start(args.out, existed, old_index)
         first_skip = f"; first: {skipped[0]['path']}: {skipped[0]['reason']}" if skipped else ""
         raise AvsslError(
             f"{manifest}: no usable clip to cache ({len(skipped)} of {len(rows)} row(s) "
             f"skipped{first_skip}); nothing written to {args.out}"
         )
-    index = _index(settings, manifest, shards, carried + skipped, True, seed)
+    index = index_record(settings, manifest, shards, carried + skipped, True, seed)
     write_json(args.out / INDEX, index)
     written = sum(s["n"] for s in writer.committed)
     seconds = time.time() - t0

@@ -4,16 +4,15 @@ again when the run fails before its first checkpoint."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 from avssl.atomic_write import write_text
 from avssl.config import Config, dump_yaml, load_config, to_dict
 from avssl.errors import AvsslError, ConfigError
+from avssl.folder_lock import hold_folder
 
 MIN_FREE_BYTES = 200 * 2**20
 CHECKPOINT_FILES = ("last.pt", "best.pt")
@@ -193,36 +192,19 @@ def check_config_unedited(run_dir: Path, saved: Config, cfg: Config, ckpt: Path)
         )
 
 
-@contextlib.contextmanager
-def run_lock(run_dir: Path) -> Iterator[None]:
-    """Hold an exclusive lock on ``run_dir`` while the block runs, so that a second process
-    resuming the same run (a retry, a job started twice) is refused instead of both writing its
-    checkpoints and log. The lock is ``flock`` on the folder itself (no file is added), released
-    when the block ends or the process dies. Where ``flock`` is missing (Windows) or the file
-    system does not support it, nothing is locked.
+def run_lock(run_dir: Path):
+    """Hold an exclusive lock on ``run_dir`` (:func:`avssl.folder_lock.hold_folder`) while a
+    process trains in it, so that a second process resuming the same run (a retry, a job
+    started twice) is refused instead of both writing its checkpoints and log.
 
     Raises:
         AvsslError: another process holds the lock.
     """
-    try:
-        import fcntl
-    except ImportError:
-        yield
-        return
-    fd = os.open(run_dir, os.O_RDONLY)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise AvsslError(
-                f"{run_dir}: another process is training this run (it holds the run's lock); "
-                "wait for it to stop, or stop it first"
-            ) from None
-        except OSError:  # a file system without locks
-            pass
-        yield
-    finally:
-        os.close(fd)  # releases the lock
+    return hold_folder(
+        run_dir,
+        "another process is training this run (it holds the run's lock); wait for it to stop, "
+        "or stop it first",
+    )
 
 
 # a temporary file of avssl.atomic_write.replacing, left by a process killed while writing

@@ -1,0 +1,113 @@
+"""The folder of a shard cache (``avssl cache``): opened (created, or an earlier build of the
+same manifest, settings and order reopened to resume), checked against the rows being cached,
+and put back as it was when a run writes nothing."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from avssl.atomic_write import write_bytes
+from avssl.data.manifest import Row
+from avssl.data.shard_checks import changed_rows
+from avssl.data.shard_writer import complete_shards
+from avssl.data.shards import INDEX
+from avssl.errors import AvsslError
+
+
+def open_cache(out: Path, settings: dict, seed: int) -> tuple[list[dict], list[dict]]:
+    """Create or reopen a cache folder.
+
+    Returns:
+        The shards already complete, and the clips the last run recorded as skipped.
+
+    Raises:
+        AvsslError: ``out`` is a file, a folder holding other things than a cache, or a cache
+            of other decode settings or written in another order.
+    """
+    if out.exists() and not out.is_dir():
+        raise AvsslError(f"{out}: exists and is not a directory")
+    index_path = out / INDEX
+    if out.is_dir() and any(out.iterdir()) and not index_path.exists():
+        raise AvsslError(
+            f"{out}: a folder that is not a shard cache (no {INDEX}); choose an empty or new --out"
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    skipped = []
+    if index_path.exists():
+        try:
+            index = json.loads(index_path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise AvsslError(f"{index_path}: unreadable shard cache index ({err})") from None
+        if not isinstance(index, dict) or "settings" not in index:
+            raise AvsslError(f"{index_path}: not a shard cache index; choose another --out")
+        old = index["settings"]
+        if old != settings:
+            keys = sorted(set(old) | set(settings), key=str)
+            diff = [f"{k} {old.get(k)!r}, now {settings.get(k)!r}" for k in keys
+                    if old.get(k) != settings.get(k)]  # fmt: skip
+            raise AvsslError(
+                f"{out}: a cache built with other decode settings ({'; '.join(diff)}); "
+                "choose another --out or delete it"
+            )
+        if index.get("order_seed") not in (None, seed):
+            raise AvsslError(
+                f"{out}: its shards were written in the order of seed {index['order_seed']}; "
+                f"pass --seed {index['order_seed']} to resume it, or choose another --out"
+            )
+        skipped = index.get("skipped", [])
+    return complete_shards(out), skipped
+
+
+def refuse_foreign(out: Path, done: list[dict], manifest: Path, rows: list[Row]) -> None:
+    """Refuse to add a manifest's clips to a cache that holds clips of rows it lacks: a cache
+    of another manifest (its index would name only the last one, and a damaged shard of the
+    first could not be redone). A moved, renamed or extended copy of the manifest resumes.
+
+    Args:
+        out: the cache folder.
+        done: its complete shards (each lists its ``ids``).
+        manifest: the manifest being cached; ``rows``: all its rows (every split).
+    """
+    known = {r.id for r in rows}
+    foreign = [i for s in done for i in s["ids"] if i not in known]
+    if foreign:
+        raise AvsslError(
+            f"{out}: holds {len(foreign)} clip(s) of rows {manifest} does not have (e.g. "
+            f"{foreign[0]!r}): a cache of another manifest; cache this one into another --out"
+        )
+
+
+def refuse_changed(out: Path, done: list[dict], rows: list[Row]) -> None:
+    """Refuse to resume a cache holding clips of manifest rows that have since changed: the
+    shards are append-only, so they cannot be re-decoded in place."""
+    changed = changed_rows(out, done, rows)
+    if changed:
+        named = ", ".join(repr(i) for i in changed[:5]) + (", ..." if len(changed) > 5 else "")
+        raise AvsslError(
+            f"{out}: {len(changed)} cached row(s) changed in the manifest since they were cached "
+            f"({named}); cache into a new --out, or delete this cache to rebuild it"
+        )
+
+
+def undo_start(out: Path, existed: bool, old_index: bytes | None) -> None:
+    """Put ``out`` back as :func:`_start` and the first index write found it."""
+    if old_index is not None:
+        write_bytes(out / INDEX, old_index)
+        return
+    (out / INDEX).unlink(missing_ok=True)
+    if not existed:
+        out.rmdir()
+
+
+def index_record(settings, manifest, shards, skipped, complete: bool, seed=None) -> dict:
+    """The ``index.json`` record of a cache (``complete``: the build finished)."""
+    return {
+        "settings": settings,
+        "order_seed": seed,
+        "manifest": str(manifest),
+        "complete": complete,
+        "n_samples": sum(s["n"] for s in shards),
+        "shards": sorted(shards, key=lambda s: s["name"]),
+        "skipped": skipped,
+    }
