@@ -26,7 +26,6 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from avssl.data import media
 from avssl.data.extensions import MEDIA_EXTS, VIDEO_EXTS
 from avssl.errors import MediaError
 from avssl.prep.report import file_problem
@@ -153,6 +152,8 @@ def locate(
         return path, start, end
     if layout == "segment":
         return path, 0.0, length
+    from avssl.data import media  # torch: only when a duration must be probed
+
     duration = media.probe(path).duration
     if duration is None:
         raise MediaError(path, "unknown duration (pass --layout whole or segment)")

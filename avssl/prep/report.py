@@ -23,7 +23,6 @@ from tqdm import tqdm
 from avssl.atomic_write import write_text
 from avssl.cli import json_line, positive_int
 from avssl.cli_outputs import check_outputs_spare_inputs
-from avssl.data import media
 from avssl.data.audio_header import truncation
 from avssl.data.manifest import Row, resolve, write_manifest
 from avssl.errors import AvsslError, MediaError
@@ -222,6 +221,8 @@ def probe_row(
         ``(row, None)`` with the row to write (its ``end`` perhaps trimmed), or
         ``(row, the reason it fails)``.
     """
+    from avssl.data import media  # torch: only for --probe, so --help and a plain run start fast
+
     visual, audio = resolve(out / MANIFEST, row.visual), resolve(out / MANIFEST, row.audio)
     sound = audio or visual
     for f in {visual, sound}:
