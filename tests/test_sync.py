@@ -156,6 +156,22 @@ def test_cli_video(tiny_ckpt, media_factory, capsys, tmp_path):
     assert res["n_offsets"] == 15 == len(res["curve"])
     assert abs(res["offset_s"]) <= 0.3 + 1e-9 and res["offset_s"] in res["offsets_s"]
     assert res["confidence"] >= 0 and res["n_times"] >= 1
+    assert res["at_edge"] == (abs(res["offset_s"]) == max(map(abs, res["offsets_s"])))
+
+
+def test_an_offset_at_the_edge_of_the_search_is_noted(
+    tiny_ckpt, media_factory, monkeypatch, capsys
+):
+    from avssl.eval import sync_cli
+
+    video = media_factory("edge.mp4", duration=2.0, size=(48, 64))
+    monkeypatch.setattr(sync_cli.ClipSync, "estimate",
+                        lambda self, f, w, m: (0.12, 0.5, np.zeros(7), 3))  # fmt: skip
+    args = ["sync", "--checkpoint", str(tiny_ckpt), "--video", str(video), "--max-offset", "0.12"]
+    assert evaluate.main(args) == 0
+    cap = capsys.readouterr()
+    assert last_json(cap.out)["at_edge"] is True
+    assert "note: the best offset, +0.12 s, is at the edge of the search" in cap.err
 
 
 def test_cli_bad_video(tiny_ckpt, tmp_path, media_factory, capsys):

@@ -138,8 +138,9 @@ def run_video(sync: ClipSync, args) -> dict:
         args: the parsed ``sync`` arguments (``video``, ``max_offset``).
 
     Returns:
-        ``offset_s``, ``confidence``, ``n_offsets``, ``n_times``, ``step_s``, ``max_offset_s``,
-        ``offsets_s``, ``curve`` and ``video``.
+        ``offset_s``, ``at_edge`` (the best offset is the largest searched: the true one may
+        lie beyond), ``confidence``, ``n_offsets``, ``n_times``, ``step_s``,
+        ``max_offset_s``, ``offsets_s``, ``curve`` and ``video``.
 
     Raises:
         MediaError: the file has no video or no audio stream, or is too short for
@@ -164,8 +165,16 @@ def run_video(sync: ClipSync, args) -> dict:
             args.video, f"too short for --max-offset {args.max_offset:g} (need {need:.2f} s)"
         )
     offset, confidence, curve, n_times = est
+    at_edge = bool(abs(offset) >= np.abs(sync.offsets).max() - 1e-9)
+    if at_edge:  # the curve may still be rising past the search's end
+        print(
+            f"note: the best offset, {offset:+g} s, is at the edge of the search; the true one "
+            f"may be larger (a larger --max-offset than {args.max_offset:g} searches further)",
+            file=sys.stderr,
+        )
     return {
         "offset_s": offset,
+        "at_edge": at_edge,
         "confidence": confidence,
         "n_offsets": len(sync.offsets),
         "n_times": n_times,
