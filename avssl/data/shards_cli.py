@@ -154,7 +154,7 @@ def _cache(args: argparse.Namespace) -> int:
         try:
             return _fill(args, cfg, manifest, rows, all_rows, seed, settings, existed, t0)
         except BaseException:
-            if not existed and not any(args.out.iterdir()):
+            if not existed and args.out.is_dir() and not any(args.out.iterdir()):
                 args.out.rmdir()  # refused before anything was written: leave no folder
             raise
 
