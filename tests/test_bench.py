@@ -54,6 +54,8 @@ def test_bench_quick_json(tiny_sizes, monkeypatch, capsys):
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert set(out) >= KEYS
     assert out["glibc_tunables"] == "glibc.malloc.mmap_max=0"
+    assert set(out["load_average"]) == {"start", "end"}
+    assert all(v is None or v >= 0 for v in out["load_average"].values())
     for key in KEYS:
         values = out[key].values() if isinstance(out[key], dict) else [out[key]]
         assert all(isinstance(v, float | int) and math.isfinite(v) and v > 0 for v in values), key

@@ -110,6 +110,7 @@ FULL = Sizes(WAIT_WORLD, 200, 10, 64, 3, 16, 2, 4, (1024, 2048, 4096), 4, 64, 32
 def run(sizes: Sizes, log=None) -> dict:
     """Every measurement of ``sizes``; returns the JSON object's dict (progress: ``log``)."""
     log = log or (lambda msg: print(msg, file=sys.stderr))
+    load_start = _load_average()
     from avssl.data.synthetic import ensure_world
 
     configs = {"default": load_config(None, list(sizes.overrides))}
@@ -189,8 +190,18 @@ def run(sizes: Sizes, log=None) -> dict:
         f"torch {torch.__version__}, cpu bf16: {runtime.cpu_has_bf16()}"
     )
     out["glibc_tunables"] = os.environ.get("GLIBC_TUNABLES", "")
+    # other work on the machine slows every figure: runs under load are not comparable
+    out["load_average"] = {"start": load_start, "end": _load_average()}
     out["sizes"] = {k: v for k, v in dataclasses.asdict(sizes).items() if k != "overrides"}
     return out
+
+
+def _load_average() -> float | None:
+    """The 1-minute load average (runnable processes), or None where the platform has none."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return None
 
 
 def cpu_name(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
