@@ -1,9 +1,10 @@
 """An exclusive lock on a folder a process writes into (a training run, a shard cache), so that
 a second process started on the same folder is refused instead of interleaving its writes.
 
-The lock is ``flock`` on the folder itself: no file is added, and the kernel releases it when the
-holder ends, however it ends. Where ``flock`` is missing (Windows) or the file system does not
-support it (some network mounts), nothing is locked.
+The lock is ``flock`` on the folder itself: no file is added, and the kernel releases it when
+the holder ends, however it ends (forked children, such as DataLoader workers, close their copy
+at once, so a killed holder's workers do not keep it). Where ``flock`` is missing (Windows) or
+the file system does not support it (some network mounts), nothing is locked.
 """
 
 from __future__ import annotations
@@ -14,6 +15,21 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from avssl.errors import AvsslError
+
+_HELD: set[int] = set()  # descriptors holding a lock in this process
+
+
+def _close_in_child() -> None:
+    # A forked child (a DataLoader worker) shares the lock's open file: left open there, it
+    # would keep the lock after this process is killed, until the child noticed.
+    for fd in _HELD:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    _HELD.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_close_in_child)
 
 
 @contextlib.contextmanager
@@ -40,6 +56,8 @@ def hold_folder(folder: Path, busy: str) -> Iterator[None]:
             raise AvsslError(f"{folder}: {busy}") from None
         except OSError:  # a file system without locks
             pass
+        _HELD.add(fd)
         yield
     finally:
+        _HELD.discard(fd)
         os.close(fd)  # releases the lock

@@ -92,7 +92,7 @@ def _vorbis_webm(path, seconds: float = 6.0, rate: int = 44100):
             frame = av.AudioFrame.from_ndarray(
                 np.ascontiguousarray(samples[:, i : i + 1024]), format="fltp", layout="stereo"
             )
-            frame.sample_rate = rate
+            frame.sample_rate, frame.pts = rate, i  # timestamps, as a real file has
             for packet in stream.encode(frame):
                 out.mux(packet)
         for packet in stream.encode(None):
@@ -123,3 +123,25 @@ def test_vorbis_is_decoded_from_the_start_and_only_the_window_is_kept(tmp_path, 
         np.testing.assert_array_equal(window, full[i : i + len(window)])
     assert seeks == [] and len(kept) == 4
     assert max(kept) < 0.8 * 44100  # the window and its margins, not the track up to it
+
+
+def test_vorbis_past_the_end_is_beyond_the_end_not_corrupt(tmp_path):
+    path = _vorbis_webm(tmp_path / "v.webm")
+    with pytest.raises(MediaError, match=r"window \[6.50, 7.00\) s is beyond the end"):
+        read_audio(path, 6.5, 0.5, 16000)
+
+
+@pytest.mark.parametrize("rate", [22050, 44100])
+def test_ogg_vorbis_through_libsndfile_is_read_from_its_start(tmp_path, rate):
+    # libsndfile's seek in an Ogg Vorbis file landed up to 61 samples (16 kHz) off
+    import soundfile as sf
+
+    t = np.arange(6 * rate) / rate
+    x = (0.3 * np.sin(2 * np.pi * 440 * t * (1 + t / 6))).astype(np.float32)
+    path = tmp_path / "v.ogg"
+    sf.write(path, np.stack([x, 0.5 * x], 1), rate, format="OGG", subtype="VORBIS")
+    full = read_audio(path, 0.0, 5.9, 16000).numpy()
+    for start in np.random.default_rng(1).uniform(0, 5.3, 12):
+        window = read_audio(path, float(start), 0.5, 16000).numpy()
+        i = round(start * 16000)
+        np.testing.assert_array_equal(window, full[i : i + len(window)])

@@ -40,7 +40,7 @@ def test_a_cache_of_another_manifest_is_refused_and_another_path_to_it_resumes(
     write_manifest(tmp_path / "other.jsonl", other)
     assert _cache(out, "--data", str(tmp_path / "other.jsonl")) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
-    assert err.startswith(f"error: {out}: holds ") and "a cache of another manifest" in err
+    assert err.startswith(f"error: {out}: holds ") and "cached from another manifest" in err
     assert _snapshot(out) == before
     (tmp_path / "link").symlink_to(world[1].parent)  # the same manifest by another path
     assert _cache(out, "--data", str(tmp_path / "link" / world[1].name)) == 0
@@ -108,3 +108,19 @@ def test_a_moved_cache_names_the_media_way(tmp_path):
 
     with pytest.raises(AvsslError, match="read the media instead with --data MANIFEST"):
         read_index(tmp_path)
+
+
+def test_a_refused_rerun_leaves_even_damaged_shards_as_they_were(world, tmp_path, capsys):  # noqa: F811
+    out = tmp_path / "cache"
+    shutil.copytree(world[0], out)
+    shard = sorted(out.glob("shard-*.tar"))[0]
+    shard.write_bytes(shard.read_bytes()[:1000])  # cut short after the build
+    before = _snapshot(out)
+    rows = [r for r in read_manifest(world[1]) if r.split != "train"]
+    for row in rows:
+        row.video = str((world[1].parent / row.video).resolve())
+    write_manifest(tmp_path / "other.jsonl", rows)
+    assert _cache(out, "--data", str(tmp_path / "other.jsonl")) == 2
+    err = capsys.readouterr().err
+    assert "damaged" not in err and "cached from another manifest" in err
+    assert _snapshot(out) == before

@@ -140,3 +140,43 @@ def test_classify_skips_a_wav_cut_short(tmp_path, capsys):
     assert code == 0 and res["n_skipped"] == 1
     [skip] = res["skipped"]
     assert skip["path"] == str(victim) and skip["reason"].startswith("truncated: header declares")
+
+
+def test_an_empty_sound_beside_its_picture_is_unreadable(media_factory, tmp_path):
+    media = tmp_path / "media"
+    media.mkdir()
+    media_factory.folder = media
+    media_factory("xxxxxxxxxxx_30.mp4", duration=1.0, size=(16, 16), audio=False)
+    media_factory("yyyyyyyyyyy_30.mp4", duration=1.0, size=(16, 16))
+    (media / "xxxxxxxxxxx_30.m4a").write_bytes(b"")
+    csv = tmp_path / "balanced_train_segments.csv"
+    csv.write_text('xxxxxxxxxxx, 30.0, 31.0, "/m/01"\nyyyyyyyyyyy, 30.0, 31.0, "/m/01"\n')
+    out = tmp_path / "out"
+    assert audioset.main(["--segments", str(csv), "--media", str(media), "--out", str(out),
+                          "--val-fraction", "0"]) == 0  # fmt: skip
+    assert [r.id for r in read_manifest(out / "manifest.jsonl")] == ["yyyyyyyyyyy_30"]
+    [(item, reason)] = _report(out)["unreadable_items"]
+    assert item == "xxxxxxxxxxx_30" and reason == f"{media / 'xxxxxxxxxxx_30.m4a'}: empty file"
+
+
+def test_a_path_climbing_out_of_a_link_is_written_as_the_kernel_follows_it(tmp_path, monkeypatch):
+    from avssl.prep.report import relpath
+
+    (tmp_path / "disk" / "sub").mkdir(parents=True)
+    (tmp_path / "disk" / "a.wav").write_bytes(b"x")
+    (tmp_path / "project").mkdir()
+    (tmp_path / "project" / "link").symlink_to(tmp_path / "disk" / "sub")
+    (tmp_path / "out").mkdir()
+    monkeypatch.chdir(tmp_path)
+    rel = relpath("project/link/../a.wav", "out")  # link/.. is disk, not project
+    assert rel == "../disk/a.wav" and resolve(tmp_path / "out" / "m.jsonl", rel).is_file()
+
+
+def test_split_of_a_path_wins_over_a_file_name(tmp_path):
+    from avssl.prep.audioset import split_of_file
+
+    (tmp_path / "a").mkdir()
+    csv = tmp_path / "a" / "x.csv"
+    explicit = {"x.csv": "train", str(csv): "val"}
+    assert split_of_file(csv, explicit) == "val"
+    assert split_of_file(tmp_path / "x.csv", explicit) == "train"

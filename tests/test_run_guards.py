@@ -158,3 +158,52 @@ def test_the_run_lock_is_exclusive_across_open_files(tmp_path):
         pass
     with run_lock(tmp_path):  # released
         pass
+
+
+def test_a_stop_right_after_the_claim_removes_it(tiny_train_args, tmp_path, capsys, monkeypatch):
+    import types
+
+    from avssl.train import run_dir as rd
+
+    def close_then_sigterm(fd):  # the claim file is made; the run is stopped there
+        os.close(fd)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(
+        rd, "os", types.SimpleNamespace(**{**vars(os), "close": close_then_sigterm})
+    )
+    run = tmp_path / "claimed"
+    assert train.main([*tiny_train_args(), "--run-dir", str(run)]) == 128 + signal.SIGTERM
+    assert not run.exists()
+
+
+def test_a_killed_holders_forked_children_do_not_keep_the_lock(tmp_path):
+    folder = tmp_path / "run"
+    folder.mkdir()
+    script = textwrap.dedent(
+        f"""
+        import os, time
+        from pathlib import Path
+        from avssl.folder_lock import hold_folder
+        with hold_folder(Path({str(folder)!r}), "busy"):
+            ready = Path({str(tmp_path / "child")!r})
+            if os.fork() == 0:  # a DataLoader worker outliving its parent for a while
+                ready.write_text(str(os.getpid()))
+                time.sleep(30)
+                os._exit(0)
+            while not ready.exists() or not ready.read_text():
+                time.sleep(0.01)
+            os._exit(9)  # killed: no cleanup
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    child = int((tmp_path / "child").read_text())
+    try:
+        assert out.returncode == 9
+        os.kill(child, 0)  # still alive
+        with run_lock(folder):  # yet the lock is free
+            pass
+    finally:
+        os.kill(child, signal.SIGKILL)

@@ -254,3 +254,18 @@ def test_a_long_video_is_decoded_around_its_scored_times_only(
     assert evaluate.main(run) == 0
     res = last_json(capsys.readouterr().out)
     assert res["n_times"] == 8 and len(spans) == 8 and max(spans) < 2.0
+
+
+@pytest.mark.parametrize("video_s,audio_s", [(70.0, 68.0), (68.0, 70.0)])
+def test_a_long_video_whose_tracks_differ_in_length_is_scored(
+    tiny_ckpt, tmp_path, monkeypatch, capsys, video_s, audio_s
+):
+    # the times were spread to the container's end, past the shorter track
+    from avssl.data.writer import write_video
+
+    frames = np.zeros((round(video_s), 16, 16, 3), np.uint8)
+    t = np.arange(round(audio_s * 8000)) / 8000
+    path = write_video(tmp_path / "v.mp4", frames, 1.0, np.sin(t)[None].astype(np.float32), 8000)
+    run = ["sync", "--checkpoint", str(tiny_ckpt), "--video", str(path), "--max-offset", "0.2"]
+    assert evaluate.main(run) == 0
+    assert last_json(capsys.readouterr().out)["n_times"] == 8

@@ -52,6 +52,10 @@ OPUS_GRID_S = 0.0025
 # their start, keeping only the window: exact, in a window's memory, at a cost that grows with
 # the window's position (about 4 s to reach 18 minutes into a 44.1-kHz stereo track).
 UNSEEKABLE_CODECS = frozenset({"vorbis"})
+# The same through libsndfile (1.2): a seek in an Ogg Vorbis file landed up to 61 samples (at
+# 16 kHz) off the decode from the start at 44.1 and 22.05 kHz, so those files are read from
+# their start as well.
+UNSEEKABLE_SUBTYPES = frozenset({"VORBIS"})
 _BLOCK = 1 << 16
 
 MAX_SAMPLE = 1e4  # float files may pass full scale a little; 80 dB over it is damage
@@ -111,7 +115,10 @@ def _read_soundfile(p, handle: sf.SoundFile, start, duration, sample_rate) -> to
     step = grid_step(sr, sample_rate)
     first = max(0, math.floor((start - MARGIN_S) * sr / step)) * step
     stop = min(total, math.ceil((start + duration + MARGIN_S) * sr))
-    handle.seek(first)
+    if handle.subtype in UNSEEKABLE_SUBTYPES:
+        _skip(handle, first)
+    else:
+        handle.seek(first)
     chunks, n = [], 0
     while n < stop - first:
         block = handle.read(min(_BLOCK, stop - first - n), dtype="float32", always_2d=True)
@@ -126,6 +133,15 @@ def _read_soundfile(p, handle: sf.SoundFile, start, duration, sample_rate) -> to
         mono = _resample(mono, sr, sample_rate)
     offset = round(start * sample_rate - first * sample_rate / sr)
     return _cut(mono, offset, round(duration * sample_rate))
+
+
+def _skip(handle: sf.SoundFile, frames: int) -> None:
+    """Read and drop the first ``frames`` sample frames of ``handle`` (a block at a time)."""
+    while frames > 0:
+        got = len(handle.read(min(_BLOCK, frames), dtype="float32", always_2d=True))
+        if got == 0:
+            return
+        frames -= got
 
 
 def _read_av(p, start, duration, sample_rate) -> torch.Tensor:
@@ -253,6 +269,8 @@ def _decode_av(
         for out in resampler.resample(None):
             chunks.append(out.to_ndarray().mean(axis=0, dtype=np.float32))
             n += out.samples
+    if not chunks and t0 is not None:  # all before keep_from: nothing kept, ending where it ends
+        t0, n = t0 + n / rate, 0
     mono = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
     return mono, t0, t0 is not None and t0 + n / rate >= hi
 

@@ -74,7 +74,8 @@ def refuse_foreign(out: Path, done: list[dict], manifest: Path, rows: list[Row])
     if foreign:
         raise AvsslError(
             f"{out}: holds {len(foreign)} clip(s) of rows {manifest} does not have (e.g. "
-            f"{foreign[0]!r}): a cache of another manifest; cache this one into another --out"
+            f"{foreign[0]!r}): cached from another manifest, or from rows since removed; cache "
+            "this one into another --out"
         )
 
 

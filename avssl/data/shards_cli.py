@@ -168,6 +168,9 @@ def _fill(args, cfg, manifest, rows, all_rows, seed, settings, existed: bool, t0
         what = f"no row of split(s) {args.splits}" if args.splits else "no rows"
         raise AvsslError(f"{manifest}: {what}; nothing to cache")
     done, old_skipped = open_cache(args.out, settings, seed)
+    # refused before anything is deleted: a refusal leaves the cache as it was
+    refuse_foreign(args.out, done, manifest, all_rows)
+    refuse_changed(args.out, done, rows)
     done, redone = drop_damaged(args.out, done)
     if redone:  # the old index names deleted shards: never put it back (undo_start)
         old_index = None
@@ -177,8 +180,6 @@ def _fill(args, cfg, manifest, rows, all_rows, seed, settings, existed: bool, t0
             f"decoded again: {', '.join(redone[:5])}{more}",
             file=sys.stderr,
         )
-    refuse_foreign(args.out, done, manifest, all_rows)
-    refuse_changed(args.out, done, rows)
     # rows outside this run (other --splits) keep the reasons an earlier run skipped them for
     this_run = {r.id for r in rows}
     carried = [s for s in old_skipped if s["id"] not in this_run]

@@ -146,7 +146,7 @@ def run_video(sync: ClipSync, args) -> dict:
         MediaError: the file has no video or no audio stream, or is too short for
             ``--max-offset``.
     """
-    from avssl.data.media import probe
+    from avssl.data.media import clip_end, probe
     from avssl.eval.sync_long import SEGMENTED_FROM_S, segmented_estimate
 
     info = probe(args.video)
@@ -155,7 +155,9 @@ def run_video(sync: ClipSync, args) -> dict:
     if not info.has_audio:
         raise MediaError(args.video, "no audio stream")
     if info.duration is not None and info.duration >= SEGMENTED_FROM_S:
-        est = segmented_estimate(sync, args.video, info.duration, args.max_offset)
+        # where both picture and sound exist, as a decode of the whole file ends
+        end = clip_end(args.video)
+        est = segmented_estimate(sync, args.video, end, args.max_offset)
     else:
         frames, wave = sync.decode(args.video)
         est = sync.estimate(frames, wave, args.max_offset)

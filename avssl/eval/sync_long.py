@@ -7,6 +7,8 @@ time, so memory stays that of a short clip and a feature film takes as long as a
 Each stretch starts on the frame grid (a whole number of frames from the file's start), so its
 frames, and its audio wherever ``sample_rate / fps`` is whole, are those a decode of the whole
 file gives; the curve is the mean over times, as :func:`avssl.eval.sync.sync_curve` makes it.
+The times are spread up to a frame before the end (the decoded length of a whole file is
+known only once decoded), so they may differ by a fraction of a frame from a whole decode's.
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ def segmented_estimate(sync, path, duration: float, margin: float):
     Args:
         sync: the :class:`~avssl.eval.sync_cli.ClipSync` of the model.
         path: the video (with its audio track).
-        duration: its length (s), as probed.
+        duration: where both its picture and its sound end (s):
+            :func:`avssl.data.media.clip_end`.
         margin: largest shift (s) the scored audio windows must fit for.
 
     Raises:

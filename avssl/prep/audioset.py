@@ -27,6 +27,7 @@ from avssl.prep.report import (
     DUPLICATE,
     PrepReport,
     add_common_args,
+    file_problem,
     finish_run,
     relpath,
     start_run,
@@ -41,9 +42,11 @@ def names_file(key: str, path: Path) -> bool:
 
 def split_of_file(path: Path, explicit: dict[str, str]) -> str:
     """The split of a segment CSV: explicit mapping (by path or file name), else its name."""
-    for key, split in explicit.items():
-        if names_file(key, path):
+    for key, split in explicit.items():  # a path first: it is more specific than a file name
+        if key != path.name and names_file(key, path):
             return split
+    if path.name in explicit:
+        return explicit[path.name]
     name = path.name.lower()
     if "eval" in name or "test" in name:
         return "test"
@@ -105,6 +108,9 @@ def add_segment_rows(
         if split == "train" and carve_val(ytid, val_fraction):
             split = "val"
         sound = companion_audio(candidates, path)
+        if sound is not None and (problem := file_problem(sound)) is not None:
+            report.skip_unreadable(item, f"{sound}: {problem}")  # the picture has no sound
+            continue
         audio = None if sound is None else relpath(sound, out)
         report.add(Row(item, video=relpath(path, out), audio=audio, start=t0, end=t1,
                        labels=labels, split=split))  # fmt: skip

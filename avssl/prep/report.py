@@ -93,7 +93,18 @@ def relpath(path: str | os.PathLike, out: str | os.PathLike) -> str:
     taken as its real path: a reader opens ``out/../x`` from the real folder, as the kernel
     does and :func:`avssl.data.manifest.resolve` expects.
     """
-    return Path(os.path.relpath(os.path.abspath(path), os.path.realpath(out))).as_posix()
+    return Path(os.path.relpath(_absolute(path), os.path.realpath(out))).as_posix()
+
+
+def _absolute(path: str | os.PathLike) -> str:
+    """``path`` made absolute with its links kept, except before a ``..``: the kernel takes
+    ``link/..`` as the parent of the link's target, where a lexical ``normpath`` would drop
+    ``link``, so the part up to the last ``..`` is resolved."""
+    parts = Path(os.path.join(os.getcwd(), path)).parts
+    if ".." not in parts:
+        return os.path.normpath(os.path.join(*parts))
+    last = len(parts) - 1 - parts[::-1].index("..")
+    return os.path.join(os.path.realpath(os.path.join(*parts[: last + 1])), *parts[last + 1 :])
 
 
 def file_problem(path: Path) -> str | None:

@@ -98,11 +98,11 @@ def _train(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
         resolve_domains(cfg, progress=not args.no_progress)
         check_model_config(cfg)
         run_dir = Path(cfg.train.runs_dir) / cfg.name
-        if rank0:
-            run_dir, made_here = prepare_run_dir(cfg, args.run_dir)
-        started_empty = rank0  # prepare_run_dir hands out only a new or an empty folder
     try:
         if rank0 and resume is None:
+            # it clears what it made if stopped inside; from its return, the handler below does
+            run_dir, made_here = prepare_run_dir(cfg, args.run_dir)
+            started_empty = True  # prepare_run_dir hands out only a new or an empty folder
             held.enter_context(run_lock(run_dir))
         from avssl.train.loop import train  # heavy imports only once the arguments are valid
         from avssl.train.runtime import cleanup_distributed

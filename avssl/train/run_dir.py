@@ -69,16 +69,20 @@ def _claim(run_dir: Path) -> bool | None:
     """
     if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
         return None
-    created = not run_dir.exists()
+    created, claimed = not run_dir.exists(), False
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         # mode 0o666 as open() gives (less the umask): the default 0o777 made it executable
-        os.close(os.open(run_dir / CLAIM, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+        fd = os.open(run_dir / CLAIM, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
+        claimed = True
+        os.close(fd)
     except FileExistsError:
         return None
     except OSError as err:
         raise AvsslError(f"{run_dir}: run directory is not writable ({err.strerror})") from None
-    except BaseException:  # a stop between making the folder and claiming it
+    except BaseException:  # a stop while making the folder or claiming it
+        if claimed:
+            (run_dir / CLAIM).unlink(missing_ok=True)
         remove_if_empty(run_dir, created)
         raise
     return created
@@ -207,9 +211,12 @@ def run_lock(run_dir: Path):
     )
 
 
-# a temporary file of avssl.atomic_write.replacing, left by a process killed while writing
+# a temporary file of avssl.atomic_write.replacing, or check_writable's probe, left by a process
+# killed while writing it
 _TEMP = re.compile(
-    r"\.(?:{})\.tmp\d+".format("|".join(map(re.escape, CHECKPOINT_FILES + RECORD_FILES)))
+    r"\.(?:{})\.tmp\d+|\.write-test\d+".format(
+        "|".join(map(re.escape, CHECKPOINT_FILES + RECORD_FILES))
+    )
 )
 
 
