@@ -170,7 +170,7 @@ def _fill(args, cfg, manifest, rows, all_rows, seed, settings, existed: bool, t0
     done, old_skipped = open_cache(args.out, settings, seed)
     # refused before anything is deleted: a refusal leaves the cache as it was
     refuse_foreign(args.out, done, manifest, all_rows)
-    refuse_changed(args.out, done, rows)
+    refuse_changed(args.out, done, all_rows)  # every cached row, not only this run's splits
     done, redone = drop_damaged(args.out, done)
     if redone:  # the old index names deleted shards: never put it back (undo_start)
         old_index = None
