@@ -114,6 +114,7 @@ def test_time_limited_resume_keeps_its_plan_and_a_finished_run_stays_finished(
     out, err = capsys.readouterr()
     again = last_json(out)
     assert again["step"] == summary["step"] and again["time_limited"]
+    assert again["clips_per_s"] is None  # no step trained in this session
     assert err.splitlines()[0] == (  # and says so
         f"note: {run / 'last.pt'} ended on its time budget (train.max_minutes 1) at step "
         f"{again['step']}: nothing left to train (--set train.max_minutes=M with a larger M, or 0 "

@@ -7,6 +7,7 @@ The last line on stdout is one JSON object:
 "averaged_weights_digest", "interrupted", "signal", "time_limited", "n_skipped",
 "skipped": [{"split", "id", "reason"}, ...]}``. ``weights_digest`` is of the weights the
 optimiser moves; ``averaged_weights_digest`` of the averaged ones (``train.ema_decay``), else null.
+``clips_per_s`` is null when this session trained no step (a finished run resumed).
 ``memory_mb``: :func:`avssl.train.step_memory.estimate_step_memory` and the measured peak, MiB.
 """
 

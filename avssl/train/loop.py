@@ -278,7 +278,7 @@ def train(
         "step": step,
         "best_step": best["step"] if best else None,
         "val": best and {k: best[k] for k in ("accuracy", "accuracy_easy", "accuracy_hard")},
-        "clips_per_s": seen / max(train_time, 1e-9),
+        "clips_per_s": seen / max(train_time, 1e-9) if seen else None,  # None: no step here
         "data_wait_fraction": data_wait / max(data_wait + train_time, 1e-9),
         "precision": precision,
         "seconds": time.time() - t0,
