@@ -59,5 +59,6 @@ def hold_folder(folder: Path, busy: str) -> Iterator[None]:
         _HELD.add(fd)
         yield
     finally:
-        _HELD.discard(fd)
-        os.close(fd)  # releases the lock
+        if fd in _HELD:  # not in a forked child, which closed its copy at the fork
+            _HELD.discard(fd)
+            os.close(fd)  # releases the lock

@@ -207,3 +207,25 @@ def test_a_killed_holders_forked_children_do_not_keep_the_lock(tmp_path):
             pass
     finally:
         os.kill(child, signal.SIGKILL)
+
+
+def test_a_forked_child_leaving_the_block_closes_nothing_of_its_own(tmp_path):
+    script = textwrap.dedent(
+        f"""
+        import os, sys
+        from pathlib import Path
+        from avssl.folder_lock import hold_folder
+        with hold_folder(Path({str(tmp_path)!r}), "busy"):
+            pid = os.fork()
+            if pid == 0:
+                mine = os.open({str(tmp_path / "f")!r}, os.O_CREAT | os.O_WRONLY)
+        if pid == 0:  # the block's end must not close the child's file of the same number
+            os.write(mine, b"ok")
+            os._exit(0)
+        _, status = os.waitpid(pid, 0)
+        sys.exit(os.waitstatus_to_exitcode(status))
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "f").read_bytes() == b"ok"

@@ -116,7 +116,9 @@ def _read_soundfile(p, handle: sf.SoundFile, start, duration, sample_rate) -> to
     first = max(0, math.floor((start - MARGIN_S) * sr / step)) * step
     stop = min(total, math.ceil((start + duration + MARGIN_S) * sr))
     if handle.subtype in UNSEEKABLE_SUBTYPES:
-        _skip(handle, first)
+        reached = _skip(handle, first)
+        if reached < first:  # the samples end before the window: say where they do
+            check_coverage(p, "audio", start, duration, reached / sr, total / sr)
     else:
         handle.seek(first)
     chunks, n = [], 0
@@ -135,13 +137,16 @@ def _read_soundfile(p, handle: sf.SoundFile, start, duration, sample_rate) -> to
     return _cut(mono, offset, round(duration * sample_rate))
 
 
-def _skip(handle: sf.SoundFile, frames: int) -> None:
-    """Read and drop the first ``frames`` sample frames of ``handle`` (a block at a time)."""
-    while frames > 0:
-        got = len(handle.read(min(_BLOCK, frames), dtype="float32", always_2d=True))
+def _skip(handle: sf.SoundFile, frames: int) -> int:
+    """Read and drop the first ``frames`` sample frames of ``handle`` (a block at a time);
+    returns how many there were (fewer where the file ends sooner than its header says)."""
+    done = 0
+    while done < frames:
+        got = len(handle.read(min(_BLOCK, frames - done), dtype="float32", always_2d=True))
         if got == 0:
-            return
-        frames -= got
+            break
+        done += got
+    return done
 
 
 def _read_av(p, start, duration, sample_rate) -> torch.Tensor:
@@ -252,23 +257,28 @@ def _decode_av(
         seek_to(container, stream, lo)
     resampler = av.AudioResampler(format="fltp", rate=rate)  # keeps the channel layout
     chunks, n, t0 = [], 0, None
+
+    def take(out) -> None:
+        nonlocal t0, n
+        if not chunks and t0 + (n + out.samples) / rate < keep_from:
+            n += out.samples  # before the window: counted, not kept
+            return
+        if not chunks:
+            t0, n = t0 + n / rate, 0
+        chunks.append(out.to_ndarray().mean(axis=0, dtype=np.float32))
+        n += out.samples
+
     for frame in container.decode(stream):
         if t0 is None:
             t0 = (frame.time or 0.0) - origin
         for out in resampler.resample(frame):
-            if not chunks and t0 + (n + out.samples) / rate < keep_from:
-                n += out.samples  # before the window: counted, not kept
-                continue
-            if not chunks:
-                t0, n = t0 + n / rate, 0
-            chunks.append(out.to_ndarray().mean(axis=0, dtype=np.float32))
-            n += out.samples
+            take(out)
         if t0 + n / rate >= hi:
             break
     else:
-        for out in resampler.resample(None):
-            chunks.append(out.to_ndarray().mean(axis=0, dtype=np.float32))
-            n += out.samples
+        if t0 is not None:
+            for out in resampler.resample(None):
+                take(out)
     if not chunks and t0 is not None:  # all before keep_from: nothing kept, ending where it ends
         t0, n = t0 + n / rate, 0
     mono = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)

@@ -154,9 +154,9 @@ def run_video(sync: ClipSync, args) -> dict:
         raise MediaError(args.video, "no video stream")
     if not info.has_audio:
         raise MediaError(args.video, "no audio stream")
-    if info.duration is not None and info.duration >= SEGMENTED_FROM_S:
-        # where both picture and sound exist, as a decode of the whole file ends
-        end = clip_end(args.video)
+    # where both picture and sound exist, as a decode of the whole file ends
+    end = clip_end(args.video, unknown=0.0)  # unknown (raw streams): decoded whole
+    if end >= SEGMENTED_FROM_S:
         est = segmented_estimate(sync, args.video, end, args.max_offset)
     else:
         frames, wave = sync.decode(args.video)

@@ -8,7 +8,7 @@ Each stretch starts on the frame grid (a whole number of frames from the file's 
 frames, and its audio wherever ``sample_rate / fps`` is whole, are those a decode of the whole
 file gives; the curve is the mean over times, as :func:`avssl.eval.sync.sync_curve` makes it.
 The times are spread up to a frame before the end (the decoded length of a whole file is
-known only once decoded), so they may differ by a fraction of a frame from a whole decode's.
+known only once decoded), so they may differ by up to a frame from a whole decode's.
 """
 
 from __future__ import annotations

@@ -123,7 +123,7 @@ def check_writable(run_dir: Path) -> None:
         run_dir.mkdir(parents=True, exist_ok=True)
         probe = run_dir / f".write-test{os.getpid()}"  # every rank checks on resume
         probe.write_bytes(b"x" * 4096)
-        probe.unlink()
+        probe.unlink(missing_ok=True)  # rank 0 may have cleared it as a stale one (resume)
     except OSError as err:
         raise AvsslError(f"{run_dir}: run directory is not writable ({err.strerror})") from None
     free = shutil.disk_usage(run_dir).free
