@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -427,3 +428,32 @@ def test_damaged_index_metadata_is_one_error(meta, reason, tmp_path):
     (tmp_path / "meta.json").write_text(meta)
     with pytest.raises(AvsslError, match=reason.replace("(", r"\(").replace(")", r"\)")):
         load_index(tmp_path)
+
+
+def test_a_second_index_update_at_once_is_refused(ckpts, media, tmp_path, capsys):
+    from avssl.folder_lock import hold_folder
+
+    out = tmp_path / "idx"
+    out.mkdir()
+    with hold_folder(out, "held"):  # as a running update holds it
+        assert _index(ckpts[0], [media], out) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err == f"error: {out}: another avssl index is updating this index; wait for it to end"
+    assert not any(out.iterdir())
+    fresh = tmp_path / "fresh"
+    assert _index(ckpts[0], [tmp_path / "nowhere"], fresh) == 2  # refused: no folder left
+    assert not fresh.exists()
+
+
+def test_a_wav_cut_short_is_skipped(ckpts, media_factory, tmp_path, capsys):
+    folder = tmp_path / "wavs"
+    folder.mkdir()
+    mf = MediaFactory(folder)
+    mf("whole.wav", duration=2.0)
+    cut = mf("cut.wav", duration=2.0)
+    cut.write_bytes(cut.read_bytes()[: cut.stat().st_size * 2 // 3])
+    assert _index(ckpts[0], [folder], tmp_path / "idx") == 0
+    res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert res["files"] == 1 and res["n_skipped"] == 1
+    [skip] = res["skipped"]
+    assert skip["path"] == str(cut) and skip["reason"].startswith("truncated: header declares")

@@ -227,3 +227,18 @@ def test_unwritable_output_is_refused_before_the_work(ckpts, media_factory, tmp_
         err = capsys.readouterr().err
         assert err == f"error: {out}: cannot be written (Read-only file system)\n"
         assert not out.exists()
+
+
+def test_sound_after_the_last_frame_adds_no_frame(ckpts, tmp_path, capsys):
+    # the overlay repeated the last frame for as long as the sound went on
+    from avssl.data.writer import write_video
+
+    frames = np.stack([MediaFactory.bars(i, 48, 64) for i in range(50)])  # 2 s at 25 fps
+    t = np.arange(40000) / 16000  # 2.5 s of sound
+    video = write_video(
+        tmp_path / "v.mp4", frames, 25.0, np.sin(440 * t)[None].astype(np.float32), 16000
+    )
+    out = tmp_path / "out.mp4"
+    assert _overlay(video, ckpts["contrastive"], out) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["frames"] == 50
+    assert probe(out).n_frames == 50

@@ -228,6 +228,19 @@ def audio_end(path: str | os.PathLike) -> float | None:
     return tracks.audio_end
 
 
+def video_end(path: str | os.PathLike) -> float | None:
+    """End (s) of a file's first video stream: its own, not the container's (its sound may go
+    on after the last frame); ``None`` when unknown, or for a still image.
+
+    Raises:
+        MediaError: unreadable, or no video stream.
+    """
+    tracks = _tracks(path)
+    if not tracks.has_video:
+        raise MediaError(path, "no video stream")
+    return None if tracks.image else tracks.video_end
+
+
 @dataclass
 class _Tracks:
     """Ends (s) of a file's first video and audio streams (``None``: absent or unknown)."""

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from avssl.data.audio_header import truncation
 from avssl.data.extensions import INDEXABLE_EXTS
 from avssl.data.manifest import read_manifest, resolve
 from avssl.data.media import probe
@@ -131,6 +132,8 @@ def embed_file(model, cfg, path: Path, hop: float, device="cpu") -> FileEmbeddin
         return FileEmbeddings("image", 0.0, _none(v.shape[1]), empty, v, torch.tensor([math.nan]))
     if not info.duration or info.duration <= 0:
         raise MediaError(path, "unknown or zero duration")
+    if (cut := truncation(path)) is not None:  # a WAV cut short reads as a shorter whole file
+        raise MediaError(path, cut)
     # the audio windows start a whole number of samples apart, so the centres must too: with a
     # hop of 0.3333 s at 16 kHz (5,332.8 samples) a block of windows would hold one too few
     hop = max(1, round(hop * d.sample_rate)) / d.sample_rate

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from avssl.atomic_write import temp_sibling
 from avssl.cli import ArgumentParser, dash_paths_last
 from avssl.cli_outputs import check_new_file
-from avssl.data.media import probe
+from avssl.data.media import probe, video_end
 from avssl.errors import AvsslError, MediaError
 from avssl.eval.embed import frames_to_input, heatmaps
 from avssl.tools.overlay_video import OverlayWriter
@@ -166,7 +166,9 @@ def main(argv: list[str] | None = None) -> int:
         raise MediaError(args.video, "no audio stream (the heatmap needs the sound)")
     if not info.duration:
         raise MediaError(args.video, "unknown duration")
-    duration = min(info.duration, args.max_seconds or info.duration)
+    # the picture's own end: sound that goes on after the last frame is not drawn over it
+    shown_s = video_end(args.video) or info.duration
+    duration = min(shown_s, args.max_seconds or shown_s)
     fps = args.fps or min(info.fps or 25.0, 25.0)
     size = output_size(info.height, info.width, args.max_side)
     lut = colormap_lut(args.cmap)
