@@ -83,6 +83,20 @@ class StopFlag:
 
 
 @contextlib.contextmanager
+def _sigterm_handler(handler):
+    """Within the block, ``handler`` handles SIGTERM; the previous one is restored after it.
+    Outside the main thread (where handlers cannot be set), nothing changes."""
+    try:
+        old = signal.signal(signal.SIGTERM, handler)
+    except ValueError:
+        old = None
+    try:
+        yield
+    finally:
+        if old is not None:
+            signal.signal(signal.SIGTERM, old)
+
+
 def terminated_as_interrupt():
     """Within the block, SIGTERM raises :class:`~avssl.errors.Terminated` (the StopFlag takes
     over inside the training loop and gives it back at the end). Outside the main thread, no
@@ -91,29 +105,12 @@ def terminated_as_interrupt():
     def handle(signum, frame):
         raise Terminated()
 
-    try:
-        old = signal.signal(signal.SIGTERM, handle)
-    except ValueError:
-        old = None
-    try:
-        yield
-    finally:
-        if old is not None:
-            signal.signal(signal.SIGTERM, old)
+    return _sigterm_handler(handle)
 
 
-@contextlib.contextmanager
 def sigterm_kills():
     """Within the block, SIGTERM kills the process as by default. For a blocking call that
     Python handlers cannot interrupt: joining the process group waits for every rank, and when
     one has already failed, torchrun's SIGTERM must end the others at once, not after its 30-s
     grace period. Outside the main thread, nothing changes."""
-    try:
-        old = signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    except ValueError:
-        old = None
-    try:
-        yield
-    finally:
-        if old is not None:
-            signal.signal(signal.SIGTERM, old)
+    return _sigterm_handler(signal.SIG_DFL)
