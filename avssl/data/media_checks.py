@@ -46,6 +46,8 @@ def check_file(path: str | os.PathLike) -> Path:
     p = Path(path)
     try:
         if not p.exists():
+            if p.is_symlink():  # a dataset folder of links whose target storage went
+                raise MediaError(p, f"no such file (a broken link to {os.readlink(p)})")
             raise MediaError(p, "no such file")
         if not p.is_file():
             raise MediaError(p, "not a regular file")

@@ -27,8 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from avssl.data.extensions import MEDIA_EXTS, VIDEO_EXTS
+from avssl.data.media_checks import check_file
 from avssl.errors import MediaError
-from avssl.prep.report import file_problem
 
 TIME_TOLERANCE_S = 0.5  # a file's start may be rounded (e.g. to whole seconds) by downloaders
 # how much longer than its segment a cut may be: a stream-copied download starts and ends on
@@ -166,16 +166,6 @@ def locate(
     if start >= duration - TIME_TOLERANCE_S:
         return f"the segment at {start:g} s starts after the end of {path} ({duration:g} s)"
     return path, start, min(end, duration)
-
-
-def check_file(path: Path) -> None:
-    """Refuse an empty file (a failed download) or a link to nothing, without decoding.
-
-    Raises:
-        MediaError: see :func:`avssl.prep.report.file_problem`.
-    """
-    if (problem := file_problem(path)) is not None:
-        raise MediaError(path, problem)
 
 
 def companion_audio(candidates: list[ClipFile], chosen: Path) -> Path | None:

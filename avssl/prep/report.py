@@ -25,6 +25,7 @@ from avssl.cli import json_line, positive_int
 from avssl.cli_outputs import check_outputs_spare_inputs
 from avssl.data.audio_header import truncation
 from avssl.data.manifest import Row, resolve, write_manifest
+from avssl.data.media_checks import check_file
 from avssl.errors import AvsslError, MediaError
 
 MANIFEST = "manifest.jsonl"
@@ -108,12 +109,13 @@ def _absolute(path: str | os.PathLike) -> str:
 
 
 def file_problem(path: Path) -> str | None:
-    """Why ``path`` is no media file at a glance (empty: a failed download; not a file: a broken
-    link), without decoding it; None if it may be one (``--probe`` decodes it)."""
-    if not path.is_file():
-        return "not a file (a broken link?)"
-    if path.stat().st_size == 0:
-        return "empty file"
+    """Why ``path`` is no media file at a glance (:func:`avssl.data.media_checks.check_file`:
+    missing, a broken link, not a regular file, empty: a failed download), without decoding
+    it; None if it may be one (``--probe`` decodes it)."""
+    try:
+        check_file(path)
+    except MediaError as err:
+        return err.reason
     return None
 
 
