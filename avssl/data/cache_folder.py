@@ -62,7 +62,7 @@ def open_cache(out: Path, settings: dict, seed: int) -> tuple[list[dict], list[d
 def refuse_foreign(out: Path, done: list[dict], manifest: Path, rows: list[Row]) -> None:
     """Refuse to add a manifest's clips to a cache that holds clips of rows it lacks: a cache
     of another manifest (its index would name only the last one, and a damaged shard of the
-    first could not be redone). A moved, renamed or extended copy of the manifest resumes.
+    first could not be redone). The same manifest by another path, or extended, resumes.
 
     Args:
         out: the cache folder.
@@ -92,7 +92,7 @@ def refuse_changed(out: Path, done: list[dict], rows: list[Row]) -> None:
 
 
 def undo_start(out: Path, existed: bool, old_index: bytes | None) -> None:
-    """Put ``out`` back as :func:`_start` and the first index write found it."""
+    """Put ``out`` back as :func:`open_cache` and the first index write found it."""
     if old_index is not None:
         write_bytes(out / INDEX, old_index)
         return

@@ -82,8 +82,8 @@ def main(argv: list[str] | None = None) -> int:
         files, span, clip = stems.get(item), (0.0, None), clips.get(item)
         if isinstance(clip, tuple):
             files, span = {"video": clip[0]}, clip[1:]
-        elif isinstance(clip, str) and clip.startswith("unreadable: "):
-            report.skip_unreadable(item, clip.removeprefix("unreadable: "))
+        elif isinstance(clip, MediaError):
+            report.skip_unreadable(item, str(clip))
             continue
         elif clip is not None and not usable(files):
             report.skip_missing(item, clip)
@@ -95,11 +95,12 @@ def main(argv: list[str] | None = None) -> int:
 
 def _clip_files(
     media: Path, entries: list, stems: dict
-) -> dict[str, tuple[Path, float, float | None] | str]:
+) -> dict[str, tuple[Path, float, float | None] | str | MediaError]:
     """For items ``{ytid}_{start:06d}`` with no usable file of that exact stem (see
     :func:`~avssl.prep.localization.usable`): the video holding the 10-s clip, found by the
     schemes of :mod:`avssl.prep.clips` as ``(path, start, end)`` within it (a cut such as
-    ``{ytid}_{start}``, or the whole ``{ytid}.mp4`` with the clip's times), else why none."""
+    ``{ytid}_{start}``, or the whole ``{ytid}.mp4`` with the clip's times), else why none is
+    found (a string) or the MediaError of the file found."""
     wanted = {}
     for entry in entries:
         item = str(entry.get("file", "")) if isinstance(entry, dict) else ""
@@ -109,14 +110,14 @@ def _clip_files(
     if not wanted:
         return {}
     found = index_folder(media, {ytid for ytid, _ in wanted.values()})
-    out: dict[str, tuple[Path, float, float | None] | str] = {}
+    out: dict[str, tuple[Path, float, float | None] | str | MediaError] = {}
     for item, (ytid, start) in wanted.items():
         if ytid not in found:
             continue
         try:
             out[item] = locate(found[ytid], start, start + CLIP_S)
         except MediaError as err:
-            out[item] = f"unreadable: {err}"
+            out[item] = err
     return out
 
 
