@@ -62,3 +62,33 @@ def hold_folder(folder: Path, busy: str) -> Iterator[None]:
         if fd in _HELD:  # not in a forked child, which closed its copy at the fork
             _HELD.discard(fd)
             os.close(fd)  # releases the lock
+
+
+@contextlib.contextmanager
+def hold_output_folder(folder: Path, busy: str, kind: str) -> Iterator[bool]:
+    """Create ``folder`` if needed and hold its lock (:func:`hold_folder`) while the block runs;
+    a folder this made that is still empty when the block fails (a refusal, a stop) goes again.
+
+    Args:
+        folder: the output folder of a command that adds to it (a shard cache, an index).
+        busy: the error's reason when another process holds it.
+        kind: what the folder must be, for the error when ``folder`` is a file ("an index
+            directory").
+
+    Yields:
+        Whether the folder existed before.
+
+    Raises:
+        AvsslError: ``folder`` is a file, or another process holds the lock.
+    """
+    existed = folder.exists()
+    if existed and not folder.is_dir():
+        raise AvsslError(f"{folder}: exists and is not {kind}")
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        with hold_folder(folder, busy):
+            yield existed
+    except BaseException:
+        if not existed and folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()  # refused before anything was written: leave no folder
+        raise

@@ -46,7 +46,7 @@ from avssl.data.manifest import SPLITS, Row, read_manifest, resolve
 from avssl.data.shard_writer import ShardWriter, drop_damaged, write_json
 from avssl.data.shards import INDEX, decode_settings, split_size
 from avssl.errors import AvsslError, MediaError, skip_fields
-from avssl.folder_lock import hold_folder
+from avssl.folder_lock import hold_output_folder
 
 MAX_SHARD_MB = 2**20  # 1 TiB: no use for a larger shard (1e308 MB overflowed the byte count)
 
@@ -145,18 +145,9 @@ def _cache(args: argparse.Namespace) -> int:
         rows = [r for r in rows if r.split in keep]
     seed = cfg.train.seed if args.seed is None else args.seed
     settings = decode_settings(cfg.data)
-    existed = args.out.exists()
-    if existed and not args.out.is_dir():
-        raise AvsslError(f"{args.out}: exists and is not a directory")
-    args.out.mkdir(parents=True, exist_ok=True)
     busy = "another avssl cache is writing into this folder; wait for it to end"
-    with hold_folder(args.out, busy):
-        try:
-            return _fill(args, cfg, manifest, rows, all_rows, seed, settings, existed, t0)
-        except BaseException:
-            if not existed and args.out.is_dir() and not any(args.out.iterdir()):
-                args.out.rmdir()  # refused before anything was written: leave no folder
-            raise
+    with hold_output_folder(args.out, busy, "a directory") as existed:
+        return _fill(args, cfg, manifest, rows, all_rows, seed, settings, existed, t0)
 
 
 def _fill(args, cfg, manifest, rows, all_rows, seed, settings, existed: bool, t0: float) -> int:

@@ -23,7 +23,7 @@ import torch
 from avssl.cli import ArgumentParser, one_line, positive_float
 from avssl.config import to_dict
 from avssl.errors import AvsslError, MediaError, skip_fields
-from avssl.folder_lock import hold_folder
+from avssl.folder_lock import hold_output_folder
 from avssl.tools.index import (
     FORMAT,
     Index,
@@ -133,18 +133,10 @@ def main(argv: list[str] | None = None) -> int:
     model, cfg, state = load_model(args.checkpoint, resolve_device(args.device, "--device"))
     ckpt = {"path": state["path"], "sha256": weights_hash(model)}
     out = Path(args.out)
-    existed = out.exists()
-    if existed and not out.is_dir():
-        raise AvsslError(f"{out}: exists and is not an index directory")
-    out.mkdir(parents=True, exist_ok=True)
     busy = "another avssl index is updating this index; wait for it to end"
-    try:
-        with hold_folder(out, busy):  # two updates would each keep only their own files
-            return _update(args, out, model, cfg, ckpt, embedding_dims(model, cfg.data), t0)
-    except BaseException:
-        if not existed and out.is_dir() and not any(out.iterdir()):
-            out.rmdir()  # refused before anything was written: leave no folder
-        raise
+    # two updates at once would each keep only their own files
+    with hold_output_folder(out, busy, "an index directory"):
+        return _update(args, out, model, cfg, ckpt, embedding_dims(model, cfg.data), t0)
 
 
 def _update(args, out: Path, model, cfg, ckpt: dict, dims: tuple[int, int], t0: float) -> int:
