@@ -59,8 +59,9 @@ def ref_scores(pred, gt):
     inter_a = sum(gt.ravel()[i] for i in top)
     extra_a = sum(gt.ravel()[i] == 0 for i in top)
     ca = inter_a / (gt.sum() + extra_a) if gt.sum() + extra_a else 0.0
-    best = max(range(len(flat)), key=lambda i: (flat[i], -i))
-    return c, ca, gt.ravel()[best] > 0
+    top_value = max(flat)
+    tied = [i for i in range(len(flat)) if flat[i] == top_value]
+    return c, ca, sum(gt.ravel()[i] > 0 for i in tied) / len(tied)  # expected hit over ties
 
 
 def ref_summary(cious):
@@ -96,14 +97,15 @@ def test_metrics_match_pixel_loop_reference(protocol):
         got = loc.score_item(h, gt)
         assert got["ciou"] == pytest.approx(c, abs=1e-12)
         assert got["ciou_adaptive"] == pytest.approx(ca, abs=1e-12)
-        assert got["pointing"] == hit
+        assert got["pointing"] == pytest.approx(hit, abs=1e-12)
     res = loc.localization_metrics(maps, gts)
     ap, auc, mean = ref_summary([w[0] for w in want])
     assert (res["ciou@0.5"], res["mean_ciou"]) == (pytest.approx(ap), pytest.approx(mean))
     assert res["auc"] == pytest.approx(auc, abs=1e-12)
     assert res["auc_adaptive"] == pytest.approx(ref_summary([w[1] for w in want])[1], abs=1e-12)
-    assert res["pointing"] == np.mean([w[2] for w in want]) and res["n"] == 5
-    assert want[4] == (0.0, 0.0, False) and not gts[4].any()
+    assert res["pointing"] == pytest.approx(np.mean([w[2] for w in want])) and res["n"] == 5
+    assert want[4] == (0.0, 0.0, 0.0) and not gts[4].any()
+    assert 0 < want[0][2] < 1  # levels 0-2 at random: a third of the pixels tie at the maximum
 
 
 def test_success_metrics_known_values():
@@ -124,29 +126,47 @@ def test_heatmap_equal_to_box():
     box = [0.25, 0.25, 0.5, 0.75]  # an eighth of the frame
     gt = loc.gt_map([box])
     res = loc.score_item(_box_map(box), gt)
-    assert res == {"ciou": 1.0, "ciou_adaptive": 1.0, "pointing": True}
+    assert res == {"ciou": 1.0, "ciou_adaptive": 1.0, "pointing": 1.0}
+
+
+def test_tied_maxima_score_the_expected_hit():
+    # the centre prior's four central pixels tie, one in each cell of a 2x2 canvas: each cell
+    # earns a quarter (taking the first tied pixel credited the top-left cell alone); on a 3x3
+    # canvas all four lie in the centre cell
+    prior = loc.centre_prior()
+    for k in range(4):
+        x0, y0 = (k % 2) / 2, (k // 2) / 2
+        assert loc.score_item(prior, loc.gt_map([[x0, y0, x0 + 0.5, y0 + 0.5]]))["pointing"] == 0.25
+    centre = loc.gt_map([[1 / 3, 1 / 3, 2 / 3, 2 / 3]])
+    assert loc.score_item(prior, centre)["pointing"] == 1.0
+    h = np.zeros((S, S))
+    h[0, :3] = 1.0  # three tied maxima, one inside the box
+    assert loc.score_item(h, loc.gt_map([[2 / S, 0.0, 0.5, 0.5]]))["pointing"] == pytest.approx(
+        1 / 3
+    )
 
 
 def test_a_flat_map_is_a_miss_and_counted():
-    # its ties would point at the top-left pixel, and its top-k start there: no credit there
+    # no information, yet its ties would earn pointing credit by the box's area and its top-k would
+    # start in the top-left corner: a miss
     gt = loc.gt_map([[0.0, 0.0, 0.3, 0.3]])
     for flat in (np.zeros((14, 14)), np.ones((7, 7))):
         res = loc.score_item(flat, gt)
-        assert res == {"ciou": 0.0, "ciou_adaptive": 0.0, "pointing": False, "flat": True}
+        assert res == {"ciou": 0.0, "ciou_adaptive": 0.0, "pointing": 0.0, "flat": True}
     res = loc.localization_metrics([np.ones((7, 7)), _box_map([0.0, 0.0, 0.3, 0.3])], [gt, gt])
     assert res["flat_maps"] == 1 and res["nonfinite_maps"] == 0 and res["pointing"] == 0.5
 
 
 def test_a_map_that_is_not_finite_is_a_miss_and_counted():
-    # one NaN made the whole map flat; its ties then "pointed" at the top-left box
+    # one NaN made the whole map flat, and its ties then earned credit: a miss
     gt = loc.gt_map([[0.0, 0.0, 0.25, 0.25]])
     h = np.zeros((14, 14))
     h[-1, -1] = 1.0  # points bottom-right, away from the box
-    assert loc.score_item(h, gt)["pointing"] is False
+    assert loc.score_item(h, gt)["pointing"] == 0.0
     for bad in (np.nan, np.inf):
         h[3, 3] = bad
         res = loc.score_item(h, gt)
-        assert res == {"ciou": 0.0, "ciou_adaptive": 0.0, "pointing": False, "nonfinite": True}
+        assert res == {"ciou": 0.0, "ciou_adaptive": 0.0, "pointing": 0.0, "nonfinite": True}
     res = loc.localization_metrics([h, _box_map([0.0, 0.0, 0.25, 0.25])], [gt, gt])
     assert res["nonfinite_maps"] == 1 and res["pointing"] == 0.5
 
@@ -167,7 +187,7 @@ def test_tied_pixels_at_the_threshold_fall_out_unless_at_the_maximum():
     assert loc.score_item(_box_map(box), gt) == {
         "ciou": 1.0,
         "ciou_adaptive": 1.0,
-        "pointing": True,
+        "pointing": 1.0,
     }
 
 

@@ -25,11 +25,13 @@ aligned corners):
 
 Because half the frame is always predicted, cIoU is capped for small sources (0.5 for a perfect
 heatmap of a quarter-frame source). Two uncapped measures complement it: ``pointing`` (the
-heatmap's argmax, first in row-major order on ties, lies where ``gt > 0``; unlike Zhang et al.'s
-pointing game there is no 15-pixel tolerance, and on Flickr a cell one annotator marked counts)
-and the adaptive cIoU, binarising to the ``count(gt > 0)`` highest pixels (stable order on
-ties). A flat map (no information) or one holding a NaN or an infinity scores 0 on all three:
-its ties would otherwise point at the top-left pixel and earn credit there.
+heatmap's argmax lies where ``gt > 0``; unlike Zhang et al.'s pointing game there is no 15-pixel
+tolerance, and on Flickr a cell one annotator marked counts) and the adaptive cIoU, binarising
+to the ``count(gt > 0)`` highest pixels (stable order on ties). When several pixels tie at the
+maximum, an item's pointing is the share of them inside the ground truth: the expected hit of
+an argmax drawn among them (a centre prior's four central pixels tie, and taking the first in
+row-major order would credit the top-left quarter alone). A flat map (no information) or one
+holding a NaN or an infinity scores 0 on all three (:func:`score_item`).
 
 The annotation files (``vggss.json``, Flickr XML) are read by :mod:`avssl.data.annotations`.
 """
@@ -120,18 +122,20 @@ def score_item(heatmap, gt: np.ndarray) -> dict:
     """cIoU (reference), adaptive cIoU and pointing hit of one heatmap against its ``gt`` map.
 
     An empty ``gt`` (boxes that draw nothing) scores 0 on all three, and so does a flat map or
-    one holding a NaN or an infinity (min-max normalisation flattens it to zeros, whose ties
-    would point at the top-left pixel and earn credit there).
+    one holding a NaN or an infinity (min-max normalisation flattens it to zeros): it says
+    nothing of where the source is, yet its ties would earn pointing credit in proportion to the
+    box's area and adaptive-cIoU credit in the top-left corner.
 
     Args:
         heatmap: the model's map ``[h, w]`` (array or tensor; resized and normalised here).
         gt: ``[224, 224]`` from :func:`gt_map`.
 
     Returns:
-        ``{"ciou": float, "ciou_adaptive": float, "pointing": bool}``, with
+        ``{"ciou": float, "ciou_adaptive": float, "pointing": float}`` (pointing: 1.0 or 0.0
+        for a single maximum, the share of tied maxima inside ``gt`` otherwise), with
         ``"nonfinite": True`` for a map that is not finite, ``"flat": True`` for a flat one.
     """
-    miss = {"ciou": 0.0, "ciou_adaptive": 0.0, "pointing": False}
+    miss = {"ciou": 0.0, "ciou_adaptive": 0.0, "pointing": 0.0}
     if not np.isfinite(np.asarray(heatmap, dtype=np.float64)).all():
         return {**miss, "nonfinite": True}
     pred = normalise_map(heatmap)
@@ -141,7 +145,7 @@ def score_item(heatmap, gt: np.ndarray) -> dict:
     return {
         "ciou": ciou(median_mask(pred), gt),
         "ciou_adaptive": ciou(topk_mask(pred, k), gt),
-        "pointing": bool(gt.ravel()[int(np.argmax(pred))] > 0),
+        "pointing": float(np.mean(gt[pred == pred.max()] > 0)),  # ties: expected hit
     }
 
 
