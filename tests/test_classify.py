@@ -342,6 +342,26 @@ def test_cli_model_and_random_features(tiny_ckpt, tmp_path, capsys):
     assert report.count("Sound classification (us8k") == 3
 
 
+def test_cli_logmel_takes_the_checkpoints_front_end(tiny_ckpt, tmp_path, capsys):
+    # the baseline must hear what the network hears: an 8-kHz model's log-mel baseline is
+    # computed at 8 kHz with its FFT, window, hop and bands (not classify's 16-kHz default)
+    state = torch.load(tiny_ckpt, map_location="cpu", weights_only=False)
+    state["config"]["data"]["sample_rate"] = 8000
+    narrow = {"n_fft": 256, "win_length": 200, "hop_length": 80, "n_mels": 24, "center": False}
+    state["config"]["model"]["audio"].update(narrow, lifter=12)  # the network's own, not taken
+    ckpt = tmp_path / "narrow.pt"
+    torch.save(state, ckpt)
+    root = make_us8k(tmp_path / "us", with_csv=True)
+    common = ["--dataset", "us8k", "--root", str(root), "--features", "logmel"]
+    default = _classify(capsys, *common)
+    own = _classify(capsys, *common, "--checkpoint", str(ckpt))
+    wide = {"n_fft": 1024, "win_length": 640, "hop_length": 320, "n_mels": 40, "center": False}
+    assert (default["sample_rate"], default["frontend"]) == (16000, {**wide, "of": "default"})
+    assert (own["sample_rate"], own["frontend"]) == (8000, {**narrow, "of": str(ckpt)})
+    assert (default["feature_dim"], own["feature_dim"]) == (80, 48)
+    assert own["per_fold"] != default["per_fold"]
+
+
 # ---------------------------------------------------------------- manifest (fixed split)
 
 

@@ -9,7 +9,10 @@ usage::
 
 ``--features model`` needs ``--checkpoint``; ``random`` is the same network untrained (the
 checkpoint's config when given, else the default config); ``logmel`` and ``mfcc`` (the ESC-50
-paper's baseline features) need no network.
+paper's baseline features) need no network. ``logmel`` takes the checkpoint's front end when
+one is given (its sample rate, FFT size, window, hop and mel bands), so that the baseline hears
+what the network hears; without one, the default config's (16 kHz, 1,024-point FFT, 640 / 320
+samples, 40 bands).
 ``--layer tower`` probes the audio tower's pooled output instead of the embedding the method's
 head makes of it (the same for methods without an audio head).
 
@@ -112,7 +115,7 @@ def make_extractor(args, device):
         :class:`~avssl.eval.clip_features.WindowEmbedder`, and the result's JSON entries that
         describe it.
     """
-    from avssl.eval.clip_features import LogMelStats, MfccStats, WindowEmbedder
+    from avssl.eval.clip_features import MfccStats, WindowEmbedder
 
     if args.features in HANDCRAFTED:
         for flag, used in (("--audio-tta", args.audio_tta), ("--layer", args.layer != "embedding")):
@@ -120,8 +123,9 @@ def make_extractor(args, device):
                 raise AvsslError(
                     f"{flag} applies to network features (model, random), not {args.features}"
                 )
-        extractor = LogMelStats() if args.features == "logmel" else MfccStats()
-        return extractor, {"features": args.features}
+        if args.features == "mfcc":
+            return MfccStats(), {"features": "mfcc"}
+        return logmel_extractor(args.checkpoint)
     if args.features == "model":
         if not args.checkpoint:
             raise AvsslError("--features model needs --checkpoint")
@@ -153,6 +157,40 @@ def make_extractor(args, device):
         args.precision, args.batch_size,
     )  # fmt: skip
     return embedder, info
+
+
+def logmel_extractor(checkpoint: str | None):
+    """Log-mel statistics on a checkpoint's audio front end, or on the default config's.
+
+    Only the spectrogram's shape is taken (sample rate, ``n_fft``, window, hop, ``n_mels``,
+    ``center``): the front end's normalisation, liftering and training augmentations belong to
+    the network, not to the baseline. A ``logstft`` front end gives its STFT with ``n_mels``
+    mel bands.
+
+    Args:
+        checkpoint: a checkpoint or run directory, or ``None``.
+
+    Returns:
+        ``(LogMelStats, info)``; ``info`` holds ``features``, ``sample_rate`` and ``frontend``
+        (the STFT and band settings, and ``of``: the checkpoint's path or ``"default"``).
+    """
+    from avssl.config import AudioFeatures, Config
+    from avssl.eval.clip_features import LogMelStats
+    from avssl.train.checkpoint import checkpoint_config, load_checkpoint
+
+    state = load_checkpoint(checkpoint) if checkpoint else None
+    cfg = checkpoint_config(state) if state is not None else Config()
+    a = cfg.model.audio
+    shape = {"n_fft": a.n_fft, "win_length": a.win_length, "hop_length": a.hop_length,
+             "n_mels": a.n_mels, "center": a.center}  # fmt: skip
+    extractor = LogMelStats(cfg.data.sample_rate, AudioFeatures(kind="logmel", **shape))
+    of = state["path"] if state is not None else "default"
+    info = {
+        "features": "logmel",
+        "sample_rate": cfg.data.sample_rate,
+        "frontend": {**shape, "of": of},
+    }
+    return extractor, info
 
 
 def run(argv: list[str]) -> int:

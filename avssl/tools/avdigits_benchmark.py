@@ -225,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
         per_seed[seed] = {name: evaluate(f"seed {seed} {name}", argv, folder / f"{name}.json")
                           for name, argv in evaluations(args, seed).items()}  # fmt: skip
     base = dict(per_seed[args.seeds[0]])  # its localisation JSONs hold the centre prior
-    # random: the first seed's config, untrained; logmel: classify's own front end (16 kHz)
+    # random: the first seed's config, untrained; logmel: the first seed's front end (8 kHz)
     for features in ("logmel", "random"):
         path = args.out / "eval" / "baselines" / f"classify_{features}.json"
         argv = probe(args, args.seeds[0], features)

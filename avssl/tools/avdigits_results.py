@@ -59,8 +59,8 @@ METRICS = (
     Metric("ciou_2x2", "cIoU@0.5, 2x2 (not a target)", "localize_2x2", ("ciou@0.5",)),
     Metric("auc_2x2", "AUC, 2x2 (not a target)", "localize_2x2", ("auc",)),
 )  # fmt: skip
-# baseline -> (label, evaluation JSON, key path): the untrained network of seed 0's config, and
-# classify's own log-mel front end (16 kHz), not the config's
+# baseline -> (label, evaluation JSON, key path): the untrained network of the first seed's
+# config, and log-mel statistics on its front end (classify takes the checkpoint's)
 BASELINES = {
     "probe_logmel": ("linear probe on log-mel features", "classify_logmel", ("accuracy_mean",)),
     "probe_random": ("linear probe on an untrained network", "classify_random",
