@@ -214,6 +214,8 @@ def test_evaluate_skips_lists_and_strict(sub, ckpt, mixed, capsys):
     assert count == len(mixed["bad"]) and _ids(items, "test/") == set(mixed["bad"])
     assert all(item["reason"] for item in items)
     assert res["n"] == (mixed["n_test"] * 4 if sub == "avc" else mixed["n_test"])
+    if sub == "avc":  # n counts positives: the clips times their windows
+        assert (res["n_clips"], res["windows"]) == (mixed["n_test"], 4)
     code, out, err = run(capsys, evaluate.main, [*argv, "--strict"])
     assert code == 2 and out == "" and len(err.strip().splitlines()) == 1, err
     assert err.startswith("error: ") and "missing.mp4: no such file" in err

@@ -116,7 +116,8 @@ def run(argv: list[str]) -> int:
         adapt = adapt_on_waves(model, waves, device, args.precision, cfg.train.batch_size)
     scores = score_pairs(model, ds, device, args.precision, **norm)
     result = avc_metrics(scores, threshold)
-    result.update(split=args.split, threshold_from=source, checkpoint=state["path"], **tta)
+    result.update(split=args.split, n_clips=len(ds.store), windows=args.windows)
+    result.update(threshold_from=source, checkpoint=state["path"], **tta)
     result.update(**adapt, **skips, **provenance(model, state, ds.store.manifest))
     if args.cohort:
         result.update(cohort=len(pictures), cohort_top=top)
