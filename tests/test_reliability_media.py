@@ -310,7 +310,7 @@ def test_prepare_skips_lists_and_strict(world, tmp_path, capsys):
     assert code == 2 and len(err.strip().splitlines()) == 1 and "--strict" in err, err
 
 
-def test_cache_skips_lists_and_strict(mixed, tmp_path, capsys):
+def test_cache_skips_lists_and_strict(mixed, tmp_path, capsys, monkeypatch):
     sets = [*TINY, f"data.root={mixed['manifest']}"]
     argv = ["cache", "--no-progress"] + [a for s in sets for a in ("--set", s)]
     code, out, err = run(capsys, cli, [*argv, "--out", str(tmp_path / "shards")])
@@ -332,6 +332,13 @@ def test_cache_skips_lists_and_strict(mixed, tmp_path, capsys):
         assert code == 0, err
         runs[name] = {(s["split"], s["id"]) for s in last_json(out)["skipped"]}
     assert runs["media"] == runs["cache"]
+    # the cache of a manifest without data.root: refused before the default world is built
+    monkeypatch.setenv("AVSSL_CACHE", str(tmp_path / "worlds"))
+    targs = [*TINY, f"data.cache={tmp_path / 'shards'}", f"train.runs_dir={tmp_path / 'r'}"]
+    code, out, err = run(capsys, train.main, [a for s in targs for a in ("--set", s)])
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert err.strip().endswith(f"add --set data.root={mixed['manifest']}")
+    assert not (tmp_path / "worlds").exists()
     code, out, err = run(capsys, cli, [*argv, "--out", str(tmp_path / "strict"), "--strict"])
     assert code == 2 and out == "" and len(err.strip().splitlines()) == 1, err
     assert err.startswith("error: ")

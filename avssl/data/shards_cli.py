@@ -133,6 +133,7 @@ def _cache(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.overrides)
     if args.data:
         cfg.data.root = args.data
+    cfg.data.cache = None  # a config's data.cache (often this --out) is not read while building
     manifest = manifest_path(cfg.data, progress=not args.no_progress)
     rows = all_rows = read_manifest(manifest)
     if args.splits:

@@ -24,8 +24,10 @@ def manifest_path(data: DataConfig, progress: bool = True) -> Path:
         ManifestError: ``data.root`` holds no manifest.
     """
     if data.root is None:
-        from avssl.data.synthetic import ensure_world
+        from avssl.data.synthetic import ensure_world, world_dir
 
+        if data.cache:  # before a world is built that the cache cannot serve
+            _refuse_cache_of_another_manifest(data.cache, world_dir(data.synthetic))
         return Path(ensure_world(data.synthetic, progress=progress))
     root = Path(data.root).expanduser()
     path = root / "manifest.jsonl" if root.is_dir() else root
@@ -34,6 +36,20 @@ def manifest_path(data: DataConfig, progress: bool = True) -> Path:
             f"{root}: no manifest found (expected a .jsonl file or a folder with manifest.jsonl)"
         )
     return path
+
+
+def _refuse_cache_of_another_manifest(cache: str, world: Path) -> None:
+    """Refuse ``data.cache`` without ``data.root`` when the cache was not built from the synthetic
+    world ``data.root`` would default to: it cannot serve that world's rows, and building the
+    world first would take minutes before every clip failed."""
+    from avssl.data.shards import read_index
+
+    built = read_index(cache).get("manifest")
+    if built and Path(built).expanduser().resolve() != (world / "manifest.jsonl").resolve():
+        raise ConfigError(
+            f"data.cache {cache} was built from {built}, but data.root is unset (the built-in "
+            f"synthetic world): add --set data.root={built}"
+        )
 
 
 def class_names(rows: list[Row]) -> list[str]:
