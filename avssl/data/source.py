@@ -12,13 +12,14 @@ from avssl.data.manifest import Row, read_manifest
 from avssl.errors import ConfigError, ManifestError
 
 
-def manifest_path(data: DataConfig, progress: bool = True) -> Path:
+def manifest_path(data: DataConfig, progress: bool = True, announce: bool = True) -> Path:
     """The manifest a data config points at; the synthetic world is built on first use.
 
     Args:
         data: ``data.root`` is a manifest file, a folder holding ``manifest.jsonl``, or None
             for the built-in synthetic world.
         progress: show generation progress.
+        announce: say on stderr that an existing synthetic world is reused (once per process).
 
     Raises:
         ManifestError: ``data.root`` holds no manifest.
@@ -28,7 +29,7 @@ def manifest_path(data: DataConfig, progress: bool = True) -> Path:
 
         if data.cache:  # before a world is built that the cache cannot serve
             _refuse_cache_of_another_manifest(data.cache, world_dir(data.synthetic))
-        return Path(ensure_world(data.synthetic, progress=progress))
+        return Path(ensure_world(data.synthetic, progress=progress, announce=announce))
     root = Path(data.root).expanduser()
     path = root / "manifest.jsonl" if root.is_dir() else root
     if not path.is_file():

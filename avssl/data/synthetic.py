@@ -214,11 +214,17 @@ def _locked(out_dir: Path):
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def _ensure(out_dir: Path, cfg: SynthConfig, workers: int, progress: bool, force: bool) -> Path:
+_ANNOUNCED: set[Path] = set()  # worlds ensure_world has said it reuses (one line each)
+
+
+def _ensure(
+    out_dir: Path, cfg: SynthConfig, workers: int, progress: bool, force: bool, announce: bool
+) -> Path:
     _check(cfg)  # before the lock makes the folder
     with _locked(out_dir):
         if not force and _matches(out_dir, cfg):
-            print(f"synthetic world: reused {out_dir}", file=sys.stderr)
+            if announce:
+                print(f"synthetic world: reused {out_dir}", file=sys.stderr)
             return out_dir / MANIFEST
         start = time.perf_counter()
         manifest = build_world(out_dir, cfg, workers, progress)
@@ -228,15 +234,25 @@ def _ensure(out_dir: Path, cfg: SynthConfig, workers: int, progress: bool, force
     return manifest
 
 
-def ensure_world(cfg: SynthConfig, workers: int = 2, progress: bool = True) -> Path:
+def ensure_world(
+    cfg: SynthConfig, workers: int = 2, progress: bool = True, announce: bool = True
+) -> Path:
     """The manifest of the cached world of ``cfg``, built first unless it already exists.
 
     Args:
         cfg: the world's settings (they pick its folder, :func:`world_dir`).
         workers: clips rendered in parallel if the world is built (see :func:`build_world`).
         progress: show a progress bar while building.
+        announce: say on stderr that an existing world is reused (once per process and world;
+            False for the other ranks of a distributed run, whose rank 0 says it).
     """
-    return _ensure(world_dir(cfg), cfg, workers, progress, force=False)
+    out_dir = world_dir(cfg)
+    manifest = _ensure(
+        out_dir, cfg, workers, progress, False, announce and out_dir not in _ANNOUNCED
+    )
+    if announce:
+        _ANNOUNCED.add(out_dir)
+    return manifest
 
 
 MAX_CLIPS = 1_000_000  # per split
@@ -288,6 +304,6 @@ def main(argv: list[str] | None = None) -> int:
             f"{out}: not empty and not a world of these settings; --force builds there "
             "anyway, replacing its manifest.jsonl, classes.json and clips"
         )
-    manifest = _ensure(out, cfg, args.workers, not args.quiet, args.force)
+    manifest = _ensure(out, cfg, args.workers, not args.quiet, args.force, announce=True)
     print(json_line({"manifest": str(manifest), "clips": len(_jobs(cfg))}))
     return 0

@@ -79,7 +79,7 @@ def train(
         if main_proc:
             manifest_path(cfg.data, progress)
         torch.distributed.barrier()
-    manifest = manifest_path(cfg.data, progress)
+    manifest = manifest_path(cfg.data, progress, announce=main_proc)
     resolve_domains(cfg, progress)
     domains = cfg.loss.domains if cfg.loss.domain_adversary > 0 else None
     preflight.check_manifest_rows(cfg, manifest, dist_info.world)  # before decoding a clip
