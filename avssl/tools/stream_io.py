@@ -145,8 +145,10 @@ class _Views:
         check_pixels(p, frame.width, frame.height, "frame size")
         h, w = size if size is not None else (None, None)  # None: as stored
         sw, sh = (h, w) if turns % 2 else (w, h)
+        # one scaling thread, as avssl.data.video_io scales (same pixels): a process forked
+        # after a multi-threaded scaler ran inherits it and hangs freeing its threads
         rgb = self.scaler.reformat(
-            frame, width=sw, height=sh, format="rgb24", interpolation=interpolation
+            frame, width=sw, height=sh, format="rgb24", interpolation=interpolation, threads=1
         )
         return upright(rgb.to_ndarray(), turns)
 
