@@ -162,6 +162,23 @@ def worker_error(err: Exception) -> str | None:
     return message if sep and name.startswith("avssl.errors.") else None
 
 
+def peer_lost(err: BaseException) -> str | None:
+    """The one-line message of a collective that failed because another process of a
+    distributed run is gone (stopped by a signal or failed), else None.
+
+    gloo raises a plain RuntimeError naming its transport (``.../gloo/transport/tcp/pair.cc:547]
+    Connection closed by peer``); nccl a ``torch.distributed.DistBackendError``. The other
+    process's own output says why it stopped.
+    """
+    text = str(err).strip()
+    dist = sys.modules.get("torch.distributed")
+    backend = getattr(dist, "DistBackendError", None) if dist is not None else None
+    if not (backend and isinstance(err, backend)) and "gloo/transport" not in text:
+        return None
+    first = text.splitlines()[0] if text else type(err).__name__
+    return f"another process of the distributed run stopped or failed ({first}): see its output"
+
+
 def _overflow(err: BaseException) -> bool:
     """Whether ``err`` says a number did not fit a machine integer: an :class:`OverflowError`,
     or torch's ValueError/TypeError about an argument too large for a C integer."""
@@ -199,7 +216,7 @@ def run_guarded(fn, argv: list[str]) -> int:
         _error(f"not enough memory ({detail}): ask for less")
         return 2
     except RuntimeError as err:  # torch re-raises an error it cannot rebuild as RuntimeError
-        message = worker_error(err)
+        message = worker_error(err) or peer_lost(err)
         if message is None and "can't allocate memory" in str(err):  # torch's CPU allocator
             message = f"not enough memory ({str(err).strip().splitlines()[0]}): ask for less"
         if message is None:
