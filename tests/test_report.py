@@ -19,7 +19,8 @@ from PIL import Image
 import train
 from avssl import cli
 from avssl.eval.cli import append_report
-from avssl.tools.report_figures import curve_series, flatten_scalars, parse_report_md
+from avssl.tools.report_evals import flatten_scalars, parse_report_md
+from avssl.tools.report_figures import curve_series
 from avssl.tools.report_gallery import rank_queries, spread
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,7 +45,8 @@ def full(tiny_cache, tmp_path_factory):
     append_report(run / "report.md", "AVC accuracy (test)", {"accuracy": 0.625, "n": 16})
     append_report(run / "report.md", XSS, {"R@1": 0.25})
     (run / "eval").mkdir()
-    (run / "eval" / "retrieval.json").write_text(json.dumps({"a2v": {"R@1": 0.5}, "n": 4}))
+    result = {"a2v": {"R@1": 0.5}, "n": 4, "evaluated_at": "2026-12-06T10:00:00+00:00"}
+    (run / "eval" / "retrieval.json").write_text(json.dumps(result))
     (run / "broken.json").write_text("{not json")
     media = MediaFactory(base)
     rows = []
@@ -160,8 +162,12 @@ def test_missing_parts_are_notes(tmp_path, capsys):
     run.mkdir()
     (run / "metrics.jsonl").write_text("")  # a run that has only just started
     assert cli.main(["report", str(run)]) == 0
-    summary = last_json(capsys.readouterr().out)
+    captured = capsys.readouterr()
+    summary = last_json(captured.out)
     assert summary["sections"] == [] and summary["report"] == str(run / "report.html")
+    assert set(summary["skipped"]) == set(ALL)  # each with its reason, on stderr too
+    err = captured.err.splitlines()
+    assert len(err) == 5 and all(line.startswith("note: ") for line in err)
     text = (run / "report.html").read_text()
     for msg in ("no train or val rows yet", "No report.md", "No checkpoint", "no config to show"):
         assert msg in text
@@ -175,6 +181,59 @@ def test_missing_parts_are_notes(tmp_path, capsys):
     text = (run / "report.html").read_text()
     assert "Retrieval gallery skipped:" in text and "best.pt: not a PyTorch checkpoint" in text
     assert "1 unreadable line(s)" in text and "name: &lt;script&gt;" in text
+
+
+def test_only_results_are_tables_and_each_once(full, tmp_path, capsys):
+    # an evaluation's --out inside the run is also a report.md table: shown once; other JSON
+    # files in the run (an index's meta.json, a cache's sidecars) are not results
+    src, _, _ = full
+    run = tmp_path / "run"
+    shutil.copytree(src, run)
+    result = {"R@1": 0.125, "weights_digest": "abc", "evaluated_at": "2026-12-06T10:01:02+00:00"}
+    append_report(run / "report.md", "Retrieval (test)", result)
+    (run / "retrieval-out.json").write_text(json.dumps(result))
+    (run / "index").mkdir()
+    (run / "index" / "meta.json").write_text(json.dumps({"format": 1, "checkpoint": {"a": 1}}))
+    deep = tmp_path / "deep.json"  # nested beyond the parser's recursion limit
+    deep.write_text('{"a":' * 5000 + "1" + "}" * 5000)
+    shutil.copy(deep, run / "deep.json")
+    out = tmp_path / "p.html"
+    assert (
+        cli.main(["report", str(run), "-o", str(out), "--n-queries", "1", "--n-overlays", "1"]) == 0
+    )
+    captured = capsys.readouterr()
+    text = out.read_text()
+    assert "<h3>Retrieval (test)</h3>" in text and "retrieval-out.json" not in text
+    assert "meta.json" not in text and "<h3>eval/retrieval.json</h3>" in text
+    assert "deep.json: skipped (not readable JSON: nested too deeply)" in text
+    # what was left out is said on stderr too, one line each
+    assert "note: deep.json: skipped (not readable JSON: nested too deeply)" in captured.err
+    assert cli.main(["report", str(run), "--results", str(deep)]) == 2
+    assert "deep.json: not a results file (not readable JSON: nested too deeply)" in (
+        capsys.readouterr().err
+    )
+
+
+def test_unreadable_best_falls_back_to_last(full, tmp_path, capsys):
+    src, _, argv = full
+    run = tmp_path / "run"
+    shutil.copytree(src, run)
+    shutil.copy(run / "best.pt", run / "last.pt")  # the same weights, readable
+    good = (run / "best.pt").read_bytes()
+    (run / "best.pt").write_bytes(good[: len(good) // 2])
+    result = {"accuracy": 0.5, "weights_digest": "0123456789abcdef"}  # perhaps best.pt's
+    append_report(run / "report.md", "AVC (evaluated on best.pt)", result)
+    out = tmp_path / "p.html"
+    data = argv[argv.index("--data") + 1]
+    assert cli.main(["report", str(run), "-o", str(out), "--data", data, "--n-queries", "1"]) == 0
+    captured = capsys.readouterr()
+    summary = last_json(captured.out)
+    assert summary["sections"] == ALL and summary["skipped"] == {}
+    text = out.read_text()
+    assert "best.pt: corrupt or truncated checkpoint file; last.pt used instead" in text
+    assert "note: " in captured.err and "last.pt used instead" in captured.err
+    # whether a table's weights were best.pt's is unknown: not called stale
+    assert "whether they are its weights is unknown" in text and "Stale:" not in text
 
 
 def test_missing_run_dir_is_a_one_line_error(tmp_path, capsys):

@@ -16,7 +16,7 @@ from avssl import cli
 from avssl.data.source import manifest_path
 from avssl.eval.cli import append_report
 from avssl.eval.provenance import qualified_title
-from avssl.tools.report_figures import flatten_scalars, parse_report_md
+from avssl.tools.report_evals import flatten_scalars, parse_report_md
 from avssl.train.checkpoint import checkpoint_config, load_checkpoint, load_model, weights_digest
 
 ODD_NAME = "run_\udcff"  # the bytes b"run_\xff": a legal Linux folder name that is not UTF-8

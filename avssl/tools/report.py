@@ -7,10 +7,12 @@ usage: avssl report RUN_DIR [-o report.html] [--data MANIFEST] [--n-queries 4] [
 The page holds, when the run has them: the training curves (``metrics.jsonl``), every evaluation
 table (``report.md`` sections, ``*.json`` results inside RUN_DIR and ``--results`` files), an
 audio -> visual retrieval gallery of test clips and heatmap overlays computed from ``best.pt``
-(else ``last.pt``) on the run's data, and the run's config. Images and audio are embedded as data
-URIs; the page has no script and loads nothing. Parts the run lacks are replaced by a note. Every
-string that comes from files or data is HTML-escaped. The last stdout line is JSON:
-``{"report": path, "sections": [...], "bytes": N}`` listing the sections that have content.
+(else ``last.pt``, also when ``best.pt`` cannot be read) on the run's data, and the run's
+config. Images and audio are embedded as data URIs; the page has no script and loads nothing.
+Parts the run lacks are replaced by a note, also said on stderr (``note: ...``), as is each file
+left out. Every string that comes from files or data is HTML-escaped. The last stdout line is
+JSON: ``{"report": path, "sections": [...], "skipped": {section: reason}, "bytes": N}``, the
+sections that have content and why the others have none.
 """
 
 from __future__ import annotations
@@ -18,11 +20,12 @@ from __future__ import annotations
 import argparse
 import html
 import json
-from dataclasses import dataclass
+import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from avssl.atomic_write import write_bytes
-from avssl.cli import ArgumentParser, int_at_least
+from avssl.cli import ArgumentParser, int_at_least, one_line
 from avssl.cli_outputs import (
     HTML_SUFFIXES,
     check_html_name,
@@ -31,6 +34,7 @@ from avssl.cli_outputs import (
     check_not_read,
 )
 from avssl.errors import AvsslError, InputOverwriteError
+from avssl.tools import report_evals as evals
 from avssl.tools import report_figures as figures
 from avssl.tools.report_gallery_html import gallery_html, overlays_html
 
@@ -57,15 +61,18 @@ esc = html.escape
 
 @dataclass
 class Section:
-    """HTML body of one section; ``ok`` is False when it only holds a note."""
+    """HTML body of one section; ``ok`` is False when it only holds a note, ``reason`` says why,
+    ``notes`` what else it left out (each also said on stderr)."""
 
     body: str
     ok: bool = True
+    reason: str | None = None
+    notes: list[str] = field(default_factory=list)
 
 
 def note(text: str) -> Section:
     """A section holding only ``text`` as a note (``ok=False``)."""
-    return Section(f'<p class="note">{esc(text)}</p>', ok=False)
+    return Section(f'<p class="note">{esc(text)}</p>', ok=False, reason=text)
 
 
 def html_table(header: list[str], rows: list[list[str]]) -> str:
@@ -92,34 +99,23 @@ def curves_section(run_dir: Path) -> Section:
 
 
 def evaluations_section(run_dir: Path, extra: list[Path]) -> Section:
-    """Tables of ``report.md`` and of the ``*.json`` results in ``run_dir`` and ``extra``.
-
-    Each file is read once; missing or skipped sources are listed as notes, and so is each
-    table whose evaluated weights are neither the current ``best.pt`` nor ``last.pt``. ``ok``
-    only when a table was found.
-    """
-    tables, notes = [], []
-    md = run_dir / "report.md"
-    if md.is_file():
-        tables += figures.parse_report_md(md.read_text(encoding="utf-8", errors="replace"))
-    else:
-        notes.append("No report.md yet (run evaluate.py ... --checkpoint RUN_DIR).")
-    found = sorted(p for p in run_dir.rglob("*.json") if p.is_file())
-    seen = {p.resolve() for p in found}
-    found += [p for p in extra if p.resolve() not in seen]
-    more, skipped = figures.json_tables(found, run_dir)
-    tables += more
-    notes += skipped
-    current = figures.current_digests(run_dir)
+    """Tables of ``report.md`` and of the evaluation results saved as JSON in ``run_dir`` and
+    ``extra`` (:func:`avssl.tools.report_evals.evaluation_tables`), with notes on stale tables
+    and skipped files. ``ok`` only when a table was found."""
+    tables, notes = evals.evaluation_tables(run_dir, extra)
     parts = []
     for t in tables:
-        stale = figures.stale_note(t, current)
-        warn = f'<p class="note">{esc(stale)}</p>' if stale else ""
+        warn = f'<p class="note">{esc(t["stale"])}</p>' if t["stale"] else ""
         parts.append(f"<h3>{esc(t['title'])}</h3>{warn}" + html_table(t["header"], t["rows"]))
     parts += [f'<p class="note">{esc(n)}</p>' for n in notes]
+    if not (run_dir / "report.md").is_file():
+        parts.append(
+            '<p class="note">No report.md yet (run evaluate.py ... --checkpoint RUN_DIR).</p>'
+        )
     if not tables:
         parts.append('<p class="note">No evaluation results found.</p>')
-    return Section("\n".join(parts), ok=bool(tables))
+    reason = None if tables else "no evaluation results found"
+    return Section("\n".join(parts), ok=bool(tables), reason=reason, notes=notes)
 
 
 def model_sections(run_dir: Path, args, out: Path) -> tuple[Section, Section, object | None]:
@@ -134,7 +130,6 @@ def model_sections(run_dir: Path, args, out: Path) -> tuple[Section, Section, ob
     from avssl.eval.cli import use_data
     from avssl.eval.retrieval import NO_SHARED_SPACE
     from avssl.tools import report_gallery as gal
-    from avssl.train.checkpoint import load_model
     from avssl.train.runtime import resolve_device
 
     if not any((run_dir / n).is_file() for n in ("best.pt", "last.pt")):
@@ -143,7 +138,7 @@ def model_sections(run_dir: Path, args, out: Path) -> tuple[Section, Section, ob
     cfg = None
     try:
         device = resolve_device(args.device, "--device")
-        model, cfg, state = load_model(run_dir, device)
+        model, cfg, state, fell_back = gal.load_run_model(run_dir, device)
         use_data(cfg, args.data)
         manifest = manifest_path(cfg.data, progress=False)
         rows = read_manifest(manifest)
@@ -170,14 +165,18 @@ def model_sections(run_dir: Path, args, out: Path) -> tuple[Section, Section, ob
                 f"<p>CCA fitted on {len(train.rows)} evenly spread training clips "
                 "(evaluate.py retrieval fits it on the whole training split).</p>"
             )
+        if fell_back:
+            source = f'<p class="note">{esc(fell_back)}</p>' + source
         gallery = Section(
-            source + gallery_html(clips, ranked, cfg.data.sample_rate, len(test_rows))
+            source + gallery_html(clips, ranked, cfg.data.sample_rate, len(test_rows)),
+            notes=[fell_back] if fell_back else [],
         )
         blended = gal.overlay_frames(model, clips, args.n_overlays, device)
     except InputOverwriteError:
         raise
     except (AvsslError, OSError) as err:
-        return note(f"Retrieval gallery skipped: {err}"), note(f"Overlays skipped: {err}"), cfg
+        why = f"{err.filename}: {err.strerror}" if getattr(err, "filename", None) else str(err)
+        return note(f"Retrieval gallery skipped: {why}"), note(f"Overlays skipped: {why}"), cfg
     if blended is None:
         overlays = note(
             f"Method {cfg.model.method!r} has no localisation map, so there are no overlays "
@@ -266,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
             raise AvsslError(f"{path}: --results names a folder, not a results file")
         if not path.is_file():
             raise AvsslError(f"{path}: no such results file")
-        if problem := figures.read_json_object(path)[1]:
+        if problem := evals.read_json_object(path)[1]:
             raise AvsslError(f"{path}: not a results file ({problem})")
     if args.data:
         from avssl.config import DataConfig
@@ -295,5 +294,9 @@ def main(argv: list[str] | None = None) -> int:
     data = render_page(run_dir, sections).encode("utf-8", errors="backslashreplace")
     write_bytes(out, data, make_parents=True)
     done = [key for key, sec in sections.items() if sec.ok]
-    print(json.dumps({"report": str(out), "sections": done, "bytes": len(data)}))
+    skipped = {key: sec.reason for key, sec in sections.items() if not sec.ok}
+    for text in [*skipped.values(), *(n for sec in sections.values() for n in sec.notes)]:
+        print(f"note: {one_line(text)}", file=sys.stderr)
+    summary = {"report": str(out), "sections": done, "skipped": skipped, "bytes": len(data)}
+    print(json.dumps(summary))
     return 0

@@ -1,8 +1,8 @@
-"""The run-history parts of ``avssl report``: training curves and evaluation tables.
+"""The training curves of ``avssl report``.
 
-Reads what ``train.py`` and ``evaluate.py`` leave in a run directory: ``metrics.jsonl`` (one JSON
-object per logged step, ``"split"`` is ``"train"`` or ``"val"``), the ``report.md`` that each
-evaluation appends a ``## Title`` and a markdown table to, and evaluation results saved as JSON.
+Reads the ``metrics.jsonl`` that ``train.py`` leaves in a run directory (one JSON object per
+logged step, ``"split"`` is ``"train"`` or ``"val"``); the evaluation tables are
+:mod:`avssl.tools.report_evals`'.
 """
 
 from __future__ import annotations
@@ -11,8 +11,6 @@ import base64
 import io
 import json
 from pathlib import Path
-
-from avssl.eval.report_md import scalar_rows, split_cells
 
 # (split, key, legend) of each plotted series; loss and accuracies go on separate axes. Only the
 # accuracies logged alike in training and validation share the axis: the balanced accuracies
@@ -28,7 +26,6 @@ ACC_SERIES = (
     ("val", "accuracy", "val AVC accuracy (mean of easy, hard)"),
 )
 PANELS = (("loss", LOSS_SERIES), ("balanced accuracy (positives vs negatives)", ACC_SERIES))
-MAX_JSON_BYTES = 5_000_000
 
 
 def read_metrics(path: Path) -> tuple[list[dict], int]:
@@ -107,108 +104,3 @@ def curves_png(rows: list[dict]) -> bytes | None:
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     return buf.getvalue()
-
-
-def _is_separator(cells: list[str]) -> bool:
-    return all(c and set(c) <= set("-: ") for c in cells)
-
-
-def parse_report_md(text: str) -> list[dict]:
-    """The ``## Title`` sections of a report.md and their markdown tables.
-
-    Returns:
-        ``[{"title": str, "header": [str, ...], "rows": [[str, ...], ...]}]`` in file order; the
-        first table line of a section is its header, the ``|---|`` line is dropped and lines
-        outside any table are ignored. Cells are split at unescaped ``|`` only and ``\\|`` is
-        read back as ``|`` (see :mod:`avssl.eval.report_md`).
-    """
-    sections: list[dict] = []
-    for raw in text.splitlines():
-        line = raw.strip()
-        if line.startswith("## "):
-            title = line[3:].strip().replace("\\|", "|")
-            sections.append({"title": title, "header": [], "rows": []})
-        elif line.startswith("|") and sections:
-            cells = split_cells(line)
-            sec = sections[-1]
-            if _is_separator(cells):
-                continue
-            if not sec["header"] and not sec["rows"]:
-                sec["header"] = cells
-            else:
-                sec["rows"].append(cells)
-    return sections
-
-
-def flatten_scalars(result: dict, prefix: str = "") -> list[tuple[str, str]]:
-    """``(key, text)`` of every cell of a nested result (``a2v/R@1``), formatted as in
-    ``report.md`` (:func:`avssl.eval.report_md.scalar_rows`: None as ``-``, short lists joined).
-    """
-    return scalar_rows(result, prefix)
-
-
-def read_json_object(path: Path) -> tuple[dict | None, str | None]:
-    """``(the JSON object in path, None)``, or ``(None, why it is not one)``."""
-    try:
-        if path.stat().st_size > MAX_JSON_BYTES:
-            return None, f"larger than {MAX_JSON_BYTES // 1_000_000} MB"
-        obj = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        return None, f"not readable JSON: {str(err).splitlines()[0]}"
-    if not isinstance(obj, dict):
-        return None, "not a JSON object"
-    return obj, None
-
-
-def json_tables(paths: list[Path], base: Path) -> tuple[list[dict], list[str]]:
-    """Evaluation results saved as JSON objects -> tables like :func:`parse_report_md`'s.
-
-    Returns:
-        ``(tables, notes)``: one table per readable JSON object (titled by its path relative to
-        ``base`` when inside it), one note per file that was skipped and why.
-    """
-    tables, notes = [], []
-    for path in paths:
-        try:
-            title = str(path.relative_to(base))
-        except ValueError:
-            title = str(path)
-        obj, problem = read_json_object(path)
-        if problem:
-            notes.append(f"{title}: skipped ({problem})")
-            continue
-        rows = [list(kv) for kv in flatten_scalars(obj)]
-        tables.append({"title": title, "header": ["metric", "value"], "rows": rows})
-    return tables, notes
-
-
-def current_digests(run_dir: Path) -> dict[str, str]:
-    """``{weights digest: "best.pt (step N)"}`` of the run's ``best.pt`` and ``last.pt`` that
-    load (digests as in evaluation results: :func:`avssl.train.checkpoint.weights_digest`)."""
-    from avssl.errors import AvsslError
-    from avssl.train.checkpoint import load_model, weights_digest
-
-    out: dict[str, str] = {}
-    for name in ("best.pt", "last.pt"):
-        if (run_dir / name).is_file():
-            try:
-                model, _, state = load_model(run_dir / name)
-            except AvsslError:
-                continue
-            out.setdefault(weights_digest(model), f"{name} (step {state.get('step')})")
-    return out
-
-
-def stale_note(table: dict, current: dict[str, str]) -> str | None:
-    """Why a table's evaluated weights are none of the run's checkpoints now, else None.
-
-    Args:
-        table: a table of :func:`parse_report_md` or :func:`json_tables`; only its
-            ``weights_digest`` row is read (older tables have none: never called stale).
-        current: :func:`current_digests` of the run (empty: nothing to compare with).
-    """
-    digest = next((r[1] for r in table["rows"] if len(r) > 1 and r[0] == "weights_digest"), None)
-    if not current or not digest or digest in current:
-        return None
-    now = ", ".join(f"{name} {d}" for d, name in current.items())
-    return f"Stale: evaluated weights {digest} are not the run's current checkpoints ({now})."

@@ -26,7 +26,7 @@ from avssl.config import DataConfig
 from avssl.data.manifest import Row
 from avssl.data.source import open_store
 from avssl.data.transforms import eval_resize
-from avssl.errors import AvsslError, MediaError
+from avssl.errors import AvsslError, CheckpointError, MediaError
 
 THUMB = 96  # thumbnail side: the model's input frame resized (up or down) to it
 
@@ -166,3 +166,28 @@ def overlay_frames(model, clips: CentreClips, n: int, device, alpha: float = 0.5
     if maps is None:
         return None
     return idx, blend(clips.thumbs[idx], maps, colormap_lut("jet"), alpha)
+
+
+def load_run_model(run_dir: Path, device) -> tuple[object, object, dict, str | None]:
+    """The run's ``best.pt``, else its ``last.pt``: also when ``best.pt`` cannot be read.
+
+    Returns:
+        ``(model, cfg, state, note)``; ``note`` says which checkpoint could not be read and
+        that ``last.pt`` was used instead, else None.
+
+    Raises:
+        CheckpointError: no checkpoint, or none that loads (the last one's error).
+    """
+    from avssl.train.checkpoint import load_model
+
+    tried = [run_dir / n for n in ("best.pt", "last.pt") if (run_dir / n).is_file()]
+    if not tried:
+        raise CheckpointError(run_dir, "no best.pt or last.pt")
+    failed = None
+    for path in tried[:-1]:
+        try:
+            return (*load_model(path, device), None)
+        except CheckpointError as err:
+            failed = err
+    model, cfg, state = load_model(tried[-1], device)
+    return model, cfg, state, (f"{failed}; {tried[-1].name} used instead" if failed else None)
