@@ -34,6 +34,10 @@ def check_html_name(path: str | os.PathLike, flag: str) -> None:
     Raises:
         AvsslError: another suffix, naming ``flag``.
     """
+    if not str(path).strip():  # an unset shell variable: not the default file
+        raise AvsslError(f"{flag}: an empty file name")
+    if str(path).endswith(("/", os.sep)):  # Path() would drop the slash and write a file
+        raise AvsslError(f"{path}: {flag} names a folder: give the page's file name")
     if Path(path).suffix.lower() not in HTML_SUFFIXES:
         raise AvsslError(f"{path}: {flag} writes an HTML page: name it .html or .htm")
 

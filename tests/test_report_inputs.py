@@ -99,6 +99,12 @@ def test_report_never_overwrites_its_manifest_or_media(run_on_own_data, tmp_path
             assert err == f"error: {out}: -o writes an HTML page: name it .html or .htm\n"
             continue
         assert err.startswith(f"error: {out}: is ") and "--force never overwrites it" in err
+    # an empty name (an unset variable) is not the default file; a trailing slash is a folder
+    for out, reason in (("", "-o: an empty file name"), (f"{tmp_path}/x.html/", "names a folder")):
+        assert cli.main(["report", str(run), "-o", out]) == 2
+        err = capsys.readouterr().err
+        assert reason in err and len(err.splitlines()) == 1, err
+    assert not (run / "report.html").exists() and not (tmp_path / "x.html").exists()
     # the same data named with --data, and an ordinary output beside it: written
     fine = manifest.parent / "page.html"
     fine.write_text("old")

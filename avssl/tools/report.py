@@ -218,8 +218,9 @@ def main(argv: list[str] | None = None) -> int:
         raise AvsslError(f"{run_dir}: no such run directory")
     if not run_dir.is_dir():
         raise AvsslError(f"{run_dir}: not a directory")
-    out = Path(args.output) if args.output else run_dir / "report.html"
-    check_html_name(out, "-o")
+    named = args.output is not None  # as typed: "" or a trailing "/" is refused, not reread
+    out = Path(args.output) if named else run_dir / "report.html"
+    check_html_name(args.output if named else out, "-o")
     check_new_file(out, args.force)
     check_not_input(out, args, HTML_SUFFIXES)
     extra = [Path(p) for p in args.results]
