@@ -12,7 +12,6 @@ import pytest
 import soundfile as sf
 from test_prep_avdigits import REPO, digit_images, write_idx
 
-from avssl.tools.avdigits_benchmark import run_finished
 from avssl.tools.avdigits_results import (
     BASELINES,
     METRICS,
@@ -22,6 +21,7 @@ from avssl.tools.avdigits_results import (
     markdown,
     mean_sd,
 )
+from avssl.tools.avdigits_stages import run_finished
 
 SEEDS = (0, 1)
 TINY_TRAINING = ["train.steps=2", "train.max_minutes=0", "train.eval_every=2"]
@@ -120,7 +120,7 @@ def test_half_finished_run_and_changed_settings(bench, capsys):
     assert code == 2 and stdout == ""
     lines = stderr.strip().splitlines()
     assert lines[-1].startswith(f"error: {half}: a training run that did not finish")
-    assert f"train.py --resume {half}" in lines[-1]
+    assert "holds no checkpoint: remove it" in lines[-1]  # --resume would find nothing
     assert (half / "config.yaml").read_text() == "name: x\n"  # untouched
     code, _, stderr = run([*argv, "--audio-tta", "0"], capsys)
     assert code == 2 and "run with other --audio-tta" in stderr
@@ -223,7 +223,10 @@ def test_settings_bind_only_once_something_is_built(tmp_path, capsys):
     from avssl.tools.avdigits_folder import SETTINGS, check_settings
 
     out = tmp_path / "out"
-    args = Namespace(out=out, seeds=[0], mnist_images=tmp_path / "bad.gz", overrides=[])
+    config = tmp_path / "c.yaml"
+    config.write_text("train: {steps: 2}\n")
+    args = Namespace(out=out, seeds=[0], mnist_images=tmp_path / "bad.gz", overrides=[],
+                     config=config)  # fmt: skip
     check_settings(args)
     assert json.loads((out / SETTINGS).read_text())["mnist_images"].endswith("bad.gz")
     # the first attempt stopped before building anything (say, a corrupt MNIST file): a rerun
@@ -240,6 +243,24 @@ def test_settings_bind_only_once_something_is_built(tmp_path, capsys):
         check_settings(args)
     args.overrides, args.seeds = [], [0, 1]  # the seeds may always change
     check_settings(args)
+    # the config's contents are bound too: an edit would mix two configs across seeds
+    config.write_text("train: {steps: 3}\n")
+    with pytest.raises(AvsslError, match=r"other --config \(its contents changed\)"):
+        check_settings(args)
+    # evaluations alone bind as well (data and runs deleted, the results would be reused)
+    config.write_text("train: {steps: 2}\n")
+    (out / "data/avd16/manifest.jsonl").unlink()
+    (out / "eval/seed0").mkdir(parents=True)
+    (out / "eval/seed0/avc.json").write_text("{}")
+    args.overrides = ["train.steps=3"]
+    with pytest.raises(AvsslError, match="this folder was run with other --set"):
+        check_settings(args)
+    # a folder recorded before the config's contents were: unknown there, not a change
+    recorded = json.loads((out / SETTINGS).read_text())
+    del recorded["config_sha256"]
+    (out / SETTINGS).write_text(json.dumps(recorded))
+    args.overrides = []
+    check_settings(args)
 
 
 def test_settings_file_damaged_and_options_the_benchmark_owns(tmp_path):
@@ -250,14 +271,17 @@ def test_settings_file_damaged_and_options_the_benchmark_owns(tmp_path):
 
     out = tmp_path / "out"
     out.mkdir()
-    args = Namespace(out=out, seeds=[0], overrides=[])
+    config = tmp_path / "c.yaml"
+    config.write_text("{}\n")
+    args = Namespace(out=out, seeds=[0], overrides=[], config=config)
     for text in (b'{"fsdd": "x", ', b"[1, 2]", b"\xff\xfe"):  # an interrupted write, ...
         (out / SETTINGS).write_bytes(text)
         with pytest.raises(AvsslError, match=f"{SETTINGS}: not .*the benchmark's settings"):
             check_settings(args)
     (out / SETTINGS).unlink()
     check_settings(args)
-    assert json.loads((out / SETTINGS).read_text()) == {"overrides": []}
+    recorded = json.loads((out / SETTINGS).read_text())
+    assert recorded["overrides"] == [] and len(recorded["config_sha256"]) == 64
     assert not list(out.glob("*.part"))
     for seeds, overrides, reason in (
         ([2**32], [], "--seeds: 4294967296 is above 4294967295"),
@@ -266,3 +290,34 @@ def test_settings_file_damaged_and_options_the_benchmark_owns(tmp_path):
     ):
         with pytest.raises(AvsslError, match=reason):
             check_inputs(Namespace(seeds=seeds, overrides=overrides))
+
+
+@pytest.mark.slow
+def test_stale_or_damaged_evaluations_are_redone_and_copies_refused(bench, capsys, tmp_path):
+    import shutil
+
+    argv, out = bench
+    if not (out / "results.json").is_file():
+        pytest.skip("needs test_end_to_end_then_continue's folder")
+    avc, loc = out / "eval/seed0/avc.json", out / "eval/seed1/localize_3x3.json"
+    good = json.loads(avc.read_text())
+    avc.write_text(json.dumps({**good, "weights_digest": "0" * 16}))  # of other weights
+    loc.write_text(loc.read_text()[:40])  # cut short
+    code, _, stderr = run(argv, capsys)
+    assert code == 0, stderr
+    assert f"redo: seed 0 avc ({avc} evaluated weights {'0' * 16}, now " in stderr
+    assert f"redo: seed 1 localize_3x3 ({loc} is damaged)" in stderr
+    assert json.loads(avc.read_text())["weights_digest"] == good["weights_digest"]
+    assert json.loads(loc.read_text())["pointing"] is not None
+    # a copy of the folder: its runs were trained on the original's data, which its
+    # evaluations would read; refused before one runs (what is done is still reported)
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    moved = [*argv[: argv.index("--out") + 1], str(copy), *argv[argv.index("--out") + 2 :]]
+    code, _, stderr = run(moved, capsys)
+    assert code == 0, stderr
+    (copy / "eval/seed1/avc.json").unlink()
+    code, _, stderr = run(moved, capsys)
+    assert code == 2 and stderr.strip().splitlines()[-1].startswith(
+        f"error: {copy / 'runs/seed1'}: trained on {out.resolve() / 'data/avd16'}, not on "
+    )

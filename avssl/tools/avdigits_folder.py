@@ -8,6 +8,7 @@ repeat them (the seeds may change), unless the earlier attempt stopped before it
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 from pathlib import Path
@@ -30,6 +31,8 @@ FLAGS = {"overrides": "--set"}  # option name -> flag, where they differ
 # option -> the value a folder recorded before the option existed had (long recordings were
 # trimmed to their middle second before 2026-12-05)
 BEFORE_OPTION = {"centre_trim": True}
+UNRECORDED = {"config_sha256"}  # not recorded before 2026-12-06: unknown there, not changed
+FLAGS["config_sha256"] = "--config (its contents changed)"
 
 
 def check_inputs(args: argparse.Namespace) -> None:
@@ -57,12 +60,15 @@ def check_settings(args: argparse.Namespace) -> None:
     seeds may change) and an ``--out`` folder that holds anything else."""
     settings = {k: str(Path(v).resolve()) if isinstance(v, Path) else v
                 for k, v in vars(args).items() if k not in ("out", "seeds")}  # fmt: skip
+    # the config by its contents too: an edit between two seeds would mix two configs
+    settings["config_sha256"] = hashlib.sha256(Path(args.config).read_bytes()).hexdigest()
     path = args.out / SETTINGS
     if args.out.exists() and not args.out.is_dir():
         raise AvsslError(f"{args.out}: exists and is not a folder")
     if path.is_file():
         before = _read_settings(path)
-        changed = [k for k in settings if before.get(k, BEFORE_OPTION.get(k)) != settings[k]]
+        changed = [k for k in settings if before.get(k, BEFORE_OPTION.get(k)) != settings[k]
+                   and not (k in UNRECORDED and k not in before)]  # fmt: skip
         if changed and _built(args.out):
             flags = ", ".join(FLAGS.get(k, "--" + k.replace("_", "-")) for k in changed)
             raise AvsslError(f"{path}: this folder was run with other {flags} (use a new --out)")
@@ -80,11 +86,11 @@ def _read_settings(path: Path) -> dict:
     try:
         before = json.loads(path.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError) as err:  # JSONDecodeError is a ValueError
-        raise AvsslError(f"{path}: not readable as the benchmark's settings ({err}); remove it "
-                         "to record this run's, or use a new --out") from None  # fmt: skip
+        raise AvsslError(f"{path}: not readable as the benchmark's settings ({err}); use a "
+                         "new --out") from None  # fmt: skip
     if not isinstance(before, dict):
-        raise AvsslError(f"{path}: not the benchmark's settings (not a JSON object); remove it "
-                         "to record this run's, or use a new --out")  # fmt: skip
+        raise AvsslError(f"{path}: not the benchmark's settings (not a JSON object); use a "
+                         "new --out")  # fmt: skip
     return before
 
 
@@ -94,7 +100,6 @@ def _write_settings(path: Path, settings: dict) -> None:
 
 
 def _built(out: Path) -> bool:
-    """Whether ``out`` holds a finished prepared folder or any run folder."""
+    """Whether ``out`` holds a finished prepared folder, any run folder or any evaluation."""
     done = any((out / "data" / n / MANIFEST).is_file() for n in DATASETS)
-    runs = out / "runs"
-    return done or (runs.is_dir() and any(runs.iterdir()))
+    return done or any((out / d).is_dir() and any((out / d).iterdir()) for d in ("runs", "eval"))
