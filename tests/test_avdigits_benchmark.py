@@ -71,6 +71,7 @@ def test_end_to_end_then_continue(bench, capsys):
     assert json.loads(stdout.strip().splitlines()[-1])["results"] == str(out / "results.json")
     results = json.loads((out / "results.json").read_text())
     assert results["seeds"] == list(SEEDS) and results["test_voices"] == "cat"
+    assert results["skipped_items"] == {} and results["centre_trim"] is False
     avc = json.loads((out / "eval/seed0/avc.json").read_text())
     assert avc["audio_tta"] and avc["threshold_from"].startswith("val")  # --audio-tta 0.2
     for m in METRICS:
@@ -214,6 +215,13 @@ def test_aggregate_hand_made():
     assert "| AVC accuracy (raw; the target is judged on it) | 0.935 ± 0.021 | 0.920 / 0.950 |" \
         " >= 0.93 | yes |" in table  # fmt: skip
     assert "| baseline: linear probe on log-mel features | 0.450 | | | |" in table
+    assert "Items the evaluations skipped" not in table and " with `" not in table
+    # what changes the measurement is in the header; skipped media are counted below the table
+    options = {"overrides": ["train.steps=7"], "centre_trim": True, "data_seed": 3}
+    table = markdown({**results, "seeds": [0], "audio_tta": 0, "config": "c.yaml", **options,
+                      "skipped_items": {"seed0/avc": 3}})  # fmt: skip
+    assert "config `c.yaml` with `--set train.steps=7`, `--centre-trim`, `--data-seed 3`." in table
+    assert "Items the evaluations skipped (unreadable or missing media): seed0/avc 3." in table
 
 
 def test_settings_bind_only_once_something_is_built(tmp_path, capsys):

@@ -143,6 +143,17 @@ def _shown(path: Path) -> str:
     return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
 
 
+def _skipped_items(per_seed: dict, base: dict) -> dict[str, int]:
+    """``{"seed0/avc": n, "baselines/classify_logmel": n, ...}``: the evaluations that skipped
+    items (unreadable or missing media), which their numbers leave out."""
+    found = {f"seed{s}/{name}": r.get("n_skipped") for s, evals in per_seed.items()
+             for name, r in evals.items()}  # fmt: skip
+    found.update(
+        {f"baselines/{n}": base[n].get("n_skipped") for n in base if n.startswith("classify_")}
+    )
+    return {where: n for where, n in found.items() if n}
+
+
 def write_results(args: argparse.Namespace, per_seed: dict, base: dict) -> int:
     """Write ``OUT/results.json`` and ``OUT/results.md``; print the JSON summary line."""
     report = read_object(args.out / "data" / "avd16" / REPORT)
@@ -158,6 +169,7 @@ def write_results(args: argparse.Namespace, per_seed: dict, base: dict) -> int:
         "data_seed": args.data_seed,
         "test_voices": ", ".join(report.get("speakers", {}).get("test", [])),
         **aggregate(per_seed, base),
+        "skipped_items": _skipped_items(per_seed, base),
         "training": {
             str(s): read_object(args.out / "eval" / f"seed{s}" / TRAINED) for s in args.seeds
         },

@@ -156,7 +156,8 @@ def markdown(results: dict) -> str:
         "",
         f"Test voices: {results.get('test_voices') or 'see data/avd16/prepare_report.json'}; "
         f"seeds {seeds}; `--audio-tta {results['audio_tta']:g}`; config "
-        f"`{results['config']}`. Mean ± sample standard deviation over the seeds.",
+        f"`{results['config']}`{_options(results)}. Mean ± sample standard deviation over the "
+        "seeds.",
         "",
         "| metric | mean ± sd | per-seed | target | met |",
         "|---|---|---|---|---|",
@@ -175,4 +176,15 @@ def markdown(results: dict) -> str:
         lines.append(f"| {m.label} | {_num(row['mean'])}{sd} | {per_seed} | {target} | {met} |")
     for name, (label, _, _) in BASELINES.items():
         lines.append(f"| baseline: {label} | {_num(results['baselines'][name])} | | | |")
+    if skipped := results.get("skipped_items"):
+        counts = ", ".join(f"{k} {n}" for k, n in skipped.items())
+        lines += ["", f"Items the evaluations skipped (unreadable or missing media): {counts}."]
     return "\n".join(lines) + "\n"
+
+
+def _options(results: dict) -> str:
+    """The header's note of the options that change what was measured, when set."""
+    parts = [f"`--set {item}`" for item in results.get("overrides", [])]
+    parts += ["`--centre-trim`"] if results.get("centre_trim") else []
+    parts += [f"`--data-seed {results['data_seed']}`"] if results.get("data_seed") else []
+    return f" with {', '.join(parts)}" if parts else ""
