@@ -329,3 +329,24 @@ def test_stale_or_damaged_evaluations_are_redone_and_copies_refused(bench, capsy
     assert code == 2 and stderr.strip().splitlines()[-1].startswith(
         f"error: {copy / 'runs/seed1'}: trained on {out.resolve() / 'data/avd16'}, not on "
     )
+
+
+def test_a_stop_during_the_last_step_ends_the_benchmark(tmp_path, monkeypatch):
+    # train.py finishes a run whose last step was under way when the signal came (exit 0,
+    # "interrupted": false); the benchmark keeps the run and stops instead of evaluating
+    from argparse import Namespace
+
+    from avssl.errors import Terminated
+    from avssl.tools import avdigits_stages
+
+    for signum, raised in ((2, KeyboardInterrupt), (15, Terminated)):
+
+        def finished(argv, signum=signum):
+            print(json.dumps({"run_dir": "r", "interrupted": False, "stop_signal": signum}))
+            return 0
+
+        monkeypatch.setattr("avssl.train.cli.main", finished)
+        out = tmp_path / str(signum)
+        with pytest.raises(raised):
+            avdigits_stages.train(Namespace(out=out, config="c.yaml", overrides=[]), 0)
+        assert json.loads((out / "eval/seed0/train.json").read_text())["stop_signal"] == signum

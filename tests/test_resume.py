@@ -177,6 +177,7 @@ def test_a_signal_during_the_last_step_leaves_a_finished_run(tiny_train_args, ca
     assert train.main(tiny_train_args()) == 0
     summary = last_json(capsys.readouterr().out)
     assert summary["step"] == 6 and not summary["interrupted"] and summary["signal"] == 0
+    assert summary["stop_signal"] == signal.SIGINT  # it came: a script running trainings stops
 
 
 @pytest.mark.parametrize(

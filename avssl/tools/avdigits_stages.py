@@ -15,12 +15,13 @@ import contextlib
 import io
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 
 from avssl.atomic_write import write_text
 from avssl.cli import json_line
-from avssl.errors import AvsslError
+from avssl.errors import AvsslError, Terminated
 from avssl.prep.report import MANIFEST, REPORT
 from avssl.tools.avdigits_folder import DATASETS
 
@@ -144,6 +145,9 @@ def train(args: argparse.Namespace, seed: int) -> None:
             raise AvsslError(f"{run_dir}: training stopped (exit status {code}; {hint})")
         summary = json.loads(last)
     write_text(done, json_line(summary) + "\n", make_parents=True)
+    if summary.get("stop_signal"):  # came during the last step: the run is whole, then stop
+        say(f"{run_dir}: finished its last step as the stop came")
+        raise Terminated() if summary["stop_signal"] == signal.SIGTERM else KeyboardInterrupt()
 
 
 def run_digest(run_dir: Path) -> tuple[str, str | None]:

@@ -290,6 +290,9 @@ def train(
         # train.max_minutes ended the run before train.steps
         "time_limited": bool(budget.enabled and step < cfg.train.steps and not interrupted),
         "signal": stop.signum if interrupted else 0,
+        # the signal received even during the last step, which stops nothing (a script running
+        # several trainings learns that it was asked to stop)
+        "stop_signal": stop.signum or 0,
         **skip_fields(skipped),
     }
     return summary
