@@ -324,7 +324,24 @@ def test_stale_or_damaged_evaluations_are_redone_and_copies_refused(bench, capsy
     moved = [*argv[: argv.index("--out") + 1], str(copy), *argv[argv.index("--out") + 2 :]]
     code, _, stderr = run(moved, capsys)
     assert code == 0, stderr
+    # a finished run without its train.json (killed just after training): kept, its step read
+    (copy / "eval/seed0/train.json").unlink()
+    code, _, stderr = run(moved, capsys)
+    assert code == 0 and "(its last.pt reached the last step)" in stderr, stderr
+    assert json.loads((copy / "eval/seed0/train.json").read_text())["step"] == 2
+    # ... unless it was made with other steps (finished by hand with --resume --set ...)
+    import torch
+
+    state = torch.load(copy / "runs/seed0/last.pt", weights_only=False)
+    state["config"]["train"]["steps"] = 60
+    torch.save(state, copy / "runs/seed0/last.pt")
+    (copy / "eval/seed0/train.json").unlink()
+    code, _, stderr = run(moved, capsys)
+    assert code == 2 and "trained with train.steps=60, not the benchmark's 2" in stderr, stderr
     (copy / "eval/seed1/avc.json").unlink()
+    shutil.rmtree(copy / "runs/seed0")
+    shutil.copytree(out / "runs/seed0", copy / "runs/seed0")
+    shutil.copy(out / "eval/seed0/train.json", copy / "eval/seed0/train.json")
     code, _, stderr = run(moved, capsys)
     assert code == 2 and stderr.strip().splitlines()[-1].startswith(
         f"error: {copy / 'runs/seed1'}: trained on {out.resolve() / 'data/avd16'}, not on "

@@ -89,15 +89,25 @@ def prepare(args: argparse.Namespace) -> None:
             raise AvsslError(f"{folder}: prepare.py stopped (exit status {code}; see above)")
 
 
-def run_finished(run_dir: Path) -> bool:
+def run_finished(run_dir: Path, steps: int | None = None) -> bool:
     """Whether ``run_dir``'s ``last.pt`` reached the run's last step: ``train.steps`` of its
-    config, or the plan ``train.max_minutes`` made (``planned_steps`` of ``metrics.jsonl``)."""
+    config, or the plan ``train.max_minutes`` made (``planned_steps`` of ``metrics.jsonl``).
+
+    Raises:
+        AvsslError: ``steps`` is given and the run was made with another ``train.steps`` (a
+            run finished by hand with other settings).
+    """
     from avssl.train.checkpoint import load_checkpoint
 
     if not (run_dir / "last.pt").is_file():
         return False
     state = load_checkpoint(run_dir / "last.pt")
     planned = state["config"]["train"]["steps"]
+    if steps is not None and planned != steps:
+        raise AvsslError(
+            f"{run_dir}: trained with train.steps={planned}, not the benchmark's {steps} "
+            "(finished with other settings?): remove it and run again"
+        )
     with contextlib.suppress(OSError):
         for line in (run_dir / "metrics.jsonl").read_text(encoding="utf-8").splitlines():
             try:
@@ -115,6 +125,7 @@ def train(args: argparse.Namespace, seed: int) -> None:
     Raises:
         AvsslError: the folder holds an unfinished run, or training stopped early.
     """
+    from avssl.train.checkpoint import load_checkpoint
     from avssl.train.cli import main as train_main
 
     run_dir, done = args.out / "runs" / f"seed{seed}", args.out / "eval" / f"seed{seed}" / TRAINED
@@ -129,10 +140,11 @@ def train(args: argparse.Namespace, seed: int) -> None:
             hint = "it holds no checkpoint: remove it and run again"
         else:
             hint = f"remove it, or finish it with `python train.py --resume {run_dir}`"
-        if not run_finished(run_dir):
+        if not run_finished(run_dir, _planned_steps(args)):
             raise AvsslError(f"{run_dir}: a training run that did not finish ({hint})")
         say(f"skip: {run_dir} is trained (its last.pt reached the last step)")
-        summary = {"run_dir": str(run_dir), "finished": "found in the run folder"}
+        step = load_checkpoint(run_dir / "last.pt")["step"]
+        summary = {"run_dir": str(run_dir), "finished": "found in the run folder", "step": step}
     else:
         data = args.out.resolve() / "data" / "avd16"  # the checkpoint keeps it: any cwd
         argv = ["--config", str(args.config), "--set", f"data.root={data}"]
@@ -148,6 +160,13 @@ def train(args: argparse.Namespace, seed: int) -> None:
     if summary.get("stop_signal"):  # came during the last step: the run is whole, then stop
         say(f"{run_dir}: finished its last step as the stop came")
         raise Terminated() if summary["stop_signal"] == signal.SIGTERM else KeyboardInterrupt()
+
+
+def _planned_steps(args: argparse.Namespace) -> int:
+    """``train.steps`` of the benchmark's config with its ``--set`` overrides."""
+    from avssl.config import load_config
+
+    return load_config(args.config, ["data.root=.", *args.overrides]).train.steps
 
 
 def run_digest(run_dir: Path) -> tuple[str, str | None]:
