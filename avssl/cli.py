@@ -7,6 +7,7 @@ Modules are imported lazily so ``avssl inspect`` does not pay for importing the 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import json
 import math
@@ -168,7 +169,8 @@ def peer_lost(err: BaseException) -> str | None:
 
     gloo raises a plain RuntimeError naming its transport (``.../gloo/transport/tcp/pair.cc:547]
     Connection closed by peer``); nccl a ``torch.distributed.DistBackendError``. The other
-    process's own output says why it stopped.
+    process's own output says why it stopped. The process group is destroyed on the way, so
+    that the process can end cleanly.
     """
     text = str(err).strip()
     dist = sys.modules.get("torch.distributed")
@@ -176,6 +178,11 @@ def peer_lost(err: BaseException) -> str | None:
     if not (backend and isinstance(err, backend)) and "gloo/transport" not in text:
         return None
     first = text.splitlines()[0] if text else type(err).__name__
+    # gloo's threads abort the interpreter at exit ("terminate called without an active
+    # exception") once a peer is gone, unless the group is torn down first
+    with contextlib.suppress(Exception):
+        if dist.is_initialized():
+            dist.destroy_process_group()
     return f"another process of the distributed run stopped or failed ({first}): see its output"
 
 
