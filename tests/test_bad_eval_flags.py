@@ -181,6 +181,8 @@ def test_force_never_overwrites_an_input(tmp_path, capsys, monkeypatch):
         assert cli([*argv, "--html", page, "--force"]) == 2
         err = capsys.readouterr().err
         assert err == f"error: {page}: --html writes an HTML page: name it .html or .htm\n"
+    assert cli([*argv, "--html", ""]) == 2  # an unset variable: refused, not ignored
+    assert capsys.readouterr().err == "error: --html: an empty file name\n"
     assert cli(["report", str(run), "-o", f"{run}/best.pt", "--force"]) == 2
     err = capsys.readouterr().err
     assert err == f"error: {run}/best.pt: -o writes an HTML page: name it .html or .htm\n"

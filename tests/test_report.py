@@ -197,6 +197,8 @@ def test_only_results_are_tables_and_each_once(full, tmp_path, capsys):
     deep = tmp_path / "deep.json"  # nested beyond the parser's recursion limit
     deep.write_text('{"a":' * 5000 + "1" + "}" * 5000)
     shutil.copy(deep, run / "deep.json")
+    walked = '{"evaluated_at": "t", "a":' + '{"a":' * 700 + "1" + "}" * 701  # parsed, too deep
+    (run / "walked.json").write_text(walked)  # to flatten into a table
     out = tmp_path / "p.html"
     assert (
         cli.main(["report", str(run), "-o", str(out), "--n-queries", "1", "--n-overlays", "1"]) == 0
@@ -206,6 +208,7 @@ def test_only_results_are_tables_and_each_once(full, tmp_path, capsys):
     assert "<h3>Retrieval (test)</h3>" in text and "retrieval-out.json" not in text
     assert "meta.json" not in text and "<h3>eval/retrieval.json</h3>" in text
     assert "deep.json: skipped (not readable JSON: nested too deeply)" in text
+    assert "walked.json: skipped (not readable JSON: nested too deeply)" in text
     # what was left out is said on stderr too, one line each
     assert "note: deep.json: skipped (not readable JSON: nested too deeply)" in captured.err
     assert cli.main(["report", str(run), "--results", str(deep)]) == 2

@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
             f"--rerank: {args.rerank} is less than -k {args.k}; the k results are the best of "
             "the N re-scored ones, so N must be at least k"
         )
-    if args.html:
+    if args.html is not None:  # "" (an unset variable) is refused, not ignored
         check_html_name(args.html, "--html")
         check_new_file(args.html, args.force)
         check_not_input(args.html, args, HTML_SUFFIXES)
@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     from avssl.train.runtime import resolve_device
 
     index = load_index(args.index)
-    if args.html:  # the indexed media are read for the page's thumbnails and clips
+    if args.html is not None:  # the indexed media are read for the page's thumbnails and clips
         media = (f["path"] for f in index.files)
         check_not_read(args.html, media, f"a media file of the index {args.index}")
     model, cfg, state = load_model(args.checkpoint, resolve_device(args.device, "--device"))
@@ -180,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
             model, cfg, index, q, x, target, k, n, args.per_file, args.approx, device
         )
     out["results"] = results
-    if args.html:
+    if args.html is not None:
         _write_html(Path(args.html), out["query"], results, cfg, out.get("rerank"))
     if args.json:
         print(json.dumps(out, ensure_ascii=False))

@@ -9,10 +9,11 @@ table (``report.md`` sections, ``*.json`` results inside RUN_DIR and ``--results
 audio -> visual retrieval gallery of test clips and heatmap overlays computed from ``best.pt``
 (else ``last.pt``, also when ``best.pt`` cannot be read) on the run's data, and the run's
 config. Images and audio are embedded as data URIs; the page has no script and loads nothing.
-Parts the run lacks are replaced by a note, also said on stderr (``note: ...``), as is each file
-left out. Every string that comes from files or data is HTML-escaped. The last stdout line is
-JSON: ``{"report": path, "sections": [...], "skipped": {section: reason}, "bytes": N}``, the
-sections that have content and why the others have none.
+Parts the run lacks are replaced by a note, also said on stderr (``note: ...``), as are each
+results file that cannot be read and a fall-back from ``best.pt`` to ``last.pt``. Every string
+that comes from files or data is HTML-escaped. The last stdout line is JSON: ``{"report": path,
+"sections": [...], "skipped": {section: reason}, "bytes": N}``, the sections that have content
+and why the others have none.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ writes its JSON result where ``--out`` says. The page shows every ``report.md`` 
 evaluation result saved as JSON inside the run directory (other JSON files there, such as an
 ``avssl index``'s ``meta.json`` or a shard cache's sidecars, are not results and are left out)
 and every ``--results`` file; a JSON result that is also a ``report.md`` table (the same
-``evaluated_at`` and ``weights_digest``) is shown once. A table evaluated on weights that are
+rows, ``evaluated_at`` among them) is shown once. A table evaluated on weights that are
 neither the run's ``best.pt`` nor its ``last.pt`` is marked stale.
 """
 
@@ -81,13 +81,6 @@ def is_result(obj: dict) -> bool:
     )
 
 
-def _identity(rows: list[list[str]]) -> tuple[str, str] | None:
-    """``(evaluated_at, weights_digest)`` of a table, or None when it has no ``evaluated_at``."""
-    cells = {r[0]: r[1] for r in rows if len(r) > 1}
-    at = cells.get("evaluated_at")
-    return (at, cells.get("weights_digest", "")) if at else None
-
-
 def json_tables(
     paths: list[Path], base: Path, scanned: set[Path] = frozenset(), known=frozenset()
 ) -> tuple[list[dict], list[str]]:
@@ -98,7 +91,8 @@ def json_tables(
         base: tables are titled by their path relative to it when inside it.
         scanned: those of ``paths`` found by searching the run (not named by the user): left
             out unless they are results (:func:`is_result`).
-        known: ``(evaluated_at, weights_digest)`` of tables already shown: left out.
+        known: the rows of tables already shown (``report.md``'s): a result with the same
+            rows (an evaluation's ``--out`` inside the run) is left out.
 
     Returns:
         ``(tables, notes)``: one table per result, one note per file skipped and why.
@@ -115,10 +109,18 @@ def json_tables(
             continue
         if path in scanned and not is_result(obj):
             continue
-        rows = [list(kv) for kv in flatten_scalars(obj)]
-        if _identity(rows) is None or _identity(rows) not in known:
+        try:
+            rows = [list(kv) for kv in flatten_scalars(obj)]
+        except RecursionError:  # parsed, but too deep to walk
+            notes.append(f"{title}: skipped (not readable JSON: nested too deeply)")
+            continue
+        if _rows_key(rows) not in known:
             tables.append({"title": title, "header": ["metric", "value"], "rows": rows})
     return tables, notes
+
+
+def _rows_key(rows: list[list[str]]) -> tuple:
+    return tuple(tuple(r) for r in rows)
 
 
 def current_digests(run_dir: Path) -> tuple[dict[str, str], list[str]]:
@@ -172,10 +174,11 @@ def evaluation_tables(run_dir: Path, extra: list[Path]) -> tuple[list[dict], lis
     if md.is_file():
         tables += parse_report_md(md.read_text(encoding="utf-8", errors="replace"))
     found = sorted(p for p in run_dir.rglob("*.json") if p.is_file())
-    seen = {p.resolve() for p in found}
-    paths = found + [p for p in extra if p.resolve() not in seen]
-    known = {key for t in tables if (key := _identity(t["rows"])) is not None}
-    more, skipped = json_tables(paths, run_dir, set(found), known)
+    named = {p.resolve() for p in extra}  # shown whatever they hold: the user asked for them
+    paths = found + [p for p in extra if p.resolve() not in {q.resolve() for q in found}]
+    scanned = {p for p in found if p.resolve() not in named}
+    known = {_rows_key(t["rows"]) for t in tables}
+    more, skipped = json_tables(paths, run_dir, scanned, known)
     tables += more
     notes += skipped
     current, unreadable = current_digests(run_dir)
