@@ -268,7 +268,8 @@ def test_settings_bind_only_once_something_is_built(tmp_path, capsys):
     del recorded["config_sha256"]
     (out / SETTINGS).write_text(json.dumps(recorded))
     args.overrides = []
-    check_settings(args)
+    check_settings(args)  # ... and it binds from now on
+    assert "config_sha256" in json.loads((out / SETTINGS).read_text())
 
 
 def test_settings_file_damaged_and_options_the_benchmark_owns(tmp_path):
@@ -311,8 +312,17 @@ def test_stale_or_damaged_evaluations_are_redone_and_copies_refused(bench, capsy
     good = json.loads(avc.read_text())
     avc.write_text(json.dumps({**good, "weights_digest": "0" * 16}))  # of other weights
     loc.write_text(loc.read_text()[:40])  # cut short
+    # results of the rules before 2026-12-06 (pointing's ties, the log-mel front end)
+    old_rule = out / "eval/seed0/localize_2x2.json"
+    old_rule.write_text(json.dumps({k: v for k, v in json.loads(old_rule.read_text()).items()
+                                    if k != "pointing_ties"}))  # fmt: skip
+    logmel = out / "eval/baselines/classify_logmel.json"
+    logmel.write_text(json.dumps({"accuracy_mean": 0.1}))
     code, _, stderr = run(argv, capsys)
     assert code == 0, stderr
+    assert f"redo: seed 0 localize_2x2 ({old_rule} was made by an earlier version" in stderr
+    assert f"redo: baseline logmel ({logmel} was made by an earlier version" in stderr
+    assert "frontend" in json.loads(logmel.read_text())  # on the config's front end now
     assert f"redo: seed 0 avc ({avc} evaluated weights {'0' * 16}, now " in stderr
     assert f"redo: seed 1 localize_3x3 ({loc} is damaged)" in stderr
     assert json.loads(avc.read_text())["weights_digest"] == good["weights_digest"]

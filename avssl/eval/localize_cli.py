@@ -216,6 +216,7 @@ def run(argv: list[str]) -> int:
         "random": localization_metrics(random_maps(len(gts), maps.shape[1:], args.seed), gts),
     }
     result.update(
+        pointing_ties="share",  # ties at the maximum scored by the share inside (since 2026-12-06)
         protocol=protocol,
         protocol_items=counts,
         no_box=len(store) - len(idx),

@@ -1,8 +1,9 @@
 """The AV-Digits benchmark's inputs and output folder: what a rerun may change.
 
 ``OUT/benchmark.json`` records the options of the first run; a rerun into the same folder must
-repeat them (the seeds may change), unless the earlier attempt stopped before it built anything
-(a prepared folder or a run), so a mistyped input never locks its folder.
+repeat them (the seeds may change) and the config file's contents, unless the earlier attempt
+stopped before it built anything (a prepared folder, a run or an evaluation), so a mistyped
+input never locks its folder.
 """
 
 from __future__ import annotations
@@ -27,12 +28,14 @@ BENCHMARK_KEYS = {  # train.py keys the benchmark sets itself, per seed
     "train.seed": "the benchmark sets each run's seed: use --seeds",
     "data.root": "the benchmark trains on the folder it prepares under --out",
 }
-FLAGS = {"overrides": "--set"}  # option name -> flag, where they differ
+FLAGS = {  # option name -> flag, where they differ
+    "overrides": "--set",
+    "config_sha256": "--config (its contents changed)",
+}
 # option -> the value a folder recorded before the option existed had (long recordings were
 # trimmed to their middle second before 2026-12-05)
 BEFORE_OPTION = {"centre_trim": True}
 UNRECORDED = {"config_sha256"}  # not recorded before 2026-12-06: unknown there, not changed
-FLAGS["config_sha256"] = "--config (its contents changed)"
 
 
 def check_inputs(args: argparse.Namespace) -> None:
@@ -75,6 +78,8 @@ def check_settings(args: argparse.Namespace) -> None:
         if changed:  # an attempt that stopped before building anything binds nothing
             print(f"settings: {path} replaced (the earlier attempt built nothing)", file=sys.stderr)
             _write_settings(path, settings)
+        elif any(k not in before for k in UNRECORDED):  # binds from now on
+            _write_settings(path, {**before, **{k: settings[k] for k in UNRECORDED}})
         return
     if args.out.is_dir() and any(args.out.iterdir()):
         raise AvsslError(f"{args.out}: folder is not empty and holds no {SETTINGS} (new --out)")

@@ -99,7 +99,8 @@ def judge(mean: float | None, threshold: float, above: list[float | None] = ()) 
     """Whether ``mean`` reaches ``threshold`` and exceeds every value of ``above``.
 
     A mean equal to the threshold but for float rounding reaches it: the mean of 0.94, 0.95 and
-    0.96 is 0.9499999999999998, and pointing scores are such fractions (k / 500).
+    0.96 is 0.9499999999999998, and pointing scores are such fractions (k / 500, or shares of
+    tied maxima).
     """
     if mean is None or any(b is None for b in above):
         return False

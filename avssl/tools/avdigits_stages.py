@@ -24,6 +24,7 @@ from avssl.cli import json_line
 from avssl.errors import AvsslError, Terminated
 from avssl.prep.report import MANIFEST, REPORT
 from avssl.tools.avdigits_folder import DATASETS
+from avssl.tools.report_evals import read_json_object
 
 TRAINED = "train.json"  # in OUT/eval/seedS: train's summary, written once it returned 0
 
@@ -58,11 +59,7 @@ def _call(fn, argv: list[str]) -> tuple[int, str]:
 
 def read_object(path: Path) -> dict | None:
     """The JSON object in ``path``, or None when it is missing or not one (a damaged file)."""
-    try:
-        obj = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
-        return None
-    return obj if isinstance(obj, dict) else None
+    return read_json_object(path)[0]
 
 
 def prepare(args: argparse.Namespace) -> None:
@@ -190,7 +187,12 @@ def check_own_data(args: argparse.Namespace, run_dir: Path, root: str | None) ->
 
 
 def evaluate(
-    name: str, argv: list[str], path: Path, digest: str | None = None, before=None
+    name: str,
+    argv: list[str],
+    path: Path,
+    digest: str | None = None,
+    before=None,
+    needs: str | None = None,
 ) -> dict:
     """Run ``evaluate.py ARGV --out PATH`` unless ``path`` holds its result; its JSON.
 
@@ -201,6 +203,9 @@ def evaluate(
         digest: the weights the result must have been evaluated on (:func:`run_digest`); a
             result of other weights, or a damaged file, is evaluated again. None: any.
         before: called (no arguments) before an evaluation runs, e.g. to refuse foreign data.
+        needs: a key the result must hold, else it was made by an earlier rule and is
+            evaluated again (``pointing_ties``: localisation scores ties at the maximum by
+            their share; ``frontend``: the log-mel probe follows the checkpoint's front end).
     """
     from avssl.eval.cli import main as eval_main
 
@@ -210,6 +215,9 @@ def evaluate(
         old = None
     elif old is None and path.exists():
         say(f"redo: {name} ({path} is damaged)")
+    elif old is not None and needs is not None and needs not in old:
+        say(f"redo: {name} ({path} was made by an earlier version: no {needs!r})")
+        old = None
     if old is not None:
         say(f"skip: {name} ({path} exists)")
         return old
