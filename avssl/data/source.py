@@ -23,6 +23,8 @@ def manifest_path(data: DataConfig, progress: bool = True, announce: bool = True
 
     Raises:
         ManifestError: ``data.root`` holds no manifest.
+        ConfigError: ``data.cache`` without ``data.root`` names a cache of another manifest.
+        AvsslError: ``data.cache`` without ``data.root`` is no finished shard cache.
     """
     if data.root is None:
         from avssl.data.synthetic import ensure_world, world_dir

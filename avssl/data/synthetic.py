@@ -247,9 +247,8 @@ def ensure_world(
             False for the other ranks of a distributed run, whose rank 0 says it).
     """
     out_dir = world_dir(cfg)
-    manifest = _ensure(
-        out_dir, cfg, workers, progress, False, announce and out_dir not in _ANNOUNCED
-    )
+    say = announce and out_dir not in _ANNOUNCED
+    manifest = _ensure(out_dir, cfg, workers, progress, False, say)
     if announce:
         _ANNOUNCED.add(out_dir)
     return manifest
@@ -278,23 +277,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n-test", type=clips, default=d.n_test)
     p.add_argument("--duration", type=positive_float, default=d.duration, help="seconds per clip")
     p.add_argument("--seed", type=int_at_least(0), default=d.seed)
-    p.add_argument(
-        "--workers", type=int_at_least(1, 256), default=2, help="clips rendered in parallel"
-    )
+    p.add_argument("--workers", type=int_at_least(1, 256), default=2, help="parallel clips")
     p.add_argument("--force", action="store_true", help="rebuild even if the world exists")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
     if args.duration < 2 / d.fps:  # shorter clips hold no video frame, or no audio at all
         raise AvsslError(f"--duration: must be at least {2 / d.fps:g} s (two frames), got "
                          f"{args.duration:g}")  # fmt: skip
-    cfg = dataclasses.replace(
-        d,
-        n_train=args.n_train,
-        n_val=args.n_val,
-        n_test=args.n_test,
-        duration=args.duration,
-        seed=args.seed,
-    )
+    sizes = {k: getattr(args, k) for k in ("n_train", "n_val", "n_test", "duration", "seed")}
+    cfg = dataclasses.replace(d, **sizes)
     out = args.out if args.out is not None else world_dir(cfg)
     if out.exists() and not out.is_dir():
         raise AvsslError(f"{out}: not a folder")

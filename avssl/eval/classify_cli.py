@@ -115,7 +115,7 @@ def make_extractor(args, device):
         :class:`~avssl.eval.clip_features.WindowEmbedder`, and the result's JSON entries that
         describe it.
     """
-    from avssl.eval.clip_features import MfccStats, WindowEmbedder
+    from avssl.eval.clip_features import MfccStats, WindowEmbedder, logmel_extractor
 
     if args.features in HANDCRAFTED:
         for flag, used in (("--audio-tta", args.audio_tta), ("--layer", args.layer != "embedding")):
@@ -157,40 +157,6 @@ def make_extractor(args, device):
         args.precision, args.batch_size,
     )  # fmt: skip
     return embedder, info
-
-
-def logmel_extractor(checkpoint: str | None):
-    """Log-mel statistics on a checkpoint's audio front end, or on the default config's.
-
-    Only the spectrogram's shape is taken (sample rate, ``n_fft``, window, hop, ``n_mels``,
-    ``center``): the front end's normalisation, liftering and training augmentations belong to
-    the network, not to the baseline. A ``logstft`` front end gives its STFT with ``n_mels``
-    mel bands.
-
-    Args:
-        checkpoint: a checkpoint or run directory, or ``None``.
-
-    Returns:
-        ``(LogMelStats, info)``; ``info`` holds ``features``, ``sample_rate`` and ``frontend``
-        (the STFT and band settings, and ``of``: the checkpoint's path or ``"default"``).
-    """
-    from avssl.config import AudioFeatures, Config
-    from avssl.eval.clip_features import LogMelStats
-    from avssl.train.checkpoint import checkpoint_config, load_checkpoint
-
-    state = load_checkpoint(checkpoint) if checkpoint else None
-    cfg = checkpoint_config(state) if state is not None else Config()
-    a = cfg.model.audio
-    shape = {"n_fft": a.n_fft, "win_length": a.win_length, "hop_length": a.hop_length,
-             "n_mels": a.n_mels, "center": a.center}  # fmt: skip
-    extractor = LogMelStats(cfg.data.sample_rate, AudioFeatures(kind="logmel", **shape))
-    of = state["path"] if state is not None else "default"
-    info = {
-        "features": "logmel",
-        "sample_rate": cfg.data.sample_rate,
-        "frontend": {**shape, "of": of},
-    }
-    return extractor, info
 
 
 def run(argv: list[str]) -> int:

@@ -8,7 +8,7 @@ at ``extractor.sample_rate``:
   overlapping windows share their convolutions where the model allows
   (:mod:`avssl.eval.sliding`, exact up to float rounding);
 * :class:`LogMelStats`: the mean and standard deviation over time of each log-mel band, the
-  usual hand-crafted baseline;
+  usual hand-crafted baseline (on a checkpoint's front end: :func:`logmel_extractor`);
 * :class:`MfccStats`: the feature set of the ESC-50 paper's baselines (MFCCs and zero-crossing
   rate, their mean and standard deviation over frames), computed with librosa.
 """
@@ -101,6 +101,39 @@ class LogMelStats:
                 spec = self.frontend(w[None])[0, 0]  # [n_mels, T]
                 out.append(torch.cat([spec.mean(dim=1), spec.std(dim=1, unbiased=False)]))
         return torch.stack(out)
+
+
+def logmel_extractor(checkpoint: str | None):
+    """Log-mel statistics on a checkpoint's audio front end, or on the default config's.
+
+    Only the spectrogram's shape is taken (sample rate, ``n_fft``, window, hop, ``n_mels``,
+    ``center``): the front end's normalisation, liftering and training augmentations belong to
+    the network, not to the baseline. A ``logstft`` front end gives its STFT with ``n_mels``
+    mel bands.
+
+    Args:
+        checkpoint: a checkpoint or run directory, or ``None``.
+
+    Returns:
+        ``(LogMelStats, info)``; ``info`` holds ``features``, ``sample_rate`` and ``frontend``
+        (the STFT and band settings, and ``of``: the checkpoint's path or ``"default"``).
+    """
+    from avssl.config import Config
+    from avssl.train.checkpoint import checkpoint_config, load_checkpoint
+
+    state = load_checkpoint(checkpoint) if checkpoint else None
+    cfg = checkpoint_config(state) if state is not None else Config()
+    a = cfg.model.audio
+    shape = {"n_fft": a.n_fft, "win_length": a.win_length, "hop_length": a.hop_length,
+             "n_mels": a.n_mels, "center": a.center}  # fmt: skip
+    extractor = LogMelStats(cfg.data.sample_rate, AudioFeatures(kind="logmel", **shape))
+    of = state["path"] if state is not None else "default"
+    info = {
+        "features": "logmel",
+        "sample_rate": cfg.data.sample_rate,
+        "frontend": {**shape, "of": of},
+    }
+    return extractor, info
 
 
 class MfccStats:
