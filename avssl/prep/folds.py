@@ -21,7 +21,8 @@ from avssl.atomic_write import write_text
 from avssl.data.manifest import Row
 from avssl.data.metadata_csv import csv_records, record_problem
 from avssl.errors import AvsslError
-from avssl.prep.report import PrepReport, file_problem, probe_rows, relpath, start_run
+from avssl.prep.probe_media import probe_rows
+from avssl.prep.report import PrepReport, file_problem, relpath, start_run
 
 FOLDS = "folds.json"
 
