@@ -7,10 +7,8 @@ file soundfile cannot open, goes through PyAV. Resampling is libswresample's (vi
 
 from __future__ import annotations
 
-import functools
 import math
 import os
-from pathlib import Path
 
 import av
 import numpy as np
@@ -29,6 +27,7 @@ from avssl.data.media_checks import (
     open_container,
     secs,
 )
+from avssl.data.opus_timing import OPUS_PREROLL_S, codec_delay_s, on_opus_grid
 from avssl.data.stream_times import origin_s, seek_to, stream_end_s
 from avssl.errors import MediaError
 
@@ -37,14 +36,8 @@ MARGIN_S = 0.02
 # Decoded before a window reached by seeking a compressed track: the first frame decoded after
 # a seek lacks the previous frame's overlap (AAC, Vorbis, MP3), so it is wrong for up to a frame
 # (64 ms of 16 kHz AAC). At least this much, and at least two of the codec's frames, are decoded
-# and dropped. Opus's decoder state converges more slowly on tonal sound: a steady tone read
-# 80 ms after a seek was still 19 % (of its RMS) off a decode from the start, 0.3 % at 200 ms.
+# and dropped; Opus needs more (avssl.data.opus_timing.OPUS_PREROLL_S).
 SEEK_PREROLL_S = 0.08
-OPUS_PREROLL_S = 0.2
-# Opus packets last whole multiples of 2.5 ms, so every frame lies on a 2.5-ms grid from the
-# track's first frame. After a seek, WebM's millisecond timestamps, and FFmpeg dropping the codec
-# delay once more, put the first frame's reported time up to 1 ms off that grid.
-OPUS_GRID_S = 0.0025
 # Codecs whose frames carry no sample-exact time after a seek: Vorbis's first packet after one
 # gives no output and the frames then take their container's times (Ogg interpolates them
 # between pages, WebM rounds them to milliseconds), so a window read after a seek landed up to
@@ -164,8 +157,8 @@ def _read_av(p, start, duration, sample_rate) -> torch.Tensor:
         seek = lo > 0 and cc.name not in UNSEEKABLE_CODECS
         mono, t0, complete = _decode_av(container, stream, lo, hi, sr, seek=seek, keep_from=lo)
         if t0 is not None and seek and cc.name == "opus":
-            t0 = _on_opus_grid(p, t0)
-        if t0 is not None and seek and t0 > lo + 1e-3 + _codec_delay_s(stream):
+            t0 = on_opus_grid(p, t0)
+        if t0 is not None and seek and t0 > lo + 1e-3 + codec_delay_s(stream):
             # the seek overshot: decode from the start of a fresh demuxer (a seek back to 0
             # would drop Opus's codec delay a second time)
             with open_container(p) as fresh:
@@ -189,34 +182,7 @@ def _preroll_s(stream) -> float:
     cc = stream.codec_context
     frame_s = 2 * cc.frame_size / cc.sample_rate if cc.frame_size and cc.sample_rate else 0.0
     opus = OPUS_PREROLL_S if cc.name == "opus" else 0.0
-    return max(MARGIN_S, SEEK_PREROLL_S, frame_s, opus) + _codec_delay_s(stream)
-
-
-def _codec_delay_s(stream) -> float:
-    """Seconds FFmpeg drops at the start of an Opus track and again after every seek (the
-    codec delay), so the first frame after a seek starts that much after its packet."""
-    cc = stream.codec_context
-    return cc.delay / cc.sample_rate if cc.name == "opus" and cc.delay and cc.sample_rate else 0.0
-
-
-def _on_opus_grid(path, t0: float) -> float:
-    """``t0`` (s), the time of an Opus frame decoded after a seek, put on :data:`OPUS_GRID_S`'s
-    grid from the track's first frame as a decode from the start gives it."""
-    stat = os.stat(path)
-    anchor = _first_frame_s(str(path), stat.st_size, stat.st_mtime_ns)
-    if anchor is None:
-        return t0
-    return anchor + round((t0 - anchor) / OPUS_GRID_S) * OPUS_GRID_S
-
-
-@functools.lru_cache(maxsize=256)
-def _first_frame_s(path: str, size: int, mtime_ns: int) -> float | None:
-    """Time (s) of the first decoded frame of a file's audio track, from a fresh demuxer (a seek
-    back to 0 would drop Opus's codec delay again); cached per file version, as every window of
-    an Opus track read by seeking needs it."""
-    with open_container(Path(path)) as container:
-        first = next(container.decode(container.streams.audio[0]), None)
-        return None if first is None or first.time is None else first.time - origin_s(container)
+    return max(MARGIN_S, SEEK_PREROLL_S, frame_s, opus) + codec_delay_s(stream)
 
 
 def grid_step(sr: int, rate: int) -> int:
