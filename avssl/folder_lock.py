@@ -50,13 +50,14 @@ def hold_folder(folder: Path, busy: str) -> Iterator[None]:
         return
     fd = os.open(folder, os.O_RDONLY)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise AvsslError(f"{folder}: {busy}") from None
-        except OSError:  # a file system without locks
-            pass
-        _HELD.add(fd)
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise AvsslError(f"{folder}: {busy}") from None
+    except OSError:  # a file system without locks
+        pass
+    _HELD.add(fd)
+    try:
         yield
     finally:
         if fd in _HELD:  # not in a forked child, which closed its copy at the fork

@@ -229,3 +229,17 @@ def test_a_forked_child_leaving_the_block_closes_nothing_of_its_own(tmp_path):
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert (tmp_path / "f").read_bytes() == b"ok"
+
+
+def test_a_refused_lock_leaves_no_descriptor_open(tmp_path):
+    import os
+
+    from avssl.errors import AvsslError
+    from avssl.folder_lock import hold_folder
+
+    with hold_folder(tmp_path, "busy"):
+        before = len(os.listdir("/proc/self/fd"))
+        for _ in range(3):
+            with pytest.raises(AvsslError, match="busy"), hold_folder(tmp_path, "busy"):
+                pass
+        assert len(os.listdir("/proc/self/fd")) == before
