@@ -19,7 +19,7 @@ def manifest_path(data: DataConfig, progress: bool = True, announce: bool = True
         data: ``data.root`` is a manifest file, a folder holding ``manifest.jsonl``, or None
             for the built-in synthetic world.
         progress: show generation progress.
-        announce: say on stderr that an existing synthetic world is reused (once per process).
+        announce: say on stderr that an existing synthetic world is reused.
 
     Raises:
         ManifestError: ``data.root`` holds no manifest.

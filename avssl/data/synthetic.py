@@ -214,9 +214,6 @@ def _locked(out_dir: Path):
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-_ANNOUNCED: set[Path] = set()  # worlds ensure_world has said it reuses (one line each)
-
-
 def _ensure(
     out_dir: Path, cfg: SynthConfig, workers: int, progress: bool, force: bool, announce: bool
 ) -> Path:
@@ -243,15 +240,10 @@ def ensure_world(
         cfg: the world's settings (they pick its folder, :func:`world_dir`).
         workers: clips rendered in parallel if the world is built (see :func:`build_world`).
         progress: show a progress bar while building.
-        announce: say on stderr that an existing world is reused (once per process and world;
-            False for the other ranks of a distributed run, whose rank 0 says it).
+        announce: say on stderr that an existing world is reused (False for the other ranks
+            of a distributed run, whose rank 0 says it).
     """
-    out_dir = world_dir(cfg)
-    say = announce and out_dir not in _ANNOUNCED
-    manifest = _ensure(out_dir, cfg, workers, progress, False, say)
-    if announce:
-        _ANNOUNCED.add(out_dir)
-    return manifest
+    return _ensure(world_dir(cfg), cfg, workers, progress, False, announce)
 
 
 MAX_CLIPS = 1_000_000  # per split

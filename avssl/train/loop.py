@@ -75,11 +75,13 @@ def train(
     main_proc = dist_info.is_main
     progress = progress and main_proc
 
-    if dist_info.enabled:  # rank 0 builds the synthetic world; the others reuse it
+    manifest = None
+    if dist_info.enabled:  # rank 0 builds the synthetic world; the others reuse it, silently
         if main_proc:
-            manifest_path(cfg.data, progress)
+            manifest = manifest_path(cfg.data, progress)
         torch.distributed.barrier()
-    manifest = manifest_path(cfg.data, progress, announce=main_proc)
+    if manifest is None:
+        manifest = manifest_path(cfg.data, progress, announce=main_proc)
     resolve_domains(cfg, progress)
     domains = cfg.loss.domains if cfg.loss.domain_adversary > 0 else None
     preflight.check_manifest_rows(cfg, manifest, dist_info.world)  # before decoding a clip
