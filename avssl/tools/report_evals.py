@@ -175,7 +175,8 @@ def evaluation_tables(run_dir: Path, extra: list[Path]) -> tuple[list[dict], lis
         tables += parse_report_md(md.read_text(encoding="utf-8", errors="replace"))
     found = sorted(p for p in run_dir.rglob("*.json") if p.is_file())
     named = {p.resolve() for p in extra}  # shown whatever they hold: the user asked for them
-    paths = found + [p for p in extra if p.resolve() not in {q.resolve() for q in found}]
+    in_run = {p.resolve() for p in found}
+    paths = found + [p for p in extra if p.resolve() not in in_run]
     scanned = {p for p in found if p.resolve() not in named}
     known = {_rows_key(t["rows"]) for t in tables}
     more, skipped = json_tables(paths, run_dir, scanned, known)
