@@ -7,7 +7,6 @@ Modules are imported lazily so ``avssl inspect`` does not pay for importing the 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import importlib
 import json
 import math
@@ -17,6 +16,12 @@ import sys
 
 from avssl.cli_dashes import attach_dash_values, dash_paths_last  # noqa: F401 (re-exported)
 from avssl.errors import AvsslError, Terminated
+from avssl.failures import (  # noqa: F401 (peer_lost, worker_error re-exported)
+    end_process_group,
+    overflowed,
+    peer_lost,
+    worker_error,
+)
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("avssl.train.cli:main", "train a correspondence model (same as train.py)"),
@@ -148,52 +153,6 @@ def fraction(text: str) -> float:
     return value
 
 
-def worker_error(err: Exception) -> str | None:
-    """The one-line message of an avssl error raised in a DataLoader worker, else None.
-
-    torch re-raises a worker's error in the main process with the worker's whole traceback as
-    its message (or, when the error class cannot be rebuilt from it, as a RuntimeError); the
-    traceback's last line holds the original ``avssl.errors.Name: message``.
-    """
-    text = str(err)
-    if not text.startswith("Caught ") or "\nOriginal Traceback" not in text:
-        return None
-    last = text.rstrip().rsplit("\n", 1)[-1]
-    name, sep, message = last.partition(": ")
-    return message if sep and name.startswith("avssl.errors.") else None
-
-
-def peer_lost(err: BaseException) -> str | None:
-    """The one-line message of a collective that failed because another process of a
-    distributed run is gone (stopped by a signal or failed), else None.
-
-    gloo raises a plain RuntimeError naming its transport (``.../gloo/transport/tcp/pair.cc:547]
-    Connection closed by peer``); nccl a ``torch.distributed.DistBackendError``. The other
-    process's own output says why it stopped. The process group is destroyed on the way, so
-    that the process can end cleanly.
-    """
-    text = str(err).strip()
-    dist = sys.modules.get("torch.distributed")
-    backend = getattr(dist, "DistBackendError", None) if dist is not None else None
-    if not (backend and isinstance(err, backend)) and "gloo/transport" not in text:
-        return None
-    first = text.splitlines()[0] if text else type(err).__name__
-    # gloo's threads abort the interpreter at exit ("terminate called without an active
-    # exception") once a peer is gone, unless the group is torn down first
-    with contextlib.suppress(Exception):
-        if dist.is_initialized():
-            dist.destroy_process_group()
-    return f"another process of the distributed run stopped or failed ({first}): see its output"
-
-
-def _overflow(err: BaseException) -> bool:
-    """Whether ``err`` says a number did not fit a machine integer: an :class:`OverflowError`,
-    or torch's ValueError/TypeError about an argument too large for a C integer."""
-    if isinstance(err, OverflowError):
-        return True
-    return isinstance(err, ValueError | TypeError) and "Overflow when unpacking" in str(err)
-
-
 def run_guarded(fn, argv: list[str]) -> int:
     """Run ``fn(argv)`` turning :class:`AvsslError` into ``error: ...`` on stderr and exit 2.
 
@@ -213,7 +172,7 @@ def run_guarded(fn, argv: list[str]) -> int:
         _error(worker_error(err) or str(err))
         return 2
     except (OverflowError, ValueError, TypeError) as err:
-        if not _overflow(err):
+        if not overflowed(err):
             raise
         detail = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         _error(f"a number is too large for this machine ({detail})")
@@ -223,7 +182,9 @@ def run_guarded(fn, argv: list[str]) -> int:
         _error(f"not enough memory ({detail}): ask for less")
         return 2
     except RuntimeError as err:  # torch re-raises an error it cannot rebuild as RuntimeError
-        message = worker_error(err) or peer_lost(err)
+        message = worker_error(err)
+        if message is None and (message := peer_lost(err)):
+            end_process_group()
         if message is None and "can't allocate memory" in str(err):  # torch's CPU allocator
             message = f"not enough memory ({str(err).strip().splitlines()[0]}): ask for less"
         if message is None:

@@ -63,3 +63,15 @@ def test_other_runtime_errors_are_not_taken_for_a_lost_peer():
     backend = torch.distributed.DistBackendError("NCCL error: remote process exited")
     assert peer_lost(backend).startswith("another process of the distributed run")
     assert run_guarded(lambda argv: (_ for _ in ()).throw(backend), []) == 2
+
+
+def test_a_backend_error_naming_no_lost_process_is_not_blamed_on_one(capsys):
+    backend = torch.distributed.DistBackendError("NCCL error: unhandled cuda error\ndetails")
+    assert peer_lost(backend) == (
+        "a collective operation of the distributed run failed (NCCL error: unhandled cuda error)"
+    )
+    assert run_guarded(lambda argv: (_ for _ in ()).throw(backend), []) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "error: a collective operation of the distributed run failed "
+        "(NCCL error: unhandled cuda error)"
+    ]
