@@ -2,6 +2,7 @@
 other decode settings, a second process, an empty input and a SIGTERM, each one line that
 leaves the cache as it was."""
 
+import json
 import os
 import shutil
 import signal
@@ -124,3 +125,11 @@ def test_a_refused_rerun_leaves_even_damaged_shards_as_they_were(world, tmp_path
     err = capsys.readouterr().err
     assert "damaged" not in err and "cached from another manifest" in err
     assert _snapshot(out) == before
+
+
+def test_a_relative_data_path_is_recorded_absolute(world, tmp_path, monkeypatch):  # noqa: F811
+    monkeypatch.chdir(world[1].parent)
+    out = tmp_path / "rel"
+    assert _cache(out, "--data", world[1].name) == 0
+    recorded = json.loads((out / "index.json").read_text())["manifest"]
+    assert recorded == str(world[1].parent.absolute() / world[1].name)

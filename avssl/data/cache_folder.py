@@ -102,11 +102,12 @@ def undo_start(out: Path, existed: bool, old_index: bytes | None) -> None:
 
 
 def index_record(settings, manifest, shards, skipped, complete: bool, seed=None) -> dict:
-    """The ``index.json`` record of a cache (``complete``: the build finished)."""
+    """The ``index.json`` record of a cache (``complete``: the build finished). The manifest is
+    recorded by its absolute path: the cache is read from other working directories."""
     return {
         "settings": settings,
         "order_seed": seed,
-        "manifest": str(manifest),
+        "manifest": str(Path(manifest).absolute()),
         "complete": complete,
         "n_samples": sum(s["n"] for s in shards),
         "shards": sorted(shards, key=lambda s: s["name"]),
