@@ -9,9 +9,11 @@ import av
 import numpy as np
 import pytest
 import torch
+from conftest import MediaFactory
 
 from avssl import cli
 from avssl.data.media import probe, read_audio, read_clip, read_frames
+from avssl.data.writer import write_video
 from avssl.errors import MediaError
 from avssl.tools.stream_io import iter_frames_at
 
@@ -312,3 +314,36 @@ def test_shared_videos_decode(shared_data, capsys):
         frames, audio = read_clip(path, 25, 112, 16000, start=start)
         n = round((report["duration"] - start) * 25)
         assert frames.shape == (n, 112, 112, 3) and abs(len(audio) - n * 640) <= 640, path
+
+
+@pytest.mark.parametrize("picture,sound", [(3.0, 2.0), (2.0, 3.0), (2.0, 1.86)])
+def test_inspect_checks_each_stream_from_its_own_end(tmp_path, capsys, picture, sound):
+    # a sound that stops before the picture (or after it) is a valid file: its end is decoded
+    # from the stream's own end, not the container's
+    path = tmp_path / "uneven.mp4"
+    frames = np.stack([MediaFactory.bars(i, 32, 32) for i in range(round(picture * 25))])
+    t = np.arange(round(sound * 16000)) / 16000
+    write_video(path, frames, 25, MediaFactory.tone(t, sound).astype(np.float32), 16000)
+    assert cli.main(["inspect", str(path)]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["end_checked"] == pytest.approx(max(picture, sound) - 0.5, abs=0.05)
+
+
+def test_inspect_at_a_low_rate_or_near_the_end_reads_a_frame(media_factory, capsys):
+    clip = media_factory("clip.mp4", duration=3.0)
+    for flags in (["--fps", "1"], ["--fps", "0.5"], ["--start", "2.99"]):
+        assert cli.main(["inspect", str(clip), *flags]) == 0, flags
+        assert json.loads(capsys.readouterr().out)["window"]["frames"][0] >= 1
+    image = media_factory("still.png")
+    assert cli.main(["inspect", str(image), "--fps", "0.5"]) == 0
+    assert json.loads(capsys.readouterr().out)["window"]["frames"][0] == 1
+
+
+@pytest.mark.parametrize("start", ["1e15", "1e308"])
+def test_inspect_a_start_far_beyond_the_end_names_the_file(media_factory, capsys, start):
+    sound = media_factory("sound.m4a", video=False)  # read through FFmpeg's seek
+    assert cli.main(["inspect", str(sound), "--start", start]) == 2
+    err = capsys.readouterr().err.strip()
+    window = f"window [{float(start):g}, {float(start) + 1:g}) s is beyond the end (duration "
+    assert err.startswith(f"error: {sound}: {window}")
+    assert len(err.splitlines()) == 1

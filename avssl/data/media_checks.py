@@ -199,7 +199,8 @@ def check_coverage(
     stop = start + duration
     window = f"window [{secs(start)}, {secs(stop)}) s"
     if end is None:
-        raise MediaError(path, f"truncated or corrupt: no {what} could be decoded")
+        where = f" in the {window}" if start > 0 else ""  # the file's start may have decoded
+        raise MediaError(path, f"truncated or corrupt: no {what} could be decoded{where}")
     if declared is not None and end < declared - max(tolerance, 0.5) and stop > end + tolerance:
         raise MediaError(
             path,

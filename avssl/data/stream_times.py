@@ -32,7 +32,8 @@ def seek_to(container, stream, seconds: float) -> None:
     """
     if container.format.flags & _AVFMT_NOTIMESTAMPS or not stream.time_base:
         return
-    ts = int((seconds + origin_s(container)) / stream.time_base)
+    # a start past any real end (--start 1e308) seeks to the end rather than overflowing int64
+    ts = int(min((seconds + origin_s(container)) / stream.time_base, 2**62))
     container.seek(ts, stream=stream, backward=True, any_frame=False)
 
 

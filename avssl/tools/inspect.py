@@ -2,9 +2,10 @@
 
 Prints one JSON object on one line: the :class:`~avssl.data.media.MediaInfo` fields,
 ``"decodable": true``, ``"window"`` (its start, duration, the shape of the decoded frames
-and the number of audio samples) and ``"end_checked"``: the start of the last half second of
-the file, decoded too (a download cut short keeps the header that declares the whole length,
-and its first seconds decode), or null when the window reaches it or the length is unknown.
+and the number of audio samples) and ``"end_checked"``: the start of the latest of the streams'
+last half seconds, each decoded from its stream's own end too (a download cut short keeps the
+header that declares the whole length, and its first seconds decode; an Ogg file declares
+none, so its cut is not seen), or null when the window reaches every end or none is known.
 A WAV or AIFF file whose header declares more sample data than it holds is cut short too
 (it decodes as a complete, shorter file): refused, as ``prepare.py --probe`` counts it.
 A file avssl cannot use raises
@@ -21,8 +22,8 @@ import sys
 
 from avssl.cli import ArgumentParser, dash_paths_last
 from avssl.data.audio_header import truncation
-from avssl.data.media import probe, read_audio, read_frames
-from avssl.data.media_checks import check_pixels, check_window
+from avssl.data.media import audio_end, probe, read_audio, read_frames, video_end
+from avssl.data.media_checks import check_pixels, check_window, secs
 from avssl.errors import MediaError
 
 
@@ -46,7 +47,8 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-END_S = 0.5  # the last seconds decoded besides the window
+END_S = 0.5  # the last seconds of each stream decoded besides the window
+END_FPS = 4.0  # the rate the end of a video is read at when --fps is lower: at least a frame
 
 
 def inspect_file(
@@ -57,35 +59,51 @@ def inspect_file(
     size: int | None = None,
     sample_rate: int = 16000,
 ) -> dict:
-    """Probe ``path`` and decode one window of each of its streams, and their last half second.
+    """Probe ``path`` and decode one window of each of its streams, and the last half second of
+    each stream (from the stream's own end: a video's sound may stop before its picture).
 
     Returns:
-        The JSON-ready description printed by ``avssl inspect``.
+        The JSON-ready description printed by ``avssl inspect``; its ``end_checked`` is the
+        start of the latest tail decoded, or None when the window reaches every end.
 
     Raises:
-        MediaError: the file cannot be probed or the window or the end cannot be decoded.
+        MediaError: the file cannot be probed or the window or an end cannot be decoded.
     """
     info = probe(path, shown=True)
     if (cut := truncation(path)) is not None:  # it decodes as a complete, shorter file
         raise MediaError(path, cut)
-    if duration is None:
-        duration = 1.0
-        if info.duration is not None and info.duration - start > 0:
-            duration = min(duration, info.duration - start)
+    timed = info.kind != "image" and info.duration is not None
+    if timed and start >= info.duration:  # before a seek that far (FFmpeg's would overflow)
+        stop = start + (1.0 if duration is None else duration)
+        raise MediaError(
+            path,
+            f"window [{secs(start)}, {secs(stop)}) s is beyond the end (duration "
+            f"{secs(info.duration)} s)",
+        )
+    if duration is None:  # 1 s, or up to the end, but at least one frame
+        duration = 1.0 if not timed else min(1.0, info.duration - start)
+        if info.has_video:
+            duration = max(duration, 1.0 / fps)
     frames = audio = None
     if info.has_video:
         frames = list(read_frames(path, start, duration, fps, size).shape)
     if info.has_audio:
         audio = int(read_audio(path, start, duration, sample_rate).shape[0])
     window = {"start": start, "duration": duration, "frames": frames, "audio_samples": audio}
-    tail = None
-    if info.kind != "image" and (info.duration or 0) > start + duration + 1e-3:
-        # the window stops short of the end: decode the end too, even if the two overlap
-        tail = max(0.0, info.duration - END_S)
-        if info.has_video:
-            read_frames(path, tail, info.duration - tail, fps, 32)
-        if info.has_audio:
-            read_audio(path, tail, info.duration - tail, sample_rate)
+    ends = []  # each stream's own end: a video's sound may stop before its picture
+    if info.kind != "image":
+        ends += [("video", video_end(path) or info.duration)] if info.has_video else []
+        ends += [("audio", audio_end(path) or info.duration)] if info.has_audio else []
+    tails = []
+    for kind, end in ends:
+        if end is None or end <= start + duration + 1e-3:
+            continue  # unknown, or the window reaches it
+        tails.append(tail := max(0.0, end - END_S))
+        if kind == "video":
+            read_frames(path, tail, end - tail, max(fps, END_FPS), 32)
+        else:
+            read_audio(path, tail, end - tail, sample_rate)
+    tail = max(tails) if tails else None
     return {**info.to_json(), "decodable": True, "window": window, "end_checked": tail}
 
 
