@@ -269,3 +269,97 @@ def test_a_long_video_whose_tracks_differ_in_length_is_scored(
     run = ["sync", "--checkpoint", str(tiny_ckpt), "--video", str(path), "--max-offset", "0.2"]
     assert evaluate.main(run) == 0
     assert last_json(capsys.readouterr().out)["n_times"] == 8
+
+
+def _tie_reference(curve, offsets, true, step):
+    """Brute force: every offset at the maximum drawn in turn, its hits averaged."""
+    top = [o for c, o in zip(curve, offsets, strict=True) if c == max(curve)]
+    hits = [(abs(o - true) <= step + 1e-6, abs(o - true) <= step / 2, abs(o - true)) for o in top]
+    return tuple(float(np.mean([h[i] for h in hits])) for i in range(3))
+
+
+def test_tied_maxima_score_their_share_and_a_flat_curve_scores_chance():
+    from avssl.eval.sync import tie_scores
+
+    offsets = offset_grid(0.2, FPS)  # 11 offsets
+    k, step = len(offsets), 1 / FPS
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        curve = rng.integers(0, 3, k).astype(float)  # many ties
+        true = float(rng.choice(offsets))
+        assert tie_scores(curve, offsets, true, step) == pytest.approx(
+            _tie_reference(curve, offsets, true, step)
+        )
+    flat = np.mean([tie_scores(np.zeros(k), offsets, t, step)[0] for t in offsets])
+    assert flat == pytest.approx((3 * k - 2) / k**2)  # what chance_accuracy states
+    # the estimate's own tie rule (nearest 0) would have scored the flat curve 3/k
+    assert best_offset(np.zeros(k), offsets)[0] == 0.0 and 3 / k > flat
+
+
+def test_a_curve_scored_nan_is_skipped_or_one_line(tiny_ckpt, media_factory, monkeypatch, capsys):
+    from avssl.eval import sync_cli
+    from avssl.eval.sync import NonFiniteCurve
+
+    with pytest.raises(NonFiniteCurve, match="not finite .* at 1 of 3 offsets"):
+        best_offset(np.array([np.nan, 1.0, 2.0]), np.array([-0.04, 0.0, 0.04]))
+    real = sync_cli.ClipSync.estimate
+    calls = []
+
+    def poisoned(self, frames, wave, margin):  # the first clip overflows, the others do not
+        calls.append(1)
+        if len(calls) == 1:
+            best_offset(np.full(len(self.offsets), np.nan), self.offsets)
+        return real(self, frames, wave, margin)
+
+    monkeypatch.setattr(sync_cli.ClipSync, "estimate", poisoned)
+    args = ["sync", "--checkpoint", str(tiny_ckpt), "--max-offset", "0.12", "--no-progress"]
+    assert evaluate.main([*args, "--times", "2"]) == 0
+    res = last_json(capsys.readouterr().out)
+    assert res["n_skipped"] >= 1 and res["ties"] == "share"
+    reasons = [s["reason"] for s in res["skipped"]]
+    assert sum(r.startswith("the model's scores are not finite (NaN") for r in reasons) == 1
+    calls.clear()
+    video = media_factory("clip.mp4", duration=2.0, size=(48, 64))
+    assert evaluate.main([*args[:3], "--video", str(video), "--max-offset", "0.12"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: {video}: the model's scores are not finite") and "\n" not in err
+
+
+@pytest.mark.parametrize(
+    "flags,reason",
+    [
+        (["--seed", "3"], "--seed: read for a manifest only"),
+        (["--split", "val", "--strict"], "--split, --strict: read for a manifest only"),
+    ],
+)
+def test_manifest_flags_are_refused_with_video(tiny_ckpt, media_factory, capsys, flags, reason):
+    video = media_factory("clip.mp4", duration=2.0, size=(48, 64))
+    argv = ["sync", "--checkpoint", str(tiny_ckpt), "--video", str(video), *flags]
+    with pytest.raises(SystemExit) as exit_info:
+        evaluate.main(argv)
+    err = capsys.readouterr().err.strip()
+    assert exit_info.value.code == 2 and reason in err and len(err.splitlines()) == 1
+
+
+def test_a_search_too_large_in_all_is_refused_before_scoring(tiny_ckpt, capsys):
+    argv = ["sync", "--checkpoint", str(tiny_ckpt), "--times", "10000", "--max-offset", "100"]
+    assert evaluate.main([*argv, "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == (
+        "error: --times 10000 x 5001 offsets (--max-offset): 50010000 pairs to score per clip, "
+        "more than 1000000; lower --times or --max-offset"
+    )
+
+
+def test_a_long_video_stretch_beyond_one_decode_names_the_flag():
+    from types import SimpleNamespace
+
+    from avssl.errors import AvsslError
+    from avssl.eval.sync_long import segmented_estimate
+
+    sync = SimpleNamespace(
+        data=SimpleNamespace(fps=1.0, window=1.0), args=SimpleNamespace(times=8), offsets=None
+    )
+    with pytest.raises(AvsslError, match=r"^--max-offset 400: a long video is read 803 s .* "
+                       r"it must be at most 298.5 s$"):  # fmt: skip
+        segmented_estimate(sync, "film.mp4", 5000.0, 400.0)

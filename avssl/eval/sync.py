@@ -27,6 +27,22 @@ from avssl.train.runtime import autocast
 PairScore = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 MAX_OFFSETS = 10_000  # offsets one search may score (200 s either way at 25 fps)
+MAX_PAIRS = 1_000_000  # (frame, audio) pairs one clip's search may score: times x offsets
+
+
+def check_pairs(times: int, n_offsets: int) -> None:
+    """Refuse a search of more than :data:`MAX_PAIRS` pairs per clip: ``--times`` and the grid
+    are each bounded, but their product (1e8 pairs at both bounds) would build gigabytes of
+    index arrays before the first model call and then take days.
+
+    Raises:
+        AvsslError: naming both flags.
+    """
+    if times * n_offsets > MAX_PAIRS:
+        raise AvsslError(
+            f"--times {times} x {n_offsets} offsets (--max-offset): {times * n_offsets} pairs "
+            f"to score per clip, more than {MAX_PAIRS}; lower --times or --max-offset"
+        )
 
 
 def offset_grid(max_offset: float, fps: float) -> np.ndarray:
@@ -106,6 +122,10 @@ def sync_curve(pair_score: PairScore, times: np.ndarray, offsets: np.ndarray) ->
     return np.asarray(pair_score(tf, ta), dtype=np.float64).reshape(len(offsets), -1).mean(axis=1)
 
 
+class NonFiniteCurve(AvsslError):
+    """The model scored some offsets NaN or infinite (an overflow, e.g. under bf16)."""
+
+
 def best_offset(curve: np.ndarray, offsets: np.ndarray) -> tuple[float, float]:
     """``(offset, confidence)``: the arg-max offset and ``max - median`` of the curve.
 
@@ -115,10 +135,39 @@ def best_offset(curve: np.ndarray, offsets: np.ndarray) -> tuple[float, float]:
     Args:
         curve: ``[K]`` mean scores from :func:`sync_curve`.
         offsets: ``[K]`` the offsets (s) they were scored at.
+
+    Raises:
+        NonFiniteCurve: the curve holds a NaN or an infinity (its maximum would mean nothing).
     """
+    bad = int((~np.isfinite(curve)).sum())
+    if bad:
+        raise NonFiniteCurve(
+            f"the model's scores are not finite (NaN or infinity) at {bad} of {len(curve)} offsets"
+        )
     top = np.flatnonzero(curve == curve.max())
     i = int(top[np.argmin(np.abs(offsets[top]))])
     return float(offsets[i]), float(curve[i] - np.median(curve))
+
+
+def tie_scores(
+    curve: np.ndarray, offsets: np.ndarray, true: float, step: float
+) -> tuple[float, float, float]:
+    """How one estimate scores against the true offset, each measure the mean over the offsets
+    tied at the curve's maximum (the expected score of a maximum drawn among them, as
+    ``pointing`` scores tied pixels): a flat curve then scores exactly a uniform guess's
+    chance, where :func:`best_offset`'s choice of the tie nearest 0 would earn it credit.
+
+    Args:
+        curve: ``[K]`` finite mean scores from :func:`sync_curve`.
+        offsets: ``[K]`` the offsets (s) they were scored at.
+        true: the known offset (s).
+        step: one video frame (s).
+
+    Returns:
+        ``(within one frame, within half a frame, absolute error in s)``.
+    """
+    err = np.abs(offsets[curve == curve.max()] - true)
+    return float(np.mean(err <= step + 1e-6)), float(np.mean(err <= step / 2)), float(err.mean())
 
 
 def shift_audio(wave: Tensor, offset: float, sample_rate: int) -> Tensor:
