@@ -247,3 +247,25 @@ def test_streams_without_a_decoder_are_one_media_error(tmp_path):
     ):
         with pytest.raises(MediaError, match=r"v\.avi: no decodable video stream"):
             read()
+
+
+def test_one_class_is_refused_not_scored_perfect(tmp_path, capsys):
+    # an ESC-50 root given as a folder dataset: its one sub-folder `audio/` is the only class,
+    # and every fold was a constant guess scoring 1.0
+    root = make_esc50(tmp_path / "esc")
+    code, out, err = _run(capsys, "--dataset", "folder", "--root", str(root), "--folds", "2")
+    assert code == 2 and out == "" and len(err.splitlines()) == 1
+    assert err.startswith(f"error: {root}: the ") and "clips are all of class 'audio'" in err
+
+
+@pytest.mark.parametrize(
+    "flags,reason",
+    [
+        (["--dataset", "esc50", "--folds", "3"], "--folds applies to a k-fold protocol only"),
+        (["--dataset", "manifest", "--folds", "3"], "--folds applies to a k-fold protocol only"),
+        (["--dataset", "us8k", "--group-regex", "(x)"], "--group-regex applies to --dataset"),
+    ],
+)
+def test_flags_the_protocol_does_not_read_are_refused(tmp_path, capsys, flags, reason):
+    code, out, err = _run(capsys, *flags, "--root", str(tmp_path))
+    assert code == 2 and out == "" and err.startswith(f"error: {reason}")

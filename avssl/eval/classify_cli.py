@@ -71,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
         "by source recording (for subsets whose official folds are degenerate); folder: kfold",
     )  # fmt: skip
     p.add_argument(
-        "--folds", type=int_at_least(2), default=5, help="k of the stratified group k-fold"
+        "--folds", type=int_at_least(2), help="k of the stratified group k-fold (default 5)"
     )
     p.add_argument(
         "--group-regex",
@@ -159,6 +159,16 @@ def make_extractor(args, device):
     return embedder, info
 
 
+def one_class(root, labels: list, which: str) -> None:
+    """Refuse clips of fewer than two classes: every fold would be a constant guess scoring
+    1.0 (a mistyped root whose one sub-folder became the only class)."""
+    if len(set(labels)) < 2:
+        raise AvsslError(
+            f"{root}: the {len(labels)} {which} clips are all of class {labels[0]!r}: a probe "
+            "needs at least two classes"
+        )
+
+
 def run(argv: list[str]) -> int:
     """Run the probe; the last stdout line is the JSON result."""
     args = build_parser().parse_args(argv)
@@ -171,6 +181,10 @@ def run(argv: list[str]) -> int:
         raise AvsslError("--dataset folder has no official folds (use --protocol kfold)")
     if args.dataset == "manifest" and args.protocol:
         raise AvsslError("--dataset manifest uses its train/test splits (drop --protocol)")
+    kfold_run = args.dataset == "folder" or args.protocol == "kfold"
+    if args.folds is not None and not kfold_run:
+        raise AvsslError("--folds applies to a k-fold protocol only (--protocol kfold, or folder)")
+    args.folds = args.folds or 5
     if args.adapt_bn and (args.dataset != "manifest" or args.features in HANDCRAFTED):
         raise AvsslError(
             "--adapt-bn needs --dataset manifest (its test split is the audio adapted to) and "
@@ -180,6 +194,10 @@ def run(argv: list[str]) -> int:
         raise AvsslError(
             "--source-norm needs --dataset manifest or folder and --group-regex (the sources, "
             "e.g. the speakers)"
+        )
+    if args.group_regex and args.dataset in ("esc50", "us8k"):
+        raise AvsslError(
+            f"--group-regex applies to --dataset folder or manifest, not {args.dataset}"
         )
     from avssl.eval.audio_sets import list_dataset
     from avssl.eval.clip_features import extract
@@ -199,6 +217,7 @@ def run(argv: list[str]) -> int:
         items = [it for it in items if it.group in ("train", "test")]
     if not items:
         raise AvsslError(f"{args.root}: no clips listed")
+    one_class(args.root, [it.label for it in items], "listed")
     predefined = args.dataset in ("esc50", "us8k") and args.protocol != "kfold"
 
     def kfold(clips):  # checked on the listed clips first, so that a vain run decodes nothing
@@ -229,6 +248,7 @@ def run(argv: list[str]) -> int:
         raise AvsslError(
             f"{args.root}: {len(items)} readable clips ({len(skipped)} skipped{first})"
         )
+    one_class(args.root, [it.label for it in items], "readable")
     y = np.array([it.label for it in items])
     if args.dataset == "manifest":
         # inner CV over the training rows only, grouped by source (each row its own by default)
