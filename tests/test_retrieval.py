@@ -341,3 +341,22 @@ def test_cli_l3_gallery_of_images_goes_through_the_training_cca(
     assert evaluate.main([*args, "--gallery", str(gallery), "--strict"]) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]  # after "synthetic world: reused"
     assert err.startswith("error: ") and "broken.png" in err and "row 'bad'" in err
+
+
+def test_cli_a_gallery_of_training_pictures_is_refused(runs, tmp_path, capsys):
+    # an l3 gallery of its own manifest scored R@1 1.0 (its test split 0.19): every top-1 was
+    # a training picture, projected in-sample by the CCA fitted on those pairs
+    cfg = checkpoint_config(load_checkpoint(runs["l3"]))
+    manifest = manifest_path(cfg.data, progress=False)
+    rows = [json.loads(line) for line in manifest.read_text().splitlines() if line.strip()]
+    n_train = sum(r["split"] == "train" for r in rows)
+    gallery = _write_jsonl(
+        tmp_path / "own.jsonl",
+        [{**r, "video": str(manifest.parent / r["video"]), "audio": None} for r in rows],
+    )
+    args = ["retrieval", "--checkpoint", str(runs["l3"]), "--no-progress"]
+    assert evaluate.main([*args, "--gallery", str(gallery)]) == 2
+    cap = capsys.readouterr()
+    err = cap.err.strip().splitlines()[-1]
+    assert cap.out == "" and err.startswith(f"error: {gallery}: {n_train} of its {len(rows)} ")
+    assert "come from the checkpoint's training split" in err

@@ -12,9 +12,12 @@ split, audio not needed), class level, reported under ``a2v_gallery``.
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from avssl.cli import ArgumentParser, positive_int
+from avssl.errors import AvsslError
 from avssl.eval.cli import (
     SUBCOMMANDS,
     add_adapt,
@@ -94,6 +97,34 @@ def gallery_results(
     return res
 
 
+def refuse_training_pictures(gallery, rows, data, progress: bool = True) -> None:
+    """Refuse a ``--gallery`` holding pictures from the videos of the checkpoint's training
+    split: the model (and a CCA fitted on those pairs, in-sample) has seen them, and they crowd
+    the top of every ranking (an l3 gallery of its own manifest scored R@1 1.0, its test split
+    0.19).
+
+    Args:
+        gallery: the gallery manifest; ``rows``: its rows.
+        data: the checkpoint's own data settings (before ``--data``).
+        progress: show progress if the synthetic world has to be built.
+
+    Raises:
+        AvsslError: naming the gallery, the count and a first row.
+    """
+    from avssl.data.manifest import read_manifest, resolve
+    from avssl.data.source import manifest_path
+
+    own = manifest_path(data, progress=progress)
+    seen = {os.path.realpath(resolve(own, r.visual)) for r in read_manifest(own, "train")}
+    hits = [r for r in rows if os.path.realpath(resolve(gallery, r.visual)) in seen]
+    if hits:
+        raise AvsslError(
+            f"{gallery}: {len(hits)} of its {len(rows)} pictures come from the checkpoint's "
+            f"training split (e.g. {hits[0].id!r}); a gallery must hold pictures it has not "
+            "trained on"
+        )
+
+
 def run(argv: list[str]) -> int:
     """``evaluate.py retrieval --checkpoint CKPT [--data MANIFEST] [--ontology ontology.json]
     [--gallery GALLERY.jsonl] [--audio-tta R] [--adapt-bn]``."""
@@ -137,6 +168,8 @@ def run(argv: list[str]) -> int:
     device = resolve_device(args.device, "--device")
     model, cfg, state = load_model(args.checkpoint, device)
     tta = apply_tta(model, args)
+    if gallery_rows is not None:  # against the checkpoint's own data, before --data replaces it
+        refuse_training_pictures(args.gallery, gallery_rows, cfg.data, not args.no_progress)
     use_data(cfg, args.data)
     kw = dict(device=device, precision=args.precision, batch_size=cfg.train.batch_size)
     gallery = None
