@@ -91,3 +91,15 @@ def test_evaluate_with_audio_tta(tiny_train_args, capsys, tmp_path):
         assert evaluate.main(bad) == 2
         err = capsys.readouterr().err.strip()
         assert err.count("\n") == 0 and "--audio-tta" in err
+
+
+def test_a_two_way_head_keeps_its_own_rule_under_audio_tta(tiny_train_args, capsys):
+    # its logit > 0 applies to the averaged embedding as it does to one view: the threshold
+    # was recalibrated on val, which mixed a tuned threshold into TTA-against-none comparisons
+    assert train.main(["--config", str(ROOT / "configs/l3.yaml"), *tiny_train_args()]) == 0
+    base = ["avc", "--checkpoint", _last(capsys)["run_dir"], "--no-progress"]
+    assert evaluate.main([*base, "--audio-tta", "0.2", "--audio-tta-views", "3"]) == 0
+    tta = _last(capsys)
+    assert tta["threshold_from"] == "checkpoint" and tta["threshold"] == 0.0
+    assert evaluate.main([*base, "--audio-tta", "0.2", "--recalibrate", "val"]) == 0
+    assert _last(capsys)["threshold_from"].startswith("val (")  # when asked

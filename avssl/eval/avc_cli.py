@@ -2,9 +2,11 @@
 
 The metrics are :func:`avssl.eval.avc.avc_metrics`; the decision threshold is the one stored
 in the checkpoint (chosen on validation by ``train.py``), or chosen anew on a split of the
-checkpoint's own training data (``--recalibrate``; on val whenever ``--cohort`` or
-``--audio-tta`` move the scores, or the checkpoint was saved before any validation chose
-one), never on the evaluated split.
+checkpoint's own training data (``--recalibrate``; on val whenever ``--cohort`` or, for a
+model whose threshold is calibrated, ``--audio-tta`` move the scores, or the checkpoint was
+saved before any validation chose one; a two-way head keeps its own rule under
+``--audio-tta``). Evaluated on ``--split val``, the threshold chosen on val is a validation
+figure, as ``train.py`` reports it; the test split never takes part in a choice.
 """
 
 from __future__ import annotations
@@ -75,7 +77,7 @@ def run(argv: list[str]) -> int:
 
     device = resolve_device(args.device, "--device")
     model, cfg, state = load_model(args.checkpoint, device)
-    tta = apply_tta(model, args)  # scores change, so the threshold is recalibrated (below)
+    tta = apply_tta(model, args)  # scores move: a calibrated threshold is chosen anew (below)
     own = copy.deepcopy(cfg.data)  # the training data: cohort and calibration come from it
     use_data(cfg, args.data)
     ds = load_split(
@@ -98,7 +100,10 @@ def run(argv: list[str]) -> int:
     # a last.pt saved before the run's first validation holds the initial threshold, never
     # chosen: it is chosen on val here, as train.py would have
     uncalibrated = model.needs_calibration and "best" in state and state["best"] is None
-    calib_split = args.recalibrate or ("val" if args.cohort or tta or uncalibrated else None)
+    # a two-way head's own rule (logit difference > 0) stays meaningful for the mean of its
+    # logits over speed views; a cohort's centring moves every method's scores
+    moved = args.cohort or (tta and model.needs_calibration)
+    calib_split = args.recalibrate or ("val" if moved or uncalibrated else None)
     if calib_split:
         calib = load_split(
             own, calib_split, train=False, windows_per_clip=cfg.train.val_windows,
