@@ -228,8 +228,9 @@ def _entry_points(ckpt: Path, tmp: Path) -> dict[str, tuple]:
 @pytest.mark.parametrize("name", ["evil.pt", "last.pt"])
 def test_code_running_checkpoints_refused_everywhere(name, evil, media_factory, tmp_path, capsys):
     media_factory("v.mp4")
-    (tmp_path / "k").mkdir()
-    media_factory("k/a.wav")  # a one-file folder dataset for classify
+    for label in ("j", "k"):  # a folder dataset of two classes, one file each, for classify
+        (tmp_path / label).mkdir()
+        media_factory(f"{label}/a.wav")
     media_factory("a.wav")
     for label, (fn, argv) in _entry_points(evil / name, tmp_path).items():
         if label == "query":  # query opens its index first: give it a real one
