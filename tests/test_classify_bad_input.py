@@ -269,3 +269,17 @@ def test_one_class_is_refused_not_scored_perfect(tmp_path, capsys):
 def test_flags_the_protocol_does_not_read_are_refused(tmp_path, capsys, flags, reason):
     code, out, err = _run(capsys, *flags, "--root", str(tmp_path))
     assert code == 2 and out == "" and err.startswith(f"error: {reason}")
+
+
+def test_a_huge_hop_names_the_flag(tmp_path, capsys):
+    root = make_folder(tmp_path / "f", recordings=2, takes=1)
+    code, out, err = _run(capsys, "--dataset", "folder", "--root", str(root), "--hop", "1e308")
+    assert code == 2 and err == "error: --hop 1e+308: at most 600 s (a clip's longest)"
+
+
+def test_a_manifest_without_a_test_clip_names_the_manifest(tmp_path, capsys):
+    from test_classify import make_manifest
+
+    path = make_manifest(tmp_path / "m", {"train": 6, "val": 2})
+    code, out, err = _run(capsys, "--dataset", "manifest", "--root", str(path))
+    assert code == 2 and err.startswith(f"error: {path}: no clip in split 'test'")

@@ -38,6 +38,7 @@ import numpy as np
 import torch
 
 from avssl.cli import ArgumentParser, int_at_least, positive_float, positive_int
+from avssl.data.media_checks import MAX_WINDOW_S
 from avssl.errors import AvsslError, skip_fields
 from avssl.eval.adapt_bn import extract_adapted
 from avssl.eval.cli import (
@@ -84,7 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
         "tower's pooled output before the head",
     )  # fmt: skip
     p.add_argument("--pool", default="mean", choices=("mean", "max"))
-    p.add_argument("--hop", type=positive_float, default=0.5, help="seconds between windows")
+    p.add_argument(
+        "--hop", type=positive_float, default=0.5, help="seconds between windows (at most 600)"
+    )
     p.add_argument("--classifier", default="logreg", choices=("logreg", "svm"))
     p.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
     p.add_argument("--channels-last", action="store_true", help="faster bf16 convs on CPUs")
@@ -181,6 +184,8 @@ def run(argv: list[str]) -> int:
         raise AvsslError("--dataset folder has no official folds (use --protocol kfold)")
     if args.dataset == "manifest" and args.protocol:
         raise AvsslError("--dataset manifest uses its train/test splits (drop --protocol)")
+    if args.hop > MAX_WINDOW_S:  # no clip is that long; 1e308 overflowed a window count
+        raise AvsslError(f"--hop {args.hop:g}: at most {MAX_WINDOW_S:g} s (a clip's longest)")
     kfold_run = args.dataset == "folder" or args.protocol == "kfold"
     if args.folds is not None and not kfold_run:
         raise AvsslError("--folds applies to a k-fold protocol only (--protocol kfold, or folder)")
@@ -252,7 +257,10 @@ def run(argv: list[str]) -> int:
     y = np.array([it.label for it in items])
     if args.dataset == "manifest":
         # inner CV over the training rows only, grouped by source (each row its own by default)
-        folds = fixed_split(np.array([it.group for it in items]))
+        try:
+            folds = fixed_split(np.array([it.group for it in items]))
+        except AvsslError as err:  # a split without a readable clip: name the manifest
+            raise AvsslError(f"{args.root}: {err}") from None
         groups = np.array([it.source for it in items])
         protocol = "train -> test split (val ignored)"
     elif predefined:
