@@ -23,7 +23,7 @@ import sys
 from avssl.cli import ArgumentParser, dash_paths_last
 from avssl.data.audio_header import truncation
 from avssl.data.media import audio_end, probe, read_audio, read_frames, video_end
-from avssl.data.media_checks import check_pixels, check_window, secs
+from avssl.data.media_checks import check_pixels, check_window
 from avssl.errors import MediaError
 
 
@@ -72,16 +72,10 @@ def inspect_file(
     info = probe(path, shown=True)
     if (cut := truncation(path)) is not None:  # it decodes as a complete, shorter file
         raise MediaError(path, cut)
-    timed = info.kind != "image" and info.duration is not None
-    if timed and start >= info.duration:  # before a seek that far (FFmpeg's would overflow)
-        stop = start + (1.0 if duration is None else duration)
-        raise MediaError(
-            path,
-            f"window [{secs(start)}, {secs(stop)}) s is beyond the end (duration "
-            f"{secs(info.duration)} s)",
-        )
     if duration is None:  # 1 s, or up to the end, but at least one frame
-        duration = 1.0 if not timed else min(1.0, info.duration - start)
+        duration = 1.0
+        if info.kind != "image" and info.duration is not None and info.duration > start:
+            duration = min(duration, info.duration - start)
         if info.has_video:
             duration = max(duration, 1.0 / fps)
     frames = audio = None
