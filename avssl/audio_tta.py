@@ -18,17 +18,27 @@ from torch import Tensor
 from avssl.audio_augment import warp_waves
 from avssl.errors import AvsslError
 
+DEFAULT_VIEWS = 9
 
-def tta_speeds(radius: float, views: int) -> tuple[float, ...]:
+
+def tta_speeds(radius: float, views: int | None = None) -> tuple[float, ...]:
     """``views`` speed factors evenly spaced in ``[1 - radius, 1 + radius]`` (``()`` if off).
 
+    Args:
+        radius: ``--audio-tta``; 0 turns test-time augmentation off.
+        views: ``--audio-tta-views``; ``None`` means :data:`DEFAULT_VIEWS`.
+
     Raises:
-        AvsslError: ``radius`` outside ``[0, 1)``, or views outside ``[2, 64]``.
+        AvsslError: ``radius`` outside ``[0, 1)``, views outside ``[2, 64]``, or views given
+            while ``radius`` is 0 (they would be ignored).
     """
     if not 0 <= radius < 1:
         raise AvsslError(f"--audio-tta must be in [0, 1), got {radius}")
     if radius == 0:
+        if views is not None:
+            raise AvsslError(f"--audio-tta-views {views}: read only with --audio-tta above 0")
         return ()
+    views = DEFAULT_VIEWS if views is None else views
     if not 2 <= views <= 64:
         raise AvsslError(f"--audio-tta-views must be in [2, 64], got {views}")
     return tuple(round(float(s), 6) for s in torch.linspace(1 - radius, 1 + radius, views))

@@ -21,7 +21,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_tta_speeds():
-    assert tta_speeds(0.0, 9) == ()
+    assert tta_speeds(0.0) == () and len(tta_speeds(0.2)) == 9
+    with pytest.raises(AvsslError, match="--audio-tta-views 9: read only with --audio-tta"):
+        tta_speeds(0.0, 9)  # views that would be ignored
     speeds = tta_speeds(0.2, 9)
     assert len(speeds) == 9 and speeds[0] == pytest.approx(0.8) and speeds[-1] == pytest.approx(1.2)
     assert 1.0 in speeds
@@ -87,7 +89,8 @@ def test_evaluate_with_audio_tta(tiny_train_args, capsys, tmp_path):
     assert len(_last(capsys)["audio_tta"]) == 9
 
     for bad in (["avc", *base, "--audio-tta", "1.5"], ["avc", *base, "--audio-tta-views", "1",
-                                                       "--audio-tta", "0.1"]):  # fmt: skip
+                                                       "--audio-tta", "0.1"],
+                ["avc", *base, "--audio-tta-views", "5"]):  # fmt: skip
         assert evaluate.main(bad) == 2
         err = capsys.readouterr().err.strip()
         assert err.count("\n") == 0 and "--audio-tta" in err

@@ -292,7 +292,8 @@ def test_cli_folder_skips_bad_files_and_strict(tmp_path, capsys):
 
 
 def test_cli_errors_are_one_line(tmp_path, capsys):
-    assert evaluate.main(["classify", "--dataset", "esc50", "--root", str(tmp_path)]) == 2
+    argv = ["classify", "--dataset", "esc50", "--root", str(tmp_path), "--features", "mfcc"]
+    assert evaluate.main(argv) == 2
     assert "esc50.csv: no such metadata file" in capsys.readouterr().err
     root = make_folder(tmp_path / "f", recordings=1, takes=1)
     assert evaluate.main(["classify", "--dataset", "folder", "--root", str(root)]) == 2
@@ -464,7 +465,7 @@ def test_cli_manifest_errors_are_one_line(tmp_path, capsys):
     assert "no clip in split 'test'" in capsys.readouterr().err
     assert evaluate.main([*args, "--protocol", "kfold"]) == 2
     assert "drop --protocol" in capsys.readouterr().err
-    assert evaluate.main([*args[:4], str(tmp_path / "nope.jsonl")]) == 2
+    assert evaluate.main([*args[:4], str(tmp_path / "nope.jsonl"), *args[5:]]) == 2
     assert "nope.jsonl: no such manifest" in capsys.readouterr().err
 
 

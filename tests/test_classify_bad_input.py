@@ -273,8 +273,10 @@ def test_flags_the_protocol_does_not_read_are_refused(tmp_path, capsys, flags, r
 
 def test_a_huge_hop_names_the_flag(tmp_path, capsys):
     root = make_folder(tmp_path / "f", recordings=2, takes=1)
-    code, out, err = _run(capsys, "--dataset", "folder", "--root", str(root), "--hop", "1e308")
-    assert code == 2 and err == "error: --hop 1e+308: at most 600 s (a clip's longest)"
+    argv = ["classify", "--dataset", "folder", "--root", str(root), "--hop", "1e308"]
+    assert evaluate.main([*argv, "--features", "random", "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "error: --hop 1e+308: at most 600 s (a clip's longest)"
 
 
 def test_a_manifest_without_a_test_clip_names_the_manifest(tmp_path, capsys):
@@ -283,3 +285,15 @@ def test_a_manifest_without_a_test_clip_names_the_manifest(tmp_path, capsys):
     path = make_manifest(tmp_path / "m", {"train": 6, "val": 2})
     code, out, err = _run(capsys, "--dataset", "manifest", "--root", str(path))
     assert code == 2 and err.startswith(f"error: {path}: no clip in split 'test'")
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [("--hop", "1"), ("--pool", "max"), ("--layer", "tower"), ("--audio-tta", "0.1"),
+     ("--audio-tta-views", "3")],
+)  # fmt: skip
+def test_window_flags_are_refused_with_clip_statistics(tmp_path, capsys, flags):
+    # logmel and mfcc are statistics of the whole clip: a window flag would be ignored
+    code, out, err = _run(capsys, "--dataset", "folder", "--root", str(tmp_path), *flags)
+    assert code == 2 and not out
+    assert err == f"error: {flags[0]} applies to network features (model, random), not logmel"

@@ -224,6 +224,16 @@ def test_cli_missing_ontology_is_one_line(runs, tmp_path, capsys):
     assert len(err.strip().splitlines()) == 1
 
 
+def test_cli_an_ontology_knowing_no_test_label_is_refused(runs, tmp_path, capsys):
+    # every gain would be 0 and nDCG null, for a reason the JSON did not show
+    onto = tmp_path / "ontology.json"
+    onto.write_text(json.dumps([{"id": "/m/09x0r", "name": "Speech"}]))
+    argv = ["retrieval", "--checkpoint", str(runs["contrastive"]), "--ontology", str(onto)]
+    assert evaluate.main([*argv, "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith(f"error: {onto}: none of the test split's ") and "is a class id" in err
+
+
 # ---- a separate visual gallery ----------------------------------------------------------------
 
 

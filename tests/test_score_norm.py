@@ -123,6 +123,14 @@ def test_avc_recalibrate_and_cohort(tiny_train_args, capsys):
     assert evaluate.main([*base, "--cohort", "4", "--cohort-top", "5"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "--cohort-top 5" in err
+    # a cohort larger than the training split: --cohort-top is checked against the clips drawn,
+    # before the evaluated split is decoded
+    assert evaluate.main([*base, "--cohort", "100000", "--cohort-top", "99999"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]  # after the world's "reused" line
+    assert err == (
+        "error: --cohort-top 99999: the cohort holds 12 training clips (--cohort 100000); "
+        "at most 12"
+    )
 
 
 def test_avc_chooses_a_threshold_no_validation_chose(tiny_train_args, tmp_path, capsys):

@@ -80,22 +80,27 @@ def run(argv: list[str]) -> int:
     tta = apply_tta(model, args)  # scores move: a calibrated threshold is chosen anew (below)
     own = copy.deepcopy(cfg.data)  # the training data: cohort and calibration come from it
     use_data(cfg, args.data)
-    ds = load_split(
-        cfg.data, args.split, train=False, windows_per_clip=args.windows,
-        seed=cfg.train.seed + 2000, progress=not args.no_progress,
-    )  # fmt: skip
-    skips = skip_report(ds.store, args.strict)
     norm = {"batch_size": cfg.train.batch_size}
-    if args.cohort:
+    if args.cohort:  # before the evaluated split: a --cohort-top too large fails early
         pictures = load_split(
             own, "train", train=False, seed=cfg.train.seed + 3000, sample=args.cohort,
             progress=not args.no_progress,
         )  # fmt: skip
+        if args.cohort_top is not None and args.cohort_top > len(pictures):
+            raise AvsslError(
+                f"--cohort-top {args.cohort_top}: the cohort holds {len(pictures)} training "
+                f"clips (--cohort {args.cohort}); at most {len(pictures)}"
+            )
         top = args.cohort_top or min(COHORT_TOP, len(pictures))
         norm.update(
             cohort=cohort_codes(model, pictures, device, args.precision, cfg.train.batch_size),
             cohort_top=top,
         )
+    ds = load_split(
+        cfg.data, args.split, train=False, windows_per_clip=args.windows,
+        seed=cfg.train.seed + 2000, progress=not args.no_progress,
+    )  # fmt: skip
+    skips = skip_report(ds.store, args.strict)
     threshold, source = float(model.decision_threshold), "checkpoint"
     # a last.pt saved before the run's first validation holds the initial threshold, never
     # chosen: it is chosen on val here, as train.py would have

@@ -14,7 +14,8 @@ one is given (its sample rate, FFT size, window, hop and mel bands), so that the
 what the network hears; without one, the default config's (16 kHz, 1,024-point FFT, 640 / 320
 samples, 40 bands).
 ``--layer tower`` probes the audio tower's pooled output instead of the embedding the method's
-head makes of it (the same for methods without an audio head).
+head makes of it (the same for methods without an audio head). ``--layer``, ``--pool``,
+``--hop`` and ``--audio-tta`` are refused with ``logmel`` and ``mfcc`` (clip statistics).
 
 ``--dataset manifest`` probes a manifest's labelled rows (each row's audio in its start/end
 window, first label as class) with one fixed split: trained on split ``train`` (``C`` by
@@ -38,9 +39,9 @@ import numpy as np
 import torch
 
 from avssl.cli import ArgumentParser, int_at_least, positive_float, positive_int
-from avssl.data.media_checks import MAX_WINDOW_S
 from avssl.errors import AvsslError, skip_fields
 from avssl.eval.adapt_bn import extract_adapted
+from avssl.eval.classify_checks import HANDCRAFTED, check_flags, one_class
 from avssl.eval.cli import (
     SUBCOMMANDS,
     add_adapt,
@@ -52,7 +53,6 @@ from avssl.eval.cli import (
 )
 
 FEATURES = ("model", "logmel", "mfcc", "random")
-HANDCRAFTED = ("logmel", "mfcc")
 LAYERS = ("embedding", "tower")
 
 
@@ -84,10 +84,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="network features: the audio embedding (through the method's head), or the audio "
         "tower's pooled output before the head",
     )  # fmt: skip
-    p.add_argument("--pool", default="mean", choices=("mean", "max"))
     p.add_argument(
-        "--hop", type=positive_float, default=0.5, help="seconds between windows (at most 600)"
+        "--pool", choices=("mean", "max"), help="network features: of the windows (default: mean)"
     )
+    p.add_argument(
+        "--hop", type=positive_float,
+        help="network features: seconds between windows (default: 0.5; at most 600)",
+    )  # fmt: skip
     p.add_argument("--classifier", default="logreg", choices=("logreg", "svm"))
     p.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
     p.add_argument("--channels-last", action="store_true", help="faster bf16 convs on CPUs")
@@ -121,17 +124,10 @@ def make_extractor(args, device):
     from avssl.eval.clip_features import MfccStats, WindowEmbedder, logmel_extractor
 
     if args.features in HANDCRAFTED:
-        for flag, used in (("--audio-tta", args.audio_tta), ("--layer", args.layer != "embedding")):
-            if used:
-                raise AvsslError(
-                    f"{flag} applies to network features (model, random), not {args.features}"
-                )
         if args.features == "mfcc":
             return MfccStats(), {"features": "mfcc"}
         return logmel_extractor(args.checkpoint)
     if args.features == "model":
-        if not args.checkpoint:
-            raise AvsslError("--features model needs --checkpoint")
         from avssl.eval.provenance import provenance
         from avssl.train.checkpoint import load_model
 
@@ -153,6 +149,7 @@ def make_extractor(args, device):
     if args.channels_last:
         model = model.to(memory_format=torch.channels_last)
     info.update(method=cfg.model.method, window_s=cfg.data.window, sample_rate=cfg.data.sample_rate)
+    args.hop, args.pool = args.hop or 0.5, args.pool or "mean"
     if round(args.hop * cfg.data.sample_rate) < 1:
         raise AvsslError(f"--hop {args.hop:g} s is under one sample at {cfg.data.sample_rate} Hz")
     embedder = WindowEmbedder(
@@ -162,48 +159,11 @@ def make_extractor(args, device):
     return embedder, info
 
 
-def one_class(root, labels: list, which: str) -> None:
-    """Refuse clips of fewer than two classes: every fold would be a constant guess scoring
-    1.0 (a mistyped root whose one sub-folder became the only class)."""
-    if len(set(labels)) < 2:
-        raise AvsslError(
-            f"{root}: the {len(labels)} {which} clips are all of class {labels[0]!r}: a probe "
-            "needs at least two classes"
-        )
-
-
 def run(argv: list[str]) -> int:
     """Run the probe; the last stdout line is the JSON result."""
     args = build_parser().parse_args(argv)
     check_outputs(args)
-    if args.checkpoint and not Path(args.checkpoint).exists():  # even where unused: a typo
-        raise AvsslError(f"{args.checkpoint}: no such checkpoint or run directory")
-    if args.subset and args.dataset != "esc50":
-        raise AvsslError("--subset applies to --dataset esc50 only")
-    if args.dataset == "folder" and args.protocol == "official":
-        raise AvsslError("--dataset folder has no official folds (use --protocol kfold)")
-    if args.dataset == "manifest" and args.protocol:
-        raise AvsslError("--dataset manifest uses its train/test splits (drop --protocol)")
-    if args.hop > MAX_WINDOW_S:  # no clip is that long; 1e308 overflowed a window count
-        raise AvsslError(f"--hop {args.hop:g}: at most {MAX_WINDOW_S:g} s (a clip's longest)")
-    kfold_run = args.dataset == "folder" or args.protocol == "kfold"
-    if args.folds is not None and not kfold_run:
-        raise AvsslError("--folds applies to a k-fold protocol only (--protocol kfold, or folder)")
-    args.folds = args.folds or 5
-    if args.adapt_bn and (args.dataset != "manifest" or args.features in HANDCRAFTED):
-        raise AvsslError(
-            "--adapt-bn needs --dataset manifest (its test split is the audio adapted to) and "
-            "network features (model, random)"
-        )
-    if args.source_norm and (args.dataset not in ("manifest", "folder") or not args.group_regex):
-        raise AvsslError(
-            "--source-norm needs --dataset manifest or folder and --group-regex (the sources, "
-            "e.g. the speakers)"
-        )
-    if args.group_regex and args.dataset in ("esc50", "us8k"):
-        raise AvsslError(
-            f"--group-regex applies to --dataset folder or manifest, not {args.dataset}"
-        )
+    check_flags(args)
     from avssl.eval.audio_sets import list_dataset
     from avssl.eval.clip_features import extract
     from avssl.eval.probe import (
@@ -285,7 +245,7 @@ def run(argv: list[str]) -> int:
         "protocol": protocol,
         "classifier": args.classifier,
         "source_norm": args.source_norm,
-        "pool": args.pool if args.features not in HANDCRAFTED else None,
+        "pool": args.pool,  # None for clip statistics
         "chance": float(np.bincount(np.unique(y, return_inverse=True)[1]).max() / len(y)),
         **skip_fields(skipped),
         "embed_clips_per_s": timing["clips_per_s"],

@@ -98,14 +98,17 @@ def _check_not_manifest(args) -> None:
 
 def add_tta(p: argparse.ArgumentParser) -> None:
     """Add ``--audio-tta`` and ``--audio-tta-views`` (applied by :func:`apply_tta`)."""
+    from avssl.audio_tta import DEFAULT_VIEWS
+
     p.add_argument(
         "--audio-tta", type=float, default=0.0, metavar="R",
         help="embed each sound at speeds in [1-R, 1+R] and average (test-time augmentation; "
         "0: off)",
     )  # fmt: skip
     p.add_argument(
-        "--audio-tta-views", type=int, default=9, metavar="K", help="speeds of --audio-tta"
-    )
+        "--audio-tta-views", type=int, metavar="K",
+        help=f"speeds of --audio-tta (default: {DEFAULT_VIEWS})",
+    )  # fmt: skip
 
 
 def add_adapt(p: argparse.ArgumentParser) -> None:

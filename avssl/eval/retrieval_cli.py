@@ -125,6 +125,32 @@ def refuse_training_pictures(gallery, rows, data, progress: bool = True) -> None
         )
 
 
+def check_ontology(path: str, ontology, data) -> None:
+    """Refuse an ``--ontology`` that knows none of the test split's labels: every gain would be
+    0, so nDCG would be reported as null for a reason the JSON would not show.
+
+    Args:
+        path: ``--ontology``.
+        ontology: the loaded :class:`~avssl.data.audioset.Ontology`.
+        data: the evaluated data's config (its manifest's ``test`` rows are read, not decoded).
+
+    Raises:
+        AvsslError: naming the file, and a few of the labels it does not know.
+    """
+    from avssl.data.manifest import read_manifest
+    from avssl.data.source import manifest_path
+
+    labels = {
+        x for r in read_manifest(manifest_path(data, announce=False), "test") for x in r.labels
+    }
+    if labels and not any(x in ontology for x in labels):
+        shown = ", ".join(repr(x) for x in sorted(labels)[:3])
+        raise AvsslError(
+            f"{path}: none of the test split's {len(labels)} labels ({shown}, ...) is a class id "
+            "of this ontology, so nDCG is undefined (AudioSet ids look like /m/09x0r)"
+        )
+
+
 def run(argv: list[str]) -> int:
     """``evaluate.py retrieval --checkpoint CKPT [--data MANIFEST] [--ontology ontology.json]
     [--gallery GALLERY.jsonl] [--audio-tta R] [--adapt-bn]``."""
@@ -171,6 +197,8 @@ def run(argv: list[str]) -> int:
     if gallery_rows is not None:  # against the checkpoint's own data, before --data replaces it
         refuse_training_pictures(args.gallery, gallery_rows, cfg.data, not args.no_progress)
     use_data(cfg, args.data)
+    if ontology is not None:
+        check_ontology(args.ontology, ontology, cfg.data)
     kw = dict(device=device, precision=args.precision, batch_size=cfg.train.batch_size)
     gallery = None
     if gallery_rows is not None:  # decoded first: a bad gallery fails before the long part

@@ -1,0 +1,72 @@
+"""The refusals of ``evaluate.py classify`` (:mod:`avssl.eval.classify_cli`) that need no data:
+flags that do not apply to the dataset, protocol or features asked for, each one line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from avssl.data.media_checks import MAX_WINDOW_S
+from avssl.errors import AvsslError
+
+HANDCRAFTED = ("logmel", "mfcc")
+
+
+def check_flags(args) -> None:
+    """Refuse flag combinations that would be ignored or meaningless; set ``args.folds``.
+
+    Args:
+        args: the parsed ``classify`` arguments.
+
+    Raises:
+        AvsslError: naming the flag and the reason.
+    """
+    if args.checkpoint and not Path(args.checkpoint).exists():  # even where unused: a typo
+        raise AvsslError(f"{args.checkpoint}: no such checkpoint or run directory")
+    if args.subset and args.dataset != "esc50":
+        raise AvsslError("--subset applies to --dataset esc50 only")
+    if args.dataset == "folder" and args.protocol == "official":
+        raise AvsslError("--dataset folder has no official folds (use --protocol kfold)")
+    if args.dataset == "manifest" and args.protocol:
+        raise AvsslError("--dataset manifest uses its train/test splits (drop --protocol)")
+    if args.features in HANDCRAFTED:  # clip statistics: no network, no windows
+        given = (("--audio-tta", args.audio_tta),
+                 ("--audio-tta-views", args.audio_tta_views is not None),
+                 ("--layer", args.layer != "embedding"), ("--hop", args.hop is not None),
+                 ("--pool", args.pool is not None))  # fmt: skip
+        for flag, used in given:
+            if used:
+                raise AvsslError(
+                    f"{flag} applies to network features (model, random), not {args.features}"
+                )
+    if args.features == "model" and not args.checkpoint:
+        raise AvsslError("--features model needs --checkpoint")
+    if args.hop is not None and args.hop > MAX_WINDOW_S:  # 1e308 overflowed a window count
+        raise AvsslError(f"--hop {args.hop:g}: at most {MAX_WINDOW_S:g} s (a clip's longest)")
+    kfold_run = args.dataset == "folder" or args.protocol == "kfold"
+    if args.folds is not None and not kfold_run:
+        raise AvsslError("--folds applies to a k-fold protocol only (--protocol kfold, or folder)")
+    args.folds = args.folds or 5
+    if args.adapt_bn and (args.dataset != "manifest" or args.features in HANDCRAFTED):
+        raise AvsslError(
+            "--adapt-bn needs --dataset manifest (its test split is the audio adapted to) and "
+            "network features (model, random)"
+        )
+    if args.source_norm and (args.dataset not in ("manifest", "folder") or not args.group_regex):
+        raise AvsslError(
+            "--source-norm needs --dataset manifest or folder and --group-regex (the sources, "
+            "e.g. the speakers)"
+        )
+    if args.group_regex and args.dataset in ("esc50", "us8k"):
+        raise AvsslError(
+            f"--group-regex applies to --dataset folder or manifest, not {args.dataset}"
+        )
+
+
+def one_class(root, labels: list, which: str) -> None:
+    """Refuse clips of fewer than two classes: every fold would be a constant guess scoring
+    1.0 (a mistyped root whose one sub-folder became the only class)."""
+    if len(set(labels)) < 2:
+        raise AvsslError(
+            f"{root}: the {len(labels)} {which} clips are all of class {labels[0]!r}: a probe "
+            "needs at least two classes"
+        )
