@@ -187,9 +187,15 @@ def test_out_symlink_that_cannot_be_written_through(tmp_path, capsys, sub):
 # ------------------------------------------------------------------ finding 6: sync --max-offset
 
 
-def test_sync_max_offset_under_one_frame(ckpt, media_factory, capsys):
-    # refused once the checkpoint gives the frame rate (25 fps), before any clip is decoded:
-    # the manifest is not even there
+def test_sync_max_offset_under_one_frame(ckpt, media_factory, capsys, monkeypatch):
+    # refused once the checkpoint gives the frame rate (25 fps), before any clip is decoded
+    # (the manifest is not even there) and before the model is built
+    import avssl.models
+
+    def no_model(*args):
+        raise AssertionError("the model was built before --max-offset was checked")
+
+    monkeypatch.setattr(avssl.models, "build_model", no_model)
     video = media_factory("v.mp4", duration=2.5)
     for argv in (["--video", str(video)], ["--data", str(media_factory.folder / "m.jsonl")]):
         line = _one_line(capsys, ["sync", "--checkpoint", str(ckpt), *argv, "--max-offset", "0.03"])

@@ -22,7 +22,7 @@ from tqdm import tqdm
 from avssl.cli import ArgumentParser, int_at_least, positive_float, positive_int
 from avssl.errors import MediaError, skip_fields
 from avssl.eval.cli import SUBCOMMANDS, add_common, add_strict, check_outputs, emit, use_data
-from avssl.eval.sync_clip import ClipSync, check_max_offset  # noqa: F401 (re-exported)
+from avssl.eval.sync_clip import ClipSync, check_grid, check_max_offset  # noqa: F401 (re-exported)
 
 _FP32_HINT = {"bf16": " (try --precision fp32)", "fp32": ""}
 
@@ -236,7 +236,7 @@ def run(argv: list[str]) -> int:
 
         check_file(args.video)  # a bad path fails before the model loads
     device = resolve_device(args.device, "--device")
-    model, cfg, state = load_model(args.checkpoint, device)
+    model, cfg, state = load_model(args.checkpoint, device, check=lambda c: check_grid(c, args))
     sync = ClipSync(model, cfg, args, device)
     if args.video:
         result = run_video(sync, args)

@@ -25,16 +25,33 @@ def check_max_offset(max_offset: float, fps: float) -> None:
         )
 
 
+def check_grid(cfg, args):
+    """The offset grid of ``--max-offset`` and ``--times`` at the checkpoint's ``data.fps``.
+
+    Args:
+        cfg: the checkpoint's config.
+        args: the parsed ``sync`` arguments (``max_offset``, ``times``).
+
+    Returns:
+        float ``[K]`` offsets (s), as :func:`~avssl.eval.sync.offset_grid`.
+
+    Raises:
+        AvsslError: a ``--max-offset`` under a frame, or too many offsets or pairs.
+    """
+    from avssl.eval.sync import check_pairs, offset_grid
+
+    check_max_offset(args.max_offset, cfg.data.fps)
+    offsets = offset_grid(args.max_offset, cfg.data.fps)
+    check_pairs(args.times, len(offsets))
+    return offsets
+
+
 class ClipSync:
     """Offset search for decoded clips of one model (settings from its config)."""
 
     def __init__(self, model, cfg, args, device):
-        from avssl.eval.sync import check_pairs, offset_grid
-
         self.model, self.data, self.args, self.device = model, cfg.data, args, device
-        check_max_offset(args.max_offset, cfg.data.fps)
-        self.offsets = offset_grid(args.max_offset, cfg.data.fps)
-        check_pairs(args.times, len(self.offsets))
+        self.offsets = check_grid(cfg, args)
 
     def decode(self, path, audio_path=None, start=0.0, duration=None):
         """Decode a clip at the model's ``data.fps``, ``data.frame_size`` and ``data.sample_rate``.

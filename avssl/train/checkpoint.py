@@ -136,12 +136,18 @@ def checkpoint_config(state: dict) -> Config:
     return cfg
 
 
-def load_model(path: str | os.PathLike, device: torch.device | str = "cpu"):
-    """Rebuild the model of a checkpoint in eval mode. Returns ``(model, config, state)``."""
+def load_model(path: str | os.PathLike, device: torch.device | str = "cpu", check=None):
+    """Rebuild the model of a checkpoint in eval mode. Returns ``(model, config, state)``.
+
+    ``check(config)``, when given, runs before the model is built: flags checked against the
+    checkpoint's settings fail before the weights are loaded and checked.
+    """
     from avssl.models import build_model
 
     state = load_checkpoint(path)
     cfg = checkpoint_config(state)
+    if check is not None:
+        check(cfg)
     if "model" not in state:
         raise CheckpointError(state["path"], "no weights ('model') stored in checkpoint")
     model = build_model(cfg.model, cfg.data, cfg.loss)
