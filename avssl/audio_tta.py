@@ -29,8 +29,9 @@ def tta_speeds(radius: float, views: int | None = None) -> tuple[float, ...]:
         views: ``--audio-tta-views``; ``None`` means :data:`DEFAULT_VIEWS`.
 
     Raises:
-        AvsslError: ``radius`` outside ``[0, 1)``, views outside ``[2, 64]``, or views given
-            while ``radius`` is 0 (they would be ignored).
+        AvsslError: ``radius`` outside ``[0, 1)``, views outside ``[2, 64]``, views given
+            while ``radius`` is 0 (they would be ignored), or a radius too small for distinct
+            speeds at 6 decimals.
     """
     if not 0 <= radius < 1:
         raise AvsslError(f"--audio-tta must be in [0, 1), got {radius}")
@@ -41,7 +42,10 @@ def tta_speeds(radius: float, views: int | None = None) -> tuple[float, ...]:
     views = DEFAULT_VIEWS if views is None else views
     if not 2 <= views <= 64:
         raise AvsslError(f"--audio-tta-views must be in [2, 64], got {views}")
-    return tuple(round(float(s), 6) for s in torch.linspace(1 - radius, 1 + radius, views))
+    speeds = tuple(round(float(s), 6) for s in torch.linspace(1 - radius, 1 + radius, views))
+    if len(set(speeds)) < views:  # K passes of the same sound, reported as K speeds
+        raise AvsslError(f"--audio-tta {radius:g}: too small, its {views} speeds are not distinct")
+    return speeds
 
 
 def speed_views(wave: Tensor, speeds: tuple[float, ...]) -> Tensor:

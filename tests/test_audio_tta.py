@@ -27,7 +27,7 @@ def test_tta_speeds():
     speeds = tta_speeds(0.2, 9)
     assert len(speeds) == 9 and speeds[0] == pytest.approx(0.8) and speeds[-1] == pytest.approx(1.2)
     assert 1.0 in speeds
-    for radius, views in ((1.0, 9), (-0.1, 9), (0.2, 1)):
+    for radius, views in ((1.0, 9), (-0.1, 9), (0.2, 1), (1e-9, 9)):
         with pytest.raises(AvsslError):
             tta_speeds(radius, views)
 

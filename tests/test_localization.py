@@ -452,3 +452,53 @@ def test_a_flipped_numpy_view_scores_as_its_copy():
 
     h = np.random.default_rng(0).random((7, 7)).astype(np.float32)
     np.testing.assert_array_equal(normalise_map(h[:, ::-1]), normalise_map(h[:, ::-1].copy()))
+
+
+def test_cli_records_what_changes_its_numbers(contrastive_run, tmp_path, capsys):
+    # --frame-size, --precision and --seed change the figures: the JSON and the report's heading
+    # say which were used
+    argv = ["localize", "--checkpoint", str(contrastive_run), "--no-progress"]
+    assert evaluate.main([*argv, "--frame-size", "48", "--seed", "3", "--precision", "bf16"]) == 0
+    res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert (res["frame_size"], res["baseline_seed"], res["precision"]) == (48, 3, "bf16")
+    assert (
+        "## Localisation (vggss, test, frame 48, bf16)"
+        in (contrastive_run / "report.md").read_text()
+    )
+    assert evaluate.main(argv) == 0
+    res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert (res["frame_size"], res["baseline_seed"], res["precision"]) == (32, 0, "fp32")
+
+
+def test_cli_out_dir_fails_before_the_work_or_after_the_result(contrastive_run, tmp_path, capsys):
+    argv = ["localize", "--checkpoint", str(contrastive_run), "--no-progress"]
+    same = str(tmp_path / "same")
+    assert evaluate.main([*argv, "--out", same, "--out-dir", same]) == 2
+    cap = capsys.readouterr()
+    assert not cap.out and cap.err.strip().endswith("the JSON needs a file of its own")
+    assert evaluate.main([*argv, "--out-dir", "/proc/avssl-no/maps"]) == 2  # cannot be made
+    cap = capsys.readouterr()
+    assert not cap.out and "--out-dir cannot be made" in cap.err.strip().splitlines()[-1]
+    # a PNG that cannot be written (a folder in its place) comes after the result is printed
+    cfg = load_config(contrastive_run / "config.yaml")
+    first = load_split(cfg.data, "test", train=False, progress=False).store.rows[0]
+    maps = tmp_path / "maps"
+    (maps / safe_name(0, first.id)).mkdir(parents=True)
+    assert evaluate.main([*argv, "--out-dir", str(maps), "--force"]) == 2
+    cap = capsys.readouterr()
+    assert json.loads(cap.out.strip().splitlines()[-1])["n"] == 4
+    assert cap.err.strip().splitlines()[-1].endswith("; the result is on stdout")
+
+
+def test_cli_a_manifest_without_a_test_split_says_so(contrastive_run, tmp_path, capsys):
+    cfg = load_config(contrastive_run / "config.yaml")
+    store = load_split(cfg.data, "test", train=False, progress=False).store
+    rows = [
+        replace(r, video=str(resolve(store.manifest, r.video)), split="val") for r in store.rows
+    ]
+    manifest = tmp_path / "m.jsonl"
+    write_manifest(manifest, rows)
+    argv = ["localize", "--checkpoint", str(contrastive_run), "--data", str(manifest)]
+    assert evaluate.main([*argv, "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err == f"error: {manifest}: split 'test' has no rows"

@@ -96,6 +96,8 @@ def test_title_qualifiers():
     assert title == "Localisation (vggss, test, data=avd3x3/manifest.jsonl, adapt-bn)"
     args.adapt_bn, args.audio_tta = False, 0.15
     assert qualified_title("Retrieval", {}, args) == "Retrieval (audio TTA 0.15)"
+    args.precision = "bf16"  # scores differ a little from fp32's
+    assert qualified_title("Retrieval", {}, args) == "Retrieval (audio TTA 0.15, bf16)"
 
 
 def test_folder_name_not_utf8_and_stale_tables(run, tmp_path, capsys):

@@ -286,3 +286,15 @@ def test_evaluating_other_data_ignores_the_training_cache():
     assert cfg.data.cache == "/somewhere/shards" and cfg.data.root is None
     use_data(cfg, "other/manifest.jsonl")
     assert cfg.data.root == "other/manifest.jsonl" and cfg.data.cache is None
+
+
+def test_localize_at_another_frame_size_reads_the_media(world_cache, tiny_train_args, capsys):
+    # the cache holds frames at the training size: --frame-size decodes the media instead of
+    # failing with advice to rebuild the cache
+    import evaluate
+
+    assert train.main(tiny_train_args(f"data.cache={world_cache}", "train.steps=2")) == 0
+    run = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["run_dir"]
+    argv = ["localize", "--checkpoint", run, "--frame-size", "48", "--no-progress"]
+    assert evaluate.main(argv) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["frame_size"] == 48

@@ -192,8 +192,9 @@ def use_data(cfg, manifest: str | None) -> None:
 def emit(result: dict, args, title: str) -> None:
     """Print the result as the last stdout line, write ``--out``, append to the run's report.
 
-    The result gains ``evaluated_at`` (UTC), and the title what sets the evaluation apart
-    (:func:`~avssl.eval.provenance.qualified_title`: other data, TTA, adapted batch norms).
+    The result gains ``evaluated_at`` (UTC) and ``precision``, and the title what sets the
+    evaluation apart (:func:`~avssl.eval.provenance.qualified_title`: other data, TTA, adapted
+    batch norms, bf16).
 
     Args:
         result: the JSON result.
@@ -204,6 +205,8 @@ def emit(result: dict, args, title: str) -> None:
         AvsslError: ``--out`` cannot be written (after the report is appended).
     """
     result.setdefault("evaluated_at", utc_now())
+    if getattr(args, "precision", None):  # bf16 moves every score a little
+        result.setdefault("precision", args.precision)
     text = json_line(result)  # ASCII: a path that is not UTF-8 comes out \u-escaped
     print(text)  # first: a file that cannot be written must not cost the result
     sys.stdout.flush()

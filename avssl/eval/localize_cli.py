@@ -118,6 +118,24 @@ def save_overlay(path: Path, frame, heatmap, alpha: float = 0.5) -> None:
     Image.fromarray(np.clip(blend * 255 + 0.5, 0, 255).astype(np.uint8)).save(path)
 
 
+def check_out_dir(args) -> None:
+    """Create ``--out-dir`` before any work (an evaluation must not end on a folder that cannot
+    be made), and refuse it as the ``--out`` file too.
+
+    Raises:
+        AvsslError: naming the folder and the reason.
+    """
+    if not args.out_dir:
+        return
+    out_dir = Path(args.out_dir)
+    if args.out and Path(args.out).resolve() == out_dir.resolve():
+        raise AvsslError(f"{out_dir}: both --out and --out-dir; the JSON needs a file of its own")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise AvsslError(f"{out_dir}: --out-dir cannot be made ({err.strerror})") from None
+
+
 def run(argv: list[str]) -> int:
     """``evaluate.py localize --checkpoint CKPT [--data M] [--protocol P] [--out-dir DIR]
     [--audio-tta R] [--adapt-bn]``."""
@@ -151,6 +169,7 @@ def run(argv: list[str]) -> int:
     add_strict(p)
     args = p.parse_args(argv)
     check_outputs(args)
+    check_out_dir(args)
 
     from avssl.data.manifest import read_manifest
     from avssl.data.source import load_split, manifest_path, pick_rows
@@ -176,12 +195,17 @@ def run(argv: list[str]) -> int:
             "(use avolnet or contrastive with model.spatial=true)"
         )
     use_data(cfg, args.data)
+    own_size = cfg.data.frame_size
     if args.frame_size is not None:
         if not 16 <= args.frame_size <= 4096:
             raise AvsslError(f"--frame-size {args.frame_size}: outside 16..4096")
         cfg.data.frame_size = cfg.data.load_size = args.frame_size
+        if args.frame_size != own_size:  # the shard cache holds frames at the training size
+            cfg.data.cache = None
     manifest = manifest_path(cfg.data, not args.no_progress)
     rows = pick_rows(read_manifest(manifest), "test")
+    if not rows:
+        raise AvsslError(f"{manifest}: split 'test' has no rows")
     err = box_error(manifest, rows, args.protocol)  # from the manifest: before decoding
     if err is not None:
         raise err
@@ -217,6 +241,8 @@ def run(argv: list[str]) -> int:
     }
     result.update(
         pointing_ties="share",  # ties at the maximum scored by the share inside (since 2026-12-06)
+        frame_size=cfg.data.frame_size,
+        baseline_seed=args.seed,
         protocol=protocol,
         protocol_items=counts,
         no_box=len(store) - len(idx),
@@ -227,11 +253,14 @@ def run(argv: list[str]) -> int:
         **adapt,
         **provenance(model, state, store.manifest),
     )
-    if args.out_dir:
-        out = Path(args.out_dir)
-        out.mkdir(parents=True, exist_ok=True)
+    size = f", frame {cfg.data.frame_size}" if cfg.data.frame_size != own_size else ""
+    emit(result, args, f"Localisation ({protocol}, test{size})")
+    if args.out_dir:  # after the result: a file that cannot be written must not cost it
         for k, i in enumerate(idx):
-            frame = (frames[i] * 255).round().byte()
-            save_overlay(out / safe_name(k, store.rows[i].id), frame, maps[k])
-    emit(result, args, f"Localisation ({protocol}, test)")
+            path = Path(args.out_dir) / safe_name(k, store.rows[i].id)
+            try:
+                save_overlay(path, (frames[i] * 255).round().byte(), maps[k])
+            except OSError as err:
+                raise AvsslError(f"{path}: cannot write ({err.strerror}); the result is on "
+                                 "stdout") from None  # fmt: skip
     return 0

@@ -74,12 +74,13 @@ def short_path(path: str) -> str:
 def qualified_title(title: str, result: dict, args) -> str:
     """``title`` with what makes the result differ from a plain evaluation of the checkpoint
     on its own data, inside its parentheses: ``AVC accuracy (test, data=x/manifest.jsonl,
-    audio TTA 0.2, adapt-bn)``.
+    audio TTA 0.2, adapt-bn, bf16)``.
 
     Args:
         title: the subcommand's title, e.g. ``AVC accuracy (test)``.
         result: the JSON result (``data``, ``own_data``).
-        args: parsed arguments (``audio_tta``, ``adapt_bn`` when the subcommand has them).
+        args: parsed arguments (``audio_tta``, ``adapt_bn``, ``precision`` when the subcommand
+            has them).
     """
     extra = []
     if result.get("data") and result.get("own_data") is not True:
@@ -88,6 +89,8 @@ def qualified_title(title: str, result: dict, args) -> str:
         extra.append(f"audio TTA {args.audio_tta:g}")
     if getattr(args, "adapt_bn", False):
         extra.append("adapt-bn")
+    if getattr(args, "precision", None) == "bf16":
+        extra.append("bf16")
     if not extra:
         return title
     if title.endswith(")"):
