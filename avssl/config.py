@@ -45,7 +45,9 @@ class DataConfig:
     sample_rate: int = 16000
     window: float = 1.0  # seconds of audio per pair, centred on the frame
     min_shift: float = 1.0  # hard negatives: audio shifted by at least this many seconds
-    hard_fraction: float = 0.5  # share of negatives that are hard (same clip, shifted)
+    # l3, avenet, avolnet: share of negatives that are hard (same clip, shifted); contrastive
+    # ignores it (loss.hard_negatives)
+    hard_fraction: float = 0.5
     preload: bool = True  # decode every clip once into memory (small datasets)
     num_workers: int = 0
     # with num_workers=0: batches prepared ahead in a background thread of the training process

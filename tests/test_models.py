@@ -109,8 +109,11 @@ def test_unknown_method_is_a_config_error():
 def test_time_shift_is_refused_beside_time_shifted_negatives():
     shifted = AudioFeatures(time_shift=0.1)
     for method in METHODS:  # every method: hard negatives in the pairs
-        with pytest.raises(ConfigError, match="time_shift.*data.hard_fraction"):
+        what = "loss.hard_negatives" if method == "contrastive" else "data.hard_fraction"
+        with pytest.raises(ConfigError, match=f"time_shift.*{what}"):
             build_model(ModelConfig(method=method, audio=shifted), DataConfig(hard_fraction=0.5))
+    batch_pairs = LossConfig(pair_negatives="batch")  # AVOL-Net's negatives from the batch
+    build_model(ModelConfig(method="avolnet", audio=shifted), DataConfig(), batch_pairs)
     with pytest.raises(ConfigError, match="time_shift.*loss.hard_negatives"):
         build_model(ModelConfig(audio=shifted), DataConfig(hard_fraction=0.0), LossConfig())
     cfg = load_config(CONFIGS / "avdigits-contrastive.yaml")  # shift, no hard negatives

@@ -83,7 +83,8 @@ def embedding_dims(model: AVModel, data: DataConfig) -> tuple[int, int]:
     black frame of ``data``'s sizes (the model must be in eval mode).
 
     Raises:
-        ConfigError: ``data.window`` or ``data.frame_size`` is too small for the towers.
+        ConfigError: ``data.window`` or ``data.frame_size`` is too small for the towers, or
+            too large for one forward pass in memory.
     """
     import torch
 
@@ -93,8 +94,13 @@ def embedding_dims(model: AVModel, data: DataConfig) -> tuple[int, int]:
         with torch.no_grad():
             a = model.embed_audio(torch.zeros(1, samples, device=device))
             v = model.embed_visual(torch.zeros(1, 3, data.frame_size, data.frame_size).to(device))
-    except RuntimeError as err:  # a pooling or convolution left with no output
-        first = str(err).strip().splitlines()[0][:120]
+    except (RuntimeError, MemoryError) as err:  # a pooling or convolution left with no output
+        first = str(err).strip().splitlines()[0][:120] if str(err).strip() else type(err).__name__
+        if isinstance(err, MemoryError) or "alloc" in first.lower():
+            raise ConfigError(
+                f"data.window {data.window:g} s / data.frame_size {data.frame_size}: too large "
+                f"for this machine's memory ({first})"
+            ) from None
         raise ConfigError(
             f"data.window {data.window:g} s / data.frame_size {data.frame_size}: too small for "
             f"the model's towers ({first})"

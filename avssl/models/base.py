@@ -53,7 +53,11 @@ class AVModel(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.loss_cfg = loss or LossConfig()
-        if cfg.audio.time_shift > 0 and data.hard_fraction > 0:
+        # data.hard_fraction makes the two-way methods' negatives; contrastive reads
+        # loss.hard_negatives (its own check), AVOL-Net's batch pairs none
+        batch_pairs = cfg.method == "avolnet" and self.loss_cfg.pair_negatives == "batch"
+        reads_fraction = cfg.method != "contrastive" and not batch_pairs
+        if cfg.audio.time_shift > 0 and data.hard_fraction > 0 and reads_fraction:
             raise ConfigError(time_shift_conflict("data.hard_fraction > 0"))
         self.audio_frontend = build_audio_frontend(cfg.audio, data.sample_rate)
         self.frame_norm = FrameNorm()

@@ -12,7 +12,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 from tqdm import tqdm
@@ -26,7 +25,7 @@ from avssl.eval.avc import avc_metrics, calibrate_threshold, score_pairs
 from avssl.models import build_model
 from avssl.train import averaging, preflight, runtime, step_memory
 from avssl.train import resume as resuming
-from avssl.train.checkpoint import diverged_error, save_checkpoint, weights_digest
+from avssl.train.checkpoint import check_validation, diverged_error, save_checkpoint, weights_digest
 from avssl.train.data import batches_per_epoch, to_device
 from avssl.train.epochs import training_batches
 from avssl.train.optim import build_optimizer
@@ -166,11 +165,7 @@ def train(
         cuda = [torch.cuda.current_device()] if device.type == "cuda" else []
         with torch.random.fork_rng(devices=cuda):
             scores = score_pairs(scored, val_ds, device, precision, cfg.train.batch_size)
-        if not all(np.isfinite(scores[k]).all() for k in ("pos", "easy")):
-            raise TrainingError(
-                f"validation scores are not finite at step {step}: the weights diverged; "
-                "stopped (try a lower train.lr or train.precision=fp32)"
-            )
+        check_validation(dict.fromkeys((model, scored)), scores, step, run_dir, main_proc)
         if getattr(model, "needs_calibration", False):
             # both copies: the average would otherwise drift back to the raw model's threshold
             threshold = calibrate_threshold(scores)

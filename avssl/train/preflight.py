@@ -62,7 +62,8 @@ def hard_negative_error(cfg: Config, durations: Sequence[float], where: Path | s
 def check_manifest_rows(cfg: Config, manifest: Path, world: int) -> None:
     """Refuse, before any clip is decoded, a run the training rows of ``manifest`` cannot feed:
     fewer rows than one batch per process, or (when every row has an ``end``) none long enough
-    for the hard negatives the run asks for. A streamed split is checked by its own loader.
+    for the hard negatives the run asks for. A streamed split is checked by its own loader. A
+    contrastive run of one clip per step and no hard negatives has no negative at all.
 
     Args:
         cfg: the run's configuration.
@@ -71,8 +72,14 @@ def check_manifest_rows(cfg: Config, manifest: Path, world: int) -> None:
 
     Raises:
         TrainingError: too few rows for one batch.
-        ConfigError: no row long enough for a hard negative.
+        ConfigError: no row long enough for a hard negative, or no negative at all.
     """
+    one_pair = cfg.train.batch_size * world == 1 and not cfg.loss.hard_negatives
+    if cfg.model.method == "contrastive" and one_pair:  # InfoNCE over one pair: loss 0 always
+        raise ConfigError(
+            "train.batch_size 1 in one process with loss.hard_negatives: false leaves "
+            "contrastive no negative to learn from; raise train.batch_size"
+        )
     if cfg.data.stream:
         return
     rows = read_manifest(manifest, "train")

@@ -85,19 +85,31 @@ def check_resume_fits(cfg: Config, resume: dict, ckpt: Path) -> None:
         ) from None
 
 
+# what draws the validation set best.pt is chosen on (train.seed also draws the batch order)
+VALIDATION_KEYS = ("train.val_windows", "data.synthetic")
+
+
 def check_seed_kept(cfg: Config, saved: Config) -> None:
     """Refuse a new ``train.seed`` on resume: the epochs' batch order and the validation windows
     are drawn from it, so a run stopped mid-epoch would see some clips twice and others never,
-    and ``best.pt`` would be chosen across two validation sets.
+    and ``best.pt`` would be chosen across two validation sets. Likewise the other settings
+    that draw the validation set (:data:`VALIDATION_KEYS`; a moved ``data.root`` stays allowed).
 
     Raises:
-        ConfigError: ``train.seed`` differs from the checkpoint's.
+        ConfigError: ``train.seed`` or a validation setting differs from the checkpoint's.
     """
     if cfg.train.seed != saved.train.seed:
         raise ConfigError(
             f"train.seed: cannot be changed on resume (the run's batch order and validation "
             f"windows come from seed {saved.train.seed}); start a new run for another seed"
         )
+    for key in VALIDATION_KEYS:
+        section, name = key.split(".")
+        if getattr(getattr(cfg, section), name) != getattr(getattr(saved, section), name):
+            raise ConfigError(
+                f"{key}: cannot be changed on resume (best.pt would be chosen across two "
+                "validation sets); start a new run"
+            )
 
 
 def check_finite_weights(state: dict, ckpt: Path) -> None:

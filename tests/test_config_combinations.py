@@ -1,0 +1,114 @@
+"""Config values that trained "successfully" to nothing, or ate the machine: each refused in one
+line before any folder is made (helper audit of ``train.py --set``, 2026-12-06)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from conftest import TINY
+from test_bad_config import _one_error, refused_before_any_folder
+
+import train
+from avssl.config import load_config
+from avssl.errors import ConfigError, TrainingError
+from avssl.models import build_model, embedding_dims
+from avssl.train.checkpoint import check_validation
+
+
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        # -500 dB overflowed float32 into NaN weights that a bf16 ReLU hid from the loss
+        ("model.audio.noise_snr=[-500,-460]", "model.audio.noise_snr must lie in [-120, 120] dB"),
+        # AdamW's decoupled decay wiped the weights at every step: a run of ROC-AUC 0.5
+        ("train.weight_decay=500", "train.weight_decay: 500 x train.lr 0.002 is >= 1"),
+        ("data.prefetch=100000", "data.prefetch: must be at most 64, got 100000"),
+        # 85 constant log(eps) bands at the default 1,024-point FFT, with a torchaudio warning
+        ("model.audio.n_mels=600", "model.audio.n_mels 600: 85 of the mel filters are empty"),
+        ("model.audio.freq_mask=41", "model.audio.freq_mask: 41 is wider than the spectrogram's "
+                                     "40 bands"),
+        ("model.audio.time_mask=1000", "model.audio.time_mask: 1000 is wider than the "
+                                       "spectrogram's 49 frames"),
+        ("model.lse_sharpness=1e308", "model.lse_sharpness: must be at most 1000"),
+        ("model.avol_scale_init=1e308", "model.avol_scale_init: must be at most 1000"),
+    ],
+)  # fmt: skip
+def test_a_setting_that_trains_to_nothing_is_refused(
+    override, message, tiny_train_args, tmp_path, capsys
+):
+    refused_before_any_folder(override, message, tiny_train_args, tmp_path, capsys)
+
+
+def test_the_widest_masks_the_spectrogram_holds_are_accepted():
+    cfg = load_config(None, ["model.audio.freq_mask=40", "model.audio.time_mask=49"])
+    assert (cfg.model.audio.freq_mask, cfg.model.audio.time_mask) == (40, 49)
+
+
+def test_contrastive_with_one_clip_per_step_and_no_hard_negative_is_refused(
+    tiny_train_args, tmp_path, capsys
+):
+    # InfoNCE over one pair: loss 0 and accuracy 1 at every step
+    sets = ("train.batch_size=1", "loss.hard_negatives=false")
+    run = tmp_path / "run"
+    assert train.main([*tiny_train_args(*sets), "--run-dir", str(run)]) == 2
+    err = capsys.readouterr().err  # after the world's "built" line: checked with the world size
+    assert "Traceback" not in err
+    assert err.strip().splitlines()[-1].startswith("error: train.batch_size 1 in one process")
+    assert not run.exists()
+
+
+def test_contrastive_ignores_hard_fraction_so_it_does_not_block_time_shift():
+    # data.hard_fraction is the two-way methods' setting: it refused contrastive's time shift
+    sets = [*TINY, "model.audio.time_shift=0.1", "loss.hard_negatives=false"]
+    cfg = load_config(None, sets)
+    assert cfg.data.hard_fraction > 0
+    build_model(cfg.model, cfg.data, cfg.loss)
+    l3 = load_config(None, [*sets, "model.method=l3"])
+    with pytest.raises(ConfigError, match="time_shift > 0 with data.hard_fraction > 0"):
+        build_model(l3.model, l3.data, l3.loss)
+
+
+def test_a_frame_too_large_for_memory_is_not_called_too_small(monkeypatch):
+    cfg = load_config(None, TINY)
+    model = build_model(cfg.model, cfg.data, cfg.loss).eval()
+
+    def fail(frames):
+        raise RuntimeError(
+            "[enforce fail at alloc_cpu.cpp:127] . DefaultCPUAllocator: can't allocate"
+        )
+
+    monkeypatch.setattr(model, "embed_visual", fail)
+    with pytest.raises(ConfigError, match="too large for this machine's memory"):
+        embedding_dims(model, cfg.data)
+
+
+def test_weights_that_are_not_finite_stop_the_run_before_a_checkpoint(tmp_path):
+    # under bf16 the loss can stay finite while the first audio weights are NaN
+    cfg = load_config(None, TINY)
+    model = build_model(cfg.model, cfg.data, cfg.loss)
+    scores = {"pos": np.zeros(3), "easy": np.zeros(3)}
+    check_validation([model], scores, 5, tmp_path, True)
+    name, param = next(iter(model.named_parameters()))
+    with torch.no_grad():
+        param.view(-1)[0] = float("nan")
+    with pytest.raises(TrainingError, match=f"^{name} holds NaN or inf at step 5; stopped"):
+        check_validation([model], scores, 5, tmp_path, True)
+    with pytest.raises(TrainingError, match="the validation scores are not finite at step 5"):
+        check_validation([], {"pos": np.array([np.nan]), "easy": np.zeros(1)}, 5, tmp_path, True)
+
+
+def test_resume_refuses_another_validation_set(tiny_train_args, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert train.main([*tiny_train_args("train.steps=2", "train.eval_every=2"), "--run-dir",
+                       str(run)]) == 0  # fmt: skip
+    capsys.readouterr()
+    for item in ("train.val_windows=1", "data.synthetic.n_val=5"):
+        argv = ["--resume", str(run), "--set", "train.steps=3", "--set", item, "--no-progress"]
+        assert train.main(argv) == 2
+        key = (
+            item.split("=")[0].rsplit(".", 1)[0]
+            if item.startswith("data.")
+            else "train.val_windows"
+        )
+        assert _one_error(capsys).startswith(f"error: {key}: cannot be changed on resume")
