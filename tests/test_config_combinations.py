@@ -112,3 +112,18 @@ def test_resume_refuses_another_validation_set(tiny_train_args, tmp_path, capsys
             else "train.val_windows"
         )
         assert _one_error(capsys).startswith(f"error: {key}: cannot be changed on resume")
+
+
+def test_clips_too_large_to_preload_are_refused_before_decoding(tiny_train_args, tmp_path, capsys,
+                                                                monkeypatch):  # fmt: skip
+    # data.fps 1000 on the default world needed about 30 GiB: the process was killed silently
+    from avssl.train import memory
+
+    monkeypatch.setattr(memory, "available_bytes", lambda device: 2 * 2**20)  # the model fits
+    run = tmp_path / "run"
+    assert train.main([*tiny_train_args(), "--run-dir", str(run)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "the training and validation clips decoded into memory need about" in err
+    assert "data.preload=false" in err and not run.exists()
+    assert train.main([*tiny_train_args("data.preload=false", "train.steps=1"), "--run-dir",
+                       str(run)]) == 0  # fmt: skip

@@ -93,6 +93,47 @@ def check_manifest_rows(cfg: Config, manifest: Path, world: int) -> None:
         problem = hard_negative_error(cfg, [row.duration for row in rows], manifest)
         if problem:
             raise ConfigError(problem)
+    problem = preload_error(cfg, rows, read_manifest(manifest, "val"), manifest, world)
+    if problem:
+        raise ConfigError(problem)
+
+
+def preload_error(cfg: Config, train_rows, val_rows, manifest, world: int) -> str | None:
+    """Why the preloaded training and validation clips would not fit in memory, or None.
+
+    Counted from the rows' durations (rows without an ``end`` are not counted): uint8 frames at
+    ``data.fps`` (training at ``data.load_size``, validation at ``data.frame_size``) and float32
+    audio, once for each process on the machine (``LOCAL_WORLD_SIZE``, else ``world``). A
+    preloading process out of memory is killed without a word on the CPU.
+    """
+    import os
+
+    import torch
+
+    from avssl.train.memory import available_bytes
+
+    data = cfg.data
+    if not (data.preload or data.cache):  # decoded on demand
+        return None
+    free = available_bytes(torch.device("cpu"))
+    if free is None:
+        return None
+
+    def size(rows, side: int) -> float:
+        seconds = sum(r.duration for r in rows if r.duration is not None)
+        return seconds * (data.fps * side * side * 3 + data.sample_rate * 4)
+
+    local = int(os.environ.get("LOCAL_WORLD_SIZE") or world)
+    need = local * (size(train_rows, data.load_size) + size(val_rows, data.frame_size))
+    if need <= free:
+        return None
+    each = f" ({local} processes)" if local > 1 else ""
+    return (
+        f"{manifest}: the training and validation clips decoded into memory need about "
+        f"{need / 2**30:.1f} GiB{each} at data.fps {data.fps:g} and data.load_size "
+        f"{data.load_size}, more than the {free / 2**30:.1f} GiB free; lower them, decode on "
+        "demand (data.preload=false), or stream a shard cache (data.cache=DIR, data.stream=true)"
+    )
 
 
 def check_train_clips(cfg: Config, train_ds, manifest: Path) -> None:
