@@ -150,7 +150,8 @@ def _random_index(n_files=7, per_file=5, dim=8, seed=0) -> Index:
     t["visual_file"] = torch.arange(n_files).repeat_interleave(per_file)
     t["visual_time"] = torch.arange(per_file).float().repeat(n_files)
     files = [{"path": f"f{i}"} for i in range(n_files)]
-    return Index(Path("x"), {"format": FORMAT}, files, t)
+    meta = {"format": FORMAT, "checkpoint": {"path": "c.pt", "sha256": "0" * 64}}
+    return Index(Path("x"), meta, files, t)
 
 
 @pytest.mark.parametrize("seed", range(3))
@@ -291,6 +292,7 @@ def test_bad_inputs(ckpts, media, tmp_path, capsys, monkeypatch):
         (["--audio", str(media / "broken.mp4")], "not a media file"),
         (["--audio", str(media / "missing.wav")], "no such file"),
         (["--audio", str(media / "tone.wav"), "--at", "7"], "outside the file"),
+        (["--image", str(media / "still.png"), "--at", "-5"], "a still image has no time"),
         (["--audio", str(media / "tone.wav"), "-k", "0"], "-k must be at least 1"),
     ]
     for args, reason in cases:
@@ -422,8 +424,12 @@ def test_approx_without_faiss(tmp_path, capsys, monkeypatch):
         ('{"format": "nope"}', "not an avssl index (format 'nope')"),
         (f'{{"format": "{FORMAT}"}}', "damaged index metadata (no 'tensors' or 'files')"),
         ("{", "damaged index metadata"),
+        (f'{{"format": "{FORMAT}", "tensors": "t.pt", "files": []}}',
+         "damaged index metadata (no 'checkpoint' path and sha256)"),
+        (f'{{"format": "{FORMAT}", "tensors": "t.pt", "files": [], "checkpoint": "x"}}',
+         "damaged index metadata (no 'checkpoint' path and sha256)"),
     ],
-)
+)  # fmt: skip
 def test_damaged_index_metadata_is_one_error(meta, reason, tmp_path):
     (tmp_path / "meta.json").write_text(meta)
     with pytest.raises(AvsslError, match=reason.replace("(", r"\(").replace(")", r"\)")):
@@ -457,3 +463,13 @@ def test_a_wav_cut_short_is_skipped(ckpts, media_factory, tmp_path, capsys):
     assert res["files"] == 1 and res["n_skipped"] == 1
     [skip] = res["skipped"]
     assert skip["path"] == str(cut) and skip["reason"].startswith("truncated: header declares")
+
+
+def test_the_table_keeps_a_file_name_with_a_newline_on_its_row(capsys):
+    from avssl.tools.query_cli import _print_table
+
+    query = {"modality": "audio", "path": "q\nx.wav", "time": 1.0, "target": "visual"}
+    _print_table(query, [{"score": 0.5, "time": None, "path": "a\nb.png"}])
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 3 and lines[0].startswith("audio query q\\nx.wav at 1.00 s")
+    assert lines[2].endswith("a\\nb.png")

@@ -15,6 +15,7 @@ from PIL import Image
 from avssl.cli import main as cli
 from avssl.config import load_config, to_dict
 from avssl.data.media import probe, read_audio
+from avssl.errors import MediaError
 from avssl.eval.embed import frames_to_input
 from avssl.models import build_model
 from avssl.tools import overlay as overlay_module
@@ -156,6 +157,11 @@ def test_overlay_refusals(ckpts, media_factory: MediaFactory, tmp_path, capsys):
     before = video.read_bytes()
     assert _overlay(video, ckpts["contrastive"], video, "--force") == 2
     assert "is the input video" in capsys.readouterr().err and video.read_bytes() == before
+    assert _overlay(video, ckpts["contrastive"], video) == 2  # not "pass --force"
+    assert "is the input video" in capsys.readouterr().err
+    for flags in (["-o", ""], ["-o", str(tmp_path / "f.mp4"), "--png", ""]):  # unset variables
+        assert cli(["overlay", str(video), "--checkpoint", str(ckpts["contrastive"]), *flags]) == 2
+        assert capsys.readouterr().err.strip().endswith(": an empty file name")
     out = tmp_path / "e.mp4"
     assert _overlay(video, ckpts["contrastive"], out, "--png", str(out)) == 2
     assert "name the same file" in capsys.readouterr().err and not out.exists()
@@ -242,3 +248,27 @@ def test_sound_after_the_last_frame_adds_no_frame(ckpts, tmp_path, capsys):
     assert _overlay(video, ckpts["contrastive"], out) == 0
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["frames"] == 50
     assert probe(out).n_frames == 50
+
+
+def test_a_track_starting_late_is_preceded_by_silence(ckpts, media_factory, tmp_path, capsys):
+    # audio that starts 0.5 s after the picture was refused ("audio starts at 0.44 s, after the
+    # window start") by overlay, and the whole file skipped by index
+    from avssl.tools.stream_io import read_audio_padded
+
+    video = _delay_audio(media_factory("v.mp4", duration=2.0), tmp_path / "late.mp4", 0.56)
+    with pytest.raises(MediaError, match="audio starts at"):
+        read_audio(video, 0, 1.0, 16000)  # the training reader still refuses it
+    wave = read_audio_padded(video, -0.25, 1.0, 16000, 2.5)
+    assert wave.shape == (16000,) and float(wave[:11000].abs().max()) < 1e-3
+    assert float(wave[13000:].abs().max()) > 0.05  # the tone, once the track has started
+    out = tmp_path / "o.mp4"
+    assert _overlay(video, ckpts["contrastive"], out) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["frames"] == 50
+
+
+def test_the_default_frame_rate_is_at_least_one(ckpts, media_factory, tmp_path, capsys):
+    # a 0.5-fps video: each heatmap heard 1 s of every 2 (--fps below 1 is refused)
+    video = media_factory("slow.mp4", duration=4.0, fps=0.5)
+    assert _overlay(video, ckpts["contrastive"], tmp_path / "o.mp4") == 0
+    res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert res["fps"] == 1.0 and res["frames"] == 4

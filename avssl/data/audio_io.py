@@ -55,7 +55,11 @@ MAX_SAMPLE = 1e4  # float files may pass full scale a little; 80 dB over it is d
 
 
 def read_audio(
-    path: str | os.PathLike, start: float, duration: float, sample_rate: int
+    path: str | os.PathLike,
+    start: float,
+    duration: float,
+    sample_rate: int,
+    silent_before: bool = False,
 ) -> torch.Tensor:
     """Decode ``[start, start + duration)`` seconds of audio, mixed to mono and resampled.
 
@@ -64,6 +68,8 @@ def read_audio(
         start: window start in seconds (from the start of the file).
         duration: window length in seconds.
         sample_rate: output rate in Hz.
+        silent_before: a track that starts after ``start`` (a container whose first audio
+            packet comes late) is preceded by zeros instead of refused.
 
     Returns:
         float32 ``[N]`` with ``N = round(duration * sample_rate)``: the mean of all channels.
@@ -86,7 +92,7 @@ def read_audio(
             with handle, guard(p):
                 wave = _read_soundfile(p, handle, start, duration, sample_rate)
     if wave is None:
-        wave = _read_av(p, start, duration, sample_rate)
+        wave = _read_av(p, start, duration, sample_rate, silent_before)
     # one pass for both checks (max propagates NaN)
     peak = float(wave.abs().max()) if wave.numel() else 0.0
     if not math.isfinite(peak):  # float wav files can hold NaN: it would poison a model
@@ -142,7 +148,7 @@ def _skip(handle: sf.SoundFile, frames: int) -> int:
     return done
 
 
-def _read_av(p, start, duration, sample_rate) -> torch.Tensor:
+def _read_av(p, start, duration, sample_rate, silent_before=False) -> torch.Tensor:
     container = open_container(p)
     with container, guard(p):
         if not container.streams.audio:
@@ -167,7 +173,7 @@ def _read_av(p, start, duration, sample_rate) -> torch.Tensor:
         if not complete:
             end = None if t0 is None else t0 + len(mono) / sr
             check_coverage(p, "audio", start, duration, end, declared)
-        if t0 > start + TOLERANCE_S:
+        if t0 > start + TOLERANCE_S and not silent_before:
             raise MediaError(
                 p, f"audio starts at {secs(t0)} s, after the window start {secs(start)} s"
             )

@@ -112,6 +112,11 @@ def load_meta(path: str | os.PathLike) -> dict:
         raise AvsslError(f"{path}: not an avssl index (format {meta.get('format')!r})")
     if not isinstance(meta.get("tensors"), str) or not isinstance(meta.get("files"), list):
         raise AvsslError(f"{meta_path}: damaged index metadata (no 'tensors' or 'files')")
+    built = meta.get("checkpoint")
+    if not (
+        isinstance(built, dict) and all(isinstance(built.get(k), str) for k in ("sha256", "path"))
+    ):
+        raise AvsslError(f"{meta_path}: damaged index metadata (no 'checkpoint' path and sha256)")
     return meta
 
 

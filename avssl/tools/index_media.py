@@ -68,8 +68,9 @@ def find_media(inputs: list[str]) -> tuple[list[Path], list[dict]]:
                         missing.append({"path": str(media), "reason": "no such file"})
         elif p.is_file():
             found.setdefault(str(p.resolve()), p.resolve())
-        else:
-            missing.append({"path": str(p), "reason": "no such file or folder"})
+        else:  # a device, a FIFO or a socket exists but holds no media to index
+            why = "not a regular file or folder" if p.exists() else "no such file or folder"
+            missing.append({"path": str(p), "reason": why})
     return list(found.values()), missing
 
 

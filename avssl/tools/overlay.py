@@ -117,14 +117,17 @@ def _resolved(path: str | os.PathLike) -> Path:
 
 
 def _check_args(args) -> None:
+    for flag, value in (("-o", args.output), ("--png", args.png)):
+        if value == "":  # an unset variable: "" would read as "." or as "not given"
+            raise AvsslError(f"{flag}: an empty file name")
     out = Path(args.output)
     if out.suffix.lower() not in OUT_EXTS:
         raise AvsslError(f"{out}: output must end in one of {', '.join(OUT_EXTS)}")
     for target in (args.output, args.png):
         if target:
-            check_new_file(target, args.force)
-            if _resolved(target) == _resolved(args.video):
+            if _resolved(target) == _resolved(args.video):  # first: --force would not help
                 raise AvsslError(f"{target}: is the input video (--force never overwrites it)")
+            check_new_file(target, args.force)
     if args.png and _resolved(args.png) == _resolved(out):
         raise AvsslError(f"{args.png}: --png and -o name the same file")
     if not 0 <= args.alpha <= 1:
@@ -169,13 +172,18 @@ def main(argv: list[str] | None = None) -> int:
     # the picture's own end: sound that goes on after the last frame is not drawn over it
     shown_s = video_end(args.video) or info.duration
     duration = min(shown_s, args.max_seconds or shown_s)
-    fps = args.fps or min(info.fps or 25.0, 25.0)
+    # the default is held in [1, 25] as --fps is bounded: below 1 fps a frame's heatmap hears
+    # one window of a longer stretch of sound
+    fps = args.fps or min(max(info.fps or 25.0, 1.0), 25.0)
     size = output_size(info.height, info.width, args.max_side)
     lut = colormap_lut(args.cmap)
     # its note only once the inputs are good
     args.precision = resolve_precision(args.precision, device, "--precision")
     t0 = time.perf_counter()
-    n_frames, sheet = render(model, cfg, args, info, duration, fps, size, lut)
+    from avssl.train.signals import terminated_as_interrupt
+
+    with terminated_as_interrupt():  # a SIGTERM cleans up the partial file as Ctrl-C does
+        n_frames, sheet = render(model, cfg, args, info, duration, fps, size, lut)
     seconds = time.perf_counter() - t0
     summary = {
         "output": str(args.output),

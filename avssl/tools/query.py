@@ -41,8 +41,8 @@ def query_window(path: str | os.PathLike, modality: str, at: float | None, flag:
         ``(info, time)``; ``time`` is None for a still image.
 
     Raises:
-        MediaError: unreadable, wrong modality, no known duration, or ``at`` outside the
-            file.
+        MediaError: unreadable, wrong modality, no known duration, ``at`` outside the file,
+            or ``at`` given for a still image.
     """
     info = probe(path)
     if modality == "audio" and not info.has_audio:
@@ -51,6 +51,8 @@ def query_window(path: str | os.PathLike, modality: str, at: float | None, flag:
     if modality == "visual" and not info.has_video:
         raise MediaError(path, f"an audio file without pictures; {flag} needs an image or a video")
     if info.kind == "image":
+        if at is not None:  # one picture: no time to pick
+            raise MediaError(path, f"a still image has no time; --at {at} applies to a video")
         return info, None
     if not info.duration or info.duration <= 0:  # as `avssl index` refuses it
         raise MediaError(path, "unknown or zero duration")

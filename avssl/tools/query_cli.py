@@ -189,13 +189,20 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _shown(path: str) -> str:
+    """A path on one table row: a name holding a newline or another control character is
+    JSON-escaped, as the JSON output and ``avssl index``'s lines give it."""
+    return path if path.isprintable() else json.dumps(path, ensure_ascii=False)[1:-1]
+
+
 def _print_table(query: dict, results: list[dict], rerank: int | None = None) -> None:
     at = "" if query["time"] is None else f" at {query['time']:.2f} s"
-    print(f"{query['modality']} query {query['path']}{at} -> {query['target']}{_again(rerank)}")
+    head = f"{query['modality']} query {_shown(query['path'])}{at} -> {query['target']}"
+    print(head + _again(rerank))
     print(f"{'#':>3}  {'score':>8}  {'time':>8}  path")
     for i, r in enumerate(results, 1):
         t = "-" if r["time"] is None else f"{r['time']:.2f}"
-        print(f"{i:>3}  {r['score']:>8.4f}  {t:>8}  {r['path']}")
+        print(f"{i:>3}  {r['score']:>8.4f}  {t:>8}  {_shown(r['path'])}")
 
 
 def _again(rerank: int | None) -> str:

@@ -232,7 +232,8 @@ def _capped(end: float | None, declared: float | None) -> float | None:
 def read_audio_padded(
     path: str | os.PathLike, start: float, duration: float, sample_rate: int, end: float
 ) -> torch.Tensor:
-    """Mono audio of ``[start, start + duration)`` where the parts outside ``[0, end)`` are zeros.
+    """Mono audio of ``[start, start + duration)`` where the parts outside ``[0, end)`` are zeros,
+    and so is any part before the audio track's first sample (a track that starts late).
 
     Returns:
         float32 ``[round(duration * sample_rate)]``.
@@ -241,7 +242,7 @@ def read_audio_padded(
     out = torch.zeros(n)
     lo, hi = max(0.0, start), min(end, start + duration)
     if hi - lo >= 1.0 / sample_rate:
-        wave = read_audio(path, lo, hi - lo, sample_rate)
+        wave = read_audio(path, lo, hi - lo, sample_rate, silent_before=True)
         offset = int(round((lo - start) * sample_rate))
         m = min(wave.shape[0], n - offset)
         out[offset : offset + m] = wave[:m]
