@@ -193,6 +193,13 @@ def optimiser_error(cfg) -> tuple[str, str] | None:
     return None
 
 
+def stream_error(cfg) -> tuple[str, str] | None:
+    """``("data.stream", reason)`` when streaming is asked for without a shard cache to stream."""
+    if cfg.data.stream and not cfg.data.cache:
+        return "data.stream", "true needs data.cache (a shard cache from avssl cache)"
+    return None
+
+
 def name_error(cfg) -> tuple[str, str] | None:
     """``("name", reason)`` when the run name cannot name a run folder."""
     name = cfg.name
@@ -208,7 +215,7 @@ def config_error(cfg) -> tuple[str, str] | None:
     whose error names that source.
     """
     return (range_error(cfg) or window_error(cfg) or mask_error(cfg) or optimiser_error(cfg)
-            or name_error(cfg))  # fmt: skip
+            or stream_error(cfg) or name_error(cfg))  # fmt: skip
 
 
 def check_ranges(cfg, path=None, overrides: list[str] = ()) -> None:
