@@ -85,18 +85,13 @@ class LogMel(nn.Module):
     def __init__(self, feat: AudioFeatures, sample_rate: int):
         super().__init__()
         self.spec = _Spectrogram(feat.n_fft, feat.win_length, feat.hop_length, feat.center, 2)
-        with warnings.catch_warnings():  # torchaudio warns of empty filters: refused below
+        # torchaudio warns of empty filters in several lines: a new run with them is refused
+        # (avssl.training_checks.mel_error); a model trained with them still evaluates
+        with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
             fb = torchaudio.functional.melscale_fbanks(
                 feat.n_fft // 2 + 1, 0.0, sample_rate / 2, feat.n_mels, sample_rate
             )  # [n_freqs, n_mels]
-        empty = int((fb.max(dim=0).values <= 0).sum())
-        if empty:  # a constant log(eps) band: the narrow low bands fall between two FFT bins
-            raise ConfigError(
-                f"model.audio.n_mels {feat.n_mels}: {empty} of the mel filters are empty at "
-                f"model.audio.n_fft {feat.n_fft} and {sample_rate} Hz (fewer bands or a larger "
-                "n_fft)"
-            )
         self.register_buffer("fb", fb.T.contiguous(), persistent=False)
 
     def forward(self, wave: Tensor) -> Tensor:

@@ -3,6 +3,8 @@ line before any folder is made (helper audit of ``train.py --set``, 2026-12-06).
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -20,12 +22,12 @@ from avssl.train.checkpoint import check_validation
     "override,message",
     [
         # -500 dB overflowed float32 into NaN weights that a bf16 ReLU hid from the loss
-        ("model.audio.noise_snr=[-500,-460]", "model.audio.noise_snr must lie in [-120, 120] dB"),
+        ("model.audio.noise_snr=[-500,-460]", "model.audio.noise_snr: must lie in [-120, 120] dB"),
         # AdamW's decoupled decay wiped the weights at every step: a run of ROC-AUC 0.5
         ("train.weight_decay=500", "train.weight_decay: 500 x train.lr 0.002 is >= 1"),
         ("data.prefetch=100000", "data.prefetch: must be at most 64, got 100000"),
         # 85 constant log(eps) bands at the default 1,024-point FFT, with a torchaudio warning
-        ("model.audio.n_mels=600", "model.audio.n_mels 600: 85 of the mel filters are empty"),
+        ("model.audio.n_mels=600", "model.audio.n_mels: 600: 85 of the mel filters are empty"),
         ("model.audio.freq_mask=41", "model.audio.freq_mask: 41 is wider than the spectrogram's "
                                      "40 bands"),
         ("model.audio.time_mask=1000", "model.audio.time_mask: 1000 is wider than the "
@@ -103,14 +105,12 @@ def test_resume_refuses_another_validation_set(tiny_train_args, tmp_path, capsys
     assert train.main([*tiny_train_args("train.steps=2", "train.eval_every=2"), "--run-dir",
                        str(run)]) == 0  # fmt: skip
     capsys.readouterr()
-    for item in ("train.val_windows=1", "data.synthetic.n_val=5"):
+    for item, key in (("train.val_windows=1", "train.val_windows"),
+                      ("data.synthetic.n_val=5", "data.synthetic"),
+                      ("data.min_shift=0.5", "data.min_shift"),
+                      ("data.unseen_negatives=true", "data.unseen_negatives")):  # fmt: skip
         argv = ["--resume", str(run), "--set", "train.steps=3", "--set", item, "--no-progress"]
         assert train.main(argv) == 2
-        key = (
-            item.split("=")[0].rsplit(".", 1)[0]
-            if item.startswith("data.")
-            else "train.val_windows"
-        )
         assert _one_error(capsys).startswith(f"error: {key}: cannot be changed on resume")
 
 
@@ -127,3 +127,45 @@ def test_clips_too_large_to_preload_are_refused_before_decoding(tiny_train_args,
     assert "data.preload=false" in err and not run.exists()
     assert train.main([*tiny_train_args("data.preload=false", "train.steps=1"), "--run-dir",
                        str(run)]) == 0  # fmt: skip
+
+
+def test_a_checkpoint_trained_before_a_check_still_evaluates(tiny_train_args, tmp_path, capsys):
+    # the training-only checks apply to a new or resumed run, not to a stored config: a model
+    # trained with a mask wider than its spectrogram (allowed then) can still be evaluated
+    import evaluate
+    from avssl.train.checkpoint import load_checkpoint, save_checkpoint
+
+    assert train.main(tiny_train_args("train.steps=2", "train.eval_every=2")) == 0
+    run = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["run_dir"]
+    state = load_checkpoint(f"{run}/best.pt")
+    state["config"]["model"]["audio"].update(time_mask=60, noise_snr=[0.0, 150.0])
+    state["config"]["data"]["prefetch"] = 100
+    old = tmp_path / "old" / "best.pt"
+    old.parent.mkdir()
+    save_checkpoint(old, {k: v for k, v in state.items() if k not in ("format", "path")})
+    assert evaluate.main(["avc", "--checkpoint", str(old), "--no-progress"]) == 0
+    argv = ["--resume", str(old), "--set", "train.steps=3", "--no-progress"]
+    assert train.main(argv) == 2  # training with them again is refused
+    assert "data.prefetch: must be at most 64" in capsys.readouterr().err
+
+
+def test_a_mask_made_too_wide_by_an_override_does_not_blame_the_file():
+    from pathlib import Path
+
+    config = Path(__file__).resolve().parents[1] / "configs" / "avdigits-contrastive.yaml"
+    with pytest.raises(ConfigError) as err:
+        load_config(config, ["data.window=0.3"])  # 28 frames under the config's 30-frame mask
+    assert str(err.value).startswith("model.audio.time_mask: 30 is wider than the spectrogram's 28")
+    load_config(config, ["data.window=0.3", "model.audio.spec_masks=0"])  # no mask: no limit
+
+
+def test_the_frame_count_matches_the_front_end():
+    from avssl.features import build_audio_frontend
+    from avssl.training_checks import spectrogram_shape
+
+    odd = ["model.audio.center=true", "model.audio.n_fft=401", "model.audio.win_length=400"]
+    for sets in ([], ["model.audio.center=true"], odd, ["model.audio.win_length=400"]):
+        cfg = load_config(None, sets)
+        front = build_audio_frontend(cfg.model.audio, cfg.data.sample_rate).eval()
+        n = round(cfg.data.window * cfg.data.sample_rate)
+        assert spectrogram_shape(cfg) == tuple(front(torch.zeros(1, n)).shape[2:]), sets

@@ -189,7 +189,7 @@ def test_overlay_symlink_loop_is_one_line(ckpt, tmp_path, capsys):
     out = tmp_path / "out.mp4"
     video = tmp_path / "clip.mp4"  # never read: the outputs are checked first
     assert _overlay(video, ckpt, "-o", str(out), "--png", str(loop)) == 2
-    assert _one_error(capsys) == f"error: {loop}: exists (pass --force to overwrite)"
+    assert _one_error(capsys) == f"error: {loop}: is a symlink loop"  # --force would not help
     assert _overlay(video, ckpt, "-o", str(out), "--png", str(loop), "--force") == 2
     assert _one_error(capsys) == f"error: {loop}: is a symlink loop"
     loop_in = tmp_path / "loop.mp4"

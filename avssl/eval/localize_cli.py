@@ -119,8 +119,8 @@ def save_overlay(path: Path, frame, heatmap, alpha: float = 0.5) -> None:
 
 
 def check_out_dir(args) -> None:
-    """Create ``--out-dir`` before any work (an evaluation must not end on a folder that cannot
-    be made), and refuse it as the ``--out`` file too.
+    """Create ``--out-dir`` before the evaluation's long part (it must not end on a folder that
+    cannot be made), and refuse it as the ``--out`` file too.
 
     Raises:
         AvsslError: naming the folder and the reason.
@@ -169,7 +169,6 @@ def run(argv: list[str]) -> int:
     add_strict(p)
     args = p.parse_args(argv)
     check_outputs(args)
-    check_out_dir(args)
 
     from avssl.data.manifest import read_manifest
     from avssl.data.source import load_split, manifest_path, pick_rows
@@ -202,6 +201,7 @@ def run(argv: list[str]) -> int:
         cfg.data.frame_size = cfg.data.load_size = args.frame_size
         if args.frame_size != own_size:  # the shard cache holds frames at the training size
             cfg.data.cache = None
+    check_out_dir(args)  # once the flags and the checkpoint are good, before the long part
     manifest = manifest_path(cfg.data, not args.no_progress)
     rows = pick_rows(read_manifest(manifest), "test")
     if not rows:

@@ -85,8 +85,9 @@ def check_resume_fits(cfg: Config, resume: dict, ckpt: Path) -> None:
         ) from None
 
 
-# what draws the validation set best.pt is chosen on (train.seed also draws the batch order)
-VALIDATION_KEYS = ("train.val_windows", "data.synthetic")
+# what draws the validation set best.pt is chosen on (train.seed also draws the batch order):
+# its windows, its clips, the hard negatives' shift and which easy negatives count
+VALIDATION_KEYS = ("train.val_windows", "data.synthetic", "data.min_shift", "data.unseen_negatives")
 
 
 def check_seed_kept(cfg: Config, saved: Config) -> None:
