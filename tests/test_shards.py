@@ -1,6 +1,7 @@
 """The decoded shard cache: ``avssl cache``, reading it back exactly, resuming, streaming."""
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -298,3 +299,63 @@ def test_localize_at_another_frame_size_reads_the_media(world_cache, tiny_train_
     argv = ["localize", "--checkpoint", run, "--frame-size", "48", "--no-progress"]
     assert evaluate.main(argv) == 0
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["frame_size"] == 48
+
+
+def _copy_cache(world_cache, tmp_path) -> Path:
+    out = tmp_path / "c"
+    shutil.copytree(world_cache, out)
+    return out
+
+
+@pytest.mark.parametrize(
+    "edit,reason",
+    [
+        (lambda ix: [1], "not a shard cache index (no 'settings' object)"),
+        (lambda ix: {**ix, "settings": []}, "not a shard cache index (no 'settings' object)"),
+        (lambda ix: {**ix, "shards": None}, "'shards' is not a list"),
+        (lambda ix: {**ix, "shards": [{**ix["shards"][0], "keys": None}]}, "its 'keys' is not a"),
+        (lambda ix: {**ix, "shards": [{**ix["shards"][0], "name": "../x/shard-000000.tar"}]},
+         "is not shard-NNNNNN.tar"),
+        (lambda ix: {**ix, "shards": [ix["shards"][0], ix["shards"][0]]}, "is listed twice"),
+    ],
+)  # fmt: skip
+def test_a_damaged_index_is_one_line(world_cache, tmp_path, edit, reason):
+    # a hand-edited index.json gave AttributeError / KeyError / TypeError tracebacks
+    out = _copy_cache(world_cache, tmp_path)
+    index = json.loads((out / "index.json").read_text())
+    (out / "index.json").write_text(json.dumps(edit(index)))
+    cfg = load_config(None, [*TINY, f"data.cache={out}"]).data
+    with pytest.raises(AvsslError, match=re.escape(reason)):
+        load_split(cfg, "train", True, progress=False)
+
+
+def test_a_shard_copied_under_another_name_is_refused(world_cache, tmp_path, capsys):
+    # its clips would be read twice in every streamed epoch
+    out = _copy_cache(world_cache, tmp_path)
+    for ext in (".tar", ".json"):
+        shutil.copy(out / f"shard-000001{ext}", out / f"shard-000099{ext}")
+    with pytest.raises(AvsslError, match="shard-000099.json: damaged shard sidecar"):
+        shards_cli.main(["--out", str(out), *SETS, "--no-progress"])
+    sidecar = json.loads((out / "shard-000099.json").read_text())
+    (out / "shard-000099.json").write_text(json.dumps({**sidecar, "name": "shard-000099.tar"}))
+    with pytest.raises(AvsslError, match="is in both shard-000001.tar and shard-000099.tar"):
+        shards_cli.main(["--out", str(out), *SETS, "--no-progress"])
+
+
+def test_frames_of_another_size_than_the_index_records_are_refused(world_cache, tmp_path):
+    out = _copy_cache(world_cache, tmp_path)
+    index = json.loads((out / "index.json").read_text())
+    index["settings"]["train_size"] = 40  # the shards hold 36-px frames
+    (out / "index.json").write_text(json.dumps(index))
+    cfg = load_config(None, [*TINY, f"data.cache={out}", "data.load_size=40"]).data
+    with pytest.raises(AvsslError, match="frames of 36 px where the index records 40"):
+        load_split(cfg, "train", True, progress=False)
+
+
+@pytest.mark.parametrize("flags", [["--out", ""], ["--out", " "], ["--data", ""], ["--splits", ""]])
+def test_empty_cache_flags_are_refused(tmp_path, flags, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # "" read as "." built into the current folder
+    argv = ["--out", str(tmp_path / "c"), *SETS, "--no-progress", *flags]
+    with pytest.raises(AvsslError, match=f"^{flags[0]}: an empty value"):
+        shards_cli.main(argv)
+    assert not any(tmp_path.iterdir())

@@ -269,3 +269,12 @@ def test_cli_refuses_sizes_it_cannot_build(tmp_path, capsys, flags, reason):
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"error: {reason}") and "\n" not in err, err
     assert not out.exists()
+
+
+def test_a_world_of_no_clip_is_refused(tmp_path, capsys):
+    out = tmp_path / "w"
+    argv = ["synth", "--out", str(out), "--n-train", "0", "--n-val", "0", "--n-test", "0"]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "error: --n-train, --n-val, --n-test: a world needs at least one clip"
+    assert not out.exists()

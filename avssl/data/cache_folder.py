@@ -10,6 +10,7 @@ from pathlib import Path
 from avssl.atomic_write import write_bytes
 from avssl.data.manifest import Row
 from avssl.data.shard_checks import changed_rows
+from avssl.data.shard_entries import check_index
 from avssl.data.shard_writer import complete_shards
 from avssl.data.shards import INDEX
 from avssl.errors import AvsslError
@@ -39,8 +40,7 @@ def open_cache(out: Path, settings: dict, seed: int) -> tuple[list[dict], list[d
             index = json.loads(index_path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
             raise AvsslError(f"{index_path}: unreadable shard cache index ({err})") from None
-        if not isinstance(index, dict) or "settings" not in index:
-            raise AvsslError(f"{index_path}: not a shard cache index; choose another --out")
+        check_index(index_path, index)  # a damaged record is one line, not a traceback
         old = index["settings"]
         if old != settings:
             keys = sorted(set(old) | set(settings), key=str)

@@ -14,6 +14,7 @@ import numpy as np
 from avssl.atomic_write import write_text
 from avssl.data.manifest import Row
 from avssl.data.shard_checks import row_digest
+from avssl.data.shard_entries import check_entries, entry_error
 from avssl.data.shards import sample_key, shard_name
 from avssl.errors import AvsslError
 
@@ -132,9 +133,16 @@ def complete_shards(out: Path) -> list[dict]:
     for tar in sorted(out.glob("shard-*.tar")):
         sidecar = tar.with_suffix(".json")
         try:
-            entries.append(json.loads(sidecar.read_text(encoding="utf-8")))
-        except (OSError, json.JSONDecodeError):
+            entry = json.loads(sidecar.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError):
             raise AvsslError(f"{sidecar}: missing or unreadable shard sidecar") from None
+        problem = entry_error(entry)
+        if problem is None and entry["name"] != tar.name:  # a shard copied under a new name
+            problem = f"it names {entry['name']}, not {tar.name}"
+        if problem:
+            raise AvsslError(f"{sidecar}: damaged shard sidecar ({problem})")
+        entries.append(entry)
+    check_entries(out, entries)  # no clip in two shards
     return entries
 
 

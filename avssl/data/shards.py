@@ -35,6 +35,7 @@ import torch
 
 from avssl.config import DataConfig
 from avssl.data.manifest import Row
+from avssl.data.shard_entries import check_index
 from avssl.errors import AvsslError, MediaError
 
 FORMAT = 1
@@ -155,7 +156,8 @@ def read_index(cache: str | os.PathLike) -> dict:
     """The ``index.json`` of a finished cache.
 
     Raises:
-        AvsslError: no index, an unfinished build or an unknown format.
+        AvsslError: no index, a damaged one (:func:`~avssl.data.shard_entries.check_index`),
+            an unfinished build or an unknown format.
     """
     path = Path(cache).expanduser() / INDEX
     try:
@@ -165,8 +167,9 @@ def read_index(cache: str | os.PathLike) -> dict:
             f"{path}: no shard cache index (build one with avssl cache; an evaluation can read "
             "the media instead with --data MANIFEST)"
         ) from None
-    except (OSError, json.JSONDecodeError) as err:
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as err:
         raise AvsslError(f"{path}: unreadable shard cache index ({err})") from None
+    check_index(path, index)
     if not index.get("complete"):
         raise AvsslError(f"{path}: the cache build did not finish (rerun avssl cache to resume)")
     if index.get("settings", {}).get("format") != FORMAT:
@@ -234,6 +237,11 @@ def cached_clips(cache, rows: list[Row], data: DataConfig, split: str, size: int
                 continue
             if sample["row"] != row.to_json():
                 found[row.id] = MediaError(root, changed_since_cached(row.id, index))
+            elif sample["frames"].shape[1:3] != (size, size):  # the index says otherwise
+                raise AvsslError(
+                    f"{root / shard['name']}: frames of {sample['frames'].shape[1]} px where "
+                    f"the index records {size} (an edited index.json?); rebuild the cache"
+                )
             else:
                 found[row.id] = (
                     torch.from_numpy(sample["frames"]),

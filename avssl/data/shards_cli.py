@@ -49,12 +49,13 @@ from avssl.errors import AvsslError, MediaError, skip_fields
 from avssl.folder_lock import hold_output_folder
 
 MAX_SHARD_MB = 2**20  # 1 TiB: no use for a larger shard (1e308 MB overflowed the byte count)
+MAX_WORKERS = 64
 
 
 def _parser() -> argparse.ArgumentParser:
     p = ArgumentParser(prog="avssl cache", description=__doc__.splitlines()[0])
     p.add_argument("--data", help="manifest (or folder with manifest.jsonl); default: data.root")
-    p.add_argument("--out", required=True, type=Path, help="cache folder (created; resumed)")
+    p.add_argument("--out", required=True, help="cache folder (created; resumed)")
     p.add_argument("--workers", type=positive_int, default=2, help="parallel decoders (threads)")
     p.add_argument("--config", help="YAML config giving the decode settings")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
@@ -115,6 +116,13 @@ def write_order(rows: list[Row], seed: int) -> list[Row]:
 def main(argv: list[str] | None = None) -> int:
     """``avssl cache --out DIR [--data MANIFEST] [--workers N] ...``."""
     args = _parser().parse_args(argv)
+    for flag, value in (("--out", args.out), ("--data", args.data), ("--splits", args.splits),
+                        ("--config", args.config)):  # fmt: skip
+        if value is not None and not str(value).strip():  # an unset variable: "" read as "."
+            raise AvsslError(f"{flag}: an empty value (leave the flag out)")
+    args.out = Path(args.out)
+    if args.workers > MAX_WORKERS:  # each in flight holds a decoded clip: memory grows with it
+        raise AvsslError(f"--workers: must be at most {MAX_WORKERS}, got {args.workers}")
     if args.shard_mb > MAX_SHARD_MB:
         raise AvsslError(
             f"--shard-mb: must be at most {MAX_SHARD_MB} (1 TiB), got {args.shard_mb:g}"

@@ -276,6 +276,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.duration < 2 / d.fps:  # shorter clips hold no video frame, or no audio at all
         raise AvsslError(f"--duration: must be at least {2 / d.fps:g} s (two frames), got "
                          f"{args.duration:g}")  # fmt: skip
+    if args.n_train + args.n_val + args.n_test == 0:  # every later command could only fail
+        raise AvsslError("--n-train, --n-val, --n-test: a world needs at least one clip")
     sizes = {k: getattr(args, k) for k in ("n_train", "n_val", "n_test", "duration", "seed")}
     cfg = dataclasses.replace(d, **sizes)
     out = args.out if args.out is not None else world_dir(cfg)
@@ -287,6 +289,9 @@ def main(argv: list[str] | None = None) -> int:
             f"{out}: not empty and not a world of these settings; --force builds there "
             "anyway, replacing its manifest.jsonl, classes.json and clips"
         )
-    manifest = _ensure(out, cfg, args.workers, not args.quiet, args.force, announce=True)
+    from avssl.train.signals import terminated_as_interrupt
+
+    with terminated_as_interrupt():  # a SIGTERM cleans up its temporary clips as Ctrl-C does
+        manifest = _ensure(out, cfg, args.workers, not args.quiet, args.force, announce=True)
     print(json_line({"manifest": str(manifest), "clips": len(_jobs(cfg))}))
     return 0
