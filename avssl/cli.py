@@ -27,7 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("avssl.train.cli:main", "train a correspondence model (same as train.py)"),
     "evaluate": ("avssl.eval.cli:main", "evaluate a checkpoint (same as evaluate.py)"),
     "inspect": ("avssl.tools.inspect:main", "describe and test-decode a media file"),
-    "synth": ("avssl.data.synthetic:main", "build the built-in synthetic AV world"),
+    "synth": ("avssl.data.synth_cli:main", "build the built-in synthetic AV world"),
     "index": ("avssl.tools.index_cli:main", "build or update a cross-modal search index"),
     "query": ("avssl.tools.query_cli:main", "search an index with a sound, image or video"),
     "overlay": ("avssl.tools.overlay:main", "render a sound-localisation heatmap video"),

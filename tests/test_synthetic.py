@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 
 import av
 import numpy as np
@@ -278,3 +279,19 @@ def test_a_world_of_no_clip_is_refused(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err == "error: --n-train, --n-val, --n-test: a world needs at least one clip"
     assert not out.exists()
+
+
+def test_an_interrupted_build_is_completed_by_a_rerun(world, tmp_path, capsys):
+    # it was refused as "not a world of these settings" (its manifest is written last)
+    out = tmp_path / "w"
+    shutil.copytree(world.parent, out)
+    (out / "manifest.jsonl").unlink()
+    (out / "classes.json").unlink()
+    next((out / "train").iterdir()).unlink()
+    assert cli.main(["synth", "--out", str(out), *CLI_ARGS]) == 0
+    assert (out / "manifest.jsonl").read_text() == world.read_text()
+    capsys.readouterr()
+    (out / "manifest.jsonl").unlink()
+    (out / "train" / "notes.txt").write_text("mine")  # not a world's file: still refused
+    assert cli.main(["synth", "--out", str(out), *CLI_ARGS]) == 2
+    assert "not a world of these settings" in capsys.readouterr().err

@@ -17,7 +17,6 @@ function of the :class:`~avssl.config.SynthConfig`, so worlds are cached under a
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import dataclasses
 import hashlib
@@ -32,7 +31,6 @@ import numpy as np
 from tqdm import tqdm
 
 from avssl.atomic_write import replacing, write_text
-from avssl.cli import ArgumentParser, int_at_least, json_line, positive_float
 from avssl.config import SynthConfig
 from avssl.data import synth_render as sr
 from avssl.data.manifest import SPLITS, Row, read_manifest, resolve, write_manifest
@@ -244,54 +242,3 @@ def ensure_world(
             of a distributed run, whose rank 0 says it).
     """
     return _ensure(world_dir(cfg), cfg, workers, progress, False, announce)
-
-
-MAX_CLIPS = 1_000_000  # per split
-
-
-def _folder(text: str) -> Path:
-    """An argparse ``type``: a folder name, never empty (``Path("")`` is the current folder,
-    where ``--out ""`` once built a world)."""
-    if not text.strip():
-        raise argparse.ArgumentTypeError("an empty folder name")
-    return Path(text)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``avssl synth``: build a synthetic world; the last stdout line is JSON,
-    ``{"manifest": path, "clips": n}``."""
-    d = SynthConfig()
-    p = ArgumentParser(prog="avssl synth", description=__doc__.split("\n")[0])
-    p.add_argument("--out", type=_folder, help="output folder (default: the cache folder)")
-    clips = int_at_least(0, MAX_CLIPS)  # a trillion once exhausted the machine's memory
-    p.add_argument("--n-train", type=clips, default=d.n_train)
-    p.add_argument("--n-val", type=clips, default=d.n_val)
-    p.add_argument("--n-test", type=clips, default=d.n_test)
-    p.add_argument("--duration", type=positive_float, default=d.duration, help="seconds per clip")
-    p.add_argument("--seed", type=int_at_least(0), default=d.seed)
-    p.add_argument("--workers", type=int_at_least(1, 256), default=2, help="parallel clips")
-    p.add_argument("--force", action="store_true", help="rebuild even if the world exists")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    args = p.parse_args(argv)
-    if args.duration < 2 / d.fps:  # shorter clips hold no video frame, or no audio at all
-        raise AvsslError(f"--duration: must be at least {2 / d.fps:g} s (two frames), got "
-                         f"{args.duration:g}")  # fmt: skip
-    if args.n_train + args.n_val + args.n_test == 0:  # every later command could only fail
-        raise AvsslError("--n-train, --n-val, --n-test: a world needs at least one clip")
-    sizes = {k: getattr(args, k) for k in ("n_train", "n_val", "n_test", "duration", "seed")}
-    cfg = dataclasses.replace(d, **sizes)
-    out = args.out if args.out is not None else world_dir(cfg)
-    if out.exists() and not out.is_dir():
-        raise AvsslError(f"{out}: not a folder")
-    others = out.is_dir() and any(f.name != ".lock" for f in out.iterdir())
-    if args.out is not None and not args.force and others and not _matches(out, cfg):
-        raise AvsslError(
-            f"{out}: not empty and not a world of these settings; --force builds there "
-            "anyway, replacing its manifest.jsonl, classes.json and clips"
-        )
-    from avssl.train.signals import terminated_as_interrupt
-
-    with terminated_as_interrupt():  # a SIGTERM cleans up its temporary clips as Ctrl-C does
-        manifest = _ensure(out, cfg, args.workers, not args.quiet, args.force, announce=True)
-    print(json_line({"manifest": str(manifest), "clips": len(_jobs(cfg))}))
-    return 0
