@@ -114,7 +114,9 @@ def measure(n: int, queries: int, folder: Path, approx: bool = False) -> dict:
     t["visual_time"] = (torch.arange(n) // 100).float()
     files = [{"path": f"file{i}.mp4"} for i in range(100)]
     path = folder / f"idx{n}"
-    save_index(Index(path, {"format": FORMAT, "hop": 1.0}, files, t))
+    # a random index, no model: the checkpoint record only names where it came from
+    built = {"path": "benchmarks/query.py (random embeddings)", "sha256": "0" * 64}
+    save_index(Index(path, {"format": FORMAT, "hop": 1.0, "checkpoint": built}, files, t))
     del t
     t0 = time.perf_counter()
     index = load_index(path, mmap=False)

@@ -159,7 +159,8 @@ def _saved_index(path: Path) -> Path:
     tensors = empty_tensors(8)
     tensors["visual"] = torch.randn(3, 8).half()
     tensors["visual_file"], tensors["visual_time"] = torch.zeros(3, dtype=torch.long), torch.ones(3)
-    save_index(Index(path, {"format": FORMAT}, [{"path": "a.mp4"}], tensors))
+    meta = {"format": FORMAT, "checkpoint": {"path": "c.pt", "sha256": "0" * 64}}
+    save_index(Index(path, meta, [{"path": "a.mp4"}], tensors))
     return next(path.glob("embeddings-*.pt"))
 
 
