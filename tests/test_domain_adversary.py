@@ -139,7 +139,8 @@ def test_resolve_refuses_too_few_domains_and_streaming(tiny, tmp_path):  # noqa:
     cfg = load_config(None, [f"data.root={out}", "loss.domain_adversary=1"])
     with pytest.raises(ConfigError, match=r"manifest.jsonl: .*found 1"):
         resolve_domains(cfg, progress=False)
-    cfg = load_config(None, [f"data.root={out}", "loss.domain_adversary=1", "data.stream=true"])
+    sets = [f"data.root={out}", "loss.domain_adversary=1", "data.stream=true", "data.cache=c"]
+    cfg = load_config(None, sets)  # a stream needs a cache: the adversary is refused first
     with pytest.raises(ConfigError, match="data.stream"):
         resolve_domains(cfg, progress=False)
 
