@@ -157,13 +157,21 @@ def load_model(path: str | os.PathLike, device: torch.device | str = "cpu", chec
     except RuntimeError as err:
         msg = str(err).splitlines()[0][:160]
         raise CheckpointError(state["path"], f"weights do not fit the model ({msg})") from None
-    for name, t in model.state_dict().items():
-        # a diverged run's weights would give NaN scores, or metrics that merely look plausible
-        if t.is_floating_point() and not torch.isfinite(t).all():
-            raise CheckpointError(
-                state["path"], f"weights are not finite ({name} holds NaN or inf): the run diverged"
-            )
+    # a diverged run's weights would give NaN scores, or metrics that merely look plausible
+    if (name := nonfinite_tensor(model.state_dict())) is not None:
+        raise CheckpointError(
+            state["path"], f"weights are not finite ({name} holds NaN or inf): the run diverged"
+        )
     return model.to(device).eval(), cfg, state
+
+
+def nonfinite_tensor(tensors) -> str | None:
+    """The name of the first floating-point tensor of ``tensors`` (a state dict) holding NaN or
+    inf, or None; entries that are not tensors are passed over."""
+    for name, t in tensors.items():
+        if torch.is_tensor(t) and t.is_floating_point() and not torch.isfinite(t).all():
+            return name
+    return None
 
 
 def weights_digest(model: nn.Module) -> str:
@@ -196,9 +204,8 @@ def check_validation(models, scores: dict, step: int, run_dir: Path, main_proc: 
         TrainingError: naming the first tensor that is not finite, or the scores.
     """
     for model in models:
-        for name, t in model.state_dict().items():
-            if t.is_floating_point() and not torch.isfinite(t).all():
-                raise diverged_error(f"{name} holds NaN or inf", step, run_dir, main_proc)
+        if (name := nonfinite_tensor(model.state_dict())) is not None:
+            raise diverged_error(f"{name} holds NaN or inf", step, run_dir, main_proc)
     if not all(np.isfinite(scores[k]).all() for k in ("pos", "easy")):
         raise diverged_error("the validation scores are not finite", step, run_dir, main_proc)
 

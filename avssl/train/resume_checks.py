@@ -6,12 +6,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
-
 from avssl.config import Config, apply_override
 from avssl.config_checks import check_ranges
 from avssl.errors import CheckpointError, ConfigError
-from avssl.train.checkpoint import checkpoint_config, load_checkpoint
+from avssl.train.checkpoint import checkpoint_config, load_checkpoint, nonfinite_tensor
 from avssl.train.model_check import check_model_config
 
 RESUMABLE_KEYS = ("model", "optimizer", "scaler", "step", "epoch", "batch_in_epoch", "rng_cpu")
@@ -122,11 +120,10 @@ def check_finite_weights(state: dict, ckpt: Path) -> None:
             is not finite.
     """
     for key in ("model", "train_model"):
-        for name, t in (state.get(key) or {}).items():
-            if torch.is_tensor(t) and t.is_floating_point() and not torch.isfinite(t).all():
-                raise CheckpointError(
-                    ckpt, f"weights are not finite ({key} {name} holds NaN or inf): not resumable"
-                )
+        if (name := nonfinite_tensor(state.get(key) or {})) is not None:
+            raise CheckpointError(
+                ckpt, f"weights are not finite ({key} {name} holds NaN or inf): not resumable"
+            )
 
 
 def load_resume(run: str, overrides: list[str]) -> tuple[Config, dict, Path]:
