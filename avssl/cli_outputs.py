@@ -25,6 +25,23 @@ def _check_parents(path: Path) -> None:
 
 
 HTML_SUFFIXES = (".html", ".htm")
+EMPTY_VALUE = "an empty value (leave the flag out)"
+
+
+def check_not_empty(values, what: str = EMPTY_VALUE) -> None:
+    """Refuse a flag given an empty or blank text: most often an unset shell variable, which
+    would read as "not given" or as the current folder (``Path("")`` is ``.``).
+
+    Args:
+        values: ``(flag, value)`` pairs; values that are not text are passed over.
+        what: the reason after the flag's name.
+
+    Raises:
+        AvsslError: ``FLAG: what`` for the first such flag.
+    """
+    for flag, value in values:
+        if isinstance(value, str) and not value.strip():
+            raise AvsslError(f"{flag}: {what}")
 
 
 def check_html_name(path: str | os.PathLike, flag: str) -> None:

@@ -33,6 +33,7 @@ import numpy as np
 from tqdm import tqdm
 
 from avssl.cli import ArgumentParser, int_at_least, json_line, positive_float, positive_int
+from avssl.cli_outputs import check_not_empty
 from avssl.config import DataConfig, load_config
 from avssl.data import media
 from avssl.data.cache_folder import (
@@ -116,10 +117,8 @@ def write_order(rows: list[Row], seed: int) -> list[Row]:
 def main(argv: list[str] | None = None) -> int:
     """``avssl cache --out DIR [--data MANIFEST] [--workers N] ...``."""
     args = _parser().parse_args(argv)
-    for flag, value in (("--out", args.out), ("--data", args.data), ("--splits", args.splits),
-                        ("--config", args.config)):  # fmt: skip
-        if value is not None and not str(value).strip():  # an unset variable: "" read as "."
-            raise AvsslError(f"{flag}: an empty value (leave the flag out)")
+    check_not_empty([("--out", args.out), ("--data", args.data), ("--splits", args.splits),
+                     ("--config", args.config)])  # fmt: skip
     args.out = Path(args.out)
     if args.workers > MAX_WORKERS:  # each in flight holds a decoded clip: memory grows with it
         raise AvsslError(f"--workers: must be at most {MAX_WORKERS}, got {args.workers}")

@@ -15,7 +15,13 @@ import sys
 from pathlib import Path
 
 from avssl.cli import json_line
-from avssl.cli_outputs import check_new_dir, check_new_file, check_not_input, check_not_read
+from avssl.cli_outputs import (
+    check_new_dir,
+    check_new_file,
+    check_not_empty,
+    check_not_input,
+    check_not_read,
+)
 from avssl.data.media_checks import IMAGE_EXTS
 from avssl.errors import AvsslError, skip_fields
 from avssl.eval.audio_sets import MEDIA_EXTS
@@ -56,9 +62,7 @@ def check_outputs(args) -> None:
         AvsslError: see :mod:`avssl.cli_outputs`: ``check_new_file``, ``check_not_input``
             (``--out`` must not replace an input) and ``check_new_dir``.
     """
-    for name, value in vars(args).items():  # "" would read as "not given" (or as ".")
-        if value == "":
-            raise AvsslError(f"--{name.replace('_', '-')}: an empty value (leave the flag out)")
+    check_not_empty((f"--{name.replace('_', '-')}", value) for name, value in vars(args).items())
     if args.out and Path(args.out).suffix.lower() in (*MEDIA_EXTS, *IMAGE_EXTS):
         # a manifest's media are inputs no argument names: a JSON written over one is lost data
         raise AvsslError(f"{args.out}: --out names a media file; the result is JSON (.json)")

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 
 from avssl.atomic_write import temp_sibling
 from avssl.cli import ArgumentParser, dash_paths_last
-from avssl.cli_outputs import check_new_file
+from avssl.cli_outputs import check_new_file, check_not_empty
 from avssl.data.media import probe, video_end
 from avssl.errors import AvsslError, MediaError
 from avssl.eval.embed import frames_to_input, heatmaps
@@ -117,9 +117,7 @@ def _resolved(path: str | os.PathLike) -> Path:
 
 
 def _check_args(args) -> None:
-    for flag, value in (("-o", args.output), ("--png", args.png)):
-        if value == "":  # an unset variable: "" would read as "." or as "not given"
-            raise AvsslError(f"{flag}: an empty file name")
+    check_not_empty([("-o", args.output), ("--png", args.png)], "an empty file name")
     out = Path(args.output)
     if out.suffix.lower() not in OUT_EXTS:
         raise AvsslError(f"{out}: output must end in one of {', '.join(OUT_EXTS)}")
