@@ -38,9 +38,11 @@ def spectrogram_shape(cfg) -> tuple[int, int]:
     """``(bands, frames)`` of the audio front end's output for one ``data.window``, framed as
     :class:`avssl.features._Spectrogram` frames it (``torch.stft`` pads ``n_fft // 2`` on each
     side when centred; uncentred, a window shorter than ``n_fft`` is centred in it)."""
+    from avssl.features import n_bands
+
     audio = cfg.model.audio
     n = round(cfg.data.window * cfg.data.sample_rate)
-    bands = audio.n_mels if audio.kind == "logmel" else audio.n_fft // 2 + 1
+    bands = n_bands(audio)
     if audio.center:
         frames = 1 + (n + 2 * (audio.n_fft // 2) - audio.n_fft) // audio.hop_length
     else:
