@@ -216,3 +216,32 @@ def test_resume_with_other_workers_starts_the_next_epoch(cache, tiny_train_args,
     assert "(workers 1 -> 2)" in capsys.readouterr().err
     state = load_checkpoint(Path(run) / "last.pt")
     assert (state["epoch"], state["batch_in_epoch"]) == (2, 1)
+
+
+def test_resume_from_a_cache_rebuilt_with_other_shards_starts_the_next_epoch(
+    cache, tiny_train_args, capsys, tmp_path
+):
+    # the same clips in shards of 3 instead of 5: another epoch order, which the run must not
+    # take for the one it stopped in (it would see some clips twice and others never)
+    sets = (f"data.cache={cache}", "data.stream=true", "train.steps=4")
+    assert train.main(tiny_train_args(*sets)) == 0
+    run = last_json(capsys.readouterr().out)["run_dir"]
+    other = tmp_path / "cache3"
+    assert shards_cli.main(["--out", str(other), *SETS, "--shard-size", "3", "--no-progress"]) == 0
+    capsys.readouterr()
+    args = ["--resume", run, "--set", "train.steps=5", "--set", f"data.cache={other}"]
+    assert train.main([*args, "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert "its remaining batches are skipped" in err and "shards " in err, err
+    state = load_checkpoint(Path(run) / "last.pt")
+    assert (state["epoch"], state["batch_in_epoch"]) == (2, 1)
+
+
+def test_a_checkpoint_without_a_shard_digest_resumes_where_it_stopped():
+    # checkpoints of versions that did not record the shard list keep their place
+    from avssl.train.resume import resume_position
+
+    saved = {"clips": 12, "batch_size": 4, "world": 1, "workers": 1, "shuffle_buffer": 256}
+    state = {"epoch": 1, "batch_in_epoch": 1, "epoch_layout": saved}
+    assert resume_position(state, {**saved, "shards": "0123456789ab"}) == (1, 1, None)
+    assert resume_position(state, {**saved, "workers": 2, "shards": "x"})[:2] == (2, 0)

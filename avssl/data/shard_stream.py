@@ -12,6 +12,8 @@ See https://github.com/webdataset/webdataset for the design this follows.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -68,6 +70,11 @@ class ShardStream(IterableDataset):
         # a shard cut short would give a rank fewer batches than every rank was promised
         check_sizes(self.root, mine)
         self.shards = [s["name"] for s in mine]
+        # which clips each shard holds, in order: a rebuild with another layout changes the
+        # epochs' order, so a resumed run cannot skip the batches it had done
+        self.digest = hashlib.sha256(
+            json.dumps([[s["name"], s["ids"]] for s in mine]).encode()
+        ).hexdigest()[:12]
         self._keys = {s["name"]: s["keys"] for s in mine}
         self.n_samples = sum(
             sum(split is None or sp == split for sp in s["splits"]) for s in index["shards"]

@@ -125,7 +125,8 @@ def train(
     ema = averaging.build_ema(model, cfg.train.ema_decay)  # None unless train.ema_decay > 0
     scored = averaging.eval_model(model, ema)  # validated, checkpointed, evaluated
     step, epoch, start_batch, best = 0, 0, 0, None
-    layout = resuming.epoch_layout(cfg, len(train_ds), dist_info.world)
+    shards = train_ds.stream.digest if cfg.data.stream else None
+    layout = resuming.epoch_layout(cfg, len(train_ds), dist_info.world, shards)
     budget = TimeBudget.for_run(cfg.train, budget_start, resume)
     total = budget.planned  # the planned last step: train.max_minutes may bring it forward
     if resume is not None:

@@ -88,13 +88,22 @@ def restore_training(
     scaler.load_state_dict(resume["scaler"])
 
 
-def epoch_layout(cfg, n_clips: int, world: int) -> dict:
+def epoch_layout(cfg, n_clips: int, world: int, shards: str | None = None) -> dict:
     """What fixes the batches of an epoch besides the seed: the number of training clips, the
     batch size and the number of processes, and for a streamed split also the loader workers
-    (each reads its own shards) and the shuffle buffer."""
+    (each reads its own shards), the shuffle buffer and which clips each shard holds.
+
+    Args:
+        cfg: the run's config.
+        n_clips: training clips.
+        world: number of processes.
+        shards: digest of the streamed cache's shard list
+            (:attr:`~avssl.data.shard_stream.ShardStream.digest`); None when not streamed.
+    """
     layout = {"clips": n_clips, "batch_size": cfg.train.batch_size, "world": world}
     if cfg.data.stream:
         layout.update(workers=max(1, cfg.data.num_workers), shuffle_buffer=cfg.data.shuffle_buffer)
+        layout.update(shards=shards)
     return layout
 
 
@@ -114,6 +123,8 @@ def resume_position(resume: dict, layout: dict) -> tuple[int, int, str | None]:
     """
     epoch, batch = resume["epoch"], resume["batch_in_epoch"]
     saved = resume.get("epoch_layout")  # absent in checkpoints of older versions
+    if saved is not None and "shards" not in saved:  # older versions did not record it
+        layout = {k: v for k, v in layout.items() if k != "shards"}
     if batch == 0 or saved is None or saved == layout:
         return epoch, batch, None
     keys = sorted(set(saved) | set(layout))
