@@ -247,3 +247,25 @@ def test_rerun_for_some_splits_keeps_the_other_splits_skips(media_factory, tmp_p
     data = load_config(None, [*TINY, f"data.root={tmp_path}", f"data.cache={out}"]).data
     val = load_split(data, "val", False, progress=False)
     assert [(i, r.endswith(": no such file")) for i, r in val.skipped] == [("gone", True)]
+
+
+def test_a_cache_of_another_manifest_file_is_warned_once(world, tmp_path, tiny_train_args, capsys):
+    # rows match by their JSON and media paths are relative to the manifest: a copy of it
+    # elsewhere is served the first one's frames, which is right for a moved dataset only
+    import train
+
+    cache, manifest = world
+    copy = tmp_path / "copy" / "manifest.jsonl"
+    write_manifest(copy, read_manifest(manifest))
+    sets = (f"data.root={copy}", f"data.cache={cache}", "train.steps=1")
+    assert train.main(tiny_train_args(*sets)) == 0
+    warned = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
+    assert warned == [
+        f"warning: data.cache {cache} was built from {manifest.resolve()}, not {copy}: rows "
+        "that match are served from the cache (rebuild it if this manifest's media differ)"
+    ]
+    assert (
+        train.main(tiny_train_args(f"data.root={manifest}", f"data.cache={cache}", "train.steps=1"))
+        == 0
+    )
+    assert "warning" not in capsys.readouterr().err

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,8 @@ def manifest_path(data: DataConfig, progress: bool = True, announce: bool = True
         data: ``data.root`` is a manifest file, a folder holding ``manifest.jsonl``, or None
             for the built-in synthetic world.
         progress: show generation progress.
-        announce: say on stderr that an existing synthetic world is reused.
+        announce: say on stderr that an existing synthetic world is reused, and warn when
+            ``data.cache`` was built from another manifest than ``data.root``'s.
 
     Raises:
         ManifestError: ``data.root`` holds no manifest.
@@ -38,7 +40,31 @@ def manifest_path(data: DataConfig, progress: bool = True, announce: bool = True
         raise ManifestError(
             f"{root}: no manifest found (expected a .jsonl file or a folder with manifest.jsonl)"
         )
+    if data.cache and announce:
+        _warn_cache_of_another_manifest(data.cache, path)
     return path
+
+
+_WARNED: set[tuple[str, str]] = set()
+
+
+def _warn_cache_of_another_manifest(cache: str, manifest: Path) -> None:
+    """Warn when ``data.cache`` was built from another manifest file than ``manifest``.
+
+    Rows are matched by their JSON, so a moved dataset is still served from its cache; but media
+    paths are relative to the manifest's folder, so rows of a copy whose media differ (e.g.
+    re-encoded) would be served the frames decoded from the first one's."""
+    from avssl.data.shards import read_index
+
+    built = read_index(cache).get("manifest")
+    pair = (str(cache), str(manifest.resolve()))
+    if built and Path(built).expanduser().resolve() != manifest.resolve() and pair not in _WARNED:
+        _WARNED.add(pair)  # once per process: a run reads the manifest's path several times
+        print(
+            f"warning: data.cache {cache} was built from {built}, not {manifest}: rows that "
+            "match are served from the cache (rebuild it if this manifest's media differ)",
+            file=sys.stderr,
+        )
 
 
 def _refuse_cache_of_another_manifest(cache: str, world: Path) -> None:
