@@ -85,11 +85,14 @@ RANGES: dict[str, Range] = {
 # the machine: a finite but huge one (1e20, 1e308) would overflow a C integer in torch or numpy,
 # or an int() of an infinite product, with a traceback, some of them in the middle of the run.
 SIZE_LIMIT = 100_000  # widths, sizes in pixels or samples, per-clip counts: tensor dimensions
+# what the media readers decode (avssl.data.media_checks.MAX_PIXELS, MAX_SAMPLE_RATE): above it
+# every clip would be skipped as "outside the limit", after minutes of decoding
+FRAME_LIMIT, RATE_LIMIT = 4096, 384_000
 LIMITS: dict[str, float] = {
     "data.fps": 1000,
-    "data.load_size": SIZE_LIMIT,
-    "data.frame_size": SIZE_LIMIT,
-    "data.sample_rate": 1_000_000,
+    "data.load_size": FRAME_LIMIT,
+    "data.frame_size": FRAME_LIMIT,
+    "data.sample_rate": RATE_LIMIT,
     "data.window": 3600,  # s
     "model.channels": SIZE_LIMIT,
     "model.conv1_stride": SIZE_LIMIT,

@@ -46,13 +46,23 @@ HUGE = "99999999999999999999"
         ("train.max_minutes=1e308", "train.max_minutes: must be at most 1000000, got 1e+308"),
         (f"train.val_windows={HUGE}", "train.val_windows: must be at most 100000"),  # mid-run
         ("data.window=1e308", "data.window: must be at most 3600, got 1e+308"),
-        (f"data.sample_rate={HUGE}", "data.sample_rate: must be at most 1000000"),
+        (f"data.sample_rate={HUGE}", "data.sample_rate: must be at most 384000"),
+        # frames or a rate the readers refuse: every clip skipped, after the decoding
+        ("data.frame_size=4097", "data.frame_size: must be at most 4096, got 4097"),
+        ("data.sample_rate=384001", "data.sample_rate: must be at most 384000, got 384001"),
     ],
 )
 def test_huge_config_value_is_one_line_before_any_folder(
     override, message, tiny_train_args, tmp_path, capsys
 ):
     refused_before_any_folder(override, message, tiny_train_args, tmp_path, capsys)
+
+
+def test_the_frame_and_rate_limits_are_the_readers():
+    from avssl.config_checks import FRAME_LIMIT, RATE_LIMIT
+    from avssl.data.media_checks import MAX_PIXELS, MAX_SAMPLE_RATE
+
+    assert (FRAME_LIMIT**2, RATE_LIMIT) == (MAX_PIXELS, MAX_SAMPLE_RATE)
 
 
 def test_the_largest_accepted_values_load():
