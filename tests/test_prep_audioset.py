@@ -310,3 +310,33 @@ def test_a_broken_link_is_unreadable_not_written(tmp_path):
     found = index_folder(tmp_path, {"CCCCCCCCCCC"})["CCCCCCCCCCC"]
     with pytest.raises(MediaError, match="broken link"):
         locate(found, 30.0, 40.0)
+
+
+@pytest.mark.parametrize("layout", ["auto", "segment"])
+def test_a_ytid_cut_is_refused_when_several_segments_of_it_are_listed(media_factory, layout):
+    # {YTID}.mp4 holding one 10-s cut cannot be told apart from the YTID's other segments: it
+    # was used for each of them, every row with another label and the same picture
+    path = media_factory("DDDDDDDDDDD.mp4", duration=10.0, fps=10.0, size=(16, 16))
+    clip = [ClipFile(path, "DDDDDDDDDDD")]
+    got = locate(clip, 120.0, 130.0, layout, segments=2)
+    assert isinstance(got, str) and "2 segments of DDDDDDDDDDD" in got and "{YTID}_{start}" in got
+    assert locate(clip, 120.0, 130.0, layout, segments=1)[0] == path
+    whole = media_factory("WWWWWWWWWWW.mp4", duration=60.0, fps=2.0, size=(16, 16))
+    got = locate([ClipFile(whole, "WWWWWWWWWWW")], 30.0, 40.0, "auto", segments=2)
+    assert got[1:] == (30.0, 40.0)  # a whole video holds every segment
+
+
+def test_vggsound_two_rows_of_one_cut_are_both_missing(media_factory, tmp_path):
+    media_factory("zpWuikVorYg.mp4", duration=10.0, size=(32, 32))
+    media_factory("---g-f_I2yQ.mp4", duration=10.0, size=(32, 32))
+    csv = tmp_path / "vggsound.csv"
+    csv.write_text(
+        "zpWuikVorYg,30,dog barking,train\nzpWuikVorYg,120,cat purring,test\n"
+        "---g-f_I2yQ,1,people marching,train\n"
+    )
+    out = tmp_path / "out"
+    assert vggsound.main(["--csv", str(csv), "--media", str(tmp_path), "--out", str(out)]) == 0
+    assert [r.id for r in read_manifest(out / "manifest.jsonl")] == ["---g-f_I2yQ_1"]
+    report = json.loads((out / "prepare_report.json").read_text())
+    assert [item for item, _ in report["missing_items"]] == ["zpWuikVorYg_30", "zpWuikVorYg_120"]
+    assert "cannot tell which" in report["missing_items"][0][1]

@@ -83,6 +83,25 @@ def test_vggss_zero_area_boxes_keep_their_item(media_factory, tmp_path):
                                            "[0.1, 0.1, 'x', 0.5])"]]  # fmt: skip
 
 
+def test_vggss_one_cut_named_after_a_ytid_of_two_clips_is_used_for_neither(media_factory, tmp_path):
+    # 141 YouTube ids of the published vggss.json have several clips
+    box = [[0.1, 0.1, 0.5, 0.5]]
+    entries = [{"file": f"PWLeqsU7nUI_{t:06d}", "class": "c", "bbox": box} for t in (73, 131)]
+    entries.append({"file": "zzzzzzzzzzz_000010", "class": "d", "bbox": box})
+    (tmp_path / "v.json").write_text(json.dumps(entries))
+    media_factory("PWLeqsU7nUI.mp4", duration=10.0, size=(32, 32))
+    media_factory("zzzzzzzzzzz.mp4", duration=10.0, size=(32, 32))
+    out = tmp_path / "out"
+    argv = ["--annotations", str(tmp_path / "v.json"), "--media", str(tmp_path), "--out", str(out)]
+    assert vggss.main(argv) == 0
+    rows = read_manifest(out / "manifest.jsonl")
+    assert [(r.id, r.start, r.end) for r in rows] == [("zzzzzzzzzzz_000010", 0.0, 10.0)]
+    report = json.loads((out / "prepare_report.json").read_text())
+    missing = dict(report["missing_items"])
+    assert set(missing) == {"PWLeqsU7nUI_000073", "PWLeqsU7nUI_000131"}
+    assert "2 segments of PWLeqsU7nUI are listed" in missing["PWLeqsU7nUI_000073"]
+
+
 def test_vggss_real_annotations(shared_data, media_factory, tmp_path, capsys):
     meta = shared_data / "localization-meta"
     entries = json.loads((meta / "vggss.json").read_text())[:3]

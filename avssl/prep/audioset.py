@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import zlib
+from collections import Counter
 from pathlib import Path
 
 from avssl.cli import ArgumentParser, fraction
@@ -85,6 +86,7 @@ def add_segment_rows(
 ) -> None:
     """Find each ``(ytid, start, end, labels, split)`` segment's file and add its row."""
     files = index_folder(media_dir, {s[0] for s in segments})
+    per_id = Counter(ytid for ytid, start in {(s[0], s[1]) for s in segments})
     seen = set()
     for ytid, start, end, labels, split in segments:
         item = f"{ytid}_{start:g}"
@@ -97,7 +99,7 @@ def add_segment_rows(
             report.skip_missing(item, f"no file named after {ytid} under {media_dir}")
             continue
         try:
-            found = locate(candidates, start, end, layout)
+            found = locate(candidates, start, end, layout, per_id[ytid])
         except MediaError as err:
             report.skip_unreadable(item, str(err))
             continue

@@ -96,7 +96,7 @@ def index_folder(folder: str | os.PathLike, wanted: set[str]) -> dict[str, list[
 
 
 def locate(
-    candidates: list[ClipFile], start: float, end: float, layout: str = "auto"
+    candidates: list[ClipFile], start: float, end: float, layout: str = "auto", segments: int = 1
 ) -> tuple[Path, float, float | None] | str:
     """The file holding segment ``[start, end)`` and the segment's times inside it.
 
@@ -107,6 +107,8 @@ def locate(
         layout: for ``{YTID}.ext`` names: "whole" (full videos), "segment" (cut segments) or
             "auto" (a cut when the file is at most ``CUT_SLACK_S`` longer than the segment,
             and 30 % of it, else the whole video).
+        segments: how many segments of this YTID the input lists: a ``{YTID}.ext`` cut holds
+            one of them, but its name does not say which, so with more than one it is refused.
 
     Returns:
         ``(path, start, end)`` within the file (``end`` None: to the end of the file), or a
@@ -148,10 +150,14 @@ def locate(
         return hint or f"no file for the segment at {start:g} s (found {times})"
     path = plain[0].path
     check_file(path)
+    ambiguous = (
+        f"{path.name} is a cut of one segment, but {segments} segments of {plain[0].ytid} are "
+        f"listed: cannot tell which (name it {{YTID}}_{{start}})"
+    )
     if layout == "whole":
         return path, start, end
     if layout == "segment":
-        return path, 0.0, length
+        return ambiguous if segments > 1 else (path, 0.0, length)
     from avssl.data import media  # torch: only when a duration must be probed
 
     duration = media.probe(path).duration
@@ -161,7 +167,10 @@ def locate(
     # keyframes (read as a whole video, its start would be applied twice); a whole video
     # normally reaches the segment's end (AudioSet's end times stop at the video's end), and
     # one that ends inside the segment is still longer than a cut.
-    if start == 0 or duration <= length + min(CUT_SLACK_S, CUT_SLACK_SHARE * length):
+    cut = duration <= length + min(CUT_SLACK_S, CUT_SLACK_SHARE * length)
+    if cut and segments > 1:
+        return ambiguous
+    if start == 0 or cut:
         return path, 0.0, min(length, duration)
     if start >= duration - TIME_TOLERANCE_S:
         return f"the segment at {start:g} s starts after the end of {path} ({duration:g} s)"

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections import Counter
 from pathlib import Path
 
 from avssl.cli import ArgumentParser
@@ -103,22 +104,29 @@ def _clip_files(
     found (a string) or the MediaError of the file found."""
     wanted = {}
     for entry in entries:
-        item = str(entry.get("file", "")) if isinstance(entry, dict) else ""
-        ytid, _, start = item.rpartition("_")
-        if not usable(stems.get(item)) and ytid and start.isdigit():
-            wanted[item] = (ytid, float(start))
+        ytid, start = _ytid_start(entry)
+        if ytid and not usable(stems.get(f"{ytid}_{start}")):
+            wanted[f"{ytid}_{start}"] = (ytid, float(start))
     if not wanted:
         return {}
     found = index_folder(media, {ytid for ytid, _ in wanted.values()})
+    per_id = Counter(ytid for ytid, _ in set(map(_ytid_start, entries)) if ytid)
     out: dict[str, tuple[Path, float, float | None] | str | MediaError] = {}
     for item, (ytid, start) in wanted.items():
         if ytid not in found:
             continue
         try:
-            out[item] = locate(found[ytid], start, start + CLIP_S)
+            out[item] = locate(found[ytid], start, start + CLIP_S, segments=per_id[ytid])
         except MediaError as err:
             out[item] = err
     return out
+
+
+def _ytid_start(entry) -> tuple[str, str]:
+    """``(ytid, start)`` of an entry named ``{ytid}_{start:06d}``, else ``("", "")``."""
+    item = str(entry.get("file", "")) if isinstance(entry, dict) else ""
+    ytid, _, start = item.rpartition("_")
+    return (ytid, start) if ytid and start.isascii() and start.isdigit() else ("", "")
 
 
 def entry_problem(entry) -> str | None:
