@@ -29,6 +29,7 @@ from pathlib import Path
 from avssl.data.extensions import MEDIA_EXTS, VIDEO_EXTS
 from avssl.data.media_checks import check_file
 from avssl.errors import MediaError
+from avssl.prep.walk import walk_files
 
 TIME_TOLERANCE_S = 0.5  # a file's start may be rounded (e.g. to whole seconds) by downloaders
 # how much longer than its segment a cut may be: a stream-copied download starts and ends on
@@ -81,15 +82,12 @@ def index_folder(folder: str | os.PathLike, wanted: set[str]) -> dict[str, list[
     ``{YTID}.m4a`` beside ``{YTID}.mp4``, as ``yt-dlp -f bestaudio`` leaves, is not the picture).
     """
     found: dict[str, list[ClipFile]] = {}
-    for root, dirs, files in os.walk(folder):
-        dirs.sort()  # the same files first on every filesystem
-        for name in sorted(files):
-            p = Path(root) / name
-            if p.suffix.lower() not in MEDIA_EXTS:
-                continue
-            clip = parse_name(p.stem, wanted)
-            if clip is not None:
-                found.setdefault(clip.ytid, []).append(ClipFile(p, clip.ytid, clip.start, clip.end))
+    for p in walk_files(folder):
+        if p.suffix.lower() not in MEDIA_EXTS:
+            continue
+        clip = parse_name(p.stem, wanted)
+        if clip is not None:
+            found.setdefault(clip.ytid, []).append(ClipFile(p, clip.ytid, clip.start, clip.end))
     for clips in found.values():  # a video before an audio-only file of the same clip
         clips.sort(key=lambda c: c.path.suffix.lower() not in VIDEO_EXTS)
     return found

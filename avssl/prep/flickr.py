@@ -29,6 +29,7 @@ from avssl.prep.localization import (
     note_dropped,
 )
 from avssl.prep.report import add_common_args, finish_run, start_run
+from avssl.prep.walk import walk_files
 
 
 def read_annotation_boxes(path: Path) -> tuple[list[list[float]], dict[str, int]]:
@@ -71,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     if not ids:
         raise AvsslError(f"{args.ids}: no ids in the file")
     xml_dir = args.annotations or args.media
-    xml = {p.stem: p for p in sorted(xml_dir.rglob("*.xml"))}
+    xml = {p.stem: p for p in sorted(walk_files(xml_dir)) if p.suffix == ".xml"}
     stems = index_stems(args.media)
     lost_boxes: dict[str, list[str]] = {}
     for item in ids:

@@ -15,6 +15,7 @@ from avssl.data.extensions import AUDIO_EXTS, IMAGE_EXTS, VIDEO_EXTS
 from avssl.data.manifest import Row
 from avssl.errors import ManifestError
 from avssl.prep.report import PrepReport, file_problem, relpath
+from avssl.prep.walk import walk_files
 
 INVERTED, ZERO_AREA = "inverted", "zero-area"  # the kinds of box clip_boxes drops
 
@@ -25,19 +26,16 @@ def index_stems(folder: str | os.PathLike) -> dict[str, dict[str, Path]]:
     The first file of each kind in sorted path order wins.
     """
     found: dict[str, dict[str, Path]] = {}
-    for root, dirs, files in os.walk(folder):
-        dirs.sort()
-        for name in sorted(files):
-            p = Path(root) / name
-            ext = p.suffix.lower()
-            kind = (
-                "image" if ext in IMAGE_EXTS
-                else "audio" if ext in AUDIO_EXTS
-                else "video" if ext in VIDEO_EXTS
-                else None
-            )  # fmt: skip
-            if kind is not None:
-                found.setdefault(p.stem, {}).setdefault(kind, p)
+    for p in walk_files(folder):
+        ext = p.suffix.lower()
+        kind = (
+            "image" if ext in IMAGE_EXTS
+            else "audio" if ext in AUDIO_EXTS
+            else "video" if ext in VIDEO_EXTS
+            else None
+        )  # fmt: skip
+        if kind is not None:
+            found.setdefault(p.stem, {}).setdefault(kind, p)
     return found
 
 
