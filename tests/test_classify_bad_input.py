@@ -86,17 +86,26 @@ def test_esc50_short_row_with_its_needed_values_is_still_malformed(tmp_path, cap
 def test_prepare_and_classify_name_a_bad_row_alike_with_its_line_in_the_file(tmp_path, capsys):
     root = make_esc50(tmp_path / "esc")  # 24 rows: lines 2-25
     csv_path = root / "meta" / "esc50.csv"
-    # a blank line, a quoted value spanning two lines, then a short row on line 30
-    _append(csv_path, "", '"4-1900-A-0.wav",4,0,low,True,"1900', 'x",A', "", "y.wav,1")
-    _tone(root / "audio" / "4-1900-A-0.wav", "low", 99)
+    # a blank line, a quote left open on line 27 (each line is read on its own: it does not
+    # swallow the lines after it into one record), then a short row on line 30
+    _append(csv_path, "", '"4-1900-A-0.wav",4,0,low,True,"1900', "4-1901-A-0.wav,4,0,low,True,"
+            "1901,A", "", "y.wav,1")  # fmt: skip
+    _tone(root / "audio" / "4-1901-A-0.wav", "low", 99)
     code, out, _ = _run(capsys, "--dataset", "esc50", "--root", str(root))
-    expected = {"path": f"{csv_path}:30", "reason": "missing column(s) target, category, esc10, "
-                "src_file, take"}  # fmt: skip
-    assert code == 0 and last_json(out)["skipped"] == [expected]
+    expected = [
+        {"path": f"{csv_path}:27", "reason": "a quote is not closed on its line"},
+        {"path": f"{csv_path}:30", "reason": "missing column(s) target, category, esc10, "
+         "src_file, take"},
+    ]  # fmt: skip
+    assert code == 0 and last_json(out)["skipped"] == expected
+    assert last_json(out)["n_clips"] == 25  # line 28 is read
     prepare = load_script("esc50").main
     assert prepare(["--root", str(root), "--test-fold", "4", "--out", str(tmp_path / "o")]) == 0
     report = json.loads((tmp_path / "o" / "prepare_report.json").read_text())
-    assert report["unreadable_items"] == [["y", f"{expected['path']}: {expected['reason']}"]]
+    assert report["unreadable_items"] == [
+        [item, f"{e['path']}: {e['reason']}"]
+        for item, e in zip((f"{csv_path}:27", "y"), expected, strict=True)
+    ]
 
 
 def test_metadata_with_a_byte_order_mark_is_read(tmp_path, capsys):

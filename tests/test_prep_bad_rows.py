@@ -161,3 +161,26 @@ def test_avdigits_recording_that_is_no_audio_says_so(tmp_path, capsys):
         ["3_amy_2", "not an audio file (image, png; no audio stream)"],
         ["4_amy_2", "no audio samples"],
     ]
+
+
+def test_csv_lines_csv_cannot_read_or_with_a_quote_left_open(media_factory, tmp_path):
+    # a 200-KB line (a crashed write pads with NULs) gave _csv.Error with a traceback; a quote
+    # left open swallowed every line after it into one "bad row"
+    from avssl.prep import audioset, vggsound
+
+    media_factory("zpWuikVorYg_000032.mp4", duration=2.0, size=(32, 32))
+    huge = "AAAAAAAAAAA, 1, 11, " + "\0" * 200_000
+    seg = tmp_path / "x_train.csv"
+    seg.write_text(f'{huge}\nzpWuikVorYg, 32.000, 42.000, "/m/a"\n')
+    csv = tmp_path / "vggsound.csv"
+    csv.write_text(f'"zpWuikVorYg,1,dog,train\n{huge}\nzpWuikVorYg,32,elk bugling,test\n')
+    for main, argv in ((audioset.main, ["--segments", str(seg), "--val-fraction", "0"]),
+                       (vggsound.main, ["--csv", str(csv)])):  # fmt: skip
+        out = tmp_path / main.__module__
+        assert main([*argv, "--media", str(tmp_path), "--out", str(out)]) == 0
+        assert [r.id for r in read_manifest(out / "manifest.jsonl")] == ["zpWuikVorYg_32"]
+        report = json.loads((out / "prepare_report.json").read_text())
+        reasons = [reason for _, reason in report["unreadable_items"]]
+        limit = "not a CSV row (field larger than field limit (131072))"
+        assert reasons == ([limit] if main is audioset.main else ["a quote is not closed on "
+                                                                  "its line", limit])  # fmt: skip

@@ -12,14 +12,13 @@ Source in Visual Scenes", CVPR 2018, https://arxiv.org/abs/1803.03849.
 
 from __future__ import annotations
 
-import csv
 import math
 import os
 import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from avssl.data.textfile import read_json_list, text_lines
+from avssl.data.textfile import csv_fields, read_json_list, text_lines
 from avssl.errors import ManifestError
 
 ITEM_ID = re.compile(r"[\w.-]+")  # an item id of an id list: a file stem
@@ -86,7 +85,8 @@ def read_flickr_ids(path: str | os.PathLike) -> list[str]:
             column that is no file stem, e.g. ``vggss.json`` given for the list).
     """
     ids = []
-    for n, row in enumerate(csv.reader(text_lines(path)), 1):
+    for n, line in enumerate(text_lines(path), 1):
+        row = csv_fields(line, f"{path}:{n}")
         if row and (item := row[0].strip()):
             if not ITEM_ID.fullmatch(item):
                 raise ManifestError(

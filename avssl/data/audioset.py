@@ -8,14 +8,13 @@ in the ontology.
 
 from __future__ import annotations
 
-import csv
 import math
 import os
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from avssl.data.textfile import read_json_list, text_lines
+from avssl.data.textfile import csv_fields, read_json_list, text_lines
 from avssl.errors import ManifestError
 
 
@@ -60,7 +59,7 @@ def read_segments(
         try:
             # a tab after a comma would keep a quoted label list's quotes (skipinitialspace
             # skips spaces only); no field of the format holds a tab
-            fields = next(csv.reader([line.replace("\t", " ")], skipinitialspace=True))
+            fields = csv_fields(line.replace("\t", " "), where, skipinitialspace=True)
             segments.append(_segment(fields, where))
         except ManifestError as err:
             if bad is None:

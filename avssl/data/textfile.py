@@ -7,6 +7,7 @@ not UTF-8 text is reported as ``FILE: reason`` rather than a ``UnicodeDecodeErro
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 from collections.abc import Iterator
@@ -34,6 +35,29 @@ def text_lines(path: str | os.PathLike) -> Iterator[str]:
         raise ManifestError(f"{path}: cannot read ({err.strerror or err})") from None
     except UnicodeDecodeError:
         raise ManifestError(f"{path}: not UTF-8 text") from None
+
+
+def csv_fields(line: str, where: str, **fmt) -> list[str]:
+    """The fields of one CSV line, parsed on its own: a stray quote spoils that line only, not
+    every line after it up to the next quote (a reader over the whole file would read them as
+    one record, or stop with a traceback once that record passes :mod:`csv`'s field limit).
+
+    Args:
+        line: one line of the file.
+        where: ``file:line``, for the error.
+        fmt: :func:`csv.reader` format options (e.g. ``skipinitialspace=True``).
+
+    Raises:
+        ManifestError: :mod:`csv` cannot read the line (e.g. a field over its size limit), or
+            a quote is left open.
+    """
+    try:
+        fields = next(csv.reader([line], **fmt), [])
+    except csv.Error as err:
+        raise ManifestError(f"{where}: not a CSV row ({err})") from None
+    if any("\n" in f or "\r" in f for f in fields):  # only a quote left open keeps a line end
+        raise ManifestError(f"{where}: a quote is not closed on its line")
+    return fields
 
 
 def read_text(path: str | os.PathLike) -> str:

@@ -11,12 +11,11 @@ under ``--strict``.
 from __future__ import annotations
 
 import argparse
-import csv
 import math
 from pathlib import Path
 
 from avssl.cli import ArgumentParser, fraction
-from avssl.data.textfile import text_lines
+from avssl.data.textfile import csv_fields, text_lines
 from avssl.errors import ManifestError
 from avssl.prep.audioset import add_segment_rows
 from avssl.prep.report import add_common_args, finish_run, start_run
@@ -38,11 +37,15 @@ def read_vggsound(
     if not path.is_file():
         raise ManifestError(f"{path}: no such VGGSound CSV")
     rows, bad = [], []
-    reader = csv.reader(text_lines(path), skipinitialspace=True)
-    for fields in reader:
+    for lineno, line in enumerate(text_lines(path), 1):
+        where = f"{path}:{lineno}"
+        try:
+            fields = csv_fields(line, where, skipinitialspace=True)
+        except ManifestError as err:
+            bad.append((where, err.args[0].removeprefix(f"{where}: ")))
+            continue
         if not fields or fields[0].startswith("#"):
             continue
-        where = f"{path}:{reader.line_num}"
         if len(fields) != 4:
             bad.append((where, f"expected 4 fields, got {len(fields)}"))
             continue
