@@ -340,3 +340,32 @@ def test_vggsound_two_rows_of_one_cut_are_both_missing(media_factory, tmp_path):
     report = json.loads((out / "prepare_report.json").read_text())
     assert [item for item, _ in report["missing_items"]] == ["zpWuikVorYg_30", "zpWuikVorYg_120"]
     assert "cannot tell which" in report["missing_items"][0][1]
+
+
+def test_a_failed_report_write_leaves_no_manifest_and_probe_no_folder(
+    media_factory, tmp_path, monkeypatch
+):
+    # a manifest left without its report refused the corrected rerun ("already exists")
+    from avssl.prep import report as report_module
+
+    media_factory("zpWuikVorYg_000032.mp4", duration=2.0, size=(32, 32))
+    csv = tmp_path / "vggsound.csv"
+    csv.write_text("zpWuikVorYg,32,elk bugling,test\n")
+    out = tmp_path / "new" / "out"
+    argv = ["--csv", str(csv), "--media", str(tmp_path), "--out", str(out)]
+
+    def full(path, text):
+        raise OSError(27, "File too large")
+
+    monkeypatch.setattr(report_module, "write_text", full)
+    with pytest.raises(OSError):
+        vggsound.main(argv)
+    assert not (tmp_path / "new").exists()
+    monkeypatch.undo()
+    # --probe made --out before it knew whether anything was usable
+    csv.write_text("NOTHERE0000,32,elk bugling,test\n")
+    with pytest.raises(AvsslError, match="no usable items"):
+        vggsound.main([*argv, "--probe"])
+    assert not (tmp_path / "new").exists()
+    csv.write_text("zpWuikVorYg,32,elk bugling,test\n")
+    assert vggsound.main(argv) == 0 and (out / "prepare_report.json").is_file()

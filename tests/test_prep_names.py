@@ -70,3 +70,48 @@ def test_folds_with_nothing_usable_leave_nothing_behind(tmp_path):
 
     sf.write(root / "audio/1-100032-A-0.wav", np.zeros(8000, np.float32), 8000)
     assert esc50.main(["--root", str(root), "--out", str(out), "--test-fold", "1"]) == 0
+
+
+def test_a_file_name_that_is_not_utf8_is_skipped_and_an_out_refused(media_factory, tmp_path):
+    # the manifest is UTF-8 text: writing such a path gave a traceback and left --out behind
+    import os
+
+    good = tmp_path / "good"
+    (good / os.fsdecode(b"sub\xff")).mkdir(parents=True)
+    media_factory.folder = good / os.fsdecode(b"sub\xff")
+    media_factory(f"{YTID}.mp4", duration=2.0, size=(16, 16))
+    media_factory.folder = good
+    media_factory("goodAAAAAAA.mp4", duration=2.0, size=(16, 16))
+    csv = tmp_path / "balanced_train_segments.csv"
+    csv.write_text(f'{YTID}, 0.000, 2.000, "/m/01"\ngoodAAAAAAA, 0.000, 2.000, "/m/01"\n')
+    out = tmp_path / "out"
+    argv = ["--segments", str(csv), "--media", str(good), "--val-fraction", "0"]
+    assert audioset.main([*argv, "--out", str(out)]) == 0
+    assert [r.id for r in read_manifest(out / "manifest.jsonl")] == ["goodAAAAAAA_0"]
+    report = json.loads((out / "prepare_report.json").read_text())
+    assert report["unreadable_items"] == [[f"{YTID}_0", "a file name in its path is not UTF-8 "
+                                           "(the manifest is UTF-8 text; rename it)"]]  # fmt: skip
+    bad_out = tmp_path / os.fsdecode(b"out\xff")
+    with pytest.raises(AvsslError, match="--out is not UTF-8 text"):
+        audioset.main([*argv, "--out", str(bad_out)])
+    assert not bad_out.exists()
+
+
+def test_linked_subfolders_of_the_media_are_searched_once(media_factory, tmp_path):
+    # clips split across disks by links were all reported missing; a link to a parent folder
+    # must not loop
+    store, media = tmp_path / "store", tmp_path / "media"
+    store.mkdir()
+    media.mkdir()
+    media_factory.folder = store
+    media_factory(f"{YTID}.mp4", duration=2.0, size=(16, 16))
+    (media / "part1").symlink_to(store)
+    (media / "part2").symlink_to(store)  # the same clips again: read once
+    (store / "up").symlink_to(tmp_path)
+    csv = tmp_path / "balanced_train_segments.csv"
+    csv.write_text(f'{YTID}, 0.000, 2.000, "/m/01"\n')
+    out = tmp_path / "out"
+    argv = ["--segments", str(csv), "--media", str(media), "--val-fraction", "0"]
+    assert audioset.main([*argv, "--out", str(out)]) == 0
+    (row,) = read_manifest(out / "manifest.jsonl")
+    assert row.video == f"../media/part1/{YTID}.mp4"  # through the link, not its target

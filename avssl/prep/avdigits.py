@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     check_output(out, args.force, files, folders=("audio", "images", "gallery"))
     report = PrepReport("avdigits", args.strict)
     # a run that fails part-way removes what it created, so the corrected rerun needs no --force
-    with NewOutputs().removed_on_failure() as made:
+    with report.made.removed_on_failure() as made:
         return _prepare(args, report, made)
 
 
@@ -247,8 +247,6 @@ def _prepare(args: argparse.Namespace, report: PrepReport, made: NewOutputs) -> 
     }
     if val_speaker is not None:
         report.extra["heldout"] = str(out / HELDOUT)
-    for name in OUTPUTS:
-        made.file(out / name)
     return report.finish(out, args.force)
 
 

@@ -48,8 +48,8 @@ def write_folds(out: Path, folds: dict[str, int], report: PrepReport) -> None:
     kept = {r.id: folds[r.id] for r in report.rows}
     if not kept:
         return
-    out.mkdir(parents=True, exist_ok=True)
-    write_text(out / FOLDS, json.dumps(kept, indent=0) + "\n")
+    report.made.folder(out)
+    write_text(report.made.file(out / FOLDS), json.dumps(kept, indent=0) + "\n")
     report.extra["folds"] = str(out / FOLDS)
     report.extra["fold_counts"] = {
         str(f): sum(1 for v in kept.values() if v == f) for f in sorted(set(kept.values()))
@@ -121,12 +121,14 @@ def prepare_folds(
     for item, rec in records:
         path = audio_path(rec, folds[item])
         add_audio_row(report, item, path, args.out, rec[label_col], folds[item], args.test_fold)
-    if args.probe:
-        probe_rows(report, args.out, args.workers, picture=False)  # audio-only
-    if report.rows and not any(r.split == "test" for r in report.rows):
-        report.note(
-            f"no clip of --test-fold {args.test_fold} is usable: the manifest has no test split "
-            "(evaluate.py classify --dataset manifest needs one; pick a fold that is present)"
-        )
-    write_folds(args.out, folds, report)
-    return report.finish(args.out, args.force)
+    with report.made.removed_on_failure():  # folds.json goes too when the manifest fails
+        if args.probe:
+            probe_rows(report, args.out, args.workers, picture=False)  # audio-only
+        if report.rows and not any(r.split == "test" for r in report.rows):
+            report.note(
+                f"no clip of --test-fold {args.test_fold} is usable: the manifest has no test "
+                "split (evaluate.py classify --dataset manifest needs one; pick a fold that is "
+                "present)"
+            )
+        write_folds(args.out, folds, report)
+        return report.finish(args.out, args.force)

@@ -74,7 +74,7 @@ def probe_row(
 def probe_rows(report: PrepReport, out: Path, workers: int = 2, picture: bool = True) -> None:
     """Test-decode every row in parallel (see :func:`probe_row`); rows that fail move to
     ``report.unreadable``, the others are kept (an end past the media's trimmed)."""
-    Path(out).mkdir(parents=True, exist_ok=True)  # relative paths may climb out of it ("..")
+    report.made.folder(out)  # relative paths may climb out of it (".."); removed on failure
     with ThreadPoolExecutor(max_workers=workers) as pool:
         jobs = pool.map(lambda r: probe_row(r, Path(out), picture=picture), report.rows)
         bar = tqdm(jobs, total=len(report.rows), desc=f"{report.dataset}: probe", unit="clip",

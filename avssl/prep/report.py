@@ -22,11 +22,13 @@ from avssl.cli_outputs import check_outputs_spare_inputs
 from avssl.data.manifest import Row, write_manifest
 from avssl.data.media_checks import check_file
 from avssl.errors import AvsslError, MediaError
+from avssl.prep.new_outputs import NewOutputs
 
 MANIFEST = "manifest.jsonl"
 REPORT = "prepare_report.json"
 OUTPUTS = (MANIFEST, REPORT)  # written by every script; some write more
 DUPLICATE = "duplicate id (an earlier item has the same one)"
+NOT_UTF8 = "a file name in its path is not UTF-8 (the manifest is UTF-8 text; rename it)"
 
 
 def add_common_args(parser: argparse.ArgumentParser, probe: bool = True) -> None:
@@ -59,6 +61,10 @@ def check_output(
             and ``force`` is False.
     """
     out = Path(out)
+    try:
+        str(out).encode("utf-8")
+    except UnicodeEncodeError:
+        raise AvsslError(f"{out}: --out is not UTF-8 text; choose another folder") from None
     for parent in (out, *out.parents):
         if parent.exists():
             if not parent.is_dir():
@@ -131,11 +137,17 @@ class PrepReport:
         self.unreadable: list[tuple[str, str]] = []
         self.notes: list[str] = []
         self.extra: dict = {}
+        self.made = NewOutputs()  # what the run creates: removed again if it fails part-way
 
     def add(self, row: Row) -> None:
         """Add a row; a second item with an id already written is skipped as unreadable."""
         if row.id in self._ids:
             self.skip_unreadable(row.id, DUPLICATE)
+            return
+        try:  # the manifest is UTF-8: a file name in another encoding cannot be written in it
+            json.dumps(row.to_json(), ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            self.skip_unreadable(row.id, NOT_UTF8)
             return
         self._ids.add(row.id)
         self.rows.append(row)
@@ -190,10 +202,13 @@ class PrepReport:
             bad = self.missing[:1] + self.unreadable[:1]
             hint = f"; e.g. {bad[0][0]}: {bad[0][1]}" if bad else ""
             raise AvsslError(f"{self.dataset}: no usable items, nothing written to {out}{hint}")
-        write_manifest(manifest, self.rows)
         report = self.to_json(manifest)
         report_path = Path(out) / REPORT
-        write_text(report_path, json.dumps(report, indent=1) + "\n")
+        # both or neither: a manifest left without its report would refuse the rerun
+        with self.made.removed_on_failure() as made:
+            made.folder(out)
+            write_manifest(made.file(manifest), self.rows)
+            write_text(made.file(report_path), json.dumps(report, indent=1) + "\n")
         splits = ", ".join(f"{k} {v}" for k, v in report["splits"].items())
         print(
             f"{self.dataset}: wrote {len(self.rows)} rows ({splits}) to {manifest}; "
@@ -230,9 +245,11 @@ def start_run(
 
 
 def finish_run(report: PrepReport, args: argparse.Namespace) -> int:
-    """Test-decode the rows under ``--probe``, then :meth:`PrepReport.finish`; exit status 0."""
-    if args.probe:
-        from avssl.prep.probe_media import probe_rows
+    """Test-decode the rows under ``--probe``, then :meth:`PrepReport.finish`; exit status 0.
+    A run that fails or is interrupted removes the folders and files it created."""
+    with report.made.removed_on_failure():
+        if args.probe:
+            from avssl.prep.probe_media import probe_rows
 
-        probe_rows(report, args.out, args.workers)
-    return report.finish(args.out, args.force)
+            probe_rows(report, args.out, args.workers)
+        return report.finish(args.out, args.force)
