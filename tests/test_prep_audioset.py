@@ -369,3 +369,13 @@ def test_a_failed_report_write_leaves_no_manifest_and_probe_no_folder(
     assert not (tmp_path / "new").exists()
     csv.write_text("zpWuikVorYg,32,elk bugling,test\n")
     assert vggsound.main(argv) == 0 and (out / "prepare_report.json").is_file()
+
+
+def test_transport_stream_and_asf_downloads_are_found(tmp_path):
+    # "any container PyAV reads": a .ts clip was reported "no file named after" its YTID
+    for name in ("TSCLIP00001_30.ts", "MTSCLIP0001_30.m2ts", "WMVCLIP0001_30.wmv"):
+        (tmp_path / name).write_bytes(b"\0")
+    found = index_folder(tmp_path, {"TSCLIP00001", "MTSCLIP0001", "WMVCLIP0001"})
+    assert {ytid: [c.start for c in clips] for ytid, clips in found.items()} == {
+        "TSCLIP00001": [30.0], "MTSCLIP0001": [30.0], "WMVCLIP0001": [30.0]
+    }  # fmt: skip

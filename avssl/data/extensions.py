@@ -12,9 +12,10 @@ from __future__ import annotations
 
 from avssl.data.media_checks import IMAGE_EXTS, SOUNDFILE_EXTS
 
-VIDEO_EXTS = frozenset(
-    {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".flv", ".3gp", ".mpg", ".mpeg", ".ogv"}
-)
+VIDEO_EXTS = frozenset({
+    ".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".flv", ".3gp", ".mpg", ".mpeg", ".ogv",
+    ".ts", ".mts", ".m2ts", ".wmv", ".asf",  # MPEG transport streams (broadcast, camcorders), ASF
+})  # fmt: skip
 # soundfile's formats, and those PyAV decodes
 AUDIO_EXTS = SOUNDFILE_EXTS | {".mp3", ".m4a", ".aac", ".opus", ".wma"}
 MEDIA_EXTS = VIDEO_EXTS | AUDIO_EXTS  # a file with sound or moving pictures
