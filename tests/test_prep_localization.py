@@ -233,3 +233,23 @@ def test_vggss_refuses_ids_none_of_which_it_annotates(media_factory, tmp_path, c
     code, o, err = run(capsys, cli, ["prepare", *argv])
     one_line_error(code, o, err, tmp_path / "flickr_ids.csv", "none of its 2 ids is an entry of")
     assert "(e.g. '10000130166')" in err and not (tmp_path / "out").exists()
+
+
+def test_vggss_ids_without_an_entry_are_counted_and_notes_count_written_items(
+    media_factory, tmp_path
+):
+    entries = [
+        {"file": "a", "class": "c", "bbox": [[0.1, 0.1, 0.5, 0.5]]},
+        {"file": "b", "class": "c", "bbox": [[0.1, 0.1, 0.5, 0.5], [0.2, 0.2, 0.2, 0.2]]},
+    ]
+    (tmp_path / "v.json").write_text(json.dumps(entries))
+    (tmp_path / "ids.csv").write_text("a\nb\nnotAnEntry1_000001\n")
+    media_factory("a.mp4", duration=1.0, size=(32, 32))  # b's media is missing
+    out = tmp_path / "out"
+    argv = ["--annotations", str(tmp_path / "v.json"), "--media", str(tmp_path), "--out", str(out),
+            "--ids", str(tmp_path / "ids.csv")]  # fmt: skip
+    assert vggss.main(argv) == 0
+    report = json.loads((out / "prepare_report.json").read_text())
+    assert report["written"] + report["missing"] + report["unreadable"] == 3  # was 2
+    assert [item for item, _ in report["missing_items"]] == ["b", "notAnEntry1_000001"]
+    assert report["notes"] == []  # b lost a zero-area box, but b was not written

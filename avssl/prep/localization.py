@@ -130,10 +130,13 @@ def clip_boxes(boxes, where: str) -> tuple[list[list[float]], dict[str, int]]:
 
 
 def note_dropped(report: PrepReport, items: dict[str, list[str]]) -> None:
-    """Tell the user which items lost boxes of each kind (``{kind: [item, ...]}``, as counted
-    by :func:`clip_boxes`), each item once."""
+    """Tell the user which written items lost boxes of each kind (``{kind: [item, ...]}``, as
+    counted by :func:`clip_boxes`), each item once; items skipped for their media are not
+    counted."""
+    written = {row.id for row in report.rows}
     for kind in (ZERO_AREA, INVERTED):
-        found = list(dict.fromkeys(items.get(kind, [])))  # a duplicated id is one item
+        # a duplicated id is one item
+        found = [item for item in dict.fromkeys(items.get(kind, [])) if item in written]
         if not found:
             continue
         shown = ", ".join(found[:5]) + (", ..." if len(found) > 5 else "")

@@ -90,6 +90,10 @@ def main(argv: list[str] | None = None) -> int:
             report.skip_missing(item, clip)
             continue
         media_row(report, item, files, args.out, boxes, labels, span=span)
+    if keep is not None:  # ids of the list that no entry names are counted too
+        named = {str(e["file"]) for e in entries if entry_problem(e) is None}
+        for item in sorted(keep - named):
+            report.skip_missing(item, f"no entry of {args.annotations} names it")
     note_dropped(report, lost_boxes)
     return finish_run(report, args)
 
