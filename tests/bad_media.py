@@ -185,7 +185,7 @@ def one_line_error(code: int, out: str, err: str, path: Path, reason: str) -> No
     lines = err.strip().splitlines()
     assert code == 2 and out == "", (code, out, err)
     assert len(lines) == 1, err
-    assert lines[0].startswith(f"error: {path}: ") and reason in lines[0], lines[0]
+    assert lines[0].startswith(f"error: {path}:") and reason in lines[0], lines[0]  # or path:N:
 
 
 def last_json(out: str) -> dict:

@@ -122,7 +122,7 @@ def test_metadata_that_is_not_utf8_is_one_line(tmp_path, capsys):
     with open(csv_path, "ab") as fh:
         fh.write(b"4-1900-A-0.wav,4,0,l\xe9w,True,1900,A\n")  # Latin-1, not UTF-8
     code, out, err = _run(capsys, "--dataset", "esc50", "--root", str(root))
-    assert code == 2 and out == "" and err == f"error: {csv_path}: not UTF-8 text"
+    assert code == 2 and out == "" and err == f"error: {csv_path}:26: not UTF-8 text"
 
 
 def test_esc50_duplicate_row_is_skipped_and_listed(tmp_path, capsys):

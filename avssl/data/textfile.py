@@ -34,7 +34,22 @@ def text_lines(path: str | os.PathLike) -> Iterator[str]:
     except OSError as err:
         raise ManifestError(f"{path}: cannot read ({err.strerror or err})") from None
     except UnicodeDecodeError:
-        raise ManifestError(f"{path}: not UTF-8 text") from None
+        raise ManifestError(f"{_first_bad_line(path)}: not UTF-8 text") from None
+
+
+def _first_bad_line(path: Path) -> str:
+    """``file:line`` of the first line of ``path`` that is not UTF-8 (the file when none is
+    found: the error was in a read the text reader made ahead of the lines)."""
+    try:
+        with open(path, "rb") as fh:
+            for n, raw in enumerate(fh, 1):
+                try:
+                    raw.decode("utf-8")
+                except UnicodeDecodeError:
+                    return f"{path}:{n}"
+    except OSError:
+        pass
+    return str(path)
 
 
 def csv_fields(line: str, where: str, **fmt) -> list[str]:
