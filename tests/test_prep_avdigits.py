@@ -424,3 +424,101 @@ def test_val_speaker_writes_a_heldout_voice_manifest(tiny, tmp_path):
     assert run(tiny, out, "--test-speakers", "bob", "--grid", "3", "--canvas-size", "84",
                "--force") == 0  # fmt: skip
     assert not (out / "heldout.jsonl").exists()
+
+
+def test_a_force_rerun_stopped_part_way_leaves_no_stale_manifest(tiny, tmp_path, monkeypatch):
+    # the old manifest stayed beside canvases the new run had already redrawn: its boxes then
+    # pointed at the wrong cells
+    out = tmp_path / "out"
+    assert run(tiny, out, "--max-takes", "2") == 0
+    real, calls = avdigits.render_canvas, []
+
+    def fail_late(*args):
+        calls.append(1)
+        if len(calls) == 20:
+            raise KeyboardInterrupt
+        return real(*args)
+
+    monkeypatch.setattr(avdigits, "render_canvas", fail_late)
+    with pytest.raises(KeyboardInterrupt):
+        run(tiny, out, "--max-takes", "2", "--seed", "5", "--force")
+    for name in ("manifest.jsonl", "prepare_report.json", "items.jsonl", "gallery.jsonl"):
+        assert not (out / name).exists(), name
+
+
+def test_a_sigterm_removes_what_the_run_made(tiny, tmp_path, capsys, monkeypatch):
+    import os
+    import signal
+
+    from avssl.prep import mnist
+
+    real, calls = mnist.read_recording, []
+
+    def read_then_sigterm(*args):
+        calls.append(1)
+        if len(calls) == 5:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real(*args)
+
+    monkeypatch.setattr(avdigits, "read_recording", read_then_sigterm)
+    out = tmp_path / "new" / "out"
+    args = ["--fsdd", str(tiny["fsdd"]), "--mnist-images", str(tiny["images"]),
+            "--mnist-labels", str(tiny["labels"]), "--out", str(out)]  # fmt: skip
+    assert load_script("avdigits").main(args) == 128 + signal.SIGTERM
+    assert capsys.readouterr().err.strip().splitlines()[-1] == "error: terminated (SIGTERM)"
+    assert not (tmp_path / "new").exists()
+
+
+def test_recordings_named_twice_cut_short_or_with_other_digits(tiny, tmp_path):
+    fsdd = tiny["fsdd"]
+    (fsdd / "\u0663_amy_2.wav").write_bytes((fsdd / "0_amy_0.wav").read_bytes())  # Arabic 3
+    (fsdd / "4_bob_01.wav").write_bytes((fsdd / "0_bob_0.wav").read_bytes())  # is 4_bob_1
+    (fsdd / "7_cat_1.wav").write_bytes((fsdd / "7_cat_1.wav").read_bytes()[:3000])
+    out = tmp_path / "out"
+    assert run(tiny, out, "--max-takes", "3") == 0
+    report = json.loads((out / "prepare_report.json").read_text())
+    bad = dict(map(tuple, report["unreadable_items"]))
+    assert bad["\u0663_amy_2.wav"] == "name is not {digit}_{speaker}_{take}.wav"
+    assert bad["4_bob_1.wav"] == "the same recording as 4_bob_01.wav"
+    assert bad["7_cat_1"].startswith("truncated: header declares")
+    rows, items = load(out)
+    assert len(rows) == len(items) == 90 - 1  # 4_bob_1 once, 7_cat_1 not at all
+    heard = sf.read(out / "audio" / "4_bob_1.wav")[0]
+    assert len({r.audio for r in rows}) == len(rows) and len(heard)
+
+
+def test_test_mnist_files_that_repeat_training_handwriting(tiny, tmp_path):
+    # the same file given twice is refused; an overlap is left out of training and validation
+    with pytest.raises(AvsslError, match="holds every image of"):
+        run(tiny, tmp_path / "same", "--test-mnist-images", str(tiny["images"]),
+            "--test-mnist-labels", str(tiny["labels"]))  # fmt: skip
+    assert not (tmp_path / "same").exists()
+    x, y = digit_images(200, 0)
+    xt, yt = digit_images(60, 1)
+    xt[:7], yt[:7] = x[:7], y[:7]  # seven training images among the test ones
+    timg = write_idx(tmp_path / "t.gz", xt, 2051)
+    tlab = write_idx(tmp_path / "tl.gz", yt, 2049)
+    out = tmp_path / "out"
+    assert run(tiny, out, "--test-mnist-images", str(timg), "--test-mnist-labels", str(tlab)) == 0
+    rows, items = load(out)
+    pixels = {"main": x, "test": xt}
+    seen = {split: {pixels[s][i].tobytes() for it in items if it["split"] == split
+                    for s, i in it["mnist"]} for split in ("train", "val", "test")}  # fmt: skip
+    assert not (seen["train"] | seen["val"]) & seen["test"]
+    report = json.loads((out / "prepare_report.json").read_text())
+    assert any(note.startswith("7 images of") for note in report["notes"])
+
+
+def test_a_test_file_without_a_digit_is_named_and_a_damaged_gzip_is_one_line(tiny, tmp_path):
+    xt, yt = digit_images(60, 1)
+    yt[yt == 9] = 8
+    timg = write_idx(tmp_path / "t.gz", xt, 2051)
+    tlab = write_idx(tmp_path / "tl.gz", yt, 2049)
+    with pytest.raises(AvsslError, match=f"^{timg}: the test images hold no digit 9$"):
+        run(tiny, tmp_path / "o", "--test-mnist-images", str(timg), "--test-mnist-labels",
+            str(tlab))  # fmt: skip
+    damaged = bytearray(tiny["labels"].read_bytes())
+    damaged[len(damaged) // 2] ^= 0xFF
+    (tmp_path / "bad.gz").write_bytes(bytes(damaged))
+    with pytest.raises(ManifestError, match=f"^{tmp_path / 'bad.gz'}: cannot read"):
+        read_idx(tmp_path / "bad.gz", 2049)

@@ -29,7 +29,6 @@ the probe's training data) and the validation voice's rows as split "test".
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import zlib
 from pathlib import Path
@@ -40,18 +39,20 @@ from PIL import Image
 
 from avssl.cli import ArgumentParser, fraction, int_at_least, positive_int
 from avssl.cli_outputs import check_outputs_spare_inputs
-from avssl.data import media
 from avssl.data.manifest import Row, write_manifest
 from avssl.errors import AvsslError, MediaError
 from avssl.prep.avdigits_splits import (
     audio_split,
+    check_digits,
     check_splits,
+    heldout_rows,
     image_pools,
     pool_by_digit,
+    shared_images,
     split_speakers,
 )
 from avssl.prep.canvas import cell_box, choose_cells, render_canvas, render_single
-from avssl.prep.mnist import fixed_length, list_fsdd, read_mnist
+from avssl.prep.mnist import fixed_length, list_fsdd, read_mnist, read_recording
 from avssl.prep.new_outputs import NewOutputs
 from avssl.prep.report import OUTPUTS, PrepReport, add_common_args, check_output
 
@@ -155,15 +156,35 @@ def _prepare(args: argparse.Namespace, report: PrepReport, made: NewOutputs) -> 
     pixels = {k: v[0] for k, v in images.items()}
     labels = {k: v[1] for k, v in images.items()}
     n_test_file = len(labels["test"]) if "test" in labels else None
+    shared = None if n_test_file is None else shared_images(pixels["main"], pixels["test"])
+    if shared is not None and len(shared):
+        if len(shared) == len(labels["main"]):
+            raise AvsslError(
+                f"{args.test_mnist_images}: holds every image of {args.mnist_images}; the test "
+                "handwriting must be unseen"
+            )
+        report.note(
+            f"{len(shared)} images of {args.mnist_images} are also in {args.test_mnist_images}:"
+            " left out of training and validation"
+        )
     pools = image_pools(
         labels["main"], n_test_file, args.mnist_test_fraction, args.mnist_val_fraction,
-        args.seed,
+        args.seed, shared,
     )  # fmt: skip
     by_digit = {s: pool_by_digit(pool, labels) for s, pool in pools.items()}
+    test_file = args.mnist_images if n_test_file is None else args.test_mnist_images
+    check_digits(by_digit, {"train": args.mnist_images, "val": args.mnist_images,
+                            "test": test_file})  # fmt: skip
 
     recordings, other = list_fsdd(args.fsdd)
     for name in other:
         report.skip_unreadable(name, "name is not {digit}_{speaker}_{take}.wav")
+    first: dict[str, Path] = {}  # 0_amy_01.wav and 0_amy_1.wav: one id, one audio file
+    for rec in recordings:
+        if rec.id in first:
+            report.skip_unreadable(rec.path.name, f"the same recording as {first[rec.id].name}")
+        first.setdefault(rec.id, rec.path)
+    recordings = [r for r in recordings if first[r.id] == r.path]
     if args.max_takes is not None:
         recordings = [r for r in recordings if r.take < args.max_takes]
     if not recordings:
@@ -172,13 +193,16 @@ def _prepare(args: argparse.Namespace, report: PrepReport, made: NewOutputs) -> 
     test, val_speaker = split_speakers(present, args.test_speakers, args.val_speaker, report)
     check_splits(recordings, test, val_speaker, report, args.fsdd)
 
+    if args.force:  # a run stopped part-way must not leave the old manifest over new canvases
+        for name in (*OUTPUTS, GALLERY, ITEMS, HELDOUT):
+            (out / name).unlink(missing_ok=True)
     made.folder(out / "audio")
     made.folder(out / "images")
     items, offsets = [], {}
     for rec in recordings:
         split = audio_split(rec, test, val_speaker)
         try:
-            wave = read_recording(rec.path)
+            wave = read_recording(rec.path, SAMPLE_RATE)
         except MediaError as err:
             report.skip_unreadable(rec.id, err.reason)
             continue
@@ -195,8 +219,6 @@ def _prepare(args: argparse.Namespace, report: PrepReport, made: NewOutputs) -> 
             cells = []
             for d in cell_digits:
                 choices = by_digit[split][d]
-                if not choices:
-                    raise AvsslError(f"{args.mnist_images}: the {split} images hold no digit {d}")
                 cells.append(choices[int(rng.integers(len(choices)))])
             canvas = render_canvas([pixels[s][i] for s, i in cells], args.grid, args.canvas_size)
             Image.fromarray(canvas).save(made.file(out / "images" / f"{row_id}.png"))
@@ -228,8 +250,6 @@ def _prepare(args: argparse.Namespace, report: PrepReport, made: NewOutputs) -> 
     gallery = _write_gallery(out, pools["test"], pixels, labels, args, made)
     if val_speaker is not None:
         write_manifest(made.file(out / HELDOUT), heldout_rows(report.rows))
-    else:
-        (out / HELDOUT).unlink(missing_ok=True)  # only under --force (check_output)
     with open(made.file(out / ITEMS), "w", encoding="utf-8") as fh:
         fh.writelines(json.dumps(item) + "\n" for item in items)
     report.extra = {
@@ -248,34 +268,6 @@ def _prepare(args: argparse.Namespace, report: PrepReport, made: NewOutputs) -> 
     if val_speaker is not None:
         report.extra["heldout"] = str(out / HELDOUT)
     return report.finish(out, args.force)
-
-
-def read_recording(path: Path) -> np.ndarray:
-    """The whole recording at ``SAMPLE_RATE``, float32 ``[N]``.
-
-    Raises:
-        MediaError: not media, no audio stream (e.g. an image named ``.wav``), no samples, or
-            a file that does not decode.
-    """
-    info = media.probe(path)
-    if not info.has_audio:
-        what = info.video_codec or info.container or "unknown format"
-        raise MediaError(path, f"not an audio file ({info.kind}, {what}; no audio stream)")
-    if not info.duration:
-        raise MediaError(path, "no audio samples" if info.duration == 0 else "unknown duration")
-    return media.read_audio(path, 0.0, info.duration, SAMPLE_RATE).numpy()
-
-
-def heldout_rows(rows: list[Row]) -> list[Row]:
-    """The validation voice as a test split: the first canvas of each training and validation
-    recording, validation rows relabelled ``test``; the real test split is left out."""
-    seen, out = set(), []
-    for row in rows:
-        if row.split == "test" or row.audio in seen:
-            continue
-        seen.add(row.audio)
-        out.append(dataclasses.replace(row, split="test" if row.split == "val" else row.split))
-    return out
 
 
 def _write_gallery(out: Path, pool, pixels, labels, args, made: NewOutputs) -> int:

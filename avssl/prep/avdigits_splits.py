@@ -8,10 +8,12 @@ splits.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
 
+from avssl.data.manifest import Row
 from avssl.errors import AvsslError
 from avssl.prep.mnist import Recording
 from avssl.prep.report import PrepReport
@@ -106,17 +108,22 @@ def image_pools(
     test_fraction: float,
     val_fraction: float,
     seed: int,
+    exclude: np.ndarray | None = None,
 ) -> dict[str, list[tuple[str, int]]]:
     """Disjoint MNIST images per split as ``(source, index)``; source "main" or "test".
 
     Stratified: each digit's images of the main file are permuted (seeded) and cut by the
     fractions, so every split holds every digit. With a separate test file (``n_test_file``
-    images) the main file is cut into train and val only.
+    images) the main file is cut into train and val only, less the indices ``exclude`` (its
+    images that the test file holds too, :func:`shared_images`).
     """
     pools: dict[str, list[tuple[str, int]]] = {"test": [], "val": [], "train": []}
     rng = np.random.default_rng([seed, 7])
+    keep = np.ones(len(labels), bool)
+    if exclude is not None:
+        keep[exclude] = False
     for digit in range(10):
-        idx = rng.permutation(np.flatnonzero(labels == digit))
+        idx = rng.permutation(np.flatnonzero((labels == digit) & keep))
         n_test = 0 if n_test_file is not None else int(round(test_fraction * len(idx)))
         n_val = int(round(val_fraction * len(idx)))
         pools["test"] += [("main", int(i)) for i in idx[:n_test]]
@@ -127,9 +134,37 @@ def image_pools(
     return {k: sorted(v) for k, v in pools.items()}
 
 
+def shared_images(main: np.ndarray, test: np.ndarray) -> np.ndarray:
+    """Indices of the ``main`` images (uint8 ``[N, H, W]``) whose pixels are those of an image
+    of ``test``: the same handwriting must not be trained on and tested (the same file given
+    twice, or two files that overlap)."""
+    seen = {image.tobytes() for image in test}
+    return np.array([i for i, image in enumerate(main) if image.tobytes() in seen], np.int64)
+
+
+def check_digits(by_digit: dict, files: dict[str, Path]) -> None:
+    """Refuse a split whose images lack a digit (any may be drawn for a canvas cell), naming
+    the split's file (``files[split]``) before any recording is read."""
+    for split, groups in by_digit.items():
+        if missing := [d for d, images in groups.items() if not images]:
+            raise AvsslError(f"{files[split]}: the {split} images hold no digit {missing[0]}")
+
+
 def pool_by_digit(pool, labels) -> dict[int, list[tuple[str, int]]]:
     """A split's images (``(source, index)``) grouped by the digit their ``labels`` give."""
     out: dict[int, list[tuple[str, int]]] = {d: [] for d in range(10)}
     for src, i in pool:
         out[int(labels[src][i])].append((src, i))
+    return out
+
+
+def heldout_rows(rows: list[Row]) -> list[Row]:
+    """The validation voice as a test split: the first canvas of each training and validation
+    recording, validation rows relabelled ``test``; the real test split is left out."""
+    seen, out = set(), []
+    for row in rows:
+        if row.split == "test" or row.audio in seen:
+            continue
+        seen.add(row.audio)
+        out.append(dataclasses.replace(row, split="test" if row.split == "val" else row.split))
     return out

@@ -13,16 +13,19 @@ import gzip
 import math
 import os
 import re
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from avssl.errors import ManifestError
+from avssl.data.audio_header import truncation
+from avssl.errors import ManifestError, MediaError
 
 IMAGES_MAGIC = 2051
 LABELS_MAGIC = 2049
-FSDD_NAME = re.compile(r"^(\d)_([A-Za-z0-9-]+)_(\d+)\.wav$")
+# ASCII digits only: \d takes other scripts' digits too (an Arabic-Indic 3 read as 3)
+FSDD_NAME = re.compile(r"^([0-9])_([A-Za-z0-9-]+)_([0-9]+)\.wav$")
 
 
 def _read_bytes(path: Path) -> bytes:
@@ -34,7 +37,7 @@ def _read_bytes(path: Path) -> bytes:
             return fh.read()
     except FileNotFoundError:
         raise ManifestError(f"{path}: no such file") from None
-    except (OSError, EOFError) as err:
+    except (OSError, EOFError, zlib.error) as err:  # zlib: a damaged gzip stream
         raise ManifestError(f"{path}: cannot read ({err})") from None
 
 
@@ -158,3 +161,23 @@ def _loudest_start(wave: np.ndarray, n: int) -> int:
     near = np.flatnonzero(energy >= energy.max() * (1 - 1e-3))
     centre = (len(wave) - n) // 2
     return int(near[np.argmin(np.abs(near - centre))])
+
+
+def read_recording(path: Path, sample_rate: int) -> np.ndarray:
+    """The whole recording resampled to ``sample_rate``, float32 ``[N]``.
+
+    Raises:
+        MediaError: not media, no audio stream (e.g. an image named ``.wav``), no samples, a
+            file cut short (its header declares more), or a file that does not decode.
+    """
+    from avssl.data import media  # torch: only when recordings are read
+
+    if (cut := truncation(path)) is not None:  # decoders read what is there, silently
+        raise MediaError(path, cut)
+    info = media.probe(path)
+    if not info.has_audio:
+        what = info.video_codec or info.container or "unknown format"
+        raise MediaError(path, f"not an audio file ({info.kind}, {what}; no audio stream)")
+    if not info.duration:
+        raise MediaError(path, "no audio samples" if info.duration == 0 else "unknown duration")
+    return media.read_audio(path, 0.0, info.duration, sample_rate).numpy()

@@ -62,13 +62,17 @@ class NewOutputs:
 
     @contextmanager
     def removed_on_failure(self) -> Iterator[NewOutputs]:
-        """Run the block; if it raises (an error or an interrupt), :meth:`remove` and re-raise.
+        """Run the block; if it raises (an error or an interrupt, SIGTERM included),
+        :meth:`remove` and re-raise.
 
         Yields:
             This record, to claim files and create folders with.
         """
+        from avssl.train.signals import terminated_as_interrupt
+
         try:
-            yield self
+            with terminated_as_interrupt():  # a SIGTERM (timeout, a scheduler) as a Ctrl-C
+                yield self
         except BaseException:
             self.remove()
             raise
