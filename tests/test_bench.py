@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from datetime import UTC, datetime
 
 import pytest
 import torch
@@ -56,6 +57,8 @@ def test_bench_quick_json(tiny_sizes, monkeypatch, capsys):
     assert out["glibc_tunables"] == "glibc.malloc.mmap_max=0"
     assert set(out["load_average"]) == {"start", "end"}
     assert all(v is None or v >= 0 for v in out["load_average"].values())
+    measured = datetime.fromisoformat(out["date"])  # a saved bench JSON can be dated
+    assert measured.tzinfo is not None and abs(datetime.now(UTC) - measured).total_seconds() < 600
     for key in KEYS:
         values = out[key].values() if isinstance(out[key], dict) else [out[key]]
         assert all(isinstance(v, float | int) and math.isfinite(v) and v > 0 for v in values), key

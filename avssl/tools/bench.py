@@ -59,6 +59,7 @@ import torch
 from avssl.cli import ArgumentParser
 from avssl.config import SynthConfig, load_config
 from avssl.data.manifest import read_manifest
+from avssl.eval.provenance import utc_now
 from avssl.tools.bench_data import (
     build_cache,
     cache_windows_per_second,
@@ -189,6 +190,7 @@ def run(sizes: Sizes, log=None) -> dict:
         f"{cpu_name()}, {torch.get_num_threads()} threads, "
         f"torch {torch.__version__}, cpu bf16: {runtime.cpu_has_bf16()}"
     )
+    out["date"] = utc_now()  # when the figures were measured, as README figures are quoted
     out["glibc_tunables"] = os.environ.get("GLIBC_TUNABLES", "")
     # other work on the machine slows every figure: runs under load are not comparable
     out["load_average"] = {"start": load_start, "end": _load_average()}

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from avssl.atomic_write import write_bytes
-from avssl.cli import ArgumentParser, int_at_least, one_line
+from avssl.cli import ArgumentParser, dash_paths_last, int_at_least, one_line
 from avssl.cli_outputs import (
     HTML_SUFFIXES,
     check_html_name,
@@ -213,7 +213,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """``avssl report``: write the HTML page; the last stdout line is a JSON summary."""
-    args = _parser().parse_args(argv)
+    parser = _parser()  # a run folder may start with a dash
+    args = parser.parse_args(dash_paths_last(parser, list(sys.argv[1:] if argv is None else argv)))
     run_dir = Path(args.run_dir)
     if not run_dir.exists():
         raise AvsslError(f"{run_dir}: no such run directory")

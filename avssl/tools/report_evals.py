@@ -64,7 +64,8 @@ def read_json_object(path: Path) -> tuple[dict | None, str | None]:
         if path.stat().st_size > MAX_JSON_BYTES:
             return None, f"larger than {MAX_JSON_BYTES // 1_000_000} MB"
         obj = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+    except (OSError, ValueError) as err:  # ValueError: JSONDecodeError, UnicodeDecodeError,
+        # and a number of over 4300 digits, which int() refuses
         return None, f"not readable JSON: {str(err).splitlines()[0]}"
     except RecursionError:
         return None, "not readable JSON: nested too deeply"
@@ -114,7 +115,8 @@ def json_tables(
         except RecursionError:  # parsed, but too deep to walk
             notes.append(f"{title}: skipped (not readable JSON: nested too deeply)")
             continue
-        if _rows_key(rows) not in known:
+        if _rows_key(rows) not in known:  # a result in report.md or in two files: shown once
+            known.add(_rows_key(rows))
             tables.append({"title": title, "header": ["metric", "value"], "rows": rows})
     return tables, notes
 
@@ -176,7 +178,8 @@ def evaluation_tables(run_dir: Path, extra: list[Path]) -> tuple[list[dict], lis
     found = sorted(p for p in run_dir.rglob("*.json") if p.is_file())
     named = {p.resolve() for p in extra}  # shown whatever they hold: the user asked for them
     in_run = {p.resolve() for p in found}
-    paths = found + [p for p in extra if p.resolve() not in in_run]
+    outside = {p.resolve(): p for p in extra if p.resolve() not in in_run}  # each file once
+    paths = found + list(outside.values())
     scanned = {p for p in found if p.resolve() not in named}
     known = {_rows_key(t["rows"]) for t in tables}
     more, skipped = json_tables(paths, run_dir, scanned, known)

@@ -36,7 +36,7 @@ def read_metrics(path: Path) -> tuple[list[dict], int]:
             continue
         try:
             obj = json.loads(line)
-        except json.JSONDecodeError:
+        except ValueError:  # not JSON, or a number of over 4300 digits
             bad += 1
             continue
         if isinstance(obj, dict):
@@ -54,8 +54,12 @@ def curve_series(rows: list[dict], split: str, key: str) -> tuple[list[float], l
         if row.get("split") != split or isinstance(value, bool) or isinstance(step, bool):
             continue
         if isinstance(step, int | float) and isinstance(value, int | float):
-            steps.append(float(step))
-            values.append(float(value))
+            try:
+                point = float(step), float(value)
+            except OverflowError:  # an integer beyond a float's range: no point of a curve
+                continue
+            steps.append(point[0])
+            values.append(point[1])
     return steps, values
 
 
