@@ -214,3 +214,20 @@ def encode_h264(path: Path, images, fmt: str | None = None, **options) -> Path:
         for packet in v.encode(None):
             out.mux(packet)
     return path
+
+
+def sigterm_at_call(monkeypatch, module, name: str, n: int) -> None:
+    """Make the ``n``-th call of ``module.name`` send this process a SIGTERM first (a
+    scheduler's kill in the middle of a command's work)."""
+    import os
+    import signal
+
+    real, calls = getattr(module, name), []
+
+    def then_sigterm(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == n:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, then_sigterm)

@@ -3,12 +3,12 @@ other decode settings, a second process, an empty input and a SIGTERM, each one 
 leaves the cache as it was."""
 
 import json
-import os
 import shutil
 import signal
 from pathlib import Path
 
 import pytest
+from bad_media import sigterm_at_call
 from test_shard_integrity import SETS, _build, world  # noqa: F401 (a fixture)
 
 from avssl.cli import main as avssl_main
@@ -85,15 +85,7 @@ def test_an_empty_split_says_so_and_writes_nothing(world, tmp_path, capsys):  # 
 
 
 def test_a_sigterm_leaves_no_partial_shard(world, tmp_path, capsys, monkeypatch):  # noqa: F811
-    real, calls = shards_cli.decode_row, []
-
-    def decode_then_sigterm(*args):
-        calls.append(1)
-        if len(calls) == 3:
-            os.kill(os.getpid(), signal.SIGTERM)
-        return real(*args)
-
-    monkeypatch.setattr(shards_cli, "decode_row", decode_then_sigterm)
+    sigterm_at_call(monkeypatch, shards_cli, "decode_row", 3)
     out = tmp_path / "cache"
     assert _cache(out, "--shard-size", "5", "--workers", "1") == 128 + signal.SIGTERM
     assert capsys.readouterr().err.strip().splitlines()[-1] == "error: terminated (SIGTERM)"

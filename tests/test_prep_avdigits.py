@@ -447,20 +447,11 @@ def test_a_force_rerun_stopped_part_way_leaves_no_stale_manifest(tiny, tmp_path,
 
 
 def test_a_sigterm_removes_what_the_run_made(tiny, tmp_path, capsys, monkeypatch):
-    import os
     import signal
 
-    from avssl.prep import mnist
+    from bad_media import sigterm_at_call
 
-    real, calls = mnist.read_recording, []
-
-    def read_then_sigterm(*args):
-        calls.append(1)
-        if len(calls) == 5:
-            os.kill(os.getpid(), signal.SIGTERM)
-        return real(*args)
-
-    monkeypatch.setattr(avdigits, "read_recording", read_then_sigterm)
+    sigterm_at_call(monkeypatch, avdigits, "read_recording", 5)
     out = tmp_path / "new" / "out"
     args = ["--fsdd", str(tiny["fsdd"]), "--mnist-images", str(tiny["images"]),
             "--mnist-labels", str(tiny["labels"]), "--out", str(out)]  # fmt: skip
