@@ -179,6 +179,9 @@ class TrainConfig:
     # none). When train.steps would not fit, the run plans fewer steps, compresses the learning
     # rate's decay into them and ends inside the budget (avssl.train.schedule.TimeBudget)
     max_minutes: float = 0.0
+    # adamw: decoupled decay (weights shrink by lr x weight_decay a step); adam: the decay is
+    # an L2 term in the gradient, as the papers' TensorFlow Adam (avssl.train.optim)
+    optimizer: str = "adamw"
     lr: float = 2e-3
     weight_decay: float = 1e-4
     # false: weight decay on matrices and kernels only, not on biases, norms or the temperature

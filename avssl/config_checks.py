@@ -115,6 +115,7 @@ LIMITS: dict[str, float] = {
 
 # settings that name one of a few choices, where a typo would otherwise fall back silently
 CHOICES: dict[str, tuple[str, ...]] = {
+    "train.optimizer": ("adamw", "adam"),
     "train.schedule": ("cosine", "constant"),
 }
 

@@ -59,3 +59,33 @@ def test_groups_split_a_real_model_and_keep_its_temperature_undecayed():
         assert (id(p) in d) == (p.ndim >= 2), name
     assert param_groups(nn.Linear(2, 2, bias=False), 0.1, decay_all=False)[0]["weight_decay"] == 0.1
     assert len(param_groups(nn.Linear(2, 2, bias=False), 0.1, decay_all=False)) == 1
+
+
+def test_the_paper_configs_decay_as_their_adam_did():
+    # "Adam, lr 1e-4, weight decay 1e-5": as AdamW's decoupled decay that is a factor of
+    # 1 - 1e-9 a step, 1.0 in float32; as Adam's L2 term a weight with no data gradient decays
+    from avssl.config import load_config
+
+    train = load_config("configs/l3-paper.yaml").train
+    assert (train.optimizer, train.lr, train.weight_decay) == ("adam", 1e-4, 1e-5)
+    for kind, moves in (("adam", True), ("adamw", False)):
+        weight = nn.Parameter(torch.ones(1000))
+        holder = nn.Module()
+        holder.w = weight
+        opt = build_optimizer(holder, TrainConfig(optimizer=kind, lr=1e-4, weight_decay=1e-5))
+        for _ in range(100):
+            weight.grad = torch.zeros_like(weight)
+            opt.step()
+        assert bool((weight < 1).all()) == moves, kind
+    ours, ref = _net(), _net()  # and it is torch's Adam
+    opt = build_optimizer(ours, TrainConfig(optimizer="adam", lr=0.01, weight_decay=0.1))
+    ref_opt = torch.optim.Adam(ref.parameters(), lr=0.01, weight_decay=0.1)
+    for step in range(3):
+        g = torch.Generator().manual_seed(step)
+        for p, q in zip(ours.parameters(), ref.parameters(), strict=True):
+            p.grad = torch.randn(p.shape, generator=g)
+            q.grad = p.grad.clone()
+        opt.step()
+        ref_opt.step()
+    for p, q in zip(ours.parameters(), ref.parameters(), strict=True):
+        assert torch.equal(p, q)

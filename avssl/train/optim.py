@@ -1,4 +1,9 @@
-"""The optimiser: AdamW (decoupled weight decay, https://arxiv.org/abs/1711.05101).
+"""The optimiser: AdamW (decoupled weight decay, https://arxiv.org/abs/1711.05101), or Adam with
+the decay as an L2 term in the gradient (``train.optimizer: adam``).
+
+The papers' configs use Adam: "Adam, learning rate 1e-4, weight decay 1e-5" in TensorFlow adds
+the decay to the loss. AdamW with those values would shrink each weight by a factor of
+``1 - 1e-9`` a step, which is 1.0 in float32: no decay at all.
 
 With ``train.decay_all`` (the default) ``train.weight_decay`` applies to every parameter, as it
 always has here. With ``decay_all: false`` it applies to weight matrices and convolution kernels
@@ -40,6 +45,8 @@ def param_groups(model: nn.Module, weight_decay: float, decay_all: bool = True) 
     return [g for g in groups if g["params"]]
 
 
-def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
-    """AdamW over :func:`param_groups`, from ``cfg.lr``, ``weight_decay`` and ``decay_all``."""
-    return torch.optim.AdamW(param_groups(model, cfg.weight_decay, cfg.decay_all), lr=cfg.lr)
+def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW, or Adam (``cfg.optimizer``), over :func:`param_groups`, from ``cfg.lr``,
+    ``weight_decay`` and ``decay_all``."""
+    kind = torch.optim.Adam if cfg.optimizer == "adam" else torch.optim.AdamW
+    return kind(param_groups(model, cfg.weight_decay, cfg.decay_all), lr=cfg.lr)

@@ -28,7 +28,7 @@ FIXED_ON_RESUME = (
 # starting values of weights the checkpoint holds: the resumed run loads the learnt values
 INIT_ONLY = ("model.temperature", "model.avol_scale_init")
 # which parameters the saved optimiser state is for, and in which groups
-OPTIMISER_KEYS = ("train.decay_all", "model.learn_temperature")
+OPTIMISER_KEYS = ("train.optimizer", "train.decay_all", "model.learn_temperature")
 
 
 def check_resume_keeps_inputs(cfg: Config, saved: Config) -> None:
