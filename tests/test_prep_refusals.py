@@ -116,15 +116,22 @@ def digits(tmp_path):
 
 
 def _fail_part_way(monkeypatch, args: list[str]) -> int:
-    """Run with the bad labels; returns how many files the run had created when it failed."""
-    seen, remove = {}, NewOutputs.remove
+    """Run failing at its fifth canvas; returns how many files it had created by then."""
+    seen, remove, render, calls = {}, NewOutputs.remove, avdigits.render_canvas, []
 
     def spy(self):
         seen["files"] = len(self.files)
         remove(self)
 
+    def fail_at_the_fifth(*a):
+        calls.append(1)
+        if len(calls) == 5:
+            raise AvsslError("the disk went away")
+        return render(*a)
+
     monkeypatch.setattr(NewOutputs, "remove", spy)
-    with pytest.raises(AvsslError, match="hold no digit 9"):
+    monkeypatch.setattr(avdigits, "render_canvas", fail_at_the_fifth)
+    with pytest.raises(AvsslError, match="the disk went away"):
         avdigits.main(args)
     monkeypatch.undo()
     return seen["files"]
@@ -138,7 +145,10 @@ def tree(folder: Path) -> dict[str, bytes | None]:
 def test_failed_avdigits_run_leaves_nothing_and_reruns(digits, tmp_path, monkeypatch):
     args, good, bad = digits
     out = tmp_path / "new" / "out"
-    assert _fail_part_way(monkeypatch, [*args, "--mnist-labels", str(bad), "--out", str(out)]) > 0
+    with pytest.raises(AvsslError, match="hold no digit 9"):  # found before anything is made
+        avdigits.main([*args, "--mnist-labels", str(bad), "--out", str(out)])
+    assert not (tmp_path / "new").exists()
+    assert _fail_part_way(monkeypatch, [*args, "--mnist-labels", str(good), "--out", str(out)]) > 0
     assert not (tmp_path / "new").exists()  # the folders it made too
     assert avdigits.main([*args, "--mnist-labels", str(good), "--out", str(out)]) == 0  # no --force
 
@@ -149,16 +159,19 @@ def test_failed_avdigits_run_keeps_what_was_there(digits, tmp_path, monkeypatch)
     (mine / "audio").mkdir(parents=True)  # an empty output folder a user made is allowed
     (mine / "notes.txt").write_text("mine")
     before = tree(mine)
-    assert _fail_part_way(monkeypatch, [*args, "--mnist-labels", str(bad), "--out", str(mine)])
+    assert _fail_part_way(monkeypatch, [*args, "--mnist-labels", str(good), "--out", str(mine)])
     assert tree(mine) == before
-    done = tmp_path / "done"  # a finished run, then a failing --force run over it
+    done = tmp_path / "done"  # a finished run, then failing --force runs over it
     assert avdigits.main([*args, "--mnist-labels", str(good), "--out", str(done)]) == 0
-    files = {k for k, v in tree(done).items() if v is not None}
-    manifest = (done / "manifest.jsonl").read_bytes()
-    argv = [*args, "--mnist-labels", str(bad), "--out", str(done), "--force"]
+    before = tree(done)
+    with pytest.raises(AvsslError, match="hold no digit 9"):  # refused before any write
+        avdigits.main([*args, "--mnist-labels", str(bad), "--out", str(done), "--force"])
+    assert tree(done) == before
+    argv = [*args, "--mnist-labels", str(good), "--out", str(done), "--force", "--seed", "3"]
     assert _fail_part_way(monkeypatch, argv) == 0  # it overwrote, created nothing
-    assert {k for k, v in tree(done).items() if v is not None} == files
-    assert (done / "manifest.jsonl").read_bytes() == manifest
+    # canvases were redrawn: the old manifests, which no longer describe them, are gone
+    assert not (done / "manifest.jsonl").exists() and not (done / "items.jsonl").exists()
+    assert {k for k, v in tree(done).items() if v is not None} <= set(before)
 
 
 # -- 3. a validation share must leave training rows
