@@ -1,5 +1,7 @@
-"""``avssl synth``: build the synthetic world (:mod:`avssl.data.synthetic`) into a folder of
-the user's choice, or the cache folder; the last stdout line is JSON."""
+"""Build the built-in synthetic audio-visual world into a folder (default: the cache folder).
+
+``avssl synth`` (the world: :mod:`avssl.data.synthetic`); the last stdout line is JSON.
+"""
 
 from __future__ import annotations
 
