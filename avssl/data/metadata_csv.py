@@ -57,7 +57,8 @@ def _records(path: Path, header: list[str], lines) -> Iterator[tuple[int, dict]]
         try:
             fields = csv_fields(line, f"{path}:{n}")
         except ManifestError as err:
-            yield n, {**dict.fromkeys(header), UNREADABLE: err.args[0].split(": ", 1)[-1]}
+            why = err.args[0].removeprefix(f"{path}:{n}: ")
+            yield n, {**dict.fromkeys(header), UNREADABLE: why}
             continue
         if not fields:
             continue

@@ -145,7 +145,7 @@ class PrepReport:
             self.skip_unreadable(row.id, DUPLICATE)
             return
         try:  # the manifest is UTF-8: a file name in another encoding cannot be written in it
-            json.dumps(row.to_json(), ensure_ascii=False).encode("utf-8")
+            "".join(filter(None, (row.id, row.video, row.image, row.audio))).encode("utf-8")
         except UnicodeEncodeError:
             self.skip_unreadable(row.id, NOT_UTF8)
             return
