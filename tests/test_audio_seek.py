@@ -38,12 +38,12 @@ def test_opus_in_webm_window_after_a_seek_equals_the_decode_from_the_start(media
 def test_a_seek_that_overshoots_decodes_opus_from_a_fresh_start(media_factory, monkeypatch):
     # MPEG-TS seeks by byte and can land after the target; the fallback decodes from the start,
     # which for Opus must not be a seek back to 0 (that drops the codec delay a second time)
-    from avssl.data import audio_io
+    from avssl.data import audio_track
 
     path = media_factory("clip.webm", duration=3.0, sample_rate=16000)
     full = read_audio(path, 0.0, 2.9, 16000).numpy()
-    seek = audio_io.seek_to
-    monkeypatch.setattr(audio_io, "seek_to", lambda c, s, t: seek(c, s, t + 0.5 if t else t))
+    seek = audio_track.seek_to
+    monkeypatch.setattr(audio_track, "seek_to", lambda c, s, t: seek(c, s, t + 0.5 if t else t))
     window = read_audio(path, 1.5, 0.5, 16000).numpy()
     np.testing.assert_allclose(window, full[24000:32000], atol=1e-5)
 
@@ -103,20 +103,20 @@ def _vorbis_webm(path, seconds: float = 6.0, rate: int = 44100):
 def test_vorbis_is_decoded_from_the_start_and_only_the_window_is_kept(tmp_path, monkeypatch):
     # after a seek a Vorbis frame's time is its container's (WebM: whole ms) and seeks in WebM
     # overshot, which decoded the whole file up to the window into memory, once more
-    from avssl.data import audio_io
+    from avssl.data import audio_io, audio_track
 
     path = _vorbis_webm(tmp_path / "v.webm")
     full = read_audio(path, 0.0, 5.8, 16000).numpy()
     seeks, kept = [], []
-    real = audio_io._decode_av
-    monkeypatch.setattr(audio_io, "seek_to", lambda *a: seeks.append(a))
+    real = audio_io.decode_track
+    monkeypatch.setattr(audio_track, "seek_to", lambda *a: seeks.append(a))
 
     def decode(*args, **kwargs):
         mono, t0, complete = real(*args, **kwargs)
         kept.append(len(mono))
         return mono, t0, complete
 
-    monkeypatch.setattr(audio_io, "_decode_av", decode)
+    monkeypatch.setattr(audio_io, "decode_track", decode)
     for start in (0.5, 1.337, 2.9, 4.71):
         window = read_audio(path, start, 0.5, 16000).numpy()
         i = round(start * 16000)
@@ -145,3 +145,35 @@ def test_ogg_vorbis_through_libsndfile_is_read_from_its_start(tmp_path, rate):
         window = read_audio(path, float(start), 0.5, 16000).numpy()
         i = round(start * 16000)
         np.testing.assert_array_equal(window, full[i : i + len(window)])
+
+
+def test_a_gap_in_the_track_keeps_the_sound_after_it_in_place(tmp_path):
+    # 0.5 s of packets lost at 2.0 s: a decode from the start counted samples across the hole
+    # (the sound after it came 0.5 s early, and the file was "truncated"), a seeking one did not
+    from fractions import Fraction
+
+    import av
+
+    from avssl.data import media
+
+    path, sr = tmp_path / "gap.mka", 16000
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("pcm_s16le", rate=sr)
+        stream.layout, stream.time_base = "mono", Fraction(1, sr)
+        for i in range(0, 6 * sr, 1024):
+            if 2.0 <= i / sr < 2.5:
+                continue
+            ramp = (i + np.arange(1024)) / sr / 10  # the sample's own time / 10
+            frame = av.AudioFrame.from_ndarray(
+                (ramp * 32767).astype(np.int16)[None], format="s16", layout="mono"
+            )
+            frame.sample_rate, frame.pts, frame.time_base = sr, i, Fraction(1, sr)
+            for packet in stream.encode(frame):
+                out.mux(packet)
+    whole = media.read_audio(path, 0.0, 6.0, sr).numpy()
+    window = media.read_audio(path, 3.0, 1.0, sr).numpy()
+    assert whole[3 * sr] == pytest.approx(0.3, abs=1e-3) and window[0] == pytest.approx(
+        0.3, abs=1e-3
+    )
+    np.testing.assert_allclose(whole[3 * sr : 4 * sr], window, atol=1e-4)
+    assert np.abs(whole[round(2.1 * sr) : round(2.4 * sr)]).max() == 0  # the hole is silence

@@ -15,6 +15,7 @@ import numpy as np
 import soundfile as sf
 import torch
 
+from avssl.data.audio_track import decode_track
 from avssl.data.media_checks import (
     SOUNDFILE_EXTS,
     TOLERANCE_S,
@@ -28,7 +29,7 @@ from avssl.data.media_checks import (
     secs,
 )
 from avssl.data.opus_timing import OPUS_PREROLL_S, codec_delay_s, on_opus_grid
-from avssl.data.stream_times import origin_s, seek_to, stream_end_s
+from avssl.data.stream_times import stream_end_s
 from avssl.errors import MediaError
 
 # Decoded on both sides of a window so that the resampling filter has context at its edges.
@@ -161,7 +162,7 @@ def _read_av(p, start, duration, sample_rate, silent_before=False) -> torch.Tens
         meet_s = grid_step(sr, sample_rate) / sr  # at most this much is dropped to meet the grid
         lo, hi = max(0.0, start - _preroll_s(stream) - meet_s), start + duration + MARGIN_S
         seek = lo > 0 and cc.name not in UNSEEKABLE_CODECS
-        mono, t0, complete = _decode_av(container, stream, lo, hi, sr, seek=seek, keep_from=lo)
+        mono, t0, complete = decode_track(container, stream, lo, hi, sr, seek=seek, keep_from=lo)
         if t0 is not None and seek and cc.name == "opus":
             t0 = on_opus_grid(p, t0)
         if t0 is not None and seek and t0 > lo + 1e-3 + codec_delay_s(stream):
@@ -169,7 +170,7 @@ def _read_av(p, start, duration, sample_rate, silent_before=False) -> torch.Tens
             # would drop Opus's codec delay a second time)
             with open_container(p) as fresh:
                 first = fresh.streams.audio[0]
-                mono, t0, complete = _decode_av(fresh, first, lo, hi, sr, False, keep_from=lo)
+                mono, t0, complete = decode_track(fresh, first, lo, hi, sr, False, keep_from=lo)
         if not complete:
             end = None if t0 is None else t0 + len(mono) / sr
             check_coverage(p, "audio", start, duration, end, declared)
@@ -207,54 +208,6 @@ def _on_output_grid(mono: np.ndarray, t0: float, sr: int, rate: int) -> tuple[np
     i0 = round(t0 * sr)
     drop = -i0 % grid_step(sr, rate)
     return _resample(mono[drop:], sr, rate), (i0 + drop) / sr
-
-
-def _decode_av(
-    container, stream, lo: float, hi: float, rate: int, seek: bool, keep_from: float = 0.0
-):
-    """Decode ``stream`` from about ``lo`` (by a seek, else from its start) to ``hi`` s as mono
-    at ``rate`` (the stream's own rate: resampling is left to the caller, which puts it on the
-    output grid).
-
-    Samples that end before ``keep_from`` s are dropped as they come, so a window late in a
-    track decoded from its start needs the window's memory only. Their times are counted from
-    the first frame's, as a decode that kept them would give, not read from later frames'
-    timestamps (WebM's are rounded to milliseconds).
-
-    Returns:
-        ``(mono [n] float32, time of mono[0] or None if nothing decoded, reached hi)``.
-    """
-    origin = origin_s(container)
-    if seek:
-        seek_to(container, stream, lo)
-    resampler = av.AudioResampler(format="fltp", rate=rate)  # keeps the channel layout
-    chunks, n, t0 = [], 0, None
-
-    def take(out) -> None:
-        nonlocal t0, n
-        if not chunks and t0 + (n + out.samples) / rate < keep_from:
-            n += out.samples  # before the window: counted, not kept
-            return
-        if not chunks:
-            t0, n = t0 + n / rate, 0
-        chunks.append(out.to_ndarray().mean(axis=0, dtype=np.float32))
-        n += out.samples
-
-    for frame in container.decode(stream):
-        if t0 is None:
-            t0 = (frame.time or 0.0) - origin
-        for out in resampler.resample(frame):
-            take(out)
-        if t0 + n / rate >= hi:
-            break
-    else:
-        if t0 is not None:
-            for out in resampler.resample(None):
-                take(out)
-    if not chunks and t0 is not None:  # all before keep_from: nothing kept, ending where it ends
-        t0, n = t0 + n / rate, 0
-    mono = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
-    return mono, t0, t0 is not None and t0 + n / rate >= hi
 
 
 def _resample(mono: np.ndarray, sr: int, rate: int) -> np.ndarray:
