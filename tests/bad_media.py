@@ -231,3 +231,19 @@ def sigterm_at_call(monkeypatch, module, name: str, n: int) -> None:
         return real(*args, **kwargs)
 
     monkeypatch.setattr(module, name, then_sigterm)
+
+
+def delay_audio(src: Path, dst: Path, seconds: float) -> Path:
+    """Remux ``src`` with its audio packets' timestamps moved ``seconds`` later."""
+    with av.open(str(src)) as i, av.open(str(dst), "w") as o:
+        vs = o.add_stream_from_template(i.streams.video[0])
+        aus = o.add_stream_from_template(i.streams.audio[0])
+        for packet in i.demux():
+            if packet.dts is None:
+                continue
+            if packet.stream.type == "audio":
+                shift = round(seconds / packet.time_base)
+                packet.pts, packet.dts = packet.pts + shift, packet.dts + shift
+            packet.stream = vs if packet.stream.type == "video" else aus
+            o.mux(packet)
+    return dst

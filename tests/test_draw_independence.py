@@ -78,6 +78,27 @@ def test_preloaded_and_on_demand_stores_skip_the_same_rows(tmp_path):
     assert stores[0].durations == pytest.approx(stores[1].durations, abs=0.05)
 
 
+def test_preloaded_and_on_demand_stores_skip_a_clip_whose_sound_starts_late(tmp_path):
+    # decoding on demand kept the row and stopped the run at its first step ("audio starts at
+    # 0.30 s, after the window start"), where preloading skipped it
+    from bad_media import delay_audio
+
+    frames = np.zeros((50, 32, 32, 3), dtype=np.uint8)
+    write_video(tmp_path / "clip.mp4", frames, 25, np.zeros(32000, np.float32), 16000)
+    delay_audio(tmp_path / "clip.mp4", tmp_path / "late.mp4", 0.3)
+    rows = [
+        Row(id="late", video="late.mp4", start=0.0, end=1.5),
+        Row(id="after", video="late.mp4", start=0.4, end=1.5),
+        Row(id="fine", video="clip.mp4", start=0.0, end=1.5),
+    ]
+    data = DataConfig(fps=25.0, sample_rate=16000, window=0.5)
+    stores = [ClipStore(rows, tmp_path / "m.jsonl", data, 32, p) for p in (True, False)]
+    for store in stores:
+        assert [r.id for r in store.rows] == ["after", "fine"]
+        assert [s[0] for s in store.skipped] == ["late"]
+        assert "audio starts at 0.2" in store.skipped[0][1]  # its AAC priming is earlier
+
+
 def test_on_demand_store_probes_each_media_file_once(tmp_path, monkeypatch):
     from avssl.data import media
 
@@ -85,8 +106,8 @@ def test_on_demand_store_probes_each_media_file_once(tmp_path, monkeypatch):
     write_video(tmp_path / "clip.mp4", frames, 25, np.zeros(32000, np.float32), 16000)
     rows = [Row(id=f"r{i}", video="clip.mp4", start=0.1 * i, end=0.1 * i + 1.0) for i in range(8)]
     calls = []
-    real = media.clip_end
-    monkeypatch.setattr(media, "clip_end", lambda *a, **k: calls.append(a) or real(*a, **k))
+    real = media.clip_bounds
+    monkeypatch.setattr(media, "clip_bounds", lambda *a, **k: calls.append(a) or real(*a, **k))
     data = DataConfig(fps=25.0, sample_rate=16000, window=0.5)
     store = ClipStore(rows, tmp_path / "m.jsonl", data, 32, False)
     assert len(store) == 8 and len(calls) == 1

@@ -9,6 +9,7 @@ import av
 import numpy as np
 import pytest
 import torch
+from bad_media import delay_audio
 from conftest import TINY, MediaFactory
 from PIL import Image
 
@@ -108,26 +109,10 @@ def test_overlay_keeps_the_sound(ckpts, media_factory: MediaFactory, tmp_path, c
     assert probe(short).duration == pytest.approx(0.6, abs=0.04)
 
 
-def _delay_audio(src: Path, dst: Path, seconds: float) -> Path:
-    """Remux ``src`` with its audio packets' timestamps moved ``seconds`` later."""
-    with av.open(str(src)) as i, av.open(str(dst), "w") as o:
-        vs = o.add_stream_from_template(i.streams.video[0])
-        aus = o.add_stream_from_template(i.streams.audio[0])
-        for packet in i.demux():
-            if packet.dts is None:
-                continue
-            if packet.stream.type == "audio":
-                shift = round(seconds / packet.time_base)
-                packet.pts, packet.dts = packet.pts + shift, packet.dts + shift
-            packet.stream = vs if packet.stream.type == "video" else aus
-            o.mux(packet)
-    return dst
-
-
 def test_overlay_audio_keeps_its_start_time(ckpts, media_factory: MediaFactory, tmp_path, capsys):
     # a track that starts 0.08 s after the picture stays 0.08 s after it (it was muxed at 0);
     # its AAC priming (1,024 samples at 16 kHz) starts before its first sound
-    video = _delay_audio(media_factory("v.mp4", duration=2.0), tmp_path / "late.mp4", 0.144)
+    video = delay_audio(media_factory("v.mp4", duration=2.0), tmp_path / "late.mp4", 0.144)
     with av.open(str(video)) as c:
         first = next(c.decode(audio=0)).time - c.start_time / 1e6
     assert first == pytest.approx(0.08, abs=1e-3)
@@ -255,7 +240,7 @@ def test_a_track_starting_late_is_preceded_by_silence(ckpts, media_factory, tmp_
     # window start") by overlay, and the whole file skipped by index
     from avssl.tools.stream_io import read_audio_padded
 
-    video = _delay_audio(media_factory("v.mp4", duration=2.0), tmp_path / "late.mp4", 0.56)
+    video = delay_audio(media_factory("v.mp4", duration=2.0), tmp_path / "late.mp4", 0.56)
     with pytest.raises(MediaError, match="audio starts at"):
         read_audio(video, 0, 1.0, 16000)  # the training reader still refuses it
     wave = read_audio_padded(video, -0.25, 1.0, 16000, 2.5)

@@ -27,7 +27,7 @@ from avssl.data.media_checks import (
     quarter_turns,
     secs,
 )
-from avssl.data.stream_times import checked_end_s, file_duration_s, stream_end_s
+from avssl.data.stream_times import checked_end_s, file_duration_s, origin_s, stream_end_s
 from avssl.data.video_io import is_image, read_frames, video_stream
 from avssl.errors import MediaError
 
@@ -173,7 +173,19 @@ def clip_end(
     audio_path: str | os.PathLike | None = None,
     unknown: float | None = None,
 ) -> float:
-    """End (s) of the span where both the picture and the sound of a clip exist.
+    """End (s) of the span where both the picture and the sound of a clip exist (see
+    :func:`clip_bounds`, whose first value it is)."""
+    return clip_bounds(path, audio_path, unknown)[0]
+
+
+def clip_bounds(
+    path: str | os.PathLike,
+    audio_path: str | os.PathLike | None = None,
+    unknown: float | None = None,
+) -> tuple[float, float | None]:
+    """End (s) of the span where both the picture and the sound of a clip exist, and where its
+    sound starts: the audio stream's declared start, from its file's start (``None``: not
+    declared; a late one is refused by :func:`read_audio` for a window before it).
 
     That is the end of the shorter of the video and the audio stream, each declared per stream
     (a separate audio file is probed too); a still image lasts as long as the sound. Tracks of
@@ -196,6 +208,11 @@ def clip_end(
         raise MediaError(path, "no video stream")
     if not audio.has_audio:
         raise MediaError(audio_path or path, "no audio stream")
+    return _both_end(video, audio, path, audio_path is None, unknown), audio.audio_start
+
+
+def _both_end(video: _Tracks, audio: _Tracks, path, same_file: bool, unknown) -> float:
+    """:func:`clip_bounds`'s end."""
     v_end, a_end = None if video.image else video.video_end, audio.audio_end
     if v_end is None or a_end is None:
         if v_end is None and a_end is None:
@@ -204,7 +221,7 @@ def clip_end(
             raise MediaError(path, "unknown duration: pass a duration")
         return a_end if v_end is None else v_end
     pad = max(TOLERANCE_S, video.frame_s) if v_end < a_end else TOLERANCE_S  # decoders pad it
-    if audio_path is None and abs(v_end - a_end) <= pad:
+    if same_file and abs(v_end - a_end) <= pad:
         longer = max(v_end, a_end)
         if video.duration is not None and video.duration <= longer + TOLERANCE_S:
             return video.duration  # exactly what probe() reports, as before
@@ -252,6 +269,7 @@ class _Tracks:
     frame_s: float = 0.0
     has_audio: bool = False
     audio_end: float | None = None
+    audio_start: float | None = None  # declared, from the file's start
 
 
 def _tracks(path: str | os.PathLike) -> _Tracks:
@@ -260,7 +278,9 @@ def _tracks(path: str | os.PathLike) -> _Tracks:
     if p.suffix.lower() in SOUNDFILE_EXTS:
         info = probe(p)
         if not info.has_video:
-            return _Tracks(info.duration, has_audio=info.has_audio, audio_end=info.duration)
+            return _Tracks(
+                info.duration, has_audio=info.has_audio, audio_end=info.duration, audio_start=0.0
+            )
     container = open_container(p)
     with container, guard(p):
         video = video_stream(container)
@@ -274,4 +294,6 @@ def _tracks(path: str | os.PathLike) -> _Tracks:
             tracks.frame_s = frame_period_s(video) or 0.0
         if audio is not None:
             tracks.audio_end = checked_end_s(container, audio, duration)
+            if audio.start_time is not None and audio.time_base:
+                tracks.audio_start = float(audio.start_time * audio.time_base) - origin_s(container)
         return tracks

@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from avssl.data import media
 from avssl.data.manifest import Row
-from avssl.data.media_checks import TOLERANCE_S
+from avssl.data.media_checks import TOLERANCE_S, secs
 from avssl.data.video_io import check_start, first_frame_s
 from avssl.errors import MediaError
 
@@ -33,10 +33,14 @@ class Probed:
         end: :func:`~avssl.data.media.clip_end`, where read_clip stops (``inf``: not declared).
         first: :func:`~avssl.data.video_io.first_frame_s` of the video (``None``: a still
             image, or no declared start).
+        audio_start: where the sound starts (:func:`~avssl.data.media.clip_bounds`), in
+            ``sound``, the file holding it.
     """
 
     end: float
     first: tuple[float, float] | None
+    audio_start: float | None = None
+    sound: Path | None = None
 
 
 def probe_pairs(pairs: list[MediaPair], progress: bool) -> dict[MediaPair, Probed | MediaError]:
@@ -45,7 +49,8 @@ def probe_pairs(pairs: list[MediaPair], progress: bool) -> dict[MediaPair, Probe
 
     def one(paths: MediaPair) -> Probed | MediaError:
         try:
-            return Probed(media.clip_end(*paths, unknown=math.inf), first_frame_s(paths[0]))
+            end, audio_start = media.clip_bounds(*paths, unknown=math.inf)
+            return Probed(end, first_frame_s(paths[0]), audio_start, paths[1] or paths[0])
         except MediaError as err:
             return err
 
@@ -92,5 +97,11 @@ def decoded_span(
     if probed.first is not None:
         first, frame_s = probed.first
         check_start(video, first, row.start, frame_s)
+    if probed.audio_start is not None and probed.audio_start > row.start + TOLERANCE_S:
+        start = secs(probed.audio_start)  # read_audio refuses it; preloading skips the row
+        raise MediaError(
+            probed.sound or video, f"audio starts at {start} s, after the window start "
+            f"{secs(row.start)} s"
+        )  # fmt: skip
     n_frames, n_samples = round(span * fps), round(span * sample_rate)
     return n_frames, n_samples, min(n_frames / fps, n_samples / sample_rate)
