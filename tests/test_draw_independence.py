@@ -111,3 +111,25 @@ def test_on_demand_store_probes_each_media_file_once(tmp_path, monkeypatch):
     data = DataConfig(fps=25.0, sample_rate=16000, window=0.5)
     store = ClipStore(rows, tmp_path / "m.jsonl", data, 32, False)
     assert len(store) == 8 and len(calls) == 1
+
+
+def test_easy_negatives_never_come_from_a_row_sharing_a_media_file(tmp_path):
+    # two segments of one video (or the canvases of one AV-Digits recording): 37 of 100 easy
+    # negatives of a segment came from the same file, a matching sound labelled a mismatch
+    from avssl.data.dataset import AVPairDataset
+
+    frames = np.zeros((100, 16, 16, 3), dtype=np.uint8)
+    for name in ("x.mp4", "y.mp4", "z.mp4"):
+        write_video(tmp_path / name, frames, 25, np.zeros(64000, np.float32), 16000)
+    rows = [
+        Row(id="x_a", video="x.mp4", start=0.0, end=2.0),
+        Row(id="x_b", video="./x.mp4", start=2.0, end=4.0),
+        Row(id="y", video="y.mp4", start=0.0, end=4.0),
+        Row(id="z", video="z.mp4", start=0.0, end=4.0),
+    ]
+    data = DataConfig(fps=25.0, sample_rate=16000, window=1.0, min_shift=1.0, augment=False)
+    store = ClipStore(rows, tmp_path / "m.jsonl", data, 16, True)
+    ds = AVPairDataset(store, data, [], train=True, windows_per_clip=50)
+    pairs = [ds.sampler.sample(i) for i in range(len(ds))]
+    assert all({p.clip, p.easy_clip} != {0, 1} for p in pairs)
+    assert {p.easy_clip for p in pairs if p.clip == 0} == {2, 3}

@@ -58,7 +58,7 @@ def test_too_short_clip_rejected():
 
 
 def test_easy_negatives_avoid_what_the_frame_shows():
-    """With a ``shown`` predicate an easy negative is never something the frame shows, while
+    """With an ``excluded`` predicate an easy negative is never something the frame shows, while
     without it about as many negatives are shown as chance says (so the test can fail)."""
     rng = np.random.default_rng(0)
     label = rng.integers(0, 10, size=200)
@@ -68,7 +68,7 @@ def test_easy_negatives_avoid_what_the_frame_shows():
         return int(label[audio_clip]) in canvas[frame_clip]
 
     plain = PairSampler([1.0] * 200, 1.0, 1.0, 0.0, seed=1)
-    masked = PairSampler([1.0] * 200, 1.0, 1.0, 0.0, seed=1, shown=shown)
+    masked = PairSampler([1.0] * 200, 1.0, 1.0, 0.0, seed=1, excluded=shown)
     hits_plain = sum(shown(p.clip, p.easy_clip) for p in map(plain.sample, range(2000)))
     pairs = [masked.sample(i) for i in range(2000)]
     assert hits_plain > 600  # about 40-50% of random negatives are on the canvas

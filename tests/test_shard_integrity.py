@@ -81,10 +81,14 @@ def test_cache_rerun_refuses_rows_changed_since_caching(world, tmp_path, capsys)
     read_index(out)
 
 
-def _class_ordered(folder: Path, n_classes: int = 10, per_class: int = 20, shown=False) -> Path:
-    """A manifest sorted by class, as FSDD / AV-Digits are; its media are never decoded."""
+def _class_ordered(
+    folder: Path, n_classes: int = 10, per_class: int = 20, shown=False, share: int = 0
+) -> Path:
+    """A manifest sorted by class, as FSDD / AV-Digits are; its media are never decoded. With
+    ``share``, each run of ``share`` rows names one video file (else all name x.mp4)."""
     rows = [
-        Row(id=f"c{c}_{j}", video="x.mp4", end=1.2, labels=[str(c)],
+        Row(id=f"c{c}_{j}", video=f"x{(c * per_class + j) // share}.mp4" if share else "x.mp4",
+            end=1.2, labels=[str(c)],
             frame_labels=[str(c), str((c + 1) % n_classes)] if shown else None)
         for c in range(n_classes) for j in range(per_class)
     ]  # fmt: skip
@@ -103,8 +107,8 @@ def _fake_decode(monkeypatch, manifest: Path) -> None:
     monkeypatch.setattr(shards_cli, "decode_row", decode)
 
 
-def _class_cache(tmp_path, monkeypatch, *extra, shown=False) -> tuple[Path, Path]:
-    manifest = _class_ordered(tmp_path, shown=shown)
+def _class_cache(tmp_path, monkeypatch, *extra, shown=False, share=0) -> tuple[Path, Path]:
+    manifest = _class_ordered(tmp_path, shown=shown, share=share)
     _fake_decode(monkeypatch, manifest)
     out = tmp_path / "cache"
     args = ["--out", str(out), "--data", str(manifest), "--shard-size", "50", "--no-progress"]
@@ -269,3 +273,10 @@ def test_a_cache_of_another_manifest_file_is_warned_once(world, tmp_path, tiny_t
         == 0
     )
     assert "warning" not in capsys.readouterr().err
+
+
+def test_streamed_easy_negatives_never_share_the_clips_media(tmp_path, monkeypatch):
+    # two rows of one video: the other one's sound matches the picture (61 of 200 did)
+    out, manifest = _class_cache(tmp_path, monkeypatch, share=2)
+    for epoch in _streamed(out, manifest, buffer=16)[0]:
+        assert len(epoch) == 200 and not [c for c, e in epoch if c // 2 == e // 2]

@@ -1,10 +1,12 @@
 """Cutting decoded clips into training items: the frame showing at a time, the audio window
-centred on it, and the classes each manifest row shows (shared by the in-memory
-:mod:`avssl.data.dataset` and the streaming :mod:`avssl.data.stream_pairs`)."""
+centred on it, the classes each manifest row shows and the media it shares with other rows
+(shared by the in-memory :mod:`avssl.data.dataset` and the streaming
+:mod:`avssl.data.stream_pairs`)."""
 
 from __future__ import annotations
 
 import math
+import os
 
 import torch
 
@@ -95,3 +97,26 @@ def label_table(rows: list[Row], classes: list[str]) -> tuple[list[int], torch.T
         names = r.frame_labels if r.frame_labels is not None else r.labels[:1]
         visible[i, [index[n] for n in names if n in index]] = True
     return labels, visible
+
+
+class SharedMedia:
+    """Which rows share a media file: an easy negative drawn from a row that shows the same
+    picture or plays the same sound (two segments of one whole video, the canvases of one
+    AV-Digits recording) would be a matching pair labelled a mismatch.
+
+    Args:
+        rows: manifest rows; paths are compared as written (relative to one manifest).
+    """
+
+    def __init__(self, rows: list[Row]):
+        ids: dict[str, int] = {}
+
+        def key(path: str) -> int:
+            return ids.setdefault(os.path.normpath(path), len(ids))
+
+        self.visual = [key(r.visual) for r in rows]
+        self.sound = [key(r.audio or r.visual) for r in rows]
+
+    def __call__(self, a: int, b: int) -> bool:
+        """Whether rows ``a`` and ``b`` show the same picture or play the same sound."""
+        return self.visual[a] == self.visual[b] or self.sound[a] == self.sound[b]

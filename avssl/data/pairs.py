@@ -110,10 +110,11 @@ class PairSampler:
         min_shift: smallest shift in seconds of a hard negative.
         hard_fraction: probability that ``neg_hard`` is True for an item.
         seed: base seed.
-        shown: optional predicate ``shown(frame_clip, audio_clip) -> bool``, True when the
-            picture of clip ``frame_clip`` shows what clip ``audio_clip`` sounds like (e.g. an
-            AV-Digits canvas holding the spoken digit). Easy negatives are then drawn among the
-            clips it is False for (up to 64 draws, then any other clip): real mismatches.
+        excluded: optional predicate ``excluded(frame_clip, audio_clip) -> bool``, True when
+            clip ``audio_clip``'s sound is no mismatch for clip ``frame_clip``'s picture: the
+            picture shows what it sounds like (e.g. an AV-Digits canvas holding the spoken
+            digit), or the two clips share a media file. Easy negatives are then drawn among
+            the clips it is False for (up to 64 draws, then any other clip): real mismatches.
 
     Item ``index`` refers to clip ``index % len(durations)``, so a dataset of
     ``k * len(durations)`` items visits every clip ``k`` times per epoch.
@@ -126,7 +127,7 @@ class PairSampler:
         min_shift: float,
         hard_fraction: float = 0.5,
         seed: int = 0,
-        shown=None,
+        excluded=None,
     ):
         if len(durations) < 2:
             raise ValueError("pair sampling needs at least two clips (easy negatives)")
@@ -135,7 +136,7 @@ class PairSampler:
         self.min_shift = float(min_shift)
         self.hard_fraction = float(hard_fraction)
         self.seed = int(seed)
-        self.shown = shown
+        self.excluded = excluded
         span = self.durations - self.window
         if (span < 0).any():
             bad = int(np.argmin(span))
@@ -157,9 +158,9 @@ class PairSampler:
         d = float(self.durations[clip])
         t = frame_time(rng, d, self.window, self.min_shift)
         easy_clip = int((clip + rng.integers(1, n)) % n)
-        if self.shown is not None:
+        if self.excluded is not None:
             for _ in range(64):
-                if not self.shown(clip, easy_clip):
+                if not self.excluded(clip, easy_clip):
                     break
                 easy_clip = int((clip + rng.integers(1, n)) % n)
         lo, hi = centre_range(float(self.durations[easy_clip]), self.window)

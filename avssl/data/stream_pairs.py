@@ -26,7 +26,7 @@ import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
 from avssl.config import DataConfig
-from avssl.data.clip_windows import audio_window, frame_at, label_table
+from avssl.data.clip_windows import SharedMedia, audio_window, frame_at, label_table
 from avssl.data.manifest import read_manifest
 from avssl.data.pairs import (
     AUDIO_KEYS,
@@ -142,6 +142,7 @@ class StreamPairs(IterableDataset):
             for s in index["shards"]
         }
         self.labels, self.visible = label_table(usable, class_names(rows))
+        self.shared = SharedMedia(usable)
 
     def __len__(self) -> int:
         """Usable training clips (over all ranks): the items of one epoch, before batching."""
@@ -218,6 +219,7 @@ class StreamPairs(IterableDataset):
         d = self.data
         t = frame_time(rng, clip.duration, d.window, d.min_shift)
         others = [c for c in pool if c.index != clip.index]
+        others = [c for c in others if not self.shared(clip.index, c.index)] or others
         if d.unseen_negatives:
             others = [c for c in others if not self._shown(clip.index, c.index)] or others
         easy = others[int(rng.integers(len(others)))]
