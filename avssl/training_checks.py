@@ -75,12 +75,24 @@ def optimiser_error(cfg) -> tuple[str, str] | None:
     """``(key, reason)`` when AdamW's decoupled decay (``w -= lr * weight_decay * w``) would wipe
     the weights at every step at the peak learning rate."""
     t = cfg.train
-    if t.lr * t.weight_decay >= 1:
+    if t.optimizer == "adamw" and t.lr * t.weight_decay >= 1:
         return "train.weight_decay", (
             f"{t.weight_decay:g} x train.lr {t.lr:g} is >= 1: each step would decay the weights "
             "to zero or past it (AdamW)"
         )
     return None
+
+
+def shift_error(cfg) -> tuple[str, str] | None:
+    """``("data.min_shift", reason)`` when a hard negative (the clip's own sound, shifted) may
+    be the positive window itself: every method draws them, for training or for validation."""
+    if cfg.data.min_shift > 0:
+        return None
+    return "data.min_shift", (
+        f"{cfg.data.min_shift:g} lets a hard negative (the clip's sound shifted in time) be the "
+        f"positive itself; set it above 0 (data.window {cfg.data.window:g} or more keeps the two "
+        "from overlapping)"
+    )
 
 
 def stream_error(cfg) -> tuple[str, str] | None:
@@ -123,7 +135,9 @@ def mel_error(cfg) -> tuple[str, str] | None:
 
 def training_error(cfg) -> tuple[str, str] | None:
     """The first setting a run must not train with, as ``(key, reason)``, or None."""
-    for check in (limit_error, mask_error, optimiser_error, stream_error, noise_error, mel_error):
+    checks = (limit_error, mask_error, optimiser_error, shift_error, stream_error, noise_error,
+              mel_error)  # fmt: skip
+    for check in checks:
         found = check(cfg)
         if found is not None:
             return found

@@ -34,12 +34,21 @@ from avssl.train.checkpoint import check_validation
                                        "spectrogram's 49 frames"),
         ("model.lse_sharpness=1e308", "model.lse_sharpness: must be at most 1000"),
         ("model.avol_scale_init=1e308", "model.avol_scale_init: must be at most 1000"),
+        # a hard negative could be the positive window itself (overlap up to 99.9 %)
+        ("data.min_shift=0", "data.min_shift: 0 lets a hard negative (the clip's sound shifted "
+                             "in time) be the positive itself"),
     ],
 )  # fmt: skip
 def test_a_setting_that_trains_to_nothing_is_refused(
     override, message, tiny_train_args, tmp_path, capsys
 ):
     refused_before_any_folder(override, message, tiny_train_args, tmp_path, capsys)
+
+
+def test_adam_takes_a_decay_adamw_could_not():
+    # the L2 term is no multiplicative decay: lr x weight_decay >= 1 wipes no weight
+    cfg = load_config(None, ["train.optimizer=adam", "train.weight_decay=500"])
+    assert (cfg.train.optimizer, cfg.train.weight_decay) == ("adam", 500)
 
 
 def test_the_widest_masks_the_spectrogram_holds_are_accepted():
