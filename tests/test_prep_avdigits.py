@@ -250,6 +250,18 @@ def test_test_mnist_files_and_val_speaker(tiny, tmp_path):
         sources = {src for src, _ in item["mnist"]}
         assert sources == ({"test"} if item["split"] == "test" else {"main"})
     assert all(g.id.startswith("gallery_test_") for g in gallery)
+    # the validation gallery: validation images only, for evaluations that choose anything
+    val_gallery = read_manifest(out / "gallery_val.jsonl")
+    val_images = {tuple(c) for it in items if it["split"] == "val" for c in it["mnist"]}
+    pools = json.loads((out / "prepare_report.json").read_text())["mnist_images"]
+    assert val_gallery and {g.split for g in val_gallery} == {"val"}
+    assert {g.labels[0] for g in val_gallery} == {str(d) for d in range(10)}
+    for g in val_gallery:
+        src, idx = g.id.removeprefix("gallery_").split("_")
+        assert src == "main" and (src, int(idx)) not in {
+            tuple(c) for it in items if it["split"] != "val" for c in it["mnist"]
+        } and (out / g.image).is_file()  # fmt: skip
+    assert len(val_gallery) <= pools["val"] and val_images  # drawn from the val pool
 
 
 @pytest.mark.parametrize(

@@ -232,7 +232,11 @@ def run(argv: list[str]) -> int:
             g_emb = cca_project(cca, g_emb)
         sim = cross_similarity(emb["audio"], g_emb["visual"], g_emb["map"]).numpy()
         res = gallery_results(sim, labels, [list(r.labels) for r in gallery.rows])
-        result["a2v_gallery"] = {**res, "gallery": str(args.gallery), **gallery_skips}
+        # which split's pictures: a gallery of test images scores a test, not a validation
+        splits = sorted({r.split for r in gallery.rows})
+        result["a2v_gallery"] = {
+            **res, "gallery": str(args.gallery), "gallery_splits": splits, **gallery_skips
+        }  # fmt: skip
     result.update(
         method=cfg.model.method,
         cca=use_cca,

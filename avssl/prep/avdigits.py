@@ -20,10 +20,12 @@ Splits:
       those images and the main file is shared by train and val only.
 
 Also written: ``gallery.jsonl`` (single-digit test images for class-level audio->image
-retrieval, split "test", no audio) and ``items.jsonl`` (speaker, take and the MNIST image of each
-cell of every canvas, for audits). With ``--val-speaker``, ``heldout.jsonl`` evaluates a model
-on that voice with the test-split commands: one canvas per training recording (split "train",
-the probe's training data) and the validation voice's rows as split "test".
+retrieval, split "test", no audio), ``gallery_val.jsonl`` (the same of validation images, split
+"val": the gallery of an evaluation that chooses anything) and ``items.jsonl`` (speaker, take and
+the MNIST image of each cell of every canvas, for audits). With ``--val-speaker``,
+``heldout.jsonl`` evaluates a model on that voice with the test-split commands: one canvas per
+training recording (split "train", the probe's training data) and the validation voice's rows
+as split "test"; its retrieval gallery is ``gallery_val.jsonl``.
 """
 
 from __future__ import annotations
@@ -58,7 +60,7 @@ from avssl.prep.report import OUTPUTS, PrepReport, add_common_args, check_output
 
 SAMPLE_RATE = 8000
 CLIP_SECONDS = 1.0
-GALLERY = "gallery.jsonl"
+GALLERY, GALLERY_VAL = "gallery.jsonl", "gallery_val.jsonl"
 HELDOUT = "heldout.jsonl"
 ITEMS = "items.jsonl"
 
@@ -138,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         raise AvsslError("--test-mnist-images and --test-mnist-labels go together")
     _check_fractions(args)
     # heldout.jsonl always: one left by an earlier run would describe canvases this one replaces
-    files = (*OUTPUTS, GALLERY, ITEMS, HELDOUT)
+    files = (*OUTPUTS, GALLERY, GALLERY_VAL, ITEMS, HELDOUT)
     check_outputs_spare_inputs(out, args, files, folders=("audio", "images", "gallery"))
     check_output(out, args.force, files, folders=("audio", "images", "gallery"))
     report = PrepReport("avdigits", args.strict)
@@ -194,7 +196,7 @@ def _prepare(args: argparse.Namespace, report: PrepReport, made: NewOutputs) -> 
     check_splits(recordings, test, val_speaker, report, args.fsdd)
 
     if args.force:  # a run stopped part-way must not leave the old manifest over new canvases
-        for name in (*OUTPUTS, GALLERY, ITEMS, HELDOUT):
+        for name in (*OUTPUTS, GALLERY, GALLERY_VAL, ITEMS, HELDOUT):
             (out / name).unlink(missing_ok=True)
     made.folder(out / "audio")
     made.folder(out / "images")
@@ -247,7 +249,8 @@ def _prepare(args: argparse.Namespace, report: PrepReport, made: NewOutputs) -> 
 
     if not any(row.split == "train" for row in report.rows):
         raise AvsslError(f"{args.fsdd}: no training recording could be read (nothing written)")
-    gallery = _write_gallery(out, pools["test"], pixels, labels, args, made)
+    gallery = _write_gallery(out, pools["test"], pixels, labels, args, made, GALLERY, "test")
+    gallery_val = _write_gallery(out, pools["val"], pixels, labels, args, made, GALLERY_VAL, "val")
     if val_speaker is not None:
         write_manifest(made.file(out / HELDOUT), heldout_rows(report.rows))
     with open(made.file(out / ITEMS), "w", encoding="utf-8") as fh:
@@ -260,6 +263,7 @@ def _prepare(args: argparse.Namespace, report: PrepReport, made: NewOutputs) -> 
         },
         "mnist_images": {s: len(p) for s, p in pools.items()},
         "gallery": {"manifest": str(out / GALLERY), "rows": gallery},
+        "gallery_val": {"manifest": str(out / GALLERY_VAL), "rows": gallery_val},
         "items": str(out / ITEMS),
         "dc_offset_removed": not args.keep_dc,
         "trim": "centre" if args.centre_trim else "loudest second",
@@ -270,9 +274,9 @@ def _prepare(args: argparse.Namespace, report: PrepReport, made: NewOutputs) -> 
     return report.finish(out, args.force)
 
 
-def _write_gallery(out: Path, pool, pixels, labels, args, made: NewOutputs) -> int:
-    """Single-digit test images (:func:`render_single`), ``--gallery-per-class`` per digit;
-    returns the row count."""
+def _write_gallery(out: Path, pool, pixels, labels, args, made: NewOutputs, name, split) -> int:
+    """Single-digit images of one split's ``pool`` (:func:`render_single`),
+    ``--gallery-per-class`` per digit, into the manifest ``name``; returns the row count."""
     made.folder(out / "gallery")
     rows, counts = [], dict.fromkeys(range(10), 0)
     for src, i in pool:
@@ -280,9 +284,9 @@ def _write_gallery(out: Path, pool, pixels, labels, args, made: NewOutputs) -> i
         if counts[digit] >= args.gallery_per_class:
             continue
         counts[digit] += 1
-        name = f"{src}_{i}"
+        stem = f"{src}_{i}"  # the pools are disjoint: one image, one file
         img = render_single(pixels[src][i], args.grid, args.canvas_size)
-        Image.fromarray(img).save(made.file(out / "gallery" / f"{name}.png"))
-        rows.append(Row(id=f"gallery_{name}", image=f"gallery/{name}.png", labels=[str(digit)],
-                        split="test"))  # fmt: skip
-    return write_manifest(made.file(out / GALLERY), rows)
+        Image.fromarray(img).save(made.file(out / "gallery" / f"{stem}.png"))
+        rows.append(Row(id=f"gallery_{stem}", image=f"gallery/{stem}.png", labels=[str(digit)],
+                        split=split))  # fmt: skip
+    return write_manifest(made.file(out / name), rows)
