@@ -317,6 +317,7 @@ def test_cli_gallery_of_the_test_videos_equals_class_level_a2v(runs, tmp_path, c
     res = last_json(capsys.readouterr().out)
     got = res["a2v_gallery"]
     assert got["n_gallery"] == len(rows) == res["n"] and got["n_skipped"] == 0
+    assert got["gallery_splits"] == ["test"]  # a score against test pictures says so
     for key in ("R@1", "R@5", "R@10", "mAP", "median_rank", "n_queries", "no_relevant"):
         assert got[key] == pytest.approx(res["a2v"][key]), key
 
@@ -343,6 +344,7 @@ def test_cli_l3_gallery_of_images_goes_through_the_training_cca(
     got = res["a2v_gallery"]
     assert fitted == [12]  # one CCA, on the 12 training pairs; the gallery is only projected
     assert got["n_gallery"] == 3 and got["n_skipped"] == 1
+    assert got["gallery_splits"] == ["train"]  # rows without a split are "train"
     assert got["skipped"][0]["id"] == "bad"
     n_rel = sum(lab in present for lab in labels)
     assert got["n_queries"] == n_rel and got["no_relevant"] == len(labels) - n_rel
