@@ -421,6 +421,17 @@ def test_list_manifest_windows_groups_and_video_audio(tmp_path, media_factory):
     assert items[0].source == "spk0"
 
 
+def test_a_manifest_of_esc50_or_us8k_clips_keeps_their_sources_together(tmp_path):
+    # avssl prepare esc50|us8k keep the clip names: their inner cross-validation mixed the takes
+    # of one recording (or the slices of one fsID) across its folds, each row its own source
+    from avssl.data.manifest import Row, write_manifest
+
+    ids = ["1-100032-A-0", "2-100032-B-0", "100263-2-0-117", "100263-2-0-121", "0_george_1"]
+    write_manifest(tmp_path / "m.jsonl", [Row(i, video=f"{i}.wav", labels=["c"]) for i in ids])
+    sources = [it.source for it in list_manifest(tmp_path / "m.jsonl")]
+    assert sources == ["100032", "100032", "100263", "100263", "0_george_1"]
+
+
 def test_fixed_split_fold():
     groups = np.array(["train", "val", "test", "train", "test"])
     (fold,) = fixed_split(groups)

@@ -12,7 +12,8 @@
 * A manifest (``manifest.jsonl`` or a folder holding it, see :mod:`avssl.data.manifest`): each
   labelled row's audio (its ``audio`` file, else its video's track) in its ``[start, end)``
   window, classed by its first label; the group is the row's split (a fixed train/test
-  protocol), the source what ``group_regex`` matches in the row id, else the id.
+  protocol), the source what ``group_regex`` matches in the row id, else the source recording
+  an ESC-50 or UrbanSound8K clip's name gives, else the id.
 
 Listing only reads metadata: it skips malformed or duplicated metadata rows and media files
 outside the class folders; unreadable audio is found (and skipped) when it is decoded.
@@ -30,10 +31,8 @@ from avssl.errors import AvsslError, ManifestError
 
 ESC50_COLUMNS = ("filename", "fold", "target", "category", "esc10")
 US8K_COLUMNS = ("slice_file_name", "fold", "classID", "class")
-US8K_CLASSES = (
-    "air_conditioner", "car_horn", "children_playing", "dog_bark", "drilling",
-    "engine_idling", "gun_shot", "jackhammer", "siren", "street_music",
-)  # fmt: skip
+US8K_CLASSES = ("air_conditioner", "car_horn", "children_playing", "dog_bark", "drilling",
+                "engine_idling", "gun_shot", "jackhammer", "siren", "street_music")  # fmt: skip
 _US8K_NAME = re.compile(r"^(\d+)-(\d+)-\d+-\d+$")  # fsID-classID-occurrence-slice
 _ESC50_NAME = re.compile(r"^\d+-(.+)-[^-]+-\d+$")  # fold-src_file-take-target
 _FOLD_DIR = re.compile(r"^fold(\d+)$")
@@ -66,9 +65,8 @@ def list_esc50(
     Args:
         root: the dataset folder (``audio/`` and ``meta/esc50.csv``).
         subset: ``None`` for all 50 classes or ``"esc10"``.
-        bad: when given, a malformed or duplicated CSV row is skipped and recorded here as
-            ``{"path": "esc50.csv:LINE", "reason": ...}`` (see :func:`_bad_row`); otherwise
-            it is an error.
+        bad: when given, a malformed or duplicated CSV row is skipped and recorded here
+            (:func:`_bad_row`); otherwise it is an error.
 
     Returns:
         one item per kept CSV row: ``path`` under ``audio/``, ``label`` its category, ``group``
@@ -222,6 +220,14 @@ def _compile(group_regex: str | None) -> re.Pattern | None:
         raise AvsslError(f"--group-regex {group_regex!r}: {err}") from None
 
 
+def _named_source(row_id: str) -> str:
+    """The source recording an ESC-50 / UrbanSound8K clip's name gives, else ``row_id``."""
+    for pattern in (_US8K_NAME, _ESC50_NAME):  # ESC-50's would read a US8K name's class id
+        if m := pattern.match(row_id):
+            return m.group(1)
+    return row_id
+
+
 def _group_of(pattern: re.Pattern | None, name: str, default: str) -> str:
     m = pattern.search(name) if pattern else None
     if m is None:
@@ -237,7 +243,7 @@ def list_manifest(root: str | Path, group_regex: str | None = None) -> list[Audi
     Args:
         root: a manifest ``.jsonl`` or a folder holding ``manifest.jsonl``.
         group_regex: a regular expression searched in each row id; its first group (or the
-            whole match) names the source (e.g. the speaker), else the id itself.
+            whole match) names the source (e.g. the speaker); else see the module doc.
 
     Returns:
         one item per labelled row: ``path`` the row's ``audio`` (else its video), ``label`` its
@@ -255,7 +261,7 @@ def list_manifest(root: str | Path, group_regex: str | None = None) -> list[Audi
     return [
         AudioItem(
             resolve(path, row.audio or row.visual), row.labels[0], row.split,
-            _group_of(pattern, row.id, row.id), row.start, row.duration,
+            _group_of(pattern, row.id, _named_source(row.id)), row.start, row.duration,
         )
         for row in read_manifest(path)
         if row.labels

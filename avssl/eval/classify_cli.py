@@ -216,7 +216,8 @@ def run(argv: list[str]) -> int:
     one_class(args.root, [it.label for it in items], "readable")
     y = np.array([it.label for it in items])
     if args.dataset == "manifest":
-        # inner CV over the training rows only, grouped by source (each row its own by default)
+        # inner CV over the training rows only, grouped by source (--group-regex, else an
+        # ESC-50 / US8K clip's recording, else each row its own)
         try:
             folds = fixed_split(np.array([it.group for it in items]))
         except AvsslError as err:  # a split without a readable clip: name the manifest
