@@ -518,6 +518,7 @@ def test_cli_manifest_adapt_bn_keeps_the_training_rows(tiny_ckpt, tmp_path, caps
     args = ["--dataset", "manifest", "--root", str(path), "--checkpoint", str(tiny_ckpt)]
     res = _classify(capsys, *args, "--adapt-bn")
     assert res["adapt_bn"]["clips"] == 6 and res["n_clips"] == 12  # two windows per test file
+    assert res["protocol"].endswith("audio batch norm adapted to the clips (transductive)")
     items = [it for it in list_manifest(path) if it.group in ("train", "test")]
     model, cfg, _ = load_model(tiny_ckpt, "cpu")
     embedder = WindowEmbedder(model, cfg.data.sample_rate, cfg.data.window)

@@ -235,6 +235,8 @@ def run(argv: list[str]) -> int:
     if args.source_norm:
         x = standardize_by_group(x, np.array([it.source for it in items]))
         protocol += "; features standardised per source (transductive)"
+    if args.adapt_bn:  # the batch-norm statistics came from the clips scored, test ones too
+        protocol += "; audio batch norm adapted to the clips (transductive)"
     result = linear_probe(x, y, groups, folds, predefined, args.classifier, args.seed)
     result = {
         **{k: result[k] for k in ("accuracy_mean", "accuracy_std", "accuracy_pooled", "per_fold")},
