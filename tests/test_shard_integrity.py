@@ -280,3 +280,11 @@ def test_streamed_easy_negatives_never_share_the_clips_media(tmp_path, monkeypat
     out, manifest = _class_cache(tmp_path, monkeypatch, share=2)
     for epoch in _streamed(out, manifest, buffer=16)[0]:
         assert len(epoch) == 200 and not [c for c, e in epoch if c // 2 == e // 2]
+
+
+def test_a_missing_cache_does_not_fail_commands_that_do_not_read_it(world, tmp_path):
+    # evaluate.py sync decodes media itself: the warning's look at the cache stopped it when the
+    # run's cache had been moved or deleted
+    _, manifest = world
+    data = load_config(None, [*TINY, f"data.root={manifest}", f"data.cache={tmp_path / 'gone'}"])
+    assert manifest_path(data.data, False) == manifest

@@ -10,7 +10,7 @@ import numpy as np
 from avssl.config import Config, DataConfig
 from avssl.data.dataset import AVPairDataset, ClipStore
 from avssl.data.manifest import Row, read_manifest
-from avssl.errors import ConfigError, ManifestError
+from avssl.errors import AvsslError, ConfigError, ManifestError
 
 
 def manifest_path(data: DataConfig, progress: bool = True, announce: bool = True) -> Path:
@@ -56,7 +56,10 @@ def _warn_cache_of_another_manifest(cache: str, manifest: Path) -> None:
     re-encoded) would be served the frames decoded from the first one's."""
     from avssl.data.shards import read_index
 
-    built = read_index(cache).get("manifest")
+    try:  # a warning never fails a command: one that reads the cache reports it missing itself
+        built = read_index(cache).get("manifest")
+    except AvsslError:
+        return
     pair = (str(cache), str(manifest.resolve()))
     if built and Path(built).expanduser().resolve() != manifest.resolve() and pair not in _WARNED:
         _WARNED.add(pair)  # once per process: a run reads the manifest's path several times
