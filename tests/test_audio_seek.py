@@ -177,3 +177,37 @@ def test_a_gap_in_the_track_keeps_the_sound_after_it_in_place(tmp_path):
     )
     np.testing.assert_allclose(whole[3 * sr : 4 * sr], window, atol=1e-4)
     assert np.abs(whole[round(2.1 * sr) : round(2.4 * sr)]).max() == 0  # the hole is silence
+
+
+def test_a_jump_of_hours_in_the_timestamps_makes_no_hours_of_silence(tmp_path):
+    # a transport stream's clock can jump: the gap's silence was made whole (20,000 s: 1.2 GB
+    # for a 0.45-s window); only what the window needs is made now
+    import tracemalloc
+    from fractions import Fraction
+
+    import av
+
+    from avssl.data import media
+
+    path, sr = tmp_path / "jump.mka", 16000
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("pcm_s16le", rate=sr)
+        stream.layout, stream.time_base = "mono", Fraction(1, sr)
+        for i in range(0, 3 * sr, 1024):
+            ramp = (i + np.arange(1024)) / sr / 10
+            frame = av.AudioFrame.from_ndarray(
+                (ramp * 32767).astype(np.int16)[None], format="s16", layout="mono"
+            )
+            frame.pts = i if i < sr else i + 20_000 * sr  # 20,000 s later from 1.024 s on
+            frame.sample_rate, frame.time_base = sr, Fraction(1, sr)
+            for packet in stream.encode(frame):
+                out.mux(packet)
+    tracemalloc.start()
+    try:
+        window = media.read_audio(path, 0.7, 0.45, sr).numpy()
+        inside = media.read_audio(path, 5000.0, 1.0, sr).numpy()
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert window[0] == pytest.approx(0.07, abs=1e-3) and not np.abs(inside).max()
+    assert peak < 50e6, peak  # was 1.2e9

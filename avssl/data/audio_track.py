@@ -7,6 +7,8 @@ cutting windows are :mod:`avssl.data.audio_io`'s.
 
 from __future__ import annotations
 
+import math
+
 import av
 import numpy as np
 
@@ -57,6 +59,18 @@ def decode_track(
         chunks.append(samples()[first:])
         n += count
 
+    def fill(k: int) -> None:
+        """Silence for a gap of ``k`` samples where the count stands: its part before
+        ``keep_from`` counted, not made, and none made past ``hi`` (a jump of hours in a
+        transport stream's timestamps would otherwise allocate hours of zeros)."""
+        nonlocal n
+        if not chunks:
+            before = min(k, max(0, int((keep_from - t0) * rate) - n))
+            n, k = n + before, k - before
+        k = min(k, max(0, math.ceil((hi - t0) * rate) - n))
+        if k > 0:
+            take(k, lambda: np.zeros(k, np.float32))
+
     held, pending = [], 0  # a frame whose stamp departs from the count, and by how much
     for frame in container.decode(stream):
         outs = [(o.samples, lambda o=o: o.to_ndarray().mean(axis=0, dtype=np.float32))
@@ -69,7 +83,7 @@ def decode_track(
         if held:  # one frame's stamp can be off alone (Vorbis's block switches): the next one
             if abs(off - pending) <= GAP_S * rate / 2:  # ... shows the same gap: fill it
                 if pending > 0:
-                    take(pending, lambda k=pending: np.zeros(k, np.float32))
+                    fill(pending)
                 skip, off = max(0, -pending), off - pending
             for count, samples in held:
                 take(count, samples)
