@@ -369,6 +369,11 @@ def test_a_failed_report_write_leaves_no_manifest_and_probe_no_folder(
     assert not (tmp_path / "new").exists()
     csv.write_text("zpWuikVorYg,32,elk bugling,test\n")
     assert vggsound.main(argv) == 0 and (out / "prepare_report.json").is_file()
+    # a --force rerun whose report fails leaves neither file, not a new manifest by an old report
+    monkeypatch.setattr(report_module, "write_text", full)
+    with pytest.raises(OSError):
+        vggsound.main([*argv, "--force"])
+    assert not (out / "manifest.jsonl").exists() and not (out / "prepare_report.json").exists()
 
 
 def test_transport_stream_and_asf_downloads_are_found(tmp_path):

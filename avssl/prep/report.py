@@ -204,8 +204,12 @@ class PrepReport:
             raise AvsslError(f"{self.dataset}: no usable items, nothing written to {out}{hint}")
         report = self.to_json(manifest)
         report_path = Path(out) / REPORT
-        # both or neither: a manifest left without its report would refuse the rerun
+        # both or neither: a manifest left without its report would refuse the rerun, and
+        # under --force a new manifest beside the old report would contradict it
         with self.made.removed_on_failure() as made:
+            if force:
+                manifest.unlink(missing_ok=True)
+                report_path.unlink(missing_ok=True)
             made.folder(out)
             write_manifest(made.file(manifest), self.rows)
             write_text(made.file(report_path), json.dumps(report, indent=1) + "\n")
