@@ -220,3 +220,15 @@ def test_every_finder_takes_the_extensions_the_others_did(tmp_path):
     assert found == set(names[:-1])
     paths, _ = index_media.find_media([str(tmp_path)])
     assert {p.name for p in paths} == set(names)
+
+
+def test_avssl_index_searches_linked_folders_too(tmp_path):
+    # rglob does not follow a linked folder: its clips were never indexed
+    store = tmp_path / "store"
+    store.mkdir()
+    (store / "a.wav").write_bytes(b"\x00")
+    (tmp_path / "media").mkdir()
+    (tmp_path / "media" / "disk2").symlink_to(store)
+    (store / "loop").symlink_to(tmp_path / "media")  # read once, no loop
+    paths, _ = index_media.find_media([str(tmp_path / "media")])
+    assert [p.name for p in paths] == ["a.wav"]

@@ -28,8 +28,8 @@ from pathlib import Path
 
 from avssl.data.extensions import MEDIA_EXTS, VIDEO_EXTS
 from avssl.data.media_checks import check_file
+from avssl.data.walk import walk_files
 from avssl.errors import MediaError
-from avssl.prep.walk import walk_files
 
 TIME_TOLERANCE_S = 0.5  # a file's start may be rounded (e.g. to whole seconds) by downloaders
 # how much longer than its segment a cut may be: a stream-copied download starts and ends on

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from avssl.cli import ArgumentParser
 from avssl.data.annotations import read_flickr_ids, read_flickr_xml
+from avssl.data.walk import walk_files
 from avssl.errors import AvsslError, ManifestError
 from avssl.prep.localization import (
     clip_boxes,
@@ -29,7 +30,6 @@ from avssl.prep.localization import (
     note_dropped,
 )
 from avssl.prep.report import add_common_args, finish_run, start_run
-from avssl.prep.walk import walk_files
 
 
 def read_annotation_boxes(path: Path) -> tuple[list[list[float]], dict[str, int]]:

@@ -13,9 +13,9 @@ from pathlib import Path
 from avssl.data.annotations import parse_box
 from avssl.data.extensions import AUDIO_EXTS, IMAGE_EXTS, VIDEO_EXTS
 from avssl.data.manifest import Row
+from avssl.data.walk import walk_files
 from avssl.errors import ManifestError
 from avssl.prep.report import PrepReport, file_problem, relpath
-from avssl.prep.walk import walk_files
 
 INVERTED, ZERO_AREA = "inverted", "zero-area"  # the kinds of box clip_boxes drops
 

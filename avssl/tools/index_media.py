@@ -27,6 +27,7 @@ from avssl.data.extensions import INDEXABLE_EXTS
 from avssl.data.manifest import read_manifest, resolve
 from avssl.data.media import probe
 from avssl.data.media_checks import DEFAULT_FRAME_S, TOLERANCE_S
+from avssl.data.walk import walk_files
 from avssl.errors import MediaError
 from avssl.eval.embed import embed_visual, frames_to_input
 from avssl.eval.sliding import sliding_embeddings
@@ -49,7 +50,7 @@ def find_media(inputs: list[str]) -> tuple[list[Path], list[dict]]:
     for item in inputs:
         p = Path(item)
         if p.is_dir():
-            for f in sorted(p.rglob("*")):
+            for f in sorted(walk_files(p)):  # linked folders too, each real one once
                 if (
                     f.suffix.lower() in INDEXABLE_EXTS
                     and f.is_file()
