@@ -147,34 +147,40 @@ def test_ogg_vorbis_through_libsndfile_is_read_from_its_start(tmp_path, rate):
         np.testing.assert_array_equal(window, full[i : i + len(window)])
 
 
-def test_a_gap_in_the_track_keeps_the_sound_after_it_in_place(tmp_path):
-    # 0.5 s of packets lost at 2.0 s: a decode from the start counted samples across the hole
-    # (the sound after it came 0.5 s early, and the file was "truncated"), a seeking one did not
+def _ramp_track(path, seconds: int, pts_of) -> None:
+    """A 16-kHz PCM Matroska track whose sample at ``t`` holds ``t / 10``, in frames of 1,024
+    samples, frame ``i`` (its first sample's index) stamped ``pts_of(i)`` (None: left out)."""
     from fractions import Fraction
 
     import av
 
-    from avssl.data import media
-
-    path, sr = tmp_path / "gap.mka", 16000
+    sr = 16000
     with av.open(str(path), "w") as out:
         stream = out.add_stream("pcm_s16le", rate=sr)
         stream.layout, stream.time_base = "mono", Fraction(1, sr)
-        for i in range(0, 6 * sr, 1024):
-            if 2.0 <= i / sr < 2.5:
+        for i in range(0, seconds * sr, 1024):
+            if (pts := pts_of(i)) is None:
                 continue
-            ramp = (i + np.arange(1024)) / sr / 10  # the sample's own time / 10
+            ramp = (i + np.arange(1024)) / sr / 10
             frame = av.AudioFrame.from_ndarray(
                 (ramp * 32767).astype(np.int16)[None], format="s16", layout="mono"
             )
-            frame.sample_rate, frame.pts, frame.time_base = sr, i, Fraction(1, sr)
+            frame.sample_rate, frame.pts, frame.time_base = sr, pts, Fraction(1, sr)
             for packet in stream.encode(frame):
                 out.mux(packet)
+
+
+def test_a_gap_in_the_track_keeps_the_sound_after_it_in_place(tmp_path):
+    # 0.5 s of packets lost at 2.0 s: a decode from the start counted samples across the hole
+    # (the sound after it came 0.5 s early, and the file was "truncated"), a seeking one did not
+    from avssl.data import media
+
+    path, sr = tmp_path / "gap.mka", 16000
+    _ramp_track(path, 6, lambda i: None if 2.0 <= i / sr < 2.5 else i)
     whole = media.read_audio(path, 0.0, 6.0, sr).numpy()
     window = media.read_audio(path, 3.0, 1.0, sr).numpy()
-    assert whole[3 * sr] == pytest.approx(0.3, abs=1e-3) and window[0] == pytest.approx(
-        0.3, abs=1e-3
-    )
+    assert whole[3 * sr] == pytest.approx(0.3, abs=1e-3)
+    assert window[0] == pytest.approx(0.3, abs=1e-3)
     np.testing.assert_allclose(whole[3 * sr : 4 * sr], window, atol=1e-4)
     assert np.abs(whole[round(2.1 * sr) : round(2.4 * sr)]).max() == 0  # the hole is silence
 
@@ -183,25 +189,11 @@ def test_a_jump_of_hours_in_the_timestamps_makes_no_hours_of_silence(tmp_path):
     # a transport stream's clock can jump: the gap's silence was made whole (20,000 s: 1.2 GB
     # for a 0.45-s window); only what the window needs is made now
     import tracemalloc
-    from fractions import Fraction
-
-    import av
 
     from avssl.data import media
 
     path, sr = tmp_path / "jump.mka", 16000
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream("pcm_s16le", rate=sr)
-        stream.layout, stream.time_base = "mono", Fraction(1, sr)
-        for i in range(0, 3 * sr, 1024):
-            ramp = (i + np.arange(1024)) / sr / 10
-            frame = av.AudioFrame.from_ndarray(
-                (ramp * 32767).astype(np.int16)[None], format="s16", layout="mono"
-            )
-            frame.pts = i if i < sr else i + 20_000 * sr  # 20,000 s later from 1.024 s on
-            frame.sample_rate, frame.time_base = sr, Fraction(1, sr)
-            for packet in stream.encode(frame):
-                out.mux(packet)
+    _ramp_track(path, 3, lambda i: i if i < sr else i + 20_000 * sr)  # 20,000 s on from 1.024 s
     tracemalloc.start()
     try:
         window = media.read_audio(path, 0.7, 0.45, sr).numpy()
