@@ -82,12 +82,12 @@ def test_cache_rerun_refuses_rows_changed_since_caching(world, tmp_path, capsys)
 
 
 def _class_ordered(
-    folder: Path, n_classes: int = 10, per_class: int = 20, shown=False, share: int = 0
+    folder: Path, n_classes: int = 10, per_class: int = 20, shown=False, share: int = 1
 ) -> Path:
-    """A manifest sorted by class, as FSDD / AV-Digits are; its media are never decoded. With
-    ``share``, each run of ``share`` rows names one video file (else all name x.mp4)."""
+    """A manifest sorted by class, as FSDD / AV-Digits are; its media are never decoded. Each
+    run of ``share`` rows names one video file (rows of one file are no easy negatives)."""
     rows = [
-        Row(id=f"c{c}_{j}", video=f"x{(c * per_class + j) // share}.mp4" if share else "x.mp4",
+        Row(id=f"c{c}_{j}", video=f"x{(c * per_class + j) // share}.mp4",
             end=1.2, labels=[str(c)],
             frame_labels=[str(c), str((c + 1) % n_classes)] if shown else None)
         for c in range(n_classes) for j in range(per_class)
@@ -107,7 +107,7 @@ def _fake_decode(monkeypatch, manifest: Path) -> None:
     monkeypatch.setattr(shards_cli, "decode_row", decode)
 
 
-def _class_cache(tmp_path, monkeypatch, *extra, shown=False, share=0) -> tuple[Path, Path]:
+def _class_cache(tmp_path, monkeypatch, *extra, shown=False, share=1) -> tuple[Path, Path]:
     manifest = _class_ordered(tmp_path, shown=shown, share=share)
     _fake_decode(monkeypatch, manifest)
     out = tmp_path / "cache"

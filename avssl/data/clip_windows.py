@@ -99,16 +99,20 @@ def label_table(rows: list[Row], classes: list[str]) -> tuple[list[int], torch.T
     return labels, visible
 
 
-class SharedMedia:
-    """Which rows share a media file: an easy negative drawn from a row that shows the same
-    picture or plays the same sound (two segments of one whole video, the canvases of one
-    AV-Digits recording) would be a matching pair labelled a mismatch.
+class NotNegatives:
+    """Which clips' sounds are no easy negative for a clip's picture: those of a row sharing a
+    media file with it (two segments of one whole video, the canvases of one AV-Digits
+    recording: a matching pair labelled a mismatch) and, with ``unseen``
+    (``data.unseen_negatives``), those of a class its picture shows. The one rule of the
+    in-memory and the streamed easy negatives.
 
     Args:
         rows: manifest rows; paths are compared as written (relative to one manifest).
+        labels, visible: :func:`label_table` of ``rows``.
+        unseen: also exclude a sound whose class the picture shows.
     """
 
-    def __init__(self, rows: list[Row]):
+    def __init__(self, rows: list[Row], labels: list[int], visible: torch.Tensor, unseen: bool):
         ids: dict[str, int] = {}
 
         def key(path: str) -> int:
@@ -116,7 +120,12 @@ class SharedMedia:
 
         self.visual = [key(r.visual) for r in rows]
         self.sound = [key(r.audio or r.visual) for r in rows]
+        self.labels, self.visible, self.unseen = labels, visible, unseen
 
-    def __call__(self, a: int, b: int) -> bool:
-        """Whether rows ``a`` and ``b`` show the same picture or play the same sound."""
-        return self.visual[a] == self.visual[b] or self.sound[a] == self.sound[b]
+    def __call__(self, frame_clip: int, audio_clip: int) -> bool:
+        """Whether ``audio_clip``'s sound is no easy negative for ``frame_clip``'s picture."""
+        a, b = frame_clip, audio_clip
+        if self.visual[a] == self.visual[b] or self.sound[a] == self.sound[b]:
+            return True
+        label = self.labels[b]
+        return self.unseen and label >= 0 and bool(self.visible[a, label])

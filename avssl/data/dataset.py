@@ -20,7 +20,7 @@ from tqdm import tqdm
 from avssl.config import DataConfig
 from avssl.data import media
 from avssl.data.clip_windows import (
-    SharedMedia,
+    NotNegatives,
     audio_window,
     frame_at,
     frame_index,
@@ -216,10 +216,9 @@ class AVPairDataset(Dataset):
         if domains is not None:
             index = {d: i for i, d in enumerate(domains)}
             self.domains = torch.tensor([index.get(r.domain, -1) for r in store.rows])
-        self.shared = SharedMedia(store.rows)
         self.sampler = PairSampler(
             store.durations, data.window, data.min_shift, data.hard_fraction, seed,
-            excluded=self._excluded,
+            excluded=NotNegatives(store.rows, self.labels, self.visible, data.unseen_negatives),
         )  # fmt: skip
         self.windows_per_clip = windows_per_clip
         self.seed = seed
@@ -230,14 +229,6 @@ class AVPairDataset(Dataset):
         """Read only these audio entries (a model's :meth:`~avssl.models.base.AVModel.audio_keys`);
         the pairs drawn are the same."""
         self.audio_keys = check_audio_keys(keys)
-
-    def _excluded(self, frame_clip: int, audio_clip: int) -> bool:
-        """Whether ``audio_clip``'s sound is no easy negative for ``frame_clip``'s picture: the
-        two share a media file, or (``data.unseen_negatives``) the picture shows its class."""
-        if self.shared(frame_clip, audio_clip):
-            return True
-        label = self.labels[audio_clip]
-        return self.data.unseen_negatives and label >= 0 and bool(self.visible[frame_clip, label])
 
     @property
     def skipped(self) -> list[tuple[str, str]]:

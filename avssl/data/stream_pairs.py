@@ -26,7 +26,7 @@ import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
 from avssl.config import DataConfig
-from avssl.data.clip_windows import SharedMedia, audio_window, frame_at, label_table
+from avssl.data.clip_windows import NotNegatives, audio_window, frame_at, label_table
 from avssl.data.manifest import read_manifest
 from avssl.data.pairs import (
     AUDIO_KEYS,
@@ -142,7 +142,7 @@ class StreamPairs(IterableDataset):
             for s in index["shards"]
         }
         self.labels, self.visible = label_table(usable, class_names(rows))
-        self.shared = SharedMedia(usable)
+        self.not_negatives = NotNegatives(usable, self.labels, self.visible, data.unseen_negatives)
 
     def __len__(self) -> int:
         """Usable training clips (over all ranks): the items of one epoch, before batching."""
@@ -211,17 +211,11 @@ class StreamPairs(IterableDataset):
             )
         return _Clip(index, frames, audio, duration)
 
-    def _shown(self, frame_clip: int, audio_clip: int) -> bool:
-        label = self.labels[audio_clip]
-        return label >= 0 and bool(self.visible[frame_clip, label])
-
     def _item(self, clip: _Clip, pool: list[_Clip], rng: np.random.Generator) -> dict:
         d = self.data
         t = frame_time(rng, clip.duration, d.window, d.min_shift)
         others = [c for c in pool if c.index != clip.index]
-        others = [c for c in others if not self.shared(clip.index, c.index)] or others
-        if d.unseen_negatives:
-            others = [c for c in others if not self._shown(clip.index, c.index)] or others
+        others = [c for c in others if not self.not_negatives(clip.index, c.index)] or others
         easy = others[int(rng.integers(len(others)))]
         easy_t = float(rng.uniform(*centre_range(easy.duration, d.window)))
         hard_t = shifted_time(rng, clip.duration, d.window, d.min_shift, t)
