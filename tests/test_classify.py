@@ -427,9 +427,18 @@ def test_a_manifest_of_esc50_or_us8k_clips_keeps_their_sources_together(tmp_path
     from avssl.data.manifest import Row, write_manifest
 
     ids = ["1-100032-A-0", "2-100032-B-0", "100263-2-0-117", "100263-2-0-121", "0_george_1"]
-    write_manifest(tmp_path / "m.jsonl", [Row(i, video=f"{i}.wav", labels=["c"]) for i in ids])
+    rows = [Row(i, video=f"{i}.wav", labels=["c"]) for i in ids[:4]]
+    rows.append(Row(ids[4], image="i.png", audio="0_george_1.wav", labels=["c"]))
+    # AV-Digits' canvases of one recording (and windows of one video) share its sound: they
+    # were each their own source, so the inner folds held one recording on both sides
+    rows += [
+        Row(f"0_george_1-c{k}", image="i.png", audio="0_george_1.wav", labels=["c"]) for k in (1, 2)
+    ]
+    write_manifest(tmp_path / "m.jsonl", rows)
     sources = [it.source for it in list_manifest(tmp_path / "m.jsonl")]
-    assert sources == ["100032", "100032", "100263", "100263", "0_george_1"]
+    assert sources == ["100032", "100032", "100263", "100263"] + ["0_george_1"] * 3
+    sources = [it.source for it in list_manifest(tmp_path / "m.jsonl", r"_(\w+)_")]
+    assert sources[4:] == ["george"] * 3  # --group-regex still decides
 
 
 def test_fixed_split_fold():

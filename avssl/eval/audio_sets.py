@@ -13,7 +13,8 @@
   labelled row's audio (its ``audio`` file, else its video's track) in its ``[start, end)``
   window, classed by its first label; the group is the row's split (a fixed train/test
   protocol), the source what ``group_regex`` matches in the row id, else the source recording
-  an ESC-50 or UrbanSound8K clip's name gives, else the id.
+  an ESC-50 or UrbanSound8K clip's name gives, else the id of the first row cut from its media
+  file (AV-Digits' canvases of one recording, windows of one video).
 
 Listing only reads metadata: it skips malformed or duplicated metadata rows and media files
 outside the class folders; unreadable audio is found (and skipped) when it is decoded.
@@ -258,14 +259,13 @@ def list_manifest(root: str | Path, group_regex: str | None = None) -> list[Audi
     root = Path(root)
     path = root / "manifest.jsonl" if root.is_dir() else root
     pattern = _compile(group_regex)
-    return [
-        AudioItem(
-            resolve(path, row.audio or row.visual), row.labels[0], row.split,
-            _group_of(pattern, row.id, _named_source(row.id)), row.start, row.duration,
-        )
-        for row in read_manifest(path)
-        if row.labels
-    ]  # fmt: skip
+    items, first_id = [], {}  # rows cut from one media file share a source: its first row's id
+    for row in (r for r in read_manifest(path) if r.labels):
+        media = resolve(path, row.audio or row.visual)
+        source = _named_source(first_id.setdefault(media, row.id))
+        source = _group_of(pattern, row.id, source)
+        items.append(AudioItem(media, row.labels[0], row.split, source, row.start, row.duration))
+    return items
 
 
 def list_dataset(

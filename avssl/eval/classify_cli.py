@@ -217,7 +217,7 @@ def run(argv: list[str]) -> int:
     y = np.array([it.label for it in items])
     if args.dataset == "manifest":
         # inner CV over the training rows only, grouped by source (--group-regex, else an
-        # ESC-50 / US8K clip's recording, else each row its own)
+        # ESC-50 / US8K clip's recording, else the rows of one media file)
         try:
             folds = fixed_split(np.array([it.group for it in items]))
         except AvsslError as err:  # a split without a readable clip: name the manifest
