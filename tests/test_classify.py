@@ -573,3 +573,26 @@ def test_a_hop_that_is_no_length_is_one_line(tiny_ckpt, tmp_path, capsys, hop, r
     err = capsys.readouterr().err
     assert code == 2 and "Traceback" not in err, err
     assert len(err.strip().splitlines()) == 1 and reason in err, err
+
+
+def test_init_seed_draws_the_untrained_network_apart_from_the_folds(tiny_ckpt, capsys):
+    # one --seed drew both the folds and the random network: network draws could not be varied
+    # over fixed folds
+    from avssl.eval.classify_cli import build_parser, make_extractor
+
+    def weights(*flags):
+        args = build_parser().parse_args(["--dataset", "us8k", "--root", ".", *flags])
+        embedder, info = make_extractor(args, torch.device("cpu"))
+        params = torch.cat([p.detach().flatten() for p in embedder.model.parameters()])
+        return params, info
+
+    base, info = weights("--features", "random")
+    assert (info["seed"], info["init_seed"]) == (0, 0)
+    same, _ = weights("--features", "random", "--seed", "3", "--init-seed", "0")
+    other, info = weights("--features", "random", "--init-seed", "1")
+    assert torch.equal(base, same) and not torch.equal(base, other)
+    assert (info["seed"], info["init_seed"]) == (0, 1)
+    args = ["--dataset", "us8k", "--root", ".", "--features", "model", "--init-seed", "1"]
+    assert evaluate.main(["classify", *args, "--checkpoint", str(tiny_ckpt)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "error: --init-seed applies to --features random, not model"

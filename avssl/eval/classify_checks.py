@@ -38,6 +38,8 @@ def check_flags(args) -> None:
                 raise AvsslError(
                     f"{flag} applies to network features (model, random), not {args.features}"
                 )
+    if args.init_seed is not None and args.features != "random":
+        raise AvsslError(f"--init-seed applies to --features random, not {args.features}")
     if args.features == "model" and not args.checkpoint:
         raise AvsslError("--features model needs --checkpoint")
     if args.hop is not None and args.hop > MAX_WINDOW_S:  # 1e308 overflowed a window count

@@ -102,7 +102,15 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     add_tta(p)
     add_adapt(p)
-    p.add_argument("--seed", type=int_at_least(0, 2**32 - 1), default=0)
+    p.add_argument(
+        "--seed", type=int_at_least(0, 2**32 - 1), default=0,
+        help="draws the k-fold and inner folds (and, without --init-seed, the untrained network)",
+    )  # fmt: skip
+    p.add_argument(
+        "--init-seed", type=int_at_least(0, 2**32 - 1),
+        help="--features random: the untrained network's weights (default --seed), so that "
+        "network draws can be varied over the same folds",
+    )  # fmt: skip
     p.add_argument("--strict", action="store_true", help="an unreadable file is an error")
     return p
 
@@ -140,9 +148,10 @@ def make_extractor(args, device):
         from avssl.train.checkpoint import checkpoint_config, load_checkpoint
 
         cfg = checkpoint_config(load_checkpoint(args.checkpoint)) if args.checkpoint else Config()
-        torch.manual_seed(args.seed)
+        init_seed = args.seed if args.init_seed is None else args.init_seed
+        torch.manual_seed(init_seed)
         model = build_model(cfg.model, cfg.data, cfg.loss).to(device).eval()
-        info = {"features": "random", "seed": args.seed}
+        info = {"features": "random", "seed": args.seed, "init_seed": init_seed}
     info.update(apply_tta(model, args))
     model.audio_layer = args.layer
     info["layer"] = args.layer
