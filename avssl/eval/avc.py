@@ -1,4 +1,6 @@
-"""The pretext task itself: audio-visual correspondence accuracy on held-out pairs.
+"""The pretext task itself: audio-visual correspondence accuracy on held-out pairs (the AVC
+task of Look, Listen and Learn, https://arxiv.org/abs/1705.08168, with its hard negatives from
+the same clip at another time as in https://arxiv.org/abs/1807.00230).
 
 Every held-out item gives three pairs: the positive, an easy negative (audio of another clip)
 and a hard negative (audio of the same clip shifted by at least ``min_shift``). With a decision

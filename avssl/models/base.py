@@ -233,15 +233,19 @@ class PairClassifier(AVModel):
         raise NotImplementedError
 
     def visual_codes(self, frames: Tensor) -> Tensor:
+        """``[B, 3, H, W]`` frames -> ``[B, ...]`` the fusion's visual input."""
         return self._encode_visual(frames)
 
     def audio_codes(self, wave: Tensor) -> Tensor:
+        """``[B, T]`` waveforms -> ``[B, D]`` the fusion's audio input."""
         return self._encode_audio(wave)
 
     def pair_scores(self, visual: Tensor, audio: Tensor) -> Tensor:
+        """Codes of B pairs -> ``[B]`` float match logits (two-way heads: match minus mismatch)."""
         return self._pair_score(self._pair_output(visual, audio)).float()
 
     def cross_scores(self, visual: Tensor, audio: Tensor) -> Tensor:
+        """``[F, ...]`` visual and ``[S, D]`` audio codes -> ``[S, F]`` scores of every pair."""
         # the fusion sees one pair at a time: each sound is paired with all F frames in turn
         n = visual.shape[0]
         rows = [
