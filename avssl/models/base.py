@@ -241,7 +241,7 @@ class PairClassifier(AVModel):
         return self._encode_audio(wave)
 
     def pair_scores(self, visual: Tensor, audio: Tensor) -> Tensor:
-        """Codes of B pairs -> ``[B]`` float match logits (two-way heads: match minus mismatch)."""
+        """Codes of B pairs -> ``[B]`` float match logits (L3, AVE-Net: match minus mismatch)."""
         return self._pair_score(self._pair_output(visual, audio)).float()
 
     def cross_scores(self, visual: Tensor, audio: Tensor) -> Tensor:
