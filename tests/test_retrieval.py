@@ -156,6 +156,55 @@ def test_max_location_similarity_matches_loops():
             assert float(got[q, j]) == pytest.approx(best, abs=1e-5)
 
 
+def test_retrieval_results_every_direction_matches_brute_force():
+    # a2a / v2v drop the query from its own gallery; instance relevance is the partner alone
+    from avssl.eval.retrieval_cli import retrieval_results
+
+    labels = [["a"], ["b"], ["a"], ["c"], ["b", "c"], ["a"], ["d"]]
+    n = len(labels)
+    rng = np.random.default_rng(7)
+    sims = {d: rng.integers(0, 5, size=(n, n)).astype(float) for d in ("a2v", "v2a", "a2a", "v2v")}
+    for d in ("a2a", "v2v"):
+        np.fill_diagonal(sims[d], 9.0)  # a clip is most similar to itself, as with cosines
+    res = retrieval_results(sims, labels)
+    rel = np.array([[bool(set(p) & set(q)) for q in labels] for p in labels])
+    own = np.array([[i == j for j in range(n)] for i in range(n)])
+    for d in ("a2v", "v2a", "a2a", "v2v"):
+        want = ref_ranking(sims[d], rel, own if d in ("a2a", "v2v") else None)
+        for key in ("R@1", "R@5", "R@10", "mAP", "median_rank", "no_relevant"):
+            assert res[d][key] == pytest.approx(want[key]), (d, key)
+    for d in ("a2v", "v2a"):
+        want = ref_ranking(sims[d], own)
+        for key in ("R@1", "R@5", "R@10", "median_rank"):
+            assert res["instance"][d][key] == pytest.approx(want[key]), (d, key)
+    assert res["n"] == n
+
+
+@pytest.mark.parametrize("with_map", [False, True])
+def test_similarities_match_loops_in_every_direction(with_map):
+    # v2a row i: visual item i as the query against every sound (the transpose of a2v)
+    g = torch.Generator().manual_seed(1)
+    a, v, maps = torch.randn(5, 4, generator=g), torch.randn(5, 4, generator=g), None
+    if with_map:
+        maps = torch.randn(5, 4, 2, 3, generator=g)
+    got = retrieval.similarities({"audio": a, "visual": v, "map": maps})
+
+    def cos(x, y):
+        return float(x @ y / (x.norm() * y.norm()))
+
+    def cross(sound, item):  # audio index, visual index
+        if maps is None:
+            return cos(a[sound], v[item])
+        return max(float(a[sound] @ maps[item, :, y, x]) for y in range(2) for x in range(3))
+
+    for i in range(5):
+        for j in range(5):
+            assert got["a2v"][i, j] == pytest.approx(cross(i, j), abs=1e-5)
+            assert got["v2a"][i, j] == pytest.approx(cross(j, i), abs=1e-5)
+            assert got["a2a"][i, j] == pytest.approx(cos(a[i], a[j]), abs=1e-5)
+            assert got["v2v"][i, j] == pytest.approx(cos(v[i], v[j]), abs=1e-5)
+
+
 # ---- end to end ---------------------------------------------------------------------------------
 
 
