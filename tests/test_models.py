@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -221,6 +222,29 @@ def test_score_is_the_max_of_the_heatmap(name):
         peak = model.heatmap(batch["frames"], batch["audio"]).flatten(1).amax(1)
     expected = torch.sigmoid(score) if name == "avolnet" else score
     assert torch.allclose(peak, expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["avolnet", "contrastive"])
+def test_heatmap_at_y_x_is_that_locations_score(name):
+    # orientation: on a non-square map, heat[b, y, x] scores visual_map[b, :, y, x]
+    cfg, model = load(name)
+    batch = make_batch(cfg, 2)
+    frames = torch.rand(2, 3, 64, 96, generator=torch.Generator().manual_seed(3))
+    model.eval()
+    with torch.no_grad():
+        if name == "avolnet":  # a calibration other than the identity
+            model.log_scale.fill_(0.5)
+            model.bias.fill_(-0.25)
+        vmap, a = model.visual_map(frames), model.embed_audio(batch["audio"][:2])
+        heat = model.heatmap(frames, batch["audio"][:2])
+    h, w = vmap.shape[-2:]
+    assert h != w and heat.shape == (2, h, w)
+    for b in range(2):
+        for y in range(h):
+            for x in range(w):
+                dot = sum(float(vmap[b, d, y, x]) * float(a[b, d]) for d in range(a.shape[1]))
+                want = 1 / (1 + np.exp(-(np.exp(0.5) * dot - 0.25))) if name == "avolnet" else dot
+                assert float(heat[b, y, x]) == pytest.approx(want, abs=1e-5), (b, y, x)
 
 
 @pytest.mark.parametrize("name", ["avenet", "avolnet", "contrastive"])
