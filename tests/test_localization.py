@@ -64,6 +64,26 @@ def ref_scores(pred, gt):
     return c, ca, sum(gt.ravel()[i] > 0 for i in tied) / len(tied)  # expected hit over ties
 
 
+def ref_normalised(h):
+    """Bilinear resize to SxS with half-pixel centres (source edges clamped), then min-max."""
+    h = np.asarray(h, dtype=np.float64)
+
+    def taps(i, n):  # output index -> (lower source index, upper source index, weight of upper)
+        s = max((i + 0.5) * n / S - 0.5, 0.0)
+        lo = min(int(np.floor(s)), n - 1)
+        return lo, min(lo + 1, n - 1), s - lo
+
+    out = np.zeros((S, S))
+    for y in range(S):
+        y0, y1, wy = taps(y, h.shape[0])
+        for x in range(S):
+            x0, x1, wx = taps(x, h.shape[1])
+            top = (1 - wx) * h[y0, x0] + wx * h[y0, x1]
+            bottom = (1 - wx) * h[y1, x0] + wx * h[y1, x1]
+            out[y, x] = (1 - wy) * top + wy * bottom
+    return (out - out.min()) / (out.max() - out.min())
+
+
 def ref_summary(cious):
     rates = [sum(c >= 0.05 * i for c in cious) / len(cious) for i in range(21)]
     auc = sum((rates[i] + rates[i + 1]) / 2 * 0.05 for i in range(20))
@@ -106,6 +126,14 @@ def test_metrics_match_pixel_loop_reference(protocol):
     assert res["pointing"] == pytest.approx(np.mean([w[2] for w in want])) and res["n"] == 5
     assert want[4] == (0.0, 0.0, 0.0) and not gts[4].any()
     assert 0 < want[0][2] < 1  # levels 0-2 at random: a third of the pixels tie at the maximum
+
+
+def test_normalise_map_is_half_pixel_bilinear_then_min_max():
+    # the protocol's resize: bilinear, align_corners=False, on a non-square map
+    h = np.array([[0.0, 3.0, 1.0, 4.0, 2.0], [5.0, 0.5, 2.5, 1.0, 0.0], [1.5, 4.5, 0.0, 3.5, 2.0]])
+    want = ref_normalised(h)
+    assert want[0, 0] == want[0, 10] == 0.0  # the corner pixels copy h[0, 0], the minimum
+    np.testing.assert_allclose(loc.normalise_map(h), want, atol=1e-6)
 
 
 def test_success_metrics_known_values():
