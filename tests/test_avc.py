@@ -55,6 +55,24 @@ def test_roc_auc_is_the_share_of_correctly_ordered_pairs():
     assert avc_metrics(scores, 0.0)["roc_auc_easy"] == pytest.approx(np.mean(pairs))
 
 
+def test_a_score_equal_to_the_threshold_is_a_match():
+    # the rule "score >= threshold is a match" at the boundary, in all three sets
+    scores = {
+        "pos": np.array([0.5, 0.2, 0.9, 0.5]),
+        "easy": np.array([0.5, 0.1, -0.3, 0.7]),
+        "hard": np.array([0.5, 0.6, 0.0, 0.5]),
+        "hard_valid": np.array([True, True, True, False]),
+    }
+    m = avc_metrics(scores, 0.5)
+    pos = np.mean([s >= 0.5 for s in scores["pos"]])  # 3 / 4
+    easy = np.mean([s < 0.5 for s in scores["easy"]])  # 2 / 4
+    hard = np.mean([s < 0.5 for s in scores["hard"][:3]])  # 1 / 3
+    assert m["accuracy_positive"] == pytest.approx(pos) and pos == 0.75
+    assert m["accuracy_easy"] == pytest.approx((pos + easy) / 2)
+    assert m["accuracy_hard"] == pytest.approx((pos + hard) / 2)
+    assert m["accuracy"] == pytest.approx(brute_accuracy(scores, 0.5))
+
+
 class CountingModel(torch.nn.Module):
     """Scores a pair by the dot product of the frame's mean pixel and the sound's first sample."""
 
@@ -71,6 +89,9 @@ class CountingModel(torch.nn.Module):
 
     def pair_scores(self, visual, audio):
         return visual * audio
+
+    def cross_scores(self, visual, audio):  # [F], [A] -> [A, F]
+        return audio[:, None] * visual[None, :]
 
 
 def items(n: int, valid) -> list[dict]:
@@ -98,3 +119,16 @@ def test_score_pairs_skips_the_audio_pass_of_batches_without_a_shifted_sound():
         got = scores[key]
         keep = scores["hard_valid"] if key == "hard" else np.ones(8, bool)
         assert np.allclose(got[keep], np.array(want)[keep], atol=1e-6)
+
+
+def test_cohort_centring_subtracts_each_sounds_top_k_cohort_mean():
+    # score - mean of the sound's k best scores against the cohort (not +)
+    ds, model = items(6, [True] * 6), CountingModel()
+    cohort = torch.tensor([0.9, -0.4, 0.3, 0.7, -1.0])  # cohort codes: mean pixels
+    got = score_pairs(model, ds, "cpu", batch_size=4, cohort=cohort, cohort_top=2)
+    for key, audio_key in (("pos", "audio"), ("easy", "audio_easy"), ("hard", "audio_hard")):
+        for i, x in enumerate(ds):
+            sound = float(x[audio_key][0])
+            plain = float(x["frames"].float().div(255).mean()) * sound
+            offset = np.mean(sorted((sound * c for c in cohort.tolist()), reverse=True)[:2])
+            assert got[key][i] == pytest.approx(plain - offset, abs=1e-6), (key, i)
