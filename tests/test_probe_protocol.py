@@ -43,10 +43,10 @@ def test_leave_one_group_out():
 # ---------------------------------------------------------------- probe protocol
 
 
-def _blobs(n_per: int, groups_per_class: int, seed: int = 0):
+def _blobs(n_per: int, groups_per_class: int, seed: int = 0, sep: float = 3.0):
     rng = np.random.default_rng(seed)
     y = np.repeat(["a", "b", "c"], n_per)
-    x = rng.normal(size=(len(y), 5)) + 3 * (np.unique(y, return_inverse=True)[1])[:, None]
+    x = rng.normal(size=(len(y), 5)) + sep * (np.unique(y, return_inverse=True)[1])[:, None]
     groups = np.array([f"{c}{i % groups_per_class}" for i, c in enumerate(y)])
     return x, y, groups
 
@@ -77,32 +77,43 @@ def test_inner_cv_never_sees_test_fold(monkeypatch):
 
 
 def test_probe_matches_brute_force_refit():
-    x, y, groups = _blobs(10, 5, seed=3)
-    x[:, 0] += np.random.default_rng(9).normal(scale=6, size=len(y))  # make it imperfect
+    # C = the grid's best inner-CV C, refit on all training rows; fold accuracies summarised
+    x, y, groups = _blobs(10, 5, seed=3, sep=0.7)  # overlapping classes: no fold is perfect
+    grid = (0.001, 0.01, 0.1, 1.0, 10.0, 100.0)  # the documented grid, written out
     folds = group_kfold(y, groups, 3, seed=0)
     res = linear_probe(x, y, groups, folds, predefined=False)
     correct = total = 0
+    not_fixed_c = []
     for f, rec in zip(folds, res["per_fold"], strict=True):
         # C chosen again by hand: mean validation accuracy over the inner splits for every C of
         # the grid, the first best in grid order (GridSearchCV's tie rule)
         splits, _ = inner_splits(y[f.train], groups[f.train], predefined=False)
         xtr, ytr = x[f.train], y[f.train]
         means = []
-        for c in probe_mod.C_GRID:
+        for c in grid:
             accs = []
             for tr, va in splits:
                 fit = make_classifier("logreg", c).fit(xtr[tr], ytr[tr])
                 accs.append(np.mean(fit.predict(xtr[va]) == ytr[va]))
             means.append(np.mean(accs))
-        assert rec["C"] == probe_mod.C_GRID[int(np.argmax(means))]
-        clf = make_classifier("logreg", rec["C"]).fit(x[f.train], y[f.train])
-        acc = accuracy_score(y[f.test], clf.predict(x[f.test]))
-        assert rec["accuracy"] == pytest.approx(acc) and rec["C"] in probe_mod.C_GRID
+        assert rec["C"] == grid[int(np.argmax(means))]
+        test_acc = {}  # every C refit on all training rows, scored on the test fold
+        for c in grid:
+            clf = make_classifier("logreg", c).fit(xtr, ytr)
+            test_acc[c] = accuracy_score(y[f.test], clf.predict(x[f.test]))
+        assert len(set(test_acc.values())) > 1  # the choice of C matters on this fold
+        acc = test_acc[rec["C"]]
+        assert rec["accuracy"] == pytest.approx(acc) and 0 < acc < 1
+        not_fixed_c.append(test_acc[rec["C"]] != test_acc[probe_mod.FIXED_C])
         assert rec["c_selection"].startswith("stratified group")
         correct, total = correct + acc * len(f.test), total + len(f.test)
+    assert any(not_fixed_c)  # a fold where a refit at the fixed C would score differently
     accs = [r["accuracy"] for r in res["per_fold"]]
-    assert res["accuracy_mean"] == pytest.approx(np.mean(accs))
-    assert res["accuracy_std"] == pytest.approx(np.std(accs))
+    assert len(set(accs)) == len(accs)  # folds differ: the std is not 0 under any ddof
+    mean = sum(accs) / len(accs)
+    assert res["accuracy_mean"] == pytest.approx(mean)
+    variance = sum((a - mean) ** 2 for a in accs) / len(accs)  # population (ddof 0)
+    assert res["accuracy_std"] == pytest.approx(variance**0.5)
     assert res["accuracy_pooled"] == pytest.approx(correct / total)
 
 
