@@ -260,7 +260,29 @@ def test_cli_l3_goes_through_cca_fitted_on_train(runs, capsys, monkeypatch):
     res = last_json(capsys.readouterr().out)
     assert res["cca"] is True and res["method"] == "l3" and res["n"] == 4
     assert fitted == [12]  # the 12 training clips, never the 4 test clips
+    assert res["cca_fit_on"] == res["data"] and res["own_data"] is True
     assert 0 <= res["instance"]["a2v"]["R@1"] <= 1
+
+
+def test_cli_l3_on_other_data_fits_its_cca_on_its_own_training_pairs(
+    runs, tmp_path, capsys, monkeypatch
+):
+    # the CCA was fitted on --data's train split: a test-only manifest (VGG-SS, Flickr) was
+    # refused, and one whose "train" rows were the gallery's pictures projected them in-sample
+    fitted = []
+    real_fit = retrieval.fit_cca
+    monkeypatch.setattr(
+        retrieval, "fit_cca", lambda a, v, n: fitted.append(len(a)) or real_fit(a, v, n)
+    )
+    manifest, test = _test_rows(runs["l3"])
+    rows = [{**r, "video": str(manifest.parent / r["video"])} for r in test]
+    other = _write_jsonl(tmp_path / "test_only.jsonl", rows)
+    args = ["retrieval", "--checkpoint", str(runs["l3"]), "--no-progress", "--data", str(other)]
+    assert evaluate.main(args) == 0
+    res = last_json(capsys.readouterr().out)
+    assert fitted == [12] and res["n"] == 4  # the checkpoint's 12 training pairs
+    assert res["cca_fit_on"] == str(manifest) and res["data"] == str(other)
+    assert res["own_data"] is False
 
 
 def test_cli_missing_ontology_is_one_line(runs, tmp_path, capsys):

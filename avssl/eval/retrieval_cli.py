@@ -12,6 +12,7 @@ split, audio not needed), class level, reported under ``a2v_gallery``.
 
 from __future__ import annotations
 
+import copy
 import os
 
 import numpy as np
@@ -196,6 +197,7 @@ def run(argv: list[str]) -> int:
     tta = apply_tta(model, args)
     if gallery_rows is not None:  # against the checkpoint's own data, before --data replaces it
         refuse_training_pictures(args.gallery, gallery_rows, cfg.data, not args.no_progress)
+    own = copy.deepcopy(cfg.data)  # the training data: l3's CCA is fitted on its train split
     use_data(cfg, args.data)
     if ontology is not None:
         check_ontology(args.ontology, ontology, cfg.data)
@@ -209,8 +211,8 @@ def run(argv: list[str]) -> int:
             first = f"; first: {gallery.skipped[0][1]}" if gallery.skipped else ""
             raise ManifestError(f"{args.gallery}: no decodable gallery item ({n} skipped{first})")
 
-    def split_embeddings(split: str, adapt: bool = False):
-        ds = load_split(cfg.data, split, train=False, progress=not args.no_progress)
+    def split_embeddings(data, split: str, adapt: bool = False):
+        ds = load_split(data, split, train=False, progress=not args.no_progress)
         skip_report(ds.store, args.strict)
         frames, waves = centre_pairs(ds.store, cfg.data.frame_size)
         info = adapt_on_waves(model, waves, **kw) if adapt else {}
@@ -218,10 +220,10 @@ def run(argv: list[str]) -> int:
 
     use_cca = cfg.model.method in NO_SHARED_SPACE
     cca = None
-    if use_cca:  # CCA is fitted on training clips only, with the training statistics
-        _, train_emb, _ = split_embeddings("train")
+    if use_cca:  # fitted on the checkpoint's training clips (never --data's), training statistics
+        train_store, train_emb, _ = split_embeddings(own, "train")
         cca = fit_cca(train_emb["audio"], train_emb["visual"], args.cca_dim)
-    store, emb, adapt = split_embeddings("test", args.adapt_bn)
+    store, emb, adapt = split_embeddings(cfg.data, "test", args.adapt_bn)
     if cca is not None:
         emb = cca_project(cca, emb)
     labels = [list(r.labels) for r in store.rows]
@@ -241,6 +243,7 @@ def run(argv: list[str]) -> int:
         method=cfg.model.method,
         cca=use_cca,
         checkpoint=state["path"],
+        cca_fit_on=str(train_store.manifest) if use_cca else None,
         **tta,
         **adapt,
         **skip_report(store),
