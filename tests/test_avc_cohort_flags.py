@@ -32,3 +32,9 @@ def test_cohort_top_is_checked_against_cohort(capsys, tmp_path):
     assert line == "error: --cohort-top 5: at most --cohort 4"
     line = _error(capsys, "--cohort-top", "3", tmp_path=tmp_path)
     assert line == "error: --cohort-top 3: at most --cohort 0 (off)"
+
+
+def test_a_cohort_of_one_names_the_flag(capsys, tmp_path):
+    # it passed the parser, then failed saying the 480-clip train split had "1 usable clip"
+    line = _error(capsys, "--cohort", "1", tmp_path=tmp_path)
+    assert line == "error: --cohort 1: a cohort is at least 2 training pictures (0: off)"

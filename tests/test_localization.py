@@ -530,3 +530,20 @@ def test_cli_a_manifest_without_a_test_split_says_so(contrastive_run, tmp_path, 
     assert evaluate.main([*argv, "--no-progress"]) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err == f"error: {manifest}: split 'test' has no rows"
+
+
+def test_cli_one_annotated_clip_is_scored(contrastive_run, tmp_path, capsys):
+    # localisation forms no pairs: a one-image test set was refused as "need at least 2"
+    cfg = load_config(contrastive_run / "config.yaml")
+    store = load_split(cfg.data, "test", train=False, progress=False).store
+    row = replace(store.rows[0], video=str(resolve(store.manifest, store.rows[0].video)))
+    manifest = tmp_path / "one.jsonl"
+    write_manifest(manifest, [row])
+    argv = ["localize", "--checkpoint", str(contrastive_run), "--no-progress"]
+    assert evaluate.main([*argv, "--data", str(manifest)]) == 0
+    res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert res["n"] == 1 and 0 <= res["pointing"] <= 1
+    write_manifest(manifest, [replace(row, video=str(tmp_path / "gone.mp4"))])
+    assert evaluate.main([*argv, "--data", str(manifest)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith(f"error: {manifest}: split 'test' has no usable clip of its 1 (first: ")

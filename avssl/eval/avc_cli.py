@@ -62,6 +62,8 @@ def run(argv: list[str]) -> int:
     add_strict(p)
     args = p.parse_args(argv)
     check_outputs(args)
+    if args.cohort == 1:  # the training split is read like any other: two clips at least
+        raise AvsslError("--cohort 1: a cohort is at least 2 training pictures (0: off)")
     if args.cohort_top is not None and args.cohort_top > args.cohort:
         off = " (off)" if not args.cohort else ""
         raise AvsslError(f"--cohort-top {args.cohort_top}: at most --cohort {args.cohort}{off}")

@@ -171,7 +171,7 @@ def run(argv: list[str]) -> int:
     check_outputs(args)
 
     from avssl.data.manifest import read_manifest
-    from avssl.data.source import load_split, manifest_path, pick_rows
+    from avssl.data.source import manifest_path, open_store, pick_rows, too_few_error
     from avssl.eval.adapt_bn import adapt_on_waves
     from avssl.eval.embed import heatmaps
     from avssl.eval.localization import (
@@ -209,9 +209,10 @@ def run(argv: list[str]) -> int:
     err = box_error(manifest, rows, args.protocol)  # from the manifest: before decoding
     if err is not None:
         raise err
-    store = load_split(
-        cfg.data, "test", train=False, manifest=manifest, progress=not args.no_progress
-    ).store
+    # the store alone: localisation forms no pairs, so one annotated clip is enough
+    store = open_store(rows, manifest, cfg.data, "test", False, not args.no_progress)
+    if not len(store):
+        raise too_few_error(manifest, "test", len(rows), store)
     skips = skip_report(store, args.strict)
     err = box_error(store.manifest, store.rows, args.protocol, "readable test clip")
     if err is not None:  # the rows with usable boxes were unreadable
