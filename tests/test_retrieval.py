@@ -32,7 +32,7 @@ def ref_ranking(sim, rel, exclude=None, ks=(1, 5, 10)):
     firsts, aps, none = [], [], 0
     for q in range(sim.shape[0]):
         gallery = [g for g in range(sim.shape[1]) if exclude is None or not exclude[q, g]]
-        ranked = sorted(gallery, key=lambda g: (-sim[q, g], g))  # ties: index order
+        ranked = sorted(gallery, key=lambda g: -sim[q, g])  # untied scores
         rel_ranks = [r + 1 for r, g in enumerate(ranked) if rel[q, g]]
         if not rel_ranks:
             none += 1
@@ -44,11 +44,60 @@ def ref_ranking(sim, rel, exclude=None, ks=(1, 5, 10)):
     return out
 
 
+def _tie_orders(sim_row, gallery):
+    """Every order of ``gallery`` by descending score (each order of each block of ties)."""
+    from itertools import permutations, product
+
+    values = sorted({sim_row[g] for g in gallery}, reverse=True)
+    blocks = [[g for g in gallery if sim_row[g] == v] for v in values]
+    for parts in product(*(permutations(b) for b in blocks)):
+        yield [g for part in parts for g in part]
+
+
+def ref_ranking_ties(sim, rel, exclude=None, ks=(1, 5, 10)):
+    """The expectation over every order of tied items of the plain metrics, by enumeration."""
+    firsts, aps, recalls, none = [], [], {k: [] for k in ks}, 0
+    for q in range(sim.shape[0]):
+        gallery = [g for g in range(sim.shape[1]) if exclude is None or not exclude[q, g]]
+        if not any(rel[q, g] for g in gallery):
+            none += 1
+            continue
+        first, ap, hit = [], [], {k: [] for k in ks}
+        for ranked in _tie_orders(sim[q], gallery):
+            rel_ranks = [r + 1 for r, g in enumerate(ranked) if rel[q, g]]
+            first.append(rel_ranks[0])
+            ap.append(np.mean([(i + 1) / r for i, r in enumerate(rel_ranks)]))
+            for k in ks:
+                hit[k].append(rel_ranks[0] <= k)
+        firsts.append(np.mean(first))
+        aps.append(np.mean(ap))
+        for k in ks:
+            recalls[k].append(np.mean(hit[k]))
+    out = {f"R@{k}": np.mean(recalls[k]) for k in ks}
+    out.update(mAP=np.mean(aps), median_rank=np.median(firsts), no_relevant=none)
+    return out
+
+
+def ref_ndcg_ties(sim, gains, exclude=None, k=30):
+    vals = []
+    for q in range(sim.shape[0]):
+        gallery = [g for g in range(sim.shape[1]) if exclude is None or not exclude[q, g]]
+        best = sorted((gains[q, g] for g in gallery), reverse=True)[:k]
+        idcg = sum(x / np.log2(r + 2) for r, x in enumerate(best))
+        if idcg > 0:
+            dcgs = [
+                sum(gains[q, g] / np.log2(r + 2) for r, g in enumerate(ranked[:k]))
+                for ranked in _tie_orders(sim[q], gallery)
+            ]
+            vals.append(np.mean(dcgs) / idcg)
+    return np.mean(vals)
+
+
 def ref_ndcg(sim, gains, exclude=None, k=30):
     vals = []
     for q in range(sim.shape[0]):
         gallery = [g for g in range(sim.shape[1]) if exclude is None or not exclude[q, g]]
-        ranked = sorted(gallery, key=lambda g: (-sim[q, g], g))[:k]
+        ranked = sorted(gallery, key=lambda g: -sim[q, g])[:k]
         dcg = sum(gains[q, g] / np.log2(r + 2) for r, g in enumerate(ranked))
         best = sorted((gains[q, g] for g in gallery), reverse=True)[:k]
         idcg = sum(x / np.log2(r + 2) for r, x in enumerate(best))
@@ -59,7 +108,7 @@ def ref_ndcg(sim, gains, exclude=None, k=30):
 
 def _random_case(seed, q=13, g=17):
     rng = np.random.default_rng(seed)
-    sim = rng.integers(0, 6, size=(q, g)).astype(float)  # few values: many ties
+    sim = rng.random((q, g))  # no ties (tied scores: see the tie test below)
     rel = rng.random((q, g)) < 0.2
     rel[0] = False  # a query with nothing relevant
     exclude = rng.random((q, g)) < 0.1
@@ -88,12 +137,37 @@ def test_perfect_and_reversed_ranking():
     assert worst["median_rank"] == n and worst["mAP"] == pytest.approx(1 / n)
 
 
-def test_tie_rule_is_index_order():
-    # all scores equal: the gallery stays in index order, so the relevant item 3 has rank 4
+@pytest.mark.parametrize("seed", range(8))
+@pytest.mark.parametrize("with_exclude", [False, True])
+def test_tied_scores_are_the_expectation_over_every_order_of_them(seed, with_exclude):
+    rng = np.random.default_rng(200 + seed)
+    sim = rng.integers(0, 3, size=(6, 7)).astype(float)  # blocks of up to 7 tied items
+    rel = rng.random((6, 7)) < 0.35
+    exclude = (rng.random((6, 7)) < 0.15) if with_exclude else None
+    got, want = (
+        ranking_metrics(sim, rel, exclude, ks=(1, 2, 5)),
+        ref_ranking_ties(sim, rel, exclude, ks=(1, 2, 5)),
+    )
+    for key in ("R@1", "R@2", "R@5", "mAP", "median_rank"):
+        assert got[key] == pytest.approx(want[key], abs=1e-12), key
+    gains = rng.choice([0.0, 0.25, 1.0], size=(6, 7))
+    for k in (1, 3, 30):
+        got = ndcg_at_k(sim, gains, exclude, k)[f"nDCG@{k}"]
+        assert got == pytest.approx(ref_ndcg_ties(sim, gains, exclude, k), abs=1e-12), k
+
+
+def test_a_constant_score_gets_a_random_orders_expectation_whatever_the_gallery_order():
+    # ranking ties in gallery order gave a constant-score model twice the mAP of random scores
+    # on a gallery stored by class (the relevant items first)
     rel = np.zeros((1, 6), bool)
     rel[0, 3] = True
     res = ranking_metrics(np.zeros((1, 6)), rel)
-    assert res["median_rank"] == 4 and res["R@1"] == 0 and res["mAP"] == pytest.approx(1 / 4)
+    assert res["median_rank"] == 3.5 and res["R@1"] == pytest.approx(1 / 6)
+    assert res["mAP"] == pytest.approx(np.mean(1 / np.arange(1, 7)))
+    by_class = np.repeat(np.eye(3, dtype=bool), 4, axis=1)  # 3 queries, 12 items in class order
+    flat = ranking_metrics(np.zeros((3, 12)), by_class)
+    shuffled = ranking_metrics(np.zeros((3, 12)), by_class[:, ::-1])
+    assert flat == shuffled and flat["R@1"] == pytest.approx(4 / 12)
 
 
 def test_query_excluded_from_own_gallery():
@@ -117,7 +191,7 @@ def test_shared_label_relevance():
 @pytest.mark.parametrize("seed", range(4))
 def test_ndcg_matches_reference(seed):
     rng = np.random.default_rng(100 + seed)
-    sim = rng.integers(0, 5, size=(9, 40)).astype(float)
+    sim = rng.random((9, 40))
     gains = rng.choice([0.0, 0.25, 0.5, 1.0], size=(9, 40))
     exclude = rng.random((9, 40)) < 0.1
     for k in (5, 30):
@@ -170,11 +244,11 @@ def test_retrieval_results_every_direction_matches_brute_force():
     rel = np.array([[bool(set(p) & set(q)) for q in labels] for p in labels])
     own = np.array([[i == j for j in range(n)] for i in range(n)])
     for d in ("a2v", "v2a", "a2a", "v2v"):
-        want = ref_ranking(sims[d], rel, own if d in ("a2a", "v2v") else None)
+        want = ref_ranking_ties(sims[d], rel, own if d in ("a2a", "v2v") else None)
         for key in ("R@1", "R@5", "R@10", "mAP", "median_rank", "no_relevant"):
             assert res[d][key] == pytest.approx(want[key]), (d, key)
     for d in ("a2v", "v2a"):
-        want = ref_ranking(sims[d], own)
+        want = ref_ranking_ties(sims[d], own)
         for key in ("R@1", "R@5", "R@10", "median_rank"):
             assert res["instance"][d][key] == pytest.approx(want[key]), (d, key)
     assert res["n"] == n

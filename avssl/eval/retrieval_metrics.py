@@ -3,10 +3,13 @@
 Every function takes a similarity matrix ``sim`` ``[Q, G]`` (query ``q`` against gallery item
 ``g``, higher = more similar) and ranks each row.
 
-Tie rule: a row is ranked by a *stable* sort on descending similarity, so gallery items with
-equal scores keep their index order (lower gallery index first). This is deterministic and
-neither optimistic nor pessimistic on average; a model that outputs a constant score gets the
-gallery in its stored order.
+Tie rule: gallery items with equal scores are scored by the expectation over every order of
+them (McSherry and Najork, "Computing information retrieval performance measures efficiently in
+the presence of tied scores", ECIR 2008, https://doi.org/10.1007/978-3-540-78646-7_38), as
+``pointing`` and ``sync`` score their ties. Without ties this is the plain ranking; a model that
+outputs a constant score gets what a random order gets on average, whatever order the gallery is
+stored in (ranking tied items in gallery order credited it when the gallery was sorted by class,
+until 2026-12-06).
 
 ``exclude`` ``[Q, G]`` bool removes items from a query's gallery before ranking (a2a / v2v: the
 query itself); ranks count only the remaining items.
@@ -19,12 +22,42 @@ import numpy as np
 from avssl.data.audioset import Ontology
 
 
-def _ranked(sim: np.ndarray, exclude: np.ndarray | None):
-    """Sort order of each row and, per sorted position, whether the item is still in the gallery."""
+def _blocks(sim: np.ndarray, exclude: np.ndarray | None):
+    """Each row sorted by descending score, excluded items last, and its blocks of ties.
+
+    Returns:
+        ``(order, valid, start, size)``, each ``[Q, G]`` per sorted position: the gallery
+        index, whether it is in the query's gallery, and the first position (0-based) and the
+        length of the block of equal scores it belongs to (excluded items form their own).
+    """
     sim = np.asarray(sim, dtype=np.float64)
-    order = np.argsort(-sim, axis=1, kind="stable")
     valid = np.ones(sim.shape, bool) if exclude is None else ~np.asarray(exclude, bool)
-    return order, np.take_along_axis(valid, order, axis=1)
+    order = np.lexsort((-sim, ~valid), axis=-1)  # valid first, then by score
+    s, v = np.take_along_axis(sim, order, axis=1), np.take_along_axis(valid, order, axis=1)
+    new = np.ones(sim.shape, bool)
+    new[:, 1:] = (s[:, 1:] != s[:, :-1]) | (v[:, 1:] != v[:, :-1])
+    pos = np.broadcast_to(np.arange(sim.shape[1]), sim.shape)
+    start = np.maximum.accumulate(np.where(new, pos, 0), axis=1)
+    last = np.ones(sim.shape, bool)
+    last[:, :-1] = new[:, 1:]
+    end = np.minimum.accumulate(np.where(last, pos + 1, sim.shape[1])[:, ::-1], axis=1)[:, ::-1]
+    return order, v, start, end - start
+
+
+def _block_sums(x: np.ndarray, start: np.ndarray, size: np.ndarray):
+    """Per sorted position: the sum of ``x`` before its block and within its block."""
+    csum = np.concatenate([np.zeros((x.shape[0], 1)), np.cumsum(x, axis=1)], axis=1)
+    before = np.take_along_axis(csum, start, axis=1)
+    return before, np.take_along_axis(csum, start + size, axis=1) - before
+
+
+def _p_hit_within(t: int, r: int, m: int) -> float:
+    """Chance that ``m`` items drawn from ``t`` (``r`` of them relevant) hold a relevant one."""
+    if m <= 0:
+        return 0.0
+    if m > t - r:
+        return 1.0
+    return 1.0 - float(np.prod((t - r - np.arange(m)) / (t - np.arange(m))))
 
 
 def ranking_metrics(
@@ -51,23 +84,31 @@ def ranking_metrics(
         dict with ``R@K`` for each K, ``mAP``, ``median_rank``, ``n_queries``, ``no_relevant``.
         Metrics are NaN when no query has a relevant item.
     """
-    order, valid = _ranked(sim, exclude)
+    order, valid, start, size = _blocks(sim, exclude)
     hits = np.take_along_axis(np.asarray(relevant, bool), order, axis=1) & valid
-    rank = np.cumsum(valid, axis=1)  # 1-based rank among the gallery at each sorted position
+    c, r = _block_sums(hits.astype(np.float64), start, size)  # hits before / in the block
     n_rel = hits.sum(axis=1)
     keep = n_rel > 0
-    hits, rank, n_rel = hits[keep], rank[keep], n_rel[keep]
     res: dict = {}
     if not keep.any():
         res.update({f"R@{k}": float("nan") for k in ks})
         res.update(mAP=float("nan"), median_rank=float("nan"))
     else:
-        first = np.where(hits, rank, np.iinfo(np.int64).max).min(axis=1)
+        # expected precision at each position, times the chance it holds a relevant item
+        j = np.arange(sim.shape[1]) - start  # 0-based place within the block
+        hits_above = c + j * np.maximum(r - 1, 0) / np.maximum(size - 1, 1)
+        precision = (hits_above + 1) / (np.arange(sim.shape[1]) + 1)
+        ap = (np.where(valid, r / size * precision, 0.0)).sum(axis=1)[keep] / n_rel[keep]
+        first = np.argmax(r > 0, axis=1)[keep]  # a position of the first block with a hit
+        rows = np.flatnonzero(keep)
+        s0, t, rr = (a[rows, first] for a in (start, size, r.astype(np.int64)))
+        first_rank = s0 + (t + 1) / (rr + 1)  # expected rank of the first relevant item
         for k in ks:
-            res[f"R@{k}"] = float(np.mean(first <= k))
-        precision = np.cumsum(hits, axis=1) / np.maximum(rank, 1)  # rank 0: excluded, no hit
-        res["mAP"] = float(np.mean((precision * hits).sum(axis=1) / n_rel))
-        res["median_rank"] = float(np.median(first))
+            drawn = zip(t.tolist(), rr.tolist(), (k - s0).tolist(), strict=True)
+            hit = [_p_hit_within(*z) for z in drawn]
+            res[f"R@{k}"] = float(np.mean(hit))
+        res["mAP"] = float(np.mean(ap))
+        res["median_rank"] = float(np.median(first_rank))
     res.update(n_queries=int(keep.sum()), no_relevant=int((~keep).sum()))
     return res
 
@@ -135,11 +176,10 @@ def ndcg_at_k(
     gains = np.asarray(gains, dtype=np.float64)
     if exclude is not None:
         gains = np.where(exclude, 0.0, gains)
-    order, valid = _ranked(sim, exclude)
-    sorted_gains = np.take_along_axis(gains, order, axis=1)
-    # drop excluded items, keep order: a stable sort on "not valid" moves them to the end
-    compact = np.argsort(~valid, axis=1, kind="stable")
-    top = np.take_along_axis(sorted_gains, compact, axis=1)[:, :k]
+    order, valid, start, size = _blocks(sim, exclude)
+    sorted_gains = np.where(valid, np.take_along_axis(gains, order, axis=1), 0.0)
+    _, in_block = _block_sums(sorted_gains, start, size)
+    top = (in_block / size)[:, :k]  # a tied block's items each get its mean gain
     discount = 1.0 / np.log2(np.arange(2, top.shape[1] + 2))
     dcg = (top * discount).sum(axis=1)
     ideal = -np.sort(-gains, axis=1)[:, :k]
