@@ -152,3 +152,25 @@ def test_avc_chooses_a_threshold_no_validation_chose(tiny_train_args, tmp_path, 
     assert evaluate.main([*base, "--recalibrate", "val"]) == 0  # the same rule on the same rows
     assert chosen["threshold"] == pytest.approx(_last(capsys)["threshold"])
     assert chosen["threshold"] != 0.0
+
+
+def test_avc_chooses_anew_a_threshold_chosen_for_earlier_weights(tiny_train_args, tmp_path, capsys):
+    """A last.pt saved on a stop holds the threshold of the last validation, chosen for the
+    weights of that step: it is chosen on val for its own weights, and the JSON says why."""
+    assert train.main(["--config", str(ROOT / "configs/contrastive.yaml"), *tiny_train_args()]) == 0
+    run = Path(_last(capsys)["run_dir"])
+    state = load_checkpoint(run / "last.pt")
+    assert state["threshold_step"] == state["step"]  # the final validation chose it
+    base = ["avc", "--checkpoint", str(run / "last.pt"), "--no-progress"]
+    assert evaluate.main(base) == 0
+    assert _last(capsys)["threshold_from"] == "checkpoint"
+    state["model"]["decision_threshold"].fill_(0.5)
+    state.update(threshold_step=state["step"] - 1)
+    stopped = tmp_path / "stopped" / "last.pt"
+    stopped.parent.mkdir()
+    save_checkpoint(stopped, {k: v for k, v in state.items() if k not in ("format", "path")})
+    assert evaluate.main(["avc", "--checkpoint", str(stopped), "--no-progress"]) == 0
+    chosen = _last(capsys)
+    why = f"; its threshold was chosen at step {state['step'] - 1}, not its {state['step']}"
+    assert chosen["threshold_from"].startswith("val (") and chosen["threshold_from"].endswith(why)
+    assert chosen["threshold"] != 0.5

@@ -107,10 +107,13 @@ def run(argv: list[str]) -> int:
     # a last.pt saved before the run's first validation holds the initial threshold, never
     # chosen: it is chosen on val here, as train.py would have
     uncalibrated = model.needs_calibration and "best" in state and state["best"] is None
+    # a last.pt saved on a stop holds the threshold of the last validation, not of its weights
+    chosen_at = state.get("threshold_step") if model.needs_calibration else None
+    stale = chosen_at is not None and chosen_at != state.get("step")
     # a two-way head's own rule (logit difference > 0) stays meaningful for the mean of its
     # logits over speed views; a cohort's centring moves every method's scores
     moved = args.cohort or (tta and model.needs_calibration)
-    calib_split = args.recalibrate or ("val" if moved or uncalibrated else None)
+    calib_split = args.recalibrate or ("val" if moved or uncalibrated or stale else None)
     if calib_split:
         calib = load_split(
             own, calib_split, train=False, windows_per_clip=cfg.train.val_windows,
@@ -120,6 +123,8 @@ def run(argv: list[str]) -> int:
         source = f"{calib_split} ({len(calib.store)} rows)"
         if uncalibrated and not args.recalibrate:
             source += "; the checkpoint was saved before its first validation"
+        elif stale and not args.recalibrate:
+            source += f"; its threshold was chosen at step {chosen_at}, not its {state['step']}"
     adapt = {}
     if args.adapt_bn:  # after calibration: the seen voices keep their own statistics
         from avssl.eval.adapt_bn import adapt_on_waves, centre_waves

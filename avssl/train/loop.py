@@ -125,6 +125,7 @@ def train(
     ema = averaging.build_ema(model, cfg.train.ema_decay)  # None unless train.ema_decay > 0
     scored = averaging.eval_model(model, ema)  # validated, checkpointed, evaluated
     step, epoch, start_batch, best = 0, 0, 0, None
+    calibrated = resume.get("threshold_step") if resume else None  # the last validation's step
     shards = train_ds.stream.digest if cfg.data.stream else None
     layout = resuming.epoch_layout(cfg, len(train_ds), dist_info.world, shards)
     budget = TimeBudget.for_run(cfg.train, budget_start, resume)
@@ -150,7 +151,7 @@ def train(
             "config": to_dict(cfg),
             **resuming.rng_states(), "precision": precision, "elapsed": budget.elapsed(),
             "planned_steps": total if budget.enabled else None,
-            "last_validation": budget.last_validation,
+            "last_validation": budget.last_validation, "threshold_step": calibrated,
         }  # fmt: skip
 
     def log(obj: dict) -> None:
@@ -159,7 +160,7 @@ def train(
                 fh.write(json_line(obj) + "\n")
 
     def validate() -> dict:
-        nonlocal best
+        nonlocal best, calibrated
         t_val = time.monotonic()
         # with the training draws' generator states kept: how often a run validates must not
         # change its weights (the loaders of validation draw base seeds from them)
@@ -172,6 +173,7 @@ def train(
             threshold = calibrate_threshold(scores)
             model.decision_threshold.fill_(threshold)
             scored.decision_threshold.fill_(threshold)
+            calibrated = step
         metrics = avc_metrics(scores, float(scored.decision_threshold))
         model.train()
         log({"step": step, "epoch": epoch, "split": "val", **metrics})
