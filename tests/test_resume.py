@@ -275,3 +275,34 @@ def test_a_resume_that_stops_before_its_checkpoint_leaves_config_yaml_as_last_pt
     # once a checkpoint holds the new settings, config.yaml records them
     assert _resume(run, "train.steps=4") == 0
     assert load_config(str(run / "config.yaml"), []).train.steps == 4
+
+
+def test_resume_of_a_copied_checkpoint_leaves_another_runs_files_alone(
+    tiny_train_args, tmp_path, capsys
+):
+    """A checkpoint copied into a folder that holds another run's ``best.pt`` or
+    ``metrics.jsonl`` is refused: resuming there would overwrite them."""
+    assert train.main(tiny_train_args("train.steps=2", "train.eval_every=2")) == 0
+    run = Path(last_json(capsys.readouterr().out)["run_dir"])
+    for held in (("best.pt",), ("metrics.jsonl",), ("best.pt", "metrics.jsonl")):
+        exp = tmp_path / f"exp_{len(held)}_{held[0]}"
+        exp.mkdir()
+        (exp / "mine.pt").write_bytes((run / "last.pt").read_bytes())
+        theirs = {name: (run / name).read_bytes() for name in held}
+        for name, data in theirs.items():
+            (exp / name).write_bytes(data)
+        assert _resume(exp / "mine.pt", "train.steps=4") == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith(f"error: {exp / 'mine.pt'}: resuming")
+        assert all(name in err[0] for name in held) and "alone into a new folder" in err[0]
+        assert {name: (exp / name).read_bytes() for name in held} == theirs
+        assert sorted(p.name for p in exp.iterdir()) == sorted(["mine.pt", *held])
+    # a checkpoint copied alone into a new folder resumes, and so does a run's own best.pt
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    (alone / "mine.pt").write_bytes((run / "last.pt").read_bytes())
+    assert _resume(alone / "mine.pt", "train.steps=4") == 0
+    assert (alone / "last.pt").is_file() and (alone / "metrics.jsonl").is_file()
+    (run / "last.pt").unlink()
+    assert _resume(run / "best.pt", "train.steps=4") == 0
+    assert load_checkpoint(run / "last.pt")["step"] == 4

@@ -139,7 +139,8 @@ def load_resume(run: str, overrides: list[str]) -> tuple[Config, dict, Path]:
 
     Raises:
         CheckpointError: no, a damaged, a non-resumable or a diverged checkpoint, or one beside
-            a ``last.pt`` it would overwrite.
+            a ``last.pt`` it would overwrite (or, unless it is the folder's ``best.pt``, a
+            ``best.pt`` or ``metrics.jsonl``).
         ConfigError: an override changes what the run must keep (see above).
     """
     path = Path(run)
@@ -165,6 +166,13 @@ def load_resume(run: str, overrides: list[str]) -> tuple[Config, dict, Path]:
             ckpt,
             "resuming from it would overwrite the last.pt beside it; resume the run folder "
             "(its last.pt), or copy this checkpoint alone into a new folder and resume that",
+        )
+    held = [n for n in ("best.pt", "metrics.jsonl") if (ckpt.parent / n).exists()]
+    if ckpt.name not in ("last.pt", "best.pt") and held:
+        raise CheckpointError(
+            ckpt,
+            f"resuming from it would overwrite the {' and '.join(held)} beside it (another "
+            "run's?); copy this checkpoint alone into a new folder and resume that",
         )
     check_finite_weights(resume, ckpt)
     cfg = checkpoint_config(resume)
