@@ -2,10 +2,12 @@ import pickle
 
 import pytest
 import torch
+from conftest import TINY
 
-from avssl.config import Config, to_dict
+from avssl.config import Config, load_config, to_dict
 from avssl.errors import CheckpointError
-from avssl.train.checkpoint import checkpoint_config, load_checkpoint, save_checkpoint
+from avssl.models import build_model
+from avssl.train.checkpoint import checkpoint_config, load_checkpoint, load_model, save_checkpoint
 
 
 def test_round_trip_and_config(tmp_path):
@@ -53,3 +55,21 @@ def test_bad_checkpoints_one_line(tmp_path, capsys):
         msg = str(info.value)
         assert name in msg and reason in msg and "\n" not in msg
     assert "code ran" not in capsys.readouterr().out
+
+
+def test_weights_that_do_not_fit_are_named_in_one_line(tmp_path):
+    """Missing, unexpected and misshapen weights are named, not only torch's header line."""
+    cfg = load_config(None, TINY)
+    weights = build_model(cfg.model, cfg.data, cfg.loss).state_dict()
+    del weights["decision_threshold"]
+    name = next(k for k, v in weights.items() if v.dim() == 2)
+    weights[name] = torch.zeros(3, 5)
+    weights["extra.weight"] = torch.zeros(1)
+    path = save_checkpoint(tmp_path / "c.pt", {"model": weights, "config": to_dict(cfg)})
+    with pytest.raises(CheckpointError) as info:
+        load_model(path)
+    msg = str(info.value)
+    assert "\n" not in msg and msg.startswith(f"{path}: weights do not fit the model (")
+    assert 'Missing key(s) in state_dict: "decision_threshold"' in msg
+    assert 'Unexpected key(s) in state_dict: "extra.weight"' in msg
+    assert f"size mismatch for {name}: torch.Size([3, 5]) in the checkpoint" in msg

@@ -12,7 +12,7 @@ from bad_media import last_json
 
 import train
 from avssl.config import load_config
-from avssl.train.checkpoint import load_checkpoint
+from avssl.train.checkpoint import load_checkpoint, save_checkpoint
 from avssl.train.schedule import MIN_TIMED_STEPS, TimeBudget
 
 
@@ -306,3 +306,35 @@ def test_resume_of_a_copied_checkpoint_leaves_another_runs_files_alone(
     (run / "last.pt").unlink()
     assert _resume(run / "best.pt", "train.steps=4") == 0
     assert load_checkpoint(run / "last.pt")["step"] == 4
+
+
+def test_resume_names_weights_that_do_not_fit_before_loading_data(
+    tiny_train_args, capsys, monkeypatch
+):
+    """A checkpoint whose weights do not fit its own model (another version's) is refused in
+    one line naming the keys, with or without --set, before any data is read; the --set
+    overrides are blamed only when they change the model."""
+    import avssl.train.loop as loop
+
+    assert train.main(tiny_train_args("train.steps=2", "train.eval_every=2")) == 0
+    run = Path(last_json(capsys.readouterr().out)["run_dir"])
+    good = (run / "last.pt").read_bytes()
+
+    def no_data(*args, **kwargs):
+        raise AssertionError("data loaded")
+
+    monkeypatch.setattr(loop, "manifest_path", no_data)
+    state = load_checkpoint(run / "last.pt")
+    del state["model"]["decision_threshold"]
+    state.pop("path")
+    save_checkpoint(run / "last.pt", state)
+    for sets in ((), ("train.steps=4",)):
+        assert _resume(run, *sets) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "weights do not fit the model of its own config" in err[0]
+        assert '"decision_threshold"' in err[0] and "--set" not in err[0]
+    (run / "last.pt").write_bytes(good)
+    assert _resume(run, "train.steps=4", "model.embed_dim=32") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "the --set overrides change the model" in err[0]
+    assert "size mismatch for" in err[0]

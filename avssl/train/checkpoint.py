@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -155,14 +156,31 @@ def load_model(path: str | os.PathLike, device: torch.device | str = "cpu", chec
     try:
         model.load_state_dict(state["model"])
     except RuntimeError as err:
-        msg = str(err).splitlines()[0][:160]
-        raise CheckpointError(state["path"], f"weights do not fit the model ({msg})") from None
+        raise CheckpointError(
+            state["path"], f"weights do not fit the model ({misfit_reason(err)})"
+        ) from None
     # a diverged run's weights would give NaN scores, or metrics that merely look plausible
     if (name := nonfinite_tensor(model.state_dict())) is not None:
         raise CheckpointError(
             state["path"], f"weights are not finite ({name} holds NaN or inf): the run diverged"
         )
     return model.to(device).eval(), cfg, state
+
+
+def misfit_reason(err: RuntimeError, limit: int = 200) -> str:
+    """One line of what ``load_state_dict``'s error says does not fit: the missing and the
+    unexpected key names and the size mismatches (its header line, which names only the model
+    class, left out), at most ``limit`` characters."""
+    text = re.sub(
+        r"copying a param with shape (torch\.Size\(\[[^]]*\]\)) from checkpoint, the shape in "
+        r"current model is (torch\.Size\(\[[^]]*\]\))",
+        r"\1 in the checkpoint, \2 in the model",
+        str(err).strip(),
+    )
+    lines = [line.strip().rstrip(".").strip() for line in text.splitlines()]
+    detail = "; ".join(line for line in lines[1:] if line) or (lines[0] if lines else "")
+    detail = detail or type(err).__name__
+    return detail if len(detail) <= limit else detail[: limit - 3] + "..."
 
 
 def nonfinite_tensor(tensors) -> str | None:

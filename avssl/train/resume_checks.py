@@ -8,8 +8,14 @@ from pathlib import Path
 
 from avssl.config import Config, apply_override
 from avssl.config_checks import check_ranges
-from avssl.errors import CheckpointError, ConfigError
-from avssl.train.checkpoint import checkpoint_config, load_checkpoint, nonfinite_tensor
+from avssl.errors import AvsslError, CheckpointError, ConfigError
+from avssl.train.checkpoint import (
+    WEIGHT_KEYS,
+    checkpoint_config,
+    load_checkpoint,
+    misfit_reason,
+    nonfinite_tensor,
+)
 from avssl.train.model_check import check_model_config
 
 RESUMABLE_KEYS = ("model", "optimizer", "scaler", "step", "epoch", "batch_in_epoch", "rng_cpu")
@@ -63,24 +69,59 @@ def check_resume_keeps_inputs(cfg: Config, saved: Config) -> None:
         )
 
 
-def check_resume_fits(cfg: Config, resume: dict, ckpt: Path) -> None:
-    """Refuse ``--set`` overrides at resume that change the model the checkpoint was trained as
-    (another width, an added or removed head): its weights would not load into it.
+def check_resume_fits(cfg: Config, resume: dict, ckpt: Path, overrides: list[str]) -> None:
+    """Refuse a checkpoint whose weights do not load into the model the run builds: one of
+    another version, or ``--set`` overrides that change the model it was trained as (another
+    width, an added or removed head). Checked before any data is loaded.
 
     Raises:
         ConfigError: the overridden model settings are refused.
-        CheckpointError: the checkpoint's weights do not fit the model the overrides make.
+        CheckpointError: the checkpoint's weights do not fit, naming the keys; the overrides
+            are blamed only when the weights fit the model of the checkpoint's own config.
     """
-    model = check_model_config(cfg)
-    try:
-        model.load_state_dict(resume.get("train_model", resume["model"]))
-    except RuntimeError as err:
-        first = str(err).strip().splitlines()[0][:120]
+    reason = _misfit(check_model_config(cfg), resume)
+    if reason is None:
+        return
+    if overrides and _misfit(_own_model(resume), resume) is None:
         raise CheckpointError(
             ckpt,
-            f"the --set overrides change the model, so its weights do not fit ({first}); "
+            f"the --set overrides change the model, so its weights do not fit ({reason}); "
             "resume with the model settings it was trained with, or start a new run",
-        ) from None
+        )
+    raise CheckpointError(
+        ckpt,
+        f"weights do not fit the model of its own config ({reason}; written by another "
+        "version?): not resumable",
+    )
+
+
+def _own_model(resume: dict):
+    """The model of the checkpoint's own config (its initialisation draws left out), or None
+    when this version cannot build it."""
+    import torch
+
+    from avssl.models import build_model
+
+    saved = checkpoint_config(resume)
+    try:
+        with torch.random.fork_rng(devices=[]):
+            return build_model(saved.model, saved.data, saved.loss)
+    except AvsslError:
+        return None
+
+
+def _misfit(model, resume: dict) -> str | None:
+    """Why a checkpoint's weight entries do not load into ``model`` (None: it could not be
+    built), or None when they do."""
+    if model is None:
+        return "no model"
+    for key in WEIGHT_KEYS:
+        if key in resume:
+            try:
+                model.load_state_dict(resume[key])
+            except RuntimeError as err:
+                return f"{key}: {misfit_reason(err)}"
+    return None
 
 
 # what draws the validation set best.pt is chosen on (train.seed also draws the batch order):
@@ -187,6 +228,5 @@ def load_resume(run: str, overrides: list[str]) -> tuple[Config, dict, Path]:
             f"train.steps: {cfg.train.steps} is below step {resume['step']}, where {ckpt} "
             "stopped: nothing to train; to go on, set it higher"
         )
-    if overrides:
-        check_resume_fits(cfg, resume, ckpt)
+    check_resume_fits(cfg, resume, ckpt, overrides)
     return cfg, resume, ckpt
