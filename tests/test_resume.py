@@ -338,3 +338,23 @@ def test_resume_names_weights_that_do_not_fit_before_loading_data(
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "the --set overrides change the model" in err[0]
     assert "size mismatch for" in err[0]
+
+
+def test_fp16_switched_on_at_resume_starts_a_fresh_gradient_scaler():
+    """A run trained in bf16 or fp32 saved its disabled scaler's state as ``{}``; loading that
+    into an enabled one failed (``The source state dict is empty``)."""
+    import torch
+
+    from avssl.train.resume import restore_training
+
+    model = torch.nn.Linear(2, 2)
+    opt = torch.optim.AdamW(model.parameters())
+    resume = {"model": model.state_dict(), "optimizer": opt.state_dict()}
+    resume["scaler"] = torch.amp.GradScaler("cpu", enabled=False).state_dict()
+    assert resume["scaler"] == {}
+    scaler = torch.amp.GradScaler("cpu", enabled=True)
+    restore_training(model, None, opt, scaler, resume)
+    assert scaler.is_enabled() and scaler.get_scale() == 2.0**16
+    saved = torch.amp.GradScaler("cpu", enabled=True, init_scale=8.0)
+    restore_training(model, None, opt, scaler, {**resume, "scaler": saved.state_dict()})
+    assert scaler.get_scale() == 8.0  # a saved fp16 state is still restored

@@ -77,7 +77,8 @@ def restore_training(
         model: the network the optimiser moves.
         ema: its weight average, or None.
         opt: the optimiser built from the current config.
-        scaler: the gradient scaler.
+        scaler: the gradient scaler (left as built when the checkpoint's state is empty: the
+            run was trained in bf16 or fp32).
         resume: the loaded checkpoint.
     """
     averaging.restore(model, ema, resume)
@@ -85,7 +86,8 @@ def restore_training(
     opt.load_state_dict(resume["optimizer"])
     for group, decay in zip(opt.param_groups, decays, strict=True):
         group["weight_decay"] = decay
-    scaler.load_state_dict(resume["scaler"])
+    if resume["scaler"]:  # a run without fp16 saved {}: fp16 switched on starts a fresh scaler
+        scaler.load_state_dict(resume["scaler"])
 
 
 def epoch_layout(cfg, n_clips: int, world: int, shards: str | None = None) -> dict:
