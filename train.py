@@ -3,7 +3,13 @@
 import sys
 
 from avssl.cli import run_guarded
-from avssl.train.cli import main as _main
+
+
+def _main(argv: list[str]) -> int:
+    # imported under the guard: a Ctrl-C during the seconds torch takes to import is one line
+    from avssl.train.cli import main
+
+    return main(argv)
 
 
 def main(argv=None) -> int:

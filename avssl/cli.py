@@ -233,7 +233,10 @@ def dispatch(
         )
         return 2
     module, func = targets[name].split(":")
-    fn = getattr(importlib.import_module(module), func)
+
+    def fn(args: list[str]) -> int:  # imported under the guard: a Ctrl-C in torch's import too
+        return getattr(importlib.import_module(module), func)(args)
+
     return run_guarded(fn, rest) if guard else int(fn(rest) or 0)
 
 

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -243,3 +244,24 @@ def test_a_refused_lock_leaves_no_descriptor_open(tmp_path):
             with pytest.raises(AvsslError, match="busy"), hold_folder(tmp_path, "busy"):
                 pass
         assert len(os.listdir("/proc/self/fd")) == before
+
+
+@pytest.mark.parametrize("command", [["train.py"], ["-m", "avssl", "train"]])
+def test_a_ctrl_c_during_start_up_is_one_line(command, tmp_path):
+    """A Ctrl-C while torch is being imported (the first seconds) is ``error: interrupted``,
+    not a traceback; one that lands later stops the run the usual way, also without one."""
+    from conftest import REPO, TINY
+
+    sets = [*TINY, f"train.runs_dir={tmp_path / 'runs'}"]
+    args = [sys.executable, *command, *[a for s in sets for a in ("--set", s)], "--no-progress"]
+    proc = subprocess.Popen(args, cwd=REPO, stderr=subprocess.PIPE, text=True)
+    maps = Path(f"/proc/{proc.pid}/maps")
+    for _ in range(3000):  # until torch's library is loaded: its Python modules come next
+        if proc.poll() is not None or "libtorch" in maps.read_text():
+            break
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGINT)
+    err = proc.communicate(timeout=300)[1]
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+    # 130: "error: interrupted", or "SIGINT: stopped at step N"; 0: it landed in the last step
+    assert proc.returncode in (0, 130), err
