@@ -58,10 +58,26 @@ def load_torch_file(path: str | os.PathLike, map_location="cpu", mmap: bool = Fa
         with warnings.catch_warnings():  # torch warns about pickle details before failing
             warnings.simplefilter("ignore")
             return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
-    except pickle.UnpicklingError:
-        raise TorchFileError("unsafe") from None
+    except pickle.UnpicklingError as err:
+        # weights_only's refusal names a global; any other unpickling error is damage (a byte
+        # flipped in data.pkl: "Unsupported operand 127")
+        if "Unsupported global" in str(err):
+            raise TorchFileError("unsafe") from None
+        raise TorchFileError("damaged", _unpickler_reason(err)) from None
     except Exception as err:  # torch.load raises many types on a damaged file; all mean the same
-        lines = str(err).strip().splitlines()
-        first = lines[0] if lines else type(err).__name__
-        first = first if len(first) <= 100 else first[:100] + "..."
-        raise TorchFileError("damaged", first) from None
+        raise TorchFileError("damaged", _first_line(err)) from None
+
+
+def _unpickler_reason(err: Exception) -> str:
+    """What weights_only's unpickler found (``Unsupported operand 127``), not torch's advice
+    around it; the first line when it names nothing."""
+    text = str(err).split("WeightsUnpickler error:", 1)
+    reason = text[1].strip().splitlines()[0].strip() if len(text) == 2 and text[1].strip() else ""
+    return reason[:100] if reason else _first_line(err)
+
+
+def _first_line(err: Exception) -> str:
+    """The first line of ``err``'s message (its type when empty), at most 100 characters."""
+    lines = str(err).strip().splitlines()
+    first = lines[0] if lines else type(err).__name__
+    return first if len(first) <= 100 else first[:100] + "..."

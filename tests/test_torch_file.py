@@ -38,3 +38,21 @@ def test_each_bad_file_has_its_kind(tmp_path, saved):
     assert damaged.kind == "damaged" and damaged.detail and "\n" not in damaged.detail
     unreadable = _kind(tmp_path)  # a folder cannot be opened as a file
     assert unreadable.kind == "unreadable" and unreadable.detail == "Is a directory"
+
+
+def test_a_flipped_byte_in_the_pickle_is_damage_not_unsafe(tmp_path, saved):
+    """weights_only refuses a damaged pickle with an UnpicklingError too (``Unsupported operand
+    127``); only one naming a global (``Unsupported global: GLOBAL ...``) is unsafe."""
+    import zipfile
+
+    with zipfile.ZipFile(saved) as zf:
+        pkl = zf.read(next(n for n in zf.namelist() if n.endswith("data.pkl")))
+    data = bytearray(saved.read_bytes())
+    at = data.find(pkl)  # stored uncompressed
+    assert at > 0 and pkl[:2] == b"\x80\x02"
+    data[at + 2] = 0x7F  # the opcode after PROTO
+    (tmp_path / "flipped.pt").write_bytes(bytes(data))
+    damaged = _kind(tmp_path / "flipped.pt")
+    assert damaged.kind == "damaged" and "127" in damaged.detail, damaged
+    torch.save({"code": print}, tmp_path / "unsafe.pt")
+    assert _kind(tmp_path / "unsafe.pt").kind == "unsafe"
