@@ -99,6 +99,18 @@ def json_line(obj) -> str:
     return json.dumps(json_safe(obj), allow_nan=False)
 
 
+# the lone surrogates os.fsdecode makes of the bytes of a file name that are not UTF-8
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def names_json(obj) -> str:
+    """``obj`` as one line of JSON keeping non-ASCII names readable (``ensure_ascii=False``),
+    with the lone surrogates of a name that is not UTF-8 escaped (``caf\\udce9.mp4``): no UTF-8
+    output can hold them, and ``json.loads`` gives the same name back."""
+    text = json.dumps(obj, ensure_ascii=False)
+    return _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
 def int_at_least(low: int, high: int | None = None):
     """An argparse ``type`` for integers of at least ``low`` (and at most ``high``, if given).
 

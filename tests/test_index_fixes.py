@@ -3,7 +3,10 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -218,3 +221,50 @@ def test_a_bad_hop_is_one_argparse_line(hop, capsys):
         cli(["index", "--checkpoint", "x", "--inputs", "y", "--out", "z", "--hop", hop])
     err = capsys.readouterr().err.strip()
     assert exc.value.code == 2 and err.startswith("error: --hop: ") and "\n" not in err
+
+
+def test_a_file_name_that_is_not_utf8_is_indexed_and_queried(ckpts, media, tmp_path, capsys):
+    # meta.json was written as UTF-8 text, which cannot hold such a name: a traceback, and an
+    # orphan tensor file that made the folder "not an avssl index" from then on
+    ckpt = ckpts["contrastive"]
+    folder = tmp_path / "names"
+    folder.mkdir()
+    odd = folder / os.fsdecode(b"caf\xe9.mp4")
+    shutil.copy(media / "clip.mp4", odd)
+    out = tmp_path / "idx"
+    assert _index(ckpt, out, "--inputs", str(folder)) == 0
+    assert last_json(capsys.readouterr().out)["files"] == 1  # printed to a strict UTF-8 stream
+    assert [f["path"] for f in load_index(out).files] == [str(odd)]
+    assert _index(ckpt, out) == 0
+    assert last_json(capsys.readouterr().out)["unchanged"] == 1
+    page = tmp_path / "r.html"
+    assert _query(out, ckpt, "--audio", str(odd), "--html", str(page)) == 0
+    res = last_json(capsys.readouterr().out)
+    assert res["query"]["path"] == str(odd) and res["results"][0]["path"] == str(odd)
+    assert "caf\\udce9.mp4" in page.read_text(encoding="utf-8")
+    assert cli(["query", "--index", str(out), "--checkpoint", str(ckpt), "--audio", str(odd)]) == 0
+    assert capsys.readouterr().out.splitlines()[-1].endswith("caf\\udce9.mp4")
+
+
+def test_a_failed_metadata_write_leaves_no_tensor_file(ckpts, media, tmp_path, capsys, monkeypatch):
+    import avssl.tools.index as index_module
+
+    def full_disk(path, *args, **kw):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    ckpt = ckpts["contrastive"]
+    out = tmp_path / "idx"
+    assert _index(ckpt, out, "--inputs", str(media / "tone.wav")) == 0
+    capsys.readouterr()
+    before = sorted(p.name for p in out.iterdir())
+    monkeypatch.setattr(index_module, "write_text", full_disk)
+    assert _index(ckpt, out, "--inputs", str(media)) == 2
+    assert "No space left on device" in _one_line_error(capsys)
+    assert sorted(p.name for p in out.iterdir()) == before
+    fresh = tmp_path / "fresh"
+    assert _index(ckpt, fresh, "--inputs", str(media)) == 2
+    capsys.readouterr()
+    assert not fresh.exists()  # nothing of a first run is left
+    monkeypatch.undo()
+    assert _index(ckpt, out, "--inputs", str(media)) == 0  # still an index
+    assert last_json(capsys.readouterr().out)["files"] == 4

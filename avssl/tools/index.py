@@ -186,7 +186,8 @@ def _layout_error(tensors, n_files: int) -> str | None:
 
 
 def save_index(index: Index) -> None:
-    """Write ``index`` atomically (fresh tensor file, then ``meta.json`` via ``os.replace``)."""
+    """Write ``index`` atomically (fresh tensor file, then ``meta.json`` via ``os.replace``); a
+    failed write leaves the folder as it was (the new tensor file goes)."""
     path = index.path
     path.mkdir(parents=True, exist_ok=True)
     # never delete a file the index did not write (a foreign or edited meta.json may name any)
@@ -195,7 +196,13 @@ def save_index(index: Index) -> None:
     with replacing(path / name) as tmp:
         torch.save({k: v.contiguous() for k, v in index.tensors.items()}, tmp)
     meta = {**index.meta, "tensors": name, "files": index.files}
-    write_text(path / "meta.json", json.dumps(meta, ensure_ascii=False, indent=1))
+    try:
+        # ASCII escapes: a file name that is not UTF-8 (a lone surrogate) round-trips through
+        # json.loads, where UTF-8 text could not be written at all
+        write_text(path / "meta.json", json.dumps(meta, indent=1))
+    except BaseException:
+        (path / name).unlink(missing_ok=True)  # an orphan would make the folder not an index
+        raise
     index.meta["tensors"] = name
     if old is not None and old.name != name and old.is_file():
         old.unlink()

@@ -13,14 +13,13 @@ in the JSON summary printed as the last stdout line; ``--strict`` makes the firs
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
 
 import torch
 
-from avssl.cli import ArgumentParser, one_line, positive_float
+from avssl.cli import ArgumentParser, names_json, one_line, positive_float
 from avssl.config import to_dict
 from avssl.errors import AvsslError, MediaError, skip_fields
 from avssl.folder_lock import hold_output_folder
@@ -209,5 +208,5 @@ def _update(args, out: Path, model, cfg, ckpt: dict, dims: tuple[int, int], t0: 
         "media_seconds": round(media_s, 3),
         "seconds": round(time.perf_counter() - t0, 3),
     }
-    print(json.dumps(summary, ensure_ascii=False))
+    print(names_json(summary))
     return 0

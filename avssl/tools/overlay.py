@@ -18,7 +18,6 @@ avenet) are refused. The last stdout line is JSON.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -29,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from avssl.atomic_write import temp_sibling
-from avssl.cli import ArgumentParser, dash_paths_last
+from avssl.cli import ArgumentParser, dash_paths_last, names_json
 from avssl.cli_outputs import check_new_file, check_not_empty
 from avssl.data.media import probe, video_end
 from avssl.errors import AvsslError, MediaError
@@ -195,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
         "seconds": round(seconds, 3),
         "frames_per_s": round(n_frames / seconds, 2),
     }
-    print(json.dumps(summary, ensure_ascii=False))
+    print(names_json(summary))
     return 0
 
 

@@ -28,12 +28,11 @@ starting with a dash are given as ``--audio=-name.wav``.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
-from avssl.atomic_write import write_text
-from avssl.cli import ArgumentParser, positive_int
+from avssl.atomic_write import write_bytes
+from avssl.cli import ArgumentParser, names_json, positive_int
 from avssl.cli_outputs import (
     HTML_SUFFIXES,
     check_html_name,
@@ -183,16 +182,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.html is not None:
         _write_html(Path(args.html), out["query"], results, cfg, out.get("rerank"))
     if args.json:
-        print(json.dumps(out, ensure_ascii=False))
+        print(names_json(out))
     else:
         _print_table(out["query"], results, out.get("rerank"))
     return 0
 
 
 def _shown(path: str) -> str:
-    """A path on one table row: a name holding a newline or another control character is
-    JSON-escaped, as the JSON output and ``avssl index``'s lines give it."""
-    return path if path.isprintable() else json.dumps(path, ensure_ascii=False)[1:-1]
+    """A path on one table row: a name holding a newline or another control character, or
+    bytes that are not UTF-8, is JSON-escaped, as the JSON output and ``avssl index``'s lines
+    give it."""
+    return path if path.isprintable() else names_json(path)[1:-1]
 
 
 def _print_table(query: dict, results: list[dict], rerank: int | None = None) -> None:
@@ -240,4 +240,5 @@ def _write_html(out: Path, query: dict, results: list[dict], cfg, rerank: int | 
     # the heading reads "<modality> query -> <target>", as the table's first line
     heading = {**query, "target": query["target"] + _again(rerank)}
     page = results_page(heading, results, qmedia, media)
-    write_text(out, page, make_parents=True)
+    # a name that is not UTF-8 shows its bytes as the JSON output does (caf\udce9.mp4)
+    write_bytes(out, page.encode("utf-8", "backslashreplace"), make_parents=True)
