@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import os
+import shutil
 from pathlib import Path
 
 import av
@@ -257,3 +260,33 @@ def test_the_default_frame_rate_is_at_least_one(ckpts, media_factory, tmp_path, 
     assert _overlay(video, ckpts["contrastive"], tmp_path / "o.mp4") == 0
     res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert res["fps"] == 1.0 and res["frames"] == 4
+
+
+def test_a_sheet_titled_with_maths_or_bytes_not_utf8(ckpts, media_factory, tmp_path, capsys):
+    # matplotlib read "$^$" as maths (a traceback) and could not draw a name that is not UTF-8
+    source = media_factory("source.mp4", duration=1.0)
+    out, sheet = tmp_path / "o.mp4", tmp_path / "s.png"
+    for raw in (b"x$^$.mp4", b"caf\xe9 $a$.mp4"):
+        video = tmp_path / os.fsdecode(raw)
+        shutil.copy(source, video)
+        assert _overlay(video, ckpts["contrastive"], out, "--png", str(sheet), "--force") == 0
+        assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["sheet"] == str(sheet)
+        assert Image.open(sheet).format == "PNG"
+
+
+def test_a_sheet_that_fails_replaces_no_output(ckpts, media_factory, tmp_path, capsys, monkeypatch):
+    import avssl.tools.overlay_sheet as sheet_module
+
+    def full_disk(path, *args, **kw):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    video = media_factory("v.mp4", duration=1.0)
+    out, sheet = tmp_path / "o.mp4", tmp_path / "s.png"
+    out.write_bytes(b"the user's video")
+    sheet.write_bytes(b"the user's sheet")
+    monkeypatch.setattr(sheet_module, "contact_sheet", full_disk)
+    assert _overlay(video, ckpts["contrastive"], out, "--png", str(sheet), "--force") == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"error: {sheet}: No space left on device", err
+    assert out.read_bytes() == b"the user's video" and sheet.read_bytes() == b"the user's sheet"
+    assert not list(tmp_path.glob(".*tmp*"))

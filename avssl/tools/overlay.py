@@ -11,8 +11,9 @@ pass also gives the picture shown, resized with FFmpeg's area filter). Each heat
 normalised per frame, upsampled bilinearly to the frame size, colour-mapped and alpha-blended.
 The output is H.264 (even size, longest side capped at ``--max-side``) with the source audio
 re-encoded to AAC (mono or stereo), written in chunks and then renamed into place. ``--png``
-writes a contact sheet of 8 evenly spaced overlay frames. Methods without a spatial map (l3,
-avenet) are refused. The last stdout line is JSON.
+writes a contact sheet of 8 evenly spaced overlay frames, before that rename (a sheet that fails
+replaces neither output). Methods without a spatial map (l3, avenet) are refused. The last
+stdout line is JSON.
 """
 
 from __future__ import annotations
@@ -230,9 +231,13 @@ def render(model, cfg, args, info, duration, fps, size, lut) -> tuple[int, str |
     except BaseException:
         writer.abort(tmp)
         raise
-    os.replace(tmp, out)
-    if args.png:
-        from avssl.tools.overlay_sheet import contact_sheet
+    try:  # the sheet first: one that cannot be drawn or written replaces neither output
+        if args.png:
+            from avssl.tools.overlay_sheet import contact_sheet
 
-        contact_sheet(args.png, sheet_frames, title=Path(args.video).name)
+            contact_sheet(args.png, sheet_frames, title=Path(args.video).name)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    os.replace(tmp, out)
     return len(times), args.png

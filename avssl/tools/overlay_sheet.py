@@ -8,10 +8,14 @@ from pathlib import Path
 import numpy as np
 
 from avssl.atomic_write import replacing
+from avssl.cli import one_line
 
 
 def contact_sheet(path, frames: list[tuple[float, np.ndarray]], title: str = "", cols: int = 4):
     """Save ``(time s, uint8 [H, W, 3] frame)`` pairs as a grid PNG, written atomically.
+
+    The ``title`` (a file name) is drawn as written: no ``$...$`` maths, control characters and
+    bytes that are not UTF-8 escaped as the JSON output escapes them.
 
     Returns:
         The written :class:`~pathlib.Path`.
@@ -31,7 +35,8 @@ def contact_sheet(path, frames: list[tuple[float, np.ndarray]], title: str = "",
         ax.set_title(f"{t:.2f} s", fontsize=9)
         ax.axis("off")
     if title:
-        fig.suptitle(title, fontsize=10)
+        shown = one_line(title).encode("utf-8", "backslashreplace").decode("utf-8")
+        fig.suptitle(shown, fontsize=10, parse_math=False)
     fig.tight_layout()
     with replacing(path, keep_suffix=True, make_parents=True) as tmp:
         fig.savefig(tmp, format="png")
