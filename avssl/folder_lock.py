@@ -68,7 +68,8 @@ def hold_folder(folder: Path, busy: str) -> Iterator[None]:
 @contextlib.contextmanager
 def hold_output_folder(folder: Path, busy: str, kind: str) -> Iterator[bool]:
     """Create ``folder`` if needed and hold its lock (:func:`hold_folder`) while the block runs;
-    a folder this made that is still empty when the block fails (a refusal, a stop) goes again.
+    a folder this made that is still empty when the block fails (a refusal, a stop) goes again,
+    before the lock is released. A process refused the lock never removes the folder.
 
     Args:
         folder: the output folder of a command that adds to it (a shard cache, an index).
@@ -86,10 +87,12 @@ def hold_output_folder(folder: Path, busy: str, kind: str) -> Iterator[bool]:
     if existed and not folder.is_dir():
         raise AvsslError(f"{folder}: exists and is not {kind}")
     folder.mkdir(parents=True, exist_ok=True)
-    try:
-        with hold_folder(folder, busy):
+    with hold_folder(folder, busy):
+        try:
             yield existed
-    except BaseException:
-        if not existed and folder.is_dir() and not any(folder.iterdir()):
-            folder.rmdir()  # refused before anything was written: leave no folder
-        raise
+        except BaseException:
+            # only while holding the lock: a process refused as busy may have found no folder
+            # because another made it since, and holds it now
+            if not existed and folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()  # refused before anything was written: leave no folder
+            raise

@@ -265,3 +265,32 @@ def test_a_ctrl_c_during_start_up_is_one_line(command, tmp_path):
     assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
     # 130: "error: interrupted", or "SIGINT: stopped at step N"; 0: it landed in the last step
     assert proc.returncode in (0, 130), err
+
+
+def test_a_refused_process_leaves_the_folder_another_made_and_holds(tmp_path, monkeypatch):
+    # two processes on a new folder: both see no folder, the other one locks it first; the
+    # refused one removed the (still empty) folder it thought it had made, under the other
+    import contextlib
+
+    from avssl import folder_lock
+
+    folder = tmp_path / "out"
+    real = folder_lock.hold_folder
+    other = contextlib.ExitStack()
+
+    def locked_first_by_another(path, busy):
+        other.enter_context(real(path, "held"))
+        return real(path, busy)
+
+    monkeypatch.setattr(folder_lock, "hold_folder", locked_first_by_another)
+    with other:
+        refused = pytest.raises(AvsslError, match="busy")
+        with refused, folder_lock.hold_output_folder(folder, "busy", "a folder"):
+            pytest.fail("the lock was taken")
+        assert folder.is_dir()
+    monkeypatch.undo()
+    # the holder's own refusal, inside the lock, still removes the empty folder it made
+    refused = pytest.raises(AvsslError, match="bad input")
+    with refused, folder_lock.hold_output_folder(folder / "new", "busy", "a folder"):
+        raise AvsslError("bad input")
+    assert not (folder / "new").exists() and folder.is_dir()
