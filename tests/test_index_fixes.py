@@ -268,3 +268,41 @@ def test_a_failed_metadata_write_leaves_no_tensor_file(ckpts, media, tmp_path, c
     monkeypatch.undo()
     assert _index(ckpt, out, "--inputs", str(media)) == 0  # still an index
     assert last_json(capsys.readouterr().out)["files"] == 4
+
+
+def test_links_to_nothing_are_skipped_and_a_lost_linked_folder_is_refused(
+    ckpts, media, tmp_path, capsys
+):
+    # they were dropped without a word: a linked folder on an unmounted disk read as every file
+    # under it deleted ("removed": 2, nothing skipped)
+    ckpt = ckpts["contrastive"]
+    disk, folder, out = tmp_path / "disk", tmp_path / "in", tmp_path / "idx"
+    disk.mkdir()
+    folder.mkdir()
+    for name in ("a.wav", "b.wav"):
+        shutil.copy(media / "tone.wav", disk / name)
+    shutil.copy(media / "still.png", folder / "still.png")
+    (folder / "disk").symlink_to(disk)
+    (folder / "gone.wav").symlink_to(tmp_path / "nowhere.wav")
+    (folder / "loop.wav").symlink_to("loop.wav")
+    assert _index(ckpt, out, "--inputs", str(folder)) == 0
+    s = last_json(capsys.readouterr().out)
+    assert s["files"] == 3 and s["n_skipped"] == 2
+    assert s["skipped"] == [
+        {"path": str(folder / "gone.wav"),
+         "reason": f"no such file (a broken link to {tmp_path / 'nowhere.wav'})"},
+        {"path": str(folder / "loop.wav"), "reason": "is a symlink loop"},
+    ]  # fmt: skip
+    meta = (out / "meta.json").read_text()
+    disk.rename(tmp_path / "unmounted")
+    for extra in ([], ["--rebuild"], ["--strict"]):
+        assert _index(ckpt, out, *extra) == 2
+        assert _one_line_error(capsys) == (
+            f"error: {folder / 'disk'}: a link to {disk}, which is missing (an unmounted disk?), "
+            f"through which {out} indexed 2 files; nothing changed (remove the link to drop them)"
+        )
+        assert (out / "meta.json").read_text() == meta
+    (folder / "disk").unlink()  # the advice: the files go, as deleted files do
+    assert _index(ckpt, out) == 0
+    s = last_json(capsys.readouterr().out)
+    assert (s["files"], s["removed"], s["n_skipped"]) == (1, 2, 2)

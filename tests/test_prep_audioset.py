@@ -310,6 +310,11 @@ def test_a_broken_link_is_unreadable_not_written(tmp_path):
     found = index_folder(tmp_path, {"CCCCCCCCCCC"})["CCCCCCCCCCC"]
     with pytest.raises(MediaError, match="broken link"):
         locate(found, 30.0, 40.0)
+    link.unlink()
+    link.symlink_to(link.name)  # a loop: was "a broken link to" itself
+    found = index_folder(tmp_path, {"CCCCCCCCCCC"})["CCCCCCCCCCC"]
+    with pytest.raises(MediaError, match="is a symlink loop"):
+        locate(found, 30.0, 40.0)
 
 
 @pytest.mark.parametrize("layout", ["auto", "segment"])

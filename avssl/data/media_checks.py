@@ -6,6 +6,7 @@ is short enough for a one-line ``error: FILE: reason`` message.
 
 from __future__ import annotations
 
+import errno
 import math
 import os
 from collections.abc import Iterator
@@ -41,14 +42,25 @@ def describe(err: BaseException) -> str:
     return " ".join(str(text).split())[:200]
 
 
+def broken_link(path: Path) -> str | None:
+    """Why ``path`` is a symlink that leads to nothing (``is a symlink loop``, or ``no such file
+    (a broken link to TARGET)``: a folder of links whose target storage went), else None."""
+    if not path.is_symlink() or path.exists():
+        return None
+    try:
+        os.stat(path)
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            return "is a symlink loop"
+    return f"no such file (a broken link to {os.readlink(path)})"
+
+
 def check_file(path: str | os.PathLike) -> Path:
     """Return ``path`` as a :class:`Path` if it is a non-empty regular file, else raise."""
     p = Path(path)
     try:
         if not p.exists():
-            if p.is_symlink():  # a dataset folder of links whose target storage went
-                raise MediaError(p, f"no such file (a broken link to {os.readlink(p)})")
-            raise MediaError(p, "no such file")
+            raise MediaError(p, broken_link(p) or "no such file")
         if not p.is_file():
             raise MediaError(p, "not a regular file")
         if p.stat().st_size == 0:

@@ -20,7 +20,9 @@ def walk_files(folder: str | os.PathLike) -> Iterator[Path]:
         folder: the dataset folder.
 
     Yields:
-        Paths as found through ``folder`` (links kept, not resolved).
+        Paths as found through ``folder`` (links kept, not resolved). A link to nothing (a
+        missing target, a loop) comes as a file, whatever it linked: the caller reports it
+        (:func:`avssl.data.media_checks.broken_link`).
     """
     seen: set[str] = set()
     for root, dirs, files in os.walk(folder, followlinks=True):

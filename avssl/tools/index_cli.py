@@ -6,13 +6,16 @@ usage: avssl index --checkpoint CKPT --inputs PATH... --out INDEX [--hop S] [--s
 The index mirrors its inputs: re-running on an existing index (``--inputs`` and ``--hop`` may
 then be omitted to reuse the recorded ones) embeds new and changed files (size or mtime differ),
 keeps unchanged ones and drops files no longer found; ``--rebuild`` embeds every file again
-(same defaults), and only ever replaces an avssl index. Unreadable files are skipped and listed
-in the JSON summary printed as the last stdout line; ``--strict`` makes the first one an error.
+(same defaults), and only ever replaces an avssl index. Unreadable files, and links in an input
+folder that lead nowhere, are skipped and listed in the JSON summary printed as the last stdout
+line; ``--strict`` makes the first one an error. An input that does not exist, or such a link
+through which the index holds files (a linked folder on an unmounted disk), changes nothing.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -35,7 +38,7 @@ from avssl.tools.index import (
     save_index,
     weights_hash,
 )
-from avssl.tools.index_media import embed_file, file_stamp, find_media, same_stamp
+from avssl.tools.index_media import embed_file, file_stamp, find_media, lost_under, same_stamp
 
 MIN_HOP = 0.01  # seconds between windows
 MAX_HOP = 3600.0  # every file under an hour has one window at this hop: longer is no use
@@ -116,6 +119,28 @@ def _check_recorded(out: Path, meta: dict, inputs_used: bool) -> None:
         raise AvsslError(f"{out / 'meta.json'}: damaged index metadata (inputs {inputs!r})")
 
 
+def _check_links(out: Path, skipped: list[dict], files: list[dict], rebuild: bool) -> None:
+    """Refuse an update that would drop the files indexed through a linked folder whose target
+    is missing (an unmounted disk), as a missing input is refused: they were not deleted.
+
+    Args:
+        out: the index directory.
+        skipped: what :func:`find_media` found missing.
+        files: the index's file entries (under ``rebuild``, those of the index it replaces).
+        rebuild: ``--rebuild`` was given.
+    """
+    if rebuild and (out / "meta.json").is_file():
+        files = load_meta(out)["files"]
+    indexed = [f["path"] for f in files if isinstance(f, dict) and isinstance(f.get("path"), str)]
+    for item in skipped:
+        if n := lost_under(Path(item["path"]), indexed):
+            raise AvsslError(
+                f"{item['path']}: a link to {os.readlink(item['path'])}, which is missing (an "
+                f"unmounted disk?), through which {out} indexed {n} file{'s' * (n != 1)}; "
+                "nothing changed (remove the link to drop them)"
+            )
+
+
 def main(argv: list[str] | None = None) -> int:
     """``avssl index``: build or update the index; the last stdout line is a JSON summary."""
     parser = _parser()
@@ -151,6 +176,7 @@ def _update(args, out: Path, model, cfg, ckpt: dict, dims: tuple[int, int], t0: 
             raise AvsslError(f"{x}: no such file or folder (an input of {out}; nothing changed)")
     index.meta["inputs"] = [str(Path(x).resolve()) for x in inputs]
     paths, skipped = find_media(inputs)
+    _check_links(out, skipped, index.files, args.rebuild)
     if skipped and args.strict:
         raise MediaError(skipped[0]["path"], skipped[0]["reason"])
 

@@ -26,7 +26,7 @@ from avssl.data.audio_header import truncation
 from avssl.data.extensions import INDEXABLE_EXTS
 from avssl.data.manifest import read_manifest, resolve
 from avssl.data.media import probe
-from avssl.data.media_checks import DEFAULT_FRAME_S, TOLERANCE_S
+from avssl.data.media_checks import DEFAULT_FRAME_S, TOLERANCE_S, broken_link
 from avssl.data.walk import walk_files
 from avssl.errors import MediaError
 from avssl.eval.embed import embed_visual, frames_to_input
@@ -41,6 +41,8 @@ def find_media(inputs: list[str]) -> tuple[list[Path], list[dict]]:
 
     A manifest (``*.jsonl``) contributes the visual and separate audio file of each row, resolved
     relative to the manifest's folder. Paths are absolute and deduplicated, in a stable order.
+    A link in a folder that leads to nothing (its target is missing, or it loops) is missing
+    whatever its name: it may have been a linked folder.
 
     Returns:
         ``(paths, missing)`` where ``missing`` lists ``{"path", "reason"}`` of inputs not found.
@@ -51,11 +53,11 @@ def find_media(inputs: list[str]) -> tuple[list[Path], list[dict]]:
         p = Path(item)
         if p.is_dir():
             for f in sorted(walk_files(p)):  # linked folders too, each real one once
-                if (
-                    f.suffix.lower() in INDEXABLE_EXTS
-                    and f.is_file()
-                    and not f.name.startswith(".")
-                ):
+                if f.name.startswith("."):
+                    continue
+                if why := broken_link(f):
+                    missing.append({"path": str(f), "reason": why})
+                elif f.suffix.lower() in INDEXABLE_EXTS and f.is_file():
                     found.setdefault(str(f.resolve()), f.resolve())
         elif p.suffix.lower() == ".jsonl" and p.is_file():
             for row in read_manifest(p):
@@ -73,6 +75,15 @@ def find_media(inputs: list[str]) -> tuple[list[Path], list[dict]]:
             why = "not a regular file or folder" if p.exists() else "no such file or folder"
             missing.append({"path": str(p), "reason": why})
     return list(found.values()), missing
+
+
+def lost_under(link: Path, indexed: list[str]) -> int:
+    """How many of the ``indexed`` paths lie under the missing target of ``link`` (a linked
+    folder on a disk no longer mounted); 0 unless ``link`` is a link to nothing."""
+    if not link.is_symlink() or link.exists():
+        return 0
+    target = os.path.realpath(link) + os.sep
+    return sum(p.startswith(target) for p in indexed)
 
 
 def file_stamp(path: Path) -> dict:
