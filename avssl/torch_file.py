@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import os
 import pickle
+import pickletools
 import warnings
+import zipfile
 
 import torch
 
@@ -59,13 +61,26 @@ def load_torch_file(path: str | os.PathLike, map_location="cpu", mmap: bool = Fa
             warnings.simplefilter("ignore")
             return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as err:
-        # weights_only's refusal names a global; any other unpickling error is damage (a byte
+        # weights_only refuses a global, or an opcode it does not take (protocol 4's FRAME in a
+        # pickle that would run code); a pickle that does not even parse is damage (a byte
         # flipped in data.pkl: "Unsupported operand 127")
-        if "Unsupported global" in str(err):
+        if "Unsupported global" in str(err) or _pickle_parses(path):
             raise TorchFileError("unsafe") from None
         raise TorchFileError("damaged", _unpickler_reason(err)) from None
     except Exception as err:  # torch.load raises many types on a damaged file; all mean the same
         raise TorchFileError("damaged", _first_line(err)) from None
+
+
+def _pickle_parses(path: str | os.PathLike) -> bool:
+    """Whether the archive's ``data.pkl`` is a well-formed pickle stream (read, never run)."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            name = next(n for n in zf.namelist() if n.endswith("data.pkl"))
+            for _ in pickletools.genops(zf.read(name)):
+                pass
+    except Exception:  # a damaged archive or stream fails in many ways; all mean "no"
+        return False
+    return True
 
 
 def _unpickler_reason(err: Exception) -> str:

@@ -56,3 +56,7 @@ def test_a_flipped_byte_in_the_pickle_is_damage_not_unsafe(tmp_path, saved):
     assert damaged.kind == "damaged" and "127" in damaged.detail, damaged
     torch.save({"code": print}, tmp_path / "unsafe.pt")
     assert _kind(tmp_path / "unsafe.pt").kind == "unsafe"
+    # a well-formed protocol-4 pickle is refused for its FRAME opcode ("Unsupported operand
+    # 149"), not a global: still unsafe, since the stream parses
+    torch.save({"code": print}, tmp_path / "unsafe4.pt", pickle_protocol=4)
+    assert _kind(tmp_path / "unsafe4.pt").kind == "unsafe"
