@@ -358,3 +358,34 @@ def test_fp16_switched_on_at_resume_starts_a_fresh_gradient_scaler():
     saved = torch.amp.GradScaler("cpu", enabled=True, init_scale=8.0)
     restore_training(model, None, opt, scaler, {**resume, "scaler": saved.state_dict()})
     assert scaler.get_scale() == 8.0  # a saved fp16 state is still restored
+
+
+def test_resume_on_other_validation_rows_is_refused_and_a_moved_dataset_is_not(
+    tiny_train_args, tmp_path, capsys
+):
+    # any data.root passed as a "move": the validation rows went from 8 to 128 and best.pt was
+    # chosen across both sets
+    from avssl.data.source import manifest_path
+
+    assert train.main(tiny_train_args("train.steps=2", "train.eval_every=2")) == 0
+    run = Path(last_json(capsys.readouterr().out)["run_dir"])
+    manifest = manifest_path(load_config(run / "config.yaml").data, False, announce=False)
+    rows = [json.loads(x) for x in manifest.read_text().splitlines()]
+    for r in rows:  # the same rows, their media named where they are: a moved dataset
+        r["video"] = str(manifest.parent / r["video"])
+
+    def write(name, kept):
+        path = tmp_path / name / "manifest.jsonl"
+        path.parent.mkdir()
+        path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+        return path.parent
+
+    last = (run / "last.pt").read_bytes()
+    first_val = next(i for i, r in enumerate(rows) if r["split"] == "val")
+    other = write("other", rows[:first_val] + rows[first_val + 1 :])
+    assert _resume(run, "train.steps=4", f"data.root={other}") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: data.root: the validation rows of ")
+    assert (run / "last.pt").read_bytes() == last
+    assert _resume(run, "train.steps=4", f"data.root={write('moved', rows)}") == 0
+    assert load_checkpoint(run / "last.pt")["step"] == 4

@@ -84,6 +84,7 @@ def train(
     resolve_domains(cfg, progress)
     domains = cfg.loss.domains if cfg.loss.domain_adversary > 0 else None
     preflight.check_manifest_rows(cfg, manifest, dist_info.world)  # before decoding a clip
+    val_rows = preflight.validation_digest(manifest, resume)
     if cfg.data.stream:  # read shard by shard each epoch, never held in memory
         train_ds = StreamPairs(cfg.data, manifest, cfg.train.seed, dist_info.rank, dist_info.world)
     else:
@@ -152,6 +153,7 @@ def train(
             **resuming.rng_states(), "precision": precision, "elapsed": budget.elapsed(),
             "planned_steps": total if budget.enabled else None,
             "last_validation": budget.last_validation, "threshold_step": calibrated,
+            "val_rows": val_rows,
         }  # fmt: skip
 
     def log(obj: dict) -> None:

@@ -5,6 +5,8 @@ filled, or that asks for hard negatives no clip has room for, is refused rather 
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -154,3 +156,29 @@ def check_train_clips(cfg: Config, train_ds, manifest: Path) -> None:
     problem = hard_negative_error(cfg, [float(d) for d in sampler.durations], manifest)
     if problem:
         raise ConfigError(problem)
+
+
+def validation_digest(manifest: Path, resume: dict | None) -> str:
+    """A digest of ``manifest``'s validation rows (ids, windows, labels), which ``best.pt`` is
+    chosen on; a resume whose rows differ is refused (a moved dataset keeps them).
+
+    Args:
+        manifest: the manifest the run reads.
+        resume: the checkpoint resumed from, or None; one saved before the digest was recorded
+            passes.
+
+    Returns:
+        16 hex digits, saved in the checkpoints as ``val_rows``.
+
+    Raises:
+        ConfigError: the resumed run chose ``best.pt`` on other validation rows.
+    """
+    rows = [[r.id, r.start, r.end, r.labels] for r in read_manifest(manifest, "val")]
+    digest = hashlib.sha256(json.dumps(rows).encode()).hexdigest()[:16]
+    saved = (resume or {}).get("val_rows")
+    if saved is not None and saved != digest:
+        raise ConfigError(
+            f"data.root: the validation rows of {manifest} are not the run's (best.pt would "
+            "be chosen across two validation sets); resume on the run's data or start a new run"
+        )
+    return digest
