@@ -290,3 +290,32 @@ def test_a_sheet_that_fails_replaces_no_output(ckpts, media_factory, tmp_path, c
     assert err == f"error: {sheet}: No space left on device", err
     assert out.read_bytes() == b"the user's video" and sheet.read_bytes() == b"the user's sheet"
     assert not list(tmp_path.glob(".*tmp*"))
+
+
+def test_non_square_pixels_are_drawn_as_shown(ckpts, tmp_path, capsys):
+    # a 96x64 picture of 2:1 pixels is shown 192x64: the overlay came out 96x64, squashed
+    from fractions import Fraction
+
+    video = tmp_path / "sar.mp4"
+    with av.open(str(video), "w") as out:
+        vs = out.add_stream("libx264", rate=25)
+        vs.width, vs.height, vs.pix_fmt = 96, 64, "yuv420p"
+        vs.codec_context.sample_aspect_ratio = Fraction(2, 1)
+        aus = out.add_stream("aac", rate=16000, layout="mono")
+        for i in range(25):
+            frame = av.VideoFrame.from_ndarray(MediaFactory.bars(i, 64, 96), format="rgb24")
+            out.mux(vs.encode(frame))
+        t = np.arange(16000) / 16000
+        wave = av.AudioFrame.from_ndarray(
+            np.sin(440 * t)[None].astype(np.float32), format="fltp", layout="mono"
+        )
+        wave.sample_rate = 16000
+        out.mux(aus.encode(wave))
+        out.mux(vs.encode())
+        out.mux(aus.encode())
+    assert (probe(video).width, probe(video, shown=True).width) == (96, 192)
+    o = tmp_path / "o.mp4"
+    assert _overlay(video, ckpts["contrastive"], o) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert (summary["width"], summary["height"]) == (192, 64)
+    assert (probe(o).width, probe(o).height) == (192, 64)

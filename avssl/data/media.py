@@ -111,6 +111,7 @@ def probe(path: str | os.PathLike, shown: bool = False) -> MediaInfo:
             end = stream_end_s(container, video) or duration
             n_frames = 1 if image else video.frames or (round(end * fps) if end and fps else None)
             if shown and (frame := next(container.decode(video), None)) is not None:
+                width = round(width * (video.codec_context.sample_aspect_ratio or 1))  # as shown
                 width, height = (height, width) if quarter_turns(frame) % 2 else (width, height)
         return MediaInfo(
             path=str(p),
