@@ -213,9 +213,11 @@ def _update(args, out: Path, model, cfg, ckpt: dict, dims: tuple[int, int], t0: 
             print(f"[{i + 1}/{len(todo)}] {one_line(str(p))}", file=sys.stderr)
     if not index.files and not items:  # an earlier index stays as it was
         first = f"; first: {skipped[0]['path']}: {skipped[0]['reason']}" if skipped else ""
+        # an input folder left empty by an unmounted disk must not empty the index
+        gone = f"; every file it holds ({removed}) is gone" if removed else ""
         raise AvsslError(
-            f"{out}: no usable media file in the inputs ({len(skipped)} skipped{first}); "
-            "nothing written"
+            f"{out}: no usable media file in the inputs ({len(skipped)} skipped{first}){gone}; "
+            "nothing written" + (" (delete the folder to start an empty index)" if removed else "")
         )
     add_files(index, items)
     save_index(index)
