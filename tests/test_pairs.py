@@ -143,3 +143,133 @@ def test_a_clip_exactly_window_plus_shift_long_pairs_both_ends():
     pairs = [s.sample(i, e) for e in range(20) for i in range(2)]
     assert {p.t for p in pairs} == {0.5, 1.5}
     assert all({p.t, p.hard_t} == {0.5, 1.5} for p in pairs)
+
+
+def valid_centre_cdf(lo: float, hi: float, ok, x: float, points: int = 4001) -> float:
+    """Brute force: the CDF at ``x`` of the uniform law on the centres of ``[lo, hi]`` that
+    ``ok`` (a vectorised predicate) admits, counted on a fine grid."""
+    grid = np.linspace(lo, hi, points)
+    good = ok(grid)
+    return np.count_nonzero(good & (grid <= x)) / np.count_nonzero(good)
+
+
+def ks_uniform(u) -> float:
+    """Kolmogorov-Smirnov distance of the sample ``u`` from U(0, 1)."""
+    u = np.sort(np.asarray(u, dtype=np.float64))
+    n = len(u)
+    return float(max(np.max(np.arange(1, n + 1) / n - u), np.max(u - np.arange(n) / n)))
+
+
+# 1500 draws a clip: a uniform sample exceeds this KS distance with probability about 1e-4
+KS_1500 = 0.06
+
+
+def test_frame_hard_and_easy_times_are_uniform_over_their_valid_centres():
+    """Each draw's probability integral transform under the uniform law on its valid centres,
+    counted on a grid (``t``: every centre with a partner ``min_shift`` away; ``hard_t``: the
+    centres ``min_shift`` or more from ``t``; ``easy_t``: the easy clip's centres), is U(0, 1)
+    per clip. The range checks of the other tests hold for a skewed draw too."""
+    durations, w, m = [4.0, 2.6, 3.3, 6.0], 1.0, 1.0  # 2.6: valid t are two separate spans
+    s = PairSampler(durations, w, m, hard_fraction=0.5, seed=5)
+    ut, uh, ue = ({c: [] for c in range(4)} for _ in range(3))
+    for i in range(4 * 1500):
+        p = s.sample(i)
+        lo, hi = w / 2, durations[p.clip] - w / 2
+        has_partner = lambda g, lo=lo, hi=hi: (g - lo >= m) | (hi - g >= m)  # noqa: E731
+        ut[p.clip].append(valid_centre_cdf(lo, hi, has_partner, p.t))
+        shifted = lambda g, t=p.t: np.abs(g - t) >= m  # noqa: E731
+        uh[p.clip].append(valid_centre_cdf(lo, hi, shifted, p.hard_t))
+        elo, ehi = w / 2, durations[p.easy_clip] - w / 2
+        ue[p.easy_clip].append(valid_centre_cdf(elo, ehi, np.isfinite, p.easy_t))
+    for c in range(4):
+        assert len(ut[c]) == 1500
+        assert ks_uniform(ut[c]) < KS_1500, ("t", c, ks_uniform(ut[c]))
+        assert ks_uniform(uh[c]) < KS_1500, ("hard_t", c, ks_uniform(uh[c]))
+        assert ks_uniform(ue[c]) < KS_1500, ("easy_t", c, ks_uniform(ue[c]))
+
+
+def test_easy_negatives_are_uniform_over_the_other_admitted_clips():
+    """Brute force: every other clip (every admitted one, with ``excluded``) is an easy negative
+    of each clip equally often."""
+    n, draws = 5, 6000
+    for excluded in (None, lambda frame, audio: audio == (frame + 1) % n):
+        s = PairSampler([3.0] * n, 1.0, 1.0, seed=2, excluded=excluded)
+        counts = np.zeros((n, n))
+        for i in range(draws):
+            p = s.sample(i)
+            counts[p.clip, p.easy_clip] += 1
+        for c in range(n):
+            allowed = [e for e in range(n) if e != c and not (excluded and excluded(c, e))]
+            expected = counts[c].sum() / len(allowed)
+            assert counts[c][[e for e in range(n) if e not in allowed]].sum() == 0
+            # 300-400 draws a cell: 20 % is over 3.5 standard deviations
+            assert np.all(np.abs(counts[c][allowed] - expected) < 0.2 * expected), counts[c]
+
+
+def _shares_or_shows(rows, labels, visible, unseen, a: int, b: int) -> bool:
+    """Brute force of NotNegatives: the two rows share a file (paths normalised; a row's sound is
+    its audio file, else its video), or ``b``'s class is one ``a``'s picture shows."""
+    import os
+
+    def sound(r):
+        return os.path.normpath(r.audio or r.visual)
+
+    if os.path.normpath(rows[a].visual) == os.path.normpath(rows[b].visual):
+        return True
+    if sound(rows[a]) == sound(rows[b]):
+        return True
+    return unseen and labels[b] != -1 and bool(visible[a][labels[b]])
+
+
+def test_not_negatives_and_label_table_match_a_brute_force_rule():
+    from avssl.data.clip_windows import NotNegatives, label_table
+    from avssl.data.manifest import Row
+
+    rows = [
+        Row("a0", video="v/a.mp4", labels=["dog"]),  # two segments of one video
+        Row("a1", video="v/./a.mp4", start=10.0, labels=["cat", "dog"]),
+        Row("c0", image="c/0.png", audio="r/one.wav", labels=["one"], frame_labels=["one", "two"]),
+        Row("c1", image="c/1.png", audio="r/one.wav", labels=["one"], frame_labels=["one", "cat"]),
+        Row("c2", image="c/2.png", audio="r/two.wav", labels=["two"], frame_labels=["two", "dog"]),
+        Row("s0", image="c/0.png", audio="r/three.wav", labels=["bird"]),  # c0's picture
+        Row("b0", video="v/b.mp4", labels=["cat", "dog"]),
+        Row("n0", video="v/n.mp4", labels=[]),
+        Row("u0", video="v/u.mp4", labels=["unknown", "dog"], frame_labels=["zebra", "cat"]),
+    ]
+    classes = ["bird", "cat", "dog", "one", "two"]
+    labels, visible = label_table(rows, classes)
+    # brute force: the first label's index; shown: frame_labels, else the first label alone
+    for i, r in enumerate(rows):
+        first = r.labels[0] if r.labels else None
+        assert labels[i] == (classes.index(first) if first in classes else -1), r.id
+        names = r.frame_labels if r.frame_labels is not None else r.labels[:1]
+        want = [c in names for c in classes]
+        assert visible[i].tolist() == want, r.id
+    for unseen in (False, True):
+        rule = NotNegatives(rows, labels, visible, unseen)
+        for a in range(len(rows)):
+            for b in range(len(rows)):
+                if a != b:
+                    want = _shares_or_shows(rows, labels, visible, unseen, a, b)
+                    assert rule(a, b) == want, (rows[a].id, rows[b].id, unseen)
+    # the pairs that make the rule: a shared video, a shared sound, a shared picture
+    rule = NotNegatives(rows, labels, visible, False)
+    assert rule(0, 1) and rule(2, 3) and rule(2, 5) and not rule(0, 6) and not rule(2, 4)
+
+
+def test_audio_window_is_the_window_nearest_its_centre():
+    """Brute force: the cut is the ``round(window * rate)`` samples whose middle lies nearest the
+    centre, among those inside the wave (not one sample early, nor late)."""
+    import torch
+
+    from avssl.data.clip_windows import audio_window
+
+    rate, window = 1000, 0.25
+    wave = torch.arange(1700, dtype=torch.float32)
+    n = round(window * rate)
+    rng = np.random.default_rng(0)
+    for centre in [*rng.uniform(-0.1, 1.8, 400), 0.1, 1.6]:
+        got = audio_window(wave, float(centre), window, rate)
+        starts = np.arange(len(wave) - n + 1)
+        want = int(starts[np.argmin(np.abs((starts + n / 2) / rate - centre))])
+        assert got.tolist() == list(range(want, want + n)), centre

@@ -73,6 +73,62 @@ def test_items_are_pair_items_with_other_clip_negatives(cache):
     assert len({bool(x["neg_hard"]) for x in items}) == 2
 
 
+def test_a_streamed_item_draws_its_windows_from_the_right_clips_uniformly():
+    """``StreamPairs._item`` over clips of unequal lengths (the tiny world's are all alike): the
+    hard window comes from the item's own clip, ``min_shift`` or more away, exactly when that
+    clip has room for one; the easy one from another clip, anywhere in it. Brute force: each
+    draw's probability integral transform under the uniform law on its valid centres is U(0, 1)
+    per clip, and every sample is read back from where the window was cut."""
+    from test_pairs import KS_1500, ks_uniform, valid_centre_cdf
+
+    from avssl.config import DataConfig
+    from avssl.data.stream_pairs import _Clip
+
+    sr, fps, w, m, base = 1000, 10.0, 1.0, 1.0, 100_000
+    durations = [1.6, 2.6, 4.0, 6.5]  # 1.6: no room for a hard negative
+    data = DataConfig(sample_rate=sr, fps=fps, window=w, min_shift=m, frame_size=8,
+                      augment=False, hard_fraction=0.5)  # fmt: skip
+    clips = [
+        _Clip(k, torch.zeros(round(d * fps), 8, 8, 3, dtype=torch.uint8),
+              k * base + torch.arange(round(d * sr), dtype=torch.float32), d)
+        for k, d in enumerate(durations)
+    ]  # fmt: skip
+    ds = StreamPairs.__new__(StreamPairs)
+    ds.data, ds.audio_keys = data, ("audio", "audio_easy", "audio_hard", "audio_neg")
+    ds.labels, ds.visible = [0] * 4, torch.zeros(4, 1, dtype=torch.bool)
+    ds.not_negatives = lambda frame_clip, audio_clip: False
+    n = round(w * sr)
+
+    def where(window):  # the clip a window was cut from, and its centre there
+        owner, start = divmod(int(window[0]), base)
+        assert torch.equal(window, owner * base + start + torch.arange(n).float())
+        return owner, (start + n / 2) / sr
+
+    uh, ue = {k: [] for k in range(4)}, {k: [] for k in range(4)}
+    rng = np.random.default_rng(0)
+    for k, clip in enumerate(clips):
+        for _ in range(1500):
+            x = ds._item(clip, clips, rng)
+            t, d = float(x["t"]), durations[k]
+            assert where(x["audio"]) == (k, pytest.approx(t, abs=1 / sr))
+            easy, easy_t = where(x["audio_easy"])
+            assert easy != k
+            ue[easy].append(valid_centre_cdf(w / 2, durations[easy] - w / 2, np.isfinite, easy_t))
+            assert bool(x["hard_valid"]) == (d - w >= m)
+            if x["hard_valid"]:
+                owner, hard_t = where(x["audio_hard"])
+                assert owner == k and abs(hard_t - t) >= m - 1.5 / sr
+                ok = lambda g, t=t: np.abs(g - t) >= m  # noqa: E731
+                uh[k].append(valid_centre_cdf(w / 2, d - w / 2, ok, hard_t))
+            else:
+                assert not x["neg_hard"] and torch.equal(x["audio_hard"], x["audio_easy"])
+    assert not uh[0] and all(len(uh[k]) == 1500 for k in (1, 2, 3))
+    for k in range(4):
+        assert len(ue[k]) > 1000 and ks_uniform(ue[k]) < KS_1500, ("easy", k, ks_uniform(ue[k]))
+        if uh[k]:
+            assert ks_uniform(uh[k]) < KS_1500, ("hard", k, ks_uniform(uh[k]))
+
+
 @pytest.mark.parametrize("keys", [("audio",), ("audio", "audio_hard"), ("audio", "audio_neg")])
 def test_declared_audio_keys_are_the_same_entries_and_nothing_else_is_read(cache, keys):
     from avssl.data.pairs import AUDIO_KEYS
