@@ -147,6 +147,42 @@ def test_spec_masks_fill_bands_and_spans_with_the_example_mean_in_training_only(
     assert not torch.equal(changed[0], changed[1])  # independent draws per example
 
 
+def _masked_lines(x: torch.Tensor, y: torch.Tensor, axis: int) -> torch.Tensor:
+    """long ``[B]``: rows (``axis=2``) or columns (``axis=3``) of ``[B, 1, F, T]`` that ``y``
+    filled with each example's mean (no line of random values lies that close to it)."""
+    filled = (y - x.mean(dim=(2, 3), keepdim=True)).abs() < 1e-5
+    return filled.all(dim=5 - axis).sum(dim=-1)[:, 0]
+
+
+@pytest.mark.parametrize("axis", [2, 3])
+def test_spec_mask_widths_and_counts_follow_the_documented_law(axis):
+    """Brute force: one mask is ``floor(U(0, 1) * width)`` lines, 0 to ``width - 1`` equally
+    often; ``masks`` masks placed uniformly among the places they fit (SpecAugment's ``f0``)
+    cover on average what a numpy simulation of that law covers."""
+    n, size = 3000, 40
+    g = torch.Generator().manual_seed(0)  # the same input whatever ran before
+    x = torch.randn(n, 1, size, size, generator=g) + torch.arange(float(n)).view(n, 1, 1, 1) % 7
+    along = {2: lambda w, k: SpecMask(w, 0, k), 3: lambda w, k: SpecMask(0, w, k)}[axis]
+    torch.manual_seed(0)
+    widths = _masked_lines(x, along(6, 1).train()(x), axis)
+    counts = torch.bincount(widths, minlength=7).numpy()
+    assert counts[6:].sum() == 0, counts  # never the full width
+    assert np.all(np.abs(counts[:6] - n / 6) < 0.15 * n / 6), counts
+    rng = np.random.default_rng(0)
+    for masks in (2, 3):
+        torch.manual_seed(masks)
+        covered = _masked_lines(x, along(8, masks).train()(x), axis).double().mean()
+        ref = []
+        for _ in range(20000):
+            line = np.zeros(size, bool)
+            for _ in range(masks):
+                w = int(rng.uniform(0, 8))
+                f0 = int(rng.integers(0, size - w + 1))
+                line[f0 : f0 + w] = True
+            ref.append(line.sum())
+        assert abs(float(covered) - np.mean(ref)) < 0.3, (masks, float(covered), np.mean(ref))
+
+
 def test_wave_warp_matches_interpolation_about_the_centre_and_is_identity_in_eval():
     warp = WaveWarp(speed=0.2, shift=50)
     x = torch.randn(5, 400)

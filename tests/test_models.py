@@ -328,6 +328,54 @@ def test_log_mel_matches_torchaudio():
     )
 
 
+def _numpy_log_spectrogram(wave, sr, n_fft, win, hop, center, n_mels=None) -> np.ndarray:
+    """Brute force, frame by frame in float64: ``win`` samples times a periodic Hann window,
+    zero-padded to ``n_fft`` (``center``: the wave reflected by ``n_fft // 2`` at both ends and
+    frames of ``n_fft`` with the window in their middle), ``|rfft|``; log-mel: HTK triangles on
+    the power spectrum; then ``log(x + 1e-6)``. ``[F, T]``."""
+    x = np.asarray(wave, dtype=np.float64)
+    hann = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(win) / win)
+    if center:
+        x = np.pad(x, n_fft // 2, mode="reflect")
+        frame, at = np.zeros(n_fft), (n_fft - win) // 2
+        frame[at : at + win] = hann
+        cols = [x[k : k + n_fft] * frame for k in range(0, len(x) - n_fft + 1, hop)]
+    else:
+        cols = [x[k : k + win] * hann for k in range(0, len(x) - win + 1, hop)]
+    mag = np.abs(np.stack([np.fft.rfft(c, n_fft) for c in cols], axis=1))  # [n_fft // 2 + 1, T]
+    if n_mels is None:
+        return np.log(mag + 1e-6)
+    mel = lambda f: 2595 * np.log10(1 + f / 700)  # noqa: E731
+    edges = 700 * (10 ** (np.linspace(0, mel(sr / 2), n_mels + 2) / 2595) - 1)
+    freqs = np.linspace(0, sr / 2, n_fft // 2 + 1)
+    fb = np.zeros((n_mels, len(freqs)))
+    for m in range(n_mels):
+        lo, mid, hi = edges[m : m + 3]
+        fb[m] = np.maximum(0, np.minimum((freqs - lo) / (mid - lo), (hi - freqs) / (hi - mid)))
+    return np.log(fb @ mag**2 + 1e-6)
+
+
+@pytest.mark.parametrize("kind", ["logstft", "logmel"])
+@pytest.mark.parametrize("center", [False, True])
+def test_log_front_ends_match_a_numpy_loop_through_silence_and_quiet_sound(kind, center):
+    """Loud noise, exact silence and noise at -100 dB: the log offset shows where the
+    spectrum is near zero (silence is exactly ``log(1e-6)``), which loud noise alone hides."""
+    sr, n_fft, win, hop, n_mels = 8000, 256, 200, 80, 24
+    rng = np.random.default_rng(0)
+    wave = np.concatenate([rng.normal(size=1200), np.zeros(1600), 1e-5 * rng.normal(size=1200)])
+    feat = AudioFeatures(kind=kind, n_fft=n_fft, win_length=win, hop_length=hop, n_mels=n_mels,
+                         center=center)  # fmt: skip
+    front = (LogMel if kind == "logmel" else LogSTFT)(feat, sr)
+    got = front(torch.from_numpy(wave).float()[None])[0, 0].double().numpy()
+    want = _numpy_log_spectrogram(
+        wave, sr, n_fft, win, hop, center, n_mels if kind == "logmel" else None
+    )
+    assert got.shape == want.shape == (front(torch.zeros(1, 4000)).shape[2:])
+    np.testing.assert_allclose(got, want, atol=2e-3, rtol=0)
+    silent = want[:, np.all(want == np.log(1e-6), axis=0)]
+    assert silent.shape[1] >= 5  # the silent frames were scored
+
+
 @pytest.mark.parametrize("kind", ["logstft", "logmel"])
 @pytest.mark.parametrize("center", [False, True])
 @pytest.mark.parametrize("window", [0.5, 1.0, 0.96])
@@ -348,6 +396,15 @@ def test_frame_norm_takes_unit_floats_or_bytes():
     assert torch.allclose(norm(grey), torch.zeros(2, 3, 4, 4), atol=1e-6)
     u8 = torch.randint(0, 256, (2, 3, 4, 4), dtype=torch.uint8)
     assert torch.allclose(norm(u8), norm(u8.float() / 255))
+
+
+def test_frame_norm_scales_each_channel_by_its_own_imagenet_std():
+    """Brute force with the published constants: channel c (R, G, B) of a random frame becomes
+    ``(x - mean_c) / std_c`` (the grey-frame check above pins the means, not the scales)."""
+    x = torch.rand(2, 3, 5, 4)
+    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+    want = torch.stack([(x[:, c] - mean[c]) / std[c] for c in range(3)], dim=1)
+    torch.testing.assert_close(FrameNorm()(x), want, atol=1e-6, rtol=0)
 
 
 def test_avol_scale_init_sets_the_calibration_and_rejects_non_positive():
