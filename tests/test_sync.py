@@ -40,6 +40,33 @@ def test_frame_times_keep_every_window_inside():
     assert frame_times(duration=1.7, fps=FPS, window=1.0, margin=0.4) is None
 
 
+def test_frame_times_span_every_frame_whose_windows_fit_against_a_loop():
+    """Brute force: list every decoded frame whose middle ``(i + 0.5) / fps`` keeps the audio
+    windows shifted by up to ``margin`` inside the clip; the times are ``min(n, count)`` of
+    those middles, the run's first and (``n > 1``) last included, not a frame in from either
+    end, each of ``n`` evenly spread points within half a frame of one; None when none fits."""
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        fps = float(rng.choice([10.0, 24.0, 25.0, 29.97, 30.0]))
+        window = float(rng.choice([rng.uniform(0.2, 1.5), rng.uniform(0.001, 0.05)]))
+        margin = float(rng.choice([0.0, rng.uniform(0.0, 1.0)]))
+        duration, n = float(rng.uniform(0.5, 6.0)), int(rng.integers(1, 12))
+        mids = (np.arange(round(duration * fps)) + 0.5) / fps
+        reach = margin + window / 2
+        ok = np.flatnonzero((mids - reach >= -1e-9) & (mids + reach <= duration + 1e-9))
+        got = frame_times(duration, fps, window, margin, n)
+        if len(ok) == 0:
+            assert got is None, (duration, fps, window, margin)
+            continue
+        case = (duration, fps, window, margin, n)
+        assert got is not None and len(got) == min(n, len(ok)), case
+        assert np.all(np.diff(got) > 0) and np.isin(got.round(9), mids[ok].round(9)).all(), case
+        assert got[0] == pytest.approx(mids[ok[0]])  # one time: the first
+        assert n == 1 or got[-1] == pytest.approx(mids[ok[-1]]), case
+        spread = np.linspace(mids[ok[0]], mids[ok[-1]], n)
+        assert np.abs(spread[:, None] - got[None]).min(axis=1).max() <= 0.5 / fps + 1e-9, case
+
+
 @pytest.mark.parametrize("true", [0.0, 0.01, -0.012, 0.12])
 def test_a_scorer_trained_as_the_pairs_are_drawn_finds_a_sub_frame_offset(true):
     # training shows frame floor(t * fps) with audio centred on t: frame i matches best the audio
