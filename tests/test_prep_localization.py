@@ -253,3 +253,55 @@ def test_vggss_ids_without_an_entry_are_counted_and_notes_count_written_items(
     assert report["written"] + report["missing"] + report["unreadable"] == 3  # was 2
     assert [item for item, _ in report["missing_items"]] == ["b", "notAnEntry1_000001"]
     assert report["notes"] == []  # b lost a zero-area box, but b was not written
+
+
+def _clip_reference(raw):
+    """Brute force of the box rule: ``(kind, box)``, kind None for a kept box (clipped)."""
+    if raw[0] > raw[2] or raw[1] > raw[3]:
+        return "inverted", None
+    x0, y0, x1, y1 = (sorted([0.0, v, 1.0])[1] for v in raw)  # the middle of the three
+    if x1 - x0 <= 0 or y1 - y0 <= 0:
+        return "zero-area", None
+    return None, [x0, y0, x1, y1]
+
+
+def test_clip_boxes_against_a_per_box_rule():
+    """Random boxes, inverted on either axis, out of the frame on any side, empty or thin:
+    each is kept (clipped to [0, 1]) or counted under the kind a per-box rule gives it."""
+    import numpy as np
+
+    from avssl.prep.localization import clip_boxes
+
+    rng = np.random.default_rng(0)
+    corners = [-0.5, -0.1, 0.0, 0.2, 0.5, 0.5, 0.9, 1.0, 1.3]  # repeats: zero widths
+    boxes = [[float(rng.choice(corners)) for _ in range(4)] for _ in range(400)]
+    boxes += [[0.1, 0.6, 0.4, 0.2], [0.6, 0.1, 0.2, 0.4], [1.1, 0.2, 1.4, 0.6]]
+    kept, dropped = clip_boxes(boxes, "test")
+    want_kept, want_dropped = [], {}
+    for raw in boxes:
+        kind, box = _clip_reference(raw)
+        if kind is None:
+            want_kept.append(box)
+        else:
+            want_dropped[kind] = want_dropped.get(kind, 0) + 1
+    assert kept == want_kept and dropped == want_dropped
+    assert clip_boxes(boxes[-3:-1], "test") == ([], {"inverted": 2})  # in y, then in x
+
+
+# a Flickr bbox whose coordinates are not tagged xmin/ymin/xmax/ymax: the reference reads its
+# children by position, after the first (the annotator's index)
+POSITIONAL = """<annotation><object><bbox><idx>1</idx><a>32</a><b>64</b><c>160</c><d>192</d>
+</bbox></object><object><bbox><idx>2</idx><a>0</a><b>16</b><c>256</c><d>128</d></bbox></object>
+</annotation>"""
+
+
+def test_flickr_boxes_read_by_position_and_a_half_given_size(tmp_path):
+    path = tmp_path / "p.xml"
+    path.write_text(POSITIONAL)
+    boxes, dropped = read_annotation_boxes(path)
+    want = [[32 / 256, 64 / 256, 160 / 256, 192 / 256], [0.0, 16 / 256, 1.0, 128 / 256]]
+    assert boxes == want and dropped == {}
+    # a <size> with a width and no height is no size: not the 256-pixel default
+    path.write_text(voc(200, 100, (20, 10, 120, 60)).replace("<height>100</height>", ""))
+    with pytest.raises(ValueError, match="no <size><width>/<height>"):
+        read_annotation_boxes(path)
