@@ -152,3 +152,80 @@ def test_a_budget_shorter_than_the_warm_up_still_decays_to_zero():
     assert factors[0] > 0 and max(factors) == pytest.approx(1.0)
     assert factors[-1] < 0.01  # before: 0.8, still warming up when the plan ended
     assert lr_factor(50, cfg) == pytest.approx(51 / 100)  # a full-length run is unchanged
+
+
+def _documented_factor(k: int, warmup_steps: int, total: int, schedule: str) -> float:
+    """The schedule as ``lr_factor``'s docstring states it: step ``k`` (from 0) of a linear
+    warm-up over ``min(warmup_steps, total // 2)`` steps reaches 1 on its last step, then the
+    factor is 1 (constant) or a half cosine from 1 at the warm-up's end to 0 at ``total``."""
+    w = min(warmup_steps, total // 2)
+    if k < w:
+        return (k + 1) / w
+    if schedule == "constant":
+        return 1.0
+    return (1 + math.cos(math.pi * min(1.0, (k - w) / max(1, total - w)))) / 2
+
+
+@pytest.mark.parametrize("schedule", ["cosine", "constant"])
+def test_lr_factor_against_the_documented_schedule_at_every_step(schedule):
+    for warmup, total in [(0, 7), (3, 10), (10, 10), (4, 9), (1, 2), (5, 1)]:
+        cfg = load_config(None, [f"train.steps={total}", f"train.warmup_steps={warmup}",
+                                 f"train.schedule={schedule}"])  # fmt: skip
+        for k in range(total + 2):
+            want = _documented_factor(k, warmup, total, schedule)
+            assert lr_factor(k, cfg) == pytest.approx(want, abs=1e-12), (warmup, total, k)
+
+
+@pytest.mark.parametrize("schedule", ["cosine", "constant"])
+def test_each_step_trains_at_its_scheduled_rate(schedule, tiny_train_args, capsys):
+    """The learning rate logged for each step (``log_every=1``: the rate its update used) is
+    ``train.lr`` times the documented factor of that step's index: the loop neither runs the
+    schedule a step ahead nor a step behind."""
+    sets = ("train.steps=8", "train.warmup_steps=3", "train.log_every=1", "train.eval_every=8",
+            "train.lr=0.004", f"train.schedule={schedule}")  # fmt: skip
+    assert train.main(tiny_train_args(*sets)) == 0
+    run = Path(json.loads(capsys.readouterr().out.strip().splitlines()[-1])["run_dir"])
+    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    logged = {r["step"]: r["lr"] for r in rows if r["split"] == "train"}
+    assert sorted(logged) == list(range(1, 9))
+    for step, lr in logged.items():  # the row of step s is written after update s - 1
+        assert lr == pytest.approx(0.004 * _documented_factor(step - 1, 3, 8, schedule)), step
+
+
+def test_best_pt_is_the_first_validation_at_the_best_accuracy(tiny_train_args, capsys, monkeypatch):
+    """Scripted validation accuracies with a tie at the top: ``best.pt``, its record and the
+    summary name the earliest validation that reached the maximum (a later equal score is no
+    improvement), as a first-arg-max over the logged validations gives it."""
+    from avssl.train import loop
+
+    scripted, real = iter([0.5, 0.75, 0.75, 0.25]), loop.avc_metrics
+    monkeypatch.setattr(loop, "avc_metrics", lambda *a: {**real(*a), "accuracy": next(scripted)})
+    assert train.main(tiny_train_args("train.steps=8", "train.eval_every=2")) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    run = Path(summary["run_dir"])
+    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    val = [(r["step"], r["accuracy"]) for r in rows if r["split"] == "val"]
+    assert val == [(2, 0.5), (4, 0.75), (6, 0.75), (8, 0.25)]
+    first_best = next(step for step, acc in val if acc == max(a for _, a in val))
+    best = load_checkpoint(run / "best.pt")
+    assert best["step"] == best["best"]["step"] == summary["best_step"] == first_best == 4
+    assert summary["val"]["accuracy"] == 0.75 and load_checkpoint(run / "last.pt")["step"] == 8
+
+
+def test_a_time_limited_run_decays_over_the_steps_its_plan_leaves(tiny_train_args, capsys):
+    """Under ``train.max_minutes`` each step's rate follows the plan in force when it ran (the
+    ``planned_steps`` of the step before): the cosine is compressed into the planned steps
+    instead of decaying over ``train.steps`` (100,000 here: a rate that hardly moves)."""
+    sets = ("train.steps=100000", "train.eval_every=100000", "train.max_minutes=0.05",
+            "train.log_every=1", "train.lr=0.004")  # fmt: skip
+    assert train.main(tiny_train_args(*sets)) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["time_limited"]
+    rows = [json.loads(x) for x in (Path(summary["run_dir"]) / "metrics.jsonl").read_text()
+            .splitlines()]  # fmt: skip
+    train_rows = [r for r in rows if r["split"] == "train"]
+    assert [r["step"] for r in train_rows] == list(range(1, summary["step"] + 1))
+    plan = [100000] + [r["planned_steps"] for r in train_rows]  # before step 1: train.steps
+    for r in train_rows:
+        want = 0.004 * _documented_factor(r["step"] - 1, 0, plan[r["step"] - 1], "cosine")
+        assert r["lr"] == pytest.approx(want, rel=1e-9, abs=1e-15), r["step"]
