@@ -55,7 +55,8 @@ def _tie_orders(sim_row, gallery):
 
 
 def ref_ranking_ties(sim, rel, exclude=None, ks=(1, 5, 10)):
-    """The expectation over every order of tied items of the plain metrics, by enumeration."""
+    """The expectation over every order of tied items of the plain metrics, by enumeration
+    (``median_rank``: the median over queries of each query's expected first rank)."""
     firsts, aps, recalls, none = [], [], {k: [] for k in ks}, 0
     for q in range(sim.shape[0]):
         gallery = [g for g in range(sim.shape[1]) if exclude is None or not exclude[q, g]]

@@ -6,10 +6,11 @@ Every function takes a similarity matrix ``sim`` ``[Q, G]`` (query ``q`` against
 Tie rule: gallery items with equal scores are scored by the expectation over every order of
 them (McSherry and Najork, "Computing information retrieval performance measures efficiently in
 the presence of tied scores", ECIR 2008, https://doi.org/10.1007/978-3-540-78646-7_38), as
-``pointing`` and ``sync`` score their ties. Without ties this is the plain ranking; a model that
-outputs a constant score gets what a random order gets on average, whatever order the gallery is
-stored in (ranking tied items in gallery order credited it when the gallery was sorted by class,
-until 2026-12-06).
+``pointing`` and ``sync`` score their ties; ``median_rank`` is the median over queries of each
+query's expected first rank (not the expectation of the median). Without ties this is the plain
+ranking; a model that outputs a constant score gets what a random order gets on average,
+whatever order the gallery is stored in (ranking tied items in gallery order credited it when
+the gallery was sorted by class, until 2026-12-06).
 
 ``exclude`` ``[Q, G]`` bool removes items from a query's gallery before ranking (a2a / v2v: the
 query itself); ranks count only the remaining items.
@@ -71,8 +72,9 @@ def ranking_metrics(
     ``R@K`` is the share of queries with at least one relevant item among the first K;
     ``mAP`` the mean over queries of the average precision (mean of precision@rank over the
     ranks of all relevant items); ``median_rank`` the median over queries of the 1-based rank
-    of the first relevant item. Queries with no relevant item in their gallery are left out of
-    every metric and counted in ``no_relevant``; ``n_queries`` counts the ones kept.
+    of the first relevant item (each expected over the orders of tied items). Queries with no
+    relevant item in their gallery are left out of every metric and counted in
+    ``no_relevant``; ``n_queries`` counts the ones kept.
 
     Args:
         sim: float ``[Q, G]`` similarities.
