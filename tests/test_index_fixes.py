@@ -306,3 +306,26 @@ def test_links_to_nothing_are_skipped_and_a_lost_linked_folder_is_refused(
     assert _index(ckpt, out) == 0
     s = last_json(capsys.readouterr().out)
     assert (s["files"], s["removed"], s["n_skipped"]) == (1, 2, 2)
+
+
+def test_a_lost_link_to_one_indexed_file_is_refused_too(ckpts, media, tmp_path, capsys):
+    # a folder of per-file links into storage that went: only links to folders were counted,
+    # so every linked file was dropped as deleted
+    from avssl.tools.index_media import lost_under
+
+    disk, folder, out = tmp_path / "disk", tmp_path / "in", tmp_path / "idx"
+    disk.mkdir()
+    folder.mkdir()
+    shutil.copy(media / "tone.wav", disk / "a.wav")
+    shutil.copy(media / "still.png", folder / "still.png")
+    (folder / "a.wav").symlink_to(disk / "a.wav")
+    assert _index(ckpts["contrastive"], out, "--inputs", str(folder)) == 0
+    assert last_json(capsys.readouterr().out)["files"] == 2
+    meta = (out / "meta.json").read_text()
+    disk.rename(tmp_path / "unmounted")
+    indexed = [str(disk / "a.wav"), str(disk / "a.wav.bak"), str(folder / "still.png")]
+    assert lost_under(folder / "a.wav", indexed) == 1  # the target itself, not a name sharing it
+    assert _index(ckpts["contrastive"], out) == 2
+    err = _one_line_error(capsys)
+    assert err.startswith(f"error: {folder / 'a.wav'}: a link to {disk / 'a.wav'}, which is")
+    assert (out / "meta.json").read_text() == meta

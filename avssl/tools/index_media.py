@@ -78,12 +78,12 @@ def find_media(inputs: list[str]) -> tuple[list[Path], list[dict]]:
 
 
 def lost_under(link: Path, indexed: list[str]) -> int:
-    """How many of the ``indexed`` paths lie under the missing target of ``link`` (a linked
-    folder on a disk no longer mounted); 0 unless ``link`` is a link to nothing."""
+    """How many of the ``indexed`` paths are the missing target of ``link`` or lie under it (a
+    linked file or folder on a disk no longer mounted); 0 unless ``link`` is a link to nothing."""
     if not link.is_symlink() or link.exists():
         return 0
-    target = os.path.realpath(link) + os.sep
-    return sum(p.startswith(target) for p in indexed)
+    target = os.path.realpath(link)
+    return sum(p == target or p.startswith(target + os.sep) for p in indexed)
 
 
 def file_stamp(path: Path) -> dict:
