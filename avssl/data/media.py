@@ -2,9 +2,8 @@
 
 Times are seconds from the start of the container. Frames are decoded with PyAV (see
 :mod:`avssl.data.video_io`), audio with soundfile or PyAV (see :mod:`avssl.data.audio_io`).
-Still images are one-frame videos.
-Every failure is one :class:`~avssl.errors.MediaError` naming the file; decoding limits are
-the constants of :mod:`avssl.data.media_checks`.
+Still images are one-frame videos. Every failure is one :class:`~avssl.errors.MediaError`
+naming the file; decoding limits are the constants of :mod:`avssl.data.media_checks`.
 """
 
 from __future__ import annotations
@@ -69,8 +68,8 @@ def probe(path: str | os.PathLike, shown: bool = False) -> MediaInfo:
     Args:
         path: the media file.
         shown: give a video's ``width`` and ``height`` as shown, with its display rotation
-            applied (a phone's portrait video is stored landscape). FFmpeg reports the rotation
-            on decoded frames only, so this decodes the first frame.
+            (a phone's portrait video is stored landscape) and pixel aspect ratio applied; the
+            rotation is on decoded frames only, so this decodes the first frame.
 
     Raises:
         MediaError: missing, empty, not media, without any audio or video stream, or with one
@@ -111,7 +110,8 @@ def probe(path: str | os.PathLike, shown: bool = False) -> MediaInfo:
             end = stream_end_s(container, video) or duration
             n_frames = 1 if image else video.frames or (round(end * fps) if end and fps else None)
             if shown and (frame := next(container.decode(video), None)) is not None:
-                width = round(width * (video.codec_context.sample_aspect_ratio or 1))  # as shown
+                sar = video.codec_context.sample_aspect_ratio or 1  # non-square pixels, as shown
+                width, height = round(frame.width * sar), frame.height
                 width, height = (height, width) if quarter_turns(frame) % 2 else (width, height)
         return MediaInfo(
             path=str(p),
