@@ -296,6 +296,17 @@ def runs(tiny_cache, tmp_path_factory):
     return out
 
 
+@pytest.fixture
+def cca_fits(monkeypatch):
+    """The number of training pairs of each CCA fitted while the test runs."""
+    fitted = []
+    real_fit = retrieval.fit_cca
+    monkeypatch.setattr(
+        retrieval, "fit_cca", lambda a, v, n: fitted.append(len(a)) or real_fit(a, v, n)
+    )
+    return fitted
+
+
 def test_cli_contrastive_with_ontology(runs, tmp_path, capsys):
     cfg = checkpoint_config(load_checkpoint(runs["contrastive"]))
     manifest = manifest_path(cfg.data, progress=False)
@@ -340,15 +351,11 @@ def test_cli_l3_goes_through_cca_fitted_on_train(runs, capsys, monkeypatch):
 
 
 def test_cli_l3_on_other_data_fits_its_cca_on_its_own_training_pairs(
-    runs, tmp_path, capsys, monkeypatch
+    runs, tmp_path, capsys, cca_fits
 ):
     # the CCA was fitted on --data's train split: a test-only manifest (VGG-SS, Flickr) was
     # refused, and one whose "train" rows were the gallery's pictures projected them in-sample
-    fitted = []
-    real_fit = retrieval.fit_cca
-    monkeypatch.setattr(
-        retrieval, "fit_cca", lambda a, v, n: fitted.append(len(a)) or real_fit(a, v, n)
-    )
+    fitted = cca_fits
     manifest, test = _test_rows(runs["l3"])
     rows = [{**r, "video": str(manifest.parent / r["video"])} for r in test]
     other = _write_jsonl(tmp_path / "test_only.jsonl", rows)
@@ -469,13 +476,9 @@ def test_cli_gallery_of_the_test_videos_equals_class_level_a2v(runs, tmp_path, c
 
 
 def test_cli_l3_gallery_of_images_goes_through_the_training_cca(
-    runs, media_factory, capsys, monkeypatch
+    runs, media_factory, capsys, cca_fits
 ):
-    fitted = []
-    real_fit = retrieval.fit_cca
-    monkeypatch.setattr(
-        retrieval, "fit_cca", lambda a, v, n: fitted.append(len(a)) or real_fit(a, v, n)
-    )
+    fitted = cca_fits
     _, test = _test_rows(runs["l3"])
     labels = [r["labels"][0] for r in test]
     present = sorted(set(labels))[:2]
