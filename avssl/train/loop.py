@@ -83,8 +83,8 @@ def train(
         manifest = manifest_path(cfg.data, progress, announce=main_proc)
     resolve_domains(cfg, progress)
     domains = cfg.loss.domains if cfg.loss.domain_adversary > 0 else None
-    preflight.check_manifest_rows(cfg, manifest, dist_info.world)  # before decoding a clip
-    val_rows = preflight.validation_digest(manifest, resume)
+    # before decoding a clip; the digest of the validation rows best.pt is chosen on
+    val_rows = preflight.check_manifest_rows(cfg, manifest, dist_info.world, resume)
     if cfg.data.stream:  # read shard by shard each epoch, never held in memory
         train_ds = StreamPairs(cfg.data, manifest, cfg.train.seed, dist_info.rank, dist_info.world)
     else:

@@ -61,20 +61,26 @@ def hard_negative_error(cfg: Config, durations: Sequence[float], where: Path | s
     )
 
 
-def check_manifest_rows(cfg: Config, manifest: Path, world: int) -> None:
+def check_manifest_rows(cfg: Config, manifest: Path, world: int, resume: dict | None = None) -> str:
     """Refuse, before any clip is decoded, a run the training rows of ``manifest`` cannot feed:
     fewer rows than one batch per process, or (when every row has an ``end``) none long enough
     for the hard negatives the run asks for. A streamed split is checked by its own loader. A
-    contrastive run of one clip per step and no hard negatives has no negative at all.
+    contrastive run of one clip per step and no hard negatives has no negative at all. A resume
+    on other validation rows is refused (:func:`validation_digest`).
 
     Args:
         cfg: the run's configuration.
         manifest: the manifest the run reads.
         world: the number of processes.
+        resume: the checkpoint resumed from, or None.
+
+    Returns:
+        the validation rows' digest, for the run's checkpoints.
 
     Raises:
         TrainingError: too few rows for one batch.
-        ConfigError: no row long enough for a hard negative, or no negative at all.
+        ConfigError: no row long enough for a hard negative, no negative at all, or other
+            validation rows than the resumed run's.
     """
     one_pair = cfg.train.batch_size * world == 1 and not cfg.loss.hard_negatives
     if cfg.model.method == "contrastive" and one_pair:  # InfoNCE over one pair: loss 0 always
@@ -82,8 +88,10 @@ def check_manifest_rows(cfg: Config, manifest: Path, world: int) -> None:
             "train.batch_size 1 in one process with loss.hard_negatives: false leaves "
             "contrastive no negative to learn from; raise train.batch_size"
         )
+    val_rows = read_manifest(manifest, "val")
+    digest = validation_digest(val_rows, manifest, resume)
     if cfg.data.stream:
-        return
+        return digest
     rows = read_manifest(manifest, "train")
     if rows and batches_per_epoch(len(rows), cfg.train.batch_size, world) == 0:
         raise TrainingError(
@@ -95,9 +103,10 @@ def check_manifest_rows(cfg: Config, manifest: Path, world: int) -> None:
         problem = hard_negative_error(cfg, [row.duration for row in rows], manifest)
         if problem:
             raise ConfigError(problem)
-    problem = preload_error(cfg, rows, read_manifest(manifest, "val"), manifest, world)
+    problem = preload_error(cfg, rows, val_rows, manifest, world)
     if problem:
         raise ConfigError(problem)
+    return digest
 
 
 def preload_error(cfg: Config, train_rows, val_rows, manifest, world: int) -> str | None:
@@ -158,12 +167,13 @@ def check_train_clips(cfg: Config, train_ds, manifest: Path) -> None:
         raise ConfigError(problem)
 
 
-def validation_digest(manifest: Path, resume: dict | None) -> str:
+def validation_digest(val_rows: list, manifest: Path, resume: dict | None) -> str:
     """A digest of ``manifest``'s validation rows (ids, windows, labels), which ``best.pt`` is
     chosen on; a resume whose rows differ is refused (a moved dataset keeps them).
 
     Args:
-        manifest: the manifest the run reads.
+        val_rows: the manifest's rows of split ``val``.
+        manifest: the manifest the run reads (named in the error).
         resume: the checkpoint resumed from, or None; one saved before the digest was recorded
             passes.
 
@@ -173,7 +183,7 @@ def validation_digest(manifest: Path, resume: dict | None) -> str:
     Raises:
         ConfigError: the resumed run chose ``best.pt`` on other validation rows.
     """
-    rows = [[r.id, r.start, r.end, r.labels] for r in read_manifest(manifest, "val")]
+    rows = [[r.id, r.start, r.end, r.labels] for r in val_rows]
     digest = hashlib.sha256(json.dumps(rows).encode()).hexdigest()[:16]
     saved = (resume or {}).get("val_rows")
     if saved is not None and saved != digest:
