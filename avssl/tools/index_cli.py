@@ -214,10 +214,12 @@ def _update(args, out: Path, model, cfg, ckpt: dict, dims: tuple[int, int], t0: 
     if not index.files and not items:  # an earlier index stays as it was
         first = f"; first: {skipped[0]['path']}: {skipped[0]['reason']}" if skipped else ""
         # an input folder left empty by an unmounted disk must not empty the index
-        gone = f"; every file it holds ({removed}) is gone" if removed else ""
+        gone = (
+            f"; every file it holds ({removed}) is gone, and the index is kept" if removed else ""
+        )
         raise AvsslError(
             f"{out}: no usable media file in the inputs ({len(skipped)} skipped{first}){gone}; "
-            "nothing written" + (" (delete the folder to start an empty index)" if removed else "")
+            "nothing written" + (" (delete its folder to start anew)" if removed else "")
         )
     add_files(index, items)
     save_index(index)
