@@ -333,15 +333,8 @@ def test_cli_contrastive_with_ontology(runs, tmp_path, capsys):
     assert "Retrieval (test)" in (runs["contrastive"] / "report.md").read_text()
 
 
-def test_cli_l3_goes_through_cca_fitted_on_train(runs, capsys, monkeypatch):
-    fitted = []
-    real_fit = retrieval.fit_cca
-
-    def spy(a, v, n):
-        fitted.append(a.shape[0])
-        return real_fit(a, v, n)
-
-    monkeypatch.setattr(retrieval, "fit_cca", spy)
+def test_cli_l3_goes_through_cca_fitted_on_train(runs, capsys, cca_fits):
+    fitted = cca_fits
     assert evaluate.main(["retrieval", "--checkpoint", str(runs["l3"]), "--no-progress"]) == 0
     res = last_json(capsys.readouterr().out)
     assert res["cca"] is True and res["method"] == "l3" and res["n"] == 4
