@@ -54,6 +54,8 @@ def _usage_error(capsys, argv: list[str]) -> str:
         ([*SYNC, "--max-offset", "0"], "--max-offset", "above 0, got 0"),
         (["retrieval", "--checkpoint", MISSING, "--cca-dim", "-3"], "--cca-dim", "got -3"),
         (["retrieval", "--checkpoint", MISSING, "--cca-dim", "0"], "--cca-dim", "got 0"),
+        (["retrieval", "--checkpoint", MISSING, "--cca-ridge", "-1"], "--cca-ridge", "got -1"),
+        (["retrieval", "--checkpoint", MISSING, "--cca-ridge", "nan"], "--cca-ridge", "got nan"),
     ],
 )
 def test_bad_numeric_flags_are_usage_errors(capsys, argv, flag, reason):

@@ -53,6 +53,7 @@ def _benchmark(name: str):
             "--steps: must be at least 1, got 0",
         ),
         ("query", ["--bogus"], "unrecognized arguments: --bogus"),
+        ("cca_fit", ["--pairs", "1"], "--pairs: must be at least 2, got 1"),
     ],
 )
 def test_benchmark_bad_flag_is_one_line(name, argv, reason, capsys):
@@ -69,6 +70,14 @@ def test_benchmark_flags_still_parse():
     with pytest.raises(SystemExit) as stop:  # --help still prints the usage, exit 0
         _benchmark("decode").main(["--help"])
     assert stop.value.code == 0
+
+
+def test_cca_fit_times_both_fits_and_compares_their_correlations(capsys):
+    argv = ["--pairs", "60", "--dim", "6", "--components", "4", "--nipals"]
+    assert _benchmark("cca_fit").main(argv) == 0
+    out = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert out["pairs"] == 60 and out["components"] == 4 and out["closed_form_s"] > 0
+    assert out["nipals_s"] > 0 and 0 <= out["correlation_gap_max"] < 0.05
 
 
 def test_decode_measures_the_default_world_when_built(tmp_path, monkeypatch, capsys):

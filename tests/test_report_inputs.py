@@ -14,13 +14,8 @@ from avssl import cli
 from avssl.config import load_config, to_dict
 from avssl.data.manifest import read_manifest
 from avssl.data.source import load_split, manifest_path
-from avssl.eval.retrieval import (
-    cca_project,
-    centre_pairs,
-    embed_pairs,
-    fit_cca,
-    similarities,
-)
+from avssl.eval.cca import cca_project, fit_cca
+from avssl.eval.retrieval import centre_pairs, embed_pairs, similarities
 from avssl.models import build_model
 from avssl.tools import report_figures as figures
 from avssl.tools import report_gallery as gal

@@ -12,7 +12,7 @@ import evaluate
 import train
 from avssl.data.audioset import Node, Ontology
 from avssl.data.source import manifest_path
-from avssl.eval import retrieval
+from avssl.eval import cca, retrieval
 from avssl.eval.retrieval_metrics import (
     ndcg_at_k,
     ontology_gains,
@@ -300,9 +300,9 @@ def runs(tiny_cache, tmp_path_factory):
 def cca_fits(monkeypatch):
     """The number of training pairs of each CCA fitted while the test runs."""
     fitted = []
-    real_fit = retrieval.fit_cca
+    real_fit = cca.fit_cca
     monkeypatch.setattr(
-        retrieval, "fit_cca", lambda a, v, n: fitted.append(len(a)) or real_fit(a, v, n)
+        cca, "fit_cca", lambda a, v, *k: fitted.append(len(a)) or real_fit(a, v, *k)
     )
     return fitted
 
@@ -340,7 +340,12 @@ def test_cli_l3_goes_through_cca_fitted_on_train(runs, capsys, cca_fits):
     assert res["cca"] is True and res["method"] == "l3" and res["n"] == 4
     assert fitted == [12]  # the 12 training clips, never the 4 test clips
     assert res["cca_fit_on"] == res["data"] and res["own_data"] is True
+    assert res["cca_components"] == 11 and res["cca_ridge"] == 1e-3  # 12 pairs: at most 11
     assert 0 <= res["instance"]["a2v"]["R@1"] <= 1
+    argv = ["retrieval", "--checkpoint", str(runs["l3"]), "--no-progress", "--cca-ridge", "0"]
+    assert evaluate.main([*argv, "--cca-dim", "3"]) == 0
+    res = last_json(capsys.readouterr().out)
+    assert res["cca_components"] == 3 and res["cca_ridge"] == 0.0
 
 
 def test_cli_l3_on_other_data_fits_its_cca_on_its_own_training_pairs(
@@ -421,21 +426,6 @@ def test_gallery_frames_centre_frame_images_and_skips(media_factory):
     img = gallery.frames[2]
     assert img[0, :28].mean() > 0.95 and img[2, :28].mean() < 0.05  # red top half
     assert img[2, 36:].mean() > 0.95 and img[0, 36:].mean() < 0.05  # blue bottom half
-
-
-def test_cca_project_each_side_alone_matches_joint():
-    g = torch.Generator().manual_seed(0)
-    a, v = torch.randn(40, 6, generator=g), torch.randn(40, 5, generator=g)
-    v = v + a[:, :5]  # correlated
-    cca = retrieval.fit_cca(a, v, 3)
-    joint = retrieval.cca_project(cca, {"audio": a[:7], "visual": v[:7]})
-    alone_v = retrieval.cca_project(cca, {"audio": None, "visual": v[:7], "map": None})
-    alone_a = retrieval.cca_project(cca, {"audio": a[:7], "visual": None})
-    assert alone_v["audio"] is None and alone_a["visual"] is None and joint["map"] is None
-    torch.testing.assert_close(alone_v["visual"], joint["visual"])
-    torch.testing.assert_close(alone_a["audio"], joint["audio"])
-    uneven = retrieval.cca_project(cca, {"audio": a[:2], "visual": v[:9]})  # Q != G
-    assert uneven["audio"].shape == (2, 3) and uneven["visual"].shape == (9, 3)
 
 
 def _test_rows(run_dir):

@@ -12,9 +12,9 @@ Similarities (higher = more similar):
 * a2a / v2v: the dot product of L2-normalised audio (resp. pooled visual) embeddings.
 
 Methods whose two towers share no space (``l3``: 512-d tower features) go through CCA
-(:class:`sklearn.cross_decomposition.CCA`) fitted on the *training* split's embeddings, as in the
-"L3 + CCA" baseline of Objects that Sound (https://arxiv.org/abs/1712.06651); every direction is
-then scored in the CCA space (normalised dot product).
+(:mod:`avssl.eval.cca`) fitted on the *training* split's embeddings, as in the "L3 + CCA"
+baseline of Objects that Sound (https://arxiv.org/abs/1712.06651); every direction is then
+scored in the CCA space (normalised dot product).
 
 A separate *gallery* (:func:`gallery_frames`) is a list of visual items of another manifest
 (images or videos, audio not needed), each represented by the frame at its centre time; audio
@@ -24,7 +24,6 @@ queries are scored against it with :func:`cross_similarity`.
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -214,7 +213,8 @@ def cross_similarity(audio: Tensor, visual: Tensor, maps: Tensor | None = None) 
 
 def similarities(emb: dict[str, Tensor | None]) -> dict[str, np.ndarray]:
     """The four ``[N, N]`` similarity matrices ``a2v`` (rows: audio queries), ``v2a``, ``a2a``,
-    ``v2v`` of :func:`embed_pairs` (or :func:`cca_project`) output; see the module docstring."""
+    ``v2v`` of :func:`embed_pairs` (or :func:`avssl.eval.cca.cca_project`) output; see the
+    module docstring."""
     a, v = emb["audio"], emb["visual"]
     a2v = cross_similarity(a, v, emb.get("map"))
     return {
@@ -223,55 +223,3 @@ def similarities(emb: dict[str, Tensor | None]) -> dict[str, np.ndarray]:
         "a2a": _cosine(a, a).numpy(),
         "v2v": _cosine(v, v).numpy(),
     }
-
-
-def fit_cca(train_audio: Tensor, train_visual: Tensor, n_components: int = 128):
-    """Fit CCA between training audio ``[M, Da]`` and visual ``[M, Dv]`` embeddings.
-
-    ``n_components`` is capped at ``min(M - 1, Da, Dv)`` (fewer samples than dimensions leave
-    the rest undetermined). Never call this on the split being evaluated.
-
-    Args:
-        train_audio: ``[M, Da]`` audio embeddings of the training clips.
-        train_visual: ``[M, Dv]`` visual embeddings of the same clips, in the same order.
-        n_components: wanted dimension ``k`` of the CCA space (capped as above, at least 1).
-
-    Returns:
-        a fitted :class:`sklearn.cross_decomposition.CCA`.
-    """
-    from sklearn.cross_decomposition import CCA
-    from sklearn.exceptions import ConvergenceWarning
-
-    m = train_audio.shape[0]
-    k = max(1, min(n_components, m - 1, train_audio.shape[1], train_visual.shape[1]))
-    cca = CCA(n_components=k, max_iter=1000)
-    with warnings.catch_warnings():
-        # tiny or degenerate training sets stop NIPALS early; the projection is still usable
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        cca.fit(train_audio.double().numpy(), train_visual.double().numpy())
-    return cca
-
-
-def cca_project(cca, emb: dict[str, Tensor | None]) -> dict[str, Tensor | None]:
-    """Map audio ``[N, Da]`` and visual ``[M, Dv]`` embeddings into the CCA space (``[., k]``).
-
-    Either side may be None (a visual-only gallery): each side has its own rotation, so a side
-    projected alone lands where it would have landed projected with the other.
-
-    Args:
-        cca: from :func:`fit_cca`.
-        emb: ``{"audio": [N, Da] or None, "visual": [M, Dv] or None}`` (any ``map`` is
-            ignored), e.g. :func:`embed_pairs` or :func:`embed_frames` output.
-
-    Returns:
-        ``{"audio": [N, k] or None, "visual": [M, k] or None, "map": None}``, float32.
-    """
-    a, v = emb["audio"], emb.get("visual")
-    out: dict[str, Tensor | None] = {"audio": None, "visual": None, "map": None}
-    if a is not None:
-        out["audio"] = torch.from_numpy(cca.transform(a.double().numpy())).float()
-    if v is not None:
-        # sklearn projects Y only alongside an X: a zero placeholder, whose scores are dropped
-        x = np.zeros((v.shape[0], cca.x_rotations_.shape[0]))
-        out["visual"] = torch.from_numpy(cca.transform(x, v.double().numpy())[1]).float()
-    return out

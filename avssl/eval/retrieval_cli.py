@@ -17,7 +17,7 @@ import os
 
 import numpy as np
 
-from avssl.cli import ArgumentParser, positive_int
+from avssl.cli import ArgumentParser, positive_int, share
 from avssl.errors import AvsslError
 from avssl.eval.cli import (
     SUBCOMMANDS,
@@ -163,6 +163,12 @@ def run(argv: list[str]) -> int:
         "--gallery", help="manifest of visual items (all rows, audio not needed): adds a2v_gallery"
     )
     p.add_argument("--cca-dim", type=positive_int, default=128, help="CCA components (l3 only)")
+    p.add_argument(
+        "--cca-ridge",
+        type=share,
+        default=1e-3,
+        help="ridge on each side's covariance, relative to its mean variance, in [0, 1] (l3 only)",
+    )
     p.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
     add_tta(p)
     add_adapt(p)
@@ -175,15 +181,14 @@ def run(argv: list[str]) -> int:
     from avssl.data.source import load_split
     from avssl.errors import ManifestError
     from avssl.eval.adapt_bn import adapt_on_waves
+    from avssl.eval.cca import cca_project, fit_cca
     from avssl.eval.provenance import provenance
     from avssl.eval.retrieval import (
         NO_SHARED_SPACE,
-        cca_project,
         centre_pairs,
         cross_similarity,
         embed_frames,
         embed_pairs,
-        fit_cca,
         gallery_frames,
         similarities,
     )
@@ -222,7 +227,7 @@ def run(argv: list[str]) -> int:
     cca = None
     if use_cca:  # fitted on the checkpoint's training clips (never --data's), training statistics
         train_store, train_emb, _ = split_embeddings(own, "train")
-        cca = fit_cca(train_emb["audio"], train_emb["visual"], args.cca_dim)
+        cca = fit_cca(train_emb["audio"], train_emb["visual"], args.cca_dim, args.cca_ridge)
     store, emb, adapt = split_embeddings(cfg.data, "test", args.adapt_bn)
     if cca is not None:
         emb = cca_project(cca, emb)
@@ -244,6 +249,8 @@ def run(argv: list[str]) -> int:
         cca=use_cca,
         checkpoint=state["path"],
         cca_fit_on=str(train_store.manifest) if use_cca else None,
+        cca_components=len(cca.correlations) if use_cca else None,
+        cca_ridge=args.cca_ridge if use_cca else None,
         **tta,
         **adapt,
         **skip_report(store),

@@ -105,13 +105,8 @@ def a2v_similarity(model, method: str, test: CentreClips, train: CentreClips | N
     Returns:
         float ``[N, N]`` array, row = audio query, column = visual item.
     """
-    from avssl.eval.retrieval import (
-        NO_SHARED_SPACE,
-        cca_project,
-        embed_pairs,
-        fit_cca,
-        similarities,
-    )
+    from avssl.eval.cca import cca_project, fit_cca
+    from avssl.eval.retrieval import NO_SHARED_SPACE, embed_pairs, similarities
 
     emb = embed_pairs(model, test.frames, test.waves, device)
     if method in NO_SHARED_SPACE:

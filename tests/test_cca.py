@@ -1,0 +1,100 @@
+"""The closed-form CCA of l3 retrieval against textbook solutions and scikit-learn's NIPALS CCA."""
+
+import numpy as np
+import pytest
+import scipy.linalg
+import torch
+
+from avssl.eval.cca import cca_project, fit_cca
+
+
+def _pairs(m: int, da: int, dv: int, shared: int = 3, seed: int = 0):
+    """``m`` audio/visual pairs sharing ``shared`` latent factors of distinct strengths."""
+    g = torch.Generator().manual_seed(seed)
+    z = torch.randn(m, shared, generator=g, dtype=torch.float64) * torch.tensor(
+        [3.0, 1.5, 0.7][:shared], dtype=torch.float64
+    )
+    a = z @ torch.randn(shared, da, generator=g, dtype=torch.float64)
+    v = z @ torch.randn(shared, dv, generator=g, dtype=torch.float64)
+    a = a + torch.randn(m, da, generator=g, dtype=torch.float64) + 5.0  # an offset to centre
+    v = v + torch.randn(m, dv, generator=g, dtype=torch.float64) * 2.0 - 1.0
+    return a, v
+
+
+def _reference_correlations(a: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Hotelling's canonical correlations: the generalised eigenproblem
+    ``Cav Cvv^-1 Cva x = rho^2 Caa x``, solved directly."""
+    a, v = a - a.mean(0), v - v.mean(0)
+    caa, cvv, cav = a.T @ a, v.T @ v, a.T @ v
+    rho2 = scipy.linalg.eigh(cav @ np.linalg.solve(cvv, cav.T), caa, eigvals_only=True)
+    return np.sqrt(np.clip(np.sort(rho2)[::-1], 0, 1))
+
+
+def test_correlations_match_the_generalised_eigenproblem():
+    a, v = _pairs(400, 8, 6)
+    fitted = fit_cca(a, v, 6, ridge=0.0)
+    reference = _reference_correlations(a.numpy(), v.numpy())[:6]  # the rest are 0 (rank of Cav)
+    np.testing.assert_allclose(fitted.correlations, reference, rtol=1e-9)
+
+
+def test_training_variates_are_canonical():
+    """Unit variance, uncorrelated within a side, paired only with their own partner."""
+    a, v = _pairs(300, 7, 5)
+    fitted = fit_cca(a, v, 5, ridge=0.0)
+    ua = fitted.audio(a.numpy())
+    uv = fitted.visual(v.numpy())
+    assert ua.shape == (300, 5) and uv.shape == (300, 5)
+    np.testing.assert_allclose(ua.mean(0), 0, atol=1e-9)
+    np.testing.assert_allclose(np.cov(ua.T), np.eye(5), atol=1e-9)
+    np.testing.assert_allclose(np.cov(uv.T), np.eye(5), atol=1e-9)
+    np.testing.assert_allclose(np.cov(ua.T, uv.T)[:5, 5:], np.diag(fitted.correlations), atol=1e-9)
+    assert np.all(np.diff(fitted.correlations) <= 1e-12) and fitted.correlations[0] > 0.8
+
+
+def test_agrees_with_sklearn_cca_where_nipals_converges():
+    """Same canonical variates as sklearn's NIPALS CCA (up to sign and scale) on well-posed data."""
+    from sklearn.cross_decomposition import CCA
+
+    a, v = _pairs(500, 6, 5)
+    ref = CCA(n_components=3, max_iter=5000, tol=1e-12).fit(a.numpy(), v.numpy())
+    ref_a, ref_v = ref.transform(a.numpy(), v.numpy())
+    ours = cca_project(fit_cca(a, v, 3, ridge=0.0), {"audio": a, "visual": v})
+    for j in range(3):
+        assert abs(np.corrcoef(ours["audio"][:, j].numpy(), ref_a[:, j])[0, 1]) > 0.9999
+        assert abs(np.corrcoef(ours["visual"][:, j].numpy(), ref_v[:, j])[0, 1]) > 0.9999
+
+
+def test_the_ridge_only_matters_when_pairs_are_few():
+    a, v = _pairs(2000, 6, 5)
+    plain, ridged = fit_cca(a, v, 3, ridge=0.0), fit_cca(a, v, 3)
+    np.testing.assert_allclose(ridged.correlations, plain.correlations, atol=2e-3)
+    # fewer pairs than dimensions: unregularised, every direction correlates perfectly
+    a, v = _pairs(20, 40, 30)
+    assert np.allclose(fit_cca(a, v, 5, ridge=0.0).correlations, 1.0)
+    few = fit_cca(a, v, 50)
+    assert few.correlations.shape == (19,)  # capped at M - 1
+    assert few.correlations[0] < 1.0 and np.all(np.isfinite(few.audio(a.numpy())))
+
+
+def test_constant_or_rank_deficient_sides_stay_finite():
+    a, v = _pairs(50, 6, 5)
+    a[:, 3:] = a[:, :3] * 2.0  # rank 3 of 6
+    fitted = fit_cca(a, v, 5)
+    assert fitted.correlations.shape == (3,)
+    const = fit_cca(torch.ones(10, 4), v[:10], 2)
+    assert np.all(np.isfinite(const.audio(np.ones((3, 4))))) and const.correlations.shape == (1,)
+
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_each_side_projected_alone_matches_joint(k):
+    a, v = _pairs(40, 6, 5)
+    fitted = fit_cca(a, v, k)
+    joint = cca_project(fitted, {"audio": a[:7], "visual": v[:7]})
+    alone_v = cca_project(fitted, {"audio": None, "visual": v[:7], "map": None})
+    alone_a = cca_project(fitted, {"audio": a[:7], "visual": None})
+    assert alone_v["audio"] is None and alone_a["visual"] is None and joint["map"] is None
+    torch.testing.assert_close(alone_v["visual"], joint["visual"])
+    torch.testing.assert_close(alone_a["audio"], joint["audio"])
+    assert joint["audio"].dtype == torch.float32
+    uneven = cca_project(fitted, {"audio": a[:2], "visual": v[:9]})  # Q != G
+    assert uneven["audio"].shape == (2, k) and uneven["visual"].shape == (9, k)
