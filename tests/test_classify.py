@@ -331,8 +331,9 @@ def tiny_ckpt(tiny_cache, tmp_path_factory):
 def test_cli_model_and_random_features(tiny_ckpt, tmp_path, capsys):
     root = make_us8k(tmp_path / "us", with_csv=True)
     common = ["--dataset", "us8k", "--root", str(root), "--checkpoint", str(tiny_ckpt)]
-    res = _classify(capsys, *common, "--features", "model", "--pool", "max")
+    res = _classify(capsys, *common, "--features", "model", "--pool", "max", "--hop", "0.25")
     assert res["features"] == "model" and res["checkpoint"] == str(tiny_ckpt)
+    assert (res["hop"], res["seed"]) == (0.25, 0)  # two result files of the same model differ
     assert res["n_clips"] == 18 and 0.0 <= res["accuracy_mean"] <= 1.0
     assert res["embed_clips_per_s"] > 0 and res["pool"] == "max"
     rnd = _classify(capsys, *common, "--features", "random")

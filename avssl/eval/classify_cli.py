@@ -258,6 +258,8 @@ def run(argv: list[str]) -> int:
         "classifier": args.classifier,
         "source_norm": args.source_norm,
         "pool": args.pool,  # None for clip statistics
+        "hop": args.hop,  # the same
+        "seed": args.seed,  # the folds' draw (and, for --features random, the default init)
         "chance": float(np.bincount(np.unique(y, return_inverse=True)[1]).max() / len(y)),
         **skip_fields(skipped),
         "embed_clips_per_s": timing["clips_per_s"],
