@@ -8,8 +8,8 @@ from avssl import cli
 from avssl.data.manifest import read_manifest, resolve
 from avssl.errors import AvsslError, MediaError
 from avssl.prep import audioset, vggsound
-from avssl.prep.audioset import carve_val
-from avssl.prep.clips import ClipFile, index_folder, locate, parse_name
+from avssl.prep.audioset import carve_val, split_of_file
+from avssl.prep.clips import ClipFile, companion_audio, index_folder, locate, parse_name
 
 HEADER = (
     "# Segments csv created Sun Mar  5 10:54:31 2017\n"
@@ -116,6 +116,27 @@ def test_vggsound(media_factory, tmp_path):
     )  # fmt: skip
     report = json.loads((out / "prepare_report.json").read_text())
     assert report["missing_items"][0][0] == "---g-f_I2yQ_1"
+
+
+def test_vggsound_segments_last_10_s_and_comments_and_other_splits(tmp_path):
+    (tmp_path / "zpWuikVorYg.mp4").write_bytes(b"\0")  # a whole video: only its name is read
+    csv = tmp_path / "vggsound.csv"
+    rows = ["# ytid,start,label,split", "zpWuikVorYg,30,elk,train", "zpWuikVorYg,60,elk,val",
+            "zpWuikVorYg,90,elk,", "zpWuikVorYg,120,elk,test"]  # fmt: skip
+    csv.write_text("\n".join(rows) + "\n")
+    out = tmp_path / "out"
+    argv = ["--csv", str(csv), "--media", str(tmp_path), "--layout", "whole", "--out", str(out)]
+    assert vggsound.main([*argv, "--val-fraction", "0"]) == 0
+    got = [(r.id, r.start, r.end, r.split) for r in read_manifest(out / "manifest.jsonl")]
+    assert got == [
+        ("zpWuikVorYg_30", 30.0, 40.0, "train"),
+        ("zpWuikVorYg_120", 120.0, 130.0, "test"),
+    ]
+    report = json.loads((out / "prepare_report.json").read_text())
+    assert report["unreadable_items"] == [  # the comment line is no row, not a bad one
+        [f"{csv}:3", "split 'val' is not train or test"],
+        [f"{csv}:4", "split '' is not train or test"],
+    ]
 
 
 def test_vggsound_rows_without_a_time_or_a_label_are_listed(media_factory, tmp_path):
@@ -258,6 +279,7 @@ def test_a_video_is_chosen_over_an_audio_only_file_of_the_same_clip(media_factor
         (10.8, (0.0, 10.0)),  # a cut left long by keyframes (was a whole video: 20-10.8 s)
         (12.9, (0.0, 10.0)),
         (15.0, "starts after the end"),  # a whole video ending before the segment starts
+        (20.3, "starts after the end"),  # ends within what downloaders round of the start
     ],
 )
 def test_auto_layout_tells_a_whole_video_from_a_cut_by_its_length(
@@ -302,6 +324,23 @@ def test_a_whole_video_beats_an_audio_only_cut_and_audio_alone_is_no_picture(med
                                                                   30.0, 40.0)  # fmt: skip
     got = locate(found["BBBBBBBBBBB"], 30.0, 40.0, "whole")
     assert isinstance(got, str) and "BBBBBBBBBBB_30.m4a" in got and "no picture" in got
+
+
+def test_a_sound_beside_a_cut_of_another_segment_is_not_its_sound(tmp_path):
+    # {YTID}_0.mp4 (a cut of the 0-s segment) and {YTID}_30.m4a (the sound of the 30-s one)
+    for name in ("EEEEEEEEEEE_0.mp4", "EEEEEEEEEEE_30.m4a", "EEEEEEEEEEE_0.m4a"):
+        (tmp_path / name).write_bytes(b"\0")
+    found = index_folder(tmp_path, {"EEEEEEEEEEE"})["EEEEEEEEEEE"]
+    assert companion_audio(found, tmp_path / "EEEEEEEEEEE_0.mp4") == tmp_path / "EEEEEEEEEEE_0.m4a"
+    (tmp_path / "EEEEEEEEEEE_0.m4a").unlink()
+    found = index_folder(tmp_path, {"EEEEEEEEEEE"})["EEEEEEEEEEE"]
+    assert companion_audio(found, tmp_path / "EEEEEEEEEEE_0.mp4") is None
+
+
+def test_a_segment_csv_named_test_is_the_test_split(tmp_path):
+    assert split_of_file(tmp_path / "my_test_segments.csv", {}) == "test"
+    assert split_of_file(tmp_path / "eval_segments.csv", {}) == "test"
+    assert split_of_file(tmp_path / "balanced_train_segments.csv", {}) == "train"
 
 
 def test_a_broken_link_is_unreadable_not_written(tmp_path):
