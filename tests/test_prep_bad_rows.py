@@ -86,6 +86,30 @@ def test_fold_labels_are_stripped(media_factory, tmp_path, capsys):
     assert "empty" in report["unreadable_items"][0][1]
 
 
+def test_esc10_keeps_only_the_esc10_rows_without_listing_the_others(
+    media_factory, tmp_path, capsys
+):
+    argv, _ = _fold_set(media_factory, tmp_path, "esc50", ["4-1234-A-1.wav,4,1,cat,False,1,A"])
+    script = load_script("esc50").main
+    code, o, err = run(capsys, script, [*argv[1:], "--esc10", "--out", str(tmp_path / "o")])
+    assert code == 0, err
+    assert last_json(o)["written"] == 1 and last_json(o)["unreadable"] == 0
+    assert [r.id for r in read_manifest(tmp_path / "o" / "manifest.jsonl")] == ["3-1-A-0"]
+    assert json.loads((tmp_path / "o" / "folds.json").read_text()) == {"3-1-A-0": 3}
+    code, o, err = run(capsys, script, [*argv[1:], "--out", str(tmp_path / "all")])
+    assert code == 0 and last_json(o)["written"] == 2, err
+
+
+def test_fold_counts_count_the_rows_written_only(media_factory, tmp_path, capsys):
+    rows = ["4-1234-A-1.wav,4,1,cat,True,1,A", "4-1235-A-1.wav,4,1,cat,True,1,A"]
+    argv, meta = _fold_set(media_factory, tmp_path, "esc50", rows)
+    (meta.parents[1] / "audio" / "4-1235-A-1.wav").unlink()  # missing: not in folds.json
+    code, o, err = run(capsys, load_script("esc50").main, [*argv[1:], "--out", str(tmp_path / "o")])
+    assert code == 0 and last_json(o)["missing"] == 1, err
+    report = json.loads((tmp_path / "o" / "prepare_report.json").read_text())
+    assert report["fold_counts"] == {"3": 1, "4": 1}
+
+
 def test_esc50_duplicate_row_keeps_the_first_fold(media_factory, tmp_path, capsys):
     rows = ["4-1234-A-1.wav,4,1,cat,True,1,A", "4-1234-A-1.wav,3,1,cat,True,1,A"]
     argv, _ = _fold_set(media_factory, tmp_path, "esc50", rows)
