@@ -9,6 +9,8 @@ from avssl.cli import main as cli
 from avssl.data.manifest import read_manifest, resolve
 from avssl.prep import esc50, flickr, us8k, vggss
 from avssl.prep.flickr import read_annotation_boxes
+from avssl.prep.localization import index_stems, media_row
+from avssl.prep.report import PrepReport
 
 VOC = """<annotation><size><width>{w}</width><height>{h}</height><depth>3</depth></size>
 {objects}</annotation>"""
@@ -81,6 +83,20 @@ def test_vggss_zero_area_boxes_keep_their_item(media_factory, tmp_path):
     assert report["notes"][0].startswith("items with zero-area boxes: 2 (a, b);")
     assert report["unreadable_items"] == [["c", "bad bbox (c: box 0 is not four numbers: "
                                            "[0.1, 0.1, 'x', 0.5])"]]  # fmt: skip
+
+
+def test_an_annotated_frame_beside_its_video_takes_the_videos_sound(tmp_path):
+    for name in ("a/x.mp4", "a/x.jpg", "b/x.jpg", "b/y.mp4"):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_bytes(b"\0")  # not empty: only the names are read
+    stems = index_stems(tmp_path)
+    assert stems["x"] == {"video": tmp_path / "a/x.mp4", "image": tmp_path / "a/x.jpg"}
+    report, out = PrepReport("vggss"), tmp_path / "out"
+    for item in ("x", "y"):
+        media_row(report, item, stems[item], out, [[0.1, 0.1, 0.5, 0.5]], [])
+    x, y = report.rows
+    assert (x.image, x.audio, x.video) == ("../a/x.jpg", "../a/x.mp4", None)
+    assert (y.image, y.audio, y.video) == (None, None, "../b/y.mp4")
 
 
 def test_vggss_one_cut_named_after_a_ytid_of_two_clips_is_used_for_neither(media_factory, tmp_path):
