@@ -247,6 +247,26 @@ def test_probe_trims_an_end_just_past_the_media(media_factory, tmp_path, capsys)
     assert rows["lllllllllll_10"].start == 0.0 and 1.7 < rows["lllllllllll_10"].end < 1.85
 
 
+def test_probe_refuses_an_end_far_past_the_media(media_factory, tmp_path, capsys):
+    # a cut named for 2 s that holds 1 s lost more than downloaders round: unreadable, not
+    # written as a 1-s row
+    media = tmp_path / "media"
+    media.mkdir()
+    media_factory.folder = media
+    media_factory("lllllllllll_10000_12000.mp4", duration=1.8, size=(32, 32))
+    media_factory("mmmmmmmmmmm_10000_12000.mp4", duration=1.0, size=(32, 32))
+    segments = tmp_path / "balanced_train_segments.csv"
+    segments.write_text(
+        HEADER + 'lllllllllll, 10.0, 12.0, "/m/01"\nmmmmmmmmmmm, 10.0, 12.0, "/m/01"\n'
+    )
+    out = tmp_path / "out"
+    args = ["--segments", str(segments), "--media", str(media), "--out", str(out)]
+    assert audioset.main([*args, "--val-fraction", "0", "--probe"]) == 0
+    assert [r.id for r in read_manifest(out / "manifest.jsonl")] == ["lllllllllll_10"]
+    ((item, reason),) = json.loads((out / "prepare_report.json").read_text())["unreadable_items"]
+    assert item == "mmmmmmmmmmm_10" and "beyond the end" in reason
+
+
 def test_a_video_is_chosen_over_an_audio_only_file_of_the_same_clip(media_factory):
     # yt-dlp -f bestaudio leaves {YTID}.m4a; .m4a, .mp3 and .aac sort before .mp4
     folder = media_factory.folder
