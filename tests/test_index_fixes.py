@@ -212,6 +212,14 @@ def test_a_hop_under_10_ms_is_refused(capsys):
     assert capsys.readouterr().err.strip() == "error: --hop: must be at least 0.01 s, got 1e-09"
 
 
+def test_a_hop_over_an_hour_is_refused(capsys):
+    # written to meta.json, it made every later update refuse the index as damaged
+    from avssl.cli import main as cli
+
+    assert cli(["index", "--checkpoint", "x", "--inputs", "y", "--out", "z", "--hop", "3601"]) == 2
+    assert capsys.readouterr().err.strip() == "error: --hop: must be at most 3600 s, got 3601"
+
+
 @pytest.mark.parametrize("hop", ["inf", "nan", "0", "-1"])
 def test_a_bad_hop_is_one_argparse_line(hop, capsys):
     # inf passed a hand-written > 0 check and was then reported as damaged index metadata

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -227,6 +228,52 @@ def test_incremental_reindex(ckpts, media, tmp_path, capsys):
     assert _index(ckpt, [media], out, "--rebuild") == 0
     capsys.readouterr()
     assert len(list(out.glob("embeddings-*.pt"))) == 1
+
+
+def test_a_same_size_rewrite_is_embedded_again_and_a_new_hop_is_recorded(ckpts, tmp_path, capsys):
+    ckpt, _ = ckpts
+    folder, out = tmp_path / "m", tmp_path / "idx"
+    folder.mkdir()
+    wav = MediaFactory(folder)("tone.wav", duration=2.0)
+    MediaFactory(folder)(".hidden.wav", duration=1.0)  # a dot file is not indexed
+    assert _index(ckpt, [folder], out) == 0
+    assert last_json(capsys.readouterr().out)["files"] == 1
+    before = load_index(out, mmap=False).tensors["audio"].clone()
+    size = wav.stat().st_size
+    sf.write(wav, np.zeros(32000, np.float32), 16000)  # other sound, same length and size
+    assert wav.stat().st_size == size
+    os.utime(wav, ns=(1, 10**18))
+    assert _index(ckpt, [folder], out) == 0
+    s = last_json(capsys.readouterr().out)
+    assert (s["added"], s["updated"], s["unchanged"]) == (0, 1, 0)
+    assert not torch.equal(load_index(out).tensors["audio"], before)
+    assert _index(ckpt, [folder], out, "--hop", "0.5") == 0
+    assert last_json(capsys.readouterr().out)["audio_windows"] == 3
+    assert load_index(out).meta["hop"] == 0.5  # the next update embeds new files at it too
+    MediaFactory(folder)("new.wav", duration=2.0)
+    assert _index(ckpt, [folder], out) == 0
+    s = last_json(capsys.readouterr().out)
+    assert (s["added"], s["unchanged"], s["audio_windows"]) == (1, 1, 3 + 3)
+    # -k above the files of a --per-file search names the files, not the windows
+    assert _query(out, ckpt, "--audio", str(wav), "--target", "audio", "--per-file", "-k",
+                  "5", "--json") == 0  # fmt: skip
+    cap = capsys.readouterr()
+    assert "warning: -k 5 is more than the 2 files with audio in the index" in cap.err
+    assert len(last_json(cap.out)["results"]) == 2
+
+
+def test_query_times_in_the_file_and_results_in_milliseconds(media_factory):
+    from avssl.errors import MediaError
+    from avssl.tools.query import query_window, results_of
+
+    wav = media_factory("q.wav", duration=2.0)
+    assert query_window(wav, "audio", 2.0, "--audio")[1] == 2.0  # the end is in the file
+    with pytest.raises(MediaError, match="outside the file"):
+        query_window(wav, "audio", 2.01, "--audio")
+    index = _random_index(n_files=1, per_file=2)
+    index.tensors["visual_time"] = torch.tensor([1 / 3, math.nan])
+    got = results_of(index, "visual", torch.tensor([0, 1]), torch.tensor([0.5, 0.25]))
+    assert [r["time"] for r in got] == [0.333, None]
 
 
 def test_other_checkpoint_refused(ckpts, media, tmp_path, capsys):
