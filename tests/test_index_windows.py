@@ -64,6 +64,15 @@ def test_equal_tracks_keep_the_file_windows(tiny, media_factory, name):
     assert _times(emb.audio_time) == expected and _times(emb.visual_time) == expected
 
 
+def test_a_sound_ending_just_before_the_picture_keeps_the_file_windows(tiny, tmp_path):
+    # within what decoders pad of the file's end a stream counts as lasting the whole file
+    model, cfg = tiny
+    path = _write(tmp_path / "near.mp4", 3.0, 2.95)  # the sound ends at 2.95 s
+    emb = embed_file(model, cfg, path, HOP)
+    expected = _times(torch.tensor(window_centres(probe(path).duration, cfg.data.window, HOP)))
+    assert len(expected) == 5 and _times(emb.audio_time) == expected
+
+
 def _noise_video(path, rotation: int = 0):
     """Frames of coarse random blocks (resizing filters disagree on every edge), stored 48x64
     and shown turned by ``rotation`` degrees."""
