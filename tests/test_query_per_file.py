@@ -54,3 +54,17 @@ def test_per_file_search_matches_float32_brute_force():
         assert scores == sorted(scores, reverse=True)
         assert len({r["path"] for r in got}) == len(got) == k
     assert wrong == []
+
+
+def test_windows_tied_in_float16_are_ranked_by_their_float32_scores():
+    # 0.70715 and 0.70706 round to the same float16 query component: the rough pass ties the
+    # two windows, and only the float32 re-score puts the better one (stored second) first
+    t = empty_tensors(2)
+    t["visual"] = torch.tensor([[0.0, 1.0], [1.0, 0.0]], dtype=torch.float16)
+    t["visual_file"] = torch.tensor([0, 1])
+    t["visual_time"] = torch.zeros(2)
+    index = Index(Path("x"), {"format": FORMAT}, [{"path": "b"}, {"path": "a"}], t)
+    query = torch.tensor([0.70715, 0.70706])
+    assert query[0].half() == query[1].half()
+    got = search(index, query, "visual", 2)
+    assert [r["path"] for r in got] == ["a", "b"] and got[0]["score"] > got[1]["score"]
