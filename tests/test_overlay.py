@@ -262,6 +262,35 @@ def test_the_default_frame_rate_is_at_least_one(ckpts, media_factory, tmp_path, 
     assert res["fps"] == 1.0 and res["frames"] == 4
 
 
+def test_the_default_frame_rate_is_at_most_25_and_excerpts_round_to_whole_frames(
+    ckpts, media_factory, tmp_path, capsys
+):
+    video = media_factory("fast.mp4", duration=1.0, fps=50.0)
+    assert _overlay(video, ckpts["contrastive"], tmp_path / "o.mp4") == 0
+    res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert res["fps"] == 25.0 and res["frames"] == 25
+    # 0.68 s at 10 fps is 6.8 frames: the nearest whole number, 7
+    argv = ["--fps", "10", "--max-seconds", "0.68"]
+    assert _overlay(video, ckpts["contrastive"], tmp_path / "p.mp4", *argv) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["frames"] == 7
+
+
+def test_the_sheet_shows_frames_spread_over_the_whole_video(
+    ckpts, media_factory, tmp_path, capsys, monkeypatch
+):
+    import avssl.tools.overlay_sheet as sheet_module
+
+    shown = []
+    monkeypatch.setattr(
+        sheet_module, "contact_sheet", lambda path, frames, title: shown.extend(frames)
+    )
+    video = media_factory("v.mp4", duration=2.0)
+    argv = ["--fps", "10", "--png", str(tmp_path / "s.png")]
+    assert _overlay(video, ckpts["contrastive"], tmp_path / "o.mp4", *argv) == 0
+    times = [round(float(t), 2) for t, _ in shown]
+    assert times == [0.0, 0.3, 0.5, 0.8, 1.1, 1.4, 1.6, 1.9]  # 8 of 20 frames, first to last
+
+
 def test_a_sheet_titled_with_maths_or_bytes_not_utf8(ckpts, media_factory, tmp_path, capsys):
     # matplotlib read "$^$" as maths (a traceback) and could not draw a name that is not UTF-8
     source = media_factory("source.mp4", duration=1.0)

@@ -65,6 +65,7 @@ def test_overlay_refuses_a_pipe_output_before_loading_anything(media_factory, tm
     [
         (["--chunk", "0"], "error: --chunk: must be at least 1, got 0"),
         (["--max-side", "8"], "error: --max-side: must be at least 16, got 8"),
+        (["--alpha", "1.5"], "error: --alpha must be in [0, 1], got 1.5"),
         (["--cmap", "no-such-map"], "error: --cmap: unknown matplotlib colormap 'no-such-map'"),
     ],
 )
