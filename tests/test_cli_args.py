@@ -7,7 +7,7 @@ import argparse
 
 import pytest
 
-from avssl.cli import ArgumentParser, dash_paths_last, run_guarded
+from avssl.cli import ArgumentParser, dash_paths_last, json_line, one_line, run_guarded
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -84,3 +84,16 @@ def test_dash_values_attach_only_where_argparse_sees_no_option():
     assert p.parse_args(["--results", "a.json", "--forc"]).force  # an abbreviation
     with pytest.raises(SystemExit):  # a missing value, not a file named "--forc"
         p.parse_args(["--video", "--forc"])
+
+
+def test_one_line_escapes_c1_controls_and_unicode_line_breaks():
+    # a NEL (U+0085) or a line separator (U+2028) breaks a line in many terminals and editors
+    assert one_line("a\u2028b\u2029c\x85d\x9be") == "a\\u2028b\\u2029c\\x85d\\x9be"
+    assert one_line("café é.mp4") == "café é.mp4"
+
+
+def test_json_lines_hold_no_nan_inside_lists_either():
+    nan, inf = float("nan"), float("inf")
+    assert json_line({"a": [nan, (1.0, -inf)], "b": {"c": [nan]}}) == (
+        '{"a": [null, [1.0, null]], "b": {"c": [null]}}'
+    )
