@@ -253,6 +253,21 @@ def test_rerun_for_some_splits_keeps_the_other_splits_skips(media_factory, tmp_p
     assert [(i, r.endswith(": no such file")) for i, r in val.skipped] == [("gone", True)]
 
 
+def test_resumed_counts_the_rows_of_this_runs_splits_only(media_factory, tmp_path, capsys):
+    rows = []
+    for i, split in enumerate(["train", "train", "val"]):
+        media_factory(f"ok{i}.mp4", duration=1.2, size=(32, 32))
+        rows.append(Row(id=f"ok{i}", video=f"ok{i}.mp4", split=split))
+    write_manifest(tmp_path / "manifest.jsonl", rows)
+    out = tmp_path / "cache"
+    run = ["--data", str(tmp_path / "manifest.jsonl"), "--workers", "1"]
+    _build(out, *run)
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["written"] == 3
+    _build(out, *run, "--splits", "train")
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert (summary["written"], summary["resumed"]) == (0, 2)  # not the val clip too
+
+
 def test_a_cache_of_another_manifest_file_is_warned_once(world, tmp_path, tiny_train_args, capsys):
     # rows match by their JSON and media paths are relative to the manifest: a copy of it
     # elsewhere is served the first one's frames, which is right for a moved dataset only
