@@ -61,6 +61,8 @@ def full(tiny_cache, tmp_path_factory):
         else:
             media(name, duration=2.5, size=(48, 48))
         rows.append({"id": cid, "video": name, "labels": [label], "split": "test"})
+    media("val.mp4", duration=2.5, size=(48, 48))  # the gallery shows test clips only
+    rows.append({"id": "clip-val", "video": "val.mp4", "labels": ["dog"], "split": "val"})
     manifest = base / "manifest.jsonl"
     manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
     (base / "elsewhere.json").write_text(json.dumps({"R@5": 0.75}))  # an --out outside the run
@@ -95,6 +97,7 @@ def test_report_has_every_section(full, page):
     assert text.count("(query's clip)") == 2
     assert len(re.findall(r'<audio controls preload="none" src="data:audio/wav;base64,', text)) == 2
     assert "1 clip(s) skipped" in text and "clip-broken" in text
+    assert "3 of 4 test clips" in text and "clip-val" not in text
     # overlays: the heatmap over each of the 3 clips
     assert text.count('alt="heatmap overlay"') == 3
     assert "method: avolnet" in text  # the config, from config.yaml
