@@ -48,6 +48,22 @@ def tiny_sizes(tiny_cache):
 
 def test_bench_quick_json(tiny_sizes, monkeypatch, capsys):
     monkeypatch.setattr(bench, "QUICK", tiny_sizes)
+    # the reported figures are the streamed run's peak memory (made the larger), the load at
+    # the start and at the end, and MFU against the faster kernel (made the convolution)
+    real_train, real_conv = bench.train_from_cache, bench.conv_gflop_per_s
+    streamed = []
+
+    def train_from_cache(*args):
+        run = real_train(*args)
+        if args[-1]:
+            run = {**run, "peak_rss_mb": run["peak_rss_mb"] + 10_000}
+            streamed.append(run)
+        return run
+
+    monkeypatch.setattr(bench, "train_from_cache", train_from_cache)
+    monkeypatch.setattr(bench, "conv_gflop_per_s", lambda: real_conv() + 1e6)
+    loads = iter([0.5, 1.5])
+    monkeypatch.setattr(bench, "_load_average", lambda: next(loads))
     # read, not applied: glibc takes it at process start, so the bench only reports it
     monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.mmap_max=0")
     assert COMMANDS["bench"][0] == "avssl.tools.bench:main"
@@ -55,8 +71,8 @@ def test_bench_quick_json(tiny_sizes, monkeypatch, capsys):
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert set(out) >= KEYS
     assert out["glibc_tunables"] == "glibc.malloc.mmap_max=0"
-    assert set(out["load_average"]) == {"start", "end"}
-    assert all(v is None or v >= 0 for v in out["load_average"].values())
+    assert out["load_average"] == {"start": 0.5, "end": 1.5}
+    assert out["train_default_peak_rss_mb"] == pytest.approx(streamed[0]["peak_rss_mb"], rel=1e-3)
     measured = datetime.fromisoformat(out["date"])  # a saved bench JSON can be dated
     assert measured.tzinfo is not None and abs(datetime.now(UTC) - measured).total_seconds() < 600
     for key in KEYS:
