@@ -64,6 +64,23 @@ def test_flickr_published_annotation_format(media_factory, tmp_path):
     ]
 
 
+def test_flickr_annotations_beside_the_media_are_told_by_their_extension(media_factory, tmp_path):
+    # the annotations folder sorts before the data folder: its .xml must not be replaced by
+    # the picture or the sound of the same stem
+    (tmp_path / "Annotations").mkdir()
+    (tmp_path / "Annotations" / "10000130166.xml").write_text(PUBLISHED.format(i="10000130166"))
+    media_factory.folder = tmp_path / "Data"
+    media_factory.folder.mkdir()
+    media_factory("10000130166.jpg", size=(32, 32))
+    media_factory("10000130166.wav", duration=1.0)
+    (tmp_path / "ids.csv").write_text("10000130166\n")
+    out = tmp_path / "out"
+    assert flickr.main(["--ids", str(tmp_path / "ids.csv"), "--media", str(tmp_path),
+                        "--out", str(out)]) == 0  # fmt: skip
+    (row,) = read_manifest(out / "manifest.jsonl")
+    assert row.image == "../Data/10000130166.jpg" and row.audio == "../Data/10000130166.wav"
+
+
 def test_vggss_zero_area_boxes_keep_their_item(media_factory, tmp_path):
     # as in the published vggss.json (e.g. M1P1xla8rg0_000000, whose only box has no height)
     entries = [
