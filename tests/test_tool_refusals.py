@@ -185,6 +185,10 @@ def _truncate(t: Path) -> None:
             lambda t: torch.save({**torch.load(t), "visual_file": torch.full((3,), 7)}, t),
             r"visual_file ids outside the 1 files of meta.json",
         ),
+        (  # file id 1 of an index of one file: one past the last
+            lambda t: torch.save({**torch.load(t), "visual_file": torch.full((3,), 1)}, t),
+            r"visual_file ids outside the 1 files of meta.json",
+        ),
     ],
 )
 def test_damaged_index_tensors_say_why(tmp_path, capsys, damage, reason):
