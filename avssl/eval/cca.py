@@ -10,10 +10,9 @@ when there are about as many (or fewer) training pairs as dimensions, where ever
 the unregularised problem correlates perfectly.
 
 scikit-learn's own :class:`sklearn.cross_decomposition.CCA` solves the unregularised problem by
-NIPALS, one component at a time with deflation and a pseudo-inverse per component: on this
-project's 2-core CPU it took 135 s for 128 components of 2,000 pairs of 512-d embeddings and ran
-into its iteration cap on components of near-equal correlation. The closed form takes about a
-second there and grows linearly with the number of pairs.
+NIPALS, one component at a time with deflation and a pseudo-inverse per component: 106 s for 128
+components of 2,000 pairs of 512-d embeddings on a 2-core CPU, against 0.45 s for this closed
+form, with the same canonical correlations (``benchmarks/cca_fit.py``).
 """
 
 from __future__ import annotations
