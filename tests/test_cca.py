@@ -37,6 +37,31 @@ def test_correlations_match_the_generalised_eigenproblem():
     np.testing.assert_allclose(fitted.correlations, reference, rtol=1e-9)
 
 
+def test_unseen_rows_are_centred_with_the_training_means():
+    """Held-out rows, one at a time too, land where Hotelling's directions put them."""
+    a, v = _pairs(400, 6, 5)
+    held = _pairs(5, 6, 5, seed=1)[0] * 3.0  # another draw, far from the training mean
+    fitted = fit_cca(a, v, 3, ridge=0.0)
+    x = a.numpy() - a.numpy().mean(0)
+    cav = x.T @ (v.numpy() - v.numpy().mean(0))
+    cvv = np.cov(v.numpy().T) * (len(v) - 1)
+    rho2, dirs = scipy.linalg.eigh(cav @ np.linalg.solve(cvv, cav.T), x.T @ x)
+    dirs = dirs[:, np.argsort(rho2)[::-1][:3]] * np.sqrt(len(a) - 1)  # unit-variance variates
+    sign = np.sign((x @ dirs * fitted.audio(a.numpy())).sum(0))
+    reference = (held.numpy() - a.numpy().mean(0)) @ dirs * sign
+    np.testing.assert_allclose(fitted.audio(held.numpy()), reference, atol=1e-8)
+    np.testing.assert_allclose(fitted.audio(held.numpy()[2:3]), reference[2:3], atol=1e-8)
+
+
+def test_the_ridge_is_relative_to_each_sides_variance():
+    """Scaling a side leaves the fit unchanged (a ridge in absolute units would not)."""
+    a, v = _pairs(60, 20, 15)
+    base = fit_cca(a, v, 4, ridge=0.05)
+    scaled = fit_cca(a * 100.0, v / 100.0, 4, ridge=0.05)
+    np.testing.assert_allclose(scaled.correlations, base.correlations, rtol=1e-9)
+    assert not np.allclose(fit_cca(a, v, 4, ridge=0.0).correlations, base.correlations)
+
+
 def test_training_variates_are_canonical():
     """Unit variance, uncorrelated within a side, paired only with their own partner."""
     a, v = _pairs(300, 7, 5)
@@ -82,7 +107,10 @@ def test_constant_or_rank_deficient_sides_stay_finite():
     fitted = fit_cca(a, v, 5)
     assert fitted.correlations.shape == (3,)
     const = fit_cca(torch.ones(10, 4), v[:10], 2)
-    assert np.all(np.isfinite(const.audio(np.ones((3, 4))))) and const.correlations.shape == (1,)
+    assert const.correlations.shape == (1,)
+    unseen = cca_project(const, {"audio": torch.zeros(3, 4), "visual": v[:3]})
+    assert torch.equal(unseen["audio"], torch.zeros(3, 1))  # a constant side scores nothing
+    assert torch.isfinite(unseen["visual"]).all()
 
 
 @pytest.mark.parametrize("k", [1, 3])

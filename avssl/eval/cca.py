@@ -30,9 +30,10 @@ class FittedCCA:
 
     Attributes:
         pca_audio / pca_visual: the fitted :class:`sklearn.decomposition.PCA` of each side.
-        scale_audio / scale_visual: ``[r]`` whitening factors ``1 / sqrt(var + ridge)``.
+        scale_audio / scale_visual: ``[r]`` whitening factors ``1 / sqrt(var + ridge * mean(var))``.
         pls: the :class:`sklearn.cross_decomposition.PLSSVD` fitted on the whitened pairs.
-        correlations: ``[k]`` canonical correlations on the training pairs, descending.
+        correlations: ``[k]`` each direction's correlation on the training pairs, in the order of
+            the (regularised) singular values: descending without the ridge, nearly so with it.
     """
 
     pca_audio: object
@@ -63,9 +64,11 @@ def _whiten(x: np.ndarray, ridge: float) -> tuple[object, np.ndarray]:
     with np.errstate(invalid="ignore", divide="ignore"):  # a constant side: 0 / 0 ratios
         pca = PCA(svd_solver="covariance_eigh").fit(x)
     var = pca.explained_variance_
-    r = max(1, int((var > var.max() * 1e-10).sum()))  # directions the training pairs span
+    if var.max(initial=0.0) <= 0:  # a constant side carries nothing: every score 0
+        return pca, np.zeros(1)
+    r = int((var > var.max() * 1e-10).sum())  # directions the training pairs span
     var = var[:r]
-    return pca, 1.0 / np.sqrt(np.maximum(var + ridge * var.mean(), 1e-300))
+    return pca, 1.0 / np.sqrt(var + ridge * var.mean())
 
 
 def fit_cca(
