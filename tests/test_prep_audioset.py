@@ -118,21 +118,26 @@ def test_vggsound(media_factory, tmp_path):
     assert report["missing_items"][0][0] == "---g-f_I2yQ_1"
 
 
+def _vggsound(tmp_path, rows: list[str], *extra: str):
+    """Prepare VGGSound from CSV ``rows`` and the media in ``tmp_path``: (rows, report)."""
+    csv, out = tmp_path / "vggsound.csv", tmp_path / "out"
+    csv.write_text("\n".join(rows) + "\n")
+    argv = ["--csv", str(csv), "--media", str(tmp_path), "--layout", "whole", "--out", str(out)]
+    assert vggsound.main([*argv, *extra]) == 0
+    report = json.loads((out / "prepare_report.json").read_text())
+    return read_manifest(out / "manifest.jsonl"), report
+
+
 def test_vggsound_segments_last_10_s_and_comments_and_other_splits(tmp_path):
     (tmp_path / "zpWuikVorYg.mp4").write_bytes(b"\0")  # a whole video: only its name is read
     csv = tmp_path / "vggsound.csv"
     rows = ["# ytid,start,label,split", "zpWuikVorYg,30,elk,train", "zpWuikVorYg,60,elk,val",
             "zpWuikVorYg,90,elk,", "zpWuikVorYg,120,elk,test"]  # fmt: skip
-    csv.write_text("\n".join(rows) + "\n")
-    out = tmp_path / "out"
-    argv = ["--csv", str(csv), "--media", str(tmp_path), "--layout", "whole", "--out", str(out)]
-    assert vggsound.main([*argv, "--val-fraction", "0"]) == 0
-    got = [(r.id, r.start, r.end, r.split) for r in read_manifest(out / "manifest.jsonl")]
-    assert got == [
+    written, report = _vggsound(tmp_path, rows, "--val-fraction", "0")
+    assert [(r.id, r.start, r.end, r.split) for r in written] == [
         ("zpWuikVorYg_30", 30.0, 40.0, "train"),
         ("zpWuikVorYg_120", 120.0, 130.0, "test"),
     ]
-    report = json.loads((out / "prepare_report.json").read_text())
     assert report["unreadable_items"] == [  # the comment line is no row, not a bad one
         [f"{csv}:3", "split 'val' is not train or test"],
         [f"{csv}:4", "split '' is not train or test"],
@@ -141,15 +146,10 @@ def test_vggsound_segments_last_10_s_and_comments_and_other_splits(tmp_path):
 
 def test_vggsound_rows_without_a_time_or_a_label_are_listed(media_factory, tmp_path):
     media_factory("zpWuikVorYg.mp4", duration=2.0, size=(32, 32))
-    csv = tmp_path / "vggsound.csv"
     rows = ["zpWuikVorYg,nan,elk,test", "zpWuikVorYg,-3,elk,test", "zpWuikVorYg,inf,elk,test",
             "zpWuikVorYg,0,,test", "zpWuikVorYg,0,elk,test"]  # fmt: skip
-    csv.write_text("\n".join(rows) + "\n")
-    out = tmp_path / "out"
-    argv = ["--csv", str(csv), "--media", str(tmp_path), "--layout", "whole", "--out", str(out)]
-    assert vggsound.main(argv) == 0
-    assert [r.start for r in read_manifest(out / "manifest.jsonl")] == [0.0]
-    report = json.loads((out / "prepare_report.json").read_text())
+    written, report = _vggsound(tmp_path, rows)
+    assert [r.start for r in written] == [0.0]
     assert [reason for _, reason in report["unreadable_items"]] == [
         "start 'nan' is not a time (a finite number >= 0)",
         "start '-3' is not a time (a finite number >= 0)",
@@ -226,17 +226,23 @@ def test_audioset_duplicate_segment_is_counted_and_listed(clips, tmp_path, capsy
     assert cli.main(["prepare", "audioset", *args, "--strict", "--force"]) == 2
 
 
-def test_probe_trims_an_end_just_past_the_media(media_factory, tmp_path, capsys):
+def test_probe_trims_an_end_just_past_the_media_and_refuses_one_far_past(
+    media_factory, tmp_path, capsys
+):
     # downloaders round times: a whole video ending 0.3 s before the segment's end, and a cut
-    # named for 2 s that holds 1.8 s, are good clips whose rows end at their media's end
+    # named for 2 s that holds 1.8 s, are good clips whose rows end at their media's end; a cut
+    # named for 2 s that holds 1 s lost more than that: unreadable, not written as a 1-s row
     media = tmp_path / "media"
     media.mkdir()
     media_factory.folder = media
     media_factory("kkkkkkkkkkk.mp4", duration=4.7, size=(32, 32))
     media_factory("lllllllllll_10000_12000.mp4", duration=1.8, size=(32, 32))
+    media_factory("mmmmmmmmmmm_10000_12000.mp4", duration=1.0, size=(32, 32))
     segments = tmp_path / "balanced_train_segments.csv"
     segments.write_text(
-        HEADER + 'kkkkkkkkkkk, 3.0, 5.0, "/m/01"\nlllllllllll, 10.0, 12.0, "/m/01"\n'
+        HEADER
+        + 'kkkkkkkkkkk, 3.0, 5.0, "/m/01"\nlllllllllll, 10.0, 12.0, "/m/01"\n'
+        + 'mmmmmmmmmmm, 10.0, 12.0, "/m/01"\n'
     )
     out = tmp_path / "out"
     args = ["--segments", str(segments), "--media", str(media), "--out", str(out)]
@@ -245,24 +251,6 @@ def test_probe_trims_an_end_just_past_the_media(media_factory, tmp_path, capsys)
     assert rows.keys() == {"kkkkkkkkkkk_3", "lllllllllll_10"}
     assert rows["kkkkkkkkkkk_3"].start == 3.0 and 4.6 < rows["kkkkkkkkkkk_3"].end < 4.75
     assert rows["lllllllllll_10"].start == 0.0 and 1.7 < rows["lllllllllll_10"].end < 1.85
-
-
-def test_probe_refuses_an_end_far_past_the_media(media_factory, tmp_path, capsys):
-    # a cut named for 2 s that holds 1 s lost more than downloaders round: unreadable, not
-    # written as a 1-s row
-    media = tmp_path / "media"
-    media.mkdir()
-    media_factory.folder = media
-    media_factory("lllllllllll_10000_12000.mp4", duration=1.8, size=(32, 32))
-    media_factory("mmmmmmmmmmm_10000_12000.mp4", duration=1.0, size=(32, 32))
-    segments = tmp_path / "balanced_train_segments.csv"
-    segments.write_text(
-        HEADER + 'lllllllllll, 10.0, 12.0, "/m/01"\nmmmmmmmmmmm, 10.0, 12.0, "/m/01"\n'
-    )
-    out = tmp_path / "out"
-    args = ["--segments", str(segments), "--media", str(media), "--out", str(out)]
-    assert audioset.main([*args, "--val-fraction", "0", "--probe"]) == 0
-    assert [r.id for r in read_manifest(out / "manifest.jsonl")] == ["lllllllllll_10"]
     ((item, reason),) = json.loads((out / "prepare_report.json").read_text())["unreadable_items"]
     assert item == "mmmmmmmmmmm_10" and "beyond the end" in reason
 
