@@ -113,6 +113,14 @@ def test_constant_or_rank_deficient_sides_stay_finite():
     assert torch.isfinite(unseen["visual"]).all()
 
 
+def test_one_pair_is_refused_in_one_line():
+    from avssl.errors import AvsslError
+
+    with pytest.raises(AvsslError, match="at least 2 training pairs, got 1"):
+        fit_cca(torch.randn(1, 4), torch.randn(1, 3))
+    assert fit_cca(torch.randn(2, 4), torch.randn(2, 3)).correlations.shape == (1,)
+
+
 @pytest.mark.parametrize("k", [1, 3])
 def test_each_side_projected_alone_matches_joint(k):
     a, v = _pairs(40, 6, 5)

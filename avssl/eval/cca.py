@@ -23,6 +23,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from avssl.errors import AvsslError
+
 
 @dataclass
 class FittedCCA:
@@ -87,9 +89,14 @@ def fit_cca(
 
     Returns:
         the fitted :class:`FittedCCA`.
+
+    Raises:
+        AvsslError: fewer than 2 training pairs.
     """
     from sklearn.cross_decomposition import PLSSVD
 
+    if train_audio.shape[0] < 2:  # one pair has no covariance to whiten
+        raise AvsslError(f"CCA needs at least 2 training pairs, got {train_audio.shape[0]}")
     a = train_audio.double().numpy()
     v = train_visual.double().numpy()
     pca_a, scale_a = _whiten(a, ridge)

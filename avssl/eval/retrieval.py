@@ -11,7 +11,7 @@ Similarities (higher = more similar):
 * a2v / v2a otherwise: the dot product of L2-normalised audio and visual embeddings;
 * a2a / v2v: the dot product of L2-normalised audio (resp. pooled visual) embeddings.
 
-Methods whose two towers share no space (``l3``: 512-d tower features) go through CCA
+Methods whose two towers share no space (``l3``: each tower's own features) go through CCA
 (:mod:`avssl.eval.cca`) fitted on the *training* split's embeddings, as in the "L3 + CCA"
 baseline of Objects that Sound (https://arxiv.org/abs/1712.06651); every direction is then
 scored in the CCA space (normalised dot product).

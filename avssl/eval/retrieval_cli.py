@@ -227,7 +227,10 @@ def run(argv: list[str]) -> int:
     cca = None
     if use_cca:  # fitted on the checkpoint's training clips (never --data's), training statistics
         train_store, train_emb, _ = split_embeddings(own, "train")
-        cca = fit_cca(train_emb["audio"], train_emb["visual"], args.cca_dim, args.cca_ridge)
+        try:
+            cca = fit_cca(train_emb["audio"], train_emb["visual"], args.cca_dim, args.cca_ridge)
+        except AvsslError as err:  # a training split of one decodable clip
+            raise AvsslError(f"{train_store.manifest}: {err}") from None
     store, emb, adapt = split_embeddings(cfg.data, "test", args.adapt_bn)
     if cca is not None:
         emb = cca_project(cca, emb)
