@@ -130,6 +130,23 @@ def test_png_is_a_one_frame_video(media_factory):
     assert frames[:, 13, 8].tolist() == [[0, 0, 255]] * 4
 
 
+def test_a_file_is_a_still_by_its_content_not_its_name(media_factory, tmp_path):
+    """A video named ``.png`` was read as one still (its sound ignored); a picture named
+    ``.mp4`` is a picture."""
+    video = media_factory("clip.mp4", duration=2.0)
+    misnamed = tmp_path / "clip-video.png"
+    misnamed.write_bytes(video.read_bytes())
+    info = probe(misnamed)
+    assert (info.kind, info.has_audio) == ("video", True) and info.n_frames > 1
+    assert read_frames(misnamed, 1.0, 0.2, 10, size=16).shape == (2, 16, 16, 3)
+    still = media_factory("still.png", size=(40, 30))
+    renamed = tmp_path / "still-picture.mp4"
+    renamed.write_bytes(still.read_bytes())
+    info = probe(renamed)
+    assert (info.kind, info.n_frames, info.has_audio) == ("image", 1, False)
+    torch.testing.assert_close(read_frames(renamed, 0.0, 0.4, 10), read_frames(still, 0.0, 0.4, 10))
+
+
 def test_webm_vp8_opus(media_factory):
     path = media_factory("clip.webm", duration=2.0)
     info = probe(path)

@@ -100,7 +100,7 @@ def probe(path: str | os.PathLike, shown: bool = False) -> MediaInfo:
             raise MediaError(p, "no audio or video stream")
         vcc = decoder_of(p, video) if video is not None else None
         acc = decoder_of(p, audio) if audio is not None else None
-        image = video is not None and is_image(p, container)
+        image = video is not None and is_image(container)
         duration = None if image else file_duration_s(container, video)
         fps = width = height = n_frames = None
         if video is not None:
@@ -286,7 +286,7 @@ def _tracks(path: str | os.PathLike) -> _Tracks:
     with container, guard(p):
         video = video_stream(container)
         audio = container.streams.audio[0] if container.streams.audio else None
-        if video is not None and is_image(p, container):
+        if video is not None and is_image(container):
             return _Tracks(None, has_video=True, image=True, has_audio=audio is not None)
         duration = file_duration_s(container, video)
         tracks = _Tracks(duration, has_video=video is not None, has_audio=audio is not None)

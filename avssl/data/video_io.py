@@ -20,7 +20,6 @@ from av.video.reformatter import VideoReformatter
 from avssl.data.frame_walk import Overshoot, decoded_frames, seek_targets
 from avssl.data.media_checks import (
     DEFAULT_FRAME_S,
-    IMAGE_EXTS,
     MAX_OUTPUT_BYTES,
     TOLERANCE_S,
     check_coverage,
@@ -84,7 +83,7 @@ def read_frames(
         if cc.width and cc.height:
             check_pixels(p, cc.width, cc.height, "video size")
             _out_size(p, size, cc.width, cc.height, n)
-        if is_image(p, container):
+        if is_image(container):
             frame = next(container.decode(stream), None)
             if frame is None:
                 raise MediaError(p, "truncated or corrupt: no image could be decoded")
@@ -186,7 +185,7 @@ def first_frame_s(path: str | os.PathLike) -> tuple[float, float] | None:
         MediaError: missing or unreadable file, or no video stream.
     """
     with opened_video(path) as (p, container, stream):
-        if is_image(p, container) or stream.start_time is None or not stream.time_base:
+        if is_image(container) or stream.start_time is None or not stream.time_base:
             return None
         first = float(stream.start_time * stream.time_base) - origin_s(container)
         return first, frame_period_s(stream) or DEFAULT_FRAME_S
@@ -217,15 +216,13 @@ def video_stream(container):
     return None
 
 
-def is_image(p, container) -> bool:
-    """Whether an opened file is a still image (by extension or demuxer).
-
-    Args:
-        p: the file's :class:`~pathlib.Path` (its suffix is checked).
-        container: the file opened with PyAV (its demuxer name is checked).
-    """
+def is_image(container) -> bool:
+    """Whether a file opened with PyAV is a still image, by the demuxer FFmpeg chose from its
+    content (``png_pipe``, ``jpeg_pipe``, ... or ``image2``), not by its name: a video named
+    ``.png`` is a video (it was read as one still until 2026-12-07), a picture named ``.mp4`` a
+    picture."""
     name = container.format.name
-    return p.suffix.lower() in IMAGE_EXTS or name == "image2" or name.endswith("_pipe")
+    return name == "image2" or name.endswith("_pipe")
 
 
 def _out_size(p, size, width: int, height: int, n: int) -> tuple[int, int]:

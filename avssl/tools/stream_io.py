@@ -112,7 +112,7 @@ def iter_frame_views(
             for size, _ in views:
                 if size is not None:
                     check_pixels(p, size[1], size[0], "output size")
-            still = is_image(p, container)
+            still = is_image(container)
             if not fresh and still:
                 continue  # a still image: one frame, nothing to seek
             for seek_at in [None] if fresh else targets:
@@ -217,7 +217,7 @@ def video_end(path: str | os.PathLike, declared: float | None) -> float | None:
         MediaError: unreadable, or no video stream.
     """
     with opened_video(path) as (p, container, stream):
-        if is_image(p, container):
+        if is_image(container):
             return declared
         end = checked_end_s(container, stream, declared)
     return _capped(end, declared)
