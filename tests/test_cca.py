@@ -134,3 +134,23 @@ def test_each_side_projected_alone_matches_joint(k):
     assert joint["audio"].dtype == torch.float32
     uneven = cca_project(fitted, {"audio": a[:2], "visual": v[:9]})  # Q != G
     assert uneven["audio"].shape == (2, k) and uneven["visual"].shape == (9, k)
+
+
+@pytest.mark.parametrize("case", ["plain", "rank_deficient", "constant_visual"])
+def test_the_linear_map_gives_the_variates(case):
+    """``linear`` (what an l3 index stores to map a query) maps unseen rows as ``audio`` /
+    ``visual`` do, for a rank-deficient and a constant side too."""
+    a, v = _pairs(50, 12, 7)
+    if case == "rank_deficient":
+        a = a[:, :3] @ torch.randn(3, 12, generator=torch.Generator().manual_seed(1)).double()
+    if case == "constant_visual":
+        v = torch.ones_like(v)
+    fitted = fit_cca(a, v, 5, ridge=1e-3)
+    held_a, held_v = _pairs(4, 12, 7, seed=2)
+    for side, rows in (("audio", held_a), ("visual", held_v)):
+        mean, weights = fitted.linear(side)
+        assert mean.dtype == weights.dtype == torch.float32
+        assert weights.shape == (rows.shape[1], len(fitted.correlations))
+        want = getattr(fitted, side)(rows.numpy())
+        got = ((rows.float() - mean) @ weights).double().numpy()
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * np.abs(want).max(initial=1))

@@ -103,25 +103,29 @@ def test_l3_index_of_files_lacking_a_side(ckpts, media, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("which", ["l3", "l3-equal"])
-def test_l3_cross_modal_query_is_one_error(which, ckpts, media, tmp_path, capsys):
+def test_l3_cross_modal_queries_go_through_the_index_cca(which, ckpts, media, tmp_path, capsys):
+    """Unequal widths were a traceback, equal ones meaningless scores behind a warning, then a
+    refusal: now every form of cross-modal query searches the index's CCA space."""
     ckpt = ckpts[which]
     out = tmp_path / "idx"
-    assert _index(ckpt, out, "--inputs", str(media / "clip.mp4")) == 0
-    capsys.readouterr()
-    # unequal widths were a traceback, equal ones meaningless scores behind a warning
+    assert _index(ckpt, out, "--inputs", str(media / "clip.mp4"), str(media / "still.png")) == 0
+    assert last_json(capsys.readouterr().out)["cca"]["pairs"] == 2
     cases = [
-        (["--audio", str(media / "clip.mp4")], "add --target audio"),
-        (["--image", str(media / "clip.mp4")], "add --target visual"),
-        (["--video", str(media / "clip.mp4")], "--audio F --target audio or --image F"),
-        (["--video", str(media / "clip.mp4"), "--target", "audio"], "--image F --target visual"),
+        (["--audio", str(media / "clip.mp4")], "visual"),
+        (["--image", str(media / "still.png")], "audio"),
+        (["--video", str(media / "clip.mp4")], "visual"),
+        (["--video", str(media / "clip.mp4"), "--target", "audio"], "audio"),
     ]
-    for args, fix in cases:
-        assert _query(out, ckpt, *args) == 2, args
-        err = _one_line_error(capsys)
-        assert err.startswith(f"error: {ckpt}: the l3 method has no shared"), err
-        assert fix in err, err
+    for args, target in cases:
+        assert _query(out, ckpt, *args) == 0, args
+        res = last_json(capsys.readouterr().out)
+        assert res["cca"]["components"] == 1  # two pairs: one direction
+        assert {r["modality"] for r in res["results"]} == {target}
+        # one direction: every window scores +1 or -1 (or 0 on it)
+        assert all(abs(abs(r["score"]) - 1) < 2e-3 or r["score"] == 0 for r in res["results"])
     assert _query(out, ckpt, "--audio", str(media / "clip.mp4"), "--target", "audio") == 0
-    assert last_json(capsys.readouterr().out)["results"][0]["modality"] == "audio"
+    res = last_json(capsys.readouterr().out)
+    assert "cca" not in res and res["results"][0]["modality"] == "audio"
 
 
 def test_rebuild_refuses_a_folder_that_is_not_an_index(ckpts, media, tmp_path, capsys):

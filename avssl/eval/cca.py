@@ -18,12 +18,17 @@ form, with the same canonical correlations (``benchmarks/cca_fit.py``).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-from torch import Tensor
 
 from avssl.errors import AvsslError
+
+if TYPE_CHECKING:  # torch is imported where it is used: the CLIs read the defaults below first
+    from torch import Tensor
+
+DEFAULT_COMPONENTS = 128  # the CCA dimensions of l3 retrieval (capped by the pairs)
+DEFAULT_RIDGE = 1e-3  # relative ridge, set before any measurement and not tuned
 
 
 @dataclass
@@ -53,6 +58,24 @@ class FittedCCA:
         """Visual ``[M, Dv]`` -> canonical variates ``[M, k]``."""
         return _white(self.pca_visual, self.scale_visual, y) @ self.pls.y_weights_
 
+    def linear(self, side: str) -> tuple[Tensor, Tensor]:
+        """The map of one side as ``(mean [D], weights [D, k])``, float32: the variates of rows
+        ``x`` ``[N, D]`` are ``(x - mean) @ weights``, as :meth:`audio` / :meth:`visual` give
+        them (for mapping many rows in chunks, or storing the map beside an index).
+
+        Args:
+            side: "audio" or "visual".
+        """
+        pca, scale, w = (
+            (self.pca_audio, self.scale_audio, self.pls.x_weights_)
+            if side == "audio"
+            else (self.pca_visual, self.scale_visual, self.pls.y_weights_)
+        )
+        import torch
+
+        weights = (pca.components_[: scale.size].T * scale) @ w
+        return torch.from_numpy(pca.mean_).float(), torch.from_numpy(weights).float()
+
 
 def _white(pca, scale: np.ndarray, x: np.ndarray) -> np.ndarray:
     """``x`` ``[N, D]`` in the whitened coordinates ``[N, r]`` of a side."""
@@ -74,7 +97,10 @@ def _whiten(x: np.ndarray, ridge: float) -> tuple[object, np.ndarray]:
 
 
 def fit_cca(
-    train_audio: Tensor, train_visual: Tensor, n_components: int = 128, ridge: float = 1e-3
+    train_audio: Tensor,
+    train_visual: Tensor,
+    n_components: int = DEFAULT_COMPONENTS,
+    ridge: float = DEFAULT_RIDGE,
 ) -> FittedCCA:
     """Fit CCA between training audio ``[M, Da]`` and visual ``[M, Dv]`` embeddings.
 
@@ -122,6 +148,8 @@ def cca_project(cca: FittedCCA, emb: dict[str, Tensor | None]) -> dict[str, Tens
     Returns:
         ``{"audio": [N, k] or None, "visual": [M, k] or None, "map": None}``, float32.
     """
+    import torch
+
     a, v = emb["audio"], emb.get("visual")
     out: dict[str, Tensor | None] = {"audio": None, "visual": None, "map": None}
     if a is not None:

@@ -19,6 +19,7 @@ import numpy as np
 
 from avssl.cli import ArgumentParser, positive_int, share
 from avssl.errors import AvsslError
+from avssl.eval.cca import DEFAULT_COMPONENTS, DEFAULT_RIDGE
 from avssl.eval.cli import (
     SUBCOMMANDS,
     add_adapt,
@@ -162,11 +163,13 @@ def run(argv: list[str]) -> int:
     p.add_argument(
         "--gallery", help="manifest of visual items (all rows, audio not needed): adds a2v_gallery"
     )
-    p.add_argument("--cca-dim", type=positive_int, default=128, help="CCA components (l3 only)")
+    p.add_argument(
+        "--cca-dim", type=positive_int, default=DEFAULT_COMPONENTS, help="CCA components (l3 only)"
+    )
     p.add_argument(
         "--cca-ridge",
         type=share,
-        default=1e-3,
+        default=DEFAULT_RIDGE,
         help="ridge on each side's covariance, relative to its mean variance, in [0, 1] (l3 only)",
     )
     p.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))

@@ -12,8 +12,9 @@ faster but needs k-means training and an ``nprobe`` chosen per collection. At 10
 graph is no faster than brute force (both ~3 ms a query, ``benchmarks/query.py --approx``); it
 pays off from about a million windows, where brute force grows tenfold and the graph does not.
 
-The faiss index is built once per index and target modality and cached beside the index files as
-``hnsw-<target>-<token>.faiss``, where ``<token>`` is taken from the tensor file name recorded in
+The faiss index is built once per index and searched tensor (a modality's windows, or their
+CCA variates in an l3 index: ``visual_cca``, ``audio_cca``) and cached beside the index files as
+``hnsw-<tensor>-<token>.faiss``, where ``<token>`` is taken from the tensor file name recorded in
 ``meta.json``. :func:`avssl.tools.index.save_index` writes every change under a fresh tensor
 file name, so a changed index never matches an old cache: it is rebuilt (and the stale cache
 removed) on the next ``--approx`` query. Caches are written atomically (temporary file, then
@@ -50,26 +51,26 @@ def import_faiss(where: str | os.PathLike):
     return faiss
 
 
-def cache_path(index: Index, target: str) -> Path | None:
-    """Where the faiss index of ``target`` is cached, or None for an index never saved."""
+def cache_path(index: Index, key: str) -> Path | None:
+    """Where the faiss index of ``key`` is cached, or None for an index never saved."""
     tensors = index.meta.get("tensors")
     if not tensors:
         return None
     token = Path(tensors).stem.removeprefix("embeddings-")
-    return index.path / f"hnsw-{target}-{token}.faiss"
+    return index.path / f"hnsw-{key}-{token}.faiss"
 
 
-def build(index: Index, target: str):
-    """A new ``faiss.IndexHNSWFlat`` (inner product) over the ``target`` embeddings ``[N, D]``."""
+def build(index: Index, key: str):
+    """A new ``faiss.IndexHNSWFlat`` (inner product) over the ``key`` embeddings ``[N, D]``."""
     faiss = import_faiss(index.path)
-    x = index.tensors[target].float().numpy()
+    x = index.tensors[key].float().numpy()
     ann = faiss.IndexHNSWFlat(x.shape[1], HNSW_M, faiss.METRIC_INNER_PRODUCT)
     ann.hnsw.efConstruction = EF_CONSTRUCTION
     ann.add(x)
     return ann
 
 
-def _write(ann, path: Path, target: str) -> None:
+def _write(ann, path: Path, key: str) -> None:
     faiss = import_faiss(path.parent)
     try:
         with replacing(path) as tmp:
@@ -77,34 +78,34 @@ def _write(ann, path: Path, target: str) -> None:
     except (OSError, RuntimeError) as err:  # e.g. a read-only index: search anyway, uncached
         print(f"warning: {path}: cannot cache the approximate index ({err})", file=sys.stderr)
         return
-    for stale in path.parent.glob(f"hnsw-{target}-*.faiss"):
+    for stale in path.parent.glob(f"hnsw-{key}-*.faiss"):
         if stale != path:
             stale.unlink(missing_ok=True)
 
 
-def load_or_build(index: Index, target: str):
-    """The cached faiss index of ``target`` if it matches ``index``, else a new one (cached)."""
+def load_or_build(index: Index, key: str):
+    """The cached faiss index of ``key`` if it matches ``index``, else a new one (cached)."""
     faiss = import_faiss(index.path)
-    path = cache_path(index, target)
+    path = cache_path(index, key)
     if path in _LOADED:
         return _LOADED[path]
     ann = None
     if path is not None and path.is_file():
         with contextlib.suppress(RuntimeError):  # a damaged cache is rebuilt like a stale one
             ann = faiss.read_index(str(path))
-    if ann is None or ann.ntotal != index.count(target):
-        ann = build(index, target)
+    if ann is None or ann.ntotal != index.count(key):
+        ann = build(index, key)
         if path is not None:
-            _write(ann, path, target)
+            _write(ann, path, key)
     if path is not None:
         _LOADED.clear()  # keep one graph in memory: they are as large as the index
         _LOADED[path] = ann
     return ann
 
 
-def candidates(index: Index, query: torch.Tensor, target: str, n: int) -> torch.Tensor:
-    """Rows ``[<=n]`` of the ``n`` approximately best ``target`` windows for a query ``[D]``."""
-    ann = load_or_build(index, target)
+def candidates(index: Index, query: torch.Tensor, key: str, n: int) -> torch.Tensor:
+    """Rows ``[<=n]`` of the ``n`` approximately best ``key`` windows for a query ``[D]``."""
+    ann = load_or_build(index, key)
     ann.hnsw.efSearch = max(EF_SEARCH, n)
     _, rows = ann.search(query.float().reshape(1, -1).contiguous().numpy(), n)
     rows = torch.from_numpy(rows[0])

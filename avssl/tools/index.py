@@ -7,7 +7,9 @@ On disk an index is a directory holding
   mtime, duration) in file-id order;
 - ``embeddings-<token>.pt``: a dict of tensors only (loaded with ``weights_only=True``):
   ``audio`` float16 ``[Na, D]``, ``audio_file`` int64 ``[Na]``, ``audio_time`` float32 ``[Na]``
-  and the same three for ``visual``; times are window centres in s (NaN for a still image).
+  and the same three for ``visual``; times are window centres in s (NaN for a still image);
+  an index of a model without a shared space (l3) also holds a CCA of its window pairs
+  (:mod:`avssl.tools.index_cca`).
 
 Embeddings are the model's pooled ``embed_audio`` / ``embed_visual`` outputs, L2-normalised
 (maps of spatial models are not stored). Writes are atomic: a new tensor file under a fresh name,
@@ -182,7 +184,32 @@ def _layout_error(tensors, n_files: int) -> str | None:
             return f"{m}_time is not {x.shape[0]} float times"
         if ids.numel() and not (int(ids.min()) >= 0 and int(ids.max()) < n_files):
             return f"{m}_file ids outside the {n_files} files of meta.json"
+    return _cca_layout_error(tensors)
+
+
+def _cca_layout_error(tensors: dict) -> str | None:
+    """What is wrong with the CCA tensors an l3 index holds (:mod:`avssl.tools.index_cca`)."""
+    if not any("cca" in name for name in tensors):
+        return None
+    for m in MODALITIES:
+        names = (f"{m}_cca", f"cca_{m}_mean", f"cca_{m}_proj")
+        missing = [n for n in names if not isinstance(tensors.get(n), torch.Tensor)]
+        if missing:
+            return f"no {missing[0]!r} tensor"
+        x, mean, proj = (tensors[n] for n in names)
+        d = tensors[m].shape[1]
+        if mean.shape != (d,) or proj.dim() != 2 or proj.shape[0] != d:
+            return f"cca_{m}_mean / cca_{m}_proj do not map {d}-d {m} embeddings"
+        if x.shape != (tensors[m].shape[0], proj.shape[1]):
+            return f"{m}_cca is not one {proj.shape[1]}-d row per {m} window"
     return None
+
+
+def drop_cca(index: Index) -> None:
+    """Forget a fitted CCA (its tensors and ``meta["cca"]``): the windows it mapped changed."""
+    for name in [n for n in index.tensors if "cca" in n]:
+        del index.tensors[name]
+    index.meta.pop("cca", None)
 
 
 def save_index(index: Index) -> None:
@@ -210,6 +237,7 @@ def save_index(index: Index) -> None:
 
 def keep_files(index: Index, keep: list[bool]) -> None:
     """Drop the files whose ``keep`` flag is False (and their windows), renumbering file ids."""
+    drop_cca(index)
     old_to_new = torch.full((len(index.files) + 1,), -1, dtype=torch.long)
     ids = [i for i, k in enumerate(keep) if k]
     old_to_new[torch.tensor(ids, dtype=torch.long)] = torch.arange(len(ids))
@@ -229,6 +257,7 @@ def add_files(index: Index, items: list) -> None:
     and ``[Nv, Dv]``; a side the file lacks (``W = 0``) may come with any width, as the two
     widths differ for some models (l3: 384-d sound, 128-d pictures).
     """
+    drop_cca(index)
     for m in MODALITIES:
         width = index.tensors[m].shape[1]
         xs, ts, ids = [index.tensors[m]], [index.tensors[f"{m}_time"]], [index.tensors[f"{m}_file"]]

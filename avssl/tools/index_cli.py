@@ -10,6 +10,9 @@ keeps unchanged ones and drops files no longer found; ``--rebuild`` embeds every
 folder that lead nowhere, are skipped and listed in the JSON summary printed as the last stdout
 line; ``--strict`` makes the first one an error. An input that does not exist, or such a link
 through which the index holds files (a linked folder on an unmounted disk), changes nothing.
+For a model without a shared audio-visual space (l3) every run also fits the CCA of the index's
+window pairs that its cross-modal queries search (:mod:`avssl.tools.index_cca`; ``cca`` in the
+summary).
 """
 
 from __future__ import annotations
@@ -141,6 +144,26 @@ def _check_links(out: Path, skipped: list[dict], files: list[dict], rebuild: boo
             )
 
 
+def _fit_cca(index: Index, method: str, dims: tuple[int, int], quiet: bool) -> dict | None:
+    """For a model without a shared space (l3), fit the CCA of the index's window pairs that
+    its cross-modal queries go through (:mod:`avssl.tools.index_cca`); its record, else None."""
+    from avssl.eval.retrieval import NO_SHARED_SPACE
+
+    if method not in NO_SHARED_SPACE:
+        return None
+    from avssl.tools.index_cca import fit_index_cca
+
+    cca = fit_index_cca(index)
+    if not quiet and cca["pairs"] < sum(dims):
+        print(
+            f"note: the CCA of {method}'s cross-modal search is fitted on the index's "
+            f"{cca['pairs']} audio-visual window pairs, fewer than the {sum(dims)} dimensions "
+            "of its two sides: cross-modal results are rough until it holds more videos",
+            file=sys.stderr,
+        )
+    return cca
+
+
 def main(argv: list[str] | None = None) -> int:
     """``avssl index``: build or update the index; the last stdout line is a JSON summary."""
     parser = _parser()
@@ -222,6 +245,7 @@ def _update(args, out: Path, model, cfg, ckpt: dict, dims: tuple[int, int], t0: 
             "nothing written" + (" (delete its folder to start anew)" if removed else "")
         )
     add_files(index, items)
+    cca = _fit_cca(index, cfg.model.method, dims, args.quiet)
     save_index(index)
 
     summary = {
@@ -236,6 +260,7 @@ def _update(args, out: Path, model, cfg, ckpt: dict, dims: tuple[int, int], t0: 
         "audio_windows": index.count("audio"),
         "visual_windows": index.count("visual"),
         "media_seconds": round(media_s, 3),
+        **({"cca": cca} if cca is not None else {}),
         "seconds": round(time.perf_counter() - t0, 3),
     }
     print(names_json(summary))

@@ -146,6 +146,7 @@ def ranked_rows(
     k: int,
     per_file: bool = False,
     approx: bool = False,
+    key: str | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Rows of the ``k`` best ``target`` windows and their float32 scores, best first.
 
@@ -156,6 +157,8 @@ def ranked_rows(
         k: number of rows (fewer when there are fewer windows, or files with ``per_file``).
         per_file: keep only each file's best window (always brute force).
         approx: candidates from the faiss HNSW index (see :func:`search`).
+        key: the tensor of ``target`` windows searched (default ``target``; ``visual_cca`` or
+            ``audio_cca``: the windows in an l3 index's CCA space, :mod:`avssl.tools.index_cca`).
 
     Returns:
         ``(rows, scores)``: long ``[k']`` rows of ``index.tensors[target]`` and float ``[k']``
@@ -164,7 +167,8 @@ def ranked_rows(
     Raises:
         AvsslError: the query's width is not the stored ``target`` windows'.
     """
-    x, files = index.tensors[target], index.tensors[f"{target}_file"]
+    key = key or target
+    x, files = index.tensors[key], index.tensors[f"{target}_file"]
     if query.shape[-1] != x.shape[1]:
         raise AvsslError(
             f"{index.path}: its {target} windows are {x.shape[1]}-d, the query {query.shape[-1]}-d"
@@ -172,7 +176,7 @@ def ranked_rows(
     if approx and not per_file:
         from avssl.tools.ann import candidates
 
-        cand = candidates(index, query, target, min(max(4 * k, 64), x.shape[0]))
+        cand = candidates(index, query, key, min(max(4 * k, 64), x.shape[0]))
     else:
         cand = _brute_candidates(x, files, len(index.files), query, k, per_file)
     exact = x[cand].float() @ query.float()  # re-score the candidates in float32
@@ -208,6 +212,7 @@ def search(
     k: int,
     per_file: bool = False,
     approx: bool = False,
+    key: str | None = None,
 ):
     """The ``k`` best ``target`` windows (or files) of ``index`` for a unit-norm query ``[D]``.
 
@@ -219,6 +224,7 @@ def search(
         per_file: keep only each file's best window (always brute force).
         approx: take the candidates from a faiss HNSW index (:mod:`avssl.tools.ann`, built and
             cached on first use) instead of scanning every window; may miss some true matches.
+        key: the tensor searched (default ``target``; see :func:`ranked_rows`).
 
     Returns:
         A list of ``{"path", "time", "modality", "score"}`` dicts, best first (``time`` None for
@@ -227,4 +233,5 @@ def search(
     Raises:
         AvsslError: the query's width is not the stored ``target`` windows'.
     """
-    return results_of(index, target, *ranked_rows(index, query, target, k, per_file, approx))
+    rows, scores = ranked_rows(index, query, target, k, per_file, approx, key)
+    return results_of(index, target, rows, scores)

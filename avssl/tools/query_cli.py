@@ -7,8 +7,9 @@ usage: avssl query --index INDEX --checkpoint CKPT (--audio F | --image F | --vi
 The default target is the other modality (an ``--audio`` query finds pictures). A ``--video``
 query uses its sound at ``--at`` to find pictures (``--target visual``, the default) or its
 frame at ``--at`` to find sounds (``--target audio``). ``--at`` defaults to the middle of the
-file. A model without a shared audio-visual space (l3) answers same-modality queries only
-(``--audio F --target audio``, ``--image F --target visual``). ``--approx`` searches a faiss
+file. A model without a shared audio-visual space (l3) searches across modalities through the
+CCA that ``avssl index`` fits on the index's own window pairs (:mod:`avssl.tools.index_cca`);
+same-modality queries compare its own embeddings. ``--approx`` searches a faiss
 HNSW index (optional extra ``faiss``; built on first use and cached beside the index) instead
 of every window, for collections of millions of windows; with ``--per-file`` the search stays
 exact (brute force). ``--rerank N`` (models with a map of locations: contrastive, avolnet;
@@ -19,15 +20,17 @@ picture's best location, decoding each candidate window as ``avssl index`` did (
 since is an error), and keeps the k best of them; N must be at least ``-k``. Output: a table
 (default) or JSON as the last stdout line
 (``{"query": {...}, "results": [{"path", "time", "modality", "score"}, ...]}``, with
-``"rerank": N`` after ``"query"``, the number of windows re-scored, and each ``score`` the
-re-scored one when re-ranking); ``--html`` also writes a page with thumbnails and audio
-players (an existing file only with ``--force``; its heading names the re-scoring). Names
-starting with a dash are given as ``--audio=-name.wav``.
+``"cca": {"pairs", "fit_pairs", "components", "ridge"}`` after ``"query"`` for an l3 search
+across modalities, ``"rerank": N`` after ``"query"``, the number of windows re-scored, and
+each ``score`` the re-scored one when re-ranking); ``--html`` also writes a page with
+thumbnails and audio players (an existing file only with ``--force``; its heading names the
+CCA or the re-scoring). Names starting with a dash are given as ``--audio=-name.wav``.
 """
 
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from pathlib import Path
 
@@ -93,22 +96,17 @@ def _query_spec(args) -> tuple[str, str, str, str]:
     return path, flag, modality, args.target or OTHER[modality]
 
 
-def _check_shared_space(method: str, ckpt: str, flag: str, modality: str, target: str) -> None:
-    """Refuse a cross-modal query on a model whose two towers share no embedding space (l3):
-    its scores would mean nothing, or its sound and picture widths differ."""
+def _cca_space(index, cfg, state, args, modality: str, target: str) -> dict | None:
+    """The CCA record of ``index`` when a model without a shared space (l3) searches across
+    modalities (checked to map a query: :func:`avssl.tools.index_cca.check_cca`), else None."""
     from avssl.eval.retrieval import NO_SHARED_SPACE
 
-    if method not in NO_SHARED_SPACE or modality == target:
-        return
-    fix = (
-        "query with --audio F --target audio or --image F --target visual"
-        if flag == "--video"
-        else f"add --target {modality} to find {'sounds' if modality == 'audio' else 'pictures'}"
-    )
-    raise AvsslError(
-        f"{ckpt}: the {method} method has no shared audio-visual embedding space, it compares "
-        f"sounds with sounds and pictures with pictures only; {fix}"
-    )
+    if cfg.model.method not in NO_SHARED_SPACE or modality == target:
+        return None
+    from avssl.tools.index_cca import check_cca
+
+    ckpt, out = shlex.quote(state["path"]), shlex.quote(args.index)
+    return check_cca(index, f"avssl index --checkpoint {ckpt} --out {out}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -144,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     model, cfg, state = load_model(args.checkpoint, resolve_device(args.device, "--device"))
     index.check_checkpoint(weights_hash(model), state["path"])
     path, flag, modality, target = _query_spec(args)
-    _check_shared_space(cfg.model.method, state["path"], flag, modality, target)
+    cca = _cca_space(index, cfg, state, args, modality, target)
     if args.rerank is not None:
         from avssl.tools.query_rerank import check_rerank
 
@@ -169,8 +167,13 @@ def main(argv: list[str] | None = None) -> int:
     x = query_input(cfg, path, modality, info, time, asked)
     q = unit_embedding(model, x, modality, device)
     out: dict = {"query": {"path": str(path), "modality": modality, "time": time, "target": target}}
+    key = None
+    if cca is not None:
+        from avssl.tools.index_cca import cca_query
+
+        q, key, out["cca"] = cca_query(index, q, modality), f"{target}_cca", cca
     if args.rerank is None:
-        results = search(index, q, target, k, args.per_file, args.approx)
+        results = search(index, q, target, k, args.per_file, args.approx, key)
     else:
         from avssl.tools.query_rerank import rerank_search
 
@@ -180,11 +183,11 @@ def main(argv: list[str] | None = None) -> int:
         )
     out["results"] = results
     if args.html is not None:
-        _write_html(Path(args.html), out["query"], results, cfg, out.get("rerank"))
+        _write_html(Path(args.html), out["query"], results, cfg, _how(out))
     if args.json:
         print(names_json(out))
     else:
-        _print_table(out["query"], results, out.get("rerank"))
+        _print_table(out["query"], results, _how(out))
     return 0
 
 
@@ -195,19 +198,22 @@ def _shown(path: str) -> str:
     return path if path.isprintable() else names_json(path)[1:-1]
 
 
-def _print_table(query: dict, results: list[dict], rerank: int | None = None) -> None:
+def _print_table(query: dict, results: list[dict], how: str = "") -> None:
     at = "" if query["time"] is None else f" at {query['time']:.2f} s"
     head = f"{query['modality']} query {_shown(query['path'])}{at} -> {query['target']}"
-    print(head + _again(rerank))
+    print(head + how)
     print(f"{'#':>3}  {'score':>8}  {'time':>8}  path")
     for i, r in enumerate(results, 1):
         t = "-" if r["time"] is None else f"{r['time']:.2f}"
         print(f"{i:>3}  {r['score']:>8.4f}  {t:>8}  {_shown(r['path'])}")
 
 
-def _again(rerank: int | None) -> str:
-    """What the header says of ``--rerank`` (nothing without it)."""
-    return "" if rerank is None else f" (best {rerank} re-scored by best location)"
+def _how(out: dict) -> str:
+    """What the header says of a CCA space or of ``--rerank`` (nothing without either)."""
+    if "cca" in out:
+        c = out["cca"]
+        return f" (through the index's CCA: {c['components']}-d, {c['pairs']} window pairs)"
+    return "" if "rerank" not in out else f" (best {out['rerank']} re-scored by best location)"
 
 
 def _media(path: str, modality: str, time: float | None, cfg) -> dict:
@@ -232,13 +238,13 @@ def _media(path: str, modality: str, time: float | None, cfg) -> dict:
         return {"error": f"unavailable ({err.reason})"}
 
 
-def _write_html(out: Path, query: dict, results: list[dict], cfg, rerank: int | None) -> None:
+def _write_html(out: Path, query: dict, results: list[dict], cfg, how: str) -> None:
     from avssl.tools.html import results_page
 
     qmedia = _media(query["path"], query["modality"], query["time"], cfg)
     media = [_media(r["path"], r["modality"], r["time"], cfg) for r in results]
     # the heading reads "<modality> query -> <target>", as the table's first line
-    heading = {**query, "target": query["target"] + _again(rerank)}
+    heading = {**query, "target": query["target"] + how}
     page = results_page(heading, results, qmedia, media)
     # a name that is not UTF-8 shows its bytes as the JSON output does (caf\udce9.mp4)
     write_bytes(out, page.encode("utf-8", "backslashreplace"), make_parents=True)
