@@ -8,7 +8,10 @@ without a shared space (l3: :mod:`avssl.tools.index_cca`). Every file of the ind
 its best window (``avssl query --per-file``, here exact over all windows), and a file is
 relevant when its manifest row shares a label with the query's. R@K and mAP are
 :func:`avssl.eval.retrieval_metrics.ranking_metrics` (ties as the average over their orders).
-``chance_R@1`` is the mean share of relevant files: what a random ranking scores.
+``chance_R@1`` is the mean share of relevant files: what a random ranking scores. This measures
+the tool, not a protocol: the query's own file is in the gallery (and relevant), and for l3 the
+CCA was fitted on the indexed windows, the query's among them (``evaluate.py retrieval`` fits it
+on training pairs only).
 
 usage: python benchmarks/query_classes.py --index INDEX --checkpoint CKPT --manifest M
        [--split test] [--target visual]
@@ -55,10 +58,19 @@ def main(argv: list[str] | None = None) -> int:
     if cfg.model.method in NO_SHARED_SPACE:
         cca, key = check_cca(index, "avssl index on it"), f"{target}_cca"
     rows = read_manifest(args.manifest)
-    labels_of = {str(resolve(args.manifest, r.video or r.audio or r.image)): r.labels for r in rows}
+    # the index holds resolved paths (links and ".." followed): compare them so
+    labels_of = {
+        str(resolve(args.manifest, r.video or r.audio or r.image).resolve()): r.labels for r in rows
+    }
     queries = [r for r in rows if r.split == args.split and r.video is not None]
     if not queries:
         raise AvsslError(f"{args.manifest}: no {args.split} row with a video to query")
+    indexed = {f["path"] for f in index.files}
+    if not any(str(resolve(args.manifest, r.video).resolve()) in indexed for r in queries):
+        raise AvsslError(
+            f"{args.index}: holds none of the {args.split} videos of {args.manifest}; index them "
+            "(avssl index --inputs FOLDER)"
+        )
 
     x = index.tensors[key].float()  # [N, D] every target window
     files = index.tensors[f"{target}_file"]

@@ -123,13 +123,65 @@ def test_the_fit_is_capped_and_spread_over_the_index(tmp_path, monkeypatch):
 
 def test_too_few_pairs_and_no_cca_are_refused(tmp_path):
     index, _ = _hand_index(tmp_path, 3)
-    index.tensors["visual_time"] += 0.1  # no picture at a sound's time
-    assert fit_index_cca(index)["components"] == 0 and "visual_cca" not in index.tensors
+    assert fit_index_cca(index)["components"] > 0 and "visual_cca" in index.tensors
+    index.tensors["visual_time"] += 0.1  # no picture at a sound's time: the old fit must go
+    assert fit_index_cca(index)["components"] == 0
+    assert not [n for n in index.tensors if "cca" in n]
     with pytest.raises(AvsslError, match=r"holds 0 audio-visual window pairs .* at least 2"):
         check_cca(index, "UPDATE")
     index.meta.pop("cca")
     with pytest.raises(AvsslError, match=r"holds no CCA .* run UPDATE once"):
         check_cca(index, "UPDATE")
+
+
+def test_the_ridge_reaches_the_fit(tmp_path):
+    index, _ = _hand_index(tmp_path, 6)  # fewer pairs than dimensions: the ridge matters
+    ra, rv = window_pairs(index)
+    a, v = index.tensors["audio"][ra].float(), index.tensors["visual"][rv].float()
+    assert fit_index_cca(index, 4, ridge=0.3)["ridge"] == 0.3
+    want = fit_cca(a, v, 4, 0.3).linear("audio")[1]
+    torch.testing.assert_close(index.tensors["cca_audio_proj"], want)
+    assert not torch.allclose(want.abs(), fit_cca(a, v, 4, 1e-3).linear("audio")[1].abs())
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        (lambda m, t: m.pop("pairs"), "pairs None is not a count"),
+        (lambda m, t: m.update(components=True), "components True is not a count"),
+        (lambda m, t: m.update(ridge="0.001"), "ridge '0.001' is not a number"),
+        (lambda m, t: m.update(components=3), "records 3 components, its tensors hold 8"),
+        (
+            lambda m, t: [t.pop(n) for n in list(t) if "cca" in n],
+            "records 8 components, its tensor file holds no CCA",
+        ),
+    ],
+)
+def test_a_damaged_cca_record_is_one_error(tmp_path, change, reason):
+    index, _ = _hand_index(tmp_path)
+    fit_index_cca(index, 8)
+    change(index.meta["cca"], index.tensors)
+    with pytest.raises(AvsslError, match=f"damaged index metadata \\(cca: {reason}"):
+        check_cca(index, "UPDATE")
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        (lambda t: t.update(cca_audio_proj=t["cca_audio_proj"].long()), "is not a float tensor"),
+        (lambda t: t.update(cca_visual_proj=t["cca_visual_proj"][:, :4],
+                            visual_cca=t["visual_cca"][:, :4]), "of different widths"),
+    ],
+)  # fmt: skip
+def test_damaged_cca_tensors_are_one_error_on_load(tmp_path, change, reason):
+    index, _ = _hand_index(tmp_path)
+    fit_index_cca(index, 8)
+    save_index(index)
+    tensors = dict(index.tensors)
+    change(tensors)
+    torch.save(tensors, index.path / index.meta["tensors"])
+    with pytest.raises(AvsslError, match=reason):
+        load_index(index.path)
 
 
 def test_an_index_saves_and_checks_its_cca(tmp_path):
@@ -230,7 +282,10 @@ def test_l3_searches_across_modalities_through_the_index_cca(l3_ckpt, media, tmp
         want = scores.sort(descending=True).values[:3]
         got = torch.tensor([r["score"] for r in res["results"]])
         torch.testing.assert_close(got, want, atol=3e-3, rtol=0)
-    # the table names the space; the same-modality query stays in the model's own space
+    # the table and the page name the space; a same-modality query stays in l3's own space
+    page = tmp_path / "page.html"
+    assert _query(out, l3_ckpt, "--audio", str(media / "tone.wav"), "--html", str(page)) == 0
+    assert f"visual (through the index&#x27;s CCA: {k}-d, 7 window pairs)</h1>" in page.read_text()
     assert cli(["query", "--index", str(out), "--checkpoint", str(l3_ckpt),
                 "--audio", str(media / "tone.wav")]) == 0  # fmt: skip
     assert f"-> visual (through the index's CCA: {k}-d, 7 window pairs)" in capsys.readouterr().out
@@ -280,6 +335,17 @@ def test_l3_updates_refit_the_cca(l3_ckpt, media, tmp_path, capsys):
     assert "visual_cca" not in load_index(out).tensors
 
 
+def test_one_pair_is_too_few(l3_ckpt, media_factory, tmp_path, capsys):
+    video = media_factory("one.mp4", duration=1.0)  # one window of each side
+    out = tmp_path / "idx"
+    assert _index(l3_ckpt, out, "--inputs", str(video)) == 0
+    assert last_json(capsys.readouterr().out)["cca"] == {
+        "pairs": 1, "fit_pairs": 1, "components": 0, "ridge": 1e-3
+    }  # fmt: skip
+    assert _query(out, l3_ckpt, "--video", str(video)) == 2
+    assert "holds 1 audio-visual window pair (a video's" in _one_line_error(capsys)
+
+
 def test_an_older_l3_index_is_told_how_to_add_the_cca(l3_ckpt, media, tmp_path, capsys):
     out = tmp_path / "idx"
     assert _index(l3_ckpt, out, "--inputs", str(media)) == 0
@@ -321,9 +387,10 @@ def test_the_query_classes_benchmark_ranks_files_as_avssl_query(l3_ckpt, tmp_pat
     rows = []
     for name, duration, fps, label in spec:
         mf(name, duration=duration, fps=fps)
-        rows.append({"id": name, "video": name, "start": 0.0, "end": duration,
+        rows.append({"id": name, "video": f"../{name}", "start": 0.0, "end": duration,
                      "labels": [label], "split": "test"})  # fmt: skip
-    manifest = folder / "manifest.jsonl"
+    (folder / "sub").mkdir()  # paths with "..", as the index never stores them
+    manifest = folder / "sub" / "manifest.jsonl"
     manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
     out = tmp_path / "idx"
     assert _index(l3_ckpt, out, "--inputs", *(str(folder / s[0]) for s in spec)) == 0
@@ -344,3 +411,10 @@ def test_the_query_classes_benchmark_ranks_files_as_avssl_query(l3_ckpt, tmp_pat
         aps.append(sum(sum(same[: i + 1]) / (i + 1) for i in range(4) if same[i]) / 2)
     assert got["R@1"] == pytest.approx(sum(hits) / 4, abs=1e-4)
     assert got["mAP"] == pytest.approx(sum(aps) / 4, abs=1e-4)
+    other = tmp_path / "other"
+    assert _index(l3_ckpt, other, "--inputs", str(folder / "b.mp4")) == 0
+    capsys.readouterr()
+    args[1] = str(other)
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows if r["id"] != "b.mp4"))
+    with pytest.raises(AvsslError, match="holds none of the test videos of"):
+        _benchmark("query_classes").main(args)

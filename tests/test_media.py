@@ -147,6 +147,20 @@ def test_a_file_is_a_still_by_its_content_not_its_name(media_factory, tmp_path):
     torch.testing.assert_close(read_frames(renamed, 0.0, 0.4, 10), read_frames(still, 0.0, 0.4, 10))
 
 
+def test_an_animated_png_is_its_first_picture(tmp_path):
+    """FFmpeg opens an animated PNG with its ``apng`` demuxer: a still, as before."""
+    from PIL import Image
+
+    path = tmp_path / "anim.png"
+    frames = [Image.new("RGB", (32, 24), c) for c in ((255, 0, 0), (0, 255, 0), (0, 0, 255))]
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=100, loop=0)
+    with av.open(str(path)) as container:
+        assert container.format.name == "apng"
+    assert (probe(path).kind, probe(path).n_frames) == ("image", 1)
+    got = read_frames(path, 2.0, 0.4, 10, size=16)  # any time: the one picture
+    assert got.shape == (4, 16, 16, 3) and got[:, 8, 8].tolist() == [[255, 0, 0]] * 4
+
+
 def test_webm_vp8_opus(media_factory):
     path = media_factory("clip.webm", duration=2.0)
     info = probe(path)

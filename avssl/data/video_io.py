@@ -217,12 +217,13 @@ def video_stream(container):
 
 
 def is_image(container) -> bool:
-    """Whether a file opened with PyAV is a still image, by the demuxer FFmpeg chose from its
-    content (``png_pipe``, ``jpeg_pipe``, ... or ``image2``), not by its name: a video named
-    ``.png`` is a video (it was read as one still until 2026-12-07), a picture named ``.mp4`` a
-    picture."""
+    """Whether a file opened with PyAV is a still image, by the demuxer FFmpeg chose for it
+    (``png_pipe``, ``jpeg_pipe``, ..., ``image2``, or ``apng``: an animated PNG is read as its
+    first picture, as before), not by the name alone: FFmpeg picks ``image2`` for some image
+    names (``.jpg``) but probes the content first, so a video named ``.png`` is a video (it was
+    read as one still until 2026-12-07) and a picture named ``.mp4`` a picture."""
     name = container.format.name
-    return name == "image2" or name.endswith("_pipe")
+    return name in ("image2", "apng") or name.endswith("_pipe")
 
 
 def _out_size(p, size, width: int, height: int, n: int) -> tuple[int, int]:

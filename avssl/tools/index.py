@@ -197,11 +197,15 @@ def _cca_layout_error(tensors: dict) -> str | None:
         if missing:
             return f"no {missing[0]!r} tensor"
         x, mean, proj = (tensors[n] for n in names)
+        if not all(t.is_floating_point() for t in (x, mean, proj)):
+            return f"{m}_cca, cca_{m}_mean or cca_{m}_proj is not a float tensor"
         d = tensors[m].shape[1]
         if mean.shape != (d,) or proj.dim() != 2 or proj.shape[0] != d:
             return f"cca_{m}_mean / cca_{m}_proj do not map {d}-d {m} embeddings"
         if x.shape != (tensors[m].shape[0], proj.shape[1]):
             return f"{m}_cca is not one {proj.shape[1]}-d row per {m} window"
+    if tensors["cca_audio_proj"].shape[1] != tensors["cca_visual_proj"].shape[1]:
+        return "cca_audio_proj and cca_visual_proj map to spaces of different widths"
     return None
 
 

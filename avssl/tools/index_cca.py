@@ -118,19 +118,38 @@ def check_cca(index: Index, update: str) -> dict:
             f"without a shared space searches across modalities (made by an older avssl); run "
             f"{update} once to add it"
         )
-    if not isinstance(meta.get("components"), int) or meta["components"] < 1:
-        n = meta.get("pairs", 0)
+    damaged = _record_error(meta, index.tensors)
+    if damaged:
+        raise AvsslError(f"{index.path / 'meta.json'}: damaged index metadata (cca: {damaged})")
+    if meta["components"] < 1:
+        n = meta["pairs"]
         raise AvsslError(
             f"{index.path}: holds {n} audio-visual window pair{'s' * (n != 1)} (a video's sound "
             "and picture at one time); a search across modalities goes through a CCA fitted on "
             "them and needs at least 2: index videos with sound, or search within one modality "
             "(--target audio for a sound, --target visual for a picture)"
         )
-    if "cca_audio_proj" not in index.tensors:
-        raise AvsslError(
-            f"{index.path}: damaged index (meta.json records a CCA, its tensor file holds none)"
-        )
     return meta
+
+
+def _record_error(meta: dict, tensors: dict) -> str | None:
+    """What is wrong with a ``meta["cca"]`` record against the index's tensors, or None (the
+    tensors' own layout is checked on load: :func:`avssl.tools.index.read_tensors`)."""
+    for key in ("pairs", "fit_pairs", "components"):
+        value = meta.get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            return f"{key} {value!r} is not a count"
+    ridge = meta.get("ridge")
+    if isinstance(ridge, bool) or not isinstance(ridge, (int, float)):
+        return f"ridge {ridge!r} is not a number"
+    k = meta["components"]
+    if k == 0:
+        return None
+    if "cca_audio_proj" not in tensors:
+        return f"records {k} components, its tensor file holds no CCA"
+    if tensors["cca_audio_proj"].shape[1] != k:
+        return f"records {k} components, its tensors hold {tensors['cca_audio_proj'].shape[1]}"
+    return None
 
 
 def cca_query(index: Index, query: torch.Tensor, modality: str) -> torch.Tensor:
