@@ -2,9 +2,11 @@
 
 A *positive* is the frame at time ``t`` of a clip with the audio window centred on ``t`` of the
 same clip. An *easy negative* takes the audio of another clip. A *hard* (synchronisation)
-negative takes the audio of the same clip centred on ``t'`` with ``|t' - t| >= min_shift``
-(Look, Listen and Learn, https://arxiv.org/abs/1705.08168; the "hard negatives" of AVTS,
-https://arxiv.org/abs/1807.00230).
+negative takes the audio of the same clip centred on ``t'`` with ``|t' - t| >= min_shift``.
+Positives and easy negatives are Look, Listen and Learn's (https://arxiv.org/abs/1705.08168),
+whose positive audio is any 1-s clip overlapping the frame, not the one centred on it; the
+time-shifted negatives are the "hard negatives" of AVTS (https://arxiv.org/abs/1807.00230) and
+of Owens and Efros's multisensory features (https://arxiv.org/abs/1804.03641).
 
 Every draw is a pure function of ``(seed, epoch, index)``, so sampling is deterministic, needs no
 state to resume, and gives the same pairs in any ``DataLoader`` worker.

@@ -146,7 +146,8 @@ class AVModel(nn.Module):
         return AUDIO_KEYS
 
     def calibration_parameters(self) -> list[nn.Parameter]:
-        """Output calibration scalars (scale, bias, temperature); they may want a larger lr."""
+        """Output calibration scalars (scale, bias, temperature), for an optimiser that treats
+        them apart; avssl's own does not: they train at the model's learning rate."""
         return []
 
     def pool_locations(self, x: Tensor) -> Tensor:

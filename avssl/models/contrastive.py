@@ -27,8 +27,15 @@ TEMPERATURE_RANGE = (TEMPERATURE.low, TEMPERATURE.high)
 
 
 class ContrastiveAV(AVModel):
-    """InfoNCE audio-visual model as in CLIP (https://arxiv.org/abs/2103.00020) and AVID
-    (https://arxiv.org/abs/2004.12943).
+    """In-batch InfoNCE with a frame scored by its best location, as in EZ-VSL
+    (https://arxiv.org/abs/2203.09324; the symmetric batch loss of CLIP,
+    https://arxiv.org/abs/2103.00020; AVID, https://arxiv.org/abs/2004.12943, contrasts against
+    a memory bank instead).
+
+    Where it differs from EZ-VSL: towers trained from scratch (EZ-VSL starts from ResNet-18
+    with an ImageNet-trained vision side), two-layer projection heads (one linear layer there),
+    a learnt temperature (fixed there), a soft maximum over locations in training, and the
+    same-clip time-shifted negatives.
 
     Audio: tower, global max-pool, MLP projection, L2 normalise. Vision, when ``cfg.spatial``: the
     tower map is projected per location (1x1 convs) and L2-normalised, and a frame's similarity to
@@ -41,7 +48,7 @@ class ContrastiveAV(AVModel):
     against it through a reversed gradient (:mod:`avssl.models.adversary`).
     """
 
-    paper = "https://arxiv.org/abs/2004.12943"
+    paper = "https://arxiv.org/abs/2203.09324"
     needs_calibration = True
     unit_audio = True
 
