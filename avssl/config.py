@@ -44,6 +44,9 @@ class DataConfig:
     frame_size: int = 64  # model input size (square)
     sample_rate: int = 16000
     window: float = 1.0  # seconds of audio per pair, centred on the frame
+    # training positives: the audio window's centre up to this share of half the window from
+    # the frame (0: centred; 1: any window holding the frame, as Look, Listen and Learn)
+    positive_jitter: float = 0.0
     min_shift: float = 1.0  # hard negatives: audio shifted by at least this many seconds
     # l3, avenet, avolnet: share of negatives that are hard (same clip, shifted); contrastive
     # ignores it (loss.hard_negatives)

@@ -52,6 +52,7 @@ RANGES: dict[str, Range] = {
     "data.window": POSITIVE,
     "data.min_shift": NON_NEGATIVE,
     "data.hard_fraction": FRACTION,
+    "data.positive_jitter": FRACTION,
     "data.num_workers": NON_NEGATIVE,
     "data.prefetch": NON_NEGATIVE,
     "data.shuffle_buffer": NON_NEGATIVE,  # 0 or 1: shard order only

@@ -273,3 +273,29 @@ def test_audio_window_is_the_window_nearest_its_centre():
         starts = np.arange(len(wave) - n + 1)
         want = int(starts[np.argmin(np.abs((starts + n / 2) / rate - centre))])
         assert got.tolist() == list(range(want, want + n)), centre
+
+
+@pytest.mark.parametrize("jitter", [0.5, 1.0])
+def test_positive_jitter_holds_the_frame_and_changes_no_other_draw(jitter):
+    """Each positive window holds its frame, ``jitter * window / 2`` or less from it, uniform
+    over those inside the clip (KS against the law clipped at the clip's ends); every other
+    draw, and the positive of ``jitter`` 0, is the centred sampler's."""
+    durations, w, m = [4.0, 1.3, 2.6], 1.0, 1.0  # 1.3: the clip's ends clip most windows
+    base = PairSampler(durations, w, m, hard_fraction=0.5, seed=4)
+    moved = PairSampler(durations, w, m, hard_fraction=0.5, seed=4, jitter=jitter)
+    u = {c: [] for c in range(3)}
+    for i in range(3 * 1500):
+        p, q = base.sample(i, 1), moved.sample(i, 1)
+        assert p.audio_t == p.t
+        assert (q.clip, q.t, q.easy_clip, q.easy_t, q.neg_hard) == (
+            p.clip, p.t, p.easy_clip, p.easy_t, p.neg_hard
+        )  # fmt: skip
+        assert q.hard_t == p.hard_t or (math.isnan(q.hard_t) and math.isnan(p.hard_t))
+        lo = max(w / 2, q.t - jitter * w / 2)
+        hi = min(durations[q.clip] - w / 2, q.t + jitter * w / 2)
+        assert lo - 1e-9 <= q.audio_t <= hi + 1e-9
+        assert abs(q.audio_t - q.t) <= w / 2 + 1e-9  # the window holds the frame
+        u[q.clip].append((q.audio_t - lo) / (hi - lo))
+    for c in range(3):
+        assert ks_uniform(u[c]) < KS_1500, (c, ks_uniform(u[c]))
+    assert np.std([moved.sample(i).audio_t - moved.sample(i).t for i in range(0, 600, 3)]) > 0.1

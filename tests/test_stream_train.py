@@ -301,3 +301,45 @@ def test_a_checkpoint_without_a_shard_digest_resumes_where_it_stopped():
     state = {"epoch": 1, "batch_in_epoch": 1, "epoch_layout": saved}
     assert resume_position(state, {**saved, "shards": "0123456789ab"}) == (1, 1, None)
     assert resume_position(state, {**saved, "workers": 2, "shards": "x"})[:2] == (2, 0)
+
+
+def test_a_jittered_positive_is_cut_where_the_sampler_put_it(tiny_cache):
+    """``data.positive_jitter``: the streamed item's positive window holds its frame and is read
+    from the drawn centre; the in-memory dataset reads each item's ``audio_t`` when training
+    and centres evaluation positives on the frame."""
+    from avssl.config import DataConfig, load_config
+    from avssl.data.source import load_split
+    from avssl.data.stream_pairs import _Clip
+
+    sr, fps, w, base = 1000, 10.0, 1.0, 100_000
+    data = DataConfig(sample_rate=sr, fps=fps, window=w, min_shift=1.0, frame_size=8,
+                      augment=False, positive_jitter=1.0)  # fmt: skip
+    clips = [_Clip(k, torch.zeros(round(3.0 * fps), 8, 8, 3, dtype=torch.uint8),
+                   k * base + torch.arange(3 * sr, dtype=torch.float32), 3.0)
+             for k in range(2)]  # fmt: skip
+    ds = StreamPairs.__new__(StreamPairs)
+    ds.data, ds.audio_keys = data, ("audio",)
+    ds.labels, ds.visible = [0, 0], torch.zeros(2, 1, dtype=torch.bool)
+    ds.not_negatives = lambda frame_clip, audio_clip: False
+    rng, offsets = np.random.default_rng(0), []
+    for _ in range(300):
+        x = ds._item(clips[0], clips, rng)
+        start = int(x["audio"][0])
+        assert start < base and torch.equal(x["audio"], start + torch.arange(sr).float())
+        offsets.append((start + sr / 2) / sr - float(x["t"]))
+    assert max(map(abs, offsets)) <= w / 2 + 1e-3 and np.std(offsets) > 0.15
+
+    cfg = load_config(None, [*TINY, "data.positive_jitter=1"])
+    for split, training, jitter in (("train", True, 1.0), ("val", False, 0.0)):
+        loaded = load_split(cfg.data, split, training, seed=0, progress=False)
+        assert loaded.sampler.jitter == jitter
+        seen: list[float] = []
+        read = loaded.store.audio
+        loaded.store.audio = lambda clip, centre, read=read, seen=seen: (
+            seen.append(centre) or read(clip, centre)
+        )
+        loaded.set_audio_keys(("audio",))
+        for i in range(6):
+            loaded[i]
+            pair = loaded.sampler.sample(i, loaded.epoch)
+            assert seen[-1] == pair.audio_t and (pair.audio_t != pair.t) == training

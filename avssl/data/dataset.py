@@ -194,7 +194,8 @@ class AVPairDataset(Dataset):
         store: decoded clips.
         data: data settings (window, shifts, augmentation).
         classes: label names; a row's first label indexes into it.
-        train: augment frames; otherwise resize only.
+        train: augment frames and offset positives by ``data.positive_jitter``; otherwise resize
+            only and centre every positive on its frame.
         windows_per_clip: items per clip per epoch.
         seed: sampling seed.
         domains: domain names (``loss.domain_adversary``), or None for no ``domain`` entry.
@@ -219,6 +220,7 @@ class AVPairDataset(Dataset):
         self.sampler = PairSampler(
             store.durations, data.window, data.min_shift, data.hard_fraction, seed,
             excluded=NotNegatives(store.rows, self.labels, self.visible, data.unseen_negatives),
+            jitter=data.positive_jitter if train else 0.0,  # evaluation pairs stay centred
         )  # fmt: skip
         self.windows_per_clip = windows_per_clip
         self.seed = seed
@@ -253,7 +255,7 @@ class AVPairDataset(Dataset):
         hard_valid = not math.isnan(pair.hard_t)
         audio = pair_audio(
             self.audio_keys,
-            lambda: store.audio(pair.clip, pair.t),
+            lambda: store.audio(pair.clip, pair.audio_t),
             lambda: store.audio(pair.easy_clip, pair.easy_t),
             lambda: store.audio(pair.clip, pair.hard_t),
             hard_valid, pair.neg_hard,

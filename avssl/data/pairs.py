@@ -1,12 +1,13 @@
 """Pair sampling for audio-visual correspondence.
 
 A *positive* is the frame at time ``t`` of a clip with the audio window centred on ``t`` of the
-same clip. An *easy negative* takes the audio of another clip. A *hard* (synchronisation)
-negative takes the audio of the same clip centred on ``t'`` with ``|t' - t| >= min_shift``.
-Positives and easy negatives are Look, Listen and Learn's (https://arxiv.org/abs/1705.08168),
-whose positive audio is any 1-s clip overlapping the frame, not the one centred on it; the
-time-shifted negatives are the "hard negatives" of AVTS (https://arxiv.org/abs/1807.00230) and
-of Owens and Efros's multisensory features (https://arxiv.org/abs/1804.03641).
+same clip (with ``jitter`` > 0, centred up to ``jitter * window / 2`` from ``t``). An *easy
+negative* takes the audio of another clip. A *hard* (synchronisation) negative takes the audio
+of the same clip centred on ``t'`` with ``|t' - t| >= min_shift``. Positives and easy negatives
+are Look, Listen and Learn's (https://arxiv.org/abs/1705.08168), whose positive audio is any
+1-s clip overlapping the frame (``jitter`` 1); the time-shifted negatives are the "hard
+negatives" of AVTS (https://arxiv.org/abs/1807.00230) and of Owens and Efros's multisensory
+features (https://arxiv.org/abs/1804.03641).
 
 Every draw is a pure function of ``(seed, epoch, index)``, so sampling is deterministic, needs no
 state to resume, and gives the same pairs in any ``DataLoader`` worker.
@@ -88,11 +89,37 @@ def shifted_time(
     return float(lo + u) if u < left else float(t + m + (u - left))
 
 
+def positive_time(
+    rng: np.random.Generator, t: float, duration: float, window: float, jitter: float
+) -> float:
+    """The centre of the positive's audio window for the frame at ``t``.
+
+    Args:
+        rng: the item's random generator (not drawn from when ``jitter`` is 0).
+        t: the frame time (s).
+        duration: clip length in seconds.
+        window: window length in seconds.
+        jitter: largest offset from ``t`` as a share of half the window: 0 centres the window on
+            the frame; 1 draws any window that holds the frame (Look, Listen and Learn's
+            positives: a 1-s clip overlapping the frame).
+
+    Returns:
+        a centre uniform over those within ``jitter * window / 2`` of ``t`` that keep the window
+        inside the clip.
+    """
+    if jitter <= 0:
+        return t
+    lo, hi = centre_range(duration, window)
+    half = jitter * window / 2
+    return float(rng.uniform(max(lo, t - half), min(hi, t + half)))
+
+
 @dataclass(frozen=True)
 class Pair:
     """One sampled item: a frame time plus its positive, easy and hard negative audio.
 
-    Times are window centres in seconds, relative to the clip's own start.
+    Times are window centres in seconds, relative to the clip's own start; ``audio_t`` is the
+    positive's (``t`` unless the sampler jitters it).
     """
 
     clip: int
@@ -101,6 +128,7 @@ class Pair:
     easy_t: float
     hard_t: float
     neg_hard: bool  # which negative the binary objectives use for this item
+    audio_t: float
 
 
 class PairSampler:
@@ -117,6 +145,7 @@ class PairSampler:
             picture shows what it sounds like (e.g. an AV-Digits canvas holding the spoken
             digit), or the two clips share a media file. Easy negatives are then drawn among
             the clips it is False for (up to 64 draws, then any other clip): real mismatches.
+        jitter: the positive's window offset from its frame (:func:`positive_time`; 0: centred).
 
     Item ``index`` refers to clip ``index % len(durations)``, so a dataset of
     ``k * len(durations)`` items visits every clip ``k`` times per epoch.
@@ -130,6 +159,7 @@ class PairSampler:
         hard_fraction: float = 0.5,
         seed: int = 0,
         excluded=None,
+        jitter: float = 0.0,
     ):
         if len(durations) < 2:
             raise ValueError("pair sampling needs at least two clips (easy negatives)")
@@ -139,6 +169,7 @@ class PairSampler:
         self.hard_fraction = float(hard_fraction)
         self.seed = int(seed)
         self.excluded = excluded
+        self.jitter = float(jitter)
         span = self.durations - self.window
         if (span < 0).any():
             bad = int(np.argmin(span))
@@ -169,7 +200,9 @@ class PairSampler:
         easy_t = float(rng.uniform(lo, hi))
         hard_t = shifted_time(rng, d, self.window, self.min_shift, t)
         neg_hard = bool(rng.random() < self.hard_fraction) and not np.isnan(hard_t)
-        return Pair(clip, t, easy_clip, easy_t, hard_t, neg_hard)
+        # drawn last: without jitter every earlier draw, and so every pair, is as before
+        audio_t = positive_time(rng, t, d, self.window, self.jitter)
+        return Pair(clip, t, easy_clip, easy_t, hard_t, neg_hard, audio_t)
 
 
 def check_audio_keys(keys: Sequence[str]) -> tuple[str, ...]:

@@ -34,6 +34,7 @@ from avssl.data.pairs import (
     check_audio_keys,
     frame_time,
     pair_audio,
+    positive_time,
     shifted_time,
 )
 from avssl.data.shard_checks import changed_rows
@@ -221,6 +222,7 @@ class StreamPairs(IterableDataset):
         hard_t = shifted_time(rng, clip.duration, d.window, d.min_shift, t)
         hard_valid = not math.isnan(hard_t)
         neg_hard = bool(rng.random() < d.hard_fraction) and hard_valid
+        audio_t = positive_time(rng, t, clip.duration, d.window, d.positive_jitter)
         frame = frame_at(clip.frames, t, d.fps)
         if d.augment:
             frame = train_augment(frame, d.frame_size, rng)
@@ -228,7 +230,7 @@ class StreamPairs(IterableDataset):
             frame = eval_resize(frame, d.frame_size)
         audio = pair_audio(
             self.audio_keys,
-            lambda: audio_window(clip.audio, t, d.window, d.sample_rate),
+            lambda: audio_window(clip.audio, audio_t, d.window, d.sample_rate),
             lambda: audio_window(easy.audio, easy_t, d.window, d.sample_rate),
             lambda: audio_window(clip.audio, hard_t, d.window, d.sample_rate),
             hard_valid, neg_hard,
