@@ -43,7 +43,7 @@ class DataConfig:
     load_size: int = 72  # decoded frame size before the random crop
     frame_size: int = 64  # model input size (square)
     sample_rate: int = 16000
-    window: float = 1.0  # seconds of audio per pair, centred on the frame
+    window: float = 1.0  # seconds of audio per pair, centred on the frame (see positive_jitter)
     # training positives: the audio window's centre up to this share of half the window from
     # the frame (0: centred; 1: any window holding the frame, as Look, Listen and Learn)
     positive_jitter: float = 0.0

@@ -85,13 +85,20 @@ def optimiser_error(cfg) -> tuple[str, str] | None:
 
 def shift_error(cfg) -> tuple[str, str] | None:
     """``("data.min_shift", reason)`` when a hard negative (the clip's own sound, shifted) may
-    be the positive window itself: every method draws them, for training or for validation."""
-    if cfg.data.min_shift > 0:
+    be a positive window itself: every method draws them, for training or for validation, and
+    a training positive may sit ``data.positive_jitter * data.window / 2`` from its frame."""
+    d = cfg.data
+    reach = d.positive_jitter * d.window / 2  # how far from its frame a positive may sit
+    if d.min_shift > reach:
         return None
+    jitter = ""
+    if reach:
+        jitter = f" (data.positive_jitter {d.positive_jitter:g}: a positive sits up to {reach:g} s"
+        jitter += " from its frame)"
     return "data.min_shift", (
-        f"{cfg.data.min_shift:g} lets a hard negative (the clip's sound shifted in time) be the "
-        f"positive itself; set it above 0 (data.window {cfg.data.window:g} or more keeps the two "
-        "from overlapping)"
+        f"{d.min_shift:g} lets a hard negative (the clip's sound shifted in time) be a positive "
+        f"itself{jitter}; set it above {reach:g} ({d.window * (1 + d.positive_jitter / 2):g} or "
+        "more keeps the two from overlapping)"
     )
 
 

@@ -36,13 +36,38 @@ from avssl.train.checkpoint import check_validation
         ("model.avol_scale_init=1e308", "model.avol_scale_init: must be at most 1000"),
         # a hard negative could be the positive window itself (overlap up to 99.9 %)
         ("data.min_shift=0", "data.min_shift: 0 lets a hard negative (the clip's sound shifted "
-                             "in time) be the positive itself"),
+                             "in time) be a positive itself; set it above 0 (1 or more keeps"),
     ],
 )  # fmt: skip
 def test_a_setting_that_trains_to_nothing_is_refused(
     override, message, tiny_train_args, tmp_path, capsys
 ):
     refused_before_any_folder(override, message, tiny_train_args, tmp_path, capsys)
+
+
+@pytest.mark.parametrize(
+    ("jitter", "min_shift", "refused"),
+    [
+        (1.0, 0.5, True),
+        (1.0, 0.51, False),
+        (0.5, 0.25, True),
+        (0.5, 0.3, False),
+        (0.0, 0.01, False),
+    ],
+)
+def test_a_hard_negative_must_lie_beyond_a_jittered_positives_reach(jitter, min_shift, refused):
+    """With ``data.positive_jitter`` a positive sits up to ``jitter * window / 2`` from its
+    frame: a hard negative no farther than that would be a positive too."""
+    sets = [f"data.positive_jitter={jitter}", f"data.min_shift={min_shift}", "data.window=1"]
+    if not refused:
+        assert load_config(None, sets).data.min_shift == min_shift
+        return
+    with pytest.raises(ConfigError) as err:
+        load_config(None, sets)
+    reason = str(err.value)
+    assert reason.startswith(f"data.min_shift: {min_shift:g} lets a hard negative")
+    assert f"(data.positive_jitter {jitter:g}: a positive sits up to {jitter / 2:g} s" in reason
+    assert f"set it above {jitter / 2:g} ({1 + jitter / 2:g} or more keeps" in reason
 
 
 def test_adam_takes_a_decay_adamw_could_not():

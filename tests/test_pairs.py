@@ -299,3 +299,16 @@ def test_positive_jitter_holds_the_frame_and_changes_no_other_draw(jitter):
     for c in range(3):
         assert ks_uniform(u[c]) < KS_1500, (c, ks_uniform(u[c]))
     assert np.std([moved.sample(i).audio_t - moved.sample(i).t for i in range(0, 600, 3)]) > 0.1
+
+
+def test_no_jitter_draws_nothing():
+    """The streamed path shares one generator across an item's draws (and its frame's
+    augmentation after them): a draw at jitter 0 would move every later one."""
+    from avssl.data.pairs import positive_time
+
+    rng = np.random.default_rng(7)
+    before = rng.bit_generator.state
+    assert positive_time(rng, 1.3, 4.0, 1.0, 0.0) == 1.3
+    assert rng.bit_generator.state == before
+    positive_time(rng, 1.3, 4.0, 1.0, 0.5)
+    assert rng.bit_generator.state != before
