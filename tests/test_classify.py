@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+import torch.nn.functional as F
 from bad_media import last_json
 from conftest import TINY
 
@@ -164,6 +165,44 @@ def test_tower_layer_is_the_pooled_tower_before_the_head_with_and_without_tta():
         torch.testing.assert_close(tta, (views[0] + views[1]) / 2, rtol=1e-4, atol=1e-5)
         model.audio_layer = "embedding"
         assert embed_audio(model, wins).shape[1] == model.cfg.embed_dim != pooled.shape[1]
+
+
+def test_grid_layer_is_the_tower_map_on_l3s_4_by_3_grid():
+    """``--layer grid``: each of the 4 x 3 cells is the max of its block of the tower's last
+    map (brute force over the adaptive pool's cell bounds); windows are embedded one by one."""
+    from avssl.eval.sliding import sharing_blocker
+
+    model = tiny_model()
+    model.audio_layer = "grid"
+    assert sharing_blocker(model, SR, 1.0, 0.25) == (
+        "the 4 x 3 grid of a window's map is cut from that window alone"
+    )
+    wave = torch.randn(int(1.7 * SR))
+    wins = audio_windows(wave, SR, 1.0, 0.25)
+    with torch.no_grad():
+        maps = model.audio.tower(model._spectrogram(wins))  # [W, C, F, T]
+        got = embed_audio(model, wins)
+        emb = WindowEmbedder(model, SR, 1.0, hop=0.25)([wave])
+    w, c, f, t = maps.shape
+    cells = [
+        maps[
+            :, :, (i * f) // 4 : -((-(i + 1) * f) // 4), (j * t) // 3 : -((-(j + 1) * t) // 3)
+        ].amax(dim=(2, 3))
+        for i in range(4)
+        for j in range(3)
+    ]  # [W, C] each, row-major over the grid as flatten() lays it out channel by channel
+    want = torch.stack(cells, dim=2).reshape(w, c * 12)
+    assert got.shape == (w, 12 * c)
+    torch.testing.assert_close(got, want)
+    torch.testing.assert_close(emb[0], want.mean(0), rtol=1e-4, atol=1e-5)
+
+
+def test_the_grid_is_unchanged_by_a_last_2x2_pool_on_l3s_map():
+    """L3's grid is cut from conv4_2's 32 x 24 map; avssl's tower pools it 2 x 2 first."""
+    x = torch.randn(2, 5, 32, 24)
+    torch.testing.assert_close(
+        F.adaptive_max_pool2d(F.max_pool2d(x, 2), (4, 3)), F.adaptive_max_pool2d(x, (4, 3))
+    )
 
 
 def test_logmel_stats_know_the_pitch():
@@ -506,6 +545,9 @@ def test_cli_manifest_model_features_with_audio_tta(tiny_ckpt, tmp_path, capsys)
     assert res["layer"] == "embedding"
     tower = _classify(capsys, *args, "--layer", "tower")
     assert tower["layer"] == "tower" and tower["feature_dim"] != res["feature_dim"]
+    grid = _classify(capsys, *args, "--layer", "grid", "--classifier", "svm")
+    # the tower keeps the default 3 spans of time (3 x C features), the grid 4 x 3 cells
+    assert grid["layer"] == "grid" and grid["feature_dim"] == 4 * tower["feature_dim"]
     assert evaluate.main(["classify", *args, "--features", "logmel", "--layer", "tower"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "--layer" in err and "not logmel" in err

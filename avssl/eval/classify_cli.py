@@ -4,7 +4,7 @@ usage::
 
     evaluate.py classify --dataset esc50|us8k|folder|manifest --root DIR|MANIFEST.jsonl
         [--features model|logmel|mfcc|random] [--checkpoint CKPT] [--subset esc10]
-        [--folds 5] [--group-regex RE] [--layer embedding|tower] [--pool mean|max] [--hop 0.5]
+        [--folds 5] [--group-regex RE] [--layer embedding|tower|grid] [--pool mean|max] [--hop 0.5]
         [--classifier logreg|svm] [--precision fp32|bf16] [--source-norm] [--strict]
 
 ``--features model`` needs ``--checkpoint``; ``random`` is the same network untrained (the
@@ -14,7 +14,10 @@ one is given (its sample rate, FFT size, window, hop and mel bands), so that the
 what the network hears; without one, the default config's (16 kHz, 1,024-point FFT, 640 / 320
 samples, 40 bands).
 ``--layer tower`` probes the audio tower's pooled output instead of the embedding the method's
-head makes of it (the same for methods without an audio head). ``--layer``, ``--pool``,
+head makes of it (the same for methods without an audio head); ``--layer grid`` the tower's last
+map max-pooled to 4 x 3 cells (frequency x time), L3's features for sound classification
+(https://arxiv.org/abs/1705.08168: 6,144-d at 512 channels; with ``--classifier svm``, as L3's
+linear SVM). ``--layer``, ``--pool``,
 ``--hop`` and ``--audio-tta`` are refused with ``logmel`` and ``mfcc`` (clip statistics).
 
 ``--dataset manifest`` probes a manifest's labelled rows (each row's audio in its start/end
@@ -53,7 +56,7 @@ from avssl.eval.cli import (
 )
 
 FEATURES = ("model", "logmel", "mfcc", "random")
-LAYERS = ("embedding", "tower")
+LAYERS = ("embedding", "tower", "grid")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -81,8 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--layer", default="embedding", choices=LAYERS,
-        help="network features: the audio embedding (through the method's head), or the audio "
-        "tower's pooled output before the head",
+        help="network features: the audio embedding (through the method's head), the audio "
+        "tower's pooled output before the head, or its last map max-pooled to a 4 x 3 grid "
+        "(L3's sound classification features)",
     )  # fmt: skip
     p.add_argument(
         "--pool", choices=("mean", "max"), help="network features: of the windows (default: mean)"

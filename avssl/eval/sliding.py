@@ -51,6 +51,8 @@ def sharing_blocker(model, sample_rate: int, window: float, hop: float) -> str |
         return "windows do not overlap"
     if getattr(model, "audio_tta", ()):
         return "speed test-time augmentation resamples each window as a whole"
+    if getattr(model, "audio_layer", "embedding") == "grid":
+        return "the 4 x 3 grid of a window's map is cut from that window alone"
     front = getattr(model, "audio_frontend", None)
     if not isinstance(front, AudioFrontend) or not isinstance(front.spec, LogMel | LogSTFT):
         return "unknown audio front end"

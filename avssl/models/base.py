@@ -21,6 +21,8 @@ from avssl.errors import ConfigError
 from avssl.features import FrameNorm, build_audio_frontend
 from avssl.losses import lse_pool
 
+L3_GRID = (4, 3)  # frequency x time cells of L3's audio features for sound classification
+
 
 def time_shift_conflict(what: str) -> str:
     """The one-line refusal of ``model.audio.time_shift`` beside time-shifted negatives."""
@@ -64,8 +66,9 @@ class AVModel(nn.Module):
         self.register_buffer("decision_threshold", torch.tensor(0.0))
         # speed factors of test-time augmentation (avssl.audio_tta); set by evaluation, not saved
         self.audio_tta: tuple[float, ...] = ()
-        # what embed_audio returns: "embedding" (through the method's audio head) or "tower" (the
-        # pooled tower output, for linear probes); set by evaluation, not saved
+        # what embed_audio returns: "embedding" (through the method's audio head), "tower" (the
+        # pooled tower output) or "grid" (the tower map on L3's 4 x 3 grid), for linear probes;
+        # set by evaluation, not saved
         self.audio_layer: str = "embedding"
 
     def embed_audio(self, wave: Tensor) -> Tensor:
@@ -78,13 +81,24 @@ class AVModel(nn.Module):
         :meth:`audio_output`).
         """
         if self.training or not self.audio_tta:
-            return self.audio_output(self.audio(self._spectrogram(wave)))
+            return self._audio_features(self._spectrogram(wave))
         emb = sum(  # one speed at a time: a batch S times larger runs slower per sound on CPU
-            self.audio_output(self.audio(self._spectrogram(speed_views(wave, (s,))))).float()
+            self._audio_features(self._spectrogram(speed_views(wave, (s,)))).float()
             for s in self.audio_tta
         ) / len(self.audio_tta)
         unit = self.unit_audio and self.audio_layer == "embedding"
         return F.normalize(emb, dim=1) if unit else emb
+
+    def _audio_features(self, spec: Tensor) -> Tensor:
+        """``[B, 1, F, T]`` spectrograms -> what :meth:`embed_audio` returns for ``audio_layer``:
+        with ``"grid"`` the audio tower's last map max-pooled to 4 (frequency) x 3 (time) cells,
+        flattened ``[B, 12 * C]``: the audio features of Look, Listen and Learn's sound
+        classification (conv4_2 max-pooled to 4 x 3 x 512 = 6,144-d,
+        https://arxiv.org/abs/1705.08168; the tower's last 2 x 2 pool leaves it unchanged when
+        the map's sides are multiples of 8 and 6, as L3's 32 x 24 from 257 x 199)."""
+        if self.audio_layer == "grid":
+            return F.adaptive_max_pool2d(self.audio.tower(spec), L3_GRID).flatten(1)
+        return self.audio_output(self.audio(spec))
 
     def audio_output(self, pooled: Tensor) -> Tensor:
         """``[B, audio.out_dim]`` -> :meth:`audio_embedding`, or ``pooled`` itself when
