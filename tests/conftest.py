@@ -151,6 +151,17 @@ def media_factory(tmp_path: Path) -> MediaFactory:
     return MediaFactory(tmp_path)
 
 
+def media_folder(factory: MediaFactory, files: dict[str, dict]) -> Path:
+    """A new ``media`` folder beside ``factory``'s files holding ``{name: MediaFactory
+    keyword arguments}``."""
+    folder = factory.folder / "media"
+    folder.mkdir()
+    make = MediaFactory(folder)
+    for name, kwargs in files.items():
+        make(name, **kwargs)
+    return folder
+
+
 TINY = [
     "data.synthetic.n_train=12",
     "data.synthetic.n_val=4",

@@ -10,18 +10,17 @@ import pytest
 import torch
 import torch.nn.functional as F
 from bad_media import last_json
-from conftest import TINY, MediaFactory
+from conftest import MediaFactory, media_folder
+from test_index_fixes import _checkpoint, _index, _one_line_error, _query
 
 from avssl.cli import main as cli
-from avssl.config import load_config, to_dict
 from avssl.errors import AvsslError
 from avssl.eval.cca import fit_cca
-from avssl.models import build_model
 from avssl.tools import index_cca
 from avssl.tools.index import Index, load_index, save_index
 from avssl.tools.index_cca import cca_query, check_cca, fit_index_cca, window_pairs
 from avssl.tools.query import search
-from avssl.train.checkpoint import load_model, save_checkpoint
+from avssl.train.checkpoint import load_model
 
 
 def _hand_index(tmp_path: Path, n_files: int = 40, seed: int = 0) -> tuple[Index, torch.Tensor]:
@@ -208,40 +207,16 @@ def test_an_index_saves_and_checks_its_cca(tmp_path):
 
 @pytest.fixture(scope="module")
 def l3_ckpt(tmp_path_factory) -> Path:
-    cfg = load_config(None, [s for s in TINY if s.startswith(("data.", "model."))])
-    cfg.model.method = "l3"
-    with torch.random.fork_rng():
-        torch.manual_seed(0)
-        model = build_model(cfg.model, cfg.data)
-    root = tmp_path_factory.mktemp("l3")
-    state = {"model": model.state_dict(), "config": to_dict(cfg)}
-    return Path(save_checkpoint(root / "l3.pt", state))
+    return _checkpoint(tmp_path_factory.mktemp("l3"), "l3")
 
 
 @pytest.fixture
 def media(media_factory: MediaFactory) -> Path:
-    folder = media_factory.folder / "media"
-    folder.mkdir()
-    mf = MediaFactory(folder)
-    mf("still.png")
-    mf("tone.wav", duration=2.0)
-    mf("clip.mp4", duration=4.0)
-    mf("other.webm", duration=3.0)
-    return folder
-
-
-def _index(ckpt, out, *extra) -> int:
-    return cli(["index", "--checkpoint", str(ckpt), "--out", str(out), "--quiet", *extra])
-
-
-def _query(index, ckpt, *args) -> int:
-    return cli(["query", "--index", str(index), "--checkpoint", str(ckpt), "--json", *args])
-
-
-def _one_line_error(capsys) -> str:
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("error: ") and len(err.splitlines()) == 1, err
-    return err
+    return media_folder(
+        media_factory,
+        {"still.png": {}, "tone.wav": {"duration": 2.0}, "clip.mp4": {"duration": 4.0},
+         "other.webm": {"duration": 3.0}},
+    )  # fmt: skip
 
 
 def test_l3_searches_across_modalities_through_the_index_cca(l3_ckpt, media, tmp_path, capsys):
@@ -365,9 +340,7 @@ def test_an_older_l3_index_is_told_how_to_add_the_cca(l3_ckpt, media, tmp_path, 
 
 
 def test_a_shared_space_index_holds_no_cca(media, tmp_path, capsys):
-    cfg = load_config(None, [s for s in TINY if s.startswith(("data.", "model."))])
-    state = {"model": build_model(cfg.model, cfg.data).state_dict(), "config": to_dict(cfg)}
-    path = save_checkpoint(tmp_path / "c.pt", state)
+    path = _checkpoint(tmp_path, "contrastive")
     assert _index(path, tmp_path / "idx", "--inputs", str(media)) == 0
     assert "cca" not in last_json(capsys.readouterr().out)
     index = load_index(tmp_path / "idx")

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 from bad_media import last_json
-from conftest import TINY, MediaFactory
+from conftest import TINY, MediaFactory, media_folder
 
 from avssl.cli import main as cli
 from avssl.config import load_config, to_dict
@@ -50,14 +50,11 @@ def ckpts(tmp_path_factory):
 
 @pytest.fixture
 def media(media_factory: MediaFactory) -> Path:
-    folder = media_factory.folder / "media"
-    folder.mkdir()
-    mf = MediaFactory(folder)
-    mf("still.png")
-    mf("tone.wav", duration=2.0)
-    mf("silent.mp4", duration=2.0, audio=False)
-    mf("clip.mp4", duration=2.0)
-    return folder
+    return media_folder(
+        media_factory,
+        {"still.png": {}, "tone.wav": {"duration": 2.0},
+         "silent.mp4": {"duration": 2.0, "audio": False}, "clip.mp4": {"duration": 2.0}},
+    )  # fmt: skip
 
 
 def _index(ckpt, out, *extra) -> int:
