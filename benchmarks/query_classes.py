@@ -17,8 +17,9 @@ usage: python benchmarks/query_classes.py --index INDEX --checkpoint CKPT --mani
        [--split test] [--target visual]
 
 The index is made first with ``avssl index --checkpoint CKPT --inputs FOLDERS... --out INDEX``;
-files it holds that the manifest does not name are never relevant. The last stdout line is one
-JSON object, e.g. ``{"method": "l3", "queries": 64, "files": 64, "R@1": 0.5, ..., "cca": {...}}``.
+files it holds that the manifest does not name are never relevant. A query video that cannot be
+read is skipped and counted (``n_skipped``, ``skipped``). The last stdout line is one JSON
+object, e.g. ``{"method": "l3", "queries": 64, "files": 64, "R@1": 0.5, ..., "cca": {...}}``.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import sys
 import torch
 
 from avssl.cli import ArgumentParser, run_guarded
-from avssl.errors import AvsslError
+from avssl.errors import AvsslError, MediaError, skip_fields
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -75,15 +76,25 @@ def main(argv: list[str] | None = None) -> int:
     x = index.tensors[key].float()  # [N, D] every target window
     files = index.tensors[f"{target}_file"]
     n_files = len(index.files)
-    sim = torch.full((len(queries), n_files), -float("inf"))
-    for i, row in enumerate(queries):
+    sims, kept, skipped = [], [], []
+    for row in queries:
         path = resolve(args.manifest, row.video)
         at = None if row.end is None else (row.start + row.end) / 2
-        info, t = query_window(path, modality, at, "--video")
-        q = unit_embedding(model, query_input(cfg, path, modality, info, t), modality)
+        try:  # an unreadable query video is skipped and counted, as dataset commands do
+            info, t = query_window(path, modality, at, "--video")
+            q = unit_embedding(model, query_input(cfg, path, modality, info, t), modality)
+        except MediaError as err:
+            skipped.append({"id": row.id, "reason": err.reason})
+            continue
         if cca is not None:
             q = cca_query(index, q, modality)
-        sim[i].scatter_reduce_(0, files, x @ q, reduce="amax")
+        best = torch.full((n_files,), -float("inf"))
+        sims.append(best.scatter_reduce_(0, files, x @ q, reduce="amax"))
+        kept.append(row)
+    if not kept:
+        first = f"; first: {skipped[0]['id']}: {skipped[0]['reason']}"
+        raise AvsslError(f"{args.manifest}: no readable {args.split} video to query{first}")
+    queries, sim = kept, torch.stack(sims)
     has = torch.zeros(n_files, dtype=torch.bool)
     has[files] = True  # files without a target window are not in the gallery
     relevant = shared_label_relevance(
@@ -100,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         **{k: round(v, 4) for k, v in res.items() if isinstance(v, float)},
         "chance_R@1": round(float(chance.mean()), 4),
         "cca": cca,
+        **skip_fields(skipped),
     }
     print(json.dumps(out))
     return 0

@@ -364,7 +364,10 @@ def test_the_query_classes_benchmark_ranks_files_as_avssl_query(l3_ckpt, tmp_pat
                      "labels": [label], "split": "test"})  # fmt: skip
     (folder / "sub").mkdir()  # paths with "..", as the index never stores them
     manifest = folder / "sub" / "manifest.jsonl"
-    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (folder / "broken.mp4").write_bytes(b"not a video")  # a query skipped and counted
+    broken = {"id": "broken", "video": "../broken.mp4", "start": 0.0, "end": 2.0,
+              "labels": ["x"], "split": "test"}  # fmt: skip
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in [*rows, broken]))
     out = tmp_path / "idx"
     assert _index(l3_ckpt, out, "--inputs", *(str(folder / s[0]) for s in spec)) == 0
     capsys.readouterr()
@@ -373,6 +376,7 @@ def test_the_query_classes_benchmark_ranks_files_as_avssl_query(l3_ckpt, tmp_pat
     got = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert (got["method"], got["queries"], got["files"], got["chance_R@1"]) == ("l3", 4, 4, 0.5)
     assert got["cca"]["pairs"] == 2 + 3 + 4 + 5
+    assert got["n_skipped"] == 1 and got["skipped"][0]["id"] == "broken"
     hits, aps = [], []
     for name, duration, _, label in spec:
         video = str(folder / name)
