@@ -30,6 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("avssl.data.synth_cli:main", "build the built-in synthetic AV world"),
     "index": ("avssl.tools.index_cli:main", "build or update a cross-modal search index"),
     "query": ("avssl.tools.query_cli:main", "search an index with a sound, image or video"),
+    "embed": ("avssl.tools.embed_cli:main", "write audio and visual embeddings of media files"),
     "overlay": ("avssl.tools.overlay:main", "render a sound-localisation heatmap video"),
     "prepare": ("avssl.prep:main", "write a dataset's manifest (avssl prepare NAME ...)"),
     "report": ("avssl.tools.report:main", "a self-contained HTML page of a run"),

@@ -8,7 +8,8 @@ sound stops before its picture has fewer audio windows than visual ones (and the
 instead of windows of silence or of a frozen last frame; a stream ending within what decoders pad
 of the file's end counts as lasting the whole file. An audio file gives audio embeddings only
 and a still image one visual embedding (time ``NaN``). Embeddings are the model's pooled
-``embed_audio`` / ``embed_visual`` outputs, L2-normalised so a dot product is a cosine similarity.
+``embed_audio`` / ``embed_visual`` outputs, L2-normalised so a dot product is a cosine similarity
+(``avssl embed`` can keep them as they are).
 """
 
 from __future__ import annotations
@@ -119,7 +120,9 @@ class FileEmbeddings:
     visual_time: torch.Tensor
 
 
-def embed_file(model, cfg, path: Path, hop: float, device="cpu") -> FileEmbeddings:
+def embed_file(
+    model, cfg, path: Path, hop: float, device="cpu", unit: bool = True
+) -> FileEmbeddings:
     """Embed every window of one media file (see the module docstring).
 
     Args:
@@ -128,16 +131,19 @@ def embed_file(model, cfg, path: Path, hop: float, device="cpu") -> FileEmbeddin
         path: a video, audio file or still image.
         hop: seconds between window centres (rounded to a whole number of audio samples).
         device: where the model runs.
+        unit: L2-normalise each embedding (a dot product is then a cosine similarity); False
+            keeps the model's outputs as they are (``avssl embed`` without ``--unit``).
 
     Raises:
         MediaError: the file cannot be used.
     """
+    norm = _unit if unit else _float
     info = probe(path)
     d = cfg.data
     empty = torch.zeros(0, dtype=torch.float32)
     if info.kind == "image":
         frame = next(iter_frames_at(path, [0.0], (d.frame_size, d.frame_size)))
-        v = _unit(
+        v = norm(
             embed_visual(
                 model, frames_to_input(torch.from_numpy(frame)[None], d.frame_size), device
             )
@@ -154,12 +160,12 @@ def embed_file(model, cfg, path: Path, hop: float, device="cpu") -> FileEmbeddin
     if info.has_audio:
         a_end = audio_end(path, info.duration)
         a_times = window_centres(_span(a_end, info.duration, TOLERANCE_S), d.window, hop)
-        audio = _audio_windows(model, d, path, a_times, a_end, hop, device)
+        audio = _audio_windows(model, d, path, a_times, a_end, hop, device, norm)
     if info.has_video:
         pad = max(TOLERANCE_S, 1 / info.fps if info.fps else DEFAULT_FRAME_S)
         v_end = _span(video_end(path, info.duration), info.duration, pad)
         v_times = window_centres(v_end, d.window, hop)
-        visual = _visual_windows(model, d, path, v_times, device)
+        visual = _visual_windows(model, d, path, v_times, device, norm)
     dim = (audio if audio is not None else visual).shape[1]
     return FileEmbeddings(
         "video" if info.has_video else "audio",
@@ -177,9 +183,9 @@ def _span(end: float | None, duration: float, pad: float) -> float:
     return duration if end is None or end >= duration - pad else end
 
 
-def _audio_windows(model, d, path, centres, end, hop, device) -> torch.Tensor:
-    """Unit embeddings ``[W, D]`` of the sound around each of ``centres`` (s); silence past
-    ``end`` (s), where the sound stops."""
+def _audio_windows(model, d, path, centres, end, hop, device, norm) -> torch.Tensor:
+    """Embeddings ``[W, D]`` of the sound around each of ``centres`` (s), through ``norm``
+    (:func:`_unit` or :func:`_float`); silence past ``end`` (s), where the sound stops."""
     out = []
     for k0 in range(0, len(centres), BLOCK):
         c = centres[k0 : k0 + BLOCK]
@@ -189,12 +195,12 @@ def _audio_windows(model, d, path, centres, end, hop, device) -> torch.Tensor:
         emb = sliding_embeddings(model, wave, d.sample_rate, d.window, hop, device)
         if emb.shape[0] < len(c):  # would pair every later window with another's time
             raise RuntimeError(f"{path}: {emb.shape[0]} audio windows for {len(c)} centres")
-        out.append(_unit(emb[: len(c)]))
+        out.append(norm(emb[: len(c)]))
     return torch.cat(out)
 
 
-def _visual_windows(model, d, path, centres, device) -> torch.Tensor:
-    """Unit embeddings ``[W, D]`` of the frame showing at each of ``centres`` (s)."""
+def _visual_windows(model, d, path, centres, device, norm) -> torch.Tensor:
+    """Embeddings ``[W, D]`` of the frame showing at each of ``centres`` (s), through ``norm``."""
     # a window past the last decodable frame is a file cut short: skipped, not padded
     size = (d.frame_size, d.frame_size)
     frames_iter = iter_frames_at(path, centres, size, asked="the window centred at")
@@ -203,7 +209,7 @@ def _visual_windows(model, d, path, centres, device) -> torch.Tensor:
         for k0 in range(0, len(centres), BLOCK):
             c = centres[k0 : k0 + BLOCK]
             frames = torch.from_numpy(np.stack([next(frames_iter) for _ in c]))
-            out.append(_unit(embed_visual(model, frames_to_input(frames, d.frame_size), device)))
+            out.append(norm(embed_visual(model, frames_to_input(frames, d.frame_size), device)))
     finally:
         frames_iter.close()  # closes the file now, not when the generator is collected
     return torch.cat(out)
@@ -211,6 +217,10 @@ def _visual_windows(model, d, path, centres, device) -> torch.Tensor:
 
 def _unit(x: torch.Tensor) -> torch.Tensor:
     return F.normalize(x.float(), dim=1)
+
+
+def _float(x: torch.Tensor) -> torch.Tensor:
+    return x.float()
 
 
 def _none(dim: int) -> torch.Tensor:

@@ -1,0 +1,217 @@
+"""``avssl embed``: write a checkpoint's audio and visual embeddings of media files to disk.
+
+usage: avssl embed --checkpoint CKPT --inputs PATH... --out DIR [--hop S]
+                   [--layer embedding|tower|grid] [--unit] [--force] [--strict]
+
+Every window of every file (as ``avssl index`` places them: ``window / 2 + k * hop`` seconds,
+each stream on its own) gets the model's audio embedding of the sound around its centre and its
+visual embedding of the frame showing there, as OpenL3's command-line tool writes one ``.npz``
+of embeddings and timestamps per file (https://github.com/marl/openl3). The folder's layout is
+described in :mod:`avssl.tools.embed_store`. A second run into the same folder embeds only new
+and changed files (size or modification time) and keeps the rest, including files it was not
+given this time; one with other settings (checkpoint weights, hop, layer, ``--unit``) is refused
+unless ``--force`` replaces the folder's embeddings. Unreadable files are skipped and listed in
+the JSON summary printed as the last stdout line; ``--strict`` makes the first one an error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+from avssl.cli import ArgumentParser, names_json, one_line, positive_float
+from avssl.errors import AvsslError, MediaError, skip_fields
+from avssl.folder_lock import hold_output_folder
+from avssl.tools import embed_store as store
+from avssl.tools.index_media import embed_file, file_stamp, find_media, same_stamp
+
+MIN_HOP = 0.01  # seconds between windows, as avssl index
+MAX_HOP = 3600.0
+DEFAULT_HOP = 0.1  # OpenL3's default hop
+SAVE_EVERY_S = 30.0  # the record is rewritten this often, so a killed run loses little
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = ArgumentParser(prog="avssl embed", description=__doc__.splitlines()[0])
+    p.add_argument("--checkpoint", required=True, help="checkpoint file or run directory")
+    p.add_argument(
+        "--inputs",
+        nargs="+",
+        action="extend",
+        required=True,
+        help="media files, folders (recursive) or manifests (*.jsonl); --inputs -- NAMES... "
+        "for names that start with a dash",
+    )
+    p.add_argument("--out", required=True, help="output folder (created, or added to)")
+    p.add_argument(
+        "--hop",
+        type=positive_float,
+        default=DEFAULT_HOP,
+        help=f"seconds between window centres, {MIN_HOP:g} to {MAX_HOP:g} (default "
+        f"{DEFAULT_HOP:g})",
+    )
+    p.add_argument(
+        "--layer",
+        choices=("embedding", "tower", "grid"),
+        default="embedding",
+        help="audio rows: the method's embedding (default), the audio tower's pooled output "
+        "before the head, or its last map max-pooled to L3's 4 x 3 grid; visual rows are "
+        "always the method's visual embedding",
+    )
+    p.add_argument("--unit", action="store_true", help="L2-normalise every row")
+    p.add_argument(
+        "--force", action="store_true", help="replace embeddings of other settings in --out"
+    )
+    p.add_argument("--strict", action="store_true", help="stop at the first unreadable file")
+    p.add_argument("--device", default="cpu", help="cpu | auto | cuda[:N]")
+    p.add_argument("--quiet", action="store_true", help="no per-file lines on stderr")
+    return p
+
+
+def _check_args(args) -> None:
+    if not MIN_HOP <= args.hop <= MAX_HOP:  # a window every sample: memory, not features
+        raise AvsslError(f"--hop: must be in [{MIN_HOP:g}, {MAX_HOP:g}] s, got {args.hop:g}")
+    for x in args.inputs:
+        if not Path(x).exists():
+            raise AvsslError(f"{x}: no such file or folder (an input; nothing written)")
+
+
+def _names(paths: list[Path], root: Path, out: Path) -> dict[Path, str]:
+    """Each file's name relative to ``root``.
+
+    Raises:
+        AvsslError: a file outside ``root`` (a folder's names stay relative to its first root).
+    """
+    names = {}
+    for p in paths:
+        try:
+            names[p] = p.relative_to(root).as_posix()
+        except ValueError:
+            raise AvsslError(
+                f"{p}: outside {root}, the folder {out}'s names are relative to; give another "
+                "--out (nothing written)"
+            ) from None
+    return names
+
+
+def _root(paths: list[Path]) -> Path:
+    """The deepest folder holding every one of ``paths`` (absolute)."""
+    return Path(os.path.commonpath([str(p.parent) for p in paths]))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``avssl embed``; the last stdout line is a JSON summary."""
+    args = _parser().parse_args(argv)
+    _check_args(args)
+    from avssl.tools.index import weights_hash
+    from avssl.train.checkpoint import load_model
+    from avssl.train.runtime import resolve_device
+
+    t0 = time.perf_counter()
+    model, cfg, state = load_model(args.checkpoint, resolve_device(args.device, "--device"))
+    model.audio_layer = args.layer
+    settings = {
+        "checkpoint_sha256": weights_hash(model),
+        "hop": args.hop,
+        "layer": args.layer,
+        "unit": args.unit,
+    }
+    info = {
+        "method": cfg.model.method,
+        "window": cfg.data.window,
+        "sample_rate": cfg.data.sample_rate,
+        "frame_size": cfg.data.frame_size,
+    }
+    paths, skipped = find_media(args.inputs)
+    if skipped and args.strict:
+        raise MediaError(skipped[0]["path"], skipped[0]["reason"])
+    out = Path(args.out)
+    busy = "another avssl embed is writing into this folder; wait for it to end"
+    with hold_output_folder(out, busy, "an embed folder"):
+        record = store.load_record(out)
+        change = None if record is None else store.settings_change(record, settings)
+        if change and not args.force:
+            raise AvsslError(
+                f"{out}: holds embeddings of other settings ({change}); give another --out, "
+                "or --force to replace them"
+            )
+        fresh = record is None or change is not None
+        if not paths and (fresh or not record["files"]):
+            raise AvsslError(f"{args.inputs[0]}: no media file in the inputs; nothing written")
+        root = _root(paths) if fresh else Path(record["root"])
+        names = _names(paths, root, out)
+        replaced = 0
+        if fresh:
+            if record is not None:
+                replaced = store.clear(out, record)
+            record = store.new_record(settings, root, state["path"], info)
+            store.save_record(out, record)  # the folder is this tool's from now on
+        counts = _embed_all(args, out, record, names, model, cfg, skipped)
+        if fresh and not record["files"]:  # every file unreadable: leave nothing behind
+            (out / store.RECORD).unlink()
+            first = f"; first: {skipped[0]['path']}: {skipped[0]['reason']}" if skipped else ""
+            raise AvsslError(
+                f"{out}: no usable media file in the inputs ({len(skipped)} skipped{first}); "
+                "nothing written"
+            )
+    summary = {
+        "out": str(out),
+        "checkpoint": state["path"],
+        "root": record["root"],
+        "files": len(record["files"]),
+        **counts,
+        "replaced": replaced,
+        **skip_fields(skipped),
+        "seconds": round(time.perf_counter() - t0, 3),
+    }
+    print(names_json(summary))
+    return 0
+
+
+def _embed_all(args, out: Path, record: dict, names: dict, model, cfg, skipped: list) -> dict:
+    """Embed the new and changed files of ``names`` into ``out``, updating ``record`` (saved
+    every :data:`SAVE_EVERY_S` and at the end, also when stopped); the summary's counts."""
+    device = next(model.parameters()).device
+    n = {"embedded": 0, "unchanged": 0, "dropped": 0, "audio_windows": 0, "visual_windows": 0}
+    media_s, saved = 0.0, time.monotonic()
+    files = record["files"]
+    model.eval()
+    try:
+        for i, (path, rel) in enumerate(names.items()):
+            npz = out / store.npz_name(rel)
+            stamp, entry = file_stamp(path), files.get(rel)
+            same = entry and entry.get("path") == str(path) and same_stamp(entry, stamp)
+            if same and npz.is_file():
+                n["unchanged"] += 1
+                continue
+            try:
+                emb = embed_file(model, cfg, path, args.hop, device, unit=args.unit)
+            except MediaError as err:
+                if args.strict:
+                    raise
+                skipped.append({"path": str(path), "reason": err.reason})
+                if files.pop(rel, None) is not None:  # its old rows no longer describe it
+                    npz.unlink(missing_ok=True)
+                    n["dropped"] += 1
+                if not args.quiet:
+                    print(f"skipped {one_line(str(err))}", file=sys.stderr)
+                continue
+            store.write_npz(npz, emb)
+            windows = {"audio_windows": len(emb.audio_time), "visual_windows": len(emb.visual_time)}
+            files[rel] = {"path": str(path), "kind": emb.kind, "duration": emb.duration}
+            files[rel].update(**stamp, **windows)
+            n["embedded"] += 1
+            n["audio_windows"] += windows["audio_windows"]
+            n["visual_windows"] += windows["visual_windows"]
+            media_s += emb.duration
+            if not args.quiet:
+                print(f"[{i + 1}/{len(names)}] {one_line(str(path))}", file=sys.stderr)
+            if time.monotonic() - saved > SAVE_EVERY_S:
+                store.save_record(out, record)
+                saved = time.monotonic()
+    finally:
+        store.save_record(out, record)
+    return {**n, "media_seconds": round(media_s, 3)}

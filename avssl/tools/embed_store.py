@@ -1,0 +1,118 @@
+"""The folder ``avssl embed`` writes: one ``.npz`` per media file and ``embeddings.json``.
+
+A file ``ROOT/sub/clip.mp4`` gets ``OUT/sub/clip.mp4.npz`` (its whole name kept, so ``clip.mp4``
+and ``clip.wav`` do not collide), where ``ROOT`` is the deepest folder holding every file of the
+folder's first run. Each ``.npz`` holds float32 arrays ``audio`` ``[Wa, Da]``, ``audio_time``
+``[Wa]``, ``visual`` ``[Wv, Dv]`` and ``visual_time`` ``[Wv]`` (window centres in seconds; a still
+image has one visual row at time ``NaN``, a sound file no visual rows). ``embeddings.json``
+records the settings every row was computed with and, per file, its source path, size and
+modification time, so a second run embeds only new and changed files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from avssl.atomic_write import replacing, write_text
+from avssl.errors import AvsslError
+
+FORMAT = "avssl-embeddings-1"
+RECORD = "embeddings.json"
+# what must match for a second run to add to a folder: rows of one folder stay comparable
+SETTINGS = ("checkpoint_sha256", "hop", "layer", "unit")
+
+
+def npz_name(rel: str) -> str:
+    """The ``.npz`` of the media file at ``rel`` (relative to the root), relative to the folder."""
+    return rel + ".npz"
+
+
+def new_record(settings: dict, root: Path, checkpoint: str, info: dict) -> dict:
+    """An empty record.
+
+    Args:
+        settings: the values of :data:`SETTINGS`.
+        root: the folder the files' names are relative to.
+        checkpoint: the checkpoint's path (informative; its weights' hash is in ``settings``).
+        info: what the rows are, for a reader: method, window, sample rate, frame size.
+    """
+    head = {"format": FORMAT, **settings, "checkpoint": checkpoint, **info}
+    return {**head, "root": str(root), "files": {}}
+
+
+def load_record(out: Path) -> dict | None:
+    """The record in ``out``, None when ``out`` is new or empty.
+
+    Raises:
+        AvsslError: ``out`` holds other files (never written into), or a damaged record.
+    """
+    path = out / RECORD
+    if not path.is_file():
+        if out.is_dir() and any(out.iterdir()):
+            raise AvsslError(
+                f"{out}: a non-empty folder that is not an avssl embed folder (no {RECORD}); "
+                "give an empty or new --out"
+            )
+        return None
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise AvsslError(f"{path}: unreadable ({type(err).__name__})") from None
+    if not isinstance(record, dict) or record.get("format") != FORMAT:
+        raise AvsslError(f"{path}: not an avssl embed record (format {FORMAT!r} expected)")
+    files = record.get("files")
+    if not isinstance(files, dict) or not isinstance(record.get("root"), str):
+        raise AvsslError(f"{path}: damaged record (its root or files)")
+    for rel, entry in files.items():
+        if not isinstance(entry, dict) or not _inside(out, npz_name(rel)):
+            raise AvsslError(f"{path}: damaged record (file {rel!r})")
+    return record
+
+
+def _inside(out: Path, rel: str) -> bool:
+    """Whether ``rel`` names a file inside ``out`` (an edited record must not reach outside)."""
+    if os.path.isabs(rel) or not rel:
+        return False
+    return ".." not in Path(rel).parts
+
+
+def settings_change(record: dict, settings: dict) -> str | None:
+    """What differs between ``record``'s settings and ``settings`` (None: nothing)."""
+    diff = [
+        f"{k} {record.get(k)!r} -> {settings[k]!r}"
+        for k in SETTINGS
+        if record.get(k) != settings[k]
+    ]
+    return ", ".join(diff) or None
+
+
+def clear(out: Path, record: dict) -> int:
+    """Delete the ``.npz`` files ``record`` lists (this tool's, nothing else); how many."""
+    n = 0
+    for rel in record["files"]:
+        path = out / npz_name(rel)
+        if path.is_file():
+            path.unlink()
+            n += 1
+    return n
+
+
+def save_record(out: Path, record: dict) -> None:
+    """Write ``record`` (files in name order) atomically to ``out/embeddings.json``."""
+    record = {**record, "files": dict(sorted(record["files"].items()))}
+    write_text(out / RECORD, json.dumps(record, indent=1) + "\n")
+
+
+def write_npz(path: Path, emb) -> None:
+    """Write one file's embeddings (a :class:`~avssl.tools.index_media.FileEmbeddings`)
+    atomically to ``path``, creating its folder."""
+    arrays = {
+        name: getattr(emb, name).numpy().astype(np.float32)
+        for name in ("audio", "audio_time", "visual", "visual_time")
+    }
+    with replacing(path, make_parents=True) as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, **arrays)
