@@ -58,7 +58,7 @@ def one_line(text: str) -> str:
 
 
 def _usage() -> str:
-    lines = ["usage: avssl COMMAND [ARGS...]", "", "commands:"]
+    lines = ["usage: avssl COMMAND [ARGS...]   (avssl --version: the version)", "", "commands:"]
     lines += [f"  {name:<10} {help_}" for name, (_, help_) in COMMANDS.items()]
     return "\n".join(lines)
 
@@ -255,6 +255,12 @@ def dispatch(
 
 def main(argv: list[str] | None = None) -> int:
     """Dispatch ``avssl COMMAND ARGS`` to the registered command."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["--version"]:
+        from avssl import __version__
+
+        print(f"avssl {__version__}")
+        return 0
     targets = {name: target for name, (target, _) in COMMANDS.items()}
     return dispatch(targets, argv, _usage(), "command")
 

@@ -97,3 +97,12 @@ def test_json_lines_hold_no_nan_inside_lists_either():
     assert json_line({"a": [nan, (1.0, -inf)], "b": {"c": [nan]}}) == (
         '{"a": [null, [1.0, null]], "b": {"c": [null]}}'
     )
+
+
+def test_version_is_the_installed_packages(capsys):
+    from importlib.metadata import version
+
+    from avssl.cli import main as cli_main
+
+    assert cli_main(["--version"]) == 0
+    assert capsys.readouterr().out == f"avssl {version('avssl')}\n"
