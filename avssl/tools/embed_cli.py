@@ -26,10 +26,9 @@ from avssl.cli import ArgumentParser, names_json, one_line, positive_float
 from avssl.errors import AvsslError, MediaError, skip_fields
 from avssl.folder_lock import hold_output_folder
 from avssl.tools import embed_store as store
-from avssl.tools.index_media import embed_file, file_stamp, find_media, same_stamp
+from avssl.tools import index_media as media
+from avssl.tools.index_media import MAX_HOP, MIN_HOP
 
-MIN_HOP = 0.01  # seconds between windows, as avssl index
-MAX_HOP = 3600.0
 DEFAULT_HOP = 0.1  # OpenL3's default hop
 SAVE_EVERY_S = 30.0  # the record is rewritten this often, so a killed run loses little
 
@@ -37,14 +36,7 @@ SAVE_EVERY_S = 30.0  # the record is rewritten this often, so a killed run loses
 def _parser() -> argparse.ArgumentParser:
     p = ArgumentParser(prog="avssl embed", description=__doc__.splitlines()[0])
     p.add_argument("--checkpoint", required=True, help="checkpoint file or run directory")
-    p.add_argument(
-        "--inputs",
-        nargs="+",
-        action="extend",
-        required=True,
-        help="media files, folders (recursive) or manifests (*.jsonl); --inputs -- NAMES... "
-        "for names that start with a dash",
-    )
+    media.add_inputs_argument(p, required=True)
     p.add_argument("--out", required=True, help="output folder (created, or added to)")
     p.add_argument(
         "--hop",
@@ -125,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         "sample_rate": cfg.data.sample_rate,
         "frame_size": cfg.data.frame_size,
     }
-    paths, skipped = find_media(args.inputs)
+    paths, skipped = media.find_media(args.inputs)
     if skipped and args.strict:
         raise MediaError(skipped[0]["path"], skipped[0]["reason"])
     out = Path(args.out)
@@ -182,13 +174,13 @@ def _embed_all(args, out: Path, record: dict, names: dict, model, cfg, skipped: 
     try:
         for i, (path, rel) in enumerate(names.items()):
             npz = out / store.npz_name(rel)
-            stamp, entry = file_stamp(path), files.get(rel)
-            same = entry and entry.get("path") == str(path) and same_stamp(entry, stamp)
+            stamp, entry = media.file_stamp(path), files.get(rel)
+            same = entry and entry.get("path") == str(path) and media.same_stamp(entry, stamp)
             if same and npz.is_file():
                 n["unchanged"] += 1
                 continue
             try:
-                emb = embed_file(model, cfg, path, args.hop, device, unit=args.unit)
+                emb = media.embed_file(model, cfg, path, args.hop, device, unit=args.unit)
             except MediaError as err:
                 if args.strict:
                     raise

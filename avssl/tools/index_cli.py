@@ -41,22 +41,22 @@ from avssl.tools.index import (
     save_index,
     weights_hash,
 )
-from avssl.tools.index_media import embed_file, file_stamp, find_media, lost_under, same_stamp
-
-MIN_HOP = 0.01  # seconds between windows
-MAX_HOP = 3600.0  # every file under an hour has one window at this hop: longer is no use
+from avssl.tools.index_media import (
+    MAX_HOP,
+    MIN_HOP,
+    add_inputs_argument,
+    embed_file,
+    file_stamp,
+    find_media,
+    lost_under,
+    same_stamp,
+)
 
 
 def _parser() -> argparse.ArgumentParser:
     p = ArgumentParser(prog="avssl index", description=__doc__.splitlines()[0])
     p.add_argument("--checkpoint", required=True, help="checkpoint file or run directory")
-    p.add_argument(
-        "--inputs",
-        nargs="+",
-        action="extend",
-        help="media files, folders or manifests (*.jsonl); --inputs -- NAMES... for names "
-        "that start with a dash",
-    )
+    add_inputs_argument(p, required=False)  # an update may reuse the recorded ones
     p.add_argument("--out", required=True, help="index directory (created or updated)")
     p.add_argument(
         "--hop",

@@ -35,6 +35,20 @@ from avssl.eval.sliding import sliding_embeddings
 from avssl.tools.stream_io import audio_end, iter_frames_at, read_audio_padded, video_end
 
 BLOCK = 64  # windows decoded and embedded at a time: bounds memory for long files
+MIN_HOP = 0.01  # seconds between windows: below, a window every few samples (memory, no use)
+MAX_HOP = 3600.0  # every file under an hour has one window at this hop: longer is no use
+
+
+def add_inputs_argument(parser, required: bool) -> None:
+    """``--inputs PATH...`` of the commands that embed media files (``avssl index``, ``embed``)."""
+    parser.add_argument(
+        "--inputs",
+        nargs="+",
+        action="extend",
+        required=required,
+        help="media files, folders (searched recursively) or manifests (*.jsonl); "
+        "--inputs -- NAMES... for names that start with a dash",
+    )
 
 
 def find_media(inputs: list[str]) -> tuple[list[Path], list[dict]]:
