@@ -16,13 +16,22 @@ from conftest import MediaFactory, media_folder
 from test_index_fixes import _checkpoint, _one_line_error
 
 from avssl.cli import main as cli
+from avssl.eval.sliding import sharing_blocker
+from avssl.models import embedding_dims
 from avssl.tools.stream_io import iter_frames_at, read_audio_padded
 from avssl.train.checkpoint import load_model
 
 
 @pytest.fixture(scope="module")
-def ckpt(tmp_path_factory) -> Path:
-    return _checkpoint(tmp_path_factory.mktemp("ckpt"), "contrastive")
+def ckpts(tmp_path_factory) -> dict[str, Path]:
+    """contrastive (unit embeddings of equal widths) and l3 (neither)."""
+    root = tmp_path_factory.mktemp("ckpt")
+    return {m: _checkpoint(root, m) for m in ("contrastive", "l3")}
+
+
+@pytest.fixture
+def ckpt(ckpts) -> Path:
+    return ckpts["contrastive"]
 
 
 @pytest.fixture
@@ -47,45 +56,57 @@ def _rows(out: Path, name: str) -> dict[str, np.ndarray]:
         return {k: z[k] for k in z.files}
 
 
-def test_rows_are_the_models_embeddings_of_each_window(ckpt, media, tmp_path, capsys):
+def _npz_names(out: Path) -> list[str]:
+    return sorted(p.relative_to(out).as_posix() for p in out.rglob("*.npz"))
+
+
+def _reference(model, cfg, video: Path, centres) -> tuple[np.ndarray, np.ndarray]:
+    """Audio and visual embeddings of each window of ``video``, decoded and embedded alone."""
+    d = cfg.data
+    with torch.no_grad():
+        waves = [read_audio_padded(video, t - d.window / 2, d.window, d.sample_rate, 2.0)
+                 for t in centres]  # fmt: skip
+        size = (d.frame_size, d.frame_size)
+        frames = np.stack(list(iter_frames_at(video, centres, size)))
+        pixels = torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255
+        return model.embed_audio(torch.stack(waves)).numpy(), model.embed_visual(pixels).numpy()
+
+
+@pytest.mark.parametrize("method", ["contrastive", "l3"])
+def test_rows_are_the_models_embeddings_of_each_window(ckpts, method, media, tmp_path, capsys):
     out = tmp_path / "emb"
-    assert _embed(ckpt, media, out, "--hop", "0.25") == 0
+    assert _embed(ckpts[method], media, out) == 0  # the default hop, 0.1 s
     summary = last_json(capsys.readouterr().out)
     assert (summary["files"], summary["embedded"], summary["n_skipped"]) == (4, 4, 0)
-    names = sorted(str(p.relative_to(out)) for p in out.rglob("*.npz"))
-    assert names == ["clip.mp4.npz", "still.png.npz", "sub/clip.mp4.npz", "tone.wav.npz"]
+    assert _npz_names(out) == ["clip.mp4.npz", "still.png.npz", "sub/clip.mp4.npz", "tone.wav.npz"]
 
-    model, cfg, _ = load_model(ckpt)
-    d = cfg.data
+    model, cfg, _ = load_model(ckpts[method])
+    # the default hop shares the convolutions of overlapping windows: compared with each alone
+    assert sharing_blocker(model, cfg.data.sample_rate, cfg.data.window, 0.1) is None
     clip = _rows(out, "clip.mp4")
-    centres = 0.5 + 0.25 * np.arange(5)  # 1-s windows of a 2-s file every 0.25 s
+    centres = 0.5 + 0.1 * np.arange(11)  # 1-s windows of a 2-s file every 0.1 s
     np.testing.assert_allclose(clip["audio_time"], centres, atol=1e-6)
     np.testing.assert_allclose(clip["visual_time"], centres, atol=1e-6)
-    with torch.no_grad():  # the reference: each window decoded and embedded on its own
-        waves = torch.stack(
-            [
-                read_audio_padded(media / "clip.mp4", t - 0.5, 1.0, d.sample_rate, 2.0)
-                for t in centres
-            ]
-        )
-        ref_audio = model.embed_audio(waves)
-        frames = np.stack(list(iter_frames_at(media / "clip.mp4", centres, (32, 32))))
-        pixels = torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255
-        ref_visual = model.embed_visual(pixels)
-    np.testing.assert_allclose(clip["audio"], ref_audio.numpy(), atol=1e-4)
-    np.testing.assert_allclose(clip["visual"], ref_visual.numpy(), atol=1e-4)
+    ref_audio, ref_visual = _reference(model, cfg, media / "clip.mp4", centres)
+    np.testing.assert_allclose(clip["audio"], ref_audio, atol=1e-4)
+    np.testing.assert_allclose(clip["visual"], ref_visual, atol=1e-4)
     assert clip["audio"].dtype == np.float32
 
+    # a side a file lacks is empty at its own width (l3's sound and pictures differ)
+    da, dv = embedding_dims(model, cfg.data)
     still, tone = _rows(out, "still.png"), _rows(out, "tone.wav")
-    assert (
-        still["audio"].shape == (0, clip["audio"].shape[1]) and np.isnan(still["visual_time"]).all()
-    )
-    assert tone["visual"].shape[0] == 0 and tone["audio"].shape == clip["audio"].shape
-    record = json.loads((out / "embeddings.json").read_text())
-    assert record["files"]["sub/clip.mp4"]["audio_windows"] == 3  # 1.5 s: centres 0.5, 0.75, 1
-    assert (record["hop"], record["layer"], record["unit"], record["root"]) == (
-        0.25, "embedding", False, str(media.resolve()),
+    assert (still["audio"].shape, still["visual"].shape, tone["visual"].shape) == (
+        (0, da), (1, dv), (0, dv),
     )  # fmt: skip
+    assert np.isnan(still["visual_time"]).all() and tone["audio"].shape == (11, da)
+    record = json.loads((out / "embeddings.json").read_text())
+    assert record["files"]["sub/clip.mp4"]["audio_windows"] == 6  # 1.5 s: centres 0.5 to 1
+    assert (record["hop"], record["layer"], record["unit"], record["root"]) == (
+        0.1, "embedding", False, str(media),
+    )  # fmt: skip
+    unit = method == "contrastive"  # l3's rows, kept as the model gives them, are not unit
+    for rows in (clip["audio"], clip["visual"], still["visual"]):
+        assert np.allclose(np.linalg.norm(rows, axis=1), 1.0, atol=1e-3) == unit
 
 
 def test_layers_give_the_towers_features(ckpt, media, tmp_path):
@@ -94,8 +115,7 @@ def test_layers_give_the_towers_features(ckpt, media, tmp_path):
     for layer in ("embedding", "tower", "grid"):
         out = tmp_path / layer
         assert _embed(ckpt, media / "tone.wav", out, "--layer", layer, "--hop", "0.5") == 0
-        rows = _rows(out, "tone.wav")
-        dims[layer] = rows["audio"].shape[1]
+        dims[layer] = _rows(out, "tone.wav")["audio"].shape[1]
     assert dims["tower"] == model.audio.out_dim != dims["embedding"]
     assert dims["grid"] == 12 * model.cfg.channels[-1]
 
@@ -134,21 +154,91 @@ def test_a_second_run_embeds_only_new_and_changed_files(ckpt, media, tmp_path, c
     assert "tone.wav" not in json.loads((out / "embeddings.json").read_text())["files"]
 
 
-def test_other_settings_are_refused_unless_forced(ckpt, media, tmp_path, capsys):
+def test_a_new_subfolder_of_an_input_folder_is_added(ckpt, tmp_path, capsys):
+    clips = tmp_path / "clips"
+    (clips / "2024").mkdir(parents=True)
+    MediaFactory(clips / "2024")("a.wav", duration=1.0)
+    out = tmp_path / "emb"
+    assert _embed(ckpt, clips, out) == 0  # the root is the input folder, not 2024/
+    (clips / "2025").mkdir()
+    MediaFactory(clips / "2025")("b.wav", duration=1.0)
+    assert _embed(ckpt, clips, out) == 0
+    assert last_json(capsys.readouterr().out)["n_skipped"] == 0
+    assert _npz_names(out) == ["2024/a.wav.npz", "2025/b.wav.npz"]
+
+
+def test_a_linked_file_keeps_its_name(ckpt, media, tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    MediaFactory(elsewhere)("real.wav", duration=1.0)
+    os.symlink(elsewhere / "real.wav", media / "sub" / "link.wav")
+    out = tmp_path / "emb"
+    assert _embed(ckpt, media, out) == 0
+    assert "sub/link.wav.npz" in _npz_names(out)
+    entry = json.loads((out / "embeddings.json").read_text())["files"]["sub/link.wav"]
+    assert entry["path"] == str(media / "sub" / "link.wav")
+
+
+def test_other_settings_are_refused_unless_forced(ckpts, media, tmp_path, capsys):
+    ckpt = ckpts["contrastive"]
     out = tmp_path / "emb"
     assert _embed(ckpt, media, out) == 0
     capsys.readouterr()
     kept = (out / "tone.wav.npz").read_bytes()
-    assert _embed(ckpt, media, out, "--hop", "0.5") == 2
-    assert "other settings (hop 0.1 -> 0.5)" in _one_line_error(capsys)
-    assert _embed(ckpt, media, out, "--layer", "tower") == 2
-    assert "layer 'embedding' -> 'tower'" in _one_line_error(capsys)
+    for flags, change in [
+        (["--hop", "0.5"], "hop 0.1 -> 0.5"),
+        (["--layer", "tower"], "layer 'embedding' -> 'tower'"),
+        (["--unit"], "unit False -> True"),
+    ]:
+        assert _embed(ckpt, media, out, *flags) == 2
+        assert f"other settings ({change})" in _one_line_error(capsys)
+    assert _embed(ckpts["l3"], media, out) == 2  # other weights, another method
+    assert "checkpoint_sha256" in _one_line_error(capsys)
+    # the same weights with another window give other rows
+    window = _checkpoint(tmp_path, "contrastive", "data.window=0.5")
+    assert _embed(window, media, out) == 2
+    assert "window 1.0 -> 0.5" in _one_line_error(capsys)
     assert (out / "tone.wav.npz").read_bytes() == kept
+
     assert _embed(ckpt, media / "tone.wav", out, "--hop", "0.5", "--force") == 0
     summary = last_json(capsys.readouterr().out)
     assert (summary["replaced"], summary["files"]) == (4, 1)
-    assert sorted(p.name for p in out.rglob("*.npz")) == ["tone.wav.npz"]
+    assert _npz_names(out) == ["tone.wav.npz"] and not (out / "sub").exists()
     assert _rows(out, "tone.wav")["audio"].shape[0] == 3  # 2 s at a 0.5-s hop
+
+
+def test_a_run_that_embeds_nothing_changes_nothing(ckpt, media, tmp_path, capsys):
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "a.mp4").write_bytes(b"garbage")
+    assert _embed(ckpt, [bad / "a.mp4", media / "tone.wav"], tmp_path / "strict", "--strict") == 2
+    assert not (tmp_path / "strict").exists()  # no record left to pin the folder's root
+    out = tmp_path / "emb"
+    assert _embed(ckpt, media, out) == 0
+    capsys.readouterr()
+    before = sorted(p.relative_to(out).as_posix() for p in out.rglob("*"))
+    assert _embed(ckpt, bad, out, "--hop", "0.5", "--force") == 2  # forced, then nothing usable
+    assert "nothing written" in _one_line_error(capsys)
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*")) == before
+
+
+def test_a_stop_keeps_what_was_embedded(ckpt, media, tmp_path, monkeypatch):
+    import avssl.tools.index_media as index_media
+
+    real, calls = index_media.embed_file, []
+
+    def stopping(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(index_media, "embed_file", stopping)
+    out = tmp_path / "emb"
+    assert _embed(ckpt, media, out) == 130
+    assert sorted(json.loads((out / "embeddings.json").read_text())["files"]) == [
+        "clip.mp4", "still.png",
+    ]  # fmt: skip
 
 
 def test_folders_it_did_not_make_are_never_written(ckpt, media, tmp_path, capsys):
@@ -162,16 +252,19 @@ def test_folders_it_did_not_make_are_never_written(ckpt, media, tmp_path, capsys
     a_file.write_text("x")
     assert _embed(ckpt, media, a_file) == 2
     assert "exists and is not an embed folder" in _one_line_error(capsys)
-
-    out = tmp_path / "emb"
-    assert _embed(ckpt, media / "sub", out) == 0
-    capsys.readouterr()
-    assert _embed(ckpt, media / "tone.wav", out) == 2  # outside the folder's root (media/sub)
-    assert "outside" in _one_line_error(capsys)
-    assert sorted(os.listdir(out)) == ["clip.mp4.npz", "embeddings.json"]
     assert _embed(ckpt, tmp_path / "nowhere", tmp_path / "new") == 2
     assert "no such file or folder" in _one_line_error(capsys)
     assert not (tmp_path / "new").exists()
+
+    out = tmp_path / "emb"
+    assert _embed(ckpt, media / "sub", out) == 0
+    record = (out / "embeddings.json").read_text()
+    for text in ("not json", "[" * 100000 + "]" * 100000, '{"format": "avssl-embeddings-1"}'):
+        (out / "embeddings.json").write_text(text)  # edited by hand
+        capsys.readouterr()
+        assert _embed(ckpt, media / "sub", out) == 2
+        assert "embeddings.json" in _one_line_error(capsys)
+    (out / "embeddings.json").write_text(record)
 
 
 def test_unreadable_files_are_skipped_counted_or_strict(ckpt, media, tmp_path, capsys):
@@ -183,6 +276,17 @@ def test_unreadable_files_are_skipped_counted_or_strict(ckpt, media, tmp_path, c
     assert summary["skipped"][0]["path"].endswith("bad.mp4") and summary["skipped"][0]["reason"]
     assert _embed(ckpt, media, tmp_path / "strict", "--strict") == 2
     assert "bad.mp4" in _one_line_error(capsys)
+    (media / "bad.mp4").unlink()
+    os.symlink(tmp_path / "gone", media / "lost.wav")  # a link that leads nowhere
+    assert _embed(ckpt, media, tmp_path / "strict2", "--strict") == 2
+    assert "lost.wav" in _one_line_error(capsys)
+
+    # a file outside the folder's root (its first run's media/sub) is skipped, not refused
+    assert _embed(ckpt, media / "sub", tmp_path / "sub_only") == 0
+    assert _embed(ckpt, [media / "tone.wav", media / "sub"], tmp_path / "sub_only") == 0
+    summary = last_json(capsys.readouterr().out)
+    assert summary["n_skipped"] == 1 and "outside" in summary["skipped"][0]["reason"]
+
     only_bad = tmp_path / "only_bad"
     only_bad.mkdir()
     (only_bad / "x.wav").write_bytes(b"RIFF")
@@ -191,14 +295,24 @@ def test_unreadable_files_are_skipped_counted_or_strict(ckpt, media, tmp_path, c
     assert not (tmp_path / "none").exists()
 
 
-def test_the_readmes_python_example_runs(ckpt, media, tmp_path, monkeypatch, capsys):
+def test_a_name_too_long_for_its_npz_is_skipped(ckpt, media, tmp_path, capsys):
+    name = "x" * (255 - len(".wav")) + ".wav"  # the longest name; its .npz is longer
+    (media / name).write_bytes((media / "tone.wav").read_bytes())
+    out = tmp_path / "emb"
+    assert _embed(ckpt, media, out) == 0
+    summary = last_json(capsys.readouterr().out)
+    assert (summary["embedded"], summary["n_skipped"]) == (4, 1)
+    assert "too long" in summary["skipped"][0]["reason"]
+
+
+def test_the_readmes_python_example_runs(ckpts, media, tmp_path, monkeypatch, capsys):
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
     (example,) = [b for b in re.findall(r"```python\n(.*?)```", readme, re.S) if "embed_file" in b]
     monkeypatch.chdir(tmp_path)
     (tmp_path / "runs").mkdir()
-    os.symlink(ckpt, tmp_path / "runs" / "l3")  # the example's checkpoint: this test's model
-    assert _embed(ckpt, media, tmp_path / "runs" / "l3-embeddings") == 0
+    os.symlink(ckpts["l3"], tmp_path / "runs" / "l3")  # l3's rows are not unit vectors
+    assert _embed(ckpts["l3"], media, tmp_path / "runs" / "l3-embeddings") == 0
     capsys.readouterr()
     exec(compile(example, "README.md", "exec"), {})  # its assert compares the two routes
     printed = capsys.readouterr().out.splitlines()
-    assert len(printed) == 4 and all(str(media.resolve()) in line for line in printed)
+    assert len(printed) == 4 and all(str(media) in line for line in printed)

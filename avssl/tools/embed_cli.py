@@ -9,14 +9,17 @@ visual embedding of the frame showing there, as OpenL3's command-line tool write
 of embeddings and timestamps per file (https://github.com/marl/openl3). The folder's layout is
 described in :mod:`avssl.tools.embed_store`. A second run into the same folder embeds only new
 and changed files (size or modification time) and keeps the rest, including files it was not
-given this time; one with other settings (checkpoint weights, hop, layer, ``--unit``) is refused
-unless ``--force`` replaces the folder's embeddings. Unreadable files are skipped and listed in
-the JSON summary printed as the last stdout line; ``--strict`` makes the first one an error.
+given this time; one with other settings (checkpoint weights, method, window, sample rate, frame
+size, hop, layer, ``--unit``) is refused unless ``--force`` replaces the folder's embeddings, which
+it does only once its first file is embedded. Unreadable files (and files outside the folder's
+root) are skipped and listed in the JSON summary printed as the last stdout line; ``--strict``
+makes the first one an error.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
 import time
@@ -71,27 +74,24 @@ def _check_args(args) -> None:
             raise AvsslError(f"{x}: no such file or folder (an input; nothing written)")
 
 
-def _names(paths: list[Path], root: Path, out: Path) -> dict[Path, str]:
-    """Each file's name relative to ``root``.
-
-    Raises:
-        AvsslError: a file outside ``root`` (a folder's names stay relative to its first root).
-    """
+def _names(paths: list[Path], root: Path, skipped: list[dict]) -> dict[Path, str]:
+    """Each file's name relative to ``root``; a file outside it is skipped (added to
+    ``skipped``): a folder's names stay relative to the root of its first run."""
     names = {}
     for p in paths:
         try:
             names[p] = p.relative_to(root).as_posix()
         except ValueError:
-            raise AvsslError(
-                f"{p}: outside {root}, the folder {out}'s names are relative to; give another "
-                "--out (nothing written)"
-            ) from None
+            why = f"outside {root}, which this folder's names are relative to (use another --out)"
+            skipped.append({"path": str(p), "reason": why})
     return names
 
 
-def _root(paths: list[Path]) -> Path:
-    """The deepest folder holding every one of ``paths`` (absolute)."""
-    return Path(os.path.commonpath([str(p.parent) for p in paths]))
+def _root(paths: list[Path], inputs: list[str]) -> Path:
+    """The deepest folder holding every one of ``paths`` and every input folder (absolute): a
+    file added later to a new subfolder of an input folder is still inside it."""
+    dirs = [os.path.abspath(x) for x in inputs if Path(x).is_dir()]
+    return Path(os.path.commonpath([str(p.parent) for p in paths] + dirs))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -104,46 +104,43 @@ def main(argv: list[str] | None = None) -> int:
 
     t0 = time.perf_counter()
     model, cfg, state = load_model(args.checkpoint, resolve_device(args.device, "--device"))
+    model.eval()
     model.audio_layer = args.layer
     settings = {
         "checkpoint_sha256": weights_hash(model),
         "hop": args.hop,
         "layer": args.layer,
         "unit": args.unit,
-    }
-    info = {
         "method": cfg.model.method,
         "window": cfg.data.window,
         "sample_rate": cfg.data.sample_rate,
         "frame_size": cfg.data.frame_size,
     }
-    paths, skipped = media.find_media(args.inputs)
-    if skipped and args.strict:
-        raise MediaError(skipped[0]["path"], skipped[0]["reason"])
+    # named by the path they were found by: a linked file keeps its name under its input folder
+    paths, skipped = media.find_media(args.inputs, resolve_links=False)
     out = Path(args.out)
     busy = "another avssl embed is writing into this folder; wait for it to end"
     with hold_output_folder(out, busy, "an embed folder"):
-        record = store.load_record(out)
-        change = None if record is None else store.settings_change(record, settings)
+        old = store.load_record(out)
+        change = None if old is None else store.settings_change(old, settings)
         if change and not args.force:
             raise AvsslError(
                 f"{out}: holds embeddings of other settings ({change}); give another --out, "
                 "or --force to replace them"
             )
-        fresh = record is None or change is not None
-        if not paths and (fresh or not record["files"]):
+        fresh = old is None or change is not None
+        if not paths and (fresh or not old["files"]):
             raise AvsslError(f"{args.inputs[0]}: no media file in the inputs; nothing written")
-        root = _root(paths) if fresh else Path(record["root"])
-        names = _names(paths, root, out)
-        replaced = 0
         if fresh:
-            if record is not None:
-                replaced = store.clear(out, record)
-            record = store.new_record(settings, root, state["path"], info)
-            store.save_record(out, record)  # the folder is this tool's from now on
-        counts = _embed_all(args, out, record, names, model, cfg, skipped)
-        if fresh and not record["files"]:  # every file unreadable: leave nothing behind
-            (out / store.RECORD).unlink()
+            record = store.new_record(settings, _root(paths, args.inputs), state["path"])
+        else:
+            record = old
+        names = _names(paths, Path(record["root"]), skipped)
+        if skipped and args.strict:
+            raise MediaError(skipped[0]["path"], skipped[0]["reason"])
+        replace = old if fresh else None
+        counts = _embed_all(args, out, record, names, model, cfg, skipped, fresh, replace)
+        if fresh and not record["files"]:  # nothing written: the folder is as it was
             first = f"; first: {skipped[0]['path']}: {skipped[0]['reason']}" if skipped else ""
             raise AvsslError(
                 f"{out}: no usable media file in the inputs ({len(skipped)} skipped{first}); "
@@ -155,7 +152,6 @@ def main(argv: list[str] | None = None) -> int:
         "root": record["root"],
         "files": len(record["files"]),
         **counts,
-        "replaced": replaced,
         **skip_fields(skipped),
         "seconds": round(time.perf_counter() - t0, 3),
     }
@@ -163,14 +159,21 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _embed_all(args, out: Path, record: dict, names: dict, model, cfg, skipped: list) -> dict:
+def _embed_all(
+    args, out: Path, record: dict, names: dict, model, cfg, skipped: list, fresh: bool, replace
+) -> dict:
     """Embed the new and changed files of ``names`` into ``out``, updating ``record`` (saved
-    every :data:`SAVE_EVERY_S` and at the end, also when stopped); the summary's counts."""
+    every :data:`SAVE_EVERY_S` and at the end, also when stopped); the summary's counts.
+
+    A ``fresh`` record is written, and the rows of the record ``replace`` (``--force``) deleted,
+    only once the first file is embedded: a run that embeds nothing (every file unreadable,
+    ``--strict``, a stop) leaves the folder as it was.
+    """
     device = next(model.parameters()).device
-    n = {"embedded": 0, "unchanged": 0, "dropped": 0, "audio_windows": 0, "visual_windows": 0}
-    media_s, saved = 0.0, time.monotonic()
+    n = {"embedded": 0, "unchanged": 0, "dropped": 0, "replaced": 0}
+    n |= {"audio_windows": 0, "visual_windows": 0}
+    media_s, saved, started = 0.0, time.monotonic(), not fresh
     files = record["files"]
-    model.eval()
     try:
         for i, (path, rel) in enumerate(names.items()):
             npz = out / store.npz_name(rel)
@@ -181,17 +184,24 @@ def _embed_all(args, out: Path, record: dict, names: dict, model, cfg, skipped: 
                 continue
             try:
                 emb = media.embed_file(model, cfg, path, args.hop, device, unit=args.unit)
-            except MediaError as err:
+                if not started:  # the folder is this run's from now on
+                    n["replaced"] = store.clear(out, replace) if replace else 0
+                    store.save_record(out, record)
+                    started = True
+                store.write_npz(npz, emb)
+            except (MediaError, OSError) as err:
+                if isinstance(err, OSError) and err.errno != errno.ENAMETOOLONG:
+                    raise  # a full disk, a folder it cannot write: every later file would fail
+                reason = getattr(err, "reason", "its .npz name is too long for the file system")
                 if args.strict:
-                    raise
-                skipped.append({"path": str(path), "reason": err.reason})
+                    raise MediaError(path, reason) from None
+                skipped.append({"path": str(path), "reason": reason})
                 if files.pop(rel, None) is not None:  # its old rows no longer describe it
                     npz.unlink(missing_ok=True)
                     n["dropped"] += 1
                 if not args.quiet:
-                    print(f"skipped {one_line(str(err))}", file=sys.stderr)
+                    print(f"skipped {one_line(str(path))}: {reason}", file=sys.stderr)
                 continue
-            store.write_npz(npz, emb)
             windows = {"audio_windows": len(emb.audio_time), "visual_windows": len(emb.visual_time)}
             files[rel] = {"path": str(path), "kind": emb.kind, "duration": emb.duration}
             files[rel].update(**stamp, **windows)
@@ -205,5 +215,6 @@ def _embed_all(args, out: Path, record: dict, names: dict, model, cfg, skipped: 
                 store.save_record(out, record)
                 saved = time.monotonic()
     finally:
-        store.save_record(out, record)
+        if started:
+            store.save_record(out, record)
     return {**n, "media_seconds": round(media_s, 3)}

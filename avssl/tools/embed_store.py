@@ -1,10 +1,12 @@
 """The folder ``avssl embed`` writes: one ``.npz`` per media file and ``embeddings.json``.
 
 A file ``ROOT/sub/clip.mp4`` gets ``OUT/sub/clip.mp4.npz`` (its whole name kept, so ``clip.mp4``
-and ``clip.wav`` do not collide), where ``ROOT`` is the deepest folder holding every file of the
-folder's first run. Each ``.npz`` holds float32 arrays ``audio`` ``[Wa, Da]``, ``audio_time``
-``[Wa]``, ``visual`` ``[Wv, Dv]`` and ``visual_time`` ``[Wv]`` (window centres in seconds; a still
-image has one visual row at time ``NaN``, a sound file no visual rows). ``embeddings.json``
+and ``clip.wav`` do not collide), where ``ROOT`` is the deepest folder holding every input folder
+and file of the folder's first run, files named by the path they were found by (a link by its
+own name). Each ``.npz`` holds float32 arrays ``audio`` ``[Wa, Da]``, ``audio_time`` ``[Wa]``,
+``visual`` ``[Wv, Dv]`` and ``visual_time`` ``[Wv]`` (window centres in seconds; a still image
+has one visual row at time ``NaN``, a sound file no visual rows: an empty side is ``[0, D]`` of
+its own width). ``embeddings.json``
 records the settings every row was computed with and, per file, its source path, size and
 modification time, so a second run embeds only new and changed files.
 """
@@ -23,7 +25,16 @@ from avssl.errors import AvsslError
 FORMAT = "avssl-embeddings-1"
 RECORD = "embeddings.json"
 # what must match for a second run to add to a folder: rows of one folder stay comparable
-SETTINGS = ("checkpoint_sha256", "hop", "layer", "unit")
+SETTINGS = (
+    "checkpoint_sha256",
+    "hop",
+    "layer",
+    "unit",
+    "method",
+    "window",
+    "sample_rate",
+    "frame_size",
+)
 
 
 def npz_name(rel: str) -> str:
@@ -31,16 +42,15 @@ def npz_name(rel: str) -> str:
     return rel + ".npz"
 
 
-def new_record(settings: dict, root: Path, checkpoint: str, info: dict) -> dict:
+def new_record(settings: dict, root: Path, checkpoint: str) -> dict:
     """An empty record.
 
     Args:
         settings: the values of :data:`SETTINGS`.
         root: the folder the files' names are relative to.
         checkpoint: the checkpoint's path (informative; its weights' hash is in ``settings``).
-        info: what the rows are, for a reader: method, window, sample rate, frame size.
     """
-    head = {"format": FORMAT, **settings, "checkpoint": checkpoint, **info}
+    head = {"format": FORMAT, **settings, "checkpoint": checkpoint}
     return {**head, "root": str(root), "files": {}}
 
 
@@ -60,7 +70,7 @@ def load_record(out: Path) -> dict | None:
         return None
     try:
         record = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as err:
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as err:
         raise AvsslError(f"{path}: unreadable ({type(err).__name__})") from None
     if not isinstance(record, dict) or record.get("format") != FORMAT:
         raise AvsslError(f"{path}: not an avssl embed record (format {FORMAT!r} expected)")
@@ -98,6 +108,10 @@ def clear(out: Path, record: dict) -> int:
         if path.is_file():
             path.unlink()
             n += 1
+            for parent in path.parents:  # the folders it leaves empty, up to ``out``
+                if parent == out or any(parent.iterdir()):
+                    break
+                parent.rmdir()
     return n
 
 

@@ -32,6 +32,7 @@ from avssl.data.walk import walk_files
 from avssl.errors import MediaError
 from avssl.eval.embed import embed_visual, frames_to_input
 from avssl.eval.sliding import sliding_embeddings
+from avssl.models import embedding_dims
 from avssl.tools.stream_io import audio_end, iter_frames_at, read_audio_padded, video_end
 
 BLOCK = 64  # windows decoded and embedded at a time: bounds memory for long files
@@ -51,19 +52,29 @@ def add_inputs_argument(parser, required: bool) -> None:
     )
 
 
-def find_media(inputs: list[str]) -> tuple[list[Path], list[dict]]:
+def find_media(inputs: list[str], resolve_links: bool = True) -> tuple[list[Path], list[dict]]:
     """Media files under ``inputs``: files, folders (recursive, by extension) and manifests.
 
     A manifest (``*.jsonl``) contributes the visual and separate audio file of each row, resolved
-    relative to the manifest's folder. Paths are absolute and deduplicated, in a stable order.
-    A link in a folder that leads to nothing (its target is missing, or it loops) is missing
-    whatever its name: it may have been a linked folder.
+    relative to the manifest's folder. Paths are absolute and deduplicated (by the file they lead
+    to), in a stable order. A link in a folder that leads to nothing (its target is missing, or it
+    loops) is missing whatever its name: it may have been a linked folder.
+
+    Args:
+        inputs: files, folders and manifests.
+        resolve_links: give each file's real path (links followed); False gives the path it was
+            found by (made absolute, ``..`` removed), the first of several that lead to one file.
 
     Returns:
         ``(paths, missing)`` where ``missing`` lists ``{"path", "reason"}`` of inputs not found.
     """
     found: dict[str, Path] = {}
     missing = []
+
+    def add(path: Path) -> None:
+        real = path.resolve()
+        found.setdefault(str(real), real if resolve_links else Path(os.path.abspath(path)))
+
     for item in inputs:
         p = Path(item)
         if p.is_dir():
@@ -73,7 +84,7 @@ def find_media(inputs: list[str]) -> tuple[list[Path], list[dict]]:
                 if why := broken_link(f):
                     missing.append({"path": str(f), "reason": why})
                 elif f.suffix.lower() in INDEXABLE_EXTS and f.is_file():
-                    found.setdefault(str(f.resolve()), f.resolve())
+                    add(f)
         elif p.suffix.lower() == ".jsonl" and p.is_file():
             for row in read_manifest(p):
                 for rel in (row.visual, row.audio):
@@ -81,11 +92,11 @@ def find_media(inputs: list[str]) -> tuple[list[Path], list[dict]]:
                     if media is None:
                         continue
                     if media.is_file():
-                        found.setdefault(str(media.resolve()), media.resolve())
+                        add(media)
                     else:
                         missing.append({"path": str(media), "reason": "no such file"})
         elif p.is_file():
-            found.setdefault(str(p.resolve()), p.resolve())
+            add(p)
         else:  # a device, a FIFO or a socket exists but holds no media to index
             why = "not a regular file or folder" if p.exists() else "no such file or folder"
             missing.append({"path": str(p), "reason": why})
@@ -122,9 +133,9 @@ def window_centres(duration: float, window: float, hop: float) -> np.ndarray:
 
 @dataclass
 class FileEmbeddings:
-    """Embeddings of one file: ``audio`` ``[Wa, D]`` at ``audio_time`` ``[Wa]`` (s), likewise
-    ``visual`` ``[Wv, D]``; ``kind`` is "video", "audio" or "image"; ``duration`` in s (0 for
-    an image)."""
+    """Embeddings of one file: ``audio`` ``[Wa, Da]`` at ``audio_time`` ``[Wa]`` (s), likewise
+    ``visual`` ``[Wv, Dv]`` (a side the file lacks: ``[0, D]`` of that side's width); ``kind``
+    is "video", "audio" or "image"; ``duration`` in s (0 for an image)."""
 
     kind: str
     duration: float
@@ -162,7 +173,8 @@ def embed_file(
                 model, frames_to_input(torch.from_numpy(frame)[None], d.frame_size), device
             )
         )
-        return FileEmbeddings("image", 0.0, _none(v.shape[1]), empty, v, torch.tensor([math.nan]))
+        audio = _none(embedding_dims(model, d)[0])
+        return FileEmbeddings("image", 0.0, audio, empty, v, torch.tensor([math.nan]))
     if not info.duration or info.duration <= 0:
         raise MediaError(path, "unknown or zero duration")
     if (cut := truncation(path)) is not None:  # a WAV cut short reads as a shorter whole file
@@ -180,13 +192,14 @@ def embed_file(
         v_end = _span(video_end(path, info.duration), info.duration, pad)
         v_times = window_centres(v_end, d.window, hop)
         visual = _visual_windows(model, d, path, v_times, device, norm)
-    dim = (audio if audio is not None else visual).shape[1]
+    if audio is None or visual is None:  # the side a file lacks, [0, D] of that side's width
+        dims = embedding_dims(model, d)
     return FileEmbeddings(
         "video" if info.has_video else "audio",
         float(info.duration),
-        _none(dim) if audio is None else audio,
+        _none(dims[0]) if audio is None else audio,
         empty if audio is None else torch.from_numpy(a_times.astype(np.float32)),
-        _none(dim) if visual is None else visual,
+        _none(dims[1]) if visual is None else visual,
         empty if visual is None else torch.from_numpy(v_times.astype(np.float32)),
     )
 
