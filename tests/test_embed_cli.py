@@ -316,3 +316,13 @@ def test_the_readmes_python_example_runs(ckpts, media, tmp_path, monkeypatch, ca
     exec(compile(example, "README.md", "exec"), {})  # its assert compares the two routes
     printed = capsys.readouterr().out.splitlines()
     assert len(printed) == 4 and all(str(media) in line for line in printed)
+
+
+def test_a_run_killed_writing_its_first_record_leaves_a_usable_folder(ckpt, media, tmp_path):
+    out = tmp_path / "emb"
+    out.mkdir()
+    (out / ".embeddings.json.tmp999999").write_text('{"format": "avssl-emb')  # cut short
+    assert _embed(ckpt, media / "tone.wav", out) == 0
+    (out / "notes.txt").write_text("mine")
+    (out / "embeddings.json").unlink()  # now a folder with a file the tool did not write
+    assert _embed(ckpt, media / "tone.wav", out) == 2

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,7 @@ from avssl.errors import AvsslError
 
 FORMAT = "avssl-embeddings-1"
 RECORD = "embeddings.json"
+_RECORD_TEMP = re.compile(r"\.embeddings\.json\.tmp\d+")  # atomic_write's name, any process
 # what must match for a second run to add to a folder: rows of one folder stay comparable
 SETTINGS = (
     "checkpoint_sha256",
@@ -62,7 +64,8 @@ def load_record(out: Path) -> dict | None:
     """
     path = out / RECORD
     if not path.is_file():
-        if out.is_dir() and any(out.iterdir()):
+        # a run killed while writing its first record leaves only that record's temporary file
+        if out.is_dir() and any(not _RECORD_TEMP.fullmatch(p.name) for p in out.iterdir()):
             raise AvsslError(
                 f"{out}: a non-empty folder that is not an avssl embed folder (no {RECORD}); "
                 "give an empty or new --out"
