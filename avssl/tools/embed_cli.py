@@ -28,6 +28,7 @@ from pathlib import Path
 from avssl.cli import ArgumentParser, names_json, one_line, positive_float
 from avssl.errors import AvsslError, MediaError, skip_fields
 from avssl.folder_lock import hold_output_folder
+from avssl.models import embedding_dims
 from avssl.tools import embed_store as store
 from avssl.tools import index_media as media
 from avssl.tools.index_media import MAX_HOP, MIN_HOP
@@ -170,6 +171,7 @@ def _embed_all(
     ``--strict``, a stop) leaves the folder as it was.
     """
     device = next(model.parameters()).device
+    dims = embedding_dims(model, cfg.data)  # of the side a file lacks: computed once
     n = {"embedded": 0, "unchanged": 0, "dropped": 0, "replaced": 0}
     n |= {"audio_windows": 0, "visual_windows": 0}
     media_s, saved, started = 0.0, time.monotonic(), not fresh
@@ -183,7 +185,7 @@ def _embed_all(
                 n["unchanged"] += 1
                 continue
             try:
-                emb = media.embed_file(model, cfg, path, args.hop, device, unit=args.unit)
+                emb = media.embed_file(model, cfg, path, args.hop, device, args.unit, dims)
                 if not started:  # the folder is this run's from now on
                     n["replaced"] = store.clear(out, replace) if replace else 0
                     store.save_record(out, record)

@@ -218,7 +218,8 @@ def _update(args, out: Path, model, cfg, ckpt: dict, dims: tuple[int, int], t0: 
     model.eval()
     for i, p in enumerate(todo):
         try:
-            emb = embed_file(model, cfg, p, index.meta["hop"], next(model.parameters()).device)
+            device = next(model.parameters()).device
+            emb = embed_file(model, cfg, p, index.meta["hop"], device, dims=dims)
         except MediaError as err:
             if args.strict:
                 raise

@@ -146,7 +146,7 @@ class FileEmbeddings:
 
 
 def embed_file(
-    model, cfg, path: Path, hop: float, device="cpu", unit: bool = True
+    model, cfg, path: Path, hop: float, device="cpu", unit: bool = True, dims=None
 ) -> FileEmbeddings:
     """Embed every window of one media file (see the module docstring).
 
@@ -158,6 +158,8 @@ def embed_file(
         device: where the model runs.
         unit: L2-normalise each embedding (a dot product is then a cosine similarity); False
             keeps the model's outputs as they are (``avssl embed`` without ``--unit``).
+        dims: the model's ``(audio, visual)`` widths, the width of a side the file lacks
+            (default: :func:`~avssl.models.embedding_dims`, one forward pass, when needed).
 
     Raises:
         MediaError: the file cannot be used.
@@ -173,7 +175,7 @@ def embed_file(
                 model, frames_to_input(torch.from_numpy(frame)[None], d.frame_size), device
             )
         )
-        audio = _none(embedding_dims(model, d)[0])
+        audio = _none((dims or embedding_dims(model, d))[0])
         return FileEmbeddings("image", 0.0, audio, empty, v, torch.tensor([math.nan]))
     if not info.duration or info.duration <= 0:
         raise MediaError(path, "unknown or zero duration")
@@ -193,7 +195,7 @@ def embed_file(
         v_times = window_centres(v_end, d.window, hop)
         visual = _visual_windows(model, d, path, v_times, device, norm)
     if audio is None or visual is None:  # the side a file lacks, [0, D] of that side's width
-        dims = embedding_dims(model, d)
+        dims = dims or embedding_dims(model, d)
     return FileEmbeddings(
         "video" if info.has_video else "audio",
         float(info.duration),
