@@ -304,13 +304,37 @@ def test_a_name_too_long_for_its_npz_is_skipped(ckpt, media, tmp_path, capsys):
     assert (summary["embedded"], summary["n_skipped"]) == (4, 1)
     assert "too long" in summary["skipped"][0]["reason"]
 
+    # skipped before the folder changes: a run given only such a file writes nothing, and a
+    # forced one keeps the rows it would have replaced
+    capsys.readouterr()
+    assert _embed(ckpt, media / name, tmp_path / "new") == 2
+    assert "nothing written" in _one_line_error(capsys) and not (tmp_path / "new").exists()
+    before = sorted(p.relative_to(out).as_posix() for p in out.rglob("*"))
+    record = (out / "embeddings.json").read_bytes()
+    assert _embed(ckpt, media / name, out, "--hop", "0.5", "--force") == 2
+    assert "nothing written" in _one_line_error(capsys)
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*")) == before
+    assert (out / "embeddings.json").read_bytes() == record
+
+
+def test_a_name_with_dotdot_after_a_link_is_the_file_it_leads_to(ckpt, tmp_path, capsys):
+    (tmp_path / "disk" / "clips").mkdir(parents=True)
+    (tmp_path / "home").mkdir()
+    MediaFactory(tmp_path / "disk")("a.wav", duration=2.0)  # the file disk/clips/../a.wav
+    MediaFactory(tmp_path / "home")("a.wav", duration=1.0)  # home/a.wav: another file
+    os.symlink(tmp_path / "disk" / "clips", tmp_path / "home" / "clips")
+    given = tmp_path / "home" / "clips" / ".." / "a.wav"
+    assert _embed(ckpt, given, tmp_path / "emb") == 0
+    (entry,) = json.loads((tmp_path / "emb" / "embeddings.json").read_text())["files"].values()
+    assert entry["path"] == str(tmp_path / "disk" / "a.wav") and entry["duration"] == 2.0
+
 
 def test_the_readmes_python_example_runs(ckpts, media, tmp_path, monkeypatch, capsys):
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
     (example,) = [b for b in re.findall(r"```python\n(.*?)```", readme, re.S) if "embed_file" in b]
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "runs").mkdir()
-    os.symlink(ckpts["l3"], tmp_path / "runs" / "l3")  # l3's rows are not unit vectors
+    (tmp_path / "runs" / "l3").mkdir(parents=True)  # a run folder, as the example loads
+    os.symlink(ckpts["l3"], tmp_path / "runs" / "l3" / "best.pt")  # l3's rows are not unit
     assert _embed(ckpts["l3"], media, tmp_path / "runs" / "l3-embeddings") == 0
     capsys.readouterr()
     exec(compile(example, "README.md", "exec"), {})  # its assert compares the two routes

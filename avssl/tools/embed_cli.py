@@ -185,6 +185,8 @@ def _embed_all(
                 n["unchanged"] += 1
                 continue
             try:
+                if store.name_too_long(out, rel):  # before this run changes the folder
+                    raise OSError(errno.ENAMETOOLONG, "File name too long", str(npz))
                 emb = media.embed_file(model, cfg, path, args.hop, device, args.unit, dims)
                 if not started:  # the folder is this run's from now on
                     n["replaced"] = store.clear(out, replace) if replace else 0
@@ -198,8 +200,9 @@ def _embed_all(
                 if args.strict:
                     raise MediaError(path, reason) from None
                 skipped.append({"path": str(path), "reason": reason})
-                if files.pop(rel, None) is not None:  # its old rows no longer describe it
+                if rel in files:  # its old rows no longer describe it (the .npz goes first)
                     npz.unlink(missing_ok=True)
+                    del files[rel]
                     n["dropped"] += 1
                 if not args.quiet:
                     print(f"skipped {one_line(str(path))}: {reason}", file=sys.stderr)

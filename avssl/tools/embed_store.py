@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from avssl.atomic_write import replacing, write_text
+from avssl.atomic_write import replacing, temp_sibling, write_text
 from avssl.errors import AvsslError
 
 FORMAT = "avssl-embeddings-1"
@@ -42,6 +42,18 @@ SETTINGS = (
 def npz_name(rel: str) -> str:
     """The ``.npz`` of the media file at ``rel`` (relative to the root), relative to the folder."""
     return rel + ".npz"
+
+
+def name_too_long(out: Path, rel: str) -> bool:
+    """Whether the ``.npz`` of ``rel``, or the temporary file it is written through, would have
+    a name longer than the file system allows: checked before a file is embedded, so such a file
+    is skipped before this run changes the folder."""
+    try:
+        limit = os.pathconf(out, "PC_NAME_MAX")
+    except (OSError, ValueError, AttributeError):  # no pathconf (Windows), or no limit known
+        limit = 255
+    names = [*Path(rel).parts[:-1], temp_sibling(out / npz_name(rel)).name]
+    return any(len(os.fsencode(name)) > limit for name in names)
 
 
 def new_record(settings: dict, root: Path, checkpoint: str) -> dict:

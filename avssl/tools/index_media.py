@@ -63,7 +63,9 @@ def find_media(inputs: list[str], resolve_links: bool = True) -> tuple[list[Path
     Args:
         inputs: files, folders and manifests.
         resolve_links: give each file's real path (links followed); False gives the path it was
-            found by (made absolute, ``..`` removed), the first of several that lead to one file.
+            found by (made absolute, ``..`` removed unless that leads elsewhere: ``a/link/..``
+            is not ``a``, and such a file is named by its real path), the first of several
+            that lead to one file.
 
     Returns:
         ``(paths, missing)`` where ``missing`` lists ``{"path", "reason"}`` of inputs not found.
@@ -73,7 +75,10 @@ def find_media(inputs: list[str], resolve_links: bool = True) -> tuple[list[Path
 
     def add(path: Path) -> None:
         real = path.resolve()
-        found.setdefault(str(real), real if resolve_links else Path(os.path.abspath(path)))
+        named = Path(os.path.abspath(path))  # ``..`` removed: wrong after a link (a/link/..)
+        if resolve_links or os.path.realpath(named) != str(real):
+            named = real
+        found.setdefault(str(real), named)
 
     for item in inputs:
         p = Path(item)
