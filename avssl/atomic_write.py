@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import stat
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,6 +31,13 @@ def temp_sibling(path: str | os.PathLike, keep_suffix: bool = False) -> Path:
     if keep_suffix:
         return path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")
     return path.with_name(f".{path.name}.tmp{os.getpid()}")
+
+
+def temp_names(names) -> str:
+    """A regular expression (its source) matching the :func:`temp_sibling` names of files named
+    ``names`` (without ``keep_suffix``) written by any process: what a process killed while
+    writing one leaves behind."""
+    return r"\.(?:{})\.tmp\d+".format("|".join(map(re.escape, names)))
 
 
 @contextlib.contextmanager

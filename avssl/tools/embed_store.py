@@ -20,12 +20,12 @@ from pathlib import Path
 
 import numpy as np
 
-from avssl.atomic_write import replacing, temp_sibling, write_text
+from avssl.atomic_write import replacing, temp_names, temp_sibling, write_text
 from avssl.errors import AvsslError
 
 FORMAT = "avssl-embeddings-1"
 RECORD = "embeddings.json"
-_RECORD_TEMP = re.compile(r"\.embeddings\.json\.tmp\d+")  # atomic_write's name, any process
+_RECORD_TEMP = re.compile(temp_names([RECORD]))
 # what must match for a second run to add to a folder: rows of one folder stay comparable
 SETTINGS = (
     "checkpoint_sha256",

@@ -75,9 +75,10 @@ def find_media(inputs: list[str], resolve_links: bool = True) -> tuple[list[Path
 
     def add(path: Path) -> None:
         real = path.resolve()
-        named = Path(os.path.abspath(path))  # ``..`` removed: wrong after a link (a/link/..)
-        if resolve_links or os.path.realpath(named) != str(real):
-            named = real
+        named = real
+        if not resolve_links:  # ``..`` removed by text: wrong after a link (a/link/..)
+            lexical = Path(os.path.abspath(path))
+            named = lexical if os.path.realpath(lexical) == str(real) else real
         found.setdefault(str(real), named)
 
     for item in inputs:

@@ -9,7 +9,7 @@ import re
 import shutil
 from pathlib import Path
 
-from avssl.atomic_write import write_text
+from avssl.atomic_write import temp_names, write_text
 from avssl.config import Config, dump_yaml, load_config, to_dict
 from avssl.errors import AvsslError, ConfigError
 from avssl.folder_lock import hold_folder
@@ -213,11 +213,7 @@ def run_lock(run_dir: Path):
 
 # a temporary file of avssl.atomic_write.replacing, or check_writable's probe, left by a process
 # killed while writing it
-_TEMP = re.compile(
-    r"\.(?:{})\.tmp\d+|\.write-test\d+".format(
-        "|".join(map(re.escape, CHECKPOINT_FILES + RECORD_FILES))
-    )
-)
+_TEMP = re.compile(temp_names(CHECKPOINT_FILES + RECORD_FILES) + r"|\.write-test\d+")
 
 
 def clear_stale_temps(run_dir: Path) -> None:
