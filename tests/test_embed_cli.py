@@ -350,3 +350,38 @@ def test_a_run_killed_writing_its_first_record_leaves_a_usable_folder(ckpt, medi
     (out / "notes.txt").write_text("mine")
     (out / "embeddings.json").unlink()  # now a folder with a file the tool did not write
     assert _embed(ckpt, media / "tone.wav", out) == 2
+
+
+def test_the_same_weights_read_otherwise_are_other_settings(ckpt, media, tmp_path, capsys):
+    """The front end is not in the weights hash; its keys are recorded as ``inputs`` and
+    compared one by one (a folder written before they were recorded takes them)."""
+    out = tmp_path / "emb"
+    assert _embed(ckpt, media / "tone.wav", out) == 0
+    other = _checkpoint(tmp_path, "contrastive", "model.audio.hop_length=160")
+    capsys.readouterr()
+    assert _embed(other, media / "tone.wav", out) == 2
+    assert "other settings (model.audio.hop_length 320 -> 160)" in _one_line_error(capsys)
+    record_path = out / "embeddings.json"
+    record = json.loads(record_path.read_text())
+    assert record["inputs"]["model.audio.n_fft"] == 1024
+    del record["inputs"]
+    record_path.write_text(json.dumps(record))
+    assert _embed(other, media / "tone.wav", out) == 0  # unchanged: nothing to compare
+    assert last_json(capsys.readouterr().out)["unchanged"] == 1
+    assert json.loads(record_path.read_text())["inputs"]["model.audio.hop_length"] == 160
+
+
+def test_a_folder_whose_files_were_all_dropped_takes_other_settings(ckpt, tmp_path, capsys):
+    (tmp_path / "in").mkdir()
+    wav = MediaFactory(tmp_path / "in")("tone.wav", duration=2.0)
+    out = tmp_path / "emb"
+    assert _embed(ckpt, wav, out) == 0
+    wav.write_bytes(b"not audio")  # unreadable now: its rows are dropped
+    assert _embed(ckpt, wav, out) == 0
+    assert last_json(capsys.readouterr().out)["dropped"] == 1
+    assert json.loads((out / "embeddings.json").read_text())["files"] == {}
+    wav.unlink()
+    MediaFactory(tmp_path / "in")("tone.wav", duration=2.0)
+    assert _embed(ckpt, wav, out, "--hop", "0.5") == 0  # no rows of the old hop to mix with
+    assert json.loads((out / "embeddings.json").read_text())["hop"] == 0.5
+    assert _rows(out, "tone.wav")["audio"].shape[0] == 3

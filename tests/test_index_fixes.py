@@ -338,3 +338,29 @@ def test_a_lost_link_to_one_indexed_file_is_refused_too(ckpts, media, tmp_path, 
     err = _one_line_error(capsys)
     assert err.startswith(f"error: {folder / 'a.wav'}: a link to {disk / 'a.wav'}, which is")
     assert (out / "meta.json").read_text() == meta
+
+
+def test_the_same_weights_read_otherwise_are_refused(ckpts, media, tmp_path, capsys):
+    """The front end keeps its window and filter bank out of the weights hash: a checkpoint of
+    the same weights with another STFT hop embeds otherwise, so it neither updates nor queries
+    the index; an index whose config does not record the key (an older one) is not refused."""
+    ckpt = ckpts["contrastive"]
+    other = _checkpoint(tmp_path, "contrastive", "model.audio.hop_length=160")
+    out = tmp_path / "idx"
+    assert _index(ckpt, out, "--inputs", str(media)) == 0
+    capsys.readouterr()
+    for run in (
+        lambda: _index(other, out, "--inputs", str(media)),
+        lambda: _query(out, other, "--audio", str(media / "tone.wav")),
+    ):
+        assert run() == 2
+        err = _one_line_error(capsys)
+        assert "same weights read with other settings" in err
+        assert "model.audio.hop_length 320 -> 160" in err and err.endswith("--rebuild")
+    assert _query(out, ckpt, "--audio", str(media / "tone.wav")) == 0
+    meta_path = out / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    del meta["config"]["model"]["audio"]["hop_length"]
+    meta_path.write_text(json.dumps(meta))
+    capsys.readouterr()
+    assert _query(out, other, "--audio", str(media / "tone.wav")) == 0

@@ -9,11 +9,12 @@ visual embedding of the frame showing there, as OpenL3's command-line tool write
 of embeddings and timestamps per file (https://github.com/marl/openl3). The folder's layout is
 described in :mod:`avssl.tools.embed_store`. A second run into the same folder embeds only new
 and changed files (size or modification time) and keeps the rest, including files it was not
-given this time; one with other settings (checkpoint weights, method, window, sample rate, frame
-size, hop, layer, ``--unit``) is refused unless ``--force`` replaces the folder's embeddings, which
-it does only once its first file is embedded. Unreadable files (and files outside the folder's
-root) are skipped and listed in the JSON summary printed as the last stdout line; ``--strict``
-makes the first one an error.
+given this time; one with other settings (checkpoint weights, the config keys that change what
+they compute (:mod:`avssl.model_inputs`: front end, window, frame size), method, hop, layer,
+``--unit``) is refused unless ``--force`` replaces the folder's embeddings, which it does only
+once its first file is embedded (a folder whose files were all dropped takes other settings).
+Unreadable files (and files outside the folder's root) are skipped and listed in the JSON summary
+printed as the last stdout line; ``--strict`` makes the first one an error.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from pathlib import Path
 from avssl.cli import ArgumentParser, names_json, one_line, positive_float
 from avssl.errors import AvsslError, MediaError, skip_fields
 from avssl.folder_lock import hold_output_folder
+from avssl.model_inputs import input_settings
 from avssl.models import embedding_dims
 from avssl.tools import embed_store as store
 from avssl.tools import index_media as media
@@ -116,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         "window": cfg.data.window,
         "sample_rate": cfg.data.sample_rate,
         "frame_size": cfg.data.frame_size,
+        "inputs": input_settings(cfg),
     }
     # named by the path they were found by: a linked file keeps its name under its input folder
     paths, skipped = media.find_media(args.inputs, resolve_links=False)
@@ -124,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     with hold_output_folder(out, busy, "an embed folder"):
         old = store.load_record(out)
         change = None if old is None else store.settings_change(old, settings)
-        if change and not args.force:
+        if change and old["files"] and not args.force:  # a folder of no rows holds nothing
             raise AvsslError(
                 f"{out}: holds embeddings of other settings ({change}); give another --out, "
                 "or --force to replace them"
@@ -136,6 +139,7 @@ def main(argv: list[str] | None = None) -> int:
             record = store.new_record(settings, _root(paths, args.inputs), state["path"])
         else:
             record = old
+            record["inputs"] = settings["inputs"]  # a folder written before they were recorded
         names = _names(paths, Path(record["root"]), skipped)
         if skipped and args.strict:
             raise MediaError(skipped[0]["path"], skipped[0]["reason"])

@@ -22,6 +22,7 @@ import numpy as np
 
 from avssl.atomic_write import replacing, temp_names, temp_sibling, write_text
 from avssl.errors import AvsslError
+from avssl.model_inputs import input_changes
 
 FORMAT = "avssl-embeddings-1"
 RECORD = "embeddings.json"
@@ -36,6 +37,7 @@ SETTINGS = (
     "window",
     "sample_rate",
     "frame_size",
+    "inputs",
 )
 
 
@@ -106,12 +108,19 @@ def _inside(out: Path, rel: str) -> bool:
 
 
 def settings_change(record: dict, settings: dict) -> str | None:
-    """What differs between ``record``'s settings and ``settings`` (None: nothing)."""
+    """What differs between ``record``'s settings and ``settings`` (None: nothing).
+
+    ``inputs`` (the config keys that change what the weights compute,
+    :func:`~avssl.model_inputs.input_settings`) are compared key by key, and only those the
+    record holds: a folder written before they were recorded (2026-12-07) lacks them.
+    """
     diff = [
         f"{k} {record.get(k)!r} -> {settings[k]!r}"
         for k in SETTINGS
-        if record.get(k) != settings[k]
+        if k != "inputs" and record.get(k) != settings[k]
     ]
+    recorded = record.get("inputs")
+    diff += input_changes(recorded if isinstance(recorded, dict) else {}, settings["inputs"])
     return ", ".join(diff) or None
 
 

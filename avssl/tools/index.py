@@ -30,6 +30,7 @@ import torch
 
 from avssl.atomic_write import replacing, write_text
 from avssl.errors import AvsslError
+from avssl.model_inputs import input_changes, input_settings
 from avssl.torch_file import TorchFileError, load_torch_file
 
 FORMAT = "avssl-index-v1"
@@ -80,17 +81,31 @@ class Index:
     def count(self, modality: str) -> int:
         return int(self.tensors[modality].shape[0])
 
-    def check_checkpoint(self, sha: str, ckpt_path: str) -> None:
+    def check_checkpoint(self, sha: str, ckpt_path: str, cfg) -> None:
         """Refuse a checkpoint other than the one the index was built with: its embeddings
-        would not be comparable with the index's. The message says how to go on (an index
-        cannot be updated by another checkpoint: ``--rebuild`` embeds everything again)."""
+        would not be comparable with the index's. So is one with the same weights whose config
+        reads them otherwise (``cfg``'s :data:`~avssl.model_inputs.INPUT_KEYS`: another front
+        end or window; only keys ``meta.json``'s config records are compared). The message says
+        how to go on (an index cannot be updated by another checkpoint: ``--rebuild`` embeds
+        everything again)."""
         built = self.meta["checkpoint"]
+        rebuild = f"avssl index --checkpoint CKPT --out {self.path} --rebuild"
         if built["sha256"] != sha:
             raise AvsslError(
                 f"{self.path}: built with checkpoint {built['path']} (state sha256 "
                 f"{built['sha256'][:12]}), not {ckpt_path} (state sha256 {sha[:12]}), whose "
                 "embeddings would not match; pass the checkpoint it was built with, or rebuild "
-                f"it with this one: avssl index --checkpoint CKPT --out {self.path} --rebuild"
+                f"it with this one: {rebuild}"
+            )
+        recorded = self.meta.get("config")
+        changes = []
+        if isinstance(recorded, dict):
+            changes = input_changes(input_settings(recorded), input_settings(cfg))
+        if changes:
+            raise AvsslError(
+                f"{self.path}: built with the same weights read with other settings than "
+                f"{ckpt_path}'s ({', '.join(changes)}), whose embeddings would not match; pass "
+                f"the checkpoint it was built with, or rebuild it with this one: {rebuild}"
             )
 
 

@@ -77,7 +77,7 @@ def _open_or_create(out: Path, args, cfg, ckpt: dict, dims: tuple[int, int]) -> 
         raise AvsslError(f"{out}: exists and is not an index directory")
     if (out / "meta.json").is_file() and not args.rebuild:
         index = load_index(out, mmap=False)
-        index.check_checkpoint(ckpt["sha256"], ckpt["path"])
+        index.check_checkpoint(ckpt["sha256"], ckpt["path"], cfg)
         rehop = args.hop is not None and args.hop != index.meta["hop"]
         if rehop:
             index.meta["hop"] = args.hop

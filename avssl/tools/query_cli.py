@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         media = (f["path"] for f in index.files)
         check_not_read(args.html, media, f"a media file of the index {args.index}")
     model, cfg, state = load_model(args.checkpoint, resolve_device(args.device, "--device"))
-    index.check_checkpoint(weights_hash(model), state["path"])
+    index.check_checkpoint(weights_hash(model), state["path"], cfg)
     path, flag, modality, target = _query_spec(args)
     cca = _cca_space(index, cfg, state, args, modality, target)
     if args.rerank is not None:

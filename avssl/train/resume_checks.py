@@ -9,6 +9,7 @@ from pathlib import Path
 from avssl.config import Config, apply_override
 from avssl.config_checks import check_ranges
 from avssl.errors import AvsslError, CheckpointError, ConfigError
+from avssl.model_inputs import INPUT_KEYS
 from avssl.train.checkpoint import (
     WEIGHT_KEYS,
     checkpoint_config,
@@ -21,16 +22,6 @@ from avssl.train.model_check import check_model_config
 RESUMABLE_KEYS = ("model", "optimizer", "scaler", "step", "epoch", "batch_in_epoch", "rng_cpu")
 
 
-# what the weights were learnt on that keeps every weight's shape when changed: refused on
-# resume by value, as a changed shape is by loading (training-only augmentation may change)
-FIXED_ON_RESUME = (
-    "data.fps", "data.frame_size", "data.sample_rate", "data.window",
-    "model.conv1_stride", "model.vision_pool_last", "model.audio_time_bins",
-    "model.audio_rfn_blocks", "model.audio_rfn_lambda", "model.spatial",
-    "model.audio.kind", "model.audio.n_fft", "model.audio.win_length", "model.audio.hop_length",
-    "model.audio.n_mels", "model.audio.center", "model.audio.normalize", "model.audio.lifter",
-    "model.audio.stretch_active_db",
-)  # fmt: skip
 # starting values of weights the checkpoint holds: the resumed run loads the learnt values
 INIT_ONLY = ("model.temperature", "model.avol_scale_init")
 # which parameters the saved optimiser state is for, and in which groups
@@ -47,7 +38,9 @@ def check_resume_keeps_inputs(cfg: Config, saved: Config) -> None:
     Raises:
         ConfigError: one of those keys differs from the checkpoint's value.
     """
-    for key in FIXED_ON_RESUME + INIT_ONLY + OPTIMISER_KEYS:
+    # INPUT_KEYS are refused by value, as a changed shape is by loading (training-only
+    # augmentation may change)
+    for key in INPUT_KEYS + INIT_ONLY + OPTIMISER_KEYS:
         new, old = cfg, saved
         for part in key.split("."):
             new, old = getattr(new, part), getattr(old, part)
