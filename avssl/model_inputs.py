@@ -4,12 +4,13 @@ A checkpoint's weights hash (``avssl.tools.index.weights_hash``) covers every pa
 buffer, but the audio front end keeps its window and filter bank out of the state dict, and
 pooling, normalisation and the clip window are settings, not weights. The same weights read with
 another ``model.audio.hop_length`` give other embeddings, so whatever stores embeddings for later
-comparison (``avssl index``, ``avssl embed``) records these beside the hash, and ``train.py
---resume`` refuses to change them.
+comparison (``avssl index``, ``avssl embed``) records those of them its model reads
+(:func:`input_settings`) beside the hash, and ``train.py --resume`` refuses to change any.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 # dotted config keys; training-only augmentation is not here (it changes no output in eval)
@@ -23,25 +24,49 @@ INPUT_KEYS = (
 )  # fmt: skip
 
 _MISSING = object()
+# read by training (frames are decoded at this rate), never by the tools that embed a file at
+# window times (its frames are picked by timestamp)
+_TRAINING_ONLY = ("data.fps",)
 
 
 def _lookup(cfg: Any, key: str) -> Any:
     """The value at dotted ``key`` of a config dataclass or of its :func:`~avssl.config.to_dict`
-    form; :data:`_MISSING` when a level lacks it (a record written by an older version)."""
+    form; :data:`_MISSING` when a level lacks it (a record written by an older version, or a
+    damaged one: a level that is neither a mapping nor a config)."""
     for part in key.split("."):
         if isinstance(cfg, dict):
             cfg = cfg.get(part, _MISSING)
-        else:
+        elif dataclasses.is_dataclass(cfg) and not isinstance(cfg, type):
             cfg = getattr(cfg, part, _MISSING)
+        else:
+            return _MISSING
         if cfg is _MISSING:
             return _MISSING
     return cfg
 
 
+def _inactive(cfg: Any) -> set[str]:
+    """The keys of :data:`INPUT_KEYS` that ``cfg``'s model never reads (another method's, a
+    front end's other kind's, the strength of blocks it does not have)."""
+    off = set()
+    if _lookup(cfg, "model.method") != "contrastive":
+        off.add("model.spatial")
+    if _lookup(cfg, "model.audio_rfn_blocks") == 0:
+        off.add("model.audio_rfn_lambda")
+    if _lookup(cfg, "model.audio.kind") == "logstft":
+        off.add("model.audio.n_mels")
+    return off
+
+
 def input_settings(cfg: Any) -> dict[str, Any]:
-    """``{key: value}`` of :data:`INPUT_KEYS` in ``cfg`` (a :class:`~avssl.config.Config` or the
-    dict of one); keys it lacks are left out."""
-    values = {key: _lookup(cfg, key) for key in INPUT_KEYS}
+    """``{key: value}`` of the :data:`INPUT_KEYS` that change a model's embedding of a window:
+    those its method and front end read, ``data.fps`` left out (frames are picked by time).
+
+    Args:
+        cfg: a :class:`~avssl.config.Config` or the dict of one; keys it lacks are left out.
+    """
+    skip = set(_TRAINING_ONLY) | _inactive(cfg)
+    values = {key: _lookup(cfg, key) for key in INPUT_KEYS if key not in skip}
     return {key: value for key, value in values.items() if value is not _MISSING}
 
 

@@ -353,22 +353,28 @@ def test_a_run_killed_writing_its_first_record_leaves_a_usable_folder(ckpt, medi
 
 
 def test_the_same_weights_read_otherwise_are_other_settings(ckpt, media, tmp_path, capsys):
-    """The front end is not in the weights hash; its keys are recorded as ``inputs`` and
-    compared one by one (a folder written before they were recorded takes them)."""
+    """The front end is not in the weights hash; the model's keys of it are recorded as
+    ``inputs`` and compared one by one; what the model does not read (``data.fps``) is not."""
     out = tmp_path / "emb"
     assert _embed(ckpt, media / "tone.wav", out) == 0
     other = _checkpoint(tmp_path, "contrastive", "model.audio.hop_length=160")
     capsys.readouterr()
     assert _embed(other, media / "tone.wav", out) == 2
     assert "other settings (model.audio.hop_length 320 -> 160)" in _one_line_error(capsys)
+    window = _checkpoint(tmp_path, "contrastive", "data.window=0.5")  # said once, not twice
+    assert _embed(window, media / "tone.wav", out) == 2
+    assert "other settings (window 1.0 -> 0.5);" in _one_line_error(capsys)
+    fps = _checkpoint(tmp_path, "contrastive", "data.fps=30")
+    assert _embed(fps, media / "tone.wav", out) == 0
+    assert last_json(capsys.readouterr().out)["unchanged"] == 1
     record_path = out / "embeddings.json"
     record = json.loads(record_path.read_text())
-    assert record["inputs"]["model.audio.n_fft"] == 1024
-    del record["inputs"]
+    assert record["inputs"]["model.audio.n_fft"] == 1024 and "data.fps" not in record["inputs"]
+    del record["inputs"]  # a folder of the first version: what its rows read is not known
     record_path.write_text(json.dumps(record))
-    assert _embed(other, media / "tone.wav", out) == 0  # unchanged: nothing to compare
+    assert _embed(other, media / "tone.wav", out) == 0
     assert last_json(capsys.readouterr().out)["unchanged"] == 1
-    assert json.loads(record_path.read_text())["inputs"]["model.audio.hop_length"] == 160
+    assert "inputs" not in json.loads(record_path.read_text())  # not claimed afterwards
 
 
 def test_a_folder_whose_files_were_all_dropped_takes_other_settings(ckpt, tmp_path, capsys):

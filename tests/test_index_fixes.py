@@ -349,14 +349,18 @@ def test_the_same_weights_read_otherwise_are_refused(ckpts, media, tmp_path, cap
     out = tmp_path / "idx"
     assert _index(ckpt, out, "--inputs", str(media)) == 0
     capsys.readouterr()
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
     for run in (
         lambda: _index(other, out, "--inputs", str(media)),
         lambda: _query(out, other, "--audio", str(media / "tone.wav")),
     ):
         assert run() == 2
         err = _one_line_error(capsys)
-        assert "same weights read with other settings" in err
-        assert "model.audio.hop_length 320 -> 160" in err and err.endswith("--rebuild")
+        assert f"built with checkpoint {ckpt}, whose weights {other} reads with other" in err
+        assert "(model.audio.hop_length 320 -> 160)" in err and err.endswith("--rebuild")
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+    fps = _checkpoint(tmp_path, "contrastive", "data.fps=30")  # frames are picked by time
+    assert _index(fps, out, "--inputs", str(media)) == 0
     assert _query(out, ckpt, "--audio", str(media / "tone.wav")) == 0
     meta_path = out / "meta.json"
     meta = json.loads(meta_path.read_text())

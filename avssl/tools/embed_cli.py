@@ -118,7 +118,8 @@ def main(argv: list[str] | None = None) -> int:
         "window": cfg.data.window,
         "sample_rate": cfg.data.sample_rate,
         "frame_size": cfg.data.frame_size,
-        "inputs": input_settings(cfg),
+        # the data keys among them are the ones above
+        "inputs": {k: v for k, v in input_settings(cfg).items() if k.startswith("model.")},
     }
     # named by the path they were found by: a linked file keeps its name under its input folder
     paths, skipped = media.find_media(args.inputs, resolve_links=False)
@@ -138,8 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         if fresh:
             record = store.new_record(settings, _root(paths, args.inputs), state["path"])
         else:
-            record = old
-            record["inputs"] = settings["inputs"]  # a folder written before they were recorded
+            record = old  # one written before ``inputs`` were recorded keeps them unknown
         names = _names(paths, Path(record["root"]), skipped)
         if skipped and args.strict:
             raise MediaError(skipped[0]["path"], skipped[0]["reason"])

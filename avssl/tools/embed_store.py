@@ -110,9 +110,10 @@ def _inside(out: Path, rel: str) -> bool:
 def settings_change(record: dict, settings: dict) -> str | None:
     """What differs between ``record``'s settings and ``settings`` (None: nothing).
 
-    ``inputs`` (the config keys that change what the weights compute,
+    ``inputs`` (the model's config keys that change what the weights compute,
     :func:`~avssl.model_inputs.input_settings`) are compared key by key, and only those the
-    record holds: a folder written before they were recorded (2026-12-07) lacks them.
+    record holds: a folder written by the first version of ``avssl embed`` lacks them, and
+    its later runs compare none (what its rows were computed with is not known).
     """
     diff = [
         f"{k} {record.get(k)!r} -> {settings[k]!r}"

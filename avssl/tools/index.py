@@ -103,9 +103,10 @@ class Index:
             changes = input_changes(input_settings(recorded), input_settings(cfg))
         if changes:
             raise AvsslError(
-                f"{self.path}: built with the same weights read with other settings than "
-                f"{ckpt_path}'s ({', '.join(changes)}), whose embeddings would not match; pass "
-                f"the checkpoint it was built with, or rebuild it with this one: {rebuild}"
+                f"{self.path}: built with checkpoint {built['path']}, whose weights {ckpt_path} "
+                f"reads with other settings ({', '.join(changes)}), so its embeddings would not "
+                f"match; pass the checkpoint it was built with, or rebuild it with this one: "
+                f"{rebuild}"
             )
 
 
