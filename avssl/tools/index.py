@@ -84,10 +84,10 @@ class Index:
     def check_checkpoint(self, sha: str, ckpt_path: str, cfg) -> None:
         """Refuse a checkpoint other than the one the index was built with: its embeddings
         would not be comparable with the index's. So is one with the same weights whose config
-        reads them otherwise (``cfg``'s :data:`~avssl.model_inputs.INPUT_KEYS`: another front
-        end or window; only keys ``meta.json``'s config records are compared). The message says
-        how to go on (an index cannot be updated by another checkpoint: ``--rebuild`` embeds
-        everything again)."""
+        reads them otherwise (:func:`~avssl.model_inputs.input_settings` of ``cfg``: another
+        front end or window; only keys ``meta.json``'s config records are compared). The
+        message says how to go on (an index cannot be updated by another checkpoint:
+        ``--rebuild`` embeds everything again)."""
         built = self.meta["checkpoint"]
         rebuild = f"avssl index --checkpoint CKPT --out {self.path} --rebuild"
         if built["sha256"] != sha:
