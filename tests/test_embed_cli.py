@@ -140,9 +140,12 @@ def test_a_second_run_embeds_only_new_and_changed_files(ckpt, media, tmp_path, c
     old = _rows(out, "tone.wav")["audio"]
     MediaFactory(media)("tone.wav", duration=3.0)  # a new recording under the old name
     (out / "sub" / "clip.mp4.npz").unlink()  # a row file deleted by hand is made again
-    assert _embed(ckpt, [media / "tone.wav", media / "sub"], out) == 0
+    cut = out / "clip.mp4.npz"  # and so is one cut short
+    cut.write_bytes(cut.read_bytes()[:300])
+    assert _embed(ckpt, [media / "tone.wav", media / "sub", media / "clip.mp4"], out) == 0
     summary = last_json(capsys.readouterr().out)
-    assert (summary["embedded"], summary["unchanged"], summary["files"]) == (2, 0, 4)
+    assert (summary["embedded"], summary["unchanged"], summary["files"]) == (3, 0, 4)
+    assert _rows(out, "clip.mp4")["audio"].shape[0] > 0
     assert _rows(out, "tone.wav")["audio"].shape[0] > old.shape[0]
     assert (out / "still.png.npz").stat().st_mtime_ns == before[out / "still.png.npz"]
 

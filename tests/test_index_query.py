@@ -510,6 +510,10 @@ def test_a_wav_cut_short_is_skipped(ckpts, media_factory, tmp_path, capsys):
     assert res["files"] == 1 and res["n_skipped"] == 1
     [skip] = res["skipped"]
     assert skip["path"] == str(cut) and skip["reason"].startswith("truncated: header declares")
+    # nor is it a query: it would read as a shorter whole sound
+    assert _query(tmp_path / "idx", ckpts[0], "--audio", str(cut), "--target", "audio") == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: {cut}: truncated: header declares") and "\n" not in err
 
 
 def test_the_table_keeps_a_file_name_with_a_newline_on_its_row(capsys):

@@ -147,3 +147,19 @@ def test_every_output_refuses_a_pipe(tmp_path):
         with pytest.raises(AvsslError, match="is not a regular file"):
             check_new_file(pipe, force=True, in_place=in_place)
     assert pipe.is_fifo()
+
+
+def test_inspect_reads_a_late_sound_as_the_tools_do(media_factory: MediaFactory, tmp_path, capsys):
+    """A track that starts after the window is read with silence before it, as index, query,
+    embed and overlay read it; the window's note says training skips such a window."""
+    import json
+
+    from bad_media import delay_audio
+
+    video = delay_audio(media_factory("v.mp4", duration=2.0), tmp_path / "late.mp4", 0.5)
+    assert cli(["inspect", str(video)]) == 0
+    window = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["window"]
+    assert window["audio_samples"] == 16000
+    assert window["note"].startswith("audio starts at 0.4") and "training skips" in window["note"]
+    assert cli(["inspect", str(video), "--start", "1.0"]) == 0  # after its start: no note
+    assert "note" not in json.loads(capsys.readouterr().out.strip().splitlines()[-1])["window"]

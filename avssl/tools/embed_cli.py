@@ -185,7 +185,7 @@ def _embed_all(
             npz = out / store.npz_name(rel)
             stamp, entry = media.file_stamp(path), files.get(rel)
             same = entry and entry.get("path") == str(path) and media.same_stamp(entry, stamp)
-            if same and npz.is_file():
+            if same and store.npz_intact(npz):  # a damaged or deleted .npz is written again
                 n["unchanged"] += 1
                 continue
             try:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,7 @@ from avssl.errors import AvsslError
 from avssl.model_inputs import input_changes
 
 FORMAT = "avssl-embeddings-1"
+ARRAYS = ("audio", "audio_time", "visual", "visual_time")
 RECORD = "embeddings.json"
 _RECORD_TEMP = re.compile(temp_names([RECORD]))
 # what must match for a second run to add to a folder: rows of one folder stay comparable
@@ -146,12 +148,20 @@ def save_record(out: Path, record: dict) -> None:
     write_text(out / RECORD, json.dumps(record, indent=1) + "\n")
 
 
+def npz_intact(path: Path) -> bool:
+    """Whether ``path`` is a ``.npz`` whose zip directory (at its end) lists the four arrays: a
+    file cut short or overwritten is embedded again, without reading every array of the folder
+    on each run."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            return set(z.namelist()) >= {f"{name}.npy" for name in ARRAYS}
+    except (OSError, zipfile.BadZipFile, ValueError):
+        return False
+
+
 def write_npz(path: Path, emb) -> None:
     """Write one file's embeddings (a :class:`~avssl.tools.index_media.FileEmbeddings`)
     atomically to ``path``, creating its folder."""
-    arrays = {
-        name: getattr(emb, name).numpy().astype(np.float32)
-        for name in ("audio", "audio_time", "visual", "visual_time")
-    }
+    arrays = {name: getattr(emb, name).numpy().astype(np.float32) for name in ARRAYS}
     with replacing(path, make_parents=True) as tmp, open(tmp, "wb") as fh:
         np.savez(fh, **arrays)

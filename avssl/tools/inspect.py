@@ -79,11 +79,21 @@ def inspect_file(
         if info.has_video:
             duration = max(duration, 1.0 / fps)
     frames = audio = None
+    late = None  # why training would skip this window, when the tools read it with silence
     if info.has_video:
         frames = list(read_frames(path, start, duration, fps, size).shape)
     if info.has_audio:
-        audio = int(read_audio(path, start, duration, sample_rate).shape[0])
+        try:
+            audio = int(read_audio(path, start, duration, sample_rate).shape[0])
+        except MediaError as err:
+            if not err.reason.startswith("audio starts at"):
+                raise
+            late = f"{err.reason}: training skips such a window; index, query, embed and overlay "
+            late += "read silence before the sound"
+            audio = int(read_audio(path, start, duration, sample_rate, silent_before=True).shape[0])
     window = {"start": start, "duration": duration, "frames": frames, "audio_samples": audio}
+    if late:
+        window["note"] = late
     ends = []  # each stream's own end: a video's sound may stop before its picture
     if info.kind != "image":
         ends += [("video", video_end(path) or info.duration)] if info.has_video else []

@@ -19,6 +19,7 @@ import os
 import torch
 import torch.nn.functional as F
 
+from avssl.data.audio_header import truncation
 from avssl.data.media import probe
 from avssl.errors import AvsslError, MediaError
 from avssl.eval.embed import embed_audio, embed_visual, frames_to_input
@@ -41,10 +42,12 @@ def query_window(path: str | os.PathLike, modality: str, at: float | None, flag:
         ``(info, time)``; ``time`` is None for a still image.
 
     Raises:
-        MediaError: unreadable, wrong modality, no known duration, ``at`` outside the file,
-            or ``at`` given for a still image.
+        MediaError: unreadable, a WAV or AIFF cut short, wrong modality, no known duration,
+            ``at`` outside the file, or ``at`` given for a still image.
     """
     info = probe(path)
+    if (cut := truncation(path)) is not None:  # as `avssl index` skips it: it reads as shorter
+        raise MediaError(path, cut)
     if modality == "audio" and not info.has_audio:
         what = "a still image" if info.kind == "image" else "a file without an audio stream"
         raise MediaError(path, f"{what}; {flag} needs a sound")
