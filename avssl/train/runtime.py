@@ -119,7 +119,8 @@ def resolve_precision(name: str, device: torch.device, setting: str = "train.pre
     ok = torch.cuda.is_bf16_supported() if device.type == "cuda" else cpu_has_bf16()
     if not ok and "bf16" not in _warned:
         _warned.add("bf16")
-        print("note: no native bf16 on this device; training in fp32", file=sys.stderr)
+        doing = "training" if setting == "train.precision" else "running"  # overlay: --precision
+        print(f"note: no native bf16 on this device; {doing} in fp32", file=sys.stderr)
     return "bf16" if ok else "fp32"
 
 
