@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     index = load_index(args.index)
     model, cfg, state = load_model(args.checkpoint)
     model.eval()
-    index.check_checkpoint(weights_hash(model), state["path"])
+    index.check_checkpoint(weights_hash(model), state["path"], cfg)
     target, modality = args.target, "visual" if args.target == "audio" else "audio"
     key, cca = target, None
     if cfg.model.method in NO_SHARED_SPACE:
