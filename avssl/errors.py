@@ -39,6 +39,12 @@ class MediaError(AvsslError):
         super().__init__(f"{self.path}: {reason}")
 
 
+class LateAudioError(MediaError):
+    """The audio track starts after the window asked for: training skips such a window, the
+    tools that read whole files (``read_audio(..., silent_before=True)``) read silence before
+    it."""
+
+
 class ConfigError(AvsslError):
     """A configuration file or ``--set`` override is invalid."""
 

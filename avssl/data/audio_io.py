@@ -30,7 +30,7 @@ from avssl.data.media_checks import (
 )
 from avssl.data.opus_timing import OPUS_PREROLL_S, codec_delay_s, on_opus_grid
 from avssl.data.stream_times import stream_end_s
-from avssl.errors import MediaError
+from avssl.errors import LateAudioError, MediaError
 
 # Decoded on both sides of a window so that the resampling filter has context at its edges.
 MARGIN_S = 0.02
@@ -175,7 +175,7 @@ def _read_av(p, start, duration, sample_rate, silent_before=False) -> torch.Tens
             end = None if t0 is None else t0 + len(mono) / sr
             check_coverage(p, "audio", start, duration, end, declared)
         if t0 > start + TOLERANCE_S and not silent_before:
-            raise MediaError(
+            raise LateAudioError(
                 p, f"audio starts at {secs(t0)} s, after the window start {secs(start)} s"
             )
         if sr != sample_rate:

@@ -24,7 +24,7 @@ from avssl.cli import ArgumentParser, dash_paths_last
 from avssl.data.audio_header import truncation
 from avssl.data.media import audio_end, probe, read_audio, read_frames, video_end
 from avssl.data.media_checks import check_pixels, check_window
-from avssl.errors import MediaError
+from avssl.errors import LateAudioError, MediaError
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -85,9 +85,7 @@ def inspect_file(
     if info.has_audio:
         try:
             audio = int(read_audio(path, start, duration, sample_rate).shape[0])
-        except MediaError as err:
-            if not err.reason.startswith("audio starts at"):
-                raise
+        except LateAudioError as err:
             late = f"{err.reason}: training skips such a window; index, query, embed and overlay "
             late += "read silence before the sound"
             audio = int(read_audio(path, start, duration, sample_rate, silent_before=True).shape[0])
