@@ -29,23 +29,19 @@ _MISSING = object()
 _TRAINING_ONLY = ("data.fps",)
 
 
-def _lookup(cfg: Any, key: str) -> Any:
-    """The value at dotted ``key`` of a config dataclass or of its :func:`~avssl.config.to_dict`
-    form; :data:`_MISSING` when a level lacks it (a record written by an older version, or a
-    damaged one: a level that is neither a mapping nor a config)."""
+def _lookup(cfg: dict, key: str) -> Any:
+    """The value at dotted ``key`` of a config's dict; :data:`_MISSING` when a level lacks it (a
+    record written by an older version, or a damaged one: a level that is not a mapping)."""
     for part in key.split("."):
-        if isinstance(cfg, dict):
-            cfg = cfg.get(part, _MISSING)
-        elif dataclasses.is_dataclass(cfg) and not isinstance(cfg, type):
-            cfg = getattr(cfg, part, _MISSING)
-        else:
+        if not isinstance(cfg, dict):
             return _MISSING
+        cfg = cfg.get(part, _MISSING)
         if cfg is _MISSING:
             return _MISSING
     return cfg
 
 
-def _inactive(cfg: Any) -> set[str]:
+def _inactive(cfg: dict) -> set[str]:
     """The keys of :data:`INPUT_KEYS` that ``cfg``'s model never reads (another method's, a
     front end's other kind's, the strength of blocks it does not have)."""
     off = set()
@@ -65,6 +61,8 @@ def input_settings(cfg: Any) -> dict[str, Any]:
     Args:
         cfg: a :class:`~avssl.config.Config` or the dict of one; keys it lacks are left out.
     """
+    if dataclasses.is_dataclass(cfg):
+        cfg = dataclasses.asdict(cfg)
     skip = set(_TRAINING_ONLY) | _inactive(cfg)
     values = {key: _lookup(cfg, key) for key in INPUT_KEYS if key not in skip}
     return {key: value for key, value in values.items() if value is not _MISSING}
