@@ -306,6 +306,39 @@ def test_html_escapes_names(ckpts, media_factory, tmp_path, capsys):
     assert "data:audio/wav;base64," in text and "data:image/jpeg;base64," in text
 
 
+def test_hits_of_files_changed_or_missing_since_indexing_are_noted(
+    ckpts, media_factory, tmp_path, capsys
+):
+    # the page decoded a changed file's thumbnail as if it were what the search had scored
+    ckpt, _ = ckpts
+    kept, changed = media_factory("a.mp4", duration=1.0), media_factory("b.mp4", duration=1.0)
+    gone = media_factory("c.mp4", duration=1.0)
+    query = media_factory("q.wav", duration=1.0)
+    out, page = tmp_path / "idx", tmp_path / "r.html"
+    assert _index(ckpt, [kept, changed, gone], out) == 0
+    capsys.readouterr()
+    args = ["--audio", str(query), "-k", "3", "--html", str(page)]
+    assert _query(out, ckpt, *args) == 0  # nothing changed: no note
+    assert "note:" not in capsys.readouterr().err and "indexed" not in page.read_text()
+    st = changed.stat()
+    os.utime(changed, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # touched: same size
+    gone.unlink()
+    assert _query(out, ckpt, *args, "--force") == 0
+    table, err = capsys.readouterr()
+    assert len(table.splitlines()) == 5  # the table keeps its rows
+    scored = "its hits were scored on the file as it was (run avssl index again)"
+    assert sorted(err.splitlines()) == [
+        f"note: {changed.resolve()}: changed since it was indexed; {scored}",
+        f"note: {gone.resolve()}: missing (moved or deleted since it was indexed); {scored}",
+    ]
+    text = page.read_text(encoding="utf-8")
+    assert text.count("changed since it was indexed") == 1 and text.count(scored) == 2
+    row = next(line for line in text.splitlines() if f"<td>{changed.resolve()}</td>" in line)
+    assert "changed since it was indexed" in row and "data:image/jpeg;base64," in row
+    assert _query(out, ckpt, *args[:4], "--json") == 0  # the JSON's stderr says it too
+    assert len(capsys.readouterr().err.splitlines()) == 2
+
+
 def test_html_never_overwrites_indexed_media(ckpts, media_factory, tmp_path, capsys):
     ckpt, _ = ckpts
     clip, tone = media_factory("a.mp4", duration=1.0), media_factory("b.wav", duration=1.0)

@@ -44,6 +44,8 @@ def _media_cell(media: dict | None) -> str:
         parts.append(f'<audio controls preload="none" src="{html.escape(media["audio"])}"></audio>')
     if media.get("error"):
         parts.append(f"<em>{html.escape(media['error'])}</em>")
+    if media.get("note"):
+        parts.append(f"<p><em>{html.escape(media['note'])}</em></p>")
     return "<td>" + "".join(parts) + "</td>"
 
 
@@ -57,7 +59,8 @@ def results_page(query: dict, results: list[dict], query_media=None, media=None)
     Args:
         query: ``{"path", "modality", "time", "target"}`` of the query.
         results: ``{"path", "time", "modality", "score"}`` dicts, best first.
-        query_media: ``{"image": uri, "audio": uri, "error": text}`` for the query, or None.
+        query_media: ``{"image": uri, "audio": uri, "error": text, "note": text}`` for the
+            query, or None.
         media: one such dict (or None) per result.
     """
     media = media or [None] * len(results)

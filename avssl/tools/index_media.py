@@ -129,6 +129,25 @@ def same_stamp(entry: dict, stamp: dict) -> bool:
     return all(entry.get(key) == value for key, value in stamp.items())
 
 
+def stamp_change(entry: dict) -> str | None:
+    """What became of an index entry's file since it was indexed, by one ``os.stat``.
+
+    Args:
+        entry: an index's file entry (``path``, and the :func:`file_stamp` it was indexed at).
+
+    Returns:
+        None when the file is unchanged (:func:`same_stamp`), else why its windows may no
+        longer be what it holds: changed, missing, or the ``stat`` error.
+    """
+    try:
+        stamp = file_stamp(Path(entry["path"]))
+    except FileNotFoundError:
+        return "missing (moved or deleted since it was indexed)"
+    except OSError as err:
+        return f"not readable since it was indexed ({err.strerror})"
+    return None if same_stamp(entry, stamp) else "changed since it was indexed"
+
+
 def window_centres(duration: float, window: float, hop: float) -> np.ndarray:
     """Centres (s) of the windows of a file lasting ``duration`` s (at least one)."""
     if duration <= window:

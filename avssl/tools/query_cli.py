@@ -24,7 +24,9 @@ since is an error), and keeps the k best of them; N must be at least ``-k``. Out
 across modalities, ``"rerank": N`` after ``"query"``, the number of windows re-scored, and
 each ``score`` the re-scored one when re-ranking); ``--html`` also writes a page with
 thumbnails and audio players (an existing file only with ``--force``; its heading names the
-CCA or the re-scoring). Names starting with a dash are given as ``--audio=-name.wav``.
+CCA or the re-scoring). A hit whose file changed (size or modification time) or went missing
+since it was indexed gets a ``note:`` line on stderr, also shown beside its media on the page.
+Names starting with a dash are given as ``--audio=-name.wav``.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ import sys
 from pathlib import Path
 
 from avssl.atomic_write import write_bytes
-from avssl.cli import ArgumentParser, names_json, positive_int
+from avssl.cli import ArgumentParser, names_json, one_line, positive_int
 from avssl.cli_outputs import (
     HTML_SUFFIXES,
     check_html_name,
@@ -182,13 +184,27 @@ def main(argv: list[str] | None = None) -> int:
             model, cfg, index, q, x, target, k, n, args.per_file, args.approx, device
         )
     out["results"] = results
+    changed = _changed(index, results)
+    for path, why in changed.items():
+        print(f"note: {one_line(path)}: {why}", file=sys.stderr)
     if args.html is not None:
-        _write_html(Path(args.html), out["query"], results, cfg, _how(out))
+        _write_html(Path(args.html), out["query"], results, cfg, _how(out), changed)
     if args.json:
         print(names_json(out))
     else:
         _print_table(out["query"], results, _how(out))
     return 0
+
+
+def _changed(index, results: list[dict]) -> dict[str, str]:
+    """``{path: note}`` of the results' files that changed or went missing since they were
+    indexed (:func:`avssl.tools.index_media.stamp_change`: one ``os.stat`` per file shown)."""
+    from avssl.tools.index_media import stamp_change
+
+    shown = {r["path"] for r in results}
+    why = {f["path"]: stamp_change(f) for f in index.files if f["path"] in shown}
+    after = "its hits were scored on the file as it was (run avssl index again)"
+    return {path: f"{w}; {after}" for path, w in why.items() if w}
 
 
 def _shown(path: str) -> str:
@@ -238,11 +254,17 @@ def _media(path: str, modality: str, time: float | None, cfg) -> dict:
         return {"error": f"unavailable ({err.reason})"}
 
 
-def _write_html(out: Path, query: dict, results: list[dict], cfg, how: str) -> None:
+def _write_html(
+    out: Path, query: dict, results: list[dict], cfg, how: str, changed: dict[str, str]
+) -> None:
+    """Write the page; ``changed`` (:func:`_changed`) notes the hits of changed files."""
     from avssl.tools.html import results_page
 
     qmedia = _media(query["path"], query["modality"], query["time"], cfg)
-    media = [_media(r["path"], r["modality"], r["time"], cfg) for r in results]
+    media = [
+        {**_media(r["path"], r["modality"], r["time"], cfg), "note": changed.get(r["path"])}
+        for r in results
+    ]
     # the heading reads "<modality> query -> <target>", as the table's first line
     heading = {**query, "target": query["target"] + how}
     page = results_page(heading, results, qmedia, media)
