@@ -177,7 +177,8 @@ def run_guarded(fn, argv: list[str]) -> int:
     allocator) as ``not enough memory``. Control characters in a message (a file name holding a
     newline) are escaped (:func:`one_line`). Those are backstops: a command should refuse such a
     value itself, naming the flag (the config's keys have upper bounds,
-    :mod:`avssl.config_checks`), but not every flag of every command has one.
+    :mod:`avssl.config_checks`), but not every flag of every command has one. The ``error:``
+    line starts a line of its own below a progress bar still drawn (:func:`_close_bars`).
     """
     try:
         return int(fn(argv) or 0)
@@ -209,15 +210,31 @@ def run_guarded(fn, argv: list[str]) -> int:
         _error(f"{where}{err.strerror or err}")
         return 2
     except Terminated:  # a SIGTERM before the training loop (avssl.train.signals)
-        print("error: terminated (SIGTERM)", file=sys.stderr)
+        _error("terminated (SIGTERM)")
         return 128 + signal.SIGTERM
     except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
+        _error("interrupted")
         return 130
 
 
 def _error(message: str) -> None:
+    """Print ``error: MESSAGE`` on stderr, on a line of its own (:func:`_close_bars` first)."""
+    _close_bars()
     print(f"error: {one_line(message)}", file=sys.stderr)
+
+
+def _close_bars() -> None:
+    """Close the tqdm progress bars still drawn: the command they belong to has ended.
+
+    A bar closed in a ``finally`` is closed already, but one the error's traceback keeps alive
+    (``bar = tqdm(...)`` in the frame that raised, e.g. ``--strict``'s first unreadable file)
+    is closed only when collected: an error printed before then would follow the bar's text on
+    its line (``features:  40%|####  | 4/10 error: ...``). Closing it ends that line. tqdm is
+    looked up, not imported: a command that never imported it drew no bar.
+    """
+    bars = getattr(sys.modules.get("tqdm.std"), "tqdm", None)
+    for bar in list(getattr(bars, "_instances", ())):  # tqdm keeps no public list of its bars
+        bar.close()
 
 
 def dispatch(

@@ -330,6 +330,19 @@ def test_cli_folder_skips_bad_files_and_strict(tmp_path, capsys):
     assert err.startswith(f"error: {bad}: ") and "\n" not in err
 
 
+def test_a_strict_error_starts_a_line_below_the_progress_bar(tmp_path, capsys):
+    """``--strict`` stops at the first unreadable clip while the features bar is drawn: its
+    ``error:`` line starts a line of its own, not after the bar's text."""
+    root = make_folder(tmp_path / "f")
+    bad = root / "low" / "broken.wav"
+    bad.write_bytes(b"RIFF not really a wave file")
+    args = ["--dataset", "folder", "--root", str(root), "--features", "logmel", "--folds", "3"]
+    assert evaluate.main(["classify", *args, "--strict"]) == 2  # the bar on (no --no-progress)
+    err = capsys.readouterr().err
+    [line] = [x for x in err.split("\n") if "error:" in x]
+    assert "features:" in err and line.startswith(f"error: {bad}: "), repr(err)
+
+
 def test_cli_errors_are_one_line(tmp_path, capsys):
     argv = ["classify", "--dataset", "esc50", "--root", str(tmp_path), "--features", "mfcc"]
     assert evaluate.main(argv) == 2

@@ -4,10 +4,13 @@ the commands did not foresee still end in one line."""
 from __future__ import annotations
 
 import argparse
+import sys
 
 import pytest
+from tqdm import tqdm
 
 from avssl.cli import ArgumentParser, dash_paths_last, json_line, one_line, run_guarded
+from avssl.errors import MediaError
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -55,6 +58,24 @@ def test_unforeseen_os_errors_are_one_line(tmp_path, capsys):
     assert run_guarded(write_below_a_file, []) == 2
     err = capsys.readouterr().err
     assert err.splitlines() == [f"error: {blocker / 'out'}: Not a directory"]
+
+
+@pytest.mark.parametrize(
+    ("raised", "code", "line"),
+    [
+        (MediaError("b.wav", "truncated"), 2, "error: b.wav: truncated"),  # --strict's first
+        (KeyboardInterrupt(), 130, "error: interrupted"),
+    ],
+)
+def test_an_error_during_a_progress_bar_starts_its_own_line(raised, code, line, capsys):
+    def walk(argv):
+        bar = tqdm(total=10, desc="index", file=sys.stderr, disable=False)  # as on a terminal
+        bar.update(4)
+        raise raised  # the bar still drawn: the traceback holds it
+
+    assert run_guarded(walk, []) == code
+    err = capsys.readouterr().err
+    assert "index:" in err and line in err.split("\n"), repr(err)
 
 
 def test_no_command_is_an_error_with_the_usage_on_stderr(capsys):
