@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 from bad_media import last_json
+from conftest import REPO
 
 import train
 from avssl.errors import AvsslError, CheckpointError
@@ -265,6 +266,41 @@ def test_a_ctrl_c_during_start_up_is_one_line(command, tmp_path):
     assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
     # 130: "error: interrupted", or "SIGINT: stopped at step N"; 0: it landed in the last step
     assert proc.returncode in (0, 130), err
+
+
+# ``python -c _INTERRUPTED_IMPORT ENTRY ARGS`` runs ENTRY as ``python ENTRY ARGS`` (a script, or a
+# module as -m runs it) with a Ctrl-C arriving while numpy imports: every command's module
+# imports it, avssl.cli does not
+_INTERRUPTED_IMPORT = """
+import runpy, sys
+
+class Interrupt:
+    def find_spec(name, path=None, target=None):
+        if name == "numpy":
+            raise KeyboardInterrupt
+
+sys.meta_path.insert(0, Interrupt)
+entry, sys.argv = sys.argv[1], sys.argv[1:]
+if entry.endswith(".py"):
+    runpy.run_path(entry, run_name="__main__")
+else:
+    runpy.run_module(entry, run_name="__main__", alter_sys=True)
+"""
+
+
+_SCRIPTS = ["train.py", "evaluate.py"]
+_SCRIPTS += [p.relative_to(REPO).as_posix() for p in sorted(REPO.glob("datasets/*/*.py"))]
+
+
+@pytest.mark.parametrize(
+    "entry", [*([s] for s in _SCRIPTS), ["avssl", "inspect"], ["avssl", "index"]], ids=" ".join
+)
+def test_a_ctrl_c_while_the_command_imports_is_one_line(entry):
+    """Every entry point imports its command's module under :func:`avssl.cli.run_guarded`: a
+    Ctrl-C while numpy (or torch) imports is ``error: interrupted`` and status 130."""
+    args = [sys.executable, "-c", _INTERRUPTED_IMPORT, *entry, "--help"]
+    done = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert (done.returncode, done.stderr) == (130, "error: interrupted\n"), done.stderr
 
 
 def test_a_refused_process_leaves_the_folder_another_made_and_holds(tmp_path, monkeypatch):

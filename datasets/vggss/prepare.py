@@ -3,7 +3,13 @@
 import sys
 
 from avssl.cli import run_guarded
-from avssl.prep.vggss import main as _main
+
+
+def _main(argv: list[str]) -> int:
+    # imported under the guard: a Ctrl-C while numpy and the decoders import is one line
+    from avssl.prep.vggss import main
+
+    return main(argv)
 
 
 def main(argv=None) -> int:
