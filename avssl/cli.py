@@ -262,12 +262,31 @@ def dispatch(
             f"error: unknown {noun} {name!r} ({noun}s: {', '.join(targets)}{hint})", file=sys.stderr
         )
         return 2
-    module, func = targets[name].split(":")
+    return run_entry(targets[name], rest) if guard else int(_lazy(targets[name])(rest) or 0)
 
-    def fn(args: list[str]) -> int:  # imported under the guard: a Ctrl-C in torch's import too
+
+def _lazy(target: str):
+    """The function ``target`` (``module:function``) names, as a function that imports it first."""
+    module, func = target.split(":")
+
+    def fn(args: list[str]) -> int:
         return getattr(importlib.import_module(module), func)(args)
 
-    return run_guarded(fn, rest) if guard else int(fn(rest) or 0)
+    return fn
+
+
+def run_entry(target: str, argv: list[str] | None = None) -> int:
+    """Run a command's ``main`` from an entry point (``train.py``, ``datasets/*/prepare.py``).
+
+    Args:
+        target: ``module:function``, imported under :func:`run_guarded`: a Ctrl-C during the
+            seconds torch or the decoders take to import is one line too (exit 130).
+        argv: the arguments (default ``sys.argv[1:]``).
+
+    Returns:
+        The exit code.
+    """
+    return run_guarded(_lazy(target), list(sys.argv[1:] if argv is None else argv))
 
 
 def main(argv: list[str] | None = None) -> int:

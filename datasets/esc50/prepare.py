@@ -2,18 +2,11 @@
 
 import sys
 
-from avssl.cli import run_guarded
-
-
-def _main(argv: list[str]) -> int:
-    # imported under the guard: a Ctrl-C while numpy and the decoders import is one line
-    from avssl.prep.esc50 import main
-
-    return main(argv)
+from avssl.cli import run_entry
 
 
 def main(argv=None) -> int:
-    return run_guarded(_main, sys.argv[1:] if argv is None else argv)
+    return run_entry("avssl.prep.esc50:main", argv)
 
 
 if __name__ == "__main__":
