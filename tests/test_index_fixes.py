@@ -9,6 +9,7 @@ import os
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from bad_media import last_json
@@ -368,3 +369,24 @@ def test_the_same_weights_read_otherwise_are_refused(ckpts, media, tmp_path, cap
     meta_path.write_text(json.dumps(meta))
     capsys.readouterr()
     assert _query(out, other, "--audio", str(media / "tone.wav")) == 0
+
+
+def test_a_jpeg_cut_short_is_skipped_and_refused_as_a_query(ckpts, tmp_path, capsys):
+    """A JPEG cut to 60% of its bytes decoded with its lower part blank and was indexed as if
+    whole: the walk now skips it with its reason, and a query with it is refused in one line."""
+    from PIL import Image
+
+    ckpt, folder, out = ckpts["contrastive"], tmp_path / "photos", tmp_path / "idx"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    blocks = rng.integers(0, 256, (12, 16, 3), dtype=np.uint8)  # a cut lands in the scan data
+    whole, cut = folder / "whole.jpg", folder / "cut.jpg"
+    Image.fromarray(np.kron(blocks, np.ones((8, 8, 1), np.uint8))).save(whole)
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size * 6 // 10])
+    assert _index(ckpt, out, "--inputs", str(folder)) == 0
+    s = last_json(capsys.readouterr().out)
+    assert (s["files"], s["visual_windows"], s["n_skipped"]) == (1, 1, 1)
+    [skip] = s["skipped"]
+    assert skip["path"] == str(cut) and skip["reason"].startswith("truncated or corrupt")
+    assert _query(out, ckpt, "--image", str(cut), "--target", "visual", "-k", "1") == 2
+    assert _one_line_error(capsys).startswith(f"error: {cut}: truncated or corrupt")

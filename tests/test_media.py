@@ -161,6 +161,35 @@ def test_an_animated_png_is_its_first_picture(tmp_path):
     assert got.shape == (4, 16, 16, 3) and got[:, 8, 8].tolist() == [[255, 0, 0]] * 4
 
 
+def _photo(path, size=(96, 128)):
+    """Write a still of 8-pixel blocks of random colours (the entropy-coded data of a JPEG
+    is then most of the file, so a cut falls in it) and return its pixels."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    blocks = rng.integers(0, 256, (size[0] // 8, size[1] // 8, 3), dtype=np.uint8)
+    pixels = np.kron(blocks, np.ones((8, 8, 1), np.uint8))
+    Image.fromarray(pixels).save(path)
+    return pixels
+
+
+@pytest.mark.parametrize("ext", [".jpg", ".png"])
+def test_a_still_cut_short_is_refused(tmp_path, ext):
+    """FFmpeg's JPEG decoder showed a JPEG cut to 60% of its bytes whole, its lower part blank;
+    it is refused as a PNG cut short always was, by every reader of stills."""
+    whole = tmp_path / f"whole{ext}"
+    pixels = _photo(whole)
+    got = read_frames(whole, 0.0, 0.1, 10)[0].numpy().astype(int)
+    assert np.abs(got - pixels).mean() < 8  # the whole file decodes (JPEG: lossy)
+    cut = tmp_path / f"cut{ext}"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size * 6 // 10])
+    with pytest.raises(MediaError, match="truncated or corrupt") as err:
+        read_frames(cut, 0.0, 0.1, 10)
+    assert str(err.value).startswith(f"{cut}: ") and "\n" not in str(err.value)
+    with pytest.raises(MediaError, match="truncated or corrupt"):
+        next(iter_frames_at(cut, [0.0], (32, 32)))  # the tools' reader (index, query, embed)
+
+
 def test_webm_vp8_opus(media_factory):
     path = media_factory("clip.webm", duration=2.0)
     info = probe(path)

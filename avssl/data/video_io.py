@@ -84,6 +84,7 @@ def read_frames(
             check_pixels(p, cc.width, cc.height, "video size")
             _out_size(p, size, cc.width, cc.height, n)
         if is_image(container):
+            decode_strictly(stream)
             frame = next(container.decode(stream), None)
             if frame is None:
                 raise MediaError(p, "truncated or corrupt: no image could be decoded")
@@ -224,6 +225,21 @@ def is_image(container) -> bool:
     read as one still until 2026-12-07) and a picture named ``.mp4`` a picture."""
     name = container.format.name
     return name in ("image2", "apng") or name.endswith("_pipe")
+
+
+def decode_strictly(stream) -> None:
+    """Make the decoder of a still image's ``stream`` raise on damaged or missing data.
+
+    FFmpeg's JPEG decoder conceals what a file cut short lacks (a JPEG cut in half decodes
+    whole, its lower part blank) and only logs a warning; with ``err_detect=explode`` it raises
+    instead, as its PNG, BMP, WebP and TIFF decoders already do for a cut file. A still has no
+    later frame to recover in, so any error in it spoils the one picture. Call it before the
+    first decode (it sets the decoder's options, which take effect when it opens).
+
+    Args:
+        stream: the video stream of a file :func:`is_image` found to be a still.
+    """
+    stream.codec_context.options = {"err_detect": "explode"}
 
 
 def _out_size(p, size, width: int, height: int, n: int) -> tuple[int, int]:

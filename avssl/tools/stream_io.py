@@ -32,7 +32,14 @@ from avssl.data.media_checks import (
     upright,
 )
 from avssl.data.stream_times import checked_end_s
-from avssl.data.video_io import convert_frame, is_image, opened_video, shown_wh, video_stream
+from avssl.data.video_io import (
+    convert_frame,
+    decode_strictly,
+    is_image,
+    opened_video,
+    shown_wh,
+    video_stream,
+)
 from avssl.errors import MediaError
 
 
@@ -115,6 +122,8 @@ def iter_frame_views(
             still = is_image(container)
             if not fresh and still:
                 continue  # a still image: one frame, nothing to seek
+            if still:
+                decode_strictly(stream)  # a JPEG cut short is refused, not shown half blank
             for seek_at in [None] if fresh else targets:
                 convert, ask = _Views(p, views), None if still else asked
                 walk = _walk(p, container, stream, times, convert, seek_at, ask)
