@@ -54,7 +54,8 @@ def read_frames(
     decoded from before the end pads it); a still image is repeated ``T`` times.
 
     Args:
-        path: a video file or a still image (png, jpg, jpeg, bmp, webp).
+        path: a video file or a still image (png, jpg, jpeg, bmp, webp, gif, tif, tiff; an
+            animated GIF or PNG is its first picture).
         start: window start in seconds.
         duration: window length in seconds.
         fps: output frame rate.
@@ -219,12 +220,13 @@ def video_stream(container):
 
 def is_image(container) -> bool:
     """Whether a file opened with PyAV is a still image, by the demuxer FFmpeg chose for it
-    (``png_pipe``, ``jpeg_pipe``, ..., ``image2``, or ``apng``: an animated PNG is read as its
-    first picture, as before), not by the name alone: FFmpeg picks ``image2`` for some image
-    names (``.jpg``) but probes the content first, so a video named ``.png`` is a video (it was
-    read as one still until 2026-12-07) and a picture named ``.mp4`` a picture."""
+    (``png_pipe``, ``jpeg_pipe``, ``tiff_pipe``, ..., ``image2``, or ``apng`` and ``gif``: an
+    animated PNG or GIF is read as its first picture, as a still GIF is its only one), not by
+    the name alone: FFmpeg picks ``image2`` for some image names (``.jpg``) but probes the
+    content first, so a video named ``.png`` is a video (it was read as one still until
+    2026-12-07) and a picture named ``.mp4`` a picture."""
     name = container.format.name
-    return name in ("image2", "apng") or name.endswith("_pipe")
+    return name in ("image2", "apng", "gif") or name.endswith("_pipe")
 
 
 def decode_strictly(stream) -> None:

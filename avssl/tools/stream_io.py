@@ -57,7 +57,8 @@ def iter_frames_at(
     within the padding :func:`~avssl.data.video_io.read_frames` allows past it.
 
     Args:
-        path: a video file or a still image.
+        path: a video file or a still image (an animated GIF or PNG: its first picture, at
+            every time).
         times: ascending float times in seconds.
         size: ``(H, W)`` output size (resized by FFmpeg's scaler), or None for native; frames
             are shown upright (a stream's display rotation applied).
@@ -126,7 +127,8 @@ def iter_frame_views(
                 decode_strictly(stream)  # a JPEG cut short is refused, not shown half blank
             for seek_at in [None] if fresh else targets:
                 convert, ask = _Views(p, views), None if still else asked
-                walk = _walk(p, container, stream, times, convert, seek_at, ask)
+                at = np.zeros_like(times) if still else times  # an animated still: its first
+                walk = _walk(p, container, stream, at, convert, seek_at, ask)
                 try:
                     first = next(walk)
                 except Overshoot:
