@@ -110,8 +110,8 @@ class MediaFactory:
         """Write ``name`` (its extension picks the kind) and return its path.
 
         Args:
-            name: file name; ``.png/.jpg/.bmp/.webp/.gif/.tif`` make an image (red top half,
-                blue bottom half), ``.wav/.flac/.ogg`` an audio file, anything else a video via
+            name: file name; ``.png/.jpg/.bmp/.webp`` make an image (red top half, blue bottom
+                half), ``.wav/.flac/.ogg`` an audio file, anything else a video via
                 :func:`avssl.data.writer.write_video`.
             duration: seconds of video and audio.
             fps: video frame rate.
@@ -124,7 +124,7 @@ class MediaFactory:
         path = self.folder / name
         h, w = size
         ext = path.suffix.lower()
-        if ext in (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff"):
+        if ext in (".png", ".jpg", ".jpeg", ".bmp", ".webp"):
             from PIL import Image
 
             img = np.zeros((h, w, 3), np.uint8)

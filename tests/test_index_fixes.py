@@ -390,16 +390,3 @@ def test_a_jpeg_cut_short_is_skipped_and_refused_as_a_query(ckpts, tmp_path, cap
     assert skip["path"] == str(cut) and skip["reason"].startswith("truncated or corrupt")
     assert _query(out, ckpt, "--image", str(cut), "--target", "visual", "-k", "1") == 2
     assert _one_line_error(capsys).startswith(f"error: {cut}: truncated or corrupt")
-
-
-def test_gif_and_tiff_stills_are_indexed(ckpts, media_factory, tmp_path, capsys):
-    """A folder walk left ``.gif``, ``.tif`` and ``.tiff`` stills out: each is one visual
-    window now, a still's (time NaN)."""
-    folder = media_folder(media_factory, {"a.gif": {}, "b.tif": {}, "c.tiff": {}})
-    out = tmp_path / "idx"
-    assert _index(ckpts["contrastive"], out, "--inputs", str(folder)) == 0
-    s = last_json(capsys.readouterr().out)
-    assert (s["files"], s["n_skipped"], s["visual_windows"], s["audio_windows"]) == (3, 0, 3, 0)
-    index = load_index(out)
-    assert sorted(Path(f["path"]).name for f in index.files) == ["a.gif", "b.tif", "c.tiff"]
-    assert torch.isnan(index.tensors["visual_time"]).all()

@@ -5,7 +5,8 @@ A file is recognised by its extension (case-insensitive: compare ``path.suffix.l
 it really holds is only learnt when it is decoded. ``.ogg`` counts as audio, though it may hold
 a video too. Stills (:data:`IMAGE_EXTS`) are not :data:`MEDIA_EXTS`: they have neither sound nor
 time, and only the commands that read pictures (``avssl index``, the localisation sets) take
-them (an animated GIF or PNG is its first picture).
+them (an animated PNG is its first picture; GIF and TIFF files are not stills here,
+:data:`IMAGE_EXTS`).
 """
 
 from __future__ import annotations

@@ -29,10 +29,10 @@ MAX_OUTPUT_BYTES = 4 * 2**30  # size of one returned frames tensor
 # Streams ending this much (or one frame) short of a window are padded instead of rejected.
 TOLERANCE_S = 0.1
 
-# Stills, decoded by FFmpeg: an animated GIF or PNG is its first picture, a multi-page TIFF its
-# first page (video_io.is_image). A TIFF of JPEG strips with shared tables (tag 347, as libtiff
-# writes them) is refused as corrupt: FFmpeg's TIFF decoder cannot read those tables.
-IMAGE_EXTS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff"})
+# Stills, decoded by FFmpeg (an animated PNG is its first picture). Not GIF, which FFmpeg reads
+# as a video (and whose decoder conceals a file cut short), nor TIFF, whose decoder garbles the
+# JPEG-compressed strips libtiff writes: convert those to PNG.
+IMAGE_EXTS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".webp"})
 SOUNDFILE_EXTS = frozenset({".wav", ".flac", ".ogg", ".oga", ".aif", ".aiff"})
 
 # What the decoding libraries raise for bad input (soundfile's errors are RuntimeErrors).

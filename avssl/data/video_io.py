@@ -54,8 +54,8 @@ def read_frames(
     decoded from before the end pads it); a still image is repeated ``T`` times.
 
     Args:
-        path: a video file or a still image (png, jpg, jpeg, bmp, webp, gif, tif, tiff; an
-            animated GIF or PNG is its first picture).
+        path: a video file or a still image (png, jpg, jpeg, bmp, webp; an animated PNG is
+            its first picture).
         start: window start in seconds.
         duration: window length in seconds.
         fps: output frame rate.
@@ -220,28 +220,31 @@ def video_stream(container):
 
 def is_image(container) -> bool:
     """Whether a file opened with PyAV is a still image, by the demuxer FFmpeg chose for it
-    (``png_pipe``, ``jpeg_pipe``, ``tiff_pipe``, ..., ``image2``, or ``apng`` and ``gif``: an
-    animated PNG or GIF is read as its first picture, as a still GIF is its only one), not by
-    the name alone: FFmpeg picks ``image2`` for some image names (``.jpg``) but probes the
-    content first, so a video named ``.png`` is a video (it was read as one still until
-    2026-12-07) and a picture named ``.mp4`` a picture."""
+    (``png_pipe``, ``jpeg_pipe``, ..., ``image2``, or ``apng``: an animated PNG is read as its
+    first picture, as before), not by the name alone: FFmpeg picks ``image2`` for some image
+    names (``.jpg``) but probes the content first, so a video named ``.png`` is a video (it was
+    read as one still until 2026-12-07) and a picture named ``.mp4`` a picture. A GIF (the
+    ``gif`` demuxer) is a video: its pictures have times."""
     name = container.format.name
-    return name in ("image2", "apng", "gif") or name.endswith("_pipe")
+    return name in ("image2", "apng") or name.endswith("_pipe")
 
 
 def decode_strictly(stream) -> None:
-    """Make the decoder of a still image's ``stream`` raise on damaged or missing data.
+    """Make the decoder of a still JPEG's ``stream`` raise on damaged or missing data.
 
     FFmpeg's JPEG decoder conceals what a file cut short lacks (a JPEG cut in half decodes
     whole, its lower part blank) and only logs a warning; with ``err_detect=explode`` it raises
-    instead, as its PNG, BMP, WebP and TIFF decoders already do for a cut file. A still has no
-    later frame to recover in, so any error in it spoils the one picture. Call it before the
-    first decode (it sets the decoder's options, which take effect when it opens).
+    instead, as its PNG, BMP and WebP decoders already do for a cut file. A still has no later
+    frame to recover in, so any error in it spoils the one picture. Other codecs are left as
+    they are: FFmpeg's TIFF decoder, for one, would then refuse every tag it does not know
+    (a resolution unit, an orientation), which most real TIFFs carry. Call it before the first
+    decode (it sets the decoder's options, which take effect when it opens).
 
     Args:
         stream: the video stream of a file :func:`is_image` found to be a still.
     """
-    stream.codec_context.options = {"err_detect": "explode"}
+    if stream.codec_context.name == "mjpeg":
+        stream.codec_context.options = {"err_detect": "explode"}
 
 
 def _out_size(p, size, width: int, height: int, n: int) -> tuple[int, int]:

@@ -57,8 +57,8 @@ def iter_frames_at(
     within the padding :func:`~avssl.data.video_io.read_frames` allows past it.
 
     Args:
-        path: a video file or a still image (an animated GIF or PNG: its first picture, at
-            every time).
+        path: a video file or a still image (an animated PNG: its first picture, at every
+            time).
         times: ascending float times in seconds.
         size: ``(H, W)`` output size (resized by FFmpeg's scaler), or None for native; frames
             are shown upright (a stream's display rotation applied).
