@@ -557,3 +557,23 @@ def test_the_table_keeps_a_file_name_with_a_newline_on_its_row(capsys):
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 3 and lines[0].startswith("audio query q\\nx.wav at 1.00 s")
     assert lines[2].endswith("a\\nb.png")
+
+
+def test_stamp_change_tells_unchanged_changed_and_missing_files(tmp_path):
+    """:func:`stamp_change` by one ``os.stat``: a folder on the path replaced by a file is a
+    missing file too, not an unreadable one."""
+    from avssl.tools.index_media import file_stamp, stamp_change
+
+    folder = tmp_path / "sub"
+    folder.mkdir()
+    path = folder / "a.wav"
+    path.write_bytes(b"0123")
+    entry = {"path": str(path), **file_stamp(path)}
+    assert stamp_change(entry) is None
+    os.utime(path, ns=(0, entry["mtime_ns"] + 1_000_000))
+    assert stamp_change(entry) == "changed since it was indexed"
+    path.unlink()
+    assert stamp_change(entry).startswith("missing")
+    folder.rmdir()
+    folder.write_bytes(b"")  # the folder is now a file: a.wav cannot be under it
+    assert stamp_change(entry).startswith("missing")

@@ -141,7 +141,7 @@ def stamp_change(entry: dict) -> str | None:
     """
     try:
         stamp = file_stamp(Path(entry["path"]))
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # the file, or a folder on its path, gone
         return "missing (moved or deleted since it was indexed)"
     except OSError as err:
         return f"not readable since it was indexed ({err.strerror})"
