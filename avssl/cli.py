@@ -20,6 +20,8 @@ from avssl.failures import (  # noqa: F401 (peer_lost, worker_error re-exported)
     end_process_group,
     overflowed,
     peer_lost,
+    silence_stdout,
+    stdout_reader_gone,
     worker_error,
 )
 
@@ -178,7 +180,8 @@ def run_guarded(fn, argv: list[str]) -> int:
     newline) are escaped (:func:`one_line`). Those are backstops: a command should refuse such a
     value itself, naming the flag (the config's keys have upper bounds,
     :mod:`avssl.config_checks`), but not every flag of every command has one. The ``error:``
-    line starts a line of its own below a progress bar still drawn (:func:`_close_bars`).
+    line starts a line of its own below a progress bar still drawn (:func:`_close_bars`). Output
+    piped into a reader that stopped reading (``| head``) ends the command quietly (exit 0).
     """
     try:
         return int(fn(argv) or 0)
@@ -206,6 +209,9 @@ def run_guarded(fn, argv: list[str]) -> int:
         _error(message)
         return 2
     except OSError as err:
+        if isinstance(err, BrokenPipeError) and stdout_reader_gone():  # `| head` read its fill
+            silence_stdout()
+            return 0
         where = f"{err.filename}: " if err.filename else ""
         _error(f"{where}{err.strerror or err}")
         return 2
@@ -252,8 +258,7 @@ def dispatch(
         print(usage, file=sys.stderr)
         return 2
     if argv[0] in ("-h", "--help"):
-        print(usage)
-        return 0
+        return run_guarded(lambda _: print(usage), [])
     name, rest = argv[0], argv[1:]
     if name not in targets:
         prog = re.match(r"usage: ([a-z ]+?) [A-Z]", usage)  # "avssl", "avssl prepare"
@@ -295,8 +300,7 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["--version"]:
         from avssl import __version__
 
-        print(f"avssl {__version__}")
-        return 0
+        return run_guarded(lambda _: print(f"avssl {__version__}"), [])
     targets = {name: target for name, (target, _) in COMMANDS.items()}
     return dispatch(targets, argv, _usage(), "command")
 

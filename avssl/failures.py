@@ -67,3 +67,29 @@ def overflowed(err: BaseException) -> bool:
     if isinstance(err, OverflowError):
         return True
     return isinstance(err, ValueError | TypeError) and "Overflow when unpacking" in str(err)
+
+
+def stdout_reader_gone() -> bool:
+    """Whether standard output is a pipe whose reader has closed it (``avssl ... | head``).
+
+    Linux's ``poll`` reports ``POLLERR`` on a pipe's write end once its read end is closed; a
+    broken pipe elsewhere (a worker's connection) leaves stdout as it was, and is an error.
+    """
+    import select
+
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLERR)
+        return bool(poller.poll(0))
+    except (AttributeError, OSError, ValueError):  # no poll, or stdout is not a real file
+        return False
+
+
+def silence_stdout() -> None:
+    """Point standard output at ``/dev/null``: the interpreter's last flush of a pipe whose
+    reader is gone would otherwise print its own ``BrokenPipeError`` (see the Python docs on
+    SIGPIPE)."""
+    import os
+
+    with contextlib.suppress(OSError, ValueError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 
 from avssl.cli import ArgumentParser, dash_paths_last
@@ -131,10 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     report = inspect_file(
         args.file, args.start, args.duration, args.fps, args.size, args.sample_rate
     )
-    try:
-        print(json.dumps(report), flush=True)
-    except BrokenPipeError:  # e.g. piped into `head`: not an error (see the Python docs on SIGPIPE)
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    print(json.dumps(report), flush=True)  # into `| head` too: run_guarded ends it quietly
     return 0
 
 
