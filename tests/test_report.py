@@ -242,6 +242,25 @@ def test_unreadable_best_falls_back_to_last(full, tmp_path, capsys):
     assert "whether they are its weights is unknown" in text and "Stale:" not in text
 
 
+def test_a_run_without_best_says_last_is_used(full, tmp_path, capsys):
+    """A run stopped before its first validation has no best.pt: the report and an evaluation
+    use its last.pt, and say so (they did without a word)."""
+    import evaluate
+
+    src, _, argv = full
+    run = tmp_path / "run"
+    shutil.copytree(src, run)
+    (run / "best.pt").replace(run / "last.pt")
+    out = tmp_path / "p.html"
+    data = argv[argv.index("--data") + 1]
+    assert cli.main(["report", str(run), "-o", str(out), "--data", data, "--n-queries", "1"]) == 0
+    note = f"{run}: no best.pt (the run stopped before its first validation?); last.pt used"
+    assert f"note: {note}" in capsys.readouterr().err.splitlines()
+    assert note in out.read_text()
+    assert evaluate.main(["avc", "--checkpoint", str(run), "--data", data, "--no-progress"]) == 0
+    assert f"note: {note}" in capsys.readouterr().err.splitlines()
+
+
 def test_missing_run_dir_is_a_one_line_error(tmp_path, capsys):
     missing = tmp_path / "nope"
     assert cli.main(["report", str(missing)]) == 2

@@ -167,13 +167,13 @@ def load_run_model(run_dir: Path, device) -> tuple[object, object, dict, str | N
     """The run's ``best.pt``, else its ``last.pt``: also when ``best.pt`` cannot be read.
 
     Returns:
-        ``(model, cfg, state, note)``; ``note`` says which checkpoint could not be read and
-        that ``last.pt`` was used instead, else None.
+        ``(model, cfg, state, note)``; ``note`` says which checkpoint could not be read, or
+        that the run has no ``best.pt``, and that ``last.pt`` was used instead, else None.
 
     Raises:
         CheckpointError: no checkpoint, or none that loads (the last one's error).
     """
-    from avssl.train.checkpoint import load_model
+    from avssl.train.checkpoint import NO_BEST, load_model
 
     tried = [run_dir / n for n in ("best.pt", "last.pt") if (run_dir / n).is_file()]
     if not tried:
@@ -185,4 +185,6 @@ def load_run_model(run_dir: Path, device) -> tuple[object, object, dict, str | N
         except CheckpointError as err:
             failed = err
     model, cfg, state = load_model(tried[-1], device)
+    if failed is None and tried[-1].name == "last.pt":
+        return model, cfg, state, f"{run_dir}: {NO_BEST}"
     return model, cfg, state, (f"{failed}; {tried[-1].name} used instead" if failed else None)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,12 +17,15 @@ import torch
 from torch import nn
 
 from avssl.atomic_write import replacing
+from avssl.cli import one_line
 from avssl.config import Config, config_from_dict
 from avssl.config_checks import config_error
 from avssl.errors import AvsslError, CheckpointError, TrainingError
 from avssl.torch_file import TorchFileError, load_torch_file
 
 FORMAT = "avssl-checkpoint-v1"
+# why a run folder gave its last.pt (a run stopped before its first validation saves no best.pt)
+NO_BEST = "no best.pt (the run stopped before its first validation?); last.pt used"
 WEIGHT_KEYS = ("model", "train_model")  # state dicts: the (averaged) weights, the trained ones
 _LOAD_REASONS = {  # TorchFileError.kind -> the reason a CheckpointError gives
     "unreadable": "cannot read ({})",
@@ -68,6 +72,8 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
                 break
         else:
             raise CheckpointError(path, "run directory has no best.pt or last.pt")
+        if path.name == "last.pt":  # not chosen on validation: say so where the numbers appear
+            print(f"note: {one_line(str(path.parent))}: {NO_BEST}", file=sys.stderr)
     if not path.is_file():
         raise CheckpointError(path, "no such file")
     try:
