@@ -17,6 +17,7 @@ import sys
 from avssl.cli_dashes import attach_dash_values, dash_paths_last  # noqa: F401 (re-exported)
 from avssl.errors import AvsslError, Terminated
 from avssl.failures import (  # noqa: F401 (peer_lost, worker_error re-exported)
+    close_bars,
     end_process_group,
     overflowed,
     peer_lost,
@@ -71,6 +72,12 @@ class ArgumentParser(argparse.ArgumentParser):
     argparse itself prints its usage block before the error; a bad flag is bad input like any
     other, so it gets one line and exit status 2 too.
     """
+
+    def __init__(self, *args, **kwargs):
+        for key in ("description", "epilog"):  # docstring text: its markup read as plain text
+            if kwargs.get(key):
+                kwargs[key] = re.sub(r":\w+:`~?([^`]+)`", r"\1", kwargs[key]).replace("``", "")
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str):
         message = one_line(re.sub(r"^argument ([^:]+): ", r"\1: ", message))
@@ -180,8 +187,9 @@ def run_guarded(fn, argv: list[str]) -> int:
     newline) are escaped (:func:`one_line`). Those are backstops: a command should refuse such a
     value itself, naming the flag (the config's keys have upper bounds,
     :mod:`avssl.config_checks`), but not every flag of every command has one. The ``error:``
-    line starts a line of its own below a progress bar still drawn (:func:`_close_bars`). Output
-    piped into a reader that stopped reading (``| head``) ends the command quietly (exit 0).
+    line starts a line of its own below a progress bar still drawn
+    (:func:`~avssl.failures.close_bars`). Output piped into a reader that stopped reading
+    (``| head``) ends the command quietly (exit 0).
     """
     try:
         return int(fn(argv) or 0)
@@ -224,23 +232,9 @@ def run_guarded(fn, argv: list[str]) -> int:
 
 
 def _error(message: str) -> None:
-    """Print ``error: MESSAGE`` on stderr, on a line of its own (:func:`_close_bars` first)."""
-    _close_bars()
+    """Print ``error: MESSAGE`` on stderr, on a line of its own (below any progress bar)."""
+    close_bars()
     print(f"error: {one_line(message)}", file=sys.stderr)
-
-
-def _close_bars() -> None:
-    """Close the tqdm progress bars still drawn: the command they belong to has ended.
-
-    A bar closed in a ``finally`` is closed already, but one the error's traceback keeps alive
-    (``bar = tqdm(...)`` in the frame that raised, e.g. ``--strict``'s first unreadable file)
-    is closed only when collected: an error printed before then would follow the bar's text on
-    its line (``features:  40%|####  | 4/10 error: ...``). Closing it ends that line. tqdm is
-    looked up, not imported: a command that never imported it drew no bar.
-    """
-    bars = getattr(sys.modules.get("tqdm.std"), "tqdm", None)
-    for bar in list(getattr(bars, "_instances", ())):  # tqdm keeps no public list of its bars
-        bar.close()
 
 
 def dispatch(

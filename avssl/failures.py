@@ -1,6 +1,7 @@
 """The one-line messages of failures a command did not foresee, for :func:`avssl.cli.run_guarded`:
 an avssl error raised in a DataLoader worker, a collective of a distributed run that failed, a
-number too large for the machine."""
+number too large for the machine; and what ends a command cleanly on the terminal (progress
+bars closed before its error line, stdout whose reader has gone)."""
 
 from __future__ import annotations
 
@@ -93,3 +94,17 @@ def silence_stdout() -> None:
 
     with contextlib.suppress(OSError, ValueError):
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
+def close_bars() -> None:
+    """Close the tqdm progress bars still drawn: the command they belong to has ended.
+
+    A bar closed in a ``finally`` is closed already, but one the error's traceback keeps alive
+    (``bar = tqdm(...)`` in the frame that raised, e.g. ``--strict``'s first unreadable file)
+    is closed only when collected: an error printed before then would follow the bar's text on
+    its line (``features:  40%|####  | 4/10 error: ...``). Closing it ends that line. tqdm is
+    looked up, not imported: a command that never imported it drew no bar.
+    """
+    bars = getattr(sys.modules.get("tqdm.std"), "tqdm", None)
+    for bar in list(getattr(bars, "_instances", ())):  # tqdm keeps no public list of its bars
+        bar.close()

@@ -127,3 +127,21 @@ def test_version_is_the_installed_packages(capsys):
 
     assert cli_main(["--version"]) == 0
     assert capsys.readouterr().out == f"avssl {version('avssl')}\n"
+
+
+def test_help_texts_read_as_plain_text(capsys):
+    """The descriptions come from docstrings: ``--help`` showed their markup (``avssl index``,
+    :mod:`avssl.tools.index`)."""
+    from avssl.cli import COMMANDS
+    from avssl.cli import main as avssl_main
+
+    for name in COMMANDS:
+        if name == "prepare":  # a registry of datasets, its own usage text
+            continue
+        try:
+            code = avssl_main([name, "--help"])
+        except SystemExit as stop:  # argparse's --help exits
+            code = stop.code
+        assert code == 0, name
+        text = capsys.readouterr().out
+        assert "usage:" in text and "``" not in text and ":mod:" not in text, name
