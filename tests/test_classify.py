@@ -394,6 +394,7 @@ def test_cli_model_and_random_features(tiny_ckpt, tmp_path, capsys):
     assert again["per_fold"] == rnd["per_fold"]  # seeded
     report = (tiny_ckpt.parent / "report.md").read_text()
     assert report.count("Sound classification (us8k") == 3
+    assert report.count("## Sound classification (us8k, random, leave-one-fold-out, data=") == 2
 
 
 def test_cli_logmel_takes_the_checkpoints_front_end(tiny_ckpt, tmp_path, capsys):

@@ -245,9 +245,11 @@ def run(argv: list[str]) -> int:
         groups = np.array([it.source or it.group for it in items])
         folds = kfold(items)
         protocol = f"stratified group {args.folds}-fold"
+    scheme = protocol  # the title's, without the transductive notes (adapt-bn has its own)
     if args.source_norm:
         x = standardize_by_group(x, np.array([it.source for it in items]))
         protocol += "; features standardised per source (transductive)"
+        scheme += ", source-norm"
     if args.adapt_bn:  # the batch-norm statistics came from the clips scored, test ones too
         protocol += "; audio batch norm adapted to the clips (transductive)"
     result = linear_probe(x, y, groups, folds, predefined, args.classifier, args.seed)
@@ -270,5 +272,11 @@ def run(argv: list[str]) -> int:
         "embed_audio_s_per_s": timing["audio_seconds"] / max(timing["seconds"], 1e-9),
         "seconds": time.perf_counter() - t0,
     }
-    emit(result, args, f"Sound classification ({args.dataset}, {args.features})")
+    # the title tells apart what report.md shows of one checkpoint (subset, layer, protocol)
+    what = [args.dataset + (f"/{args.subset}" if args.subset else ""), args.features]
+    if args.features in ("model", "random") and args.layer != "embedding":
+        what.append(f"layer {args.layer}")
+    if args.classifier != "logreg":
+        what.append(args.classifier)
+    emit(result, args, f"Sound classification ({', '.join([*what, scheme])})")
     return 0
