@@ -189,10 +189,12 @@ def run_guarded(fn, argv: list[str]) -> int:
     :mod:`avssl.config_checks`), but not every flag of every command has one. The ``error:``
     line starts a line of its own below a progress bar still drawn
     (:func:`~avssl.failures.close_bars`). Output piped into a reader that stopped reading
-    (``| head``) ends the command quietly (exit 0).
+    (``| head``) ends the command quietly, as a command killed by ``SIGPIPE`` (exit 141).
     """
     try:
-        return int(fn(argv) or 0)
+        code = int(fn(argv) or 0)
+        sys.stdout.flush()  # a pipe's buffer is written here, under the guard, not at exit
+        return code
     except AvsslError as err:
         _error(worker_error(err) or str(err))
         return 2
@@ -219,7 +221,7 @@ def run_guarded(fn, argv: list[str]) -> int:
     except OSError as err:
         if isinstance(err, BrokenPipeError) and stdout_reader_gone():  # `| head` read its fill
             silence_stdout()
-            return 0
+            return 128 + signal.SIGPIPE
         where = f"{err.filename}: " if err.filename else ""
         _error(f"{where}{err.strerror or err}")
         return 2

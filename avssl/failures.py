@@ -73,15 +73,21 @@ def overflowed(err: BaseException) -> bool:
 def stdout_reader_gone() -> bool:
     """Whether standard output is a pipe whose reader has closed it (``avssl ... | head``).
 
-    Linux's ``poll`` reports ``POLLERR`` on a pipe's write end once its read end is closed; a
-    broken pipe elsewhere (a worker's connection) leaves stdout as it was, and is an error.
+    ``poll`` reports an error (Linux) or a hang-up (the BSDs, macOS) on a pipe's write end once
+    its read end is closed; a broken pipe elsewhere (a worker's connection) leaves stdout as it
+    was, and is an error. Without ``poll`` (Windows) it is an error too.
     """
+    import os
     import select
+    import stat
 
     try:
+        fd = sys.stdout.fileno()
+        if not stat.S_ISFIFO(os.fstat(fd).st_mode):
+            return False
         poller = select.poll()
-        poller.register(sys.stdout.fileno(), select.POLLERR)
-        return bool(poller.poll(0))
+        poller.register(fd, select.POLLERR | select.POLLHUP)
+        return any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))
     except (AttributeError, OSError, ValueError):  # no poll, or stdout is not a real file
         return False
 

@@ -26,6 +26,7 @@ from avssl.torch_file import TorchFileError, load_torch_file
 FORMAT = "avssl-checkpoint-v1"
 # why a run folder gave its last.pt (a run stopped before its first validation saves no best.pt)
 NO_BEST = "no best.pt (the run stopped before its first validation?); last.pt used"
+_NOTED: set[Path] = set()  # the run folders whose last.pt was noted
 WEIGHT_KEYS = ("model", "train_model")  # state dicts: the (averaged) weights, the trained ones
 _LOAD_REASONS = {  # TorchFileError.kind -> the reason a CheckpointError gives
     "unreadable": "cannot read ({})",
@@ -72,7 +73,8 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
                 break
         else:
             raise CheckpointError(path, "run directory has no best.pt or last.pt")
-        if path.name == "last.pt":  # not chosen on validation: say so where the numbers appear
+        if path.name == "last.pt" and path not in _NOTED:  # not chosen on validation: say so
+            _NOTED.add(path)  # once: a command may read a run's config before its weights
             print(f"note: {one_line(str(path.parent))}: {NO_BEST}", file=sys.stderr)
     if not path.is_file():
         raise CheckpointError(path, "no such file")
