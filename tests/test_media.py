@@ -207,6 +207,24 @@ def test_tiffs_with_common_tags_and_gifs_read_as_before(tmp_path):
     assert got[:, 8, 8].tolist() == [[255, 0, 0], [0, 0, 255]]
 
 
+def test_a_jpeg_compressed_tiff_is_refused_not_shown_black(tmp_path):
+    """FFmpeg's TIFF decoder shows a TIFF of JPEG strips (as libtiff writes them) black: it is
+    refused by its compression tag, by both readers; an LZW one still reads exactly."""
+    from PIL import Image
+
+    pixels = np.full((32, 40, 3), 200, np.uint8)
+    path = tmp_path / "jpeg-strips.tif"
+    Image.fromarray(pixels).save(path, compression="jpeg")
+    with pytest.raises(MediaError, match="JPEG-compressed TIFF") as err:
+        read_frames(path, 0.0, 0.1, 10)
+    assert str(err.value).startswith(f"{path}: ")
+    with pytest.raises(MediaError, match="JPEG-compressed TIFF"):
+        next(iter_frames_at(path, [0.0], (16, 16)))
+    lzw = tmp_path / "lzw.tif"
+    Image.fromarray(pixels).save(lzw, compression="tiff_lzw")
+    np.testing.assert_array_equal(read_frames(lzw, 0.0, 0.1, 10)[0].numpy(), pixels)
+
+
 def test_an_animated_png_is_its_first_picture_at_every_time(tmp_path):
     """The tools' reader (index, query, embed) showed an animated PNG's later pictures at later
     times, where training's reader shows its first: both show the first."""

@@ -85,7 +85,7 @@ def read_frames(
             check_pixels(p, cc.width, cc.height, "video size")
             _out_size(p, size, cc.width, cc.height, n)
         if is_image(container):
-            decode_strictly(stream)
+            decode_strictly(stream, p)
             frame = next(container.decode(stream), None)
             if frame is None:
                 raise MediaError(p, "truncated or corrupt: no image could be decoded")
@@ -229,22 +229,39 @@ def is_image(container) -> bool:
     return name in ("image2", "apng") or name.endswith("_pipe")
 
 
-def decode_strictly(stream) -> None:
-    """Make the decoder of a still JPEG's ``stream`` raise on damaged or missing data.
+def decode_strictly(stream, path) -> None:
+    """Make the decoder of a still image's ``stream`` refuse what it would show wrong.
 
     FFmpeg's JPEG decoder conceals what a file cut short lacks (a JPEG cut in half decodes
     whole, its lower part blank) and only logs a warning; with ``err_detect=explode`` it raises
     instead, as its PNG, BMP and WebP decoders already do for a cut file. A still has no later
     frame to recover in, so any error in it spoils the one picture. Other codecs are left as
     they are: FFmpeg's TIFF decoder, for one, would then refuse every tag it does not know
-    (a resolution unit, an orientation), which most real TIFFs carry. Call it before the first
-    decode (it sets the decoder's options, which take effect when it opens).
+    (a resolution unit, an orientation), which most real TIFFs carry; but a JPEG-compressed
+    TIFF, which it decodes black, is refused by its compression tag (read with Pillow, which
+    reads only the header). Call it before the first decode (it sets the decoder's options,
+    which take effect when it opens).
 
     Args:
         stream: the video stream of a file :func:`is_image` found to be a still.
+        path: the file.
+
+    Raises:
+        MediaError: a JPEG-compressed TIFF.
     """
-    if stream.codec_context.name == "mjpeg":
+    codec = stream.codec_context.name
+    if codec == "mjpeg":
         stream.codec_context.options = {"err_detect": "explode"}
+    elif codec == "tiff":
+        from PIL import Image
+
+        try:
+            with Image.open(path) as img:
+                compression = img.tag_v2.get(259) if hasattr(img, "tag_v2") else None
+        except (OSError, ValueError, SyntaxError):  # Pillow cannot parse it: FFmpeg decides
+            compression = None
+        if compression in (6, 7):  # TIFF's old-style and new-style JPEG
+            raise MediaError(path, "a JPEG-compressed TIFF, which FFmpeg misreads: make it a PNG")
 
 
 def _out_size(p, size, width: int, height: int, n: int) -> tuple[int, int]:

@@ -124,7 +124,7 @@ def iter_frame_views(
             if not fresh and still:
                 continue  # a still image: one frame, nothing to seek
             if still:
-                decode_strictly(stream)  # a JPEG cut short is refused, not shown half blank
+                decode_strictly(stream, p)  # a JPEG cut short is refused, not shown half blank
             for seek_at in [None] if fresh else targets:
                 convert, ask = _Views(p, views), None if still else asked
                 at = np.zeros_like(times) if still else times  # an animated still: its first
