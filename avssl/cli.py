@@ -15,6 +15,13 @@ import signal
 import sys
 
 from avssl.cli_dashes import attach_dash_values, dash_paths_last  # noqa: F401 (re-exported)
+from avssl.cli_types import (  # noqa: F401 (re-exported: the commands import them from here)
+    fraction,
+    int_at_least,
+    positive_float,
+    positive_int,
+    share,
+)
 from avssl.errors import AvsslError, Terminated
 from avssl.failures import (  # noqa: F401 (peer_lost, worker_error re-exported)
     close_bars,
@@ -121,60 +128,6 @@ def names_json(obj) -> str:
     return _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
-def int_at_least(low: int, high: int | None = None):
-    """An argparse ``type`` for integers of at least ``low`` (and at most ``high``, if given).
-
-    A bad value is then an argparse usage error naming the flag (exit 2), before anything runs.
-    """
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-        if value < low:
-            raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
-        if high is not None and value > high:
-            raise argparse.ArgumentTypeError(f"must be at most {high:,}, got {value}")
-        return value
-
-    return parse
-
-
-positive_int = int_at_least(1)
-
-
-def _number(text: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-
-
-def positive_float(text: str) -> float:
-    """An argparse ``type``: a finite number above zero (a length, a rate, a size)."""
-    value = _number(text)
-    if not 0.0 < value < math.inf:  # also refuses nan
-        raise argparse.ArgumentTypeError(f"must be a finite number above 0, got {text}")
-    return value
-
-
-def share(text: str) -> float:
-    """An argparse ``type``: a share that may be the whole, ``0 <= value <= 1``."""
-    value = _number(text)
-    if not 0.0 <= value <= 1.0:  # also refuses nan
-        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {text}")
-    return value
-
-
-def fraction(text: str) -> float:
-    """An argparse ``type``: a share of a whole, ``0 <= value < 1``."""
-    value = _number(text)
-    if not 0.0 <= value < 1.0:  # also refuses nan
-        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
-    return value
-
-
 def run_guarded(fn, argv: list[str]) -> int:
     """Run ``fn(argv)`` turning :class:`AvsslError` into ``error: ...`` on stderr and exit 2.
 
@@ -192,7 +145,11 @@ def run_guarded(fn, argv: list[str]) -> int:
     (``| head``) ends the command quietly, as a command killed by ``SIGPIPE`` (exit 141).
     """
     try:
-        code = int(fn(argv) or 0)
+        try:
+            code = int(fn(argv) or 0)
+        except SystemExit:  # argparse's --help: its text too is written under the guard
+            sys.stdout.flush()
+            raise
         sys.stdout.flush()  # a pipe's buffer is written here, under the guard, not at exit
         return code
     except AvsslError as err:

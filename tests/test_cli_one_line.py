@@ -57,7 +57,8 @@ def test_output_into_a_closed_pipe_ends_quietly(tmp_path):
 
     wav = tmp_path / "a.wav"
     sf.write(wav, np.zeros(1600, np.float32), 16000)
-    for argv in (["--help"], ["--version"], ["evaluate", "--help"], ["inspect", str(wav)]):
+    for argv in (["--help"], ["--version"], ["evaluate", "--help"], ["index", "--help"],
+                 ["inspect", str(wav)]):  # fmt: skip
         code = f"import sys; from avssl.cli import main; sys.exit(main({argv!r}))"
         assert _piped(code, closed=True) == (141, ""), argv
     code = "import sys, evaluate; sys.exit(evaluate.main(['--help']))"
