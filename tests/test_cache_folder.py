@@ -57,7 +57,7 @@ def test_another_order_or_other_settings_name_what_differs(world, tmp_path, caps
     assert "written in the order of seed 0; pass --seed 0 to resume it" in err
     assert _cache(out, "--set", "data.sample_rate=8000") == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
-    assert "other decode settings (sample_rate 16000, now 8000)" in err
+    assert "other decode settings (data.sample_rate 16000, now 8000)" in err
     assert _snapshot(out) == before
 
 

@@ -15,6 +15,15 @@ from avssl.data.shard_writer import complete_shards
 from avssl.data.shards import INDEX
 from avssl.errors import AvsslError
 
+# a decode setting by the config key that sets it (the train split's frame size: data.load_size
+# when data.augment is on, else data.frame_size; avssl.data.shards.split_size)
+_SETTING = {
+    "fps": "data.fps",
+    "sample_rate": "data.sample_rate",
+    "train_size": "the train frame size (data.load_size, data.frame_size)",
+    "eval_size": "data.frame_size",
+}
+
 
 def open_cache(out: Path, settings: dict, seed: int) -> tuple[list[dict], list[dict]]:
     """Create or reopen a cache folder.
@@ -44,7 +53,7 @@ def open_cache(out: Path, settings: dict, seed: int) -> tuple[list[dict], list[d
         old = index["settings"]
         if old != settings:
             keys = sorted(set(old) | set(settings), key=str)
-            diff = [f"{k} {old.get(k)!r}, now {settings.get(k)!r}" for k in keys
+            diff = [f"{_SETTING.get(k, k)} {old.get(k)!r}, now {settings.get(k)!r}" for k in keys
                     if old.get(k) != settings.get(k)]  # fmt: skip
             raise AvsslError(
                 f"{out}: a cache built with other decode settings ({'; '.join(diff)}); "

@@ -51,7 +51,10 @@ def main(argv: list[str] | None = None) -> int:
     p = ArgumentParser(prog="avssl synth", description=__doc__.split("\n")[0])
     p.add_argument("--out", type=_folder, help="output folder (default: the cache folder)")
     clips = int_at_least(0, MAX_CLIPS)  # a trillion once exhausted the machine's memory
-    p.add_argument("--n-train", type=clips, default=d.n_train)
+    p.add_argument(
+        "--n-train", type=clips, default=d.n_train,
+        help="training clips (0: a world to evaluate on only; training needs at least 2)",
+    )  # fmt: skip
     p.add_argument("--n-val", type=clips, default=d.n_val)
     p.add_argument("--n-test", type=clips, default=d.n_test)
     p.add_argument("--duration", type=positive_float, default=d.duration, help="seconds per clip")
