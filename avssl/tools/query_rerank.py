@@ -27,7 +27,7 @@ from avssl.errors import AvsslError, MediaError
 from avssl.eval.embed import embed_audio, frames_to_input, visual_maps
 from avssl.eval.retrieval import cross_similarity
 from avssl.tools.index import Index
-from avssl.tools.index_media import BLOCK, file_stamp, same_stamp
+from avssl.tools.index_media import BLOCK, stamp_change
 from avssl.tools.query import ranked_rows, results_of
 from avssl.tools.stream_io import audio_end, iter_frames_at, read_audio_padded
 
@@ -109,15 +109,12 @@ def rerank_scores(
 
 
 def _check_unchanged(entry: dict) -> None:
-    """Refuse to re-score an indexed file whose size or modification time changed: its windows
-    would be scored on other content than the search found. A missing file is left to decoding,
-    which says so."""
-    try:
-        stamp = file_stamp(entry["path"])
-    except OSError:
-        return
-    if not same_stamp(entry, stamp):
-        raise MediaError(entry["path"], "changed since it was indexed: run avssl index again")
+    """Refuse to re-score an indexed file that changed (size or modification time) or went
+    missing since it was indexed (:func:`~avssl.tools.index_media.stamp_change`, as the query's
+    notes): its windows would be scored on other content than the search found."""
+    why = stamp_change(entry)
+    if why is not None:
+        raise MediaError(entry["path"], f"{why}: run avssl index again")
 
 
 def _inputs(cfg, path: str, target: str, centres: list[float]):
