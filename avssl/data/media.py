@@ -26,8 +26,9 @@ from avssl.data.media_checks import (
     quarter_turns,
     secs,
 )
+from avssl.data.stream_kinds import is_image, video_stream
 from avssl.data.stream_times import checked_end_s, file_duration_s, origin_s, stream_end_s
-from avssl.data.video_io import is_image, read_frames, video_stream
+from avssl.data.video_io import read_frames
 from avssl.errors import MediaError
 
 __all__ = [

@@ -31,15 +31,9 @@ from avssl.data.media_checks import (
     quarter_turns,
     upright,
 )
+from avssl.data.stream_kinds import decode_strictly, is_image, video_stream
 from avssl.data.stream_times import checked_end_s
-from avssl.data.video_io import (
-    convert_frame,
-    decode_strictly,
-    is_image,
-    opened_video,
-    shown_wh,
-    video_stream,
-)
+from avssl.data.video_io import convert_frame, opened_video, shown_wh
 from avssl.errors import MediaError
 
 
