@@ -125,3 +125,26 @@ def test_a_relative_data_path_is_recorded_absolute(world, tmp_path, monkeypatch)
     assert _cache(out, "--data", world[1].name) == 0
     recorded = json.loads((out / "index.json").read_text())["manifest"]
     assert recorded == str(world[1].parent.absolute() / world[1].name)
+
+
+def test_a_new_shard_size_on_a_cache_says_whose_size_it_sets(world, tmp_path, capsys):  # noqa: F811
+    """Complete shards are append-only: a rerun's --shard-size sizes only the shards it writes,
+    and says so (it changed nothing, without a word, on a finished cache)."""
+    out = tmp_path / "cache"
+    shutil.copytree(world[0], out)
+    before = _snapshot(out)
+    n_shards = len(json.loads((out / "index.json").read_text())["shards"])
+    assert _cache(out, "--shard-size", "2") == 0
+    err = capsys.readouterr().err
+    assert f"note: {out}: its {n_shards} complete shard(s) keep their size; --shard-size " in err
+    assert "apply to no clip: every row is cached (a new --out builds every shard to it)" in err
+    assert _snapshot(out) == before
+    part = tmp_path / "part"
+    assert _cache(part, "--splits", "val") == 0
+    assert "note:" not in capsys.readouterr().err  # a new folder: nothing kept
+    assert _cache(part, "--shard-size", "2", "--shard-mb", "64") == 0
+    err = capsys.readouterr().err
+    assert "; --shard-size and --shard-mb apply to the " in err and " clip(s) decoded now" in err
+    index = json.loads((part / "index.json").read_text())
+    sizes = [s["n"] for s in index["shards"]]
+    assert sizes[0] > 2 and max(sizes[1:]) == 2  # the val shard as it was, the rest of 2

@@ -49,6 +49,7 @@ from avssl.data.shards import INDEX, decode_settings, split_size
 from avssl.errors import AvsslError, MediaError, skip_fields
 from avssl.folder_lock import hold_output_folder
 
+SHARD_SIZE, SHARD_MB = 1000, 512  # samples per shard; a shard closes once past this many MB
 MAX_SHARD_MB = 2**20  # 1 TiB: no use for a larger shard (1e308 MB overflowed the byte count)
 MAX_WORKERS = 64
 
@@ -60,8 +61,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=positive_int, default=2, help="parallel decoders (threads)")
     p.add_argument("--config", help="YAML config giving the decode settings")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    p.add_argument("--shard-size", type=positive_int, default=1000, help="samples per shard")
-    p.add_argument("--shard-mb", type=positive_float, default=512, help="close a shard past it")
+    p.add_argument(
+        "--shard-size", type=positive_int,
+        help=f"samples per shard (default {SHARD_SIZE}; shards already complete keep theirs)",
+    )  # fmt: skip
+    p.add_argument(
+        "--shard-mb", type=positive_float, help=f"close a shard past it (default {SHARD_MB:g})"
+    )
     p.add_argument("--splits", help="comma-separated splits to cache (default: every row)")
     p.add_argument(
         "--seed",
@@ -122,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out = Path(args.out)
     if args.workers > MAX_WORKERS:  # each in flight holds a decoded clip: memory grows with it
         raise AvsslError(f"--workers: must be at most {MAX_WORKERS}, got {args.workers}")
-    if args.shard_mb > MAX_SHARD_MB:
+    if args.shard_mb is not None and args.shard_mb > MAX_SHARD_MB:
         raise AvsslError(
             f"--shard-mb: must be at most {MAX_SHARD_MB} (1 TiB), got {args.shard_mb:g}"
         )
@@ -187,7 +193,16 @@ def _fill(args, cfg, manifest, rows, all_rows, seed, settings, existed: bool, t0
     todo = [r for r in write_order(rows, seed) if r.id not in cached]
     resumed = len(rows) - len(todo)
     first = 1 + max((int(s["name"][6:12]) for s in done), default=-1)
-    writer = ShardWriter(args.out, first, args.shard_size, int(args.shard_mb * 2**20))
+    sized = [f for f, v in (("--shard-size", args.shard_size), ("--shard-mb", args.shard_mb)) if v]
+    if sized and done:  # complete shards are append-only: never rewritten to another size
+        left = f"the {len(todo)} clip(s) decoded now" if todo else "no clip: every row is cached"
+        print(
+            f"note: {args.out}: its {len(done)} complete shard(s) keep their size; "
+            f"{' and '.join(sized)} apply to {left} (a new --out builds every shard to it)",
+            file=sys.stderr,
+        )
+    size, mb = args.shard_size or SHARD_SIZE, args.shard_mb or SHARD_MB
+    writer = ShardWriter(args.out, first, size, int(mb * 2**20))
     skipped: list[dict] = []
     bar = tqdm(total=len(todo), desc="cache", disable=args.no_progress, file=sys.stderr)
     # Bounded in-flight work, consumed in submission order: memory stays flat and the shard
