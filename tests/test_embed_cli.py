@@ -394,3 +394,33 @@ def test_a_folder_whose_files_were_all_dropped_takes_other_settings(ckpt, tmp_pa
     assert _embed(ckpt, wav, out, "--hop", "0.5") == 0  # no rows of the old hop to mix with
     assert json.loads((out / "embeddings.json").read_text())["hop"] == 0.5
     assert _rows(out, "tone.wav")["audio"].shape[0] == 3
+
+
+def test_rows_of_deleted_files_are_kept_and_counted_or_pruned(ckpt, media, tmp_path, capsys):
+    out = tmp_path / "emb"
+    assert _embed(ckpt, media, out) == 0
+    capsys.readouterr()
+    (media / "tone.wav").unlink()
+    (media / "sub" / "clip.mp4").unlink()
+    (media / "sub").rmdir()
+    assert _embed(ckpt, media, out) == 0
+    captured = capsys.readouterr()
+    summary = last_json(captured.out)
+    assert (summary["gone"], summary["pruned"], summary["files"]) == (2, 0, 4)
+    assert f"note: {out}: keeps the rows of 2 file(s) that no longer exist (first: " in captured.err
+    assert "--prune drops them" in captured.err
+    assert len(_npz_names(out)) == 4  # kept unless asked
+    changed = media / "clip.mp4"  # a file that changed is embedded again, not pruned
+    MediaFactory(media)("clip.mp4", duration=1.0)
+    os.utime(changed, ns=(changed.stat().st_atime_ns, changed.stat().st_mtime_ns + 10**9))
+    assert _embed(ckpt, media, out, "--prune") == 0
+    captured = capsys.readouterr()
+    summary = last_json(captured.out)
+    assert (summary["gone"], summary["pruned"], summary["embedded"]) == (0, 2, 1)
+    assert summary["files"] == 2 and "note:" not in captured.err
+    assert _npz_names(out) == ["clip.mp4.npz", "still.png.npz"]  # sub/ left empty: removed
+    assert not (out / "sub").exists()
+    assert set(json.loads((out / "embeddings.json").read_text())["files"]) == {
+        "clip.mp4",
+        "still.png",
+    }

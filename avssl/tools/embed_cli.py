@@ -1,7 +1,7 @@
 """``avssl embed``: write a checkpoint's audio and visual embeddings of media files to disk.
 
 usage: avssl embed --checkpoint CKPT --inputs PATH... --out DIR [--hop S]
-                   [--layer embedding|tower|grid] [--unit] [--force] [--strict]
+                   [--layer embedding|tower|grid] [--unit] [--force] [--prune] [--strict]
 
 Every window of every file (as ``avssl index`` places them: ``window / 2 + k * hop`` seconds,
 each stream on its own) gets the model's audio embedding of the sound around its centre and its
@@ -9,9 +9,10 @@ visual embedding of the frame showing there, as OpenL3's command-line tool write
 of embeddings and timestamps per file (https://github.com/marl/openl3). The folder's layout is
 described in :mod:`avssl.tools.embed_store`. A second run into the same folder embeds only new
 and changed files (size or modification time) and keeps the rest, including files it was not
-given this time; one with other settings (checkpoint weights, the config keys that change what
-they compute (:mod:`avssl.model_inputs`: front end, window, frame size), method, hop, layer,
-``--unit``) is refused unless ``--force`` replaces the folder's embeddings, which it does only
+given this time and, unless ``--prune``, files deleted since (counted as ``gone``); one with
+other settings (checkpoint weights, the config keys that change what they compute
+(:mod:`avssl.model_inputs`: front end, window, frame size), method, hop, layer, ``--unit``) is
+refused unless ``--force`` replaces the folder's embeddings, which it does only
 once its first file is embedded (a folder whose files were all dropped takes other settings).
 Unreadable files (and files outside the folder's root) are skipped and listed in the JSON summary
 printed as the last stdout line; ``--strict`` makes the first one an error.
@@ -63,6 +64,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--force", action="store_true", help="replace embeddings of other settings in --out"
     )
+    p.add_argument(
+        "--prune", action="store_true",
+        help="drop the rows of recorded files that no longer exist (kept otherwise, and counted)",
+    )  # fmt: skip
     p.add_argument("--strict", action="store_true", help="stop at the first unreadable file")
     p.add_argument("--device", default="cpu", help="cpu | auto | cuda[:N]")
     p.add_argument("--quiet", action="store_true", help="no per-file lines on stderr")
@@ -145,6 +150,7 @@ def main(argv: list[str] | None = None) -> int:
             raise MediaError(skipped[0]["path"], skipped[0]["reason"])
         replace = old if fresh else None
         counts = _embed_all(args, out, record, names, model, cfg, skipped, fresh, replace)
+        counts |= _gone(args, out, record, set(names.values()))
         if fresh and not record["files"]:  # nothing written: the folder is as it was
             first = f"; first: {skipped[0]['path']}: {skipped[0]['reason']}" if skipped else ""
             raise AvsslError(
@@ -162,6 +168,31 @@ def main(argv: list[str] | None = None) -> int:
     }
     print(names_json(summary))
     return 0
+
+
+def _gone(args, out: Path, record: dict, given: set[str]) -> dict:
+    """Recorded files whose media no longer exists (moved or deleted): their rows are dropped
+    with ``--prune``, otherwise kept and named in a note. The summary's ``gone`` / ``pruned``."""
+    gone = [
+        rel
+        for rel, entry in record["files"].items()
+        if rel not in given and media.stamp_change(entry) == media.MISSING
+    ]
+    if not gone:
+        return {"gone": 0, "pruned": 0}
+    if args.prune:
+        store.clear(out, {"files": {rel: None for rel in gone}})
+        for rel in gone:
+            del record["files"][rel]
+        store.save_record(out, record)
+        return {"gone": 0, "pruned": len(gone)}
+    first = one_line(record["files"][gone[0]]["path"])
+    print(
+        f"note: {out}: keeps the rows of {len(gone)} file(s) that no longer exist (first: "
+        f"{first}); --prune drops them",
+        file=sys.stderr,
+    )
+    return {"gone": len(gone), "pruned": 0}
 
 
 def _embed_all(

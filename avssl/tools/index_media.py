@@ -129,6 +129,9 @@ def same_stamp(entry: dict, stamp: dict) -> bool:
     return all(entry.get(key) == value for key, value in stamp.items())
 
 
+MISSING = "missing (moved or deleted since it was indexed)"
+
+
 def stamp_change(entry: dict) -> str | None:
     """What became of an index entry's file since it was indexed, by one ``os.stat``.
 
@@ -142,7 +145,7 @@ def stamp_change(entry: dict) -> str | None:
     try:
         stamp = file_stamp(Path(entry["path"]))
     except (FileNotFoundError, NotADirectoryError):  # the file, or a folder on its path, gone
-        return "missing (moved or deleted since it was indexed)"
+        return MISSING
     except OSError as err:
         return f"not readable since it was indexed ({err.strerror})"
     return None if same_stamp(entry, stamp) else "changed since it was indexed"
