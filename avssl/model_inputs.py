@@ -44,8 +44,10 @@ def _lookup(cfg: dict, key: str) -> Any:
 def _inactive(cfg: dict) -> set[str]:
     """The keys of :data:`INPUT_KEYS` that ``cfg``'s model never reads (another method's, a
     front end's other kind's, the strength of blocks it does not have)."""
+    from avssl.models import method_class
+
     off = set()
-    if _lookup(cfg, "model.method") != "contrastive":
+    if not method_class(_lookup(cfg, "model.method")).reads_spatial:
         off.add("model.spatial")
     if _lookup(cfg, "model.audio_rfn_blocks") == 0:
         off.add("model.audio_rfn_lambda")

@@ -43,7 +43,6 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     from avssl.data.manifest import read_manifest, resolve
-    from avssl.eval.retrieval import NO_SHARED_SPACE
     from avssl.eval.retrieval_metrics import ranking_metrics, shared_label_relevance
     from avssl.tools.index import load_index, weights_hash
     from avssl.tools.index_cca import cca_query, check_cca
@@ -56,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     index.check_checkpoint(weights_hash(model), state["path"], cfg)
     target, modality = args.target, "visual" if args.target == "audio" else "audio"
     key, cca = target, None
-    if cfg.model.method in NO_SHARED_SPACE:
+    if not model.shared_space:
         cca, key = check_cca(index, "avssl index on it"), f"{target}_cca"
     rows = read_manifest(args.manifest)
     # the index holds resolved paths (links and ".." followed): compare them so

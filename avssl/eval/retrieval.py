@@ -11,10 +11,10 @@ Similarities (higher = more similar):
 * a2v / v2a otherwise: the dot product of L2-normalised audio and visual embeddings;
 * a2a / v2v: the dot product of L2-normalised audio (resp. pooled visual) embeddings.
 
-Methods whose two towers share no space (``l3``: each tower's own features) go through CCA
-(:mod:`avssl.eval.cca`) fitted on the *training* split's embeddings, as in the "L3 + CCA"
-baseline of Objects that Sound (https://arxiv.org/abs/1712.06651); every direction is then
-scored in the CCA space (normalised dot product).
+Methods whose two towers share no space (``shared_space`` False, ``l3``: each tower's own
+features) go through CCA (:mod:`avssl.eval.cca`) fitted on the *training* split's embeddings,
+as in the "L3 + CCA" baseline of Objects that Sound (https://arxiv.org/abs/1712.06651); every
+direction is then scored in the CCA space (normalised dot product).
 
 A separate *gallery* (:func:`gallery_frames`) is a list of visual items of another manifest
 (images or videos, audio not needed), each represented by the frame at its centre time; audio
@@ -38,9 +38,6 @@ from avssl.data.manifest import Row, resolve
 from avssl.data.transforms import eval_resize
 from avssl.errors import MediaError
 from avssl.eval import embed
-
-# Methods whose audio and visual embeddings live in different spaces (retrieved through CCA).
-NO_SHARED_SPACE = frozenset({"l3"})
 
 
 def centre_pairs(store: ClipStore, frame_size: int) -> tuple[Tensor, Tensor]:

@@ -187,7 +187,6 @@ def run(argv: list[str]) -> int:
     from avssl.eval.cca import cca_project, fit_cca
     from avssl.eval.provenance import provenance
     from avssl.eval.retrieval import (
-        NO_SHARED_SPACE,
         centre_pairs,
         cross_similarity,
         embed_frames,
@@ -226,7 +225,7 @@ def run(argv: list[str]) -> int:
         info = adapt_on_waves(model, waves, **kw) if adapt else {}
         return ds.store, embed_pairs(model, frames, waves, **kw), info
 
-    use_cca = cfg.model.method in NO_SHARED_SPACE
+    use_cca = not model.shared_space
     cca = None
     if use_cca:  # fitted on the checkpoint's training clips (never --data's), training statistics
         train_store, train_emb, _ = split_embeddings(own, "train")

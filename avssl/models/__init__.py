@@ -1,4 +1,9 @@
-"""Audio-visual correspondence models: one class per method, one explicit registry."""
+"""Audio-visual correspondence models: one class per method, one explicit registry.
+
+A new method is a subclass of :class:`~avssl.models.base.AVModel` that declares its properties
+(:class:`~avssl.models.traits.MethodTraits`) and is registered by name, ``METHODS["mine"] =
+Mine``; ``model.method: mine`` then selects it (README, "Adding a method").
+"""
 
 from __future__ import annotations
 
@@ -23,6 +28,19 @@ METHODS: dict[str, type[AVModel]] = {
 }
 
 MIL_POOLS = ("lse", "max")
+
+
+def method_class(name: str) -> type[AVModel]:
+    """The class registered as ``name``, whose attributes tell what the method does
+    (:class:`~avssl.models.traits.MethodTraits`); :class:`AVModel` itself, with the defaults,
+    for a name that is not registered (a record of another version: :func:`build_model` refuses
+    it where a model is built)."""
+    return METHODS.get(name, AVModel) if isinstance(name, str) else AVModel
+
+
+def _allowing(trait: str) -> str:
+    """The registered methods whose class sets ``trait``, for a refusal's message."""
+    return ", ".join(name for name, cls in METHODS.items() if getattr(cls, trait))
 
 
 def build_model(cfg: ModelConfig, data: DataConfig, loss: LossConfig | None = None) -> AVModel:
@@ -50,32 +68,37 @@ def build_model(cfg: ModelConfig, data: DataConfig, loss: LossConfig | None = No
         )
     if not 0.0 <= cfg.audio_rfn_lambda <= 1.0:
         raise ConfigError(f"model.audio_rfn_lambda: {cfg.audio_rfn_lambda} is not in [0, 1]")
-    if cfg.audio_views < 1 or (cfg.audio_views > 1 and cfg.method != "contrastive"):
+    cls = METHODS[cfg.method]
+    if cfg.audio_views < 1 or (cfg.audio_views > 1 and not cls.supports_audio_views):
         raise ConfigError(
-            f"model.audio_views: {cfg.audio_views} (>= 1; views above 1 are for contrastive only)"
+            f"model.audio_views: {cfg.audio_views} "
+            f"(>= 1; views above 1 are for {_allowing('supports_audio_views')} only)"
         )
     loss = loss or LossConfig()
-    if loss.domain_adversary < 0 or (loss.domain_adversary > 0 and cfg.method != "contrastive"):
+    if loss.domain_adversary < 0 or (
+        loss.domain_adversary > 0 and not cls.supports_domain_adversary
+    ):
         raise ConfigError(
             f"loss.domain_adversary: {loss.domain_adversary} "
-            "(>= 0; above 0 is for contrastive only)"
+            f"(>= 0; above 0 is for {_allowing('supports_domain_adversary')} only)"
         )
     pairs = loss.pair_negatives
-    if pairs not in ("sampled", "batch") or (pairs == "batch" and cfg.method != "avolnet"):
+    if pairs not in ("sampled", "batch") or (pairs == "batch" and not cls.supports_batch_pairs):
         raise ConfigError(
-            f"loss.pair_negatives: {pairs!r} (sampled | batch; batch is for avolnet only)"
+            f"loss.pair_negatives: {pairs!r} "
+            f"(sampled | batch; batch is for {_allowing('supports_batch_pairs')} only)"
         )
     _, frames = audio_feature_shape(cfg.audio, data.sample_rate, data.window)
     if cfg.audio_time_bins > frames:  # 100000 spans built a 6 GB head, then the kernel killed it
         one_span = dataclasses.replace(cfg, audio_time_bins=1)  # a window too short for the
         with torch.device("cpu"):  # towers says so, from a real pass even on the meta device
-            embedding_dims(METHODS[cfg.method](one_span, data, loss).eval(), data)
+            embedding_dims(cls(one_span, data, loss).eval(), data)
         raise ConfigError(
             f"model.audio_time_bins: {cfg.audio_time_bins} is more spans than the {frames} frames "
             f"of the audio features ({data.window:g} s of data.window, model.audio.hop_length "
             f"{cfg.audio.hop_length}): each span would repeat frames"
         )
-    return METHODS[cfg.method](cfg, data, loss)
+    return cls(cfg, data, loss)
 
 
 def embedding_dims(model: AVModel, data: DataConfig) -> tuple[int, int]:
@@ -108,4 +131,4 @@ def embedding_dims(model: AVModel, data: DataConfig) -> tuple[int, int]:
     return a.shape[1], v.shape[1]
 
 
-__all__ = ["METHODS", "AVModel", "build_model", "embedding_dims"]
+__all__ = ["METHODS", "AVModel", "build_model", "embedding_dims", "method_class"]

@@ -32,6 +32,16 @@ class AVOLNet(PairClassifier):
 
     paper = "https://arxiv.org/abs/1712.06651"
     has_map = True
+    supports_batch_pairs = True
+
+    @classmethod
+    def hard_negative_setting(
+        cls, model: ModelConfig, data: DataConfig, loss: LossConfig
+    ) -> str | None:
+        """``data.hard_fraction``'s, unless the negatives come from the batch (none is hard)."""
+        if loss.pair_negatives == "batch":
+            return None
+        return super().hard_negative_setting(model, data, loss)
 
     def __init__(self, cfg: ModelConfig, data: DataConfig, loss: LossConfig | None = None):
         super().__init__(cfg, data, loss)

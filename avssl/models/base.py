@@ -20,6 +20,7 @@ from avssl.data.pairs import AUDIO_KEYS
 from avssl.errors import ConfigError
 from avssl.features import FrameNorm, build_audio_frontend
 from avssl.losses import lse_pool
+from avssl.models.traits import MethodTraits
 
 L3_GRID = (4, 3)  # frequency x time cells of L3's audio features for sound classification
 
@@ -32,34 +33,24 @@ def time_shift_conflict(what: str) -> str:
     )
 
 
-class AVModel(nn.Module):
+class AVModel(MethodTraits, nn.Module):
     """Base of every audio-visual correspondence model.
 
     Each model owns its audio front end and frame normalisation, so it takes raw media tensors:
-    waveforms ``[B, N]`` float and frames ``[B, 3, H, W]`` float in ``[0, 1]``.
+    waveforms ``[B, N]`` float and frames ``[B, 3, H, W]`` float in ``[0, 1]``. What a method is
+    and can do (its paper, map, embedding space, ...) it declares as class attributes of
+    :class:`~avssl.models.traits.MethodTraits`.
 
     Attributes:
-        paper: URL of the method's paper.
-        has_map: whether :meth:`visual_map` and :meth:`heatmap` return maps.
-        needs_calibration: whether ``decision_threshold`` must be set from validation scores
-            (contrastive similarities have no natural threshold; two-way heads use 0).
         decision_threshold: buffer; ``score >= decision_threshold`` means "match".
     """
-
-    paper: str = ""
-    has_map: bool = False
-    needs_calibration: bool = False
-    unit_audio: bool = False  # audio embeddings are unit vectors (a mean of views is renormalised)
 
     def __init__(self, cfg: ModelConfig, data: DataConfig, loss: LossConfig | None = None):
         super().__init__()
         self.cfg = cfg
         self.loss_cfg = loss or LossConfig()
-        # data.hard_fraction makes the two-way methods' negatives; contrastive reads
-        # loss.hard_negatives (its own check), AVOL-Net's batch pairs none
-        batch_pairs = cfg.method == "avolnet" and self.loss_cfg.pair_negatives == "batch"
-        reads_fraction = cfg.method != "contrastive" and not batch_pairs
-        if cfg.audio.time_shift > 0 and data.hard_fraction > 0 and reads_fraction:
+        hard = self.hard_negative_setting(cfg, data, self.loss_cfg)
+        if cfg.audio.time_shift > 0 and hard == "data.hard_fraction":
             raise ConfigError(time_shift_conflict("data.hard_fraction > 0"))
         self.audio_frontend = build_audio_frontend(cfg.audio, data.sample_rate)
         self.frame_norm = FrameNorm()

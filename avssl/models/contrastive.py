@@ -51,6 +51,18 @@ class ContrastiveAV(AVModel):
     paper = "https://arxiv.org/abs/2203.09324"
     needs_calibration = True
     unit_audio = True
+    reads_spatial = True
+    batch_negatives = True
+    supports_audio_views = True
+    supports_domain_adversary = True
+
+    @classmethod
+    def hard_negative_setting(
+        cls, model: ModelConfig, data: DataConfig, loss: LossConfig
+    ) -> str | None:
+        """``loss.hard_negatives`` (``data.hard_fraction`` is not read); the time shift is
+        refused beside it in :meth:`__init__`."""
+        return "loss.hard_negatives" if loss.hard_negatives else None
 
     def __init__(self, cfg: ModelConfig, data: DataConfig, loss: LossConfig | None = None):
         super().__init__(cfg, data, loss)

@@ -24,6 +24,7 @@ class L3Net(PairClassifier):
     """
 
     paper = "https://arxiv.org/abs/1705.08168"
+    shared_space = False
 
     def __init__(self, cfg: ModelConfig, data: DataConfig, loss: LossConfig | None = None):
         super().__init__(cfg, data, loss)

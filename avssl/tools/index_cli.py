@@ -147,9 +147,9 @@ def _check_links(out: Path, skipped: list[dict], files: list[dict], rebuild: boo
 def _fit_cca(index: Index, method: str, dims: tuple[int, int], quiet: bool) -> dict | None:
     """For a model without a shared space (l3), fit the CCA of the index's window pairs that
     its cross-modal queries go through (:mod:`avssl.tools.index_cca`); its record, else None."""
-    from avssl.eval.retrieval import NO_SHARED_SPACE
+    from avssl.models import method_class
 
-    if method not in NO_SHARED_SPACE:
+    if method_class(method).shared_space:
         return None
     from avssl.tools.index_cca import fit_index_cca
 

@@ -101,9 +101,9 @@ def _query_spec(args) -> tuple[str, str, str, str]:
 def _cca_space(index, cfg, state, args, modality: str, target: str) -> dict | None:
     """The CCA record of ``index`` when a model without a shared space (l3) searches across
     modalities (checked to map a query: :func:`avssl.tools.index_cca.check_cca`), else None."""
-    from avssl.eval.retrieval import NO_SHARED_SPACE
+    from avssl.models import method_class
 
-    if cfg.model.method not in NO_SHARED_SPACE or modality == target:
+    if method_class(cfg.model.method).shared_space or modality == target:
         return None
     from avssl.tools.index_cca import check_cca
 

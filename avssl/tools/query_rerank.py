@@ -46,7 +46,7 @@ def check_rerank(model, method: str, ckpt: str, modality: str, target: str) -> N
         AvsslError: the model has no map of locations, or the query is not cross-modal.
     """
     if not model.has_map:
-        spatial_off = " without model.spatial" if method == "contrastive" else ""
+        spatial_off = " without model.spatial" if model.reads_spatial else ""
         what = f"the {method} method{spatial_off}"
         raise AvsslError(
             f"{ckpt}: --rerank needs a model that scores a picture by its best location "

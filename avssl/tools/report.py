@@ -112,7 +112,6 @@ def model_sections(run_dir: Path, args, out: Path) -> tuple[Section, Section, ob
     from avssl.data.manifest import read_manifest, resolve
     from avssl.data.source import manifest_path
     from avssl.eval.cli import use_data
-    from avssl.eval.retrieval import NO_SHARED_SPACE
     from avssl.tools import report_gallery as gal
     from avssl.train.runtime import resolve_device
 
@@ -137,7 +136,7 @@ def model_sections(run_dir: Path, args, out: Path) -> tuple[Section, Section, ob
                 f"{manifest}: {len(clips.rows)} usable test clip(s), need at least 2{first}"
             )
         train = None
-        if cfg.model.method in NO_SHARED_SPACE:  # CCA is fitted on training clips
+        if not model.shared_space:  # CCA is fitted on training clips
             train_rows = [r for r in rows if r.split == "train"]
             train = gal.centre_clips(train_rows, manifest, cfg.data, args.max_clips, "train")
         sim = gal.a2v_similarity(model, cfg.model.method, clips, train, device)

@@ -106,10 +106,10 @@ def a2v_similarity(model, method: str, test: CentreClips, train: CentreClips | N
         float ``[N, N]`` array, row = audio query, column = visual item.
     """
     from avssl.eval.cca import cca_project, fit_cca
-    from avssl.eval.retrieval import NO_SHARED_SPACE, embed_pairs, similarities
+    from avssl.eval.retrieval import embed_pairs, similarities
 
     emb = embed_pairs(model, test.frames, test.waves, device)
-    if method in NO_SHARED_SPACE:
+    if not model.shared_space:
         if train is None or len(train.rows) < 2:
             raise AvsslError(f"{method}: fewer than 2 decodable training clips to fit CCA on")
         tr = embed_pairs(model, train.frames, train.waves, device)

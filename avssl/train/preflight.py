@@ -13,6 +13,7 @@ from pathlib import Path
 from avssl.config import Config
 from avssl.data.manifest import read_manifest
 from avssl.errors import ConfigError, TrainingError
+from avssl.models import method_class
 from avssl.train.data import batches_per_epoch
 
 # rounding slack (s), as the pair sampler's: a clip exactly data.window + data.min_shift long has
@@ -21,17 +22,13 @@ SLACK = 1e-9
 
 
 def hard_negative_setting(cfg: Config) -> str | None:
-    """The setting that asks the run for hard (same clip, time-shifted) negatives, or None.
+    """The setting that asks the run for hard (same clip, time-shifted) negatives, or None:
+    the method's own answer (:meth:`~avssl.models.traits.MethodTraits.hard_negative_setting`).
 
     Contrastive reads them with ``loss.hard_negatives``; the two-way methods with
     ``data.hard_fraction > 0``, unless AVOL-Net draws its negatives from the batch.
     """
-    method = cfg.model.method
-    if method == "contrastive":
-        return "loss.hard_negatives" if cfg.loss.hard_negatives else None
-    if method == "avolnet" and cfg.loss.pair_negatives == "batch":
-        return None
-    return "data.hard_fraction" if cfg.data.hard_fraction > 0 else None
+    return method_class(cfg.model.method).hard_negative_setting(cfg.model, cfg.data, cfg.loss)
 
 
 def hard_negative_error(cfg: Config, durations: Sequence[float], where: Path | str) -> str | None:
@@ -65,8 +62,9 @@ def check_manifest_rows(cfg: Config, manifest: Path, world: int, resume: dict | 
     """Refuse, before any clip is decoded, a run the training rows of ``manifest`` cannot feed:
     fewer rows than one batch per process, or (when every row has an ``end``) none long enough
     for the hard negatives the run asks for. A streamed split is checked by its own loader. A
-    contrastive run of one clip per step and no hard negatives has no negative at all. A resume
-    on other validation rows is refused (:func:`validation_digest`).
+    run of a method whose negatives are the batch's (``batch_negatives``: contrastive) with one
+    clip per step and no hard negatives has no negative at all. A resume on other validation
+    rows is refused (:func:`validation_digest`).
 
     Args:
         cfg: the run's configuration.
@@ -82,11 +80,12 @@ def check_manifest_rows(cfg: Config, manifest: Path, world: int, resume: dict | 
         ConfigError: no row long enough for a hard negative, no negative at all, or other
             validation rows than the resumed run's.
     """
-    one_pair = cfg.train.batch_size * world == 1 and not cfg.loss.hard_negatives
-    if cfg.model.method == "contrastive" and one_pair:  # InfoNCE over one pair: loss 0 always
+    one_pair = cfg.train.batch_size * world == 1 and hard_negative_setting(cfg) is None
+    if method_class(cfg.model.method).batch_negatives and one_pair:  # InfoNCE over one pair
+        off = "" if cfg.loss.hard_negatives else " with loss.hard_negatives: false"
         raise ConfigError(
-            "train.batch_size 1 in one process with loss.hard_negatives: false leaves "
-            "contrastive no negative to learn from; raise train.batch_size"
+            f"train.batch_size 1 in one process{off} leaves "
+            f"{cfg.model.method} no negative to learn from; raise train.batch_size"
         )
     val_rows = read_manifest(manifest, "val")
     digest = validation_digest(val_rows, manifest, resume)
