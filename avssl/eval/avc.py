@@ -31,6 +31,39 @@ from avssl.train.runtime import autocast
 
 PAIRS = (("pos", "audio"), ("easy", "audio_easy"), ("hard", "audio_hard"))
 
+__all__ = ["avc_metrics", "calibrate_threshold", "score_pairs"]
+
+
+def _score_arrays(scores: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(pos, easy, hard)`` of :func:`score_pairs`-like ``scores`` as 1-D float arrays, ``hard``
+    kept where ``hard_valid``.
+
+    Raises:
+        ValueError: a key missing, a score array not 1-D or empty (pos, easy), or ``hard_valid``
+            not bool of ``hard``'s shape (0/1 integers index rows instead of masking them, a
+            wrong number without an error).
+    """
+    missing = [k for k in ("pos", "easy", "hard", "hard_valid") if k not in scores]
+    if missing:
+        raise ValueError(f"scores lacks {', '.join(missing)} (see avssl.eval.avc.score_pairs)")
+    arrays = {}
+    for key in ("pos", "easy", "hard", "hard_valid"):
+        value = scores[key]
+        value = value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else value
+        arrays[key] = arr = np.asarray(value)
+        if arr.ndim != 1:
+            raise ValueError(f"scores[{key!r}] must be 1-D [M], got shape {list(arr.shape)}")
+    for key in ("pos", "easy"):
+        if not len(arrays[key]):
+            raise ValueError(f"scores[{key!r}] is empty: no items to score")
+    valid = arrays["hard_valid"]
+    if valid.dtype != bool or valid.shape != arrays["hard"].shape:
+        raise ValueError(
+            "scores['hard_valid'] must be bool of scores['hard']'s shape "
+            f"{list(arrays['hard'].shape)}, got {valid.dtype} {list(valid.shape)}"
+        )
+    return arrays["pos"], arrays["easy"], arrays["hard"][valid]
+
 
 @torch.no_grad()
 def score_pairs(
@@ -91,9 +124,12 @@ def avc_metrics(scores: dict, threshold: float) -> dict:
         ``accuracy``, ``accuracy_easy``, ``accuracy_hard``, ``accuracy_positive``,
         ``roc_auc_easy``, ``roc_auc_hard`` (the hard ones NaN when no item has a hard pair),
         ``threshold`` and ``n`` (the number of items).
+
+    Raises:
+        ValueError: ``scores`` is malformed (a key missing, arrays not 1-D, no items,
+            ``hard_valid`` not a bool mask of ``hard``); numpy arrays or tensors are accepted.
     """
-    pos, easy = scores["pos"], scores["easy"]
-    hard = scores["hard"][scores["hard_valid"]]
+    pos, easy, hard = _score_arrays(scores)
     acc_pos = float(np.mean(pos >= threshold))
     acc_easy = float(np.mean(easy < threshold))
     acc_hard = float(np.mean(hard < threshold)) if len(hard) else float("nan")
@@ -121,10 +157,14 @@ def calibrate_threshold(scores: dict) -> float:
     """The threshold maximising ``accuracy`` on these (validation) scores.
 
     Candidates are midpoints between consecutive distinct scores, so the choice is exact.
+
+    Args:
+        scores: as :func:`avc_metrics` takes them.
+
+    Raises:
+        ValueError: ``scores`` is malformed (as :func:`avc_metrics`).
     """
-    pos = np.sort(scores["pos"])
-    easy = np.sort(scores["easy"])
-    hard = np.sort(scores["hard"][scores["hard_valid"]])
+    pos, easy, hard = (np.sort(x) for x in _score_arrays(scores))
     allv = np.unique(np.r_[pos, easy, hard])
     if len(allv) == 1:
         return float(allv[0])

@@ -39,6 +39,8 @@ The annotation files (``vggss.json``, Flickr XML) are read by :mod:`avssl.data.a
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -47,11 +49,38 @@ from sklearn.metrics import auc as sk_auc
 SIZE = 224
 PROTOCOLS = ("vggss", "flickr")
 THRESHOLDS = [0.05 * i for i in range(21)]  # as the reference builds them (float rounding too)
+PIXEL_LIKE = 2.0  # a box coordinate above this is taken for pixels (gt_map warns)
+
+__all__ = [
+    "SIZE", "THRESHOLDS", "centre_prior", "ciou", "gt_map", "localization_metrics", "median_mask",
+    "normalise_map", "random_maps", "score_item", "success_metrics", "topk_mask",
+]  # fmt: skip
+
+
+def _check_map(name: str, x, shape: tuple[int, int] | None = None) -> np.ndarray:
+    """``x`` as an array, or a ValueError naming ``name`` when it is not one 2-D map (of
+    ``shape`` when given): a batch ``[1, h, w]`` or a flat ``[h * w]`` failed deep in torch's
+    resize, and maps of other shapes broadcast into a wrong number."""
+    arr = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+    if arr.ndim != 2 or (shape is not None and arr.shape != shape):
+        want = f"[{shape[0]}, {shape[1]}]" if shape else "one map [h, w]"
+        raise ValueError(f"{name} must be {want}, got shape {list(arr.shape)}")
+    return arr
 
 
 def normalise_map(heatmap) -> np.ndarray:
-    """Resize a heatmap ``[h, w]`` to ``[224, 224]`` (bilinear) and min-max normalise it."""
-    x = torch.as_tensor(np.ascontiguousarray(heatmap), dtype=torch.float32)
+    """Resize a heatmap ``[h, w]`` to ``[224, 224]`` (bilinear) and min-max normalise it.
+
+    Args:
+        heatmap: one map ``[h, w]`` (array or tensor; a batch ``[1, h, w]`` is refused).
+
+    Returns:
+        float64 ``[224, 224]`` in [0, 1] (all zeros for a flat map).
+
+    Raises:
+        ValueError: ``heatmap`` is not 2-D.
+    """
+    x = torch.as_tensor(np.ascontiguousarray(_check_map("heatmap", heatmap)), dtype=torch.float32)
     if x.shape != (SIZE, SIZE):
         x = F.interpolate(x[None, None], size=(SIZE, SIZE), mode="bilinear", align_corners=False)
         x = x[0, 0]
@@ -93,16 +122,42 @@ def gt_map(boxes: list, protocol: str = "vggss") -> np.ndarray:
 
     Returns:
         float64 ``[224, 224]`` in [0, 1].
+
+    Raises:
+        ValueError: an unknown ``protocol``, or a box that is not 4 finite numbers.
+
+    Warns:
+        UserWarning: a coordinate above 2, which no box of the frame overrunning its edge
+            reaches: pixel coordinates (a manifest refuses them) draw nothing or the frame's
+            edge here, so every item would score about 0; the map is drawn as the reference
+            draws it.
     """
     if protocol not in PROTOCOLS:
         raise ValueError(f"unknown protocol {protocol!r}")
     acc = np.zeros((SIZE, SIZE))
     for box in boxes:
-        x0, y0, x1, y1 = (int(SIZE * max(float(v), 0.0)) for v in box)
+        x0, y0, x1, y1 = (int(SIZE * max(v, 0.0)) for v in _check_box(box))
         acc[y0:y1, x0:x1] += 1
     if protocol == "vggss":
         return (acc > 0).astype(np.float64)
     return np.minimum(acc / 2, 1.0)
+
+
+def _check_box(box) -> list[float]:
+    """``box`` as 4 floats, or the ValueError :func:`gt_map` documents."""
+    try:
+        values = [float(v) for v in box]
+    except (TypeError, ValueError):
+        values = []
+    if len(values) != 4 or not all(np.isfinite(values)):
+        raise ValueError(f"a box must be 4 numbers [x0, y0, x1, y1], got {box!r}")
+    if any(v > PIXEL_LIKE for v in values):  # a negative one is clipped, as the reference
+        warnings.warn(  # does (vggss.json has -2.9e16): numbers kept, a notebook warned
+            f"box {box!r} is not normalised to [0, 1] (pixel coordinates? divide by the frame's "
+            "width and height)",
+            stacklevel=3,
+        )
+    return values
 
 
 def ciou(mask: np.ndarray, gt: np.ndarray) -> float:
@@ -111,10 +166,15 @@ def ciou(mask: np.ndarray, gt: np.ndarray) -> float:
     0 when both are empty (the formula's 0 / 0).
 
     Args:
-        mask: bool ``[224, 224]`` prediction.
+        mask: bool ``[224, 224]`` prediction (array or tensor).
         gt: float ``[224, 224]`` ground truth in [0, 1] (:func:`gt_map`).
+
+    Raises:
+        ValueError: ``mask`` and ``gt`` are not 2-D maps of one shape (they broadcast into a
+            wrong number).
     """
-    mask = mask.astype(np.float64)
+    gt = _check_map("gt", gt)
+    mask = _check_map("mask", mask, gt.shape).astype(np.float64)
     union = gt.sum() + (mask * (gt == 0)).sum()
     return float((mask * gt).sum() / union) if union > 0 else 0.0
 
@@ -135,8 +195,13 @@ def score_item(heatmap, gt: np.ndarray) -> dict:
         ``{"ciou": float, "ciou_adaptive": float, "pointing": float}`` (pointing: 1.0 or 0.0
         for a single maximum, the share of tied maxima inside ``gt`` otherwise), with
         ``"nonfinite": True`` for a map that is not finite, ``"flat": True`` for a flat one.
+
+    Raises:
+        ValueError: ``heatmap`` is not one 2-D map, or ``gt`` is not ``[224, 224]``.
     """
     miss = {"ciou": 0.0, "ciou_adaptive": 0.0, "pointing": 0.0}
+    heatmap = _check_map("heatmap", heatmap)
+    gt = _check_map("gt", gt, (SIZE, SIZE))
     if not np.isfinite(np.asarray(heatmap, dtype=np.float64)).all():
         return {**miss, "nonfinite": True}
     pred = normalise_map(heatmap)
@@ -151,8 +216,17 @@ def score_item(heatmap, gt: np.ndarray) -> dict:
 
 
 def success_metrics(cious) -> dict:
-    """``ciou@0.5``, ``auc`` (success rate vs threshold, 0..1 by 0.05) and ``mean_ciou``."""
+    """``ciou@0.5``, ``auc`` (success rate vs threshold, 0..1 by 0.05) and ``mean_ciou``.
+
+    Args:
+        cious: float ``[M]``, one cIoU per item (:func:`score_item`).
+
+    Raises:
+        ValueError: no items (the rates would be 0 / 0), or not one value per item.
+    """
     c = np.asarray(cious, dtype=np.float64)
+    if c.ndim != 1 or not len(c):
+        raise ValueError(f"cious must be one value per item [M], M > 0; got shape {list(c.shape)}")
     rates = [float(np.sum(c >= t) / len(c)) for t in THRESHOLDS]
     return {
         "ciou@0.5": float(np.sum(c >= 0.5) / len(c)),
@@ -165,7 +239,7 @@ def localization_metrics(heatmaps, gts: list[np.ndarray]) -> dict:
     """Every measure over items: heatmaps ``[h, w]`` each and their :func:`gt_map` maps.
 
     Args:
-        heatmaps: one ``[h, w]`` map per item (e.g. an ``[M, h, w]`` array).
+        heatmaps: one ``[h, w]`` map per item (e.g. an ``[M, h, w]`` array or tensor).
         gts: the items' ``[224, 224]`` ground-truth maps, as many as ``heatmaps``.
 
     Returns:
@@ -174,7 +248,8 @@ def localization_metrics(heatmaps, gts: list[np.ndarray]) -> dict:
         a NaN or an infinity, or was flat (scored as misses).
 
     Raises:
-        ValueError: no items.
+        ValueError: no items, not as many ``gts`` as ``heatmaps`` or a map of the wrong shape
+            (e.g. one ``[h, w]`` map given as ``heatmaps``: its rows are not maps).
     """
     items = [score_item(h, g) for h, g in zip(heatmaps, gts, strict=True)]
     if not items:

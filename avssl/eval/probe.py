@@ -31,6 +31,30 @@ FIXED_C = 1.0
 INNER_SPLITS = 3
 CLASSIFIERS = ("logreg", "svm")
 
+__all__ = [
+    "Fold", "evaluate_fold", "fixed_split", "group_kfold", "inner_splits", "leave_one_group_out",
+    "linear_probe", "make_classifier", "standardize_by_group",
+]  # fmt: skip
+
+
+def _array(x) -> np.ndarray:
+    """``x`` (a list, an array or a tensor) as a numpy array."""
+    return x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)
+
+
+def _clip_arrays(x, y, groups) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``x`` ``[C, D]``, ``y`` ``[C]`` and ``groups`` ``[C]`` as arrays, or a ValueError: with
+    more feature rows than labels the probe read the first rows alone, without a word."""
+    x, y, groups = _array(x), _array(y), _array(groups)
+    if x.ndim != 2:
+        raise ValueError(f"x must be [C, D] clip features, got shape {list(x.shape)}")
+    if y.shape != (len(x),) or groups.shape != (len(x),):
+        raise ValueError(
+            f"y and groups must be [C] for the {len(x)} rows of x, got shapes "
+            f"{list(y.shape)} and {list(groups.shape)}"
+        )
+    return x, y, groups
+
 
 @dataclass
 class Fold:
@@ -47,7 +71,8 @@ def leave_one_group_out(groups: np.ndarray) -> list[Fold]:
     Raises:
         AvsslError: fewer than two groups.
     """
-    names = sorted(set(groups.tolist()), key=_natural)
+    groups = _array(groups)
+    names = sorted(set(groups.tolist()), key=_natural)  # numbers too: fold 10 after fold 9
     if len(names) < 2:
         raise AvsslError(f"leave-one-fold-out needs at least two folds, found {names}")
     idx = np.arange(len(groups))
@@ -67,6 +92,7 @@ def fixed_split(groups: np.ndarray, train: str = "train", test: str = "test") ->
     Raises:
         AvsslError: either side is empty.
     """
+    groups = _array(groups)
     idx = np.arange(len(groups))
     fold = Fold(test, idx[groups == train], idx[groups == test])
     for name, part in ((train, fold.train), (test, fold.test)):
@@ -95,6 +121,7 @@ def group_kfold(
     """
     if n_splits < 2:
         raise AvsslError(f"{flag} {n_splits}: a k-fold split needs at least 2 folds")
+    y, groups = _array(y), _array(groups)
     n_groups = len(set(groups.tolist()))
     labels, counts = np.unique(y, return_counts=True)
     most = min(n_groups, int(counts.max(initial=0)))  # the most folds that can be made
@@ -165,7 +192,11 @@ def standardize_by_group(x: np.ndarray, groups: np.ndarray, eps: float = 1e-6) -
     Returns:
         ``[C, D]`` float64, each group with zero mean and (about) unit variance per dimension
         (a group of one clip becomes zeros: groups should hold many clips, e.g. a speaker's).
+
+    Raises:
+        ValueError: ``x`` is not 2-D or ``groups`` not one name per row of ``x``.
     """
+    x, _, groups = _clip_arrays(x, np.zeros(len(_array(x))), groups)
     out = np.empty(x.shape, dtype=np.float64)
     for g in np.unique(groups):
         part = x[groups == g].astype(np.float64)
@@ -217,7 +248,11 @@ def evaluate_fold(
         The per-fold record: ``fold``, ``n_train``, ``n_test``, ``accuracy``, ``C``,
         ``c_selection`` and, when they apply, ``unseen_test_classes``, ``fallback`` and
         ``warnings``.
+
+    Raises:
+        ValueError: ``x`` is not 2-D, or ``y`` or ``groups`` not one entry per row of ``x``.
     """
+    x, y, groups = _clip_arrays(x, y, groups)
     xtr, ytr, xte, yte = x[fold.train], y[fold.train], x[fold.test], y[fold.test]
     rec: dict = {"fold": fold.name, "n_train": len(ytr), "n_test": len(yte)}
     unseen = sorted(set(yte.tolist()) - set(ytr.tolist()))
@@ -276,7 +311,10 @@ def linear_probe(
 
     Raises:
         AvsslError: no fold has test clips.
+        ValueError: ``x`` is not 2-D, or ``y`` or ``groups`` not one entry per row of ``x``
+            (lists, arrays and tensors are accepted).
     """
+    x, y, groups = _clip_arrays(x, y, groups)
     # Probe problems are small: threaded BLAS only adds hand-off latency to every L-BFGS step
     # (about 50x slower on a busy 2-core machine).
     with threadpool_limits(limits=1, user_api="blas"):
@@ -294,5 +332,7 @@ def linear_probe(
     }
 
 
-def _natural(name: str):
+def _natural(name):
+    """Sort key of a group name: numbers (``3``, ``"10"``) in numeric order, then the rest."""
+    name = str(name)
     return (0, int(name), "") if name.isdigit() else (1, 0, name)

@@ -22,6 +22,22 @@ import numpy as np
 
 from avssl.data.audioset import Ontology
 
+__all__ = ["ndcg_at_k", "ontology_gains", "ranking_metrics", "shared_label_relevance"]
+
+
+def _check_shapes(sim, **others) -> None:
+    """A ValueError unless ``sim`` is 2-D ``[Q, G]`` and every other given array has its shape:
+    a ``[1, G]`` relevance broadcast one query's over every row, and other shapes failed deep
+    in numpy's indexing."""
+    shape = np.shape(sim)
+    if len(shape) != 2:
+        raise ValueError(f"sim must be [Q, G] (queries x gallery), got shape {list(shape)}")
+    for name, value in others.items():
+        if value is not None and np.shape(value) != shape:
+            raise ValueError(
+                f"{name} must have sim's shape {list(shape)}, got {list(np.shape(value))}"
+            )
+
 
 def _blocks(sim: np.ndarray, exclude: np.ndarray | None):
     """Each row sorted by descending score, excluded items last, and its blocks of ties.
@@ -85,7 +101,11 @@ def ranking_metrics(
     Returns:
         dict with ``R@K`` for each K, ``mAP``, ``median_rank``, ``n_queries``, ``no_relevant``.
         Metrics are NaN when no query has a relevant item.
+
+    Raises:
+        ValueError: ``sim`` is not 2-D, or ``relevant`` or ``exclude`` is not of its shape.
     """
+    _check_shapes(sim, relevant=relevant, exclude=exclude)
     order, valid, start, size = _blocks(sim, exclude)
     hits = np.take_along_axis(np.asarray(relevant, bool), order, axis=1) & valid
     c, r = _block_sums(hits.astype(np.float64), start, size)  # hits before / in the block
@@ -174,7 +194,11 @@ def ndcg_at_k(
 
     Returns:
         dict with ``nDCG@K``, ``n_queries``, ``no_relevant``.
+
+    Raises:
+        ValueError: ``sim`` is not 2-D, or ``gains`` or ``exclude`` is not of its shape.
     """
+    _check_shapes(sim, gains=gains, exclude=exclude)
     gains = np.asarray(gains, dtype=np.float64)
     if exclude is not None:
         gains = np.where(exclude, 0.0, gains)
