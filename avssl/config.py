@@ -228,10 +228,17 @@ def to_dict(cfg) -> dict:
 def load_config(path: str | os.PathLike | None = None, overrides: list[str] = ()) -> Config:
     """Load a YAML config (or the defaults when ``path`` is None) and apply overrides.
 
+    Args:
+        path: a YAML file such as ``configs/l3.yaml``, or None for the defaults.
+        overrides: ``key=value`` strings, as ``--set`` takes them, e.g.
+            ``["train.steps=7", "model.channels=[8, 16]"]`` (a list, not one string).
+
     Raises:
         ConfigError: an unreadable file, an unknown key, a value of the wrong type or out of
-            range (:mod:`avssl.config_checks`).
+            range (:mod:`avssl.config_checks`), or ``overrides`` given as one string.
     """
+    if isinstance(overrides, str):  # was read character by character: "expects key=value, 't'"
+        raise ConfigError(f"overrides must be a list of key=value strings: [{overrides!r}]")
     data = {}
     if path is not None:
         path = Path(path)

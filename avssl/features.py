@@ -211,7 +211,14 @@ class AudioFrontend(nn.Module):
         self.mask = SpecMask(feat.freq_mask, feat.time_mask, feat.spec_masks)
 
     def forward(self, wave: Tensor) -> Tensor:
-        """``[B, N]`` float waveform -> ``[B, 1, F, T]`` float32."""
+        """``[B, N]`` float waveform -> ``[B, 1, F, T]`` float32.
+
+        Raises:
+            ValueError: ``wave`` is not ``[B, N]`` (one ``[N]`` sound came out ``[F, 1, T]``,
+                silently; add its batch axis: ``wave[None]``).
+        """
+        if wave.dim() != 2:
+            raise ValueError(f"wave must be [B, N] (a batch of sounds), got {list(wave.shape)}")
         x = self.spec(self.noise(self.wave_warp(wave)))
         with torch.autocast(device_type=x.device.type, enabled=False):
             x = self.stretch(self.lifter(x))

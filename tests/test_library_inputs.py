@@ -3,13 +3,17 @@ a bad input raised as a clear exception (never a silent wrong number or a deep t
 
 from __future__ import annotations
 
+import json
 import warnings
 
 import numpy as np
 import pytest
 import torch
 
+from avssl.config import load_config
+from avssl.errors import ConfigError, ManifestError
 from avssl.eval import avc, localization, probe, retrieval_metrics
+from avssl.features import build_audio_frontend
 
 RNG = np.random.default_rng(0)
 
@@ -163,3 +167,43 @@ def test_folds_of_integer_groups_in_numeric_order():
     folds = probe.leave_one_group_out(np.array([10, 2, 2, 10, 1]))  # failed: int has no isdigit
     assert [f.name for f in folds] == ["1", "2", "10"]
     assert probe.leave_one_group_out(["b", "a", "b"])[0].name == "a"
+
+
+def test_read_manifest_refuses_an_unknown_split_and_names_a_folder(tmp_path):
+    from avssl.data.manifest import read_manifest
+
+    path = tmp_path / "manifest.jsonl"
+    path.write_text(json.dumps({"id": "a", "video": "a.mp4", "split": "test"}) + "\n")
+    assert len(read_manifest(path, "test")) == 1
+    with pytest.raises(ManifestError, match="split must be one of train, val, test"):
+        read_manifest(path, "tset")  # kept no row, without a word
+    with pytest.raises(ManifestError, match="no such manifest .a folder: give its manifest"):
+        read_manifest(tmp_path)
+
+
+def test_load_config_refuses_overrides_given_as_one_string():
+    assert load_config(None, ["train.steps=3"]).train.steps == 3
+    with pytest.raises(ConfigError, match="overrides must be a list of key=value strings"):
+        load_config(None, "train.steps=3")
+
+
+def test_audio_front_end_refuses_a_sound_without_its_batch_axis():
+    cfg = load_config(None)
+    front = build_audio_frontend(cfg.model.audio, cfg.data.sample_rate).eval()
+    assert front(torch.zeros(2, 16000)).shape == (2, 1, 40, 49)
+    with pytest.raises(ValueError, match=r"wave must be \[B, N\] .*got \[16000\]"):
+        front(torch.zeros(16000))  # came out [40, 1, 49]
+
+
+@pytest.mark.parametrize("hop", [0, -1, float("nan"), float("inf"), True, "0.1"])
+def test_embed_file_refuses_a_hop_that_is_not_positive(hop, media_factory):
+    from avssl.models import build_model
+    from avssl.tools.index_media import embed_file
+
+    cfg = load_config(None, ["model.channels=[8,16]", "model.embed_dim=16"])
+    model = build_model(cfg.model, cfg.data, cfg.loss).eval()
+    path = media_factory("tone.wav", duration=1.5)
+    # hop 0 or below was one sample: a window for every sample of the file
+    with pytest.raises(ValueError, match="hop must be a positive number of seconds"):
+        embed_file(model, cfg, path, hop=hop)
+    assert embed_file(model, cfg, path, hop=np.float32(0.25)).audio.shape[0] == 3

@@ -208,9 +208,14 @@ def read_manifest(path: str | os.PathLike, split: str | None = None) -> list[Row
 
     Raises:
         ManifestError: naming the file and line of the first malformed row (or of the second
-            row with an id already seen, and the line of the first).
+            row with an id already seen, and the line of the first); ``split`` not one of
+            train, val, test (a typo kept no row, without a word).
     """
     path = Path(path)
+    if split is not None and split not in SPLITS:
+        raise ManifestError(f"split must be one of {', '.join(SPLITS)} or None, not {split!r}")
+    if path.is_dir():  # avssl.data.source.manifest_path takes a folder: this function does not
+        raise ManifestError(f"{path}: no such manifest (a folder: give its manifest.jsonl)")
     if not path.is_file():
         raise ManifestError(f"{path}: no such manifest")
     rows, first_line = [], {}

@@ -15,6 +15,7 @@ and a still image one visual embedding (time ``NaN``). Embeddings are the model'
 from __future__ import annotations
 
 import math
+import numbers
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -191,7 +192,10 @@ def embed_file(
 
     Raises:
         MediaError: the file cannot be used.
+        ValueError: ``hop`` is not a positive finite number of seconds.
     """
+    if not _positive(hop):  # 0 or below was one sample, a window for every sample of the file
+        raise ValueError(f"hop must be a positive number of seconds, got {hop!r}")
     norm = _unit if unit else _float
     info = probe(path)
     d = cfg.data
@@ -232,6 +236,12 @@ def embed_file(
         _none(dims[1]) if visual is None else visual,
         empty if visual is None else torch.from_numpy(v_times.astype(np.float32)),
     )
+
+
+def _positive(x) -> bool:
+    """Whether ``x`` is a real number above 0 and finite (not a bool, a text, NaN or an
+    infinity; numpy's floats are real numbers)."""
+    return isinstance(x, numbers.Real) and not isinstance(x, bool) and math.isfinite(x) and x > 0
 
 
 def _span(end: float | None, duration: float, pad: float) -> float:
