@@ -191,7 +191,7 @@ def test_group_kfold_names_the_shortfall():
 
 
 def test_inner_splits_fall_back_on_an_empty_validation_split(monkeypatch):
-    from avssl.eval import probe as probe_mod
+    from avssl.eval import probe_folds as probe_mod
 
     y, groups = np.array(list("aaabbb")), np.array(list("012345"))
     folds = [(np.arange(6), np.arange(0)), (np.array([0, 1, 3, 4]), np.array([2, 5]))]

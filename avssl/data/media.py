@@ -31,9 +31,7 @@ from avssl.data.stream_times import checked_end_s, file_duration_s, origin_s, st
 from avssl.data.video_io import read_frames
 from avssl.errors import MediaError
 
-__all__ = [
-    "MediaInfo", "audio_end", "clip_end", "probe", "read_audio", "read_clip", "read_frames",
-]  # fmt: skip
+__all__ = ["MediaInfo", "audio_end", "clip_end", "probe", "read_audio", "read_clip", "read_frames"]
 
 
 @dataclass
