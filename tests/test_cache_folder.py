@@ -137,7 +137,7 @@ def test_a_new_shard_size_on_a_cache_says_whose_size_it_sets(world, tmp_path, ca
     assert _cache(out, "--shard-size", "2") == 0
     err = capsys.readouterr().err
     assert f"note: {out}: its {n_shards} complete shard(s) keep their size; --shard-size " in err
-    assert "apply to no clip: every row is cached (a new --out builds every shard to it)" in err
+    assert "applies to no clip: every row is cached (a new --out builds every shard so)" in err
     assert _snapshot(out) == before
     part = tmp_path / "part"
     assert _cache(part, "--splits", "val") == 0

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -407,8 +408,10 @@ def test_rows_of_deleted_files_are_kept_and_counted_or_pruned(ckpt, media, tmp_p
     captured = capsys.readouterr()
     summary = last_json(captured.out)
     assert (summary["gone"], summary["pruned"], summary["files"]) == (2, 0, 4)
-    assert f"note: {out}: keeps the rows of 2 file(s) that no longer exist (first: " in captured.err
-    assert "--prune drops them" in captured.err
+    assert (
+        f"note: {out}: keeps the rows of 2 file(s) that no longer exist (--prune drops them)"
+        in (captured.err)
+    )
     assert len(_npz_names(out)) == 4  # kept unless asked
     changed = media / "clip.mp4"  # a file that changed is embedded again, not pruned
     MediaFactory(media)("clip.mp4", duration=1.0)
@@ -424,3 +427,49 @@ def test_rows_of_deleted_files_are_kept_and_counted_or_pruned(ckpt, media, tmp_p
         "clip.mp4",
         "still.png",
     }
+
+
+def test_prune_keeps_rows_out_of_reach_and_never_empties_the_folder(ckpt, tmp_path, capsys):
+    """An empty folder (an unmounted disk's mount point) or a link leading nowhere may hide files
+    that still exist: their rows stay; a prune that would drop every row is refused."""
+    disk, ext, lib = tmp_path / "disk", tmp_path / "ext", tmp_path / "lib"
+    for folder in (disk, ext, lib):
+        folder.mkdir()
+    MediaFactory(disk)("a.wav", duration=1.0)
+    MediaFactory(ext)("c.wav", duration=1.0)
+    MediaFactory(lib)("b.wav", duration=1.0)
+    (lib / "linked").symlink_to(ext)
+    out = tmp_path / "emb"
+    assert _embed(ckpt, [disk, lib], out) == 0
+    assert _npz_names(out) == ["disk/a.wav.npz", "lib/b.wav.npz", "lib/linked/c.wav.npz"]
+    capsys.readouterr()
+    (disk / "a.wav").unlink()  # the disk "unmounted": its mount point left empty
+    shutil.rmtree(ext)  # the link now leads nowhere
+    assert _embed(ckpt, [disk, lib], out, "--prune") == 0
+    captured = capsys.readouterr()
+    summary = last_json(captured.out)
+    assert (summary["gone"], summary["pruned"], summary["unchanged"]) == (2, 0, 1)
+    assert "keeps the rows of 2 file(s) that may only be out of reach" in captured.err
+    assert len(_npz_names(out)) == 3
+
+    (lib / "b.wav").unlink()
+    (lib / "linked").unlink()
+    for folder in (disk, lib):  # folders no longer empty: their files are gone, not hidden
+        (folder / "notes.txt").write_text("not media")
+    before = {p: p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+    assert _embed(ckpt, [disk, lib], out, "--prune") == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith(f"error: {out}: --prune would drop every row (none of its 3 files")
+    assert {p: p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()} == before
+
+
+def test_a_record_entry_without_its_path_is_a_damaged_record(ckpt, media, tmp_path, capsys):
+    out = tmp_path / "emb"
+    assert _embed(ckpt, media, out) == 0
+    record = json.loads((out / "embeddings.json").read_text())
+    del record["files"]["tone.wav"]["path"]  # an edit by hand: read by the gone-file check
+    (out / "embeddings.json").write_text(json.dumps(record))
+    capsys.readouterr()
+    assert _embed(ckpt, media, out) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err == f"error: {out / 'embeddings.json'}: damaged record (file 'tone.wav')"

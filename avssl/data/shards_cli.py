@@ -198,7 +198,8 @@ def _fill(args, cfg, manifest, rows, all_rows, seed, settings, existed: bool, t0
         left = f"the {len(todo)} clip(s) decoded now" if todo else "no clip: every row is cached"
         print(
             f"note: {args.out}: its {len(done)} complete shard(s) keep their size; "
-            f"{' and '.join(sized)} apply to {left} (a new --out builds every shard to it)",
+            f"{' and '.join(sized)} appl{'ies' if len(sized) == 1 else 'y'} to {left} (a new "
+            "--out builds every shard so)",
             file=sys.stderr,
         )
     size, mb = args.shard_size or SHARD_SIZE, args.shard_mb or SHARD_MB

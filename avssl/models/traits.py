@@ -27,8 +27,9 @@ class MethodTraits:
             renormalised).
         shared_space: :meth:`~avssl.models.base.AVModel.embed_audio` and
             :meth:`~avssl.models.base.AVModel.embed_visual` live in one space, compared by dot
-            product. False (``l3``): cross-modal retrieval, ``avssl index`` and ``avssl query``
-            go through a CCA fitted on training pairs (:mod:`avssl.eval.cca`).
+            product. False (``l3``): ``evaluate.py retrieval`` goes through a CCA fitted on
+            training pairs (:mod:`avssl.eval.cca`), ``avssl index`` and ``avssl query`` through
+            one fitted on the index's own window pairs (:mod:`avssl.tools.index_cca`).
         reads_spatial: ``model.spatial`` changes what the model computes (``contrastive``);
             otherwise the setting is not recorded among an index's input settings
             (:mod:`avssl.model_inputs`) and is not named when the model has no map.

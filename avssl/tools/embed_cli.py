@@ -34,6 +34,7 @@ from avssl.model_inputs import input_settings
 from avssl.models import embedding_dims
 from avssl.tools import embed_store as store
 from avssl.tools import index_media as media
+from avssl.tools.embed_gone import gone_rows
 from avssl.tools.index_media import MAX_HOP, MIN_HOP
 
 DEFAULT_HOP = 0.1  # OpenL3's default hop
@@ -150,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
             raise MediaError(skipped[0]["path"], skipped[0]["reason"])
         replace = old if fresh else None
         counts = _embed_all(args, out, record, names, model, cfg, skipped, fresh, replace)
-        counts |= _gone(args, out, record, set(names.values()))
+        counts |= gone_rows(out, record, set(names.values()), skipped, args.prune)
         if fresh and not record["files"]:  # nothing written: the folder is as it was
             first = f"; first: {skipped[0]['path']}: {skipped[0]['reason']}" if skipped else ""
             raise AvsslError(
@@ -168,31 +169,6 @@ def main(argv: list[str] | None = None) -> int:
     }
     print(names_json(summary))
     return 0
-
-
-def _gone(args, out: Path, record: dict, given: set[str]) -> dict:
-    """Recorded files whose media no longer exists (moved or deleted): their rows are dropped
-    with ``--prune``, otherwise kept and named in a note. The summary's ``gone`` / ``pruned``."""
-    gone = [
-        rel
-        for rel, entry in record["files"].items()
-        if rel not in given and media.stamp_change(entry) == media.MISSING
-    ]
-    if not gone:
-        return {"gone": 0, "pruned": 0}
-    if args.prune:
-        store.clear(out, {"files": {rel: None for rel in gone}})
-        for rel in gone:
-            del record["files"][rel]
-        store.save_record(out, record)
-        return {"gone": 0, "pruned": len(gone)}
-    first = one_line(record["files"][gone[0]]["path"])
-    print(
-        f"note: {out}: keeps the rows of {len(gone)} file(s) that no longer exist (first: "
-        f"{first}); --prune drops them",
-        file=sys.stderr,
-    )
-    return {"gone": len(gone), "pruned": 0}
 
 
 def _embed_all(

@@ -97,7 +97,11 @@ def load_record(out: Path) -> dict | None:
     if not isinstance(files, dict) or not isinstance(record.get("root"), str):
         raise AvsslError(f"{path}: damaged record (its root or files)")
     for rel, entry in files.items():
-        if not isinstance(entry, dict) or not _inside(out, npz_name(rel)):
+        if (
+            not isinstance(entry, dict)
+            or not isinstance(entry.get("path"), str)
+            or not _inside(out, npz_name(rel))
+        ):
             raise AvsslError(f"{path}: damaged record (file {rel!r})")
     return record
 
