@@ -127,24 +127,41 @@ def test_a_relative_data_path_is_recorded_absolute(world, tmp_path, monkeypatch)
     assert recorded == str(world[1].parent.absolute() / world[1].name)
 
 
-def test_a_new_shard_size_on_a_cache_says_whose_size_it_sets(world, tmp_path, capsys):  # noqa: F811
-    """Complete shards are append-only: a rerun's --shard-size sizes only the shards it writes,
-    and says so (it changed nothing, without a word, on a finished cache)."""
+def test_a_rerun_keeps_the_caches_shard_size_and_says_when_given_another(
+    world,  # noqa: F811
+    tmp_path,
+    capsys,
+):
+    """Complete shards are append-only: a rerun goes on with the limits the cache recorded, and a
+    --shard-size other than those sizes only the shards it writes, and says so (it changed
+    nothing, without a word, on a finished cache)."""
     out = tmp_path / "cache"
     shutil.copytree(world[0], out)
     before = _snapshot(out)
     n_shards = len(json.loads((out / "index.json").read_text())["shards"])
+    assert _cache(out, "--shard-size", "5") == 0  # the size it was built to: no note
+    assert "note:" not in capsys.readouterr().err
     assert _cache(out, "--shard-size", "2") == 0
     err = capsys.readouterr().err
     assert f"note: {out}: its {n_shards} complete shard(s) keep their size; --shard-size " in err
     assert "applies to no clip: every row is cached (a new --out builds every shard so)" in err
-    assert _snapshot(out) == before
+    assert _snapshot(out) == before  # nothing written, the recorded limits kept
+
     part = tmp_path / "part"
-    assert _cache(part, "--splits", "val") == 0
+    assert _cache(part, "--splits", "val", "--shard-size", "3") == 0
     assert "note:" not in capsys.readouterr().err  # a new folder: nothing kept
+    assert _cache(part, "--splits", "val,test") == 0  # no flag: the cache's size, 3
+    assert "note:" not in capsys.readouterr().err
+    assert max(s["n"] for s in json.loads((part / "index.json").read_text())["shards"]) == 3
+    old = {s["name"] for s in json.loads((part / "index.json").read_text())["shards"]}
     assert _cache(part, "--shard-size", "2", "--shard-mb", "64") == 0
     err = capsys.readouterr().err
     assert "; --shard-size and --shard-mb apply to the " in err and " clip(s) decoded now" in err
     index = json.loads((part / "index.json").read_text())
-    sizes = [s["n"] for s in index["shards"]]
-    assert sizes[0] > 2 and max(sizes[1:]) == 2  # the val shard as it was, the rest of 2
+    assert index["shard_limits"] == {"shard_size": 2, "shard_mb": 64}
+    assert {s["n"] for s in index["shards"] if s["name"] not in old} == {2}  # the train split's
+
+    index["shard_limits"] = {"shard_size": "many", "shard_mb": -1}  # edited by hand: ignored
+    (part / "index.json").write_text(json.dumps(index))
+    assert _cache(part, "--shard-size", "2") == 0
+    assert f"note: {part}: its " in capsys.readouterr().err  # 2 is not what it recorded now

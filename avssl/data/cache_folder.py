@@ -25,11 +25,12 @@ _SETTING = {
 }
 
 
-def open_cache(out: Path, settings: dict, seed: int) -> tuple[list[dict], list[dict]]:
+def open_cache(out: Path, settings: dict, seed: int) -> tuple[list[dict], list[dict], dict]:
     """Create or reopen a cache folder.
 
     Returns:
-        The shards already complete, and the clips the last run recorded as skipped.
+        The shards already complete, the clips the last run recorded as skipped, and the shard
+        limits it recorded (``shard_size``, ``shard_mb``; empty when unknown).
 
     Raises:
         AvsslError: ``out`` is a file, a folder holding other things than a cache, or a cache
@@ -43,7 +44,7 @@ def open_cache(out: Path, settings: dict, seed: int) -> tuple[list[dict], list[d
             f"{out}: a folder that is not a shard cache (no {INDEX}); choose an empty or new --out"
         )
     out.mkdir(parents=True, exist_ok=True)
-    skipped = []
+    skipped, limits = [], {}
     if index_path.exists():
         try:
             index = json.loads(index_path.read_text(encoding="utf-8"))
@@ -65,7 +66,9 @@ def open_cache(out: Path, settings: dict, seed: int) -> tuple[list[dict], list[d
                 f"pass --seed {index['order_seed']} to resume it, or choose another --out"
             )
         skipped = index.get("skipped", [])
-    return complete_shards(out), skipped
+        limits = index.get("shard_limits")
+        limits = limits if isinstance(limits, dict) else {}
+    return complete_shards(out), skipped, limits
 
 
 def refuse_foreign(out: Path, done: list[dict], manifest: Path, rows: list[Row]) -> None:
@@ -110,10 +113,14 @@ def undo_start(out: Path, existed: bool, old_index: bytes | None) -> None:
         out.rmdir()
 
 
-def index_record(settings, manifest, shards, skipped, complete: bool, seed=None) -> dict:
-    """The ``index.json`` record of a cache (``complete``: the build finished). The manifest is
-    recorded by its absolute path: the cache is read from other working directories."""
+def index_record(
+    settings, manifest, shards, skipped, complete: bool, seed=None, limits=None
+) -> dict:
+    """The ``index.json`` record of a cache (``complete``: the build finished; ``limits``: the
+    ``shard_size`` and ``shard_mb`` its shards are written to). The manifest is recorded by its
+    absolute path: the cache is read from other working directories."""
     return {
+        **({"shard_limits": limits} if limits else {}),
         "settings": settings,
         "order_seed": seed,
         "manifest": str(Path(manifest).absolute()),

@@ -49,7 +49,7 @@ from avssl.data.shards import INDEX, decode_settings, split_size
 from avssl.errors import AvsslError, MediaError, skip_fields
 from avssl.folder_lock import hold_output_folder
 
-SHARD_SIZE, SHARD_MB = 1000, 512  # samples per shard; a shard closes once past this many MB
+DEFAULT_LIMITS = {"shard_size": 1000, "shard_mb": 512}  # samples per shard; MB past which it closes
 MAX_SHARD_MB = 2**20  # 1 TiB: no use for a larger shard (1e308 MB overflowed the byte count)
 MAX_WORKERS = 64
 
@@ -63,11 +63,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument(
         "--shard-size", type=positive_int,
-        help=f"samples per shard (default {SHARD_SIZE}; shards already complete keep theirs)",
+        help="samples per shard (default: the cache's, else 1000; complete shards keep theirs)",
     )  # fmt: skip
     p.add_argument(
-        "--shard-mb", type=positive_float, help=f"close a shard past it (default {SHARD_MB:g})"
-    )
+        "--shard-mb", type=positive_float,
+        help="close a shard past this many MB (default: the cache's, else 512)",
+    )  # fmt: skip
     p.add_argument("--splits", help="comma-separated splits to cache (default: every row)")
     p.add_argument(
         "--seed",
@@ -164,6 +165,13 @@ def _cache(args: argparse.Namespace) -> int:
         return _fill(args, cfg, manifest, rows, all_rows, seed, settings, existed, t0)
 
 
+def _valid_limit(key: str, value):
+    """A limit an index recorded, or None when it is not one (a record edited by hand)."""
+    kind = int if key == "shard_size" else (int, float)
+    ok = isinstance(value, kind) and not isinstance(value, bool) and 0 < value <= MAX_SHARD_MB
+    return value if ok and (key == "shard_mb" or value < 2**31) else None
+
+
 def _fill(args, cfg, manifest, rows, all_rows, seed, settings, existed: bool, t0: float) -> int:
     """Write the shards ``_cache`` planned, holding the folder's lock (``rows``: those to
     cache; ``all_rows``: all of the manifest's)."""
@@ -172,7 +180,7 @@ def _fill(args, cfg, manifest, rows, all_rows, seed, settings, existed: bool, t0
     if not rows:
         what = f"no row of split(s) {args.splits}" if args.splits else "no rows"
         raise AvsslError(f"{manifest}: {what}; nothing to cache")
-    done, old_skipped = open_cache(args.out, settings, seed)
+    done, old_skipped, recorded = open_cache(args.out, settings, seed)
     # refused before anything is deleted: a refusal leaves the cache as it was
     refuse_foreign(args.out, done, manifest, all_rows)
     refuse_changed(args.out, done, all_rows)  # every cached row, not only this run's splits
@@ -188,12 +196,23 @@ def _fill(args, cfg, manifest, rows, all_rows, seed, settings, existed: bool, t0
     # rows outside this run (other --splits) keep the reasons an earlier run skipped them for
     this_run = {r.id for r in rows}
     carried = [s for s in old_skipped if s["id"] not in this_run]
-    write_json(args.out / INDEX, index_record(settings, manifest, done, carried, False, seed))
+    # a rerun goes on with the limits the cache was built to, unless given others
+    given = {"shard_size": args.shard_size, "shard_mb": args.shard_mb}
+    recorded = {k: _valid_limit(k, recorded.get(k)) for k in DEFAULT_LIMITS}
+    limits = {k: v or recorded[k] or DEFAULT_LIMITS[k] for k, v in given.items()}
     cached = {i for s in done for i in s["ids"]}
     todo = [r for r in write_order(rows, seed) if r.id not in cached]
+    if done and not todo:  # no shard to write: the index keeps the limits it had
+        record_limits = {k: v for k, v in recorded.items() if v} or None
+    else:
+        record_limits = limits
+    write_json(
+        args.out / INDEX,
+        index_record(settings, manifest, done, carried, False, seed, record_limits),
+    )
     resumed = len(rows) - len(todo)
     first = 1 + max((int(s["name"][6:12]) for s in done), default=-1)
-    sized = [f for f, v in (("--shard-size", args.shard_size), ("--shard-mb", args.shard_mb)) if v]
+    sized = [f"--{k.replace('_', '-')}" for k, v in given.items() if v and v != recorded[k]]
     if sized and done:  # complete shards are append-only: never rewritten to another size
         left = f"the {len(todo)} clip(s) decoded now" if todo else "no clip: every row is cached"
         print(
@@ -202,7 +221,7 @@ def _fill(args, cfg, manifest, rows, all_rows, seed, settings, existed: bool, t0
             "--out builds every shard so)",
             file=sys.stderr,
         )
-    size, mb = args.shard_size or SHARD_SIZE, args.shard_mb or SHARD_MB
+    size, mb = limits["shard_size"], limits["shard_mb"]
     writer = ShardWriter(args.out, first, size, int(mb * 2**20))
     skipped: list[dict] = []
     bar = tqdm(total=len(todo), desc="cache", disable=args.no_progress, file=sys.stderr)
@@ -245,7 +264,7 @@ def _fill(args, cfg, manifest, rows, all_rows, seed, settings, existed: bool, t0
             f"{manifest}: no usable clip to cache ({len(skipped)} of {len(rows)} row(s) "
             f"skipped{first_skip}); nothing written to {args.out}"
         )
-    index = index_record(settings, manifest, shards, carried + skipped, True, seed)
+    index = index_record(settings, manifest, shards, carried + skipped, True, seed, record_limits)
     write_json(args.out / INDEX, index)
     written = sum(s["n"] for s in writer.committed)
     seconds = time.time() - t0
