@@ -5,6 +5,7 @@ filled, or that asks for hard negatives no clip has room for, is refused rather 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from collections.abc import Sequence
@@ -29,6 +30,13 @@ def hard_negative_setting(cfg: Config) -> str | None:
     ``data.hard_fraction > 0``, unless AVOL-Net draws its negatives from the batch.
     """
     return method_class(cfg.model.method).hard_negative_setting(cfg.model, cfg.data, cfg.loss)
+
+
+def _hard_key(cfg: Config) -> str | None:
+    """The setting by which the run's method would be asked for hard negatives (with them on)."""
+    data = dataclasses.replace(cfg.data, hard_fraction=0.5)
+    loss = dataclasses.replace(cfg.loss, hard_negatives=True)
+    return method_class(cfg.model.method).hard_negative_setting(cfg.model, data, loss)
 
 
 def hard_negative_error(cfg: Config, durations: Sequence[float], where: Path | str) -> str | None:
@@ -82,7 +90,9 @@ def check_manifest_rows(cfg: Config, manifest: Path, world: int, resume: dict | 
     """
     one_pair = cfg.train.batch_size * world == 1 and hard_negative_setting(cfg) is None
     if method_class(cfg.model.method).batch_negatives and one_pair:  # InfoNCE over one pair
-        off = "" if cfg.loss.hard_negatives else " with loss.hard_negatives: false"
+        off = {"loss.hard_negatives": " with loss.hard_negatives: false",
+               "data.hard_fraction": " with data.hard_fraction: 0"}  # fmt: skip
+        off = off.get(_hard_key(cfg), "")
         raise ConfigError(
             f"train.batch_size 1 in one process{off} leaves "
             f"{cfg.model.method} no negative to learn from; raise train.batch_size"
