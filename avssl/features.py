@@ -44,7 +44,19 @@ class _Spectrogram(nn.Module):
         self.register_buffer("window", torch.hann_window(win_length), persistent=False)
 
     def forward(self, wave: Tensor) -> Tensor:
-        """``[B, N]`` -> ``[B, n_fft // 2 + 1, T]``."""
+        """``[B, N]`` -> ``[B, n_fft // 2 + 1, T]``.
+
+        Raises:
+            ValueError: ``N`` is shorter than one frame (``win_length`` samples; with
+                ``center``, more than ``n_fft // 2``, which the reflection pads).
+        """
+        shortest = self.n_fft // 2 + 1 if self.center else self.win_length
+        if wave.shape[-1] < shortest:  # torch.stft's own error names the padded size only
+            raise ValueError(
+                f"a wave of {wave.shape[-1]} samples is shorter than one frame of the audio "
+                f"front end ({shortest} samples: n_fft {self.n_fft}, win_length "
+                f"{self.win_length}, center {self.center})"
+            )
         with torch.autocast(device_type=wave.device.type, enabled=False):
             wave = wave.float()
             if not self.center and self.win_length < self.n_fft:

@@ -3,6 +3,7 @@ a bad input raised as a clear exception (never a silent wrong number or a deep t
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import warnings
 
@@ -207,3 +208,16 @@ def test_embed_file_refuses_a_hop_that_is_not_positive(hop, media_factory):
     with pytest.raises(ValueError, match="hop must be a positive number of seconds"):
         embed_file(model, cfg, path, hop=hop)
     assert embed_file(model, cfg, path, hop=np.float32(0.25)).audio.shape[0] == 3
+
+
+@pytest.mark.parametrize("center", [False, True])
+def test_audio_front_end_names_the_shortest_wave_it_takes(center):
+    """torch.stft's error named only the padded size; one frame is the least the front end reads
+    (``win_length``; with ``center``, more than ``n_fft // 2`` for the reflection)."""
+    cfg = load_config(None)
+    feat = dataclasses.replace(cfg.model.audio, center=center)
+    front = build_audio_frontend(feat, cfg.data.sample_rate).eval()
+    shortest = feat.n_fft // 2 + 1 if center else feat.win_length
+    assert front(torch.zeros(2, shortest)).shape[:3] == (2, 1, feat.n_mels)
+    with pytest.raises(ValueError, match=f"a wave of {shortest - 1} samples is shorter than one"):
+        front(torch.zeros(2, shortest - 1))
