@@ -62,27 +62,37 @@ def cleanup_distributed() -> None:
 
 
 def resolve_device(name: str, setting: str = "train.device") -> torch.device:
-    """``auto`` picks ``cuda:LOCAL_RANK`` when CUDA is available, else the CPU.
+    """``auto`` picks ``cuda:LOCAL_RANK`` when CUDA is available, else the CPU; ``cuda`` without
+    an index is ``cuda:LOCAL_RANK`` too.
+
+    A CUDA device always has its index: ``torch.cuda.set_device`` and DDP's ``device_ids`` refuse
+    ``cuda`` alone, and under torchrun every rank would otherwise share the current device (0).
 
     Args:
         name: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
         setting: the config key or flag that gave ``name``, for the error.
 
     Raises:
-        ConfigError: another name, or CUDA asked for where there is none.
+        ConfigError: another name, CUDA asked for where there is none, or a device index
+            beyond the visible devices.
     """
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    if name == "auto" and not torch.cuda.is_available():
         return torch.device("cpu")
     try:
-        device = torch.device(name)
+        device = torch.device("cuda" if name == "auto" else name)
     except RuntimeError:
         device = None
     if device is None or device.type not in ("cpu", "cuda"):
         raise ConfigError(f"{setting}: device {name!r}: use auto, cpu, cuda or cuda:N")
-    if device.type == "cuda" and not torch.cuda.is_available():
+    if device.type != "cuda":
+        return device
+    if not torch.cuda.is_available():
         raise ConfigError(f"{setting}={name} but CUDA is not available")
+    chosen = "" if device.index is not None else f" (from {name}: LOCAL_RANK)"
+    if device.index is None:
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    if device.index >= (count := torch.cuda.device_count()):
+        raise ConfigError(f"{setting}: {device}{chosen}, but {count} CUDA device(s) are visible")
     return device
 
 

@@ -1,0 +1,45 @@
+"""What training and the tools do on a CUDA device, checked on the CPU with torch.cuda's answers
+patched in (no GPU here)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from avssl.errors import ConfigError
+from avssl.train import runtime
+
+
+@pytest.fixture
+def two_gpus(monkeypatch):
+    """torch.cuda says two devices are visible."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+
+
+def test_cuda_without_index_is_the_local_rank_s_device(two_gpus, monkeypatch):
+    # torch.cuda.set_device(torch.device("cuda")) raises ValueError, and DDP's device_ids=[None]
+    # would put every rank on the current device
+    assert runtime.resolve_device("cuda") == torch.device("cuda", 0)
+    assert runtime.resolve_device("auto") == torch.device("cuda", 0)
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    assert runtime.resolve_device("cuda") == torch.device("cuda", 1)
+    assert runtime.resolve_device("auto") == torch.device("cuda", 1)
+    assert runtime.resolve_device("cuda:0") == torch.device("cuda", 0)  # as asked
+    assert runtime.resolve_device("cpu") == torch.device("cpu")
+
+
+def test_a_device_beyond_the_visible_ones_is_refused(two_gpus, monkeypatch):
+    with pytest.raises(ConfigError, match=r"--device: cuda:2, but 2 CUDA device\(s\) are visible"):
+        runtime.resolve_device("cuda:2", "--device")
+    monkeypatch.setenv("LOCAL_RANK", "2")  # torchrun with more processes than GPUs
+    with pytest.raises(ConfigError, match=r"cuda:2 \(from auto: LOCAL_RANK\), but 2 CUDA"):
+        runtime.resolve_device("auto")
+
+
+def test_without_cuda_nothing_changes(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert runtime.resolve_device("auto") == torch.device("cpu")
+    with pytest.raises(ConfigError, match="CUDA is not available"):
+        runtime.resolve_device("cuda")
