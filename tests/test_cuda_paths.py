@@ -3,6 +3,8 @@ patched in (no GPU here)."""
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 import torch
 
@@ -43,3 +45,23 @@ def test_without_cuda_nothing_changes(monkeypatch):
     assert runtime.resolve_device("auto") == torch.device("cpu")
     with pytest.raises(ConfigError, match="CUDA is not available"):
         runtime.resolve_device("cuda")
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_auto_precision_asks_for_native_bf16_on_the_device_itself(monkeypatch, native):
+    entered, asked = [], []
+
+    @contextlib.contextmanager
+    def on_device(device):
+        entered.append(device)
+        yield
+
+    def supported(including_emulation=True):
+        asked.append(including_emulation)
+        return native or including_emulation  # a V100 / T4: emulated only
+
+    monkeypatch.setattr(torch.cuda, "device", on_device)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", supported)
+    device = torch.device("cuda", 1)
+    assert runtime.resolve_precision("auto", device) == ("bf16" if native else "fp32")
+    assert entered == [device] and asked == [False]

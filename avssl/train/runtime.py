@@ -106,6 +106,14 @@ def cpu_has_bf16() -> bool:
         return False
 
 
+def cuda_has_bf16(device: torch.device) -> bool:
+    """True when the CUDA ``device`` computes bf16 natively (compute capability 8.0 and up, or
+    ROCm), not merely by emulation: torch's default also says yes for older GPUs (V100, T4),
+    where bf16 autocast runs slower than fp32."""
+    with torch.cuda.device(device):  # is_bf16_supported asks the current device, not ``device``
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+
+
 _warned: set[str] = set()
 
 
@@ -126,7 +134,7 @@ def resolve_precision(name: str, device: torch.device, setting: str = "train.pre
     check_precision(name, device, setting)
     if name != "auto":
         return name
-    ok = torch.cuda.is_bf16_supported() if device.type == "cuda" else cpu_has_bf16()
+    ok = cuda_has_bf16(device) if device.type == "cuda" else cpu_has_bf16()
     if not ok and "bf16" not in _warned:
         _warned.add("bf16")
         doing = "training" if setting == "train.precision" else "running"  # overlay: --precision
