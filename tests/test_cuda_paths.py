@@ -1,5 +1,6 @@
 """What training and the tools do on a CUDA device, checked on the CPU with torch.cuda's answers
-patched in (no GPU here)."""
+patched in (no GPU here): the device chosen, the precision ``auto`` picks, the CUDA generator a
+resume restores."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import pytest
 import torch
 
 from avssl.errors import ConfigError
-from avssl.train import runtime
+from avssl.train import resume, runtime
 
 
 @pytest.fixture
@@ -65,3 +66,26 @@ def test_auto_precision_asks_for_native_bf16_on_the_device_itself(monkeypatch, n
     device = torch.device("cuda", 1)
     assert runtime.resolve_precision("auto", device) == ("bf16" if native else "fp32")
     assert entered == [device] and asked == [False]
+
+
+def test_resume_restores_the_cuda_generator_rank_0_drew_from(monkeypatch):
+    saved = [torch.full((16,), i, dtype=torch.uint8) for i in range(2)]
+    set_one, set_all = [], []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "get_rng_state_all", lambda: saved)
+    monkeypatch.setattr(torch.cuda, "set_rng_state", lambda s, d: set_one.append((s, d)))
+    monkeypatch.setattr(torch.cuda, "set_rng_state_all", set_all.append)
+
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)  # rank 0 writes the checkpoint
+    state = resume.rng_states()
+    assert state["rng_cuda"] is saved and state["rng_cuda_device"] == 0
+
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 1)  # rank 1 resumes on cuda:1
+    resume.restore_rng(state)
+    assert len(set_one) == 1 and set_one[0][0] is saved[0] and set_one[0][1] == 1
+    assert set_all == []
+
+    set_one.clear()  # a checkpoint of an older version: device by device, as before
+    resume.restore_rng({k: v for k, v in state.items() if k != "rng_cuda_device"})
+    assert set_one == [] and set_all == [saved]
