@@ -24,6 +24,12 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 LOG_EPS = 1e-6
 
 
+def one_frame(feat) -> int:
+    """The fewest samples a front end with ``feat``'s ``n_fft``, ``win_length`` and ``center``
+    reads: one frame (``win_length``; with ``center``, more than ``n_fft // 2`` to reflect)."""
+    return feat.n_fft // 2 + 1 if feat.center else feat.win_length
+
+
 class _Spectrogram(nn.Module):
     """|STFT|**power of a batch of waveforms, always computed in float32 (also under autocast).
 
@@ -50,7 +56,7 @@ class _Spectrogram(nn.Module):
             ValueError: ``N`` is shorter than one frame (``win_length`` samples; with
                 ``center``, more than ``n_fft // 2``, which the reflection pads).
         """
-        shortest = self.n_fft // 2 + 1 if self.center else self.win_length
+        shortest = one_frame(self)
         if wave.shape[-1] < shortest:  # torch.stft's own error names the padded size only
             raise ValueError(
                 f"a wave of {wave.shape[-1]} samples is shorter than one frame of the audio "

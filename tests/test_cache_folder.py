@@ -161,6 +161,14 @@ def test_a_rerun_keeps_the_caches_shard_size_and_says_when_given_another(
     assert index["shard_limits"] == {"shard_size": 2, "shard_mb": 64}
     assert {s["n"] for s in index["shards"] if s["name"] not in old} == {2}  # the train split's
 
+    huge = tmp_path / "huge"  # a count no shard reaches: --shard-mb alone closes them
+    assert _cache(huge, "--splits", "val", "--shard-size", "2000000") == 0
+    assert _cache(huge, "--splits", "val,test", "--shard-size", "2000000") == 0
+    assert _cache(huge, "--splits", "val,test,train") == 0
+    assert "note:" not in capsys.readouterr().err
+    limits = json.loads((huge / "index.json").read_text())["shard_limits"]
+    assert limits == {"shard_size": 2000000, "shard_mb": 512}
+
     index["shard_limits"] = {"shard_size": "many", "shard_mb": -1}  # edited by hand: ignored
     (part / "index.json").write_text(json.dumps(index))
     assert _cache(part, "--shard-size", "2") == 0

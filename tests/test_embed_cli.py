@@ -473,3 +473,33 @@ def test_a_record_entry_without_its_path_is_a_damaged_record(ckpt, media, tmp_pa
     assert _embed(ckpt, media, out) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err == f"error: {out / 'embeddings.json'}: damaged record (file 'tone.wav')"
+
+
+def test_prune_reads_relative_inputs_and_drops_a_clip_folders_only_file(
+    ckpt, tmp_path, capsys, monkeypatch
+):
+    """A link leading nowhere under a relative --inputs still holds its rows (skipped paths
+    were compared as given, record paths are absolute); a file deleted from its own folder
+    inside the inputs (one clip a folder) is gone, though the folder it leaves is empty."""
+    lib, ext = tmp_path / "lib", tmp_path / "ext"
+    (lib / "clip1").mkdir(parents=True)
+    ext.mkdir()
+    MediaFactory(lib)("b.wav", duration=1.0)
+    MediaFactory(lib / "clip1")("a.wav", duration=1.0)
+    MediaFactory(ext)("c.wav", duration=1.0)
+    (lib / "linked").symlink_to(ext)
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "emb"
+    assert _embed(ckpt, "lib", out) == 0
+    assert _npz_names(out) == ["b.wav.npz", "clip1/a.wav.npz", "linked/c.wav.npz"]
+    capsys.readouterr()
+    shutil.rmtree(ext)
+    (lib / "clip1" / "a.wav").unlink()  # lib/clip1 is left empty
+    assert _embed(ckpt, "lib", out) == 0
+    captured = capsys.readouterr()
+    assert last_json(captured.out)["gone"] == 2
+    assert "(--prune drops 1 of them; the other 1 may only be out of reach: " in captured.err
+    assert _embed(ckpt, "lib", out, "--prune") == 0
+    summary = last_json(capsys.readouterr().out)
+    assert (summary["gone"], summary["pruned"]) == (1, 1)
+    assert sorted(_npz_names(out)) == ["b.wav.npz", "linked/c.wav.npz"]

@@ -9,7 +9,8 @@ once (``avssl cache``) and training reads the shards. A cache folder holds::
     shard-000000.json  the keys, ids, splits, [T, N] lengths and row digests of that shard's
                        samples (committed just before the tar)
     index.json         decode settings, every shard with its samples, the clips skipped, the
-                       seed of the order rows were written in
+                       seed of the order rows were written in, the shard limits
+                       (``shard_limits``: ``shard_size``, ``shard_mb``)
 
 The layout is WebDataset's (https://github.com/webdataset/webdataset: members grouped by the
 key before the first dot). Frames and audio are kept exactly as

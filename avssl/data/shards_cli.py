@@ -167,9 +167,12 @@ def _cache(args: argparse.Namespace) -> int:
 
 def _valid_limit(key: str, value):
     """A limit an index recorded, or None when it is not one (a record edited by hand)."""
-    kind = int if key == "shard_size" else (int, float)
-    ok = isinstance(value, kind) and not isinstance(value, bool) and 0 < value <= MAX_SHARD_MB
-    return value if ok and (key == "shard_mb" or value < 2**31) else None
+    if key == "shard_size":  # any count (a huge one leaves closing shards to --shard-mb)
+        ok = isinstance(value, int) and not isinstance(value, bool) and value > 0
+    else:
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        ok = ok and 0 < value <= MAX_SHARD_MB  # NaN fails both
+    return value if ok else None
 
 
 def _fill(args, cfg, manifest, rows, all_rows, seed, settings, existed: bool, t0: float) -> int:

@@ -32,7 +32,7 @@ from avssl.data.media import audio_end, read_audio
 from avssl.errors import MediaError
 from avssl.eval.embed import audio_windows, embed_audio
 from avssl.eval.sliding import sharing_blocker, sliding_embeddings
-from avssl.features import LogMel
+from avssl.features import LogMel, one_frame
 
 POOLS = ("mean", "max")
 
@@ -96,8 +96,8 @@ class LogMelStats:
         out = []
         with torch.no_grad():
             for w in waves:
-                if w.shape[0] < self.feat.win_length:
-                    w = F.pad(w, (0, self.feat.win_length - w.shape[0]))
+                if w.shape[0] < one_frame(self.feat):  # a clip shorter than one frame
+                    w = F.pad(w, (0, one_frame(self.feat) - w.shape[0]))
                 spec = self.frontend(w[None])[0, 0]  # [n_mels, T]
                 out.append(torch.cat([spec.mean(dim=1), spec.std(dim=1, unbiased=False)]))
         return torch.stack(out)

@@ -151,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
             raise MediaError(skipped[0]["path"], skipped[0]["reason"])
         replace = old if fresh else None
         counts = _embed_all(args, out, record, names, model, cfg, skipped, fresh, replace)
-        counts |= gone_rows(out, record, set(names.values()), skipped, args.prune)
+        counts |= gone_rows(out, record, set(names.values()), skipped, args.inputs, args.prune)
         if fresh and not record["files"]:  # nothing written: the folder is as it was
             first = f"; first: {skipped[0]['path']}: {skipped[0]['reason']}" if skipped else ""
             raise AvsslError(
