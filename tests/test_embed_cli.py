@@ -429,9 +429,19 @@ def test_rows_of_deleted_files_are_kept_and_counted_or_pruned(ckpt, media, tmp_p
     }
 
 
+def _set_dev(out: Path, name: str, dev) -> None:
+    """Write ``dev`` as the device ``name`` was embedded from (None: not recorded, as before)."""
+    record = json.loads((out / "embeddings.json").read_text())
+    record["files"][name].pop("dev")
+    if dev is not None:
+        record["files"][name]["dev"] = dev
+    (out / "embeddings.json").write_text(json.dumps(record))
+
+
 def test_prune_keeps_rows_out_of_reach_and_never_empties_the_folder(ckpt, tmp_path, capsys):
-    """An empty folder (an unmounted disk's mount point) or a link leading nowhere may hide files
-    that still exist: their rows stay; a prune that would drop every row is refused."""
+    """A file embedded from another device than its nearest folder now (an unmounted disk), or
+    under a link leading nowhere, may still exist: its rows stay; a prune that would drop every
+    row is refused."""
     disk, ext, lib = tmp_path / "disk", tmp_path / "ext", tmp_path / "lib"
     for folder in (disk, ext, lib):
         folder.mkdir()
@@ -442,20 +452,26 @@ def test_prune_keeps_rows_out_of_reach_and_never_empties_the_folder(ckpt, tmp_pa
     out = tmp_path / "emb"
     assert _embed(ckpt, [disk, lib], out) == 0
     assert _npz_names(out) == ["disk/a.wav.npz", "lib/b.wav.npz", "lib/linked/c.wav.npz"]
+    record = json.loads((out / "embeddings.json").read_text())
+    dev = record["files"]["disk/a.wav"]["dev"]
+    assert dev == os.stat(disk).st_dev
+    _set_dev(out, "disk/a.wav", dev + 1)  # as if disk/ were the mount point of another disk
     capsys.readouterr()
-    (disk / "a.wav").unlink()  # the disk "unmounted": its mount point left empty
+    (disk / "a.wav").unlink()  # the disk "unmounted"
     shutil.rmtree(ext)  # the link now leads nowhere
-    assert _embed(ckpt, [disk, lib], out, "--prune") == 0
+    assert _embed(ckpt, [lib], out, "--prune") == 0  # disk/ not given again: held all the same
     captured = capsys.readouterr()
     summary = last_json(captured.out)
     assert (summary["gone"], summary["pruned"], summary["unchanged"]) == (2, 0, 1)
     assert "keeps the rows of 2 file(s) that may only be out of reach" in captured.err
     assert len(_npz_names(out)) == 3
 
+    _set_dev(out, "disk/a.wav", dev)  # its own device after all: gone
     (lib / "b.wav").unlink()
     (lib / "linked").unlink()
-    for folder in (disk, lib):  # folders no longer empty: their files are gone, not hidden
-        (folder / "notes.txt").write_text("not media")
+    (lib / "notes.txt").write_text("not media")
+    assert _embed(ckpt, [disk, lib], out) == 0
+    assert "every one (under a link" in capsys.readouterr().err
     before = {p: p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
     assert _embed(ckpt, [disk, lib], out, "--prune") == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
@@ -503,3 +519,12 @@ def test_prune_reads_relative_inputs_and_drops_a_clip_folders_only_file(
     summary = last_json(capsys.readouterr().out)
     assert (summary["gone"], summary["pruned"]) == (1, 1)
     assert sorted(_npz_names(out)) == ["b.wav.npz", "linked/c.wav.npz"]
+
+    # a record without devices (written before them): an emptied folder may be a mount point
+    MediaFactory(lib / "clip1")("a.wav", duration=1.0)
+    assert _embed(ckpt, "lib", out) == 0
+    _set_dev(out, "clip1/a.wav", None)
+    (lib / "clip1" / "a.wav").unlink()
+    capsys.readouterr()
+    assert _embed(ckpt, "lib", out, "--prune") == 0
+    assert (last_json(capsys.readouterr().out)["gone"]) == 2  # the dead link's and clip1's

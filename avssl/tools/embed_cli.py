@@ -151,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
             raise MediaError(skipped[0]["path"], skipped[0]["reason"])
         replace = old if fresh else None
         counts = _embed_all(args, out, record, names, model, cfg, skipped, fresh, replace)
-        counts |= gone_rows(out, record, set(names.values()), skipped, args.inputs, args.prune)
+        counts |= gone_rows(out, record, set(names.values()), args.prune)
         if fresh and not record["files"]:  # nothing written: the folder is as it was
             first = f"; first: {skipped[0]['path']}: {skipped[0]['reason']}" if skipped else ""
             raise AvsslError(
@@ -220,7 +220,8 @@ def _embed_all(
                 continue
             windows = {"audio_windows": len(emb.audio_time), "visual_windows": len(emb.visual_time)}
             files[rel] = {"path": str(path), "kind": emb.kind, "duration": emb.duration}
-            files[rel].update(**stamp, **windows)
+            # its device: a file missing later whose folder is on another one is out of reach
+            files[rel].update(**stamp, **windows, dev=os.stat(path).st_dev)
             n["embedded"] += 1
             n["audio_windows"] += windows["audio_windows"]
             n["visual_windows"] += windows["visual_windows"]

@@ -13,29 +13,28 @@ from avssl.tools import embed_store as store
 from avssl.tools import index_media as media
 
 
-def out_of_reach(path: Path, lost: list[str], tops: list[Path]) -> bool:
-    """Whether a recorded file that is missing may only be out of reach, not deleted: under a
-    link this run found leading nowhere (``lost``: the skipped inputs' absolute paths), or
-    where the nearest folder that exists is empty and one of ``tops`` (the folder's root, this
-    run's input folders) or above one, as the mount point of an unmounted disk is. An empty
-    folder inside them is a file's folder emptied (one clip a folder), not a disk."""
-    text = str(path)
-    if any(text.startswith(x.rstrip(os.sep) + os.sep) for x in lost):
-        return True
-    for parent in path.parents:
-        if parent.exists():
-            if not any(parent == t or parent in t.parents for t in tops):
-                return False
+def out_of_reach(path: Path, dev: int | None) -> bool:
+    """Whether a recorded file that is missing may only be out of reach, not deleted.
+
+    It may be when a link on its path leads nowhere, or when the nearest folder that exists is on
+    another device than the one the file was embedded from (``dev``, its ``st_dev``): the mount
+    point of a disk not mounted. A record written before devices were recorded (``dev`` None)
+    takes an empty nearest folder for such a mount point (a clip's emptied folder looks the same).
+    """
+    for place in (path, *path.parents):
+        if os.path.islink(place) and not place.exists():  # a link leading nowhere
+            return True
+        if place.exists():
             try:
-                return parent.is_dir() and not any(parent.iterdir())
-            except OSError:  # a folder it cannot list: it cannot tell either
+                if dev is not None:
+                    return place.stat().st_dev != dev
+                return place.is_dir() and not any(place.iterdir())
+            except OSError:  # a folder it cannot read: it cannot tell either
                 return True
     return False
 
 
-def gone_rows(
-    out: Path, record: dict, given: set[str], skipped: list[dict], inputs: list[str], prune: bool
-) -> dict:
+def gone_rows(out: Path, record: dict, given: set[str], prune: bool) -> dict:
     """Count, note or drop (``prune``) the rows of ``record``'s files that no longer exist.
 
     A file named in this run (``given``: record names) is never gone. Rows of a file that may
@@ -43,8 +42,7 @@ def gone_rows(
 
     Args:
         out: the embed folder; ``record`` its record, updated and saved when rows are dropped.
-        given: the names of the files this run found; ``skipped``: the inputs it skipped;
-            ``inputs``: its ``--inputs``.
+        given: the names of the files this run found.
         prune: drop the rows of files surely gone.
 
     Returns:
@@ -58,10 +56,8 @@ def gone_rows(
         for rel, entry in record["files"].items()
         if rel not in given and media.stamp_change(entry) == media.MISSING
     ]
-    # the record's paths are absolute, links kept (find_media's): so are these
-    lost = [os.path.abspath(s["path"]) for s in skipped]
-    tops = [Path(record["root"])] + [Path(os.path.abspath(x)) for x in inputs]
-    held = [r for r in missing if out_of_reach(Path(record["files"][r]["path"]), lost, tops)]
+    files = record["files"]
+    held = [r for r in missing if out_of_reach(Path(files[r]["path"]), _dev(files[r]))]
     drop = [r for r in missing if r not in held] if prune else []
     if drop and len(drop) == len(record["files"]):
         raise AvsslError(
@@ -77,9 +73,11 @@ def gone_rows(
     kept = [r for r in missing if r not in drop]
     if kept:
         first = one_line(record["files"][kept[0]]["path"])
-        reach = "under a link leading nowhere, or in an empty folder: a disk not mounted?"
+        reach = "under a link leading nowhere, or on a disk not mounted now?"
         if prune:
             why = f"that may only be out of reach ({reach}), kept"
+        elif len(kept) == len(files):  # a prune would be refused
+            why = f"that no longer exist, every one ({reach}; --prune refuses to drop them all)"
         elif held:
             why = (f"that no longer exist (--prune drops {len(kept) - len(held)} of them; the "
                    f"other {len(held)} may only be out of reach: {reach})")  # fmt: skip
@@ -88,3 +86,9 @@ def gone_rows(
         print(f"note: {out}: keeps the rows of {len(kept)} file(s) {why}; first: {first}",
               file=sys.stderr)  # fmt: skip
     return {"gone": len(kept), "pruned": len(drop)}
+
+
+def _dev(entry: dict) -> int | None:
+    """The device an entry's file was embedded from, None when not recorded (or damaged)."""
+    dev = entry.get("dev")
+    return dev if isinstance(dev, int) and not isinstance(dev, bool) else None
