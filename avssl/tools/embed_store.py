@@ -8,7 +8,8 @@ own name). Each ``.npz`` holds float32 arrays ``audio`` ``[Wa, Da]``, ``audio_ti
 has one visual row at time ``NaN``, a sound file no visual rows: an empty side is ``[0, D]`` of
 its own width). ``embeddings.json``
 records the settings every row was computed with and, per file, its source path, size and
-modification time, so a second run embeds only new and changed files.
+modification time, so a second run embeds only new and changed files, and its device (``dev``),
+so that ``--prune`` keeps the rows of a file on a disk no longer mounted.
 """
 
 from __future__ import annotations
