@@ -119,7 +119,8 @@ class AudioFeatures:
 
 @dataclass
 class ModelConfig:
-    """Encoders and head. ``method`` picks an entry of :data:`avssl.models.METHODS`."""
+    """Encoders and head. ``method`` picks an entry of :data:`avssl.models.METHODS`, or a method
+    installed by another package (:mod:`avssl.models.plugins`)."""
 
     method: str = "contrastive"
     channels: list[int] = field(default_factory=lambda: [32, 64, 128, 128])

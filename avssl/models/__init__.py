@@ -2,7 +2,9 @@
 
 A new method is a subclass of :class:`~avssl.models.base.AVModel` that declares its properties
 (:class:`~avssl.models.traits.MethodTraits`) and is registered by name, ``METHODS["mine"] =
-Mine``; ``model.method: mine`` then selects it (README, "Adding a method").
+Mine``, or installed by its own package as an entry point of the group ``avssl.methods``
+(:mod:`avssl.models.plugins`); ``model.method: mine`` then selects it (README, "Adding a
+method"). A name in :data:`METHODS` is never looked up among the installed packages.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from avssl.models.avolnet import AVOLNet
 from avssl.models.base import AVModel
 from avssl.models.contrastive import ContrastiveAV
 from avssl.models.l3 import L3Net
+from avssl.models.plugins import plugin_class, unknown_method
 
 METHODS: dict[str, type[AVModel]] = {
     "l3": L3Net,
@@ -30,16 +33,37 @@ METHODS: dict[str, type[AVModel]] = {
 MIL_POOLS = ("lse", "max")
 
 
+def _lookup(name: object) -> type[AVModel] | None:
+    """The class of :data:`METHODS` named ``name``, else that of the installed plugin of that
+    name (imported now), else None.
+
+    Raises:
+        ConfigError: the plugin of that name cannot be used (:func:`plugins.load
+            <avssl.models.plugins.load>`).
+    """
+    if not isinstance(name, str):
+        return None
+    if name in METHODS:  # before any metadata is read: plugins never touch a registered name
+        return METHODS[name]
+    return plugin_class(name)
+
+
 def method_class(name: str) -> type[AVModel]:
-    """The class registered as ``name``, whose attributes tell what the method does
+    """The class registered or installed as ``name``, whose attributes tell what the method does
     (:class:`~avssl.models.traits.MethodTraits`); :class:`AVModel` itself, with the defaults,
-    for a name that is not registered (a record of another version: :func:`build_model` refuses
-    it where a model is built)."""
-    return METHODS.get(name, AVModel) if isinstance(name, str) else AVModel
+    for a name that is neither (a record of another version, or of a package not installed
+    here: :func:`build_model` refuses it where a model is built).
+
+    Raises:
+        ConfigError: the installed plugin of that name cannot be used.
+    """
+    cls = _lookup(name)
+    return AVModel if cls is None else cls
 
 
 def _allowing(trait: str) -> str:
-    """The registered methods whose class sets ``trait``, for a refusal's message."""
+    """The registered methods whose class sets ``trait``, for a refusal's message (installed
+    plugins are not imported to be listed)."""
     return ", ".join(name for name, cls in METHODS.items() if getattr(cls, trait))
 
 
@@ -52,13 +76,12 @@ def build_model(cfg: ModelConfig, data: DataConfig, loss: LossConfig | None = No
         loss: objective settings (used by ``contrastive``); defaults to ``LossConfig()``.
 
     Raises:
-        ConfigError: unknown method or pooling, or RFN, view, time span or adversary settings
-            out of range.
+        ConfigError: unknown method or pooling, an installed method that cannot be used, or
+            RFN, view, time span or adversary settings out of range.
     """
-    if cfg.method not in METHODS:
-        raise ConfigError(
-            f"model.method: unknown method {cfg.method!r} (valid: {', '.join(METHODS)})"
-        )
+    cls = _lookup(cfg.method)
+    if cls is None:
+        raise unknown_method(cfg.method, METHODS)
     if cfg.mil_pool not in MIL_POOLS:
         raise ConfigError(f"model.mil_pool: {cfg.mil_pool!r} (valid: {', '.join(MIL_POOLS)})")
     if not 0 <= cfg.audio_rfn_blocks <= len(cfg.channels):
@@ -68,7 +91,6 @@ def build_model(cfg: ModelConfig, data: DataConfig, loss: LossConfig | None = No
         )
     if not 0.0 <= cfg.audio_rfn_lambda <= 1.0:
         raise ConfigError(f"model.audio_rfn_lambda: {cfg.audio_rfn_lambda} is not in [0, 1]")
-    cls = METHODS[cfg.method]
     if cfg.audio_views < 1 or (cfg.audio_views > 1 and not cls.supports_audio_views):
         raise ConfigError(
             f"model.audio_views: {cfg.audio_views} "
