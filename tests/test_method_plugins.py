@@ -4,10 +4,15 @@ Each test makes an installed-looking distribution in ``tmp_path``: the package `
 and a ``mine_plugin-0.1.dist-info`` folder holding ``METADATA`` and ``entry_points.txt``, with
 ``tmp_path`` on ``sys.path`` as site-packages is. ``Mine`` is AVE-Net with a marker in its
 training statistics, so a run's ``metrics.jsonl`` shows that the plugin's class trained.
+
+In-process, the packages' metadata is read from ``tmp_path`` alone: a plugin installed in the
+environment (the README's ``mine``, say) changes neither the names listed nor which ``mine``
+is found. The ``train.py`` subprocess sees the environment's, and is skipped beside a ``mine``.
 """
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import shutil
@@ -25,6 +30,7 @@ from avssl.config import DataConfig, ModelConfig
 from avssl.errors import ConfigError
 from avssl.models import METHODS, AVModel, build_model, method_class
 from avssl.models.l3 import L3Net
+from avssl.models.plugins import GROUP
 
 SMALL = {"channels": [8, 16], "embed_dim": 16}  # ModelConfig sizes of a quick build
 PLUGIN = """
@@ -62,7 +68,19 @@ def _dist(root: Path, name: str, entries: list[str]) -> Path:
 @pytest.fixture
 def install(tmp_path, monkeypatch):
     """``install(*entries)``: the package ``mine_plugin`` (modules ``mine``, and ``broken``,
-    which fails to import) and its distribution declaring ``entries``, put on ``sys.path``."""
+    which fails to import) and its distribution declaring ``entries``, put on ``sys.path``.
+
+    The environment's own ``avssl.methods`` names are ``install.environment``; from the fixture
+    on, ``importlib.metadata`` finds the distributions of ``tmp_path`` alone (its
+    ``entry_points()`` reads them through the module's ``distributions()``).
+    """
+    real = importlib.metadata.distributions
+    environment = {ep.name for ep in importlib.metadata.entry_points(group=GROUP)}
+
+    def here(**context):
+        return real(**{"path": [str(tmp_path)], **context})
+
+    monkeypatch.setattr(importlib.metadata, "distributions", here)
     package = tmp_path / "mine_plugin"
     package.mkdir()
     (package / "__init__.py").write_text("")
@@ -74,6 +92,7 @@ def install(tmp_path, monkeypatch):
         monkeypatch.syspath_prepend(str(tmp_path))
         return info
 
+    make.environment = environment
     yield make
     for name in [m for m in sys.modules if m.split(".")[0] == "mine_plugin"]:
         del sys.modules[name]  # the next test's package is another folder's
@@ -126,6 +145,8 @@ def test_an_installed_method_trains_and_evaluates(install, tiny_train_args, caps
 
 
 def test_train_py_finds_an_installed_method_out_of_process(install, tiny_cache, tmp_path):
+    if "mine" in install.environment:  # the subprocess reads the environment's metadata
+        pytest.skip(f"an installed package declares {GROUP}: mine")
     install(ENTRY)
     sets = [*TINY, "train.steps=2", "train.eval_every=2", "train.log_every=1"]
     sets += [f"train.runs_dir={tmp_path / 'runs'}", "model.method=mine"]
@@ -182,6 +203,7 @@ def test_a_registered_name_is_never_taken_by_a_plugin(
         "error: model.method: unknown method 'nope' (valid: l3, avenet, avolnet, contrastive, "
         f"mine; ignored, as a registered method's name: {'; '.join(ignored)})\n"
     )
+    assert not [m for m in sys.modules if m.startswith("mine_plugin.")]  # listed, not imported
     # a method registered in-process keeps its name too
     monkeypatch.setitem(METHODS, "mine", L3Net)
     assert method_class("mine") is L3Net and "mine_plugin.mine" not in sys.modules
