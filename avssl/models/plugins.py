@@ -11,8 +11,10 @@ the method's name and whose value is ``module:Class``, the class a subclass of
 How :func:`avssl.models.method_class` and :func:`avssl.models.build_model` resolve a name:
 
 - A name in :data:`avssl.models.METHODS` (the built-ins, and any registered in-process) is that
-  entry. No package's metadata is read and no plugin is imported, so neither a broken plugin nor a
-  damaged metadata file of any installed package can affect a run of such a method.
+  entry. No package's metadata is read and no plugin is imported, so a plugin that does not
+  import cannot affect a run of such a method. (A damaged ``entry_points.txt`` of any package
+  is another matter: ``import torch`` reads every one, for its device backends and triton's,
+  and fails before avssl runs; the refusal of :func:`_declared` is for one damaged later.)
 - Any other name is looked up among the group's entry points (:func:`plugin_class`), and only
   the module of the entry point with that name is imported, each time the name is resolved
   (Python imports a module once; there is no other cache, so a package installed or removed
@@ -114,7 +116,9 @@ def plugin_class(name: str) -> type[AVModel] | None:
     named = [ep for ep in _declared(name) if ep.name == name]
     if not named:
         return None
-    if len({ep.value for ep in named}) > 1:  # one value declared twice (two copies) is one
+    # importlib keeps the first copy of a distribution on sys.path; two distributions
+    # declaring one value are one plugin
+    if len({ep.value for ep in named}) > 1:
         listed = "; ".join(sorted(describe(ep) for ep in named))
         raise ConfigError(
             f"model.method: {name!r} is declared by more than one entry point ({listed}); "
