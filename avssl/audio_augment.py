@@ -207,13 +207,13 @@ class SpecMask(nn.Module):
 class FreqMixStyle(nn.Module):
     """Training-time frequency-wise MixStyle on a log spectrogram (identity in eval).
 
-    With probability ``p`` per batch, each example's bands are standardised by their own mean and
-    standard deviation over time and re-coloured with a mixture of its own and a random other
-    example's statistics, weights ``lambda ~ Beta(alpha, alpha)`` per example. A voice's and a
-    microphone's fixed spectral colouring lives in those statistics, so the tower sees voices
-    in between the training ones. MixStyle: Zhou et al., ICLR 2021,
-    https://arxiv.org/abs/2104.02008; per frequency band of the input spectrogram
-    ("Freq-MixStyle") as in CP-JKU's DCASE 2022 acoustic scene systems.
+    With probability ``p`` per batch (under DDP each rank's batch, drawn by that rank), each
+    example's bands are standardised by their own mean and standard deviation over time and
+    re-coloured with a mixture of its own and a random other example's statistics, weights
+    ``lambda ~ Beta(alpha, alpha)`` per example. A voice's and a microphone's fixed spectral
+    colouring lives in those statistics, so the tower sees voices in between the training ones.
+    MixStyle: Zhou et al., ICLR 2021, https://arxiv.org/abs/2104.02008; per frequency band of
+    the input spectrogram ("Freq-MixStyle") as in CP-JKU's DCASE 2022 acoustic scene systems.
 
     Args:
         p: probability that a batch is mixed, in ``[0, 1]``.

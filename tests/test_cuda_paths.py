@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from avssl.errors import ConfigError
-from avssl.train import resume, runtime
+from avssl.train import rng, runtime
 
 
 @pytest.fixture
@@ -68,7 +68,9 @@ def test_auto_precision_asks_for_native_bf16_on_the_device_itself(monkeypatch, n
     assert entered == [device] and asked == [False]
 
 
-def test_resume_restores_the_cuda_generator_rank_0_drew_from(monkeypatch):
+def test_resume_of_an_earlier_checkpoint_restores_the_cuda_generator_rank_0_drew_from(
+    monkeypatch,
+):
     saved = [torch.full((16,), i, dtype=torch.uint8) for i in range(2)]
     set_one, set_all = [], []
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
@@ -78,14 +80,36 @@ def test_resume_restores_the_cuda_generator_rank_0_drew_from(monkeypatch):
     monkeypatch.setattr(torch.cuda, "set_rng_state_all", set_all.append)
 
     monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)  # rank 0 writes the checkpoint
-    state = resume.rng_states()
+    state = rng.rng_states()  # what earlier versions saved: no per-rank states
     assert state["rng_cuda"] is saved and state["rng_cuda_device"] == 0
 
     monkeypatch.setattr(torch.cuda, "current_device", lambda: 1)  # rank 1 resumes on cuda:1
-    resume.restore_rng(state)
+    rng.restore_rng(state, rank=1)
     assert len(set_one) == 1 and set_one[0][0] is saved[0] and set_one[0][1] == 1
     assert set_all == []
 
-    set_one.clear()  # a checkpoint of an older version: device by device, as before
-    resume.restore_rng({k: v for k, v in state.items() if k != "rng_cuda_device"})
+    set_one.clear()  # a checkpoint of an older version still: device by device, as before
+    rng.restore_rng({k: v for k, v in state.items() if k != "rng_cuda_device"}, rank=1)
     assert set_one == [] and set_all == [saved]
+
+
+def test_each_rank_resumes_the_cuda_generator_it_drew_from(monkeypatch):
+    # two ranks on cuda:0 and cuda:1 save their own device's state; resumed on the same devices
+    states = {d: torch.full((16,), 10 + d, dtype=torch.uint8) for d in range(2)}
+    device, set_one = {"now": 0}, []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: device["now"])
+    monkeypatch.setattr(torch.cuda, "get_rng_state_all", lambda: list(states.values()))
+    monkeypatch.setattr(torch.cuda, "get_rng_state", lambda d: states[d])
+    monkeypatch.setattr(torch.cuda, "set_rng_state", lambda s, d: set_one.append((s, d)))
+    ranks = []
+    for d in range(2):  # what all_gather_object collects from the ranks
+        device["now"] = d
+        ranks += rng.gather_states()[rng.RANKS_KEY]
+    assert [e["rng_cuda"] for e in ranks] == [states[0], states[1]]
+    checkpoint = {"rng_cpu": ranks[0]["rng_cpu"], rng.RANKS_KEY: ranks, "step": 3}
+    for d in range(2):
+        device["now"] = d
+        rng.restore_rng(checkpoint, rank=d)
+    assert [(s is states[d], d2) for d, (s, d2) in enumerate(set_one)] == [(True, 0), (True, 1)]

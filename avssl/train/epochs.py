@@ -21,7 +21,7 @@ import torch
 
 from avssl.train.data import make_loader
 from avssl.train.prefetch import Prefetcher
-from avssl.train.resume import restore_rng
+from avssl.train.rng import restore_rng
 
 _EPOCH_START = object()  # marks where an epoch begins (also an epoch with no batch left)
 
@@ -60,8 +60,9 @@ def training_batches(
         device: the training device.
         epoch: the first epoch.
         start_batch: the first batch of ``epoch`` (a resumed run skips the ones it did).
-        resume: a checkpoint whose generator states are set once the first epoch's loader is
-            built (the uninterrupted run made that epoch's draw before the checkpoint), or None.
+        resume: a checkpoint whose generator states (this rank's: :func:`restore_rng`) are set
+            once the first epoch's loader is built (the uninterrupted run made that epoch's
+            draw before the checkpoint), or None.
     """
     threaded = bool(cfg.data.prefetch) and cfg.data.num_workers == 0
     source = _epochs(train_ds, cfg, rank, world, device, epoch, start_batch, threaded)
@@ -76,7 +77,7 @@ def training_batches(
             if threaded:  # the draw DataLoader.__iter__ makes without a generator of its own
                 torch.empty((), dtype=torch.int64).random_()
             if pending is not None:
-                restore_rng(pending)
+                restore_rng(pending, rank, cfg.train.seed)
                 pending = None
     finally:
         source.close()

@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 
 import torch
-from torch import nn
 from tqdm import tqdm
 
 from avssl.cli import json_line
@@ -23,7 +22,7 @@ from avssl.data.stream_pairs import StreamPairs
 from avssl.errors import AvsslError, TrainingError, skip_fields
 from avssl.eval.avc import avc_metrics, calibrate_threshold, score_pairs
 from avssl.models import build_model
-from avssl.train import averaging, preflight, runtime, step_memory
+from avssl.train import averaging, preflight, rng, runtime, step_memory
 from avssl.train import resume as resuming
 from avssl.train.checkpoint import check_validation, diverged_error, save_checkpoint, weights_digest
 from avssl.train.data import batches_per_epoch, to_device
@@ -32,17 +31,6 @@ from avssl.train.optim import build_optimizer
 from avssl.train.run_dir import record_config
 from avssl.train.schedule import TimeBudget, agreed_plan, lr_factor
 from avssl.train.signals import StopFlag
-
-
-class _LossModule(nn.Module):
-    """Makes ``model.loss`` the forward pass, so DDP's gradient hooks see it."""
-
-    def __init__(self, model: nn.Module):
-        super().__init__()
-        self.model = model
-
-    def forward(self, batch: dict):
-        return self.model.loss(batch)
 
 
 def train(
@@ -135,14 +123,13 @@ def train(
         resuming.restore_training(model, ema, opt, scaler, resume)
         step, best = resume["step"], resume.get("best")
         epoch, start_batch, note = resuming.resume_position(resume, layout)
-        if note and main_proc:
-            print(note, file=sys.stderr)
-    runner = _LossModule(model)
-    if dist_info.enabled:
-        ids = [device.index] if device.type == "cuda" else None
-        runner = nn.parallel.DistributedDataParallel(runner, device_ids=ids)
-    if cfg.train.compile:
-        runner = torch.compile(runner)
+        for line in (note, rng.world_note(resume, dist_info.world)):
+            if line and main_proc:
+                print(line, file=sys.stderr)
+    runner = runtime.training_runner(model, device, dist_info, cfg.train.compile)
+    # the weights above start alike on every rank; each draws its own augmentations below
+    rng.seed_rank(cfg.train.seed, dist_info.rank)
+    rngs = {}  # every rank's generator states, gathered by every rank before a checkpoint
 
     def state(kind: str) -> dict:
         return {
@@ -150,7 +137,7 @@ def train(
             "scaler": scaler.state_dict(), "step": step, "epoch": epoch,
             "batch_in_epoch": start_batch, "epoch_layout": layout, "best": best,
             "config": to_dict(cfg),
-            **resuming.rng_states(), "precision": precision, "elapsed": budget.elapsed(),
+            **rngs, "precision": precision, "elapsed": budget.elapsed(),
             "planned_steps": total if budget.enabled else None,
             "last_validation": budget.last_validation, "threshold_step": calibrated,
             "val_rows": val_rows,
@@ -253,6 +240,7 @@ def train(
                     )
                 if step % cfg.train.eval_every == 0 or step == total:
                     t_eval = time.time()
+                    rngs = rng.gather_states()  # collective: for best.pt and last.pt
                     validate()
                     if main_proc:
                         save_last()
@@ -262,9 +250,12 @@ def train(
                 t_wait = time.time()
         bar.close()
         # a signal during the last step stops nothing: the run is complete, not to be resumed
-        interrupted = bool(stop.signum) and step < total
+        interrupted = bool(stop.signum) and step < total  # alike on every rank: signals are agreed
+        if interrupted:
+            if main_proc:
+                stop.finishing()
+            rngs = rng.gather_states()
         if interrupted and main_proc:  # rank 0 alone knows which folder it chose
-            stop.finishing()
             save_last()
             name = signal.Signals(stop.signum).name
             print(

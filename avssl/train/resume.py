@@ -1,6 +1,6 @@
 """What ``--resume`` restores besides the step counters: the weights, the optimiser (with the
-current config's weight decay), the random number generators, the place in the epoch, and the
-metrics log, cut back to the checkpoint."""
+current config's weight decay), the place in the epoch, and the metrics log, cut back to the
+checkpoint. Each rank's random number generators: :mod:`avssl.train.rng`."""
 
 from __future__ import annotations
 
@@ -42,38 +42,6 @@ def finished_note(resume: dict, saved: Config, cfg: Config, ckpt: Path) -> str |
             "0 for none, to train on)"
         )
     return None
-
-
-def rng_states() -> dict:
-    """The global random number generator states a checkpoint saves (CUDA's where available:
-    every device's, and ``rng_cuda_device``, the index of the one this process trains on)."""
-    states = {"rng_cpu": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        states["rng_cuda"] = torch.cuda.get_rng_state_all()
-        states["rng_cuda_device"] = torch.cuda.current_device()
-    return states
-
-
-def restore_rng(resume: dict) -> None:
-    """Set the global generators to the states saved by :func:`rng_states` in ``resume``.
-
-    The generator of the device this process trains on (the current one) takes the state of the
-    device the checkpoint's process trained on. Rank 0 alone writes checkpoints, and under
-    torchrun rank ``r`` trains on ``cuda:r``: restoring device by device would give rank ``r``
-    the state of a generator rank 0 never drew from (its draws would start again from the
-    seed). Every rank is seeded alike and draws alike (the same batch shapes), so rank 0's state
-    is every rank's. A checkpoint without ``rng_cuda_device`` (older versions) is restored
-    device by device, as it was.
-    """
-    torch.set_rng_state(resume["rng_cpu"])
-    cuda = resume.get("rng_cuda")
-    if not cuda or not torch.cuda.is_available():
-        return
-    saved = resume.get("rng_cuda_device")
-    if isinstance(saved, int) and 0 <= saved < len(cuda):
-        torch.cuda.set_rng_state(cuda[saved], torch.cuda.current_device())
-    else:
-        torch.cuda.set_rng_state_all(cuda[: torch.cuda.device_count()])
 
 
 def restore_training(

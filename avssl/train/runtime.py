@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.distributed as dist
+from torch import nn
 
 from avssl.errors import ConfigError
 
@@ -47,6 +48,28 @@ def init_distributed(device: torch.device) -> Dist:
         with sigterm_kills():  # a rank that failed before joining must not hold the others
             dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
     return Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+
+
+class LossModule(nn.Module):
+    """Makes ``model.loss`` the forward pass, so DDP's gradient hooks see it."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, batch: dict):
+        return self.model.loss(batch)
+
+
+def training_runner(model: nn.Module, device: torch.device, dist_info: Dist, compile: bool):
+    """What the training loop calls on a batch: ``model.loss`` as a module, wrapped in DDP under
+    torchrun (whose construction broadcasts rank 0's weights and buffers) and compiled with
+    ``train.compile``."""
+    runner = LossModule(model)
+    if dist_info.enabled:
+        ids = [device.index] if device.type == "cuda" else None
+        runner = nn.parallel.DistributedDataParallel(runner, device_ids=ids)
+    return torch.compile(runner) if compile else runner
 
 
 def cleanup_distributed() -> None:
@@ -151,7 +174,9 @@ def autocast(precision: str, device: torch.device):
 
 
 def seed_everything(seed: int, deterministic: bool = False) -> None:
-    """Seed python, numpy and torch; optionally ask torch for deterministic kernels."""
+    """Seed python, numpy and torch alike on every rank (the weights are initialised from them);
+    optionally ask torch for deterministic kernels. :func:`avssl.train.rng.seed_rank` gives the
+    ranks their own generators once the model is built."""
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
