@@ -1,0 +1,211 @@
+"""Each DDP rank draws its own augmentations (the model's in-forward draws from torch's global
+generator), a checkpoint holds every rank's generator states and a resume gives each rank its
+own back; a run in one process draws and trains as before, and checkpoints of earlier versions
+(rank 0's states alone) still resume."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from bad_media import last_json
+from conftest import torchrun_two_ranks
+
+import train
+from avssl.train import rng
+from avssl.train.checkpoint import load_checkpoint, save_checkpoint
+
+AUG = ("model.audio.speed_perturb=0.3", "train.batch_size=2")
+
+PEEK = """
+import json, os, signal, sys
+sys.path.insert(0, {root!r})
+import torch
+import avssl.train.loop as loop
+import train
+
+rank, plain = os.environ["RANK"], loop.lr_factor
+
+
+def lr_factor(step, cfg, total=None):  # asked once per step, before its forward pass
+    with torch.random.fork_rng(devices=[]):  # what the step's first augmentation will draw
+        peek = torch.rand(2).tolist()
+    with open(os.path.join({out!r}, f"draws-{{rank}}.jsonl"), "a") as fh:
+        fh.write(json.dumps([step, peek]) + "\\n")
+    if step == {stop} and rank == "1":  # both ranks stop after this step
+        os.kill(os.getpid(), signal.SIGINT)
+    return plain(step, cfg, total)
+
+
+loop.lr_factor = lr_factor
+sys.exit(train.main(sys.argv[1:]))
+"""
+
+
+def _launch(name: str, args: list[str], tiny_cache, tmp_path: Path, stop: int = -1):
+    """``train.py args`` on two ranks, each logging the draws every step starts from into
+    ``tmp_path/name``; rank 1 is sent SIGINT during step ``stop`` (from 0; -1: never).
+
+    Returns:
+        ``(completed process, {rank: weights digest}, {rank: {step: draws}})``.
+    """
+    out = tmp_path / name
+    out.mkdir()
+    script = out / "peek.py"
+    root = str(Path(train.__file__).parent)
+    script.write_text(PEEK.format(root=root, out=str(out), stop=stop))
+    proc, digests = torchrun_two_ranks(args, tiny_cache, tmp_path, script)
+    draws = {}
+    for rank in ("0", "1"):
+        path = out / f"draws-{rank}.jsonl"
+        rows = path.read_text().splitlines() if path.is_file() else []
+        draws[rank] = {step: peek for step, peek in map(json.loads, rows)}
+    return proc, digests, draws
+
+
+def test_ddp_ranks_draw_their_own_augmentations_and_resume_exactly(
+    tiny_train_args, tiny_cache, tmp_path
+):
+    # 3 steps an epoch: the stop after step 4 is within the second; validation at the end only
+    args = tiny_train_args(*AUG, "train.steps=8", "train.eval_every=100")
+    proc, digests, straight = _launch("straight", args, tiny_cache, tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert set(digests) == {"0", "1"} and digests["0"] == digests["1"], proc.stderr[-2000:]
+    assert sorted(straight["0"]) == sorted(straight["1"]) == list(range(8))
+    assert all(straight["0"][s] != straight["1"][s] for s in range(8))  # draws of its own
+    ranks = load_checkpoint(Path(last_json(proc.stdout)["run_dir"]) / "last.pt")[rng.RANKS_KEY]
+    assert len(ranks) == 2 and not torch.equal(ranks[0]["rng_cpu"], ranks[1]["rng_cpu"])
+
+    # stopped by a signal (the stop's checkpoint gathers the ranks' states), then resumed
+    stopped = tmp_path / "runs-stopped"
+    args = tiny_train_args(
+        *AUG, "train.steps=8", "train.eval_every=100", f"train.runs_dir={stopped}"
+    )
+    proc, _, first = _launch("stopped", args, tiny_cache, tmp_path, stop=3)
+    assert proc.stderr.count("SIGINT: stopped at step 4;") == 1, proc.stderr[-3000:]
+    run = next(stopped.glob("*/last.pt")).parent
+    state = load_checkpoint(run / "last.pt")
+    assert state["step"] == 4 and len(state[rng.RANKS_KEY]) == 2
+    proc, resumed_digests, resumed = _launch(
+        "resumed", ["--resume", str(run), "--no-progress"], tiny_cache, tmp_path
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "note: resume: the checkpoint holds" not in proc.stderr
+    for rank in ("0", "1"):  # every step draws as in the uninterrupted run, on each rank
+        assert {**first[rank], **resumed[rank]} == straight[rank]
+    assert resumed_digests == digests
+
+
+def test_one_process_draws_from_the_seed_as_before(tiny_train_args, monkeypatch, capsys):
+    """After the model is built, a single process's generator makes only the loader's draw
+    before the first step: it is not seeded again, so it trains as before draws were per rank
+    (the weights of a run in one process are unchanged)."""
+    import avssl.train.loop as loop
+
+    built, first, plain_build, plain_lr = [], [], loop.build_model, loop.lr_factor
+
+    def build_model(*args, **kwargs):
+        model = plain_build(*args, **kwargs)
+        built.append(torch.get_rng_state())
+        return model
+
+    def lr_factor(step, cfg, total=None):
+        if step == 0:
+            first.append(torch.get_rng_state())
+        return plain_lr(step, cfg, total)
+
+    monkeypatch.setattr(loop, "build_model", build_model)
+    monkeypatch.setattr(loop, "lr_factor", lr_factor)
+    assert train.main(tiny_train_args(*AUG, "train.steps=1")) == 0
+    assert last_json(capsys.readouterr().out)["step"] == 1
+    expected = torch.Generator()
+    expected.set_state(built[0])
+    torch.empty((), dtype=torch.int64).random_(generator=expected)  # the loader's base seed
+    assert len(first) == 1 and torch.equal(first[0], expected.get_state())
+
+
+def test_a_checkpoint_of_an_earlier_version_resumes_exactly(tiny_train_args, capsys):
+    # rank 0's states alone, no per-rank list: restored as before, so the resume is exact
+    aug = (*AUG, "train.schedule=constant", "train.eval_every=4")
+    assert train.main(tiny_train_args(*aug, "train.steps=8")) == 0
+    straight = last_json(capsys.readouterr().out)
+    assert train.main(tiny_train_args(*aug, "train.steps=4")) == 0
+    run = Path(last_json(capsys.readouterr().out)["run_dir"])
+    state = load_checkpoint(run / "last.pt")
+    assert len(state.pop(rng.RANKS_KEY)) == 1
+    save_checkpoint(run / "last.pt", {k: v for k, v in state.items() if k != "path"})
+    args = ["--resume", str(run), "--set", "train.steps=8", "--no-progress"]
+    assert train.main(args) == 0
+    out = capsys.readouterr()
+    assert last_json(out.out)["weights_digest"] == straight["weights_digest"]
+    assert "generator states" not in out.err
+
+
+@pytest.fixture
+def global_generators():
+    """Python's and numpy's global generators, which a fresh rank seed sets, put back after."""
+    states = random.getstate(), np.random.get_state()
+    yield
+    random.setstate(states[0])
+    np.random.set_state(states[1])
+
+
+def _state_after(seed: int) -> torch.Tensor:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return torch.get_rng_state()
+
+
+def test_ranks_are_seeded_apart_and_rank_0_is_left_as_it_is(global_generators):
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(3)
+        torch.rand(5)
+        before = torch.get_rng_state()
+        rng.seed_rank(3, 0)
+        assert torch.equal(torch.get_rng_state(), before)
+        rng.seed_rank(3, 1)
+        assert torch.equal(torch.get_rng_state(), _state_after(rng.rank_seed(3, 1)))
+    seeds = {rng.rank_seed(s, r, step) for s in (0, 1) for r in (1, 2) for step in (0, 5)}
+    assert len(seeds) == 8 and all(0 <= s < 2**63 for s in seeds)
+    assert rng.rank_seed(0, 1) not in (0, 1)  # not another run's rank 0
+
+
+def test_resume_with_another_number_of_processes(global_generators):
+    a, b, c = (_state_after(s) for s in (11, 12, 13))
+    one = {"rng_cpu": a, rng.RANKS_KEY: [{"rng_cpu": a}], "step": 7}
+    three = {"rng_cpu": a, rng.RANKS_KEY: [{"rng_cpu": x} for x in (a, b, c)], "step": 7}
+    with torch.random.fork_rng(devices=[]):
+        rng.restore_rng(one, rank=0, seed=5)
+        assert torch.equal(torch.get_rng_state(), a)
+        rng.restore_rng(one, rank=1, seed=5)  # no state of its own: a fresh seed from the step
+        assert torch.equal(torch.get_rng_state(), _state_after(rng.rank_seed(5, 1, 7)))
+        rng.restore_rng(three, rank=1, seed=5)
+        assert torch.equal(torch.get_rng_state(), b)
+    assert rng.world_note(one, 1) is None and rng.world_note(three, 3) is None
+    more = rng.world_note(one, 2)
+    assert more.startswith("note: resume: ") and "of 1 process and this run has 2" in more
+    assert "ranks 1 and up draw from new seeds" in more and "will not repeat" in more
+    fewer = rng.world_note(three, 2)
+    assert "of 3 processes and this run has 2" in fewer and "ranks 2 and up" in fewer
+
+
+def test_an_earlier_checkpoint_gives_every_rank_rank_0s_states():
+    a = _state_after(21)
+    earlier = {"rng_cpu": a, "step": 7}
+    for rank in (0, 1, 2):
+        with torch.random.fork_rng(devices=[]):
+            rng.restore_rng(earlier, rank=rank, seed=5)
+            assert torch.equal(torch.get_rng_state(), a)
+    assert rng.world_note(earlier, 2) is None
+
+
+def test_outside_a_process_group_the_gathered_states_are_this_process_alone():
+    assert not torch.distributed.is_initialized()
+    states = rng.gather_states()
+    assert torch.equal(states["rng_cpu"], torch.get_rng_state())
+    assert len(states[rng.RANKS_KEY]) == 1
+    assert torch.equal(states[rng.RANKS_KEY][0]["rng_cpu"], states["rng_cpu"])
