@@ -63,6 +63,10 @@ class DataConfig:
     # decoded clips each loader worker holds to shuffle a stream (memory: clips x their frames)
     shuffle_buffer: int = 64
     augment: bool = True  # L3 training augmentations (random crop, flip, colour jitter)
+    # how a train-split frame is made square when decoded: "squash" resizes the whole frame
+    # (aspect ratio lost); "crop" scales its shorter side to the size and keeps the centre
+    # square. val and test frames always squash (boxes stay valid; avssl.data.frame_fit)
+    frame_fit: str = "squash"
     # easy negatives only from clips whose (first) label the frame does not show (labels, or
     # the manifest's frame_labels): with AV-Digits canvases a random other recording is often
     # a digit on the canvas, a correct match, not a negative

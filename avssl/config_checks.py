@@ -116,6 +116,7 @@ LIMITS: dict[str, float] = {
 
 # settings that name one of a few choices, where a typo would otherwise fall back silently
 CHOICES: dict[str, tuple[str, ...]] = {
+    "data.frame_fit": ("squash", "crop"),  # the first is the default (avssl.data.frame_fit)
     "train.optimizer": ("adamw", "adam"),
     "train.schedule": ("cosine", "constant"),
 }

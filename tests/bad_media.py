@@ -196,7 +196,8 @@ def encode_h264(path: Path, images, fmt: str | None = None, **options) -> Path:
     """Encode RGB ``images`` (uint8 ``[H, W, 3]`` each) as h264 at 25 fps into ``path`` with
     PyAV, for container features writer.write_video does not set: ``fmt`` (e.g. ``mpegts``),
     ``rotation`` (a display rotation in degrees), ``gop`` (frames per key interval),
-    ``first`` (the first frame's timestamp, in frames)."""
+    ``first`` (the first frame's timestamp, in frames), ``sar`` (a sample aspect ratio:
+    non-square pixels), ``crf`` (0: lossless)."""
     images = list(images)
     with av.open(str(path), "w", format=fmt) as out:
         v = out.add_stream("libx264", rate=25)
@@ -206,6 +207,10 @@ def encode_h264(path: Path, images, fmt: str | None = None, **options) -> Path:
             v.set_display_rotation(options["rotation"])
         if "gop" in options:
             v.codec_context.gop_size = options["gop"]
+        if "sar" in options:
+            v.codec_context.sample_aspect_ratio = options["sar"]
+        if "crf" in options:
+            v.options = {"crf": str(options["crf"])}
         for i, img in enumerate(images):
             frame = av.VideoFrame.from_ndarray(img, format="rgb24")
             frame.pts = i + options.get("first", 0)

@@ -112,6 +112,7 @@ def test_report_gallery_reads_the_cached_train_split(world_cache, monkeypatch):
     [
         ("data.fps=10", "val", False, "fps=10"),
         ("data.sample_rate=8000", "val", False, "sample_rate=8000"),
+        ("data.frame_fit=crop", "train", True, "frame_fit=crop"),
     ],
 )
 def test_reader_refuses_other_settings(world_cache, override, split, train_, needs):

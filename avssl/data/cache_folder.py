@@ -12,7 +12,7 @@ from avssl.data.manifest import Row
 from avssl.data.shard_checks import changed_rows
 from avssl.data.shard_entries import check_index
 from avssl.data.shard_writer import complete_shards
-from avssl.data.shards import INDEX
+from avssl.data.shards import INDEX, train_fit
 from avssl.errors import AvsslError
 
 # a decode setting by the config key that sets it (the train split's frame size: data.load_size
@@ -22,7 +22,13 @@ _SETTING = {
     "sample_rate": "data.sample_rate",
     "train_size": "the train frame size (data.load_size, data.frame_size)",
     "eval_size": "data.frame_size",
+    "train_fit": "data.frame_fit",  # recorded when not squash (avssl.data.shards.train_fit)
 }
+
+
+def _setting(settings: dict, key: str):
+    """A decode setting's value as a message names it (an unrecorded fit is ``squash``)."""
+    return train_fit(settings) if key == "train_fit" else settings.get(key)
 
 
 def open_cache(out: Path, settings: dict, seed: int) -> tuple[list[dict], list[dict], dict]:
@@ -52,10 +58,10 @@ def open_cache(out: Path, settings: dict, seed: int) -> tuple[list[dict], list[d
             raise AvsslError(f"{index_path}: unreadable shard cache index ({err})") from None
         check_index(index_path, index)  # a damaged record is one line, not a traceback
         old = index["settings"]
-        if old != settings:
-            keys = sorted(set(old) | set(settings), key=str)
-            diff = [f"{_SETTING.get(k, k)} {old.get(k)!r}, now {settings.get(k)!r}" for k in keys
-                    if old.get(k) != settings.get(k)]  # fmt: skip
+        keys = sorted(set(old) | set(settings), key=str)
+        diff = [f"{_SETTING.get(k, k)} {_setting(old, k)!r}, now {_setting(settings, k)!r}"
+                for k in keys if _setting(old, k) != _setting(settings, k)]  # fmt: skip
+        if diff:
             raise AvsslError(
                 f"{out}: a cache built with other decode settings ({'; '.join(diff)}); "
                 "choose another --out or delete it"

@@ -46,6 +46,8 @@ class ClipStore:
         progress: show a progress bar while preloading.
         loader: ``row -> (frames, audio) | MediaError`` used instead of decoding when
             preloading (e.g. :func:`avssl.data.shards.cached_clips`).
+        fit: how frames are made square when decoded, ``squash`` or ``crop``
+            (:func:`avssl.data.frame_fit.split_fit`; a ``loader`` serves frames as they are).
 
     Rows that cannot be decoded are dropped; ``skipped`` lists ``(id, reason)`` for each. On
     demand, rows are kept or dropped from their headers and measured as preloading decodes them
@@ -61,8 +63,9 @@ class ClipStore:
         preload: bool,
         progress: bool = False,
         loader=None,
+        fit: str = "squash",
     ):
-        self.data, self.size, self.preload = data, size, preload
+        self.data, self.size, self.preload, self.fit = data, size, preload, fit
         self.manifest = Path(manifest)
         self.skipped: list[tuple[str, str]] = []
         self._frames: list[torch.Tensor] = []
@@ -123,7 +126,7 @@ class ClipStore:
         try:
             duration = None if row.end is None else row.end - row.start
             return media.read_clip(
-                video, d.fps, self.size, d.sample_rate, audio, row.start, duration
+                video, d.fps, self.size, d.sample_rate, audio, row.start, duration, self.fit
             )
         except MediaError as err:
             return err
@@ -144,7 +147,7 @@ class ClipStore:
         # frame_at), so that both pick the same source frame whatever the source's frame rate
         k = min(frame_index(t, fps), self._lengths[clip][0] - 1)
         grid_t = row.start + k / fps
-        frames = media.read_frames(video, grid_t, 1.0 / fps, fps, self.size)
+        frames = media.read_frames(video, grid_t, 1.0 / fps, fps, self.size, self.fit)
         return frames[0].permute(2, 0, 1)
 
     def audio(self, clip: int, centre: float) -> torch.Tensor:

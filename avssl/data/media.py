@@ -138,6 +138,7 @@ def read_clip(
     audio_path: str | os.PathLike | None = None,
     start: float = 0.0,
     duration: float | None = None,
+    fit: str = "squash",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Decode a whole clip (or ``[start, start + duration)``) in one pass per stream.
 
@@ -150,6 +151,7 @@ def read_clip(
         start: clip start in seconds.
         duration: clip length in seconds; ``None`` reads to :func:`clip_end`, where the
             picture or the sound stops.
+        fit: as for :func:`read_frames` (``squash`` or ``crop``).
 
     Returns:
         ``(frames, audio)``: uint8 ``[T, H, W, 3]`` with ``T = round(duration * fps)`` and
@@ -164,7 +166,7 @@ def read_clip(
         if start >= end:
             raise MediaError(path, f"clip start {secs(start)} s is beyond the end ({secs(end)} s)")
         duration = end - start
-    frames = read_frames(path, start, duration, fps, size)
+    frames = read_frames(path, start, duration, fps, size, fit)
     return frames, read_audio(apath, start, duration, sample_rate)
 
 
@@ -173,8 +175,7 @@ def clip_end(
     audio_path: str | os.PathLike | None = None,
     unknown: float | None = None,
 ) -> float:
-    """End (s) of the span where both the picture and the sound of a clip exist (see
-    :func:`clip_bounds`, whose first value it is)."""
+    """End (s) of the span where both picture and sound of a clip exist (:func:`clip_bounds`)."""
     return clip_bounds(path, audio_path, unknown)[0]
 
 

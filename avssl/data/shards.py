@@ -12,6 +12,10 @@ once (``avssl cache``) and training reads the shards. A cache folder holds::
                        seed of the order rows were written in, the shard limits
                        (``shard_limits``: ``shard_size``, ``shard_mb``)
 
+The decode settings record the train split's ``data.frame_fit`` as ``train_fit`` when it is not
+``squash`` (a cache without it, as every one built before the key existed, was squashed; other
+splits always are): a cache of one fit is refused to a run asking for the other.
+
 The layout is WebDataset's (https://github.com/webdataset/webdataset: members grouped by the
 key before the first dot). Frames and audio are kept exactly as
 :func:`avssl.data.media.read_clip` returns them (raw ``.npy``, no JPEG or int16 quantisation),
@@ -35,6 +39,7 @@ import numpy as np
 import torch
 
 from avssl.config import DataConfig
+from avssl.data.frame_fit import SQUASH, split_fit
 from avssl.data.manifest import Row
 from avssl.data.shard_entries import check_index
 from avssl.errors import AvsslError, MediaError
@@ -64,14 +69,26 @@ def split_size(data: DataConfig, split: str, train: bool | None = None) -> int:
 
 
 def decode_settings(data: DataConfig) -> dict:
-    """What a cache's samples depend on; a reader refuses a cache built with other values."""
+    """What a cache's samples depend on; a reader refuses a cache built with other values.
+
+    ``train_fit`` is recorded only when it is not ``squash``: a squashed cache's settings are
+    those of a cache built before ``data.frame_fit`` existed (see :func:`train_fit`).
+    """
+    fit = split_fit(data, "train")
     return {
         "format": FORMAT,
         "fps": float(data.fps),
         "sample_rate": int(data.sample_rate),
         "train_size": split_size(data, "train"),
         "eval_size": data.frame_size,
+        **({"train_fit": fit} if fit != SQUASH else {}),
     }
+
+
+def train_fit(settings: dict) -> str:
+    """The fit a cache's train split was decoded with: ``squash`` when its settings do not
+    record one (every cache built before ``data.frame_fit`` existed)."""
+    return settings.get("train_fit", SQUASH)
 
 
 def sample_key(row_id: str) -> str:
@@ -184,19 +201,22 @@ def check_settings(index: dict, cache, data: DataConfig, split: str, size: int) 
     Args:
         index: the cache's ``index.json`` (:func:`read_index`).
         cache: the cache folder, named in the error.
-        data: data settings (``fps``, ``sample_rate``).
-        split: the split to read; ``train`` is checked against the cache's training frame size,
-            any other against its evaluation size.
+        data: data settings (``fps``, ``sample_rate``, ``frame_fit``).
+        split: the split to read; ``train`` is checked against the cache's training frame size
+            and fit, any other against its evaluation size (always squashed).
         size: frame side length the reader needs (see :func:`split_size`).
     """
     s = index["settings"]
-    have = (s["fps"], s["sample_rate"], s["train_size"] if split == "train" else s["eval_size"])
-    need = (float(data.fps), int(data.sample_rate), size)
+    train = split == "train"
+    have = (s["fps"], s["sample_rate"], s["train_size"] if train else s["eval_size"])
+    have += (train_fit(s) if train else SQUASH,)
+    need = (float(data.fps), int(data.sample_rate), size, split_fit(data, split))
     if have != need:
         raise AvsslError(
             f"{cache}: shard cache built with fps={have[0]:g}, sample_rate={have[1]}, "
-            f"size={have[2]} for split {split!r}, but the config needs fps={need[0]:g}, "
-            f"sample_rate={need[1]}, size={need[2]} (rebuild it with avssl cache)"
+            f"size={have[2]}, frame_fit={have[3]} for split {split!r}, but the config needs "
+            f"fps={need[0]:g}, sample_rate={need[1]}, size={need[2]}, frame_fit={need[3]} "
+            "(rebuild it with avssl cache)"
         )
 
 

@@ -10,7 +10,8 @@ written in a random order drawn from ``--seed`` (the same on every run), split a
 manifest sorted by class would otherwise give shards, and so a streamed epoch's shuffle buffer
 and the negatives drawn from it, of one class at a time. Frames are
 decoded at ``data.load_size`` for the train split when ``data.augment`` is on, else at
-``data.frame_size`` (as training and evaluation read them). Then ``--set data.cache=DIR`` makes
+``data.frame_size``, and made square by ``data.frame_fit`` for the train split, squashed for
+the others (as training and evaluation read them). Then ``--set data.cache=DIR`` makes
 training and evaluation read the shards instead of the media (add ``data.stream=true`` to
 stream the train split shard by shard instead of loading it into memory).
 
@@ -43,6 +44,7 @@ from avssl.data.cache_folder import (
     refuse_foreign,
     undo_start,
 )
+from avssl.data.frame_fit import split_fit
 from avssl.data.manifest import SPLITS, Row, read_manifest, resolve
 from avssl.data.shard_writer import ShardWriter, drop_damaged, write_json
 from avssl.data.shards import INDEX, decode_settings, split_size
@@ -89,14 +91,15 @@ def decode_row(row: Row, manifest: Path, data: DataConfig):
     Args:
         row: the manifest row.
         manifest: the manifest's path (media paths are relative to it).
-        data: data settings (fps, sample rate; frame size by the row's split, see
-            :func:`~avssl.data.shards.split_size`).
+        data: data settings (fps, sample rate; frame size and fit by the row's split, see
+            :func:`~avssl.data.shards.split_size` and :func:`~avssl.data.frame_fit.split_fit`).
     """
     duration = None if row.end is None else row.end - row.start
     try:
         frames, audio = media.read_clip(
             resolve(manifest, row.visual), data.fps, split_size(data, row.split),
             data.sample_rate, resolve(manifest, row.audio), row.start, duration,
+            split_fit(data, row.split),
         )  # fmt: skip
     except MediaError as err:
         return err

@@ -9,6 +9,7 @@ import numpy as np
 
 from avssl.config import Config, DataConfig
 from avssl.data.dataset import AVPairDataset, ClipStore
+from avssl.data.frame_fit import split_fit
 from avssl.data.manifest import Row, read_manifest
 from avssl.errors import AvsslError, ConfigError, ManifestError
 
@@ -140,16 +141,19 @@ def open_store(
     Frames are decoded at ``data.load_size`` for training with augmentation, else at
     ``data.frame_size``; a cache holds the train split at its training size, so the train split
     read for evaluation (CCA, cohorts, recalibration) comes at that size and every evaluation
-    item is resized to ``frame_size``.
+    item is resized to ``frame_size``. The train split's frames are made square by
+    ``data.frame_fit``, every other split's squashed (:func:`~avssl.data.frame_fit.split_fit`),
+    whether read for training or evaluation, so a cache and the media give the same pictures.
     """
     size = data.load_size if (train and data.augment) else data.frame_size
+    fit = split_fit(data, split)
     if data.cache:
         from avssl.data.shards import cached_clips, split_size
 
         size = size if train else split_size(data, split)
         loader = cached_clips(data.cache, rows, data, split, size)
-        return ClipStore(rows, manifest, data, size, True, progress, loader)
-    return ClipStore(rows, manifest, data, size, data.preload, progress=progress)
+        return ClipStore(rows, manifest, data, size, True, progress, loader, fit)
+    return ClipStore(rows, manifest, data, size, data.preload, progress=progress, fit=fit)
 
 
 def load_split(

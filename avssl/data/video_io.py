@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from av.video.reformatter import VideoReformatter
 
+from avssl.data.frame_fit import SQUASH, centre_crop, check_fit, cover_size
 from avssl.data.frame_walk import Overshoot, decoded_frames, seek_targets
 from avssl.data.media_checks import (
     DEFAULT_FRAME_S,
@@ -45,6 +46,7 @@ def read_frames(
     duration: float,
     fps: float,
     size: int | tuple[int, int] | None = None,
+    fit: str = SQUASH,
 ) -> torch.Tensor:
     """Decode the frames showing at ``start + i / fps`` for ``i < round(duration * fps)``.
 
@@ -59,8 +61,10 @@ def read_frames(
         start: window start in seconds.
         duration: window length in seconds.
         fps: output frame rate.
-        size: ``None`` (native), ``S`` (``S x S``) or ``(H, W)``; frames are resized without
-            cropping, so normalised box coordinates stay valid.
+        size: ``None`` (native), ``S`` (``S x S``) or ``(H, W)``.
+        fit: ``squash``: frames are resized without cropping, so normalised box coordinates
+            stay valid; ``crop`` (needs ``size``): the picture as shown is scaled, its aspect
+            ratio kept, to cover ``size`` and its centre kept (:mod:`avssl.data.frame_fit`).
 
     Returns:
         uint8 ``[T, H, W, 3]`` RGB frames, ``T = round(duration * fps)``.
@@ -70,6 +74,7 @@ def read_frames(
     """
     if size is not None and not isinstance(size, int | np.integer) and len(size) != 2:
         raise ValueError(f"size must be None, an int or (H, W), not {size!r}")
+    check_fit(fit, size)
     p = check_file(path)
     check_window(p, start, duration, fps, "fps")
     n = round(duration * fps)
@@ -90,7 +95,8 @@ def read_frames(
             if frame is None:
                 raise MediaError(p, "truncated or corrupt: no image could be decoded")
             turns = quarter_turns(frame)
-            image = convert_frame(p, frame, _out_size(p, size, *shown_wh(frame), n), turns)
+            hw = _out_size(p, size, *shown_wh(frame), n)
+            image = convert_frame(p, frame, hw, turns, scaled_size(p, stream, frame, hw, fit))
             return torch.from_numpy(np.broadcast_to(image, (n, *image.shape)).copy())
         declared = stream_end_s(container, stream)
         if declared is not None and start >= declared:  # fail before decoding the last GOP
@@ -101,7 +107,7 @@ def read_frames(
             if start >= declared and start + duration > declared + pad:
                 check_coverage(p, "video", start, duration, declared, None)
         stream.thread_type = "AUTO"
-        window = (start, duration, fps, size, declared)
+        window = (start, duration, fps, size, fit, declared)
         for seek_at in seek_targets(start):  # MPEG-TS lands after the time: seek earlier
             try:
                 return _decode_window(p, container, stream, *window, seek_at=seek_at)
@@ -118,7 +124,7 @@ def read_frames(
 
 
 def _decode_window(
-    p, container, stream, start, duration, fps, size, declared, seek_at
+    p, container, stream, start, duration, fps, size, fit, declared, seek_at
 ) -> torch.Tensor:
     """Decode forward (from a seek to ``seek_at`` unless None) and pick the window's frames.
 
@@ -129,16 +135,17 @@ def _decode_window(
     frame_dur = frame_period_s(stream) or DEFAULT_FRAME_S
     eps = frame_time_slack_s(frame_dur)
     n = len(times)
-    out, i, prev, prev_t, prev_img, hw, turns = None, 0, None, None, None, None, 0
+    out, i, prev, prev_t, prev_img, hw, turns, scaled = None, 0, None, None, None, None, 0, None
     for frame, t in decoded_frames(container, stream, times[0], seek_at):
         if prev is None:
             check_start(p, t, start, frame_dur)
             turns = quarter_turns(frame)  # the picture as shown (a phone's portrait video)
             hw = _out_size(p, size, *shown_wh(frame), n)
+            scaled = scaled_size(p, stream, frame, hw, fit)
             out = np.empty((n, *hw, 3), dtype=np.uint8)  # numpy: torch copies contend for threads
         while i < n and prev is not None and times[i] + eps < t:
             if prev_img is None:
-                prev_img = convert_frame(p, prev, hw, turns)
+                prev_img = convert_frame(p, prev, hw, turns, scaled)
             out[i] = prev_img
             i += 1
         if i >= n:
@@ -149,7 +156,7 @@ def _decode_window(
         tolerance = max(TOLERANCE_S, frame_dur)
         if end is None or start + duration > end + tolerance:  # else padding, even from start
             check_coverage(p, "video", start, duration, end, declared, tolerance=tolerance)
-        out[i:] = convert_frame(p, prev, hw, turns)
+        out[i:] = convert_frame(p, prev, hw, turns, scaled)
     return torch.from_numpy(out)
 
 
@@ -234,9 +241,28 @@ def shown_wh(frame) -> tuple[int, int]:
     return frame.width, frame.height
 
 
-def convert_frame(p, frame, hw: tuple[int, int], turns: int = 0) -> np.ndarray:
+def scaled_size(p, stream, frame, hw: tuple[int, int], fit: str) -> tuple[int, int] | None:
+    """``(H, W)`` a frame of ``stream`` is scaled to before its centre ``hw`` is kept, for
+    ``fit`` ``crop`` (:func:`~avssl.data.frame_fit.cover_size`: the picture as shown, its
+    sample aspect ratio and rotation applied); ``None`` for ``squash``.
+
+    Raises:
+        MediaError: that size is beyond the pixel limit (a picture of extreme aspect ratio).
+    """
+    if fit == SQUASH:
+        return None
+    sar = stream.codec_context.sample_aspect_ratio  # set from the first decoded frame on
+    scaled = cover_size(shown_wh(frame), sar, quarter_turns(frame), hw)
+    check_pixels(p, scaled[1], scaled[0], "scaled size")
+    return scaled
+
+
+def convert_frame(
+    p, frame, hw: tuple[int, int], turns: int = 0, scaled: tuple[int, int] | None = None
+) -> np.ndarray:
     """One decoded frame as uint8 ``[H, W, 3]`` RGB at size ``hw``, turned upright by ``turns``
-    (:func:`~avssl.data.media_checks.quarter_turns`)."""
+    (:func:`~avssl.data.media_checks.quarter_turns`); with ``scaled`` (:func:`scaled_size`),
+    scaled to that size and its centre ``hw`` kept."""
     check_pixels(p, frame.width, frame.height, "frame size")
     # A reformatter kept per thread reuses its scaler: ~8x faster than frame.reformat on small
     # frames, which builds a new one per call. One scaling thread (PyAV's default is one per
@@ -245,6 +271,8 @@ def convert_frame(p, frame, hw: tuple[int, int], turns: int = 0) -> np.ndarray:
     # waited for them forever.
     if not hasattr(_local, "reformatter"):
         _local.reformatter = VideoReformatter()
-    h, w = (hw[1], hw[0]) if turns % 2 else hw  # scaled as stored, then turned
+    to = scaled or hw
+    h, w = (to[1], to[0]) if turns % 2 else to  # scaled as stored, then turned
     rgb = _local.reformatter.reformat(frame, width=w, height=h, format="rgb24", threads=1)
-    return upright(rgb.to_ndarray(), turns)
+    image = upright(rgb.to_ndarray(), turns)
+    return image if scaled is None else centre_crop(image, hw)

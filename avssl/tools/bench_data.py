@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 
 from avssl.config import Config
+from avssl.data.frame_fit import split_fit
 from avssl.data.manifest import Row, resolve
 from avssl.data.media import read_audio, read_frames
 from avssl.data.shards import iter_shard, read_index, split_size
@@ -61,7 +62,8 @@ def decode_windows_per_second(manifest: Path, picks, cfg: Config) -> float:
     def decode(row: Row, t: float):
         visual = resolve(manifest, row.visual)
         audio = resolve(manifest, row.audio) or visual
-        frames = read_frames(visual, row.start + t, WINDOW_S, d.fps, split_size(d, row.split))
+        size, fit = split_size(d, row.split), split_fit(d, row.split)
+        frames = read_frames(visual, row.start + t, WINDOW_S, d.fps, size, fit)
         wave = read_audio(audio, row.start + t, WINDOW_S, d.sample_rate)
         return frames, wave
 
