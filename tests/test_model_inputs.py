@@ -20,7 +20,8 @@ SHAPE_OR_SECTION = {
 TRAINING_ONLY = {
     "data.root", "data.load_size", "data.positive_jitter", "data.min_shift",
     "data.hard_fraction", "data.preload", "data.num_workers", "data.prefetch", "data.cache",
-    "data.stream", "data.shuffle_buffer", "data.augment", "data.unseen_negatives",
+    "data.stream", "data.shuffle_buffer", "data.augment", "data.frame_fit",
+    "data.unseen_negatives",
     "model.temperature", "model.learn_temperature", "model.mil_pool", "model.lse_sharpness",
     "model.avol_scale_init", "model.audio_views",
     "model.audio.freq_warp", "model.audio.mixstyle", "model.audio.mixstyle_alpha",
