@@ -47,14 +47,14 @@ class DomainAdversary(nn.Module):
         self.weight = weight
         self.net = nn.Sequential(nn.Linear(dim, hidden), nn.ReLU(), nn.Linear(hidden, domains))
 
-    def forward(self, emb: Tensor, domain: Tensor) -> tuple[Tensor, dict[str, float]]:
+    def forward(self, emb: Tensor, domain: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         """Classifier loss on ``emb`` ``[B, D]`` against ``domain`` long ``[B]`` (-1: unknown).
 
         Returns:
             The mean cross-entropy over rows with a known domain (0 when none), whose gradient
             reaches ``emb`` reversed and scaled by ``weight``; stats ``domain_loss`` and
             ``domain_acc`` (the classifier's accuracy on those rows; chance is 1 / K for
-            balanced domains).
+            balanced domains), detached 0-d tensors.
         """
         logits = self.net(reverse_gradient(emb.float(), self.weight))
         known = domain >= 0
@@ -63,4 +63,4 @@ class DomainAdversary(nn.Module):
         loss = F.cross_entropy(logits[known], domain[known])
         with torch.no_grad():
             acc = (logits[known].argmax(1) == domain[known]).float().mean()
-        return loss, {"domain_loss": float(loss.detach()), "domain_acc": float(acc)}
+        return loss, {"domain_loss": loss.detach(), "domain_acc": acc}

@@ -10,7 +10,8 @@ from torch import Tensor, nn
 from avssl.config import DataConfig, LossConfig, ModelConfig
 from avssl.errors import ConfigError
 from avssl.losses import false_negatives, mil_logistic, pair_logistic
-from avssl.models.base import PairClassifier, full_precision, threshold_stats
+from avssl.models.base import PairClassifier, full_precision
+from avssl.models.stats import threshold_stats
 from avssl.models.towers import Projection, VGGTower, audio_tower, global_max_pool
 
 
@@ -99,7 +100,7 @@ class AVOLNet(PairClassifier):
     def audio_keys(self) -> tuple[str, ...]:
         return ("audio",) if self.loss_cfg.pair_negatives == "batch" else super().audio_keys()
 
-    def loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, float]]:
+    def loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         """The logistic loss on sampled pairs (:meth:`PairClassifier.loss`), or on all pairs.
 
         With ``loss.pair_negatives="batch"`` each of the B frames is scored against each of the B
@@ -127,6 +128,7 @@ class AVOLNet(PairClassifier):
             s = logits.amax(dim=2)
             neg = s[negatives]
             hard = torch.zeros(len(neg), dtype=torch.bool, device=neg.device)
-            stats = threshold_stats(s.diagonal(), neg, hard, self.decision_threshold)
-        stats["loss"] = float(loss.detach())
+            kinds = (len(neg) > 0, False)  # every negative is easy
+            stats = threshold_stats(s.diagonal(), neg, hard, self.decision_threshold, kinds)
+        stats["loss"] = loss.detach()
         return loss, stats

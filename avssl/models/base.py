@@ -20,6 +20,7 @@ from avssl.data.pairs import AUDIO_KEYS
 from avssl.errors import ConfigError
 from avssl.features import FrameNorm, build_audio_frontend
 from avssl.losses import lse_pool
+from avssl.models.stats import threshold_stats
 from avssl.models.traits import MethodTraits
 
 L3_GRID = (4, 3)  # frequency x time cells of L3's audio features for sound classification
@@ -141,8 +142,9 @@ class AVModel(MethodTraits, nn.Module):
         :meth:`visual_codes` of F frames and :meth:`audio_codes` of A sounds."""
         raise NotImplementedError
 
-    def loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, float]]:
-        """Training objective on a batch; returns ``(scalar loss, stats)``."""
+    def loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
+        """Training objective on a batch; returns ``(scalar loss, stats)``, the stats as
+        detached 0-d tensors, read by the loop only when it logs (:mod:`avssl.models.stats`)."""
         raise NotImplementedError
 
     def audio_keys(self) -> tuple[str, ...]:
@@ -188,31 +190,6 @@ def full_precision(x: Tensor):
     """Context turning autocast off on ``x``'s device: similarity heads and their calibration are
     cheap, and bf16 would round cosines by ~0.004 (0.06 in logits at temperature 0.07)."""
     return torch.autocast(device_type=x.device.type, enabled=False)
-
-
-def threshold_stats(pos: Tensor, neg: Tensor, neg_hard: Tensor | None, thr: Tensor) -> dict:
-    """Pair accuracies at a decision threshold.
-
-    ``acc`` is over all positives and negatives; ``acc_easy`` / ``acc_hard`` are balanced
-    accuracies ``(TPR + TNR) / 2`` of the positives against the easy / hard negatives only, present
-    when the batch has negatives of that kind.
-
-    Args:
-        pos: ``[P]`` scores of matching pairs.
-        neg: ``[Q]`` scores of non-matching pairs.
-        neg_hard: ``[Q]`` bool, True where a negative is hard; None if unknown.
-        thr: scalar threshold.
-    """
-    pos, neg, thr = pos.detach().float(), neg.detach().float(), thr.float()
-    tp, tn = (pos >= thr).float(), (neg < thr).float()
-    vals = {"acc": torch.cat([tp, tn]).mean()}
-    if neg_hard is not None:
-        neg_hard = neg_hard.bool()
-        for name, sel in (("acc_easy", ~neg_hard), ("acc_hard", neg_hard)):
-            if bool(sel.any()):
-                vals[name] = 0.5 * (tp.mean() + tn[sel].mean())
-    keys = list(vals)
-    return dict(zip(keys, torch.stack([vals[k] for k in keys]).tolist(), strict=True))
 
 
 class PairClassifier(AVModel):
@@ -263,7 +240,7 @@ class PairClassifier(AVModel):
     def audio_keys(self) -> tuple[str, ...]:
         return ("audio", "audio_neg")
 
-    def loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, float]]:
+    def loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         """Balanced two-class loss on B positive and B negative pairs.
 
         Reads ``frames``, ``audio``, ``audio_neg`` and, if present, ``neg_hard``. Stats: ``loss``,
@@ -280,5 +257,5 @@ class PairClassifier(AVModel):
         with torch.no_grad():
             s = self._pair_score(out)
             stats = threshold_stats(s[:b], s[b:], batch.get("neg_hard"), self.decision_threshold)
-        stats["loss"] = float(loss.detach())
+        stats["loss"] = loss.detach()
         return loss, stats

@@ -13,14 +13,9 @@ from avssl.config_checks import TEMPERATURE
 from avssl.errors import ConfigError
 from avssl.losses import false_negatives, info_nce
 from avssl.models.adversary import DomainAdversary
-from avssl.models.base import (
-    AVModel,
-    full_precision,
-    running_stats_frozen,
-    threshold_stats,
-    time_shift_conflict,
-)
+from avssl.models.base import AVModel, full_precision, running_stats_frozen, time_shift_conflict
 from avssl.models.distributed import any_rank, gather_features
+from avssl.models.stats import threshold_stats
 from avssl.models.towers import Projection, VGGTower, audio_tower, global_max_pool
 
 TEMPERATURE_RANGE = (TEMPERATURE.low, TEMPERATURE.high)
@@ -149,7 +144,7 @@ class ContrastiveAV(AVModel):
     def audio_keys(self) -> tuple[str, ...]:
         return ("audio", "audio_hard")  # the in-batch sounds are the easy negatives
 
-    def loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, float]]:
+    def loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         """Symmetric InfoNCE; reads ``frames``, ``audio`` and if present ``audio_hard``, ``label``.
 
         With ``cfg.audio_views`` V > 1 each sound is augmented V times (batch augmentation,
@@ -202,7 +197,7 @@ class ContrastiveAV(AVModel):
         loss = losses[0] if views == 1 else torch.stack(losses).mean()
         with torch.no_grad():
             stats = self._stats(logits, mask, sim, sim_hard, hard_ok)
-        stats["loss"] = float(loss.detach())
+        stats["loss"] = loss.detach()
         if self.domain_adversary is not None and "domain" in batch:
             adv, adv_stats = self.domain_adversary(
                 torch.cat(a_views), torch.cat([batch["domain"]] * views)
@@ -225,7 +220,7 @@ class ContrastiveAV(AVModel):
             logits = torch.cat([logits, self.pool_locations(sim_hard).unsqueeze(1)], dim=1)
         return logits / self.temperature, sim, sim_hard
 
-    def _stats(self, logits, mask, sim, sim_hard, hard_ok=None) -> dict[str, float]:
+    def _stats(self, logits, mask, sim, sim_hard, hard_ok=None) -> dict[str, Tensor]:
         n = logits.shape[0]
         if mask is not None:
             mask = mask.clone()
@@ -237,16 +232,18 @@ class ContrastiveAV(AVModel):
         if mask is not None:  # a pair the loss takes for a match (a shared label) is no negative
             easy = easy[~mask[:, :n].roll(-1, dims=1).diagonal()]
         neg, neg_hard = easy, torch.zeros_like(easy, dtype=torch.bool)
+        kinds = (len(easy) > 0, False)  # known from the shapes: nothing read from the device
         if sim_hard is not None:
             shifted = sim_hard.amax(dim=1)
             if hard_ok is not None:
                 shifted = shifted[hard_ok]
             neg = torch.cat([easy, shifted])
             neg_hard = torch.cat([neg_hard, torch.ones_like(shifted, dtype=torch.bool)])
-        stats = threshold_stats(pos, neg, neg_hard, self.decision_threshold)
+            kinds = (kinds[0], len(shifted) > 0)
+        stats = threshold_stats(pos, neg, neg_hard, self.decision_threshold, kinds)
         stats.pop("acc")
-        stats["acc"] = float(top.float().mean())
-        stats["temperature"] = float(self.temperature)
+        stats["acc"] = top.float().mean()
+        stats["temperature"] = self.temperature.detach()
         return stats
 
     def calibration_parameters(self) -> list[nn.Parameter]:

@@ -22,6 +22,7 @@ from avssl.data.stream_pairs import StreamPairs
 from avssl.errors import AvsslError, TrainingError, skip_fields
 from avssl.eval.avc import avc_metrics, calibrate_threshold, score_pairs
 from avssl.models import build_model
+from avssl.models.stats import stats_floats
 from avssl.train import averaging, preflight, rng, runtime, step_memory
 from avssl.train import resume as resuming
 from avssl.train.checkpoint import check_validation, diverged_error, save_checkpoint, weights_digest
@@ -204,7 +205,7 @@ def train(
                     group["lr"] = cfg.train.lr * lr_factor(step, cfg, total)
                 with runtime.autocast(precision, device):
                     loss, stats = runner(batch)
-                if not torch.isfinite(loss):
+                if not torch.isfinite(loss):  # the step's one wait for the device, before backward
                     raise diverged_error(loss.item(), step, run_dir, main_proc)
                 opt.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
@@ -220,6 +221,7 @@ def train(
                 if budget.enabled:
                     total = bar.total = agreed_plan(budget.plan(step), device)
                 if step % cfg.train.log_every == 0 or step == total:
+                    stats = stats_floats(stats)  # read from the device at logged steps only
                     rate = window_n / max(time.time() - window_t, 1e-9)
                     window_t, window_n = time.time(), 0
                     bar.set_postfix(
@@ -229,15 +231,11 @@ def train(
                     )
                     log(
                         {
-                            "step": step,
-                            "epoch": epoch,
-                            "split": "train",
-                            "lr": opt.param_groups[0]["lr"],
-                            "clips_per_s": rate,
-                            **({"planned_steps": total} if budget.enabled else {}),
-                            **stats,
+                            "step": step, "epoch": epoch, "split": "train",
+                            "lr": opt.param_groups[0]["lr"], "clips_per_s": rate,
+                            **({"planned_steps": total} if budget.enabled else {}), **stats,
                         }
-                    )
+                    )  # fmt: skip
                 if step % cfg.train.eval_every == 0 or step == total:
                     t_eval = time.time()
                     rngs = rng.gather_states()  # collective: for best.pt and last.pt
