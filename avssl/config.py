@@ -209,7 +209,11 @@ class TrainConfig:
     compile: bool = False
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     seed: int = 0
+    # true also keeps cuDNN's autotuner off on CUDA (avssl.train.runtime.configure_cuda)
     deterministic: bool = False
+    # CUDA only: float32 matmuls and cuDNN convolutions may round their inputs to TF32 (Ampere
+    # and later GPUs); false: IEEE float32 (avssl.train.runtime.configure_cuda)
+    tf32: bool = False
     runs_dir: str = "runs"
     val_windows: int = 4  # windows per validation clip
 

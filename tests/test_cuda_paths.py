@@ -1,14 +1,17 @@
 """What training and the tools do on a CUDA device, checked on the CPU with torch.cuda's answers
 patched in (no GPU here): the device chosen, the precision ``auto`` picks, the CUDA generator a
-resume restores."""
+resume restores, cuDNN's autotuner and TF32."""
 
 from __future__ import annotations
 
 import contextlib
+import warnings
 
 import pytest
 import torch
 
+import train
+from avssl.config import TrainConfig, load_config
 from avssl.errors import ConfigError
 from avssl.train import rng, runtime
 
@@ -113,3 +116,55 @@ def test_each_rank_resumes_the_cuda_generator_it_drew_from(monkeypatch):
         device["now"] = d
         rng.restore_rng(checkpoint, rank=d)
     assert [(s is states[d], d2) for d, (s, d2) in enumerate(set_one)] == [(True, 0), (True, 1)]
+
+
+@pytest.fixture
+def cuda_settings(monkeypatch):
+    """torch.cuda.set_device records its device (the list yielded) instead of asking a GPU;
+    cuDNN's autotuner and the TF32 settings, the whole process's, are restored afterwards."""
+    b = torch.backends
+    saved = b.cudnn.benchmark, b.cuda.matmul.fp32_precision, b.cudnn.conv.fp32_precision
+    devices = []
+    monkeypatch.setattr(torch.cuda, "set_device", devices.append)
+    yield devices
+    b.cudnn.benchmark, b.cuda.matmul.fp32_precision, b.cudnn.conv.fp32_precision = saved
+
+
+def settings() -> tuple:
+    b = torch.backends
+    return b.cudnn.benchmark, b.cuda.matmul.fp32_precision, b.cudnn.conv.fp32_precision
+
+
+def test_a_cpu_run_keeps_torch_s_cuda_settings(cuda_settings):
+    before = settings()
+    runtime.configure_cuda(torch.device("cpu"), TrainConfig(tf32=True))
+    assert settings() == before and cuda_settings == []
+
+
+@pytest.mark.parametrize("deterministic", [False, True])
+@pytest.mark.parametrize("tf32", [False, True])
+def test_cuda_autotunes_unless_deterministic_and_keeps_fp32_unless_tf32(
+    cuda_settings, deterministic, tf32
+):
+    device = torch.device("cuda", 1)
+    torch.backends.cudnn.benchmark = deterministic  # the opposite of what the run asks
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # torch 2.11 warns of neither setting
+        runtime.configure_cuda(device, TrainConfig(deterministic=deterministic, tf32=tf32))
+    precision = "tf32" if tf32 else "ieee"
+    assert settings() == (not deterministic, precision, precision)
+    assert cuda_settings == [device]
+
+
+def test_the_defaults_autotune_in_ieee_float32(cuda_settings):
+    runtime.configure_cuda(torch.device("cuda", 0), load_config(None).train)
+    assert settings() == (True, "ieee", "ieee")
+
+
+def test_training_applies_its_cuda_settings(tiny_train_args, monkeypatch):
+    calls = []
+    monkeypatch.setattr(runtime, "configure_cuda", lambda *args: calls.append(args))
+    assert train.main(tiny_train_args("train.steps=1", "train.tf32=true")) == 0
+    assert [(device.type, cfg.tf32, cfg.deterministic) for device, cfg in calls] == [
+        ("cpu", True, True)
+    ]

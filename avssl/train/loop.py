@@ -56,8 +56,7 @@ def train(
     t0, budget_start = time.time(), time.monotonic()
     device = runtime.resolve_device(cfg.train.device)
     dist_info = runtime.init_distributed(device)
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
+    runtime.configure_cuda(device, cfg.train)  # its device, cuDNN's autotuner and TF32
     runtime.check_precision(cfg.train.precision, device)
     runtime.seed_everything(cfg.train.seed, cfg.train.deterministic)
     main_proc = dist_info.is_main

@@ -11,6 +11,7 @@ import os
 import random
 import sys
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -18,6 +19,9 @@ import torch.distributed as dist
 from torch import nn
 
 from avssl.errors import ConfigError
+
+if TYPE_CHECKING:
+    from avssl.config import TrainConfig
 
 
 @dataclass
@@ -117,6 +121,38 @@ def resolve_device(name: str, setting: str = "train.device") -> torch.device:
     if device.index >= (count := torch.cuda.device_count()):
         raise ConfigError(f"{setting}: {device}{chosen}, but {count} CUDA device(s) are visible")
     return device
+
+
+def configure_cuda(device: torch.device, train: TrainConfig) -> None:
+    """This process's CUDA settings for training: its device, cuDNN's autotuner and TF32.
+
+    Nothing changes unless ``device`` is CUDA: the settings are the whole process's, and a run
+    on the CPU keeps torch's own. On CUDA:
+
+    - ``torch.cuda.set_device(device)``.
+    - ``torch.backends.cudnn.benchmark`` on unless ``train.deterministic``. cuDNN then times
+      its algorithms for each convolution on the first call with a new input shape and keeps
+      the fastest. A run's shapes are fixed (every training batch holds ``train.batch_size``
+      clips; validation's last batch and the memory estimate's few sizes are the only others),
+      so the timing pays for itself within a few steps; but its choice may differ between runs
+      (the timings are noisy), so a deterministic run leaves it off.
+    - float32 matmuls (cuBLAS) and cuDNN convolutions in TF32 when ``train.tf32``, else in IEEE
+      float32 (torch's own default is TF32 for convolutions and IEEE for matmuls). Through the
+      per-backend ``fp32_precision`` settings that torch 2.9 introduced in place of the
+      ``allow_tf32`` flags; once they are set torch refuses to read those flags (or
+      ``torch.get_float32_matmul_precision()``), which nothing in avssl does.
+
+    Args:
+        device: the run's resolved device (:func:`resolve_device`).
+        train: the run's training settings (``deterministic``, ``tf32``).
+    """
+    if device.type != "cuda":
+        return
+    torch.cuda.set_device(device)
+    torch.backends.cudnn.benchmark = not train.deterministic
+    precision = "tf32" if train.tf32 else "ieee"
+    torch.backends.cuda.matmul.fp32_precision = precision
+    torch.backends.cudnn.conv.fp32_precision = precision
 
 
 def cpu_has_bf16() -> bool:
