@@ -20,7 +20,7 @@ import train
 from avssl.config import load_config
 from avssl.models import build_model
 from avssl.models.stats import stats_floats
-from avssl.train import loop
+from avssl.train import loop, runtime
 
 AVSSL = Path(avssl.__file__).parent
 CONFIGS = AVSSL.parent / "configs"
@@ -119,7 +119,7 @@ def test_the_loop_reads_stats_only_on_the_steps_it_logs(tiny_train_args, monkeyp
     read no value back but the non-finite-loss check and the contrastive loss's branch on
     the clips with time-shifted windows; step 3 adds one read, of all its stats at once."""
     steps, logged = [], []
-    forward, floats = loop._LossModule.forward, loop.stats_floats
+    forward, floats = runtime.LossModule.forward, loop.stats_floats
 
     def counted_forward(self, batch):  # a step's reads: from its forward pass to the next one
         steps.append(collections.Counter())
@@ -130,7 +130,7 @@ def test_the_loop_reads_stats_only_on_the_steps_it_logs(tiny_train_args, monkeyp
         logged.append(len(steps))
         return floats(stats)
 
-    monkeypatch.setattr(loop._LossModule, "forward", counted_forward)
+    monkeypatch.setattr(runtime.LossModule, "forward", counted_forward)
     monkeypatch.setattr(loop, "stats_floats", counted_floats)
     args = tiny_train_args("train.steps=3", "train.log_every=3", "train.eval_every=100")
     with counted_reads() as reads:
