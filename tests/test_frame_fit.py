@@ -21,7 +21,7 @@ from PIL import Image
 from avssl.config import load_config
 from avssl.data.frame_fit import cover_size
 from avssl.data.manifest import Row, write_manifest
-from avssl.data.media import read_frames
+from avssl.data.media import probe, read_frames
 from avssl.data.source import load_split
 from avssl.data.writer import write_video
 from avssl.errors import ConfigError
@@ -85,6 +85,34 @@ def test_crop_keeps_the_centre_square_and_squash_the_whole_frame(pictures, kind)
     assert cropped.shape == squashed.shape == (2, 16, 16, 3)
     assert quarters(_long_side(squashed[0], kind)) == "RGGB", kind  # turned: top down
     assert set(colours(cropped[0].reshape(-1, 3))) == {"G"}, kind
+
+
+def container_sar(src, dst, sar: Fraction):
+    """``src`` (an MP4 of square pixels) copied into ``dst`` with ``sar`` in the container only
+    (its ``pasp`` box; the h264 stream keeps none), as a copy with another aspect is."""
+    with av.open(str(src)) as inp, av.open(str(dst), "w") as out:
+        stream = inp.streams.video[0]
+        copy = out.add_stream_from_template(stream)
+        copy.codec_context.sample_aspect_ratio = sar
+        for packet in inp.demux(stream):
+            if packet.dts is not None:
+                packet.stream = copy
+                out.mux(packet)
+    return dst
+
+
+def test_a_sample_aspect_ratio_the_container_alone_declares_is_applied(tmp_path):
+    """Players take the container's aspect over the codec's (FFmpeg's guess), and so do crop
+    and the shown size: square pixels stored 1:1, shown 2:1, crop to the green centre."""
+    square = encode_h264(tmp_path / "sq.mp4", [bands(48, 48)] * 5, crf=0)
+    path = container_sar(square, tmp_path / "pasp.mp4", Fraction(2))
+    with av.open(str(path)) as container:
+        assert not container.streams.video[0].codec_context.sample_aspect_ratio  # container only
+    cropped = read_frames(path, 0.0, 0.1, 25, 16, "crop")[0].numpy()
+    assert set(colours(cropped.reshape(-1, 3))) == {"G"}
+    assert quarters(read_frames(path, 0.0, 0.1, 25, 16, "squash")[0, 8].numpy()) == "RGGB"
+    info = probe(path, shown=True)
+    assert (info.width, info.height) == (96, 48)
 
 
 def test_the_centre_square_spans_the_middle_half_of_a_2_to_1_picture(tmp_path):

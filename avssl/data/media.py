@@ -28,7 +28,7 @@ from avssl.data.media_checks import (
 )
 from avssl.data.stream_kinds import is_image, video_stream
 from avssl.data.stream_times import checked_end_s, file_duration_s, origin_s, stream_end_s
-from avssl.data.video_io import read_frames
+from avssl.data.video_io import read_frames, shown_sar
 from avssl.errors import MediaError
 
 __all__ = ["MediaInfo", "audio_end", "clip_end", "probe", "read_audio", "read_clip", "read_frames"]
@@ -109,7 +109,7 @@ def probe(path: str | os.PathLike, shown: bool = False) -> MediaInfo:
             end = stream_end_s(container, video) or duration
             n_frames = 1 if image else video.frames or (round(end * fps) if end and fps else None)
             if shown and (frame := next(container.decode(video), None)) is not None:
-                sar = video.codec_context.sample_aspect_ratio or 1  # non-square pixels, as shown
+                sar = shown_sar(video) or 1  # non-square pixels, as shown
                 width, height = round(frame.width * sar), frame.height
                 width, height = (height, width) if quarter_turns(frame) % 2 else (width, height)
         return MediaInfo(

@@ -241,6 +241,13 @@ def shown_wh(frame) -> tuple[int, int]:
     return frame.width, frame.height
 
 
+def shown_sar(stream):
+    """A video stream's sample aspect ratio as players show it (FFmpeg's guess): the
+    container's when it declares one (an MP4 ``pasp`` box: a stream copied with another
+    aspect), else the codec's; ``None`` or 0 for square pixels."""
+    return getattr(stream, "sample_aspect_ratio", None) or stream.codec_context.sample_aspect_ratio
+
+
 def scaled_size(p, stream, frame, hw: tuple[int, int], fit: str) -> tuple[int, int] | None:
     """``(H, W)`` a frame of ``stream`` is scaled to before its centre ``hw`` is kept, for
     ``fit`` ``crop`` (:func:`~avssl.data.frame_fit.cover_size`: the picture as shown, its
@@ -251,8 +258,7 @@ def scaled_size(p, stream, frame, hw: tuple[int, int], fit: str) -> tuple[int, i
     """
     if fit == SQUASH:
         return None
-    sar = stream.codec_context.sample_aspect_ratio  # set from the first decoded frame on
-    scaled = cover_size(shown_wh(frame), sar, quarter_turns(frame), hw)
+    scaled = cover_size(shown_wh(frame), shown_sar(stream), quarter_turns(frame), hw)
     check_pixels(p, scaled[1], scaled[0], "scaled size")
     return scaled
 
