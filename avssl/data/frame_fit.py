@@ -10,11 +10,11 @@ way the decoded frame has the size asked for, so caches and models see the same 
 
 Which frames ``crop`` applies to (:func:`split_fit`): those of the manifest's ``train`` split
 wherever :mod:`avssl.data` reads it (training from media, from ``data.cache`` or streamed, and an
-evaluation that loads the train split as a dataset: a cohort, CCA, a recalibration on it). The
-``val`` and ``test`` splits always squash (validation chooses ``best.pt`` on what evaluation
-scores, and localisation scores boxes normalised to the whole frame on ``test``), and so does
-every tool that decodes a file itself (sync, localisation, the retrieval gallery, index, query,
-embed, overlay).
+evaluation that loads the train split as a dataset: a cohort, CCA, a recalibration on it,
+``avc --split train``). The ``val`` and ``test`` splits always squash (validation chooses
+``best.pt`` on what evaluation scores, and localisation scores boxes normalised to the whole
+frame on ``test``), and so does every tool that decodes a file itself (sync, on the train split
+too; ``retrieval --gallery``'s pictures, index, query, embed, overlay).
 """
 
 from __future__ import annotations
