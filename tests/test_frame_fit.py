@@ -115,6 +115,19 @@ def test_a_sample_aspect_ratio_the_container_alone_declares_is_applied(tmp_path)
     assert (info.width, info.height) == (96, 48)
 
 
+def test_a_stream_changing_its_frame_size_is_cropped_frame_by_frame(tmp_path):
+    """An MPEG-TS of a 2:1 second then a square one (two encodes joined, as a recording
+    cut together is): each frame is scaled by its own shorter side, as squash scales each."""
+    wide = encode_h264(tmp_path / "a.ts", [bands(48, 96)] * 25, fmt="mpegts", crf=0)
+    square = encode_h264(tmp_path / "b.ts", [bands(48, 48)] * 25, fmt="mpegts", crf=0, first=25)
+    path = tmp_path / "joined.ts"
+    path.write_bytes(wide.read_bytes() + square.read_bytes())
+    cropped = read_frames(path, 0.0, 2.0, 5, 16, "crop").numpy()
+    squashed = read_frames(path, 0.0, 2.0, 5, 16, "squash").numpy()
+    assert [quarters(f[8]) for f in squashed] == ["RGGB"] * 10
+    assert [quarters(f[8]) for f in cropped] == ["GGGG"] * 5 + ["RGGB"] * 5
+
+
 def test_the_centre_square_spans_the_middle_half_of_a_2_to_1_picture(tmp_path):
     """A grey ramp from 0 (left) to 255 (right): the centre square of the picture scaled by its
     shorter side runs from a quarter to three quarters of it, not a zoom of a smaller part."""

@@ -135,17 +135,17 @@ def _decode_window(
     frame_dur = frame_period_s(stream) or DEFAULT_FRAME_S
     eps = frame_time_slack_s(frame_dur)
     n = len(times)
-    out, i, prev, prev_t, prev_img, hw, turns, scaled = None, 0, None, None, None, None, 0, None
+    out, i, prev, prev_t, prev_img, hw, turns = None, 0, None, None, None, None, 0
     for frame, t in decoded_frames(container, stream, times[0], seek_at):
         if prev is None:
             check_start(p, t, start, frame_dur)
             turns = quarter_turns(frame)  # the picture as shown (a phone's portrait video)
             hw = _out_size(p, size, *shown_wh(frame), n)
-            scaled = scaled_size(p, stream, frame, hw, fit)
             out = np.empty((n, *hw, 3), dtype=np.uint8)  # numpy: torch copies contend for threads
         while i < n and prev is not None and times[i] + eps < t:
             if prev_img is None:
-                prev_img = convert_frame(p, prev, hw, turns, scaled)
+                # crop: each frame's own size (a stream may change it, as squash allows)
+                prev_img = convert_frame(p, prev, hw, turns, scaled_size(p, stream, prev, hw, fit))
             out[i] = prev_img
             i += 1
         if i >= n:
@@ -156,7 +156,7 @@ def _decode_window(
         tolerance = max(TOLERANCE_S, frame_dur)
         if end is None or start + duration > end + tolerance:  # else padding, even from start
             check_coverage(p, "video", start, duration, end, declared, tolerance=tolerance)
-        out[i:] = convert_frame(p, prev, hw, turns, scaled)
+        out[i:] = convert_frame(p, prev, hw, turns, scaled_size(p, stream, prev, hw, fit))
     return torch.from_numpy(out)
 
 
