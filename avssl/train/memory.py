@@ -6,11 +6,15 @@ no message. The check counts the parameters on PyTorch's ``meta`` device, which 
 nothing, and compares the memory that training needs for them alone with what the device has
 free. Activations come on top, so the estimate is a lower bound: a model refused here could
 never train, while one accepted may still run out of memory on a large batch.
+
+The process's peak so far (:func:`peak_mb`), which a run's summary reports, is read here too.
 """
 
 from __future__ import annotations
 
 import os
+import resource
+import sys
 
 import torch
 
@@ -63,6 +67,24 @@ def proc_kib_field(path: str, name: str) -> int | None:
     except (OSError, ValueError, IndexError):
         pass
     return None
+
+
+def peak_rss_bytes() -> int | None:
+    """This process's peak resident set: ``VmHWM`` of ``/proc/self/status`` where it exists,
+    else ``ru_maxrss`` (which, on Linux, a process started by fork and exec inherits from its
+    parent's peak: a small run under a large parent would report the parent's)."""
+    peak = proc_kib_field("/proc/self/status", "VmHWM")
+    if peak is not None:
+        return peak
+    scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss is in KiB on Linux
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale or None
+
+
+def peak_mb(device: torch.device) -> float | None:
+    """The process's peak so far in MiB: CUDA's peak allocation, or the CPU's peak resident set
+    (what ``/usr/bin/time -v`` reports as the maximum resident set size)."""
+    peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else peak_rss_bytes()
+    return round(peak / 2**20, 1) if peak else None
 
 
 def _meminfo_available() -> int | None:

@@ -17,7 +17,6 @@ whose estimate exceeds the free memory is warned once, not refused: it would be 
 
 from __future__ import annotations
 
-import resource
 import sys
 
 import numpy as np
@@ -34,6 +33,8 @@ from avssl.train.memory import (
     available_bytes,
     format_bytes,
     local_processes,
+    peak_mb,  # noqa: F401 (re-exported)
+    peak_rss_bytes,  # noqa: F401 (re-exported)
     proc_kib_field,
     training_bytes,
 )
@@ -126,24 +127,6 @@ def resident_bytes(device: torch.device) -> int | None:
     if device.type == "cuda":
         return torch.cuda.memory_allocated(device)
     return proc_kib_field("/proc/self/status", "VmRSS")
-
-
-def peak_rss_bytes() -> int | None:
-    """This process's peak resident set: ``VmHWM`` of ``/proc/self/status`` where it exists,
-    else ``ru_maxrss`` (which, on Linux, a process started by fork and exec inherits from its
-    parent's peak: a small run under a large parent would report the parent's)."""
-    peak = proc_kib_field("/proc/self/status", "VmHWM")
-    if peak is not None:
-        return peak
-    scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss is in KiB on Linux
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale or None
-
-
-def peak_mb(device: torch.device) -> float | None:
-    """The process's peak so far in MiB: CUDA's peak allocation, or the CPU's peak resident set
-    (what ``/usr/bin/time -v`` reports as the maximum resident set size)."""
-    peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else peak_rss_bytes()
-    return round(peak / 2**20, 1) if peak else None
 
 
 def estimate_step_memory(model, dataset, cfg, device, precision, warn: bool = True) -> dict:
