@@ -9,6 +9,9 @@ The last line on stdout is one JSON object:
 optimiser moves; ``averaged_weights_digest`` of the averaged ones (``train.ema_decay``), else null.
 ``clips_per_s`` is null when this session trained no step (a finished run resumed).
 ``memory_mb``: :func:`avssl.train.step_memory.estimate_step_memory` and the measured peak, MiB.
+A finished run resumed loads no data when its checkpoint records the session's data-derived
+values (:mod:`avssl.train.finished`): ``memory_mb``'s estimate and the skipped items are then
+those of the session that wrote the checkpoint; ``peak_mb`` and ``seconds`` stay this process's.
 """
 
 from __future__ import annotations
@@ -79,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
 def _train(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
     """Check the run, claim (or lock) its folder, train and print the summary."""
     rank0 = int(os.environ.get("RANK", "0")) == 0
-    resume, made_here, started_empty = None, False, False
+    resume, made_here, started_empty, note = None, False, False, None
     if args.resume:
         cfg, resume, ckpt = load_resume(args.resume, args.overrides)
         run_dir = ckpt.parent
@@ -105,12 +108,19 @@ def _train(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
             run_dir, made_here = prepare_run_dir(cfg, args.run_dir)
             started_empty = True  # prepare_run_dir hands out only a new or an empty folder
             held.enter_context(run_lock(run_dir))
-        from avssl.train.loop import train  # heavy imports only once the arguments are valid
         from avssl.train.runtime import cleanup_distributed
 
-        summary = train(
-            cfg, run_dir, resume=resume, progress=not args.no_progress, strict=args.strict
-        )
+        summary = None
+        if note:  # nothing to train: the summary the checkpoint recorded, no data loaded
+            from avssl.train.finished import finished_summary
+
+            summary = finished_summary(cfg, saved, resume, run_dir, args.strict)
+        if summary is None:  # heavy imports only once the arguments are valid
+            from avssl.train.loop import train
+
+            summary = train(
+                cfg, run_dir, resume=resume, progress=not args.no_progress, strict=args.strict
+            )
     except BaseException:
         # a run that failed before its first checkpoint (unreadable data, a non-finite loss, a
         # stop) leaves no folder behind (no files, in a folder the user made) that would block,

@@ -19,11 +19,11 @@ from avssl.cli import json_line
 from avssl.config import Config, to_dict
 from avssl.data.source import load_split, manifest_path, resolve_domains
 from avssl.data.stream_pairs import StreamPairs
-from avssl.errors import AvsslError, TrainingError, skip_fields
+from avssl.errors import TrainingError, skip_fields
 from avssl.eval.avc import avc_metrics, calibrate_threshold, score_pairs
 from avssl.models import build_model
 from avssl.models.stats import stats_floats
-from avssl.train import averaging, preflight, rng, runtime, step_memory
+from avssl.train import averaging, finished, preflight, rng, runtime, step_memory
 from avssl.train import resume as resuming
 from avssl.train.checkpoint import check_validation, diverged_error, save_checkpoint, weights_digest
 from avssl.train.data import batches_per_epoch, to_device
@@ -91,8 +91,7 @@ def train(
         for item, reason in ds.skipped
     ]
     if strict and skipped:
-        first = skipped[0]
-        raise AvsslError(f"{first['reason']} ({first['split']} row {first['id']!r}; --strict)")
+        raise finished.strict_error(skipped)
     n_batches = batches_per_epoch(len(train_ds), cfg.train.batch_size, dist_info.world)
     if n_batches == 0:
         raise TrainingError(
@@ -110,6 +109,8 @@ def train(
     # warns: every process on CUDA (each has its own GPU), each machine's first one on the CPU
     warns = device.type == "cuda" or dist_info.local_rank == 0
     memory = step_memory.estimate_step_memory(model, val_ds, cfg, device, precision, warns)
+    # what a resume with nothing left to train reports instead of loading the data again
+    data_record = finished.record(device, precision, dist_info.world, memory, skipped)
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     ema = averaging.build_ema(model, cfg.train.ema_decay)  # None unless train.ema_decay > 0
     scored = averaging.eval_model(model, ema)  # validated, checkpointed, evaluated
@@ -140,7 +141,7 @@ def train(
             **rngs, "precision": precision, "elapsed": budget.elapsed(),
             "planned_steps": total if budget.enabled else None,
             "last_validation": budget.last_validation, "threshold_step": calibrated,
-            "val_rows": val_rows,
+            "val_rows": val_rows, finished.RECORD_KEY: data_record,
         }  # fmt: skip
 
     def log(obj: dict) -> None:
