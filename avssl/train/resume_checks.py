@@ -18,6 +18,7 @@ from avssl.train.checkpoint import (
     nonfinite_tensor,
 )
 from avssl.train.model_check import check_model_config
+from avssl.train.rng import states_error
 
 RESUMABLE_KEYS = ("model", "optimizer", "scaler", "step", "epoch", "batch_in_epoch", "rng_cpu")
 
@@ -195,6 +196,8 @@ def load_resume(run: str, overrides: list[str]) -> tuple[Config, dict, Path]:
     for key in RESUMABLE_KEYS:
         if key not in resume:
             raise CheckpointError(ckpt, f"not a resumable training checkpoint (no {key!r})")
+    if (problem := states_error(resume)) is not None:  # not a traceback at the first batch
+        raise CheckpointError(ckpt, problem)
     if ckpt.name != "last.pt" and (ckpt.parent / "last.pt").exists():
         raise CheckpointError(
             ckpt,

@@ -91,6 +91,66 @@ def gather_states() -> dict:
     return {**rng_states(), RANKS_KEY: ranks}
 
 
+def _a(value) -> str:
+    """``a str``, ``an int``, ``a float tensor``: what a value is, for a message."""
+    name = type(value).__name__
+    if isinstance(value, torch.Tensor):
+        name = f"{str(value.dtype).removeprefix('torch.')} tensor"
+    return f"an {name}" if name[0] in "aeiou" else f"a {name}"
+
+
+def _bytes(value) -> bool:
+    """Whether ``value`` is a byte tensor, as a generator's state is."""
+    return isinstance(value, torch.Tensor) and value.dtype == torch.uint8
+
+
+def _cpu_state_error(value) -> str | None:
+    """Why ``value`` is not a CPU generator's state (None: it is one)."""
+    if not isinstance(value, torch.Tensor):
+        return f"{_a(value)}, not a generator state"
+    try:
+        torch.Generator().set_state(value)
+    except (RuntimeError, TypeError):
+        return f"not a CPU generator state: {value.numel()} bytes"
+    return None
+
+
+def states_error(state: dict) -> str | None:
+    """What is wrong with a checkpoint's generator states, or None: checked when it is read for
+    a resume, as restoring them at the first batch would fail with torch's traceback (or, for a
+    mistyped :data:`RANKS_KEY`, restore rank 0's states on every rank without a word).
+
+    ``rng_cpu`` must be a CPU generator's state, ``rng_cuda`` (where present) a list of byte
+    tensors, and :data:`RANKS_KEY` (absent in checkpoints of earlier versions) a non-empty list
+    of mappings, each with an ``rng_cpu`` of its own and, where present, an ``rng_cuda`` byte
+    tensor.
+    """
+    if (problem := _cpu_state_error(state.get("rng_cpu"))) is not None:
+        return f"bad rng_cpu in checkpoint ({problem})"
+    cuda = state.get("rng_cuda")
+    if cuda is not None and not (isinstance(cuda, list) and all(map(_bytes, cuda))):
+        return f"bad rng_cuda in checkpoint ({_a(cuda)}, not a list of byte tensors)"
+    if RANKS_KEY not in state:
+        return None
+    ranks = state[RANKS_KEY]
+    if not isinstance(ranks, list) or not ranks:
+        what = "an empty list" if isinstance(ranks, list) else _a(ranks)
+        return f"bad {RANKS_KEY} in checkpoint ({what}, not a list of every rank's states)"
+    for rank, entry in enumerate(ranks):
+        if not isinstance(entry, dict):
+            problem = f"{_a(entry)}, not a mapping"
+        elif "rng_cpu" not in entry:
+            problem = "no rng_cpu"
+        elif (cpu := _cpu_state_error(entry["rng_cpu"])) is not None:
+            problem = f"rng_cpu: {cpu}"
+        elif entry.get("rng_cuda") is not None and not _bytes(entry["rng_cuda"]):
+            problem = f"rng_cuda: {_a(entry['rng_cuda'])}, not a byte tensor"
+        else:
+            continue
+        return f"bad {RANKS_KEY} in checkpoint (rank {rank}: {problem})"
+    return None
+
+
 def _saved_ranks(resume: dict) -> list | None:
     """The per-rank states of a checkpoint, or None for one of an earlier version."""
     ranks = resume.get(RANKS_KEY)
