@@ -246,3 +246,44 @@ def test_damaged_generator_states_are_a_one_line_error(tiny_train_args, tmp_path
         assert train.main(["--resume", str(run), "--set", "train.steps=2", "--no-progress"]) == 2
         err = capsys.readouterr().err.strip()
         assert err == f"error: {run / 'last.pt'}: {reason}", err
+
+
+SIGINT_TWICE = """
+import os, signal, sys
+sys.path.insert(0, {root!r})
+import avssl.train.loop as loop
+from avssl.train import rng
+import train
+
+rank, plain_lr, plain_gather = os.environ["RANK"], loop.lr_factor, rng.gather_states
+
+
+def lr_factor(step, cfg, total=None):
+    if step == 3 and rank == "1":  # both ranks stop after this step
+        os.kill(os.getpid(), signal.SIGINT)
+    return plain_lr(step, cfg, total)
+
+
+def gather_states():  # the stop's (no validation before it): rank 1 is sent SIGINT again
+    if rank == "1":
+        os.kill(os.getpid(), signal.SIGINT)
+    return plain_gather()
+
+
+loop.lr_factor, rng.gather_states = lr_factor, gather_states
+sys.exit(train.main(sys.argv[1:]))
+"""
+
+
+def test_ddp_a_second_sigint_to_a_rank_during_the_stop_still_saves_it(
+    tiny_train_args, tiny_cache, tmp_path
+):
+    # every rank takes part in the stop's checkpoint (the gather of the generator states): a
+    # second SIGINT there must not end one of them, which would lose the checkpoint
+    script = tmp_path / "sigint_twice.py"
+    script.write_text(SIGINT_TWICE.format(root=str(Path(train.__file__).parent)))
+    args = tiny_train_args("train.batch_size=2", "train.steps=8", "train.eval_every=100")
+    proc, digests = torchrun_two_ranks(args, tiny_cache, tmp_path, script)
+    assert proc.stderr.count("SIGINT: stopped at step 4;") == 1, proc.stderr[-3000:]
+    assert set(digests) == {"0", "1"} and digests["0"] == digests["1"], proc.stderr[-3000:]
+    assert load_checkpoint(next((tmp_path / "runs").glob("*/last.pt")))["step"] == 4

@@ -249,9 +249,8 @@ def train(
         bar.close()
         # a signal during the last step stops nothing: the run is complete, not to be resumed
         interrupted = bool(stop.signum) and step < total  # alike on every rank: signals are agreed
-        if interrupted:
-            if main_proc:
-                stop.finishing()
+        if interrupted:  # every rank takes part in the checkpoint: a second SIGINT ends none
+            stop.finishing()
             rngs = rng.gather_states()
         if interrupted and main_proc:  # rank 0 alone knows which folder it chose
             save_last()
