@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import random
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -287,3 +288,32 @@ def test_ddp_a_second_sigint_to_a_rank_during_the_stop_still_saves_it(
     assert proc.stderr.count("SIGINT: stopped at step 4;") == 1, proc.stderr[-3000:]
     assert set(digests) == {"0", "1"} and digests["0"] == digests["1"], proc.stderr[-3000:]
     assert load_checkpoint(next((tmp_path / "runs").glob("*/last.pt")))["step"] == 4
+
+
+def test_a_resumed_run_stopped_before_its_first_step_keeps_the_states_it_resumed(
+    tiny_train_args, monkeypatch, capsys
+):
+    # the stop's checkpoint holds the generator states the run resumed with, not those the
+    # set-up left (the resume sets them at the first batch, which never came)
+    import avssl.train.loop as loop
+    from avssl.train.signals import StopFlag
+
+    class StopAtOnce(StopFlag):
+        def agreed(self, device):
+            self.signum = self.signum or signal.SIGINT
+            return super().agreed(device)
+
+    assert train.main(tiny_train_args(*AUG, "train.steps=4")) == 0
+    run = Path(last_json(capsys.readouterr().out)["run_dir"])
+    before = load_checkpoint(run / "last.pt")
+    monkeypatch.setattr(loop, "StopFlag", StopAtOnce)
+    args = ["--resume", str(run), "--set", "train.steps=8", "--no-progress"]
+    assert train.main(args) == 128 + signal.SIGINT
+    assert "SIGINT: stopped at step 4;" in capsys.readouterr().err
+    after = load_checkpoint(run / "last.pt")
+    assert after["step"] == 4 and after["config"]["train"]["steps"] == 8
+    assert torch.equal(after["rng_cpu"], before["rng_cpu"])
+    assert [
+        torch.equal(a["rng_cpu"], b["rng_cpu"])
+        for a, b in zip(after[rng.RANKS_KEY], before[rng.RANKS_KEY], strict=True)
+    ] == [True]

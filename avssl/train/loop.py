@@ -251,6 +251,8 @@ def train(
         interrupted = bool(stop.signum) and step < total  # alike on every rank: signals are agreed
         if interrupted:  # every rank takes part in the checkpoint: a second SIGINT ends none
             stop.finishing()
+            if resume is not None and not seen:  # no first batch: the resume's states never set
+                rng.restore_rng(resume, dist_info.rank, cfg.train.seed)
             rngs = rng.gather_states()
         if interrupted and main_proc:  # rank 0 alone knows which folder it chose
             save_last()
