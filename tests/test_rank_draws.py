@@ -317,3 +317,15 @@ def test_a_resumed_run_stopped_before_its_first_step_keeps_the_states_it_resumed
         torch.equal(a["rng_cpu"], b["rng_cpu"])
         for a, b in zip(after[rng.RANKS_KEY], before[rng.RANKS_KEY], strict=True)
     ] == [True]
+
+
+def test_a_finished_run_resumed_with_another_world_has_no_note_on_draws(tiny_train_args, capsys):
+    # nothing is left to train, so no draw is made: the world-size note would only be noise
+    assert train.main(tiny_train_args("train.steps=1")) == 0
+    run = Path(last_json(capsys.readouterr().out)["run_dir"])
+    state = load_checkpoint(run / "last.pt")
+    state[rng.RANKS_KEY] *= 2  # as if two processes had written it
+    save_checkpoint(run / "last.pt", {k: v for k, v in state.items() if k != "path"})
+    assert train.main(["--resume", str(run), "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert "nothing left to train" in err and "generator states" not in err, err

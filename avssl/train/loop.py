@@ -124,7 +124,9 @@ def train(
         resuming.restore_training(model, ema, opt, scaler, resume)
         step, best = resume["step"], resume.get("best")
         epoch, start_batch, note = resuming.resume_position(resume, layout)
-        for line in (note, rng.world_note(resume, dist_info.world)):
+        # only with steps left to train: a finished run draws nothing
+        draws = rng.world_note(resume, dist_info.world) if step < total else None
+        for line in (note, draws):
             if line and main_proc:
                 print(line, file=sys.stderr)
     runner = runtime.training_runner(model, device, dist_info, cfg.train.compile)
