@@ -92,8 +92,24 @@ def test_a_finished_run_gives_its_summary_without_loading_the_data(
         assert again[key] == first[key], key
     assert again["clips_per_s"] is None and again["data_wait_fraction"] == 0.0
     assert _estimate(again) == _estimate(first)  # the training session's estimate
-    assert again["memory_mb"]["peak_mb"] > 0  # this process's own
+    assert 0 < again["memory_mb"]["peak_mb"] <= first["memory_mb"]["peak_mb"]  # and its peak
     assert _files(run_dir) == before  # nothing written
+
+
+def test_a_finished_run_reports_the_peak_its_training_measured(
+    tiny_train_args, capsys, monkeypatch
+):
+    # not the peak of the resume, which loads nothing: below the estimate it would contradict
+    run_dir, first = _train(capsys, tiny_train_args(*SHORT))
+    recorded = load_checkpoint(run_dir / "last.pt")[RECORD_KEY]["memory_mb"]
+    assert list(recorded) == list(first["memory_mb"])
+    assert _estimate({"memory_mb": recorded}) == _estimate(first)
+    assert 0 < recorded["peak_mb"] <= first["memory_mb"]["peak_mb"]  # read at the last save
+    _edit_record(run_dir, memory_mb={**recorded, "peak_mb": 12345.6})  # no process's peak here
+    _no_data(monkeypatch)
+    code, out, err = _resume(capsys, run_dir)
+    assert code == 0, err
+    assert last_json(out)["memory_mb"] == {**recorded, "peak_mb": 12345.6}
 
 
 def test_a_checkpoint_without_the_record_loads_the_data_and_prints_the_same(
@@ -121,8 +137,9 @@ def test_a_checkpoint_without_the_record_loads_the_data_and_prints_the_same(
 @pytest.mark.parametrize(
     "sets,changes",
     [(["--set", "train.log_every=1"], {}), ([], {"world": 2}), ([], {"precision": "bf16"}),
-     ([], {"device": "cuda"}), ([], {"skipped": "none"})],
-    ids=["a --set", "other world", "other precision", "other device", "malformed"],
+     ([], {"device": "cuda"}), ([], {"skipped": "none"}),
+     ([], {"memory_mb": {"activations_mb": 1.0, "optimizer_mb": 0.1, "estimated_peak_mb": 9.0}})],
+    ids=["a --set", "other world", "other precision", "other device", "malformed", "no peak"],
 )  # fmt: skip
 def test_a_record_made_under_other_settings_is_not_used(
     sets, changes, tiny_train_args, capsys, monkeypatch

@@ -10,8 +10,9 @@ optimiser moves; ``averaged_weights_digest`` of the averaged ones (``train.ema_d
 ``clips_per_s`` is null when this session trained no step (a finished run resumed).
 ``memory_mb``: :func:`avssl.train.step_memory.estimate_step_memory` and the measured peak, MiB.
 A finished run resumed loads no data when its checkpoint records the session's data-derived
-values (:mod:`avssl.train.finished`): ``memory_mb``'s estimate and the skipped items are then
-those of the session that wrote the checkpoint; ``peak_mb`` and ``seconds`` stay this process's.
+values (:mod:`avssl.train.finished`): ``memory_mb`` (the estimate, and ``peak_mb`` as measured
+when it saved) and the skipped items are then those of the session that wrote the checkpoint;
+``seconds`` stays this process's.
 """
 
 from __future__ import annotations

@@ -4,8 +4,10 @@ loading the run's data.
 Two values of a training session's summary come from its data: the bad items it skipped while
 loading them, and the memory a training step needs, measured on validation items
 (:mod:`avssl.train.step_memory`). Every checkpoint records the ones of the session that wrote it
-(:func:`record`), with what they were measured under besides the config the checkpoint holds:
-the device type, the resolved precision and the number of processes. A resume that has nothing
+(:func:`record`), with that session's measured peak when it saved (:func:`at_save`: the peak of
+the training, which a process that loads nothing is far below) and what they were measured under
+besides the config the checkpoint holds: the device type, the resolved precision and the number
+of processes. A resume that has nothing
 left to train gives its summary from that record (:func:`finished_summary`), reading the
 weights digests from the checkpoint. It falls back to loading the data, as a session that trains
 does, for a checkpoint of an older version (no record), for ``--set`` overrides that change any
@@ -28,10 +30,13 @@ from avssl.train.memory import peak_mb
 
 RECORD_KEY = "summary_record"  # the checkpoint entry of :func:`record`
 VAL_KEYS = ("accuracy", "accuracy_easy", "accuracy_hard")  # the summary's ``val``
+# the summary's ``memory_mb``: the estimate's keys, then the measured peak
+MEMORY_KEYS = ("activations_mb", "optimizer_mb", "estimated_peak_mb", "peak_mb")
 
 
 def record(device, precision: str, world: int, memory: dict, skipped: list[dict]) -> dict:
-    """The checkpoint entry that lets a resume with nothing to train skip loading the data.
+    """The checkpoint entry that lets a resume with nothing to train skip loading the data
+    (saved through :func:`at_save`, which adds the measured peak).
 
     Args:
         device: the training device (its type is recorded).
@@ -53,6 +58,12 @@ def record(device, precision: str, world: int, memory: dict, skipped: list[dict]
     }
 
 
+def at_save(entry: dict, device) -> dict:
+    """``entry`` (:func:`record`) as a checkpoint saves it: ``memory_mb`` completed with the
+    session's measured peak so far (:func:`avssl.train.memory.peak_mb`), as its summary gives it."""
+    return {**entry, "memory_mb": {**entry["memory_mb"], "peak_mb": peak_mb(device)}}
+
+
 def strict_error(skipped: list[dict]) -> AvsslError:
     """The error ``--strict`` stops a run with when loading its data skipped bad items."""
     first = skipped[0]
@@ -68,6 +79,7 @@ def _usable(entry, device, precision: str, world: int) -> bool:
     return (
         made == (device.type, precision, world)
         and isinstance(entry.get("memory_mb"), dict)
+        and tuple(entry["memory_mb"]) == MEMORY_KEYS
         and isinstance(entry.get("n_skipped"), int)
         and isinstance(skipped, list)
         and all(isinstance(s, dict) and {"split", "id", "reason"} <= set(s) for s in skipped)
@@ -80,8 +92,9 @@ def finished_summary(
     """The summary of a resumed run that has nothing left to train, without loading its data.
 
     The keys and values are those :func:`avssl.train.loop.train` returns for such a run, except
-    that ``memory_mb``'s estimate is the recorded one and ``peak_mb`` and ``seconds`` are of this
-    process, which trains nothing and loads no data. The rank-0 process cuts ``metrics.jsonl``
+    that ``memory_mb`` (the estimate and the measured peak) is the one the session that wrote the
+    checkpoint recorded when it saved, and ``seconds`` is this process's, which trains nothing
+    and loads no data. The rank-0 process cuts ``metrics.jsonl``
     back to the checkpoint's step, as a resume does; nothing else is written.
 
     Args:
@@ -131,7 +144,7 @@ def finished_summary(
         "data_wait_fraction": 0.0,
         "precision": precision,
         "seconds": time.time() - t0,
-        "memory_mb": {**entry["memory_mb"], "peak_mb": peak_mb(device)},
+        "memory_mb": dict(entry["memory_mb"]),
         "weights_digest": digest,
         "averaged_weights_digest": None if ema is None else weights_digest(ema.module),
         "interrupted": False,

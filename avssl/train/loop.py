@@ -143,7 +143,7 @@ def train(
             **rngs, "precision": precision, "elapsed": budget.elapsed(),
             "planned_steps": total if budget.enabled else None,
             "last_validation": budget.last_validation, "threshold_step": calibrated,
-            "val_rows": val_rows, finished.RECORD_KEY: data_record,
+            "val_rows": val_rows, finished.RECORD_KEY: finished.at_save(data_record, device),
         }  # fmt: skip
 
     def log(obj: dict) -> None:
