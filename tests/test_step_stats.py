@@ -34,6 +34,7 @@ def counted_reads():
     Counter it yields; ``sink[0]`` may be replaced to start a new count."""
     sink, thread = [collections.Counter()], threading.get_ident()
     originals = {name: getattr(torch.Tensor, name) for name in READS}
+    own = {name: name in vars(torch.Tensor) for name in READS}  # else inherited from TensorBase
 
     def reader(name):
         def read(self, *args, **kwargs):
@@ -48,9 +49,19 @@ def counted_reads():
         for name in READS:
             setattr(torch.Tensor, name, reader(name))
         yield sink
-    finally:
+    finally:  # torch.Tensor as it was: an inherited method is not left copied onto it
         for name, original in originals.items():
-            setattr(torch.Tensor, name, original)
+            if own[name]:
+                setattr(torch.Tensor, name, original)
+            else:
+                delattr(torch.Tensor, name)
+
+
+def test_counting_leaves_torch_tensor_as_it_was():
+    before = dict(vars(torch.Tensor))
+    with counted_reads() as reads:
+        assert torch.tensor(2.0).item() == 2.0 and reads[0] == {}  # not avssl's read
+    assert dict(vars(torch.Tensor)) == before
 
 
 # the reads each loss makes: the pair classifiers ask once whether the batch's negatives hold
