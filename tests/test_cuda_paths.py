@@ -118,21 +118,38 @@ def test_each_rank_resumes_the_cuda_generator_it_drew_from(monkeypatch):
     assert [(s is states[d], d2) for d, (s, d2) in enumerate(set_one)] == [(True, 0), (True, 1)]
 
 
+B = torch.backends
+# torch's TF32 settings, old and new, and cuDNN's autotuner: what configure_cuda may change
+PER_BACKEND = (B.cuda.matmul, B.cudnn.conv, B.cudnn.rnn, B.cudnn, B.mkldnn.matmul, B)
+
+
+def settings() -> dict:
+    """Every setting, read through every getter: torch refuses (a RuntimeError) to read its
+    older flags once they disagree with the per-backend ``fp32_precision`` settings, as
+    ``torch.backends.cudnn.flags``, ``torch.export`` and inductor's autotuning read them."""
+    return {
+        "benchmark": B.cudnn.benchmark,
+        "matmul_allow_tf32": B.cuda.matmul.allow_tf32,
+        "cudnn_allow_tf32": B.cudnn.allow_tf32,
+        "matmul_precision": torch.get_float32_matmul_precision(),
+        **{f"fp32_precision{i}": s.fp32_precision for i, s in enumerate(PER_BACKEND)},
+    }
+
+
 @pytest.fixture
 def cuda_settings(monkeypatch):
     """torch.cuda.set_device records its device (the list yielded) instead of asking a GPU;
     cuDNN's autotuner and the TF32 settings, the whole process's, are restored afterwards."""
-    b = torch.backends
-    saved = b.cudnn.benchmark, b.cuda.matmul.fp32_precision, b.cudnn.conv.fp32_precision
+    saved = settings()
     devices = []
     monkeypatch.setattr(torch.cuda, "set_device", devices.append)
     yield devices
-    b.cudnn.benchmark, b.cuda.matmul.fp32_precision, b.cudnn.conv.fp32_precision = saved
-
-
-def settings() -> tuple:
-    b = torch.backends
-    return b.cudnn.benchmark, b.cuda.matmul.fp32_precision, b.cudnn.conv.fp32_precision
+    B.cudnn.benchmark = saved["benchmark"]
+    B.cuda.matmul.allow_tf32 = saved["matmul_allow_tf32"]
+    B.cudnn.allow_tf32 = saved["cudnn_allow_tf32"]
+    for i, s in reversed(list(enumerate(PER_BACKEND))):  # a parent's setting reaches its children
+        s.fp32_precision = saved[f"fp32_precision{i}"]
+    assert settings() == saved
 
 
 def test_a_cpu_run_keeps_torch_s_cuda_settings(cuda_settings):
@@ -151,14 +168,29 @@ def test_cuda_autotunes_unless_deterministic_and_keeps_fp32_unless_tf32(
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # torch 2.11 warns of neither setting
         runtime.configure_cuda(device, TrainConfig(deterministic=deterministic, tf32=tf32))
-    precision = "tf32" if tf32 else "ieee"
-    assert settings() == (not deterministic, precision, precision)
+    now = settings()  # every getter, the older flags' too, still answers
+    assert now["benchmark"] is not deterministic
+    assert now["matmul_allow_tf32"] is tf32 and now["cudnn_allow_tf32"] is tf32
+    assert now["matmul_precision"] == ("high" if tf32 else "highest")
+    # the per-backend settings agree: cuBLAS's and cuDNN's convolutions' are TF32 or not
+    assert (B.cuda.matmul.fp32_precision, B.cudnn.conv.fp32_precision == "tf32") == (
+        "tf32" if tf32 else "ieee",
+        tf32,
+    )
+    with torch.backends.cudnn.flags(enabled=None):  # as torch.export uses it
+        pass
     assert cuda_settings == [device]
 
 
 def test_the_defaults_autotune_in_ieee_float32(cuda_settings):
     runtime.configure_cuda(torch.device("cuda", 0), load_config(None).train)
-    assert settings() == (True, "ieee", "ieee")
+    now = settings()
+    assert (now["benchmark"], now["matmul_allow_tf32"], now["cudnn_allow_tf32"]) == (
+        True,
+        False,
+        False,
+    )
+    assert B.cuda.matmul.fp32_precision == "ieee" and B.cudnn.conv.fp32_precision != "tf32"
 
 
 def test_training_applies_its_cuda_settings(tiny_train_args, monkeypatch):

@@ -136,11 +136,16 @@ def configure_cuda(device: torch.device, train: TrainConfig) -> None:
       clips; validation's last batch and the memory estimate's few sizes are the only others),
       so the timing pays for itself within a few steps; but its choice may differ between runs
       (the timings are noisy), so a deterministic run leaves it off.
-    - float32 matmuls (cuBLAS) and cuDNN convolutions in TF32 when ``train.tf32``, else in IEEE
-      float32 (torch's own default is TF32 for convolutions and IEEE for matmuls). Through the
-      per-backend ``fp32_precision`` settings that torch 2.9 introduced in place of the
-      ``allow_tf32`` flags; once they are set torch refuses to read those flags (or
-      ``torch.get_float32_matmul_precision()``), which nothing in avssl does.
+    - float32 matmuls (cuBLAS) and cuDNN convolutions in TF32 when ``train.tf32``, else in
+      IEEE float32 (torch's own default is TF32 for convolutions and IEEE for matmuls). Set
+      through the ``allow_tf32`` flags, which keep torch's per-backend ``fp32_precision``
+      settings (torch 2.9 and later) in step. Setting those instead leaves the older flags
+      disagreeing with them, and torch then refuses (a RuntimeError) to read the older ones
+      for the rest of the process: ``torch.backends.cudnn.allow_tf32`` with convolutions in
+      IEEE (read by ``torch.backends.cudnn.flags`` and ``torch.export``),
+      ``torch.get_float32_matmul_precision()`` and ``torch.backends.cuda.matmul.allow_tf32``
+      with matmuls in TF32 (read by inductor's autotuning: ``train.compile`` with
+      ``TORCHINDUCTOR_MAX_AUTOTUNE=1``).
 
     Args:
         device: the run's resolved device (:func:`resolve_device`).
@@ -150,9 +155,8 @@ def configure_cuda(device: torch.device, train: TrainConfig) -> None:
         return
     torch.cuda.set_device(device)
     torch.backends.cudnn.benchmark = not train.deterministic
-    precision = "tf32" if train.tf32 else "ieee"
-    torch.backends.cuda.matmul.fp32_precision = precision
-    torch.backends.cudnn.conv.fp32_precision = precision
+    torch.backends.cuda.matmul.allow_tf32 = train.tf32
+    torch.backends.cudnn.allow_tf32 = train.tf32
 
 
 def cpu_has_bf16() -> bool:
