@@ -193,10 +193,12 @@ def test_the_defaults_autotune_in_ieee_float32(cuda_settings):
     assert B.cuda.matmul.fp32_precision == "ieee" and B.cudnn.conv.fp32_precision != "tf32"
 
 
-def test_training_applies_its_cuda_settings(tiny_train_args, monkeypatch):
-    calls = []
+def test_training_applies_its_cuda_settings_before_joining_the_process_group(
+    tiny_train_args, monkeypatch
+):
+    calls, join = [], runtime.init_distributed
     monkeypatch.setattr(runtime, "configure_cuda", lambda *args: calls.append(args))
+    monkeypatch.setattr(runtime, "init_distributed", lambda d: calls.append("join") or join(d))
     assert train.main(tiny_train_args("train.steps=1", "train.tf32=true")) == 0
-    assert [(device.type, cfg.tf32, cfg.deterministic) for device, cfg in calls] == [
-        ("cpu", True, True)
-    ]
+    (device, cfg), joined = calls
+    assert (device.type, cfg.tf32, cfg.deterministic, joined) == ("cpu", True, True, "join")

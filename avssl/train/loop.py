@@ -55,8 +55,10 @@ def train(
     """
     t0, budget_start = time.time(), time.monotonic()
     device = runtime.resolve_device(cfg.train.device)
+    # its device, cuDNN's autotuner and TF32; the device before nccl's process group, as torch
+    # asks (the group's collectives run on the current device)
+    runtime.configure_cuda(device, cfg.train)
     dist_info = runtime.init_distributed(device)
-    runtime.configure_cuda(device, cfg.train)  # its device, cuDNN's autotuner and TF32
     runtime.check_precision(cfg.train.precision, device)
     runtime.seed_everything(cfg.train.seed, cfg.train.deterministic)
     main_proc = dist_info.is_main
