@@ -18,6 +18,7 @@ from test_models import make_batch
 import avssl
 import train
 from avssl.config import load_config
+from avssl.errors import TrainingError
 from avssl.models import build_model
 from avssl.models.stats import stats_floats
 from avssl.train import loop, runtime
@@ -121,8 +122,9 @@ def test_stats_floats_reads_every_tensor_at_once_and_exactly():
     for key, value in stats.items():
         assert floats[key] == float(value) and type(floats[key]) is type(float(value))
     assert stats_floats({}) == {} and stats_floats({"x": 1.5}) == {"x": 1.5}
-    with pytest.raises(RuntimeError):
-        stats_floats({"x": torch.zeros(2)})
+    for bad in (torch.zeros(2), torch.zeros(0)):  # named, at the first step logged
+        with pytest.raises(TrainingError, match=r"statistic 'x' is a tensor of shape \[\d\]"):
+            stats_floats({"loss": torch.tensor(1.0), "x": bad})
 
 
 def test_the_loop_reads_stats_only_on_the_steps_it_logs(tiny_train_args, monkeypatch):

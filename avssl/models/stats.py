@@ -16,6 +16,8 @@ from collections.abc import Mapping
 import torch
 from torch import Tensor
 
+from avssl.errors import TrainingError
+
 
 def stats_floats(stats: Mapping[str, Tensor | float]) -> dict[str, float]:
     """A step's statistics as Python floats, in their order, read from the device at once.
@@ -33,9 +35,15 @@ def stats_floats(stats: Mapping[str, Tensor | float]) -> dict[str, float]:
         A new dict with the same keys in the same order.
 
     Raises:
-        RuntimeError: a tensor of more than one element (``float`` refuses it too).
+        TrainingError: a tensor of no or several elements (``float`` refuses it too), named.
     """
     tensors = {k: v for k, v in stats.items() if isinstance(v, Tensor)}
+    for name, v in tensors.items():  # the shape is known on the host: nothing is read
+        if v.numel() != 1:
+            raise TrainingError(
+                f"the loss's statistic {name!r} is a tensor of shape {list(v.shape)}, "
+                "not one value (a method's loss returns 0-d tensors or numbers)"
+            )
     if not tensors:
         return dict(stats)
     devices = [v.device for v in tensors.values() if v.device.type != "cpu"]
