@@ -7,11 +7,11 @@ loading them, and the memory a training step needs, measured on validation items
 (:func:`record`), with that session's measured peak when it saved (:func:`at_save`: the peak of
 the training, which a process that loads nothing is far below) and what they were measured under
 besides the config the checkpoint holds: the device type, the resolved precision and the number
-of processes. A resume that has nothing
-left to train gives its summary from that record (:func:`finished_summary`), reading the
-weights digests from the checkpoint. It falls back to loading the data, as a session that trains
-does, for a checkpoint of an older version (no record), for ``--set`` overrides that change any
-value of the config, and on another kind of device, precision or number of processes.
+of processes. A resume that has nothing left to train gives its summary from that record
+(:func:`finished_summary`), reading the weights digests from the checkpoint. It falls back to
+loading the data, as a session that trains does, for a checkpoint of an older version (no
+record), for ``--set`` overrides that change any value of the config, and on another kind of
+device, precision or number of processes.
 """
 
 from __future__ import annotations
@@ -94,8 +94,8 @@ def finished_summary(
     The keys and values are those :func:`avssl.train.loop.train` returns for such a run, except
     that ``memory_mb`` (the estimate and the measured peak) is the one the session that wrote the
     checkpoint recorded when it saved, and ``seconds`` is this process's, which trains nothing
-    and loads no data. The rank-0 process cuts ``metrics.jsonl``
-    back to the checkpoint's step, as a resume does; nothing else is written.
+    and loads no data. The rank-0 process cuts ``metrics.jsonl`` back to the checkpoint's step,
+    as a resume does; nothing else is written.
 
     Args:
         cfg: the config after ``--set``; ``saved``: the checkpoint's.
