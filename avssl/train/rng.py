@@ -12,11 +12,11 @@ a resumed rank ``r`` takes state ``r`` back (:func:`restore_rng`).
 from __future__ import annotations
 
 import hashlib
-import random
 
-import numpy as np
 import torch
 import torch.distributed as dist
+
+from avssl.train.runtime import seed_everything
 
 RANKS_KEY = "rng_ranks"  # a checkpoint's generator states, one entry per rank
 
@@ -35,13 +35,6 @@ def rank_seed(seed: int, rank: int, step: int = 0) -> int:
     return int.from_bytes(hashlib.sha256(text).digest()[:8], "little") >> 1
 
 
-def _seed_all(seed: int) -> None:
-    """Seed python's, numpy's and torch's (CPU and every CUDA device) global generators."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
 def seed_rank(seed: int, rank: int) -> None:
     """Give rank ``rank`` (from 1) global generators of its own, seeded by :func:`rank_seed`.
 
@@ -53,7 +46,7 @@ def seed_rank(seed: int, rank: int) -> None:
         rank: this process's rank.
     """
     if rank > 0:
-        _seed_all(rank_seed(seed, rank))
+        seed_everything(rank_seed(seed, rank))
 
 
 def rng_states() -> dict:
@@ -197,7 +190,7 @@ def restore_rng(resume: dict, rank: int = 0, seed: int = 0) -> None:
     if ranks is None:
         _restore_shared(resume)
     elif rank >= len(ranks):
-        _seed_all(rank_seed(seed, rank, resume["step"]))
+        seed_everything(rank_seed(seed, rank, resume["step"]))
     else:
         torch.set_rng_state(ranks[rank]["rng_cpu"])
         cuda = ranks[rank].get("rng_cuda")
