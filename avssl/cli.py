@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import json
 import math
+import os
 import re
 import signal
 import sys
+from pathlib import Path
 
 from avssl.cli_dashes import attach_dash_values, dash_paths_last  # noqa: F401 (re-exported)
 from avssl.cli_types import (  # noqa: F401 (re-exported: the commands import them from here)
@@ -245,6 +248,42 @@ def run_entry(target: str, argv: list[str] | None = None) -> int:
         The exit code.
     """
     return run_guarded(_lazy(target), list(sys.argv[1:] if argv is None else argv))
+
+
+def run_script(path: str | os.PathLike, argv: list[str] | None = None) -> int:
+    """Run a developer script's ``main(argv)`` (``benchmarks/*.py``) with its imports under
+    :func:`run_guarded`, as :func:`run_entry` runs a command's module: a Ctrl-C during the
+    seconds torch takes to import is one line too (exit 130).
+
+    The script calls it before its other imports, so ``python benchmarks/x.py`` imports them
+    only here, under the guard; imported as a module (a test calling its ``main``), it skips
+    the call::
+
+        import sys
+
+        if __name__ == "__main__":  # the imports below, then main(), under the guard
+            from avssl.cli import run_script
+
+            sys.exit(run_script(__file__))
+
+    Args:
+        path: the script's file (its ``__file__``), imported again as the module named by its
+            stem (``decode``, as ``import decode`` from its folder would name it).
+        argv: the arguments (default ``sys.argv[1:]``).
+
+    Returns:
+        The exit code.
+    """
+    path = Path(path)
+
+    def fn(args: list[str]) -> int:
+        spec = importlib.util.spec_from_file_location(path.stem, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[path.stem] = module  # dataclasses and pickle find a class's module by name
+        spec.loader.exec_module(module)
+        return module.main(args)
+
+    return run_guarded(fn, list(sys.argv[1:] if argv is None else argv))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -25,8 +25,14 @@ The last stdout line is one JSON object: ``{"held_out": {speaker: accuracy}, "me
 
 from __future__ import annotations
 
-import json
 import sys
+
+if __name__ == "__main__":  # the imports below, then main(), under the one-line error guard
+    from avssl.cli import run_script
+
+    sys.exit(run_script(__file__))
+
+import json
 import time
 from pathlib import Path
 
@@ -35,7 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from avssl.cli import ArgumentParser, int_at_least, positive_int, run_guarded
+from avssl.cli import ArgumentParser, int_at_least, positive_int
 from avssl.config import load_config
 from avssl.data import media
 from avssl.data.manifest import read_manifest, resolve
@@ -183,7 +189,3 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(json.dumps(out))
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(run_guarded(main, sys.argv[1:]))

@@ -13,14 +13,20 @@ The last stdout line is one JSON object, e.g.
 
 from __future__ import annotations
 
+import sys
+
+if __name__ == "__main__":  # the imports below, then main(), under the one-line error guard
+    from avssl.cli import run_script
+
+    sys.exit(run_script(__file__))
+
 import dataclasses
 import json
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
-from avssl.cli import ArgumentParser, int_at_least, positive_int, run_guarded
+from avssl.cli import ArgumentParser, int_at_least, positive_int
 from avssl.config import SynthConfig
 from avssl.data.manifest import read_manifest, resolve, write_manifest
 from avssl.data.synthetic import ensure_world
@@ -103,7 +109,3 @@ def main(argv: list[str] | None = None) -> int:
                   f"of shards, {run['seconds']:.0f} s", file=sys.stderr)  # fmt: skip
     print(json.dumps(res))
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(run_guarded(main, sys.argv[1:]))

@@ -15,15 +15,21 @@ The last stdout line is one JSON object, e.g.
 
 from __future__ import annotations
 
-import json
 import sys
+
+if __name__ == "__main__":  # the imports below, then main(), under the one-line error guard
+    from avssl.cli import run_script
+
+    sys.exit(run_script(__file__))
+
+import json
 import time
 import warnings
 
 import numpy as np
 import torch
 
-from avssl.cli import ArgumentParser, int_at_least, run_guarded
+from avssl.cli import ArgumentParser, int_at_least
 from avssl.eval.cca import fit_cca
 
 
@@ -65,7 +71,3 @@ def main(argv: list[str] | None = None) -> int:
         out["correlation_gap_max"] = round(float(gap.max()), 4)
     print(json.dumps(out))
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(run_guarded(main, sys.argv[1:]))

@@ -15,10 +15,16 @@ The last stdout line is one JSON object, e.g.
 
 from __future__ import annotations
 
+import sys
+
+if __name__ == "__main__":  # the imports below, then main(), under the one-line error guard
+    from avssl.cli import run_script
+
+    sys.exit(run_script(__file__))
+
 import contextlib
 import io
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -106,7 +112,3 @@ def main(argv: list[str] | None = None) -> int:
         result.update(classify_run(ESC10))
     print(json.dumps(result))
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(run_guarded(main, sys.argv[1:]))

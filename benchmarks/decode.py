@@ -14,14 +14,20 @@ The last stdout line is one JSON object, e.g.
 
 from __future__ import annotations
 
+import sys
+
+if __name__ == "__main__":  # the imports below, then main(), under the one-line error guard
+    from avssl.cli import run_script
+
+    sys.exit(run_script(__file__))
+
 import argparse
 import json
 import random
-import sys
 import time
 from pathlib import Path
 
-from avssl.cli import ArgumentParser, int_at_least, positive_float, positive_int, run_guarded
+from avssl.cli import ArgumentParser, int_at_least, positive_float, positive_int
 from avssl.config import SynthConfig
 from avssl.data.manifest import read_manifest, resolve
 from avssl.data.media import probe, read_audio, read_frames
@@ -125,7 +131,3 @@ def main(argv: list[str] | None = None) -> int:
     result["n_windows"] = args.windows
     print(json.dumps(result))
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(run_guarded(main, sys.argv[1:]))

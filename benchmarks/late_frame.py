@@ -14,9 +14,15 @@ The last stdout line is one JSON object, e.g.
 
 from __future__ import annotations
 
+import sys
+
+if __name__ == "__main__":  # the imports below, then main(), under the one-line error guard
+    from avssl.cli import run_script
+
+    sys.exit(run_script(__file__))
+
 import argparse
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -25,7 +31,7 @@ from unittest import mock
 import av
 import numpy as np
 
-from avssl.cli import ArgumentParser, int_at_least, positive_float, run_guarded
+from avssl.cli import ArgumentParser, int_at_least, positive_float
 from avssl.data import video_io
 from avssl.data.video_io import read_frames
 from avssl.tools import stream_io
@@ -116,7 +122,3 @@ def main(argv=None) -> int:
     result["video"] = {"minutes": args.minutes, "size": SIZE, "fps": FPS, "key_interval": 2.0}
     print(json.dumps(result))
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(run_guarded(main, sys.argv[1:]))

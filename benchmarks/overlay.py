@@ -13,11 +13,17 @@ The last stdout line is one JSON object, e.g.
 
 from __future__ import annotations
 
+import sys
+
+if __name__ == "__main__":  # the imports below, then main(), under the one-line error guard
+    from avssl.cli import run_script
+
+    sys.exit(run_script(__file__))
+
 import argparse
 import contextlib
 import io
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -25,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from avssl.cli import ArgumentParser, positive_float, run_guarded
+from avssl.cli import ArgumentParser, positive_float
 from avssl.config import load_config, to_dict
 from avssl.data.writer import write_video
 from avssl.models import build_model
@@ -97,7 +103,3 @@ def main(argv=None) -> int:
     }
     print(json.dumps(result))
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(run_guarded(main, sys.argv[1:]))

@@ -16,14 +16,20 @@ The last stdout line is one JSON object, e.g.
 
 from __future__ import annotations
 
+import sys
+
+if __name__ == "__main__":  # the imports below, then main(), under the one-line error guard
+    from avssl.cli import run_script
+
+    sys.exit(run_script(__file__))
+
 import dataclasses
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-from avssl.cli import ArgumentParser, int_at_least, run_guarded
+from avssl.cli import ArgumentParser, int_at_least
 from avssl.config import DataConfig, LossConfig, ModelConfig
 from avssl.data.dataset import AVPairDataset, ClipStore
 from avssl.data.manifest import Row, read_manifest, write_manifest
@@ -104,7 +110,3 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps({"items_per_s": rates, "methods": methods, "n_items": args.items,
                       "clips": len(store)}))  # fmt: skip
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(run_guarded(main, sys.argv[1:]))

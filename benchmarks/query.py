@@ -28,10 +28,16 @@ is one JSON object, e.g. ``{"100000": {"load_s": 0.05, "cold_s": 0.4, "query_ms"
 
 from __future__ import annotations
 
+import sys
+
+if __name__ == "__main__":  # the imports below, then main(), under the one-line error guard
+    from avssl.cli import run_script
+
+    sys.exit(run_script(__file__))
+
 import json
 import os
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -39,7 +45,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from avssl.cli import ArgumentParser, int_at_least, run_guarded
+from avssl.cli import ArgumentParser, int_at_least
 from avssl.tools.index import FORMAT, Index, empty_tensors, load_index, save_index
 from avssl.tools.query import search
 
@@ -143,7 +149,3 @@ def main(argv=None) -> int:
             print(f"{n} windows: {result[str(n)]}")
     print(json.dumps(result))
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(run_guarded(main, sys.argv[1:]))

@@ -24,12 +24,18 @@ object, e.g. ``{"method": "l3", "queries": 64, "files": 64, "R@1": 0.5, ..., "cc
 
 from __future__ import annotations
 
-import json
 import sys
+
+if __name__ == "__main__":  # the imports below, then main(), under the one-line error guard
+    from avssl.cli import run_script
+
+    sys.exit(run_script(__file__))
+
+import json
 
 import torch
 
-from avssl.cli import ArgumentParser, run_guarded
+from avssl.cli import ArgumentParser
 from avssl.errors import AvsslError, MediaError, skip_fields
 
 
@@ -114,7 +120,3 @@ def main(argv: list[str] | None = None) -> int:
     }
     print(json.dumps(out))
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(run_guarded(main, sys.argv[1:]))

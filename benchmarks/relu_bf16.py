@@ -15,15 +15,21 @@ The last stdout line is one JSON object: ``{"shape", "mb_bf16", "forward_ms": {"
 
 from __future__ import annotations
 
+import sys
+
+if __name__ == "__main__":  # the imports below, then main(), under the one-line error guard
+    from avssl.cli import run_script
+
+    sys.exit(run_script(__file__))
+
 import json
 import math
 import os
-import sys
 import time
 
 import torch
 
-from avssl.cli import ArgumentParser, int_at_least, positive_int, run_guarded
+from avssl.cli import ArgumentParser, int_at_least, positive_int
 from avssl.models.bf16_relu import relu_
 from avssl.tools.bench import cpu_name
 
@@ -83,7 +89,3 @@ def main(argv: list[str] | None = None) -> int:
     }
     print(json.dumps(result))
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(run_guarded(main, sys.argv[1:]))

@@ -23,18 +23,24 @@ The last stdout line is one JSON object: ``{"config", "precision", "batch_size",
 
 from __future__ import annotations
 
+import sys
+
+if __name__ == "__main__":  # the imports below, then main(), under the one-line error guard
+    from avssl.cli import run_script
+
+    sys.exit(run_script(__file__))
+
 import json
 import os
 import resource
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from avssl.cli import ArgumentParser, int_at_least, positive_int, run_guarded
+from avssl.cli import ArgumentParser, int_at_least, positive_int
 from avssl.config import load_config
 from avssl.tools.bench import cpu_name
 from avssl.tools.bench_train import peak_rss_mb, train_step
@@ -103,7 +109,3 @@ def main(argv: list[str] | None = None) -> int:
     }
     print(json.dumps(result))
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(run_guarded(main, sys.argv[1:]))

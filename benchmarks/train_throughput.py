@@ -16,13 +16,19 @@ keyed by each config's ``name`` (by the path given where two configs share a nam
 
 from __future__ import annotations
 
-import json
 import sys
+
+if __name__ == "__main__":  # the imports below, then main(), under the one-line error guard
+    from avssl.cli import run_script
+
+    sys.exit(run_script(__file__))
+
+import json
 from pathlib import Path
 
 import torch
 
-from avssl.cli import ArgumentParser, int_at_least, positive_int, run_guarded
+from avssl.cli import ArgumentParser, int_at_least, positive_int
 from avssl.config import load_config
 from avssl.tools.bench import cpu_name
 from avssl.tools.bench_train import clips_per_second
@@ -78,7 +84,3 @@ def main(argv: list[str] | None = None) -> int:
         result[key] = {**rates, "batch_size": bs}
     print(json.dumps(result))
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(run_guarded(main, sys.argv[1:]))

@@ -179,6 +179,40 @@ def test_benchmark_bad_input_is_one_line_from_the_shell(name, argv, reason, tmp_
     assert done.stderr.splitlines() == [f"error: {reason}"], done.stderr
 
 
+GUARD = """import sys
+
+if __name__ == "__main__":  # the imports below, then main(), under the one-line error guard
+    from avssl.cli import run_script
+
+    sys.exit(run_script(__file__))
+"""
+
+
 def test_every_benchmark_runs_guarded():
+    """Run as a script, a benchmark imports torch (and the rest) under the guard: its first
+    statements after the docstring are ``from __future__``, then the guard's call."""
     for path in sorted(BENCHMARKS.glob("*.py")):
-        assert "(run_guarded(main, sys.argv[1:]))" in path.read_text(), path.name
+        text = path.read_text()
+        before, guard, _ = text.partition(GUARD)
+        assert guard, path.name
+        assert before.endswith('"""\n\nfrom __future__ import annotations\n\n'), path.name
+        assert before.count("import") == 1, path.name  # no other import before the guard
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in BENCHMARKS.glob("*.py")))
+def test_a_ctrl_c_while_a_benchmark_imports_is_one_line(name, tmp_path):
+    """A Ctrl-C during the seconds torch takes to import: ``error: interrupted`` and exit 130,
+    not a traceback (here torch, numpy and PyAV stand-ins raise it as they are imported)."""
+    for module in ("torch", "numpy", "av"):
+        (tmp_path / module).mkdir()
+        (tmp_path / module / "__init__.py").write_text("raise KeyboardInterrupt\n")
+    path = os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])
+    done = subprocess.run(
+        [sys.executable, str(BENCHMARKS / f"{name}.py")],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": path},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert (done.returncode, done.stdout, done.stderr) == (130, "", "error: interrupted\n")
