@@ -193,6 +193,27 @@ def run_guarded(fn, argv: list[str]) -> int:
         return 130
 
 
+_NOTED: set[str] = set()  # the checkpoint notes printed by this process
+
+
+def note_checkpoint(path: str | os.PathLike | None) -> None:
+    """Print on stderr, as a ``note:`` line, that a run folder given as a checkpoint has no
+    ``best.pt``, so its ``last.pt`` is read (:func:`~avssl.train.checkpoint.no_best_note`).
+
+    Once per process for each folder: a command may read a run's config before its weights.
+    Commands call it just before they load ``path``; the library itself prints nothing.
+
+    Args:
+        path: the checkpoint file or run folder the command loads (None: nothing to say).
+    """
+    from avssl.train.checkpoint import no_best_note
+
+    note = no_best_note(path)
+    if note is not None and note not in _NOTED:
+        _NOTED.add(note)
+        print(f"note: {one_line(note)}", file=sys.stderr)
+
+
 def _error(message: str) -> None:
     """Print ``error: MESSAGE`` on stderr, on a line of its own (below any progress bar)."""
     close_bars()

@@ -35,7 +35,7 @@ import json
 
 import torch
 
-from avssl.cli import ArgumentParser
+from avssl.cli import ArgumentParser, note_checkpoint
 from avssl.errors import AvsslError, MediaError, skip_fields
 
 
@@ -56,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     from avssl.train.checkpoint import load_model
 
     index = load_index(args.index)
+    note_checkpoint(args.checkpoint)
     model, cfg, state = load_model(args.checkpoint)
     model.eval()
     index.check_checkpoint(weights_hash(model), state["path"], cfg)

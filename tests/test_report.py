@@ -257,11 +257,19 @@ def test_a_run_without_best_says_last_is_used(full, tmp_path, capsys):
     note = f"{run}: no best.pt (the run stopped before its first validation?); last.pt used"
     assert f"note: {note}" in capsys.readouterr().err.splitlines()
     assert note in out.read_text()
-    from avssl.train.checkpoint import load_checkpoint
+    from avssl.cli import note_checkpoint
+    from avssl.train.checkpoint import load_checkpoint, load_model, no_best_note
 
-    load_checkpoint(run)  # evaluate.py may read the config first: the note comes once
+    # the library says nothing (a Python user is not printed at): the commands give the note
+    assert load_checkpoint(run)["path"] == str(run / "last.pt")
+    load_model(run)
+    assert capsys.readouterr() == ("", "")
+    assert no_best_note(run) == note and no_best_note(run / "last.pt") is None
+    assert no_best_note(src) is None and no_best_note(None) is None
     assert evaluate.main(["avc", "--checkpoint", str(run), "--data", data, "--no-progress"]) == 0
     assert capsys.readouterr().err.splitlines().count(f"note: {note}") == 1
+    note_checkpoint(run)  # evaluate.py may read the config first: the note comes once
+    assert capsys.readouterr().err == ""
 
 
 def test_missing_run_dir_is_a_one_line_error(tmp_path, capsys):

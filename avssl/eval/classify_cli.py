@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from avssl.cli import ArgumentParser, int_at_least, positive_float, positive_int
+from avssl.cli import ArgumentParser, int_at_least, note_checkpoint, positive_float, positive_int
 from avssl.errors import AvsslError, skip_fields
 from avssl.eval.adapt_bn import extract_adapted
 from avssl.eval.classify_checks import HANDCRAFTED, check_flags, one_class
@@ -138,11 +138,13 @@ def make_extractor(args, device):
     if args.features in HANDCRAFTED:
         if args.features == "mfcc":
             return MfccStats(), {"features": "mfcc"}
+        note_checkpoint(args.checkpoint)
         return logmel_extractor(args.checkpoint)
     if args.features == "model":
         from avssl.eval.provenance import provenance
         from avssl.train.checkpoint import load_model
 
+        note_checkpoint(args.checkpoint)
         model, cfg, state = load_model(args.checkpoint, device)
         info = {"features": "model", "checkpoint": state["path"]}
         info.update(provenance(model, state, args.root if args.dataset == "manifest" else None))
@@ -151,6 +153,7 @@ def make_extractor(args, device):
         from avssl.models import build_model
         from avssl.train.checkpoint import checkpoint_config, load_checkpoint
 
+        note_checkpoint(args.checkpoint)
         cfg = checkpoint_config(load_checkpoint(args.checkpoint)) if args.checkpoint else Config()
         init_seed = args.seed if args.init_seed is None else args.init_seed
         torch.manual_seed(init_seed)

@@ -14,7 +14,7 @@ import importlib
 import sys
 from pathlib import Path
 
-from avssl.cli import json_line
+from avssl.cli import json_line, note_checkpoint
 from avssl.cli_outputs import (
     check_new_dir,
     check_new_file,
@@ -87,6 +87,7 @@ def _check_not_manifest(args) -> None:
     from avssl.data.source import manifest_path
     from avssl.train.checkpoint import checkpoint_config, load_checkpoint
 
+    note_checkpoint(ckpt)
     cfg = checkpoint_config(load_checkpoint(ckpt))
     if cfg.data.root is None:  # the synthetic world: not built here if it is not there
         from avssl.data.synthetic import MANIFEST, world_dir

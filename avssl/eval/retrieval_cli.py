@@ -17,7 +17,7 @@ import os
 
 import numpy as np
 
-from avssl.cli import ArgumentParser, positive_int, share
+from avssl.cli import ArgumentParser, note_checkpoint, positive_int, share
 from avssl.errors import AvsslError
 from avssl.eval.cca import DEFAULT_COMPONENTS, DEFAULT_RIDGE
 from avssl.eval.cli import (
@@ -200,6 +200,7 @@ def run(argv: list[str]) -> int:
     ontology = Ontology.load(args.ontology) if args.ontology else None
     gallery_rows = read_manifest(args.gallery) if args.gallery else None  # fail before decoding
     device = resolve_device(args.device, "--device")
+    note_checkpoint(args.checkpoint)
     model, cfg, state = load_model(args.checkpoint, device)
     tta = apply_tta(model, args)
     if gallery_rows is not None:  # against the checkpoint's own data, before --data replaces it

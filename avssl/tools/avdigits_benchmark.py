@@ -22,7 +22,7 @@ import json
 from pathlib import Path
 
 from avssl.atomic_write import write_text
-from avssl.cli import ArgumentParser, fraction, int_at_least, json_line, json_safe
+from avssl.cli import ArgumentParser, fraction, int_at_least, json_line, json_safe, note_checkpoint
 from avssl.errors import AvsslError
 from avssl.prep.avdigits import add_source_args
 from avssl.prep.report import MANIFEST, REPORT
@@ -123,6 +123,7 @@ def _run(args: argparse.Namespace) -> int:
     for seed in args.seeds:
         folder = args.out / "eval" / f"seed{seed}"
         run_dir = args.out / "runs" / f"seed{seed}"
+        note_checkpoint(run_dir)
         digest, root = run_digest(run_dir)
         guard = functools.partial(check_own_data, args, run_dir, root)
         per_seed[seed] = {

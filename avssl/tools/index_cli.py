@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from avssl.cli import ArgumentParser, names_json, one_line, positive_float
+from avssl.cli import ArgumentParser, names_json, note_checkpoint, one_line, positive_float
 from avssl.config import to_dict
 from avssl.errors import AvsslError, MediaError, skip_fields
 from avssl.folder_lock import hold_output_folder
@@ -177,6 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     from avssl.train.runtime import resolve_device
 
     t0 = time.perf_counter()
+    note_checkpoint(args.checkpoint)
     model, cfg, state = load_model(args.checkpoint, resolve_device(args.device, "--device"))
     ckpt = {"path": state["path"], "sha256": weights_hash(model)}
     out = Path(args.out)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +16,6 @@ import torch
 from torch import nn
 
 from avssl.atomic_write import replacing
-from avssl.cli import one_line
 from avssl.config import Config, config_from_dict
 from avssl.config_checks import config_error
 from avssl.errors import AvsslError, CheckpointError, TrainingError
@@ -26,7 +24,6 @@ from avssl.torch_file import TorchFileError, load_torch_file
 FORMAT = "avssl-checkpoint-v1"
 # why a run folder gave its last.pt (a run stopped before its first validation saves no best.pt)
 NO_BEST = "no best.pt (the run stopped before its first validation?); last.pt used"
-_NOTED: set[Path] = set()  # the run folders whose last.pt was noted
 WEIGHT_KEYS = ("model", "train_model")  # state dicts: the (averaged) weights, the trained ones
 _LOAD_REASONS = {  # TorchFileError.kind -> the reason a CheckpointError gives
     "unreadable": "cannot read ({})",
@@ -58,8 +55,29 @@ def save_checkpoint(path: str | os.PathLike, state: dict) -> Path:
     return path
 
 
+def no_best_note(path: str | os.PathLike | None) -> str | None:
+    """Why :func:`load_checkpoint` of ``path`` reads a checkpoint not chosen on validation, or
+    None: ``"RUN: no best.pt (...); last.pt used"`` when ``path`` is a run folder holding a
+    ``last.pt`` but no ``best.pt`` (a run stopped before its first validation).
+
+    The library says nothing itself; the commands print this as a ``note:`` line on stderr
+    (:func:`avssl.cli.note_checkpoint`).
+
+    Args:
+        path: a checkpoint file or run folder, as given to :func:`load_checkpoint`, or None.
+    """
+    if path is None:
+        return None
+    path = Path(path)
+    if path.is_dir() and not (path / "best.pt").is_file() and (path / "last.pt").is_file():
+        return f"{path}: {NO_BEST}"
+    return None
+
+
 def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
     """Load a checkpoint written by :func:`save_checkpoint`.
+
+    A run folder gives its ``best.pt``, else its ``last.pt`` (:func:`no_best_note` says so).
 
     Raises:
         CheckpointError: missing, empty, not a PyTorch file, corrupt, unsafe (would execute
@@ -73,9 +91,6 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
                 break
         else:
             raise CheckpointError(path, "run directory has no best.pt or last.pt")
-        if path.name == "last.pt" and path not in _NOTED:  # not chosen on validation: say so
-            _NOTED.add(path)  # once: a command may read a run's config before its weights
-            print(f"note: {one_line(str(path.parent))}: {NO_BEST}", file=sys.stderr)
     if not path.is_file():
         raise CheckpointError(path, "no such file")
     try:
