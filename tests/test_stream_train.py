@@ -51,7 +51,7 @@ def _offsets(wave: torch.Tensor, window: torch.Tensor) -> list[int]:
 
 def test_items_are_pair_items_with_other_clip_negatives(cache):
     ref = load_split(_data(cache), "train", True, progress=False)
-    waves = ref.store._audio
+    waves = [audio for _, audio in ref.store.loaded]
     sr, shift = 16000, 16000  # 1-s window and min_shift at 16 kHz
     items, want = list(_stream(cache)), ref[0]
     assert sorted(int(x["clip"]) for x in items) == list(range(12))  # each clip once
@@ -74,7 +74,7 @@ def test_items_are_pair_items_with_other_clip_negatives(cache):
 
 
 def test_a_streamed_item_draws_its_windows_from_the_right_clips_uniformly():
-    """``StreamPairs._item`` over clips of unequal lengths (the tiny world's are all alike): the
+    """``StreamPairs.cut_item`` over clips of unequal lengths (the tiny world's are all alike): the
     hard window comes from the item's own clip, ``min_shift`` or more away, exactly when that
     clip has room for one; the easy one from another clip, anywhere in it. Brute force: each
     draw's probability integral transform under the uniform law on its valid centres is U(0, 1)
@@ -82,14 +82,14 @@ def test_a_streamed_item_draws_its_windows_from_the_right_clips_uniformly():
     from test_pairs import KS_1500, ks_uniform, valid_centre_cdf
 
     from avssl.config import DataConfig
-    from avssl.data.stream_pairs import _Clip
+    from avssl.data.stream_pairs import Clip
 
     sr, fps, w, m, base = 1000, 10.0, 1.0, 1.0, 100_000
     durations = [1.6, 2.6, 4.0, 6.5]  # 1.6: no room for a hard negative
     data = DataConfig(sample_rate=sr, fps=fps, window=w, min_shift=m, frame_size=8,
                       augment=False, hard_fraction=0.5)  # fmt: skip
     clips = [
-        _Clip(k, torch.zeros(round(d * fps), 8, 8, 3, dtype=torch.uint8),
+        Clip(k, torch.zeros(round(d * fps), 8, 8, 3, dtype=torch.uint8),
               k * base + torch.arange(round(d * sr), dtype=torch.float32), d)
         for k, d in enumerate(durations)
     ]  # fmt: skip
@@ -108,7 +108,7 @@ def test_a_streamed_item_draws_its_windows_from_the_right_clips_uniformly():
     rng = np.random.default_rng(0)
     for k, clip in enumerate(clips):
         for _ in range(1500):
-            x = ds._item(clip, clips, rng)
+            x = ds.cut_item(clip, clips, rng)
             t, d = float(x["t"]), durations[k]
             assert where(x["audio"]) == (k, pytest.approx(t, abs=1 / sr))
             easy, easy_t = where(x["audio_easy"])
@@ -309,12 +309,12 @@ def test_a_jittered_positive_is_cut_where_the_sampler_put_it(tiny_cache):
     and centres evaluation positives on the frame."""
     from avssl.config import DataConfig, load_config
     from avssl.data.source import load_split
-    from avssl.data.stream_pairs import _Clip
+    from avssl.data.stream_pairs import Clip
 
     sr, fps, w, base = 1000, 10.0, 1.0, 100_000
     data = DataConfig(sample_rate=sr, fps=fps, window=w, min_shift=1.0, frame_size=8,
                       augment=False, positive_jitter=1.0)  # fmt: skip
-    clips = [_Clip(k, torch.zeros(round(3.0 * fps), 8, 8, 3, dtype=torch.uint8),
+    clips = [Clip(k, torch.zeros(round(3.0 * fps), 8, 8, 3, dtype=torch.uint8),
                    k * base + torch.arange(3 * sr, dtype=torch.float32), 3.0)
              for k in range(2)]  # fmt: skip
     ds = StreamPairs.__new__(StreamPairs)
@@ -323,7 +323,7 @@ def test_a_jittered_positive_is_cut_where_the_sampler_put_it(tiny_cache):
     ds.not_negatives = lambda frame_clip, audio_clip: False
     rng, offsets = np.random.default_rng(0), []
     for _ in range(300):
-        x = ds._item(clips[0], clips, rng)
+        x = ds.cut_item(clips[0], clips, rng)
         start = int(x["audio"][0])
         assert start < base and torch.equal(x["audio"], start + torch.arange(sr).float())
         offsets.append((start + sr / 2) / sr - float(x["t"]))

@@ -112,6 +112,7 @@ class ClipStore:
 
     @property
     def loaded(self):
+        """``(frames, audio)`` of each clip held in memory (``preload``), in clip order."""
         return zip(self._frames, self._audio, strict=True)
 
     def __len__(self) -> int:

@@ -45,11 +45,13 @@ from avssl.data.transforms import eval_resize, train_augment
 from avssl.errors import AvsslError, ManifestError
 
 
-class _Clip(NamedTuple):
-    index: int
+class Clip(NamedTuple):
+    """One decoded clip, as :class:`StreamPairs` reads it from a shard and cuts items from it."""
+
+    index: int  # its position among the usable train rows (an item's ``clip``)
     frames: torch.Tensor  # uint8 [T, H, W, 3]
     audio: torch.Tensor  # float32 [L]
-    duration: float
+    duration: float  # seconds: the shorter of the two streams
 
 
 def _train_durations(index: dict, data: DataConfig) -> dict[str, float | None]:
@@ -194,11 +196,11 @@ class StreamPairs(IterableDataset):
                 waiting.append(clip)
                 continue
             for c in waiting:
-                yield self._item(c, [*buffer, clip], rng)
+                yield self.cut_item(c, [*buffer, clip], rng)
             waiting.clear()
-            yield self._item(clip, pool, rng)
+            yield self.cut_item(clip, pool, rng)
 
-    def _clip(self, sample: dict) -> _Clip | None:
+    def _clip(self, sample: dict) -> Clip | None:
         index = self.clip_of.get(sample["row"]["id"])
         if index is None:
             return None
@@ -210,9 +212,23 @@ class StreamPairs(IterableDataset):
                 f"{self.data.window:g}-s window (a cache from before clip lengths were recorded: "
                 "rebuild it into a new folder)"
             )
-        return _Clip(index, frames, audio, duration)
+        return Clip(index, frames, audio, duration)
 
-    def _item(self, clip: _Clip, pool: list[_Clip], rng: np.random.Generator) -> dict:
+    def cut_item(self, clip: Clip, pool: list[Clip], rng: np.random.Generator) -> dict:
+        """The item of ``clip`` (see the class), its window times drawn as
+        :class:`~avssl.data.pairs.PairSampler` draws them.
+
+        The frame's time and the positive's centre come from ``clip``; the hard negative is
+        ``clip``'s audio at least ``data.min_shift`` away (``hard_valid`` false when the clip
+        has no room for one); the easy negative is a clip of ``pool`` other than ``clip`` (one
+        that :class:`~avssl.data.clip_windows.NotNegatives` does not rule out, when there is
+        one), at a uniformly drawn centre.
+
+        Args:
+            clip: the clip the item is of.
+            pool: the clips an easy negative may come from (``clip`` itself is passed over).
+            rng: the generator every draw comes from.
+        """
         d = self.data
         t = frame_time(rng, clip.duration, d.window, d.min_shift)
         others = [c for c in pool if c.index != clip.index]
@@ -247,14 +263,14 @@ class StreamPairs(IterableDataset):
         }
 
 
-def _buffered(clips: Iterable[_Clip], size: int, rng: np.random.Generator):
+def _buffered(clips: Iterable[Clip], size: int, rng: np.random.Generator):
     """``clips`` in shuffle-buffer order (as :func:`~avssl.data.shard_stream.shuffled`), each
     given out with the clips then still in the buffer.
 
     Yields:
         ``(clip, buffer)``; ``buffer`` is the live list: read it before the next draw.
     """
-    buffer: list[_Clip] = []
+    buffer: list[Clip] = []
     for clip in clips:
         if size <= 1:
             yield clip, buffer
