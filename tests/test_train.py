@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 from bad_media import last_json
-from conftest import torchrun_two_ranks
+from conftest import TINY, torchrun_two_ranks
 
 import evaluate
 import train
@@ -81,6 +81,26 @@ def test_new_run_never_overwrites(tiny_train_args, capsys):
     assert train.main(tiny_train_args("train.steps=1")) == 0
     second = last_json(capsys.readouterr().out)["run_dir"]
     assert first != second and Path(first).is_dir() and Path(second).is_dir()
+
+
+def test_run_training_returns_the_summary_train_py_prints(tiny_cache, tmp_path, capsys):
+    """The library's training entry point returns the summary and prints nothing on stdout;
+    ``train.py`` prints that summary as its last line."""
+    from avssl.cli import json_line
+    from avssl.train.cli import run_training
+
+    run = tmp_path / "run"
+    sets = [*TINY, f"train.runs_dir={tmp_path / 'runs'}", "train.steps=2"]
+    summary = run_training(None, sets, run_dir=run, progress=False)
+    assert capsys.readouterr().out == ""
+    assert Path(summary["run_dir"]) == run and summary["step"] == 2
+    assert summary["interrupted"] is False and (run / "last.pt").is_file()
+    # a finished run resumed trains nothing: the same summary either way, but for its seconds
+    again = json.loads(json_line(run_training(resume=run, progress=False)))
+    assert capsys.readouterr().out == ""
+    assert train.main(["--resume", str(run), "--no-progress"]) == 0
+    printed = last_json(capsys.readouterr().out)
+    assert printed.pop("seconds") >= 0 and again.pop("seconds") >= 0 and printed == again
 
 
 def test_loss_goes_down(tiny_train_args, capsys):

@@ -21,6 +21,7 @@ import argparse
 import contextlib
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from avssl.cli import ArgumentParser, json_line
@@ -64,8 +65,66 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point shared by ``train.py`` and ``avssl train``."""
+    """Entry point shared by ``train.py`` and ``avssl train``: :func:`run_training`, then its
+    summary as the last stdout line (rank 0's); the exit code (``128 + signal`` when stopped)."""
     args = _parser().parse_args(argv)
+    summary = run_training(
+        args.config,
+        args.overrides,
+        resume=args.resume,
+        run_dir=args.run_dir,
+        progress=not args.no_progress,
+        strict=args.strict,
+    )
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(json_line(summary))
+        sys.stdout.flush()
+    from avssl.train.runtime import cleanup_distributed
+
+    cleanup_distributed()  # after rank 0's last line: torchrun ends every rank once one exits
+    if summary["interrupted"]:
+        return 128 + summary["signal"]
+    return 0
+
+
+def run_training(
+    config: str | os.PathLike | None = None,
+    overrides: Sequence[str] = (),
+    *,
+    resume: str | os.PathLike | None = None,
+    run_dir: str | os.PathLike | None = None,
+    progress: bool = True,
+    strict: bool = False,
+) -> dict:
+    """Train as ``train.py`` does, in this process, and return its summary: the dict
+    ``train.py`` prints as its last stdout line (see the module docstring), not printed here.
+
+    The library entry point of training: it checks the config, claims the run folder (a run
+    that fails before its first checkpoint leaves none), trains, and leaves ``config.yaml``,
+    ``metrics.jsonl``, ``last.pt`` and ``best.pt`` there, as ``train.py`` does. Under torchrun
+    the caller leaves the process group after using the summary
+    (:func:`avssl.train.runtime.cleanup_distributed`).
+
+    Args:
+        config: a YAML config file (None: the built-in default), as ``--config``.
+        overrides: ``KEY=VALUE`` strings, as ``--set``.
+        resume: a run folder (or its checkpoint) to continue exactly, as ``--resume``.
+        run_dir: the run folder (new or empty), as ``--run-dir``; default
+            ``train.runs_dir/NAME``.
+        progress: draw progress bars on stderr.
+        strict: a clip that cannot be decoded is an error, as ``--strict``.
+
+    Returns:
+        The summary; ``interrupted`` and ``signal`` tell a run stopped by Ctrl-C or SIGTERM.
+
+    Raises:
+        AvsslError: a bad config or run folder, unreadable data, a diverged run (the messages
+            ``train.py`` prints as its ``error:`` line).
+    """
+    args = argparse.Namespace(
+        config=config, overrides=list(overrides), resume=resume, run_dir=run_dir,
+        no_progress=not progress, strict=strict,
+    )  # fmt: skip
     if args.resume and args.run_dir:
         raise AvsslError(
             "--run-dir: cannot be used with --resume (a resumed run continues in its own folder)"
@@ -80,8 +139,8 @@ def main(argv: list[str] | None = None) -> int:
         return _train(args, held)
 
 
-def _train(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
-    """Check the run, claim (or lock) its folder, train and print the summary."""
+def _train(args: argparse.Namespace, held: contextlib.ExitStack) -> dict:
+    """Check the run, claim (or lock) its folder, train; the summary."""
     rank0 = int(os.environ.get("RANK", "0")) == 0
     resume, made_here, started_empty, note = None, False, False, None
     if args.resume:
@@ -109,8 +168,6 @@ def _train(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
             run_dir, made_here = prepare_run_dir(cfg, args.run_dir)
             started_empty = True  # prepare_run_dir hands out only a new or an empty folder
             held.enter_context(run_lock(run_dir))
-        from avssl.train.runtime import cleanup_distributed
-
         summary = None
         if note:  # nothing to train: the summary the checkpoint recorded, no data loaded
             from avssl.train.finished import finished_summary
@@ -128,10 +185,4 @@ def _train(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
         # or be silently taken over by, the next run
         discard_failed_run(run_dir, made_here, started_empty)
         raise
-    if rank0:
-        print(json_line(summary))
-        sys.stdout.flush()
-    cleanup_distributed()  # after rank 0's last line: torchrun ends every rank once one exits
-    if summary["interrupted"]:
-        return 128 + summary["signal"]
-    return 0
+    return summary
