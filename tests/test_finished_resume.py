@@ -21,7 +21,6 @@ from avssl.train.checkpoint import load_checkpoint, save_checkpoint
 from avssl.train.finished import RECORD_KEY
 
 SHORT = ("train.steps=2", "train.eval_every=2")
-SESSION = ("clips_per_s", "data_wait_fraction", "seconds")  # of the process that prints them
 
 
 def _resume(capsys, run_dir: Path, *argv: str) -> tuple[int, str, str]:
@@ -87,12 +86,15 @@ def test_a_finished_run_gives_its_summary_without_loading_the_data(
     assert code == 0, err
     assert f"note: {run_dir / 'last.pt'} is at step 2 of train.steps 2: nothing left" in err
     again = last_json(out)
-    assert list(again) == list(first)  # the same keys, in the same order
-    for key in first.keys() - {"memory_mb", *SESSION}:
-        assert again[key] == first[key], key
-    assert again["clips_per_s"] is None and again["data_wait_fraction"] == 0.0
-    assert _estimate(again) == _estimate(first)  # the training session's estimate
-    assert 0 < again["memory_mb"]["peak_mb"] <= first["memory_mb"]["peak_mb"]  # and its peak
+    # the training's summary, keys in order, but for this session's own values (it trained
+    # nothing) and the peak, read when the training saved the checkpoint rather than at its end
+    peak = again["memory_mb"]["peak_mb"]
+    expected = {
+        **first, "clips_per_s": None, "data_wait_fraction": 0.0, "seconds": again["seconds"],
+        "memory_mb": {**first["memory_mb"], "peak_mb": peak},
+    }  # fmt: skip
+    assert json.dumps(again) == json.dumps(expected)
+    assert 0 < peak <= first["memory_mb"]["peak_mb"]
     assert _files(run_dir) == before  # nothing written
 
 

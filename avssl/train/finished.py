@@ -27,9 +27,9 @@ from avssl.train import averaging, runtime
 from avssl.train import resume as resuming
 from avssl.train.checkpoint import weights_digest
 from avssl.train.memory import peak_mb
+from avssl.train.summary import train_summary
 
 RECORD_KEY = "summary_record"  # the checkpoint entry of :func:`record`
-VAL_KEYS = ("accuracy", "accuracy_easy", "accuracy_hard")  # the summary's ``val``
 # the summary's ``memory_mb``: the estimate's keys, then the measured peak
 MEMORY_KEYS = ("activations_mb", "optimizer_mb", "estimated_peak_mb", "peak_mb")
 
@@ -91,11 +91,12 @@ def finished_summary(
 ) -> dict | None:
     """The summary of a resumed run that has nothing left to train, without loading its data.
 
-    The keys and values are those :func:`avssl.train.loop.train` returns for such a run, except
-    that ``memory_mb`` (the estimate and the measured peak) is the one the session that wrote the
-    checkpoint recorded when it saved, and ``seconds`` is this process's, which trains nothing
-    and loads no data. The rank-0 process cuts ``metrics.jsonl`` back to the checkpoint's step,
-    as a resume does; nothing else is written.
+    Built as a training session builds its summary (:func:`avssl.train.summary.train_summary`),
+    with the values :func:`avssl.train.loop.train` gives such a run, except that ``memory_mb``
+    (the estimate and the measured peak) is the one the session that wrote the checkpoint
+    recorded when it saved, and ``seconds`` is this process's, which trains nothing and loads no
+    data. The rank-0 process cuts ``metrics.jsonl`` back to the checkpoint's step, as a resume
+    does; nothing else is written.
 
     Args:
         cfg: the config after ``--set``; ``saved``: the checkpoint's.
@@ -135,22 +136,4 @@ def finished_summary(
     step, best = resume["step"], resume.get("best")
     if rank == 0:
         resuming.cut_metrics(run_dir / "metrics.jsonl", step)
-    return {
-        "run_dir": str(run_dir),
-        "step": step,
-        "best_step": best["step"] if best else None,
-        "val": best and {k: best[k] for k in VAL_KEYS},
-        "clips_per_s": None,
-        "data_wait_fraction": 0.0,
-        "precision": precision,
-        "seconds": time.time() - t0,
-        "memory_mb": dict(entry["memory_mb"]),
-        "weights_digest": digest,
-        "averaged_weights_digest": None if ema is None else weights_digest(ema.module),
-        "interrupted": False,
-        "time_limited": cfg.train.max_minutes > 0 and step < cfg.train.steps,
-        "signal": 0,
-        "stop_signal": 0,
-        "n_skipped": entry["n_skipped"],
-        "skipped": entry["skipped"],
-    }
+    return train_summary(cfg, run_dir, step, best, entry, digest, ema, t0)

@@ -19,7 +19,7 @@ from avssl.cli import json_line
 from avssl.config import Config, to_dict
 from avssl.data.source import load_split, manifest_path, resolve_domains
 from avssl.data.stream_pairs import StreamPairs
-from avssl.errors import TrainingError, skip_fields
+from avssl.errors import TrainingError
 from avssl.eval.avc import avc_metrics, calibrate_threshold, score_pairs
 from avssl.models import build_model
 from avssl.models.stats import stats_floats
@@ -32,6 +32,7 @@ from avssl.train.optim import build_optimizer
 from avssl.train.run_dir import record_config
 from avssl.train.schedule import TimeBudget, agreed_plan, lr_factor
 from avssl.train.signals import StopFlag
+from avssl.train.summary import train_summary
 
 
 def train(
@@ -269,26 +270,8 @@ def train(
     digest = weights_digest(model)
     if dist_info.enabled:  # lets a user (and the tests) confirm that every rank ended identical
         sys.stderr.write(f"rank {dist_info.rank}: weights digest {digest}\n")  # one write
-    summary = {
-        "run_dir": str(run_dir),
-        "step": step,
-        "best_step": best["step"] if best else None,
-        "val": best and {k: best[k] for k in ("accuracy", "accuracy_easy", "accuracy_hard")},
-        "clips_per_s": seen / max(train_time, 1e-9) if seen else None,  # None: no step here
-        "data_wait_fraction": data_wait / max(data_wait + train_time, 1e-9),
-        "precision": precision,
-        "seconds": time.time() - t0,
-        "memory_mb": {**memory, "peak_mb": step_memory.peak_mb(device)},  # peak: measured
-        "weights_digest": digest,
-        # train.ema_decay > 0: the averaged weights that best.pt, validation and evaluation use
-        "averaged_weights_digest": None if ema is None else weights_digest(ema.module),
-        "interrupted": interrupted,
-        # train.max_minutes ended the run before train.steps
-        "time_limited": bool(budget.enabled and step < cfg.train.steps and not interrupted),
-        "signal": stop.signum if interrupted else 0,
-        # the signal received even during the last step, which stops nothing (a script running
-        # several trainings learns that it was asked to stop)
-        "stop_signal": stop.signum or 0,
-        **skip_fields(skipped),
-    }
-    return summary
+    return train_summary(
+        cfg, run_dir, step, best, finished.at_save(data_record, device), digest, ema, t0,
+        seen=seen, train_time=train_time, data_wait=data_wait, signum=stop.signum,
+        interrupted=interrupted,
+    )  # fmt: skip
