@@ -4,9 +4,11 @@ The last line on stdout is one JSON object:
 ``{"run_dir", "step", "best_step", "val": {"accuracy", "accuracy_easy", "accuracy_hard"},
 "clips_per_s", "data_wait_fraction", "precision", "seconds", "memory_mb": {"activations_mb",
 "optimizer_mb", "estimated_peak_mb", "peak_mb"}, "weights_digest",
-"averaged_weights_digest", "interrupted", "signal", "time_limited", "n_skipped",
-"skipped": [{"split", "id", "reason"}, ...]}``. ``weights_digest`` is of the weights the
-optimiser moves; ``averaged_weights_digest`` of the averaged ones (``train.ema_decay``), else null.
+"averaged_weights_digest", "interrupted", "time_limited", "signal", "stop_signal", "n_skipped",
+"skipped": [{"split", "id", "reason"}, ...]}`` (built by :mod:`avssl.train.summary`).
+``weights_digest`` is of the weights the optimiser moves; ``averaged_weights_digest`` of the
+averaged ones (``train.ema_decay``), else null. ``signal`` is the one that stopped the run, else
+0; ``stop_signal`` one received even during the last step, which stops nothing.
 ``clips_per_s`` is null when this session trained no step (a finished run resumed).
 ``memory_mb``: :func:`avssl.train.step_memory.estimate_step_memory` and the measured peak, MiB.
 A finished run resumed loads no data when its checkpoint records the session's data-derived
