@@ -65,17 +65,24 @@ class StopFlag:
         self._finishing = True
 
     def agreed(self, device: torch.device) -> int:
-        """The signal any rank has received (0: none), now this rank's too; every rank must call
-        it at the same point. Outside a process group, this process's own.
+        """The signal any rank had received when it called this (0: none), now this rank's too;
+        every rank must call it at the same point. Outside a process group, this process's own.
+
+        A signal that reaches this rank during the agreement is not in it: the ranks stop on it
+        at the next one.
 
         Args:
             device: the device of this rank's collectives (CUDA under nccl, else the CPU).
         """
-        if dist.is_initialized():
-            t = torch.tensor([self.signum], dtype=torch.long, device=device)
-            dist.all_reduce(t, op=dist.ReduceOp.MAX)
-            self.signum = int(t.item())
-        return self.signum
+        if not dist.is_initialized():
+            return self.signum
+        t = torch.tensor([self.signum], dtype=torch.long, device=device)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        agreed = int(t.item())
+        # the signal every rank agreed on, else one that came during the all_reduce (still
+        # this rank's alone, so not returned: the others would go on to the next step)
+        self.signum = agreed or self.signum
+        return agreed
 
     def __exit__(self, *exc):
         for sig, old in self._old.items():
