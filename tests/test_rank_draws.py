@@ -19,6 +19,7 @@ from conftest import torchrun_two_ranks
 import train
 from avssl.train import rng
 from avssl.train.checkpoint import load_checkpoint, save_checkpoint
+from avssl.train.signals import StopFlag
 
 AUG = ("model.audio.speed_perturb=0.3", "train.batch_size=2")
 
@@ -290,18 +291,44 @@ def test_ddp_a_second_sigint_to_a_rank_during_the_stop_still_saves_it(
     assert load_checkpoint(next((tmp_path / "runs").glob("*/last.pt")))["step"] == 4
 
 
+class StopAtOnce(StopFlag):
+    """A SIGINT that came before the first agreement point (during the run's set-up)."""
+
+    def agreed(self, device):
+        self.signum = self.signum or signal.SIGINT
+        return super().agreed(device)
+
+
+@pytest.mark.parametrize("prefetch", [0, 2])  # the loader's draw, and the thread's stand-in
+def test_a_fresh_run_stopped_before_its_first_step_resumes_exactly(
+    prefetch, tiny_train_args, monkeypatch, capsys
+):
+    # the first epoch's loader draws its base seed from the global generator before step 1; a
+    # checkpoint's states are those after that draw, also when the stop came before the loader
+    import avssl.train.loop as loop
+
+    sets = (*AUG, "train.steps=4", f"data.prefetch={prefetch}")
+    assert train.main(tiny_train_args(*sets)) == 0
+    straight = last_json(capsys.readouterr().out)
+    monkeypatch.setattr(loop, "StopFlag", StopAtOnce)
+    assert train.main(tiny_train_args(*sets)) == 128 + signal.SIGINT
+    out, err = capsys.readouterr()
+    run = Path(last_json(out)["run_dir"])
+    assert "SIGINT: stopped at step 0;" in err
+    assert load_checkpoint(run / "last.pt")["step"] == 0
+    monkeypatch.undo()
+    assert train.main(["--resume", str(run), "--no-progress"]) == 0
+    resumed = last_json(capsys.readouterr().out)
+    assert resumed["step"] == 4
+    assert resumed["weights_digest"] == straight["weights_digest"]
+
+
 def test_a_resumed_run_stopped_before_its_first_step_keeps_the_states_it_resumed(
     tiny_train_args, monkeypatch, capsys
 ):
     # the stop's checkpoint holds the generator states the run resumed with, not those the
     # set-up left (the resume sets them at the first batch, which never came)
     import avssl.train.loop as loop
-    from avssl.train.signals import StopFlag
-
-    class StopAtOnce(StopFlag):
-        def agreed(self, device):
-            self.signum = self.signum or signal.SIGINT
-            return super().agreed(device)
 
     assert train.main(tiny_train_args(*AUG, "train.steps=4")) == 0
     run = Path(last_json(capsys.readouterr().out)["run_dir"])

@@ -43,6 +43,29 @@ def _epochs(train_ds, cfg, rank, world, device, epoch, start_batch, own_generato
             yield e, i, raw
 
 
+def _loader_draw() -> None:
+    """The draw ``DataLoader.__iter__`` makes from the global generator (its base seed) when
+    the loader has no generator of its own."""
+    torch.empty((), dtype=torch.int64).random_()
+
+
+def draws_before_first_batch(resume, rank: int, seed: int) -> None:
+    """Leave the global generators as :func:`training_batches` leaves them before its first
+    batch: after the first epoch's loader draw and, for a resumed run, at ``resume``'s states.
+
+    For a run that stops before its first batch, where the batches were never started: its
+    checkpoint must hold the states a resume sets once the first epoch's loader is built.
+
+    Args:
+        resume: the checkpoint the run resumed from, or None.
+        rank: this process's rank.
+        seed: ``train.seed``.
+    """
+    _loader_draw()
+    if resume is not None:
+        restore_rng(resume, rank, seed)
+
+
 def training_batches(
     train_ds, cfg, rank: int, world: int, device, epoch: int, start_batch: int, resume
 ) -> Iterator[tuple[int, int, dict]]:
@@ -74,8 +97,8 @@ def training_batches(
             if raw is not _EPOCH_START:
                 yield e, i, raw
                 continue
-            if threaded:  # the draw DataLoader.__iter__ makes without a generator of its own
-                torch.empty((), dtype=torch.int64).random_()
+            if threaded:  # the thread's loader has a generator of its own: its draw, here
+                _loader_draw()
             if pending is not None:
                 restore_rng(pending, rank, cfg.train.seed)
                 pending = None

@@ -27,7 +27,7 @@ from avssl.train import averaging, finished, preflight, rng, runtime, step_memor
 from avssl.train import resume as resuming
 from avssl.train.checkpoint import check_validation, diverged_error, save_checkpoint, weights_digest
 from avssl.train.data import batches_per_epoch, to_device
-from avssl.train.epochs import training_batches
+from avssl.train.epochs import draws_before_first_batch, training_batches
 from avssl.train.optim import build_optimizer
 from avssl.train.run_dir import record_config
 from avssl.train.schedule import TimeBudget, agreed_plan, lr_factor
@@ -256,8 +256,8 @@ def train(
         interrupted = bool(stop.signum) and step < total  # alike on every rank: signals are agreed
         if interrupted:  # every rank takes part in the checkpoint: a second SIGINT ends none
             stop.finishing()
-            if resume is not None and not seen:  # no first batch: the resume's states never set
-                rng.restore_rng(resume, dist_info.rank, cfg.train.seed)
+            if not seen:  # the batches never started: neither the loader's draw nor the resume's
+                draws_before_first_batch(resume, dist_info.rank, cfg.train.seed)  # states made
             rngs = rng.gather_states()
         if interrupted and main_proc:  # rank 0 alone knows which folder it chose
             save_last()
