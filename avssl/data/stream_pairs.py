@@ -226,7 +226,8 @@ class StreamPairs(IterableDataset):
 
         Args:
             clip: the clip the item is of.
-            pool: the clips an easy negative may come from (``clip`` itself is passed over).
+            pool: the clips an easy negative may come from (``clip`` itself is passed over); it
+                must hold at least one other clip.
             rng: the generator every draw comes from.
         """
         d = self.data

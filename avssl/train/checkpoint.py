@@ -164,6 +164,9 @@ def checkpoint_config(state: dict) -> Config:
 def load_model(path: str | os.PathLike, device: torch.device | str = "cpu", check=None):
     """Rebuild the model of a checkpoint in eval mode. Returns ``(model, config, state)``.
 
+    ``path`` may be a run folder: its ``best.pt``, else (quietly: :func:`no_best_note` says so)
+    its ``last.pt``.
+
     ``check(config)``, when given, runs before the model is built: flags checked against the
     checkpoint's settings fail before the weights are loaded and checked.
     """

@@ -78,12 +78,13 @@ def main(argv: list[str] | None = None) -> int:
         progress=not args.no_progress,
         strict=args.strict,
     )
-    if int(os.environ.get("RANK", "0")) == 0:
-        print(json_line(summary))
-        sys.stdout.flush()
     from avssl.train.runtime import cleanup_distributed
 
-    cleanup_distributed()  # after rank 0's last line: torchrun ends every rank once one exits
+    with terminated_as_interrupt():  # as during training: a SIGTERM here is one line, exit 143
+        if int(os.environ.get("RANK", "0")) == 0:
+            print(json_line(summary))
+            sys.stdout.flush()
+        cleanup_distributed()  # after rank 0's last line: torchrun ends every rank once one exits
     if summary["interrupted"]:
         return 128 + summary["signal"]
     return 0
@@ -121,8 +122,14 @@ def run_training(
 
     Raises:
         AvsslError: a bad config or run folder, unreadable data, a diverged run (the messages
-            ``train.py`` prints as its ``error:`` line).
+            ``train.py`` prints as its ``error:`` line; they name the command-line flag that
+            corresponds to the argument).
+        KeyboardInterrupt: Ctrl-C, or SIGTERM (:class:`~avssl.errors.Terminated`), before the
+            training loop began (within it, a signal stops the run cleanly: ``interrupted``).
+        TypeError: ``overrides`` is a single string rather than a sequence of them.
     """
+    if isinstance(overrides, str):
+        raise TypeError(f"overrides: a sequence of KEY=VALUE strings, not one string {overrides!r}")
     args = argparse.Namespace(
         config=config, overrides=list(overrides), resume=resume, run_dir=run_dir,
         no_progress=not progress, strict=strict,
