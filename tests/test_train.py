@@ -101,6 +101,32 @@ def test_run_training_returns_the_summary_train_py_prints(tiny_cache, tmp_path, 
     assert train.main(["--resume", str(run), "--no-progress"]) == 0
     printed = last_json(capsys.readouterr().out)
     assert printed.pop("seconds") >= 0 and again.pop("seconds") >= 0 and printed == again
+    with pytest.raises(TypeError, match="one string"):
+        run_training(None, "train.steps=2")
+
+
+def test_the_summary_line_is_printed_under_the_sigterm_guard(
+    tiny_train_args, tmp_path, monkeypatch
+):
+    """A SIGTERM while ``train.py`` prints its summary is its one-line ``error:`` (exit 143), as
+    during training, not the default handler's silent kill."""
+    import signal
+
+    from avssl.train import cli as train_cli
+
+    handlers = []
+
+    def json_line(summary):
+        handlers.append(signal.getsignal(signal.SIGTERM))
+        return "{}"
+
+    run = tmp_path / "run"
+    assert train.main(["--run-dir", str(run), *tiny_train_args("train.steps=1")]) == 0
+    monkeypatch.setattr(train_cli, "json_line", json_line)
+    before = signal.getsignal(signal.SIGTERM)
+    assert train.main(["--resume", str(run), "--no-progress"]) == 0
+    assert len(handlers) == 1 and handlers[0] not in (signal.SIG_DFL, before)
+    assert signal.getsignal(signal.SIGTERM) == before  # given back afterwards
 
 
 def test_loss_goes_down(tiny_train_args, capsys):
