@@ -11,6 +11,7 @@ runs ``evaluate.py avc`` on a real run to the end.
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 
 import pytest
@@ -109,6 +110,7 @@ def world(tmp_path, media_factory, monkeypatch):
         loaded.append(Path(path))
         raise _Loaded
 
+    real = {"load_model": checkpoint.load_model, "load_checkpoint": checkpoint.load_checkpoint}
     monkeypatch.setattr(checkpoint, "load_model", stop)
     monkeypatch.setattr(checkpoint, "load_checkpoint", stop)
     # an index is opened before the checkpoint (query_cli imported load_index at its top)
@@ -120,7 +122,13 @@ def world(tmp_path, media_factory, monkeypatch):
         monkeypatch.setattr(avdigits_benchmark, name, lambda *args: None)
     monkeypatch.setattr(avdigits_benchmark, "run_digest", stop)
     monkeypatch.setattr(cli, "_NOTED", set())  # noted once per process: a case is a process
-    return loaded
+    yield loaded
+    # a module first imported during the case (resume_checks imports load_checkpoint at its
+    # top) bound the stubs: give it the real loaders, or later tests would load nothing
+    for module in list(sys.modules.values()):
+        for name, fn in real.items():
+            if getattr(module, name, None) is stop:
+                setattr(module, name, fn)
 
 
 @pytest.mark.parametrize("name", NAMES)
