@@ -268,7 +268,35 @@ def run_entry(target: str, argv: list[str] | None = None) -> int:
     Returns:
         The exit code.
     """
-    return run_guarded(_lazy(target), list(sys.argv[1:] if argv is None else argv))
+    fn = _lazy(target)
+    if target in SIGTERM_AS_INTERRUPT:
+        fn = _sigterm_as_interrupt(fn)
+    return run_guarded(fn, list(sys.argv[1:] if argv is None else argv))
+
+
+# commands that turn SIGTERM into a clean stop themselves (train: it clears a folder it made and
+# saves last.pt); run_entry makes it an `error: terminated (SIGTERM)` line (exit 143) already
+# during the seconds their imports take, where the default handler would end them without a word
+SIGTERM_AS_INTERRUPT = {"avssl.train.cli:main"}
+
+
+def _sigterm_as_interrupt(fn):
+    """``fn`` with SIGTERM raising :class:`Terminated` while it runs (in the main thread)."""
+
+    def raise_terminated(signum, frame):
+        raise Terminated()
+
+    def guarded(args: list[str]) -> int:
+        try:
+            old = signal.signal(signal.SIGTERM, raise_terminated)
+        except ValueError:  # not the main thread: handlers cannot be set
+            return fn(args)
+        try:
+            return fn(args)
+        finally:
+            signal.signal(signal.SIGTERM, old)
+
+    return guarded
 
 
 def run_script(path: str | os.PathLike, argv: list[str] | None = None) -> int:

@@ -330,3 +330,29 @@ def test_a_refused_process_leaves_the_folder_another_made_and_holds(tmp_path, mo
     with refused, folder_lock.hold_output_folder(folder / "new", "busy", "a folder"):
         raise AvsslError("bad input")
     assert not (folder / "new").exists() and folder.is_dir()
+
+
+def test_a_sigterm_while_train_py_imports_its_modules_is_one_line(monkeypatch, capsys):
+    """torch's import takes seconds: a SIGTERM then is ``error: terminated (SIGTERM)`` (143), as
+    the README says of a stop before the first step, not the default handler's silent kill."""
+    import importlib
+
+    real = importlib.import_module
+
+    def import_then_sigterm(name, *args):
+        if name == "avssl.train.cli":
+            os.kill(os.getpid(), signal.SIGTERM)  # handled before the next bytecode
+            raise AssertionError("a SIGTERM while train.py imports was not made an interrupt")
+        return real(name, *args)
+
+    def recorded(signum, frame):  # instead of the default handler, which would end pytest
+        pass
+
+    old = signal.signal(signal.SIGTERM, recorded)
+    try:
+        monkeypatch.setattr(importlib, "import_module", import_then_sigterm)
+        assert train.main(["--no-progress"]) == 128 + signal.SIGTERM
+        assert signal.getsignal(signal.SIGTERM) is recorded  # given back
+    finally:
+        signal.signal(signal.SIGTERM, old)
+    assert capsys.readouterr().err.strip().splitlines() == ["error: terminated (SIGTERM)"]
