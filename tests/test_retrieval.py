@@ -333,6 +333,23 @@ def test_cli_contrastive_with_ontology(runs, tmp_path, capsys):
     assert "Retrieval (test)" in (runs["contrastive"] / "report.md").read_text()
 
 
+@pytest.mark.parametrize(
+    "flags,named",
+    [
+        (["--cca-dim", "3"], "--cca-dim"),
+        (["--cca-dim", "3", "--cca-ridge", "0.5"], "--cca-dim, --cca-ridge"),
+    ],
+)
+def test_cli_cca_flags_are_refused_for_a_shared_space(runs, capsys, cca_fits, flags, named):
+    # contrastive fits no CCA: the flags were ignored ("cca": false) without a word
+    argv = ["retrieval", "--checkpoint", str(runs["contrastive"]), "--no-progress", *flags]
+    assert evaluate.main(argv) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and len(err.strip().splitlines()) == 1 and cca_fits == []
+    assert err.startswith(f"error: {named}: apply to methods without a shared space (l3) only")
+    assert err.rstrip().endswith("is 'contrastive'")
+
+
 def test_cli_l3_goes_through_cca_fitted_on_train(runs, capsys, cca_fits):
     fitted = cca_fits
     assert evaluate.main(["retrieval", "--checkpoint", str(runs["l3"]), "--no-progress"]) == 0

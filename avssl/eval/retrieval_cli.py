@@ -153,6 +153,35 @@ def check_ontology(path: str, ontology, data) -> None:
         )
 
 
+def check_cca_flags(args, model, method: str, path) -> None:
+    """Refuse ``--cca-dim`` / ``--cca-ridge`` given for a method with a shared space (no CCA is
+    fitted, so they would be ignored); fill in their defaults otherwise.
+
+    Args:
+        args: the parsed ``retrieval`` arguments (``cca_dim``, ``cca_ridge``: None unless given).
+        model: the loaded model (its ``shared_space``); ``method``: its ``model.method``.
+        path: the checkpoint, for the message.
+
+    Raises:
+        AvsslError: naming the flags given, the methods they apply to and the checkpoint's.
+    """
+    from avssl.models import METHODS
+
+    given = [
+        f
+        for f, v in (("--cca-dim", args.cca_dim), ("--cca-ridge", args.cca_ridge))
+        if v is not None
+    ]
+    if given and model.shared_space:
+        without = ", ".join(n for n, c in METHODS.items() if not c.shared_space)
+        raise AvsslError(
+            f"{', '.join(given)}: apply to methods without a shared space ({without}) only; the "
+            f"method of {path} is {method!r}"
+        )
+    args.cca_dim = DEFAULT_COMPONENTS if args.cca_dim is None else args.cca_dim
+    args.cca_ridge = DEFAULT_RIDGE if args.cca_ridge is None else args.cca_ridge
+
+
 def run(argv: list[str]) -> int:
     """``evaluate.py retrieval --checkpoint CKPT [--data MANIFEST] [--ontology ontology.json]
     [--gallery GALLERY.jsonl] [--audio-tta R] [--adapt-bn]``."""
@@ -164,13 +193,15 @@ def run(argv: list[str]) -> int:
         "--gallery", help="manifest of visual items (all rows, audio not needed): adds a2v_gallery"
     )
     p.add_argument(
-        "--cca-dim", type=positive_int, default=DEFAULT_COMPONENTS, help="CCA components (l3 only)"
+        "--cca-dim",
+        type=positive_int,
+        help=f"CCA components (l3 only; default {DEFAULT_COMPONENTS})",
     )
     p.add_argument(
         "--cca-ridge",
         type=share,
-        default=DEFAULT_RIDGE,
-        help="ridge on each side's covariance, relative to its mean variance, in [0, 1] (l3 only)",
+        help="ridge on each side's covariance, relative to its mean variance, in [0, 1] (l3 only; "
+        f"default {DEFAULT_RIDGE:g})",
     )
     p.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
     add_tta(p)
@@ -202,6 +233,7 @@ def run(argv: list[str]) -> int:
     device = resolve_device(args.device, "--device")
     note_checkpoint(args.checkpoint)
     model, cfg, state = load_model(args.checkpoint, device)
+    check_cca_flags(args, model, cfg.model.method, state["path"])
     tta = apply_tta(model, args)
     if gallery_rows is not None:  # against the checkpoint's own data, before --data replaces it
         refuse_training_pictures(args.gallery, gallery_rows, cfg.data, not args.no_progress)
