@@ -271,7 +271,7 @@ def test_one_class_is_refused_not_scored_perfect(tmp_path, capsys):
     "flags,reason",
     [
         (["--dataset", "esc50", "--folds", "3"], "--folds applies to a k-fold protocol only"),
-        (["--dataset", "manifest", "--folds", "3"], "--folds applies to a k-fold protocol only"),
+        (["--dataset", "manifest", "--folds", "3"], "--folds does not apply to --dataset manifest"),
         (["--dataset", "us8k", "--group-regex", "(x)"], "--group-regex applies to --dataset"),
     ],
 )

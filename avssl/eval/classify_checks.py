@@ -45,6 +45,10 @@ def check_flags(args) -> None:
     if args.hop is not None and args.hop > MAX_WINDOW_S:  # 1e308 overflowed a window count
         raise AvsslError(f"--hop {args.hop:g}: at most {MAX_WINDOW_S:g} s (a clip's longest)")
     kfold_run = args.dataset == "folder" or args.protocol == "kfold"
+    if args.folds is not None and args.dataset == "manifest":  # --protocol kfold is refused too
+        raise AvsslError(
+            "--folds does not apply to --dataset manifest (it uses its train/test splits)"
+        )
     if args.folds is not None and not kfold_run:
         raise AvsslError("--folds applies to a k-fold protocol only (--protocol kfold, or folder)")
     args.folds = args.folds or 5
