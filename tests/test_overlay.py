@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -19,13 +20,14 @@ from PIL import Image
 from avssl.cli import main as cli
 from avssl.config import load_config, to_dict
 from avssl.data.media import probe, read_audio
-from avssl.errors import MediaError
+from avssl.errors import ConfigError, MediaError
 from avssl.eval.embed import frames_to_input
 from avssl.models import build_model
 from avssl.tools import overlay as overlay_module
 from avssl.tools.overlay import blend, centred_windows, colormap_lut, output_size
 from avssl.tools.stream_io import iter_frames_at
 from avssl.train.checkpoint import save_checkpoint
+from avssl.train.runtime import check_precision
 
 
 def _ckpt(path: Path, method: str) -> Path:
@@ -159,11 +161,23 @@ def test_overlay_refusals(ckpts, media_factory: MediaFactory, tmp_path, capsys):
         (["--fps", "0.001"], "--fps must be in [1, 120], got 0.001"),
         (["--max-seconds", "1e-9"], "--max-seconds must be at least 0.1"),
         (["--png", str(tmp_path / "s.jpg")], "--png must end in .png"),
+        (["--precision", "fp8"], "--precision must be auto|bf16|fp16|fp32, got 'fp8'"),
+        (["--precision", "fp16"], "--precision=fp16 needs CUDA"),  # --device cpu
     ]
     for flags, reason in bad:
         assert _overlay(video, ckpts["contrastive"], out, *flags) == 2
         err = capsys.readouterr().err.strip()
         assert reason in err and len(err.splitlines()) == 1 and not out.exists(), err
+
+
+def test_precision_help_names_what_is_accepted():
+    # the help said auto | bf16 | fp32 while a bad value was told auto|bf16|fp16|fp32
+    with pytest.raises(ConfigError) as err:
+        check_precision("fp8", torch.device("cpu"), "--precision")
+    accepted = re.search(r"must be (\S+),", str(err.value)).group(1).split("|")
+    action = next(a for a in overlay_module._parser()._actions if "--precision" in a.option_strings)
+    named = [w.strip() for w in re.sub(r"\([^)]*\)", "", action.help).split("|")]
+    assert named == accepted and "fp16 (CUDA only" in action.help
 
 
 def test_output_size_and_windows():

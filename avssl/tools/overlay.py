@@ -103,7 +103,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--max-seconds", type=float, help="only the first S seconds")
     p.add_argument("--chunk", type=int, default=32, help="frames processed at a time")
     p.add_argument("--device", default="cpu", help="cpu | auto | cuda[:N]")
-    p.add_argument("--precision", default="auto", help="auto (bf16 where fast) | bf16 | fp32")
+    p.add_argument(
+        "--precision",
+        default="auto",
+        help="auto (bf16 where fast) | bf16 | fp16 (CUDA only: refused on the CPU) | fp32",
+    )
     p.add_argument("--force", action="store_true", help="overwrite existing outputs")
     return p
 
