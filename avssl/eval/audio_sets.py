@@ -48,6 +48,8 @@ class AudioItem:
     the recording id in their file names; a folder's group): clips of one source must never be
     split between training and test.
     ``start`` and ``duration`` (seconds; ``None``: to the end) cut a window out of the file.
+    ``unmatched`` is the file name (folder) or row id (manifest) a given ``group_regex`` did
+    not match, its group then the fallback (``None``: it matched, or no regex was given).
     """
 
     path: Path
@@ -56,6 +58,7 @@ class AudioItem:
     source: str = ""
     start: float = 0.0
     duration: float | None = None
+    unmatched: str | None = None
 
 
 def list_esc50(
@@ -180,7 +183,8 @@ def list_folder(
         root: the dataset folder.
         group_regex: a regular expression searched in each file name; its first group (or the
             whole match) names the recording, so that takes of one recording share a fold.
-            Files it does not match are their own group.
+            Files it does not match are their own group (and name themselves in
+            ``unmatched``: a caller counts them, or refuses a regex matching none).
         bad: when given, media files in ``root`` itself (outside the class folders) are
             recorded here as ``{"path", "reason"}``; otherwise they are an error.
 
@@ -207,8 +211,10 @@ def list_folder(
         for path in sorted(class_dir.iterdir()):
             if not path.is_file() or path.suffix.lower() not in MEDIA_EXTS:
                 continue
-            group = _group_of(pattern, path.name, f"{class_dir.name}/{path.name}")
-            items.append(AudioItem(path, class_dir.name, group, group))
+            found = _regex_group(pattern, path.name)
+            group = f"{class_dir.name}/{path.name}" if found is None else found
+            miss = path.name if pattern and found is None else None
+            items.append(AudioItem(path, class_dir.name, group, group, unmatched=miss))
     if not items:
         raise ManifestError(f"{root}: no <class>/<media file> found")
     return items
@@ -229,10 +235,12 @@ def _named_source(row_id: str) -> str:
     return row_id
 
 
-def _group_of(pattern: re.Pattern | None, name: str, default: str) -> str:
+def _regex_group(pattern: re.Pattern | None, name: str) -> str | None:
+    """What ``pattern`` names in ``name`` (its first group, else the whole match); ``None``
+    when there is no pattern or it does not match."""
     m = pattern.search(name) if pattern else None
     if m is None:
-        return default
+        return None
     if m.groups() and m.group(1) is not None:
         return m.group(1)
     return m.group(0)  # no group, or an optional one that matched nothing
@@ -244,7 +252,8 @@ def list_manifest(root: str | Path, group_regex: str | None = None) -> list[Audi
     Args:
         root: a manifest ``.jsonl`` or a folder holding ``manifest.jsonl``.
         group_regex: a regular expression searched in each row id; its first group (or the
-            whole match) names the source (e.g. the speaker); else see the module doc.
+            whole match) names the source (e.g. the speaker); else see the module doc (a row
+            it does not match names itself in ``unmatched``).
 
     Returns:
         one item per labelled row: ``path`` the row's ``audio`` (else its video), ``label`` its
@@ -263,8 +272,12 @@ def list_manifest(root: str | Path, group_regex: str | None = None) -> list[Audi
     for row in (r for r in read_manifest(path) if r.labels):
         media = resolve(path, row.audio or row.visual)
         source = _named_source(first_id.setdefault(media, row.id))
-        source = _group_of(pattern, row.id, source)
-        items.append(AudioItem(media, row.labels[0], row.split, source, row.start, row.duration))
+        found = _regex_group(pattern, row.id)
+        source = source if found is None else found
+        miss = row.id if pattern and found is None else None
+        items.append(
+            AudioItem(media, row.labels[0], row.split, source, row.start, row.duration, miss)
+        )
     return items
 
 

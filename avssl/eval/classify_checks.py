@@ -3,6 +3,8 @@ flags that do not apply to the dataset, protocol or features asked for, each one
 
 from __future__ import annotations
 
+import sys
+from collections import Counter
 from pathlib import Path
 
 from avssl.data.media_checks import MAX_WINDOW_S
@@ -65,6 +67,61 @@ def check_flags(args) -> None:
     if args.group_regex and args.dataset in ("esc50", "us8k"):
         raise AvsslError(
             f"--group-regex applies to --dataset folder or manifest, not {args.dataset}"
+        )
+
+
+def check_group_regex(args, items) -> int:
+    """Refuse a ``--group-regex`` that matches none of the clips' names (a typo that would
+    leave every clip its own group, the folds ungrouped and each ``--source-norm`` source one
+    clip); note on stderr how many it does not match.
+
+    Args:
+        args: the parsed ``classify`` arguments.
+        items: the listed :class:`~avssl.eval.audio_sets.AudioItem` s that take part.
+
+    Returns:
+        how many of ``items`` the regex does not match (0 without ``--group-regex``).
+
+    Raises:
+        AvsslError: the regex matches none of them.
+    """
+    missed = [it.unmatched for it in items if it.unmatched is not None]
+    if not args.group_regex or not missed:
+        return 0
+    names, where = (
+        ("row ids", f"in {args.root}") if args.dataset == "manifest"
+        else ("file names", f"under {args.root}")
+    )  # fmt: skip
+    if len(missed) == len(items):
+        raise AvsslError(
+            f"--group-regex: {args.group_regex!r} matches none of the {len(items)} {names} "
+            f"{where} (e.g. {missed[0]})"
+        )
+    fallback = "grouped by their recording" if args.dataset == "manifest" else "each its own group"
+    print(
+        f"note: --group-regex {args.group_regex!r} does not match {len(missed)} of the "
+        f"{len(items)} {names} {where} (e.g. {missed[0]}): they are {fallback}",
+        file=sys.stderr,
+    )
+    return len(missed)
+
+
+def check_source_norm(args, items) -> None:
+    """With ``--source-norm``, refuse sources of a single clip: standardising a clip by its own
+    mean and standard deviation zeroes all its features.
+
+    Raises:
+        AvsslError: naming how many sources hold one clip, and one of them.
+    """
+    if not args.source_norm:
+        return
+    counts = Counter(it.source for it in items)
+    single = [s for s, n in counts.items() if n == 1]
+    if single:
+        raise AvsslError(
+            f"--source-norm: {len(single)} of the {len(counts)} sources in {args.root} have a "
+            f"single clip (e.g. {single[0]!r}): standardising a clip by its own mean and std "
+            "zeroes its features; give a --group-regex whose sources hold several clips"
         )
 
 

@@ -29,7 +29,9 @@ this is "a linear probe trained on the training speakers, tested on unseen speak
 ``--source-norm`` (``manifest`` or ``folder``, with ``--group-regex``) standardises each
 source's features (e.g. each speaker's) by that source's own statistics before the probe: a
 transductive protocol variant (a test voice is normalised with its own unlabelled clips),
-reported as such in the JSON.
+reported as such in the JSON; a source of a single clip (which standardising would zero) is
+refused. A ``--group-regex`` matching none of the file names (row ids) is refused as a typo;
+one missing some is noted on stderr and the JSON counts them in ``ungrouped_files``.
 """
 
 from __future__ import annotations
@@ -44,7 +46,13 @@ import torch
 from avssl.cli import ArgumentParser, int_at_least, note_checkpoint, positive_float, positive_int
 from avssl.errors import AvsslError, skip_fields
 from avssl.eval.adapt_bn import extract_adapted
-from avssl.eval.classify_checks import HANDCRAFTED, check_flags, one_class
+from avssl.eval.classify_checks import (
+    HANDCRAFTED,
+    check_flags,
+    check_group_regex,
+    check_source_norm,
+    one_class,
+)
 from avssl.eval.cli import (
     SUBCOMMANDS,
     add_adapt,
@@ -199,6 +207,8 @@ def run(argv: list[str]) -> int:
     if not items:
         raise AvsslError(f"{args.root}: no clips listed")
     one_class(args.root, [it.label for it in items], "listed")
+    check_group_regex(args, items)  # before any decoding: a regex matching nothing is a typo
+    check_source_norm(args, items)
     predefined = args.dataset in ("esc50", "us8k") and args.protocol != "kfold"
 
     def kfold(clips):  # checked on the listed clips first, so that a vain run decodes nothing
@@ -230,6 +240,7 @@ def run(argv: list[str]) -> int:
             f"{args.root}: {len(items)} readable clips ({len(skipped)} skipped{first})"
         )
     one_class(args.root, [it.label for it in items], "readable")
+    check_source_norm(args, items)  # a skipped clip may leave its source one clip
     y = np.array([it.label for it in items])
     if args.dataset == "manifest":
         # inner CV over the training rows only, grouped by source (--group-regex, else an
@@ -256,6 +267,9 @@ def run(argv: list[str]) -> int:
     if args.adapt_bn:  # the batch-norm statistics came from the clips scored, test ones too
         protocol += "; audio batch norm adapted to the clips (transductive)"
     result = linear_probe(x, y, groups, folds, predefined, args.classifier, args.seed)
+    # the clips --group-regex did not match (each its own group, or a manifest row's recording)
+    ungrouped = {"ungrouped_files": sum(it.unmatched is not None for it in items)}
+    ungrouped = ungrouped if args.group_regex else {}
     result = {
         **{k: result[k] for k in ("accuracy_mean", "accuracy_std", "accuracy_pooled", "per_fold")},
         "n_clips": len(items),
@@ -266,6 +280,7 @@ def run(argv: list[str]) -> int:
         "protocol": protocol,
         "classifier": args.classifier,
         "source_norm": args.source_norm,
+        **ungrouped,
         "pool": args.pool,  # None for clip statistics
         "hop": args.hop,  # the same
         "seed": args.seed,  # the folds' draw (and, for --features random, the default init)

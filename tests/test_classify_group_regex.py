@@ -1,0 +1,102 @@
+"""``evaluate.py classify --group-regex`` that does not match the clips' names: refused when it
+matches none of them (a typo left every clip its own group: ungrouped folds, and with
+``--source-norm`` every source one clip whose features standardise to zeros), noted and counted
+when it misses some; ``--source-norm`` refuses sources of a single clip."""
+
+import numpy as np
+from bad_media import last_json
+from test_classify import make_folder, make_manifest
+
+import evaluate
+from avssl.eval.audio_sets import list_folder, list_manifest
+from avssl.eval.probe import standardize_by_group
+
+
+def _run(capsys, *args) -> tuple[int, str, str]:
+    code = evaluate.main(["classify", *args, "--features", "logmel", "--no-progress"])
+    out, err = capsys.readouterr()
+    return code, out, err.strip()
+
+
+def test_a_single_clip_source_standardises_to_zeros():
+    """Why ``--source-norm`` must refuse them: the audit's run scored near chance."""
+    x = np.random.default_rng(0).normal(size=(3, 4))
+    assert not standardize_by_group(x, np.array(["a", "b", "c"])).any()
+
+
+def test_listings_name_what_the_regex_does_not_match(tmp_path):
+    root = make_folder(tmp_path / "f", recordings=2, takes=2)
+    assert {it.unmatched for it in list_folder(root, r"^(.+)_take")} == {None}
+    assert {it.unmatched for it in list_folder(root)} == {None}  # no regex: nothing to miss
+    items = list_folder(root, r"^(low-rec\d)_")
+    assert sum(it.unmatched is None for it in items) == 4
+    assert {it.unmatched for it in items if it.label != "low"} == {
+        it.path.name for it in items if it.label != "low"
+    }
+    path = make_manifest(tmp_path / "m", {"train": 2, "test": 2})
+    items = list_manifest(path, r"^(spk0)_")
+    assert [it.unmatched for it in items][:4] == [None, None, "spk1_train1_0", "spk1_train1_1"]
+    assert items[2].source == "spk1_train1_0"  # the row's recording, as before
+
+
+def test_a_folder_regex_matching_no_file_name_is_refused(tmp_path, capsys):
+    root = make_folder(tmp_path / "f")
+    args = ["--dataset", "folder", "--root", str(root), "--group-regex", "zzz"]
+    for extra in ([], ["--source-norm"]):  # both exited 0 (the latter near chance)
+        code, out, err = _run(capsys, *args, *extra)
+        assert (code, out) == (2, "")
+        assert err == (
+            f"error: --group-regex: 'zzz' matches none of the 24 file names under {root} "
+            "(e.g. high-rec0_take0.wav)"
+        )
+
+
+def test_a_manifest_regex_matching_no_row_id_is_refused(tmp_path, capsys):
+    path = make_manifest(tmp_path / "m")
+    code, _, err = _run(capsys, "--dataset", "manifest", "--root", str(path), "--group-regex", "z")
+    assert code == 2
+    assert err == (
+        f"error: --group-regex: 'z' matches none of the 30 row ids in {path} "
+        "(e.g. spk0_train0_0)"  # the 30 train and test rows: val takes no part
+    )
+
+
+def test_a_folder_regex_missing_some_files_is_noted_and_counted(tmp_path, capsys):
+    root = make_folder(tmp_path / "f")
+    args = ["--dataset", "folder", "--root", str(root), "--folds", "3"]
+    code, out, err = _run(capsys, *args, "--group-regex", r"^(low-rec\d)_")
+    assert code == 0
+    assert err == (
+        f"note: --group-regex '^(low-rec\\\\d)_' does not match 16 of the 24 file names under "
+        f"{root} (e.g. high-rec0_take0.wav): they are each its own group"
+    )
+    assert last_json(out)["ungrouped_files"] == 16
+    code, out, err = _run(capsys, *args, "--group-regex", r"^(.+)_take")
+    assert code == 0 and "note:" not in err and last_json(out)["ungrouped_files"] == 0
+    code, out, _ = _run(capsys, *args)
+    assert code == 0 and "ungrouped_files" not in last_json(out)  # no regex: nothing to count
+
+
+def test_source_norm_refuses_sources_of_a_single_clip(tmp_path, capsys):
+    root = make_folder(tmp_path / "f")
+    args = ["--dataset", "folder", "--root", str(root), "--folds", "3", "--source-norm"]
+    code, out, err = _run(capsys, *args, "--group-regex", r"^(.+)\.wav")  # each file alone
+    assert (code, out) == (2, "")
+    assert err == (
+        f"error: --source-norm: 24 of the 24 sources in {root} have a single clip "
+        "(e.g. 'high-rec0_take0'): standardising a clip by its own mean and std zeroes its "
+        "features; give a --group-regex whose sources hold several clips"
+    )
+    code, _, err = _run(capsys, *args, "--group-regex", r"^(low-rec\d)_")  # 16 files alone
+    assert code == 2 and "error: --source-norm: 16 of the 20 sources" in err
+    code, out, _ = _run(capsys, *args, "--group-regex", r"^(.+)_take")  # 2 takes a recording
+    assert code == 0 and last_json(out)["source_norm"] is True
+
+
+def test_source_norm_refuses_a_source_left_one_readable_clip(tmp_path, capsys):
+    root = make_folder(tmp_path / "f")
+    (root / "low" / "low-rec0_take1.wav").write_bytes(b"RIFF not really a wave file")
+    args = ["--dataset", "folder", "--root", str(root), "--folds", "3", "--source-norm"]
+    code, out, err = _run(capsys, *args, "--group-regex", r"^(.+)_take")
+    assert (code, out) == (2, "")
+    assert err.startswith("error: --source-norm: 1 of the 12 sources") and "'low-rec0'" in err
