@@ -6,14 +6,16 @@ small, fast defaults; ``configs/<method>-paper.yaml`` the paper sizes.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import yaml
 
-from avssl.config_checks import check_ranges
+from avssl.config_checks import check_ranges, set_by_override
 from avssl.config_parse import UniqueKeyLoader, apply_override, from_dict
 from avssl.errors import ConfigError
 
@@ -281,6 +283,45 @@ def load_config(path: str | os.PathLike | None = None, overrides: list[str] = ()
         apply_override(cfg, item)
     check_ranges(cfg, path, overrides)
     return cfg
+
+
+def leading_key(message: str) -> str | None:
+    """The dotted config key a refusal begins with (``model.audio.kind`` of ``model.audio.kind:
+    unknown front end ...``, ``train.precision`` of ``train.precision=fp16 needs CUDA``, the
+    section ``model`` of ``model: 1.2 M parameters need ...``), or None when it begins with
+    anything else (a file, an entry point, a flag)."""
+    found = re.match(r"([A-Za-z_]\w*(?:\.\w+)*)(?=[:= ]|$)", message)
+    if found is None:
+        return None
+    node = Config()
+    for part in found.group(1).split("."):
+        if not dataclasses.is_dataclass(node) or part not in {f.name for f in fields(node)}:
+            return None
+        node = getattr(node, part)
+    return found.group(1)
+
+
+@contextlib.contextmanager
+def naming_config_file(path: str | os.PathLike | None, overrides: list[str] = ()):
+    """Name the config file ``path`` in a :class:`ConfigError` raised inside, as
+    :func:`load_config` names it in its own (``FILE: KEY: reason``), for the checks that run
+    later on the loaded config (the model's build, the front end, the pooling, the device).
+
+    The file is named only when the refusal begins with a config key whose value the file gave:
+    not one a ``--set`` override gave (:func:`~avssl.config_checks.set_by_override`), and not a
+    refusal that begins with something else (another file, an entry point) or names ``path``
+    already.
+    """
+    try:
+        yield
+    except ConfigError as err:
+        message = str(err)
+        if path is None or message.startswith(f"{path}: "):
+            raise
+        key = leading_key(message)
+        if key is None or set_by_override(key, message[len(key) :], overrides):
+            raise
+        raise ConfigError(f"{path}: {message}") from None
 
 
 def config_from_dict(data: dict) -> Config:

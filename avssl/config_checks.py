@@ -193,9 +193,19 @@ def check_ranges(cfg, path=None, overrides: list[str] = ()) -> None:
     if found is None:
         return
     key, reason = found
-    set_keys = [item.split("=", 1)[0].strip() for item in overrides]
-    # a reason may name the other key of a combination (train.lr beside train.weight_decay)
-    from_file = path is not None and not any(
-        key == k or key.startswith(k + ".") or k in reason for k in set_keys
-    )
+    from_file = path is not None and not set_by_override(key, reason, overrides)
     raise ConfigError(f"{path}: {key}: {reason}" if from_file else f"{key}: {reason}")
+
+
+def set_by_override(key: str, reason: str, overrides: list[str] = ()) -> bool:
+    """Whether a ``--set`` override gave ``key`` (or a key its refusal names) its value, so that
+    an error about it names no config file.
+
+    Args:
+        key: the dotted key refused, e.g. ``model.audio.kind``.
+        reason: the rest of the refusal, which may name the other key of a combination
+            (``train.lr`` beside ``train.weight_decay``).
+        overrides: the ``--set key=value`` assignments applied after the file.
+    """
+    set_keys = [item.split("=", 1)[0].strip() for item in overrides]
+    return any(key == k or key.startswith(k + ".") or k in reason for k in set_keys)

@@ -98,6 +98,54 @@ def test_value_from_the_file_names_the_file(tmp_path):
     assert load_config(path, ["train.lr=0.01"]).train.lr == 0.01  # an override mends the file
 
 
+@pytest.mark.parametrize(
+    "text,message",
+    [
+        ("model:\n  method: foo\n", "model.method: unknown method 'foo' (valid: "),
+        ("model:\n  audio:\n    kind: mfcc\n", "model.audio.kind: unknown front end 'mfcc'"),
+        ("model:\n  mil_pool: mean\n", "model.mil_pool: 'mean' (valid: lse, max)"),
+        ("loss:\n  pair_negatives: all\n", "loss.pair_negatives: 'all' (sampled | batch;"),
+        ("train:\n  ema_decay: 2\n", "train.ema_decay must be in [0, 1) (0: off), got 2.0"),
+    ],
+)
+def test_a_value_the_model_refuses_names_the_file(text, message, tmp_path, capsys):
+    """Values refused past the range checks (when the model is built, before any folder is
+    made) name the config file that gave them, as the range checks do; not one ``--set`` gave."""
+    path = tmp_path / "c7.yaml"
+    path.write_text(text)
+    runs = f"train.runs_dir={tmp_path / 'runs'}"
+    assert train.main(["--config", str(path), "--set", runs, "--no-progress"]) == 2
+    line = _one_error(capsys)
+    assert line.startswith(f"error: {path}: {message}"), line
+    assert line.count(str(path)) == 1
+    # the key given by --set (over the file, or beside it) is the one at fault: no file named
+    key, value = text.replace(" ", "").rstrip("\n").replace(":\n", ".").rsplit(":", 1)
+    code = train.main(["--config", str(path), "--set", runs, "--set", f"{key}={value}"])
+    assert code == 2 and _one_error(capsys).startswith(f"error: {message}")
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_refusal_naming_the_file_already_is_not_named_twice(tmp_path):
+    from avssl.config import leading_key, naming_config_file
+
+    def named(path, message: str, overrides=()) -> str:
+        with pytest.raises(ConfigError) as err, naming_config_file(path, overrides):
+            raise ConfigError(message)
+        return str(err.value)
+
+    path = tmp_path / "model"  # a file named as a section of the config
+    assert named(path, f"{path}: model.method: x") == f"{path}: model.method: x"
+    assert named(path, "m.jsonl: data.root: y") == "m.jsonl: data.root: y"  # another file's
+    assert named(path, "model.method: x") == f"{path}: model.method: x"
+    assert named(path, "model.method: x", ["model.method=x"]) == "model.method: x"
+    assert named(None, "model.method: x") == "model.method: x"  # no file
+    assert leading_key("model: 1.2 M parameters") == "model"
+    assert leading_key("train.precision=fp16 needs CUDA") == "train.precision"
+    assert leading_key("data.synthetic.seed: must be >= 0") == "data.synthetic.seed"
+    assert leading_key("model.yaml: not UTF-8 text") is None
+    assert leading_key("avssl.methods: mine = mine_plugin.mine:Mine") is None
+
+
 def test_config_file_with_a_key_twice_or_a_folder(tmp_path):
     path = tmp_path / "twice.yaml"
     path.write_text("train:\n  steps: 5\n  lr: 0.1\n  steps: 7\n")  # YAML would keep 7

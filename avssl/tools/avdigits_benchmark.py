@@ -109,11 +109,13 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     """Every stage of :func:`main`, in order."""
-    from avssl.config import load_config
+    from avssl.config import load_config, naming_config_file
     from avssl.train.cli import check_model_config
 
     # a bad --set (a mistyped method too) fails now, not after the data are prepared
-    check_model_config(load_config(args.config, ["data.root=.", *args.overrides]))
+    overrides = ["data.root=.", *args.overrides]
+    with naming_config_file(args.config, overrides):
+        check_model_config(load_config(args.config, overrides))
     check_inputs(args)
     check_settings(args)
     prepare(args)

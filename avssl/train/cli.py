@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from avssl.cli import ArgumentParser, json_line
-from avssl.config import load_config
+from avssl.config import load_config, naming_config_file
 from avssl.errors import AvsslError
 from avssl.train.checkpoint import checkpoint_config
 from avssl.train.model_check import check_model_config  # noqa: F401 (re-exported)
@@ -143,8 +143,13 @@ def run_training(
             "--config: cannot be used with --resume (the run's config is read from its "
             "checkpoint; change values with --set)"
         )
-    # from here on a SIGTERM is a clean stop too: a folder claimed by then is cleared again
-    with terminated_as_interrupt(), contextlib.ExitStack() as held:
+    # from here on a SIGTERM is a clean stop too: a folder claimed by then is cleared again;
+    # a value of the --config file refused past load_config (the model's build) names the file
+    with (
+        naming_config_file(args.config, args.overrides),
+        terminated_as_interrupt(),
+        contextlib.ExitStack() as held,
+    ):
         return _train(args, held)
 
 
