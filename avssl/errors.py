@@ -49,6 +49,11 @@ class ConfigError(AvsslError):
     """A configuration file or ``--set`` override is invalid."""
 
 
+class UnknownMethodError(ConfigError):
+    """``model.method`` names a method neither registered nor installed
+    (:func:`avssl.models.plugins.unknown_method`)."""
+
+
 class CheckpointError(AvsslError):
     """A checkpoint or run directory cannot be loaded."""
 

@@ -20,6 +20,7 @@ from torch import Tensor, nn
 
 import evaluate
 import train
+from avssl.cli import main as cli
 from avssl.config import DataConfig, LossConfig, ModelConfig
 from avssl.errors import ConfigError
 from avssl.losses import info_nce
@@ -115,6 +116,20 @@ def test_a_registered_method_trains_and_evaluates(mine, tiny_train_args, capsys)
     # no map: localisation refuses in one line, naming the method
     assert evaluate.main(["localize", *base]) != 0
     assert "method 'mine' has no localisation map" in capsys.readouterr().err
+
+    # the same checkpoint where the method is not registered: the checkpoint is named, and why
+    del METHODS[mine]  # the fixture's monkeypatch leaves METHODS as it was after the test
+    want = (
+        f"error: {run / 'best.pt'}: model.method: unknown method 'mine' (valid: l3, avenet, "
+        "avolnet, contrastive); register it (or install its package) before loading this "
+        "checkpoint\n"
+    )
+    assert evaluate.main(["avc", *base]) == 2
+    assert capsys.readouterr().err == want
+    out = run.parent / "embed"
+    assert cli(["embed", "--checkpoint", str(run), "--out", str(out), "--inputs", str(run)]) == 2
+    assert capsys.readouterr().err == want
+    assert not out.exists()
 
 
 def test_a_registered_methods_properties_are_read(mine, tiny_train_args, capsys):

@@ -136,11 +136,12 @@ def test_an_installed_method_trains_and_evaluates(install, tiny_train_args, caps
     assert evaluate.main(["avc", *base]) == 2
     entry = f"avssl.methods: mine = mine_plugin.mine:helper {DIST}"
     want = f"{entry}: a function, not a subclass of avssl.models.base.AVModel"
-    assert capsys.readouterr().err == f"error: model.method: {want}\n"
+    assert capsys.readouterr().err == f"error: {run / 'best.pt'}: model.method: {want}\n"
     shutil.rmtree(info)  # uninstalled
     assert evaluate.main(["avc", *base]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: model.method: unknown method 'mine' (valid: ")
+    assert err.startswith(f"error: {run / 'best.pt'}: model.method: unknown method 'mine' (valid: ")
+    assert err.endswith("; register it (or install its package) before loading this checkpoint\n")
     assert err.count("\n") == 1 and ", mine" not in err
 
 

@@ -159,13 +159,22 @@ def make_extractor(args, device):
     else:
         from avssl.config import Config
         from avssl.models import build_model
-        from avssl.train.checkpoint import checkpoint_config, load_checkpoint
+        from avssl.train.checkpoint import (
+            build_checkpoint_model,
+            checkpoint_config,
+            load_checkpoint,
+        )
 
         note_checkpoint(args.checkpoint)
-        cfg = checkpoint_config(load_checkpoint(args.checkpoint)) if args.checkpoint else Config()
+        state = load_checkpoint(args.checkpoint) if args.checkpoint else None
+        cfg = checkpoint_config(state) if state is not None else Config()
         init_seed = args.seed if args.init_seed is None else args.init_seed
         torch.manual_seed(init_seed)
-        model = build_model(cfg.model, cfg.data, cfg.loss).to(device).eval()
+        if state is not None:
+            model = build_checkpoint_model(cfg, state["path"])
+        else:
+            model = build_model(cfg.model, cfg.data, cfg.loss)
+        model = model.to(device).eval()
         info = {"features": "random", "seed": args.seed, "init_seed": init_seed}
     info.update(apply_tta(model, args))
     model.audio_layer = args.layer

@@ -33,7 +33,7 @@ from collections.abc import Iterable
 from importlib.metadata import EntryPoint, entry_points
 from types import ModuleType
 
-from avssl.errors import ConfigError
+from avssl.errors import ConfigError, UnknownMethodError
 from avssl.models.base import AVModel
 
 GROUP = "avssl.methods"
@@ -127,7 +127,7 @@ def plugin_class(name: str) -> type[AVModel] | None:
     return load(named[0])
 
 
-def unknown_method(name: object, registered: Iterable[str]) -> ConfigError:
+def unknown_method(name: object, registered: Iterable[str]) -> UnknownMethodError:
     """The refusal of a method name neither registered nor installed.
 
     It lists the valid names, the registered ones first, then the installed plugins' (read from
@@ -144,4 +144,4 @@ def unknown_method(name: object, registered: Iterable[str]) -> ConfigError:
     valid = ", ".join([*registered, *plugins])
     shadowed = "; ".join(sorted(describe(ep) for ep in declared if ep.name in registered))
     ignored = f"; ignored, as a registered method's name: {shadowed}" if shadowed else ""
-    return ConfigError(f"model.method: unknown method {name!r} (valid: {valid}{ignored})")
+    return UnknownMethodError(f"model.method: unknown method {name!r} (valid: {valid}{ignored})")

@@ -18,7 +18,13 @@ from torch import nn
 from avssl.atomic_write import replacing
 from avssl.config import Config, config_from_dict
 from avssl.config_checks import config_error
-from avssl.errors import AvsslError, CheckpointError, TrainingError
+from avssl.errors import (
+    AvsslError,
+    CheckpointError,
+    ConfigError,
+    TrainingError,
+    UnknownMethodError,
+)
 from avssl.torch_file import TorchFileError, load_torch_file
 
 FORMAT = "avssl-checkpoint-v1"
@@ -170,15 +176,13 @@ def load_model(path: str | os.PathLike, device: torch.device | str = "cpu", chec
     ``check(config)``, when given, runs before the model is built: flags checked against the
     checkpoint's settings fail before the weights are loaded and checked.
     """
-    from avssl.models import build_model
-
     state = load_checkpoint(path)
     cfg = checkpoint_config(state)
     if check is not None:
         check(cfg)
     if "model" not in state:
         raise CheckpointError(state["path"], "no weights ('model') stored in checkpoint")
-    model = build_model(cfg.model, cfg.data, cfg.loss)
+    model = build_checkpoint_model(cfg, state["path"])
     try:
         model.load_state_dict(state["model"])
     except RuntimeError as err:
@@ -191,6 +195,31 @@ def load_model(path: str | os.PathLike, device: torch.device | str = "cpu", chec
             state["path"], f"weights are not finite ({name} holds NaN or inf): the run diverged"
         )
     return model.to(device).eval(), cfg, state
+
+
+def build_checkpoint_model(cfg: Config, path: str | os.PathLike):
+    """Build (untrained) the model of a checkpoint's config ``cfg`` (:func:`checkpoint_config`).
+
+    Args:
+        cfg: the checkpoint's config.
+        path: the checkpoint file, named in the error.
+
+    Raises:
+        CheckpointError: the model cannot be built here, naming ``path``: a method neither
+            registered nor installed in this process (a method registered by the script that
+            trained it, a package not installed), with what to do, or any other refusal of
+            :func:`avssl.models.build_model` (an installed method that cannot be imported).
+    """
+    from avssl.models import build_model
+
+    try:
+        return build_model(cfg.model, cfg.data, cfg.loss)
+    except UnknownMethodError as err:
+        raise CheckpointError(
+            path, f"{err}; register it (or install its package) before loading this checkpoint"
+        ) from None
+    except ConfigError as err:
+        raise CheckpointError(path, str(err)) from None
 
 
 def misfit_reason(err: RuntimeError, limit: int = 200) -> str:
