@@ -130,6 +130,8 @@ def test_a_registered_method_trains_and_evaluates(mine, tiny_train_args, capsys)
     assert cli(["embed", "--checkpoint", str(run), "--out", str(out), "--inputs", str(run)]) == 2
     assert capsys.readouterr().err == want
     assert not out.exists()
+    assert train.main(["--resume", str(run), "--set", "train.steps=8", "--no-progress"]) == 2
+    assert capsys.readouterr().err == want.replace("best.pt", "last.pt")
 
 
 def test_a_registered_methods_properties_are_read(mine, tiny_train_args, capsys):

@@ -215,11 +215,17 @@ def build_checkpoint_model(cfg: Config, path: str | os.PathLike):
     try:
         return build_model(cfg.model, cfg.data, cfg.loss)
     except UnknownMethodError as err:
-        raise CheckpointError(
-            path, f"{err}; register it (or install its package) before loading this checkpoint"
-        ) from None
+        raise unregistered_method(path, err) from None
     except ConfigError as err:
         raise CheckpointError(path, str(err)) from None
+
+
+def unregistered_method(path: str | os.PathLike, err: UnknownMethodError) -> CheckpointError:
+    """The error of a checkpoint at ``path`` whose method this process does not know: ``err``'s
+    message, naming the file, and what to do."""
+    return CheckpointError(
+        path, f"{err}; register it (or install its package) before loading this checkpoint"
+    )
 
 
 def misfit_reason(err: RuntimeError, limit: int = 200) -> str:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from avssl.config import Config, apply_override
 from avssl.config_checks import check_ranges
-from avssl.errors import AvsslError, CheckpointError, ConfigError
+from avssl.errors import AvsslError, CheckpointError, ConfigError, UnknownMethodError
 from avssl.model_inputs import INPUT_KEYS
 from avssl.train.checkpoint import (
     WEIGHT_KEYS,
@@ -16,6 +16,7 @@ from avssl.train.checkpoint import (
     load_checkpoint,
     misfit_reason,
     nonfinite_tensor,
+    unregistered_method,
 )
 from avssl.train.model_check import check_model_config
 from avssl.train.rng import states_error
@@ -224,5 +225,8 @@ def load_resume(run: str, overrides: list[str]) -> tuple[Config, dict, Path]:
             f"train.steps: {cfg.train.steps} is below step {resume['step']}, where {ckpt} "
             "stopped: nothing to train; to go on, set it higher"
         )
-    check_resume_fits(cfg, resume, ckpt, overrides)
+    try:
+        check_resume_fits(cfg, resume, ckpt, overrides)
+    except UnknownMethodError as err:  # its method, registered by the script that trained it?
+        raise unregistered_method(ckpt, err) from None
     return cfg, resume, ckpt
