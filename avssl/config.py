@@ -316,12 +316,12 @@ def naming_config_file(path: str | os.PathLike | None, overrides: list[str] = ()
         yield
     except ConfigError as err:
         message = str(err)
-        if path is None or message.startswith(f"{path}: "):
+        if path is None or message.startswith((f"{path}: ", f"{Path(path)}: ")):
             raise
         key = leading_key(message)
         if key is None or set_by_override(key, message[len(key) :], overrides):
             raise
-        raise ConfigError(f"{path}: {message}") from None
+        raise type(err)(f"{path}: {message}") from None  # its type kept (UnknownMethodError)
 
 
 def config_from_dict(data: dict) -> Config:

@@ -10,6 +10,7 @@ those run before any folder is made too (``check_model_config``).
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from functools import reduce
 
@@ -208,4 +209,10 @@ def set_by_override(key: str, reason: str, overrides: list[str] = ()) -> bool:
         overrides: the ``--set key=value`` assignments applied after the file.
     """
     set_keys = [item.split("=", 1)[0].strip() for item in overrides]
-    return any(key == k or key.startswith(k + ".") or k in reason for k in set_keys)
+    return any(
+        key == k
+        or key.startswith(k + ".")  # a section set whole
+        or k.startswith(key + ".")  # a refusal of a section, one of whose keys was set
+        or re.search(rf"(?<![\w.]){re.escape(k)}(?!\w|\.\w)", reason)  # a key named, as a word
+        for k in set_keys
+    )

@@ -127,6 +127,7 @@ def test_a_value_the_model_refuses_names_the_file(text, message, tmp_path, capsy
 
 def test_a_refusal_naming_the_file_already_is_not_named_twice(tmp_path):
     from avssl.config import leading_key, naming_config_file
+    from avssl.errors import UnknownMethodError
 
     def named(path, message: str, overrides=()) -> str:
         with pytest.raises(ConfigError) as err, naming_config_file(path, overrides):
@@ -139,6 +140,22 @@ def test_a_refusal_naming_the_file_already_is_not_named_twice(tmp_path):
     assert named(path, "model.method: x") == f"{path}: model.method: x"
     assert named(path, "model.method: x", ["model.method=x"]) == "model.method: x"
     assert named(None, "model.method: x") == "model.method: x"  # no file
+    # the file as written ("./model"), named by load_config as Path() prints it ("model")
+    assert named("./model", "model: model: x") == "model: model: x"
+    # a section refused for one of its keys a --set gave; a key named in the reason, as a word
+    assert named(path, "model.audio: masks >= 0", ["model.audio.freq_mask=-1"]) == (
+        "model.audio: masks >= 0"
+    )
+    assert named(path, "train.weight_decay: beside train.lr.", ["train.lr=1"]) == (
+        "train.weight_decay: beside train.lr."
+    )
+    assert named(path, "model.method: No module named 'm'", ["name=r"]).startswith(f"{path}: ")
+    # the refusal's own type is kept (a caller may tell an unknown method apart)
+    with (
+        pytest.raises(UnknownMethodError, match=f"^{path}: model.method: "),
+        naming_config_file(path),
+    ):
+        raise UnknownMethodError("model.method: unknown method 'x'")
     assert leading_key("model: 1.2 M parameters") == "model"
     assert leading_key("train.precision=fp16 needs CUDA") == "train.precision"
     assert leading_key("data.synthetic.seed: must be >= 0") == "data.synthetic.seed"
