@@ -130,8 +130,14 @@ def test_a_registered_method_trains_and_evaluates(mine, tiny_train_args, capsys)
     assert cli(["embed", "--checkpoint", str(run), "--out", str(out), "--inputs", str(run)]) == 2
     assert capsys.readouterr().err == want
     assert not out.exists()
-    assert train.main(["--resume", str(run), "--set", "train.steps=8", "--no-progress"]) == 2
-    assert capsys.readouterr().err == want.replace("best.pt", "last.pt")
+    for sets in (["train.steps=8"], ["model.method=avenet"]):  # not blamed on the --set
+        sets = [a for s in sets for a in ("--set", s)]
+        assert train.main(["--resume", str(run), *sets, "--no-progress"]) == 2
+        assert capsys.readouterr().err == want.replace("best.pt", "last.pt")
+    # registered again, a --set of an unknown method is the --set's error, not the checkpoint's
+    METHODS[mine] = Mine
+    assert train.main(["--resume", str(run), "--set", "model.method=nope", "--no-progress"]) == 2
+    assert capsys.readouterr().err.startswith("error: model.method: unknown method 'nope' (")
 
 
 def test_a_registered_methods_properties_are_read(mine, tiny_train_args, capsys):

@@ -220,6 +220,27 @@ def build_checkpoint_model(cfg: Config, path: str | os.PathLike):
         raise CheckpointError(path, str(err)) from None
 
 
+def check_checkpoint_method(cfg: Config, path: str | os.PathLike) -> None:
+    """Refuse, naming the checkpoint ``path``, a config whose method this process cannot build
+    (before anything else blames the weights or a ``--set``): one neither registered nor
+    installed, with what to do, or an installed one that cannot be imported.
+
+    Args:
+        cfg: the checkpoint's own config (:func:`checkpoint_config`).
+        path: the checkpoint file.
+    """
+    from avssl.models import METHODS, method_class
+    from avssl.models.base import AVModel
+    from avssl.models.plugins import unknown_method
+
+    try:
+        known = method_class(cfg.model.method) is not AVModel
+    except ConfigError as err:
+        raise CheckpointError(path, str(err)) from None
+    if not known:
+        raise unregistered_method(path, unknown_method(cfg.model.method, METHODS))
+
+
 def unregistered_method(path: str | os.PathLike, err: UnknownMethodError) -> CheckpointError:
     """The error of a checkpoint at ``path`` whose method this process does not know: ``err``'s
     message, naming the file, and what to do."""

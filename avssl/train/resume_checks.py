@@ -8,15 +8,15 @@ from pathlib import Path
 
 from avssl.config import Config, apply_override
 from avssl.config_checks import check_ranges
-from avssl.errors import AvsslError, CheckpointError, ConfigError, UnknownMethodError
+from avssl.errors import AvsslError, CheckpointError, ConfigError
 from avssl.model_inputs import INPUT_KEYS
 from avssl.train.checkpoint import (
     WEIGHT_KEYS,
+    check_checkpoint_method,
     checkpoint_config,
     load_checkpoint,
     misfit_reason,
     nonfinite_tensor,
-    unregistered_method,
 )
 from avssl.train.model_check import check_model_config
 from avssl.train.rng import states_error
@@ -213,6 +213,8 @@ def load_resume(run: str, overrides: list[str]) -> tuple[Config, dict, Path]:
             "run's?); copy this checkpoint alone into a new folder and resume that",
         )
     check_finite_weights(resume, ckpt)
+    # its method, registered by the script that trained it? Said before a --set is blamed
+    check_checkpoint_method(checkpoint_config(resume), ckpt)
     cfg = checkpoint_config(resume)
     for item in overrides:
         apply_override(cfg, item)
@@ -225,8 +227,5 @@ def load_resume(run: str, overrides: list[str]) -> tuple[Config, dict, Path]:
             f"train.steps: {cfg.train.steps} is below step {resume['step']}, where {ckpt} "
             "stopped: nothing to train; to go on, set it higher"
         )
-    try:
-        check_resume_fits(cfg, resume, ckpt, overrides)
-    except UnknownMethodError as err:  # its method, registered by the script that trained it?
-        raise unregistered_method(ckpt, err) from None
+    check_resume_fits(cfg, resume, ckpt, overrides)
     return cfg, resume, ckpt
