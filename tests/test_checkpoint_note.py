@@ -110,25 +110,35 @@ def world(tmp_path, media_factory, monkeypatch):
         loaded.append(Path(path))
         raise _Loaded
 
-    real = {"load_model": checkpoint.load_model, "load_checkpoint": checkpoint.load_checkpoint}
-    monkeypatch.setattr(checkpoint, "load_model", stop)
-    monkeypatch.setattr(checkpoint, "load_checkpoint", stop)
+    stubs = {}  # (name, id(stub)) -> (stub, the function it stands for under that name)
+
+    def patch(module, name: str, stub) -> None:
+        stubs[name, id(stub)] = (stub, getattr(module, name))
+        monkeypatch.setattr(module, name, stub)
+
+    patch(checkpoint, "load_model", stop)
+    patch(checkpoint, "load_checkpoint", stop)
     # an index is opened before the checkpoint (query_cli imported load_index at its top)
-    monkeypatch.setattr(query_cli, "load_index", lambda path: object())
-    monkeypatch.setattr(index, "load_index", lambda path: object())
+    patch(query_cli, "load_index", lambda path: object())
+    patch(index, "load_index", lambda path: object())
     # the benchmark's stages before its evaluations (its seed0 run is already there), and
     # the first thing it reads of that run
     for name in ("check_inputs", "check_settings", "prepare", "train"):
-        monkeypatch.setattr(avdigits_benchmark, name, lambda *args: None)
-    monkeypatch.setattr(avdigits_benchmark, "run_digest", stop)
+        patch(avdigits_benchmark, name, lambda *args: None)
+    patch(avdigits_benchmark, "run_digest", stop)
     monkeypatch.setattr(cli, "_NOTED", set())  # noted once per process: a case is a process
     yield loaded
     # a module first imported during the case (resume_checks imports load_checkpoint at its
-    # top) bound the stubs: give it the real loaders, or later tests would load nothing
+    # top, index_cli load_index) bound a stub: give it the real function, or later tests in
+    # this process would load nothing (monkeypatch restores only the attributes it set)
     for module in list(sys.modules.values()):
-        for name, fn in real.items():
-            if getattr(module, name, None) is stop:
-                setattr(module, name, fn)
+        try:
+            attributes = list(vars(module).items())
+        except TypeError:  # no __dict__
+            continue
+        for name, value in attributes:
+            if (name, id(value)) in stubs and stubs[name, id(value)][0] is value:
+                setattr(module, name, stubs[name, id(value)][1])
 
 
 @pytest.mark.parametrize("name", NAMES)
