@@ -100,3 +100,19 @@ def test_source_norm_refuses_a_source_left_one_readable_clip(tmp_path, capsys):
     code, out, err = _run(capsys, *args, "--group-regex", r"^(.+)_take")
     assert (code, out) == (2, "")
     assert err.startswith("error: --source-norm: 1 of the 12 sources") and "'low-rec0'" in err
+
+
+def test_a_regex_that_names_nothing_or_only_unreadable_files_is_refused(tmp_path, capsys):
+    """An empty match (``zzz|``) named one source of every clip; a regex matching only a file
+    that cannot be decoded left every scored clip ungrouped: both are a regex matching none."""
+    root = make_folder(tmp_path / "f")
+    args = ["--dataset", "folder", "--root", str(root)]
+    code, _, err = _run(capsys, *args, "--group-regex", "zzz|")
+    assert code == 2 and err.startswith("error: --group-regex: 'zzz|' matches none of the 24 ")
+    (root / "high" / "x_bob_0.wav").write_bytes(b"not audio")
+    code, _, err = _run(capsys, *args, "--group-regex", "^x_([a-z]+)_")
+    assert code == 2
+    assert err.splitlines()[-1] == (
+        "error: --group-regex: '^x_([a-z]+)_' matches none of the 24 readable file names "
+        f"under {root} (e.g. high-rec0_take0.wav)"
+    )

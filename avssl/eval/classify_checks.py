@@ -70,14 +70,16 @@ def check_flags(args) -> None:
         )
 
 
-def check_group_regex(args, items) -> int:
+def check_group_regex(args, items, note: bool = True) -> int:
     """Refuse a ``--group-regex`` that matches none of the clips' names (a typo that would
     leave every clip its own group, the folds ungrouped and each ``--source-norm`` source one
     clip); note on stderr how many it does not match.
 
     Args:
         args: the parsed ``classify`` arguments.
-        items: the listed :class:`~avssl.eval.audio_sets.AudioItem` s that take part.
+        items: the listed :class:`~avssl.eval.audio_sets.AudioItem` s that take part (or, after
+            decoding, the readable ones: a regex may match only clips that could not be read).
+        note: print the note (once: for the listed clips).
 
     Returns:
         how many of ``items`` the regex does not match (0 without ``--group-regex``).
@@ -93,11 +95,14 @@ def check_group_regex(args, items) -> int:
         else ("file names", f"under {args.root}")
     )  # fmt: skip
     if len(missed) == len(items):
+        readable = "" if note else " readable"
         raise AvsslError(
-            f"--group-regex: {args.group_regex!r} matches none of the {len(items)} {names} "
-            f"{where} (e.g. {missed[0]})"
+            f"--group-regex: {args.group_regex!r} matches none of the {len(items)}{readable} "
+            f"{names} {where} (e.g. {missed[0]})"
         )
     fallback = "grouped by their recording" if args.dataset == "manifest" else "each its own group"
+    if not note:
+        return len(missed)
     print(
         f"note: --group-regex {args.group_regex!r} does not match {len(missed)} of the "
         f"{len(items)} {names} {where} (e.g. {missed[0]}): they are {fallback}",

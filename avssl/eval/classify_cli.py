@@ -249,6 +249,7 @@ def run(argv: list[str]) -> int:
             f"{args.root}: {len(items)} readable clips ({len(skipped)} skipped{first})"
         )
     one_class(args.root, [it.label for it in items], "readable")
+    check_group_regex(args, items, note=False)  # it may match only clips that were skipped
     check_source_norm(args, items)  # a skipped clip may leave its source one clip
     y = np.array([it.label for it in items])
     if args.dataset == "manifest":
