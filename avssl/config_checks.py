@@ -209,10 +209,20 @@ def set_by_override(key: str, reason: str, overrides: list[str] = ()) -> bool:
         overrides: the ``--set key=value`` assignments applied after the file.
     """
     set_keys = [item.split("=", 1)[0].strip() for item in overrides]
-    return any(
-        key == k
-        or key.startswith(k + ".")  # a section set whole
-        or k.startswith(key + ".")  # a refusal of a section, one of whose keys was set
-        or re.search(rf"(?<![\w.]){re.escape(k)}(?!\w|\.\w)", reason)  # a key named, as a word
-        for k in set_keys
-    )
+    return any(_set_caused(key, k, reason) for k in set_keys)
+
+
+def _named(word: str, reason: str) -> bool:
+    """Whether ``reason`` names ``word`` as a whole (dotted) key, not a part of another."""
+    return re.search(rf"(?<![\w.]){re.escape(word)}(?!\w|\.\w)", reason) is not None
+
+
+def _set_caused(key: str, k: str, reason: str) -> bool:
+    """Whether the ``--set`` of ``k`` decides the refusal of ``key`` whose text is ``reason``."""
+    if key == k or key.startswith(k + "."):  # the key, or a section set whole
+        return True
+    if k.startswith(key + ".") and _named(k[len(key) + 1 :], reason):  # a section's key, named
+        return True
+    parts = k.split(".")
+    sections = (".".join(parts[:i]) for i in range(2, len(parts)))  # model.audio of its n_fft
+    return _named(k, reason) or any(_named(s, reason) for s in sections)

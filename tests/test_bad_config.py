@@ -143,9 +143,11 @@ def test_a_refusal_naming_the_file_already_is_not_named_twice(tmp_path):
     # the file as written ("./model"), named by load_config as Path() prints it ("model")
     assert named("./model", "model: model: x") == "model: model: x"
     # a section refused for one of its keys a --set gave; a key named in the reason, as a word
-    assert named(path, "model.audio: masks >= 0", ["model.audio.freq_mask=-1"]) == (
-        "model.audio: masks >= 0"
-    )
+    masks = "model.audio: freq_mask, time_mask and spec_masks must be >= 0"
+    assert named(path, masks, ["model.audio.freq_mask=-1"]) == masks
+    assert named(path, masks, ["model.audio.n_mels=64"]) == f"{path}: {masks}"  # the file's
+    window = "data.window: 800 samples, fewer than one frame (2048, model.audio)"
+    assert named(path, window, ["model.audio.n_fft=2048"]) == window  # its section named
     assert named(path, "train.weight_decay: beside train.lr.", ["train.lr=1"]) == (
         "train.weight_decay: beside train.lr."
     )
