@@ -236,14 +236,15 @@ def _named_source(row_id: str) -> str:
 
 
 def _regex_group(pattern: re.Pattern | None, name: str) -> str | None:
-    """What ``pattern`` names in ``name`` (its first group, else, without groups, the whole
-    match); ``None`` when there is no pattern, it does not match, or what it names is empty or
-    an optional group left out (``zzz|`` or ``^\\d+_(zzz)?`` would otherwise put every clip in
-    one source, or group the clips by their class)."""
+    """What ``pattern`` names in ``name`` (its first group, else the whole match); ``None``
+    when there is no pattern, it does not match, or what it names is empty (``zzz|`` would
+    otherwise put every clip in one source)."""
     m = pattern.search(name) if pattern else None
     if m is None:
         return None
-    return (m.group(1) if m.groups() else m.group(0)) or None
+    if m.groups() and m.group(1) is not None:
+        return m.group(1) or None
+    return m.group(0) or None  # no group, or an optional one that matched nothing
 
 
 def list_manifest(root: str | Path, group_regex: str | None = None) -> list[AudioItem]:
