@@ -185,7 +185,7 @@ def run_guarded(fn, argv: list[str]) -> int:
         where = f"{err.filename}: " if err.filename else ""
         _error(f"{where}{err.strerror or err}")
         return 2
-    except Terminated:  # a SIGTERM before the training loop (avssl.train.signals)
+    except Terminated:  # a SIGTERM before the training loop (avssl.sigterm)
         _error("terminated (SIGTERM)")
         return 128 + signal.SIGTERM
     except KeyboardInterrupt:
@@ -281,20 +281,13 @@ SIGTERM_AS_INTERRUPT = {"avssl.train.cli:main"}
 
 
 def _sigterm_as_interrupt(fn):
-    """``fn`` with SIGTERM raising :class:`Terminated` while it runs (in the main thread)."""
-
-    def raise_terminated(signum, frame):
-        raise Terminated()
+    """``fn`` with SIGTERM raising :class:`Terminated` while it runs, inside
+    :func:`run_guarded`, which reports it (:func:`avssl.sigterm.terminated_as_interrupt`)."""
+    from avssl.sigterm import terminated_as_interrupt
 
     def guarded(args: list[str]) -> int:
-        try:
-            old = signal.signal(signal.SIGTERM, raise_terminated)
-        except ValueError:  # not the main thread: handlers cannot be set
+        with terminated_as_interrupt():
             return fn(args)
-        try:
-            return fn(args)
-        finally:
-            signal.signal(signal.SIGTERM, old)
 
     return guarded
 

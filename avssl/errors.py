@@ -77,6 +77,6 @@ class InputOverwriteError(AvsslError):
 
 class Terminated(KeyboardInterrupt):
     """A SIGTERM that arrived before the training loop's stop flag (while the data loads or the
-    model is built; :func:`avssl.train.signals.terminated_as_interrupt`): the run ends as a
+    model is built; :func:`avssl.sigterm.terminated_as_interrupt`): the run ends as a
     Ctrl-C there ends it, its folder discarded, with ``error: terminated (SIGTERM)`` and exit
     status 143, where the default action killed it silently and left the folder behind."""

@@ -356,3 +356,12 @@ def test_a_sigterm_while_train_py_imports_its_modules_is_one_line(monkeypatch, c
     finally:
         signal.signal(signal.SIGTERM, old)
     assert capsys.readouterr().err.strip().splitlines() == ["error: terminated (SIGTERM)"]
+
+
+def test_the_guard_set_before_torch_imports_is_torch_free():
+    """``run_entry`` sets the SIGTERM guard before the command imports torch: the guard's own
+    module (shared with the commands that keep it while they run) must not import torch."""
+    code = "import sys, avssl.cli, avssl.sigterm; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"

@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         raise AvsslError(
             f"--shard-mb: must be at most {MAX_SHARD_MB} (1 TiB), got {args.shard_mb:g}"
         )
-    from avssl.train.signals import terminated_as_interrupt
+    from avssl.sigterm import terminated_as_interrupt
 
     with terminated_as_interrupt():  # a SIGTERM too removes the shard being written
         return _cache(args)

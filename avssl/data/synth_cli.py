@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{out}: not empty and not a world of these settings; --force builds there "
             "anyway, replacing its manifest.jsonl, classes.json and clips"
         )
-    from avssl.train.signals import terminated_as_interrupt
+    from avssl.sigterm import terminated_as_interrupt
 
     with terminated_as_interrupt():  # a SIGTERM cleans up its temporary clips as Ctrl-C does
         manifest = _ensure(out, cfg, args.workers, not args.quiet, args.force, announce=True)

@@ -68,7 +68,7 @@ class NewOutputs:
         Yields:
             This record, to claim files and create folders with.
         """
-        from avssl.train.signals import terminated_as_interrupt
+        from avssl.sigterm import terminated_as_interrupt
 
         try:
             with terminated_as_interrupt():  # a SIGTERM (timeout, a scheduler) as a Ctrl-C

@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     """``datasets/avdigits/benchmark.py``: the whole protocol; the last stdout line is JSON."""
     args = _parser().parse_args(argv)
     args.seeds = list(dict.fromkeys(args.seeds))
-    from avssl.train.signals import terminated_as_interrupt
+    from avssl.sigterm import terminated_as_interrupt
 
     with terminated_as_interrupt():  # a SIGTERM (timeout, a scheduler) cleans up as Ctrl-C does
         return _run(args)

@@ -236,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     p = ArgumentParser(prog="avssl bench", description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="small sizes (under 2 min on 2 cores)")
     args = p.parse_args(argv)
-    from avssl.train.signals import terminated_as_interrupt
+    from avssl.sigterm import terminated_as_interrupt
 
     with terminated_as_interrupt():  # a SIGTERM too removes the temporary folders on its way out
         print(json_line(run(QUICK if args.quick else FULL)))

@@ -183,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     # its note only once the inputs are good
     args.precision = resolve_precision(args.precision, device, "--precision")
     t0 = time.perf_counter()
-    from avssl.train.signals import terminated_as_interrupt
+    from avssl.sigterm import terminated_as_interrupt
 
     with terminated_as_interrupt():  # a SIGTERM cleans up the partial file as Ctrl-C does
         n_frames, sheet = render(model, cfg, args, info, duration, fps, size, lut)

@@ -29,6 +29,7 @@ from pathlib import Path
 from avssl.cli import ArgumentParser, json_line
 from avssl.config import load_config, naming_config_file
 from avssl.errors import AvsslError
+from avssl.sigterm import terminated_as_interrupt
 from avssl.train.checkpoint import checkpoint_config
 from avssl.train.model_check import check_model_config  # noqa: F401 (re-exported)
 from avssl.train.resume import finished_note
@@ -41,7 +42,6 @@ from avssl.train.run_dir import (  # noqa: F401 (re-exported)
     prepare_run_dir,
     run_lock,
 )
-from avssl.train.signals import terminated_as_interrupt
 
 
 def _parser() -> argparse.ArgumentParser:

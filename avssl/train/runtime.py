@@ -47,7 +47,7 @@ def init_distributed(device: torch.device) -> Dist:
     if world <= 1:
         return Dist()
     if not dist.is_initialized():
-        from avssl.train.signals import sigterm_kills
+        from avssl.sigterm import sigterm_kills
 
         with sigterm_kills():  # a rank that failed before joining must not hold the others
             dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")

@@ -18,8 +18,6 @@ import sys
 import torch
 import torch.distributed as dist
 
-from avssl.errors import Terminated
-
 
 class StopFlag:
     """SIGINT/SIGTERM set a flag; the loop checkpoints and exits at the next step boundary."""
@@ -87,37 +85,3 @@ class StopFlag:
     def __exit__(self, *exc):
         for sig, old in self._old.items():
             signal.signal(sig, old)
-
-
-@contextlib.contextmanager
-def _sigterm_handler(handler):
-    """Within the block, ``handler`` handles SIGTERM; the previous one is restored after it.
-    Outside the main thread (where handlers cannot be set), nothing changes."""
-    try:
-        old = signal.signal(signal.SIGTERM, handler)
-    except ValueError:
-        old = None
-    try:
-        yield
-    finally:
-        if old is not None:
-            signal.signal(signal.SIGTERM, old)
-
-
-def terminated_as_interrupt():
-    """Within the block, SIGTERM raises :class:`~avssl.errors.Terminated` (the StopFlag takes
-    over inside the training loop and gives it back at the end). Outside the main thread, no
-    handler."""
-
-    def handle(signum, frame):
-        raise Terminated()
-
-    return _sigterm_handler(handle)
-
-
-def sigterm_kills():
-    """Within the block, SIGTERM kills the process as by default. For a blocking call that
-    Python handlers cannot interrupt: joining the process group waits for every rank, and when
-    one has already failed, torchrun's SIGTERM must end the others at once, not after its 30-s
-    grace period. Outside the main thread, nothing changes."""
-    return _sigterm_handler(signal.SIG_DFL)

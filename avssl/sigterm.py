@@ -1,0 +1,48 @@
+"""SIGTERM as an exception, or as the default kill, within a block; torch-free.
+
+:func:`avssl.cli.run_entry` sets :func:`terminated_as_interrupt` before a command imports torch
+(seconds in which the default handler would end it without a word), and the commands that clean
+up after themselves (training, shards, the synthetic world, overlays) keep it while they run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+
+from avssl.errors import Terminated
+
+
+@contextlib.contextmanager
+def _sigterm_handler(handler):
+    """Within the block, ``handler`` handles SIGTERM; the previous one is restored after it.
+    Outside the main thread (where handlers cannot be set), nothing changes."""
+    try:
+        old = signal.signal(signal.SIGTERM, handler)
+    except ValueError:
+        old = None
+    try:
+        yield
+    finally:
+        if old is not None:
+            signal.signal(signal.SIGTERM, old)
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated()
+
+
+def terminated_as_interrupt():
+    """Within the block, SIGTERM raises :class:`~avssl.errors.Terminated`, which the commands
+    report as ``error: terminated (SIGTERM)`` (exit 143) after cleaning up as for a Ctrl-C (the
+    training loop's :class:`~avssl.train.signals.StopFlag` takes over inside it and gives it back
+    at the end). Outside the main thread, no handler."""
+    return _sigterm_handler(_raise_terminated)
+
+
+def sigterm_kills():
+    """Within the block, SIGTERM kills the process as by default. For a blocking call that
+    Python handlers cannot interrupt: joining the process group waits for every rank, and when
+    one has already failed, torchrun's SIGTERM must end the others at once, not after its 30-s
+    grace period. Outside the main thread, nothing changes."""
+    return _sigterm_handler(signal.SIG_DFL)
