@@ -35,7 +35,7 @@ import json
 
 import torch
 
-from avssl.cli import ArgumentParser, note_checkpoint
+from avssl.cli import ArgumentParser, load_command_model
 from avssl.errors import AvsslError, MediaError, skip_fields
 
 
@@ -53,11 +53,9 @@ def main(argv: list[str] | None = None) -> int:
     from avssl.tools.index import load_index, weights_hash
     from avssl.tools.index_cca import cca_query, check_cca
     from avssl.tools.query import query_input, query_window, unit_embedding
-    from avssl.train.checkpoint import load_model
 
     index = load_index(args.index)
-    note_checkpoint(args.checkpoint)
-    model, cfg, state = load_model(args.checkpoint)
+    model, cfg, state = load_command_model(args.checkpoint)
     model.eval()
     index.check_checkpoint(weights_hash(model), state["path"], cfg)
     target, modality = args.target, "visual" if args.target == "audio" else "audio"

@@ -1,8 +1,9 @@
 """Every command that loads a checkpoint says, in one ``note:`` line on stderr, that a run folder
 without ``best.pt`` (a run stopped before its first validation) is read from its ``last.pt``.
 
-The library prints nothing (:func:`avssl.train.checkpoint.no_best_note`); each command calls
-:func:`avssl.cli.note_checkpoint` just before it loads, so each call site has a case here: the
+The library prints nothing (:func:`avssl.train.checkpoint.no_best_note`); a command loads a model
+with :func:`avssl.cli.load_command_model`, which says it, or calls :func:`avssl.cli.note_checkpoint`
+before it reads only a checkpoint's config; each command has a case here: the
 loaders are stubs that record the path and stop the command, so a case needs no model, no
 training and no decoding. ``tests/test_report.py::test_a_run_without_best_says_last_is_used``
 runs ``evaluate.py avc`` on a real run to the end.

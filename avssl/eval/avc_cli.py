@@ -11,7 +11,7 @@ figure, as ``train.py`` reports it; the test split never takes part in a choice.
 
 from __future__ import annotations
 
-from avssl.cli import ArgumentParser, int_at_least, note_checkpoint
+from avssl.cli import ArgumentParser, int_at_least, load_command_model
 from avssl.config_checks import SIZE_LIMIT
 from avssl.errors import AvsslError
 from avssl.eval.cli import (
@@ -74,12 +74,10 @@ def run(argv: list[str]) -> int:
     from avssl.eval.avc import avc_metrics, calibrate_threshold, score_pairs
     from avssl.eval.provenance import provenance
     from avssl.eval.score_norm import cohort_codes
-    from avssl.train.checkpoint import load_model
     from avssl.train.runtime import resolve_device
 
     device = resolve_device(args.device, "--device")
-    note_checkpoint(args.checkpoint)
-    model, cfg, state = load_model(args.checkpoint, device)
+    model, cfg, state = load_command_model(args.checkpoint, device)
     tta = apply_tta(model, args)  # scores move: a calibrated threshold is chosen anew (below)
     own = copy.deepcopy(cfg.data)  # the training data: cohort and calibration come from it
     use_data(cfg, args.data)

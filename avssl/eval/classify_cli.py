@@ -43,7 +43,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from avssl.cli import ArgumentParser, int_at_least, note_checkpoint, positive_float, positive_int
+from avssl.cli import (
+    ArgumentParser,
+    int_at_least,
+    load_command_model,
+    note_checkpoint,
+    positive_float,
+    positive_int,
+)
 from avssl.errors import AvsslError, skip_fields
 from avssl.eval.adapt_bn import extract_adapted
 from avssl.eval.classify_checks import (
@@ -150,10 +157,8 @@ def make_extractor(args, device):
         return logmel_extractor(args.checkpoint)
     if args.features == "model":
         from avssl.eval.provenance import provenance
-        from avssl.train.checkpoint import load_model
 
-        note_checkpoint(args.checkpoint)
-        model, cfg, state = load_model(args.checkpoint, device)
+        model, cfg, state = load_command_model(args.checkpoint, device)
         info = {"features": "model", "checkpoint": state["path"]}
         info.update(provenance(model, state, args.root if args.dataset == "manifest" else None))
     else:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from avssl.cli import ArgumentParser, int_at_least, note_checkpoint
+from avssl.cli import ArgumentParser, int_at_least, load_command_model
 from avssl.errors import AvsslError
 from avssl.eval.cli import (
     SUBCOMMANDS,
@@ -182,12 +182,10 @@ def run(argv: list[str]) -> int:
     )
     from avssl.eval.provenance import provenance
     from avssl.eval.retrieval import centre_pairs
-    from avssl.train.checkpoint import load_model
     from avssl.train.runtime import resolve_device
 
     device = resolve_device(args.device, "--device")
-    note_checkpoint(args.checkpoint)
-    model, cfg, state = load_model(args.checkpoint, device)
+    model, cfg, state = load_command_model(args.checkpoint, device)
     tta = apply_tta(model, args)
     if not model.has_map:
         raise AvsslError(

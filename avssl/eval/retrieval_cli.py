@@ -17,7 +17,7 @@ import os
 
 import numpy as np
 
-from avssl.cli import ArgumentParser, note_checkpoint, positive_int, share
+from avssl.cli import ArgumentParser, load_command_model, positive_int, share
 from avssl.errors import AvsslError
 from avssl.eval.cca import DEFAULT_COMPONENTS, DEFAULT_RIDGE
 from avssl.eval.cli import (
@@ -225,14 +225,12 @@ def run(argv: list[str]) -> int:
         gallery_frames,
         similarities,
     )
-    from avssl.train.checkpoint import load_model
     from avssl.train.runtime import resolve_device
 
     ontology = Ontology.load(args.ontology) if args.ontology else None
     gallery_rows = read_manifest(args.gallery) if args.gallery else None  # fail before decoding
     device = resolve_device(args.device, "--device")
-    note_checkpoint(args.checkpoint)
-    model, cfg, state = load_model(args.checkpoint, device)
+    model, cfg, state = load_command_model(args.checkpoint, device)
     check_cca_flags(args, model, cfg.model.method, state["path"])
     tta = apply_tta(model, args)
     if gallery_rows is not None:  # against the checkpoint's own data, before --data replaces it

@@ -19,7 +19,7 @@ import sys
 import numpy as np
 from tqdm import tqdm
 
-from avssl.cli import ArgumentParser, int_at_least, note_checkpoint, positive_float, positive_int
+from avssl.cli import ArgumentParser, int_at_least, load_command_model, positive_float, positive_int
 from avssl.errors import MediaError, skip_fields
 from avssl.eval.cli import SUBCOMMANDS, add_common, add_strict, check_outputs, emit, use_data
 from avssl.eval.sync_clip import ClipSync, check_grid, check_max_offset  # noqa: F401 (re-exported)
@@ -228,7 +228,6 @@ def run(argv: list[str]) -> int:
     args.split, args.seed = args.split or "test", args.seed or 0
     check_outputs(args)
     from avssl.eval.provenance import provenance
-    from avssl.train.checkpoint import load_model
     from avssl.train.runtime import resolve_device
 
     if args.video:
@@ -236,8 +235,9 @@ def run(argv: list[str]) -> int:
 
         check_file(args.video)  # a bad path fails before the model loads
     device = resolve_device(args.device, "--device")
-    note_checkpoint(args.checkpoint)
-    model, cfg, state = load_model(args.checkpoint, device, check=lambda c: check_grid(c, args))
+    model, cfg, state = load_command_model(
+        args.checkpoint, device, check=lambda c: check_grid(c, args)
+    )
     sync = ClipSync(model, cfg, args, device)
     if args.video:
         result = run_video(sync, args)

@@ -27,7 +27,7 @@ import sys
 import time
 from pathlib import Path
 
-from avssl.cli import ArgumentParser, names_json, note_checkpoint, one_line, positive_float
+from avssl.cli import ArgumentParser, load_command_model, names_json, one_line, positive_float
 from avssl.errors import AvsslError, MediaError, skip_fields
 from avssl.folder_lock import hold_output_folder
 from avssl.model_inputs import input_settings
@@ -108,12 +108,10 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     _check_args(args)
     from avssl.tools.index import weights_hash
-    from avssl.train.checkpoint import load_model
     from avssl.train.runtime import resolve_device
 
     t0 = time.perf_counter()
-    note_checkpoint(args.checkpoint)
-    model, cfg, state = load_model(args.checkpoint, resolve_device(args.device, "--device"))
+    model, cfg, state = load_command_model(args.checkpoint, resolve_device(args.device, "--device"))
     model.eval()
     model.audio_layer = args.layer
     settings = {

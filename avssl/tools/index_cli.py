@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from avssl.cli import ArgumentParser, names_json, note_checkpoint, one_line, positive_float
+from avssl.cli import ArgumentParser, load_command_model, names_json, one_line, positive_float
 from avssl.config import to_dict
 from avssl.errors import AvsslError, MediaError, skip_fields
 from avssl.folder_lock import hold_output_folder
@@ -173,12 +173,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.hop is not None and args.hop > MAX_HOP:
         raise AvsslError(f"--hop: must be at most {MAX_HOP:g} s, got {args.hop:g}")
     from avssl.models import embedding_dims
-    from avssl.train.checkpoint import load_model
     from avssl.train.runtime import resolve_device
 
     t0 = time.perf_counter()
-    note_checkpoint(args.checkpoint)
-    model, cfg, state = load_model(args.checkpoint, resolve_device(args.device, "--device"))
+    model, cfg, state = load_command_model(args.checkpoint, resolve_device(args.device, "--device"))
     ckpt = {"path": state["path"], "sha256": weights_hash(model)}
     out = Path(args.out)
     busy = "another avssl index is updating this index; wait for it to end"

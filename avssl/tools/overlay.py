@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from avssl.atomic_write import temp_sibling
-from avssl.cli import ArgumentParser, dash_paths_last, names_json, note_checkpoint
+from avssl.cli import ArgumentParser, dash_paths_last, load_command_model, names_json
 from avssl.cli_outputs import check_new_file, check_not_empty
 from avssl.data.media import probe, video_end
 from avssl.errors import AvsslError, MediaError
@@ -154,12 +154,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(dash_paths_last(parser, list(sys.argv[1:] if argv is None else argv)))
     _check_args(args)
-    from avssl.train.checkpoint import load_model
     from avssl.train.runtime import resolve_device, resolve_precision
 
     device = resolve_device(args.device, "--device")
-    note_checkpoint(args.checkpoint)
-    model, cfg, state = load_model(args.checkpoint, device)
+    model, cfg, state = load_command_model(args.checkpoint, device)
     if not model.has_map:
         raise AvsslError(
             f"{state['path']}: method {cfg.model.method!r} has no localisation map "

@@ -37,7 +37,7 @@ import sys
 from pathlib import Path
 
 from avssl.atomic_write import write_bytes
-from avssl.cli import ArgumentParser, names_json, note_checkpoint, one_line, positive_int
+from avssl.cli import ArgumentParser, load_command_model, names_json, one_line, positive_int
 from avssl.cli_outputs import (
     HTML_SUFFIXES,
     check_html_name,
@@ -134,15 +134,13 @@ def main(argv: list[str] | None = None) -> int:
             print(
                 "note: --per-file searches exactly (brute force); --approx ignored", file=sys.stderr
             )
-    from avssl.train.checkpoint import load_model
     from avssl.train.runtime import resolve_device
 
     index = load_index(args.index)
     if args.html is not None:  # the indexed media are read for the page's thumbnails and clips
         media = (f["path"] for f in index.files)
         check_not_read(args.html, media, f"a media file of the index {args.index}")
-    note_checkpoint(args.checkpoint)
-    model, cfg, state = load_model(args.checkpoint, resolve_device(args.device, "--device"))
+    model, cfg, state = load_command_model(args.checkpoint, resolve_device(args.device, "--device"))
     index.check_checkpoint(weights_hash(model), state["path"], cfg)
     path, flag, modality, target = _query_spec(args)
     cca = _cca_space(index, cfg, state, args, modality, target)
