@@ -144,11 +144,29 @@ def test_save_checkpoint_turns_only_runtime_errors_into_checkpoint_errors(tmp_pa
     ],
 )  # fmt: skip
 def test_the_resume_command_is_launched_as_the_run_was(env, want, monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["train.py"])
     for key in ("TORCHELASTIC_RUN_ID", "LOCAL_WORLD_SIZE", "WORLD_SIZE"):
         monkeypatch.delenv(key, raising=False)
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     assert resume_command(Path("runs/x")) == want
+
+
+@pytest.mark.parametrize(
+    "argv0,want",
+    [
+        ("/home/u/.venv/bin/avssl", "avssl train"),
+        (str(REPO / "avssl" / "__main__.py"), "python -m avssl train"),
+        (str(REPO / "train.py"), "python train.py"),
+        ("train.py", "python train.py"),
+    ],
+)
+def test_the_resume_hint_names_the_command_the_run_was_started_with(argv0, want, monkeypatch):
+    """``avssl train`` from an installed package must not be told to run ``python train.py``,
+    which exists only in a clone."""
+    monkeypatch.delenv("TORCHELASTIC_RUN_ID", raising=False)
+    monkeypatch.setattr(sys, "argv", [argv0])
+    assert resume_command(Path("runs/x")) == f"{want} --resume runs/x"
 
 
 def test_the_run_lock_is_exclusive_across_open_files(tmp_path):
