@@ -291,6 +291,40 @@ def test_ddp_a_second_sigint_to_a_rank_during_the_stop_still_saves_it(
     assert load_checkpoint(next((tmp_path / "runs").glob("*/last.pt")))["step"] == 4
 
 
+SIGINT_LAST_STEP = """
+import os, signal, sys
+sys.path.insert(0, {root!r})
+import avssl.train.loop as loop
+import train
+
+rank, plain_lr = os.environ["RANK"], loop.lr_factor
+
+
+def lr_factor(step, cfg, total=None):
+    if step == cfg.train.steps - 1 and rank == "1":  # during the last step, to rank 1 alone
+        os.kill(os.getpid(), signal.SIGINT)
+    return plain_lr(step, cfg, total)
+
+
+loop.lr_factor = lr_factor
+sys.exit(train.main(sys.argv[1:]))
+"""
+
+
+def test_ddp_a_signal_to_one_rank_during_the_last_step_is_in_the_summary(
+    tiny_train_args, tiny_cache, tmp_path
+):
+    # the run is complete (exit 0), and rank 0, which prints the summary, says the signal came
+    script = tmp_path / "sigint_last_step.py"
+    script.write_text(SIGINT_LAST_STEP.format(root=str(Path(train.__file__).parent)))
+    args = tiny_train_args("train.batch_size=2", "train.steps=4", "train.eval_every=100")
+    proc, digests = torchrun_two_ranks(args, tiny_cache, tmp_path, script)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = last_json(proc.stdout)
+    assert summary["step"] == 4 and not summary["interrupted"], summary
+    assert (summary["signal"], summary["stop_signal"]) == (0, signal.SIGINT), summary
+
+
 class StopAtOnce(StopFlag):
     """A SIGINT that came before the first agreement point (during the run's set-up)."""
 

@@ -8,7 +8,7 @@ The last line on stdout is one JSON object:
 "skipped": [{"split", "id", "reason"}, ...]}`` (built by :mod:`avssl.train.summary`).
 ``weights_digest`` is of the weights the optimiser moves; ``averaged_weights_digest`` of the
 averaged ones (``train.ema_decay``), else null. ``signal`` is the one that stopped the run, else
-0; ``stop_signal`` one received even during the last step, which stops nothing.
+0; ``stop_signal`` one received (by any rank) even during the last step, which stops nothing.
 ``clips_per_s`` is null when this session trained no step (a finished run resumed).
 ``memory_mb``: :func:`avssl.train.step_memory.estimate_step_memory` and the measured peak, MiB.
 A finished run resumed loads no data when its checkpoint records the session's data-derived

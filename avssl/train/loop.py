@@ -254,6 +254,8 @@ def train(
         bar.close()
         # a signal during the last step stops nothing: the run is complete, not to be resumed
         interrupted = bool(stop.signum) and step < total  # alike on every rank: signals are agreed
+        if not interrupted:  # the last step's signal, on any rank, is in every rank's summary
+            stop.agreed(device)
         if interrupted:  # every rank takes part in the checkpoint: a second SIGINT ends none
             stop.finishing()
             if not seen:  # the batches never started: neither the loader's draw nor the resume's
