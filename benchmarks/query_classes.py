@@ -35,7 +35,8 @@ import json
 
 import torch
 
-from avssl.cli import ArgumentParser, load_command_model
+from avssl.cli import ArgumentParser
+from avssl.cli_checkpoint import load_command_model
 from avssl.errors import AvsslError, MediaError, skip_fields
 
 

@@ -2,11 +2,12 @@
 without ``best.pt`` (a run stopped before its first validation) is read from its ``last.pt``.
 
 The library prints nothing (:func:`avssl.train.checkpoint.no_best_note`); a command loads a model
-with :func:`avssl.cli.load_command_model`, which says it, or calls :func:`avssl.cli.note_checkpoint`
-before it reads only a checkpoint's config; each command has a case here: the
-loaders are stubs that record the path and stop the command, so a case needs no model, no
-training and no decoding. ``tests/test_report.py::test_a_run_without_best_says_last_is_used``
-runs ``evaluate.py avc`` on a real run to the end.
+with :func:`avssl.cli_checkpoint.load_command_model`, which says it, or calls
+:func:`avssl.cli_checkpoint.note_checkpoint` before it reads only a checkpoint's config; each
+command has a case here: the loaders are stubs that record the path and stop the command, so a
+case needs no model, no training and no decoding.
+``tests/test_report.py::test_a_run_without_best_says_last_is_used`` runs ``evaluate.py avc`` on a
+real run to the end.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pathlib import Path
 import pytest
 from conftest import media_folder
 
-from avssl import cli
+from avssl import cli, cli_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 NOTE = "no best.pt (the run stopped before its first validation?); last.pt used"
@@ -127,7 +128,9 @@ def world(tmp_path, media_factory, monkeypatch):
     for name in ("check_inputs", "check_settings", "prepare", "train"):
         patch(avdigits_benchmark, name, lambda *args: None)
     patch(avdigits_benchmark, "run_digest", stop)
-    monkeypatch.setattr(cli, "_NOTED", set())  # noted once per process: a case is a process
+    monkeypatch.setattr(
+        cli_checkpoint, "_NOTED", set()
+    )  # noted once per process: a case is a process
     yield loaded
     # a module first imported during the case (resume_checks imports load_checkpoint at its
     # top, index_cli load_index) bound a stub: give it the real function, or later tests in

@@ -257,7 +257,7 @@ def test_a_run_without_best_says_last_is_used(full, tmp_path, capsys):
     note = f"{run}: no best.pt (the run stopped before its first validation?); last.pt used"
     assert f"note: {note}" in capsys.readouterr().err.splitlines()
     assert note in out.read_text()
-    from avssl.cli import note_checkpoint
+    from avssl.cli_checkpoint import note_checkpoint
     from avssl.train.checkpoint import load_checkpoint, load_model, no_best_note
 
     # the library says nothing (a Python user is not printed at): the commands give the note

@@ -11,7 +11,8 @@ figure, as ``train.py`` reports it; the test split never takes part in a choice.
 
 from __future__ import annotations
 
-from avssl.cli import ArgumentParser, int_at_least, load_command_model
+from avssl.cli import ArgumentParser, int_at_least
+from avssl.cli_checkpoint import load_command_model
 from avssl.config_checks import SIZE_LIMIT
 from avssl.errors import AvsslError
 from avssl.eval.cli import (

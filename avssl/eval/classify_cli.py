@@ -43,14 +43,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from avssl.cli import (
-    ArgumentParser,
-    int_at_least,
-    load_command_model,
-    note_checkpoint,
-    positive_float,
-    positive_int,
-)
+from avssl.cli import ArgumentParser, int_at_least, positive_float, positive_int
+from avssl.cli_checkpoint import load_command_model, note_checkpoint
 from avssl.errors import AvsslError, skip_fields
 from avssl.eval.adapt_bn import extract_adapted
 from avssl.eval.classify_checks import (

@@ -14,7 +14,8 @@ import importlib
 import sys
 from pathlib import Path
 
-from avssl.cli import json_line, note_checkpoint
+from avssl.cli import json_line
+from avssl.cli_checkpoint import note_checkpoint
 from avssl.cli_outputs import (
     check_new_dir,
     check_new_file,

@@ -19,7 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from avssl.cli import ArgumentParser, int_at_least, load_command_model
+from avssl.cli import ArgumentParser, int_at_least
+from avssl.cli_checkpoint import load_command_model
 from avssl.errors import AvsslError
 from avssl.eval.cli import (
     SUBCOMMANDS,

@@ -17,7 +17,8 @@ import os
 
 import numpy as np
 
-from avssl.cli import ArgumentParser, load_command_model, positive_int, share
+from avssl.cli import ArgumentParser, positive_int, share
+from avssl.cli_checkpoint import load_command_model
 from avssl.errors import AvsslError
 from avssl.eval.cca import DEFAULT_COMPONENTS, DEFAULT_RIDGE
 from avssl.eval.cli import (

@@ -19,7 +19,8 @@ import sys
 import numpy as np
 from tqdm import tqdm
 
-from avssl.cli import ArgumentParser, int_at_least, load_command_model, positive_float, positive_int
+from avssl.cli import ArgumentParser, int_at_least, positive_float, positive_int
+from avssl.cli_checkpoint import load_command_model
 from avssl.errors import MediaError, skip_fields
 from avssl.eval.cli import SUBCOMMANDS, add_common, add_strict, check_outputs, emit, use_data
 from avssl.eval.sync_clip import ClipSync, check_grid, check_max_offset  # noqa: F401 (re-exported)

@@ -22,7 +22,8 @@ import json
 from pathlib import Path
 
 from avssl.atomic_write import write_text
-from avssl.cli import ArgumentParser, fraction, int_at_least, json_line, json_safe, note_checkpoint
+from avssl.cli import ArgumentParser, fraction, int_at_least, json_line, json_safe
+from avssl.cli_checkpoint import note_checkpoint
 from avssl.errors import AvsslError
 from avssl.prep.avdigits import add_source_args
 from avssl.prep.report import MANIFEST, REPORT

@@ -27,7 +27,8 @@ import sys
 import time
 from pathlib import Path
 
-from avssl.cli import ArgumentParser, load_command_model, names_json, one_line, positive_float
+from avssl.cli import ArgumentParser, names_json, one_line, positive_float
+from avssl.cli_checkpoint import load_command_model
 from avssl.errors import AvsslError, MediaError, skip_fields
 from avssl.folder_lock import hold_output_folder
 from avssl.model_inputs import input_settings

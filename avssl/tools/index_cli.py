@@ -25,7 +25,8 @@ from pathlib import Path
 
 import torch
 
-from avssl.cli import ArgumentParser, load_command_model, names_json, one_line, positive_float
+from avssl.cli import ArgumentParser, names_json, one_line, positive_float
+from avssl.cli_checkpoint import load_command_model
 from avssl.config import to_dict
 from avssl.errors import AvsslError, MediaError, skip_fields
 from avssl.folder_lock import hold_output_folder

@@ -29,7 +29,8 @@ import torch
 import torch.nn.functional as F
 
 from avssl.atomic_write import temp_sibling
-from avssl.cli import ArgumentParser, dash_paths_last, load_command_model, names_json
+from avssl.cli import ArgumentParser, dash_paths_last, names_json
+from avssl.cli_checkpoint import load_command_model
 from avssl.cli_outputs import check_new_file, check_not_empty
 from avssl.data.media import probe, video_end
 from avssl.errors import AvsslError, MediaError

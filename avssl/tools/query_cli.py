@@ -37,7 +37,8 @@ import sys
 from pathlib import Path
 
 from avssl.atomic_write import write_bytes
-from avssl.cli import ArgumentParser, load_command_model, names_json, one_line, positive_int
+from avssl.cli import ArgumentParser, names_json, one_line, positive_int
+from avssl.cli_checkpoint import load_command_model
 from avssl.cli_outputs import (
     HTML_SUFFIXES,
     check_html_name,

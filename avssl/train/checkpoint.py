@@ -67,7 +67,7 @@ def no_best_note(path: str | os.PathLike | None) -> str | None:
     ``last.pt`` but no ``best.pt`` (a run stopped before its first validation).
 
     The library says nothing itself; the commands print this as a ``note:`` line on stderr
-    (:func:`avssl.cli.note_checkpoint`).
+    (:func:`avssl.cli_checkpoint.note_checkpoint`).
 
     Args:
         path: a checkpoint file or run folder, as given to :func:`load_checkpoint`, or None.
