@@ -15,7 +15,7 @@ import train
 from avssl.config import load_config
 from avssl.errors import ConfigError, TrainingError
 from avssl.models import build_model, embedding_dims
-from avssl.train.checkpoint import check_validation
+from avssl.train.divergence import check_validation
 
 
 @pytest.mark.parametrize(

@@ -25,8 +25,9 @@ from avssl.models import build_model
 from avssl.models.stats import stats_floats
 from avssl.train import averaging, finished, preflight, rng, runtime, step_memory
 from avssl.train import resume as resuming
-from avssl.train.checkpoint import check_validation, diverged_error, save_checkpoint, weights_digest
+from avssl.train.checkpoint import save_checkpoint, weights_digest
 from avssl.train.data import batches_per_epoch, to_device
+from avssl.train.divergence import check_validation, diverged_error
 from avssl.train.epochs import draws_before_first_batch, training_batches
 from avssl.train.optim import build_optimizer
 from avssl.train.run_dir import record_config
