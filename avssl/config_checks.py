@@ -145,15 +145,19 @@ def range_error(cfg) -> tuple[str, str] | None:
 
 
 def window_error(cfg) -> tuple[str, str] | None:
-    """``(key, reason)`` when ``data.window`` holds fewer samples than one STFT frame needs."""
+    """``(key, reason)`` when ``data.window`` holds fewer samples than one STFT frame needs; the
+    reason names every key that decides it."""
     audio, data = cfg.model.audio, cfg.data
     n = round(data.window * data.sample_rate)
-    need = audio.n_fft // 2 + 1 if audio.center else audio.win_length
+    if audio.center:  # torch.stft pads n_fft // 2 on each side
+        need, frame = audio.n_fft // 2 + 1, "model.audio.n_fft // 2 + 1 with model.audio.center"
+    else:
+        need, frame = audio.win_length, "model.audio.win_length, model.audio.center false"
     if n >= need:
         return None
     return "data.window", (
         f"{data.window:g} s at data.sample_rate {data.sample_rate} is {n} samples, fewer than "
-        f"one frame of the audio features needs ({need}, model.audio)"
+        f"one frame of the audio features needs ({need}: {frame})"
     )
 
 

@@ -3,8 +3,9 @@ train to nothing, or ask more of the machine than it has. Checked with the confi
 resumed run (:func:`avssl.config_checks.check_ranges`), never with the config stored in a
 checkpoint, so a model trained before a check existed can still be evaluated.
 
-Each check returns ``(key, reason)`` or None; a reason names the other keys that decide it, so
-that an error caused by a ``--set`` override is not blamed on the config file.
+Each check returns ``(key, reason)`` or None; a reason names every other key that decides it, as
+a whole dotted key, so that the config file is named only when it set one of them and no
+``--set`` override did (:func:`avssl.config_checks.file_decided`).
 """
 
 from __future__ import annotations
@@ -57,16 +58,19 @@ def mask_error(cfg) -> tuple[str, str] | None:
     if not audio.spec_masks:
         return None
     bands, frames = spectrogram_shape(cfg)
-    band_keys = "model.audio.n_mels" if audio.kind == "logmel" else "model.audio.n_fft"
-    frame_keys = ("data.window, data.sample_rate, model.audio.win_length, "
-                  "model.audio.hop_length, model.audio.center")  # fmt: skip
+    band = "model.audio.n_mels" if audio.kind == "logmel" else "model.audio.n_fft"
+    band_keys = f"model.audio.kind {audio.kind}, {band}"
+    frame = "model.audio.n_fft" if audio.center else "model.audio.win_length"
+    frame_keys = (f"data.window, data.sample_rate, {frame}, model.audio.hop_length, "
+                  "model.audio.center")  # fmt: skip
     for key, width, size, what, keys in (
         ("freq_mask", audio.freq_mask, bands, "bands", band_keys),
         ("time_mask", audio.time_mask, frames, "frames", frame_keys),
     ):
         if width > size:
             return f"model.audio.{key}", (
-                f"{width} is wider than the spectrogram's {size} {what} (from {keys})"
+                f"{width} is wider than the spectrogram's {size} {what} (from {keys}), with "
+                f"model.audio.spec_masks {audio.spec_masks}"
             )
     return None
 
@@ -78,7 +82,7 @@ def optimiser_error(cfg) -> tuple[str, str] | None:
     if t.optimizer == "adamw" and t.lr * t.weight_decay >= 1:
         return "train.weight_decay", (
             f"{t.weight_decay:g} x train.lr {t.lr:g} is >= 1: each step would decay the weights "
-            "to zero or past it (AdamW)"
+            "to zero or past it (train.optimizer adamw)"
         )
     return None
 
@@ -92,9 +96,11 @@ def shift_error(cfg) -> tuple[str, str] | None:
     if d.min_shift > reach:
         return None
     jitter = ""
-    if reach:
-        jitter = f" (data.positive_jitter {d.positive_jitter:g}: a positive sits up to {reach:g} s"
-        jitter += " from its frame)"
+    if reach:  # with no jitter (reach 0) min_shift 0 alone is refused, whatever the window
+        jitter = (
+            f" (data.positive_jitter {d.positive_jitter:g}: a positive sits up to {reach:g} s "
+            f"from its frame, {d.positive_jitter:g} x half the data.window of {d.window:g} s)"
+        )
     return "data.min_shift", (
         f"{d.min_shift:g} lets a hard negative (the clip's sound shifted in time) be a positive "
         f"itself{jitter}; set it above {reach:g} ({d.window * (1 + d.positive_jitter / 2):g} or "
@@ -136,7 +142,8 @@ def mel_error(cfg) -> tuple[str, str] | None:
         return None
     return "model.audio.n_mels", (
         f"{audio.n_mels}: {empty} of the mel filters are empty at model.audio.n_fft "
-        f"{audio.n_fft} and data.sample_rate {rate} (fewer bands or a larger n_fft)"
+        f"{audio.n_fft} and data.sample_rate {rate} (model.audio.kind logmel; fewer bands or a "
+        "larger n_fft)"
     )
 
 

@@ -4,15 +4,19 @@ line before any folder is made (helper audit of ``train.py --set``, 2026-12-06).
 from __future__ import annotations
 
 import json
+from functools import reduce
 
 import numpy as np
 import pytest
 import torch
+import yaml
 from conftest import TINY
 from test_bad_config import _one_error, refused_before_any_folder
 
 import train
-from avssl.config import load_config
+from avssl.config import Config, load_config
+from avssl.config_checks import _named
+from avssl.config_parse import apply_override
 from avssl.errors import ConfigError, TrainingError
 from avssl.models import build_model, embedding_dims
 from avssl.train.divergence import check_validation
@@ -203,3 +207,50 @@ def test_the_frame_count_matches_the_front_end():
         front = build_audio_frontend(cfg.model.audio, cfg.data.sample_rate).eval()
         n = round(cfg.data.window * cfg.data.sample_rate)
         assert spectrogram_shape(cfg) == tuple(front(torch.zeros(1, n)).shape[2:]), sets
+
+
+@pytest.mark.parametrize(
+    ("sets", "deciders"),
+    [
+        # data.window against one STFT frame: win_length uncentred, n_fft // 2 + 1 centred
+        (["data.window=0.01"],
+         ["data.sample_rate", "model.audio.win_length", "model.audio.center"]),
+        (["data.window=0.01", "model.audio.center=true"],
+         ["data.sample_rate", "model.audio.n_fft", "model.audio.center"]),
+        # a jittered positive reaches jitter x half the window
+        (["data.positive_jitter=0.5", "data.min_shift=0.2"],
+         ["data.positive_jitter", "data.window"]),
+        (["model.audio.n_mels=600"],
+         ["model.audio.kind", "model.audio.n_fft", "data.sample_rate"]),
+        (["model.audio.freq_mask=41"],
+         ["model.audio.kind", "model.audio.n_mels", "model.audio.spec_masks"]),
+        (["model.audio.time_mask=1000"],
+         ["data.window", "data.sample_rate", "model.audio.win_length", "model.audio.hop_length",
+          "model.audio.center", "model.audio.spec_masks"]),
+        (["train.weight_decay=500"], ["train.lr", "train.optimizer"]),
+    ],
+)  # fmt: skip
+def test_a_training_refusal_names_every_key_that_decides_it(sets, deciders, tmp_path):
+    """So that a ``--set`` of any of them, over the file, names no file; the file that sets the
+    refused values is named."""
+    data: dict = {}
+    for item in sets:
+        key, value = item.split("=")
+        *sections, name = key.split(".")
+        reduce(lambda d, s: d.setdefault(s, {}), sections, data)[name] = yaml.safe_load(value)
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    message = str(err.value)
+    assert message.startswith(f"{path}: "), message
+    key, reason = message[len(f"{path}: ") :].split(": ", 1)
+    refused = Config()  # the refused config, unchecked
+    for item in sets:
+        apply_override(refused, item)
+    for k in deciders:
+        assert _named(k, reason), (k, reason)
+        value = json.dumps(reduce(getattr, k.split("."), refused))
+        with pytest.raises(ConfigError) as err:
+            load_config(path, [f"{k}={value}"])  # the same value, given by --set
+        assert str(err.value) == f"{key}: {reason}", k
