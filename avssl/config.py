@@ -15,7 +15,7 @@ from pathlib import Path
 
 import yaml
 
-from avssl.config_checks import check_ranges, set_by_override
+from avssl.config_checks import check_ranges, file_decided, file_error, written_keys
 from avssl.config_parse import UniqueKeyLoader, apply_override, from_dict
 from avssl.errors import ConfigError
 
@@ -246,43 +246,56 @@ def load_config(path: str | os.PathLike | None = None, overrides: list[str] = ()
 
     Raises:
         ConfigError: an unreadable file, an unknown key, a value of the wrong type or out of
-            range (:mod:`avssl.config_checks`), or ``overrides`` given as one string.
+            range (:mod:`avssl.config_checks`), or ``overrides`` given as one string. The file
+            is named when it gave the refused value (:func:`~avssl.config_checks.file_decided`).
     """
     if isinstance(overrides, str):  # was read character by character: "expects key=value, 't'"
         raise ConfigError(f"overrides must be a list of key=value strings: [{overrides!r}]")
     data = {}
     if path is not None:
         path = Path(path)
-        if path.is_dir():
-            raise ConfigError(f"{path}: is a directory, not a config file")
-        if path.exists() and not path.is_file():  # /dev/null, a named pipe: not "no such file"
-            raise ConfigError(f"{path}: not a regular file")
-        if not path.is_file():
-            raise ConfigError(f"{path}: no such config file")
-        try:
-            data = yaml.load(path.read_text(encoding="utf-8"), UniqueKeyLoader) or {}
-        except ConfigError as err:
-            raise ConfigError(f"{path}: {err}") from None
-        except yaml.YAMLError as err:
-            mark = getattr(err, "problem_mark", None)  # where the parser stopped, 0-based
-            at = f", line {mark.line + 1}" if mark is not None else ""
-            raise ConfigError(f"{path}: not valid YAML ({err.__class__.__name__}{at})") from None
-        except UnicodeDecodeError:
-            raise ConfigError(f"{path}: not UTF-8 text") from None
-        except OSError as err:
-            raise ConfigError(f"{path}: cannot be read ({err.strerror})") from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"{path}: top level must be a mapping")
+        data = read_config_file(path)
         try:
             cfg = from_dict(Config, data)
         except ConfigError as err:
-            raise ConfigError(f"{path}: {err}") from None
+            raise file_error(path, str(err)) from None
     else:
         cfg = Config()
     for item in overrides:
         apply_override(cfg, item)
-    check_ranges(cfg, path, overrides)
+    check_ranges(cfg, path, overrides, written_keys(data))
     return cfg
+
+
+def read_config_file(path: str | os.PathLike) -> dict:
+    """The mapping a YAML config file holds, as written (not checked against :class:`Config`).
+
+    Raises:
+        ConfigError: ``PATH: reason``: no such file, a folder, not UTF-8, not YAML (or a key
+            given twice), or not a mapping at the top level.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise file_error(path, "is a directory, not a config file")
+    if path.exists() and not path.is_file():  # /dev/null, a named pipe: not "no such file"
+        raise file_error(path, "not a regular file")
+    if not path.is_file():
+        raise file_error(path, "no such config file")
+    try:
+        data = yaml.load(path.read_text(encoding="utf-8"), UniqueKeyLoader) or {}
+    except ConfigError as err:
+        raise file_error(path, str(err)) from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)  # where the parser stopped, 0-based
+        at = f", line {mark.line + 1}" if mark is not None else ""
+        raise file_error(path, f"not valid YAML ({err.__class__.__name__}{at})") from None
+    except UnicodeDecodeError:
+        raise file_error(path, "not UTF-8 text") from None
+    except OSError as err:
+        raise file_error(path, f"cannot be read ({err.strerror})") from None
+    if not isinstance(data, dict):
+        raise file_error(path, "top level must be a mapping")
+    return data
 
 
 def leading_key(message: str) -> str | None:
@@ -307,21 +320,29 @@ def naming_config_file(path: str | os.PathLike | None, overrides: list[str] = ()
     :func:`load_config` names it in its own (``FILE: KEY: reason``), for the checks that run
     later on the loaded config (the model's build, the front end, the pooling, the device).
 
-    The file is named only when the refusal begins with a config key whose value the file gave:
-    not one a ``--set`` override gave (:func:`~avssl.config_checks.set_by_override`), and not a
-    refusal that begins with something else (another file, an entry point) or names ``path``
-    already.
+    The file is named only when the refusal begins with a config key and the file decided it
+    (:func:`~avssl.config_checks.file_decided`, the rule of :func:`load_config`): the file
+    sets that key or one the refusal names, and no ``--set`` override decided it. A refusal that
+    begins with something else (another file, an entry point), or names a config file already
+    (:attr:`~avssl.errors.ConfigError.config_file`; a file called ``model`` is no section), is
+    raised as it is. The file is read again only for such a refusal.
     """
     try:
         yield
     except ConfigError as err:
         message = str(err)
-        if path is None or message.startswith((f"{path}: ", f"{Path(path)}: ")):
+        if path is None or err.config_file is not None:
             raise
         key = leading_key(message)
-        if key is None or set_by_override(key, message[len(key) :], overrides):
+        if key is None:
             raise
-        raise type(err)(f"{path}: {message}") from None  # its type kept (UnknownMethodError)
+        try:
+            keys = written_keys(read_config_file(path))
+        except ConfigError:  # gone or unreadable since: what it set is not known
+            keys = frozenset()
+        if not file_decided(key, message[len(key) :], keys, overrides):
+            raise
+        raise file_error(path, message, type(err)) from None  # its type kept (UnknownMethodError)
 
 
 def config_from_dict(data: dict) -> Config:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import reduce
 
@@ -178,16 +179,18 @@ def config_error(cfg) -> tuple[str, str] | None:
     return range_error(cfg) or window_error(cfg) or name_error(cfg)
 
 
-def check_ranges(cfg, path=None, overrides: list[str] = ()) -> None:
+def check_ranges(cfg, path=None, overrides: list[str] = (), file_keys: Iterable[str] = ()) -> None:
     """Refuse a config to train with: an out-of-range size, count or rate, or a setting that
     would train to nothing (:mod:`avssl.training_checks`, not applied to a stored checkpoint's
     config, which evaluation reads with :func:`config_error` alone).
 
     Args:
         cfg: a :class:`avssl.config.Config`.
-        path: the config file the values were read from, named in the error unless a
-            ``--set`` override gave the key its value.
+        path: the config file the values were read from, named in the error when the file
+            decided it (:func:`file_decided`).
         overrides: the ``--set key=value`` assignments applied after the file.
+        file_keys: the dotted keys the file gives a value (:func:`written_keys`); with none, the
+            file is never named.
 
     Raises:
         ConfigError: naming the first such key, what it accepts and the value it holds.
@@ -198,8 +201,58 @@ def check_ranges(cfg, path=None, overrides: list[str] = ()) -> None:
     if found is None:
         return
     key, reason = found
-    from_file = path is not None and not set_by_override(key, reason, overrides)
-    raise ConfigError(f"{path}: {key}: {reason}" if from_file else f"{key}: {reason}")
+    message = f"{key}: {reason}"
+    if path is not None and file_decided(key, reason, file_keys, overrides):
+        raise file_error(path, message)
+    raise ConfigError(message)
+
+
+def written_keys(data: dict, prefix: str = "") -> frozenset[str]:
+    """The dotted keys a config file's mapping gives a value, as written (``model.audio.n_fft``
+    of ``{"model": {"audio": {"n_fft": 256}}}``). A section is no key of its own: the file sets
+    only the keys written inside it (unlike ``--set model.audio={...}``, which counts as setting
+    the whole section), and a refusal naming the section (``model.audio``) is matched through
+    them (:func:`file_decided`).
+
+    Args:
+        data: the mapping the YAML file holds.
+        prefix: the dotted section ``data`` sits in, with its trailing dot.
+    """
+    keys = set()
+    for name, value in data.items():
+        if isinstance(value, dict):
+            keys |= written_keys(value, f"{prefix}{name}.")
+        else:
+            keys.add(f"{prefix}{name}")
+    return frozenset(keys)
+
+
+def file_decided(
+    key: str, reason: str, file_keys: Iterable[str], overrides: list[str] = ()
+) -> bool:
+    """Whether a refusal of ``key`` is the config file's, to be named in it: the file sets
+    ``key`` or a key the refusal names (as a whole key, or by its section), and no ``--set``
+    override decided it (:func:`set_by_override`). A refusal of a value left at its default
+    names no file. The one rule of :func:`check_ranges` and
+    :func:`avssl.config.naming_config_file`.
+
+    Args:
+        key: the dotted key refused, e.g. ``data.window``.
+        reason: the rest of the refusal, naming the other keys that decide it.
+        file_keys: the dotted keys the file gives a value (:func:`written_keys`).
+        overrides: the ``--set key=value`` assignments applied after the file.
+    """
+    if set_by_override(key, reason, overrides):
+        return False
+    return any(_set_caused(key, k, reason) for k in file_keys)
+
+
+def file_error(path, message: str, kind: type[ConfigError] = ConfigError) -> ConfigError:
+    """A ``kind`` error ``PATH: message`` that records it names the config file ``path``
+    (:attr:`ConfigError.config_file`), so that it is not named a second time."""
+    err = kind(f"{path}: {message}")
+    err.config_file = str(path)
+    return err
 
 
 def set_by_override(key: str, reason: str, overrides: list[str] = ()) -> bool:
@@ -222,7 +275,8 @@ def _named(word: str, reason: str) -> bool:
 
 
 def _set_caused(key: str, k: str, reason: str) -> bool:
-    """Whether the ``--set`` of ``k`` decides the refusal of ``key`` whose text is ``reason``."""
+    """Whether setting ``k`` (a ``--set``, or a key the file writes) decides the refusal of
+    ``key`` whose text is ``reason``."""
     if key == k or key.startswith(k + "."):  # the key, or a section set whole
         return True
     if k.startswith(key + ".") and _named(k[len(key) + 1 :], reason):  # a section's key, named

@@ -46,7 +46,15 @@ class LateAudioError(MediaError):
 
 
 class ConfigError(AvsslError):
-    """A configuration file or ``--set`` override is invalid."""
+    """A configuration file or ``--set`` override is invalid.
+
+    Attributes:
+        config_file: the config file the message begins with when avssl named it there
+            (:func:`avssl.config_checks.file_error`), else None; tells ``FILE: KEY: reason``
+            apart from a refusal of a key that a file's name merely looks like (``./model``).
+    """
+
+    config_file: str | None = None
 
 
 class UnknownMethodError(ConfigError):

@@ -16,7 +16,7 @@ from bad_media import last_json
 from conftest import poison_loss
 
 import train
-from avssl.config import Config, load_config
+from avssl.config import Config, load_config, naming_config_file
 from avssl.config_checks import RANGES
 from avssl.errors import ConfigError
 
@@ -125,33 +125,42 @@ def test_a_value_the_model_refuses_names_the_file(text, message, tmp_path, capsy
     assert not (tmp_path / "runs").exists()
 
 
+def _named(path, message: str, overrides=()) -> str:
+    """The refusal ``message`` raised inside ``naming_config_file(path, overrides)``."""
+    with pytest.raises(ConfigError) as err, naming_config_file(path, overrides):
+        raise ConfigError(message)
+    return str(err.value)
+
+
+# avssl.train.memory's refusal: a section, for keys its reason names
+MEMORY = (
+    "model: 1.2 M parameters need 9 GB for their weights alone, more than the 1 GB free on cpu; "
+    "make the widths (model.channels, model.embed_dim, model.head_hidden, model.fusion_hidden) "
+    "smaller"
+)
+
+
 def test_a_refusal_naming_the_file_already_is_not_named_twice(tmp_path):
-    from avssl.config import leading_key, naming_config_file
+    from avssl.config import leading_key
     from avssl.errors import UnknownMethodError
 
-    def named(path, message: str, overrides=()) -> str:
-        with pytest.raises(ConfigError) as err, naming_config_file(path, overrides):
-            raise ConfigError(message)
-        return str(err.value)
-
     path = tmp_path / "model"  # a file named as a section of the config
-    assert named(path, f"{path}: model.method: x") == f"{path}: model.method: x"
-    assert named(path, "m.jsonl: data.root: y") == "m.jsonl: data.root: y"  # another file's
-    assert named(path, "model.method: x") == f"{path}: model.method: x"
-    assert named(path, "model.method: x", ["model.method=x"]) == "model.method: x"
-    assert named(None, "model.method: x") == "model.method: x"  # no file
-    # the file as written ("./model"), named by load_config as Path() prints it ("model")
-    assert named("./model", "model: model: x") == "model: model: x"
+    path.write_text("model:\n  method: x\n  audio:\n    freq_mask: -1\n")
+    assert _named(path, f"{path}: model.method: x") == f"{path}: model.method: x"
+    assert _named(path, "m.jsonl: data.root: y") == "m.jsonl: data.root: y"  # another file's
+    assert _named(path, "model.method: x") == f"{path}: model.method: x"
+    assert _named(path, "model.method: x", ["model.method=x"]) == "model.method: x"
+    assert _named(None, "model.method: x") == "model.method: x"  # no file
     # a section refused for one of its keys a --set gave; a key named in the reason, as a word
     masks = "model.audio: freq_mask, time_mask and spec_masks must be >= 0"
-    assert named(path, masks, ["model.audio.freq_mask=-1"]) == masks
-    assert named(path, masks, ["model.audio.n_mels=64"]) == f"{path}: {masks}"  # the file's
+    assert _named(path, masks, ["model.audio.freq_mask=-1"]) == masks
+    assert _named(path, masks, ["model.audio.n_mels=64"]) == f"{path}: {masks}"  # the file's
     window = "data.window: 800 samples, fewer than one frame (2048, model.audio)"
-    assert named(path, window, ["model.audio.n_fft=2048"]) == window  # its section named
-    assert named(path, "train.weight_decay: beside train.lr.", ["train.lr=1"]) == (
+    assert _named(path, window, ["model.audio.n_fft=2048"]) == window  # its section named
+    assert _named(path, "train.weight_decay: beside train.lr.", ["train.lr=1"]) == (
         "train.weight_decay: beside train.lr."
     )
-    assert named(path, "model.method: No module named 'm'", ["name=r"]).startswith(f"{path}: ")
+    assert _named(path, "model.method: No module named 'm'", ["name=r"]).startswith(f"{path}: ")
     # the refusal's own type is kept (a caller may tell an unknown method apart)
     with (
         pytest.raises(UnknownMethodError, match=f"^{path}: model.method: "),
@@ -163,6 +172,74 @@ def test_a_refusal_naming_the_file_already_is_not_named_twice(tmp_path):
     assert leading_key("data.synthetic.seed: must be >= 0") == "data.synthetic.seed"
     assert leading_key("model.yaml: not UTF-8 text") is None
     assert leading_key("avssl.methods: mine = mine_plugin.mine:Mine") is None
+
+
+def test_only_a_refusal_the_file_decided_names_it(tmp_path):
+    """The file is named when it sets the refused key, or a key the refusal names (by itself or
+    by its section), and no ``--set`` decided the refusal: not for a value left at its default."""
+    path = tmp_path / "c.yaml"
+    path.write_text("train:\n  steps: 5\nmodel:\n  mil_pool: mean\n")
+    # the file sets neither model.audio.kind nor a width the memory refusal names: defaults
+    assert _named(path, "model.audio.kind: unknown front end 'x'") == (
+        "model.audio.kind: unknown front end 'x'"
+    )
+    assert _named(path, MEMORY) == MEMORY
+    assert _named(path, "model.mil_pool: 'mean' (valid: lse, max)").startswith(f"{path}: ")
+    # set by the file, then by --set: the --set's value is refused
+    assert (
+        _named(path, "model.mil_pool: 'mean'", ["model.mil_pool=mean"]) == "model.mil_pool: 'mean'"
+    )
+    path.write_text("model:\n  channels: [4096]\n  audio:\n    n_mels: 64\n")
+    assert _named(path, MEMORY) == f"{path}: {MEMORY}"  # a width the reason names
+    assert _named(path, MEMORY, ["model.embed_dim=9999"]) == MEMORY  # a --set width decided
+    # a section named by the reason, of a key the file sets
+    window = "data.window: 0.01 s is 160 samples, fewer than one frame needs (model.audio)"
+    assert _named(path, window) == f"{path}: {window}"
+    assert _named(path, "data.window: 0.01 s needs model.audio.win_length") == (
+        "data.window: 0.01 s needs model.audio.win_length"  # n_mels is no such key
+    )
+
+
+def test_a_range_refusal_names_the_file_only_for_its_keys(tmp_path):
+    from avssl.config_checks import check_ranges, written_keys
+
+    cfg = Config()
+    cfg.train.lr = -1.0
+    with pytest.raises(ConfigError, match=r"^train.lr: must be > 0"):
+        check_ranges(cfg, "c.yaml", file_keys={"train.steps", "model.audio.n_mels"})
+    with pytest.raises(ConfigError, match=r"^c.yaml: train.lr: must be > 0") as err:
+        check_ranges(cfg, "c.yaml", file_keys={"train.lr"})
+    assert err.value.config_file == "c.yaml"
+    with pytest.raises(ConfigError, match=r"^train.lr: must be > 0"):
+        check_ranges(cfg, "c.yaml", ["train.lr=-1"], file_keys={"train.lr"})  # --set over it
+    path = tmp_path / "c.yaml"
+    path.write_text("train:\n  lr: -1\n")
+    with pytest.raises(ConfigError, match=f"^{path}: train.lr: must be > 0"):
+        load_config(path)
+    with pytest.raises(ConfigError, match=r"^train.lr: must be > 0, got -2.0$"):
+        load_config(path, ["train.lr=-2"])
+    # the keys as written: a section sets only the keys inside it (lr left at its default)
+    written = written_keys({"train": {"steps": 5}, "model": {"audio": {"n_fft": 256}}, "data": {}})
+    assert written == {"train.steps", "model.audio.n_fft"}
+    with pytest.raises(ConfigError, match=r"^train.lr: must be > 0"):
+        check_ranges(cfg, "c.yaml", file_keys=written)
+
+
+def test_a_config_file_named_like_a_section_is_still_named(tmp_path, monkeypatch):
+    """``--config ./model``: a refusal of the section ``model`` does not begin with that file's
+    name, however alike they look; an error that names the file (``model: ...``) is kept."""
+    monkeypatch.chdir(tmp_path)
+    Path("model").write_text("model:\n  channels: [4096, 4096]\n")
+    assert _named("./model", MEMORY) == f"./model: {MEMORY}"
+    assert _named("model", MEMORY) == f"model: {MEMORY}"
+    Path("train").write_text("model:\n  methd: x\n")  # an unknown key, named by load_config
+    with pytest.raises(ConfigError) as err, naming_config_file("./train"):
+        load_config("./train")
+    assert str(err.value).startswith("train: unknown config key 'model.methd'")
+    Path("model").write_text("train:\n  lr: -1\n")
+    with pytest.raises(ConfigError) as err, naming_config_file("./model"):
+        load_config("./model")
+    assert str(err.value) == "model: train.lr: must be > 0, got -1.0"
 
 
 def test_config_file_with_a_key_twice_or_a_folder(tmp_path):
