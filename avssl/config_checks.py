@@ -234,7 +234,7 @@ def file_decided(
     ``key`` or a key the refusal names (as a whole key, or by its section), and no ``--set``
     override decided it (:func:`set_by_override`). A refusal of a value left at its default
     names no file. The one rule of :func:`check_ranges` and
-    :func:`avssl.config.naming_config_file`.
+    :func:`avssl.config_naming.naming_config_file`.
 
     Args:
         key: the dotted key refused, e.g. ``data.window``.

@@ -16,8 +16,9 @@ from bad_media import last_json
 from conftest import poison_loss
 
 import train
-from avssl.config import Config, load_config, naming_config_file
+from avssl.config import Config, load_config
 from avssl.config_checks import RANGES
+from avssl.config_naming import naming_config_file
 from avssl.errors import ConfigError
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -141,7 +142,7 @@ MEMORY = (
 
 
 def test_a_refusal_naming_the_file_already_is_not_named_twice(tmp_path):
-    from avssl.config import leading_key
+    from avssl.config_naming import leading_key
     from avssl.errors import UnknownMethodError
 
     path = tmp_path / "model"  # a file named as a section of the config

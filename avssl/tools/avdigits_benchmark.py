@@ -110,7 +110,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     """Every stage of :func:`main`, in order."""
-    from avssl.config import load_config, naming_config_file
+    from avssl.config import load_config
+    from avssl.config_naming import naming_config_file
     from avssl.train.cli import check_model_config
 
     # a bad --set (a mistyped method too) fails now, not after the data are prepared

@@ -27,7 +27,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from avssl.cli import ArgumentParser, json_line
-from avssl.config import load_config, naming_config_file
+from avssl.config import load_config
+from avssl.config_naming import naming_config_file
 from avssl.errors import AvsslError
 from avssl.sigterm import terminated_as_interrupt
 from avssl.train.checkpoint import checkpoint_config
