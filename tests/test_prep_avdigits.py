@@ -525,3 +525,21 @@ def test_a_test_file_without_a_digit_is_named_and_a_damaged_gzip_is_one_line(tin
     (tmp_path / "bad.gz").write_bytes(bytes(damaged))
     with pytest.raises(ManifestError, match=f"^{tmp_path / 'bad.gz'}: cannot read"):
         read_idx(tmp_path / "bad.gz", 2049)
+
+
+def test_unreadable_test_speaker_is_refused_naming_an_example(tiny, tmp_path):
+    """A test speaker whose every recording is unreadable leaves no test split: refused in one
+    line with an example of what was wrong, not written as a manifest without a test split."""
+    for path in tiny["fsdd"].glob("*_cat_*.wav"):  # cat: the default test speaker here
+        path.write_bytes(b"version https://git-lfs.github.com/spec/v1\n")
+    out = tmp_path / "out"
+    with pytest.raises(AvsslError, match=r"test speaker cat could be read .*e\.g\. \d_cat_\d: "):
+        run(tiny, out)
+    assert not (out / "manifest.jsonl").exists()
+
+
+def test_no_readable_training_recording_names_an_example(tiny, tmp_path):
+    for path in tiny["fsdd"].glob("*_*_*.wav"):
+        path.write_bytes(b"junk")
+    with pytest.raises(AvsslError, match=r"no training recording could be read .*; e\.g\. "):
+        run(tiny, tmp_path / "out", "--test-speakers", "cat")

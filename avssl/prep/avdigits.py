@@ -248,7 +248,16 @@ def _prepare(args: argparse.Namespace, report: PrepReport, made: NewOutputs) -> 
             )  # fmt: skip
 
     if not any(row.split == "train" for row in report.rows):
-        raise AvsslError(f"{args.fsdd}: no training recording could be read (nothing written)")
+        raise AvsslError(
+            f"{args.fsdd}: no training recording could be read (nothing written)"
+            f"{_example(report.unreadable, None)}"
+        )
+    read = {item["speaker"] for item in items}
+    if lost := [s for s in test if s not in read]:  # an empty test split is no benchmark
+        raise AvsslError(
+            f"{args.fsdd}: no recording of test speaker {lost[0]} could be read (nothing "
+            f"written){_example(report.unreadable, lost[0])}"
+        )
     gallery = _write_gallery(out, pools["test"], pixels, labels, args, made, GALLERY, "test")
     gallery_val = _write_gallery(out, pools["val"], pixels, labels, args, made, GALLERY_VAL, "val")
     if val_speaker is not None:
@@ -272,6 +281,15 @@ def _prepare(args: argparse.Namespace, report: PrepReport, made: NewOutputs) -> 
     if val_speaker is not None:
         report.extra["heldout"] = str(out / HELDOUT)
     return report.finish(out, args.force)
+
+
+def _example(unreadable: list[tuple[str, str]], speaker: str | None) -> str:
+    """The ``"; e.g. ID: REASON"`` of the first unreadable recording (of ``speaker`` if given)."""
+    for item_id, reason in unreadable:
+        parts = item_id.split("_")
+        if speaker is None or (len(parts) == 3 and parts[1] == speaker):
+            return f"; e.g. {item_id}: {reason}"
+    return ""
 
 
 def _write_gallery(out: Path, pool, pixels, labels, args, made: NewOutputs, name, split) -> int:
