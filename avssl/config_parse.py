@@ -76,8 +76,11 @@ def _coerce(value, tp, key: str):
 
 
 def _unknown(key: str, valid) -> ConfigError:
-    close = difflib.get_close_matches(key.rsplit(".", 1)[-1], list(valid), n=1)
-    hint = f" (did you mean {close[0]!r}?)" if close else f" (valid: {', '.join(valid)})"
+    # the hint is the whole key, as --set takes it: 'runs_dir' alone is unknown at the top
+    section, _, name = key.rpartition(".")
+    close = difflib.get_close_matches(name, list(valid), n=1)
+    full = [f"{section}.{k}" if section else k for k in close]
+    hint = f" (did you mean {full[0]!r}?)" if full else f" (valid: {', '.join(valid)})"
     return ConfigError(f"unknown config key {short_repr(key)}{hint}")
 
 

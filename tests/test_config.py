@@ -18,8 +18,11 @@ def test_defaults_round_trip(tmp_path):
 
 
 def test_unknown_key_names_nearest(tmp_path):
-    with pytest.raises(ConfigError, match=r"train.stpes.*did you mean 'steps'"):
+    with pytest.raises(ConfigError, match=r"train.stpes.*did you mean 'train.steps'"):
         load_config(None, ["train.stpes=3"])
+    # the hint is a key --set takes: a bare 'runs_dir' is no key at the top level
+    with pytest.raises(ConfigError, match=r"did you mean 'train.runs_dir'\?"):
+        load_config(None, ["train.out_dir=x"])
     path = tmp_path / "bad.yaml"
     path.write_text("model:\n  embed_dimm: 3\n")
     with pytest.raises(ConfigError, match=r"bad.yaml.*model.embed_dimm.*embed_dim"):

@@ -266,7 +266,7 @@ def test_configs_are_safe_and_name_the_nearest_key(tmp_path, capsys):
     assert "pwned" not in out and err.startswith(f"error: {evil}") and "not valid YAML" in err
     assert train.main(["--set", "train.stpes=3"]) == 2
     err = capsys.readouterr().err
-    assert "did you mean 'steps'" in err and len(err.strip().splitlines()) == 1
+    assert "did you mean 'train.steps'" in err and len(err.strip().splitlines()) == 1
     typo = tmp_path / "typo.yaml"
     typo.write_text("data:\n  widnow: 2.0\n")
     assert train.main(["--config", str(typo)]) == 2
