@@ -543,3 +543,13 @@ def test_no_readable_training_recording_names_an_example(tiny, tmp_path):
         path.write_bytes(b"junk")
     with pytest.raises(AvsslError, match=r"no training recording could be read .*; e\.g\. "):
         run(tiny, tmp_path / "out", "--test-speakers", "cat")
+
+
+def test_a_gallery_short_of_gallery_per_class_is_noted(tiny, tmp_path):
+    """The tiny validation pool holds 2 images of each digit: --gallery-per-class 3 cannot be
+    met there (gallery_val.jsonl) but can in test (4 per digit), and the report says so."""
+    out = tmp_path / "out"
+    run(tiny, out, "--gallery-per-class", "3")
+    notes = json.loads((out / "prepare_report.json").read_text())["notes"]
+    short = [n for n in notes if "fewer than --gallery-per-class 3" in n]
+    assert len(short) == 1 and short[0].startswith("gallery_val.jsonl: 2-2 images per digit")

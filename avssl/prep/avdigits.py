@@ -260,6 +260,14 @@ def _prepare(args: argparse.Namespace, report: PrepReport, made: NewOutputs) -> 
         )
     gallery = _write_gallery(out, pools["test"], pixels, labels, args, made, GALLERY, "test")
     gallery_val = _write_gallery(out, pools["val"], pixels, labels, args, made, GALLERY_VAL, "val")
+    for name, pool in ((GALLERY, pools["test"]), (GALLERY_VAL, pools["val"])):
+        per_digit = [len(images) for images in pool_by_digit(pool, labels).values()]
+        if min(per_digit) < args.gallery_per_class:  # its classes are then unequal, or all short
+            report.note(
+                f"{name}: {min(per_digit)}-{min(max(per_digit), args.gallery_per_class)} images "
+                f"per digit, fewer than --gallery-per-class {args.gallery_per_class} (the split "
+                "holds no more)"
+            )
     if val_speaker is not None:
         write_manifest(made.file(out / HELDOUT), heldout_rows(report.rows))
     with open(made.file(out / ITEMS), "w", encoding="utf-8") as fh:
