@@ -102,6 +102,25 @@ def test_vggss_zero_area_boxes_keep_their_item(media_factory, tmp_path):
                                            "[0.1, 0.1, 'x', 0.5])"]]  # fmt: skip
 
 
+def test_vggss_boxes_in_pixels_are_refused_not_clipped(media_factory, tmp_path):
+    """Clipped to [0, 1], a box in pixels became the whole frame (a corner at 0) or nothing."""
+    entries = [
+        {"file": "a", "class": "c", "bbox": [[0, 0, 150, 200]]},
+        {"file": "b", "class": "c", "bbox": [[0.1, 0.2, 1.0, 1]]},  # the published maximum
+    ]
+    (tmp_path / "v.json").write_text(json.dumps(entries))
+    for name in "ab":
+        media_factory(f"{name}.mp4", duration=1.0, size=(32, 32))
+    out = tmp_path / "out"
+    argv = ["--annotations", str(tmp_path / "v.json"), "--media", str(tmp_path), "--out", str(out)]
+    assert vggss.main(argv) == 0
+    assert [r.id for r in read_manifest(out / "manifest.jsonl")] == ["b"]
+    report = json.loads((out / "prepare_report.json").read_text())
+    assert report["unreadable_items"] == [
+        ["a", "bad bbox (box 0 has coordinate 200 above 1: not normalised (pixels?))"]
+    ]
+
+
 def test_an_annotated_frame_beside_its_video_takes_the_videos_sound(tmp_path):
     for name in ("a/x.mp4", "a/x.jpg", "b/x.jpg", "b/y.mp4"):
         (tmp_path / name).parent.mkdir(exist_ok=True)

@@ -19,7 +19,7 @@ from collections import Counter
 from pathlib import Path
 
 from avssl.cli import ArgumentParser
-from avssl.data.annotations import load_vggss, read_flickr_ids
+from avssl.data.annotations import load_vggss, parse_box, read_flickr_ids
 from avssl.errors import AvsslError, MediaError
 from avssl.prep.clips import index_folder, locate
 from avssl.prep.localization import (
@@ -75,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
             if not entry["bbox"]:
                 raise ValueError("no boxes")
             boxes, dropped = clip_boxes(entry["bbox"], item)
+            _check_normalised(entry["bbox"])
         except (TypeError, ValueError) as err:
             report.skip_unreadable(item, f"bad bbox ({err})")
             continue
@@ -96,6 +97,18 @@ def main(argv: list[str] | None = None) -> int:
             report.skip_missing(item, f"no entry of {args.annotations} names it")
     note_dropped(report, lost_boxes)
     return finish_run(report, args)
+
+
+def _check_normalised(boxes) -> None:
+    """Refuse a coordinate above 1 (the published boxes are normalised to [0, 1], the largest
+    1.0): pixels, clipped to [0, 1], would silently become the whole frame or nothing.
+
+    Raises:
+        ValueError: a box with a coordinate above 1 (past a rounding tolerance).
+    """
+    for k, box in enumerate(boxes):  # each four finite numbers: clip_boxes checked them
+        if (top := max(parse_box(box, ""))) > 1.001:
+            raise ValueError(f"box {k} has coordinate {top:g} above 1: not normalised (pixels?)")
 
 
 def _clip_files(
