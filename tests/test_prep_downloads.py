@@ -180,3 +180,25 @@ def test_split_of_a_path_wins_over_a_file_name(tmp_path):
     explicit = {"x.csv": "train", str(csv): "val"}
     assert split_of_file(csv, explicit) == "val"
     assert split_of_file(tmp_path / "x.csv", explicit) == "train"
+
+
+def test_a_clip_listed_twice_is_one_duplicate_not_two_unreadable_files(tmp_path):
+    """An ESC-50 row repeated (a copy-paste) was counted as two unreadable items when its file
+    was empty, each "empty file"; a readable one was listed once as a duplicate id."""
+    root = tmp_path / "ESC-50"
+    (root / "meta").mkdir(parents=True)
+    (root / "audio").mkdir()
+    rows = ["1-1-A-0.wav,1,0,dog,True,1,A", "2-1-A-0.wav,2,0,dog,True,1,A"]
+    (root / "meta/esc50.csv").write_text(
+        "filename,fold,target,category,esc10,src_file,take\n" + "\n".join(rows + rows) + "\n"
+    )
+    sf.write(root / "audio/1-1-A-0.wav", np.zeros(8000, np.float32), 8000)
+    (root / "audio/2-1-A-0.wav").write_bytes(b"")
+    out = tmp_path / "out"
+    assert esc50.main(["--root", str(root), "--out", str(out), "--test-fold", "2"]) == 0
+    meta = root / "meta/esc50.csv"
+    assert _report(out)["unreadable_items"] == [
+        ["1-1-A-0", f"{meta}:4: duplicate of line 2"],
+        ["2-1-A-0", f"{meta}:5: duplicate of line 3"],
+        ["2-1-A-0", f"{root}/audio/2-1-A-0.wav: empty file"],
+    ]

@@ -93,7 +93,7 @@ def prepare_folds(
     folds: dict[str, int] = {}
     needed = (*columns, *extra)
     header, lines = csv_records(meta, needed)
-    records = []
+    records, seen = [], {}  # item -> its first line
     for line, rec in lines:
         where = f"{meta}:{line}"
         item = Path(rec[file_col]).stem if (rec[file_col] or "").strip() else where
@@ -103,6 +103,10 @@ def prepare_folds(
             continue
         if not keep(rec):
             continue
+        if item in seen:  # one clip listed twice is one item, whatever its file holds
+            report.skip_unreadable(item, f"{where}: duplicate of line {seen[item]}")
+            continue
+        seen[item] = line
         rec[label_col] = rec[label_col].strip()  # " helicopter " is no class of its own
         if not rec[label_col]:
             report.skip_unreadable(item, f"{where}: empty {label_col}")
@@ -112,7 +116,7 @@ def prepare_folds(
         except ValueError:
             report.skip_unreadable(item, f"{where}: fold {rec[fold_col]!r} is not a number")
             continue
-        folds.setdefault(item, fold)  # a duplicate row is skipped by report.add, fold and all
+        folds[item] = fold
         records.append((item, rec))
     present = sorted(set(folds.values()))
     if present and args.test_fold not in present:
