@@ -553,3 +553,10 @@ def test_a_gallery_short_of_gallery_per_class_is_noted(tiny, tmp_path):
     notes = json.loads((out / "prepare_report.json").read_text())["notes"]
     short = [n for n in notes if "fewer than --gallery-per-class 3" in n]
     assert len(short) == 1 and short[0].startswith("gallery_val.jsonl: 2-2 images per digit")
+
+
+def test_a_test_speaker_named_twice_is_listed_once(tiny, tmp_path):
+    out = tmp_path / "out"
+    run(tiny, out, "--test-speakers", "cat, cat")
+    report = json.loads((out / "prepare_report.json").read_text())
+    assert report["speakers"]["test"] == ["cat"] and report["splits"]["test"] == 30

@@ -40,7 +40,8 @@ def split_speakers(
             voice), no training speaker would remain, or ``val_speaker`` is not usable.
     """
     if named is not None:
-        requested = [s.strip() for s in named.split(",") if s.strip()]
+        # a speaker named twice is one test speaker (listed once in the report)
+        requested = list(dict.fromkeys(s.strip() for s in named.split(",") if s.strip()))
         if not requested or (absent := [s for s in requested if s not in present]):
             what = f"no recordings of {', '.join(absent)}" if requested else "names no speaker"
             raise AvsslError(
