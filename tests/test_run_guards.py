@@ -157,6 +157,7 @@ def test_the_resume_command_is_launched_as_the_run_was(env, want, monkeypatch):
     [
         ("/home/u/.venv/bin/avssl", "avssl train"),
         (str(REPO / "avssl" / "__main__.py"), "python -m avssl train"),
+        (str(REPO / "avssl" / "cli.py"), "python -m avssl train"),  # python -m avssl.cli train
         (str(REPO / "train.py"), "python train.py"),
         ("train.py", "python train.py"),
     ],
@@ -167,6 +168,30 @@ def test_the_resume_hint_names_the_command_the_run_was_started_with(argv0, want,
     monkeypatch.delenv("TORCHELASTIC_RUN_ID", raising=False)
     monkeypatch.setattr(sys, "argv", [argv0])
     assert resume_command(Path("runs/x")) == f"{want} --resume runs/x"
+
+
+@pytest.mark.parametrize(
+    "argv0,want",
+    [
+        ("/home/u/.venv/bin/avssl", "--no-python avssl train"),  # torchrun --no-python avssl
+        (str(REPO / "avssl" / "__main__.py"), "-m avssl train"),  # torchrun -m avssl
+        (str(REPO / "train.py"), "train.py"),
+    ],
+)
+def test_under_torchrun_the_resume_hint_names_the_program_the_run_was_started_with(
+    argv0, want, monkeypatch
+):
+    """``torchrun -m avssl train`` from an installed package must not be told to run
+    ``train.py``, which exists only in a clone."""
+    for key, value in {
+        "TORCHELASTIC_RUN_ID": "1",
+        "LOCAL_WORLD_SIZE": "2",
+        "WORLD_SIZE": "2",
+    }.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setattr(sys, "argv", [argv0])
+    want = f"torchrun --standalone --nproc_per_node 2 {want} --resume runs/x"
+    assert resume_command(Path("runs/x")) == want
 
 
 def test_the_run_lock_is_exclusive_across_open_files(tmp_path):

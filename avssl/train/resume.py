@@ -150,26 +150,29 @@ def cut_metrics(path: Path, step: int) -> None:
     write_text(path, "".join(kept))  # a failed write leaves the log as it was
 
 
-def _launched_as() -> str:
-    """The training command as this process was started: ``avssl train`` from the console
-    script, ``python -m avssl train`` as a module, else ``python train.py``."""
+def _launched_as() -> tuple[str, str]:
+    """The training command as this process was started, alone and as torchrun's program:
+    ``avssl train`` from the console script (torchrun: ``--no-python avssl train``),
+    ``python -m avssl train`` as a module (``-m avssl`` or ``-m avssl.cli``; torchrun:
+    ``-m avssl train``), else ``python train.py`` (torchrun: ``train.py``)."""
     argv0 = Path(sys.argv[0]) if sys.argv and sys.argv[0] else Path()
     if argv0.stem == "avssl":  # the console script (avssl.exe on Windows)
-        return "avssl train"
-    if argv0.name == "__main__.py" and argv0.parent.name == "avssl":
-        return "python -m avssl train"
-    return "python train.py"
+        return "avssl train", "--no-python avssl train"
+    if argv0.name in ("__main__.py", "cli.py") and argv0.parent.name == "avssl":
+        return "python -m avssl train", "-m avssl train"
+    return "python train.py", "train.py"
 
 
 def resume_command(run_dir: Path) -> str:
     """How to resume ``run_dir``, launched as this process was: under torchrun, with as many
     processes (another world size would change the global batch and skip to the next epoch)."""
     if "TORCHELASTIC_RUN_ID" not in os.environ:
-        return f"{_launched_as()} --resume {run_dir}"
+        return f"{_launched_as()[0]} --resume {run_dir}"
     local, world = os.environ.get("LOCAL_WORLD_SIZE", "1"), os.environ.get("WORLD_SIZE", "1")
+    program = _launched_as()[1]
     if local == world:
-        return f"torchrun --standalone --nproc_per_node {local} train.py --resume {run_dir}"
+        return f"torchrun --standalone --nproc_per_node {local} {program} --resume {run_dir}"
     return (
         f"torchrun --nproc_per_node {local} (and the rest of the same launch: {world} processes "
-        f"in all) train.py --resume {run_dir}"
+        f"in all) {program} --resume {run_dir}"
     )
