@@ -2,7 +2,8 @@
 
 :func:`avssl.cli.run_entry` sets :func:`terminated_as_interrupt` before a command imports torch
 (seconds in which the default handler would end it without a word), and the commands that clean
-up after themselves (training, shards, the synthetic world, overlays) keep it while they run.
+up after themselves keep it while they run (training, ``avssl cache``, ``synth``, ``overlay``,
+``bench``, the AV-Digits benchmark, and the preparations' new outputs).
 """
 
 from __future__ import annotations

@@ -128,9 +128,8 @@ def world(tmp_path, media_factory, monkeypatch):
     for name in ("check_inputs", "check_settings", "prepare", "train"):
         patch(avdigits_benchmark, name, lambda *args: None)
     patch(avdigits_benchmark, "run_digest", stop)
-    monkeypatch.setattr(
-        cli_checkpoint, "_NOTED", set()
-    )  # noted once per process: a case is a process
+    # noted once per process: each case is a process of its own
+    monkeypatch.setattr(cli_checkpoint, "_NOTED", set())
     yield loaded
     # a module first imported during the case (resume_checks imports load_checkpoint at its
     # top, index_cli load_index) bound a stub: give it the real function, or later tests in
