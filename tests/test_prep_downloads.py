@@ -202,3 +202,23 @@ def test_a_clip_listed_twice_is_one_duplicate_not_two_unreadable_files(tmp_path)
         ["2-1-A-0", f"{meta}:5: duplicate of line 3"],
         ["2-1-A-0", f"{root}/audio/2-1-A-0.wav: empty file"],
     ]
+
+
+def test_a_clip_whose_first_line_is_skipped_is_read_from_its_second(tmp_path):
+    """A line skipped (a fold that is not a number) is no original for a later one: the clip is
+    read from the next line, as evaluate.py reads the CSV, not dropped as its duplicate."""
+    root = tmp_path / "ESC-50"
+    (root / "meta").mkdir(parents=True)
+    (root / "audio").mkdir()
+    rows = ["1-1-A-0.wav,x,0,dog,True,1,A", "1-1-A-0.wav,1,0,dog,True,1,A",
+            "2-1-A-0.wav,2,0,cat,True,1,A"]  # fmt: skip
+    (root / "meta/esc50.csv").write_text(
+        "filename,fold,target,category,esc10,src_file,take\n" + "\n".join(rows) + "\n"
+    )
+    for name in ("1-1-A-0", "2-1-A-0"):
+        sf.write(root / f"audio/{name}.wav", np.full(8000, 0.1, np.float32), 8000)
+    out = tmp_path / "out"
+    assert esc50.main(["--root", str(root), "--out", str(out), "--test-fold", "2"]) == 0
+    meta = root / "meta/esc50.csv"
+    assert _report(out)["unreadable_items"] == [["1-1-A-0", f"{meta}:2: fold 'x' is not a number"]]
+    assert json.loads((out / "folds.json").read_text()) == {"1-1-A-0": 1, "2-1-A-0": 2}

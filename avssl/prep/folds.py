@@ -106,7 +106,6 @@ def prepare_folds(
         if item in seen:  # one clip listed twice is one item, whatever its file holds
             report.skip_unreadable(item, f"{where}: duplicate of line {seen[item]}")
             continue
-        seen[item] = line
         rec[label_col] = rec[label_col].strip()  # " helicopter " is no class of its own
         if not rec[label_col]:
             report.skip_unreadable(item, f"{where}: empty {label_col}")
@@ -116,6 +115,7 @@ def prepare_folds(
         except ValueError:
             report.skip_unreadable(item, f"{where}: fold {rec[fold_col]!r} is not a number")
             continue
+        seen[item] = line  # a line kept: one skipped above is no original (as evaluate.py)
         folds[item] = fold
         records.append((item, rec))
     present = sorted(set(folds.values()))
