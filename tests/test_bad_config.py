@@ -355,3 +355,24 @@ def test_bad_flags_are_one_line(argv, line, capsys):
     with pytest.raises(SystemExit) as stop:
         train.main(argv)
     assert stop.value.code == 2 and capsys.readouterr().err.splitlines() == [line]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "model:\n  channels: [8, 8, 8, 8, 8, 8, 8, 8]\n",
+        "model:\n  conv1_stride: 64\n",
+        "model:\n  audio:\n    win_length: 15900\n    n_fft: 16000\n",
+    ],
+)
+def test_towers_left_without_output_by_the_file_name_it(text, tmp_path):
+    """The towers' refusal begins with data.window, left at its default here: the keys the
+    file set, which shape the towers, are named in it, so the file is named too."""
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    cfg = load_config(path)
+    from avssl.train.model_check import check_model_config
+
+    with pytest.raises(ConfigError) as err, naming_config_file(path):
+        check_model_config(cfg)
+    assert str(err.value).startswith(f"{path}: data.window 1 s / data.frame_size 64: too small")

@@ -123,6 +123,12 @@ def build_model(cfg: ModelConfig, data: DataConfig, loss: LossConfig | None = No
     return cls(cfg, data, loss)
 
 
+# what, beside data.window and data.frame_size, decides whether the towers have an output
+TOWER_KEYS = (
+    "model.channels, model.conv1_stride, model.vision_pool_last, model.audio, data.sample_rate"
+)
+
+
 def embedding_dims(model: AVModel, data: DataConfig) -> tuple[int, int]:
     """Embedding sizes ``(audio, visual)`` found by one forward pass of a silent window and a
     black frame of ``data``'s sizes (the model must be in eval mode).
@@ -146,9 +152,9 @@ def embedding_dims(model: AVModel, data: DataConfig) -> tuple[int, int]:
                 f"data.window {data.window:g} s / data.frame_size {data.frame_size}: too large "
                 f"for this machine's memory ({first})"
             ) from None
-        raise ConfigError(
+        raise ConfigError(  # the keys that shape the towers named, for naming_config_file
             f"data.window {data.window:g} s / data.frame_size {data.frame_size}: too small for "
-            f"the model's towers ({first})"
+            f"the model's towers (shaped by {TOWER_KEYS}; {first})"
         ) from None
     return a.shape[1], v.shape[1]
 
