@@ -15,6 +15,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import reduce
 
+import yaml
+
 from avssl.errors import ConfigError
 
 
@@ -145,6 +147,17 @@ def range_error(cfg) -> tuple[str, str] | None:
     return None
 
 
+def stft_error(cfg) -> tuple[str, str] | None:
+    """``(key, reason)`` when a frame's window is longer than the FFT it is zero-padded to."""
+    audio = cfg.model.audio
+    if audio.win_length <= audio.n_fft:
+        return None
+    return "model.audio.win_length", (
+        f"{audio.win_length} is more than model.audio.n_fft {audio.n_fft} (a frame of "
+        "win_length samples is zero-padded to n_fft)"
+    )
+
+
 def window_error(cfg) -> tuple[str, str] | None:
     """``(key, reason)`` when ``data.window`` holds fewer samples than one STFT frame needs; the
     reason names every key that decides it."""
@@ -176,7 +189,7 @@ def config_error(cfg) -> tuple[str, str] | None:
     For a config read from elsewhere than a file or ``--set`` (the one stored in a checkpoint),
     whose error names that source.
     """
-    return range_error(cfg) or window_error(cfg) or name_error(cfg)
+    return range_error(cfg) or stft_error(cfg) or window_error(cfg) or name_error(cfg)
 
 
 def check_ranges(cfg, path=None, overrides: list[str] = (), file_keys: Iterable[str] = ()) -> None:
@@ -265,8 +278,22 @@ def set_by_override(key: str, reason: str, overrides: list[str] = ()) -> bool:
             (``train.lr`` beside ``train.weight_decay``).
         overrides: the ``--set key=value`` assignments applied after the file.
     """
-    set_keys = [item.split("=", 1)[0].strip() for item in overrides]
-    return any(_set_caused(key, k, reason) for k in set_keys)
+    return any(_set_caused(key, k, reason) for k in _override_keys(overrides))
+
+
+def _override_keys(overrides: list[str]) -> list[str]:
+    """The dotted keys ``--set`` assignments give a value: a mapping given to a section sets the
+    keys it names (``model.audio={n_mels: 64}`` sets ``model.audio.n_mels``), not the section."""
+    keys = []
+    for item in overrides:
+        key, _, raw = item.partition("=")
+        key = key.strip()
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError:  # not applied then: apply_override refused it first
+            value = None
+        keys.extend(written_keys(value, f"{key}.") if isinstance(value, dict) else [key])
+    return keys
 
 
 def _named(word: str, reason: str) -> bool:

@@ -42,8 +42,9 @@ class _Spectrogram(nn.Module):
         super().__init__()
         if not 0 < win_length <= n_fft or hop_length <= 0:
             raise ConfigError(
-                f"audio features: need 0 < win_length <= n_fft and hop_length > 0 "
-                f"(got n_fft={n_fft}, win_length={win_length}, hop_length={hop_length})"
+                f"model.audio.win_length: need 0 < win_length <= model.audio.n_fft and "
+                f"model.audio.hop_length > 0 (got n_fft={n_fft}, win_length={win_length}, "
+                f"hop_length={hop_length})"
             )
         self.n_fft, self.win_length, self.hop_length = n_fft, win_length, hop_length
         self.center, self.power = center, power

@@ -69,8 +69,8 @@ def mask_error(cfg) -> tuple[str, str] | None:
     ):
         if width > size:
             return f"model.audio.{key}", (
-                f"{width} is wider than the spectrogram's {size} {what} (from {keys}), with "
-                f"model.audio.spec_masks {audio.spec_masks}"
+                f"{width} is wider than the spectrogram's {size} {what} (from {keys}) that "
+                f"model.audio.spec_masks {audio.spec_masks} masks"
             )
     return None
 

@@ -376,3 +376,40 @@ def test_towers_left_without_output_by_the_file_name_it(text, tmp_path):
     with pytest.raises(ConfigError) as err, naming_config_file(path):
         check_model_config(cfg)
     assert str(err.value).startswith(f"{path}: data.window 1 s / data.frame_size 64: too small")
+
+
+def test_a_mapping_given_to_a_section_by_set_sets_only_its_keys(tmp_path):
+    """``--set model.audio={n_mels: 64}`` changes n_mels alone (the README's rule): a refusal of
+    another key of the section that the file set still names the file."""
+    path = tmp_path / "c.yaml"
+    path.write_text("model:\n  audio:\n    n_fft: 0\n")
+    with pytest.raises(ConfigError, match=rf"^{path}: model.audio.n_fft: must be"):
+        load_config(path, ["model.audio={n_mels: 64}"])
+    with pytest.raises(ConfigError, match=r"^model.audio.n_fft: must be"):
+        load_config(path, ["model.audio={n_fft: 0}"])  # the mapping gave the refused key
+
+
+def test_a_window_longer_than_its_fft_is_refused_with_the_file(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("model:\n  audio:\n    win_length: 2048\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert str(err.value) == (
+        f"{path}: model.audio.win_length: 2048 is more than model.audio.n_fft 1024 (a frame of "
+        "win_length samples is zero-padded to n_fft)"
+    )
+    with pytest.raises(ConfigError, match=r"^model.audio.win_length: 2048"):
+        load_config(path, ["model.audio.n_fft=1024"])  # the --set of a key it names decided
+
+
+def test_a_synthetic_world_refused_names_the_file_that_set_it(tmp_path, capsys):
+    path = tmp_path / "c.yaml"
+    path.write_text("data:\n  synthetic:\n    n_classes: 1\n")
+    runs = ["--set", f"train.runs_dir={tmp_path / 'runs'}", "--no-progress"]
+    assert train.main(["--config", str(path), *runs]) == 2
+    assert _one_error(capsys) == (
+        f"error: {path}: data.synthetic.n_classes: must be in [2, 10], got 1"
+    )
+    path.write_text("data:\n  synthetic:\n    fps: 0\n")
+    assert train.main(["--config", str(path), *runs]) == 2
+    assert _one_error(capsys).startswith(f"error: {path}: data.synthetic: duration and fps")

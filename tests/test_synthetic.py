@@ -166,7 +166,7 @@ def test_cli_refuses_a_clip_too_large_to_render_in_one_line(tmp_path, capsys):
     out = tmp_path / "big"
     assert cli.main(["synth", "--out", str(out), "--duration", "1e5", "--quiet"]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("error: synthetic: a clip of 100000 s") and "\n" not in err
+    assert err.startswith("error: data.synthetic: a clip of 100000 s") and "\n" not in err
     assert not out.exists()
 
 

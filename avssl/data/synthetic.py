@@ -66,21 +66,28 @@ def world_dir(cfg: SynthConfig) -> Path:
 
 
 def _check(cfg: SynthConfig) -> None:
+    """Refuse a world that cannot be built; each message begins with the config key it is
+    about (``data.synthetic.*``), so that a ``--config`` file that set it is named."""
     if not 2 <= cfg.n_classes <= len(sr.SHAPES):
-        raise ConfigError(f"synthetic.n_classes must be in [2, {len(sr.SHAPES)}]")
+        raise ConfigError(
+            f"data.synthetic.n_classes: must be in [2, {len(sr.SHAPES)}], got {cfg.n_classes}"
+        )
     if cfg.size < 32 or cfg.size % 2:
-        raise ConfigError("synthetic.size must be even and >= 32 (h264 needs even sizes)")
+        raise ConfigError(
+            f"data.synthetic.size: must be even and >= 32 (h264 needs even sizes), got {cfg.size}"
+        )
     if cfg.duration <= 0 or cfg.fps <= 0 or cfg.sample_rate < 8000:
-        raise ConfigError("synthetic: duration and fps must be > 0, sample_rate >= 8000")
+        raise ConfigError("data.synthetic: duration and fps must be > 0, sample_rate >= 8000")
     if min(cfg.n_train, cfg.n_val, cfg.n_test, cfg.max_distractors) < 0:
-        raise ConfigError("synthetic: clip counts and max_distractors must be >= 0")
+        raise ConfigError("data.synthetic: n_train, n_val, n_test and max_distractors must be >= 0")
     # a clip is rendered whole in memory: refuse one that cannot be, before any allocation
     gib = (cfg.duration * cfg.fps * cfg.size**2 * 3 + cfg.duration * cfg.sample_rate * 8) / 2**30
     if not gib <= MAX_CLIP_GIB:
         raise ConfigError(
-            f"synthetic: a clip of {cfg.duration:g} s at {cfg.size}x{cfg.size}, {cfg.fps} fps and "
-            f"{cfg.sample_rate} Hz needs {gib:.3g} GiB of memory to render; at most "
-            f"{MAX_CLIP_GIB} GiB (shorter clips, a smaller size or a lower rate)"
+            f"data.synthetic: a clip of {cfg.duration:g} s (duration) at {cfg.size}x{cfg.size} "
+            f"(size), {cfg.fps} fps and {cfg.sample_rate} Hz (sample_rate) needs {gib:.3g} GiB "
+            f"of memory to render; at most {MAX_CLIP_GIB} GiB (shorter clips, a smaller size "
+            "or a lower rate)"
         )
 
 
