@@ -9,6 +9,7 @@ import dataclasses
 import os
 import re
 from dataclasses import fields
+from pathlib import Path
 
 from avssl.config import Config, read_config_file
 from avssl.config_checks import file_decided, file_error, written_keys
@@ -59,4 +60,5 @@ def naming_config_file(path: str | os.PathLike | None, overrides: list[str] = ()
             keys = frozenset()
         if not file_decided(key, message[len(key) :], keys, overrides):
             raise
-        raise file_error(path, message, type(err)) from None  # its type kept (UnknownMethodError)
+        # its type kept (UnknownMethodError); the path spelt as load_config spells it
+        raise file_error(Path(path), message, type(err)) from None

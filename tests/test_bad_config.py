@@ -231,7 +231,7 @@ def test_a_config_file_named_like_a_section_is_still_named(tmp_path, monkeypatch
     name, however alike they look; an error that names the file (``model: ...``) is kept."""
     monkeypatch.chdir(tmp_path)
     Path("model").write_text("model:\n  channels: [4096, 4096]\n")
-    assert _named("./model", MEMORY) == f"./model: {MEMORY}"
+    assert _named("./model", MEMORY) == f"model: {MEMORY}"  # spelt as load_config spells it
     assert _named("model", MEMORY) == f"model: {MEMORY}"
     Path("train").write_text("model:\n  methd: x\n")  # an unknown key, named by load_config
     with pytest.raises(ConfigError) as err, naming_config_file("./train"):
@@ -413,3 +413,28 @@ def test_a_synthetic_world_refused_names_the_file_that_set_it(tmp_path, capsys):
     path.write_text("data:\n  synthetic:\n    fps: 0\n")
     assert train.main(["--config", str(path), *runs]) == 2
     assert _one_error(capsys).startswith(f"error: {path}: data.synthetic: duration and fps")
+
+
+def test_the_file_is_spelt_as_load_config_spells_it(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    Path("c.yaml").write_text("model:\n  mil_pool: mean\n")
+    assert _named("./c.yaml", "model.mil_pool: 'mean'") == "c.yaml: model.mil_pool: 'mean'"
+    Path("c.yaml").write_text("train:\n  lr: -1\n")
+    with pytest.raises(ConfigError, match=r"^c\.yaml: train\.lr: "):
+        load_config("./c.yaml")
+
+
+@pytest.mark.parametrize(
+    "text", ["data:\n  sample_rate: 8000\n", "model:\n  audio:\n    hop_length: 320\n"]
+)
+def test_too_many_time_spans_name_the_file_that_shaped_the_frames(text, tmp_path):
+    """Fewer frames than 60 spans, a value the file did not set: the file set what framed them."""
+    from avssl.models import build_model
+
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    cfg = load_config(path)
+    cfg.model.audio_time_bins = 60
+    with pytest.raises(ConfigError) as err, naming_config_file(path):
+        build_model(cfg.model, cfg.data, cfg.loss)
+    assert str(err.value).startswith(f"{path}: model.audio_time_bins: 60 is more spans than the")

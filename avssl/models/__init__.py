@@ -117,8 +117,9 @@ def build_model(cfg: ModelConfig, data: DataConfig, loss: LossConfig | None = No
             embedding_dims(cls(one_span, data, loss).eval(), data)
         raise ConfigError(
             f"model.audio_time_bins: {cfg.audio_time_bins} is more spans than the {frames} frames "
-            f"of the audio features ({data.window:g} s of data.window, model.audio.hop_length "
-            f"{cfg.audio.hop_length}): each span would repeat frames"
+            f"of the audio features (data.window {data.window:g} s at data.sample_rate "
+            f"{data.sample_rate}, framed by model.audio: hop_length {cfg.audio.hop_length}): "
+            "each span would repeat frames"
         )
     return cls(cfg, data, loss)
 
@@ -150,7 +151,7 @@ def embedding_dims(model: AVModel, data: DataConfig) -> tuple[int, int]:
         if isinstance(err, MemoryError) or "alloc" in first.lower():
             raise ConfigError(
                 f"data.window {data.window:g} s / data.frame_size {data.frame_size}: too large "
-                f"for this machine's memory ({first})"
+                f"for this machine's memory (with {TOWER_KEYS}; {first})"
             ) from None
         raise ConfigError(  # the keys that shape the towers named, for naming_config_file
             f"data.window {data.window:g} s / data.frame_size {data.frame_size}: too small for "

@@ -175,7 +175,7 @@ def check_model_fits(cfg: Config, device: torch.device) -> int:
     need, have = training_bytes(n, cfg) * copies, available_bytes(device)
     if have is not None and need > have:
         what = "weights, gradients and AdamW moments" + (
-            " (and their average)" if cfg.train.ema_decay else ""
+            " (and their average: train.ema_decay)" if cfg.train.ema_decay else ""
         )
         if copies > 1:
             what += f" in {copies} processes"
