@@ -118,3 +118,19 @@ def test_a_regex_that_names_nothing_or_only_unreadable_files_is_refused(tmp_path
         "error: --group-regex: '^x_([a-z]+)_' matches none of the 24 readable file names "
         f"under {root} (e.g. high-rec0_take0.wav)"
     )
+
+
+def test_the_note_counts_the_readable_files_it_misses_as_the_json_does(tmp_path, capsys):
+    """A file that is skipped is no group: the note named it among the files left each their
+    own group (17 of 25) while the JSON's ``ungrouped_files`` counted 16."""
+    root = make_folder(tmp_path / "f")
+    (root / "high" / "junk.wav").write_bytes(b"not audio")
+    args = ["--dataset", "folder", "--root", str(root), "--folds", "3"]
+    code, out, err = _run(capsys, *args, "--group-regex", r"^(low-rec\d)_")
+    assert code == 0
+    result = last_json(out)
+    assert result["n_skipped"] == 1 and result["ungrouped_files"] == 16
+    assert err.splitlines()[-1] == (
+        f"note: --group-regex '^(low-rec\\\\d)_' does not match 16 of the 24 file names under "
+        f"{root} (e.g. high-rec0_take0.wav): they are each its own group"
+    )

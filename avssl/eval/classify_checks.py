@@ -70,7 +70,7 @@ def check_flags(args) -> None:
         )
 
 
-def check_group_regex(args, items, note: bool = True) -> int:
+def check_group_regex(args, items, note: bool = True, decoded: bool = False) -> int:
     """Refuse a ``--group-regex`` that matches none of the clips' names (a typo that would
     leave every clip its own group, the folds ungrouped and each ``--source-norm`` source one
     clip); note on stderr how many it does not match.
@@ -79,7 +79,9 @@ def check_group_regex(args, items, note: bool = True) -> int:
         args: the parsed ``classify`` arguments.
         items: the listed :class:`~avssl.eval.audio_sets.AudioItem` s that take part (or, after
             decoding, the readable ones: a regex may match only clips that could not be read).
-        note: print the note (once: for the listed clips).
+        note: print the note (once: for the readable clips, so that its count is the JSON's
+            ``ungrouped_files``; a file that is skipped is no group at all).
+        decoded: ``items`` are the readable clips (the refusal says so).
 
     Returns:
         how many of ``items`` the regex does not match (0 without ``--group-regex``).
@@ -95,7 +97,7 @@ def check_group_regex(args, items, note: bool = True) -> int:
         else ("file names", f"under {args.root}")
     )  # fmt: skip
     if len(missed) == len(items):
-        readable = "" if note else " readable"
+        readable = " readable" if decoded else ""
         raise AvsslError(
             f"--group-regex: {args.group_regex!r} matches none of the {len(items)}{readable} "
             f"{names} {where} (e.g. {missed[0]})"

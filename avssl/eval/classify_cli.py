@@ -215,7 +215,7 @@ def run(argv: list[str]) -> int:
     if not items:
         raise AvsslError(f"{args.root}: no clips listed")
     one_class(args.root, [it.label for it in items], "listed")
-    check_group_regex(args, items)  # before any decoding: a regex matching nothing is a typo
+    check_group_regex(args, items, note=False)  # before any decoding: matching nothing: a typo
     check_source_norm(args, items)
     predefined = args.dataset in ("esc50", "us8k") and args.protocol != "kfold"
 
@@ -248,7 +248,8 @@ def run(argv: list[str]) -> int:
             f"{args.root}: {len(items)} readable clips ({len(skipped)} skipped{first})"
         )
     one_class(args.root, [it.label for it in items], "readable")
-    check_group_regex(args, items, note=False)  # it may match only clips that were skipped
+    check_group_regex(args, items, decoded=True)  # it may match only skipped clips; the note
+    # counts the readable clips it misses, as the JSON's ungrouped_files does
     check_source_norm(args, items)  # a skipped clip may leave its source one clip
     y = np.array([it.label for it in items])
     if args.dataset == "manifest":
