@@ -134,3 +134,16 @@ def test_the_note_counts_the_readable_files_it_misses_as_the_json_does(tmp_path,
         f"note: --group-regex '^(low-rec\\\\d)_' does not match 16 of the 24 file names under "
         f"{root} (e.g. high-rec0_take0.wav): they are each its own group"
     )
+
+
+def test_source_norm_skips_an_unreadable_file_rather_than_refusing_its_source(tmp_path, capsys):
+    """A stray unreadable file that the regex does not match was its own listed source of one
+    clip: the whole run was refused for a file that is skipped anyway."""
+    root = make_folder(tmp_path / "f")
+    (root / "high" / "junk.wav").write_bytes(b"")
+    args = ["--dataset", "folder", "--root", str(root), "--folds", "3", "--source-norm"]
+    code, out, err = _run(capsys, *args, "--group-regex", r"^(.+)_take")
+    assert code == 0, err
+    result = last_json(out)
+    assert result["source_norm"] is True and result["n_skipped"] == 1
+    assert result["skipped"][0]["path"].endswith("junk.wav")

@@ -113,9 +113,15 @@ def check_group_regex(args, items, note: bool = True, decoded: bool = False) -> 
     return len(missed)
 
 
-def check_source_norm(args, items) -> None:
+def check_source_norm(args, items, listed: bool = False) -> None:
     """With ``--source-norm``, refuse sources of a single clip: standardising a clip by its own
     mean and standard deviation zeroes all its features.
+
+    Args:
+        listed: ``items`` are the listed clips, before decoding: refused only when every source
+            holds one clip (no decoding can change that); a listed source of one clip may be a
+            file that cannot be read, which is skipped and counted, not a reason to refuse the
+            run, so the readable clips are checked after decoding.
 
     Raises:
         AvsslError: naming how many sources hold one clip, and one of them.
@@ -124,7 +130,7 @@ def check_source_norm(args, items) -> None:
         return
     counts = Counter(it.source for it in items)
     single = [s for s, n in counts.items() if n == 1]
-    if single:
+    if single and (not listed or len(single) == len(counts)):
         raise AvsslError(
             f"--source-norm: {len(single)} of the {len(counts)} sources in {args.root} have a "
             f"single clip (e.g. {single[0]!r}): standardising a clip by its own mean and std "

@@ -216,7 +216,7 @@ def run(argv: list[str]) -> int:
         raise AvsslError(f"{args.root}: no clips listed")
     one_class(args.root, [it.label for it in items], "listed")
     check_group_regex(args, items, note=False)  # before any decoding: matching nothing: a typo
-    check_source_norm(args, items)
+    check_source_norm(args, items, listed=True)
     predefined = args.dataset in ("esc50", "us8k") and args.protocol != "kfold"
 
     def kfold(clips):  # checked on the listed clips first, so that a vain run decodes nothing
