@@ -436,3 +436,41 @@ def test_transport_stream_and_asf_downloads_are_found(tmp_path):
     assert {ytid: [c.start for c in clips] for ytid, clips in found.items()} == {
         "TSCLIP00001": [30.0], "MTSCLIP0001": [30.0], "WMVCLIP0001": [30.0]
     }  # fmt: skip
+
+
+@pytest.mark.parametrize("test_first", [False, True])
+def test_a_segment_in_train_and_test_csvs_stays_in_test_whatever_their_order(tmp_path, test_first):
+    # the test copy was dropped as a "duplicate id" when the training CSV came first: the
+    # clip was trained on and left out of the test split
+    (tmp_path / "aaaaaaaaaaa_30.mp4").write_bytes(b"\0")  # a cut: only its name is read
+    (tmp_path / "bbbbbbbbbbb_0.mp4").write_bytes(b"\0")
+    train = tmp_path / "balanced_train_segments.csv"
+    train.write_text(HEADER + 'aaaaaaaaaaa, 30.000, 40.000, "/m/01"\nbbbbbbbbbbb, 0, 10, "/m/01"\n')
+    test = tmp_path / "eval_segments.csv"
+    test.write_text(HEADER + 'aaaaaaaaaaa, 30.000, 40.000, "/m/01"\n')
+    csvs = [str(test), str(train)] if test_first else [str(train), str(test)]
+    out = tmp_path / "out"
+    argv = ["--segments", *csvs, "--split-of", "eval_segments.csv=test", "--media", str(tmp_path)]
+    assert audioset.main([*argv, "--val-fraction", "0", "--out", str(out)]) == 0
+    rows = {r.id: r.split for r in read_manifest(out / "manifest.jsonl")}
+    assert rows == {"aaaaaaaaaaa_30": "test", "bbbbbbbbbbb_0": "train"}
+    report = json.loads((out / "prepare_report.json").read_text())
+    ((item, reason),) = report["unreadable_items"]
+    assert item == "aaaaaaaaaaa_30"
+    assert reason == f"listed as train in {train} and as test in {test}: kept in test only"
+    assert "1 segments listed in two splits" in report["notes"][0]
+
+
+@pytest.mark.parametrize("test_first", [False, True])
+def test_vggsound_a_segment_in_both_splits_stays_in_test(tmp_path, test_first):
+    (tmp_path / "aaaaaaaaaaa_30.mp4").write_bytes(b"\0")
+    rows = ["aaaaaaaaaaa,30,dog,train", "aaaaaaaaaaa,30,dog,test"]
+    written, report = _vggsound(tmp_path, rows[::-1] if test_first else rows)
+    assert [(r.id, r.split) for r in written] == [("aaaaaaaaaaa_30", "test")]
+    csv = tmp_path / "vggsound.csv"
+    train_line, test_line = (2, 1) if test_first else (1, 2)
+    assert report["unreadable_items"] == [[
+        "aaaaaaaaaaa_30",
+        f"listed as train in {csv}:{train_line} and as test in {csv}:{test_line}: kept in test "
+        "only",
+    ]]  # fmt: skip

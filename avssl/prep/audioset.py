@@ -10,6 +10,9 @@ Splits: ``--split-of CSV=SPLIT``, else from the file name (``*eval*`` -> test, `
 train). Validation is carved from the training rows: ``--val-fraction`` (in [0, 1), so that training
 rows remain) of the YouTube ids, chosen by a hash of the id (stable when clips are added or go
 missing).
+A segment listed in two splits (e.g. in the training CSV and in the test one) is kept in test
+(then val, then train), whatever the order of ``--segments``; its other copy is listed as
+unreadable, naming both CSVs.
 """
 
 from __future__ import annotations
@@ -76,20 +79,54 @@ def carve_val(ytid: str, fraction: float) -> bool:
     return fraction > 0 and zlib.crc32(ytid.encode()) % 10_000 < fraction * 10_000
 
 
+# which copy of a segment listed in two splits is kept: a test clip must never be trained on,
+# whatever the order of the CSVs
+SPLIT_PRIORITY = {"test": 0, "val": 1, "train": 2}
+
+
+def kept_splits(
+    segments: list[tuple[str, float, float, list[str], str, str]],
+) -> dict[str, tuple[str, str]]:
+    """Each segment item's kept ``(split, where)``: of its copies listed in several splits, the
+    first copy of the highest-priority split (test, then val, then train)."""
+    kept: dict[str, tuple[str, str]] = {}
+    for ytid, start, _, _, split, where in segments:
+        item = f"{ytid}_{start:g}"
+        rank = SPLIT_PRIORITY.get(split, len(SPLIT_PRIORITY))
+        if item not in kept or rank < SPLIT_PRIORITY.get(kept[item][0], len(SPLIT_PRIORITY)):
+            kept[item] = (split, where)
+    return kept
+
+
 def add_segment_rows(
     report: PrepReport,
-    segments: list[tuple[str, float, float, list[str], str]],
+    segments: list[tuple[str, float, float, list[str], str, str]],
     media_dir: Path,
     out: Path,
     layout: str,
     val_fraction: float,
 ) -> None:
-    """Find each ``(ytid, start, end, labels, split)`` segment's file and add its row."""
+    """Find each ``(ytid, start, end, labels, split, where)`` segment's file and add its row.
+
+    ``where`` names the segment's source (its CSV, or ``CSV:LINE``). A segment listed in two
+    splits is kept in one only (:func:`kept_splits`: test before val before train); each other
+    copy is listed as unreadable, naming both sources, so a test clip is never trained on.
+    """
     files = index_folder(media_dir, {s[0] for s in segments})
     per_id = Counter(ytid for ytid, start in {(s[0], s[1]) for s in segments})
-    seen = set()
-    for ytid, start, end, labels, split in segments:
+    kept = kept_splits(segments)
+    seen, crossed = set(), 0
+    for ytid, start, end, labels, split, where in segments:
         item = f"{ytid}_{start:g}"
+        kept_split, kept_where = kept[item]
+        if split != kept_split:  # the same segment in another split: a leak across splits
+            crossed += 1
+            report.skip_unreadable(
+                item,
+                f"listed as {split} in {where} and as {kept_split} in {kept_where}: kept in "
+                f"{kept_split} only",
+            )
+            continue
         if item in seen:  # the same YTID and start again (written, missing or unreadable)
             report.skip_unreadable(item, DUPLICATE)
             continue
@@ -116,6 +153,11 @@ def add_segment_rows(
         audio = None if sound is None else relpath(sound, out)
         report.add(Row(item, video=relpath(path, out), audio=audio, start=t0, end=t1,
                        labels=labels, split=split))  # fmt: skip
+    if crossed:
+        report.note(
+            f"{crossed} segments listed in two splits were kept in one only (test before val "
+            "before train); see unreadable_items"
+        )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -148,7 +190,9 @@ def main(argv: list[str] | None = None) -> int:
             raise AvsslError(f"{csv}: no such segment file")
         split = split_of_file(csv, explicit)
         bad: list[tuple[str, str]] = []  # malformed rows: skipped and listed, as bad media
-        segments += [(s.ytid, s.start, s.end, s.labels, split) for s in read_segments(csv, bad)]
+        segments += [
+            (s.ytid, s.start, s.end, s.labels, split, str(csv)) for s in read_segments(csv, bad)
+        ]
         for where, reason in bad:
             report.skip_unreadable(where, reason)
     if args.ontology is not None:

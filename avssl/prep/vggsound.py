@@ -5,7 +5,8 @@ VGGSound (Chen et al., ICASSP 2020, https://www.robots.ox.ac.uk/~vgg/data/vggsou
 Clips are found as for AudioSet (:mod:`avssl.prep.clips`); missing ones are counted and listed.
 Validation is carved from the training ids by hash (``--val-fraction``, in [0, 1)). Malformed
 CSV rows are skipped and listed as unreadable (``FILE:LINE``) in the report, or stop the run
-under ``--strict``.
+under ``--strict``. A segment (ytid and start) in a train row and a test row stays in test; the
+train row is listed as unreadable, naming both lines.
 """
 
 from __future__ import annotations
@@ -25,8 +26,9 @@ SEGMENT_S = 10.0
 
 def read_vggsound(
     path: Path,
-) -> tuple[list[tuple[str, float, float, list[str], str]], list[tuple[str, str]]]:
-    """Segments ``(ytid, start, end, [label], split)`` of a VGGSound CSV, and its bad rows.
+) -> tuple[list[tuple[str, float, float, list[str], str, str]], list[tuple[str, str]]]:
+    """Segments ``(ytid, start, end, [label], split, file:line)`` of a VGGSound CSV, and its
+    bad rows.
 
     Returns:
         The segments of the good rows, and ``(file:line, reason)`` of each malformed row.
@@ -64,7 +66,7 @@ def read_vggsound(
         if split not in ("train", "test"):
             bad.append((where, f"split {split!r} is not train or test"))
             continue
-        rows.append((ytid, t0, t0 + SEGMENT_S, [label], split))
+        rows.append((ytid, t0, t0 + SEGMENT_S, [label], split, where))
     return rows, bad
 
 
