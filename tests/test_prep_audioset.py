@@ -474,3 +474,19 @@ def test_vggsound_a_segment_in_both_splits_stays_in_test(tmp_path, test_first):
         f"listed as train in {csv}:{train_line} and as test in {csv}:{test_line}: kept in test "
         "only",
     ]]  # fmt: skip
+
+
+def test_a_clip_named_by_an_unknown_scheme_is_named_in_its_missing_reason(tmp_path):
+    # the report said only "no file named after b5bbbbbbbbb under ...", though the file was there
+    (tmp_path / "b5bbbbbbbbb-30.mp4").write_bytes(b"\0")
+    (tmp_path / "ccccccccccc_10.mp4").write_bytes(b"\0")
+    rows = ["b5bbbbbbbbb,30,dog,train", "ccccccccccc,10,dog,train", "ddddddddddd,0,dog,test"]
+    written, report = _vggsound(tmp_path, rows)
+    assert [r.id for r in written] == ["ccccccccccc_10"]
+    missing = dict(report["missing_items"])
+    assert missing["b5bbbbbbbbb_30"] == (
+        f"no file named after b5bbbbbbbbb under {tmp_path}: {tmp_path / 'b5bbbbbbbbb-30.mp4'} "
+        "starts with the id but follows none of the naming schemes ({YTID}.ext, "
+        "{YTID}_{start}.ext or {YTID}_{start_ms}_{end_ms}.ext); rename it"
+    )
+    assert missing["ddddddddddd_0"] == f"no file named after ddddddddddd under {tmp_path}"

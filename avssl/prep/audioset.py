@@ -26,7 +26,7 @@ from avssl.cli import ArgumentParser, fraction
 from avssl.data.audioset import Ontology, read_segments
 from avssl.data.manifest import SPLITS, Row
 from avssl.errors import AvsslError, MediaError
-from avssl.prep.clips import companion_audio, index_folder, locate
+from avssl.prep.clips import companion_audio, index_folder, locate, missing_reason
 from avssl.prep.report import (
     DUPLICATE,
     PrepReport,
@@ -112,7 +112,8 @@ def add_segment_rows(
     splits is kept in one only (:func:`kept_splits`: test before val before train); each other
     copy is listed as unreadable, naming both sources, so a test clip is never trained on.
     """
-    files = index_folder(media_dir, {s[0] for s in segments})
+    unnamed: dict[str, list[Path]] = {}
+    files = index_folder(media_dir, {s[0] for s in segments}, unnamed)
     per_id = Counter(ytid for ytid, start in {(s[0], s[1]) for s in segments})
     kept = kept_splits(segments)
     seen, crossed = set(), 0
@@ -133,7 +134,7 @@ def add_segment_rows(
         seen.add(item)
         candidates = files.get(ytid)
         if not candidates:
-            report.skip_missing(item, f"no file named after {ytid} under {media_dir}")
+            report.skip_missing(item, missing_reason(ytid, media_dir, unnamed))
             continue
         try:
             found = locate(candidates, start, end, layout, per_id[ytid])

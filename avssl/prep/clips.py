@@ -75,22 +75,58 @@ def parse_name(stem: str, wanted: set[str]) -> ClipFile | None:
     return None
 
 
-def index_folder(folder: str | os.PathLike, wanted: set[str]) -> dict[str, list[ClipFile]]:
+SCHEMES = "{YTID}.ext, {YTID}_{start}.ext or {YTID}_{start_ms}_{end_ms}.ext"
+
+
+def _id_prefix(stem: str, wanted: set[str], lengths: list[int]) -> str | None:
+    """The longest of ``wanted`` (whose lengths are ``lengths``, longest first) that ``stem``
+    (or ``stem`` less a ``Y`` prefix) starts with: one set look-up per length (YouTube ids are
+    all 11 characters), cheap for every file of a large folder."""
+    for s in (stem, stem[1:] if stem.startswith("Y") else ""):
+        for n in lengths:
+            if n < len(s) and s[:n] in wanted:
+                return s[:n]
+    return None
+
+
+def index_folder(
+    folder: str | os.PathLike,
+    wanted: set[str],
+    unnamed: dict[str, list[Path]] | None = None,
+) -> dict[str, list[ClipFile]]:
     """Every media file under ``folder`` (recursively) named after one of ``wanted``, by YTID.
 
     Each YTID's files come in folder and name order, videos before audio-only files (an
     ``{YTID}.m4a`` beside ``{YTID}.mp4``, as ``yt-dlp -f bestaudio`` leaves, is not the picture).
+    When ``unnamed`` is given, each media file whose name starts with one of ``wanted`` but
+    follows none of the schemes (``{YTID}-30.mp4``) is added to it under that YTID, so that a
+    missing clip's reason can name the file to rename (:func:`missing_reason`).
     """
     found: dict[str, list[ClipFile]] = {}
+    lengths = sorted({len(w) for w in wanted}, reverse=True)
     for p in walk_files(folder):
         if p.suffix.lower() not in MEDIA_EXTS:
             continue
         clip = parse_name(p.stem, wanted)
         if clip is not None:
             found.setdefault(clip.ytid, []).append(ClipFile(p, clip.ytid, clip.start, clip.end))
+        elif unnamed is not None and (ytid := _id_prefix(p.stem, wanted, lengths)) is not None:
+            unnamed.setdefault(ytid, []).append(p)
     for clips in found.values():  # a video before an audio-only file of the same clip
         clips.sort(key=lambda c: c.path.suffix.lower() not in VIDEO_EXTS)
     return found
+
+
+def missing_reason(ytid: str, folder: Path, unnamed: dict[str, list[Path]]) -> str:
+    """Why no file of ``ytid`` was found under ``folder``, naming a file whose name starts with
+    the id but follows none of the schemes (``unnamed``, from :func:`index_folder`) if any."""
+    if others := unnamed.get(ytid):
+        more = f" (and {len(others) - 1} more)" if len(others) > 1 else ""
+        return (
+            f"no file named after {ytid} under {folder}: {others[0]}{more} starts with the id but "
+            f"follows none of the naming schemes ({SCHEMES}); rename it"
+        )
+    return f"no file named after {ytid} under {folder}"
 
 
 def locate(
