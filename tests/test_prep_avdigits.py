@@ -560,3 +560,24 @@ def test_a_test_speaker_named_twice_is_listed_once(tiny, tmp_path):
     run(tiny, out, "--test-speakers", "cat, cat")
     report = json.loads((out / "prepare_report.json").read_text())
     assert report["speakers"]["test"] == ["cat"] and report["splits"]["test"] == 30
+
+
+def test_a_file_given_for_a_folder_or_a_folder_for_a_file_is_one_line(tiny, tmp_path, capsys):
+    # --fsdd naming a file said "no such FSDD recordings folder"; --mnist-images naming a
+    # folder said "cannot read ([Errno 21] Is a directory: ...)"
+    args = ["--mnist-images", str(tiny["images"]), "--mnist-labels", str(tiny["labels"])]
+    args += ["--out", str(tmp_path / "out")]
+    script = load_script("avdigits")
+    assert script.main(["--fsdd", str(tiny["images"]), *args]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"error: {tiny['images']}: not a folder (--fsdd is the FSDD recordings folder)"
+    )
+    for flag in ("--mnist-images", "--mnist-labels"):
+        argv = ["--fsdd", str(tiny["fsdd"]), *args]
+        argv[argv.index(flag) + 1] = str(tmp_path)
+        assert script.main(argv) == 2
+        assert capsys.readouterr().err.strip() == (
+            f"error: {tmp_path}: a folder, not an MNIST IDX file (name the file)"
+        )
+    assert not (tmp_path / "out").exists()
+

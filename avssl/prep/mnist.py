@@ -37,6 +37,8 @@ def _read_bytes(path: Path) -> bytes:
             return fh.read()
     except FileNotFoundError:
         raise ManifestError(f"{path}: no such file") from None
+    except IsADirectoryError:  # a folder named where its images or labels file was meant
+        raise ManifestError(f"{path}: a folder, not an MNIST IDX file (name the file)") from None
     except (OSError, EOFError, zlib.error) as err:  # zlib: a damaged gzip stream
         raise ManifestError(f"{path}: cannot read ({err})") from None
 
@@ -108,9 +110,11 @@ def list_fsdd(folder: str | os.PathLike) -> tuple[list[Recording], list[str]]:
     """FSDD recordings of ``folder`` sorted by (speaker, digit, take), and unrecognised names.
 
     Raises:
-        ManifestError: the folder does not exist.
+        ManifestError: the folder does not exist or is a file.
     """
     folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise ManifestError(f"{folder}: not a folder (--fsdd is the FSDD recordings folder)")
     if not folder.is_dir():
         raise ManifestError(f"{folder}: no such FSDD recordings folder")
     found, other = [], []
