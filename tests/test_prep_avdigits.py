@@ -581,3 +581,16 @@ def test_a_file_given_for_a_folder_or_a_folder_for_a_file_is_one_line(tiny, tmp_
         )
     assert not (tmp_path / "out").exists()
 
+
+def test_speakers_named_in_two_cases_are_refused(tiny, tmp_path, capsys):
+    # 3_Cat_5.wav made a speaker "Cat" beside the test voice "cat": one voice in two splits
+    fsdd = tiny["fsdd"]
+    (fsdd / "3_Cat_5.wav").write_bytes((fsdd / "3_cat_1.wav").read_bytes())
+    out = tmp_path / "out"
+    argv = ["--fsdd", str(fsdd), "--mnist-images", str(tiny["images"]), "--mnist-labels"]
+    assert load_script("avdigits").main([*argv, str(tiny["labels"]), "--out", str(out)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"error: {fsdd}: speakers Cat and cat differ only in case (e.g. 3_Cat_5.wav and "
+        "0_cat_0.wav): one voice could fall in two splits; rename the files to one spelling"
+    )
+    assert not out.exists()

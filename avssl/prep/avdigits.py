@@ -14,7 +14,8 @@ Splits:
       yweweler, those of them present, or else the alphabetically last present speaker (the
       report says so). Validation is carved from the training speakers: by default the takes
       whose number is a multiple of 10 (takes 0, 10, 20, 30, 40: 10% of FSDD's 50 takes), or all
-      recordings of ``--val-speaker``.
+      recordings of ``--val-speaker``. Speaker names differing only in case
+      (``3_Nicolas_5.wav`` beside ``0_nicolas_0.wav``) are refused: one voice, two splits.
     * images, by MNIST index: each image of ``--mnist-images`` belongs to exactly one split
       (seeded, stratified by digit). With ``--test-mnist-*`` files the test canvases use only
       those images and the main file is shared by train and val only.
@@ -46,6 +47,7 @@ from avssl.errors import AvsslError, MediaError
 from avssl.prep.avdigits_splits import (
     audio_split,
     check_digits,
+    check_speaker_case,
     check_splits,
     heldout_rows,
     image_pools,
@@ -187,6 +189,7 @@ def _prepare(args: argparse.Namespace, report: PrepReport, made: NewOutputs) -> 
             report.skip_unreadable(rec.path.name, f"the same recording as {first[rec.id].name}")
         first.setdefault(rec.id, rec.path)
     recordings = [r for r in recordings if first[r.id] == r.path]
+    check_speaker_case(recordings, args.fsdd)
     if args.max_takes is not None:
         recordings = [r for r in recordings if r.take < args.max_takes]
     if not recordings:

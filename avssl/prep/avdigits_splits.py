@@ -69,6 +69,24 @@ def split_speakers(
     return test, val_speaker
 
 
+def check_speaker_case(recordings: list[Recording], fsdd: Path) -> None:
+    """Refuse speaker names that differ only in case (``3_Nicolas_5.wav`` beside
+    ``0_nicolas_0.wav``): split by speaker, one voice could be trained on and tested.
+
+    Raises:
+        AvsslError: naming both spellings and a file of each.
+    """
+    first: dict[str, Recording] = {}
+    for rec in recordings:
+        other = first.setdefault(rec.speaker.casefold(), rec)
+        if other.speaker != rec.speaker:
+            raise AvsslError(
+                f"{fsdd}: speakers {other.speaker} and {rec.speaker} differ only in case (e.g. "
+                f"{other.path.name} and {rec.path.name}): one voice could fall in two splits; "
+                "rename the files to one spelling"
+            )
+
+
 def check_splits(
     recordings: list[Recording],
     test: list[str],
