@@ -552,7 +552,7 @@ def test_a_gallery_short_of_gallery_per_class_is_noted(tiny, tmp_path):
     run(tiny, out, "--gallery-per-class", "3")
     notes = json.loads((out / "prepare_report.json").read_text())["notes"]
     short = [n for n in notes if "fewer than --gallery-per-class 3" in n]
-    assert len(short) == 1 and short[0].startswith("gallery_val.jsonl: 2-2 images per digit")
+    assert len(short) == 1 and short[0].startswith("gallery_val.jsonl: 2 images per digit")
 
 
 def test_a_test_speaker_named_twice_is_listed_once(tiny, tmp_path):
@@ -594,3 +594,25 @@ def test_speakers_named_in_two_cases_are_refused(tiny, tmp_path, capsys):
         "0_cat_0.wav): one voice could fall in two splits; rename the files to one spelling"
     )
     assert not out.exists()
+
+
+def test_a_default_test_speaker_that_cannot_be_read_leaves_the_other(tiny, tmp_path):
+    """By default theo and yweweler test: theo unreadable leaves yweweler, with a note whose
+    example is a file that could not be read (not a second file of a take); named with
+    ``--test-speakers``, theo unreadable is refused."""
+    for speaker, new in (("bob", "yweweler"), ("cat", "theo")):
+        for path in tiny["fsdd"].glob(f"*_{speaker}_*.wav"):
+            path.rename(path.with_name(path.name.replace(f"_{speaker}_", f"_{new}_")))
+    for path in tiny["fsdd"].glob("*_theo_*.wav"):
+        path.write_bytes(b"junk")
+    (tiny["fsdd"] / "0_theo_01.wav").write_bytes(b"junk")  # listed first: "the same recording"
+    out = tmp_path / "out"
+    assert run(tiny, out) == 0
+    report = json.loads((out / "prepare_report.json").read_text())
+    assert report["speakers"]["test"] == ["yweweler"]
+    note = next(n for n in report["notes"] if n.startswith("default test speaker theo"))
+    assert "testing on yweweler; e.g. " in note and "the same recording" not in note, note
+    rows, _ = load(out)
+    assert {r.id.split("_")[1] for r in rows if r.split == "test"} == {"yweweler"}
+    with pytest.raises(AvsslError, match=r"test speaker theo could be read .*e\.g\. \d_theo_\d"):
+        run(tiny, tmp_path / "named", "--test-speakers", "theo,yweweler")

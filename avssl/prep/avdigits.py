@@ -151,6 +151,9 @@ def main(argv: list[str] | None = None) -> int:
         return _prepare(args, report, made)
 
 
+SAME_RECORDING = "the same recording as"  # a second file of one take (0_x_1, 0_x_01)
+
+
 def _prepare(args: argparse.Namespace, report: PrepReport, made: NewOutputs) -> int:
     """Read the inputs and write every output of :func:`main` (its checks passed)."""
     out: Path = args.out
@@ -186,7 +189,7 @@ def _prepare(args: argparse.Namespace, report: PrepReport, made: NewOutputs) -> 
     first: dict[str, Path] = {}  # 0_amy_01.wav and 0_amy_1.wav: one id, one audio file
     for rec in recordings:
         if rec.id in first:
-            report.skip_unreadable(rec.path.name, f"the same recording as {first[rec.id].name}")
+            report.skip_unreadable(rec.path.name, f"{SAME_RECORDING} {first[rec.id].name}")
         first.setdefault(rec.id, rec.path)
     recordings = [r for r in recordings if first[r.id] == r.path]
     check_speaker_case(recordings, args.fsdd)
@@ -256,20 +259,30 @@ def _prepare(args: argparse.Namespace, report: PrepReport, made: NewOutputs) -> 
             f"{_example(report.unreadable, None)}"
         )
     read = {item["speaker"] for item in items}
-    if lost := [s for s in test if s not in read]:  # an empty test split is no benchmark
+    lost = [s for s in test if s not in read]
+    # a speaker the user named, or an empty test split, is no benchmark; a default speaker
+    # whose recordings cannot be read leaves the others to test on
+    if lost and (args.test_speakers is not None or len(lost) == len(test)):
         raise AvsslError(
             f"{args.fsdd}: no recording of test speaker {lost[0]} could be read (nothing "
             f"written){_example(report.unreadable, lost[0])}"
+        )
+    if lost:
+        test = [s for s in test if s in read]
+        report.note(
+            f"default test speaker {', '.join(lost)}: no recording could be read; testing on "
+            f"{', '.join(test)}{_example(report.unreadable, lost[0])}"
         )
     gallery = _write_gallery(out, pools["test"], pixels, labels, args, made, GALLERY, "test")
     gallery_val = _write_gallery(out, pools["val"], pixels, labels, args, made, GALLERY_VAL, "val")
     for name, pool in ((GALLERY, pools["test"]), (GALLERY_VAL, pools["val"])):
         per_digit = [len(images) for images in pool_by_digit(pool, labels).values()]
-        if min(per_digit) < args.gallery_per_class:  # its classes are then unequal, or all short
+        low, high = min(per_digit), min(max(per_digit), args.gallery_per_class)
+        if low < args.gallery_per_class:  # its classes are then unequal, or all short
+            span = f"{low}" if low == high else f"{low}-{high}"
             report.note(
-                f"{name}: {min(per_digit)}-{min(max(per_digit), args.gallery_per_class)} images "
-                f"per digit, fewer than --gallery-per-class {args.gallery_per_class} (the split "
-                "holds no more)"
+                f"{name}: {span} images per digit, fewer than --gallery-per-class "
+                f"{args.gallery_per_class} (the split holds no more)"
             )
     if val_speaker is not None:
         write_manifest(made.file(out / HELDOUT), heldout_rows(report.rows))
@@ -295,9 +308,12 @@ def _prepare(args: argparse.Namespace, report: PrepReport, made: NewOutputs) -> 
 
 
 def _example(unreadable: list[tuple[str, str]], speaker: str | None) -> str:
-    """The ``"; e.g. ID: REASON"`` of the first unreadable recording (of ``speaker`` if given)."""
+    """The ``"; e.g. ID: REASON"`` of the first unreadable recording (of ``speaker`` if given);
+    a second file of a recording already read is no example of why none could be read."""
     for item_id, reason in unreadable:
         parts = item_id.split("_")
+        if reason.startswith(SAME_RECORDING):
+            continue
         if speaker is None or (len(parts) == 3 and parts[1] == speaker):
             return f"; e.g. {item_id}: {reason}"
     return ""
