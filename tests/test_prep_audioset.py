@@ -461,6 +461,22 @@ def test_a_segment_in_train_and_test_csvs_stays_in_test_whatever_their_order(tmp
     assert "1 segments listed in two splits" in report["notes"][0]
 
 
+def test_a_video_with_segments_in_test_and_train_is_noted(tmp_path):
+    for name in ("aaaaaaaaaaa_30.mp4", "aaaaaaaaaaa_60.mp4", "bbbbbbbbbbb_0.mp4"):
+        (tmp_path / name).write_bytes(b"\0")  # cuts: only their names are read
+    train = tmp_path / "balanced_train_segments.csv"
+    train.write_text(HEADER + 'aaaaaaaaaaa, 60, 70, "/m/01"\nbbbbbbbbbbb, 0, 10, "/m/01"\n')
+    test = tmp_path / "eval_segments.csv"
+    test.write_text(HEADER + 'aaaaaaaaaaa, 30, 40, "/m/01"\n')
+    out = tmp_path / "out"
+    argv = ["--segments", str(train), str(test), "--split-of", "eval_segments.csv=test"]
+    assert audioset.main([*argv, "--media", str(tmp_path), "--out", str(out)]) == 0
+    notes = json.loads((out / "prepare_report.json").read_text())["notes"]
+    assert any(
+        n.startswith("1 videos have segments in test and in another split (e.g. aaa") for n in notes
+    )
+
+
 @pytest.mark.parametrize("test_first", [False, True])
 def test_vggsound_a_segment_in_both_splits_stays_in_test(tmp_path, test_first):
     (tmp_path / "aaaaaaaaaaa_30.mp4").write_bytes(b"\0")

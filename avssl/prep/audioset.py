@@ -159,6 +159,14 @@ def add_segment_rows(
             f"{crossed} segments listed in two splits were kept in one only (test before val "
             "before train); see unreadable_items"
         )
+    splits_of: dict[str, set[str]] = {}  # a video's other segments are other clips: noted only
+    for row in report.rows:
+        splits_of.setdefault(row.id.rsplit("_", 1)[0], set()).add(row.split)
+    if shared := sorted(v for v, s in splits_of.items() if "test" in s and len(s) > 1):
+        report.note(
+            f"{len(shared)} videos have segments in test and in another split (e.g. {shared[0]}): "
+            "other moments of a test video are trained or validated on"
+        )
 
 
 def _parser() -> argparse.ArgumentParser:
