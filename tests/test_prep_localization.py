@@ -7,6 +7,7 @@ from bad_media import one_line_error, run
 
 from avssl.cli import main as cli
 from avssl.data.manifest import read_manifest, resolve
+from avssl.errors import AvsslError
 from avssl.prep import esc50, flickr, us8k, vggss
 from avssl.prep.flickr import read_annotation_boxes
 from avssl.prep.localization import index_stems, media_row
@@ -119,6 +120,22 @@ def test_vggss_boxes_in_pixels_are_refused_not_clipped(media_factory, tmp_path):
     assert report["unreadable_items"] == [
         ["a", "bad bbox (box 0 has coordinate 200 above 1: not normalised (pixels?))"]
     ]
+
+
+def test_vggss_a_clip_named_by_an_unknown_scheme_is_named_in_its_missing_reason(tmp_path):
+    entries = [{"file": "b5bbbbbbbbb_000030", "class": "c", "bbox": [[0.1, 0.1, 0.5, 0.5]]}]
+    (tmp_path / "v.json").write_text(json.dumps(entries))
+    media = tmp_path / "media"
+    media.mkdir()
+    (media / "b5bbbbbbbbb-30.mp4").write_bytes(b"\0")  # only its name is read
+    out = tmp_path / "out"
+    argv = ["--annotations", str(tmp_path / "v.json"), "--media", str(media), "--out", str(out)]
+    with pytest.raises(AvsslError) as err:  # its only item: nothing written, the reason given
+        vggss.main(argv)
+    assert f"e.g. b5bbbbbbbbb_000030: no file named after b5bbbbbbbbb under {media}: " in str(
+        err.value
+    )
+    assert f"{media / 'b5bbbbbbbbb-30.mp4'} starts with the id but follows none" in str(err.value)
 
 
 def test_an_annotated_frame_beside_its_video_takes_the_videos_sound(tmp_path):

@@ -21,7 +21,7 @@ from pathlib import Path
 from avssl.cli import ArgumentParser
 from avssl.data.annotations import load_vggss, parse_box, read_flickr_ids
 from avssl.errors import AvsslError, MediaError
-from avssl.prep.clips import index_folder, locate
+from avssl.prep.clips import index_folder, locate, missing_reason
 from avssl.prep.localization import (
     clip_boxes,
     index_stems,
@@ -126,11 +126,14 @@ def _clip_files(
             wanted[f"{ytid}_{start}"] = (ytid, float(start))
     if not wanted:
         return {}
-    found = index_folder(media, {ytid for ytid, _ in wanted.values()})
+    unnamed: dict[str, list[Path]] = {}
+    found = index_folder(media, {ytid for ytid, _ in wanted.values()}, unnamed)
     per_id = Counter(ytid for ytid, _ in set(map(_ytid_start, entries)) if ytid)
     out: dict[str, tuple[Path, float, float | None] | str | MediaError] = {}
     for item, (ytid, start) in wanted.items():
         if ytid not in found:
+            if ytid in unnamed:  # a file to rename: say so (else the usual missing reason)
+                out[item] = missing_reason(ytid, media, unnamed)
             continue
         try:
             out[item] = locate(found[ytid], start, start + CLIP_S, segments=per_id[ytid])
