@@ -223,9 +223,9 @@ def check_ranges(cfg, path=None, overrides: list[str] = (), file_keys: Iterable[
 def written_keys(data: dict, prefix: str = "") -> frozenset[str]:
     """The dotted keys a config file's mapping gives a value, as written (``model.audio.n_fft``
     of ``{"model": {"audio": {"n_fft": 256}}}``). A section is no key of its own: the file sets
-    only the keys written inside it (unlike ``--set model.audio={...}``, which counts as setting
-    the whole section), and a refusal naming the section (``model.audio``) is matched through
-    them (:func:`file_decided`).
+    only the keys written inside it (as ``--set model.audio={...}`` sets only the keys it names,
+    :func:`_override_keys`), and a refusal naming the section (``model.audio``) is matched
+    through them (:func:`file_decided`).
 
     Args:
         data: the mapping the YAML file holds.
