@@ -506,3 +506,27 @@ def test_a_clip_named_by_an_unknown_scheme_is_named_in_its_missing_reason(tmp_pa
         "{YTID}_{start}.ext or {YTID}_{start_ms}_{end_ms}.ext); rename it"
     )
     assert missing["ddddddddddd_0"] == f"no file named after ddddddddddd under {tmp_path}"
+
+
+def test_a_misnamed_file_is_named_when_another_segment_of_its_video_is_found(tmp_path):
+    # the reason said only "no file for the segment at 30 s (found 0 s)", the misnamed
+    # b5bbbbbbbbb-30.mp4 beside the well-named b5bbbbbbbbb_0.mp4 unmentioned
+    (tmp_path / "b5bbbbbbbbb_0.mp4").write_bytes(b"\0")
+    (tmp_path / "b5bbbbbbbbb-30.mp4").write_bytes(b"\0")
+    rows = ["b5bbbbbbbbb,0,dog,train", "b5bbbbbbbbb,30,dog,train"]
+    written, report = _vggsound(tmp_path, rows)
+    assert [r.id for r in written] == ["b5bbbbbbbbb_0"]
+    assert dict(report["missing_items"])["b5bbbbbbbbb_30"] == (
+        f"no file for the segment at 30 s (found 0 s); {tmp_path / 'b5bbbbbbbbb-30.mp4'} starts "
+        "with the id but follows none of the naming schemes ({YTID}.ext, {YTID}_{start}.ext or "
+        "{YTID}_{start_ms}_{end_ms}.ext); rename it"
+    )
+
+
+def test_a_segment_twice_in_train_and_once_in_test_is_counted_once(tmp_path):
+    (tmp_path / "aaaaaaaaaaa_30.mp4").write_bytes(b"\0")
+    rows = ["aaaaaaaaaaa,30,dog,train", "aaaaaaaaaaa,30,dog,train", "aaaaaaaaaaa,30,dog,test"]
+    written, report = _vggsound(tmp_path, rows)
+    assert [(r.id, r.split) for r in written] == [("aaaaaaaaaaa_30", "test")]
+    assert len(report["unreadable_items"]) == 2  # each dropped copy listed, with its line
+    assert any(n.startswith("1 segments listed in two splits") for n in report["notes"])

@@ -116,12 +116,12 @@ def add_segment_rows(
     files = index_folder(media_dir, {s[0] for s in segments}, unnamed)
     per_id = Counter(ytid for ytid, start in {(s[0], s[1]) for s in segments})
     kept = kept_splits(segments)
-    seen, crossed = set(), 0
+    seen, crossed = set(), set()  # crossed: the segments with a copy dropped for another split
     for ytid, start, end, labels, split, where in segments:
         item = f"{ytid}_{start:g}"
         kept_split, kept_where = kept[item]
         if split != kept_split:  # the same segment in another split: a leak across splits
-            crossed += 1
+            crossed.add(item)
             report.skip_unreadable(
                 item,
                 f"listed as {split} in {where} and as {kept_split} in {kept_where}: kept in "
@@ -141,8 +141,8 @@ def add_segment_rows(
         except MediaError as err:
             report.skip_unreadable(item, str(err))
             continue
-        if isinstance(found, str):
-            report.skip_missing(item, found)
+        if isinstance(found, str):  # files of the id, none of this segment: a misnamed one?
+            report.skip_missing(item, missing_reason(ytid, media_dir, unnamed, found))
             continue
         path, t0, t1 = found
         if split == "train" and carve_val(ytid, val_fraction):
@@ -156,7 +156,7 @@ def add_segment_rows(
                        labels=labels, split=split))  # fmt: skip
     if crossed:
         report.note(
-            f"{crossed} segments listed in two splits were kept in one only (test before val "
+            f"{len(crossed)} segments listed in two splits were kept in one only (test before val "
             "before train); see unreadable_items"
         )
     splits_of: dict[str, set[str]] = {}  # a video's other segments are other clips: noted only

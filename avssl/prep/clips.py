@@ -117,16 +117,21 @@ def index_folder(
     return found
 
 
-def missing_reason(ytid: str, folder: Path, unnamed: dict[str, list[Path]]) -> str:
-    """Why no file of ``ytid`` was found under ``folder``, naming a file whose name starts with
-    the id but follows none of the schemes (``unnamed``, from :func:`index_folder`) if any."""
+def missing_reason(
+    ytid: str, folder: Path, unnamed: dict[str, list[Path]], reason: str | None = None
+) -> str:
+    """Why no file of ``ytid`` was found under ``folder`` (or ``reason``, :func:`locate`'s, when
+    files of the id hold other segments), naming a file whose name starts with the id but
+    follows none of the schemes (``unnamed``, from :func:`index_folder`) if any."""
+    sep = "; " if reason else ": "
+    reason = reason or f"no file named after {ytid} under {folder}"
     if others := unnamed.get(ytid):
         more = f" (and {len(others) - 1} more)" if len(others) > 1 else ""
         return (
-            f"no file named after {ytid} under {folder}: {others[0]}{more} starts with the id but "
-            f"follows none of the naming schemes ({SCHEMES}); rename it"
+            f"{reason}{sep}{others[0]}{more} starts with the id but follows none of the naming "
+            f"schemes ({SCHEMES}); rename it"
         )
-    return f"no file named after {ytid} under {folder}"
+    return reason
 
 
 def locate(
