@@ -616,3 +616,14 @@ def test_a_default_test_speaker_that_cannot_be_read_leaves_the_other(tiny, tmp_p
     assert {r.id.split("_")[1] for r in rows if r.split == "test"} == {"yweweler"}
     with pytest.raises(AvsslError, match=r"test speaker theo could be read .*e\.g\. \d_theo_\d"):
         run(tiny, tmp_path / "named", "--test-speakers", "theo,yweweler")
+
+
+def test_a_speaker_spelt_in_another_case_only_in_takes_left_out_is_not_refused(tiny, tmp_path):
+    # 3_Cat_45.wav is not read under --max-takes 3: no voice can fall in two splits
+    fsdd = tiny["fsdd"]
+    (fsdd / "3_Cat_45.wav").write_bytes((fsdd / "3_cat_1.wav").read_bytes())
+    assert run(tiny, tmp_path / "out", "--max-takes", "3") == 0
+    rows, _ = load(tmp_path / "out")
+    assert {r.domain for r in rows} == {"amy", "bob", "cat"}
+    with pytest.raises(AvsslError, match="speakers Cat and cat differ only in case"):
+        run(tiny, tmp_path / "all")

@@ -192,9 +192,9 @@ def _prepare(args: argparse.Namespace, report: PrepReport, made: NewOutputs) -> 
             report.skip_unreadable(rec.path.name, f"{SAME_RECORDING} {first[rec.id].name}")
         first.setdefault(rec.id, rec.path)
     recordings = [r for r in recordings if first[r.id] == r.path]
-    check_speaker_case(recordings, args.fsdd)
     if args.max_takes is not None:
         recordings = [r for r in recordings if r.take < args.max_takes]
+    check_speaker_case(recordings, args.fsdd)  # of the recordings used: --max-takes may drop one
     if not recordings:
         raise AvsslError(f"{args.fsdd}: no FSDD recordings ({{digit}}_{{speaker}}_{{take}}.wav)")
     present = sorted({r.speaker for r in recordings})
