@@ -627,3 +627,11 @@ def test_a_speaker_spelt_in_another_case_only_in_takes_left_out_is_not_refused(t
     assert {r.domain for r in rows} == {"amy", "bob", "cat"}
     with pytest.raises(AvsslError, match="speakers Cat and cat differ only in case"):
         run(tiny, tmp_path / "all")
+
+
+def test_no_training_recording_read_gives_a_recording_as_example(tiny, tmp_path):
+    # the example was README.wav: "name is not {digit}_{speaker}_{take}.wav", no recording
+    for path in tiny["fsdd"].glob("*_*_*.wav"):
+        path.write_bytes(b"junk")
+    with pytest.raises(AvsslError, match=r"no training recording could be read .*e\.g\. 0_amy_0:"):
+        run(tiny, tmp_path / "out")

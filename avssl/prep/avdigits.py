@@ -152,6 +152,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 SAME_RECORDING = "the same recording as"  # a second file of one take (0_x_1, 0_x_01)
+NOT_FSDD_NAME = "name is not {digit}_{speaker}_{take}.wav"  # README.wav: no recording
 
 
 def _prepare(args: argparse.Namespace, report: PrepReport, made: NewOutputs) -> int:
@@ -185,7 +186,7 @@ def _prepare(args: argparse.Namespace, report: PrepReport, made: NewOutputs) -> 
 
     recordings, other = list_fsdd(args.fsdd)
     for name in other:
-        report.skip_unreadable(name, "name is not {digit}_{speaker}_{take}.wav")
+        report.skip_unreadable(name, NOT_FSDD_NAME)
     first: dict[str, Path] = {}  # 0_amy_01.wav and 0_amy_1.wav: one id, one audio file
     for rec in recordings:
         if rec.id in first:
@@ -309,10 +310,11 @@ def _prepare(args: argparse.Namespace, report: PrepReport, made: NewOutputs) -> 
 
 def _example(unreadable: list[tuple[str, str]], speaker: str | None) -> str:
     """The ``"; e.g. ID: REASON"`` of the first unreadable recording (of ``speaker`` if given);
-    a second file of a recording already read is no example of why none could be read."""
+    a second file of a recording already read, or a file that is no recording (README.wav), is
+    no example of why none could be read."""
     for item_id, reason in unreadable:
         parts = item_id.split("_")
-        if reason.startswith(SAME_RECORDING):
+        if reason.startswith(SAME_RECORDING) or reason == NOT_FSDD_NAME:
             continue
         if speaker is None or (len(parts) == 3 and parts[1] == speaker):
             return f"; e.g. {item_id}: {reason}"
