@@ -147,3 +147,26 @@ def test_source_norm_skips_an_unreadable_file_rather_than_refusing_its_source(tm
     result = last_json(out)
     assert result["source_norm"] is True and result["n_skipped"] == 1
     assert result["skipped"][0]["path"].endswith("junk.wav")
+
+
+def test_source_norm_refuses_a_readable_single_clip_source_before_the_run_decodes(
+    tmp_path, capsys, monkeypatch
+):
+    """The first readable clip of a one-clip source refuses the run: the others are not decoded
+    (a regex missing files on ESC-50 with a network model decoded everything first)."""
+    from avssl.eval import clip_features
+
+    root = make_folder(tmp_path / "f")
+    (root / "high" / "a_junk.wav").write_bytes(b"")  # listed first of the one-clip sources
+    decoded, real = [], clip_features.extract
+
+    def spy(paths, *args, **kwargs):
+        decoded.extend(paths)
+        return real(paths, *args, **kwargs)
+
+    monkeypatch.setattr(clip_features, "extract", spy)
+    args = ["--dataset", "folder", "--root", str(root), "--folds", "3", "--source-norm"]
+    code, _, err = _run(capsys, *args, "--group-regex", r"^(low-rec\d)_")
+    assert code == 2 and "error: --source-norm: 17 of the 21 sources" in err, err
+    assert len(decoded) == 2 and decoded[0].name == "a_junk.wav", decoded  # then one readable
+    assert f"(e.g. '{decoded[1].parent.name}/{decoded[1].name}')" in err

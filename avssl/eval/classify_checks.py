@@ -113,15 +113,18 @@ def check_group_regex(args, items, note: bool = True, decoded: bool = False) -> 
     return len(missed)
 
 
-def check_source_norm(args, items, listed: bool = False) -> None:
+def check_source_norm(args, items, readable=None) -> None:
     """With ``--source-norm``, refuse sources of a single clip: standardising a clip by its own
     mean and standard deviation zeroes all its features.
 
     Args:
-        listed: ``items`` are the listed clips, before decoding: refused only when every source
-            holds one clip (no decoding can change that); a listed source of one clip may be a
-            file that cannot be read, which is skipped and counted, not a reason to refuse the
-            run, so the readable clips are checked after decoding.
+        args: the parsed ``classify`` arguments.
+        items: the clips, listed (before decoding) or readable (after).
+        readable: for listed clips, ``readable(item) -> bool`` decodes one clip. A source of one
+            listed clip is refused before the run decodes everything only if that clip can be
+            read (tried in turn, up to the first readable one: a file that cannot be read is
+            skipped and counted, not a reason to refuse the run); when every source holds one
+            clip, at once.
 
     Raises:
         AvsslError: naming how many sources hold one clip, and one of them.
@@ -130,12 +133,20 @@ def check_source_norm(args, items, listed: bool = False) -> None:
         return
     counts = Counter(it.source for it in items)
     single = [s for s, n in counts.items() if n == 1]
-    if single and (not listed or len(single) == len(counts)):
-        raise AvsslError(
-            f"--source-norm: {len(single)} of the {len(counts)} sources in {args.root} have a "
-            f"single clip (e.g. {single[0]!r}): standardising a clip by its own mean and std "
-            "zeroes its features; give a --group-regex whose sources hold several clips"
-        )
+    if not single:
+        return
+    if readable is not None and len(single) < len(counts):
+        alone = {s for s in single}
+        found = next((it.source for it in items if it.source in alone and readable(it)), None)
+        if found is None:
+            return
+        single.remove(found)
+        single.insert(0, found)  # named as the example: its clip is readable
+    raise AvsslError(
+        f"--source-norm: {len(single)} of the {len(counts)} sources in {args.root} have a "
+        f"single clip (e.g. {single[0]!r}): standardising a clip by its own mean and std "
+        "zeroes its features; give a --group-regex whose sources hold several clips"
+    )
 
 
 def one_class(root, labels: list, which: str) -> None:

@@ -216,7 +216,6 @@ def run(argv: list[str]) -> int:
         raise AvsslError(f"{args.root}: no clips listed")
     one_class(args.root, [it.label for it in items], "listed")
     check_group_regex(args, items, note=False)  # before any decoding: matching nothing: a typo
-    check_source_norm(args, items, listed=True)
     predefined = args.dataset in ("esc50", "us8k") and args.protocol != "kfold"
 
     def kfold(clips):  # checked on the listed clips first, so that a vain run decodes nothing
@@ -232,6 +231,12 @@ def run(argv: list[str]) -> int:
     info.setdefault("data", str(Path(args.root).expanduser().resolve()))
     if args.dataset != "manifest" and not predefined:
         kfold(items)
+
+    def readable(item) -> bool:  # one clip decoded (and featurised): the check's, before the run
+        window = [(item.start, item.duration)]
+        return bool(extract([item.path], extractor, args.strict, windows=window)[1])
+
+    check_source_norm(args, items, readable)
     if args.adapt_bn:
         x, kept, skipped, timing, adapt = extract_adapted(items, extractor, args)
         info.update(adapt)
