@@ -69,8 +69,8 @@ def test_a_folder_regex_missing_some_files_is_noted_and_counted(tmp_path, capsys
     code, out, err = _run(capsys, *args, "--group-regex", r"^(low-rec\d)_")
     assert code == 0
     assert err == (
-        f"note: --group-regex '^(low-rec\\\\d)_' does not match 16 of the 24 file names under "
-        f"{root} (e.g. high-rec0_take0.wav): they are each its own group"
+        f"note: --group-regex '^(low-rec\\\\d)_' does not match 16 of the 24 readable file names "
+        f"under {root} (e.g. high-rec0_take0.wav): they are each its own group"
     )
     assert last_json(out)["ungrouped_files"] == 16
     code, out, err = _run(capsys, *args, "--group-regex", r"^(.+)_take")
@@ -131,8 +131,8 @@ def test_the_note_counts_the_readable_files_it_misses_as_the_json_does(tmp_path,
     result = last_json(out)
     assert result["n_skipped"] == 1 and result["ungrouped_files"] == 16
     assert err.splitlines()[-1] == (
-        f"note: --group-regex '^(low-rec\\\\d)_' does not match 16 of the 24 file names under "
-        f"{root} (e.g. high-rec0_take0.wav): they are each its own group"
+        f"note: --group-regex '^(low-rec\\\\d)_' does not match 16 of the 24 readable file names "
+        f"under {root} (e.g. high-rec0_take0.wav): they are each its own group"
     )
 
 

@@ -96,8 +96,8 @@ def check_group_regex(args, items, note: bool = True, decoded: bool = False) -> 
         ("row ids", f"in {args.root}") if args.dataset == "manifest"
         else ("file names", f"under {args.root}")
     )  # fmt: skip
+    readable = " readable" if decoded else ""
     if len(missed) == len(items):
-        readable = " readable" if decoded else ""
         raise AvsslError(
             f"--group-regex: {args.group_regex!r} matches none of the {len(items)}{readable} "
             f"{names} {where} (e.g. {missed[0]})"
@@ -107,7 +107,7 @@ def check_group_regex(args, items, note: bool = True, decoded: bool = False) -> 
         return len(missed)
     print(
         f"note: --group-regex {args.group_regex!r} does not match {len(missed)} of the "
-        f"{len(items)} {names} {where} (e.g. {missed[0]}): they are {fallback}",
+        f"{len(items)}{readable} {names} {where} (e.g. {missed[0]}): they are {fallback}",
         file=sys.stderr,
     )
     return len(missed)
