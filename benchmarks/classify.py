@@ -87,12 +87,17 @@ def classify_run(root: Path) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     p = ArgumentParser(prog="benchmarks/classify.py", description=__doc__.splitlines()[0])
-    p.add_argument("--quick", action="store_true", help="2 clips per precision (< 1 min)")
+    p.add_argument(
+        "--quick", action="store_true", help="2 clips per precision (< 1 min; --clips wins)"
+    )
     # each clip is a 5-s 44.1 kHz wav written first (441 kB)
-    p.add_argument("--clips", type=int_at_least(1, 10_000), default=8)
+    p.add_argument(
+        "--clips", type=int_at_least(1, 10_000), default=None, help="clips (default 8; quick 2)"
+    )
     p.add_argument("--batch-size", type=positive_int, default=18, help="windows per forward pass")
     args = p.parse_args(argv)
-    n = 2 if args.quick else args.clips
+    # an explicit --clips is never dropped silently, --quick or not
+    n = args.clips if args.clips is not None else 2 if args.quick else 8
     result = {
         "config": "l3-paper",
         "clip_s": CLIP_S,

@@ -216,3 +216,22 @@ def test_a_ctrl_c_while_a_benchmark_imports_is_one_line(name, tmp_path):
         timeout=300,
     )
     assert (done.returncode, done.stdout, done.stderr) == (130, "", "error: interrupted\n")
+
+
+@pytest.mark.parametrize(
+    "argv,clips",
+    [([], 8), (["--quick"], 2), (["--clips", "1"], 1), (["--quick", "--clips", "1"], 1)],
+)
+def test_classify_clips_is_never_dropped_by_quick(monkeypatch, argv, clips):
+    module = _benchmark("classify")
+
+    class Stop(Exception):
+        pass
+
+    def write_clips(folder, n):
+        raise Stop(n)
+
+    monkeypatch.setattr(module, "write_clips", write_clips)
+    with pytest.raises(Stop) as stop:
+        module.main(argv)
+    assert stop.value.args == (clips,)
