@@ -72,12 +72,13 @@ class Mine(AVModel):
     def audio_keys(self) -> tuple[str, ...]:
         return ("audio",)
 
-    def loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, float]]:
+    def loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         v, a = self.embed_visual(batch["frames"]), self.embed_audio(batch["audio"])
         logits = v @ a.T / TEMPERATURE
         loss = info_nce(logits)
         top = logits.argmax(dim=1) == torch.arange(len(v), device=v.device)
-        return loss, {"loss": float(loss.detach()), "acc": float(top.float().mean())}
+        # detached 0-d tensors, not float(): a float waits for the device at every step
+        return loss, {"loss": loss.detach(), "acc": top.float().mean().detach()}
 
 
 @pytest.fixture
