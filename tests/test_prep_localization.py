@@ -82,6 +82,17 @@ def test_flickr_annotations_beside_the_media_are_told_by_their_extension(media_f
     assert row.image == "../Data/10000130166.jpg" and row.audio == "../Data/10000130166.wav"
 
 
+def _vggss_of(entries: list[dict], media_factory, tmp_path):
+    """``vggss.main`` on ``entries`` and a 1-s clip named after each ``file``; its ``--out``."""
+    (tmp_path / "v.json").write_text(json.dumps(entries))
+    for entry in entries:
+        media_factory(f"{entry['file']}.mp4", duration=1.0, size=(32, 32))
+    out = tmp_path / "out"
+    argv = ["--annotations", str(tmp_path / "v.json"), "--media", str(tmp_path), "--out", str(out)]
+    assert vggss.main(argv) == 0
+    return out
+
+
 def test_vggss_zero_area_boxes_keep_their_item(media_factory, tmp_path):
     # as in the published vggss.json (e.g. M1P1xla8rg0_000000, whose only box has no height)
     entries = [
@@ -89,12 +100,7 @@ def test_vggss_zero_area_boxes_keep_their_item(media_factory, tmp_path):
         {"file": "b", "class": "c", "bbox": [[0.27, 1.0, 0.75, 1.0]]},
         {"file": "c", "class": "c", "bbox": [[0.1, 0.1, "x", 0.5]]},
     ]
-    (tmp_path / "v.json").write_text(json.dumps(entries))
-    for name in "abc":
-        media_factory(f"{name}.mp4", duration=1.0, size=(32, 32))
-    out = tmp_path / "out"
-    argv = ["--annotations", str(tmp_path / "v.json"), "--media", str(tmp_path), "--out", str(out)]
-    assert vggss.main(argv) == 0
+    out = _vggss_of(entries, media_factory, tmp_path)
     rows = {r.id: r.boxes for r in read_manifest(out / "manifest.jsonl")}
     assert rows == {"a": {"sources": [[0.1, 0.1, 0.5, 0.5]]}, "b": {"sources": []}}
     report = json.loads((out / "prepare_report.json").read_text())
@@ -109,12 +115,7 @@ def test_vggss_boxes_in_pixels_are_refused_not_clipped(media_factory, tmp_path):
         {"file": "a", "class": "c", "bbox": [[0, 0, 150, 200]]},
         {"file": "b", "class": "c", "bbox": [[0.1, 0.2, 1.0, 1]]},  # the published maximum
     ]
-    (tmp_path / "v.json").write_text(json.dumps(entries))
-    for name in "ab":
-        media_factory(f"{name}.mp4", duration=1.0, size=(32, 32))
-    out = tmp_path / "out"
-    argv = ["--annotations", str(tmp_path / "v.json"), "--media", str(tmp_path), "--out", str(out)]
-    assert vggss.main(argv) == 0
+    out = _vggss_of(entries, media_factory, tmp_path)
     assert [r.id for r in read_manifest(out / "manifest.jsonl")] == ["b"]
     report = json.loads((out / "prepare_report.json").read_text())
     assert report["unreadable_items"] == [

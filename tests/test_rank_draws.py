@@ -250,7 +250,8 @@ def test_damaged_generator_states_are_a_one_line_error(tiny_train_args, tmp_path
         assert err == f"error: {run / 'last.pt'}: {reason}", err
 
 
-SIGINT_TWICE = """
+# a train.py that sends signals to itself: the head shared by the scripts below
+SCRIPT_HEAD = """
 import os, signal, sys
 sys.path.insert(0, {root!r})
 import avssl.train.loop as loop
@@ -258,8 +259,9 @@ from avssl.train import rng
 import train
 
 rank, plain_lr, plain_gather = os.environ["RANK"], loop.lr_factor, rng.gather_states
+"""
 
-
+SIGINT_TWICE = """
 def lr_factor(step, cfg, total=None):
     if step == 3 and rank == "1":  # both ranks stop after this step
         os.kill(os.getpid(), signal.SIGINT)
@@ -276,30 +278,7 @@ loop.lr_factor, rng.gather_states = lr_factor, gather_states
 sys.exit(train.main(sys.argv[1:]))
 """
 
-
-def test_ddp_a_second_sigint_to_a_rank_during_the_stop_still_saves_it(
-    tiny_train_args, tiny_cache, tmp_path
-):
-    # every rank takes part in the stop's checkpoint (the gather of the generator states): a
-    # second SIGINT there must not end one of them, which would lose the checkpoint
-    script = tmp_path / "sigint_twice.py"
-    script.write_text(SIGINT_TWICE.format(root=str(Path(train.__file__).parent)))
-    args = tiny_train_args("train.batch_size=2", "train.steps=8", "train.eval_every=100")
-    proc, digests = torchrun_two_ranks(args, tiny_cache, tmp_path, script)
-    assert proc.stderr.count("SIGINT: stopped at step 4;") == 1, proc.stderr[-3000:]
-    assert set(digests) == {"0", "1"} and digests["0"] == digests["1"], proc.stderr[-3000:]
-    assert load_checkpoint(next((tmp_path / "runs").glob("*/last.pt")))["step"] == 4
-
-
 SIGINT_LAST_STEP = """
-import os, signal, sys
-sys.path.insert(0, {root!r})
-import avssl.train.loop as loop
-import train
-
-rank, plain_lr = os.environ["RANK"], loop.lr_factor
-
-
 def lr_factor(step, cfg, total=None):
     if step == cfg.train.steps - 1 and rank == "1":  # during the last step, to rank 1 alone
         os.kill(os.getpid(), signal.SIGINT)
@@ -311,14 +290,31 @@ sys.exit(train.main(sys.argv[1:]))
 """
 
 
+def _two_ranks_running(body: str, steps: int, tiny_train_args, tiny_cache, tmp_path):
+    """``torchrun_two_ranks`` of :data:`SCRIPT_HEAD` + ``body`` for ``steps`` steps of batch 2,
+    no validation before the last."""
+    script = tmp_path / "signals.py"
+    script.write_text(SCRIPT_HEAD.format(root=str(Path(train.__file__).parent)) + body)
+    args = tiny_train_args("train.batch_size=2", f"train.steps={steps}", "train.eval_every=100")
+    return torchrun_two_ranks(args, tiny_cache, tmp_path, script)
+
+
+def test_ddp_a_second_sigint_to_a_rank_during_the_stop_still_saves_it(
+    tiny_train_args, tiny_cache, tmp_path
+):
+    # every rank takes part in the stop's checkpoint (the gather of the generator states): a
+    # second SIGINT there must not end one of them, which would lose the checkpoint
+    proc, digests = _two_ranks_running(SIGINT_TWICE, 8, tiny_train_args, tiny_cache, tmp_path)
+    assert proc.stderr.count("SIGINT: stopped at step 4;") == 1, proc.stderr[-3000:]
+    assert set(digests) == {"0", "1"} and digests["0"] == digests["1"], proc.stderr[-3000:]
+    assert load_checkpoint(next((tmp_path / "runs").glob("*/last.pt")))["step"] == 4
+
+
 def test_ddp_a_signal_to_one_rank_during_the_last_step_is_in_the_summary(
     tiny_train_args, tiny_cache, tmp_path
 ):
     # the run is complete (exit 0), and rank 0, which prints the summary, says the signal came
-    script = tmp_path / "sigint_last_step.py"
-    script.write_text(SIGINT_LAST_STEP.format(root=str(Path(train.__file__).parent)))
-    args = tiny_train_args("train.batch_size=2", "train.steps=4", "train.eval_every=100")
-    proc, digests = torchrun_two_ranks(args, tiny_cache, tmp_path, script)
+    proc, _ = _two_ranks_running(SIGINT_LAST_STEP, 4, tiny_train_args, tiny_cache, tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = last_json(proc.stdout)
     assert summary["step"] == 4 and not summary["interrupted"], summary
