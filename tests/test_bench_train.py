@@ -56,3 +56,20 @@ def test_a_training_child_that_dies_is_reported_not_waited_for():
         child.start()
         assert _result(child, queue, poll_s=0.5) == want
         child.join()
+
+
+def test_the_training_child_makes_no_process_semaphore_for_its_progress_bars(monkeypatch):
+    """The child is killed when the bench is stopped: tqdm's default lock, a process semaphore,
+    was then left behind, and the resource tracker warned of it after the ``error:`` line."""
+    import queue
+    import threading
+
+    from tqdm import tqdm
+
+    from avssl.tools.bench_train import _train_child
+
+    monkeypatch.setattr(tqdm, "_lock", tqdm.get_lock())  # tqdm class state, given back after
+    sent = queue.Queue()
+    _train_child(["--set", "train.lr=-1", "--no-progress"], sent)  # refused at once: no summary
+    assert sent.get_nowait()[0] is None
+    assert isinstance(tqdm.get_lock(), type(threading.RLock()))

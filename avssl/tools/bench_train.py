@@ -162,8 +162,16 @@ def peak_rss_mb() -> float:
 
 def _train_child(argv: list[str], queue) -> None:
     """Run ``train.py argv`` here (a spawned process); put its summary and peak RSS."""
+    import threading
+
+    from tqdm import tqdm
+
     from avssl.cli import run_guarded
     from avssl.train.cli import main as train_main
+
+    # tqdm's default lock is a process semaphore: this child, killed when the bench is stopped,
+    # would leave it to the resource tracker's "leaked semaphore" warning after the error line
+    tqdm.set_lock(threading.RLock())
 
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
