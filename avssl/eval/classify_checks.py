@@ -136,7 +136,7 @@ def check_source_norm(args, items, readable=None) -> None:
     if not single:
         return
     if readable is not None and len(single) < len(counts):
-        alone = {s for s in single}
+        alone = set(single)
         found = next((it.source for it in items if it.source in alone and readable(it)), None)
         if found is None:
             return

@@ -53,6 +53,7 @@ from avssl.prep.avdigits_splits import (
     image_pools,
     pool_by_digit,
     shared_images,
+    speakers_read,
     split_speakers,
 )
 from avssl.prep.canvas import cell_box, choose_cells, render_canvas, render_single
@@ -151,10 +152,6 @@ def main(argv: list[str] | None = None) -> int:
         return _prepare(args, report, made)
 
 
-SAME_RECORDING = "the same recording as"  # a second file of one take (0_x_1, 0_x_01)
-NOT_FSDD_NAME = "name is not {digit}_{speaker}_{take}.wav"  # README.wav: no recording
-
-
 def _prepare(args: argparse.Namespace, report: PrepReport, made: NewOutputs) -> int:
     """Read the inputs and write every output of :func:`main` (its checks passed)."""
     out: Path = args.out
@@ -186,11 +183,11 @@ def _prepare(args: argparse.Namespace, report: PrepReport, made: NewOutputs) -> 
 
     recordings, other = list_fsdd(args.fsdd)
     for name in other:
-        report.skip_unreadable(name, NOT_FSDD_NAME)
+        report.skip_unreadable(name, "name is not {digit}_{speaker}_{take}.wav")
     first: dict[str, Path] = {}  # 0_amy_01.wav and 0_amy_1.wav: one id, one audio file
     for rec in recordings:
         if rec.id in first:
-            report.skip_unreadable(rec.path.name, f"{SAME_RECORDING} {first[rec.id].name}")
+            report.skip_unreadable(rec.path.name, f"the same recording as {first[rec.id].name}")
         first.setdefault(rec.id, rec.path)
     recordings = [r for r in recordings if first[r.id] == r.path]
     if args.max_takes is not None:
@@ -208,12 +205,14 @@ def _prepare(args: argparse.Namespace, report: PrepReport, made: NewOutputs) -> 
     made.folder(out / "audio")
     made.folder(out / "images")
     items, offsets = [], {}
+    failed: dict[str, str] = {}  # speaker -> "ID: reason" of their first recording not decoded
     for rec in recordings:
         split = audio_split(rec, test, val_speaker)
         try:
             wave = read_recording(rec.path, SAMPLE_RATE)
         except MediaError as err:
             report.skip_unreadable(rec.id, err.reason)
+            failed.setdefault(rec.speaker, f"{rec.id}: {err.reason}")
             continue
         offsets.setdefault(rec.speaker, []).append(float(wave.mean()) if len(wave) else 0.0)
         n = round(CLIP_SECONDS * SAMPLE_RATE)
@@ -254,26 +253,7 @@ def _prepare(args: argparse.Namespace, report: PrepReport, made: NewOutputs) -> 
                  "source_cell": source, "digits": cell_digits, "mnist": [list(c) for c in cells]}
             )  # fmt: skip
 
-    if not any(row.split == "train" for row in report.rows):
-        raise AvsslError(
-            f"{args.fsdd}: no training recording could be read (nothing written)"
-            f"{_example(report.unreadable, None)}"
-        )
-    read = {item["speaker"] for item in items}
-    lost = [s for s in test if s not in read]
-    # a speaker the user named, or an empty test split, is no benchmark; a default speaker
-    # whose recordings cannot be read leaves the others to test on
-    if lost and (args.test_speakers is not None or len(lost) == len(test)):
-        raise AvsslError(
-            f"{args.fsdd}: no recording of test speaker {lost[0]} could be read (nothing "
-            f"written){_example(report.unreadable, lost[0])}"
-        )
-    if lost:
-        test = [s for s in test if s in read]
-        report.note(
-            f"default test speaker {', '.join(lost)}: no recording could be read; testing on "
-            f"{', '.join(test)}{_example(report.unreadable, lost[0])}"
-        )
+    test = speakers_read(test, items, report, failed, args)
     gallery = _write_gallery(out, pools["test"], pixels, labels, args, made, GALLERY, "test")
     gallery_val = _write_gallery(out, pools["val"], pixels, labels, args, made, GALLERY_VAL, "val")
     for name, pool in ((GALLERY, pools["test"]), (GALLERY_VAL, pools["val"])):
@@ -306,19 +286,6 @@ def _prepare(args: argparse.Namespace, report: PrepReport, made: NewOutputs) -> 
     if val_speaker is not None:
         report.extra["heldout"] = str(out / HELDOUT)
     return report.finish(out, args.force)
-
-
-def _example(unreadable: list[tuple[str, str]], speaker: str | None) -> str:
-    """The ``"; e.g. ID: REASON"`` of the first unreadable recording (of ``speaker`` if given);
-    a second file of a recording already read, or a file that is no recording (README.wav), is
-    no example of why none could be read."""
-    for item_id, reason in unreadable:
-        parts = item_id.split("_")
-        if reason.startswith(SAME_RECORDING) or reason == NOT_FSDD_NAME:
-            continue
-        if speaker is None or (len(parts) == 3 and parts[1] == speaker):
-            return f"; e.g. {item_id}: {reason}"
-    return ""
 
 
 def _write_gallery(out: Path, pool, pixels, labels, args, made: NewOutputs, name, split) -> int:

@@ -187,3 +187,49 @@ def heldout_rows(rows: list[Row]) -> list[Row]:
         seen.add(row.audio)
         out.append(dataclasses.replace(row, split="test" if row.split == "val" else row.split))
     return out
+
+
+def speakers_read(
+    test: list[str], items: list[dict], report: PrepReport, failed: dict[str, str], args
+) -> list[str]:
+    """The test speakers with a recording read, once the recordings are decoded; a default test
+    speaker none of whose recordings could be read is left out with a note.
+
+    Args:
+        test: the test speakers (:func:`split_speakers`).
+        items: the written items (``speaker`` and ``split`` each).
+        report: the run's report (its rows, and where the note goes).
+        failed: speaker -> ``"ID: reason"`` of their first recording that could not be decoded.
+        args: the parsed arguments (``fsdd``, ``test_speakers``).
+
+    Raises:
+        AvsslError: no training recording could be read, or a test speaker the user named, or
+            every test speaker, has none: nothing is written.
+    """
+    if not any(row.split == "train" for row in report.rows):
+        raise AvsslError(
+            f"{args.fsdd}: no training recording could be read (nothing written){_example(failed)}"
+        )
+    read = {item["speaker"] for item in items}
+    lost = [s for s in test if s not in read]
+    # a speaker the user named, or an empty test split, is no benchmark; a default speaker
+    # whose recordings cannot be read leaves the others to test on
+    if lost and (args.test_speakers is not None or len(lost) == len(test)):
+        raise AvsslError(
+            f"{args.fsdd}: no recording of test speaker {lost[0]} could be read (nothing "
+            f"written){_example(failed, lost[0])}"
+        )
+    if lost:
+        test = [s for s in test if s in read]
+        report.note(
+            f"default test speaker {', '.join(lost)}: no recording could be read; testing on "
+            f"{', '.join(test)}{_example(failed, lost[0])}"
+        )
+    return test
+
+
+def _example(failed: dict[str, str], speaker: str | None = None) -> str:
+    """``"; e.g. ID: REASON"`` of the first recording of ``speaker`` (else of anyone) that could
+    not be decoded, from ``failed`` (speaker -> that text), or "" when there is none."""
+    example = failed.get(speaker) if speaker else next(iter(failed.values()), None)
+    return f"; e.g. {example}" if example else ""
