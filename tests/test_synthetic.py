@@ -166,7 +166,10 @@ def test_cli_refuses_a_clip_too_large_to_render_in_one_line(tmp_path, capsys):
     out = tmp_path / "big"
     assert cli.main(["synth", "--out", str(out), "--duration", "1e5", "--quiet"]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("error: data.synthetic: a clip of 100000 s") and "\n" not in err
+    assert err.startswith("error: --duration: a clip of 100000 s needs") and "\n" not in err
+    longest = float(err.rsplit("at most ", 1)[1].split()[0])  # the longest clip it renders
+    assert cli.main(["synth", "--out", str(out), "--duration", str(longest + 1)]) == 2
+    assert synthetic.clip_gib(dataclasses.replace(CFG, duration=longest)) <= synthetic.MAX_CLIP_GIB
     assert not out.exists()
 
 

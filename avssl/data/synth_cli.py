@@ -7,12 +7,22 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import re
 from pathlib import Path
 
 from avssl.cli import ArgumentParser, int_at_least, json_line, positive_float
 from avssl.config import SynthConfig
-from avssl.data.synthetic import CLASSES, MANIFEST, _ensure, _jobs, _matches, world_dir
+from avssl.data.synthetic import (
+    CLASSES,
+    MANIFEST,
+    MAX_CLIP_GIB,
+    _ensure,
+    _jobs,
+    _matches,
+    clip_gib,
+    world_dir,
+)
 from avssl.errors import AvsslError
 
 
@@ -70,6 +80,13 @@ def main(argv: list[str] | None = None) -> int:
         raise AvsslError("--n-train, --n-val, --n-test: a world needs at least one clip")
     sizes = {k: getattr(args, k) for k in ("n_train", "n_val", "n_test", "duration", "seed")}
     cfg = dataclasses.replace(d, **sizes)
+    gib = clip_gib(cfg)
+    if not gib <= MAX_CLIP_GIB:  # named by the flag typed, not by the config key it sets
+        longest = math.floor(args.duration * MAX_CLIP_GIB / gib)  # whole seconds, in bounds
+        raise AvsslError(
+            f"--duration: a clip of {args.duration:g} s needs {gib:.3g} GiB of memory to "
+            f"render whole; at most {MAX_CLIP_GIB} GiB, so at most {longest} s"
+        )
     out = args.out if args.out is not None else world_dir(cfg)
     if out.exists() and not out.is_dir():
         raise AvsslError(f"{out}: not a folder")

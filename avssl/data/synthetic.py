@@ -65,6 +65,12 @@ def world_dir(cfg: SynthConfig) -> Path:
     return cache_root() / "synthetic" / hashlib.sha1(key).hexdigest()[:12]
 
 
+def clip_gib(cfg: SynthConfig) -> float:
+    """GiB of memory one clip of ``cfg`` takes to render whole: uint8 RGB frames and float64
+    audio samples."""
+    return (cfg.duration * cfg.fps * cfg.size**2 * 3 + cfg.duration * cfg.sample_rate * 8) / 2**30
+
+
 def _check(cfg: SynthConfig) -> None:
     """Refuse a world that cannot be built; each message begins with the config key it is
     about (``data.synthetic.*``), so that a ``--config`` file that set it is named."""
@@ -81,7 +87,7 @@ def _check(cfg: SynthConfig) -> None:
     if min(cfg.n_train, cfg.n_val, cfg.n_test, cfg.max_distractors) < 0:
         raise ConfigError("data.synthetic: n_train, n_val, n_test and max_distractors must be >= 0")
     # a clip is rendered whole in memory: refuse one that cannot be, before any allocation
-    gib = (cfg.duration * cfg.fps * cfg.size**2 * 3 + cfg.duration * cfg.sample_rate * 8) / 2**30
+    gib = clip_gib(cfg)
     if not gib <= MAX_CLIP_GIB:
         raise ConfigError(
             f"data.synthetic: a clip of {cfg.duration:g} s (duration) at {cfg.size}x{cfg.size} "
