@@ -438,3 +438,16 @@ def test_too_many_time_spans_name_the_file_that_shaped_the_frames(text, tmp_path
     with pytest.raises(ConfigError) as err, naming_config_file(path):
         build_model(cfg.model, cfg.data, cfg.loss)
     assert str(err.value).startswith(f"{path}: model.audio_time_bins: 60 is more spans than the")
+
+
+def test_too_many_time_spans_do_not_name_a_file_that_set_only_the_bands(tmp_path):
+    """The mel bands do not decide the frame count: a file that set only them is not named."""
+    from avssl.models import build_model
+
+    path = tmp_path / "c.yaml"
+    path.write_text("model:\n  audio:\n    n_mels: 40\n")
+    cfg = load_config(path)
+    cfg.model.audio_time_bins = 60
+    with pytest.raises(ConfigError) as err, naming_config_file(path):
+        build_model(cfg.model, cfg.data, cfg.loss)
+    assert str(err.value).startswith("model.audio_time_bins: 60 is more spans than the")

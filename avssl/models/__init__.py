@@ -115,11 +115,18 @@ def build_model(cfg: ModelConfig, data: DataConfig, loss: LossConfig | None = No
         one_span = dataclasses.replace(cfg, audio_time_bins=1)  # a window too short for the
         with torch.device("cpu"):  # towers says so, from a real pass even on the meta device
             embedding_dims(cls(one_span, data, loss).eval(), data)
+        # each key that decides the frame count, by its whole name: a config file that set
+        # one of them is named for the refusal, one that set only other model.audio keys is not
+        a = cfg.audio
+        framing = (
+            f"model.audio.hop_length {a.hop_length}, model.audio.center {str(a.center).lower()}"
+        )
+        if not a.center:
+            framing += f", model.audio.win_length {a.win_length}"
         raise ConfigError(
             f"model.audio_time_bins: {cfg.audio_time_bins} is more spans than the {frames} frames "
             f"of the audio features (data.window {data.window:g} s at data.sample_rate "
-            f"{data.sample_rate}, framed by model.audio: hop_length {cfg.audio.hop_length}): "
-            "each span would repeat frames"
+            f"{data.sample_rate}, {framing}): each span would repeat frames"
         )
     return cls(cfg, data, loss)
 
