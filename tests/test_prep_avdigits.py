@@ -490,6 +490,17 @@ def test_recordings_named_twice_cut_short_or_with_other_digits(tiny, tmp_path):
     assert len({r.audio for r in rows}) == len(rows) and len(heard)
 
 
+def test_an_upper_case_wav_extension_is_an_fsdd_recording(tiny, tmp_path):
+    fsdd = tiny["fsdd"]
+    (fsdd / "2_amy_1.wav").rename(fsdd / "2_amy_1.WAV")  # as some copies and zips spell it
+    out = tmp_path / "out"
+    assert run(tiny, out, "--max-takes", "3") == 0
+    report = json.loads((out / "prepare_report.json").read_text())
+    assert [name for name, _ in report["unreadable_items"]] == ["README.wav"]  # the fixture's
+    rows, _ = load(out)
+    assert len(rows) == 90 and any(r.audio == "audio/2_amy_1.wav" for r in rows)
+
+
 def test_test_mnist_files_that_repeat_training_handwriting(tiny, tmp_path):
     # the same file given twice is refused; an overlap is left out of training and validation
     with pytest.raises(AvsslError, match="holds every image of"):

@@ -25,7 +25,7 @@ from avssl.errors import ManifestError, MediaError
 IMAGES_MAGIC = 2051
 LABELS_MAGIC = 2049
 # ASCII digits only: \d takes other scripts' digits too (an Arabic-Indic 3 read as 3)
-FSDD_NAME = re.compile(r"^([0-9])_([A-Za-z0-9-]+)_([0-9]+)\.wav$")
+FSDD_NAME = re.compile(r"^([0-9])_([A-Za-z0-9-]+)_([0-9]+)\.(?i:wav)$")  # .WAV too
 
 
 def _read_bytes(path: Path) -> bytes:
