@@ -547,3 +547,15 @@ def test_cli_one_annotated_clip_is_scored(contrastive_run, tmp_path, capsys):
     assert evaluate.main([*argv, "--data", str(manifest)]) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err.startswith(f"error: {manifest}: split 'test' has no usable clip of its 1 (first: ")
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (2, 2), (4, 4), (8, 8), (3, 5)])
+def test_a_flat_map_of_any_size_stays_flat_through_the_resize(shape):
+    # float32 bilinear weights made a constant 2 x 2 map differ in its last bits after the resize;
+    # min-max normalisation stretched that noise to [0, 1], which then scored as a real map
+    gt = loc.gt_map([[0.1, 0.1, 0.6, 0.6]])
+    for value in (0.1, 1234.567, -51.2):
+        flat = np.full(shape, value, np.float32)
+        assert not loc.normalise_map(flat).any()
+        res = loc.score_item(flat, gt)
+        assert res == {"ciou": 0.0, "ciou_adaptive": 0.0, "pointing": 0.0, "flat": True}

@@ -81,6 +81,8 @@ def normalise_map(heatmap) -> np.ndarray:
         ValueError: ``heatmap`` is not 2-D.
     """
     x = torch.as_tensor(np.ascontiguousarray(_check_map("heatmap", heatmap)), dtype=torch.float32)
+    if not x.numel() or not bool(x.max() > x.min()):  # flat (or NaN): judged before the resize,
+        return np.zeros((SIZE, SIZE))  # whose float32 rounding gives a 2 x 2 one noise to stretch
     if x.shape != (SIZE, SIZE):
         x = F.interpolate(x[None, None], size=(SIZE, SIZE), mode="bilinear", align_corners=False)
         x = x[0, 0]
