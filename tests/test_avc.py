@@ -48,6 +48,16 @@ def test_invalid_hard_scores_change_nothing():
     assert m == avc_metrics(scores, 0.3) and np.isfinite(m["roc_auc_hard"])
 
 
+def test_bf16_tensor_scores_are_read_as_float32():
+    # tensors are accepted; bf16 ones (a model scored under bf16) failed in .numpy()
+    scores = random_scores(5)
+    bf16 = {k: torch.as_tensor(v).bfloat16() if k != "hard_valid" else torch.as_tensor(v)
+            for k, v in scores.items()}  # fmt: skip
+    f32 = {k: v.float() if k != "hard_valid" else v for k, v in bf16.items()}
+    assert avc_metrics(bf16, 0.3) == avc_metrics(f32, 0.3)
+    assert calibrate_threshold(bf16) == calibrate_threshold(f32)
+
+
 def test_roc_auc_is_the_share_of_correctly_ordered_pairs():
     scores = random_scores(4, valid_share=1.0)
     pos, easy = scores["pos"], scores["easy"]

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 import evaluate
@@ -559,3 +560,10 @@ def test_a_flat_map_of_any_size_stays_flat_through_the_resize(shape):
         assert not loc.normalise_map(flat).any()
         res = loc.score_item(flat, gt)
         assert res == {"ciou": 0.0, "ciou_adaptive": 0.0, "pointing": 0.0, "flat": True}
+
+
+def test_a_bf16_tensor_map_scores_as_its_float32_copy():
+    # the functions take tensors; a bf16 one (a model run under bf16) failed in .numpy()
+    gt = loc.gt_map([[0.1, 0.1, 0.5, 0.5]])
+    h = torch.rand(7, 7, generator=torch.Generator().manual_seed(0)).bfloat16()
+    assert loc.score_item(h, gt) == loc.score_item(h.float(), gt)

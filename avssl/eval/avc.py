@@ -49,7 +49,9 @@ def _score_arrays(scores: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     arrays = {}
     for key in ("pos", "easy", "hard", "hard_valid"):
         value = scores[key]
-        value = value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else value
+        if isinstance(value, torch.Tensor):  # numpy has no bfloat16: bf16 scores as float32
+            value = value.detach().cpu()
+            value = (value.float() if value.dtype == torch.bfloat16 else value).numpy()
         arrays[key] = arr = np.asarray(value)
         if arr.ndim != 1:
             raise ValueError(f"scores[{key!r}] must be 1-D [M], got shape {list(arr.shape)}")
