@@ -567,3 +567,11 @@ def test_a_bf16_tensor_map_scores_as_its_float32_copy():
     gt = loc.gt_map([[0.1, 0.1, 0.5, 0.5]])
     h = torch.rand(7, 7, generator=torch.Generator().manual_seed(0)).bfloat16()
     assert loc.score_item(h, gt) == loc.score_item(h.float(), gt)
+
+
+def test_a_float64_map_is_thresholded_at_its_own_median_not_a_float32_rounding():
+    # rounded to float32, 50,176 distinct values within 5e-5 of 1 collapse into a few hundred
+    # levels, and the pixels tied with the median fell out of the prediction
+    h = 1.0 + np.random.default_rng(0).permutation(loc.SIZE * loc.SIZE).reshape(224, 224) * 1e-9
+    mask = loc.median_mask(loc.normalise_map(h))
+    assert mask.sum() == loc.SIZE * loc.SIZE - loc.SIZE * loc.SIZE // 2 - 1

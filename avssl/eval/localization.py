@@ -77,13 +77,19 @@ def normalise_map(heatmap) -> np.ndarray:
     Args:
         heatmap: one map ``[h, w]`` (array or tensor; a batch ``[1, h, w]`` is refused).
 
+    A float64 map is resized and normalised in float64 (as cv2, the reference's resize, keeps
+    it), others in float32: rounded to float32, a float64 map's close values tie, and tied
+    pixels at the median fall out of the prediction.
+
     Returns:
         float64 ``[224, 224]`` in [0, 1] (all zeros for a flat map).
 
     Raises:
         ValueError: ``heatmap`` is not 2-D.
     """
-    x = torch.as_tensor(np.ascontiguousarray(_check_map("heatmap", heatmap)), dtype=torch.float32)
+    arr = _check_map("heatmap", heatmap)
+    dtype = torch.float64 if arr.dtype == np.float64 else torch.float32
+    x = torch.as_tensor(np.ascontiguousarray(arr), dtype=dtype)
     if not x.numel() or not bool(x.max() > x.min()):  # flat (or NaN): judged before the resize,
         return np.zeros((SIZE, SIZE))  # whose float32 rounding gives a 2 x 2 one noise to stretch
     if x.shape != (SIZE, SIZE):
