@@ -29,7 +29,7 @@ def test_metric_modules_name_their_public_functions(module):
             assert getattr(module, name).__doc__, name
 
 
-@pytest.mark.parametrize("shape", [(1, 14, 14), (14, 14, 1), (196,)])
+@pytest.mark.parametrize("shape", [(1, 14, 14), (14, 14, 1), (196,), (0, 14), (14, 0)])
 def test_a_heatmap_that_is_not_one_map_is_refused(shape):
     gt = localization.gt_map([[0.1, 0.1, 0.6, 0.6]])
     with pytest.raises(ValueError, match=r"heatmap must be one map \[h, w\], got shape"):

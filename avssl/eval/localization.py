@@ -65,7 +65,7 @@ def _check_map(name: str, x, shape: tuple[int, int] | None = None) -> np.ndarray
         x = x.detach().cpu()
         x = x.float() if x.dtype == torch.bfloat16 else x
     arr = x.numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
-    if arr.ndim != 2 or (shape is not None and arr.shape != shape):
+    if arr.ndim != 2 or not arr.size or (shape is not None and arr.shape != shape):
         want = f"[{shape[0]}, {shape[1]}]" if shape else "one map [h, w]"
         raise ValueError(f"{name} must be {want}, got shape {list(arr.shape)}")
     return arr
@@ -90,7 +90,7 @@ def normalise_map(heatmap) -> np.ndarray:
     arr = _check_map("heatmap", heatmap)
     dtype = torch.float64 if arr.dtype == np.float64 else torch.float32
     x = torch.as_tensor(np.ascontiguousarray(arr), dtype=dtype)
-    if not x.numel() or not bool(x.max() > x.min()):  # flat (or NaN): judged before the resize,
+    if not bool(x.max() > x.min()):  # flat (or NaN): judged before the resize,
         return np.zeros((SIZE, SIZE))  # whose float32 rounding gives a 2 x 2 one noise to stretch
     if x.shape != (SIZE, SIZE):
         x = F.interpolate(x[None, None], size=(SIZE, SIZE), mode="bilinear", align_corners=False)
