@@ -111,6 +111,14 @@ def test_search_finds_known_peak(true):
     assert confidence == pytest.approx(curve.max() - np.median(curve)) and confidence > 0.2
 
 
+def test_ties_go_to_the_offset_nearest_0_then_to_the_negative():
+    offsets = offset_grid(0.5, FPS)
+    assert best_offset(np.zeros(len(offsets)), offsets)[0] == 0.0
+    d = offsets[offsets > 0][1]  # two frames
+    two = np.where(np.isclose(np.abs(offsets), d), 1.0, 0.0)  # -d and +d tie at the maximum
+    assert best_offset(two, offsets)[0] == pytest.approx(-d)
+
+
 def test_flat_curve_has_zero_confidence():
     offsets = offset_grid(0.5, FPS)
     _, confidence = best_offset(np.zeros(len(offsets)), offsets)

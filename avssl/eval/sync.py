@@ -130,7 +130,8 @@ def best_offset(curve: np.ndarray, offsets: np.ndarray) -> tuple[float, float]:
     """``(offset, confidence)``: the arg-max offset and ``max - median`` of the curve.
 
     Among equal maxima (a flat curve: silent or constant sound) the offset nearest 0 wins, so a
-    tie says "in sync" rather than the most negative offset searched.
+    tie says "in sync" rather than the most negative offset searched; of two as near, ``-d`` and
+    ``+d``, the negative one (the first in ``offsets``, which ascend).
 
     Args:
         curve: ``[K]`` mean scores from :func:`sync_curve`.
