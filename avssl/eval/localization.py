@@ -6,8 +6,9 @@ https://arxiv.org/abs/2203.09324, differs in details: ``>=`` at the threshold an
 aligned corners):
 
 1. the heatmap is resized to 224x224 (bilinear) and min-max normalised (a flat map becomes all
-   zeros and scores 0 here, counted as ``flat_maps``; the reference predicts every pixel of
-   it, so its cIoU there is the box's share of the frame);
+   zeros and scores 0 here, counted as ``flat_maps``; the reference leaves a flat map
+   unnormalised and predicts every pixel of one of values >= 0, so its cIoU there is the box's
+   share of the frame, and no pixel of a negative one);
 2. prediction: the pixels *strictly* above ``sorted(map)[224 * 224 // 2]``, and those equal to
    the maximum, 1 (the reference sets the pixels above the threshold to 1, then those below 1 to
    0: when more than half the map ties at its maximum, the threshold is 1 and they stay). Other
