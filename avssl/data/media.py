@@ -200,15 +200,15 @@ def clip_bounds(
             that is an error.
 
     Raises:
-        MediaError: no video or no audio stream, or neither stream's duration is known and
-            ``unknown`` is None.
+        MediaError: no video stream, no audio stream or an empty one (named: the separate
+            audio file, if any), or no stream's duration is known and ``unknown`` is None.
     """
     video = _tracks(path)
     audio = video if audio_path is None else _tracks(audio_path)
     if not video.has_video:
         raise MediaError(path, "no video stream")
-    if not audio.has_audio:
-        raise MediaError(audio_path or path, "no audio stream")
+    if not audio.has_audio or audio.audio_end == 0:  # a sound file of no samples: name it
+        raise MediaError(audio_path or path, f"{'empty' if audio.has_audio else 'no'} audio stream")
     return _both_end(video, audio, path, audio_path is None, unknown), audio.audio_start
 
 
