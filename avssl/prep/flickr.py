@@ -28,6 +28,7 @@ from avssl.prep.localization import (
     lose_boxes,
     media_row,
     note_dropped,
+    note_others,
 )
 from avssl.prep.report import add_common_args, finish_run, start_run
 
@@ -73,7 +74,8 @@ def main(argv: list[str] | None = None) -> int:
         raise AvsslError(f"{args.ids}: no ids in the file")
     xml_dir = args.annotations or args.media
     xml = {p.stem: p for p in sorted(walk_files(xml_dir)) if p.suffix == ".xml"}
-    stems = index_stems(args.media)
+    others: dict = {}
+    stems = index_stems(args.media, others)
     lost_boxes: dict[str, list[str]] = {}
     for item in ids:
         if item not in xml:
@@ -87,4 +89,5 @@ def main(argv: list[str] | None = None) -> int:
         lose_boxes(lost_boxes, item, dropped)
         media_row(report, item, stems.get(item), args.out, boxes, [], annotators=True)
     note_dropped(report, lost_boxes)
+    note_others(report, others, args.out)
     return finish_run(report, args)

@@ -20,10 +20,17 @@ from avssl.prep.report import PrepReport, file_problem, relpath
 INVERTED, ZERO_AREA = "inverted", "zero-area"  # the kinds of box clip_boxes drops
 
 
-def index_stems(folder: str | os.PathLike) -> dict[str, dict[str, Path]]:
+def index_stems(
+    folder: str | os.PathLike, others: dict[str, list[tuple[Path, Path]]] | None = None
+) -> dict[str, dict[str, Path]]:
     """``{stem: {"image"|"audio"|"video": path}}`` of the media files under ``folder``.
 
     The first file of each kind in sorted path order wins.
+
+    Args:
+        folder: the media folder, walked recursively.
+        others: when given, each file that lost so is added to it as ``(winner, file)`` under
+            its stem, for :func:`note_others`.
     """
     found: dict[str, dict[str, Path]] = {}
     for p in walk_files(folder):
@@ -35,8 +42,27 @@ def index_stems(folder: str | os.PathLike) -> dict[str, dict[str, Path]]:
             else None
         )  # fmt: skip
         if kind is not None:
-            found.setdefault(p.stem, {}).setdefault(kind, p)
+            kept = found.setdefault(p.stem, {}).setdefault(kind, p)
+            if kept != p and others is not None:
+                others.setdefault(p.stem, []).append((kept, p))
     return found
+
+
+def note_others(report: PrepReport, others: dict[str, list[tuple[Path, Path]]], out: Path) -> None:
+    """Tell the user which written items had another file of a kind they use (``others``, from
+    :func:`index_stems`): the first in path order was used, which may not be the picture the
+    boxes were drawn on."""
+    found = []
+    for row in report.rows:
+        used = {row.image, row.video, row.audio}
+        if pairs := [(a, b) for a, b in others.get(row.id, []) if relpath(a, out) in used]:
+            found.append((row.id, *pairs[0]))
+    if found:
+        item, kept, other = found[0]
+        report.note(
+            f"items found as two files of one kind: {len(found)} ({item}: {kept} used, not "
+            f"{other}); the first in path order is used: keep one per item if that is not it"
+        )
 
 
 def usable(files: dict[str, Path] | None) -> bool:

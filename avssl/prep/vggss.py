@@ -28,6 +28,7 @@ from avssl.prep.localization import (
     lose_boxes,
     media_row,
     note_dropped,
+    note_others,
     usable,
 )
 from avssl.prep.report import add_common_args, finish_run, start_run
@@ -57,7 +58,8 @@ def main(argv: list[str] | None = None) -> int:
             f"{args.ids}: none of its {len(keep)} ids is an entry of {args.annotations} "
             f"(e.g. {sorted(keep)[0]!r}); is it the VGG-SS id list?"
         )
-    stems = index_stems(args.media)
+    others: dict = {}
+    stems = index_stems(args.media, others)
     clips = _clip_files(args.media, entries, stems)
     lost_boxes: dict[str, list[str]] = {}
     for k, entry in enumerate(entries):
@@ -96,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         for item in sorted(keep - named):
             report.skip_missing(item, f"no entry of {args.annotations} names it")
     note_dropped(report, lost_boxes)
+    note_others(report, others, args.out)
     return finish_run(report, args)
 
 
