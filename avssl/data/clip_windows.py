@@ -10,7 +10,8 @@ import os
 
 import torch
 
-from avssl.data.manifest import Row
+from avssl.data.extensions import IMAGE_EXTS
+from avssl.data.manifest import Row, resolve
 from avssl.data.media_checks import frame_time_slack_s
 
 
@@ -129,3 +130,13 @@ class NotNegatives:
             return True
         label = self.labels[b]
         return self.unseen and label >= 0 and bool(self.visible[a, label])
+
+
+def too_short(manifest: str | os.PathLike, row: Row, seconds: float, window: float) -> str:
+    """Why ``row``'s clip of ``seconds`` is skipped for a ``window``-s training or evaluation
+    window, naming the file that sets its length: the sound beside a still image, else the
+    video (and its separate sound)."""
+    video, audio = resolve(manifest, row.visual), resolve(manifest, row.audio)
+    if audio is not None:
+        video = audio if video.suffix.lower() in IMAGE_EXTS else f"{video} with {audio}"
+    return f"{video}: {seconds:.2f} s, shorter than the {window:g}-s window"

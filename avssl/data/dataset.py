@@ -25,9 +25,9 @@ from avssl.data.clip_windows import (
     frame_at,
     frame_index,
     label_table,
+    too_short,
     window_start,
 )
-from avssl.data.extensions import IMAGE_EXTS
 from avssl.data.manifest import Row, resolve
 from avssl.data.on_demand import decoded_span, probe_pairs
 from avssl.data.pairs import AUDIO_KEYS, PairSampler, check_audio_keys, pair_audio
@@ -102,9 +102,14 @@ class ClipStore:
                 self.rows.append(row)
                 self._lengths.append(span[:2])
                 self.durations.append(span[2])
-        too_short = [i for i, d in enumerate(self.durations) if d < data.window]
-        for i in reversed(too_short):
-            self.skipped.append((self.rows[i].id, self._short(self.rows[i], self.durations[i])))
+        short = [i for i, d in enumerate(self.durations) if d < data.window]
+        for i in reversed(short):
+            self.skipped.append(
+                (
+                    self.rows[i].id,
+                    too_short(self.manifest, self.rows[i], self.durations[i], data.window),
+                )
+            )
             del self.rows[i], self.durations[i]
             if preload:
                 del self._frames[i], self._audio[i]
@@ -121,14 +126,6 @@ class ClipStore:
 
     def _paths(self, row: Row) -> tuple[Path, Path | None]:
         return resolve(self.manifest, row.visual), resolve(self.manifest, row.audio)
-
-    def _short(self, row: Row, seconds: float) -> str:
-        """Why a clip of ``seconds`` is skipped, naming the file that sets its length: the sound
-        beside a still image, else the video (and its separate sound)."""
-        video, audio = self._paths(row)
-        if audio is not None:
-            video = audio if video.suffix.lower() in IMAGE_EXTS else f"{video} with {audio}"
-        return f"{video}: {seconds:.2f} s, shorter than the {self.data.window:g}-s window"
 
     def _load(self, row: Row):
         video, audio = self._paths(row)

@@ -26,7 +26,13 @@ import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
 from avssl.config import DataConfig
-from avssl.data.clip_windows import NotNegatives, audio_window, frame_at, label_table
+from avssl.data.clip_windows import (
+    NotNegatives,
+    audio_window,
+    frame_at,
+    label_table,
+    too_short,
+)
 from avssl.data.manifest import read_manifest
 from avssl.data.pairs import (
     AUDIO_KEYS,
@@ -128,7 +134,9 @@ class StreamPairs(IterableDataset):
             elif row.id in changed:
                 self.skipped.append((row.id, f"{root}: {changed_since_cached(row.id, index)}"))
             elif durations[row.id] is not None and durations[row.id] < data.window:
-                self.skipped.append((row.id, f"shorter than the {data.window:g}-s window"))
+                self.skipped.append(
+                    (row.id, too_short(manifest, row, durations[row.id], data.window))
+                )
             else:
                 usable.append(row)
         if len(usable) < 2:
