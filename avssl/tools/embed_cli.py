@@ -149,6 +149,9 @@ def main(argv: list[str] | None = None) -> int:
         names = _names(paths, Path(record["root"]), skipped)
         if skipped and args.strict:
             raise MediaError(skipped[0]["path"], skipped[0]["reason"])
+        if not args.quiet:  # links to nothing, missing files, files outside the root
+            for item in skipped:
+                print(f"skipped {one_line(item['path'])}: {item['reason']}", file=sys.stderr)
         replace = old if fresh else None
         counts = _embed_all(args, out, record, names, model, cfg, skipped, fresh, replace)
         counts |= gone_rows(out, record, set(names.values()), args.prune)

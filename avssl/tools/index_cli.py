@@ -202,6 +202,9 @@ def _update(args, out: Path, model, cfg, ckpt: dict, dims: tuple[int, int], t0: 
     _check_links(out, skipped, index.files, args.rebuild)
     if skipped and args.strict:
         raise MediaError(skipped[0]["path"], skipped[0]["reason"])
+    if not args.quiet:  # links to nothing, a manifest's missing files: as files read badly
+        for item in skipped:
+            print(f"skipped {one_line(item['path'])}: {item['reason']}", file=sys.stderr)
 
     stamps = {str(p): file_stamp(p) for p in paths}
     keep, unchanged, updated = [], set(), set()

@@ -88,8 +88,8 @@ def find_media(inputs: list[str], resolve_links: bool = True) -> tuple[list[Path
             for f in sorted(walk_files(p)):  # linked folders too, each real one once
                 if f.name.startswith("."):
                     continue
-                if why := broken_link(f):
-                    missing.append({"path": str(f), "reason": why})
+                if why := broken_link(f):  # absolute, as every other skipped file is named
+                    missing.append({"path": os.path.abspath(f), "reason": why})
                 elif f.suffix.lower() in INDEXABLE_EXTS and f.is_file():
                     add(f)
         elif p.suffix.lower() == ".jsonl" and p.is_file():
