@@ -53,3 +53,18 @@ def test_a_link_to_nothing_gets_a_skipped_line_and_an_absolute_path(
     shutil.rmtree(out)
     assert cli([*args, "--quiet"]) == 0
     assert not [x for x in capsys.readouterr().err.splitlines() if x.startswith("skipped ")]
+
+
+@pytest.mark.parametrize("command", ["index", "embed"])
+def test_a_fifo_named_as_media_in_a_folder_is_skipped_and_counted(
+    command, ckpt, folder, tmp_path, capsys
+):
+    # it was left out without a word (not counted, not listed), where the same FIFO given as
+    # an input is skipped as "not a regular file or folder"
+    os.mkfifo(folder / "pipe.wav")
+    out = tmp_path / "out"
+    args = [command, "--checkpoint", str(ckpt), "--out", str(out), "--inputs", str(folder)]
+    assert cli(args) == 0
+    summary = last_json(capsys.readouterr().out)
+    assert {"path": str(folder / "pipe.wav"), "reason": "not a regular file"} in summary["skipped"]
+    assert summary["n_skipped"] == 3

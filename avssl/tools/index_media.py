@@ -59,7 +59,8 @@ def find_media(inputs: list[str], resolve_links: bool = True) -> tuple[list[Path
     A manifest (``*.jsonl``) contributes the visual and separate audio file of each row, resolved
     relative to the manifest's folder. Paths are absolute and deduplicated (by the file they lead
     to), in a stable order. A link in a folder that leads to nothing (its target is missing, or it
-    loops) is missing whatever its name: it may have been a linked folder.
+    loops) is missing whatever its name: it may have been a linked folder; so is a FIFO, socket
+    or device named as media.
 
     Args:
         inputs: files, folders and manifests.
@@ -90,8 +91,11 @@ def find_media(inputs: list[str], resolve_links: bool = True) -> tuple[list[Path
                     continue
                 if why := broken_link(f):  # absolute, as every other skipped file is named
                     missing.append({"path": os.path.abspath(f), "reason": why})
-                elif f.suffix.lower() in INDEXABLE_EXTS and f.is_file():
-                    add(f)
+                elif f.suffix.lower() in INDEXABLE_EXTS:
+                    if f.is_file():
+                        add(f)
+                    else:  # a FIFO, socket or device named as media holds none to read
+                        missing.append({"path": os.path.abspath(f), "reason": "not a regular file"})
         elif p.suffix.lower() == ".jsonl" and p.is_file():
             for row in read_manifest(p):
                 for rel in (row.visual, row.audio):
