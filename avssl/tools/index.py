@@ -119,7 +119,8 @@ def load_meta(path: str | os.PathLike) -> dict:
     path = Path(path)
     meta_path = path / "meta.json"
     if not meta_path.is_file():
-        raise AvsslError(f"{path}: not an avssl index (no meta.json)")
+        why = "not an avssl index (no meta.json)" if path.is_dir() else "not an index folder"
+        raise AvsslError(f"{path}: {why if path.exists() else 'no such index folder'}")
     try:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
