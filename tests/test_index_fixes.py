@@ -135,7 +135,11 @@ def test_rebuild_refuses_a_folder_that_is_not_an_index(ckpts, media, tmp_path, c
     (out / "weights.pt").write_text("precious")
     for extra in ([], ["--rebuild"]):
         assert _index(ckpt, out, "--inputs", str(media / "tone.wav"), *extra) == 2
-        assert "not an avssl index" in _one_line_error(capsys)
+        err = _one_line_error(capsys)
+        assert "not an avssl index" in err
+        assert not extra or err.endswith(
+            "remove the folder yourself, or give another --out, to index anew"
+        )
         assert sorted(p.name for p in out.iterdir()) == ["meta.json", "weights.pt"]
         assert (out / "meta.json").read_text() == meta
         assert (out / "weights.pt").read_text() == "precious"

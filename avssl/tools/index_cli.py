@@ -106,7 +106,8 @@ def _rebuild_defaults(out: Path) -> dict:
         old = load_meta(out)
     except AvsslError as err:
         raise AvsslError(
-            f"{err}; --rebuild replaces only an avssl index (nothing changed)"
+            f"{err}; --rebuild replaces only an avssl index (nothing changed): remove the "
+            "folder yourself, or give another --out, to index anew"
         ) from None
     kept = {k: old[k] for k in ("hop", "inputs") if k in old}
     if own_tensor_file(old["tensors"]):
