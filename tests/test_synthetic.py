@@ -298,3 +298,17 @@ def test_an_interrupted_build_is_completed_by_a_rerun(world, tmp_path, capsys):
     (out / "train" / "notes.txt").write_text("mine")  # not a world's file: still refused
     assert cli.main(["synth", "--out", str(out), *CLI_ARGS]) == 2
     assert "not a world of these settings" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("rate", [9000, 20000, 100000, 384000])
+def test_a_rate_aac_cannot_encode_is_refused_in_one_line(tmp_path, capsys, rate):
+    """The clips' AAC track takes only MPEG-4 audio's rates: any other (20 kHz, or anything past
+    96 kHz) was an ``av.error.ArgumentError`` traceback from the first clip's encoder."""
+    with pytest.raises(ConfigError, match=rf"^data.synthetic.sample_rate: {rate} Hz"):
+        synthetic.build_world(tmp_path / "w", dataclasses.replace(CFG, sample_rate=rate), 1, False)
+    runs = ["--set", f"train.runs_dir={tmp_path / 'runs'}", "--no-progress"]
+    args = ["train", "--set", f"data.synthetic.sample_rate={rate}", *runs]
+    assert cli.main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: data.synthetic.sample_rate:") and "\n" not in err
+    assert not list(tmp_path.glob("runs/*"))  # no run folder left

@@ -42,6 +42,9 @@ GENERATOR_VERSION = 6  # bump when the output of a given config changes (invalid
 WORLD_TAG = 6007
 MANIFEST = "manifest.jsonl"
 MAX_CLIP_GIB = 4  # frames + audio of one clip, rendered whole
+# the rates the mp4's AAC track can be encoded at (MPEG-4 audio's table, 8 kHz and up): FFmpeg's
+# encoder refuses any other (an av.error.ArgumentError traceback from the first clip's build)
+AAC_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000, 64000, 88200, 96000)
 CLASSES = "classes.json"
 
 
@@ -84,6 +87,11 @@ def _check(cfg: SynthConfig) -> None:
         )
     if cfg.duration <= 0 or cfg.fps <= 0 or cfg.sample_rate < 8000:
         raise ConfigError("data.synthetic: duration and fps must be > 0, sample_rate >= 8000")
+    if cfg.sample_rate not in AAC_RATES:
+        raise ConfigError(
+            f"data.synthetic.sample_rate: {cfg.sample_rate} Hz is not a rate the clips' AAC "
+            f"audio can be encoded at (one of {', '.join(map(str, AAC_RATES))})"
+        )
     if min(cfg.n_train, cfg.n_val, cfg.n_test, cfg.max_distractors) < 0:
         raise ConfigError("data.synthetic: n_train, n_val, n_test and max_distractors must be >= 0")
     # a clip is rendered whole in memory: refuse one that cannot be, before any allocation
