@@ -35,6 +35,7 @@ from avssl.failures import (  # noqa: F401 (peer_lost, worker_error re-exported)
     stdout_reader_gone,
     worker_error,
 )
+from avssl.sigterm import interrupt_kills_after
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("avssl.train.cli:main", "train a correspondence model (same as train.py)"),
@@ -242,7 +243,8 @@ def run_entry(target: str, argv: list[str] | None = None) -> int:
     Args:
         target: ``module:function``, imported under :func:`run_guarded`: a Ctrl-C during the
             seconds torch or the decoders take to import is one line too (exit 130).
-        argv: the arguments (default ``sys.argv[1:]``).
+        argv: the arguments (default ``sys.argv[1:]``: the process's own command, after which
+            a Ctrl-C ends the process at once, :func:`~avssl.sigterm.interrupt_kills_after`).
 
     Returns:
         The exit code.
@@ -250,7 +252,8 @@ def run_entry(target: str, argv: list[str] | None = None) -> int:
     fn = _lazy(target)
     if target in SIGTERM_AS_INTERRUPT:
         fn = _sigterm_as_interrupt(fn)
-    return run_guarded(fn, list(sys.argv[1:] if argv is None else argv))
+    code = run_guarded(fn, list(sys.argv[1:] if argv is None else argv))
+    return code if argv is not None else interrupt_kills_after(code)  # the process's own
 
 
 # commands that turn SIGTERM into a clean stop themselves (train: it clears a folder it made and
@@ -309,13 +312,14 @@ def run_script(path: str | os.PathLike, argv: list[str] | None = None) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Dispatch ``avssl COMMAND ARGS`` to the registered command."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["--version"]:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["--version"]:
         from avssl import __version__
 
         return run_guarded(lambda _: print(f"avssl {__version__}"), [])
     targets = {name: target for name, (target, _) in COMMANDS.items()}
-    return dispatch(targets, argv, _usage(), "command")
+    code = dispatch(targets, args, _usage(), "command")
+    return code if argv is not None else interrupt_kills_after(code)  # the process's own
 
 
 if __name__ == "__main__":

@@ -47,3 +47,14 @@ def sigterm_kills():
     one has already failed, torchrun's SIGTERM must end the others at once, not after its 30-s
     grace period. Outside the main thread, nothing changes."""
     return _sigterm_handler(signal.SIG_DFL)
+
+
+def interrupt_kills_after(code: int) -> int:
+    """``code``, with SIGINT from now on ending the process at once, as by default: for the
+    teardown of a process whose command has finished (its threads joined, its atexit
+    callbacks: up to a second after a training's summary), where a Ctrl-C, often the second
+    one pressed to stop a command, would raise a KeyboardInterrupt that Python reports as an
+    ``Exception ignored`` traceback. Outside the main thread, nothing changes."""
+    with contextlib.suppress(ValueError):
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+    return code

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+
 from avssl.cli import main as cli
 
 
@@ -74,3 +76,37 @@ def test_a_broken_pipe_that_is_not_stdout_is_an_error():
         "sys.exit(run_guarded(fn, []))"
     )
     assert _piped(code, closed=False) == (2, "error: Broken pipe\n")
+
+
+def _interrupted_in_teardown(main: str, args: list[str]) -> tuple[int, str]:
+    """Run ``MAIN(ARGS)`` as its script runs it (``sys.exit``, the arguments from ``sys.argv``)
+    with a SIGINT sent from an exit callback, as a Ctrl-C pressed while the finished command's
+    interpreter shuts down (its threads joined, atexit callbacks: up to a second after a
+    training's summary); returns the exit code and stderr."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = (
+        "import atexit, os, signal, sys\n"
+        "atexit.register(lambda: os.kill(os.getpid(), signal.SIGINT))\n"
+        f"sys.argv = ['x', *{args!r}]\n"
+        f"from {main.split(':')[0]} import {main.split(':')[1]} as main\n"
+        "sys.exit(main())\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+        cwd=Path(__file__).resolve().parents[1],
+    )  # fmt: skip
+    return done.returncode, done.stderr
+
+
+def test_a_ctrl_c_while_the_process_exits_ends_it_without_a_traceback(tmp_path):
+    """A second Ctrl-C after the first stopped a command (or one pressed as it ends) raised a
+    KeyboardInterrupt in Python's teardown: an ``Exception ignored in atexit callback`` or
+    ``in threading._shutdown`` traceback below the command's own line."""
+    bad = ["--set", "train.lr=-1", "--set", f"train.runs_dir={tmp_path}"]
+    for main, args in [("train:main", bad), ("avssl.cli:main", ["train", *bad])]:
+        code, err = _interrupted_in_teardown(main, args)
+        assert err == "error: train.lr: must be > 0, got -1.0\n", err
+        assert code == -signal.SIGINT  # ended by the signal, at once, as a second Ctrl-C does
