@@ -148,3 +148,16 @@ def test_sigterm_while_the_data_loads_discards_the_run(
     assert err.strip().splitlines()[-1] == "error: terminated (SIGTERM)" and "Traceback" not in err
     assert not (tmp_path / "runs" / "early").exists()
     assert signal.getsignal(signal.SIGTERM) is before  # the handler is given back
+
+
+def test_failed_run_removes_the_parent_folders_it_made(tiny_train_args, tmp_path, capsys):
+    """The run folder goes, and so do the folders above it that the run made (a fresh clone's
+    ``runs/``, the ``a/b`` of ``--run-dir new/a/b``): they were left behind, empty. Those that
+    were there before stay."""
+    (tmp_path / "old").mkdir()
+    bad = tiny_train_args("data.synthetic.sample_rate=20000")  # refused once the folder is made
+    for extra in (["--run-dir", str(tmp_path / "old" / "new" / "a" / "b")], []):
+        assert train.main([*bad, *extra]) == 2
+        assert _nan_error(capsys).startswith("error: data.synthetic.sample_rate: 20000 Hz")
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["old"]
+        assert not any((tmp_path / "old").iterdir())

@@ -18,6 +18,9 @@ MIN_FREE_BYTES = 200 * 2**20
 CHECKPOINT_FILES = ("last.pt", "best.pt")
 RECORD_FILES = ("config.yaml", "metrics.jsonl")  # what a run writes before its first checkpoint
 CLAIM = RECORD_FILES[0]  # created exclusively when a run takes its folder
+# a run folder made by this process -> the topmost folder made with it (itself, or a parent
+# that did not exist: a fresh clone's runs/), so that a failed run removes those too
+_MADE_FROM: dict[Path, Path] = {}
 
 
 def prepare_run_dir(cfg: Config, explicit: str | None) -> tuple[Path, bool]:
@@ -70,8 +73,11 @@ def _claim(run_dir: Path) -> bool | None:
     if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
         return None
     created, claimed = not run_dir.exists(), False
+    missing = [p for p in (run_dir, *run_dir.parents) if not p.exists()]
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
+        if created:
+            _MADE_FROM[run_dir] = missing[-1] if missing else run_dir
         # mode 0o666 as open() gives (less the umask): the default 0o777 made it executable
         fd = os.open(run_dir / CLAIM, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
         claimed = True
@@ -89,9 +95,19 @@ def _claim(run_dir: Path) -> bool | None:
 
 
 def remove_if_empty(run_dir: Path, created: bool) -> None:
-    """Remove ``run_dir`` if this run created it and nothing was written into it."""
-    if created and run_dir.is_dir() and not any(run_dir.iterdir()):
-        run_dir.rmdir()
+    """Remove ``run_dir`` if this run created it and nothing was written into it, and the
+    folders above it made with it that are empty (another run may have written into one)."""
+    if not (created and run_dir.is_dir() and not any(run_dir.iterdir())):
+        return
+    top, folder = _MADE_FROM.pop(run_dir, run_dir), run_dir
+    while True:
+        try:
+            folder.rmdir()
+        except OSError:  # not empty: another run's folder is in it
+            return
+        if folder == top or folder.parent == folder:
+            return
+        folder = folder.parent
 
 
 def discard_failed_run(run_dir: Path, created: bool, started_empty: bool) -> None:
