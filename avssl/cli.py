@@ -9,8 +9,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
-import json
-import math
 import os
 import re
 import signal
@@ -18,6 +16,7 @@ import sys
 from pathlib import Path
 
 from avssl.cli_dashes import attach_dash_values, dash_paths_last  # noqa: F401 (re-exported)
+from avssl.cli_json import json_line, json_safe, names_json  # noqa: F401 (re-exported)
 from avssl.cli_types import (  # noqa: F401 (re-exported: the commands import them from here)
     fraction,
     int_at_least,
@@ -98,38 +97,6 @@ class ArgumentParser(argparse.ArgumentParser):
         """As argparse's, after :func:`attach_dash_values` (``--video -clip.mp4`` works)."""
         argv = list(sys.argv[1:] if args is None else args)
         return super().parse_known_args(attach_dash_values(self, argv), namespace)
-
-
-def json_safe(value):
-    """``value`` with every NaN or infinity replaced by None, recursively (strict JSON).
-
-    A metric with nothing to average over (e.g. hard-negative accuracy on clips too short for a
-    shift) is NaN inside the code and ``null`` in every JSON avssl prints.
-    """
-    if isinstance(value, dict):
-        return {k: json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [json_safe(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
-def json_line(obj) -> str:
-    """The one-line JSON object every command prints last (strict JSON: no NaN)."""
-    return json.dumps(json_safe(obj), allow_nan=False)
-
-
-# the lone surrogates os.fsdecode makes of the bytes of a file name that are not UTF-8
-_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-def names_json(obj) -> str:
-    """``obj`` as one line of JSON keeping non-ASCII names readable (``ensure_ascii=False``),
-    with the lone surrogates of a name that is not UTF-8 escaped (``caf\\udce9.mp4``): no UTF-8
-    output can hold them, and ``json.loads`` gives the same name back."""
-    text = json.dumps(obj, ensure_ascii=False)
-    return _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 def run_guarded(fn, argv: list[str]) -> int:
