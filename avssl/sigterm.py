@@ -54,7 +54,10 @@ def interrupt_kills_after(code: int) -> int:
     teardown of a process whose command has finished (its threads joined, its atexit
     callbacks: up to a second after a training's summary), where a Ctrl-C, often the second
     one pressed to stop a command, would raise a KeyboardInterrupt that Python reports as an
-    ``Exception ignored`` traceback. Outside the main thread, nothing changes."""
-    with contextlib.suppress(ValueError):
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
+    ``Exception ignored`` traceback. Only Python's own handler is replaced: a process started
+    with SIGINT ignored (``cmd &`` in a script) keeps ignoring it. Outside the main thread,
+    nothing changes."""
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        with contextlib.suppress(ValueError):
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
     return code

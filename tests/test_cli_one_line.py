@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import signal
+import sys
+
+import pytest
 
 from avssl.cli import main as cli
 
@@ -78,11 +81,12 @@ def test_a_broken_pipe_that_is_not_stdout_is_an_error():
     assert _piped(code, closed=False) == (2, "error: Broken pipe\n")
 
 
-def _interrupted_in_teardown(main: str, args: list[str]) -> tuple[int, str]:
+def _interrupted_in_teardown(main: str, args: list[str], ignored: bool = False) -> tuple[int, str]:
     """Run ``MAIN(ARGS)`` as its script runs it (``sys.exit``, the arguments from ``sys.argv``)
     with a SIGINT sent from an exit callback, as a Ctrl-C pressed while the finished command's
     interpreter shuts down (its threads joined, atexit callbacks: up to a second after a
-    training's summary); returns the exit code and stderr."""
+    training's summary); returns the exit code and stderr. ``ignored``: the process starts with
+    SIGINT ignored, as a shell script's ``cmd &`` starts it."""
     import subprocess
     import sys
     from pathlib import Path
@@ -97,6 +101,7 @@ def _interrupted_in_teardown(main: str, args: list[str]) -> tuple[int, str]:
     done = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
         cwd=Path(__file__).resolve().parents[1],
+        preexec_fn=(lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if ignored else None,
     )  # fmt: skip
     return done.returncode, done.stderr
 
@@ -110,3 +115,14 @@ def test_a_ctrl_c_while_the_process_exits_ends_it_without_a_traceback(tmp_path):
         code, err = _interrupted_in_teardown(main, args)
         assert err == "error: train.lr: must be > 0, got -1.0\n", err
         assert code == -signal.SIGINT  # ended by the signal, at once, as a second Ctrl-C does
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX: a process started with SIGINT ignored")
+def test_a_process_started_with_sigint_ignored_keeps_ignoring_it_as_it_exits():
+    """A command started with SIGINT ignored (``cmd &`` in a shell script: a Ctrl-C meant for
+    the script) was killed by one pressed as it exited (exit -2, not its own code): the
+    teardown's default handler replaced the ignore it inherited."""
+    for main, args in [("train:main", ["--set", "train.lr=-1"]), ("avssl.cli:main", ["nope"])]:
+        code, err = _interrupted_in_teardown(main, args, ignored=True)
+        assert code == 2, (code, err)
+        assert err.startswith("error: ") and "Traceback" not in err, err
