@@ -28,3 +28,13 @@ def test_short_sound_beside_an_image_is_named(tmp_path, preload):
     assert item == "x"
     assert str(tmp_path / "x.wav") in reason and "0.30 s" in reason, reason
     assert reason.endswith("shorter than the 1-s window"), reason
+
+
+def test_a_length_just_short_of_the_window_is_not_shown_as_the_window():
+    # 0.999 s was shown rounded, "x.wav: 1.00 s, shorter than the 1-s window"
+    from avssl.data.clip_windows import too_short
+
+    row = Row(id="x", image="x.png", audio="x.wav", split="test")
+    for seconds, shown in [(0.999, "0.99"), (0.996, "0.99"), (0.994, "0.99"), (0.3, "0.30")]:
+        reason = too_short("m.jsonl", row, seconds, 1.0)
+        assert reason.endswith(f"x.wav: {shown} s, shorter than the 1-s window"), reason

@@ -139,4 +139,7 @@ def too_short(manifest: str | os.PathLike, row: Row, seconds: float, window: flo
     video, audio = resolve(manifest, row.visual), resolve(manifest, row.audio)
     if audio is not None:
         video = audio if video.suffix.lower() in IMAGE_EXTS else f"{video} with {audio}"
-    return f"{video}: {seconds:.2f} s, shorter than the {window:g}-s window"
+    shown = round(seconds, 2)
+    if shown >= window:  # 0.999 s is not "1.00 s, shorter than the 1-s window": cut, not round
+        shown = math.floor(seconds * 100) / 100
+    return f"{video}: {shown:.2f} s, shorter than the {window:g}-s window"
