@@ -231,6 +231,35 @@ def test_a_broken_symbolic_link_as_run_dir_is_named_as_such(tmp_path):
     assert link.is_symlink() and not (tmp_path / "nowhere").exists()
 
 
+def test_runs_dir_a_broken_link_is_refused_not_searched_forever(tmp_path):
+    # runs_dir a link to nothing (scratch unmounted): mkdir raised FileExistsError for every
+    # name, read as "taken", so prepare_run_dir tried name-2, name-3, ... without end
+    import subprocess
+    import sys
+
+    link = tmp_path / "runs"
+    link.symlink_to(tmp_path / "nowhere")
+    code = (
+        "from avssl.config import load_config\n"
+        "from avssl.train.run_dir import prepare_run_dir\n"
+        f"cfg = load_config(None, ['train.runs_dir={link}'])\n"
+        "prepare_run_dir(cfg, None)\n"
+    )
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, timeout=30,
+            cwd=Path(__file__).resolve().parents[1],
+        )  # fmt: skip
+    except subprocess.TimeoutExpired:
+        pytest.fail("prepare_run_dir did not return")
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("avssl.errors.AvsslError: ") and "run directory cannot be made" in last
+    assert f"{link} is a broken symbolic link (to {tmp_path / 'nowhere'})" in last, last
+    assert list(tmp_path.iterdir()) == [link]  # nothing made
+    with pytest.raises(AvsslError, match=r"cannot be made: .*runs is a broken symbolic link"):
+        prepare_run_dir(load_config(None), str(link / "a" / "b"))  # not "exists, not empty"
+
+
 def test_resume_with_fewer_steps_than_done_is_refused_and_config_kept(
     tiny_train_args, tmp_path, capsys
 ):

@@ -83,7 +83,13 @@ def _claim(run_dir: Path) -> bool | None:
         claimed = True
         os.close(fd)
     except FileExistsError:
-        return None
+        if run_dir.is_dir() or run_dir.is_symlink() or run_dir.exists():
+            return None  # claimed first, or made as a file or a link meanwhile: taken
+        # a folder above it is a link to nothing (runs/ on an unmounted disk): every other name
+        # fails so too, and the caller's search for a free one never ended
+        bad = next((p for p in run_dir.parents if p.is_symlink() and not p.exists()), None)
+        why = f"{bad} is a broken symbolic link (to {os.readlink(bad)})" if bad else "it exists"
+        raise AvsslError(f"{run_dir}: run directory cannot be made: {why}") from None
     except OSError as err:
         raise AvsslError(f"{run_dir}: run directory is not writable ({err.strerror})") from None
     except BaseException:  # a stop while making the folder or claiming it
