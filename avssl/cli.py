@@ -219,8 +219,8 @@ def run_entry(target: str, argv: list[str] | None = None) -> int:
     fn = _lazy(target)
     if target in SIGTERM_AS_INTERRUPT:
         fn = _sigterm_as_interrupt(fn)
-    code = run_guarded(fn, list(sys.argv[1:] if argv is None else argv))
-    return code if argv is not None else interrupt_kills_after(code)  # the process's own
+    with interrupt_kills_after(own=argv is None):  # the process's own command
+        return run_guarded(fn, list(sys.argv[1:] if argv is None else argv))
 
 
 # commands that turn SIGTERM into a clean stop themselves (train: it clears a folder it made and
@@ -260,7 +260,8 @@ def run_script(path: str | os.PathLike, argv: list[str] | None = None) -> int:
     Args:
         path: the script's file (its ``__file__``), imported again as the module named by its
             stem (``decode``, as ``import decode`` from its folder would name it).
-        argv: the arguments (default ``sys.argv[1:]``).
+        argv: the arguments (default ``sys.argv[1:]``: the process's own, as for
+            :func:`run_entry`).
 
     Returns:
         The exit code.
@@ -274,7 +275,8 @@ def run_script(path: str | os.PathLike, argv: list[str] | None = None) -> int:
         spec.loader.exec_module(module)
         return module.main(args)
 
-    return run_guarded(fn, list(sys.argv[1:] if argv is None else argv))
+    with interrupt_kills_after(own=argv is None):  # the process's own command
+        return run_guarded(fn, list(sys.argv[1:] if argv is None else argv))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -285,8 +287,8 @@ def main(argv: list[str] | None = None) -> int:
 
         return run_guarded(lambda _: print(f"avssl {__version__}"), [])
     targets = {name: target for name, (target, _) in COMMANDS.items()}
-    code = dispatch(targets, args, _usage(), "command")
-    return code if argv is not None else interrupt_kills_after(code)  # the process's own
+    with interrupt_kills_after(own=argv is None):  # the process's own command
+        return dispatch(targets, args, _usage(), "command")
 
 
 if __name__ == "__main__":

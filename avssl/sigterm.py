@@ -49,15 +49,19 @@ def sigterm_kills():
     return _sigterm_handler(signal.SIG_DFL)
 
 
-def interrupt_kills_after(code: int) -> int:
-    """``code``, with SIGINT from now on ending the process at once, as by default: for the
+@contextlib.contextmanager
+def interrupt_kills_after(own: bool = True):
+    """Once the block ends (a return, an exit code, argparse's ``SystemExit``), SIGINT ends the
+    process at once, as by default, when ``own`` (the command is the process's own): for the
     teardown of a process whose command has finished (its threads joined, its atexit
     callbacks: up to a second after a training's summary), where a Ctrl-C, often the second
     one pressed to stop a command, would raise a KeyboardInterrupt that Python reports as an
     ``Exception ignored`` traceback. Only Python's own handler is replaced: a process started
     with SIGINT ignored (``cmd &`` in a script) keeps ignoring it. Outside the main thread,
     nothing changes."""
-    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
-        with contextlib.suppress(ValueError):
-            signal.signal(signal.SIGINT, signal.SIG_DFL)
-    return code
+    try:
+        yield
+    finally:
+        if own and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            with contextlib.suppress(ValueError):
+                signal.signal(signal.SIGINT, signal.SIG_DFL)

@@ -81,12 +81,14 @@ def test_a_broken_pipe_that_is_not_stdout_is_an_error():
     assert _piped(code, closed=False) == (2, "error: Broken pipe\n")
 
 
-def _interrupted_in_teardown(main: str, args: list[str], ignored: bool = False) -> tuple[int, str]:
+def _interrupted_in_teardown(
+    main: str, args: list[str], ignored: bool = False, call: str = "main()"
+) -> tuple[int, str]:
     """Run ``MAIN(ARGS)`` as its script runs it (``sys.exit``, the arguments from ``sys.argv``)
     with a SIGINT sent from an exit callback, as a Ctrl-C pressed while the finished command's
     interpreter shuts down (its threads joined, atexit callbacks: up to a second after a
     training's summary); returns the exit code and stderr. ``ignored``: the process starts with
-    SIGINT ignored, as a shell script's ``cmd &`` starts it."""
+    SIGINT ignored, as a shell script's ``cmd &`` starts it; ``call``: how ``main`` is called."""
     import subprocess
     import sys
     from pathlib import Path
@@ -96,7 +98,7 @@ def _interrupted_in_teardown(main: str, args: list[str], ignored: bool = False) 
         "atexit.register(lambda: os.kill(os.getpid(), signal.SIGINT))\n"
         f"sys.argv = ['x', *{args!r}]\n"
         f"from {main.split(':')[0]} import {main.split(':')[1]} as main\n"
-        "sys.exit(main())\n"
+        f"sys.exit({call})\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
@@ -115,6 +117,11 @@ def test_a_ctrl_c_while_the_process_exits_ends_it_without_a_traceback(tmp_path):
         code, err = _interrupted_in_teardown(main, args)
         assert err == "error: train.lr: must be > 0, got -1.0\n", err
         assert code == -signal.SIGINT  # ended by the signal, at once, as a second Ctrl-C does
+    # a developer script (benchmarks/*.py) runs its main under run_script: the same teardown
+    script = "main('benchmarks/decode.py')"
+    code, err = _interrupted_in_teardown("avssl.cli:run_script", ["--nope"], call=script)
+    assert err == "error: unrecognized arguments: --nope (benchmarks/decode.py --help)\n", err
+    assert code == -signal.SIGINT
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX: a process started with SIGINT ignored")
