@@ -26,17 +26,14 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from avssl.data.extensions import MEDIA_EXTS
+from avssl.data.extensions import MEDIA_EXTS  # noqa: F401 (imported from here)
 from avssl.data.metadata_csv import csv_records, record_problem
 from avssl.errors import AvsslError, ManifestError
+from avssl.eval.folder_media import US8K_NAME, media_files, unusable, us8k_by_names
 
 ESC50_COLUMNS = ("filename", "fold", "target", "category", "esc10")
 US8K_COLUMNS = ("slice_file_name", "fold", "classID", "class")
-US8K_CLASSES = ("air_conditioner", "car_horn", "children_playing", "dog_bark", "drilling",
-                "engine_idling", "gun_shot", "jackhammer", "siren", "street_music")  # fmt: skip
-_US8K_NAME = re.compile(r"^(\d+)-(\d+)-\d+-\d+$")  # fsID-classID-occurrence-slice
 _ESC50_NAME = re.compile(r"^\d+-(.+)-[^-]+-\d+$")  # fold-src_file-take-target
-_FOLD_DIR = re.compile(r"^fold(\d+)$")
 
 
 @dataclass(frozen=True)
@@ -130,7 +127,9 @@ def list_us8k(root: str | Path, bad: list[dict] | None = None) -> list[AudioItem
     Args:
         root: the dataset folder (``metadata/`` and ``audio/fold*/``, or ``fold*/`` alone).
         bad: when given, a malformed or duplicated CSV row is skipped and recorded here as
-            ``{"path": "UrbanSound8K.csv:LINE", "reason": ...}``; otherwise it is an error.
+            ``{"path": "UrbanSound8K.csv:LINE", "reason": ...}`` (without the CSV: a media file
+            whose name is not ``fsID-classID-occurrence-slice``, or a link to nothing, as
+            ``{"path", "reason"}``); otherwise it is an error.
 
     Raises:
         ManifestError: neither the CSV nor any ``fold*/`` folder is found, missing CSV columns,
@@ -138,8 +137,8 @@ def list_us8k(root: str | Path, bad: list[dict] | None = None) -> list[AudioItem
     """
     root = Path(root)
     csv_path = root / "metadata" / "UrbanSound8K.csv"
-    audio = root / "audio" if (root / "audio").is_dir() else root
     if csv_path.is_file():
+        audio = root / "audio" if (root / "audio").is_dir() else root
         header, lines = csv_records(csv_path, US8K_COLUMNS)
         items, seen = [], {}
         for i, r in lines:  # slice_file_name is unique in the dataset, as prepare us8k expects
@@ -147,23 +146,12 @@ def list_us8k(root: str | Path, bad: list[dict] | None = None) -> list[AudioItem
                 continue
             name = r["slice_file_name"]
             fold = str(int(r["fold"]))
-            src = r.get("fsID") or _source_in_name(_US8K_NAME, name)
+            src = r.get("fsID") or _source_in_name(US8K_NAME, name)
             items.append(AudioItem(audio / f"fold{fold}" / name, r["class"], fold, src))
         return items
-    items = []
-    fold_dirs = [d for d in sorted(audio.iterdir()) if d.is_dir() and _FOLD_DIR.match(d.name)]
-    if not fold_dirs:
-        raise ManifestError(f"{root}: no metadata/UrbanSound8K.csv and no fold*/ folders")
-    for folder in fold_dirs:
-        fold = _FOLD_DIR.match(folder.name).group(1)
-        for path in sorted(folder.iterdir()):
-            m = _US8K_NAME.match(path.stem)
-            if path.suffix.lower() not in MEDIA_EXTS or m is None:
-                continue
-            class_id = int(m.group(2))
-            label = US8K_CLASSES[class_id] if class_id < len(US8K_CLASSES) else str(class_id)
-            items.append(AudioItem(path, label, fold, m.group(1)))
-    return items
+    return [
+        AudioItem(path, label, fold, src) for path, label, fold, src in us8k_by_names(root, bad)
+    ]
 
 
 def _source_in_name(pattern: re.Pattern, name: str) -> str:
@@ -185,8 +173,9 @@ def list_folder(
             whole match) names the recording, so that takes of one recording share a fold.
             Files it does not match are their own group (and name themselves in
             ``unmatched``: a caller counts them, or refuses a regex matching none).
-        bad: when given, media files in ``root`` itself (outside the class folders) are
-            recorded here as ``{"path", "reason"}``; otherwise they are an error.
+        bad: when given, media files in ``root`` itself (outside the class folders) and media
+            names that link to nothing are recorded here as ``{"path", "reason"}``; otherwise
+            they are an error.
 
     Returns:
         one item per media file, labelled by its class folder, with the recording as both
@@ -201,16 +190,11 @@ def list_folder(
     if not root.is_dir():
         raise ManifestError(f"{root}: no such folder")
     pattern = _compile(group_regex)
-    for path in sorted(p for p in root.iterdir() if p.suffix.lower() in MEDIA_EXTS):
-        if path.is_file() and bad is None:
-            raise ManifestError(f"{path}: not in a class folder")
-        if path.is_file():
-            bad.append({"path": str(path), "reason": "not in a class folder"})
+    for path in media_files(root, bad):  # a link to nothing is recorded as such
+        unusable(bad, path, "not in a class folder")
     items = []
     for class_dir in sorted(d for d in root.iterdir() if d.is_dir()):
-        for path in sorted(class_dir.iterdir()):
-            if not path.is_file() or path.suffix.lower() not in MEDIA_EXTS:
-                continue
+        for path in media_files(class_dir, bad):
             found = _regex_group(pattern, path.name)
             group = f"{class_dir.name}/{path.name}" if found is None else found
             miss = path.name if pattern and found is None else None
@@ -229,7 +213,7 @@ def _compile(group_regex: str | None) -> re.Pattern | None:
 
 def _named_source(row_id: str) -> str:
     """The source recording an ESC-50 / UrbanSound8K clip's name gives, else ``row_id``."""
-    for pattern in (_US8K_NAME, _ESC50_NAME):  # ESC-50's would read a US8K name's class id
+    for pattern in (US8K_NAME, _ESC50_NAME):  # ESC-50's would read a US8K name's class id
         if m := pattern.match(row_id):
             return m.group(1)
     return row_id
