@@ -7,6 +7,8 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
+
 from avssl.data.media_checks import MAX_WINDOW_S
 from avssl.errors import AvsslError
 
@@ -157,3 +159,27 @@ def one_class(root, labels: list, which: str) -> None:
             f"{root}: the {len(labels)} {which} clips are all of class {labels[0]!r}: a probe "
             "needs at least two classes"
         )
+
+
+def official_folds(root, items) -> tuple[np.ndarray, list]:
+    """The clips' official folds (each item's ``group``) and their leave-one-fold-out splits.
+
+    Args:
+        root: the dataset folder (named in the refusal).
+        items: the :class:`~avssl.eval.audio_sets.AudioItem` s, listed or readable.
+
+    Returns:
+        ``(groups [C], folds)``: see :func:`~avssl.eval.probe_folds.leave_one_group_out`.
+
+    Raises:
+        AvsslError: the clips are all of one fold (naming ``root`` and ``--protocol kfold``).
+    """
+    from avssl.eval.probe_folds import leave_one_group_out
+
+    groups = np.array([it.group for it in items])
+    try:
+        return groups, leave_one_group_out(groups)
+    except AvsslError as err:
+        raise AvsslError(
+            f"{root}: {err}; --protocol kfold splits the clips by source recording instead"
+        ) from None
