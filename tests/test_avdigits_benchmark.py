@@ -377,3 +377,44 @@ def test_a_stop_during_the_last_step_ends_the_benchmark(tmp_path, monkeypatch):
         with pytest.raises(raised):
             avdigits_stages.train(Namespace(out=out, config="c.yaml", overrides=[]), 0)
         assert json.loads((out / "eval/seed0/train.json").read_text())["stop_signal"] == signum
+
+
+def test_changed_input_files_are_not_served_the_old_results(tmp_path):
+    """The same --fsdd / --mnist-* paths holding other data (a test voice's recordings removed,
+    so another voice becomes the test voice) must not reuse the folder's prepared data and
+    results."""
+    from argparse import Namespace
+
+    from avssl.errors import AvsslError
+    from avssl.tools.avdigits_folder import SETTINGS, check_settings
+
+    rec, out = tmp_path / "fsdd", tmp_path / "out"
+    rec.mkdir()
+    for name in ("0_amy_0.wav", "0_bob_0.wav", "0_cat_0.wav"):
+        (rec / name).write_bytes(name.encode())
+    (tmp_path / "c.yaml").write_text("{}\n")
+    (tmp_path / "img.gz").write_bytes(b"images")
+    args = Namespace(out=out, seeds=[0], overrides=[], config=tmp_path / "c.yaml", fsdd=rec,
+                     mnist_images=tmp_path / "img.gz")  # fmt: skip
+    check_settings(args)
+    (out / "data/avd16").mkdir(parents=True)
+    (out / "data/avd16/manifest.jsonl").write_text("")
+    check_settings(args)  # the same data: a rerun continues
+    (rec / "0_cat_0.wav").unlink()
+    with pytest.raises(AvsslError, match=r"other --fsdd \(its recordings changed\)"):
+        check_settings(args)
+    (rec / "0_cat_0.wav").write_bytes(b"another recording")
+    with pytest.raises(AvsslError, match=r"other --fsdd \(its recordings changed\)"):
+        check_settings(args)
+    (rec / "0_cat_0.wav").write_bytes(b"0_cat_0.wav")
+    (rec / "notes.txt").write_text("not read by prepare")
+    check_settings(args)
+    (tmp_path / "img.gz").write_bytes(b"other images")
+    with pytest.raises(AvsslError, match=r"other --mnist-images \(its contents changed\)"):
+        check_settings(args)
+    # a folder recorded before the inputs were: unknown there, not a change; binds from now on
+    recorded = json.loads((out / SETTINGS).read_text())
+    del recorded["fsdd_sha256"], recorded["mnist_images_sha256"]
+    (out / SETTINGS).write_text(json.dumps(recorded))
+    check_settings(args)
+    assert json.loads((out / SETTINGS).read_text())["mnist_images_sha256"] is not None

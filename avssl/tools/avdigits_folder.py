@@ -1,9 +1,9 @@
 """The AV-Digits benchmark's inputs and output folder: what a rerun may change.
 
 ``OUT/benchmark.json`` records the options of the first run; a rerun into the same folder must
-repeat them (the seeds may change) and the config file's contents, unless the earlier attempt
-stopped before it built anything (a prepared folder, a run or an evaluation), so a mistyped
-input never locks its folder.
+repeat them (the seeds may change), the config file's contents and what the input recordings
+and MNIST files hold, unless the earlier attempt stopped before it built anything (a prepared
+folder, a run or an evaluation), so a mistyped input never locks its folder.
 """
 
 from __future__ import annotations
@@ -28,14 +28,26 @@ BENCHMARK_KEYS = {  # train.py keys the benchmark sets itself, per seed
     "train.seed": "the benchmark sets each run's seed: use --seeds",
     "data.root": "the benchmark trains on the folder it prepares under --out",
 }
+# input option -> what its digest covers (:func:`input_digests`): data changed under the same
+# path would otherwise be served the results of the data it replaced
+INPUTS = {
+    "fsdd": "its recordings changed",
+    "mnist_images": "its contents changed",
+    "mnist_labels": "its contents changed",
+    "test_mnist_images": "its contents changed",
+    "test_mnist_labels": "its contents changed",
+}
 FLAGS = {  # option name -> flag, where they differ
     "overrides": "--set",
     "config_sha256": "--config (its contents changed)",
+    **{f"{k}_sha256": f"--{k.replace('_', '-')} ({why})" for k, why in INPUTS.items()},
 }
 # option -> the value a folder recorded before the option existed had (long recordings were
 # trimmed to their middle second before 2026-12-05)
 BEFORE_OPTION = {"centre_trim": True}
-UNRECORDED = {"config_sha256"}  # not recorded before 2026-12-06: unknown there, not changed
+# not recorded before 2026-12-06 (the config) or 2026-12-08 (the inputs): unknown there, not
+# changed
+UNRECORDED = {"config_sha256", *(f"{k}_sha256" for k in INPUTS)}
 
 
 def check_inputs(args: argparse.Namespace) -> None:
@@ -65,6 +77,7 @@ def check_settings(args: argparse.Namespace) -> None:
                 for k, v in vars(args).items() if k not in ("out", "seeds")}  # fmt: skip
     # the config by its contents too: an edit between two seeds would mix two configs
     settings["config_sha256"] = hashlib.sha256(Path(args.config).read_bytes()).hexdigest()
+    settings.update(input_digests(args))
     path = args.out / SETTINGS
     if args.out.exists() and not args.out.is_dir():
         raise AvsslError(f"{args.out}: exists and is not a folder")
@@ -85,6 +98,30 @@ def check_settings(args: argparse.Namespace) -> None:
         raise AvsslError(f"{args.out}: folder is not empty and holds no {SETTINGS} (new --out)")
     args.out.mkdir(parents=True, exist_ok=True)
     _write_settings(path, settings)
+
+
+def input_digests(args: argparse.Namespace) -> dict[str, str | None]:
+    """``{"fsdd_sha256": ..., "mnist_images_sha256": ...}``: a SHA-256 of what each input of
+    :data:`INPUTS` holds (the ``.wav`` files of ``--fsdd`` by name and contents, each MNIST file's
+    contents), None for an input not given; a file that cannot be read counts as such."""
+    digests = {}
+    for key in INPUTS:
+        path = getattr(args, key, None)
+        if path is None:
+            digests[f"{key}_sha256"] = None
+            continue
+        path, total = Path(path), hashlib.sha256()
+        files = [path]
+        if path.is_dir():
+            files = sorted(p for p in path.iterdir() if p.suffix.lower() == ".wav")
+        for file in files:
+            total.update(file.name.encode("utf-8", "surrogateescape") + b"\0")
+            try:
+                total.update(hashlib.sha256(file.read_bytes()).digest())
+            except OSError:  # a broken link, a folder named .wav: prepare lists it unreadable
+                total.update(b"unreadable")
+        digests[f"{key}_sha256"] = total.hexdigest()
+    return digests
 
 
 def _read_settings(path: Path) -> dict:
