@@ -646,3 +646,14 @@ def test_no_training_recording_read_gives_a_recording_as_example(tiny, tmp_path)
         path.write_bytes(b"junk")
     with pytest.raises(AvsslError, match=r"no training recording could be read .*e\.g\. 0_amy_0:"):
         run(tiny, tmp_path / "out")
+
+
+@pytest.mark.parametrize("takes", ["0", "-2"])
+def test_max_takes_below_one_is_refused_naming_the_flag(tiny, tmp_path, capsys, takes):
+    """--max-takes 0 used to say "FSDD: no FSDD recordings" of a folder full of them."""
+    with pytest.raises(SystemExit) as stop:
+        run(tiny, tmp_path / "out", "--max-takes", takes)
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert "--max-takes" in err and "must be at least 1" in err
+    assert "no FSDD recordings" not in err and not (tmp_path / "out").exists()

@@ -101,7 +101,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--mnist-test-fraction", type=fraction, default=0.2, help="in [0, 1)")
     p.add_argument("--mnist-val-fraction", type=fraction, default=0.1, help="in [0, 1)")
     p.add_argument("--gallery-per-class", type=positive_int, default=10)
-    p.add_argument("--max-takes", type=int, help="use only takes below this number (quick runs)")
+    p.add_argument("--max-takes", type=positive_int, help="use only takes below this (quick runs)")
     p.add_argument(
         "--canvases-per-recording", type=int, default=1, metavar="K",
         help="training split: pair each recording with K different canvases (a model can then "
