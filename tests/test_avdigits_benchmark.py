@@ -418,3 +418,28 @@ def test_changed_input_files_are_not_served_the_old_results(tmp_path):
     (out / SETTINGS).write_text(json.dumps(recorded))
     check_settings(args)
     assert json.loads((out / SETTINGS).read_text())["mnist_images_sha256"] is not None
+
+
+def test_inputs_of_the_wrong_kind_are_refused_saying_so(tmp_path):
+    """A file given as --fsdd, or a folder as an MNIST file, exists: "no such ..." was wrong."""
+    from argparse import Namespace
+
+    from avssl.errors import AvsslError
+    from avssl.tools.avdigits_folder import check_inputs
+
+    (tmp_path / "0_amy_0.wav").write_bytes(b"")
+    (tmp_path / "lab.gz").write_bytes(b"")
+    args = Namespace(seeds=[0], overrides=[], test_mnist_images=None, test_mnist_labels=None,
+                     fsdd=tmp_path / "0_amy_0.wav", mnist_images=tmp_path,
+                     mnist_labels=tmp_path / "lab.gz")  # fmt: skip
+    with pytest.raises(AvsslError, match=r"0_amy_0.wav: not a folder \(--fsdd is the FSDD"):
+        check_inputs(args)
+    args.fsdd = tmp_path
+    with pytest.raises(AvsslError, match=r": a folder, not an MNIST IDX file \(name the file\)"):
+        check_inputs(args)
+    args.mnist_images = tmp_path / "missing.gz"
+    with pytest.raises(AvsslError, match=r"missing.gz: no such MNIST file"):
+        check_inputs(args)
+    args.fsdd = tmp_path / "missing"
+    with pytest.raises(AvsslError, match=r"missing: no such FSDD recordings folder"):
+        check_inputs(args)

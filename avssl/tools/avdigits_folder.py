@@ -62,10 +62,14 @@ def check_inputs(args: argparse.Namespace) -> None:
             raise AvsslError(f"--set {item}: {BENCHMARK_KEYS[key]}")
     if (args.test_mnist_images is None) != (args.test_mnist_labels is None):
         raise AvsslError("--test-mnist-images and --test-mnist-labels go together")
+    if args.fsdd.exists() and not args.fsdd.is_dir():  # the same words as prepare.py's
+        raise AvsslError(f"{args.fsdd}: not a folder (--fsdd is the FSDD recordings folder)")
     if not args.fsdd.is_dir():
         raise AvsslError(f"{args.fsdd}: no such FSDD recordings folder")
     for path in (args.mnist_images, args.mnist_labels, args.test_mnist_images,
                  args.test_mnist_labels):  # fmt: skip
+        if path is not None and path.is_dir():
+            raise AvsslError(f"{path}: a folder, not an MNIST IDX file (name the file)")
         if path is not None and not path.is_file():
             raise AvsslError(f"{path}: no such MNIST file")
 
