@@ -443,3 +443,15 @@ def test_inputs_of_the_wrong_kind_are_refused_saying_so(tmp_path):
     args.fsdd = tmp_path / "missing"
     with pytest.raises(AvsslError, match=r"missing: no such FSDD recordings folder"):
         check_inputs(args)
+
+
+@pytest.mark.parametrize("config", ["avdigits-avenet.yaml", "avdigits-l3.yaml"])
+def test_a_config_without_a_localisation_map_is_refused_before_training(tmp_path, capsys, config):
+    """avenet and l3 trained every seed (about 20 minutes each) and then stopped at the first
+    localisation, with no results written."""
+    argv = ["--fsdd", str(tmp_path), "--mnist-images", str(tmp_path / "i.gz")]
+    argv += ["--mnist-labels", str(tmp_path / "l.gz"), "--out", str(tmp_path / "out")]
+    code, _, err = run([*argv, "--config", str(REPO / "configs" / config)], capsys)
+    assert code == 2 and "Traceback" not in err
+    assert f"{config}: method" in err and "has no localisation map" in err
+    assert not (tmp_path / "out").exists()

@@ -117,7 +117,13 @@ def _run(args: argparse.Namespace) -> int:
     # a bad --set (a mistyped method too) fails now, not after the data are prepared
     overrides = ["data.root=.", *args.overrides]
     with naming_config_file(args.config, overrides):
-        check_model_config(load_config(args.config, overrides))
+        cfg = load_config(args.config, overrides)
+        model = check_model_config(cfg)
+    if not model.has_map:  # else every seed trains, then the first localisation stops the run
+        raise AvsslError(
+            f"{args.config}: method {cfg.model.method!r} has no localisation map, which the "
+            "benchmark's pointing and cIoU need (avolnet, or contrastive with model.spatial=true)"
+        )
     check_inputs(args)
     check_settings(args)
     prepare(args)
