@@ -82,10 +82,12 @@ def main(argv: list[str] | None = None) -> int:
     cfg = dataclasses.replace(d, **sizes)
     gib = clip_gib(cfg)
     if not gib <= MAX_CLIP_GIB:  # named by the flag typed, not by the config key it sets
-        longest = math.floor(args.duration * MAX_CLIP_GIB / gib)  # whole seconds, in bounds
+        per_second = clip_gib(dataclasses.replace(cfg, duration=1.0))  # no inf / inf at 1e308
+        longest = math.floor(MAX_CLIP_GIB / per_second)  # whole seconds, in bounds
+        need = f"{gib:.3g} GiB of memory" if math.isfinite(gib) else "more memory than exists"
         raise AvsslError(
-            f"--duration: a clip of {args.duration:g} s needs {gib:.3g} GiB of memory to "
-            f"render whole; at most {MAX_CLIP_GIB} GiB, so at most {longest} s"
+            f"--duration: a clip of {args.duration:g} s needs {need} to render whole; at most "
+            f"{MAX_CLIP_GIB} GiB, so at most {longest} s"
         )
     out = args.out if args.out is not None else world_dir(cfg)
     if out.exists() and not out.is_dir():
