@@ -13,8 +13,9 @@ from pathlib import Path
 
 import yaml
 
-from avssl.config_checks import check_ranges, file_error, written_keys
-from avssl.config_parse import UniqueKeyLoader, apply_override, from_dict
+from avssl.config_checks import check_ranges
+from avssl.config_decided import file_error, written_keys
+from avssl.config_parse import apply_override, from_dict, read_config_file
 from avssl.errors import ConfigError
 
 
@@ -245,7 +246,7 @@ def load_config(path: str | os.PathLike | None = None, overrides: list[str] = ()
     Raises:
         ConfigError: an unreadable file, an unknown key, a value of the wrong type or out of
             range (:mod:`avssl.config_checks`), or ``overrides`` given as one string. The file
-            is named when it gave the refused value (:func:`~avssl.config_checks.file_decided`).
+            is named when it gave the refused value (:func:`~avssl.config_decided.file_decided`).
     """
     if isinstance(overrides, str):  # was read character by character: "expects key=value, 't'"
         raise ConfigError(f"overrides must be a list of key=value strings: [{overrides!r}]")
@@ -263,37 +264,6 @@ def load_config(path: str | os.PathLike | None = None, overrides: list[str] = ()
         apply_override(cfg, item)
     check_ranges(cfg, path, overrides, written_keys(data))
     return cfg
-
-
-def read_config_file(path: str | os.PathLike) -> dict:
-    """The mapping a YAML config file holds, as written (not checked against :class:`Config`).
-
-    Raises:
-        ConfigError: ``PATH: reason``: no such file, a folder, not UTF-8, not YAML (or a key
-            given twice), or not a mapping at the top level.
-    """
-    path = Path(path)
-    if path.is_dir():
-        raise file_error(path, "is a directory, not a config file")
-    if path.exists() and not path.is_file():  # /dev/null, a named pipe: not "no such file"
-        raise file_error(path, "not a regular file")
-    if not path.is_file():
-        raise file_error(path, "no such config file")
-    try:
-        data = yaml.load(path.read_text(encoding="utf-8"), UniqueKeyLoader) or {}
-    except ConfigError as err:
-        raise file_error(path, str(err)) from None
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)  # where the parser stopped, 0-based
-        at = f", line {mark.line + 1}" if mark is not None else ""
-        raise file_error(path, f"not valid YAML ({err.__class__.__name__}{at})") from None
-    except UnicodeDecodeError:
-        raise file_error(path, "not UTF-8 text") from None
-    except OSError as err:
-        raise file_error(path, f"cannot be read ({err.strerror})") from None
-    if not isinstance(data, dict):
-        raise file_error(path, "top level must be a mapping")
-    return data
 
 
 def config_from_dict(data: dict) -> Config:

@@ -12,7 +12,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from avssl.config import Config, read_config_file
-from avssl.config_checks import file_decided, file_error, written_keys
+from avssl.config_decided import file_decided, file_error, written_keys
 from avssl.errors import ConfigError
 
 
@@ -39,7 +39,7 @@ def naming_config_file(path: str | os.PathLike | None, overrides: list[str] = ()
     later on the loaded config (the model's build, the front end, the pooling, the device).
 
     The file is named only when the refusal begins with a config key and the file decided it
-    (:func:`~avssl.config_checks.file_decided`, the rule of :func:`load_config`): the file
+    (:func:`~avssl.config_decided.file_decided`, the rule of :func:`load_config`): the file
     sets that key or one the refusal names, and no ``--set`` override decided it. A refusal that
     begins with something else (another file, an entry point), or names a config file already
     (:attr:`~avssl.errors.ConfigError.config_file`; a file called ``model`` is no section), is

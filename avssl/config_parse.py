@@ -11,12 +11,15 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import os
 import reprlib
 import types
 import typing
+from pathlib import Path
 
 import yaml
 
+from avssl.config_decided import file_error
 from avssl.errors import ConfigError
 
 # how much of a refused value an error shows: a YAML alias can stand for a list nested nine deep
@@ -171,3 +174,34 @@ def _merge(obj, mapping: dict, key: str) -> None:
             _merge(current, value, f"{key}.{name}")
         else:
             setattr(obj, name, _coerce(value, types_[name], f"{key}.{name}"))
+
+
+def read_config_file(path: str | os.PathLike) -> dict:
+    """The mapping a YAML config file holds, as written (not checked against :class:`Config`).
+
+    Raises:
+        ConfigError: ``PATH: reason``: no such file, a folder, not UTF-8, not YAML (or a key
+            given twice), or not a mapping at the top level.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise file_error(path, "is a directory, not a config file")
+    if path.exists() and not path.is_file():  # /dev/null, a named pipe: not "no such file"
+        raise file_error(path, "not a regular file")
+    if not path.is_file():
+        raise file_error(path, "no such config file")
+    try:
+        data = yaml.load(path.read_text(encoding="utf-8"), UniqueKeyLoader) or {}
+    except ConfigError as err:
+        raise file_error(path, str(err)) from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)  # where the parser stopped, 0-based
+        at = f", line {mark.line + 1}" if mark is not None else ""
+        raise file_error(path, f"not valid YAML ({err.__class__.__name__}{at})") from None
+    except UnicodeDecodeError:
+        raise file_error(path, "not UTF-8 text") from None
+    except OSError as err:
+        raise file_error(path, f"cannot be read ({err.strerror})") from None
+    if not isinstance(data, dict):
+        raise file_error(path, "top level must be a mapping")
+    return data

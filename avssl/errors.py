@@ -50,7 +50,7 @@ class ConfigError(AvsslError):
 
     Attributes:
         config_file: the config file the message begins with when avssl named it there
-            (:func:`avssl.config_checks.file_error`), else None; tells ``FILE: KEY: reason``
+            (:func:`avssl.config_decided.file_error`), else None; tells ``FILE: KEY: reason``
             apart from a refusal of a key that a file's name merely looks like (``./model``).
     """
 

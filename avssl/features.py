@@ -19,8 +19,6 @@ from avssl.audio_augment import AddNoise, FreqMixStyle, FrequencyWarp, SpecMask,
 from avssl.config import AudioFeatures
 from avssl.errors import ConfigError
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 LOG_EPS = 1e-6
 
 
@@ -280,22 +278,3 @@ def audio_feature_shape(feat: AudioFeatures, sample_rate: int, window: float) ->
     if n < feat.win_length:
         raise ConfigError(f"audio window of {n} samples is shorter than win_length")
     return n_freq, 1 + (n - feat.win_length) // feat.hop_length
-
-
-class FrameNorm(nn.Module):
-    """ImageNet mean/std normalisation of RGB frames.
-
-    Model inputs are float frames in ``[0, 1]``; uint8 frames in ``[0, 255]`` are also accepted
-    and scaled here.
-    """
-
-    def __init__(self):
-        super().__init__()
-        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
-
-    def forward(self, frames: Tensor) -> Tensor:
-        """``[B, 3, H, W]`` -> ``[B, 3, H, W]`` normalised, same memory format."""
-        if not frames.is_floating_point():
-            frames = frames.float() / 255.0
-        return (frames - self.mean.to(frames.dtype)) / self.std.to(frames.dtype)

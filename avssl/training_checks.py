@@ -5,7 +5,7 @@ checkpoint, so a model trained before a check existed can still be evaluated.
 
 Each check returns ``(key, reason)`` or None; a reason names every other key that decides it, as
 a whole dotted key, so that the config file is named only when it set one of them and no
-``--set`` override did (:func:`avssl.config_checks.file_decided`).
+``--set`` override did (:func:`avssl.config_decided.file_decided`).
 """
 
 from __future__ import annotations

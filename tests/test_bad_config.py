@@ -202,7 +202,8 @@ def test_only_a_refusal_the_file_decided_names_it(tmp_path):
 
 
 def test_a_range_refusal_names_the_file_only_for_its_keys(tmp_path):
-    from avssl.config_checks import check_ranges, written_keys
+    from avssl.config_checks import check_ranges
+    from avssl.config_decided import written_keys
 
     cfg = Config()
     cfg.train.lr = -1.0

@@ -15,7 +15,7 @@ from test_bad_config import _one_error, refused_before_any_folder
 
 import train
 from avssl.config import Config, load_config
-from avssl.config_checks import _named
+from avssl.config_decided import _named
 from avssl.config_parse import apply_override
 from avssl.errors import ConfigError, TrainingError
 from avssl.models import build_model, embedding_dims

@@ -12,7 +12,8 @@ import torchaudio
 
 from avssl.config import AudioFeatures, DataConfig, LossConfig, ModelConfig, load_config
 from avssl.errors import ConfigError
-from avssl.features import FrameNorm, LogMel, LogSTFT, audio_feature_shape, build_audio_frontend
+from avssl.features import LogMel, LogSTFT, audio_feature_shape, build_audio_frontend
+from avssl.frame_norm import FrameNorm
 from avssl.losses import lse_pool, mil_logistic
 from avssl.models import METHODS, AVModel, build_model
 from avssl.models.stats import stats_floats

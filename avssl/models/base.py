@@ -18,7 +18,8 @@ from avssl.audio_tta import speed_views
 from avssl.config import DataConfig, LossConfig, ModelConfig
 from avssl.data.pairs import AUDIO_KEYS
 from avssl.errors import ConfigError
-from avssl.features import FrameNorm, build_audio_frontend
+from avssl.features import build_audio_frontend
+from avssl.frame_norm import FrameNorm
 from avssl.losses import lse_pool
 from avssl.models.stats import threshold_stats
 from avssl.models.traits import MethodTraits

@@ -40,10 +40,10 @@ import numpy as np
 import soundfile as sf
 from PIL import Image
 
-from avssl.cli import ArgumentParser, fraction, int_at_least, positive_int
 from avssl.cli_outputs import check_outputs_spare_inputs
 from avssl.data.manifest import Row, write_manifest
 from avssl.errors import AvsslError, MediaError
+from avssl.prep.avdigits_args import build_parser, check_fractions
 from avssl.prep.avdigits_splits import (
     audio_split,
     check_digits,
@@ -59,7 +59,7 @@ from avssl.prep.avdigits_splits import (
 from avssl.prep.canvas import cell_box, choose_cells, render_canvas, render_single
 from avssl.prep.mnist import fixed_length, list_fsdd, read_mnist, read_recording
 from avssl.prep.new_outputs import NewOutputs
-from avssl.prep.report import OUTPUTS, PrepReport, add_common_args, check_output
+from avssl.prep.report import OUTPUTS, PrepReport, check_output
 
 SAMPLE_RATE = 8000
 CLIP_SECONDS = 1.0
@@ -68,67 +68,9 @@ HELDOUT = "heldout.jsonl"
 ITEMS = "items.jsonl"
 
 
-def add_source_args(p: argparse.ArgumentParser) -> None:
-    """The recordings, images and trimming flags, shared with ``datasets/avdigits/benchmark.py``."""
-    p.add_argument("--fsdd", type=Path, required=True, help="FSDD recordings folder")
-    p.add_argument("--mnist-images", type=Path, required=True, help="MNIST images IDX (.gz)")
-    p.add_argument("--mnist-labels", type=Path, required=True, help="MNIST labels IDX (.gz)")
-    p.add_argument("--test-mnist-images", type=Path, help="separate MNIST images for test")
-    p.add_argument("--test-mnist-labels", type=Path, help="labels of --test-mnist-images")
-    p.add_argument(
-        "--test-speakers", metavar="A,B",
-        help="comma-separated, each present (default: theo,yweweler, those present, else the "
-        "alphabetically last speaker)",
-    )  # fmt: skip
-    p.add_argument(
-        "--centre-trim", action="store_true",
-        help="keep the middle second of a longer recording (default: its loudest second; "
-        "the middle was kept in data prepared before 2026-12-05)",
-    )  # fmt: skip
-
-
-def _parser() -> argparse.ArgumentParser:
-    p = ArgumentParser(prog="avssl prepare avdigits", description=__doc__.split("\n")[0])
-    add_source_args(p)
-    p.add_argument("--val-speaker", help="validation speaker (default: takes 0, 10, 20, ...)")
-    p.add_argument("--grid", type=positive_int, default=2, help="cells per side of a canvas")
-    p.add_argument(
-        "--canvas-size", type=positive_int, default=56,
-        help="canvas side in pixels (default 56: 2x2 cells of 28 px, MNIST's own size; use 28 x "
-        "--grid to keep that scale, e.g. 84 for --grid 3)",
-    )  # fmt: skip
-    p.add_argument("--seed", type=int_at_least(0), default=0)
-    p.add_argument("--mnist-test-fraction", type=fraction, default=0.2, help="in [0, 1)")
-    p.add_argument("--mnist-val-fraction", type=fraction, default=0.1, help="in [0, 1)")
-    p.add_argument("--gallery-per-class", type=positive_int, default=10)
-    p.add_argument("--max-takes", type=positive_int, help="use only takes below this (quick runs)")
-    p.add_argument(
-        "--canvases-per-recording", type=int, default=1, metavar="K",
-        help="training split: pair each recording with K different canvases (a model can then "
-        "only match them through the digit, not by memorising fixed pairs); val/test keep one",
-    )  # fmt: skip
-    p.add_argument(
-        "--keep-dc", action="store_true",
-        help="keep each recording's DC offset (default: subtract its mean before the zero "
-        "padding, which would otherwise step away from an offset recording's silence)",
-    )  # fmt: skip
-    add_common_args(p, probe=False)
-    return p
-
-
-def _check_fractions(args: argparse.Namespace) -> None:
-    """Refuse MNIST shares that leave a split without images (naming the flags)."""
-    shares = {"--mnist-val-fraction": args.mnist_val_fraction}
-    if args.test_mnist_images is None:  # else the test images come from their own file
-        shares["--mnist-test-fraction"] = args.mnist_test_fraction
-    if 0 in shares.values() or sum(shares.values()) >= 1:
-        given = " + ".join(f"{flag} {share:g}" for flag, share in shares.items())
-        raise AvsslError(f"{given}: every split needs MNIST images (each above 0, sum below 1)")
-
-
 def main(argv: list[str] | None = None) -> int:
     """``avssl prepare avdigits``: write the canvases, audio, manifest, gallery and report."""
-    args = _parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     out: Path = args.out
     for flag, value, top in (("--canvases-per-recording", args.canvases_per_recording, 1000),
                              ("--grid", args.grid, 16), ("--canvas-size", args.canvas_size, 4096),
@@ -141,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     if (args.test_mnist_images is None) != (args.test_mnist_labels is None):
         raise AvsslError("--test-mnist-images and --test-mnist-labels go together")
-    _check_fractions(args)
+    check_fractions(args)
     # heldout.jsonl always: one left by an earlier run would describe canvases this one replaces
     files = (*OUTPUTS, GALLERY, GALLERY_VAL, ITEMS, HELDOUT)
     check_outputs_spare_inputs(out, args, files, folders=("audio", "images", "gallery"))

@@ -25,7 +25,7 @@ from avssl.atomic_write import write_text
 from avssl.cli import ArgumentParser, fraction, int_at_least, json_line, json_safe
 from avssl.cli_checkpoint import note_checkpoint
 from avssl.errors import AvsslError
-from avssl.prep.avdigits import add_source_args
+from avssl.prep.avdigits_args import add_source_args
 from avssl.prep.report import MANIFEST, REPORT
 from avssl.tools.avdigits_folder import check_inputs, check_settings
 from avssl.tools.avdigits_results import EVALUATIONS, aggregate, markdown
