@@ -348,6 +348,14 @@ def test_stale_or_damaged_evaluations_are_redone_and_copies_refused(bench, capsy
     (copy / "eval/seed0/train.json").unlink()
     code, _, stderr = run(moved, capsys)
     assert code == 2 and "trained with train.steps=60, not the benchmark's 2" in stderr, stderr
+    # ... or any other setting that changes the weights (a learning rate, a mask)
+    state["config"]["train"]["steps"] = 2
+    state["config"]["train"]["lr"] = 0.5
+    state["config"]["model"]["audio"]["freq_mask"] = 3
+    torch.save(state, copy / "runs/seed0/last.pt")
+    code, _, stderr = run(moved, capsys)
+    assert code == 2 and "trained with model.audio.freq_mask=3, not the benchmark's" in stderr
+    assert "(and 1 more)" in stderr, stderr
     (copy / "eval/seed1/avc.json").unlink()
     shutil.rmtree(copy / "runs/seed0")
     shutil.copytree(out / "runs/seed0", copy / "runs/seed0")

@@ -86,25 +86,15 @@ def prepare(args: argparse.Namespace) -> None:
             raise AvsslError(f"{folder}: prepare.py stopped (exit status {code}; see above)")
 
 
-def run_finished(run_dir: Path, steps: int | None = None) -> bool:
+def run_finished(run_dir: Path) -> bool:
     """Whether ``run_dir``'s ``last.pt`` reached the run's last step: ``train.steps`` of its
-    config, or the plan ``train.max_minutes`` made (``planned_steps`` of ``metrics.jsonl``).
-
-    Raises:
-        AvsslError: ``steps`` is given and the run was made with another ``train.steps`` (a
-            run finished by hand with other settings).
-    """
+    config, or the plan ``train.max_minutes`` made (``planned_steps`` of ``metrics.jsonl``)."""
     from avssl.train.checkpoint import load_checkpoint
 
     if not (run_dir / "last.pt").is_file():
         return False
     state = load_checkpoint(run_dir / "last.pt")
     planned = state["config"]["train"]["steps"]
-    if steps is not None and planned != steps:
-        raise AvsslError(
-            f"{run_dir}: trained with train.steps={planned}, not the benchmark's {steps} "
-            "(finished with other settings?): remove it and run again"
-        )
     with contextlib.suppress(OSError):
         for line in (run_dir / "metrics.jsonl").read_text(encoding="utf-8").splitlines():
             try:
@@ -114,6 +104,44 @@ def run_finished(run_dir: Path, steps: int | None = None) -> bool:
             if isinstance(record, dict) and record.get("split") == "train":
                 planned = record.get("planned_steps", planned)
     return state["step"] >= planned
+
+
+# keys a run folder found in OUT/runs may differ in from the benchmark's own: what names or
+# feeds the run without changing its weights (data.root: the data's path, checked where an
+# evaluation reads it, check_own_data)
+UNCOMPARED = ("name", "train.runs_dir", "train.log_every", "data.num_workers", "data.prefetch",
+              "data.root")  # fmt: skip
+
+
+def check_run_settings(args: argparse.Namespace, run_dir: Path, seed: int) -> None:
+    """Refuse a run folder trained with other settings than the benchmark's config, its
+    ``--set`` overrides and ``train.seed`` ``seed`` give (finished by hand with
+    ``train.py --resume RUN --set ...``): its results would be credited to the config.
+
+    Raises:
+        AvsslError: naming the first differing key, its value and the benchmark's.
+    """
+    from avssl.config import config_from_dict, load_config, to_dict
+    from avssl.train.checkpoint import load_checkpoint
+
+    want = load_config(args.config, ["data.root=.", f"train.seed={seed}", *args.overrides])
+    found = config_from_dict(load_checkpoint(run_dir / "last.pt")["config"])
+    want, found = _flat(to_dict(want)), _flat(to_dict(found))
+    differ = [k for k in want if k not in UNCOMPARED and want[k] != found.get(k)]
+    if differ:
+        k, more = differ[0], f" (and {len(differ) - 1} more)" if len(differ) > 1 else ""
+        raise AvsslError(
+            f"{run_dir}: trained with {k}={found.get(k)}, not the benchmark's {want[k]}{more} "
+            "(finished with other settings?): remove it and run again"
+        )
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    """``{"train.lr": 0.002, ...}`` of a nested config dict."""
+    out = {}
+    for k, v in d.items():
+        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+    return out
 
 
 def train(args: argparse.Namespace, seed: int) -> None:
@@ -137,7 +165,9 @@ def train(args: argparse.Namespace, seed: int) -> None:
             hint = "it holds no checkpoint: remove it and run again"
         else:
             hint = f"remove it, or finish it with `python train.py --resume {run_dir}`"
-        if not run_finished(run_dir, _planned_steps(args)):
+        if (run_dir / "last.pt").is_file():  # first: a run of other settings is no use
+            check_run_settings(args, run_dir, seed)
+        if not run_finished(run_dir):
             raise AvsslError(f"{run_dir}: a training run that did not finish ({hint})")
         say(f"skip: {run_dir} is trained (its last.pt reached the last step)")
         step = load_checkpoint(run_dir / "last.pt")["step"]
@@ -157,13 +187,6 @@ def train(args: argparse.Namespace, seed: int) -> None:
     if summary.get("stop_signal"):  # came during the last step: the run is whole, then stop
         say(f"{run_dir}: finished its last step as the stop came")
         raise Terminated() if summary["stop_signal"] == signal.SIGTERM else KeyboardInterrupt()
-
-
-def _planned_steps(args: argparse.Namespace) -> int:
-    """``train.steps`` of the benchmark's config with its ``--set`` overrides."""
-    from avssl.config import load_config
-
-    return load_config(args.config, ["data.root=.", *args.overrides]).train.steps
 
 
 def run_digest(run_dir: Path) -> tuple[str, str | None]:
