@@ -100,6 +100,33 @@ def test_title_qualifiers():
     assert qualified_title("Retrieval", {}, args) == "Retrieval (audio TTA 0.15, bf16)"
 
 
+def test_title_names_the_options_that_change_the_numbers():
+    """Three retrieval tables of one checkpoint (plain, with a gallery, another CCA) shared one
+    title in report.md; so did avc with and without --cohort or --recalibrate."""
+    from argparse import Namespace
+
+    plain = Namespace(audio_tta=0.0, adapt_bn=False, windows=4, recalibrate=None, cohort=0)
+    assert qualified_title("AVC accuracy (test)", {}, plain) == "AVC accuracy (test)"
+    centred = Namespace(**{**vars(plain), "cohort": 512, "cohort_top": 50, "windows": 2})
+    assert qualified_title("AVC accuracy (test)", {}, centred) == (
+        "AVC accuracy (test, cohort 512 top 50, 2 windows)"
+    )
+    again = Namespace(**{**vars(plain), "recalibrate": "train"})
+    assert qualified_title("AVC accuracy (test)", {}, again) == (
+        "AVC accuracy (test, threshold from train)"
+    )
+    ret = Namespace(gallery="/d/avd16/gallery.jsonl", cca_dim=128, cca_ridge=1e-3, seed=None)
+    assert qualified_title("Retrieval (test)", {}, ret) == (
+        "Retrieval (test, gallery=avd16/gallery.jsonl)"
+    )
+    ret.gallery, ret.cca_dim, ret.cca_ridge = None, 32, 0.0
+    assert qualified_title("Retrieval (test)", {}, ret) == "Retrieval (test, CCA 32, ridge 0)"
+    probe = Namespace(seed=2)
+    assert qualified_title("Sound classification (esc50)", {}, probe) == (
+        "Sound classification (esc50, seed 2)"
+    )
+
+
 def test_folder_name_not_utf8_and_stale_tables(run, tmp_path, capsys):
     odd = tmp_path / ODD_NAME
     odd.mkdir()

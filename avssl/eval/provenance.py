@@ -79,12 +79,13 @@ def qualified_title(title: str, result: dict, args) -> str:
     Args:
         title: the subcommand's title, e.g. ``AVC accuracy (test)``.
         result: the JSON result (``data``, ``own_data``).
-        args: parsed arguments (``audio_tta``, ``adapt_bn``, ``precision`` when the subcommand
-            has them).
+        args: parsed arguments (``audio_tta``, ``adapt_bn``, ``precision``, and the options of
+            :func:`_option_qualifiers`, when the subcommand has them).
     """
     extra = []
     if result.get("data") and result.get("own_data") is not True:
         extra.append(f"data={short_path(result['data'])}")
+    extra += _option_qualifiers(args)
     if getattr(args, "audio_tta", 0):
         extra.append(f"audio TTA {args.audio_tta:g}")
     if getattr(args, "adapt_bn", False):
@@ -96,3 +97,29 @@ def qualified_title(title: str, result: dict, args) -> str:
     if title.endswith(")"):
         return f"{title[:-1]}, {', '.join(extra)})"
     return f"{title} ({', '.join(extra)})"
+
+
+def _option_qualifiers(args) -> list[str]:
+    """What a subcommand's own options change in its numbers, for :func:`qualified_title`:
+    ``avc``'s threshold (``--recalibrate``, ``--cohort``) and windows, ``retrieval``'s gallery and
+    CCA, a seed other than 0 (``classify``'s folds, ``sync``'s shifts, ``localize``'s random
+    baseline). Two tables of one checkpoint then never share a title unless they agree."""
+    from avssl.eval.cca import DEFAULT_COMPONENTS, DEFAULT_RIDGE
+
+    extra = []
+    if getattr(args, "recalibrate", None):
+        extra.append(f"threshold from {args.recalibrate}")
+    if getattr(args, "cohort", 0):
+        top = getattr(args, "cohort_top", None)
+        extra.append(f"cohort {args.cohort}" + (f" top {top}" if top else ""))
+    if getattr(args, "windows", 4) != 4:  # avc's default
+        extra.append(f"{args.windows} windows")
+    if getattr(args, "gallery", None):
+        extra.append(f"gallery={short_path(args.gallery)}")
+    if getattr(args, "cca_dim", None) not in (None, DEFAULT_COMPONENTS):
+        extra.append(f"CCA {args.cca_dim}")
+    if getattr(args, "cca_ridge", None) not in (None, DEFAULT_RIDGE):
+        extra.append(f"ridge {args.cca_ridge:g}")
+    if getattr(args, "seed", None):
+        extra.append(f"seed {args.seed}")
+    return extra
