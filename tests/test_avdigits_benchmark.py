@@ -463,3 +463,33 @@ def test_a_config_without_a_localisation_map_is_refused_before_training(tmp_path
     assert code == 2 and "Traceback" not in err
     assert f"{config}: method" in err and "has no localisation map" in err
     assert not (tmp_path / "out").exists()
+
+
+def test_run_settings_accept_the_domains_training_filled_in(tmp_path):
+    """``--set loss.domain_adversary=W``: the run fills ``loss.domains`` from the training rows
+    (the speakers) and saves them; a run the benchmark trained itself, found again (resumed
+    with the printed hint), is no run of other settings. Other domains or a weight still are."""
+    import argparse
+
+    import torch
+
+    from avssl.config import load_config, to_dict
+    from avssl.errors import AvsslError
+    from avssl.tools.avdigits_benchmark import CONFIG
+    from avssl.tools.avdigits_stages import check_run_settings
+    from avssl.train.checkpoint import FORMAT
+
+    overrides = [*TINY_TRAINING, "loss.domain_adversary=1.0"]
+    args = argparse.Namespace(config=CONFIG, overrides=overrides)
+    cfg = load_config(CONFIG, ["data.root=/data/avd16", "train.seed=1", *overrides])
+    cfg.loss.domains = ["amy", "bob"]  # what resolve_domains fills in as training starts
+    run_dir = tmp_path / "seed1"
+    run_dir.mkdir()
+    torch.save({"format": FORMAT, "config": to_dict(cfg), "step": 2}, run_dir / "last.pt")
+    check_run_settings(args, run_dir, 1)
+    with pytest.raises(AvsslError, match="domain_adversary=1.0, not the benchmark's 0.5"):
+        check_run_settings(argparse.Namespace(config=CONFIG, overrides=[*overrides[:-1],
+                           "loss.domain_adversary=0.5"]), run_dir, 1)  # fmt: skip
+    with pytest.raises(AvsslError, match="loss.domains=\\['amy', 'bob'\\], not the benchmark's"):
+        check_run_settings(argparse.Namespace(config=CONFIG, overrides=[*overrides,
+                           "loss.domains=[amy, cat]"]), run_dir, 1)  # fmt: skip
