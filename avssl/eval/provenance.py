@@ -103,7 +103,8 @@ def _option_qualifiers(args) -> list[str]:
     """What a subcommand's own options change in its numbers, for :func:`qualified_title`:
     ``avc``'s threshold (``--recalibrate``, ``--cohort``) and windows, ``retrieval``'s gallery and
     CCA, a seed other than 0 (``classify``'s folds, ``sync``'s shifts, ``localize``'s random
-    baseline). Two tables of one checkpoint then never share a title unless they agree."""
+    baseline). Not every option is named (classify's ``--pool``, ``--hop``, ``--folds``; sync's
+    ``--max-offset``): the JSON result records them all."""
     from avssl.eval.cca import DEFAULT_COMPONENTS, DEFAULT_RIDGE
 
     extra = []
