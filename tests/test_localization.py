@@ -491,7 +491,7 @@ def test_cli_records_what_changes_its_numbers(contrastive_run, tmp_path, capsys)
     res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert (res["frame_size"], res["baseline_seed"], res["precision"]) == (48, 3, "bf16")
     assert (
-        "## Localisation (vggss, test, frame 48, bf16)"
+        "## Localisation (vggss, test, frame 48, seed 3, bf16)"
         in (contrastive_run / "report.md").read_text()
     )
     assert evaluate.main(argv) == 0
