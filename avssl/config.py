@@ -235,6 +235,22 @@ def to_dict(cfg) -> dict:
     return dataclasses.asdict(cfg)
 
 
+def dotted_values(cfg) -> dict:
+    """``{"train.lr": 0.002, "model.audio.n_mels": 40, ...}``: every value of a config
+    dataclass that is not a section, by its dotted key (to compare two configs key by key)."""
+
+    def leaves(tree: dict, prefix: str) -> dict:
+        out = {}
+        for key, value in tree.items():
+            if isinstance(value, dict) and value:
+                out.update(leaves(value, f"{prefix}{key}."))
+            else:
+                out[f"{prefix}{key}"] = value
+        return out
+
+    return leaves(to_dict(cfg), "")
+
+
 def load_config(path: str | os.PathLike | None = None, overrides: list[str] = ()) -> Config:
     """Load a YAML config (or the defaults when ``path`` is None) and apply overrides.
 

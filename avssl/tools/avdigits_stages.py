@@ -121,12 +121,12 @@ def check_run_settings(args: argparse.Namespace, run_dir: Path, seed: int) -> No
     Raises:
         AvsslError: naming the first differing key, its value and the benchmark's.
     """
-    from avssl.config import config_from_dict, load_config, to_dict
+    from avssl.config import config_from_dict, dotted_values, load_config
     from avssl.train.checkpoint import load_checkpoint
 
     want = load_config(args.config, ["data.root=.", f"train.seed={seed}", *args.overrides])
     found = config_from_dict(load_checkpoint(run_dir / "last.pt")["config"])
-    want, found = _flat(to_dict(want)), _flat(to_dict(found))
+    want, found = dotted_values(want), dotted_values(found)
     # loss.domains []: the run fills in its training rows' (the speakers) and saves them; the
     # data they come from is checked where an evaluation reads it, as data.root
     filled = ("loss.domains",) if not want["loss.domains"] else ()
@@ -137,14 +137,6 @@ def check_run_settings(args: argparse.Namespace, run_dir: Path, seed: int) -> No
             f"{run_dir}: trained with {k}={found.get(k)}, not the benchmark's {want[k]}{more} "
             "(finished with other settings?): remove it and run again"
         )
-
-
-def _flat(d: dict, prefix: str = "") -> dict:
-    """``{"train.lr": 0.002, ...}`` of a nested config dict."""
-    out = {}
-    for k, v in d.items():
-        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
-    return out
 
 
 def train(args: argparse.Namespace, seed: int) -> None:

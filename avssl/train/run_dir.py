@@ -10,7 +10,7 @@ import shutil
 from pathlib import Path
 
 from avssl.atomic_write import temp_names, write_text
-from avssl.config import Config, dump_yaml, load_config, to_dict
+from avssl.config import Config, dotted_values, dump_yaml, load_config, to_dict
 from avssl.errors import AvsslError, ConfigError
 from avssl.folder_lock import hold_folder
 
@@ -166,17 +166,6 @@ def record_config(run_dir: Path, cfg: Config) -> None:
     write_text(path, dump_yaml(cfg))
 
 
-def _leaves(tree: dict, prefix: str = "") -> dict:
-    """``{"a.b": value}`` for every non-mapping value of a nested config dict."""
-    out = {}
-    for key, value in tree.items():
-        if isinstance(value, dict) and value:
-            out.update(_leaves(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
-
-
 def check_config_unedited(run_dir: Path, saved: Config, cfg: Config, ckpt: Path) -> None:
     """Refuse to resume over a ``config.yaml`` that differs from the checkpoint's config.
 
@@ -199,14 +188,14 @@ def check_config_unedited(run_dir: Path, saved: Config, cfg: Config, ckpt: Path)
         return
     hint = "pass changes as --set KEY=VALUE, and undo the edit or remove the file"
     try:
-        edited = _leaves(to_dict(load_config(path)))
+        edited = dotted_values(load_config(path))
     except ConfigError as err:
         why = str(err).removeprefix(f"{path}: ")
         raise ConfigError(
             f"{path}: not readable as the run's config ({why}); --resume trains with the "
             f"config in {ckpt.name} and would rewrite this file: {hint}"
         ) from None
-    old, new = _leaves(to_dict(saved)), _leaves(to_dict(cfg))
+    old, new = dotted_values(saved), dotted_values(cfg)
     lost = [k for k, v in edited.items() if v != old.get(k) and v != new.get(k)]
     if lost:
         name = ckpt.name
