@@ -26,6 +26,7 @@ import torch
 from sklearn.metrics import roc_auc_score
 from torch.utils.data import DataLoader
 
+from avssl.eval.arrays import as_array
 from avssl.eval.score_norm import code_offsets
 from avssl.train.runtime import autocast
 
@@ -48,11 +49,7 @@ def _score_arrays(scores: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         raise ValueError(f"scores lacks {', '.join(missing)} (see avssl.eval.avc.score_pairs)")
     arrays = {}
     for key in ("pos", "easy", "hard", "hard_valid"):
-        value = scores[key]
-        if isinstance(value, torch.Tensor):  # numpy has no bfloat16: bf16 scores as float32
-            value = value.detach().cpu()
-            value = (value.float() if value.dtype == torch.bfloat16 else value).numpy()
-        arrays[key] = arr = np.asarray(value)
+        arrays[key] = arr = as_array(scores[key])
         if arr.ndim != 1:
             raise ValueError(f"scores[{key!r}] must be 1-D [M], got shape {list(arr.shape)}")
     for key in ("pos", "easy"):

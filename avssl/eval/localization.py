@@ -47,6 +47,8 @@ import torch
 import torch.nn.functional as F
 from sklearn.metrics import auc as sk_auc
 
+from avssl.eval.arrays import as_array
+
 SIZE = 224
 PROTOCOLS = ("vggss", "flickr")
 THRESHOLDS = [0.05 * i for i in range(21)]  # as the reference builds them (float rounding too)
@@ -62,10 +64,7 @@ def _check_map(name: str, x, shape: tuple[int, int] | None = None) -> np.ndarray
     """``x`` as an array, or a ValueError naming ``name`` when it is not one 2-D map (of
     ``shape`` when given): a batch ``[1, h, w]`` or a flat ``[h * w]`` failed deep in torch's
     resize, and maps of other shapes broadcast into a wrong number."""
-    if isinstance(x, torch.Tensor):  # numpy has no bfloat16: a bf16 map is read as float32
-        x = x.detach().cpu()
-        x = x.float() if x.dtype == torch.bfloat16 else x
-    arr = x.numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+    arr = as_array(x)
     if arr.ndim != 2 or not arr.size or (shape is not None and arr.shape != shape):
         want = f"[{shape[0]}, {shape[1]}]" if shape else "one map [h, w]"
         raise ValueError(f"{name} must be {want}, got shape {list(arr.shape)}")
