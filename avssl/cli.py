@@ -90,6 +90,8 @@ class ArgumentParser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
 
     def error(self, message: str):
+        """Exit with status 2 and ``error: MESSAGE (PROG --help)``, on one line: argparse's
+        ``argument --x:`` prefix shortened to ``--x:`` and no usage block."""
         message = one_line(re.sub(r"^argument ([^:]+): ", r"\1: ", message))
         self.exit(2, f"error: {message} ({self.prog} --help)\n")
 

@@ -103,6 +103,11 @@ class UniqueKeyLoader(yaml.SafeLoader):
     silently, so the first setting would be lost without a word)."""
 
     def construct_mapping(self, node, deep=False):
+        """As SafeLoader's, after refusing a key the mapping ``node`` gives twice.
+
+        Raises:
+            ConfigError: ``key K given twice (line N)``.
+        """
         seen = set()
         for key_node, _ in node.value:
             if key_node.tag == "tag:yaml.org,2002:merge":  # "<<: *defaults": SafeLoader's

@@ -104,7 +104,8 @@ def evict(folder: Path) -> bool:
 
 
 def cold_query_s(path: Path, q: torch.Tensor) -> float | None:
-    """Seconds to memory-map the index and answer one query with its files not in memory."""
+    """Seconds to memory-map the index and answer one unit query ``q`` ``[D]`` with its files
+    not in memory; None where the OS cannot drop them from the page cache."""
     if not evict(path):
         return None
     t0 = time.perf_counter()

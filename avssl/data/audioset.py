@@ -181,12 +181,15 @@ class Ontology:
             raise KeyError(f"unknown ontology id {id_!r}") from None
 
     def name(self, id_: str) -> str:
+        """The display name of class ``id_`` (``KeyError`` for an unknown id)."""
         return self._node(id_).name
 
     def children(self, id_: str) -> list[str]:
+        """The ids of ``id_``'s direct subclasses, as its ``child_ids`` lists them."""
         return list(self._node(id_).child_ids)
 
     def parents(self, id_: str) -> list[str]:
+        """The ids of the classes listing ``id_`` as a child (none for a root)."""
         self._node(id_)
         return list(self._parents[id_])
 

@@ -248,6 +248,7 @@ class AVPairDataset(Dataset):
         return self.store.skipped
 
     def set_epoch(self, epoch: int) -> None:
+        """Draw the items of ``epoch`` (frame times, negatives, augmentation) from then on."""
         self.epoch = epoch
 
     def __len__(self) -> int:

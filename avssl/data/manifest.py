@@ -57,9 +57,12 @@ class Row:
 
     @property
     def duration(self) -> float | None:
+        """Clip length (s), ``end - start``; None without an ``end``."""
         return None if self.end is None else self.end - self.start
 
     def to_json(self) -> dict:
+        """The manifest line's fields: ``video`` or ``image`` (the one set), and
+        ``frame_labels`` / ``domain`` only when set."""
         d = asdict(self)
         if d["image"] is None:
             d.pop("image")

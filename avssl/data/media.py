@@ -58,6 +58,7 @@ class MediaInfo:
     audio_codec: str | None = None
 
     def to_json(self) -> dict:
+        """Every field, as a dict."""
         return asdict(self)
 
 
@@ -232,10 +233,8 @@ def _both_end(video: _Tracks, audio: _Tracks, path, same_file: bool, unknown) ->
 
 def audio_end(path: str | os.PathLike) -> float | None:
     """End (s) of a file's first audio stream: its own, not the container's (a video's audio
-    can stop before its picture); the file's duration when the stream declares none.
-
-    Returns:
-        The end in seconds, ``None`` when neither the stream nor the file declares one.
+    can stop before its picture); the file's duration when the stream declares none, ``None``
+    when neither does.
 
     Raises:
         MediaError: unreadable, or no audio stream.

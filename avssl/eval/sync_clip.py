@@ -102,6 +102,7 @@ class ClipSync:
         return (*best_offset(curve, self.offsets), curve, len(times))
 
     def min_duration(self, margin: float) -> float:
+        """The shortest clip (s) :meth:`estimate` scores with this ``margin`` (s)."""
         from avssl.eval.sync import min_clip_s
 
         return min_clip_s(self.data.fps, self.data.window, margin)

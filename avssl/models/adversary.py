@@ -28,7 +28,15 @@ class _Reverse(torch.autograd.Function):
 
 
 def reverse_gradient(x: Tensor, weight: float) -> Tensor:
-    """Identity forward; the backward pass multiplies the gradient by ``-weight``."""
+    """Identity forward; the backward pass multiplies the gradient by ``-weight``.
+
+    Args:
+        x: any shape.
+        weight: the reversed gradient's scale.
+
+    Returns:
+        A view of ``x`` (same shape and values).
+    """
     return _Reverse.apply(x, weight)
 
 

@@ -73,4 +73,5 @@ class AVENet(PairClassifier):
         return out[:, 1] - out[:, 0]
 
     def calibration_parameters(self) -> list[nn.Parameter]:
+        """The weight and bias of the distance's FC(1 -> 2) calibration."""
         return list(self.calibration.parameters())

@@ -95,9 +95,11 @@ class AVOLNet(PairClassifier):
         return out.amax(dim=1)
 
     def calibration_parameters(self) -> list[nn.Parameter]:
+        """``log_scale`` and ``bias``, the 1x1 calibration of the per-location dot products."""
         return [self.log_scale, self.bias]
 
     def audio_keys(self) -> tuple[str, ...]:
+        """``audio`` alone with ``loss.pair_negatives="batch"``, else also ``audio_neg``."""
         return ("audio",) if self.loss_cfg.pair_negatives == "batch" else super().audio_keys()
 
     def loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:

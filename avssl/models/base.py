@@ -189,7 +189,11 @@ def running_stats_frozen(module: nn.Module):
 
 def full_precision(x: Tensor):
     """Context turning autocast off on ``x``'s device: similarity heads and their calibration are
-    cheap, and bf16 would round cosines by ~0.004 (0.06 in logits at temperature 0.07)."""
+    cheap, and bf16 would round cosines by ~0.004 (0.06 in logits at temperature 0.07).
+
+    Args:
+        x: a tensor of any shape; only its device is read.
+    """
     return torch.autocast(device_type=x.device.type, enabled=False)
 
 
@@ -239,14 +243,20 @@ class PairClassifier(AVModel):
         return torch.stack(rows).float()
 
     def audio_keys(self) -> tuple[str, ...]:
+        """``audio`` and ``audio_neg``: the positive and the sampled negative of each frame."""
         return ("audio", "audio_neg")
 
     def loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         """Balanced two-class loss on B positive and B negative pairs.
 
-        Reads ``frames``, ``audio``, ``audio_neg`` and, if present, ``neg_hard``. Stats: ``loss``,
-        ``acc`` (at ``decision_threshold``), ``acc_easy`` / ``acc_hard`` (see
-        :func:`threshold_stats`).
+        Args:
+            batch: reads ``frames`` ``[B, 3, H, W]`` float in ``[0, 1]``, ``audio`` and
+                ``audio_neg`` ``[B, N]`` and, if present, ``neg_hard`` ``[B]`` bool.
+
+        Returns:
+            ``(loss, stats)``: the scalar loss, and as detached 0-d tensors ``loss``, ``acc``
+            (at ``decision_threshold``), ``acc_easy`` / ``acc_hard`` (see
+            :func:`threshold_stats`).
         """
         frames, pos, neg = batch["frames"], batch["audio"], batch["audio_neg"]
         b = frames.shape[0]

@@ -88,6 +88,7 @@ class ContrastiveAV(AVModel):
 
     @property
     def temperature(self) -> Tensor:
+        """0-d ``exp(log_temperature)``, clamped to :data:`TEMPERATURE_RANGE`."""
         return self.log_temperature.exp().clamp(*TEMPERATURE_RANGE)
 
     def _units(self, frames: Tensor) -> Tensor:
@@ -142,22 +143,31 @@ class ContrastiveAV(AVModel):
             return torch.einsum("fdl,ad->afl", visual.float(), audio.float()).amax(2)
 
     def audio_keys(self) -> tuple[str, ...]:
+        """``audio`` and ``audio_hard`` (the time-shifted negative)."""
         return ("audio", "audio_hard")  # the in-batch sounds are the easy negatives
 
     def loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
-        """Symmetric InfoNCE; reads ``frames``, ``audio`` and if present ``audio_hard``, ``label``.
+        """Symmetric InfoNCE of the B frames against the B sounds (gathered across ranks).
 
         With ``cfg.audio_views`` V > 1 each sound is augmented V times (batch augmentation,
         https://arxiv.org/abs/1901.09335): the loss is the mean of the V views' InfoNCE against
         the same frames, whose tower runs once.
 
-        Stats (of the first view): ``loss`` (the mean over views); ``acc``, the share of rows
-        whose positive has the highest logit; ``acc_easy`` / ``acc_hard``, balanced accuracies at
-        ``decision_threshold`` of the positives against in-batch rolled audio / time-shifted
-        audio (``acc_hard`` only when some clip of the batch has a time-shifted window,
-        ``hard_valid``); ``temperature``; with a domain adversary and a ``domain`` entry in the
-        batch, ``domain_loss`` and ``domain_acc`` (its cross-entropy on every view is added to
-        the loss).
+        Args:
+            batch: reads ``frames`` ``[B, 3, H, W]`` float in ``[0, 1]``, ``audio`` ``[B, N]``
+                and, if present, ``audio_hard`` ``[B, N]`` with ``hard_valid`` ``[B]`` bool,
+                ``label`` ``[B]`` long with ``frame_labels`` ``[B, C]`` bool, and ``domain``
+                ``[B]`` long.
+
+        Returns:
+            ``(loss, stats)``: the scalar loss, and as detached 0-d tensors (of the first view)
+            ``loss`` (the mean over views); ``acc``, the share of rows whose positive has the
+            highest logit; ``acc_easy`` / ``acc_hard``, balanced accuracies at
+            ``decision_threshold`` of the positives against in-batch rolled audio / time-shifted
+            audio (``acc_hard`` only when some clip of the batch has a time-shifted window,
+            ``hard_valid``); ``temperature``; with a domain adversary and a ``domain`` entry in
+            the batch, ``domain_loss`` and ``domain_acc`` (its cross-entropy on every view is
+            added to the loss).
         """
         frames, audio, hard = batch["frames"], batch["audio"], batch.get("audio_hard")
         b, use_hard = frames.shape[0], hard is not None and self.loss_cfg.hard_negatives
@@ -247,4 +257,5 @@ class ContrastiveAV(AVModel):
         return stats
 
     def calibration_parameters(self) -> list[nn.Parameter]:
+        """``log_temperature`` when it is learnt (``model.learn_temperature``), else none."""
         return [self.log_temperature] if self.cfg.learn_temperature else []

@@ -87,6 +87,7 @@ class RelaxedFreqNorm(nn.Module):
         return self.lam * ifn + (1.0 - self.lam) * self._standardise(x, (1, 2, 3), self.eps)
 
     def extra_repr(self) -> str:
+        """``lam=...`` in the module's repr."""
         return f"lam={self.lam}"
 
 

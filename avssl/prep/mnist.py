@@ -103,6 +103,7 @@ class Recording:
 
     @property
     def id(self) -> str:
+        """``DIGIT_SPEAKER_TAKE``, the FSDD file's stem."""
         return f"{self.digit}_{self.speaker}_{self.take}"
 
 

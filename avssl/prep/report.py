@@ -171,12 +171,15 @@ class PrepReport:
         print(f"{self.dataset}: {message}", file=sys.stderr)
 
     def split_counts(self) -> dict[str, int]:
+        """Rows per split, by split name."""
         counts: dict[str, int] = {}
         for row in self.rows:
             counts[row.split] = counts.get(row.split, 0) + 1
         return dict(sorted(counts.items()))
 
     def to_json(self, manifest: Path) -> dict:
+        """The ``prepare_report.json`` of a run that wrote ``manifest``: counts, the missing and
+        unreadable items as ``[id, reason]``, notes and the dataset's extra fields."""
         return {
             "dataset": self.dataset,
             "manifest": str(manifest),

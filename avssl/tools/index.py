@@ -5,11 +5,10 @@ On disk an index is a directory holding
 - ``meta.json``: format, the checkpoint it was built with (path and a SHA-256 of its weights),
   the model config, the hop, the source inputs and one entry per file (path, kind, size,
   mtime, duration) in file-id order;
-- ``embeddings-<token>.pt``: a dict of tensors only (loaded with ``weights_only=True``):
-  ``audio`` float16 ``[Na, D]``, ``audio_file`` int64 ``[Na]``, ``audio_time`` float32 ``[Na]``
-  and the same three for ``visual``; times are window centres in s (NaN for a still image);
-  an index of a model without a shared space (l3) also holds a CCA of its window pairs
-  (:mod:`avssl.tools.index_cca`).
+- ``embeddings-<token>.pt``: a dict of tensors only (loaded with ``weights_only=True``): ``audio``
+  float16 ``[Na, D]``, ``audio_file`` int64 ``[Na]``, ``audio_time`` float32 ``[Na]`` and the same
+  three for ``visual``; times are window centres in s (NaN for a still image); an index of a model
+  without a shared space (l3) also holds a CCA of its window pairs (:mod:`avssl.tools.index_cca`).
 
 Embeddings are the model's pooled ``embed_audio`` / ``embed_visual`` outputs, L2-normalised
 (maps of spatial models are not stored). Writes are atomic: a new tensor file under a fresh name,
@@ -79,6 +78,7 @@ class Index:
     tensors: dict[str, torch.Tensor] = field(default_factory=dict)
 
     def count(self, modality: str) -> int:
+        """Windows indexed for ``modality`` (``audio`` or ``visual``): its embeddings' rows."""
         return int(self.tensors[modality].shape[0])
 
     def check_checkpoint(self, sha: str, ckpt_path: str, cfg) -> None:
@@ -162,7 +162,8 @@ def load_index(path: str | os.PathLike, mmap: bool = True) -> Index:
 
 
 def read_tensors(tpath: Path, n_files: int, mmap: bool = True) -> dict[str, torch.Tensor]:
-    """The tensors of an index's tensor file, checked against the module docstring's layout.
+    """The tensors of an index's tensor file, checked against the module docstring's layout:
+    ``audio`` ``[Na, D]``, ``audio_file`` and ``audio_time`` ``[Na]``, the same for ``visual``.
 
     Args:
         tpath: the ``embeddings-<token>.pt`` file.

@@ -34,10 +34,12 @@ class Dist:
 
     @property
     def is_main(self) -> bool:
+        """Rank 0, the process that logs and saves."""
         return self.rank == 0
 
     @property
     def enabled(self) -> bool:
+        """More than one process (launched by torchrun)."""
         return self.world > 1
 
 
@@ -62,6 +64,7 @@ class LossModule(nn.Module):
         self.model = model
 
     def forward(self, batch: dict):
+        """``model.loss(batch)``: ``(loss, stats)``, a scalar and named 0-d statistics."""
         return self.model.loss(batch)
 
 

@@ -102,6 +102,7 @@ class TimeBudget:
 
     @property
     def enabled(self) -> bool:
+        """A time limit is set (``train.max_minutes > 0``)."""
         return self.limit > 0
 
     def elapsed(self) -> float:
