@@ -13,7 +13,8 @@ from torch import Tensor
 
 
 def pair_cross_entropy(logits: Tensor, target: Tensor) -> Tensor:
-    """Two-way (no match / match) cross-entropy of L3-Net and AVE-Net.
+    """Two-way (no match / match) cross-entropy of L3-Net (https://arxiv.org/abs/1705.08168)
+    and AVE-Net (https://arxiv.org/abs/1712.06651).
 
     Args:
         logits: ``[B, 2]``; column 1 is "match".
@@ -26,7 +27,8 @@ def pair_cross_entropy(logits: Tensor, target: Tensor) -> Tensor:
 
 
 def mil_logistic(pooled_logits: Tensor, target: Tensor) -> Tensor:
-    """Logistic loss on the location-pooled logit of AVOL-Net (multiple-instance learning).
+    """Logistic loss on the location-pooled logit of AVOL-Net (multiple-instance learning),
+    https://arxiv.org/abs/1712.06651.
 
     Args:
         pooled_logits: ``[B]`` logit of "match" after pooling over locations.
@@ -39,7 +41,8 @@ def mil_logistic(pooled_logits: Tensor, target: Tensor) -> Tensor:
 
 
 def lse_pool(x: Tensor, sharpness: float) -> Tensor:
-    """Soft maximum over the last axis: ``(1/k) * log(mean(exp(k * x)))``.
+    """Soft maximum over the last axis: ``(1/k) * log(mean(exp(k * x)))``, the log-sum-exp
+    pooling of Pinheiro & Collobert's multiple-instance learning (https://arxiv.org/abs/1411.6228).
 
     Lies between the mean (``k -> 0``) and the max (``k -> inf``), never above the max; unlike a
     hard max it sends gradient to every location, which keeps MIL training from stalling.
@@ -56,7 +59,8 @@ def lse_pool(x: Tensor, sharpness: float) -> Tensor:
 
 
 def info_nce(logits: Tensor, targets: Tensor | None = None, mask: Tensor | None = None) -> Tensor:
-    """Symmetric InfoNCE (CLIP-style) over a batch of visual rows and audio columns.
+    """InfoNCE (https://arxiv.org/abs/1807.03748) made symmetric as in CLIP
+    (https://arxiv.org/abs/2103.00020), over a batch of visual rows and audio columns.
 
     The vision->audio direction is a softmax over every column of a row, including ``E`` extra
     negative columns (e.g. each row's own time-shifted audio); the audio->vision direction is a
@@ -90,6 +94,9 @@ def info_nce(logits: Tensor, targets: Tensor | None = None, mask: Tensor | None 
 
 def false_negatives(label: Tensor, frame_labels: Tensor | None = None) -> Tensor:
     """Pairs that must not count as negatives: frame ``i`` shows the class of sound ``c``.
+
+    The losses leave them out (false negative elimination, https://arxiv.org/abs/2011.11765,
+    here with the known classes instead of estimated ones).
 
     Args:
         label: ``[B]`` long class of each item's sound (-1: unknown, never masked).

@@ -41,7 +41,8 @@ def reverse_gradient(x: Tensor, weight: float) -> Tensor:
 
 
 class DomainAdversary(nn.Module):
-    """A two-layer domain classifier on embeddings, trained through :func:`reverse_gradient`.
+    """A two-layer domain classifier on embeddings, trained through :func:`reverse_gradient`
+    (DANN, https://arxiv.org/abs/1505.07818).
 
     Args:
         dim: embedding width D.

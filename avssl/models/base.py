@@ -36,7 +36,8 @@ def time_shift_conflict(what: str) -> str:
 
 
 class AVModel(MethodTraits, nn.Module):
-    """Base of every audio-visual correspondence model.
+    """Base of every audio-visual correspondence model (the task of Look, Listen and Learn,
+    https://arxiv.org/abs/1705.08168).
 
     Each model owns its audio front end and frame normalisation, so it takes raw media tensors:
     waveforms ``[B, N]`` float and frames ``[B, 3, H, W]`` float in ``[0, 1]``. What a method is
@@ -198,7 +199,8 @@ def full_precision(x: Tensor):
 
 
 class PairClassifier(AVModel):
-    """Two-class correspondence training shared by L3-Net, AVE-Net and AVOL-Net.
+    """Two-class correspondence training shared by L3-Net (https://arxiv.org/abs/1705.08168),
+    AVE-Net and AVOL-Net (https://arxiv.org/abs/1712.06651).
 
     A batch gives B positive pairs ``(frames, audio)`` and B negative pairs ``(frames, audio_neg)``:
     the vision tower runs once on the B frames, the audio tower once on the 2B clips. Subclasses

@@ -18,7 +18,8 @@ def _conv_bn_relu(c_in: int, c_out: int, stride: int = 1) -> list[nn.Module]:
 
 
 class VGGTower(nn.Module):
-    """The L3-Net subnetwork: ``len(channels)`` blocks of 2x(conv3x3+BN+ReLU) then 2x2 max-pool.
+    """The L3-Net subnetwork (https://arxiv.org/abs/1705.08168): ``len(channels)`` blocks of
+    2x(conv3x3+BN+ReLU) then 2x2 max-pool.
 
     At paper size (``channels=[64, 128, 256, 512]``) a 224x224 frame gives a 14x14 map and a
     257x199 spectrogram a 16x12 map. AVE/AVOL-Net use ``conv1_stride=2`` on the vision side; with
@@ -94,7 +95,8 @@ class RelaxedFreqNorm(nn.Module):
 class AudioTower(nn.Module):
     """The audio subnetwork: a :class:`VGGTower` on the spectrogram, then max-pooling.
 
-    With ``time_bins=1`` the map is max-pooled globally, as in L3-Net and Objects that Sound.
+    With ``time_bins=1`` the map is max-pooled globally, as in L3-Net
+    (https://arxiv.org/abs/1705.08168) and Objects that Sound (https://arxiv.org/abs/1712.06651).
     The first conv has stride 1 for every method (``model.conv1_stride`` is the vision tower's):
     L3-Net's layout. For Objects that Sound it gives the paper's 16x12 final map at 257x199,
     but public reimplementations of that paper use stride 2 on the audio conv1 as well (the
