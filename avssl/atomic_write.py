@@ -91,6 +91,7 @@ def write_bytes(path: str | os.PathLike, data: bytes, sync: bool = False, **kw) 
         data: its new content.
         sync: flush the content to the disk before the rename; without it a power loss just
             after the rename can leave a file of the right name whose tail is zeros.
+        **kw: options of :func:`replacing`.
 
     Returns:
         ``path``.

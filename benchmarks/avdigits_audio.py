@@ -159,6 +159,8 @@ def leave_one_speaker_out(cfg, args) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark the module docstring describes, with the command line ``argv``
+    (default ``sys.argv[1:]``); the last stdout line is its JSON result. Returns 0."""
     p = ArgumentParser(prog="benchmarks/avdigits_audio.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--data", type=Path, required=True, help="an AV-Digits manifest.jsonl")
     p.add_argument("--config", default=str(REPO / "configs/avdigits-contrastive.yaml"))

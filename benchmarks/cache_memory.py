@@ -85,6 +85,8 @@ def _sizes(text: str) -> list[int]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark the module docstring describes, with the command line ``argv``
+    (default ``sys.argv[1:]``); the last stdout line is its JSON result. Returns 0."""
     p = ArgumentParser(prog="benchmarks/cache_memory.py", description=__doc__.splitlines()[0])
     p.add_argument(
         "--clips", type=_sizes, default="256,2048", help="collection sizes, comma-separated"

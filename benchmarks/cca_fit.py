@@ -34,6 +34,8 @@ from avssl.eval.cca import fit_cca
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark the module docstring describes, with the command line ``argv``
+    (default ``sys.argv[1:]``); the last stdout line is its JSON result. Returns 0."""
     p = ArgumentParser(prog="benchmarks/cca_fit.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--pairs", type=int_at_least(2, 10**6), default=2000)
     p.add_argument("--dim", type=int_at_least(1, 8192), default=512)

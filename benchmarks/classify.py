@@ -86,6 +86,8 @@ def classify_run(root: Path) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark the module docstring describes, with the command line ``argv``
+    (default ``sys.argv[1:]``); the last stdout line is its JSON result. Returns 0."""
     p = ArgumentParser(prog="benchmarks/classify.py", description=__doc__.splitlines()[0])
     p.add_argument(
         "--quick", action="store_true", help="2 clips per precision (< 1 min; --clips wins)"

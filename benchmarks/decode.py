@@ -90,6 +90,8 @@ def _fps(text: str) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark the module docstring describes, with the command line ``argv``
+    (default ``sys.argv[1:]``); the last stdout line is its JSON result. Returns 0."""
     parser = ArgumentParser(prog="benchmarks/decode.py", description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--manifest", type=Path,

@@ -42,6 +42,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def make_video(path: Path, seconds: float, fps: int = 25, size: int = 224, sr: int = 16000):
+    """Write a ``seconds``-long ``size`` x ``size`` video at ``fps`` to ``path``: a bright square
+    moving sideways over noise, with a 440 Hz tone at ``sr`` Hz."""
     rng = np.random.default_rng(0)
     n = int(seconds * fps)
     frames = np.empty((n, size, size, 3), np.uint8)
@@ -73,6 +75,8 @@ def _seconds(text: str) -> float:
 
 
 def main(argv=None) -> int:
+    """Run the benchmark the module docstring describes, with the command line ``argv``
+    (default ``sys.argv[1:]``); the last stdout line is its JSON result. Returns 0."""
     p = ArgumentParser(prog="benchmarks/overlay.py", description=__doc__.splitlines()[0])
     p.add_argument(
         "--seconds", type=_seconds, default=10.0, help=f"length of the test video (1-{MAX_S:g})"

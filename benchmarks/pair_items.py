@@ -76,6 +76,8 @@ def items_per_second(dataset: AVPairDataset, keys: tuple[str, ...], n: int) -> f
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark the module docstring describes, with the command line ``argv``
+    (default ``sys.argv[1:]``); the last stdout line is its JSON result. Returns 0."""
     parser = ArgumentParser(prog="benchmarks/pair_items.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("--manifest", type=Path, help="manifest to read (default: shared videos)")
     parser.add_argument("--videos", type=Path, default=SHARED_VIDEOS, help="folder of real videos")

@@ -114,6 +114,9 @@ def cold_query_s(path: Path, q: torch.Tensor) -> float | None:
 
 
 def measure(n: int, queries: int, folder: Path, approx: bool = False) -> dict:
+    """Save an index of ``n`` random unit-norm visual windows under ``folder``, then time its
+    load (s), a cold query (:func:`cold_query_s`) and ``queries`` random queries (median ms);
+    with ``approx`` also the faiss HNSW search (:func:`measure_approx`)."""
     g = torch.Generator().manual_seed(n)
     t = empty_tensors(DIM)
     t["visual"] = F.normalize(torch.randn(n, DIM, generator=g), dim=1).to(t["visual"].dtype)
@@ -138,6 +141,8 @@ def measure(n: int, queries: int, folder: Path, approx: bool = False) -> dict:
 
 
 def main(argv=None) -> int:
+    """Run the benchmark the module docstring describes, with the command line ``argv``
+    (default ``sys.argv[1:]``); the last stdout line is its JSON result. Returns 0."""
     p = ArgumentParser(prog="benchmarks/query.py", description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="100k windows only")
     p.add_argument("--approx", action="store_true", help="also time the faiss HNSW search")

@@ -41,6 +41,8 @@ from avssl.errors import AvsslError, MediaError, skip_fields
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark the module docstring describes, with the command line ``argv``
+    (default ``sys.argv[1:]``); the last stdout line is its JSON result. Returns 0."""
     p = ArgumentParser(prog="benchmarks/query_classes.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--index", required=True, help="an index made by avssl index")
     p.add_argument("--checkpoint", required=True, help="the checkpoint it was built with")

@@ -48,6 +48,8 @@ def best_ms(fn, repeats: int) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark the module docstring describes, with the command line ``argv``
+    (default ``sys.argv[1:]``); the last stdout line is its JSON result. Returns 0."""
     p = ArgumentParser(prog="benchmarks/relu_bf16.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--shape", type=positive_int, nargs=4, default=[32, 64, 257, 199])
     p.add_argument("--repeats", type=int_at_least(1, 1000), default=5)

@@ -74,6 +74,8 @@ def shares(events) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark the module docstring describes, with the command line ``argv``
+    (default ``sys.argv[1:]``); the last stdout line is its JSON result. Returns 0."""
     p = ArgumentParser(prog="benchmarks/step_profile.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--config", default=str(REPO / "configs/l3-paper.yaml"), help="config file")
     p.add_argument("--precision", default="bf16", choices=("bf16", "fp32"))

@@ -38,6 +38,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark the module docstring describes, with the command line ``argv``
+    (default ``sys.argv[1:]``); the last stdout line is its JSON result. Returns 0."""
     p = ArgumentParser(prog="benchmarks/train_throughput.py", description=__doc__.split("\n\n")[0])
     p.add_argument(
         "--config",

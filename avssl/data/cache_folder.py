@@ -85,7 +85,8 @@ def refuse_foreign(out: Path, done: list[dict], manifest: Path, rows: list[Row])
     Args:
         out: the cache folder.
         done: its complete shards (each lists its ``ids``).
-        manifest: the manifest being cached; ``rows``: all its rows (every split).
+        manifest: the manifest being cached.
+        rows: all its rows (every split).
     """
     known = {r.id for r in rows}
     foreign = [i for s in done for i in s["ids"] if i not in known]

@@ -1,0 +1,1 @@
+"""Evaluation: AVC, classification probes, retrieval, localisation and synchronisation."""

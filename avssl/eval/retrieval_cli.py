@@ -107,7 +107,8 @@ def refuse_training_pictures(gallery, rows, data, progress: bool = True) -> None
     0.19).
 
     Args:
-        gallery: the gallery manifest; ``rows``: its rows.
+        gallery: the gallery manifest.
+        rows: its rows.
         data: the checkpoint's own data settings (before ``--data``).
         progress: show progress if the synthetic world has to be built.
 
@@ -160,7 +161,8 @@ def check_cca_flags(args, model, method: str, path) -> None:
 
     Args:
         args: the parsed ``retrieval`` arguments (``cca_dim``, ``cca_ridge``: None unless given).
-        model: the loaded model (its ``shared_space``); ``method``: its ``model.method``.
+        model: the loaded model (its ``shared_space``).
+        method: its ``model.method``.
         path: the checkpoint, for the message.
 
     Raises:

@@ -1,0 +1,1 @@
+"""Tools: the search index and queries, embeddings, overlays, reports and benchmarks."""

@@ -41,7 +41,8 @@ def gone_rows(out: Path, record: dict, given: set[str], prune: bool) -> dict:
     only be out of reach (:func:`out_of_reach`) are kept even with ``prune``.
 
     Args:
-        out: the embed folder; ``record`` its record, updated and saved when rows are dropped.
+        out: the embed folder.
+        record: its record, updated and saved when rows are dropped.
         given: the names of the files this run found.
         prune: drop the rows of files surely gone.
 

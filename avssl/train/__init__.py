@@ -1,0 +1,1 @@
+"""Training: the loop, its data, checkpoints and resume, schedules and run folders."""

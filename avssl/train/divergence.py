@@ -23,7 +23,9 @@ def check_validation(models, scores: dict, step: int, run_dir: Path, main_proc: 
     Args:
         models: the trained model and, when weights are averaged, the averaged one.
         scores: the validation scores (``pos``, ``easy``: float arrays).
-        step, run_dir, main_proc: as :func:`diverged_error`.
+        step: the step validated.
+        run_dir: the run folder (its ``last.pt`` is named in the error).
+        main_proc: whether this is rank 0 (the only rank that knows the folder).
 
     Raises:
         TrainingError: naming the first tensor that is not finite, or the scores.

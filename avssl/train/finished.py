@@ -99,7 +99,8 @@ def finished_summary(
     does; nothing else is written.
 
     Args:
-        cfg: the config after ``--set``; ``saved``: the checkpoint's.
+        cfg: the config after ``--set``.
+        saved: the checkpoint's config.
         resume: the loaded checkpoint, at its run's last step.
         run_dir: the run folder.
         strict: ``--strict``: a recorded skipped item is an error.

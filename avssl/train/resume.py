@@ -25,7 +25,8 @@ def finished_note(resume: dict, saved: Config, cfg: Config, ckpt: Path) -> str |
 
     Args:
         resume: the checkpoint resumed from.
-        saved: its config; ``cfg``: the config after ``--set``.
+        saved: its config.
+        cfg: the config after ``--set``.
         ckpt: the checkpoint file, named in the note.
     """
     step, t = resume["step"], cfg.train

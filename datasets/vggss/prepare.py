@@ -6,6 +6,8 @@ from avssl.cli import run_entry
 
 
 def main(argv=None) -> int:
+    """Run :func:`avssl.prep.vggss.main` on ``argv`` (default ``sys.argv[1:]``); returns the exit
+    status (2 with one ``error:`` line for a refused input, :func:`avssl.cli.run_entry`)."""
     return run_entry("avssl.prep.vggss:main", argv)
 
 
