@@ -79,8 +79,9 @@ def score_pairs(
         device: the model's :class:`torch.device`.
         precision: ``fp32`` or ``bf16`` (autocast).
         batch_size: items per forward pass.
-        cohort: optional :func:`~avssl.eval.score_norm.cohort_codes` of training pictures; each
-            score is then centred by its sound's :func:`~avssl.eval.score_norm.code_offsets`.
+        cohort: optional ``[F, ...]`` :func:`~avssl.eval.score_norm.cohort_codes` of F training
+            pictures; each score is then centred by its sound's
+            :func:`~avssl.eval.score_norm.code_offsets`.
         cohort_top: how many best cohort scores make a sound's offset.
 
     Returns:

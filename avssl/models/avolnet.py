@@ -110,9 +110,17 @@ class AVOLNet(PairClassifier):
         2B): B positives and up to ``B * (B - 1)`` negatives, weighted half and half
         (:func:`avssl.losses.pair_logistic`). With ``loss.mask_same_label`` and ``label`` in the
         batch, a frame that shows a sound's class (``frame_labels``) is no negative for it. The
-        negatives come from this process's batch (nothing is gathered across ranks). Stats:
-        ``loss``; ``acc_easy``, the balanced accuracy at ``decision_threshold`` of the positives
-        against every counted negative (hard max over locations); ``acc`` over all those pairs.
+        negatives come from this process's batch (nothing is gathered across ranks).
+
+        Args:
+            batch: with ``"batch"`` pairs reads ``frames`` ``[B, 3, H, W]`` float in ``[0, 1]``,
+                ``audio`` ``[B, N]`` and, if present, ``label`` ``[B]`` long with
+                ``frame_labels`` ``[B, C]`` bool; else as :meth:`PairClassifier.loss`.
+
+        Returns:
+            ``(loss, stats)``: the scalar loss, and as detached 0-d tensors ``loss``;
+            ``acc_easy``, the balanced accuracy at ``decision_threshold`` of the positives against
+            every counted negative (hard max over locations); ``acc`` over all those pairs.
         """
         if self.loss_cfg.pair_negatives != "batch":
             return super().loss(batch)
