@@ -218,6 +218,7 @@ class FreqMixStyle(nn.Module):
     Args:
         p: probability that a batch is mixed, in ``[0, 1]``.
         alpha: Beta concentration, ``> 0`` (small: mostly one example's statistics or the other's).
+        eps: added to the variances.
     """
 
     def __init__(self, p: float, alpha: float = 0.3, eps: float = 1e-6):

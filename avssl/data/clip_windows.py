@@ -109,7 +109,9 @@ class NotNegatives:
 
     Args:
         rows: manifest rows; paths are compared as written (relative to one manifest).
-        labels, visible: :func:`label_table` of ``rows``.
+        labels: the ``labels`` of :func:`label_table` of ``rows`` (each row's class, -1: none).
+        visible: its ``visible``, bool ``[len(rows), len(classes)]`` (the classes each row's
+            picture shows).
         unseen: also exclude a sound whose class the picture shows.
     """
 
