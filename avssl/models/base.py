@@ -227,7 +227,7 @@ class PairClassifier(AVModel):
         return self._encode_visual(frames)
 
     def audio_codes(self, wave: Tensor) -> Tensor:
-        """``[B, T]`` waveforms -> ``[B, D]`` the fusion's audio input."""
+        """``[B, N]`` waveforms -> ``[B, D]`` the fusion's audio input (:meth:`embed_audio`)."""
         return self._encode_audio(wave)
 
     def pair_scores(self, visual: Tensor, audio: Tensor) -> Tensor:
