@@ -27,8 +27,8 @@ def pair_cross_entropy(logits: Tensor, target: Tensor) -> Tensor:
 
 
 def mil_logistic(pooled_logits: Tensor, target: Tensor) -> Tensor:
-    """Logistic loss on the location-pooled logit of AVOL-Net (multiple-instance learning),
-    https://arxiv.org/abs/1712.06651.
+    """Logistic loss on the location-pooled logit of AVOL-Net (https://arxiv.org/abs/1712.06651;
+    multiple-instance learning).
 
     Args:
         pooled_logits: ``[B]`` logit of "match" after pooling over locations.
