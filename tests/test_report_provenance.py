@@ -127,6 +127,31 @@ def test_title_names_the_options_that_change_the_numbers():
     )
 
 
+def test_title_names_classify_and_sync_options_off_their_defaults():
+    """classify with another --pool or --hop (or --init-seed), and sync with another
+    --max-offset or --times, shared one title in report.md with the default run."""
+    from argparse import Namespace
+
+    title = "Sound classification (esc50, model, stratified group 5-fold)"
+    # as classify leaves them: network features at their defaults, or clip statistics (None)
+    for pool, hop in (("mean", 0.5), (None, None)):
+        plain = Namespace(pool=pool, hop=hop, seed=0, init_seed=None)
+        assert qualified_title(title, {}, plain) == title
+    other = Namespace(pool="max", hop=0.25, seed=0, init_seed=None)
+    assert qualified_title(title, {}, other) == f"{title[:-1]}, max pool, hop 0.25 s)"
+    drawn = Namespace(pool="mean", hop=0.5, seed=1, init_seed=1)  # --init-seed as --seed
+    assert qualified_title(title, {}, drawn) == f"{title[:-1]}, seed 1)"
+    drawn.init_seed = 3
+    assert qualified_title(title, {}, drawn) == f"{title[:-1]}, seed 1, init seed 3)"
+
+    sync = Namespace(max_offset=0.5, times=8, seed=0)
+    assert qualified_title("Synchronisation (test)", {}, sync) == "Synchronisation (test)"
+    sync.max_offset, sync.times = 1.2, 16
+    assert qualified_title("Synchronisation (video)", {}, sync) == (
+        "Synchronisation (video, max offset 1.2 s, 16 frame times)"
+    )
+
+
 def test_folder_name_not_utf8_and_stale_tables(run, tmp_path, capsys):
     odd = tmp_path / ODD_NAME
     odd.mkdir()

@@ -26,7 +26,13 @@ def make_extractor(args, device):
         :class:`~avssl.eval.clip_features.WindowEmbedder`, and the result's JSON entries that
         describe it.
     """
-    from avssl.eval.clip_features import MfccStats, WindowEmbedder, logmel_extractor
+    from avssl.eval.clip_features import (
+        DEFAULT_HOP,
+        DEFAULT_POOL,
+        MfccStats,
+        WindowEmbedder,
+        logmel_extractor,
+    )
 
     if args.features in HANDCRAFTED:
         if args.features == "mfcc":
@@ -65,7 +71,7 @@ def make_extractor(args, device):
     if args.channels_last:
         model = model.to(memory_format=torch.channels_last)
     info.update(method=cfg.model.method, window_s=cfg.data.window, sample_rate=cfg.data.sample_rate)
-    args.hop, args.pool = args.hop or 0.5, args.pool or "mean"
+    args.hop, args.pool = args.hop or DEFAULT_HOP, args.pool or DEFAULT_POOL
     if round(args.hop * cfg.data.sample_rate) < 1:
         raise AvsslError(f"--hop {args.hop:g} s is under one sample at {cfg.data.sample_rate} Hz")
     embedder = WindowEmbedder(

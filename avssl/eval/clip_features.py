@@ -35,6 +35,8 @@ from avssl.eval.sliding import sharing_blocker, sliding_embeddings
 from avssl.features import LogMel, one_frame
 
 POOLS = ("mean", "max")
+DEFAULT_POOL = "mean"  # classify's --pool
+DEFAULT_HOP = 0.5  # classify's --hop (s)
 
 
 class WindowEmbedder:
@@ -51,7 +53,7 @@ class WindowEmbedder:
         batch_size: windows per forward pass.
     """
 
-    def __init__(self, model, sample_rate, window, hop=0.5, pool="mean", device="cpu",
+    def __init__(self, model, sample_rate, window, hop=DEFAULT_HOP, pool=DEFAULT_POOL, device="cpu",
                  precision="fp32", batch_size=64):  # fmt: skip
         if pool not in POOLS:
             raise ValueError(f"pool must be one of {POOLS}, got {pool!r}")

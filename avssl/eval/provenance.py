@@ -1,7 +1,8 @@
 """What an evaluation result records about what it evaluated, so that its ``report.md`` table
 can be told apart from another's: the checkpoint's training step and weights digest, the data
-read, the time, and the table title's qualifiers (other data, test-time augmentation,
-adapted batch norms).
+read, the time, and the table title's qualifiers (other data, test-time augmentation, adapted
+batch norms, bf16, and the subcommand's options that change its numbers when they differ from
+their defaults; the JSON result records every option).
 """
 
 from __future__ import annotations
@@ -100,12 +101,15 @@ def qualified_title(title: str, result: dict, args) -> str:
 
 
 def _option_qualifiers(args) -> list[str]:
-    """What a subcommand's own options change in its numbers, for :func:`qualified_title`:
-    ``avc``'s threshold (``--recalibrate``, ``--cohort``) and windows, ``retrieval``'s gallery and
-    CCA, a seed other than 0 (``classify``'s folds, ``sync``'s shifts, ``localize``'s random
-    baseline). Not every option is named (classify's ``--pool``, ``--hop``, ``--folds``; sync's
-    ``--max-offset``): the JSON result records them all."""
+    """What a subcommand's own options change in its numbers, when not at their defaults, for
+    :func:`qualified_title`: ``avc``'s threshold (``--recalibrate``, ``--cohort``) and windows,
+    ``retrieval``'s gallery and CCA, ``classify``'s pooling and hop of network features and
+    ``--init-seed`` (its protocol and ``--folds`` are in its title already), ``sync``'s
+    ``--max-offset`` and ``--times``, a seed other than 0 (``classify``'s folds, ``sync``'s
+    shifts, ``localize``'s random baseline)."""
     from avssl.eval.cca import DEFAULT_COMPONENTS, DEFAULT_RIDGE
+    from avssl.eval.clip_features import DEFAULT_HOP, DEFAULT_POOL
+    from avssl.eval.sync_clip import DEFAULT_MAX_OFFSET, DEFAULT_TIMES
 
     extra = []
     if getattr(args, "recalibrate", None):
@@ -121,6 +125,16 @@ def _option_qualifiers(args) -> list[str]:
         extra.append(f"CCA {args.cca_dim}")
     if getattr(args, "cca_ridge", None) not in (None, DEFAULT_RIDGE):
         extra.append(f"ridge {args.cca_ridge:g}")
+    if getattr(args, "pool", None) not in (None, DEFAULT_POOL):  # None: clip statistics
+        extra.append(f"{args.pool} pool")
+    if getattr(args, "hop", None) not in (None, DEFAULT_HOP):
+        extra.append(f"hop {args.hop:g} s")
+    if getattr(args, "max_offset", DEFAULT_MAX_OFFSET) != DEFAULT_MAX_OFFSET:
+        extra.append(f"max offset {args.max_offset:g} s")
+    if getattr(args, "times", DEFAULT_TIMES) != DEFAULT_TIMES:
+        extra.append(f"{args.times} frame times")
     if getattr(args, "seed", None):
         extra.append(f"seed {args.seed}")
+    if getattr(args, "init_seed", None) not in (None, getattr(args, "seed", None)):
+        extra.append(f"init seed {args.init_seed}")
     return extra

@@ -23,7 +23,13 @@ from avssl.cli import ArgumentParser, int_at_least, positive_float, positive_int
 from avssl.cli_checkpoint import load_command_model
 from avssl.errors import MediaError, skip_fields
 from avssl.eval.cli import SUBCOMMANDS, add_common, add_strict, check_outputs, emit, use_data
-from avssl.eval.sync_clip import ClipSync, check_grid, check_max_offset  # noqa: F401 (re-exported)
+from avssl.eval.sync_clip import (  # noqa: F401 (check_max_offset re-exported)
+    DEFAULT_MAX_OFFSET,
+    DEFAULT_TIMES,
+    ClipSync,
+    check_grid,
+    check_max_offset,
+)
 
 _FP32_HINT = {"bf16": " (try --precision fp32)", "fp32": ""}
 
@@ -39,13 +45,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--split", choices=("train", "val", "test"), help="manifest split (default test)"
     )
     p.add_argument(
-        "--max-offset", type=positive_float, default=0.5,
-        help="largest shift searched (s; default 0.5, in whole frames); a positive offset_s "
-        "means the audio lags the picture",
+        "--max-offset", type=positive_float, default=DEFAULT_MAX_OFFSET,
+        help=f"largest shift searched (s; default {DEFAULT_MAX_OFFSET:g}, in whole frames); a "
+        "positive offset_s means the audio lags the picture",
     )  # fmt: skip
     p.add_argument(
-        "--times", type=int_at_least(1, 10_000), default=8,
-        help="frame times averaged per clip (default 8)",
+        "--times", type=int_at_least(1, 10_000), default=DEFAULT_TIMES,
+        help=f"frame times averaged per clip (default {DEFAULT_TIMES})",
     )  # fmt: skip
     p.add_argument("--precision", default="fp32", choices=("fp32", "bf16"), help="default fp32")
     p.add_argument("--batch-size", type=positive_int, default=64, help="default 64")

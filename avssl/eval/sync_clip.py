@@ -6,6 +6,9 @@ from __future__ import annotations
 
 from avssl.errors import AvsslError
 
+DEFAULT_MAX_OFFSET = 0.5  # --max-offset (s)
+DEFAULT_TIMES = 8  # --times: frame times averaged per clip
+
 
 def check_max_offset(max_offset: float, fps: float) -> None:
     """Refuse a ``--max-offset`` under one video frame: the grid steps by frames, so it would
