@@ -98,6 +98,11 @@ def test_title_qualifiers():
     assert qualified_title("Retrieval", {}, args) == "Retrieval (audio TTA 0.15)"
     args.precision = "bf16"  # scores differ a little from fp32's
     assert qualified_title("Retrieval", {}, args) == "Retrieval (audio TTA 0.15, bf16)"
+    # other views of one radius are other numbers (they shared the title); the default is not named
+    args.audio_tta_views = 5
+    assert qualified_title("Retrieval", {}, args) == "Retrieval (audio TTA 0.15 in 5 views, bf16)"
+    args.audio_tta_views = 9
+    assert qualified_title("Retrieval", {}, args) == "Retrieval (audio TTA 0.15, bf16)"
 
 
 def test_title_names_the_options_that_change_the_numbers():

@@ -75,20 +75,24 @@ def short_path(path: str) -> str:
 def qualified_title(title: str, result: dict, args) -> str:
     """``title`` with what makes the result differ from a plain evaluation of the checkpoint
     on its own data, inside its parentheses: ``AVC accuracy (test, data=x/manifest.jsonl,
-    audio TTA 0.2, adapt-bn, bf16)``.
+    audio TTA 0.2 in 5 views, adapt-bn, bf16)`` (``--audio-tta-views`` when not the default).
 
     Args:
         title: the subcommand's title, e.g. ``AVC accuracy (test)``.
         result: the JSON result (``data``, ``own_data``).
-        args: parsed arguments (``audio_tta``, ``adapt_bn``, ``precision``, and the options of
-            :func:`_option_qualifiers`, when the subcommand has them).
+        args: parsed arguments (``audio_tta``, ``audio_tta_views``, ``adapt_bn``, ``precision``,
+            and the options of :func:`_option_qualifiers`, when the subcommand has them).
     """
     extra = []
     if result.get("data") and result.get("own_data") is not True:
         extra.append(f"data={short_path(result['data'])}")
     extra += _option_qualifiers(args)
     if getattr(args, "audio_tta", 0):
-        extra.append(f"audio TTA {args.audio_tta:g}")
+        from avssl.audio_tta import DEFAULT_VIEWS
+
+        views = getattr(args, "audio_tta_views", None)
+        views = f" in {views} views" if views not in (None, DEFAULT_VIEWS) else ""
+        extra.append(f"audio TTA {args.audio_tta:g}{views}")
     if getattr(args, "adapt_bn", False):
         extra.append("adapt-bn")
     if getattr(args, "precision", None) == "bf16":
