@@ -14,13 +14,13 @@ import re
 from pathlib import Path
 
 from avssl.data.extensions import MEDIA_EXTS
+from avssl.data.media_checks import broken_link
 from avssl.errors import ManifestError
 
 US8K_CLASSES = ("air_conditioner", "car_horn", "children_playing", "dog_bark", "drilling",
                 "engine_idling", "gun_shot", "jackhammer", "siren", "street_music")  # fmt: skip
 US8K_NAME = re.compile(r"^(\d+)-(\d+)-\d+-\d+$")  # fsID-classID-occurrence-slice
 _FOLD_DIR = re.compile(r"^fold(\d+)$")
-LINK_TO_NOTHING = "a link to nothing (missing target or a loop)"
 
 
 def unusable(bad: list[dict] | None, path: Path, reason: str) -> None:
@@ -36,7 +36,8 @@ def unusable(bad: list[dict] | None, path: Path, reason: str) -> None:
 
 def media_files(folder: Path, bad: list[dict] | None) -> list[Path]:
     """The media files directly in ``folder``, in name order; a media name that is a link to
-    nothing is recorded in ``bad`` (see :func:`unusable`) instead.
+    nothing is recorded in ``bad`` (see :func:`unusable`) instead, with the reason ``avssl
+    index`` gives (:func:`~avssl.data.media_checks.broken_link`).
 
     Args:
         folder: the folder listed.
@@ -46,10 +47,10 @@ def media_files(folder: Path, bad: list[dict] | None) -> list[Path]:
     for path in sorted(folder.iterdir()):
         if path.suffix.lower() not in MEDIA_EXTS or path.is_dir():
             continue
-        if path.is_file():
+        if why := broken_link(path):
+            unusable(bad, path, why)
+        elif path.is_file():
             files.append(path)
-        elif path.is_symlink():
-            unusable(bad, path, LINK_TO_NOTHING)
     return files
 
 
