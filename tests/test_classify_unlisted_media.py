@@ -1,8 +1,9 @@
 """``evaluate.py classify`` counts the media files of a folder dataset it cannot use: a media
-name linking to nothing (a class folder, or an UrbanSound8K ``fold*/`` folder) and, without
-``metadata/UrbanSound8K.csv``, a file whose name does not give its class. Until 2026-12-08
-they were dropped without a word (``n_skipped`` 0)."""
+name linking to nothing or naming no regular file (a class folder, or an UrbanSound8K ``fold*/``
+folder) and, without ``metadata/UrbanSound8K.csv``, a file whose name does not give its class.
+Until 2026-12-08 they were dropped without a word (``n_skipped`` 0)."""
 
+import os
 import shutil
 
 from bad_media import last_json
@@ -38,6 +39,27 @@ def test_folder_counts_links_to_nothing(tmp_path, capsys):
     ]
     code, _, err = _run(capsys, *args, "--strict")
     assert code == 2 and err == f"error: {broken}: {reason}"
+
+
+def test_folder_counts_media_names_of_no_regular_file(tmp_path, capsys):
+    # a FIFO named as a sound was dropped without a word, and a link to one was called a link
+    # to nothing; avssl index says "not a regular file" of both
+    root = make_folder(tmp_path / "f")
+    label = sorted(p.name for p in root.iterdir())[0]
+    fifo = root / label / "pipe.wav"
+    os.mkfifo(fifo)
+    linked = root / label / "to pipe.wav"
+    linked.symlink_to(fifo)
+    args = ["--dataset", "folder", "--root", str(root), "--folds", "3"]
+    code, out, _ = _run(capsys, *args)
+    res = last_json(out)
+    assert code == 0 and res["n_clips"] == 24 and res["n_skipped"] == 2
+    assert res["skipped"] == [
+        {"path": str(fifo), "reason": "not a regular file"},
+        {"path": str(linked), "reason": "not a regular file"},
+    ]
+    code, _, err = _run(capsys, *args, "--strict")
+    assert code == 2 and err == f"error: {fifo}: not a regular file"
 
 
 def test_us8k_without_csv_counts_files_it_cannot_class(tmp_path, capsys):

@@ -128,8 +128,8 @@ def list_us8k(root: str | Path, bad: list[dict] | None = None) -> list[AudioItem
         root: the dataset folder (``metadata/`` and ``audio/fold*/``, or ``fold*/`` alone).
         bad: when given, a malformed or duplicated CSV row is skipped and recorded here as
             ``{"path": "UrbanSound8K.csv:LINE", "reason": ...}`` (without the CSV: a media file
-            whose name is not ``fsID-classID-occurrence-slice``, or a link to nothing, as
-            ``{"path", "reason"}``); otherwise it is an error.
+            whose name is not ``fsID-classID-occurrence-slice``, a link to nothing or no
+            regular file, as ``{"path", "reason"}``); otherwise it is an error.
 
     Raises:
         ManifestError: neither the CSV nor any ``fold*/`` folder is found, missing CSV columns,
@@ -174,8 +174,8 @@ def list_folder(
             Files it does not match are their own group (and name themselves in
             ``unmatched``: a caller counts them, or refuses a regex matching none).
         bad: when given, media files in ``root`` itself (outside the class folders) and media
-            names that link to nothing are recorded here as ``{"path", "reason"}``; otherwise
-            they are an error.
+            names that link to nothing or name no regular file are recorded here as
+            ``{"path", "reason"}``; otherwise they are an error.
 
     Returns:
         one item per media file, labelled by its class folder, with the recording as both

@@ -1,11 +1,11 @@
 """The media files of a dataset folder (``folder`` classes, UrbanSound8K ``fold*/`` folders
 without their CSV), with what cannot be used counted rather than dropped unseen.
 
-A name with a media extension that leads nowhere (a link to a missing target, a link loop) is
-a clip the user meant to give, and so is an UrbanSound8K file whose name does not follow the
-dataset's ``fsID-classID-occurrence-slice`` scheme (its class is unknown without the CSV):
-both are recorded in the caller's ``bad`` list, or raised when there is none (``--strict``).
-Sub-folders are not clips.
+A name with a media extension that leads nowhere (a link to a missing target, a link loop) or
+to no regular file (a FIFO, a socket) is a clip the user meant to give, and so is an
+UrbanSound8K file whose name does not follow the dataset's ``fsID-classID-occurrence-slice``
+scheme (its class is unknown without the CSV): both are recorded in the caller's ``bad`` list,
+or raised when there is none (``--strict``). Sub-folders are not clips.
 """
 
 from __future__ import annotations
@@ -36,8 +36,9 @@ def unusable(bad: list[dict] | None, path: Path, reason: str) -> None:
 
 def media_files(folder: Path, bad: list[dict] | None) -> list[Path]:
     """The media files directly in ``folder``, in name order; a media name that is a link to
-    nothing is recorded in ``bad`` (see :func:`unusable`) instead, with the reason ``avssl
-    index`` gives (:func:`~avssl.data.media_checks.broken_link`).
+    nothing, or names no regular file (a FIFO, a socket, a device), is recorded in ``bad``
+    (see :func:`unusable`) instead, with the reason ``avssl index`` gives
+    (:func:`~avssl.data.media_checks.broken_link`, ``not a regular file``).
 
     Args:
         folder: the folder listed.
@@ -51,6 +52,8 @@ def media_files(folder: Path, bad: list[dict] | None) -> list[Path]:
             unusable(bad, path, why)
         elif path.is_file():
             files.append(path)
+        else:  # a FIFO, socket or device named as media (or a link to one) holds none to read
+            unusable(bad, path, "not a regular file")
     return files
 
 
