@@ -1,6 +1,7 @@
 """Offset search (grid, sign convention, confidence) and the ``evaluate.py sync`` CLI."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -177,7 +178,12 @@ def test_cli_manifest(tiny_ckpt, capsys):
     cap = capsys.readouterr()
     err = cap.err.strip().splitlines()[-1]  # after the world's "reused" note
     assert cap.out == "" and err.startswith("error: ") and "Traceback" not in cap.err
-    assert "has no usable clip of its 4 (first: shorter than" in err
+    # the reason names the flag to lower (it gave a length alone, "shorter than 3.00 s")
+    assert re.search(
+        r"has no usable clip of its 4 \(first: shorter than \d+\.\d\d s, the least "
+        r"--max-offset 0\.5 needs\)$",
+        err,
+    ), err
 
 
 def test_cli_video(tiny_ckpt, media_factory, capsys, tmp_path):

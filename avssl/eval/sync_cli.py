@@ -194,7 +194,8 @@ def run_manifest(sync: ClipSync, cfg, args) -> dict:
             continue
         if est is None:
             need = sync.min_duration(margin)
-            skipped.append({"id": row.id, "reason": f"shorter than {need:.2f} s"})
+            why = f"shorter than {need:.2f} s, the least --max-offset {args.max_offset:g} needs"
+            skipped.append({"id": row.id, "reason": why})
             continue
         scores.append(tie_scores(est[2], sync.offsets, float(d), step))
         confidences.append(est[1])
