@@ -157,6 +157,17 @@ def test_title_names_classify_and_sync_options_off_their_defaults():
     )
 
 
+def test_sync_title_names_the_video(run, media_factory, capsys):
+    # "Synchronisation (video)" was the title of every video's table
+    video = media_factory("clip.mp4", duration=2.0, size=(48, 64))
+    argv = ["sync", "--checkpoint", str(run), "--video", str(video), "--no-progress"]
+    assert evaluate.main([*argv, "--max-offset", "0.2"]) == 0
+    capsys.readouterr()
+    titles = [t["title"] for t in parse_report_md((run / "report.md").read_text())]
+    want = f"Synchronisation (video={video.parent.name}/clip.mp4, max offset 0.2 s)"
+    assert titles[-1] == want
+
+
 def test_folder_name_not_utf8_and_stale_tables(run, tmp_path, capsys):
     odd = tmp_path / ODD_NAME
     odd.mkdir()

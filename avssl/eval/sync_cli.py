@@ -235,7 +235,7 @@ def run(argv: list[str]) -> int:
                      "checkpoint's data), not with --video")  # fmt: skip
     args.split, args.seed = args.split or "test", args.seed or 0
     check_outputs(args)
-    from avssl.eval.provenance import provenance
+    from avssl.eval.provenance import provenance, short_path
     from avssl.train.runtime import resolve_device
 
     if args.video:
@@ -253,5 +253,7 @@ def run(argv: list[str]) -> int:
         result = run_manifest(sync, cfg, args)
     result["checkpoint"] = state["path"]
     result.update(provenance(model, state, result.get("data")))
-    emit(result, args, "Synchronisation" + (" (video)" if args.video else f" ({args.split})"))
+    # the video's name: estimates of two videos by one checkpoint otherwise shared a title
+    what = f"video={short_path(args.video)}" if args.video else args.split
+    emit(result, args, f"Synchronisation ({what})")
     return 0
