@@ -75,8 +75,10 @@ def test_a_folder_regex_missing_some_files_is_noted_and_counted(tmp_path, capsys
     assert last_json(out)["ungrouped_files"] == 16
     code, out, err = _run(capsys, *args, "--group-regex", r"^(.+)_take")
     assert code == 0 and "note:" not in err and last_json(out)["ungrouped_files"] == 0
+    assert last_json(out)["group_regex"] == r"^(.+)_take"  # other groups: other folds
     code, out, _ = _run(capsys, *args)
     assert code == 0 and "ungrouped_files" not in last_json(out)  # no regex: nothing to count
+    assert last_json(out)["group_regex"] is None
 
 
 def test_source_norm_refuses_sources_of_a_single_clip(tmp_path, capsys):

@@ -148,6 +148,9 @@ def test_title_names_classify_and_sync_options_off_their_defaults():
     assert qualified_title(title, {}, drawn) == f"{title[:-1]}, seed 1)"
     drawn.init_seed = 3
     assert qualified_title(title, {}, drawn) == f"{title[:-1]}, seed 1, init seed 3)"
+    # other groups are other folds; the pattern was in neither the title nor the JSON
+    grouped = Namespace(pool=None, hop=None, seed=0, init_seed=None, group_regex=r"^(\d+)_")
+    assert qualified_title(title, {}, grouped) == f"{title[:-1]}, grouped by ^(\\d+)_)"
 
     sync = Namespace(max_offset=0.5, times=8, seed=0)
     assert qualified_title("Synchronisation (test)", {}, sync) == "Synchronisation (test)"

@@ -230,6 +230,7 @@ def run(argv: list[str]) -> int:
         "protocol": protocol,
         "classifier": args.classifier,
         "source_norm": args.source_norm,
+        "group_regex": args.group_regex,  # None: each clip's own source (or recording)
         **ungrouped,
         "pool": args.pool,  # None for clip statistics
         "hop": args.hop,  # the same

@@ -2,7 +2,7 @@
 can be told apart from another's: the checkpoint's training step and weights digest, the data
 read, the time, and the table title's qualifiers (other data, test-time augmentation, adapted
 batch norms, bf16, and the subcommand's options that change its numbers when they differ from
-their defaults; the JSON result records every option).
+their defaults, but for float rounding: ``--device``, ``--batch-size``, ``--channels-last``).
 """
 
 from __future__ import annotations
@@ -107,10 +107,10 @@ def qualified_title(title: str, result: dict, args) -> str:
 def _option_qualifiers(args) -> list[str]:
     """What a subcommand's own options change in its numbers, when not at their defaults, for
     :func:`qualified_title`: ``avc``'s threshold (``--recalibrate``, ``--cohort``) and windows,
-    ``retrieval``'s gallery and CCA, ``classify``'s pooling and hop of network features and
-    ``--init-seed`` (its protocol and ``--folds`` are in its title already), ``sync``'s
-    ``--max-offset`` and ``--times``, a seed other than 0 (``classify``'s folds, ``sync``'s
-    shifts, ``localize``'s random baseline)."""
+    ``retrieval``'s gallery and CCA, ``classify``'s pooling and hop of network features,
+    ``--group-regex`` and ``--init-seed`` (its protocol and ``--folds`` are in its title
+    already), ``sync``'s ``--max-offset`` and ``--times``, a seed other than 0 (``classify``'s
+    folds, ``sync``'s shifts, ``localize``'s random baseline)."""
     from avssl.eval.cca import DEFAULT_COMPONENTS, DEFAULT_RIDGE
     from avssl.eval.clip_features import DEFAULT_HOP, DEFAULT_POOL
     from avssl.eval.sync_clip import DEFAULT_MAX_OFFSET, DEFAULT_TIMES
@@ -137,6 +137,8 @@ def _option_qualifiers(args) -> list[str]:
         extra.append(f"max offset {args.max_offset:g} s")
     if getattr(args, "times", DEFAULT_TIMES) != DEFAULT_TIMES:
         extra.append(f"{args.times} frame times")
+    if getattr(args, "group_regex", None):  # other groups: other folds (or inner CV)
+        extra.append(f"grouped by {args.group_regex}")
     if getattr(args, "seed", None):
         extra.append(f"seed {args.seed}")
     if getattr(args, "init_seed", None) not in (None, getattr(args, "seed", None)):
